@@ -1,0 +1,179 @@
+#include "component.h"
+#include "xalloc.h"
+#include <stdlib.h>
+#include <string.h>
+
+static void *build(sl_build_t *b, sl_kind_t kind, const sl_cnode_t *wrapper, const char *path,
+                   const sl_spec_t **spec_out, const char **label_out) {
+  const sl_cnode_t *body = NULL;
+  const char *name = sl_component_name(wrapper, &body);
+  const sl_spec_t *spec = name ? sl_registry_find(kind, name) : NULL;
+  if (!spec) {
+    sl_diag_add(b->diags, wrapper, path, "no %s component here", sl_kind_name(kind));
+    return NULL;
+  }
+  const sl_cnode_t *procs = sl_cnode_get(wrapper, "processors");
+  if (procs && procs->type == SL_CN_SEQ && procs->n && !b->top_level) {
+    sl_diag_add(b->diags, procs, path,
+                "processors are allowed on the stream's own input and output only; "
+                "move them to pipeline.processors or into a switch case");
+    return NULL;
+  }
+  const char *saved = b->path;
+  b->path = path;
+  void *inst = spec->create(b, body);
+  b->path = saved;
+  *spec_out = spec;
+  const sl_cnode_t *label = sl_cnode_get(wrapper, "label");
+  *label_out = label && label->str ? label->str : NULL;
+  return inst;
+}
+
+sl_input_t *sl_build_input(sl_build_t *b, const sl_cnode_t *wrapper, const char *path) {
+  const sl_spec_t *spec;
+  const char *label;
+  sl_input_t *in = build(b, SL_KIND_INPUT, wrapper, path, &spec, &label);
+  if (!in) return NULL;
+  in->spec = spec;
+  in->label = sl_xstrdup(label ? label : spec->name);
+  return in;
+}
+
+sl_output_t *sl_build_output(sl_build_t *b, const sl_cnode_t *wrapper, const char *path) {
+  const sl_spec_t *spec;
+  const char *label;
+  sl_output_t *o = build(b, SL_KIND_OUTPUT, wrapper, path, &spec, &label);
+  if (!o) return NULL;
+  o->spec = spec;
+  o->label = sl_xstrdup(label ? label : spec->name);
+  return o;
+}
+
+sl_processor_t *sl_build_processor(sl_build_t *b, const sl_cnode_t *wrapper, const char *path) {
+  const sl_spec_t *spec;
+  const char *label;
+  sl_processor_t *p = build(b, SL_KIND_PROCESSOR, wrapper, path, &spec, &label);
+  if (!p) return NULL;
+  p->spec = spec;
+  p->label = sl_xstrdup(label ? label : spec->name);
+  return p;
+}
+
+void sl_component_init_input(sl_input_t *in, const sl_input_vt *vt, const sl_spec_t *s, sl_build_t *b) {
+  memset(in, 0, sizeof(*in));
+  in->vt = vt;
+  in->spec = s;
+  in->worker = b->worker;
+}
+
+void sl_component_init_processor(sl_processor_t *p, const sl_processor_vt *vt, const sl_spec_t *s, sl_build_t *b) {
+  memset(p, 0, sizeof(*p));
+  p->vt = vt;
+  p->spec = s;
+  p->worker = b->worker;
+}
+
+void sl_component_init_output(sl_output_t *o, const sl_output_vt *vt, const sl_spec_t *s, sl_build_t *b) {
+  memset(o, 0, sizeof(*o));
+  o->vt = vt;
+  o->spec = s;
+  o->worker = b->worker;
+}
+
+void sl_input_destroy(sl_input_t *in) {
+  if (!in) return;
+  char *label = in->label;
+  in->vt->destroy(in);
+  free(label);
+}
+
+void sl_processor_destroy(sl_processor_t *p) {
+  if (!p) return;
+  char *label = p->label;
+  p->vt->destroy(p);
+  free(label);
+}
+
+void sl_output_destroy(sl_output_t *o) {
+  if (!o) return;
+  char *label = o->label;
+  o->vt->destroy(o);
+  free(label);
+}
+
+char *sl_build_path(const sl_build_t *b, const char *p) {
+  if (p[0] == '/' || !b->config_dir || !*b->config_dir) return sl_xstrdup(p);
+  return sl_xasprintf("%s/%s", b->config_dir, p);
+}
+
+/* ---- processor chains ---- */
+
+typedef struct link {
+  sl_sink_t sink;
+  sl_processor_t *p;
+} link_t;
+
+typedef struct chain_impl {
+  sl_chain_t pub;
+  link_t *links;
+} chain_impl_t;
+
+static void link_push(sl_sink_t *s, sl_batch_t *b) {
+  link_t *l = (link_t *)s;
+  if (b->n == 0) { sl_batch_free_shell(b); return; }
+  l->p->vt->process(l->p, b);
+}
+
+static void chain_push(sl_sink_t *s, sl_batch_t *b) {
+  sl_chain_t *c = (sl_chain_t *)s;
+  if (c->n) link_push(&((chain_impl_t *)c)->links[0].sink, b);
+  else c->out->push(c->out, b);
+}
+
+sl_chain_t *sl_chain_build(sl_build_t *b, const sl_cnode_t *seq, const char *path) {
+  chain_impl_t *c = sl_xcalloc(1, sizeof(*c));
+  c->pub.sink.push = chain_push;
+  unsigned n = seq && seq->type == SL_CN_SEQ ? seq->n : 0;
+  c->pub.procs = sl_xcalloc(n ? n : 1, sizeof(*c->pub.procs));
+  c->links = sl_xcalloc(n ? n : 1, sizeof(*c->links));
+  int failed = 0;
+  for (unsigned i = 0; i < n; i++) {
+    char *p = sl_xasprintf("%s.%u", path, i);
+    sl_processor_t *proc = sl_build_processor(b, seq->items[i], p);
+    free(p);
+    if (!proc) { failed = 1; continue; }
+    c->links[c->pub.n].sink.push = link_push;
+    c->links[c->pub.n].p = proc;
+    c->pub.procs[c->pub.n++] = proc;
+  }
+  if (failed) {
+    sl_chain_free(&c->pub);
+    return NULL;
+  }
+  return &c->pub;
+}
+
+void sl_chain_connect(sl_chain_t *pub, sl_sink_t *out, sl_stream_t *stream) {
+  chain_impl_t *c = (chain_impl_t *)pub;
+  pub->out = out;
+  for (unsigned i = 0; i < pub->n; i++) {
+    pub->procs[i]->stream = stream;
+    pub->procs[i]->next = i + 1 < pub->n ? &c->links[i + 1].sink : out;
+  }
+}
+
+void sl_chain_flush(sl_chain_t *c) {
+  for (unsigned i = 0; i < c->n; i++)
+    if (c->procs[i]->vt->flush) c->procs[i]->vt->flush(c->procs[i]);
+}
+
+void sl_chain_free(sl_chain_t *pub) {
+  if (!pub) return;
+  chain_impl_t *c = (chain_impl_t *)pub;
+  for (unsigned i = 0; i < pub->n; i++) {
+    sl_processor_destroy(pub->procs[i]);
+  }
+  free(pub->procs);
+  free(c->links);
+  free(c);
+}

@@ -1,0 +1,135 @@
+/* Runtime interfaces of inputs, processors and outputs, and the build context
+ * their constructors receive. All callbacks run on the owning worker's loop. */
+#ifndef SL_COMPONENT_H
+#define SL_COMPONENT_H
+#include "msg.h"
+#include "txn.h"
+#include "conf.h"
+#include "spec.h"
+#include "worker.h"
+
+typedef struct sl_stream sl_stream_t;
+
+/* Passed to constructors. Ownership: the stream/lint run owns it. */
+typedef struct sl_build {
+  sl_worker_t *worker;      /* NULL when only linting: do not start anything */
+  sl_diags_t *diags;
+  const char *stream_name;
+  const char *path;         /* config path of the component, e.g. streams.a.input */
+  const char *config_dir;   /* directory of the config file, for relative paths */
+  int lint_only;
+  int top_level;            /* set by the stream for its own input/output only */
+} sl_build_t;
+
+/* Builds a component (wrapper node {name: body, label: ...}) of a kind.
+ * Returns the instance or NULL with diags. */
+struct sl_input *sl_build_input(sl_build_t *b, const sl_cnode_t *wrapper, const char *path);
+struct sl_output *sl_build_output(sl_build_t *b, const sl_cnode_t *wrapper, const char *path);
+struct sl_processor *sl_build_processor(sl_build_t *b, const sl_cnode_t *wrapper, const char *path);
+
+/* ---- sinks: where processors and stages push batches ---- */
+typedef struct sl_sink sl_sink_t;
+struct sl_sink { void (*push)(sl_sink_t *s, sl_batch_t *b); };   /* push takes ownership of b */
+
+/* ---- inputs ---- */
+typedef struct sl_input sl_input_t;
+typedef struct sl_input_vt {
+  int  (*start)(sl_input_t *in);        /* begin producing; 0 or -1 (logged) */
+  void (*resume)(sl_input_t *in);       /* capacity is available again (optional) */
+  void (*stop)(sl_input_t *in);         /* stop producing; may still see acks after */
+  void (*destroy)(sl_input_t *in);      /* called once every txn has completed */
+} sl_input_vt;
+
+struct sl_input {
+  const sl_input_vt *vt;
+  const sl_spec_t *spec;
+  char *label;
+  sl_stream_t *stream;       /* set when attached */
+  sl_worker_t *worker;
+  int eof;                   /* set by sl_input_eof */
+};
+
+/* For inputs: may another batch be emitted now? When this returns 0 stop
+ * producing until vt->resume is called. */
+int sl_input_ready(sl_input_t *in);
+/* Emit a batch under one new transaction; ack_cb (may be NULL) runs when it
+ * completes. Takes ownership of b. */
+void sl_input_emit(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *arg);
+/* The input is finite and has produced everything. */
+void sl_input_eof(sl_input_t *in);
+/* The input lost its source or failed to start: logged, reported by readiness. */
+void sl_input_set_connected(sl_input_t *in, int connected, const char *why);
+
+/* ---- processors ---- */
+typedef struct sl_processor sl_processor_t;
+typedef struct sl_processor_vt {
+  /* Process an owned batch and push results (zero or more batches, now or
+   * later) to p->next. Messages removed must be freed (which acks them). */
+  void (*process)(sl_processor_t *p, sl_batch_t *b);
+  void (*flush)(sl_processor_t *p);     /* optional: push anything held (shutdown/EOF) */
+  void (*destroy)(sl_processor_t *p);
+} sl_processor_vt;
+
+struct sl_processor {
+  const sl_processor_vt *vt;
+  const sl_spec_t *spec;
+  char *label;
+  sl_sink_t *next;            /* set by the chain before the first process call */
+  sl_worker_t *worker;
+  sl_stream_t *stream;
+};
+
+static inline void sl_processor_emit(sl_processor_t *p, sl_batch_t *b) { p->next->push(p->next, b); }
+
+/* A processor list wired in order; push into chain.sink, results go to out. */
+typedef struct sl_chain {
+  sl_sink_t sink;             /* entry point */
+  sl_processor_t **procs;
+  unsigned n;
+  sl_sink_t *out;
+} sl_chain_t;
+
+/* Builds every processor in seq (a YAML list node); NULL seq means empty chain. */
+sl_chain_t *sl_chain_build(sl_build_t *b, const sl_cnode_t *seq, const char *path);
+void sl_chain_connect(sl_chain_t *c, sl_sink_t *out, sl_stream_t *stream);
+void sl_chain_flush(sl_chain_t *c);
+void sl_chain_free(sl_chain_t *c);
+
+/* ---- outputs ---- */
+typedef struct sl_output sl_output_t;
+/* status 0: every message in the batch was delivered; -1: none or some were not. */
+typedef void (*sl_write_cb)(sl_output_t *o, sl_batch_t *b, int status, const char *err, void *arg);
+typedef struct sl_output_vt {
+  int  (*start)(sl_output_t *o);        /* connect; 0 or -1 */
+  /* Deliver b. The output does not own b and must not change it; it calls cb
+   * exactly once, later or before returning. */
+  void (*write)(sl_output_t *o, sl_batch_t *b, sl_write_cb cb, void *arg);
+  /* Flush anything buffered and call done once writes in flight finished. */
+  void (*close)(sl_output_t *o, void (*done)(sl_output_t *o, void *arg), void *arg);
+  void (*destroy)(sl_output_t *o);
+} sl_output_vt;
+
+struct sl_output {
+  const sl_output_vt *vt;
+  const sl_spec_t *spec;
+  char *label;
+  sl_worker_t *worker;
+  sl_stream_t *stream;
+  int no_retry;               /* set by parents (fallback) that handle failure themselves */
+};
+
+/* Common init of the base struct from a spec; label may be NULL. */
+void sl_component_init_input(sl_input_t *in, const sl_input_vt *vt, const sl_spec_t *s, sl_build_t *b);
+void sl_component_init_processor(sl_processor_t *p, const sl_processor_vt *vt, const sl_spec_t *s, sl_build_t *b);
+void sl_component_init_output(sl_output_t *o, const sl_output_vt *vt, const sl_spec_t *s, sl_build_t *b);
+
+/* Destroy a built component (vt->destroy plus what sl_build_* allocated).
+ * Parents use these for their children. */
+void sl_input_destroy(sl_input_t *in);
+void sl_processor_destroy(sl_processor_t *p);
+void sl_output_destroy(sl_output_t *o);
+
+/* Resolve a path relative to the config file's directory (caller frees). */
+char *sl_build_path(const sl_build_t *b, const char *p);
+
+#endif

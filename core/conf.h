@@ -1,0 +1,64 @@
+/* Config trees parsed from YAML, with positions, and the diagnostics list.
+ * Ownership: sl_conf_load returns a tree owned by the caller (sl_cnode_free);
+ * every string inside belongs to the tree. Diagnostics own their strings. */
+#ifndef SL_CONF_H
+#define SL_CONF_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { SL_CN_NULL, SL_CN_SCALAR, SL_CN_MAP, SL_CN_SEQ } sl_cntype_t;
+
+typedef struct sl_cnode sl_cnode_t;
+struct sl_cnode {
+  sl_cntype_t type;
+  char *str;                 /* scalar text (NUL-terminated), NULL otherwise */
+  size_t len;
+  int quoted;                /* scalar was quoted: never a number/bool/null */
+  const char *file;          /* shared, owned by the root */
+  int line, col;             /* 1-based */
+  uint32_t n, cap;
+  char **keys;               /* SL_CN_MAP: keys[i] names items[i] */
+  sl_cnode_t **items;
+  int synthetic;             /* inserted by validation (a default) */
+};
+
+typedef struct sl_diag { char *file; int line, col; char *key; char *msg; } sl_diag_t;
+typedef struct sl_diags { sl_diag_t *v; uint32_t n, cap; } sl_diags_t;
+
+void sl_diag_add(sl_diags_t *d, const sl_cnode_t *at, const char *key, const char *fmt, ...)
+  __attribute__((format(printf, 4, 5)));
+void sl_diag_print(const sl_diags_t *d, void *stream /* FILE* */);
+void sl_diags_free(sl_diags_t *d);
+
+/* Parse YAML text (file is used for positions). On errors returns NULL or a
+ * partial tree and appends to diags. ${ENV} / ${ENV:default} are substituted in
+ * scalars; ${! ...} and ${ctx...} are left for later stages. */
+sl_cnode_t *sl_conf_parse(const char *text, size_t len, const char *file, sl_diags_t *diags);
+sl_cnode_t *sl_conf_load(const char *path, sl_diags_t *diags);
+void sl_cnode_free(sl_cnode_t *n);
+sl_cnode_t *sl_cnode_new(sl_cntype_t t, const sl_cnode_t *pos);   /* copies file/line/col of pos */
+sl_cnode_t *sl_cnode_scalar(const char *s, const sl_cnode_t *pos);
+sl_cnode_t *sl_cnode_dup(const sl_cnode_t *n);
+void sl_cnode_map_set(sl_cnode_t *map, const char *key, sl_cnode_t *val);  /* takes val */
+void sl_cnode_seq_push(sl_cnode_t *seq, sl_cnode_t *val);                   /* takes val */
+sl_cnode_t *sl_cnode_get(const sl_cnode_t *map, const char *key);           /* NULL if absent */
+/* Apply --set a.b.c=value (value parsed as YAML). Returns 0 or -1 with a diag. */
+int sl_cnode_set_path(sl_cnode_t *root, const char *assignment, sl_diags_t *diags);
+
+/* Typed readers for validated trees: the spec has already checked types and
+ * inserted defaults, so these only convert. Missing keys give the fallback. */
+const char *sl_conf_str(const sl_cnode_t *obj, const char *key, const char *fallback);
+int64_t sl_conf_int(const sl_cnode_t *obj, const char *key, int64_t fallback);
+double sl_conf_float(const sl_cnode_t *obj, const char *key, double fallback);
+int sl_conf_bool(const sl_cnode_t *obj, const char *key, int fallback);
+int64_t sl_conf_duration_ms(const sl_cnode_t *obj, const char *key, int64_t fallback);
+int64_t sl_conf_size(const sl_cnode_t *obj, const char *key, int64_t fallback);
+
+/* Parsers shared by validation and readers. Return 0 on success. */
+int sl_parse_duration_ms(const char *s, int64_t *out);    /* "5s", "100ms", "1m30s", "2h", "0" */
+int sl_parse_size(const char *s, int64_t *out);           /* "64MiB", "1KB", "512" */
+int sl_parse_bool(const char *s, int *out);
+int sl_parse_int(const char *s, int64_t *out);
+int sl_parse_float(const char *s, double *out);
+
+#endif

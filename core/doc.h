@@ -1,0 +1,12 @@
+/* Reference documentation generated from component specs (sluice doc/list).
+ * Writes to the given FILE*; nothing is allocated for the caller. */
+#ifndef SL_DOC_H
+#define SL_DOC_H
+#include <stdio.h>
+#include "spec.h"
+
+void sl_doc_component(FILE *f, const sl_spec_t *s);        /* Markdown page */
+void sl_doc_list(FILE *f, int json);                        /* every component by kind */
+int sl_doc_write_all(const char *dir);                      /* docs/components tree; 0 ok */
+
+#endif

@@ -1,0 +1,29 @@
+/* The engine: loads configs, builds streams on workers, runs until every
+ * finite stream is done or a signal asks for shutdown within shutdown_timeout. */
+#ifndef SL_ENGINE_H
+#define SL_ENGINE_H
+#include "conf.h"
+#include "worker.h"
+
+typedef struct sl_engine sl_engine_t;
+
+typedef struct sl_engine_opts {
+  const char *const *files; int nfiles;
+  const char *const *sets; int nsets;    /* --set path=value */
+  int lint_only;
+} sl_engine_opts_t;
+
+/* Parse, validate and build everything; prints every diag. NULL on error. */
+sl_engine_t *sl_engine_load(const sl_engine_opts_t *o, sl_diags_t *diags);
+int sl_engine_run(sl_engine_t *e);      /* returns the process exit code */
+void sl_engine_free(sl_engine_t *e);
+sl_worker_t *sl_engine_worker(sl_engine_t *e, int i);
+
+/* The merged, validated config root (streams normalised under `streams:`). */
+const sl_cnode_t *sl_engine_config(const sl_engine_t *e);
+
+/* Top-level config validation shared by run, lint and test. Normalises a
+ * single-stream file into streams: {main: ...}. Returns the number of errors. */
+int sl_config_validate(sl_cnode_t *root, sl_diags_t *d);
+
+#endif

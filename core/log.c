@@ -1,0 +1,93 @@
+#include "log.h"
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+/* Process-wide on purpose: one stderr, one level for all workers. */
+static sl_log_level_t g_level = SL_LOG_INFO;
+static int g_json;
+
+static const char *const names[] = {"trace", "debug", "info", "warn", "error", "off"};
+
+void sl_log_set_level(sl_log_level_t l) { g_level = l; }
+void sl_log_set_json(int json) { g_json = json; }
+int sl_log_enabled(sl_log_level_t l) { return l >= g_level && g_level != SL_LOG_OFF; }
+
+int sl_log_parse_level(const char *s, sl_log_level_t *out) {
+  for (int i = 0; i <= SL_LOG_OFF; i++)
+    if (strcasecmp(s, names[i]) == 0) { *out = (sl_log_level_t)i; return 0; }
+  if (strcasecmp(s, "warning") == 0) { *out = SL_LOG_WARN; return 0; }
+  return -1;
+}
+
+/* logfmt quotes values with spaces, quotes or '='; JSON escapes control bytes. */
+static void put_value(FILE *f, const char *v) {
+  if (g_json) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+      if (*p == '"' || *p == '\\') { fputc('\\', f); fputc(*p, f); }
+      else if (*p == '\n') fputs("\\n", f);
+      else if (*p == '\t') fputs("\\t", f);
+      else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+      else fputc(*p, f);
+    }
+    fputc('"', f);
+    return;
+  }
+  int quote = *v == 0 || strpbrk(v, " =\"\n\t") != NULL;
+  if (!quote) { fputs(v, f); return; }
+  fputc('"', f);
+  for (const char *p = v; *p; p++) {
+    if (*p == '"' || *p == '\\') { fputc('\\', f); fputc(*p, f); }
+    else if (*p == '\n') fputs("\\n", f);
+    else fputc(*p, f);
+  }
+  fputc('"', f);
+}
+
+static void put_field(FILE *f, int *first, const char *k, const char *v) {
+  if (g_json) {
+    fprintf(f, "%s\"%s\":", *first ? "" : ",", k);
+  } else {
+    fprintf(f, "%s%s=", *first ? "" : " ", k);
+  }
+  *first = 0;
+  put_value(f, v);
+}
+
+void sl_log_fields(sl_log_level_t l, const char *stream, const char *component, const char *msg,
+                   const char *const *kv) {
+  if (!sl_log_enabled(l)) return;
+  char ts[40];
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  struct tm tm;
+  gmtime_r(&now.tv_sec, &tm);
+  size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", now.tv_nsec / 1000000);
+  FILE *f = stderr;
+  flockfile(f);
+  int first = 1;
+  if (g_json) fputc('{', f);
+  put_field(f, &first, "time", ts);
+  put_field(f, &first, "level", names[l]);
+  if (stream) put_field(f, &first, "stream", stream);
+  if (component) put_field(f, &first, "component", component);
+  put_field(f, &first, "msg", msg);
+  for (const char *const *p = kv; p && p[0] && p[1]; p += 2) put_field(f, &first, p[0], p[1]);
+  if (g_json) fputc('}', f);
+  fputc('\n', f);
+  funlockfile(f);
+}
+
+void sl_logf(sl_log_level_t l, const char *stream, const char *component, const char *fmt, ...) {
+  if (!sl_log_enabled(l)) return;
+  char buf[4096];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof(buf), fmt, ap);
+  va_end(ap);
+  sl_log_fields(l, stream, component, buf, NULL);
+}

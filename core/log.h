@@ -1,0 +1,23 @@
+/* Structured logging to stderr (stdout belongs to the stdout output).
+ * Format logfmt or json; fields stream= and component= come from the caller. */
+#ifndef SL_LOG_H
+#define SL_LOG_H
+
+typedef enum { SL_LOG_TRACE, SL_LOG_DEBUG, SL_LOG_INFO, SL_LOG_WARN, SL_LOG_ERROR, SL_LOG_OFF } sl_log_level_t;
+
+void sl_log_set_level(sl_log_level_t l);
+int sl_log_parse_level(const char *s, sl_log_level_t *out);   /* 0 ok */
+void sl_log_set_json(int json);
+int sl_log_enabled(sl_log_level_t l);
+/* stream and component may be NULL. extra: NULL-terminated key, value pairs. */
+void sl_logf(sl_log_level_t l, const char *stream, const char *component, const char *fmt, ...)
+  __attribute__((format(printf, 4, 5)));
+void sl_log_fields(sl_log_level_t l, const char *stream, const char *component, const char *msg,
+                   const char *const *kv /* key, value, ..., NULL */);
+
+#define sl_error(...) sl_logf(SL_LOG_ERROR, NULL, NULL, __VA_ARGS__)
+#define sl_warn(...)  sl_logf(SL_LOG_WARN, NULL, NULL, __VA_ARGS__)
+#define sl_info(...)  sl_logf(SL_LOG_INFO, NULL, NULL, __VA_ARGS__)
+#define sl_debug(...) sl_logf(SL_LOG_DEBUG, NULL, NULL, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,217 @@
+#include "msg.h"
+#include "txn.h"
+#include "xalloc.h"
+#include <stdlib.h>
+#include <string.h>
+
+sl_bytes_t *sl_bytes_new(const void *data, size_t len) {
+  sl_bytes_t *b = sl_xmalloc(sizeof(*b) + len + 1);
+  b->refs = 1;
+  b->len = len;
+  if (len) memcpy(b->data, data, len);
+  b->data[len] = 0;
+  return b;
+}
+
+sl_bytes_t *sl_bytes_ref(sl_bytes_t *b) { b->refs++; return b; }
+
+void sl_bytes_unref(sl_bytes_t *b) {
+  if (b && --b->refs == 0) free(b);
+}
+
+/* ---- key/value lists ---- */
+
+const sl_kv_t *sl_kv_find(const sl_kvlist_t *l, const char *key) {
+  for (uint32_t i = 0; i < l->n; i++)
+    if (strcmp(l->v[i].key, key) == 0) return &l->v[i];
+  return NULL;
+}
+
+const char *sl_kv_get(const sl_kvlist_t *l, const char *key) {
+  const sl_kv_t *kv = sl_kv_find(l, key);
+  return kv ? kv->val : NULL;
+}
+
+static char *dup_val(const char *val, size_t vlen) {
+  char *v = sl_xmalloc(vlen + 1);
+  memcpy(v, val, vlen);
+  v[vlen] = 0;
+  return v;
+}
+
+void sl_kv_add(sl_kvlist_t *l, const char *key, const char *val, size_t vlen) {
+  if (l->n == l->cap) {
+    l->cap = l->cap ? l->cap * 2 : 4;
+    l->v = sl_xrealloc(l->v, l->cap * sizeof(*l->v));
+  }
+  l->v[l->n].key = sl_xstrdup(key);
+  l->v[l->n].val = dup_val(val, vlen);
+  l->v[l->n].vlen = vlen;
+  l->n++;
+}
+
+void sl_kv_set(sl_kvlist_t *l, const char *key, const char *val, size_t vlen) {
+  for (uint32_t i = 0; i < l->n; i++) {
+    if (strcmp(l->v[i].key, key) == 0) {
+      free(l->v[i].val);
+      l->v[i].val = dup_val(val, vlen);
+      l->v[i].vlen = vlen;
+      return;
+    }
+  }
+  sl_kv_add(l, key, val, vlen);
+}
+
+int sl_kv_del(sl_kvlist_t *l, const char *key) {
+  int removed = 0;
+  uint32_t j = 0;
+  for (uint32_t i = 0; i < l->n; i++) {
+    if (strcmp(l->v[i].key, key) == 0) {
+      free(l->v[i].key);
+      free(l->v[i].val);
+      removed = 1;
+    } else {
+      l->v[j++] = l->v[i];
+    }
+  }
+  l->n = j;
+  return removed;
+}
+
+void sl_kv_copy(sl_kvlist_t *dst, const sl_kvlist_t *src) {
+  for (uint32_t i = 0; i < src->n; i++) sl_kv_add(dst, src->v[i].key, src->v[i].val, src->v[i].vlen);
+}
+
+void sl_kv_clear(sl_kvlist_t *l) {
+  for (uint32_t i = 0; i < l->n; i++) {
+    free(l->v[i].key);
+    free(l->v[i].val);
+  }
+  free(l->v);
+  memset(l, 0, sizeof(*l));
+}
+
+/* ---- request context ---- */
+
+sl_ctx_t *sl_ctx_new(void) {
+  sl_ctx_t *c = sl_xcalloc(1, sizeof(*c));
+  c->refs = 1;
+  return c;
+}
+
+sl_ctx_t *sl_ctx_ref(sl_ctx_t *c) { if (c) c->refs++; return c; }
+
+void sl_ctx_unref(sl_ctx_t *c) {
+  if (!c || --c->refs > 0) return;
+  free(c->method); free(c->path); free(c->remote_addr); free(c->request_id); free(c->user);
+  sl_kv_clear(&c->query); sl_kv_clear(&c->headers); sl_kv_clear(&c->params);
+  sl_kv_clear(&c->cookies); sl_kv_clear(&c->jwt);
+  free(c);
+}
+
+/* ---- messages ---- */
+
+sl_msg_t *sl_msg_new_bytes(sl_bytes_t *b) {
+  sl_msg_t *m = sl_xcalloc(1, sizeof(*m));
+  m->content = b;
+  return m;
+}
+
+sl_msg_t *sl_msg_new(const void *data, size_t len) {
+  return sl_msg_new_bytes(sl_bytes_new(data, len));
+}
+
+sl_msg_t *sl_msg_clone(const sl_msg_t *src) {
+  sl_msg_t *m = sl_msg_new_bytes(sl_bytes_ref(src->content));
+  sl_kv_copy(&m->meta, &src->meta);
+  m->ctx = sl_ctx_ref(src->ctx);
+  m->txn = src->txn ? sl_txn_ref(src->txn) : NULL;
+  m->error = src->error ? sl_xstrdup(src->error) : NULL;
+  m->seq = src->seq;
+  return m;
+}
+
+void sl_msg_free(sl_msg_t *m) {
+  if (!m) return;
+  sl_bytes_unref(m->content);
+  sl_kv_clear(&m->meta);
+  sl_ctx_unref(m->ctx);
+  if (m->txn) sl_txn_unref(m->txn);
+  free(m->error);
+  free(m);
+}
+
+void sl_msg_set_content(sl_msg_t *m, const void *data, size_t len) {
+  sl_msg_set_bytes(m, sl_bytes_new(data, len));
+}
+
+void sl_msg_set_bytes(sl_msg_t *m, sl_bytes_t *b) {
+  sl_bytes_unref(m->content);
+  m->content = b;
+}
+
+void sl_msg_set_error(sl_msg_t *m, const char *err) {
+  free(m->error);
+  m->error = err ? sl_xstrdup(err) : NULL;
+}
+
+void sl_msg_set_txn(sl_msg_t *m, sl_txn_t *t) {
+  if (t) sl_txn_ref(t);
+  if (m->txn) sl_txn_unref(m->txn);
+  m->txn = t;
+}
+
+void sl_msg_set_ctx(sl_msg_t *m, sl_ctx_t *c) {
+  sl_ctx_ref(c);
+  sl_ctx_unref(m->ctx);
+  m->ctx = c;
+}
+
+/* ---- batches ---- */
+
+sl_batch_t *sl_batch_new(uint32_t cap_hint) {
+  sl_batch_t *b = sl_xcalloc(1, sizeof(*b));
+  if (cap_hint) {
+    b->cap = cap_hint;
+    b->msgs = sl_xmalloc(cap_hint * sizeof(*b->msgs));
+  }
+  return b;
+}
+
+void sl_batch_push(sl_batch_t *b, sl_msg_t *m) {
+  if (b->n == b->cap) {
+    b->cap = b->cap ? b->cap * 2 : 8;
+    b->msgs = sl_xrealloc(b->msgs, b->cap * sizeof(*b->msgs));
+  }
+  b->msgs[b->n++] = m;
+}
+
+void sl_batch_free_shell(sl_batch_t *b) {
+  if (!b) return;
+  free(b->msgs);
+  free(b);
+}
+
+void sl_batch_free(sl_batch_t *b) {
+  if (!b) return;
+  for (uint32_t i = 0; i < b->n; i++) sl_msg_free(b->msgs[i]);
+  sl_batch_free_shell(b);
+}
+
+sl_batch_t *sl_batch_clone(const sl_batch_t *b) {
+  sl_batch_t *c = sl_batch_new(b->n);
+  for (uint32_t i = 0; i < b->n; i++) sl_batch_push(c, sl_msg_clone(b->msgs[i]));
+  return c;
+}
+
+void sl_batch_fail(sl_batch_t *b, const char *err) {
+  for (uint32_t i = 0; i < b->n; i++)
+    if (b->msgs[i]->txn) sl_txn_fail(b->msgs[i]->txn, err);
+  sl_batch_free(b);
+}
+
+size_t sl_batch_bytes(const sl_batch_t *b) {
+  size_t n = 0;
+  for (uint32_t i = 0; i < b->n; i++) n += b->msgs[i]->content->len;
+  return n;
+}

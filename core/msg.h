@@ -1,0 +1,80 @@
+/* Messages, batches and request contexts.
+ * Ownership: a message is owned by whoever holds its pointer (one owner);
+ * sl_msg_free releases its bytes, metadata, context and transaction refs.
+ * Bytes are refcounted and immutable, so sl_msg_clone is cheap. */
+#ifndef SL_MSG_H
+#define SL_MSG_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sl_txn sl_txn_t;
+
+/* Immutable refcounted byte buffer. */
+typedef struct sl_bytes {
+  int refs;
+  size_t len;
+  char data[];               /* NUL-terminated for convenience, len excludes it */
+} sl_bytes_t;
+
+sl_bytes_t *sl_bytes_new(const void *data, size_t len);    /* refs = 1 */
+sl_bytes_t *sl_bytes_ref(sl_bytes_t *b);
+void sl_bytes_unref(sl_bytes_t *b);
+
+/* Ordered string list of key/value pairs; keys may repeat (headers). */
+typedef struct sl_kv { char *key; char *val; size_t vlen; } sl_kv_t;
+typedef struct sl_kvlist { sl_kv_t *v; uint32_t n, cap; } sl_kvlist_t;
+
+const char *sl_kv_get(const sl_kvlist_t *l, const char *key);          /* first match or NULL */
+const sl_kv_t *sl_kv_find(const sl_kvlist_t *l, const char *key);
+void sl_kv_set(sl_kvlist_t *l, const char *key, const char *val, size_t vlen); /* replace or append; copies */
+void sl_kv_add(sl_kvlist_t *l, const char *key, const char *val, size_t vlen); /* append; copies */
+int  sl_kv_del(sl_kvlist_t *l, const char *key);                      /* 1 if removed */
+void sl_kv_copy(sl_kvlist_t *dst, const sl_kvlist_t *src);
+void sl_kv_clear(sl_kvlist_t *l);
+
+/* Request context: who produced (or consumes) a message. Refcounted and
+ * read-only once shared; inputs without a request leave msg->ctx NULL. */
+typedef struct sl_ctx {
+  int refs;
+  char *method, *path, *remote_addr, *request_id, *user;
+  sl_kvlist_t query, headers, params, cookies, jwt; /* jwt: claim -> JSON-encoded value */
+} sl_ctx_t;
+
+sl_ctx_t *sl_ctx_new(void);                  /* refs = 1, all fields empty */
+sl_ctx_t *sl_ctx_ref(sl_ctx_t *c);
+void sl_ctx_unref(sl_ctx_t *c);
+
+typedef struct sl_msg {
+  sl_bytes_t *content;       /* never NULL */
+  sl_kvlist_t meta;
+  sl_ctx_t *ctx;             /* ref, may be NULL */
+  sl_txn_t *txn;             /* ref, may be NULL */
+  char *error;               /* non-NULL: the message is flagged as failed */
+  uint64_t seq;              /* input sequence number, for ids and ordering */
+} sl_msg_t;
+
+sl_msg_t *sl_msg_new(const void *data, size_t len);
+sl_msg_t *sl_msg_new_bytes(sl_bytes_t *b);   /* takes the caller's ref */
+sl_msg_t *sl_msg_clone(const sl_msg_t *m);   /* shares bytes, copies meta, refs ctx and txn */
+void sl_msg_free(sl_msg_t *m);               /* releases the txn ref: counts as delivered/dropped */
+void sl_msg_set_content(sl_msg_t *m, const void *data, size_t len);
+void sl_msg_set_bytes(sl_msg_t *m, sl_bytes_t *b);   /* takes the caller's ref */
+void sl_msg_set_error(sl_msg_t *m, const char *err); /* NULL clears the flag */
+void sl_msg_set_txn(sl_msg_t *m, sl_txn_t *t);       /* refs t, drops the old one */
+void sl_msg_set_ctx(sl_msg_t *m, sl_ctx_t *c);       /* refs c, drops the old one */
+
+/* A batch is an owned vector of owned messages. */
+typedef struct sl_batch {
+  sl_msg_t **msgs;
+  uint32_t n, cap;
+} sl_batch_t;
+
+sl_batch_t *sl_batch_new(uint32_t cap_hint);
+void sl_batch_push(sl_batch_t *b, sl_msg_t *m);       /* takes ownership of m */
+void sl_batch_free(sl_batch_t *b);                    /* frees every message */
+void sl_batch_free_shell(sl_batch_t *b);              /* frees the vector only */
+sl_batch_t *sl_batch_clone(const sl_batch_t *b);
+void sl_batch_fail(sl_batch_t *b, const char *err);   /* fails every txn, then frees all */
+size_t sl_batch_bytes(const sl_batch_t *b);
+
+#endif

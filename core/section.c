@@ -1,0 +1,17 @@
+#include "section.h"
+
+enum { MAX_SECTIONS = 32 };
+/* Filled by constructors before main; read-only afterwards. */
+static const sl_section_t *g_sections[MAX_SECTIONS];
+static unsigned g_n;
+
+void sl_section_register(const sl_section_t *s) {
+  if (g_n < MAX_SECTIONS) g_sections[g_n++] = s;
+}
+
+int sl_sections_apply(sl_worker_t *w, const sl_cnode_t *root, sl_diags_t *d) {
+  int rc = 0;
+  for (unsigned i = 0; i < g_n; i++)
+    if (g_sections[i]->apply(w, sl_cnode_get(root, g_sections[i]->name), d) != 0) rc = -1;
+  return rc;
+}

@@ -1,0 +1,21 @@
+/* Top-level config sections owned by subsystems outside core (lua:, later
+ * http:, store:, metrics:). The engine applies each present section to every
+ * worker before streams are built. Sections are static data of their owner. */
+#ifndef SL_SECTION_H
+#define SL_SECTION_H
+#include "conf.h"
+#include "worker.h"
+
+typedef struct sl_section {
+  const char *name;
+  /* node may be NULL when the section is absent (apply defaults). */
+  int (*apply)(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d);
+} sl_section_t;
+
+void sl_section_register(const sl_section_t *s);
+int sl_sections_apply(sl_worker_t *w, const sl_cnode_t *root, sl_diags_t *d);
+
+#define SL_REGISTER_SECTION(var) \
+  static void __attribute__((constructor)) sl_register_section_##var(void) { sl_section_register(&var); }
+
+#endif

@@ -1,0 +1,331 @@
+#include "stream.h"
+#include "log.h"
+#include "xalloc.h"
+#include <stdlib.h>
+#include <string.h>
+
+/* What the stream remembers about each emitted batch until its txn completes. */
+typedef struct emit_ctx {
+  sl_stream_t *s;
+  sl_txn_cb user_cb;
+  void *user_arg;
+  sl_batch_t *copy;          /* kept to re-emit on nack when the input cannot */
+  int64_t attempt;
+  uv_timer_t timer;
+} emit_ctx_t;
+
+typedef struct stream_impl {
+  sl_stream_t pub;
+  uv_idle_t kick;            /* deferred work: resume input, drain checks */
+  int kick_active;
+  int input_blocked;
+  int flushed, closing, started;
+  int64_t retry_timers;      /* re-emits waiting on their backoff */
+} stream_impl_t;
+
+static void kick(sl_stream_t *s);
+
+/* ---- inputs ---- */
+
+int sl_input_ready(sl_input_t *in) {
+  sl_stream_t *s = in->stream;
+  if (!s || s->stopping) return 0;
+  if (s->in_flight < s->max_in_flight) return 1;
+  ((stream_impl_t *)s)->input_blocked = 1;
+  return 0;
+}
+
+static int64_t backoff_ms(const sl_retry_policy_t *p, int64_t attempt) {
+  int64_t d = p->initial_ms > 0 ? p->initial_ms : 1;
+  for (int64_t i = 1; i < attempt && d < p->max_ms; i++) d *= 2;
+  return d < p->max_ms ? d : p->max_ms;
+}
+
+static void push_under_txn(emit_ctx_t *ec, sl_batch_t *b);
+
+static void emit_ctx_free(emit_ctx_t *ec) {
+  sl_batch_free(ec->copy);
+  free(ec);
+}
+
+static void reemit_timer_closed(uv_handle_t *h) {
+  emit_ctx_t *ec = h->data;
+  stream_impl_t *si = (stream_impl_t *)ec->s;
+  si->retry_timers--;
+  if (ec->copy) {
+    sl_batch_t *again = sl_batch_clone(ec->copy);
+    si->flushed = 0;   /* the re-emitted batch may be held by processors again */
+    push_under_txn(ec, again);
+  } else {
+    emit_ctx_free(ec);
+  }
+  kick(&si->pub);
+}
+
+static void reemit_timer_fired(uv_timer_t *t) {
+  uv_close((uv_handle_t *)t, reemit_timer_closed);
+}
+
+static void on_txn_done(sl_txn_t *t, int status, const char *err, void *arg) {
+  emit_ctx_t *ec = arg;
+  sl_stream_t *s = ec->s;
+  stream_impl_t *si = (stream_impl_t *)s;
+  if (status != 0 && ec->copy && !s->stopping &&
+      (s->retry.max_retries == 0 || ec->attempt < s->retry.max_retries)) {
+    ec->attempt++;
+    int64_t d = backoff_ms(&s->retry, ec->attempt);
+    sl_logf(SL_LOG_WARN, s->name, s->input ? s->input->label : NULL,
+            "delivery failed, re-sending in %lld ms: %s", (long long)d, err ? err : "");
+    si->retry_timers++;
+    uv_timer_init(s->worker->loop, &ec->timer);
+    ec->timer.data = ec;
+    uv_timer_start(&ec->timer, reemit_timer_fired, (uint64_t)d, 0);
+    return;
+  }
+  if (status != 0 && ec->copy)
+    sl_logf(SL_LOG_ERROR, s->name, s->input ? s->input->label : NULL,
+            "%u message(s) could not be delivered: %s", ec->copy->n, err ? err : "");
+  s->in_flight--;
+  if (ec->user_cb) ec->user_cb(t, status, err, ec->user_arg);
+  emit_ctx_free(ec);
+  kick(s);
+}
+
+static void push_under_txn(emit_ctx_t *ec, sl_batch_t *b) {
+  sl_txn_t *t = sl_txn_new(on_txn_done, ec);
+  for (uint32_t i = 0; i < b->n; i++) sl_msg_set_txn(b->msgs[i], t);
+  sl_chain_t *c = ec->s->chain;
+  if (b->n) c->sink.push(&c->sink, b);
+  else sl_batch_free_shell(b);
+  sl_txn_unref(t);
+}
+
+void sl_input_emit(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *arg) {
+  sl_stream_t *s = in->stream;
+  emit_ctx_t *ec = sl_xcalloc(1, sizeof(*ec));
+  ec->s = s;
+  ec->user_cb = ack_cb;
+  ec->user_arg = arg;
+  if (!ack_cb) ec->copy = sl_batch_clone(b);
+  s->in_flight++;
+  push_under_txn(ec, b);
+}
+
+void sl_input_eof(sl_input_t *in) {
+  in->eof = 1;
+  if (in->stream) {
+    in->stream->input_done = 1;
+    kick(in->stream);
+  }
+}
+
+void sl_input_set_connected(sl_input_t *in, int connected, const char *why) {
+  sl_stream_t *s = in->stream;
+  if (!s) return;
+  free(s->not_ready);
+  s->not_ready = connected ? NULL : sl_xstrdup(why ? why : "input not connected");
+}
+
+/* ---- outputs with retries ---- */
+
+typedef struct retry_req {
+  sl_output_t *o;
+  sl_retry_policy_t p;
+  sl_batch_t *b;
+  sl_write_cb cb;
+  void *arg;
+  int64_t attempt;
+  uv_timer_t timer;
+} retry_req_t;
+
+static void retry_write(retry_req_t *r);
+
+static void retry_closed(uv_handle_t *h) { retry_write(h->data); }
+static void retry_fired(uv_timer_t *t) { uv_close((uv_handle_t *)t, retry_closed); }
+
+static void retry_done(sl_output_t *o, sl_batch_t *b, int status, const char *err, void *arg) {
+  retry_req_t *r = arg;
+  if (status == 0 || (r->p.max_retries && r->attempt >= r->p.max_retries)) {
+    sl_write_cb cb = r->cb;
+    void *cb_arg = r->arg;
+    free(r);
+    cb(o, b, status, err, cb_arg);
+    return;
+  }
+  r->attempt++;
+  int64_t d = backoff_ms(&r->p, r->attempt);
+  sl_logf(SL_LOG_WARN, o->stream ? o->stream->name : NULL, o->label,
+          "write failed (attempt %lld), retrying in %lld ms: %s", (long long)r->attempt, (long long)d,
+          err ? err : "");
+  uv_timer_init(o->worker->loop, &r->timer);
+  r->timer.data = r;
+  uv_timer_start(&r->timer, retry_fired, (uint64_t)d, 0);
+}
+
+static void retry_write(retry_req_t *r) { r->o->vt->write(r->o, r->b, retry_done, r); }
+
+void sl_output_write_retry(sl_output_t *o, const sl_retry_policy_t *p, sl_batch_t *b,
+                           sl_write_cb cb, void *arg) {
+  if (o->no_retry || !p) {
+    o->vt->write(o, b, cb, arg);
+    return;
+  }
+  retry_req_t *r = sl_xcalloc(1, sizeof(*r));
+  r->o = o;
+  r->p = *p;
+  r->b = b;
+  r->cb = cb;
+  r->arg = arg;
+  retry_write(r);
+}
+
+static void on_written(sl_output_t *o, sl_batch_t *b, int status, const char *err, void *arg) {
+  (void)o;
+  sl_stream_t *s = arg;
+  s->pending_writes--;
+  if (status == 0) sl_batch_free(b);
+  else sl_batch_fail(b, err);
+  kick(s);
+}
+
+static void out_push(sl_sink_t *sink, sl_batch_t *b) {
+  sl_stream_t *s = (sl_stream_t *)((char *)sink - offsetof(sl_stream_t, out_sink));
+  s->pending_writes++;
+  sl_output_write_retry(s->output, &s->retry, b, on_written, s);
+}
+
+/* ---- lifecycle ---- */
+
+static void on_output_closed(sl_output_t *o, void *arg) {
+  (void)o;
+  sl_stream_t *s = arg;
+  s->stopped = 1;
+  sl_logf(SL_LOG_DEBUG, s->name, NULL, "stream stopped");
+  if (s->on_done) s->on_done(s, s->on_done_arg);
+}
+
+static void on_kick(uv_idle_t *h) {
+  stream_impl_t *si = h->data;
+  sl_stream_t *s = &si->pub;
+  uv_idle_stop(h);
+  si->kick_active = 0;
+  if (si->input_blocked && !s->stopping && s->in_flight < s->max_in_flight) {
+    si->input_blocked = 0;
+    if (s->input->vt->resume) s->input->vt->resume(s->input);
+  }
+  if (!(s->input_done || s->stopping) || si->closing) return;
+  if (!si->flushed) {
+    si->flushed = 1;
+    sl_chain_flush(s->chain);
+  }
+  if (s->in_flight == 0 && s->pending_writes == 0 && si->retry_timers == 0) {
+    si->closing = 1;
+    s->output->vt->close(s->output, on_output_closed, s);
+  }
+}
+
+static void kick(sl_stream_t *s) {
+  stream_impl_t *si = (stream_impl_t *)s;
+  if (si->kick_active || !si->started) return;
+  si->kick_active = 1;
+  uv_idle_start(&si->kick, on_kick);
+}
+
+/* Input and output may carry their own processors (Benthos shape): they run
+ * before and after the pipeline's. */
+static sl_cnode_t *all_processors(const sl_cnode_t *node) {
+  const sl_cnode_t *parts[3];
+  const sl_cnode_t *input = sl_cnode_get(node, "input");
+  const sl_cnode_t *pipeline = sl_cnode_get(node, "pipeline");
+  const sl_cnode_t *output = sl_cnode_get(node, "output");
+  parts[0] = input ? sl_cnode_get(input, "processors") : NULL;
+  parts[1] = pipeline ? sl_cnode_get(pipeline, "processors") : NULL;
+  parts[2] = output ? sl_cnode_get(output, "processors") : NULL;
+  sl_cnode_t *seq = sl_cnode_new(SL_CN_SEQ, node);
+  for (int i = 0; i < 3; i++)
+    if (parts[i] && parts[i]->type == SL_CN_SEQ)
+      for (uint32_t j = 0; j < parts[i]->n; j++) sl_cnode_seq_push(seq, sl_cnode_dup(parts[i]->items[j]));
+  return seq;
+}
+
+sl_stream_t *sl_stream_build(sl_build_t *b, const sl_cnode_t *node, const char *name) {
+  stream_impl_t *si = sl_xcalloc(1, sizeof(*si));
+  sl_stream_t *s = &si->pub;
+  s->name = sl_xstrdup(name);
+  s->worker = b->worker;
+  s->max_in_flight = sl_conf_int(node, "max_in_flight", 64);
+  if (s->max_in_flight < 1) s->max_in_flight = 1;
+  const sl_cnode_t *retry = sl_cnode_get(node, "retry");
+  s->retry.max_retries = sl_conf_int(retry, "max_retries", 0);
+  s->retry.initial_ms = sl_conf_duration_ms(retry, "initial_interval", 100);
+  s->retry.max_ms = sl_conf_duration_ms(retry, "max_interval", 5000);
+  s->out_sink.push = out_push;
+
+  const char *saved_stream = b->stream_name;
+  b->stream_name = s->name;
+  char *p_in = sl_xasprintf("streams.%s.input", name);
+  char *p_proc = sl_xasprintf("streams.%s.pipeline.processors", name);
+  char *p_out = sl_xasprintf("streams.%s.output", name);
+  b->top_level = 1;
+  s->input = sl_build_input(b, sl_cnode_get(node, "input"), p_in);
+  b->top_level = 0;
+  sl_cnode_t *procs = all_processors(node);
+  s->chain = sl_chain_build(b, procs, p_proc);
+  sl_cnode_free(procs);
+  b->top_level = 1;
+  s->output = sl_build_output(b, sl_cnode_get(node, "output"), p_out);
+  b->top_level = 0;
+  b->stream_name = saved_stream;
+  free(p_in); free(p_proc); free(p_out);
+  if (!s->input || !s->chain || !s->output) {
+    sl_stream_free(s);
+    return NULL;
+  }
+  return s;
+}
+
+int sl_stream_start(sl_stream_t *s, void (*on_done)(sl_stream_t *, void *), void *arg) {
+  stream_impl_t *si = (stream_impl_t *)s;
+  s->on_done = on_done;
+  s->on_done_arg = arg;
+  uv_idle_init(s->worker->loop, &si->kick);
+  si->kick.data = si;
+  si->started = 1;
+  s->input->stream = s;
+  s->output->stream = s;
+  sl_chain_connect(s->chain, &s->out_sink, s);
+  if (s->output->vt->start && s->output->vt->start(s->output) != 0) {
+    sl_logf(SL_LOG_ERROR, s->name, s->output->label, "output failed to start");
+    return -1;
+  }
+  if (s->input->vt->start(s->input) != 0) {
+    sl_logf(SL_LOG_ERROR, s->name, s->input->label, "input failed to start");
+    return -1;
+  }
+  sl_logf(SL_LOG_DEBUG, s->name, NULL, "stream started");
+  return 0;
+}
+
+void sl_stream_stop(sl_stream_t *s) {
+  if (s->stopping) return;
+  s->stopping = 1;
+  if (s->input && s->input->vt->stop) s->input->vt->stop(s->input);
+  kick(s);
+}
+
+static void stream_mem_free(uv_handle_t *h) {
+  stream_impl_t *si = h->data;
+  free(si);
+}
+
+void sl_stream_free(sl_stream_t *s) {
+  if (!s) return;
+  stream_impl_t *si = (stream_impl_t *)s;
+  sl_input_destroy(s->input);
+  sl_chain_free(s->chain);
+  sl_output_destroy(s->output);
+  free(s->name);
+  free(s->not_ready);
+  if (si->started) uv_close((uv_handle_t *)&si->kick, stream_mem_free);
+  else free(si);
+}

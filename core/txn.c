@@ -1,0 +1,35 @@
+#include "txn.h"
+#include "xalloc.h"
+#include <stdlib.h>
+
+struct sl_txn {
+  int refs;
+  int failed;
+  char *err;
+  sl_txn_cb cb;
+  void *arg;
+};
+
+sl_txn_t *sl_txn_new(sl_txn_cb cb, void *arg) {
+  sl_txn_t *t = sl_xcalloc(1, sizeof(*t));
+  t->refs = 1;
+  t->cb = cb;
+  t->arg = arg;
+  return t;
+}
+
+sl_txn_t *sl_txn_ref(sl_txn_t *t) { t->refs++; return t; }
+
+void sl_txn_unref(sl_txn_t *t) {
+  if (--t->refs > 0) return;
+  if (t->cb) t->cb(t, t->failed ? -1 : 0, t->err, t->arg);
+  free(t->err);
+  free(t);
+}
+
+void sl_txn_fail(sl_txn_t *t, const char *err) {
+  if (!t->failed) t->err = sl_xstrdup(err ? err : "delivery failed");
+  t->failed = 1;
+}
+
+int sl_txn_failed(const sl_txn_t *t) { return t->failed; }

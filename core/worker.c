@@ -1,0 +1,23 @@
+#include "worker.h"
+#include "xalloc.h"
+#include <stdlib.h>
+
+sl_worker_t *sl_worker_new(int id, struct sl_engine *engine) {
+  sl_worker_t *w = sl_xcalloc(1, sizeof(*w));
+  w->id = id;
+  w->engine = engine;
+  w->loop = sl_xmalloc(sizeof(*w->loop));
+  uv_loop_init(w->loop);
+  return w;
+}
+
+void sl_worker_free(sl_worker_t *w) {
+  if (!w) return;
+  for (int i = 0; i < SL_SLOT_MAX; i++)
+    if (w->slot[i] && w->slot_free[i]) w->slot_free[i](w->slot[i]);
+  /* Handles closed by their owners still need a loop turn to finish. */
+  uv_run(w->loop, UV_RUN_NOWAIT);
+  uv_loop_close(w->loop);
+  free(w->loop);
+  free(w);
+}

@@ -1,0 +1,58 @@
+/* The LuaJIT host: one sandboxed VM per worker, compiled scripts, checks and
+ * ${! } interpolations. Everything runs on the worker's loop thread.
+ * Ownership: sl_lua_get creates the VM on first use and stores it in the
+ * worker's SL_SLOT_LUA (freed with the worker); scripts, checks and interps are
+ * owned by their component and freed with the matching *_free. */
+#ifndef SL_LHOST_H
+#define SL_LHOST_H
+#include "../core/msg.h"
+#include "../core/worker.h"
+#include "../core/conf.h"
+
+typedef struct sl_lua sl_lua_t;
+
+typedef struct sl_lua_opts {
+  int64_t max_memory;        /* bytes per VM, 0 = default (256 MiB) */
+  int64_t max_steps;         /* per call budget (loop iterations + calls + VM instructions/1000), 0 = default */
+  const char *lua_path;      /* where require() may look (package.path), NULL = nowhere */
+} sl_lua_opts_t;
+
+/* The worker's VM, created on first use with opts from the config's `lua:`
+ * section (sl_lua_configure before first use). NULL worker = lint VM (shared). */
+sl_lua_t *sl_lua_get(sl_worker_t *w);
+void sl_lua_configure(sl_worker_t *w, const sl_lua_opts_t *opts);
+
+/* A script: inline processor body (`this`, `meta`, `ctx`, ... in scope) or a
+ * module file with process(msg, ctx) / process_batch(batch, ctx).
+ * chunk names errors ("config.yaml:12"); line_offset maps line 1 of code. */
+typedef struct sl_lscript sl_lscript_t;
+sl_lscript_t *sl_lscript_inline(sl_lua_t *L, const char *code, const char *chunk, int line_offset, char **err);
+sl_lscript_t *sl_lscript_module(sl_lua_t *L, const char *path, char **err);
+/* Runs the script over every message of b in one C->Lua crossing. Messages the
+ * script deletes are removed and freed (acked); failing messages stay and are
+ * flagged (sl_msg_set_error with "chunk:line: text"); module scripts may split.
+ * seq_base: when non-zero, `i` is in scope as seq_base + index (generate). */
+void sl_lscript_run(sl_lscript_t *s, sl_batch_t *b, uint64_t seq_base);
+void sl_lscript_free(sl_lscript_t *s);
+
+/* A boolean check such as `this.type == "a"` (switch cases). */
+typedef struct sl_lcheck sl_lcheck_t;
+sl_lcheck_t *sl_lcheck_compile(sl_lua_t *L, const char *expr, const char *chunk, int line, char **err);
+/* 1 true, 0 false, -1 error (err set, caller frees). */
+int sl_lcheck_eval(sl_lcheck_t *c, sl_msg_t *m, uint32_t index, char **err);
+void sl_lcheck_free(sl_lcheck_t *c);
+
+/* Interpolated string: literal text with ${! lua expression } parts. */
+typedef struct sl_interp sl_interp_t;
+sl_interp_t *sl_interp_compile(sl_lua_t *L, const char *tmpl, const char *chunk, int line, char **err);
+int sl_interp_is_static(const sl_interp_t *i);
+/* Returns a malloc'd NUL-terminated string (len optional) or NULL with err. */
+char *sl_interp_eval(sl_interp_t *i, sl_msg_t *m, uint32_t index, size_t *len, char **err);
+void sl_interp_free(sl_interp_t *i);
+
+/* Helpers for components: compile a config field with its position. */
+sl_lscript_t *sl_lua_script_field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const char *key);
+sl_interp_t *sl_lua_interp_field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const char *key);
+sl_lcheck_t *sl_lua_check_field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const char *key);
+
+#endif

@@ -1,0 +1,77 @@
+-- Shared helpers for busted specs: run the sluice binary on a config and read
+-- back what it printed. SLUICE_BIN picks the binary (the sanitizer run sets it).
+local M = {}
+
+M.bin = os.getenv("SLUICE_BIN") or "build/sluice"
+
+local function tmpname(suffix)
+  local p = os.tmpname()
+  if suffix then
+    os.remove(p)
+    p = p .. suffix
+  end
+  return p
+end
+M.tmpname = tmpname
+
+function M.write(path, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+  return path
+end
+
+function M.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local d = f:read("*a")
+  f:close()
+  return d
+end
+
+function M.shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- Runs a shell command; returns exit code, stdout, stderr.
+function M.sh(cmd, stdin)
+  local out, err = tmpname(), tmpname()
+  local inp = stdin and M.write(tmpname(), stdin) or "/dev/null"
+  local ok, how, code = os.execute(string.format("%s < %s > %s 2> %s", cmd, inp, out, err))
+  if type(ok) == "number" then code = ok / 256 elseif how ~= "exit" then code = 128 + (code or 0) end
+  local o, e = M.read(out), M.read(err)
+  os.remove(out); os.remove(err)
+  if stdin then os.remove(inp) end
+  return code, o, e
+end
+
+-- Runs `sluice <args>`; opts.stdin feeds standard input, opts.timeout bounds it.
+function M.sluice(args, opts)
+  opts = opts or {}
+  local cmd = string.format("timeout -k 5 %d %s %s", opts.timeout or 30, M.bin, args)
+  local code, out, err = M.sh(cmd, opts.stdin)
+  return { code = code, stdout = out, stderr = err }
+end
+
+-- Writes yaml to a temp file and runs `sluice run` (or opts.cmd) on it.
+function M.run_config(yaml, opts)
+  opts = opts or {}
+  local path = opts.path or M.write(tmpname(".yaml"), yaml)
+  local r = M.sluice((opts.cmd or "run") .. " " .. (opts.args or "") .. " " .. path, opts)
+  r.path = path
+  if not opts.keep then os.remove(path) end
+  return r
+end
+
+-- Splits text into lines (dropping a final empty line).
+function M.lines(s)
+  local t = {}
+  for l in (s or ""):gmatch("([^\n]*)\n") do t[#t + 1] = l end
+  local tail = (s or ""):match("([^\n]+)$")
+  if tail then t[#t + 1] = tail end
+  return t
+end
+
+M.json = require("cjson")
+
+return M
