@@ -18,6 +18,7 @@ struct sl_cnode {
   int line, col;             /* 1-based */
   uint32_t n, cap;
   char **keys;               /* SL_CN_MAP: keys[i] names items[i] */
+  int *kline, *kcol;         /* SL_CN_MAP: position of keys[i] */
   sl_cnode_t **items;
   int synthetic;             /* inserted by validation (a default) */
 };
@@ -42,6 +43,10 @@ sl_cnode_t *sl_cnode_dup(const sl_cnode_t *n);
 void sl_cnode_map_set(sl_cnode_t *map, const char *key, sl_cnode_t *val);  /* takes val */
 void sl_cnode_seq_push(sl_cnode_t *seq, sl_cnode_t *val);                   /* takes val */
 sl_cnode_t *sl_cnode_get(const sl_cnode_t *map, const char *key);           /* NULL if absent */
+/* A position-only node for key i of map (for diagnostics about the key itself). */
+sl_cnode_t sl_cnode_key_pos(const sl_cnode_t *map, uint32_t i);
+/* Remove key from map and return its value (caller owns), or NULL. */
+sl_cnode_t *sl_cnode_take(sl_cnode_t *map, const char *key);
 /* Apply --set a.b.c=value (value parsed as YAML). Returns 0 or -1 with a diag. */
 int sl_cnode_set_path(sl_cnode_t *root, const char *assignment, sl_diags_t *diags);
 

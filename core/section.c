@@ -1,4 +1,5 @@
 #include "section.h"
+#include <string.h>
 
 enum { MAX_SECTIONS = 32 };
 /* Filled by constructors before main; read-only afterwards. */
@@ -8,6 +9,14 @@ static unsigned g_n;
 void sl_section_register(const sl_section_t *s) {
   if (g_n < MAX_SECTIONS) g_sections[g_n++] = s;
 }
+
+const sl_section_t *sl_section_find(const char *name) {
+  for (unsigned i = 0; i < g_n; i++)
+    if (strcmp(g_sections[i]->name, name) == 0) return g_sections[i];
+  return NULL;
+}
+
+const sl_section_t *sl_section_at(unsigned i) { return i < g_n ? g_sections[i] : NULL; }
 
 int sl_sections_apply(sl_worker_t *w, const sl_cnode_t *root, sl_diags_t *d) {
   int rc = 0;

@@ -4,15 +4,20 @@
 #ifndef SL_SECTION_H
 #define SL_SECTION_H
 #include "conf.h"
+#include "spec.h"
 #include "worker.h"
 
 typedef struct sl_section {
   const char *name;
+  const char *desc;              /* Markdown, for the generated reference */
+  const sl_field_t *fields;      /* validated like a component body; terminated by {0} */
   /* node may be NULL when the section is absent (apply defaults). */
   int (*apply)(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d);
 } sl_section_t;
 
 void sl_section_register(const sl_section_t *s);
+const sl_section_t *sl_section_find(const char *name);
+const sl_section_t *sl_section_at(unsigned i);   /* NULL past the end */
 int sl_sections_apply(sl_worker_t *w, const sl_cnode_t *root, sl_diags_t *d);
 
 #define SL_REGISTER_SECTION(var) \

@@ -62,6 +62,8 @@ const char *sl_kind_name(sl_kind_t kind);
 /* Validate `node` (the body under a component's name) against spec fields and
  * insert defaults. Reports every problem. Returns number of errors added. */
 int sl_spec_validate_fields(const sl_field_t *fields, sl_cnode_t *node, const char *path, sl_diags_t *d);
+/* Validate one value against one field (type, nested fields, components). */
+int sl_spec_validate_value(const sl_field_t *f, sl_cnode_t *v, const char *path, sl_diags_t *d);
 /* Validate a component wrapper such as {generate: {...}, label: x}. */
 int sl_spec_validate_component(sl_kind_t kind, sl_cnode_t *node, const char *path, sl_diags_t *d);
 /* Name of the component in a wrapper node, or NULL. */

@@ -1,0 +1,691 @@
+/* YAML → sl_cnode_t with positions (libyaml's event parser), ${ENV}
+ * substitution, and the cnode helpers. Aliases are expanded by copy under a
+ * node budget so that a "billion laughs" file is an error, not an OOM. */
+#include "conf.h"
+#include "xalloc.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#define SL_MAX_NODES 1000000u
+#define SL_MAX_DEPTH 256
+#define SL_MAX_ANCHORS 1024
+
+typedef struct anchor { char *name; sl_cnode_t *node; } anchor_t;
+
+typedef struct parser {
+  yaml_parser_t yp;
+  const char *file;
+  sl_diags_t *diags;
+  unsigned nodes;
+  int failed;
+  anchor_t anchors[SL_MAX_ANCHORS];
+  unsigned nanchors;
+} parser_t;
+
+/* ---------- nodes ---------- */
+
+static void map_append(sl_cnode_t *map, const char *key, sl_cnode_t *val, int line, int col);
+
+sl_cnode_t *sl_cnode_new(sl_cntype_t t, const sl_cnode_t *pos) {
+  sl_cnode_t *n = sl_xcalloc(1, sizeof(*n));
+  n->type = t;
+  if (pos) {
+    n->file = pos->file;
+    n->line = pos->line;
+    n->col = pos->col;
+  }
+  return n;
+}
+
+sl_cnode_t *sl_cnode_scalar(const char *s, const sl_cnode_t *pos) {
+  sl_cnode_t *n = sl_cnode_new(SL_CN_SCALAR, pos);
+  n->str = sl_xstrdup(s);
+  n->len = strlen(s);
+  return n;
+}
+
+static unsigned count_nodes(const sl_cnode_t *n) {
+  unsigned c = 1;
+  for (uint32_t i = 0; i < n->n; i++) c += count_nodes(n->items[i]);
+  return c;
+}
+
+sl_cnode_t *sl_cnode_dup(const sl_cnode_t *n) {
+  sl_cnode_t *d = sl_cnode_new(n->type, n);
+  d->quoted = n->quoted;
+  d->synthetic = n->synthetic;
+  if (n->str) {
+    d->str = sl_xmalloc(n->len + 1);
+    memcpy(d->str, n->str, n->len + 1);
+    d->len = n->len;
+  }
+  for (uint32_t i = 0; i < n->n; i++) {
+    if (n->type == SL_CN_MAP) map_append(d, n->keys[i], sl_cnode_dup(n->items[i]), n->kline[i], n->kcol[i]);
+    else sl_cnode_seq_push(d, sl_cnode_dup(n->items[i]));
+  }
+  return d;
+}
+
+void sl_cnode_free(sl_cnode_t *n) {
+  if (!n) return;
+  for (uint32_t i = 0; i < n->n; i++) {
+    sl_cnode_free(n->items[i]);
+    if (n->keys) free(n->keys[i]);
+  }
+  free(n->keys);
+  free(n->kline);
+  free(n->kcol);
+  free(n->items);
+  free(n->str);
+  free(n);
+}
+
+static void grow(sl_cnode_t *n) {
+  if (n->n < n->cap) return;
+  n->cap = n->cap ? n->cap * 2 : 4;
+  n->items = sl_xrealloc(n->items, n->cap * sizeof(*n->items));
+  if (n->type == SL_CN_MAP) {
+    n->keys = sl_xrealloc(n->keys, n->cap * sizeof(*n->keys));
+    n->kline = sl_xrealloc(n->kline, n->cap * sizeof(*n->kline));
+    n->kcol = sl_xrealloc(n->kcol, n->cap * sizeof(*n->kcol));
+  }
+}
+
+static void map_append(sl_cnode_t *map, const char *key, sl_cnode_t *val, int line, int col) {
+  grow(map);
+  map->keys[map->n] = sl_xstrdup(key);
+  map->kline[map->n] = line;
+  map->kcol[map->n] = col;
+  map->items[map->n++] = val;
+}
+
+sl_cnode_t sl_cnode_key_pos(const sl_cnode_t *map, uint32_t i) {
+  sl_cnode_t pos = {.file = map->file, .line = map->kline[i], .col = map->kcol[i]};
+  return pos;
+}
+
+sl_cnode_t *sl_cnode_take(sl_cnode_t *map, const char *key) {
+  if (!map || map->type != SL_CN_MAP) return NULL;
+  for (uint32_t i = 0; i < map->n; i++) {
+    if (strcmp(map->keys[i], key) != 0) continue;
+    sl_cnode_t *v = map->items[i];
+    free(map->keys[i]);
+    uint32_t rest = map->n - i - 1;
+    memmove(map->keys + i, map->keys + i + 1, rest * sizeof(*map->keys));
+    memmove(map->kline + i, map->kline + i + 1, rest * sizeof(*map->kline));
+    memmove(map->kcol + i, map->kcol + i + 1, rest * sizeof(*map->kcol));
+    memmove(map->items + i, map->items + i + 1, rest * sizeof(*map->items));
+    map->n--;
+    return v;
+  }
+  return NULL;
+}
+
+void sl_cnode_map_set(sl_cnode_t *map, const char *key, sl_cnode_t *val) {
+  for (uint32_t i = 0; i < map->n; i++)
+    if (strcmp(map->keys[i], key) == 0) {
+      sl_cnode_free(map->items[i]);
+      map->items[i] = val;
+      return;
+    }
+  map_append(map, key, val, val->line, val->col);
+}
+
+void sl_cnode_seq_push(sl_cnode_t *seq, sl_cnode_t *val) {
+  grow(seq);
+  seq->items[seq->n++] = val;
+}
+
+sl_cnode_t *sl_cnode_get(const sl_cnode_t *map, const char *key) {
+  if (!map || map->type != SL_CN_MAP) return NULL;
+  for (uint32_t i = 0; i < map->n; i++)
+    if (strcmp(map->keys[i], key) == 0) return map->items[i];
+  return NULL;
+}
+
+/* ---------- ${ENV} substitution ---------- */
+
+typedef struct buf { char *p; size_t n, cap; } buf_t;
+
+static void buf_put(buf_t *b, const char *s, size_t n) {
+  if (b->n + n + 1 > b->cap) {
+    b->cap = (b->n + n + 1) * 2;
+    b->p = sl_xrealloc(b->p, b->cap);
+  }
+  memcpy(b->p + b->n, s, n);
+  b->n += n;
+  b->p[b->n] = 0;
+}
+
+static int env_name_char(char c, int first) {
+  return c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (!first && c >= '0' && c <= '9');
+}
+
+/* `${NAME}` and `${NAME:default}` become the variable's value; `$${` is a
+ * literal `${`; `${! ...}` (Lua) and `${ctx...}` are kept for later stages.
+ * An unset variable without default is an error rather than a silent "". */
+static char *subst_env(parser_t *p, const char *s, size_t len, size_t *out_len, const sl_cnode_t *pos) {
+  if (!memchr(s, '$', len)) return NULL;
+  buf_t b = {0};
+  size_t i = 0;
+  while (i < len) {
+    if (s[i] == '$' && i + 2 < len && s[i + 1] == '$' && s[i + 2] == '{') {
+      buf_put(&b, "${", 2);
+      i += 3;
+      continue;
+    }
+    if (s[i] == '$' && i + 1 < len && s[i + 1] == '{' && i + 2 < len && env_name_char(s[i + 2], 1)) {
+      size_t j = i + 2;
+      while (j < len && env_name_char(s[j], 0)) j++;
+      size_t name_end = j;
+      const char *def = NULL;
+      size_t def_len = 0;
+      if (j < len && s[j] == ':') {
+        def = s + j + 1;
+        const char *close = memchr(def, '}', len - (size_t)(def - s));
+        if (!close) goto literal;
+        def_len = (size_t)(close - def);
+        j = (size_t)(close - s);
+      }
+      if (j >= len || s[j] != '}') goto literal;
+      char *name = sl_xstrndup(s + i + 2, name_end - i - 2);
+      const char *val = getenv(name);
+      if (val) buf_put(&b, val, strlen(val));
+      else if (def) buf_put(&b, def, def_len);
+      else {
+        sl_diag_add(p->diags, pos, name, "environment variable is not set and has no default (write ${%s:} for an empty default)", name);
+        p->failed = 1;
+      }
+      free(name);
+      i = j + 1;
+      continue;
+    }
+  literal:
+    buf_put(&b, s + i, 1);
+    i++;
+  }
+  if (!b.p) buf_put(&b, "", 0);
+  *out_len = b.n;
+  return b.p;
+}
+
+/* ---------- parser ---------- */
+
+static void yaml_error(parser_t *p) {
+  sl_cnode_t pos = {.file = p->file, .line = (int)p->yp.problem_mark.line + 1, .col = (int)p->yp.problem_mark.column + 1};
+  const char *what = p->yp.problem ? p->yp.problem : "invalid YAML";
+  if (p->yp.context)
+    sl_diag_add(p->diags, &pos, NULL, "%s %s", what, p->yp.context);
+  else
+    sl_diag_add(p->diags, &pos, NULL, "%s", what);
+  p->failed = 1;
+}
+
+static int next_event(parser_t *p, yaml_event_t *ev) {
+  if (!yaml_parser_parse(&p->yp, ev)) {
+    yaml_error(p);
+    return -1;
+  }
+  return 0;
+}
+
+static void set_pos(parser_t *p, sl_cnode_t *n, const yaml_event_t *ev) {
+  n->file = p->file;
+  n->line = (int)ev->start_mark.line + 1;
+  n->col = (int)ev->start_mark.column + 1;
+}
+
+static void remember_anchor(parser_t *p, const yaml_char_t *anchor, sl_cnode_t *n) {
+  if (!anchor) return;
+  for (unsigned i = 0; i < p->nanchors; i++)
+    if (strcmp(p->anchors[i].name, (const char *)anchor) == 0) {
+      p->anchors[i].node = n;   /* YAML allows redefinition: the latest wins */
+      return;
+    }
+  if (p->nanchors == SL_MAX_ANCHORS) {
+    sl_diag_add(p->diags, n, NULL, "more than %d YAML anchors", SL_MAX_ANCHORS);
+    p->failed = 1;
+    return;
+  }
+  p->anchors[p->nanchors].name = sl_xstrdup((const char *)anchor);
+  p->anchors[p->nanchors++].node = n;
+}
+
+static sl_cnode_t *parse_node(parser_t *p, yaml_event_t *ev, int depth);
+
+static sl_cnode_t *expand_alias(parser_t *p, yaml_event_t *ev) {
+  sl_cnode_t pos = {.file = p->file, .line = (int)ev->start_mark.line + 1, .col = (int)ev->start_mark.column + 1};
+  const char *name = (const char *)ev->data.alias.anchor;
+  for (unsigned i = p->nanchors; i-- > 0;) {
+    if (strcmp(p->anchors[i].name, name) != 0) continue;
+    sl_cnode_t *target = p->anchors[i].node;
+    unsigned c = count_nodes(target);
+    if (p->nodes + c > SL_MAX_NODES) {
+      sl_diag_add(p->diags, &pos, NULL, "alias *%s expands the document beyond %u nodes", name, SL_MAX_NODES);
+      p->failed = 1;
+      return NULL;
+    }
+    p->nodes += c;
+    sl_cnode_t *d = sl_cnode_dup(target);
+    d->file = pos.file;
+    d->line = pos.line;
+    d->col = pos.col;
+    return d;
+  }
+  sl_diag_add(p->diags, &pos, NULL, "unknown alias *%s", name);
+  p->failed = 1;
+  return NULL;
+}
+
+/* `<<: *base` merges the keys of base that the map does not set itself. */
+static void merge_into(sl_cnode_t *map, const sl_cnode_t *src) {
+  if (!src) return;
+  if (src->type == SL_CN_SEQ) {
+    for (uint32_t i = 0; i < src->n; i++) merge_into(map, src->items[i]);
+    return;
+  }
+  if (src->type != SL_CN_MAP) return;
+  for (uint32_t i = 0; i < src->n; i++)
+    if (!sl_cnode_get(map, src->keys[i])) map_append(map, src->keys[i], sl_cnode_dup(src->items[i]), src->kline[i], src->kcol[i]);
+}
+
+static sl_cnode_t *parse_mapping(parser_t *p, yaml_event_t *start, int depth) {
+  sl_cnode_t *m = sl_cnode_new(SL_CN_MAP, NULL);
+  set_pos(p, m, start);
+  remember_anchor(p, start->data.mapping_start.anchor, m);
+  sl_cnode_t *merge = NULL;
+  for (;;) {
+    yaml_event_t kev;
+    if (next_event(p, &kev) != 0) break;
+    if (kev.type == YAML_MAPPING_END_EVENT) {
+      yaml_event_delete(&kev);
+      break;
+    }
+    sl_cnode_t *key = parse_node(p, &kev, depth + 1);
+    yaml_event_delete(&kev);
+    yaml_event_t vev;
+    if (next_event(p, &vev) != 0) {
+      sl_cnode_free(key);
+      break;
+    }
+    sl_cnode_t *val = parse_node(p, &vev, depth + 1);
+    yaml_event_delete(&vev);
+    if (!key || !val) {
+      sl_cnode_free(key);
+      sl_cnode_free(val);
+      if (p->failed) break;
+      continue;
+    }
+    if (key->type != SL_CN_SCALAR && key->type != SL_CN_NULL) {
+      sl_diag_add(p->diags, key, NULL, "map keys must be plain strings");
+      p->failed = 1;
+    } else if (!key->quoted && key->str && strcmp(key->str, "<<") == 0) {
+      sl_cnode_free(merge);
+      merge = val;
+      val = NULL;
+    } else if (sl_cnode_get(m, key->str ? key->str : "")) {
+      sl_diag_add(p->diags, key, key->str, "duplicate key (first set at line %d)",
+                  sl_cnode_get(m, key->str ? key->str : "")->line);
+      p->failed = 1;
+    } else {
+      map_append(m, key->str ? key->str : "", val, key->line, key->col);
+      val = NULL;
+    }
+    sl_cnode_free(key);
+    sl_cnode_free(val);
+  }
+  merge_into(m, merge);
+  sl_cnode_free(merge);
+  return m;
+}
+
+static sl_cnode_t *parse_sequence(parser_t *p, yaml_event_t *start, int depth) {
+  sl_cnode_t *s = sl_cnode_new(SL_CN_SEQ, NULL);
+  set_pos(p, s, start);
+  remember_anchor(p, start->data.sequence_start.anchor, s);
+  for (;;) {
+    yaml_event_t ev;
+    if (next_event(p, &ev) != 0) break;
+    if (ev.type == YAML_SEQUENCE_END_EVENT) {
+      yaml_event_delete(&ev);
+      break;
+    }
+    sl_cnode_t *item = parse_node(p, &ev, depth + 1);
+    yaml_event_delete(&ev);
+    if (item) sl_cnode_seq_push(s, item);
+    else if (p->failed) break;
+  }
+  return s;
+}
+
+static sl_cnode_t *parse_scalar(parser_t *p, yaml_event_t *ev) {
+  const char *v = (const char *)ev->data.scalar.value;
+  size_t len = ev->data.scalar.length;
+  int plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && !ev->data.scalar.tag;
+  sl_cnode_t *n;
+  if (plain && (len == 0 || (len == 1 && v[0] == '~') || (len == 4 && memcmp(v, "null", 4) == 0) ||
+                (len == 4 && memcmp(v, "Null", 4) == 0) || (len == 4 && memcmp(v, "NULL", 4) == 0))) {
+    n = sl_cnode_new(SL_CN_NULL, NULL);
+    set_pos(p, n, ev);
+  } else {
+    n = sl_cnode_new(SL_CN_SCALAR, NULL);
+    set_pos(p, n, ev);
+    n->quoted = !plain;
+    size_t nl;
+    char *sub = subst_env(p, v, len, &nl, n);
+    if (sub) {
+      n->str = sub;
+      n->len = nl;
+    } else {
+      n->str = sl_xstrndup(v, len);
+      n->len = len;
+    }
+  }
+  remember_anchor(p, ev->data.scalar.anchor, n);
+  return n;
+}
+
+static sl_cnode_t *parse_node(parser_t *p, yaml_event_t *ev, int depth) {
+  if (++p->nodes > SL_MAX_NODES || depth > SL_MAX_DEPTH) {
+    if (!p->failed) {
+      sl_cnode_t pos = {.file = p->file, .line = (int)ev->start_mark.line + 1, .col = (int)ev->start_mark.column + 1};
+      sl_diag_add(p->diags, &pos, NULL, "document too large or nested too deeply");
+    }
+    p->failed = 1;
+    return NULL;
+  }
+  switch (ev->type) {
+  case YAML_SCALAR_EVENT: return parse_scalar(p, ev);
+  case YAML_MAPPING_START_EVENT: return parse_mapping(p, ev, depth);
+  case YAML_SEQUENCE_START_EVENT: return parse_sequence(p, ev, depth);
+  case YAML_ALIAS_EVENT: return expand_alias(p, ev);
+  default: return NULL;
+  }
+}
+
+sl_cnode_t *sl_conf_parse(const char *text, size_t len, const char *file, sl_diags_t *diags) {
+  parser_t *p = sl_xcalloc(1, sizeof(*p));
+  p->file = file;
+  p->diags = diags;
+  yaml_parser_initialize(&p->yp);
+  yaml_parser_set_input_string(&p->yp, (const unsigned char *)text, len);
+  sl_cnode_t *root = NULL;
+  int docs = 0;
+  for (;;) {
+    yaml_event_t ev;
+    if (next_event(p, &ev) != 0) break;
+    yaml_event_type_t t = ev.type;
+    if (t == YAML_STREAM_END_EVENT) {
+      yaml_event_delete(&ev);
+      break;
+    }
+    if (t == YAML_DOCUMENT_START_EVENT && ++docs > 1) {
+      sl_cnode_t pos = {.file = file, .line = (int)ev.start_mark.line + 1, .col = (int)ev.start_mark.column + 1};
+      sl_diag_add(diags, &pos, NULL, "a config file holds one YAML document; put several streams under `streams:`");
+      p->failed = 1;
+      yaml_event_delete(&ev);
+      break;
+    }
+    if (t == YAML_SCALAR_EVENT || t == YAML_MAPPING_START_EVENT || t == YAML_SEQUENCE_START_EVENT ||
+        t == YAML_ALIAS_EVENT) {
+      sl_cnode_free(root);
+      root = parse_node(p, &ev, 0);
+    }
+    yaml_event_delete(&ev);
+    if (p->failed) break;
+  }
+  yaml_parser_delete(&p->yp);
+  for (unsigned i = 0; i < p->nanchors; i++) free(p->anchors[i].name);
+  free(p);
+  if (!root) {
+    root = sl_cnode_new(SL_CN_MAP, NULL);
+    root->file = file;
+    root->line = root->col = 1;
+  }
+  return root;
+}
+
+/* Node positions point at the file name, which must outlive the tree: the
+ * loader keeps one copy per file for the life of the process (configs are
+ * loaded a handful of times, and reloads reuse the same names). */
+static const char *intern_file(const char *path) {
+  static struct { char **v; unsigned n; } names;
+  for (unsigned i = 0; i < names.n; i++)
+    if (strcmp(names.v[i], path) == 0) return names.v[i];
+  names.v = sl_xrealloc(names.v, (names.n + 1) * sizeof(char *));
+  return names.v[names.n++] = sl_xstrdup(path);
+}
+
+sl_cnode_t *sl_conf_load(const char *path, sl_diags_t *diags) {
+  const char *file = intern_file(path);
+  FILE *f = fopen(path, "rb");
+  sl_cnode_t pos = {.file = file, .line = 0, .col = 0};
+  if (!f) {
+    sl_diag_add(diags, &pos, NULL, "cannot open: %s", strerror(errno));
+    return NULL;
+  }
+  buf_t b = {0};
+  char chunk[65536];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) buf_put(&b, chunk, n);
+  int err = ferror(f);
+  fclose(f);
+  if (err) {
+    sl_diag_add(diags, &pos, NULL, "read error");
+    free(b.p);
+    return NULL;
+  }
+  sl_cnode_t *root = sl_conf_parse(b.p ? b.p : "", b.n, file, diags);
+  free(b.p);
+  return root;
+}
+
+/* ---------- --set a.b.c=value ---------- */
+
+static int is_index(const char *s, size_t n, size_t *out) {
+  if (n == 0 || n > 9) return 0;
+  size_t v = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] < '0' || s[i] > '9') return 0;
+    v = v * 10 + (size_t)(s[i] - '0');
+  }
+  *out = v;
+  return 1;
+}
+
+int sl_cnode_set_path(sl_cnode_t *root, const char *assignment, sl_diags_t *diags) {
+  static const char set_file[] = "--set";
+  sl_cnode_t pos = {.file = set_file, .line = 1, .col = 1};
+  const char *eq = strchr(assignment, '=');
+  if (!eq || eq == assignment) {
+    sl_diag_add(diags, &pos, assignment, "expected PATH=VALUE");
+    return -1;
+  }
+  sl_diags_t vd = {0};
+  sl_cnode_t *val = sl_conf_parse(eq + 1, strlen(eq + 1), set_file, &vd);
+  if (vd.n) {
+    for (uint32_t i = 0; i < vd.n; i++) sl_diag_add(diags, &pos, assignment, "%s", vd.v[i].msg);
+    sl_diags_free(&vd);
+    sl_cnode_free(val);
+    return -1;
+  }
+  if (val->type == SL_CN_MAP && val->n == 0 && eq[1] == 0) {
+    val->type = SL_CN_NULL;
+  }
+  char *path = sl_xstrndup(assignment, (size_t)(eq - assignment));
+  sl_cnode_t *cur = root;
+  char *save = NULL;
+  char *seg = strtok_r(path, ".", &save);
+  int rc = 0;
+  while (seg) {
+    char *next = strtok_r(NULL, ".", &save);
+    size_t idx;
+    if (cur->type == SL_CN_SEQ && is_index(seg, strlen(seg), &idx)) {
+      if (idx >= cur->n) {
+        sl_diag_add(diags, &pos, assignment, "index %zu is past the end of the list (%u items)", idx, cur->n);
+        rc = -1;
+        break;
+      }
+      if (!next) {
+        sl_cnode_free(cur->items[idx]);
+        cur->items[idx] = val;
+        val = NULL;
+        break;
+      }
+      cur = cur->items[idx];
+      seg = next;
+      continue;
+    }
+    if (cur->type == SL_CN_NULL) cur->type = SL_CN_MAP;
+    if (cur->type != SL_CN_MAP) {
+      sl_diag_add(diags, &pos, assignment, "\"%s\" is inside a value that is not a map", seg);
+      rc = -1;
+      break;
+    }
+    if (!next) {
+      sl_cnode_map_set(cur, seg, val);
+      val = NULL;
+      break;
+    }
+    sl_cnode_t *child = sl_cnode_get(cur, seg);
+    if (!child) {
+      child = sl_cnode_new(SL_CN_MAP, &pos);
+      sl_cnode_map_set(cur, seg, child);
+    }
+    cur = child;
+    seg = next;
+  }
+  free(path);
+  sl_cnode_free(val);
+  return rc;
+}
+
+/* ---------- typed readers and parsers ---------- */
+
+static const sl_cnode_t *scalar_at(const sl_cnode_t *obj, const char *key) {
+  const sl_cnode_t *n = sl_cnode_get(obj, key);
+  return n && n->type == SL_CN_SCALAR ? n : NULL;
+}
+
+const char *sl_conf_str(const sl_cnode_t *obj, const char *key, const char *fallback) {
+  const sl_cnode_t *n = scalar_at(obj, key);
+  return n ? n->str : fallback;
+}
+
+int64_t sl_conf_int(const sl_cnode_t *obj, const char *key, int64_t fallback) {
+  const sl_cnode_t *n = scalar_at(obj, key);
+  int64_t v;
+  return n && sl_parse_int(n->str, &v) == 0 ? v : fallback;
+}
+
+double sl_conf_float(const sl_cnode_t *obj, const char *key, double fallback) {
+  const sl_cnode_t *n = scalar_at(obj, key);
+  double v;
+  return n && sl_parse_float(n->str, &v) == 0 ? v : fallback;
+}
+
+int sl_conf_bool(const sl_cnode_t *obj, const char *key, int fallback) {
+  const sl_cnode_t *n = scalar_at(obj, key);
+  int v;
+  return n && sl_parse_bool(n->str, &v) == 0 ? v : fallback;
+}
+
+int64_t sl_conf_duration_ms(const sl_cnode_t *obj, const char *key, int64_t fallback) {
+  const sl_cnode_t *n = scalar_at(obj, key);
+  int64_t v;
+  return n && sl_parse_duration_ms(n->str, &v) == 0 ? v : fallback;
+}
+
+int64_t sl_conf_size(const sl_cnode_t *obj, const char *key, int64_t fallback) {
+  const sl_cnode_t *n = scalar_at(obj, key);
+  int64_t v;
+  return n && sl_parse_size(n->str, &v) == 0 ? v : fallback;
+}
+
+int sl_parse_int(const char *s, int64_t *out) {
+  if (!s || !*s) return -1;
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 0);
+  if (errno || *end) return -1;
+  *out = v;
+  return 0;
+}
+
+int sl_parse_float(const char *s, double *out) {
+  if (!s || !*s) return -1;
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || *end || v != v) return -1;
+  *out = v;
+  return 0;
+}
+
+int sl_parse_bool(const char *s, int *out) {
+  if (!s) return -1;
+  if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE")) *out = 1;
+  else if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE")) *out = 0;
+  else return -1;
+  return 0;
+}
+
+/* Go-style durations ("1m30s", "250ms", "1.5h"); a bare 0 is allowed. */
+int sl_parse_duration_ms(const char *s, int64_t *out) {
+  if (!s || !*s) return -1;
+  if (!strcmp(s, "0")) {
+    *out = 0;
+    return 0;
+  }
+  double total_ms = 0;
+  const char *p = s;
+  while (*p) {
+    char *end;
+    errno = 0;
+    double v = strtod(p, &end);
+    if (end == p || errno || v < 0 || v != v) return -1;
+    p = end;
+    double unit;
+    if (!strncmp(p, "ns", 2)) unit = 1e-6, p += 2;
+    else if (!strncmp(p, "us", 2)) unit = 1e-3, p += 2;
+    else if (!strncmp(p, "µs", strlen("µs"))) unit = 1e-3, p += strlen("µs");
+    else if (!strncmp(p, "ms", 2)) unit = 1, p += 2;
+    else if (*p == 's') unit = 1000, p++;
+    else if (*p == 'm') unit = 60000, p++;
+    else if (*p == 'h') unit = 3600000, p++;
+    else if (*p == 'd') unit = 86400000, p++;
+    else return -1;
+    total_ms += v * unit;
+  }
+  if (total_ms > 9e15) return -1;
+  int64_t ms = (int64_t)(total_ms + 0.5);
+  if (ms == 0 && total_ms > 0) ms = 1;
+  *out = ms;
+  return 0;
+}
+
+int sl_parse_size(const char *s, int64_t *out) {
+  if (!s || !*s) return -1;
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (end == s || errno || v < 0 || v != v) return -1;
+  while (*end == ' ') end++;
+  static const struct { const char *suf; double mul; } units[] = {
+    {"", 1}, {"B", 1}, {"b", 1},
+    {"KiB", 1024.0}, {"MiB", 1048576.0}, {"GiB", 1073741824.0}, {"TiB", 1099511627776.0},
+    {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+    {"kB", 1e3}, {"K", 1024.0}, {"k", 1024.0}, {"M", 1048576.0}, {"G", 1073741824.0},
+  };
+  for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+    if (!strcmp(end, units[i].suf)) {
+      double b = v * units[i].mul;
+      if (b > 9e18) return -1;
+      *out = (int64_t)b;
+      return 0;
+    }
+  return -1;
+}

@@ -1,0 +1,138 @@
+/* The config file's top level: one stream (input/pipeline/output at the top)
+ * or many under `streams:`, the core sections, and the sections registered by
+ * subsystems. A single stream is validated where the user wrote it (so error
+ * keys read `input.generate.count`) and then moved to `streams.main`. */
+#include "engine.h"
+#include "section.h"
+#include "spec.h"
+#include "xalloc.h"
+#include <stdlib.h>
+#include <string.h>
+
+static const sl_field_t retry_fields[] = {
+  {"max_retries", SL_F_INT, "0", 0, "Attempts before a failed write is given up (nacked to the input); 0 retries until shutdown.", NULL, NULL},
+  {"initial_interval", SL_F_DURATION, "100ms", 0, "Wait before the first retry; doubles on each failure.", NULL, NULL},
+  {"max_interval", SL_F_DURATION, "5s", 0, "Upper bound of the wait between retries.", NULL, NULL},
+  {0}};
+
+static const sl_field_t pipeline_fields[] = {
+  {"processors", SL_F_PROCESSORS, NULL, 0, "Processors every message goes through, in order.", NULL, NULL},
+  {"threads", SL_F_INT, "1", SL_ADVANCED, "Reserved: processors run on the stream's worker.", NULL, NULL},
+  {0}};
+
+/* The fields of one stream; shared by the top level and each `streams.NAME`. */
+static const sl_field_t stream_fields[] = {
+  {"input", SL_F_INPUT, NULL, SL_REQUIRED, "Where messages come from.", NULL, NULL},
+  {"pipeline", SL_F_OBJECT, NULL, 0, "The processing steps.", NULL, pipeline_fields},
+  {"output", SL_F_OUTPUT, NULL, SL_REQUIRED, "Where messages go.", NULL, NULL},
+  {"max_in_flight", SL_F_INT, "64", 0, "Transactions (input batches) open at once; the input waits beyond it.", NULL, NULL},
+  {"retry", SL_F_OBJECT, NULL, 0, "How failed output writes are retried (exponential backoff).", NULL, retry_fields},
+  {0}};
+
+static const char *const log_levels[] = {"trace", "debug", "info", "warn", "error", "off", NULL};
+static const char *const log_formats[] = {"logfmt", "json", NULL};
+static const sl_field_t logger_fields[] = {
+  {"level", SL_F_ENUM, "info", 0, "Lowest level written to stderr.", log_levels, NULL},
+  {"format", SL_F_ENUM, "logfmt", 0, "Line format.", log_formats, NULL},
+  {0}};
+
+/* Core top-level keys; sections registered by subsystems are looked up too.
+ * http, metrics, tracer and store are parsed now and owned by later subsystems. */
+static const sl_field_t root_fields[] = {
+  {"streams", SL_F_ANY, NULL, 0, "Named streams: `streams: {NAME: {input, pipeline, output}}`.", NULL, NULL},
+  {"logger", SL_F_OBJECT, NULL, 0, "Logging to stderr.", NULL, logger_fields},
+  {"shutdown_timeout", SL_F_DURATION, "20s", 0, "How long SIGINT/SIGTERM waits for in-flight messages before exiting 1.", NULL, NULL},
+  {"http", SL_F_ANY, NULL, 0, "HTTP server (reserved).", NULL, NULL},
+  {"metrics", SL_F_ANY, NULL, 0, "Metrics (reserved).", NULL, NULL},
+  {"tracer", SL_F_ANY, NULL, 0, "Tracing (reserved).", NULL, NULL},
+  {"store", SL_F_ANY, NULL, 0, "Embedded event store (reserved).", NULL, NULL},
+  {0}};
+
+static int is_stream_key(const char *k) {
+  for (const sl_field_t *f = stream_fields; f->name; f++)
+    if (!strcmp(f->name, k)) return 1;
+  return 0;
+}
+
+static const sl_field_t *root_field(const char *k) {
+  for (const sl_field_t *f = root_fields; f->name; f++)
+    if (!strcmp(f->name, k)) return f;
+  return NULL;
+}
+
+static void unknown_root_key(const sl_cnode_t *root, uint32_t i, sl_diags_t *d) {
+  const char *names[64];
+  unsigned n = 0;
+  for (const sl_field_t *f = root_fields; f->name; f++) names[n++] = f->name;
+  for (const sl_field_t *f = stream_fields; f->name; f++) names[n++] = f->name;
+  const sl_section_t *sec;
+  for (unsigned k = 0; n < 64 && (sec = sl_section_at(k)); k++) names[n++] = sec->name;
+  const char *near = sl_nearest(root->keys[i], names, n);
+  sl_cnode_t pos = sl_cnode_key_pos(root, i);
+  if (near) sl_diag_add(d, &pos, root->keys[i], "unknown top-level key (did you mean \"%s\"?)", near);
+  else sl_diag_add(d, &pos, root->keys[i], "unknown top-level key");
+}
+
+static int validate_streams(sl_cnode_t *streams, sl_diags_t *d) {
+  if (streams->type == SL_CN_NULL) streams->type = SL_CN_MAP;
+  if (streams->type != SL_CN_MAP) {
+    sl_diag_add(d, streams, "streams", "expected a map of stream name to {input, pipeline, output}");
+    return 1;
+  }
+  int errs = 0;
+  for (uint32_t i = 0; i < streams->n; i++) {
+    char *p = sl_xasprintf("streams.%s", streams->keys[i]);
+    errs += sl_spec_validate_fields(stream_fields, streams->items[i], p, d);
+    free(p);
+  }
+  return errs;
+}
+
+int sl_config_validate(sl_cnode_t *root, sl_diags_t *d) {
+  if (root->type == SL_CN_NULL) root->type = SL_CN_MAP;
+  if (root->type != SL_CN_MAP) {
+    sl_diag_add(d, root, NULL, "expected a map at the top level (input, pipeline, output or streams)");
+    return 1;
+  }
+  int errs = 0, single = 0;
+  for (uint32_t i = 0; i < root->n; i++) {
+    const char *k = root->keys[i];
+    if (is_stream_key(k)) {
+      single = 1;
+      continue;
+    }
+    const sl_field_t *f = root_field(k);
+    const sl_section_t *sec = f ? NULL : sl_section_find(k);
+    if (f && strcmp(k, "streams") != 0) {
+      errs += sl_spec_validate_value(f, root->items[i], k, d);
+    } else if (sec && sec->fields) {
+      errs += sl_spec_validate_fields(sec->fields, root->items[i], k, d);
+    } else if (!f && !sec) {
+      unknown_root_key(root, i, d);
+      errs++;
+    }
+  }
+  sl_cnode_t *streams = sl_cnode_get(root, "streams");
+  if (streams && single) {
+    sl_diag_add(d, streams, "streams",
+                "a file holds either one stream (input/pipeline/output at the top) or `streams:`, not both");
+    return errs + 1;
+  }
+  if (!streams && !single) {
+    sl_diag_add(d, root, NULL, "no stream defined: add input and output (or streams: {NAME: {input, output}})");
+    return errs + 1;
+  }
+  if (streams) return errs + validate_streams(streams, d);
+
+  /* Validate the single stream in place (error keys as written), then nest it. */
+  sl_cnode_t *body = sl_cnode_new(SL_CN_MAP, root);
+  for (const sl_field_t *f = stream_fields; f->name; f++) {
+    sl_cnode_t *v = sl_cnode_take(root, f->name);
+    if (v) sl_cnode_map_set(body, f->name, v);
+  }
+  errs += sl_spec_validate_fields(stream_fields, body, "", d);
+  sl_cnode_t *all = sl_cnode_new(SL_CN_MAP, root);
+  sl_cnode_map_set(all, "main", body);
+  sl_cnode_map_set(root, "streams", all);
+  return errs;
+}

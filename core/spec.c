@@ -1,0 +1,440 @@
+/* The component registry and spec-driven validation: type checks, defaults,
+ * shorthands, and "did you mean" for misspelt keys, names and enum values. */
+#include "spec.h"
+#include "xalloc.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { MAX_SPECS = 256 };
+/* Filled by constructors before main; sorted once on first lookup. */
+static const sl_spec_t *g_specs[MAX_SPECS];
+static unsigned g_nspecs;
+static int g_sorted;
+
+void sl_registry_add(const sl_spec_t *spec) {
+  if (g_nspecs == MAX_SPECS) {
+    fprintf(stderr, "sluice: too many components registered\n");
+    abort();
+  }
+  g_specs[g_nspecs++] = spec;
+  g_sorted = 0;
+}
+
+static int by_kind_name(const void *a, const void *b) {
+  const sl_spec_t *x = *(const sl_spec_t *const *)a, *y = *(const sl_spec_t *const *)b;
+  if (x->kind != y->kind) return (int)x->kind - (int)y->kind;
+  return strcmp(x->name, y->name);
+}
+
+static void sort_once(void) {
+  if (g_sorted) return;
+  qsort(g_specs, g_nspecs, sizeof(*g_specs), by_kind_name);
+  g_sorted = 1;
+}
+
+const sl_spec_t *sl_registry_find(sl_kind_t kind, const char *name) {
+  sort_once();
+  for (unsigned i = 0; i < g_nspecs; i++)
+    if (g_specs[i]->kind == kind && strcmp(g_specs[i]->name, name) == 0) return g_specs[i];
+  return NULL;
+}
+
+const sl_spec_t *sl_registry_at(sl_kind_t kind, unsigned i) {
+  sort_once();
+  for (unsigned k = 0; k < g_nspecs; k++)
+    if (g_specs[k]->kind == kind && i-- == 0) return g_specs[k];
+  return NULL;
+}
+
+const char *sl_kind_name(sl_kind_t kind) {
+  switch (kind) {
+  case SL_KIND_INPUT: return "input";
+  case SL_KIND_PROCESSOR: return "processor";
+  case SL_KIND_OUTPUT: return "output";
+  }
+  return "component";
+}
+
+/* ---------- did you mean ---------- */
+
+static unsigned edit_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 64 || lb > 64) return 1000;
+  unsigned row[65];
+  for (size_t j = 0; j <= lb; j++) row[j] = (unsigned)j;
+  for (size_t i = 1; i <= la; i++) {
+    unsigned diag = row[0];
+    row[0] = (unsigned)i;
+    for (size_t j = 1; j <= lb; j++) {
+      unsigned up = row[j];
+      unsigned cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      unsigned best = diag + cost;
+      if (up + 1 < best) best = up + 1;
+      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+      row[j] = best;
+      diag = up;
+    }
+  }
+  return row[lb];
+}
+
+const char *sl_nearest(const char *word, const char *const *candidates, unsigned n) {
+  const char *best = NULL;
+  unsigned best_d = 1000;
+  size_t len = strlen(word);
+  unsigned limit = len <= 3 ? 1 : len <= 7 ? 2 : 3;
+  for (unsigned i = 0; i < n; i++) {
+    unsigned d = edit_distance(word, candidates[i]);
+    if (d < best_d) {
+      best_d = d;
+      best = candidates[i];
+    }
+  }
+  return best_d <= limit ? best : NULL;
+}
+
+static const char *nearest_field(const char *word, const sl_field_t *fields) {
+  const char *names[128];
+  unsigned n = 0;
+  for (const sl_field_t *f = fields; f && f->name && n < 128; f++) names[n++] = f->name;
+  return sl_nearest(word, names, n);
+}
+
+static const char *nearest_component(sl_kind_t kind, const char *word) {
+  const char *names[MAX_SPECS];
+  unsigned n = 0;
+  const sl_spec_t *s;
+  while ((s = sl_registry_at(kind, n))) names[n++] = s->name;
+  return sl_nearest(word, names, n);
+}
+
+/* ---------- validation ---------- */
+
+static char *join(const char *path, const char *key) {
+  return path && *path ? sl_xasprintf("%s.%s", path, key) : sl_xstrdup(key);
+}
+
+static char *join_index(const char *path, uint32_t i) {
+  return sl_xasprintf("%s.%u", path && *path ? path : "", i);
+}
+
+static const char *type_word(sl_ftype_t t) {
+  switch (t) {
+  case SL_F_STRING: case SL_F_CODE: return "a string";
+  case SL_F_INT: return "an integer";
+  case SL_F_FLOAT: return "a number";
+  case SL_F_BOOL: return "true or false";
+  case SL_F_DURATION: return "a duration such as 500ms, 5s or 1m30s";
+  case SL_F_SIZE: return "a size such as 512, 64KiB or 1MB";
+  case SL_F_ENUM: return "one of the listed values";
+  case SL_F_STRLIST: return "a string or a list of strings";
+  case SL_F_MAP: return "a map of strings";
+  case SL_F_OBJECT: return "a map";
+  case SL_F_OBJLIST: case SL_F_INPUTS: case SL_F_OUTPUTS: case SL_F_PROCESSORS: return "a list";
+  case SL_F_INPUT: return "an input";
+  case SL_F_OUTPUT: return "an output";
+  case SL_F_PROCESSOR: return "a processor";
+  case SL_F_ANY: return "a value";
+  }
+  return "a value";
+}
+
+static int has_required(const sl_field_t *fields) {
+  for (const sl_field_t *f = fields; f && f->name; f++)
+    if (f->flags & SL_REQUIRED) return 1;
+  return 0;
+}
+
+/* A default as a node: scalars are taken as written, lists and maps parsed as YAML. */
+static sl_cnode_t *default_node(const sl_field_t *f, const sl_cnode_t *pos) {
+  sl_cnode_t *n;
+  if (f->def[0] == '[' || f->def[0] == '{') {
+    sl_diags_t d = {0};
+    n = sl_conf_parse(f->def, strlen(f->def), pos->file, &d);
+    sl_diags_free(&d);
+    n->file = pos->file;
+    n->line = pos->line;
+    n->col = pos->col;
+  } else {
+    n = sl_cnode_scalar(f->def, pos);
+  }
+  n->synthetic = 1;
+  return n;
+}
+
+
+static int validate_list(sl_kind_t kind, int of_components, const sl_field_t *f, sl_cnode_t *v, const char *path,
+                         sl_diags_t *d) {
+  if (v->type == SL_CN_NULL) {
+    v->type = SL_CN_SEQ;
+    return 0;
+  }
+  if (v->type != SL_CN_SEQ) {
+    sl_diag_add(d, v, path, "expected %s", type_word(f->type));
+    return 1;
+  }
+  int errs = 0;
+  for (uint32_t i = 0; i < v->n; i++) {
+    char *p = join_index(path, i);
+    if (of_components) errs += sl_spec_validate_component(kind, v->items[i], p, d);
+    else if (v->items[i]->type != SL_CN_MAP && v->items[i]->type != SL_CN_NULL) {
+      sl_diag_add(d, v->items[i], p, "expected a map");
+      errs++;
+    } else {
+      if (v->items[i]->type == SL_CN_NULL) v->items[i]->type = SL_CN_MAP;
+      errs += sl_spec_validate_fields(f->fields, v->items[i], p, d);
+    }
+    free(p);
+  }
+  return errs;
+}
+
+static int validate_scalar(const sl_field_t *f, sl_cnode_t *v, const char *path, sl_diags_t *d) {
+  if (v->type == SL_CN_NULL && (f->type == SL_F_STRING || f->type == SL_F_CODE)) {
+    v->type = SL_CN_SCALAR;
+    v->str = sl_xstrdup("");
+    v->len = 0;
+    return 0;
+  }
+  if (v->type != SL_CN_SCALAR) {
+    sl_diag_add(d, v, path, "expected %s", type_word(f->type));
+    return 1;
+  }
+  int64_t i;
+  double x;
+  int ok = 1;
+  switch (f->type) {
+  case SL_F_INT: ok = sl_parse_int(v->str, &i) == 0; break;
+  case SL_F_FLOAT: ok = sl_parse_float(v->str, &x) == 0; break;
+  case SL_F_BOOL: ok = sl_parse_bool(v->str, &(int){0}) == 0; break;
+  case SL_F_DURATION: ok = sl_parse_duration_ms(v->str, &i) == 0; break;
+  case SL_F_SIZE: ok = sl_parse_size(v->str, &i) == 0; break;
+  case SL_F_ENUM: {
+    unsigned n = 0;
+    for (; f->enums && f->enums[n]; n++)
+      if (strcmp(f->enums[n], v->str) == 0) return 0;
+    char list[512] = "";
+    for (unsigned k = 0; k < n; k++) {
+      size_t used = strlen(list);
+      snprintf(list + used, sizeof(list) - used, "%s%s", k ? ", " : "", f->enums[k]);
+    }
+    const char *near = sl_nearest(v->str, f->enums, n);
+    if (near)
+      sl_diag_add(d, v, path, "unknown value \"%s\" (did you mean \"%s\"?); expected one of: %s", v->str, near, list);
+    else
+      sl_diag_add(d, v, path, "unknown value \"%s\"; expected one of: %s", v->str, list);
+    return 1;
+  }
+  default: break;
+  }
+  if (!ok) {
+    sl_diag_add(d, v, path, "\"%s\" is not %s", v->str, type_word(f->type));
+    return 1;
+  }
+  return 0;
+}
+
+int sl_spec_validate_value(const sl_field_t *f, sl_cnode_t *v, const char *path, sl_diags_t *d) {
+  switch (f->type) {
+  case SL_F_STRLIST:
+    if (v->type == SL_CN_SCALAR) {
+      /* A single value is a one-item list: rewrite in place so readers see a list. */
+      sl_cnode_t *item = sl_cnode_dup(v);
+      free(v->str);
+      v->str = NULL;
+      v->len = 0;
+      v->quoted = 0;
+      v->type = SL_CN_SEQ;
+      sl_cnode_seq_push(v, item);
+      return 0;
+    }
+    if (v->type == SL_CN_NULL) {
+      v->type = SL_CN_SEQ;
+      return 0;
+    }
+    if (v->type != SL_CN_SEQ) break;
+    for (uint32_t i = 0; i < v->n; i++)
+      if (v->items[i]->type != SL_CN_SCALAR) {
+        char *p = join_index(path, i);
+        sl_diag_add(d, v->items[i], p, "expected a string");
+        free(p);
+        return 1;
+      }
+    return 0;
+  case SL_F_MAP:
+    if (v->type == SL_CN_NULL) {
+      v->type = SL_CN_MAP;
+      return 0;
+    }
+    if (v->type != SL_CN_MAP) break;
+    for (uint32_t i = 0; i < v->n; i++)
+      if (v->items[i]->type != SL_CN_SCALAR) {
+        char *p = join(path, v->keys[i]);
+        sl_diag_add(d, v->items[i], p, "expected a string value");
+        free(p);
+        return 1;
+      }
+    return 0;
+  case SL_F_OBJECT:
+    if (v->type == SL_CN_NULL) v->type = SL_CN_MAP;
+    if (v->type != SL_CN_MAP) break;
+    return f->fields ? sl_spec_validate_fields(f->fields, v, path, d) : 0;
+  case SL_F_OBJLIST: return validate_list(SL_KIND_INPUT, 0, f, v, path, d);
+  case SL_F_INPUTS: return validate_list(SL_KIND_INPUT, 1, f, v, path, d);
+  case SL_F_OUTPUTS: return validate_list(SL_KIND_OUTPUT, 1, f, v, path, d);
+  case SL_F_PROCESSORS: return validate_list(SL_KIND_PROCESSOR, 1, f, v, path, d);
+  case SL_F_INPUT: return sl_spec_validate_component(SL_KIND_INPUT, v, path, d);
+  case SL_F_OUTPUT: return sl_spec_validate_component(SL_KIND_OUTPUT, v, path, d);
+  case SL_F_PROCESSOR: return sl_spec_validate_component(SL_KIND_PROCESSOR, v, path, d);
+  case SL_F_ANY: return 0;
+  default: return validate_scalar(f, v, path, d);
+  }
+  sl_diag_add(d, v, path, "expected %s", type_word(f->type));
+  return 1;
+}
+
+int sl_spec_validate_fields(const sl_field_t *fields, sl_cnode_t *node, const char *path, sl_diags_t *d) {
+  if (node->type == SL_CN_NULL) node->type = SL_CN_MAP;
+  if (node->type != SL_CN_MAP) {
+    sl_diag_add(d, node, path, "expected a map of fields");
+    return 1;
+  }
+  int errs = 0;
+  for (uint32_t i = 0; i < node->n; i++) {
+    const sl_field_t *f = fields;
+    while (f && f->name && strcmp(f->name, node->keys[i]) != 0) f++;
+    char *p = join(path, node->keys[i]);
+    if (!f || !f->name) {
+      sl_cnode_t pos = sl_cnode_key_pos(node, i);
+      const char *near = nearest_field(node->keys[i], fields);
+      if (near) sl_diag_add(d, &pos, p, "unknown field (did you mean \"%s\"?)", near);
+      else sl_diag_add(d, &pos, p, "unknown field");
+      errs++;
+    } else {
+      errs += sl_spec_validate_value(f, node->items[i], p, d);
+    }
+    free(p);
+  }
+  for (const sl_field_t *f = fields; f && f->name; f++) {
+    if (sl_cnode_get(node, f->name)) continue;
+    char *p = join(path, f->name);
+    if (f->flags & SL_REQUIRED) {
+      sl_diag_add(d, node, p, "missing required field");
+      errs++;
+    } else if (f->def) {
+      sl_cnode_t *dn = default_node(f, node);
+      sl_cnode_map_set(node, f->name, dn);
+      errs += sl_spec_validate_value(f, dn, p, d);
+    } else if (f->type == SL_F_OBJECT && f->fields && !has_required(f->fields)) {
+      /* Absent objects get their nested defaults, so readers never special-case them. */
+      sl_cnode_t *obj = sl_cnode_new(SL_CN_MAP, node);
+      obj->synthetic = 1;
+      sl_cnode_map_set(node, f->name, obj);
+      errs += sl_spec_validate_fields(f->fields, obj, p, d);
+    }
+    free(p);
+  }
+  return errs;
+}
+
+const char *sl_component_name(const sl_cnode_t *wrapper, const sl_cnode_t **body) {
+  if (!wrapper || wrapper->type != SL_CN_MAP) return NULL;
+  for (uint32_t i = 0; i < wrapper->n; i++) {
+    if (!strcmp(wrapper->keys[i], "label") || !strcmp(wrapper->keys[i], "processors")) continue;
+    if (body) *body = wrapper->items[i];
+    return wrapper->keys[i];
+  }
+  return NULL;
+}
+
+static const sl_field_t *find_field(const sl_field_t *fields, const char *name) {
+  for (const sl_field_t *f = fields; f && f->name; f++)
+    if (!strcmp(f->name, name)) return f;
+  return NULL;
+}
+
+/* A bare value, or a map that names none of the spec's fields when the
+ * shorthand field is itself a component (`reject_errored: {stdout: {}}`). */
+static int shorthand_applies(const sl_spec_t *spec, const sl_cnode_t *body) {
+  if (body->type == SL_CN_SCALAR || body->type == SL_CN_SEQ) return 1;
+  if (body->type != SL_CN_MAP || body->n == 0) return 0;
+  const sl_field_t *sf = find_field(spec->fields, spec->shorthand);
+  if (!sf || (sf->type != SL_F_INPUT && sf->type != SL_F_OUTPUT && sf->type != SL_F_PROCESSOR)) return 0;
+  for (uint32_t i = 0; i < body->n; i++)
+    if (find_field(spec->fields, body->keys[i])) return 0;
+  return 1;
+}
+
+static const sl_field_t processors_field[] = {
+  {.name = "processors", .type = SL_F_PROCESSORS}, {0}};
+
+int sl_spec_validate_component(sl_kind_t kind, sl_cnode_t *node, const char *path, sl_diags_t *d) {
+  const char *kname = sl_kind_name(kind);
+  /* `output: drop` is accepted for `output: {drop: {}}`. */
+  if (node->type == SL_CN_SCALAR && sl_registry_find(kind, node->str)) {
+    char *name = node->str;
+    node->str = NULL;
+    node->len = 0;
+    node->type = SL_CN_MAP;
+    sl_cnode_map_set(node, name, sl_cnode_new(SL_CN_MAP, node));
+    free(name);
+  }
+  if (node->type != SL_CN_MAP) {
+    if (node->type == SL_CN_SCALAR) {
+      const char *near = nearest_component(kind, node->str);
+      if (near) sl_diag_add(d, node, path, "unknown %s \"%s\" (did you mean \"%s\"?)", kname, node->str, near);
+      else sl_diag_add(d, node, path, "expected %s: a map such as {%s: {...}}", kname, kind == SL_KIND_OUTPUT ? "stdout" : kind == SL_KIND_INPUT ? "stdin" : "lua");
+    } else {
+      sl_diag_add(d, node, path, "expected %s: a map such as {%s: {...}}", kname, kind == SL_KIND_OUTPUT ? "stdout" : kind == SL_KIND_INPUT ? "stdin" : "lua");
+    }
+    return 1;
+  }
+  int errs = 0;
+  const char *first = NULL;
+  uint32_t body_i = 0;
+  for (uint32_t i = 0; i < node->n; i++) {
+    const char *k = node->keys[i];
+    char *p = join(path, k);
+    sl_cnode_t kpos = sl_cnode_key_pos(node, i);
+    if (!strcmp(k, "label")) {
+      if (node->items[i]->type != SL_CN_SCALAR) {
+        sl_diag_add(d, node->items[i], p, "expected a string");
+        errs++;
+      }
+    } else if (!strcmp(k, "processors") && kind != SL_KIND_PROCESSOR) {
+      errs += sl_spec_validate_value(processors_field, node->items[i], p, d);
+    } else if (!sl_registry_find(kind, k)) {
+      const char *near = nearest_component(kind, k);
+      if (near) sl_diag_add(d, &kpos, p, "unknown %s \"%s\" (did you mean \"%s\"?)", kname, k, near);
+      else sl_diag_add(d, &kpos, p, "unknown %s \"%s\" (see `sluice list`)", kname, k);
+      errs++;
+      if (!first) first = k;
+    } else if (first) {
+      sl_diag_add(d, &kpos, p, "only one %s per block: \"%s\" is already given", kname, first);
+      errs++;
+    } else {
+      first = k;
+      body_i = i;
+    }
+    free(p);
+  }
+  if (!first) {
+    sl_diag_add(d, node, path, "no %s given (see `sluice list`)", kname);
+    return errs + 1;
+  }
+  const sl_spec_t *spec = sl_registry_find(kind, node->keys[body_i]);
+  if (!spec) return errs;
+  sl_cnode_t *body = node->items[body_i];
+  char *p = join(path, spec->name);
+  if (spec->shorthand && shorthand_applies(spec, body)) {
+    /* Shorthand: `lua: <code>` means `lua: {code: <code>}`. */
+    sl_cnode_t *wrapped = sl_cnode_new(SL_CN_MAP, body);
+    sl_cnode_map_set(wrapped, spec->shorthand, body);
+    node->items[body_i] = wrapped;
+    body = wrapped;
+  }
+  errs += sl_spec_validate_fields(spec->fields, body, p, d);
+  free(p);
+  return errs;
+}

@@ -1,0 +1,213 @@
+/* Core units: transactions, messages and the stream runtime's ack/nack,
+ * retry and drain behaviour, driven by test components registered here. */
+#include "core/component.h"
+#include "core/engine.h"
+#include "core/stream.h"
+#include "core/xalloc.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures;
+#define CHECK(cond, ...) do { if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+  fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+
+/* ---- transactions ---- */
+
+static int txn_calls, txn_status;
+static void txn_cb(sl_txn_t *t, int status, const char *err, void *arg) {
+  (void)t; (void)err; (void)arg;
+  txn_calls++;
+  txn_status = status;
+}
+
+static void test_txn(void) {
+  txn_calls = 0;
+  sl_txn_t *t = sl_txn_new(txn_cb, NULL);
+  sl_msg_t *a = sl_msg_new("a", 1), *b = sl_msg_new("b", 1);
+  sl_msg_set_txn(a, t);
+  sl_msg_set_txn(b, t);
+  sl_txn_unref(t);
+  CHECK(txn_calls == 0, "txn completed while messages alive");
+  sl_msg_t *c = sl_msg_clone(a);
+  sl_msg_free(a);
+  sl_msg_free(b);
+  CHECK(txn_calls == 0, "txn completed while a clone is alive");
+  CHECK(c->content == c->content && memcmp(c->content->data, "a", 1) == 0, "clone content");
+  sl_msg_free(c);
+  CHECK(txn_calls == 1 && txn_status == 0, "txn acked once: calls=%d status=%d", txn_calls, txn_status);
+
+  txn_calls = 0;
+  t = sl_txn_new(txn_cb, NULL);
+  sl_batch_t *batch = sl_batch_new(0);
+  for (int i = 0; i < 3; i++) {
+    sl_msg_t *m = sl_msg_new("x", 1);
+    sl_msg_set_txn(m, t);
+    sl_batch_push(batch, m);
+  }
+  sl_txn_unref(t);
+  sl_batch_fail(batch, "boom");
+  CHECK(txn_calls == 1 && txn_status == -1, "failed batch nacks: calls=%d status=%d", txn_calls, txn_status);
+}
+
+static void test_kv(void) {
+  sl_kvlist_t l = {0};
+  sl_kv_set(&l, "a", "1", 1);
+  sl_kv_set(&l, "b", "2", 1);
+  sl_kv_set(&l, "a", "3", 1);
+  CHECK(l.n == 2 && strcmp(sl_kv_get(&l, "a"), "3") == 0, "kv_set replaces");
+  CHECK(sl_kv_del(&l, "a") == 1 && sl_kv_get(&l, "a") == NULL, "kv_del");
+  sl_kv_clear(&l);
+}
+
+/* ---- test components ---- */
+
+typedef struct t_in {
+  sl_input_t base;
+  int total, sent, acked, nacked;
+  int max_seen_in_flight;
+} t_in_t;
+
+/* Test components live in static storage so the checks can read them after the stream is freed. */
+static t_in_t g_in_store, *g_in = &g_in_store;
+
+
+static void t_in_produce(sl_input_t *in) {
+  t_in_t *ti = (t_in_t *)in;
+  while (ti->sent < ti->total && sl_input_ready(in)) {
+    sl_batch_t *b = sl_batch_new(1);
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%d", ti->sent);
+    sl_batch_push(b, sl_msg_new(buf, (size_t)n));
+    ti->sent++;
+    sl_input_emit(in, b, NULL, NULL);
+    if (in->stream->in_flight > ti->max_seen_in_flight) ti->max_seen_in_flight = (int)in->stream->in_flight;
+  }
+  if (ti->sent == ti->total && !in->eof) sl_input_eof(in);
+}
+static int t_in_start(sl_input_t *in) { t_in_produce(in); return 0; }
+static void t_in_resume(sl_input_t *in) { t_in_produce(in); }
+static void t_in_destroy(sl_input_t *in) { (void)in; }
+static const sl_input_vt t_in_vt = {t_in_start, t_in_resume, NULL, t_in_destroy};
+static const sl_field_t t_in_fields[] = {{"count", SL_F_INT, "3", 0, "messages", NULL, NULL}, {0}};
+static void *t_in_create(sl_build_t *b, const sl_cnode_t *conf) {
+  t_in_t *ti = g_in;
+  memset(ti, 0, sizeof(*ti));
+  sl_component_init_input(&ti->base, &t_in_vt, NULL, b);
+  ti->total = (int)sl_conf_int(conf, "count", 3);
+  return ti;
+}
+static const sl_spec_t t_in_spec = {"t_in", SL_KIND_INPUT, "test input", NULL, t_in_fields, NULL, NULL, t_in_create};
+SL_REGISTER(t_in_spec)
+
+/* Output that fails the first `fail_first` writes, then delivers asynchronously. */
+typedef struct t_out {
+  sl_output_t base;
+  int fail_first, writes, delivered;
+  uv_timer_t timer;
+  sl_batch_t *pending_b; sl_write_cb pending_cb; void *pending_arg;
+  int closed;
+} t_out_t;
+static t_out_t g_out_store, *g_out = &g_out_store;
+
+static void t_out_fire(uv_timer_t *t) {
+  t_out_t *o = t->data;
+  sl_batch_t *b = o->pending_b;
+  o->pending_b = NULL;
+  o->delivered += (int)b->n;
+  o->pending_cb(&o->base, b, 0, NULL, o->pending_arg);
+}
+static int t_out_start(sl_output_t *o) {
+  t_out_t *to = (t_out_t *)o;
+  uv_timer_init(o->worker->loop, &to->timer);
+  to->timer.data = to;
+  return 0;
+}
+static void t_out_write(sl_output_t *o, sl_batch_t *b, sl_write_cb cb, void *arg) {
+  t_out_t *to = (t_out_t *)o;
+  to->writes++;
+  if (to->writes <= to->fail_first) { cb(o, b, -1, "test failure", arg); return; }
+  if (to->pending_b) { to->delivered += (int)b->n; cb(o, b, 0, NULL, arg); return; }
+  to->pending_b = b; to->pending_cb = cb; to->pending_arg = arg;
+  uv_timer_start(&to->timer, t_out_fire, 1, 0);
+}
+static void t_out_close(sl_output_t *o, void (*done)(sl_output_t *, void *), void *arg) {
+  ((t_out_t *)o)->closed = 1;
+  done(o, arg);
+}
+static void t_out_destroy(sl_output_t *o) {
+  t_out_t *to = (t_out_t *)o;
+  if (o->worker) uv_close((uv_handle_t *)&to->timer, NULL);
+}
+static const sl_output_vt t_out_vt = {t_out_start, t_out_write, t_out_close, t_out_destroy};
+static const sl_field_t t_out_fields[] = {{"fail_first", SL_F_INT, "0", 0, "failures", NULL, NULL}, {0}};
+static void *t_out_create(sl_build_t *b, const sl_cnode_t *conf) {
+  t_out_t *to = g_out;
+  memset(to, 0, sizeof(*to));
+  sl_component_init_output(&to->base, &t_out_vt, NULL, b);
+  to->fail_first = (int)sl_conf_int(conf, "fail_first", 0);
+  return to;
+}
+static const sl_spec_t t_out_spec = {"t_out", SL_KIND_OUTPUT, "test output", NULL, t_out_fields, NULL, NULL, t_out_create};
+SL_REGISTER(t_out_spec)
+
+/* ---- stream runs ---- */
+
+static int done_calls;
+static void on_done(sl_stream_t *s, void *arg) { (void)s; (void)arg; done_calls++; }
+
+static void run_stream(const char *yaml) {
+  sl_diags_t d = {0};
+  sl_cnode_t *root = sl_conf_parse(yaml, strlen(yaml), "test.yaml", &d);
+  CHECK(root && d.n == 0, "parse");
+  sl_config_validate(root, &d);
+  if (d.n) sl_diag_print(&d, stderr);
+  CHECK(d.n == 0, "validate");
+  sl_worker_t *w = sl_worker_new(0, NULL);
+  sl_build_t b = {.worker = w, .diags = &d};
+  const sl_cnode_t *streams = sl_cnode_get(root, "streams");
+  sl_stream_t *s = sl_stream_build(&b, streams->items[0], streams->keys[0]);
+  CHECK(s != NULL, "stream built");
+  done_calls = 0;
+  sl_stream_start(s, on_done, NULL);
+  uv_run(w->loop, UV_RUN_DEFAULT);
+  CHECK(done_calls == 1, "stream finished once (%d)", done_calls);
+  CHECK(g_out->closed, "output closed on drain");
+  CHECK(s->in_flight == 0, "nothing in flight at the end");
+  sl_stream_free(s);
+  sl_worker_free(w);
+  sl_cnode_free(root);
+  sl_diags_free(&d);
+}
+
+
+static void test_stream_delivers_all(void) {
+  run_stream("input: {t_in: {count: 200}}\nmax_in_flight: 7\noutput: {t_out: {}}\n");
+  CHECK(g_out->delivered == 200, "delivered %d of 200", g_out->delivered);
+  CHECK(g_in->max_seen_in_flight <= 7, "max_in_flight respected (%d)", g_in->max_seen_in_flight);
+}
+
+static void test_stream_retries(void) {
+  run_stream("input: {t_in: {count: 5}}\nretry: {initial_interval: 1ms, max_interval: 2ms}\n"
+             "output: {t_out: {fail_first: 3}}\n");
+  CHECK(g_out->delivered == 5, "delivered after retries: %d", g_out->delivered);
+  CHECK(g_out->writes == 5 + 3, "writes %d", g_out->writes);
+}
+
+static void test_stream_nack_reemits(void) {
+  /* With max_retries the output gives up; the stream re-emits the kept copy. */
+  run_stream("input: {t_in: {count: 2}}\nretry: {max_retries: 1, initial_interval: 1ms, max_interval: 1ms}\n"
+             "output: {t_out: {fail_first: 3}}\n");
+  CHECK(g_out->delivered == 2, "delivered after re-emit: %d", g_out->delivered);
+}
+
+int main(void) {
+  test_txn();
+  test_kv();
+  test_stream_delivers_all();
+  test_stream_retries();
+  test_stream_nack_reemits();
+  if (failures) { fprintf(stderr, "%d check(s) failed\n", failures); return 1; }
+  printf("test_core: ok\n");
+  return 0;
+}
