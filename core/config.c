@@ -48,6 +48,9 @@ static const sl_field_t root_fields[] = {
   {"store", SL_F_ANY, NULL, 0, "Embedded event store (reserved).", NULL, NULL},
   {0}};
 
+const sl_field_t *sl_config_root_fields(void) { return root_fields; }
+const sl_field_t *sl_config_stream_fields(void) { return stream_fields; }
+
 static int is_stream_key(const char *k) {
   for (const sl_field_t *f = stream_fields; f->name; f++)
     if (!strcmp(f->name, k)) return 1;

@@ -1,4 +1,6 @@
 #include "doc.h"
+#include "engine.h"
+#include "section.h"
 #include "xalloc.h"
 #include <errno.h>
 #include <stdlib.h>
@@ -79,6 +81,21 @@ void sl_doc_component(FILE *f, const sl_spec_t *s) {
                           s->example[strlen(s->example) - 1] == '\n' ? "" : "\n");
 }
 
+void sl_doc_config(FILE *f) {
+  fprintf(f, "# Config file\n\nA file holds one stream (`input`, `pipeline`, `output` at the top level, run as "
+             "stream `main`) or several under `streams: {NAME: {...}}`, plus the sections below. "
+             "`${NAME}` and `${NAME:default}` are replaced by environment variables when the file is loaded "
+             "(`$${` is a literal `${`).\n\n## Top level\n\n");
+  fields_table(f, sl_config_root_fields(), "");
+  fprintf(f, "\n## A stream\n\n");
+  fields_table(f, sl_config_stream_fields(), "");
+  const sl_section_t *sec;
+  for (unsigned i = 0; (sec = sl_section_at(i)); i++) {
+    fprintf(f, "\n## `%s:`\n\n%s\n\n", sec->name, sec->desc ? sec->desc : "");
+    if (sec->fields) fields_table(f, sec->fields, "");
+  }
+}
+
 static void json_str(FILE *f, const char *s) {
   fputc('"', f);
   for (; s && *s; s++) {
@@ -150,6 +167,13 @@ int sl_doc_write_all(const char *dir) {
     }
     free(sub);
   }
+  fprintf(idx, "\nThe config file's own keys and sections: [config.md](config.md).\n");
   fclose(idx);
+  char *cfg_path = sl_xasprintf("%s/config.md", dir);
+  FILE *cf = fopen(cfg_path, "w");
+  free(cfg_path);
+  if (!cf) return -1;
+  sl_doc_config(cf);
+  fclose(cf);
   return rc;
 }

@@ -7,6 +7,7 @@
 
 void sl_doc_component(FILE *f, const sl_spec_t *s);        /* Markdown page */
 void sl_doc_list(FILE *f, int json);                        /* every component by kind */
-int sl_doc_write_all(const char *dir);                      /* docs/components tree; 0 ok */
+void sl_doc_config(FILE *f);                                /* the config file's own keys and sections */
+int sl_doc_write_all(const char *dir);                      /* docs/components tree + config.md; 0 ok */
 
 #endif

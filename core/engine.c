@@ -62,7 +62,13 @@ sl_engine_t *sl_engine_load(const sl_engine_opts_t *o, sl_diags_t *diags) {
   e->files = sl_xcalloc(o->nfiles ? o->nfiles : 1, sizeof(*e->files));
   uint32_t before = diags->n;
   for (int i = 0; i < o->nfiles; i++) {
+    uint32_t at_load = diags->n;
     sl_cnode_t *root = sl_conf_load(o->files[i], diags);
+    if (root && diags->n > at_load) {
+      /* A tree cut short by a syntax error would only add noise. */
+      sl_cnode_free(root);
+      root = NULL;
+    }
     if (!root) continue;
     if (i == 0)
       for (int s = 0; s < o->nsets; s++) sl_cnode_set_path(root, o->sets[s], diags);

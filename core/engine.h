@@ -3,6 +3,7 @@
 #ifndef SL_ENGINE_H
 #define SL_ENGINE_H
 #include "conf.h"
+#include "spec.h"
 #include "worker.h"
 
 typedef struct sl_engine sl_engine_t;
@@ -25,5 +26,8 @@ const sl_cnode_t *sl_engine_config(const sl_engine_t *e);
 /* Top-level config validation shared by run, lint and test. Normalises a
  * single-stream file into streams: {main: ...}. Returns the number of errors. */
 int sl_config_validate(sl_cnode_t *root, sl_diags_t *d);
+/* The field tables behind that validation, for the generated reference. */
+const sl_field_t *sl_config_root_fields(void);
+const sl_field_t *sl_config_stream_fields(void);
 
 #endif

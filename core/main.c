@@ -21,11 +21,12 @@ static void usage(FILE *f) {
           "  lint FILE...       check config files; print every error as file:line:col: key: message\n"
           "  test [PATH...]     run config unit tests (*_test.yaml) found under PATH (default .)\n"
           "  list [--format json]  list the components\n"
-          "  doc NAME | --all [--out DIR]  show a component's reference (Markdown)\n"
+          "  doc NAME | config | --all [--out DIR]  show a component's (or the config file's) reference\n"
           "  version            print the version\n\n"
           "options for run and lint:\n"
           "  --log-level LEVEL  trace|debug|info|warn|error|off (overrides logger.level)\n"
-          "  --set PATH=VALUE   override a config value, e.g. --set streams.main.input.generate.count=5\n");
+          "  --set PATH=VALUE   override a config value, e.g. --set input.generate.count=5\n"
+          "                     (multi-stream files: --set streams.NAME.input...)\n");
 }
 
 typedef struct opts {
@@ -111,6 +112,10 @@ static int cmd_doc(int argc, char **argv) {
     return 0;
   }
   if (!name) { fprintf(stderr, "sluice: doc needs a component name or --all\n"); return 2; }
+  if (strcmp(name, "config") == 0) {
+    sl_doc_config(stdout);
+    return 0;
+  }
   int found = 0;
   for (int k = SL_KIND_INPUT; k <= SL_KIND_OUTPUT; k++) {
     const sl_spec_t *s = sl_registry_find((sl_kind_t)k, name);

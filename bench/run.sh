@@ -1,0 +1,121 @@
+#!/bin/sh
+# Benchmarks of issue 2, each beside a peer in the same run; prints Markdown
+# rows for bench/RESULTS.md. Usage: bench/run.sh [all|lua|ndjson|startup]
+# Env: N (messages, default 2000000), SIZE_MB (NDJSON size, default 1024), RUNS (default 3).
+set -eu
+cd "$(dirname "$0")/.."
+BIN=${SLUICE_BIN:-build/sluice}
+N=${N:-2000000}
+SIZE_MB=${SIZE_MB:-1024}
+RUNS=${RUNS:-3}
+WORK=${BENCH_DIR:-/tmp/sluice-bench}
+mkdir -p "$WORK"
+what=${1:-all}
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+now_ns() { date +%s%N; }
+
+# Messages per second of a config run over $N generated messages (median of RUNS).
+rate() {
+  cfg=$1
+  for _ in $(seq "$RUNS"); do
+    s=$(now_ns); "$BIN" run --log-level warn "$cfg" >/dev/null; e=$(now_ns)
+    echo "$N $s $e" | awk '{printf "%.0f\n", $1 / (($3 - $2) / 1e9)}'
+  done | median
+}
+
+gen_config() { # $1 = processor YAML (may be empty)
+  cat <<YAML
+input:
+  generate:
+    count: $N
+    interval: 0
+    batch_size: 1024
+    mapping: |
+      return '{"user":"user-000042","event":"page_view","path":"/products/42/details","ts":1700000042,"agent":"Mozilla/5.0 (X11; Linux x86_64)","tags":["a","b","c"],"score":42.5,"ok":true}'
+max_in_flight: 16
+pipeline:
+  processors:
+$1
+output:
+  drop: {}
+YAML
+}
+
+bench_lua() {
+  gen_config "    []" | sed 's/^  processors:$/  processors: []/; /^    \[\]$/d' > "$WORK/base.yaml"
+  gen_config "    - lua: 'return nil'" > "$WORK/pass.yaml"
+  gen_config "    - lua: |
+        this.id = uuid_v4()
+        this.processed = true" > "$WORK/map.yaml"
+  base=$(rate "$WORK/base.yaml")
+  pass=$(rate "$WORK/pass.yaml")
+  map=$(rate "$WORK/map.yaml")
+  peer=$(for _ in $(seq "$RUNS"); do luajit bench/peer_map.lua "$N"; done | median)
+  echo "| generate → drop (no processor) | $base msg/s | | |"
+  echo "| generate → lua pass-through (\`return nil\`) → drop | $pass msg/s | | |"
+  echo "| generate → lua JSON mapping (decode, +uuid_v4, +bool, encode) → drop | $map msg/s | plain LuaJIT+cjson loop: $peer msg/s | $(echo "$map $peer" | awk '{printf "%.2f", $1/$2}') |"
+}
+
+bench_ndjson() {
+  f="$WORK/docs-$SIZE_MB.ndjson"
+  if [ ! -s "$f" ]; then
+    luajit bench/gen_docs.lua $((SIZE_MB * 1024 * 1024 / 205)) > "$f"
+  fi
+  bytes=$(stat -c %s "$f")
+  cat > "$WORK/ndjson.yaml" <<YAML
+input:
+  stdin: {max_buffer: 64KiB}
+pipeline:
+  processors:
+    - lua: |
+        this.id = uuid_v4()
+        this.processed = true
+output:
+  stdout: {}
+YAML
+  s_rows=""; j_rows=""
+  for _ in $(seq "$RUNS"); do
+    /usr/bin/time -f "%e %M" -o "$WORK/t.s" "$BIN" run --log-level warn "$WORK/ndjson.yaml" < "$f" > /dev/null
+    /usr/bin/time -f "%e %M" -o "$WORK/t.j" jq -c '.id = "6f1c2a52-8d0b-4c1e-9a53-2b1f0e7d9c44" | .processed = true' < "$f" > /dev/null
+    s_rows="$s_rows$(cat "$WORK/t.s")
+"; j_rows="$j_rows$(cat "$WORK/t.j")
+"
+  done
+  s_t=$(printf '%s' "$s_rows" | awk '{print $1}' | median); s_m=$(printf '%s' "$s_rows" | awk '{print $2}' | median)
+  j_t=$(printf '%s' "$j_rows" | awk '{print $1}' | median); j_m=$(printf '%s' "$j_rows" | awk '{print $2}' | median)
+  echo "| stdin → lua → stdout, $((bytes / 1048576)) MiB NDJSON | $(echo "$bytes $s_t" | awk '{printf "%.0f", $1/1048576/$2}') MiB/s, peak RSS $((s_m / 1024)) MiB | jq -c: $(echo "$bytes $j_t" | awk '{printf "%.0f", $1/1048576/$2}') MiB/s, peak RSS $((j_m / 1024)) MiB | $(echo "$j_t $s_t" | awk '{printf "%.1f", $1/$2}')× |"
+}
+
+bench_startup() {
+  cat > "$WORK/trivial.yaml" <<YAML
+input:
+  generate: {count: 1, interval: 0, mapping: 'return "x"'}
+output:
+  drop: {}
+YAML
+  cat > "$WORK/idle.yaml" <<YAML
+input:
+  stdin: {}
+output:
+  drop: {}
+YAML
+  st=$(hyperfine -N -w 5 -r 50 --export-json "$WORK/h.json" "$BIN run $WORK/trivial.yaml" "jq -n 1" >/dev/null 2>&1 &&
+       jq -r '.results | map(.median * 1000) | "\(.[0]) \(.[1])"' "$WORK/h.json")
+  s_ms=$(echo "$st" | awk '{printf "%.1f", $1}'); j_ms=$(echo "$st" | awk '{printf "%.1f", $2}')
+  (sleep 2 | "$BIN" run "$WORK/idle.yaml" & echo $! > "$WORK/pid"; wait) &
+  sleep 0.7
+  rss=$(awk '/VmRSS/ {print $2}' "/proc/$(pgrep -n -f "$WORK/idle.yaml")/status")
+  wait
+  echo "| startup of \`sluice run\` (generate 1 → drop, to exit) | $s_ms ms | \`jq -n 1\`: $j_ms ms | $(echo "$s_ms $j_ms" | awk '{printf "%.2f", $1/$2}') |"
+  echo "| idle RSS of \`sluice run\` (stdin → drop) | $((rss / 1024)) MiB ($rss KiB) | | |"
+}
+
+echo "| benchmark | sluice | peer | ratio |"
+echo "| --- | --- | --- | --- |"
+case $what in
+  lua) bench_lua ;;
+  ndjson) bench_ndjson ;;
+  startup) bench_startup ;;
+  all) bench_lua; bench_ndjson; bench_startup ;;
+esac

@@ -1,0 +1,207 @@
+-- The config loader and validator through `sluice lint` / `sluice run`:
+-- positions, every error reported, ${ENV}, YAML features, hostile input.
+local h = require("spec.helpers")
+
+local function lint(yaml, opts)
+  return h.run_config(yaml, {cmd = "lint", args = opts and opts.args, timeout = 20})
+end
+
+-- file:line:col: key: message lines of stderr, with the temp file name removed.
+local function errors(r)
+  local t = {}
+  for _, l in ipairs(h.lines(r.stderr)) do
+    local pos, rest = l:match("^[^:]+:(%d+:%d+): (.*)$")
+    if pos then t[#t + 1] = pos .. ": " .. rest end
+  end
+  return t
+end
+
+local function has(list, pattern)
+  for _, l in ipairs(list) do
+    if l:find(pattern) then return true end
+  end
+  return false
+end
+
+describe("config errors", function()
+  it("reports every problem with line, column, key and did-you-mean", function()
+    local r = lint([[
+input:
+  genrate:
+    count: 3
+output:
+  stdout:
+    codec: lines
+    bogus: 1
+max_in_flight: abc
+shutdown_timeout: 5 seconds
+logger:
+  level: inof
+lgger: {}
+]])
+    assert.are.equal(1, r.code)
+    local e = errors(r)
+    assert.is_true(has(e, '^2:3: input%.genrate: unknown input "genrate" %(did you mean "generate"%?%)'), r.stderr)
+    assert.is_true(has(e, "^7:5: output%.stdout%.bogus: unknown field"), r.stderr)
+    assert.is_true(has(e, '^8:16: max_in_flight: "abc" is not an integer'), r.stderr)
+    assert.is_true(has(e, "^9:19: shutdown_timeout: .*duration"), r.stderr)
+    assert.is_true(has(e, '^11:10: logger%.level: unknown value "inof" %(did you mean "info"%?%)'), r.stderr)
+    assert.is_true(has(e, '^12:1: lgger: unknown top%-level key %(did you mean "logger"%?%)'), r.stderr)
+    assert.are.equal(6, #e)
+    assert.matches("6 errors", r.stderr)
+  end)
+
+  it("suggests field names inside components", function()
+    local r = lint("input:\n  stdin:\n    codc: lines\noutput:\n  stdout: {}\n")
+    assert.are.equal(1, r.code)
+    assert.is_true(has(errors(r), '^3:5: input%.stdin%.codc: unknown field %(did you mean "codec"%?%)'), r.stderr)
+  end)
+
+  it("reports missing required parts", function()
+    local r = lint("input:\n  stdin: {}\n")
+    assert.are.equal(1, r.code)
+    assert.is_true(has(errors(r), "output: missing required field"), r.stderr)
+  end)
+
+  it("refuses a file that mixes a top-level stream and streams:", function()
+    local r = lint("input: {stdin: {}}\noutput: {stdout: {}}\nstreams:\n  a: {input: {stdin: {}}, output: {stdout: {}}}\n")
+    assert.are.equal(1, r.code)
+    assert.matches("either one stream", r.stderr)
+  end)
+
+  it("names both places when two streams share a name across files", function()
+    local a = h.write(h.tmpname(".yaml"), "streams:\n  s: {input: {stdin: {}}, output: {stdout: {}}}\n")
+    local b = h.write(h.tmpname(".yaml"), "streams:\n  s: {input: {stdin: {}}, output: {drop: {}}}\n")
+    local r = h.sluice("lint " .. a .. " " .. b)
+    os.remove(a); os.remove(b)
+    assert.are.equal(1, r.code)
+    assert.matches('stream "s" is also defined at .*:2', r.stderr)
+  end)
+
+  it("checks types of every kind", function()
+    local r = lint([[
+input:
+  generate:
+    count: many
+    interval: soon
+    mapping: 'return {}'
+output:
+  stdout:
+    codec: [a]
+]])
+    assert.are.equal(1, r.code)
+    local e = errors(r)
+    assert.is_true(has(e, 'input%.generate%.count: "many" is not an integer'), r.stderr)
+    assert.is_true(has(e, 'input%.generate%.interval: "soon" is not a duration'), r.stderr)
+    assert.is_true(has(e, "output%.stdout%.codec: expected"), r.stderr)
+  end)
+
+  it("reports YAML syntax errors with a position", function()
+    local r = lint("input:\n  stdin: {\noutput: x\n")
+    assert.are.equal(1, r.code)
+    assert.matches(":%d+:%d+: ", r.stderr)
+  end)
+
+  it("refuses duplicate keys and several documents", function()
+    local r = lint("input: {stdin: {}}\noutput: {stdout: {}}\noutput: {drop: {}}\n")
+    assert.are.equal(1, r.code)
+    assert.matches("3:1: output: duplicate key %(first set at line 2%)", r.stderr)
+    r = lint("input: {stdin: {}}\noutput: {stdout: {}}\n---\ninput: {stdin: {}}\n")
+    assert.are.equal(1, r.code)
+    assert.matches("one YAML document", r.stderr)
+  end)
+
+  it("exits 1 on a file that does not exist", function()
+    local r = h.sluice("lint /nonexistent/sluice.yaml")
+    assert.are.equal(1, r.code)
+    assert.matches("/nonexistent/sluice.yaml:0:0: cannot open", r.stderr)
+  end)
+end)
+
+describe("config values", function()
+  it("substitutes ${ENV} and ${ENV:default}, and refuses an unset variable without default", function()
+    local yaml = "input:\n  stdin:\n    codec: ${SL_T_CODEC:lines}\noutput:\n  stdout:\n    codec: ${SL_T_OUT}\n"
+    local path = h.write(h.tmpname(".yaml"), yaml)
+    local code, out, err = h.sh("SL_T_OUT=lines " .. h.bin .. " run " .. path, "a\nb\n")
+    assert.are.equal(0, code, err)
+    assert.are.equal("a\nb\n", out)
+    code, out, err = h.sh("env -u SL_T_OUT " .. h.bin .. " lint " .. path)
+    os.remove(path)
+    assert.are.equal(1, code)
+    assert.matches("6:12: SL_T_OUT: environment variable is not set", err)
+  end)
+
+  it("keeps $${ as a literal ${", function()
+    local r = h.run_config("input:\n  generate: {count: 1, interval: 0, mapping: 'return \"$${HOME}\"'}\noutput: {stdout: {}}\n")
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("${HOME}\n", r.stdout)
+  end)
+
+  it("applies --set overrides, parsed as YAML", function()
+    local r = h.run_config("input:\n  stdin: {}\noutput:\n  drop: {}\n",
+      {args = "--set output='{stdout: {}}'", stdin = "x\n"})
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("x\n", r.stdout)
+    r = h.run_config("input: {stdin: {}}\noutput: {stdout: {}}\n", {cmd = "lint", args = "--set nonsense"})
+    assert.are.equal(1, r.code)
+    assert.matches("expected PATH=VALUE", r.stderr)
+  end)
+
+  it("expands anchors, aliases and merge keys", function()
+    local r = h.run_config([[
+base: &out
+  stdout: {codec: lines}
+input: {stdin: {}}
+output: *out
+]], {cmd = "lint"})
+    -- `base` is not a config key: the alias works but the anchor's home is reported.
+    assert.are.equal(1, r.code)
+    assert.matches("base: unknown top%-level key", r.stderr)
+    r = h.run_config([[
+streams:
+  a: &s
+    input: {stdin: {}}
+    output: {stdout: {}}
+  b:
+    <<: *s
+    output: {drop: {}}
+]], {cmd = "lint"})
+    assert.are.equal(0, r.code, r.stderr)
+  end)
+
+  it("accepts a bare component name", function()
+    local r = h.run_config("input: stdin\noutput: stdout\n", {stdin = "q\n"})
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("q\n", r.stdout)
+  end)
+end)
+
+describe("hostile YAML", function()
+  it("bounds alias expansion (billion laughs)", function()
+    local lines = {"a0: &a0 [x, x, x, x, x, x, x, x, x, x]"}
+    for i = 1, 9 do
+      local refs = {}
+      for _ = 1, 10 do refs[#refs + 1] = "*a" .. (i - 1) end
+      lines[#lines + 1] = string.format("a%d: &a%d [%s]", i, i, table.concat(refs, ", "))
+    end
+    local r = lint(table.concat(lines, "\n") .. "\n")
+    assert.are.equal(1, r.code)
+    assert.matches("expands the document beyond", r.stderr)
+  end)
+
+  it("bounds nesting depth", function()
+    local r = lint(string.rep("[", 5000) .. string.rep("]", 5000) .. "\n")
+    assert.are.equal(1, r.code)
+    assert.matches("nested too deeply", r.stderr)
+  end)
+
+  it("never crashes on garbage", function()
+    local seeds = {"", ":", "- - -", "{", "\0\1\2", "input: !!binary aGVsbG8=", "? [a]\n: b",
+      "input: *nope", "%YAML 9.9\n---\na: b", "\239\187\191input: {}", "a: 'unterminated"}
+    for _, s in ipairs(seeds) do
+      local r = lint(s)
+      assert.are.equal(1, r.code, s)
+      assert.matches("%d+ errors?", r.stderr)
+    end
+  end)
+end)
