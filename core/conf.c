@@ -56,6 +56,7 @@ static unsigned count_nodes(const sl_cnode_t *n) {
 sl_cnode_t *sl_cnode_dup(const sl_cnode_t *n) {
   sl_cnode_t *d = sl_cnode_new(n->type, n);
   d->quoted = n->quoted;
+  d->block = n->block;
   d->synthetic = n->synthetic;
   if (n->str) {
     d->str = sl_xmalloc(n->len + 1);
@@ -374,6 +375,7 @@ static sl_cnode_t *parse_scalar(parser_t *p, yaml_event_t *ev) {
     n = sl_cnode_new(SL_CN_SCALAR, NULL);
     set_pos(p, n, ev);
     n->quoted = !plain;
+    n->block = ev->data.scalar.style == YAML_LITERAL_SCALAR_STYLE || ev->data.scalar.style == YAML_FOLDED_SCALAR_STYLE;
     size_t nl;
     char *sub = subst_env(p, v, len, &nl, n);
     if (sub) {

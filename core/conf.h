@@ -14,6 +14,7 @@ struct sl_cnode {
   char *str;                 /* scalar text (NUL-terminated), NULL otherwise */
   size_t len;
   int quoted;                /* scalar was quoted: never a number/bool/null */
+  int block;                 /* `|` or `>` scalar: its text starts on the next line */
   const char *file;          /* shared, owned by the root */
   int line, col;             /* 1-based */
   uint32_t n, cap;
