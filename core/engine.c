@@ -17,6 +17,7 @@ struct sl_engine {
   sl_stream_t **streams; int nstreams;
   int ndone;
   int stopping;
+  uint64_t stop_at;                 /* loop time of the first shutdown signal */
   int exit_code;
   int64_t shutdown_ms;
   int handles_init;
@@ -134,12 +135,18 @@ static void on_shutdown_timeout(uv_timer_t *t) {
 
 static void begin_shutdown(sl_engine_t *e, const char *why) {
   if (e->stopping) {
+    /* One kill of the process group plus one of the pid (timeout(1), shells)
+     * arrive together: only a signal sent later forces the exit. */
+    uv_update_time(e->worker->loop);
+    if (uv_now(e->worker->loop) - e->stop_at < 200) return;
     sl_error("second %s: exiting without draining", why);
     e->exit_code = 1;
     uv_stop(e->worker->loop);
     return;
   }
   e->stopping = 1;
+  uv_update_time(e->worker->loop);
+  e->stop_at = uv_now(e->worker->loop);
   sl_info("%s received: draining (shutdown_timeout %lldms)", why, (long long)e->shutdown_ms);
   uv_timer_start(&e->shutdown_timer, on_shutdown_timeout, (uint64_t)e->shutdown_ms, 0);
   for (int i = 0; i < e->nstreams; i++) sl_stream_stop(e->streams[i]);

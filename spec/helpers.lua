@@ -37,7 +37,7 @@ end
 function M.sh(cmd, stdin)
   local out, err = tmpname(), tmpname()
   local inp = stdin and M.write(tmpname(), stdin) or "/dev/null"
-  local ok, how, code = os.execute(string.format("%s < %s > %s 2> %s", cmd, inp, out, err))
+  local ok, how, code = os.execute(string.format("{ %s\n} < %s > %s 2> %s", cmd, inp, out, err))
   if type(ok) == "number" then code = ok / 256 elseif how ~= "exit" then code = 128 + (code or 0) end
   local o, e = M.read(out), M.read(err)
   os.remove(out); os.remove(err)
