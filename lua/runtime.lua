@@ -210,7 +210,7 @@ local function sandbox_require(name)
     end
   end
   error(str_format("module '%s' not found in lua_path (%s)", name,
-    #lua_path > 0 and table.concat(lua_path, ";") or "lua_path is not set"), 2)
+    #lua_path > 0 and table.concat(lua_path, ";") or "lua_path is not set"), 0)
 end
 
 base.string = copy(string)
@@ -369,21 +369,28 @@ local function fail(m, err)
   C.sl_lmsg_set_error(m, tostring(err))
 end
 
-local function run_inline(s, msgs, n, seq_base, run, steps)
-  local fn = s.fn
-  for k = 0, n - 1 do
+-- One pcall per batch, not per message: the loop is left by an error and
+-- resumed after the failing message, so the happy path stays on one trace.
+local budget_reset = budget_mod.reset
+local function inline_loop(fn, msgs, from, n, seq_base, drop, steps)
+  for k = from, n - 1 do
     local m = msgs[k]
-    set_current(m, k)
+    cur_msg, cur_index = m, k
+    cur_this, this_loaded, this_new, this_set, cur_ctx_cache = nil, false, false, false, nil
     if seq_base ~= 0 then cur_seq = seq_base + k end
-    budget_mod.reset(steps)
-    local ok, ret = pcall(fn)
-    local keep = true
-    if ok then
-      ok, ret = pcall(finish_inline, m, ret)
-      if ok then keep = ret end
-    end
-    if not ok then fail(m, ret) end
-    if keep then C.sl_lrun_keep(run, m) end
+    budget_reset(steps)
+    local ret = fn()
+    if (ret ~= nil or this_loaded or this_set) and not finish_inline(m, ret) then drop[k] = 1 end
+  end
+end
+
+local function run_inline(s, msgs, n, seq_base, drop, steps)
+  local from = 0
+  while from < n do
+    local ok, err = pcall(inline_loop, s.fn, msgs, from, n, seq_base, drop, steps)
+    if ok then break end
+    fail(msgs[cur_index], err)
+    from = cur_index + 1
   end
   set_current(nil, 0)
 end
@@ -479,12 +486,13 @@ local function run_module(s, msgs, n, run, steps)
   end
 end
 
-function M.run(id, msgs_p, n, seq_base, run, steps)
+local drop_t = ffi.typeof("uint8_t *")
+function M.run(id, msgs_p, n, seq_base, run, steps, drop_p)
   local s = scripts[id]
   local msgs = ffi_cast(msgs_t, msgs_p)
   cur_run = run
   if s.kind == "module" then run_module(s, msgs, n, run, steps)
-  else run_inline(s, msgs, n, seq_base, run, steps) end
+  else run_inline(s, msgs, n, seq_base, ffi_cast(drop_t, drop_p), steps) end
   cur_run = nil
   set_current(nil, 0)
 end

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct sl_lscript { sl_lua_t *vm; int id; };
+struct sl_lscript { sl_lua_t *vm; int id; int module; };
 struct sl_lcheck { sl_lua_t *vm; int id; };
 
 int sl_lvm_compile(sl_lua_t *vm, int ref, const char *a, const char *chunk, int line, const char *kind, char **err) {
@@ -45,20 +45,21 @@ void sl_lvm_release(sl_lua_t *vm, int id) {
 
 /* ---------- scripts ---------- */
 
-static sl_lscript_t *script_new(sl_lua_t *vm, int id) {
+static sl_lscript_t *script_new(sl_lua_t *vm, int id, int module) {
   if (!id) return NULL;
   sl_lscript_t *s = sl_xmalloc(sizeof(*s));
   s->vm = vm;
   s->id = id;
+  s->module = module;
   return s;
 }
 
 sl_lscript_t *sl_lscript_inline(sl_lua_t *L, const char *code, const char *chunk, int line_offset, char **err) {
-  return script_new(L, sl_lvm_compile(L, L->ref_compile_inline, code, chunk, line_offset, NULL, err));
+  return script_new(L, sl_lvm_compile(L, L->ref_compile_inline, code, chunk, line_offset, NULL, err), 0);
 }
 
 sl_lscript_t *sl_lscript_module(sl_lua_t *L, const char *path, char **err) {
-  return script_new(L, sl_lvm_compile(L, L->ref_compile_module, path, NULL, 0, NULL, err));
+  return script_new(L, sl_lvm_compile(L, L->ref_compile_module, path, NULL, 0, NULL, err), 1);
 }
 
 void sl_lscript_free(sl_lscript_t *s) {
@@ -105,8 +106,21 @@ static void apply_run(sl_batch_t *b, sl_lrun_t *r) {
   }
 }
 
+/* Inline scripts only drop messages: remove the flagged ones, keeping order. */
+static void apply_drops(sl_batch_t *b, const uint8_t *drop) {
+  uint32_t j = 0;
+  for (uint32_t i = 0; i < b->n; i++) {
+    if (drop[i]) sl_msg_free(b->msgs[i]);
+    else b->msgs[j++] = b->msgs[i];
+  }
+  b->n = j;
+}
+
 void sl_lscript_run(sl_lscript_t *s, sl_batch_t *b, uint64_t seq_base) {
   if (!b->n) return;
+  uint8_t small[256];
+  uint8_t *drop = b->n <= sizeof(small) ? small : sl_xmalloc(b->n);
+  memset(drop, 0, b->n);
   sl_lua_t *vm = s->vm;
   lua_State *L = vm->L;
   sl_lrun_t r = {.in = b};
@@ -118,16 +132,20 @@ void sl_lscript_run(sl_lscript_t *s, sl_batch_t *b, uint64_t seq_base) {
   lua_pushnumber(L, (lua_Number)seq_base);
   lua_pushlightuserdata(L, &r);
   lua_pushnumber(L, (lua_Number)vm->max_steps);
-  if (lua_pcall(L, 6, 0, 0) != 0) {
+  lua_pushlightuserdata(L, drop);
+  if (lua_pcall(L, 7, 0, 0) != 0) {
     /* The run loop itself failed (e.g. out of memory between messages): every
      * message stays, flagged, and nothing the script made survives. */
     const char *e = lua_tostring(L, -1);
     for (uint32_t i = 0; i < b->n; i++) sl_msg_set_error(b->msgs[i], e ? e : "Lua run failed");
     for (uint32_t i = 0; i < r.ncreated; i++) sl_msg_free(r.created[i]);
     r.nout = 0;
-  } else {
+  } else if (s->module) {
     apply_run(b, &r);
+  } else {
+    apply_drops(b, drop);
   }
+  if (drop != small) free(drop);
   lua_settop(L, top);
   free(r.out);
   free(r.created);

@@ -14,16 +14,27 @@
 #define SL_LUA_DEFAULT_STEPS 10000000LL
 
 /* Refuses growth beyond the VM's limit; Lua turns the NULL into a "not enough
- * memory" error that the run loop's pcall flags on the message. */
+ * memory" error that the run loop's pcall flags on the message. After a
+ * refusal the host's own error handling may use a reserve above the limit
+ * until a collection brings the VM back under it. */
+#define SL_LUA_RESERVE (16u << 20)
+
 static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   sl_lua_t *vm = ud;
   if (!ptr) osize = 0;
   if (nsize == 0) {
     free(ptr);
     vm->used -= osize;
+    if (vm->emergency && vm->used < (size_t)vm->max_memory) vm->emergency = 0;
     return NULL;
   }
-  if (vm->limited && nsize > osize && vm->used + (nsize - osize) > (size_t)vm->max_memory) return NULL;
+  if (vm->limited && nsize > osize) {
+    size_t limit = (size_t)vm->max_memory + (vm->emergency ? SL_LUA_RESERVE : 0);
+    if (vm->used + (nsize - osize) > limit) {
+      vm->emergency = 1;
+      return NULL;
+    }
+  }
   void *p = realloc(ptr, nsize);
   if (!p) return NULL;
   vm->used = vm->used - osize + nsize;

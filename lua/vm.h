@@ -9,6 +9,7 @@ struct sl_lua {
   lua_State *L;
   size_t used;               /* bytes allocated by the VM */
   int limited;               /* max_memory enforced (off while the runtime loads) */
+  int emergency;             /* a request was refused: host code may use the reserve */
   int64_t max_memory, max_steps;
   /* registry refs of runtime.lua's entry points */
   int ref_run, ref_eval, ref_compile_inline, ref_compile_expr, ref_compile_module, ref_release, ref_set_lua_path;
