@@ -1,0 +1,40 @@
+# Thin wrapper over CMake + Ninja. `make run` and `make test` work on a fresh
+# Debian machine: both install what they need first (scripts/deps.sh).
+BUILD ?= build
+JOBS ?= $(shell nproc)
+
+.PHONY: all build deps run test asan fuzz docs bench clean
+
+all: build
+
+build:
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@ninja -C $(BUILD) -j $(JOBS)
+
+deps:
+	@scripts/deps.sh
+
+run: deps build
+	$(BUILD)/sluice run examples/quickstart.yaml
+
+test: deps build
+	@scripts/test.sh
+
+asan:
+	@CC=clang cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSL_SANITIZE=ON >/dev/null
+	@ninja -C build-asan -j $(JOBS)
+
+fuzz:
+	@CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSL_FUZZ=ON -DSL_SANITIZE=ON >/dev/null
+	@ninja -C build-fuzz -j $(JOBS) fuzz_conf
+	@mkdir -p build-fuzz/corpus && cp examples/*.yaml build-fuzz/corpus/ 2>/dev/null || true
+	build-fuzz/fuzz_conf -max_total_time=$${FUZZ_SECONDS:-60} -max_len=4096 build-fuzz/corpus
+
+docs: build
+	$(BUILD)/sluice doc --all --out docs/components
+
+bench: build
+	bench/run.sh
+
+clean:
+	rm -rf build build-asan build-fuzz
