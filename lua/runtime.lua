@@ -157,8 +157,13 @@ local modules = {}       -- required modules, per VM
 local base = {}          -- what every user environment falls back to
 local reserved = {this = true, meta = true, ctx = true, i = true}
 
+-- Library tables are copied into each environment, so a script that
+-- changes `string` or `math` changes only its own.
+local LIBS = {"string", "table", "math", "bit", "os", "coroutine", "json"}
 local function new_env()
-  return setmetatable({}, {
+  local env = {}
+  for _, name in ipairs(LIBS) do env[name] = copy(base[name]) end
+  return setmetatable(env, {
     __index = function(_, k)
       if k == "this" then
         if this_set or this_loaded then return cur_this end

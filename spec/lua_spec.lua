@@ -1,0 +1,306 @@
+-- The `lua` processor and the Lua host through the real binary: mapping
+-- semantics, errors with YAML line numbers, modules, sandbox, budget, memory.
+local h = require("spec.helpers")
+local json = h.json
+
+local function tmpdir()
+  local p = h.tmpname()
+  os.remove(p)
+  assert(os.execute("mkdir -p " .. h.shell_quote(p)))
+  return p
+end
+
+-- Runs stdin lines through the given processors (YAML list items, indented
+-- by 4) and returns the output lines and the result.
+local function through(procs, input, extra)
+  local yaml = "input:\n  stdin: {}\npipeline:\n  processors:\n" .. procs .. "output:\n  stdout: {}\n" .. (extra or "")
+  local r = h.run_config(yaml, {stdin = input})
+  return h.lines(r.stdout), r
+end
+
+-- Appends the error (if any) to each message as {"err": ...} so tests can see it.
+local SHOW_ERRORS = "    - lua: 'if errored() then return {err = error_message(), was = content()} end'\n"
+
+describe("lua inline scripts", function()
+  it("maps JSON: reads this, adds fields, keeps the rest", function()
+    local out, r = through("    - lua: |\n        this.total = this.qty * this.price\n        this.tag = 'x'\n",
+      '{"qty":2,"price":1.5,"name":"tea"}\n')
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.same({qty = 2, price = 1.5, name = "tea", total = 3, tag = "x"}, json.decode(out[1]))
+  end)
+
+  it("keeps the exact bytes when this is only read", function()
+    local input = '{ "b" : 1,   "a" : [1, 2] }\n'
+    local out = through("    - lua: 'if this.b ~= 1 then error(\"no\") end'\n", input)
+    assert.are.equal(input, out[1] .. "\n")
+  end)
+
+  it("re-encodes when a nested value changes", function()
+    local out = through("    - lua: 'this.user.name = \"bob\"'\n", '{"user":{"name":"ada"},"n":1}\n')
+    assert.are.same({user = {name = "bob"}, n = 1}, json.decode(out[1]))
+  end)
+
+  it("replaces the content with a returned table or string, and with an assigned this", function()
+    local out = through("    - lua: 'return {wrapped = content()}'\n    - lua: 'return this.wrapped .. \"!\"'\n",
+      "hello\n")
+    assert.are.equal("hello!", out[1])
+    out = through("    - lua: 'this = {replaced = true}'\n", '{"a":1}\n')
+    assert.are.same({replaced = true}, json.decode(out[1]))
+  end)
+
+  it("drops with deleted() and the run still ends with everything else delivered", function()
+    local out, r = through("    - lua: 'if this.n % 2 == 0 then return deleted() end'\n",
+      '{"n":1}\n{"n":2}\n{"n":3}\n{"n":4}\n')
+    assert.are.equal(0, r.code)
+    assert.are.same({'{"n":1}', '{"n":3}'}, out)
+  end)
+
+  it("reads and writes metadata; meta() copies it", function()
+    local out = through([[
+    - lua: |
+        meta.a = "1"
+        meta.b = 2
+        meta.b = nil
+        meta.c = {x = 1}
+    - lua: |
+        local m = meta()
+        local keys = {}
+        for k in pairs(m) do keys[#keys + 1] = k end
+        table.sort(keys)
+        return {a = meta.a, b = meta.b, c = meta.c, keys = table.concat(keys, ",")}
+]], "x\n")
+    assert.are.same({a = "1", c = '{"x":1}', keys = "a,c"}, json.decode(out[1]))
+  end)
+
+  it("flags error() with the message and the YAML line, and the host goes on", function()
+    local out, r = through("    - lua: |\n        local x = 1\n        if this.bad then error('broken: ' .. this.bad) end\n" ..
+      SHOW_ERRORS, '{"bad":"yes"}\n{"ok":1}\n')
+    assert.are.equal(0, r.code, r.stderr)
+    local first = json.decode(out[1])
+    assert.matches("%.yaml:7: broken: yes", first.err)
+    assert.are.equal('{"bad":"yes"}', first.was)
+    assert.are.equal('{"ok":1}', out[2])
+  end)
+
+  it("flags a message that is not JSON when this is read", function()
+    local out = through("    - lua: 'this.x = 1'\n" .. SHOW_ERRORS, "not json\n")
+    assert.matches("this: message is not JSON", json.decode(out[1]).err)
+  end)
+
+  it("provides uuid_v4, now, json, env, batch_index", function()
+    local yaml = [[
+input:
+  stdin: {}
+pipeline:
+  processors:
+    - lua: |
+        return {
+          id = uuid_v4(), at = now(), idx = batch_index(),
+          rt = json.decode(json.encode({a = {1, 2}})).a[2],
+          home = env("SL_SPEC_VAR"), missing = env("SL_SPEC_NOPE") == nil,
+        }
+output:
+  stdout: {}
+]]
+    local path = h.write(h.tmpname(".yaml"), yaml)
+    local code, out = h.sh("SL_SPEC_VAR=here " .. h.bin .. " run " .. path, "a\nb\nc\n")
+    os.remove(path)
+    assert.are.equal(0, code)
+    local lines = h.lines(out)
+    local ids = {}
+    for k, l in ipairs(lines) do
+      local d = json.decode(l)
+      assert.matches("^%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$", d.id)
+      assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d+Z$", d.at)
+      assert.are.equal(k - 1, d.idx)
+      assert.are.equal(2, d.rt)
+      assert.are.equal("here", d.home)
+      assert.is_true(d.missing)
+      assert.is_nil(ids[d.id])
+      ids[d.id] = true
+    end
+    assert.are.equal(3, #lines)
+  end)
+
+  it("gives generate's mapping i, counting from 1", function()
+    local r = h.run_config("input:\n  generate: {count: 3, interval: 0, mapping: 'return {n = i}'}\noutput:\n  stdout: {}\n")
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal('{"n":1}\n{"n":2}\n{"n":3}\n', r.stdout)
+  end)
+
+  it("reports Lua syntax errors at lint with file:line:col", function()
+    local r = h.run_config("input:\n  stdin: {}\npipeline:\n  processors:\n    - lua: |\n        local x = \n        this.y = (\noutput:\n  stdout: {}\n",
+      {cmd = "lint"})
+    assert.are.equal(1, r.code)
+    assert.matches("%.yaml:5:%d+: code: Lua: .*%.yaml:7:", r.stderr)
+  end)
+end)
+
+describe("lua modules", function()
+  it("runs process(msg, ctx) from a file, with require from lua_path", function()
+    local d = tmpdir()
+    os.execute("mkdir -p " .. d .. "/lib")
+    h.write(d .. "/lib/util.lua", "return {twice = function(x) return x * 2 end}\n")
+    h.write(d .. "/mod.lua", [[
+local util = require("util")
+return {
+  process = function(msg, ctx)
+    local t = msg:json()
+    if t.skip then return false end
+    t.doubled = util.twice(t.n)
+    msg:set_meta("seen", "1")
+    return t
+  end,
+}
+]])
+    h.write(d .. "/c.yaml", [[
+lua:
+  lua_path: [lib]
+input:
+  stdin: {}
+pipeline:
+  processors:
+    - lua: {file: mod.lua}
+    - lua: 'this.seen = meta.seen'
+output:
+  stdout: {}
+]])
+    local code, out, err = h.sh(h.bin .. " run " .. d .. "/c.yaml", '{"n":2}\n{"skip":true}\n{"n":5}\n')
+    os.execute("rm -rf " .. d)
+    assert.are.equal(0, code, err)
+    local lines = h.lines(out)
+    assert.are.equal(2, #lines)
+    assert.are.same({n = 2, doubled = 4, seen = "1"}, json.decode(lines[1]))
+    assert.are.same({n = 5, doubled = 10, seen = "1"}, json.decode(lines[2]))
+  end)
+
+  it("runs process_batch(batch, ctx): drop, reorder and split with copy()", function()
+    local d = tmpdir()
+    h.write(d .. "/b.lua", [[
+function process_batch(batch)
+  local out = {}
+  for k = #batch, 1, -1 do
+    local m = batch[k]
+    if m:content() ~= "drop" then
+      out[#out + 1] = m
+      local c = m:copy()
+      c:set_content(m:content() .. "-copy")
+      out[#out + 1] = c
+    end
+  end
+  out[#out + 1] = new_message({made = true})
+  return out
+end
+]])
+    h.write(d .. "/c.yaml", "input:\n  stdin: {codec: all}\npipeline:\n  processors:\n" ..
+      "    - lua: 'return nil'\n    - lua: {file: b.lua}\noutput:\n  stdout: {}\n")
+    local code, out = h.sh(h.bin .. " run " .. d .. "/c.yaml", "x")
+    os.execute("rm -rf " .. d)
+    assert.are.equal(0, code)
+    assert.are.same({"x", "x-copy", '{"made":true}'}, h.lines(out))
+  end)
+
+  it("refuses a module without process functions, and a missing file", function()
+    local d = tmpdir()
+    h.write(d .. "/bad.lua", "return {}\n")
+    h.write(d .. "/c.yaml", "input:\n  stdin: {}\npipeline:\n  processors:\n    - lua: {file: bad.lua}\n    - lua: {file: nope.lua}\noutput:\n  stdout: {}\n")
+    local code, _, err = h.sh(h.bin .. " lint " .. d .. "/c.yaml")
+    os.execute("rm -rf " .. d)
+    assert.are.equal(1, code)
+    assert.matches("must define process", err)
+    assert.matches("nope%.lua", err)
+  end)
+end)
+
+describe("lua sandbox", function()
+  local escapes = {
+    {"io", "return tostring(io)"},
+    {"os.execute", "return tostring(os.execute)"},
+    {"os.exit", "return tostring(os.exit)"},
+    {"os.getenv", "return tostring(os.getenv)"},
+    {"debug", "return tostring(debug)"},
+    {"ffi via require", "return tostring(require('ffi'))"},
+    {"jit", "return tostring(jit)"},
+    {"getfenv", "return tostring(getfenv)"},
+    {"dofile", "return tostring(dofile)"},
+    {"package", "return tostring(package)"},
+    {"bytecode load", "return tostring(load(string.char(27) .. 'LJ'))"},
+    {"bytecode loadstring", "return tostring(loadstring(string.char(27) .. 'LJ'))"},
+    {"binary mode", "return tostring(load('return 1', 'x', 'b'))"},
+    {"string.dump", "return tostring(string.dump)"},
+    {"string metatable", "return tostring(getmetatable(''))"},
+    {"env metatable", "return tostring(getmetatable(meta))"},
+  }
+  for _, e in ipairs(escapes) do
+    it("refuses " .. e[1], function()
+      local out = through("    - lua: \"" .. e[2] .. "\"\n" .. SHOW_ERRORS, "x\n")
+      local v = out[1]
+      local ok, d = pcall(json.decode, v)
+      if ok and type(d) == "table" then
+        assert.is_not_nil(d.err, v)
+      else
+        assert.is_true(v == "nil" or v == "false", v)
+      end
+    end)
+  end
+
+  it("refuses the host's reserved names at load", function()
+    local r = h.run_config("input:\n  stdin: {}\npipeline:\n  processors:\n    - lua: 'return __sl_budget_step'\noutput:\n  stdout: {}\n",
+      {cmd = "lint"})
+    assert.are.equal(1, r.code)
+    assert.matches(":5:%d+: code: Lua: .*names starting with __sl_ are reserved", r.stderr)
+  end)
+
+  it("keeps scripts from changing each other's string library", function()
+    local out = through("    - lua: 'string.upper = nil; string.format = nil'\n    - lua: 'return (\"ok\"):upper() .. string.format(\"%d\", 1)'\n", "x\n")
+    assert.are.equal("OK1", out[1])
+  end)
+
+  it("stops a runaway loop with the step budget and keeps serving", function()
+    local out, r = through("    - lua: 'if this.spin then while true do end end'\n" .. SHOW_ERRORS,
+      '{"spin":1}\n{"n":2}\n', "lua:\n  max_steps: 100000\n")
+    assert.are.equal(0, r.code)
+    assert.matches("instruction budget exceeded", json.decode(out[1]).err)
+    assert.are.equal('{"n":2}', out[2])
+  end)
+
+  it("stops runaway recursion and goto loops", function()
+    local out = through("    - lua: |\n        local function f() return 1 + f() end\n        if this.r then f() end\n        if this.g then ::top:: goto top end\n" ..
+      SHOW_ERRORS, '{"r":1}\n{"g":1}\n{"ok":1}\n', "lua:\n  max_steps: 100000\n")
+    assert.is_not_nil(json.decode(out[1]).err)
+    assert.matches("instruction budget exceeded", json.decode(out[2]).err)
+    assert.are.equal('{"ok":1}', out[3])
+  end)
+
+  it("caps a VM's memory: the hog is flagged, the host survives", function()
+    local out, r = through("    - lua: |\n        if this.hog then local t = {} for k = 1, 1e9 do t[k] = string.rep('x', 64) .. k end end\n" ..
+      SHOW_ERRORS, '{"hog":1}\n{"ok":1}\n', "lua:\n  max_memory: 64MiB\n")
+    assert.are.equal(0, r.code)
+    assert.matches("not enough memory", json.decode(out[1]).err)
+    assert.are.equal('{"ok":1}', out[2])
+  end)
+
+  it("refuses require outside lua_path", function()
+    local out = through("    - lua: \"return require('os')\"\n" .. SHOW_ERRORS, "x\n")
+    assert.matches("not found in lua_path", json.decode(out[1]).err)
+  end)
+end)
+
+describe("interpolation", function()
+  it("evaluates ${! } per message in an output path", function()
+    local d = tmpdir()
+    h.write(d .. "/c.yaml", [[
+input:
+  stdin: {}
+output:
+  file:
+    path: 'out-${! this.kind }-${! meta.nope }.txt'
+]])
+    local code = h.sh(h.bin .. " run " .. d .. "/c.yaml", '{"kind":"a"}\n{"kind":"b"}\n{"kind":"a"}\n')
+    local a, b = h.read(d .. "/out-a-null.txt"), h.read(d .. "/out-b-null.txt")
+    os.execute("rm -rf " .. d)
+    assert.are.equal(0, code)
+    assert.are.equal('{"kind":"a"}\n{"kind":"a"}\n', a)
+    assert.are.equal('{"kind":"b"}\n', b)
+  end)
+end)
