@@ -1,0 +1,170 @@
+-- The command line: version, list, doc, lint, test, flags.
+local h = require("spec.helpers")
+local json = h.json
+
+local function tmpdir()
+  local p = h.tmpname()
+  os.remove(p)
+  assert(os.execute("mkdir -p " .. h.shell_quote(p)))
+  return p
+end
+
+describe("sluice CLI", function()
+  it("prints its version and usage", function()
+    local r = h.sluice("version")
+    assert.are.equal(0, r.code)
+    assert.matches("^sluice %d+%.%d+%.%d+", r.stdout)
+    r = h.sluice("help")
+    assert.are.equal(0, r.code)
+    assert.matches("lint FILE", r.stdout)
+    r = h.sluice("frobnicate")
+    assert.are.equal(2, r.code)
+    assert.matches('unknown command "frobnicate"', r.stderr)
+  end)
+
+  it("lists every component, also as JSON", function()
+    local r = h.sluice("list")
+    assert.are.equal(0, r.code)
+    for _, name in ipairs({"stdin", "file", "generate", "lua", "switch", "catch", "try", "split", "batch", "log",
+      "rate_limit", "stdout", "drop", "broker", "fallback"}) do
+      assert.matches("\n  " .. name:gsub("_", "%%_") .. " ", r.stdout)
+    end
+    r = h.sluice("list --format json")
+    local d = json.decode(r.stdout)
+    assert.is_true(#d.inputs >= 3 and #d.processors >= 8 and #d.outputs >= 6)
+    assert.is_string(d.processors[1].summary)
+  end)
+
+  it("documents a component from its spec, and suggests a name for a typo", function()
+    local r = h.sluice("doc rate_limit")
+    assert.are.equal(0, r.code)
+    assert.matches("# rate_limit %(processor%)", r.stdout)
+    assert.matches("| `count` | int | `1000` |", r.stdout, 1, true)
+    r = h.sluice("doc genrate")
+    assert.are.equal(1, r.code)
+    assert.matches('did you mean "generate"', r.stderr)
+    r = h.sluice("doc config")
+    assert.are.equal(0, r.code)
+    assert.matches("shutdown_timeout", r.stdout)
+    assert.matches("max_steps", r.stdout)
+  end)
+
+  it("writes the whole reference with doc --all", function()
+    local d = tmpdir()
+    local r = h.sluice("doc --all --out " .. d)
+    assert.are.equal(0, r.code)
+    assert.matches("%[lua%]%(processors/lua%.md%)", h.read(d .. "/README.md"))
+    assert.matches("# switch %(output%)", h.read(d .. "/outputs/switch.md"))
+    assert.matches("## `lua:`", h.read(d .. "/config.md"))
+    os.execute("rm -rf " .. d)
+  end)
+
+  it("lints a good file quietly and exits 0", function()
+    local r = h.run_config("input: {stdin: {}}\npipeline:\n  processors:\n    - lua: 'this.x = 1'\noutput: {stdout: {}}\n",
+      {cmd = "lint"})
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("", r.stdout)
+  end)
+
+  it("refuses an unknown log level and an unknown option", function()
+    local r = h.run_config("input: {stdin: {}}\noutput: {stdout: {}}\n", {args = "--log-level loud"})
+    assert.are.equal(2, r.code)
+    assert.matches("unknown log level", r.stderr)
+    r = h.run_config("input: {stdin: {}}\noutput: {stdout: {}}\n", {args = "--frob"})
+    assert.are.equal(2, r.code)
+  end)
+
+  it("--log-level overrides logger.level", function()
+    local yaml = "logger: {level: error}\ninput: {stdin: {}}\npipeline:\n  processors:\n    - log: {level: debug, message: seen}\noutput: {drop: {}}\n"
+    local r = h.run_config(yaml, {stdin = "x\n", args = "--log-level debug"})
+    assert.are.equal(0, r.code)
+    assert.matches('msg=seen', r.stderr)
+    r = h.run_config(yaml, {stdin = "x\n"})
+    assert.is_nil(r.stderr:find("seen", 1, true))
+  end)
+
+  it("writes JSON logs with logger.format json", function()
+    local r = h.run_config("logger: {format: json}\ninput: {stdin: {}}\npipeline:\n  processors:\n    - log: {message: hi}\noutput: {drop: {}}\n",
+      {stdin = "x\n"})
+    local line = h.lines(r.stderr)[1]
+    local d = json.decode(line)
+    assert.are.equal("hi", d.msg)
+    assert.are.equal("main", d.stream)
+  end)
+end)
+
+describe("sluice test", function()
+  local d
+  before_each(function()
+    d = tmpdir()
+    h.write(d .. "/pipe.yaml", [[
+input: {stdin: {}}
+pipeline:
+  processors:
+    - lua: |
+        if this.skip then return deleted() end
+        this.greeting = "hello " .. this.name
+        meta.seen = env("GREETED") or "yes"
+output: {stdout: {}}
+]])
+  end)
+  after_each(function() os.execute("rm -rf " .. d) end)
+
+  it("passes when the output matches", function()
+    h.write(d .. "/pipe_test.yaml", [[
+tests:
+  - name: greets and drops
+    environment: {GREETED: "by test"}
+    input_batch:
+      - content: '{"name":"ada"}'
+        metadata: {topic: a}
+      - json_content: {name: bob, skip: true}
+      - json_content: {name: cy}
+    output_batches:
+      - - json_equals: {name: ada, greeting: hello ada}
+          metadata_equals: {topic: a, seen: by test}
+        - content_matches: 'hello cy'
+          errored: false
+]])
+    local r = h.sluice("test " .. d)
+    assert.are.equal(0, r.code, r.stdout .. r.stderr)
+    assert.matches("PASS .*pipe_test%.yaml: greets and drops", r.stdout)
+    assert.matches("1 passed, 0 failed", r.stdout)
+  end)
+
+  it("fails with a diff when it does not", function()
+    h.write(d .. "/pipe_test.yaml", [[
+tests:
+  - name: wrong greeting
+    input_batch:
+      - content: '{"name":"ada"}'
+    output_batches:
+      - - json_equals: {greeting: hi}
+  - name: wrong count
+    input_batch:
+      - content: '{"name":"ada"}'
+    output_batches: []
+]])
+    local r = h.sluice("test " .. d .. "/pipe_test.yaml")
+    assert.are.equal(1, r.code)
+    assert.matches("FAIL .*wrong greeting", r.stdout)
+    assert.matches('expected: {"greeting":"hi"}', r.stdout, 1, true)
+    assert.matches('actual:   {"name":"ada","greeting":"hello ada"}', r.stdout, 1, true)
+    assert.matches("expected 0 output batch%(es%), got 1", r.stdout)
+    assert.matches("0 passed, 2 failed", r.stdout)
+  end)
+
+  it("reports config errors of the tested file", function()
+    h.write(d .. "/broken.yaml", "input: {stdin: {}}\noutput: {stdot: {}}\n")
+    h.write(d .. "/broken_test.yaml", "tests:\n  - input_batch: [{content: x}]\n    output_batches: [[{content_equals: x}]]\n")
+    local r = h.sluice("test " .. d .. "/broken_test.yaml")
+    assert.are.equal(1, r.code)
+    assert.matches('broken%.yaml:2:10: output%.stdot: unknown output "stdot" %(did you mean "stdout"%?%)', r.stdout)
+  end)
+
+  it("runs the examples' tests", function()
+    local r = h.sluice("test examples")
+    assert.are.equal(0, r.code, r.stdout)
+    assert.matches("[1-9]%d* passed, 0 failed", r.stdout)
+  end)
+end)
