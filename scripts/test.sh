@@ -36,9 +36,9 @@ run_suite() { # $1 = label, $2 = build dir
   grep -q "tests failed out of" "$LOG/ctest" && ! grep -q " 0 tests failed" "$LOG/ctest" && cat "$LOG/ctest"
   count_ctest "$LOG/ctest"
   echo "== $1: busted specs"
-  SLUICE_BIN="$2/sluice" busted --lua=luajit -o utfTerminal spec/ > "$LOG/busted" 2>&1
-  grep -E "^(Failure|Error) ->" -A 12 "$LOG/busted" | head -n 200
-  tail -n 1 "$LOG/busted"
+  SLUICE_BIN="$2/sluice" busted --lua=luajit -o plainTerminal spec/ > "$LOG/busted" 2>&1
+  grep -E "^(Failure|Error) " -A 14 "$LOG/busted" | head -n 300
+  grep -E "[0-9]+ successes? / " "$LOG/busted" || tail -n 20 "$LOG/busted"
   count_busted "$LOG/busted"
 }
 
