@@ -17,10 +17,10 @@ static const sl_field_t fields[] = {
 };
 
 typedef struct broker {
-  sl_output_t base;
+  sl_output_t base;          /* base and kids first: an sl_wrapper_t */
+  sl_children_t kids;
   int round_robin;
   unsigned next;
-  sl_children_t kids;
 } broker_t;
 
 /* One batch on its way to every child. Children never own or change a batch,
@@ -72,18 +72,7 @@ static void broker_write(sl_output_t *o, sl_batch_t *b, sl_write_cb cb, void *ar
   for (unsigned i = 0; i < br->kids.n; i++) sl_children_write(&br->kids, i, b, fan_done, f);
 }
 
-static int broker_start(sl_output_t *o) { return sl_children_start(&((broker_t *)o)->kids, o); }
-
-static void broker_close(sl_output_t *o, void (*done)(sl_output_t *, void *), void *arg) {
-  sl_children_close(&((broker_t *)o)->kids, o, done, arg);
-}
-
-static void broker_destroy(sl_output_t *o) {
-  sl_children_destroy(&((broker_t *)o)->kids);
-  free(o);
-}
-
-static const sl_output_vt vt = {broker_start, broker_write, broker_close, broker_destroy};
+static const sl_output_vt vt = {sl_wrapper_start, broker_write, sl_wrapper_close, sl_wrapper_destroy};
 static const sl_spec_t spec;
 
 static void *broker_create(sl_build_t *b, const sl_cnode_t *conf) {
@@ -99,7 +88,7 @@ static void *broker_create(sl_build_t *b, const sl_cnode_t *conf) {
     rc = -1;
   }
   if (rc) {
-    broker_destroy(&br->base);
+    sl_wrapper_destroy(&br->base);
     return NULL;
   }
   return br;

@@ -67,3 +67,14 @@ void sl_children_destroy(sl_children_t *c) {
 void sl_children_write(sl_children_t *c, unsigned i, sl_batch_t *b, sl_write_cb cb, void *arg) {
   sl_output_write_retry(c->v[i], c->policy, b, cb, arg);
 }
+
+int sl_wrapper_start(sl_output_t *o) { return sl_children_start(&((sl_wrapper_t *)o)->kids, o); }
+
+void sl_wrapper_close(sl_output_t *o, void (*done)(sl_output_t *, void *), void *arg) {
+  sl_children_close(&((sl_wrapper_t *)o)->kids, o, done, arg);
+}
+
+void sl_wrapper_destroy(sl_output_t *o) {
+  sl_children_destroy(&((sl_wrapper_t *)o)->kids);
+  free(o);
+}

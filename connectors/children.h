@@ -30,6 +30,17 @@ int sl_children_add_list(sl_children_t *c, sl_build_t *b, const sl_cnode_t *seq,
 int sl_children_start(sl_children_t *c, sl_output_t *parent);
 void sl_children_close(sl_children_t *c, sl_output_t *parent, void (*done)(sl_output_t *, void *), void *arg);
 void sl_children_destroy(sl_children_t *c);
+/* The head every wrapper output's struct starts with, so the vt functions
+ * below serve them all. */
+typedef struct sl_wrapper {
+  sl_output_t base;
+  sl_children_t kids;
+} sl_wrapper_t;
+
+int sl_wrapper_start(sl_output_t *o);
+void sl_wrapper_close(sl_output_t *o, void (*done)(sl_output_t *, void *), void *arg);
+void sl_wrapper_destroy(sl_output_t *o);   /* children, then the struct */
+
 /* Writes to child i with the set's policy; cb gets child i as its output. */
 void sl_children_write(sl_children_t *c, unsigned i, sl_batch_t *b, sl_write_cb cb, void *arg);
 

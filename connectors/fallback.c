@@ -110,18 +110,7 @@ static void fb_write(sl_output_t *o, sl_batch_t *b, sl_write_cb cb, void *arg) {
   req_release(r);
 }
 
-static int fb_start(sl_output_t *o) { return sl_children_start(&((fb_t *)o)->kids, o); }
-
-static void fb_close(sl_output_t *o, void (*done)(sl_output_t *, void *), void *arg) {
-  sl_children_close(&((fb_t *)o)->kids, o, done, arg);
-}
-
-static void fb_destroy(sl_output_t *o) {
-  sl_children_destroy(&((fb_t *)o)->kids);
-  free(o);
-}
-
-static const sl_output_vt vt = {fb_start, fb_write, fb_close, fb_destroy};
+static const sl_output_vt vt = {sl_wrapper_start, fb_write, sl_wrapper_close, sl_wrapper_destroy};
 static const sl_spec_t spec;
 
 static void *fb_create(sl_build_t *b, const sl_cnode_t *conf) {
@@ -136,7 +125,7 @@ static void *fb_create(sl_build_t *b, const sl_cnode_t *conf) {
     rc = -1;
   }
   if (rc) {
-    fb_destroy(&fb->base);
+    sl_wrapper_destroy(&fb->base);
     return NULL;
   }
   /* Only the last output is retried: a failure elsewhere means "try the next". */

@@ -42,18 +42,7 @@ static void rej_write(sl_output_t *o, sl_batch_t *b, sl_write_cb cb, void *arg) 
   sl_children_write(&rj->kids, 0, b, relay_done, r);
 }
 
-static int rej_start(sl_output_t *o) { return sl_children_start(&((rej_t *)o)->kids, o); }
-
-static void rej_close(sl_output_t *o, void (*done)(sl_output_t *, void *), void *arg) {
-  sl_children_close(&((rej_t *)o)->kids, o, done, arg);
-}
-
-static void rej_destroy(sl_output_t *o) {
-  sl_children_destroy(&((rej_t *)o)->kids);
-  free(o);
-}
-
-static const sl_output_vt vt = {rej_start, rej_write, rej_close, rej_destroy};
+static const sl_output_vt vt = {sl_wrapper_start, rej_write, sl_wrapper_close, sl_wrapper_destroy};
 static const sl_spec_t spec;
 
 static void *rej_create(sl_build_t *b, const sl_cnode_t *conf) {
@@ -63,7 +52,7 @@ static void *rej_create(sl_build_t *b, const sl_cnode_t *conf) {
   int rc = sl_children_add(&rj->kids, b, sl_cnode_get(conf, "output"), conf, p);
   free(p);
   if (rc) {
-    rej_destroy(&rj->base);
+    sl_wrapper_destroy(&rj->base);
     return NULL;
   }
   return rj;

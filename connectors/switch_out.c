@@ -32,10 +32,10 @@ typedef struct kase {
 } kase_t;
 
 typedef struct sw {
-  sl_output_t base;
+  sl_output_t base;          /* base and kids first: an sl_wrapper_t */
+  sl_children_t kids;
   kase_t *cases;             /* cases[i] writes to kids.v[i] */
   unsigned ncases;
-  sl_children_t kids;
 } sw_t;
 
 typedef struct route {
@@ -97,12 +97,6 @@ static void sw_write(sl_output_t *o, sl_batch_t *b, sl_write_cb cb, void *arg) {
   route_finish(r);
 }
 
-static int sw_start(sl_output_t *o) { return sl_children_start(&((sw_t *)o)->kids, o); }
-
-static void sw_close(sl_output_t *o, void (*done)(sl_output_t *, void *), void *arg) {
-  sl_children_close(&((sw_t *)o)->kids, o, done, arg);
-}
-
 static void sw_destroy(sl_output_t *o) {
   sw_t *sw = (sw_t *)o;
   sl_children_destroy(&sw->kids);
@@ -111,7 +105,7 @@ static void sw_destroy(sl_output_t *o) {
   free(sw);
 }
 
-static const sl_output_vt vt = {sw_start, sw_write, sw_close, sw_destroy};
+static const sl_output_vt vt = {sl_wrapper_start, sw_write, sl_wrapper_close, sw_destroy};
 static const sl_spec_t spec;
 
 static void *sw_create(sl_build_t *b, const sl_cnode_t *conf) {

@@ -298,47 +298,44 @@ void sl_interp_free(sl_interp_t *in) {
 /* The line a scalar's text starts on (block scalars start below the key). */
 static int code_line(const sl_cnode_t *v) { return v->line + (v->block ? 1 : 0); }
 
-sl_lscript_t *sl_lua_script_field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const char *key) {
+/* Compiles the scalar at node[key] with compile(); on failure reports the
+ * Lua error at the value's position. */
+typedef void *(*compile_fn)(sl_lua_t *L, const char *src, const char *chunk, int line, char **err);
+
+static void *field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const char *key, const char *what,
+                   compile_fn compile) {
   const sl_cnode_t *v = sl_cnode_get(node, key);
   if (!v || v->type != SL_CN_SCALAR) {
-    sl_diag_add(d, v ? v : node, key, "expected Lua code");
+    sl_diag_add(d, v ? v : node, key, "expected %s", what);
     return NULL;
   }
   char *err = NULL;
-  sl_lscript_t *s = sl_lscript_inline(sl_lua_get(w), v->str, v->file ? v->file : "config", code_line(v), &err);
-  if (!s) {
+  void *r = compile(sl_lua_get(w), v->str, v->file ? v->file : "config", code_line(v), &err);
+  if (!r) {
     sl_diag_add(d, v, key, "Lua: %s", err);
     free(err);
   }
-  return s;
+  return r;
+}
+
+static void *compile_script(sl_lua_t *L, const char *src, const char *chunk, int line, char **err) {
+  return sl_lscript_inline(L, src, chunk, line, err);
+}
+static void *compile_interp(sl_lua_t *L, const char *src, const char *chunk, int line, char **err) {
+  return sl_interp_compile(L, src, chunk, line, err);
+}
+static void *compile_check(sl_lua_t *L, const char *src, const char *chunk, int line, char **err) {
+  return sl_lcheck_compile(L, src, chunk, line, err);
+}
+
+sl_lscript_t *sl_lua_script_field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const char *key) {
+  return field(w, node, d, key, "Lua code", compile_script);
 }
 
 sl_interp_t *sl_lua_interp_field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const char *key) {
-  const sl_cnode_t *v = sl_cnode_get(node, key);
-  if (!v || v->type != SL_CN_SCALAR) {
-    sl_diag_add(d, v ? v : node, key, "expected a string");
-    return NULL;
-  }
-  char *err = NULL;
-  sl_interp_t *in = sl_interp_compile(sl_lua_get(w), v->str, v->file ? v->file : "config", code_line(v), &err);
-  if (!in) {
-    sl_diag_add(d, v, key, "Lua: %s", err);
-    free(err);
-  }
-  return in;
+  return field(w, node, d, key, "a string", compile_interp);
 }
 
 sl_lcheck_t *sl_lua_check_field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const char *key) {
-  const sl_cnode_t *v = sl_cnode_get(node, key);
-  if (!v || v->type != SL_CN_SCALAR) {
-    sl_diag_add(d, v ? v : node, key, "expected a Lua expression");
-    return NULL;
-  }
-  char *err = NULL;
-  sl_lcheck_t *c = sl_lcheck_compile(sl_lua_get(w), v->str, v->file ? v->file : "config", code_line(v), &err);
-  if (!c) {
-    sl_diag_add(d, v, key, "Lua: %s", err);
-    free(err);
-  }
-  return c;
+  return field(w, node, d, key, "a Lua expression", compile_check);
 }

@@ -2,12 +2,7 @@
 local h = require("spec.helpers")
 local json = h.json
 
-local function tmpdir()
-  local p = h.tmpname()
-  os.remove(p)
-  assert(os.execute("mkdir -p " .. h.shell_quote(p)))
-  return p
-end
+local tmpdir = h.tmpdir
 
 describe("sluice CLI", function()
   it("prints its version and usage", function()

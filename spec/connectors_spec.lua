@@ -3,17 +3,9 @@
 local h = require("spec.helpers")
 local json = h.json
 
--- A fresh temporary directory (removed by the caller with rmdir()).
-local function tmpdir()
-  local p = h.tmpname()
-  os.remove(p)
-  assert(os.execute("mkdir -p " .. h.shell_quote(p)))
-  return p
-end
+local tmpdir = h.tmpdir
 
-local function rmdir(d)
-  os.execute("rm -rf " .. h.shell_quote(d))
-end
+local rmdir = h.rmdir
 
 -- Runs a config written into dir (so relative paths resolve there).
 local function run_in(dir, yaml, opts)

@@ -63,6 +63,18 @@ function M.run_config(yaml, opts)
   return r
 end
 
+-- A fresh temporary directory; remove it with M.rmdir.
+function M.tmpdir()
+  local p = tmpname()
+  os.remove(p)
+  assert(os.execute("mkdir -p " .. M.shell_quote(p)))
+  return p
+end
+
+function M.rmdir(d)
+  os.execute("rm -rf " .. M.shell_quote(d))
+end
+
 -- Splits text into lines (dropping a final empty line).
 function M.lines(s)
   local t = {}

@@ -3,12 +3,7 @@
 local h = require("spec.helpers")
 local json = h.json
 
-local function tmpdir()
-  local p = h.tmpname()
-  os.remove(p)
-  assert(os.execute("mkdir -p " .. h.shell_quote(p)))
-  return p
-end
+local tmpdir = h.tmpdir
 
 -- Runs stdin lines through the given processors (YAML list items, indented
 -- by 4) and returns the output lines and the result.

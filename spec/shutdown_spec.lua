@@ -2,12 +2,7 @@
 -- what was read, writes each line exactly once, and exits 0.
 local h = require("spec.helpers")
 
-local function tmpdir()
-  local p = h.tmpname()
-  os.remove(p)
-  assert(os.execute("mkdir -p " .. h.shell_quote(p)))
-  return p
-end
+local tmpdir = h.tmpdir
 
 -- Starts sluice in the background, signals it after `after` seconds, waits.
 -- Returns the exit code and stderr.
