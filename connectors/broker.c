@@ -45,26 +45,11 @@ static void fan_done(sl_output_t *child, sl_batch_t *b, int status, const char *
   free(f);
 }
 
-typedef struct relay {
-  broker_t *br;
-  sl_write_cb cb;
-  void *arg;
-} relay_t;
-
-static void relay_done(sl_output_t *child, sl_batch_t *b, int status, const char *err, void *arg) {
-  (void)child;
-  relay_t r = *(relay_t *)arg;
-  free(arg);
-  r.cb(&r.br->base, b, status, err, r.arg);
-}
-
 static void broker_write(sl_output_t *o, sl_batch_t *b, sl_write_cb cb, void *arg) {
   broker_t *br = (broker_t *)o;
   if (br->round_robin) {
-    relay_t *r = sl_xmalloc(sizeof(*r));
-    *r = (relay_t){br, cb, arg};
     unsigned i = br->next++ % br->kids.n;
-    sl_children_write(&br->kids, i, b, relay_done, r);
+    sl_children_relay(&br->kids, i, b, cb, arg);
     return;
   }
   fan_t *f = sl_xcalloc(1, sizeof(*f));

@@ -78,3 +78,22 @@ void sl_wrapper_destroy(sl_output_t *o) {
   sl_children_destroy(&((sl_wrapper_t *)o)->kids);
   free(o);
 }
+
+typedef struct relay {
+  sl_output_t *parent;
+  sl_write_cb cb;
+  void *arg;
+} relay_t;
+
+static void relay_done(sl_output_t *child, sl_batch_t *b, int status, const char *err, void *arg) {
+  (void)child;
+  relay_t r = *(relay_t *)arg;
+  free(arg);
+  r.cb(r.parent, b, status, err, r.arg);
+}
+
+void sl_children_relay(sl_children_t *c, unsigned i, sl_batch_t *b, sl_write_cb cb, void *arg) {
+  relay_t *r = sl_xmalloc(sizeof(*r));
+  *r = (relay_t){c->parent, cb, arg};
+  sl_children_write(c, i, b, relay_done, r);
+}

@@ -43,5 +43,7 @@ void sl_wrapper_destroy(sl_output_t *o);   /* children, then the struct */
 
 /* Writes to child i with the set's policy; cb gets child i as its output. */
 void sl_children_write(sl_children_t *c, unsigned i, sl_batch_t *b, sl_write_cb cb, void *arg);
+/* Writes to child i and reports the outcome to cb as the parent's own write. */
+void sl_children_relay(sl_children_t *c, unsigned i, sl_batch_t *b, sl_write_cb cb, void *arg);
 
 #endif

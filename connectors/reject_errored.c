@@ -16,19 +16,6 @@ typedef struct rej {
   sl_children_t kids;
 } rej_t;
 
-typedef struct relay {
-  rej_t *rej;
-  sl_write_cb cb;
-  void *arg;
-} relay_t;
-
-static void relay_done(sl_output_t *child, sl_batch_t *b, int status, const char *err, void *arg) {
-  (void)child;
-  relay_t r = *(relay_t *)arg;
-  free(arg);
-  r.cb(&r.rej->base, b, status, err, r.arg);
-}
-
 static void rej_write(sl_output_t *o, sl_batch_t *b, sl_write_cb cb, void *arg) {
   rej_t *rj = (rej_t *)o;
   for (uint32_t i = 0; i < b->n; i++) {
@@ -37,9 +24,7 @@ static void rej_write(sl_output_t *o, sl_batch_t *b, sl_write_cb cb, void *arg) 
       return;
     }
   }
-  relay_t *r = sl_xmalloc(sizeof(*r));
-  *r = (relay_t){rj, cb, arg};
-  sl_children_write(&rj->kids, 0, b, relay_done, r);
+  sl_children_relay(&rj->kids, 0, b, cb, arg);
 }
 
 static const sl_output_vt vt = {sl_wrapper_start, rej_write, sl_wrapper_close, sl_wrapper_destroy};
