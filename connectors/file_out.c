@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Bounded so that a path keyed by a high-cardinality field cannot exhaust fds. */
@@ -18,7 +19,7 @@ static const sl_field_t fields[] = {
   {"path", SL_F_STRING, NULL, SL_REQUIRED | SL_INTERP,
    "File to write, evaluated per message: `${! meta.topic }` and other `${! lua }` parts "
    "are allowed. Relative paths are relative to the directory of the config file. Files are "
-   "created (mode 0644) when missing; their directory must exist (it is not created).",
+   "created (mode 0644) when missing, with their missing directories (mode 0755).",
    NULL, NULL},
   {"codec", SL_F_ENUM, "lines", 0,
    "`lines`: append each message followed by a newline. `all`: each message replaces the "
@@ -56,8 +57,32 @@ static void close_all(fout_t *f) {
 }
 
 static char *open_error(const char *path) {
-  return sl_xasprintf("cannot open %s: %s%s", path, strerror(errno),
-                      errno == ENOENT ? " (its directory must exist: it is not created)" : "");
+  return sl_xasprintf("cannot open %s: %s", path, strerror(errno));
+}
+
+/* mkdir -p of path's directory; errno tells why when it fails. */
+static int make_parents(const char *path) {
+  char *dir = sl_xstrdup(path);
+  char *slash = strrchr(dir, '/');
+  int rc = 0;
+  if (slash && slash != dir) {
+    *slash = 0;
+    for (char *p = dir + 1; *p && rc == 0; p++) {
+      if (*p != '/') continue;
+      *p = 0;
+      if (mkdir(dir, 0755) != 0 && errno != EEXIST) rc = -1;
+      *p = '/';
+    }
+    if (rc == 0 && mkdir(dir, 0755) != 0 && errno != EEXIST) rc = -1;
+  }
+  free(dir);
+  return rc;
+}
+
+static int open_creating(const char *path, int mode) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | mode, 0644);
+  if (fd < 0 && errno == ENOENT && make_parents(path) == 0) fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | mode, 0644);
+  return fd;
 }
 
 static int get_fd(fout_t *f, const char *path, char **err) {
@@ -67,7 +92,7 @@ static int get_fd(fout_t *f, const char *path, char **err) {
       return f->open[i].fd;
     }
   }
-  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  int fd = open_creating(path, O_APPEND);
   if (fd < 0) {
     *err = open_error(path);
     return -1;
@@ -137,7 +162,7 @@ static int append_run(fout_t *f, const char *path, sl_batch_t *b, uint32_t from,
 }
 
 static int replace_file(const char *path, const sl_bytes_t *c, char **err) {
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = open_creating(path, O_TRUNC);
   if (fd < 0) {
     *err = open_error(path);
     return -1;

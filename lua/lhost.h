@@ -13,8 +13,8 @@ typedef struct sl_lua sl_lua_t;
 
 typedef struct sl_lua_opts {
   int64_t max_memory;        /* bytes per VM, 0 = default (256 MiB) */
-  int64_t max_steps;         /* per call budget (loop iterations + calls + VM instructions/1000), 0 = default */
-  const char *lua_path;      /* where require() may look (package.path), NULL = nowhere */
+  int64_t max_steps;         /* per call budget (loop iterations, gotos, calls), 0 = default */
+  const char *lua_path;      /* ';'-separated directories require() may read, NULL = none */
 } sl_lua_opts_t;
 
 /* The worker's VM, created on first use with opts from the config's `lua:`

@@ -365,17 +365,26 @@ output:
     end
   end)
 
-  it("fails clearly when the directory does not exist", function()
+  it("creates missing directories", function()
+    local r = run_in(d, [[
+input:
+  generate: { count: 2, interval: 0, mapping: 'return {n = i}' }
+output:
+  file: { path: 'new/${! "sub" }/out.txt' }
+]])
+    assert_ok(r)
+    assert.are.same({{n = 1}, {n = 2}}, decode_lines(h.read(d .. "/new/sub/out.txt")))
+  end)
+
+  it("fails clearly when the file cannot be created", function()
     local r = run_in(d, [[
 retry: { max_retries: 1, initial_interval: 10ms, max_interval: 10ms }
 input:
   generate: { count: 1, interval: 0, mapping: 'return {n = i}' }
 output:
-  file: { path: nodir/out.txt }
+  file: { path: /dev/null/nodir/out.txt }
 ]], {timeout = 20})
-    assert.matches("cannot open .*nodir/out.txt", r.stderr)
-    assert.matches("not created", r.stderr)
-    assert.is_nil(h.read(d .. "/nodir/out.txt"))
+    assert.matches("cannot open /dev/null/nodir/out.txt: Not a directory", r.stderr)
   end)
 end)
 
@@ -421,12 +430,12 @@ output:
   broker:
     outputs:
       - file: { path: a.txt }
-      - file: { path: missing/b.txt }
+      - file: { path: /dev/null/missing/b.txt }
 ]], {timeout = 20})
     -- a.txt got each message once per delivery attempt of the stream, never per child retry
     local a = decode_lines(h.read(d .. "/a.txt"))
     assert.is_true(#a >= 2 and #a <= 6, "a.txt has " .. #a .. " lines")
-    assert.matches("missing/b.txt", r.stderr)
+    assert.matches("/dev/null/missing/b.txt", r.stderr)
   end)
 
   it("round_robin alternates batches between outputs", function()
@@ -518,7 +527,7 @@ input:
   generate: { count: 3, interval: 0, batch_size: 2, mapping: 'return {n = i}' }
 output:
   fallback:
-    - file: { path: nodir/out.txt }
+    - file: { path: /dev/null/nodir/out.txt }
     - file:
         path: 'dlq-${! (meta.fallback_error or ""):find("cannot open", 1, true) and "tagged" or "untagged" }.txt'
 ]])

@@ -79,7 +79,7 @@ input:
   generate: {count: 0, interval: 10ms, mapping: 'return "x"'}
 output:
   file:
-    path: /nonexistent-dir/out.txt
+    path: /dev/null/cannot/out.txt
 ]])
     local code, err = run_and_signal(dir, "TERM", 0.5)
     os.execute("rm -rf " .. h.shell_quote(dir))
