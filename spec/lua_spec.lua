@@ -117,6 +117,18 @@ output:
     assert.are.equal(3, #lines)
   end)
 
+  it("has an empty, read-only ctx for inputs without a request", function()
+    local out = through([[
+    - lua: |
+        local n = 0
+        for _ in pairs(ctx.query) do n = n + 1 end
+        for _ in pairs(ctx.headers) do n = n + 1 end
+        local ok = pcall(function() ctx.user = "x" end)
+        return {method = ctx.method, user = ctx.user, entries = n, writable = ok}
+]], "x\n")
+    assert.are.same({entries = 0, writable = false}, json.decode(out[1]))
+  end)
+
   it("gives generate's mapping i, counting from 1", function()
     local r = h.run_config("input:\n  generate: {count: 3, interval: 0, mapping: 'return {n = i}'}\noutput:\n  stdout: {}\n")
     assert.are.equal(0, r.code, r.stderr)
