@@ -78,6 +78,19 @@ lgger: {}
     assert.matches('stream "s" is also defined at .*:2', r.stderr)
   end)
 
+  it("runs the streams of several files side by side", function()
+    local d = h.tmpdir()
+    h.write(d .. "/a.yaml", "input:\n  generate: {count: 3, interval: 0, mapping: 'return {a = i}'}\noutput:\n  file: {path: a.out}\n")
+    h.write(d .. "/b.yaml", "streams:\n  b:\n    input:\n      generate: {count: 2, interval: 0, mapping: 'return {b = i}'}\n" ..
+      "    output:\n      file: {path: b.out}\n")
+    local r = h.sluice("run " .. d .. "/a.yaml " .. d .. "/b.yaml")
+    local a, b = h.read(d .. "/a.out"), h.read(d .. "/b.out")
+    h.rmdir(d)
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal('{"a":1}\n{"a":2}\n{"a":3}\n', a)
+    assert.are.equal('{"b":1}\n{"b":2}\n', b)
+  end)
+
   it("checks types of every kind", function()
     local r = lint([[
 input:
