@@ -402,8 +402,32 @@ end
 
 -- Module API: the msg object handed to process(msg, ctx).
 local Msg = {}
-Msg.__index = Msg
+-- msg.meta is a metadata proxy bound to that message, made on first use.
+local function bound_meta(m)
+  return setmetatable({}, {
+    __index = function(_, k)
+      local p = C.sl_lmsg_meta_get(m, tostring(k), len_box)
+      return p ~= nil and ffi_string(p, len_box[0]) or nil
+    end,
+    __newindex = function(_, k, v)
+      local saved = cur_msg
+      cur_msg = m
+      meta[k] = v
+      cur_msg = saved
+    end,
+    __metatable = false,
+  })
+end
+Msg.__index = function(self, k)
+  if k == "meta" then
+    local p = bound_meta(self._m)
+    rawset(self, "meta", p)
+    return p
+  end
+  return Msg[k]
+end
 function Msg:content() return ffi_string(C.sl_lmsg_content(self._m, len_box), len_box[0]) end
+Msg.bytes = Msg.content
 function Msg:set_content(s)
   s = tostring(s)
   self._json = nil
@@ -424,16 +448,6 @@ function Msg:metadata()
   cur_msg = saved
   return t
 end
-function Msg:get_meta(k)
-  local p = C.sl_lmsg_meta_get(self._m, tostring(k), len_box)
-  return p ~= nil and ffi_string(p, len_box[0]) or nil
-end
-function Msg:set_meta(k, v)
-  local saved = cur_msg
-  cur_msg = self._m
-  meta[k] = v
-  cur_msg = saved
-end
 function Msg:error()
   local p = C.sl_lmsg_error(self._m)
   return p ~= nil and ffi_string(p) or nil
@@ -445,15 +459,26 @@ base.new_message = function(content_s)
   return setmetatable({_m = C.sl_lmsg_new(cur_run, content_s, #content_s)}, Msg)
 end
 
-local function keep_module_result(run, msg, ret)
-  if ret == DELETED or ret == false then return end
-  if ret ~= nil and ret ~= true then
-    local t = type(ret)
-    if t == "string" then C.sl_lmsg_set_content(msg._m, ret, #ret)
-    elseif t == "table" and getmetatable(ret) == Msg then msg = ret
-    elseif t == "table" then encode_into(msg._m, ret)
-    else error("process returned a " .. t, 0) end
+local function is_msg_list(t)
+  if #t == 0 then return false end
+  for k = 1, #t do
+    if getmetatable(t[k]) ~= Msg then return false end
   end
+  return true
+end
+
+-- process() returns the message to keep (itself or another), nil / false /
+-- deleted() to drop it, a list of messages to split it, or new content.
+local function keep_module_result(run, msg, ret)
+  if ret == nil or ret == DELETED or ret == false then return end
+  local t = type(ret)
+  if t == "table" and getmetatable(ret) == Msg then msg = ret
+  elseif t == "table" and is_msg_list(ret) then
+    for k = 1, #ret do C.sl_lrun_keep(run, ret[k]._m) end
+    return
+  elseif t == "string" then C.sl_lmsg_set_content(msg._m, ret, #ret)
+  elseif t == "table" then encode_into(msg._m, ret)
+  elseif ret ~= true then error("process returned a " .. t, 0) end
   C.sl_lrun_keep(run, msg._m)
 end
 

@@ -17,12 +17,13 @@ static const sl_field_t fields[] = {
    "`error(...)` flags the message as failed with the text and the config file's line.", NULL, NULL},
   {"file", SL_F_STRING, NULL, 0,
    "A Lua module (relative to the config file) returning a table with `process(msg, ctx)` and/or "
-   "`process_batch(batch, ctx)`. `msg` has `content()`, `set_content(s)`, `json()`, `set_json(t)`, "
-   "`get_meta(k)`, `set_meta(k, v)`, `metadata()`, `error()`, `set_error(e)` and `copy()`. "
-   "`process` returns nothing or `true` to keep the message, `false` or `deleted()` to drop it, a "
-   "string or table to replace its content, or another message. `process_batch` returns nothing "
-   "to keep the batch as modified, or a new list of messages (drop, reorder, split with "
-   "`msg:copy()` and `new_message(content)`).", NULL, NULL},
+   "`process_batch(batch, ctx)`. `msg` has `content()` (alias `bytes()`), `set_content(s)`, `json()`, "
+   "`set_json(t)`, `meta` (that message's metadata: `msg.meta.k`, `msg.meta.k = v`), `metadata()` "
+   "(a copy), `error()`, `set_error(e)` and `copy()`. `process` returns the message to keep (itself, "
+   "or `true`), `nil`, `false` or `deleted()` to drop it, a list of messages to split it "
+   "(`msg:copy()`, `new_message(content)`), or a string or table as its new content. "
+   "`process_batch` returns nothing to keep the batch as modified, or the list of messages to pass on.",
+   NULL, NULL},
   {0}};
 
 typedef struct lua_proc {

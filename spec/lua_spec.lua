@@ -153,9 +153,9 @@ local util = require("util")
 return {
   process = function(msg, ctx)
     local t = msg:json()
-    if t.skip then return false end
+    if t.skip then return nil end
     t.doubled = util.twice(t.n)
-    msg:set_meta("seen", "1")
+    msg.meta.seen = "1"
     return t
   end,
 }
@@ -179,6 +179,31 @@ output:
     assert.are.equal(2, #lines)
     assert.are.same({n = 2, doubled = 4, seen = "1"}, json.decode(lines[1]))
     assert.are.same({n = 5, doubled = 10, seen = "1"}, json.decode(lines[2]))
+  end)
+
+  it("keeps the returned message, drops on false, splits on a list", function()
+    local d = tmpdir()
+    h.write(d .. "/m.lua", [[
+local M = {}
+function M.process(msg)
+  local s = msg:bytes()
+  if s == "drop" then return false end
+  if s == "split" then
+    local a, b = msg:copy(), msg:copy()
+    a:set_content("part-1"); b:set_content("part-2")
+    return {a, b}
+  end
+  msg.meta.len = #s
+  return msg
+end
+return M
+]])
+    h.write(d .. "/c.yaml", "input:\n  stdin: {}\npipeline:\n  processors:\n    - lua: {file: m.lua}\n" ..
+      "    - lua: 'return content() .. \":\" .. (meta.len or \"-\")'\noutput:\n  stdout: {}\n")
+    local code, out = h.sh(h.bin .. " run " .. d .. "/c.yaml", "keep\ndrop\nsplit\n")
+    h.rmdir(d)
+    assert.are.equal(0, code)
+    assert.are.same({"keep:4", "part-1:-", "part-2:-"}, h.lines(out))
   end)
 
   it("runs process_batch(batch, ctx): drop, reorder and split with copy()", function()
