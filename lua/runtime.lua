@@ -21,7 +21,7 @@ int sl_lmsg_ctx_kv_at(sl_msg_t *m, int list, unsigned i, const char **k, const c
 sl_msg_t *sl_lmsg_clone(void *run, sl_msg_t *m);
 sl_msg_t *sl_lmsg_new(void *run, const char *p, size_t len);
 void sl_lrun_keep(void *run, sl_msg_t *m);
-int sl_luuid_v4(char *out);
+int sl_uuid_v4(char *out);
 int sl_lnow(char *out, size_t cap);
 ]]
 
@@ -137,7 +137,7 @@ local ctx = setmetatable({}, {
 
 -- ---------- the sandbox ----------
 local function uuid_v4()
-  C.sl_luuid_v4(uuid_buf)
+  C.sl_uuid_v4(uuid_buf)
   return ffi_string(uuid_buf, 36)
 end
 
