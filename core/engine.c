@@ -1,4 +1,5 @@
 #include "engine.h"
+#include "http.h"
 #include "component.h"
 #include "log.h"
 #include "section.h"
@@ -111,8 +112,36 @@ sl_engine_t *sl_engine_load(const sl_engine_opts_t *o, sl_diags_t *diags) {
   return e;
 }
 
+char *sl_engine_not_ready_json(const sl_engine_t *e) {
+  char *out = NULL;
+  size_t len = 0;
+  FILE *f = NULL;
+  for (int i = 0; e && i < e->nstreams; i++) {
+    const sl_stream_t *s = e->streams[i];
+    if (!s->not_ready && !s->stopping) continue;
+    if (!f) {
+      f = open_memstream(&out, &len);
+      fputc('{', f);
+    } else {
+      fputc(',', f);
+    }
+    fprintf(f, "\"%s\":\"", s->name);
+    for (const char *p = s->not_ready ? s->not_ready : "stopping"; *p; p++) {
+      if (*p == '"' || *p == '\\') fputc('\\', f);
+      if ((unsigned char)*p >= 0x20) fputc(*p, f);
+    }
+    fputc('"', f);
+  }
+  if (f) {
+    fputc('}', f);
+    fclose(f);
+  }
+  return out;
+}
+
 static void close_handles(sl_engine_t *e) {
   if (!e->handles_init) return;
+  sl_http_close(e->worker);
   if (!uv_is_closing((uv_handle_t *)&e->sigint)) uv_close((uv_handle_t *)&e->sigint, NULL);
   if (!uv_is_closing((uv_handle_t *)&e->sigterm)) uv_close((uv_handle_t *)&e->sigterm, NULL);
   if (!uv_is_closing((uv_handle_t *)&e->shutdown_timer)) uv_close((uv_handle_t *)&e->shutdown_timer, NULL);
@@ -155,6 +184,7 @@ static void begin_shutdown(sl_engine_t *e, const char *why) {
   e->stop_at = uv_now(e->worker->loop);
   sl_info("%s received: draining (shutdown_timeout %lldms)", why, (long long)e->shutdown_ms);
   uv_timer_start(&e->shutdown_timer, on_shutdown_timeout, (uint64_t)e->shutdown_ms, 0);
+  sl_http_stop(e->worker);
   for (int i = 0; i < e->nstreams; i++) sl_stream_stop(e->streams[i]);
 }
 
@@ -175,6 +205,10 @@ int sl_engine_run(sl_engine_t *e) {
   signal(SIGPIPE, SIG_IGN);
   if (e->nstreams == 0) {
     sl_error("no streams configured");
+    close_handles(e);
+    return 1;
+  }
+  if (sl_http_listen(e->worker) != 0) {
     close_handles(e);
     return 1;
   }

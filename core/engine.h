@@ -20,6 +20,10 @@ int sl_engine_run(sl_engine_t *e);      /* returns the process exit code */
 void sl_engine_free(sl_engine_t *e);
 sl_worker_t *sl_engine_worker(sl_engine_t *e, int i);
 
+/* NULL when every stream is connected, else a JSON object of stream name to
+ * reason (caller frees). */
+char *sl_engine_not_ready_json(const sl_engine_t *e);
+
 /* The merged, validated config root (streams normalised under `streams:`). */
 const sl_cnode_t *sl_engine_config(const sl_engine_t *e);
 

@@ -13,9 +13,11 @@ sl_worker_t *sl_worker_new(int id, struct sl_engine *engine) {
 
 void sl_worker_free(sl_worker_t *w) {
   if (!w) return;
+  /* Handles closed by their owners still need a loop turn to finish, before
+   * and after the subsystems in the slots let go of theirs. */
+  uv_run(w->loop, UV_RUN_NOWAIT);
   for (int i = 0; i < SL_SLOT_MAX; i++)
     if (w->slot[i] && w->slot_free[i]) w->slot_free[i](w->slot[i]);
-  /* Handles closed by their owners still need a loop turn to finish. */
   uv_run(w->loop, UV_RUN_NOWAIT);
   uv_loop_close(w->loop);
   free(w->loop);

@@ -75,6 +75,53 @@ function M.rmdir(d)
   os.execute("rm -rf " .. M.shell_quote(d))
 end
 
+-- A free-ish TCP port for a test server (random in a high range; the
+-- server's start fails loudly if it is taken).
+function M.port()
+  local f = io.open("/dev/urandom", "rb")
+  local b1, b2 = f:read(2):byte(1, 2)
+  f:close()
+  return 20000 + (b1 * 256 + b2) % 30000
+end
+
+-- Starts `sluice run` on yaml in the background (config in a temp dir) and
+-- waits until GET /ping answers. Returns a handle: port, dir, stop().
+function M.serve(yaml, opts)
+  opts = opts or {}
+  local port = opts.port or M.port()
+  local dir = M.tmpdir()
+  M.write(dir .. "/config.yaml", (yaml:gsub("%$PORT", tostring(port))))
+  local bin = M.bin:sub(1, 1) == "/" and M.bin or (os.getenv("PWD") .. "/" .. M.bin)
+  os.execute(string.format(
+    "cd %s && (%s run config.yaml > out.txt 2> err.txt & echo $! > pid.txt; wait $!; echo $? > rc.txt) &",
+    M.shell_quote(dir), M.shell_quote(bin)))
+  local srv = {port = port, dir = dir, url = "http://127.0.0.1:" .. port}
+  local up = false
+  for _ = 1, 100 do
+    local code = M.sh(string.format("curl -s -o /dev/null -m 1 %s/ping", srv.url))
+    if code == 0 then up = true break end
+    if M.read(dir .. "/rc.txt") then break end
+    os.execute("sleep 0.05")
+  end
+  srv.stderr = function() return M.read(dir .. "/err.txt") or "" end
+  srv.stdout = function() return M.read(dir .. "/out.txt") or "" end
+  -- SIGTERM, wait (bounded) and return the exit code; removes the directory.
+  srv.stop = function(keep)
+    local pid = M.read(dir .. "/pid.txt")
+    if pid then os.execute("kill -TERM " .. pid:match("%d+") .. " 2>/dev/null") end
+    local rc
+    for _ = 1, 200 do
+      rc = M.read(dir .. "/rc.txt")
+      if rc then break end
+      os.execute("sleep 0.05")
+    end
+    if not keep then M.rmdir(dir) end
+    return tonumber(rc)
+  end
+  assert(up, "sluice did not start: " .. srv.stderr())
+  return srv
+end
+
 -- Splits text into lines (dropping a final empty line).
 function M.lines(s)
   local t = {}

@@ -1,0 +1,254 @@
+/* `http_server` input: each request on `path` becomes a message carrying the
+ * request's context; the client is answered once the message's transaction
+ * completes (200), fails (502), times out (408) or meets a shutdown (503). */
+#include "../core/component.h"
+#include "../core/http.h"
+#include "../core/stream.h"
+#include "../core/xalloc.h"
+#include <stdlib.h>
+#include <string.h>
+
+static const sl_field_t fields[] = {
+  {"path", SL_F_STRING, "/post", 0,
+   "Path served, after the `http.base_path` prefix. `{name}` segments match one path segment and "
+   "land in `ctx.params.name`; a trailing `/` serves every path below it.", NULL, NULL},
+  {"allowed_verbs", SL_F_STRLIST, "[POST]", 0, "Methods accepted; others get 405 with `Allow`.", NULL, NULL},
+  {"timeout", SL_F_DURATION, "5s", 0,
+   "How long a request waits for its message to be delivered before it is answered 408 (the "
+   "message still completes).", NULL, NULL},
+  {0}};
+
+typedef struct hin {
+  sl_input_t base;
+  char *path;
+  int64_t timeout_ms;
+  int routed, stopped;
+  int64_t waiting;            /* requests not yet answered */
+} hin_t;
+
+/* One request on its way: answered by whichever comes first, the
+ * transaction's outcome or the timeout; freed when both are over. */
+typedef struct pending {
+  hin_t *in;
+  sl_http_req_t *req;         /* NULL once answered */
+  uv_timer_t timer;
+  int txn_done;
+} pending_t;
+
+static void pending_closed(uv_handle_t *h) { free(h->data); }
+
+static void pending_finish(pending_t *p) {
+  if (p->req || !p->txn_done) return;
+  uv_close((uv_handle_t *)&p->timer, pending_closed);
+}
+
+static void answer(pending_t *p, int status, const char *err) {
+  if (!p->req) return;
+  sl_http_req_t *r = p->req;
+  p->req = NULL;
+  p->in->waiting--;
+  uv_timer_stop(&p->timer);
+  if (status == 200) {
+    static const char ok[] = "{\"status\":\"ok\"}";
+    sl_http_respond(r, 200, "application/json", ok, sizeof ok - 1, NULL);
+  } else {
+    sl_http_error(r, status, err);
+  }
+}
+
+static void on_txn(sl_txn_t *t, int status, const char *err, void *arg) {
+  (void)t;
+  pending_t *p = arg;
+  p->txn_done = 1;
+  answer(p, status == 0 ? 200 : 502, err ? err : "delivery failed");
+  pending_finish(p);
+}
+
+static void on_timeout(uv_timer_t *t) {
+  pending_t *p = t->data;
+  answer(p, 408, "timed out waiting for delivery");
+  pending_finish(p);
+}
+
+static int hexv(char c) {
+  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* application/x-www-form-urlencoded decoding of n bytes into a new string. */
+static char *form_decode(const char *s, size_t n, size_t *out_len) {
+  char *o = sl_xmalloc(n + 1);
+  size_t j = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] == '+') o[j++] = ' ';
+    else if (s[i] == '%' && i + 2 < n && hexv(s[i + 1]) >= 0 && hexv(s[i + 2]) >= 0) {
+      o[j++] = (char)(hexv(s[i + 1]) * 16 + hexv(s[i + 2]));
+      i += 2;
+    } else o[j++] = s[i];
+  }
+  o[j] = 0;
+  *out_len = j;
+  return o;
+}
+
+static void parse_query(sl_kvlist_t *into, const char *q) {
+  while (*q) {
+    const char *amp = strchr(q, '&');
+    size_t n = amp ? (size_t)(amp - q) : strlen(q);
+    const char *eq = memchr(q, '=', n);
+    size_t kl, vl;
+    char *k = form_decode(q, eq ? (size_t)(eq - q) : n, &kl);
+    char *v = eq ? form_decode(eq + 1, n - (size_t)(eq - q) - 1, &vl) : (vl = 0, sl_xstrdup(""));
+    if (kl) sl_kv_add(into, k, v, vl);
+    free(k);
+    free(v);
+    q += n + (amp ? 1 : 0);
+  }
+}
+
+static void parse_cookies(sl_kvlist_t *into, const char *h) {
+  while (h && *h) {
+    while (*h == ' ' || *h == ';') h++;
+    const char *semi = strchr(h, ';');
+    size_t n = semi ? (size_t)(semi - h) : strlen(h);
+    const char *eq = memchr(h, '=', n);
+    if (eq && eq > h) {
+      char *k = sl_xstrndup(h, (size_t)(eq - h));
+      sl_kv_add(into, k, eq + 1, n - (size_t)(eq - h) - 1);
+      free(k);
+    }
+    h += n;
+  }
+}
+
+static sl_ctx_t *context_of(const sl_http_req_t *r) {
+  sl_ctx_t *c = sl_ctx_new();
+  c->method = sl_xstrdup(r->head ? "HEAD" : r->method);
+  c->path = sl_xstrdup(r->path);
+  c->remote_addr = sl_xstrdup(r->remote_addr);
+  c->request_id = sl_xstrdup(r->request_id);
+  parse_query(&c->query, r->query);
+  sl_kv_copy(&c->headers, &r->headers);
+  sl_kv_copy(&c->params, &r->params);
+  for (uint32_t i = 0; i < r->headers.n; i++)
+    if (strcmp(r->headers.v[i].key, "cookie") == 0) parse_cookies(&c->cookies, r->headers.v[i].val);
+  return c;
+}
+
+static void on_request(sl_http_req_t *r, void *arg) {
+  hin_t *in = arg;
+  if (in->stopped) {
+    sl_http_error(r, 503, "shutting down");
+    return;
+  }
+  if (!sl_input_ready(&in->base)) {
+    /* The stream is at max_in_flight: tell the client to come back. */
+    sl_kvlist_t h = {0};
+    sl_kv_add(&h, "Retry-After", "1", 1);
+    static const char busy[] = "{\"error\":\"busy: too many messages in flight\",\"status\":503}";
+    sl_http_respond(r, 503, "application/json", busy, sizeof busy - 1, &h);
+    sl_kv_clear(&h);
+    return;
+  }
+  sl_msg_t *m = sl_msg_new_bytes(sl_bytes_ref(r->body));
+  sl_ctx_t *ctx = context_of(r);
+  sl_msg_set_ctx(m, ctx);
+  sl_kv_set(&m->meta, "http_method", ctx->method, strlen(ctx->method));
+  sl_kv_set(&m->meta, "http_path", r->path, strlen(r->path));
+  const char *colon = strrchr(r->remote_addr, ':');
+  size_t iplen = colon ? (size_t)(colon - r->remote_addr) : strlen(r->remote_addr);
+  char *ip = sl_xstrndup(r->remote_addr, iplen);
+  sl_kv_set(&m->meta, "http_remote_ip", ip, strlen(ip));
+  free(ip);
+  sl_kv_set(&m->meta, "http_request_id", r->request_id, strlen(r->request_id));
+  for (uint32_t i = 0; i < r->headers.n; i++)
+    sl_kv_set(&m->meta, r->headers.v[i].key, r->headers.v[i].val, r->headers.v[i].vlen);
+  for (uint32_t i = 0; i < ctx->query.n; i++)
+    sl_kv_set(&m->meta, ctx->query.v[i].key, ctx->query.v[i].val, ctx->query.v[i].vlen);
+  sl_ctx_unref(ctx);
+  pending_t *p = sl_xcalloc(1, sizeof(*p));
+  p->in = in;
+  p->req = r;
+  uv_timer_init(in->base.worker->loop, &p->timer);
+  p->timer.data = p;
+  uv_timer_start(&p->timer, on_timeout, (uint64_t)in->timeout_ms, 0);
+  in->waiting++;
+  sl_batch_t *b = sl_batch_new(1);
+  sl_batch_push(b, m);
+  sl_input_emit(&in->base, b, on_txn, p);
+}
+
+static int hin_start(sl_input_t *i) {
+  (void)i;
+  return 0;
+}
+
+static void hin_stop(sl_input_t *i) {
+  hin_t *in = (hin_t *)i;
+  in->stopped = 1;
+  /* Not finite: the stream drains what is in flight, then it is done. */
+  sl_input_eof(i);
+}
+
+static void hin_destroy(sl_input_t *i) {
+  hin_t *in = (hin_t *)i;
+  if (in->routed && i->worker) sl_http_unroute(i->worker, in->path);
+  free(in->path);
+  free(in);
+}
+
+static const sl_input_vt vt = {hin_start, NULL, hin_stop, hin_destroy};
+static const sl_spec_t spec;
+
+static void *hin_create(sl_build_t *b, const sl_cnode_t *conf) {
+  hin_t *in = sl_xcalloc(1, sizeof(*in));
+  sl_component_init_input(&in->base, &vt, &spec, b);
+  const char *path = sl_conf_str(conf, "path", "/post");
+  in->path = path[0] == '/' ? sl_xstrdup(path) : sl_xasprintf("/%s", path);
+  in->timeout_ms = sl_conf_duration_ms(conf, "timeout", 5000);
+  const sl_cnode_t *verbs = sl_cnode_get(conf, "allowed_verbs");
+  for (uint32_t i = 0; verbs && i < verbs->n; i++)
+    for (char *c = verbs->items[i]->str; *c; c++)
+      if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 32);
+  if (b->worker) {
+    if (sl_http_route(b->worker, in->path, verbs, on_request, in, b->stream_name, b->diags,
+                      sl_cnode_get(conf, "path") ? sl_cnode_get(conf, "path") : conf) != 0) {
+      free(in->path);
+      free(in);
+      return NULL;
+    }
+    in->routed = 1;
+  }
+  return in;
+}
+
+static const sl_spec_t spec = {
+  .name = "http_server",
+  .kind = SL_KIND_INPUT,
+  .summary = "Receives messages from HTTP requests on the shared server (`http:` section).",
+  .desc =
+    "Each request is one message: the body is its content; metadata holds `http_method`, "
+    "`http_path`, `http_remote_ip`, `http_request_id`, every header (lower-cased name) and every "
+    "query parameter. Lua sees the request as `ctx`: `ctx.method`, `ctx.path`, `ctx.query`, "
+    "`ctx.headers`, `ctx.params`, `ctx.cookies`, `ctx.remote_addr`, `ctx.request_id` (also echoed "
+    "as `X-Request-Id`; a client's own `X-Request-Id` is kept).\n\n"
+    "The client is answered `200 {\"status\":\"ok\"}` only after the message was delivered (its "
+    "transaction acked), `502` when delivery failed, `408` after `timeout`, and `503` during "
+    "shutdown or while the stream is at `max_in_flight` (with `Retry-After`). Errors are JSON "
+    "`{\"error\": \"...\", \"status\": N}`.",
+  .fields = fields,
+  .shorthand = "path",
+  .example =
+    "http:\n"
+    "  address: 0.0.0.0:4195\n"
+    "input:\n"
+    "  http_server:\n"
+    "    path: /events/{topic}\n"
+    "    allowed_verbs: [POST, PUT]\n"
+    "pipeline:\n"
+    "  processors:\n"
+    "    - lua: 'this.topic = ctx.params.topic; this.user = ctx.query.user'\n"
+    "output:\n"
+    "  stdout: {}\n",
+  .create = hin_create,
+};
+SL_REGISTER(spec)

@@ -1,0 +1,749 @@
+/* The HTTP/1.1 server: connections, llhttp parsing with limits, pipelining
+ * (the parser pauses after each request until it is answered), responses,
+ * timeouts, and the `http:` config section. */
+#include "http.h"
+#include "engine.h"
+#include "http_route.h"
+#include "log.h"
+#include "rand.h"
+#include "section.h"
+#include "xalloc.h"
+#include <llhttp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+typedef struct sl_http {
+  sl_worker_t *worker;
+  int configured;            /* an `http:` section was given */
+  char *address;
+  char *base_path;           /* "" or "/prefix" without trailing '/' */
+  int64_t max_header_bytes, max_body_bytes, read_timeout_ms, idle_timeout_ms, max_connections;
+  sl_routes_t routes;
+  uv_tcp_t listener;
+  int listening, stopping;
+  struct conn *conns;        /* all open connections */
+  int64_t nconns;
+} sl_http_t;
+
+typedef struct conn {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  llhttp_t parser;
+  sl_http_t *srv;
+  struct conn *prev, *next;
+  sl_http_req_t *req;        /* being parsed */
+  sl_http_req_t *busy;       /* parsed, with a handler: the parser is paused */
+  char *url; size_t url_len;
+  char *field; size_t field_len;
+  char *value; size_t value_len;
+  int in_value;
+  char *body; size_t body_len, body_cap;
+  size_t header_bytes;
+  int error_status;          /* set by a callback that refused the request */
+  const char *error_msg;
+  char *pending; size_t pending_len;   /* bytes read while paused */
+  int keep_alive, closing, handles;
+  int writes;                /* uv_write requests in flight */
+  char remote[64];
+} conn_t;
+
+static llhttp_settings_t g_settings;
+
+/* ---------- small helpers ---------- */
+
+static void append(char **buf, size_t *len, const char *p, size_t n) {
+  *buf = sl_xrealloc(*buf, *len + n + 1);
+  memcpy(*buf + *len, p, n);
+  *len += n;
+  (*buf)[*len] = 0;
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* Percent-decodes in place; an encoded '/' or NUL makes the path invalid so
+ * that routes and static files never see a hidden separator. */
+static int path_decode(char *s) {
+  char *o = s;
+  for (char *p = s; *p; p++) {
+    if (*p == '%' && hexval(p[1]) >= 0 && hexval(p[2]) >= 0) {
+      char c = (char)(hexval(p[1]) * 16 + hexval(p[2]));
+      if (c == '/' || c == 0) return -1;
+      *o++ = c;
+      p += 2;
+    } else {
+      *o++ = *p;
+    }
+  }
+  *o = 0;
+  return 0;
+}
+
+static const char *status_text(int s) {
+  switch (s) {
+  case 100: return "Continue";
+  case 200: return "OK";
+  case 201: return "Created";
+  case 204: return "No Content";
+  case 304: return "Not Modified";
+  case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 408: return "Request Timeout";
+  case 409: return "Conflict";
+  case 413: return "Content Too Large";
+  case 429: return "Too Many Requests";
+  case 431: return "Request Header Fields Too Large";
+  case 500: return "Internal Server Error";
+  case 502: return "Bad Gateway";
+  case 503: return "Service Unavailable";
+  case 504: return "Gateway Timeout";
+  }
+  return "Status";
+}
+
+/* ---------- connection lifetime ---------- */
+
+static void conn_handle_closed(uv_handle_t *h) {
+  conn_t *c = h->data;
+  if (--c->handles > 0) return;
+  free(c->url);
+  free(c->field);
+  free(c->value);
+  free(c->body);
+  free(c->pending);
+  free(c);
+}
+
+static void req_free(sl_http_req_t *r) {
+  if (!r) return;
+  free(r->path);
+  free(r->query);
+  sl_kv_clear(&r->headers);
+  sl_kv_clear(&r->params);
+  if (r->body) sl_bytes_unref(r->body);
+  free(r);
+}
+
+static void conn_close(conn_t *c) {
+  if (c->closing) return;
+  c->closing = 1;
+  sl_http_t *s = c->srv;
+  if (c->prev) c->prev->next = c->next;
+  else s->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  s->nconns--;
+  req_free(c->req);
+  c->req = NULL;
+  /* A handler still holds the busy request: it learns the client left. */
+  if (c->busy) c->busy->conn = NULL;
+  c->busy = NULL;
+  uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+  uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+}
+
+static void on_timeout(uv_timer_t *t);
+
+static void arm_timer(conn_t *c, int64_t ms) {
+  if (ms > 0) uv_timer_start(&c->timer, on_timeout, (uint64_t)ms, 0);
+  else uv_timer_stop(&c->timer);
+}
+
+/* ---------- writing ---------- */
+
+typedef struct wreq {
+  uv_write_t w;
+  conn_t *c;
+  int close_after;
+  char data[];
+} wreq_t;
+
+static void resume_parsing(conn_t *c);
+
+static void on_written(uv_write_t *w, int status) {
+  wreq_t *wr = (wreq_t *)w;
+  conn_t *c = wr->c;
+  c->writes--;
+  int close_after = wr->close_after;
+  free(wr);
+  if (c->closing) return;
+  if (status < 0 || close_after) {
+    conn_close(c);
+    return;
+  }
+}
+
+static void write_raw(conn_t *c, const char *head, size_t hlen, const void *body, size_t blen, int close_after) {
+  wreq_t *wr = sl_xmalloc(sizeof(*wr) + hlen + blen);
+  memcpy(wr->data, head, hlen);
+  if (blen) memcpy(wr->data + hlen, body, blen);
+  wr->c = c;
+  wr->close_after = close_after;
+  uv_buf_t buf = uv_buf_init(wr->data, (unsigned)(hlen + blen));
+  c->writes++;
+  if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1, on_written) != 0) {
+    c->writes--;
+    free(wr);
+    conn_close(c);
+  }
+}
+
+static void http_date(char *out, size_t cap) {
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(out, cap, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+static void send_response(conn_t *c, int status, const char *ctype, const void *body, size_t len,
+                          const sl_kvlist_t *headers, const char *request_id, int head, int close_after) {
+  char *h = NULL;
+  size_t hl = 0;
+  FILE *f = open_memstream(&h, &hl);
+  char date[64];
+  http_date(date, sizeof date);
+  fprintf(f, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: %zu\r\n", status, status_text(status), date, len);
+  if (len || ctype) fprintf(f, "Content-Type: %s\r\n", ctype ? ctype : "application/octet-stream");
+  if (request_id && *request_id) fprintf(f, "X-Request-Id: %s\r\n", request_id);
+  for (uint32_t i = 0; headers && i < headers->n; i++) fprintf(f, "%s: %s\r\n", headers->v[i].key, headers->v[i].val);
+  fprintf(f, "Connection: %s\r\n\r\n", close_after ? "close" : "keep-alive");
+  fclose(f);
+  write_raw(c, h, hl, body, head ? 0 : len, close_after);
+  free(h);
+}
+
+static void send_error(conn_t *c, int status, const char *msg, const char *request_id, int close_after) {
+  char body[512];
+  int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"status\":%d}", msg, status);
+  send_response(c, status, "application/json", body, (size_t)n, NULL, request_id, 0, close_after);
+}
+
+void sl_http_respond(sl_http_req_t *r, int status, const char *content_type, const void *body, size_t len,
+                     const sl_kvlist_t *headers) {
+  conn_t *c = r->conn;
+  if (c && c->busy == r) {
+    c->busy = NULL;
+    int close_after = !c->keep_alive || c->srv->stopping;
+    send_response(c, status, content_type, body, len, headers, r->request_id, r->head, close_after);
+    if (!close_after) resume_parsing(c);
+  }
+  req_free(r);
+}
+
+/* JSON string escaping for error texts. */
+static char *json_escape(const char *s) {
+  size_t n = strlen(s);
+  char *o = sl_xmalloc(n * 6 + 1), *p = o;
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\') { *p++ = '\\'; *p++ = (char)ch; }
+    else if (ch == '\n') { *p++ = '\\'; *p++ = 'n'; }
+    else if (ch < 0x20) p += sprintf(p, "\\u%04x", ch);
+    else *p++ = (char)ch;
+  }
+  *p = 0;
+  return o;
+}
+
+void sl_http_error(sl_http_req_t *r, int status, const char *msg) {
+  char *e = json_escape(msg);
+  char *body = sl_xasprintf("{\"error\":\"%s\",\"status\":%d}", e, status);
+  free(e);
+  sl_http_respond(r, status, "application/json", body, strlen(body), NULL);
+  free(body);
+}
+
+/* ---------- parsing ---------- */
+
+static conn_t *conn_of(llhttp_t *p) { return p->data; }
+
+static int refuse(conn_t *c, int status, const char *msg) {
+  c->error_status = status;
+  c->error_msg = msg;
+  return -1;
+}
+
+static int count_header(conn_t *c, size_t n) {
+  c->header_bytes += n;
+  return c->header_bytes > (size_t)c->srv->max_header_bytes ? refuse(c, 431, "request headers too large") : 0;
+}
+
+static int on_message_begin(llhttp_t *p) {
+  conn_t *c = conn_of(p);
+  c->req = sl_xcalloc(1, sizeof(*c->req));
+  c->url_len = c->field_len = c->value_len = c->body_len = c->header_bytes = 0;
+  c->in_value = 0;
+  arm_timer(c, c->srv->read_timeout_ms);
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t n) {
+  conn_t *c = conn_of(p);
+  append(&c->url, &c->url_len, at, n);
+  return count_header(c, n);
+}
+
+static void push_header(conn_t *c) {
+  if (!c->field_len) return;
+  for (size_t i = 0; i < c->field_len; i++)
+    if (c->field[i] >= 'A' && c->field[i] <= 'Z') c->field[i] = (char)(c->field[i] + 32);
+  sl_kv_add(&c->req->headers, c->field, c->value ? c->value : "", c->value_len);
+  c->field_len = c->value_len = 0;
+  if (c->field) c->field[0] = 0;
+  if (c->value) c->value[0] = 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n) {
+  conn_t *c = conn_of(p);
+  if (c->in_value) {
+    push_header(c);
+    c->in_value = 0;
+  }
+  append(&c->field, &c->field_len, at, n);
+  return count_header(c, n);
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n) {
+  conn_t *c = conn_of(p);
+  c->in_value = 1;
+  append(&c->value, &c->value_len, at, n);
+  return count_header(c, n);
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  conn_t *c = conn_of(p);
+  push_header(c);
+  c->in_value = 0;
+  sl_http_req_t *r = c->req;
+  snprintf(r->method, sizeof r->method, "%s", llhttp_method_name(llhttp_get_method(p)));
+  if (p->content_length > (uint64_t)c->srv->max_body_bytes)
+    return refuse(c, 413, "request body too large");
+  const char *expect = sl_kv_get(&r->headers, "expect");
+  if (expect && strcasecmp(expect, "100-continue") == 0) {
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    write_raw(c, cont, sizeof cont - 1, NULL, 0, 0);
+  }
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n) {
+  conn_t *c = conn_of(p);
+  if (c->body_len + n > (size_t)c->srv->max_body_bytes) return refuse(c, 413, "request body too large");
+  if (c->body_len + n > c->body_cap) {
+    c->body_cap = (c->body_len + n) * 2;
+    if (c->body_cap > (size_t)c->srv->max_body_bytes) c->body_cap = (size_t)c->srv->max_body_bytes;
+    c->body = sl_xrealloc(c->body, c->body_cap ? c->body_cap : 1);
+  }
+  memcpy(c->body + c->body_len, at, n);
+  c->body_len += n;
+  return 0;
+}
+
+/* Pauses the parser: the request is handed out and the next one waits. */
+static int on_message_complete(llhttp_t *p) {
+  conn_t *c = conn_of(p);
+  arm_timer(c, 0);
+  c->keep_alive = llhttp_should_keep_alive(p);
+  return HPE_PAUSED;
+}
+
+static void dispatch(conn_t *c);
+
+/* Feeds bytes to the parser; a completed request is dispatched and what
+ * follows it is kept until the request is answered. */
+static void feed(conn_t *c, const char *data, size_t len) {
+  if (c->closing || c->busy) {
+    if (len) append(&c->pending, &c->pending_len, data, len);
+    return;
+  }
+  llhttp_errno_t e = llhttp_execute(&c->parser, data, len);
+  if (e == HPE_OK) return;
+  if (e == HPE_PAUSED) {
+    const char *pos = llhttp_get_error_pos(&c->parser);
+    size_t used = pos ? (size_t)(pos - data) : len;
+    if (used < len) {
+      char *rest = sl_xmalloc(len - used);
+      memcpy(rest, data + used, len - used);
+      char *old = c->pending;
+      size_t old_len = c->pending_len;
+      c->pending = NULL;
+      c->pending_len = 0;
+      append(&c->pending, &c->pending_len, rest, len - used);
+      if (old) append(&c->pending, &c->pending_len, old, old_len);
+      free(old);
+      free(rest);
+    }
+    dispatch(c);
+    return;
+  }
+  int status = c->error_status ? c->error_status : 400;
+  const char *msg = c->error_msg ? c->error_msg : llhttp_get_error_reason(&c->parser);
+  char buf[200];
+  snprintf(buf, sizeof buf, "%s", msg ? msg : "malformed request");
+  /* The connection closes once the error is written. */
+  arm_timer(c, 0);
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  send_error(c, status, buf, NULL, 1);
+}
+
+static void resume_parsing(conn_t *c) {
+  if (c->closing) return;
+  llhttp_resume(&c->parser);
+  if (c->pending_len) {
+    char *data = c->pending;
+    size_t len = c->pending_len;
+    c->pending = NULL;
+    c->pending_len = 0;
+    feed(c, data, len);
+    free(data);
+  }
+  if (!c->busy && !c->closing) arm_timer(c, c->srv->idle_timeout_ms);
+}
+
+/* ---------- built-in routes ---------- */
+
+static void ping(sl_http_req_t *r, void *arg) {
+  (void)arg;
+  sl_http_respond(r, 200, "text/plain", "pong", 4, NULL);
+}
+
+static void ready(sl_http_req_t *r, void *arg) {
+  sl_http_t *s = arg;
+  char *reasons = sl_engine_not_ready_json(s->worker->engine);
+  if (!reasons) {
+    static const char ok[] = "{\"ready\":true}";
+    sl_http_respond(r, 200, "application/json", ok, sizeof ok - 1, NULL);
+    return;
+  }
+  char *body = sl_xasprintf("{\"ready\":false,\"streams\":%s}", reasons);
+  sl_http_respond(r, 503, "application/json", body, strlen(body), NULL);
+  free(body);
+  free(reasons);
+}
+
+static void dispatch(conn_t *c) {
+  sl_http_t *s = c->srv;
+  sl_http_req_t *r = c->req;
+  c->req = NULL;
+  c->busy = r;
+  r->conn = c;
+  r->body = sl_bytes_new(c->body ? c->body : "", c->body_len);
+  snprintf(r->remote_addr, sizeof r->remote_addr, "%s", c->remote);
+  const char *rid = sl_kv_get(&r->headers, "x-request-id");
+  if (rid && *rid && strlen(rid) < sizeof r->request_id) snprintf(r->request_id, sizeof r->request_id, "%s", rid);
+  else sl_uuid_v4(r->request_id);
+  char *q = c->url ? strchr(c->url, '?') : NULL;
+  r->query = sl_xstrdup(q ? q + 1 : "");
+  r->path = c->url ? sl_xstrndup(c->url, q ? (size_t)(q - c->url) : c->url_len) : sl_xstrdup("/");
+  if (strcmp(r->method, "HEAD") == 0) {
+    r->head = 1;
+    snprintf(r->method, sizeof r->method, "GET");
+  }
+  if (path_decode(r->path) != 0 || r->path[0] != '/') {
+    sl_http_error(r, 400, "bad request path");
+    return;
+  }
+  size_t bl = strlen(s->base_path);
+  if (bl) {
+    if (strncmp(r->path, s->base_path, bl) != 0 || (r->path[bl] != '/' && r->path[bl] != 0)) {
+      sl_http_error(r, 404, "not found");
+      return;
+    }
+    memmove(r->path, r->path + bl, strlen(r->path + bl) + 1);
+    if (!r->path[0]) strcpy(r->path, "/");
+  }
+  int method_ok;
+  const sl_route_t *rt = sl_routes_match(&s->routes, r->method, r->path, &r->params, &method_ok);
+  if (strcmp(r->method, "OPTIONS") == 0 && rt) {
+    sl_kvlist_t h = {0};
+    sl_kv_add(&h, "Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS", 44);
+    sl_http_respond(r, 204, NULL, NULL, 0, &h);
+    sl_kv_clear(&h);
+    return;
+  }
+  if (!rt) {
+    sl_http_error(r, 404, "not found");
+    return;
+  }
+  if (!method_ok) {
+    sl_kvlist_t h = {0};
+    char allow[256] = "";
+    for (char **m = rt->methods; m && *m; m++) {
+      size_t used = strlen(allow);
+      snprintf(allow + used, sizeof allow - used, "%s%s", used ? ", " : "", *m);
+    }
+    sl_kv_add(&h, "Allow", allow, strlen(allow));
+    char *e = sl_xasprintf("{\"error\":\"method %s not allowed\",\"status\":405}", r->method);
+    sl_http_respond(r, 405, "application/json", e, strlen(e), &h);
+    free(e);
+    sl_kv_clear(&h);
+    return;
+  }
+  ((sl_http_handler)rt->handler)(r, rt->arg);
+}
+
+/* ---------- reading and accepting ---------- */
+
+static void on_timeout(uv_timer_t *t) {
+  conn_t *c = t->data;
+  if (c->closing) return;
+  if (c->req) {
+    /* Slow headers or body. */
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    send_error(c, 408, "request timed out", NULL, 1);
+  } else if (!c->busy && !c->writes) {
+    conn_close(c);   /* idle keep-alive */
+  }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)h;
+  buf->base = sl_xmalloc(suggested);
+  buf->len = suggested;
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
+  conn_t *c = st->data;
+  if (n < 0) {
+    free(buf->base);
+    if (!c->closing) conn_close(c);
+    return;
+  }
+  if (n > 0 && !c->closing) {
+    if (!c->req && !c->busy) arm_timer(c, 0);
+    feed(c, buf->base, (size_t)n);
+    /* A client pipelining faster than it is answered waits in its socket. */
+    if (c->pending_len > (size_t)(c->srv->max_header_bytes + c->srv->max_body_bytes))
+      uv_read_stop((uv_stream_t *)&c->tcp);
+  }
+  free(buf->base);
+}
+
+static void on_connection(uv_stream_t *ls, int status) {
+  sl_http_t *s = ls->data;
+  if (status < 0) return;
+  conn_t *c = sl_xcalloc(1, sizeof(*c));
+  c->srv = s;
+  uv_tcp_init(s->worker->loop, &c->tcp);
+  uv_timer_init(s->worker->loop, &c->timer);
+  c->tcp.data = c->timer.data = c;
+  c->handles = 2;
+  if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+    c->closing = 1;
+    uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+    return;
+  }
+  c->next = s->conns;
+  if (s->conns) s->conns->prev = c;
+  s->conns = c;
+  s->nconns++;
+  uv_tcp_nodelay(&c->tcp, 1);
+  struct sockaddr_storage sa;
+  int len = sizeof sa;
+  char ip[48] = "";
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &len) == 0) {
+    if (sa.ss_family == AF_INET) {
+      uv_ip4_name((struct sockaddr_in *)&sa, ip, sizeof ip);
+      snprintf(c->remote, sizeof c->remote, "%s:%d", ip, ntohs(((struct sockaddr_in *)&sa)->sin_port));
+    } else {
+      uv_ip6_name((struct sockaddr_in6 *)&sa, ip, sizeof ip);
+      snprintf(c->remote, sizeof c->remote, "[%s]:%d", ip, ntohs(((struct sockaddr_in6 *)&sa)->sin6_port));
+    }
+  }
+  llhttp_init(&c->parser, HTTP_REQUEST, &g_settings);
+  c->parser.data = c;
+  if (s->nconns > s->max_connections) {
+    send_error(c, 503, "too many connections", NULL, 1);
+    return;
+  }
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  arm_timer(c, s->idle_timeout_ms);
+}
+
+/* ---------- server lifetime ---------- */
+
+static void srv_free(void *p) {
+  sl_http_t *s = p;
+  sl_routes_free(&s->routes);
+  free(s->address);
+  free(s->base_path);
+  free(s);
+}
+
+static sl_http_t *server(sl_worker_t *w) {
+  if (!w->slot[SL_SLOT_HTTP]) {
+    sl_http_t *s = sl_xcalloc(1, sizeof(*s));
+    s->worker = w;
+    s->address = sl_xstrdup("0.0.0.0:4195");
+    s->base_path = sl_xstrdup("");
+    s->max_header_bytes = 16 * 1024;
+    s->max_body_bytes = 8 * 1024 * 1024;
+    s->read_timeout_ms = 10000;
+    s->idle_timeout_ms = 60000;
+    s->max_connections = 10000;
+    w->slot[SL_SLOT_HTTP] = s;
+    w->slot_free[SL_SLOT_HTTP] = srv_free;
+    llhttp_settings_init(&g_settings);
+    g_settings.on_message_begin = on_message_begin;
+    g_settings.on_url = on_url;
+    g_settings.on_header_field = on_header_field;
+    g_settings.on_header_value = on_header_value;
+    g_settings.on_headers_complete = on_headers_complete;
+    g_settings.on_body = on_body;
+    g_settings.on_message_complete = on_message_complete;
+    sl_route_t r = {.pattern = "/ping", .handler = (void (*)(void *, void *))ping, .arg = s, .owner = "sluice"};
+    sl_routes_add(&s->routes, &r);
+    r.pattern = "/ready";
+    r.handler = (void (*)(void *, void *))ready;
+    sl_routes_add(&s->routes, &r);
+  }
+  return w->slot[SL_SLOT_HTTP];
+}
+
+int sl_http_route(sl_worker_t *w, const char *pattern, const sl_cnode_t *methods, sl_http_handler h, void *arg,
+                  const char *owner, sl_diags_t *d, const sl_cnode_t *at) {
+  sl_http_t *s = server(w);
+  char *ms[32] = {0};
+  unsigned n = 0;
+  for (uint32_t i = 0; methods && i < methods->n && n < 31; i++) ms[n++] = methods->items[i]->str;
+  sl_route_t r = {.pattern = (char *)pattern, .methods = methods ? ms : NULL,
+                  .handler = (void (*)(void *, void *))h, .arg = arg, .owner = (char *)owner};
+  const sl_route_t *taken = sl_routes_add(&s->routes, &r);
+  if (taken) {
+    sl_diag_add(d, at, "path", "%s is already served by %s%s%s", pattern,
+                strcmp(taken->owner, "sluice") == 0 ? "sluice itself" : "stream \"",
+                strcmp(taken->owner, "sluice") == 0 ? "" : taken->owner,
+                strcmp(taken->owner, "sluice") == 0 ? "" : "\"");
+    return -1;
+  }
+  return 0;
+}
+
+void sl_http_unroute(sl_worker_t *w, const char *pattern) {
+  if (w->slot[SL_SLOT_HTTP]) sl_routes_remove(&((sl_http_t *)w->slot[SL_SLOT_HTTP])->routes, pattern);
+}
+
+static int parse_address(const char *addr, struct sockaddr_storage *sa) {
+  const char *colon = strrchr(addr, ':');
+  if (!colon) return -1;
+  int port = atoi(colon + 1);
+  char host[128];
+  size_t hl = (size_t)(colon - addr);
+  if (hl >= sizeof host) return -1;
+  memcpy(host, addr, hl);
+  host[hl] = 0;
+  if (hl == 0) strcpy(host, "0.0.0.0");
+  if (host[0] == '[') {
+    size_t l = strlen(host);
+    if (l < 2 || host[l - 1] != ']') return -1;
+    host[l - 1] = 0;
+    return uv_ip6_addr(host + 1, port, (struct sockaddr_in6 *)sa);
+  }
+  return uv_ip4_addr(host, port, (struct sockaddr_in *)sa);
+}
+
+int sl_http_listen(sl_worker_t *w) {
+  sl_http_t *s = w->slot[SL_SLOT_HTTP];
+  if (!s || s->listening) return 0;
+  /* Without an http: section, listen only when a component routed a path. */
+  if (!s->configured && s->routes.n <= 2) return 0;
+  struct sockaddr_storage sa;
+  if (parse_address(s->address, &sa) != 0) {
+    sl_error("http: bad address \"%s\" (expected host:port)", s->address);
+    return -1;
+  }
+  uv_tcp_init(w->loop, &s->listener);
+  s->listener.data = s;
+  int rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&sa, 0);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
+  if (rc != 0) {
+    sl_error("http: cannot listen on %s: %s", s->address, uv_strerror(rc));
+    uv_close((uv_handle_t *)&s->listener, NULL);
+    return -1;
+  }
+  s->listening = 1;
+  sl_info("http: listening on %s%s", s->address, s->base_path);
+  return 0;
+}
+
+void sl_http_stop(sl_worker_t *w) {
+  sl_http_t *s = w->slot[SL_SLOT_HTTP];
+  if (!s) return;
+  s->stopping = 1;
+  if (s->listening) {
+    uv_close((uv_handle_t *)&s->listener, NULL);
+    s->listening = 0;
+  }
+  /* Idle keep-alive connections go now; busy ones close after their answer. */
+  for (conn_t *c = s->conns, *next; c; c = next) {
+    next = c->next;
+    if (!c->busy && !c->req && !c->writes) conn_close(c);
+  }
+}
+
+void sl_http_close(sl_worker_t *w) {
+  sl_http_t *s = w->slot[SL_SLOT_HTTP];
+  if (!s) return;
+  sl_http_stop(w);
+  while (s->conns) conn_close(s->conns);
+}
+
+/* ---------- the `http:` section ---------- */
+
+static const sl_field_t http_fields[] = {
+  {"address", SL_F_STRING, "0.0.0.0:4195", 0, "host:port to listen on (`[::]:4195` for IPv6).", NULL, NULL},
+  {"base_path", SL_F_STRING, "", 0,
+   "Prefix stripped from every request path before routing (like Tyk's listen path); "
+   "requests outside it get 404.", NULL, NULL},
+  {"max_header_bytes", SL_F_SIZE, "16KiB", 0, "Request line plus headers beyond this get 431.", NULL, NULL},
+  {"max_body_bytes", SL_F_SIZE, "8MiB", 0, "Request bodies beyond this get 413.", NULL, NULL},
+  {"read_timeout", SL_F_DURATION, "10s", 0, "A request not fully received within this gets 408 and the connection closes.",
+   NULL, NULL},
+  {"idle_timeout", SL_F_DURATION, "60s", 0, "Keep-alive connections idle this long are closed.", NULL, NULL},
+  {"max_connections", SL_F_INT, "10000", 0, "Connections beyond this are answered 503 and closed.", NULL, NULL},
+  {0}};
+
+static int http_apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
+  if (!node) return 0;
+  sl_http_t *s = server(w);
+  s->configured = 1;
+  free(s->address);
+  s->address = sl_xstrdup(sl_conf_str(node, "address", "0.0.0.0:4195"));
+  struct sockaddr_storage sa;
+  if (parse_address(s->address, &sa) != 0) {
+    sl_diag_add(d, sl_cnode_get(node, "address"), "http.address", "expected host:port, e.g. 0.0.0.0:4195");
+    return -1;
+  }
+  const char *bp = sl_conf_str(node, "base_path", "");
+  size_t bl = strlen(bp);
+  while (bl && bp[bl - 1] == '/') bl--;
+  free(s->base_path);
+  s->base_path = bl && bp[0] != '/' ? sl_xasprintf("/%.*s", (int)bl, bp) : sl_xstrndup(bp, bl);
+  s->max_header_bytes = sl_conf_size(node, "max_header_bytes", s->max_header_bytes);
+  s->max_body_bytes = sl_conf_size(node, "max_body_bytes", s->max_body_bytes);
+  s->read_timeout_ms = sl_conf_duration_ms(node, "read_timeout", s->read_timeout_ms);
+  s->idle_timeout_ms = sl_conf_duration_ms(node, "idle_timeout", s->idle_timeout_ms);
+  s->max_connections = sl_conf_int(node, "max_connections", s->max_connections);
+  return 0;
+}
+
+static const sl_section_t http_section = {
+  .name = "http",
+  .desc = "The HTTP server shared by every stream of the process. Built-in routes: `GET /ping` "
+          "(`pong`) and `GET /ready` (200 when every stream is connected, else 503 with the reasons). "
+          "Without this section the server starts only when a component serves a path. Errors are "
+          "JSON: `{\"error\": \"...\", \"status\": N}`.",
+  .fields = http_fields,
+  .apply = http_apply,
+};
+SL_REGISTER_SECTION(http_section)

@@ -1,0 +1,48 @@
+/* The worker's shared HTTP/1.1 server (llhttp on libuv): limits, keep-alive,
+ * pipelining, JSON errors, built-in /ping and /ready, and the route table
+ * components register with.
+ * Ownership: the server belongs to its worker (SL_SLOT_HTTP). A request
+ * belongs to the server until a handler answers it with sl_http_respond,
+ * which may happen later, on the same loop; answering frees it. */
+#ifndef SL_HTTP_H
+#define SL_HTTP_H
+#include "conf.h"
+#include "msg.h"
+#include "worker.h"
+
+typedef struct sl_http_req {
+  char method[16];           /* "GET"; HEAD is routed as GET */
+  char *path;                /* after base_path, percent-decoded */
+  char *query;               /* raw query string without '?', "" if none */
+  sl_kvlist_t headers;       /* names lower-cased, in arrival order */
+  sl_kvlist_t params;        /* {name} segments of the route */
+  sl_bytes_t *body;          /* never NULL */
+  char remote_addr[64];      /* "ip:port" */
+  char request_id[40];       /* X-Request-Id of the request, or generated */
+  struct conn *conn;         /* NULL once the client is gone */
+  int head;                  /* HEAD: answered without a body */
+} sl_http_req_t;
+
+/* Runs on the loop for every request routed to it; must answer exactly once. */
+typedef void (*sl_http_handler)(sl_http_req_t *r, void *arg);
+
+/* Routes `pattern` ("/a/{id}/b"; a trailing '/' matches the prefix) for the
+ * methods in `methods` (NULL: any) to h. A pattern already taken is a config
+ * error naming both owners (diag at `at`). Returns 0 or -1. */
+int sl_http_route(sl_worker_t *w, const char *pattern, const sl_cnode_t *methods, sl_http_handler h, void *arg,
+                  const char *owner, sl_diags_t *d, const sl_cnode_t *at);
+void sl_http_unroute(sl_worker_t *w, const char *pattern);
+
+/* Answers r (headers: extra header pairs, may be NULL) and frees it. */
+void sl_http_respond(sl_http_req_t *r, int status, const char *content_type, const void *body, size_t len,
+                     const sl_kvlist_t *headers);
+/* Answers with {"error": msg, "status": status}. */
+void sl_http_error(sl_http_req_t *r, int status, const char *msg);
+
+/* Engine hooks: listen once streams are built (when the config has an
+ * `http:` section or a route); stop accepting at shutdown; close everything. */
+int sl_http_listen(sl_worker_t *w);
+void sl_http_stop(sl_worker_t *w);
+void sl_http_close(sl_worker_t *w);
+
+#endif

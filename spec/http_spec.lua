@@ -1,0 +1,187 @@
+-- The HTTP server and the http_server input, through curl and raw sockets.
+local h = require("spec.helpers")
+local json = h.json
+
+local RAW = "python3 spec/tools/raw_http.py "
+
+local function curl(args)
+  local code, out, err = h.sh("curl -s -m 5 " .. args)
+  return out, code, err
+end
+
+-- "HTTP/1.1 200 OK" lines of a raw exchange, in order.
+local function statuses(raw)
+  local t = {}
+  for s in raw:gmatch("HTTP/1%.1 (%d%d%d)") do t[#t + 1] = tonumber(s) end
+  return t
+end
+
+describe("http server", function()
+  local srv
+  setup(function()
+    srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+  base_path: /api
+  max_header_bytes: 1KiB
+  max_body_bytes: 64
+  read_timeout: 400ms
+  idle_timeout: 600ms
+input:
+  http_server:
+    path: /echo
+    allowed_verbs: [POST]
+pipeline:
+  processors:
+    - lua: 'return {body = content(), method = ctx.method}'
+output:
+  drop: {}
+]])
+  end)
+  teardown(function()
+    local err = srv.stderr()
+    assert.are.equal(0, srv.stop(), err)
+  end)
+
+  it("answers /ping and /ready under base_path, with Date and X-Request-Id", function()
+    local out = curl("-i " .. srv.url .. "/api/ping")
+    assert.matches("^HTTP/1%.1 200 OK\r\n", out)
+    assert.matches("\r\nDate: %a%a%a, %d%d %a%a%a %d%d%d%d %d%d:%d%d:%d%d GMT\r\n", out)
+    assert.matches("\r\nX%-Request%-Id: %x+%-", out)
+    assert.matches("\r\n\r\npong$", out)
+    assert.are.same({ready = true}, json.decode((curl(srv.url .. "/api/ready"))))
+  end)
+
+  it("answers 404 as JSON outside base_path and for unknown routes", function()
+    local out, _, _ = curl("-w ' %{http_code}' " .. srv.url .. "/ping")
+    assert.are.equal('{"error":"not found","status":404} 404', out)
+    out = curl("-w ' %{http_code}' " .. srv.url .. "/api/nope")
+    assert.matches(" 404$", out)
+  end)
+
+  it("answers HEAD without a body", function()
+    local _, out = h.sh(RAW .. srv.port .. " 'HEAD /api/ping HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n'")
+    assert.matches("Content%-Length: 4\r\n", out)
+    assert.matches("\r\n\r\n$", out)
+  end)
+
+  it("serves pipelined requests in order on one connection", function()
+    local req = "GET /api/ping HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n"
+    local _, out = h.sh(RAW .. srv.port .. " '" .. req .. "POST /api/echo HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 2\\r\\n\\r\\nhi" ..
+      req .. "GET /api/ready HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n'")
+    assert.are.same({200, 200, 200, 200}, statuses(out))
+    assert.matches('pong.*{"status":"ok"}.*pong.*{"ready":true}', out)
+  end)
+
+  it("reads chunked bodies and honours Expect: 100-continue", function()
+    local _, out = h.sh(RAW .. srv.port .. " 'POST /api/echo HTTP/1.1\\r\\nHost: x\\r\\nTransfer-Encoding: chunked\\r\\n" ..
+      "Expect: 100-continue\\r\\nConnection: close\\r\\n\\r\\n3\\r\\nabc\\r\\n2\\r\\nde\\r\\n0\\r\\n\\r\\n'")
+    assert.are.same({100, 200}, statuses(out))
+  end)
+
+  it("refuses oversized headers (431), bodies (413) and garbage (400), then closes", function()
+    local _, out = h.sh(RAW .. srv.port .. " 'GET /api/ping HTTP/1.1\\r\\nX-Big: " .. string.rep("x", 2000) .. "\\r\\n\\r\\n'")
+    assert.matches("^HTTP/1%.1 431 .*Connection: close.*\"status\":431}$", out)
+    local body = string.rep("y", 100)
+    out = curl("-w ' %{http_code}' -X POST -d " .. body .. " " .. srv.url .. "/api/echo")
+    assert.matches('{"error":"request body too large","status":413} 413', out)
+    _, out = h.sh(RAW .. srv.port .. " 'NOT HTTP AT ALL\\r\\n\\r\\n'")
+    assert.matches("^HTTP/1%.1 400 ", out)
+    assert.matches('"status":400}$', out)
+  end)
+
+  it("times out slow requests with 408 and closes idle connections", function()
+    local _, out = h.sh(RAW .. srv.port .. " --pause 1 'GET /api/ping HTTP/1.1\\r\\nHost: x\\r\\n' '\\r\\n'")
+    assert.matches("^HTTP/1%.1 408 ", out)
+    -- An idle keep-alive connection is closed by the server (no <silence> marker).
+    _, out = h.sh(RAW .. srv.port .. " 'GET /api/ping HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'")
+    assert.matches("pong$", out)
+  end)
+
+  it("answers 405 with Allow for other methods and OPTIONS with 204", function()
+    local out = curl("-i -X DELETE " .. srv.url .. "/api/echo")
+    assert.matches("^HTTP/1%.1 405 ", out)
+    assert.matches("\r\nAllow: POST\r\n", out)
+    out = curl("-i -X OPTIONS " .. srv.url .. "/api/echo")
+    assert.matches("^HTTP/1%.1 204 ", out)
+  end)
+
+  it("refuses encoded slashes in paths", function()
+    local out = curl("-w ' %{http_code}' " .. srv.url .. "/api/pi%2Fng")
+    assert.matches(" 400$", out)
+  end)
+end)
+
+describe("http_server input", function()
+  it("turns requests into messages with context and answers after delivery", function()
+    local srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+input:
+  http_server:
+    path: /events/{topic}
+    allowed_verbs: [post, PUT]
+pipeline:
+  processors:
+    - lua: |
+        if this.fail then error("refused " .. ctx.params.topic) end
+        return {
+          body = this, topic = ctx.params.topic, user = ctx.query.user, sid = ctx.cookies.sid,
+          agent = ctx.headers["user-agent"], rid = ctx.request_id, method = ctx.method,
+          meta_method = meta.http_method, meta_user = meta.user, ip = meta.http_remote_ip,
+        }
+output:
+  reject_errored:
+    stdout: {}
+]])
+    local out = curl("-i -X PUT -A probe -H 'Cookie: a=1; sid=s1' -H 'X-Request-Id: req-1' -d '{\"n\":1}' '" ..
+      srv.url .. "/events/orders?user=ada%20l'")
+    assert.matches("^HTTP/1%.1 200 ", out)
+    assert.matches('\r\n\r\n{"status":"ok"}$', out)
+    assert.matches("\r\nX%-Request%-Id: req%-1\r\n", out)
+    out = curl("-w ' %{http_code}' -X POST -d '{\"fail\":true}' " .. srv.url .. "/events/bad")
+    assert.matches('{"error":"[^"]*config%.yaml:10: refused bad","status":502} 502', out)
+    assert.are.equal(0, srv.stop(true))
+    local line = json.decode(h.lines(h.read(srv.dir .. "/out.txt"))[1])
+    h.rmdir(srv.dir)
+    assert.are.same({
+      body = {n = 1}, topic = "orders", user = "ada l", sid = "s1", agent = "probe", rid = "req-1", method = "PUT",
+      meta_method = "PUT", meta_user = "ada l", ip = "127.0.0.1",
+    }, line)
+  end)
+
+  it("answers 408 when delivery takes longer than timeout", function()
+    local srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+input:
+  http_server: {path: /slow, timeout: 200ms}
+pipeline:
+  processors:
+    - rate_limit: {count: 1, interval: 2s}
+output:
+  drop: {}
+]])
+    curl("-X POST -d a " .. srv.url .. "/slow")
+    local out = curl("-w ' %{http_code}' -X POST -d b " .. srv.url .. "/slow")
+    local err = srv.stderr()
+    assert.are.equal(0, srv.stop(), err)
+    assert.matches(" 408$", out)
+  end)
+
+  it("refuses two streams on one path, naming the other stream", function()
+    local r = h.run_config([[
+http:
+  address: 127.0.0.1:1
+streams:
+  a:
+    input: {http_server: {path: /same}}
+    output: {drop: {}}
+  b:
+    input: {http_server: {path: /same}}
+    output: {drop: {}}
+]])
+    assert.are.equal(1, r.code)
+    assert.matches('path: /same is already served by stream "a"', r.stderr)
+  end)
+end)
