@@ -70,34 +70,14 @@ static void on_timeout(uv_timer_t *t) {
   pending_finish(p);
 }
 
-static int hexv(char c) {
-  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* application/x-www-form-urlencoded decoding of n bytes into a new string. */
-static char *form_decode(const char *s, size_t n, size_t *out_len) {
-  char *o = sl_xmalloc(n + 1);
-  size_t j = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (s[i] == '+') o[j++] = ' ';
-    else if (s[i] == '%' && i + 2 < n && hexv(s[i + 1]) >= 0 && hexv(s[i + 2]) >= 0) {
-      o[j++] = (char)(hexv(s[i + 1]) * 16 + hexv(s[i + 2]));
-      i += 2;
-    } else o[j++] = s[i];
-  }
-  o[j] = 0;
-  *out_len = j;
-  return o;
-}
-
 static void parse_query(sl_kvlist_t *into, const char *q) {
   while (*q) {
     const char *amp = strchr(q, '&');
     size_t n = amp ? (size_t)(amp - q) : strlen(q);
     const char *eq = memchr(q, '=', n);
     size_t kl, vl;
-    char *k = form_decode(q, eq ? (size_t)(eq - q) : n, &kl);
-    char *v = eq ? form_decode(eq + 1, n - (size_t)(eq - q) - 1, &vl) : (vl = 0, sl_xstrdup(""));
+    char *k = sl_http_form_decode(q, eq ? (size_t)(eq - q) : n, &kl);
+    char *v = eq ? sl_http_form_decode(eq + 1, n - (size_t)(eq - q) - 1, &vl) : (vl = 0, sl_xstrdup(""));
     if (kl) sl_kv_add(into, k, v, vl);
     free(k);
     free(v);

@@ -68,6 +68,21 @@ static int hexval(char c) {
   return -1;
 }
 
+char *sl_http_form_decode(const char *s, size_t n, size_t *out_len) {
+  char *o = sl_xmalloc(n + 1);
+  size_t j = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] == '+') o[j++] = ' ';
+    else if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+      o[j++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+      i += 2;
+    } else o[j++] = s[i];
+  }
+  o[j] = 0;
+  *out_len = j;
+  return o;
+}
+
 /* Percent-decodes in place; an encoded '/' or NUL makes the path invalid so
  * that routes and static files never see a hidden separator. */
 static int path_decode(char *s) {

@@ -39,6 +39,10 @@ void sl_http_respond(sl_http_req_t *r, int status, const char *content_type, con
 /* Answers with {"error": msg, "status": status}. */
 void sl_http_error(sl_http_req_t *r, int status, const char *msg);
 
+/* Decodes n bytes of application/x-www-form-urlencoded text ('+' is a space,
+ * %XX a byte) into a new NUL-terminated string (caller frees). */
+char *sl_http_form_decode(const char *s, size_t n, size_t *out_len);
+
 /* Engine hooks: listen once streams are built (when the config has an
  * `http:` section or a route); stop accepting at shutdown; close everything. */
 int sl_http_listen(sl_worker_t *w);
