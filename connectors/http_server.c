@@ -31,11 +31,16 @@ typedef struct hin {
 typedef struct pending {
   hin_t *in;
   sl_http_req_t *req;         /* NULL once answered */
+  sl_reply_t *reply;          /* what a sync_response wrote */
   uv_timer_t timer;
   int txn_done;
 } pending_t;
 
-static void pending_closed(uv_handle_t *h) { free(h->data); }
+static void pending_closed(uv_handle_t *h) {
+  pending_t *p = h->data;
+  sl_reply_unref(p->reply);
+  free(p);
+}
 
 static void pending_finish(pending_t *p) {
   if (p->req || !p->txn_done) return;
@@ -48,7 +53,10 @@ static void answer(pending_t *p, int status, const char *err) {
   p->req = NULL;
   p->in->waiting--;
   uv_timer_stop(&p->timer);
-  if (status == 200) {
+  if (status == 200 && p->reply->set) {
+    sl_reply_t *rp = p->reply;
+    sl_http_respond(r, rp->status, NULL, rp->body->data, rp->body->len, &rp->headers);
+  } else if (status == 200) {
     static const char ok[] = "{\"status\":\"ok\"}";
     sl_http_respond(r, 200, "application/json", ok, sizeof ok - 1, NULL);
   } else {
@@ -131,6 +139,7 @@ static void on_request(sl_http_req_t *r, void *arg) {
   }
   sl_msg_t *m = sl_msg_new_bytes(sl_bytes_ref(r->body));
   sl_ctx_t *ctx = context_of(r);
+  ctx->reply = sl_reply_new();
   sl_msg_set_ctx(m, ctx);
   sl_kv_set(&m->meta, "http_method", ctx->method, strlen(ctx->method));
   sl_kv_set(&m->meta, "http_path", r->path, strlen(r->path));
@@ -148,6 +157,7 @@ static void on_request(sl_http_req_t *r, void *arg) {
   pending_t *p = sl_xcalloc(1, sizeof(*p));
   p->in = in;
   p->req = r;
+  p->reply = sl_reply_ref(ctx->reply);
   uv_timer_init(in->base.worker->loop, &p->timer);
   p->timer.data = p;
   uv_timer_start(&p->timer, on_timeout, (uint64_t)in->timeout_ms, 0);

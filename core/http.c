@@ -227,7 +227,10 @@ static void send_response(conn_t *c, int status, const char *ctype, const void *
   char date[64];
   http_date(date, sizeof date);
   fprintf(f, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: %zu\r\n", status, status_text(status), date, len);
-  if (len || ctype) fprintf(f, "Content-Type: %s\r\n", ctype ? ctype : "application/octet-stream");
+  int has_ctype = 0;
+  for (uint32_t i = 0; headers && i < headers->n; i++)
+    if (strcasecmp(headers->v[i].key, "content-type") == 0) has_ctype = 1;
+  if (!has_ctype && (len || ctype)) fprintf(f, "Content-Type: %s\r\n", ctype ? ctype : "application/octet-stream");
   if (request_id && *request_id) fprintf(f, "X-Request-Id: %s\r\n", request_id);
   for (uint32_t i = 0; headers && i < headers->n; i++) fprintf(f, "%s: %s\r\n", headers->v[i].key, headers->v[i].val);
   fprintf(f, "Connection: %s\r\n\r\n", close_after ? "close" : "keep-alive");

@@ -93,6 +93,22 @@ void sl_kv_clear(sl_kvlist_t *l) {
 
 /* ---- request context ---- */
 
+sl_reply_t *sl_reply_new(void) {
+  sl_reply_t *r = sl_xcalloc(1, sizeof(*r));
+  r->refs = 1;
+  r->status = 200;
+  return r;
+}
+
+sl_reply_t *sl_reply_ref(sl_reply_t *r) { if (r) r->refs++; return r; }
+
+void sl_reply_unref(sl_reply_t *r) {
+  if (!r || --r->refs > 0) return;
+  if (r->body) sl_bytes_unref(r->body);
+  sl_kv_clear(&r->headers);
+  free(r);
+}
+
 sl_ctx_t *sl_ctx_new(void) {
   sl_ctx_t *c = sl_xcalloc(1, sizeof(*c));
   c->refs = 1;
@@ -106,6 +122,7 @@ void sl_ctx_unref(sl_ctx_t *c) {
   free(c->method); free(c->path); free(c->remote_addr); free(c->request_id); free(c->user);
   sl_kv_clear(&c->query); sl_kv_clear(&c->headers); sl_kv_clear(&c->params);
   sl_kv_clear(&c->cookies); sl_kv_clear(&c->jwt);
+  sl_reply_unref(c->reply);
   free(c);
 }
 

@@ -32,12 +32,28 @@ int  sl_kv_del(sl_kvlist_t *l, const char *key);                      /* 1 if re
 void sl_kv_copy(sl_kvlist_t *dst, const sl_kvlist_t *src);
 void sl_kv_clear(sl_kvlist_t *l);
 
+/* The answer to a request, filled by `sync_response` and sent by the input
+ * that received the request once the transaction completes. Refcounted:
+ * held by the request's context and by that input. */
+typedef struct sl_reply {
+  int refs;
+  int set;                   /* a sync_response wrote it */
+  int status;
+  sl_bytes_t *body;          /* NULL until set */
+  sl_kvlist_t headers;
+} sl_reply_t;
+
+sl_reply_t *sl_reply_new(void);              /* refs = 1 */
+sl_reply_t *sl_reply_ref(sl_reply_t *r);
+void sl_reply_unref(sl_reply_t *r);
+
 /* Request context: who produced (or consumes) a message. Refcounted and
  * read-only once shared; inputs without a request leave msg->ctx NULL. */
 typedef struct sl_ctx {
   int refs;
   char *method, *path, *remote_addr, *request_id, *user;
   sl_kvlist_t query, headers, params, cookies, jwt; /* jwt: claim -> JSON-encoded value */
+  sl_reply_t *reply;         /* ref; set when the request can be answered */
 } sl_ctx_t;
 
 sl_ctx_t *sl_ctx_new(void);                  /* refs = 1, all fields empty */

@@ -185,3 +185,56 @@ streams:
     assert.matches('path: /same is already served by stream "a"', r.stderr)
   end)
 end)
+
+describe("sync_response output", function()
+  it("answers with the processed message, its status and listed headers, after every output acked", function()
+    local srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+input:
+  http_server: {path: /enrich}
+pipeline:
+  processors:
+    - lua: |
+        this.user = ctx.query.user
+        meta.http_status = "201"
+        meta.x_trace = "t-1"
+output:
+  broker:
+    pattern: fan_out
+    outputs:
+      - file: {path: events.ndjson}
+      - sync_response:
+          metadata_headers: [x_trace]
+]])
+    local out = curl("-i -X POST -d '{\"n\":1}' '" .. srv.url .. "/enrich?user=ada'")
+    local events = h.read(srv.dir .. "/events.ndjson")
+    assert.are.equal(0, srv.stop())
+    assert.matches("^HTTP/1%.1 201 ", out)
+    assert.matches("\r\nx_trace: t%-1\r\n", out)
+    assert.matches("\r\nContent%-Type: application/json\r\n", out)
+    assert.are.same({n = 1, user = "ada"}, json.decode(out:match("\r\n\r\n(.*)$")))
+    -- The file got the event before the client got its answer.
+    assert.are.same({n = 1, user = "ada"}, json.decode(events))
+  end)
+
+  it("gives 502 instead when another output of the fan_out fails", function()
+    local srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+input:
+  http_server: {path: /x}
+output:
+  broker:
+    outputs:
+      - reject_errored: {drop: {}}
+      - sync_response: {}
+pipeline:
+  processors:
+    - lua: 'error("broken")'
+]])
+    local out = curl("-w ' %{http_code}' -X POST -d '{}' " .. srv.url .. "/x")
+    assert.are.equal(0, srv.stop())
+    assert.matches(" 502$", out)
+  end)
+end)
