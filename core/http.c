@@ -3,7 +3,9 @@
  * timeouts, and the `http:` config section. */
 #include "http.h"
 #include "engine.h"
+#include "http_cors.h"
 #include "http_route.h"
+#include "http_static.h"
 #include "log.h"
 #include "rand.h"
 #include "section.h"
@@ -22,6 +24,8 @@ typedef struct sl_http {
   char *base_path;           /* "" or "/prefix" without trailing '/' */
   int64_t max_header_bytes, max_body_bytes, read_timeout_ms, idle_timeout_ms, max_connections;
   sl_routes_t routes;
+  sl_cors_t cors;
+  char *config_dir;          /* for relative static dirs */
   uv_tcp_t listener;
   int listening, stopping;
   struct conn *conns;        /* all open connections */
@@ -251,7 +255,16 @@ void sl_http_respond(sl_http_req_t *r, int status, const char *content_type, con
   if (c && c->busy == r) {
     c->busy = NULL;
     int close_after = !c->keep_alive || c->srv->stopping;
+    sl_kvlist_t all = {0};
+    if (r->cors) {
+      if (headers) sl_kv_copy(&all, headers);
+      sl_kv_add(&all, "Access-Control-Allow-Origin", r->cors, strlen(r->cors));
+      sl_kv_add(&all, "Access-Control-Expose-Headers", "X-Request-Id", 12);
+      sl_kv_add(&all, "Vary", "Origin", 6);
+      headers = &all;
+    }
     send_response(c, status, content_type, body, len, headers, r->request_id, r->head, close_after);
+    sl_kv_clear(&all);
     if (!close_after) resume_parsing(c);
   }
   req_free(r);
@@ -479,11 +492,24 @@ static void dispatch(conn_t *c) {
     memmove(r->path, r->path + bl, strlen(r->path + bl) + 1);
     if (!r->path[0]) strcpy(r->path, "/");
   }
+  const char *origin = sl_kv_get(&r->headers, "origin");
+  r->cors = sl_cors_allow(&s->cors, origin);
   int method_ok;
   const sl_route_t *rt = sl_routes_match(&s->routes, r->method, r->path, &r->params, &method_ok);
   if (strcmp(r->method, "OPTIONS") == 0 && rt) {
     sl_kvlist_t h = {0};
-    sl_kv_add(&h, "Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS", 44);
+    if (origin && sl_kv_get(&r->headers, "access-control-request-method")) {
+      /* A CORS preflight: allowed origins get the policy, others a refusal. */
+      const char *allow = r->cors;
+      r->cors = NULL;
+      if (!allow) {
+        sl_http_error(r, 403, "origin not allowed");
+        return;
+      }
+      sl_cors_preflight(&s->cors, allow, &h);
+    } else {
+      sl_kv_add(&h, "Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS", 44);
+    }
     sl_http_respond(r, 204, NULL, NULL, 0, &h);
     sl_kv_clear(&h);
     return;
@@ -592,7 +618,11 @@ static void on_connection(uv_stream_t *ls, int status) {
 
 static void srv_free(void *p) {
   sl_http_t *s = p;
+  for (unsigned i = 0; i < s->routes.n; i++)
+    if (s->routes.v[i].handler == (void (*)(void *, void *))sl_http_static_serve) sl_http_static_free(s->routes.v[i].arg);
   sl_routes_free(&s->routes);
+  sl_cors_free(&s->cors);
+  free(s->config_dir);
   free(s->address);
   free(s->base_path);
   free(s);
@@ -718,6 +748,21 @@ void sl_http_close(sl_worker_t *w) {
 
 /* ---------- the `http:` section ---------- */
 
+static const sl_field_t cors_fields[] = {
+  {"allowed_origins", SL_F_STRLIST, "[]", 0,
+   "Origins allowed to call (`https://app.example.com`), or `*`. Empty: CORS off.", NULL, NULL},
+  {"allowed_methods", SL_F_STRLIST, "[GET, HEAD, POST, PUT, PATCH, DELETE]", 0, "Methods a preflight allows.",
+   NULL, NULL},
+  {"allowed_headers", SL_F_STRLIST, "[Content-Type, Authorization, X-Request-Id]", 0,
+   "Request headers a preflight allows.", NULL, NULL},
+  {"max_age", SL_F_DURATION, "10m", 0, "How long browsers may cache a preflight answer.", NULL, NULL},
+  {0}};
+
+static const sl_field_t static_fields[] = {
+  {"path", SL_F_STRING, NULL, SL_REQUIRED, "URL prefix, e.g. `/ui`.", NULL, NULL},
+  {"dir", SL_F_STRING, NULL, SL_REQUIRED, "Directory served under it.", NULL, NULL},
+  {0}};
+
 static const sl_field_t http_fields[] = {
   {"address", SL_F_STRING, "0.0.0.0:4195", 0, "host:port to listen on (`[::]:4195` for IPv6).", NULL, NULL},
   {"base_path", SL_F_STRING, "", 0,
@@ -729,6 +774,11 @@ static const sl_field_t http_fields[] = {
    NULL, NULL},
   {"idle_timeout", SL_F_DURATION, "60s", 0, "Keep-alive connections idle this long are closed.", NULL, NULL},
   {"max_connections", SL_F_INT, "10000", 0, "Connections beyond this are answered 503 and closed.", NULL, NULL},
+  {"cors", SL_F_OBJECT, NULL, 0, "Cross-origin requests from browsers.", NULL, cors_fields},
+  {"static", SL_F_OBJLIST, "[]", 0,
+   "Directories served as files: `GET path/...` reads `dir/...` (relative to the config file). Content "
+   "types by extension, `ETag`/`If-None-Match` (304), `index.html` for directories; nothing outside "
+   "`dir` is reachable (`..`, encoded slashes and symlinks leading out are refused).", NULL, static_fields},
   {0}};
 
 static int http_apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
@@ -752,7 +802,33 @@ static int http_apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
   s->read_timeout_ms = sl_conf_duration_ms(node, "read_timeout", s->read_timeout_ms);
   s->idle_timeout_ms = sl_conf_duration_ms(node, "idle_timeout", s->idle_timeout_ms);
   s->max_connections = sl_conf_int(node, "max_connections", s->max_connections);
-  return 0;
+  sl_cors_configure(&s->cors, sl_cnode_get(node, "cors"));
+  const sl_cnode_t *st = sl_cnode_get(node, "static");
+  int rc = 0;
+  for (uint32_t i = 0; st && st->type == SL_CN_SEQ && i < st->n; i++) {
+    const sl_cnode_t *m = st->items[i];
+    const char *path = sl_conf_str(m, "path", "/");
+    size_t pl = strlen(path);
+    while (pl && path[pl - 1] == '/') pl--;
+    char *prefix = sl_xasprintf("%s%.*s/", path[0] == '/' ? "" : "/", (int)pl, path);
+    void *mount = sl_http_static_new(prefix, sl_conf_str(m, "dir", "."), node->file, d, sl_cnode_get(m, "dir"));
+    if (!mount) {
+      free(prefix);
+      rc = -1;
+      continue;
+    }
+    static const char *const get[] = {"GET", NULL};
+    sl_route_t r = {.pattern = prefix, .methods = (char **)get, .handler = (void (*)(void *, void *))sl_http_static_serve,
+                    .arg = mount, .owner = "http.static"};
+    const sl_route_t *taken = sl_routes_add(&s->routes, &r);
+    if (taken) {
+      sl_diag_add(d, sl_cnode_get(m, "path"), "http.static.path", "%s is already served by %s", prefix, taken->owner);
+      sl_http_static_free(mount);
+      rc = -1;
+    }
+    free(prefix);
+  }
+  return rc;
 }
 
 static const sl_section_t http_section = {

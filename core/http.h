@@ -21,6 +21,7 @@ typedef struct sl_http_req {
   char request_id[40];       /* X-Request-Id of the request, or generated */
   struct conn *conn;         /* NULL once the client is gone */
   int head;                  /* HEAD: answered without a body */
+  const char *cors;          /* Access-Control-Allow-Origin to send, or NULL */
 } sl_http_req_t;
 
 /* Runs on the loop for every request routed to it; must answer exactly once. */

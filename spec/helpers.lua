@@ -91,6 +91,7 @@ function M.serve(yaml, opts)
   local port = opts.port or M.port()
   local dir = M.tmpdir()
   M.write(dir .. "/config.yaml", (yaml:gsub("%$PORT", tostring(port))))
+  if opts.before then opts.before(dir) end
   local bin = M.bin:sub(1, 1) == "/" and M.bin or (os.getenv("PWD") .. "/" .. M.bin)
   os.execute(string.format(
     "cd %s && (%s run config.yaml > out.txt 2> err.txt & echo $! > pid.txt; wait $!; echo $? > rc.txt) &",

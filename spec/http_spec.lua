@@ -238,3 +238,74 @@ pipeline:
     assert.matches(" 502$", out)
   end)
 end)
+
+describe("http cors and static files", function()
+  local srv, outside
+  setup(function()
+    outside = h.tmpdir()
+    h.write(outside .. "/secret.txt", "secret")
+    srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+  cors:
+    allowed_origins: [https://app.example]
+  static:
+    - path: /ui
+      dir: public
+input:
+  http_server: {path: /in}
+output:
+  drop: {}
+]], {before = function(dir)
+      os.execute("mkdir -p " .. dir .. "/public/sub")
+      h.write(dir .. "/public/index.html", "<h1>hi</h1>")
+      h.write(dir .. "/public/app.js", "console.log(1)")
+      h.write(dir .. "/public/sub/data.json", "{}")
+      os.execute("ln -s " .. outside .. "/secret.txt " .. dir .. "/public/link.txt")
+    end})
+  end)
+  teardown(function()
+    assert.are.equal(0, srv.stop())
+    h.rmdir(outside)
+  end)
+
+  it("adds CORS headers for allowed origins only", function()
+    local out = curl("-i -X POST -H 'Origin: https://app.example' -d x " .. srv.url .. "/in")
+    assert.matches("\r\nAccess%-Control%-Allow%-Origin: https://app%.example\r\n", out)
+    assert.matches("\r\nVary: Origin\r\n", out)
+    out = curl("-i -X POST -H 'Origin: https://evil.example' -d x " .. srv.url .. "/in")
+    assert.is_nil(out:find("Access-Control-Allow-Origin", 1, true))
+  end)
+
+  it("answers preflights: 204 with the policy, 403 for other origins", function()
+    local out = curl("-i -X OPTIONS -H 'Origin: https://app.example' -H 'Access-Control-Request-Method: POST' " .. srv.url .. "/in")
+    assert.matches("^HTTP/1%.1 204 ", out)
+    assert.matches("\r\nAccess%-Control%-Allow%-Methods: GET, HEAD, POST", out)
+    assert.matches("\r\nAccess%-Control%-Max%-Age: 600\r\n", out)
+    out = curl("-w ' %{http_code}' -X OPTIONS -H 'Origin: https://evil.example' -H 'Access-Control-Request-Method: POST' " .. srv.url .. "/in")
+    assert.matches(" 403$", out)
+  end)
+
+  it("serves files with content types, index.html and ETag/304", function()
+    local out = curl("-i " .. srv.url .. "/ui/app.js")
+    assert.matches("^HTTP/1%.1 200 ", out)
+    assert.matches("\r\nContent%-Type: text/javascript", out)
+    local etag = out:match("\r\nETag: (\"[^\"]+\")\r\n")
+    assert.is_not_nil(etag)
+    out = curl("-w ' %{http_code}' -H 'If-None-Match: " .. etag .. "' " .. srv.url .. "/ui/app.js")
+    assert.matches(" 304$", out)
+    assert.matches("<h1>hi</h1>", (curl(srv.url .. "/ui/")))
+    assert.matches("<h1>hi</h1>", (curl(srv.url .. "/ui")))
+    assert.are.equal("{}", (curl(srv.url .. "/ui/sub/data.json")))
+  end)
+
+  it("never leaves the directory", function()
+    for _, p in ipairs({"/ui/../config.yaml", "/ui/%2e%2e/config.yaml", "/ui/sub/..%2f..%2fconfig.yaml",
+      "/ui/link.txt", "/ui/nope.txt"}) do
+      local _, out = h.sh(RAW .. srv.port .. " 'GET " .. p .. " HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n'")
+      assert.matches("^HTTP/1%.1 40[04] ", out, 1)
+      assert.is_nil(out:find("secret", 1, true), p)
+      assert.is_nil(out:find("http_server", 1, true), p)
+    end
+  end)
+end)
