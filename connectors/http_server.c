@@ -5,14 +5,23 @@
 #include "../core/http.h"
 #include "../core/stream.h"
 #include "../core/xalloc.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+static const sl_field_t rate_fields[] = {
+  {"count", SL_F_INT, "0", 0, "Requests allowed per interval; 0 turns the limit off.", NULL, NULL},
+  {"interval", SL_F_DURATION, "1s", 0, "Length of a window.", NULL, NULL},
+  {0}};
 
 static const sl_field_t fields[] = {
   {"path", SL_F_STRING, "/post", 0,
    "Path served, after the `http.base_path` prefix. `{name}` segments match one path segment and "
    "land in `ctx.params.name`; a trailing `/` serves every path below it.", NULL, NULL},
   {"allowed_verbs", SL_F_STRLIST, "[POST]", 0, "Methods accepted; others get 405 with `Allow`.", NULL, NULL},
+  {"rate_limit", SL_F_OBJECT, NULL, 0,
+   "At most `count` requests per `interval` for this path (0: unlimited); the rest get 429 with "
+   "`Retry-After`.", NULL, rate_fields},
   {"timeout", SL_F_DURATION, "5s", 0,
    "How long a request waits for its message to be delivered before it is answered 408 (the "
    "message still completes).", NULL, NULL},
@@ -23,6 +32,8 @@ typedef struct hin {
   char *path;
   int64_t timeout_ms;
   int routed, stopped;
+  int64_t rate_count, rate_interval_ms, window_used;
+  uint64_t window_start;
   int64_t waiting;            /* requests not yet answered */
 } hin_t;
 
@@ -128,6 +139,25 @@ static void on_request(sl_http_req_t *r, void *arg) {
     sl_http_error(r, 503, "shutting down");
     return;
   }
+  if (in->rate_count > 0) {
+    uint64_t now = uv_now(in->base.worker->loop);
+    if (now - in->window_start >= (uint64_t)in->rate_interval_ms) {
+      in->window_start = now;
+      in->window_used = 0;
+    }
+    if (in->window_used >= in->rate_count) {
+      uint64_t left_ms = in->window_start + (uint64_t)in->rate_interval_ms - now;
+      char secs[24];
+      snprintf(secs, sizeof secs, "%llu", (unsigned long long)((left_ms + 999) / 1000));
+      sl_kvlist_t h = {0};
+      sl_kv_add(&h, "Retry-After", secs, strlen(secs));
+      static const char limited[] = "{\"error\":\"rate limit exceeded\",\"status\":429}";
+      sl_http_respond(r, 429, "application/json", limited, sizeof limited - 1, &h);
+      sl_kv_clear(&h);
+      return;
+    }
+    in->window_used++;
+  }
   if (!sl_input_ready(&in->base)) {
     /* The stream is at max_in_flight: tell the client to come back. */
     sl_kvlist_t h = {0};
@@ -195,6 +225,11 @@ static void *hin_create(sl_build_t *b, const sl_cnode_t *conf) {
   const char *path = sl_conf_str(conf, "path", "/post");
   in->path = path[0] == '/' ? sl_xstrdup(path) : sl_xasprintf("/%s", path);
   in->timeout_ms = sl_conf_duration_ms(conf, "timeout", 5000);
+  const sl_cnode_t *rl = sl_cnode_get(conf, "rate_limit");
+  in->rate_count = sl_conf_int(rl, "count", 0);
+  in->rate_interval_ms = sl_conf_duration_ms(rl, "interval", 1000);
+  if (in->rate_interval_ms < 1) in->rate_interval_ms = 1;
+  if (b->worker) in->window_start = uv_now(b->worker->loop);
   const sl_cnode_t *verbs = sl_cnode_get(conf, "allowed_verbs");
   for (uint32_t i = 0; verbs && i < verbs->n; i++)
     for (char *c = verbs->items[i]->str; *c; c++)

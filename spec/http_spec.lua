@@ -309,3 +309,25 @@ output:
     end
   end)
 end)
+
+describe("http_server rate_limit", function()
+  it("answers 429 with Retry-After beyond count per interval", function()
+    local srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+input:
+  http_server:
+    path: /limited
+    rate_limit: {count: 3, interval: 2s}
+output:
+  drop: {}
+]])
+    local codes = {}
+    for k = 1, 5 do codes[k] = tonumber((curl("-o /dev/null -w '%{http_code}' -X POST -d x " .. srv.url .. "/limited"))) end
+    local out = curl("-i -X POST -d x " .. srv.url .. "/limited")
+    assert.are.equal(0, srv.stop())
+    assert.are.same({200, 200, 200, 429, 429}, codes)
+    assert.matches("\r\nRetry%-After: [12]\r\n", out)
+    assert.matches('"status":429}$', out)
+  end)
+end)
