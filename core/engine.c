@@ -145,6 +145,10 @@ static void close_handles(sl_engine_t *e) {
   if (!uv_is_closing((uv_handle_t *)&e->sigint)) uv_close((uv_handle_t *)&e->sigint, NULL);
   if (!uv_is_closing((uv_handle_t *)&e->sigterm)) uv_close((uv_handle_t *)&e->sigterm, NULL);
   if (!uv_is_closing((uv_handle_t *)&e->shutdown_timer)) uv_close((uv_handle_t *)&e->shutdown_timer, NULL);
+  /* Closing the watchers restores the default action: the run is over, and
+   * a signal arriving during teardown must not turn exit 0 into a kill. */
+  signal(SIGINT, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
 }
 
 static void on_stream_done(sl_stream_t *s, void *arg) {

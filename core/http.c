@@ -51,6 +51,7 @@ typedef struct conn {
   char *pending; size_t pending_len;   /* bytes read while paused */
   int keep_alive, closing, handles;
   int writes;                /* uv_write requests in flight */
+  struct sl_http_stream *stream;   /* the connection carries a streamed answer */
   char remote[64];
 } conn_t;
 
@@ -153,6 +154,17 @@ static void req_free(sl_http_req_t *r) {
   free(r);
 }
 
+struct sl_http_stream {
+  conn_t *conn;              /* NULL once the client is gone */
+  void (*on_close)(void *arg);
+  void *arg;
+};
+
+static void stream_gone(struct sl_http_stream *st) {
+  st->conn = NULL;
+  if (st->on_close) st->on_close(st->arg);
+}
+
 static void conn_close(conn_t *c) {
   if (c->closing) return;
   c->closing = 1;
@@ -164,8 +176,13 @@ static void conn_close(conn_t *c) {
   req_free(c->req);
   c->req = NULL;
   /* A handler still holds the busy request: it learns the client left. */
-  if (c->busy) c->busy->conn = NULL;
+  sl_http_req_t *busy = c->busy;
   c->busy = NULL;
+  if (busy) {
+    busy->conn = NULL;
+    if (busy->on_gone) busy->on_gone(busy, busy->gone_arg);
+  }
+  if (c->stream) stream_gone(c->stream);
   uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
   uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
 }
@@ -293,6 +310,68 @@ void sl_http_error(sl_http_req_t *r, int status, const char *msg) {
   free(body);
 }
 
+sl_http_stream_t *sl_http_stream_open(sl_http_req_t *r, int status, const char *content_type,
+                                      const sl_kvlist_t *headers, void (*on_close)(void *arg), void *arg) {
+  sl_http_stream_t *st = sl_xcalloc(1, sizeof(*st));
+  st->on_close = on_close;
+  st->arg = arg;
+  conn_t *c = r->conn;
+  if (c && c->busy == r) {
+    c->busy = NULL;
+    c->stream = st;
+    st->conn = c;
+    char *h = NULL;
+    size_t hl = 0;
+    FILE *f = open_memstream(&h, &hl);
+    char date[64];
+    http_date(date, sizeof date);
+    fprintf(f, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\n"
+               "X-Request-Id: %s\r\n", status, status_text(status), date, content_type, r->request_id);
+    if (r->cors) fprintf(f, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", r->cors);
+    for (uint32_t i = 0; headers && i < headers->n; i++) fprintf(f, "%s: %s\r\n", headers->v[i].key, headers->v[i].val);
+    fprintf(f, "Connection: close\r\n\r\n");
+    fclose(f);
+    arm_timer(c, 0);
+    write_raw(c, h, hl, NULL, 0, 0);
+    free(h);
+  }
+  req_free(r);
+  return st;
+}
+
+int sl_http_stream_write(sl_http_stream_t *st, const void *data, size_t len, size_t max_buffer) {
+  conn_t *c = st->conn;
+  if (!c || c->closing) return -1;
+  if (!len) return 0;
+  char head[32];
+  int hl = snprintf(head, sizeof head, "%zx\r\n", len);
+  wreq_t *wr = sl_xmalloc(sizeof(*wr) + (size_t)hl + len + 2);
+  memcpy(wr->data, head, (size_t)hl);
+  memcpy(wr->data + hl, data, len);
+  memcpy(wr->data + hl + len, "\r\n", 2);
+  wr->c = c;
+  wr->close_after = 0;
+  uv_buf_t buf = uv_buf_init(wr->data, (unsigned)((size_t)hl + len + 2));
+  c->writes++;
+  if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1, on_written) != 0) {
+    c->writes--;
+    free(wr);
+    conn_close(c);
+    return -1;
+  }
+  return c->tcp.write_queue_size > max_buffer ? 1 : 0;
+}
+
+void sl_http_stream_close(sl_http_stream_t *st) {
+  conn_t *c = st->conn;
+  if (c && !c->closing) {
+    c->stream = NULL;
+    static const char last[] = "0\r\n\r\n";
+    write_raw(c, last, sizeof last - 1, NULL, 0, 1);
+  }
+  free(st);
+}
+
 /* ---------- parsing ---------- */
 
 static conn_t *conn_of(llhttp_t *p) { return p->data; }
@@ -392,6 +471,7 @@ static void dispatch(conn_t *c);
 /* Feeds bytes to the parser; a completed request is dispatched and what
  * follows it is kept until the request is answered. */
 static void feed(conn_t *c, const char *data, size_t len) {
+  if (c->stream) return;   /* a streamed answer: the client has nothing more to say */
   if (c->closing || c->busy) {
     if (len) append(&c->pending, &c->pending_len, data, len);
     return;

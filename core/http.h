@@ -10,6 +10,7 @@
 #include "msg.h"
 #include "worker.h"
 
+struct sl_http_req;
 typedef struct sl_http_req {
   char method[16];           /* "GET"; HEAD is routed as GET */
   char *path;                /* after base_path, percent-decoded */
@@ -22,6 +23,10 @@ typedef struct sl_http_req {
   struct conn *conn;         /* NULL once the client is gone */
   int head;                  /* HEAD: answered without a body */
   const char *cors;          /* Access-Control-Allow-Origin to send, or NULL */
+  /* Set by a handler that keeps r waiting: called if the client leaves
+   * first (r stays the handler's to answer, which then only frees it). */
+  void (*on_gone)(struct sl_http_req *r, void *arg);
+  void *gone_arg;
 } sl_http_req_t;
 
 /* Runs on the loop for every request routed to it; must answer exactly once. */
@@ -39,6 +44,18 @@ void sl_http_respond(sl_http_req_t *r, int status, const char *content_type, con
                      const sl_kvlist_t *headers);
 /* Answers with {"error": msg, "status": status}. */
 void sl_http_error(sl_http_req_t *r, int status, const char *msg);
+
+/* A streamed answer (SSE, chunked): opened from a request, written to as
+ * long as the client stays. Ownership: the opener owns the stream and must
+ * call sl_http_stream_close once; on_close (may be NULL) runs when the client
+ * leaves first, after which writes fail. */
+typedef struct sl_http_stream sl_http_stream_t;
+sl_http_stream_t *sl_http_stream_open(sl_http_req_t *r, int status, const char *content_type,
+                                      const sl_kvlist_t *headers, void (*on_close)(void *arg), void *arg);
+/* 0 written, -1 the client is gone, 1 written but the client is slow (more
+ * than max_buffer bytes wait in its socket buffer). */
+int sl_http_stream_write(sl_http_stream_t *s, const void *data, size_t len, size_t max_buffer);
+void sl_http_stream_close(sl_http_stream_t *s);
 
 /* Decodes n bytes of application/x-www-form-urlencoded text ('+' is a space,
  * %XX a byte) into a new NUL-terminated string (caller frees). */

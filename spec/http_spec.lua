@@ -331,3 +331,83 @@ output:
     assert.matches('"status":429}$', out)
   end)
 end)
+
+describe("http_server output", function()
+  -- SSE events (id, data) read by curl for `secs` seconds.
+  local function sse(url, secs)
+    local _, out = h.sh(string.format("curl -s -i -N -m %s %s", secs, url))
+    local events = {}
+    for id, data in out:gmatch("id: (%d+)\ndata: ([^\n]*)\n\n") do events[#events + 1] = {id = tonumber(id), data = data} end
+    return events, out
+  end
+
+  it("broadcasts to every SSE client and answers long-poll GETs", function()
+    local srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+input:
+  generate: {interval: 100ms, mapping: 'return {n = i}'}
+output:
+  http_server:
+    path: /poll
+    sse_path: /events
+    heartbeat: 200ms
+]])
+    local p1 = h.tmpname()
+    os.execute(string.format("curl -s -N -m 1.2 %s/events > %s &", srv.url, p1))
+    local events, raw = sse(srv.url .. "/events", 1.2)
+    os.execute("sleep 0.2")
+    local other = h.read(p1) or ""
+    os.remove(p1)
+    local poll = curl("-i " .. srv.url .. "/poll")
+    assert.are.equal(0, srv.stop())
+    assert.matches("^HTTP/1%.1 200 ", raw)
+    assert.matches("\r\nContent%-Type: text/event%-stream\r\n", raw)
+    assert.matches("\r\nX%-Accel%-Buffering: no\r\n", raw)
+    assert.matches(": ping\n\n", raw)
+    assert.is_true(#events >= 5, raw)
+    for k = 2, #events do
+      assert.are.equal(events[k - 1].id + 1, events[k].id)
+      assert.are.equal(json.decode(events[k - 1].data).n + 1, json.decode(events[k].data).n)
+    end
+    -- The other client saw the same events (broadcast), by id.
+    local seen = {}
+    for id, data in other:gmatch("id: (%d+)\ndata: ([^\n]*)\n\n") do seen[tonumber(id)] = data end
+    local common = 0
+    for _, e in ipairs(events) do if seen[e.id] then common = common + 1; assert.are.equal(e.data, seen[e.id]) end end
+    assert.is_true(common >= 3)
+    assert.matches("^HTTP/1%.1 200 ", poll)
+    assert.is_number(json.decode(poll:match("\r\n\r\n(.*)$")).n)
+  end)
+
+  it("answers 204 when nothing comes within timeout", function()
+    local srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+input:
+  generate: {interval: 1h, mapping: 'return "first"'}
+output:
+  http_server: {path: /poll, timeout: 300ms}
+]])
+    os.execute("sleep 0.2")
+    local out = curl("-w '%{http_code}' " .. srv.url .. "/poll")
+    assert.are.equal(0, srv.stop())
+    assert.are.equal("204", out)
+  end)
+
+  it("round_robin gives each message to one client and waits for one", function()
+    local srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+input:
+  generate: {count: 6, interval: 0, mapping: 'return tostring(i)'}
+output:
+  http_server: {path: /poll, delivery: round_robin, timeout: 2s}
+]])
+    local got = {}
+    for _ = 1, 6 do got[#got + 1] = (curl(srv.url .. "/poll")) end
+    local rc = srv.stop()
+    assert.are.equal(0, rc)
+    assert.are.same({"1", "2", "3", "4", "5", "6"}, got)
+  end)
+end)

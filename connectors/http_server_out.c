@@ -1,0 +1,420 @@
+/* `http_server` output: serves messages to HTTP clients, by long-poll GET on
+ * `path` and as Server-Sent Events on `sse_path`; every client gets every
+ * message (broadcast) or each message goes to one client (round_robin). */
+#include "../core/component.h"
+#include "../core/http.h"
+#include "../core/log.h"
+#include "../core/stream.h"
+#include "../core/xalloc.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const deliveries[] = {"broadcast", "round_robin", NULL};
+
+static const sl_field_t fields[] = {
+  {"path", SL_F_STRING, "/get", 0,
+   "GET here waits up to `timeout` for the next batch and answers it (several messages joined by "
+   "newlines), or 204 when none came. Empty: no long-poll path.", NULL, NULL},
+  {"sse_path", SL_F_STRING, "", 0,
+   "GET here opens a Server-Sent Events stream: each message is an event (`id:` counts messages "
+   "of this output, `data:` lines hold the content); `: ping` comments every `heartbeat`. Empty: off.",
+   NULL, NULL},
+  {"delivery", SL_F_ENUM, "broadcast", 0,
+   "`broadcast`: every connected client gets every message (with no client connected the message "
+   "is dropped and acknowledged). `round_robin`: each batch goes to one client in turn, and waits "
+   "for one when none is connected (Benthos' behaviour).", deliveries, NULL},
+  {"timeout", SL_F_DURATION, "5s", 0, "How long a long-poll GET waits.", NULL, NULL},
+  {"heartbeat", SL_F_DURATION, "15s", 0, "Interval of SSE keep-alive comments.", NULL, NULL},
+  {"max_buffer", SL_F_SIZE, "1MiB", 0,
+   "Bytes that may wait in a slow SSE client's socket buffer; beyond it the client is disconnected "
+   "(it reconnects with `Last-Event-ID`), never silently skipped.", NULL, NULL},
+  {0}};
+
+typedef struct hout hout_t;
+
+typedef struct client {      /* an SSE subscriber */
+  struct client *next;
+  sl_http_stream_t *st;
+  hout_t *o;
+} client_t;
+
+typedef struct waiter {      /* a long-poll GET */
+  struct waiter *next;
+  sl_http_req_t *req;        /* NULL once answered */
+  uv_timer_t timer;
+  hout_t *o;
+} waiter_t;
+
+typedef struct held {        /* round_robin: a batch waiting for a client */
+  struct held *next;
+  sl_batch_t *b;
+  sl_write_cb cb;
+  void *arg;
+} held_t;
+
+struct hout {
+  sl_output_t base;
+  char *path, *sse_path;
+  int round_robin;
+  int64_t timeout_ms, heartbeat_ms, max_buffer;
+  client_t *clients;
+  waiter_t *waiters, **waiters_tail;
+  held_t *held, **held_tail;
+  unsigned rr;
+  uint64_t seq;
+  uv_timer_t heartbeat;
+  int routed, closing;
+};
+
+static const char *stream_name(const hout_t *o) { return o->base.stream ? o->base.stream->name : NULL; }
+
+/* ---------- clients ---------- */
+
+static void waiter_closed(uv_handle_t *h) { free(h->data); }
+
+/* Unlinks w (if still listed) and frees it once its timer is closed. */
+static void waiter_remove(hout_t *o, waiter_t *w) {
+  waiter_t **pp = &o->waiters;
+  while (*pp && *pp != w) pp = &(*pp)->next;
+  if (*pp) {
+    *pp = w->next;
+    o->waiters_tail = &o->waiters;
+    while (*o->waiters_tail) o->waiters_tail = &(*o->waiters_tail)->next;
+  }
+  uv_timer_stop(&w->timer);
+  uv_close((uv_handle_t *)&w->timer, waiter_closed);
+}
+
+/* The waiting GETs as of now: answering one may let its client's next
+ * pipelined GET in, which must wait for the next batch. */
+static waiter_t *take_waiters(hout_t *o) {
+  waiter_t *list = o->waiters;
+  o->waiters = NULL;
+  o->waiters_tail = &o->waiters;
+  return list;
+}
+
+static void client_remove(hout_t *o, client_t *c) {
+  client_t **pp = &o->clients;
+  while (*pp && *pp != c) pp = &(*pp)->next;
+  if (*pp) *pp = c->next;
+  sl_http_stream_close(c->st);
+  free(c);
+}
+
+static char *joined(const sl_batch_t *b, size_t *len) {
+  size_t n = 0;
+  for (uint32_t i = 0; i < b->n; i++) n += b->msgs[i]->content->len + 1;
+  char *out = sl_xmalloc(n + 1), *p = out;
+  for (uint32_t i = 0; i < b->n; i++) {
+    if (i) *p++ = '\n';
+    memcpy(p, b->msgs[i]->content->data, b->msgs[i]->content->len);
+    p += b->msgs[i]->content->len;
+  }
+  *p = 0;
+  *len = (size_t)(p - out);
+  return out;
+}
+
+static void answer_waiter(hout_t *o, waiter_t *w, const sl_batch_t *b) {
+  sl_http_req_t *r = w->req;
+  w->req = NULL;
+  waiter_remove(o, w);
+  if (!b) {
+    sl_http_respond(r, 204, NULL, NULL, 0, NULL);
+    return;
+  }
+  size_t len;
+  char *body = joined(b, &len);
+  sl_http_respond(r, 200, "application/octet-stream", body, len, NULL);
+  free(body);
+}
+
+/* An SSE event per message; data lines split at newlines. 1: client too slow. */
+static int send_events(hout_t *o, client_t *c, const sl_batch_t *b, uint64_t first_id) {
+  int slow = 0;
+  for (uint32_t i = 0; i < b->n; i++) {
+    const sl_bytes_t *m = b->msgs[i]->content;
+    char *ev = NULL;
+    size_t evl = 0;
+    FILE *f = open_memstream(&ev, &evl);
+    fprintf(f, "id: %llu\n", (unsigned long long)(first_id + i));
+    const char *p = m->data, *end = m->data + m->len;
+    do {
+      const char *nl = memchr(p, '\n', (size_t)(end - p));
+      size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+      fputs("data: ", f);
+      fwrite(p, 1, n, f);
+      fputc('\n', f);
+      p += n + (nl ? 1 : 0);
+    } while (p < end);
+    fputc('\n', f);
+    fclose(f);
+    int rc = sl_http_stream_write(c->st, ev, evl, (size_t)o->max_buffer);
+    free(ev);
+    if (rc < 0) return -1;
+    if (rc > 0) slow = 1;
+  }
+  return slow;
+}
+
+/* Gives b to one client (round_robin); 0 when nobody could take it. */
+static int deliver_one(hout_t *o, const sl_batch_t *b, uint64_t first_id) {
+  if (o->waiters) {
+    waiter_t *w = o->waiters;
+    o->waiters = w->next;
+    if (!o->waiters) o->waiters_tail = &o->waiters;
+    answer_waiter(o, w, b);
+    return 1;
+  }
+  unsigned n = 0;
+  for (client_t *c = o->clients; c; c = c->next) n++;
+  for (unsigned tries = 0; tries < n; tries++) {
+    unsigned k = o->rr++ % n, i = 0;
+    client_t *c = o->clients;
+    while (i++ < k) c = c->next;
+    int rc = send_events(o, c, b, first_id);
+    if (rc == 0) return 1;
+    if (rc > 0) sl_logf(SL_LOG_WARN, stream_name(o), o->base.label, "disconnecting a slow SSE client");
+    client_remove(o, c);
+    if (rc > 0) return 1;
+    n--;
+  }
+  return 0;
+}
+
+static void drain_held(hout_t *o) {
+  while (o->held) {
+    held_t *h = o->held;
+    if (!deliver_one(o, h->b, o->seq + 1)) return;
+    o->seq += h->b->n;
+    o->held = h->next;
+    if (!o->held) o->held_tail = &o->held;
+    h->cb(&o->base, h->b, 0, NULL, h->arg);
+    free(h);
+  }
+}
+
+/* ---------- routes ---------- */
+
+static void on_waiter_timeout(uv_timer_t *t) {
+  waiter_t *w = t->data;
+  answer_waiter(w->o, w, NULL);
+}
+
+static void on_waiter_gone(sl_http_req_t *r, void *arg) {
+  waiter_t *w = arg;
+  (void)r;
+  sl_http_respond(w->req, 499, NULL, NULL, 0, NULL);   /* frees it: the client is gone */
+  w->req = NULL;
+  waiter_remove(w->o, w);
+}
+
+static void on_get(sl_http_req_t *r, void *arg) {
+  hout_t *o = arg;
+  if (o->closing) {
+    sl_http_error(r, 503, "shutting down");
+    return;
+  }
+  waiter_t *w = sl_xcalloc(1, sizeof(*w));
+  w->req = r;
+  w->o = o;
+  uv_timer_init(o->base.worker->loop, &w->timer);
+  w->timer.data = w;
+  uv_timer_start(&w->timer, on_waiter_timeout, (uint64_t)o->timeout_ms, 0);
+  *o->waiters_tail = w;
+  o->waiters_tail = &w->next;
+  r->on_gone = on_waiter_gone;
+  r->gone_arg = w;
+  drain_held(o);
+}
+
+static void on_client_gone(void *arg) {
+  client_t *c = arg;
+  client_remove(c->o, c);
+}
+
+static void on_sse(sl_http_req_t *r, void *arg) {
+  hout_t *o = arg;
+  if (o->closing) {
+    sl_http_error(r, 503, "shutting down");
+    return;
+  }
+  client_t *c = sl_xcalloc(1, sizeof(*c));
+  c->o = o;
+  sl_kvlist_t h = {0};
+  sl_kv_add(&h, "Cache-Control", "no-cache", 8);
+  sl_kv_add(&h, "X-Accel-Buffering", "no", 2);
+  c->st = sl_http_stream_open(r, 200, "text/event-stream", &h, on_client_gone, c);
+  sl_kv_clear(&h);
+  static const char hello[] = "retry: 3000\n: connected\n\n";
+  if (sl_http_stream_write(c->st, hello, sizeof hello - 1, (size_t)o->max_buffer) < 0) {
+    sl_http_stream_close(c->st);
+    free(c);
+    return;
+  }
+  c->next = o->clients;
+  o->clients = c;
+  drain_held(o);
+}
+
+static void on_heartbeat(uv_timer_t *t) {
+  hout_t *o = t->data;
+  for (client_t *c = o->clients, *next; c; c = next) {
+    next = c->next;
+    if (sl_http_stream_write(c->st, ": ping\n\n", 8, (size_t)o->max_buffer) != 0) client_remove(o, c);
+  }
+}
+
+/* ---------- output ---------- */
+
+static int hout_start(sl_output_t *out) {
+  hout_t *o = (hout_t *)out;
+  if (o->sse_path[0] && o->heartbeat_ms > 0)
+    uv_timer_start(&o->heartbeat, on_heartbeat, (uint64_t)o->heartbeat_ms, (uint64_t)o->heartbeat_ms);
+  return 0;
+}
+
+static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *arg) {
+  hout_t *o = (hout_t *)out;
+  if (o->round_robin) {
+    if (!o->held && deliver_one(o, b, o->seq + 1)) {
+      o->seq += b->n;
+      cb(out, b, 0, NULL, arg);
+      return;
+    }
+    held_t *h = sl_xcalloc(1, sizeof(*h));
+    *h = (held_t){NULL, b, cb, arg};
+    *o->held_tail = h;
+    o->held_tail = &h->next;
+    return;
+  }
+  uint64_t first = o->seq + 1;
+  o->seq += b->n;
+  for (waiter_t *w = take_waiters(o), *next; w; w = next) {
+    next = w->next;
+    answer_waiter(o, w, b);
+  }
+  for (client_t *c = o->clients, *next; c; c = next) {
+    next = c->next;
+    int rc = send_events(o, c, b, first);
+    if (rc > 0) sl_logf(SL_LOG_WARN, stream_name(o), out->label, "disconnecting a slow SSE client");
+    if (rc != 0) client_remove(o, c);
+  }
+  cb(out, b, 0, NULL, arg);
+}
+
+static void hout_close(sl_output_t *out, void (*done)(sl_output_t *, void *), void *arg) {
+  hout_t *o = (hout_t *)out;
+  o->closing = 1;
+  for (waiter_t *w = take_waiters(o), *next; w; w = next) {
+    next = w->next;
+    answer_waiter(o, w, NULL);
+  }
+  while (o->clients) client_remove(o, o->clients);
+  while (o->held) {
+    held_t *h = o->held;
+    o->held = h->next;
+    h->cb(out, h->b, -1, "no client took the message before shutdown", h->arg);
+    free(h);
+  }
+  o->held_tail = &o->held;
+  if (o->routed) uv_timer_stop(&o->heartbeat);
+  done(out, arg);
+}
+
+static void hout_free(uv_handle_t *h) {
+  hout_t *o = h->data;
+  free(o->path);
+  free(o->sse_path);
+  free(o);
+}
+
+static void hout_destroy(sl_output_t *out) {
+  hout_t *o = (hout_t *)out;
+  if (o->routed) {
+    if (o->path[0]) sl_http_unroute(out->worker, o->path);
+    if (o->sse_path[0]) sl_http_unroute(out->worker, o->sse_path);
+    uv_close((uv_handle_t *)&o->heartbeat, hout_free);
+    return;
+  }
+  hout_free((uv_handle_t *)&o->heartbeat);
+}
+
+static const sl_output_vt vt = {hout_start, hout_write, hout_close, hout_destroy};
+static const sl_spec_t spec;
+
+static char *route_path(const char *p) {
+  if (!p[0]) return sl_xstrdup("");
+  return p[0] == '/' ? sl_xstrdup(p) : sl_xasprintf("/%s", p);
+}
+
+static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
+  hout_t *o = sl_xcalloc(1, sizeof(*o));
+  sl_component_init_output(&o->base, &vt, &spec, b);
+  o->heartbeat.data = o;
+  o->path = route_path(sl_conf_str(conf, "path", "/get"));
+  o->sse_path = route_path(sl_conf_str(conf, "sse_path", ""));
+  o->round_robin = strcmp(sl_conf_str(conf, "delivery", "broadcast"), "round_robin") == 0;
+  o->timeout_ms = sl_conf_duration_ms(conf, "timeout", 5000);
+  o->heartbeat_ms = sl_conf_duration_ms(conf, "heartbeat", 15000);
+  o->max_buffer = sl_conf_size(conf, "max_buffer", 1 << 20);
+  o->waiters_tail = &o->waiters;
+  o->held_tail = &o->held;
+  if (!o->path[0] && !o->sse_path[0]) {
+    sl_diag_add(b->diags, conf, "http_server", "set `path`, `sse_path` or both");
+    hout_free((uv_handle_t *)&o->heartbeat);
+    return NULL;
+  }
+  if (b->worker) {
+    static const char *const get[] = {"GET"};
+    sl_cnode_t methods = {.type = SL_CN_SEQ};
+    sl_cnode_t get_node = {.type = SL_CN_SCALAR, .str = (char *)get[0], .len = 3};
+    sl_cnode_t *items[] = {&get_node};
+    methods.items = items;
+    methods.n = 1;
+    int bad = 0;
+    if (o->path[0] && sl_http_route(b->worker, o->path, &methods, on_get, o, b->stream_name, b->diags,
+                                    sl_cnode_get(conf, "path") ? sl_cnode_get(conf, "path") : conf) != 0)
+      bad = 1;
+    if (!bad && o->sse_path[0] &&
+        sl_http_route(b->worker, o->sse_path, &methods, on_sse, o, b->stream_name, b->diags,
+                      sl_cnode_get(conf, "sse_path")) != 0) {
+      if (o->path[0]) sl_http_unroute(b->worker, o->path);
+      bad = 1;
+    }
+    if (bad) {
+      hout_free((uv_handle_t *)&o->heartbeat);
+      return NULL;
+    }
+    uv_timer_init(b->worker->loop, &o->heartbeat);
+    o->routed = 1;
+  }
+  return o;
+}
+
+static const sl_spec_t spec = {
+  .name = "http_server",
+  .kind = SL_KIND_OUTPUT,
+  .summary = "Serves messages to HTTP clients: long-poll GET and Server-Sent Events.",
+  .desc =
+    "Clients connect to the shared server (`http:` section). With `delivery: broadcast` (the "
+    "default) every connected client gets every message; a message nobody is connected for is "
+    "acknowledged and gone, as with any non-durable fan-out (use the durable `stream` output for "
+    "replay). With `round_robin` each batch goes to one client and waits for one to connect.\n\n"
+    "SSE clients that fall behind by more than `max_buffer` are disconnected (and logged), never "
+    "silently skipped.",
+  .fields = fields,
+  .example =
+    "http:\n"
+    "  address: 0.0.0.0:4195\n"
+    "input:\n"
+    "  generate: {interval: 1s, mapping: 'return {tick = i}'}\n"
+    "output:\n"
+    "  http_server:\n"
+    "    path: /poll\n"
+    "    sse_path: /events\n",
+  .create = hout_create,
+};
+SL_REGISTER(spec)
