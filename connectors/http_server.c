@@ -3,6 +3,7 @@
  * completes (200), fails (502), times out (408) or meets a shutdown (503). */
 #include "../core/component.h"
 #include "../core/http.h"
+#include "../core/http_ws.h"
 #include "../core/stream.h"
 #include "../core/xalloc.h"
 #include <stdio.h>
@@ -19,6 +20,12 @@ static const sl_field_t fields[] = {
    "Path served, after the `http.base_path` prefix. `{name}` segments match one path segment and "
    "land in `ctx.params.name`; a trailing `/` serves every path below it.", NULL, NULL},
   {"allowed_verbs", SL_F_STRLIST, "[POST]", 0, "Methods accepted; others get 405 with `Allow`.", NULL, NULL},
+  {"ws_path", SL_F_STRING, "", 0,
+   "WebSocket path: each text or binary message a client sends is a message with the "
+   "connection's request context. A `sync_response` answer is sent back on the connection; a "
+   "failed delivery sends `{\"error\": ...}`. Empty: off.", NULL, NULL},
+  {"ws_max_message", SL_F_SIZE, "1MiB", SL_ADVANCED, "Larger WebSocket messages close the connection with 1009.",
+   NULL, NULL},
   {"rate_limit", SL_F_OBJECT, NULL, 0,
    "At most `count` requests per `interval` for this path (0: unlimited); the rest get 429 with "
    "`Retry-After`.", NULL, rate_fields},
@@ -29,7 +36,9 @@ static const sl_field_t fields[] = {
 
 typedef struct hin {
   sl_input_t base;
-  char *path;
+  char *path, *ws_path;
+  int64_t ws_max;
+  int ws_routed;
   int64_t timeout_ms;
   int routed, stopped;
   int64_t rate_count, rate_interval_ms, window_used;
@@ -197,6 +206,104 @@ static void on_request(sl_http_req_t *r, void *arg) {
   sl_input_emit(&in->base, b, on_txn, p);
 }
 
+/* ---------- WebSocket connections ---------- */
+
+/* Shared by the connection and its messages' acks, which may outlive it. */
+typedef struct wsconn {
+  int refs;
+  int closed;
+  sl_ws_t *ws;                /* NULL once closed */
+  sl_ctx_t *ctx;
+  hin_t *in;
+} wsconn_t;
+
+static void wsconn_unref(wsconn_t *w) {
+  if (--w->refs > 0) return;
+  sl_ctx_unref(w->ctx);
+  free(w);
+}
+
+typedef struct wsmsg { wsconn_t *conn; sl_reply_t *reply; } wsmsg_t;
+
+static void on_ws_ack(sl_txn_t *t, int status, const char *err, void *arg) {
+  (void)t;
+  wsmsg_t *m = arg;
+  sl_ws_t *ws = m->conn->ws;
+  if (ws && status == 0 && m->reply->set) {
+    sl_reply_t *r = m->reply;
+    sl_ws_send(ws, sl_utf8_valid(r->body->data, r->body->len), r->body->data, r->body->len, 1 << 20);
+  } else if (ws && status != 0) {
+    char *e = sl_http_error_body(502, err ? err : "delivery failed");
+    sl_ws_send(ws, 1, e, strlen(e), 1 << 20);
+    free(e);
+  }
+  sl_reply_unref(m->reply);
+  wsconn_unref(m->conn);
+  free(m);
+}
+
+static void on_ws_message(sl_ws_t *ws, int text, const char *p, size_t n, void *arg) {
+  (void)ws;
+  (void)text;
+  wsconn_t *w = arg;
+  hin_t *in = w->in;
+  if (in->stopped || !sl_input_ready(&in->base)) {
+    static const char busy[] = "{\"error\":\"busy: message not accepted\",\"status\":503}";
+    sl_ws_send(w->ws, 1, busy, sizeof busy - 1, 1 << 20);
+    return;
+  }
+  sl_msg_t *m = sl_msg_new(p, n);
+  /* Each message gets its own reply slot on a copy of the connection's context. */
+  sl_ctx_t *ctx = sl_ctx_new();
+  ctx->method = sl_xstrdup(w->ctx->method);
+  ctx->path = sl_xstrdup(w->ctx->path);
+  ctx->remote_addr = sl_xstrdup(w->ctx->remote_addr);
+  ctx->request_id = sl_xstrdup(w->ctx->request_id);
+  sl_kv_copy(&ctx->query, &w->ctx->query);
+  sl_kv_copy(&ctx->headers, &w->ctx->headers);
+  sl_kv_copy(&ctx->params, &w->ctx->params);
+  sl_kv_copy(&ctx->cookies, &w->ctx->cookies);
+  ctx->reply = sl_reply_new();
+  sl_msg_set_ctx(m, ctx);
+  sl_kv_set(&m->meta, "http_method", "WS", 2);
+  sl_kv_set(&m->meta, "http_path", ctx->path, strlen(ctx->path));
+  sl_kv_set(&m->meta, "http_request_id", ctx->request_id, strlen(ctx->request_id));
+  wsmsg_t *wm = sl_xmalloc(sizeof(*wm));
+  wm->conn = w;
+  wm->reply = sl_reply_ref(ctx->reply);
+  w->refs++;
+  sl_ctx_unref(ctx);
+  sl_batch_t *b = sl_batch_new(1);
+  sl_batch_push(b, m);
+  sl_input_emit(&in->base, b, on_ws_ack, wm);
+}
+
+static void on_ws_close(sl_ws_t *ws, void *arg) {
+  (void)ws;
+  wsconn_t *w = arg;
+  w->ws = NULL;
+  w->closed = 1;
+  wsconn_unref(w);
+}
+
+static void on_ws(sl_http_req_t *r, void *arg) {
+  hin_t *in = arg;
+  if (in->stopped) {
+    sl_http_error(r, 503, "shutting down");
+    return;
+  }
+  wsconn_t *w = sl_xcalloc(1, sizeof(*w));
+  w->refs = 2;   /* the connection's, and ours while accepting */
+  w->in = in;
+  w->ctx = context_of(r);
+  static const sl_ws_handlers_t h = {on_ws_message, on_ws_close};
+  w->ws = sl_ws_accept(r, &h, w, (size_t)in->ws_max, 30000, in->base.worker);
+  /* Not accepted (and not closed by the peer meanwhile): the connection's
+   * reference goes too. */
+  if (!w->ws && !w->closed) w->refs--;
+  wsconn_unref(w);
+}
+
 static int hin_start(sl_input_t *i) {
   (void)i;
   return 0;
@@ -212,6 +319,8 @@ static void hin_stop(sl_input_t *i) {
 static void hin_destroy(sl_input_t *i) {
   hin_t *in = (hin_t *)i;
   if (in->routed && i->worker) sl_http_unroute(i->worker, in->path);
+  if (in->ws_routed && i->worker) sl_http_unroute(i->worker, in->ws_path);
+  free(in->ws_path);
   free(in->path);
   free(in);
 }
@@ -225,6 +334,9 @@ static void *hin_create(sl_build_t *b, const sl_cnode_t *conf) {
   const char *path = sl_conf_str(conf, "path", "/post");
   in->path = path[0] == '/' ? sl_xstrdup(path) : sl_xasprintf("/%s", path);
   in->timeout_ms = sl_conf_duration_ms(conf, "timeout", 5000);
+  const char *wsp = sl_conf_str(conf, "ws_path", "");
+  in->ws_path = !*wsp || wsp[0] == '/' ? sl_xstrdup(wsp) : sl_xasprintf("/%s", wsp);
+  in->ws_max = sl_conf_size(conf, "ws_max_message", 1 << 20);
   const sl_cnode_t *rl = sl_cnode_get(conf, "rate_limit");
   in->rate_count = sl_conf_int(rl, "count", 0);
   in->rate_interval_ms = sl_conf_duration_ms(rl, "interval", 1000);
@@ -237,11 +349,22 @@ static void *hin_create(sl_build_t *b, const sl_cnode_t *conf) {
   if (b->worker) {
     if (sl_http_route(b->worker, in->path, verbs, on_request, in, b->stream_name, b->diags,
                       sl_cnode_get(conf, "path") ? sl_cnode_get(conf, "path") : conf) != 0) {
-      free(in->path);
-      free(in);
+      hin_destroy(&in->base);
       return NULL;
     }
     in->routed = 1;
+    if (*in->ws_path) {
+      static const char *const get = "GET";
+      sl_cnode_t get_node = {.type = SL_CN_SCALAR, .str = (char *)get, .len = 3};
+      sl_cnode_t *items[] = {&get_node};
+      sl_cnode_t methods = {.type = SL_CN_SEQ, .items = items, .n = 1};
+      if (sl_http_route(b->worker, in->ws_path, &methods, on_ws, in, b->stream_name, b->diags,
+                        sl_cnode_get(conf, "ws_path")) != 0) {
+        hin_destroy(&in->base);
+        return NULL;
+      }
+      in->ws_routed = 1;
+    }
   }
   return in;
 }

@@ -3,6 +3,7 @@
  * message (broadcast) or each message goes to one client (round_robin). */
 #include "../core/component.h"
 #include "../core/http.h"
+#include "../core/http_ws.h"
 #include "../core/log.h"
 #include "../core/stream.h"
 #include "../core/xalloc.h"
@@ -20,6 +21,9 @@ static const sl_field_t fields[] = {
    "GET here opens a Server-Sent Events stream: each message is an event (`id:` counts messages "
    "of this output, `data:` lines hold the content); `: ping` comments every `heartbeat`. Empty: off.",
    NULL, NULL},
+  {"ws_path", SL_F_STRING, "", 0,
+   "WebSocket path: each message is pushed as a text frame (a binary frame when it is not UTF-8). "
+   "Empty: off.", NULL, NULL},
   {"delivery", SL_F_ENUM, "broadcast", 0,
    "`broadcast`: every connected client gets every message (with no client connected the message "
    "is dropped and acknowledged). `round_robin`: each batch goes to one client in turn, and waits "
@@ -33,9 +37,10 @@ static const sl_field_t fields[] = {
 
 typedef struct hout hout_t;
 
-typedef struct client {      /* an SSE subscriber */
+typedef struct client {      /* an SSE or WebSocket subscriber */
   struct client *next;
-  sl_http_stream_t *st;
+  sl_http_stream_t *st;      /* SSE */
+  sl_ws_t *ws;               /* WebSocket */
   hout_t *o;
 } client_t;
 
@@ -55,7 +60,7 @@ typedef struct held {        /* round_robin: a batch waiting for a client */
 
 struct hout {
   sl_output_t base;
-  char *path, *sse_path;
+  char *path, *sse_path, *ws_path;
   int round_robin;
   int64_t timeout_ms, heartbeat_ms, max_buffer;
   client_t *clients;
@@ -95,13 +100,17 @@ static waiter_t *take_waiters(hout_t *o) {
   return list;
 }
 
-static void client_remove(hout_t *o, client_t *c) {
+/* Unlinks c and ends its connection (code: WebSocket close code). */
+static void client_end(hout_t *o, client_t *c, int code, const char *why) {
   client_t **pp = &o->clients;
   while (*pp && *pp != c) pp = &(*pp)->next;
   if (*pp) *pp = c->next;
-  sl_http_stream_close(c->st);
+  if (c->st) sl_http_stream_close(c->st);
+  if (c->ws) sl_ws_close(c->ws, code, why);
   free(c);
 }
+
+static void client_remove(hout_t *o, client_t *c) { client_end(o, c, 1001, "going away"); }
 
 static char *joined(const sl_batch_t *b, size_t *len) {
   size_t n = 0;
@@ -131,11 +140,17 @@ static void answer_waiter(hout_t *o, waiter_t *w, const sl_batch_t *b) {
   free(body);
 }
 
-/* An SSE event per message; data lines split at newlines. 1: client too slow. */
+/* An SSE event or a WebSocket frame per message. 1: client too slow. */
 static int send_events(hout_t *o, client_t *c, const sl_batch_t *b, uint64_t first_id) {
   int slow = 0;
   for (uint32_t i = 0; i < b->n; i++) {
     const sl_bytes_t *m = b->msgs[i]->content;
+    if (c->ws) {
+      int rc = sl_ws_send(c->ws, sl_utf8_valid(m->data, m->len), m->data, m->len, (size_t)o->max_buffer);
+      if (rc < 0) return -1;
+      if (rc > 0) slow = 1;
+      continue;
+    }
     char *ev = NULL;
     size_t evl = 0;
     FILE *f = open_memstream(&ev, &evl);
@@ -259,11 +274,43 @@ static void on_sse(sl_http_req_t *r, void *arg) {
   drain_held(o);
 }
 
+static void on_ws_gone(sl_ws_t *ws, void *arg) {
+  client_t *c = arg;
+  (void)ws;
+  c->ws = NULL;   /* already freed after this returns */
+  client_end(c->o, c, 1000, NULL);
+}
+
+static void on_ws(sl_http_req_t *r, void *arg) {
+  hout_t *o = arg;
+  if (o->closing) {
+    sl_http_error(r, 503, "shutting down");
+    return;
+  }
+  client_t *c = sl_xcalloc(1, sizeof(*c));
+  c->o = o;
+  c->next = o->clients;
+  o->clients = c;
+  static const sl_ws_handlers_t h = {NULL, on_ws_gone};
+  c->ws = sl_ws_accept(r, &h, c, 64 << 10, 30000, o->base.worker);
+  if (!c->ws) {
+    /* Refused, or gone at once (then on_ws_gone already unlinked it). */
+    client_t **pp = &o->clients;
+    while (*pp && *pp != c) pp = &(*pp)->next;
+    if (*pp) {
+      *pp = c->next;
+      free(c);
+    }
+    return;
+  }
+  drain_held(o);
+}
+
 static void on_heartbeat(uv_timer_t *t) {
   hout_t *o = t->data;
   for (client_t *c = o->clients, *next; c; c = next) {
     next = c->next;
-    if (sl_http_stream_write(c->st, ": ping\n\n", 8, (size_t)o->max_buffer) != 0) client_remove(o, c);
+    if (c->st && sl_http_stream_write(c->st, ": ping\n\n", 8, (size_t)o->max_buffer) != 0) client_remove(o, c);
   }
 }
 
@@ -328,6 +375,7 @@ static void hout_free(uv_handle_t *h) {
   hout_t *o = h->data;
   free(o->path);
   free(o->sse_path);
+  free(o->ws_path);
   free(o);
 }
 
@@ -336,6 +384,7 @@ static void hout_destroy(sl_output_t *out) {
   if (o->routed) {
     if (o->path[0]) sl_http_unroute(out->worker, o->path);
     if (o->sse_path[0]) sl_http_unroute(out->worker, o->sse_path);
+    if (o->ws_path[0]) sl_http_unroute(out->worker, o->ws_path);
     uv_close((uv_handle_t *)&o->heartbeat, hout_free);
     return;
   }
@@ -356,14 +405,15 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
   o->heartbeat.data = o;
   o->path = route_path(sl_conf_str(conf, "path", "/get"));
   o->sse_path = route_path(sl_conf_str(conf, "sse_path", ""));
+  o->ws_path = route_path(sl_conf_str(conf, "ws_path", ""));
   o->round_robin = strcmp(sl_conf_str(conf, "delivery", "broadcast"), "round_robin") == 0;
   o->timeout_ms = sl_conf_duration_ms(conf, "timeout", 5000);
   o->heartbeat_ms = sl_conf_duration_ms(conf, "heartbeat", 15000);
   o->max_buffer = sl_conf_size(conf, "max_buffer", 1 << 20);
   o->waiters_tail = &o->waiters;
   o->held_tail = &o->held;
-  if (!o->path[0] && !o->sse_path[0]) {
-    sl_diag_add(b->diags, conf, "http_server", "set `path`, `sse_path` or both");
+  if (!o->path[0] && !o->sse_path[0] && !o->ws_path[0]) {
+    sl_diag_add(b->diags, conf, "http_server", "set at least one of `path`, `sse_path`, `ws_path`");
     hout_free((uv_handle_t *)&o->heartbeat);
     return NULL;
   }
@@ -384,6 +434,13 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
       if (o->path[0]) sl_http_unroute(b->worker, o->path);
       bad = 1;
     }
+    if (!bad && o->ws_path[0] &&
+        sl_http_route(b->worker, o->ws_path, &methods, on_ws, o, b->stream_name, b->diags,
+                      sl_cnode_get(conf, "ws_path")) != 0) {
+      if (o->path[0]) sl_http_unroute(b->worker, o->path);
+      if (o->sse_path[0]) sl_http_unroute(b->worker, o->sse_path);
+      bad = 1;
+    }
     if (bad) {
       hout_free((uv_handle_t *)&o->heartbeat);
       return NULL;
@@ -397,7 +454,7 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
 static const sl_spec_t spec = {
   .name = "http_server",
   .kind = SL_KIND_OUTPUT,
-  .summary = "Serves messages to HTTP clients: long-poll GET and Server-Sent Events.",
+  .summary = "Serves messages to HTTP clients: long-poll GET, Server-Sent Events and WebSocket.",
   .desc =
     "Clients connect to the shared server (`http:` section). With `delivery: broadcast` (the "
     "default) every connected client gets every message; a message nobody is connected for is "

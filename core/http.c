@@ -154,9 +154,13 @@ static void req_free(sl_http_req_t *r) {
   free(r);
 }
 
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+
 struct sl_http_stream {
   conn_t *conn;              /* NULL once the client is gone */
   void (*on_close)(void *arg);
+  void (*on_data)(void *arg, const char *p, size_t n);   /* raw (taken over) connections */
   void *arg;
 };
 
@@ -261,9 +265,9 @@ static void send_response(conn_t *c, int status, const char *ctype, const void *
 }
 
 static void send_error(conn_t *c, int status, const char *msg, const char *request_id, int close_after) {
-  char body[512];
-  int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"status\":%d}", msg, status);
-  send_response(c, status, "application/json", body, (size_t)n, NULL, request_id, 0, close_after);
+  char *body = sl_http_error_body(status, msg);
+  send_response(c, status, "application/json", body, strlen(body), NULL, request_id, 0, close_after);
+  free(body);
 }
 
 void sl_http_respond(sl_http_req_t *r, int status, const char *content_type, const void *body, size_t len,
@@ -287,6 +291,8 @@ void sl_http_respond(sl_http_req_t *r, int status, const char *content_type, con
   req_free(r);
 }
 
+char *sl_http_error_body(int status, const char *msg);
+
 /* JSON string escaping for error texts. */
 static char *json_escape(const char *s) {
   size_t n = strlen(s);
@@ -302,10 +308,15 @@ static char *json_escape(const char *s) {
   return o;
 }
 
-void sl_http_error(sl_http_req_t *r, int status, const char *msg) {
+char *sl_http_error_body(int status, const char *msg) {
   char *e = json_escape(msg);
   char *body = sl_xasprintf("{\"error\":\"%s\",\"status\":%d}", e, status);
   free(e);
+  return body;
+}
+
+void sl_http_error(sl_http_req_t *r, int status, const char *msg) {
+  char *body = sl_http_error_body(status, msg);
   sl_http_respond(r, status, "application/json", body, strlen(body), NULL);
   free(body);
 }
@@ -339,10 +350,44 @@ sl_http_stream_t *sl_http_stream_open(sl_http_req_t *r, int status, const char *
   return st;
 }
 
+sl_http_stream_t *sl_http_takeover(sl_http_req_t *r, const void *head, size_t len,
+                                   void (*on_data)(void *arg, const char *p, size_t n),
+                                   void (*on_close)(void *arg), void *arg) {
+  sl_http_stream_t *st = sl_xcalloc(1, sizeof(*st));
+  st->on_close = on_close;
+  st->on_data = on_data;
+  st->arg = arg;
+  conn_t *c = r->conn;
+  if (c && c->busy == r) {
+    c->busy = NULL;
+    c->stream = st;
+    st->conn = c;
+    arm_timer(c, 0);
+    write_raw(c, head, len, NULL, 0, 0);
+    /* Bytes the client sent right after its upgrade request are its first frames. */
+    if (c->pending_len) {
+      char *data = c->pending;
+      size_t n = c->pending_len;
+      c->pending = NULL;
+      c->pending_len = 0;
+      on_data(arg, data, n);
+      free(data);
+    }
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  }
+  req_free(r);
+  return st;
+}
+
 int sl_http_stream_write(sl_http_stream_t *st, const void *data, size_t len, size_t max_buffer) {
   conn_t *c = st->conn;
   if (!c || c->closing) return -1;
   if (!len) return 0;
+  if (st->on_data) {
+    write_raw(c, data, len, NULL, 0, 0);
+    if (c->closing) return -1;
+    return c->tcp.write_queue_size > max_buffer ? 1 : 0;
+  }
   char head[32];
   int hl = snprintf(head, sizeof head, "%zx\r\n", len);
   wreq_t *wr = sl_xmalloc(sizeof(*wr) + (size_t)hl + len + 2);
@@ -366,8 +411,14 @@ void sl_http_stream_close(sl_http_stream_t *st) {
   conn_t *c = st->conn;
   if (c && !c->closing) {
     c->stream = NULL;
-    static const char last[] = "0\r\n\r\n";
-    write_raw(c, last, sizeof last - 1, NULL, 0, 1);
+    if (st->on_data) {
+      /* Raw: close once what was written is flushed. */
+      if (c->writes) write_raw(c, "", 0, NULL, 0, 1);
+      else conn_close(c);
+    } else {
+      static const char last[] = "0\r\n\r\n";
+      write_raw(c, last, sizeof last - 1, NULL, 0, 1);
+    }
   }
   free(st);
 }
@@ -471,7 +522,11 @@ static void dispatch(conn_t *c);
 /* Feeds bytes to the parser; a completed request is dispatched and what
  * follows it is kept until the request is answered. */
 static void feed(conn_t *c, const char *data, size_t len) {
-  if (c->stream) return;   /* a streamed answer: the client has nothing more to say */
+  if (c->stream) {
+    /* A taken-over connection gets its bytes; a streamed answer ignores them. */
+    if (c->stream->on_data && len) c->stream->on_data(c->stream->arg, data, len);
+    return;
+  }
   if (c->closing || c->busy) {
     if (len) append(&c->pending, &c->pending_len, data, len);
     return;

@@ -42,6 +42,8 @@ void sl_http_unroute(sl_worker_t *w, const char *pattern);
 /* Answers r (headers: extra header pairs, may be NULL) and frees it. */
 void sl_http_respond(sl_http_req_t *r, int status, const char *content_type, const void *body, size_t len,
                      const sl_kvlist_t *headers);
+/* {"error": msg, "status": status} as a new string (caller frees). */
+char *sl_http_error_body(int status, const char *msg);
 /* Answers with {"error": msg, "status": status}. */
 void sl_http_error(sl_http_req_t *r, int status, const char *msg);
 
@@ -52,6 +54,11 @@ void sl_http_error(sl_http_req_t *r, int status, const char *msg);
 typedef struct sl_http_stream sl_http_stream_t;
 sl_http_stream_t *sl_http_stream_open(sl_http_req_t *r, int status, const char *content_type,
                                       const sl_kvlist_t *headers, void (*on_close)(void *arg), void *arg);
+/* Takes the connection over (WebSocket): writes `head` (the 101 answer),
+ * then every byte the client sends goes to on_data and writes are raw. */
+sl_http_stream_t *sl_http_takeover(sl_http_req_t *r, const void *head, size_t len,
+                                   void (*on_data)(void *arg, const char *p, size_t n),
+                                   void (*on_close)(void *arg), void *arg);
 /* 0 written, -1 the client is gone, 1 written but the client is slow (more
  * than max_buffer bytes wait in its socket buffer). */
 int sl_http_stream_write(sl_http_stream_t *s, const void *data, size_t len, size_t max_buffer);

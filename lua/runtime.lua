@@ -57,7 +57,7 @@ local this_mt = {__newindex = function(t, k, v) this_new = true; rawset(t, k, v)
 local function load_this()
   this_loaded = true
   local ok, v = pcall(json_decode, content())
-  if not ok then error("this: message is not JSON: " .. tostring(v):gsub("^.-: ", ""), 3) end
+  if not ok then error("this: message is not JSON: " .. tostring(v):gsub("^.-: ", ""), 2) end
   if type(v) == "table" then setmetatable(v, this_mt) end
   cur_this = v
   return v

@@ -411,3 +411,87 @@ output:
     assert.are.same({"1", "2", "3", "4", "5", "6"}, got)
   end)
 end)
+
+describe("websocket", function()
+  local WS = "/usr/bin/python3 spec/tools/ws_client.py "
+
+  local function ws_lines(out)
+    local t = {}
+    for _, l in ipairs(h.lines(out)) do t[#t + 1] = json.decode(l) end
+    return t
+  end
+
+  it("input: each message is a message with the connection's context; sync_response answers on the socket", function()
+    local srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+input:
+  http_server:
+    path: /in
+    ws_path: /ws
+    ws_max_message: 1KiB
+pipeline:
+  processors:
+    - lua: |
+        if this.fail then error("bad input") end
+        return {echo = this, user = ctx.query.user, method = meta.http_method}
+output:
+  broker:
+    outputs:
+      - file: {path: got.ndjson}
+      - reject_errored: {sync_response: {}}
+]])
+    local _, out = h.sh(WS .. "'ws://127.0.0.1:" .. srv.port .. "/ws?user=ada' --send '{\"n\":1}' --send '{\"fail\":true}' --send '{\"n\":2}' --recv 3")
+    local _, big = h.sh(WS .. "ws://127.0.0.1:" .. srv.port .. "/ws --send " .. string.rep("x", 2000) .. " --recv 1")
+    local _, bad = h.sh(WS .. "ws://127.0.0.1:" .. srv.port .. "/ws --send-bytes c328 --recv 1")
+    local got = h.read(srv.dir .. "/got.ndjson")
+    assert.are.equal(0, srv.stop())
+    local msgs = ws_lines(out)
+    assert.are.same({echo = {n = 1}, user = "ada", method = "WS"}, json.decode(msgs[1].text))
+    assert.matches("config%.yaml:%d+: bad input", json.decode(msgs[2].text).error)
+    assert.are.equal(502, json.decode(msgs[2].text).status)
+    assert.are.same({echo = {n = 2}, user = "ada", method = "WS"}, json.decode(msgs[3].text))
+    assert.are.equal(1009, ws_lines(big)[1].closed)
+    -- A binary message that is not JSON fails in the mapping and says so.
+    assert.matches("not JSON", json.decode(ws_lines(bad)[1].text).error)
+    -- The file branch of the fan_out keeps failed messages too (no reject_errored there).
+    assert.are.equal(4, #h.lines(got))
+  end)
+
+  it("refuses a plain GET on a WebSocket path with 400", function()
+    local srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+input:
+  http_server: {ws_path: /ws}
+output:
+  drop: {}
+]])
+    local out = curl("-w ' %{http_code}' " .. srv.url .. "/ws")
+    assert.are.equal(0, srv.stop())
+    assert.matches('"status":400} 400$', out)
+  end)
+
+  it("output: pushes every message to every client, binary when not UTF-8", function()
+    local srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+input:
+  http_server: {path: /pub}
+output:
+  http_server: {ws_path: /sub}
+]])
+    local f1, f2 = h.tmpname(), h.tmpname()
+    os.execute(WS .. "ws://127.0.0.1:" .. srv.port .. "/sub --recv 2 --wait 3 > " .. f1 .. " &")
+    os.execute(WS .. "ws://127.0.0.1:" .. srv.port .. "/sub --recv 2 --wait 3 > " .. f2 .. " &")
+    os.execute("sleep 0.7")
+    curl("-X POST -d hello " .. srv.url .. "/pub")
+    h.sh("printf '\\377\\376' | curl -s -X POST --data-binary @- " .. srv.url .. "/pub")
+    os.execute("sleep 0.5")
+    local a, b = ws_lines(h.read(f1) or ""), ws_lines(h.read(f2) or "")
+    os.remove(f1); os.remove(f2)
+    assert.are.equal(0, srv.stop())
+    assert.are.same({{text = "hello"}, {binary = "fffe"}}, a)
+    assert.are.same(a, b)
+  end)
+end)

@@ -1,0 +1,257 @@
+#include "http_ws.h"
+#include "xalloc.h"
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <wslay/wslay.h>
+
+struct sl_ws {
+  wslay_event_context_ptr ctx;
+  sl_http_stream_t *st;
+  sl_ws_handlers_t h;
+  void *arg;
+  char *in; size_t in_len, in_off;   /* received bytes not yet framed */
+  uv_timer_t ping;
+  int ping_init;
+  int in_wslay;                       /* inside wslay_event_recv/send */
+  int close_code;                     /* sl_ws_close asked during a callback */
+  int done;                           /* transport gone or closed by us */
+  int gone;                           /* the peer's transport went away */
+  size_t max_buffer;
+  int slow;
+};
+
+int sl_utf8_valid(const void *p, size_t n) {
+  const unsigned char *s = p;
+  size_t i = 0;
+  while (i < n) {
+    unsigned char c = s[i];
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80) { i++; continue; }
+    if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; }
+    else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; }
+    else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; }
+    else return 0;
+    if (i + len > n) return 0;
+    for (size_t k = 1; k < len; k++) {
+      if ((s[i + k] & 0xC0) != 0x80) return 0;
+      cp = (cp << 6) | (s[i + k] & 0x3F);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+      return 0;
+    i += len;
+  }
+  return 1;
+}
+
+static void ping_closed(uv_handle_t *h) { free(h->data); }
+
+/* Frees ws; the transport is already gone or being closed. */
+static void ws_free(sl_ws_t *ws) {
+  wslay_event_context_free(ws->ctx);
+  free(ws->in);
+  if (ws->ping_init) {
+    uv_timer_stop(&ws->ping);
+    uv_close((uv_handle_t *)&ws->ping, ping_closed);
+  } else {
+    free(ws);
+  }
+}
+
+static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user) {
+  (void)flags;
+  sl_ws_t *ws = user;
+  size_t avail = ws->in_len - ws->in_off;
+  if (!avail) {
+    wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+    return -1;
+  }
+  size_t n = avail < len ? avail : len;
+  memcpy(buf, ws->in + ws->in_off, n);
+  ws->in_off += n;
+  return (ssize_t)n;
+}
+
+static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *user) {
+  (void)flags;
+  sl_ws_t *ws = user;
+  int rc = ws->done ? -1 : sl_http_stream_write(ws->st, data, len, ws->max_buffer);
+  if (rc < 0) {
+    wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+    return -1;
+  }
+  if (rc > 0) ws->slow = 1;
+  return (ssize_t)len;
+}
+
+static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *a, void *user) {
+  sl_ws_t *ws = user;
+  if (a->opcode == WSLAY_TEXT_FRAME) {
+    if (!sl_utf8_valid(a->msg, a->msg_length)) {
+      static const char why[] = "text message is not UTF-8";
+      wslay_event_queue_close(ctx, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, (const uint8_t *)why, sizeof why - 1);
+      return;
+    }
+    if (ws->h.on_message && !ws->close_code) ws->h.on_message(ws, 1, (const char *)a->msg, a->msg_length, ws->arg);
+  } else if (a->opcode == WSLAY_BINARY_FRAME) {
+    if (ws->h.on_message && !ws->close_code) ws->h.on_message(ws, 0, (const char *)a->msg, a->msg_length, ws->arg);
+  }
+}
+
+/* After wslay ran: finish a close asked for meanwhile, or notice that the
+ * closing handshake is over. Returns 1 when ws was freed. */
+static int settle(sl_ws_t *ws) {
+  if (ws->close_code) {
+    ws->done = 1;
+    sl_http_stream_close(ws->st);
+    if (ws->gone && ws->h.on_close) ws->h.on_close(ws, ws->arg);
+    ws_free(ws);
+    return 1;
+  }
+  if (!ws->done && !wslay_event_want_read(ws->ctx) && !wslay_event_want_write(ws->ctx)) {
+    /* Close frames exchanged (or a protocol error): the connection ends. */
+    ws->done = 1;
+    sl_http_stream_close(ws->st);
+    if (ws->h.on_close) ws->h.on_close(ws, ws->arg);
+    ws_free(ws);
+    return 1;
+  }
+  return 0;
+}
+
+/* Frames whatever was received; 1 when that ended (and freed) ws. */
+static int process(sl_ws_t *ws) {
+  ws->in_wslay = 1;
+  wslay_event_recv(ws->ctx);
+  wslay_event_send(ws->ctx);
+  ws->in_wslay = 0;
+  return settle(ws);
+}
+
+static void on_data(void *arg, const char *p, size_t n) {
+  sl_ws_t *ws = arg;
+  if (ws->done) return;
+  if (ws->in_off == ws->in_len) ws->in_off = ws->in_len = 0;
+  ws->in = sl_xrealloc(ws->in, ws->in_len + n);
+  memcpy(ws->in + ws->in_len, p, n);
+  ws->in_len += n;
+  /* Frames that came with the upgrade request wait until accept returns. */
+  if (ws->st) process(ws);
+}
+
+static void on_transport_gone(void *arg) {
+  sl_ws_t *ws = arg;
+  if (ws->done) return;
+  ws->done = 1;
+  ws->gone = 1;
+  if (ws->in_wslay) {
+    /* Inside wslay: the send callback will fail and settle() frees. */
+    ws->close_code = ws->close_code ? ws->close_code : WSLAY_CODE_ABNORMAL_CLOSURE;
+    return;
+  }
+  sl_http_stream_close(ws->st);
+  if (ws->h.on_close) ws->h.on_close(ws, ws->arg);
+  ws_free(ws);
+}
+
+static void on_ping(uv_timer_t *t) {
+  sl_ws_t *ws = t->data;
+  if (ws->done) return;
+  struct wslay_event_msg m = {WSLAY_PING, (const uint8_t *)"", 0};
+  wslay_event_queue_msg(ws->ctx, &m);
+  ws->in_wslay = 1;
+  wslay_event_send(ws->ctx);
+  ws->in_wslay = 0;
+  settle(ws);
+}
+
+static int header_has(const sl_http_req_t *r, const char *name, const char *token) {
+  const char *v = sl_kv_get(&r->headers, name);
+  if (!v) return 0;
+  size_t tl = strlen(token);
+  for (const char *p = v; *p; p++)
+    if (strncasecmp(p, token, tl) == 0) return 1;
+  return 0;
+}
+
+int sl_ws_is_upgrade(const sl_http_req_t *r) { return header_has(r, "upgrade", "websocket"); }
+
+sl_ws_t *sl_ws_accept(sl_http_req_t *r, const sl_ws_handlers_t *h, void *arg, size_t max_message,
+                      int64_t ping_interval_ms, sl_worker_t *w) {
+  const char *key = sl_kv_get(&r->headers, "sec-websocket-key");
+  const char *version = sl_kv_get(&r->headers, "sec-websocket-version");
+  if (!sl_ws_is_upgrade(r) || !header_has(r, "connection", "upgrade") || !key || strlen(key) != 24 ||
+      !version || strcmp(version, "13") != 0) {
+    sl_http_error(r, 400, "expected a WebSocket upgrade (version 13)");
+    return NULL;
+  }
+  char material[128];
+  snprintf(material, sizeof material, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1((const unsigned char *)material, strlen(material), digest);
+  unsigned char accept[64];
+  EVP_EncodeBlock(accept, digest, SHA_DIGEST_LENGTH);
+  char head[256];
+  int hl = snprintf(head, sizeof head,
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    "Sec-WebSocket-Accept: %s\r\nX-Request-Id: %s\r\n\r\n", accept, r->request_id);
+  sl_ws_t *ws = sl_xcalloc(1, sizeof(*ws));
+  ws->h = *h;
+  ws->arg = arg;
+  ws->max_buffer = (size_t)1 << 20;
+  struct wslay_event_callbacks cb = {recv_cb, send_cb, NULL, NULL, NULL, NULL, on_msg};
+  wslay_event_context_server_init(&ws->ctx, &cb, ws);
+  wslay_event_config_set_max_recv_msg_length(ws->ctx, max_message);
+  if (w && ping_interval_ms > 0) {
+    uv_timer_init(w->loop, &ws->ping);
+    ws->ping.data = ws;
+    ws->ping_init = 1;
+    uv_timer_start(&ws->ping, on_ping, (uint64_t)ping_interval_ms, (uint64_t)ping_interval_ms);
+  }
+  sl_http_stream_t *st = sl_http_takeover(r, head, (size_t)hl, on_data, on_transport_gone, ws);
+  if (ws->done) {
+    /* The client was already gone. */
+    sl_http_stream_close(st);
+    ws_free(ws);
+    return NULL;
+  }
+  ws->st = st;
+  if (ws->in_len > ws->in_off && process(ws)) return NULL;
+  return ws;
+}
+
+int sl_ws_send(sl_ws_t *ws, int text, const void *p, size_t n, size_t max_buffer) {
+  if (ws->done || ws->close_code) return -1;
+  struct wslay_event_msg m = {text ? WSLAY_TEXT_FRAME : WSLAY_BINARY_FRAME, p, n};
+  if (wslay_event_queue_msg(ws->ctx, &m) != 0) return -1;
+  ws->max_buffer = max_buffer;
+  ws->slow = 0;
+  int nested = ws->in_wslay;
+  ws->in_wslay = 1;
+  wslay_event_send(ws->ctx);
+  ws->in_wslay = nested;
+  return ws->done ? -1 : ws->slow;
+}
+
+void sl_ws_close(sl_ws_t *ws, int code, const char *reason) {
+  if (!ws->done) {
+    wslay_event_queue_close(ws->ctx, (uint16_t)code, (const uint8_t *)reason, reason ? strlen(reason) : 0);
+    int nested = ws->in_wslay;
+    ws->in_wslay = 1;
+    wslay_event_send(ws->ctx);
+    ws->in_wslay = nested;
+  }
+  ws->h.on_close = NULL;
+  if (ws->in_wslay) {
+    ws->close_code = code;   /* freed by settle() once wslay returns */
+    return;
+  }
+  ws->done = 1;
+  sl_http_stream_close(ws->st);
+  ws_free(ws);
+}

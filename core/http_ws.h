@@ -1,0 +1,33 @@
+/* WebSocket connections (RFC 6455, framing by wslay) on the HTTP server:
+ * upgrade handshake, text/binary messages, UTF-8 checks, size limit (1009),
+ * pings, close codes.
+ * Ownership: the accepting handler owns the sl_ws_t until it calls
+ * sl_ws_close, or until on_close runs (the peer left); either frees it. */
+#ifndef SL_HTTP_WS_H
+#define SL_HTTP_WS_H
+#include "http.h"
+
+typedef struct sl_ws sl_ws_t;
+
+typedef struct sl_ws_handlers {
+  void (*on_message)(sl_ws_t *ws, int text, const char *p, size_t n, void *arg);   /* may be NULL */
+  void (*on_close)(sl_ws_t *ws, void *arg);   /* the peer left; ws is freed after this returns */
+} sl_ws_handlers_t;
+
+/* RFC 3629 UTF-8 (text frames must be; else the close code is 1007). */
+int sl_utf8_valid(const void *p, size_t n);
+
+/* Is r a WebSocket upgrade request? */
+int sl_ws_is_upgrade(const sl_http_req_t *r);
+/* Answers r with 101 and returns the connection, or answers 400 and returns
+ * NULL when r is not a valid upgrade (or the client left at once, in which
+ * case on_close may already have run). */
+sl_ws_t *sl_ws_accept(sl_http_req_t *r, const sl_ws_handlers_t *h, void *arg, size_t max_message,
+                      int64_t ping_interval_ms, sl_worker_t *w);
+/* Queues a message; 0 sent, 1 sent but the peer is slow (max_buffer bytes
+ * wait), -1 the connection is closing. */
+int sl_ws_send(sl_ws_t *ws, int text, const void *p, size_t n, size_t max_buffer);
+/* Sends a close frame with code and frees ws (no on_close follows). */
+void sl_ws_close(sl_ws_t *ws, int code, const char *reason);
+
+#endif
