@@ -24,7 +24,7 @@ static const sl_field_t fields[] = {
    "WebSocket path: each text or binary message a client sends is a message with the "
    "connection's request context. A `sync_response` answer is sent back on the connection; a "
    "failed delivery sends `{\"error\": ...}`. Empty: off.", NULL, NULL},
-  {"ws_max_message", SL_F_SIZE, "1MiB", SL_ADVANCED, "Larger WebSocket messages close the connection with 1009.",
+  {"ws_max_message_bytes", SL_F_SIZE, "1MiB", SL_ADVANCED, "Larger WebSocket messages close the connection with 1009.",
    NULL, NULL},
   {"rate_limit", SL_F_OBJECT, NULL, 0,
    "At most `count` requests per `interval` for this path (0: unlimited); the rest get 429 with "
@@ -297,7 +297,7 @@ static void on_ws(sl_http_req_t *r, void *arg) {
   w->in = in;
   w->ctx = context_of(r);
   static const sl_ws_handlers_t h = {on_ws_message, on_ws_close};
-  w->ws = sl_ws_accept(r, &h, w, (size_t)in->ws_max, 30000, in->base.worker);
+  w->ws = sl_ws_accept(r, &h, w, (size_t)in->ws_max, 20000, in->base.worker);
   /* Not accepted (and not closed by the peer meanwhile): the connection's
    * reference goes too. */
   if (!w->ws && !w->closed) w->refs--;
@@ -336,7 +336,7 @@ static void *hin_create(sl_build_t *b, const sl_cnode_t *conf) {
   in->timeout_ms = sl_conf_duration_ms(conf, "timeout", 5000);
   const char *wsp = sl_conf_str(conf, "ws_path", "");
   in->ws_path = !*wsp || wsp[0] == '/' ? sl_xstrdup(wsp) : sl_xasprintf("/%s", wsp);
-  in->ws_max = sl_conf_size(conf, "ws_max_message", 1 << 20);
+  in->ws_max = sl_conf_size(conf, "ws_max_message_bytes", 1 << 20);
   const sl_cnode_t *rl = sl_cnode_get(conf, "rate_limit");
   in->rate_count = sl_conf_int(rl, "count", 0);
   in->rate_interval_ms = sl_conf_duration_ms(rl, "interval", 1000);

@@ -19,7 +19,8 @@ static const sl_field_t fields[] = {
    "newlines), or 204 when none came. Empty: no long-poll path.", NULL, NULL},
   {"sse_path", SL_F_STRING, "", 0,
    "GET here opens a Server-Sent Events stream: each message is an event (`id:` counts messages "
-   "of this output, `data:` lines hold the content); `: ping` comments every `heartbeat`. Empty: off.",
+   "of this output, `event:` from `meta.event` when set, `data:` lines hold the content); a "
+   "`: keepalive` comment every `heartbeat`. `?types=a,b` keeps only events named so. Empty: off.",
    NULL, NULL},
   {"ws_path", SL_F_STRING, "", 0,
    "WebSocket path: each message is pushed as a text frame (a binary frame when it is not UTF-8). "
@@ -42,6 +43,7 @@ typedef struct client {      /* an SSE or WebSocket subscriber */
   sl_http_stream_t *st;      /* SSE */
   sl_ws_t *ws;               /* WebSocket */
   hout_t *o;
+  char *types;               /* SSE `types=a,b` filter as ",a,b,", or NULL */
 } client_t;
 
 typedef struct waiter {      /* a long-poll GET */
@@ -107,6 +109,7 @@ static void client_end(hout_t *o, client_t *c, int code, const char *why) {
   if (*pp) *pp = c->next;
   if (c->st) sl_http_stream_close(c->st);
   if (c->ws) sl_ws_close(c->ws, code, why);
+  free(c->types);
   free(c);
 }
 
@@ -145,6 +148,13 @@ static int send_events(hout_t *o, client_t *c, const sl_batch_t *b, uint64_t fir
   int slow = 0;
   for (uint32_t i = 0; i < b->n; i++) {
     const sl_bytes_t *m = b->msgs[i]->content;
+    const char *event = sl_kv_get(&b->msgs[i]->meta, "event");
+    if (c->types) {
+      char *key = sl_xasprintf(",%s,", event ? event : "");
+      int wanted = strstr(c->types, key) != NULL;
+      free(key);
+      if (!wanted) continue;
+    }
     if (c->ws) {
       int rc = sl_ws_send(c->ws, sl_utf8_valid(m->data, m->len), m->data, m->len, (size_t)o->max_buffer);
       if (rc < 0) return -1;
@@ -155,6 +165,7 @@ static int send_events(hout_t *o, client_t *c, const sl_batch_t *b, uint64_t fir
     size_t evl = 0;
     FILE *f = open_memstream(&ev, &evl);
     fprintf(f, "id: %llu\n", (unsigned long long)(first_id + i));
+    if (event && *event && !strpbrk(event, "\r\n")) fprintf(f, "event: %s\n", event);
     const char *p = m->data, *end = m->data + m->len;
     do {
       const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -258,6 +269,17 @@ static void on_sse(sl_http_req_t *r, void *arg) {
   }
   client_t *c = sl_xcalloc(1, sizeof(*c));
   c->o = o;
+  for (const char *q = r->query; q && *q;) {
+    const char *amp = strchr(q, '&');
+    size_t n = amp ? (size_t)(amp - q) : strlen(q);
+    if (n > 6 && strncmp(q, "types=", 6) == 0) {
+      size_t l;
+      char *v = sl_http_form_decode(q + 6, n - 6, &l);
+      c->types = sl_xasprintf(",%s,", v);
+      free(v);
+    }
+    q += n + (amp ? 1 : 0);
+  }
   sl_kvlist_t h = {0};
   sl_kv_add(&h, "Cache-Control", "no-cache", 8);
   sl_kv_add(&h, "X-Accel-Buffering", "no", 2);
@@ -266,6 +288,7 @@ static void on_sse(sl_http_req_t *r, void *arg) {
   static const char hello[] = "retry: 3000\n: connected\n\n";
   if (sl_http_stream_write(c->st, hello, sizeof hello - 1, (size_t)o->max_buffer) < 0) {
     sl_http_stream_close(c->st);
+    free(c->types);
     free(c);
     return;
   }
@@ -292,7 +315,7 @@ static void on_ws(sl_http_req_t *r, void *arg) {
   c->next = o->clients;
   o->clients = c;
   static const sl_ws_handlers_t h = {NULL, on_ws_gone};
-  c->ws = sl_ws_accept(r, &h, c, 64 << 10, 30000, o->base.worker);
+  c->ws = sl_ws_accept(r, &h, c, 64 << 10, 20000, o->base.worker);
   if (!c->ws) {
     /* Refused, or gone at once (then on_ws_gone already unlinked it). */
     client_t **pp = &o->clients;
@@ -310,7 +333,7 @@ static void on_heartbeat(uv_timer_t *t) {
   hout_t *o = t->data;
   for (client_t *c = o->clients, *next; c; c = next) {
     next = c->next;
-    if (c->st && sl_http_stream_write(c->st, ": ping\n\n", 8, (size_t)o->max_buffer) != 0) client_remove(o, c);
+    if (c->st && sl_http_stream_write(c->st, ": keepalive\n\n", 13, (size_t)o->max_buffer) != 0) client_remove(o, c);
   }
 }
 

@@ -308,6 +308,13 @@ static char *json_escape(const char *s) {
   return o;
 }
 
+int sl_http_origin_allowed(const sl_http_req_t *r) {
+  const char *origin = sl_kv_get(&r->headers, "origin");
+  if (!origin || !r->conn) return 1;
+  const sl_cors_t *c = &r->conn->srv->cors;
+  return c->n == 0 || sl_cors_allow(c, origin) != NULL;
+}
+
 char *sl_http_error_body(int status, const char *msg) {
   char *e = json_escape(msg);
   char *body = sl_xasprintf("{\"error\":\"%s\",\"status\":%d}", e, status);

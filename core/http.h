@@ -42,6 +42,9 @@ void sl_http_unroute(sl_worker_t *w, const char *pattern);
 /* Answers r (headers: extra header pairs, may be NULL) and frees it. */
 void sl_http_respond(sl_http_req_t *r, int status, const char *content_type, const void *body, size_t len,
                      const sl_kvlist_t *headers);
+/* May a browser page from r's Origin use this server (http.cors)? Requests
+ * without Origin, and servers without an allowlist, are allowed. */
+int sl_http_origin_allowed(const sl_http_req_t *r);
 /* {"error": msg, "status": status} as a new string (caller frees). */
 char *sl_http_error_body(int status, const char *msg);
 /* Answers with {"error": msg, "status": status}. */

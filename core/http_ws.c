@@ -22,6 +22,9 @@ struct sl_ws {
   int gone;                           /* the peer's transport went away */
   size_t max_buffer;
   int slow;
+  uint64_t last_rx;                   /* loop time of the last bytes from the peer */
+  int64_t silent_limit_ms;
+  uv_loop_t *loop;
 };
 
 int sl_utf8_valid(const void *p, size_t n) {
@@ -136,6 +139,7 @@ static int process(sl_ws_t *ws) {
 static void on_data(void *arg, const char *p, size_t n) {
   sl_ws_t *ws = arg;
   if (ws->done) return;
+  if (ws->loop) ws->last_rx = uv_now(ws->loop);
   if (ws->in_off == ws->in_len) ws->in_off = ws->in_len = 0;
   ws->in = sl_xrealloc(ws->in, ws->in_len + n);
   memcpy(ws->in + ws->in_len, p, n);
@@ -162,6 +166,18 @@ static void on_transport_gone(void *arg) {
 static void on_ping(uv_timer_t *t) {
   sl_ws_t *ws = t->data;
   if (ws->done) return;
+  if (uv_now(ws->loop) - ws->last_rx > (uint64_t)ws->silent_limit_ms) {
+    /* No pong nor anything else for three ping intervals: the peer is gone. */
+    ws->in_wslay = 1;
+    static const char why[] = "no pong";
+    wslay_event_queue_close(ws->ctx, WSLAY_CODE_GOING_AWAY, (const uint8_t *)why, sizeof why - 1);
+    wslay_event_send(ws->ctx);
+    ws->in_wslay = 0;
+    ws->gone = 1;
+    ws->close_code = WSLAY_CODE_GOING_AWAY;
+    settle(ws);
+    return;
+  }
   struct wslay_event_msg m = {WSLAY_PING, (const uint8_t *)"", 0};
   wslay_event_queue_msg(ws->ctx, &m);
   ws->in_wslay = 1;
@@ -185,9 +201,21 @@ sl_ws_t *sl_ws_accept(sl_http_req_t *r, const sl_ws_handlers_t *h, void *arg, si
                       int64_t ping_interval_ms, sl_worker_t *w) {
   const char *key = sl_kv_get(&r->headers, "sec-websocket-key");
   const char *version = sl_kv_get(&r->headers, "sec-websocket-version");
-  if (!sl_ws_is_upgrade(r) || !header_has(r, "connection", "upgrade") || !key || strlen(key) != 24 ||
-      !version || strcmp(version, "13") != 0) {
-    sl_http_error(r, 400, "expected a WebSocket upgrade (version 13)");
+  if (!sl_ws_is_upgrade(r) || !header_has(r, "connection", "upgrade") || !key || strlen(key) != 24) {
+    sl_http_error(r, 400, "expected a WebSocket upgrade");
+    return NULL;
+  }
+  if (!sl_http_origin_allowed(r)) {
+    sl_http_error(r, 403, "origin not allowed");
+    return NULL;
+  }
+  if (!version || strcmp(version, "13") != 0) {
+    sl_kvlist_t vh = {0};
+    sl_kv_add(&vh, "Sec-WebSocket-Version", "13", 2);
+    char *body = sl_http_error_body(426, "unsupported WebSocket version (13 is)");
+    sl_http_respond(r, 426, "application/json", body, strlen(body), &vh);
+    free(body);
+    sl_kv_clear(&vh);
     return NULL;
   }
   char material[128];
@@ -208,6 +236,9 @@ sl_ws_t *sl_ws_accept(sl_http_req_t *r, const sl_ws_handlers_t *h, void *arg, si
   wslay_event_context_server_init(&ws->ctx, &cb, ws);
   wslay_event_config_set_max_recv_msg_length(ws->ctx, max_message);
   if (w && ping_interval_ms > 0) {
+    ws->loop = w->loop;
+    ws->last_rx = uv_now(w->loop);
+    ws->silent_limit_ms = 3 * ping_interval_ms;
     uv_timer_init(w->loop, &ws->ping);
     ws->ping.data = ws;
     ws->ping_init = 1;

@@ -19,9 +19,11 @@ int sl_utf8_valid(const void *p, size_t n);
 
 /* Is r a WebSocket upgrade request? */
 int sl_ws_is_upgrade(const sl_http_req_t *r);
-/* Answers r with 101 and returns the connection, or answers 400 and returns
- * NULL when r is not a valid upgrade (or the client left at once, in which
- * case on_close may already have run). */
+/* Answers r with 101 and returns the connection, or answers 400 (426 for a
+ * version other than 13) and returns NULL when r is not a valid upgrade (or
+ * the client left at once, in which case on_close may already have run).
+ * The server pings every ping_interval_ms and drops a peer silent for three
+ * intervals. */
 sl_ws_t *sl_ws_accept(sl_http_req_t *r, const sl_ws_handlers_t *h, void *arg, size_t max_message,
                       int64_t ping_interval_ms, sl_worker_t *w);
 /* Queues a message; 0 sent, 1 sent but the peer is slow (max_buffer bytes

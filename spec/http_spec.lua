@@ -364,7 +364,7 @@ output:
     assert.matches("^HTTP/1%.1 200 ", raw)
     assert.matches("\r\nContent%-Type: text/event%-stream\r\n", raw)
     assert.matches("\r\nX%-Accel%-Buffering: no\r\n", raw)
-    assert.matches(": ping\n\n", raw)
+    assert.matches(": keepalive\n\n", raw)
     assert.is_true(#events >= 5, raw)
     for k = 2, #events do
       assert.are.equal(events[k - 1].id + 1, events[k].id)
@@ -378,6 +378,26 @@ output:
     assert.is_true(common >= 3)
     assert.matches("^HTTP/1%.1 200 ", poll)
     assert.is_number(json.decode(poll:match("\r\n\r\n(.*)$")).n)
+  end)
+
+  it("names events from meta.event and filters them with types=", function()
+    local srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+input:
+  generate: {interval: 50ms, mapping: 'meta.event = (i % 2 == 0) and "even" or "odd"; return tostring(i)'}
+output:
+  http_server: {sse_path: /events}
+]])
+    local _, raw = h.sh(string.format("curl -s -N -m 1 '%s/events?types=even'", srv.url))
+    assert.are.equal(0, srv.stop())
+    local n = 0
+    for event, data in raw:gmatch("event: (%a+)\ndata: (%d+)\n\n") do
+      n = n + 1
+      assert.are.equal("even", event)
+      assert.are.equal(0, tonumber(data) % 2)
+    end
+    assert.is_true(n >= 3, raw)
   end)
 
   it("answers 204 when nothing comes within timeout", function()
@@ -429,7 +449,7 @@ input:
   http_server:
     path: /in
     ws_path: /ws
-    ws_max_message: 1KiB
+    ws_max_message_bytes: 1KiB
 pipeline:
   processors:
     - lua: |
@@ -456,6 +476,28 @@ output:
     assert.matches("not JSON", json.decode(ws_lines(bad)[1].text).error)
     -- The file branch of the fan_out keeps failed messages too (no reject_errored there).
     assert.are.equal(4, #h.lines(got))
+  end)
+
+  it("answers 426 to another protocol version and 403 to a foreign Origin", function()
+    local srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+  cors: {allowed_origins: [https://ok.example]}
+input:
+  http_server: {ws_path: /ws}
+output:
+  drop: {}
+]])
+    local up = "-H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' "
+    local v8 = curl("-i " .. up .. "-H 'Sec-WebSocket-Version: 8' " .. srv.url .. "/ws")
+    local foreign = curl("-w ' %{http_code}' " .. up .. "-H 'Sec-WebSocket-Version: 13' -H 'Origin: https://evil.example' " ..
+      srv.url .. "/ws")
+    local _, ok = h.sh(WS .. "ws://127.0.0.1:" .. srv.port .. "/ws --wait 0.2")
+    assert.are.equal(0, srv.stop())
+    assert.matches("^HTTP/1%.1 426 ", v8)
+    assert.matches("\r\nSec%-WebSocket%-Version: 13\r\n", v8)
+    assert.matches(" 403$", foreign)
+    assert.are.equal("", ok)   -- no Origin (not a browser): accepted, nothing to say
   end)
 
   it("refuses a plain GET on a WebSocket path with 400", function()
