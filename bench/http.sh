@@ -48,7 +48,7 @@ pipeline:
   processors:
     - lua: |
         this.id = uuid_v4()
-        this.user = ctx.headers["content-type"] and this.user
+        this.seen = true
 output: {sync_response: {}}
 YAML
 
@@ -89,4 +89,4 @@ echo "| benchmark | req/s | p50 | p99 | ratio to nginx |"
 echo "| --- | --- | --- | --- | --- |"
 echo "| nginx 1 worker, static 200 | $n_rps | $n_p50 ms | $n_p99 ms | 1 |"
 echo "| sluice http_server → drop (answer after ack) | $d_rps | $d_p50 ms | $d_p99 ms | $(echo "$d_rps $n_rps" | awk '{printf "%.2f", $1/$2}') |"
-echo "| sluice http_server → lua (decode, +uuid, encode) → sync_response | $l_rps | $l_p50 ms | $l_p99 ms | $(echo "$l_rps $n_rps" | awk '{printf "%.2f", $1/$2}') |"
+echo "| sluice http_server → lua (decode, +uuid, +bool, encode) → sync_response | $l_rps | $l_p50 ms | $l_p99 ms | $(echo "$l_rps $n_rps" | awk '{printf "%.2f", $1/$2}') |"

@@ -237,31 +237,44 @@ static void write_raw(conn_t *c, const char *head, size_t hlen, const void *body
   }
 }
 
+/* The Date header changes once a second; formatting it per response would
+ * show in the request rate. Per thread, as workers are. */
 static void http_date(char *out, size_t cap) {
+  static _Thread_local time_t cached_at;
+  static _Thread_local char cached[40];
   time_t now = time(NULL);
-  struct tm tm;
-  gmtime_r(&now, &tm);
-  strftime(out, cap, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  if (now != cached_at) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(cached, sizeof cached, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    cached_at = now;
+  }
+  snprintf(out, cap, "%s", cached);
 }
 
 static void send_response(conn_t *c, int status, const char *ctype, const void *body, size_t len,
                           const sl_kvlist_t *headers, const char *request_id, int head, int close_after) {
-  char *h = NULL;
-  size_t hl = 0;
-  FILE *f = open_memstream(&h, &hl);
-  char date[64];
+  char date[40];
   http_date(date, sizeof date);
-  fprintf(f, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: %zu\r\n", status, status_text(status), date, len);
   int has_ctype = 0;
-  for (uint32_t i = 0; headers && i < headers->n; i++)
+  size_t extra = 0;
+  for (uint32_t i = 0; headers && i < headers->n; i++) {
     if (strcasecmp(headers->v[i].key, "content-type") == 0) has_ctype = 1;
-  if (!has_ctype && (len || ctype)) fprintf(f, "Content-Type: %s\r\n", ctype ? ctype : "application/octet-stream");
-  if (request_id && *request_id) fprintf(f, "X-Request-Id: %s\r\n", request_id);
-  for (uint32_t i = 0; headers && i < headers->n; i++) fprintf(f, "%s: %s\r\n", headers->v[i].key, headers->v[i].val);
-  fprintf(f, "Connection: %s\r\n\r\n", close_after ? "close" : "keep-alive");
-  fclose(f);
-  write_raw(c, h, hl, body, head ? 0 : len, close_after);
-  free(h);
+    extra += strlen(headers->v[i].key) + headers->v[i].vlen + 4;
+  }
+  size_t cap = 512 + extra + (ctype ? strlen(ctype) : 0) + (request_id ? strlen(request_id) : 0);
+  char small[1024];
+  char *h = cap <= sizeof small ? small : sl_xmalloc(cap);
+  int n = snprintf(h, cap, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: %zu\r\n", status, status_text(status),
+                   date, len);
+  if (!has_ctype && (len || ctype))
+    n += snprintf(h + n, cap - (size_t)n, "Content-Type: %s\r\n", ctype ? ctype : "application/octet-stream");
+  if (request_id && *request_id) n += snprintf(h + n, cap - (size_t)n, "X-Request-Id: %s\r\n", request_id);
+  for (uint32_t i = 0; headers && i < headers->n; i++)
+    n += snprintf(h + n, cap - (size_t)n, "%s: %s\r\n", headers->v[i].key, headers->v[i].val);
+  n += snprintf(h + n, cap - (size_t)n, "Connection: %s\r\n\r\n", close_after ? "close" : "keep-alive");
+  write_raw(c, h, (size_t)n, body, head ? 0 : len, close_after);
+  if (h != small) free(h);
 }
 
 static void send_error(conn_t *c, int status, const char *msg, const char *request_id, int close_after) {

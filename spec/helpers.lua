@@ -111,10 +111,15 @@ function M.serve(yaml, opts)
     local pid = M.read(dir .. "/pid.txt")
     if pid then os.execute("kill -TERM " .. pid:match("%d+") .. " 2>/dev/null") end
     local rc
-    for _ = 1, 200 do
+    for _ = 1, 600 do
       rc = M.read(dir .. "/rc.txt")
       if rc then break end
       os.execute("sleep 0.05")
+    end
+    if not rc then
+      -- Still running after 30 s: report what it said, then make sure it is gone.
+      io.stderr:write("sluice did not stop; its stderr:\n", srv.stderr(), "\n")
+      if pid then os.execute("kill -KILL " .. pid:match("%d+") .. " 2>/dev/null") end
     end
     if not keep then M.rmdir(dir) end
     return tonumber(rc)
