@@ -3,6 +3,7 @@
  * completes (200), fails (502), times out (408) or meets a shutdown (503). */
 #include "../core/component.h"
 #include "../core/http.h"
+#include "../core/http_auth.h"
 #include "../core/http_ws.h"
 #include "../core/stream.h"
 #include "../core/xalloc.h"
@@ -29,6 +30,9 @@ static const sl_field_t fields[] = {
   {"rate_limit", SL_F_OBJECT, NULL, 0,
    "At most `count` requests per `interval` for this path (0: unlimited); the rest get 429 with "
    "`Retry-After`.", NULL, rate_fields},
+  {"auth", SL_F_OBJECT, NULL, 0,
+   "Authentication for this component's paths, replacing `http.auth` (see the `http:` section).",
+   NULL, sl_http_auth_fields},
   {"timeout", SL_F_DURATION, "5s", 0,
    "How long a request waits for its message to be delivered before it is answered 408 (the "
    "message still completes).", NULL, NULL},
@@ -36,6 +40,7 @@ static const sl_field_t fields[] = {
 
 typedef struct hin {
   sl_input_t base;
+  sl_http_auth_t *auth;
   char *path, *ws_path;
   int64_t ws_max;
   int ws_routed;
@@ -134,6 +139,8 @@ static sl_ctx_t *context_of(const sl_http_req_t *r) {
   c->path = sl_xstrdup(r->path);
   c->remote_addr = sl_xstrdup(r->remote_addr);
   c->request_id = sl_xstrdup(r->request_id);
+  if (r->user) c->user = sl_xstrdup(r->user);
+  sl_kv_copy(&c->jwt, &r->jwt);
   parse_query(&c->query, r->query);
   sl_kv_copy(&c->headers, &r->headers);
   sl_kv_copy(&c->params, &r->params);
@@ -259,6 +266,8 @@ static void on_ws_message(sl_ws_t *ws, int text, const char *p, size_t n, void *
   ctx->path = sl_xstrdup(w->ctx->path);
   ctx->remote_addr = sl_xstrdup(w->ctx->remote_addr);
   ctx->request_id = sl_xstrdup(w->ctx->request_id);
+  if (w->ctx->user) ctx->user = sl_xstrdup(w->ctx->user);
+  sl_kv_copy(&ctx->jwt, &w->ctx->jwt);
   sl_kv_copy(&ctx->query, &w->ctx->query);
   sl_kv_copy(&ctx->headers, &w->ctx->headers);
   sl_kv_copy(&ctx->params, &w->ctx->params);
@@ -322,6 +331,7 @@ static void hin_destroy(sl_input_t *i) {
   if (in->ws_routed && i->worker) sl_http_unroute(i->worker, in->ws_path);
   free(in->ws_path);
   free(in->path);
+  sl_http_auth_free(in->auth);
   free(in);
 }
 
@@ -353,6 +363,14 @@ static void *hin_create(sl_build_t *b, const sl_cnode_t *conf) {
       return NULL;
     }
     in->routed = 1;
+    uint32_t errors = b->diags->n;
+    const sl_cnode_t *auth = sl_cnode_get(conf, "auth");
+    if (auth) in->auth = sl_http_auth_new(auth, conf->file, b->diags);
+    if (b->diags->n > errors) {
+      hin_destroy(&in->base);
+      return NULL;
+    }
+    if (in->auth) sl_http_route_auth(b->worker, in->path, in->auth);
     if (*in->ws_path) {
       static const char *const get = "GET";
       sl_cnode_t get_node = {.type = SL_CN_SCALAR, .str = (char *)get, .len = 3};
@@ -364,6 +382,7 @@ static void *hin_create(sl_build_t *b, const sl_cnode_t *conf) {
         return NULL;
       }
       in->ws_routed = 1;
+      if (in->auth) sl_http_route_auth(b->worker, in->ws_path, in->auth);
     }
   }
   return in;

@@ -3,6 +3,7 @@
  * message (broadcast) or each message goes to one client (round_robin). */
 #include "../core/component.h"
 #include "../core/http.h"
+#include "../core/http_auth.h"
 #include "../core/http_ws.h"
 #include "../core/log.h"
 #include "../core/stream.h"
@@ -29,6 +30,9 @@ static const sl_field_t fields[] = {
    "`broadcast`: every connected client gets every message (with no client connected the message "
    "is dropped and acknowledged). `round_robin`: each batch goes to one client in turn, and waits "
    "for one when none is connected (Benthos' behaviour).", deliveries, NULL},
+  {"auth", SL_F_OBJECT, NULL, 0,
+   "Authentication for this component's paths, replacing `http.auth` (see the `http:` section).",
+   NULL, sl_http_auth_fields},
   {"timeout", SL_F_DURATION, "5s", 0, "How long a long-poll GET waits.", NULL, NULL},
   {"heartbeat", SL_F_DURATION, "15s", 0, "Interval of SSE keep-alive comments.", NULL, NULL},
   {"max_buffer", SL_F_SIZE, "1MiB", 0,
@@ -62,6 +66,7 @@ typedef struct held {        /* round_robin: a batch waiting for a client */
 
 struct hout {
   sl_output_t base;
+  sl_http_auth_t *auth;
   char *path, *sse_path, *ws_path;
   int round_robin;
   int64_t timeout_ms, heartbeat_ms, max_buffer;
@@ -399,6 +404,7 @@ static void hout_free(uv_handle_t *h) {
   free(o->path);
   free(o->sse_path);
   free(o->ws_path);
+  sl_http_auth_free(o->auth);
   free(o);
 }
 
@@ -470,6 +476,18 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
     }
     uv_timer_init(b->worker->loop, &o->heartbeat);
     o->routed = 1;
+    uint32_t errors = b->diags->n;
+    const sl_cnode_t *auth = sl_cnode_get(conf, "auth");
+    if (auth) o->auth = sl_http_auth_new(auth, conf->file, b->diags);
+    if (b->diags->n > errors) {
+      hout_destroy(&o->base);
+      return NULL;
+    }
+    if (o->auth) {
+      const char *paths[] = {o->path, o->sse_path, o->ws_path};
+      for (int i = 0; i < 3; i++)
+        if (paths[i][0]) sl_http_route_auth(b->worker, paths[i], o->auth);
+    }
   }
   return o;
 }

@@ -3,6 +3,7 @@
  * timeouts, and the `http:` config section. */
 #include "http.h"
 #include "engine.h"
+#include "http_auth.h"
 #include "http_cors.h"
 #include "http_route.h"
 #include "http_static.h"
@@ -25,6 +26,7 @@ typedef struct sl_http {
   int64_t max_header_bytes, max_body_bytes, read_timeout_ms, idle_timeout_ms, max_connections;
   sl_routes_t routes;
   sl_cors_t cors;
+  sl_http_auth_t *auth;      /* the section's, for component routes without their own */
   char *config_dir;          /* for relative static dirs */
   uv_tcp_t listener;
   int listening, stopping;
@@ -150,6 +152,8 @@ static void req_free(sl_http_req_t *r) {
   free(r->query);
   sl_kv_clear(&r->headers);
   sl_kv_clear(&r->params);
+  sl_kv_clear(&r->jwt);
+  free(r->user);
   if (r->body) sl_bytes_unref(r->body);
   free(r);
 }
@@ -687,6 +691,11 @@ static void dispatch(conn_t *c) {
     sl_kv_clear(&h);
     return;
   }
+  /* Built-in routes and static files are public; component routes need the
+   * route's auth, else the section's. */
+  const sl_http_auth_t *auth = rt->auth ? rt->auth
+                               : strcmp(rt->owner, "sluice") && strcmp(rt->owner, "http.static") ? s->auth : NULL;
+  if (auth && sl_http_auth_check(auth, r) != 0) return;
   ((sl_http_handler)rt->handler)(r, rt->arg);
 }
 
@@ -777,6 +786,7 @@ static void srv_free(void *p) {
     if (s->routes.v[i].handler == (void (*)(void *, void *))sl_http_static_serve) sl_http_static_free(s->routes.v[i].arg);
   sl_routes_free(&s->routes);
   sl_cors_free(&s->cors);
+  sl_http_auth_free(s->auth);
   free(s->config_dir);
   free(s->address);
   free(s->base_path);
@@ -830,6 +840,12 @@ int sl_http_route(sl_worker_t *w, const char *pattern, const sl_cnode_t *methods
     return -1;
   }
   return 0;
+}
+
+void sl_http_route_auth(sl_worker_t *w, const char *pattern, const void *auth) {
+  sl_http_t *s = server(w);
+  for (unsigned i = 0; i < s->routes.n; i++)
+    if (strcmp(s->routes.v[i].pattern, pattern) == 0) s->routes.v[i].auth = auth;
 }
 
 void sl_http_unroute(sl_worker_t *w, const char *pattern) {
@@ -930,6 +946,10 @@ static const sl_field_t http_fields[] = {
   {"idle_timeout", SL_F_DURATION, "60s", 0, "Keep-alive connections idle this long are closed.", NULL, NULL},
   {"max_connections", SL_F_INT, "10000", 0, "Connections beyond this are answered 503 and closed.", NULL, NULL},
   {"cors", SL_F_OBJECT, NULL, 0, "Cross-origin requests from browsers.", NULL, cors_fields},
+  {"auth", SL_F_OBJECT, NULL, 0,
+   "Authentication required on every path served by a component (not `/ping`, `/ready` or static files); "
+   "a component's own `auth` replaces it. Failures get 401 with `WWW-Authenticate`, missing claims 403.",
+   NULL, sl_http_auth_fields},
   {"static", SL_F_OBJLIST, "[]", 0,
    "Directories served as files: `GET path/...` reads `dir/...` (relative to the config file). Content "
    "types by extension, `ETag`/`If-None-Match` (304), `index.html` for directories; nothing outside "
@@ -958,6 +978,11 @@ static int http_apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
   s->idle_timeout_ms = sl_conf_duration_ms(node, "idle_timeout", s->idle_timeout_ms);
   s->max_connections = sl_conf_int(node, "max_connections", s->max_connections);
   sl_cors_configure(&s->cors, sl_cnode_get(node, "cors"));
+  const sl_cnode_t *auth = sl_cnode_get(node, "auth");
+  if (auth) {
+    sl_http_auth_free(s->auth);
+    s->auth = sl_http_auth_new(auth, node->file, d);
+  }
   const sl_cnode_t *st = sl_cnode_get(node, "static");
   int rc = 0;
   for (uint32_t i = 0; st && st->type == SL_CN_SEQ && i < st->n; i++) {

@@ -27,6 +27,8 @@ typedef struct sl_http_req {
    * first (r stays the handler's to answer, which then only frees it). */
   void (*on_gone)(struct sl_http_req *r, void *arg);
   void *gone_arg;
+  char *user;                /* authenticated user (JWT sub, API key owner) */
+  sl_kvlist_t jwt;           /* verified claims, values JSON-encoded */
 } sl_http_req_t;
 
 /* Runs on the loop for every request routed to it; must answer exactly once. */
@@ -38,6 +40,9 @@ typedef void (*sl_http_handler)(sl_http_req_t *r, void *arg);
 int sl_http_route(sl_worker_t *w, const char *pattern, const sl_cnode_t *methods, sl_http_handler h, void *arg,
                   const char *owner, sl_diags_t *d, const sl_cnode_t *at);
 void sl_http_unroute(sl_worker_t *w, const char *pattern);
+/* Requests on pattern must pass auth (an sl_http_auth_t the caller keeps
+ * alive while routed) instead of the http section's `auth`. */
+void sl_http_route_auth(sl_worker_t *w, const char *pattern, const void *auth);
 
 /* Answers r (headers: extra header pairs, may be NULL) and frees it. */
 void sl_http_respond(sl_http_req_t *r, int status, const char *content_type, const void *body, size_t len,

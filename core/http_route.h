@@ -10,6 +10,7 @@ typedef struct sl_route {
   void (*handler)(void *req, void *arg);
   void *arg;
   char *owner;               /* who registered it, for conflict messages */
+  const void *auth;          /* the route's own auth, or NULL (the server's applies) */
 } sl_route_t;
 
 typedef struct sl_routes { sl_route_t *v; unsigned n; } sl_routes_t;

@@ -140,11 +140,6 @@ static const char *type_word(sl_ftype_t t) {
   return "a value";
 }
 
-static int has_required(const sl_field_t *fields) {
-  for (const sl_field_t *f = fields; f && f->name; f++)
-    if (f->flags & SL_REQUIRED) return 1;
-  return 0;
-}
 
 /* A default as a node: scalars are taken as written, lists and maps parsed as YAML. */
 static sl_cnode_t *default_node(const sl_field_t *f, const sl_cnode_t *pos) {
@@ -326,12 +321,6 @@ int sl_spec_validate_fields(const sl_field_t *fields, sl_cnode_t *node, const ch
       sl_cnode_t *dn = default_node(f, node);
       sl_cnode_map_set(node, f->name, dn);
       errs += sl_spec_validate_value(f, dn, p, d);
-    } else if (f->type == SL_F_OBJECT && f->fields && !has_required(f->fields)) {
-      /* Absent objects get their nested defaults, so readers never special-case them. */
-      sl_cnode_t *obj = sl_cnode_new(SL_CN_MAP, node);
-      obj->synthetic = 1;
-      sl_cnode_map_set(node, f->name, obj);
-      errs += sl_spec_validate_fields(f->fields, obj, p, d);
     }
     free(p);
   }

@@ -537,3 +537,111 @@ output:
     assert.are.same(a, b)
   end)
 end)
+
+describe("http auth", function()
+  local JWT = "python3 spec/tools/jwt.py "
+  local function token(...)
+    local args = {}
+    for k, a in ipairs({...}) do args[k] = h.shell_quote(a) end
+    local _, out = h.sh(JWT .. table.concat(args, " "))
+    return (out:gsub("%s+$", ""))
+  end
+
+  local srv, keydir
+  setup(function()
+    keydir = h.tmpdir()
+    assert(os.execute("openssl genrsa -out " .. keydir .. "/key.pem 2048 2>/dev/null"))
+    assert(os.execute("openssl rsa -in " .. keydir .. "/key.pem -pubout -out " .. keydir .. "/pub.pem 2>/dev/null"))
+    srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+  auth:
+    jwt:
+      secret: s3cret
+      issuer: sluice-tests
+streams:
+  hs:
+    input:
+      http_server: {path: /hs}
+    pipeline:
+      processors:
+        - lua: 'return {user = ctx.user, role = ctx.jwt.role}'
+    output: {sync_response: {}}
+  rs:
+    input:
+      http_server:
+        path: /rs
+        auth:
+          jwt:
+            public_key_file: ]] .. keydir .. [[/pub.pem
+            required_claims: {role: admin}
+    output: {sync_response: {}}
+  keys:
+    input:
+      http_server:
+        path: /keys
+        auth:
+          api_keys:
+            keys: {k-123: bob}
+    pipeline:
+      processors:
+        - lua: 'return {user = ctx.user}'
+    output: {sync_response: {}}
+]])
+  end)
+  teardown(function()
+    assert.are.equal(0, srv.stop())
+    h.rmdir(keydir)
+  end)
+
+  local function post(path, hdr)
+    return curl("-i -X POST -d '{}' " .. (hdr or "") .. " " .. srv.url .. path)
+  end
+
+  it("accepts a valid HS256 token and fills ctx.user and ctx.jwt", function()
+    local t = token("HS256", "s3cret", '{"sub":"ada","role":"dev","iss":"sluice-tests","exp":"now+60"}')
+    local out = post("/hs", "-H 'Authorization: Bearer " .. t .. "'")
+    assert.matches("^HTTP/1%.1 200 ", out)
+    assert.are.same({user = "ada", role = "dev"}, json.decode(out:match("\r\n\r\n(.*)$")))
+    -- Browsers' EventSource and WebSocket cannot set headers: access_token works too.
+    assert.matches("^HTTP/1%.1 200 ", post("/hs?access_token=" .. t))
+  end)
+
+  it("refuses missing, expired, wrongly signed, foreign-issuer and alg-swapped tokens with 401", function()
+    local out = post("/hs")
+    assert.matches("^HTTP/1%.1 401 ", out)
+    assert.matches('\r\nWWW%-Authenticate: Bearer realm="sluice"\r\n', out)
+    local cases = {
+      token("HS256", "s3cret", '{"sub":"ada","iss":"sluice-tests","exp":"now-120"}'),
+      token("HS256", "other", '{"sub":"ada","iss":"sluice-tests","exp":"now+60"}'),
+      token("HS256", "s3cret", '{"sub":"ada","iss":"elsewhere","exp":"now+60"}'),
+      token("HS256", "s3cret", '{"sub":"ada","iss":"sluice-tests","nbf":"now+600"}'),
+      "not.a.token",
+    }
+    for _, t in ipairs(cases) do
+      out = post("/hs", "-H 'Authorization: Bearer " .. t .. "'")
+      assert.matches("^HTTP/1%.1 401 ", out, 1, t)
+      assert.matches('error="invalid_token"', out)
+    end
+  end)
+
+  it("checks RS256 with the public key, refuses HS256 signed with that key, and answers 403 for missing claims", function()
+    local admin = token("RS256", keydir .. "/key.pem", '{"sub":"eve","role":"admin","exp":"now+60"}')
+    assert.matches("^HTTP/1%.1 200 ", post("/rs", "-H 'Authorization: Bearer " .. admin .. "'"))
+    local user = token("RS256", keydir .. "/key.pem", '{"sub":"eve","role":"user","exp":"now+60"}')
+    assert.matches("^HTTP/1%.1 403 ", post("/rs", "-H 'Authorization: Bearer " .. user .. "'"))
+    local forged = token("HS256", h.read(keydir .. "/pub.pem"), '{"sub":"eve","role":"admin"}')
+    assert.matches("^HTTP/1%.1 401 ", post("/rs", "-H 'Authorization: Bearer " .. forged .. "'"))
+  end)
+
+  it("accepts API keys in a header or the query, and nothing else", function()
+    local out = post("/keys", "-H 'X-API-Key: k-123'")
+    assert.are.same({user = "bob"}, json.decode(out:match("\r\n\r\n(.*)$")))
+    assert.matches("^HTTP/1%.1 200 ", post("/keys?api_key=k-123"))
+    assert.matches("^HTTP/1%.1 401 ", post("/keys", "-H 'X-API-Key: nope'"))
+  end)
+
+  it("keeps /ping public", function()
+    assert.are.equal("pong", (curl(srv.url .. "/ping")))
+  end)
+end)
