@@ -8,6 +8,7 @@
 #include "../core/log.h"
 #include "../core/stream.h"
 #include "../core/xalloc.h"
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,12 @@ static const sl_field_t fields[] = {
   {"auth", SL_F_OBJECT, NULL, 0,
    "Authentication for this component's paths, replacing `http.auth` (see the `http:` section).",
    NULL, sl_http_auth_fields},
+  {"tenant", SL_F_STRING, "", 0,
+   "`ctx.user`: with `delivery: broadcast`, each client gets only the messages whose `tenant_field` equals "
+   "its authenticated user (from `auth`), so isolation does not depend on a Lua filter; clients without a "
+   "user are refused (403). Empty: off.", NULL, NULL},
+  {"tenant_field", SL_F_STRING, "meta.tenant", 0,
+   "Where a message names its tenant: `meta.KEY` or `this.FIELD` (a top-level JSON field).", NULL, NULL},
   {"timeout", SL_F_DURATION, "5s", 0, "How long a long-poll GET waits.", NULL, NULL},
   {"heartbeat", SL_F_DURATION, "15s", 0, "Interval of SSE keep-alive comments.", NULL, NULL},
   {"max_buffer", SL_F_SIZE, "1MiB", 0,
@@ -48,10 +55,12 @@ typedef struct client {      /* an SSE or WebSocket subscriber */
   sl_ws_t *ws;               /* WebSocket */
   hout_t *o;
   char *types;               /* SSE `types=a,b` filter as ",a,b,", or NULL */
+  char *user;                /* tenant mode: the client's user */
 } client_t;
 
 typedef struct waiter {      /* a long-poll GET */
   struct waiter *next;
+  char *user;                /* tenant mode: the client's user */
   sl_http_req_t *req;        /* NULL once answered */
   uv_timer_t timer;
   hout_t *o;
@@ -67,6 +76,9 @@ typedef struct held {        /* round_robin: a batch waiting for a client */
 struct hout {
   sl_output_t base;
   sl_http_auth_t *auth;
+  int tenant;
+  char *tenant_meta, *tenant_json;   /* one of them names the message's tenant */
+  char **cur_tenants;        /* tenants of the batch being written (tenant mode) */
   char *path, *sse_path, *ws_path;
   int round_robin;
   int64_t timeout_ms, heartbeat_ms, max_buffer;
@@ -83,7 +95,11 @@ static const char *stream_name(const hout_t *o) { return o->base.stream ? o->bas
 
 /* ---------- clients ---------- */
 
-static void waiter_closed(uv_handle_t *h) { free(h->data); }
+static void waiter_closed(uv_handle_t *h) {
+  waiter_t *w = h->data;
+  free(w->user);
+  free(w);
+}
 
 /* Unlinks w (if still listed) and frees it once its timer is closed. */
 static void waiter_remove(hout_t *o, waiter_t *w) {
@@ -115,6 +131,7 @@ static void client_end(hout_t *o, client_t *c, int code, const char *why) {
   if (c->st) sl_http_stream_close(c->st);
   if (c->ws) sl_ws_close(c->ws, code, why);
   free(c->types);
+  free(c->user);
   free(c);
 }
 
@@ -132,6 +149,24 @@ static char *joined(const sl_batch_t *b, size_t *len) {
   *p = 0;
   *len = (size_t)(p - out);
   return out;
+}
+
+/* The tenant a message belongs to (caller frees), or NULL. */
+static char *tenant_of(const hout_t *o, const sl_msg_t *m) {
+  if (o->tenant_meta) {
+    const char *v = sl_kv_get(&m->meta, o->tenant_meta);
+    return v ? sl_xstrdup(v) : NULL;
+  }
+  json_t *doc = json_loadb(m->content->data, m->content->len, 0, NULL);
+  json_t *v = json_object_get(doc, o->tenant_json);
+  char *t = !v ? NULL : json_is_string(v) ? sl_xstrdup(json_string_value(v)) : json_dumps(v, JSON_ENCODE_ANY);
+  json_decref(doc);
+  return t;
+}
+
+static int visible(const hout_t *o, uint32_t i, const char *user) {
+  if (!o->cur_tenants) return 1;
+  return user && o->cur_tenants[i] && strcmp(o->cur_tenants[i], user) == 0;
 }
 
 static void answer_waiter(hout_t *o, waiter_t *w, const sl_batch_t *b) {
@@ -152,6 +187,7 @@ static void answer_waiter(hout_t *o, waiter_t *w, const sl_batch_t *b) {
 static int send_events(hout_t *o, client_t *c, const sl_batch_t *b, uint64_t first_id) {
   int slow = 0;
   for (uint32_t i = 0; i < b->n; i++) {
+    if (!visible(o, i, c->user)) continue;
     const sl_bytes_t *m = b->msgs[i]->content;
     const char *event = sl_kv_get(&b->msgs[i]->meta, "event");
     if (c->types) {
@@ -248,8 +284,13 @@ static void on_get(sl_http_req_t *r, void *arg) {
     sl_http_error(r, 503, "shutting down");
     return;
   }
+  if (o->tenant && !r->user) {
+    sl_http_error(r, 403, "tenant isolation needs an authenticated user (configure auth)");
+    return;
+  }
   waiter_t *w = sl_xcalloc(1, sizeof(*w));
   w->req = r;
+  if (r->user) w->user = sl_xstrdup(r->user);
   w->o = o;
   uv_timer_init(o->base.worker->loop, &w->timer);
   w->timer.data = w;
@@ -272,8 +313,13 @@ static void on_sse(sl_http_req_t *r, void *arg) {
     sl_http_error(r, 503, "shutting down");
     return;
   }
+  if (o->tenant && !r->user) {
+    sl_http_error(r, 403, "tenant isolation needs an authenticated user (configure auth)");
+    return;
+  }
   client_t *c = sl_xcalloc(1, sizeof(*c));
   c->o = o;
+  if (r->user) c->user = sl_xstrdup(r->user);
   for (const char *q = r->query; q && *q;) {
     const char *amp = strchr(q, '&');
     size_t n = amp ? (size_t)(amp - q) : strlen(q);
@@ -315,8 +361,13 @@ static void on_ws(sl_http_req_t *r, void *arg) {
     sl_http_error(r, 503, "shutting down");
     return;
   }
+  if (o->tenant && !r->user) {
+    sl_http_error(r, 403, "tenant isolation needs an authenticated user (configure auth)");
+    return;
+  }
   client_t *c = sl_xcalloc(1, sizeof(*c));
   c->o = o;
+  if (r->user) c->user = sl_xstrdup(r->user);
   c->next = o->clients;
   o->clients = c;
   static const sl_ws_handlers_t h = {NULL, on_ws_gone};
@@ -367,15 +418,39 @@ static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
   }
   uint64_t first = o->seq + 1;
   o->seq += b->n;
+  if (o->tenant) {
+    o->cur_tenants = sl_xcalloc(b->n, sizeof(char *));
+    for (uint32_t i = 0; i < b->n; i++) o->cur_tenants[i] = tenant_of(o, b->msgs[i]);
+  }
   for (waiter_t *w = take_waiters(o), *next; w; w = next) {
     next = w->next;
-    answer_waiter(o, w, b);
+    if (!o->tenant) {
+      answer_waiter(o, w, b);
+      continue;
+    }
+    /* A waiter gets its own messages of the batch, or keeps waiting. */
+    sl_batch_t mine = {0};
+    for (uint32_t i = 0; i < b->n; i++)
+      if (visible(o, i, w->user)) sl_batch_push(&mine, b->msgs[i]);
+    if (mine.n) {
+      answer_waiter(o, w, &mine);
+    } else {
+      w->next = NULL;
+      *o->waiters_tail = w;
+      o->waiters_tail = &w->next;
+    }
+    free(mine.msgs);
   }
   for (client_t *c = o->clients, *next; c; c = next) {
     next = c->next;
     int rc = send_events(o, c, b, first);
     if (rc > 0) sl_logf(SL_LOG_WARN, stream_name(o), out->label, "disconnecting a slow SSE client");
     if (rc != 0) client_remove(o, c);
+  }
+  if (o->cur_tenants) {
+    for (uint32_t i = 0; i < b->n; i++) free(o->cur_tenants[i]);
+    free(o->cur_tenants);
+    o->cur_tenants = NULL;
   }
   cb(out, b, 0, NULL, arg);
 }
@@ -404,6 +479,8 @@ static void hout_free(uv_handle_t *h) {
   free(o->path);
   free(o->sse_path);
   free(o->ws_path);
+  free(o->tenant_meta);
+  free(o->tenant_json);
   sl_http_auth_free(o->auth);
   free(o);
 }
@@ -441,6 +518,20 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
   o->max_buffer = sl_conf_size(conf, "max_buffer", 1 << 20);
   o->waiters_tail = &o->waiters;
   o->held_tail = &o->held;
+  const char *tenant = sl_conf_str(conf, "tenant", ""), *tf = sl_conf_str(conf, "tenant_field", "meta.tenant");
+  if (*tenant) {
+    if (strcmp(tenant, "ctx.user") != 0 || o->round_robin ||
+        (strncmp(tf, "meta.", 5) != 0 && strncmp(tf, "this.", 5) != 0) || !tf[5]) {
+      sl_diag_add(b->diags, sl_cnode_get(conf, "tenant"), "tenant",
+                  "tenant isolation is `tenant: ctx.user` with `delivery: broadcast` and a `tenant_field` of "
+                  "`meta.KEY` or `this.FIELD`");
+      hout_free((uv_handle_t *)&o->heartbeat);
+      return NULL;
+    }
+    o->tenant = 1;
+    if (strncmp(tf, "meta.", 5) == 0) o->tenant_meta = sl_xstrdup(tf + 5);
+    else o->tenant_json = sl_xstrdup(tf + 5);
+  }
   if (!o->path[0] && !o->sse_path[0] && !o->ws_path[0]) {
     sl_diag_add(b->diags, conf, "http_server", "set at least one of `path`, `sse_path`, `ws_path`");
     hout_free((uv_handle_t *)&o->heartbeat);

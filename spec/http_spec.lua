@@ -645,3 +645,56 @@ streams:
     assert.are.equal("pong", (curl(srv.url .. "/ping")))
   end)
 end)
+
+describe("tenant isolation", function()
+  it("delivers each user only their messages, whatever the clients ask for", function()
+    local srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+  auth:
+    api_keys:
+      keys: {key-a: alice, key-b: bob}
+input:
+  generate:
+    interval: 20ms
+    mapping: 'return {user_id = (i % 2 == 0) and "alice" or "bob", n = i}'
+output:
+  http_server:
+    path: /poll
+    sse_path: /events
+    tenant: ctx.user
+    tenant_field: this.user_id
+]])
+    local fa, fb = h.tmpname(), h.tmpname()
+    os.execute(string.format("curl -s -N -m 1.5 -H 'X-API-Key: key-a' %s/events > %s &", srv.url, fa))
+    os.execute(string.format("curl -s -N -m 1.5 '%s/events?api_key=key-b' > %s &", srv.url, fb))
+    local poll = curl("-H 'X-API-Key: key-b' " .. srv.url .. "/poll")
+    local anon = curl("-w ' %{http_code}' " .. srv.url .. "/events")
+    os.execute("sleep 1.8")
+    local a, b = h.read(fa) or "", h.read(fb) or ""
+    os.remove(fa); os.remove(fb)
+    assert.are.equal(0, srv.stop())
+    local function users(raw)
+      local seen, n = {}, 0
+      for data in raw:gmatch("data: ([^\n]+)") do
+        seen[json.decode(data).user_id] = true
+        n = n + 1
+      end
+      return seen, n
+    end
+    local sa, na = users(a)
+    local sb, nb = users(b)
+    assert.is_true(na >= 10 and nb >= 10, na .. " " .. nb)
+    assert.are.same({alice = true}, sa)
+    assert.are.same({bob = true}, sb)
+    assert.are.equal("bob", json.decode(poll).user_id)
+    assert.matches(" 401$", anon)
+  end)
+
+  it("refuses tenant without broadcast", function()
+    local r = h.run_config("input: {stdin: {}}\noutput:\n  http_server: {path: /p, tenant: ctx.user, delivery: round_robin}\n",
+      {cmd = "run", stdin = ""})
+    assert.are.equal(1, r.code)
+    assert.matches("tenant isolation is `tenant: ctx.user` with `delivery: broadcast`", r.stderr)
+  end)
+end)
