@@ -7,6 +7,7 @@
 #include "http_cors.h"
 #include "http_route.h"
 #include "http_static.h"
+#include "http_tls.h"
 #include "log.h"
 #include "rand.h"
 #include "section.h"
@@ -27,6 +28,7 @@ typedef struct sl_http {
   sl_routes_t routes;
   sl_cors_t cors;
   sl_http_auth_t *auth;      /* the section's, for component routes without their own */
+  sl_tls_ctx_t *tls;         /* http.tls, or NULL */
   char *config_dir;          /* for relative static dirs */
   uv_tcp_t listener;
   int listening, stopping;
@@ -54,6 +56,7 @@ typedef struct conn {
   int keep_alive, closing, handles;
   int writes;                /* uv_write requests in flight */
   struct sl_http_stream *stream;   /* the connection carries a streamed answer */
+  sl_tls_t *tls;             /* the session, when the server speaks TLS */
   char remote[64];
 } conn_t;
 
@@ -143,6 +146,7 @@ static void conn_handle_closed(uv_handle_t *h) {
   free(c->value);
   free(c->body);
   free(c->pending);
+  sl_tls_free(c->tls);
   free(c);
 }
 
@@ -226,7 +230,23 @@ static void on_written(uv_write_t *w, int status) {
   }
 }
 
+/* Puts bytes on the wire as they are (ciphertext, or plaintext without TLS). */
+static void wire_write(conn_t *c, const char *head, size_t hlen, const void *body, size_t blen, int close_after);
+
 static void write_raw(conn_t *c, const char *head, size_t hlen, const void *body, size_t blen, int close_after) {
+  if (!c->tls) {
+    wire_write(c, head, hlen, body, blen, close_after);
+    return;
+  }
+  sl_tls_send(c->tls, head, hlen);
+  sl_tls_send(c->tls, body, blen);
+  size_t n = 0;
+  char *out = sl_tls_take_output(c->tls, &n);
+  wire_write(c, out ? out : "", n, NULL, 0, close_after);
+  free(out);
+}
+
+static void wire_write(conn_t *c, const char *head, size_t hlen, const void *body, size_t blen, int close_after) {
   wreq_t *wr = sl_xmalloc(sizeof(*wr) + hlen + blen);
   memcpy(wr->data, head, hlen);
   if (blen) memcpy(wr->data + hlen, body, blen);
@@ -414,20 +434,12 @@ int sl_http_stream_write(sl_http_stream_t *st, const void *data, size_t len, siz
   }
   char head[32];
   int hl = snprintf(head, sizeof head, "%zx\r\n", len);
-  wreq_t *wr = sl_xmalloc(sizeof(*wr) + (size_t)hl + len + 2);
-  memcpy(wr->data, head, (size_t)hl);
-  memcpy(wr->data + hl, data, len);
-  memcpy(wr->data + hl + len, "\r\n", 2);
-  wr->c = c;
-  wr->close_after = 0;
-  uv_buf_t buf = uv_buf_init(wr->data, (unsigned)((size_t)hl + len + 2));
-  c->writes++;
-  if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1, on_written) != 0) {
-    c->writes--;
-    free(wr);
-    conn_close(c);
-    return -1;
-  }
+  char *chunk = sl_xmalloc(len + 2);
+  memcpy(chunk, data, len);
+  memcpy(chunk + len, "\r\n", 2);
+  write_raw(c, head, (size_t)hl, chunk, len + 2, 0);
+  free(chunk);
+  if (c->closing) return -1;
   return c->tcp.write_queue_size > max_buffer ? 1 : 0;
 }
 
@@ -726,6 +738,27 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
     if (!c->closing) conn_close(c);
     return;
   }
+  if (n > 0 && !c->closing && c->tls) {
+    char *plain = NULL;
+    size_t plen = 0;
+    int rc = sl_tls_recv(c->tls, buf->base, (size_t)n, &plain, &plen);
+    size_t olen = 0;
+    char *out = sl_tls_take_output(c->tls, &olen);   /* handshake answers */
+    if (out) wire_write(c, out, olen, NULL, 0, rc < 0);
+    free(out);
+    free(buf->base);
+    if (rc < 0) {
+      free(plain);
+      if (!out) conn_close(c);
+      return;
+    }
+    if (plen && !c->closing) {
+      if (!c->req && !c->busy) arm_timer(c, 0);
+      feed(c, plain, plen);
+    }
+    free(plain);
+    return;
+  }
   if (n > 0 && !c->closing) {
     if (!c->req && !c->busy) arm_timer(c, 0);
     feed(c, buf->base, (size_t)n);
@@ -770,6 +803,7 @@ static void on_connection(uv_stream_t *ls, int status) {
   }
   llhttp_init(&c->parser, HTTP_REQUEST, &g_settings);
   c->parser.data = c;
+  if (s->tls) c->tls = sl_tls_new(s->tls);
   if (s->nconns > s->max_connections) {
     send_error(c, 503, "too many connections", NULL, 1);
     return;
@@ -787,6 +821,7 @@ static void srv_free(void *p) {
   sl_routes_free(&s->routes);
   sl_cors_free(&s->cors);
   sl_http_auth_free(s->auth);
+  sl_tls_ctx_free(s->tls);
   free(s->config_dir);
   free(s->address);
   free(s->base_path);
@@ -891,7 +926,7 @@ int sl_http_listen(sl_worker_t *w) {
     return -1;
   }
   s->listening = 1;
-  sl_info("http: listening on %s%s", s->address, s->base_path);
+  sl_info("http: listening on %s%s%s", s->tls ? "https://" : "", s->address, s->base_path);
   return 0;
 }
 
@@ -929,6 +964,11 @@ static const sl_field_t cors_fields[] = {
   {"max_age", SL_F_DURATION, "10m", 0, "How long browsers may cache a preflight answer.", NULL, NULL},
   {0}};
 
+static const sl_field_t tls_fields[] = {
+  {"cert_file", SL_F_STRING, NULL, SL_REQUIRED, "Certificate chain (PEM), relative to the config file.", NULL, NULL},
+  {"key_file", SL_F_STRING, NULL, SL_REQUIRED, "Private key (PEM), relative to the config file.", NULL, NULL},
+  {0}};
+
 static const sl_field_t static_fields[] = {
   {"path", SL_F_STRING, NULL, SL_REQUIRED, "URL prefix, e.g. `/ui`.", NULL, NULL},
   {"dir", SL_F_STRING, NULL, SL_REQUIRED, "Directory served under it.", NULL, NULL},
@@ -945,6 +985,7 @@ static const sl_field_t http_fields[] = {
    NULL, NULL},
   {"idle_timeout", SL_F_DURATION, "60s", 0, "Keep-alive connections idle this long are closed.", NULL, NULL},
   {"max_connections", SL_F_INT, "10000", 0, "Connections beyond this are answered 503 and closed.", NULL, NULL},
+  {"tls", SL_F_OBJECT, NULL, 0, "Serve HTTPS (and wss://): TLS 1.2 or later via OpenSSL.", NULL, tls_fields},
   {"cors", SL_F_OBJECT, NULL, 0, "Cross-origin requests from browsers.", NULL, cors_fields},
   {"auth", SL_F_OBJECT, NULL, 0,
    "Authentication required on every path served by a component (not `/ping`, `/ready` or static files); "
@@ -955,6 +996,12 @@ static const sl_field_t http_fields[] = {
    "types by extension, `ETag`/`If-None-Match` (304), `index.html` for directories; nothing outside "
    "`dir` is reachable (`..`, encoded slashes and symlinks leading out are refused).", NULL, static_fields},
   {0}};
+
+/* path relative to the directory of the config file `file`. */
+static char *relative_to(const char *file, const char *path) {
+  if (path[0] == '/' || !file || !strchr(file, '/')) return sl_xstrdup(path);
+  return sl_xasprintf("%.*s/%s", (int)(strrchr(file, '/') - file), file, path);
+}
 
 static int http_apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
   if (!node) return 0;
@@ -978,6 +1025,21 @@ static int http_apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
   s->idle_timeout_ms = sl_conf_duration_ms(node, "idle_timeout", s->idle_timeout_ms);
   s->max_connections = sl_conf_int(node, "max_connections", s->max_connections);
   sl_cors_configure(&s->cors, sl_cnode_get(node, "cors"));
+  const sl_cnode_t *tls = sl_cnode_get(node, "tls");
+  if (tls) {
+    char *cert = relative_to(node->file, sl_conf_str(tls, "cert_file", ""));
+    char *key = relative_to(node->file, sl_conf_str(tls, "key_file", ""));
+    char *err = NULL;
+    sl_tls_ctx_free(s->tls);
+    s->tls = sl_tls_ctx_new(cert, key, &err);
+    if (!s->tls) {
+      sl_diag_add(d, tls, "http.tls", "%s", err);
+      free(err);
+    }
+    free(cert);
+    free(key);
+    if (!s->tls) return -1;
+  }
   const sl_cnode_t *auth = sl_cnode_get(node, "auth");
   if (auth) {
     sl_http_auth_free(s->auth);

@@ -94,12 +94,13 @@ function M.serve(yaml, opts)
   if opts.before then opts.before(dir) end
   local bin = M.bin:sub(1, 1) == "/" and M.bin or (os.getenv("PWD") .. "/" .. M.bin)
   os.execute(string.format(
-    "cd %s && (%s run config.yaml > out.txt 2> err.txt & echo $! > pid.txt; wait $!; echo $? > rc.txt) &",
+    "cd %s && (%s run config.yaml > out.txt 2> err.txt & echo $! > pid.txt; wait $!; echo $? > rc.tmp; mv rc.tmp rc.txt) &",
     M.shell_quote(dir), M.shell_quote(bin)))
   local srv = {port = port, dir = dir, url = "http://127.0.0.1:" .. port}
   local up = false
   for _ = 1, 100 do
-    local code = M.sh(string.format("curl -s -o /dev/null -m 1 %s/ping", srv.url))
+    local code = M.sh(string.format("curl -s -o /dev/null -m 1 %s %s://127.0.0.1:%d/ping",
+      opts.cacert and ("--cacert " .. opts.cacert) or "", opts.scheme or "http", port))
     if code == 0 then up = true break end
     if M.read(dir .. "/rc.txt") then break end
     os.execute("sleep 0.05")

@@ -698,3 +698,37 @@ output:
     assert.matches("tenant isolation is `tenant: ctx.user` with `delivery: broadcast`", r.stderr)
   end)
 end)
+
+describe("https", function()
+  it("serves HTTPS and wss:// with the configured certificate", function()
+    local d = h.tmpdir()
+    assert(os.execute("openssl req -x509 -newkey rsa:2048 -nodes -keyout " .. d .. "/key.pem -out " .. d ..
+      "/cert.pem -days 1 -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 2>/dev/null"))
+    local srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+  tls: {cert_file: ]] .. d .. [[/cert.pem, key_file: ]] .. d .. [[/key.pem}
+input:
+  http_server: {path: /in}
+output:
+  drop: {}
+]], {scheme = "https", cacert = d .. "/cert.pem"})
+    local out = curl("-i --cacert " .. d .. "/cert.pem -X POST -d '{}' https://127.0.0.1:" .. srv.port .. "/in")
+    local plain = curl("-w ' %{http_code}' -X POST -d '{}' http://127.0.0.1:" .. srv.port .. "/in")
+    local keep = curl("--cacert " .. d .. "/cert.pem https://127.0.0.1:" .. srv.port .. "/ping https://127.0.0.1:" ..
+      srv.port .. "/ping")
+    assert.are.equal(0, srv.stop())
+    h.rmdir(d)
+    assert.matches("^HTTP/1%.1 200 ", out)
+    assert.matches('{"status":"ok"}$', out)
+    assert.matches(" 000$", plain)
+    assert.are.equal("pongpong", keep)
+  end)
+
+  it("reports an unusable certificate at start", function()
+    local r = h.run_config("http:\n  address: 127.0.0.1:1\n  tls: {cert_file: /nonexistent.pem, key_file: /nonexistent.pem}\n" ..
+      "input: {http_server: {path: /x}}\noutput: {drop: {}}\n")
+    assert.are.equal(1, r.code)
+    assert.matches("http%.tls: /nonexistent%.pem", r.stderr)
+  end)
+end)

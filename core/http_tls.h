@@ -1,0 +1,25 @@
+/* TLS for the HTTP server (OpenSSL with memory BIOs, so libuv keeps doing
+ * the socket I/O). Ownership: the server owns the context, a connection its
+ * session; buffers returned are malloc'd for the caller. */
+#ifndef SL_HTTP_TLS_H
+#define SL_HTTP_TLS_H
+#include <stddef.h>
+
+typedef struct sl_tls_ctx sl_tls_ctx_t;
+typedef struct sl_tls sl_tls_t;
+
+/* NULL with *err (caller frees) when the certificate or key cannot be used. */
+sl_tls_ctx_t *sl_tls_ctx_new(const char *cert_file, const char *key_file, char **err);
+void sl_tls_ctx_free(sl_tls_ctx_t *c);
+
+sl_tls_t *sl_tls_new(sl_tls_ctx_t *c);
+void sl_tls_free(sl_tls_t *t);
+/* Feeds received ciphertext; decrypted bytes are appended to *out (length *out_len,
+ * malloc'd). Returns -1 when the peer broke the protocol. */
+int sl_tls_recv(sl_tls_t *t, const char *in, size_t n, char **out, size_t *out_len);
+/* Encrypts plaintext into the pending output. */
+void sl_tls_send(sl_tls_t *t, const void *p, size_t n);
+/* What must go on the wire now (handshake or records), or NULL. */
+char *sl_tls_take_output(sl_tls_t *t, size_t *len);
+
+#endif
