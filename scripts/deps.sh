@@ -5,18 +5,31 @@ set -eu
 PKGS="build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
 libluajit2-5.1-dev luajit2 libuv1-dev node-llhttp librdkafka-dev libyaml-dev
 lua-busted lua-cjson libssl-dev libwslay-dev libjwt-dev
-libjansson-dev jq curl openssl python3 python3-websockets hyperfine time"
+libjansson-dev jq curl openssl python3 python3-websockets chromium nginx-light wrk hyperfine time"
+
+command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
 
-echo "deps: installing$missing"
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-# shellcheck disable=SC2086
-$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+if [ -n "$missing" ]; then
+  echo "deps: installing$missing"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  # shellcheck disable=SC2086
+  $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  # Debian starts nginx on install; the benchmarks run their own.
+  $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+fi
+
+# The specs' npm clients (ws, eventsource, playwright-core), from the npm
+# registry at the versions package-lock.json pins.
+cd "$(dirname "$0")/../spec/node"
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
+  npm ci --no-audit --no-fund --silent
+  touch node_modules
+fi
