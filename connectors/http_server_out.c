@@ -226,6 +226,17 @@ static int send_events(hout_t *o, client_t *c, const sl_batch_t *b, uint64_t fir
   return slow;
 }
 
+/* A client that fell more than max_buffer behind (rc 1) is told so (WebSocket
+ * 1008) and logged; one that is gone (rc -1) is just forgotten. */
+static void drop_client(hout_t *o, client_t *c, int rc) {
+  if (rc > 0) {
+    sl_logf(SL_LOG_WARN, stream_name(o), o->base.label, "disconnecting a slow %s client", c->ws ? "WebSocket" : "SSE");
+    client_end(o, c, 1008, "too slow: send buffer full");
+  } else {
+    client_remove(o, c);
+  }
+}
+
 /* Gives b to one client (round_robin); 0 when nobody could take it. */
 static int deliver_one(hout_t *o, const sl_batch_t *b, uint64_t first_id) {
   if (o->waiters) {
@@ -243,8 +254,7 @@ static int deliver_one(hout_t *o, const sl_batch_t *b, uint64_t first_id) {
     while (i++ < k) c = c->next;
     int rc = send_events(o, c, b, first_id);
     if (rc == 0) return 1;
-    if (rc > 0) sl_logf(SL_LOG_WARN, stream_name(o), o->base.label, "disconnecting a slow SSE client");
-    client_remove(o, c);
+    drop_client(o, c, rc);
     if (rc > 0) return 1;
     n--;
   }
@@ -444,8 +454,7 @@ static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
   for (client_t *c = o->clients, *next; c; c = next) {
     next = c->next;
     int rc = send_events(o, c, b, first);
-    if (rc > 0) sl_logf(SL_LOG_WARN, stream_name(o), out->label, "disconnecting a slow SSE client");
-    if (rc != 0) client_remove(o, c);
+    if (rc != 0) drop_client(o, c, rc);
   }
   if (o->cur_tenants) {
     for (uint32_t i = 0; i < b->n; i++) free(o->cur_tenants[i]);

@@ -57,6 +57,7 @@ typedef struct conn {
   int writes;                /* uv_write requests in flight */
   struct sl_http_stream *stream;   /* the connection carries a streamed answer */
   sl_tls_t *tls;             /* the session, when the server speaks TLS */
+  int finished;              /* a streamed or taken-over answer ended: ignore input */
   char remote[64];
 } conn_t;
 
@@ -447,6 +448,7 @@ void sl_http_stream_close(sl_http_stream_t *st) {
   conn_t *c = st->conn;
   if (c && !c->closing) {
     c->stream = NULL;
+    c->finished = 1;
     if (st->on_data) {
       /* Raw: close once what was written is flushed. */
       if (c->writes) write_raw(c, "", 0, NULL, 0, 1);
@@ -558,6 +560,7 @@ static void dispatch(conn_t *c);
 /* Feeds bytes to the parser; a completed request is dispatched and what
  * follows it is kept until the request is answered. */
 static void feed(conn_t *c, const char *data, size_t len) {
+  if (c->finished) return;
   if (c->stream) {
     /* A taken-over connection gets its bytes; a streamed answer ignores them. */
     if (c->stream->on_data && len) c->stream->on_data(c->stream->arg, data, len);
@@ -569,6 +572,7 @@ static void feed(conn_t *c, const char *data, size_t len) {
   }
   llhttp_errno_t e = llhttp_execute(&c->parser, data, len);
   if (e == HPE_OK) return;
+  if (e == HPE_PAUSED && !c->req) return;   /* still paused: nothing new was parsed */
   if (e == HPE_PAUSED) {
     const char *pos = llhttp_get_error_pos(&c->parser);
     size_t used = pos ? (size_t)(pos - data) : len;

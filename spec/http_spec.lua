@@ -500,6 +500,23 @@ output:
     assert.are.equal("", ok)   -- no Origin (not a browser): accepted, nothing to say
   end)
 
+  it("closes a client that stops reading with 1008 and keeps serving the others", function()
+    local srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+input:
+  generate: {interval: 10ms, batch_size: 16, mapping: 'return string.rep("x", 4096)'}
+output:
+  http_server: {ws_path: /sub, max_buffer: 64KiB}
+]])
+    local _, out = h.sh(WS .. "ws://127.0.0.1:" .. srv.port .. "/sub --stall 3 --wait 3")
+    local _, fresh = h.sh(WS .. "ws://127.0.0.1:" .. srv.port .. "/sub --recv 2")
+    assert.are.equal(0, srv.stop())
+    local last = ws_lines(out)
+    assert.are.equal(1008, last[#last].closed)
+    assert.are.equal(2, #ws_lines(fresh))
+  end)
+
   it("refuses a plain GET on a WebSocket path with 400", function()
     local srv = h.serve([[
 http:
