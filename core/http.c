@@ -934,6 +934,14 @@ int sl_http_listen(sl_worker_t *w) {
   return 0;
 }
 
+int sl_http_port(sl_worker_t *w) {
+  sl_http_t *s = w->slot[SL_SLOT_HTTP];
+  struct sockaddr_storage sa;
+  int len = sizeof sa;
+  if (!s || !s->listening || uv_tcp_getsockname(&s->listener, (struct sockaddr *)&sa, &len) != 0) return -1;
+  return ntohs(sa.ss_family == AF_INET ? ((struct sockaddr_in *)&sa)->sin_port : ((struct sockaddr_in6 *)&sa)->sin6_port);
+}
+
 void sl_http_stop(sl_worker_t *w) {
   sl_http_t *s = w->slot[SL_SLOT_HTTP];
   if (!s) return;

@@ -80,6 +80,8 @@ char *sl_http_form_decode(const char *s, size_t n, size_t *out_len);
  * `http:` section or a route); stop accepting at shutdown; close everything. */
 int sl_http_listen(sl_worker_t *w);
 void sl_http_stop(sl_worker_t *w);
+/* The port the server listens on (useful with address port 0), or -1. */
+int sl_http_port(sl_worker_t *w);
 void sl_http_close(sl_worker_t *w);
 
 #endif

@@ -54,18 +54,20 @@ if [ -x build-asan/sluice ]; then
     run_suite sanitizers build-asan
 fi
 
-echo "== fuzzing the config loader (${FUZZ_SECONDS:-30}s)"
+echo "== fuzzing the config loader and the HTTP/WebSocket server (${FUZZ_SECONDS:-20}s each)"
 if CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSL_FUZZ=ON -DSL_SANITIZE=ON > "$LOG/fcmake" 2>&1 &&
-   ninja -C build-fuzz -j "$JOBS" fuzz_conf > "$LOG/fninja" 2>&1; then
-  mkdir -p build-fuzz/corpus
-  cp examples/*.yaml build-fuzz/corpus/ 2>/dev/null || true
-  if LSAN_OPTIONS="suppressions=$(pwd)/scripts/lsan.supp" \
-     build-fuzz/fuzz_conf -max_total_time="${FUZZ_SECONDS:-30}" -max_len=4096 -print_final_stats=0 \
-       build-fuzz/corpus > "$LOG/fuzz" 2>&1; then
-    echo "fuzz: no crash"; PASSED=$((PASSED + 1))
-  else
-    tail -n 40 "$LOG/fuzz"; FAILED=$((FAILED + 1))
-  fi
+   ninja -C build-fuzz -j "$JOBS" fuzz_conf fuzz_http > "$LOG/fninja" 2>&1; then
+  for target in fuzz_conf fuzz_http; do
+    mkdir -p "build-fuzz/corpus-$target"
+    [ "$target" = fuzz_conf ] && cp examples/*.yaml "build-fuzz/corpus-$target/" 2>/dev/null
+    if LSAN_OPTIONS="suppressions=$(pwd)/scripts/lsan.supp" \
+       "build-fuzz/$target" -max_total_time="${FUZZ_SECONDS:-20}" -max_len=4096 -print_final_stats=0 \
+         "build-fuzz/corpus-$target" > "$LOG/fuzz" 2>&1; then
+      echo "$target: no crash ($(grep -o 'DONE.*cov: [0-9]*' "$LOG/fuzz" | grep -o 'cov: [0-9]*'))"; PASSED=$((PASSED + 1))
+    else
+      tail -n 40 "$LOG/fuzz"; FAILED=$((FAILED + 1))
+    fi
+  done
 else
   cat "$LOG/fcmake" "$LOG/fninja" | tail -n 30; FAILED=$((FAILED + 1))
 fi
