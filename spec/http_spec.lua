@@ -517,6 +517,28 @@ output:
     assert.are.equal(2, #ws_lines(fresh))
   end)
 
+  it("closes with 1007 on a text frame that is not UTF-8 and 1002 on an unmasked frame", function()
+    local srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+input:
+  http_server: {ws_path: /ws}
+output:
+  drop: {}
+]])
+    local up = "GET /ws HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n" ..
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n"
+    -- Masked text frame (key 0) carrying C3 28, an invalid UTF-8 sequence.
+    local _, bad_text = h.sh(RAW .. srv.port .. " '" .. up .. "\\x81\\x82\\x00\\x00\\x00\\x00\\xc3\\x28'")
+    -- Unmasked text frame "hi": clients must mask.
+    local _, unmasked = h.sh(RAW .. srv.port .. " '" .. up .. "\\x81\\x02hi'")
+    assert.are.equal(0, srv.stop())
+    assert.matches("^HTTP/1%.1 101 ", bad_text)
+    -- A close frame (0x88) whose status code is 1007 (0x03EF) / 1002 (0x03EA).
+    assert.matches("\x88[\x02-\x7d]\x03\xef", bad_text)
+    assert.matches("\x88[\x02-\x7d]\x03\xea", unmasked)
+  end)
+
   it("refuses a plain GET on a WebSocket path with 400", function()
     local srv = h.serve([[
 http:

@@ -40,4 +40,4 @@ except socket.timeout:
     out += b"\n<silence>"
 except OSError:
     pass
-sys.stdout.write(out.decode("latin-1"))
+sys.stdout.buffer.write(out)
