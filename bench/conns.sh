@@ -1,0 +1,34 @@
+#!/bin/bash
+# Memory per idle connection: sluice's RSS with N idle WebSocket clients and
+# then N idle SSE clients (npm ws / node http from bench/conns.js), each
+# measured against the RSS before they connected. Usage: bench/conns.sh [N]
+set -eu
+cd "$(dirname "$0")/.."
+N=${1:-10000}
+BIN=${SLUICE_BIN:-build/sluice}
+PORT=18090
+ulimit -n 65536
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
+cat > "$WORK/c.yaml" <<YAML
+http: {address: 127.0.0.1:$PORT, max_connections: 100000, idle_timeout: 1h}
+input: {generate: {interval: 1h, mapping: 'return "x"'}}
+output: {http_server: {path: "", ws_path: /ws, sse_path: /sse, heartbeat: 1h}}
+YAML
+"$BIN" run --log-level warn "$WORK/c.yaml" & pid=$!
+sleep 0.5
+rss() { awk '/VmRSS/ {print $2}' /proc/$pid/status; }
+for kind in ws sse; do
+  before=$(rss)
+  url=$([ $kind = ws ] && echo "ws://127.0.0.1:$PORT/ws" || echo "http://127.0.0.1:$PORT/sse")
+  mkfifo "$WORK/in-$kind"
+  node bench/conns.js $kind "$url" "$N" < "$WORK/in-$kind" > "$WORK/out-$kind" & cpid=$!
+  exec 3> "$WORK/in-$kind"
+  for _ in $(seq 600); do grep -q open "$WORK/out-$kind" 2>/dev/null && break; sleep 0.1; done
+  sleep 1
+  after=$(rss)
+  echo "| $N idle $kind connections | RSS +$(( (after - before) / 1024 )) MiB | $(( (after - before) * 1024 / N )) bytes per connection |"
+  exec 3>&-
+  wait $cpid 2>/dev/null || true
+  sleep 1
+done
