@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 N=${1:-10000}
 BIN=${SLUICE_BIN:-build/sluice}
 PORT=18090
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)"
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
 cat > "$WORK/c.yaml" <<YAML
@@ -15,10 +15,12 @@ http: {address: 127.0.0.1:$PORT, max_connections: 100000, idle_timeout: 1h}
 input: {generate: {interval: 1h, mapping: 'return "x"'}}
 output: {http_server: {path: "", ws_path: /ws, sse_path: /sse, heartbeat: 1h}}
 YAML
-"$BIN" run --log-level warn "$WORK/c.yaml" & pid=$!
-sleep 0.5
 rss() { awk '/VmRSS/ {print $2}' /proc/$pid/status; }
 for kind in ws sse; do
+  # A fresh server per kind: freed memory is not returned, so a second
+  # measurement in the same process would reuse the first one's.
+  "$BIN" run --log-level warn "$WORK/c.yaml" & pid=$!
+  sleep 0.5
   before=$(rss)
   url=$([ $kind = ws ] && echo "ws://127.0.0.1:$PORT/ws" || echo "http://127.0.0.1:$PORT/sse")
   mkfifo "$WORK/in-$kind"
@@ -30,5 +32,5 @@ for kind in ws sse; do
   echo "| $N idle $kind connections | RSS +$(( (after - before) / 1024 )) MiB | $(( (after - before) * 1024 / N )) bytes per connection |"
   exec 3>&-
   wait $cpid 2>/dev/null || true
-  sleep 1
+  kill $pid; wait $pid 2>/dev/null || true
 done
