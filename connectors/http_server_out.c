@@ -288,16 +288,22 @@ static void on_waiter_gone(sl_http_req_t *r, void *arg) {
   waiter_remove(w->o, w);
 }
 
-static void on_get(sl_http_req_t *r, void *arg) {
-  hout_t *o = arg;
+/* May this client connect now? Otherwise it is answered (503 or 403). */
+static int admit(hout_t *o, sl_http_req_t *r) {
   if (o->closing) {
     sl_http_error(r, 503, "shutting down");
-    return;
+    return 0;
   }
   if (o->tenant && !r->user) {
     sl_http_error(r, 403, "tenant isolation needs an authenticated user (configure auth)");
-    return;
+    return 0;
   }
+  return 1;
+}
+
+static void on_get(sl_http_req_t *r, void *arg) {
+  hout_t *o = arg;
+  if (!admit(o, r)) return;
   waiter_t *w = sl_xcalloc(1, sizeof(*w));
   w->req = r;
   if (r->user) w->user = sl_xstrdup(r->user);
@@ -319,14 +325,7 @@ static void on_client_gone(void *arg) {
 
 static void on_sse(sl_http_req_t *r, void *arg) {
   hout_t *o = arg;
-  if (o->closing) {
-    sl_http_error(r, 503, "shutting down");
-    return;
-  }
-  if (o->tenant && !r->user) {
-    sl_http_error(r, 403, "tenant isolation needs an authenticated user (configure auth)");
-    return;
-  }
+  if (!admit(o, r)) return;
   client_t *c = sl_xcalloc(1, sizeof(*c));
   c->o = o;
   if (r->user) c->user = sl_xstrdup(r->user);
@@ -367,14 +366,7 @@ static void on_ws_gone(sl_ws_t *ws, void *arg) {
 
 static void on_ws(sl_http_req_t *r, void *arg) {
   hout_t *o = arg;
-  if (o->closing) {
-    sl_http_error(r, 503, "shutting down");
-    return;
-  }
-  if (o->tenant && !r->user) {
-    sl_http_error(r, 403, "tenant isolation needs an authenticated user (configure auth)");
-    return;
-  }
+  if (!admit(o, r)) return;
   client_t *c = sl_xcalloc(1, sizeof(*c));
   c->o = o;
   if (r->user) c->user = sl_xstrdup(r->user);

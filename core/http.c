@@ -366,16 +366,30 @@ void sl_http_error(sl_http_req_t *r, int status, const char *msg) {
   free(body);
 }
 
-sl_http_stream_t *sl_http_stream_open(sl_http_req_t *r, int status, const char *content_type,
-                                      const sl_kvlist_t *headers, void (*on_close)(void *arg), void *arg) {
+/* Hands r's connection to a new stream (NULL conn when the client left). */
+static sl_http_stream_t *attach_stream(sl_http_req_t *r, void (*on_data)(void *, const char *, size_t),
+                                       void (*on_close)(void *), void *arg, conn_t **conn) {
   sl_http_stream_t *st = sl_xcalloc(1, sizeof(*st));
   st->on_close = on_close;
+  st->on_data = on_data;
   st->arg = arg;
   conn_t *c = r->conn;
+  *conn = NULL;
   if (c && c->busy == r) {
     c->busy = NULL;
     c->stream = st;
     st->conn = c;
+    arm_timer(c, 0);
+    *conn = c;
+  }
+  return st;
+}
+
+sl_http_stream_t *sl_http_stream_open(sl_http_req_t *r, int status, const char *content_type,
+                                      const sl_kvlist_t *headers, void (*on_close)(void *arg), void *arg) {
+  conn_t *c;
+  sl_http_stream_t *st = attach_stream(r, NULL, on_close, arg, &c);
+  if (c) {
     char *h = NULL;
     size_t hl = 0;
     FILE *f = open_memstream(&h, &hl);
@@ -387,7 +401,6 @@ sl_http_stream_t *sl_http_stream_open(sl_http_req_t *r, int status, const char *
     for (uint32_t i = 0; headers && i < headers->n; i++) fprintf(f, "%s: %s\r\n", headers->v[i].key, headers->v[i].val);
     fprintf(f, "Connection: close\r\n\r\n");
     fclose(f);
-    arm_timer(c, 0);
     write_raw(c, h, hl, NULL, 0, 0);
     free(h);
   }
@@ -398,16 +411,9 @@ sl_http_stream_t *sl_http_stream_open(sl_http_req_t *r, int status, const char *
 sl_http_stream_t *sl_http_takeover(sl_http_req_t *r, const void *head, size_t len,
                                    void (*on_data)(void *arg, const char *p, size_t n),
                                    void (*on_close)(void *arg), void *arg) {
-  sl_http_stream_t *st = sl_xcalloc(1, sizeof(*st));
-  st->on_close = on_close;
-  st->on_data = on_data;
-  st->arg = arg;
-  conn_t *c = r->conn;
-  if (c && c->busy == r) {
-    c->busy = NULL;
-    c->stream = st;
-    st->conn = c;
-    arm_timer(c, 0);
+  conn_t *c;
+  sl_http_stream_t *st = attach_stream(r, on_data, on_close, arg, &c);
+  if (c) {
     write_raw(c, head, len, NULL, 0, 0);
     /* Bytes the client sent right after its upgrade request are its first frames. */
     if (c->pending_len) {
