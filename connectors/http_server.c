@@ -384,6 +384,10 @@ static void *hin_create(sl_build_t *b, const sl_cnode_t *conf) {
       in->ws_routed = 1;
       if (in->auth) sl_http_route_auth(b->worker, in->ws_path, in->auth);
     }
+  } else if (sl_http_lint_route(in->path, b->stream_name, b->diags, sl_cnode_get(conf, "path") ? sl_cnode_get(conf, "path") : conf) ||
+             (*in->ws_path && sl_http_lint_route(in->ws_path, b->stream_name, b->diags, sl_cnode_get(conf, "ws_path")))) {
+    hin_destroy(&in->base);
+    return NULL;
   }
   return in;
 }

@@ -538,7 +538,15 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
     hout_free((uv_handle_t *)&o->heartbeat);
     return NULL;
   }
-  if (b->worker) {
+  if (!b->worker) {
+    const char *paths[] = {o->path, o->sse_path, o->ws_path}, *keys[] = {"path", "sse_path", "ws_path"};
+    for (int i = 0; i < 3; i++)
+      if (paths[i][0] && sl_http_lint_route(paths[i], b->stream_name, b->diags,
+                                            sl_cnode_get(conf, keys[i]) ? sl_cnode_get(conf, keys[i]) : conf)) {
+        hout_free((uv_handle_t *)&o->heartbeat);
+        return NULL;
+      }
+  } else {
     static const char *const get[] = {"GET"};
     sl_cnode_t methods = {.type = SL_CN_SEQ};
     sl_cnode_t get_node = {.type = SL_CN_SCALAR, .str = (char *)get[0], .len = 3};

@@ -868,6 +868,15 @@ static sl_http_t *server(sl_worker_t *w) {
   return w->slot[SL_SLOT_HTTP];
 }
 
+/* 0, or -1 with a diag naming who already serves pattern. */
+static int route_conflict(const sl_route_t *taken, const char *pattern, sl_diags_t *d, const sl_cnode_t *at) {
+  if (!taken) return 0;
+  int builtin = strcmp(taken->owner, "sluice") == 0;
+  sl_diag_add(d, at, "path", "%s is already served by %s%s%s", pattern, builtin ? "sluice itself" : "stream \"",
+              builtin ? "" : taken->owner, builtin ? "" : "\"");
+  return -1;
+}
+
 int sl_http_route(sl_worker_t *w, const char *pattern, const sl_cnode_t *methods, sl_http_handler h, void *arg,
                   const char *owner, sl_diags_t *d, const sl_cnode_t *at) {
   sl_http_t *s = server(w);
@@ -876,15 +885,25 @@ int sl_http_route(sl_worker_t *w, const char *pattern, const sl_cnode_t *methods
   for (uint32_t i = 0; methods && i < methods->n && n < 31; i++) ms[n++] = methods->items[i]->str;
   sl_route_t r = {.pattern = (char *)pattern, .methods = methods ? ms : NULL,
                   .handler = (void (*)(void *, void *))h, .arg = arg, .owner = (char *)owner};
-  const sl_route_t *taken = sl_routes_add(&s->routes, &r);
-  if (taken) {
-    sl_diag_add(d, at, "path", "%s is already served by %s%s%s", pattern,
-                strcmp(taken->owner, "sluice") == 0 ? "sluice itself" : "stream \"",
-                strcmp(taken->owner, "sluice") == 0 ? "" : taken->owner,
-                strcmp(taken->owner, "sluice") == 0 ? "" : "\"");
-    return -1;
+  return route_conflict(sl_routes_add(&s->routes, &r), pattern, d, at);
+}
+
+/* `sluice lint` builds components without a server; their paths meet here
+ * instead, so conflicts are lint errors too (one lint per process). */
+static sl_routes_t g_lint_routes;
+
+static void lint_routes_free(void) { sl_routes_free(&g_lint_routes); }
+
+int sl_http_lint_route(const char *pattern, const char *owner, sl_diags_t *d, const sl_cnode_t *at) {
+  if (!g_lint_routes.n) {
+    sl_route_t builtin = {.pattern = "/ping", .owner = "sluice"};
+    sl_routes_add(&g_lint_routes, &builtin);
+    builtin.pattern = "/ready";
+    sl_routes_add(&g_lint_routes, &builtin);
+    atexit(lint_routes_free);
   }
-  return 0;
+  sl_route_t r = {.pattern = (char *)pattern, .owner = (char *)owner};
+  return route_conflict(sl_routes_add(&g_lint_routes, &r), pattern, d, at);
 }
 
 void sl_http_route_auth(sl_worker_t *w, const char *pattern, const void *auth) {

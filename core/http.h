@@ -40,6 +40,8 @@ typedef void (*sl_http_handler)(sl_http_req_t *r, void *arg);
 int sl_http_route(sl_worker_t *w, const char *pattern, const sl_cnode_t *methods, sl_http_handler h, void *arg,
                   const char *owner, sl_diags_t *d, const sl_cnode_t *at);
 void sl_http_unroute(sl_worker_t *w, const char *pattern);
+/* The same conflict check for `sluice lint`, which has no server. */
+int sl_http_lint_route(const char *pattern, const char *owner, sl_diags_t *d, const sl_cnode_t *at);
 /* Requests on pattern must pass auth (an sl_http_auth_t the caller keeps
  * alive while routed) instead of the http section's `auth`. */
 void sl_http_route_auth(sl_worker_t *w, const char *pattern, const void *auth);

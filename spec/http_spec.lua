@@ -183,6 +183,21 @@ streams:
 ]])
     assert.are.equal(1, r.code)
     assert.matches('path: /same is already served by stream "a"', r.stderr)
+    r = h.run_config([[
+streams:
+  a:
+    input: {http_server: {path: /same}}
+    output: {drop: {}}
+  b:
+    input: {generate: {mapping: 'return 1'}}
+    output: {http_server: {path: /same}}
+  c:
+    input: {http_server: {path: /ping}}
+    output: {drop: {}}
+]], {cmd = "lint"})
+    assert.are.equal(1, r.code)
+    assert.matches(':7:%d+: path: /same is already served by stream "a"', r.stderr)
+    assert.matches(':9:%d+: path: /ping is already served by sluice itself', r.stderr)
   end)
 end)
 
