@@ -40,6 +40,10 @@ static const sl_field_t fields[] = {
    "user are refused (403). Empty: off.", NULL, NULL},
   {"tenant_field", SL_F_STRING, "meta.tenant", 0,
    "Where a message names its tenant: `meta.KEY` or `this.FIELD` (a top-level JSON field).", NULL, NULL},
+  {"replay_bytes", SL_F_SIZE, "1MiB", 0,
+   "Recent messages kept (up to this many content bytes) so that an SSE client reconnecting with "
+   "`Last-Event-ID` (header or `last_event_id` query) gets what it missed, in order and once. Older ids "
+   "are gone: the client is told with a `: gap` comment. 0: no replay.", NULL, NULL},
   {"timeout", SL_F_DURATION, "5s", 0, "How long a long-poll GET waits.", NULL, NULL},
   {"heartbeat", SL_F_DURATION, "15s", 0, "Interval of SSE keep-alive comments.", NULL, NULL},
   {"max_buffer", SL_F_SIZE, "1MiB", 0,
@@ -56,6 +60,7 @@ typedef struct client {      /* an SSE or WebSocket subscriber */
   hout_t *o;
   char *types;               /* SSE `types=a,b` filter as ",a,b,", or NULL */
   char *user;                /* tenant mode: the client's user */
+  int opening, gone;         /* the client left while on_sse was still setting it up */
 } client_t;
 
 typedef struct waiter {      /* a long-poll GET */
@@ -73,8 +78,18 @@ typedef struct held {        /* round_robin: a batch waiting for a client */
   void *arg;
 } held_t;
 
+/* Recent events kept for SSE clients that resume with Last-Event-ID. */
+typedef struct kept {
+  uint64_t id;
+  sl_bytes_t *content;
+  char *event, *tenant;
+} kept_t;
+
 struct hout {
   sl_output_t base;
+  kept_t *replay;            /* ring of the last events (broadcast only) */
+  uint32_t replay_head, replay_n, replay_cap;
+  int64_t replay_bytes, replay_max_bytes;
   sl_http_auth_t *auth;
   int tenant;
   char *tenant_meta, *tenant_json;   /* one of them names the message's tenant */
@@ -184,46 +199,93 @@ static void answer_waiter(hout_t *o, waiter_t *w, const sl_batch_t *b) {
 }
 
 /* An SSE event or a WebSocket frame per message. 1: client too slow. */
+/* One message to one client, unless its filters skip it: 0 sent or
+ * skipped, 1 sent to a slow client, -1 the client is gone. */
+static int send_one(hout_t *o, client_t *c, uint64_t id, const sl_bytes_t *m, const char *event, const char *tenant) {
+  if (o->tenant && (!c->user || !tenant || strcmp(tenant, c->user) != 0)) return 0;
+  if (c->types) {
+    char *key = sl_xasprintf(",%s,", event ? event : "");
+    int wanted = strstr(c->types, key) != NULL;
+    free(key);
+    if (!wanted) return 0;
+  }
+  if (c->ws) return sl_ws_send(c->ws, sl_utf8_valid(m->data, m->len), m->data, m->len, (size_t)o->max_buffer);
+  char *ev = NULL;
+  size_t evl = 0;
+  FILE *f = open_memstream(&ev, &evl);
+  fprintf(f, "id: %llu\n", (unsigned long long)id);
+  if (event && *event && !strpbrk(event, "\r\n")) fprintf(f, "event: %s\n", event);
+  const char *p = m->data, *end = m->data + m->len;
+  do {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    fputs("data: ", f);
+    fwrite(p, 1, n, f);
+    fputc('\n', f);
+    p += n + (nl ? 1 : 0);
+  } while (p < end);
+  fputc('\n', f);
+  fclose(f);
+  int rc = sl_http_stream_write(c->st, ev, evl, (size_t)o->max_buffer);
+  free(ev);
+  return rc;
+}
+
+/* An SSE event or a WebSocket frame per message. 1: client too slow. */
 static int send_events(hout_t *o, client_t *c, const sl_batch_t *b, uint64_t first_id) {
   int slow = 0;
   for (uint32_t i = 0; i < b->n; i++) {
-    if (!visible(o, i, c->user)) continue;
-    const sl_bytes_t *m = b->msgs[i]->content;
-    const char *event = sl_kv_get(&b->msgs[i]->meta, "event");
-    if (c->types) {
-      char *key = sl_xasprintf(",%s,", event ? event : "");
-      int wanted = strstr(c->types, key) != NULL;
-      free(key);
-      if (!wanted) continue;
-    }
-    if (c->ws) {
-      int rc = sl_ws_send(c->ws, sl_utf8_valid(m->data, m->len), m->data, m->len, (size_t)o->max_buffer);
-      if (rc < 0) return -1;
-      if (rc > 0) slow = 1;
-      continue;
-    }
-    char *ev = NULL;
-    size_t evl = 0;
-    FILE *f = open_memstream(&ev, &evl);
-    fprintf(f, "id: %llu\n", (unsigned long long)(first_id + i));
-    if (event && *event && !strpbrk(event, "\r\n")) fprintf(f, "event: %s\n", event);
-    const char *p = m->data, *end = m->data + m->len;
-    do {
-      const char *nl = memchr(p, '\n', (size_t)(end - p));
-      size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-      fputs("data: ", f);
-      fwrite(p, 1, n, f);
-      fputc('\n', f);
-      p += n + (nl ? 1 : 0);
-    } while (p < end);
-    fputc('\n', f);
-    fclose(f);
-    int rc = sl_http_stream_write(c->st, ev, evl, (size_t)o->max_buffer);
-    free(ev);
+    int rc = send_one(o, c, first_id + i, b->msgs[i]->content, sl_kv_get(&b->msgs[i]->meta, "event"),
+                      o->cur_tenants ? o->cur_tenants[i] : NULL);
     if (rc < 0) return -1;
     if (rc > 0) slow = 1;
   }
   return slow;
+}
+
+static void kept_drop_oldest(hout_t *o) {
+  kept_t *k = &o->replay[o->replay_head];
+  o->replay_bytes -= (int64_t)k->content->len;
+  sl_bytes_unref(k->content);
+  free(k->event);
+  free(k->tenant);
+  o->replay_head = (o->replay_head + 1) % o->replay_cap;
+  o->replay_n--;
+}
+
+static void keep_event(hout_t *o, uint64_t id, const sl_msg_t *m, const char *tenant) {
+  if (o->replay_max_bytes <= 0 || (int64_t)m->content->len > o->replay_max_bytes) return;
+  while (o->replay_n && o->replay_bytes + (int64_t)m->content->len > o->replay_max_bytes) kept_drop_oldest(o);
+  if (o->replay_n == o->replay_cap) {
+    uint32_t cap = o->replay_cap ? o->replay_cap * 2 : 64;
+    kept_t *r = sl_xcalloc(cap, sizeof(*r));
+    for (uint32_t i = 0; i < o->replay_n; i++) r[i] = o->replay[(o->replay_head + i) % o->replay_cap];
+    free(o->replay);
+    o->replay = r;
+    o->replay_cap = cap;
+    o->replay_head = 0;
+  }
+  kept_t *k = &o->replay[(o->replay_head + o->replay_n) % o->replay_cap];
+  const char *event = sl_kv_get(&m->meta, "event");
+  *k = (kept_t){id, sl_bytes_ref(m->content), event ? sl_xstrdup(event) : NULL, tenant ? sl_xstrdup(tenant) : NULL};
+  o->replay_n++;
+  o->replay_bytes += (int64_t)m->content->len;
+}
+
+/* Sends the kept events after `after`; -1 when the client went away. */
+static int replay_to(hout_t *o, client_t *c, uint64_t after) {
+  if (o->replay_n && o->replay[o->replay_head].id > after + 1) {
+    char gap[96];
+    int n = snprintf(gap, sizeof gap, ": gap: events %llu to %llu are gone\n\n", (unsigned long long)after + 1,
+                     (unsigned long long)o->replay[o->replay_head].id - 1);
+    if (sl_http_stream_write(c->st, gap, (size_t)n, (size_t)o->max_buffer) < 0) return -1;
+  }
+  for (uint32_t i = 0; i < o->replay_n; i++) {
+    kept_t *k = &o->replay[(o->replay_head + i) % o->replay_cap];
+    if (k->id <= after) continue;
+    if (send_one(o, c, k->id, k->content, k->event, k->tenant) < 0) return -1;
+  }
+  return 0;
 }
 
 /* A client that fell more than max_buffer behind (rc 1) is told so (WebSocket
@@ -320,6 +382,10 @@ static void on_get(sl_http_req_t *r, void *arg) {
 
 static void on_client_gone(void *arg) {
   client_t *c = arg;
+  if (c->opening) {
+    c->gone = 1;   /* on_sse cleans up */
+    return;
+  }
   client_remove(c->o, c);
 }
 
@@ -328,12 +394,17 @@ static void on_sse(sl_http_req_t *r, void *arg) {
   if (!admit(o, r)) return;
   client_t *c = sl_xcalloc(1, sizeof(*c));
   c->o = o;
+  c->opening = 1;
   if (r->user) c->user = sl_xstrdup(r->user);
+  /* Resume point: Last-Event-ID (what EventSource sends on reconnect) or ?last_event_id=. */
+  const char *last = sl_kv_get(&r->headers, "last-event-id");
+  char *resume = last ? sl_xstrdup(last) : NULL;
   for (const char *q = r->query; q && *q;) {
     const char *amp = strchr(q, '&');
     size_t n = amp ? (size_t)(amp - q) : strlen(q);
+    size_t l;
+    if (!resume && n > 14 && strncmp(q, "last_event_id=", 14) == 0) resume = sl_http_form_decode(q + 14, n - 14, &l);
     if (n > 6 && strncmp(q, "types=", 6) == 0) {
-      size_t l;
       char *v = sl_http_form_decode(q + 6, n - 6, &l);
       c->types = sl_xasprintf(",%s,", v);
       free(v);
@@ -346,10 +417,14 @@ static void on_sse(sl_http_req_t *r, void *arg) {
   c->st = sl_http_stream_open(r, 200, "text/event-stream", &h, on_client_gone, c);
   sl_kv_clear(&h);
   static const char hello[] = "retry: 3000\n: connected\n\n";
-  if (sl_http_stream_write(c->st, hello, sizeof hello - 1, (size_t)o->max_buffer) < 0) {
-    sl_http_stream_close(c->st);
-    free(c->types);
-    free(c);
+  char *end = NULL;
+  unsigned long long after = resume ? strtoull(resume, &end, 10) : 0;
+  int bad = sl_http_stream_write(c->st, hello, sizeof hello - 1, (size_t)o->max_buffer) < 0 ||
+            (resume && end && *end == 0 && end != resume && replay_to(o, c, after) < 0);
+  free(resume);
+  c->opening = 0;
+  if (bad || c->gone) {
+    client_end(o, c, 1001, NULL);   /* not linked yet: closes the stream and frees */
     return;
   }
   c->next = o->clients;
@@ -448,6 +523,7 @@ static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
     int rc = send_events(o, c, b, first);
     if (rc != 0) drop_client(o, c, rc);
   }
+  for (uint32_t i = 0; i < b->n; i++) keep_event(o, first + i, b->msgs[i], o->cur_tenants ? o->cur_tenants[i] : NULL);
   if (o->cur_tenants) {
     for (uint32_t i = 0; i < b->n; i++) free(o->cur_tenants[i]);
     free(o->cur_tenants);
@@ -477,6 +553,8 @@ static void hout_close(sl_output_t *out, void (*done)(sl_output_t *, void *), vo
 
 static void hout_free(uv_handle_t *h) {
   hout_t *o = h->data;
+  while (o->replay_n) kept_drop_oldest(o);
+  free(o->replay);
   free(o->path);
   free(o->sse_path);
   free(o->ws_path);
@@ -517,6 +595,7 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
   o->timeout_ms = sl_conf_duration_ms(conf, "timeout", 5000);
   o->heartbeat_ms = sl_conf_duration_ms(conf, "heartbeat", 15000);
   o->max_buffer = sl_conf_size(conf, "max_buffer", 1 << 20);
+  o->replay_max_bytes = o->round_robin ? 0 : sl_conf_size(conf, "replay_bytes", 1 << 20);
   o->waiters_tail = &o->waiters;
   o->held_tail = &o->held;
   const char *tenant = sl_conf_str(conf, "tenant", ""), *tf = sl_conf_str(conf, "tenant_field", "meta.tenant");

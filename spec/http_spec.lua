@@ -786,3 +786,31 @@ output:
     assert.matches("http%.tls: /nonexistent%.pem", r.stderr)
   end)
 end)
+
+describe("SSE resume", function()
+  it("replays what a client missed after Last-Event-ID, once and in order", function()
+    local srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+input:
+  generate: {interval: 20ms, mapping: 'return tostring(i)'}
+output:
+  http_server: {path: "", sse_path: /events, replay_bytes: 100}
+]])
+    local _, first = h.sh(string.format("curl -s -N -m 0.5 %s/events", srv.url))
+    local last = 0
+    for id in first:gmatch("id: (%d+)\n") do last = tonumber(id) end
+    os.execute("sleep 0.5")   -- events keep coming while the client is away
+    local _, again = h.sh(string.format("curl -s -N -m 0.5 -H 'Last-Event-ID: %d' %s/events", last, srv.url))
+    local _, far = h.sh(string.format("curl -s -N -m 0.3 '%s/events?last_event_id=0'", srv.url))
+    assert.are.equal(0, srv.stop())
+    assert.is_true(last > 3, first)
+    local ids = {}
+    for id in again:gmatch("id: (%d+)\n") do ids[#ids + 1] = tonumber(id) end
+    assert.are.equal(last + 1, ids[1])
+    for k = 2, #ids do assert.are.equal(ids[k - 1] + 1, ids[k]) end
+    assert.is_true(#ids > 20, again)
+    -- Beyond the kept window: told about the gap, then what is kept.
+    assert.matches(": gap: events 1 to %d+ are gone", far)
+  end)
+end)
