@@ -1,0 +1,65 @@
+/* Internals shared by the HTTP server's files: the server and connection
+ * structs, and the seam between the connection layer (http_conn.c: sockets,
+ * TLS, parsing, writing, streams) and the server (http.c: routes, dispatch,
+ * lifetime, the `http:` section). Not for components: use http.h. */
+#ifndef SL_HTTP_INT_H
+#define SL_HTTP_INT_H
+#include "http.h"
+#include "http_auth.h"
+#include "http_cors.h"
+#include "http_route.h"
+#include "http_tls.h"
+#include <llhttp.h>
+
+typedef struct sl_http {
+  sl_worker_t *worker;
+  int configured;            /* an `http:` section was given */
+  char *address;
+  char *base_path;           /* "" or "/prefix" without trailing '/' */
+  int64_t max_header_bytes, max_body_bytes, read_timeout_ms, idle_timeout_ms, max_connections;
+  sl_routes_t routes;
+  sl_cors_t cors;
+  sl_http_auth_t *auth;      /* the section's, for component routes without their own */
+  sl_tls_ctx_t *tls;         /* http.tls, or NULL */
+  char *config_dir;          /* for relative static dirs */
+  uv_tcp_t listener;
+  int listening, stopping;
+  struct conn *conns;        /* all open connections */
+  int64_t nconns;
+} sl_http_t;
+
+typedef struct conn {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  llhttp_t parser;
+  sl_http_t *srv;
+  struct conn *prev, *next;
+  sl_http_req_t *req;        /* being parsed */
+  sl_http_req_t *busy;       /* parsed, with a handler: the parser is paused */
+  char *url; size_t url_len;
+  char *field; size_t field_len;
+  char *value; size_t value_len;
+  int in_value;
+  char *body; size_t body_len, body_cap;
+  size_t header_bytes;
+  int error_status;          /* set by a callback that refused the request */
+  const char *error_msg;
+  char *pending; size_t pending_len;   /* bytes read while paused */
+  int keep_alive, closing, handles;
+  int writes;                /* uv_write requests in flight */
+  struct sl_http_stream *stream;   /* the connection carries a streamed answer */
+  sl_tls_t *tls;             /* the session, when the server speaks TLS */
+  int finished;              /* a streamed or taken-over answer ended: ignore input */
+  char remote[64];
+} conn_t;
+
+/* Connection layer. */
+void sl_http_settings_init(void);                          /* llhttp callbacks, once */
+void sl_http_on_connection(uv_stream_t *listener, int status);   /* accept (listener->data is the server) */
+void sl_http_conn_close(conn_t *c);
+int sl_http_conn_idle(const conn_t *c);                    /* no request in progress, nothing to write */
+
+/* Server. */
+void sl_http_serve(sl_http_t *s, sl_http_req_t *r);
+
+#endif
