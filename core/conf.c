@@ -565,6 +565,12 @@ int sl_cnode_set_path(sl_cnode_t *root, const char *assignment, sl_diags_t *diag
   return rc;
 }
 
+char *sl_conf_path(const char *file, const char *path) {
+  const char *slash = file ? strrchr(file, '/') : NULL;
+  if (path[0] == '/' || !slash) return sl_xstrdup(path);
+  return sl_xasprintf("%.*s/%s", (int)(slash - file), file, path);
+}
+
 /* ---------- typed readers and parsers ---------- */
 
 static const sl_cnode_t *scalar_at(const sl_cnode_t *obj, const char *key) {

@@ -51,6 +51,10 @@ sl_cnode_t *sl_cnode_take(sl_cnode_t *map, const char *key);
 /* Apply --set a.b.c=value (value parsed as YAML). Returns 0 or -1 with a diag. */
 int sl_cnode_set_path(sl_cnode_t *root, const char *assignment, sl_diags_t *diags);
 
+/* path as seen from the config file `file` (a node's file): absolute paths
+ * stay, relative ones are joined to the file's directory. Caller frees. */
+char *sl_conf_path(const char *file, const char *path);
+
 /* Typed readers for validated trees: the spec has already checked types and
  * inserted defaults, so these only convert. Missing keys give the fallback. */
 const char *sl_conf_str(const sl_cnode_t *obj, const char *key, const char *fallback);

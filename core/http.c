@@ -297,12 +297,6 @@ static const sl_field_t http_fields[] = {
    "`dir` is reachable (`..`, encoded slashes and symlinks leading out are refused).", NULL, static_fields},
   {0}};
 
-/* path relative to the directory of the config file `file`. */
-static char *relative_to(const char *file, const char *path) {
-  if (path[0] == '/' || !file || !strchr(file, '/')) return sl_xstrdup(path);
-  return sl_xasprintf("%.*s/%s", (int)(strrchr(file, '/') - file), file, path);
-}
-
 static int http_apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
   if (!node) return 0;
   sl_http_t *s = server(w);
@@ -327,8 +321,8 @@ static int http_apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
   sl_cors_configure(&s->cors, sl_cnode_get(node, "cors"));
   const sl_cnode_t *tls = sl_cnode_get(node, "tls");
   if (tls) {
-    char *cert = relative_to(node->file, sl_conf_str(tls, "cert_file", ""));
-    char *key = relative_to(node->file, sl_conf_str(tls, "key_file", ""));
+    char *cert = sl_conf_path(node->file, sl_conf_str(tls, "cert_file", ""));
+    char *key = sl_conf_path(node->file, sl_conf_str(tls, "key_file", ""));
     char *err = NULL;
     sl_tls_ctx_free(s->tls);
     s->tls = sl_tls_ctx_new(cert, key, &err);

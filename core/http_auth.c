@@ -85,9 +85,7 @@ sl_http_auth_t *sl_http_auth_new(const sl_cnode_t *node, const char *config_file
       a->key_len = strlen(secret);
     } else {
       a->alg = JWT_ALG_RS256;
-      char *path = pub[0] == '/' || !config_file || !strchr(config_file, '/')
-                     ? sl_xstrdup(pub)
-                     : sl_xasprintf("%.*s/%s", (int)(strrchr(config_file, '/') - config_file), config_file, pub);
+      char *path = sl_conf_path(config_file, pub);
       a->key = (unsigned char *)read_file(path, &a->key_len);
       if (!a->key) {
         sl_diag_add(d, sl_cnode_get(j, "public_key_file"), "auth.jwt.public_key_file", "cannot read %s", path);

@@ -21,9 +21,7 @@ typedef struct mount {
 
 void *sl_http_static_new(const char *prefix, const char *dir, const char *config_file, sl_diags_t *d,
                          const sl_cnode_t *at) {
-  char *path;
-  if (dir[0] == '/' || !config_file || !strchr(config_file, '/')) path = sl_xstrdup(dir);
-  else path = sl_xasprintf("%.*s/%s", (int)(strrchr(config_file, '/') - config_file), config_file, dir);
+  char *path = sl_conf_path(config_file, dir);
   char *real = realpath(path, NULL);
   struct stat st;
   if (!real || stat(real, &st) != 0 || !S_ISDIR(st.st_mode)) {

@@ -178,23 +178,12 @@ static int lua_section_apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t 
                      .max_steps = sl_conf_int(node, "max_steps", 0)};
   const sl_cnode_t *paths = sl_cnode_get(node, "lua_path");
   char *joined = sl_xstrdup("");
-  if (paths && paths->type == SL_CN_SEQ) {
-    char *dir = NULL;
-    if (node->file) {
-      dir = sl_xstrdup(node->file);
-      char *slash = strrchr(dir, '/');
-      if (slash) *slash = 0;
-      else { free(dir); dir = sl_xstrdup("."); }
-    }
-    for (uint32_t i = 0; i < paths->n; i++) {
-      const char *p = paths->items[i]->str;
-      char *abs = p[0] == '/' || !dir ? sl_xstrdup(p) : sl_xasprintf("%s/%s", dir, p);
-      char *next = sl_xasprintf("%s%s%s", joined, *joined ? ";" : "", abs);
-      free(abs);
-      free(joined);
-      joined = next;
-    }
-    free(dir);
+  for (uint32_t i = 0; paths && paths->type == SL_CN_SEQ && i < paths->n; i++) {
+    char *abs = sl_conf_path(node->file, paths->items[i]->str);
+    char *next = sl_xasprintf("%s%s%s", joined, *joined ? ";" : "", abs);
+    free(abs);
+    free(joined);
+    joined = next;
   }
   o.lua_path = joined;
   sl_lua_configure(w, &o);
