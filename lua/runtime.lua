@@ -43,22 +43,121 @@ local M = {}
 local cur_msg            -- sl_msg_t* being processed
 local cur_index = 0      -- 0-based position in the batch
 local cur_seq = nil      -- generate's `i`
-local cur_this, this_loaded, this_new, this_set = nil, false, false, false
+local cur_this, this_loaded, this_dirty, this_exposed, this_set = nil, false, false, false, false
+-- this_dirty: false, APPEND (only keys absent from the original were set,
+-- listed in this_added[1..this_nadded]) or FULL (anything else).
+local APPEND, FULL = 1, 2
+local this_added, this_nadded, this_src = {}, 0, nil
 local cur_ctx_cache = nil
 local cur_run = nil
 
 local DELETED = setmetatable({}, {__tostring = function() return "deleted()" end, __metatable = false})
 
-local function content() return ffi_string(C.sl_lmsg_content(cur_msg, len_box), len_box[0]) end
+-- Scripts reach message state only while a message is processed (not, for
+-- example, at a module's top level, where there is none).
+local function no_message() error("no message here: this runs only while a message is processed", 3) end
 
--- Writing a new top-level key marks `this` changed without a comparison.
-local this_mt = {__newindex = function(t, k, v) this_new = true; rawset(t, k, v) end}
+local function content()
+  if cur_msg == nil then no_message() end
+  return ffi_string(C.sl_lmsg_content(cur_msg, len_box), len_box[0])
+end
+
+-- `this` for a JSON object is an empty proxy whose one raw key, the private
+-- RAW table, holds the decoded object. Every write goes through __newindex
+-- and marks it dirty, so a changed message is re-encoded without comparing.
+-- Reading a nested table (or handing the object to pairs, next, rawset,
+-- table.* ...) "exposes" it: such tables can change without the proxy
+-- seeing it, so only then is the object compared with the original at the
+-- end. A script that reads only scalar fields keeps the original bytes with
+-- a single decode.
+local RAW = setmetatable({}, {__metatable = false})
+local this_mt = {
+  __index = function(p, k)
+    local v = rawget(p, RAW)[k]
+    if type(v) == "table" then this_exposed = true end
+    return v
+  end,
+  __newindex = function(p, k, v)
+    if type(v) == "table" then
+      local r = rawget(v, RAW)
+      if r ~= nil then v = r end
+    end
+    local raw = rawget(p, RAW)
+    if this_dirty ~= FULL then
+      local added = false
+      for j = 1, this_nadded do
+        if this_added[j] == k then added = true break end
+      end
+      if not added then
+        if raw[k] ~= nil or type(k) ~= "string" then this_dirty = FULL
+        elseif v ~= nil then
+          this_nadded = this_nadded + 1
+          this_added[this_nadded] = k
+          this_dirty = APPEND
+        end
+      end
+    end
+    raw[k] = v
+  end,
+  __metatable = false,
+}
+
+-- The decoded table behind a `this` proxy (marked exposed), or t itself.
+local function raw_of(t)
+  if type(t) == "table" then
+    local r = rawget(t, RAW)
+    if r ~= nil then this_exposed = true; return r end
+  end
+  return t
+end
+
+-- A copy of v with every `this` proxy replaced by its table (cycles kept).
+local function deep_unwrap(v, seen)
+  if type(v) ~= "table" then return v end
+  local r = rawget(v, RAW)
+  if r ~= nil then v = r end
+  seen = seen or {}
+  if seen[v] then return seen[v] end
+  local c = {}
+  seen[v] = c
+  for k, x in next, v do c[k] = deep_unwrap(x, seen) end
+  return c
+end
+
+-- json.encode that sees through `this` proxies: cjson refuses a proxy (its
+-- key is a table), and only then is the value unwrapped and encoded again.
+local function encode(v)
+  if type(v) ~= "table" then return json_encode(v) end
+  local r = rawget(v, RAW)
+  if r ~= nil then v = r end
+  local ok, s = pcall(json_encode, v)
+  if ok then return s end
+  return json_encode(deep_unwrap(v))
+end
+
+-- Host objects handed to scripts (meta, ctx, msg.meta) are userdata proxies:
+-- rawset/rawget cannot reach past their metamethods, and their metatables
+-- are hidden, so one script cannot plant values that others would read.
+local newproxy = newproxy
+local function proxy(mt)
+  local p = newproxy(true)
+  local pm = getmetatable(p)
+  for k, v in pairs(mt) do pm[k] = v end
+  pm.__metatable = false
+  return p
+end
 
 local function load_this()
   this_loaded = true
-  local ok, v = pcall(json_decode, content())
+  local src = content()
+  local ok, v = pcall(json_decode, src)
   if not ok then error("this: message is not JSON: " .. tostring(v):gsub("^.-: ", ""), 2) end
-  if type(v) == "table" then setmetatable(v, this_mt) end
+  this_src = src
+  if type(v) == "table" then
+    -- Arrays stay plain tables (# and ipairs must work): exposed at once.
+    if rawget(v, 1) ~= nil then this_exposed = true
+    else v = setmetatable({[RAW] = v}, this_mt) end
+  end
   cur_this = v
   return v
 end
@@ -76,20 +175,23 @@ local function deep_equal(a, b)
 end
 
 -- ---------- meta, ctx ----------
-local meta = setmetatable({}, {
+local meta = proxy({
   __index = function(_, k)
+    if cur_msg == nil then no_message() end
     local p = C.sl_lmsg_meta_get(cur_msg, tostring(k), len_box)
     if p == nil then return nil end
     return ffi_string(p, len_box[0])
   end,
   __newindex = function(_, k, v)
+    if cur_msg == nil then no_message() end
     k = tostring(k)
     if v == nil then C.sl_lmsg_meta_del(cur_msg, k) return end
-    if type(v) == "table" then v = json_encode(v) else v = tostring(v) end
+    if type(v) == "table" then v = encode(v) else v = tostring(v) end
     C.sl_lmsg_meta_set(cur_msg, k, v, #v)
   end,
   -- meta() gives a plain table copy (for pairs).
   __call = function()
+    if cur_msg == nil then no_message() end
     local t, i = {}, 0
     while C.sl_lmsg_meta_at(cur_msg, i, k_box, v_box, len_box) == 1 do
       t[ffi_string(k_box[0])] = ffi_string(v_box[0], len_box[0])
@@ -97,7 +199,6 @@ local meta = setmetatable({}, {
     end
     return t
   end,
-  __metatable = false,
 })
 
 local CTX_STR = {method = 0, path = 1, remote_addr = 2, request_id = 3, user = 4}
@@ -117,8 +218,9 @@ local function ctx_list(which)
   return t
 end
 
-local ctx = setmetatable({}, {
+local ctx = proxy({
   __index = function(_, k)
+    if cur_msg == nil then no_message() end
     local s = CTX_STR[k]
     if s then
       local p = C.sl_lmsg_ctx_str(cur_msg, s)
@@ -132,7 +234,6 @@ local ctx = setmetatable({}, {
     return t
   end,
   __newindex = function() error("ctx is read-only", 2) end,
-  __metatable = false,
 })
 
 -- ---------- the sandbox ----------
@@ -220,15 +321,29 @@ end
 
 base.string = copy(string)
 base.string.dump = nil
+string.dump = nil   -- the string metatable's __index: ("").dump would reach it
 base.table = copy(table)
 base.math = copy(math)
 base.bit = copy(bit)
 base.os = {time = os.time, clock = os.clock, date = os.date, difftime = os.difftime}
 base.coroutine = copy(coroutine)
-base.json = {encode = json_encode, decode = json_decode, null = cjson.null}
+base.json = {encode = encode, decode = json_decode, null = cjson.null}
 for _, k in ipairs({"assert", "error", "ipairs", "next", "pairs", "pcall", "select", "tonumber", "tostring",
   "type", "unpack", "xpcall", "rawequal", "rawget", "rawset", "rawlen", "setmetatable"}) do
   base[k] = _G[k]
+end
+-- Builtins that bypass metamethods see the table behind a `this` proxy.
+do
+  local pairs_, next_, ipairs_, rawget_, rawset_, unpack_ = pairs, next, ipairs, rawget, rawset, unpack
+  base.pairs = function(t) return pairs_(raw_of(t)) end
+  base.next = function(t, k) return next_(raw_of(t), k) end
+  base.ipairs = function(t) return ipairs_(raw_of(t)) end
+  base.rawget = function(t, k) return rawget_(raw_of(t), k) end
+  base.rawset = function(t, k, v) rawset_(raw_of(t), k, v); return t end
+  base.unpack = function(t, i, j) return unpack_(raw_of(t), i, j) end
+  for name, f in pairs_(base.table) do
+    base.table[name] = function(t, ...) return f(raw_of(t), ...) end
+  end
 end
 base.getmetatable = function(v)
   if type(v) == "string" then return nil end
@@ -249,9 +364,16 @@ base.uuid_v4 = uuid_v4
 base.now = now
 base.deleted = function() return DELETED end
 base.content = content
-base.batch_index = function() return cur_index end
-base.errored = function() return C.sl_lmsg_error(cur_msg) ~= nil end
+base.batch_index = function()
+  if cur_msg == nil then no_message() end
+  return cur_index
+end
+base.errored = function()
+  if cur_msg == nil then no_message() end
+  return C.sl_lmsg_error(cur_msg) ~= nil
+end
 base.error_message = function()
+  if cur_msg == nil then no_message() end
   local p = C.sl_lmsg_error(cur_msg)
   return p ~= nil and ffi_string(p) or nil
 end
@@ -334,12 +456,44 @@ end
 -- ---------- running ----------
 local function set_current(m, index)
   cur_msg, cur_index = m, index
-  cur_this, this_loaded, this_new, this_set = nil, false, false, false
+  cur_this, this_loaded, this_dirty, this_exposed, this_set = nil, false, false, false, false
+  this_nadded, this_src = 0, nil
   cur_ctx_cache = nil
 end
 
+-- Only new keys were added to the object: the original bytes stay as they
+-- are and the new members are encoded and inserted before its closing brace.
+local str_byte = string.byte
+local append_buf = {}
+local function append_into(m, raw)
+  local src = this_src
+  local e = #src
+  while str_byte(src, e) ~= 125 do e = e - 1 end          -- the closing '}'
+  local b = e - 1
+  local c = str_byte(src, b)
+  while c == 32 or c == 10 or c == 13 or c == 9 do b = b - 1; c = str_byte(src, b) end
+  local sep = c ~= 123 and "," or ""                     -- '{': the object was empty
+  local n = 1
+  append_buf[1] = str_sub(src, 1, e - 1)
+  for j = 1, this_nadded do
+    local k = this_added[j]
+    local v = raw[k]
+    if v ~= nil then
+      append_buf[n + 1] = sep
+      append_buf[n + 2] = json_encode(k)
+      append_buf[n + 3] = ":"
+      append_buf[n + 4] = encode(v)
+      n = n + 4
+      sep = ","
+    end
+  end
+  append_buf[n + 1] = str_sub(src, e)
+  local s = table.concat(append_buf, "", 1, n + 1)
+  C.sl_lmsg_set_content(m, s, #s)
+end
+
 local function encode_into(m, v)
-  local s = json_encode(v)
+  local s = encode(v)
   C.sl_lmsg_set_content(m, s, #s)
 end
 
@@ -359,9 +513,14 @@ local function finish_inline(m, ret)
     if cur_this == DELETED then return false end
     if t == "string" then C.sl_lmsg_set_content(m, cur_this, #cur_this)
     else encode_into(m, cur_this) end
-  elseif this_loaded and type(cur_this) == "table" then
-    -- Read-only scripts keep the original bytes; a write is found without re-encoding.
-    if this_new or not deep_equal(cur_this, json_decode(content())) then encode_into(m, cur_this) end
+  elseif this_dirty == APPEND and not this_exposed then
+    append_into(m, rawget(cur_this, RAW))
+  elseif this_dirty then
+    encode_into(m, cur_this)
+  elseif this_exposed then
+    -- A nested table was handed out: compare, so unchanged bytes stay exact.
+    local raw = raw_of(cur_this)
+    if not deep_equal(raw, json_decode(content())) then encode_into(m, raw) end
   end
   return true
 end
@@ -371,7 +530,9 @@ end
 local collectgarbage = collectgarbage
 local function fail(m, err)
   if err == "not enough memory" then collectgarbage("collect") end
-  C.sl_lmsg_set_error(m, tostring(err))
+  -- errors raised by the host itself (say, cjson refusing a cycle) carry no
+  -- useful position
+  C.sl_lmsg_set_error(m, (tostring(err):gsub('^%[string "lua%.%w+"%]:%d+: ', "")))
 end
 
 -- One pcall per batch, not per message: the loop is left by an error and
@@ -381,7 +542,8 @@ local function inline_loop(fn, msgs, from, n, seq_base, drop, steps)
   for k = from, n - 1 do
     local m = msgs[k]
     cur_msg, cur_index = m, k
-    cur_this, this_loaded, this_new, this_set, cur_ctx_cache = nil, false, false, false, nil
+    cur_this, this_loaded, this_dirty, this_exposed, this_set, cur_ctx_cache = nil, false, false, false, false, nil
+    this_nadded, this_src = 0, nil
     if seq_base ~= 0 then cur_seq = seq_base + k end
     budget_reset(steps)
     local ret = fn()
@@ -400,69 +562,99 @@ local function run_inline(s, msgs, n, seq_base, drop, steps)
   set_current(nil, 0)
 end
 
--- Module API: the msg object handed to process(msg, ctx).
-local Msg = {}
+-- Module API: the msg object handed to process(msg, ctx). Its message
+-- pointer lives in `live`, a table replaced after every run, so a msg kept
+-- past its call (in a global, say) fails cleanly instead of reaching a
+-- message the host has already passed on or freed.
+local live = {}
+local Msg = {__metatable = false}
+local function ptr(self)
+  local m = live[self]
+  if m == nil then
+    error("msg is no longer valid: a message lives only during the call that received it", 3)
+  end
+  return m
+end
+local function new_msg(m)
+  local o = setmetatable({}, Msg)
+  live[o] = m
+  return o
+end
+
+local function meta_set(m, k, v)
+  k = tostring(k)
+  if v == nil then C.sl_lmsg_meta_del(m, k) return end
+  if type(v) == "table" then v = encode(v) else v = tostring(v) end
+  C.sl_lmsg_meta_set(m, k, v, #v)
+end
+
 -- msg.meta is a metadata proxy bound to that message, made on first use.
-local function bound_meta(m)
-  return setmetatable({}, {
+local function bound_meta(o)
+  return proxy({
     __index = function(_, k)
-      local p = C.sl_lmsg_meta_get(m, tostring(k), len_box)
+      local p = C.sl_lmsg_meta_get(ptr(o), tostring(k), len_box)
       return p ~= nil and ffi_string(p, len_box[0]) or nil
     end,
-    __newindex = function(_, k, v)
-      local saved = cur_msg
-      cur_msg = m
-      meta[k] = v
-      cur_msg = saved
-    end,
-    __metatable = false,
+    __newindex = function(_, k, v) meta_set(ptr(o), k, v) end,
   })
 end
 Msg.__index = function(self, k)
   if k == "meta" then
-    local p = bound_meta(self._m)
+    local p = bound_meta(self)
     rawset(self, "meta", p)
     return p
   end
   return Msg[k]
 end
-function Msg:content() return ffi_string(C.sl_lmsg_content(self._m, len_box), len_box[0]) end
+function Msg:content() local m = ptr(self); return ffi_string(C.sl_lmsg_content(m, len_box), len_box[0]) end
 Msg.bytes = Msg.content
 function Msg:set_content(s)
+  local m = ptr(self)
   s = tostring(s)
-  self._json = nil
-  C.sl_lmsg_set_content(self._m, s, #s)
+  rawset(self, "_json", nil)
+  C.sl_lmsg_set_content(m, s, #s)
 end
 function Msg:json()
-  if self._json == nil then self._json = json_decode(self:content()) end
-  return self._json
+  local t = rawget(self, "_json")
+  if t == nil then t = json_decode(self:content()); rawset(self, "_json", t) end
+  return t
 end
 function Msg:set_json(t)
-  self._json = t
-  encode_into(self._m, t)
+  local m = ptr(self)
+  rawset(self, "_json", t)
+  encode_into(m, t)
 end
 function Msg:metadata()
   local saved = cur_msg
-  cur_msg = self._m
+  cur_msg = ptr(self)
   local t = meta()
   cur_msg = saved
   return t
 end
 function Msg:error()
-  local p = C.sl_lmsg_error(self._m)
+  local p = C.sl_lmsg_error(ptr(self))
   return p ~= nil and ffi_string(p) or nil
 end
-function Msg:set_error(e) C.sl_lmsg_set_error(self._m, e ~= nil and tostring(e) or nil) end
-function Msg:copy() return setmetatable({_m = C.sl_lmsg_clone(cur_run, self._m)}, Msg) end
+function Msg:set_error(e) C.sl_lmsg_set_error(ptr(self), e ~= nil and tostring(e) or nil) end
+-- New messages join the run's output only when returned; they need a module run.
+local function need_run()
+  if cur_run == nil then error("new messages can be made only in a module's process or process_batch", 3) end
+end
+function Msg:copy()
+  local m = ptr(self)
+  need_run()
+  return new_msg(C.sl_lmsg_clone(cur_run, m))
+end
 base.new_message = function(content_s)
-  content_s = type(content_s) == "table" and json_encode(content_s) or tostring(content_s or "")
-  return setmetatable({_m = C.sl_lmsg_new(cur_run, content_s, #content_s)}, Msg)
+  need_run()
+  content_s = type(content_s) == "table" and encode(content_s) or tostring(content_s or "")
+  return new_msg(C.sl_lmsg_new(cur_run, content_s, #content_s))
 end
 
 local function is_msg_list(t)
   if #t == 0 then return false end
   for k = 1, #t do
-    if getmetatable(t[k]) ~= Msg then return false end
+    if live[t[k]] == nil then return false end
   end
   return true
 end
@@ -472,20 +664,20 @@ end
 local function keep_module_result(run, msg, ret)
   if ret == nil or ret == DELETED or ret == false then return end
   local t = type(ret)
-  if t == "table" and getmetatable(ret) == Msg then msg = ret
+  if t == "table" and live[ret] then msg = ret
   elseif t == "table" and is_msg_list(ret) then
-    for k = 1, #ret do C.sl_lrun_keep(run, ret[k]._m) end
+    for k = 1, #ret do C.sl_lrun_keep(run, live[ret[k]]) end
     return
-  elseif t == "string" then C.sl_lmsg_set_content(msg._m, ret, #ret)
-  elseif t == "table" then encode_into(msg._m, ret)
+  elseif t == "string" then C.sl_lmsg_set_content(live[msg], ret, #ret)
+  elseif t == "table" then encode_into(live[msg], ret)
   elseif ret ~= true then error("process returned a " .. t, 0) end
-  C.sl_lrun_keep(run, msg._m)
+  C.sl_lrun_keep(run, live[msg])
 end
 
 local function run_module(s, msgs, n, run, steps)
   if s.process_batch then
     local batch = {}
-    for k = 0, n - 1 do batch[k + 1] = setmetatable({_m = msgs[k]}, Msg) end
+    for k = 0, n - 1 do batch[k + 1] = new_msg(msgs[k]) end
     set_current(n > 0 and msgs[0] or nil, 0)
     budget_mod.reset(steps)
     local ok, ret = pcall(s.process_batch, batch, ctx)
@@ -494,17 +686,18 @@ local function run_module(s, msgs, n, run, steps)
       return
     end
     local out = ret == nil and batch or ret
+    if type(out) ~= "table" then out = {false} end
     for _, msg in ipairs(out) do
-      if getmetatable(msg) ~= Msg then
-        for k = 0, n - 1 do fail(msgs[k], "process_batch must return a list of messages"); C.sl_lrun_keep(run, msgs[k]) end
+      if live[msg] == nil then
+        for k = 0, n - 1 do fail(msgs[k], "process_batch must return nothing or a list of messages"); C.sl_lrun_keep(run, msgs[k]) end
         return
       end
     end
-    for _, msg in ipairs(out) do C.sl_lrun_keep(run, msg._m) end
+    for _, msg in ipairs(out) do C.sl_lrun_keep(run, live[msg]) end
     return
   end
   for k = 0, n - 1 do
-    local msg = setmetatable({_m = msgs[k]}, Msg)
+    local msg = new_msg(msgs[k])
     set_current(msgs[k], k)
     budget_mod.reset(steps)
     local ok, ret = pcall(s.process, msg, ctx)
@@ -520,18 +713,22 @@ local drop_t = ffi.typeof("uint8_t *")
 function M.run(id, msgs_p, n, seq_base, run, steps, drop_p)
   local s = scripts[id]
   local msgs = ffi_cast(msgs_t, msgs_p)
-  cur_run = run
-  if s.kind == "module" then run_module(s, msgs, n, run, steps)
-  else run_inline(s, msgs, n, seq_base, ffi_cast(drop_t, drop_p), steps) end
-  cur_run = nil
-  set_current(nil, 0)
+  if s.kind == "module" then
+    cur_run = run
+    local ok, err = pcall(run_module, s, msgs, n, run, steps)
+    cur_run, live = nil, {}
+    set_current(nil, 0)
+    if not ok then error(err, 0) end
+  else
+    run_inline(s, msgs, n, seq_base, ffi_cast(drop_t, drop_p), steps)
+  end
 end
 
 local function stringify(v)
   local t = type(v)
   if t == "string" then return v end
   if t == "nil" then return "null" end
-  if t == "table" then return json_encode(v) end
+  if t == "table" then return encode(v) end
   return tostring(v)
 end
 

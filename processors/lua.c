@@ -83,7 +83,11 @@ static const sl_spec_t spec = {
     "`getfenv`; `require` only reads modules under the `lua.lua_path` directories. Each call has a "
     "step budget (`lua.max_steps`: loop iterations, gotos and function calls) and each VM a memory "
     "cap (`lua.max_memory`); a script over either fails its message, and the host keeps serving. "
-    "JSON goes through lua-cjson: an empty array decodes to an empty table and is re-encoded as `{}`.",
+    "JSON goes through lua-cjson: an empty array decodes to an empty table and is re-encoded as `{}`. "
+    "A script that only reads `this` keeps the message's bytes; one that only adds new top-level keys "
+    "has them appended to the original bytes; any other change re-encodes the object (lua-cjson's key "
+    "order). `meta`, `ctx` and `msg.meta` cannot be reached with `rawset`/`rawget`, and a `msg` kept "
+    "past the call that received it refuses every use.",
   .fields = fields,
   .shorthand = "code",
   .example =

@@ -30,6 +30,17 @@ describe("lua inline scripts", function()
     assert.are.equal(input, out[1] .. "\n")
   end)
 
+  it("keeps the original bytes and appends when only new keys are added", function()
+    local out = through("    - lua: 'this.c = {d = 1}; this.e = \"x\"'\n", '{ "b" : [1, 2] }\n{}\n')
+    assert.are.equal('{ "b" : [1, 2] ', out[1]:sub(1, 15))
+    assert.are.same({b = {1, 2}, c = {d = 1}, e = "x"}, json.decode(out[1]))
+    assert.are.same({c = {d = 1}, e = "x"}, json.decode(out[2]))
+    -- changing an existing key, or reading a nested table, re-encodes
+    out = through("    - lua: 'this.b = 3; this.c = 4'\n    - lua: 'this.b2 = #this.arr; this.arr[1] = 9'\n",
+      '{"b":1,"arr":[1]}\n')
+    assert.are.same({b = 3, c = 4, b2 = 1, arr = {9}}, json.decode(out[1]))
+  end)
+
   it("re-encodes when a nested value changes", function()
     local out = through("    - lua: 'this.user.name = \"bob\"'\n", '{"user":{"name":"ada"},"n":1}\n')
     assert.are.same({user = {name = "bob"}, n = 1}, json.decode(out[1]))
@@ -286,6 +297,32 @@ describe("lua sandbox", function()
   it("keeps scripts from changing each other's string library", function()
     local out = through("    - lua: 'string.upper = nil; string.format = nil'\n    - lua: 'return (\"ok\"):upper() .. string.format(\"%d\", 1)'\n", "x\n")
     assert.are.equal("OK1", out[1])
+  end)
+
+  it("keeps shared host objects out of rawset's reach", function()
+    local out = through("    - lua: |\n        pcall(rawset, meta, 'x', 'planted')\n        pcall(rawset, ctx, 'user', 'mallory')\n" ..
+      "        return tostring(pcall(function() return ('').dump end))\n" ..
+      "    - lua: 'return content() .. \":\" .. tostring(meta.x) .. \":\" .. tostring(ctx.user)'\n", "a\n")
+    assert.are.equal("true:nil:nil", out[1])
+  end)
+
+  it("refuses a message kept past its call, and message access at a module's top level", function()
+    local d = tmpdir()
+    h.write(d .. "/keep.lua", "local kept\nfunction process(msg)\n" ..
+      "  if kept then local ok, e = pcall(function() return kept:content() end); msg:set_content(tostring(e)) end\n" ..
+      "  kept = msg\n  return msg\nend\n")
+    h.write(d .. "/top.lua", "content()\nfunction process(msg) return msg end\n")
+    h.write(d .. "/c.yaml", "input:\n  generate: {count: 2, interval: 20ms, mapping: 'return i == 1 and \"one\" or \"two\"'}\n" ..
+      "pipeline:\n  processors:\n    - lua: {file: keep.lua}\noutput:\n  stdout: {}\n")
+    h.write(d .. "/t.yaml", "input:\n  stdin: {}\npipeline:\n  processors:\n    - lua: {file: top.lua}\noutput:\n  stdout: {}\n")
+    local code, out = h.sh(h.bin .. " run " .. d .. "/c.yaml")
+    local _, _, err = h.sh(h.bin .. " lint " .. d .. "/t.yaml")
+    h.rmdir(d)
+    assert.are.equal(0, code)
+    local lines = h.lines(out)
+    assert.are.equal("one", lines[1])
+    assert.matches("msg is no longer valid", lines[2])
+    assert.matches("no message here", err)
   end)
 
   it("stops a runaway loop with the step budget and keeps serving", function()
