@@ -103,52 +103,6 @@ static void on_timeout(uv_timer_t *t) {
   pending_finish(p);
 }
 
-static void parse_query(sl_kvlist_t *into, const char *q) {
-  while (*q) {
-    const char *amp = strchr(q, '&');
-    size_t n = amp ? (size_t)(amp - q) : strlen(q);
-    const char *eq = memchr(q, '=', n);
-    size_t kl, vl;
-    char *k = sl_http_form_decode(q, eq ? (size_t)(eq - q) : n, &kl);
-    char *v = eq ? sl_http_form_decode(eq + 1, n - (size_t)(eq - q) - 1, &vl) : (vl = 0, sl_xstrdup(""));
-    if (kl) sl_kv_add(into, k, v, vl);
-    free(k);
-    free(v);
-    q += n + (amp ? 1 : 0);
-  }
-}
-
-static void parse_cookies(sl_kvlist_t *into, const char *h) {
-  while (h && *h) {
-    while (*h == ' ' || *h == ';') h++;
-    const char *semi = strchr(h, ';');
-    size_t n = semi ? (size_t)(semi - h) : strlen(h);
-    const char *eq = memchr(h, '=', n);
-    if (eq && eq > h) {
-      char *k = sl_xstrndup(h, (size_t)(eq - h));
-      sl_kv_add(into, k, eq + 1, n - (size_t)(eq - h) - 1);
-      free(k);
-    }
-    h += n;
-  }
-}
-
-static sl_ctx_t *context_of(const sl_http_req_t *r) {
-  sl_ctx_t *c = sl_ctx_new();
-  c->method = sl_xstrdup(r->head ? "HEAD" : r->method);
-  c->path = sl_xstrdup(r->path);
-  c->remote_addr = sl_xstrdup(r->remote_addr);
-  c->request_id = sl_xstrdup(r->request_id);
-  if (r->user) c->user = sl_xstrdup(r->user);
-  sl_kv_copy(&c->jwt, &r->jwt);
-  parse_query(&c->query, r->query);
-  sl_kv_copy(&c->headers, &r->headers);
-  sl_kv_copy(&c->params, &r->params);
-  for (uint32_t i = 0; i < r->headers.n; i++)
-    if (strcmp(r->headers.v[i].key, "cookie") == 0) parse_cookies(&c->cookies, r->headers.v[i].val);
-  return c;
-}
-
 static void on_request(sl_http_req_t *r, void *arg) {
   hin_t *in = arg;
   if (in->stopped) {
@@ -184,7 +138,7 @@ static void on_request(sl_http_req_t *r, void *arg) {
     return;
   }
   sl_msg_t *m = sl_msg_new_bytes(sl_bytes_ref(r->body));
-  sl_ctx_t *ctx = context_of(r);
+  sl_ctx_t *ctx = sl_http_ctx_new(r);
   ctx->reply = sl_reply_new();
   sl_msg_set_ctx(m, ctx);
   sl_kv_set(&m->meta, "http_method", ctx->method, strlen(ctx->method));
@@ -304,7 +258,7 @@ static void on_ws(sl_http_req_t *r, void *arg) {
   wsconn_t *w = sl_xcalloc(1, sizeof(*w));
   w->refs = 2;   /* the connection's, and ours while accepting */
   w->in = in;
-  w->ctx = context_of(r);
+  w->ctx = sl_http_ctx_new(r);
   static const sl_ws_handlers_t h = {on_ws_message, on_ws_close};
   w->ws = sl_ws_accept(r, &h, w, (size_t)in->ws_max, 20000, in->base.worker);
   /* Not accepted (and not closed by the peer meanwhile): the connection's

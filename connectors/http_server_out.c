@@ -6,6 +6,7 @@
 #include "../core/http_auth.h"
 #include "../core/http_ws.h"
 #include "../core/log.h"
+#include "../core/scoped.h"
 #include "../core/stream.h"
 #include "../core/xalloc.h"
 #include <jansson.h>
@@ -103,8 +104,16 @@ struct hout {
   unsigned rr;
   uint64_t seq;
   uv_timer_t heartbeat;
-  int routed, closing;
+  int routed, mounted, closing;
+  int nclients;              /* waiting GETs plus SSE and WebSocket clients */
+  void (*watch)(void *arg, int nclients);
+  void *watch_arg;
 };
+
+static void count_clients(hout_t *o, int delta) {
+  o->nclients += delta;
+  if (o->watch) o->watch(o->watch_arg, o->nclients);
+}
 
 static const char *stream_name(const hout_t *o) { return o->base.stream ? o->base.stream->name : NULL; }
 
@@ -127,6 +136,7 @@ static void waiter_remove(hout_t *o, waiter_t *w) {
   }
   uv_timer_stop(&w->timer);
   uv_close((uv_handle_t *)&w->timer, waiter_closed);
+  count_clients(o, -1);
 }
 
 /* The waiting GETs as of now: answering one may let its client's next
@@ -142,7 +152,10 @@ static waiter_t *take_waiters(hout_t *o) {
 static void client_end(hout_t *o, client_t *c, int code, const char *why) {
   client_t **pp = &o->clients;
   while (*pp && *pp != c) pp = &(*pp)->next;
-  if (*pp) *pp = c->next;
+  if (*pp) {
+    *pp = c->next;
+    count_clients(o, -1);
+  }
   if (c->st) sl_http_stream_close(c->st);
   if (c->ws) sl_ws_close(c->ws, code, why);
   free(c->types);
@@ -375,6 +388,7 @@ static void on_get(sl_http_req_t *r, void *arg) {
   uv_timer_start(&w->timer, on_waiter_timeout, (uint64_t)o->timeout_ms, 0);
   *o->waiters_tail = w;
   o->waiters_tail = &w->next;
+  count_clients(o, 1);
   r->on_gone = on_waiter_gone;
   r->gone_arg = w;
   drain_held(o);
@@ -429,6 +443,7 @@ static void on_sse(sl_http_req_t *r, void *arg) {
   }
   c->next = o->clients;
   o->clients = c;
+  count_clients(o, 1);
   drain_held(o);
 }
 
@@ -447,6 +462,7 @@ static void on_ws(sl_http_req_t *r, void *arg) {
   if (r->user) c->user = sl_xstrdup(r->user);
   c->next = o->clients;
   o->clients = c;
+  count_clients(o, 1);
   static const sl_ws_handlers_t h = {NULL, on_ws_gone};
   c->ws = sl_ws_accept(r, &h, c, 64 << 10, 20000, o->base.worker);
   if (!c->ws) {
@@ -455,6 +471,7 @@ static void on_ws(sl_http_req_t *r, void *arg) {
     while (*pp && *pp != c) pp = &(*pp)->next;
     if (*pp) {
       *pp = c->next;
+      count_clients(o, -1);
       free(c);
     }
     return;
@@ -547,7 +564,7 @@ static void hout_close(sl_output_t *out, void (*done)(sl_output_t *, void *), vo
     free(h);
   }
   o->held_tail = &o->held;
-  if (o->routed) uv_timer_stop(&o->heartbeat);
+  if (o->routed || o->mounted) uv_timer_stop(&o->heartbeat);
   done(out, arg);
 }
 
@@ -570,6 +587,8 @@ static void hout_destroy(sl_output_t *out) {
     if (o->path[0]) sl_http_unroute(out->worker, o->path);
     if (o->sse_path[0]) sl_http_unroute(out->worker, o->sse_path);
     if (o->ws_path[0]) sl_http_unroute(out->worker, o->ws_path);
+  }
+  if (o->routed || o->mounted) {
     uv_close((uv_handle_t *)&o->heartbeat, hout_free);
     return;
   }
@@ -578,6 +597,19 @@ static void hout_destroy(sl_output_t *out) {
 
 static const sl_output_vt vt = {hout_start, hout_write, hout_close, hout_destroy};
 static const sl_spec_t spec;
+
+int sl_hout_is(const sl_output_t *o) { return o->spec == &spec; }
+
+void sl_hout_serve(sl_output_t *out, int which, sl_http_req_t *r) {
+  static const sl_http_handler handlers[] = {on_get, on_sse, on_ws};
+  handlers[which](r, out);
+}
+
+void sl_hout_watch(sl_output_t *out, void (*cb)(void *arg, int nclients), void *arg) {
+  hout_t *o = (hout_t *)out;
+  o->watch = cb;
+  o->watch_arg = arg;
+}
 
 static char *route_path(const char *p) {
   if (!p[0]) return sl_xstrdup("");
@@ -617,7 +649,11 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
     hout_free((uv_handle_t *)&o->heartbeat);
     return NULL;
   }
-  if (!b->worker) {
+  if (b->mounted) {
+    /* A request-scoped instance: core/scoped.c routes and authenticates. */
+    uv_timer_init(b->worker->loop, &o->heartbeat);
+    o->mounted = 1;
+  } else if (!b->worker) {
     const char *paths[] = {o->path, o->sse_path, o->ws_path}, *keys[] = {"path", "sse_path", "ws_path"};
     for (int i = 0; i < 3; i++)
       if (paths[i][0] && sl_http_lint_route(paths[i], b->stream_name, b->diags,
@@ -681,7 +717,10 @@ static const sl_spec_t spec = {
     "acknowledged and gone, as with any non-durable fan-out (use the durable `stream` output for "
     "replay). With `round_robin` each batch goes to one client and waits for one to connect.\n\n"
     "SSE clients that fall behind by more than `max_buffer` are disconnected (and logged), never "
-    "silently skipped.",
+    "silently skipped.\n\n"
+    "When the stream's input or this output uses `${ctx.…}` (or a `$tyk_context.…` alias), the "
+    "stream is request-scoped: each client's request resolves those values and is served by the "
+    "instance for that resolution (see `request_scope` in the config reference).",
   .fields = fields,
   .example =
     "http:\n"

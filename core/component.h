@@ -19,6 +19,8 @@ typedef struct sl_build {
   const char *config_dir;   /* directory of the config file, for relative paths */
   int lint_only;
   int top_level;            /* set by the stream for its own input/output only */
+  int mounted;              /* a request-scoped instance: its http_server output takes
+                               clients from core/scoped.c and routes nothing itself */
 } sl_build_t;
 
 /* Builds a component (wrapper node {name: body, label: ...}) of a kind.

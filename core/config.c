@@ -20,6 +20,11 @@ static const sl_field_t pipeline_fields[] = {
   {"threads", SL_F_INT, "1", SL_ADVANCED, "Reserved: processors run on the stream's worker.", NULL, NULL},
   {0}};
 
+static const sl_field_t scope_fields[] = {
+  {"idle_timeout", SL_F_DURATION, "60s", 0, "How long an instance lives on after its last client left.", NULL, NULL},
+  {"max_instances", SL_F_INT, "10000", 0, "Instances alive at once; a request needing one more gets 503.", NULL, NULL},
+  {0}};
+
 /* The fields of one stream; shared by the top level and each `streams.NAME`. */
 static const sl_field_t stream_fields[] = {
   {"input", SL_F_INPUT, NULL, SL_REQUIRED, "Where messages come from.", NULL, NULL},
@@ -27,6 +32,12 @@ static const sl_field_t stream_fields[] = {
   {"output", SL_F_OUTPUT, NULL, SL_REQUIRED, "Where messages go.", NULL, NULL},
   {"max_in_flight", SL_F_INT, "64", 0, "Transactions (input batches) open at once; the input waits beyond it.", NULL, NULL},
   {"retry", SL_F_OBJECT, NULL, 0, "How failed output writes are retried (exponential backoff).", NULL, retry_fields},
+  {"request_scope", SL_F_OBJECT, NULL, 0,
+   "For a request-scoped stream (its input or output uses `${ctx.…}` or a `$tyk_context.…` alias): one "
+   "instance per distinct set of resolved values, created by the first client's request, shared by "
+   "the clients that resolve the same way, and stopped `idle_timeout` after the last one left. Its "
+   "output must be `http_server`; its processors see the `ctx` of the request that created it.",
+   NULL, scope_fields},
   {0}};
 
 static const char *const log_levels[] = {"trace", "debug", "info", "warn", "error", "off", NULL};

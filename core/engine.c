@@ -2,6 +2,7 @@
 #include "http.h"
 #include "component.h"
 #include "log.h"
+#include "scoped.h"
 #include "section.h"
 #include "stream.h"
 #include "xalloc.h"
@@ -17,6 +18,7 @@ struct sl_engine {
   sl_cnode_t **files; int nfiles;   /* parsed files (streams are moved into root) */
   sl_worker_t *worker;
   sl_stream_t **streams; int nstreams;
+  sl_scoped_t **scoped; int nscoped;     /* request-scoped stream templates */
   int ndone;
   int stopping;
   uint64_t stop_at;                 /* loop time of the first shutdown signal */
@@ -98,12 +100,18 @@ sl_engine_t *sl_engine_load(const sl_engine_opts_t *o, sl_diags_t *diags) {
   const sl_cnode_t *streams = sl_cnode_get(e->root, "streams");
   uint32_t n = streams && streams->type == SL_CN_MAP ? streams->n : 0;
   e->streams = sl_xcalloc(n ? n : 1, sizeof(*e->streams));
+  e->scoped = sl_xcalloc(n ? n : 1, sizeof(*e->scoped));
   for (uint32_t i = 0; i < n; i++) {
     char *dir = dir_of(streams->items[i]->file);
     sl_build_t b = {.worker = e->worker, .diags = diags, .config_dir = dir, .lint_only = o->lint_only};
-    sl_stream_t *s = sl_stream_build(&b, streams->items[i], streams->keys[i]);
+    if (sl_scoped_is_template(streams->items[i])) {
+      sl_scoped_t *t = sl_scoped_build(&b, streams->items[i], streams->keys[i]);
+      if (t) e->scoped[e->nscoped++] = t;
+    } else {
+      sl_stream_t *s = sl_stream_build(&b, streams->items[i], streams->keys[i]);
+      if (s) e->streams[e->nstreams++] = s;
+    }
     free(dir);
-    if (s) e->streams[e->nstreams++] = s;
   }
   if (diags->n > before) {
     sl_engine_free(e);
@@ -151,13 +159,17 @@ static void close_handles(sl_engine_t *e) {
   signal(SIGTERM, SIG_IGN);
 }
 
-static void on_stream_done(sl_stream_t *s, void *arg) {
-  (void)s;
+static void on_unit_done(void *arg) {
   sl_engine_t *e = arg;
-  if (++e->ndone == e->nstreams) {
+  if (++e->ndone == e->nstreams + e->nscoped) {
     sl_info("all streams finished");
     close_handles(e);
   }
+}
+
+static void on_stream_done(sl_stream_t *s, void *arg) {
+  (void)s;
+  on_unit_done(arg);
 }
 
 /* Abandoning in-flight work is the point here: nothing is torn down (what is
@@ -190,6 +202,7 @@ static void begin_shutdown(sl_engine_t *e, const char *why) {
   uv_timer_start(&e->shutdown_timer, on_shutdown_timeout, (uint64_t)e->shutdown_ms, 0);
   sl_http_stop(e->worker);
   for (int i = 0; i < e->nstreams; i++) sl_stream_stop(e->streams[i]);
+  for (int i = 0; i < e->nscoped; i++) sl_scoped_stop(e->scoped[i]);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -207,7 +220,7 @@ int sl_engine_run(sl_engine_t *e) {
   uv_signal_start(&e->sigterm, on_signal, SIGTERM);
   /* A SIGPIPE would kill us mid-drain; write errors are handled per output. */
   signal(SIGPIPE, SIG_IGN);
-  if (e->nstreams == 0) {
+  if (e->nstreams + e->nscoped == 0) {
     sl_error("no streams configured");
     close_handles(e);
     return 1;
@@ -216,6 +229,7 @@ int sl_engine_run(sl_engine_t *e) {
     close_handles(e);
     return 1;
   }
+  for (int i = 0; i < e->nscoped; i++) sl_scoped_start(e->scoped[i], on_unit_done, e);
   for (int i = 0; i < e->nstreams; i++) {
     if (sl_stream_start(e->streams[i], on_stream_done, e) != 0) {
       e->exit_code = 1;
@@ -231,6 +245,8 @@ void sl_engine_free(sl_engine_t *e) {
   if (!e) return;
   for (int i = 0; i < e->nstreams; i++) sl_stream_free(e->streams[i]);
   free(e->streams);
+  for (int i = 0; i < e->nscoped; i++) sl_scoped_free(e->scoped[i]);
+  free(e->scoped);
   for (int i = 0; i < e->nfiles; i++) sl_cnode_free(e->files[i]);
   free(e->files);
   if (e->worker) {

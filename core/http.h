@@ -74,6 +74,9 @@ sl_http_stream_t *sl_http_takeover(sl_http_req_t *r, const void *head, size_t le
 int sl_http_stream_write(sl_http_stream_t *s, const void *data, size_t len, size_t max_buffer);
 void sl_http_stream_close(sl_http_stream_t *s);
 
+/* The request context of r (refs = 1, no reply; caller unrefs). */
+sl_ctx_t *sl_http_ctx_new(const sl_http_req_t *r);
+
 /* Decodes n bytes of application/x-www-form-urlencoded text ('+' is a space,
  * %XX a byte) into a new NUL-terminated string (caller frees). */
 char *sl_http_form_decode(const char *s, size_t n, size_t *out_len);

@@ -1,6 +1,7 @@
 /* The component registry and spec-driven validation: type checks, defaults,
  * shorthands, and "did you mean" for misspelt keys, names and enum values. */
 #include "spec.h"
+#include "ctxref.h"
 #include "xalloc.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,6 +196,19 @@ static int validate_scalar(const sl_field_t *f, sl_cnode_t *v, const char *path,
   if (v->type != SL_CN_SCALAR) {
     sl_diag_add(d, v, path, "expected %s", type_word(f->type));
     return 1;
+  }
+  {
+    sl_ctxref_t ref;
+    int rc = sl_ctxref_next(v->str, 0, &ref);
+    sl_ctxref_clear(&ref);
+    if (rc < 0) {
+      sl_diag_add(d, v, path, "not a request-context reference: write ${ctx.user}, ${ctx.method}, ${ctx.path}, "
+                  "${ctx.remote_addr}, ${ctx.request_id}, or ${ctx.query.NAME} (also headers, params, cookies, jwt), "
+                  "optionally with a :default; Tyk's $tyk_context.request_data_NAME, headers_NAME, jwt_claims_NAME, "
+                  "cookies_NAME are accepted");
+      return 1;
+    }
+    if (rc > 0 && f->type != SL_F_CODE) return 0;   /* checked once resolved, per request (core/scoped.c) */
   }
   int64_t i;
   double x;

@@ -106,6 +106,9 @@ void sl_input_emit(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *arg) {
   ec->s = s;
   ec->user_cb = ack_cb;
   ec->user_arg = arg;
+  if (s->ctx)
+    for (uint32_t i = 0; i < b->n; i++)
+      if (!b->msgs[i]->ctx) sl_msg_set_ctx(b->msgs[i], s->ctx);
   if (!ack_cb) ec->copy = sl_batch_clone(b);
   s->in_flight++;
   push_under_txn(ec, b);
@@ -326,6 +329,7 @@ void sl_stream_free(sl_stream_t *s) {
   sl_output_destroy(s->output);
   free(s->name);
   free(s->not_ready);
+  sl_ctx_unref(s->ctx);
   if (si->started) uv_close((uv_handle_t *)&si->kick, stream_mem_free);
   else free(si);
 }

@@ -25,6 +25,8 @@ struct sl_stream {
   void *on_done_arg;
   int64_t pending_writes;
   char *not_ready;            /* reason the stream is not connected, or NULL */
+  sl_ctx_t *ctx;              /* ref: a request-scoped instance's context, given to
+                                 every message its input emits without one */
 };
 
 /* Build from a stream node {input, pipeline, output, ...}. NULL on error (diags). */
