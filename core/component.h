@@ -57,6 +57,9 @@ int sl_input_ready(sl_input_t *in);
 /* Emit a batch under one new transaction; ack_cb (may be NULL) runs when it
  * completes. Takes ownership of b. */
 void sl_input_emit(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *arg);
+/* The same, but a failed delivery is re-sent by the stream (its retry
+ * policy) and ack_cb only gets the final outcome. */
+void sl_input_emit_retry(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *arg);
 /* The input is finite and has produced everything. */
 void sl_input_eof(sl_input_t *in);
 /* The input lost its source or failed to start: logged, reported by readiness. */

@@ -55,7 +55,6 @@ static const sl_field_t root_fields[] = {
   {"shutdown_timeout", SL_F_DURATION, "20s", 0, "How long SIGINT/SIGTERM waits for in-flight messages before exiting 1.", NULL, NULL},
   {"metrics", SL_F_ANY, NULL, 0, "Metrics (reserved).", NULL, NULL},
   {"tracer", SL_F_ANY, NULL, 0, "Tracing (reserved).", NULL, NULL},
-  {"store", SL_F_ANY, NULL, 0, "Embedded event store (reserved).", NULL, NULL},
   {0}};
 
 const sl_field_t *sl_config_root_fields(void) { return root_fields; }

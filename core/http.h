@@ -73,6 +73,12 @@ sl_http_stream_t *sl_http_takeover(sl_http_req_t *r, const void *head, size_t le
  * than max_buffer bytes wait in its socket buffer). */
 int sl_http_stream_write(sl_http_stream_t *s, const void *data, size_t len, size_t max_buffer);
 void sl_http_stream_close(sl_http_stream_t *s);
+/* Bytes waiting in the socket buffer (SIZE_MAX once the client is gone):
+ * lets a reader that got 1 from a write know when to go on. */
+size_t sl_http_stream_queued(const sl_http_stream_t *s);
+
+/* The decoded value of query parameter name in r (caller frees), or NULL. */
+char *sl_http_query(const sl_http_req_t *r, const char *name);
 
 /* The request context of r (refs = 1, no reply; caller unrefs). */
 sl_ctx_t *sl_http_ctx_new(const sl_http_req_t *r);

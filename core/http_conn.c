@@ -399,6 +399,11 @@ int sl_http_stream_write(sl_http_stream_t *st, const void *data, size_t len, siz
   return c->tcp.write_queue_size > max_buffer ? 1 : 0;
 }
 
+size_t sl_http_stream_queued(const sl_http_stream_t *st) {
+  const conn_t *c = st->conn;
+  return !c || c->closing ? SIZE_MAX : c->tcp.write_queue_size;
+}
+
 void sl_http_stream_close(sl_http_stream_t *st) {
   conn_t *c = st->conn;
   if (c && !c->closing) {

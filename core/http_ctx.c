@@ -52,3 +52,15 @@ sl_ctx_t *sl_http_ctx_new(const sl_http_req_t *r) {
   return c;
 }
 
+
+char *sl_http_query(const sl_http_req_t *r, const char *name) {
+  size_t nl = strlen(name);
+  for (const char *q = r->query; q && *q;) {
+    const char *amp = strchr(q, '&');
+    size_t n = amp ? (size_t)(amp - q) : strlen(q), l;
+    if (n > nl && strncmp(q, name, nl) == 0 && q[nl] == '=') return sl_http_form_decode(q + nl + 1, n - nl - 1, &l);
+    if (n == nl && strncmp(q, name, nl) == 0) return sl_xstrdup("");
+    q += n + (amp ? 1 : 0);
+  }
+  return NULL;
+}

@@ -269,6 +269,8 @@ int sl_ws_send(sl_ws_t *ws, int text, const void *p, size_t n, size_t max_buffer
   return ws->done ? -1 : ws->slow;
 }
 
+size_t sl_ws_queued(const sl_ws_t *ws) { return ws->done || ws->close_code ? SIZE_MAX : sl_http_stream_queued(ws->st); }
+
 void sl_ws_close(sl_ws_t *ws, int code, const char *reason) {
   if (!ws->done) {
     wslay_event_queue_close(ws->ctx, (uint16_t)code, (const uint8_t *)reason, reason ? strlen(reason) : 0);

@@ -29,6 +29,8 @@ sl_ws_t *sl_ws_accept(sl_http_req_t *r, const sl_ws_handlers_t *h, void *arg, si
 /* Queues a message; 0 sent, 1 sent but the peer is slow (max_buffer bytes
  * wait), -1 the connection is closing. */
 int sl_ws_send(sl_ws_t *ws, int text, const void *p, size_t n, size_t max_buffer);
+/* Bytes waiting to be sent (SIZE_MAX once closing). */
+size_t sl_ws_queued(const sl_ws_t *ws);
 /* Sends a close frame with code and frees ws (no on_close follows). */
 void sl_ws_close(sl_ws_t *ws, int code, const char *reason);
 

@@ -100,7 +100,7 @@ static void push_under_txn(emit_ctx_t *ec, sl_batch_t *b) {
   sl_txn_unref(t);
 }
 
-void sl_input_emit(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *arg) {
+static void emit(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *arg, int retry) {
   sl_stream_t *s = in->stream;
   emit_ctx_t *ec = sl_xcalloc(1, sizeof(*ec));
   ec->s = s;
@@ -109,10 +109,14 @@ void sl_input_emit(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *arg) {
   if (s->ctx)
     for (uint32_t i = 0; i < b->n; i++)
       if (!b->msgs[i]->ctx) sl_msg_set_ctx(b->msgs[i], s->ctx);
-  if (!ack_cb) ec->copy = sl_batch_clone(b);
+  if (retry) ec->copy = sl_batch_clone(b);
   s->in_flight++;
   push_under_txn(ec, b);
 }
+
+void sl_input_emit(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *arg) { emit(in, b, ack_cb, arg, !ack_cb); }
+
+void sl_input_emit_retry(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *arg) { emit(in, b, ack_cb, arg, 1); }
 
 void sl_input_eof(sl_input_t *in) {
   in->eof = 1;

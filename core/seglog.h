@@ -1,0 +1,70 @@
+/* One partition of a durable stream: an append-only log of segment files in
+ * a directory, each named by its base offset (`00000000000000000042.log`),
+ * with a sparse offset index (`.index`) and a time index (`.timeindex`).
+ * Records carry length, CRC-32C, offset, timestamp, key, event name,
+ * headers and value. Opening verifies the last segment and truncates a torn
+ * or corrupt tail (logged); nothing before it is lost.
+ * Ownership: the caller owns the log (sl_seglog_close); record pointers
+ * handed to a read callback are valid only during that call. Everything is
+ * synchronous; fsync is the caller's to schedule (sl_seglog_sync_fd). */
+#ifndef SL_SEGLOG_H
+#define SL_SEGLOG_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sl_record {
+  uint64_t offset;
+  int64_t ts_ms;
+  const char *key; uint32_t key_len;         /* key_len 0: no key */
+  const char *event; uint32_t event_len;
+  const char *headers; uint32_t headers_len; /* a JSON object, or empty */
+  const char *value; uint32_t value_len;
+} sl_record_t;
+
+typedef struct sl_seglog_opts {
+  int64_t segment_bytes;     /* roll when the active segment would exceed it */
+  int64_t segment_age_ms;    /* roll when its first record is older (0: never) */
+  int64_t index_interval;    /* bytes of log between index entries */
+} sl_seglog_opts_t;
+
+typedef struct sl_seglog sl_seglog_t;
+
+/* Opens or creates the log in dir. NULL with *err (caller frees). *repaired
+ * (may be NULL) receives a description of a truncated tail, or NULL. */
+sl_seglog_t *sl_seglog_open(const char *dir, const sl_seglog_opts_t *o, char **err, char **repaired);
+void sl_seglog_close(sl_seglog_t *l);
+
+/* Appends n records (their offsets are assigned: the log's next offsets).
+ * Returns the first offset, or -1 with *err on an I/O error. */
+int64_t sl_seglog_append(sl_seglog_t *l, sl_record_t *recs, size_t n, char **err);
+
+/* Calls cb for records from offset `from` on, until it returns nonzero or
+ * max_records / max_bytes (of values) is reached; a record is always given
+ * when there is one. Returns records given, or -1 on an I/O or integrity
+ * error (*err). `from` below the start or at the end gives 0. */
+int64_t sl_seglog_read(sl_seglog_t *l, uint64_t from, size_t max_records, size_t max_bytes,
+                       int (*cb)(const sl_record_t *r, void *arg), void *arg, char **err);
+
+/* The first offset whose timestamp is >= ts_ms (or the end). */
+uint64_t sl_seglog_offset_for_time(sl_seglog_t *l, int64_t ts_ms);
+
+uint64_t sl_seglog_start(const sl_seglog_t *l);   /* earliest offset kept */
+uint64_t sl_seglog_end(const sl_seglog_t *l);     /* next offset to be written */
+int64_t sl_seglog_bytes(const sl_seglog_t *l);
+int sl_seglog_segments(const sl_seglog_t *l);
+
+/* The active segment's descriptor, for fsync on another thread; unchanged
+ * until the next append (a roll syncs the closed segment itself). */
+int sl_seglog_sync_fd(const sl_seglog_t *l);
+
+/* Deletes closed segments older than max_age_ms (by their newest record;
+ * 0: no limit) and, oldest first, while the log exceeds max_bytes (0: no
+ * limit). Returns segments removed. */
+int sl_seglog_retain(sl_seglog_t *l, int64_t max_age_ms, int64_t max_bytes, int64_t now_ms);
+
+/* Decodes one record at p (n bytes available). Returns its size, 0 when the
+ * bytes end before it does (a torn tail), -1 when it is corrupt. */
+int64_t sl_record_decode(const unsigned char *p, size_t n, sl_record_t *r);
+enum { SL_RECORD_HEADER = 40 };
+
+#endif

@@ -1,0 +1,622 @@
+#include "store.h"
+#include "log.h"
+#include "xalloc.h"
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* What a publish with fsync `always` waits for: every partition it wrote
+ * synced up to its last record. */
+typedef struct pending_pub {
+  int waits;                 /* partitions not yet synced far enough */
+  sl_pub_cb cb;
+  void *arg;
+  int *parts;
+  uint64_t *offs;
+  size_t n;
+} pending_pub_t;
+
+typedef struct sync_wait {
+  struct sync_wait *next;
+  uint64_t need;             /* synced end must reach this */
+  pending_pub_t *pub;
+} sync_wait_t;
+
+typedef struct partition {
+  sl_seglog_t *log;
+  uint64_t synced;           /* records below this are on disk */
+  int syncing;               /* an fsync is in flight */
+  uv_fs_t req;
+  uint64_t sync_target;      /* end of the log when that fsync started */
+  sync_wait_t *waits;
+  struct sl_sstream *s;
+} partition_t;
+
+struct sl_sstream {
+  sl_store_t *st;
+  char *name, *dir;
+  sl_sconf_t c;
+  partition_t *parts;
+  unsigned rr;
+  int deleted;
+  int busy;                  /* fsyncs in flight: the files stay open meanwhile */
+  sl_swatch_t watchers;      /* list head */
+  json_t *cursors;           /* {"subscriber": {name: [next...]}, "group": {...}} */
+  uint64_t id;               /* unique in the process: tells a re-created stream apart */
+  struct sl_sstream *next;
+};
+
+struct sl_store {
+  sl_worker_t *w;
+  char *data_dir;
+  sl_sconf_t defaults;
+  int64_t sync_interval_ms;
+  int opened, failed;
+  sl_sstream_t *streams, **tail;
+  uv_timer_t tick;           /* interval fsyncs and retention */
+  int64_t retention_check_ms, last_retention;
+};
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int sl_store_valid_name(const char *n) {
+  size_t len = strlen(n);
+  if (!len || len > 200 || n[0] == '.') return 0;
+  for (const char *c = n; *c; c++)
+    if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || strchr("._-", *c)))
+      return 0;
+  return 1;
+}
+
+/* Kafka's murmur2 (org.apache.kafka.common.utils.Utils.murmur2), so a key
+ * lands on the same partition number here as with Kafka's default partitioner. */
+int sl_store_partition_of(const char *key, size_t len, int partitions) {
+  const uint32_t m = 0x5bd1e995;
+  uint32_t h = 0x9747b28c ^ (uint32_t)len;
+  const unsigned char *d = (const unsigned char *)key;
+  size_t n4 = len / 4;
+  for (size_t i = 0; i < n4; i++) {
+    uint32_t k = (uint32_t)d[4 * i] | (uint32_t)d[4 * i + 1] << 8 | (uint32_t)d[4 * i + 2] << 16 | (uint32_t)d[4 * i + 3] << 24;
+    k *= m;
+    k ^= k >> 24;
+    k *= m;
+    h *= m;
+    h ^= k;
+  }
+  switch (len % 4) {
+  case 3: h ^= (uint32_t)d[(len & ~3u) + 2] << 16; /* fall through */
+  case 2: h ^= (uint32_t)d[(len & ~3u) + 1] << 8;  /* fall through */
+  case 1: h ^= d[len & ~3u]; h *= m;
+  }
+  h ^= h >> 13;
+  h *= m;
+  h ^= h >> 15;
+  return (int)((h & 0x7fffffff) % (uint32_t)partitions);
+}
+
+static const char *fsync_name(sl_fsync_t f) {
+  return f == SL_FSYNC_ALWAYS ? "always" : f == SL_FSYNC_NEVER ? "never" : "interval";
+}
+
+/* ---------- files ---------- */
+
+static int write_file_durably(const char *path, const char *data, size_t n, char **err) {
+  char *tmp = sl_xasprintf("%s.tmp", path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int ok = fd >= 0 && write(fd, data, n) == (ssize_t)n && fdatasync(fd) == 0;
+  if (fd >= 0) close(fd);
+  ok = ok && rename(tmp, path) == 0;
+  if (!ok) *err = sl_xasprintf("%s: %s", path, strerror(errno));
+  free(tmp);
+  return ok ? 0 : -1;
+}
+
+static int save_json(const char *dir, const char *file, json_t *j, char **err) {
+  char *path = sl_xasprintf("%s/%s", dir, file);
+  char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+  int rc = write_file_durably(path, text, strlen(text), err);
+  free(text);
+  free(path);
+  return rc;
+}
+
+static json_t *conf_json(const sl_sconf_t *c) {
+  return json_pack("{s:i, s:f, s:I, s:s, s:I, s:I}", "partitions", c->partitions, "retention_hours", c->retention_hours,
+                   "retention_bytes", (json_int_t)c->retention_bytes, "fsync", fsync_name(c->fsync), "segment_bytes",
+                   (json_int_t)c->segment_bytes, "segment_age_ms", (json_int_t)c->segment_age_ms);
+}
+
+static void rmtree(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    char *p = sl_xasprintf("%s/%s", dir, e->d_name);
+    struct stat st;
+    if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) rmtree(p);
+    else unlink(p);
+    free(p);
+  }
+  closedir(d);
+  rmdir(dir);
+}
+
+/* ---------- streams ---------- */
+
+static void stream_free(sl_sstream_t *s) {
+  for (int p = 0; s->parts && p < s->c.partitions; p++) {
+    sl_seglog_close(s->parts[p].log);
+    for (sync_wait_t *w = s->parts[p].waits, *n; w; w = n) {
+      n = w->next;
+      free(w);
+    }
+  }
+  free(s->parts);
+  json_decref(s->cursors);
+  free(s->name);
+  free(s->dir);
+  free(s);
+}
+
+static sl_sstream_t *stream_open(sl_store_t *st, const char *name, const sl_sconf_t *c, char **err) {
+  static uint64_t ids;
+  sl_sstream_t *s = sl_xcalloc(1, sizeof(*s));
+  s->st = st;
+  s->id = ++ids;
+  s->name = sl_xstrdup(name);
+  s->dir = sl_xasprintf("%s/%s", st->data_dir, name);
+  s->c = *c;
+  s->watchers.next = s->watchers.prev = &s->watchers;
+  s->parts = sl_xcalloc((size_t)c->partitions, sizeof(*s->parts));
+  sl_seglog_opts_t o = {c->segment_bytes, c->segment_age_ms, 4096};
+  for (int p = 0; p < c->partitions; p++) {
+    char *pd = sl_xasprintf("%s/%d", s->dir, p);
+    char *repaired = NULL;
+    s->parts[p].s = s;
+    s->parts[p].log = sl_seglog_open(pd, &o, err, &repaired);
+    free(pd);
+    if (repaired) {
+      sl_logf(SL_LOG_WARN, NULL, "store", "stream %s: %s", name, repaired);
+      free(repaired);
+    }
+    if (!s->parts[p].log) {
+      stream_free(s);
+      return NULL;
+    }
+    s->parts[p].synced = sl_seglog_end(s->parts[p].log);
+  }
+  char *cp = sl_xasprintf("%s/offsets.json", s->dir);
+  s->cursors = json_load_file(cp, 0, NULL);
+  free(cp);
+  if (!json_is_object(s->cursors)) {
+    json_decref(s->cursors);
+    s->cursors = json_object();
+  }
+  return s;
+}
+
+static void link_stream(sl_store_t *st, sl_sstream_t *s) {
+  *st->tail = s;
+  st->tail = &s->next;
+}
+
+static int parse_conf(json_t *j, sl_sconf_t *c) {
+  json_t *v;
+  if ((v = json_object_get(j, "partitions"))) c->partitions = (int)json_integer_value(v);
+  if ((v = json_object_get(j, "retention_hours"))) c->retention_hours = json_number_value(v);
+  if ((v = json_object_get(j, "retention_bytes"))) c->retention_bytes = json_integer_value(v);
+  if ((v = json_object_get(j, "segment_bytes"))) c->segment_bytes = json_integer_value(v);
+  if ((v = json_object_get(j, "segment_age_ms"))) c->segment_age_ms = json_integer_value(v);
+  const char *f = json_string_value(json_object_get(j, "fsync"));
+  if (f) c->fsync = !strcmp(f, "always") ? SL_FSYNC_ALWAYS : !strcmp(f, "never") ? SL_FSYNC_NEVER : SL_FSYNC_INTERVAL;
+  return c->partitions >= 1 && c->partitions <= 1024 ? 0 : -1;
+}
+
+/* ---------- durability ---------- */
+
+static void sync_start(partition_t *pt);
+
+static void pub_done(pending_pub_t *pp) {
+  pp->cb(pp->arg, 0, NULL, pp->parts, pp->offs, pp->n);
+  free(pp->parts);
+  free(pp->offs);
+  free(pp);
+}
+
+static void on_synced(uv_fs_t *req) {
+  partition_t *pt = req->data;
+  sl_sstream_t *s = pt->s;
+  int ok = req->result >= 0;
+  uv_fs_req_cleanup(req);
+  pt->syncing = 0;
+  s->busy--;
+  if (s->deleted) {
+    if (s->busy == 0) stream_free(s);
+    return;
+  }
+  if (!ok) {
+    /* The page cache may have lost the writes: nothing can be promised. */
+    sl_logf(SL_LOG_ERROR, NULL, "store", "stream %s: fsync failed: %s", s->name, uv_strerror((int)req->result));
+    for (sync_wait_t *w = pt->waits, *n; w; w = n) {
+      n = w->next;
+      if (--w->pub->waits == 0) {
+        w->pub->cb(w->pub->arg, -1, "fsync failed", NULL, NULL, 0);
+        free(w->pub->parts);
+        free(w->pub->offs);
+        free(w->pub);
+      }
+      free(w);
+    }
+    pt->waits = NULL;
+    return;
+  }
+  pt->synced = pt->sync_target;
+  sync_wait_t **pp = &pt->waits;
+  while (*pp) {
+    sync_wait_t *w = *pp;
+    if (w->need <= pt->synced) {
+      *pp = w->next;
+      if (--w->pub->waits == 0) pub_done(w->pub);
+      free(w);
+    } else {
+      pp = &w->next;
+    }
+  }
+  /* Group commit: what was appended meanwhile shares the next fsync. */
+  if (pt->waits) sync_start(pt);
+}
+
+static void sync_start(partition_t *pt) {
+  if (pt->syncing || sl_seglog_end(pt->log) <= pt->synced) return;
+  pt->syncing = 1;
+  pt->s->busy++;
+  pt->sync_target = sl_seglog_end(pt->log);
+  pt->req.data = pt;
+  uv_fs_fdatasync(pt->s->st->w->loop, &pt->req, sl_seglog_sync_fd(pt->log), on_synced);
+}
+
+static void wake_all(sl_sstream_t *s) {
+  /* A woken reader may unwatch itself (or others): walk a snapshot. */
+  int n = 0;
+  for (sl_swatch_t *w = s->watchers.next; w != &s->watchers; w = w->next) n++;
+  if (!n) return;
+  sl_swatch_t **list = sl_xmalloc((size_t)n * sizeof(*list));
+  int i = 0;
+  for (sl_swatch_t *w = s->watchers.next; w != &s->watchers; w = w->next) list[i++] = w;
+  for (i = 0; i < n; i++) {
+    int still = 0;
+    for (sl_swatch_t *w = s->watchers.next; w != &s->watchers; w = w->next)
+      if (w == list[i]) still = 1;
+    if (still) list[i]->wake(list[i]);
+  }
+  free(list);
+}
+
+void sl_sstream_publish(sl_sstream_t *s, const sl_pub_t *recs, size_t n, sl_pub_cb cb, void *arg) {
+  int P = s->c.partitions;
+  int *parts = sl_xmalloc((n ? n : 1) * sizeof(int));
+  uint64_t *offs = sl_xmalloc((n ? n : 1) * sizeof(uint64_t));
+  sl_record_t *rr = sl_xmalloc((n ? n : 1) * sizeof(*rr));
+  size_t *order = sl_xmalloc((n ? n : 1) * sizeof(size_t));
+  int64_t now = now_ms();
+  for (size_t i = 0; i < n; i++)
+    parts[i] = recs[i].key_len ? sl_store_partition_of(recs[i].key, recs[i].key_len, P) : (int)(s->rr++ % (unsigned)P);
+  int *touched = sl_xcalloc((size_t)P, sizeof(int));
+  char *err = NULL;
+  /* One append per partition, records in their publish order. */
+  for (int p = 0; p < P && !err; p++) {
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+      if (parts[i] != p) continue;
+      const sl_pub_t *r = &recs[i];
+      rr[m] = (sl_record_t){0, r->ts_ms ? r->ts_ms : now, r->key, (uint32_t)r->key_len, r->event, (uint32_t)r->event_len,
+                            r->headers, (uint32_t)r->headers_len, r->value, (uint32_t)r->value_len};
+      order[m++] = i;
+    }
+    if (!m) continue;
+    if (sl_seglog_append(s->parts[p].log, rr, m, &err) < 0) break;
+    for (size_t k = 0; k < m; k++) offs[order[k]] = rr[k].offset;
+    touched[p] = 1;
+  }
+  free(rr);
+  free(order);
+  if (err) {
+    sl_logf(SL_LOG_ERROR, NULL, "store", "stream %s: %s", s->name, err);
+    cb(arg, -1, err, NULL, NULL, 0);
+    free(err);
+    free(parts);
+    free(offs);
+    free(touched);
+    wake_all(s);
+    return;
+  }
+  if (s->c.fsync != SL_FSYNC_ALWAYS) {
+    cb(arg, 0, NULL, parts, offs, n);
+    free(parts);
+    free(offs);
+  } else {
+    pending_pub_t *pp = sl_xcalloc(1, sizeof(*pp));
+    *pp = (pending_pub_t){0, cb, arg, parts, offs, n};
+    for (int p = 0; p < P; p++) {
+      if (!touched[p]) continue;
+      sync_wait_t *w = sl_xcalloc(1, sizeof(*w));
+      w->need = sl_seglog_end(s->parts[p].log);
+      w->pub = pp;
+      w->next = s->parts[p].waits;
+      s->parts[p].waits = w;
+      pp->waits++;
+    }
+    for (int p = 0; p < P; p++)
+      if (touched[p]) sync_start(&s->parts[p]);
+    if (pp->waits == 0) pub_done(pp);
+  }
+  free(touched);
+  wake_all(s);
+}
+
+/* ---------- the store ---------- */
+
+static void tick(uv_timer_t *t) {
+  sl_store_t *st = t->data;
+  int64_t now = now_ms();
+  int retain = now - st->last_retention >= st->retention_check_ms;
+  if (retain) st->last_retention = now;
+  for (sl_sstream_t *s = st->streams; s; s = s->next)
+    for (int p = 0; p < s->c.partitions; p++) {
+      if (s->c.fsync == SL_FSYNC_INTERVAL) sync_start(&s->parts[p]);
+      if (retain)
+        sl_seglog_retain(s->parts[p].log, (int64_t)(s->c.retention_hours * 3600000.0), s->c.retention_bytes, now);
+    }
+}
+
+static void store_free(void *p) {
+  sl_store_t *st = p;
+  for (sl_sstream_t *s = st->streams, *n; s; s = n) {
+    n = s->next;
+    stream_free(s);
+  }
+  free(st->data_dir);
+  free(st);
+}
+
+static void tick_closed(uv_handle_t *h) { store_free(h->data); }
+
+static void store_release(void *p) {
+  sl_store_t *st = p;
+  if (st->opened) {
+    /* Nothing is promised for `never`/`interval` beyond this last sync. */
+    for (sl_sstream_t *s = st->streams; s; s = s->next)
+      for (int q = 0; q < s->c.partitions; q++) fdatasync(sl_seglog_sync_fd(s->parts[q].log));
+    uv_close((uv_handle_t *)&st->tick, tick_closed);
+  } else {
+    store_free(st);
+  }
+}
+
+static sl_store_t *store_slot(sl_worker_t *w) {
+  if (!w->slot[SL_SLOT_STORE]) {
+    sl_store_t *st = sl_xcalloc(1, sizeof(*st));
+    st->w = w;
+    st->data_dir = sl_xstrdup("./data");
+    st->defaults = (sl_sconf_t){1, 168, 0, SL_FSYNC_INTERVAL, 64 << 20, 0};
+    st->sync_interval_ms = 50;
+    st->retention_check_ms = 10000;
+    st->tail = &st->streams;
+    w->slot[SL_SLOT_STORE] = st;
+    w->slot_free[SL_SLOT_STORE] = store_release;
+  }
+  return w->slot[SL_SLOT_STORE];
+}
+
+void sl_store_configure(sl_worker_t *w, const char *data_dir, const sl_sconf_t *defaults, int64_t sync_interval_ms,
+                        int64_t retention_check_ms) {
+  sl_store_t *st = store_slot(w);
+  free(st->data_dir);
+  st->data_dir = sl_xstrdup(data_dir);
+  st->defaults = *defaults;
+  st->sync_interval_ms = sync_interval_ms > 0 ? sync_interval_ms : 50;
+  st->retention_check_ms = retention_check_ms;
+}
+
+sl_store_t *sl_store_of(sl_worker_t *w) {
+  sl_store_t *st = store_slot(w);
+  if (st->opened) return st;
+  if (st->failed) return NULL;
+  char *err = NULL;
+  if (mkdir(st->data_dir, 0755) != 0 && errno != EEXIST) {
+    sl_logf(SL_LOG_ERROR, NULL, "store", "data_dir %s: %s", st->data_dir, strerror(errno));
+    st->failed = 1;
+    return NULL;
+  }
+  DIR *d = opendir(st->data_dir);
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    if (!sl_store_valid_name(e->d_name)) continue;
+    char *mp = sl_xasprintf("%s/%s/stream.json", st->data_dir, e->d_name);
+    json_t *j = json_load_file(mp, 0, NULL);
+    free(mp);
+    sl_sconf_t c = st->defaults;
+    if (!j || parse_conf(j, &c) != 0) {
+      json_decref(j);
+      continue;
+    }
+    json_decref(j);
+    sl_sstream_t *s = stream_open(st, e->d_name, &c, &err);
+    if (!s) {
+      sl_logf(SL_LOG_ERROR, NULL, "store", "stream %s not opened: %s", e->d_name, err);
+      free(err);
+      err = NULL;
+      continue;
+    }
+    link_stream(st, s);
+  }
+  if (d) closedir(d);
+  uv_timer_init(w->loop, &st->tick);
+  st->tick.data = st;
+  uv_timer_start(&st->tick, tick, (uint64_t)st->sync_interval_ms, (uint64_t)st->sync_interval_ms);
+  uv_unref((uv_handle_t *)&st->tick);
+  st->opened = 1;
+  return st;
+}
+
+sl_sconf_t sl_store_defaults(const sl_store_t *st) { return st->defaults; }
+
+sl_sstream_t *sl_store_find(sl_store_t *st, const char *name) {
+  for (sl_sstream_t *s = st->streams; s; s = s->next)
+    if (!strcmp(s->name, name)) return s;
+  return NULL;
+}
+
+static int same_conf(const sl_sconf_t *a, const sl_sconf_t *b) {
+  return a->partitions == b->partitions && a->retention_hours == b->retention_hours &&
+         a->retention_bytes == b->retention_bytes && a->fsync == b->fsync && a->segment_bytes == b->segment_bytes &&
+         a->segment_age_ms == b->segment_age_ms;
+}
+
+int sl_store_create(sl_store_t *st, const char *name, const sl_sconf_t *c, sl_sstream_t **out, char **err) {
+  if (!sl_store_valid_name(name)) {
+    *err = sl_xstrdup("stream names are 1-200 letters, digits, '.', '_' or '-', not starting with '.'");
+    return 400;
+  }
+  if (c->partitions < 1 || c->partitions > 1024) {
+    *err = sl_xstrdup("partitions must be between 1 and 1024");
+    return 400;
+  }
+  sl_sstream_t *s = sl_store_find(st, name);
+  if (s) {
+    *out = s;
+    if (same_conf(&s->c, c)) return 200;
+    *err = sl_xasprintf("stream %s exists with other settings", name);
+    return 409;
+  }
+  s = stream_open(st, name, c, err);
+  if (!s) return 500;
+  json_t *j = conf_json(c);
+  int rc = save_json(s->dir, "stream.json", j, err);
+  json_decref(j);
+  if (rc != 0) {
+    stream_free(s);
+    return 500;
+  }
+  link_stream(st, s);
+  *out = s;
+  return 201;
+}
+
+int sl_store_delete(sl_store_t *st, const char *name) {
+  sl_sstream_t **pp = &st->streams;
+  while (*pp && strcmp((*pp)->name, name) != 0) pp = &(*pp)->next;
+  if (!*pp) return -1;
+  sl_sstream_t *s = *pp;
+  *pp = s->next;
+  st->tail = &st->streams;
+  while (*st->tail) st->tail = &(*st->tail)->next;
+  s->deleted = 1;
+  rmtree(s->dir);
+  wake_all(s);
+  /* Publishes waiting on an fsync of a deleted stream are answered as failed. */
+  for (int p = 0; p < s->c.partitions; p++) {
+    for (sync_wait_t *w = s->parts[p].waits, *n; w; w = n) {
+      n = w->next;
+      if (--w->pub->waits == 0) {
+        w->pub->cb(w->pub->arg, -1, "stream deleted", NULL, NULL, 0);
+        free(w->pub->parts);
+        free(w->pub->offs);
+        free(w->pub);
+      }
+      free(w);
+    }
+    s->parts[p].waits = NULL;
+  }
+  if (s->busy == 0) stream_free(s);
+  return 0;
+}
+
+const char **sl_store_names(sl_store_t *st, int *n) {
+  int k = 0;
+  for (sl_sstream_t *s = st->streams; s; s = s->next) k++;
+  const char **v = sl_xmalloc((size_t)(k ? k : 1) * sizeof(*v));
+  k = 0;
+  for (sl_sstream_t *s = st->streams; s; s = s->next) v[k++] = s->name;
+  *n = k;
+  return v;
+}
+
+const char *sl_sstream_name(const sl_sstream_t *s) { return s->name; }
+const sl_sconf_t *sl_sstream_conf(const sl_sstream_t *s) { return &s->c; }
+int sl_sstream_deleted(const sl_sstream_t *s) { return s->deleted; }
+uint64_t sl_sstream_start(sl_sstream_t *s, int p) { return sl_seglog_start(s->parts[p].log); }
+uint64_t sl_sstream_end(sl_sstream_t *s, int p) { return sl_seglog_end(s->parts[p].log); }
+int64_t sl_sstream_bytes(sl_sstream_t *s, int p) { return sl_seglog_bytes(s->parts[p].log); }
+
+int64_t sl_sstream_read(sl_sstream_t *s, int p, uint64_t from, size_t max_records, size_t max_bytes,
+                        int (*cb)(const sl_record_t *r, void *arg), void *arg, char **err) {
+  return sl_seglog_read(s->parts[p].log, from, max_records, max_bytes, cb, arg, err);
+}
+
+void sl_sstream_watch(sl_sstream_t *s, sl_swatch_t *w) {
+  w->next = &s->watchers;
+  w->prev = s->watchers.prev;
+  s->watchers.prev->next = w;
+  s->watchers.prev = w;
+}
+
+void sl_sstream_unwatch(sl_sstream_t *s, sl_swatch_t *w) {
+  (void)s;
+  if (!w->next) return;
+  w->prev->next = w->next;
+  w->next->prev = w->prev;
+  w->next = w->prev = NULL;
+}
+
+/* ---------- cursors ---------- */
+
+const uint64_t *sl_sstream_cursor(sl_sstream_t *s, const char *kind, const char *name) {
+  json_t *arr = json_object_get(json_object_get(s->cursors, kind), name);
+  if (!json_is_array(arr)) return NULL;
+  static __thread uint64_t buf[1024];   /* partitions are capped at 1024 */
+  for (int p = 0; p < s->c.partitions; p++) {
+    json_t *v = json_array_get(arr, (size_t)p);
+    buf[p] = v ? (uint64_t)json_integer_value(v) : 0;
+  }
+  return buf;
+}
+
+int sl_sstream_set_cursor(sl_sstream_t *s, const char *kind, const char *name, const uint64_t *next, char **err) {
+  json_t *k = json_object_get(s->cursors, kind);
+  if (!k) {
+    k = json_object();
+    json_object_set_new(s->cursors, kind, k);
+  }
+  json_t *arr = json_array();
+  for (int p = 0; p < s->c.partitions; p++) json_array_append_new(arr, json_integer((json_int_t)next[p]));
+  json_object_set_new(k, name, arr);
+  return save_json(s->dir, "offsets.json", s->cursors, err);
+}
+
+const char **sl_sstream_cursors(sl_sstream_t *s, const char *kind, int *n) {
+  json_t *k = json_object_get(s->cursors, kind);
+  *n = (int)json_object_size(k);
+  const char **v = sl_xmalloc((size_t)(*n ? *n : 1) * sizeof(*v));
+  int i = 0;
+  const char *key;
+  json_t *val;
+  json_object_foreach(k, key, val) v[i++] = key;
+  return v;
+}
+
+uv_loop_t *sl_store_loop(sl_store_t *st) { return st->w->loop; }
+sl_worker_t *sl_store_worker(sl_store_t *st) { return st->w; }
+uint64_t sl_sstream_id(const sl_sstream_t *s) { return s->id; }

@@ -1,0 +1,98 @@
+/* The embedded event store: named streams of N partitions (core/seglog.c
+ * logs under `store.data_dir`), keyed or round-robin publishing with the
+ * stream's fsync policy (group commit for `always`), retention, durable
+ * subscriber and consumer-group offsets, and push wake-ups for readers.
+ * Ownership: the store belongs to its worker (SL_SLOT_STORE), streams to the
+ * store. Callbacks run on the worker's loop. */
+#ifndef SL_STORE_H
+#define SL_STORE_H
+#include "seglog.h"
+#include "worker.h"
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { SL_FSYNC_ALWAYS, SL_FSYNC_INTERVAL, SL_FSYNC_NEVER } sl_fsync_t;
+
+typedef struct sl_sconf {
+  int partitions;
+  double retention_hours;    /* 0: keep forever */
+  int64_t retention_bytes;   /* per partition; 0: no limit */
+  sl_fsync_t fsync;
+  int64_t segment_bytes, segment_age_ms;
+} sl_sconf_t;
+
+typedef struct sl_store sl_store_t;
+typedef struct sl_sstream sl_sstream_t;
+
+/* The worker's store, opened on first use from the `store:` section (every
+ * stream found in data_dir is opened). NULL (logged) when data_dir is unusable. */
+sl_store_t *sl_store_of(sl_worker_t *w);
+/* Settings from the `store:` section (before first use). */
+void sl_store_configure(sl_worker_t *w, const char *data_dir, const sl_sconf_t *defaults, int64_t sync_interval_ms,
+                        int64_t retention_check_ms);
+/* Defaults of new streams (the `store:` section). */
+sl_sconf_t sl_store_defaults(const sl_store_t *st);
+uv_loop_t *sl_store_loop(sl_store_t *st);
+sl_worker_t *sl_store_worker(sl_store_t *st);
+int sl_store_valid_name(const char *name);
+
+sl_sstream_t *sl_store_find(sl_store_t *st, const char *name);
+/* Creates a stream, or finds it when it exists with the same settings.
+ * Returns 201 (created), 200 (same settings), 409 (other settings) or 400 /
+ * 500 with *err (caller frees). */
+int sl_store_create(sl_store_t *st, const char *name, const sl_sconf_t *c, sl_sstream_t **out, char **err);
+/* Removes the stream and its files; its readers are woken and see it gone. */
+int sl_store_delete(sl_store_t *st, const char *name);
+/* Stream names in creation order (caller frees the array, not the names). */
+const char **sl_store_names(sl_store_t *st, int *n);
+
+const char *sl_sstream_name(const sl_sstream_t *s);
+const sl_sconf_t *sl_sstream_conf(const sl_sstream_t *s);
+int sl_sstream_deleted(const sl_sstream_t *s);
+uint64_t sl_sstream_id(const sl_sstream_t *s);   /* unique per opened stream in the process */
+uint64_t sl_sstream_start(sl_sstream_t *s, int p);
+uint64_t sl_sstream_end(sl_sstream_t *s, int p);
+int64_t sl_sstream_bytes(sl_sstream_t *s, int p);
+
+/* ---- publishing ---- */
+typedef struct sl_pub {
+  const char *key; size_t key_len;           /* partition by murmur2(key) % N, as Kafka */
+  const char *event; size_t event_len;
+  const char *headers; size_t headers_len;   /* a JSON object or empty */
+  const char *value; size_t value_len;
+  int64_t ts_ms;                             /* 0: now */
+} sl_pub_t;
+/* status 0 with each record's partition and offset, or -1 with err. */
+typedef void (*sl_pub_cb)(void *arg, int status, const char *err, const int *partitions, const uint64_t *offsets,
+                          size_t n);
+/* Appends n records and calls cb once they are as durable as the stream's
+ * fsync policy promises (`always`: after an fsync; otherwise at once, before
+ * this returns). */
+void sl_sstream_publish(sl_sstream_t *s, const sl_pub_t *recs, size_t n, sl_pub_cb cb, void *arg);
+/* The partition a key goes to (Kafka's murmur2 partitioner). */
+int sl_store_partition_of(const char *key, size_t len, int partitions);
+
+/* ---- reading ---- */
+int64_t sl_sstream_read(sl_sstream_t *s, int p, uint64_t from, size_t max_records, size_t max_bytes,
+                        int (*cb)(const sl_record_t *r, void *arg), void *arg, char **err);
+
+/* A reader waiting for records: wake runs on every append to the stream
+ * (and once when it is deleted). Ownership: the watcher's owner; unwatch
+ * before freeing it. */
+typedef struct sl_swatch {
+  struct sl_swatch *prev, *next;
+  void (*wake)(struct sl_swatch *w);
+} sl_swatch_t;
+void sl_sstream_watch(sl_sstream_t *s, sl_swatch_t *w);
+void sl_sstream_unwatch(sl_sstream_t *s, sl_swatch_t *w);
+
+/* ---- offsets: subscribers and consumer groups ---- */
+/* Next offset per partition for a named cursor (group or subscriber);
+ * NULL when it has none; valid until the next call. Writes are durable
+ * (fsync + rename) on return. */
+const uint64_t *sl_sstream_cursor(sl_sstream_t *s, const char *kind, const char *name);
+int sl_sstream_set_cursor(sl_sstream_t *s, const char *kind, const char *name, const uint64_t *next, char **err);
+/* Names of cursors of a kind ("subscriber" or "group"). */
+const char **sl_sstream_cursors(sl_sstream_t *s, const char *kind, int *n);
+
+#endif

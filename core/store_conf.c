@@ -1,0 +1,55 @@
+/* The `store:` section: where the embedded event store keeps its files, the
+ * defaults of new streams, and whether the REST/SSE/WebSocket API is served. */
+#include "section.h"
+#include "store_api.h"
+#include <string.h>
+
+static const char *const fsyncs[] = {"always", "interval", "never", NULL};
+
+static const sl_field_t fields[] = {
+  {"data_dir", SL_F_STRING, "./data", 0, "Directory of the streams' files (relative to the working directory).", NULL, NULL},
+  {"api", SL_F_BOOL, "true", 0,
+   "Serve the streams API under `/stream/` on the HTTP server (see docs/streams-api.md).", NULL, NULL},
+  {"partitions", SL_F_INT, "1", 0, "Partitions of a stream created without saying.", NULL, NULL},
+  {"fsync", SL_F_ENUM, "interval", 0,
+   "Default durability: `always` answers a publish after its records are fsynced (concurrent publishes "
+   "share one fsync); `interval` answers at once and fsyncs every `fsync_interval`; `never` leaves it "
+   "to the OS.", fsyncs, NULL},
+  {"fsync_interval", SL_F_DURATION, "50ms", 0, "Period of `interval` fsyncs.", NULL, NULL},
+  {"segment_bytes", SL_F_SIZE, "64MiB", 0, "Segment files roll at this size.", NULL, NULL},
+  {"segment_age", SL_F_DURATION, "0", 0, "Segment files also roll when their first record is this old (0: never).", NULL, NULL},
+  {"retention_hours", SL_F_FLOAT, "168", 0, "Closed segments whose newest record is older are deleted (0: keep).", NULL, NULL},
+  {"retention_bytes", SL_F_SIZE, "0", 0, "Per partition: oldest closed segments are deleted beyond this size (0: no limit).", NULL, NULL},
+  {"retention_check", SL_F_DURATION, "10s", SL_ADVANCED, "How often retention is applied.", NULL, NULL},
+  {0}};
+
+static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
+  if (!node) return 0;
+  const char *f = sl_conf_str(node, "fsync", "interval");
+  sl_sconf_t c = {
+    .partitions = (int)sl_conf_int(node, "partitions", 1),
+    .retention_hours = sl_conf_float(node, "retention_hours", 168),
+    .retention_bytes = sl_conf_size(node, "retention_bytes", 0),
+    .fsync = !strcmp(f, "always") ? SL_FSYNC_ALWAYS : !strcmp(f, "never") ? SL_FSYNC_NEVER : SL_FSYNC_INTERVAL,
+    .segment_bytes = sl_conf_size(node, "segment_bytes", 64 << 20),
+    .segment_age_ms = sl_conf_duration_ms(node, "segment_age", 0),
+  };
+  if (c.partitions < 1 || c.partitions > 1024) {
+    sl_diag_add(d, sl_cnode_get(node, "partitions"), "store.partitions", "partitions must be between 1 and 1024");
+    return -1;
+  }
+  sl_store_configure(w, sl_conf_str(node, "data_dir", "./data"), &c, sl_conf_duration_ms(node, "fsync_interval", 50),
+                     sl_conf_duration_ms(node, "retention_check", 10000));
+  if (sl_conf_bool(node, "api", 1)) return sl_store_api_route(w, d, node);
+  return 0;
+}
+
+static const sl_section_t store_section = {
+  .name = "store",
+  .desc = "The embedded event store: durable partitioned streams with offsets, consumer groups, "
+          "retention and replay, served over REST, SSE and WebSocket under `/stream/`, and used by "
+          "pipelines through the `stream` input and output.",
+  .fields = fields,
+  .apply = apply,
+};
+SL_REGISTER_SECTION(store_section)

@@ -1,0 +1,520 @@
+/* The store's REST API under /stream/ (Synap's paths): create, list, info,
+ * delete, publish (single and batch), consume by subscriber with long-poll,
+ * stats. Consumer groups are in store_group.c, live readers (SSE and
+ * WebSocket) in store_live.c. Every error is JSON with a fitting status. */
+#include "store_api.h"
+#include "log.h"
+#include "xalloc.h"
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------- helpers shared by the API's files ---------- */
+
+void sl_api_json(sl_http_req_t *r, int status, json_t *j) {
+  char *body = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+  sl_http_respond(r, status, "application/json", body, strlen(body), NULL);
+  free(body);
+  json_decref(j);
+}
+
+void sl_api_error(sl_http_req_t *r, int status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char *msg = NULL;
+  if (vasprintf(&msg, fmt, ap) < 0) msg = NULL;
+  va_end(ap);
+  sl_http_error(r, status, msg ? msg : "error");
+  free(msg);
+}
+
+json_t *sl_api_event(const sl_record_t *rec, int partition) {
+  json_t *data = json_loadb(rec->value, rec->value_len, JSON_DECODE_ANY, NULL);
+  if (!data) data = json_stringn_nocheck(rec->value, rec->value_len);
+  json_t *e = json_pack("{s:I, s:i, s:s%, s:o, s:I}", "offset", (json_int_t)rec->offset, "partition", partition, "event",
+                        rec->event ? rec->event : "", (size_t)rec->event_len, "data", data, "timestamp",
+                        (json_int_t)rec->ts_ms);
+  json_object_set_new(e, "key", rec->key_len ? json_stringn_nocheck(rec->key, rec->key_len) : json_null());
+  if (rec->headers_len) {
+    json_t *h = json_loadb(rec->headers, rec->headers_len, 0, NULL);
+    if (h) json_object_set_new(e, "headers", h);
+  }
+  return e;
+}
+
+/* A query parameter as an unsigned integer: 0 absent, 1 read, -1 malformed. */
+int sl_api_uint(sl_http_req_t *r, const char *name, uint64_t *out) {
+  char *v = sl_http_query(r, name);
+  if (!v) return 0;
+  char *end;
+  unsigned long long x = strtoull(v, &end, 10);
+  int ok = *v && !*end && v[0] != '-';
+  free(v);
+  if (!ok) return -1;
+  *out = x;
+  return 1;
+}
+
+/* The stream named in the path, or an answered 404. */
+sl_sstream_t *sl_api_stream(sl_http_req_t *r, sl_store_t *st, const char *name) {
+  sl_sstream_t *s = sl_store_find(st, name);
+  if (!s) sl_api_error(r, 404, "no stream named %s", name);
+  return s;
+}
+
+/* Resolves where a reader of partition p starts when asked for `from`: the
+ * earliest kept offset is the floor unless the caller asked for a reset.
+ * 0 with *pos, or an answered 416 naming the valid range. */
+int sl_api_position(sl_http_req_t *r, sl_sstream_t *s, int p, uint64_t from, const char *reset, uint64_t *pos) {
+  uint64_t lo = sl_sstream_start(s, p), hi = sl_sstream_end(s, p);
+  if (from >= lo && from <= hi) {
+    *pos = from;
+    return 0;
+  }
+  if (reset && !strcmp(reset, "earliest")) {
+    *pos = from < lo ? lo : hi;
+    return 0;
+  }
+  if (reset && !strcmp(reset, "latest")) {
+    *pos = hi;
+    return 0;
+  }
+  json_t *e = json_pack("{s:s, s:i, s:i, s:I, s:I}", "error", "", "status", 416, "partition", p, "min_offset",
+                        (json_int_t)lo, "max_offset", (json_int_t)hi - 1);
+  char *msg = from < lo ? sl_xasprintf("offset %llu of partition %d was removed by retention; the earliest is %llu "
+                                       "(offset_reset=earliest|latest moves there)",
+                                       (unsigned long long)from, p, (unsigned long long)lo)
+                        : sl_xasprintf("offset %llu of partition %d is past the end (%llu)", (unsigned long long)from, p,
+                                       (unsigned long long)hi);
+  json_object_set_new(e, "error", json_string(msg));
+  free(msg);
+  sl_api_json(r, 416, e);
+  return -1;
+}
+
+/* ---------- create, list, info, delete, stats ---------- */
+
+static int parse_sconf(json_t *body, sl_sconf_t *c, char **why) {
+  json_t *v;
+  if ((v = json_object_get(body, "partitions"))) {
+    if (!json_is_integer(v)) return *why = sl_xstrdup("partitions must be an integer"), -1;
+    c->partitions = (int)json_integer_value(v);
+  }
+  if ((v = json_object_get(body, "retention_hours"))) {
+    if (!json_is_number(v) || json_number_value(v) < 0) return *why = sl_xstrdup("retention_hours must be a number >= 0"), -1;
+    c->retention_hours = json_number_value(v);
+  }
+  if ((v = json_object_get(body, "retention_bytes"))) {
+    if (!json_is_integer(v) || json_integer_value(v) < 0) return *why = sl_xstrdup("retention_bytes must be an integer >= 0"), -1;
+    c->retention_bytes = json_integer_value(v);
+  }
+  if ((v = json_object_get(body, "segment_bytes"))) {
+    if (!json_is_integer(v) || json_integer_value(v) < 1024) return *why = sl_xstrdup("segment_bytes must be an integer >= 1024"), -1;
+    c->segment_bytes = json_integer_value(v);
+  }
+  if ((v = json_object_get(body, "fsync"))) {
+    const char *f = json_string_value(v);
+    if (!f || (strcmp(f, "always") && strcmp(f, "interval") && strcmp(f, "never")))
+      return *why = sl_xstrdup("fsync must be always, interval or never"), -1;
+    c->fsync = !strcmp(f, "always") ? SL_FSYNC_ALWAYS : !strcmp(f, "never") ? SL_FSYNC_NEVER : SL_FSYNC_INTERVAL;
+  }
+  return 0;
+}
+
+json_t *sl_api_body(sl_http_req_t *r) {
+  json_error_t je;
+  json_t *j = r->body->len ? json_loadb(r->body->data, r->body->len, 0, &je) : json_object();
+  if (!j) sl_api_error(r, 400, "the body is not JSON: %s (line %d, column %d)", je.text, je.line, je.column);
+  else if (!json_is_object(j)) {
+    json_decref(j);
+    j = NULL;
+    sl_api_error(r, 400, "the body must be a JSON object");
+  }
+  return j;
+}
+
+static json_t *info_json(sl_sstream_t *s) {
+  const sl_sconf_t *c = sl_sstream_conf(s);
+  static const char *const fs[] = {"always", "interval", "never"};
+  json_t *parts = json_array();
+  json_int_t count = 0, bytes = 0;
+  uint64_t min = UINT64_MAX, max = 0;
+  for (int p = 0; p < c->partitions; p++) {
+    uint64_t lo = sl_sstream_start(s, p), hi = sl_sstream_end(s, p);
+    int64_t b = sl_sstream_bytes(s, p);
+    count += (json_int_t)(hi - lo);
+    bytes += b;
+    if (lo < min) min = lo;
+    if (hi > max) max = hi;
+    json_array_append_new(parts, json_pack("{s:i, s:I, s:I, s:I, s:I}", "partition", p, "message_count",
+                                           (json_int_t)(hi - lo), "min_offset", (json_int_t)lo, "max_offset",
+                                           (json_int_t)hi - 1, "bytes", (json_int_t)b));
+  }
+  int nsubs;
+  const char **subs = sl_sstream_cursors(s, "subscriber", &nsubs);
+  json_t *sj = json_array();
+  for (int i = 0; i < nsubs; i++) json_array_append_new(sj, json_string(subs[i]));
+  free(subs);
+  return json_pack("{s:s, s:i, s:f, s:I, s:s, s:I, s:I, s:I, s:I, s:o, s:o}", "name", sl_sstream_name(s), "partitions",
+                   c->partitions, "retention_hours", c->retention_hours, "retention_bytes", (json_int_t)c->retention_bytes,
+                   "fsync", fs[c->fsync], "message_count", count, "bytes", bytes, "min_offset", (json_int_t)min,
+                   "max_offset", (json_int_t)max - 1, "subscribers", sj, "partitions_detail", parts);
+}
+
+static void create(sl_http_req_t *r, sl_store_t *st, const char *name) {
+  json_t *body = sl_api_body(r);
+  if (!body) return;
+  sl_sconf_t c = sl_store_defaults(st);
+  char *why = NULL;
+  if (parse_sconf(body, &c, &why) != 0) {
+    sl_api_error(r, 400, "%s", why);
+    free(why);
+    json_decref(body);
+    return;
+  }
+  json_decref(body);
+  sl_sstream_t *s = NULL;
+  int status = sl_store_create(st, name, &c, &s, &why);
+  if (status >= 400) {
+    sl_api_error(r, status, "%s", why);
+    free(why);
+    return;
+  }
+  sl_api_json(r, status, info_json(s));
+}
+
+static void list(sl_http_req_t *r, sl_store_t *st) {
+  int n;
+  const char **names = sl_store_names(st, &n);
+  json_t *a = json_array();
+  for (int i = 0; i < n; i++) json_array_append_new(a, json_string(names[i]));
+  free(names);
+  sl_api_json(r, 200, json_pack("{s:o}", "streams", a));
+}
+
+static void stats(sl_http_req_t *r, sl_sstream_t *s) {
+  json_t *j = info_json(s);
+  /* Synap's shape: the per-partition figures under `partitions`. */
+  json_object_set(j, "partitions", json_object_get(j, "partitions_detail"));
+  json_object_del(j, "partitions_detail");
+  json_object_set_new(j, "subscribers", json_integer((json_int_t)json_array_size(json_object_get(j, "subscribers"))));
+  sl_api_json(r, 200, j);
+}
+
+/* ---------- publish ---------- */
+
+typedef struct pub_req {
+  sl_http_req_t *r;
+  int batch;
+  char **texts;              /* encoded values, keys, events, headers to free */
+  size_t ntexts;
+} pub_req_t;
+
+static void gone_while_publishing(sl_http_req_t *r, void *arg) {
+  pub_req_t *p = arg;
+  (void)r;
+  sl_http_respond(p->r, 499, NULL, NULL, 0, NULL);   /* frees it */
+  p->r = NULL;
+}
+
+static void published(void *arg, int status, const char *err, const int *parts, const uint64_t *offs, size_t n) {
+  pub_req_t *p = arg;
+  if (p->r) {
+    p->r->on_gone = NULL;
+    if (status != 0) {
+      sl_api_error(p->r, 500, "not stored: %s", err ? err : "I/O error");
+    } else if (!p->batch) {
+      sl_api_json(p->r, 200, json_pack("{s:I, s:i}", "offset", (json_int_t)offs[0], "partition", parts[0]));
+    } else {
+      json_t *a = json_array();
+      for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_pack("{s:I, s:i}", "offset", (json_int_t)offs[i], "partition", parts[i]));
+      sl_api_json(p->r, 200, json_pack("{s:o}", "offsets", a));
+    }
+  }
+  for (size_t i = 0; i < p->ntexts; i++) free(p->texts[i]);
+  free(p->texts);
+  free(p);
+}
+
+static char *keep(pub_req_t *p, char *s) {
+  p->texts[p->ntexts++] = s;
+  return s;
+}
+
+/* One event of a publish body into rec; NULL or why it is refused. */
+static const char *event_of(pub_req_t *p, json_t *e, sl_pub_t *rec) {
+  if (!json_is_object(e)) return "each event must be a JSON object";
+  json_t *data = json_object_get(e, "data");
+  if (!data) return "an event needs `data`";
+  json_t *ev = json_object_get(e, "event"), *key = json_object_get(e, "partition_key"), *h = json_object_get(e, "headers");
+  if (ev && !json_is_string(ev)) return "`event` must be a string";
+  if (key && !json_is_string(key) && !json_is_integer(key)) return "`partition_key` must be a string";
+  if (h && !json_is_object(h)) return "`headers` must be an object";
+  char *v = keep(p, json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY));
+  *rec = (sl_pub_t){0};
+  rec->value = v;
+  rec->value_len = strlen(v);
+  if (ev) {
+    rec->event = json_string_value(ev);
+    rec->event_len = json_string_length(ev);
+  }
+  if (key) {
+    char *k = json_is_string(key) ? sl_xstrdup(json_string_value(key))
+                                  : sl_xasprintf("%lld", (long long)json_integer_value(key));
+    keep(p, k);
+    rec->key = k;
+    rec->key_len = strlen(k);
+  }
+  if (h) {
+    char *hs = keep(p, json_dumps(h, JSON_COMPACT));
+    rec->headers = hs;
+    rec->headers_len = strlen(hs);
+  }
+  return NULL;
+}
+
+static void publish(sl_http_req_t *r, sl_sstream_t *s) {
+  json_t *body = sl_api_body(r);
+  if (!body) return;
+  json_t *events = json_object_get(body, "events");
+  size_t n = events ? json_array_size(events) : 1;
+  if (events && (!json_is_array(events) || n == 0)) {
+    sl_api_error(r, 400, "`events` must be a non-empty array");
+    json_decref(body);
+    return;
+  }
+  pub_req_t *p = sl_xcalloc(1, sizeof(*p));
+  p->r = r;
+  p->batch = events != NULL;
+  p->texts = sl_xcalloc(n * 3, sizeof(char *));
+  sl_pub_t *recs = sl_xcalloc(n, sizeof(*recs));
+  for (size_t i = 0; i < n; i++) {
+    const char *why = event_of(p, events ? json_array_get(events, i) : body, &recs[i]);
+    if (why) {
+      if (events) sl_api_error(r, 400, "events[%zu]: %s", i, why);
+      else sl_api_error(r, 400, "%s", why);
+      p->r = NULL;
+      published(p, -1, NULL, NULL, NULL, 0);
+      free(recs);
+      json_decref(body);
+      return;
+    }
+  }
+  r->on_gone = gone_while_publishing;
+  r->gone_arg = p;
+  sl_sstream_publish(s, recs, n, published, p);
+  free(recs);
+  json_decref(body);
+}
+
+/* ---------- consume by subscriber ---------- */
+
+typedef struct consume {
+  sl_http_req_t *r;
+  sl_sstream_t *s;
+  char *sub;
+  int partition;             /* -1: all */
+  uint64_t *pos;             /* next offset per partition */
+  uint64_t limit;
+  sl_swatch_t watch;
+  uv_timer_t timer;
+  int waiting;
+} consume_t;
+
+static int add_event(const sl_record_t *rec, void *arg) {
+  json_t **ctx = arg;
+  json_array_append_new(ctx[0], sl_api_event(rec, (int)json_integer_value(ctx[1])));
+  return 0;
+}
+
+/* Reads what there is; 1 when something was answered. */
+static int consume_try(consume_t *c, int answer_empty) {
+  sl_sstream_t *s = c->s;
+  int P = sl_sstream_conf(s)->partitions;
+  json_t *events = json_array();
+  char *err = NULL;
+  for (int p = 0; p < P && json_array_size(events) < c->limit; p++) {
+    if (c->partition >= 0 && p != c->partition) continue;
+    json_t *pj = json_integer(p);
+    json_t *ctx[2] = {events, pj};
+    size_t before = json_array_size(events);
+    int64_t n = sl_sstream_read(s, p, c->pos[p], (size_t)(c->limit - before), 4 << 20, add_event, ctx, &err);
+    json_decref(pj);
+    if (n < 0) {
+      sl_api_error(c->r, 500, "%s", err);
+      free(err);
+      json_decref(events);
+      return 1;
+    }
+    c->pos[p] += (uint64_t)n;
+  }
+  if (!json_array_size(events) && !answer_empty) {
+    json_decref(events);
+    return 0;
+  }
+  char *err2 = NULL;
+  if (json_array_size(events) && sl_sstream_set_cursor(s, "subscriber", c->sub, c->pos, &err2) != 0) {
+    sl_logf(SL_LOG_ERROR, NULL, "store", "subscriber %s of %s: position not saved: %s", c->sub, sl_sstream_name(s), err2);
+    free(err2);
+  }
+  json_t *next = json_array();
+  for (int p = 0; p < P; p++) json_array_append_new(next, json_integer((json_int_t)c->pos[p]));
+  json_t *res = json_pack("{s:o, s:o}", "events", events, "next_offsets", next);
+  json_object_set_new(res, "next_offset", json_integer((json_int_t)c->pos[c->partition >= 0 ? c->partition : 0]));
+  sl_api_json(c->r, 200, res);
+  return 1;
+}
+
+static void consume_free_cb(uv_handle_t *h) {
+  consume_t *c = h->data;
+  free(c->pos);
+  free(c->sub);
+  free(c);
+}
+
+static void consume_end(consume_t *c) {
+  if (c->waiting) sl_sstream_unwatch(c->s, &c->watch);
+  c->waiting = 0;
+  uv_close((uv_handle_t *)&c->timer, consume_free_cb);
+}
+
+static void consume_wake(sl_swatch_t *w) {
+  consume_t *c = (consume_t *)((char *)w - offsetof(consume_t, watch));
+  if (sl_sstream_deleted(c->s)) {
+    c->r->on_gone = NULL;
+    sl_api_error(c->r, 404, "the stream was deleted");
+    consume_end(c);
+    return;
+  }
+  if (consume_try(c, 0)) {
+    c->r->on_gone = NULL;
+    consume_end(c);
+  }
+}
+
+static void consume_timeout(uv_timer_t *t) {
+  consume_t *c = t->data;
+  c->r->on_gone = NULL;
+  consume_try(c, 1);
+  consume_end(c);
+}
+
+static void consume_gone(sl_http_req_t *r, void *arg) {
+  consume_t *c = arg;
+  (void)r;
+  sl_http_respond(c->r, 499, NULL, NULL, 0, NULL);
+  consume_end(c);
+}
+
+static void consume(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, const char *sub) {
+  (void)st;
+  int P = sl_sstream_conf(s)->partitions;
+  uint64_t from = 0, limit = 100, partition = 0, wait_ms = 0;
+  int has_from = sl_api_uint(r, "from_offset", &from), has_part = sl_api_uint(r, "partition", &partition);
+  if (has_from < 0 || has_part < 0 || sl_api_uint(r, "limit", &limit) < 0 || sl_api_uint(r, "wait_ms", &wait_ms) < 0) {
+    sl_api_error(r, 400, "from_offset, partition, limit and wait_ms are non-negative integers");
+    return;
+  }
+  if (has_part && partition >= (uint64_t)P) {
+    sl_api_error(r, 400, "partition %llu does not exist (the stream has %d)", (unsigned long long)partition, P);
+    return;
+  }
+  if (limit == 0 || limit > 10000) limit = limit ? 10000 : 100;
+  if (wait_ms > 60000) wait_ms = 60000;
+  consume_t *c = sl_xcalloc(1, sizeof(*c));
+  c->r = r;
+  c->s = s;
+  c->sub = sl_xstrdup(sub);
+  c->partition = has_part ? (int)partition : -1;
+  c->limit = limit;
+  c->pos = sl_xcalloc((size_t)P, sizeof(uint64_t));
+  const uint64_t *saved = sl_sstream_cursor(s, "subscriber", sub);
+  char *reset = sl_http_query(r, "offset_reset");
+  for (int p = 0; p < P; p++) {
+    uint64_t want = has_from ? from : saved ? saved[p] : sl_sstream_start(s, p);
+    if ((c->partition < 0 || p == c->partition) && sl_api_position(r, s, p, want, reset, &c->pos[p]) != 0) {
+      free(reset);
+      free(c->pos);
+      free(c->sub);
+      free(c);
+      return;
+    }
+    if (c->partition >= 0 && p != c->partition) c->pos[p] = saved ? saved[p] : sl_sstream_start(s, p);
+  }
+  free(reset);
+  uv_timer_init(sl_api_loop(st), &c->timer);
+  c->timer.data = c;
+  if (consume_try(c, wait_ms == 0)) {
+    consume_end(c);
+    return;
+  }
+  /* Long-poll: the next append wakes it (no polling loop). */
+  c->watch.wake = consume_wake;
+  sl_sstream_watch(s, &c->watch);
+  c->waiting = 1;
+  r->on_gone = consume_gone;
+  r->gone_arg = c;
+  uv_timer_start(&c->timer, consume_timeout, wait_ms, 0);
+}
+
+/* ---------- dispatch ---------- */
+
+static void api(sl_http_req_t *r, void *arg) {
+  sl_worker_t *w = arg;
+  sl_store_t *st = sl_store_of(w);
+  if (!st) {
+    sl_api_error(r, 503, "the store could not open its data_dir (see the log)");
+    return;
+  }
+  char *path = sl_xstrdup(r->path + strlen(SL_STORE_API_PREFIX));
+  char *seg[6] = {0};
+  int n = 0;
+  for (char *save = NULL, *t = strtok_r(path, "/", &save); t; t = strtok_r(NULL, "/", &save)) {
+    if (n == 6) {
+      n = 7;
+      break;
+    }
+    seg[n++] = t;
+  }
+  const char *m = r->method;
+  int get = !strcmp(m, "GET"), post = !strcmp(m, "POST"), del = !strcmp(m, "DELETE");
+  sl_sstream_t *s = NULL;
+  if (n == 0 || n > 5) {
+    sl_api_error(r, 404, "not found");
+  } else if (n == 1 && !strcmp(seg[0], "list")) {
+    if (get) list(r, st);
+    else sl_api_error(r, 405, "method %s not allowed", m);
+  } else if (n == 1 && post) {
+    create(r, st, seg[0]);
+  } else if (n == 1 && del) {
+    if (sl_store_delete(st, seg[0]) == 0) sl_api_json(r, 200, json_pack("{s:s}", "deleted", seg[0]));
+    else sl_api_error(r, 404, "no stream named %s", seg[0]);
+  } else if (!(s = sl_api_stream(r, st, seg[0]))) {
+    /* answered 404 */
+  } else if (n == 1) {
+    if (get) sl_api_json(r, 200, info_json(s));
+    else sl_api_error(r, 405, "method %s not allowed", m);
+  } else if (n == 2 && !strcmp(seg[1], "info") && get) {
+    sl_api_json(r, 200, info_json(s));
+  } else if (n == 2 && !strcmp(seg[1], "stats") && get) {
+    stats(r, s);
+  } else if (n == 2 && !strcmp(seg[1], "publish") && post) {
+    publish(r, s);
+  } else if (n == 3 && !strcmp(seg[1], "consume") && get) {
+    consume(r, st, s, seg[2]);
+  } else if (n == 3 && (!strcmp(seg[1], "sse") || !strcmp(seg[1], "ws")) && get) {
+    sl_store_live(r, st, s, seg[1], seg[2]);
+  } else if (!strcmp(seg[1], "group") || !strcmp(seg[1], "groups")) {
+    sl_store_group_api(r, st, s, seg + 1, n - 1);
+  } else {
+    sl_api_error(r, 404, "no %s route for %s", m, r->path);
+  }
+  free(path);
+}
+
+int sl_store_api_route(sl_worker_t *w, sl_diags_t *d, const sl_cnode_t *at) {
+  return sl_http_route(w, SL_STORE_API_PREFIX, NULL, api, w, "store.api", d, at);
+}
