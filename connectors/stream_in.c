@@ -222,7 +222,12 @@ static void sin_resume(sl_input_t *base) { kick((sin_t *)base); }
 static void sin_stop(sl_input_t *base) {
   sin_t *in = (sin_t *)base;
   in->stopped = 1;
-  if (in->handles) uv_idle_stop(&in->idle);
+  /* Acks still arriving are committed by the final save in sin_destroy;
+   * a running timer would keep the loop from ending. */
+  if (in->handles) {
+    uv_idle_stop(&in->idle);
+    uv_timer_stop(&in->timer);
+  }
   if (in->s && !sl_sstream_deleted(in->s)) sl_sstream_unwatch(in->s, &in->watch);
 }
 

@@ -537,11 +537,11 @@ int64_t sl_seglog_read(sl_seglog_t *l, uint64_t from, size_t max_records, size_t
         }
         off += (size_t)n;
         if (r.offset < from) continue;
-        if (given && (given >= (int64_t)max_records || bytes + r.value_len > max_bytes)) return given;
+        if (given && ((size_t)given >= max_records || bytes + r.value_len > max_bytes)) return given;
         given++;
         bytes += r.value_len;
         from = r.offset + 1;
-        if (cb(&r, arg) || given >= (int64_t)max_records) return given;
+        if (cb(&r, arg) || (size_t)given >= max_records) return given;
       }
       pos += (int64_t)off;
     }

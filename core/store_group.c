@@ -98,9 +98,16 @@ static int cmp_member(const void *a, const void *b) {
   return strcmp(((const member_t *)a)->id, ((const member_t *)b)->id);
 }
 
-static void rebalance(group_t *g) {
-  char **before = sl_xcalloc((size_t)g->P, sizeof(char *));
-  for (int p = 0; p < g->P; p++) before[p] = g->owner[p] >= 0 ? sl_xstrdup(g->members[g->owner[p]].id) : NULL;
+/* Who owns each partition now (by name: member indexes move). */
+static char **owners(const group_t *g) {
+  char **o = sl_xcalloc((size_t)g->P, sizeof(char *));
+  for (int p = 0; p < g->P; p++) o[p] = g->owner[p] >= 0 ? sl_xstrdup(g->members[g->owner[p]].id) : NULL;
+  return o;
+}
+
+/* Spreads the partitions again; `before` (from owners(), freed here) tells
+ * which partitions change hands. */
+static void rebalance(group_t *g, char **before) {
   qsort(g->members, (size_t)g->nmembers, sizeof(*g->members), cmp_member);
   for (int p = 0; p < g->P; p++) {
     g->owner[p] = g->nmembers ? p % g->nmembers : -1;
@@ -124,6 +131,7 @@ static int save(group_t *g, sl_sstream_t *s) {
 /* Joins (or refreshes) `consumer`, drops silent members; returns its index. */
 static int join(group_t *g, const char *consumer, uint64_t now) {
   int changed = 0;
+  char **before = owners(g);
   for (int i = 0; i < g->nmembers;) {
     if (strcmp(g->members[i].id, consumer) != 0 && now - g->members[i].last_seen > (uint64_t)g->session_ms) {
       sl_logf(SL_LOG_INFO, NULL, "store", "group %s of %s: member %s timed out", g->name, g->stream, g->members[i].id);
@@ -142,7 +150,11 @@ static int join(group_t *g, const char *consumer, uint64_t now) {
     g->members[g->nmembers++] = (member_t){sl_xstrdup(consumer), now};
     changed = 1;
   }
-  if (changed) rebalance(g);
+  if (changed) rebalance(g, before);
+  else {
+    for (int p = 0; p < g->P; p++) free(before[p]);
+    free(before);
+  }
   for (int i = 0; i < g->nmembers; i++)
     if (!strcmp(g->members[i].id, consumer)) me = i;
   g->members[me].last_seen = now;
@@ -188,6 +200,7 @@ static int try_consume(gconsume_t *c, int answer_empty) {
     char *err = NULL;
     int64_t n = sl_sstream_read(c->s, p, g->delivered[p], (size_t)(c->limit - have), 4 << 20, collect, &cc, &err);
     if (n < 0) {
+      c->r->on_gone = NULL;
       sl_api_error(c->r, 500, "%s", err);
       free(err);
       json_decref(events);
@@ -204,6 +217,7 @@ static int try_consume(gconsume_t *c, int answer_empty) {
     json_decref(assigned);
     return 0;
   }
+  c->r->on_gone = NULL;   /* answering frees r */
   sl_api_json(c->r, 200, json_pack("{s:o, s:o, s:I, s:s}", "events", events, "partitions", assigned, "generation",
                                    (json_int_t)g->generation, "consumer", c->consumer));
   return 1;
@@ -228,14 +242,12 @@ static void gc_wake(sl_swatch_t *w) {
     sl_api_error(c->r, 404, "the stream was deleted");
     gc_end(c);
   } else if (try_consume(c, 0)) {
-    c->r->on_gone = NULL;
     gc_end(c);
   }
 }
 
 static void gc_timeout(uv_timer_t *t) {
   gconsume_t *c = t->data;
-  c->r->on_gone = NULL;
   try_consume(c, 1);
   gc_end(c);
 }

@@ -344,6 +344,7 @@ static int consume_try(consume_t *c, int answer_empty) {
     int64_t n = sl_sstream_read(s, p, c->pos[p], (size_t)(c->limit - before), 4 << 20, add_event, ctx, &err);
     json_decref(pj);
     if (n < 0) {
+      c->r->on_gone = NULL;
       sl_api_error(c->r, 500, "%s", err);
       free(err);
       json_decref(events);
@@ -364,6 +365,7 @@ static int consume_try(consume_t *c, int answer_empty) {
   for (int p = 0; p < P; p++) json_array_append_new(next, json_integer((json_int_t)c->pos[p]));
   json_t *res = json_pack("{s:o, s:o}", "events", events, "next_offsets", next);
   json_object_set_new(res, "next_offset", json_integer((json_int_t)c->pos[c->partition >= 0 ? c->partition : 0]));
+  c->r->on_gone = NULL;   /* answering frees r */
   sl_api_json(c->r, 200, res);
   return 1;
 }
@@ -389,15 +391,11 @@ static void consume_wake(sl_swatch_t *w) {
     consume_end(c);
     return;
   }
-  if (consume_try(c, 0)) {
-    c->r->on_gone = NULL;
-    consume_end(c);
-  }
+  if (consume_try(c, 0)) consume_end(c);
 }
 
 static void consume_timeout(uv_timer_t *t) {
   consume_t *c = t->data;
-  c->r->on_gone = NULL;
   consume_try(c, 1);
   consume_end(c);
 }

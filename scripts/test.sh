@@ -54,10 +54,10 @@ if [ -x build-asan/sluice ]; then
     run_suite sanitizers build-asan
 fi
 
-echo "== fuzzing the config loader and the HTTP/WebSocket server (${FUZZ_SECONDS:-20}s each)"
+echo "== fuzzing the config loader, the HTTP/WebSocket server and segment recovery (${FUZZ_SECONDS:-20}s each)"
 if CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSL_FUZZ=ON -DSL_SANITIZE=ON > "$LOG/fcmake" 2>&1 &&
-   ninja -C build-fuzz -j "$JOBS" fuzz_conf fuzz_http > "$LOG/fninja" 2>&1; then
-  for target in fuzz_conf fuzz_http; do
+   ninja -C build-fuzz -j "$JOBS" fuzz_conf fuzz_http fuzz_seglog > "$LOG/fninja" 2>&1; then
+  for target in fuzz_conf fuzz_http fuzz_seglog; do
     mkdir -p "build-fuzz/corpus-$target"
     [ "$target" = fuzz_conf ] && cp examples/*.yaml "build-fuzz/corpus-$target/" 2>/dev/null
     if LSAN_OPTIONS="suppressions=$(pwd)/scripts/lsan.supp" \

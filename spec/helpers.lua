@@ -99,12 +99,14 @@ end
 
 function M.serve_once(yaml, opts)
   local port = opts.port or M.port()
-  local dir = M.tmpdir()
+  -- opts.dir: start again in the directory of an earlier run (its data stays)
+  local dir = opts.dir or M.tmpdir()
+  if opts.dir then os.remove(dir .. "/rc.txt") end
   M.write(dir .. "/config.yaml", (yaml:gsub("%$PORT", tostring(port))))
   if opts.before then opts.before(dir) end
   local bin = M.bin:sub(1, 1) == "/" and M.bin or (os.getenv("PWD") .. "/" .. M.bin)
   os.execute(string.format(
-    "cd %s && (%s run config.yaml > out.txt 2> err.txt & echo $! > pid.txt; wait $!; echo $? > rc.tmp; mv rc.tmp rc.txt) &",
+    "cd %s && (%s run config.yaml > out.txt 2> err.txt & echo $! > pid.txt; wait $!; echo $? > rc.tmp; mv rc.tmp rc.txt) 2>/dev/null &",
     M.shell_quote(dir), M.shell_quote(bin)))
   local srv = {port = port, dir = dir, url = "http://127.0.0.1:" .. port}
   local up = false
@@ -116,6 +118,15 @@ function M.serve_once(yaml, opts)
     os.execute("sleep 0.05")
   end
   srv.stderr = function() return M.read(dir .. "/err.txt") or "" end
+  -- kill -9: no drain, no final fsync; the directory stays for a restart
+  srv.kill = function()
+    local pid = M.read(dir .. "/pid.txt")
+    if pid then os.execute("kill -KILL " .. pid:match("%d+") .. " 2>/dev/null") end
+    for _ = 1, 200 do
+      if M.read(dir .. "/rc.txt") then break end
+      os.execute("sleep 0.05")
+    end
+  end
   srv.stdout = function() return M.read(dir .. "/out.txt") or "" end
   -- SIGTERM, wait (bounded) and return the exit code; removes the directory.
   srv.stop = function(keep)
@@ -131,6 +142,10 @@ function M.serve_once(yaml, opts)
       -- Still running after 30 s: report what it said, then make sure it is gone.
       io.stderr:write("sluice did not stop; its stderr:\n", srv.stderr(), "\n")
       if pid then os.execute("kill -KILL " .. pid:match("%d+") .. " 2>/dev/null") end
+    end
+    local err = srv.stderr()
+    if err:find("Sanitizer", 1, true) or err:find("runtime error:", 1, true) then
+      io.stderr:write("sanitizer report from sluice:\n", err, "\n")
     end
     if not keep then M.rmdir(dir) end
     return tonumber(rc)

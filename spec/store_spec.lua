@@ -1,0 +1,384 @@
+-- The embedded event store through its REST, SSE and WebSocket API (curl,
+-- Python websockets) and through pipelines (`stream` input and output),
+-- including crash safety under kill -9.
+local h = require("spec.helpers")
+local json = h.json
+
+local CONFIG = [[
+http:
+  address: 127.0.0.1:$PORT
+store:
+  data_dir: ./data
+  segment_bytes: 4KiB
+input:
+  generate: {interval: 1h, mapping: 'return 1'}
+output:
+  drop: {}
+]]
+
+local function curl(srv, args)
+  local _, out = h.sh("curl -s -m 10 -w '\\n%{http_code}' " .. args:gsub("URL", srv.url))
+  local body, code = out:match("^(.*)\n(%d+)$")
+  local ok, j = pcall(json.decode, body)
+  return tonumber(code), ok and j or body
+end
+
+local function post(srv, path, body)
+  return curl(srv, "-X POST -H 'Content-Type: application/json' --data-binary " .. h.shell_quote(json.encode(body)) ..
+    " URL" .. path)
+end
+
+local WS = "/usr/bin/python3 spec/tools/ws_client.py "
+
+describe("stream store API", function()
+  local srv
+  setup(function() srv = h.serve(CONFIG) end)
+  teardown(function() if srv then srv.stop() end end)
+
+  it("creates, lists, describes and deletes streams, with JSON errors", function()
+    local code, s = post(srv, "/stream/a1", {partitions = 2, retention_hours = 1})
+    assert.are.equal(201, code)
+    assert.are.equal(2, s.partitions)
+    assert.are.equal(200, (post(srv, "/stream/a1", {partitions = 2, retention_hours = 1})))
+    local c409, e = post(srv, "/stream/a1", {partitions = 3})
+    assert.are.equal(409, c409)
+    assert.matches("other settings", e.error)
+    assert.are.equal(400, (post(srv, "/stream/a1x", {partitions = "two"})))
+    assert.are.equal(400, (post(srv, "/stream/.hidden", {})))
+    local _, l = curl(srv, "URL/stream/list")
+    assert.is_true(#l.streams >= 1)
+    local c404, e404 = curl(srv, "URL/stream/nope/info")
+    assert.are.equal(404, c404)
+    assert.are.equal(404, e404.status)
+    assert.are.equal(200, (curl(srv, "-X DELETE URL/stream/a1")))
+    assert.are.equal(404, (curl(srv, "URL/stream/a1/info")))
+    assert.is_nil(h.read(srv.dir .. "/data/a1/stream.json"))
+  end)
+
+  it("publishes singly and in batches, keys keep per-partition order, consume pages by offset", function()
+    post(srv, "/stream/k3", {partitions = 3})
+    local events = {}
+    for i = 1, 60 do events[i] = {event = "e", data = {i = i}, partition_key = "user-" .. (i % 5)} end
+    local code, r = post(srv, "/stream/k3/publish", {events = events})
+    assert.are.equal(200, code)
+    assert.are.equal(60, #r.offsets)
+    -- the same key always lands on the same partition, in publish order
+    local part_of, last = {}, {}
+    for i, o in ipairs(r.offsets) do
+      local k = "user-" .. (i % 5)
+      part_of[k] = part_of[k] or o.partition
+      assert.are.equal(part_of[k], o.partition)
+      if last[o.partition] then assert.are.equal(last[o.partition] + 1, o.offset) end
+      last[o.partition] = o.offset
+    end
+    local seen, n = {}, 0
+    for p = 0, 2 do
+      local from = 0
+      for _ = 1, 20 do
+        local c, page = curl(srv, string.format("'URL/stream/k3/consume/pager?partition=%d&from_offset=%d&limit=7'", p, from))
+        assert.are.equal(200, c)
+        if #page.events == 0 then break end
+        for _, e in ipairs(page.events) do
+          assert.are.equal(p, e.partition)
+          assert.is_nil(seen[e.data.i])
+          seen[e.data.i] = true
+          n = n + 1
+        end
+        from = page.next_offset
+      end
+    end
+    assert.are.equal(60, n)
+    local c400 = post(srv, "/stream/k3/publish", {events = {{data = 1}, {nodata = true}}})
+    assert.are.equal(400, c400)
+  end)
+
+  it("answers 416 with the valid range, or resets with offset_reset", function()
+    post(srv, "/stream/r1", {})
+    post(srv, "/stream/r1/publish", {events = {{data = 1}, {data = 2}}})
+    local code, e = curl(srv, "'URL/stream/r1/consume/x?from_offset=9'")
+    assert.are.equal(416, code)
+    assert.are.equal(0, e.min_offset)
+    assert.are.equal(1, e.max_offset)
+    local c2, r = curl(srv, "'URL/stream/r1/consume/x?from_offset=9&offset_reset=latest'")
+    assert.are.equal(200, c2)
+    assert.are.equal(0, #r.events)
+    assert.are.equal(2, r.next_offset)
+  end)
+
+  it("remembers a subscriber's position and wakes a long-poll at the next publish", function()
+    post(srv, "/stream/lp", {})
+    post(srv, "/stream/lp/publish", {data = "a"})
+    local _, r = curl(srv, "URL/stream/lp/consume/sub1")
+    assert.are.equal("a", r.events[1].data)
+    local _, r2 = curl(srv, "URL/stream/lp/consume/sub1")
+    assert.are.equal(0, #r2.events)
+    local t0 = os.time()
+    local poll = io.popen("curl -s -m 10 '" .. srv.url .. "/stream/lp/consume/sub1?wait_ms=5000'")
+    os.execute("sleep 0.3")
+    post(srv, "/stream/lp/publish", {data = "b"})
+    local got = json.decode(poll:read("a"))
+    poll:close()
+    assert.are.equal("b", got.events[1].data)
+    assert.is_true(os.time() - t0 < 4)
+  end)
+
+  it("serves SSE with partition:offset ids, resumes after Last-Event-ID, filters types, ends on end_events", function()
+    post(srv, "/stream/ev", {})
+    post(srv, "/stream/ev/publish", {events = {
+      {event = "WORKFLOW_STARTED", data = 1}, {event = "LLM_PARTIAL", data = "a\nb"}, {event = "LLM_OUTPUT", data = 3},
+      {event = "STREAM_END", data = 4}, {event = "AFTER", data = 5}}})
+    local _, out = h.sh("curl -s -N -m 3 '" .. srv.url .. "/stream/ev/sse/s?types=LLM_OUTPUT&end_events=STREAM_END'")
+    -- only LLM_OUTPUT passes the filter, but the end event is never swallowed; then the server ends it
+    local names = {}
+    for ev in out:gmatch("event: ([%w_]+)") do names[#names + 1] = ev end
+    assert.are.same({"LLM_OUTPUT", "STREAM_END"}, names)
+    assert.matches("id: 0:2\n", out)
+    -- resume after 0:1 with Last-Event-ID: no gap, no duplicate
+    local _, again = h.sh("curl -s -N -m 3 -H 'Last-Event-ID: 0:1' '" .. srv.url .. "/stream/ev/sse/t?end_events=STREAM_END'")
+    local ids = {}
+    for id in again:gmatch("id: ([%d:,%-]+)") do ids[#ids + 1] = id end
+    assert.are.same({"0:2", "0:3"}, ids)
+    -- multi-line data is one JSON data line
+    local _, all = h.sh("curl -s -N -m 3 '" .. srv.url .. "/stream/ev/sse/u?end_events=LLM_PARTIAL'")
+    local d = json.decode(all:match("event: LLM_PARTIAL\ndata: ([^\n]+)"))
+    assert.are.equal("a\nb", d.data)
+  end)
+
+  it("pushes over WebSocket from an offset and live", function()
+    post(srv, "/stream/wsd", {})
+    post(srv, "/stream/wsd/publish", {events = {{data = 1}, {data = 2}}})
+    local ws = io.popen(WS .. "'ws://127.0.0.1:" .. srv.port .. "/stream/wsd/ws/w?from_offset=1' --recv 2 --wait 4")
+    os.execute("sleep 0.5")
+    post(srv, "/stream/wsd/publish", {data = 3})
+    local lines = h.lines(ws:read("a"))
+    ws:close()
+    local got = {}
+    for _, l in ipairs(lines) do
+      local m = json.decode(l)
+      if m.text then got[#got + 1] = json.decode(m.text).data end
+    end
+    assert.are.same({2, 3}, got)
+  end)
+
+  it("spreads a group's partitions over its consumers and rebalances when one leaves", function()
+    post(srv, "/stream/g4", {partitions = 4})
+    local evs = {}
+    for i = 1, 40 do evs[i] = {data = i, partition_key = "k" .. i} end
+    post(srv, "/stream/g4/publish", {events = evs})
+    assert.are.equal(201, (post(srv, "/stream/g4/group/workers", {auto_commit = false, session_timeout_ms = 500})))
+    local _, a = curl(srv, "'URL/stream/g4/group/workers/consume?consumer=a&limit=100'")
+    local _, b = curl(srv, "'URL/stream/g4/group/workers/consume?consumer=b&limit=100'")
+    assert.are.same({1, 3}, b.partitions)
+    -- a took everything before b joined; b is handed partitions 1 and 3 afresh (nothing committed)
+    assert.are.equal(40, #a.events)
+    -- commit b's partitions, then let b go silent: a gets all 4 back, and only what was not committed
+    for _, e in ipairs(b.events) do
+      post(srv, "/stream/g4/group/workers/commit", {partition = e.partition, offset = e.offset + 1})
+    end
+    os.execute("sleep 0.7")
+    local _, a2 = curl(srv, "'URL/stream/g4/group/workers/consume?consumer=a&limit=100'")
+    assert.are.same({0, 1, 2, 3}, a2.partitions)
+    for _, e in ipairs(a2.events) do assert.is_true(e.partition == 0 or e.partition == 2, json.encode(e)) end
+    local _, gs = curl(srv, "URL/stream/g4/groups")
+    assert.are.equal("workers", gs.groups[1].group)
+    assert.are.equal(1, #gs.groups[1].members)
+  end)
+end)
+
+describe("stream store durability", function()
+  it("keeps every acknowledged event across kill -9 (fsync always), several times", function()
+    local srv = h.serve(CONFIG)
+    post(srv, "/stream/crash", {fsync = "always"})
+    local acked = {}
+    for round = 1, 3 do
+      local pub = io.popen("/usr/bin/python3 spec/tools/publisher.py " .. srv.url .. "/stream/crash/publish 100000")
+      os.execute("sleep 0.6")
+      srv.kill()
+      for line in pub:lines() do
+        local off, n = line:match("^(%d+) (%d+)$")
+        acked[#acked + 1] = {tonumber(off), round * 1000000 + tonumber(n)}
+      end
+      pub:close()
+      srv = h.serve(CONFIG, {dir = srv.dir, port = srv.port})
+      local _, info = curl(srv, "URL/stream/crash/info")
+      assert.is_true(info.message_count >= #acked, round .. ": " .. info.message_count .. " < " .. #acked)
+    end
+    assert.is_true(#acked > 50, "only " .. #acked .. " publishes acknowledged")
+    -- every acknowledged offset holds what was published, in order
+    local all, from = {}, 0
+    for _ = 1, 1000 do
+      local _, page = curl(srv, "'URL/stream/crash/consume/check?from_offset=" .. from .. "&limit=10000'")
+      if #page.events == 0 then break end
+      for _, e in ipairs(page.events) do all[e.offset] = e.data.n end
+      from = page.next_offset
+    end
+    local round, last = 1, -1
+    for _, a in ipairs(acked) do
+      local n = a[2] % 1000000
+      if math.floor(a[2] / 1000000) ~= round then round, last = math.floor(a[2] / 1000000), -1 end
+      assert.are.equal(n, all[a[1]], "offset " .. a[1])
+      assert.is_true(n > last)
+      last = n
+    end
+    srv.stop()
+  end)
+
+  it("truncates a torn record at start-up and serves the rest", function()
+    local srv = h.serve(CONFIG)
+    post(srv, "/stream/torn", {})
+    for i = 1, 5 do post(srv, "/stream/torn/publish", {data = i}) end
+    srv.stop(true)
+    local _, f = h.sh("ls " .. srv.dir .. "/data/torn/0/*.log")
+    f = f:gsub("%s+$", "")
+    local size = tonumber(select(2, h.sh("stat -c %s " .. f)):match("%d+"))
+    assert(os.execute("truncate -s " .. (size - 5) .. " " .. f))
+    srv = h.serve(CONFIG, {dir = srv.dir, port = srv.port})
+    local _, r = curl(srv, "'URL/stream/torn/consume/x?from_offset=0'")
+    assert.are.same({1, 2, 3, 4}, {r.events[1].data, r.events[2].data, r.events[3].data, r.events[4].data})
+    assert.are.equal(4, #r.events)
+    assert.matches("truncated %d+ bytes of a torn or corrupt record", srv.stderr())
+    -- and the log goes on from there
+    local _, p = post(srv, "/stream/torn/publish", {data = 6})
+    assert.are.equal(4, p.offset)
+    srv.stop()
+  end)
+
+  it("rolls segments and applies retention by bytes", function()
+    local srv = h.serve((CONFIG:gsub("segment_bytes: 4KiB", "segment_bytes: 4KiB\n  retention_check: 100ms")))
+    post(srv, "/stream/ret", {retention_bytes = 8192, segment_bytes = 4096})
+    local big = string.rep("x", 500)
+    local evs = {}
+    for i = 1, 100 do evs[i] = {data = big .. i} end
+    post(srv, "/stream/ret/publish", {events = evs})
+    os.execute("sleep 0.4")
+    local _, st = curl(srv, "URL/stream/ret/stats")
+    assert.is_true(st.partitions[1].min_offset > 0, json.encode(st))
+    assert.is_true(st.bytes <= 8192 + 4096, json.encode(st))
+    assert.are.equal(99, st.partitions[1].max_offset)
+    local code, e = curl(srv, "'URL/stream/ret/consume/x?from_offset=0'")
+    assert.are.equal(416, code)
+    assert.matches("removed by retention", e.error)
+    srv.stop()
+  end)
+end)
+
+describe("stream connectors", function()
+  it("carries messages generate → stream output → stream input → file, resuming a group after restart", function()
+    local yaml = [[
+http: {address: 127.0.0.1:$PORT}
+store: {data_dir: ./data}
+streams:
+  produce:
+    input:
+      generate: {count: 50, interval: 0, batch_size: 7, mapping: 'meta.kind = "gen"; return {n = i}'}
+    output:
+      stream: {name: pipe, partition_key: '${! this.n % 3 }', partitions: 3}
+  consume:
+    input:
+      stream: {name: pipe, group: g1}
+    pipeline:
+      processors:
+        - lua: 'this.kind = meta.kind; this.p = meta.stream_partition; this.o = meta.stream_offset'
+    output:
+      file: {path: out.ndjson}
+]]
+    local srv = h.serve(yaml)
+    for _ = 1, 100 do
+      local n = select(2, (h.read(srv.dir .. "/out.ndjson") or ""):gsub("\n", ""))
+      if n >= 50 then break end
+      os.execute("sleep 0.05")
+    end
+    srv.stop(true)
+    local seen = {}
+    for _, l in ipairs(h.lines(h.read(srv.dir .. "/out.ndjson"))) do
+      local d = json.decode(l)
+      assert.are.equal("gen", d.kind)
+      seen[d.n] = (seen[d.n] or 0) + 1
+    end
+    for i = 1, 50 do assert.are.equal(1, seen[i], "n=" .. i) end
+    -- a restart resumes from the committed offsets: generate adds 50 more, and
+    -- no record is read twice (every partition:offset appears once)
+    srv = h.serve(yaml, {dir = srv.dir, port = srv.port})
+    local lines
+    for _ = 1, 100 do
+      lines = h.lines(h.read(srv.dir .. "/out.ndjson") or "")
+      if #lines >= 100 then break end
+      os.execute("sleep 0.05")
+    end
+    srv.stop()
+    assert.are.equal(100, #lines)
+    local at = {}
+    for _, l in ipairs(lines) do
+      local d = json.decode(l)
+      local k = d.p .. ":" .. d.o
+      assert.is_nil(at[k], k)
+      at[k] = true
+    end
+  end)
+end)
+
+describe("quickstart: Tyk's demo on embedded streams", function()
+  local srv
+  setup(function()
+    local yaml = h.read("examples/quickstart.yaml"):gsub("%${HTTP_ADDRESS:0%.0%.0%.0:4195}", "127.0.0.1:$PORT")
+    srv = h.serve(yaml)
+  end)
+  teardown(function() if srv then srv.stop() end end)
+
+  it("answers POST /push-event with the enriched event and delivers each user only their results", function()
+    local code, e = post(srv, "/push-event?user=alice", {foo = "a1"})
+    assert.are.equal(200, code)
+    assert.are.equal("alice", e.user_id)
+    assert.matches("^%x+%-", e.job_id)
+    assert.are.equal(400, (post(srv, "/push-event", {foo = 1})))
+    -- SSE as alice and WebSocket as bob, open while both post
+    local sse = io.popen("curl -s -N -m 3 '" .. srv.url .. "/sse?user=alice'")
+    local ws = io.popen(WS .. "'ws://127.0.0.1:" .. srv.port .. "/ws-in?user=bob' --recv 2 --wait 3")
+    os.execute("sleep 0.5")
+    for _, u in ipairs({"bob", "alice", "bob"}) do post(srv, "/push-event?user=" .. u, {foo = u}) end
+    local sse_out, ws_out = sse:read("a"), ws:read("a")
+    sse:close(); ws:close()
+    local alice = {}
+    for d in sse_out:gmatch("data: ([^\n]+)") do alice[#alice + 1] = json.decode(d) end
+    assert.is_true(#alice >= 1, sse_out)
+    for _, r in ipairs(alice) do
+      assert.are.equal("alice", r.user_id)
+      assert.are.equal("bar", r.result)
+    end
+    local bob = {}
+    for _, l in ipairs(h.lines(ws_out)) do
+      local m = json.decode(l)
+      if m.text then bob[#bob + 1] = json.decode(m.text) end
+    end
+    assert.are.equal(2, #bob, ws_out)
+    for _, r in ipairs(bob) do assert.are.equal("bob", r.user_id) end
+  end)
+
+  it("gives each of 10 users every one of their results by long-poll GET, and none of the others'", function()
+    for round = 1, 2 do
+      for u = 1, 10 do post(srv, "/push-event?user=u" .. u, {round = round}) end
+    end
+    for u = 1, 10 do
+      local got = {}
+      for _ = 1, 20 do
+        local _, out = h.sh("curl -s -m 10 '" .. srv.url .. "/get-event?user=u" .. u .. "'")
+        -- a batch comes as one message per line
+        for _, l in ipairs(h.lines(out)) do
+          local r = json.decode(l)
+          assert.are.equal("u" .. u, r.user_id)
+          got[r.round] = true
+        end
+        if got[1] and got[2] then break end
+      end
+      assert.is_true(got[1] and got[2])
+    end
+    -- each user's instance commits its own group (every commit_period)
+    local groups
+    for _ = 1, 40 do
+      groups = select(2, curl(srv, "URL/stream/completed/groups")).groups
+      if #groups >= 12 then break end
+      os.execute("sleep 0.05")
+    end
+    assert.are.equal(12, #groups)
+  end)
+end)
