@@ -8,12 +8,22 @@
 #include <strings.h>
 #include <wslay/wslay.h>
 
+/* wslay's event context costs about 8.5 KiB (two fixed 4 KiB frame buffers),
+ * most of an idle connection. So it exists only while wslay has work: it is
+ * made for a whole received frame or a message to send, and dropped again
+ * once wslay holds nothing (see release_idle). wslay reads whole frames only
+ * (see mark_whole_frames), so that between calls no part of a frame is left
+ * inside it; the rest waits in `in`. */
 struct sl_ws {
-  wslay_event_context_ptr ctx;
+  wslay_event_context_ptr ctx;        /* NULL while idle */
   sl_http_stream_t *st;
   sl_ws_handlers_t h;
   void *arg;
-  char *in; size_t in_len, in_off;   /* received bytes not yet framed */
+  char *in; size_t in_len, in_off;    /* received bytes wslay has not read */
+  size_t in_ready;                    /* in[in_off, in_ready) is what wslay may read */
+  size_t max_message;
+  int frag;                           /* the frames read leave a fragmented message open */
+  int refused;                        /* wslay got a frame it refuses: it reads everything now */
   uv_timer_t ping;
   int ping_init;
   int in_wslay;                       /* inside wslay_event_recv/send */
@@ -52,6 +62,83 @@ int sl_utf8_valid(const void *p, size_t n) {
   return 1;
 }
 
+static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user);
+static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *user);
+static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *a, void *user);
+
+static wslay_event_context_ptr ctx_of(sl_ws_t *ws) {
+  if (!ws->ctx) {
+    static const struct wslay_event_callbacks cb = {recv_cb, send_cb, NULL, NULL, NULL, NULL, on_msg};
+    if (wslay_event_context_server_init(&ws->ctx, &cb, ws) != 0) {
+      fprintf(stderr, "sluice: out of memory for a WebSocket context\n");
+      abort();
+    }
+    wslay_event_config_set_max_recv_msg_length(ws->ctx, ws->max_message);
+  }
+  return ws->ctx;
+}
+
+/* Drops the context when nothing in it would be lost: no part of a frame
+ * (wslay read all it was given, and is only given whole frames), no open
+ * fragmented message, nothing left to send, no close begun. The next frame
+ * or message starts from a fresh one exactly as from this one. */
+static void release_idle(sl_ws_t *ws) {
+  wslay_event_context_ptr ctx = ws->ctx;
+  if (!ctx || ws->in_wslay || ws->frag || ws->refused || ws->in_off != ws->in_ready) return;
+  if (wslay_event_get_queued_msg_count(ctx) || wslay_event_want_write(ctx) || !wslay_event_get_read_enabled(ctx) ||
+      !wslay_event_get_write_enabled(ctx))
+    return;
+  wslay_event_context_free(ctx);
+  ws->ctx = NULL;
+}
+
+/* Advances in_ready over the whole frames received, parsing only each
+ * header (2-14 bytes) for the frame's length and whether it ends a message.
+ * A frame wslay refuses from its header alone (longer than max_message, or a
+ * control frame that is fragmented or over 125 bytes) goes to it at once,
+ * with all that follows: the connection is closing, and waiting for the
+ * whole frame would buffer whatever length the peer claims. */
+static void mark_whole_frames(sl_ws_t *ws) {
+  while (!ws->refused) {
+    size_t avail = ws->in_len - ws->in_ready;
+    if (avail < 2) return;
+    const unsigned char *h = (const unsigned char *)ws->in + ws->in_ready;
+    uint64_t len = h[1] & 0x7f;
+    size_t hl = 2 + (len == 126 ? 2 : len == 127 ? 8 : 0) + (h[1] & 0x80 ? 4 : 0);
+    if (avail < hl) return;
+    if (len == 126) {
+      len = (uint64_t)h[2] << 8 | h[3];
+    } else if (len == 127) {
+      len = 0;
+      for (int k = 2; k < 10; k++) len = len << 8 | h[k];
+    }
+    int fin = h[0] >> 7, opcode = h[0] & 0x0f;
+    if (len > ws->max_message || (wslay_is_ctrl_frame(opcode) && (!fin || len > 125))) {
+      ws->refused = 1;
+      break;
+    }
+    if (avail - hl < len) return;
+    /* Control frames may come between fragments without ending the message. */
+    if (!wslay_is_ctrl_frame(opcode)) ws->frag = !fin;
+    ws->in_ready += hl + (size_t)len;
+  }
+  ws->in_ready = ws->in_len;
+}
+
+/* Keeps only what wslay has not read: an idle connection holds no buffer. */
+static void compact_in(sl_ws_t *ws) {
+  size_t rest = ws->in_len - ws->in_off;
+  if (!rest) {
+    free(ws->in);
+    ws->in = NULL;
+  } else if (ws->in_off) {
+    memmove(ws->in, ws->in + ws->in_off, rest);
+  }
+  ws->in_ready -= ws->in_off;
+  ws->in_len = rest;
+  ws->in_off = 0;
+}
+
 static void ping_closed(uv_handle_t *h) { free(h->data); }
 
 /* Frees ws; the transport is already gone or being closed. */
@@ -69,7 +156,7 @@ static void ws_free(sl_ws_t *ws) {
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user) {
   (void)flags;
   sl_ws_t *ws = user;
-  size_t avail = ws->in_len - ws->in_off;
+  size_t avail = ws->in_ready - ws->in_off;
   if (!avail) {
     wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
     return -1;
@@ -106,8 +193,9 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
   }
 }
 
-/* After wslay ran: finish a close asked for meanwhile, or notice that the
- * closing handshake is over. Returns 1 when ws was freed. */
+/* After wslay ran: finish a close asked for meanwhile, notice that the
+ * closing handshake is over, or drop the context if idle. Returns 1 when ws
+ * was freed. */
 static int settle(sl_ws_t *ws) {
   if (ws->close_code) {
     ws->done = 1;
@@ -124,23 +212,27 @@ static int settle(sl_ws_t *ws) {
     ws_free(ws);
     return 1;
   }
+  release_idle(ws);
   return 0;
 }
 
-/* Frames whatever was received; 1 when that ended (and freed) ws. */
+/* Frames the whole frames received; 1 when that ended (and freed) ws. */
 static int process(sl_ws_t *ws) {
+  mark_whole_frames(ws);
+  if (ws->in_ready == ws->in_off) return 0;
   ws->in_wslay = 1;
-  wslay_event_recv(ws->ctx);
+  wslay_event_recv(ctx_of(ws));
   wslay_event_send(ws->ctx);
   ws->in_wslay = 0;
-  return settle(ws);
+  if (settle(ws)) return 1;
+  compact_in(ws);
+  return 0;
 }
 
 static void on_data(void *arg, const char *p, size_t n) {
   sl_ws_t *ws = arg;
   if (ws->done) return;
   if (ws->loop) ws->last_rx = uv_now(ws->loop);
-  if (ws->in_off == ws->in_len) ws->in_off = ws->in_len = 0;
   ws->in = sl_xrealloc(ws->in, ws->in_len + n);
   memcpy(ws->in + ws->in_len, p, n);
   ws->in_len += n;
@@ -170,7 +262,7 @@ static void on_ping(uv_timer_t *t) {
     /* No pong nor anything else for three ping intervals: the peer is gone. */
     ws->in_wslay = 1;
     static const char why[] = "no pong";
-    wslay_event_queue_close(ws->ctx, WSLAY_CODE_GOING_AWAY, (const uint8_t *)why, sizeof why - 1);
+    wslay_event_queue_close(ctx_of(ws), WSLAY_CODE_GOING_AWAY, (const uint8_t *)why, sizeof why - 1);
     wslay_event_send(ws->ctx);
     ws->in_wslay = 0;
     ws->gone = 1;
@@ -179,7 +271,7 @@ static void on_ping(uv_timer_t *t) {
     return;
   }
   struct wslay_event_msg m = {WSLAY_PING, (const uint8_t *)"", 0};
-  wslay_event_queue_msg(ws->ctx, &m);
+  wslay_event_queue_msg(ctx_of(ws), &m);
   ws->in_wslay = 1;
   wslay_event_send(ws->ctx);
   ws->in_wslay = 0;
@@ -232,9 +324,7 @@ sl_ws_t *sl_ws_accept(sl_http_req_t *r, const sl_ws_handlers_t *h, void *arg, si
   ws->h = *h;
   ws->arg = arg;
   ws->max_buffer = (size_t)1 << 20;
-  struct wslay_event_callbacks cb = {recv_cb, send_cb, NULL, NULL, NULL, NULL, on_msg};
-  wslay_event_context_server_init(&ws->ctx, &cb, ws);
-  wslay_event_config_set_max_recv_msg_length(ws->ctx, max_message);
+  ws->max_message = max_message;
   if (w && ping_interval_ms > 0) {
     ws->loop = w->loop;
     ws->last_rx = uv_now(w->loop);
@@ -252,28 +342,30 @@ sl_ws_t *sl_ws_accept(sl_http_req_t *r, const sl_ws_handlers_t *h, void *arg, si
     return NULL;
   }
   ws->st = st;
-  if (ws->in_len > ws->in_off && process(ws)) return NULL;
+  if (ws->in_len && process(ws)) return NULL;
   return ws;
 }
 
 int sl_ws_send(sl_ws_t *ws, int text, const void *p, size_t n, size_t max_buffer) {
   if (ws->done || ws->close_code) return -1;
   struct wslay_event_msg m = {text ? WSLAY_TEXT_FRAME : WSLAY_BINARY_FRAME, p, n};
-  if (wslay_event_queue_msg(ws->ctx, &m) != 0) return -1;
+  if (wslay_event_queue_msg(ctx_of(ws), &m) != 0) return -1;
   ws->max_buffer = max_buffer;
   ws->slow = 0;
   int nested = ws->in_wslay;
   ws->in_wslay = 1;
   wslay_event_send(ws->ctx);
   ws->in_wslay = nested;
-  return ws->done ? -1 : ws->slow;
+  if (ws->done) return -1;
+  release_idle(ws);
+  return ws->slow;
 }
 
 size_t sl_ws_queued(const sl_ws_t *ws) { return ws->done || ws->close_code ? SIZE_MAX : sl_http_stream_queued(ws->st); }
 
 void sl_ws_close(sl_ws_t *ws, int code, const char *reason) {
   if (!ws->done) {
-    wslay_event_queue_close(ws->ctx, (uint16_t)code, (const uint8_t *)reason, reason ? strlen(reason) : 0);
+    wslay_event_queue_close(ctx_of(ws), (uint16_t)code, (const uint8_t *)reason, reason ? strlen(reason) : 0);
     int nested = ws->in_wslay;
     ws->in_wslay = 1;
     wslay_event_send(ws->ctx);

@@ -554,6 +554,41 @@ output:
     assert.matches("\x88[\x02-\x7d]\x03\xea", unmasked)
   end)
 
+  it("reads frames split across reads, fragments with a ping between them, and limits fragmented messages", function()
+    local srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+input:
+  http_server: {ws_path: /ws, ws_max_message_bytes: 16}
+output:
+  sync_response: {}
+]])
+    local up = "GET /ws HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n" ..
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n"
+    -- Masked frames with key 0, so payloads read as sent. The server must
+    -- keep a frame's bytes across reads, and a fragmented message open
+    -- across reads and an interleaved ping, while its idle connections keep
+    -- no WebSocket state between messages.
+    local parts = {
+      up .. "\\x81\\x82\\x00\\x00",                                    -- "hi", cut in its mask key
+      "\\x00\\x00h",                                                     -- ... and in its payload
+      "i\\x01\\x83\\x00\\x00\\x00\\x00abc\\x89\\x80\\x00\\x00\\x00\\x00", -- fragment 1, then a ping
+      "\\x80\\x83\\x00\\x00\\x00\\x00def",                               -- last fragment
+      "\\x01\\x8a\\x00\\x00\\x00\\x000123456789",                        -- 10 bytes of a message ...
+      "\\x80\\x8a\\x00\\x00\\x00\\x000123456789",                        -- ... and 10 more: over 16
+    }
+    local args = {}
+    for k, p in ipairs(parts) do args[k] = "'" .. p .. "'" end
+    local _, out = h.sh(RAW .. srv.port .. " --pause 0.3 " .. table.concat(args, " "))
+    assert.are.equal(0, srv.stop())
+    assert.matches("^HTTP/1%.1 101 ", out)
+    local hi = out:find("\x81\x02hi", 1, true)
+    local pong = out:find("\x8a\x00", 1, true)
+    local abcdef = out:find("\x81\x06abcdef", 1, true)
+    assert.truthy(hi and pong and abcdef and hi < pong and pong < abcdef)
+    assert.matches("\x88[\x02-\x7d]\x03\xf1", out)   -- close 1009
+  end)
+
   it("refuses a plain GET on a WebSocket path with 400", function()
     local srv = h.serve([[
 http:
