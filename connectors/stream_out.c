@@ -12,7 +12,9 @@
 #include <string.h>
 
 static const sl_field_t fields[] = {
-  {"name", SL_F_STRING, NULL, SL_REQUIRED, "The stream's name.", NULL, NULL},
+  {"name", SL_F_STRING, NULL, SL_REQUIRED,
+   "The stream's name; interpolated per message (`task-${! this.task_id }`) to spread messages over "
+   "streams, each created on first use when `create` is set.", NULL, NULL},
   {"partition_key", SL_F_STRING, "", 0,
    "Interpolated per message (`${! this.user_id }`): records with the same key go to the same partition "
    "(Kafka's murmur2 partitioner) and keep their order; empty: round robin.", NULL, NULL},
@@ -23,54 +25,76 @@ static const sl_field_t fields[] = {
 
 typedef struct sout {
   sl_output_t base;
-  char *name;
-  sl_interp_t *key, *event;
+  sl_interp_t *name, *key, *event;
   int create, partitions;
-  sl_sstream_t *s;
   int64_t in_flight;
   void (*closed)(sl_output_t *o, void *arg);
   void *closed_arg;
 } sout_t;
 
+/* A batch on its way: one publish per stream it touches. */
 typedef struct write_req {
   sout_t *o;
   sl_batch_t *b;
   sl_write_cb cb;
   void *arg;
-  char **texts;
+  char **texts;              /* 4 per message: stream name, key, event, headers */
+  int pending, failed;
+  char *err;
 } write_req_t;
 
-static int sout_start(sl_output_t *out) {
-  sout_t *o = (sout_t *)out;
-  sl_store_t *st = sl_store_of(out->worker);
-  if (!st) return -1;
-  o->s = sl_store_find(st, o->name);
-  if (o->s || !o->create) {
-    if (!o->s) sl_logf(SL_LOG_ERROR, out->stream ? out->stream->name : NULL, out->label, "no stream named %s", o->name);
-    return o->s ? 0 : -1;
+/* The stream named `name`, created with the output's settings when allowed.
+ * NULL with *err. */
+static sl_sstream_t *target(sout_t *o, const char *name, char **err) {
+  sl_store_t *st = sl_store_of(o->base.worker);
+  if (!st) {
+    *err = sl_xstrdup("the store could not open its data_dir");
+    return NULL;
+  }
+  sl_sstream_t *s = sl_store_find(st, name);
+  if (s || !o->create) {
+    if (!s) *err = sl_xasprintf("no stream named %s", name);
+    return s;
   }
   sl_sconf_t c = sl_store_defaults(st);
   if (o->partitions > 0) c.partitions = o->partitions;
+  int status = sl_store_create(st, name, &c, &s, err);
+  if (status >= 300 && status != 409) return NULL;
+  free(*err);
+  *err = NULL;
+  return s;
+}
+
+/* A fixed name is checked (and its stream created) at start. */
+static int sout_start(sl_output_t *out) {
+  sout_t *o = (sout_t *)out;
+  if (!sl_interp_is_static(o->name)) return 0;
+  char *e = NULL, *name = sl_interp_eval(o->name, NULL, 0, NULL, &e);
   char *err = NULL;
-  int status = sl_store_create(st, o->name, &c, &o->s, &err);
-  if (status >= 300 && status != 409) {
-    sl_logf(SL_LOG_ERROR, out->stream ? out->stream->name : NULL, out->label, "stream %s: %s", o->name, err);
-    free(err);
-    return -1;
-  }
+  sl_sstream_t *s = name ? target(o, name, &err) : NULL;
+  if (!s) sl_logf(SL_LOG_ERROR, out->stream ? out->stream->name : NULL, out->label, "stream %s: %s", name ? name : "?",
+                  err ? err : e ? e : "");
+  free(name);
+  free(e);
   free(err);
-  return 0;
+  return s ? 0 : -1;
 }
 
 static void written(void *arg, int status, const char *err, const int *parts, const uint64_t *offs, size_t n) {
   (void)parts;
   (void)offs;
-  write_req_t *w = arg;
-  sout_t *o = w->o;
   (void)n;
-  for (size_t i = 0; i < 3 * (size_t)w->b->n; i++) free(w->texts[i]);
+  write_req_t *w = arg;
+  if (status != 0 && !w->failed) {
+    w->failed = 1;
+    w->err = sl_xstrdup(err ? err : "not stored");
+  }
+  if (--w->pending > 0) return;
+  sout_t *o = w->o;
+  for (size_t i = 0; i < 4 * (size_t)w->b->n; i++) free(w->texts[i]);
   free(w->texts);
-  w->cb(&o->base, w->b, status, err, w->arg);
+  w->cb(&o->base, w->b, w->failed ? -1 : 0, w->err, w->arg);
+  free(w->err);
   free(w);
   if (--o->in_flight == 0 && o->closed) o->closed(&o->base, o->closed_arg);
 }
@@ -85,20 +109,14 @@ static char *eval(sl_interp_t *i, sl_msg_t *m, uint32_t k, const char *what, cha
 
 static void sout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *arg) {
   sout_t *o = (sout_t *)out;
-  if (!o->s || sl_sstream_deleted(o->s)) {
-    o->s = o->s ? sl_store_find(sl_store_of(out->worker), o->name) : NULL;
-    if (!o->s) {
-      cb(out, b, -1, "the stream does not exist", arg);
-      return;
-    }
-  }
   write_req_t *w = sl_xcalloc(1, sizeof(*w));
-  *w = (write_req_t){o, b, cb, arg, sl_xcalloc((size_t)b->n * 3 + 1, sizeof(char *))};
+  *w = (write_req_t){o, b, cb, arg, sl_xcalloc((size_t)b->n * 4 + 1, sizeof(char *)), 0, 0, NULL};
   sl_pub_t *recs = sl_xcalloc(b->n ? b->n : 1, sizeof(*recs));
   char *err = NULL;
   for (uint32_t i = 0; i < b->n && !err; i++) {
     sl_msg_t *m = b->msgs[i];
-    char *key = eval(o->key, m, i, "partition_key", &err);
+    char *name = eval(o->name, m, i, "name", &err);
+    char *key = name ? eval(o->key, m, i, "partition_key", &err) : NULL;
     char *ev = key ? eval(o->event, m, i, "event", &err) : NULL;
     /* Metadata travels as the record's headers, and comes back as metadata
      * through the `stream` input. */
@@ -107,24 +125,50 @@ static void sout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
       json_object_set_new(h, m->meta.v[k].key, json_stringn_nocheck(m->meta.v[k].val, m->meta.v[k].vlen));
     char *hs = m->meta.n ? json_dumps(h, JSON_COMPACT) : sl_xstrdup("");
     json_decref(h);
-    w->texts[3 * i] = key;
-    w->texts[3 * i + 1] = ev;
-    w->texts[3 * i + 2] = hs;
+    w->texts[4 * i] = name;
+    w->texts[4 * i + 1] = key;
+    w->texts[4 * i + 2] = ev;
+    w->texts[4 * i + 3] = hs;
     recs[i] = (sl_pub_t){key, key ? strlen(key) : 0, ev, ev ? strlen(ev) : 0, hs, strlen(hs),
                          m->content->data, m->content->len, 0};
   }
+  /* The streams of the batch, each published once with its messages in order. */
+  sl_sstream_t **dest = sl_xcalloc(b->n ? b->n : 1, sizeof(*dest));
+  for (uint32_t i = 0; i < b->n && !err; i++) {
+    uint32_t j = 0;
+    while (j < i && strcmp(w->texts[4 * j], w->texts[4 * i]) != 0) j++;
+    dest[i] = j < i ? dest[j] : target(o, w->texts[4 * i], &err);
+    if (!err && sl_sstream_deleted(dest[i])) err = sl_xasprintf("stream %s was deleted", w->texts[4 * i]);
+  }
   if (err) {
-    for (uint32_t i = 0; i < 3 * b->n; i++) free(w->texts[i]);
+    for (uint32_t i = 0; i < 4 * b->n; i++) free(w->texts[i]);
     free(w->texts);
     free(w);
     free(recs);
+    free(dest);
     cb(out, b, -1, err, arg);
     free(err);
     return;
   }
+  sl_pub_t *group = sl_xcalloc(b->n ? b->n : 1, sizeof(*group));
   o->in_flight++;
-  sl_sstream_publish(o->s, recs, b->n, written, w);
+  w->pending = 1;   /* held until every publish is under way */
+  for (uint32_t i = 0; i < b->n; i++) {
+    if (!dest[i]) continue;
+    sl_sstream_t *s = dest[i];
+    size_t n = 0;
+    for (uint32_t k = i; k < b->n; k++)
+      if (dest[k] == s) {
+        group[n++] = recs[k];
+        dest[k] = NULL;
+      }
+    w->pending++;
+    sl_sstream_publish(s, group, n, written, w);
+  }
+  free(group);
   free(recs);
+  free(dest);
+  written(w, 0, NULL, NULL, NULL, 0);
 }
 
 static void sout_close(sl_output_t *out, void (*done)(sl_output_t *, void *), void *arg) {
@@ -139,9 +183,9 @@ static void sout_close(sl_output_t *out, void (*done)(sl_output_t *, void *), vo
 
 static void sout_destroy(sl_output_t *out) {
   sout_t *o = (sout_t *)out;
+  sl_interp_free(o->name);
   sl_interp_free(o->key);
   sl_interp_free(o->event);
-  free(o->name);
   free(o);
 }
 
@@ -151,15 +195,17 @@ static const sl_spec_t spec;
 static void *sout_create(sl_build_t *b, const sl_cnode_t *conf) {
   sout_t *o = sl_xcalloc(1, sizeof(*o));
   sl_component_init_output(&o->base, &vt, &spec, b);
-  o->name = sl_xstrdup(sl_conf_str(conf, "name", ""));
+  o->name = sl_lua_interp_field(b->worker, conf, b->diags, "name");
   o->create = sl_conf_bool(conf, "create", 1);
   o->partitions = (int)sl_conf_int(conf, "partitions", 0);
   o->key = sl_lua_interp_field(b->worker, conf, b->diags, "partition_key");
   o->event = sl_lua_interp_field(b->worker, conf, b->diags, "event");
-  if (!sl_store_valid_name(o->name))
+  const char *fixed = sl_conf_str(conf, "name", "");
+  int bad_name = !strstr(fixed, "${!") && !sl_store_valid_name(fixed);
+  if (bad_name)
     sl_diag_add(b->diags, sl_cnode_get(conf, "name"), "name",
                 "stream names are 1-200 letters, digits, '.', '_' or '-', not starting with '.'");
-  if (!o->key || !o->event || !sl_store_valid_name(o->name) || o->partitions < 0 || o->partitions > 1024) {
+  if (!o->name || !o->key || !o->event || bad_name || o->partitions < 0 || o->partitions > 1024) {
     sout_destroy(&o->base);
     return NULL;
   }

@@ -62,5 +62,21 @@ describe("examples", function()
     assert.matches("^%x+%-", doc.id)
     assert.matches('"source":"github"', live)
   end)
-end)
 
+  it("workflow-events shows a task's events live in Chromium and resumes after a reload, without gap or duplicate", function()
+    local yaml = h.read("examples/workflow-events/workflow.yaml"):gsub("%${HTTP_ADDRESS:0%.0%.0%.0:4195}", "127.0.0.1:$PORT")
+    local srv = h.serve(yaml, {before = function(dir)
+      assert(os.execute("cp -r examples/workflow-events/public examples/workflow-events/worker.lua " .. dir))
+    end})
+    local _, out = h.sh("node spec/node/workflow.js " .. srv.url)
+    assert.are.equal(0, srv.stop())
+    local r = json.decode(out)
+    assert.is_nil(r.error, out)
+    assert.is_true(r.before >= 3 and r.before < #r.events, out)
+    local names = {}
+    for k, e in ipairs(r.events) do names[k] = e:match("^(%S+)") end
+    assert.are.same({"TASK_CREATED", "WORKFLOW_STARTED", "LLM_PARTIAL", "LLM_PARTIAL", "LLM_PARTIAL", "LLM_PARTIAL",
+      "LLM_PARTIAL", "LLM_OUTPUT", "STREAM_END"}, names)
+    for i = 1, 5 do assert.matches('"index":' .. i, r.events[2 + i]) end
+  end)
+end)
