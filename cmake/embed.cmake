@@ -1,5 +1,5 @@
-# Writes OUT: a C file with every Lua source in FILES as a byte array, so the
-# binary carries its Lua runtime and stock processors.
+# Writes OUT: a C file with every file in FILES as a byte array, so the
+# binary carries its Lua runtime, stock processors and OpenAPI document.
 string(REPLACE "|" ";" FILES "${FILES}")
 set(body "#include <stddef.h>\n#include \"lua/embedded.h\"\n")
 set(table "const sl_embedded_t sl_embedded_lua[] = {\n")

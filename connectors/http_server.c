@@ -326,12 +326,8 @@ static void *hin_create(sl_build_t *b, const sl_cnode_t *conf) {
     }
     if (in->auth) sl_http_route_auth(b->worker, in->path, in->auth);
     if (*in->ws_path) {
-      static const char *const get = "GET";
-      sl_cnode_t get_node = {.type = SL_CN_SCALAR, .str = (char *)get, .len = 3};
-      sl_cnode_t *items[] = {&get_node};
-      sl_cnode_t methods = {.type = SL_CN_SEQ, .items = items, .n = 1};
-      if (sl_http_route(b->worker, in->ws_path, &methods, on_ws, in, b->stream_name, b->diags,
-                        sl_cnode_get(conf, "ws_path")) != 0) {
+      if (sl_http_route_get(b->worker, in->ws_path, on_ws, in, b->stream_name, b->diags,
+                            sl_cnode_get(conf, "ws_path")) != 0) {
         hin_destroy(&in->base);
         return NULL;
       }

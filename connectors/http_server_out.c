@@ -662,25 +662,19 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
         return NULL;
       }
   } else {
-    static const char *const get[] = {"GET"};
-    sl_cnode_t methods = {.type = SL_CN_SEQ};
-    sl_cnode_t get_node = {.type = SL_CN_SCALAR, .str = (char *)get[0], .len = 3};
-    sl_cnode_t *items[] = {&get_node};
-    methods.items = items;
-    methods.n = 1;
     int bad = 0;
-    if (o->path[0] && sl_http_route(b->worker, o->path, &methods, on_get, o, b->stream_name, b->diags,
-                                    sl_cnode_get(conf, "path") ? sl_cnode_get(conf, "path") : conf) != 0)
+    if (o->path[0] && sl_http_route_get(b->worker, o->path, on_get, o, b->stream_name, b->diags,
+                                        sl_cnode_get(conf, "path") ? sl_cnode_get(conf, "path") : conf) != 0)
       bad = 1;
     if (!bad && o->sse_path[0] &&
-        sl_http_route(b->worker, o->sse_path, &methods, on_sse, o, b->stream_name, b->diags,
-                      sl_cnode_get(conf, "sse_path")) != 0) {
+        sl_http_route_get(b->worker, o->sse_path, on_sse, o, b->stream_name, b->diags,
+                          sl_cnode_get(conf, "sse_path")) != 0) {
       if (o->path[0]) sl_http_unroute(b->worker, o->path);
       bad = 1;
     }
     if (!bad && o->ws_path[0] &&
-        sl_http_route(b->worker, o->ws_path, &methods, on_ws, o, b->stream_name, b->diags,
-                      sl_cnode_get(conf, "ws_path")) != 0) {
+        sl_http_route_get(b->worker, o->ws_path, on_ws, o, b->stream_name, b->diags,
+                          sl_cnode_get(conf, "ws_path")) != 0) {
       if (o->path[0]) sl_http_unroute(b->worker, o->path);
       if (o->sse_path[0]) sl_http_unroute(b->worker, o->sse_path);
       bad = 1;

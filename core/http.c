@@ -175,6 +175,14 @@ void sl_http_route_auth(sl_worker_t *w, const char *pattern, const void *auth) {
     if (strcmp(s->routes.v[i].pattern, pattern) == 0) s->routes.v[i].auth = auth;
 }
 
+int sl_http_route_get(sl_worker_t *w, const char *pattern, sl_http_handler h, void *arg, const char *owner,
+                      sl_diags_t *d, const sl_cnode_t *at) {
+  sl_cnode_t get = {.type = SL_CN_SCALAR, .str = (char *)"GET", .len = 3};
+  sl_cnode_t *items[] = {&get};
+  sl_cnode_t methods = {.type = SL_CN_SEQ, .items = items, .n = 1};
+  return sl_http_route(w, pattern, &methods, h, arg, owner, d, at);
+}
+
 void sl_http_unroute(sl_worker_t *w, const char *pattern) {
   if (w->slot[SL_SLOT_HTTP]) sl_routes_remove(&((sl_http_t *)w->slot[SL_SLOT_HTTP])->routes, pattern);
 }

@@ -39,6 +39,9 @@ typedef void (*sl_http_handler)(sl_http_req_t *r, void *arg);
  * error naming both owners (diag at `at`). Returns 0 or -1. */
 int sl_http_route(sl_worker_t *w, const char *pattern, const sl_cnode_t *methods, sl_http_handler h, void *arg,
                   const char *owner, sl_diags_t *d, const sl_cnode_t *at);
+/* The same for GET (and HEAD) only. */
+int sl_http_route_get(sl_worker_t *w, const char *pattern, sl_http_handler h, void *arg, const char *owner,
+                      sl_diags_t *d, const sl_cnode_t *at);
 void sl_http_unroute(sl_worker_t *w, const char *pattern);
 /* The same conflict check for `sluice lint`, which has no server. */
 int sl_http_lint_route(const char *pattern, const char *owner, sl_diags_t *d, const sl_cnode_t *at);

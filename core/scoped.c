@@ -345,17 +345,13 @@ sl_scoped_t *sl_scoped_build(sl_build_t *b, const sl_cnode_t *node, const char *
   const sl_cnode_t *hs = sl_cnode_get(sl_cnode_get(node, "output"), "http_server");
   const sl_cnode_t *auth = sl_cnode_get(hs, "auth");
   if (auth) t->auth = sl_http_auth_new(auth, hs->file, b->diags);
-  static const char *const get[] = {"GET"};
-  sl_cnode_t get_node = {.type = SL_CN_SCALAR, .str = (char *)get[0], .len = 3};
-  sl_cnode_t *items[] = {&get_node};
-  sl_cnode_t methods = {.type = SL_CN_SEQ, .items = items, .n = 1};
   for (int k = 0; k < 3 && b->diags->n == before; k++) {
     const char *p = sl_conf_str(hs, path_keys[k], k == 0 ? "/get" : "");
     if (!p[0]) continue;
     t->paths[k] = p[0] == '/' ? sl_xstrdup(p) : sl_xasprintf("/%s", p);
     t->route[k] = (route_arg_t){t, k};
     const sl_cnode_t *at = sl_cnode_get(hs, path_keys[k]);
-    if (sl_http_route(b->worker, t->paths[k], &methods, on_request, &t->route[k], name, b->diags, at ? at : hs) != 0) {
+    if (sl_http_route_get(b->worker, t->paths[k], on_request, &t->route[k], name, b->diags, at ? at : hs) != 0) {
       free(t->paths[k]);
       t->paths[k] = NULL;
       break;

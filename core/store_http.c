@@ -4,6 +4,7 @@
  * WebSocket) in store_live.c. Every error is JSON with a fitting status. */
 #include "store_api.h"
 #include "log.h"
+#include "lua/embedded.h"
 #include "xalloc.h"
 #include <jansson.h>
 #include <stdarg.h>
@@ -513,6 +514,17 @@ static void api(sl_http_req_t *r, void *arg) {
   free(path);
 }
 
+static void openapi(sl_http_req_t *r, void *arg) {
+  (void)arg;
+  for (const sl_embedded_t *e = sl_embedded_lua; e->name; e++)
+    if (!strcmp(e->name, "docs.openapi")) {
+      sl_http_respond(r, 200, "application/json", e->src, e->len, NULL);
+      return;
+    }
+  sl_api_error(r, 404, "no OpenAPI document in this build");
+}
+
 int sl_store_api_route(sl_worker_t *w, sl_diags_t *d, const sl_cnode_t *at) {
-  return sl_http_route(w, SL_STORE_API_PREFIX, NULL, api, w, "store.api", d, at);
+  if (sl_http_route(w, SL_STORE_API_PREFIX, NULL, api, w, "store.api", d, at) != 0) return -1;
+  return sl_http_route_get(w, "/openapi.json", openapi, NULL, "store.api", d, at);
 }

@@ -92,6 +92,17 @@ describe("stream store API", function()
     assert.are.equal(400, c400)
   end)
 
+  it("describes the API in /openapi.json (OpenAPI 3.1)", function()
+    local code, doc = curl(srv, "URL/openapi.json")
+    assert.are.equal(200, code)
+    assert.are.equal("3.1.0", doc.openapi)
+    for _, p in ipairs({"/stream/list", "/stream/{name}", "/stream/{name}/publish", "/stream/{name}/consume/{subscriber}",
+      "/stream/{name}/sse/{subscriber}", "/stream/{name}/ws/{subscriber}", "/stream/{name}/group/{group}/consume",
+      "/stream/{name}/group/{group}/commit", "/stream/{name}/groups", "/stream/{name}/stats"}) do
+      assert.is_table(doc.paths[p], p)
+    end
+  end)
+
   it("answers 416 with the valid range, or resets with offset_reset", function()
     post(srv, "/stream/r1", {})
     post(srv, "/stream/r1/publish", {events = {{data = 1}, {data = 2}}})
