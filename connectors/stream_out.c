@@ -18,7 +18,7 @@ static const sl_field_t fields[] = {
   {"partition_key", SL_F_STRING, "", 0,
    "Interpolated per message (`${! this.user_id }`): records with the same key go to the same partition "
    "(Kafka's murmur2 partitioner) and keep their order; empty: round robin.", NULL, NULL},
-  {"event", SL_F_STRING, "${! meta.event or \"\" }", 0, "Interpolated event name of each record.", NULL, NULL},
+  {"event", SL_F_STRING, "", 0, "Interpolated event name of each record; empty: the message's `meta.event`.", NULL, NULL},
   {"create", SL_F_BOOL, "true", 0, "Create the stream at start when it does not exist (with `partitions`).", NULL, NULL},
   {"partitions", SL_F_INT, "0", 0, "Partitions of a created stream (0: `store.partitions`).", NULL, NULL},
   {0}};
@@ -26,6 +26,7 @@ static const sl_field_t fields[] = {
 typedef struct sout {
   sl_output_t base;
   sl_interp_t *name, *key, *event;
+  char *fixed[3];            /* name, key, event when they do not depend on the message */
   int create, partitions;
   int64_t in_flight;
   void (*closed)(sl_output_t *o, void *arg);
@@ -42,6 +43,28 @@ typedef struct write_req {
   int pending, failed;
   char *err;
 } write_req_t;
+
+static const char *const what[3] = {"name", "partition_key", "event"};
+
+/* Field f for message m: the fixed value, or a new string (see owned()). */
+static char *eval(sout_t *o, int f, sl_msg_t *m, uint32_t k, char **err) {
+  if (o->fixed[f]) return o->fixed[f];
+  sl_interp_t *i = f == 0 ? o->name : f == 1 ? o->key : o->event;
+  char *e = NULL;
+  char *v = sl_interp_eval(i, m, k, NULL, &e);
+  if (!v) *err = sl_xasprintf("%s: %s", what[f], e ? e : "evaluation failed");
+  free(e);
+  return v;
+}
+
+static char empty[] = "";
+
+/* Texts of a write that are the write's to free (not fixed, not borrowed). */
+static void free_texts(sout_t *o, char **t, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (t[i] && t[i] != empty && t[i] != o->fixed[0] && t[i] != o->fixed[1] && t[i] != o->fixed[2]) free(t[i]);
+  free(t);
+}
 
 /* The stream named `name`, created with the output's settings when allowed.
  * NULL with *err. */
@@ -68,14 +91,10 @@ static sl_sstream_t *target(sout_t *o, const char *name, char **err) {
 /* A fixed name is checked (and its stream created) at start. */
 static int sout_start(sl_output_t *out) {
   sout_t *o = (sout_t *)out;
-  if (!sl_interp_is_static(o->name)) return 0;
-  char *e = NULL, *name = sl_interp_eval(o->name, NULL, 0, NULL, &e);
+  if (!o->fixed[0]) return 0;
   char *err = NULL;
-  sl_sstream_t *s = name ? target(o, name, &err) : NULL;
-  if (!s) sl_logf(SL_LOG_ERROR, out->stream ? out->stream->name : NULL, out->label, "stream %s: %s", name ? name : "?",
-                  err ? err : e ? e : "");
-  free(name);
-  free(e);
+  sl_sstream_t *s = target(o, o->fixed[0], &err);
+  if (!s) sl_logf(SL_LOG_ERROR, out->stream ? out->stream->name : NULL, out->label, "stream %s: %s", o->fixed[0], err);
   free(err);
   return s ? 0 : -1;
 }
@@ -91,20 +110,11 @@ static void written(void *arg, int status, const char *err, const int *parts, co
   }
   if (--w->pending > 0) return;
   sout_t *o = w->o;
-  for (size_t i = 0; i < 4 * (size_t)w->b->n; i++) free(w->texts[i]);
-  free(w->texts);
+  free_texts(o, w->texts, 4 * (size_t)w->b->n);
   w->cb(&o->base, w->b, w->failed ? -1 : 0, w->err, w->arg);
   free(w->err);
   free(w);
   if (--o->in_flight == 0 && o->closed) o->closed(&o->base, o->closed_arg);
-}
-
-static char *eval(sl_interp_t *i, sl_msg_t *m, uint32_t k, const char *what, char **err) {
-  char *e = NULL;
-  char *v = sl_interp_eval(i, m, k, NULL, &e);
-  if (!v) *err = sl_xasprintf("%s: %s", what, e ? e : "evaluation failed");
-  free(e);
-  return v;
 }
 
 static void sout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *arg) {
@@ -115,21 +125,26 @@ static void sout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
   char *err = NULL;
   for (uint32_t i = 0; i < b->n && !err; i++) {
     sl_msg_t *m = b->msgs[i];
-    char *name = eval(o->name, m, i, "name", &err);
-    char *key = name ? eval(o->key, m, i, "partition_key", &err) : NULL;
-    char *ev = key ? eval(o->event, m, i, "event", &err) : NULL;
-    /* Metadata travels as the record's headers, and comes back as metadata
-     * through the `stream` input. */
-    json_t *h = json_object();
-    for (uint32_t k = 0; k < m->meta.n; k++)
-      json_object_set_new(h, m->meta.v[k].key, json_stringn_nocheck(m->meta.v[k].val, m->meta.v[k].vlen));
-    char *hs = m->meta.n ? json_dumps(h, JSON_COMPACT) : sl_xstrdup("");
-    json_decref(h);
+    char *name = eval(o, 0, m, i, &err);
+    char *key = name ? eval(o, 1, m, i, &err) : NULL;
+    char *ev = key ? eval(o, 2, m, i, &err) : NULL;
     w->texts[4 * i] = name;
     w->texts[4 * i + 1] = key;
     w->texts[4 * i + 2] = ev;
+    if (err) break;
+    const char *event = *ev ? ev : sl_kv_get(&m->meta, "event");
+    /* Metadata travels as the record's headers, and comes back as metadata
+     * through the `stream` input. */
+    char *hs = empty;
+    if (m->meta.n) {
+      json_t *h = json_object();
+      for (uint32_t k = 0; k < m->meta.n; k++)
+        json_object_set_new(h, m->meta.v[k].key, json_stringn_nocheck(m->meta.v[k].val, m->meta.v[k].vlen));
+      hs = json_dumps(h, JSON_COMPACT);
+      json_decref(h);
+    }
     w->texts[4 * i + 3] = hs;
-    recs[i] = (sl_pub_t){key, key ? strlen(key) : 0, ev, ev ? strlen(ev) : 0, hs, strlen(hs),
+    recs[i] = (sl_pub_t){key, strlen(key), event, event ? strlen(event) : 0, hs, strlen(hs),
                          m->content->data, m->content->len, 0};
   }
   /* The streams of the batch, each published once with its messages in order. */
@@ -141,8 +156,7 @@ static void sout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
     if (!err && sl_sstream_deleted(dest[i])) err = sl_xasprintf("stream %s was deleted", w->texts[4 * i]);
   }
   if (err) {
-    for (uint32_t i = 0; i < 4 * b->n; i++) free(w->texts[i]);
-    free(w->texts);
+    free_texts(o, w->texts, 4 * (size_t)b->n);
     free(w);
     free(recs);
     free(dest);
@@ -186,6 +200,7 @@ static void sout_destroy(sl_output_t *out) {
   sl_interp_free(o->name);
   sl_interp_free(o->key);
   sl_interp_free(o->event);
+  for (int f = 0; f < 3; f++) free(o->fixed[f]);
   free(o);
 }
 
@@ -209,6 +224,13 @@ static void *sout_create(sl_build_t *b, const sl_cnode_t *conf) {
     sout_destroy(&o->base);
     return NULL;
   }
+  sl_interp_t *ip[3] = {o->name, o->key, o->event};
+  for (int f = 0; f < 3; f++)
+    if (sl_interp_is_static(ip[f])) {
+      char *e = NULL;
+      o->fixed[f] = sl_interp_eval(ip[f], NULL, 0, NULL, &e);
+      free(e);
+    }
   return o;
 }
 
