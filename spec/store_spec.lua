@@ -155,6 +155,36 @@ describe("stream store API", function()
     assert.are.equal("a\nb", d.data)
   end)
 
+  it("lets a slow SSE reader lag without slowing a fast one", function()
+    post(srv, "/stream/slow", {})
+    -- ~3 MiB of events: more than the 1 MiB a reader may have waiting in its socket
+    local big = string.rep("y", 3000)
+    for _ = 1, 40 do
+      local evs = {}
+      for i = 1, 25 do evs[i] = {event = "e", data = big} end
+      post(srv, "/stream/slow/publish", {events = evs})
+    end
+    post(srv, "/stream/slow/publish", {event = "END", data = 0})
+    -- the slow reader takes 1 KiB/s and stays connected while the fast one reads everything
+    local slow_pid = h.tmpname()
+    os.execute("curl -s -N -m 8 --limit-rate 1k -o /dev/null '" .. srv.url ..
+      "/stream/slow/sse/slow?end_events=END' & echo $! > " .. slow_pid)
+    os.execute("sleep 0.3")
+    local function now()
+      local _, o = h.sh("date +%s.%N")
+      return tonumber(o)
+    end
+    local t0 = now()
+    local _, fast = h.sh("curl -s -N -m 10 '" .. srv.url .. "/stream/slow/sse/fast?end_events=END' | grep -c '^data: '")
+    local took = now() - t0
+    os.execute("kill $(cat " .. slow_pid .. ") 2>/dev/null")
+    os.remove(slow_pid)
+    assert.are.equal("1001", fast:match("%d+"))
+    assert.is_true(took < 5, "the fast reader took " .. took .. " s")
+    -- the server is still fine
+    assert.are.equal(200, (curl(srv, "URL/stream/slow/stats")))
+  end)
+
   it("pushes over WebSocket from an offset and live", function()
     post(srv, "/stream/wsd", {})
     post(srv, "/stream/wsd/publish", {events = {{data = 1}, {data = 2}}})
