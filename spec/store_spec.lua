@@ -264,6 +264,39 @@ describe("stream store durability", function()
     srv.stop()
   end)
 
+  it("resumes SSE after Last-Event-ID, a subscriber and a group's commits across a restart", function()
+    local srv = h.serve(CONFIG)
+    post(srv, "/stream/rs", {partitions = 2})
+    local evs = {}
+    for i = 1, 10 do evs[i] = {event = "e", data = i, partition_key = "k" .. (i % 3)} end
+    post(srv, "/stream/rs/publish", {events = evs})
+    local _, first = h.sh("curl -s -N -m 2 '" .. srv.url .. "/stream/rs/sse/s?end_events=e' ")
+    local id = first:match("id: ([%d:,%-]+)")
+    local _, page = curl(srv, "'URL/stream/rs/consume/sub?limit=4'")
+    assert.are.equal(4, #page.events)
+    post(srv, "/stream/rs/group/g", {auto_commit = false})
+    local _, got = curl(srv, "'URL/stream/rs/group/g/consume?consumer=c&limit=100'")
+    for _, e in ipairs(got.events) do
+      if e.data <= 5 then post(srv, "/stream/rs/group/g/commit", {partition = e.partition, offset = e.offset + 1}) end
+    end
+    srv.stop(true)
+    srv = h.serve(CONFIG, {dir = srv.dir, port = srv.port})
+    -- SSE: everything after the one event seen, once
+    local _, rest = h.sh("curl -s -N -m 2 -H 'Last-Event-ID: " .. id .. "' '" .. srv.url .. "/stream/rs/sse/s2'")
+    local n = select(2, rest:gsub("\ndata: ", ""))
+    assert.are.equal(9, n + (rest:match("^data: ") and 1 or 0))
+    -- the subscriber goes on after its 4
+    local _, more = curl(srv, "'URL/stream/rs/consume/sub?limit=100'")
+    assert.are.equal(6, #more.events)
+    -- the group gets what it had not committed (per partition, after each commit)
+    local _, again = curl(srv, "'URL/stream/rs/group/g/consume?consumer=c&limit=100'")
+    local left = {}
+    for _, e in ipairs(again.events) do left[#left + 1] = e.data end
+    table.sort(left)
+    assert.are.same({6, 7, 8, 9, 10}, left)
+    srv.stop()
+  end)
+
   it("truncates a torn record at start-up and serves the rest", function()
     local srv = h.serve(CONFIG)
     post(srv, "/stream/torn", {})
