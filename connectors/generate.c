@@ -94,6 +94,11 @@ static void on_tick(uv_timer_t *t) {
   gen_t *g = t->data;
   if (sl_input_ready(&g->base)) {
     produce(g);
+    /* The next tick is due one interval after this one was; libuv would
+     * measure the wait from the loop time cached before the work above,
+     * stretching the period by the time the batch took (a broadcast to
+     * many clients, say). */
+    uv_update_time(t->loop);
     return;
   }
   /* Like a blocked ticker: one tick is kept, the rest are not accumulated. */

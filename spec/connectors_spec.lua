@@ -189,6 +189,28 @@ output:
     assert.are.same({{n = 1}, {n = 2}, {n = 3}}, decode_lines(r.stdout))
   end)
 
+  it("keeps its interval when producing a batch takes a while (ticks are due from the last tick, not its end)", function()
+    -- each mapping busies the CPU for 60 ms; ticks due every 100 ms stay 100 ms apart (160 before)
+    local r = h.run_config([[
+input:
+  generate:
+    count: 8
+    interval: 100ms
+    mapping: 'local t = os.clock(); while os.clock() - t < 0.06 do end; return {at = now()}'
+output:
+  stdout: {}
+]])
+    assert_ok(r)
+    local secs = {}
+    for _, d in ipairs(decode_lines(r.stdout)) do
+      local hh, mm, ss = d.at:match("T(%d+):(%d+):([%d.]+)Z$")
+      secs[#secs + 1] = tonumber(hh) * 3600 + tonumber(mm) * 60 + tonumber(ss)
+    end
+    assert.are.equal(8, #secs)
+    local span = secs[8] - secs[1]
+    assert.is_true(span > 0.65 and span < 0.95, "7 intervals took " .. span .. " s")
+  end)
+
   it("batch_size groups messages into batches, the last one smaller", function()
     local r = h.run_config([[
 input:
