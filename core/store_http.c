@@ -3,6 +3,7 @@
  * stats. Consumer groups are in store_group.c, live readers (SSE and
  * WebSocket) in store_live.c. Every error is JSON with a fitting status. */
 #include "store_api.h"
+#include "store_pub.h"
 #include "log.h"
 #include "lua/embedded.h"
 #include "xalloc.h"
@@ -209,8 +210,6 @@ static void stats(sl_http_req_t *r, sl_sstream_t *s) {
 typedef struct pub_req {
   sl_http_req_t *r;
   int batch;
-  char **texts;              /* encoded values, keys, events, headers to free */
-  size_t ntexts;
 } pub_req_t;
 
 static void gone_while_publishing(sl_http_req_t *r, void *arg) {
@@ -229,86 +228,37 @@ static void published(void *arg, int status, const char *err, const int *parts, 
     } else if (!p->batch) {
       sl_api_json(p->r, 200, json_pack("{s:I, s:i}", "offset", (json_int_t)offs[0], "partition", parts[0]));
     } else {
-      json_t *a = json_array();
+      /* Written by hand: jansson would build n objects to print them. */
+      size_t cap = 16 + n * 48, len = 0;
+      char *out = sl_xmalloc(cap);
+      len += (size_t)snprintf(out, cap, "{\"offsets\":[");
       for (size_t i = 0; i < n; i++)
-        json_array_append_new(a, json_pack("{s:I, s:i}", "offset", (json_int_t)offs[i], "partition", parts[i]));
-      sl_api_json(p->r, 200, json_pack("{s:o}", "offsets", a));
+        len += (size_t)snprintf(out + len, cap - len, "%s{\"offset\":%llu,\"partition\":%d}", i ? "," : "",
+                                (unsigned long long)offs[i], parts[i]);
+      len += (size_t)snprintf(out + len, cap - len, "]}");
+      sl_http_respond(p->r, 200, "application/json", out, len, NULL);
+      free(out);
     }
   }
-  for (size_t i = 0; i < p->ntexts; i++) free(p->texts[i]);
-  free(p->texts);
   free(p);
 }
 
-static char *keep(pub_req_t *p, char *s) {
-  p->texts[p->ntexts++] = s;
-  return s;
-}
-
-/* One event of a publish body into rec; NULL or why it is refused. */
-static const char *event_of(pub_req_t *p, json_t *e, sl_pub_t *rec) {
-  if (!json_is_object(e)) return "each event must be a JSON object";
-  json_t *data = json_object_get(e, "data");
-  if (!data) return "an event needs `data`";
-  json_t *ev = json_object_get(e, "event"), *key = json_object_get(e, "partition_key"), *h = json_object_get(e, "headers");
-  if (ev && !json_is_string(ev)) return "`event` must be a string";
-  if (key && !json_is_string(key) && !json_is_integer(key)) return "`partition_key` must be a string";
-  if (h && !json_is_object(h)) return "`headers` must be an object";
-  char *v = keep(p, json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY));
-  *rec = (sl_pub_t){0};
-  rec->value = v;
-  rec->value_len = strlen(v);
-  if (ev) {
-    rec->event = json_string_value(ev);
-    rec->event_len = json_string_length(ev);
-  }
-  if (key) {
-    char *k = json_is_string(key) ? sl_xstrdup(json_string_value(key))
-                                  : sl_xasprintf("%lld", (long long)json_integer_value(key));
-    keep(p, k);
-    rec->key = k;
-    rec->key_len = strlen(k);
-  }
-  if (h) {
-    char *hs = keep(p, json_dumps(h, JSON_COMPACT));
-    rec->headers = hs;
-    rec->headers_len = strlen(hs);
-  }
-  return NULL;
-}
-
 static void publish(sl_http_req_t *r, sl_sstream_t *s) {
-  json_t *body = sl_api_body(r);
-  if (!body) return;
-  json_t *events = json_object_get(body, "events");
-  size_t n = events ? json_array_size(events) : 1;
-  if (events && (!json_is_array(events) || n == 0)) {
-    sl_api_error(r, 400, "`events` must be a non-empty array");
-    json_decref(body);
+  sl_pubs_t pubs;
+  char *why = NULL;
+  if (sl_pub_parse(r->body->data, r->body->len, &pubs, &why) != 0) {
+    sl_api_error(r, 400, "%s", why);
+    free(why);
     return;
   }
   pub_req_t *p = sl_xcalloc(1, sizeof(*p));
   p->r = r;
-  p->batch = events != NULL;
-  p->texts = sl_xcalloc(n * 3, sizeof(char *));
-  sl_pub_t *recs = sl_xcalloc(n, sizeof(*recs));
-  for (size_t i = 0; i < n; i++) {
-    const char *why = event_of(p, events ? json_array_get(events, i) : body, &recs[i]);
-    if (why) {
-      if (events) sl_api_error(r, 400, "events[%zu]: %s", i, why);
-      else sl_api_error(r, 400, "%s", why);
-      p->r = NULL;
-      published(p, -1, NULL, NULL, NULL, 0);
-      free(recs);
-      json_decref(body);
-      return;
-    }
-  }
+  p->batch = pubs.batch;
   r->on_gone = gone_while_publishing;
   r->gone_arg = p;
-  sl_sstream_publish(s, recs, n, published, p);
-  free(recs);
-  json_decref(body);
+  /* The records point into the body: it is written before this returns. */
+  sl_sstream_publish(s, pubs.recs, pubs.n, published, p);
+  sl_pubs_free(&pubs);
 }
 
 /* ---------- consume by subscriber ---------- */
