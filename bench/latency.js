@@ -72,7 +72,8 @@ function client(proto, url, n) {
   function parse(s) {
     let e = cache.get(s);
     if (!e) {
-      const o = JSON.parse(s);
+      let o = JSON.parse(s);
+      if (o.data && o.data.t) o = o.data;   // an event of the store's API: {"offset", ..., "data": {t, i}}
       const ms = Date.parse(o.t.slice(0, 23) + "Z") + Number(o.t.slice(23, 26)) / 1000;
       e = [ms, o.i];
       cache.set(s, e);

@@ -13,6 +13,8 @@
 #   (taskset), so that they never take sluice's core; PIN=0: no pinning.
 #   WSLIB=npm: WebSocket clients use the npm `ws` package (spec/node) instead
 #   of bench/latency.js's raw client.
+#   SOURCE=store: generate → `stream` output, clients read /stream/lat/sse|ws/s
+#   live (the store's own fan-out) instead of an http_server output.
 #   QUIET=20: before each run, wait (up to 120 s) until the machine is under
 #   20% busy over a second (it is shared); QUIET=0 skips the wait.
 set -eu
@@ -26,18 +28,32 @@ RUNS=${RUNS:-3}
 PIN=${PIN:-1}
 INTERVAL=${INTERVAL:-1ms}
 QUIET=${QUIET:-20}
+SOURCE=${SOURCE:-output}
 case $PROTO in
   sse) route=sse_path; url=http://127.0.0.1:$PORT/sse;;
   ws) route=ws_path; url=ws://127.0.0.1:$PORT/ws;;
   *) echo "PROTO must be sse or ws" >&2; exit 2;;
 esac
+# SOURCE=store: the same events appended to a durable stream and read live
+# through the store's own /stream/{name}/sse|ws/{subscriber} (from its end).
+if [ "$SOURCE" = store ]; then
+  url=${url%/*}/stream/lat/$PROTO/s?from_offset=999999999999\&offset_reset=latest
+fi
 ulimit -n "$(ulimit -Hn)"
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
+if [ "$SOURCE" = store ]; then
+  out="{stream: {name: lat}}"
+  store="store: {data_dir: $WORK/data}"
+else
+  out="{http_server: {path: \"\", $route: /$PROTO, replay_bytes: 0}}"
+  store=""
+fi
 cat > "$WORK/c.yaml" <<YAML
 http: {address: 127.0.0.1:$PORT, max_connections: 100000, idle_timeout: 1h}
+$store
 input: {generate: {interval: $INTERVAL, mapping: 'return {t = now(), i = i}'}}
-output: {http_server: {path: "", $route: /$PROTO, replay_bytes: 0}}
+output: $out
 YAML
 ncpu=$(nproc)
 if [ "$PIN" = 1 ] && [ "$ncpu" -ge 2 ]; then

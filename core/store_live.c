@@ -87,15 +87,29 @@ static size_t queued(const live_t *l) { return l->sse ? sl_http_stream_queued(l-
 
 typedef struct turn { live_t *l; int p; int sent, end, gone; } turn_t;
 
+/* Readers at the live end all send the same records: each record's JSON is
+ * made once and kept in a small ring, not once per reader. */
+enum { ENCODED = 1024 };
+static struct encoded { uint64_t stream, offset; int partition; char *json; } encoded[ENCODED];
+
+static const char *json_of(const live_t *l, const sl_record_t *rec, int p) {
+  uint64_t sid = sl_sstream_id(l->s);
+  struct encoded *c = &encoded[(rec->offset * 31 + (uint64_t)p + sid * 7919) % ENCODED];
+  if (c->json && c->stream == sid && c->offset == rec->offset && c->partition == p) return c->json;
+  json_t *e = sl_api_event(rec, p);
+  free(c->json);
+  *c = (struct encoded){sid, rec->offset, p, json_dumps(e, JSON_COMPACT)};
+  json_decref(e);
+  return c->json;
+}
+
 static int send_record(const sl_record_t *rec, void *arg) {
   turn_t *t = arg;
   live_t *l = t->l;
   l->pos[t->p] = rec->offset + 1;
   int is_end = listed(l->ends, rec->event, rec->event_len);
   if (!is_end && l->types && !listed(l->types, rec->event, rec->event_len)) return 0;
-  json_t *e = sl_api_event(rec, t->p);
-  char *data = json_dumps(e, JSON_COMPACT);
-  json_decref(e);
+  const char *data = json_of(l, rec, t->p);
   int rc;
   if (l->ws) {
     rc = sl_ws_send(l->ws, 1, data, strlen(data), MAX_BUFFER);
@@ -113,7 +127,6 @@ static int send_record(const sl_record_t *rec, void *arg) {
     rc = sl_http_stream_write(l->sse, ev, evl, MAX_BUFFER);
     free(ev);
   }
-  free(data);
   t->sent++;
   if (rc < 0) t->gone = 1;
   if (is_end) t->end = 1;
