@@ -5,6 +5,7 @@
 #include "engine.h"
 #include "http_static.h"
 #include "log.h"
+#include "metrics.h"
 #include "section.h"
 #include "xalloc.h"
 #include <stdio.h>
@@ -16,6 +17,49 @@
 static void ping(sl_http_req_t *r, void *arg) {
   (void)arg;
   sl_http_respond(r, 200, "text/plain", "pong", 4, NULL);
+}
+
+static void metrics(sl_http_req_t *r, void *arg) {
+  sl_http_t *s = arg;
+  *sl_metric(SL_GAUGE, "sluice_http_connections", "Open HTTP connections (WebSocket and SSE included).", NULL) =
+    s->nconns;
+  size_t len;
+  char *text = sl_metrics_text(&len);
+  sl_http_respond(r, 200, "text/plain; version=0.0.4", text, len, NULL);
+  free(text);
+}
+
+/* HTTP requests by route and status. Route names are interned for good (a
+ * request may be answered after its route is gone) and series are found
+ * once, then kept. */
+static char **routes_seen;
+static size_t nroutes_seen;
+
+static const char *intern_route(const char *pattern) {
+  for (size_t i = 0; i < nroutes_seen; i++)
+    if (!strcmp(routes_seen[i], pattern)) return routes_seen[i];
+  routes_seen = sl_xrealloc(routes_seen, (nroutes_seen + 1) * sizeof(*routes_seen));
+  return routes_seen[nroutes_seen++] = sl_xstrdup(pattern);
+}
+
+typedef struct rstat { const char *route; int status; int64_t *v; } rstat_t;
+static rstat_t *rstats;
+static size_t nrstats;
+
+void sl_http_count(const sl_http_req_t *r, int status) {
+  const char *route = r->route ? r->route : "";
+  for (size_t i = 0; i < nrstats; i++)
+    if (rstats[i].status == status && rstats[i].route == route) {
+      (*rstats[i].v)++;
+      return;
+    }
+  char code[8];
+  snprintf(code, sizeof code, "%d", status);
+  rstats = sl_xrealloc(rstats, (nrstats + 1) * sizeof(*rstats));
+  int64_t *v = sl_metric(SL_COUNTER, "sluice_http_requests_total", "HTTP requests answered, by route and status.",
+                         "route", route, "status", code, NULL);
+  rstats[nrstats++] = (rstat_t){route, status, v};
+  (*v)++;
 }
 
 static void ready(sl_http_req_t *r, void *arg) {
@@ -70,6 +114,7 @@ void sl_http_serve(sl_http_t *s, sl_http_req_t *r) {
     sl_http_error(r, 404, "not found");
     return;
   }
+  r->route = intern_route(rt->pattern);
   if (!method_ok) {
     sl_kvlist_t h = {0};
     char allow[256] = "";
@@ -127,6 +172,9 @@ static sl_http_t *server(sl_worker_t *w) {
     r.pattern = "/ready";
     r.handler = (void (*)(void *, void *))ready;
     sl_routes_add(&s->routes, &r);
+    r.pattern = "/metrics";
+    r.handler = (void (*)(void *, void *))metrics;
+    sl_routes_add(&s->routes, &r);
   }
   return w->slot[SL_SLOT_HTTP];
 }
@@ -162,6 +210,8 @@ int sl_http_lint_route(const char *pattern, const char *owner, sl_diags_t *d, co
     sl_route_t builtin = {.pattern = "/ping", .owner = "sluice"};
     sl_routes_add(&g_lint_routes, &builtin);
     builtin.pattern = "/ready";
+    sl_routes_add(&g_lint_routes, &builtin);
+    builtin.pattern = "/metrics";
     sl_routes_add(&g_lint_routes, &builtin);
     atexit(lint_routes_free);
   }
@@ -378,7 +428,10 @@ static int http_apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
 static const sl_section_t http_section = {
   .name = "http",
   .desc = "The HTTP server shared by every stream of the process. Built-in routes: `GET /ping` "
-          "(`pong`) and `GET /ready` (200 when every stream is connected, else 503 with the reasons). "
+          "(`pong`), `GET /ready` (200 when every stream is connected, else 503 with the reasons) and "
+          "`GET /metrics` (Prometheus text: `input_received`, `output_sent`, `output_error` per stream, "
+          "`sluice_http_requests_total` by route and status, `sluice_http_connections`, "
+          "`sluice_http_slow_clients_dropped_total`, `sluice_store_appended_total`). "
           "Without this section the server starts only when a component serves a path. Errors are "
           "JSON: `{\"error\": \"...\", \"status\": N}`.",
   .fields = http_fields,

@@ -28,6 +28,7 @@ typedef struct sl_http_req {
   void (*on_gone)(struct sl_http_req *r, void *arg);
   void *gone_arg;
   char *user;                /* authenticated user (JWT sub, API key owner) */
+  const char *route;         /* the route's pattern (for metrics), NULL when none matched */
   sl_kvlist_t jwt;           /* verified claims, values JSON-encoded */
 } sl_http_req_t;
 

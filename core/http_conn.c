@@ -260,6 +260,7 @@ static void send_error(conn_t *c, int status, const char *msg, const char *reque
 void sl_http_respond(sl_http_req_t *r, int status, const char *content_type, const void *body, size_t len,
                      const sl_kvlist_t *headers) {
   conn_t *c = r->conn;
+  sl_http_count(r, status);
   if (c && c->busy == r) {
     c->busy = NULL;
     int close_after = !c->keep_alive || c->srv->stopping;

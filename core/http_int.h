@@ -61,5 +61,6 @@ int sl_http_conn_idle(const conn_t *c);                    /* no request in prog
 
 /* Server. */
 void sl_http_serve(sl_http_t *s, sl_http_req_t *r);
+void sl_http_count(const sl_http_req_t *r, int status);   /* sluice_http_requests_total */
 
 #endif

@@ -1,5 +1,6 @@
 #include "store.h"
 #include "log.h"
+#include "metrics.h"
 #include "xalloc.h"
 #include <dirent.h>
 #include <errno.h>
@@ -50,6 +51,7 @@ struct sl_sstream {
   sl_swatch_t watchers;      /* list head */
   json_t *cursors;           /* {"subscriber": {name: [next...]}, "group": {...}} */
   uint64_t id;               /* unique in the process: tells a re-created stream apart */
+  int64_t *m_appended;       /* sluice_store_appended_total{stream} */
   struct sl_sstream *next;
 };
 
@@ -175,6 +177,8 @@ static sl_sstream_t *stream_open(sl_store_t *st, const char *name, const sl_scon
   sl_sstream_t *s = sl_xcalloc(1, sizeof(*s));
   s->st = st;
   s->id = ++ids;
+  s->m_appended = sl_metric(SL_COUNTER, "sluice_store_appended_total", "Records appended to a stored stream.", "stream",
+                            name, NULL);
   s->name = sl_xstrdup(name);
   s->dir = sl_xasprintf("%s/%s", st->data_dir, name);
   s->c = *c;
@@ -332,6 +336,7 @@ void sl_sstream_publish(sl_sstream_t *s, const sl_pub_t *recs, size_t n, sl_pub_
   }
   free(rr);
   free(order);
+  if (!err) *s->m_appended += (int64_t)n;
   if (err) {
     sl_logf(SL_LOG_ERROR, NULL, "store", "stream %s: %s", s->name, err);
     cb(arg, -1, err, NULL, NULL, 0);

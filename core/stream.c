@@ -1,5 +1,6 @@
 #include "stream.h"
 #include "log.h"
+#include "metrics.h"
 #include "xalloc.h"
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +107,7 @@ static void emit(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *arg, int
   ec->s = s;
   ec->user_cb = ack_cb;
   ec->user_arg = arg;
+  *s->m_received += b->n;
   if (s->ctx)
     for (uint32_t i = 0; i < b->n; i++)
       if (!b->msgs[i]->ctx) sl_msg_set_ctx(b->msgs[i], s->ctx);
@@ -190,6 +192,7 @@ static void on_written(sl_output_t *o, sl_batch_t *b, int status, const char *er
   (void)o;
   sl_stream_t *s = arg;
   s->pending_writes--;
+  *(status == 0 ? s->m_sent : s->m_error) += b->n;
   if (status == 0) sl_batch_free(b);
   else sl_batch_fail(b, err);
   kick(s);
@@ -267,6 +270,16 @@ sl_stream_t *sl_stream_build(sl_build_t *b, const sl_cnode_t *node, const char *
   s->retry.initial_ms = sl_conf_duration_ms(retry, "initial_interval", 100);
   s->retry.max_ms = sl_conf_duration_ms(retry, "max_interval", 5000);
   s->out_sink.push = out_push;
+  /* Request-scoped instances (`out{alice}`) count under their stream's name:
+   * one series per user would grow without bound. */
+  char *label = sl_xstrndup(name, strcspn(name, "{"));
+  s->m_received = sl_metric(SL_COUNTER, "input_received", "Messages received by a stream's input.", "stream", label,
+                            "path", "root.input", NULL);
+  s->m_sent = sl_metric(SL_COUNTER, "output_sent", "Messages a stream's output delivered.", "stream", label, "path",
+                        "root.output", NULL);
+  s->m_error = sl_metric(SL_COUNTER, "output_error", "Messages a stream's output failed to deliver (after retries).",
+                         "stream", label, "path", "root.output", NULL);
+  free(label);
 
   const char *saved_stream = b->stream_name;
   b->stream_name = s->name;

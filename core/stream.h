@@ -25,6 +25,7 @@ struct sl_stream {
   void *on_done_arg;
   int64_t pending_writes;
   char *not_ready;            /* reason the stream is not connected, or NULL */
+  int64_t *m_received, *m_sent, *m_error;   /* Benthos-named metrics of its input and output */
   sl_ctx_t *ctx;              /* ref: a request-scoped instance's context, given to
                                  every message its input emits without one */
 };

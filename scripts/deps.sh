@@ -5,7 +5,7 @@ set -eu
 PKGS="build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
 libluajit2-5.1-dev luajit2 libuv1-dev node-llhttp librdkafka-dev libyaml-dev
 lua-busted lua-cjson libssl-dev libwslay-dev libjwt-dev libyajl-dev
-libjansson-dev jq curl openssl python3 python3-websockets chromium nginx-light redis-server wrk hyperfine time"
+libjansson-dev jq curl openssl python3 python3-websockets python3-prometheus-client chromium nginx-light redis-server wrk hyperfine time"
 
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 

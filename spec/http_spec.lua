@@ -526,9 +526,11 @@ output:
 ]])
     local _, out = h.sh(WS .. "ws://127.0.0.1:" .. srv.port .. "/sub --stall 3 --wait 3")
     local _, fresh = h.sh(WS .. "ws://127.0.0.1:" .. srv.port .. "/sub --recv 2")
+    local metrics = curl(srv.url .. "/metrics")
     assert.are.equal(0, srv.stop())
     local last = ws_lines(out)
     assert.are.equal(1008, last[#last].closed)
+    assert.matches('\nsluice_http_slow_clients_dropped_total{stream="main",kind="ws"} 1\n', metrics)
     assert.are.equal(2, #ws_lines(fresh))
   end)
 
