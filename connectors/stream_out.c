@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+static const char *const fsyncs[] = {"default", "always", "interval", "never", NULL};
+
 static const sl_field_t fields[] = {
   {"name", SL_F_STRING, NULL, SL_REQUIRED,
    "The stream's name; interpolated per message (`task-${! this.task_id }`) to spread messages over "
@@ -21,13 +23,16 @@ static const sl_field_t fields[] = {
   {"event", SL_F_STRING, "", 0, "Interpolated event name of each record; empty: the message's `meta.event`.", NULL, NULL},
   {"create", SL_F_BOOL, "true", 0, "Create the stream at start when it does not exist (with `partitions`).", NULL, NULL},
   {"partitions", SL_F_INT, "0", 0, "Partitions of a created stream (0: `store.partitions`).", NULL, NULL},
+  {"retention_hours", SL_F_FLOAT, "-1", 0, "Retention of a created stream (-1: `store.retention_hours`).", NULL, NULL},
+  {"fsync", SL_F_ENUM, "default", 0, "Durability of a created stream (`default`: `store.fsync`).", fsyncs, NULL},
   {0}};
 
 typedef struct sout {
   sl_output_t base;
   sl_interp_t *name, *key, *event;
   char *fixed[3];            /* name, key, event when they do not depend on the message */
-  int create, partitions;
+  int create, partitions, fsync;
+  double retention_hours;
   int64_t in_flight;
   void (*closed)(sl_output_t *o, void *arg);
   void *closed_arg;
@@ -81,6 +86,8 @@ static sl_sstream_t *target(sout_t *o, const char *name, char **err) {
   }
   sl_sconf_t c = sl_store_defaults(st);
   if (o->partitions > 0) c.partitions = o->partitions;
+  if (o->retention_hours >= 0) c.retention_hours = o->retention_hours;
+  if (o->fsync >= 0) c.fsync = (sl_fsync_t)o->fsync;
   int status = sl_store_create(st, name, &c, &s, err);
   if (status >= 300 && status != 409) return NULL;
   free(*err);
@@ -213,6 +220,10 @@ static void *sout_create(sl_build_t *b, const sl_cnode_t *conf) {
   o->name = sl_lua_interp_field(b->worker, conf, b->diags, "name");
   o->create = sl_conf_bool(conf, "create", 1);
   o->partitions = (int)sl_conf_int(conf, "partitions", 0);
+  o->retention_hours = sl_conf_float(conf, "retention_hours", -1);
+  const char *f = sl_conf_str(conf, "fsync", "default");
+  o->fsync = !strcmp(f, "always") ? SL_FSYNC_ALWAYS : !strcmp(f, "interval") ? SL_FSYNC_INTERVAL
+             : !strcmp(f, "never") ? SL_FSYNC_NEVER : -1;
   o->key = sl_lua_interp_field(b->worker, conf, b->diags, "partition_key");
   o->event = sl_lua_interp_field(b->worker, conf, b->diags, "event");
   const char *fixed = sl_conf_str(conf, "name", "");

@@ -134,9 +134,10 @@ static int save_json(const char *dir, const char *file, json_t *j, char **err) {
 }
 
 static json_t *conf_json(const sl_sconf_t *c) {
-  return json_pack("{s:i, s:f, s:I, s:s, s:I, s:I}", "partitions", c->partitions, "retention_hours", c->retention_hours,
-                   "retention_bytes", (json_int_t)c->retention_bytes, "fsync", fsync_name(c->fsync), "segment_bytes",
-                   (json_int_t)c->segment_bytes, "segment_age_ms", (json_int_t)c->segment_age_ms);
+  return json_pack("{s:i, s:f, s:I, s:s, s:I, s:I, s:s}", "partitions", c->partitions, "retention_hours",
+                   c->retention_hours, "retention_bytes", (json_int_t)c->retention_bytes, "fsync", fsync_name(c->fsync),
+                   "segment_bytes", (json_int_t)c->segment_bytes, "segment_age_ms", (json_int_t)c->segment_age_ms,
+                   "end_events", c->end_events);
 }
 
 static void rmtree(const char *dir) {
@@ -225,6 +226,8 @@ static int parse_conf(json_t *j, sl_sconf_t *c) {
   if ((v = json_object_get(j, "segment_age_ms"))) c->segment_age_ms = json_integer_value(v);
   const char *f = json_string_value(json_object_get(j, "fsync"));
   if (f) c->fsync = !strcmp(f, "always") ? SL_FSYNC_ALWAYS : !strcmp(f, "never") ? SL_FSYNC_NEVER : SL_FSYNC_INTERVAL;
+  const char *ends = json_string_value(json_object_get(j, "end_events"));
+  if (ends) snprintf(c->end_events, sizeof c->end_events, "%s", ends);
   return c->partitions >= 1 && c->partitions <= 1024 ? 0 : -1;
 }
 
@@ -415,7 +418,7 @@ static sl_store_t *store_slot(sl_worker_t *w) {
     sl_store_t *st = sl_xcalloc(1, sizeof(*st));
     st->w = w;
     st->data_dir = sl_xstrdup("./data");
-    st->defaults = (sl_sconf_t){1, 168, 0, SL_FSYNC_INTERVAL, 64 << 20, 0};
+    st->defaults = (sl_sconf_t){.partitions = 1, .retention_hours = 168, .fsync = SL_FSYNC_INTERVAL, .segment_bytes = 64 << 20};
     st->sync_interval_ms = 50;
     st->retention_check_ms = 10000;
     st->tail = &st->streams;
@@ -487,7 +490,7 @@ sl_sstream_t *sl_store_find(sl_store_t *st, const char *name) {
 static int same_conf(const sl_sconf_t *a, const sl_sconf_t *b) {
   return a->partitions == b->partitions && a->retention_hours == b->retention_hours &&
          a->retention_bytes == b->retention_bytes && a->fsync == b->fsync && a->segment_bytes == b->segment_bytes &&
-         a->segment_age_ms == b->segment_age_ms;
+         a->segment_age_ms == b->segment_age_ms && !strcmp(a->end_events, b->end_events);
 }
 
 int sl_store_create(sl_store_t *st, const char *name, const sl_sconf_t *c, sl_sstream_t **out, char **err) {

@@ -19,6 +19,7 @@ typedef struct sl_sconf {
   int64_t retention_bytes;   /* per partition; 0: no limit */
   sl_fsync_t fsync;
   int64_t segment_bytes, segment_age_ms;
+  char end_events[256];      /* comma list: SSE/WebSocket readers end after such an event */
 } sl_sconf_t;
 
 typedef struct sl_store sl_store_t;

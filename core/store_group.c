@@ -354,7 +354,7 @@ void sl_store_group_api(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, char 
     sl_api_json(r, 200, json_pack("{s:o}", "groups", a));
     return;
   }
-  if (strcmp(seg[0], "group") != 0 || n < 2 || n > 3) {
+  if (strcmp(seg[0], "group") != 0 || n < 2 || n > 4) {
     sl_api_error(r, 404, "no route %s %s", r->method, r->path);
     return;
   }
@@ -384,6 +384,22 @@ void sl_store_group_api(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, char 
   } else if (n == 3 && !strcmp(seg[2], "consume") && get) {
     if (!g) g = create(st, s, seg[1], 1, 30000);
     consume(r, st, s, g);
+  } else if (n == 4 && !strcmp(seg[2], "members") && !strcmp(r->method, "DELETE")) {
+    /* A consumer leaving: its partitions go to the others at once. */
+    int at = -1;
+    for (int i = 0; g && i < g->nmembers; i++)
+      if (!strcmp(g->members[i].id, seg[3])) at = i;
+    if (at < 0) {
+      sl_api_error(r, 404, "%s is not a member of group %s", seg[3], seg[1]);
+      return;
+    }
+    char **before = owners(g);
+    free(g->members[at].id);
+    g->members[at] = g->members[--g->nmembers];
+    for (int p = 0; p < g->P; p++)   /* indexes moved: rebalance goes by the names in `before` */
+      g->owner[p] = -1;
+    rebalance(g, before);
+    sl_api_json(r, 200, describe(g, s));
   } else if (n == 3 && !strcmp(seg[2], "commit") && post) {
     if (!g) sl_api_error(r, 404, "no group %s on stream %s", seg[1], sl_sstream_name(s));
     else commit(r, s, g);

@@ -116,6 +116,11 @@ static int parse_sconf(json_t *body, sl_sconf_t *c, char **why) {
     if (!json_is_integer(v) || json_integer_value(v) < 1024) return *why = sl_xstrdup("segment_bytes must be an integer >= 1024"), -1;
     c->segment_bytes = json_integer_value(v);
   }
+  if ((v = json_object_get(body, "end_events"))) {
+    if (!json_is_string(v) || json_string_length(v) >= sizeof c->end_events)
+      return *why = sl_xstrdup("end_events is a comma-separated list of event names (under 256 bytes)"), -1;
+    snprintf(c->end_events, sizeof c->end_events, "%s", json_string_value(v));
+  }
   if ((v = json_object_get(body, "fsync"))) {
     const char *f = json_string_value(v);
     if (!f || (strcmp(f, "always") && strcmp(f, "interval") && strcmp(f, "never")))
@@ -159,10 +164,11 @@ static json_t *info_json(sl_sstream_t *s) {
   json_t *sj = json_array();
   for (int i = 0; i < nsubs; i++) json_array_append_new(sj, json_string(subs[i]));
   free(subs);
-  return json_pack("{s:s, s:i, s:f, s:I, s:s, s:I, s:I, s:I, s:I, s:o, s:o}", "name", sl_sstream_name(s), "partitions",
-                   c->partitions, "retention_hours", c->retention_hours, "retention_bytes", (json_int_t)c->retention_bytes,
-                   "fsync", fs[c->fsync], "message_count", count, "bytes", bytes, "min_offset", (json_int_t)min,
-                   "max_offset", (json_int_t)max - 1, "subscribers", sj, "partitions_detail", parts);
+  return json_pack("{s:s, s:i, s:f, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:o}", "name", sl_sstream_name(s),
+                   "partitions", c->partitions, "retention_hours", c->retention_hours, "retention_bytes",
+                   (json_int_t)c->retention_bytes, "fsync", fs[c->fsync], "end_events", c->end_events, "message_count",
+                   count, "bytes", bytes, "min_offset", (json_int_t)min, "max_offset", (json_int_t)max - 1,
+                   "subscribers", sj, "partitions_detail", parts);
 }
 
 static void create(sl_http_req_t *r, sl_store_t *st, const char *name) {

@@ -245,6 +245,8 @@ void sl_store_live(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, const char
   }
   l->types = comma_list(r, "types");
   l->ends = comma_list(r, "end_events");
+  const char *dflt = sl_sstream_conf(s)->end_events;
+  if (!l->ends && *dflt) l->ends = sl_xasprintf(",%s,", dflt);   /* the stream's default */
   uv_timer_init(sl_store_loop(st), &l->timer);
   uv_timer_init(sl_store_loop(st), &l->beat);
   l->timer.data = l->beat.data = l;

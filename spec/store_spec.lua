@@ -149,6 +149,13 @@ describe("stream store API", function()
     local ids = {}
     for id in again:gmatch("id: ([%d:,%-]+)") do ids[#ids + 1] = id end
     assert.are.same({"0:2", "0:3"}, ids)
+    -- a stream's own end_events apply when the reader names none
+    post(srv, "/stream/ev2", {end_events = "STREAM_END"})
+    post(srv, "/stream/ev2/publish", {events = {{event = "A", data = 1}, {event = "STREAM_END", data = 2}, {event = "B", data = 3}}})
+    local _, own = h.sh("curl -s -N -m 3 '" .. srv.url .. "/stream/ev2/sse/s'")
+    local seen = {}
+    for ev in own:gmatch("event: ([%w_]+)") do seen[#seen + 1] = ev end
+    assert.are.same({"A", "STREAM_END"}, seen)
     -- multi-line data is one JSON data line
     local _, all = h.sh("curl -s -N -m 3 '" .. srv.url .. "/stream/ev/sse/u?end_events=LLM_PARTIAL'")
     local d = json.decode(all:match("event: LLM_PARTIAL\ndata: ([^\n]+)"))
@@ -223,6 +230,13 @@ describe("stream store API", function()
     local _, gs = curl(srv, "URL/stream/g4/groups")
     assert.are.equal("workers", gs.groups[1].group)
     assert.are.equal(1, #gs.groups[1].members)
+    -- a consumer that leaves hands its partitions over at once
+    curl(srv, "'URL/stream/g4/group/workers/consume?consumer=c&limit=1'")
+    local c200, left = curl(srv, "-X DELETE URL/stream/g4/group/workers/members/c")
+    assert.are.equal(200, c200)
+    assert.are.equal(1, #left.members)
+    assert.are.same({0, 1, 2, 3}, left.members[1].partitions)
+    assert.are.equal(404, (curl(srv, "-X DELETE URL/stream/g4/group/workers/members/nobody")))
   end)
 end)
 
