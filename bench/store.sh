@@ -74,6 +74,28 @@ redis() { # $1 = appendfsync
   kill $rpid; wait $rpid 2>/dev/null || true
 }
 
+# Consume rate from disk: a `stream` input with until_end reads everything
+# that inproc() appended, through the pipeline to `drop` (warm: the segment
+# files in the page cache; cold: dropped from it with dd's nocache first).
+consume() { # $1 = warm | cold
+  cat > "$WORK/rd.yaml" <<YAML
+store: {data_dir: $WORK/data-gen, api: false}
+input: {stream: {name: bench, group: rd, batch_size: 1024, until_end: true}}
+max_in_flight: 64
+output: {drop: {}}
+YAML
+  for _ in $(seq "$RUNS"); do
+    rm -f "$WORK/data-gen/bench/offsets.json"
+    if [ "$1" = cold ]; then
+      for f in "$WORK"/data-gen/bench/0/*; do dd if="$f" iflag=nocache count=0 status=none; done
+    fi
+    s=$(date +%s.%N)
+    "$BIN" run --log-level warn "$WORK/rd.yaml"
+    e=$(date +%s.%N)
+    echo "$N $s $e" | awk '{printf "%d\n", $1 / ($3 - $2)}'
+  done | median
+}
+
 echo "| fsync | sluice generate → stream (in-process) | sluice HTTP batches of 100 | Redis XADD -P 100 | HTTP / Redis |"
 echo "| --- | --- | --- | --- | --- |"
 for pol in interval:everysec always:always; do
@@ -81,3 +103,10 @@ for pol in interval:everysec always:always; do
   a=$(inproc "$s"); b=$(http "$s"); c=$(redis "$r")
   echo "| $s (Redis AOF $r) | $a events/s | $b events/s | $c events/s | $(echo "$b $c" | awk '{printf "%.2f", $1/$2}') |"
 done
+
+echo
+echo "| read from disk | stream input (until_end) → drop |"
+echo "| --- | --- |"
+inproc interval > /dev/null
+echo "| warm (page cache) | $(consume warm) events/s |"
+echo "| cold (dropped from the page cache) | $(consume cold) events/s |"

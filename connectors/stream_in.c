@@ -25,6 +25,9 @@ static const sl_field_t fields[] = {
   {"start", SL_F_STRING, "earliest", 0,
    "Where a cursor without committed offsets starts: `earliest`, `latest` or an offset.", NULL, NULL},
   {"batch_size", SL_F_INT, "64", 0, "Records per batch (one transaction).", NULL, NULL},
+  {"until_end", SL_F_BOOL, "false", 0,
+   "Read what the stream holds when the input starts, then finish (a replay or backfill run that "
+   "exits once everything is delivered and committed), instead of waiting for new records.", NULL, NULL},
   {"commit_period", SL_F_DURATION, "100ms", 0,
    "How often acknowledged offsets are written (durably); also at shutdown.", NULL, NULL},
   {0}};
@@ -39,6 +42,8 @@ typedef struct sin {
   sl_input_t base;
   char *name, *kind, *cursor, *start;
   int64_t batch_size, commit_ms;
+  int until_end;
+  uint64_t *stop_at;          /* until_end: the end of each partition at start */
   sl_sstream_t *s;
   int P;
   unsigned rr;
@@ -119,6 +124,8 @@ static int to_msg(const sl_record_t *r, void *arg) {
   return 0;
 }
 
+static void sin_stop(sl_input_t *base);
+
 /* Emits what there is, as far as the stream takes it. */
 static void pump(uv_idle_t *h) {
   sin_t *in = h->data;
@@ -132,9 +139,12 @@ static void pump(uv_idle_t *h) {
     int emitted = 0;
     for (int k = 0; k < in->P && !emitted; k++) {
       int p = (int)(in->rr++ % (unsigned)in->P);
-      fill_t f = {sl_batch_new((uint32_t)in->batch_size), p};
+      uint64_t want = (uint64_t)in->batch_size;
+      if (in->until_end) want = in->pos[p] >= in->stop_at[p] ? 0 : in->stop_at[p] - in->pos[p] < want ? in->stop_at[p] - in->pos[p] : want;
+      if (!want) continue;
+      fill_t f = {sl_batch_new((uint32_t)want), p};
       char *err = NULL;
-      int64_t n = sl_sstream_read(in->s, p, in->pos[p], (size_t)in->batch_size, 4 << 20, to_msg, &f, &err);
+      int64_t n = sl_sstream_read(in->s, p, in->pos[p], (size_t)want, 4 << 20, to_msg, &f, &err);
       if (n < 0) {
         sl_logf(SL_LOG_ERROR, sname(in), in->base.label, "%s", err);
         sl_input_set_connected(&in->base, 0, err);
@@ -156,7 +166,13 @@ static void pump(uv_idle_t *h) {
       sl_input_emit_retry(&in->base, f.b, on_ack, a);
       emitted = 1;
     }
-    if (!emitted) return;   /* caught up: the next append wakes us */
+    if (!emitted) {
+      if (in->until_end) {
+        sin_stop(&in->base);   /* the final commit comes with destroy */
+        sl_input_eof(&in->base);
+      }
+      return;   /* caught up: the next append wakes us */
+    }
   }
   if (sl_input_ready(&in->base)) uv_idle_start(&in->idle, pump);
 }
@@ -189,6 +205,7 @@ static int sin_start(sl_input_t *base) {
   in->saved = sl_xcalloc((size_t)in->P, sizeof(uint64_t));
   in->head = sl_xcalloc((size_t)in->P, sizeof(*in->head));
   in->tail = sl_xcalloc((size_t)in->P, sizeof(*in->tail));
+  in->stop_at = sl_xcalloc((size_t)in->P, sizeof(uint64_t));
   const uint64_t *c = sl_sstream_cursor(in->s, in->kind, in->cursor);
   for (int p = 0; p < in->P; p++) {
     uint64_t lo = sl_sstream_start(in->s, p), hi = sl_sstream_end(in->s, p), at;
@@ -204,6 +221,7 @@ static int sin_start(sl_input_t *base) {
     if (at > hi) at = hi;
     in->pos[p] = in->commit[p] = at;
     in->saved[p] = c ? c[p] : UINT64_MAX;
+    in->stop_at[p] = hi;
     in->tail[p] = &in->head[p];
   }
   uv_idle_init(base->worker->loop, &in->idle);
@@ -242,6 +260,7 @@ static void sin_free(sin_t *in) {
   free(in->pos);
   free(in->commit);
   free(in->saved);
+  free(in->stop_at);
   free(in->name);
   free(in->kind);
   free(in->cursor);
@@ -282,6 +301,7 @@ static void *sin_create(sl_build_t *b, const sl_cnode_t *conf) {
   in->start = sl_xstrdup(sl_conf_str(conf, "start", "earliest"));
   in->batch_size = sl_conf_int(conf, "batch_size", 64);
   in->commit_ms = sl_conf_duration_ms(conf, "commit_period", 100);
+  in->until_end = sl_conf_bool(conf, "until_end", 0);
   if (in->commit_ms < 1) in->commit_ms = 1;
   const char *bad = !sl_store_valid_name(in->name) ? "name"
                     : !sl_store_valid_name(in->cursor) ? (*group ? "group" : "subscriber")

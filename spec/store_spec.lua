@@ -351,6 +351,28 @@ describe("stream store durability", function()
 end)
 
 describe("stream connectors", function()
+  it("replays what a stream holds with until_end, then exits after committing", function()
+    local d = h.tmpdir()
+    local w = "store: {data_dir: " .. d .. "/data, api: false}\n" ..
+      "input: {generate: {count: 300, interval: 0, batch_size: 50, mapping: 'return {n = i}'}}\n" ..
+      "output: {stream: {name: hist}}\n"
+    local r = h.run_config(w)
+    assert.are.equal(0, r.code, r.stderr)
+    local rd = "store: {data_dir: " .. d .. "/data, api: false}\n" ..
+      "input: {stream: {name: hist, group: replay, batch_size: 64, until_end: true}}\n" ..
+      "output: {stdout: {}}\n"
+    r = h.run_config(rd)
+    assert.are.equal(0, r.code, r.stderr)
+    local lines = h.lines(r.stdout)
+    assert.are.equal(300, #lines)
+    assert.are.equal(300, json.decode(lines[300]).n)
+    -- committed: a second replay of the same group has nothing left
+    r = h.run_config(rd)
+    h.rmdir(d)
+    assert.are.equal(0, r.code)
+    assert.are.equal("", r.stdout)
+  end)
+
   it("carries messages generate → stream output → stream input → file, resuming a group after restart", function()
     local yaml = [[
 http: {address: 127.0.0.1:$PORT}
