@@ -10,6 +10,7 @@
 #include "../core/scoped.h"
 #include "../core/stream.h"
 #include "../core/xalloc.h"
+#include "stream_replay.h"
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +25,10 @@ static const sl_field_t fields[] = {
   {"sse_path", SL_F_STRING, "", 0,
    "GET here opens a Server-Sent Events stream: each message is an event (`id:` counts messages "
    "of this output, `event:` from `meta.event` when set, `data:` lines hold the content); a "
-   "`: keepalive` comment every `heartbeat`. `?types=a,b` keeps only events named so. Empty: off.",
+   "`: keepalive` comment every `heartbeat`. `?types=a,b` keeps only events named so. When the "
+   "stream's input is a `stream` input, `id:` is the stream position (`0:41,1:17`) and a client "
+   "coming back with `Last-Event-ID` gets every later message read again from the stream, through "
+   "the processors, for it alone, even after a restart. Empty: off.",
    NULL, NULL},
   {"ws_path", SL_F_STRING, "", 0,
    "WebSocket path: each message is pushed as a text frame (a binary frame when it is not UTF-8). "
@@ -63,6 +67,12 @@ typedef struct client {      /* an SSE or WebSocket subscriber */
   char *types;               /* SSE `types=a,b` filter as ",a,b,", or NULL */
   char *user;                /* tenant mode: the client's user */
   int opening, gone;         /* the client left while on_sse was still setting it up */
+  /* Resuming from a `stream` input: the replay's token and the client's own
+   * positions; live messages wait in `later` until the replay is done. */
+  uint64_t token;
+  uint64_t *pos;
+  int npos;
+  sl_batch_t *later;
 } client_t;
 
 typedef struct waiter {      /* a long-poll GET */
@@ -107,6 +117,11 @@ struct hout {
   uv_timer_t heartbeat;
   int routed, mounted, closing;
   int nclients;              /* waiting GETs plus SSE and WebSocket clients */
+  /* Fed by a `stream` input: SSE ids are the stream positions after each
+   * event ("0:41,1:17"), so a client resumes from the stream itself. */
+  uint64_t *pos;
+  int npos;
+  uint64_t tokens;
   void (*watch)(void *arg, int nclients);
   void *watch_arg;
 };
@@ -161,6 +176,8 @@ static void client_end(hout_t *o, client_t *c, int code, const char *why) {
   if (c->ws) sl_ws_close(c->ws, code, why);
   free(c->types);
   free(c->user);
+  free(c->pos);
+  sl_batch_free(c->later);
   free(c);
 }
 
@@ -193,6 +210,20 @@ static char *tenant_of(const hout_t *o, const sl_msg_t *m) {
   return t;
 }
 
+/* The tenant of each message of b, for the sends that follow (tenant mode). */
+static void tenants_of(hout_t *o, const sl_batch_t *b) {
+  if (!o->tenant) return;
+  o->cur_tenants = sl_xcalloc(b->n ? b->n : 1, sizeof(char *));
+  for (uint32_t i = 0; i < b->n; i++) o->cur_tenants[i] = tenant_of(o, b->msgs[i]);
+}
+
+static void tenants_done(hout_t *o, const sl_batch_t *b) {
+  if (!o->cur_tenants) return;
+  for (uint32_t i = 0; i < b->n; i++) free(o->cur_tenants[i]);
+  free(o->cur_tenants);
+  o->cur_tenants = NULL;
+}
+
 static int visible(const hout_t *o, uint32_t i, const char *user) {
   if (!o->cur_tenants) return 1;
   return user && o->cur_tenants[i] && strcmp(o->cur_tenants[i], user) == 0;
@@ -215,7 +246,7 @@ static void answer_waiter(hout_t *o, waiter_t *w, const sl_batch_t *b) {
 /* An SSE event or a WebSocket frame per message. 1: client too slow. */
 /* One message to one client, unless its filters skip it: 0 sent or
  * skipped, 1 sent to a slow client, -1 the client is gone. */
-static int send_one(hout_t *o, client_t *c, uint64_t id, const sl_bytes_t *m, const char *event, const char *tenant) {
+static int send_one(hout_t *o, client_t *c, const char *id, const sl_bytes_t *m, const char *event, const char *tenant) {
   if (o->tenant && (!c->user || !tenant || strcmp(tenant, c->user) != 0)) return 0;
   if (c->types) {
     char *key = sl_xasprintf(",%s,", event ? event : "");
@@ -227,7 +258,7 @@ static int send_one(hout_t *o, client_t *c, uint64_t id, const sl_bytes_t *m, co
   char *ev = NULL;
   size_t evl = 0;
   FILE *f = open_memstream(&ev, &evl);
-  fprintf(f, "id: %llu\n", (unsigned long long)id);
+  fprintf(f, "id: %s\n", id);
   if (event && *event && !strpbrk(event, "\r\n")) fprintf(f, "event: %s\n", event);
   const char *p = m->data, *end = m->data + m->len;
   do {
@@ -246,10 +277,44 @@ static int send_one(hout_t *o, client_t *c, uint64_t id, const sl_bytes_t *m, co
 }
 
 /* An SSE event or a WebSocket frame per message. 1: client too slow. */
-static int send_events(hout_t *o, client_t *c, const sl_batch_t *b, uint64_t first_id) {
+/* The position of a message from a `stream` input: 0 when it has none. */
+static int position_of(const sl_msg_t *m, int *p, uint64_t *off) {
+  const char *ps = sl_kv_get(&m->meta, "stream_partition"), *os = sl_kv_get(&m->meta, "stream_offset");
+  if (!ps || !os) return 0;
+  *p = atoi(ps);
+  *off = strtoull(os, NULL, 10);
+  return *p >= 0 && *p < 1024;
+}
+
+/* Moves a position vector past m and writes its id text ("0:41,1:17" with
+ * the last offset sent per partition) into buf. */
+static void advance(uint64_t **pos, int *n, const sl_msg_t *m, char *buf, size_t cap) {
+  int p;
+  uint64_t off;
+  if (position_of(m, &p, &off)) {
+    if (p >= *n) {
+      *pos = sl_xrealloc(*pos, (size_t)(p + 1) * sizeof(uint64_t));
+      for (int k = *n; k <= p; k++) (*pos)[k] = 0;
+      *n = p + 1;
+    }
+    if (off + 1 > (*pos)[p]) (*pos)[p] = off + 1;
+  }
+  size_t at = 0;
+  buf[0] = 0;
+  for (int k = 0; k < *n && at < cap; k++)
+    at += (size_t)snprintf(buf + at, cap - at, "%s%d:%lld", k ? "," : "", k, (long long)(*pos)[k] - 1);
+}
+
+enum { ID_MAX = 256 };
+
+/* An SSE event or a WebSocket frame per message (ids: each message's id
+ * text, or NULL for first_id, first_id + 1, ...). 1: client too slow. */
+static int send_events(hout_t *o, client_t *c, const sl_batch_t *b, uint64_t first_id, char (*ids)[ID_MAX]) {
   int slow = 0;
   for (uint32_t i = 0; i < b->n; i++) {
-    int rc = send_one(o, c, first_id + i, b->msgs[i]->content, sl_kv_get(&b->msgs[i]->meta, "event"),
+    char num[24];
+    snprintf(num, sizeof num, "%llu", (unsigned long long)(first_id + i));
+    int rc = send_one(o, c, ids ? ids[i] : num, b->msgs[i]->content, sl_kv_get(&b->msgs[i]->meta, "event"),
                       o->cur_tenants ? o->cur_tenants[i] : NULL);
     if (rc < 0) return -1;
     if (rc > 0) slow = 1;
@@ -297,7 +362,9 @@ static int replay_to(hout_t *o, client_t *c, uint64_t after) {
   for (uint32_t i = 0; i < o->replay_n; i++) {
     kept_t *k = &o->replay[(o->replay_head + i) % o->replay_cap];
     if (k->id <= after) continue;
-    if (send_one(o, c, k->id, k->content, k->event, k->tenant) < 0) return -1;
+    char id[24];
+    snprintf(id, sizeof id, "%llu", (unsigned long long)k->id);
+    if (send_one(o, c, id, k->content, k->event, k->tenant) < 0) return -1;
   }
   return 0;
 }
@@ -331,7 +398,7 @@ static int deliver_one(hout_t *o, const sl_batch_t *b, uint64_t first_id) {
     unsigned k = o->rr++ % n, i = 0;
     client_t *c = o->clients;
     while (i++ < k) c = c->next;
-    int rc = send_events(o, c, b, first_id);
+    int rc = send_events(o, c, b, first_id, NULL);
     if (rc == 0) return 1;
     drop_client(o, c, rc);
     if (rc > 0) return 1;
@@ -407,6 +474,83 @@ static void on_client_gone(void *arg) {
   client_remove(c->o, c);
 }
 
+/* Is this output fed by a `stream` input (durable resume applies)? */
+static int from_stream(const hout_t *o) {
+  return !o->round_robin && o->base.stream && o->base.stream->input && sl_stream_is_input(o->base.stream->input);
+}
+
+static client_t *client_by_token(hout_t *o, uint64_t token) {
+  for (client_t *c = o->clients; c; c = c->next)
+    if (c->token == token) return c;
+  return NULL;
+}
+
+typedef struct resume_arg { hout_t *o; uint64_t token; } resume_arg_t;
+
+/* The replay is over: what came live meanwhile follows, in order. */
+static void replay_done(void *arg) {
+  resume_arg_t *a = arg;
+  client_t *c = client_by_token(a->o, a->token);
+  free(a);
+  if (!c) return;
+  c->token = 0;
+  sl_batch_t *later = c->later;
+  c->later = NULL;
+  if (!later) return;
+  char (*ids)[ID_MAX] = sl_xcalloc(later->n ? later->n : 1, sizeof(*ids));
+  for (uint32_t i = 0; i < later->n; i++) advance(&c->pos, &c->npos, later->msgs[i], ids[i], ID_MAX);
+  tenants_of(c->o, later);
+  int rc = send_events(c->o, c, later, 0, ids);
+  tenants_done(c->o, later);
+  free(ids);
+  sl_batch_free(later);
+  if (rc != 0) drop_client(c->o, c, rc);
+}
+
+/* Where live messages of partition p start for a client connecting now:
+ * past what this output sent, or, before it sent anything, where the input
+ * started (after a restart, say). */
+static uint64_t live_from(const hout_t *o, int p) {
+  return p < o->npos && o->pos[p] ? o->pos[p] : sl_stream_first(o->base.stream->input, p);
+}
+
+/* A stream-fed client's position vector starts at what it gets live. */
+static void start_positions(hout_t *o, client_t *c) {
+  int n = sl_stream_partitions(o->base.stream->input);
+  c->pos = sl_xcalloc((size_t)(n > 0 ? n : 1), sizeof(uint64_t));
+  c->npos = n > 0 ? n : 0;
+  for (int p = 0; p < c->npos; p++) c->pos[p] = live_from(o, p);
+}
+
+/* Last-Event-ID "0:41,1:17" from a client of a stream-fed output: the
+ * stream input reads the records after it again, up to what this output
+ * has sent, for this client alone; live messages wait meanwhile. */
+static void resume_from_stream(hout_t *o, client_t *c, const char *resume) {
+  start_positions(o, c);
+  int n = c->npos;
+  if (n <= 0) return;
+  uint64_t *to = sl_xcalloc((size_t)n, sizeof(uint64_t));
+  memcpy(to, c->pos, (size_t)n * sizeof(uint64_t));
+  char *copy = sl_xstrdup(resume);
+  for (char *save = NULL, *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    long long part = strtoll(t, NULL, 10), off = strtoll(strchr(t, ':') ? strchr(t, ':') + 1 : t, NULL, 10);
+    if (part >= 0 && part < n && off >= -1 && (uint64_t)(off + 1) < to[part]) c->pos[part] = (uint64_t)(off + 1);
+  }
+  free(copy);
+  c->token = ++o->tokens;
+  c->later = sl_batch_new(0);
+  resume_arg_t *a = sl_xcalloc(1, sizeof(*a));
+  *a = (resume_arg_t){o, c->token};
+  char token[24];
+  snprintf(token, sizeof token, "%llu", (unsigned long long)c->token);
+  /* The client's vector starts where it left off; replayed messages move it. */
+  uint64_t *from = sl_xcalloc((size_t)n, sizeof(uint64_t));
+  memcpy(from, c->pos, (size_t)n * sizeof(uint64_t));
+  sl_stream_replay(o->base.stream->input, from, to, n, token, replay_done, a);
+  free(from);
+  free(to);
+}
+
 static void on_sse(sl_http_req_t *r, void *arg) {
   hout_t *o = arg;
   if (!admit(o, r)) return;
@@ -437,17 +581,21 @@ static void on_sse(sl_http_req_t *r, void *arg) {
   static const char hello[] = "retry: 3000\n: connected\n\n";
   char *end = NULL;
   unsigned long long after = resume ? strtoull(resume, &end, 10) : 0;
+  int durable = resume && strchr(resume, ':') && from_stream(o);
   int bad = sl_http_stream_write(c->st, hello, sizeof hello - 1, (size_t)o->max_buffer) < 0 ||
-            (resume && end && *end == 0 && end != resume && replay_to(o, c, after) < 0);
-  free(resume);
+            (!durable && resume && end && *end == 0 && end != resume && replay_to(o, c, after) < 0);
   c->opening = 0;
   if (bad || c->gone) {
+    free(resume);
     client_end(o, c, 1001, NULL);   /* not linked yet: closes the stream and frees */
     return;
   }
   c->next = o->clients;
   o->clients = c;
   count_clients(o, 1);
+  if (durable) resume_from_stream(o, c, resume);
+  else if (from_stream(o)) start_positions(o, c);
+  free(resume);
   drain_held(o);
 }
 
@@ -514,12 +662,31 @@ static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
     o->held_tail = &h->next;
     return;
   }
+  const char *tag = b->n ? sl_kv_get(&b->msgs[0]->meta, SL_REPLAY_META) : NULL;
+  if (tag) {
+    /* A replay for one resuming client: to it alone, with its own ids. */
+    client_t *c = client_by_token(o, strtoull(tag, NULL, 10));
+    if (c) {
+      char (*ids)[ID_MAX] = sl_xcalloc(b->n, sizeof(*ids));
+      for (uint32_t i = 0; i < b->n; i++) advance(&c->pos, &c->npos, b->msgs[i], ids[i], ID_MAX);
+      tenants_of(o, b);
+      int rc = send_events(o, c, b, 0, ids);
+      free(ids);
+      tenants_done(o, b);
+      if (rc != 0) drop_client(o, c, rc);
+    }
+    cb(out, b, 0, NULL, arg);
+    return;
+  }
   uint64_t first = o->seq + 1;
   o->seq += b->n;
-  if (o->tenant) {
-    o->cur_tenants = sl_xcalloc(b->n, sizeof(char *));
-    for (uint32_t i = 0; i < b->n; i++) o->cur_tenants[i] = tenant_of(o, b->msgs[i]);
+  /* Stream-fed: ids are the stream positions after each message. */
+  char (*ids)[ID_MAX] = NULL;
+  if (b->n && from_stream(o)) {
+    ids = sl_xcalloc(b->n, sizeof(*ids));
+    for (uint32_t i = 0; i < b->n; i++) advance(&o->pos, &o->npos, b->msgs[i], ids[i], ID_MAX);
   }
+  tenants_of(o, b);
   for (waiter_t *w = take_waiters(o), *next; w; w = next) {
     next = w->next;
     if (!o->tenant) {
@@ -541,15 +708,18 @@ static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
   }
   for (client_t *c = o->clients, *next; c; c = next) {
     next = c->next;
-    int rc = send_events(o, c, b, first);
+    if (c->token) {   /* resuming: after its replay */
+      for (uint32_t i = 0; i < b->n; i++) sl_batch_push(c->later, sl_msg_clone(b->msgs[i]));
+      continue;
+    }
+    if (ids)
+      for (uint32_t i = 0; i < b->n; i++) advance(&c->pos, &c->npos, b->msgs[i], ids[i], ID_MAX);
+    int rc = send_events(o, c, b, first, ids);
     if (rc != 0) drop_client(o, c, rc);
   }
+  free(ids);
   for (uint32_t i = 0; i < b->n; i++) keep_event(o, first + i, b->msgs[i], o->cur_tenants ? o->cur_tenants[i] : NULL);
-  if (o->cur_tenants) {
-    for (uint32_t i = 0; i < b->n; i++) free(o->cur_tenants[i]);
-    free(o->cur_tenants);
-    o->cur_tenants = NULL;
-  }
+  tenants_done(o, b);
   cb(out, b, 0, NULL, arg);
 }
 
@@ -576,6 +746,7 @@ static void hout_free(uv_handle_t *h) {
   hout_t *o = h->data;
   while (o->replay_n) kept_drop_oldest(o);
   free(o->replay);
+  free(o->pos);
   free(o->path);
   free(o->sse_path);
   free(o->ws_path);

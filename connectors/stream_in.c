@@ -8,6 +8,7 @@
 #include "../core/stream.h"
 #include "../core/store.h"
 #include "../core/xalloc.h"
+#include "stream_replay.h"
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,7 @@ typedef struct sin {
   int64_t batch_size, commit_ms;
   int until_end;
   uint64_t *stop_at;          /* until_end: the end of each partition at start */
+  uint64_t *first;            /* where reading started, per partition */
   sl_sstream_t *s;
   int P;
   unsigned rr;
@@ -206,6 +208,7 @@ static int sin_start(sl_input_t *base) {
   in->head = sl_xcalloc((size_t)in->P, sizeof(*in->head));
   in->tail = sl_xcalloc((size_t)in->P, sizeof(*in->tail));
   in->stop_at = sl_xcalloc((size_t)in->P, sizeof(uint64_t));
+  in->first = sl_xcalloc((size_t)in->P, sizeof(uint64_t));
   const uint64_t *c = sl_sstream_cursor(in->s, in->kind, in->cursor);
   for (int p = 0; p < in->P; p++) {
     uint64_t lo = sl_sstream_start(in->s, p), hi = sl_sstream_end(in->s, p), at;
@@ -222,6 +225,7 @@ static int sin_start(sl_input_t *base) {
     in->pos[p] = in->commit[p] = at;
     in->saved[p] = c ? c[p] : UINT64_MAX;
     in->stop_at[p] = hi;
+    in->first[p] = at;
     in->tail[p] = &in->head[p];
   }
   uv_idle_init(base->worker->loop, &in->idle);
@@ -261,6 +265,7 @@ static void sin_free(sin_t *in) {
   free(in->commit);
   free(in->saved);
   free(in->stop_at);
+  free(in->first);
   free(in->name);
   free(in->kind);
   free(in->cursor);
@@ -287,6 +292,93 @@ static void sin_destroy(sl_input_t *base) {
 
 static const sl_input_vt vt = {sin_start, sin_resume, sin_stop, sin_destroy};
 static const sl_spec_t spec;
+
+/* ---------- replays for one consumer ---------- */
+
+typedef struct replay {
+  sin_t *in;
+  uint64_t *pos, *to;
+  int n, p;
+  char *token;
+  void (*done)(void *arg);
+  void *arg;
+} replay_t;
+
+static void replay_next(replay_t *r);
+
+static void replay_acked(sl_txn_t *t, int status, const char *err, void *arg) {
+  (void)t;
+  (void)status;
+  (void)err;   /* a replayed batch that fails is not retried: the client asks again */
+  replay_next(arg);
+}
+
+typedef struct rfill { sl_batch_t *b; int p; const char *token; } rfill_t;
+
+static int replay_msg(const sl_record_t *r, void *arg) {
+  rfill_t *f = arg;
+  fill_t plain = {f->b, f->p};
+  to_msg(r, &plain);
+  sl_msg_t *m = f->b->msgs[f->b->n - 1];
+  sl_kv_set(&m->meta, SL_REPLAY_META, f->token, strlen(f->token));
+  return 0;
+}
+
+/* Emits the next batch of the replay (the previous one has completed), or
+ * ends it. */
+static void replay_next(replay_t *r) {
+  sin_t *in = r->in;
+  while (r->p < r->n && !in->stopped && in->s && !sl_sstream_deleted(in->s)) {
+    int p = r->p;
+    if (r->pos[p] >= r->to[p]) {
+      r->p++;
+      continue;
+    }
+    uint64_t want = r->to[p] - r->pos[p];
+    if (want > (uint64_t)in->batch_size) want = (uint64_t)in->batch_size;
+    rfill_t f = {sl_batch_new((uint32_t)want), p, r->token};
+    char *err = NULL;
+    int64_t got = sl_sstream_read(in->s, p, r->pos[p], (size_t)want, 4 << 20, replay_msg, &f, &err);
+    if (got <= 0) {
+      if (got < 0) sl_logf(SL_LOG_WARN, sname(in), in->base.label, "replay stopped: %s", err);
+      free(err);
+      sl_batch_free(f.b);
+      r->p++;
+      continue;
+    }
+    r->pos[p] += (uint64_t)got;
+    sl_input_emit(&in->base, f.b, replay_acked, r);
+    return;
+  }
+  r->done(r->arg);
+  free(r->pos);
+  free(r->to);
+  free(r->token);
+  free(r);
+}
+
+int sl_stream_is_input(const sl_input_t *in) { return in->spec == &spec; }
+int sl_stream_partitions(const sl_input_t *in) { return ((const sin_t *)in)->P; }
+uint64_t sl_stream_first(const sl_input_t *in, int p) { return ((const sin_t *)in)->first[p]; }
+
+void sl_stream_replay(sl_input_t *base, const uint64_t *from, const uint64_t *to, int n, const char *token,
+                      void (*done)(void *arg), void *arg) {
+  sin_t *in = (sin_t *)base;
+  replay_t *r = sl_xcalloc(1, sizeof(*r));
+  r->in = in;
+  r->n = n < in->P ? n : in->P;
+  r->pos = sl_xcalloc((size_t)(r->n ? r->n : 1), sizeof(uint64_t));
+  r->to = sl_xcalloc((size_t)(r->n ? r->n : 1), sizeof(uint64_t));
+  for (int p = 0; p < r->n; p++) {
+    uint64_t lo = sl_sstream_start(in->s, p);
+    r->pos[p] = from[p] < lo ? lo : from[p];
+    r->to[p] = to[p];
+  }
+  r->token = sl_xstrdup(token);
+  r->done = done;
+  r->arg = arg;
+  replay_next(r);
+}
 
 static void *sin_create(sl_build_t *b, const sl_cnode_t *conf) {
   sin_t *in = sl_xcalloc(1, sizeof(*in));

@@ -351,6 +351,37 @@ describe("stream store durability", function()
 end)
 
 describe("stream connectors", function()
+  it("lets an http_server output's SSE client resume from the stream after Last-Event-ID, across a restart", function()
+    local yaml = [[
+http: {address: 127.0.0.1:$PORT}
+store: {data_dir: ./data}
+input: {stream: {name: feed, group: sse}}
+pipeline:
+  processors:
+    - lua: 'if this.n % 5 == 0 then return deleted() end'
+output: {http_server: {path: "", sse_path: /live}}
+]]
+    local srv = h.serve(yaml)
+    local sse = io.popen("curl -s -N -m 1.5 " .. srv.url .. "/live")
+    os.execute("sleep 0.3")
+    for _, n in ipairs({1, 2, 3, 4, 5, 6}) do post(srv, "/stream/feed/publish", {data = {n = n}}) end
+    local first = sse:read("a")
+    sse:close()
+    local ids = {}
+    for id in first:gmatch("id: ([%d:,%-]+)") do ids[#ids + 1] = id end
+    assert.are.same({"0:0", "0:1", "0:2", "0:3", "0:5"}, ids)   -- offsets; n = 5 (offset 4) filtered out
+    for _, n in ipairs({7, 8, 9}) do post(srv, "/stream/feed/publish", {data = {n = n}}) end
+    srv.stop(true)
+    srv = h.serve(yaml, {dir = srv.dir, port = srv.port})
+    for _, n in ipairs({10, 11}) do post(srv, "/stream/feed/publish", {data = {n = n}}) end
+    -- resuming after 0:1 gives every later event once, in order, through the processors
+    local _, again = h.sh("curl -s -N -m 1.5 -H 'Last-Event-ID: 0:1' " .. srv.url .. "/live")
+    srv.stop()
+    local ns = {}
+    for d in again:gmatch("data: ([^\n]+)") do ns[#ns + 1] = json.decode(d).n end
+    assert.are.same({3, 4, 6, 7, 8, 9, 11}, ns)
+  end)
+
   it("replays what a stream holds with until_end, then exits after committing", function()
     local d = h.tmpdir()
     local w = "store: {data_dir: " .. d .. "/data, api: false}\n" ..
