@@ -134,6 +134,9 @@ void sl_input_destroy(sl_input_t *in);
 void sl_processor_destroy(sl_processor_t *p);
 void sl_output_destroy(sl_output_t *o);
 
+/* The output lost its destination (or found it again): reported by readiness. */
+void sl_output_set_connected(sl_output_t *o, int connected, const char *why);
+
 /* Resolve a path relative to the config file's directory (caller frees). */
 char *sl_build_path(const sl_build_t *b, const char *p);
 

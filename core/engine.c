@@ -126,7 +126,8 @@ char *sl_engine_not_ready_json(const sl_engine_t *e) {
   FILE *f = NULL;
   for (int i = 0; e && i < e->nstreams; i++) {
     const sl_stream_t *s = e->streams[i];
-    if (!s->not_ready && !s->stopping) continue;
+    const char *why = s->not_ready ? s->not_ready : s->out_not_ready;
+    if (!why && !s->stopping) continue;
     if (!f) {
       f = open_memstream(&out, &len);
       fputc('{', f);
@@ -134,7 +135,7 @@ char *sl_engine_not_ready_json(const sl_engine_t *e) {
       fputc(',', f);
     }
     fprintf(f, "\"%s\":\"", s->name);
-    for (const char *p = s->not_ready ? s->not_ready : "stopping"; *p; p++) {
+    for (const char *p = why ? why : "stopping"; *p; p++) {
       if (*p == '"' || *p == '\\') fputc('\\', f);
       if ((unsigned char)*p >= 0x20) fputc(*p, f);
     }

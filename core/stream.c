@@ -135,6 +135,13 @@ void sl_input_set_connected(sl_input_t *in, int connected, const char *why) {
   s->not_ready = connected ? NULL : sl_xstrdup(why ? why : "input not connected");
 }
 
+void sl_output_set_connected(sl_output_t *o, int connected, const char *why) {
+  sl_stream_t *s = o->stream;
+  if (!s) return;
+  free(s->out_not_ready);
+  s->out_not_ready = connected ? NULL : sl_xstrdup(why ? why : "output not connected");
+}
+
 /* ---- outputs with retries ---- */
 
 typedef struct retry_req {
@@ -346,6 +353,7 @@ void sl_stream_free(sl_stream_t *s) {
   sl_output_destroy(s->output);
   free(s->name);
   free(s->not_ready);
+  free(s->out_not_ready);
   sl_ctx_unref(s->ctx);
   if (si->started) uv_close((uv_handle_t *)&si->kick, stream_mem_free);
   else free(si);

@@ -24,7 +24,8 @@ struct sl_stream {
   void (*on_done)(sl_stream_t *s, void *arg);
   void *on_done_arg;
   int64_t pending_writes;
-  char *not_ready;            /* reason the stream is not connected, or NULL */
+  char *not_ready;            /* reason the input is not connected, or NULL */
+  char *out_not_ready;        /* reason the output is not connected, or NULL */
   int64_t *m_received, *m_sent, *m_error;   /* Benthos-named metrics of its input and output */
   sl_ctx_t *ctx;              /* ref: a request-scoped instance's context, given to
                                  every message its input emits without one */

@@ -1,0 +1,399 @@
+/* `kafka` input: a librdkafka consumer group member. Messages become batches
+ * (one partition per batch); offsets are stored in order per partition, only
+ * once the transactions carrying them are acknowledged, and committed every
+ * `commit_period` and on revocation; at most `checkpoint_limit` messages per
+ * partition are in flight. A rebalance commits what is acknowledged and
+ * forgets what is in flight (the next owner reads it again): at-least-once. */
+#include "kafka_common.h"
+#include "../core/log.h"
+#include "../core/stream.h"
+#include "../core/xalloc.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const starts[] = {"earliest", "latest", NULL};
+
+static const sl_field_t batching_fields[] = {
+  {"count", SL_F_INT, "64", 0, "Messages per batch at most (one partition per batch).", NULL, NULL},
+  {0}};
+
+static const sl_field_t fields[] = {
+  SL_KAFKA_COMMON_FIELDS,
+  {"topics", SL_F_STRLIST, "[]", 0, "Topics to consume.", NULL, NULL},
+  {"regexp_topics", SL_F_STRLIST, "[]", 0, "Topic patterns (POSIX regular expressions, as `^events-.*`).", NULL, NULL},
+  {"consumer_group", SL_F_STRING, NULL, SL_REQUIRED,
+   "Consumer group; may use the request context (`${ctx.query.user}`, `$tyk_context.request_data_user`) in a "
+   "request-scoped stream.", NULL, NULL},
+  {"start_offset", SL_F_ENUM, "earliest", 0, "Where a group without committed offsets starts.", starts, NULL},
+  {"checkpoint_limit", SL_F_INT, "1024", 0, "Messages of one partition in flight at most.", NULL, NULL},
+  {"commit_period", SL_F_DURATION, "1s", 0, "How often acknowledged offsets are committed.", NULL, NULL},
+  {"batching", SL_F_OBJECT, NULL, 0, "How messages are grouped into transactions.", NULL, batching_fields},
+  {0}};
+
+typedef struct flight {      /* a batch of one partition, until acknowledged */
+  struct flight *next;
+  struct part *pt;
+  int64_t next_offset;       /* to store once it and those before are acked */
+  uint32_t n;
+  int acked;
+} flight_t;
+
+typedef struct part {
+  struct part *next;
+  char *topic;
+  int32_t partition;
+  flight_t *head, **tail;
+  int64_t in_flight;         /* messages */
+  int paused;
+} part_t;
+
+typedef struct kin {
+  sl_input_t base;
+  rd_kafka_conf_t *conf;
+  rd_kafka_t *rk;
+  rd_kafka_queue_t *q;
+  sl_kafka_wake_t *wake;
+  rd_kafka_topic_partition_list_t *subs;
+  int64_t batch_count, checkpoint_limit, commit_ms;
+  part_t *parts;
+  uv_timer_t commit_timer;
+  int timer_init, stopped, closed;
+  sl_batch_t *pending;       /* the batch being filled, of pending_pt */
+  part_t *pending_pt;
+} kin_t;
+
+static const char *sname(kin_t *in) { return in->base.stream ? in->base.stream->name : NULL; }
+
+static part_t *part_of(kin_t *in, const char *topic, int32_t p) {
+  for (part_t *x = in->parts; x; x = x->next)
+    if (x->partition == p && !strcmp(x->topic, topic)) return x;
+  part_t *x = sl_xcalloc(1, sizeof(*x));
+  x->topic = sl_xstrdup(topic);
+  x->partition = p;
+  x->tail = &x->head;
+  x->next = in->parts;
+  in->parts = x;
+  return x;
+}
+
+/* Forgets what is in flight everywhere: at a rebalance their acks will
+ * store nothing (free_now 0); at the end no ack is left to come (1). */
+static void forget_flights(kin_t *in, int free_now) {
+  for (part_t *x = in->parts; x; x = x->next) {
+    for (flight_t *f = x->head, *n; f; f = n) {
+      n = f->next;
+      if (free_now) free(f);
+      else f->pt = NULL;
+    }
+    x->head = NULL;
+    x->tail = &x->head;
+    x->in_flight = 0;
+    x->paused = 0;
+  }
+}
+
+static void commit(kin_t *in, int async) {
+  if (!in->rk || in->closed) return;
+  rd_kafka_resp_err_t e = rd_kafka_commit(in->rk, NULL, async);
+  if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
+    sl_logf(SL_LOG_WARN, sname(in), in->base.label, "kafka: commit: %s", rd_kafka_err2str(e));
+}
+
+static void on_commit_timer(uv_timer_t *t) { commit(t->data, 1); }
+
+static void pump(kin_t *in);
+
+static void handle_ack(kin_t *in, part_t *x);
+
+typedef struct ack { kin_t *in; flight_t *f; } ack_t;
+
+static void on_txn(sl_txn_t *t, int status, const char *err, void *arg) {
+  (void)t;
+  (void)err;
+  ack_t *a = arg;
+  kin_t *in = a->in;
+  flight_t *f = a->f;
+  free(a);
+  if (!f->pt) {   /* its partition was revoked meanwhile: the next owner reads it */
+    free(f);
+    return;
+  }
+  /* A failure comes only at shutdown (the stream re-sends until then): it
+   * is not stored, so the group reads it again. */
+  f->acked = status == 0 ? 1 : -1;
+  handle_ack(in, f->pt);
+}
+
+/* Stores the offsets of the acknowledged prefix of f's partition. */
+static void handle_ack(kin_t *in, part_t *x) {
+  int64_t store = -1;
+  while (x->head && x->head->acked == 1) {
+    flight_t *h = x->head;
+    store = h->next_offset;
+    x->in_flight -= h->n;
+    x->head = h->next;
+    if (!x->head) x->tail = &x->head;
+    free(h);
+  }
+  if (store >= 0 && in->rk && !in->closed) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, x->topic, x->partition)->offset = store;
+    rd_kafka_offsets_store(in->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+  }
+  if (x->paused && x->in_flight < in->checkpoint_limit) {
+    x->paused = 0;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, x->topic, x->partition);
+    rd_kafka_resume_partitions(in->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+  }
+  pump(in);
+}
+
+static void emit_pending(kin_t *in) {
+  if (!in->pending) return;
+  part_t *x = in->pending_pt;
+  sl_batch_t *b = in->pending;
+  in->pending = NULL;
+  in->pending_pt = NULL;
+  flight_t *f = sl_xcalloc(1, sizeof(*f));
+  f->pt = x;
+  f->n = b->n;
+  const char *off = sl_kv_get(&b->msgs[b->n - 1]->meta, "kafka_offset");
+  f->next_offset = strtoll(off, NULL, 10) + 1;
+  *x->tail = f;
+  x->tail = &f->next;
+  x->in_flight += b->n;
+  if (x->in_flight >= in->checkpoint_limit && !x->paused) {
+    x->paused = 1;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, x->topic, x->partition);
+    rd_kafka_pause_partitions(in->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+  }
+  ack_t *a = sl_xcalloc(1, sizeof(*a));
+  *a = (ack_t){in, f};
+  sl_input_emit_retry(&in->base, b, on_txn, a);
+}
+
+static sl_msg_t *to_msg(const rd_kafka_message_t *m) {
+  sl_msg_t *msg = sl_msg_new(m->payload ? m->payload : "", m->len);
+  char num[32];
+  const char *topic = rd_kafka_topic_name(m->rkt);
+  sl_kv_set(&msg->meta, "kafka_topic", topic, strlen(topic));
+  int n = snprintf(num, sizeof num, "%d", (int)m->partition);
+  sl_kv_set(&msg->meta, "kafka_partition", num, (size_t)n);
+  n = snprintf(num, sizeof num, "%lld", (long long)m->offset);
+  sl_kv_set(&msg->meta, "kafka_offset", num, (size_t)n);
+  rd_kafka_timestamp_type_t tt;
+  int64_t ts = rd_kafka_message_timestamp(m, &tt);
+  if (ts >= 0) {
+    n = snprintf(num, sizeof num, "%lld", (long long)(ts / 1000));
+    sl_kv_set(&msg->meta, "kafka_timestamp_unix", num, (size_t)n);
+    n = snprintf(num, sizeof num, "%lld", (long long)ts);
+    sl_kv_set(&msg->meta, "kafka_timestamp_ms", num, (size_t)n);
+  }
+  if (m->key) sl_kv_set(&msg->meta, "kafka_key", m->key, m->key_len);
+  rd_kafka_headers_t *hs = NULL;
+  if (rd_kafka_message_headers(m, &hs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    const char *name;
+    const void *val;
+    size_t vl;
+    for (size_t i = 0; rd_kafka_header_get_all(hs, i, &name, &val, &vl) == RD_KAFKA_RESP_ERR_NO_ERROR; i++)
+      sl_kv_set(&msg->meta, name, val ? val : "", val ? vl : 0);
+  }
+  msg->seq = (uint64_t)m->offset;
+  return msg;
+}
+
+/* Takes messages from the consumer queue while the stream has room. */
+static void pump(kin_t *in) {
+  if (!in->rk || in->stopped) return;
+  for (int k = 0; k < 4096; k++) {
+    if (!in->pending && !sl_input_ready(&in->base)) return;   /* resumed by the stream */
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(in->rk, 0);
+    if (!m) break;
+    if (m->err) {
+      if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        sl_logf(SL_LOG_WARN, sname(in), in->base.label, "kafka: %s", rd_kafka_message_errstr(m));
+      rd_kafka_message_destroy(m);
+      continue;
+    }
+    sl_input_set_connected(&in->base, 1, NULL);
+    part_t *x = part_of(in, rd_kafka_topic_name(m->rkt), m->partition);
+    if (in->pending && in->pending_pt != x) emit_pending(in);
+    if (!in->pending) {
+      in->pending = sl_batch_new((uint32_t)in->batch_count);
+      in->pending_pt = x;
+    }
+    sl_batch_push(in->pending, to_msg(m));
+    rd_kafka_message_destroy(m);
+    if (in->pending->n >= (uint32_t)in->batch_count) emit_pending(in);
+  }
+  emit_pending(in);
+}
+
+static void serve(void *arg) { pump(arg); }
+
+/* Runs inside rd_kafka_consumer_poll, on the loop. */
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+                         void *opaque) {
+  kin_t *in = opaque;
+  int cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    sl_logf(SL_LOG_INFO, sname(in), in->base.label, "kafka: assigned %d partition(s)", parts->cnt);
+    sl_input_set_connected(&in->base, 1, NULL);
+    if (cooperative) rd_kafka_incremental_assign(rk, parts);
+    else rd_kafka_assign(rk, parts);
+    return;
+  }
+  /* Revoked: what is acknowledged is committed now; what is in flight
+   * belongs to the next owner, which reads it again. */
+  if (in->pending) {
+    sl_batch_free(in->pending);   /* never emitted: nothing acks it */
+    in->pending = NULL;
+    in->pending_pt = NULL;
+  }
+  rd_kafka_commit(rk, NULL, 0);
+  forget_flights(in, 0);
+  if (cooperative) rd_kafka_incremental_unassign(rk, parts);
+  else rd_kafka_assign(rk, NULL);
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+  (void)rk;
+  kin_t *in = opaque;
+  sl_logf(SL_LOG_WARN, sname(in), in->base.label, "kafka: %s", reason);
+  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) sl_input_set_connected(&in->base, 0, reason);
+}
+
+static int kin_start(sl_input_t *base) {
+  kin_t *in = (kin_t *)base;
+  rd_kafka_conf_set_opaque(in->conf, in);
+  rd_kafka_conf_set_rebalance_cb(in->conf, on_rebalance);
+  rd_kafka_conf_set_error_cb(in->conf, on_error);
+  char err[512];
+  in->rk = rd_kafka_new(RD_KAFKA_CONSUMER, in->conf, err, sizeof err);
+  if (!in->rk) {
+    sl_logf(SL_LOG_ERROR, sname(in), base->label, "kafka: %s", err);
+    return -1;
+  }
+  in->conf = NULL;
+  rd_kafka_poll_set_consumer(in->rk);   /* callbacks and logs come out of consumer_poll */
+  rd_kafka_set_log_queue(in->rk, NULL);
+  in->q = rd_kafka_queue_get_consumer(in->rk);
+  in->wake = sl_kafka_wake_new(base->worker->loop, in->q, serve, in);
+  sl_input_set_connected(base, 0, "kafka: waiting for the group to assign partitions");
+  rd_kafka_resp_err_t e = rd_kafka_subscribe(in->rk, in->subs);
+  if (e) {
+    sl_logf(SL_LOG_ERROR, sname(in), base->label, "kafka: subscribe: %s", rd_kafka_err2str(e));
+    return -1;
+  }
+  uv_timer_init(base->worker->loop, &in->commit_timer);
+  in->commit_timer.data = in;
+  in->timer_init = 1;
+  uv_timer_start(&in->commit_timer, on_commit_timer, (uint64_t)in->commit_ms, (uint64_t)in->commit_ms);
+  pump(in);
+  return 0;
+}
+
+static void kin_resume(sl_input_t *base) { pump((kin_t *)base); }
+
+static void kin_stop(sl_input_t *base) {
+  kin_t *in = (kin_t *)base;
+  in->stopped = 1;
+  if (in->timer_init) uv_timer_stop(&in->commit_timer);
+  if (in->pending) {
+    sl_batch_free(in->pending);
+    in->pending = NULL;
+  }
+}
+
+static void timer_closed(uv_handle_t *h) { free(h->data); }
+
+static void kin_destroy(sl_input_t *base) {
+  kin_t *in = (kin_t *)base;
+  kin_stop(base);
+  if (in->rk) {
+    commit(in, 0);   /* every transaction has completed: the final commit */
+    in->closed = 1;
+    sl_kafka_wake_close(in->wake, in->q);
+    rd_kafka_consumer_close(in->rk);   /* leaves the group (bounded by librdkafka's timeouts) */
+    rd_kafka_queue_destroy(in->q);
+    rd_kafka_destroy(in->rk);
+  }
+  if (in->conf) rd_kafka_conf_destroy(in->conf);
+  if (in->subs) rd_kafka_topic_partition_list_destroy(in->subs);
+  forget_flights(in, 1);
+  for (part_t *x = in->parts, *n; x; x = n) {
+    n = x->next;
+    free(x->topic);
+    free(x);
+  }
+  if (in->timer_init) uv_close((uv_handle_t *)&in->commit_timer, timer_closed);
+  else free(in);
+}
+
+static const sl_input_vt vt = {kin_start, kin_resume, kin_stop, kin_destroy};
+static const sl_spec_t spec;
+
+static void *kin_create(sl_build_t *b, const sl_cnode_t *conf) {
+  kin_t *in = sl_xcalloc(1, sizeof(*in));
+  sl_component_init_input(&in->base, &vt, &spec, b);
+  in->batch_count = sl_conf_int(sl_cnode_get(conf, "batching"), "count", 64);
+  in->checkpoint_limit = sl_conf_int(conf, "checkpoint_limit", 1024);
+  in->commit_ms = sl_conf_duration_ms(conf, "commit_period", 1000);
+  if (in->batch_count < 1) in->batch_count = 1;
+  if (in->checkpoint_limit < in->batch_count) in->checkpoint_limit = in->batch_count;
+  if (in->commit_ms < 1) in->commit_ms = 1;
+  const char *defaults[] = {
+    "group.id", sl_conf_str(conf, "consumer_group", ""),
+    "auto.offset.reset", sl_conf_str(conf, "start_offset", "earliest"),
+    "enable.auto.commit", "false",
+    "enable.auto.offset.store", "false",
+    "enable.partition.eof", "false",
+    NULL};
+  in->conf = sl_kafka_conf(b, conf, defaults);
+  in->subs = rd_kafka_topic_partition_list_new(4);
+  const char *keys[] = {"topics", "regexp_topics"};
+  for (int k = 0; k < 2; k++) {
+    const sl_cnode_t *l = sl_cnode_get(conf, keys[k]);
+    for (uint32_t i = 0; l && l->type == SL_CN_SEQ && i < l->n; i++) {
+      /* librdkafka takes a leading '^' as "this is a pattern". */
+      char *t = k && l->items[i]->str[0] != '^' ? sl_xasprintf("^%s", l->items[i]->str) : sl_xstrdup(l->items[i]->str);
+      rd_kafka_topic_partition_list_add(in->subs, t, RD_KAFKA_PARTITION_UA);
+      free(t);
+    }
+  }
+  if (in->subs->cnt == 0) sl_diag_add(b->diags, conf, "topics", "name at least one topic in `topics` or `regexp_topics`");
+  if (!in->conf || in->subs->cnt == 0) {
+    kin_destroy(&in->base);
+    return NULL;
+  }
+  return in;
+}
+
+static const sl_spec_t spec = {
+  .name = "kafka",
+  .kind = SL_KIND_INPUT,
+  .summary = "Consumes Kafka topics as a consumer group member (librdkafka), committing only what is acknowledged.",
+  .desc =
+    "Each message's value is the content; `kafka_key`, `kafka_topic`, `kafka_partition`, "
+    "`kafka_offset`, `kafka_timestamp_unix` (`_ms`) and its headers become metadata. Offsets "
+    "are committed per partition in order, only for acknowledged transactions (a failed "
+    "delivery is re-sent by the stream), every `commit_period`, on a rebalance and at "
+    "shutdown. With `checkpoint_limit` messages of a partition in flight the partition is "
+    "paused until acks come back. Until the group assigns partitions (or while the brokers "
+    "cannot be reached) the stream reports not ready on `/ready`.",
+  .fields = fields,
+  .example =
+    "input:\n"
+    "  kafka:\n"
+    "    addresses: [localhost:9092]\n"
+    "    topics: [completed]\n"
+    "    consumer_group: results\n",
+  .create = kin_create,
+};
+SL_REGISTER(spec)

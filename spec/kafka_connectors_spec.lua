@@ -1,0 +1,51 @@
+-- The kafka input and output without a broker: configuration checked by
+-- librdkafka at lint, and readiness while the brokers cannot be reached.
+-- (With a real broker: spec/kafka_spec.lua.)
+local h = require("spec.helpers")
+local json = h.json
+
+describe("kafka connectors", function()
+  it("check librdkafka properties at lint with librdkafka's own words and the file position", function()
+    local r = h.run_config([[
+input:
+  kafka:
+    addresses: [localhost:9092]
+    topics: [t]
+    consumer_group: g
+    librdkafka: {no.such.property: "1"}
+output:
+  kafka:
+    addresses: [localhost:9092]
+    topic: out
+    librdkafka: {compression.type: "bogus"}
+]], {cmd = "lint"})
+    assert.are.equal(1, r.code)
+    assert.matches(":6:%d+: no%.such%.property: librdkafka: No such configuration property", r.stderr)
+    assert.matches(":11:%d+: compression%.type: librdkafka: .*bogus", r.stderr)
+  end)
+
+  it("needs at least one topic", function()
+    local r = h.run_config("input:\n  kafka: {addresses: [x:1], consumer_group: g}\noutput:\n  drop: {}\n", {cmd = "lint"})
+    assert.are.equal(1, r.code)
+    assert.matches("name at least one topic", r.stderr)
+  end)
+
+  it("reports not ready on /ready while the brokers cannot be reached, and still stops cleanly", function()
+    local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT}
+input:
+  kafka: {addresses: [127.0.0.1:1], topics: [t], consumer_group: g}
+output: {drop: {}}
+]])
+    local ready
+    for _ = 1, 40 do
+      local _, out = h.sh("curl -s -m 2 " .. srv.url .. "/ready")
+      ready = json.decode(out)
+      if ready.streams and ready.streams.main:match("brokers are down") then break end
+      os.execute("sleep 0.1")
+    end
+    assert.are.equal(0, srv.stop())
+    assert.is_false(ready.ready)
+    assert.matches("brokers are down", ready.streams.main)
+  end)
+end)
