@@ -144,7 +144,7 @@ static void kout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
     }
     rd_kafka_resp_err_t e = rd_kafka_producev(
       o->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE(m->content->data, m->content->len),
-      RD_KAFKA_V_KEY(*key ? key : NULL, strlen(key)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+      RD_KAFKA_V_KEY((*key ? key : NULL), strlen(key)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
       RD_KAFKA_V_HEADERS(hs), RD_KAFKA_V_OPAQUE(w), RD_KAFKA_V_END);
     free(topic);
     free(key);
