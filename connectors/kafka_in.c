@@ -58,6 +58,7 @@ typedef struct kin {
   int64_t batch_count, checkpoint_limit, commit_ms;
   part_t *parts;
   uv_timer_t commit_timer;
+  uv_idle_t more;            /* the queue still holds messages after a turn */
   int timer_init, stopped, closed;
   sl_batch_t *pending;       /* the batch being filled, of pending_pt */
   part_t *pending_pt;
@@ -208,11 +209,23 @@ static sl_msg_t *to_msg(const rd_kafka_message_t *m) {
   return msg;
 }
 
-/* Takes messages from the consumer queue while the stream has room. */
+static void on_more(uv_idle_t *h) {
+  uv_idle_stop(h);
+  pump(h->data);
+}
+
+/* Takes messages from the consumer queue while the stream has room, a turn
+ * at a time: the queue wakes us only when it turns non-empty, so a turn that
+ * stops with messages left asks the loop for another. */
 static void pump(kin_t *in) {
   if (!in->rk || in->stopped) return;
-  for (int k = 0; k < 4096; k++) {
+  for (int k = 0;; k++) {
     if (!in->pending && !sl_input_ready(&in->base)) return;   /* resumed by the stream */
+    if (k == 4096) {
+      emit_pending(in);
+      uv_idle_start(&in->more, on_more);
+      return;
+    }
     rd_kafka_message_t *m = rd_kafka_consumer_poll(in->rk, 0);
     if (!m) break;
     if (m->err) {
@@ -292,7 +305,8 @@ static int kin_start(sl_input_t *base) {
     return -1;
   }
   uv_timer_init(base->worker->loop, &in->commit_timer);
-  in->commit_timer.data = in;
+  uv_idle_init(base->worker->loop, &in->more);
+  in->commit_timer.data = in->more.data = in;
   in->timer_init = 1;
   uv_timer_start(&in->commit_timer, on_commit_timer, (uint64_t)in->commit_ms, (uint64_t)in->commit_ms);
   pump(in);
@@ -304,14 +318,21 @@ static void kin_resume(sl_input_t *base) { pump((kin_t *)base); }
 static void kin_stop(sl_input_t *base) {
   kin_t *in = (kin_t *)base;
   in->stopped = 1;
-  if (in->timer_init) uv_timer_stop(&in->commit_timer);
+  if (in->timer_init) {
+    uv_timer_stop(&in->commit_timer);
+    uv_idle_stop(&in->more);
+  }
   if (in->pending) {
     sl_batch_free(in->pending);
     in->pending = NULL;
   }
 }
 
-static void timer_closed(uv_handle_t *h) { free(h->data); }
+static void timer_closed(uv_handle_t *h) {
+  kin_t *in = h->data;
+  if (h == (uv_handle_t *)&in->commit_timer) uv_close((uv_handle_t *)&in->more, timer_closed);
+  else free(in);
+}
 
 static void kin_destroy(sl_input_t *base) {
   kin_t *in = (kin_t *)base;
@@ -354,6 +375,10 @@ static void *kin_create(sl_build_t *b, const sl_cnode_t *conf) {
     "enable.auto.commit", "false",
     "enable.auto.offset.store", "false",
     "enable.partition.eof", "false",
+    /* librdkafka 2.0 stops fetching for a second whenever its local queue
+     * holds queued.min.messages (100,000); memory stays bounded by
+     * queued.max.messages.kbytes (64 MiB) either way. */
+    "queued.min.messages", "1000000",
     NULL};
   in->conf = sl_kafka_conf(b, conf, defaults);
   in->subs = rd_kafka_topic_partition_list_new(4);
