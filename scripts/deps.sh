@@ -5,7 +5,8 @@ set -eu
 PKGS="build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
 libluajit2-5.1-dev luajit2 libuv1-dev node-llhttp librdkafka-dev libyaml-dev
 lua-busted lua-cjson libssl-dev libwslay-dev libjwt-dev libyajl-dev
-libjansson-dev jq curl openssl python3 python3-websockets python3-prometheus-client chromium nginx-light redis-server wrk hyperfine time"
+libjansson-dev jq curl openssl python3 python3-websockets python3-prometheus-client chromium nginx-light redis-server wrk hyperfine time
+openjdk-17-jre-headless maven kcat"
 
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 
@@ -25,6 +26,10 @@ if [ -n "$missing" ]; then
   # Debian starts nginx and redis on install; the benchmarks run their own.
   $SUDO systemctl disable --now nginx redis-server >/dev/null 2>&1 || true
 fi
+
+# The Kafka broker that the Kafka specs start: its jars from Maven Central,
+# cached outside the tree (scripts/kafka.sh fetch says nothing when they are there).
+"$(dirname "$0")/kafka.sh" fetch
 
 # The specs' npm clients (ws, eventsource, playwright-core), from the npm
 # registry at the versions package-lock.json pins.
