@@ -1,0 +1,81 @@
+#!/bin/bash
+# Kafka throughput beside librdkafka used directly (kcat), same broker, same
+# run: produce N messages of SIZE bytes (sluice: generate → kafka output;
+# kcat -P from a file, both acks=all + idempotence), then consume them all
+# (sluice: kafka input → drop, timed from start until /metrics counts N;
+# kcat -G as a consumer group member, timed from start to its exit).
+# The broker is a single-node KRaft Kafka started by scripts/kafka.sh.
+# Usage: bench/kafka.sh   (N=500000 SIZES="100 1024" RUNS=3 by default)
+set -eu
+cd "$(dirname "$0")/.."
+BIN=${SLUICE_BIN:-build/sluice}
+N=${N:-500000}
+SIZES=${SIZES:-100 1024}
+RUNS=${RUNS:-3}
+KPORT=${KPORT:-19392}
+HPORT=${HPORT:-18393}
+WORK=$(mktemp -d)
+trap 'scripts/kafka.sh stop "$WORK/kafka" >/dev/null 2>&1 || true; kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
+mkdir -p "$WORK/kafka"
+scripts/kafka.sh start "$WORK/kafka" "$KPORT" >&2
+B=127.0.0.1:$KPORT
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+now() { date +%s.%N; }
+rate() { echo "$N $1 $2" | awk '{printf "%d\n", $1 / ($3 - $2)}'; }
+
+produce_sluice() { # $1 size, $2 topic
+  cat > "$WORK/p.yaml" <<YAML
+input: {generate: {count: $N, interval: 0, batch_size: 1024, mapping: 'return string.rep("x", $1)'}}
+max_in_flight: 64
+output: {kafka: {addresses: [$B], topic: $2, metadata_headers: false}}
+YAML
+  s=$(now); "$BIN" run --log-level warn "$WORK/p.yaml"; e=$(now); rate "$s" "$e"
+}
+
+produce_kcat() { # $1 size, $2 topic
+  [ -f "$WORK/data-$1" ] || awk -v n="$N" -v s="$1" 'BEGIN {l = sprintf("%" s "s", ""); gsub(/ /, "x", l); for (i = 0; i < n; i++) print l}' > "$WORK/data-$1"
+  s=$(now)
+  kcat -P -b "$B" -t "$2" -X acks=all -X enable.idempotence=true -X linger.ms=5 -l "$WORK/data-$1"
+  e=$(now); rate "$s" "$e"
+}
+
+consume_sluice() { # $1 topic
+  cat > "$WORK/c.yaml" <<YAML
+http: {address: 127.0.0.1:$HPORT}
+input: {kafka: {addresses: [$B], topics: [$1], consumer_group: bench-$RANDOM$RANDOM, batching: {count: 1024}, checkpoint_limit: 65536}}
+max_in_flight: 64
+output: {drop: {}}
+YAML
+  s=$(now)
+  "$BIN" run --log-level warn "$WORK/c.yaml" & pid=$!
+  for _ in $(seq 1 1200); do
+    got=$(curl -s "127.0.0.1:$HPORT/metrics" 2>/dev/null | awk '/^input_received/ {print $2}')
+    [ "${got:-0}" -ge "$N" ] && break
+    sleep 0.05
+  done
+  e=$(now)
+  kill $pid; wait $pid 2>/dev/null || true
+  rate "$s" "$e"
+}
+
+consume_kcat() { # $1 topic: as a group member too, so both pay for joining
+  s=$(now)
+  kcat -b "$B" -G "kbench-$RANDOM$RANDOM" -X auto.offset.reset=earliest -e -q -c "$N" "$1" > /dev/null
+  e=$(now); rate "$s" "$e"
+}
+
+echo "| message size | sluice generate → kafka | kcat -P | ratio | sluice kafka → drop | kcat -C | ratio |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+for size in $SIZES; do
+  ps=(); pk=(); cs=(); ck=()
+  for r in $(seq "$RUNS"); do
+    ps+=("$(produce_sluice "$size" "s-$size-$r")")
+    pk+=("$(produce_kcat "$size" "k-$size-$r")")
+    cs+=("$(consume_sluice "s-$size-$r")")
+    ck+=("$(consume_kcat "k-$size-$r")")
+  done
+  a=$(printf '%s\n' "${ps[@]}" | median); b=$(printf '%s\n' "${pk[@]}" | median)
+  c=$(printf '%s\n' "${cs[@]}" | median); d=$(printf '%s\n' "${ck[@]}" | median)
+  echo "| $size B | $a msg/s | $b msg/s | $(echo "$a $b" | awk '{printf "%.2f", $1/$2}') | $c msg/s | $d msg/s | $(echo "$c $d" | awk '{printf "%.2f", $1/$2}') |"
+done

@@ -1,0 +1,187 @@
+-- The kafka input and output against a real broker (KRaft, from Maven
+-- Central's jars; spec/kafka_helpers.lua), checked with kcat, and Tyk's
+-- demo on Kafka (examples/tyk-streams-demo/kafka.yaml) with curl, Python
+-- websockets and SSE.
+local h = require("spec.helpers")
+local kafka = require("spec.kafka_helpers")
+local json = h.json
+
+local WS = "/usr/bin/python3 spec/tools/ws_client.py "
+
+local function kcat(k, args)
+  local _, out = h.sh("timeout 30 kcat -b " .. k.addr .. " " .. args)
+  return out
+end
+
+local function wait_lines(path, n, secs)
+  local lines = {}
+  for _ = 1, (secs or 20) * 10 do
+    lines = h.lines(h.read(path) or "")
+    if #lines >= n then break end
+    os.execute("sleep 0.1")
+  end
+  return lines
+end
+
+local why = kafka.unavailable()
+local describe_kafka = why and pending or describe
+
+describe_kafka("kafka connectors on a real broker" .. (why and (": " .. why) or ""), function()
+  local k
+  setup(function() k = kafka.start() end)
+  teardown(function() if k then k.stop() end end)
+
+  it("produces with keys and metadata headers, acknowledged by delivery reports", function()
+    local r = h.run_config([[
+input: {generate: {count: 500, interval: 0, batch_size: 50, mapping: 'meta.kind = "gen"; return {n = i}'}}
+output:
+  kafka: {addresses: []] .. k.addr .. [[], topic: produced, key: '${! "k" .. (this.n % 7) }'}
+]])
+    assert.are.equal(0, r.code, r.stderr)
+    local lines = h.lines(kcat(k, "-C -t produced -e -q -f '%k|%h|%s\\n'"))
+    assert.are.equal(500, #lines)
+    local seen = {}
+    for _, l in ipairs(lines) do
+      local key, hdrs, value = l:match("^(.-)|(.-)|(.*)$")
+      local n = json.decode(value).n
+      assert.are.equal("k" .. (n % 7), key)
+      assert.matches("kind=gen", hdrs)
+      seen[n] = true
+    end
+    for n = 1, 500 do assert.is_true(seen[n], "n=" .. n) end
+  end)
+
+  it("consumes as a group, commits only what was delivered, and resumes after a restart without duplicates", function()
+    local d = h.tmpdir()
+    local payload = {}
+    for i = 1, 300 do payload[i] = json.encode({n = i}) end
+    h.write(d .. "/in.txt", table.concat(payload, "\n") .. "\n")
+    kcat(k, "-P -t consumed -l " .. d .. "/in.txt")
+    local yaml = [[
+http: {address: 127.0.0.1:$PORT}
+input:
+  kafka: {addresses: []] .. k.addr .. [[], topics: [consumed], consumer_group: spec-g, commit_period: 100ms}
+pipeline:
+  processors:
+    - lua: 'this.p = meta.kafka_partition; this.o = meta.kafka_offset'
+output: {file: {path: out.ndjson}}
+]]
+    local srv = h.serve(yaml)
+    local lines = wait_lines(srv.dir .. "/out.ndjson", 300)
+    assert.are.equal(0, srv.stop(true))
+    assert.are.equal(300, #lines)
+    -- more arrive while it is down; the restart reads exactly those
+    payload = {}
+    for i = 301, 400 do payload[#payload + 1] = json.encode({n = i}) end
+    h.write(d .. "/in2.txt", table.concat(payload, "\n") .. "\n")
+    kcat(k, "-P -t consumed -l " .. d .. "/in2.txt")
+    srv = h.serve(yaml, {dir = srv.dir, port = srv.port})
+    lines = wait_lines(srv.dir .. "/out.ndjson", 400)
+    os.execute("sleep 0.5")
+    lines = h.lines(h.read(srv.dir .. "/out.ndjson"))
+    assert.are.equal(0, srv.stop())
+    h.rmdir(d)
+    assert.are.equal(400, #lines)
+    local seen = {}
+    for _, l in ipairs(lines) do
+      local v = json.decode(l)
+      assert.is_nil(seen[v.n], "twice: " .. v.n)
+      seen[v.n] = true
+    end
+  end)
+
+  it("waits for a broker that is not there yet (not ready), then flows when it comes up", function()
+    local port = h.port()
+    local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT}
+input: {generate: {count: 20, interval: 0, mapping: 'return {n = i}'}}
+output:
+  kafka: {addresses: [127.0.0.1:]] .. port .. [[], topic: late}
+]])
+    local _, ready = h.sh("curl -s -m 2 " .. srv.url .. "/ready")
+    local late = kafka.start({port = port})
+    local got = {}
+    for _ = 1, 100 do
+      got = h.lines(kcat(late, "-C -t late -e -q"))
+      if #got >= 20 then break end
+      os.execute("sleep 0.2")
+    end
+    assert.are.equal(0, srv.stop())
+    late.stop()
+    assert.matches('"ready":false', ready)
+    assert.are.equal(20, #got)
+  end)
+end)
+
+describe_kafka("Tyk Streams demo on Kafka" .. (why and (": " .. why) or ""), function()
+  local k, srv
+  local function post(path, body)
+    local _, out = h.sh("curl -s -m 10 -X POST -d " .. h.shell_quote(json.encode(body)) .. " '" .. srv.url .. path .. "'")
+    return json.decode(out)
+  end
+  setup(function()
+    k = kafka.start()
+    local yaml = h.read("examples/tyk-streams-demo/kafka.yaml"):gsub("%${HTTP_ADDRESS:0%.0%.0%.0:4195}", "127.0.0.1:$PORT")
+      :gsub("%${KAFKA_ADDRESSES:localhost:9093}", k.addr)
+    srv = h.serve(yaml)
+  end)
+  teardown(function()
+    if srv then srv.stop() end
+    if k then k.stop() end
+  end)
+
+  it("answers POST with the enriched event; GET, SSE and WebSocket deliver each user exactly their results", function()
+    local e = post("/push-event?user=alice", {foo = "a0"})
+    assert.are.equal("alice", e.user_id)
+    assert.matches("^%x+%-", e.job_id)
+    local sse = io.popen("curl -s -N -m 8 '" .. srv.url .. "/sse?user=alice'")
+    local ws = io.popen(WS .. "'ws://127.0.0.1:" .. srv.port .. "/ws-in?user=bob' --recv 2 --wait 8")
+    os.execute("sleep 1")
+    post("/push-event?user=bob", {foo = "b1"})
+    post("/push-event?user=alice", {foo = "a1"})
+    post("/push-event?user=bob", {foo = "b2"})
+    local sse_out, ws_out = sse:read("a"), ws:read("a")
+    sse:close(); ws:close()
+    local alice = {}
+    for d in sse_out:gmatch("data: ([^\n]+)") do alice[#alice + 1] = json.decode(d) end
+    assert.is_true(#alice >= 1, sse_out)
+    for _, r in ipairs(alice) do
+      assert.are.equal("alice", r.user_id)
+      assert.are.equal("bar", r.result)
+    end
+    local bob = {}
+    for _, l in ipairs(h.lines(ws_out)) do
+      local m = json.decode(l)
+      if m.text then bob[#bob + 1] = json.decode(m.text) end
+    end
+    assert.are.equal(2, #bob, ws_out)
+    for _, r in ipairs(bob) do assert.are.equal("bob", r.user_id) end
+  end)
+
+  it("serves 50 users at once by long-poll GET: every one of their results, none of anyone else's", function()
+    local users = 50
+    for u = 1, users do post("/push-event?user=v" .. u, {round = 1}) end
+    for u = 1, users do post("/push-event?user=v" .. u, {round = 2}) end
+    -- all 50 GETs at once, each looping (bounded) until it has both rounds
+    local script = h.tmpname()
+    h.write(script, [[
+import json, sys, urllib.request, concurrent.futures, time
+base, n = sys.argv[1], int(sys.argv[2])
+def one(u):
+    got, deadline = set(), time.time() + 60
+    while len(got) < 2 and time.time() < deadline:
+        with urllib.request.urlopen(f"{base}/get-event?user=v{u}", timeout=15) as r:
+            for line in r.read().decode().splitlines():
+                v = json.loads(line)
+                if v["user_id"] != f"v{u}": return f"v{u} got {v['user_id']}'s"
+                got.add(v["round"])
+    return None if got == {1, 2} else f"v{u} got rounds {sorted(got)}"
+with concurrent.futures.ThreadPoolExecutor(n) as ex:
+    errs = [e for e in ex.map(one, range(1, n + 1)) if e]
+print(json.dumps(errs))
+]])
+    local _, out = h.sh("timeout 120 /usr/bin/python3 " .. script .. " " .. srv.url .. " " .. users)
+    os.remove(script)
+    assert.are.same({}, json.decode(out))
+  end)
+end)
