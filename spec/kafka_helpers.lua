@@ -30,7 +30,8 @@ local function my_pid()
 end
 
 local function start_once(port, opts)
-  local dir = h.tmpdir()
+  -- opts.dir: the directory of a broker stopped with stop(true): its data stays
+  local dir = opts.dir or h.tmpdir()
   local env = string.format("KAFKA_OWNER_PID=%s KAFKA_START_TIMEOUT=%d", my_pid() or "", opts.timeout or 60)
   -- C1 alone starts the broker about a second sooner; a spec's few thousand
   -- messages never need C2's code.

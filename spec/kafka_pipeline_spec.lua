@@ -185,3 +185,34 @@ print(json.dumps(errs))
     assert.are.same({}, json.decode(out))
   end)
 end)
+
+describe_kafka("kafka through a broker restart and a rebalance" .. (why and (": " .. why) or ""), function()
+  it("loses no acknowledged message when the broker restarts mid-flow", function()
+    local k = kafka.start()
+    local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT}
+input: {generate: {count: 3000, interval: 2ms, batch_size: 10, mapping: 'return {n = i}'}}
+output:
+  kafka: {addresses: []] .. k.addr .. [[], topic: restarts, librdkafka: {message.timeout.ms: "60000"}}
+]])
+    os.execute("sleep 1.5")
+    k.stop(true)                                  -- keeps its data directory
+    os.execute("sleep 1")
+    local again = kafka.start({port = k.port, dir = k.dir})
+    local n = 0
+    for _ = 1, 150 do
+      local _, m = h.sh("curl -s -m 2 " .. srv.url .. "/metrics")
+      local sent = tonumber(m:match('output_sent{stream="main",path="root.output"} (%d+)'))
+      if sent and sent >= 3000 then break end
+      os.execute("sleep 0.2")
+    end
+    assert.are.equal(0, srv.stop())
+    local seen = {}
+    for _, l in ipairs(h.lines(kcat(again, "-C -t restarts -e -q"))) do seen[json.decode(l).n] = true end
+    again.stop()
+    for i = 1, 3000 do
+      if not seen[i] then n = n + 1 end
+    end
+    assert.are.equal(0, n, n .. " acknowledged messages missing")
+  end)
+end)
