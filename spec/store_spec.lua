@@ -299,6 +299,12 @@ describe("stream store durability", function()
     local _, rest = h.sh("curl -s -N -m 2 -H 'Last-Event-ID: " .. id .. "' '" .. srv.url .. "/stream/rs/sse/s2'")
     local n = select(2, rest:gsub("\ndata: ", ""))
     assert.are.equal(9, n + (rest:match("^data: ") and 1 or 0))
+    -- WebSocket: the same resume, from the id list of an event it saw
+    local ws_id = first:match("id: ([%d:,%-]+)")
+    local _, ws_out = h.sh(WS .. "'ws://127.0.0.1:" .. srv.port .. "/stream/rs/ws/w?last_event_id=" .. ws_id .. "' --recv 9 --wait 3")
+    local ws_n = 0
+    for _, l in ipairs(h.lines(ws_out)) do if json.decode(l).text then ws_n = ws_n + 1 end end
+    assert.are.equal(9, ws_n)
     -- the subscriber goes on after its 4
     local _, more = curl(srv, "'URL/stream/rs/consume/sub?limit=100'")
     assert.are.equal(6, #more.events)
