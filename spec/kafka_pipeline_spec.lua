@@ -216,3 +216,85 @@ output:
     assert.are.equal(0, n, n .. " acknowledged messages missing")
   end)
 end)
+
+describe_kafka("kafka consumer groups across two sluice processes" .. (why and (": " .. why) or ""), function()
+  it("split the partitions, and when one leaves the other takes its partitions over without losing any", function()
+    local k = kafka.start()
+    -- four partitions, with Kafka's own admin tool (from the same jars)
+    local _, cache = h.sh(kafka.script .. " path")
+    local code, _, err = h.sh(string.format("timeout 60 java -cp %s org.apache.kafka.tools.TopicCommand " ..
+      "--bootstrap-server %s --create --topic shared --partitions 4 --replication-factor 1",
+      h.shell_quote(cache:gsub("%s+$", "") .. "/libs/*"), k.addr))
+    assert.are.equal(0, code, err)
+    local function yaml(n)
+      return [[
+http: {address: 127.0.0.1:$PORT}
+input:
+  kafka: {addresses: []] .. k.addr .. [[], topics: [shared], consumer_group: two, commit_period: 100ms}
+pipeline:
+  processors:
+    - lua: 'this.node = ]] .. n .. [['
+output: {file: {path: out.ndjson}}
+]]
+    end
+    -- four partitions, 100 messages each, keyed so that every partition gets some
+    local d = h.tmpdir()
+    local lines = {}
+    for i = 1, 400 do lines[i] = "k" .. (i % 16) .. ":" .. json.encode({n = i}) end
+    h.write(d .. "/in.txt", table.concat(lines, "\n") .. "\n")
+    local a = h.serve(yaml(1))
+    local b = h.serve(yaml(2))
+    -- both members hold partitions (the second join makes the group rebalance)
+    for _ = 1, 300 do
+      local sa, sb = a.stderr(), b.stderr()
+      local na = select(2, sa:gsub("assigned %d+ partition", ""))
+      if sb:find("assigned %d+ partition") and na >= 2 then break end
+      os.execute("sleep 0.1")
+    end
+    kcat(k, "-P -t shared -K: -l " .. d .. "/in.txt")
+    local got = {}
+    for _ = 1, 100 do
+      got = {}
+      for _, s in ipairs({a, b}) do
+        for _, l in ipairs(h.lines(h.read(s.dir .. "/out.ndjson") or "")) do got[#got + 1] = json.decode(l) end
+      end
+      if #got >= 400 then break end
+      os.execute("sleep 0.1")
+    end
+    local by_node = {0, 0}
+    local seen = {}
+    for _, v in ipairs(got) do
+      by_node[v.node] = by_node[v.node] + 1
+      assert.is_nil(seen[v.n], "twice: " .. v.n)
+      seen[v.n] = true
+    end
+    assert.are.equal(400, #got)
+    assert.is_true(by_node[1] > 0 and by_node[2] > 0, json.encode(by_node))
+    -- node 1 leaves: node 2 gets every partition and what comes next
+    assert.are.equal(0, a.stop())
+    lines = {}
+    for i = 401, 600 do lines[#lines + 1] = "k" .. (i % 16) .. ":" .. json.encode({n = i}) end
+    h.write(d .. "/in2.txt", table.concat(lines, "\n") .. "\n")
+    kcat(k, "-P -t shared -K: -l " .. d .. "/in2.txt")
+    local later = {}
+    for _ = 1, 200 do
+      later = h.lines(h.read(b.dir .. "/out.ndjson") or "")
+      local n = 0
+      for _, l in ipairs(later) do if json.decode(l).n > 400 then n = n + 1 end end
+      if n >= 200 then break end
+      os.execute("sleep 0.1")
+    end
+    assert.are.equal(0, b.stop())
+    k.stop()
+    h.rmdir(d)
+    local after = {}
+    for _, l in ipairs(later) do
+      local v = json.decode(l)
+      if v.n > 400 then
+        assert.is_nil(after[v.n], "twice: " .. v.n)
+        after[v.n] = true
+      end
+    end
+    for i = 401, 600 do assert.is_true(after[i], "missing " .. i) end
+  end)
+end)
