@@ -178,6 +178,23 @@ static void test_retention(void) {
   free(d);
 }
 
+static void test_segment_age(void) {
+  char *d = tmpdir();
+  char *err = NULL;
+  sl_seglog_opts_t aged = {.segment_bytes = 1 << 20, .segment_age_ms = 1000, .index_interval = 256};
+  sl_seglog_t *l = sl_seglog_open(d, &aged, &err, NULL);
+  append_n(l, 0, 10, 5000);      /* one segment: its first record at 5 s */
+  append_n(l, 10, 10, 5900);     /* younger than 1 s after it: same segment */
+  CHECK(sl_seglog_segments(l) == 1, "no roll before segment_age: %d", sl_seglog_segments(l));
+  append_n(l, 20, 10, 6000);     /* 1 s after the first record: a new segment */
+  CHECK(sl_seglog_segments(l) == 2, "rolled by age: %d", sl_seglog_segments(l));
+  got_t g = read_from(l, 0, 100);
+  CHECK(g.n == 30 && !g.bad, "all 30 read across the roll");
+  sl_seglog_close(l);
+  rmrf(d);
+  free(d);
+}
+
 static void test_crc32c(void) {
   /* RFC 3720 test vector: 32 bytes of zeros */
   unsigned char z[32] = {0};
@@ -191,6 +208,7 @@ int main(void) {
   test_roundtrip_and_rolls();
   test_torn_and_corrupt_tail();
   test_retention();
+  test_segment_age();
   if (failures) fprintf(stderr, "%d failure(s)\n", failures);
   return failures ? 1 : 0;
 }
