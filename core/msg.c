@@ -39,7 +39,25 @@ static char *dup_val(const char *val, size_t vlen) {
   return v;
 }
 
+/* Before a change: a list sharing its entries gets its own copy of them. */
+static void own(sl_kvlist_t *l) {
+  if (!l->shared) return;
+  if (*l->shared == 1) {
+    free(l->shared);
+    l->shared = NULL;
+    return;
+  }
+  (*l->shared)--;
+  l->shared = NULL;
+  sl_kv_t *v = sl_xmalloc((l->n ? l->n : 1) * sizeof(*v));
+  for (uint32_t i = 0; i < l->n; i++)
+    v[i] = (sl_kv_t){sl_xstrdup(l->v[i].key), dup_val(l->v[i].val, l->v[i].vlen), l->v[i].vlen};
+  l->v = v;
+  l->cap = l->n ? l->n : 1;
+}
+
 void sl_kv_add(sl_kvlist_t *l, const char *key, const char *val, size_t vlen) {
+  own(l);
   if (l->n == l->cap) {
     l->cap = l->cap ? l->cap * 2 : 4;
     l->v = sl_xrealloc(l->v, l->cap * sizeof(*l->v));
@@ -51,6 +69,7 @@ void sl_kv_add(sl_kvlist_t *l, const char *key, const char *val, size_t vlen) {
 }
 
 void sl_kv_set(sl_kvlist_t *l, const char *key, const char *val, size_t vlen) {
+  own(l);
   for (uint32_t i = 0; i < l->n; i++) {
     if (strcmp(l->v[i].key, key) == 0) {
       free(l->v[i].val);
@@ -63,6 +82,8 @@ void sl_kv_set(sl_kvlist_t *l, const char *key, const char *val, size_t vlen) {
 }
 
 int sl_kv_del(sl_kvlist_t *l, const char *key) {
+  if (!sl_kv_find(l, key)) return 0;
+  own(l);
   int removed = 0;
   uint32_t j = 0;
   for (uint32_t i = 0; i < l->n; i++) {
@@ -79,10 +100,27 @@ int sl_kv_del(sl_kvlist_t *l, const char *key) {
 }
 
 void sl_kv_copy(sl_kvlist_t *dst, const sl_kvlist_t *src) {
+  if (dst->n == 0 && !dst->shared && src->n) {
+    free(dst->v);
+    sl_kvlist_t *s = (sl_kvlist_t *)src;   /* sharing changes src's bookkeeping, not its entries */
+    if (!s->shared) {
+      s->shared = sl_xmalloc(sizeof(*s->shared));
+      *s->shared = 1;
+    }
+    (*s->shared)++;
+    *dst = *s;
+    return;
+  }
   for (uint32_t i = 0; i < src->n; i++) sl_kv_add(dst, src->v[i].key, src->v[i].val, src->v[i].vlen);
 }
 
 void sl_kv_clear(sl_kvlist_t *l) {
+  if (l->shared && *l->shared > 1) {
+    (*l->shared)--;
+    memset(l, 0, sizeof(*l));
+    return;
+  }
+  free(l->shared);
   for (uint32_t i = 0; i < l->n; i++) {
     free(l->v[i].key);
     free(l->v[i].val);
