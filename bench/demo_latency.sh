@@ -1,0 +1,30 @@
+#!/bin/bash
+# End-to-end latency of Tyk's demo at RATE requests/s (bench/demo_latency.js):
+# POST → in → Kafka (or the embedded store) → Worker → out → SSE, the seed's
+# path. Usage: bench/demo_latency.sh [kafka|embedded]   (RATE=1000 SECS=10 USERS=10)
+set -eu
+cd "$(dirname "$0")/.."
+BIN=${SLUICE_BIN:-build/sluice}
+MODE=${1:-kafka}
+RATE=${RATE:-1000}; SECS=${SECS:-10}; USERS=${USERS:-10}
+HPORT=${HPORT:-18493}; KPORT=${KPORT:-19493}
+WORK=$(mktemp -d)
+trap 'scripts/kafka.sh stop "$WORK/kafka" >/dev/null 2>&1 || true; kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
+if [ "$MODE" = kafka ]; then
+  mkdir -p "$WORK/kafka"
+  scripts/kafka.sh start "$WORK/kafka" "$KPORT" >&2
+  export KAFKA_ADDRESSES=127.0.0.1:$KPORT
+  conf=examples/tyk-streams-demo/kafka.yaml
+  # The topics exist before the consumers subscribe (librdkafka otherwise
+  # finds them only at its next metadata refresh), and groups get time to join.
+  for t in jobs completed; do echo '{"user_id":"warmup"}' | kcat -P -b "$KAFKA_ADDRESSES" -t "$t"; done
+  warm=10000
+else
+  export SLUICE_DATA_DIR=$WORK/data
+  conf=examples/quickstart.yaml
+fi
+HTTP_ADDRESS=127.0.0.1:$HPORT "$BIN" run --log-level warn "$conf" & pid=$!
+sleep 1
+r=$(node bench/demo_latency.js "http://127.0.0.1:$HPORT" "$RATE" "$SECS" "$USERS" "${warm:-2000}")
+kill $pid; wait $pid 2>/dev/null || true
+echo "$r" | node -e 'const r = JSON.parse(require("fs").readFileSync(0)); console.log(`| '"$MODE"' | '"$RATE"'/s × '"$SECS"' s, '"$USERS"' users | ${r.sent} | ${r.answered} | ${r.received} | ${r.p50} ms | ${r.p99} ms | ${r.max} ms |`)'
