@@ -25,6 +25,14 @@ sl_sstream_t *sl_api_stream(sl_http_req_t *r, sl_store_t *st, const char *name);
 int sl_api_position(sl_http_req_t *r, sl_sstream_t *s, int p, uint64_t from, const char *reset, uint64_t *pos);
 #define sl_api_loop sl_store_loop
 
+/* Answers r now when try(arg, wait_ms == 0) can, else waits up to wait_ms
+ * for appends to s (woken by them, no polling) and asks again; try answers
+ * r and returns 1, or returns 0 (with answer_empty set it must answer).
+ * done(arg) runs once it is over, also when the client left or s was
+ * deleted (answered 499 / 404 here). */
+void sl_api_longpoll(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, uint64_t wait_ms,
+                     int (*try)(void *arg, int answer_empty), void (*done)(void *arg), void *arg);
+
 /* GET /stream/{name}/sse/{subscriber} and /ws/{subscriber}. */
 void sl_store_live(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, const char *kind, const char *sub);
 /* /stream/{name}/group/{group}[/consume|/commit] and /stream/{name}/groups;

@@ -169,9 +169,6 @@ typedef struct gconsume {
   group_t *g;
   char *consumer;
   uint64_t limit;
-  sl_swatch_t watch;
-  uv_timer_t timer;
-  int waiting;
 } gconsume_t;
 
 typedef struct collect { json_t *events; int p; } collect_t;
@@ -200,7 +197,6 @@ static int try_consume(gconsume_t *c, int answer_empty) {
     char *err = NULL;
     int64_t n = sl_sstream_read(c->s, p, g->delivered[p], (size_t)(c->limit - have), 4 << 20, collect, &cc, &err);
     if (n < 0) {
-      c->r->on_gone = NULL;
       sl_api_error(c->r, 500, "%s", err);
       free(err);
       json_decref(events);
@@ -217,46 +213,17 @@ static int try_consume(gconsume_t *c, int answer_empty) {
     json_decref(assigned);
     return 0;
   }
-  c->r->on_gone = NULL;   /* answering frees r */
   sl_api_json(c->r, 200, json_pack("{s:o, s:o, s:I, s:s}", "events", events, "partitions", assigned, "generation",
                                    (json_int_t)g->generation, "consumer", c->consumer));
   return 1;
 }
 
-static void gc_closed(uv_handle_t *h) {
-  gconsume_t *c = h->data;
+static int try_cb(void *arg, int answer_empty) { return try_consume(arg, answer_empty); }
+
+static void gc_free(void *arg) {
+  gconsume_t *c = arg;
   free(c->consumer);
   free(c);
-}
-
-static void gc_end(gconsume_t *c) {
-  if (c->waiting) sl_sstream_unwatch(c->s, &c->watch);
-  c->waiting = 0;
-  uv_close((uv_handle_t *)&c->timer, gc_closed);
-}
-
-static void gc_wake(sl_swatch_t *w) {
-  gconsume_t *c = (gconsume_t *)((char *)w - offsetof(gconsume_t, watch));
-  if (sl_sstream_deleted(c->s)) {
-    c->r->on_gone = NULL;
-    sl_api_error(c->r, 404, "the stream was deleted");
-    gc_end(c);
-  } else if (try_consume(c, 0)) {
-    gc_end(c);
-  }
-}
-
-static void gc_timeout(uv_timer_t *t) {
-  gconsume_t *c = t->data;
-  try_consume(c, 1);
-  gc_end(c);
-}
-
-static void gc_gone(sl_http_req_t *r, void *arg) {
-  gconsume_t *c = arg;
-  (void)r;
-  sl_http_respond(c->r, 499, NULL, NULL, 0, NULL);
-  gc_end(c);
 }
 
 static void consume(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, group_t *g) {
@@ -283,18 +250,7 @@ static void consume(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, group_t *
   }
   gconsume_t *c = sl_xcalloc(1, sizeof(*c));
   *c = (gconsume_t){.r = r, .s = s, .g = g, .consumer = consumer, .limit = limit};
-  uv_timer_init(sl_store_loop(st), &c->timer);
-  c->timer.data = c;
-  if (try_consume(c, wait_ms == 0)) {
-    gc_end(c);
-    return;
-  }
-  c->watch.wake = gc_wake;
-  sl_sstream_watch(s, &c->watch);
-  c->waiting = 1;
-  r->on_gone = gc_gone;
-  r->gone_arg = c;
-  uv_timer_start(&c->timer, gc_timeout, wait_ms, 0);
+  sl_api_longpoll(r, st, s, wait_ms, try_cb, gc_free, c);
 }
 
 static void commit(sl_http_req_t *r, sl_sstream_t *s, group_t *g) {

@@ -276,9 +276,6 @@ typedef struct consume {
   int partition;             /* -1: all */
   uint64_t *pos;             /* next offset per partition */
   uint64_t limit;
-  sl_swatch_t watch;
-  uv_timer_t timer;
-  int waiting;
 } consume_t;
 
 static int add_event(const sl_record_t *rec, void *arg) {
@@ -301,7 +298,6 @@ static int consume_try(consume_t *c, int answer_empty) {
     int64_t n = sl_sstream_read(s, p, c->pos[p], (size_t)(c->limit - before), 4 << 20, add_event, ctx, &err);
     json_decref(pj);
     if (n < 0) {
-      c->r->on_gone = NULL;
       sl_api_error(c->r, 500, "%s", err);
       free(err);
       json_decref(events);
@@ -322,50 +318,98 @@ static int consume_try(consume_t *c, int answer_empty) {
   for (int p = 0; p < P; p++) json_array_append_new(next, json_integer((json_int_t)c->pos[p]));
   json_t *res = json_pack("{s:o, s:o}", "events", events, "next_offsets", next);
   json_object_set_new(res, "next_offset", json_integer((json_int_t)c->pos[c->partition >= 0 ? c->partition : 0]));
-  c->r->on_gone = NULL;   /* answering frees r */
   sl_api_json(c->r, 200, res);
   return 1;
 }
 
-static void consume_free_cb(uv_handle_t *h) {
-  consume_t *c = h->data;
+/* ---------- long-polls (subscriber and group consumes) ---------- */
+
+typedef struct poll {
+  sl_http_req_t *r;
+  sl_sstream_t *s;
+  int (*try)(void *arg, int answer_empty);
+  void (*done)(void *arg);
+  void *arg;
+  sl_swatch_t watch;
+  uv_timer_t timer;
+} poll_t;
+
+static void poll_closed(uv_handle_t *h) {
+  poll_t *p = h->data;
+  p->done(p->arg);
+  free(p);
+}
+
+static void poll_end(poll_t *p) {
+  sl_sstream_unwatch(p->s, &p->watch);
+  uv_close((uv_handle_t *)&p->timer, poll_closed);
+}
+
+static void poll_gone(sl_http_req_t *r, void *arg) {
+  poll_t *p = arg;
+  sl_http_respond(r, 499, NULL, NULL, 0, NULL);   /* frees it: the client is gone */
+  poll_end(p);
+}
+
+static void poll_wait_on(poll_t *p) {
+  p->r->on_gone = poll_gone;
+  p->r->gone_arg = p;
+}
+
+/* try answers r itself or returns 0 to wait on; the client cannot leave
+ * while it runs (on the loop), so on_gone is off meanwhile. */
+static int poll_try(poll_t *p, int answer_empty) {
+  p->r->on_gone = NULL;
+  if (p->try(p->arg, answer_empty)) return 1;
+  poll_wait_on(p);
+  return 0;
+}
+
+static void poll_wake(sl_swatch_t *w) {
+  poll_t *p = (poll_t *)((char *)w - offsetof(poll_t, watch));
+  if (sl_sstream_deleted(p->s)) {
+    p->r->on_gone = NULL;
+    sl_api_error(p->r, 404, "the stream was deleted");
+    poll_end(p);
+  } else if (poll_try(p, 0)) {
+    poll_end(p);
+  }
+}
+
+static void poll_timeout(uv_timer_t *t) {
+  poll_t *p = t->data;
+  poll_try(p, 1);
+  poll_end(p);
+}
+
+void sl_api_longpoll(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, uint64_t wait_ms,
+                     int (*try)(void *arg, int answer_empty), void (*done)(void *arg), void *arg) {
+  r->on_gone = NULL;
+  if (try(arg, wait_ms == 0)) {
+    done(arg);
+    return;
+  }
+  poll_t *p = sl_xcalloc(1, sizeof(*p));
+  *p = (poll_t){.r = r, .s = s, .try = try, .done = done, .arg = arg};
+  /* The next append wakes it (no polling loop). */
+  p->watch.wake = poll_wake;
+  sl_sstream_watch(s, &p->watch);
+  uv_timer_init(sl_store_loop(st), &p->timer);
+  p->timer.data = p;
+  uv_timer_start(&p->timer, poll_timeout, wait_ms, 0);
+  poll_wait_on(p);
+}
+
+static int consume_try_cb(void *arg, int answer_empty) { return consume_try(arg, answer_empty); }
+
+static void consume_free(void *arg) {
+  consume_t *c = arg;
   free(c->pos);
   free(c->sub);
   free(c);
 }
 
-static void consume_end(consume_t *c) {
-  if (c->waiting) sl_sstream_unwatch(c->s, &c->watch);
-  c->waiting = 0;
-  uv_close((uv_handle_t *)&c->timer, consume_free_cb);
-}
-
-static void consume_wake(sl_swatch_t *w) {
-  consume_t *c = (consume_t *)((char *)w - offsetof(consume_t, watch));
-  if (sl_sstream_deleted(c->s)) {
-    c->r->on_gone = NULL;
-    sl_api_error(c->r, 404, "the stream was deleted");
-    consume_end(c);
-    return;
-  }
-  if (consume_try(c, 0)) consume_end(c);
-}
-
-static void consume_timeout(uv_timer_t *t) {
-  consume_t *c = t->data;
-  consume_try(c, 1);
-  consume_end(c);
-}
-
-static void consume_gone(sl_http_req_t *r, void *arg) {
-  consume_t *c = arg;
-  (void)r;
-  sl_http_respond(c->r, 499, NULL, NULL, 0, NULL);
-  consume_end(c);
-}
-
 static void consume(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, const char *sub) {
-  (void)st;
   int P = sl_sstream_conf(s)->partitions;
   uint64_t from = 0, limit = 100, partition = 0, wait_ms = 0;
   int has_from = sl_api_uint(r, "from_offset", &from), has_part = sl_api_uint(r, "partition", &partition);
@@ -400,19 +444,7 @@ static void consume(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, const cha
     if (c->partition >= 0 && p != c->partition) c->pos[p] = saved ? saved[p] : sl_sstream_start(s, p);
   }
   free(reset);
-  uv_timer_init(sl_api_loop(st), &c->timer);
-  c->timer.data = c;
-  if (consume_try(c, wait_ms == 0)) {
-    consume_end(c);
-    return;
-  }
-  /* Long-poll: the next append wakes it (no polling loop). */
-  c->watch.wake = consume_wake;
-  sl_sstream_watch(s, &c->watch);
-  c->waiting = 1;
-  r->on_gone = consume_gone;
-  r->gone_arg = c;
-  uv_timer_start(&c->timer, consume_timeout, wait_ms, 0);
+  sl_api_longpoll(r, st, s, wait_ms, consume_try_cb, consume_free, c);
 }
 
 /* ---------- dispatch ---------- */
