@@ -11,6 +11,7 @@
 #include "../core/stream.h"
 #include "../core/xalloc.h"
 #include "stream_replay.h"
+#include "../core/store.h"
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -286,30 +287,39 @@ static int position_of(const sl_msg_t *m, int *p, uint64_t *off) {
   return *p >= 0 && *p < 1024;
 }
 
-/* Moves a position vector past m and writes its id text ("0:41,1:17" with
- * the last offset sent per partition) into buf. */
-static void advance(uint64_t **pos, int *n, const sl_msg_t *m, char *buf, size_t cap) {
+/* Moves a position vector past m. */
+static void advance(uint64_t **pos, int *n, const sl_msg_t *m) {
   int p;
   uint64_t off;
-  if (position_of(m, &p, &off)) {
-    if (p >= *n) {
-      *pos = sl_xrealloc(*pos, (size_t)(p + 1) * sizeof(uint64_t));
-      for (int k = *n; k <= p; k++) (*pos)[k] = 0;
-      *n = p + 1;
-    }
-    if (off + 1 > (*pos)[p]) (*pos)[p] = off + 1;
+  if (!position_of(m, &p, &off)) return;
+  if (p >= *n) {
+    *pos = sl_xrealloc(*pos, (size_t)(p + 1) * sizeof(uint64_t));
+    for (int k = *n; k <= p; k++) (*pos)[k] = 0;
+    *n = p + 1;
   }
-  size_t at = 0;
-  buf[0] = 0;
-  for (int k = 0; k < *n && at < cap; k++)
-    at += (size_t)snprintf(buf + at, cap - at, "%s%d:%lld", k ? "," : "", k, (long long)(*pos)[k] - 1);
+  if (off + 1 > (*pos)[p]) (*pos)[p] = off + 1;
 }
 
-enum { ID_MAX = 256 };
+/* The SSE ids of b's messages for a client at pos, which moves past them
+ * (free with ids_free). */
+static char **ids_for(uint64_t **pos, int *n, const sl_batch_t *b) {
+  char **ids = sl_xcalloc(b->n ? b->n : 1, sizeof(char *));
+  for (uint32_t i = 0; i < b->n; i++) {
+    advance(pos, n, b->msgs[i]);
+    ids[i] = sl_positions_id(*pos, *n);
+  }
+  return ids;
+}
+
+static void ids_free(char **ids, uint32_t n) {
+  for (uint32_t i = 0; ids && i < n; i++) free(ids[i]);
+  free(ids);
+}
+
 
 /* An SSE event or a WebSocket frame per message (ids: each message's id
  * text, or NULL for first_id, first_id + 1, ...). 1: client too slow. */
-static int send_events(hout_t *o, client_t *c, const sl_batch_t *b, uint64_t first_id, char (*ids)[ID_MAX]) {
+static int send_events(hout_t *o, client_t *c, const sl_batch_t *b, uint64_t first_id, char **ids) {
   int slow = 0;
   for (uint32_t i = 0; i < b->n; i++) {
     char num[24];
@@ -497,12 +507,11 @@ static void replay_done(void *arg) {
   sl_batch_t *later = c->later;
   c->later = NULL;
   if (!later) return;
-  char (*ids)[ID_MAX] = sl_xcalloc(later->n ? later->n : 1, sizeof(*ids));
-  for (uint32_t i = 0; i < later->n; i++) advance(&c->pos, &c->npos, later->msgs[i], ids[i], ID_MAX);
+  char **ids = ids_for(&c->pos, &c->npos, later);
   tenants_of(c->o, later);
   int rc = send_events(c->o, c, later, 0, ids);
   tenants_done(c->o, later);
-  free(ids);
+  ids_free(ids, later->n);
   sl_batch_free(later);
   if (rc != 0) drop_client(c->o, c, rc);
 }
@@ -531,12 +540,7 @@ static void resume_from_stream(hout_t *o, client_t *c, const char *resume) {
   if (n <= 0) return;
   uint64_t *to = sl_xcalloc((size_t)n, sizeof(uint64_t));
   memcpy(to, c->pos, (size_t)n * sizeof(uint64_t));
-  char *copy = sl_xstrdup(resume);
-  for (char *save = NULL, *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-    long long part = strtoll(t, NULL, 10), off = strtoll(strchr(t, ':') ? strchr(t, ':') + 1 : t, NULL, 10);
-    if (part >= 0 && part < n && off >= -1 && (uint64_t)(off + 1) < to[part]) c->pos[part] = (uint64_t)(off + 1);
-  }
-  free(copy);
+  sl_positions_parse(resume, c->pos, n, to);
   c->token = ++o->tokens;
   c->later = sl_batch_new(0);
   resume_arg_t *a = sl_xcalloc(1, sizeof(*a));
@@ -667,11 +671,10 @@ static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
     /* A replay for one resuming client: to it alone, with its own ids. */
     client_t *c = client_by_token(o, strtoull(tag, NULL, 10));
     if (c) {
-      char (*ids)[ID_MAX] = sl_xcalloc(b->n, sizeof(*ids));
-      for (uint32_t i = 0; i < b->n; i++) advance(&c->pos, &c->npos, b->msgs[i], ids[i], ID_MAX);
+      char **ids = ids_for(&c->pos, &c->npos, b);
       tenants_of(o, b);
       int rc = send_events(o, c, b, 0, ids);
-      free(ids);
+      ids_free(ids, b->n);
       tenants_done(o, b);
       if (rc != 0) drop_client(o, c, rc);
     }
@@ -680,12 +683,10 @@ static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
   }
   uint64_t first = o->seq + 1;
   o->seq += b->n;
-  /* Stream-fed: ids are the stream positions after each message. */
-  char (*ids)[ID_MAX] = NULL;
-  if (b->n && from_stream(o)) {
-    ids = sl_xcalloc(b->n, sizeof(*ids));
-    for (uint32_t i = 0; i < b->n; i++) advance(&o->pos, &o->npos, b->msgs[i], ids[i], ID_MAX);
-  }
+  /* Stream-fed: ids are the stream positions after each message, per client. */
+  int fed = b->n && from_stream(o);
+  if (fed)
+    for (uint32_t i = 0; i < b->n; i++) advance(&o->pos, &o->npos, b->msgs[i]);
   tenants_of(o, b);
   for (waiter_t *w = take_waiters(o), *next; w; w = next) {
     next = w->next;
@@ -712,12 +713,11 @@ static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
       for (uint32_t i = 0; i < b->n; i++) sl_batch_push(c->later, sl_msg_clone(b->msgs[i]));
       continue;
     }
-    if (ids)
-      for (uint32_t i = 0; i < b->n; i++) advance(&c->pos, &c->npos, b->msgs[i], ids[i], ID_MAX);
+    char **ids = fed ? ids_for(&c->pos, &c->npos, b) : NULL;
     int rc = send_events(o, c, b, first, ids);
+    ids_free(ids, b->n);
     if (rc != 0) drop_client(o, c, rc);
   }
-  free(ids);
   for (uint32_t i = 0; i < b->n; i++) keep_event(o, first + i, b->msgs[i], o->cur_tenants ? o->cur_tenants[i] : NULL);
   tenants_done(o, b);
   cb(out, b, 0, NULL, arg);

@@ -222,8 +222,7 @@ static void *sout_create(sl_build_t *b, const sl_cnode_t *conf) {
   o->partitions = (int)sl_conf_int(conf, "partitions", 0);
   o->retention_hours = sl_conf_float(conf, "retention_hours", -1);
   const char *f = sl_conf_str(conf, "fsync", "default");
-  o->fsync = !strcmp(f, "always") ? SL_FSYNC_ALWAYS : !strcmp(f, "interval") ? SL_FSYNC_INTERVAL
-             : !strcmp(f, "never") ? SL_FSYNC_NEVER : -1;
+  o->fsync = sl_fsync_parse(f);   /* -1: `default` */
   o->key = sl_lua_interp_field(b->worker, conf, b->diags, "partition_key");
   o->event = sl_lua_interp_field(b->worker, conf, b->diags, "event");
   const char *fixed = sl_conf_str(conf, "name", "");

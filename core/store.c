@@ -107,8 +107,12 @@ int sl_store_partition_of(const char *key, size_t len, int partitions) {
   return (int)((h & 0x7fffffff) % (uint32_t)partitions);
 }
 
-static const char *fsync_name(sl_fsync_t f) {
-  return f == SL_FSYNC_ALWAYS ? "always" : f == SL_FSYNC_NEVER ? "never" : "interval";
+const char *const sl_fsync_names[] = {"always", "interval", "never", NULL};
+
+int sl_fsync_parse(const char *name) {
+  for (int i = 0; name && sl_fsync_names[i]; i++)
+    if (!strcmp(name, sl_fsync_names[i])) return i;
+  return -1;
 }
 
 /* ---------- files ---------- */
@@ -135,7 +139,7 @@ static int save_json(const char *dir, const char *file, json_t *j, char **err) {
 
 static json_t *conf_json(const sl_sconf_t *c) {
   return json_pack("{s:i, s:f, s:I, s:s, s:I, s:I, s:s}", "partitions", c->partitions, "retention_hours",
-                   c->retention_hours, "retention_bytes", (json_int_t)c->retention_bytes, "fsync", fsync_name(c->fsync),
+                   c->retention_hours, "retention_bytes", (json_int_t)c->retention_bytes, "fsync", sl_fsync_names[c->fsync],
                    "segment_bytes", (json_int_t)c->segment_bytes, "segment_age_ms", (json_int_t)c->segment_age_ms,
                    "end_events", c->end_events);
 }
@@ -224,8 +228,8 @@ static int parse_conf(json_t *j, sl_sconf_t *c) {
   if ((v = json_object_get(j, "retention_bytes"))) c->retention_bytes = json_integer_value(v);
   if ((v = json_object_get(j, "segment_bytes"))) c->segment_bytes = json_integer_value(v);
   if ((v = json_object_get(j, "segment_age_ms"))) c->segment_age_ms = json_integer_value(v);
-  const char *f = json_string_value(json_object_get(j, "fsync"));
-  if (f) c->fsync = !strcmp(f, "always") ? SL_FSYNC_ALWAYS : !strcmp(f, "never") ? SL_FSYNC_NEVER : SL_FSYNC_INTERVAL;
+  int f = sl_fsync_parse(json_string_value(json_object_get(j, "fsync")));
+  if (f >= 0) c->fsync = (sl_fsync_t)f;
   const char *ends = json_string_value(json_object_get(j, "end_events"));
   if (ends) snprintf(c->end_events, sizeof c->end_events, "%s", ends);
   return c->partitions >= 1 && c->partitions <= 1024 ? 0 : -1;
@@ -628,3 +632,23 @@ const char **sl_sstream_cursors(sl_sstream_t *s, const char *kind, int *n) {
 uv_loop_t *sl_store_loop(sl_store_t *st) { return st->w->loop; }
 sl_worker_t *sl_store_worker(sl_store_t *st) { return st->w; }
 uint64_t sl_sstream_id(const sl_sstream_t *s) { return s->id; }
+
+char *sl_positions_id(const uint64_t *next, int n) {
+  char *out = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&out, &len);
+  for (int p = 0; p < n; p++) fprintf(f, "%s%d:%lld", p ? "," : "", p, (long long)next[p] - 1);
+  fclose(f);
+  return out;
+}
+
+void sl_positions_parse(const char *list, uint64_t *next, int n, const uint64_t *limit) {
+  char *copy = sl_xstrdup(list ? list : "");
+  for (char *save = NULL, *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    char *colon = strchr(t, ':');
+    long long part = colon ? strtoll(t, NULL, 10) : 0, off = strtoll(colon ? colon + 1 : t, NULL, 10);
+    if (part < 0 || part >= n || off < -1 || (limit && (uint64_t)(off + 1) >= limit[part])) continue;
+    next[part] = (uint64_t)(off + 1);
+  }
+  free(copy);
+}

@@ -12,6 +12,8 @@
 #include <stdint.h>
 
 typedef enum { SL_FSYNC_ALWAYS, SL_FSYNC_INTERVAL, SL_FSYNC_NEVER } sl_fsync_t;
+extern const char *const sl_fsync_names[];   /* by sl_fsync_t, NULL-terminated */
+int sl_fsync_parse(const char *name);         /* its sl_fsync_t, or -1 */
 
 typedef struct sl_sconf {
   int partitions;
@@ -86,6 +88,14 @@ typedef struct sl_swatch {
 } sl_swatch_t;
 void sl_sstream_watch(sl_sstream_t *s, sl_swatch_t *w);
 void sl_sstream_unwatch(sl_sstream_t *s, sl_swatch_t *w);
+
+/* ---- positions as SSE ids ---- */
+/* "0:41,1:17": the last offset given per partition (next - 1), what SSE
+ * readers send as `id:` and take back as Last-Event-ID (caller frees). */
+char *sl_positions_id(const uint64_t *next, int n);
+/* Reads such a list (a bare offset means partition 0) into next[p] =
+ * offset + 1 for each listed p < n, kept below limit[p] when limit is set. */
+void sl_positions_parse(const char *list, uint64_t *next, int n, const uint64_t *limit);
 
 /* ---- offsets: subscribers and consumer groups ---- */
 /* Next offset per partition for a named cursor (group or subscriber);

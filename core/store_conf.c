@@ -4,8 +4,6 @@
 #include "store_api.h"
 #include <string.h>
 
-static const char *const fsyncs[] = {"always", "interval", "never", NULL};
-
 static const sl_field_t fields[] = {
   {"data_dir", SL_F_STRING, "./data", 0, "Directory of the streams' files (relative to the working directory).", NULL, NULL},
   {"api", SL_F_BOOL, "true", 0,
@@ -14,7 +12,7 @@ static const sl_field_t fields[] = {
   {"fsync", SL_F_ENUM, "interval", 0,
    "Default durability: `always` answers a publish after its records are fsynced (concurrent publishes "
    "share one fsync); `interval` answers at once and fsyncs every `fsync_interval`; `never` leaves it "
-   "to the OS.", fsyncs, NULL},
+   "to the OS.", sl_fsync_names, NULL},
   {"fsync_interval", SL_F_DURATION, "50ms", 0, "Period of `interval` fsyncs.", NULL, NULL},
   {"segment_bytes", SL_F_SIZE, "64MiB", 0, "Segment files roll at this size.", NULL, NULL},
   {"segment_age", SL_F_DURATION, "0", 0, "Segment files also roll when their first record is this old (0: never).", NULL, NULL},
@@ -25,12 +23,11 @@ static const sl_field_t fields[] = {
 
 static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
   if (!node) return 0;
-  const char *f = sl_conf_str(node, "fsync", "interval");
   sl_sconf_t c = {
     .partitions = (int)sl_conf_int(node, "partitions", 1),
     .retention_hours = sl_conf_float(node, "retention_hours", 168),
     .retention_bytes = sl_conf_size(node, "retention_bytes", 0),
-    .fsync = !strcmp(f, "always") ? SL_FSYNC_ALWAYS : !strcmp(f, "never") ? SL_FSYNC_NEVER : SL_FSYNC_INTERVAL,
+    .fsync = (sl_fsync_t)sl_fsync_parse(sl_conf_str(node, "fsync", "interval")),   /* validated: one of them */
     .segment_bytes = sl_conf_size(node, "segment_bytes", 64 << 20),
     .segment_age_ms = sl_conf_duration_ms(node, "segment_age", 0),
   };

@@ -122,10 +122,9 @@ static int parse_sconf(json_t *body, sl_sconf_t *c, char **why) {
     snprintf(c->end_events, sizeof c->end_events, "%s", json_string_value(v));
   }
   if ((v = json_object_get(body, "fsync"))) {
-    const char *f = json_string_value(v);
-    if (!f || (strcmp(f, "always") && strcmp(f, "interval") && strcmp(f, "never")))
-      return *why = sl_xstrdup("fsync must be always, interval or never"), -1;
-    c->fsync = !strcmp(f, "always") ? SL_FSYNC_ALWAYS : !strcmp(f, "never") ? SL_FSYNC_NEVER : SL_FSYNC_INTERVAL;
+    int f = sl_fsync_parse(json_string_value(v));
+    if (f < 0) return *why = sl_xstrdup("fsync must be always, interval or never"), -1;
+    c->fsync = (sl_fsync_t)f;
   }
   return 0;
 }
@@ -144,7 +143,6 @@ json_t *sl_api_body(sl_http_req_t *r) {
 
 static json_t *info_json(sl_sstream_t *s) {
   const sl_sconf_t *c = sl_sstream_conf(s);
-  static const char *const fs[] = {"always", "interval", "never"};
   json_t *parts = json_array();
   json_int_t count = 0, bytes = 0;
   uint64_t min = UINT64_MAX, max = 0;
@@ -166,7 +164,7 @@ static json_t *info_json(sl_sstream_t *s) {
   free(subs);
   return json_pack("{s:s, s:i, s:f, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:o}", "name", sl_sstream_name(s),
                    "partitions", c->partitions, "retention_hours", c->retention_hours, "retention_bytes",
-                   (json_int_t)c->retention_bytes, "fsync", fs[c->fsync], "end_events", c->end_events, "message_count",
+                   (json_int_t)c->retention_bytes, "fsync", sl_fsync_names[c->fsync], "end_events", c->end_events, "message_count",
                    count, "bytes", bytes, "min_offset", (json_int_t)min, "max_offset", (json_int_t)max - 1,
                    "subscribers", sj, "partitions_detail", parts);
 }

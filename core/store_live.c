@@ -117,9 +117,9 @@ static int send_record(const sl_record_t *rec, void *arg) {
     char *ev = NULL;
     size_t evl = 0;
     FILE *f = open_memstream(&ev, &evl);
-    fputs("id: ", f);
-    for (int p = 0; p < l->P; p++) fprintf(f, "%s%d:%lld", p ? "," : "", p, (long long)l->pos[p] - 1);
-    fputc('\n', f);
+    char *id = sl_positions_id(l->pos, l->P);
+    fprintf(f, "id: %s\n", id);
+    free(id);
     if (rec->event_len && !memchr(rec->event, '\n', rec->event_len) && !memchr(rec->event, '\r', rec->event_len))
       fprintf(f, "event: %.*s\n", (int)rec->event_len, rec->event);
     fprintf(f, "data: %s\n\n", data);
@@ -213,11 +213,7 @@ static int start_positions(sl_http_req_t *r, sl_sstream_t *s, const char *sub, u
   for (int p = 0; p < P; p++) pos[p] = has_from ? from : saved ? saved[p] : sl_sstream_start(s, p);
   const char *h = sl_kv_get(&r->headers, "last-event-id");
   char *resume = h ? sl_xstrdup(h) : sl_http_query(r, "last_event_id");
-  for (char *save = NULL, *t = resume ? strtok_r(resume, ",", &save) : NULL; t; t = strtok_r(NULL, ",", &save)) {
-    char *colon = strchr(t, ':');
-    long long part = colon ? strtoll(t, NULL, 10) : 0, off = strtoll(colon ? colon + 1 : t, NULL, 10);
-    if (part >= 0 && part < P && off >= -1) pos[part] = (uint64_t)(off + 1);
-  }
+  if (resume) sl_positions_parse(resume, pos, P, NULL);
   free(resume);
   char *reset = sl_http_query(r, "offset_reset");
   int rc = 0;
