@@ -4,7 +4,8 @@
 
 static json_t *scalar(const sl_cnode_t *n) {
   const char *s = n->str ? n->str : "";
-  if (n->quoted || n->block) return json_stringn(s, n->len);
+  /* A default the spec inserted is typed by its field: "" stays a string. */
+  if (n->quoted || n->block || (n->synthetic && !*s)) return json_stringn(s, n->len);
   if (!*s || !strcmp(s, "~") || !strcmp(s, "null")) return json_null();
   if (!strcmp(s, "true") || !strcmp(s, "false")) return json_boolean(s[0] == 't');
   int64_t i;

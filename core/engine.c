@@ -94,7 +94,10 @@ sl_cnode_t *sl_engine_read_config(const sl_engine_opts_t *o, sl_cnode_t ***files
     if (!root) continue;
     if (i == 0)
       for (int s = 0; s < o->nsets; s++) sl_cnode_set_path(root, o->sets[s], diags);
-    int single = sl_cnode_get(root, "streams") == NULL;
+    int single = sl_cnode_get(root, "streams") == NULL && sl_cnode_get(root, "input");
+    /* In streams mode a file may hold only sections: its streams come later. */
+    if (o->streams_mode && root->type == SL_CN_MAP && !single && !sl_cnode_get(root, "streams"))
+      sl_cnode_map_set(root, "streams", sl_cnode_new(SL_CN_MAP, root));
     sl_config_validate(root, diags);
     if (o->streams_mode && single) name_after_file(root, o->files[i]);
     files[nfiles++] = root;
