@@ -20,6 +20,12 @@ void sl_admin_status_add(const char *key, json_t *(*fn)(void *arg), void *arg) {
   members[nmembers++] = (member_t){key, fn, arg};
 }
 
+static void reply_json(sl_http_req_t *r, int status, json_t *body) {
+  char *text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(6));
+  sl_http_respond(r, status, "application/json", text, strlen(text), NULL);
+  free(text);
+}
+
 static const char *const state_names[] = {"running", "draining", "stopped"};
 
 static json_t *unit_json(const sl_unit_t *u, uint64_t now) {
@@ -55,30 +61,26 @@ static void status(sl_http_req_t *r, void *arg) {
                            e->hash, "loaded_at", when, "files", files, "last_error", e->last_error, "streams", streams,
                            "retired", draining);
   for (unsigned i = 0; i < nmembers; i++) json_object_set_new(body, members[i].key, members[i].fn(members[i].arg));
-  char *text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(6));
-  sl_http_respond(r, 200, "application/json", text, strlen(text), NULL);
-  free(text);
+  reply_json(r, 200, body);
   json_decref(body);
 }
 
-/* 200 with what changed, or 400 with every error. */
+static void reloaded(void *arg, json_t *reply) { reply_json(arg, 200, reply); }
+
+/* 200 with what changed once traffic moved, 400 with every error, or 503
+ * while an earlier change still waits for its new streams to connect. */
 static void reload(sl_http_req_t *r, void *arg) {
   sl_engine_t *e = arg;
   sl_info("POST /admin/reload: reloading the config");
   sl_diags_t d = {0};
-  json_t *reply = json_object();
-  int rc = sl_engine_reload(e, &d, reply);
-  if (rc != 0) {
-    json_decref(reply);
-    reply = json_pack("{s:o,s:i}", "lint_errors", sl_diags_json(&d, 0), "status", 400);
-  } else {
-    json_object_set_new(reply, "version", json_integer((json_int_t)e->version));
-    json_object_set_new(reply, "hash", json_string(e->hash));
+  int rc = sl_engine_reload(e, &d, reloaded, r);
+  if (rc == SL_APPLY_BUSY) {
+    sl_http_error(r, 503, "an earlier change is still being applied; try again");
+  } else if (rc != 0) {
+    json_t *body = json_pack("{s:o,s:i}", "lint_errors", sl_diags_json(&d, 0), "status", 400);
+    reply_json(r, 400, body);
+    json_decref(body);
   }
-  char *text = json_dumps(reply, JSON_COMPACT);
-  sl_http_respond(r, rc ? 400 : 200, "application/json", text, strlen(text), NULL);
-  free(text);
-  json_decref(reply);
   sl_diags_free(&d);
 }
 

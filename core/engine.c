@@ -255,7 +255,7 @@ static int keeps_running(const sl_engine_t *e) {
   return e->opts.watch || e->opts.streams_mode || sl_conf_bool(sl_cnode_get(e->root, "http"), "streams_api", 0);
 }
 
-static void check_finished(sl_engine_t *e) {
+void sl_engine_check_finished(sl_engine_t *e) {
   for (int i = 0; i < e->nunits; i++)
     if (e->units[i]->state != SL_UNIT_STOPPED) return;
   for (int i = 0; i < e->nretired; i++)
@@ -289,7 +289,7 @@ static void on_unit_done(void *arg) {
   u->state = SL_UNIT_STOPPED;
   for (int i = 0; i < e->nretired; i++)
     if (e->retired[i] == u && !e->stopping) uv_idle_start(&e->reaper, on_reap);
-  check_finished(e);
+  sl_engine_check_finished(e);
 }
 
 static void on_stream_done(sl_stream_t *s, void *arg) {
@@ -342,8 +342,9 @@ static void begin_shutdown(sl_engine_t *e, const char *why) {
   sl_info("%s received: draining (shutdown_timeout %lldms)", why, (long long)e->shutdown_ms);
   uv_timer_start(&e->shutdown_timer, on_shutdown_timeout, (uint64_t)e->shutdown_ms, 0);
   sl_http_stop(e->worker);
+  sl_engine_apply_flush(e);
   for (int i = 0; i < e->nunits; i++) sl_unit_stop(e->units[i]);
-  check_finished(e);
+  sl_engine_check_finished(e);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {

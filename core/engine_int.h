@@ -50,6 +50,7 @@ struct sl_engine {
   double loaded_at;          /* unix time of the last applied change */
   char *last_error;          /* the last failed reload's errors, or NULL */
   char *streams_dir;         /* streams API persistence, or NULL */
+  struct sl_swap *swap;      /* a change waiting for its new instances to connect */
 };
 
 /* Builds a unit from a validated stream node (copied). staging: for a
@@ -72,21 +73,36 @@ sl_cnode_t *sl_engine_read_config(const sl_engine_opts_t *o, sl_cnode_t ***files
                                   sl_diags_t *d);
 
 enum { SL_APPLY_SOME, SL_APPLY_ALL, SL_APPLY_FILES };
+enum { SL_APPLY_BUSY = -2 };
+/* How long a swap waits for new instances to connect before it hands
+ * traffic over anyway (logged). */
+#define SL_SWAP_CONNECT_MS 10000
+/* Runs once traffic has moved to the new instances; changes is borrowed:
+ * {added, changed, removed, unchanged}, arrays of names. */
+typedef void (*sl_apply_cb)(void *arg, json_t *changes);
 /* Makes the live streams match `streams` (a map name -> stream node; a null
  * node removes that name). SL_APPLY_ALL also removes the streams it does not
  * name, SL_APPLY_FILES those it does not name that came from files (a file
  * reload); the others mark what they build as the API's.
- * Unchanged streams are left alone; changed ones are replaced without a gap.
- * Returns 0 and fills changes ({added, changed, removed, unchanged}: arrays
- * of names), or -1 with diags and nothing changed. */
-int sl_engine_apply(sl_engine_t *e, const sl_cnode_t *streams, int mode, sl_diags_t *d, json_t *changes);
+ * Unchanged streams are left alone. Changed and added ones are built and
+ * started next to the running ones; once they are connected (or after
+ * SL_SWAP_CONNECT_MS) their routes go live, replaced and removed streams
+ * drain, and cb runs (at once when everything is connected already).
+ * Returns 0, -1 with diags (nothing changed, cb not called) or SL_APPLY_BUSY
+ * while an earlier change still waits. */
+int sl_engine_apply(sl_engine_t *e, const sl_cnode_t *streams, int mode, sl_diags_t *d, sl_apply_cb cb, void *arg);
+/* Finishes a waiting swap now (shutdown). */
+void sl_engine_apply_flush(sl_engine_t *e);
 
-/* Reload from the files: 0, or -1 with diags (nothing changed). reply gets
- * the changes plus restart_required (top-level sections that changed). */
-int sl_engine_reload(sl_engine_t *e, sl_diags_t *d, json_t *reply);
+/* Reload from the files: 0 and cb(arg, reply) once applied (reply: the
+ * changes, restart_required: top-level sections that changed, version,
+ * hash), or -1 with diags (nothing changed) or SL_APPLY_BUSY. */
+int sl_engine_reload(sl_engine_t *e, sl_diags_t *d, sl_apply_cb cb, void *arg);
 /* SIGHUP and -w file watching. */
 void sl_reload_start(sl_engine_t *e);
 void sl_reload_close(sl_engine_t *e);
+/* Every live and retired unit stopped: close down (unless streams mode or -w). */
+void sl_engine_check_finished(sl_engine_t *e);
 
 /* Routes /admin/status and /admin/reload (admin.c), /streams (streams_api.c). */
 void sl_admin_route(sl_engine_t *e);

@@ -29,6 +29,10 @@ struct sl_stream {
   int64_t *m_received, *m_sent, *m_error;   /* Benthos-named metrics of its input and output */
   sl_ctx_t *ctx;              /* ref: a request-scoped instance's context, given to
                                  every message its input emits without one */
+  /* Called when input and output both report connected again (a reload
+   * waits for it before handing traffic over); may be NULL. */
+  void (*on_connected)(sl_stream_t *s, void *arg);
+  void *on_connected_arg;
 };
 
 /* Build from a stream node {input, pipeline, output, ...}. NULL on error (diags). */

@@ -117,20 +117,47 @@ static json_t *summary(const sl_unit_t *u) {
   return json_pack("{s:b,s:f,s:s}", "active", u->state == SL_UNIT_RUNNING, "uptime", up, "uptime_str", s);
 }
 
-/* Applies one change ({id: node}, node NULL to delete) and answers. */
+/* A change on its way: the request waits for the handover. */
+typedef struct pending { sl_engine_t *e; sl_http_req_t *r; } pending_t;
+
+/* Keeps streams_dir in step with the API's streams. */
+static void persist_changes(sl_engine_t *e, json_t *changes) {
+  const char *kinds[] = {"added", "changed", "removed"};
+  for (int k = 0; k < 3; k++) {
+    json_t *a = json_object_get(changes, kinds[k]);
+    for (size_t i = 0; i < json_array_size(a); i++) {
+      const char *id = json_string_value(json_array_get(a, i));
+      sl_unit_t *u = sl_engine_unit(e, id);
+      persist(e, id, u ? u->node : NULL);
+    }
+  }
+}
+
+static void applied(void *arg, json_t *changes) {
+  pending_t *p = arg;
+  persist_changes(p->e, changes);
+  reply_json(p->r, 200, json_incref(changes));
+  free(p);
+}
+
+/* Applies streams (mode SL_APPLY_*) and answers r now (errors) or once applied. */
+static void apply(sl_engine_t *e, sl_http_req_t *r, const sl_cnode_t *streams, int mode, sl_diags_t *d) {
+  pending_t *p = sl_xcalloc(1, sizeof(*p));
+  p->e = e;
+  p->r = r;
+  int rc = sl_engine_apply(e, streams, mode, d, applied, p);
+  if (rc == 0) return;
+  free(p);
+  if (rc == SL_APPLY_BUSY) sl_http_error(r, 503, "an earlier change is still being applied; try again");
+  else reply_lint(r, d);
+}
+
+/* One change: {id: node}, node NULL to delete. */
 static void change(sl_engine_t *e, sl_http_req_t *r, const char *id, sl_cnode_t *node) {
   sl_cnode_t *map = sl_cnode_new(SL_CN_MAP, node);
   sl_cnode_map_set(map, id, node ? node : sl_cnode_new(SL_CN_NULL, NULL));
   sl_diags_t d = {0};
-  json_t *changes = json_object();
-  if (sl_engine_apply(e, map, SL_APPLY_SOME, &d, changes) != 0) {
-    json_decref(changes);
-    reply_lint(r, &d);
-  } else {
-    sl_unit_t *u = sl_engine_unit(e, id);
-    persist(e, id, u ? u->node : NULL);
-    reply_json(r, 200, changes);
-  }
+  apply(e, r, map, SL_APPLY_SOME, &d);
   sl_diags_free(&d);
   sl_cnode_free(map);
 }
@@ -244,16 +271,8 @@ static void all(sl_http_req_t *r, void *arg) {
   }
   for (uint32_t i = 0; map && !d.n && i < map->n; i++)
     sl_spec_validate_fields(sl_config_stream_fields(), map->items[i], map->keys[i], &d);
-  json_t *changes = json_object();
-  if (d.n || !map || sl_engine_apply(e, map, SL_APPLY_ALL, &d, changes) != 0) {
-    json_decref(changes);
-    reply_lint(r, &d);
-  } else {
-    json_t *gone = json_object_get(changes, "removed");
-    for (size_t i = 0; i < json_array_size(gone); i++) persist(e, json_string_value(json_array_get(gone, i)), NULL);
-    for (int i = 0; i < e->nunits; i++) persist(e, e->units[i]->name, e->units[i]->node);
-    reply_json(r, 200, changes);
-  }
+  if (d.n || !map) reply_lint(r, &d);
+  else apply(e, r, map, SL_APPLY_ALL, &d);
   sl_cnode_free(map);
   sl_diags_free(&d);
 }
