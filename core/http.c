@@ -365,7 +365,7 @@ static const sl_field_t http_fields[] = {
    NULL, sl_http_auth_fields},
   {"streams_api", SL_F_BOOL, "false", 0,
    "Serve the streams management API (`/streams`, as in `sluice streams`) next to the config's own "
-   "streams; see docs/reload-and-streams-api.md.", NULL, NULL},
+   "streams; see docs/reload-and-streams-mode.md.", NULL, NULL},
   {"streams_dir", SL_F_STRING, "", 0,
    "Directory where streams created over the streams API are kept (`{id}.yaml`) and loaded from at "
    "start. Empty: they live in memory only.", NULL, NULL},

@@ -204,6 +204,43 @@ describe("config reload", function()
   end)
 end)
 
+describe("config reload and WebSocket clients", function()
+  local WS = "/usr/bin/python3 spec/tools/ws_client.py "
+  local function sock(tag)
+    return (([[
+http:
+  address: 127.0.0.1:$PORT
+streams:
+  sock:
+    input:
+      http_server: {path: /in, ws_path: /ws}
+    pipeline:
+      processors:
+        - lua: 'return "TAG:" .. content()'
+    output:
+      sync_response: {}
+]]):gsub("TAG", tag))
+  end
+
+  it("closes a replaced input's connections with 1001 after their answers; a reconnect meets the new one", function()
+    local srv = h.serve(sock("v1"))
+    local ok, err = pcall(function()
+      local out = srv.dir .. "/ws1.txt"
+      os.execute(WS .. "ws://127.0.0.1:" .. srv.port .. "/ws --send a --recv 5 --wait 8 > " .. out .. " 2>&1 &")
+      assert.truthy(wait_for(function() return (h.read(out) or ""):find("v1:a", 1, true) end))
+      rewrite(srv, sock("v2"))
+      local code, body = reload(srv)
+      assert.are.equal(200, code)
+      assert.are.same({"sock"}, body.changed)
+      assert.truthy(wait_for(function() return (h.read(out) or ""):find('"closed": 1001', 1, true) end), h.read(out))
+      local _, again = h.sh(WS .. "ws://127.0.0.1:" .. srv.port .. "/ws --send b --recv 1")
+      assert.matches("v2:b", again)
+    end)
+    srv.stop()
+    assert(ok, err)
+  end)
+end)
+
 describe("config reload under load", function()
   local WEB = [[
   web:
