@@ -60,6 +60,8 @@ static void status(sl_http_req_t *r, void *arg) {
   json_t *body = json_pack("{s:{s:I,s:s,s:s,s:o,s:s?},s:o,s:o}", "config", "version", (json_int_t)e->version, "hash",
                            e->hash, "loaded_at", when, "files", files, "last_error", e->last_error, "streams", streams,
                            "retired", draining);
+  json_t *applying = sl_engine_applying(e);
+  if (applying) json_object_set_new(body, "applying", applying);
   for (unsigned i = 0; i < nmembers; i++) json_object_set_new(body, members[i].key, members[i].fn(members[i].arg));
   reply_json(r, 200, body);
   json_decref(body);

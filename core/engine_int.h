@@ -91,6 +91,8 @@ typedef void (*sl_apply_cb)(void *arg, json_t *changes);
  * Returns 0, -1 with diags (nothing changed, cb not called) or SL_APPLY_BUSY
  * while an earlier change still waits. */
 int sl_engine_apply(sl_engine_t *e, const sl_cnode_t *streams, int mode, sl_diags_t *d, sl_apply_cb cb, void *arg);
+/* The new instances a waiting swap waits for: [{name, not_ready}], or NULL. */
+json_t *sl_engine_applying(const sl_engine_t *e);
 /* Finishes a waiting swap now (shutdown). */
 void sl_engine_apply_flush(sl_engine_t *e);
 

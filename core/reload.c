@@ -114,6 +114,18 @@ static void on_connect_timeout(uv_timer_t *t) {
   finish(sw);
 }
 
+json_t *sl_engine_applying(const sl_engine_t *e) {
+  if (!e->swap) return NULL;
+  json_t *a = json_array();
+  for (int i = 0; i < e->swap->np; i++) {
+    const sl_unit_t *u = e->swap->plan[i].fresh;
+    if (!u || unit_connected(u)) continue;
+    const char *why = u->stream->not_ready ? u->stream->not_ready : u->stream->out_not_ready;
+    json_array_append_new(a, json_pack("{s:s,s:s}", "name", u->name, "not_ready", why));
+  }
+  return a;
+}
+
 void sl_engine_apply_flush(sl_engine_t *e) {
   if (e->swap) finish(e->swap);
 }

@@ -204,6 +204,52 @@ describe("config reload", function()
   end)
 end)
 
+describe("config reload of a stream that connects slowly", function()
+  local function feed(input)
+    return ([[
+http:
+  address: 127.0.0.1:$PORT
+streams:
+  feed:
+    input: INPUT
+    output:
+      drop: {}
+]]):gsub("INPUT", input)
+  end
+
+  it("keeps the old instance serving until the new one is connected (or the wait ends)", function()
+    local srv = h.serve((feed("{http_server: {path: /in}}")))
+    local ok, err = pcall(function()
+      -- Nothing listens on port 1: the consumer never gets its partitions.
+      rewrite(srv, (feed("{kafka: {addresses: ['127.0.0.1:1'], topics: [t], consumer_group: g}}")))
+      os.execute(string.format("curl -s -m 30 -X POST %s/admin/reload > %s/reload.txt &", srv.url, srv.dir))
+      assert.truthy(wait_for(function() return srv.stderr():find("POST /admin/reload", 1, true) end))
+      -- While the new instance waits, a second change is refused and the old one serves.
+      assert.truthy(wait_for(function()
+        return curl("-o /dev/null -w '%{http_code}' -X POST " .. srv.url .. "/admin/reload") == "503"
+      end), srv.stderr())
+      assert.matches('"status":"ok"', curl("-X POST -d x " .. srv.url .. "/in"))
+      local waiting = status(srv).applying
+      assert.are.equal("feed", waiting[1].name)
+      assert.truthy(#waiting[1].not_ready > 0)
+      local done
+      for _ = 1, 300 do
+        done = (h.read(srv.dir .. "/reload.txt") or ""):find('"changed":["feed"]', 1, true)
+        if done then break end
+        os.execute("sleep 0.05")
+      end
+      assert.truthy(done, h.read(srv.dir .. "/reload.txt"))
+      assert.matches("new instance not connected after 10000ms %(.*%): handing over anyway", srv.stderr())
+      assert.matches('"status":404', curl("-X POST -d x " .. srv.url .. "/in"))
+      local st = status(srv)
+      assert.is_false(st.streams.feed.connected)
+      assert.matches("brokers are down", st.streams.feed.not_ready)
+    end)
+    srv.stop()
+    assert(ok, err)
+  end)
+end)
+
 describe("config reload and WebSocket clients", function()
   local WS = "/usr/bin/python3 spec/tools/ws_client.py "
   local function sock(tag)
