@@ -83,7 +83,7 @@ static int cmd_run(int argc, char **argv, int cmd) {
   sl_diags_t d = {0};
   sl_engine_opts_t eo = {.files = o.files, .nfiles = o.nfiles, .sets = o.sets, .nsets = o.nsets,
                          .lint_only = lint, .watch = o.watch, .streams_mode = cmd == CMD_STREAMS,
-                         .streams_dir = o.streams_dir};
+                         .streams_dir = o.streams_dir, .log_level_fixed = o.log_level != NULL};
   sl_engine_t *e = sl_engine_load(&eo, &d);
   if (!e) {
     sl_diag_print(&d, stderr);

@@ -294,7 +294,7 @@ int sl_engine_reload(sl_engine_t *e, sl_diags_t *d, sl_apply_cb cb, void *arg) {
     rq->restart = compare_sections(e, root);
     const sl_cnode_t *lg = sl_cnode_get(root, "logger");
     sl_log_level_t lvl;
-    rq->log_level = lg && sl_log_parse_level(sl_conf_str(lg, "level", "info"), &lvl) == 0 ? (int)lvl : -1;
+    rq->log_level = lg && !e->opts.log_level_fixed && sl_log_parse_level(sl_conf_str(lg, "level", "info"), &lvl) == 0 ? (int)lvl : -1;
     rq->shutdown_ms = sl_conf_duration_ms(root, "shutdown_timeout", 20000);
     rc = sl_engine_apply(e, sl_cnode_get(root, "streams"), SL_APPLY_FILES, d, reloaded, rq);
   }
