@@ -154,6 +154,20 @@ output:
     assert(ok, err)
   end)
 
+  it("names a file's single stream after the file", function()
+    local srv = h.serve(SECTIONS .. "input: {http_server: {path: /one}}\noutput: {drop: {}}\n", {cmd = "streams"})
+    local ok, err = pcall(function()
+      local code, body = req("GET", srv.url .. "/streams")
+      assert.are.equal(200, code)
+      assert.truthy(body.config)
+      assert.are.equal(200, (req("POST", srv.url .. "/one", "x")))
+      code, body = req("GET", srv.url .. "/admin/status")
+      assert.are.equal("file", body.streams.config.source)
+    end)
+    srv.stop()
+    assert(ok, err)
+  end)
+
   it("keeps API streams in streams_dir across a restart", function()
     local srv = h.serve(SECTIONS, {cmd = "streams --streams-dir kept"})
     local dir = srv.dir
