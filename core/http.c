@@ -451,7 +451,9 @@ static const sl_section_t http_section = {
           "(`pong`), `GET /ready` (200 when every stream is connected, else 503 with the reasons) and "
           "`GET /metrics` (Prometheus text: `input_received`, `output_sent`, `output_error` per stream, "
           "`sluice_http_requests_total` by route and status, `sluice_http_connections`, "
-          "`sluice_http_slow_clients_dropped_total`, `sluice_store_appended_total`). "
+          "`sluice_http_slow_clients_dropped_total`, `sluice_store_appended_total`), "
+          "`GET /admin/status` and `POST /admin/reload` (behind `auth`; see "
+          "docs/reload-and-streams-mode.md). "
           "Without this section the server starts only when a component serves a path. Errors are "
           "JSON: `{\"error\": \"...\", \"status\": N}`.",
   .fields = http_fields,
