@@ -144,7 +144,10 @@ sl_unit_t *sl_unit_build(sl_engine_t *e, const sl_cnode_t *node, const char *nam
   if (e->worker) sl_http_route_unit(e->worker, u->id, staging);
   if (sl_scoped_is_template(u->node)) u->scoped = sl_scoped_build(&b, u->node, name);
   else u->stream = sl_stream_build(&b, u->node, name);
-  if (e->worker) sl_http_route_unit(e->worker, 0, 0);
+  if (e->worker) {
+    sl_http_route_unit(e->worker, 0, 0);
+    sl_http_lint_reset();
+  }
   free(dir);
   if ((!u->scoped && !u->stream) || d->n > before) {
     sl_unit_free(u);

@@ -205,6 +205,8 @@ static sl_routes_t g_lint_routes;
 
 static void lint_routes_free(void) { sl_routes_free(&g_lint_routes); }
 
+void sl_http_lint_reset(void) { sl_routes_free(&g_lint_routes); }
+
 int sl_http_lint_route(const char *pattern, const char *owner, sl_diags_t *d, const sl_cnode_t *at) {
   if (!g_lint_routes.n) {
     sl_route_t builtin = {.pattern = "/ping", .owner = "sluice"};
@@ -213,7 +215,8 @@ int sl_http_lint_route(const char *pattern, const char *owner, sl_diags_t *d, co
     sl_routes_add(&g_lint_routes, &builtin);
     builtin.pattern = "/metrics";
     sl_routes_add(&g_lint_routes, &builtin);
-    atexit(lint_routes_free);
+    static int registered;
+    if (!registered++) atexit(lint_routes_free);
   }
   sl_route_t r = {.pattern = (char *)pattern, .owner = (char *)owner};
   return route_conflict(sl_routes_add(&g_lint_routes, &r), pattern, d, at);

@@ -46,6 +46,9 @@ int sl_http_route_get(sl_worker_t *w, const char *pattern, sl_http_handler h, vo
 void sl_http_unroute(sl_worker_t *w, const char *pattern);
 /* The same conflict check for `sluice lint`, which has no server. */
 int sl_http_lint_route(const char *pattern, const char *owner, sl_diags_t *d, const sl_cnode_t *at);
+/* Forgets the paths linted so far: a running process lints one stream at a
+ * time (request-scoped templates, reloads), its real routes are checked live. */
+void sl_http_lint_reset(void);
 /* Requests on pattern must pass auth (an sl_http_auth_t the caller keeps
  * alive while routed) instead of the http section's `auth`. */
 void sl_http_route_auth(sl_worker_t *w, const char *pattern, const void *auth);

@@ -250,6 +250,45 @@ streams:
   end)
 end)
 
+describe("config reload of a request-scoped stream", function()
+  local function scoped(tag)
+    return (([[
+http:
+  address: 127.0.0.1:$PORT
+streams:
+  out:
+    input:
+      generate:
+        interval: 50ms
+        mapping: 'return {owner = "${ctx.query.user}", tag = "TAG"}'
+    output:
+      http_server: {path: /get-event}
+    request_scope:
+      idle_timeout: 5s
+]]):gsub("TAG", tag))
+  end
+
+  it("replaces the template; new requests get instances of the new one", function()
+    local srv = h.serve(scoped("v1"))
+    local ok, err = pcall(function()
+      local got = json.decode(curl(srv.url .. "/get-event?user=alice"))
+      assert.are.same({owner = "alice", tag = "v1"}, got)
+      local st = status(srv)
+      assert.are.equal("request_scoped", st.streams.out.kind)
+      assert.are.equal(1, st.streams.out.instances)
+      rewrite(srv, scoped("v2"))
+      local code, body = reload(srv)
+      assert.are.equal(200, code)
+      assert.are.same({"out"}, body.changed)
+      got = json.decode(curl(srv.url .. "/get-event?user=alice"))
+      assert.are.same({owner = "alice", tag = "v2"}, got)
+      assert.truthy(wait_for(function() return #status(srv).retired == 0 end))
+    end)
+    srv.stop()
+    assert(ok, err)
+  end)
+end)
+
 describe("config reload and WebSocket clients", function()
   local WS = "/usr/bin/python3 spec/tools/ws_client.py "
   local function sock(tag)
