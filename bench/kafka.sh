@@ -3,7 +3,8 @@
 # run: produce N messages of SIZE bytes (sluice: generate → kafka output;
 # kcat -P from a file, both acks=all + idempotence), then consume them all
 # (sluice: kafka input → drop, timed from start until /metrics counts N;
-# kcat -G as a consumer group member, timed from start to its exit).
+# kcat -G as a consumer group member, timed from start to its exit; both
+# read the topic kcat produced, each in its own group).
 # The broker is a single-node KRaft Kafka started by scripts/kafka.sh.
 # Usage: bench/kafka.sh   (N=500000 SIZES="100 1024" RUNS=3 by default)
 set -eu
@@ -72,7 +73,7 @@ for size in $SIZES; do
   for r in $(seq "$RUNS"); do
     ps+=("$(produce_sluice "$size" "s-$size-$r")")
     pk+=("$(produce_kcat "$size" "k-$size-$r")")
-    cs+=("$(consume_sluice "s-$size-$r")")
+    cs+=("$(consume_sluice "k-$size-$r")")   # the same topic as kcat's consumer
     ck+=("$(consume_kcat "k-$size-$r")")
   done
   a=$(printf '%s\n' "${ps[@]}" | median); b=$(printf '%s\n' "${pk[@]}" | median)

@@ -24,7 +24,7 @@ void sl_bytes_unref(sl_bytes_t *b);
  * sl_kv_copy into an empty list shares the entries (copy-on-write: the
  * first change to either list copies them), so cloning a message does not
  * copy its metadata. Read v[] freely; change a list only with sl_kv_*. */
-typedef struct sl_kv { char *key; char *val; size_t vlen; } sl_kv_t;
+typedef struct sl_kv { char *key; char *val; size_t vlen; } sl_kv_t;   /* val lives in key's allocation */
 typedef struct sl_kvlist { sl_kv_t *v; uint32_t n, cap; uint32_t *shared; } sl_kvlist_t;
 
 const char *sl_kv_get(const sl_kvlist_t *l, const char *key);          /* first match or NULL */
