@@ -5,6 +5,7 @@
 local h = require("spec.helpers")
 local kafka = require("spec.kafka_helpers")
 local json = h.json
+local demo = require("spec.demo_helpers")
 
 local WS = "/usr/bin/python3 spec/tools/ws_client.py "
 
@@ -142,20 +143,7 @@ describe_kafka("Tyk Streams demo on Kafka" .. (why and (": " .. why) or ""), fun
     post("/push-event?user=bob", {foo = "b2"})
     local sse_out, ws_out = sse:read("a"), ws:read("a")
     sse:close(); ws:close()
-    local alice = {}
-    for d in sse_out:gmatch("data: ([^\n]+)") do alice[#alice + 1] = json.decode(d) end
-    assert.is_true(#alice >= 1, sse_out)
-    for _, r in ipairs(alice) do
-      assert.are.equal("alice", r.user_id)
-      assert.are.equal("bar", r.result)
-    end
-    local bob = {}
-    for _, l in ipairs(h.lines(ws_out)) do
-      local m = json.decode(l)
-      if m.text then bob[#bob + 1] = json.decode(m.text) end
-    end
-    assert.are.equal(2, #bob, ws_out)
-    for _, r in ipairs(bob) do assert.are.equal("bob", r.user_id) end
+    demo.assert_alice_and_bob(sse_out, ws_out)
   end)
 
   it("serves 50 users at once by long-poll GET: every one of their results, none of anyone else's", function()
