@@ -206,28 +206,35 @@ static size_t dec(char *buf, int64_t v) {
   return i;
 }
 
+/* The metadata of a message is set at once, in one allocation; headers
+ * beyond the first 32 are added one by one. */
 static sl_msg_t *to_msg(const rd_kafka_message_t *m) {
   sl_msg_t *msg = sl_msg_new(m->payload ? m->payload : "", m->len);
-  char num[24];
+  char num[4][24];
+  sl_kv_t kv[38];
+  uint32_t n = 0;
   const char *topic = rd_kafka_topic_name(m->rkt);
-  sl_kv_add(&msg->meta, "kafka_topic", topic, strlen(topic));
-  sl_kv_add(&msg->meta, "kafka_partition", num, dec(num, m->partition));
-  sl_kv_add(&msg->meta, "kafka_offset", num, dec(num, m->offset));
+  kv[n++] = (sl_kv_t){"kafka_topic", (char *)topic, strlen(topic)};
+  kv[n++] = (sl_kv_t){"kafka_partition", num[0], dec(num[0], m->partition)};
+  kv[n++] = (sl_kv_t){"kafka_offset", num[1], dec(num[1], m->offset)};
   rd_kafka_timestamp_type_t tt;
   int64_t ts = rd_kafka_message_timestamp(m, &tt);
   if (ts >= 0) {
-    sl_kv_add(&msg->meta, "kafka_timestamp_unix", num, dec(num, ts / 1000));
-    sl_kv_add(&msg->meta, "kafka_timestamp_ms", num, dec(num, ts));
+    kv[n++] = (sl_kv_t){"kafka_timestamp_unix", num[2], dec(num[2], ts / 1000)};
+    kv[n++] = (sl_kv_t){"kafka_timestamp_ms", num[3], dec(num[3], ts)};
   }
-  if (m->key) sl_kv_add(&msg->meta, "kafka_key", m->key, m->key_len);
+  if (m->key) kv[n++] = (sl_kv_t){"kafka_key", m->key, m->key_len};
   rd_kafka_headers_t *hs = NULL;
-  if (rd_kafka_message_headers(m, &hs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    const char *name;
-    const void *val;
-    size_t vl;
-    for (size_t i = 0; rd_kafka_header_get_all(hs, i, &name, &val, &vl) == RD_KAFKA_RESP_ERR_NO_ERROR; i++)
-      sl_kv_set(&msg->meta, name, val ? val : "", val ? vl : 0);
-  }
+  size_t nh = 0;
+  if (rd_kafka_message_headers(m, &hs) == RD_KAFKA_RESP_ERR_NO_ERROR) nh = rd_kafka_header_cnt(hs);
+  const char *name;
+  const void *val;
+  size_t vl, i = 0;
+  for (; i < nh && n < 38 && rd_kafka_header_get_all(hs, i, &name, &val, &vl) == RD_KAFKA_RESP_ERR_NO_ERROR; i++)
+    kv[n++] = (sl_kv_t){(char *)name, val ? (char *)val : "", val ? vl : 0};
+  sl_kv_pack(&msg->meta, kv, n);
+  for (; i < nh && rd_kafka_header_get_all(hs, i, &name, &val, &vl) == RD_KAFKA_RESP_ERR_NO_ERROR; i++)
+    sl_kv_add(&msg->meta, name, val ? val : "", val ? vl : 0);
   msg->seq = (uint64_t)m->offset;
   return msg;
 }
@@ -480,7 +487,8 @@ static const sl_spec_t spec = {
   .summary = "Consumes Kafka topics as a consumer group member (librdkafka), committing only what is acknowledged.",
   .desc =
     "Each message's value is the content; `kafka_key`, `kafka_topic`, `kafka_partition`, "
-    "`kafka_offset`, `kafka_timestamp_unix` (`_ms`) and its headers become metadata. Offsets "
+    "`kafka_offset`, `kafka_timestamp_unix` (`_ms`) and its headers become metadata (a header "
+    "repeated in one message reads as its first value). Offsets "
     "are committed per partition in order, only for acknowledged transactions (a failed "
     "delivery is re-sent by the stream), every `commit_period`, on a rebalance and at "
     "shutdown. With `checkpoint_limit` messages of a partition in flight the partition is "

@@ -43,21 +43,39 @@ static sl_kv_t entry(const char *key, const char *val, size_t vlen) {
   return (sl_kv_t){k, k + kl + 1, vlen};
 }
 
-/* Before a change: a list sharing its entries gets its own copy of them. */
+/* Before a change: a list sharing its entries, or holding them packed in
+ * one block, gets its own separately allocated copy of them. */
 static void own(sl_kvlist_t *l) {
-  if (!l->shared) return;
-  if (*l->shared == 1) {
-    free(l->shared);
-    l->shared = NULL;
-    return;
-  }
-  (*l->shared)--;
+  int exclusive = !l->shared || *l->shared == 1;
+  if (l->shared && exclusive) free(l->shared);
+  else if (l->shared) (*l->shared)--;
   l->shared = NULL;
+  if (exclusive && !l->packed) return;
   sl_kv_t *v = sl_xmalloc((l->n ? l->n : 1) * sizeof(*v));
   for (uint32_t i = 0; i < l->n; i++)
     v[i] = entry(l->v[i].key, l->v[i].val, l->v[i].vlen);
+  if (exclusive) free(l->v);   /* the packed block */
   l->v = v;
   l->cap = l->n ? l->n : 1;
+  l->packed = 0;
+}
+
+void sl_kv_pack(sl_kvlist_t *l, const sl_kv_t *src, uint32_t n) {
+  sl_kv_clear(l);
+  if (!n) return;
+  size_t total = n * sizeof(sl_kv_t);
+  for (uint32_t i = 0; i < n; i++) total += strlen(src[i].key) + 1 + src[i].vlen + 1;
+  sl_kv_t *v = sl_xmalloc(total);
+  char *p = (char *)(v + n);
+  for (uint32_t i = 0; i < n; i++) {
+    size_t kl = strlen(src[i].key) + 1;
+    v[i] = (sl_kv_t){p, p + kl, src[i].vlen};
+    memcpy(p, src[i].key, kl);
+    memcpy(p + kl, src[i].val, src[i].vlen);
+    p[kl + src[i].vlen] = 0;
+    p += kl + src[i].vlen + 1;
+  }
+  *l = (sl_kvlist_t){.v = v, .n = n, .cap = n, .packed = 1};
 }
 
 void sl_kv_add(sl_kvlist_t *l, const char *key, const char *val, size_t vlen) {
@@ -121,7 +139,7 @@ void sl_kv_clear(sl_kvlist_t *l) {
     return;
   }
   free(l->shared);
-  for (uint32_t i = 0; i < l->n; i++) free(l->v[i].key);
+  for (uint32_t i = 0; !l->packed && i < l->n; i++) free(l->v[i].key);
   free(l->v);
   memset(l, 0, sizeof(*l));
 }

@@ -64,7 +64,7 @@ input:
   kafka: {addresses: []] .. k.addr .. [[], topics: [consumed], consumer_group: spec-g, commit_period: 100ms}
 pipeline:
   processors:
-    - lua: 'this.p = meta.kafka_partition; this.o = meta.kafka_offset'
+    - lua: 'this.p = meta.kafka_partition; this.o = meta.kafka_offset; this.k = meta.kafka_key; this.h = meta.trace; this.ts = meta.kafka_timestamp_ms'
 output: {file: {path: out.ndjson}}
 ]]
     local srv = h.serve(yaml)
@@ -73,9 +73,9 @@ output: {file: {path: out.ndjson}}
     assert.are.equal(300, #lines)
     -- more arrive while it is down; the restart reads exactly those
     payload = {}
-    for i = 301, 400 do payload[#payload + 1] = json.encode({n = i}) end
+    for i = 301, 400 do payload[#payload + 1] = "key" .. i .. "|" .. json.encode({n = i}) end
     h.write(d .. "/in2.txt", table.concat(payload, "\n") .. "\n")
-    kcat(k, "-P -t consumed -l " .. d .. "/in2.txt")
+    kcat(k, "-P -t consumed -K '|' -H trace=abc -H trace=second -l " .. d .. "/in2.txt")
     srv = h.serve(yaml, {dir = srv.dir, port = srv.port})
     lines = wait_lines(srv.dir .. "/out.ndjson", 400)
     os.execute("sleep 0.5")
@@ -88,6 +88,16 @@ output: {file: {path: out.ndjson}}
       local v = json.decode(l)
       assert.is_nil(seen[v.n], "twice: " .. v.n)
       seen[v.n] = true
+      -- one partition: offsets are the order of production; key, headers and time became metadata
+      assert.are.equal("0", v.p)
+      assert.are.equal(tostring(v.n - 1), v.o)
+      assert.truthy(tonumber(v.ts), l)
+      if v.n > 300 then
+        assert.are.equal("key" .. v.n, v.k)
+        assert.are.equal("abc", v.h)   -- a repeated header: its first value
+      else
+        assert.is_nil(v.k)
+      end
     end
   end)
 
