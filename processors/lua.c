@@ -2,7 +2,7 @@
  * file, run over each batch in one call into the worker's VM. */
 #include "../core/component.h"
 #include "../core/xalloc.h"
-#include "../lua/lhost.h"
+#include "../lua/module.h"
 #include <stdlib.h>
 
 static const sl_field_t fields[] = {
@@ -28,17 +28,20 @@ static const sl_field_t fields[] = {
 
 typedef struct lua_proc {
   sl_processor_t base;
-  sl_lscript_t *script;
+  sl_lscript_t *script;      /* inline code */
+  sl_lmodule_t *module;      /* or a module file */
 } lua_proc_t;
 
 static void lp_process(sl_processor_t *p, sl_batch_t *b) {
-  sl_lscript_run(((lua_proc_t *)p)->script, b, 0);
+  lua_proc_t *lp = (lua_proc_t *)p;
+  sl_lscript_run(lp->module ? sl_lmodule_script(lp->module) : lp->script, b, 0);
   if (b->n) sl_processor_emit(p, b);
   else sl_batch_free(b);
 }
 
 static void lp_destroy(sl_processor_t *p) {
   sl_lscript_free(((lua_proc_t *)p)->script);
+  sl_lmodule_close(((lua_proc_t *)p)->module);
   free(p);
 }
 
@@ -58,14 +61,14 @@ static void *lp_create(sl_build_t *b, const sl_cnode_t *conf) {
   } else {
     char *path = sl_build_path(b, file->str);
     char *err = NULL;
-    lp->script = sl_lscript_module(sl_lua_get(b->worker), path, &err);
-    if (!lp->script) {
+    lp->module = sl_lmodule_open(b->worker, path, &err);
+    if (!lp->module) {
       sl_diag_add(b->diags, file, "file", "%s", err);
       free(err);
     }
     free(path);
   }
-  if (!lp->script) {
+  if (!lp->script && !lp->module) {
     free(lp);
     return NULL;
   }
