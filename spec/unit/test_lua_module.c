@@ -1,0 +1,116 @@
+/* Hot-reloaded Lua modules through their C API: the status accessor reports
+ * versions, reloads and the last error; a failing version leaves the running
+ * script in place; the debounced watcher sees in-place writes and renames. */
+#include "lua/module.h"
+#include "core/fswatch.h"
+#include "core/worker.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int failures;
+#define CHECK(cond, ...) do { if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+  fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+
+static char dir[64], path[96];
+
+static void write_file(const char *p, const char *src) {
+  FILE *f = fopen(p, "w");
+  fputs(src, f);
+  fclose(f);
+}
+
+/* The status object of path, or NULL. */
+static json_t *status_of(json_t *all) {
+  size_t i;
+  json_t *v;
+  json_array_foreach(all, i, v)
+    if (strcmp(json_string_value(json_object_get(v, "file")), path) == 0) return v;
+  return NULL;
+}
+
+static json_int_t field(const char *key) {
+  json_t *all = sl_lua_modules_status();
+  json_t *s = status_of(all);
+  json_int_t n = s ? json_integer_value(json_object_get(s, key)) : -1;
+  json_decref(all);
+  return n;
+}
+
+/* Runs the loop until status[key] == want (or 5 s). The watcher's handles do
+ * not keep a loop alive, so a referenced timer polls. */
+typedef struct wait { uv_timer_t t; const char *key; json_int_t want; int ticks; } wait_t;
+
+static void on_poll(uv_timer_t *t) {
+  wait_t *w = (wait_t *)t;
+  if (field(w->key) == w->want || ++w->ticks > 500) uv_timer_stop(t);
+}
+
+static void wait_status(sl_worker_t *wk, const char *key, json_int_t want) {
+  wait_t w = {.key = key, .want = want};
+  uv_timer_init(wk->loop, &w.t);
+  uv_timer_start(&w.t, on_poll, 10, 10);
+  uv_run(wk->loop, UV_RUN_DEFAULT);
+  uv_close((uv_handle_t *)&w.t, NULL);
+  uv_run(wk->loop, UV_RUN_NOWAIT);
+  CHECK(field(key) == want, "%s: %lld, want %lld", key, (long long)field(key), (long long)want);
+}
+
+static const char *GOOD = "local M = {}\nfunction M.process(m) return m end\nreturn M\n";
+
+static void test_reload(void) {
+  sl_worker_t *wk = sl_worker_new(0, NULL);
+  write_file(path, GOOD);
+  char *err = NULL;
+  sl_lmodule_t *m = sl_lmodule_open(wk, path, &err);
+  CHECK(m && !err, "open: %s", err ? err : "?");
+  if (!m) return;
+  sl_lmodule_t *again = sl_lmodule_open(wk, path, &err);
+  CHECK(again == m, "a second processor shares the worker's instance");
+  sl_lmodule_close(again);
+
+  json_t *all = sl_lua_modules_status();
+  json_t *s = status_of(all);
+  CHECK(s && json_integer_value(json_object_get(s, "version")) == 1 &&
+          json_is_null(json_object_get(s, "last_error")) && json_integer_value(json_object_get(s, "reloads")) == 0 &&
+          json_string_length(json_object_get(s, "loaded_at")) == 24,
+        "initial status");
+  json_decref(all);
+
+  sl_lscript_t *v1 = sl_lmodule_script(m);
+  write_file(path, "local M = {}\nlocal x = = 1\nreturn M\n");
+  wait_status(wk, "errors", 1);
+  CHECK(sl_lmodule_script(m) == v1, "a failed load keeps the running version");
+  all = sl_lua_modules_status();
+  s = status_of(all);
+  const char *le = s ? json_string_value(json_object_get(s, "last_error")) : NULL;
+  CHECK(le && strstr(le, "mod.lua:2:"), "last_error names file:line: %s", le ? le : "null");
+  CHECK(s && json_integer_value(json_object_get(s, "version")) == 1, "still version 1");
+  json_decref(all);
+
+  /* written beside and renamed over, as editors do */
+  char tmp[128];
+  snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+  write_file(tmp, "return {process = function(m) return m end}\n");
+  CHECK(rename(tmp, path) == 0, "rename");
+  wait_status(wk, "version", 2);
+  CHECK(field("reloads") == 1 && field("errors") == 1, "counts");
+  CHECK(sl_lmodule_script(m) != v1, "the new version runs");
+
+  sl_lmodule_close(m);
+  CHECK(field("version") == -1, "a module no processor uses leaves the status");
+  sl_worker_free(wk);
+}
+
+int main(void) {
+  snprintf(dir, sizeof(dir), "/tmp/sl_lmod_XXXXXX");
+  if (!mkdtemp(dir)) return 1;
+  snprintf(path, sizeof(path), "%s/mod.lua", dir);
+  test_reload();
+  unlink(path);
+  rmdir(dir);
+  if (failures) fprintf(stderr, "%d failures\n", failures);
+  else printf("ok\n");
+  return failures ? 1 : 0;
+}
