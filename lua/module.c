@@ -5,7 +5,9 @@
 #include "../core/log.h"
 #include "../core/metrics.h"
 #include "../core/xalloc.h"
+#include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -33,12 +35,30 @@ struct sl_lmodule {
   sl_lscript_t *script;
   int version, refs;
   sl_fswatch_t *watch;
+  char **files;                  /* the file, then every file its versions required */
+  unsigned nfiles;
+  struct reading *reading;       /* a reload's files being read off the loop */
+  int again;                     /* changed again meanwhile: read once more */
+  int closed;                    /* released meanwhile: freed when the read ends */
 };
+
+/* A reload reads the files on libuv's thread pool, then compiles on the loop. */
+typedef struct file_read { char *path, *data; size_t len; int err; } file_read_t;
+typedef struct reading {
+  uv_work_t req;
+  sl_lmodule_t *m;
+  file_read_t *f;
+  unsigned n;
+} reading_t;
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static entry_t *g_entries, **g_tail = &g_entries;
 
 static void watch(sl_lmodule_t *m, const char *path) {
+  for (unsigned i = 0; i < m->nfiles; i++)
+    if (strcmp(m->files[i], path) == 0) return;
+  m->files = sl_xrealloc(m->files, (m->nfiles + 1) * sizeof(*m->files));
+  m->files[m->nfiles++] = sl_xstrdup(path);
   int rc = sl_fswatch_add(m->watch, path);
   if (rc != 0)
     sl_logf(SL_LOG_WARN, NULL, "lua", "cannot watch %s (%s): changes to it will not be reloaded", path,
@@ -50,11 +70,19 @@ void sl_lmodule_dep(void *owner, const char *path) {
   if (m->watch) watch(m, path);
 }
 
-static void on_change(void *arg) {
-  sl_lmodule_t *m = arg;
+static void inst_free(sl_lmodule_t *m) {
+  sl_fswatch_close(m->watch);
+  sl_lscript_free(m->script);
+  for (unsigned i = 0; i < m->nfiles; i++) free(m->files[i]);
+  free(m->files);
+  free(m);
+}
+
+/* Compiles the new version from the files read; swaps it in on success. */
+static void reload(sl_lmodule_t *m, const sl_lsource_t *pre, unsigned n) {
   entry_t *e = m->entry;
   char *err = NULL;
-  sl_lscript_t *s = sl_lscript_module(m->vm, e->file, m, m->script, &err);
+  sl_lscript_t *s = sl_lscript_module(m->vm, e->file, m, m->script, pre, n, &err);
   if (s == m->script) return;
   pthread_mutex_lock(&g_lock);
   if (s) {
@@ -75,6 +103,73 @@ static void on_change(void *arg) {
   pthread_mutex_unlock(&g_lock);
   if (s) sl_logf(SL_LOG_INFO, NULL, "lua", "reloaded %s: version %d", e->file, m->version);
   else sl_logf(SL_LOG_ERROR, NULL, "lua", "reload of %s failed, version %d keeps running: %s", e->file, m->version, err);
+}
+
+static void read_one(file_read_t *f) {
+  FILE *fp = fopen(f->path, "rb");
+  if (!fp) {
+    f->err = errno;
+    return;
+  }
+  size_t cap = 4096, got;
+  f->data = sl_xmalloc(cap);
+  while ((got = fread(f->data + f->len, 1, cap - f->len, fp)) > 0)
+    if ((f->len += got) == cap) f->data = sl_xrealloc(f->data, cap *= 2);
+  if (ferror(fp)) {
+    f->err = errno ? errno : EIO;
+    free(f->data);
+    f->data = NULL;
+  }
+  fclose(fp);
+}
+
+static void read_files(uv_work_t *req) {
+  reading_t *r = req->data;
+  for (unsigned i = 0; i < r->n; i++) read_one(&r->f[i]);
+}
+
+static void start_reading(sl_lmodule_t *m);
+
+static void files_read(uv_work_t *req, int status) {
+  reading_t *r = req->data;
+  sl_lmodule_t *m = r->m;
+  m->reading = NULL;
+  if (m->closed) {
+    inst_free(m);
+  } else if (status == 0) {
+    sl_lsource_t *pre = sl_xcalloc(r->n, sizeof(*pre));
+    for (unsigned i = 0; i < r->n; i++)
+      pre[i] = (sl_lsource_t){r->f[i].path, r->f[i].data, r->f[i].len, strerror(r->f[i].err)};
+    reload(m, pre, r->n);
+    free(pre);
+    if (m->again) {
+      m->again = 0;
+      start_reading(m);
+    }
+  }
+  for (unsigned i = 0; i < r->n; i++) {
+    free(r->f[i].path);
+    free(r->f[i].data);
+  }
+  free(r->f);
+  free(r);
+}
+
+static void start_reading(sl_lmodule_t *m) {
+  reading_t *r = sl_xcalloc(1, sizeof(*r));
+  r->m = m;
+  r->req.data = r;
+  r->n = m->nfiles;
+  r->f = sl_xcalloc(r->n, sizeof(*r->f));
+  for (unsigned i = 0; i < r->n; i++) r->f[i].path = sl_xstrdup(m->files[i]);
+  m->reading = r;
+  uv_queue_work(m->w->loop, &r->req, read_files, files_read);
+}
+
+static void on_change(void *arg) {
+  sl_lmodule_t *m = arg;
+  if (m->reading) m->again = 1;
+  else start_reading(m);
 }
 
 /* The entry of file, made on first use. Called with g_lock held. */
@@ -116,14 +211,13 @@ sl_lmodule_t *sl_lmodule_open(sl_worker_t *w, const char *path, char **err) {
   m->refs = m->version = 1;
   /* Before the first load: what the top level requires is watched too. */
   if (w) m->watch = sl_fswatch_new(w->loop, SL_LMODULE_DEBOUNCE_MS, on_change, m);
-  m->script = sl_lscript_module(m->vm, path, w ? m : NULL, NULL, err);
+  if (w) watch(m, path);
+  m->script = sl_lscript_module(m->vm, path, w ? m : NULL, NULL, NULL, 0, err);
   if (!m->script) {
-    sl_fswatch_close(m->watch);
-    free(m);
+    inst_free(m);
     return NULL;
   }
   if (!w) return m;
-  watch(m, path);
   pthread_mutex_lock(&g_lock);
   entry_t *e = entry_for(path);
   if (!e->insts) {
@@ -162,9 +256,12 @@ void sl_lmodule_close(sl_lmodule_t *m) {
   if (last && m->entry) unlink_inst(m);
   pthread_mutex_unlock(&g_lock);
   if (!last) return;
-  sl_fswatch_close(m->watch);
-  sl_lscript_free(m->script);
-  free(m);
+  if (m->reading) {
+    m->closed = 1;
+    uv_cancel((uv_req_t *)&m->reading->req);
+  } else {
+    inst_free(m);
+  }
 }
 
 json_t *sl_lua_modules_status(void) {

@@ -302,7 +302,14 @@ local function safe_load(s, name, mode, env)
   return compile(s, name and tostring(name):gsub("^[@=]", "") or "load", env or new_env(), 1, "", "")
 end
 
+-- Files the host has already read off the loop thread for a reload:
+-- path -> content, or {error message}. Set only while a reload compiles.
+local preread = nil
+
 local function read_file(path)
+  local pre = preread and preread[path]
+  if type(pre) == "string" then return pre end
+  if pre then return nil, pre[1] end
   local f, err = io.open(path, "rb")
   if not f then return nil, err end
   local src = f:read("*a")
@@ -471,8 +478,9 @@ end
 -- Loads a module file in a fresh environment, running its top level under
 -- the step budget. owner (lightuserdata, may be nil) is told of every file
 -- required. With prev (the id of the running version), returns prev itself
--- when neither the file nor anything it required has changed.
-function M.compile_module(path, owner, prev, steps)
+-- when neither the file nor anything it required has changed. pre: files
+-- already read (see preread).
+local function compile_module(path, owner, prev, steps)
   local src, ferr = read_file(path)
   if not src then return nil, ferr end
   if prev and unchanged(scripts[prev], src) then return prev end
@@ -492,6 +500,13 @@ function M.compile_module(path, owner, prev, steps)
     return nil, path .. ": a module must define process(msg, ctx) or process_batch(batch, ctx)"
   end
   return register({kind = "module", process = process, process_batch = process_batch, req = req})
+end
+
+function M.compile_module(path, owner, prev, steps, pre)
+  preread = pre
+  local id, err = compile_module(path, owner, prev, steps)
+  preread = nil
+  return id, err
 end
 
 -- ---------- running ----------

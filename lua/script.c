@@ -59,7 +59,8 @@ sl_lscript_t *sl_lscript_inline(sl_lua_t *L, const char *code, const char *chunk
   return script_new(L, sl_lvm_compile(L, L->ref_compile_inline, code, chunk, line_offset, NULL, err), 0);
 }
 
-sl_lscript_t *sl_lscript_module(sl_lua_t *vm, const char *path, void *owner, sl_lscript_t *prev, char **err) {
+sl_lscript_t *sl_lscript_module(sl_lua_t *vm, const char *path, void *owner, sl_lscript_t *prev,
+                                const sl_lsource_t *pre, unsigned n, char **err) {
   lua_State *L = vm->L;
   int top = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, vm->ref_compile_module);
@@ -69,7 +70,18 @@ sl_lscript_t *sl_lscript_module(sl_lua_t *vm, const char *path, void *owner, sl_
   if (prev) lua_pushinteger(L, prev->id);
   else lua_pushnil(L);
   lua_pushnumber(L, (lua_Number)vm->max_steps);
-  int id = compile_result(L, lua_pcall(L, 4, 2, 0), top, err);
+  lua_createtable(L, 0, (int)n);
+  for (unsigned i = 0; i < n; i++) {
+    if (pre[i].data) {
+      lua_pushlstring(L, pre[i].data, pre[i].len);
+    } else {
+      lua_createtable(L, 1, 0);
+      lua_pushfstring(L, "%s: %s", pre[i].path, pre[i].error);
+      lua_rawseti(L, -2, 1);
+    }
+    lua_setfield(L, -2, pre[i].path);
+  }
+  int id = compile_result(L, lua_pcall(L, 5, 2, 0), top, err);
   if (prev && id == prev->id) return prev;
   return script_new(vm, id, 1);
 }
