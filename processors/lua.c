@@ -22,7 +22,8 @@ static const sl_field_t fields[] = {
    "(a copy), `error()`, `set_error(e)` and `copy()`. `process` returns the message to keep (itself, "
    "or `true`), `nil`, `false` or `deleted()` to drop it, a list of messages to split it "
    "(`msg:copy()`, `new_message(content)`), or a string or table as its new content. "
-   "`process_batch` returns nothing to keep the batch as modified, or the list of messages to pass on.",
+   "`process_batch` returns nothing to keep the batch as modified, or the list of messages to pass on. "
+   "The file is watched and reloaded when it changes (see Hot reload above).",
    NULL, NULL},
   {0}};
 
@@ -90,7 +91,28 @@ static const sl_spec_t spec = {
     "A script that only reads `this` keeps the message's bytes; one that only adds new top-level keys "
     "has them appended to the original bytes; any other change re-encodes the object (lua-cjson's key "
     "order). `meta`, `ctx` and `msg.meta` cannot be reached with `rawset`/`rawget`, and a `msg` kept "
-    "past the call that received it refuses every use.",
+    "past the call that received it refuses every use.\n\n"
+    "### Hot reload of module files\n\n"
+    "A `file` module is loaded once per worker; processors naming the same file share it and its state. "
+    "The file and every file it `require`s from `lua.lua_path` (at load or later) are watched through "
+    "their directories, so in-place writes, `sed -i`, vim's save and `mv new.lua mod.lua` are all seen; "
+    "a burst of changes is coalesced and acted on 50 ms after the last one. The changed file (and what "
+    "it requires) is read off the event loop, then loaded in a fresh environment: its top level runs "
+    "(under the step budget) and must return a table with `process` or `process_batch`. If it does, the "
+    "new version processes every batch from the next one on: a batch is processed by exactly one "
+    "version, so none is lost, duplicated or seen by both. If it does not (syntax error, an error raised "
+    "at top level, no `process`, the file deleted), the running version stays, and the error with its "
+    "file:line is logged (`reload of FILE failed, version N keeps running: FILE:LINE: ...`), kept as "
+    "the module's `last_error` in the status and counted in `sluice_lua_reload_errors_total{file}`; "
+    "successful reloads count in `sluice_lua_reloads_total{file}`. A file whose content (and that of "
+    "what it required) is unchanged is not reloaded.\n\n"
+    "A new version starts with fresh state: its upvalues and top-level locals are those its top level "
+    "makes, and the modules it requires are loaded again for it (not shared with the old version nor "
+    "with inline scripts). Anything the old version kept in memory is gone, so keep state that must "
+    "survive a reload outside the module (in the message, metadata or a stream). Not watched: the "
+    "config file itself (pipeline reload is separate), and a symlinked file whose target changes "
+    "without an event in the link's own directory for the link's name (Kubernetes ConfigMap volumes "
+    "swap a `..data` link instead).",
   .fields = fields,
   .shorthand = "code",
   .example =

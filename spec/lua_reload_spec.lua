@@ -180,35 +180,40 @@ describe("lua module reload", function()
     for k = 1, n + 20 do assert.are.equal("1", out[k][2]) end
   end)
 
-  it("reloads when a module it requires from lua_path changes, with fresh module state", function()
+  it("reloads when a module it requires from lua_path changes (at load or later), with fresh state", function()
     local srv = serve("{interval: 5ms, mapping: 'return tostring(i)'}", {
       head = "lua:\n  lua_path: [lib]\n",
       before = function(dir)
         os.execute("mkdir -p " .. dir .. "/lib")
         h.write(dir .. "/lib/tagger.lua", "return {tag = 'a'}\n")
-        -- the top level loops (under the step budget) and keeps state
+        h.write(dir .. "/lib/late.lua", "return {n = 1}\n")
+        -- the top level loops (under the step budget) and keeps state;
+        -- `late` is required only once messages flow
         h.write(dir .. "/mod.lua", [[
 local tagger = require("tagger")
 local seen = 0
 for _ = 1, 100 do seen = seen + 0 end
 return {process = function(msg)
   seen = seen + 1
-  msg:set_content(msg:content() .. " " .. tagger.tag .. (seen == 1 and "-first" or ""))
+  local tag = tagger.tag .. require("late").n .. (seen == 1 and "-first" or "")
+  msg:set_content(msg:content() .. " " .. tag)
   return msg
 end}
 ]])
       end})
     local dir = srv.dir
-    wait_for(function() return has_tag(dir, "a") end, "output tagged a")
+    wait_for(function() return has_tag(dir, "a1") end, "output tagged a1")
     h.write(dir .. "/lib/tagger.lua", "return {tag = 'b'}\n")
-    wait_for(function() return has_tag(dir, "b") end, "output tagged b")
+    wait_for(function() return has_tag(dir, "b1") end, "output tagged b1")
+    h.write(dir .. "/lib/late.lua", "return {n = 2}\n")
+    wait_for(function() return has_tag(dir, "b2") end, "output tagged b2")
     local err, out = srv.stderr(), output(dir)
     assert.are.equal(0, srv.stop())
-    assert.matches("reloaded %./mod%.lua: version 2", err)
+    assert.matches("reloaded %./mod%.lua: version 3", err)
     local firsts = {}
     for _, r in ipairs(out) do
       if r[2]:find("-first", 1, true) then firsts[#firsts + 1] = r[2] end
     end
-    assert.are.same({"a-first", "b-first"}, firsts)
+    assert.are.same({"a1-first", "b1-first", "b2-first"}, firsts)
   end)
 end)
