@@ -83,8 +83,17 @@ static void reload(sl_lmodule_t *m, const sl_lsource_t *pre, unsigned n) {
   entry_t *e = m->entry;
   char *err = NULL;
   sl_lscript_t *s = sl_lscript_module(m->vm, e->file, m, m->script, pre, n, &err);
-  if (s == m->script) return;
   pthread_mutex_lock(&g_lock);
+  if (s) {
+    /* What is on disk runs now: an earlier failure is no longer the news. */
+    free(e->last_error);
+    e->last_error = NULL;
+  }
+  if (s == m->script) {
+    pthread_mutex_unlock(&g_lock);
+    sl_logf(SL_LOG_DEBUG, NULL, "lua", "%s: unchanged, version %d keeps running", e->file, m->version);
+    return;
+  }
   if (s) {
     sl_lscript_free(m->script);
     m->script = s;

@@ -24,8 +24,9 @@ sl_lscript_t *sl_lmodule_script(const sl_lmodule_t *m);
 void sl_lmodule_close(sl_lmodule_t *m);
 
 /* [{file, version (1 = as started), loaded_at (RFC 3339 UTC), last_error
- * ("file:line: message" of the last failed reload, or null), reloads, errors}]
- * for every module file in use, in load order. */
+ * ("file:line: message" of the last failed reload; null once the file on disk
+ * is what runs again), reloads, errors}] for every module file in use, in
+ * load order. */
 json_t *sl_lua_modules_status(void);
 
 /* Called by runtime.lua (FFI) when the module owner requires path. */

@@ -103,7 +103,7 @@ static const sl_spec_t spec = {
     "version, so none is lost, duplicated or seen by both. If it does not (syntax error, an error raised "
     "at top level, no `process`, the file deleted), the running version stays, and the error with its "
     "file:line is logged (`reload of FILE failed, version N keeps running: FILE:LINE: ...`), kept as "
-    "the module's `last_error` in the status and counted in `sluice_lua_reload_errors_total{file}`; "
+    "the module's `last_error` in the status (until the file loads again) and counted in `sluice_lua_reload_errors_total{file}`; "
     "successful reloads count in `sluice_lua_reloads_total{file}`. A file whose content (and that of "
     "what it required) is unchanged is not reloaded.\n\n"
     "A new version starts with fresh state: its upvalues and top-level locals are those its top level "

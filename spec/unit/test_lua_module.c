@@ -96,6 +96,9 @@ static void test_reload(void) {
   CHECK(rename(tmp, path) == 0, "rename");
   wait_status(wk, "version", 2);
   CHECK(field("reloads") == 1 && field("errors") == 1, "counts");
+  all = sl_lua_modules_status();
+  CHECK(json_is_null(json_object_get(status_of(all), "last_error")), "a good version clears last_error");
+  json_decref(all);
   CHECK(sl_lmodule_script(m) != v1, "the new version runs");
 
   sl_lmodule_close(m);
