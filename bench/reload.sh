@@ -2,15 +2,16 @@
 # Lua module hot reload: (1) latency from writing the module file to the first
 # message processed by the new version, median of RELOADS; (2) generate → lua
 # → drop throughput with and without 10 reloads per second, alternating
-# PHASE-second phases in one run (ratio of the medians). Prints Markdown rows
-# for bench/RESULTS.md.
-# Env: RELOADS (default 20), PHASES (per kind, default 3), PHASE (seconds, default 4).
+# PHASE-second phases in one run (ratio of the medians, and the median of the
+# ratios of each reloading phase to the quiet phase before it), per wall
+# second and per CPU second of sluice. Prints Markdown rows for bench/RESULTS.md.
+# Env: RELOADS (default 20), PHASES (per kind, default 8), PHASE (seconds, default 2).
 set -eu
 cd "$(dirname "$0")/.."
 BIN=$(realpath "${SLUICE_BIN:-build/sluice}")
 RELOADS=${RELOADS:-20}
-PHASES=${PHASES:-3}
-PHASE=${PHASE:-4}
+PHASES=${PHASES:-8}
+PHASE=${PHASE:-2}
 WORK=$(mktemp -d /tmp/sluice-reload.XXXXXX)
 PID=
 cleanup() {
@@ -87,9 +88,17 @@ print("latency_ms median=%.1f min=%.1f max=%.1f n=%d missing=%s" % (
 PY
 }
 
-# ---- (2) throughput: output_sent sampled from /metrics at phase boundaries.
+# ---- (2) throughput: output_sent sampled from /metrics at phase boundaries,
+# per wall second and per second of sluice's own CPU time (utime + stime):
+# on a shared machine the second is the steadier measure of what reloads cost.
 sent() {
   curl -s -m 5 "http://127.0.0.1:$1/metrics" | awk '/^output_sent[{ ]/ {print $NF}'
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+mark() { echo "$(sent "$1") $(date +%s%N) $(cpu_ticks)"; }
+# "msgs/wall-s msgs/cpu-s" between two marks
+rates() {
+  echo "$1 $2" | awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f %.0f\n", ($4 - $1) / (($5 - $2) / 1e9), ($4 - $1) / (($6 - $3) / hz)}'
 }
 
 throughput() {
@@ -112,24 +121,27 @@ YAML
   v=1
   : > "$WORK/quiet.txt"; : > "$WORK/reloading.txt"
   for _ in $(seq "$PHASES"); do
-    a=$(sent "$port"); s=$(date +%s%N)
-    sleep "$PHASE"
-    b=$(sent "$port"); e=$(date +%s%N)
-    echo "$a $b $s $e" | awk '{printf "%.0f\n", ($2 - $1) / (($4 - $3) / 1e9)}' >> "$WORK/quiet.txt"
-    a=$(sent "$port"); s=$(date +%s%N)
+    a=$(mark "$port"); sleep "$PHASE"; b=$(mark "$port")
+    rates "$a" "$b" >> "$WORK/quiet.txt"
+    a=$(mark "$port")
     for _ in $(seq $((PHASE * 10))); do
       v=$((v + 1)); write_version "$v"; sleep 0.1
     done
-    b=$(sent "$port"); e=$(date +%s%N)
-    echo "$a $b $s $e" | awk '{printf "%.0f\n", ($2 - $1) / (($4 - $3) / 1e9)}' >> "$WORK/reloading.txt"
+    b=$(mark "$port")
+    rates "$a" "$b" >> "$WORK/reloading.txt"
   done
   reloads=$(curl -s -m 5 "http://127.0.0.1:$port/metrics" | awk '/^sluice_lua_reloads_total/ {print $NF}')
   kill "$PID"; wait "$PID" || true; PID=
-  q=$(median < "$WORK/quiet.txt"); r=$(median < "$WORK/reloading.txt")
-  echo "quiet msg/s: $(tr '\n' ' ' < "$WORK/quiet.txt")"
-  echo "reloading msg/s: $(tr '\n' ' ' < "$WORK/reloading.txt")"
+  echo "quiet (msg/s msg/cpu-s): $(tr '\n' ',' < "$WORK/quiet.txt")"
+  echo "reloading (msg/s msg/cpu-s): $(tr '\n' ',' < "$WORK/reloading.txt")"
   echo "versions written: $((v - 1)), reloads counted: $reloads"
-  echo "| generate → lua (module) → drop | $q msg/s | $r msg/s | $(echo "$r $q" | awk '{printf "%.2f", $1 / $2}') |"
+  for col in 1 2; do
+    q=$(cut -d' ' -f$col "$WORK/quiet.txt" | median); r=$(cut -d' ' -f$col "$WORK/reloading.txt" | median)
+    # each reloading phase against the quiet phase just before it
+    p=$(paste -d' ' "$WORK/reloading.txt" "$WORK/quiet.txt" | awk -v c=$col '{printf "%.2f\n", $c / $(c + 2)}' | median)
+    unit=$([ $col = 1 ] && echo "msg/s" || echo "msg per CPU-s")
+    echo "| generate → lua (module) → drop, $unit | $q | $r | $(echo "$r $q" | awk '{printf "%.2f", $1 / $2}') | $p |"
+  done
 }
 
 case ${1:-all} in
