@@ -90,7 +90,7 @@ end
 
 describe("lua module reload", function()
   it("reload under load: every input exactly once, tagged by one version, tags in order", function()
-    local N = 3000
+    local N = 5000
     local srv = serve("{count: " .. N .. ", interval: 2ms, mapping: 'return tostring(i)'}")
     local dir = srv.dir
     -- 20 rewrites: 13 good versions (tags 2..14), 7 that fail to load.
