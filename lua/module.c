@@ -54,24 +54,19 @@ typedef struct reading {
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static entry_t *g_entries, **g_tail = &g_entries;
 
-static void watch(sl_lmodule_t *m, const char *path) {
+/* Adds path to what a reload reads, and to the watch. */
+static void track(sl_lmodule_t *m, const char *path) {
   for (unsigned i = 0; i < m->nfiles; i++)
     if (strcmp(m->files[i], path) == 0) return;
   m->files = sl_xrealloc(m->files, (m->nfiles + 1) * sizeof(*m->files));
   m->files[m->nfiles++] = sl_xstrdup(path);
-  int rc = sl_fswatch_add(m->watch, path);
-  if (rc != 0)
-    sl_logf(SL_LOG_WARN, NULL, "lua", "cannot watch %s (%s): changes to it will not be reloaded", path,
-            uv_strerror(rc));
+  if (m->watch) sl_fswatch_add(m->watch, path);
 }
 
-void sl_lmodule_dep(void *owner, const char *path) {
-  sl_lmodule_t *m = owner;
-  if (m->watch) watch(m, path);
-}
+void sl_lmodule_dep(void *owner, const char *path) { track(owner, path); }
 
 static void inst_free(sl_lmodule_t *m) {
-  sl_fswatch_close(m->watch);
+  sl_fswatch_free(m->watch);
   sl_lscript_free(m->script);
   for (unsigned i = 0; i < m->nfiles; i++) free(m->files[i]);
   free(m->files);
@@ -219,8 +214,11 @@ sl_lmodule_t *sl_lmodule_open(sl_worker_t *w, const char *path, char **err) {
   m->vm = sl_lua_get(w);
   m->refs = m->version = 1;
   /* Before the first load: what the top level requires is watched too. */
-  if (w) m->watch = sl_fswatch_new(w->loop, SL_LMODULE_DEBOUNCE_MS, on_change, m);
-  if (w) watch(m, path);
+  if (w) {
+    m->watch = sl_fswatch_new(w->loop, path, SL_LMODULE_DEBOUNCE_MS, on_change, m);
+    if (!m->watch) sl_logf(SL_LOG_WARN, NULL, "lua", "%s will not be reloaded when it changes", path);
+    track(m, path);
+  }
   m->script = sl_lscript_module(m->vm, path, w ? m : NULL, NULL, NULL, 0, err);
   if (!m->script) {
     inst_free(m);
