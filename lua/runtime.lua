@@ -18,12 +18,12 @@ const char *sl_lmsg_error(sl_msg_t *m);
 void sl_lmsg_set_error(sl_msg_t *m, const char *e);
 const char *sl_lmsg_ctx_str(sl_msg_t *m, int which);
 int sl_lmsg_ctx_kv_at(sl_msg_t *m, int list, unsigned i, const char **k, const char **v, size_t *len);
+void sl_lmodule_dep(void *owner, const char *path);
 sl_msg_t *sl_lmsg_clone(void *run, sl_msg_t *m);
 sl_msg_t *sl_lmsg_new(void *run, const char *p, size_t len);
 void sl_lrun_keep(void *run, sl_msg_t *m);
 int sl_uuid_v4(char *out);
 int sl_lnow(char *out, size_t cap);
-void sl_lmodule_dep(void *owner, const char *path);
 ]]
 
 local C = ffi.C
