@@ -1,12 +1,14 @@
 /* Hot-reloaded Lua modules through their C API: the status accessor reports
  * versions, reloads and the last error; a failing version leaves the running
- * script in place; the debounced watcher sees in-place writes and renames. */
+ * script in place; the debounced watcher sees in-place writes and renames,
+ * coalesces bursts and watches whole directories when asked. */
 #include "lua/module.h"
 #include "core/fswatch.h"
 #include "core/worker.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int failures;
@@ -106,11 +108,60 @@ static void test_reload(void) {
   sl_worker_free(wk);
 }
 
+/* ---- the watcher: a directory reports any file; a burst gives one callback ---- */
+
+typedef struct fires { int n; } fires_t;
+
+static void on_fire(void *arg) { ((fires_t *)arg)->n++; }
+
+/* Runs the loop for ms (the watch's handles do not keep it alive). */
+static void on_stop(uv_timer_t *t) { uv_stop(t->loop); }
+static void run_for(uv_loop_t *loop, uint64_t ms) {
+  uv_timer_t t;
+  uv_timer_init(loop, &t);
+  uv_timer_start(&t, on_stop, ms, 0);
+  uv_run(loop, UV_RUN_DEFAULT);
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(loop, UV_RUN_NOWAIT);
+}
+
+static void test_fswatch(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fires_t f = {0};
+  char other[128], sub[128];
+  snprintf(other, sizeof(other), "%s/other.txt", dir);
+  snprintf(sub, sizeof(sub), "%s/sub", dir);
+  mkdir(sub, 0755);
+  sl_fswatch_t *w = sl_fswatch_new(&loop, path, 30, on_fire, &f);
+  CHECK(w != NULL, "watch");
+  for (int i = 0; i < 5; i++) write_file(path, GOOD);
+  write_file(other, "x");
+  run_for(&loop, 200);
+  CHECK(f.n == 1, "five writes of the file give one callback, other files none: %d", f.n);
+  write_file(other, "y");
+  run_for(&loop, 100);
+  CHECK(f.n == 1, "another file in the directory is ignored: %d", f.n);
+  CHECK(sl_fswatch_add(w, sub) == 0, "add a directory");
+  char inside[160];
+  snprintf(inside, sizeof(inside), "%s/any.lua", sub);
+  write_file(inside, "x");
+  run_for(&loop, 200);
+  CHECK(f.n == 2, "any file in a watched directory: %d", f.n);
+  sl_fswatch_free(w);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  CHECK(uv_loop_close(&loop) == 0, "every handle closed");
+  unlink(inside);
+  unlink(other);
+  rmdir(sub);
+}
+
 int main(void) {
   snprintf(dir, sizeof(dir), "/tmp/sl_lmod_XXXXXX");
   if (!mkdtemp(dir)) return 1;
   snprintf(path, sizeof(path), "%s/mod.lua", dir);
   test_reload();
+  test_fswatch();
   unlink(path);
   rmdir(dir);
   if (failures) fprintf(stderr, "%d failures\n", failures);
