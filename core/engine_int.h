@@ -43,7 +43,7 @@ struct sl_engine {
   uv_signal_t sigint, sigterm, sighup;
   uv_timer_t shutdown_timer;
   uv_idle_t reaper;          /* frees drained retired units outside their callbacks */
-  sl_fswatch_t **watches; int nwatches;
+  sl_fswatch_t *watch;       /* -w: the config files */
   /* what /admin/status reports */
   uint64_t version;
   char hash[65];             /* sha256 of the config files' bytes, hex */

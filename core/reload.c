@@ -333,12 +333,9 @@ void sl_reload_start(sl_engine_t *e) {
   uv_signal_init(e->worker->loop, &e->sighup);
   e->sighup.data = e;
   uv_signal_start(&e->sighup, on_sighup, SIGHUP);
-  if (!e->opts.watch) return;
-  e->watches = sl_xcalloc((size_t)e->opts.nfiles + 1, sizeof(*e->watches));
-  for (int i = 0; i < e->opts.nfiles; i++) {
-    sl_fswatch_t *w = sl_fswatch_new(e->worker->loop, e->opts.files[i], 100, on_file_changed, e);
-    if (w) e->watches[e->nwatches++] = w;
-  }
+  if (!e->opts.watch || !e->opts.nfiles) return;
+  e->watch = sl_fswatch_new(e->worker->loop, e->opts.files[0], 100, on_file_changed, e);
+  for (int i = 1; e->watch && i < e->opts.nfiles; i++) sl_fswatch_add(e->watch, e->opts.files[i]);
 }
 
 void sl_reload_close(sl_engine_t *e) {
@@ -346,8 +343,6 @@ void sl_reload_close(sl_engine_t *e) {
     uv_close((uv_handle_t *)&e->sighup, NULL);
     signal(SIGHUP, SIG_IGN);
   }
-  for (int i = 0; i < e->nwatches; i++) sl_fswatch_free(e->watches[i]);
-  free(e->watches);
-  e->watches = NULL;
-  e->nwatches = 0;
+  sl_fswatch_free(e->watch);
+  e->watch = NULL;
 }
