@@ -1,6 +1,7 @@
 /* Hot-reloaded Lua module files: one instance per (file, worker), and a
  * process-wide list of files for the status and the metrics. */
 #include "module.h"
+#include "../core/admin.h"
 #include "../core/fswatch.h"
 #include "../core/log.h"
 #include "../core/metrics.h"
@@ -286,4 +287,14 @@ json_t *sl_lua_modules_status(void) {
   }
   pthread_mutex_unlock(&g_lock);
   return a;
+}
+
+/* GET /admin/status shows them as `lua_modules`. */
+static json_t *status_member(void *arg) {
+  (void)arg;
+  return sl_lua_modules_status();
+}
+
+static void __attribute__((constructor)) register_status(void) {
+  sl_admin_status_add("lua_modules", status_member, NULL);
 }

@@ -172,6 +172,8 @@ describe("config reload", function()
       assert.are.equal(sum:match("^(%x+)"), st.config.hash)
       assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ$", st.config.loaded_at)
       assert.are.same({"config.yaml"}, st.config.files)
+      -- A member another subsystem added (sl_admin_status_add): no Lua module files here.
+      assert.are.same({}, st.lua_modules)
       for _, name in ipairs({"steady", "changing", "waiting"}) do
         assert.are.equal("running", st.streams[name].state)
         assert.is_true(st.streams[name].connected)
@@ -185,6 +187,29 @@ describe("config reload", function()
       assert.truthy(wait_for(function() return #status(srv).retired == 0 end))
       assert.is_nil(status(srv).streams.waiting)
       assert.matches('"status":404', curl("-X POST -d x " .. srv.url .. "/in"))
+    end)
+    srv.stop()
+    assert(ok, err)
+  end)
+
+  it("shows the Lua module files in use (lua_modules, added by the Lua host)", function()
+    local srv = h.serve(config("v1", [[
+  moduled:
+    input:
+      generate: {mapping: 'return {n = i}', interval: 1s}
+    pipeline:
+      processors:
+        - lua: {file: mod.lua}
+    output:
+      drop: {}
+]]), {before = function(dir)
+      h.write(dir .. "/mod.lua", "local M = {}\nfunction M.process(msg) return msg end\nreturn M\n")
+    end})
+    local ok, err = pcall(function()
+      local mods = status(srv).lua_modules
+      assert.are.equal(1, #mods)
+      assert.matches("mod%.lua$", mods[1].file)
+      assert.are.equal(1, mods[1].version)
     end)
     srv.stop()
     assert(ok, err)
