@@ -10,6 +10,7 @@
 #include "xalloc.h"
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +64,11 @@ static void persist(sl_engine_t *e, const char *id, const sl_cnode_t *node) {
   }
   char *tmp = sl_xasprintf("%s/.%s.yaml.tmp", e->streams_dir, id);
   json_t *j = sl_cnode_to_json(node);
-  int rc = json_dump_file(j, tmp, JSON_INDENT(2) | JSON_SORT_KEYS);
+  /* Resolved configs hold what ${ENV} gave, secrets included: owner only. */
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int rc = fd < 0 ? -1 : json_dumpfd(j, fd, JSON_INDENT(2) | JSON_SORT_KEYS);
+  if (fd >= 0 && rc == 0 && fsync(fd) != 0) rc = -1;   /* the rename must not outrun the data */
+  if (fd >= 0 && close(fd) != 0) rc = -1;
   json_decref(j);
   if (rc != 0 || rename(tmp, path) != 0) {
     sl_error("streams_dir: cannot write %s: %s", path, strerror(errno));

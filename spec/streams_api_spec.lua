@@ -176,6 +176,8 @@ output:
       assert.are.equal(200, (req("POST", srv.url .. "/streams/gone", "input: {http_server: {path: /g}}\noutput: {drop: {}}\n")))
       assert.are.equal(200, (req("DELETE", srv.url .. "/streams/gone")))
       assert.truthy(h.read(dir .. "/kept/foo.yaml"))
+      local _, mode = h.sh("stat -c %a " .. dir .. "/kept/foo.yaml")
+      assert.are.equal("600", (mode:gsub("%s", "")))
       assert.is_nil(h.read(dir .. "/kept/gone.yaml"))
     end)
     srv.stop(true)
