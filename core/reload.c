@@ -1,9 +1,10 @@
 /* Swapping streams while the engine runs: a config reload (files, SIGHUP,
  * -w, POST /admin/reload) and the streams API both come down to
- * sl_engine_apply. The new config is read and validated whole first, new
- * stream instances are built next to the running ones (their HTTP routes
- * staged), and only when everything built are the routes handed over, the new
- * instances started and the replaced ones drained. */
+ * sl_engine_apply. The new config is read and validated whole first; new
+ * stream instances are built next to the running ones with their HTTP routes
+ * staged (any error undoes them and changes nothing), then started; once they
+ * are connected the routes are handed over in one step and the replaced
+ * instances drain. */
 #include "engine_int.h"
 #include "http.h"
 #include "log.h"
