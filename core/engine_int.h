@@ -47,6 +47,7 @@ struct sl_engine {
   /* what /admin/status reports */
   uint64_t version;
   char hash[65];             /* sha256 of the config files' bytes, hex */
+  char bad_hash[65];         /* -w: the content of the last failed reload, not retried as is */
   double loaded_at;          /* unix time of the last applied change */
   char *last_error;          /* the last failed reload's errors, or NULL */
   char *streams_dir;         /* streams API persistence, or NULL */

@@ -62,6 +62,8 @@ static void swap_timer_closed(uv_handle_t *h) {
   free(sw);
 }
 
+static void on_file_changed(void *arg);
+
 /* The handover: nothing here fails and nothing yields to the loop, so no
  * request sees a half-swapped route table. */
 static void finish(swap_t *sw) {
@@ -92,6 +94,8 @@ static void finish(swap_t *sw) {
   if (sw->cb) sw->cb(sw->arg, sw->changes);
   uv_close((uv_handle_t *)&sw->timer, swap_timer_closed);
   sl_engine_check_finished(e);
+  /* A file saved while this change waited was not reloaded then. */
+  if (e->opts.watch) on_file_changed(e);
 }
 
 static void try_finish(swap_t *sw) {
@@ -300,7 +304,10 @@ int sl_engine_reload(sl_engine_t *e, sl_diags_t *d, sl_apply_cb cb, void *arg) {
     rc = sl_engine_apply(e, sl_cnode_get(root, "streams"), SL_APPLY_FILES, d, reloaded, rq);
   }
   if (rc != 0) {
-    if (rc == -1) report_failure(e, d, before);
+    if (rc == -1) {
+      report_failure(e, d, before);
+      memcpy(e->bad_hash, rq->hash, sizeof rq->hash);
+    }
     json_decref(rq->restart);
     free(rq);
   }
@@ -313,7 +320,9 @@ static void reload_now(sl_engine_t *e, const char *why) {
   if (e->stopping) return;
   sl_info("%s: reloading the config", why);
   sl_diags_t d = {0};
-  if (sl_engine_reload(e, &d, NULL, NULL) == SL_APPLY_BUSY) sl_warn("%s: an earlier change is still being applied; not reloading", why);
+  if (sl_engine_reload(e, &d, NULL, NULL) == SL_APPLY_BUSY)
+    sl_warn("%s: an earlier change is still being applied; %s", why,
+            e->opts.watch ? "the files are read again once it is done" : "send SIGHUP again once it is done");
   sl_diags_free(&d);
 }
 
@@ -325,9 +334,10 @@ static void on_sighup(uv_signal_t *h, int signum) {
 static void on_file_changed(void *arg) {
   sl_engine_t *e = arg;
   char hash[65];
-  /* Editors touch files without changing them: only new bytes reload. */
+  /* Editors touch files without changing them: only new bytes reload, and
+   * a broken save is reported once, not again on every later event. */
   sl_config_hash(&e->opts, hash);
-  if (strcmp(hash, e->hash) != 0) reload_now(e, "config file changed");
+  if (strcmp(hash, e->hash) != 0 && strcmp(hash, e->bad_hash) != 0) reload_now(e, "config file changed");
 }
 
 void sl_reload_start(sl_engine_t *e) {
