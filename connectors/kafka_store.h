@@ -88,11 +88,11 @@ int sl_ks_status(rd_kafka_resp_err_t e);
 
 /* ---- readers (kafka_store_reader.c): one consumer each ---- */
 /* A reader of topic's P partitions under Kafka group id `group` (client.id
- * `client`): start NULL joins the group (subscribe, partitions assigned by
- * Kafka), else it is assigned every partition at start[p] (an offset, or
- * RD_KAFKA_OFFSET_STORED: the group's committed one). */
-sl_kreader_t *sl_kreader_new(sl_ks_t *ks, const char *topic, int P, const char *group, const char *client,
-                             const int64_t *start, int64_t session_ms, char **err);
+ * `client`): a member joins the group (partitions assigned by Kafka); any
+ * other reads nothing until sl_kreader_seek / sl_kreader_resolve (and
+ * commits as the group, which has no members). */
+sl_kreader_t *sl_kreader_new(sl_ks_t *ks, const char *topic, int P, const char *group, const char *client, int member,
+                             int64_t session_ms, char **err);
 /* The next message (the caller destroys it), NULL when none is ready. */
 rd_kafka_message_t *sl_kreader_next(sl_kreader_t *r);
 /* Called on the loop when messages may be ready (one waiter at a time;
@@ -106,7 +106,8 @@ const char *sl_kreader_assigned(const sl_kreader_t *r, uint64_t *generation);
 const char *sl_kreader_error(const sl_kreader_t *r);
 /* Next offset per partition as far as this reader knows (-1 unknown). */
 int64_t *sl_kreader_positions(sl_kreader_t *r);
-/* Assigns partition p at offset (subscriber readers). */
+/* Assigns every partition p at start[p] (an offset, or
+ * RD_KAFKA_OFFSET_STORED: the group's committed one); not for members. */
 void sl_kreader_seek(sl_kreader_t *r, const int64_t *start);
 /* Commits next[p] (those >= 0) as the group's offsets; done (NULL: failures
  * are logged) runs on the loop with the broker's answer. */

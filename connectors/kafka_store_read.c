@@ -190,7 +190,7 @@ void sl_ks_consume(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const 
   int64_t *start = sl_xcalloc((size_t)t->partitions, sizeof(int64_t));
   for (int i = 0; i < t->partitions; i++) start[i] = has_from ? (int64_t)from : RD_KAFKA_OFFSET_STORED;
   char *err = NULL;
-  rd = sl_kreader_new(ks, t->name, t->partitions, group, sub, NULL, 0, &err);
+  rd = sl_kreader_new(ks, t->name, t->partitions, group, sub, 0, 0, &err);
   free(group);
   if (!rd) {
     sl_api_error(r, 500, "kafka consumer: %s", err);
@@ -288,7 +288,7 @@ void sl_ks_live(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const cha
   free(pos);
   free(given);
   char *group = sub_group(t->name, sub), *err = NULL;
-  sl_kreader_t *rd = sl_kreader_new(ks, t->name, P, group, sub, NULL, 0, &err);
+  sl_kreader_t *rd = sl_kreader_new(ks, t->name, P, group, sub, 0, 0, &err);
   free(group);
   if (!rd) {
     sl_api_error(r, 500, "kafka consumer: %s", err);
@@ -323,7 +323,7 @@ void sl_ks_group_consume(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, 
   sl_kreader_t *rd = sl_kreader_find(ks, t->name, group, consumer);
   if (!rd) {
     char *err = NULL;
-    rd = sl_kreader_new(ks, t->name, t->partitions, group, consumer, NULL, session, &err);
+    rd = sl_kreader_new(ks, t->name, t->partitions, group, consumer, 1, session, &err);
     if (!rd) {
       sl_api_error(r, 400, "kafka consumer: %s", err);
       free(err);

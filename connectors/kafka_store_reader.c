@@ -259,8 +259,8 @@ void sl_kreader_resolve(sl_kreader_t *r, int64_t *start, void (*done)(void *arg,
   sl_ks_work(r->ks, resolve_run, resolve_done, v);
 }
 
-sl_kreader_t *sl_kreader_new(sl_ks_t *ks, const char *topic, int P, const char *group, const char *client,
-                             const int64_t *start, int64_t session_ms, char **err) {
+sl_kreader_t *sl_kreader_new(sl_ks_t *ks, const char *topic, int P, const char *group, const char *client, int member,
+                             int64_t session_ms, char **err) {
   sl_kreader_t *r = sl_xcalloc(1, sizeof(*r));
   r->ks = ks;
   r->topic = sl_xstrdup(topic);
@@ -280,7 +280,7 @@ sl_kreader_t *sl_kreader_new(sl_ks_t *ks, const char *topic, int P, const char *
     goto fail;
   }
   rd_kafka_conf_set_opaque(c, r);
-  if (!start) rd_kafka_conf_set_rebalance_cb(c, on_rebalance);
+  if (member) rd_kafka_conf_set_rebalance_cb(c, on_rebalance);
   r->rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, e, sizeof e);
   if (!r->rk) {
     rd_kafka_conf_destroy(c);
@@ -292,9 +292,8 @@ sl_kreader_t *sl_kreader_new(sl_ks_t *ks, const char *topic, int P, const char *
   r->wake = sl_kafka_wake_new(ks->w->loop, r->q, on_wake, r);
   uv_timer_init(ks->w->loop, &r->idle);
   r->idle.data = r;
-  if (start) {
-    sl_kreader_seek(r, start);
-  } else {
+  sl_logf(SL_LOG_DEBUG, NULL, "store", "kafka: %s of group %s on %s opened", client, group, topic);
+  if (member) {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t se = rd_kafka_subscribe(r->rk, l);

@@ -96,9 +96,11 @@ static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
 
 static const sl_section_t store_section = {
   .name = "store",
-  .desc = "Durable streams: the embedded event store (or Kafka topics with `backend: kafka`): durable partitioned streams with offsets, consumer groups, "
-          "retention and replay, served over REST, SSE and WebSocket under `/stream/`, and used by "
-          "pipelines through the `stream` input and output.",
+  .desc = "Durable partitioned streams with offsets, consumer groups, retention and replay, served over REST, SSE "
+          "and WebSocket under `/stream/`: kept by the embedded event store (files under `data_dir`, also used by "
+          "pipelines through the `stream` input and output), or in Kafka topics with `backend: kafka` (any number of "
+          "nodes serve the same streams; `data_dir`, `fsync*`, `segment_*` and `retention_*` are the embedded "
+          "store's).",
   .fields = fields,
   .apply = apply,
   .check = check,

@@ -8,6 +8,7 @@ local kafka = require("spec.kafka_helpers")
 local json = h.json
 
 local NODE = "node spec/node/clients.js "
+local WS = "/usr/bin/python3 spec/tools/ws_client.py "
 
 local function config(addr)
   return [[
@@ -153,7 +154,7 @@ output: {drop: {}}
     assert.are.equal("spec", got[7].headers.src)
     local c0, empty = curl(b, "'URL/stream/orders/consume/s1?wait_ms=0'")
     assert.are.equal(200, c0)
-    assert.are.equal(0, #empty.events)
+    assert.are.equal(0, #empty.events, json.encode(empty) .. b.stderr():gsub("[^\n]*librdkafka[^\n]*\n", ""))
     local ci, info = curl(a, "URL/stream/orders/info")
     assert.are.equal(200, ci, json.encode(info))
     assert.are.equal(41, info.message_count)
@@ -179,6 +180,21 @@ output: {drop: {}}
       local i = json.decode(events[n].data).data.i
       for _, l in ipairs(rest) do assert.are_not.equal(i, json.decode(json.decode(l).data).data.i) end
     end
+
+    -- a WebSocket reader on node A as subscriber s1 starts where s1's consumes on node B left off
+    -- (Kafka's committed offsets), and gets what node B publishes next
+    local ws = io.popen(WS .. "'ws://127.0.0.1:" .. a.port .. "/stream/orders/ws/s1' --recv 3 --wait 15")
+    os.execute("sleep 3")
+    assert.are.equal(200, (post(b, "/stream/orders/publish", batch(100, 102, "k"))))
+    local ws_out = ws:read("*a")
+    ws:close()
+    local got_ws = {}
+    for _, l in ipairs(h.lines(ws_out)) do
+      local m = json.decode(l)
+      if m.text then got_ws[json.decode(m.text).data.i] = true end
+    end
+    assert.same({[100] = true, [101] = true, [102] = true}, got_ws,
+      (a.stderr() .. b.stderr()):gsub("[^\n]*librdkafka[^\n]*\n", ""))
   end)
 
   it("splits a group's partitions over a member on each node, each message once; SIGKILL of node A loses nothing acknowledged", function()
