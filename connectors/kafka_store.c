@@ -304,8 +304,12 @@ static job_t *job_new(sl_ks_t *ks, sl_http_req_t *r, const char *name, int P) {
 static void job_done(void *arg) {
   job_t *j = arg;
   sl_http_req_t *r = sl_ks_unhold(&j->h);
-  if (r && j->err) sl_api_error(r, j->status ? j->status : 503, "%s", j->err);
-  else if (r) sl_api_json(r, j->status ? j->status : 200, j->out), j->out = NULL;
+  if (r && j->err) {
+    sl_api_error(r, j->status ? j->status : 503, "%s", j->err);
+  } else if (r) {
+    sl_api_json(r, j->status ? j->status : 200, j->out);
+    j->out = NULL;
+  }
   json_decref(j->out);
   json_decref(j->body);
   free(j->err);
@@ -438,43 +442,51 @@ static void list_found(sl_ks_t *ks, sl_http_req_t *r) {
 }
 
 typedef struct create_ask {
-  const char *name;
-  int P;
-  json_t *body;
+  rd_kafka_NewTopic_t *t;
   rd_kafka_AdminOptions_t *o;
-  char err[256];
 } create_ask_t;
 
 static void create_topic(rd_kafka_t *rk, rd_kafka_queue_t *q, void *arg) {
   create_ask_t *a = arg;
-  rd_kafka_NewTopic_t *t = rd_kafka_NewTopic_new(a->name, a->P, -1, a->err, sizeof a->err);
+  rd_kafka_CreateTopics(rk, &a->t, 1, a->o, q);
+}
+
+/* The topic asked for by a create body (checked by check_create). */
+static rd_kafka_NewTopic_t *new_topic(job_t *j, char *err, size_t len) {
+  rd_kafka_NewTopic_t *t = rd_kafka_NewTopic_new(j->name, j->P, -1, err, len);
   json_t *v;
   char buf[32];
-  if ((v = json_object_get(a->body, "retention_hours"))) {
+  if (t && (v = json_object_get(j->body, "retention_hours"))) {
     double h = json_number_value(v);
     snprintf(buf, sizeof buf, "%lld", h > 0 ? (long long)(h * 3600000.0) : -1LL);
     rd_kafka_NewTopic_set_config(t, "retention.ms", buf);
   }
-  if ((v = json_object_get(a->body, "retention_bytes"))) {
+  if (t && (v = json_object_get(j->body, "retention_bytes"))) {
     snprintf(buf, sizeof buf, "%lld", json_integer_value(v) > 0 ? (long long)json_integer_value(v) : -1LL);
     rd_kafka_NewTopic_set_config(t, "retention.bytes", buf);
   }
-  if ((v = json_object_get(a->body, "segment_bytes"))) {
+  if (t && (v = json_object_get(j->body, "segment_bytes"))) {
     snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(v));
     rd_kafka_NewTopic_set_config(t, "segment.bytes", buf);
   }
-  rd_kafka_CreateTopics(rk, &t, 1, a->o, q);
-  rd_kafka_NewTopic_destroy(t);
+  return t;
 }
 
 /* In the pool: creates the topic (201), or finds it with the same number
  * of partitions (200) or another (409), then reads its info. */
 static void create_run(void *arg) {
   job_t *j = arg;
-  create_ask_t a = {.name = j->name, .P = j->P, .body = j->body,
-                    .o = sl_ks_admin_options(j->ks, RD_KAFKA_ADMIN_OP_CREATETOPICS)};
+  char why[256];
+  create_ask_t a = {new_topic(j, why, sizeof why), NULL};
+  if (!a.t) {
+    j->status = 400;
+    j->err = sl_xasprintf("stream %s not created: %s", j->name, why);
+    return;
+  }
+  a.o = sl_ks_admin_options(j->ks, RD_KAFKA_ADMIN_OP_CREATETOPICS);
   rd_kafka_event_t *ev = sl_ks_admin(j->ks, create_topic, &a, &j->err);
   rd_kafka_AdminOptions_destroy(a.o);
+  rd_kafka_NewTopic_destroy(a.t);
   if (!ev) return;
   size_t n;
   const rd_kafka_topic_result_t **res = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);

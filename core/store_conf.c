@@ -61,9 +61,12 @@ static void find_stream_components(const sl_cnode_t *n, sl_diags_t *d) {
 }
 
 static int check(const sl_cnode_t *node, const sl_cnode_t *root, sl_diags_t *d) {
-  const char *b = sl_conf_str(node, "backend", "embedded");
-  if (!strcmp(b, "embedded")) return 0;
   uint32_t before = d->n;
+  int64_t partitions = sl_conf_int(node, "partitions", 1);
+  if (partitions < 1 || partitions > 1024)
+    sl_diag_add(d, sl_cnode_get(node, "partitions"), "store.partitions", "partitions must be between 1 and 1024");
+  const char *b = sl_conf_str(node, "backend", "embedded");
+  if (!strcmp(b, "embedded")) return (int)(d->n - before);
   if (!sl_cnode_get(node, "kafka"))
     sl_diag_add(d, sl_cnode_get(node, "backend"), "store.kafka", "backend kafka needs store.kafka.addresses");
   else
@@ -77,17 +80,13 @@ static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
   const char *b = sl_conf_str(node, "backend", "embedded");
   if (strcmp(b, "embedded") != 0) return sl_store_backend_find(b)->apply(w, node, sl_conf_bool(node, "api", 1), d);
   sl_sconf_t c = {
-    .partitions = (int)sl_conf_int(node, "partitions", 1),
+    .partitions = (int)sl_conf_int(node, "partitions", 1),   /* checked by check() */
     .retention_hours = sl_conf_float(node, "retention_hours", 168),
     .retention_bytes = sl_conf_size(node, "retention_bytes", 0),
     .fsync = (sl_fsync_t)sl_fsync_parse(sl_conf_str(node, "fsync", "interval")),   /* validated: one of them */
     .segment_bytes = sl_conf_size(node, "segment_bytes", 64 << 20),
     .segment_age_ms = sl_conf_duration_ms(node, "segment_age", 0),
   };
-  if (c.partitions < 1 || c.partitions > 1024) {
-    sl_diag_add(d, sl_cnode_get(node, "partitions"), "store.partitions", "partitions must be between 1 and 1024");
-    return -1;
-  }
   sl_store_configure(w, sl_conf_str(node, "data_dir", "./data"), &c, sl_conf_duration_ms(node, "fsync_interval", 50),
                      sl_conf_duration_ms(node, "retention_check", 10000));
   if (sl_conf_bool(node, "api", 1)) return sl_store_api_route(w, d, node, NULL, NULL);
