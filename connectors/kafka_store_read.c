@@ -16,7 +16,7 @@ typedef struct kpoll {
   sl_http_req_t *r;          /* NULL once answered */
   sl_ks_t *ks;
   sl_kreader_t *rd;
-  char *topic, *consumer;    /* consumer: a group member's answer */
+  char *consumer;            /* a group member's answer */
   int P;
   json_t *events;
   uint64_t limit, wait_ms, started;
@@ -28,13 +28,13 @@ static char *sub_group(const char *stream, const char *sub) {
   return sl_xasprintf(SL_KS_SUB_PREFIX "%s:%s", stream, sub);
 }
 
-static void poll_closed(uv_handle_t *h) {
-  kpoll_t *p = h->data;
+static void poll_free(kpoll_t *p) {
   json_decref(p->events);
-  free(p->topic);
   free(p->consumer);
   free(p);
 }
+
+static void poll_closed(uv_handle_t *h) { poll_free(h->data); }
 
 static void poll_end(kpoll_t *p) {
   p->r = NULL;
@@ -89,6 +89,10 @@ static void poll_timeout(uv_timer_t *t) { poll_try(t->data, 1); }
 
 static void poll_ready(void *arg) {
   kpoll_t *p = arg;
+  if (sl_kreader_closing(p->rd)) {
+    poll_try(p, 1);
+    return;
+  }
   if (poll_try(p, 0) || !p->extended || !sl_kreader_at_end(p->rd)) return;
   /* Caught up: the caller's own wait_ms is what is left. */
   p->extended = 0;
@@ -127,16 +131,9 @@ static int poll_params(sl_http_req_t *r, uint64_t *limit, uint64_t *wait_ms) {
 
 static kpoll_t *poll_new(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, uint64_t limit, uint64_t wait_ms) {
   kpoll_t *p = sl_xcalloc(1, sizeof(*p));
-  *p = (kpoll_t){.r = r, .ks = ks, .topic = sl_xstrdup(t->name), .P = t->partitions, .events = json_array(),
+  *p = (kpoll_t){.r = r, .ks = ks, .P = t->partitions, .events = json_array(),
                  .limit = limit, .wait_ms = wait_ms};
   return p;
-}
-
-static void poll_free(kpoll_t *p) {
-  json_decref(p->events);
-  free(p->topic);
-  free(p->consumer);
-  free(p);
 }
 
 /* ---------- by subscriber ---------- */
@@ -145,22 +142,24 @@ typedef struct sub_open {
   sl_ks_hold_t h;
   kpoll_t *p;
   int64_t *start;
+  int fresh;                 /* a new reader, to keep once it is placed */
 } sub_open_t;
 
 static void sub_resolved(void *arg, const char *err) {
   sub_open_t *o = arg;
   kpoll_t *p = o->p;
   sl_http_req_t *r = sl_ks_unhold(&o->h);
+  int fresh = o->fresh;
   free(o->start);
   free(o);
   if (!r || err) {
     if (r) sl_api_error(r, 503, "%s", err);
-    sl_kreader_close(p->rd);
+    if (fresh) sl_kreader_close(p->rd);
     poll_free(p);
     return;
   }
   p->r = r;
-  sl_kreader_keep(p->rd, p->ks->session_ms);
+  if (fresh) sl_kreader_keep(p->rd, p->ks->session_ms);
   poll_start(p);
 }
 
@@ -179,32 +178,26 @@ void sl_ks_consume(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const 
   char *group = sub_group(t->name, sub);
   sl_kreader_t *rd = sl_kreader_find(ks, t->name, group, sub);
   if (rd && has_from) sl_kreader_close(rd);   /* a new position: a new reader */
-  else if (rd) {
-    free(group);
-    kpoll_t *p = poll_new(ks, r, t, limit, wait_ms);
-    p->rd = rd;
-    sl_kreader_touch(rd);
-    poll_start(p);
-    return;
-  }
-  int64_t *start = sl_xcalloc((size_t)t->partitions, sizeof(int64_t));
-  for (int i = 0; i < t->partitions; i++) start[i] = has_from ? (int64_t)from : RD_KAFKA_OFFSET_STORED;
+  int fresh = !rd || has_from;
   char *err = NULL;
-  rd = sl_kreader_new(ks, t->name, t->partitions, group, sub, 0, 0, &err);
+  if (fresh) rd = sl_kreader_new(ks, t->name, t->partitions, group, sub, 0, 0, &err);
   free(group);
   if (!rd) {
     sl_api_error(r, 500, "kafka consumer: %s", err);
     free(err);
-    free(start);
     return;
   }
+  /* From the group's committed offsets: another node may have moved them
+   * since this one's reader last answered. */
+  int64_t *start = sl_xcalloc((size_t)t->partitions, sizeof(int64_t));
+  for (int i = 0; i < t->partitions; i++) start[i] = has_from ? (int64_t)from : RD_KAFKA_OFFSET_STORED;
   kpoll_t *p = poll_new(ks, r, t, limit, wait_ms);
   p->rd = rd;
   sub_open_t *o = sl_xcalloc(1, sizeof(*o));
-  o->p = p;
-  o->start = start;
+  *o = (sub_open_t){.p = p, .start = start, .fresh = fresh};
   sl_ks_hold(&o->h, r);
-  sl_kreader_resolve(rd, start, sub_resolved, o);
+  if (!fresh) sl_kreader_touch(rd);
+  sl_kreader_resolve(rd, start, !fresh, sub_resolved, o);
 }
 
 /* ---------- live: SSE and WebSocket ---------- */
@@ -237,6 +230,7 @@ static void klive_end(void *arg, const uint64_t *pos, int P) {
   (void)P;
   /* The reader's own positions: partitions nothing was sent from stay where they were. */
   if (pos) sl_kreader_commit(k->rd, sl_kreader_positions(k->rd), NULL, NULL);
+  sl_kreader_on_ready(k->rd, NULL, NULL);
   sl_kreader_close(k->rd);
   free(k->kind);
   free(k);
@@ -299,7 +293,7 @@ void sl_ks_live(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const cha
   klive_t *k = sl_xcalloc(1, sizeof(*k));
   *k = (klive_t){.ks = ks, .rd = rd, .kind = sl_xstrdup(kind), .start = start};
   sl_ks_hold(&k->h, r);
-  sl_kreader_resolve(rd, start, live_resolved, k);
+  sl_kreader_resolve(rd, start, 0, live_resolved, k);
 }
 
 /* ---------- consumer groups ---------- */

@@ -20,6 +20,8 @@ struct sl_kreader {
   sl_ks_t *ks;
   char *topic, *group, *client;
   int P, kept, closing;
+  int busy;                  /* pool jobs using rk: closing waits for them */
+  int commits;               /* commits sent, not answered yet */
   rd_kafka_t *rk;
   rd_kafka_queue_t *q;
   sl_kafka_wake_t *wake;
@@ -134,6 +136,7 @@ static void on_wake(void *arg) {
 void sl_kreader_on_ready(sl_kreader_t *r, void (*cb)(void *arg), void *arg) {
   r->cb = cb;
   r->cb_arg = arg;
+  if (cb) uv_timer_stop(&r->idle);   /* a reader waited on is not silent */
 }
 
 int sl_kreader_at_end(const sl_kreader_t *r) {
@@ -185,6 +188,7 @@ typedef struct commit {
 static void committed(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offsets, void *opaque) {
   (void)rk;
   commit_t *c = opaque;
+  c->r->commits--;
   for (int i = 0; !err && offsets && i < offsets->cnt; i++)
     if (offsets->elems[i].err) err = offsets->elems[i].err;
   const char *e = err && err != RD_KAFKA_RESP_ERR__NO_OFFSET ? rd_kafka_err2str(err) : NULL;
@@ -203,6 +207,7 @@ void sl_kreader_commit(sl_kreader_t *r, const int64_t *next, void (*done)(void *
   } else {
     commit_t *c = sl_xcalloc(1, sizeof(*c));
     *c = (commit_t){r, done, arg};
+    r->commits++;
     rd_kafka_resp_err_t err = rd_kafka_commit_queue(r->rk, l, r->q, committed, c);
     if (err) committed(r->rk, err, NULL, c);
   }
@@ -214,6 +219,7 @@ void sl_kreader_commit(sl_kreader_t *r, const int64_t *next, void (*done)(void *
 typedef struct resolve {
   sl_kreader_t *r;
   int64_t *start;
+  int if_moved;
   char *err;
   void (*done)(void *arg, const char *err);
   void *arg;
@@ -245,17 +251,34 @@ static void resolve_run(void *arg) {
   rd_kafka_topic_partition_list_destroy(l);
 }
 
+/* Another node moved the group's offsets since this reader last gave
+ * something (its own commits all answered). */
+static int moved(const sl_kreader_t *r, const int64_t *committed) {
+  if (r->commits) return 0;
+  for (int p = 0; p < r->P; p++)
+    if (r->assigned[p] && r->pos[p] >= 0 && committed[p] != r->pos[p]) return 1;
+  return 0;
+}
+
+static void really_close(sl_kreader_t *r);
+
 static void resolve_done(void *arg) {
   resolve_t *v = arg;
-  if (!v->err) sl_kreader_seek(v->r, v->start);
+  sl_kreader_t *r = v->r;
+  r->busy--;
+  if (!v->err && r->closing) v->err = sl_xstrdup("the reader closed meanwhile (another consume moved the subscriber)");
+  if (!v->err && (!v->if_moved || moved(r, v->start))) sl_kreader_seek(r, v->start);
   v->done(v->arg, v->err);
+  if (r->closing && !r->busy) really_close(r);   /* asked for meanwhile */
   free(v->err);
   free(v);
 }
 
-void sl_kreader_resolve(sl_kreader_t *r, int64_t *start, void (*done)(void *arg, const char *err), void *arg) {
+void sl_kreader_resolve(sl_kreader_t *r, int64_t *start, int if_moved, void (*done)(void *arg, const char *err),
+                        void *arg) {
   resolve_t *v = sl_xcalloc(1, sizeof(*v));
-  *v = (resolve_t){.r = r, .start = start, .done = done, .arg = arg};
+  *v = (resolve_t){.r = r, .start = start, .if_moved = if_moved, .done = done, .arg = arg};
+  r->busy++;
   sl_ks_work(r->ks, resolve_run, resolve_done, v);
 }
 
@@ -383,14 +406,22 @@ static void idle_closed(uv_handle_t *h) {
   sl_ks_work(r->ks, close_run, close_done, r);
 }
 
-void sl_kreader_close(sl_kreader_t *r) {
-  if (r->closing) return;
-  r->closing = 1;
-  r->cb = NULL;
-  if (r->kept) unlink_reader(r);
+static void really_close(sl_kreader_t *r) {
   sl_kafka_wake_close(r->wake, r->q);
   uv_close((uv_handle_t *)&r->idle, idle_closed);
 }
+
+void sl_kreader_close(sl_kreader_t *r) {
+  if (r->closing) return;
+  r->closing = 1;
+  void (*cb)(void *arg) = r->cb;
+  r->cb = NULL;
+  if (r->kept) unlink_reader(r);
+  if (cb) cb(r->cb_arg);   /* its waiter answers with what it has, and lets go */
+  if (!r->busy) really_close(r);
+}
+
+int sl_kreader_closing(const sl_kreader_t *r) { return r->closing; }
 
 static void idle_freed(uv_handle_t *h) { close_done(h->data); }
 
