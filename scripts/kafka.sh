@@ -180,14 +180,13 @@ EOF
 
   if [ ! -f "$dir/data/meta.properties" ]; then
     # A cluster id is 16 random bytes in URL-safe base64 without padding;
-    # making it here saves a JVM start (StorageTool random-uuid). Given as
-    # --cluster-id=ID: an id that starts with '-' is no option.
+    # making it here saves a JVM start (StorageTool random-uuid).
     cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c 1-22)
     # --standalone: this node alone is the controller quorum (KIP-853). A
     # short-lived tool: C1 alone and the serial collector start it faster.
     # shellcheck disable=SC2086
     if ! timeout -k 5 60 java $jvm -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -cp "$cp/libs/*" kafka.tools.StorageTool format \
-        --standalone --cluster-id="$cid" -c "$dir/server.properties" > "$dir/format.log" 2>&1; then
+        --standalone -t "$cid" -c "$dir/server.properties" > "$dir/format.log" 2>&1; then
       cat "$dir/format.log" >&2
       die "formatting $dir/data failed"
     fi
