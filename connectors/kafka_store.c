@@ -599,6 +599,7 @@ static void delete_run(void *arg) {
 static void deleted(void *arg) {
   job_t *j = arg;
   j->ks->fetched_at = 0;
+  if (j->out) sl_ks_live_deleted(j->ks, j->name);
   job_done(j);
 }
 

@@ -41,6 +41,7 @@ typedef struct sl_ks {
   int fetching;
   struct ks_wait *waiters;          /* requests waiting for that metadata */
   sl_kreader_t *readers;
+  struct klive *lives;              /* SSE / WebSocket readers */
   sl_ks_gconf_t *gconfs;
   int jobs;                         /* in the pool: the worker's end waits for them */
 } sl_ks_t;
@@ -136,6 +137,8 @@ void sl_kreader_close_all(sl_ks_t *ks);
 /* ---- requests (kafka_store_read.c, kafka_store_groups.c) ---- */
 void sl_ks_consume(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const char *sub);
 void sl_ks_live(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const char *kind, const char *sub);
+/* The topic was deleted through this node: its live readers end (1001). */
+void sl_ks_live_deleted(sl_ks_t *ks, const char *topic);
 void sl_ks_group_consume(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const char *group);
 void sl_ks_group_commit(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const char *group);
 void sl_ks_group_leave(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const char *group, const char *consumer);

@@ -203,8 +203,10 @@ void sl_ks_consume(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const 
 /* ---------- live: SSE and WebSocket ---------- */
 
 typedef struct klive {
+  struct klive *next;        /* in ks->lives once answered */
   sl_ks_hold_t h;
   sl_ks_t *ks;
+  char *topic;
   sl_kreader_t *rd;
   sl_live_t *l;
   char *kind;
@@ -232,8 +234,21 @@ static void klive_end(void *arg, const uint64_t *pos, int P) {
   if (pos) sl_kreader_commit(k->rd, sl_kreader_positions(k->rd), NULL, NULL);
   sl_kreader_on_ready(k->rd, NULL, NULL);
   sl_kreader_close(k->rd);
+  for (klive_t **pp = &k->ks->lives; *pp; pp = &(*pp)->next)
+    if (*pp == k) {
+      *pp = k->next;
+      break;
+    }
+  free(k->topic);
   free(k->kind);
   free(k);
+}
+
+void sl_ks_live_deleted(sl_ks_t *ks, const char *topic) {
+  for (klive_t *k = ks->lives, *next; k; k = next) {
+    next = k->next;
+    if (k->l && !strcmp(k->topic, topic)) sl_live_stop(k->l, 1001, "stream deleted");   /* klive_end frees k */
+  }
 }
 
 static void klive_ready(void *arg) {
@@ -250,6 +265,7 @@ static void live_resolved(void *arg, const char *err) {
     if (r) sl_api_error(r, 503, "%s", err);
     free(k->start);
     sl_kreader_close(k->rd);
+    free(k->topic);
     free(k->kind);
     free(k);
     return;
@@ -260,7 +276,10 @@ static void live_resolved(void *arg, const char *err) {
   free(k->start);
   k->start = NULL;
   sl_kreader_on_ready(k->rd, klive_ready, k);
-  /* The stream's name is its topic: the records' JSON is shared between readers of one node. */
+  k->next = k->ks->lives;
+  k->ks->lives = k;
+  /* cache_id 0: a topic deleted and made again starts its offsets afresh
+   * under the same name, so records' JSON is not shared between readers. */
   sl_live_open(r, k->ks->w, k->kind, P, pos, NULL, 0, &klive_src, k);
 }
 
@@ -291,7 +310,7 @@ void sl_ks_live(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const cha
     return;
   }
   klive_t *k = sl_xcalloc(1, sizeof(*k));
-  *k = (klive_t){.ks = ks, .rd = rd, .kind = sl_xstrdup(kind), .start = start};
+  *k = (klive_t){.ks = ks, .topic = sl_xstrdup(t->name), .rd = rd, .kind = sl_xstrdup(kind), .start = start};
   sl_ks_hold(&k->h, r);
   sl_kreader_resolve(rd, start, 0, live_resolved, k);
 }

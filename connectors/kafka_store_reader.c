@@ -265,11 +265,10 @@ static void really_close(sl_kreader_t *r);
 static void resolve_done(void *arg) {
   resolve_t *v = arg;
   sl_kreader_t *r = v->r;
-  r->busy--;
   if (!v->err && r->closing) v->err = sl_xstrdup("the reader closed meanwhile (another consume moved the subscriber)");
   if (!v->err && (!v->if_moved || moved(r, v->start))) sl_kreader_seek(r, v->start);
-  v->done(v->arg, v->err);
-  if (r->closing && !r->busy) really_close(r);   /* asked for meanwhile */
+  v->done(v->arg, v->err);   /* still busy: a close it asks for waits for the line below */
+  if (--r->busy == 0 && r->closing) really_close(r);
   free(v->err);
   free(v);
 }

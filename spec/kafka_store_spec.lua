@@ -291,7 +291,14 @@ output: {drop: {}}
     assert.are.equal(400, c)
     c = curl(b, "'URL/stream/errs/group/g/consume'")
     assert.are.equal(400, c)
+    -- deleting a stream ends its SSE readers on the node that deleted it
+    local sse = io.popen("curl -s -N -m 20 " .. b.url .. "/stream/errs/sse/r1; echo rc=$?")
+    os.execute("sleep 2")
     assert.are.equal(200, (curl(b, "-X DELETE URL/stream/errs")))
+    local sse_out = sse:read("*a")
+    sse:close()
+    assert.matches(": connected", sse_out)
+    assert.matches("rc=0", sse_out)   -- ended by the server, not by curl's -m
     assert.are.equal(404, (curl(b, "URL/stream/errs/info")))
   end)
 end)
