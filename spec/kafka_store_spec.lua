@@ -251,6 +251,23 @@ output: {drop: {}}
     assert.are.equal(1, #groups.groups)
     assert.are.equal("workers", groups.groups[1].group)
     assert.are.equal(2, #groups.groups[1].members)
+    local c1, g1 = curl(a, "URL/stream/jobs/group/workers")
+    assert.are.equal(200, c1, json.encode(g1))
+    assert.are.equal(6000, g1.session_timeout_ms)
+    assert.is_true(g1.auto_commit)
+    local lag = 0
+    for _, l in ipairs(g1.lag) do lag = lag + l end
+    assert.is_true(lag <= 200)
+    -- commits go through the node that serves a member of the group
+    local p0 = pb[1]
+    local cc, cm = post(b, "/stream/jobs/group/workers/commit",
+      {partition = p0, offset = g1.committed[p0 + 1], consumer = "m-b"})
+    assert.are.equal(200, cc, json.encode(cm))
+    assert.are.equal(g1.committed[p0 + 1], cm.committed)
+    local c409 = post(b, "/stream/jobs/group/nobody/commit", {partition = 0, offset = 0})
+    assert.are.equal(409, c409)
+    assert.are.equal(404, (curl(b, "URL/stream/jobs/group/nobody")))
+    assert.are.equal(404, (curl(b, "-X DELETE URL/stream/jobs/group/workers/members/m-zz")))
 
     -- more acknowledged through A, some taken by A's member, then A dies
     local c2, r2 = post(a, "/stream/jobs/publish", batch(201, 300, "w"))
@@ -313,6 +330,9 @@ describe("store.backend kafka without a broker", function()
     assert.are.equal(503, c)
     c, e = post(srv, "/stream/x", {partitions = 2})
     assert.are.equal(503, c)
+    c, e = curl(srv, "URL/stream/x/sse/s")
+    assert.are.equal(503, c)
+    assert.are.equal(503, e.status)
     assert.are.equal(0, srv.stop())
   end)
 
