@@ -790,15 +790,17 @@ static void ks_free(sl_ks_t *ks) {
   free(ks);
 }
 
-/* The worker is going: readers close (in the pool), published messages
- * still waiting get a last chance, and ks goes after its last job. */
+/* The worker is going: pool jobs (which use the readers' and the
+ * producer's handles) end first, then the kept readers close (blocking: the
+ * loop is done), published messages still waiting get a last chance, and
+ * the readers that closed with their clients finish leaving in the pool. */
 static void ks_release(void *arg) {
   sl_ks_t *ks = arg;
+  while (ks->jobs) uv_run(ks->w->loop, UV_RUN_ONCE);
   sl_kreader_close_all(ks);
   if (ks->wake) sl_kafka_wake_close(ks->wake, ks->q);
   ks->wake = NULL;
   if (ks->rk) rd_kafka_flush(ks->rk, 2000);
-  /* Readers that closed with their clients are leaving in the pool. */
   while (ks->jobs) uv_run(ks->w->loop, UV_RUN_ONCE);
   ks_free(ks);
 }

@@ -40,7 +40,7 @@ typedef struct sl_ks {
   uint64_t fetched_at;              /* loop ms of that metadata; 0 none */
   int fetching;
   struct ks_wait *waiters;          /* requests waiting for that metadata */
-  sl_kreader_t *readers;
+  sl_kreader_t *readers;            /* kept between requests: group members, subscribers */
   struct klive *lives;              /* SSE / WebSocket readers */
   sl_ks_gconf_t *gconfs;
   int jobs;                         /* in the pool: the worker's end waits for them */
