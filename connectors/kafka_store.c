@@ -665,12 +665,7 @@ static rd_kafka_headers_t *headers_of(const sl_pub_t *rec) {
 static void publish_found(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, char *const *seg) {
   (void)seg;
   sl_pubs_t pubs;
-  char *why = NULL;
-  if (sl_pub_parse(r->body->data, r->body->len, &pubs, &why) != 0) {
-    sl_api_error(r, 400, "%s", why);
-    free(why);
-    return;
-  }
+  if (sl_api_pubs(r, &pubs) != 0) return;
   kpub_t *p = sl_xcalloc(1, sizeof(*p));
   p->batch = pubs.batch;
   p->n = p->left = pubs.n;

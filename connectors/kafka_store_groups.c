@@ -166,14 +166,9 @@ static void groups_done(void *arg) {
 void sl_ks_groups(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const char *group, int create) {
   int created = 0;
   if (create) {
-    json_t *b = sl_api_body(r);
-    if (!b) return;
-    json_t *ac = json_object_get(b, "auto_commit"), *to = json_object_get(b, "session_timeout_ms");
-    if ((ac && !json_is_boolean(ac)) || (to && (!json_is_integer(to) || json_integer_value(to) < 100))) {
-      sl_api_error(r, 400, "auto_commit is a boolean, session_timeout_ms an integer >= 100");
-      json_decref(b);
-      return;
-    }
+    int ac;
+    int64_t to;
+    if (sl_api_group_settings(r, &ac, &to) != 0) return;
     sl_ks_gconf_t *g = sl_ks_gconf(ks, t->name, group);
     if (!g) {
       g = sl_xcalloc(1, sizeof(*g));
@@ -182,9 +177,8 @@ void sl_ks_groups(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const c
       ks->gconfs = g;
       created = 1;
     }
-    if (ac) g->auto_commit = json_is_true(ac);
-    if (to) g->session_ms = json_integer_value(to);
-    json_decref(b);
+    if (ac >= 0) g->auto_commit = ac;
+    if (to >= 0) g->session_ms = to;
   }
   gjob_t *j = sl_xcalloc(1, sizeof(*j));
   *j = (gjob_t){.ks = ks, .topic = sl_xstrdup(t->name), .group = group ? sl_xstrdup(group) : NULL,

@@ -281,6 +281,19 @@ void sl_kreader_resolve(sl_kreader_t *r, int64_t *start, int if_moved, void (*do
   sl_ks_work(r->ks, resolve_run, resolve_done, v);
 }
 
+/* Frees what a reader owns once its librdkafka handles are gone (or were never made). */
+static void close_done(void *arg) {
+  sl_kreader_t *r = arg;
+  free(r->topic);
+  free(r->group);
+  free(r->client);
+  free(r->assigned);
+  free(r->eof);
+  free(r->pos);
+  free(r->err);
+  free(r);
+}
+
 sl_kreader_t *sl_kreader_new(sl_ks_t *ks, const char *topic, int P, const char *group, const char *client, int member,
                              int64_t session_ms, char **err) {
   sl_kreader_t *r = sl_xcalloc(1, sizeof(*r));
@@ -330,13 +343,7 @@ sl_kreader_t *sl_kreader_new(sl_ks_t *ks, const char *topic, int P, const char *
   return r;
 fail:
   *err = sl_xstrdup(e);
-  free(r->topic);
-  free(r->group);
-  free(r->client);
-  free(r->assigned);
-  free(r->eof);
-  free(r->pos);
-  free(r);
+  close_done(r);
   return NULL;
 }
 
@@ -386,18 +393,6 @@ static void close_run(void *arg) {
   sl_kreader_t *r = arg;
   rd_kafka_consumer_close(r->rk);   /* leaves the group: its partitions move at once */
   destroy(r);
-}
-
-static void close_done(void *arg) {
-  sl_kreader_t *r = arg;
-  free(r->topic);
-  free(r->group);
-  free(r->client);
-  free(r->assigned);
-  free(r->eof);
-  free(r->pos);
-  free(r->err);
-  free(r);
 }
 
 static void idle_closed(uv_handle_t *h) {

@@ -7,6 +7,7 @@
 #include "conf.h"
 #include "http.h"
 #include "store.h"
+#include "store_pub.h"
 #include <jansson.h>
 
 #define SL_STORE_API_PREFIX "/stream/"
@@ -20,6 +21,11 @@ void sl_api_json(sl_http_req_t *r, int status, json_t *j);
 void sl_api_error(sl_http_req_t *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The request body as a JSON object, or NULL (answered 400). */
 json_t *sl_api_body(sl_http_req_t *r);
+/* The publish body ({"events":[…]} or one event), or -1 (answered 400). */
+int sl_api_pubs(sl_http_req_t *r, sl_pubs_t *out);
+/* POST …/group/{group}'s settings: each -1 when not given; -1 (answered 400)
+ * when the body is not JSON or a value is out of range. */
+int sl_api_group_settings(sl_http_req_t *r, int *auto_commit, int64_t *session_ms);
 /* {"offset","partition","event","data","timestamp","key"[,"headers"]}. */
 json_t *sl_api_event(const sl_record_t *rec, int partition);
 int sl_api_uint(sl_http_req_t *r, const char *name, uint64_t *out);

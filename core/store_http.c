@@ -141,6 +141,26 @@ json_t *sl_api_body(sl_http_req_t *r) {
   return j;
 }
 
+int sl_api_pubs(sl_http_req_t *r, sl_pubs_t *out) {
+  char *why = NULL;
+  if (sl_pub_parse(r->body->data, r->body->len, out, &why) == 0) return 0;
+  sl_api_error(r, 400, "%s", why);
+  free(why);
+  return -1;
+}
+
+int sl_api_group_settings(sl_http_req_t *r, int *auto_commit, int64_t *session_ms) {
+  json_t *b = sl_api_body(r);
+  if (!b) return -1;
+  json_t *ac = json_object_get(b, "auto_commit"), *to = json_object_get(b, "session_timeout_ms");
+  int bad = (ac && !json_is_boolean(ac)) || (to && (!json_is_integer(to) || json_integer_value(to) < 100));
+  *auto_commit = ac ? json_is_true(ac) : -1;
+  *session_ms = to && !bad ? (int64_t)json_integer_value(to) : -1;
+  json_decref(b);
+  if (bad) sl_api_error(r, 400, "auto_commit is a boolean, session_timeout_ms an integer >= 100");
+  return bad ? -1 : 0;
+}
+
 static json_t *info_json(sl_sstream_t *s) {
   const sl_sconf_t *c = sl_sstream_conf(s);
   json_t *parts = json_array();
@@ -254,12 +274,7 @@ static void published(void *arg, int status, const char *err, const int *parts, 
 
 static void publish(sl_http_req_t *r, sl_sstream_t *s) {
   sl_pubs_t pubs;
-  char *why = NULL;
-  if (sl_pub_parse(r->body->data, r->body->len, &pubs, &why) != 0) {
-    sl_api_error(r, 400, "%s", why);
-    free(why);
-    return;
-  }
+  if (sl_api_pubs(r, &pubs) != 0) return;
   pub_req_t *p = sl_xcalloc(1, sizeof(*p));
   p->r = r;
   p->batch = pubs.batch;
