@@ -170,4 +170,26 @@ end
 
 M.json = require("cjson")
 
+-- Calls f every 50 ms, for at most secs seconds (10 by default), until it
+-- returns a true value; returns that, or what f returns at the end.
+function M.wait_for(f, secs)
+  for _ = 1, (secs or 10) * 20 do
+    local v = f()
+    if v then return v end
+    os.execute("sleep 0.05")
+  end
+  return f()
+end
+
+-- The lines of the file at path once it has n of them, or after secs
+-- seconds (20 by default).
+function M.wait_lines(path, n, secs)
+  local lines = {}
+  M.wait_for(function()
+    lines = M.lines(M.read(path) or "")
+    return #lines >= n
+  end, secs or 20)
+  return lines
+end
+
 return M

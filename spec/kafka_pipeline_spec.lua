@@ -14,15 +14,7 @@ local function kcat(k, args)
   return out
 end
 
-local function wait_lines(path, n, secs)
-  local lines = {}
-  for _ = 1, (secs or 20) * 10 do
-    lines = h.lines(h.read(path) or "")
-    if #lines >= n then break end
-    os.execute("sleep 0.1")
-  end
-  return lines
-end
+local wait_lines = h.wait_lines
 
 local why = kafka.unavailable()
 local describe_kafka = why and pending or describe

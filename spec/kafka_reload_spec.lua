@@ -17,15 +17,7 @@ local function produce(k, d, from, to)
   kcat(k, "-P -t reloaded -l " .. d .. "/in.txt")
 end
 
-local function wait_lines(path, n)
-  local lines = {}
-  for _ = 1, 300 do
-    lines = h.lines(h.read(path) or "")
-    if #lines >= n then break end
-    os.execute("sleep 0.1")
-  end
-  return lines
-end
+local function wait_lines(path, n) return h.wait_lines(path, n, 30) end
 
 local why = kafka.unavailable()
 local describe_kafka = why and pending or describe

@@ -23,15 +23,7 @@ local BAD = {
   no_process = {"return {name = 'no process here'}\n", nil},
 }
 
--- Polls f() (bounded) until it returns a truthy value, which it returns.
-local function wait_for(f, what)
-  for _ = 1, 800 do
-    local v = f()
-    if v then return v end
-    os.execute("sleep 0.025")
-  end
-  error("timed out waiting for " .. what, 2)
-end
+local function wait_for(f, what) return h.wait_for(f, 20) or error("timed out waiting for " .. what, 2) end
 
 local function count(s, pat)
   local n = 0

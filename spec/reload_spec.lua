@@ -19,15 +19,7 @@ local function reload(srv)
   return tonumber(code), json.decode(body)
 end
 
--- Polls f (bounded: about 10 s) until it returns a true value.
-local function wait_for(f)
-  for _ = 1, 200 do
-    local v = f()
-    if v then return v end
-    os.execute("sleep 0.05")
-  end
-  return f()
-end
+local wait_for = h.wait_for
 
 local function numbers(path)
   local t = {}

@@ -14,14 +14,7 @@ local function req(method, url, body, hdr)
   return tonumber(code), ok and decoded or text
 end
 
-local function wait_for(f)
-  for _ = 1, 200 do
-    local v = f()
-    if v then return v end
-    os.execute("sleep 0.05")
-  end
-  return f()
-end
+local wait_for = h.wait_for
 
 local SECTIONS = [[
 http:
