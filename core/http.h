@@ -91,6 +91,10 @@ void sl_http_stream_close(sl_http_stream_t *s);
 /* Bytes waiting in the socket buffer (SIZE_MAX once the client is gone):
  * lets a reader that got 1 from a write know when to go on. */
 size_t sl_http_stream_queued(const sl_http_stream_t *s);
+/* Calls cb(arg) once, when a write completes leaving at most `below` bytes
+ * in the socket buffer (a slow reader's wake-up, instead of polling); a later
+ * call replaces it, cb NULL cancels. Never after the client left. */
+void sl_http_stream_on_drain(sl_http_stream_t *s, size_t below, void (*cb)(void *arg), void *arg);
 
 /* The decoded value of query parameter name in r (caller frees), or NULL. */
 char *sl_http_query(const sl_http_req_t *r, const char *name);

@@ -120,6 +120,9 @@ struct sl_http_stream {
   void (*on_close)(void *arg);
   void (*on_data)(void *arg, const char *p, size_t n);   /* raw (taken over) connections */
   void *arg;
+  void (*on_drain)(void *arg);   /* once the socket buffer is down to drain_below */
+  void *drain_arg;
+  size_t drain_below;
 };
 
 static void stream_gone(struct sl_http_stream *st) {
@@ -177,6 +180,12 @@ static void on_written(uv_write_t *w, int status) {
   if (status < 0 || close_after) {
     sl_http_conn_close(c);
     return;
+  }
+  struct sl_http_stream *st = c->stream;
+  if (st && st->on_drain && c->tcp.write_queue_size <= st->drain_below) {
+    void (*cb)(void *) = st->on_drain;
+    st->on_drain = NULL;
+    cb(st->drain_arg);
   }
 }
 
@@ -398,6 +407,12 @@ int sl_http_stream_write(sl_http_stream_t *st, const void *data, size_t len, siz
   free(chunk);
   if (c->closing) return -1;
   return c->tcp.write_queue_size > max_buffer ? 1 : 0;
+}
+
+void sl_http_stream_on_drain(sl_http_stream_t *st, size_t below, void (*cb)(void *arg), void *arg) {
+  st->on_drain = cb;
+  st->drain_arg = arg;
+  st->drain_below = below;
 }
 
 size_t sl_http_stream_queued(const sl_http_stream_t *st) {

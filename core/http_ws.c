@@ -363,6 +363,10 @@ int sl_ws_send(sl_ws_t *ws, int text, const void *p, size_t n, size_t max_buffer
 
 size_t sl_ws_queued(const sl_ws_t *ws) { return ws->done || ws->close_code ? SIZE_MAX : sl_http_stream_queued(ws->st); }
 
+void sl_ws_on_drain(sl_ws_t *ws, size_t below, void (*cb)(void *arg), void *arg) {
+  if (!ws->done) sl_http_stream_on_drain(ws->st, below, cb, arg);
+}
+
 void sl_ws_close(sl_ws_t *ws, int code, const char *reason) {
   if (!ws->done) {
     wslay_event_queue_close(ctx_of(ws), (uint16_t)code, (const uint8_t *)reason, reason ? strlen(reason) : 0);

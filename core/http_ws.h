@@ -31,6 +31,8 @@ sl_ws_t *sl_ws_accept(sl_http_req_t *r, const sl_ws_handlers_t *h, void *arg, si
 int sl_ws_send(sl_ws_t *ws, int text, const void *p, size_t n, size_t max_buffer);
 /* Bytes waiting to be sent (SIZE_MAX once closing). */
 size_t sl_ws_queued(const sl_ws_t *ws);
+/* sl_http_stream_on_drain for the connection under ws. */
+void sl_ws_on_drain(sl_ws_t *ws, size_t below, void (*cb)(void *arg), void *arg);
 /* Sends a close frame with code and frees ws (no on_close follows). */
 void sl_ws_close(sl_ws_t *ws, int code, const char *reason);
 

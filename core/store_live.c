@@ -25,9 +25,10 @@ struct sl_live {
   char *types, *ends;        /* ",a,b," filters, or NULL */
   sl_http_stream_t *sse;
   sl_ws_t *ws;
-  uv_timer_t timer;          /* paused (slow client) or yielding (long backlog) */
+  uv_timer_t timer;          /* yielding to other work (long backlog) */
   uv_timer_t beat;           /* SSE keep-alive comments */
   int ended, stop, gone, end_seen, pumping;
+  int paused;                /* a slow client: until its buffer drains (on_drained) */
   int opened;                /* the client was answered: there is a position to save */
 };
 
@@ -136,11 +137,24 @@ int sl_live_send(sl_live_t *l, const sl_record_t *rec, int p) {
 static void pump(sl_live_t *l);
 static void on_timer(uv_timer_t *t) { pump(t->data); }
 
+static void on_drained(void *arg) {
+  sl_live_t *l = arg;
+  l->paused = 0;
+  pump(l);
+}
+
+/* A slow client: sending resumes when half of its buffer went out. */
+static void pause_until_drained(sl_live_t *l) {
+  l->paused = 1;
+  if (l->sse) sl_http_stream_on_drain(l->sse, MAX_BUFFER / 2, on_drained, l);
+  else sl_ws_on_drain(l->ws, MAX_BUFFER / 2, on_drained, l);
+}
+
 /* Sends what the reader has not seen yet, a turn at a time. */
 static void pump(sl_live_t *l) {
-  if (l->ended || l->pumping) return;
+  if (l->ended || l->pumping || l->paused) return;
   if (queued(l) > MAX_BUFFER) {
-    uv_timer_start(&l->timer, on_timer, 20, 0);   /* paused until the client drains */
+    pause_until_drained(l);
     return;
   }
   l->stop = 0;
@@ -152,9 +166,10 @@ static void pump(sl_live_t *l) {
     sl_live_stop(l, 1011, "read error");
   } else if (l->end_seen) {
     sl_live_stop(l, 1000, "end of stream");
+  } else if (queued(l) > MAX_BUFFER) {
+    pause_until_drained(l);
   } else if (more > 0 || l->stop) {
-    /* More may be waiting: go on after other work had its turn. */
-    uv_timer_start(&l->timer, on_timer, queued(l) > MAX_BUFFER ? 20 : 0, 0);
+    uv_timer_start(&l->timer, on_timer, 0, 0);   /* more may be waiting: after other work had its turn */
   }
 }
 
@@ -277,7 +292,8 @@ static int emb_pump(void *arg, sl_live_t *l) {
       free(err);
       return -1;
     }
-    if (n == TURN) l->stop = 1;   /* more there: yield, then go on */
+    /* More there (a turn ends at TURN records or 4 MiB): yield, then go on. */
+    if (!l->stop && l->pos[p] < sl_sstream_end(e->s, p)) l->stop = 1;
   }
   return 0;
 }

@@ -165,11 +165,12 @@ describe("stream store API", function()
 
   it("lets a slow SSE reader lag without slowing a fast one", function()
     post(srv, "/stream/slow", {})
-    -- ~3 MiB of events: more than the 1 MiB a reader may have waiting in its socket
-    local big = string.rep("y", 3000)
-    for _ = 1, 40 do
+    -- ~6 MiB of events: more than the 1 MiB a reader may have waiting in its
+    -- socket, and more than one 4 MiB read turn
+    local big = string.rep("y", 30000)
+    for _ = 1, 50 do   -- 120 KB bodies: a command-line argument holds at most 128 KiB
       local evs = {}
-      for i = 1, 25 do evs[i] = {event = "e", data = big} end
+      for i = 1, 4 do evs[i] = {event = "e", data = big} end
       post(srv, "/stream/slow/publish", {events = evs})
     end
     post(srv, "/stream/slow/publish", {event = "END", data = 0})
@@ -187,8 +188,12 @@ describe("stream store API", function()
     local took = now() - t0
     os.execute("kill $(cat " .. slow_pid .. ") 2>/dev/null")
     os.remove(slow_pid)
-    assert.are.equal("1001", fast:match("%d+"))
+    assert.are.equal("201", fast:match("%d+"))
     assert.is_true(took < 5, "the fast reader took " .. took .. " s")
+    -- a reader at 2 MiB/s is paused while its socket is full and resumed as it drains: all of it
+    local _, paced = h.sh("curl -s -N -m 15 --limit-rate 2M '" .. srv.url ..
+      "/stream/slow/sse/paced?end_events=END' | grep -c '^data: '")
+    assert.are.equal("201", paced:match("%d+"))
     -- the server is still fine
     assert.are.equal(200, (curl(srv, "URL/stream/slow/stats")))
   end)
