@@ -5,6 +5,7 @@
  * partition are in flight. A rebalance commits what is acknowledged and
  * forgets what is in flight (the next owner reads it again): at-least-once. */
 #include "kafka_common.h"
+#include "kafka_lag.h"
 #include "../core/log.h"
 #include "../core/stream.h"
 #include "../core/xalloc.h"
@@ -287,6 +288,7 @@ static int kin_start(sl_input_t *base) {
   rd_kafka_conf_set_opaque(in->conf, in);
   rd_kafka_conf_set_rebalance_cb(in->conf, on_rebalance);
   rd_kafka_conf_set_error_cb(in->conf, on_error);
+  sl_kafka_lag_enable(in->conf);
   char err[512];
   in->rk = rd_kafka_new(RD_KAFKA_CONSUMER, in->conf, err, sizeof err);
   if (!in->rk) {

@@ -58,4 +58,59 @@ streams:
     assert.are.equal(1, value(s, "sluice_http_requests_total", {route = "", status = "404"}))
     assert.is_true(value(s, "sluice_http_connections", {}) >= 1)
   end)
+
+  it("has Benthos' per-component series with label and path, latency histograms, Lua errors and the store's", function()
+    local srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+store: {data_dir: ./data, fsync: always}
+streams:
+  gen:
+    input:
+      label: numbers
+      generate: {count: 10, interval: 0, batch_size: 5, mapping: 'return {n = i}'}
+    pipeline:
+      processors:
+        - lua: 'if this.n % 4 == 0 then error("multiple of four") end'
+        - label: keep_odd
+          lua: 'if this.n % 2 == 0 then return deleted() end'
+    output:
+      stream: {name: odd}
+  read:
+    input: {stream: {name: odd, group: slow}}
+    output: {drop: {}}
+    pipeline:
+      processors:
+        - lua: 'if true then return deleted() end'
+]])
+    local s
+    for _ = 1, 100 do
+      s = samples(srv)
+      if value(s, "output_sent_total", {stream = "gen"}) == 5 and
+        value(s, "sluice_store_group_lag", {stream = "odd", group = "slow"}) == 0 then break end
+      os.execute("sleep 0.05")
+    end
+    assert.are.equal(0, srv.stop())
+    local p0 = {stream = "gen", label = "lua", path = "root.pipeline.processors.0"}
+    local p1 = {stream = "gen", label = "keep_odd", path = "root.pipeline.processors.1"}
+    assert.are.equal(10, value(s, "input_received_total", {stream = "gen", label = "numbers", path = "root.input"}))
+    assert.are.equal(10, value(s, "processor_received_total", p0))
+    assert.are.equal(10, value(s, "processor_sent_total", p0))
+    assert.are.equal(2, value(s, "processor_error_total", p0))
+    assert.are.equal(2, value(s, "sluice_lua_errors_total", {stream = "gen", label = "lua"}))
+    assert.are.equal(10, value(s, "processor_received_total", p1))
+    assert.are.equal(5, value(s, "processor_sent_total", p1))
+    assert.are.equal(0, value(s, "processor_error_total", p1))
+    assert.are.equal(5, value(s, "output_sent_total", {stream = "gen", label = "stream", path = "root.output"}))
+    -- one observation per batch (two batches of five)
+    assert.are.equal(2, value(s, "processor_latency_ns_count", p0))
+    assert.are.equal(2, value(s, "processor_latency_ns_bucket", {path = "root.pipeline.processors.0", le = "+Inf"}))
+    assert.are.equal(2, value(s, "input_latency_ns_count", {stream = "gen"}))
+    assert.are.equal(2, value(s, "output_latency_ns_count", {stream = "gen"}))
+    assert.is_true(value(s, "output_latency_ns_sum", {stream = "gen"}) > 0)
+    assert.are.equal(5, value(s, "sluice_store_appended_total", {stream = "odd"}))
+    assert.are.equal(5 * #'{"n":1}', value(s, "sluice_store_appended_bytes_total", {stream = "odd"}))
+    assert.is_true(value(s, "sluice_store_fsync_latency_ns_count", {stream = "odd"}) >= 1)
+    assert.are.equal(0, value(s, "sluice_store_group_lag", {stream = "odd", group = "slow"}))
+  end)
 end)
