@@ -53,7 +53,6 @@ static const sl_field_t root_fields[] = {
   {"streams", SL_F_ANY, NULL, 0, "Named streams: `streams: {NAME: {input, pipeline, output}}`.", NULL, NULL},
   {"logger", SL_F_OBJECT, NULL, 0, "Logging to stderr.", NULL, logger_fields},
   {"shutdown_timeout", SL_F_DURATION, "20s", 0, "How long SIGINT/SIGTERM waits for in-flight messages before exiting 1.", NULL, NULL},
-  {"metrics", SL_F_ANY, NULL, 0, "Metrics (reserved).", NULL, NULL},
   {"tracer", SL_F_ANY, NULL, 0, "Tracing (reserved).", NULL, NULL},
   {0}};
 

@@ -2,6 +2,7 @@
 #include "http.h"
 #include "component.h"
 #include "log.h"
+#include "obs.h"
 #include "scoped.h"
 #include "section.h"
 #include "stream.h"
@@ -150,6 +151,7 @@ char *sl_engine_not_ready_json(const sl_engine_t *e) {
 
 static void close_handles(sl_engine_t *e) {
   if (!e->handles_init) return;
+  sl_obs_shutdown();
   sl_http_close(e->worker);
   if (!uv_is_closing((uv_handle_t *)&e->sigint)) uv_close((uv_handle_t *)&e->sigint, NULL);
   if (!uv_is_closing((uv_handle_t *)&e->sigterm)) uv_close((uv_handle_t *)&e->sigterm, NULL);
