@@ -1,5 +1,7 @@
 #include "component.h"
+#include "log.h"
 #include "metrics.h"
+#include "stream.h"
 #include "xalloc.h"
 #include <stddef.h>
 #include <stdlib.h>
@@ -139,7 +141,13 @@ static int64_t count_errors(const sl_batch_t *b) {
 static void link_push(sl_sink_t *s, sl_batch_t *b) {
   link_t *l = (link_t *)s;
   if (b->n == 0) { sl_batch_free_shell(b); return; }
-  if (!l->m.received) { l->p->vt->process(l->p, b); return; }
+  sl_log_scope_t scope = sl_log_scope;
+  sl_log_scope = (sl_log_scope_t){l->p->stream ? l->p->stream->name : NULL, l->p->label};
+  if (!l->m.received) {
+    l->p->vt->process(l->p, b);
+    sl_log_scope = scope;
+    return;
+  }
   *l->m.received += b->n;
   /* Errors the processor added: those it passed on minus those it was given
    * (a `catch` clearing them adds none). */
@@ -151,6 +159,7 @@ static void link_push(sl_sink_t *s, sl_batch_t *b) {
   uint64_t t0 = sl_now_ns();
   l->p->vt->process(l->p, b);
   sl_histo_observe(l->m.latency, sl_now_ns() - t0 - l->downstream_ns);
+  sl_log_scope = scope;
   l->in_call = outer;
   if (l->call_errors > before) {
     *l->m.error += l->call_errors - before;

@@ -40,18 +40,10 @@ static const sl_field_t stream_fields[] = {
    NULL, scope_fields},
   {0}};
 
-static const char *const log_levels[] = {"trace", "debug", "info", "warn", "error", "off", NULL};
-static const char *const log_formats[] = {"logfmt", "json", NULL};
-static const sl_field_t logger_fields[] = {
-  {"level", SL_F_ENUM, "info", 0, "Lowest level written to stderr.", log_levels, NULL},
-  {"format", SL_F_ENUM, "logfmt", 0, "Line format.", log_formats, NULL},
-  {0}};
-
 /* Core top-level keys; sections registered by subsystems are looked up too.
  * http, metrics, tracer and store are parsed now and owned by later subsystems. */
 static const sl_field_t root_fields[] = {
   {"streams", SL_F_ANY, NULL, 0, "Named streams: `streams: {NAME: {input, pipeline, output}}`.", NULL, NULL},
-  {"logger", SL_F_OBJECT, NULL, 0, "Logging to stderr.", NULL, logger_fields},
   {"shutdown_timeout", SL_F_DURATION, "20s", 0, "How long SIGINT/SIGTERM waits for in-flight messages before exiting 1.", NULL, NULL},
   {"tracer", SL_F_ANY, NULL, 0, "Tracing (reserved).", NULL, NULL},
   {0}};

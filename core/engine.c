@@ -49,13 +49,6 @@ static void merge_streams(sl_cnode_t *into, const sl_cnode_t *from, sl_diags_t *
   }
 }
 
-static void apply_logger(const sl_cnode_t *root) {
-  const sl_cnode_t *lg = sl_cnode_get(root, "logger");
-  sl_log_level_t lvl;
-  if (lg && sl_log_parse_level(sl_conf_str(lg, "level", "info"), &lvl) == 0) sl_log_set_level(lvl);
-  if (lg) sl_log_set_json(strcmp(sl_conf_str(lg, "format", "logfmt"), "json") == 0);
-}
-
 static char *dir_of(const char *file) {
   char *tmp = sl_xstrdup(file ? file : ".");
   char *d = sl_xstrdup(dirname(tmp));
@@ -91,7 +84,6 @@ sl_engine_t *sl_engine_load(const sl_engine_opts_t *o, sl_diags_t *diags) {
     sl_engine_free(e);
     return NULL;
   }
-  if (!o->lint_only) apply_logger(e->root);
   e->shutdown_ms = sl_conf_duration_ms(e->root, "shutdown_timeout", 20000);
 
   if (!o->lint_only) {

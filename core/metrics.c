@@ -90,12 +90,18 @@ sl_histo_t *sl_histogram(const char *name, const char *help, ...) {
   return &s->histo;
 }
 
+char *sl_metrics_path(const char *stream, const char *cfg_path) {
+  char *prefix = sl_xasprintf("streams.%s.", stream ? stream : "");
+  size_t pl = strlen(prefix);
+  char *path = strncmp(cfg_path, prefix, pl) == 0 ? sl_xasprintf("root.%s", cfg_path + pl) : sl_xstrdup(cfg_path);
+  free(prefix);
+  return path;
+}
+
 void sl_cmetrics_init(sl_cmetrics_t *m, sl_cmkind_t kind, const char *stream, const char *label, const char *cfg_path) {
   static const char *const kinds[] = {"input", "processor", "output"};
   char *st = sl_xstrndup(stream, strcspn(stream, "{"));
-  char *prefix = sl_xasprintf("streams.%s.", stream);
-  size_t pl = strlen(prefix);
-  char *path = strncmp(cfg_path, prefix, pl) == 0 ? sl_xasprintf("root.%s", cfg_path + pl) : sl_xstrdup(cfg_path);
+  char *path = sl_metrics_path(stream, cfg_path);
   const char *k = kinds[kind];
   char name[64];
 #define SERIES(suffix) (snprintf(name, sizeof name, "%s_%s", k, suffix), name)
@@ -117,7 +123,6 @@ void sl_cmetrics_init(sl_cmetrics_t *m, sl_cmkind_t kind, const char *stream, co
 #undef SERIES
 #undef LABELS
   free(st);
-  free(prefix);
   free(path);
 }
 

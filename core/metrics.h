@@ -51,6 +51,10 @@ typedef struct sl_cmetrics {
   sl_histo_t *latency;
 } sl_cmetrics_t;
 
+/* Benthos' path of a component from its config path: `streams.NAME.x.y`
+ * becomes `root.x.y` (caller frees). */
+char *sl_metrics_path(const char *stream, const char *cfg_path);
+
 typedef enum { SL_CM_INPUT, SL_CM_PROCESSOR, SL_CM_OUTPUT } sl_cmkind_t;
 void sl_cmetrics_init(sl_cmetrics_t *m, sl_cmkind_t kind, const char *stream, const char *label, const char *cfg_path);
 
