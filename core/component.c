@@ -2,6 +2,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "stream.h"
+#include "trace.h"
 #include "xalloc.h"
 #include <stddef.h>
 #include <stdlib.h>
@@ -120,7 +121,8 @@ typedef struct link {
   sl_sink_t out;             /* the processor's p->next: counted, then forwarded */
   sl_processor_t *p;
   sl_sink_t *next;
-  sl_cmetrics_t m;           /* zeroed when only linting */
+  sl_cmetrics_t m;           /* zeroed when only linting (nothing runs then) */
+  const sl_trace_site_t *site;
   int64_t *lua_errors;       /* sluice_lua_errors_total, for lua processors */
   int in_call;
   int64_t call_errors;       /* flagged messages pushed on during the current call */
@@ -143,11 +145,7 @@ static void link_push(sl_sink_t *s, sl_batch_t *b) {
   if (b->n == 0) { sl_batch_free_shell(b); return; }
   sl_log_scope_t scope = sl_log_scope;
   sl_log_scope = (sl_log_scope_t){l->p->stream ? l->p->stream->name : NULL, l->p->label};
-  if (!l->m.received) {
-    l->p->vt->process(l->p, b);
-    sl_log_scope = scope;
-    return;
-  }
+  sl_spans_t *spans = sl_trace_on ? sl_trace_begin(l->site, b) : NULL;
   *l->m.received += b->n;
   /* Errors the processor added: those it passed on minus those it was given
    * (a `catch` clearing them adds none). */
@@ -161,15 +159,14 @@ static void link_push(sl_sink_t *s, sl_batch_t *b) {
   sl_histo_observe(l->m.latency, sl_now_ns() - t0 - l->downstream_ns);
   sl_log_scope = scope;
   l->in_call = outer;
-  if (l->call_errors > before) {
-    *l->m.error += l->call_errors - before;
-    if (l->lua_errors) *l->lua_errors += l->call_errors - before;
-  }
+  int64_t added = l->call_errors > before ? l->call_errors - before : 0;
+  sl_trace_end(spans, added > 0, l->downstream_ns);
+  *l->m.error += added;
+  if (l->lua_errors) *l->lua_errors += added;
 }
 
 static void link_out(sl_sink_t *s, sl_batch_t *b) {
   link_t *l = (link_t *)((char *)s - offsetof(link_t, out));
-  if (!l->m.sent) { l->next->push(l->next, b); return; }
   *l->m.sent += b->n;
   if (!l->in_call) { l->next->push(l->next, b); return; }
   l->call_errors += count_errors(b);
@@ -202,6 +199,7 @@ sl_chain_t *sl_chain_build(sl_build_t *b, const sl_cnode_t *seq, const char *pat
     if (b->worker && !b->lint_only) {
       const char *st = b->stream_name ? b->stream_name : "";
       sl_cmetrics_init(&l->m, SL_CM_PROCESSOR, st, proc->label, p);
+      l->site = sl_trace_site(SL_TS_PROCESSOR, st, proc->label, proc->spec->name, p);
       if (!strcmp(proc->spec->name, "lua")) {
         char *sn = sl_xstrndup(st, strcspn(st, "{"));
         l->lua_errors = sl_metric(SL_COUNTER, "sluice_lua_errors_total", "Messages a Lua processor flagged as failed.",

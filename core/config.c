@@ -45,7 +45,6 @@ static const sl_field_t stream_fields[] = {
 static const sl_field_t root_fields[] = {
   {"streams", SL_F_ANY, NULL, 0, "Named streams: `streams: {NAME: {input, pipeline, output}}`.", NULL, NULL},
   {"shutdown_timeout", SL_F_DURATION, "20s", 0, "How long SIGINT/SIGTERM waits for in-flight messages before exiting 1.", NULL, NULL},
-  {"tracer", SL_F_ANY, NULL, 0, "Tracing (reserved).", NULL, NULL},
   {0}};
 
 const sl_field_t *sl_config_root_fields(void) { return root_fields; }

@@ -1,6 +1,7 @@
 #include "stream.h"
 #include "log.h"
 #include "metrics.h"
+#include "trace.h"
 #include "xalloc.h"
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@ typedef struct emit_ctx {
   sl_batch_t *copy;          /* kept to re-emit on nack when the input cannot */
   int64_t attempt;
   uint64_t t0;               /* when the input emitted it: input_latency_ns */
+  sl_spans_t *spans;         /* root spans of its sampled messages */
   uv_timer_t timer;
 } emit_ctx_t;
 
@@ -46,6 +48,7 @@ static int64_t backoff_ms(const sl_retry_policy_t *p, int64_t attempt) {
 static void push_under_txn(emit_ctx_t *ec, sl_batch_t *b);
 
 static void emit_ctx_free(emit_ctx_t *ec) {
+  sl_trace_end(ec->spans, 1, 0);   /* abandoned at shutdown while waiting to be re-sent */
   sl_batch_free(ec->copy);
   free(ec);
 }
@@ -89,6 +92,8 @@ static void on_txn_done(sl_txn_t *t, int status, const char *err, void *arg) {
             "%u message(s) could not be delivered: %s", ec->copy->n, err ? err : "");
   s->in_flight--;
   if (s->m_in.latency) sl_histo_observe(s->m_in.latency, sl_now_ns() - ec->t0);
+  sl_trace_end(ec->spans, status != 0, 0);
+  ec->spans = NULL;
   if (ec->user_cb) ec->user_cb(t, status, err, ec->user_arg);
   emit_ctx_free(ec);
   kick(s);
@@ -116,6 +121,7 @@ static void emit(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *arg, int
   if (s->ctx)
     for (uint32_t i = 0; i < b->n; i++)
       if (!b->msgs[i]->ctx) sl_msg_set_ctx(b->msgs[i], s->ctx);
+  if (sl_trace_on) ec->spans = sl_trace_begin(s->t_in, b);   /* before the copy: re-sends keep the ids */
   if (retry) ec->copy = sl_batch_clone(b);
   s->in_flight++;
   push_under_txn(ec, b);
@@ -200,7 +206,7 @@ void sl_output_write_retry(sl_output_t *o, const sl_retry_policy_t *p, sl_batch_
   retry_write(r);
 }
 
-typedef struct out_write { sl_stream_t *s; uint64_t t0; } out_write_t;
+typedef struct out_write { sl_stream_t *s; uint64_t t0; sl_spans_t *spans; } out_write_t;
 
 static void on_written(sl_output_t *o, sl_batch_t *b, int status, const char *err, void *arg) {
   (void)o;
@@ -211,6 +217,7 @@ static void on_written(sl_output_t *o, sl_batch_t *b, int status, const char *er
     *(status == 0 ? s->m_out.sent : s->m_out.error) += b->n;
     sl_histo_observe(s->m_out.latency, sl_now_ns() - w->t0);
   }
+  sl_trace_end(w->spans, status != 0, 0);
   free(w);
   if (status == 0) sl_batch_free(b);
   else sl_batch_fail(b, err);
@@ -221,7 +228,7 @@ static void out_push(sl_sink_t *sink, sl_batch_t *b) {
   sl_stream_t *s = (sl_stream_t *)((char *)sink - offsetof(sl_stream_t, out_sink));
   s->pending_writes++;
   out_write_t *w = sl_xmalloc(sizeof(*w));
-  *w = (out_write_t){s, s->m_out.sent ? sl_now_ns() : 0};
+  *w = (out_write_t){s, s->m_out.sent ? sl_now_ns() : 0, sl_trace_on ? sl_trace_begin(s->t_out, b) : NULL};
   sl_output_write_retry(s->output, &s->retry, b, on_written, w);
 }
 
@@ -309,6 +316,8 @@ sl_stream_t *sl_stream_build(sl_build_t *b, const sl_cnode_t *node, const char *
   if (s->input && s->output && b->worker && !b->lint_only) {
     sl_cmetrics_init(&s->m_in, SL_CM_INPUT, name, s->input->label, p_in);
     sl_cmetrics_init(&s->m_out, SL_CM_OUTPUT, name, s->output->label, p_out);
+    s->t_in = sl_trace_site(SL_TS_INPUT, name, s->input->label, s->input->spec->name, p_in);
+    s->t_out = sl_trace_site(SL_TS_OUTPUT, name, s->output->label, s->output->spec->name, p_out);
   }
   free(p_in); free(p_proc); free(p_out);
   if (!s->input || !s->chain || !s->output) {

@@ -28,6 +28,7 @@ struct sl_stream {
   char *not_ready;            /* reason the input is not connected, or NULL */
   char *out_not_ready;        /* reason the output is not connected, or NULL */
   sl_cmetrics_t m_in, m_out;   /* Benthos-named metrics of its input and output */
+  const struct sl_trace_site *t_in, *t_out;   /* their span names */
   sl_ctx_t *ctx;              /* ref: a request-scoped instance's context, given to
                                  every message its input emits without one */
 };

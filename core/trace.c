@@ -1,0 +1,134 @@
+#include "trace.h"
+#include "metrics.h"
+#include "rand.h"
+#include "trace_export.h"
+#include "xalloc.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+int sl_trace_on;
+static uint64_t g_threshold;   /* a trace is sampled when its low 64 bits are below it */
+static int g_all;
+
+void sl_trace_configure(double ratio) {
+  g_all = ratio >= 1.0;
+  double t = ratio * 0x1p64;
+  g_threshold = ratio <= 0 ? 0 : t >= 0x1p64 ? UINT64_MAX : (uint64_t)t;
+  sl_trace_on = ratio > 0;
+}
+
+sl_trace_site_t *sl_trace_site(sl_tskind_t kind, const char *stream, const char *label, const char *type,
+                               const char *cfg_path) {
+  static sl_trace_site_t **sites;
+  static size_t nsites;
+  char *st = sl_xstrndup(stream ? stream : "", strcspn(stream ? stream : "", "{"));
+  char *path = sl_metrics_path(stream, cfg_path);
+  for (size_t i = 0; i < nsites; i++) {
+    sl_trace_site_t *s = sites[i];
+    if (s->kind == kind && !strcmp(s->name, label) && !strcmp(s->stream, st) && !strcmp(s->path, path) &&
+        !strcmp(s->type, type)) {
+      free(st);
+      free(path);
+      return s;
+    }
+  }
+  sl_trace_site_t *s = sl_xcalloc(1, sizeof(*s));
+  *s = (sl_trace_site_t){kind, sl_xstrdup(label), st, path, sl_xstrdup(type)};
+  sites = sl_xrealloc(sites, (nsites + 1) * sizeof(*sites));
+  return sites[nsites++] = s;
+}
+
+static uint64_t wall_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int hex64(const char *p, uint64_t *out) {
+  uint64_t v = 0;
+  for (int i = 0; i < 16; i++) {
+    int c = p[i], d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                    : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    if (d < 0) return -1;
+    v = v << 4 | (uint64_t)d;
+  }
+  *out = v;
+  return 0;
+}
+
+/* `traceparent` (any case: Kafka headers keep the sender's); NULL if absent. */
+static const sl_kv_t *find_tp(const sl_msg_t *m) {
+  for (uint32_t i = 0; i < m->meta.n; i++)
+    if (!strcasecmp(m->meta.v[i].key, "traceparent")) return &m->meta.v[i];
+  return NULL;
+}
+
+/* 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>; 0 on success. */
+static int parse_tp(const sl_kv_t *kv, sl_span_t *sp, int *sampled) {
+  const char *v = kv->val;
+  uint64_t flags;
+  char f[17] = "00000000000000";
+  if (kv->vlen < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' || !strncmp(v, "ff", 2)) return -1;
+  if (hex64(v + 3, &sp->trace_hi) || hex64(v + 19, &sp->trace_lo) || hex64(v + 36, &sp->parent)) return -1;
+  memcpy(f + 14, v + 53, 2);
+  if (hex64(f, &flags) || !(sp->trace_hi | sp->trace_lo) || !sp->parent) return -1;
+  *sampled = (int)(flags & 1);
+  return 0;
+}
+
+static void set_tp(sl_msg_t *m, const sl_kv_t *old, uint64_t hi, uint64_t lo, uint64_t span, int sampled) {
+  char v[56];
+  snprintf(v, sizeof v, "00-%016llx%016llx-%016llx-%02x", (unsigned long long)hi, (unsigned long long)lo,
+           (unsigned long long)span, sampled);
+  /* Replaced under the key it came with, so one header goes on. */
+  char key[] = "traceparent";
+  if (old) memcpy(key, old->key, sizeof key);   /* the same length: "traceparent" in some case */
+  sl_kv_set(&m->meta, key, v, 55);
+}
+
+sl_spans_t *sl_trace_begin(const sl_trace_site_t *site, sl_batch_t *b) {
+  sl_spans_t *sp = NULL;
+  for (uint32_t i = 0; i < b->n; i++) {
+    sl_msg_t *m = b->msgs[i];
+    const sl_kv_t *tp = find_tp(m);
+    sl_span_t s = {0};
+    int sampled = 0;
+    if (tp && parse_tp(tp, &s, &sampled) != 0) tp = NULL;
+    if (site->kind == SL_TS_INPUT) {
+      if (!tp) {
+        s.trace_hi = sl_rand64();
+        s.trace_lo = sl_rand64();
+        s.parent = 0;
+        sampled = 1;
+      }
+      /* The ratio applies to the trace id, so every hop of a trace decides alike. */
+      sampled = sampled && (g_all || s.trace_lo < g_threshold);
+      if (!sampled) {
+        if (tp) set_tp(m, tp, s.trace_hi, s.trace_lo, s.parent, 0);
+        continue;
+      }
+    } else if (!tp || !sampled) {
+      continue;
+    }
+    s.id = sl_rand64();
+    if (site->kind != SL_TS_PROCESSOR) set_tp(m, tp, s.trace_hi, s.trace_lo, s.id, 1);
+    if (!sp) {
+      sp = sl_xmalloc(sizeof(*sp) + (size_t)(b->n - i) * sizeof(sl_span_t));
+      sp->site = site;
+      sp->n = 0;
+      sp->start_ns = wall_ns();
+    }
+    sp->s[sp->n++] = s;
+  }
+  return sp;
+}
+
+void sl_trace_end(sl_spans_t *sp, int failed, uint64_t excluded_ns) {
+  if (!sp) return;
+  uint64_t end = wall_ns() - excluded_ns;
+  sl_trace_export_add(sp, end > sp->start_ns ? end : sp->start_ns, failed);
+  free(sp);
+}
