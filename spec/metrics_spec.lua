@@ -2,6 +2,7 @@
 -- names counter samples NAME_total), with
 -- counts that match what went through.
 local h = require("spec.helpers")
+local kafka = require("spec.kafka_helpers")
 local json = h.json
 
 local function samples(srv)
@@ -112,5 +113,44 @@ streams:
     assert.are.equal(5 * #'{"n":1}', value(s, "sluice_store_appended_bytes_total", {stream = "odd"}))
     assert.is_true(value(s, "sluice_store_fsync_latency_ns_count", {stream = "odd"}) >= 1)
     assert.are.equal(0, value(s, "sluice_store_group_lag", {stream = "odd", group = "slow"}))
+  end)
+end)
+
+local why = kafka.unavailable()
+local describe_kafka = why and pending or describe
+
+describe_kafka("kafka metrics" .. (why and (": " .. why) or ""), function()
+  local k
+  setup(function() k = kafka.start() end)
+  teardown(function() if k then k.stop() end end)
+
+  it("reports the kafka input's consumer lag per partition from librdkafka's statistics", function()
+    local d = h.tmpdir()
+    local lines = {}
+    for i = 1, 20 do lines[i] = json.encode({n = i}) end
+    h.write(d .. "/in.txt", table.concat(lines, "\n") .. "\n")
+    h.sh("timeout 30 kcat -b " .. k.addr .. " -P -t lagged -l " .. d .. "/in.txt")
+    h.rmdir(d)
+    local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT}
+input:
+  label: jobs
+  kafka:
+    addresses: []] .. k.addr .. [[]
+    topics: [lagged]
+    consumer_group: lagging
+    librdkafka: {statistics.interval.ms: "100"}
+output: {drop: {}}
+]])
+    local lag, s
+    for _ = 1, 300 do
+      s = samples(srv)
+      lag = value(s, "sluice_kafka_consumer_lag", {stream = "main", label = "jobs", topic = "lagged", partition = "0"})
+      if lag == 0 and value(s, "output_sent_total", {stream = "main"}) == 20 then break end
+      os.execute("sleep 0.1")
+    end
+    assert.are.equal(0, srv.stop())
+    assert.are.equal(20, value(s, "input_received_total", {stream = "main", label = "jobs"}))
+    assert.are.equal(0, lag)
   end)
 end)
