@@ -1,7 +1,6 @@
 /* The `logger:` section: level, line format and fields on every line. */
 #include "log.h"
 #include "section.h"
-#include "xalloc.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,13 +22,7 @@ static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
   sl_log_parse_level(sl_conf_str(node, "level", "info"), &lvl);   /* validated: one of them */
   sl_log_set_level(lvl);
   sl_log_set_json(!strcmp(sl_conf_str(node, "format", "logfmt"), "json"));
-  const sl_cnode_t *sf = sl_cnode_get(node, "static_fields");
-  uint32_t n = sf && sf->type == SL_CN_MAP ? sf->n : 0;
-  const char **kv = sl_xcalloc(2 * n + 1, sizeof(*kv));
-  for (uint32_t i = 0; i < n; i++) {
-    kv[2 * i] = sf->keys[i];
-    kv[2 * i + 1] = sf->items[i]->str ? sf->items[i]->str : "";
-  }
+  const char **kv = sl_conf_pairs(node, "static_fields");
   sl_log_set_static(kv);
   free(kv);
   return 0;

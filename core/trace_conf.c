@@ -2,7 +2,6 @@
 #include "section.h"
 #include "trace.h"
 #include "trace_export.h"
-#include "xalloc.h"
 #include <stdlib.h>
 
 static const sl_field_t otlp_fields[] = {
@@ -37,13 +36,7 @@ static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
     sl_diag_add(d, sl_cnode_get(o, "sample_ratio"), "tracer.otlp.sample_ratio", "must be between 0 and 1");
     return -1;
   }
-  const sl_cnode_t *tags = sl_cnode_get(o, "tags");
-  uint32_t n = tags && tags->type == SL_CN_MAP ? tags->n : 0;
-  const char **kv = sl_xcalloc(2 * n + 1, sizeof(*kv));
-  for (uint32_t i = 0; i < n; i++) {
-    kv[2 * i] = tags->keys[i];
-    kv[2 * i + 1] = tags->items[i]->str ? tags->items[i]->str : "";
-  }
+  const char **kv = sl_conf_pairs(o, "tags");
   sl_trace_export_opts_t eo = {
     .endpoint = sl_conf_str(o, "endpoint", ""),
     .service = sl_conf_str(o, "service_name", "sluice"),

@@ -3,28 +3,11 @@
 -- counts that match what went through.
 local h = require("spec.helpers")
 local kafka = require("spec.kafka_helpers")
+local prom = require("spec.prom")
 local json = h.json
 
-local function samples(srv)
-  local _, out = h.sh("curl -s -m 5 " .. srv.url .. "/metrics | /usr/bin/python3 spec/tools/prom_parse.py")
-  local t = {}
-  for _, l in ipairs(h.lines(out)) do
-    local s = json.decode(l)
-    assert.is_nil(s.error, s.error)
-    t[#t + 1] = s
-  end
-  return t
-end
-
-local function value(list, name, labels)
-  for _, s in ipairs(list) do
-    if s.name == name then
-      local ok = true
-      for k, v in pairs(labels) do if s.labels[k] ~= v then ok = false end end
-      if ok then return s.value end
-    end
-  end
-end
+local function samples(srv) return prom.samples(srv.url .. "/metrics") end
+local value = prom.value
 
 describe("metrics", function()
   it("counts input, output and HTTP requests by route and status, in a format Prometheus parses", function()

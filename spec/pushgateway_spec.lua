@@ -2,7 +2,7 @@
 -- Pushgateway, periodically and at shutdown; what it holds is read back with
 -- the official Python parser.
 local h = require("spec.helpers")
-local json = h.json
+local prom = require("spec.prom")
 
 -- Starts prometheus-pushgateway on a free loopback port; returns {url, stop}.
 local function pushgateway()
@@ -28,18 +28,7 @@ local function pushgateway()
   error("prometheus-pushgateway did not start")
 end
 
-local function pushed(pg, name, labels)
-  local _, out = h.sh("curl -s -m 5 " .. pg.url .. "/metrics | /usr/bin/python3 spec/tools/prom_parse.py")
-  for _, l in ipairs(h.lines(out)) do
-    local s = json.decode(l)
-    assert.is_nil(s.error, s.error)
-    if s.name == name then
-      local ok = true
-      for k, v in pairs(labels) do if s.labels[k] ~= v then ok = false end end
-      if ok then return s.value end
-    end
-  end
-end
+local function pushed(pg, name, labels) return prom.value(prom.samples(pg.url .. "/metrics"), name, labels) end
 
 describe("pushgateway", function()
   local pg
