@@ -3,6 +3,7 @@
  * subsystems. A single stream is validated where the user wrote it (so error
  * keys read `input.generate.count`) and then moved to `streams.main`. */
 #include "engine.h"
+#include "obs.h"
 #include "section.h"
 #include "spec.h"
 #include "xalloc.h"
@@ -38,6 +39,12 @@ static const sl_field_t stream_fields[] = {
    "the clients that resolve the same way, and stopped `idle_timeout` after the last one left. Its "
    "output must be `http_server`; its processors see the `ctx` of the request that created it.",
    NULL, scope_fields},
+  {"metrics", SL_F_OBJECT, NULL, 0,
+   "This stream's own Pushgateway pushes (Tyk's shape): its series only, under its `push_job_name`. "
+   "Fields as the top-level `metrics:`.", NULL, sl_metrics_fields},
+  {"tracer", SL_F_OBJECT, NULL, 0,
+   "This stream's own span export (Tyk's shape): its spans go there with its `tags` and `sample_ratio`. "
+   "Fields as the top-level `tracer:`.", NULL, sl_tracer_fields},
   {0}};
 
 /* Core top-level keys; sections registered by subsystems are looked up too.
@@ -50,7 +57,9 @@ static const sl_field_t root_fields[] = {
 const sl_field_t *sl_config_root_fields(void) { return root_fields; }
 const sl_field_t *sl_config_stream_fields(void) { return stream_fields; }
 
+/* metrics and tracer are stream keys too, but at the top level the sections. */
 static int is_stream_key(const char *k) {
+  if (sl_section_find(k)) return 0;
   for (const sl_field_t *f = stream_fields; f->name; f++)
     if (!strcmp(f->name, k)) return 1;
   return 0;
@@ -129,7 +138,7 @@ int sl_config_validate(sl_cnode_t *root, sl_diags_t *d) {
   /* Validate the single stream in place (error keys as written), then nest it. */
   sl_cnode_t *body = sl_cnode_new(SL_CN_MAP, root);
   for (const sl_field_t *f = stream_fields; f->name; f++) {
-    sl_cnode_t *v = sl_cnode_take(root, f->name);
+    sl_cnode_t *v = is_stream_key(f->name) ? sl_cnode_take(root, f->name) : NULL;
     if (v) sl_cnode_map_set(body, f->name, v);
   }
   errs += sl_spec_validate_fields(stream_fields, body, "", d);

@@ -155,14 +155,35 @@ static void put_histogram(FILE *f, const char *name, const series_t *s) {
           o, s->labels, c, (unsigned long long)s->histo.count);
 }
 
-char *sl_metrics_text(size_t *len) {
+/* Does a label set hold stream="<want>" (want already in label syntax)? */
+static int of_stream(const char *labels, const char *want) {
+  size_t wl = strlen(want);
+  for (const char *p = labels; (p = strstr(p, want)); p += wl)
+    if (p == labels || p[-1] == ',') return 1;
+  return 0;
+}
+
+char *sl_metrics_text(size_t *len) { return sl_metrics_text_stream(NULL, len); }
+
+char *sl_metrics_text_stream(const char *stream, size_t *len) {
   for (size_t i = 0; i < ncollectors; i++) collectors[i].fn(collectors[i].arg);
+  char *want = NULL;
+  size_t wl = 0;
+  if (stream) {
+    FILE *w = open_memstream(&want, &wl);
+    fputs("stream=\"", w);
+    put_escaped(w, stream);
+    fputc('"', w);
+    fclose(w);
+  }
   static const char *const types[] = {"counter", "gauge", "histogram"};
   char *out = NULL;
   FILE *f = open_memstream(&out, len);
   for (family_t *fam = families; fam; fam = fam->next) {
-    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", fam->name, fam->help, fam->name, types[fam->kind]);
+    int head = 0;
     for (series_t *s = fam->series; s; s = s->next) {
+      if (want && !of_stream(s->labels, want)) continue;
+      if (!head++) fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", fam->name, fam->help, fam->name, types[fam->kind]);
       if (fam->kind == SL_HISTOGRAM) put_histogram(f, fam->name, s);
       else
         fprintf(f, "%s%s%s%s %lld\n", fam->name, *s->labels ? "{" : "", s->labels, *s->labels ? "}" : "",
@@ -170,5 +191,6 @@ char *sl_metrics_text(size_t *len) {
     }
   }
   fclose(f);
+  free(want);
   return out;
 }

@@ -65,5 +65,7 @@ void sl_metrics_collector_remove(void (*fn)(void *arg), void *arg);
 
 /* The exposition text of every series (caller frees). */
 char *sl_metrics_text(size_t *len);
+/* The same, limited to the series labelled stream="stream" (NULL: all). */
+char *sl_metrics_text_stream(const char *stream, size_t *len);
 
 #endif

@@ -7,18 +7,21 @@
 #include <string.h>
 
 typedef struct pusher {
+  struct pusher *next;
   sl_hclient_t *hc;
   uv_timer_t timer;
   char *url;
+  char *stream;              /* only this stream's series; NULL: all */
   int stopping, final_sent;
 } pusher_t;
 
-static pusher_t *g_push;
+static pusher_t *g_push;   /* the running pushers */
 
 static void timer_closed(uv_handle_t *h) {
   pusher_t *p = h->data;
   sl_hclient_close(p->hc);
   free(p->url);
+  free(p->stream);
   free(p);
 }
 
@@ -41,7 +44,7 @@ static void pushed(int status, const char *err, const char *body, size_t len, vo
 static void push(pusher_t *p) {
   if (p->stopping) p->final_sent = 1;
   size_t len;
-  char *text = sl_metrics_text(&len);
+  char *text = sl_metrics_text_stream(p->stream, &len);
   static const char *const headers[] = {"Content-Type: text/plain; version=0.0.4", NULL};
   sl_hclient_request(p->hc, "PUT", p->url, headers, text, len, 5000, pushed, p);
   free(text);
@@ -62,22 +65,41 @@ static void stop(pusher_t *p, int final) {
   else finish(p);
 }
 
-void sl_metrics_push_start(uv_loop_t *loop, const char *url, const char *job, int64_t interval_ms) {
-  if (g_push) stop(g_push, 0);
+/* Unlinks and returns the pusher of stream (NULL: the process-wide one). */
+static pusher_t *take(const char *stream) {
+  for (pusher_t **pp = &g_push; *pp; pp = &(*pp)->next) {
+    pusher_t *p = *pp;
+    if (!p->stream == !stream && (!stream || !strcmp(p->stream, stream))) {
+      *pp = p->next;
+      return p;
+    }
+  }
+  return NULL;
+}
+
+void sl_metrics_push_start(uv_loop_t *loop, const char *url, const char *job, int64_t interval_ms,
+                           const char *stream) {
+  pusher_t *old = take(stream);
+  if (old) stop(old, 0);
   pusher_t *p = sl_xcalloc(1, sizeof(*p));
   size_t ul = strlen(url);
   while (ul && url[ul - 1] == '/') ul--;
   p->url = sl_xasprintf("%.*s/metrics/job/%s", (int)ul, url, job);
+  p->stream = stream ? sl_xstrdup(stream) : NULL;
   p->hc = sl_hclient_new(loop);
   uv_timer_init(loop, &p->timer);
   p->timer.data = p;
   uv_timer_start(&p->timer, on_tick, (uint64_t)interval_ms, (uint64_t)interval_ms);
   /* The timer alone must not keep a finished run alive. */
   uv_unref((uv_handle_t *)&p->timer);
+  p->next = g_push;
   g_push = p;
 }
 
 void sl_metrics_push_stop(void) {
-  if (g_push) stop(g_push, 1);
-  g_push = NULL;
+  while (g_push) {
+    pusher_t *p = g_push;
+    g_push = p->next;
+    stop(p, 1);
+  }
 }

@@ -10,14 +10,13 @@
 #include <time.h>
 
 int sl_trace_on;
-static uint64_t g_threshold;   /* a trace is sampled when its low 64 bits are below it */
-static int g_all;
 
-void sl_trace_configure(double ratio) {
-  g_all = ratio >= 1.0;
+/* A trace is kept when the low 64 bits of its id fall in the ratio's share. */
+static int keep(double ratio, uint64_t lo) {
+  if (ratio >= 1.0) return 1;
+  if (ratio <= 0) return 0;
   double t = ratio * 0x1p64;
-  g_threshold = ratio <= 0 ? 0 : t >= 0x1p64 ? UINT64_MAX : (uint64_t)t;
-  sl_trace_on = ratio > 0;
+  return t >= 0x1p64 || lo < (uint64_t)t;
 }
 
 sl_trace_site_t *sl_trace_site(sl_tskind_t kind, const char *stream, const char *label, const char *type,
@@ -91,6 +90,7 @@ static void set_tp(sl_msg_t *m, const sl_kv_t *old, uint64_t hi, uint64_t lo, ui
 
 sl_spans_t *sl_trace_begin(const sl_trace_site_t *site, sl_batch_t *b) {
   sl_spans_t *sp = NULL;
+  double ratio = site->kind == SL_TS_INPUT ? sl_trace_export_ratio(site->stream) : 0;
   for (uint32_t i = 0; i < b->n; i++) {
     sl_msg_t *m = b->msgs[i];
     const sl_kv_t *tp = find_tp(m);
@@ -105,7 +105,7 @@ sl_spans_t *sl_trace_begin(const sl_trace_site_t *site, sl_batch_t *b) {
         sampled = 1;
       }
       /* The ratio applies to the trace id, so every hop of a trace decides alike. */
-      sampled = sampled && (g_all || s.trace_lo < g_threshold);
+      sampled = sampled && keep(ratio, s.trace_lo);
       if (!sampled) {
         if (tp) set_tp(m, tp, s.trace_hi, s.trace_lo, s.parent, 0);
         continue;

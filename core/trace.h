@@ -32,7 +32,7 @@ typedef struct sl_spans {
   sl_span_t s[];
 } sl_spans_t;
 
-extern int sl_trace_on;
+extern int sl_trace_on;     /* some exporter samples: kept by core/trace_export.c */
 
 sl_trace_site_t *sl_trace_site(sl_tskind_t kind, const char *stream, const char *label, const char *type,
                                const char *cfg_path);
@@ -44,8 +44,5 @@ sl_spans_t *sl_trace_begin(const sl_trace_site_t *site, sl_batch_t *b);
  * it called) and queues them for export; failed marks them as errors. NULL
  * is ignored. */
 void sl_trace_end(sl_spans_t *sp, int failed, uint64_t excluded_ns);
-
-/* Set by the `tracer:` section. */
-void sl_trace_configure(double sample_ratio);
 
 #endif

@@ -1,4 +1,5 @@
 /* The `tracer:` section: OpenTelemetry spans exported over OTLP/HTTP. */
+#include "obs.h"
 #include "section.h"
 #include "trace.h"
 #include "trace_export.h"
@@ -20,20 +21,19 @@ static const sl_field_t otlp_fields[] = {
    "Spans waiting for export; beyond it new spans are dropped (`sluice_tracer_spans_dropped_total`).", NULL, NULL},
   {0}};
 
-static const sl_field_t fields[] = {
+const sl_field_t sl_tracer_fields[] = {
   {"otlp", SL_F_OBJECT, NULL, 0, "Export to an OTLP/HTTP endpoint (JSON encoding).", NULL, otlp_fields},
   {0}};
 
-static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
+int sl_tracer_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *stream, sl_diags_t *d) {
   const sl_cnode_t *o = sl_cnode_get(node, "otlp");
   if (!o) {
-    sl_trace_configure(0);
-    sl_trace_export_stop();
+    sl_trace_export_remove(stream);
     return 0;
   }
   double ratio = sl_conf_float(o, "sample_ratio", 1);
   if (ratio < 0 || ratio > 1) {
-    sl_diag_add(d, sl_cnode_get(o, "sample_ratio"), "tracer.otlp.sample_ratio", "must be between 0 and 1");
+    sl_diag_add(d, sl_cnode_get(o, "sample_ratio"), "sample_ratio", "must be between 0 and 1");
     return -1;
   }
   const char **kv = sl_conf_pairs(o, "tags");
@@ -44,12 +44,16 @@ static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
     .flush_ms = sl_conf_duration_ms(o, "flush_interval", 1000),
     .max_queue = sl_conf_int(o, "max_queue", 20000),
     .batch = sl_conf_int(o, "batch_size", 512),
+    .ratio = ratio,
   };
   if (eo.flush_ms < 1) eo.flush_ms = 1;
-  sl_trace_export_start(w->loop, &eo);
+  sl_trace_export_start(loop, &eo, stream);
   free(kv);
-  sl_trace_configure(ratio);
   return 0;
+}
+
+static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
+  return sl_tracer_apply(w->loop, node, NULL, d);
 }
 
 static const sl_section_t tracer_section = {
@@ -58,7 +62,7 @@ static const sl_section_t tracer_section = {
           "acknowledgement), each processor and the output, exported over OTLP/HTTP. W3C `traceparent` "
           "is taken from HTTP request headers and Kafka headers (the message's metadata) and set on "
           "what outputs send (Kafka headers). See docs/observability.md.",
-  .fields = fields,
+  .fields = sl_tracer_fields,
   .apply = apply,
 };
 SL_REGISTER_SECTION(tracer_section)

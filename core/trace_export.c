@@ -15,6 +15,9 @@ typedef struct rec {
 } rec_t;
 
 typedef struct exporter {
+  struct exporter *next;
+  char *stream;              /* exports this stream's spans; NULL: every other's */
+  double ratio;
   sl_hclient_t *hc;
   uv_timer_t timer;
   uv_idle_t soon;            /* a full batch is sent on the next loop turn */
@@ -27,7 +30,29 @@ typedef struct exporter {
   int closing;               /* handles still to close */
 } exporter_t;
 
-static exporter_t *g_exp;
+static exporter_t *g_exp;   /* the running exporters */
+
+static int same_stream(const char *a, const char *b) { return !a == !b && (!a || !strcmp(a, b)); }
+
+/* The exporter of a stream's spans: its own, else the process-wide one. */
+static exporter_t *exporter_of(const char *stream) {
+  exporter_t *all = NULL;
+  for (exporter_t *e = g_exp; e; e = e->next) {
+    if (e->stream && !strcmp(e->stream, stream)) return e;
+    if (!e->stream) all = e;
+  }
+  return all;
+}
+
+static void update_on(void) {
+  sl_trace_on = 0;
+  for (exporter_t *e = g_exp; e; e = e->next) sl_trace_on |= e->ratio > 0;
+}
+
+double sl_trace_export_ratio(const char *stream) {
+  exporter_t *e = exporter_of(stream);
+  return e ? e->ratio : 0;
+}
 
 static void put_str(FILE *f, const char *s) {
   fputc('"', f);
@@ -116,6 +141,7 @@ static void handle_closed(uv_handle_t *h) {
   if (--e->closing > 0) return;   /* the other handle is still closing */
   sl_hclient_close(e->hc);
   free(e->url);
+  free(e->stream);
   free(e->resource);
   free(e->q);
   free(e);
@@ -129,7 +155,7 @@ static void finish(exporter_t *e) {
 }
 
 void sl_trace_export_add(const sl_spans_t *sp, uint64_t end_ns, int failed) {
-  exporter_t *e = g_exp;
+  exporter_t *e = exporter_of(sp->site->stream);
   if (!e) return;
   for (uint32_t i = 0; i < sp->n; i++) {
     if (e->n == e->cap) {
@@ -141,9 +167,31 @@ void sl_trace_export_add(const sl_spans_t *sp, uint64_t end_ns, int failed) {
   if (e->n >= e->batch) uv_idle_start(&e->soon, on_soon);
 }
 
-void sl_trace_export_start(uv_loop_t *loop, const sl_trace_export_opts_t *o) {
-  sl_trace_export_stop();
+static void stop(exporter_t *e) {
+  e->stopping = 1;
+  uv_timer_stop(&e->timer);
+  uv_idle_stop(&e->soon);
+  /* Everything left goes now, whatever is in flight. */
+  while (e->n) post_batch(e);
+  if (!sl_hclient_pending(e->hc)) finish(e);
+}
+
+/* Unlinks and returns the exporter of stream (NULL: the process-wide one). */
+static exporter_t *take(const char *stream) {
+  for (exporter_t **pp = &g_exp; *pp; pp = &(*pp)->next)
+    if (same_stream((*pp)->stream, stream)) {
+      exporter_t *e = *pp;
+      *pp = e->next;
+      return e;
+    }
+  return NULL;
+}
+
+void sl_trace_export_start(uv_loop_t *loop, const sl_trace_export_opts_t *o, const char *stream) {
+  sl_trace_export_remove(stream);
   exporter_t *e = sl_xcalloc(1, sizeof(*e));
+  e->stream = stream ? sl_xstrdup(stream) : NULL;
+  e->ratio = o->ratio;
   size_t ul = strlen(o->endpoint);
   while (ul && o->endpoint[ul - 1] == '/') ul--;
   e->url = sl_xasprintf("%.*s/v1/traces", (int)ul, o->endpoint);
@@ -168,17 +216,22 @@ void sl_trace_export_start(uv_loop_t *loop, const sl_trace_export_opts_t *o) {
   e->timer.data = e->soon.data = e;
   uv_timer_start(&e->timer, on_tick, (uint64_t)o->flush_ms, (uint64_t)o->flush_ms);
   uv_unref((uv_handle_t *)&e->timer);
+  e->next = g_exp;
   g_exp = e;
+  update_on();
+}
+
+void sl_trace_export_remove(const char *stream) {
+  exporter_t *e = take(stream);
+  if (e) stop(e);
+  update_on();
 }
 
 void sl_trace_export_stop(void) {
-  exporter_t *e = g_exp;
-  if (!e) return;
-  g_exp = NULL;
-  e->stopping = 1;
-  uv_timer_stop(&e->timer);
-  uv_idle_stop(&e->soon);
-  /* Everything left goes now, whatever is in flight. */
-  while (e->n) post_batch(e);
-  if (!sl_hclient_pending(e->hc)) finish(e);
+  while (g_exp) {
+    exporter_t *e = g_exp;
+    g_exp = e->next;
+    stop(e);
+  }
+  update_on();
 }

@@ -73,6 +73,30 @@ output: {drop: {}}
     assert.are.equal(200, pushed(pg, "output_sent_total", {job = "final", stream = "main"}))
   end)
 
+  it("takes Tyk's per-stream metrics blocks: each stream's series under its own job", function()
+    local r = h.run_config([[
+streams:
+  Worker:
+    input:
+      generate: {count: 4, interval: 0, mapping: 'return {}'}
+    output: {drop: {}}
+    metrics:
+      prometheus: {push_interval: 1h, push_job_name: Worker, push_url: "]] .. pg.url .. [["}
+  in:
+    input:
+      generate: {count: 6, interval: 0, mapping: 'return {}'}
+    output: {drop: {}}
+    metrics:
+      prometheus: {push_interval: 1h, push_job_name: in, push_url: "]] .. pg.url .. [["}
+]])
+    assert.are.equal(0, r.code, r.stderr)
+    local s = prom.samples(pg.url .. "/metrics")
+    assert.are.equal(4, prom.value(s, "output_sent_total", {job = "Worker", stream = "Worker"}))
+    assert.are.equal(6, prom.value(s, "output_sent_total", {job = "in", stream = "in"}))
+    assert.is_nil(prom.value(s, "output_sent_total", {job = "Worker", stream = "in"}))
+    assert.is_nil(prom.value(s, "output_sent_total", {job = "in", stream = "Worker"}))
+  end)
+
   it("logs a failed push and still exits 0", function()
     local port = h.port()
     local r = h.run_config([[

@@ -183,6 +183,29 @@ output: {drop: {}}
     assert.are.equal(50, #n.drop)
   end)
 
+  it("takes a stream's own tracer block: its spans only, with its tags", function()
+    local r = h.run_config([[
+streams:
+  traced:
+    input:
+      generate: {count: 2, interval: 0, mapping: 'return {}'}
+    output: {drop: {}}
+    tracer:
+      otlp: {endpoint: "]] .. rcv.endpoint .. [[", tags: {stream: traced}}
+  quiet:
+    input:
+      generate: {count: 3, interval: 0, mapping: 'return {}'}
+    output: {drop: {}}
+]])
+    assert.are.equal(0, r.code, r.stderr)
+    local spans = rcv.spans()
+    assert.are.equal(4, #spans)
+    for _, s in ipairs(spans) do
+      assert.are.equal("traced", s.attrs["sluice.stream"])
+      assert.are.equal("traced", s.resource.stream)
+    end
+  end)
+
   it("lints the tracer section", function()
     local r = h.run_config("tracer: {otlp: {sample_ratio: 2}}\ninput: {stdin: {}}\noutput: {drop: {}}\n",
       {cmd = "lint"})
