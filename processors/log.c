@@ -43,7 +43,7 @@ static void add_mapping(logp_t *l, sl_msg_t *m, uint32_t i, const char ***kv, si
   const char *k;
   json_t *v;
   size_t grow = json_is_object(j) ? 2 * json_object_size(j) : 2;
-  *kv = sl_xrealloc(*kv, (*n + grow + 1) * sizeof(**kv));
+  *kv = sl_xrealloc(*kv, (*n + grow + 3) * sizeof(**kv));   /* then path and NULL */
   *owned = sl_xrealloc(*owned, (*nowned + grow + 1) * sizeof(**owned));
   if (!json_is_object(j)) {
     (*kv)[(*n)++] = "fields_mapping_error";
@@ -55,7 +55,6 @@ static void add_mapping(logp_t *l, sl_msg_t *m, uint32_t i, const char ***kv, si
         json_is_string(v) ? sl_xstrdup(json_string_value(v)) : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
     }
   }
-  (*kv)[*n] = NULL;
   json_decref(j);
 }
 
@@ -65,7 +64,7 @@ static void log_process(sl_processor_t *p, sl_batch_t *b) {
     for (uint32_t i = 0; i < b->n; i++) {
       sl_msg_t *m = b->msgs[i];
       size_t n = 0, nowned = 0;
-      const char **kv = sl_xcalloc(2 * l->nfields + 3, sizeof(*kv));
+      const char **kv = sl_xcalloc(2 * l->nfields + 3, sizeof(*kv));   /* fields, path, NULL */
       char **owned = sl_xcalloc(l->nfields + 1, sizeof(*owned));
       char *err = NULL;
       char *msg = sl_interp_eval(l->message, m, i, NULL, &err);
@@ -74,8 +73,6 @@ static void log_process(sl_processor_t *p, sl_batch_t *b) {
         free(err);
         err = NULL;
       }
-      kv[n++] = "path";
-      kv[n++] = l->path;
       for (unsigned f = 0; f < l->nfields; f++) {
         char *v = sl_interp_eval(l->values[f], m, i, NULL, &err);
         if (!v) {
@@ -86,8 +83,10 @@ static void log_process(sl_processor_t *p, sl_batch_t *b) {
         kv[n++] = l->names[f];
         kv[n++] = owned[nowned++] = v;
       }
-      kv[n] = NULL;
       if (l->mapping) add_mapping(l, m, i, &kv, &n, &owned, &nowned);
+      kv[n++] = "path";
+      kv[n++] = l->path;
+      kv[n] = NULL;
       sl_log_fields(l->level, p->stream ? p->stream->name : NULL, p->label, msg, kv);
       free(msg);
       for (size_t f = 0; f < nowned; f++) free(owned[f]);
