@@ -1,6 +1,7 @@
 /* Outgoing HTTP requests on the worker's loop: libcurl's multi-socket API
  * driven by a uv_poll per socket and one uv_timer (curl's documented libuv
- * pattern), so that nothing blocks the loop.
+ * pattern), so that nothing blocks the loop; names resolve on libcurl's
+ * resolver thread (Debian's libcurl is built with AsynchDNS).
  * Ownership: the owner creates a client and closes it once; the client frees
  * itself after its handles have closed. Each request's cb runs exactly once
  * on the loop: with the HTTP status, or -1 and an error text (also when the

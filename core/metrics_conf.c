@@ -22,7 +22,10 @@ const sl_field_t sl_metrics_fields[] = {
 int sl_metrics_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *stream, sl_diags_t *d) {
   const sl_cnode_t *p = sl_cnode_get(node, "prometheus");
   const char *url = sl_conf_str(p, "push_url", "");
-  if (!*url) return 0;
+  if (!*url) {
+    sl_metrics_push_remove(stream);
+    return 0;
+  }
   int64_t every = sl_conf_duration_ms(p, "push_interval", 10000);
   if (every <= 0) {
     sl_diag_add(d, sl_cnode_get(p, "push_interval"), "push_interval", "must be above 0");

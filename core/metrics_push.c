@@ -77,10 +77,14 @@ static pusher_t *take(const char *stream) {
   return NULL;
 }
 
-void sl_metrics_push_start(uv_loop_t *loop, const char *url, const char *job, int64_t interval_ms,
-                           const char *stream) {
+void sl_metrics_push_remove(const char *stream) {
   pusher_t *old = take(stream);
   if (old) stop(old, 0);
+}
+
+void sl_metrics_push_start(uv_loop_t *loop, const char *url, const char *job, int64_t interval_ms,
+                           const char *stream) {
+  sl_metrics_push_remove(stream);
   pusher_t *p = sl_xcalloc(1, sizeof(*p));
   size_t ul = strlen(url);
   while (ul && url[ul - 1] == '/') ul--;

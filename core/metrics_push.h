@@ -13,6 +13,8 @@
  * (NULL: the top-level section); replaces an earlier pusher of the same. */
 void sl_metrics_push_start(uv_loop_t *loop, const char *url, const char *job, int64_t interval_ms,
                            const char *stream);
+/* Stops that pusher (a reload dropped its config) without a last push. */
+void sl_metrics_push_remove(const char *stream);
 /* The final pushes; the pushers' handles close once they are answered. */
 void sl_metrics_push_stop(void);
 

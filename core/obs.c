@@ -11,9 +11,7 @@ void sl_obs_shutdown(void) {
 int sl_obs_stream_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *name, sl_diags_t *d) {
   /* A request-scoped instance counts and traces as its template. */
   if (strchr(name, '{')) return 0;
-  const sl_cnode_t *m = sl_cnode_get(node, "metrics"), *t = sl_cnode_get(node, "tracer");
-  int rc = 0;
-  if (m && sl_metrics_apply(loop, m, name, d) != 0) rc = -1;
-  if (t && sl_tracer_apply(loop, t, name, d) != 0) rc = -1;
-  return rc;
+  /* Absent blocks stop what an earlier config of this stream started. */
+  int rc = sl_metrics_apply(loop, sl_cnode_get(node, "metrics"), name, d);
+  return sl_tracer_apply(loop, sl_cnode_get(node, "tracer"), name, d) || rc ? -1 : 0;
 }
