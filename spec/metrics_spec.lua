@@ -74,7 +74,11 @@ streams:
         value(s, "sluice_store_group_lag", {stream = "odd", group = "slow"}) == 0 then break end
       os.execute("sleep 0.05")
     end
+    -- a group created over the API and never consumed lags by everything
+    h.sh("curl -s -m 5 -X POST -d '{}' " .. srv.url .. "/stream/odd/group/lazy")
+    local lazy = value(samples(srv), "sluice_store_group_lag", {stream = "odd", group = "lazy"})
     assert.are.equal(0, srv.stop())
+    assert.are.equal(5, lazy)
     local p0 = {stream = "gen", label = "lua", path = "root.pipeline.processors.0"}
     local p1 = {stream = "gen", label = "keep_odd", path = "root.pipeline.processors.1"}
     assert.are.equal(10, value(s, "input_received_total", {stream = "gen", label = "numbers", path = "root.input"}))
