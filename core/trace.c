@@ -3,7 +3,6 @@
 #include "rand.h"
 #include "trace_export.h"
 #include "xalloc.h"
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -46,16 +45,29 @@ static uint64_t wall_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Hex digit values (-1: not one); snprintf/strtoull were most of a span's cost. */
+static signed char hexval[256];
+
+static void __attribute__((constructor)) init_hexval(void) {
+  memset(hexval, -1, sizeof hexval);
+  for (int i = 0; i < 10; i++) hexval['0' + i] = (signed char)i;
+  for (int i = 0; i < 6; i++) hexval['a' + i] = hexval['A' + i] = (signed char)(10 + i);
+}
+
 static int hex64(const char *p, uint64_t *out) {
   uint64_t v = 0;
   for (int i = 0; i < 16; i++) {
-    int c = p[i], d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                    : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    int d = hexval[(unsigned char)p[i]];
     if (d < 0) return -1;
     v = v << 4 | (uint64_t)d;
   }
   *out = v;
   return 0;
+}
+
+static void put_hex64(char *p, uint64_t v) {
+  static const char digits[] = "0123456789abcdef";
+  for (int i = 15; i >= 0; i--, v >>= 4) p[i] = digits[v & 15];
 }
 
 /* `traceparent` (any case: Kafka headers keep the sender's); NULL if absent. */
@@ -68,20 +80,21 @@ static const sl_kv_t *find_tp(const sl_msg_t *m) {
 /* 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>; 0 on success. */
 static int parse_tp(const sl_kv_t *kv, sl_span_t *sp, int *sampled) {
   const char *v = kv->val;
-  uint64_t flags;
-  char f[17] = "00000000000000";
   if (kv->vlen < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' || !strncmp(v, "ff", 2)) return -1;
   if (hex64(v + 3, &sp->trace_hi) || hex64(v + 19, &sp->trace_lo) || hex64(v + 36, &sp->parent)) return -1;
-  memcpy(f + 14, v + 53, 2);
-  if (hex64(f, &flags) || !(sp->trace_hi | sp->trace_lo) || !sp->parent) return -1;
-  *sampled = (int)(flags & 1);
+  int flags = hexval[(unsigned char)v[54]];
+  if (hexval[(unsigned char)v[53]] < 0 || flags < 0 || !(sp->trace_hi | sp->trace_lo) || !sp->parent) return -1;
+  *sampled = flags & 1;
   return 0;
 }
 
 static void set_tp(sl_msg_t *m, const sl_kv_t *old, uint64_t hi, uint64_t lo, uint64_t span, int sampled) {
-  char v[56];
-  snprintf(v, sizeof v, "00-%016llx%016llx-%016llx-%02x", (unsigned long long)hi, (unsigned long long)lo,
-           (unsigned long long)span, sampled);
+  char v[56] = "00-";
+  put_hex64(v + 3, hi);
+  put_hex64(v + 19, lo);
+  v[35] = '-';
+  put_hex64(v + 36, span);
+  memcpy(v + 52, sampled ? "-01" : "-00", 4);
   /* Replaced under the key it came with, so one header goes on. */
   char key[] = "traceparent";
   if (old) memcpy(key, old->key, sizeof key);   /* the same length: "traceparent" in some case */
@@ -99,13 +112,13 @@ sl_spans_t *sl_trace_begin(const sl_trace_site_t *site, sl_batch_t *b) {
     if (tp && parse_tp(tp, &s, &sampled) != 0) tp = NULL;
     if (site->kind == SL_TS_INPUT) {
       if (!tp) {
-        s.trace_hi = sl_rand64();
-        s.trace_lo = sl_rand64();
+        s.trace_lo = sl_rand64();   /* decides; the high half only for kept traces */
         s.parent = 0;
         sampled = 1;
       }
       /* The ratio applies to the trace id, so every hop of a trace decides alike. */
       sampled = sampled && keep(ratio, s.trace_lo);
+      if (sampled && !tp) s.trace_hi = sl_rand64();
       if (!sampled) {
         if (tp) set_tp(m, tp, s.trace_hi, s.trace_lo, s.parent, 0);
         continue;

@@ -23,8 +23,8 @@ typedef struct exporter {
   uv_idle_t soon;            /* a full batch is sent on the next loop turn */
   char *url;
   char *resource;            /* the JSON of the resource, built once */
-  rec_t *q;
-  size_t n, cap, batch;
+  rec_t *q;                  /* ring: n spans from head */
+  size_t head, n, cap, batch;
   int64_t *dropped, *exported, *failed_exports;
   int stopping;
   int closing;               /* handles still to close */
@@ -82,7 +82,7 @@ static char *encode(exporter_t *e, size_t n, size_t *len) {
   fprintf(f, "{\"resourceSpans\":[{\"resource\":%s,\"scopeSpans\":[{\"scope\":{\"name\":\"sluice\"},\"spans\":[",
           e->resource);
   for (size_t i = 0; i < n; i++) {
-    const rec_t *r = &e->q[i];
+    const rec_t *r = &e->q[(e->head + i) % e->cap];
     fprintf(f, "%s{\"traceId\":\"%016llx%016llx\",\"spanId\":\"%016llx\"", i ? "," : "",
             (unsigned long long)r->s.trace_hi, (unsigned long long)r->s.trace_lo, (unsigned long long)r->s.id);
     if (r->s.parent) fprintf(f, ",\"parentSpanId\":\"%016llx\"", (unsigned long long)r->s.parent);
@@ -101,6 +101,7 @@ static char *encode(exporter_t *e, size_t n, size_t *len) {
 }
 
 static void finish(exporter_t *e);
+static void flush(exporter_t *e);
 
 static void sent(int status, const char *err, const char *body, size_t len, void *arg) {
   exporter_t *e = arg;
@@ -108,15 +109,22 @@ static void sent(int status, const char *err, const char *body, size_t len, void
     (*e->failed_exports)++;
     sl_logf(SL_LOG_WARN, NULL, "tracer", "export to %s failed: %s%.*s", e->url, status < 0 ? err : "",
             status < 0 ? 0 : (int)len, body);
+    if (e->stopping) {
+      /* At shutdown an unreachable endpoint must not hold the exit for every batch's timeout. */
+      *e->dropped += (int64_t)e->n;
+      e->n = 0;
+    }
   }
-  if (e->stopping && !sl_hclient_pending(e->hc)) finish(e);
+  /* A backlog drains at the pace of the endpoint, two requests at a time. */
+  if (e->stopping || e->n >= e->batch) flush(e);
+  if (e->stopping && !e->n && !sl_hclient_pending(e->hc)) finish(e);
 }
 
 /* One POST of up to a batch from the head of the queue. */
 static void post_batch(exporter_t *e) {
   size_t n = e->n < e->batch ? e->n : e->batch, len;
   char *body = encode(e, n, &len);
-  memmove(e->q, e->q + n, (e->n - n) * sizeof(*e->q));
+  e->head = (e->head + n) % e->cap;
   e->n -= n;
   *e->exported += (int64_t)n;
   static const char *const headers[] = {"Content-Type: application/json", NULL};
@@ -162,7 +170,7 @@ void sl_trace_export_add(const sl_spans_t *sp, uint64_t end_ns, int failed) {
       (*e->dropped) += sp->n - i;
       break;
     }
-    e->q[e->n++] = (rec_t){sp->site, sp->s[i], sp->start_ns, end_ns, failed};
+    e->q[(e->head + e->n++) % e->cap] = (rec_t){sp->site, sp->s[i], sp->start_ns, end_ns, failed};
   }
   if (e->n >= e->batch) uv_idle_start(&e->soon, on_soon);
 }
@@ -171,9 +179,9 @@ static void stop(exporter_t *e) {
   e->stopping = 1;
   uv_timer_stop(&e->timer);
   uv_idle_stop(&e->soon);
-  /* Everything left goes now, whatever is in flight. */
-  while (e->n) post_batch(e);
-  if (!sl_hclient_pending(e->hc)) finish(e);
+  /* What is left goes now, batch after batch (sent() goes on). */
+  flush(e);
+  if (!e->n && !sl_hclient_pending(e->hc)) finish(e);
 }
 
 /* Unlinks and returns the exporter of stream (NULL: the process-wide one). */
