@@ -183,6 +183,19 @@ output: {drop: {}}
     assert.are.equal(50, #n.drop)
   end)
 
+  it("exits without waiting on an endpoint that refuses, counting what it dropped", function()
+    local port = h.port()
+    local r = h.run_config([[
+tracer:
+  otlp: {endpoint: "http://127.0.0.1:]] .. port .. [[", flush_interval: 1h, batch_size: 10}
+input:
+  generate: {count: 100, interval: 0, mapping: 'return {}'}
+output: {drop: {}}
+]], {timeout = 20})
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("export to http://127.0.0.1:" .. port .. "/v1/traces failed", r.stderr, 1, true)
+  end)
+
   it("takes a stream's own tracer block: its spans only, with its tags", function()
     local r = h.run_config([[
 streams:
