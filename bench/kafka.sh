@@ -3,7 +3,8 @@
 # run: produce N messages of SIZE bytes (sluice: generate → kafka output;
 # kcat -P from a file, both acks=all + idempotence), then consume them all
 # (sluice: kafka input → drop, timed from start until /metrics counts N;
-# kcat -G as a consumer group member, timed from start to its exit).
+# kcat -G as a consumer group member, timed from start to its exit; both
+# read the topic kcat produced, each in its own group).
 # The broker is a single-node KRaft Kafka started by scripts/kafka.sh.
 # Usage: bench/kafka.sh   (N=500000 SIZES="100 1024" RUNS=3 by default)
 set -eu
@@ -23,6 +24,11 @@ B=127.0.0.1:$KPORT
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 now() { date +%s.%N; }
 rate() { echo "$N $1 $2" | awk '{printf "%d\n", $1 / ($3 - $2)}'; }
+# Each measure prints "rate cpu": messages per wall second, and CPU seconds
+# (user + system, every thread) the process spent per million messages: on a
+# shared machine the second is the steadier figure.
+cpu_of() { echo "$N $1" | awk '{printf "%.2f\n", $2 / ($1 / 1e6)}'; }
+timed() { /usr/bin/time -f "%U %S" -o "$WORK/time" "$@" > /dev/null; awk '{print $1 + $2}' "$WORK/time"; }
 
 produce_sluice() { # $1 size, $2 topic
   cat > "$WORK/p.yaml" <<YAML
@@ -30,14 +36,15 @@ input: {generate: {count: $N, interval: 0, batch_size: 1024, mapping: 'return st
 max_in_flight: 64
 output: {kafka: {addresses: [$B], topic: $2, metadata_headers: false}}
 YAML
-  s=$(now); "$BIN" run --log-level warn "$WORK/p.yaml"; e=$(now); rate "$s" "$e"
+  s=$(now); c=$(timed "$BIN" run --log-level warn "$WORK/p.yaml"); e=$(now)
+  echo "$(rate "$s" "$e") $(cpu_of "$c")"
 }
 
 produce_kcat() { # $1 size, $2 topic
   [ -f "$WORK/data-$1" ] || awk -v n="$N" -v s="$1" 'BEGIN {l = sprintf("%" s "s", ""); gsub(/ /, "x", l); for (i = 0; i < n; i++) print l}' > "$WORK/data-$1"
   s=$(now)
-  kcat -P -b "$B" -t "$2" -X acks=all -X enable.idempotence=true -X linger.ms=5 -l "$WORK/data-$1"
-  e=$(now); rate "$s" "$e"
+  c=$(timed kcat -P -b "$B" -t "$2" -X acks=all -X enable.idempotence=true -X linger.ms=5 -l "$WORK/data-$1")
+  e=$(now); echo "$(rate "$s" "$e") $(cpu_of "$c")"
 }
 
 consume_sluice() { # $1 topic
@@ -55,27 +62,32 @@ YAML
     sleep 0.05
   done
   e=$(now)
+  c=$(awk '{print ($14 + $15) / 100}' "/proc/$pid/stat")   # clock ticks (USER_HZ 100)
   kill $pid; wait $pid 2>/dev/null || true
-  rate "$s" "$e"
+  echo "$(rate "$s" "$e") $(cpu_of "$c")"
 }
 
 consume_kcat() { # $1 topic: as a group member too, so both pay for joining
   s=$(now)
-  kcat -b "$B" -G "kbench-$RANDOM$RANDOM" -X auto.offset.reset=earliest -e -q -c "$N" "$1" > /dev/null
-  e=$(now); rate "$s" "$e"
+  c=$(timed kcat -b "$B" -G "kbench-$RANDOM$RANDOM" -X auto.offset.reset=earliest -e -q -c "$N" "$1")
+  e=$(now); echo "$(rate "$s" "$e") $(cpu_of "$c")"
 }
 
-echo "| message size | sluice generate → kafka | kcat -P | ratio | sluice kafka → drop | kcat -C | ratio |"
-echo "| --- | --- | --- | --- | --- | --- | --- |"
+echo "| message size | sluice generate → kafka | kcat -P | ratio | CPU s/M msgs sluice / kcat | sluice kafka → drop | kcat -G | ratio | CPU s/M msgs sluice / kcat |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+col() { cut -d' ' -f"$1" | median; }
+ratio() { echo "$1 $2" | awk '{printf "%.2f", $1/$2}'; }
 for size in $SIZES; do
   ps=(); pk=(); cs=(); ck=()
   for r in $(seq "$RUNS"); do
     ps+=("$(produce_sluice "$size" "s-$size-$r")")
     pk+=("$(produce_kcat "$size" "k-$size-$r")")
-    cs+=("$(consume_sluice "s-$size-$r")")
+    cs+=("$(consume_sluice "k-$size-$r")")   # the same topic as kcat's consumer
     ck+=("$(consume_kcat "k-$size-$r")")
   done
-  a=$(printf '%s\n' "${ps[@]}" | median); b=$(printf '%s\n' "${pk[@]}" | median)
-  c=$(printf '%s\n' "${cs[@]}" | median); d=$(printf '%s\n' "${ck[@]}" | median)
-  echo "| $size B | $a msg/s | $b msg/s | $(echo "$a $b" | awk '{printf "%.2f", $1/$2}') | $c msg/s | $d msg/s | $(echo "$c $d" | awk '{printf "%.2f", $1/$2}') |"
+  a=$(printf '%s\n' "${ps[@]}" | col 1); b=$(printf '%s\n' "${pk[@]}" | col 1)
+  ac=$(printf '%s\n' "${ps[@]}" | col 2); bc=$(printf '%s\n' "${pk[@]}" | col 2)
+  c=$(printf '%s\n' "${cs[@]}" | col 1); d=$(printf '%s\n' "${ck[@]}" | col 1)
+  cc=$(printf '%s\n' "${cs[@]}" | col 2); dc=$(printf '%s\n' "${ck[@]}" | col 2)
+  echo "| $size B | $a msg/s | $b msg/s | $(ratio "$a" "$b") | $ac / $bc | $c msg/s | $d msg/s | $(ratio "$c" "$d") | $cc / $dc |"
 done

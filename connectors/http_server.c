@@ -49,6 +49,7 @@ typedef struct hin {
   int64_t rate_count, rate_interval_ms, window_used;
   uint64_t window_start;
   int64_t waiting;            /* requests not yet answered */
+  struct wsconn *conns;       /* open WebSocket connections */
 } hin_t;
 
 /* One request on its way: answered by whichever comes first, the
@@ -176,12 +177,29 @@ typedef struct wsconn {
   sl_ws_t *ws;                /* NULL once closed */
   sl_ctx_t *ctx;
   hin_t *in;
+  struct wsconn *next, **pprev;   /* in in->conns while open */
 } wsconn_t;
+
+static void wsconn_unlink(wsconn_t *w) {
+  if (!w->pprev) return;
+  *w->pprev = w->next;
+  if (w->next) w->next->pprev = w->pprev;
+  w->pprev = NULL;
+}
 
 static void wsconn_unref(wsconn_t *w) {
   if (--w->refs > 0) return;
   sl_ctx_unref(w->ctx);
   free(w);
+}
+
+/* Closes with 1001 and drops the connection's reference (no on_close follows). */
+static void wsconn_close(wsconn_t *w) {
+  wsconn_unlink(w);
+  sl_ws_close(w->ws, 1001, "stream stopping");
+  w->ws = NULL;
+  w->closed = 1;
+  wsconn_unref(w);
 }
 
 typedef struct wsmsg { wsconn_t *conn; sl_reply_t *reply; } wsmsg_t;
@@ -198,6 +216,8 @@ static void on_ws_ack(sl_txn_t *t, int status, const char *err, void *arg) {
     sl_ws_send(ws, 1, e, strlen(e), 1 << 20);
     free(e);
   }
+  /* The last answer of a stopped input's connection: it may go now. */
+  if (m->conn->ws && m->conn->in->stopped && m->conn->refs == 2) wsconn_close(m->conn);
   sl_reply_unref(m->reply);
   wsconn_unref(m->conn);
   free(m);
@@ -246,6 +266,7 @@ static void on_ws_close(sl_ws_t *ws, void *arg) {
   wsconn_t *w = arg;
   w->ws = NULL;
   w->closed = 1;
+  wsconn_unlink(w);
   wsconn_unref(w);
 }
 
@@ -264,6 +285,12 @@ static void on_ws(sl_http_req_t *r, void *arg) {
   /* Not accepted (and not closed by the peer meanwhile): the connection's
    * reference goes too. */
   if (!w->ws && !w->closed) w->refs--;
+  if (w->ws && !w->closed) {
+    w->next = in->conns;
+    if (in->conns) in->conns->pprev = &w->next;
+    in->conns = w;
+    w->pprev = &in->conns;
+  }
   wsconn_unref(w);
 }
 
@@ -275,12 +302,20 @@ static int hin_start(sl_input_t *i) {
 static void hin_stop(sl_input_t *i) {
   hin_t *in = (hin_t *)i;
   in->stopped = 1;
+  /* The input goes (shutdown, or a reload replaced it) while clients stay
+   * connected: each is told to go once its messages are answered, and
+   * reconnects to whoever serves the path then. */
+  for (wsconn_t *w = in->conns, *next; w; w = next) {
+    next = w->next;
+    if (w->refs == 1) wsconn_close(w);
+  }
   /* Not finite: the stream drains what is in flight, then it is done. */
   sl_input_eof(i);
 }
 
 static void hin_destroy(sl_input_t *i) {
   hin_t *in = (hin_t *)i;
+  while (in->conns) wsconn_close(in->conns);
   if (in->routed && i->worker) sl_http_unroute(i->worker, in->path);
   if (in->ws_routed && i->worker) sl_http_unroute(i->worker, in->ws_path);
   free(in->ws_path);

@@ -2,8 +2,12 @@
  * (one partition per batch); offsets are stored in order per partition, only
  * once the transactions carrying them are acknowledged, and committed every
  * `commit_period` and on revocation; at most `checkpoint_limit` messages per
- * partition are in flight. A rebalance commits what is acknowledged and
- * forgets what is in flight (the next owner reads it again): at-least-once. */
+ * partition are in flight. A revoked partition is handed over (the
+ * unassign call librdkafka waits for) only once what it has in flight is
+ * acknowledged and committed, or after `revoke_timeout`: then the rest is
+ * forgotten and the next owner reads it again (at-least-once). Handing it
+ * over at once would let its in-flight messages complete here after the
+ * next owner started from the older committed offset: duplicates. */
 #include "kafka_common.h"
 #include "kafka_lag.h"
 #include "../core/log.h"
@@ -29,6 +33,10 @@ static const sl_field_t fields[] = {
   {"start_offset", SL_F_ENUM, "earliest", 0, "Where a group without committed offsets starts.", starts, NULL},
   {"checkpoint_limit", SL_F_INT, "1024", 0, "Messages of one partition in flight at most.", NULL, NULL},
   {"commit_period", SL_F_DURATION, "1s", 0, "How often acknowledged offsets are committed.", NULL, NULL},
+  {"revoke_timeout", SL_F_DURATION, "10s", SL_ADVANCED,
+   "How long revoked partitions wait for their in-flight messages to be acknowledged before they are handed "
+   "over; what is still in flight then is read again by the next owner. Keep it below `max.poll.interval.ms`.",
+   NULL, NULL},
   {"batching", SL_F_OBJECT, NULL, 0, "How messages are grouped into transactions.", NULL, batching_fields},
   {0}};
 
@@ -46,7 +54,7 @@ typedef struct part {
   int32_t partition;
   flight_t *head, **tail;
   int64_t in_flight;         /* messages */
-  int paused;
+  int paused, revoked;
 } part_t;
 
 typedef struct kin {
@@ -56,11 +64,14 @@ typedef struct kin {
   rd_kafka_queue_t *q;
   sl_kafka_wake_t *wake;
   rd_kafka_topic_partition_list_t *subs;
-  int64_t batch_count, checkpoint_limit, commit_ms;
+  int64_t batch_count, checkpoint_limit, commit_ms, revoke_ms;
   part_t *parts;
   uv_timer_t commit_timer;
+  uv_timer_t revoke_timer;   /* bounds the wait for revoked partitions' acks */
   uv_idle_t more;            /* the queue still holds messages after a turn */
-  int timer_init, stopped, closed;
+  rd_kafka_topic_partition_list_t *revoking;   /* to unassign once drained */
+  int revoke_cooperative;
+  int handles, stopped, closed;   /* handles: uv handles initialised and not yet closed */
   sl_batch_t *pending;       /* the batch being filled, of pending_pt */
   part_t *pending_pt;
 } kin_t;
@@ -79,20 +90,28 @@ static part_t *part_of(kin_t *in, const char *topic, int32_t p) {
   return x;
 }
 
-/* Forgets what is in flight everywhere: at a rebalance their acks will
- * store nothing (free_now 0); at the end no ack is left to come (1). */
-static void forget_flights(kin_t *in, int free_now) {
-  for (part_t *x = in->parts; x; x = x->next) {
-    for (flight_t *f = x->head, *n; f; f = n) {
-      n = f->next;
-      if (free_now) free(f);
-      else f->pt = NULL;
-    }
-    x->head = NULL;
-    x->tail = &x->head;
-    x->in_flight = 0;
-    x->paused = 0;
+/* Forgets what x has in flight: after a revocation their acks store
+ * nothing (free_now 0); at the end no ack is left to come (1). */
+static void forget_flights(part_t *x, int free_now) {
+  for (flight_t *f = x->head, *n; f; f = n) {
+    n = f->next;
+    if (free_now) free(f);
+    else f->pt = NULL;
   }
+  x->head = NULL;
+  x->tail = &x->head;
+  x->in_flight = 0;
+  x->paused = 0;
+  x->revoked = 0;
+}
+
+static void pause_resume(kin_t *in, part_t *x, int pause) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(l, x->topic, x->partition);
+  if (pause) rd_kafka_pause_partitions(in->rk, l);
+  else rd_kafka_resume_partitions(in->rk, l);
+  rd_kafka_topic_partition_list_destroy(l);
+  x->paused = pause;
 }
 
 static void commit(kin_t *in, int async) {
@@ -107,6 +126,8 @@ static void on_commit_timer(uv_timer_t *t) { commit(t->data, 1); }
 static void pump(kin_t *in);
 
 static void handle_ack(kin_t *in, part_t *x);
+static void finish_revoke(kin_t *in);
+static void on_more(uv_idle_t *h);
 
 typedef struct ack { kin_t *in; flight_t *f; } ack_t;
 
@@ -144,14 +165,15 @@ static void handle_ack(kin_t *in, part_t *x) {
     rd_kafka_offsets_store(in->rk, l);
     rd_kafka_topic_partition_list_destroy(l);
   }
-  if (x->paused && x->in_flight < in->checkpoint_limit) {
-    x->paused = 0;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, x->topic, x->partition);
-    rd_kafka_resume_partitions(in->rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
+  if (x->paused && !x->revoked && x->in_flight < in->checkpoint_limit) pause_resume(in, x, 0);
+  if (in->revoking && x->revoked && !x->head) {
+    int busy = 0;
+    for (part_t *y = in->parts; y; y = y->next) busy |= y->revoked && y->head;
+    if (!busy) finish_revoke(in);
   }
-  pump(in);
+  /* Not pump() here: an output that acks at once would nest emit → ack →
+   * pump without end, holding every batch until the recursion unwinds. */
+  if (!in->stopped && in->handles) uv_idle_start(&in->more, on_more);
 }
 
 static void emit_pending(kin_t *in) {
@@ -163,49 +185,57 @@ static void emit_pending(kin_t *in) {
   flight_t *f = sl_xcalloc(1, sizeof(*f));
   f->pt = x;
   f->n = b->n;
-  const char *off = sl_kv_get(&b->msgs[b->n - 1]->meta, "kafka_offset");
-  f->next_offset = strtoll(off, NULL, 10) + 1;
+  f->next_offset = (int64_t)b->msgs[b->n - 1]->seq + 1;   /* seq: the Kafka offset (to_msg) */
   *x->tail = f;
   x->tail = &f->next;
   x->in_flight += b->n;
-  if (x->in_flight >= in->checkpoint_limit && !x->paused) {
-    x->paused = 1;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, x->topic, x->partition);
-    rd_kafka_pause_partitions(in->rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
-  }
+  if (x->in_flight >= in->checkpoint_limit && !x->paused) pause_resume(in, x, 1);
   ack_t *a = sl_xcalloc(1, sizeof(*a));
   *a = (ack_t){in, f};
   sl_input_emit_retry(&in->base, b, on_txn, a);
 }
 
+/* Decimal digits of v into buf (24 bytes); returns their count. snprintf
+ * was a tenth of the consumer's time. */
+static size_t dec(char *buf, int64_t v) {
+  char tmp[24];
+  size_t n = 0, i = 0;
+  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+  do tmp[n++] = (char)('0' + u % 10); while ((u /= 10));
+  if (v < 0) buf[i++] = '-';
+  while (n) buf[i++] = tmp[--n];
+  return i;
+}
+
+/* The metadata of a message is set at once, in one allocation; headers
+ * beyond the first 32 are added one by one. */
 static sl_msg_t *to_msg(const rd_kafka_message_t *m) {
   sl_msg_t *msg = sl_msg_new(m->payload ? m->payload : "", m->len);
-  char num[32];
+  char num[4][24];
+  sl_kv_t kv[38];
+  uint32_t n = 0;
   const char *topic = rd_kafka_topic_name(m->rkt);
-  sl_kv_set(&msg->meta, "kafka_topic", topic, strlen(topic));
-  int n = snprintf(num, sizeof num, "%d", (int)m->partition);
-  sl_kv_set(&msg->meta, "kafka_partition", num, (size_t)n);
-  n = snprintf(num, sizeof num, "%lld", (long long)m->offset);
-  sl_kv_set(&msg->meta, "kafka_offset", num, (size_t)n);
+  kv[n++] = (sl_kv_t){"kafka_topic", (char *)topic, strlen(topic)};
+  kv[n++] = (sl_kv_t){"kafka_partition", num[0], dec(num[0], m->partition)};
+  kv[n++] = (sl_kv_t){"kafka_offset", num[1], dec(num[1], m->offset)};
   rd_kafka_timestamp_type_t tt;
   int64_t ts = rd_kafka_message_timestamp(m, &tt);
   if (ts >= 0) {
-    n = snprintf(num, sizeof num, "%lld", (long long)(ts / 1000));
-    sl_kv_set(&msg->meta, "kafka_timestamp_unix", num, (size_t)n);
-    n = snprintf(num, sizeof num, "%lld", (long long)ts);
-    sl_kv_set(&msg->meta, "kafka_timestamp_ms", num, (size_t)n);
+    kv[n++] = (sl_kv_t){"kafka_timestamp_unix", num[2], dec(num[2], ts / 1000)};
+    kv[n++] = (sl_kv_t){"kafka_timestamp_ms", num[3], dec(num[3], ts)};
   }
-  if (m->key) sl_kv_set(&msg->meta, "kafka_key", m->key, m->key_len);
+  if (m->key) kv[n++] = (sl_kv_t){"kafka_key", m->key, m->key_len};
   rd_kafka_headers_t *hs = NULL;
-  if (rd_kafka_message_headers(m, &hs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    const char *name;
-    const void *val;
-    size_t vl;
-    for (size_t i = 0; rd_kafka_header_get_all(hs, i, &name, &val, &vl) == RD_KAFKA_RESP_ERR_NO_ERROR; i++)
-      sl_kv_set(&msg->meta, name, val ? val : "", val ? vl : 0);
-  }
+  size_t nh = 0;
+  if (rd_kafka_message_headers(m, &hs) == RD_KAFKA_RESP_ERR_NO_ERROR) nh = rd_kafka_header_cnt(hs);
+  const char *name;
+  const void *val;
+  size_t vl, i = 0;
+  for (; i < nh && n < 38 && rd_kafka_header_get_all(hs, i, &name, &val, &vl) == RD_KAFKA_RESP_ERR_NO_ERROR; i++)
+    kv[n++] = (sl_kv_t){(char *)name, val ? (char *)val : "", val ? vl : 0};
+  sl_kv_pack(&msg->meta, kv, n);
+  for (; i < nh && rd_kafka_header_get_all(hs, i, &name, &val, &vl) == RD_KAFKA_RESP_ERR_NO_ERROR; i++)
+    sl_kv_add(&msg->meta, name, val ? val : "", val ? vl : 0);
   msg->seq = (uint64_t)m->offset;
   return msg;
 }
@@ -237,6 +267,10 @@ static void pump(kin_t *in) {
     }
     sl_input_set_connected(&in->base, 1, NULL);
     part_t *x = part_of(in, rd_kafka_topic_name(m->rkt), m->partition);
+    if (x->revoked) {   /* fetched before the revocation: its next owner reads it */
+      rd_kafka_message_destroy(m);
+      continue;
+    }
     if (in->pending && in->pending_pt != x) emit_pending(in);
     if (!in->pending) {
       in->pending = sl_batch_new((uint32_t)in->batch_count);
@@ -251,7 +285,34 @@ static void pump(kin_t *in) {
 
 static void serve(void *arg) { pump(arg); }
 
-/* Runs inside rd_kafka_consumer_poll, on the loop. */
+/* Commits what the revoked partitions acknowledged, forgets what is still
+ * in flight, and makes the unassign call librdkafka waits for to go on. */
+static void finish_revoke(kin_t *in) {
+  rd_kafka_topic_partition_list_t *l = in->revoking;
+  in->revoking = NULL;
+  if (in->handles) uv_timer_stop(&in->revoke_timer);
+  if (!in->closed) rd_kafka_commit(in->rk, NULL, 0);
+  for (part_t *x = in->parts; x; x = x->next) {
+    if (!x->revoked) continue;
+    if (x->paused) pause_resume(in, x, 0);   /* a later assignment starts unpaused */
+    forget_flights(x, 0);
+  }
+  if (in->revoke_cooperative) rd_kafka_incremental_unassign(in->rk, l);
+  else rd_kafka_assign(in->rk, NULL);
+  rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void on_revoke_timeout(uv_timer_t *t) {
+  kin_t *in = t->data;
+  int64_t n = 0;
+  for (part_t *x = in->parts; x; x = x->next) n += x->revoked ? x->in_flight : 0;
+  sl_logf(SL_LOG_WARN, sname(in), in->base.label,
+          "kafka: revoke_timeout: handing partitions over with %lld message(s) in flight; their next owner reads "
+          "them again", (long long)n);
+  finish_revoke(in);
+}
+
+/* Runs inside rd_kafka_consumer_poll (or rd_kafka_consumer_close), on the loop. */
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
                          void *opaque) {
   kin_t *in = opaque;
@@ -263,17 +324,30 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
     else rd_kafka_assign(rk, parts);
     return;
   }
-  /* Revoked: what is acknowledged is committed now; what is in flight
-   * belongs to the next owner, which reads it again. */
-  if (in->pending) {
+  /* Revoked: nothing more of these partitions is emitted; they are handed
+   * over once what they have in flight is acknowledged (finish_revoke). */
+  if (in->revoking) finish_revoke(in);   /* a second revocation before the first drained */
+  int busy = 0;
+  for (int i = 0; i < parts->cnt; i++) {
+    part_t *x = part_of(in, parts->elems[i].topic, parts->elems[i].partition);
+    x->revoked = 1;
+    busy |= x->head != NULL;
+  }
+  if (in->pending && in->pending_pt->revoked) {
     sl_batch_free(in->pending);   /* never emitted: nothing acks it */
     in->pending = NULL;
     in->pending_pt = NULL;
   }
-  rd_kafka_commit(rk, NULL, 0);
-  forget_flights(in, 0);
-  if (cooperative) rd_kafka_incremental_unassign(rk, parts);
-  else rd_kafka_assign(rk, NULL);
+  in->revoking = rd_kafka_topic_partition_list_copy(parts);
+  in->revoke_cooperative = cooperative;
+  if (busy && !in->stopped && in->handles) {
+    sl_logf(SL_LOG_INFO, sname(in), in->base.label,
+            "kafka: %d partition(s) revoked; handing them over once their in-flight messages are acknowledged",
+            parts->cnt);
+    uv_timer_start(&in->revoke_timer, on_revoke_timeout, (uint64_t)in->revoke_ms, 0);
+  } else {
+    finish_revoke(in);
+  }
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
@@ -307,9 +381,10 @@ static int kin_start(sl_input_t *base) {
     return -1;
   }
   uv_timer_init(base->worker->loop, &in->commit_timer);
+  uv_timer_init(base->worker->loop, &in->revoke_timer);
   uv_idle_init(base->worker->loop, &in->more);
-  in->commit_timer.data = in->more.data = in;
-  in->timer_init = 1;
+  in->commit_timer.data = in->revoke_timer.data = in->more.data = in;
+  in->handles = 3;
   uv_timer_start(&in->commit_timer, on_commit_timer, (uint64_t)in->commit_ms, (uint64_t)in->commit_ms);
   pump(in);
   return 0;
@@ -320,7 +395,7 @@ static void kin_resume(sl_input_t *base) { pump((kin_t *)base); }
 static void kin_stop(sl_input_t *base) {
   kin_t *in = (kin_t *)base;
   in->stopped = 1;
-  if (in->timer_init) {
+  if (in->handles) {
     uv_timer_stop(&in->commit_timer);
     uv_idle_stop(&in->more);
   }
@@ -330,16 +405,16 @@ static void kin_stop(sl_input_t *base) {
   }
 }
 
-static void timer_closed(uv_handle_t *h) {
+static void handle_closed(uv_handle_t *h) {
   kin_t *in = h->data;
-  if (h == (uv_handle_t *)&in->commit_timer) uv_close((uv_handle_t *)&in->more, timer_closed);
-  else free(in);
+  if (--in->handles == 0) free(in);
 }
 
 static void kin_destroy(sl_input_t *base) {
   kin_t *in = (kin_t *)base;
   kin_stop(base);
   if (in->rk) {
+    if (in->revoking) finish_revoke(in);
     commit(in, 0);   /* every transaction has completed: the final commit */
     in->closed = 1;
     sl_kafka_wake_close(in->wake, in->q);
@@ -349,14 +424,19 @@ static void kin_destroy(sl_input_t *base) {
   }
   if (in->conf) rd_kafka_conf_destroy(in->conf);
   if (in->subs) rd_kafka_topic_partition_list_destroy(in->subs);
-  forget_flights(in, 1);
   for (part_t *x = in->parts, *n; x; x = n) {
     n = x->next;
+    forget_flights(x, 1);
     free(x->topic);
     free(x);
   }
-  if (in->timer_init) uv_close((uv_handle_t *)&in->commit_timer, timer_closed);
-  else free(in);
+  if (in->handles) {
+    uv_close((uv_handle_t *)&in->commit_timer, handle_closed);
+    uv_close((uv_handle_t *)&in->revoke_timer, handle_closed);
+    uv_close((uv_handle_t *)&in->more, handle_closed);
+  } else {
+    free(in);
+  }
 }
 
 static const sl_input_vt vt = {kin_start, kin_resume, kin_stop, kin_destroy};
@@ -368,6 +448,7 @@ static void *kin_create(sl_build_t *b, const sl_cnode_t *conf) {
   in->batch_count = sl_conf_int(sl_cnode_get(conf, "batching"), "count", 64);
   in->checkpoint_limit = sl_conf_int(conf, "checkpoint_limit", 1024);
   in->commit_ms = sl_conf_duration_ms(conf, "commit_period", 1000);
+  in->revoke_ms = sl_conf_duration_ms(conf, "revoke_timeout", 10000);
   if (in->batch_count < 1) in->batch_count = 1;
   if (in->checkpoint_limit < in->batch_count) in->checkpoint_limit = in->batch_count;
   if (in->commit_ms < 1) in->commit_ms = 1;
@@ -408,7 +489,8 @@ static const sl_spec_t spec = {
   .summary = "Consumes Kafka topics as a consumer group member (librdkafka), committing only what is acknowledged.",
   .desc =
     "Each message's value is the content; `kafka_key`, `kafka_topic`, `kafka_partition`, "
-    "`kafka_offset`, `kafka_timestamp_unix` (`_ms`) and its headers become metadata. Offsets "
+    "`kafka_offset`, `kafka_timestamp_unix` (`_ms`) and its headers become metadata (a header "
+    "repeated in one message reads as its first value). Offsets "
     "are committed per partition in order, only for acknowledged transactions (a failed "
     "delivery is re-sent by the stream), every `commit_period`, on a rebalance and at "
     "shutdown. With `checkpoint_limit` messages of a partition in flight the partition is "

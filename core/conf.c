@@ -23,7 +23,16 @@ typedef struct parser {
   int failed;
   anchor_t anchors[SL_MAX_ANCHORS];
   unsigned nanchors;
+  sl_cnode_t *discarded;     /* nodes dropped while parsing: an anchor may still name them */
 } parser_t;
+
+/* Frees n once the parse is over, not now: `&a key: …` anchors a key that
+ * is dropped at once, and a later `*a` must still find it. */
+static void discard(parser_t *p, sl_cnode_t *n) {
+  if (!n) return;
+  if (!p->discarded) p->discarded = sl_cnode_new(SL_CN_SEQ, NULL);
+  sl_cnode_seq_push(p->discarded, n);
+}
 
 /* ---------- nodes ---------- */
 
@@ -309,14 +318,14 @@ static sl_cnode_t *parse_mapping(parser_t *p, yaml_event_t *start, int depth) {
     yaml_event_delete(&kev);
     yaml_event_t vev;
     if (next_event(p, &vev) != 0) {
-      sl_cnode_free(key);
+      discard(p, key);
       break;
     }
     sl_cnode_t *val = parse_node(p, &vev, depth + 1);
     yaml_event_delete(&vev);
     if (!key || !val) {
-      sl_cnode_free(key);
-      sl_cnode_free(val);
+      discard(p, key);
+      discard(p, val);
       if (p->failed) break;
       continue;
     }
@@ -324,7 +333,7 @@ static sl_cnode_t *parse_mapping(parser_t *p, yaml_event_t *start, int depth) {
       sl_diag_add(p->diags, key, NULL, "map keys must be plain strings");
       p->failed = 1;
     } else if (!key->quoted && key->str && strcmp(key->str, "<<") == 0) {
-      sl_cnode_free(merge);
+      discard(p, merge);
       merge = val;
       val = NULL;
     } else if (sl_cnode_get(m, key->str ? key->str : "")) {
@@ -335,11 +344,11 @@ static sl_cnode_t *parse_mapping(parser_t *p, yaml_event_t *start, int depth) {
       map_append(m, key->str ? key->str : "", val, key->line, key->col);
       val = NULL;
     }
-    sl_cnode_free(key);
-    sl_cnode_free(val);
+    discard(p, key);
+    discard(p, val);
   }
   merge_into(m, merge);
-  sl_cnode_free(merge);
+  discard(p, merge);
   return m;
 }
 
@@ -441,6 +450,7 @@ sl_cnode_t *sl_conf_parse(const char *text, size_t len, const char *file, sl_dia
   }
   yaml_parser_delete(&p->yp);
   for (unsigned i = 0; i < p->nanchors; i++) free(p->anchors[i].name);
+  sl_cnode_free(p->discarded);
   free(p);
   if (!root) {
     root = sl_cnode_new(SL_CN_MAP, NULL);

@@ -117,7 +117,9 @@ int sl_config_validate(sl_cnode_t *root, sl_diags_t *d) {
     if (f && strcmp(k, "streams") != 0) {
       errs += sl_spec_validate_value(f, root->items[i], k, d);
     } else if (sec && sec->fields) {
-      errs += sl_spec_validate_fields(sec->fields, root->items[i], k, d);
+      int bad = sl_spec_validate_fields(sec->fields, root->items[i], k, d);
+      if (!bad && sec->check) bad = sec->check(root->items[i], root, d);
+      errs += bad;
     } else if (!f && !sec) {
       unknown_root_key(root, i, d);
       errs++;

@@ -1,34 +1,20 @@
-#include "engine.h"
+#include "engine_int.h"
+#include "admin.h"
+#include "conf_json.h"
 #include "http.h"
 #include "component.h"
 #include "log.h"
 #include "obs.h"
-#include "scoped.h"
 #include "section.h"
-#include "stream.h"
 #include "xalloc.h"
 #include <libgen.h>
+#include <openssl/evp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
-
-struct sl_engine {
-  sl_cnode_t *root;                 /* merged config */
-  sl_cnode_t **files; int nfiles;   /* parsed files (streams are moved into root) */
-  sl_worker_t *worker;
-  sl_stream_t **streams; int nstreams;
-  sl_scoped_t **scoped; int nscoped;     /* request-scoped stream templates */
-  int ndone;
-  int stopping;
-  uint64_t stop_at;                 /* loop time of the first shutdown signal */
-  int exit_code;
-  int64_t shutdown_ms;
-  int handles_init;
-  uv_signal_t sigint, sigterm;
-  uv_timer_t shutdown_timer;
-};
 
 const sl_cnode_t *sl_engine_config(const sl_engine_t *e) { return e->root; }
 sl_worker_t *sl_engine_worker(sl_engine_t *e, int i) { return i == 0 ? e->worker : NULL; }
@@ -56,10 +42,41 @@ static char *dir_of(const char *file) {
   return d;
 }
 
-sl_engine_t *sl_engine_load(const sl_engine_opts_t *o, sl_diags_t *diags) {
-  sl_engine_t *e = sl_xcalloc(1, sizeof(*e));
-  e->files = sl_xcalloc(o->nfiles ? o->nfiles : 1, sizeof(*e->files));
+/* `sluice streams a.yaml`: a file holding one stream names it after the file. */
+static void name_after_file(sl_cnode_t *root, const char *path) {
+  sl_cnode_t *streams = sl_cnode_get(root, "streams");
+  if (!streams || streams->n != 1 || strcmp(streams->keys[0], "main")) return;
+  const char *base = strrchr(path, '/');
+  base = base ? base + 1 : path;
+  sl_cnode_t *body = sl_cnode_take(streams, "main");
+  char *name = sl_xstrndup(base, strcspn(base, "."));
+  sl_cnode_map_set(streams, name, body);
+  free(name);
+}
+
+void sl_config_hash(const sl_engine_opts_t *o, char *hash) {
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+  for (int i = 0; i < o->nfiles; i++) {
+    FILE *f = fopen(o->files[i], "rb");
+    char buf[8192];
+    size_t n;
+    while (f && (n = fread(buf, 1, sizeof buf, f)) > 0) EVP_DigestUpdate(md, buf, n);
+    if (f) fclose(f);
+  }
+  unsigned char dig[32];
+  unsigned dl = 0;
+  EVP_DigestFinal_ex(md, dig, &dl);
+  EVP_MD_CTX_free(md);
+  for (unsigned i = 0; i < 32; i++) snprintf(hash + 2 * i, 3, "%02x", dig[i]);
+}
+
+sl_cnode_t *sl_engine_read_config(const sl_engine_opts_t *o, sl_cnode_t ***files_out, int *nfiles_out, char *hash,
+                                  sl_diags_t *diags) {
+  sl_cnode_t **files = sl_xcalloc(o->nfiles ? (size_t)o->nfiles : 1, sizeof(*files));
+  int nfiles = 0;
   uint32_t before = diags->n;
+  if (hash) sl_config_hash(o, hash);
   for (int i = 0; i < o->nfiles; i++) {
     uint32_t at_load = diags->n;
     sl_cnode_t *root = sl_conf_load(o->files[i], diags);
@@ -71,16 +88,93 @@ sl_engine_t *sl_engine_load(const sl_engine_opts_t *o, sl_diags_t *diags) {
     if (!root) continue;
     if (i == 0)
       for (int s = 0; s < o->nsets; s++) sl_cnode_set_path(root, o->sets[s], diags);
+    int single = sl_cnode_get(root, "streams") == NULL && sl_cnode_get(root, "input");
+    /* In streams mode a file may hold only sections: its streams come later. */
+    if (o->streams_mode && root->type == SL_CN_MAP && !single && !sl_cnode_get(root, "streams"))
+      sl_cnode_map_set(root, "streams", sl_cnode_new(SL_CN_MAP, root));
     sl_config_validate(root, diags);
-    e->files[e->nfiles++] = root;
+    if (o->streams_mode && single) name_after_file(root, o->files[i]);
+    files[nfiles++] = root;
   }
-  if (diags->n > before || e->nfiles == 0) {
-    sl_engine_free(e);
+  if (diags->n == before && nfiles == 0) {
+    /* Streams mode may start empty: its streams come over the API. */
+    sl_cnode_t *root = sl_cnode_new(SL_CN_MAP, NULL);
+    sl_cnode_map_set(root, "streams", sl_cnode_new(SL_CN_MAP, NULL));
+    files[nfiles++] = root;
+  }
+  for (int i = 1; i < nfiles; i++) merge_streams(files[0], files[i], diags);
+  if (diags->n > before) {
+    for (int i = 0; i < nfiles; i++) sl_cnode_free(files[i]);
+    free(files);
     return NULL;
   }
-  e->root = e->files[0];
-  for (int i = 1; i < e->nfiles; i++) merge_streams(e->root, e->files[i], diags);
-  if (diags->n > before) {
+  *files_out = files;
+  *nfiles_out = nfiles;
+  return files[0];
+}
+
+char *sl_unit_canon(const sl_cnode_t *node) {
+  char *dir = dir_of(node->file);
+  json_t *j = sl_cnode_to_json(node);
+  char *body = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+  /* Relative paths inside resolve against the file's directory. */
+  char *canon = sl_xasprintf("%s\n%s", dir, body ? body : "");
+  free(body);
+  json_decref(j);
+  free(dir);
+  return canon;
+}
+
+sl_unit_t *sl_unit_build(sl_engine_t *e, const sl_cnode_t *node, const char *name, int staging, sl_diags_t *d) {
+  sl_unit_t *u = sl_xcalloc(1, sizeof(*u));
+  u->e = e;
+  u->id = ++e->next_unit;
+  u->name = sl_xstrdup(name);
+  u->node = sl_cnode_dup(node);
+  u->canon = sl_unit_canon(node);
+  char *dir = dir_of(node->file);
+  sl_build_t b = {.worker = e->worker, .diags = d, .config_dir = dir, .lint_only = e->opts.lint_only};
+  uint32_t before = d->n;
+  if (e->worker) sl_http_route_unit(e->worker, u->id, staging);
+  if (sl_scoped_is_template(u->node)) u->scoped = sl_scoped_build(&b, u->node, name);
+  else u->stream = sl_stream_build(&b, u->node, name);
+  if (e->worker) {
+    sl_http_route_unit(e->worker, 0, 0);
+    sl_http_lint_reset();
+  }
+  free(dir);
+  if ((!u->scoped && !u->stream) || d->n > before) {
+    sl_unit_free(u);
+    return NULL;
+  }
+  return u;
+}
+
+sl_unit_t *sl_engine_unit(const sl_engine_t *e, const char *name) {
+  for (int i = 0; i < e->nunits; i++)
+    if (!strcmp(e->units[i]->name, name)) return e->units[i];
+  return NULL;
+}
+
+void sl_unit_free(sl_unit_t *u) {
+  if (!u) return;
+  sl_worker_t *w = u->e->worker;
+  if (w) sl_http_route_unit(w, u->id, 0);
+  sl_stream_free(u->stream);
+  sl_scoped_free(u->scoped);
+  if (w) sl_http_route_unit(w, 0, 0);
+  sl_cnode_free(u->node);
+  free(u->canon);
+  free(u->name);
+  free(u);
+}
+
+sl_engine_t *sl_engine_load(const sl_engine_opts_t *o, sl_diags_t *diags) {
+  sl_engine_t *e = sl_xcalloc(1, sizeof(*e));
+  e->opts = *o;
+  uint32_t before = diags->n;
+  e->root = sl_engine_read_config(o, &e->files, &e->nfiles, e->hash, diags);
+  if (!e->root) {
     sl_engine_free(e);
     return NULL;
   }
@@ -92,24 +186,20 @@ sl_engine_t *sl_engine_load(const sl_engine_opts_t *o, sl_diags_t *diags) {
   }
   const sl_cnode_t *streams = sl_cnode_get(e->root, "streams");
   uint32_t n = streams && streams->type == SL_CN_MAP ? streams->n : 0;
-  e->streams = sl_xcalloc(n ? n : 1, sizeof(*e->streams));
-  e->scoped = sl_xcalloc(n ? n : 1, sizeof(*e->scoped));
+  e->units = sl_xcalloc(n ? n : 1, sizeof(*e->units));
   for (uint32_t i = 0; i < n; i++) {
-    char *dir = dir_of(streams->items[i]->file);
-    sl_build_t b = {.worker = e->worker, .diags = diags, .config_dir = dir, .lint_only = o->lint_only};
-    if (sl_scoped_is_template(streams->items[i])) {
-      sl_scoped_t *t = sl_scoped_build(&b, streams->items[i], streams->keys[i]);
-      if (t) e->scoped[e->nscoped++] = t;
-    } else {
-      sl_stream_t *s = sl_stream_build(&b, streams->items[i], streams->keys[i]);
-      if (s) e->streams[e->nstreams++] = s;
-    }
-    free(dir);
+    sl_unit_t *u = sl_unit_build(e, streams->items[i], streams->keys[i], 0, diags);
+    if (u) e->units[e->nunits++] = u;
   }
+  const char *dir = o->streams_dir ? o->streams_dir : sl_conf_str(sl_cnode_get(e->root, "http"), "streams_dir", NULL);
+  if (dir && *dir) e->streams_dir = sl_xstrdup(dir);
+  if (e->worker && e->streams_dir && diags->n == before) sl_streams_api_load_dir(e, diags);
   if (diags->n > before) {
     sl_engine_free(e);
     return NULL;
   }
+  e->version = 1;
+  e->loaded_at = time(NULL);
   return e;
 }
 
@@ -117,8 +207,9 @@ char *sl_engine_not_ready_json(const sl_engine_t *e) {
   char *out = NULL;
   size_t len = 0;
   FILE *f = NULL;
-  for (int i = 0; e && i < e->nstreams; i++) {
-    const sl_stream_t *s = e->streams[i];
+  for (int i = 0; e && i < e->nunits; i++) {
+    const sl_stream_t *s = e->units[i]->stream;
+    if (!s) continue;
     const char *why = s->not_ready ? s->not_ready : s->out_not_ready;
     if (!why && !s->stopping) continue;
     if (!f) {
@@ -145,26 +236,79 @@ static void close_handles(sl_engine_t *e) {
   if (!e->handles_init) return;
   sl_obs_shutdown();
   sl_http_close(e->worker);
+  sl_reload_close(e);
   if (!uv_is_closing((uv_handle_t *)&e->sigint)) uv_close((uv_handle_t *)&e->sigint, NULL);
   if (!uv_is_closing((uv_handle_t *)&e->sigterm)) uv_close((uv_handle_t *)&e->sigterm, NULL);
   if (!uv_is_closing((uv_handle_t *)&e->shutdown_timer)) uv_close((uv_handle_t *)&e->shutdown_timer, NULL);
+  if (!uv_is_closing((uv_handle_t *)&e->reaper)) uv_close((uv_handle_t *)&e->reaper, NULL);
   /* Closing the watchers restores the default action: the run is over, and
    * a signal arriving during teardown must not turn exit 0 into a kill. */
   signal(SIGINT, SIG_IGN);
   signal(SIGTERM, SIG_IGN);
 }
 
-static void on_unit_done(void *arg) {
-  sl_engine_t *e = arg;
-  if (++e->ndone == e->nstreams + e->nscoped) {
-    sl_info("all streams finished");
-    close_handles(e);
+/* Streams mode and -w keep running with every stream finished: more may come. */
+static int keeps_running(const sl_engine_t *e) {
+  return e->opts.watch || e->opts.streams_mode || sl_conf_bool(sl_cnode_get(e->root, "http"), "streams_api", 0);
+}
+
+void sl_engine_check_finished(sl_engine_t *e) {
+  for (int i = 0; i < e->nunits; i++)
+    if (e->units[i]->state != SL_UNIT_STOPPED) return;
+  for (int i = 0; i < e->nretired; i++)
+    if (e->retired[i]->state != SL_UNIT_STOPPED) return;
+  if (!e->stopping && keeps_running(e)) return;
+  sl_info("all streams finished");
+  close_handles(e);
+}
+
+static void on_reap(uv_idle_t *h) {
+  sl_engine_t *e = h->data;
+  uv_idle_stop(h);
+  int kept = 0;
+  for (int i = 0; i < e->nretired; i++) {
+    if (e->retired[i]->state == SL_UNIT_STOPPED) sl_unit_free(e->retired[i]);
+    else e->retired[kept++] = e->retired[i];
   }
+  e->nretired = kept;
+}
+
+void sl_engine_retire(sl_engine_t *e, sl_unit_t *u) {
+  e->retired = sl_xrealloc(e->retired, (size_t)(e->nretired + 1) * sizeof(*e->retired));
+  e->retired[e->nretired++] = u;
+  if (u->state == SL_UNIT_STOPPED) uv_idle_start(&e->reaper, on_reap);
+  else sl_unit_stop(u);
+}
+
+static void on_unit_done(void *arg) {
+  sl_unit_t *u = arg;
+  sl_engine_t *e = u->e;
+  u->state = SL_UNIT_STOPPED;
+  for (int i = 0; i < e->nretired; i++)
+    if (e->retired[i] == u && !e->stopping) uv_idle_start(&e->reaper, on_reap);
+  sl_engine_check_finished(e);
 }
 
 static void on_stream_done(sl_stream_t *s, void *arg) {
   (void)s;
   on_unit_done(arg);
+}
+
+int sl_unit_start(sl_unit_t *u) {
+  u->state = SL_UNIT_RUNNING;
+  u->started_ms = uv_now(u->e->worker->loop);
+  if (u->scoped) {
+    sl_scoped_start(u->scoped, on_unit_done, u);
+    return 0;
+  }
+  return sl_stream_start(u->stream, on_stream_done, u);
+}
+
+void sl_unit_stop(sl_unit_t *u) {
+  if (u->state != SL_UNIT_RUNNING) return;
+  u->state = SL_UNIT_DRAINING;
+  if (u->scoped) sl_scoped_stop(u->scoped);
+  else sl_stream_stop(u->stream);
 }
 
 /* Abandoning in-flight work is the point here: nothing is torn down (what is
@@ -175,8 +319,7 @@ static void force_exit(void) {
 }
 
 static void on_shutdown_timeout(uv_timer_t *t) {
-  sl_engine_t *e = t->data;
-  (void)e;
+  (void)t;
   sl_error("shutdown_timeout reached with messages still in flight; exiting");
   force_exit();
 }
@@ -196,8 +339,9 @@ static void begin_shutdown(sl_engine_t *e, const char *why) {
   sl_info("%s received: draining (shutdown_timeout %lldms)", why, (long long)e->shutdown_ms);
   uv_timer_start(&e->shutdown_timer, on_shutdown_timeout, (uint64_t)e->shutdown_ms, 0);
   sl_http_stop(e->worker);
-  for (int i = 0; i < e->nstreams; i++) sl_stream_stop(e->streams[i]);
-  for (int i = 0; i < e->nscoped; i++) sl_scoped_stop(e->scoped[i]);
+  sl_engine_apply_flush(e);
+  for (int i = 0; i < e->nunits; i++) sl_unit_stop(e->units[i]);
+  sl_engine_check_finished(e);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -209,24 +353,30 @@ int sl_engine_run(sl_engine_t *e) {
   uv_signal_init(loop, &e->sigint);
   uv_signal_init(loop, &e->sigterm);
   uv_timer_init(loop, &e->shutdown_timer);
+  uv_idle_init(loop, &e->reaper);
   e->handles_init = 1;
-  e->sigint.data = e->sigterm.data = e->shutdown_timer.data = e;
+  e->sigint.data = e->sigterm.data = e->shutdown_timer.data = e->reaper.data = e;
   uv_signal_start(&e->sigint, on_signal, SIGINT);
   uv_signal_start(&e->sigterm, on_signal, SIGTERM);
   /* A SIGPIPE would kill us mid-drain; write errors are handled per output. */
   signal(SIGPIPE, SIG_IGN);
-  if (e->nstreams + e->nscoped == 0) {
+  if (e->nunits == 0 && !keeps_running(e)) {
     sl_error("no streams configured");
     close_handles(e);
     return 1;
   }
-  if (sl_http_listen(e->worker) != 0) {
+  sl_diags_t d = {0};
+  int rc = sl_streams_api_route(e, &d);
+  sl_diag_print(&d, stderr);
+  sl_diags_free(&d);
+  if (rc != 0 || sl_http_listen(e->worker) != 0) {
     close_handles(e);
     return 1;
   }
-  for (int i = 0; i < e->nscoped; i++) sl_scoped_start(e->scoped[i], on_unit_done, e);
-  for (int i = 0; i < e->nstreams; i++) {
-    if (sl_stream_start(e->streams[i], on_stream_done, e) != 0) {
+  sl_admin_route(e);
+  sl_reload_start(e);
+  for (int i = 0; i < e->nunits; i++) {
+    if (sl_unit_start(e->units[i]) != 0) {
       e->exit_code = 1;
       begin_shutdown(e, "start failure");
       break;
@@ -238,12 +388,14 @@ int sl_engine_run(sl_engine_t *e) {
 
 void sl_engine_free(sl_engine_t *e) {
   if (!e) return;
-  for (int i = 0; i < e->nstreams; i++) sl_stream_free(e->streams[i]);
-  free(e->streams);
-  for (int i = 0; i < e->nscoped; i++) sl_scoped_free(e->scoped[i]);
-  free(e->scoped);
+  for (int i = 0; i < e->nunits; i++) sl_unit_free(e->units[i]);
+  free(e->units);
+  for (int i = 0; i < e->nretired; i++) sl_unit_free(e->retired[i]);
+  free(e->retired);
   for (int i = 0; i < e->nfiles; i++) sl_cnode_free(e->files[i]);
   free(e->files);
+  free(e->last_error);
+  free(e->streams_dir);
   if (e->worker) {
     close_handles(e);
     uv_run(e->worker->loop, UV_RUN_NOWAIT);

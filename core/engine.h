@@ -12,6 +12,11 @@ typedef struct sl_engine_opts {
   const char *const *files; int nfiles;
   const char *const *sets; int nsets;    /* --set path=value */
   int lint_only;
+  int watch;                             /* -w: reload when a config file changes */
+  int streams_mode;                      /* `sluice streams`: the /streams API on, no stream needed,
+                                            a single-stream file is named after the file */
+  const char *streams_dir;               /* --streams-dir (else http.streams_dir) */
+  int log_level_fixed;                   /* --log-level given: reloads keep it */
 } sl_engine_opts_t;
 
 /* Parse, validate and build everything; prints every diag. NULL on error. */

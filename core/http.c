@@ -212,6 +212,8 @@ static sl_routes_t g_lint_routes;
 
 static void lint_routes_free(void) { sl_routes_free(&g_lint_routes); }
 
+void sl_http_lint_reset(void) { sl_routes_free(&g_lint_routes); }
+
 int sl_http_lint_route(const char *pattern, const char *owner, sl_diags_t *d, const sl_cnode_t *at) {
   if (!g_lint_routes.n) {
     sl_route_t builtin = {.pattern = "/ping", .owner = "sluice"};
@@ -220,16 +222,29 @@ int sl_http_lint_route(const char *pattern, const char *owner, sl_diags_t *d, co
     sl_routes_add(&g_lint_routes, &builtin);
     builtin.pattern = "/metrics";
     sl_routes_add(&g_lint_routes, &builtin);
-    atexit(lint_routes_free);
+    static int registered;
+    if (!registered++) atexit(lint_routes_free);
   }
   sl_route_t r = {.pattern = (char *)pattern, .owner = (char *)owner};
   return route_conflict(sl_routes_add(&g_lint_routes, &r), pattern, d, at);
 }
 
 void sl_http_route_auth(sl_worker_t *w, const char *pattern, const void *auth) {
+  sl_routes_set_auth(&server(w)->routes, pattern, auth);
+}
+
+void sl_http_route_unit(sl_worker_t *w, uint64_t unit, int staging) {
   sl_http_t *s = server(w);
-  for (unsigned i = 0; i < s->routes.n; i++)
-    if (strcmp(s->routes.v[i].pattern, pattern) == 0) s->routes.v[i].auth = auth;
+  s->routes.unit = unit;
+  s->routes.staging = staging;
+}
+
+void sl_http_route_outgoing(sl_worker_t *w, uint64_t unit, int on) {
+  if (w->slot[SL_SLOT_HTTP]) sl_routes_mark_outgoing(&((sl_http_t *)w->slot[SL_SLOT_HTTP])->routes, unit, on);
+}
+
+void sl_http_route_handover(sl_worker_t *w) {
+  if (w->slot[SL_SLOT_HTTP]) sl_routes_handover(&((sl_http_t *)w->slot[SL_SLOT_HTTP])->routes);
 }
 
 int sl_http_route_get(sl_worker_t *w, const char *pattern, sl_http_handler h, void *arg, const char *owner,
@@ -267,7 +282,9 @@ int sl_http_listen(sl_worker_t *w) {
   sl_http_t *s = w->slot[SL_SLOT_HTTP];
   if (!s || s->listening) return 0;
   /* Without an http: section, listen only when a component routed a path. */
-  if (!s->configured && s->routes.n <= 2) return 0;
+  int routed = 0;
+  for (unsigned i = 0; i < s->routes.n; i++) routed |= strcmp(s->routes.v[i].owner, "sluice") != 0;
+  if (!s->configured && !routed) return 0;
   struct sockaddr_storage sa;
   if (parse_address(s->address, &sa) != 0) {
     sl_error("http: bad address \"%s\" (expected host:port)", s->address);
@@ -356,6 +373,12 @@ static const sl_field_t http_fields[] = {
    "Authentication required on every path served by a component (not `/ping`, `/ready` or static files); "
    "a component's own `auth` replaces it. Failures get 401 with `WWW-Authenticate`, missing claims 403.",
    NULL, sl_http_auth_fields},
+  {"streams_api", SL_F_BOOL, "false", 0,
+   "Serve the streams management API (`/streams`, as in `sluice streams`) next to the config's own "
+   "streams; see docs/reload-and-streams-mode.md.", NULL, NULL},
+  {"streams_dir", SL_F_STRING, "", 0,
+   "Directory where streams created over the streams API are kept (`{id}.yaml`) and loaded from at "
+   "start. Empty: they live in memory only.", NULL, NULL},
   {"static", SL_F_OBJLIST, "[]", 0,
    "Directories served as files: `GET path/...` reads `dir/...` (relative to the config file). Content "
    "types by extension, `ETag`/`If-None-Match` (304), `index.html` for directories; nothing outside "
@@ -437,7 +460,9 @@ static const sl_section_t http_section = {
   .desc = "The HTTP server shared by every stream of the process. Built-in routes: `GET /ping` "
           "(`pong`), `GET /ready` (200 when every stream is connected, else 503 with the reasons) and "
           "`GET /metrics` (Prometheus text: Benthos' `input_received`, `processor_sent`, "
-          "`output_latency_ns`… by stream, label and path, and sluice's own; see docs/observability.md). "
+          "`output_latency_ns`… by stream, label and path, and sluice's own; see docs/observability.md), "
+          "`GET /admin/status` and `POST /admin/reload` (behind `auth`; see "
+          "docs/reload-and-streams-mode.md). "
           "Without this section the server starts only when a component serves a path. Errors are "
           "JSON: `{\"error\": \"...\", \"status\": N}`.",
   .fields = http_fields,

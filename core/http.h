@@ -46,9 +46,20 @@ int sl_http_route_get(sl_worker_t *w, const char *pattern, sl_http_handler h, vo
 void sl_http_unroute(sl_worker_t *w, const char *pattern);
 /* The same conflict check for `sluice lint`, which has no server. */
 int sl_http_lint_route(const char *pattern, const char *owner, sl_diags_t *d, const sl_cnode_t *at);
+/* Forgets the paths linted so far: a running process lints one stream at a
+ * time (request-scoped templates, reloads), its real routes are checked live. */
+void sl_http_lint_reset(void);
 /* Requests on pattern must pass auth (an sl_http_auth_t the caller keeps
  * alive while routed) instead of the http section's `auth`. */
 void sl_http_route_auth(sl_worker_t *w, const char *pattern, const void *auth);
+
+/* Config reload (see http_route.h): routes added, removed or given auth
+ * from now on belong to stream instance `unit` (0: none); with staging they
+ * wait for sl_http_route_handover. Outgoing marks let a staged route take a
+ * pattern from the unit it replaces; the handover retires them. */
+void sl_http_route_unit(sl_worker_t *w, uint64_t unit, int staging);
+void sl_http_route_outgoing(sl_worker_t *w, uint64_t unit, int on);
+void sl_http_route_handover(sl_worker_t *w);
 
 /* Answers r (headers: extra header pairs, may be NULL) and frees it. */
 void sl_http_respond(sl_http_req_t *r, int status, const char *content_type, const void *body, size_t len,

@@ -3,14 +3,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Another route may share r's pattern only while r waits for a handover
+ * from an outgoing unit, and only one may wait. */
 const sl_route_t *sl_routes_add(sl_routes_t *t, const sl_route_t *r) {
-  for (unsigned i = 0; i < t->n; i++)
-    if (strcmp(t->v[i].pattern, r->pattern) == 0) return &t->v[i];
+  for (unsigned i = 0; i < t->n; i++) {
+    const sl_route_t *o = &t->v[i];
+    if (o->state == SL_ROUTE_RETIRED || strcmp(o->pattern, r->pattern) != 0) continue;
+    if (t->staging && o->outgoing && o->state == SL_ROUTE_LIVE) continue;
+    return o;
+  }
   t->v = sl_xrealloc(t->v, (t->n + 1) * sizeof(*t->v));
   sl_route_t *c = &t->v[t->n++];
   *c = *r;
   c->pattern = sl_xstrdup(r->pattern);
   c->owner = sl_xstrdup(r->owner ? r->owner : "");
+  c->unit = t->unit;
+  c->state = t->staging ? SL_ROUTE_STAGED : SL_ROUTE_LIVE;
+  c->outgoing = 0;
   if (r->methods) {
     unsigned n = 0;
     while (r->methods[n]) n++;
@@ -27,13 +36,36 @@ static void route_free(sl_route_t *r) {
   free(r->methods);
 }
 
+static int mine(const sl_routes_t *t, const sl_route_t *r, const char *pattern) {
+  return strcmp(r->pattern, pattern) == 0 && (!t->unit || r->unit == t->unit);
+}
+
 void sl_routes_remove(sl_routes_t *t, const char *pattern) {
   for (unsigned i = 0; i < t->n; i++)
-    if (strcmp(t->v[i].pattern, pattern) == 0) {
+    if (mine(t, &t->v[i], pattern)) {
       route_free(&t->v[i]);
       t->v[i] = t->v[--t->n];
       return;
     }
+}
+
+void sl_routes_set_auth(sl_routes_t *t, const char *pattern, const void *auth) {
+  for (unsigned i = 0; i < t->n; i++)
+    if (mine(t, &t->v[i], pattern)) t->v[i].auth = auth;
+}
+
+void sl_routes_mark_outgoing(sl_routes_t *t, uint64_t unit, int on) {
+  for (unsigned i = 0; i < t->n; i++)
+    if (t->v[i].unit == unit && t->v[i].state == SL_ROUTE_LIVE) t->v[i].outgoing = on;
+}
+
+void sl_routes_handover(sl_routes_t *t) {
+  for (unsigned i = 0; i < t->n; i++) {
+    sl_route_t *r = &t->v[i];
+    if (r->state == SL_ROUTE_STAGED) r->state = SL_ROUTE_LIVE;
+    else if (r->outgoing) r->state = SL_ROUTE_RETIRED;
+    r->outgoing = 0;
+  }
 }
 
 void sl_routes_free(sl_routes_t *t) {
@@ -93,6 +125,7 @@ const sl_route_t *sl_routes_match(const sl_routes_t *t, const char *method, cons
   *method_ok = 1;
   for (unsigned i = 0; i < t->n; i++) {
     const sl_route_t *r = &t->v[i];
+    if (r->state != SL_ROUTE_LIVE) continue;
     int score = match(r->pattern, path, NULL);
     if (score < 0) continue;
     size_t plen = strlen(r->pattern);

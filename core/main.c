@@ -17,13 +17,14 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: sluice <command> [options]\n\n"
           "commands:\n"
-          "  run FILE...        run the pipelines in the config files\n"
+          "  run FILE...        run the pipelines in the config files (-w: reload them when they change)\n"
+          "  streams [FILE...]  streams mode: run FILE's streams and manage streams over /streams\n"
           "  lint FILE...       check config files; print every error as file:line:col: key: message\n"
           "  test [PATH...]     run config unit tests (*_test.yaml) found under PATH (default .)\n"
           "  list [--format json]  list the components\n"
           "  doc NAME | config | --all [--out DIR]  show a component's (or the config file's) reference\n"
           "  version            print the version\n\n"
-          "options for run and lint:\n"
+          "options for run, streams and lint:\n"
           "  --log-level LEVEL  trace|debug|info|warn|error|off (overrides logger.level)\n"
           "  --set PATH=VALUE   override a config value, e.g. --set input.generate.count=5\n"
           "                     (multi-stream files: --set streams.NAME.input...)\n");
@@ -33,10 +34,12 @@ typedef struct opts {
   const char **files; int nfiles;
   const char **sets; int nsets;
   const char *log_level;
+  int watch;
+  const char *streams_dir;
 } opts_t;
 
 /* Returns 0, or 2 after printing what is wrong. */
-static int parse_opts(int argc, char **argv, opts_t *o) {
+static int parse_opts(int argc, char **argv, opts_t *o, int streams) {
   o->files = sl_xcalloc((size_t)argc + 1, sizeof(char *));
   o->sets = sl_xcalloc((size_t)argc + 1, sizeof(char *));
   for (int i = 0; i < argc; i++) {
@@ -47,6 +50,8 @@ static int parse_opts(int argc, char **argv, opts_t *o) {
     if (val) { o->sets[o->nsets++] = val; continue; }
     if (strncmp(a, "--log-level=", 12) == 0) { o->log_level = a + 12; continue; }
     if (strcmp(a, "--log-level") == 0 && i + 1 < argc) { o->log_level = argv[++i]; continue; }
+    if (strcmp(a, "-w") == 0 || strcmp(a, "--watch") == 0) { o->watch = 1; continue; }
+    if (strcmp(a, "--streams-dir") == 0 && i + 1 < argc) { o->streams_dir = argv[++i]; continue; }
     if (a[0] == '-' && a[1]) {
       fprintf(stderr, "sluice: unknown option %s\n", a);
       return 2;
@@ -61,20 +66,24 @@ static int parse_opts(int argc, char **argv, opts_t *o) {
     }
     sl_log_set_level(l);
   }
-  if (o->nfiles == 0) {
+  if (o->nfiles == 0 && !streams) {
     fprintf(stderr, "sluice: no config file given\n");
     return 2;
   }
   return 0;
 }
 
-static int cmd_run(int argc, char **argv, int lint) {
+enum { CMD_RUN, CMD_LINT, CMD_STREAMS };
+
+static int cmd_run(int argc, char **argv, int cmd) {
+  int lint = cmd == CMD_LINT;
   opts_t o = {0};
-  int rc = parse_opts(argc, argv, &o);
+  int rc = parse_opts(argc, argv, &o, cmd == CMD_STREAMS);
   if (rc) { free(o.files); free(o.sets); return rc; }
   sl_diags_t d = {0};
   sl_engine_opts_t eo = {.files = o.files, .nfiles = o.nfiles, .sets = o.sets, .nsets = o.nsets,
-                         .lint_only = lint};
+                         .lint_only = lint, .watch = o.watch, .streams_mode = cmd == CMD_STREAMS,
+                         .streams_dir = o.streams_dir, .log_level_fixed = o.log_level != NULL};
   sl_engine_t *e = sl_engine_load(&eo, &d);
   if (!e) {
     sl_diag_print(&d, stderr);
@@ -139,8 +148,9 @@ static int cmd_doc(int argc, char **argv) {
 int main(int argc, char **argv) {
   if (argc < 2) { usage(stderr); return 2; }
   const char *cmd = argv[1];
-  if (strcmp(cmd, "run") == 0) return cmd_run(argc - 2, argv + 2, 0);
-  if (strcmp(cmd, "lint") == 0) return cmd_run(argc - 2, argv + 2, 1);
+  if (strcmp(cmd, "run") == 0) return cmd_run(argc - 2, argv + 2, CMD_RUN);
+  if (strcmp(cmd, "streams") == 0) return cmd_run(argc - 2, argv + 2, CMD_STREAMS);
+  if (strcmp(cmd, "lint") == 0) return cmd_run(argc - 2, argv + 2, CMD_LINT);
   if (strcmp(cmd, "test") == 0) return sl_cli_test(argc - 2, argv + 2);
   if (strcmp(cmd, "list") == 0) {
     sl_doc_list(stdout, argc > 3 && strcmp(argv[2], "--format") == 0 && strcmp(argv[3], "json") == 0);

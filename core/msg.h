@@ -24,8 +24,8 @@ void sl_bytes_unref(sl_bytes_t *b);
  * sl_kv_copy into an empty list shares the entries (copy-on-write: the
  * first change to either list copies them), so cloning a message does not
  * copy its metadata. Read v[] freely; change a list only with sl_kv_*. */
-typedef struct sl_kv { char *key; char *val; size_t vlen; } sl_kv_t;
-typedef struct sl_kvlist { sl_kv_t *v; uint32_t n, cap; uint32_t *shared; } sl_kvlist_t;
+typedef struct sl_kv { char *key; char *val; size_t vlen; } sl_kv_t;   /* val lives in key's allocation */
+typedef struct sl_kvlist { sl_kv_t *v; uint32_t n, cap; uint32_t *shared; int packed; } sl_kvlist_t;
 
 const char *sl_kv_get(const sl_kvlist_t *l, const char *key);          /* first match or NULL */
 const sl_kv_t *sl_kv_find(const sl_kvlist_t *l, const char *key);
@@ -33,6 +33,9 @@ void sl_kv_set(sl_kvlist_t *l, const char *key, const char *val, size_t vlen); /
 void sl_kv_add(sl_kvlist_t *l, const char *key, const char *val, size_t vlen); /* append; copies */
 int  sl_kv_del(sl_kvlist_t *l, const char *key);                      /* 1 if removed */
 void sl_kv_copy(sl_kvlist_t *dst, const sl_kvlist_t *src);
+/* Replaces l with copies of src[0..n) in one allocation (for inputs that set
+ * a message's metadata at once); the first change unpacks it. */
+void sl_kv_pack(sl_kvlist_t *l, const sl_kv_t *src, uint32_t n);
 void sl_kv_clear(sl_kvlist_t *l);
 
 /* The answer to a request, filled by `sync_response` and sent by the input

@@ -13,6 +13,9 @@ typedef struct sl_section {
   const sl_field_t *fields;      /* validated like a component body; terminated by {0} */
   /* node may be NULL when the section is absent (apply defaults). */
   int (*apply)(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d);
+  /* Optional, also run by lint once the fields are valid: what the fields
+   * cannot say (root: the whole config). Returns the number of errors added. */
+  int (*check)(const sl_cnode_t *node, const sl_cnode_t *root, sl_diags_t *d);
 } sl_section_t;
 
 void sl_section_register(const sl_section_t *s);

@@ -7,17 +7,25 @@
 #include "conf.h"
 #include "http.h"
 #include "store.h"
+#include "store_pub.h"
 #include <jansson.h>
 
 #define SL_STORE_API_PREFIX "/stream/"
 
-/* Routes the API on w's server (the `store:` section with api: true). */
-int sl_store_api_route(sl_worker_t *w, sl_diags_t *d, const sl_cnode_t *at);
+/* Routes the API on w's server (the `store:` section with api: true):
+ * the embedded store's when handler is NULL, else handler(r, arg). */
+int sl_store_api_route(sl_worker_t *w, sl_diags_t *d, const sl_cnode_t *at, void (*handler)(sl_http_req_t *r, void *arg),
+                       void *arg);
 
 void sl_api_json(sl_http_req_t *r, int status, json_t *j);
 void sl_api_error(sl_http_req_t *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The request body as a JSON object, or NULL (answered 400). */
 json_t *sl_api_body(sl_http_req_t *r);
+/* The publish body ({"events":[…]} or one event), or -1 (answered 400). */
+int sl_api_pubs(sl_http_req_t *r, sl_pubs_t *out);
+/* POST …/group/{group}'s settings: each -1 when not given; -1 (answered 400)
+ * when the body is not JSON or a value is out of range. */
+int sl_api_group_settings(sl_http_req_t *r, int *auto_commit, int64_t *session_ms);
 /* {"offset","partition","event","data","timestamp","key"[,"headers"]}. */
 json_t *sl_api_event(const sl_record_t *rec, int partition);
 int sl_api_uint(sl_http_req_t *r, const char *name, uint64_t *out);
@@ -32,6 +40,57 @@ int sl_api_position(sl_http_req_t *r, sl_sstream_t *s, int p, uint64_t from, con
  * deleted (answered 499 / 404 here). */
 void sl_api_longpoll(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, uint64_t wait_ms,
                      int (*try)(void *arg, int answer_empty), void (*done)(void *arg), void *arg);
+
+/* Splits r's path under the prefix into at most 5 segments (*path, which
+ * the caller frees, holds them); returns their count, 0 or 6 when there
+ * are none or too many. */
+int sl_api_split(sl_http_req_t *r, char **path, char *seg[6]);
+/* Answers a publish: {"offset","partition"}, or {"offsets":[...]} in order
+ * for the batch form; status >= 400 answers err instead. */
+void sl_api_published(sl_http_req_t *r, int batch, int status, const char *err, const int *parts,
+                      const uint64_t *offs, size_t n);
+
+/* ---- live readers (SSE / WebSocket), whatever feeds them ---- */
+typedef struct sl_live sl_live_t;
+typedef struct sl_live_src {
+  /* Sends what is ready through sl_live_send until it returns nonzero; 1:
+   * more is ready (called again after other work), 0: wait for
+   * sl_live_wake, -1: read error (ends the reader). */
+  int (*pump)(void *arg, sl_live_t *l);
+  /* The reader is over (client left or sl_live_stop): pos holds the next
+   * offset per partition, NULL when the client was never answered. arg is
+   * the source's to free. */
+  void (*end)(void *arg, const uint64_t *pos, int P);
+} sl_live_src_t;
+/* Answers r with an SSE stream or a WebSocket (kind "sse" / "ws") fed by
+ * src from pos (next offset per partition, taken). stream_ends is the
+ * stream's default end_events; cache_id, unique per stream, lets readers
+ * share each record's JSON (0: not shared). NULL when the client is
+ * already gone (src->end has run). */
+sl_live_t *sl_live_open(sl_http_req_t *r, sl_worker_t *w, const char *kind, int P, uint64_t *pos,
+                        const char *stream_ends, uint64_t cache_id, const sl_live_src_t *src, void *arg);
+/* Sends one record of partition p; nonzero: stop this turn. */
+int sl_live_send(sl_live_t *l, const sl_record_t *rec, int p);
+/* New records may be ready. */
+void sl_live_wake(sl_live_t *l);
+/* Ends the reader from the server side (WebSocket close code and reason). */
+void sl_live_stop(sl_live_t *l, int code, const char *why);
+/* Where a reader starts: Last-Event-ID / ?last_event_id= ("p:o,…", or one
+ * offset for partition 0), else ?from_offset=, else saved (NULL: 0); given[p]
+ * (optional) tells which partitions the request named. 0, or -1 answered. */
+int sl_live_start_positions(sl_http_req_t *r, const uint64_t *saved, uint64_t *pos, int P, int *given);
+
+/* ---- backends: the embedded store (store_http.c) or another one ---- */
+typedef struct sl_store_backend {
+  const char *name;
+  /* Sets the backend up on w from the `store:` section and routes the API
+   * when api is set; w is NULL when only linting (check node, start nothing). */
+  int (*apply)(sl_worker_t *w, const sl_cnode_t *node, int api, sl_diags_t *d);
+} sl_store_backend_t;
+void sl_store_backend_register(const sl_store_backend_t *b);
+const sl_store_backend_t *sl_store_backend_find(const char *name);
+#define SL_REGISTER_STORE_BACKEND(var) \
+  static void __attribute__((constructor)) sl_register_backend_##var(void) { sl_store_backend_register(&var); }
 
 /* GET /stream/{name}/sse/{subscriber} and /ws/{subscriber}. */
 void sl_store_live(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, const char *kind, const char *sub);

@@ -1,10 +1,29 @@
-/* The `store:` section: where the embedded event store keeps its files, the
- * defaults of new streams, and whether the REST/SSE/WebSocket API is served. */
+/* The `store:` section: which backend serves streams (the embedded event
+ * store, or Kafka for several stateless nodes), where the embedded store
+ * keeps its files, the defaults of new streams, and whether the
+ * REST/SSE/WebSocket API is served. */
 #include "section.h"
 #include "store_api.h"
+#include "connectors/kafka_common.h"
 #include <string.h>
 
+static const char *const backend_names[] = {"embedded", "kafka", NULL};
+
+static const sl_field_t kafka_fields[] = {
+  SL_KAFKA_COMMON_FIELDS,
+  {"session_timeout", SL_F_DURATION, "30s", 0,
+   "Default session timeout of consumer-group members (`session.timeout.ms`, at least the broker's "
+   "`group.min.session.timeout.ms`); a member silent this long also has its consumer closed on its node.", NULL, NULL},
+  {"request_timeout", SL_F_DURATION, "5s", 0,
+   "How long an API call waits for the brokers (metadata, admin requests) before answering 503.", NULL, NULL},
+  {0}};
+
 static const sl_field_t fields[] = {
+  {"backend", SL_F_ENUM, "embedded", 0,
+   "`embedded`: streams are files under `data_dir`, served by this node alone. `kafka`: streams are Kafka topics "
+   "(see `kafka`), so any number of sluice nodes serve the same streams (docs/streams-api.md, \"Kafka backend\").",
+   backend_names, NULL},
+  {"kafka", SL_F_OBJECT, NULL, 0, "The brokers of `backend: kafka`.", NULL, kafka_fields},
   {"data_dir", SL_F_STRING, "./data", 0, "Directory of the streams' files (relative to the working directory).", NULL, NULL},
   {"api", SL_F_BOOL, "true", 0,
    "Serve the streams API under `/stream/` on the HTTP server (see docs/streams-api.md).", NULL, NULL},
@@ -21,32 +40,68 @@ static const sl_field_t fields[] = {
   {"retention_check", SL_F_DURATION, "10s", SL_ADVANCED, "How often retention is applied.", NULL, NULL},
   {0}};
 
+/* Pipelines' `stream` inputs and outputs read and write the embedded store. */
+static void find_stream_components(const sl_cnode_t *n, sl_diags_t *d) {
+  if (!n || n->type == SL_CN_SCALAR) return;
+  for (uint32_t i = 0; i < n->n; i++) {
+    const sl_cnode_t *c = n->items[i];
+    int io = n->type == SL_CN_MAP && (!strcmp(n->keys[i], "input") || !strcmp(n->keys[i], "output"));
+    int ios = n->type == SL_CN_MAP && (!strcmp(n->keys[i], "inputs") || !strcmp(n->keys[i], "outputs"));
+    if (io && c->type == SL_CN_MAP && sl_cnode_get(c, "stream"))
+      sl_diag_add(d, sl_cnode_get(c, "stream"), "stream",
+                  "the `stream` %s needs store.backend: embedded; with backend kafka use the `kafka` %s on the "
+                  "stream's topic", n->keys[i], n->keys[i]);
+    for (uint32_t k = 0; ios && c->type == SL_CN_SEQ && k < c->n; k++)
+      if (c->items[k]->type == SL_CN_MAP && sl_cnode_get(c->items[k], "stream"))
+        sl_diag_add(d, sl_cnode_get(c->items[k], "stream"), "stream",
+                    "the `stream` connector needs store.backend: embedded; with backend kafka use the `kafka` "
+                    "connector on the stream's topic");
+    find_stream_components(c, d);
+  }
+}
+
+static int check(const sl_cnode_t *node, const sl_cnode_t *root, sl_diags_t *d) {
+  uint32_t before = d->n;
+  int64_t partitions = sl_conf_int(node, "partitions", 1);
+  if (partitions < 1 || partitions > 1024)
+    sl_diag_add(d, sl_cnode_get(node, "partitions"), "store.partitions", "partitions must be between 1 and 1024");
+  const char *b = sl_conf_str(node, "backend", "embedded");
+  if (!strcmp(b, "embedded")) return (int)(d->n - before);
+  if (!sl_cnode_get(node, "kafka"))
+    sl_diag_add(d, sl_cnode_get(node, "backend"), "store.kafka", "backend kafka needs store.kafka.addresses");
+  else
+    sl_store_backend_find(b)->apply(NULL, node, 0, d);
+  find_stream_components(root, d);
+  return (int)(d->n - before);
+}
+
 static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
   if (!node) return 0;
+  const char *b = sl_conf_str(node, "backend", "embedded");
+  if (strcmp(b, "embedded") != 0) return sl_store_backend_find(b)->apply(w, node, sl_conf_bool(node, "api", 1), d);
   sl_sconf_t c = {
-    .partitions = (int)sl_conf_int(node, "partitions", 1),
+    .partitions = (int)sl_conf_int(node, "partitions", 1),   /* checked by check() */
     .retention_hours = sl_conf_float(node, "retention_hours", 168),
     .retention_bytes = sl_conf_size(node, "retention_bytes", 0),
     .fsync = (sl_fsync_t)sl_fsync_parse(sl_conf_str(node, "fsync", "interval")),   /* validated: one of them */
     .segment_bytes = sl_conf_size(node, "segment_bytes", 64 << 20),
     .segment_age_ms = sl_conf_duration_ms(node, "segment_age", 0),
   };
-  if (c.partitions < 1 || c.partitions > 1024) {
-    sl_diag_add(d, sl_cnode_get(node, "partitions"), "store.partitions", "partitions must be between 1 and 1024");
-    return -1;
-  }
   sl_store_configure(w, sl_conf_str(node, "data_dir", "./data"), &c, sl_conf_duration_ms(node, "fsync_interval", 50),
                      sl_conf_duration_ms(node, "retention_check", 10000));
-  if (sl_conf_bool(node, "api", 1)) return sl_store_api_route(w, d, node);
+  if (sl_conf_bool(node, "api", 1)) return sl_store_api_route(w, d, node, NULL, NULL);
   return 0;
 }
 
 static const sl_section_t store_section = {
   .name = "store",
-  .desc = "The embedded event store: durable partitioned streams with offsets, consumer groups, "
-          "retention and replay, served over REST, SSE and WebSocket under `/stream/`, and used by "
-          "pipelines through the `stream` input and output.",
+  .desc = "Durable partitioned streams with offsets, consumer groups, retention and replay, served over REST, SSE "
+          "and WebSocket under `/stream/`: kept by the embedded event store (files under `data_dir`, also used by "
+          "pipelines through the `stream` input and output), or in Kafka topics with `backend: kafka` (any number of "
+          "nodes serve the same streams; `data_dir`, `fsync*`, `segment_*` and `retention_*` are the embedded "
+          "store's).",
   .fields = fields,
   .apply = apply,
+  .check = check,
 };
 SL_REGISTER_SECTION(store_section)

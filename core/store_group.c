@@ -321,17 +321,11 @@ void sl_store_group_api(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, char 
   group_t *g = find(st, s, seg[1]);
   if (g) refresh(g, s);
   if (n == 2 && post) {
-    json_t *b = sl_api_body(r);
-    if (!b) return;
-    json_t *ac = json_object_get(b, "auto_commit"), *to = json_object_get(b, "session_timeout_ms");
-    if ((ac && !json_is_boolean(ac)) || (to && (!json_is_integer(to) || json_integer_value(to) < 100))) {
-      sl_api_error(r, 400, "auto_commit is a boolean, session_timeout_ms an integer >= 100");
-      json_decref(b);
-      return;
-    }
+    int ac;
+    int64_t to;
+    if (sl_api_group_settings(r, &ac, &to) != 0) return;
     int created = !g;
-    if (!g) g = create(st, s, seg[1], ac ? json_is_true(ac) : 1, to ? json_integer_value(to) : 30000);
-    json_decref(b);
+    if (!g) g = create(st, s, seg[1], ac != 0, to >= 0 ? to : 30000);
     if (created) save(g, s);
     sl_api_json(r, created ? 201 : 200, describe(g, s));
   } else if (n == 2 && get) {

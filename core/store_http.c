@@ -141,6 +141,26 @@ json_t *sl_api_body(sl_http_req_t *r) {
   return j;
 }
 
+int sl_api_pubs(sl_http_req_t *r, sl_pubs_t *out) {
+  char *why = NULL;
+  if (sl_pub_parse(r->body->data, r->body->len, out, &why) == 0) return 0;
+  sl_api_error(r, 400, "%s", why);
+  free(why);
+  return -1;
+}
+
+int sl_api_group_settings(sl_http_req_t *r, int *auto_commit, int64_t *session_ms) {
+  json_t *b = sl_api_body(r);
+  if (!b) return -1;
+  json_t *ac = json_object_get(b, "auto_commit"), *to = json_object_get(b, "session_timeout_ms");
+  int bad = (ac && !json_is_boolean(ac)) || (to && (!json_is_integer(to) || json_integer_value(to) < 100));
+  *auto_commit = ac ? json_is_true(ac) : -1;
+  *session_ms = to && !bad ? (int64_t)json_integer_value(to) : -1;
+  json_decref(b);
+  if (bad) sl_api_error(r, 400, "auto_commit is a boolean, session_timeout_ms an integer >= 100");
+  return bad ? -1 : 0;
+}
+
 static json_t *info_json(sl_sstream_t *s) {
   const sl_sconf_t *c = sl_sstream_conf(s);
   json_t *parts = json_array();
@@ -223,38 +243,38 @@ static void gone_while_publishing(sl_http_req_t *r, void *arg) {
   p->r = NULL;
 }
 
+void sl_api_published(sl_http_req_t *r, int batch, int status, const char *err, const int *parts,
+                      const uint64_t *offs, size_t n) {
+  if (status >= 400) {
+    sl_api_error(r, status, "not stored: %s", err ? err : "I/O error");
+  } else if (!batch) {
+    sl_api_json(r, 200, json_pack("{s:I, s:i}", "offset", (json_int_t)offs[0], "partition", parts[0]));
+  } else {
+    /* Written by hand: jansson would build n objects to print them. */
+    size_t cap = 16 + n * 48, len = 0;
+    char *out = sl_xmalloc(cap);
+    len += (size_t)snprintf(out, cap, "{\"offsets\":[");
+    for (size_t i = 0; i < n; i++)
+      len += (size_t)snprintf(out + len, cap - len, "%s{\"offset\":%llu,\"partition\":%d}", i ? "," : "",
+                              (unsigned long long)offs[i], parts[i]);
+    len += (size_t)snprintf(out + len, cap - len, "]}");
+    sl_http_respond(r, 200, "application/json", out, len, NULL);
+    free(out);
+  }
+}
+
 static void published(void *arg, int status, const char *err, const int *parts, const uint64_t *offs, size_t n) {
   pub_req_t *p = arg;
   if (p->r) {
     p->r->on_gone = NULL;
-    if (status != 0) {
-      sl_api_error(p->r, 500, "not stored: %s", err ? err : "I/O error");
-    } else if (!p->batch) {
-      sl_api_json(p->r, 200, json_pack("{s:I, s:i}", "offset", (json_int_t)offs[0], "partition", parts[0]));
-    } else {
-      /* Written by hand: jansson would build n objects to print them. */
-      size_t cap = 16 + n * 48, len = 0;
-      char *out = sl_xmalloc(cap);
-      len += (size_t)snprintf(out, cap, "{\"offsets\":[");
-      for (size_t i = 0; i < n; i++)
-        len += (size_t)snprintf(out + len, cap - len, "%s{\"offset\":%llu,\"partition\":%d}", i ? "," : "",
-                                (unsigned long long)offs[i], parts[i]);
-      len += (size_t)snprintf(out + len, cap - len, "]}");
-      sl_http_respond(p->r, 200, "application/json", out, len, NULL);
-      free(out);
-    }
+    sl_api_published(p->r, p->batch, status != 0 ? 500 : 200, err, parts, offs, n);
   }
   free(p);
 }
 
 static void publish(sl_http_req_t *r, sl_sstream_t *s) {
   sl_pubs_t pubs;
-  char *why = NULL;
-  if (sl_pub_parse(r->body->data, r->body->len, &pubs, &why) != 0) {
-    sl_api_error(r, 400, "%s", why);
-    free(why);
-    return;
-  }
+  if (sl_api_pubs(r, &pubs) != 0) return;
   pub_req_t *p = sl_xcalloc(1, sizeof(*p));
   p->r = r;
   p->batch = pubs.batch;
@@ -447,6 +467,17 @@ static void consume(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, const cha
 
 /* ---------- dispatch ---------- */
 
+int sl_api_split(sl_http_req_t *r, char **path, char *seg[6]) {
+  *path = sl_xstrdup(r->path + strlen(SL_STORE_API_PREFIX));
+  int n = 0;
+  memset(seg, 0, 6 * sizeof(char *));
+  for (char *save = NULL, *t = strtok_r(*path, "/", &save); t; t = strtok_r(NULL, "/", &save)) {
+    if (n == 5) return 6;
+    seg[n++] = t;
+  }
+  return n;
+}
+
 static void api(sl_http_req_t *r, void *arg) {
   sl_worker_t *w = arg;
   sl_store_t *st = sl_store_of(w);
@@ -454,16 +485,8 @@ static void api(sl_http_req_t *r, void *arg) {
     sl_api_error(r, 503, "the store could not open its data_dir (see the log)");
     return;
   }
-  char *path = sl_xstrdup(r->path + strlen(SL_STORE_API_PREFIX));
-  char *seg[6] = {0};
-  int n = 0;
-  for (char *save = NULL, *t = strtok_r(path, "/", &save); t; t = strtok_r(NULL, "/", &save)) {
-    if (n == 6) {
-      n = 7;
-      break;
-    }
-    seg[n++] = t;
-  }
+  char *path, *seg[6];
+  int n = sl_api_split(r, &path, seg);
   const char *m = r->method;
   int get = !strcmp(m, "GET"), post = !strcmp(m, "POST"), del = !strcmp(m, "DELETE");
   sl_sstream_t *s = NULL;
@@ -510,7 +533,24 @@ static void openapi(sl_http_req_t *r, void *arg) {
   sl_api_error(r, 404, "no OpenAPI document in this build");
 }
 
-int sl_store_api_route(sl_worker_t *w, sl_diags_t *d, const sl_cnode_t *at) {
-  if (sl_http_route(w, SL_STORE_API_PREFIX, NULL, api, w, "store.api", d, at) != 0) return -1;
+int sl_store_api_route(sl_worker_t *w, sl_diags_t *d, const sl_cnode_t *at, void (*handler)(sl_http_req_t *r, void *arg),
+                       void *arg) {
+  if (sl_http_route(w, SL_STORE_API_PREFIX, NULL, handler ? handler : api, handler ? arg : w, "store.api", d, at) != 0)
+    return -1;
   return sl_http_route_get(w, "/openapi.json", openapi, NULL, "store.api", d, at);
+}
+
+enum { MAX_BACKENDS = 4 };
+/* Filled by constructors before main; read-only afterwards. */
+static const sl_store_backend_t *backends[MAX_BACKENDS];
+static int nbackends;
+
+void sl_store_backend_register(const sl_store_backend_t *b) {
+  if (nbackends < MAX_BACKENDS) backends[nbackends++] = b;
+}
+
+const sl_store_backend_t *sl_store_backend_find(const char *name) {
+  for (int i = 0; i < nbackends; i++)
+    if (!strcmp(backends[i]->name, name)) return backends[i];
+  return NULL;
 }

@@ -1,7 +1,8 @@
-/* Live readers of a stored stream: SSE (`/stream/{name}/sse/{sub}`) and
- * WebSocket (`/stream/{name}/ws/{sub}`). They read from disk from their own
- * position and are woken by appends (no polling); a slow one pauses while
- * its socket buffer is full and catches up from disk, never costing others
+/* Live readers of a stream: SSE (`/stream/{name}/sse/{sub}`) and WebSocket
+ * (`/stream/{name}/ws/{sub}`), whichever backend feeds them (sl_live_src_t).
+ * The embedded store's source is at the end of this file: it reads from disk
+ * from its own position and is woken by appends (no polling). A slow client
+ * pauses its reader while its socket buffer is full, never costing others
  * anything. SSE ids are `partition:offset` lists that Last-Event-ID (or
  * ?last_event_id=) takes back; `types=` filters by event name without ever
  * hiding an `end_events` event, after which the server ends the stream. */
@@ -15,19 +16,20 @@
 
 enum { MAX_BUFFER = 1 << 20, TURN = 256 };
 
-typedef struct live {
-  sl_sstream_t *s;           /* NULL once the stream is gone */
-  char *sub;
+struct sl_live {
+  const sl_live_src_t *src;
+  void *arg;
+  uint64_t cache_id;         /* 0: the records' JSON is not shared between readers */
   int P;
   uint64_t *pos;             /* next offset per partition */
   char *types, *ends;        /* ",a,b," filters, or NULL */
   sl_http_stream_t *sse;
   sl_ws_t *ws;
-  sl_swatch_t watch;
   uv_timer_t timer;          /* paused (slow client) or yielding (long backlog) */
   uv_timer_t beat;           /* SSE keep-alive comments */
-  int ended;
-} live_t;
+  int ended, stop, gone, end_seen, pumping;
+  int opened;                /* the client was answered: there is a position to save */
+};
 
 static int listed(const char *list, const char *name, size_t n) {
   if (!list) return 0;
@@ -46,34 +48,26 @@ static char *comma_list(sl_http_req_t *r, const char *name) {
 }
 
 static void live_closed(uv_handle_t *h) {
-  live_t *l = h->data;
+  sl_live_t *l = h->data;
   if (h == (uv_handle_t *)&l->timer) {
     uv_close((uv_handle_t *)&l->beat, live_closed);
     return;
   }
   free(l->pos);
-  free(l->sub);
   free(l->types);
   free(l->ends);
   free(l);
 }
 
-/* Saves the position for the subscriber (its next reader starts there) and
- * frees l once its timers are closed. */
-static void live_free(live_t *l) {
-  if (l->s) {
-    char *err = NULL;
-    sl_sstream_unwatch(l->s, &l->watch);
-    if (sl_sstream_set_cursor(l->s, "subscriber", l->sub, l->pos, &err) != 0) {
-      sl_logf(SL_LOG_WARN, NULL, "store", "subscriber %s: position not saved: %s", l->sub, err);
-      free(err);
-    }
-  }
+/* Tells the source where the reader got to (the subscriber's next reader
+ * starts there) and frees l once its timers are closed. */
+static void live_free(sl_live_t *l) {
+  if (l->src) l->src->end(l->arg, l->opened ? l->pos : NULL, l->P);
+  l->src = NULL;
   uv_close((uv_handle_t *)&l->timer, live_closed);
 }
 
-/* We end the stream (end event, deleted stream). */
-static void live_end(live_t *l, int code, const char *why) {
+void sl_live_stop(sl_live_t *l, int code, const char *why) {
   if (l->ended) return;
   l->ended = 1;
   if (l->sse) sl_http_stream_close(l->sse);
@@ -83,33 +77,38 @@ static void live_end(live_t *l, int code, const char *why) {
   live_free(l);
 }
 
-static size_t queued(const live_t *l) { return l->sse ? sl_http_stream_queued(l->sse) : sl_ws_queued(l->ws); }
-
-typedef struct turn { live_t *l; int p; int sent, end, gone; } turn_t;
+static size_t queued(const sl_live_t *l) { return l->sse ? sl_http_stream_queued(l->sse) : sl_ws_queued(l->ws); }
 
 /* Readers at the live end all send the same records: each record's JSON is
  * made once and kept in a small ring, not once per reader. */
 enum { ENCODED = 1024 };
 static struct encoded { uint64_t stream, offset; int partition; char *json; } encoded[ENCODED];
 
-static const char *json_of(const live_t *l, const sl_record_t *rec, int p) {
-  uint64_t sid = sl_sstream_id(l->s);
+static const char *json_of(const sl_live_t *l, const sl_record_t *rec, int p, char **own) {
+  json_t *e;
+  if (!l->cache_id) {
+    e = sl_api_event(rec, p);
+    *own = json_dumps(e, JSON_COMPACT);
+    json_decref(e);
+    return *own;
+  }
+  uint64_t sid = l->cache_id;
   struct encoded *c = &encoded[(rec->offset * 31 + (uint64_t)p + sid * 7919) % ENCODED];
   if (c->json && c->stream == sid && c->offset == rec->offset && c->partition == p) return c->json;
-  json_t *e = sl_api_event(rec, p);
+  e = sl_api_event(rec, p);
   free(c->json);
   *c = (struct encoded){sid, rec->offset, p, json_dumps(e, JSON_COMPACT)};
   json_decref(e);
   return c->json;
 }
 
-static int send_record(const sl_record_t *rec, void *arg) {
-  turn_t *t = arg;
-  live_t *l = t->l;
-  l->pos[t->p] = rec->offset + 1;
+int sl_live_send(sl_live_t *l, const sl_record_t *rec, int p) {
+  if (l->stop) return 1;
+  l->pos[p] = rec->offset + 1;
   int is_end = listed(l->ends, rec->event, rec->event_len);
   if (!is_end && l->types && !listed(l->types, rec->event, rec->event_len)) return 0;
-  const char *data = json_of(l, rec, t->p);
+  char *own = NULL;
+  const char *data = json_of(l, rec, p, &own);
   int rc;
   if (l->ws) {
     rc = sl_ws_send(l->ws, 1, data, strlen(data), MAX_BUFFER);
@@ -127,62 +126,50 @@ static int send_record(const sl_record_t *rec, void *arg) {
     rc = sl_http_stream_write(l->sse, ev, evl, MAX_BUFFER);
     free(ev);
   }
-  t->sent++;
-  if (rc < 0) t->gone = 1;
-  if (is_end) t->end = 1;
-  return rc != 0 || is_end;
+  free(own);
+  if (rc < 0) l->gone = 1;
+  if (is_end) l->end_seen = 1;
+  l->stop = rc != 0 || is_end;
+  return l->stop;
 }
 
-static void pump(live_t *l);
+static void pump(sl_live_t *l);
 static void on_timer(uv_timer_t *t) { pump(t->data); }
 
 /* Sends what the reader has not seen yet, a turn at a time. */
-static void pump(live_t *l) {
-  if (l->ended) return;
+static void pump(sl_live_t *l) {
+  if (l->ended || l->pumping) return;
   if (queued(l) > MAX_BUFFER) {
     uv_timer_start(&l->timer, on_timer, 20, 0);   /* paused until the client drains */
     return;
   }
-  int total = 0;
-  for (int p = 0; p < l->P; p++) {
-    turn_t t = {l, p, 0, 0, 0};
-    char *err = NULL;
-    if (sl_sstream_read(l->s, p, l->pos[p], TURN, 4 << 20, send_record, &t, &err) < 0) {
-      sl_logf(SL_LOG_ERROR, NULL, "store", "reader %s: %s", l->sub, err);
-      free(err);
-      live_end(l, 1011, "read error");
-      return;
-    }
-    if (t.gone) return;   /* the close callback frees l */
-    if (t.end) {
-      live_end(l, 1000, "end of stream");
-      return;
-    }
-    total += t.sent;
+  l->stop = 0;
+  l->pumping = 1;
+  int more = l->src->pump(l->arg, l);
+  l->pumping = 0;
+  if (l->gone) return;   /* the close callback frees l */
+  if (more < 0) {
+    sl_live_stop(l, 1011, "read error");
+  } else if (l->end_seen) {
+    sl_live_stop(l, 1000, "end of stream");
+  } else if (more > 0 || l->stop) {
+    /* More may be waiting: go on after other work had its turn. */
+    uv_timer_start(&l->timer, on_timer, queued(l) > MAX_BUFFER ? 20 : 0, 0);
   }
-  /* More may be waiting: go on after other work had its turn. */
-  if (total) uv_timer_start(&l->timer, on_timer, queued(l) > MAX_BUFFER ? 20 : 0, 0);
 }
 
-static void on_wake(sl_swatch_t *w) {
-  live_t *l = (live_t *)((char *)w - offsetof(live_t, watch));
-  if (sl_sstream_deleted(l->s)) {
-    sl_sstream_unwatch(l->s, &l->watch);
-    l->s = NULL;
-    live_end(l, 1001, "stream deleted");
-    return;
-  }
+void sl_live_wake(sl_live_t *l) {
   if (!uv_is_active((uv_handle_t *)&l->timer)) pump(l);
 }
 
 static void on_beat(uv_timer_t *t) {
-  live_t *l = t->data;
+  sl_live_t *l = t->data;
   if (l->sse) sl_http_stream_write(l->sse, ": keepalive\n\n", 13, MAX_BUFFER);
 }
 
 /* The client left first. */
 static void on_sse_gone(void *arg) {
-  live_t *l = arg;
+  sl_live_t *l = arg;
   if (l->ended) return;
   l->ended = 1;
   sl_http_stream_close(l->sse);
@@ -191,7 +178,7 @@ static void on_sse_gone(void *arg) {
 }
 
 static void on_ws_gone(sl_ws_t *ws, void *arg) {
-  live_t *l = arg;
+  sl_live_t *l = arg;
   (void)ws;
   l->ws = NULL;
   if (l->ended) return;
@@ -199,64 +186,52 @@ static void on_ws_gone(sl_ws_t *ws, void *arg) {
   live_free(l);
 }
 
-/* Start positions: Last-Event-ID / ?last_event_id= ("p:o,…", or one
- * offset for partition 0), else ?from_offset=, else the subscriber's saved
- * position, else the earliest kept. 0, or -1 when r was answered. */
-static int start_positions(sl_http_req_t *r, sl_sstream_t *s, const char *sub, uint64_t *pos, int P) {
-  const uint64_t *saved = sl_sstream_cursor(s, "subscriber", sub);
+int sl_live_start_positions(sl_http_req_t *r, const uint64_t *saved, uint64_t *pos, int P, int *given) {
   uint64_t from = 0;
   int has_from = sl_api_uint(r, "from_offset", &from);
   if (has_from < 0) {
     sl_api_error(r, 400, "from_offset is a non-negative integer");
     return -1;
   }
-  for (int p = 0; p < P; p++) pos[p] = has_from ? from : saved ? saved[p] : sl_sstream_start(s, p);
+  for (int p = 0; p < P; p++) {
+    pos[p] = has_from ? from : saved ? saved[p] : 0;
+    if (given) given[p] = has_from;
+  }
   const char *h = sl_kv_get(&r->headers, "last-event-id");
   char *resume = h ? sl_xstrdup(h) : sl_http_query(r, "last_event_id");
+  if (resume && given) {
+    /* Which partitions the list names: parse it over a sentinel. */
+    uint64_t *probe = sl_xcalloc((size_t)P, sizeof(uint64_t));
+    for (int p = 0; p < P; p++) probe[p] = UINT64_MAX;
+    sl_positions_parse(resume, probe, P, NULL);
+    for (int p = 0; p < P; p++)
+      if (probe[p] != UINT64_MAX) given[p] = 1;
+    free(probe);
+  }
   if (resume) sl_positions_parse(resume, pos, P, NULL);
   free(resume);
-  char *reset = sl_http_query(r, "offset_reset");
-  int rc = 0;
-  for (int p = 0; p < P && rc == 0; p++) rc = sl_api_position(r, s, p, pos[p], reset, &pos[p]);
-  free(reset);
-  return rc;
+  return 0;
 }
 
-void sl_store_live(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, const char *kind, const char *sub) {
-  int ws = !strcmp(kind, "ws");
-  if (ws && !sl_ws_is_upgrade(r)) {
-    sl_api_error(r, 426, "this path speaks WebSocket");
-    return;
-  }
-  live_t *l = sl_xcalloc(1, sizeof(*l));
-  l->s = s;
-  l->sub = sl_xstrdup(sub);
-  l->P = sl_sstream_conf(s)->partitions;
-  l->pos = sl_xcalloc((size_t)l->P, sizeof(uint64_t));
-  if (start_positions(r, s, sub, l->pos, l->P) != 0) {
-    free(l->pos);
-    free(l->sub);
-    free(l);
-    return;
-  }
+sl_live_t *sl_live_open(sl_http_req_t *r, sl_worker_t *w, const char *kind, int P, uint64_t *pos,
+                        const char *stream_ends, uint64_t cache_id, const sl_live_src_t *src, void *arg) {
+  sl_live_t *l = sl_xcalloc(1, sizeof(*l));
+  *l = (sl_live_t){.src = src, .arg = arg, .cache_id = cache_id, .P = P, .pos = pos};
   l->types = comma_list(r, "types");
   l->ends = comma_list(r, "end_events");
-  const char *dflt = sl_sstream_conf(s)->end_events;
-  if (!l->ends && *dflt) l->ends = sl_xasprintf(",%s,", dflt);   /* the stream's default */
-  uv_timer_init(sl_store_loop(st), &l->timer);
-  uv_timer_init(sl_store_loop(st), &l->beat);
+  if (!l->ends && stream_ends && *stream_ends) l->ends = sl_xasprintf(",%s,", stream_ends);   /* the stream's default */
+  uv_timer_init(w->loop, &l->timer);
+  uv_timer_init(w->loop, &l->beat);
   l->timer.data = l->beat.data = l;
-  l->watch.wake = on_wake;
-  if (ws) {
+  if (!strcmp(kind, "ws")) {
     static const sl_ws_handlers_t h = {NULL, on_ws_gone};
-    l->ws = sl_ws_accept(r, &h, l, 64 << 10, 20000, sl_store_worker(st));
+    l->ws = sl_ws_accept(r, &h, l, 64 << 10, 20000, w);
     if (!l->ws) {
-      l->s = NULL;   /* refused or gone: nothing to save */
       if (!l->ended) {
         l->ended = 1;
         live_free(l);
       }
-      return;
+      return NULL;
     }
   } else {
     sl_kvlist_t hd = {0};
@@ -265,9 +240,103 @@ void sl_store_live(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, const char
     l->sse = sl_http_stream_open(r, 200, "text/event-stream", &hd, on_sse_gone, l);
     sl_kv_clear(&hd);
     static const char hello[] = "retry: 3000\n: connected\n\n";
-    if (sl_http_stream_write(l->sse, hello, sizeof hello - 1, MAX_BUFFER) < 0) return;   /* on_sse_gone frees */
+    l->opened = 1;
+    if (sl_http_stream_write(l->sse, hello, sizeof hello - 1, MAX_BUFFER) < 0) return NULL;   /* on_sse_gone frees */
     uv_timer_start(&l->beat, on_beat, 15000, 15000);
   }
-  sl_sstream_watch(s, &l->watch);
+  l->opened = 1;
   pump(l);
+  return l;
+}
+
+/* ---------- the embedded store's source ---------- */
+
+typedef struct emb {
+  sl_sstream_t *s;           /* NULL once the stream is gone */
+  char *sub;
+  sl_live_t *l;
+  sl_swatch_t watch;
+} emb_t;
+
+typedef struct turn { sl_live_t *l; int p; } turn_t;
+
+static int send_cb(const sl_record_t *rec, void *arg) {
+  turn_t *t = arg;
+  return sl_live_send(t->l, rec, t->p);
+}
+
+static int emb_pump(void *arg, sl_live_t *l) {
+  emb_t *e = arg;
+  e->l = l;
+  for (int p = 0; p < l->P && !l->stop; p++) {
+    turn_t t = {l, p};
+    char *err = NULL;
+    int64_t n = sl_sstream_read(e->s, p, l->pos[p], TURN, 4 << 20, send_cb, &t, &err);
+    if (n < 0) {
+      sl_logf(SL_LOG_ERROR, NULL, "store", "reader %s: %s", e->sub, err);
+      free(err);
+      return -1;
+    }
+    if (n == TURN) l->stop = 1;   /* more there: yield, then go on */
+  }
+  return 0;
+}
+
+static void emb_end(void *arg, const uint64_t *pos, int P) {
+  emb_t *e = arg;
+  (void)P;
+  if (e->s) sl_sstream_unwatch(e->s, &e->watch);
+  if (e->s && pos) {
+    char *err = NULL;
+    if (sl_sstream_set_cursor(e->s, "subscriber", e->sub, pos, &err) != 0) {
+      sl_logf(SL_LOG_WARN, NULL, "store", "subscriber %s: position not saved: %s", e->sub, err);
+      free(err);
+    }
+  }
+  free(e->sub);
+  free(e);
+}
+
+static void emb_wake(sl_swatch_t *w) {
+  emb_t *e = (emb_t *)((char *)w - offsetof(emb_t, watch));
+  if (!e->l) return;   /* its first pump is still to come */
+  if (sl_sstream_deleted(e->s)) {
+    sl_sstream_unwatch(e->s, &e->watch);
+    e->s = NULL;
+    sl_live_stop(e->l, 1001, "stream deleted");
+    return;
+  }
+  sl_live_wake(e->l);
+}
+
+static const sl_live_src_t emb_src = {emb_pump, emb_end};
+
+void sl_store_live(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, const char *kind, const char *sub) {
+  if (!strcmp(kind, "ws") && !sl_ws_is_upgrade(r)) {
+    sl_api_error(r, 426, "this path speaks WebSocket");
+    return;
+  }
+  int P = sl_sstream_conf(s)->partitions;
+  uint64_t *pos = sl_xcalloc((size_t)P, sizeof(uint64_t));
+  const uint64_t *saved = sl_sstream_cursor(s, "subscriber", sub);
+  int *given = sl_xcalloc((size_t)P, sizeof(int));
+  int rc = sl_live_start_positions(r, saved, pos, P, given);
+  char *reset = rc == 0 ? sl_http_query(r, "offset_reset") : NULL;
+  for (int p = 0; p < P && rc == 0; p++) {
+    if (!given[p] && !saved) pos[p] = sl_sstream_start(s, p);
+    rc = sl_api_position(r, s, p, pos[p], reset, &pos[p]);
+  }
+  free(reset);
+  free(given);
+  if (rc != 0) {
+    free(pos);
+    return;
+  }
+  emb_t *e = sl_xcalloc(1, sizeof(*e));
+  e->s = s;
+  e->sub = sl_xstrdup(sub);
+  e->watch.wake = emb_wake;
+  /* Watched before the first pump: no append is missed. */
+  sl_sstream_watch(s, &e->watch);
+  sl_live_open(r, sl_store_worker(st), kind, P, pos, sl_sstream_conf(s)->end_events, sl_sstream_id(s), &emb_src, e);
 }

@@ -140,11 +140,16 @@ void sl_input_eof(sl_input_t *in) {
   }
 }
 
+static void connected_changed(sl_stream_t *s) {
+  if (!s->not_ready && !s->out_not_ready && s->on_connected) s->on_connected(s, s->on_connected_arg);
+}
+
 void sl_input_set_connected(sl_input_t *in, int connected, const char *why) {
   sl_stream_t *s = in->stream;
   if (!s) return;
   free(s->not_ready);
   s->not_ready = connected ? NULL : sl_xstrdup(why ? why : "input not connected");
+  connected_changed(s);
 }
 
 void sl_output_set_connected(sl_output_t *o, int connected, const char *why) {
@@ -152,6 +157,7 @@ void sl_output_set_connected(sl_output_t *o, int connected, const char *why) {
   if (!s) return;
   free(s->out_not_ready);
   s->out_not_ready = connected ? NULL : sl_xstrdup(why ? why : "output not connected");
+  connected_changed(s);
 }
 
 /* ---- outputs with retries ---- */

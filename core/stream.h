@@ -31,6 +31,10 @@ struct sl_stream {
   const struct sl_trace_site *t_in, *t_out;   /* their span names */
   sl_ctx_t *ctx;              /* ref: a request-scoped instance's context, given to
                                  every message its input emits without one */
+  /* Called when input and output both report connected again (a reload
+   * waits for it before handing traffic over); may be NULL. */
+  void (*on_connected)(sl_stream_t *s, void *arg);
+  void *on_connected_arg;
 };
 
 /* Build from a stream node {input, pipeline, output, ...}. NULL on error (diags). */

@@ -27,7 +27,20 @@ void sl_lua_configure(sl_worker_t *w, const sl_lua_opts_t *opts);
  * chunk names errors ("config.yaml:12"); line_offset maps line 1 of code. */
 typedef struct sl_lscript sl_lscript_t;
 sl_lscript_t *sl_lscript_inline(sl_lua_t *L, const char *code, const char *chunk, int line_offset, char **err);
-sl_lscript_t *sl_lscript_module(sl_lua_t *L, const char *path, char **err);
+/* A file already read (a reload reads off the loop thread). Borrowed. */
+typedef struct sl_lsource {
+  const char *path;
+  const char *data;          /* NULL: could not be read, error says why */
+  size_t len;
+  const char *error;
+} sl_lsource_t;
+/* A module's top level runs in a fresh environment under the step budget.
+ * owner (may be NULL) is told of each file the module requires (lua/module.h).
+ * With prev (a running version of the same file), returns prev itself when
+ * neither the file nor anything it required has changed. pre (n entries):
+ * files already read, used instead of reading them here. */
+sl_lscript_t *sl_lscript_module(sl_lua_t *L, const char *path, void *owner, sl_lscript_t *prev,
+                                const sl_lsource_t *pre, unsigned n, char **err);
 /* Runs the script over every message of b in one C->Lua crossing. Messages the
  * script deletes are removed and freed (acked); failing messages stay and are
  * flagged (sl_msg_set_error with "chunk:line: text"); module scripts may split.

@@ -18,6 +18,7 @@ const char *sl_lmsg_error(sl_msg_t *m);
 void sl_lmsg_set_error(sl_msg_t *m, const char *e);
 const char *sl_lmsg_ctx_str(sl_msg_t *m, int which);
 int sl_lmsg_ctx_kv_at(sl_msg_t *m, int list, unsigned i, const char **k, const char **v, size_t *len);
+void sl_lmodule_dep(void *owner, const char *path);
 sl_msg_t *sl_lmsg_clone(void *run, sl_msg_t *m);
 sl_msg_t *sl_lmsg_new(void *run, const char *p, size_t len);
 void sl_lrun_keep(void *run, sl_msg_t *m);
@@ -255,7 +256,12 @@ local function copy(t)
 end
 
 local lua_path = {}      -- directories require() may read, set by lua/vm.c
-local modules = {}       -- required modules, per VM
+local modules = {}       -- modules required by inline code, per VM
+-- While a module file's version loads or runs, its own require state: each
+-- version starts with fresh copies of what it requires (so a reload picks up
+-- changed dependencies), and every file read is recorded (to detect changes)
+-- and reported to its C owner (to be watched).
+local cur_req = nil      -- {modules = {}, files = {{path, src}, ...}, owner = lightuserdata}
 local base = {}          -- what every user environment falls back to
 local reserved = {this = true, meta = true, ctx = true, i = true}
 
@@ -297,22 +303,41 @@ local function safe_load(s, name, mode, env)
   return compile(s, name and tostring(name):gsub("^[@=]", "") or "load", env or new_env(), 1, "", "")
 end
 
+-- Files the host has already read off the loop thread for a reload:
+-- path -> content, or {error message}. Set only while a reload compiles.
+local preread = nil
+
+local function read_file(path)
+  local pre = preread and preread[path]
+  if type(pre) == "string" then return pre end
+  if pre then return nil, pre[1] end
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local src = f:read("*a")
+  f:close()
+  return src
+end
+
 local function sandbox_require(name)
   if type(name) ~= "string" or str_find(name, "[^%w_%.]") then error("require: bad module name", 2) end
-  local m = modules[name]
+  local req = cur_req
+  local cache = req and req.modules or modules
+  local m = cache[name]
   if m ~= nil then return m end
   local rel = name:gsub("%.", "/") .. ".lua"
   for _, dir in ipairs(lua_path) do
     local path = dir .. "/" .. rel
-    local f = io.open(path, "rb")
-    if f then
-      local src = f:read("*a")
-      f:close()
+    local src = read_file(path)
+    if src then
+      if req then
+        req.files[#req.files + 1] = {path, src}
+        if req.owner then C.sl_lmodule_dep(req.owner, path) end
+      end
       local fn, err = safe_load(src, "@" .. path)
       if not fn then error(err, 2) end
       m = fn(name)
       if m == nil then m = true end
-      modules[name] = m
+      cache[name] = m
       return m
     end
   end
@@ -428,7 +453,11 @@ end
 -- function is a local of the chunk so a step costs a local call.
 function compile(src, chunk, env, line, head, tail)
   local ok, code = pcall(budget_mod.instrument, src)
-  if not ok then return nil, chunk .. ":" .. (line or 1) .. ": " .. tostring(code) end
+  if not ok then
+    -- Lua's own parser knows the line of what the instrumenter refused.
+    local _, perr = loadstring(wrap(src, line, head, tail), "@" .. chunk)
+    return nil, perr or chunk .. ":" .. (line or 1) .. ": " .. tostring(code)
+  end
   local f, err = loadstring(wrap(code, line, "local __sl_step = __sl_budget_step; " .. head, tail), "@" .. chunk)
   if not f then return nil, err end
   setfenv(f, env)
@@ -453,22 +482,49 @@ function M.compile_expr(expr, chunk, line, kind)
   return register({kind = kind, fn = fn})
 end
 
-function M.compile_module(path)
-  local fh, ferr = io.open(path, "rb")
-  if not fh then return nil, ferr end
-  local src = fh:read("*a")
-  fh:close()
+-- Whether every file a module version read (itself first, then what it
+-- required) still holds the same text.
+local function unchanged(s, src)
+  local files = s.req.files
+  if files[1][2] ~= src then return false end
+  for k = 2, #files do
+    if read_file(files[k][1]) ~= files[k][2] then return false end
+  end
+  return true
+end
+
+-- Loads a module file in a fresh environment, running its top level under
+-- the step budget. owner (lightuserdata, may be nil) is told of every file
+-- required. With prev (the id of the running version), returns prev itself
+-- when neither the file nor anything it required has changed. pre: files
+-- already read (see preread).
+local function compile_module(path, owner, prev, steps)
+  local src, ferr = read_file(path)
+  if not src then return nil, ferr end
+  if prev and unchanged(scripts[prev], src) then return prev end
   local env = new_env()
   local f, err = compile(src, path, env, 1, "", "")
   if not f then return nil, err end
+  local req = {modules = {}, files = {{path, src}}, owner = owner}
+  local saved = cur_req
+  cur_req = req
+  budget_mod.reset(steps or 0)
   local ok, mod = pcall(f)
+  cur_req = saved
   if not ok then return nil, mod end
   if type(mod) ~= "table" then mod = env end
   local process, process_batch = rawget(mod, "process"), rawget(mod, "process_batch")
   if type(process) ~= "function" and type(process_batch) ~= "function" then
     return nil, path .. ": a module must define process(msg, ctx) or process_batch(batch, ctx)"
   end
-  return register({kind = "module", process = process, process_batch = process_batch})
+  return register({kind = "module", process = process, process_batch = process_batch, req = req})
+end
+
+function M.compile_module(path, owner, prev, steps, pre)
+  preread = pre
+  local id, err = compile_module(path, owner, prev, steps)
+  preread = nil
+  return id, err
 end
 
 -- ---------- running ----------
@@ -732,9 +788,9 @@ function M.run(id, msgs_p, n, seq_base, run, steps, drop_p)
   local s = scripts[id]
   local msgs = ffi_cast(msgs_t, msgs_p)
   if s.kind == "module" then
-    cur_run = run
+    cur_run, cur_req = run, s.req
     local ok, err = pcall(run_module, s, msgs, n, run, steps)
-    cur_run, live = nil, {}
+    cur_run, cur_req, live = nil, nil, {}
     set_current(nil, 0)
     if not ok then error(err, 0) end
   else

@@ -9,6 +9,16 @@
 struct sl_lscript { sl_lua_t *vm; int id; int module; };
 struct sl_lcheck { sl_lua_t *vm; int id; };
 
+/* The id a runtime compile entry point returned (id, err), or 0 with *err;
+ * pops everything above top. */
+static int compile_result(lua_State *L, int rc, int top, char **err) {
+  int id = 0;
+  if (rc == 0 && lua_isnumber(L, -2)) id = (int)lua_tointeger(L, -2);
+  else *err = sl_xstrdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "compile failed");
+  lua_settop(L, top);
+  return id;
+}
+
 int sl_lvm_compile(sl_lua_t *vm, int ref, const char *a, const char *chunk, int line, const char *kind, char **err) {
   lua_State *L = vm->L;
   int top = lua_gettop(L);
@@ -24,16 +34,7 @@ int sl_lvm_compile(sl_lua_t *vm, int ref, const char *a, const char *chunk, int 
       nargs = 4;
     }
   }
-  int id = 0;
-  if (lua_pcall(L, nargs, 2, 0) != 0) {
-    *err = sl_xstrdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "compile failed");
-  } else if (lua_isnumber(L, -2)) {
-    id = (int)lua_tointeger(L, -2);
-  } else {
-    *err = sl_xstrdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "compile failed");
-  }
-  lua_settop(L, top);
-  return id;
+  return compile_result(L, lua_pcall(L, nargs, 2, 0), top, err);
 }
 
 void sl_lvm_release(sl_lua_t *vm, int id) {
@@ -58,8 +59,31 @@ sl_lscript_t *sl_lscript_inline(sl_lua_t *L, const char *code, const char *chunk
   return script_new(L, sl_lvm_compile(L, L->ref_compile_inline, code, chunk, line_offset, NULL, err), 0);
 }
 
-sl_lscript_t *sl_lscript_module(sl_lua_t *L, const char *path, char **err) {
-  return script_new(L, sl_lvm_compile(L, L->ref_compile_module, path, NULL, 0, NULL, err), 1);
+sl_lscript_t *sl_lscript_module(sl_lua_t *vm, const char *path, void *owner, sl_lscript_t *prev,
+                                const sl_lsource_t *pre, unsigned n, char **err) {
+  lua_State *L = vm->L;
+  int top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->ref_compile_module);
+  lua_pushstring(L, path);
+  if (owner) lua_pushlightuserdata(L, owner);
+  else lua_pushnil(L);
+  if (prev) lua_pushinteger(L, prev->id);
+  else lua_pushnil(L);
+  lua_pushnumber(L, (lua_Number)vm->max_steps);
+  lua_createtable(L, 0, (int)n);
+  for (unsigned i = 0; i < n; i++) {
+    if (pre[i].data) {
+      lua_pushlstring(L, pre[i].data, pre[i].len);
+    } else {
+      lua_createtable(L, 1, 0);
+      lua_pushfstring(L, "%s: %s", pre[i].path, pre[i].error);
+      lua_rawseti(L, -2, 1);
+    }
+    lua_setfield(L, -2, pre[i].path);
+  }
+  int id = compile_result(L, lua_pcall(L, 5, 2, 0), top, err);
+  if (prev && id == prev->id) return prev;
+  return script_new(vm, id, 1);
 }
 
 void sl_lscript_free(sl_lscript_t *s) {

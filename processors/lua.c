@@ -2,7 +2,7 @@
  * file, run over each batch in one call into the worker's VM. */
 #include "../core/component.h"
 #include "../core/xalloc.h"
-#include "../lua/lhost.h"
+#include "../lua/module.h"
 #include <stdlib.h>
 
 static const sl_field_t fields[] = {
@@ -22,23 +22,27 @@ static const sl_field_t fields[] = {
    "(a copy), `error()`, `set_error(e)` and `copy()`. `process` returns the message to keep (itself, "
    "or `true`), `nil`, `false` or `deleted()` to drop it, a list of messages to split it "
    "(`msg:copy()`, `new_message(content)`), or a string or table as its new content. "
-   "`process_batch` returns nothing to keep the batch as modified, or the list of messages to pass on.",
+   "`process_batch` returns nothing to keep the batch as modified, or the list of messages to pass on. "
+   "The file is watched and reloaded when it changes (see Hot reload above).",
    NULL, NULL},
   {0}};
 
 typedef struct lua_proc {
   sl_processor_t base;
-  sl_lscript_t *script;
+  sl_lscript_t *script;      /* inline code */
+  sl_lmodule_t *module;      /* or a module file */
 } lua_proc_t;
 
 static void lp_process(sl_processor_t *p, sl_batch_t *b) {
-  sl_lscript_run(((lua_proc_t *)p)->script, b, 0);
+  lua_proc_t *lp = (lua_proc_t *)p;
+  sl_lscript_run(lp->module ? sl_lmodule_script(lp->module) : lp->script, b, 0);
   if (b->n) sl_processor_emit(p, b);
   else sl_batch_free(b);
 }
 
 static void lp_destroy(sl_processor_t *p) {
   sl_lscript_free(((lua_proc_t *)p)->script);
+  sl_lmodule_close(((lua_proc_t *)p)->module);
   free(p);
 }
 
@@ -58,14 +62,14 @@ static void *lp_create(sl_build_t *b, const sl_cnode_t *conf) {
   } else {
     char *path = sl_build_path(b, file->str);
     char *err = NULL;
-    lp->script = sl_lscript_module(sl_lua_get(b->worker), path, &err);
-    if (!lp->script) {
+    lp->module = sl_lmodule_open(b->worker, path, &err);
+    if (!lp->module) {
       sl_diag_add(b->diags, file, "file", "%s", err);
       free(err);
     }
     free(path);
   }
-  if (!lp->script) {
+  if (!lp->script && !lp->module) {
     free(lp);
     return NULL;
   }
@@ -87,7 +91,28 @@ static const sl_spec_t spec = {
     "A script that only reads `this` keeps the message's bytes; one that only adds new top-level keys "
     "has them appended to the original bytes; any other change re-encodes the object (lua-cjson's key "
     "order). `meta`, `ctx` and `msg.meta` cannot be reached with `rawset`/`rawget`, and a `msg` kept "
-    "past the call that received it refuses every use.",
+    "past the call that received it refuses every use.\n\n"
+    "### Hot reload of module files\n\n"
+    "A `file` module is loaded once per worker; processors naming the same file share it and its state. "
+    "The file and every file it `require`s from `lua.lua_path` (at load or later) are watched through "
+    "their directories, so in-place writes, `sed -i`, vim's save and `mv new.lua mod.lua` are all seen; "
+    "a burst of changes is coalesced and acted on 50 ms after the last one. The changed file (and what "
+    "it requires) is read off the event loop, then loaded in a fresh environment: its top level runs "
+    "(under the step budget) and must return a table with `process` or `process_batch`. If it does, the "
+    "new version processes every batch from the next one on: a batch is processed by exactly one "
+    "version, so none is lost, duplicated or seen by both. If it does not (syntax error, an error raised "
+    "at top level, no `process`, the file deleted), the running version stays, and the error with its "
+    "file:line is logged (`reload of FILE failed, version N keeps running: FILE:LINE: ...`), kept as "
+    "the module's `last_error` in the status (until the file loads again) and counted in `sluice_lua_reload_errors_total{file}`; "
+    "successful reloads count in `sluice_lua_reloads_total{file}`. A file whose content (and that of "
+    "what it required) is unchanged is not reloaded.\n\n"
+    "A new version starts with fresh state: its upvalues and top-level locals are those its top level "
+    "makes, and the modules it requires are loaded again for it (not shared with the old version nor "
+    "with inline scripts). Anything the old version kept in memory is gone, so keep state that must "
+    "survive a reload outside the module (in the message, metadata or a stream). Not watched: the "
+    "config file itself (pipeline reload is separate), and a symlinked file whose target changes "
+    "without an event in the link's own directory for the link's name (Kubernetes ConfigMap volumes "
+    "swap a `..data` link instead).",
   .fields = fields,
   .shorthand = "code",
   .example =

@@ -180,8 +180,10 @@ EOF
 
   if [ ! -f "$dir/data/meta.properties" ]; then
     # A cluster id is 16 random bytes in URL-safe base64 without padding;
-    # making it here saves a JVM start (StorageTool random-uuid).
-    cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c 1-22)
+    # making it here saves a JVM start (StorageTool random-uuid). Like
+    # Kafka's own Uuid.randomUuid it must not start with '-' (the tool would
+    # read it as an option: 1 start in 64 failed).
+    cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c 1-22 | sed 's/^-/A/')
     # --standalone: this node alone is the controller quorum (KIP-853). A
     # short-lived tool: C1 alone and the serial collector start it faster.
     # shellcheck disable=SC2086

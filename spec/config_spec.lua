@@ -202,6 +202,12 @@ describe("hostile YAML", function()
     assert.matches("expands the document beyond", r.stderr)
   end)
 
+  it("expands an alias of an anchored key (a use after free found by fuzz_conf)", function()
+    local r = lint("&k input: {stdin: {}}\noutput: {stdout: {}}\nx:\n  *k : 1\n")
+    assert.are.equal(1, r.code)
+    assert.matches("x: unknown top%-level key", r.stderr)
+  end)
+
   it("bounds nesting depth", function()
     local r = lint(string.rep("[", 5000) .. string.rep("]", 5000) .. "\n")
     assert.are.equal(1, r.code)

@@ -86,6 +86,7 @@ end
 
 -- Starts `sluice run` on yaml in the background (config in a temp dir) and
 -- waits until GET /ping answers. Returns a handle: port, dir, stop().
+-- opts.cmd replaces `run` (e.g. "run -w", "streams --streams-dir d").
 function M.serve(yaml, opts)
   opts = opts or {}
   -- A port another test (or another run) holds is retried with a new one.
@@ -106,8 +107,8 @@ function M.serve_once(yaml, opts)
   if opts.before then opts.before(dir) end
   local bin = M.bin:sub(1, 1) == "/" and M.bin or (os.getenv("PWD") .. "/" .. M.bin)
   os.execute(string.format(
-    "cd %s && (%s run config.yaml > out.txt 2> err.txt & echo $! > pid.txt; wait $!; echo $? > rc.tmp; mv rc.tmp rc.txt) 2>/dev/null &",
-    M.shell_quote(dir), M.shell_quote(bin)))
+    "cd %s && (%s %s config.yaml > out.txt 2> err.txt & echo $! > pid.txt; wait $!; echo $? > rc.tmp; mv rc.tmp rc.txt) 2>/dev/null &",
+    M.shell_quote(dir), M.shell_quote(bin), opts.cmd or "run"))
   local srv = {port = port, dir = dir, url = "http://127.0.0.1:" .. port}
   local up = false
   for _ = 1, 100 do
@@ -168,5 +169,27 @@ function M.lines(s)
 end
 
 M.json = require("cjson")
+
+-- Calls f every 50 ms, for at most secs seconds (10 by default), until it
+-- returns a true value; returns that, or what f returns at the end.
+function M.wait_for(f, secs)
+  for _ = 1, (secs or 10) * 20 do
+    local v = f()
+    if v then return v end
+    os.execute("sleep 0.05")
+  end
+  return f()
+end
+
+-- The lines of the file at path once it has n of them, or after secs
+-- seconds (20 by default).
+function M.wait_lines(path, n, secs)
+  local lines = {}
+  M.wait_for(function()
+    lines = M.lines(M.read(path) or "")
+    return #lines >= n
+  end, secs or 20)
+  return lines
+end
 
 return M

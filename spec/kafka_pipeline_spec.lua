@@ -5,6 +5,7 @@
 local h = require("spec.helpers")
 local kafka = require("spec.kafka_helpers")
 local json = h.json
+local demo = require("spec.demo_helpers")
 
 local WS = "/usr/bin/python3 spec/tools/ws_client.py "
 
@@ -13,15 +14,7 @@ local function kcat(k, args)
   return out
 end
 
-local function wait_lines(path, n, secs)
-  local lines = {}
-  for _ = 1, (secs or 20) * 10 do
-    lines = h.lines(h.read(path) or "")
-    if #lines >= n then break end
-    os.execute("sleep 0.1")
-  end
-  return lines
-end
+local wait_lines = h.wait_lines
 
 local why = kafka.unavailable()
 local describe_kafka = why and pending or describe
@@ -63,7 +56,7 @@ input:
   kafka: {addresses: []] .. k.addr .. [[], topics: [consumed], consumer_group: spec-g, commit_period: 100ms}
 pipeline:
   processors:
-    - lua: 'this.p = meta.kafka_partition; this.o = meta.kafka_offset'
+    - lua: 'this.p = meta.kafka_partition; this.o = meta.kafka_offset; this.k = meta.kafka_key; this.h = meta.trace; this.ts = meta.kafka_timestamp_ms'
 output: {file: {path: out.ndjson}}
 ]]
     local srv = h.serve(yaml)
@@ -72,9 +65,9 @@ output: {file: {path: out.ndjson}}
     assert.are.equal(300, #lines)
     -- more arrive while it is down; the restart reads exactly those
     payload = {}
-    for i = 301, 400 do payload[#payload + 1] = json.encode({n = i}) end
+    for i = 301, 400 do payload[#payload + 1] = "key" .. i .. "|" .. json.encode({n = i}) end
     h.write(d .. "/in2.txt", table.concat(payload, "\n") .. "\n")
-    kcat(k, "-P -t consumed -l " .. d .. "/in2.txt")
+    kcat(k, "-P -t consumed -K '|' -H trace=abc -H trace=second -l " .. d .. "/in2.txt")
     srv = h.serve(yaml, {dir = srv.dir, port = srv.port})
     lines = wait_lines(srv.dir .. "/out.ndjson", 400)
     os.execute("sleep 0.5")
@@ -87,6 +80,16 @@ output: {file: {path: out.ndjson}}
       local v = json.decode(l)
       assert.is_nil(seen[v.n], "twice: " .. v.n)
       seen[v.n] = true
+      -- one partition: offsets are the order of production; key, headers and time became metadata
+      assert.are.equal("0", v.p)
+      assert.are.equal(tostring(v.n - 1), v.o)
+      assert.truthy(tonumber(v.ts), l)
+      if v.n > 300 then
+        assert.are.equal("key" .. v.n, v.k)
+        assert.are.equal("abc", v.h)   -- a repeated header: its first value
+      else
+        assert.is_nil(v.k)
+      end
     end
   end)
 
@@ -142,20 +145,7 @@ describe_kafka("Tyk Streams demo on Kafka" .. (why and (": " .. why) or ""), fun
     post("/push-event?user=bob", {foo = "b2"})
     local sse_out, ws_out = sse:read("a"), ws:read("a")
     sse:close(); ws:close()
-    local alice = {}
-    for d in sse_out:gmatch("data: ([^\n]+)") do alice[#alice + 1] = json.decode(d) end
-    assert.is_true(#alice >= 1, sse_out)
-    for _, r in ipairs(alice) do
-      assert.are.equal("alice", r.user_id)
-      assert.are.equal("bar", r.result)
-    end
-    local bob = {}
-    for _, l in ipairs(h.lines(ws_out)) do
-      local m = json.decode(l)
-      if m.text then bob[#bob + 1] = json.decode(m.text) end
-    end
-    assert.are.equal(2, #bob, ws_out)
-    for _, r in ipairs(bob) do assert.are.equal("bob", r.user_id) end
+    demo.assert_alice_and_bob(sse_out, ws_out)
   end)
 
   it("serves 50 users at once by long-poll GET: every one of their results, none of anyone else's", function()
@@ -218,32 +208,95 @@ output:
 end)
 
 describe_kafka("kafka consumer groups across two sluice processes" .. (why and (": " .. why) or ""), function()
-  it("split the partitions, and when one leaves the other takes its partitions over without losing any", function()
-    local k = kafka.start()
-    -- four partitions, with Kafka's own admin tool (from the same jars)
+  -- four partitions, with Kafka's own admin tool (from the same jars)
+  local function four_partitions(k, topic)
     local _, cache = h.sh(kafka.script .. " path")
     local code, _, err = h.sh(string.format("timeout 60 java -cp %s org.apache.kafka.tools.TopicCommand " ..
-      "--bootstrap-server %s --create --topic shared --partitions 4 --replication-factor 1",
-      h.shell_quote(cache:gsub("%s+$", "") .. "/libs/*"), k.addr))
+      "--bootstrap-server %s --create --topic %s --partitions 4 --replication-factor 1",
+      h.shell_quote(cache:gsub("%s+$", "") .. "/libs/*"), k.addr, topic))
     assert.are.equal(0, code, err)
-    local function yaml(n)
-      return [[
+  end
+
+  -- Each number's lines in the outputs of the given processes.
+  local function outputs(procs)
+    local got, count = {}, 0
+    for _, s in ipairs(procs) do
+      for _, l in ipairs(h.lines(h.read(s.dir .. "/out.ndjson") or "")) do
+        local v = json.decode(l)
+        got[v.n] = (got[v.n] or 0) + 1
+        count = count + 1
+      end
+    end
+    return got, count
+  end
+
+  -- A sluice node consuming topic as a member of group into out.ndjson.
+  local function node(k, topic, group, extra, processor)
+    return h.serve(string.format([[
 http: {address: 127.0.0.1:$PORT}
 input:
-  kafka: {addresses: []] .. k.addr .. [[], topics: [shared], consumer_group: two, commit_period: 100ms}
+  kafka: {addresses: [%s], topics: [%s], consumer_group: %s, commit_period: 100ms%s}
 pipeline:
   processors:
-    - lua: 'this.node = ]] .. n .. [['
+    - %s
 output: {file: {path: out.ndjson}}
-]]
+]], k.addr, topic, group, extra, processor))
+  end
+
+  -- A kcat input file of {"n": i} for i in from..to, keyed onto every partition.
+  local function keyed(path, from, to)
+    local lines = {}
+    for i = from, to do lines[#lines + 1] = "k" .. (i % 16) .. ":" .. json.encode({n = i}) end
+    h.write(path, table.concat(lines, "\n") .. "\n")
+  end
+
+  it("hand revoked partitions over only once their in-flight messages are acknowledged: no duplicates", function()
+    local k = kafka.start()
+    four_partitions(k, "slow")
+    local d = h.tmpdir()
+    keyed(d .. "/in.txt", 1, 800)
+    -- node 1 lets 5 messages through every 50 ms, so a rebalance finds some in flight
+    local function slow(rate)
+      return node(k, "slow", "slow", ", checkpoint_limit: 16, batching: {count: 8}",
+        "rate_limit: {count: " .. rate .. ", interval: 50ms}")
     end
+    local a = slow(5)
+    for _ = 1, 300 do
+      if a.stderr():find("assigned 4 partition") then break end
+      os.execute("sleep 0.1")
+    end
+    kcat(k, "-P -t slow -K: -l " .. d .. "/in.txt")
+    for _ = 1, 100 do
+      if select(2, outputs({a})) >= 30 then break end
+      os.execute("sleep 0.1")
+    end
+    local b = slow(1000000)   -- joining revokes every partition of node 1 (eager protocol)
+    local got, count
+    for _ = 1, 300 do
+      got, count = outputs({a, b})
+      if count >= 800 then break end
+      os.execute("sleep 0.1")
+    end
+    os.execute("sleep 1")   -- room for a duplicate to show up
+    got, count = outputs({a, b})
+    local revoke_log = a.stderr()
+    assert.are.equal(0, a.stop())
+    assert.are.equal(0, b.stop())
+    k.stop()
+    h.rmdir(d)
+    assert.truthy(revoke_log:find("handing them over once their in.flight messages are acknowledged"), revoke_log)
+    for i = 1, 800 do assert.are.equal(1, got[i], "times " .. i) end
+    assert.are.equal(800, count)
+  end)
+
+  it("split the partitions, and when one leaves the other takes its partitions over without losing any", function()
+    local k = kafka.start()
+    four_partitions(k, "shared")
     -- four partitions, 100 messages each, keyed so that every partition gets some
     local d = h.tmpdir()
-    local lines = {}
-    for i = 1, 400 do lines[i] = "k" .. (i % 16) .. ":" .. json.encode({n = i}) end
-    h.write(d .. "/in.txt", table.concat(lines, "\n") .. "\n")
-    local a = h.serve(yaml(1))
-    local b = h.serve(yaml(2))
+    keyed(d .. "/in.txt", 1, 400)
+    local a = node(k, "shared", "two", "", "lua: 'this.node = 1'")
+    local b = node(k, "shared", "two", "", "lua: 'this.node = 2'")
     -- both members hold partitions (the second join makes the group rebalance)
     for _ = 1, 300 do
       local sa, sb = a.stderr(), b.stderr()
@@ -272,9 +325,7 @@ output: {file: {path: out.ndjson}}
     assert.is_true(by_node[1] > 0 and by_node[2] > 0, json.encode(by_node))
     -- node 1 leaves: node 2 gets every partition and what comes next
     assert.are.equal(0, a.stop())
-    lines = {}
-    for i = 401, 600 do lines[#lines + 1] = "k" .. (i % 16) .. ":" .. json.encode({n = i}) end
-    h.write(d .. "/in2.txt", table.concat(lines, "\n") .. "\n")
+    keyed(d .. "/in2.txt", 401, 600)
     kcat(k, "-P -t shared -K: -l " .. d .. "/in2.txt")
     local later = {}
     for _ = 1, 200 do

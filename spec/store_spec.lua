@@ -3,6 +3,7 @@
 -- including crash safety under kill -9.
 local h = require("spec.helpers")
 local json = h.json
+local demo = require("spec.demo_helpers")
 
 local CONFIG = [[
 http:
@@ -485,20 +486,7 @@ describe("quickstart: Tyk's demo on embedded streams", function()
     for _, u in ipairs({"bob", "alice", "bob"}) do post(srv, "/push-event?user=" .. u, {foo = u}) end
     local sse_out, ws_out = sse:read("a"), ws:read("a")
     sse:close(); ws:close()
-    local alice = {}
-    for d in sse_out:gmatch("data: ([^\n]+)") do alice[#alice + 1] = json.decode(d) end
-    assert.is_true(#alice >= 1, sse_out)
-    for _, r in ipairs(alice) do
-      assert.are.equal("alice", r.user_id)
-      assert.are.equal("bar", r.result)
-    end
-    local bob = {}
-    for _, l in ipairs(h.lines(ws_out)) do
-      local m = json.decode(l)
-      if m.text then bob[#bob + 1] = json.decode(m.text) end
-    end
-    assert.are.equal(2, #bob, ws_out)
-    for _, r in ipairs(bob) do assert.are.equal("bob", r.user_id) end
+    demo.assert_alice_and_bob(sse_out, ws_out)
   end)
 
   it("gives each of 10 users every one of their results by long-poll GET, and none of the others'", function()

@@ -58,6 +58,28 @@ static void test_kv(void) {
   CHECK(l.n == 2 && strcmp(sl_kv_get(&l, "a"), "3") == 0, "kv_set replaces");
   CHECK(sl_kv_del(&l, "a") == 1 && sl_kv_get(&l, "a") == NULL, "kv_del");
   sl_kv_clear(&l);
+
+  /* packed lists: readable as is, shared by copies, unpacked by the first change */
+  const sl_kv_t src[] = {{"topic", "t", 1}, {"bin", "x\0y", 3}, {"k", "", 0}};
+  sl_kv_pack(&l, src, 3);
+  CHECK(l.n == 3 && strcmp(sl_kv_get(&l, "topic"), "t") == 0 && sl_kv_find(&l, "bin")->vlen == 3 &&
+          memcmp(sl_kv_get(&l, "bin"), "x\0y", 4) == 0 && strcmp(sl_kv_get(&l, "k"), "") == 0,
+        "kv_pack keeps keys, values and lengths");
+  sl_kvlist_t c1 = {0}, c2 = {0};
+  sl_kv_copy(&c1, &l);
+  sl_kv_copy(&c2, &l);
+  sl_kv_set(&c1, "topic", "u", 1);   /* c1 copies out; l and c2 still share the block */
+  sl_kv_del(&l, "k");                /* l copies out; c2 alone holds the block */
+  CHECK(strcmp(sl_kv_get(&c1, "topic"), "u") == 0 && strcmp(sl_kv_get(&c2, "topic"), "t") == 0 && l.n == 2 &&
+          c2.n == 3 && strcmp(sl_kv_get(&l, "topic"), "t") == 0,
+        "a change to one copy of a packed list leaves the others");
+  sl_kv_add(&c2, "more", "1", 1);    /* the last holder unpacks and frees the block */
+  CHECK(c2.n == 4 && !c2.packed && strcmp(sl_kv_get(&c2, "bin"), "x") == 0, "the last holder unpacks");
+  sl_kv_clear(&c1);
+  sl_kv_clear(&c2);
+  sl_kv_clear(&l);
+  sl_kv_pack(&l, src, 2);
+  sl_kv_clear(&l);   /* freed whole (ASan's leak check) */
 }
 
 /* ---- test components ---- */

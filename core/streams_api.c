@@ -1,0 +1,300 @@
+/* Streams mode: the /streams management API (Benthos's shape). Bodies are
+ * YAML or JSON (JSON is YAML), checked like a config file; every change goes
+ * through sl_engine_apply, so an update swaps without a gap like a reload.
+ * With streams_dir, each stream the API holds is kept as {id}.yaml there
+ * (written to a temporary file, then renamed) and loaded again at start. */
+#include "engine_int.h"
+#include "conf_json.h"
+#include "http.h"
+#include "log.h"
+#include "xalloc.h"
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char body_file[] = "request body";
+
+static void reply_json(sl_http_req_t *r, int status, json_t *body) {
+  char *text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(6));
+  sl_http_respond(r, status, "application/json", text, strlen(text), NULL);
+  free(text);
+  json_decref(body);
+}
+
+static void reply_lint(sl_http_req_t *r, const sl_diags_t *d) {
+  reply_json(r, 400, json_pack("{s:o,s:i}", "lint_errors", sl_diags_json(d, 0), "status", 400));
+}
+
+static int valid_id(const char *id) {
+  if (!*id || strlen(id) > 128) return 0;
+  for (const char *p = id; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
+      return 0;
+  return 1;
+}
+
+/* The stream node in r's body, validated, or NULL with diags. */
+static sl_cnode_t *parse_stream(const char *text, size_t len, const char *file, const char *path, sl_diags_t *d) {
+  uint32_t before = d->n;
+  sl_cnode_t *n = sl_conf_parse(text, len, file, d);
+  if (n && d->n == before && n->type != SL_CN_MAP)
+    sl_diag_add(d, n, path, "expected a stream: a map with input, pipeline and output");
+  if (n && d->n == before) sl_spec_validate_fields(sl_config_stream_fields(), n, path, d);
+  if (d->n > before) {
+    sl_cnode_free(n);
+    return NULL;
+  }
+  return n;
+}
+
+/* ---- persistence ---- */
+
+static void persist(sl_engine_t *e, const char *id, const sl_cnode_t *node) {
+  if (!e->streams_dir) return;
+  char *path = sl_xasprintf("%s/%s.yaml", e->streams_dir, id);
+  if (!node) {
+    if (unlink(path) != 0 && errno != ENOENT) sl_error("streams_dir: cannot remove %s: %s", path, strerror(errno));
+    free(path);
+    return;
+  }
+  char *tmp = sl_xasprintf("%s/.%s.yaml.tmp", e->streams_dir, id);
+  json_t *j = sl_cnode_to_json(node);
+  /* Resolved configs hold what ${ENV} gave, secrets included: owner only. */
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int rc = fd < 0 ? -1 : json_dumpfd(j, fd, JSON_INDENT(2) | JSON_SORT_KEYS);
+  if (fd >= 0 && rc == 0 && fsync(fd) != 0) rc = -1;   /* the rename must not outrun the data */
+  if (fd >= 0 && close(fd) != 0) rc = -1;
+  json_decref(j);
+  if (rc != 0 || rename(tmp, path) != 0) {
+    sl_error("streams_dir: cannot write %s: %s", path, strerror(errno));
+    unlink(tmp);
+  }
+  free(tmp);
+  free(path);
+}
+
+int sl_streams_api_load_dir(sl_engine_t *e, sl_diags_t *d) {
+  if (mkdir(e->streams_dir, 0755) != 0 && errno != EEXIST) {
+    sl_diag_add(d, NULL, "streams_dir", "cannot create %s: %s", e->streams_dir, strerror(errno));
+    return -1;
+  }
+  DIR *dir = opendir(e->streams_dir);
+  if (!dir) {
+    sl_diag_add(d, NULL, "streams_dir", "cannot read %s: %s", e->streams_dir, strerror(errno));
+    return -1;
+  }
+  uint32_t before = d->n;
+  struct dirent *de;
+  while ((de = readdir(dir))) {
+    size_t l = strlen(de->d_name);
+    if (de->d_name[0] == '.' || l < 6 || strcmp(de->d_name + l - 5, ".yaml") != 0) continue;
+    char *id = sl_xstrndup(de->d_name, l - 5);
+    char *path = sl_xasprintf("%s/%s", e->streams_dir, de->d_name);
+    sl_cnode_t *root = sl_conf_load(path, d);
+    if (root && d->n == before && valid_id(id) && !sl_engine_unit(e, id)) {
+      sl_spec_validate_fields(sl_config_stream_fields(), root, id, d);
+      sl_unit_t *u = d->n == before ? sl_unit_build(e, root, id, 0, d) : NULL;
+      if (u) {
+        u->api = 1;
+        e->units = sl_xrealloc(e->units, (size_t)(e->nunits + 1) * sizeof(*e->units));
+        e->units[e->nunits++] = u;
+      }
+    }
+    sl_cnode_free(root);
+    free(path);
+    free(id);
+  }
+  closedir(dir);
+  return d->n > before ? -1 : 0;
+}
+
+/* ---- handlers ---- */
+
+static json_t *summary(const sl_unit_t *u) {
+  double up = (double)(uv_now(u->e->worker->loop) - u->started_ms) / 1000.0;
+  char s[64];
+  snprintf(s, sizeof s, "%.9gs", up);
+  return json_pack("{s:b,s:f,s:s}", "active", u->state == SL_UNIT_RUNNING, "uptime", up, "uptime_str", s);
+}
+
+/* A change on its way: the request waits for the handover. */
+typedef struct pending { sl_engine_t *e; sl_http_req_t *r; } pending_t;
+
+/* Keeps streams_dir in step with the API's streams. */
+static void persist_changes(sl_engine_t *e, json_t *changes) {
+  const char *kinds[] = {"added", "changed", "removed"};
+  for (int k = 0; k < 3; k++) {
+    json_t *a = json_object_get(changes, kinds[k]);
+    for (size_t i = 0; i < json_array_size(a); i++) {
+      const char *id = json_string_value(json_array_get(a, i));
+      sl_unit_t *u = sl_engine_unit(e, id);
+      persist(e, id, u ? u->node : NULL);
+    }
+  }
+}
+
+static void applied(void *arg, json_t *changes) {
+  pending_t *p = arg;
+  persist_changes(p->e, changes);
+  reply_json(p->r, 200, json_incref(changes));
+  free(p);
+}
+
+/* Applies streams (mode SL_APPLY_*) and answers r now (errors) or once applied. */
+static void apply(sl_engine_t *e, sl_http_req_t *r, const sl_cnode_t *streams, int mode, sl_diags_t *d) {
+  pending_t *p = sl_xcalloc(1, sizeof(*p));
+  p->e = e;
+  p->r = r;
+  int rc = sl_engine_apply(e, streams, mode, d, applied, p);
+  if (rc == 0) return;
+  free(p);
+  if (rc == SL_APPLY_BUSY) sl_http_error(r, 503, "an earlier change is still being applied; try again");
+  else reply_lint(r, d);
+}
+
+/* One change: {id: node}, node NULL to delete. */
+static void change(sl_engine_t *e, sl_http_req_t *r, const char *id, sl_cnode_t *node) {
+  sl_cnode_t *map = sl_cnode_new(SL_CN_MAP, node);
+  sl_cnode_map_set(map, id, node ? node : sl_cnode_new(SL_CN_NULL, NULL));
+  sl_diags_t d = {0};
+  apply(e, r, map, SL_APPLY_SOME, &d);
+  sl_diags_free(&d);
+  sl_cnode_free(map);
+}
+
+/* Later values win; maps merge key by key. Takes patch. */
+static void merge(sl_cnode_t *into, sl_cnode_t *patch) {
+  for (uint32_t i = 0; i < patch->n; i++) {
+    sl_cnode_t *cur = sl_cnode_get(into, patch->keys[i]);
+    if (cur && cur->type == SL_CN_MAP && patch->items[i]->type == SL_CN_MAP) {
+      merge(cur, patch->items[i]);
+      continue;
+    }
+    sl_cnode_free(sl_cnode_take(into, patch->keys[i]));
+    sl_cnode_map_set(into, patch->keys[i], sl_cnode_dup(patch->items[i]));
+  }
+}
+
+static void one(sl_http_req_t *r, void *arg) {
+  sl_engine_t *e = arg;
+  const char *id = sl_kv_get(&r->params, "id");
+  sl_unit_t *u = sl_engine_unit(e, id);
+  if (!valid_id(id)) {
+    sl_http_error(r, 400, "stream ids are letters, digits, '_' and '-'");
+    return;
+  }
+  if (!strcmp(r->method, "GET")) {
+    if (!u) {
+      sl_http_error(r, 404, "stream not found");
+      return;
+    }
+    json_t *o = summary(u);
+    json_object_set_new(o, "config", sl_cnode_to_json(u->node));
+    reply_json(r, 200, o);
+    return;
+  }
+  if (!strcmp(r->method, "DELETE")) {
+    if (!u) sl_http_error(r, 404, "stream not found");
+    else change(e, r, id, NULL);
+    return;
+  }
+  if (!u && !strcmp(r->method, "PATCH")) {
+    sl_http_error(r, 404, "stream not found");
+    return;
+  }
+  if (u && !strcmp(r->method, "POST")) {
+    sl_http_error(r, 409, "stream already exists (PUT replaces it)");
+    return;
+  }
+  sl_diags_t d = {0};
+  sl_cnode_t *node;
+  if (!strcmp(r->method, "PATCH")) {
+    sl_cnode_t *patch = sl_conf_parse(r->body->data, r->body->len, body_file, &d);
+    node = NULL;
+    if (patch && !d.n && patch->type == SL_CN_MAP) {
+      node = sl_cnode_dup(u->node);
+      merge(node, patch);
+      json_t *j = sl_cnode_to_json(node);
+      char *text = json_dumps(j, JSON_COMPACT);
+      json_decref(j);
+      sl_cnode_free(node);
+      /* Positions of the merged text are not the body's: errors name keys. */
+      node = parse_stream(text, strlen(text), body_file, "", &d);
+      free(text);
+    } else if (patch && !d.n) {
+      sl_diag_add(&d, patch, NULL, "expected a map of the fields to change");
+    }
+    sl_cnode_free(patch);
+  } else {
+    node = parse_stream(r->body->data, r->body->len, body_file, "", &d);
+  }
+  if (!node) reply_lint(r, &d);
+  else change(e, r, id, node);
+  sl_diags_free(&d);
+}
+
+static void stats(sl_http_req_t *r, void *arg) {
+  sl_engine_t *e = arg;
+  const sl_unit_t *u = sl_engine_unit(e, sl_kv_get(&r->params, "id"));
+  if (!u) {
+    sl_http_error(r, 404, "stream not found");
+    return;
+  }
+  json_t *o = summary(u);
+  const sl_stream_t *s = u->stream;
+  json_object_set_new(o, "input_received", json_integer(s ? *s->m_in.received : 0));
+  json_object_set_new(o, "output_sent", json_integer(s ? *s->m_out.sent : 0));
+  json_object_set_new(o, "output_error", json_integer(s ? *s->m_out.error : 0));
+  json_object_set_new(o, "in_flight", json_integer(s ? s->in_flight : 0));
+  if (u->scoped) json_object_set_new(o, "instances", json_integer(sl_scoped_instances(u->scoped)));
+  reply_json(r, 200, o);
+}
+
+static void all(sl_http_req_t *r, void *arg) {
+  sl_engine_t *e = arg;
+  if (!strcmp(r->method, "GET")) {
+    json_t *o = json_object();
+    for (int i = 0; i < e->nunits; i++) json_object_set_new(o, e->units[i]->name, summary(e->units[i]));
+    reply_json(r, 200, o);
+    return;
+  }
+  /* POST: the body maps every id to its config; the rest go. */
+  sl_diags_t d = {0};
+  sl_cnode_t *map = sl_conf_parse(r->body->data, r->body->len, body_file, &d);
+  if (map && !d.n && map->type == SL_CN_NULL) map->type = SL_CN_MAP;
+  if (map && !d.n && map->type != SL_CN_MAP) sl_diag_add(&d, map, NULL, "expected a map of stream id to config");
+  for (uint32_t i = 0; map && !d.n && i < map->n; i++) {
+    if (!valid_id(map->keys[i])) {
+      sl_cnode_t pos = sl_cnode_key_pos(map, i);
+      sl_diag_add(&d, &pos, map->keys[i], "stream ids are letters, digits, '_' and '-'");
+    }
+  }
+  for (uint32_t i = 0; map && !d.n && i < map->n; i++)
+    sl_spec_validate_fields(sl_config_stream_fields(), map->items[i], map->keys[i], &d);
+  if (d.n || !map) reply_lint(r, &d);
+  else apply(e, r, map, SL_APPLY_ALL, &d);
+  sl_cnode_free(map);
+  sl_diags_free(&d);
+}
+
+int sl_streams_api_route(sl_engine_t *e, sl_diags_t *d) {
+  if (!e->opts.streams_mode && !sl_conf_bool(sl_cnode_get(e->root, "http"), "streams_api", 0)) return 0;
+  /* /streams takes the first two. */
+  static const char *const m_one[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
+  sl_cnode_t ms[5], *items[5];
+  for (int i = 0; i < 5; i++) {
+    ms[i] = (sl_cnode_t){.type = SL_CN_SCALAR, .str = (char *)m_one[i], .len = strlen(m_one[i])};
+    items[i] = &ms[i];
+  }
+  sl_cnode_t one_m = {.type = SL_CN_SEQ, .items = items, .n = 5};
+  sl_cnode_t all_m = {.type = SL_CN_SEQ, .items = items, .n = 2};
+  int rc = sl_http_route(e->worker, "/streams", &all_m, all, e, "streams API", d, NULL);
+  rc |= sl_http_route(e->worker, "/streams/{id}", &one_m, one, e, "streams API", d, NULL);
+  rc |= sl_http_route_get(e->worker, "/streams/{id}/stats", stats, e, "streams API", d, NULL);
+  return rc ? -1 : 0;
+}

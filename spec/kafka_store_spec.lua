@@ -1,0 +1,351 @@
+-- `store.backend: kafka`: the /stream/ API served from Kafka topics by two
+-- sluice nodes on one real broker (spec/kafka_helpers.lua), checked with
+-- curl, npm eventsource and kcat: create and publish through one node, read
+-- through the other (REST and SSE), a consumer group with a member on each
+-- node, a node killed with SIGKILL, and the errors.
+local h = require("spec.helpers")
+local kafka = require("spec.kafka_helpers")
+local json = h.json
+
+local NODE = "node spec/node/clients.js "
+local WS = "/usr/bin/python3 spec/tools/ws_client.py "
+
+local function config(addr)
+  return [[
+http: {address: 127.0.0.1:$PORT}
+store:
+  backend: kafka
+  kafka:
+    addresses: []] .. addr .. [[]
+    session_timeout: 6s
+    request_timeout: 3s
+input: {generate: {interval: 1h, mapping: 'return 1'}}
+output: {drop: {}}
+]]
+end
+
+local function curl(srv, args)
+  local _, out = h.sh("curl -s -m 20 -w '\\n%{http_code}' " .. args:gsub("URL", srv.url))
+  local body, code = out:match("^(.*)\n(%d+)$")
+  local ok, j = pcall(json.decode, body)
+  return tonumber(code), ok and j or body
+end
+
+local function post(srv, path, body)
+  return curl(srv, "-X POST -H 'Content-Type: application/json' --data-binary " ..
+    h.shell_quote(type(body) == "string" and body or json.encode(body)) .. " URL" .. path)
+end
+
+local function kcat(k, args)
+  local _, out = h.sh("timeout 30 kcat -b " .. k.addr .. " " .. args)
+  return out
+end
+
+-- Events named `tick`: what spec/node/clients.js listens to besides `message`.
+local function batch(from, to, prefix)
+  local ev = {}
+  for i = from, to do
+    ev[#ev + 1] = {event = "tick", data = {i = i}, partition_key = prefix .. (i % 13), headers = {src = "spec"}}
+  end
+  return {events = ev}
+end
+
+-- Consumes as `consumer` of group g through srv until pred(seen) holds
+-- (bounded): seen[i] counts how often message i came.
+local function group_consume(srv, stream, g, consumer, seen, wait)
+  local code, r = curl(srv, "'URL/stream/" .. stream .. "/group/" .. g .. "/consume?consumer=" .. consumer ..
+    "&limit=1000&wait_ms=" .. (wait or 300) .. "'")
+  assert.are.equal(200, code, json.encode(r))
+  for _, e in ipairs(r.events) do
+    seen[e.data.i] = (seen[e.data.i] or 0) + 1
+    seen.log = (seen.log or "") .. string.format("%s got %d at %d:%d gen %d\n", consumer, e.data.i, e.partition, e.offset,
+      r.generation)
+  end
+  return r
+end
+
+local why = kafka.unavailable()
+local describe_kafka = why and pending or describe
+
+describe_kafka("store.backend kafka: two sluice nodes on one broker" .. (why and (": " .. why) or ""), function()
+  local k, a, b
+  setup(function()
+    k = kafka.start()
+    a = h.serve(config(k.addr))
+    b = h.serve(config(k.addr))
+  end)
+  teardown(function()
+    if a then a.stop() end
+    if b then b.stop() end
+    if k then k.stop() end
+  end)
+
+  it("creates a stream through node A, publishes through A, reads through B by REST and SSE", function()
+    local code, s = post(a, "/stream/orders", {partitions = 4, retention_hours = 2})
+    assert.are.equal(201, code, json.encode(s))
+    assert.are.equal(4, s.partitions)
+    assert.are.equal(2, s.retention_hours)
+    assert.are.equal(200, (post(b, "/stream/orders", {partitions = 4})))
+    local c409, e409 = post(b, "/stream/orders", {partitions = 2})
+    assert.are.equal(409, c409)
+    assert.matches("4 partitions", e409.error)
+    assert.matches('topic "orders" with 4 partitions', kcat(k, "-L -t orders"))
+    local _, list = curl(b, "URL/stream/list")
+    assert.is_truthy(table.concat(list.streams, ","):find("orders", 1, true))
+
+    local c1, one = post(a, "/stream/orders/publish", {event = "tick", data = {i = 0}, partition_key = "user-123", headers = {first = "yes"}})
+    assert.are.equal(200, c1, json.encode(one))
+    local cb, r = post(a, "/stream/orders/publish", batch(1, 40, "k"))
+    assert.are.equal(200, cb, json.encode(r))
+    assert.are.equal(40, #r.offsets)
+    local part_of, last = {}, {}
+    for i, o in ipairs(r.offsets) do
+      local key = "k" .. (i % 13)
+      part_of[key] = part_of[key] or o.partition
+      assert.are.equal(part_of[key], o.partition)   -- a key stays on its partition
+      if last[o.partition] then assert.is_true(o.offset > last[o.partition]) end   -- in order
+      last[o.partition] = o.offset
+    end
+    -- Kafka agrees about where each record went (and keeps key, value, headers)
+    local placed = {}
+    for _, l in ipairs(h.lines(kcat(k, "-C -t orders -e -q -f '%p %o %k %h %s\\n'"))) do
+      local p, o, key, hdrs, value = l:match("^(%d+) (%d+) (%S+) (%S*) (.*)$")
+      placed[#placed + 1] = l
+      local v = json.decode(value)
+      if v.i > 0 then
+        assert.are.equal(r.offsets[v.i].partition, tonumber(p))
+        assert.are.equal(r.offsets[v.i].offset, tonumber(o))
+        assert.are.equal("k" .. (v.i % 13), key)
+        assert.matches("event=tick", hdrs)
+        assert.matches("src=spec", hdrs)
+      end
+    end
+    assert.are.equal(41, #placed)
+
+    -- the same keys land on the same partitions in the embedded store (murmur2, as Kafka's Java client)
+    local emb = h.serve([[
+http: {address: 127.0.0.1:$PORT}
+store: {data_dir: ./data}
+input: {generate: {interval: 1h, mapping: 'return 1'}}
+output: {drop: {}}
+]])
+    post(emb, "/stream/orders", {partitions = 4})
+    local _, er = post(emb, "/stream/orders/publish", batch(1, 40, "k"))
+    emb.stop()
+    for i = 1, 40 do assert.are.equal(r.offsets[i].partition, er.offsets[i].partition) end
+
+    -- node B reads what node A published, as subscriber s1; its position is a Kafka group's
+    local got = {}
+    for _ = 1, 20 do
+      local c, res = curl(b, "'URL/stream/orders/consume/s1?limit=1000&wait_ms=500'")
+      assert.are.equal(200, c, json.encode(res))
+      for _, e in ipairs(res.events) do
+        assert.is_nil(got[e.data.i])
+        got[e.data.i] = e
+      end
+      local n = 0
+      for _ in pairs(got) do n = n + 1 end
+      if n == 41 then break end
+    end
+    for i = 0, 40 do assert.is_truthy(got[i], "event " .. i) end
+    assert.are.equal("yes", got[0].headers.first)
+    assert.are.equal("user-123", got[0].key)
+    assert.are.equal("tick", got[7].event)
+    assert.are.equal("spec", got[7].headers.src)
+    local c0, empty = curl(b, "'URL/stream/orders/consume/s1?wait_ms=0'")
+    assert.are.equal(200, c0)
+    assert.are.equal(0, #empty.events, json.encode(empty) .. b.stderr():gsub("[^\n]*librdkafka[^\n]*\n", ""))
+    -- the subscriber's position is Kafka's, not a node's: it goes on through A, then through B again
+    local function take(srv, n)
+      local is = {}
+      for _ = 1, 20 do
+        local c, res = curl(srv, "'URL/stream/orders/consume/s1?limit=1000&wait_ms=500'")
+        assert.are.equal(200, c, json.encode(res))
+        for _, e in ipairs(res.events) do is[#is + 1] = e.data.i end
+        if #is >= n then break end
+      end
+      table.sort(is)
+      return is
+    end
+    assert.are.equal(200, (post(a, "/stream/orders/publish", batch(50, 52, "m"))))
+    assert.same({50, 51, 52}, take(a, 3))
+    assert.are.equal(200, (post(a, "/stream/orders/publish", batch(53, 54, "m"))))
+    assert.same({53, 54}, take(b, 2))
+    local ci, info = curl(a, "URL/stream/orders/info")
+    assert.are.equal(200, ci, json.encode(info))
+    assert.are.equal(46, info.message_count)
+    assert.same({"s1"}, info.subscribers)
+
+    -- SSE through node B (npm eventsource), then a resume from Last-Event-ID
+    local _, out = h.sh("timeout 20 " .. NODE .. "sse '" .. b.url .. "/stream/orders/sse/live1' 46")
+    local events = {}
+    for _, l in ipairs(h.lines(out)) do events[#events + 1] = json.decode(l) end
+    assert.are.equal(46, #events, out)
+    local ids = {}
+    for _, e in ipairs(events) do
+      assert.matches("^0:%-?%d+,1:%-?%d+,2:%-?%d+,3:%-?%d+$", e.id)
+      ids[json.decode(e.data).data.i] = true
+    end
+    for i = 0, 54 do assert.are.equal(i <= 40 or i >= 50 or nil, ids[i], "sse event " .. i) end
+    local resume = events[20].id
+    _, out = h.sh("timeout 20 " .. NODE .. "sse '" .. b.url .. "/stream/orders/sse/live2?last_event_id=" .. resume ..
+      "' 26")
+    local rest = h.lines(out)
+    assert.are.equal(26, #rest, out)
+    for n = 1, 20 do
+      local i = json.decode(events[n].data).data.i
+      for _, l in ipairs(rest) do assert.are_not.equal(i, json.decode(json.decode(l).data).data.i) end
+    end
+
+    -- a WebSocket reader on node A as subscriber s1 starts where s1's consumes on node B left off
+    -- (Kafka's committed offsets), and gets what node B publishes next
+    local ws = io.popen(WS .. "'ws://127.0.0.1:" .. a.port .. "/stream/orders/ws/s1' --recv 3 --wait 15")
+    os.execute("sleep 3")
+    assert.are.equal(200, (post(b, "/stream/orders/publish", batch(100, 102, "k"))))
+    local ws_out = ws:read("*a")
+    ws:close()
+    local got_ws = {}
+    for _, l in ipairs(h.lines(ws_out)) do
+      local m = json.decode(l)
+      if m.text then got_ws[json.decode(m.text).data.i] = true end
+    end
+    assert.same({[100] = true, [101] = true, [102] = true}, got_ws,
+      (a.stderr() .. b.stderr()):gsub("[^\n]*librdkafka[^\n]*\n", ""))
+  end)
+
+  it("splits a group's partitions over a member on each node, each message once; SIGKILL of node A loses nothing acknowledged", function()
+    assert.are.equal(201, (post(a, "/stream/jobs", {partitions = 4})))
+    for _, n in ipairs({a, b}) do
+      assert.are.equal(201, (post(n, "/stream/jobs/group/workers", {session_timeout_ms = 6000})))
+    end
+    -- both members join; wait until Kafka gave each two partitions
+    local seen, pa, pb = {}, {}, {}
+    for _ = 1, 60 do
+      pa = group_consume(a, "jobs", "workers", "m-a", seen, 200).partitions
+      pb = group_consume(b, "jobs", "workers", "m-b", seen, 200).partitions
+      if #pa == 2 and #pb == 2 then break end
+    end
+    assert.are.equal(2, #pa)
+    assert.are.equal(2, #pb)
+    local all = {}
+    for _, p in ipairs(pa) do all[p] = "a" end
+    for _, p in ipairs(pb) do assert.is_nil(all[p]) all[p] = "b" end
+
+    local c, r = post(a, "/stream/jobs/publish", batch(1, 200, "w"))
+    assert.are.equal(200, c, json.encode(r))
+    local by = {a = 0, b = 0}
+    for _ = 1, 40 do
+      local ra = group_consume(a, "jobs", "workers", "m-a", seen)
+      local rb = group_consume(b, "jobs", "workers", "m-b", seen)
+      for _, e in ipairs(ra.events) do assert.are.equal("a", all[e.partition]) by.a = by.a + 1 end
+      for _, e in ipairs(rb.events) do assert.are.equal("b", all[e.partition]) by.b = by.b + 1 end
+      local n = 0
+      for i in pairs(seen) do if i ~= "log" then n = n + 1 end end
+      if n == 200 then break end
+    end
+    for i = 1, 200 do assert.are.equal(1, seen[i], "message " .. i .. "\n" .. seen.log) end   -- each exactly once
+    assert.is_true(by.a > 0 and by.b > 0)
+
+    local cg, groups = curl(b, "URL/stream/jobs/groups")
+    assert.are.equal(200, cg, json.encode(groups))
+    assert.are.equal(1, #groups.groups)
+    assert.are.equal("workers", groups.groups[1].group)
+    assert.are.equal(2, #groups.groups[1].members)
+    local c1, g1 = curl(a, "URL/stream/jobs/group/workers")
+    assert.are.equal(200, c1, json.encode(g1))
+    assert.are.equal(6000, g1.session_timeout_ms)
+    assert.is_true(g1.auto_commit)
+    local lag = 0
+    for _, l in ipairs(g1.lag) do lag = lag + l end
+    assert.is_true(lag <= 200)
+    -- commits go through the node that serves a member of the group
+    local p0 = pb[1]
+    local cc, cm = post(b, "/stream/jobs/group/workers/commit",
+      {partition = p0, offset = g1.committed[p0 + 1], consumer = "m-b"})
+    assert.are.equal(200, cc, json.encode(cm))
+    assert.are.equal(g1.committed[p0 + 1], cm.committed)
+    local c409 = post(b, "/stream/jobs/group/nobody/commit", {partition = 0, offset = 0})
+    assert.are.equal(409, c409)
+    assert.are.equal(404, (curl(b, "URL/stream/jobs/group/nobody")))
+    assert.are.equal(404, (curl(b, "-X DELETE URL/stream/jobs/group/workers/members/m-zz")))
+
+    -- more acknowledged through A, some taken by A's member, then A dies
+    local c2, r2 = post(a, "/stream/jobs/publish", batch(201, 300, "w"))
+    assert.are.equal(200, c2, json.encode(r2))
+    assert.are.equal(100, #r2.offsets)
+    local later = {}
+    group_consume(a, "jobs", "workers", "m-a", later)
+    a.kill()
+    a = nil
+    local rb
+    for _ = 1, 60 do
+      rb = group_consume(b, "jobs", "workers", "m-b", later, 500)
+      local n = 0
+      for i = 201, 300 do if later[i] then n = n + 1 end end
+      if n == 100 and #rb.partitions == 4 then break end
+    end
+    assert.are.equal(4, #rb.partitions)   -- A's partitions moved to B
+    for i = 201, 300 do assert.is_truthy(later[i], "acknowledged message " .. i .. " lost") end
+  end)
+
+  it("answers unknown streams 404, bad bodies 400, and settings Kafka has not 400, all in JSON", function()
+    for _, path in ipairs({"URL/stream/nope/info", "URL/stream/nope/consume/s", "URL/stream/nope/groups"}) do
+      local c, e = curl(b, path)
+      assert.are.equal(404, c)
+      assert.are.equal(404, e.status)
+      assert.matches("no stream named nope", e.error)
+    end
+    assert.are.equal(404, (post(b, "/stream/nope/publish", {data = 1})))
+    assert.are.equal(404, (curl(b, "-X DELETE URL/stream/nope")))
+    assert.are.equal(201, (post(b, "/stream/errs", {partitions = 1})))
+    local c, e = post(b, "/stream/errs/publish", "{not json")
+    assert.are.equal(400, c)
+    assert.are.equal(400, e.status)
+    c, e = post(b, "/stream/errs2", {fsync = "always"})
+    assert.are.equal(400, c)
+    assert.matches("acks=all", e.error)
+    c, e = post(b, "/stream/errs/group/g/commit", {partition = 9, offset = 1})
+    assert.are.equal(400, c)
+    c = curl(b, "'URL/stream/errs/group/g/consume'")
+    assert.are.equal(400, c)
+    -- deleting a stream ends its SSE readers on the node that deleted it
+    local sse = io.popen("curl -s -N -m 20 " .. b.url .. "/stream/errs/sse/r1; echo rc=$?")
+    os.execute("sleep 2")
+    assert.are.equal(200, (curl(b, "-X DELETE URL/stream/errs")))
+    local sse_out = sse:read("*a")
+    sse:close()
+    assert.matches(": connected", sse_out)
+    assert.matches("rc=0", sse_out)   -- ended by the server, not by curl's -m
+    assert.are.equal(404, (curl(b, "URL/stream/errs/info")))
+  end)
+end)
+
+describe("store.backend kafka without a broker", function()
+  it("answers 503 in JSON while the brokers are unreachable", function()
+    local srv = h.serve(config("127.0.0.1:" .. h.port()))
+    local c, e = curl(srv, "URL/stream/list")
+    assert.are.equal(503, c, json.encode(e))
+    assert.are.equal(503, e.status)
+    c, e = post(srv, "/stream/x/publish", {data = 1})
+    assert.are.equal(503, c)
+    c, e = post(srv, "/stream/x", {partitions = 2})
+    assert.are.equal(503, c)
+    c, e = curl(srv, "URL/stream/x/sse/s")
+    assert.are.equal(503, c)
+    assert.are.equal(503, e.status)
+    assert.are.equal(0, srv.stop())
+  end)
+
+  it("lint checks librdkafka properties and refuses the `stream` connectors", function()
+    local r = h.run_config([[
+store:
+  backend: kafka
+  kafka: {addresses: [127.0.0.1:1], librdkafka: {no.such.property: x}}
+input: {stream: {name: orders, group: g}}
+output: {drop: {}}
+]], {cmd = "lint"})
+    assert.are_not.equal(0, r.code)
+    assert.matches("no.such.property", r.stderr .. r.stdout)
+    assert.matches("needs store.backend: embedded", r.stderr .. r.stdout)
+  end)
+end)

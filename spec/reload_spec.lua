@@ -1,0 +1,406 @@
+-- Config reload without a gap: only changed streams are replaced, an invalid
+-- file changes nothing, SIGHUP / POST /admin/reload / -w, /admin/status, and
+-- zero failed requests from wrk while the config is reloaded.
+local h = require("spec.helpers")
+local json = h.json
+
+local function curl(args)
+  local _, out = h.sh("curl -s -m 10 " .. args)
+  return out
+end
+
+local function status(srv)
+  return json.decode(curl(srv.url .. "/admin/status"))
+end
+
+local function reload(srv)
+  local out = curl("-w '\\n%{http_code}' -X POST " .. srv.url .. "/admin/reload")
+  local body, code = out:match("^(.*)\n(%d+)$")
+  return tonumber(code), json.decode(body)
+end
+
+local wait_for = h.wait_for
+
+local function numbers(path)
+  local t = {}
+  for _, l in ipairs(h.lines(h.read(path))) do t[#t + 1] = json.decode(l) end
+  return t
+end
+
+local function config(tag, extra)
+  return ([[
+http:
+  address: 127.0.0.1:$PORT
+streams:
+  steady:
+    input:
+      generate: {mapping: 'return {n = i}', interval: 20ms}
+    output:
+      file: {path: steady.txt}
+  changing:
+    input:
+      generate: {mapping: 'return {n = i, tag = "TAG"}', interval: 20ms}
+    output:
+      file: {path: changing.txt}
+]]):gsub("TAG", tag) .. (extra or "")
+end
+
+local function rewrite(srv, yaml)
+  h.write(srv.dir .. "/config.yaml", (yaml:gsub("%$PORT", tostring(srv.port))))
+end
+
+describe("config reload", function()
+  it("replaces the changed stream and leaves the unchanged one running", function()
+    local srv = h.serve(config("v1"))
+    local ok, err = pcall(function()
+      assert.truthy(wait_for(function() return #numbers(srv.dir .. "/steady.txt") >= 3 end))
+      rewrite(srv, config("v2"))
+      local code, body = reload(srv)
+      assert.are.equal(200, code)
+      assert.are.same({"changing"}, body.changed)
+      assert.are.same({"steady"}, body.unchanged)
+      assert.are.same({}, body.restart_required)
+      assert.are.equal(2, body.version)
+      assert.truthy(wait_for(function()
+        for _, m in ipairs(numbers(srv.dir .. "/changing.txt")) do if m.tag == "v2" then return true end end
+      end))
+      local seen = #numbers(srv.dir .. "/steady.txt")
+      assert.truthy(wait_for(function() return #numbers(srv.dir .. "/steady.txt") > seen + 3 end))
+      -- The unchanged stream kept its instance: its counter went on, never restarted.
+      for k, m in ipairs(numbers(srv.dir .. "/steady.txt")) do assert.are.equal(k, m.n) end
+      -- The replaced one restarted with the new config; the tags changed once.
+      local tags, last = {}, nil
+      for _, m in ipairs(numbers(srv.dir .. "/changing.txt")) do
+        if m.tag ~= last then tags[#tags + 1] = m.tag; last = m.tag end
+      end
+      assert.are.same({"v1", "v2"}, tags)
+      local st = status(srv)
+      assert.are.equal(2, st.config.version)
+      assert.are.equal(1, st.streams.steady.id)
+      assert.are_not.equal(2, st.streams.changing.id)
+    end)
+    srv.stop()
+    assert(ok, err)
+  end)
+
+  it("changes nothing on an invalid file and reports every error with file:line:col", function()
+    local srv = h.serve(config("v1"))
+    local ok, err = pcall(function()
+      local before = status(srv)
+      rewrite(srv, config("v2"):gsub("interval: 20ms}\n    output:\n      file: {path: changing.txt}",
+        "interval: soon}\n    output:\n      file: {path: changing.txt, nope: 1}"))
+      local code, body = reload(srv)
+      assert.are.equal(400, code)
+      assert.are.equal(2, #body.lint_errors)
+      local keys = {}
+      for _, e in ipairs(body.lint_errors) do
+        assert.matches("config%.yaml$", e.file)
+        assert.truthy(e.line > 0 and e.col > 0 and #e.message > 0)
+        keys[#keys + 1] = e.key
+      end
+      table.sort(keys)
+      assert.are.same({"streams.changing.input.generate.interval", "streams.changing.output.file.nope"}, keys)
+      local log = srv.stderr()
+      assert.matches("config%.yaml:11:%d+: streams%.changing%.input%.generate%.interval", log)
+      assert.matches("config%.yaml:13:%d+: streams%.changing%.output%.file%.nope", log)
+      local after = status(srv)
+      assert.are.equal(before.config.version, after.config.version)
+      assert.are.equal(before.config.hash, after.config.hash)
+      assert.are.equal(before.streams.changing.id, after.streams.changing.id)
+      assert.matches("nope", after.config.last_error)
+      -- Nothing stopped: both streams still write.
+      local n = #numbers(srv.dir .. "/changing.txt")
+      assert.truthy(wait_for(function() return #numbers(srv.dir .. "/changing.txt") > n end))
+    end)
+    srv.stop()
+    assert(ok, err)
+  end)
+
+  it("reloads on SIGHUP", function()
+    local srv = h.serve(config("v1"))
+    local ok, err = pcall(function()
+      rewrite(srv, config("v2"))
+      os.execute("kill -HUP " .. h.read(srv.dir .. "/pid.txt"):match("%d+"))
+      assert.truthy(wait_for(function() return status(srv).config.version == 2 end))
+      assert.matches("SIGHUP: reloading the config", srv.stderr())
+      assert.truthy(srv.stderr():find('\\"changed\\":[\\"changing\\"]', 1, true), srv.stderr())
+    end)
+    srv.stop()
+    assert(ok, err)
+  end)
+
+  it("with -w, reloads when the file is written in place or renamed over", function()
+    local srv = h.serve(config("v1"), {cmd = "run -w"})
+    local ok, err = pcall(function()
+      rewrite(srv, config("v2"))
+      assert.truthy(wait_for(function() return status(srv).config.version == 2 end))
+      -- Editors save by writing a new file and renaming it over the old one.
+      h.write(srv.dir .. "/.config.yaml.swp", (config("v3"):gsub("%$PORT", tostring(srv.port))))
+      os.execute("mv " .. srv.dir .. "/.config.yaml.swp " .. srv.dir .. "/config.yaml")
+      assert.truthy(wait_for(function() return status(srv).config.version == 3 end))
+      assert.truthy(wait_for(function()
+        for _, m in ipairs(numbers(srv.dir .. "/changing.txt")) do if m.tag == "v3" then return true end end
+      end))
+      -- Touching without a change reloads nothing.
+      os.execute("touch " .. srv.dir .. "/config.yaml; sleep 0.3")
+      assert.are.equal(3, status(srv).config.version)
+      -- A broken save is reported (once) and changes nothing; the fixed one applies.
+      rewrite(srv, config("v4"):gsub("interval: 20ms", "interval: often"))
+      assert.truthy(wait_for(function() return srv.stderr():find("config reload failed", 1, true) end))
+      os.execute("touch " .. srv.dir .. "/config.yaml; sleep 0.3")
+      local _, fails = srv.stderr():gsub("config reload failed", "")
+      assert.are.equal(1, fails)
+      assert.are.equal(3, status(srv).config.version)
+      rewrite(srv, config("v4"))
+      assert.truthy(wait_for(function() return status(srv).config.version == 4 end))
+    end)
+    srv.stop()
+    assert(ok, err)
+  end)
+
+  it("reports version, hash, load time and each stream's state in /admin/status", function()
+    local srv = h.serve(config("v1", [[
+  waiting:
+    input:
+      http_server: {path: /in}
+    output:
+      drop: {}
+]]))
+    local ok, err = pcall(function()
+      local st = status(srv)
+      assert.are.equal(1, st.config.version)
+      local _, sum = h.sh("sha256sum " .. srv.dir .. "/config.yaml")
+      assert.are.equal(sum:match("^(%x+)"), st.config.hash)
+      assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ$", st.config.loaded_at)
+      assert.are.same({"config.yaml"}, st.config.files)
+      -- A member another subsystem added (sl_admin_status_add): no Lua module files here.
+      assert.are.same({}, st.lua_modules)
+      for _, name in ipairs({"steady", "changing", "waiting"}) do
+        assert.are.equal("running", st.streams[name].state)
+        assert.is_true(st.streams[name].connected)
+        assert.are.equal("file", st.streams[name].source)
+      end
+      -- A removed stream drains, then is gone.
+      rewrite(srv, config("v1"))
+      local code, body = reload(srv)
+      assert.are.equal(200, code)
+      assert.are.same({"waiting"}, body.removed)
+      assert.truthy(wait_for(function() return #status(srv).retired == 0 end))
+      assert.is_nil(status(srv).streams.waiting)
+      assert.matches('"status":404', curl("-X POST -d x " .. srv.url .. "/in"))
+    end)
+    srv.stop()
+    assert(ok, err)
+  end)
+
+  it("shows the Lua module files in use (lua_modules, added by the Lua host)", function()
+    local srv = h.serve(config("v1", [[
+  moduled:
+    input:
+      generate: {mapping: 'return {n = i}', interval: 1s}
+    pipeline:
+      processors:
+        - lua: {file: mod.lua}
+    output:
+      drop: {}
+]]), {before = function(dir)
+      h.write(dir .. "/mod.lua", "local M = {}\nfunction M.process(msg) return msg end\nreturn M\n")
+    end})
+    local ok, err = pcall(function()
+      local mods = status(srv).lua_modules
+      assert.are.equal(1, #mods)
+      assert.matches("mod%.lua$", mods[1].file)
+      assert.are.equal(1, mods[1].version)
+    end)
+    srv.stop()
+    assert(ok, err)
+  end)
+
+  it("a top-level section that changed is reported as needing a restart and left alone", function()
+    local srv = h.serve(config("v1"))
+    local ok, err = pcall(function()
+      rewrite(srv, config("v1"):gsub("address: 127.0.0.1:%$PORT", "address: 127.0.0.1:$PORT\n  max_connections: 5"))
+      local code, body = reload(srv)
+      assert.are.equal(200, code)
+      assert.are.same({"http"}, body.restart_required)
+      assert.matches("restart required", srv.stderr())
+    end)
+    srv.stop()
+    assert(ok, err)
+  end)
+end)
+
+describe("config reload of a stream that connects slowly", function()
+  local function feed(input)
+    return ([[
+http:
+  address: 127.0.0.1:$PORT
+streams:
+  feed:
+    input: INPUT
+    output:
+      drop: {}
+]]):gsub("INPUT", input)
+  end
+
+  it("keeps the old instance serving until the new one is connected (or the wait ends)", function()
+    local srv = h.serve((feed("{http_server: {path: /in}}")))
+    local ok, err = pcall(function()
+      -- Nothing listens on port 1: the consumer never gets its partitions.
+      rewrite(srv, (feed("{kafka: {addresses: ['127.0.0.1:1'], topics: [t], consumer_group: g}}")))
+      os.execute(string.format("curl -s -m 30 -X POST %s/admin/reload > %s/reload.txt &", srv.url, srv.dir))
+      assert.truthy(wait_for(function() return srv.stderr():find("POST /admin/reload", 1, true) end))
+      -- While the new instance waits, a second change is refused and the old one serves.
+      assert.truthy(wait_for(function()
+        return curl("-o /dev/null -w '%{http_code}' -X POST " .. srv.url .. "/admin/reload") == "503"
+      end), srv.stderr())
+      assert.matches('"status":"ok"', curl("-X POST -d x " .. srv.url .. "/in"))
+      local waiting = status(srv).applying
+      assert.are.equal("feed", waiting[1].name)
+      assert.truthy(#waiting[1].not_ready > 0)
+      local done
+      for _ = 1, 300 do
+        done = (h.read(srv.dir .. "/reload.txt") or ""):find('"changed":["feed"]', 1, true)
+        if done then break end
+        os.execute("sleep 0.05")
+      end
+      assert.truthy(done, h.read(srv.dir .. "/reload.txt"))
+      assert.matches("new instance not connected after 10000ms %(.*%): handing over anyway", srv.stderr())
+      assert.matches('"status":404', curl("-X POST -d x " .. srv.url .. "/in"))
+      local st = status(srv)
+      assert.is_false(st.streams.feed.connected)
+      assert.matches("brokers are down", st.streams.feed.not_ready)
+    end)
+    srv.stop()
+    assert(ok, err)
+  end)
+end)
+
+describe("config reload of a request-scoped stream", function()
+  local function scoped(tag)
+    return (([[
+http:
+  address: 127.0.0.1:$PORT
+streams:
+  out:
+    input:
+      generate:
+        interval: 50ms
+        mapping: 'return {owner = "${ctx.query.user}", tag = "TAG"}'
+    output:
+      http_server: {path: /get-event}
+    request_scope:
+      idle_timeout: 5s
+]]):gsub("TAG", tag))
+  end
+
+  it("replaces the template; new requests get instances of the new one", function()
+    local srv = h.serve(scoped("v1"))
+    local ok, err = pcall(function()
+      local got = json.decode(curl(srv.url .. "/get-event?user=alice"))
+      assert.are.same({owner = "alice", tag = "v1"}, got)
+      local st = status(srv)
+      assert.are.equal("request_scoped", st.streams.out.kind)
+      assert.are.equal(1, st.streams.out.instances)
+      rewrite(srv, scoped("v2"))
+      local code, body = reload(srv)
+      assert.are.equal(200, code)
+      assert.are.same({"out"}, body.changed)
+      got = json.decode(curl(srv.url .. "/get-event?user=alice"))
+      assert.are.same({owner = "alice", tag = "v2"}, got)
+      assert.truthy(wait_for(function() return #status(srv).retired == 0 end))
+    end)
+    srv.stop()
+    assert(ok, err)
+  end)
+end)
+
+describe("config reload and WebSocket clients", function()
+  local WS = "/usr/bin/python3 spec/tools/ws_client.py "
+  local function sock(tag)
+    return (([[
+http:
+  address: 127.0.0.1:$PORT
+streams:
+  sock:
+    input:
+      http_server: {path: /in, ws_path: /ws}
+    pipeline:
+      processors:
+        - lua: 'return "TAG:" .. content()'
+    output:
+      sync_response: {}
+]]):gsub("TAG", tag))
+  end
+
+  it("closes a replaced input's connections with 1001 after their answers; a reconnect meets the new one", function()
+    local srv = h.serve(sock("v1"))
+    local ok, err = pcall(function()
+      local out = srv.dir .. "/ws1.txt"
+      os.execute(WS .. "ws://127.0.0.1:" .. srv.port .. "/ws --send a --recv 5 --wait 8 > " .. out .. " 2>&1 &")
+      assert.truthy(wait_for(function() return (h.read(out) or ""):find("v1:a", 1, true) end))
+      rewrite(srv, sock("v2"))
+      local code, body = reload(srv)
+      assert.are.equal(200, code)
+      assert.are.same({"sock"}, body.changed)
+      assert.truthy(wait_for(function() return (h.read(out) or ""):find('"closed": 1001', 1, true) end), h.read(out))
+      local _, again = h.sh(WS .. "ws://127.0.0.1:" .. srv.port .. "/ws --send b --recv 1")
+      assert.matches("v2:b", again)
+    end)
+    srv.stop()
+    assert(ok, err)
+  end)
+end)
+
+describe("config reload under load", function()
+  local WEB = [[
+  web:
+    input:
+      http_server: {path: /in, timeout: TIMEOUT}
+    output:
+      drop: {}
+]]
+
+  -- wrk's summary: requests done and the failures it counts.
+  local function wrk_result(text)
+    return {
+      requests = tonumber(text:match("(%d+) requests in")),
+      non2xx = tonumber(text:match("Non%-2xx or 3xx responses: (%d+)") or "0"),
+      socket = text:match("Socket errors: ([^\n]+)"),
+    }
+  end
+
+  it("refuses no request on an unchanged http_server path, nor on the path of the stream it replaces", function()
+    local srv = h.serve(config("v0", (WEB:gsub("TIMEOUT", "5s"))))
+    local ok, err = pcall(function()
+      h.write(srv.dir .. "/post.lua", 'wrk.method = "POST"\nwrk.body = "{}"\n')
+      os.execute(string.format("cd %s && (timeout -k 2 20 wrk -t2 -c16 -d5s -s post.lua %s/in > wrk.txt 2>&1; echo done > wrk.done) &",
+        srv.dir, srv.url))
+      os.execute("sleep 0.5")
+      local versions = {}
+      for i = 1, 6 do
+        -- Another stream changes; `web` stays as it is.
+        rewrite(srv, config("v" .. i, (WEB:gsub("TIMEOUT", "5s"))))
+        local code, body = reload(srv)
+        assert.are.equal(200, code)
+        assert.are.same({"changing"}, body.changed)
+        versions[#versions + 1] = body.version
+        os.execute("sleep 0.3")
+      end
+      -- The very stream behind the path changes: the route is handed over.
+      rewrite(srv, config("v6", (WEB:gsub("TIMEOUT", "4s"))))
+      local code, body = reload(srv)
+      assert.are.equal(200, code)
+      assert.are.same({"web"}, body.changed)
+      assert.truthy(wait_for(function() return h.read(srv.dir .. "/wrk.done") end)
+        or wait_for(function() return h.read(srv.dir .. "/wrk.done") end))
+      local r = wrk_result(h.read(srv.dir .. "/wrk.txt"))
+      assert.truthy(r.requests and r.requests > 0, h.read(srv.dir .. "/wrk.txt"))
+      assert.are.equal(0, r.non2xx, h.read(srv.dir .. "/wrk.txt"))
+      assert.is_nil(r.socket, h.read(srv.dir .. "/wrk.txt"))
+      assert.are.equal(8, status(srv).config.version)
+    end)
+    srv.stop()
+    assert(ok, err)
+  end)
+end)
