@@ -9,6 +9,7 @@
  * over at once would let its in-flight messages complete here after the
  * next owner started from the older committed offset: duplicates. */
 #include "kafka_common.h"
+#include "kafka_lag.h"
 #include "../core/log.h"
 #include "../core/stream.h"
 #include "../core/xalloc.h"
@@ -361,6 +362,7 @@ static int kin_start(sl_input_t *base) {
   rd_kafka_conf_set_opaque(in->conf, in);
   rd_kafka_conf_set_rebalance_cb(in->conf, on_rebalance);
   rd_kafka_conf_set_error_cb(in->conf, on_error);
+  sl_kafka_lag_enable(in->conf);
   char err[512];
   in->rk = rd_kafka_new(RD_KAFKA_CONSUMER, in->conf, err, sizeof err);
   if (!in->rk) {

@@ -1,5 +1,10 @@
 #include "component.h"
+#include "log.h"
+#include "metrics.h"
+#include "stream.h"
+#include "trace.h"
 #include "xalloc.h"
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,9 +113,20 @@ char *sl_build_path(const sl_build_t *b, const char *p) {
 
 /* ---- processor chains ---- */
 
+/* A link feeds one processor and sees what it passes on, for its Benthos
+ * metrics. Processors call the next one synchronously, so the time spent
+ * downstream is subtracted from the processor's latency. */
 typedef struct link {
-  sl_sink_t sink;
+  sl_sink_t sink;            /* into the processor */
+  sl_sink_t out;             /* the processor's p->next: counted, then forwarded */
   sl_processor_t *p;
+  sl_sink_t *next;
+  sl_cmetrics_t m;           /* zeroed when only linting (nothing runs then) */
+  const sl_trace_site_t *site;
+  int64_t *lua_errors;       /* sluice_lua_errors_total, for lua processors */
+  int in_call;
+  int64_t call_errors;       /* flagged messages pushed on during the current call */
+  uint64_t downstream_ns;
 } link_t;
 
 typedef struct chain_impl {
@@ -118,10 +134,45 @@ typedef struct chain_impl {
   link_t *links;
 } chain_impl_t;
 
+static int64_t count_errors(const sl_batch_t *b) {
+  int64_t n = 0;
+  for (uint32_t i = 0; i < b->n; i++) n += b->msgs[i]->error != NULL;
+  return n;
+}
+
 static void link_push(sl_sink_t *s, sl_batch_t *b) {
   link_t *l = (link_t *)s;
   if (b->n == 0) { sl_batch_free_shell(b); return; }
+  sl_log_scope_t scope = sl_log_scope;
+  sl_log_scope = (sl_log_scope_t){l->p->stream ? l->p->stream->name : NULL, l->p->label};
+  sl_spans_t *spans = sl_trace_on ? sl_trace_begin(l->site, b) : NULL;
+  *l->m.received += b->n;
+  /* Errors the processor added: those it passed on minus those it was given
+   * (a `catch` clearing them adds none). */
+  int64_t before = count_errors(b);
+  int outer = l->in_call;
+  l->in_call = 1;
+  l->call_errors = 0;
+  l->downstream_ns = 0;
+  uint64_t t0 = sl_now_ns();
   l->p->vt->process(l->p, b);
+  sl_histo_observe(l->m.latency, sl_now_ns() - t0 - l->downstream_ns);
+  sl_log_scope = scope;
+  l->in_call = outer;
+  int64_t added = l->call_errors > before ? l->call_errors - before : 0;
+  sl_trace_end(spans, added > 0, l->downstream_ns);
+  *l->m.error += added;
+  if (l->lua_errors) *l->lua_errors += added;
+}
+
+static void link_out(sl_sink_t *s, sl_batch_t *b) {
+  link_t *l = (link_t *)((char *)s - offsetof(link_t, out));
+  *l->m.sent += b->n;
+  if (!l->in_call) { l->next->push(l->next, b); return; }
+  l->call_errors += count_errors(b);
+  uint64_t t0 = sl_now_ns();
+  l->next->push(l->next, b);
+  l->downstream_ns += sl_now_ns() - t0;
 }
 
 static void chain_push(sl_sink_t *s, sl_batch_t *b) {
@@ -140,10 +191,23 @@ sl_chain_t *sl_chain_build(sl_build_t *b, const sl_cnode_t *seq, const char *pat
   for (unsigned i = 0; i < n; i++) {
     char *p = sl_xasprintf("%s.%u", path, i);
     sl_processor_t *proc = sl_build_processor(b, seq->items[i], p);
+    if (!proc) { failed = 1; free(p); continue; }
+    link_t *l = &c->links[c->pub.n];
+    l->sink.push = link_push;
+    l->out.push = link_out;
+    l->p = proc;
+    if (b->worker && !b->lint_only) {
+      const char *st = b->stream_name ? b->stream_name : "";
+      sl_cmetrics_init(&l->m, SL_CM_PROCESSOR, st, proc->label, p);
+      l->site = sl_trace_site(SL_TS_PROCESSOR, st, proc->label, proc->spec->name, p);
+      if (!strcmp(proc->spec->name, "lua")) {
+        char *sn = sl_xstrndup(st, strcspn(st, "{"));
+        l->lua_errors = sl_metric(SL_COUNTER, "sluice_lua_errors_total", "Messages a Lua processor flagged as failed.",
+                                  "stream", sn, "label", proc->label, NULL);
+        free(sn);
+      }
+    }
     free(p);
-    if (!proc) { failed = 1; continue; }
-    c->links[c->pub.n].sink.push = link_push;
-    c->links[c->pub.n].p = proc;
     c->pub.procs[c->pub.n++] = proc;
   }
   if (failed) {
@@ -158,7 +222,8 @@ void sl_chain_connect(sl_chain_t *pub, sl_sink_t *out, sl_stream_t *stream) {
   pub->out = out;
   for (unsigned i = 0; i < pub->n; i++) {
     pub->procs[i]->stream = stream;
-    pub->procs[i]->next = i + 1 < pub->n ? &c->links[i + 1].sink : out;
+    pub->procs[i]->next = &c->links[i].out;
+    c->links[i].next = i + 1 < pub->n ? &c->links[i + 1].sink : out;
   }
 }
 

@@ -623,6 +623,17 @@ int64_t sl_conf_size(const sl_cnode_t *obj, const char *key, int64_t fallback) {
   return n && sl_parse_size(n->str, &v) == 0 ? v : fallback;
 }
 
+const char **sl_conf_pairs(const sl_cnode_t *obj, const char *key) {
+  const sl_cnode_t *m = sl_cnode_get(obj, key);
+  uint32_t n = m && m->type == SL_CN_MAP ? m->n : 0;
+  const char **kv = sl_xcalloc(2 * n + 1, sizeof(*kv));
+  for (uint32_t i = 0; i < n; i++) {
+    kv[2 * i] = m->keys[i];
+    kv[2 * i + 1] = m->items[i]->str ? m->items[i]->str : "";
+  }
+  return kv;
+}
+
 int sl_parse_int(const char *s, int64_t *out) {
   if (!s || !*s) return -1;
   char *end;

@@ -63,6 +63,9 @@ double sl_conf_float(const sl_cnode_t *obj, const char *key, double fallback);
 int sl_conf_bool(const sl_cnode_t *obj, const char *key, int fallback);
 int64_t sl_conf_duration_ms(const sl_cnode_t *obj, const char *key, int64_t fallback);
 int64_t sl_conf_size(const sl_cnode_t *obj, const char *key, int64_t fallback);
+/* A string map (SL_F_MAP) as key, value, ..., NULL: the strings stay the
+ * tree's, the caller frees the array. Never NULL (empty when absent). */
+const char **sl_conf_pairs(const sl_cnode_t *obj, const char *key);
 
 /* Parsers shared by validation and readers. Return 0 on success. */
 int sl_parse_duration_ms(const char *s, int64_t *out);    /* "5s", "100ms", "1m30s", "2h", "0" */

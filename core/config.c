@@ -3,6 +3,7 @@
  * subsystems. A single stream is validated where the user wrote it (so error
  * keys read `input.generate.count`) and then moved to `streams.main`. */
 #include "engine.h"
+#include "obs.h"
 #include "section.h"
 #include "spec.h"
 #include "xalloc.h"
@@ -38,29 +39,27 @@ static const sl_field_t stream_fields[] = {
    "the clients that resolve the same way, and stopped `idle_timeout` after the last one left. Its "
    "output must be `http_server`; its processors see the `ctx` of the request that created it.",
    NULL, scope_fields},
-  {0}};
-
-static const char *const log_levels[] = {"trace", "debug", "info", "warn", "error", "off", NULL};
-static const char *const log_formats[] = {"logfmt", "json", NULL};
-static const sl_field_t logger_fields[] = {
-  {"level", SL_F_ENUM, "info", 0, "Lowest level written to stderr.", log_levels, NULL},
-  {"format", SL_F_ENUM, "logfmt", 0, "Line format.", log_formats, NULL},
+  {"metrics", SL_F_OBJECT, NULL, 0,
+   "This stream's own Pushgateway pushes (Tyk's shape): its series only, under its `push_job_name`. "
+   "Fields as the top-level `metrics:`.", NULL, sl_metrics_fields},
+  {"tracer", SL_F_OBJECT, NULL, 0,
+   "This stream's own span export (Tyk's shape): its spans go there with its `tags` and `sample_ratio`. "
+   "Fields as the top-level `tracer:`.", NULL, sl_tracer_fields},
   {0}};
 
 /* Core top-level keys; sections registered by subsystems are looked up too.
  * http, metrics, tracer and store are parsed now and owned by later subsystems. */
 static const sl_field_t root_fields[] = {
   {"streams", SL_F_ANY, NULL, 0, "Named streams: `streams: {NAME: {input, pipeline, output}}`.", NULL, NULL},
-  {"logger", SL_F_OBJECT, NULL, 0, "Logging to stderr.", NULL, logger_fields},
   {"shutdown_timeout", SL_F_DURATION, "20s", 0, "How long SIGINT/SIGTERM waits for in-flight messages before exiting 1.", NULL, NULL},
-  {"metrics", SL_F_ANY, NULL, 0, "Metrics (reserved).", NULL, NULL},
-  {"tracer", SL_F_ANY, NULL, 0, "Tracing (reserved).", NULL, NULL},
   {0}};
 
 const sl_field_t *sl_config_root_fields(void) { return root_fields; }
 const sl_field_t *sl_config_stream_fields(void) { return stream_fields; }
 
+/* metrics and tracer are stream keys too, but at the top level the sections. */
 static int is_stream_key(const char *k) {
+  if (sl_section_find(k)) return 0;
   for (const sl_field_t *f = stream_fields; f->name; f++)
     if (!strcmp(f->name, k)) return 1;
   return 0;
@@ -141,7 +140,7 @@ int sl_config_validate(sl_cnode_t *root, sl_diags_t *d) {
   /* Validate the single stream in place (error keys as written), then nest it. */
   sl_cnode_t *body = sl_cnode_new(SL_CN_MAP, root);
   for (const sl_field_t *f = stream_fields; f->name; f++) {
-    sl_cnode_t *v = sl_cnode_take(root, f->name);
+    sl_cnode_t *v = is_stream_key(f->name) ? sl_cnode_take(root, f->name) : NULL;
     if (v) sl_cnode_map_set(body, f->name, v);
   }
   errs += sl_spec_validate_fields(stream_fields, body, "", d);

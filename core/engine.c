@@ -4,6 +4,7 @@
 #include "http.h"
 #include "component.h"
 #include "log.h"
+#include "obs.h"
 #include "section.h"
 #include "xalloc.h"
 #include <libgen.h>
@@ -32,13 +33,6 @@ static void merge_streams(sl_cnode_t *into, const sl_cnode_t *from, sl_diags_t *
     }
     sl_cnode_map_set(dst, src->keys[i], sl_cnode_dup(src->items[i]));
   }
-}
-
-static void apply_logger(const sl_cnode_t *root) {
-  const sl_cnode_t *lg = sl_cnode_get(root, "logger");
-  sl_log_level_t lvl;
-  if (lg && sl_log_parse_level(sl_conf_str(lg, "level", "info"), &lvl) == 0) sl_log_set_level(lvl);
-  if (lg) sl_log_set_json(strcmp(sl_conf_str(lg, "format", "logfmt"), "json") == 0);
 }
 
 static char *dir_of(const char *file) {
@@ -184,7 +178,6 @@ sl_engine_t *sl_engine_load(const sl_engine_opts_t *o, sl_diags_t *diags) {
     sl_engine_free(e);
     return NULL;
   }
-  if (!o->lint_only) apply_logger(e->root);
   e->shutdown_ms = sl_conf_duration_ms(e->root, "shutdown_timeout", 20000);
 
   if (!o->lint_only) {
@@ -241,6 +234,7 @@ char *sl_engine_not_ready_json(const sl_engine_t *e) {
 
 static void close_handles(sl_engine_t *e) {
   if (!e->handles_init) return;
+  sl_obs_shutdown();
   sl_http_close(e->worker);
   sl_reload_close(e);
   if (!uv_is_closing((uv_handle_t *)&e->sigint)) uv_close((uv_handle_t *)&e->sigint, NULL);

@@ -19,10 +19,15 @@ static void ping(sl_http_req_t *r, void *arg) {
   sl_http_respond(r, 200, "text/plain", "pong", 4, NULL);
 }
 
-static void metrics(sl_http_req_t *r, void *arg) {
+/* Read at each scrape and push. */
+static void collect_conns(void *arg) {
   sl_http_t *s = arg;
   *sl_metric(SL_GAUGE, "sluice_http_connections", "Open HTTP connections (WebSocket and SSE included).", NULL) =
     s->nconns;
+}
+
+static void metrics(sl_http_req_t *r, void *arg) {
+  (void)arg;
   size_t len;
   char *text = sl_metrics_text(&len);
   sl_http_respond(r, 200, "text/plain; version=0.0.4", text, len, NULL);
@@ -141,6 +146,7 @@ void sl_http_serve(sl_http_t *s, sl_http_req_t *r) {
 
 static void srv_free(void *p) {
   sl_http_t *s = p;
+  sl_metrics_collector_remove(collect_conns, s);
   for (unsigned i = 0; i < s->routes.n; i++)
     if (s->routes.v[i].handler == (void (*)(void *, void *))sl_http_static_serve) sl_http_static_free(s->routes.v[i].arg);
   sl_routes_free(&s->routes);
@@ -166,6 +172,7 @@ static sl_http_t *server(sl_worker_t *w) {
     s->max_connections = 10000;
     w->slot[SL_SLOT_HTTP] = s;
     w->slot_free[SL_SLOT_HTTP] = srv_free;
+    sl_metrics_collector_add(collect_conns, s);
     sl_http_settings_init();
     sl_route_t r = {.pattern = "/ping", .handler = (void (*)(void *, void *))ping, .arg = s, .owner = "sluice"};
     sl_routes_add(&s->routes, &r);
@@ -452,9 +459,8 @@ static const sl_section_t http_section = {
   .name = "http",
   .desc = "The HTTP server shared by every stream of the process. Built-in routes: `GET /ping` "
           "(`pong`), `GET /ready` (200 when every stream is connected, else 503 with the reasons) and "
-          "`GET /metrics` (Prometheus text: `input_received`, `output_sent`, `output_error` per stream, "
-          "`sluice_http_requests_total` by route and status, `sluice_http_connections`, "
-          "`sluice_http_slow_clients_dropped_total`, `sluice_store_appended_total`), "
+          "`GET /metrics` (Prometheus text: Benthos' `input_received`, `processor_sent`, "
+          "`output_latency_ns`… by stream, label and path, and sluice's own; see docs/observability.md), "
           "`GET /admin/status` and `POST /admin/reload` (behind `auth`; see "
           "docs/reload-and-streams-mode.md). "
           "Without this section the server starts only when a component serves a path. Errors are "

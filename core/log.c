@@ -1,4 +1,6 @@
 #include "log.h"
+#include "xalloc.h"
+#include <stdlib.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,11 +10,24 @@
 /* Process-wide on purpose: one stderr, one level for all workers. */
 static sl_log_level_t g_level = SL_LOG_INFO;
 static int g_json;
+static char **g_static;   /* key, value, ..., NULL */
+sl_log_scope_t sl_log_scope;
 
 static const char *const names[] = {"trace", "debug", "info", "warn", "error", "off"};
 
 void sl_log_set_level(sl_log_level_t l) { g_level = l; }
 void sl_log_set_json(int json) { g_json = json; }
+void sl_log_set_static(const char *const *kv) {
+  for (char **p = g_static; p && *p; p++) free(*p);
+  free(g_static);
+  g_static = NULL;
+  size_t n = 0;
+  while (kv && kv[n] && kv[n + 1]) n += 2;
+  if (!n) return;
+  g_static = sl_xcalloc(n + 1, sizeof(*g_static));
+  for (size_t i = 0; i < n; i++) g_static[i] = sl_xstrdup(kv[i]);
+}
+
 int sl_log_enabled(sl_log_level_t l) { return l >= g_level && g_level != SL_LOG_OFF; }
 
 int sl_log_parse_level(const char *s, sl_log_level_t *out) {
@@ -75,6 +90,7 @@ void sl_log_fields(sl_log_level_t l, const char *stream, const char *component, 
   put_field(f, &first, "level", names[l]);
   if (stream) put_field(f, &first, "stream", stream);
   if (component) put_field(f, &first, "component", component);
+  for (char **p = g_static; p && *p; p += 2) put_field(f, &first, p[0], p[1]);
   put_field(f, &first, "msg", msg);
   for (const char *const *p = kv; p && p[0] && p[1]; p += 2) put_field(f, &first, p[0], p[1]);
   if (g_json) fputc('}', f);

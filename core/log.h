@@ -1,5 +1,7 @@
 /* Structured logging to stderr (stdout belongs to the stdout output).
- * Format logfmt or json; fields stream= and component= come from the caller. */
+ * Format logfmt or json; fields stream= and component= come from the caller,
+ * then the logger's static fields, then the line's own. Process-wide: one
+ * stderr, one level for all workers; the setters run before the loop does. */
 #ifndef SL_LOG_H
 #define SL_LOG_H
 
@@ -9,6 +11,14 @@ void sl_log_set_level(sl_log_level_t l);
 int sl_log_parse_level(const char *s, sl_log_level_t *out);   /* 0 ok */
 void sl_log_set_json(int json);
 int sl_log_enabled(sl_log_level_t l);
+/* Fields on every line: key, value, ..., NULL (copied; NULL clears). */
+void sl_log_set_static(const char *const *kv);
+
+/* The component whose code runs now: processor chains set it around each
+ * call, so that lines logged from Lua name their stream and component.
+ * Strings are borrowed from the component for the duration of the call. */
+typedef struct sl_log_scope { const char *stream, *component; } sl_log_scope_t;
+extern sl_log_scope_t sl_log_scope;
 /* stream and component may be NULL. extra: NULL-terminated key, value pairs. */
 void sl_logf(sl_log_level_t l, const char *stream, const char *component, const char *fmt, ...)
   __attribute__((format(printf, 4, 5)));

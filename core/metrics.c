@@ -5,10 +5,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* 1µs to 10s: a processor call on a batch is microseconds, an output write
+ * or an end-to-end acknowledgement up to seconds. */
+const uint64_t sl_histo_bounds[SL_HISTO_BUCKETS] = {
+  1000, 5000, 10000, 50000, 100000, 500000, 1000000, 5000000,
+  10000000, 50000000, 100000000, 500000000, 1000000000, 10000000000u};
+
 typedef struct series {
   struct series *next;
   char *labels;              /* `k="v",k2="v2"` or "" */
   int64_t value;
+  sl_histo_t histo;
 } series_t;
 
 typedef struct family {
@@ -20,6 +27,10 @@ typedef struct family {
 
 static family_t *families, **families_tail = &families;
 
+typedef struct collector { void (*fn)(void *); void *arg; } collector_t;
+static collector_t *collectors;
+static size_t ncollectors;
+
 static void put_escaped(FILE *f, const char *v) {
   for (; *v; v++) {
     if (*v == '\\' || *v == '"') fputc('\\', f);
@@ -28,12 +39,10 @@ static void put_escaped(FILE *f, const char *v) {
   }
 }
 
-int64_t *sl_metric(sl_mkind_t kind, const char *name, const char *help, ...) {
+static series_t *find_series(sl_mkind_t kind, const char *name, const char *help, va_list ap) {
   char *labels = NULL;
   size_t ll = 0;
   FILE *f = open_memstream(&labels, &ll);
-  va_list ap;
-  va_start(ap, help);
   int first = 1;
   for (const char *k; (k = va_arg(ap, const char *)); first = 0) {
     const char *v = va_arg(ap, const char *);
@@ -41,7 +50,6 @@ int64_t *sl_metric(sl_mkind_t kind, const char *name, const char *help, ...) {
     put_escaped(f, v ? v : "");
     fputc('"', f);
   }
-  va_end(ap);
   fclose(f);
   family_t *fam = families;
   while (fam && strcmp(fam->name, name) != 0) fam = fam->next;
@@ -57,25 +65,132 @@ int64_t *sl_metric(sl_mkind_t kind, const char *name, const char *help, ...) {
   for (series_t *s = fam->series; s; s = s->next)
     if (!strcmp(s->labels, labels)) {
       free(labels);
-      return &s->value;
+      return s;
     }
   series_t *s = sl_xcalloc(1, sizeof(*s));
   s->labels = labels;
   *fam->tail = s;
   fam->tail = &s->next;
+  return s;
+}
+
+int64_t *sl_metric(sl_mkind_t kind, const char *name, const char *help, ...) {
+  va_list ap;
+  va_start(ap, help);
+  series_t *s = find_series(kind, name, help, ap);
+  va_end(ap);
   return &s->value;
 }
 
-char *sl_metrics_text(size_t *len) {
+sl_histo_t *sl_histogram(const char *name, const char *help, ...) {
+  va_list ap;
+  va_start(ap, help);
+  series_t *s = find_series(SL_HISTOGRAM, name, help, ap);
+  va_end(ap);
+  return &s->histo;
+}
+
+char *sl_metrics_path(const char *stream, const char *cfg_path) {
+  char *prefix = sl_xasprintf("streams.%s.", stream ? stream : "");
+  size_t pl = strlen(prefix);
+  char *path = strncmp(cfg_path, prefix, pl) == 0 ? sl_xasprintf("root.%s", cfg_path + pl) : sl_xstrdup(cfg_path);
+  free(prefix);
+  return path;
+}
+
+void sl_cmetrics_init(sl_cmetrics_t *m, sl_cmkind_t kind, const char *stream, const char *label, const char *cfg_path) {
+  static const char *const kinds[] = {"input", "processor", "output"};
+  char *st = sl_xstrndup(stream, strcspn(stream, "{"));
+  char *path = sl_metrics_path(stream, cfg_path);
+  const char *k = kinds[kind];
+  char name[64];
+#define SERIES(suffix) (snprintf(name, sizeof name, "%s_%s", k, suffix), name)
+#define LABELS "stream", st, "label", label, "path", path, NULL
+  memset(m, 0, sizeof(*m));
+  if (kind != SL_CM_OUTPUT)
+    m->received = sl_metric(SL_COUNTER, SERIES("received"), "Messages received by a component.", LABELS);
+  if (kind != SL_CM_INPUT) {
+    m->sent = sl_metric(SL_COUNTER, SERIES("sent"), "Messages a component passed on (outputs: delivered).", LABELS);
+    m->error = sl_metric(SL_COUNTER, SERIES("error"),
+                         "Messages a component failed (processors: flagged; outputs: not delivered after retries).",
+                         LABELS);
+  }
+  m->latency = sl_histogram(SERIES("latency_ns"),
+                            kind == SL_CM_INPUT ? "Nanoseconds from reading a batch to its acknowledgement."
+                            : kind == SL_CM_PROCESSOR ? "Nanoseconds a processor spent on a batch."
+                                                      : "Nanoseconds an output took to deliver a batch.",
+                            LABELS);
+#undef SERIES
+#undef LABELS
+  free(st);
+  free(path);
+}
+
+void sl_metrics_collector_add(void (*fn)(void *), void *arg) {
+  collectors = sl_xrealloc(collectors, (ncollectors + 1) * sizeof(*collectors));
+  collectors[ncollectors++] = (collector_t){fn, arg};
+}
+
+void sl_metrics_collector_remove(void (*fn)(void *), void *arg) {
+  for (size_t i = 0; i < ncollectors; i++)
+    if (collectors[i].fn == fn && collectors[i].arg == arg) {
+      collectors[i] = collectors[--ncollectors];
+      return;
+    }
+}
+
+static void put_histogram(FILE *f, const char *name, const series_t *s) {
+  const char *sep = *s->labels ? "," : "";
+  uint64_t cum = 0;
+  for (unsigned i = 0; i <= SL_HISTO_BUCKETS; i++) {
+    cum += s->histo.bucket[i];
+    if (i < SL_HISTO_BUCKETS)
+      fprintf(f, "%s_bucket{%s%sle=\"%llu\"} %llu\n", name, s->labels, sep, (unsigned long long)sl_histo_bounds[i],
+              (unsigned long long)cum);
+    else
+      fprintf(f, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, s->labels, sep, (unsigned long long)cum);
+  }
+  const char *o = *s->labels ? "{" : "", *c = *s->labels ? "}" : "";
+  fprintf(f, "%s_sum%s%s%s %llu\n%s_count%s%s%s %llu\n", name, o, s->labels, c, (unsigned long long)s->histo.sum, name,
+          o, s->labels, c, (unsigned long long)s->histo.count);
+}
+
+/* Does a label set hold stream="<want>" (want already in label syntax)? */
+static int of_stream(const char *labels, const char *want) {
+  size_t wl = strlen(want);
+  for (const char *p = labels; (p = strstr(p, want)); p += wl)
+    if (p == labels || p[-1] == ',') return 1;
+  return 0;
+}
+
+char *sl_metrics_text(size_t *len) { return sl_metrics_text_stream(NULL, len); }
+
+char *sl_metrics_text_stream(const char *stream, size_t *len) {
+  for (size_t i = 0; i < ncollectors; i++) collectors[i].fn(collectors[i].arg);
+  char *want = NULL;
+  size_t wl = 0;
+  if (stream) {
+    FILE *w = open_memstream(&want, &wl);
+    fputs("stream=\"", w);
+    put_escaped(w, stream);
+    fputc('"', w);
+    fclose(w);
+  }
+  static const char *const types[] = {"counter", "gauge", "histogram"};
   char *out = NULL;
   FILE *f = open_memstream(&out, len);
   for (family_t *fam = families; fam; fam = fam->next) {
-    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", fam->name, fam->help, fam->name,
-            fam->kind == SL_COUNTER ? "counter" : "gauge");
-    for (series_t *s = fam->series; s; s = s->next)
-      fprintf(f, "%s%s%s%s %lld\n", fam->name, *s->labels ? "{" : "", s->labels, *s->labels ? "}" : "",
-              (long long)s->value);
+    int head = 0;
+    for (series_t *s = fam->series; s; s = s->next) {
+      if (want && !of_stream(s->labels, want)) continue;
+      if (!head++) fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", fam->name, fam->help, fam->name, types[fam->kind]);
+      if (fam->kind == SL_HISTOGRAM) put_histogram(f, fam->name, s);
+      else
+        fprintf(f, "%s%s%s%s %lld\n", fam->name, *s->labels ? "{" : "", s->labels, *s->labels ? "}" : "",
+                (long long)s->value);
+    }
   }
   fclose(f);
+  free(want);
   return out;
 }

@@ -1,20 +1,71 @@
-/* Metrics in Prometheus' text format (served at GET /metrics). A series is
- * a family name plus a label set; its value is a plain int64 that the owner
- * updates in place (one worker: no atomics needed).
- * Ownership: series live until the process exits; the pointer returned by
- * sl_metric stays valid and may be kept by components. */
+/* Metrics in Prometheus' text format (served at GET /metrics, pushed by
+ * core/metrics_push.c). A series is a family name plus a label set; counters
+ * and gauges are a plain int64 and histograms a bucket array that the owner
+ * updates in place: everything runs on the one worker loop, so the hot path
+ * is a few plain adds, no atomics and no locks.
+ * Ownership: series live until the process exits; the pointers returned by
+ * sl_metric and sl_histogram stay valid and may be kept by components. */
 #ifndef SL_METRICS_H
 #define SL_METRICS_H
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
-typedef enum { SL_COUNTER, SL_GAUGE } sl_mkind_t;
+typedef enum { SL_COUNTER, SL_GAUGE, SL_HISTOGRAM } sl_mkind_t;
 
 /* The value of name{labels} (created at 0). labels are alternating key and
  * value strings ending with NULL; values are escaped here. */
 int64_t *sl_metric(sl_mkind_t kind, const char *name, const char *help, ...) __attribute__((sentinel));
 
+/* Latency histogram in nanoseconds; bucket bounds are sl_histo_bounds. */
+#define SL_HISTO_BUCKETS 14
+extern const uint64_t sl_histo_bounds[SL_HISTO_BUCKETS];
+typedef struct sl_histo {
+  uint64_t count, sum;
+  uint64_t bucket[SL_HISTO_BUCKETS + 1];   /* not cumulative; the last is +Inf */
+} sl_histo_t;
+
+sl_histo_t *sl_histogram(const char *name, const char *help, ...) __attribute__((sentinel));
+
+static inline void sl_histo_observe(sl_histo_t *h, uint64_t ns) {
+  unsigned i = 0;
+  while (i < SL_HISTO_BUCKETS && ns > sl_histo_bounds[i]) i++;
+  h->bucket[i]++;
+  h->count++;
+  h->sum += ns;
+}
+
+static inline uint64_t sl_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Benthos' per-component series: `<kind>_received`, `_sent`, `_error` and
+ * `_latency_ns` labelled {stream, label, path}. Members a kind does not have
+ * (an input sends nothing) are NULL. The stream name loses a request-scoped
+ * instance's `{…}` (one series per user would grow without bound) and the
+ * config path `streams.NAME.x.y` becomes Benthos' `root.x.y`. */
+typedef struct sl_cmetrics {
+  int64_t *received, *sent, *error;
+  sl_histo_t *latency;
+} sl_cmetrics_t;
+
+/* Benthos' path of a component from its config path: `streams.NAME.x.y`
+ * becomes `root.x.y` (caller frees). */
+char *sl_metrics_path(const char *stream, const char *cfg_path);
+
+typedef enum { SL_CM_INPUT, SL_CM_PROCESSOR, SL_CM_OUTPUT } sl_cmkind_t;
+void sl_cmetrics_init(sl_cmetrics_t *m, sl_cmkind_t kind, const char *stream, const char *label, const char *cfg_path);
+
+/* Gauges computed when the text is produced (lags): fn runs on the loop
+ * before every scrape or push until removed. */
+void sl_metrics_collector_add(void (*fn)(void *arg), void *arg);
+void sl_metrics_collector_remove(void (*fn)(void *arg), void *arg);
+
 /* The exposition text of every series (caller frees). */
 char *sl_metrics_text(size_t *len);
+/* The same, limited to the series labelled stream="stream" (NULL: all). */
+char *sl_metrics_text_stream(const char *stream, size_t *len);
 
 #endif

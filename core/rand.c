@@ -52,3 +52,9 @@ int sl_uuid_v4(char *out) {
   return o;
 }
 
+
+uint64_t sl_rand64(void) {
+  uint64_t v;
+  while (!(v = rng_next())) {}
+  return v;
+}

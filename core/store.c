@@ -34,6 +34,7 @@ typedef struct partition {
   sl_seglog_t *log;
   uint64_t synced;           /* records below this are on disk */
   int syncing;               /* an fsync is in flight */
+  uint64_t sync_t0;
   uv_fs_t req;
   uint64_t sync_target;      /* end of the log when that fsync started */
   sync_wait_t *waits;
@@ -52,6 +53,8 @@ struct sl_sstream {
   json_t *cursors;           /* {"subscriber": {name: [next...]}, "group": {...}} */
   uint64_t id;               /* unique in the process: tells a re-created stream apart */
   int64_t *m_appended;       /* sluice_store_appended_total{stream} */
+  int64_t *m_bytes;          /* sluice_store_appended_bytes_total{stream} */
+  sl_histo_t *m_fsync;       /* sluice_store_fsync_latency_ns{stream} */
   struct sl_sstream *next;
 };
 
@@ -184,6 +187,10 @@ static sl_sstream_t *stream_open(sl_store_t *st, const char *name, const sl_scon
   s->id = ++ids;
   s->m_appended = sl_metric(SL_COUNTER, "sluice_store_appended_total", "Records appended to a stored stream.", "stream",
                             name, NULL);
+  s->m_bytes = sl_metric(SL_COUNTER, "sluice_store_appended_bytes_total",
+                         "Bytes of record values appended to a stored stream.", "stream", name, NULL);
+  s->m_fsync = sl_histogram("sluice_store_fsync_latency_ns", "Nanoseconds an fsync of a stored stream's partition took.",
+                            "stream", name, NULL);
   s->name = sl_xstrdup(name);
   s->dir = sl_xasprintf("%s/%s", st->data_dir, name);
   s->c = *c;
@@ -253,6 +260,7 @@ static void on_synced(uv_fs_t *req) {
   uv_fs_req_cleanup(req);
   pt->syncing = 0;
   s->busy--;
+  sl_histo_observe(s->m_fsync, sl_now_ns() - pt->sync_t0);
   if (s->deleted) {
     if (s->busy == 0) stream_free(s);
     return;
@@ -294,6 +302,7 @@ static void sync_start(partition_t *pt) {
   pt->syncing = 1;
   pt->s->busy++;
   pt->sync_target = sl_seglog_end(pt->log);
+  pt->sync_t0 = sl_now_ns();
   pt->req.data = pt;
   uv_fs_fdatasync(pt->s->st->w->loop, &pt->req, sl_seglog_sync_fd(pt->log), on_synced);
 }
@@ -343,7 +352,10 @@ void sl_sstream_publish(sl_sstream_t *s, const sl_pub_t *recs, size_t n, sl_pub_
   }
   free(rr);
   free(order);
-  if (!err) *s->m_appended += (int64_t)n;
+  if (!err) {
+    *s->m_appended += (int64_t)n;
+    for (size_t i = 0; i < n; i++) *s->m_bytes += (int64_t)recs[i].value_len;
+  }
   if (err) {
     sl_logf(SL_LOG_ERROR, NULL, "store", "stream %s: %s", s->name, err);
     cb(arg, -1, err, NULL, NULL, 0);
@@ -403,10 +415,29 @@ static void store_free(void *p) {
   free(st);
 }
 
+/* Lag of every consumer group with saved offsets, at scrape time. */
+static void collect_lag(void *arg) {
+  sl_store_t *st = arg;
+  for (sl_sstream_t *s = st->streams; s; s = s->next) {
+    const char *group;
+    json_t *arr;
+    json_object_foreach(json_object_get(s->cursors, "group"), group, arr) {
+      int64_t lag = 0;
+      for (int p = 0; p < s->c.partitions; p++) {
+        uint64_t at = (uint64_t)json_integer_value(json_array_get(arr, (size_t)p)), end = sl_sstream_end(s, p);
+        if (end > at) lag += (int64_t)(end - at);
+      }
+      *sl_metric(SL_GAUGE, "sluice_store_group_lag", "Records of a stored stream a consumer group has not committed.",
+                 "stream", s->name, "group", group, NULL) = lag;
+    }
+  }
+}
+
 static void tick_closed(uv_handle_t *h) { store_free(h->data); }
 
 static void store_release(void *p) {
   sl_store_t *st = p;
+  sl_metrics_collector_remove(collect_lag, st);
   if (st->opened) {
     /* Nothing is promised for `never`/`interval` beyond this last sync. */
     for (sl_sstream_t *s = st->streams; s; s = s->next)
@@ -428,6 +459,7 @@ static sl_store_t *store_slot(sl_worker_t *w) {
     st->tail = &st->streams;
     w->slot[SL_SLOT_STORE] = st;
     w->slot_free[SL_SLOT_STORE] = store_release;
+    sl_metrics_collector_add(collect_lag, st);
   }
   return w->slot[SL_SLOT_STORE];
 }

@@ -1,6 +1,8 @@
 #include "stream.h"
 #include "log.h"
 #include "metrics.h"
+#include "obs.h"
+#include "trace.h"
 #include "xalloc.h"
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,8 @@ typedef struct emit_ctx {
   void *user_arg;
   sl_batch_t *copy;          /* kept to re-emit on nack when the input cannot */
   int64_t attempt;
+  uint64_t t0;               /* when the input emitted it: input_latency_ns */
+  sl_spans_t *spans;         /* root spans of its sampled messages */
   uv_timer_t timer;
 } emit_ctx_t;
 
@@ -45,6 +49,7 @@ static int64_t backoff_ms(const sl_retry_policy_t *p, int64_t attempt) {
 static void push_under_txn(emit_ctx_t *ec, sl_batch_t *b);
 
 static void emit_ctx_free(emit_ctx_t *ec) {
+  sl_trace_end(ec->spans, 1, 0);   /* abandoned at shutdown while waiting to be re-sent */
   sl_batch_free(ec->copy);
   free(ec);
 }
@@ -87,6 +92,9 @@ static void on_txn_done(sl_txn_t *t, int status, const char *err, void *arg) {
     sl_logf(SL_LOG_ERROR, s->name, s->input ? s->input->label : NULL,
             "%u message(s) could not be delivered: %s", ec->copy->n, err ? err : "");
   s->in_flight--;
+  if (s->m_in.latency) sl_histo_observe(s->m_in.latency, sl_now_ns() - ec->t0);
+  sl_trace_end(ec->spans, status != 0, 0);
+  ec->spans = NULL;
   if (ec->user_cb) ec->user_cb(t, status, err, ec->user_arg);
   emit_ctx_free(ec);
   kick(s);
@@ -107,10 +115,14 @@ static void emit(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *arg, int
   ec->s = s;
   ec->user_cb = ack_cb;
   ec->user_arg = arg;
-  *s->m_received += b->n;
+  if (s->m_in.received) {
+    *s->m_in.received += b->n;
+    ec->t0 = sl_now_ns();
+  }
   if (s->ctx)
     for (uint32_t i = 0; i < b->n; i++)
       if (!b->msgs[i]->ctx) sl_msg_set_ctx(b->msgs[i], s->ctx);
+  if (sl_trace_on) ec->spans = sl_trace_begin(s->t_in, b);   /* before the copy: re-sends keep the ids */
   if (retry) ec->copy = sl_batch_clone(b);
   s->in_flight++;
   push_under_txn(ec, b);
@@ -201,11 +213,19 @@ void sl_output_write_retry(sl_output_t *o, const sl_retry_policy_t *p, sl_batch_
   retry_write(r);
 }
 
+typedef struct out_write { sl_stream_t *s; uint64_t t0; sl_spans_t *spans; } out_write_t;
+
 static void on_written(sl_output_t *o, sl_batch_t *b, int status, const char *err, void *arg) {
   (void)o;
-  sl_stream_t *s = arg;
+  out_write_t *w = arg;
+  sl_stream_t *s = w->s;
   s->pending_writes--;
-  *(status == 0 ? s->m_sent : s->m_error) += b->n;
+  if (s->m_out.sent) {
+    *(status == 0 ? s->m_out.sent : s->m_out.error) += b->n;
+    sl_histo_observe(s->m_out.latency, sl_now_ns() - w->t0);
+  }
+  sl_trace_end(w->spans, status != 0, 0);
+  free(w);
   if (status == 0) sl_batch_free(b);
   else sl_batch_fail(b, err);
   kick(s);
@@ -214,7 +234,9 @@ static void on_written(sl_output_t *o, sl_batch_t *b, int status, const char *er
 static void out_push(sl_sink_t *sink, sl_batch_t *b) {
   sl_stream_t *s = (sl_stream_t *)((char *)sink - offsetof(sl_stream_t, out_sink));
   s->pending_writes++;
-  sl_output_write_retry(s->output, &s->retry, b, on_written, s);
+  out_write_t *w = sl_xmalloc(sizeof(*w));
+  *w = (out_write_t){s, s->m_out.sent ? sl_now_ns() : 0, sl_trace_on ? sl_trace_begin(s->t_out, b) : NULL};
+  sl_output_write_retry(s->output, &s->retry, b, on_written, w);
 }
 
 /* ---- lifecycle ---- */
@@ -283,17 +305,7 @@ sl_stream_t *sl_stream_build(sl_build_t *b, const sl_cnode_t *node, const char *
   s->retry.initial_ms = sl_conf_duration_ms(retry, "initial_interval", 100);
   s->retry.max_ms = sl_conf_duration_ms(retry, "max_interval", 5000);
   s->out_sink.push = out_push;
-  /* Request-scoped instances (`out{alice}`) count under their stream's name:
-   * one series per user would grow without bound. */
-  char *label = sl_xstrndup(name, strcspn(name, "{"));
-  s->m_received = sl_metric(SL_COUNTER, "input_received", "Messages received by a stream's input.", "stream", label,
-                            "path", "root.input", NULL);
-  s->m_sent = sl_metric(SL_COUNTER, "output_sent", "Messages a stream's output delivered.", "stream", label, "path",
-                        "root.output", NULL);
-  s->m_error = sl_metric(SL_COUNTER, "output_error", "Messages a stream's output failed to deliver (after retries).",
-                         "stream", label, "path", "root.output", NULL);
-  free(label);
-
+  if (b->worker && !b->lint_only) sl_obs_stream_apply(b->worker->loop, node, name, b->diags);
   const char *saved_stream = b->stream_name;
   b->stream_name = s->name;
   char *p_in = sl_xasprintf("streams.%s.input", name);
@@ -309,6 +321,12 @@ sl_stream_t *sl_stream_build(sl_build_t *b, const sl_cnode_t *node, const char *
   s->output = sl_build_output(b, sl_cnode_get(node, "output"), p_out);
   b->top_level = 0;
   b->stream_name = saved_stream;
+  if (s->input && s->output && b->worker && !b->lint_only) {
+    sl_cmetrics_init(&s->m_in, SL_CM_INPUT, name, s->input->label, p_in);
+    sl_cmetrics_init(&s->m_out, SL_CM_OUTPUT, name, s->output->label, p_out);
+    s->t_in = sl_trace_site(SL_TS_INPUT, name, s->input->label, s->input->spec->name, p_in);
+    s->t_out = sl_trace_site(SL_TS_OUTPUT, name, s->output->label, s->output->spec->name, p_out);
+  }
   free(p_in); free(p_proc); free(p_out);
   if (!s->input || !s->chain || !s->output) {
     sl_stream_free(s);

@@ -4,6 +4,7 @@
 #ifndef SL_STREAM_H
 #define SL_STREAM_H
 #include "component.h"
+#include "metrics.h"
 
 typedef struct sl_retry_policy {
   int64_t max_retries;        /* 0 = retry until shutdown */
@@ -26,7 +27,8 @@ struct sl_stream {
   int64_t pending_writes;
   char *not_ready;            /* reason the input is not connected, or NULL */
   char *out_not_ready;        /* reason the output is not connected, or NULL */
-  int64_t *m_received, *m_sent, *m_error;   /* Benthos-named metrics of its input and output */
+  sl_cmetrics_t m_in, m_out;   /* Benthos-named metrics of its input and output */
+  const struct sl_trace_site *t_in, *t_out;   /* their span names */
   sl_ctx_t *ctx;              /* ref: a request-scoped instance's context, given to
                                  every message its input emits without one */
   /* Called when input and output both report connected again (a reload

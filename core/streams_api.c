@@ -247,9 +247,9 @@ static void stats(sl_http_req_t *r, void *arg) {
   }
   json_t *o = summary(u);
   const sl_stream_t *s = u->stream;
-  json_object_set_new(o, "input_received", json_integer(s ? *s->m_received : 0));
-  json_object_set_new(o, "output_sent", json_integer(s ? *s->m_sent : 0));
-  json_object_set_new(o, "output_error", json_integer(s ? *s->m_error : 0));
+  json_object_set_new(o, "input_received", json_integer(s ? *s->m_in.received : 0));
+  json_object_set_new(o, "output_sent", json_integer(s ? *s->m_out.sent : 0));
+  json_object_set_new(o, "output_error", json_integer(s ? *s->m_out.error : 0));
   json_object_set_new(o, "in_flight", json_integer(s ? s->in_flight : 0));
   if (u->scoped) json_object_set_new(o, "instances", json_integer(sl_scoped_instances(u->scoped)));
   reply_json(r, 200, o);

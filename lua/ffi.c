@@ -2,6 +2,7 @@
  * message's bytes, metadata and context are reached without the Lua C API.
  * Exported from the binary (ENABLE_EXPORTS); all run on the worker's loop. */
 #include "vm.h"
+#include "../core/log.h"
 #include "../core/xalloc.h"
 #include <stdio.h>
 #include <string.h>
@@ -103,4 +104,13 @@ int sl_lnow(char *out, size_t cap) {
   size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
   int m = snprintf(out + n, cap - n, ".%06ldZ", ts.tv_nsec / 1000);
   return (int)n + (m > 0 ? m : 0);
+}
+
+/* log(level, message, fields) from Lua: kv is key, value, ..., NULL. Returns
+ * -1 for an unknown level. */
+int sl_llog(const char *level, const char *msg, const char *const *kv) {
+  sl_log_level_t l;
+  if (sl_log_parse_level(level, &l) != 0 || l == SL_LOG_OFF) return -1;
+  sl_log_fields(l, sl_log_scope.stream, sl_log_scope.component, msg, kv);
+  return 0;
 }

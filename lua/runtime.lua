@@ -24,6 +24,7 @@ sl_msg_t *sl_lmsg_new(void *run, const char *p, size_t len);
 void sl_lrun_keep(void *run, sl_msg_t *m);
 int sl_uuid_v4(char *out);
 int sl_lnow(char *out, size_t cap);
+int sl_llog(const char *level, const char *msg, const char **kv);
 ]]
 
 local C = ffi.C
@@ -384,6 +385,23 @@ base.print = function(...)
   local t = {}
   for k = 1, select("#", ...) do t[k] = tostring((select(k, ...))) end
   io.stderr:write(table.concat(t, "\t"), "\n")
+end
+-- log(level, message, fields): a line in the logger's format, with the
+-- running processor's stream and component; fields values are stringified.
+base.log = function(level, message, fields)
+  local kv, keep = {}, {}
+  if fields ~= nil then
+    if type(fields) ~= "table" then error("log: fields must be a table", 2) end
+    for k, v in pairs(fields) do
+      keep[#keep + 1] = tostring(k)
+      keep[#keep + 1] = type(v) == "table" and encode(v) or tostring(v)
+    end
+  end
+  local arr = ffi.new("const char *[?]", #keep + 1)
+  for i = 1, #keep do arr[i - 1] = keep[i] end
+  if C.sl_llog(tostring(level), tostring(message), arr) ~= 0 then
+    error("log: level must be trace, debug, info, warn or error", 2)
+  end
 end
 base.uuid_v4 = uuid_v4
 base.now = now

@@ -5,7 +5,7 @@ set -eu
 PKGS="build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
 libluajit2-5.1-dev luajit2 libuv1-dev node-llhttp librdkafka-dev libyaml-dev
 lua-busted lua-cjson libssl-dev libwslay-dev libjwt-dev libyajl-dev
-libjansson-dev jq curl openssl python3 python3-websockets python3-prometheus-client chromium nginx-light redis-server wrk hyperfine time
+libjansson-dev libcurl4-openssl-dev prometheus-pushgateway jq curl openssl python3 python3-websockets python3-prometheus-client chromium nginx-light redis-server wrk hyperfine time
 openjdk-17-jre-headless maven kcat"
 
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
@@ -23,8 +23,8 @@ if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
   # shellcheck disable=SC2086
   $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
-  # Debian starts nginx and redis on install; the benchmarks run their own.
-  $SUDO systemctl disable --now nginx redis-server >/dev/null 2>&1 || true
+  # Debian starts nginx, redis and the pushgateway on install; benchmarks and specs run their own.
+  $SUDO systemctl disable --now nginx redis-server prometheus-pushgateway >/dev/null 2>&1 || true
 fi
 
 # The Kafka broker that the Kafka specs start: its jars from Maven Central,

@@ -1,0 +1,270 @@
+-- `tracer.otlp`: OpenTelemetry spans per message, exported as OTLP/HTTP JSON
+-- to a local receiver (spec/tools/otlp_receiver.py), with W3C traceparent
+-- taken from HTTP requests and Kafka headers and set on Kafka output headers.
+local h = require("spec.helpers")
+local kafka = require("spec.kafka_helpers")
+local json = h.json
+
+local TRACE = "0af7651916cd43dd8448eb211c80319c"
+local PARENT = "b7ad6b7169203331"
+
+-- Starts the receiver; returns {endpoint, spans(), stop()}.
+local function receiver()
+  local d = h.tmpdir()
+  os.execute(string.format("/usr/bin/python3 spec/tools/otlp_receiver.py %s/port %s/out.jsonl & echo $! > %s/pid",
+    d, d, d))
+  local port
+  for _ = 1, 100 do
+    port = h.read(d .. "/port")
+    if port then break end
+    os.execute("sleep 0.05")
+  end
+  assert(port, "the OTLP receiver did not start")
+  local r = {endpoint = "http://127.0.0.1:" .. port}
+  -- Every span received so far, with its resource attributes as a map.
+  r.spans = function()
+    local out = {}
+    for _, l in ipairs(h.lines(h.read(d .. "/out.jsonl") or "")) do
+      local doc = json.decode(l)
+      assert.are.equal("application/json", doc._content_type)
+      for _, rs in ipairs(doc.resourceSpans) do
+        local res = {}
+        for _, a in ipairs(rs.resource.attributes) do res[a.key] = a.value.stringValue end
+        for _, ss in ipairs(rs.scopeSpans) do
+          for _, s in ipairs(ss.spans) do
+            s.resource = res
+            s.attrs = {}
+            for _, a in ipairs(s.attributes) do s.attrs[a.key] = a.value.stringValue end
+            out[#out + 1] = s
+          end
+        end
+      end
+    end
+    return out
+  end
+  r.stop = function()
+    os.execute("kill " .. h.read(d .. "/pid"):match("%d+") .. " 2>/dev/null")
+    h.rmdir(d)
+  end
+  return r
+end
+
+local function wait_spans(rcv, n)
+  local spans
+  for _ = 1, 200 do
+    spans = rcv.spans()
+    if #spans >= n then break end
+    os.execute("sleep 0.05")
+  end
+  return spans
+end
+
+local function by_name(spans)
+  local t = {}
+  for _, s in ipairs(spans) do
+    t[s.name] = t[s.name] or {}
+    table.insert(t[s.name], s)
+  end
+  return t
+end
+
+describe("tracer", function()
+  local rcv
+  before_each(function() rcv = receiver() end)
+  after_each(function() rcv.stop() end)
+
+  it("continues an HTTP request's traceparent: input root span, processor and output children", function()
+    local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT}
+tracer:
+  otlp:
+    endpoint: ]] .. rcv.endpoint .. [[
+
+    flush_interval: 50ms
+    tags: {stream: in, env: spec}
+input:
+  label: push_event
+  http_server: {path: /push-event}
+pipeline:
+  processors:
+    - label: enrich
+      lua: 'this.user_id = "alice"'
+    - label: check
+      lua: 'if this.fail then error("bad input") end'
+output:
+  broker:
+    outputs:
+      - drop: {}
+      - sync_response: {}
+]])
+    local _, body = h.sh("curl -s -m 5 -H 'traceparent: 00-" .. TRACE .. "-" .. PARENT .. "-01' -d '{\"a\":1}' " ..
+      srv.url .. "/push-event")
+    assert.are.equal("alice", json.decode(body).user_id)
+    local spans = wait_spans(rcv, 4)
+    assert.are.equal(0, srv.stop())
+    assert.are.equal(4, #spans)
+    local n = by_name(spans)
+    local root = n.push_event[1]
+    assert.are.equal(TRACE, root.traceId)
+    assert.are.equal(PARENT, root.parentSpanId)
+    assert.are.equal(2, root.kind)
+    assert.are.equal("root.input", root.attrs["sluice.path"])
+    assert.are.equal("http_server", root.attrs["sluice.component"])
+    assert.are.equal("main", root.attrs["sluice.stream"])
+    assert.are.same({["service.name"] = "sluice", stream = "in", env = "spec"}, root.resource)
+    for name, path in pairs({enrich = "root.pipeline.processors.0", check = "root.pipeline.processors.1",
+                             broker = "root.output"}) do
+      local s = n[name][1]
+      assert.are.equal(TRACE, s.traceId)
+      assert.are.equal(root.spanId, s.parentSpanId, name)
+      assert.are.equal(path, s.attrs["sluice.path"])
+      assert.are_not.equal(root.spanId, s.spanId)
+      assert.is_true(tonumber(s.startTimeUnixNano) >= tonumber(root.startTimeUnixNano))
+      assert.is_true(tonumber(s.endTimeUnixNano) <= tonumber(root.endTimeUnixNano))
+      assert.are.equal(0, s.status.code)
+    end
+  end)
+
+  it("starts a trace per message without one, marks failed processors, and honours an unsampled parent", function()
+    local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT}
+tracer:
+  otlp: {endpoint: "]] .. rcv.endpoint .. [[", flush_interval: 50ms}
+input: {http_server: {path: /in}}
+pipeline:
+  processors:
+    - lua: 'if this.fail then error("bad input") end'
+output: {reject_errored: {drop: {}}}
+retry: {max_retries: 1, initial_interval: 10ms}
+]])
+    h.sh("curl -s -m 5 -d '{}' " .. srv.url .. "/in")
+    h.sh("curl -s -m 5 -d '{\"fail\":true}' " .. srv.url .. "/in")
+    h.sh("curl -s -m 5 -H 'traceparent: 00-" .. TRACE .. "-" .. PARENT .. "-00' -d '{}' " .. srv.url .. "/in")
+    local spans = wait_spans(rcv, 6)
+    assert.are.equal(0, srv.stop())
+    local n = by_name(spans)
+    assert.are.equal(2, #n.http_server)
+    assert.is_nil(n.http_server[1].parentSpanId)
+    assert.are_not.equal(n.http_server[1].traceId, n.http_server[2].traceId)
+    for _, s in ipairs(spans) do assert.are_not.equal(TRACE, s.traceId) end
+    local failed = 0
+    for _, s in ipairs(n.lua) do failed = failed + (s.status.code == 2 and 1 or 0) end
+    assert.are.equal(1, failed)
+  end)
+
+  it("exports nothing with sample_ratio 0", function()
+    local r = h.run_config([[
+tracer:
+  otlp: {endpoint: "]] .. rcv.endpoint .. [[", sample_ratio: 0, flush_interval: 10ms}
+input:
+  generate: {count: 50, interval: 0, mapping: 'return {}'}
+pipeline:
+  processors:
+    - lua: 'this.x = 1'
+output: {drop: {}}
+]])
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal(0, #rcv.spans())
+  end)
+
+  it("sends every span before exiting, in batches of batch_size", function()
+    local r = h.run_config([[
+tracer:
+  otlp: {endpoint: "]] .. rcv.endpoint .. [[", flush_interval: 1h, batch_size: 40}
+input:
+  generate: {count: 50, interval: 0, batch_size: 10, mapping: 'return {}'}
+output: {drop: {}}
+]])
+    assert.are.equal(0, r.code, r.stderr)
+    local spans = rcv.spans()
+    assert.are.equal(100, #spans)
+    local n = by_name(spans)
+    assert.are.equal(50, #n.generate)
+    assert.are.equal(50, #n.drop)
+  end)
+
+  it("exits without waiting on an endpoint that refuses, counting what it dropped", function()
+    local port = h.port()
+    local r = h.run_config([[
+tracer:
+  otlp: {endpoint: "http://127.0.0.1:]] .. port .. [[", flush_interval: 1h, batch_size: 10}
+input:
+  generate: {count: 100, interval: 0, mapping: 'return {}'}
+output: {drop: {}}
+]], {timeout = 20})
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("export to http://127.0.0.1:" .. port .. "/v1/traces failed", r.stderr, 1, true)
+  end)
+
+  it("takes a stream's own tracer block: its spans only, with its tags", function()
+    local r = h.run_config([[
+streams:
+  traced:
+    input:
+      generate: {count: 2, interval: 0, mapping: 'return {}'}
+    output: {drop: {}}
+    tracer:
+      otlp: {endpoint: "]] .. rcv.endpoint .. [[", tags: {stream: traced}}
+  quiet:
+    input:
+      generate: {count: 3, interval: 0, mapping: 'return {}'}
+    output: {drop: {}}
+]])
+    assert.are.equal(0, r.code, r.stderr)
+    local spans = rcv.spans()
+    assert.are.equal(4, #spans)
+    for _, s in ipairs(spans) do
+      assert.are.equal("traced", s.attrs["sluice.stream"])
+      assert.are.equal("traced", s.resource.stream)
+    end
+  end)
+
+  it("lints the tracer section", function()
+    local r = h.run_config("tracer: {otlp: {sample_ratio: 2}}\ninput: {stdin: {}}\noutput: {drop: {}}\n",
+      {cmd = "lint"})
+    assert.are.equal(1, r.code)
+    assert.matches("tracer.otlp.endpoint", r.stderr, 1, true)
+  end)
+end)
+
+local why = kafka.unavailable()
+local describe_kafka = why and pending or describe
+
+describe_kafka("tracer over Kafka" .. (why and (": " .. why) or ""), function()
+  local k, rcv
+  setup(function() k = kafka.start() end)
+  teardown(function() if k then k.stop() end end)
+  before_each(function() rcv = receiver() end)
+  after_each(function() rcv.stop() end)
+
+  it("puts traceparent on kafka output headers and continues it from kafka input headers", function()
+    local d = h.tmpdir()
+    local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT}
+tracer:
+  otlp: {endpoint: "]] .. rcv.endpoint .. [[", flush_interval: 50ms}
+streams:
+  edge:
+    input: {label: edge_in, http_server: {path: /in}}
+    output: {label: to_jobs, kafka: {addresses: []] .. k.addr .. [[], topic: traced}}
+  worker:
+    input:
+      label: from_jobs
+      kafka: {addresses: []] .. k.addr .. [[], topics: [traced], consumer_group: tracer}
+    output: {label: done, file: {path: ]] .. d .. [[/out.ndjson}}
+]])
+    h.sh("curl -s -m 5 -H 'traceparent: 00-" .. TRACE .. "-" .. PARENT .. "-01' -d '{\"a\":1}' " .. srv.url .. "/in")
+    local spans = wait_spans(rcv, 4)
+    assert.are.equal(0, srv.stop())
+    h.rmdir(d)
+    local n = by_name(spans)
+    local edge, out, consumed = n.edge_in[1], n.to_jobs[1], n.from_jobs[1]
+    assert.are.equal(TRACE, edge.traceId)
+    assert.are.equal(PARENT, edge.parentSpanId)
+    assert.are.equal(edge.spanId, out.parentSpanId)
+    -- the worker's root is a child of the producing span, from the Kafka header
+    assert.are.equal(TRACE, consumed.traceId)
+    assert.are.equal(out.spanId, consumed.parentSpanId)
+    assert.are.equal(consumed.spanId, n.done[1].parentSpanId)
+  end)
+end)
