@@ -12,7 +12,8 @@ static const sl_field_t fields[] = {
    "request context, read-only: `method`, `path`, `remote_addr`, `request_id`, `user`, `query`, "
    "`headers`, `params`, `cookies`, `jwt`; empty without a request), `content()`, `deleted()`, "
    "`uuid_v4()`, `now()`, `json.encode/decode`, `env(name)`, `batch_index()` (0-based), `errored()`, "
-   "`error_message()`, `new_message(content)`. Return nothing to keep the message (re-encoded only "
+   "`error_message()`, `new_message(content)`, `log(level, message, fields)` (a log line naming this "
+   "stream and processor; docs/observability.md). Return nothing to keep the message (re-encoded only "
    "if `this` changed), a table or string to replace the content, `deleted()` to drop it. "
    "`error(...)` flags the message as failed with the text and the config file's line.", NULL, NULL},
   {"file", SL_F_STRING, NULL, 0,
