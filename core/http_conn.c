@@ -2,6 +2,7 @@
  * limits, pipelining (the parser pauses after each request until it is
  * answered), responses, streamed and taken-over connections, timeouts. */
 #include "http_int.h"
+#include "metrics.h"
 #include "rand.h"
 #include "xalloc.h"
 #include <stdio.h>
@@ -123,9 +124,16 @@ struct sl_http_stream {
   void (*on_drain)(void *arg);   /* once the socket buffer is down to drain_below */
   void *drain_arg;
   size_t drain_below;
+  int64_t *open;             /* sluice_http_streams{kind}, while the client is there */
 };
 
+static void stream_ended(struct sl_http_stream *st) {
+  if (st->open) (*st->open)--;
+  st->open = NULL;
+}
+
 static void stream_gone(struct sl_http_stream *st) {
+  stream_ended(st);
   st->conn = NULL;
   if (st->on_close) st->on_close(st->arg);
 }
@@ -326,7 +334,8 @@ void sl_http_error(sl_http_req_t *r, int status, const char *msg) {
 }
 
 /* Hands r's connection to a new stream (NULL conn when the client left). */
-static sl_http_stream_t *attach_stream(sl_http_req_t *r, void (*on_data)(void *, const char *, size_t),
+/* kind: "websocket", "sse" or "chunked", the label of sluice_http_streams. */
+static sl_http_stream_t *attach_stream(sl_http_req_t *r, const char *kind, void (*on_data)(void *, const char *, size_t),
                                        void (*on_close)(void *), void *arg, conn_t **conn) {
   sl_http_stream_t *st = sl_xcalloc(1, sizeof(*st));
   st->on_close = on_close;
@@ -340,6 +349,9 @@ static sl_http_stream_t *attach_stream(sl_http_req_t *r, void (*on_data)(void *,
     st->conn = c;
     arm_timer(c, 0);
     *conn = c;
+    st->open = sl_metric(SL_GAUGE, "sluice_http_streams", "Open SSE, WebSocket and other streamed answers.", "kind",
+                         kind, NULL);
+    (*st->open)++;
   }
   return st;
 }
@@ -347,7 +359,8 @@ static sl_http_stream_t *attach_stream(sl_http_req_t *r, void (*on_data)(void *,
 sl_http_stream_t *sl_http_stream_open(sl_http_req_t *r, int status, const char *content_type,
                                       const sl_kvlist_t *headers, void (*on_close)(void *arg), void *arg) {
   conn_t *c;
-  sl_http_stream_t *st = attach_stream(r, NULL, on_close, arg, &c);
+  const char *kind = strncmp(content_type, "text/event-stream", 17) ? "chunked" : "sse";
+  sl_http_stream_t *st = attach_stream(r, kind, NULL, on_close, arg, &c);
   if (c) {
     char *h = NULL;
     size_t hl = 0;
@@ -371,7 +384,7 @@ sl_http_stream_t *sl_http_takeover(sl_http_req_t *r, const void *head, size_t le
                                    void (*on_data)(void *arg, const char *p, size_t n),
                                    void (*on_close)(void *arg), void *arg) {
   conn_t *c;
-  sl_http_stream_t *st = attach_stream(r, on_data, on_close, arg, &c);
+  sl_http_stream_t *st = attach_stream(r, "websocket", on_data, on_close, arg, &c);
   if (c) {
     write_raw(c, head, len, NULL, 0, 0);
     /* Bytes the client sent right after its upgrade request are its first frames. */
@@ -422,6 +435,7 @@ size_t sl_http_stream_queued(const sl_http_stream_t *st) {
 
 void sl_http_stream_close(sl_http_stream_t *st) {
   conn_t *c = st->conn;
+  stream_ended(st);
   if (c && !c->closing) {
     c->stream = NULL;
     c->finished = 1;

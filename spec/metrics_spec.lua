@@ -43,6 +43,29 @@ streams:
     assert.is_true(value(s, "sluice_http_connections", {}) >= 1)
   end)
 
+  it("counts open SSE and WebSocket connections by kind", function()
+    local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT}
+input: {generate: {interval: 1h, mapping: 'return {}'}}
+output: {http_server: {sse_path: /sse, ws_path: /ws}}
+]])
+    local sse = io.popen("curl -s -N -m 2 " .. srv.url .. "/sse")
+    local ws = io.popen("/usr/bin/python3 spec/tools/ws_client.py 'ws://127.0.0.1:" .. srv.port .. "/ws' --recv 99 --wait 2")
+    local open = h.wait_for(function()
+      local s = samples(srv)
+      return value(s, "sluice_http_streams", {kind = "sse"}) == 1 and value(s, "sluice_http_streams", {kind = "websocket"}) == 1 and s
+    end, 5)
+    sse:read("a"); sse:close()
+    ws:read("a"); ws:close()
+    local closed = h.wait_for(function()
+      local s = samples(srv)
+      return value(s, "sluice_http_streams", {kind = "sse"}) == 0 and value(s, "sluice_http_streams", {kind = "websocket"}) == 0 and s
+    end, 5)
+    assert.are.equal(0, srv.stop())
+    assert.truthy(open, "one SSE and one WebSocket client counted while connected")
+    assert.truthy(closed, "both gone once they left")
+  end)
+
   it("has Benthos' per-component series with label and path, latency histograms, Lua errors and the store's", function()
     local srv = h.serve([[
 http:
