@@ -4,13 +4,15 @@
 // send time; one SSE client per user measures receive − send.
 //   node bench/demo_latency.js BASE_URL RATE SECS USERS [WARM_MS]
 // (the first WARM_MS let the SSE clients' instances join their groups)
-// prints one JSON line: sent, answered, received, p50/p99/max ms.
+// prints one JSON line: sent, answered, received, p50/p99/max ms, and the same
+// quantiles without the requests of the first 2 s of traffic ("steady": a
+// pipeline's first messages pay for consumers starting to fetch).
 "use strict";
 const http = require("http");
 const EventSource = require(require.resolve("eventsource", { paths: [__dirname + "/../spec/node"] }));
 const [base, rate, secs, users, warm] = [process.argv[2], +process.argv[3], +process.argv[4], +(process.argv[5] || 10),
   +(process.argv[6] || 2000)];
-const delays = [];
+const delays = [];   // [send time, delay]
 let sent = 0, answered = 0, received = 0;
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 const sources = [];
@@ -18,7 +20,7 @@ for (let u = 0; u < users; u++) {
   const es = new EventSource(`${base}/sse?user=u${u}`);
   es.onmessage = (e) => {
     const v = JSON.parse(e.data);
-    if (v.sent) { received++; delays.push(Date.now() - v.sent); }
+    if (v.sent) { received++; delays.push([v.sent, Date.now() - v.sent]); }
   };
   sources.push(es);
 }
@@ -33,17 +35,23 @@ function post(i) {
   req.end(body);
   sent++;
 }
+let t0 = 0;
 setTimeout(() => {   // SSE clients connected (their instances started)
-  const t0 = Date.now();
+  t0 = Date.now();
   const timer = setInterval(() => {
     const due = Math.min(rate * secs, Math.floor((Date.now() - t0) * rate / 1000));
     while (sent < due) post(sent);
     if (sent >= rate * secs) clearInterval(timer);
   }, 5);
   setTimeout(() => {   // bounded: the window plus 5 s for stragglers
-    delays.sort((a, b) => a - b);
-    const q = (p) => (delays.length ? delays[Math.min(delays.length - 1, Math.floor(p * delays.length))] : null);
-    console.log(JSON.stringify({ sent, answered, received, p50: q(0.5), p99: q(0.99), max: delays[delays.length - 1] }));
+    const quantiles = (v) => {
+      v.sort((a, b) => a - b);
+      const q = (p) => (v.length ? v[Math.min(v.length - 1, Math.floor(p * v.length))] : null);
+      return [q(0.5), q(0.99), v.length ? v[v.length - 1] : null];
+    };
+    const [p50, p99, max] = quantiles(delays.map((d) => d[1]));
+    const [sp50, sp99, smax] = quantiles(delays.filter((d) => d[0] >= t0 + 2000).map((d) => d[1]));
+    console.log(JSON.stringify({ sent, answered, received, p50, p99, max, steady: { p50: sp50, p99: sp99, max: smax } }));
     sources.forEach((s) => s.close());
     process.exit(0);
   }, secs * 1000 + 5000);

@@ -27,4 +27,4 @@ HTTP_ADDRESS=127.0.0.1:$HPORT "$BIN" run --log-level warn "$conf" & pid=$!
 sleep 1
 r=$(node bench/demo_latency.js "http://127.0.0.1:$HPORT" "$RATE" "$SECS" "$USERS" "${warm:-2000}")
 kill $pid; wait $pid 2>/dev/null || true
-echo "$r" | node -e 'const r = JSON.parse(require("fs").readFileSync(0)); console.log(`| '"$MODE"' | '"$RATE"'/s × '"$SECS"' s, '"$USERS"' users | ${r.sent} | ${r.answered} | ${r.received} | ${r.p50} ms | ${r.p99} ms | ${r.max} ms |`)'
+echo "$r" | node -e 'const r = JSON.parse(require("fs").readFileSync(0)); console.log(`| '"$MODE"' | '"$RATE"'/s × '"$SECS"' s, '"$USERS"' users | ${r.sent} | ${r.answered} | ${r.received} | ${r.p50} ms | ${r.p99} ms | ${r.max} ms | ${r.steady.p50} / ${r.steady.p99} / ${r.steady.max} ms |`)'
