@@ -529,27 +529,22 @@ static void created(void *arg) {
 }
 
 static int check_create(sl_http_req_t *r, json_t *b, int *P) {
-  json_t *v;
-  const char *why = NULL;
-  if ((v = json_object_get(b, "partitions")) && (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1024))
-    why = "partitions must be an integer between 1 and 1024";
-  else if ((v = json_object_get(b, "retention_hours")) && (!json_is_number(v) || json_number_value(v) < 0))
-    why = "retention_hours must be a number >= 0";
-  else if ((v = json_object_get(b, "retention_bytes")) && (!json_is_integer(v) || json_integer_value(v) < 0))
-    why = "retention_bytes must be an integer >= 0";
-  else if ((v = json_object_get(b, "segment_bytes")) && (!json_is_integer(v) || json_integer_value(v) < 1024))
-    why = "segment_bytes must be an integer >= 1024";
-  else if (json_object_get(b, "fsync"))
-    why = "fsync is not a stream setting with store.backend kafka: a publish is answered once the in-sync replicas "
-          "have it (acks=all); durability is the brokers' replication (min.insync.replicas)";
+  sl_sconf_t c = {.partitions = *P};
+  char *why = NULL;
+  if (json_object_get(b, "fsync"))
+    why = sl_xstrdup("fsync is not a stream setting with store.backend kafka: a publish is answered once the in-sync "
+                     "replicas have it (acks=all); durability is the brokers' replication (min.insync.replicas)");
   else if (json_object_get(b, "end_events"))
-    why = "end_events is not kept with store.backend kafka (topics have no such setting): pass ?end_events= to "
-          "SSE/WebSocket readers";
+    why = sl_xstrdup("end_events is not kept with store.backend kafka (topics have no such setting): pass "
+                     "?end_events= to SSE/WebSocket readers");
+  else if (sl_api_sconf(b, &c, &why) == 0 && (c.partitions < 1 || c.partitions > 1024))
+    why = sl_xstrdup("partitions must be an integer between 1 and 1024");
   if (why) {
     sl_api_error(r, 400, "%s", why);
+    free(why);
     return -1;
   }
-  if (v = json_object_get(b, "partitions"), v) *P = (int)json_integer_value(v);
+  *P = c.partitions;
   return 0;
 }
 

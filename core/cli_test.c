@@ -2,6 +2,7 @@
  * shape): input batches with metadata go through a config's processors and
  * the output batches are checked; a failure prints expected and actual. */
 #include "cli.h"
+#include "conf_json.h"
 #include "component.h"
 #include "engine.h"
 #include "section.h"
@@ -25,34 +26,6 @@ static void collect_push(sl_sink_t *s, sl_batch_t *b) {
   collect_t *c = (collect_t *)s;
   c->v = sl_xrealloc(c->v, (c->n + 1) * sizeof(*c->v));
   c->v[c->n++] = b;
-}
-
-/* ---------- YAML → JSON (jansson), for json_content and json_equals ---------- */
-
-static json_t *to_json(const sl_cnode_t *n) {
-  int64_t iv;
-  double dv;
-  int bv;
-  switch (n->type) {
-  case SL_CN_NULL: return json_null();
-  case SL_CN_SCALAR:
-    if (n->quoted) return json_stringn(n->str, n->len);
-    if (sl_parse_int(n->str, &iv) == 0) return json_integer(iv);
-    if (sl_parse_float(n->str, &dv) == 0) return json_real(dv);
-    if (sl_parse_bool(n->str, &bv) == 0) return json_boolean(bv);
-    return json_stringn(n->str, n->len);
-  case SL_CN_SEQ: {
-    json_t *a = json_array();
-    for (uint32_t i = 0; i < n->n; i++) json_array_append_new(a, to_json(n->items[i]));
-    return a;
-  }
-  case SL_CN_MAP: {
-    json_t *o = json_object();
-    for (uint32_t i = 0; i < n->n; i++) json_object_set_new(o, n->keys[i], to_json(n->items[i]));
-    return o;
-  }
-  }
-  return json_null();
 }
 
 static char *json_text(const json_t *j) { return json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY); }
@@ -116,7 +89,7 @@ static sl_batch_t *input_batch(const sl_cnode_t *items) {
     const sl_cnode_t *content = sl_cnode_get(it, "content"), *jc = sl_cnode_get(it, "json_content");
     sl_msg_t *m;
     if (jc) {
-      json_t *jv = to_json(jc);
+      json_t *jv = sl_cnode_to_json(jc);
       char *j = json_text(jv);
       m = sl_msg_new(j, strlen(j));
       free(j);
@@ -161,7 +134,7 @@ static int check_message(const sl_cnode_t *cond, sl_msg_t *m, unsigned bi, unsig
     }
   }
   if ((v = sl_cnode_get(cond, "json_equals"))) {
-    json_t *want = to_json(v), *got = json_loadb(actual, m->content->len, JSON_DECODE_ANY, NULL);
+    json_t *want = sl_cnode_to_json(v), *got = json_loadb(actual, m->content->len, JSON_DECODE_ANY, NULL);
     char *j = json_text(want);
     if (!got || !json_same(want, got)) report(&ok, "json_equals", bi, mi, j, actual);
     free(j);

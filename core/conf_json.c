@@ -7,7 +7,8 @@ static json_t *scalar(const sl_cnode_t *n) {
   /* A default the spec inserted is typed by its field: "" stays a string. */
   if (n->quoted || n->block || (n->synthetic && !*s)) return json_stringn(s, n->len);
   if (!*s || !strcmp(s, "~") || !strcmp(s, "null")) return json_null();
-  if (!strcmp(s, "true") || !strcmp(s, "false")) return json_boolean(s[0] == 't');
+  int b;
+  if (sl_parse_bool(s, &b) == 0) return json_boolean(b);
   int64_t i;
   if (sl_parse_int(s, &i) == 0) return json_integer(i);
   double d;

@@ -21,6 +21,10 @@ void sl_api_json(sl_http_req_t *r, int status, json_t *j);
 void sl_api_error(sl_http_req_t *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The request body as a JSON object, or NULL (answered 400). */
 json_t *sl_api_body(sl_http_req_t *r);
+/* Overrides c with a create body's settings (partitions, retention_hours,
+ * retention_bytes, segment_bytes, end_events, fsync); -1 with *why (caller
+ * frees) when one has the wrong type or range. */
+int sl_api_sconf(json_t *body, sl_sconf_t *c, char **why);
 /* The publish body ({"events":[…]} or one event), or -1 (answered 400). */
 int sl_api_pubs(sl_http_req_t *r, sl_pubs_t *out);
 /* POST …/group/{group}'s settings: each -1 when not given; -1 (answered 400)

@@ -98,7 +98,7 @@ int sl_api_position(sl_http_req_t *r, sl_sstream_t *s, int p, uint64_t from, con
 
 /* ---------- create, list, info, delete, stats ---------- */
 
-static int parse_sconf(json_t *body, sl_sconf_t *c, char **why) {
+int sl_api_sconf(json_t *body, sl_sconf_t *c, char **why) {
   json_t *v;
   if ((v = json_object_get(body, "partitions"))) {
     if (!json_is_integer(v)) return *why = sl_xstrdup("partitions must be an integer"), -1;
@@ -194,7 +194,7 @@ static void create(sl_http_req_t *r, sl_store_t *st, const char *name) {
   if (!body) return;
   sl_sconf_t c = sl_store_defaults(st);
   char *why = NULL;
-  if (parse_sconf(body, &c, &why) != 0) {
+  if (sl_api_sconf(body, &c, &why) != 0) {
     sl_api_error(r, 400, "%s", why);
     free(why);
     json_decref(body);
