@@ -74,6 +74,8 @@ typedef struct kin {
   int handles, stopped, closed;   /* handles: uv handles initialised and not yet closed */
   sl_batch_t *pending;       /* the batch being filled, of pending_pt */
   part_t *pending_pt;
+  int64_t metas;             /* messages whose metadata source is alive: they keep rk */
+  int destroyed;             /* kin_destroy ran; rk goes with the last metadata source */
 } kin_t;
 
 static const char *sname(kin_t *in) { return in->base.stream ? in->base.stream->name : NULL; }
@@ -207,10 +209,21 @@ static size_t dec(char *buf, int64_t v) {
   return i;
 }
 
-/* The metadata of a message is set at once, in one allocation; headers
- * beyond the first 32 are added one by one. */
-static sl_msg_t *to_msg(const rd_kafka_message_t *m) {
-  sl_msg_t *msg = sl_msg_new(m->payload ? m->payload : "", m->len);
+/* A message's metadata is read from its librdkafka message only when the
+ * pipeline first looks at it: formatting numbers and parsing headers
+ * (librdkafka allocates a buffer per message to look for them) were half
+ * of the consumer's time, and many pipelines never read metadata. The
+ * source keeps the librdkafka message, and so the client, alive. */
+typedef struct kmeta {
+  sl_kv_src_t base;
+  rd_kafka_message_t *m;
+  kin_t *in;
+} kmeta_t;
+
+static void kin_free(kin_t *in);
+
+static void kmeta_load(sl_kv_src_t *s, sl_kvlist_t *into) {
+  const rd_kafka_message_t *m = ((kmeta_t *)s)->m;
   char num[4][24];
   sl_kv_t kv[38];
   uint32_t n = 0;
@@ -233,10 +246,27 @@ static sl_msg_t *to_msg(const rd_kafka_message_t *m) {
   size_t vl, i = 0;
   for (; i < nh && n < 38 && rd_kafka_header_get_all(hs, i, &name, &val, &vl) == RD_KAFKA_RESP_ERR_NO_ERROR; i++)
     kv[n++] = (sl_kv_t){(char *)name, val ? (char *)val : "", val ? vl : 0};
-  sl_kv_pack(&msg->meta, kv, n);
+  sl_kv_pack(into, kv, n);
   for (; i < nh && rd_kafka_header_get_all(hs, i, &name, &val, &vl) == RD_KAFKA_RESP_ERR_NO_ERROR; i++)
-    sl_kv_add(&msg->meta, name, val ? val : "", val ? vl : 0);
+    sl_kv_add(into, name, val ? val : "", val ? vl : 0);
+}
+
+static void kmeta_release(sl_kv_src_t *s) {
+  kmeta_t *k = (kmeta_t *)s;
+  kin_t *in = k->in;
+  rd_kafka_message_destroy(k->m);
+  free(k);
+  if (--in->metas == 0 && in->destroyed) kin_free(in);
+}
+
+/* Takes m. */
+static sl_msg_t *to_msg(kin_t *in, rd_kafka_message_t *m) {
+  sl_msg_t *msg = sl_msg_new(m->payload ? m->payload : "", m->len);
   msg->seq = (uint64_t)m->offset;
+  kmeta_t *k = sl_xmalloc(sizeof(*k));
+  *k = (kmeta_t){{1, kmeta_load, kmeta_release}, m, in};
+  in->metas++;
+  sl_kv_defer(&msg->meta, &k->base);
   return msg;
 }
 
@@ -276,8 +306,7 @@ static void pump(kin_t *in) {
       in->pending = sl_batch_new((uint32_t)in->batch_count);
       in->pending_pt = x;
     }
-    sl_batch_push(in->pending, to_msg(m));
-    rd_kafka_message_destroy(m);
+    sl_batch_push(in->pending, to_msg(in, m));
     if (in->pending->n >= (uint32_t)in->batch_count) emit_pending(in);
   }
   emit_pending(in);
@@ -405,9 +434,18 @@ static void kin_stop(sl_input_t *base) {
   }
 }
 
+/* Once the input is destroyed, its handles closed and the last message
+ * that may read metadata from the client freed. */
+static void kin_free(kin_t *in) {
+  if (in->handles || in->metas) return;
+  if (in->rk) rd_kafka_destroy(in->rk);
+  free(in);
+}
+
 static void handle_closed(uv_handle_t *h) {
   kin_t *in = h->data;
-  if (--in->handles == 0) free(in);
+  in->handles--;
+  kin_free(in);
 }
 
 static void kin_destroy(sl_input_t *base) {
@@ -420,7 +458,6 @@ static void kin_destroy(sl_input_t *base) {
     sl_kafka_wake_close(in->wake, in->q);
     rd_kafka_consumer_close(in->rk);   /* leaves the group (bounded by librdkafka's timeouts) */
     rd_kafka_queue_destroy(in->q);
-    rd_kafka_destroy(in->rk);
   }
   if (in->conf) rd_kafka_conf_destroy(in->conf);
   if (in->subs) rd_kafka_topic_partition_list_destroy(in->subs);
@@ -430,12 +467,13 @@ static void kin_destroy(sl_input_t *base) {
     free(x->topic);
     free(x);
   }
+  in->destroyed = 1;
   if (in->handles) {
     uv_close((uv_handle_t *)&in->commit_timer, handle_closed);
     uv_close((uv_handle_t *)&in->revoke_timer, handle_closed);
     uv_close((uv_handle_t *)&in->more, handle_closed);
   } else {
-    free(in);
+    kin_free(in);
   }
 }
 
@@ -490,7 +528,8 @@ static const sl_spec_t spec = {
   .desc =
     "Each message's value is the content; `kafka_key`, `kafka_topic`, `kafka_partition`, "
     "`kafka_offset`, `kafka_timestamp_unix` (`_ms`) and its headers become metadata (a header "
-    "repeated in one message reads as its first value). Offsets "
+    "repeated in one message reads as its first value), read from the record only when the "
+    "pipeline first reads or changes that message's metadata. Offsets "
     "are committed per partition in order, only for acknowledged transactions (a failed "
     "delivery is re-sent by the stream), every `commit_period`, on a rebalance and at "
     "shutdown. With `checkpoint_limit` messages of a partition in flight the partition is "

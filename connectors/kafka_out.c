@@ -137,6 +137,7 @@ static void kout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
       continue;
     }
     rd_kafka_headers_t *hs = NULL;
+    if (o->headers) sl_kv_load(&m->meta);
     if (o->headers && m->meta.n) {
       hs = rd_kafka_headers_new(m->meta.n);
       for (uint32_t k = 0; k < m->meta.n; k++)

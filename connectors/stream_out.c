@@ -143,6 +143,7 @@ static void sout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
     /* Metadata travels as the record's headers, and comes back as metadata
      * through the `stream` input. */
     char *hs = empty;
+    sl_kv_load(&m->meta);
     if (m->meta.n) {
       json_t *h = json_object();
       for (uint32_t k = 0; k < m->meta.n; k++)

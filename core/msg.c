@@ -21,7 +21,26 @@ void sl_bytes_unref(sl_bytes_t *b) {
 
 /* ---- key/value lists ---- */
 
+static void src_unref(sl_kv_src_t *s) {
+  if (s && --s->refs == 0) s->release(s);
+}
+
+void sl_kv_defer(sl_kvlist_t *l, sl_kv_src_t *s) {
+  sl_kv_clear(l);
+  l->src = s;
+}
+
+void sl_kv_load(const sl_kvlist_t *cl) {
+  sl_kvlist_t *l = (sl_kvlist_t *)cl;   /* loading changes how entries are held, not what they are */
+  sl_kv_src_t *s = l->src;
+  if (!s) return;
+  l->src = NULL;   /* a deferred list is empty: load fills it from scratch */
+  s->load(s, l);
+  src_unref(s);
+}
+
 const sl_kv_t *sl_kv_find(const sl_kvlist_t *l, const char *key) {
+  sl_kv_load(l);
   for (uint32_t i = 0; i < l->n; i++)
     if (strcmp(l->v[i].key, key) == 0) return &l->v[i];
   return NULL;
@@ -46,6 +65,7 @@ static sl_kv_t entry(const char *key, const char *val, size_t vlen) {
 /* Before a change: a list sharing its entries, or holding them packed in
  * one block, gets its own separately allocated copy of them. */
 static void own(sl_kvlist_t *l) {
+  sl_kv_load(l);
   int exclusive = !l->shared || *l->shared == 1;
   if (l->shared && exclusive) free(l->shared);
   else if (l->shared) (*l->shared)--;
@@ -118,6 +138,14 @@ int sl_kv_del(sl_kvlist_t *l, const char *key) {
 }
 
 void sl_kv_copy(sl_kvlist_t *dst, const sl_kvlist_t *src) {
+  if (src->src && dst->n == 0 && !dst->src) {   /* shares the source: each loads its own */
+    sl_kv_clear(dst);
+    dst->src = src->src;
+    dst->src->refs++;
+    return;
+  }
+  sl_kv_load(src);
+  sl_kv_load(dst);
   if (dst->n == 0 && !dst->shared && src->n) {
     free(dst->v);
     sl_kvlist_t *s = (sl_kvlist_t *)src;   /* sharing changes src's bookkeeping, not its entries */
@@ -133,6 +161,8 @@ void sl_kv_copy(sl_kvlist_t *dst, const sl_kvlist_t *src) {
 }
 
 void sl_kv_clear(sl_kvlist_t *l) {
+  src_unref(l->src);
+  l->src = NULL;
   if (l->shared && *l->shared > 1) {
     (*l->shared)--;
     memset(l, 0, sizeof(*l));

@@ -23,9 +23,26 @@ void sl_bytes_unref(sl_bytes_t *b);
 /* Ordered string list of key/value pairs; keys may repeat (headers).
  * sl_kv_copy into an empty list shares the entries (copy-on-write: the
  * first change to either list copies them), so cloning a message does not
- * copy its metadata. Read v[] freely; change a list only with sl_kv_*. */
+ * copy its metadata. A list may also be deferred: its entries come from a
+ * source the first time it is read or changed (an input's metadata most
+ * pipelines never look at). Call sl_kv_load before reading n or v[]
+ * directly; the sl_kv_* functions load by themselves. Change a list only
+ * with sl_kv_*. */
 typedef struct sl_kv { char *key; char *val; size_t vlen; } sl_kv_t;   /* val lives in key's allocation */
-typedef struct sl_kvlist { sl_kv_t *v; uint32_t n, cap; uint32_t *shared; int packed; } sl_kvlist_t;
+typedef struct sl_kv_src sl_kv_src_t;
+typedef struct sl_kvlist { sl_kv_t *v; uint32_t n, cap; uint32_t *shared; int packed; sl_kv_src_t *src; } sl_kvlist_t;
+
+/* Where a deferred list's entries come from. Refcounted: each list sharing
+ * it (copies of a deferred list) holds a ref and loads its own entries;
+ * load runs on the loop thread and fills the empty list it is given (with
+ * sl_kv_pack or sl_kv_add); release runs when the last ref goes. */
+struct sl_kv_src {
+  int refs;
+  void (*load)(sl_kv_src_t *s, sl_kvlist_t *into);
+  void (*release)(sl_kv_src_t *s);
+};
+void sl_kv_defer(sl_kvlist_t *l, sl_kv_src_t *s);   /* clears l; takes the caller's ref to s */
+void sl_kv_load(const sl_kvlist_t *l);               /* a deferred list gets its entries now */
 
 const char *sl_kv_get(const sl_kvlist_t *l, const char *key);          /* first match or NULL */
 const sl_kv_t *sl_kv_find(const sl_kvlist_t *l, const char *key);

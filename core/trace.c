@@ -72,6 +72,7 @@ static void put_hex64(char *p, uint64_t v) {
 
 /* `traceparent` (any case: Kafka headers keep the sender's); NULL if absent. */
 static const sl_kv_t *find_tp(const sl_msg_t *m) {
+  sl_kv_load(&m->meta);
   for (uint32_t i = 0; i < m->meta.n; i++)
     if (!strcasecmp(m->meta.v[i].key, "traceparent")) return &m->meta.v[i];
   return NULL;

@@ -26,7 +26,9 @@ void sl_lmsg_meta_set(sl_msg_t *m, const char *k, const char *v, size_t len) { s
 void sl_lmsg_meta_del(sl_msg_t *m, const char *k) { sl_kv_del(&m->meta, k); }
 
 static int kv_at(const sl_kvlist_t *l, unsigned i, const char **k, const char **v, size_t *len) {
-  if (!l || i >= l->n) return 0;
+  if (!l) return 0;
+  sl_kv_load(l);
+  if (i >= l->n) return 0;
   *k = l->v[i].key;
   *v = l->v[i].val;
   *len = l->v[i].vlen;

@@ -50,6 +50,50 @@ static void test_txn(void) {
   CHECK(txn_calls == 1 && txn_status == -1, "failed batch nacks: calls=%d status=%d", txn_calls, txn_status);
 }
 
+/* A deferred list's source: counts loads and releases. */
+typedef struct t_src { sl_kv_src_t base; const sl_kv_t *kv; int loads, released; } t_src_t;
+static void t_src_load(sl_kv_src_t *s, sl_kvlist_t *into) {
+  t_src_t *t = (t_src_t *)s;
+  t->loads++;
+  sl_kv_pack(into, t->kv, 2);
+}
+static void t_src_release(sl_kv_src_t *s) { ((t_src_t *)s)->released++; }
+
+static void test_kv_deferred(const sl_kv_t *kv) {
+  t_src_t t = {{1, t_src_load, t_src_release}, kv, 0, 0};
+  sl_kvlist_t l = {0}, c1 = {0}, c2 = {0}, c3 = {0};
+  sl_kv_defer(&l, &t.base);
+  sl_kv_copy(&c1, &l);
+  sl_kv_copy(&c2, &l);
+  CHECK(t.loads == 0 && t.base.refs == 3 && l.n == 0, "copies of a deferred list share its source unloaded");
+  CHECK(strcmp(sl_kv_get(&l, "topic"), "t") == 0 && t.loads == 1 && l.n == 2, "the first read loads");
+  CHECK(strcmp(sl_kv_get(&l, "topic"), "t") == 0 && t.loads == 1, "loaded once");
+  sl_kv_set(&c1, "topic", "u", 1);
+  CHECK(t.loads == 2 && c1.n == 2 && strcmp(sl_kv_get(&c1, "topic"), "u") == 0 &&
+          strcmp(sl_kv_get(&l, "topic"), "t") == 0,
+        "a change loads that copy first and leaves the others");
+  CHECK(t.released == 0 && t.base.refs == 1, "the source lives while a list holds it");
+  sl_kv_add(&c3, "own", "1", 1);
+  sl_kv_copy(&c3, &c2);   /* into a list with entries: c2 loads, then its entries are appended */
+  CHECK(c3.n == 3 && strcmp(c3.v[1].key, "topic") == 0 && c2.n == 2, "copy into a non-empty list");
+  CHECK(t.released == 1 && t.base.refs == 0, "released once the last holder loaded: released=%d refs=%d",
+        t.released, t.base.refs);
+  sl_kv_clear(&c3);
+  sl_kv_clear(&l);
+  sl_kv_clear(&c1);
+  sl_kv_clear(&c2);
+
+  t_src_t u = {{1, t_src_load, t_src_release}, kv, 0, 0};
+  sl_msg_t *m = sl_msg_new("x", 1);
+  sl_kv_defer(&m->meta, &u.base);
+  sl_msg_t *c = sl_msg_clone(m);
+  sl_msg_free(m);
+  CHECK(u.loads == 0 && u.released == 0, "a clone keeps the source of its original's metadata");
+  sl_kv_load(&c->meta);
+  CHECK(c->meta.n == 2 && u.loads == 1 && u.released == 1, "sl_kv_load loads for direct readers");
+  sl_msg_free(c);
+}
+
 static void test_kv(void) {
   sl_kvlist_t l = {0};
   sl_kv_set(&l, "a", "1", 1);
@@ -80,6 +124,7 @@ static void test_kv(void) {
   sl_kv_clear(&l);
   sl_kv_pack(&l, src, 2);
   sl_kv_clear(&l);   /* freed whole (ASan's leak check) */
+  test_kv_deferred(src);
 }
 
 /* ---- test components ---- */
