@@ -38,6 +38,8 @@ typedef struct kout {
   rd_kafka_queue_t *q;
   sl_kafka_wake_t *wake;
   sl_interp_t *topic, *key;
+  char *static_topic, *static_key;   /* evaluated once when they name nothing per message */
+  rd_kafka_topic_t *rkt;     /* the last topic produced to: a lookup by name per message cost a lock */
   int headers;
   int64_t pending;           /* messages waiting for a delivery report */
   void (*closed)(sl_output_t *o, void *arg);
@@ -113,7 +115,8 @@ static int kout_start(sl_output_t *out) {
   return o->wake ? 0 : -1;
 }
 
-static char *eval(sl_interp_t *i, sl_msg_t *m, uint32_t k, const char *what, char **err) {
+static char *eval(sl_interp_t *i, const char *fixed, sl_msg_t *m, uint32_t k, const char *what, char **err) {
+  if (fixed) return (char *)fixed;
   char *e = NULL;
   char *v = sl_interp_eval(i, m, k, NULL, &e);
   if (!v) *err = sl_xasprintf("%s: %s", what, e ? e : "evaluation failed");
@@ -128,10 +131,10 @@ static void kout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
   for (uint32_t i = 0; i < b->n; i++) {
     sl_msg_t *m = b->msgs[i];
     char *err = NULL;
-    char *topic = eval(o->topic, m, i, "topic", &err);
-    char *key = topic ? eval(o->key, m, i, "key", &err) : NULL;
+    char *topic = eval(o->topic, o->static_topic, m, i, "topic", &err);
+    char *key = topic ? eval(o->key, o->static_key, m, i, "key", &err) : NULL;
     if (err) {
-      free(topic);
+      if (topic != o->static_topic) free(topic);
       one_done(w, err);
       free(err);
       continue;
@@ -143,12 +146,16 @@ static void kout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
       for (uint32_t k = 0; k < m->meta.n; k++)
         rd_kafka_header_add(hs, m->meta.v[k].key, -1, m->meta.v[k].val, (ssize_t)m->meta.v[k].vlen);
     }
+    if (!o->rkt || strcmp(rd_kafka_topic_name(o->rkt), topic)) {
+      if (o->rkt) rd_kafka_topic_destroy(o->rkt);
+      o->rkt = rd_kafka_topic_new(o->rk, topic, NULL);
+    }
     rd_kafka_resp_err_t e = rd_kafka_producev(
-      o->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE(m->content->data, m->content->len),
+      o->rk, RD_KAFKA_V_RKT(o->rkt), RD_KAFKA_V_VALUE(m->content->data, m->content->len),
       RD_KAFKA_V_KEY((*key ? key : NULL), strlen(key)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
       RD_KAFKA_V_HEADERS(hs), RD_KAFKA_V_OPAQUE(w), RD_KAFKA_V_END);
-    free(topic);
-    free(key);
+    if (topic != o->static_topic) free(topic);
+    if (key != o->static_key) free(key);
     if (e) {
       if (hs) rd_kafka_headers_destroy(hs);   /* not taken on failure */
       one_done(w, rd_kafka_err2str(e));
@@ -173,7 +180,10 @@ static void kout_destroy(sl_output_t *out) {
   kout_t *o = (kout_t *)out;
   if (o->wake) sl_kafka_wake_close(o->wake, o->q);
   if (o->q) rd_kafka_queue_destroy(o->q);
+  if (o->rkt) rd_kafka_topic_destroy(o->rkt);
   if (o->rk) rd_kafka_destroy(o->rk);
+  free(o->static_topic);
+  free(o->static_key);
   if (o->conf) rd_kafka_conf_destroy(o->conf);
   sl_interp_free(o->topic);
   sl_interp_free(o->key);
@@ -207,6 +217,12 @@ static void *kout_create(sl_build_t *b, const sl_cnode_t *conf) {
     kout_destroy(&o->base);
     return NULL;
   }
+  char *err = NULL;
+  if (sl_interp_is_static(o->topic)) o->static_topic = sl_interp_eval(o->topic, NULL, 0, NULL, &err);
+  free(err);
+  err = NULL;
+  if (sl_interp_is_static(o->key)) o->static_key = sl_interp_eval(o->key, NULL, 0, NULL, &err);
+  free(err);
   return o;
 }
 

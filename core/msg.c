@@ -4,19 +4,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Empty content is one shared buffer that is never counted or freed:
+ * inputs like generate start every message empty. */
+static struct { sl_bytes_t b; char nul; } empty = {{-1, 0}, 0};
+
 sl_bytes_t *sl_bytes_new(const void *data, size_t len) {
+  if (!len) return &empty.b;
   sl_bytes_t *b = sl_xmalloc(sizeof(*b) + len + 1);
   b->refs = 1;
   b->len = len;
-  if (len) memcpy(b->data, data, len);
+  memcpy(b->data, data, len);
   b->data[len] = 0;
   return b;
 }
 
-sl_bytes_t *sl_bytes_ref(sl_bytes_t *b) { b->refs++; return b; }
+sl_bytes_t *sl_bytes_ref(sl_bytes_t *b) {
+  if (b->refs > 0) b->refs++;
+  return b;
+}
 
 void sl_bytes_unref(sl_bytes_t *b) {
-  if (b && --b->refs == 0) free(b);
+  if (b && b->refs > 0 && --b->refs == 0) free(b);
 }
 
 /* ---- key/value lists ---- */

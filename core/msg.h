@@ -16,7 +16,7 @@ typedef struct sl_bytes {
   char data[];               /* NUL-terminated for convenience, len excludes it */
 } sl_bytes_t;
 
-sl_bytes_t *sl_bytes_new(const void *data, size_t len);    /* refs = 1 */
+sl_bytes_t *sl_bytes_new(const void *data, size_t len);    /* refs = 1; len 0: a shared empty buffer */
 sl_bytes_t *sl_bytes_ref(sl_bytes_t *b);
 void sl_bytes_unref(sl_bytes_t *b);
 
