@@ -39,7 +39,11 @@ typedef struct kout {
   sl_kafka_wake_t *wake;
   sl_interp_t *topic, *key;
   char *static_topic, *static_key;   /* evaluated once when they name nothing per message */
-  rd_kafka_topic_t *rkt;     /* the last topic produced to: a lookup by name per message cost a lock */
+  /* Handles of the topics produced to (the 16 most recent): a
+   * topic named per message cost a lookup under a lock each time, and the
+   * first messages after start-up waited ~1 s (the demo's p99). */
+  rd_kafka_topic_t *rkts[16];
+  unsigned nrkts, next_rkt;
   int headers;
   int64_t pending;           /* messages waiting for a delivery report */
   void (*closed)(sl_output_t *o, void *arg);
@@ -124,6 +128,16 @@ static char *eval(sl_interp_t *i, const char *fixed, sl_msg_t *m, uint32_t k, co
   return v;
 }
 
+static rd_kafka_topic_t *topic_of(kout_t *o, const char *name) {
+  for (unsigned i = 0; i < o->nrkts; i++)
+    if (!strcmp(rd_kafka_topic_name(o->rkts[i]), name)) return o->rkts[i];
+  rd_kafka_topic_t *t = rd_kafka_topic_new(o->rk, name, NULL);   /* NULL: an invalid name */
+  if (!t) return NULL;
+  unsigned i = o->nrkts < 16 ? o->nrkts++ : o->next_rkt++ % 16;
+  if (o->rkts[i]) rd_kafka_topic_destroy(o->rkts[i]);
+  return o->rkts[i] = t;
+}
+
 static void kout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *arg) {
   kout_t *o = (kout_t *)out;
   kwrite_t *w = sl_xcalloc(1, sizeof(*w));
@@ -146,19 +160,16 @@ static void kout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
       for (uint32_t k = 0; k < m->meta.n; k++)
         rd_kafka_header_add(hs, m->meta.v[k].key, -1, m->meta.v[k].val, (ssize_t)m->meta.v[k].vlen);
     }
-    if (!o->rkt || strcmp(rd_kafka_topic_name(o->rkt), topic)) {
-      if (o->rkt) rd_kafka_topic_destroy(o->rkt);
-      o->rkt = rd_kafka_topic_new(o->rk, topic, NULL);
-    }
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-      o->rk, RD_KAFKA_V_RKT(o->rkt), RD_KAFKA_V_VALUE(m->content->data, m->content->len),
+    rd_kafka_topic_t *rkt = topic_of(o, topic);
+    rd_kafka_resp_err_t e = !rkt ? RD_KAFKA_RESP_ERR__INVALID_ARG : rd_kafka_producev(
+      o->rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_VALUE(m->content->data, m->content->len),
       RD_KAFKA_V_KEY((*key ? key : NULL), strlen(key)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
       RD_KAFKA_V_HEADERS(hs), RD_KAFKA_V_OPAQUE(w), RD_KAFKA_V_END);
     if (topic != o->static_topic) free(topic);
     if (key != o->static_key) free(key);
     if (e) {
       if (hs) rd_kafka_headers_destroy(hs);   /* not taken on failure */
-      one_done(w, rd_kafka_err2str(e));
+      one_done(w, rkt ? rd_kafka_err2str(e) : "topic: not a valid Kafka topic name");
       continue;
     }
     o->pending++;
@@ -180,7 +191,7 @@ static void kout_destroy(sl_output_t *out) {
   kout_t *o = (kout_t *)out;
   if (o->wake) sl_kafka_wake_close(o->wake, o->q);
   if (o->q) rd_kafka_queue_destroy(o->q);
-  if (o->rkt) rd_kafka_topic_destroy(o->rkt);
+  for (unsigned i = 0; i < o->nrkts; i++) rd_kafka_topic_destroy(o->rkts[i]);
   if (o->rk) rd_kafka_destroy(o->rk);
   free(o->static_topic);
   free(o->static_key);

@@ -44,6 +44,31 @@ output:
     for n = 1, 500 do assert.is_true(seen[n], "n=" .. n) end
   end)
 
+  it("produces to a topic named per message (more topics than handles kept), an invalid name fails only its batch", function()
+    local dir = h.tmpdir()
+    local r = h.run_config([[
+input: {generate: {count: 200, interval: 0, batch_size: 1, mapping: 'return {n = i}'}}
+output:
+  fallback:
+    - kafka: {addresses: []] .. k.addr .. [[], topic: '${! this.n == 77 and "" or ("many-" .. (this.n % 20)) }'}
+    - file: {path: ']] .. dir .. [[/failed.jsonl'}
+]])
+    assert.are.equal(0, r.code, r.stderr)
+    local total = 0
+    for t = 0, 19 do
+      local lines = h.lines(kcat(k, "-C -t many-" .. t .. " -e -q -f '%s\\n'"))
+      for _, l in ipairs(lines) do
+        assert.are.equal(t, json.decode(l).n % 20)
+        total = total + 1
+      end
+    end
+    assert.are.equal(199, total)
+    local failed = h.lines(h.read(dir .. "/failed.jsonl"))
+    assert.are.same({77}, {json.decode(failed[1]).n})
+    assert.are.equal(1, #failed)
+    h.rmdir(dir)
+  end)
+
   it("consumes as a group, commits only what was delivered, and resumes after a restart without duplicates", function()
     local d = h.tmpdir()
     local payload = {}
