@@ -219,8 +219,26 @@ void sl_ctx_unref(sl_ctx_t *c) {
 
 /* ---- messages ---- */
 
+/* Freed message structs are kept for reuse, per thread: batches of a
+ * thousand messages outran malloc's own per-thread cache, so every message
+ * paid two trips into the arena (a tenth of a Kafka producer's time). */
+#ifdef SL_SANITIZED
+enum { MSG_KEEP = 0 };
+#else
+enum { MSG_KEEP = 8192 };
+#endif
+static _Thread_local sl_msg_t *msg_kept;   /* linked through ->content */
+static _Thread_local unsigned msg_nkept;
+
 sl_msg_t *sl_msg_new_bytes(sl_bytes_t *b) {
-  sl_msg_t *m = sl_xcalloc(1, sizeof(*m));
+  sl_msg_t *m = msg_kept;
+  if (m) {
+    msg_kept = (sl_msg_t *)m->content;
+    msg_nkept--;
+    memset(m, 0, sizeof(*m));
+  } else {
+    m = sl_xcalloc(1, sizeof(*m));
+  }
   m->content = b;
   return m;
 }
@@ -246,7 +264,13 @@ void sl_msg_free(sl_msg_t *m) {
   sl_ctx_unref(m->ctx);
   if (m->txn) sl_txn_unref(m->txn);
   free(m->error);
-  free(m);
+  if (msg_nkept >= MSG_KEEP) {
+    free(m);
+    return;
+  }
+  m->content = (sl_bytes_t *)msg_kept;
+  msg_kept = m;
+  msg_nkept++;
 }
 
 void sl_msg_set_content(sl_msg_t *m, const void *data, size_t len) {
