@@ -4,7 +4,8 @@
 # kcat -P from a file, both acks=all + idempotence), then consume them all
 # (sluice: kafka input → drop, timed from start until /metrics counts N;
 # kcat -G as a consumer group member, timed from start to its exit; both
-# read the topic kcat produced, each in its own group).
+# read the topic kcat produced, each in its own group). Each topic exists
+# (one message) before its producer is timed.
 # The broker is a single-node KRaft Kafka started by scripts/kafka.sh.
 # Usage: bench/kafka.sh   (N=500000 SIZES="100 1024" RUNS=3 by default)
 set -eu
@@ -21,6 +22,10 @@ mkdir -p "$WORK/kafka"
 scripts/kafka.sh start "$WORK/kafka" "$KPORT" >&2
 B=127.0.0.1:$KPORT
 
+# A topic is created (auto-create, by one message) before the clock starts:
+# otherwise both producers' figures mostly measure the broker creating it.
+precreate() { echo warm | kcat -P -b "$B" -t "$1" 2>/dev/null; }
+
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 now() { date +%s.%N; }
 rate() { echo "$N $1 $2" | awk '{printf "%d\n", $1 / ($3 - $2)}'; }
@@ -36,12 +41,14 @@ input: {generate: {count: $N, interval: 0, batch_size: 1024, mapping: 'return st
 max_in_flight: 64
 output: {kafka: {addresses: [$B], topic: $2, metadata_headers: false}}
 YAML
+  precreate "$2"
   s=$(now); c=$(timed "$BIN" run --log-level warn "$WORK/p.yaml"); e=$(now)
   echo "$(rate "$s" "$e") $(cpu_of "$c")"
 }
 
 produce_kcat() { # $1 size, $2 topic
   [ -f "$WORK/data-$1" ] || awk -v n="$N" -v s="$1" 'BEGIN {l = sprintf("%" s "s", ""); gsub(/ /, "x", l); for (i = 0; i < n; i++) print l}' > "$WORK/data-$1"
+  precreate "$2"
   s=$(now)
   c=$(timed kcat -P -b "$B" -t "$2" -X acks=all -X enable.idempotence=true -X linger.ms=5 -l "$WORK/data-$1")
   e=$(now); echo "$(rate "$s" "$e") $(cpu_of "$c")"
