@@ -138,42 +138,70 @@ static rd_kafka_topic_t *topic_of(kout_t *o, const char *name) {
   return o->rkts[i] = t;
 }
 
+/* Consecutive messages without headers for one topic go to librdkafka as a
+ * run: one clock read and one topic lock per run instead of per message
+ * (a fifth of the producer's time). */
+typedef struct run {
+  rd_kafka_topic_t *rkt;
+  rd_kafka_message_t *v;     /* payload, key and opaque of each */
+  uint32_t n;
+} run_t;
+
+static void flush_run(kout_t *o, kwrite_t *w, run_t *r) {
+  if (!r->n) return;
+  rd_kafka_produce_batch(r->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, r->v, (int)r->n);
+  for (uint32_t i = 0; i < r->n; i++) {
+    if (r->v[i].err) one_done(w, rd_kafka_err2str(r->v[i].err));   /* not enqueued: no report comes */
+    else o->pending++;
+    if (r->v[i].key != o->static_key) free(r->v[i].key);
+  }
+  r->n = 0;
+}
+
 static void kout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *arg) {
   kout_t *o = (kout_t *)out;
   kwrite_t *w = sl_xcalloc(1, sizeof(*w));
   *w = (kwrite_t){o, b, cb, arg, b->n + 1, NULL};   /* +1: held until every message is handed over */
+  run_t run = {NULL, sl_xcalloc(b->n ? b->n : 1, sizeof(rd_kafka_message_t)), 0};
   for (uint32_t i = 0; i < b->n; i++) {
     sl_msg_t *m = b->msgs[i];
     char *err = NULL;
     char *topic = eval(o->topic, o->static_topic, m, i, "topic", &err);
     char *key = topic ? eval(o->key, o->static_key, m, i, "key", &err) : NULL;
-    if (err) {
-      if (topic != o->static_topic) free(topic);
-      one_done(w, err);
+    rd_kafka_topic_t *rkt = topic && !err ? topic_of(o, topic) : NULL;
+    if (topic != o->static_topic) free(topic);
+    if (err || !rkt) {
+      if (key != o->static_key) free(key);
+      one_done(w, err ? err : "topic: not a valid Kafka topic name");
       free(err);
       continue;
     }
-    rd_kafka_headers_t *hs = NULL;
     if (o->headers) sl_kv_load(&m->meta);
-    if (o->headers && m->meta.n) {
-      hs = rd_kafka_headers_new(m->meta.n);
-      for (uint32_t k = 0; k < m->meta.n; k++)
-        rd_kafka_header_add(hs, m->meta.v[k].key, -1, m->meta.v[k].val, (ssize_t)m->meta.v[k].vlen);
+    if (rkt != run.rkt || (o->headers && m->meta.n)) flush_run(o, w, &run);
+    if (!o->headers || !m->meta.n) {
+      run.rkt = rkt;
+      run.v[run.n++] = (rd_kafka_message_t){.payload = m->content->data, .len = m->content->len,
+                                            .key = *key ? key : NULL, .key_len = strlen(key), ._private = w};
+      if (!*key && key != o->static_key) free(key);
+      continue;
     }
-    rd_kafka_topic_t *rkt = topic_of(o, topic);
-    rd_kafka_resp_err_t e = !rkt ? RD_KAFKA_RESP_ERR__INVALID_ARG : rd_kafka_producev(
+    rd_kafka_headers_t *hs = rd_kafka_headers_new(m->meta.n);
+    for (uint32_t k = 0; k < m->meta.n; k++)
+      rd_kafka_header_add(hs, m->meta.v[k].key, -1, m->meta.v[k].val, (ssize_t)m->meta.v[k].vlen);
+    rd_kafka_resp_err_t e = rd_kafka_producev(
       o->rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_VALUE(m->content->data, m->content->len),
       RD_KAFKA_V_KEY((*key ? key : NULL), strlen(key)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
       RD_KAFKA_V_HEADERS(hs), RD_KAFKA_V_OPAQUE(w), RD_KAFKA_V_END);
-    if (topic != o->static_topic) free(topic);
     if (key != o->static_key) free(key);
     if (e) {
-      if (hs) rd_kafka_headers_destroy(hs);   /* not taken on failure */
-      one_done(w, rkt ? rd_kafka_err2str(e) : "topic: not a valid Kafka topic name");
+      rd_kafka_headers_destroy(hs);   /* not taken on failure */
+      one_done(w, rd_kafka_err2str(e));
       continue;
     }
     o->pending++;
   }
+  flush_run(o, w, &run);
+  free(run.v);
   one_done(w, NULL);
   /* Reports that are already there (an unknown topic, say) come now. */
   rd_kafka_poll(o->rk, 0);

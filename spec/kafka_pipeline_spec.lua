@@ -44,21 +44,49 @@ output:
     for n = 1, 500 do assert.is_true(seen[n], "n=" .. n) end
   end)
 
-  it("produces to a topic named per message (more topics than handles kept), an invalid name fails only its batch", function()
+  it("produces runs of messages without headers in order, each with its key", function()
+    local r = h.run_config([[
+input: {generate: {count: 3000, interval: 0, batch_size: 500, mapping: 'return {n = i}'}}
+output:
+  kafka: {addresses: []] .. k.addr .. [[], topic: runs, key: '${! "k" .. (this.n % 7) }', metadata_headers: false}
+]])
+    assert.are.equal(0, r.code, r.stderr)
+    local lines = h.lines(kcat(k, "-C -t runs -e -q -f '%k|%p|%h|%s\\n'"))
+    assert.are.equal(3000, #lines)
+    local last, seen, part = {}, {}, {}
+    for _, l in ipairs(lines) do
+      local key, p, hdrs, value = l:match("^(.-)|(.-)|(.-)|(.*)$")
+      local n = json.decode(value).n
+      assert.are.equal("k" .. (n % 7), key)
+      assert.are.equal("", hdrs)
+      assert.is_true((last[key] or 0) < n, "order within key " .. key)   -- one key, one partition, in order
+      assert.are.equal(part[key] or p, p)
+      last[key], part[key], seen[n] = n, p, true
+    end
+    for n = 1, 3000 do assert.is_true(seen[n], "n=" .. n) end
+  end)
+
+  it("produces to a topic and key named per message (more topics than handles kept), an invalid name fails only its batch", function()
     local dir = h.tmpdir()
     local r = h.run_config([[
 input: {generate: {count: 200, interval: 0, batch_size: 1, mapping: 'return {n = i}'}}
 output:
   fallback:
-    - kafka: {addresses: []] .. k.addr .. [[], topic: '${! this.n == 77 and "" or ("many-" .. (this.n % 20)) }'}
+    - kafka:
+        addresses: []] .. k.addr .. [[]
+        topic: '${! this.n == 77 and "" or ("many-" .. (this.n % 20)) }'
+        key: '${! this.n % 3 == 0 and "" or ("k" .. this.n) }'
     - file: {path: ']] .. dir .. [[/failed.jsonl'}
 ]])
     assert.are.equal(0, r.code, r.stderr)
     local total = 0
     for t = 0, 19 do
-      local lines = h.lines(kcat(k, "-C -t many-" .. t .. " -e -q -f '%s\\n'"))
+      local lines = h.lines(kcat(k, "-C -t many-" .. t .. " -e -q -f '%k|%s\\n'"))
       for _, l in ipairs(lines) do
-        assert.are.equal(t, json.decode(l).n % 20)
+        local key, value = l:match("^(.-)|(.*)$")
+        local n = json.decode(value).n
+        assert.are.equal(t, n % 20)
+        assert.are.equal(n % 3 == 0 and "" or ("k" .. n), key)   -- keyless ones have none
         total = total + 1
       end
     end
