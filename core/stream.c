@@ -144,9 +144,11 @@ static void connected_changed(sl_stream_t *s) {
   if (!s->not_ready && !s->out_not_ready && s->on_connected) s->on_connected(s, s->on_connected_arg);
 }
 
+/* Inputs and outputs report per message (Kafka's delivery reports): only
+ * a change of state does anything. */
 void sl_input_set_connected(sl_input_t *in, int connected, const char *why) {
   sl_stream_t *s = in->stream;
-  if (!s) return;
+  if (!s || (connected && !s->not_ready)) return;
   free(s->not_ready);
   s->not_ready = connected ? NULL : sl_xstrdup(why ? why : "input not connected");
   connected_changed(s);
@@ -154,7 +156,7 @@ void sl_input_set_connected(sl_input_t *in, int connected, const char *why) {
 
 void sl_output_set_connected(sl_output_t *o, int connected, const char *why) {
   sl_stream_t *s = o->stream;
-  if (!s) return;
+  if (!s || (connected && !s->out_not_ready)) return;
   free(s->out_not_ready);
   s->out_not_ready = connected ? NULL : sl_xstrdup(why ? why : "output not connected");
   connected_changed(s);
