@@ -10,6 +10,7 @@ PORT=18090
 ulimit -n "$(ulimit -Hn)"
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'exit 1' INT TERM   # so that a killed run still cleans up (EXIT)
 cat > "$WORK/c.yaml" <<YAML
 http: {address: 127.0.0.1:$PORT, max_connections: 100000, idle_timeout: 1h}
 input: {generate: {interval: 1h, mapping: 'return "x"'}}

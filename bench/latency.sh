@@ -42,6 +42,7 @@ fi
 ulimit -n "$(ulimit -Hn)"
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'exit 1' INT TERM   # so that a killed run still cleans up (EXIT)
 if [ "$SOURCE" = store ]; then
   out="{stream: {name: lat}}"
   store="store: {data_dir: $WORK/data}"

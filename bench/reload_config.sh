@@ -12,6 +12,7 @@ BIN=${SLUICE_BIN:-build/sluice}
 PORT=18191
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'exit 1' INT TERM   # so that a killed run still cleans up (EXIT)
 URL=http://127.0.0.1:$PORT
 
 # $1: tag returned by `tagged`, $2: interval of `ticker`, $3: timeout of `web`

@@ -9,6 +9,7 @@ PASSED=0
 FAILED=0
 LOG=$(mktemp -d)
 trap 'rm -rf "$LOG"' EXIT
+trap 'exit 1' INT TERM   # so that a killed run still cleans up (EXIT)
 
 # Adds the counts of a ctest log ("x% tests passed, F tests failed out of T").
 count_ctest() {
