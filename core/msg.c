@@ -6,7 +6,7 @@
 
 /* Empty content is one shared buffer that is never counted or freed:
  * inputs like generate start every message empty. */
-static struct { sl_bytes_t b; char nul; } empty = {{-1, 0}, 0};
+static union { sl_bytes_t b; char room[sizeof(sl_bytes_t) + 1]; } empty = {.b = {-1, 0}};   /* data[0] is 0 */
 
 sl_bytes_t *sl_bytes_new(const void *data, size_t len) {
   if (!len) return &empty.b;
