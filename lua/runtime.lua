@@ -42,8 +42,16 @@ local now_buf = ffi.new("char[64]")
 local M = {}
 
 -- ---------- per-message state (set by the run loop) ----------
-local cur_msg            -- sl_msg_t* being processed
+local cur_msg            -- sl_msg_t* being processed (module runs, set_current)
+-- The inline loop's batch instead: its message is cur_msgs[cur_index], read
+-- where it is used, so that LuaJIT need not box a pointer per message (an
+-- allocation per message, and garbage collection to match).
+local cur_msgs = nil
 local cur_index = 0      -- 0-based position in the batch
+local function cur()
+  if cur_msgs ~= nil then return cur_msgs[cur_index] end
+  return cur_msg
+end
 local cur_seq = nil      -- generate's `i`
 local cur_this, this_loaded, this_dirty, this_exposed, this_set = nil, false, false, false, false
 -- this_dirty: false, APPEND (only keys absent from the original were set,
@@ -60,8 +68,9 @@ local DELETED = setmetatable({}, {__tostring = function() return "deleted()" end
 local function no_message() error("no message here: this runs only while a message is processed", 3) end
 
 local function content()
-  if cur_msg == nil then no_message() end
-  return ffi_string(C.sl_lmsg_content(cur_msg, len_box), len_box[0])
+  local m = cur()
+  if m == nil then no_message() end
+  return ffi_string(C.sl_lmsg_content(m, len_box), len_box[0])
 end
 
 -- `this` for a JSON object is an empty proxy whose one raw key, the private
@@ -179,23 +188,26 @@ end
 -- ---------- meta, ctx ----------
 local meta = proxy({
   __index = function(_, k)
-    if cur_msg == nil then no_message() end
-    local p = C.sl_lmsg_meta_get(cur_msg, tostring(k), len_box)
+    local m = cur()
+    if m == nil then no_message() end
+    local p = C.sl_lmsg_meta_get(m, tostring(k), len_box)
     if p == nil then return nil end
     return ffi_string(p, len_box[0])
   end,
   __newindex = function(_, k, v)
-    if cur_msg == nil then no_message() end
+    local m = cur()
+    if m == nil then no_message() end
     k = tostring(k)
-    if v == nil then C.sl_lmsg_meta_del(cur_msg, k) return end
+    if v == nil then C.sl_lmsg_meta_del(m, k) return end
     if type(v) == "table" then v = encode(v) else v = tostring(v) end
-    C.sl_lmsg_meta_set(cur_msg, k, v, #v)
+    C.sl_lmsg_meta_set(m, k, v, #v)
   end,
   -- meta() gives a plain table copy (for pairs).
   __call = function()
-    if cur_msg == nil then no_message() end
+    local m = cur()
+    if m == nil then no_message() end
     local t, i = {}, 0
-    while C.sl_lmsg_meta_at(cur_msg, i, k_box, v_box, len_box) == 1 do
+    while C.sl_lmsg_meta_at(m, i, k_box, v_box, len_box) == 1 do
       t[ffi_string(k_box[0])] = ffi_string(v_box[0], len_box[0])
       i = i + 1
     end
@@ -207,8 +219,8 @@ local CTX_STR = {method = 0, path = 1, remote_addr = 2, request_id = 3, user = 4
 local CTX_LIST = {query = 0, headers = 1, params = 2, cookies = 3, jwt = 4}
 
 local function ctx_list(which)
-  local t, i = {}, 0
-  while C.sl_lmsg_ctx_kv_at(cur_msg, which, i, k_box, v_box, len_box) == 1 do
+  local t, i, m = {}, 0, cur()
+  while C.sl_lmsg_ctx_kv_at(m, which, i, k_box, v_box, len_box) == 1 do
     local k, v = ffi_string(k_box[0]), ffi_string(v_box[0], len_box[0])
     if which == 4 then
       local ok, dv = pcall(json_decode, v)
@@ -222,10 +234,11 @@ end
 
 local ctx = proxy({
   __index = function(_, k)
-    if cur_msg == nil then no_message() end
+    local m = cur()
+    if m == nil then no_message() end
     local s = CTX_STR[k]
     if s then
-      local p = C.sl_lmsg_ctx_str(cur_msg, s)
+      local p = C.sl_lmsg_ctx_str(m, s)
       return p ~= nil and ffi_string(p) or nil
     end
     local l = CTX_LIST[k]
@@ -408,16 +421,18 @@ base.now = now
 base.deleted = function() return DELETED end
 base.content = content
 base.batch_index = function()
-  if cur_msg == nil then no_message() end
+  if cur() == nil then no_message() end
   return cur_index
 end
 base.errored = function()
-  if cur_msg == nil then no_message() end
-  return C.sl_lmsg_error(cur_msg) ~= nil
+  local m = cur()
+  if m == nil then no_message() end
+  return C.sl_lmsg_error(m) ~= nil
 end
 base.error_message = function()
-  if cur_msg == nil then no_message() end
-  local p = C.sl_lmsg_error(cur_msg)
+  local m = cur()
+  if m == nil then no_message() end
+  local p = C.sl_lmsg_error(m)
   return p ~= nil and ffi_string(p) or nil
 end
 base.env = function(name)
@@ -529,7 +544,7 @@ end
 
 -- ---------- running ----------
 local function set_current(m, index)
-  cur_msg, cur_index = m, index
+  cur_msg, cur_msgs, cur_index = m, nil, index
   cur_this, this_loaded, this_dirty, this_exposed, this_set = nil, false, false, false, false
   this_nadded, this_src = 0, nil
   cur_ctx_cache = nil
@@ -615,7 +630,7 @@ local budget_reset = budget_mod.reset
 local function inline_loop(fn, msgs, from, n, seq_base, drop, steps)
   for k = from, n - 1 do
     local m = msgs[k]
-    cur_msg, cur_index = m, k
+    cur_msg, cur_msgs, cur_index = nil, msgs, k
     cur_this, this_loaded, this_dirty, this_exposed, this_set, cur_ctx_cache = nil, false, false, false, false, nil
     this_nadded, this_src = 0, nil
     if seq_base ~= 0 then cur_seq = seq_base + k end
@@ -699,10 +714,10 @@ function Msg:set_json(t)
   encode_into(m, t)
 end
 function Msg:metadata()
-  local saved = cur_msg
-  cur_msg = ptr(self)
+  local saved, saved_msgs = cur_msg, cur_msgs
+  cur_msg, cur_msgs = ptr(self), nil
   local t = meta()
-  cur_msg = saved
+  cur_msg, cur_msgs = saved, saved_msgs
   return t
 end
 function Msg:error()
