@@ -31,6 +31,8 @@ static const sl_field_t fields[] = {
   {"metadata_headers", SL_F_BOOL, "true", 0, "Send the message's metadata as Kafka headers.", NULL, NULL},
   {0}};
 
+enum { TOPICS_KEPT = 16 };
+
 typedef struct kout {
   sl_output_t base;
   rd_kafka_conf_t *conf;     /* until start */
@@ -39,10 +41,10 @@ typedef struct kout {
   sl_kafka_wake_t *wake;
   sl_interp_t *topic, *key;
   char *static_topic, *static_key;   /* evaluated once when they name nothing per message */
-  /* Handles of the topics produced to (the 16 most recent): a
+  /* Handles of the topics produced to (the TOPICS_KEPT most recent): a
    * topic named per message cost a lookup under a lock each time, and the
    * first messages after start-up waited ~1 s (the demo's p99). */
-  rd_kafka_topic_t *rkts[16];
+  rd_kafka_topic_t *rkts[TOPICS_KEPT];
   unsigned nrkts, next_rkt;
   int headers;
   int64_t pending;           /* messages waiting for a delivery report */
@@ -133,7 +135,7 @@ static rd_kafka_topic_t *topic_of(kout_t *o, const char *name) {
     if (!strcmp(rd_kafka_topic_name(o->rkts[i]), name)) return o->rkts[i];
   rd_kafka_topic_t *t = rd_kafka_topic_new(o->rk, name, NULL);   /* NULL: an invalid name */
   if (!t) return NULL;
-  unsigned i = o->nrkts < 16 ? o->nrkts++ : o->next_rkt++ % 16;
+  unsigned i = o->nrkts < TOPICS_KEPT ? o->nrkts++ : o->next_rkt++ % TOPICS_KEPT;
   if (o->rkts[i]) rd_kafka_topic_destroy(o->rkts[i]);
   return o->rkts[i] = t;
 }

@@ -65,11 +65,15 @@ local DELETED = setmetatable({}, {__tostring = function() return "deleted()" end
 
 -- Scripts reach message state only while a message is processed (not, for
 -- example, at a module's top level, where there is none).
-local function no_message() error("no message here: this runs only while a message is processed", 3) end
+-- The current message, or an error at the script's line when there is none.
+local function need()
+  local m = cur()
+  if m == nil then error("no message here: this runs only while a message is processed", 3) end
+  return m
+end
 
 local function content()
-  local m = cur()
-  if m == nil then no_message() end
+  local m = need()
   return ffi_string(C.sl_lmsg_content(m, len_box), len_box[0])
 end
 
@@ -188,15 +192,13 @@ end
 -- ---------- meta, ctx ----------
 local meta = proxy({
   __index = function(_, k)
-    local m = cur()
-    if m == nil then no_message() end
+    local m = need()
     local p = C.sl_lmsg_meta_get(m, tostring(k), len_box)
     if p == nil then return nil end
     return ffi_string(p, len_box[0])
   end,
   __newindex = function(_, k, v)
-    local m = cur()
-    if m == nil then no_message() end
+    local m = need()
     k = tostring(k)
     if v == nil then C.sl_lmsg_meta_del(m, k) return end
     if type(v) == "table" then v = encode(v) else v = tostring(v) end
@@ -204,8 +206,7 @@ local meta = proxy({
   end,
   -- meta() gives a plain table copy (for pairs).
   __call = function()
-    local m = cur()
-    if m == nil then no_message() end
+    local m = need()
     local t, i = {}, 0
     while C.sl_lmsg_meta_at(m, i, k_box, v_box, len_box) == 1 do
       t[ffi_string(k_box[0])] = ffi_string(v_box[0], len_box[0])
@@ -234,8 +235,7 @@ end
 
 local ctx = proxy({
   __index = function(_, k)
-    local m = cur()
-    if m == nil then no_message() end
+    local m = need()
     local s = CTX_STR[k]
     if s then
       local p = C.sl_lmsg_ctx_str(m, s)
@@ -421,17 +421,15 @@ base.now = now
 base.deleted = function() return DELETED end
 base.content = content
 base.batch_index = function()
-  if cur() == nil then no_message() end
+  need()
   return cur_index
 end
 base.errored = function()
-  local m = cur()
-  if m == nil then no_message() end
+  local m = need()
   return C.sl_lmsg_error(m) ~= nil
 end
 base.error_message = function()
-  local m = cur()
-  if m == nil then no_message() end
+  local m = need()
   local p = C.sl_lmsg_error(m)
   return p ~= nil and ffi_string(p) or nil
 end
