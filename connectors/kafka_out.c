@@ -52,7 +52,9 @@ typedef struct kout {
   void *closed_arg;
 } kout_t;
 
-typedef struct kwrite {      /* a batch until its last delivery report */
+/* A batch until its last delivery report: librdkafka reads the payloads
+ * from its messages' content (no copy: flags 0), and copies keys. */
+typedef struct kwrite {
   kout_t *o;
   sl_batch_t *b;
   sl_write_cb cb;
@@ -151,7 +153,7 @@ typedef struct run {
 
 static void flush_run(kout_t *o, kwrite_t *w, run_t *r) {
   if (!r->n) return;
-  rd_kafka_produce_batch(r->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, r->v, (int)r->n);
+  rd_kafka_produce_batch(r->rkt, RD_KAFKA_PARTITION_UA, 0, r->v, (int)r->n);
   for (uint32_t i = 0; i < r->n; i++) {
     if (r->v[i].err) one_done(w, rd_kafka_err2str(r->v[i].err));   /* not enqueued: no report comes */
     else o->pending++;
@@ -192,7 +194,7 @@ static void kout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
       rd_kafka_header_add(hs, m->meta.v[k].key, -1, m->meta.v[k].val, (ssize_t)m->meta.v[k].vlen);
     rd_kafka_resp_err_t e = rd_kafka_producev(
       o->rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_VALUE(m->content->data, m->content->len),
-      RD_KAFKA_V_KEY((*key ? key : NULL), strlen(key)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+      RD_KAFKA_V_KEY((*key ? key : NULL), strlen(key)), RD_KAFKA_V_MSGFLAGS(0),
       RD_KAFKA_V_HEADERS(hs), RD_KAFKA_V_OPAQUE(w), RD_KAFKA_V_END);
     if (key != o->static_key) free(key);
     if (e) {

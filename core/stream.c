@@ -12,7 +12,9 @@ typedef struct emit_ctx {
   sl_stream_t *s;
   sl_txn_cb user_cb;
   void *user_arg;
-  sl_batch_t *copy;          /* kept to re-emit on nack when the input cannot */
+  sl_batch_t *copy;          /* kept to re-emit on nack when the input cannot (keeps_copy) */
+  int retry;                 /* the stream, not the input, answers for failures */
+  uint32_t n;                /* messages emitted */
   int64_t attempt;
   uint64_t t0;               /* when the input emitted it: input_latency_ns */
   sl_spans_t *spans;         /* root spans of its sampled messages */
@@ -88,9 +90,9 @@ static void on_txn_done(sl_txn_t *t, int status, const char *err, void *arg) {
     uv_timer_start(&ec->timer, reemit_timer_fired, (uint64_t)d, 0);
     return;
   }
-  if (status != 0 && ec->copy)
+  if (status != 0 && ec->retry)
     sl_logf(SL_LOG_ERROR, s->name, s->input ? s->input->label : NULL,
-            "%u message(s) could not be delivered: %s", ec->copy->n, err ? err : "");
+            "%u message(s) could not be delivered: %s", ec->n, err ? err : "");
   s->in_flight--;
   if (s->m_in.latency) sl_histo_observe(s->m_in.latency, sl_now_ns() - ec->t0);
   sl_trace_end(ec->spans, status != 0, 0);
@@ -109,6 +111,13 @@ static void push_under_txn(emit_ctx_t *ec, sl_batch_t *b) {
   sl_txn_unref(t);
 }
 
+/* A write fails while the stream runs only when the retry policy gives up
+ * or the output answers for failures itself (a wrapper such as
+ * reject_errored); otherwise the output retries the same batch until it
+ * succeeds, a failure comes only at shutdown, and a copy would never be
+ * re-sent (it was a tenth of a Kafka producer's loop thread). */
+static int keeps_copy(const sl_stream_t *s) { return s->retry.max_retries > 0 || s->output->no_retry; }
+
 static void emit(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *arg, int retry) {
   sl_stream_t *s = in->stream;
   emit_ctx_t *ec = sl_xcalloc(1, sizeof(*ec));
@@ -123,7 +132,9 @@ static void emit(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *arg, int
     for (uint32_t i = 0; i < b->n; i++)
       if (!b->msgs[i]->ctx) sl_msg_set_ctx(b->msgs[i], s->ctx);
   if (sl_trace_on) ec->spans = sl_trace_begin(s->t_in, b);   /* before the copy: re-sends keep the ids */
-  if (retry) ec->copy = sl_batch_clone(b);
+  ec->retry = retry;
+  ec->n = b->n;
+  if (retry && keeps_copy(s)) ec->copy = sl_batch_clone(b);
   s->in_flight++;
   push_under_txn(ec, b);
 }

@@ -604,6 +604,30 @@ output:
     assert.is_nil(h.read(d .. "/untagged.txt"))
   end)
 
+  it("at the top of a stream refuses the batch, which the stream re-sends as the input made it", function()
+    -- The stream keeps a copy of a generated batch only for outputs that
+    -- answer for failures themselves (or a retry policy that gives up).
+    local r = run_in(d, [[
+input:
+  generate: { count: 4, interval: 0, batch_size: 2, mapping: 'return {n = i}' }
+retry: { initial_interval: 10ms }
+pipeline:
+  processors:
+    - lua: |
+        seen = seen or {}
+        seen[this.n] = (seen[this.n] or 0) + 1
+        this.pass = seen[this.n]
+        if this.n == 3 and seen[3] < 3 then error("not yet") end
+output:
+  reject_errored:
+    file: { path: out.txt }
+]])
+    assert_ok(r)
+    assert.are.same({{n = 1, pass = 1}, {n = 2, pass = 1}, {n = 3, pass = 3}, {n = 4, pass = 3}},
+                    decode_lines(h.read(d .. "/out.txt")))
+    assert.are.equal(2, select(2, r.stderr:gsub("delivery failed, re%-sending", "")))
+  end)
+
   it("passes clean batches to its output", function()
     local r = h.run_config("input:\n  stdin: {}\noutput:\n  reject_errored:\n    stdout: {}\n", {stdin = "a\nb\n"})
     assert_ok(r)
