@@ -31,5 +31,9 @@ sl_kafka_wake_t *sl_kafka_wake_new(uv_loop_t *loop, rd_kafka_queue_t *q, void (*
 /* Stops waking: q is told to stop signalling first. */
 void sl_kafka_wake_close(sl_kafka_wake_t *w, rd_kafka_queue_t *q);
 
+/* Names a `kafka` input's metadata as the `stream` input does
+ * (`stream_partition`, `stream_offset`, `stream_key`, headers). */
+void sl_kafka_in_stream_meta(sl_input_t *in);
+
 
 #endif

@@ -76,6 +76,7 @@ typedef struct kin {
   part_t *pending_pt;
   int64_t metas;             /* messages whose metadata source is alive: they keep rk */
   int destroyed;             /* kin_destroy ran; rk goes with the last metadata source */
+  int stream_meta;           /* metadata named as the `stream` input's (store.backend kafka) */
 } kin_t;
 
 static const char *sname(kin_t *in) { return in->base.stream ? in->base.stream->name : NULL; }
@@ -227,17 +228,22 @@ static void kmeta_load(sl_kv_src_t *s, sl_kvlist_t *into) {
   char num[4][24];
   sl_kv_t kv[38];
   uint32_t n = 0;
-  const char *topic = rd_kafka_topic_name(m->rkt);
-  kv[n++] = (sl_kv_t){"kafka_topic", (char *)topic, strlen(topic)};
-  kv[n++] = (sl_kv_t){"kafka_partition", num[0], dec(num[0], m->partition)};
-  kv[n++] = (sl_kv_t){"kafka_offset", num[1], dec(num[1], m->offset)};
+  static const char *const names[2][3] = {{"kafka_partition", "kafka_offset", "kafka_key"},
+                                          {"stream_partition", "stream_offset", "stream_key"}};
+  int sm = ((kmeta_t *)s)->in->stream_meta;
+  if (!sm) {
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    kv[n++] = (sl_kv_t){"kafka_topic", (char *)topic, strlen(topic)};
+  }
+  kv[n++] = (sl_kv_t){(char *)names[sm][0], num[0], dec(num[0], m->partition)};
+  kv[n++] = (sl_kv_t){(char *)names[sm][1], num[1], dec(num[1], m->offset)};
   rd_kafka_timestamp_type_t tt;
-  int64_t ts = rd_kafka_message_timestamp(m, &tt);
+  int64_t ts = sm ? -1 : rd_kafka_message_timestamp(m, &tt);
   if (ts >= 0) {
     kv[n++] = (sl_kv_t){"kafka_timestamp_unix", num[2], dec(num[2], ts / 1000)};
     kv[n++] = (sl_kv_t){"kafka_timestamp_ms", num[3], dec(num[3], ts)};
   }
-  if (m->key) kv[n++] = (sl_kv_t){"kafka_key", m->key, m->key_len};
+  if (m->key) kv[n++] = (sl_kv_t){(char *)names[sm][2], m->key, m->key_len};
   rd_kafka_headers_t *hs = NULL;
   size_t nh = 0;
   if (rd_kafka_message_headers(m, &hs) == RD_KAFKA_RESP_ERR_NO_ERROR) nh = rd_kafka_header_cnt(hs);
@@ -520,6 +526,8 @@ static void *kin_create(sl_build_t *b, const sl_cnode_t *conf) {
   }
   return in;
 }
+
+void sl_kafka_in_stream_meta(sl_input_t *in) { ((kin_t *)in)->stream_meta = 1; }
 
 static const sl_spec_t spec = {
   .name = "kafka",

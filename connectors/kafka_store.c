@@ -27,6 +27,7 @@ static void hold_gone(sl_http_req_t *r, void *arg) {
 
 void sl_ks_hold(sl_ks_hold_t *h, sl_http_req_t *r) {
   h->r = r;
+  if (!r) return;
   r->on_gone = hold_gone;
   r->gone_arg = h;
 }
@@ -289,6 +290,8 @@ typedef struct job {
   int fresh;                 /* just created: empty, whatever the leaders say yet */
   json_t *body, *out;
   char *err;
+  void (*cb)(void *arg, int status, const char *err);   /* instead of a request */
+  void *cb_arg;
 } job_t;
 
 static job_t *job_new(sl_ks_t *ks, sl_http_req_t *r, const char *name, int P) {
@@ -304,6 +307,7 @@ static job_t *job_new(sl_ks_t *ks, sl_http_req_t *r, const char *name, int P) {
 static void job_done(void *arg) {
   job_t *j = arg;
   sl_http_req_t *r = sl_ks_unhold(&j->h);
+  if (j->cb) j->cb(j->cb_arg, j->err ? (j->status ? j->status : 503) : 0, j->err);
   if (r && j->err) {
     sl_api_error(r, j->status ? j->status : 503, "%s", j->err);
   } else if (r) {
@@ -528,6 +532,15 @@ static void created(void *arg) {
   job_done(j);
 }
 
+void sl_ks_create_topic(sl_ks_t *ks, const char *name, int P, double retention_hours,
+                        void (*cb)(void *arg, int status, const char *err), void *arg) {
+  job_t *j = job_new(ks, NULL, name, P > 0 ? P : ks->default_partitions);
+  j->body = retention_hours >= 0 ? json_pack("{s:f}", "retention_hours", retention_hours) : json_object();
+  j->cb = cb;
+  j->cb_arg = arg;
+  sl_ks_work(ks, create_run, created, j);
+}
+
 static int check_create(sl_http_req_t *r, json_t *b, int *P) {
   sl_sconf_t c = {.partitions = *P};
   char *why = NULL;
@@ -603,13 +616,14 @@ static void deleted(void *arg) {
 typedef struct kpub kpub_t;
 typedef struct kslot { kpub_t *p; size_t i; } kslot_t;
 struct kpub {
-  sl_ks_hold_t h;
-  int batch, status;
+  int status;
   size_t n, left;
   int *parts;
   uint64_t *offs;
   char *err;
   kslot_t *slots;
+  sl_pub_cb cb;
+  void *arg;
 };
 
 static void pub_one_done(kpub_t *p, size_t i, int partition, int64_t offset, rd_kafka_resp_err_t e) {
@@ -620,8 +634,7 @@ static void pub_one_done(kpub_t *p, size_t i, int partition, int64_t offset, rd_
   p->parts[i] = partition;
   p->offs[i] = offset < 0 ? 0 : (uint64_t)offset;
   if (--p->left) return;
-  sl_http_req_t *r = sl_ks_unhold(&p->h);
-  if (r) sl_api_published(r, p->batch, p->err ? p->status : 200, p->err, p->parts, p->offs, p->n);
+  p->cb(p->arg, p->err ? p->status : 0, p->err, p->parts, p->offs, p->n);
   free(p->err);
   free(p->parts);
   free(p->offs);
@@ -657,24 +670,21 @@ static rd_kafka_headers_t *headers_of(const sl_pub_t *rec) {
   return hs;
 }
 
-static void publish_found(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, char *const *seg) {
-  (void)seg;
-  sl_pubs_t pubs;
-  if (sl_api_pubs(r, &pubs) != 0) return;
+void sl_ks_publish(sl_ks_t *ks, const char *topic, const sl_pub_t *recs, size_t n, sl_pub_cb cb, void *arg) {
   kpub_t *p = sl_xcalloc(1, sizeof(*p));
-  p->batch = pubs.batch;
-  p->n = p->left = pubs.n;
-  p->parts = sl_xcalloc(pubs.n, sizeof(int));
-  p->offs = sl_xcalloc(pubs.n, sizeof(uint64_t));
-  p->slots = sl_xcalloc(pubs.n, sizeof(kslot_t));
-  sl_ks_hold(&p->h, r);
+  p->n = p->left = n;
+  p->parts = sl_xcalloc(n ? n : 1, sizeof(int));
+  p->offs = sl_xcalloc(n ? n : 1, sizeof(uint64_t));
+  p->slots = sl_xcalloc(n ? n : 1, sizeof(kslot_t));
+  p->cb = cb;
+  p->arg = arg;
   p->left++;   /* held until every record is handed over */
-  for (size_t i = 0; i < pubs.n; i++) {
-    const sl_pub_t *rec = &pubs.recs[i];
+  for (size_t i = 0; i < n; i++) {
+    const sl_pub_t *rec = &recs[i];
     p->slots[i] = (kslot_t){p, i};
     rd_kafka_headers_t *hs = headers_of(rec);
     rd_kafka_resp_err_t e = rd_kafka_producev(
-      ks->rk, RD_KAFKA_V_TOPIC(t->name), RD_KAFKA_V_VALUE((void *)rec->value, rec->value_len),
+      ks->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE((void *)rec->value, rec->value_len),
       RD_KAFKA_V_KEY(rec->key_len ? rec->key : NULL, rec->key_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
       RD_KAFKA_V_HEADERS(hs), RD_KAFKA_V_TIMESTAMP(rec->ts_ms), RD_KAFKA_V_OPAQUE(&p->slots[i]), RD_KAFKA_V_END);
     if (e) {
@@ -682,8 +692,27 @@ static void publish_found(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t,
       pub_one_done(p, i, -1, -1, e);
     }
   }
+  pub_one_done(p, 0, n ? p->parts[0] : 0, n ? (int64_t)p->offs[0] : 0, RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+typedef struct api_pub { sl_ks_hold_t h; int batch; } api_pub_t;
+
+static void api_published(void *arg, int status, const char *err, const int *parts, const uint64_t *offs, size_t n) {
+  api_pub_t *a = arg;
+  sl_http_req_t *r = sl_ks_unhold(&a->h);
+  if (r) sl_api_published(r, a->batch, status ? status : 200, err, parts, offs, n);
+  free(a);
+}
+
+static void publish_found(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, char *const *seg) {
+  (void)seg;
+  sl_pubs_t pubs;
+  if (sl_api_pubs(r, &pubs) != 0) return;
+  api_pub_t *a = sl_xcalloc(1, sizeof(*a));
+  a->batch = pubs.batch;
+  sl_ks_hold(&a->h, r);
+  sl_ks_publish(ks, t->name, pubs.recs, pubs.n, api_published, a);
   sl_pubs_free(&pubs);
-  pub_one_done(p, 0, p->parts[0], (int64_t)p->offs[0], RD_KAFKA_RESP_ERR_NO_ERROR);
 }
 
 /* ---------- dispatch ---------- */
@@ -777,6 +806,7 @@ static void ks_free(sl_ks_t *ks) {
     rd_kafka_destroy(ks->rk);
   }
   if (ks->consumer_conf) rd_kafka_conf_destroy(ks->consumer_conf);
+  sl_cnode_free(ks->kconf);
   free(ks);
 }
 
@@ -818,6 +848,7 @@ static int apply(sl_worker_t *w, const sl_cnode_t *node, int api_on, sl_diags_t 
   sl_ks_t *ks = sl_xcalloc(1, sizeof(*ks));
   ks->w = w;
   ks->consumer_conf = cc;
+  ks->kconf = sl_cnode_dup(kc);
   ks->session_ms = session;
   ks->timeout_ms = sl_conf_duration_ms(kc, "request_timeout", 5000);
   ks->default_partitions = (int)sl_conf_int(node, "partitions", 1);

@@ -8,6 +8,7 @@
  * Every callback runs on the worker's loop unless it says "in the pool". */
 #ifndef SL_KAFKA_STORE_H
 #define SL_KAFKA_STORE_H
+#include "../core/component.h"
 #include "../core/store_api.h"
 #include <librdkafka/rdkafka.h>
 
@@ -30,6 +31,7 @@ typedef struct sl_ks_gconf {
 typedef struct sl_ks {
   sl_worker_t *w;
   rd_kafka_conf_t *consumer_conf;   /* template of every reader (rd_kafka_conf_dup) */
+  sl_cnode_t *kconf;                /* store.kafka (a copy): pipelines' `stream` inputs build on it */
   rd_kafka_t *rk;                   /* the producer; admin requests go through it too */
   rd_kafka_queue_t *q;
   struct sl_kafka_wake *wake;
@@ -61,6 +63,21 @@ void sl_ks_work(sl_ks_t *ks, void (*run)(void *arg), void (*done)(void *arg), vo
 rd_kafka_event_t *sl_ks_admin(sl_ks_t *ks, void (*ask)(rd_kafka_t *rk, rd_kafka_queue_t *q, void *arg), void *arg,
                               char **err);
 rd_kafka_AdminOptions_t *sl_ks_admin_options(sl_ks_t *ks, rd_kafka_admin_op_t op);
+
+/* Produces n records to topic (murmur2 of the key, `event` and the JSON
+ * headers as Kafka headers: as a REST publish) and calls cb from the
+ * delivery reports: status 0, or the HTTP status of the first failure. */
+void sl_ks_publish(sl_ks_t *ks, const char *topic, const sl_pub_t *recs, size_t n, sl_pub_cb cb, void *arg);
+/* Creates topic name (P partitions, 0: store.partitions; retention_hours <
+ * 0: the broker's) in the pool and calls cb on the loop: status 0 created or
+ * there with P partitions, 409 there with another count, else the error. */
+void sl_ks_create_topic(sl_ks_t *ks, const char *name, int P, double retention_hours,
+                        void (*cb)(void *arg, int status, const char *err), void *arg);
+/* A `stream` input of a pipeline on this backend: a `kafka` input of
+ * group `group` on topic `name`, naming metadata as the embedded one does.
+ * The caller owns the input (NULL with diags). */
+sl_input_t *sl_ks_stream_input(sl_ks_t *ks, sl_build_t *b, const sl_cnode_t *at, const char *name,
+                               const char *group, const char *start, int64_t batch_size, int64_t commit_ms);
 
 /* Calls found(ks, r, topic, arg) with the stream's topic, from metadata at
  * most a few seconds old (fetched when needed), or answers r 404 / 503.

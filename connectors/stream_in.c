@@ -7,7 +7,9 @@
 #include "../core/log.h"
 #include "../core/stream.h"
 #include "../core/store.h"
+#include "../core/worker.h"
 #include "../core/xalloc.h"
+#include "kafka_store.h"
 #include "stream_replay.h"
 #include <jansson.h>
 #include <stdio.h>
@@ -410,19 +412,28 @@ static void *sin_create(sl_build_t *b, const sl_cnode_t *conf) {
     sin_free(in);
     return NULL;
   }
+  sl_ks_t *ks = b->worker ? b->worker->slot[SL_SLOT_KSTORE] : NULL;
+  if (ks) {   /* store.backend kafka (what it cannot do, store_conf.c refuses) */
+    sl_input_t *k = sl_ks_stream_input(ks, b, conf, in->name, in->cursor, in->start, in->batch_size, in->commit_ms);
+    sin_free(in);
+    return k;
+  }
   return in;
 }
 
 static const sl_spec_t spec = {
   .name = "stream",
   .kind = SL_KIND_INPUT,
-  .summary = "Reads a durable stream of the embedded store, resuming from committed offsets.",
+  .summary = "Reads a durable stream (embedded store or Kafka topic), resuming from committed offsets.",
   .desc =
     "Each record becomes a message: the value as content, the headers as metadata, plus "
     "`stream_offset`, `stream_partition`, `stream_key` and `event` (the record's event name). "
     "New records wake the input at once. Offsets are committed per partition in order, only "
     "for acknowledged transactions, every `commit_period` and at shutdown; a failed delivery "
-    "is re-sent by the stream, so a record is processed at least once.",
+    "is re-sent by the stream, so a record is processed at least once. With "
+    "`store.backend: kafka` it is a member of the Kafka consumer group `group` on the stream's "
+    "topic (the streams API's group of that name), with the same metadata; `subscriber`, "
+    "`until_end` and a numeric `start` need the embedded store.",
   .fields = fields,
   .example =
     "input:\n"

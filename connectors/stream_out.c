@@ -1,12 +1,15 @@
 /* `stream` output: appends each message to a stream of the embedded store;
  * a batch is acknowledged once its records are as durable as the stream's
- * fsync policy promises. */
+ * fsync policy promises. With store.backend kafka the records go to the
+ * stream's topic through the backend's producer, as REST publishes do. */
 #include "../core/component.h"
 #include "../core/log.h"
 #include "../core/stream.h"
 #include "../core/store.h"
+#include "../core/worker.h"
 #include "../core/xalloc.h"
 #include "../lua/lhost.h"
+#include "kafka_store.h"
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +39,20 @@ typedef struct sout {
   int64_t in_flight;
   void (*closed)(sl_output_t *o, void *arg);
   void *closed_arg;
+  sl_ks_t *ks;               /* store.backend kafka */
+  /* A fixed name's topic is created at start, and again by the next write
+   * after a failure (the stream's retry policy paces it); writes wait in
+   * `held` meanwhile. */
+  int need_create, creating, destroyed;
+  struct held *held, **held_tail;
 } sout_t;
+
+typedef struct held {
+  struct held *next;
+  sl_batch_t *b;
+  sl_write_cb cb;
+  void *arg;
+} held_t;
 
 /* A batch on its way: one publish per stream it touches. */
 typedef struct write_req {
@@ -95,10 +111,66 @@ static sl_sstream_t *target(sout_t *o, const char *name, char **err) {
   return s;
 }
 
+static void sout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *arg);
+
+static void maybe_closed(sout_t *o) {
+  if (o->in_flight || o->creating || !o->closed) return;
+  void (*done)(sl_output_t *, void *) = o->closed;
+  o->closed = NULL;
+  done(&o->base, o->closed_arg);
+}
+
+static void sout_free(sout_t *o);
+
+/* Writes the held batches, or fails them with err. */
+static void release_held(sout_t *o, const char *err) {
+  held_t *h = o->held;
+  o->held = NULL;
+  o->held_tail = &o->held;
+  while (h) {
+    held_t *next = h->next;
+    if (o->destroyed) sl_batch_free(h->b);
+    else if (err) h->cb(&o->base, h->b, -1, err, h->arg);
+    else sout_write(&o->base, h->b, h->cb, h->arg);
+    free(h);
+    h = next;
+  }
+}
+
+static void topic_created(void *arg, int status, const char *err) {
+  sout_t *o = arg;
+  o->creating = 0;
+  if (o->destroyed) {
+    release_held(o, NULL);
+    sout_free(o);
+    return;
+  }
+  /* 409: there with other settings, as with the embedded store */
+  char *why = status && status != 409 ? sl_xasprintf("stream %s not created: %s", o->fixed[0], err ? err : "") : NULL;
+  o->need_create = why != NULL;
+  sl_output_set_connected(&o->base, !why, why);
+  release_held(o, why);
+  free(why);
+  maybe_closed(o);
+}
+
+static void create_topic(sout_t *o) {
+  o->need_create = 0;
+  o->creating = 1;
+  sl_ks_create_topic(o->ks, o->fixed[0], o->partitions, o->retention_hours, topic_created, o);
+}
+
 /* A fixed name is checked (and its stream created) at start. */
 static int sout_start(sl_output_t *out) {
   sout_t *o = (sout_t *)out;
   if (!o->fixed[0]) return 0;
+  if (o->ks) {
+    if (o->create) {
+      sl_output_set_connected(out, 0, "creating the stream's topic");
+      create_topic(o);
+    }
+    return 0;
+  }
   char *err = NULL;
   sl_sstream_t *s = target(o, o->fixed[0], &err);
   if (!s) sl_logf(SL_LOG_ERROR, out->stream ? out->stream->name : NULL, out->label, "stream %s: %s", o->fixed[0], err);
@@ -121,11 +193,20 @@ static void written(void *arg, int status, const char *err, const int *parts, co
   w->cb(&o->base, w->b, w->failed ? -1 : 0, w->err, w->arg);
   free(w->err);
   free(w);
-  if (--o->in_flight == 0 && o->closed) o->closed(&o->base, o->closed_arg);
+  o->in_flight--;
+  maybe_closed(o);
 }
 
 static void sout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *arg) {
   sout_t *o = (sout_t *)out;
+  if (o->need_create) create_topic(o);
+  if (o->creating) {
+    held_t *h = sl_xmalloc(sizeof(*h));
+    *h = (held_t){NULL, b, cb, arg};
+    *o->held_tail = h;
+    o->held_tail = &h->next;
+    return;
+  }
   write_req_t *w = sl_xcalloc(1, sizeof(*w));
   *w = (write_req_t){o, b, cb, arg, sl_xcalloc((size_t)b->n * 4 + 1, sizeof(char *)), 0, 0, NULL};
   sl_pub_t *recs = sl_xcalloc(b->n ? b->n : 1, sizeof(*recs));
@@ -157,7 +238,7 @@ static void sout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
   }
   /* The streams of the batch, each published once with its messages in order. */
   sl_sstream_t **dest = sl_xcalloc(b->n ? b->n : 1, sizeof(*dest));
-  for (uint32_t i = 0; i < b->n && !err; i++) {
+  for (uint32_t i = 0; i < b->n && !err && !o->ks; i++) {   /* Kafka: topics by name */
     uint32_t j = 0;
     while (j < i && strcmp(w->texts[4 * j], w->texts[4 * i]) != 0) j++;
     dest[i] = j < i ? dest[j] : target(o, w->texts[4 * i], &err);
@@ -175,18 +256,20 @@ static void sout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
   sl_pub_t *group = sl_xcalloc(b->n ? b->n : 1, sizeof(*group));
   o->in_flight++;
   w->pending = 1;   /* held until every publish is under way */
+  char *sent = sl_xcalloc(b->n ? b->n : 1, 1);
   for (uint32_t i = 0; i < b->n; i++) {
-    if (!dest[i]) continue;
-    sl_sstream_t *s = dest[i];
+    if (sent[i]) continue;
     size_t n = 0;
     for (uint32_t k = i; k < b->n; k++)
-      if (dest[k] == s) {
+      if (!sent[k] && !strcmp(w->texts[4 * k], w->texts[4 * i])) {
         group[n++] = recs[k];
-        dest[k] = NULL;
+        sent[k] = 1;
       }
     w->pending++;
-    sl_sstream_publish(s, group, n, written, w);
+    if (o->ks) sl_ks_publish(o->ks, w->texts[4 * i], group, n, written, w);
+    else sl_sstream_publish(dest[i], group, n, written, w);
   }
+  free(sent);
   free(group);
   free(recs);
   free(dest);
@@ -195,21 +278,25 @@ static void sout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
 
 static void sout_close(sl_output_t *out, void (*done)(sl_output_t *, void *), void *arg) {
   sout_t *o = (sout_t *)out;
-  if (o->in_flight == 0) {
-    done(out, arg);
-    return;
-  }
   o->closed = done;
   o->closed_arg = arg;
+  maybe_closed(o);
 }
 
+static void sout_free(sout_t *o) {
+  for (int f = 0; f < 3; f++) free(o->fixed[f]);
+  free(o);
+}
+
+/* While its topic is being created the output is freed by topic_created. */
 static void sout_destroy(sl_output_t *out) {
   sout_t *o = (sout_t *)out;
   sl_interp_free(o->name);
   sl_interp_free(o->key);
   sl_interp_free(o->event);
-  for (int f = 0; f < 3; f++) free(o->fixed[f]);
-  free(o);
+  o->name = o->key = o->event = NULL;
+  o->destroyed = 1;
+  if (!o->creating) sout_free(o);
 }
 
 static const sl_output_vt vt = {sout_start, sout_write, sout_close, sout_destroy};
@@ -218,6 +305,8 @@ static const sl_spec_t spec;
 static void *sout_create(sl_build_t *b, const sl_cnode_t *conf) {
   sout_t *o = sl_xcalloc(1, sizeof(*o));
   sl_component_init_output(&o->base, &vt, &spec, b);
+  o->ks = b->worker ? b->worker->slot[SL_SLOT_KSTORE] : NULL;
+  o->held_tail = &o->held;
   o->name = sl_lua_interp_field(b->worker, conf, b->diags, "name");
   o->create = sl_conf_bool(conf, "create", 1);
   o->partitions = (int)sl_conf_int(conf, "partitions", 0);
@@ -248,12 +337,15 @@ static void *sout_create(sl_build_t *b, const sl_cnode_t *conf) {
 static const sl_spec_t spec = {
   .name = "stream",
   .kind = SL_KIND_OUTPUT,
-  .summary = "Appends messages to a durable stream of the embedded store.",
+  .summary = "Appends messages to a durable stream (embedded store or Kafka topic).",
   .desc =
     "Each message becomes a record: its content is the value, its metadata the headers, "
     "`partition_key` and `event` are evaluated per message. A batch is acknowledged after "
     "its records are written and, for a stream with `fsync: always`, fsynced (concurrent "
-    "batches share one fsync). The store's settings are in the `store:` section.",
+    "batches share one fsync). The store's settings are in the `store:` section. With "
+    "`store.backend: kafka` records go to the stream's topic as REST publishes do (acknowledged "
+    "from the delivery reports); a fixed `name` is created at start when `create` is set, and "
+    "`fsync` is refused.",
   .fields = fields,
   .example =
     "output:\n"

@@ -40,22 +40,46 @@ static const sl_field_t fields[] = {
   {"retention_check", SL_F_DURATION, "10s", SL_ADVANCED, "How often retention is applied.", NULL, NULL},
   {0}};
 
-/* Pipelines' `stream` inputs and outputs read and write the embedded store. */
+/* What a pipeline's `stream` input or output (body c) cannot do on Kafka:
+ * the name of the offending field and why, or NULL. */
+static const char *kafka_unsupported(const sl_cnode_t *c, int input, const char **why) {
+  if (input && *sl_conf_str(c, "subscriber", "")) {
+    *why = "a pipeline reads a stream as a consumer group with store.backend kafka (its `group`); subscribers "
+           "are served by the streams API";
+    return "subscriber";
+  }
+  if (input && sl_conf_bool(c, "until_end", 0)) {
+    *why = "until_end needs store.backend embedded";
+    return "until_end";
+  }
+  const char *st = input ? sl_conf_str(c, "start", "earliest") : "earliest";
+  if (strcmp(st, "earliest") && strcmp(st, "latest")) {
+    *why = "start is earliest or latest with store.backend kafka (a group without committed offsets)";
+    return "start";
+  }
+  if (!input && strcmp(sl_conf_str(c, "fsync", "default"), "default")) {
+    *why = "fsync is not a stream setting with store.backend kafka: durability is the brokers' replication "
+           "(acks=all, min.insync.replicas)";
+    return "fsync";
+  }
+  return NULL;
+}
+
+static void check_stream_component(const sl_cnode_t *w, int input, sl_diags_t *d) {
+  const sl_cnode_t *c = w && w->type == SL_CN_MAP ? sl_cnode_get(w, "stream") : NULL;
+  const char *why = NULL, *field = c && c->type == SL_CN_MAP ? kafka_unsupported(c, input, &why) : NULL;
+  if (field) sl_diag_add(d, sl_cnode_get(c, field), field, "%s", why);
+}
+
+/* Pipelines' `stream` inputs and outputs, wherever they are nested. */
 static void find_stream_components(const sl_cnode_t *n, sl_diags_t *d) {
   if (!n || n->type == SL_CN_SCALAR) return;
   for (uint32_t i = 0; i < n->n; i++) {
     const sl_cnode_t *c = n->items[i];
-    int io = n->type == SL_CN_MAP && (!strcmp(n->keys[i], "input") || !strcmp(n->keys[i], "output"));
-    int ios = n->type == SL_CN_MAP && (!strcmp(n->keys[i], "inputs") || !strcmp(n->keys[i], "outputs"));
-    if (io && c->type == SL_CN_MAP && sl_cnode_get(c, "stream"))
-      sl_diag_add(d, sl_cnode_get(c, "stream"), "stream",
-                  "the `stream` %s needs store.backend: embedded; with backend kafka use the `kafka` %s on the "
-                  "stream's topic", n->keys[i], n->keys[i]);
-    for (uint32_t k = 0; ios && c->type == SL_CN_SEQ && k < c->n; k++)
-      if (c->items[k]->type == SL_CN_MAP && sl_cnode_get(c->items[k], "stream"))
-        sl_diag_add(d, sl_cnode_get(c->items[k], "stream"), "stream",
-                    "the `stream` connector needs store.backend: embedded; with backend kafka use the `kafka` "
-                    "connector on the stream's topic");
+    const char *k = n->type == SL_CN_MAP ? n->keys[i] : "";
+    if (!strcmp(k, "input") || !strcmp(k, "output")) check_stream_component(c, k[0] == 'i', d);
+    int list = !strcmp(k, "inputs") || !strcmp(k, "outputs") || !strcmp(k, "fallback");
+    for (uint32_t j = 0; list && c->type == SL_CN_SEQ && j < c->n; j++) check_stream_component(c->items[j], k[0] == 'i', d);
     find_stream_components(c, d);
   }
 }

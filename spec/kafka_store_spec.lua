@@ -288,6 +288,74 @@ output: {drop: {}}
     for i = 201, 300 do assert.is_truthy(later[i], "acknowledged message " .. i .. " lost") end
   end)
 
+  it("runs pipelines' `stream` output and input on the stream's topic, as with the embedded store; the input's group is the API's", function()
+    local c = h.serve(([[
+http: {address: 127.0.0.1:$PORT}
+store:
+  backend: kafka
+  partitions: 2
+  kafka: {addresses: [ADDR], session_timeout: 6s}
+streams:
+  prod:
+    input:
+      generate:
+        count: 60
+        interval: 5ms
+        batch_size: 6
+        mapping: 'meta.color = (i % 2 == 0) and "red" or "blue"; return {i = i, user = "u" .. (i % 5)}'
+    output: {stream: {name: piped, partitions: 3, partition_key: '${! this.user }', event: 'order.${! meta.color }'}}
+  cons:
+    input: {stream: {name: piped, group: billing}}
+    pipeline:
+      processors:
+        - lua: |
+            this.meta = {p = meta.stream_partition, o = meta.stream_offset, k = meta.stream_key, e = meta.event,
+                         c = meta.color}
+    output: {file: {path: got.txt}}
+]]):gsub("ADDR", k.addr), nil)
+    local lines = h.wait_lines(c.dir .. "/got.txt", 60, 30)
+    assert.are.equal(60, #lines, c.stderr())
+    local seen, part_of = {}, {}
+    for _, l in ipairs(lines) do
+      local m = json.decode(l)
+      seen[m.i] = (seen[m.i] or 0) + 1
+      local color = m.i % 2 == 0 and "red" or "blue"
+      assert.are.same({k = m.user, e = "order." .. color, c = color}, {k = m.meta.k, e = m.meta.e, c = m.meta.c})
+      part_of[m.user] = part_of[m.user] or m.meta.p
+      assert.are.equal(part_of[m.user], m.meta.p)   -- a key stays on its partition
+    end
+    for i = 1, 60 do assert.are.equal(1, seen[i], "message " .. i) end
+    -- Kafka holds the keys and the metadata as headers (kcat)
+    local out = kcat(k, "-C -t piped -o beginning -e -q -f '%k|%h\\n'")
+    local n = 0
+    for _, hs in out:gmatch("(u%d)|([^\n]*)") do
+      n = n + 1
+      assert.matches("event=order%.%a+", hs)
+      assert.matches("color=%a+", hs)
+    end
+    assert.are.equal(60, n, out)
+    -- the output created the topic with its partitions; a REST publish
+    -- through another node (B; A was killed above) puts each key where the pipeline did
+    local _, info = curl(b, "URL/stream/piped")
+    assert.are.equal(3, info.partitions)
+    for user, p in pairs(part_of) do
+      local code, r = post(b, "/stream/piped/publish", {data = {i = 1000}, partition_key = user})
+      assert.are.equal(200, code, json.encode(r))
+      assert.are.equal(tonumber(p), r.partition, user)
+    end
+    -- the pipeline's group is the streams API's group `billing`
+    local committed = h.wait_for(function()
+      local _, g = curl(b, "URL/stream/piped/groups")
+      local sum = 0
+      for _, grp in ipairs(g.groups or {}) do
+        if grp.group == "billing" then for _, n in ipairs(grp.committed) do sum = sum + n end end
+      end
+      return sum >= 65 and sum
+    end, 15)
+    assert.are.equal(65, committed)
+    assert.are.equal(0, c.stop())
+  end)
+
   it("answers unknown streams 404, bad bodies 400, and settings Kafka has not 400, all in JSON", function()
     for _, path in ipairs({"URL/stream/nope/info", "URL/stream/nope/consume/s", "URL/stream/nope/groups"}) do
       local c, e = curl(b, path)
@@ -336,7 +404,7 @@ describe("store.backend kafka without a broker", function()
     assert.are.equal(0, srv.stop())
   end)
 
-  it("lint checks librdkafka properties and refuses the `stream` connectors", function()
+  it("lint checks librdkafka properties and what the `stream` connectors cannot do on Kafka", function()
     local r = h.run_config([[
 store:
   backend: kafka
@@ -346,6 +414,28 @@ output: {drop: {}}
 ]], {cmd = "lint"})
     assert.are_not.equal(0, r.code)
     assert.matches("no.such.property", r.stderr .. r.stdout)
-    assert.matches("needs store.backend: embedded", r.stderr .. r.stdout)
+    assert.is_nil((r.stderr .. r.stdout):find("input.stream", 1, true))
+    r = h.run_config([[
+store:
+  backend: kafka
+  kafka: {addresses: [127.0.0.1:1]}
+streams:
+  a:
+    input: {stream: {name: orders, subscriber: s}}
+    output: {stream: {name: copy, fsync: always}}
+  b:
+    input: {stream: {name: orders, until_end: true, start: "5"}}
+    output:
+      fallback:
+        - drop: {}
+        - stream: {name: dead, fsync: never}
+]], {cmd = "lint"})
+    assert.are_not.equal(0, r.code)
+    local all = r.stderr .. r.stdout
+    for _, want in ipairs({"subscriber", "until_end", "fsync is not a stream setting"}) do
+      assert.is_truthy(all:find(want, 1, true), want .. " in: " .. all)
+    end
+    local _, nfsync = all:gsub("fsync is not a stream setting", "")
+    assert.are.equal(2, nfsync, all)
   end)
 end)
