@@ -40,12 +40,21 @@ typedef struct sout {
   void (*closed)(sl_output_t *o, void *arg);
   void *closed_arg;
   sl_ks_t *ks;               /* store.backend kafka */
-  /* A fixed name's topic is created at start, and again by the next write
-   * after a failure (the stream's retry policy paces it); writes wait in
-   * `held` meanwhile. */
-  int need_create, creating, destroyed;
+  /* With `create`, a topic is created before its first write (a fixed
+   * name's at start); writes naming a topic being created wait in `held`
+   * until no creation is left, then run again. */
+  struct topic *topics;
+  int creating, destroyed;
   struct held *held, **held_tail;
 } sout_t;
+
+typedef struct topic {
+  struct topic *next;
+  sout_t *o;
+  char *name;
+  int ready;                 /* created, or there already; else being created, or failed (err) */
+  char *err;
+} topic_t;
 
 typedef struct held {
   struct held *next;
@@ -122,42 +131,81 @@ static void maybe_closed(sout_t *o) {
 
 static void sout_free(sout_t *o);
 
-/* Writes the held batches, or fails them with err. */
-static void release_held(sout_t *o, const char *err) {
+static topic_t *topic_find(sout_t *o, const char *name) {
+  for (topic_t *t = o->topics; t; t = t->next)
+    if (!strcmp(t->name, name)) return t;
+  return NULL;
+}
+
+/* The last creation ended: held writes run again (those naming a topic that
+ * failed fail with its error), then failed topics are forgotten, so the
+ * stream's retry of those writes creates them again. */
+static void creations_done(sout_t *o) {
   held_t *h = o->held;
   o->held = NULL;
   o->held_tail = &o->held;
   while (h) {
     held_t *next = h->next;
     if (o->destroyed) sl_batch_free(h->b);
-    else if (err) h->cb(&o->base, h->b, -1, err, h->arg);
     else sout_write(&o->base, h->b, h->cb, h->arg);
     free(h);
     h = next;
   }
+  const char *why = NULL;
+  for (topic_t **pt = &o->topics, *t; (t = *pt);) {
+    if (t->ready) {
+      pt = &t->next;
+      continue;
+    }
+    if (!why && !o->destroyed) sl_output_set_connected(&o->base, 0, why = t->err);
+    *pt = t->next;
+    free(t->name);
+    free(t->err);
+    free(t);
+  }
+  if (!why && !o->destroyed) sl_output_set_connected(&o->base, 1, NULL);
 }
 
 static void topic_created(void *arg, int status, const char *err) {
-  sout_t *o = arg;
-  o->creating = 0;
-  if (o->destroyed) {
-    release_held(o, NULL);
-    sout_free(o);
-    return;
-  }
+  topic_t *t = arg;
+  sout_t *o = t->o;
   /* 409: there with other settings, as with the embedded store */
-  char *why = status && status != 409 ? sl_xasprintf("stream %s not created: %s", o->fixed[0], err ? err : "") : NULL;
-  o->need_create = why != NULL;
-  sl_output_set_connected(&o->base, !why, why);
-  release_held(o, why);
-  free(why);
-  maybe_closed(o);
+  t->ready = !status || status == 409;
+  if (!t->ready) t->err = sl_xasprintf("stream %s not created: %s", t->name, err ? err : "");
+  if (--o->creating) return;
+  creations_done(o);
+  if (o->destroyed) sout_free(o);
+  else maybe_closed(o);
 }
 
-static void create_topic(sout_t *o) {
-  o->need_create = 0;
-  o->creating = 1;
-  sl_ks_create_topic(o->ks, o->fixed[0], o->partitions, o->retention_hours, topic_created, o);
+static void create_topic(sout_t *o, const char *name) {
+  topic_t *t = sl_xcalloc(1, sizeof(*t));
+  *t = (topic_t){o->topics, o, sl_xstrdup(name), 0, NULL};
+  o->topics = t;
+  if (o->creating++ == 0) sl_output_set_connected(&o->base, 0, "creating the stream's topic");
+  sl_ks_create_topic(o->ks, name, o->partitions, o->retention_hours, topic_created, t);
+}
+
+/* 1: the write must wait for topics being created (it is held), -1: one
+ * of them failed (*err), 0: go on. */
+static int wait_for_topics(sout_t *o, char *const *texts, uint32_t n, char **err) {
+  for (uint32_t i = 0; o->ks && i < n; i++)
+    if (!sl_store_valid_name(texts[4 * i])) {
+      *err = sl_xasprintf("%s is not a stream name (1-200 letters, digits, '.', '_' or '-')", texts[4 * i]);
+      return -1;
+    }
+  if (!o->ks || !o->create) return 0;
+  for (uint32_t i = 0; i < n; i++) {
+    topic_t *t = topic_find(o, texts[4 * i]);
+    if (!t) create_topic(o, texts[4 * i]);
+    else if (t->err) {
+      *err = sl_xstrdup(t->err);
+      return -1;
+    }
+  }
+  for (uint32_t i = 0; i < n; i++)
+    if (!topic_find(o, texts[4 * i])->ready) return 1;
+  return 0;
 }
 
 /* A fixed name is checked (and its stream created) at start. */
@@ -165,10 +213,7 @@ static int sout_start(sl_output_t *out) {
   sout_t *o = (sout_t *)out;
   if (!o->fixed[0]) return 0;
   if (o->ks) {
-    if (o->create) {
-      sl_output_set_connected(out, 0, "creating the stream's topic");
-      create_topic(o);
-    }
+    if (o->create) create_topic(o, o->fixed[0]);
     return 0;
   }
   char *err = NULL;
@@ -199,14 +244,6 @@ static void written(void *arg, int status, const char *err, const int *parts, co
 
 static void sout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *arg) {
   sout_t *o = (sout_t *)out;
-  if (o->need_create) create_topic(o);
-  if (o->creating) {
-    held_t *h = sl_xmalloc(sizeof(*h));
-    *h = (held_t){NULL, b, cb, arg};
-    *o->held_tail = h;
-    o->held_tail = &h->next;
-    return;
-  }
   write_req_t *w = sl_xcalloc(1, sizeof(*w));
   *w = (write_req_t){o, b, cb, arg, sl_xcalloc((size_t)b->n * 4 + 1, sizeof(char *)), 0, 0, NULL};
   sl_pub_t *recs = sl_xcalloc(b->n ? b->n : 1, sizeof(*recs));
@@ -235,6 +272,16 @@ static void sout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
     w->texts[4 * i + 3] = hs;
     recs[i] = (sl_pub_t){key, strlen(key), event, event ? strlen(event) : 0, hs, strlen(hs),
                          m->content->data, m->content->len, 0};
+  }
+  if (!err && wait_for_topics(o, w->texts, b->n, &err) > 0) {
+    free_texts(o, w->texts, 4 * (size_t)b->n);
+    free(w);
+    free(recs);
+    held_t *h = sl_xmalloc(sizeof(*h));
+    *h = (held_t){NULL, b, cb, arg};
+    *o->held_tail = h;
+    o->held_tail = &h->next;
+    return;
   }
   /* The streams of the batch, each published once with its messages in order. */
   sl_sstream_t **dest = sl_xcalloc(b->n ? b->n : 1, sizeof(*dest));
@@ -284,6 +331,12 @@ static void sout_close(sl_output_t *out, void (*done)(sl_output_t *, void *), vo
 }
 
 static void sout_free(sout_t *o) {
+  for (topic_t *t = o->topics, *next; t; t = next) {
+    next = t->next;
+    free(t->name);
+    free(t->err);
+    free(t);
+  }
   for (int f = 0; f < 3; f++) free(o->fixed[f]);
   free(o);
 }
@@ -344,8 +397,8 @@ static const sl_spec_t spec = {
     "its records are written and, for a stream with `fsync: always`, fsynced (concurrent "
     "batches share one fsync). The store's settings are in the `store:` section. With "
     "`store.backend: kafka` records go to the stream's topic as REST publishes do (acknowledged "
-    "from the delivery reports); a fixed `name` is created at start when `create` is set, and "
-    "`fsync` is refused.",
+    "from the delivery reports); with `create` each topic is created before its first write "
+    "(a fixed `name` at start), and `fsync` is refused.",
   .fields = fields,
   .example =
     "output:\n"

@@ -304,6 +304,9 @@ streams:
         batch_size: 6
         mapping: 'meta.color = (i % 2 == 0) and "red" or "blue"; return {i = i, user = "u" .. (i % 5)}'
     output: {stream: {name: piped, partitions: 3, partition_key: '${! this.user }', event: 'order.${! meta.color }'}}
+  fan:
+    input: {generate: {count: 10, interval: 0, batch_size: 10, mapping: 'meta.color = (i % 2 == 0) and "red" or "blue"; return {i = i}'}}
+    output: {stream: {name: 'per-${! meta.color }', partitions: 2}}
   cons:
     input: {stream: {name: piped, group: billing}}
     pipeline:
@@ -313,6 +316,8 @@ streams:
                          c = meta.color}
     output: {file: {path: got.txt}}
 ]]):gsub("ADDR", k.addr), nil)
+    local stopped
+    finally(function() if not stopped then c.stop() end end)
     local lines = h.wait_lines(c.dir .. "/got.txt", 60, 30)
     assert.are.equal(60, #lines, c.stderr())
     local seen, part_of = {}, {}
@@ -343,6 +348,11 @@ streams:
       assert.are.equal(200, code, json.encode(r))
       assert.are.equal(tonumber(p), r.partition, user)
     end
+    -- topics named per message are created on first use, with the output's partitions
+    for _, color in ipairs({"red", "blue"}) do
+      local _, per = curl(b, "URL/stream/per-" .. color)
+      assert.are.same({2, 5}, {per.partitions, per.message_count}, json.encode(per))
+    end
     -- the pipeline's group is the streams API's group `billing`
     local committed = h.wait_for(function()
       local _, g = curl(b, "URL/stream/piped/groups")
@@ -353,6 +363,7 @@ streams:
       return sum >= 65 and sum
     end, 15)
     assert.are.equal(65, committed)
+    stopped = true
     assert.are.equal(0, c.stop())
   end)
 
