@@ -9,7 +9,7 @@ BIN=${SLUICE_BIN:-build/sluice}
 PORT=18090
 ulimit -n "$(ulimit -Hn)"
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 trap 'exit 1' INT TERM   # so that a killed run still cleans up (EXIT)
 cat > "$WORK/c.yaml" <<YAML
 http: {address: 127.0.0.1:$PORT, max_connections: 100000, idle_timeout: 1h}

@@ -9,7 +9,7 @@ MODE=${1:-kafka}
 RATE=${RATE:-1000}; SECS=${SECS:-10}; USERS=${USERS:-10}
 HPORT=${HPORT:-18493}; KPORT=${KPORT:-19493}
 WORK=$(mktemp -d)
-trap 'scripts/kafka.sh stop "$WORK/kafka" >/dev/null 2>&1 || true; kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'scripts/kafka.sh stop "$WORK/kafka" >/dev/null 2>&1 || true; kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 trap 'exit 1' INT TERM   # so that a killed run still cleans up (EXIT)
 if [ "$MODE" = kafka ]; then
   mkdir -p "$WORK/kafka"

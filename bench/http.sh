@@ -10,7 +10,7 @@ BIN=${SLUICE_BIN:-build/sluice}
 DURATION=${DURATION:-10s}
 RUNS=${RUNS:-3}
 WORK=$(mktemp -d)
-trap 'kill $(cat "$WORK"/*.pid 2>/dev/null) 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill $(cat "$WORK"/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 trap 'exit 1' INT TERM   # so that a killed run still cleans up (EXIT)
 PORT=18080
 

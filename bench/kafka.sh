@@ -17,7 +17,7 @@ RUNS=${RUNS:-3}
 KPORT=${KPORT:-19392}
 HPORT=${HPORT:-18393}
 WORK=$(mktemp -d)
-trap 'scripts/kafka.sh stop "$WORK/kafka" >/dev/null 2>&1 || true; kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'scripts/kafka.sh stop "$WORK/kafka" >/dev/null 2>&1 || true; kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 trap 'exit 1' INT TERM   # so that a killed run still cleans up (EXIT)
 mkdir -p "$WORK/kafka"
 scripts/kafka.sh start "$WORK/kafka" "$KPORT" >&2

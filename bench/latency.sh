@@ -41,7 +41,7 @@ if [ "$SOURCE" = store ]; then
 fi
 ulimit -n "$(ulimit -Hn)"
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 trap 'exit 1' INT TERM   # so that a killed run still cleans up (EXIT)
 if [ "$SOURCE" = store ]; then
   out="{stream: {name: lat}}"

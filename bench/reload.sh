@@ -15,7 +15,7 @@ PHASE=${PHASE:-2}
 WORK=$(mktemp -d /tmp/sluice-reload.XXXXXX)
 PID=
 cleanup() {
-  [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
+  [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM

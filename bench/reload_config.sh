@@ -11,7 +11,7 @@ DURATION=${DURATION:-10s}
 BIN=${SLUICE_BIN:-build/sluice}
 PORT=18191
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 trap 'exit 1' INT TERM   # so that a killed run still cleans up (EXIT)
 URL=http://127.0.0.1:$PORT
 

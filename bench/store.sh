@@ -14,7 +14,7 @@ DURATION=${DURATION:-5s}
 PORT=18191
 RPORT=18192
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 trap 'exit 1' INT TERM   # so that a killed run still cleans up (EXIT)
 VALUE=$(printf 'x%.0s' $(seq 1 100))
 
