@@ -43,24 +43,24 @@ static const sl_field_t fields[] = {
 /* What a pipeline's `stream` input or output (body c) cannot do on Kafka:
  * the name of the offending field and why, or NULL. */
 static const char *kafka_unsupported(const sl_cnode_t *c, int input, const char **why) {
-  if (input && *sl_conf_str(c, "subscriber", "")) {
+  if (!input) {
+    *why = "fsync is not a stream setting with store.backend kafka: durability is the brokers' replication "
+           "(acks=all, min.insync.replicas)";
+    return strcmp(sl_conf_str(c, "fsync", "default"), "default") ? "fsync" : NULL;
+  }
+  if (*sl_conf_str(c, "subscriber", "")) {
     *why = "a pipeline reads a stream as a consumer group with store.backend kafka (its `group`); subscribers "
            "are served by the streams API";
     return "subscriber";
   }
-  if (input && sl_conf_bool(c, "until_end", 0)) {
+  if (sl_conf_bool(c, "until_end", 0)) {
     *why = "until_end needs store.backend embedded";
     return "until_end";
   }
-  const char *st = input ? sl_conf_str(c, "start", "earliest") : "earliest";
+  const char *st = sl_conf_str(c, "start", "earliest");
   if (strcmp(st, "earliest") && strcmp(st, "latest")) {
     *why = "start is earliest or latest with store.backend kafka (a group without committed offsets)";
     return "start";
-  }
-  if (!input && strcmp(sl_conf_str(c, "fsync", "default"), "default")) {
-    *why = "fsync is not a stream setting with store.backend kafka: durability is the brokers' replication "
-           "(acks=all, min.insync.replicas)";
-    return "fsync";
   }
   return NULL;
 }
