@@ -132,3 +132,29 @@ streams:
     assert.are_not.equal("", any)   -- the files hold what was allowed: this grep can find things
   end)
 end)
+
+describe("an open API on a public address", function()
+  local function started(http)
+    local srv = h.serve(http .. [[
+store: {data_dir: ./data}
+input: {generate: {interval: 1h, mapping: 'return 1'}}
+output: {drop: {}}
+]])
+    local err = srv.stderr()
+    assert.are.equal(0, srv.stop())
+    return err
+  end
+
+  it("is warned about at start, naming the risk", function()
+    local err = started("http: {address: '0.0.0.0:$PORT'}\n")
+    assert.matches('level=warn msg="http: 0.0.0.0:%d+ is not a loopback address and there is no http.auth: anyone ' ..
+      'who reaches it may read, publish to, create and delete every stream %(/stream/%)', err)
+  end)
+
+  it("is not warned about on loopback, or with auth", function()
+    assert.is_nil(started("http: {address: '127.0.0.1:$PORT'}\n"):find("level=warn", 1, true))
+    local err = started("http:\n  address: '0.0.0.0:$PORT'\n  auth: {api_keys: {keys: {k: u}}}\n")
+    assert.is_nil(err:find("level=warn", 1, true))
+    assert.matches("listening on 0.0.0.0", err, 1, true)
+  end)
+end)
