@@ -133,6 +133,172 @@ streams:
   end)
 end)
 
+describe("streams API access", function()
+  local srv
+  local JWT = "python3 spec/tools/jwt.py HS256 s3cret "
+  local function token(claims)
+    local _, out = h.sh(JWT .. h.shell_quote(json.encode(claims)))
+    return (out:gsub("%s+$", ""))
+  end
+
+  setup(function()
+    srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+  auth:
+    api_keys:
+      keys: {k-alice: alice, k-bob: bob, k-reader: reader, k-writer: writer, k-ops: ops, k-dot: al.ice}
+    jwt: {secret: s3cret}
+store:
+  data_dir: ./data
+  access:
+    admin: [ops]
+    read: [alice, bob, reader, al.ice]
+    write: [alice, bob, writer]
+    streams: ['${ctx.user}.*', 'public.*']
+    groups: ['${ctx.user}-*']
+    scope_claim: scope
+    streams_claim: streams
+input:
+  generate: {interval: 1h, mapping: 'return 1'}
+output:
+  drop: {}
+]])
+    for _, s in ipairs({"alice.orders", "bob.orders", "public.news", "al.ice.x", "carol.x"}) do
+      assert.are.equal(201, (as("k-ops", srv, "-X POST URL/stream/" .. s)))
+      assert.are.equal(200, (as("k-ops", srv, "-X POST -d '{\"data\":\"" .. s ..
+        "\"}' URL/stream/" .. s .. "/publish")))
+    end
+  end)
+  teardown(function() assert.are.equal(0, srv.stop()) end)
+
+  it("lets alice read her stream and not bob's, over REST, SSE and WebSocket", function()
+    local code, body = as("k-alice", srv, "'URL/stream/alice.orders/consume/alice-1?from_offset=0'")
+    assert.are.equal(200, code)
+    assert.are.equal("alice.orders", body.events[1].data)
+    for _, path in ipairs({"/stream/bob.orders/consume/alice-1?from_offset=0", "/stream/bob.orders/info",
+                           "/stream/bob.orders/stats", "/stream/bob.orders", "/stream/bob.orders/groups",
+                           "/stream/bob.orders/group/alice-g/consume?consumer=c", "/stream/bob.orders/sse/alice-1"}) do
+      code, body = as("k-alice", srv, "'URL" .. path .. "'")
+      assert.are.equal(403, code, path)
+      assert.matches("user alice may not use stream bob.orders", body.error, 1, true)
+    end
+    -- a stream that does not exist answers the same: a 403 tells nothing
+    assert.are.equal(403, (as("k-alice", srv, "URL/stream/bob.nothing/info")))
+    local base = "ws://127.0.0.1:" .. srv.port
+    assert.are.same({{status = 403}}, node("sse", srv.url .. "/stream/bob.orders/sse/alice-1?api_key=k-alice"))
+    assert.are.same({{status = 403}}, node("ws", base .. "/stream/bob.orders/ws/alice-1?api_key=k-alice"))
+    local sse = node("sse", srv.url .. "/stream/alice.orders/sse/alice-2?api_key=k-alice&from_offset=0")
+    assert.are.equal("alice.orders", json.decode(sse[1].data).data)
+    local ws = node("ws", base .. "/stream/alice.orders/ws/alice-3?api_key=k-alice&from_offset=0")
+    assert.are.equal("alice.orders", json.decode(ws[1].text).data)
+    local _, py = h.sh("/usr/bin/python3 spec/tools/ws_client.py '" .. base ..
+      "/stream/alice.orders/ws/alice-4?api_key=k-alice&from_offset=0' --recv 1 --wait 5")
+    assert.are.equal("alice.orders", json.decode(json.decode(h.lines(py)[1]).text).data)
+    local _, refused = h.sh("/usr/bin/python3 spec/tools/ws_client.py '" .. base ..
+      "/stream/bob.orders/ws/alice-4?api_key=k-alice' --recv 1 --wait 5 2>&1")
+    assert.matches("403", refused)
+  end)
+
+  it("lists only the streams each user may use; admins see all", function()
+    local function list(key) return as(key, srv, "URL/stream/list") end
+    local code, body = list("k-alice")
+    assert.are.equal(200, code)
+    assert.are.same({"alice.orders", "public.news"}, names(body.streams))
+    assert.are.same({"bob.orders", "public.news"}, names(select(2, list("k-bob")).streams))
+    assert.are.same({"public.news"}, names(select(2, list("k-reader")).streams))
+    assert.are.same({"al.ice.x", "alice.orders", "bob.orders", "carol.x", "public.news"},
+      names(select(2, list("k-ops")).streams))
+    -- a user whose name has a '.' matches no ${ctx.user} pattern (it could reach into "al.*" tenants)
+    assert.are.same({"public.news"}, names(select(2, list("k-dot")).streams))
+    assert.are.equal(403, (as("k-dot", srv, "URL/stream/al.ice.x/info")))
+    assert.are.equal(401, (curl(srv, "URL/stream/list")))
+  end)
+
+  it("lets only admins create and delete streams", function()
+    for _, key in ipairs({"k-alice", "k-writer", "k-reader"}) do
+      assert.are.equal(403, (as(key, srv, "-X DELETE URL/stream/bob.orders")), key)
+      local code, body = as(key, srv, "-X DELETE URL/stream/alice.orders")
+      assert.are.equal(403, code, key)
+      assert.matches("admin scope", body.error, 1, true)
+      assert.are.equal(403, (as(key, srv, "-X POST URL/stream/alice.new")), key)
+    end
+    assert.are.equal(201, (as("k-ops", srv, "-X POST URL/stream/bob.tmp")))
+    assert.are.same({"bob.orders", "bob.tmp", "public.news"}, names(select(2, as("k-bob", srv, "URL/stream/list")).streams))
+    assert.are.equal(200, (as("k-ops", srv, "-X DELETE URL/stream/bob.tmp")))
+    assert.are.equal(404, (as("k-ops", srv, "URL/stream/bob.tmp/info")))
+  end)
+
+  it("keeps read and write apart: a read key cannot publish, a write key cannot read or delete", function()
+    local pub = "-X POST -d '{\"event\":\"e\",\"data\":1}' URL/stream/public.news/publish"
+    local code, body = as("k-reader", srv, pub)
+    assert.are.equal(403, code)
+    assert.matches("user reader may not publish", body.error, 1, true)
+    assert.are.equal(200, (as("k-reader", srv, "'URL/stream/public.news/consume/reader-1?from_offset=0'")))
+    assert.are.equal(200, (as("k-writer", srv, pub)))
+    assert.are.equal(403, (as("k-writer", srv, "'URL/stream/public.news/consume/writer-1?from_offset=0'")))
+    assert.are.equal(403, (as("k-writer", srv, "-X DELETE URL/stream/public.news")))
+  end)
+
+  it("keeps consumer names to their owners on a shared stream", function()
+    assert.are.equal(201, (as("k-alice", srv, "-X POST URL/stream/public.news/group/alice-g")))
+    assert.are.equal(201, (as("k-bob", srv, "-X POST URL/stream/public.news/group/bob-g")))
+    assert.are.equal(200, (as("k-bob", srv, "'URL/stream/public.news/consume/bob-1?from_offset=0'")))
+    for _, path in ipairs({"/stream/public.news/group/bob-g/consume?consumer=c",
+                           "/stream/public.news/consume/bob-1?from_offset=0", "/stream/public.news/sse/bob-1"}) do
+      local code, body = as("k-alice", srv, "'URL" .. path .. "'")
+      assert.are.equal(403, code, path)
+      assert.matches("consumer name bob", body.error, 1, true)
+    end
+    assert.are.equal(403, (as("k-alice", srv, "-X POST -d '{\"partition\":0,\"offset\":0}' " ..
+      "URL/stream/public.news/group/bob-g/commit")))
+    assert.are.equal(200, (as("k-alice", srv, "'URL/stream/public.news/consume/alice-1?from_offset=0'")))
+    local _, groups = as("k-alice", srv, "URL/stream/public.news/groups")
+    assert.are.same({"alice-g"}, names(groups.groups))
+    local _, info = as("k-alice", srv, "URL/stream/public.news/info")
+    assert.are.same({"alice-1"}, names(info.subscribers))
+    local _, stats = as("k-alice", srv, "URL/stream/public.news/stats")
+    assert.are.equal(1, stats.subscribers)
+    local _, all = as("k-ops", srv, "URL/stream/public.news/groups")
+    assert.are.same({"alice-g", "bob-g"}, names(all.groups))
+  end)
+
+  it("takes scopes and streams from JWT claims", function()
+    local reader = token({sub = "zed", scope = "openid stream:read", streams = {"carol.*"}, exp = "now+60"})
+    local auth = "-H 'Authorization: Bearer " .. reader .. "' "
+    local code, body = curl(srv, auth .. "URL/stream/list")
+    assert.are.equal(200, code)
+    assert.are.same({"carol.x", "public.news"}, names(body.streams))
+    assert.are.equal(200, (curl(srv, auth .. "'URL/stream/carol.x/consume/zed-1?from_offset=0'")))
+    assert.are.equal(403, (curl(srv, auth .. "-X POST -d '{\"data\":1}' URL/stream/carol.x/publish")))
+    assert.are.equal(403, (curl(srv, auth .. "URL/stream/alice.orders/info")))
+    -- no scope at all: nothing, not even a list
+    local none = token({sub = "dave", exp = "now+60"})
+    assert.are.equal(403, (curl(srv, "-H 'Authorization: Bearer " .. none .. "' URL/stream/list")))
+    local admin = token({sub = "eve", scope = "stream:admin", exp = "now+60"})
+    assert.are.equal(200, (curl(srv, "-H 'Authorization: Bearer " .. admin .. "' -X DELETE URL/stream/carol.x")))
+  end)
+end)
+
+describe("store.access lint", function()
+  it("needs http.auth and names or patterns", function()
+    local r = h.run_config([[
+http: {address: 127.0.0.1:0}
+store:
+  access:
+    streams: ['${ctx.user}/*', 'ok.*']
+    read: ['${ctx.user}']
+input: {generate: {count: 1, mapping: 'return 1'}}
+output: {drop: {}}
+]], {cmd = "lint"})
+    assert.are.equal(1, r.code)
+    assert.matches("access rules need http.auth", r.stderr, 1, true)
+    assert.matches("streams: \"${ctx.user}/*\" is not a name or pattern", r.stderr, 1, true)
+    assert.matches("read lists users", r.stderr, 1, true)
+    assert.matches("3 errors", r.stderr, 1, true)
+  end)
+end)
+
 describe("an open API on a public address", function()
   local function started(http)
     local srv = h.serve(http .. [[
