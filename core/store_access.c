@@ -220,12 +220,12 @@ void sl_api_keep_consumers(const sl_http_req_t *r, json_t *list, const char *key
   }
 }
 
-static int deny(sl_http_req_t *r, const char *fmt, const char *what) {
-  char *who = r->user ? sl_xasprintf("user %s", r->user) : sl_xstrdup("this token");
-  char *msg = sl_xasprintf(fmt, who, what);
+/* Answers 403: "user alice may not <what><name> (store.access.<rule>)". */
+static int deny(sl_http_req_t *r, const char *rule, const char *what, const char *name) {
+  char *msg = r->user ? sl_xasprintf("user %s may not %s%s (store.access.%s)", r->user, what, name, rule)
+                      : sl_xasprintf("this token may not %s%s (store.access.%s)", what, name, rule);
   sl_http_error(r, 403, msg);
   free(msg);
-  free(who);
   return -1;
 }
 
@@ -235,18 +235,14 @@ int sl_store_access_check(const sl_store_access_t *a, sl_http_req_t *r, char **s
   int s = scopes(a, r);
   if (s & S_ADMIN) return 0;
   const char *m = r->method;
-  if (n == 1 && !strcmp(seg[0], "list"))
-    return s & S_READ ? 0 : deny(r, "%s may not read streams (store.access.read)%s", "");
+  if (n == 1 && !strcmp(seg[0], "list")) return s & S_READ ? 0 : deny(r, "read", "read streams", "");
   if (n == 1 && (!strcmp(m, "POST") || !strcmp(m, "DELETE")))
-    return deny(r, "%s may not create or delete streams: that needs the admin scope (store.access.admin)%s", "");
+    return deny(r, "admin", "create or delete streams without the admin scope", "");
   int write = n == 2 && !strcmp(seg[1], "publish") && !strcmp(m, "POST");
-  if (!(s & (write ? S_WRITE : S_READ)))
-    return deny(r, write ? "%s may not publish (store.access.write)%s" : "%s may not read streams (store.access.read)%s",
-                "");
-  if (!stream_ok(a, r, seg[0])) return deny(r, "%s may not use stream %s (store.access.streams)", seg[0]);
+  if (!(s & (write ? S_WRITE : S_READ))) return deny(r, write ? "write" : "read", write ? "publish" : "read streams", "");
+  if (!stream_ok(a, r, seg[0])) return deny(r, "streams", "use stream ", seg[0]);
   int named = n >= 3 && (!strcmp(seg[1], "consume") || !strcmp(seg[1], "sse") || !strcmp(seg[1], "ws") ||
                          !strcmp(seg[1], "group"));
-  if (named && !match_rules(&a->groups, r->user, seg[2]))
-    return deny(r, "%s may not use the consumer name %s (store.access.groups)", seg[2]);
+  if (named && !match_rules(&a->groups, r->user, seg[2])) return deny(r, "groups", "use the consumer name ", seg[2]);
   return 0;
 }

@@ -4,18 +4,11 @@
 -- README's first commands work in order.
 local h = require("spec.helpers")
 local json = h.json
+local api = require("spec.api_helpers")
+local curl, as = api.curl, api.as
 local demo = require("spec.demo_helpers")
 
 local WS = "/usr/bin/python3 spec/tools/ws_client.py "
-
-local function curl(srv, args)
-  local _, out = h.sh("curl -s -m 10 -w '\\n%{http_code}' " .. args:gsub("URL", srv.url))
-  local body, code = out:match("^(.*)\n(%d+)$")
-  local ok, j = pcall(json.decode, body)
-  return tonumber(code), ok and j or body
-end
-
-local function as(key, srv, args) return curl(srv, "-H 'X-API-Key: " .. key .. "' " .. args) end
 
 local function push(srv, key, body)
   return as(key, srv, "-X POST -H 'Content-Type: application/json' --data-binary " ..

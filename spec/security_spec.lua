@@ -5,29 +5,8 @@
 -- and the warning of an open API on a public address.
 local h = require("spec.helpers")
 local json = h.json
-
-local function curl(srv, args)
-  local _, out = h.sh("curl -s -m 10 -w '\\n%{http_code}' " .. args:gsub("URL", srv.url))
-  local body, code = out:match("^(.*)\n(%d+)$")
-  local ok, j = pcall(json.decode, body)
-  return tonumber(code), ok and j or body
-end
-
-local function as(key, srv, args) return curl(srv, "-H 'X-API-Key: " .. key .. "' " .. args) end
-
-local function node(mode, url, n)
-  local _, out = h.sh(string.format("cd spec/node && node access.js %s %s %d", mode, h.shell_quote(url), n or 1))
-  local t = {}
-  for _, l in ipairs(h.lines(out)) do t[#t + 1] = json.decode(l) end
-  return t
-end
-
-local function names(list)
-  local t = {}
-  for _, n in ipairs(list) do t[#t + 1] = type(n) == "table" and n.group or n end
-  table.sort(t)
-  return t
-end
+local api = require("spec.api_helpers")
+local curl, as, names, node = api.curl, api.as, api.names, api.node
 
 local SECRETS = {"tok-secret-1", "cHJveHk", "cookie-secret-2", "key-secret-3", "key-secret-4", "tok-secret-5", "k-alice"}
 
