@@ -296,6 +296,13 @@ output: {drop: {}}
       'who reaches it may read, publish to, create and delete every stream %(/stream/%)', err)
   end)
 
+  it("names the streams-mode API too, which runs anyone's pipelines", function()
+    local srv = h.serve("http: {address: '0.0.0.0:$PORT', streams_api: true}\n", {cmd = "streams"})
+    local err = srv.stderr()
+    assert.are.equal(0, srv.stop())
+    assert.matches("anyone who reaches it may run pipelines of their own (/streams)", err, 1, true)
+  end)
+
   it("is not warned about on loopback, or with auth", function()
     assert.is_nil(started("http: {address: '127.0.0.1:$PORT'}\n"):find("level=warn", 1, true))
     local err = started("http:\n  address: '0.0.0.0:$PORT'\n  auth: {api_keys: {keys: {k: u}}}\n")
