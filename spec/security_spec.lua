@@ -179,6 +179,18 @@ output:
     assert.matches("403", refused)
   end)
 
+  it("refuses bob's stream however the path is spelled, and answers odd names without crashing", function()
+    for _, path in ipairs({"//bob.orders/info", "/bob%2eorders/info", "/alice.orders/../bob.orders/info",
+                           "/alice.orders%2f..%2fbob.orders/info", "/%2e%2e/bob.orders/info", "/bob.orders%00/info",
+                           "/%ff%fe/info", "/" .. string.rep("a", 4000) .. "/info", "/*/info", "/bob.*/info"}) do
+      local code, body = as("k-alice", srv, "--path-as-is 'URL/stream" .. path .. "'")
+      assert.is_true(code == 400 or code == 403 or code == 404, path .. " " .. tostring(code))
+      local raw = type(body) == "table" and json.encode(body) or tostring(body)
+      assert.is_nil(raw:find('"data":"bob.orders"', 1, true), path)
+    end
+    assert.are.equal(200, (curl(srv, "URL/ping")))
+  end)
+
   it("lists only the streams each user may use; admins see all", function()
     local function list(key) return as(key, srv, "URL/stream/list") end
     local code, body = list("k-alice")
