@@ -49,7 +49,8 @@ static const sl_field_t fields[] = {
    "How long a request waits for its message to be delivered before it is answered 408 (the "
    "message still completes).", NULL, NULL},
   {"metadata", SL_F_OBJECT, NULL, 0,
-   "Which request headers and query parameters become metadata. Metadata is stored (a `stream` output "
+   "Which headers and query parameters of a request become metadata (messages of `ws_path` get none). "
+   "Metadata is stored (a `stream` output "
    "keeps it as record headers, `kafka` sends it as Kafka headers) and read by every consumer, so none is "
    "copied unless named here; Lua reads the whole request as `ctx` whatever this says.", NULL, meta_fields},
   {0}};
