@@ -22,7 +22,10 @@ if [ "$MODE" = kafka ]; then
   warm=10000
 else
   export SLUICE_DATA_DIR=$WORK/data
-  conf=examples/quickstart.yaml
+  # The quickstart knows alice, bob and admin by their API keys: each bench user gets one too.
+  awk -v n="$USERS" '{ print } /^ +admin-key: admin$/ { for (u = 0; u < n; u++) printf "        u%d-key: u%d\n", u, u }' \
+    examples/quickstart.yaml > "$WORK/quickstart.yaml"
+  conf=$WORK/quickstart.yaml
 fi
 HTTP_ADDRESS=127.0.0.1:$HPORT "$BIN" run --log-level warn "$conf" & pid=$!
 sleep 1

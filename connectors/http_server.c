@@ -2,6 +2,7 @@
  * request's context; the client is answered once the message's transaction
  * completes (200), fails (502), times out (408) or meets a shutdown (503). */
 #include "../core/component.h"
+#include "../core/globs.h"
 #include "../core/http.h"
 #include "../core/http_auth.h"
 #include "../core/http_ws.h"
@@ -14,6 +15,17 @@
 static const sl_field_t rate_fields[] = {
   {"count", SL_F_INT, "0", 0, "Requests allowed per interval; 0 turns the limit off.", NULL, NULL},
   {"interval", SL_F_DURATION, "1s", 0, "Length of a window.", NULL, NULL},
+  {0}};
+
+static const sl_field_t meta_fields[] = {
+  {"include_headers", SL_F_STRLIST, "[]", 0,
+   "Request headers copied into metadata, by name (any case) or glob pattern (`x-trace-*`), under their "
+   "lower-cased name. Credentials are never copied, even when listed: `Authorization`, "
+   "`Proxy-Authorization`, `Cookie`, `X-API-Key` and the key header of any `auth` block. `traceparent` "
+   "(W3C trace context, which tracing continues) always is.", NULL, NULL},
+  {"include_query", SL_F_STRLIST, "[]", 0,
+   "Query parameters copied into metadata, by name or glob pattern; `api_key`, `access_token` and the key "
+   "parameter of any `auth` block never are.", NULL, NULL},
   {0}};
 
 static const sl_field_t fields[] = {
@@ -36,6 +48,11 @@ static const sl_field_t fields[] = {
   {"timeout", SL_F_DURATION, "5s", 0,
    "How long a request waits for its message to be delivered before it is answered 408 (the "
    "message still completes).", NULL, NULL},
+  {"metadata", SL_F_OBJECT, NULL, 0,
+   "Which headers and query parameters of a request become metadata (messages of `ws_path` get none). "
+   "Metadata is stored (a `stream` output "
+   "keeps it as record headers, `kafka` sends it as Kafka headers) and read by every consumer, so none is "
+   "copied unless named here; Lua reads the whole request as `ctx` whatever this says.", NULL, meta_fields},
   {0}};
 
 typedef struct hin {
@@ -49,6 +66,7 @@ typedef struct hin {
   int64_t rate_count, rate_interval_ms, window_used;
   uint64_t window_start;
   int64_t waiting;            /* requests not yet answered */
+  sl_globs_t meta_headers, meta_query;   /* metadata allowlists */
   struct wsconn *conns;       /* open WebSocket connections */
 } hin_t;
 
@@ -150,10 +168,18 @@ static void on_request(sl_http_req_t *r, void *arg) {
   sl_kv_set(&m->meta, "http_remote_ip", ip, strlen(ip));
   free(ip);
   sl_kv_set(&m->meta, "http_request_id", r->request_id, strlen(r->request_id));
-  for (uint32_t i = 0; i < r->headers.n; i++)
-    sl_kv_set(&m->meta, r->headers.v[i].key, r->headers.v[i].val, r->headers.v[i].vlen);
-  for (uint32_t i = 0; i < ctx->query.n; i++)
-    sl_kv_set(&m->meta, ctx->query.v[i].key, ctx->query.v[i].val, ctx->query.v[i].vlen);
+  for (uint32_t i = 0; i < r->headers.n; i++) {
+    const sl_kv_t *kv = &r->headers.v[i];
+    /* W3C trace context goes on: the tracer continues it (and writes it itself when tracing). */
+    if ((!strcmp(kv->key, "traceparent") || sl_globs_match(&in->meta_headers, kv->key, 1)) &&
+        !sl_http_auth_secret_header(kv->key))
+      sl_kv_set(&m->meta, kv->key, kv->val, kv->vlen);
+  }
+  for (uint32_t i = 0; i < ctx->query.n; i++) {
+    const sl_kv_t *kv = &ctx->query.v[i];
+    if (sl_globs_match(&in->meta_query, kv->key, 0) && !sl_http_auth_secret_query(kv->key))
+      sl_kv_set(&m->meta, kv->key, kv->val, kv->vlen);
+  }
   sl_ctx_unref(ctx);
   pending_t *p = sl_xcalloc(1, sizeof(*p));
   p->in = in;
@@ -320,6 +346,8 @@ static void hin_destroy(sl_input_t *i) {
   if (in->ws_routed && i->worker) sl_http_unroute(i->worker, in->ws_path);
   free(in->ws_path);
   free(in->path);
+  sl_globs_free(&in->meta_headers);
+  sl_globs_free(&in->meta_query);
   sl_http_auth_free(in->auth);
   free(in);
 }
@@ -336,6 +364,9 @@ static void *hin_create(sl_build_t *b, const sl_cnode_t *conf) {
   const char *wsp = sl_conf_str(conf, "ws_path", "");
   in->ws_path = !*wsp || wsp[0] == '/' ? sl_xstrdup(wsp) : sl_xasprintf("/%s", wsp);
   in->ws_max = sl_conf_size(conf, "ws_max_message_bytes", 1 << 20);
+  const sl_cnode_t *meta = sl_cnode_get(conf, "metadata");
+  sl_globs_init(&in->meta_headers, sl_cnode_get(meta, "include_headers"));
+  sl_globs_init(&in->meta_query, sl_cnode_get(meta, "include_query"));
   const sl_cnode_t *rl = sl_cnode_get(conf, "rate_limit");
   in->rate_count = sl_conf_int(rl, "count", 0);
   in->rate_interval_ms = sl_conf_duration_ms(rl, "interval", 1000);
@@ -383,8 +414,8 @@ static const sl_spec_t spec = {
   .summary = "Receives messages from HTTP requests on the shared server (`http:` section).",
   .desc =
     "Each request is one message: the body is its content; metadata holds `http_method`, "
-    "`http_path`, `http_remote_ip`, `http_request_id`, every header (lower-cased name) and every "
-    "query parameter. Lua sees the request as `ctx`: `ctx.method`, `ctx.path`, `ctx.query`, "
+    "`http_path`, `http_remote_ip`, `http_request_id`, `traceparent` when sent, and only the headers "
+    "and query parameters that `metadata` names (never credentials). Lua sees the request as `ctx`: `ctx.method`, `ctx.path`, `ctx.query`, "
     "`ctx.headers`, `ctx.params`, `ctx.cookies`, `ctx.remote_addr`, `ctx.request_id` (also echoed "
     "as `X-Request-Id`; a client's own `X-Request-Id` is kept).\n\n"
     "The client is answered `200 {\"status\":\"ok\"}` only after the message was delivered (its "

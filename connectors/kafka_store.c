@@ -9,6 +9,7 @@
 #include "kafka_store.h"
 #include "kafka_common.h"
 #include "../core/log.h"
+#include "../core/store_access.h"
 #include "../core/store_pub.h"
 #include "../core/xalloc.h"
 #include <stdlib.h>
@@ -311,6 +312,7 @@ static void job_done(void *arg) {
   if (r && j->err) {
     sl_api_error(r, j->status ? j->status : 503, "%s", j->err);
   } else if (r) {
+    sl_api_keep_consumers(r, json_object_get(j->out, "subscribers"), NULL);
     sl_api_json(r, j->status ? j->status : 200, j->out);
     j->out = NULL;
   }
@@ -426,6 +428,7 @@ static void info_found(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, ch
 static void stats_done(void *arg) {
   job_t *j = arg;
   if (j->out) {
+    if (j->h.r) sl_api_keep_consumers(j->h.r, json_object_get(j->out, "subscribers"), NULL);
     json_object_set(j->out, "partitions", json_object_get(j->out, "partitions_detail"));
     json_object_del(j->out, "partitions_detail");
     json_object_set_new(j->out, "subscribers",
@@ -441,7 +444,8 @@ static void stats_found(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, c
 
 static void list_found(sl_ks_t *ks, sl_http_req_t *r) {
   json_t *a = json_array();
-  for (int i = 0; i < ks->ntopics; i++) json_array_append_new(a, json_string(ks->topics[i].name));
+  for (int i = 0; i < ks->ntopics; i++)
+    if (sl_api_may_see_stream(r, ks->topics[i].name)) json_array_append_new(a, json_string(ks->topics[i].name));
   sl_api_json(r, 200, json_pack("{s:o}", "streams", a));
 }
 

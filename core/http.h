@@ -28,6 +28,9 @@ typedef struct sl_http_req {
   void (*on_gone)(struct sl_http_req *r, void *arg);
   void *gone_arg;
   char *user;                /* authenticated user (JWT sub, API key owner) */
+  int authenticated;         /* an auth accepted it (a JWT without `sub` leaves user NULL) */
+  const void *policy;        /* what a route's front check decided, for the handler behind it
+                              * (the streams API's access rules, store_access.h) */
   const char *route;         /* the route's pattern (for metrics), NULL when none matched */
   sl_kvlist_t jwt;           /* verified claims, values JSON-encoded */
 } sl_http_req_t;

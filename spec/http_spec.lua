@@ -121,6 +121,7 @@ input:
   http_server:
     path: /events/{topic}
     allowed_verbs: [post, PUT]
+    metadata: {include_query: [user]}
 pipeline:
   processors:
     - lua: |
@@ -140,7 +141,7 @@ output:
     assert.matches('\r\n\r\n{"status":"ok"}$', out)
     assert.matches("\r\nX%-Request%-Id: req%-1\r\n", out)
     out = curl("-w ' %{http_code}' -X POST -d '{\"fail\":true}' " .. srv.url .. "/events/bad")
-    assert.matches('{"error":"[^"]*config%.yaml:10: refused bad","status":502} 502', out)
+    assert.matches('{"error":"[^"]*config%.yaml:11: refused bad","status":502} 502', out)
     assert.are.equal(0, srv.stop(true))
     local line = json.decode(h.lines(h.read(srv.dir .. "/out.txt"))[1])
     h.rmdir(srv.dir)
