@@ -24,6 +24,21 @@ echo $?
   return tonumber(out:match("(%d+)%s*$")), h.read(dir .. "/err.txt")
 end
 
+-- A directory whose config.yaml generates forever into an output that can
+-- never deliver, so that a drain cannot finish before shutdown_timeout.
+local function undeliverable(shutdown_timeout)
+  local dir = tmpdir()
+  h.write(dir .. "/config.yaml", "shutdown_timeout: " .. shutdown_timeout .. [[
+
+input:
+  generate: {count: 0, interval: 10ms, mapping: 'return "x"'}
+output:
+  file:
+    path: /dev/null/cannot/out.txt
+]])
+  return dir
+end
+
 describe("graceful shutdown", function()
   local N = 200000
 
@@ -70,15 +85,7 @@ output:
     -- end it within the 30 s this waits. (The engine takes a signal within
     -- 200 ms of the first for the same one, sent twice by timeout(1) or a
     -- shell: the 0.3 s pause keeps clear of that window.)
-    local dir = tmpdir()
-    h.write(dir .. "/config.yaml", [[
-shutdown_timeout: 1h
-input:
-  generate: {count: 0, interval: 10ms, mapping: 'return "x"'}
-output:
-  file:
-    path: /dev/null/cannot/out.txt
-]])
+    local dir = undeliverable("1h")
     local _, out = h.sh(string.format([[
 cd %s
 %s run config.yaml 2> err.txt &
@@ -101,15 +108,7 @@ echo "exit $?"
   end)
 
   it("gives up after shutdown_timeout when an output cannot deliver", function()
-    local dir = tmpdir()
-    h.write(dir .. "/config.yaml", [[
-shutdown_timeout: 300ms
-input:
-  generate: {count: 0, interval: 10ms, mapping: 'return "x"'}
-output:
-  file:
-    path: /dev/null/cannot/out.txt
-]])
+    local dir = undeliverable("300ms")
     local code, err = run_and_signal(dir, "TERM", 0.5)
     os.execute("rm -rf " .. h.shell_quote(dir))
     assert.are.equal(1, code, err)
