@@ -75,6 +75,7 @@ YAML
   for _ in $(seq 1 1200); do
     got=$(curl -s "127.0.0.1:$HPORT/metrics" 2>/dev/null | awk '/^input_received/ {print $2}')
     [ "${got:-0}" -ge "$N" ] && break
+    kill -0 $pid 2>/dev/null || fail "sluice kafka → drop exited"
     sleep 0.05
   done
   e=$(now)
