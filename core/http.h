@@ -64,6 +64,12 @@ void sl_http_route_unit(sl_worker_t *w, uint64_t unit, int staging);
 void sl_http_route_outgoing(sl_worker_t *w, uint64_t unit, int on);
 void sl_http_route_handover(sl_worker_t *w);
 
+/* The status line's reason phrase of status ("" for unregistered codes). */
+const char *sl_http_reason(int status);
+/* Bytes a slow client may have waiting in its socket buffer before it is
+ * dropped (the http_server output's default max_buffer). */
+#define SL_HTTP_MAX_BUFFER ((size_t)1 << 20)
+
 /* Answers r (headers: extra header pairs, may be NULL) and frees it. */
 void sl_http_respond(sl_http_req_t *r, int status, const char *content_type, const void *body, size_t len,
                      const sl_kvlist_t *headers);
