@@ -5,8 +5,6 @@
 #include "../core/http.h"
 #include "../core/http_auth.h"
 #include "../core/http_ws.h"
-#include "../core/log.h"
-#include "../core/metrics.h"
 #include "../core/scoped.h"
 #include "../core/stream.h"
 #include "../core/xalloc.h"
@@ -383,10 +381,7 @@ static int replay_to(hout_t *o, client_t *c, uint64_t after) {
  * 1008) and logged; one that is gone (rc -1) is just forgotten. */
 static void drop_client(hout_t *o, client_t *c, int rc) {
   if (rc > 0) {
-    sl_logf(SL_LOG_WARN, stream_name(o), o->base.label, "disconnecting a slow %s client", c->ws ? "WebSocket" : "SSE");
-    (*sl_metric(SL_COUNTER, "sluice_http_slow_clients_dropped_total",
-                "SSE and WebSocket clients disconnected for staying over max_buffer.", "stream", stream_name(o), "kind",
-                c->ws ? "ws" : "sse", NULL))++;
+    sl_http_slow_dropped(stream_name(o), o->base.label, c->ws ? "ws" : "sse");
     client_end(o, c, 1008, "too slow: send buffer full");
   } else {
     client_remove(o, c);

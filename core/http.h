@@ -70,6 +70,11 @@ const char *sl_http_reason(int status);
  * dropped (the http_server output's default max_buffer). */
 #define SL_HTTP_MAX_BUFFER ((size_t)1 << 20)
 
+/* Logs and counts (sluice_http_slow_clients_dropped_total{stream, kind}) a
+ * client about to be dropped for having more than its max_buffer waiting;
+ * kind is "ws" or "sse". The caller closes it (WebSocket: 1008). */
+void sl_http_slow_dropped(const char *stream, const char *label, const char *kind);
+
 /* Answers r (headers: extra header pairs, may be NULL) and frees it. */
 void sl_http_respond(sl_http_req_t *r, int status, const char *content_type, const void *body, size_t len,
                      const sl_kvlist_t *headers);

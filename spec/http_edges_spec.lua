@@ -191,3 +191,79 @@ output:
     assert.matches("^HTTP/1%.1 416 Range Not Satisfiable\r\n", range)
   end)
 end)
+
+describe("websocket edges", function()
+  local UP = "GET /ws HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n" ..
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n"
+  local ECHO = [[
+http: {address: 127.0.0.1:$PORT, idle_timeout: 30s}
+input:
+  http_server: {path: /in, ws_path: /ws, ws_max_message_bytes: 1MiB}
+output:
+  sync_response: {}
+]]
+
+  -- The close code of the first close frame in raw bytes, or nil.
+  local function close_code(raw)
+    local hi, lo = raw:match("\x88[\x02-\x7d](.)(.)")
+    return hi and hi:byte() * 256 + lo:byte()
+  end
+
+  it("echoes in the frame type received: binary stays binary even when it is UTF-8", function()
+    local srv = h.serve(ECHO)
+    -- Masked with key 0: binary "hi", empty binary, text "hi", then a close.
+    local _, out = h.sh(RAW .. srv.port .. " --pause 0.3 '" .. UP .. "\\x82\\x82\\x00\\x00\\x00\\x00hi' " ..
+      "'\\x82\\x80\\x00\\x00\\x00\\x00' '\\x81\\x82\\x00\\x00\\x00\\x00hi' '\\x88\\x82\\x00\\x00\\x00\\x00\\x03\\xe8'")
+    assert.are.equal(0, srv.stop(), srv.stderr())
+    local frames = out:match("\r\n\r\n(.*)$")
+    assert.are.equal("\x82\x02hi\x82\x00\x81\x02hi\x88\x02\x03\xe8", frames)
+  end)
+
+  it("closes with 1002 or 1009, never without a code, on frames refused from their header", function()
+    local srv = h.serve(ECHO)
+    local cases = {
+      {"\\x89\\xfe\\x00\\x7e\\x00\\x00\\x00\\x00", 1002},      -- ping of 126 bytes
+      {"\\x09\\x80\\x00\\x00\\x00\\x00", 1002},                -- fragmented ping
+      {"\\x82\\xfe\\x00\\x05\\x00\\x00\\x00\\x00hello", 1002}, -- 5 in a 16-bit length
+      {"\\x82\\xff\\x80\\x00\\x00\\x00\\x00\\x00\\x00\\x01\\x00\\x00\\x00\\x00", 1002},   -- top bit set
+      {"\\x82\\xff\\x00\\x00\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00", 1009},   -- 16 MiB > 1 MiB
+    }
+    local got = {}
+    for i, c in ipairs(cases) do
+      local _, out = h.sh(RAW .. srv.port .. " '" .. UP .. "\\x89\\x82\\x00\\x00\\x00\\x00ok" .. c[1] .. "'")
+      -- The frames before the refused one are read first (a ping is answered at once).
+      got[i] = {out:find("\x8a\x02ok\x88", 1, true) ~= nil, close_code(out)}
+    end
+    assert.are.equal(0, srv.stop(), srv.stderr())
+    for i, c in ipairs(cases) do assert.are.same({true, c[2]}, got[i], "case " .. i) end
+  end)
+
+  it("drops an echo client that sends and never reads with 1008, counted, in bounded memory", function()
+    local srv = h.serve(ECHO)
+    local pid = pid_of(srv)
+    local before = rss_kib(pid)
+    -- 1,000 binary messages of 256 KiB: 256 MB of echoes nobody reads.
+    local r = run_json(WSFLOOD .. srv.port .. " /ws --count 1000 --size 262144 --pid " .. pid ..
+      " --await-metric 'sluice_http_slow_clients_dropped_total{stream=\"main\",kind=\"ws\"} 1'")
+    assert.are.equal(0, srv.stop(), srv.stderr())
+    assert.is_true(r.metric)
+    assert.are.equal(1008, r.close)
+    assert.is_true(r.frames < 1000)
+    assert.are.equal(200, r.ping)
+    assert.is_true(r.max_rss_kib - before < RSS_GROWTH, "RSS grew by " .. (r.max_rss_kib - before) .. " KiB")
+  end)
+
+  it("stops reading a client that floods pings and never reads the pongs", function()
+    local srv = h.serve(ECHO)
+    local pid = pid_of(srv)
+    local before = rss_kib(pid)
+    -- 2,000,000 pings of 125 bytes: 262 MB of pongs nobody reads.
+    local r = run_json(WSFLOOD .. srv.port .. " /ws --kind ping --size 125 --count 2000000 --pid " .. pid)
+    assert.are.equal(0, srv.stop(), srv.stderr())
+    assert.is_true(r.stalled, "the server read all " .. r.sent .. " pings")
+    assert.are.equal(200, r.ping)
+    -- Every ping read was answered: the pongs were waiting, not lost.
+    assert.are.equal(r.sent, r.pongs)
+    assert.is_true(r.max_rss_kib - before < RSS_GROWTH, "RSS grew by " .. (r.max_rss_kib - before) .. " KiB")
+  end)
+end)
