@@ -35,8 +35,10 @@ static const sl_field_t fields[] = {
   {"allowed_verbs", SL_F_STRLIST, "[POST]", 0, "Methods accepted; others get 405 with `Allow`.", NULL, NULL},
   {"ws_path", SL_F_STRING, "", 0,
    "WebSocket path: each text or binary message a client sends is a message with the "
-   "connection's request context. A `sync_response` answer is sent back on the connection; a "
-   "failed delivery sends `{\"error\": ...}`. Empty: off.", NULL, NULL},
+   "connection's request context. A `sync_response` answer is sent back on the connection in the "
+   "frame type of the message (a text answer that is not UTF-8 goes as binary); a failed delivery "
+   "sends `{\"error\": ...}`. A client that lets more than 1 MiB of answers wait unread is closed "
+   "with 1008 (`sluice_http_slow_clients_dropped_total`). Empty: off.", NULL, NULL},
   {"ws_max_message_bytes", SL_F_SIZE, "1MiB", SL_ADVANCED, "Larger WebSocket messages close the connection with 1009.",
    NULL, NULL},
   {"rate_limit", SL_F_OBJECT, NULL, 0,
