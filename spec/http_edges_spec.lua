@@ -26,6 +26,20 @@ local function run_json(cmd)
 end
 
 describe("pipelining", function()
+  -- Pipelines 20,000 pings behind a GET of first on one connection, reading
+  -- the answers; checks they all came, in order, in bounded memory, and
+  -- returns the status of the first answer.
+  local function flood_behind(srv, first)
+    local pid = pid_of(srv)
+    local before = rss_kib(pid)
+    local r = run_json(FLOOD .. srv.port .. " '" .. first .. "' 20000 --pid " .. pid)
+    assert.are.equal(0, srv.stop(), srv.stderr())
+    assert.are.equal(20001, r.answers)
+    assert.are.equal(20000, r.pongs)
+    assert.is_true(r.max_rss_kib - before < RSS_GROWTH, "RSS grew by " .. (r.max_rss_kib - before) .. " KiB")
+    return r.first
+  end
+
   it("answers 20,000 requests pipelined behind a long-poll GET, in order, in bounded memory", function()
     local srv = h.serve([[
 http: {address: 127.0.0.1:$PORT}
@@ -34,15 +48,8 @@ input:
 output:
   http_server: {path: /out, timeout: 3s}
 ]])
-    local pid = pid_of(srv)
-    local before = rss_kib(pid)
-    local r = run_json(FLOOD .. srv.port .. " /out 20000 --pid " .. pid)
-    assert.are.equal(0, srv.stop(), srv.stderr())
     -- The long-poll's 204 comes first, then every pong.
-    assert.are.equal(204, r.first)
-    assert.are.equal(20001, r.answers)
-    assert.are.equal(20000, r.pongs)
-    assert.is_true(r.max_rss_kib - before < RSS_GROWTH, "RSS grew by " .. (r.max_rss_kib - before) .. " KiB")
+    assert.are.equal(204, flood_behind(srv, "/out"))
   end)
 
   it("answers 20,000 requests pipelined behind a store consume that waits", function()
@@ -55,16 +62,9 @@ output:
   stream: {name: q}
 ]])
     assert.are.equal(0, (h.sh("curl -sf -X POST -d '{}' " .. srv.url .. "/in")))
-    local pid = pid_of(srv)
-    local before = rss_kib(pid)
     -- The subscriber read the one event first: its consume waits 3 s for more.
     assert.are.equal(0, (h.sh("curl -sf '" .. srv.url .. "/stream/q/consume/s?wait_ms=0'")))
-    local r = run_json(FLOOD .. srv.port .. " '/stream/q/consume/s?wait_ms=3000' 20000 --pid " .. pid)
-    assert.are.equal(0, srv.stop(), srv.stderr())
-    assert.are.equal(200, r.first)
-    assert.are.equal(20001, r.answers)
-    assert.are.equal(20000, r.pongs)
-    assert.is_true(r.max_rss_kib - before < RSS_GROWTH, "RSS grew by " .. (r.max_rss_kib - before) .. " KiB")
+    assert.are.equal(200, flood_behind(srv, "/stream/q/consume/s?wait_ms=3000"))
   end)
 
   it("stops reading a client that pipelines and never reads its answers, and serves others meanwhile", function()

@@ -19,7 +19,8 @@ import socket
 import sys
 import threading
 import time
-import urllib.request
+
+from flood import get, rss_kib, send_without_reading
 
 port, first, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 args = sys.argv[4:]
@@ -35,17 +36,6 @@ for i in range(0, len(args), 2):
         deadline = float(args[i + 1])
 
 
-def rss_kib():
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 s = socket.create_connection(("127.0.0.1", port), timeout=5)
 # Blocking: the writer may wait long while the server (rightly) reads no
 # further; the reader waits with select instead of a socket timeout.
@@ -57,33 +47,9 @@ stop = threading.Event()
 
 
 def flood_without_reading():
-    s.setblocking(False)
-    sent, stalled, max_rss = 0, False, rss_kib() if pid else 0
-    pending, last = head, time.time()
-    end = time.time() + deadline
-    while (sent < n or pending) and time.time() < end:
-        if not pending:
-            k = min(1000, n - sent)
-            pending = ping * k
-            sent += k
-        try:
-            pending = pending[s.send(pending):]
-            last = time.time()
-        except BlockingIOError:
-            if time.time() - last > 2:
-                stalled = True
-                break
-            select.select([], [s], [], 0.05)
-        if pid:
-            max_rss = max(max_rss, rss_kib())
-    sent -= (len(pending) + len(ping) - 1) // len(ping)
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d/ping" % port, timeout=10) as r:
-            status = r.status
-    except Exception as e:
-        status = getattr(e, "code", None)
-    if pid:
-        max_rss = max(max_rss, rss_kib())
+    s.sendall(head)
+    sent, stalled, max_rss = send_without_reading(s, ping, n, pid)
+    status = get(port, "/ping")[0]
     print(json.dumps({"sent": sent, "stalled": stalled, "max_rss_kib": max_rss, "ping": status}))
     sys.exit(0)
 
@@ -111,7 +77,7 @@ t.start()
 status_re = re.compile(rb"HTTP/1\.1 (\d{3}) ")
 length_re = re.compile(rb"\r\nContent-Length: (\d+)\r\n")
 statuses, first_status, answers, pongs = {}, None, 0, 0
-max_rss = rss_kib() if pid else 0
+max_rss = rss_kib(pid) if pid else 0
 buf = b""
 end = time.time() + deadline
 last_rss = 0.0
@@ -150,10 +116,10 @@ while answers < n + 1 and time.time() < end:
             pongs += 1
     buf = buf[off:]
     if pid and time.time() - last_rss > 0.05:
-        max_rss = max(max_rss, rss_kib())
+        max_rss = max(max_rss, rss_kib(pid))
         last_rss = time.time()
 stop.set()
 if pid:
-    max_rss = max(max_rss, rss_kib())
+    max_rss = max(max_rss, rss_kib(pid))
 print(json.dumps({"answers": answers, "first": first_status, "pongs": pongs,
                   "statuses": {str(k): v for k, v in statuses.items()}, "max_rss_kib": max_rss}))

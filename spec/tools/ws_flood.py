@@ -15,12 +15,12 @@ silent for 3 s). Prints one JSON line:
  "pongs": k, "close": close code read or null}
 """
 import json
-import select
 import socket
 import struct
 import sys
 import time
-import urllib.request
+
+from flood import get, send_without_reading
 
 port, path = int(sys.argv[1]), sys.argv[2]
 opts = {"--kind": "binary", "--size": "262144", "--count": "1000", "--pid": "0", "--stall": "2", "--await-metric": ""}
@@ -29,17 +29,6 @@ for i in range(0, len(args), 2):
     opts[args[i]] = args[i + 1]
 kind, size, count = opts["--kind"], int(opts["--size"]), int(opts["--count"])
 pid, stall = int(opts["--pid"]), float(opts["--stall"])
-
-
-def rss_kib():
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 s = socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -64,50 +53,13 @@ elif size < 65536:
 else:
     header = struct.pack("!BBQI", 0x80 | opcode, 0x80 | 127, size, 0)
 frame = header + payload   # mask key 0: the payload goes as is
-batch = max(1, (1 << 20) // len(frame))
-s.setblocking(False)
-
-sent, stalled, max_rss = 0, False, rss_kib() if pid else 0
-pending, last_progress = b"", time.time()
-deadline = time.time() + 120
-while (sent < count or pending) and time.time() < deadline:
-    if not pending:
-        k = min(batch, count - sent)
-        pending = frame * k
-        sent += k
-    try:
-        n = s.send(pending)
-        pending = pending[n:]
-        last_progress = time.time()
-    except BlockingIOError:
-        if time.time() - last_progress > stall:
-            stalled = True
-            break
-        select.select([], [s], [], 0.05)
-    except OSError:
-        break
-    if pid:
-        max_rss = max(max_rss, rss_kib())
-if pending:
-    sent -= (len(pending) + len(frame) - 1) // len(frame)
-if pid:
-    max_rss = max(max_rss, rss_kib())
-
-
-def get(p):
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, p), timeout=10) as r:
-            return r.status, r.read().decode()
-    except Exception as e:
-        return getattr(e, "code", None), ""
-
-
-ping = get("/ping")[0]
+sent, stalled, max_rss = send_without_reading(s, frame, count, pid, stall)
+ping = get(port, "/ping")[0]
 metric = False
 if opts["--await-metric"]:
     end = time.time() + 30
     while time.time() < end and not metric:
-        metric = opts["--await-metric"] in get("/metrics")[1]
+        metric = opts["--await-metric"] in get(port, "/metrics")[1]
         if not metric:
             time.sleep(0.1)
 
