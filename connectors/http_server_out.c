@@ -796,7 +796,7 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
   o->round_robin = strcmp(sl_conf_str(conf, "delivery", "broadcast"), "round_robin") == 0;
   o->timeout_ms = sl_conf_duration_ms(conf, "timeout", 5000);
   o->heartbeat_ms = sl_conf_duration_ms(conf, "heartbeat", 15000);
-  o->max_buffer = sl_conf_size(conf, "max_buffer", 1 << 20);
+  o->max_buffer = sl_conf_size(conf, "max_buffer", (int64_t)SL_HTTP_MAX_BUFFER);
   o->replay_max_bytes = o->round_robin ? 0 : sl_conf_size(conf, "replay_bytes", 1 << 20);
   o->waiters_tail = &o->waiters;
   o->held_tail = &o->held;
