@@ -597,7 +597,7 @@ static void pause_reading(conn_t *c) {
  * MAX_UNPARSED waits to be parsed, a raw one while less than RAW_MAX_QUEUED
  * (half of it once paused) waits to be sent. */
 static void set_reading(conn_t *c) {
-  if (c->closing || c->finished) return;
+  if (c->closing || c->finished || c->eof) return;
   int want;
   if (c->stream)
     want = !c->stream->on_data || c->tcp.write_queue_size <= (c->reading ? RAW_MAX_QUEUED : RAW_MAX_QUEUED / 2);
@@ -661,6 +661,14 @@ static void drain(conn_t *c) {
     c->in_off = 0;
   }
   if (c->closing || c->finished || c->stream) return;
+  if (c->eof && !c->busy && (c->writes < MAX_UNANSWERED || c->in_off == c->in_len)) {
+    /* Half-closed, and every request it sent whole is answered (what is
+     * left is one it never finished): close once the answers are out. */
+    finish(c);
+    if (c->writes) write_raw(c, "", 0, NULL, 0, 1);
+    else sl_http_conn_close(c);
+    return;
+  }
   if (!c->busy && !c->req) arm_timer(c, c->srv->idle_timeout_ms);
   set_reading(c);
 }
@@ -719,7 +727,17 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
   conn_t *c = st->data;
   if (n < 0) {
     free(buf->base);
-    if (!c->closing) sl_http_conn_close(c);
+    if (c->closing) return;
+    /* A client that half-closes after pipelining still gets the answers to
+     * what it sent, unless a request waits on it (a long-poll learns that
+     * its client left). */
+    if (n == UV_EOF && !c->stream && !c->finished && !c->busy && c->in_off < c->in_len) {
+      c->eof = 1;
+      pause_reading(c);
+      drain(c);
+      return;
+    }
+    sl_http_conn_close(c);
     return;
   }
   if (n > 0 && !c->closing && c->tls) {

@@ -52,6 +52,7 @@ typedef struct conn {
   char last_byte;            /* the byte parsed just before exec_at */
   int draining;              /* inside drain(): an answer given there does not recurse */
   int reading;               /* uv_read_start is in effect */
+  int eof;                   /* the client half-closed: what it sent whole is answered, then we close */
   int hosts;                 /* Host header lines of the request */
   int keep_alive, closing, handles;
   int writes;                /* uv_write requests in flight */

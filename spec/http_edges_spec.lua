@@ -67,6 +67,14 @@ output:
     assert.are.equal(200, flood_behind(srv, "/stream/q/consume/s?wait_ms=3000"))
   end)
 
+  it("answers every request of a client that pipelines 20,000 and half-closes", function()
+    local srv = h.serve("http: {address: 127.0.0.1:$PORT}\ninput: {http_server: {path: /in}}\noutput: {drop: {}}\n")
+    local r = run_json(FLOOD .. srv.port .. " /ping 20000 --half-close")
+    assert.are.equal(0, srv.stop(), srv.stderr())
+    assert.are.equal(20001, r.answers)
+    assert.are.equal(20001, r.pongs)
+  end)
+
   it("stops reading a client that pipelines and never reads its answers, and serves others meanwhile", function()
     local srv = h.serve([[
 http: {address: 127.0.0.1:$PORT}

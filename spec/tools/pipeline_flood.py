@@ -2,12 +2,13 @@
 """Pipelines many requests on one socket behind a request that waits, and
 counts the answers (a plain socket: no client library would pipeline so).
 
-usage: pipeline_flood.py PORT FIRST_PATH N [--pid PID] [--path /ping] [--deadline SECONDS] [--no-read]
+usage: pipeline_flood.py PORT FIRST_PATH N [--pid PID] [--path /ping] [--deadline SECONDS] [--no-read] [--half-close]
 Sends `GET FIRST_PATH`, then N `GET /ping` on the same connection, all at once
 (a writer thread), while reading every answer. Prints one JSON line:
 {"answers": k, "first": status of the first answer, "pongs": k,
  "statuses": {status: count}, "max_rss_kib": peak VmRSS of PID seen while it ran}
-Bounded: gives up after --deadline seconds (60 by default).
+Bounded: gives up after --deadline seconds (60 by default). With
+--half-close the writer shuts its side down once everything is sent.
 With --no-read it never reads: it sends until the socket took nothing for
 2 s (the server stopped reading) or all N are sent, GETs /ping on a second
 connection, and prints {"sent": k, "stalled": bool, "max_rss_kib": ..., "ping": status}.
@@ -24,9 +25,9 @@ from flood import get, rss_kib, send_without_reading
 
 port, first, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 args = sys.argv[4:]
-pid, path, deadline, no_read = None, "/ping", 60.0, "--no-read" in args
-if no_read:
-    args.remove("--no-read")
+pid, path, deadline = None, "/ping", 60.0
+no_read, half_close = "--no-read" in args, "--half-close" in args
+args = [a for a in args if a not in ("--no-read", "--half-close")]
 for i in range(0, len(args), 2):
     if args[i] == "--pid":
         pid = int(args[i + 1])
@@ -67,6 +68,8 @@ def writer():
             k = min(left, 1000)
             s.sendall(batch if k == 1000 else ping * k)
             left -= k
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
     except OSError:
         pass
 
