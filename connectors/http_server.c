@@ -35,8 +35,10 @@ static const sl_field_t fields[] = {
   {"allowed_verbs", SL_F_STRLIST, "[POST]", 0, "Methods accepted; others get 405 with `Allow`.", NULL, NULL},
   {"ws_path", SL_F_STRING, "", 0,
    "WebSocket path: each text or binary message a client sends is a message with the "
-   "connection's request context. A `sync_response` answer is sent back on the connection; a "
-   "failed delivery sends `{\"error\": ...}`. Empty: off.", NULL, NULL},
+   "connection's request context. A `sync_response` answer is sent back on the connection in the "
+   "frame type of the message (a text answer that is not UTF-8 goes as binary); a failed delivery "
+   "sends `{\"error\": ...}`. A client that lets more than 1 MiB of answers wait unread is closed "
+   "with 1008 (`sluice_http_slow_clients_dropped_total`). Empty: off.", NULL, NULL},
   {"ws_max_message_bytes", SL_F_SIZE, "1MiB", SL_ADVANCED, "Larger WebSocket messages close the connection with 1009.",
    NULL, NULL},
   {"rate_limit", SL_F_OBJECT, NULL, 0,
@@ -219,44 +221,63 @@ static void wsconn_unref(wsconn_t *w) {
   free(w);
 }
 
-/* Closes with 1001 and drops the connection's reference (no on_close follows). */
-static void wsconn_close(wsconn_t *w) {
+/* Closes with code and drops the connection's reference (no on_close follows). */
+static void wsconn_close(wsconn_t *w, int code, const char *why) {
   wsconn_unlink(w);
-  sl_ws_close(w->ws, 1001, "stream stopping");
+  sl_ws_close(w->ws, code, why);
   w->ws = NULL;
   w->closed = 1;
   wsconn_unref(w);
 }
 
-typedef struct wsmsg { wsconn_t *conn; sl_reply_t *reply; } wsmsg_t;
+/* Answers on the connection, unless more than SL_HTTP_MAX_BUFFER still
+ * waits to be sent to it: a client that sends and does not read its answers
+ * is dropped with 1008, not buffered for. One answer may be larger than the
+ * bound (a big echo): it is the next one that finds the client behind. */
+static void ws_answer(wsconn_t *w, int text, const void *p, size_t n) {
+  if (sl_ws_queued(w->ws) > SL_HTTP_MAX_BUFFER) {
+    const sl_input_t *in = &w->in->base;
+    sl_http_slow_dropped(in->stream ? in->stream->name : NULL, in->label, "ws");
+    wsconn_close(w, 1008, "too slow: send buffer full");
+    return;
+  }
+  sl_ws_send(w->ws, text, p, n, SL_HTTP_MAX_BUFFER);
+}
+
+typedef struct wsmsg {
+  wsconn_t *conn;
+  sl_reply_t *reply;
+  int text;                   /* the message came in a text frame */
+} wsmsg_t;
 
 static void on_ws_ack(sl_txn_t *t, int status, const char *err, void *arg) {
   (void)t;
   wsmsg_t *m = arg;
-  sl_ws_t *ws = m->conn->ws;
-  if (ws && status == 0 && m->reply->set) {
+  wsconn_t *w = m->conn;
+  if (w->ws && status == 0 && m->reply->set) {
+    /* The answer keeps the frame type of the message (a text answer that
+     * is not UTF-8 cannot be a text frame). */
     sl_reply_t *r = m->reply;
-    sl_ws_send(ws, sl_utf8_valid(r->body->data, r->body->len), r->body->data, r->body->len, 1 << 20);
-  } else if (ws && status != 0) {
+    ws_answer(w, m->text && sl_utf8_valid(r->body->data, r->body->len), r->body->data, r->body->len);
+  } else if (w->ws && status != 0) {
     char *e = sl_http_error_body(502, err ? err : "delivery failed");
-    sl_ws_send(ws, 1, e, strlen(e), 1 << 20);
+    ws_answer(w, 1, e, strlen(e));
     free(e);
   }
   /* The last answer of a stopped input's connection: it may go now. */
-  if (m->conn->ws && m->conn->in->stopped && m->conn->refs == 2) wsconn_close(m->conn);
+  if (w->ws && w->in->stopped && w->refs == 2) wsconn_close(w, 1001, "stream stopping");
   sl_reply_unref(m->reply);
-  wsconn_unref(m->conn);
+  wsconn_unref(w);
   free(m);
 }
 
 static void on_ws_message(sl_ws_t *ws, int text, const char *p, size_t n, void *arg) {
-  (void)ws;
-  (void)text;
   wsconn_t *w = arg;
+  w->ws = ws;   /* a message that came with the upgrade request: sl_ws_accept has not returned yet */
   hin_t *in = w->in;
   if (in->stopped || !sl_input_ready(&in->base)) {
     static const char busy[] = "{\"error\":\"busy: message not accepted\",\"status\":503}";
-    sl_ws_send(w->ws, 1, busy, sizeof busy - 1, 1 << 20);
+    ws_answer(w, 1, busy, sizeof busy - 1);
     return;
   }
   sl_msg_t *m = sl_msg_new(p, n);
@@ -280,6 +301,7 @@ static void on_ws_message(sl_ws_t *ws, int text, const char *p, size_t n, void *
   wsmsg_t *wm = sl_xmalloc(sizeof(*wm));
   wm->conn = w;
   wm->reply = sl_reply_ref(ctx->reply);
+  wm->text = text;
   w->refs++;
   sl_ctx_unref(ctx);
   sl_batch_t *b = sl_batch_new(1);
@@ -333,7 +355,7 @@ static void hin_stop(sl_input_t *i) {
    * reconnects to whoever serves the path then. */
   for (wsconn_t *w = in->conns, *next; w; w = next) {
     next = w->next;
-    if (w->refs == 1) wsconn_close(w);
+    if (w->refs == 1) wsconn_close(w, 1001, "stream stopping");
   }
   /* Not finite: the stream drains what is in flight, then it is done. */
   sl_input_eof(i);
@@ -341,7 +363,7 @@ static void hin_stop(sl_input_t *i) {
 
 static void hin_destroy(sl_input_t *i) {
   hin_t *in = (hin_t *)i;
-  while (in->conns) wsconn_close(in->conns);
+  while (in->conns) wsconn_close(in->conns, 1001, "stream stopping");
   if (in->routed && i->worker) sl_http_unroute(i->worker, in->path);
   if (in->ws_routed && i->worker) sl_http_unroute(i->worker, in->ws_path);
   free(in->ws_path);

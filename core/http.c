@@ -67,6 +67,13 @@ void sl_http_count(const sl_http_req_t *r, int status) {
   (*v)++;
 }
 
+void sl_http_slow_dropped(const char *stream, const char *label, const char *kind) {
+  sl_logf(SL_LOG_WARN, stream, label, "disconnecting a slow %s client", strcmp(kind, "ws") ? "SSE" : "WebSocket");
+  (*sl_metric(SL_COUNTER, "sluice_http_slow_clients_dropped_total",
+              "SSE and WebSocket clients disconnected for having more than max_buffer waiting to be sent.", "stream",
+              stream, "kind", kind, NULL))++;
+}
+
 static void ready(sl_http_req_t *r, void *arg) {
   sl_http_t *s = arg;
   char *reasons = sl_engine_not_ready_json(s->worker->engine);
