@@ -86,6 +86,7 @@ void sl_cnode_free(sl_cnode_t *n) {
     if (n->keys) free(n->keys[i]);
   }
   free(n->keys);
+  free(n->slots);
   free(n->kline);
   free(n->kcol);
   free(n->items);
@@ -104,12 +105,60 @@ static void grow(sl_cnode_t *n) {
   }
 }
 
+/* Maps of INDEX_FROM keys or more are indexed by a hash of their keys, kept
+ * up to date by every change, so that lookups (a duplicate check per key
+ * while parsing) stay constant time: 100k keys load in linear time. The
+ * index is built eagerly rather than on first lookup because validated
+ * trees are read, never written, by their users. */
+enum { INDEX_FROM = 8 };
+
+static uint32_t key_hash(const char *s) {
+  uint32_t h = 2166136261u;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+  return h;
+}
+
+static void index_put(sl_cnode_t *m, uint32_t i) {
+  uint32_t mask = m->nslots - 1;
+  for (uint32_t h = key_hash(m->keys[i]) & mask;; h = (h + 1) & mask)
+    if (!m->slots[h]) {
+      m->slots[h] = i + 1;
+      return;
+    }
+}
+
+static void index_build(sl_cnode_t *m) {
+  free(m->slots);
+  m->slots = NULL;
+  m->nslots = 0;
+  if (m->n < INDEX_FROM) return;
+  m->nslots = 4 * INDEX_FROM;
+  while (m->nslots < 2 * m->n) m->nslots *= 2;
+  m->slots = sl_xcalloc(m->nslots, sizeof(*m->slots));
+  for (uint32_t i = 0; i < m->n; i++) index_put(m, i);
+}
+
+/* Index of key in map, or -1. */
+static int64_t map_find(const sl_cnode_t *m, const char *key) {
+  if (!m->slots) {
+    for (uint32_t i = 0; i < m->n; i++)
+      if (strcmp(m->keys[i], key) == 0) return i;
+    return -1;
+  }
+  uint32_t mask = m->nslots - 1;
+  for (uint32_t h = key_hash(key) & mask; m->slots[h]; h = (h + 1) & mask)
+    if (strcmp(m->keys[m->slots[h] - 1], key) == 0) return m->slots[h] - 1;
+  return -1;
+}
+
 static void map_append(sl_cnode_t *map, const char *key, sl_cnode_t *val, int line, int col) {
   grow(map);
   map->keys[map->n] = sl_xstrdup(key);
   map->kline[map->n] = line;
   map->kcol[map->n] = col;
   map->items[map->n++] = val;
+  if (map->n >= INDEX_FROM && 2 * map->n <= map->nslots) index_put(map, map->n - 1);
+  else if (map->n >= INDEX_FROM) index_build(map);
 }
 
 sl_cnode_t sl_cnode_key_pos(const sl_cnode_t *map, uint32_t i) {
@@ -119,28 +168,28 @@ sl_cnode_t sl_cnode_key_pos(const sl_cnode_t *map, uint32_t i) {
 
 sl_cnode_t *sl_cnode_take(sl_cnode_t *map, const char *key) {
   if (!map || map->type != SL_CN_MAP) return NULL;
-  for (uint32_t i = 0; i < map->n; i++) {
-    if (strcmp(map->keys[i], key) != 0) continue;
-    sl_cnode_t *v = map->items[i];
-    free(map->keys[i]);
-    uint32_t rest = map->n - i - 1;
-    memmove(map->keys + i, map->keys + i + 1, rest * sizeof(*map->keys));
-    memmove(map->kline + i, map->kline + i + 1, rest * sizeof(*map->kline));
-    memmove(map->kcol + i, map->kcol + i + 1, rest * sizeof(*map->kcol));
-    memmove(map->items + i, map->items + i + 1, rest * sizeof(*map->items));
-    map->n--;
-    return v;
-  }
-  return NULL;
+  int64_t at = map_find(map, key);
+  if (at < 0) return NULL;
+  uint32_t i = (uint32_t)at;
+  sl_cnode_t *v = map->items[i];
+  free(map->keys[i]);
+  uint32_t rest = map->n - i - 1;
+  memmove(map->keys + i, map->keys + i + 1, rest * sizeof(*map->keys));
+  memmove(map->kline + i, map->kline + i + 1, rest * sizeof(*map->kline));
+  memmove(map->kcol + i, map->kcol + i + 1, rest * sizeof(*map->kcol));
+  memmove(map->items + i, map->items + i + 1, rest * sizeof(*map->items));
+  map->n--;
+  index_build(map);   /* the items after i moved: as dear as the memmove */
+  return v;
 }
 
 void sl_cnode_map_set(sl_cnode_t *map, const char *key, sl_cnode_t *val) {
-  for (uint32_t i = 0; i < map->n; i++)
-    if (strcmp(map->keys[i], key) == 0) {
-      sl_cnode_free(map->items[i]);
-      map->items[i] = val;
-      return;
-    }
+  int64_t at = map_find(map, key);
+  if (at >= 0) {
+    sl_cnode_free(map->items[at]);
+    map->items[at] = val;
+    return;
+  }
   map_append(map, key, val, val->line, val->col);
 }
 
@@ -151,9 +200,8 @@ void sl_cnode_seq_push(sl_cnode_t *seq, sl_cnode_t *val) {
 
 sl_cnode_t *sl_cnode_get(const sl_cnode_t *map, const char *key) {
   if (!map || map->type != SL_CN_MAP) return NULL;
-  for (uint32_t i = 0; i < map->n; i++)
-    if (strcmp(map->keys[i], key) == 0) return map->items[i];
-  return NULL;
+  int64_t at = map_find(map, key);
+  return at < 0 ? NULL : map->items[at];
 }
 
 /* ---------- ${ENV} substitution ---------- */

@@ -21,6 +21,7 @@ struct sl_cnode {
   char **keys;               /* SL_CN_MAP: keys[i] names items[i] */
   int *kline, *kcol;         /* SL_CN_MAP: position of keys[i] */
   sl_cnode_t **items;
+  uint32_t *slots, nslots;   /* SL_CN_MAP of 8+ keys: hash index of keys (item index + 1, 0 free) */
   int synthetic;             /* inserted by validation (a default) */
 };
 
