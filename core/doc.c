@@ -167,6 +167,10 @@ int sl_doc_write_all(const char *dir) {
     }
     free(sub);
   }
+  fprintf(idx, "\n## Benthos names\n\nComponents of Benthos (and Tyk Streams) that sluice has under another name or "
+               "shape; `sluice lint` and `sluice run` answer them with these hints.\n\n");
+  const sl_hint_t *h;
+  for (unsigned i = 0; (h = sl_hint_at(i)); i++) fprintf(idx, "- `%s` (%s): %s\n", h->name, sl_kind_name(h->kind), h->text);
   fprintf(idx, "\nThe config file's own keys and sections: [config.md](config.md).\n");
   fclose(idx);
   char *cfg_path = sl_xasprintf("%s/config.md", dir);

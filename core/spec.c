@@ -59,40 +59,49 @@ const char *sl_kind_name(sl_kind_t kind) {
 
 /* ---------- did you mean ---------- */
 
-static unsigned edit_distance(const char *a, const char *b) {
+/* Optimal string alignment distance: insertions, deletions, substitutions
+ * and swaps of two neighbours ("lau" → "lua") each count one. Gives up with
+ * limit + 1 as soon as the distance must exceed limit, so that a long
+ * unknown word costs little against a long list of candidates. */
+static unsigned osa_distance(const char *a, const char *b, unsigned limit) {
   size_t la = strlen(a), lb = strlen(b);
-  if (la > 64 || lb > 64) return 1000;
-  unsigned row[65];
-  for (size_t j = 0; j <= lb; j++) row[j] = (unsigned)j;
+  if (la > 64 || lb > 64 || la > lb + limit || lb > la + limit) return limit + 1;
+  unsigned rows[3][65], *before = rows[0], *prev = rows[1], *cur = rows[2];
+  for (size_t j = 0; j <= lb; j++) prev[j] = (unsigned)j;
   for (size_t i = 1; i <= la; i++) {
-    unsigned diag = row[0];
-    row[0] = (unsigned)i;
+    cur[0] = (unsigned)i;
+    unsigned least = cur[0];
     for (size_t j = 1; j <= lb; j++) {
-      unsigned up = row[j];
-      unsigned cost = a[i - 1] == b[j - 1] ? 0 : 1;
-      unsigned best = diag + cost;
-      if (up + 1 < best) best = up + 1;
-      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-      row[j] = best;
-      diag = up;
+      unsigned best = prev[j - 1] + (a[i - 1] != b[j - 1]);
+      if (prev[j] + 1 < best) best = prev[j] + 1;
+      if (cur[j - 1] + 1 < best) best = cur[j - 1] + 1;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && before[j - 2] + 1 < best)
+        best = before[j - 2] + 1;
+      cur[j] = best;
+      if (best < least) least = best;
     }
+    if (least > limit) return limit + 1;
+    unsigned *t = before;
+    before = prev;
+    prev = cur;
+    cur = t;
   }
-  return row[lb];
+  return prev[lb];
 }
 
 const char *sl_nearest(const char *word, const char *const *candidates, unsigned n) {
-  const char *best = NULL;
-  unsigned best_d = 1000;
   size_t len = strlen(word);
   unsigned limit = len <= 3 ? 1 : len <= 7 ? 2 : 3;
+  const char *best = NULL;
+  unsigned best_d = limit + 1;
   for (unsigned i = 0; i < n; i++) {
-    unsigned d = edit_distance(word, candidates[i]);
+    unsigned d = osa_distance(word, candidates[i], limit);
     if (d < best_d) {
       best_d = d;
       best = candidates[i];
     }
   }
-  return best_d <= limit ? best : NULL;
+  return best;
 }
 
 static const char *nearest_field(const char *word, const sl_field_t *fields) {
@@ -108,6 +117,51 @@ static const char *nearest_component(sl_kind_t kind, const char *word) {
   const sl_spec_t *s;
   while ((s = sl_registry_at(kind, n))) names[n++] = s->name;
   return sl_nearest(word, names, n);
+}
+
+/* ---------- Benthos names ---------- */
+
+#define LUA_DOC "see docs/components/processors/lua.md"
+#define BLOBLANG "Bloblang mappings are written as `lua` processors here (`this.id = uuid_v4()`, `meta.k = v`, " \
+                 "`return deleted()`); " LUA_DOC
+#define KAFKA "use `kafka` (librdkafka; its fields are those of Benthos's `kafka`)"
+#define INPROC "use `stream`: a durable stream another stream writes with the `stream` output (`name`)"
+
+/* Components of Benthos (and so of Tyk Streams) that sluice has under another
+ * name or shape: such a name gets its way across instead of a guess. */
+static const sl_hint_t hints[] = {
+  {SL_KIND_PROCESSOR, "mapping", BLOBLANG},
+  {SL_KIND_PROCESSOR, "mutation", BLOBLANG},
+  {SL_KIND_PROCESSOR, "bloblang", BLOBLANG},
+  {SL_KIND_PROCESSOR, "jq", "write the transformation as a `lua` processor; " LUA_DOC},
+  {SL_KIND_PROCESSOR, "jmespath", "write the transformation as a `lua` processor; " LUA_DOC},
+  {SL_KIND_PROCESSOR, "awk", "write the transformation as a `lua` processor; " LUA_DOC},
+  {SL_KIND_PROCESSOR, "noop", "leave it out: `processors: []` passes messages unchanged"},
+  {SL_KIND_INPUT, "kafka_franz", KAFKA},
+  {SL_KIND_INPUT, "redpanda", KAFKA},
+  {SL_KIND_INPUT, "inproc", INPROC},
+  {SL_KIND_OUTPUT, "kafka_franz", KAFKA},
+  {SL_KIND_OUTPUT, "redpanda", KAFKA},
+  {SL_KIND_OUTPUT, "inproc", "use `stream`: a durable stream another stream reads with the `stream` input (`name`)"},
+  {SL_KIND_OUTPUT, "retry",
+   "every output retries failed writes: set the stream's `retry:` (`max_retries`, `initial_interval`, `max_interval`)"},
+  {0}};
+
+const sl_hint_t *sl_hint_at(unsigned i) {
+  return i < sizeof(hints) / sizeof(hints[0]) - 1 ? &hints[i] : NULL;
+}
+
+/* An unknown component name, with its Benthos hint or the nearest name. */
+static void unknown_component(sl_kind_t kind, const char *name, const sl_cnode_t *at, const char *path, sl_diags_t *d) {
+  const char *kname = sl_kind_name(kind);
+  for (const sl_hint_t *h = hints; h->name; h++)
+    if (h->kind == kind && !strcmp(h->name, name)) {
+      sl_diag_add(d, at, path, "unknown %s \"%s\": %s", kname, name, h->text);
+      return;
+    }
+  const char *near = nearest_component(kind, name);
+  if (near) sl_diag_add(d, at, path, "unknown %s \"%s\" (did you mean \"%s\"?)", kname, name, near);
+  else sl_diag_add(d, at, path, "unknown %s \"%s\" (see `sluice list`)", kname, name);
 }
 
 /* ---------- validation ---------- */
@@ -384,13 +438,8 @@ int sl_spec_validate_component(sl_kind_t kind, sl_cnode_t *node, const char *pat
     free(name);
   }
   if (node->type != SL_CN_MAP) {
-    if (node->type == SL_CN_SCALAR) {
-      const char *near = nearest_component(kind, node->str);
-      if (near) sl_diag_add(d, node, path, "unknown %s \"%s\" (did you mean \"%s\"?)", kname, node->str, near);
-      else sl_diag_add(d, node, path, "expected %s: a map such as {%s: {...}}", kname, kind == SL_KIND_OUTPUT ? "stdout" : kind == SL_KIND_INPUT ? "stdin" : "lua");
-    } else {
-      sl_diag_add(d, node, path, "expected %s: a map such as {%s: {...}}", kname, kind == SL_KIND_OUTPUT ? "stdout" : kind == SL_KIND_INPUT ? "stdin" : "lua");
-    }
+    if (node->type == SL_CN_SCALAR && *node->str) unknown_component(kind, node->str, node, path, d);
+    else sl_diag_add(d, node, path, "expected %s: a map such as {%s: {...}}", kname, kind == SL_KIND_OUTPUT ? "stdout" : kind == SL_KIND_INPUT ? "stdin" : "lua");
     return 1;
   }
   int errs = 0;
@@ -408,9 +457,7 @@ int sl_spec_validate_component(sl_kind_t kind, sl_cnode_t *node, const char *pat
     } else if (!strcmp(k, "processors") && kind != SL_KIND_PROCESSOR) {
       errs += sl_spec_validate_value(processors_field, node->items[i], p, d);
     } else if (!sl_registry_find(kind, k)) {
-      const char *near = nearest_component(kind, k);
-      if (near) sl_diag_add(d, &kpos, p, "unknown %s \"%s\" (did you mean \"%s\"?)", kname, k, near);
-      else sl_diag_add(d, &kpos, p, "unknown %s \"%s\" (see `sluice list`)", kname, k);
+      unknown_component(kind, k, &kpos, p, d);
       errs++;
       if (!first) first = k;
     } else if (first) {

@@ -68,7 +68,12 @@ int sl_spec_validate_value(const sl_field_t *f, sl_cnode_t *v, const char *path,
 int sl_spec_validate_component(sl_kind_t kind, sl_cnode_t *node, const char *path, sl_diags_t *d);
 /* Name of the component in a wrapper node, or NULL. */
 const char *sl_component_name(const sl_cnode_t *wrapper, const sl_cnode_t **body);
-/* Nearest of candidates[] to word by edit distance, or NULL if none is close. */
+/* Nearest of candidates[] to word by edit distance (a swap of neighbours is
+ * one edit), or NULL if none is close. */
 const char *sl_nearest(const char *word, const char *const *candidates, unsigned n);
+
+/* A Benthos component name sluice lacks, and what to write instead. */
+typedef struct sl_hint { sl_kind_t kind; const char *name, *text; } sl_hint_t;
+const sl_hint_t *sl_hint_at(unsigned i);   /* NULL past the end; static data */
 
 #endif
