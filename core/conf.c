@@ -3,10 +3,12 @@
  * node budget so that a "billion laughs" file is an error, not an OOM. */
 #include "conf.h"
 #include "xalloc.h"
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <yaml.h>
 
 #define SL_MAX_NODES 1000000u
@@ -708,6 +710,44 @@ int sl_parse_bool(const char *s, int *out) {
   else if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE")) *out = 0;
   else return -1;
   return 0;
+}
+
+int sl_parse_address(const char *s, struct sockaddr_storage *out, const char **why) {
+  const char *colon = s ? strrchr(s, ':') : NULL;
+  if (!colon || strchr(colon, ']')) {
+    *why = "expected host:port";
+    return -1;
+  }
+  const char *p = colon + 1;
+  unsigned port = 0;
+  size_t digits = strspn(p, "0123456789");
+  for (size_t i = 0; i < digits && port <= 65535; i++) port = port * 10 + (unsigned)(p[i] - '0');
+  if (digits == 0 || p[digits] || port > 65535) {
+    *why = "the port must be a number from 0 to 65535";
+    return -1;
+  }
+  char host[64];
+  size_t hl = (size_t)(colon - s);
+  memset(out, 0, sizeof(*out));
+  if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']' && hl - 2 < sizeof host) {
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)out;
+    memcpy(host, s + 1, hl - 2);
+    host[hl - 2] = 0;
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) return 0;
+  } else if (hl < sizeof host) {
+    struct sockaddr_in *a4 = (struct sockaddr_in *)out;
+    memcpy(host, s, hl);
+    host[hl] = 0;
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons((uint16_t)port);
+    if (!hl) return 0;   /* INADDR_ANY */
+    if (!strcmp(host, "localhost")) strcpy(host, "127.0.0.1");
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) return 0;
+  }
+  *why = "the host must be an IPv4 address, an IPv6 address in brackets or localhost";
+  return -1;
 }
 
 /* Go-style durations ("1m30s", "250ms", "1.5h"); a bare 0 is allowed. */

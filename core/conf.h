@@ -74,5 +74,10 @@ int sl_parse_size(const char *s, int64_t *out);           /* "64MiB", "1KB", "51
 int sl_parse_bool(const char *s, int *out);
 int sl_parse_int(const char *s, int64_t *out);
 int sl_parse_float(const char *s, double *out);
+/* "host:port" to listen on: an IPv4 address, [IPv6 address] or localhost
+ * (empty: every IPv4 interface) and a port from 0 to 65535. On failure
+ * *why (static text) says which part is wrong. */
+struct sockaddr_storage;
+int sl_parse_address(const char *s, struct sockaddr_storage *out, const char **why);
 
 #endif

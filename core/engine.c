@@ -143,6 +143,8 @@ sl_unit_t *sl_unit_build(sl_engine_t *e, const sl_cnode_t *node, const char *nam
     sl_http_lint_reset();
   }
   free(dir);
+  if (!u->scoped && !u->stream && d->n == before)
+    sl_diag_add(d, node, name, "the stream could not be built (a component refused its config without saying why)");
   if ((!u->scoped && !u->stream) || d->n > before) {
     sl_unit_free(u);
     return NULL;

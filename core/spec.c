@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 enum { MAX_SPECS = 256 };
 /* Filled by constructors before main; sorted once on first lookup. */
@@ -190,9 +191,38 @@ static const char *type_word(sl_ftype_t t) {
   case SL_F_INPUT: return "an input";
   case SL_F_OUTPUT: return "an output";
   case SL_F_PROCESSOR: return "a processor";
+  case SL_F_ADDRESS: return "an address host:port";
   case SL_F_ANY: return "a value";
   }
   return "a value";
+}
+
+/* The value of a number, duration (ms) or size (bytes) scalar, or -1. */
+static int scalar_number(sl_ftype_t t, const char *s, double *out) {
+  int64_t i;
+  switch (t) {
+  case SL_F_FLOAT: return sl_parse_float(s, out);
+  case SL_F_INT: if (sl_parse_int(s, &i) != 0) return -1; break;
+  case SL_F_DURATION: if (sl_parse_duration_ms(s, &i) != 0) return -1; break;
+  case SL_F_SIZE: if (sl_parse_size(s, &i) != 0) return -1; break;
+  default: return -1;
+  }
+  *out = (double)i;
+  return 0;
+}
+
+/* A value outside the field's bounds (a valid scalar of its type). */
+static int out_of_bounds(const sl_field_t *f, const sl_cnode_t *v, const char *path, sl_diags_t *d) {
+  const char *lo = f->values[0], *hi = f->values[1];
+  double x, b;
+  if (scalar_number(f->type, v->str, &x) != 0) return 0;
+  int below = *lo && scalar_number(f->type, lo, &b) == 0 && x < b;
+  int above = *hi && scalar_number(f->type, hi, &b) == 0 && x > b;
+  if (!below && !above) return 0;
+  if (*lo && *hi) sl_diag_add(d, v, path, "%s is out of range: must be between %s and %s", v->str, lo, hi);
+  else if (*lo) sl_diag_add(d, v, path, "%s is out of range: must be at least %s", v->str, lo);
+  else sl_diag_add(d, v, path, "%s is out of range: must be at most %s", v->str, hi);
+  return 1;
 }
 
 
@@ -273,16 +303,23 @@ static int validate_scalar(const sl_field_t *f, sl_cnode_t *v, const char *path,
   case SL_F_BOOL: ok = sl_parse_bool(v->str, &(int){0}) == 0; break;
   case SL_F_DURATION: ok = sl_parse_duration_ms(v->str, &i) == 0; break;
   case SL_F_SIZE: ok = sl_parse_size(v->str, &i) == 0; break;
+  case SL_F_ADDRESS: {
+    const char *why;
+    if (sl_parse_address(v->str, &(struct sockaddr_storage){0}, &why) == 0) return 0;
+    sl_diag_add(d, v, path, "\"%s\" is not an address to listen on: %s (e.g. 0.0.0.0:4195, 127.0.0.1:4195, [::]:4195)",
+                v->str, why);
+    return 1;
+  }
   case SL_F_ENUM: {
     unsigned n = 0;
-    for (; f->enums && f->enums[n]; n++)
-      if (strcmp(f->enums[n], v->str) == 0) return 0;
+    for (; f->values && f->values[n]; n++)
+      if (strcmp(f->values[n], v->str) == 0) return 0;
     char list[512] = "";
     for (unsigned k = 0; k < n; k++) {
       size_t used = strlen(list);
-      snprintf(list + used, sizeof(list) - used, "%s%s", k ? ", " : "", f->enums[k]);
+      snprintf(list + used, sizeof(list) - used, "%s%s", k ? ", " : "", f->values[k]);
     }
-    const char *near = sl_nearest(v->str, f->enums, n);
+    const char *near = sl_nearest(v->str, f->values, n);
     if (near)
       sl_diag_add(d, v, path, "unknown value \"%s\" (did you mean \"%s\"?); expected one of: %s", v->str, near, list);
     else
@@ -295,7 +332,7 @@ static int validate_scalar(const sl_field_t *f, sl_cnode_t *v, const char *path,
     sl_diag_add(d, v, path, "\"%s\" is not %s", v->str, type_word(f->type));
     return 1;
   }
-  return 0;
+  return f->values ? out_of_bounds(f, v, path, d) : 0;
 }
 
 int sl_spec_validate_value(const sl_field_t *f, sl_cnode_t *v, const char *path, sl_diags_t *d) {

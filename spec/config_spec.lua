@@ -88,7 +88,7 @@ lgger: {}
 
   it("accepts a file of only http: and store: as a server of the streams API (Synap), and stops it on SIGTERM", function()
     local yaml = "http:\n  address: 127.0.0.1:$PORT\nstore:\n  data_dir: ./data\n"
-    local r = lint(yaml)
+    local r = lint((yaml:gsub("%$PORT", "4195")))
     assert.are.equal(0, r.code, r.stderr)
     local srv = h.serve(yaml)
     local ok, err = pcall(function()
@@ -153,6 +153,51 @@ output:
     assert.is_true(has(e, 'input%.generate%.count: "many" is not an integer'), r.stderr)
     assert.is_true(has(e, 'input%.generate%.interval: "soon" is not a duration'), r.stderr)
     assert.is_true(has(e, "output%.stdout%.codec: expected"), r.stderr)
+  end)
+
+  it("refuses in lint what run refuses: addresses, and values out of their field's bounds", function()
+    local yaml = [[
+http:
+  address: 999.1.1.1:99999
+store:
+  partitions: 0
+metrics:
+  prometheus: {push_url: "http://127.0.0.1:9", push_interval: 0s}
+tracer:
+  otlp: {endpoint: "http://127.0.0.1:9", sample_ratio: 1.5}
+streams:
+  a:
+    input:
+      generate: {count: 1, mapping: 'return 1'}
+    output:
+      stream: {name: s, partitions: 5000}
+    tracer:
+      otlp: {endpoint: "http://127.0.0.1:9", sample_ratio: -0.5}
+]]
+    for _, cmd in ipairs({"lint", "run"}) do
+      local r = h.run_config(yaml, {cmd = cmd, timeout = 20})
+      assert.are.equal(1, r.code, cmd)
+      local e = errors(r)
+      assert.is_true(has(e, '^2:12: http%.address: "999%.1%.1%.1:99999" is not an address to listen on: the port must be'),
+        r.stderr)
+      assert.is_true(has(e, "^4:15: store%.partitions: 0 is out of range: must be between 1 and 1024"), r.stderr)
+      assert.is_true(has(e, "^6:63: metrics%.prometheus%.push_interval: 0s is out of range: must be at least 1ms"), r.stderr)
+      assert.is_true(has(e, "^8:56: tracer%.otlp%.sample_ratio: 1%.5 is out of range: must be between 0 and 1"), r.stderr)
+      assert.is_true(has(e, "^14:37: streams%.a%.output%.stream%.partitions: 5000 is out of range"), r.stderr)
+      assert.is_true(has(e, "^16:60: streams%.a%.tracer%.otlp%.sample_ratio: %-0%.5 is out of range"), r.stderr)
+      assert.are.equal(6, #e, r.stderr)
+    end
+    -- The host is checked too, and a port that does not fit 16 bits is never cut to one that does.
+    for addr, why in pairs({["1.2.3:80"] = "the host must be", ["127.0.0.1:70000"] = "the port must be",
+      ["[::1]"] = "expected host:port"}) do
+      local r = lint("http: {address: '" .. addr .. "'}\nstore: {}\n")
+      assert.are.equal(1, r.code, addr)
+      assert.is_true(has(errors(r), "^1:17: http%.address: .*" .. why), r.stderr)
+    end
+    for _, addr in ipairs({"127.0.0.1:0", ":4195", "localhost:4195", "[::]:4195", "0.0.0.0:65535"}) do
+      local r = lint("http: {address: '" .. addr .. "'}\nstore: {}\n")
+      assert.are.equal(0, r.code, addr .. ": " .. r.stderr)
+    end
   end)
 
   it("reports YAML syntax errors with a position", function()
