@@ -336,6 +336,17 @@ describe("hostile YAML", function()
     assert.are.equal(40, #h.lines(out))
   end)
 
+  it("refuses a stream of more than 1024 processors, nested ones included (the chain is a depth of the C stack)", function()
+    local r = lint("input: {stdin: {}}\npipeline:\n  processors:\n    - try: [" .. string.rep("split, ", 1000) ..
+      "split]\n    - catch: [" .. string.rep("split, ", 30) .. "split]\noutput: {drop: {}}\n")
+    assert.are.equal(1, r.code)
+    assert.is_true(has(errors(r), "^5:%d+: .*pipeline%.processors%.1%.catch.*: a stream holds at most 1024 processors"),
+      r.stderr)
+    r = lint("input: {stdin: {}}\npipeline:\n  processors:\n    - try: [" .. string.rep("split, ", 1000) ..
+      "split]\n    - catch: [" .. string.rep("split, ", 20) .. "split]\noutput: {drop: {}}\n")
+    assert.are.equal(0, r.code, r.stderr)
+  end)
+
   it("never crashes on garbage", function()
     local seeds = {"", ":", "- - -", "{", "\0\1\2", "input: !!binary aGVsbG8=", "? [a]\n: b",
       "input: *nope", "%YAML 9.9\n---\na: b", "\239\187\191input: {}", "a: 'unterminated"}
