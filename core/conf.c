@@ -21,7 +21,7 @@ typedef struct parser {
   yaml_parser_t yp;
   const char *file;
   sl_diags_t *diags;
-  unsigned nodes;
+  unsigned nodes, max_nodes;
   int failed;
   anchor_t anchors[SL_MAX_ANCHORS];
   unsigned nanchors;
@@ -323,8 +323,8 @@ static sl_cnode_t *expand_alias(parser_t *p, yaml_event_t *ev) {
     if (strcmp(p->anchors[i].name, name) != 0) continue;
     sl_cnode_t *target = p->anchors[i].node;
     unsigned c = count_nodes(target);
-    if (p->nodes + c > SL_MAX_NODES) {
-      sl_diag_add(p->diags, &pos, NULL, "alias *%s expands the document beyond %u nodes", name, SL_MAX_NODES);
+    if (p->nodes + c > p->max_nodes) {
+      sl_diag_add(p->diags, &pos, NULL, "alias *%s expands the document beyond %u nodes", name, p->max_nodes);
       p->failed = 1;
       return NULL;
     }
@@ -450,7 +450,7 @@ static sl_cnode_t *parse_scalar(parser_t *p, yaml_event_t *ev) {
 }
 
 static sl_cnode_t *parse_node(parser_t *p, yaml_event_t *ev, int depth) {
-  if (++p->nodes > SL_MAX_NODES || depth > SL_MAX_DEPTH) {
+  if (++p->nodes > p->max_nodes || depth > SL_MAX_DEPTH) {
     if (!p->failed) {
       sl_cnode_t pos = {.file = p->file, .line = (int)ev->start_mark.line + 1, .col = (int)ev->start_mark.column + 1};
       sl_diag_add(p->diags, &pos, NULL, "document too large or nested too deeply");
@@ -468,7 +468,12 @@ static sl_cnode_t *parse_node(parser_t *p, yaml_event_t *ev, int depth) {
 }
 
 sl_cnode_t *sl_conf_parse(const char *text, size_t len, const char *file, sl_diags_t *diags) {
+  return sl_conf_parse_max(text, len, file, SL_MAX_NODES, diags);
+}
+
+sl_cnode_t *sl_conf_parse_max(const char *text, size_t len, const char *file, unsigned max_nodes, sl_diags_t *diags) {
   parser_t *p = sl_xcalloc(1, sizeof(*p));
+  p->max_nodes = max_nodes;
   p->file = file;
   p->diags = diags;
   yaml_parser_initialize(&p->yp);

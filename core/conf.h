@@ -37,6 +37,9 @@ void sl_diags_free(sl_diags_t *d);
  * partial tree and appends to diags. ${ENV} / ${ENV:default} are substituted in
  * scalars; ${! ...} and ${ctx...} are left for later stages. */
 sl_cnode_t *sl_conf_parse(const char *text, size_t len, const char *file, sl_diags_t *diags);
+/* The same with at most max_nodes nodes, aliases expanded (sl_conf_parse:
+ * a million). */
+sl_cnode_t *sl_conf_parse_max(const char *text, size_t len, const char *file, unsigned max_nodes, sl_diags_t *diags);
 sl_cnode_t *sl_conf_load(const char *path, sl_diags_t *diags);
 void sl_cnode_free(sl_cnode_t *n);
 sl_cnode_t *sl_cnode_new(sl_cntype_t t, const sl_cnode_t *pos);   /* copies file/line/col of pos */

@@ -391,6 +391,9 @@ static const sl_field_t http_fields[] = {
   {"streams_api", SL_F_BOOL, "false", 0,
    "Serve the streams management API (`/streams`, as in `sluice streams`) next to the config's own "
    "streams; see docs/reload-and-streams-mode.md.", NULL, NULL},
+  {"streams_api_max_body", SL_F_SIZE, "256KiB", 0,
+   "Bodies of the streams API (a stream's config, or the whole set) beyond this get 413 before they are "
+   "parsed; what is within it is parsed and checked off the event loop.", NULL, NULL},
   {"streams_dir", SL_F_STRING, "", 0,
    "Directory where streams created over the streams API are kept (`{id}.yaml`) and loaded from at "
    "start. Empty: they live in memory only.", NULL, NULL},
