@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 enum { MAX_SPECS = 256 };
@@ -312,8 +313,14 @@ static int validate_scalar(const sl_field_t *f, sl_cnode_t *v, const char *path,
   }
   case SL_F_ENUM: {
     unsigned n = 0;
-    for (; f->values && f->values[n]; n++)
-      if (strcmp(f->values[n], v->str) == 0) return 0;
+    for (; f->values && f->values[n]; n++) {
+      if (strcasecmp(f->values[n], v->str) != 0) continue;
+      /* Benthos writes `level: WARN`: any case is taken, readers see ours. */
+      free(v->str);
+      v->str = sl_xstrdup(f->values[n]);
+      v->len = strlen(v->str);
+      return 0;
+    }
     char list[512] = "";
     for (unsigned k = 0; k < n; k++) {
       size_t used = strlen(list);

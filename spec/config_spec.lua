@@ -80,6 +80,17 @@ lgger: {}
     end
   end)
 
+  it("takes enum values in any case, as Benthos writes `logger.level: WARN`", function()
+    local yaml = "logger: {level: WARN}\ninput: {generate: {count: 1, interval: 0, mapping: 'return 1'}}\n" ..
+      "output: {stdout: {codec: Lines}}\n"
+    local r = lint(yaml)
+    assert.are.equal(0, r.code, r.stderr)
+    r = h.run_config(yaml)
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("1\n", r.stdout)
+    assert.is_nil(r.stderr:find("level=info", 1, true), r.stderr)
+  end)
+
   it("reports missing required parts", function()
     local r = lint("input:\n  stdin: {}\n")
     assert.are.equal(1, r.code)
