@@ -182,7 +182,7 @@ static const char *type_word(sl_ftype_t t) {
   case SL_F_INT: return "an integer";
   case SL_F_FLOAT: return "a number";
   case SL_F_BOOL: return "true or false";
-  case SL_F_DURATION: return "a duration such as 500ms, 5s or 1m30s";
+  case SL_F_DURATION: return "a duration such as 500ms, 5s or 1m30s (\"\" is 0)";
   case SL_F_SIZE: return "a size such as 512, 64KiB or 1MB";
   case SL_F_ENUM: return "one of the listed values";
   case SL_F_STRLIST: return "a string or a list of strings";
@@ -302,7 +302,15 @@ static int validate_scalar(const sl_field_t *f, sl_cnode_t *v, const char *path,
   case SL_F_INT: ok = sl_parse_int(v->str, &i) == 0; break;
   case SL_F_FLOAT: ok = sl_parse_float(v->str, &x) == 0; break;
   case SL_F_BOOL: ok = sl_parse_bool(v->str, &(int){0}) == 0; break;
-  case SL_F_DURATION: ok = sl_parse_duration_ms(v->str, &i) == 0; break;
+  case SL_F_DURATION:
+    if (!*v->str) {
+      /* Benthos writes an empty duration for none (`interval: ""`). */
+      free(v->str);
+      v->str = sl_xstrdup("0");
+      v->len = 1;
+    }
+    ok = sl_parse_duration_ms(v->str, &i) == 0;
+    break;
   case SL_F_SIZE: ok = sl_parse_size(v->str, &i) == 0; break;
   case SL_F_ADDRESS: {
     const char *why;

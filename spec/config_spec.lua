@@ -80,8 +80,8 @@ lgger: {}
     end
   end)
 
-  it("takes enum values in any case, as Benthos writes `logger.level: WARN`", function()
-    local yaml = "logger: {level: WARN}\ninput: {generate: {count: 1, interval: 0, mapping: 'return 1'}}\n" ..
+  it("takes enum values in any case and an empty duration for 0, as Benthos writes them", function()
+    local yaml = "logger: {level: WARN}\ninput: {generate: {count: 1, interval: '', mapping: 'return 1'}}\n" ..
       "output: {stdout: {codec: Lines}}\n"
     local r = lint(yaml)
     assert.are.equal(0, r.code, r.stderr)
