@@ -25,7 +25,8 @@ static const sl_field_t fields[] = {
    "(Kafka's murmur2 partitioner) and keep their order; empty: round robin.", NULL, NULL},
   {"event", SL_F_STRING, "", 0, "Interpolated event name of each record; empty: the message's `meta.event`.", NULL, NULL},
   {"create", SL_F_BOOL, "true", 0, "Create the stream at start when it does not exist (with `partitions`).", NULL, NULL},
-  {"partitions", SL_F_INT, "0", 0, "Partitions of a created stream (0: `store.partitions`).", NULL, NULL},
+  {"partitions", SL_F_INT, "0", 0, "Partitions of a created stream (0: `store.partitions`).", SL_BOUNDS("0", "1024"),
+   NULL},
   {"retention_hours", SL_F_FLOAT, "-1", 0, "Retention of a created stream (-1: `store.retention_hours`).", NULL, NULL},
   {"fsync", SL_F_ENUM, "default", 0, "Durability of a created stream (`default`: `store.fsync`).", fsyncs, NULL},
   {0}};
@@ -373,7 +374,7 @@ static void *sout_create(sl_build_t *b, const sl_cnode_t *conf) {
   if (bad_name)
     sl_diag_add(b->diags, sl_cnode_get(conf, "name"), "name",
                 "stream names are 1-200 letters, digits, '.', '_' or '-', not starting with '.'");
-  if (!o->name || !o->key || !o->event || bad_name || o->partitions < 0 || o->partitions > 1024) {
+  if (!o->name || !o->key || !o->event || bad_name) {
     sout_destroy(&o->base);
     return NULL;
   }

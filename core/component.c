@@ -190,6 +190,13 @@ sl_chain_t *sl_chain_build(sl_build_t *b, const sl_cnode_t *seq, const char *pat
   int failed = 0;
   for (unsigned i = 0; i < n; i++) {
     char *p = sl_xasprintf("%s.%u", path, i);
+    if (++b->processors > SL_MAX_PROCESSORS) {
+      sl_diag_add(b->diags, seq->items[i], p, "a stream holds at most %d processors (each one calls the next on the stack)",
+                  SL_MAX_PROCESSORS);
+      free(p);
+      failed = 1;
+      break;
+    }
     sl_processor_t *proc = sl_build_processor(b, seq->items[i], p);
     if (!proc) { failed = 1; free(p); continue; }
     link_t *l = &c->links[c->pub.n];

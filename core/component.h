@@ -21,7 +21,13 @@ typedef struct sl_build {
   int top_level;            /* set by the stream for its own input/output only */
   int mounted;              /* a request-scoped instance: its http_server output takes
                                clients from core/scoped.c and routes nothing itself */
+  unsigned processors;      /* built so far for this stream, at most SL_MAX_PROCESSORS */
 } sl_build_t;
+
+/* Processors of one stream, nested ones included: each passes its batch on
+ * by calling the next, so the chain's length is a depth of the C stack (a
+ * chain of 5k overflowed it under ASan, one of 100k in a release build). */
+#define SL_MAX_PROCESSORS 1024
 
 /* Builds a component (wrapper node {name: body, label: ...}) of a kind.
  * Returns the instance or NULL with diags. */

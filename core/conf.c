@@ -3,10 +3,12 @@
  * node budget so that a "billion laughs" file is an error, not an OOM. */
 #include "conf.h"
 #include "xalloc.h"
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <yaml.h>
 
 #define SL_MAX_NODES 1000000u
@@ -19,7 +21,7 @@ typedef struct parser {
   yaml_parser_t yp;
   const char *file;
   sl_diags_t *diags;
-  unsigned nodes;
+  unsigned nodes, max_nodes;
   int failed;
   anchor_t anchors[SL_MAX_ANCHORS];
   unsigned nanchors;
@@ -86,6 +88,7 @@ void sl_cnode_free(sl_cnode_t *n) {
     if (n->keys) free(n->keys[i]);
   }
   free(n->keys);
+  free(n->slots);
   free(n->kline);
   free(n->kcol);
   free(n->items);
@@ -104,12 +107,60 @@ static void grow(sl_cnode_t *n) {
   }
 }
 
+/* Maps of INDEX_FROM keys or more are indexed by a hash of their keys, kept
+ * up to date by every change, so that lookups (a duplicate check per key
+ * while parsing) stay constant time: 100k keys load in linear time. The
+ * index is built eagerly rather than on first lookup because validated
+ * trees are read, never written, by their users. */
+enum { INDEX_FROM = 8 };
+
+static uint32_t key_hash(const char *s) {
+  uint32_t h = 2166136261u;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+  return h;
+}
+
+static void index_put(sl_cnode_t *m, uint32_t i) {
+  uint32_t mask = m->nslots - 1;
+  for (uint32_t h = key_hash(m->keys[i]) & mask;; h = (h + 1) & mask)
+    if (!m->slots[h]) {
+      m->slots[h] = i + 1;
+      return;
+    }
+}
+
+static void index_build(sl_cnode_t *m) {
+  free(m->slots);
+  m->slots = NULL;
+  m->nslots = 0;
+  if (m->n < INDEX_FROM) return;
+  m->nslots = 4 * INDEX_FROM;
+  while (m->nslots < 2 * m->n) m->nslots *= 2;
+  m->slots = sl_xcalloc(m->nslots, sizeof(*m->slots));
+  for (uint32_t i = 0; i < m->n; i++) index_put(m, i);
+}
+
+/* Index of key in map, or -1. */
+static int64_t map_find(const sl_cnode_t *m, const char *key) {
+  if (!m->slots) {
+    for (uint32_t i = 0; i < m->n; i++)
+      if (strcmp(m->keys[i], key) == 0) return i;
+    return -1;
+  }
+  uint32_t mask = m->nslots - 1;
+  for (uint32_t h = key_hash(key) & mask; m->slots[h]; h = (h + 1) & mask)
+    if (strcmp(m->keys[m->slots[h] - 1], key) == 0) return m->slots[h] - 1;
+  return -1;
+}
+
 static void map_append(sl_cnode_t *map, const char *key, sl_cnode_t *val, int line, int col) {
   grow(map);
   map->keys[map->n] = sl_xstrdup(key);
   map->kline[map->n] = line;
   map->kcol[map->n] = col;
   map->items[map->n++] = val;
+  if (map->n >= INDEX_FROM && 2 * map->n <= map->nslots) index_put(map, map->n - 1);
+  else if (map->n >= INDEX_FROM) index_build(map);
 }
 
 sl_cnode_t sl_cnode_key_pos(const sl_cnode_t *map, uint32_t i) {
@@ -119,28 +170,28 @@ sl_cnode_t sl_cnode_key_pos(const sl_cnode_t *map, uint32_t i) {
 
 sl_cnode_t *sl_cnode_take(sl_cnode_t *map, const char *key) {
   if (!map || map->type != SL_CN_MAP) return NULL;
-  for (uint32_t i = 0; i < map->n; i++) {
-    if (strcmp(map->keys[i], key) != 0) continue;
-    sl_cnode_t *v = map->items[i];
-    free(map->keys[i]);
-    uint32_t rest = map->n - i - 1;
-    memmove(map->keys + i, map->keys + i + 1, rest * sizeof(*map->keys));
-    memmove(map->kline + i, map->kline + i + 1, rest * sizeof(*map->kline));
-    memmove(map->kcol + i, map->kcol + i + 1, rest * sizeof(*map->kcol));
-    memmove(map->items + i, map->items + i + 1, rest * sizeof(*map->items));
-    map->n--;
-    return v;
-  }
-  return NULL;
+  int64_t at = map_find(map, key);
+  if (at < 0) return NULL;
+  uint32_t i = (uint32_t)at;
+  sl_cnode_t *v = map->items[i];
+  free(map->keys[i]);
+  uint32_t rest = map->n - i - 1;
+  memmove(map->keys + i, map->keys + i + 1, rest * sizeof(*map->keys));
+  memmove(map->kline + i, map->kline + i + 1, rest * sizeof(*map->kline));
+  memmove(map->kcol + i, map->kcol + i + 1, rest * sizeof(*map->kcol));
+  memmove(map->items + i, map->items + i + 1, rest * sizeof(*map->items));
+  map->n--;
+  index_build(map);   /* the items after i moved: as dear as the memmove */
+  return v;
 }
 
 void sl_cnode_map_set(sl_cnode_t *map, const char *key, sl_cnode_t *val) {
-  for (uint32_t i = 0; i < map->n; i++)
-    if (strcmp(map->keys[i], key) == 0) {
-      sl_cnode_free(map->items[i]);
-      map->items[i] = val;
-      return;
-    }
+  int64_t at = map_find(map, key);
+  if (at >= 0) {
+    sl_cnode_free(map->items[at]);
+    map->items[at] = val;
+    return;
+  }
   map_append(map, key, val, val->line, val->col);
 }
 
@@ -151,9 +202,8 @@ void sl_cnode_seq_push(sl_cnode_t *seq, sl_cnode_t *val) {
 
 sl_cnode_t *sl_cnode_get(const sl_cnode_t *map, const char *key) {
   if (!map || map->type != SL_CN_MAP) return NULL;
-  for (uint32_t i = 0; i < map->n; i++)
-    if (strcmp(map->keys[i], key) == 0) return map->items[i];
-  return NULL;
+  int64_t at = map_find(map, key);
+  return at < 0 ? NULL : map->items[at];
 }
 
 /* ---------- ${ENV} substitution ---------- */
@@ -273,8 +323,8 @@ static sl_cnode_t *expand_alias(parser_t *p, yaml_event_t *ev) {
     if (strcmp(p->anchors[i].name, name) != 0) continue;
     sl_cnode_t *target = p->anchors[i].node;
     unsigned c = count_nodes(target);
-    if (p->nodes + c > SL_MAX_NODES) {
-      sl_diag_add(p->diags, &pos, NULL, "alias *%s expands the document beyond %u nodes", name, SL_MAX_NODES);
+    if (p->nodes + c > p->max_nodes) {
+      sl_diag_add(p->diags, &pos, NULL, "alias *%s expands the document beyond %u nodes", name, p->max_nodes);
       p->failed = 1;
       return NULL;
     }
@@ -400,7 +450,7 @@ static sl_cnode_t *parse_scalar(parser_t *p, yaml_event_t *ev) {
 }
 
 static sl_cnode_t *parse_node(parser_t *p, yaml_event_t *ev, int depth) {
-  if (++p->nodes > SL_MAX_NODES || depth > SL_MAX_DEPTH) {
+  if (++p->nodes > p->max_nodes || depth > SL_MAX_DEPTH) {
     if (!p->failed) {
       sl_cnode_t pos = {.file = p->file, .line = (int)ev->start_mark.line + 1, .col = (int)ev->start_mark.column + 1};
       sl_diag_add(p->diags, &pos, NULL, "document too large or nested too deeply");
@@ -418,7 +468,12 @@ static sl_cnode_t *parse_node(parser_t *p, yaml_event_t *ev, int depth) {
 }
 
 sl_cnode_t *sl_conf_parse(const char *text, size_t len, const char *file, sl_diags_t *diags) {
+  return sl_conf_parse_max(text, len, file, SL_MAX_NODES, diags);
+}
+
+sl_cnode_t *sl_conf_parse_max(const char *text, size_t len, const char *file, unsigned max_nodes, sl_diags_t *diags) {
   parser_t *p = sl_xcalloc(1, sizeof(*p));
+  p->max_nodes = max_nodes;
   p->file = file;
   p->diags = diags;
   yaml_parser_initialize(&p->yp);
@@ -660,6 +715,44 @@ int sl_parse_bool(const char *s, int *out) {
   else if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE")) *out = 0;
   else return -1;
   return 0;
+}
+
+int sl_parse_address(const char *s, struct sockaddr_storage *out, const char **why) {
+  const char *colon = s ? strrchr(s, ':') : NULL;
+  if (!colon || strchr(colon, ']')) {
+    *why = "expected host:port";
+    return -1;
+  }
+  const char *p = colon + 1;
+  unsigned port = 0;
+  size_t digits = strspn(p, "0123456789");
+  for (size_t i = 0; i < digits && port <= 65535; i++) port = port * 10 + (unsigned)(p[i] - '0');
+  if (digits == 0 || p[digits] || port > 65535) {
+    *why = "the port must be a number from 0 to 65535";
+    return -1;
+  }
+  char host[64];
+  size_t hl = (size_t)(colon - s);
+  memset(out, 0, sizeof(*out));
+  if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']' && hl - 2 < sizeof host) {
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)out;
+    memcpy(host, s + 1, hl - 2);
+    host[hl - 2] = 0;
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) return 0;
+  } else if (hl < sizeof host) {
+    struct sockaddr_in *a4 = (struct sockaddr_in *)out;
+    memcpy(host, s, hl);
+    host[hl] = 0;
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons((uint16_t)port);
+    if (!hl) return 0;   /* INADDR_ANY */
+    if (!strcmp(host, "localhost")) strcpy(host, "127.0.0.1");
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) return 0;
+  }
+  *why = "the host must be an IPv4 address, an IPv6 address in brackets or localhost";
+  return -1;
 }
 
 /* Go-style durations ("1m30s", "250ms", "1.5h"); a bare 0 is allowed. */

@@ -21,6 +21,7 @@ struct sl_cnode {
   char **keys;               /* SL_CN_MAP: keys[i] names items[i] */
   int *kline, *kcol;         /* SL_CN_MAP: position of keys[i] */
   sl_cnode_t **items;
+  uint32_t *slots, nslots;   /* SL_CN_MAP of 8+ keys: hash index of keys (item index + 1, 0 free) */
   int synthetic;             /* inserted by validation (a default) */
 };
 
@@ -36,6 +37,9 @@ void sl_diags_free(sl_diags_t *d);
  * partial tree and appends to diags. ${ENV} / ${ENV:default} are substituted in
  * scalars; ${! ...} and ${ctx...} are left for later stages. */
 sl_cnode_t *sl_conf_parse(const char *text, size_t len, const char *file, sl_diags_t *diags);
+/* The same with at most max_nodes nodes, aliases expanded (sl_conf_parse:
+ * a million). */
+sl_cnode_t *sl_conf_parse_max(const char *text, size_t len, const char *file, unsigned max_nodes, sl_diags_t *diags);
 sl_cnode_t *sl_conf_load(const char *path, sl_diags_t *diags);
 void sl_cnode_free(sl_cnode_t *n);
 sl_cnode_t *sl_cnode_new(sl_cntype_t t, const sl_cnode_t *pos);   /* copies file/line/col of pos */
@@ -73,5 +77,10 @@ int sl_parse_size(const char *s, int64_t *out);           /* "64MiB", "1KB", "51
 int sl_parse_bool(const char *s, int *out);
 int sl_parse_int(const char *s, int64_t *out);
 int sl_parse_float(const char *s, double *out);
+/* "host:port" to listen on: an IPv4 address, [IPv6 address] or localhost
+ * (empty: every IPv4 interface) and a port from 0 to 65535. On failure
+ * *why (static text) says which part is wrong. */
+struct sockaddr_storage;
+int sl_parse_address(const char *s, struct sockaddr_storage *out, const char **why);
 
 #endif

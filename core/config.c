@@ -99,6 +99,11 @@ static int validate_streams(sl_cnode_t *streams, sl_diags_t *d) {
   return errs;
 }
 
+int sl_config_serves_api(const sl_cnode_t *root) {
+  const sl_cnode_t *store = sl_cnode_get(root, "store");
+  return (store && sl_conf_bool(store, "api", 1)) || sl_conf_bool(sl_cnode_get(root, "http"), "streams_api", 0);
+}
+
 int sl_config_validate(sl_cnode_t *root, sl_diags_t *d) {
   if (root->type == SL_CN_NULL) root->type = SL_CN_MAP;
   if (root->type != SL_CN_MAP) {
@@ -132,7 +137,13 @@ int sl_config_validate(sl_cnode_t *root, sl_diags_t *d) {
     return errs + 1;
   }
   if (!streams && !single) {
-    sl_diag_add(d, root, NULL, "no stream defined: add input and output (or streams: {NAME: {input, output}})");
+    if (sl_config_serves_api(root)) {
+      sl_cnode_map_set(root, "streams", sl_cnode_new(SL_CN_MAP, root));
+      return errs;
+    }
+    sl_diag_add(d, root, NULL,
+                "no stream defined: add input and output (or streams: {NAME: {input, output}}, or a store: section "
+                "to serve only the streams API)");
     return errs + 1;
   }
   if (streams) return errs + validate_streams(streams, d);

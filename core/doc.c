@@ -27,6 +27,7 @@ static const char *type_name(const sl_field_t *f) {
   case SL_F_INPUTS: return "list of inputs";
   case SL_F_OUTPUTS: return "list of outputs";
   case SL_F_PROCESSORS: return "list of processors";
+  case SL_F_ADDRESS: return "address";
   case SL_F_ANY: return "any";
   }
   return "?";
@@ -50,10 +51,15 @@ static void fields_table(FILE *f, const sl_field_t *fields, const char *prefix) 
     else fputs("—", f);
     fputs(" | ", f);
     cell(f, x->desc);
-    if (x->type == SL_F_ENUM && x->enums) {
+    if (x->type == SL_F_ENUM && x->values) {
       fputs(" One of:", f);
-      for (const char *const *e = x->enums; *e; e++) fprintf(f, " `%s`", *e);
+      for (const char *const *e = x->values; *e; e++) fprintf(f, " `%s`", *e);
       fputc('.', f);
+    } else if (x->values && x->type != SL_F_ENUM) {
+      const char *lo = x->values[0], *hi = x->values[1];
+      if (*lo && *hi) fprintf(f, " From `%s` to `%s`.", lo, hi);
+      else if (*lo) fprintf(f, " At least `%s`.", lo);
+      else if (*hi) fprintf(f, " At most `%s`.", hi);
     }
     fputs(" |\n", f);
   }
@@ -167,6 +173,10 @@ int sl_doc_write_all(const char *dir) {
     }
     free(sub);
   }
+  fprintf(idx, "\n## Benthos names\n\nComponents of Benthos (and Tyk Streams) that sluice has under another name or "
+               "shape; `sluice lint` and `sluice run` answer them with these hints.\n\n");
+  const sl_hint_t *h;
+  for (unsigned i = 0; (h = sl_hint_at(i)); i++) fprintf(idx, "- `%s` (%s): %s\n", h->name, sl_kind_name(h->kind), h->text);
   fprintf(idx, "\nThe config file's own keys and sections: [config.md](config.md).\n");
   fclose(idx);
   char *cfg_path = sl_xasprintf("%s/config.md", dir);

@@ -143,6 +143,8 @@ sl_unit_t *sl_unit_build(sl_engine_t *e, const sl_cnode_t *node, const char *nam
     sl_http_lint_reset();
   }
   free(dir);
+  if (!u->scoped && !u->stream && d->n == before)
+    sl_diag_add(d, node, name, "the stream could not be built (a component refused its config without saying why)");
   if ((!u->scoped && !u->stream) || d->n > before) {
     sl_unit_free(u);
     return NULL;
@@ -247,9 +249,12 @@ static void close_handles(sl_engine_t *e) {
   signal(SIGTERM, SIG_IGN);
 }
 
-/* Streams mode and -w keep running with every stream finished: more may come. */
+/* Streams mode and -w keep running with every stream finished: more may
+ * come. So does a config without streams that serves the streams API. */
 static int keeps_running(const sl_engine_t *e) {
-  return e->opts.watch || e->opts.streams_mode || sl_conf_bool(sl_cnode_get(e->root, "http"), "streams_api", 0);
+  const sl_cnode_t *streams = sl_cnode_get(e->root, "streams");
+  return e->opts.watch || e->opts.streams_mode || sl_conf_bool(sl_cnode_get(e->root, "http"), "streams_api", 0) ||
+         ((!streams || streams->n == 0) && sl_config_serves_api(e->root));
 }
 
 void sl_engine_check_finished(sl_engine_t *e) {

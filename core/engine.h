@@ -35,6 +35,9 @@ const sl_cnode_t *sl_engine_config(const sl_engine_t *e);
 /* Top-level config validation shared by run, lint and test. Normalises a
  * single-stream file into streams: {main: ...}. Returns the number of errors. */
 int sl_config_validate(sl_cnode_t *root, sl_diags_t *d);
+/* Whether a config serves the streams API (`store:` with its `api`, or
+ * `http.streams_api`): such a file is valid, and keeps running, without a stream. */
+int sl_config_serves_api(const sl_cnode_t *root);
 /* The field tables behind that validation, for the generated reference. */
 const sl_field_t *sl_config_root_fields(void);
 const sl_field_t *sl_config_stream_fields(void);

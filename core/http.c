@@ -266,25 +266,6 @@ void sl_http_unroute(sl_worker_t *w, const char *pattern) {
   if (w->slot[SL_SLOT_HTTP]) sl_routes_remove(&((sl_http_t *)w->slot[SL_SLOT_HTTP])->routes, pattern);
 }
 
-static int parse_address(const char *addr, struct sockaddr_storage *sa) {
-  const char *colon = strrchr(addr, ':');
-  if (!colon) return -1;
-  int port = atoi(colon + 1);
-  char host[128];
-  size_t hl = (size_t)(colon - addr);
-  if (hl >= sizeof host) return -1;
-  memcpy(host, addr, hl);
-  host[hl] = 0;
-  if (hl == 0) strcpy(host, "0.0.0.0");
-  if (host[0] == '[') {
-    size_t l = strlen(host);
-    if (l < 2 || host[l - 1] != ']') return -1;
-    host[l - 1] = 0;
-    return uv_ip6_addr(host + 1, port, (struct sockaddr_in6 *)sa);
-  }
-  return uv_ip4_addr(host, port, (struct sockaddr_in *)sa);
-}
-
 static int loopback(const struct sockaddr_storage *sa) {
   if (sa->ss_family == AF_INET) return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
   const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
@@ -317,8 +298,9 @@ int sl_http_listen(sl_worker_t *w) {
   for (unsigned i = 0; i < s->routes.n; i++) routed |= strcmp(s->routes.v[i].owner, "sluice") != 0;
   if (!s->configured && !routed) return 0;
   struct sockaddr_storage sa;
-  if (parse_address(s->address, &sa) != 0) {
-    sl_error("http: bad address \"%s\" (expected host:port)", s->address);
+  const char *why;
+  if (sl_parse_address(s->address, &sa, &why) != 0) {
+    sl_error("http: bad address \"%s\": %s", s->address, why);
     return -1;
   }
   uv_tcp_init(w->loop, &s->listener);
@@ -389,7 +371,8 @@ static const sl_field_t static_fields[] = {
   {0}};
 
 static const sl_field_t http_fields[] = {
-  {"address", SL_F_STRING, "0.0.0.0:4195", 0, "host:port to listen on (`[::]:4195` for IPv6).", NULL, NULL},
+  {"address", SL_F_ADDRESS, "0.0.0.0:4195", 0, "host:port to listen on; the host is an IPv4 address, `localhost` or an IPv6 address in brackets "
+   "(`[::]:4195`), empty for every IPv4 interface.", NULL, NULL},
   {"base_path", SL_F_STRING, "", 0,
    "Prefix stripped from every request path before routing (like Tyk's listen path); "
    "requests outside it get 404.", NULL, NULL},
@@ -408,6 +391,9 @@ static const sl_field_t http_fields[] = {
   {"streams_api", SL_F_BOOL, "false", 0,
    "Serve the streams management API (`/streams`, as in `sluice streams`) next to the config's own "
    "streams; see docs/reload-and-streams-mode.md.", NULL, NULL},
+  {"streams_api_max_body", SL_F_SIZE, "256KiB", 0,
+   "Bodies of the streams API (a stream's config, or the whole set) beyond this get 413 before they are "
+   "parsed; what is within it is parsed and checked off the event loop.", NULL, NULL},
   {"streams_dir", SL_F_STRING, "", 0,
    "Directory where streams created over the streams API are kept (`{id}.yaml`) and loaded from at "
    "start. Empty: they live in memory only.", NULL, NULL},
@@ -423,11 +409,6 @@ static int http_apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
   s->configured = 1;
   free(s->address);
   s->address = sl_xstrdup(sl_conf_str(node, "address", "0.0.0.0:4195"));
-  struct sockaddr_storage sa;
-  if (parse_address(s->address, &sa) != 0) {
-    sl_diag_add(d, sl_cnode_get(node, "address"), "http.address", "expected host:port, e.g. 0.0.0.0:4195");
-    return -1;
-  }
   const char *bp = sl_conf_str(node, "base_path", "");
   size_t bl = strlen(bp);
   while (bl && bp[bl - 1] == '/') bl--;

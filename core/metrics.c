@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uthash.h>
 
 /* 1µs to 10s: a processor call on a batch is microseconds, an output write
  * or an end-to-end acknowledgement up to seconds. */
@@ -16,13 +17,18 @@ typedef struct series {
   char *labels;              /* `k="v",k2="v2"` or "" */
   int64_t value;
   sl_histo_t histo;
+  UT_hash_handle hh;         /* in its family's by_labels */
 } series_t;
 
+/* Families are a few dozen names; their series one per component and
+ * stream, so they are found by hash (a stream of 36k processors took
+ * minutes to build through a list). */
 typedef struct family {
   struct family *next;
   char *name, *help;
   sl_mkind_t kind;
   series_t *series, **tail;
+  series_t *by_labels;
 } family_t;
 
 static family_t *families, **families_tail = &families;
@@ -62,13 +68,15 @@ static series_t *find_series(sl_mkind_t kind, const char *name, const char *help
     *families_tail = fam;
     families_tail = &fam->next;
   }
-  for (series_t *s = fam->series; s; s = s->next)
-    if (!strcmp(s->labels, labels)) {
-      free(labels);
-      return s;
-    }
-  series_t *s = sl_xcalloc(1, sizeof(*s));
+  series_t *s;
+  HASH_FIND_STR(fam->by_labels, labels, s);
+  if (s) {
+    free(labels);
+    return s;
+  }
+  s = sl_xcalloc(1, sizeof(*s));
   s->labels = labels;
+  HASH_ADD_KEYPTR(hh, fam->by_labels, s->labels, strlen(s->labels), s);
   *fam->tail = s;
   fam->tail = &s->next;
   return s;

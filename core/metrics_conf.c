@@ -10,7 +10,7 @@ static const sl_field_t prometheus_fields[] = {
    "Base URL of a Prometheus Pushgateway (`http://host:9091`); empty: no push. The text of `GET /metrics` "
    "is PUT to `{push_url}/metrics/job/{push_job_name}` every `push_interval` and once more at shutdown, "
    "after the streams drained.", NULL, NULL},
-  {"push_interval", SL_F_DURATION, "10s", 0, "Period of the pushes.", NULL, NULL},
+  {"push_interval", SL_F_DURATION, "10s", 0, "Period of the pushes.", SL_BOUNDS("1ms", ""), NULL},
   {"push_job_name", SL_F_STRING, "sluice_push", 0, "The `job` the pushes are grouped under.", NULL, NULL},
   {0}};
 
@@ -19,24 +19,21 @@ const sl_field_t sl_metrics_fields[] = {
    prometheus_fields},
   {0}};
 
-int sl_metrics_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *stream, sl_diags_t *d) {
+void sl_metrics_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *stream) {
   const sl_cnode_t *p = sl_cnode_get(node, "prometheus");
   const char *url = sl_conf_str(p, "push_url", "");
   if (!*url) {
     sl_metrics_push_remove(stream);
-    return 0;
+    return;
   }
-  int64_t every = sl_conf_duration_ms(p, "push_interval", 10000);
-  if (every <= 0) {
-    sl_diag_add(d, sl_cnode_get(p, "push_interval"), "push_interval", "must be above 0");
-    return -1;
-  }
+  int64_t every = sl_conf_duration_ms(p, "push_interval", 10000);   /* validated: within bounds */
   sl_metrics_push_start(loop, url, sl_conf_str(p, "push_job_name", "sluice_push"), every, stream);
-  return 0;
 }
 
 static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
-  return sl_metrics_apply(w->loop, node, NULL, d);
+  (void)d;
+  sl_metrics_apply(w->loop, node, NULL);
+  return 0;
 }
 
 static const sl_section_t metrics_section = {

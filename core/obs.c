@@ -8,10 +8,10 @@ void sl_obs_shutdown(void) {
   sl_metrics_push_stop();
 }
 
-int sl_obs_stream_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *name, sl_diags_t *d) {
+void sl_obs_stream_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *name) {
   /* A request-scoped instance counts and traces as its template. */
-  if (strchr(name, '{')) return 0;
+  if (strchr(name, '{')) return;
   /* Absent blocks stop what an earlier config of this stream started. */
-  int rc = sl_metrics_apply(loop, sl_cnode_get(node, "metrics"), name, d);
-  return sl_tracer_apply(loop, sl_cnode_get(node, "tracer"), name, d) || rc ? -1 : 0;
+  sl_metrics_apply(loop, sl_cnode_get(node, "metrics"), name);
+  sl_tracer_apply(loop, sl_cnode_get(node, "tracer"), name);
 }

@@ -12,14 +12,14 @@
 extern const sl_field_t sl_metrics_fields[];
 extern const sl_field_t sl_tracer_fields[];
 
-/* Applies a `metrics:` / `tracer:` node; stream NULL for the top level,
- * else that stream's own (its series are pushed apart, its spans exported
- * with its tags). -1 with a diag on a bad value. */
-int sl_metrics_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *stream, sl_diags_t *d);
-int sl_tracer_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *stream, sl_diags_t *d);
+/* Applies a validated `metrics:` / `tracer:` node; stream NULL for the top
+ * level, else that stream's own (its series are pushed apart, its spans
+ * exported with its tags). */
+void sl_metrics_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *stream);
+void sl_tracer_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *stream);
 
 /* A stream's own `metrics:` and `tracer:` (called when it is built). */
-int sl_obs_stream_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *name, sl_diags_t *d);
+void sl_obs_stream_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *name);
 
 /* What observability still has to send when a run ends: the last metrics
  * pushes and the spans not exported yet. The engine calls this once its

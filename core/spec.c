@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 
 enum { MAX_SPECS = 256 };
 /* Filled by constructors before main; sorted once on first lookup. */
@@ -59,40 +61,49 @@ const char *sl_kind_name(sl_kind_t kind) {
 
 /* ---------- did you mean ---------- */
 
-static unsigned edit_distance(const char *a, const char *b) {
+/* Optimal string alignment distance: insertions, deletions, substitutions
+ * and swaps of two neighbours ("lau" → "lua") each count one. Gives up with
+ * limit + 1 as soon as the distance must exceed limit, so that a long
+ * unknown word costs little against a long list of candidates. */
+static unsigned osa_distance(const char *a, const char *b, unsigned limit) {
   size_t la = strlen(a), lb = strlen(b);
-  if (la > 64 || lb > 64) return 1000;
-  unsigned row[65];
-  for (size_t j = 0; j <= lb; j++) row[j] = (unsigned)j;
+  if (la > 64 || lb > 64 || la > lb + limit || lb > la + limit) return limit + 1;
+  unsigned rows[3][65], *before = rows[0], *prev = rows[1], *cur = rows[2];
+  for (size_t j = 0; j <= lb; j++) prev[j] = (unsigned)j;
   for (size_t i = 1; i <= la; i++) {
-    unsigned diag = row[0];
-    row[0] = (unsigned)i;
+    cur[0] = (unsigned)i;
+    unsigned least = cur[0];
     for (size_t j = 1; j <= lb; j++) {
-      unsigned up = row[j];
-      unsigned cost = a[i - 1] == b[j - 1] ? 0 : 1;
-      unsigned best = diag + cost;
-      if (up + 1 < best) best = up + 1;
-      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-      row[j] = best;
-      diag = up;
+      unsigned best = prev[j - 1] + (a[i - 1] != b[j - 1]);
+      if (prev[j] + 1 < best) best = prev[j] + 1;
+      if (cur[j - 1] + 1 < best) best = cur[j - 1] + 1;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && before[j - 2] + 1 < best)
+        best = before[j - 2] + 1;
+      cur[j] = best;
+      if (best < least) least = best;
     }
+    if (least > limit) return limit + 1;
+    unsigned *t = before;
+    before = prev;
+    prev = cur;
+    cur = t;
   }
-  return row[lb];
+  return prev[lb];
 }
 
 const char *sl_nearest(const char *word, const char *const *candidates, unsigned n) {
-  const char *best = NULL;
-  unsigned best_d = 1000;
   size_t len = strlen(word);
   unsigned limit = len <= 3 ? 1 : len <= 7 ? 2 : 3;
+  const char *best = NULL;
+  unsigned best_d = limit + 1;
   for (unsigned i = 0; i < n; i++) {
-    unsigned d = edit_distance(word, candidates[i]);
+    unsigned d = osa_distance(word, candidates[i], limit);
     if (d < best_d) {
       best_d = d;
       best = candidates[i];
     }
   }
-  return best_d <= limit ? best : NULL;
+  return best;
 }
 
 static const char *nearest_field(const char *word, const sl_field_t *fields) {
@@ -108,6 +119,51 @@ static const char *nearest_component(sl_kind_t kind, const char *word) {
   const sl_spec_t *s;
   while ((s = sl_registry_at(kind, n))) names[n++] = s->name;
   return sl_nearest(word, names, n);
+}
+
+/* ---------- Benthos names ---------- */
+
+#define LUA_DOC "see docs/components/processors/lua.md"
+#define BLOBLANG "Bloblang mappings are written as `lua` processors here (`this.id = uuid_v4()`, `meta.k = v`, " \
+                 "`return deleted()`); " LUA_DOC
+#define KAFKA "use `kafka` (librdkafka; its fields are those of Benthos's `kafka`)"
+#define INPROC "use `stream`: a durable stream another stream writes with the `stream` output (`name`)"
+
+/* Components of Benthos (and so of Tyk Streams) that sluice has under another
+ * name or shape: such a name gets its way across instead of a guess. */
+static const sl_hint_t hints[] = {
+  {SL_KIND_PROCESSOR, "mapping", BLOBLANG},
+  {SL_KIND_PROCESSOR, "mutation", BLOBLANG},
+  {SL_KIND_PROCESSOR, "bloblang", BLOBLANG},
+  {SL_KIND_PROCESSOR, "jq", "write the transformation as a `lua` processor; " LUA_DOC},
+  {SL_KIND_PROCESSOR, "jmespath", "write the transformation as a `lua` processor; " LUA_DOC},
+  {SL_KIND_PROCESSOR, "awk", "write the transformation as a `lua` processor; " LUA_DOC},
+  {SL_KIND_PROCESSOR, "noop", "leave it out: `processors: []` passes messages unchanged"},
+  {SL_KIND_INPUT, "kafka_franz", KAFKA},
+  {SL_KIND_INPUT, "redpanda", KAFKA},
+  {SL_KIND_INPUT, "inproc", INPROC},
+  {SL_KIND_OUTPUT, "kafka_franz", KAFKA},
+  {SL_KIND_OUTPUT, "redpanda", KAFKA},
+  {SL_KIND_OUTPUT, "inproc", "use `stream`: a durable stream another stream reads with the `stream` input (`name`)"},
+  {SL_KIND_OUTPUT, "retry",
+   "every output retries failed writes: set the stream's `retry:` (`max_retries`, `initial_interval`, `max_interval`)"},
+  {0}};
+
+const sl_hint_t *sl_hint_at(unsigned i) {
+  return i < sizeof(hints) / sizeof(hints[0]) - 1 ? &hints[i] : NULL;
+}
+
+/* An unknown component name, with its Benthos hint or the nearest name. */
+static void unknown_component(sl_kind_t kind, const char *name, const sl_cnode_t *at, const char *path, sl_diags_t *d) {
+  const char *kname = sl_kind_name(kind);
+  for (const sl_hint_t *h = hints; h->name; h++)
+    if (h->kind == kind && !strcmp(h->name, name)) {
+      sl_diag_add(d, at, path, "unknown %s \"%s\": %s", kname, name, h->text);
+      return;
+    }
+  const char *near = nearest_component(kind, name);
+  if (near) sl_diag_add(d, at, path, "unknown %s \"%s\" (did you mean \"%s\"?)", kname, name, near);
+  else sl_diag_add(d, at, path, "unknown %s \"%s\" (see `sluice list`)", kname, name);
 }
 
 /* ---------- validation ---------- */
@@ -126,7 +182,7 @@ static const char *type_word(sl_ftype_t t) {
   case SL_F_INT: return "an integer";
   case SL_F_FLOAT: return "a number";
   case SL_F_BOOL: return "true or false";
-  case SL_F_DURATION: return "a duration such as 500ms, 5s or 1m30s";
+  case SL_F_DURATION: return "a duration such as 500ms, 5s or 1m30s (\"\" is 0)";
   case SL_F_SIZE: return "a size such as 512, 64KiB or 1MB";
   case SL_F_ENUM: return "one of the listed values";
   case SL_F_STRLIST: return "a string or a list of strings";
@@ -136,9 +192,38 @@ static const char *type_word(sl_ftype_t t) {
   case SL_F_INPUT: return "an input";
   case SL_F_OUTPUT: return "an output";
   case SL_F_PROCESSOR: return "a processor";
+  case SL_F_ADDRESS: return "an address host:port";
   case SL_F_ANY: return "a value";
   }
   return "a value";
+}
+
+/* The value of a number, duration (ms) or size (bytes) scalar, or -1. */
+static int scalar_number(sl_ftype_t t, const char *s, double *out) {
+  int64_t i;
+  switch (t) {
+  case SL_F_FLOAT: return sl_parse_float(s, out);
+  case SL_F_INT: if (sl_parse_int(s, &i) != 0) return -1; break;
+  case SL_F_DURATION: if (sl_parse_duration_ms(s, &i) != 0) return -1; break;
+  case SL_F_SIZE: if (sl_parse_size(s, &i) != 0) return -1; break;
+  default: return -1;
+  }
+  *out = (double)i;
+  return 0;
+}
+
+/* A value outside the field's bounds (a valid scalar of its type). */
+static int out_of_bounds(const sl_field_t *f, const sl_cnode_t *v, const char *path, sl_diags_t *d) {
+  const char *lo = f->values[0], *hi = f->values[1];
+  double x, b;
+  if (scalar_number(f->type, v->str, &x) != 0) return 0;
+  int below = *lo && scalar_number(f->type, lo, &b) == 0 && x < b;
+  int above = *hi && scalar_number(f->type, hi, &b) == 0 && x > b;
+  if (!below && !above) return 0;
+  if (*lo && *hi) sl_diag_add(d, v, path, "%s is out of range: must be between %s and %s", v->str, lo, hi);
+  else if (*lo) sl_diag_add(d, v, path, "%s is out of range: must be at least %s", v->str, lo);
+  else sl_diag_add(d, v, path, "%s is out of range: must be at most %s", v->str, hi);
+  return 1;
 }
 
 
@@ -217,18 +302,39 @@ static int validate_scalar(const sl_field_t *f, sl_cnode_t *v, const char *path,
   case SL_F_INT: ok = sl_parse_int(v->str, &i) == 0; break;
   case SL_F_FLOAT: ok = sl_parse_float(v->str, &x) == 0; break;
   case SL_F_BOOL: ok = sl_parse_bool(v->str, &(int){0}) == 0; break;
-  case SL_F_DURATION: ok = sl_parse_duration_ms(v->str, &i) == 0; break;
+  case SL_F_DURATION:
+    if (!*v->str) {
+      /* Benthos writes an empty duration for none (`interval: ""`). */
+      free(v->str);
+      v->str = sl_xstrdup("0");
+      v->len = 1;
+    }
+    ok = sl_parse_duration_ms(v->str, &i) == 0;
+    break;
   case SL_F_SIZE: ok = sl_parse_size(v->str, &i) == 0; break;
+  case SL_F_ADDRESS: {
+    const char *why;
+    if (sl_parse_address(v->str, &(struct sockaddr_storage){0}, &why) == 0) return 0;
+    sl_diag_add(d, v, path, "\"%s\" is not an address to listen on: %s (e.g. 0.0.0.0:4195, 127.0.0.1:4195, [::]:4195)",
+                v->str, why);
+    return 1;
+  }
   case SL_F_ENUM: {
     unsigned n = 0;
-    for (; f->enums && f->enums[n]; n++)
-      if (strcmp(f->enums[n], v->str) == 0) return 0;
+    for (; f->values && f->values[n]; n++) {
+      if (strcasecmp(f->values[n], v->str) != 0) continue;
+      /* Benthos writes `level: WARN`: any case is taken, readers see ours. */
+      free(v->str);
+      v->str = sl_xstrdup(f->values[n]);
+      v->len = strlen(v->str);
+      return 0;
+    }
     char list[512] = "";
     for (unsigned k = 0; k < n; k++) {
       size_t used = strlen(list);
-      snprintf(list + used, sizeof(list) - used, "%s%s", k ? ", " : "", f->enums[k]);
+      snprintf(list + used, sizeof(list) - used, "%s%s", k ? ", " : "", f->values[k]);
     }
-    const char *near = sl_nearest(v->str, f->enums, n);
+    const char *near = sl_nearest(v->str, f->values, n);
     if (near)
       sl_diag_add(d, v, path, "unknown value \"%s\" (did you mean \"%s\"?); expected one of: %s", v->str, near, list);
     else
@@ -241,7 +347,7 @@ static int validate_scalar(const sl_field_t *f, sl_cnode_t *v, const char *path,
     sl_diag_add(d, v, path, "\"%s\" is not %s", v->str, type_word(f->type));
     return 1;
   }
-  return 0;
+  return f->values ? out_of_bounds(f, v, path, d) : 0;
 }
 
 int sl_spec_validate_value(const sl_field_t *f, sl_cnode_t *v, const char *path, sl_diags_t *d) {
@@ -384,13 +490,8 @@ int sl_spec_validate_component(sl_kind_t kind, sl_cnode_t *node, const char *pat
     free(name);
   }
   if (node->type != SL_CN_MAP) {
-    if (node->type == SL_CN_SCALAR) {
-      const char *near = nearest_component(kind, node->str);
-      if (near) sl_diag_add(d, node, path, "unknown %s \"%s\" (did you mean \"%s\"?)", kname, node->str, near);
-      else sl_diag_add(d, node, path, "expected %s: a map such as {%s: {...}}", kname, kind == SL_KIND_OUTPUT ? "stdout" : kind == SL_KIND_INPUT ? "stdin" : "lua");
-    } else {
-      sl_diag_add(d, node, path, "expected %s: a map such as {%s: {...}}", kname, kind == SL_KIND_OUTPUT ? "stdout" : kind == SL_KIND_INPUT ? "stdin" : "lua");
-    }
+    if (node->type == SL_CN_SCALAR && *node->str) unknown_component(kind, node->str, node, path, d);
+    else sl_diag_add(d, node, path, "expected %s: a map such as {%s: {...}}", kname, kind == SL_KIND_OUTPUT ? "stdout" : kind == SL_KIND_INPUT ? "stdin" : "lua");
     return 1;
   }
   int errs = 0;
@@ -408,9 +509,7 @@ int sl_spec_validate_component(sl_kind_t kind, sl_cnode_t *node, const char *pat
     } else if (!strcmp(k, "processors") && kind != SL_KIND_PROCESSOR) {
       errs += sl_spec_validate_value(processors_field, node->items[i], p, d);
     } else if (!sl_registry_find(kind, k)) {
-      const char *near = nearest_component(kind, k);
-      if (near) sl_diag_add(d, &kpos, p, "unknown %s \"%s\" (did you mean \"%s\"?)", kname, k, near);
-      else sl_diag_add(d, &kpos, p, "unknown %s \"%s\" (see `sluice list`)", kname, k);
+      unknown_component(kind, k, &kpos, p, d);
       errs++;
       if (!first) first = k;
     } else if (first) {

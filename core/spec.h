@@ -13,6 +13,7 @@ typedef enum {
   SL_F_OBJECT,      /* nested object described by fields[] */
   SL_F_OBJLIST,     /* list of objects described by fields[] */
   SL_F_CODE,        /* Lua source */
+  SL_F_ADDRESS,     /* host:port to listen on (sl_parse_address) */
   SL_F_INPUT, SL_F_OUTPUT, SL_F_PROCESSOR,
   SL_F_INPUTS, SL_F_OUTPUTS, SL_F_PROCESSORS,
   SL_F_ANY          /* free-form YAML, checked by the component */
@@ -30,9 +31,15 @@ typedef struct sl_field {
   const char *def;                  /* default as YAML scalar text, NULL = none */
   unsigned flags;
   const char *desc;
-  const char *const *enums;         /* SL_F_ENUM: NULL-terminated */
+  /* SL_F_ENUM: the accepted values, NULL-terminated. Int, float, duration
+   * and size fields: SL_BOUNDS(min, max), inclusive, written as values of
+   * the field ("1ms", "1KiB"; "" = unbounded); NULL = any value. */
+  const char *const *values;
   const struct sl_field *fields;    /* SL_F_OBJECT / SL_F_OBJLIST: terminated by {0} */
 } sl_field_t;
+
+/* Inclusive bounds of a number, duration or size field (its values). */
+#define SL_BOUNDS(min, max) ((const char *const[]){min, max})
 
 typedef enum { SL_KIND_INPUT, SL_KIND_PROCESSOR, SL_KIND_OUTPUT } sl_kind_t;
 
@@ -68,7 +75,12 @@ int sl_spec_validate_value(const sl_field_t *f, sl_cnode_t *v, const char *path,
 int sl_spec_validate_component(sl_kind_t kind, sl_cnode_t *node, const char *path, sl_diags_t *d);
 /* Name of the component in a wrapper node, or NULL. */
 const char *sl_component_name(const sl_cnode_t *wrapper, const sl_cnode_t **body);
-/* Nearest of candidates[] to word by edit distance, or NULL if none is close. */
+/* Nearest of candidates[] to word by edit distance (a swap of neighbours is
+ * one edit), or NULL if none is close. */
 const char *sl_nearest(const char *word, const char *const *candidates, unsigned n);
+
+/* A Benthos component name sluice lacks, and what to write instead. */
+typedef struct sl_hint { sl_kind_t kind; const char *name, *text; } sl_hint_t;
+const sl_hint_t *sl_hint_at(unsigned i);   /* NULL past the end; static data */
 
 #endif

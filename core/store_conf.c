@@ -33,7 +33,7 @@ static const sl_field_t fields[] = {
    "streams and consumer names of users who are not admins (docs/security.md). Without `http.auth` the API is "
    "open to whoever reaches it; with it and no `access`, authenticated users read and publish to every stream "
    "and nobody creates or deletes streams over the API.", NULL, sl_store_access_fields},
-  {"partitions", SL_F_INT, "1", 0, "Partitions of a stream created without saying.", NULL, NULL},
+  {"partitions", SL_F_INT, "1", 0, "Partitions of a stream created without saying.", SL_BOUNDS("1", "1024"), NULL},
   {"fsync", SL_F_ENUM, "interval", 0,
    "Default durability: `always` answers a publish after its records are fsynced (concurrent publishes "
    "share one fsync); `interval` answers at once and fsyncs every `fsync_interval`; `never` leaves it "
@@ -93,9 +93,6 @@ static void find_stream_components(const sl_cnode_t *n, sl_diags_t *d) {
 static int check(const sl_cnode_t *node, const sl_cnode_t *root, sl_diags_t *d) {
   uint32_t before = d->n;
   sl_store_access_lint(sl_cnode_get(node, "access"), root, d);
-  int64_t partitions = sl_conf_int(node, "partitions", 1);
-  if (partitions < 1 || partitions > 1024)
-    sl_diag_add(d, sl_cnode_get(node, "partitions"), "store.partitions", "partitions must be between 1 and 1024");
   const char *b = sl_conf_str(node, "backend", "embedded");
   if (!strcmp(b, "embedded")) return (int)(d->n - before);
   if (!sl_cnode_get(node, "kafka"))
@@ -111,7 +108,7 @@ static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
   const char *b = sl_conf_str(node, "backend", "embedded");
   if (strcmp(b, "embedded") != 0) return sl_store_backend_find(b)->apply(w, node, sl_conf_bool(node, "api", 1), d);
   sl_sconf_t c = {
-    .partitions = (int)sl_conf_int(node, "partitions", 1),   /* checked by check() */
+    .partitions = (int)sl_conf_int(node, "partitions", 1),   /* validated: within bounds */
     .retention_hours = sl_conf_float(node, "retention_hours", 168),
     .retention_bytes = sl_conf_size(node, "retention_bytes", 0),
     .fsync = (sl_fsync_t)sl_fsync_parse(sl_conf_str(node, "fsync", "interval")),   /* validated: one of them */

@@ -2,11 +2,14 @@
  * YAML or JSON (JSON is YAML), checked like a config file; every change goes
  * through sl_engine_apply, so an update swaps without a gap like a reload.
  * With streams_dir, each stream the API holds is kept as {id}.yaml there
- * (written to a temporary file, then renamed) and loaded again at start. */
+ * (written to a temporary file, then renamed) and loaded again at start.
+ * Bodies are refused beyond http.streams_api_max_body (413), and parsed and
+ * checked in libuv's thread pool: the loop only builds what is valid. */
 #include "engine_int.h"
 #include "conf_json.h"
 #include "http.h"
 #include "log.h"
+#include "section.h"
 #include "xalloc.h"
 #include <dirent.h>
 #include <errno.h>
@@ -26,9 +29,11 @@ static void reply_json(sl_http_req_t *r, int status, json_t *body) {
   json_decref(body);
 }
 
-static void reply_lint(sl_http_req_t *r, const sl_diags_t *d) {
-  reply_json(r, 400, json_pack("{s:o,s:i}", "lint_errors", sl_diags_json(d, 0), "status", 400));
+static json_t *lint_body(const sl_diags_t *d) {
+  return json_pack("{s:o,s:i}", "lint_errors", sl_diags_json(d, 0), "status", 400);
 }
+
+static void reply_lint(sl_http_req_t *r, const sl_diags_t *d) { reply_json(r, 400, lint_body(d)); }
 
 static int valid_id(const char *id) {
   if (!*id || strlen(id) > 128) return 0;
@@ -38,10 +43,16 @@ static int valid_id(const char *id) {
   return 1;
 }
 
-/* The stream node in r's body, validated, or NULL with diags. */
-static sl_cnode_t *parse_stream(const char *text, size_t len, const char *file, const char *path, sl_diags_t *d) {
+/* A body's aliases expand it to about as many nodes as it has bytes, not to
+ * the parser's million: 400 bytes made 900k nodes, and 100 MB of them. */
+static sl_cnode_t *parse_body(const char *text, size_t len, sl_diags_t *d) {
+  return sl_conf_parse_max(text, len, body_file, len < 998976 ? (unsigned)len + 1024 : 1000000, d);
+}
+
+/* The stream node in text, validated, or NULL with diags. */
+static sl_cnode_t *parse_stream(const char *text, size_t len, const char *path, sl_diags_t *d) {
   uint32_t before = d->n;
-  sl_cnode_t *n = sl_conf_parse(text, len, file, d);
+  sl_cnode_t *n = parse_body(text, len, d);
   if (n && d->n == before && n->type != SL_CN_MAP)
     sl_diag_add(d, n, path, "expected a stream: a map with input, pipeline and output");
   if (n && d->n == before) sl_spec_validate_fields(sl_config_stream_fields(), n, path, d);
@@ -180,6 +191,128 @@ static void merge(sl_cnode_t *into, sl_cnode_t *patch) {
   }
 }
 
+/* ---- bodies, parsed off the loop ---- */
+
+/* Answers a POST, PUT or PATCH of stream u (NULL: none) that cannot be
+ * done; checked again once the body is parsed, as the streams may have
+ * changed meanwhile. */
+static int conflicts(sl_http_req_t *r, const sl_unit_t *u) {
+  if (!u && !strcmp(r->method, "PATCH")) sl_http_error(r, 404, "stream not found");
+  else if (u && !strcmp(r->method, "POST")) sl_http_error(r, 409, "stream already exists (PUT replaces it)");
+  else return 0;
+  return 1;
+}
+
+/* A body on its way through the thread pool. Everything the pool thread
+ * touches is its own: the request's body (which stays until the request is
+ * answered, even if the client leaves), a copy of the stream's current
+ * config for PATCH, and the diagnostics. */
+typedef struct job {
+  uv_work_t w;
+  sl_engine_t *e;
+  sl_http_req_t *r;
+  char *id;                  /* NULL: POST /streams, the whole set */
+  sl_cnode_t *base;          /* PATCH: the current config, copied */
+  sl_cnode_t *node;          /* the stream (or map of streams) to apply */
+  sl_diags_t d;
+  char *refusal;             /* else the 400 answer's text */
+} job_t;
+
+/* PATCH: base with the body's keys merged in, checked as a whole. */
+static sl_cnode_t *parse_patch(sl_cnode_t *base, const sl_bytes_t *body, sl_diags_t *d) {
+  sl_cnode_t *patch = parse_body(body->data, body->len, d);
+  sl_cnode_t *node = NULL;
+  if (patch && !d->n && patch->type == SL_CN_MAP) {
+    merge(base, patch);
+    json_t *j = sl_cnode_to_json(base);
+    char *text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    /* Positions of the merged text are not the body's: errors name keys. */
+    node = parse_stream(text, strlen(text), "", d);
+    free(text);
+  } else if (patch && !d->n) {
+    sl_diag_add(d, patch, NULL, "expected a map of the fields to change");
+  }
+  sl_cnode_free(patch);
+  return node;
+}
+
+/* POST /streams: the body maps every id to its config. */
+static sl_cnode_t *parse_all(const sl_bytes_t *body, sl_diags_t *d) {
+  sl_cnode_t *map = parse_body(body->data, body->len, d);
+  if (map && !d->n && map->type == SL_CN_NULL) map->type = SL_CN_MAP;
+  if (map && !d->n && map->type != SL_CN_MAP) sl_diag_add(d, map, NULL, "expected a map of stream id to config");
+  for (uint32_t i = 0; map && !d->n && i < map->n; i++) {
+    if (!valid_id(map->keys[i])) {
+      sl_cnode_t pos = sl_cnode_key_pos(map, i);
+      sl_diag_add(d, &pos, map->keys[i], "stream ids are letters, digits, '_' and '-'");
+    }
+  }
+  for (uint32_t i = 0; map && !d->n && i < map->n; i++)
+    sl_spec_validate_fields(sl_config_stream_fields(), map->items[i], map->keys[i], d);
+  if (d->n || !map) {
+    sl_cnode_free(map);
+    return NULL;
+  }
+  return map;
+}
+
+static void job_run(uv_work_t *w) {
+  job_t *j = w->data;
+  const sl_bytes_t *body = j->r->body;
+  if (!j->id) j->node = parse_all(body, &j->d);
+  else if (j->base) j->node = parse_patch(j->base, body, &j->d);
+  else j->node = parse_stream(body->data, body->len, "", &j->d);
+  if (j->node) return;
+  json_t *o = lint_body(&j->d);
+  j->refusal = json_dumps(o, JSON_COMPACT);
+  json_decref(o);
+}
+
+static void job_done(uv_work_t *w, int status) {
+  (void)status;
+  job_t *j = w->data;
+  if (j->id && conflicts(j->r, sl_engine_unit(j->e, j->id))) sl_cnode_free(j->node);
+  else if (j->refusal) sl_http_respond(j->r, 400, "application/json", j->refusal, strlen(j->refusal), NULL);
+  else if (j->id) change(j->e, j->r, j->id, j->node);
+  else apply(j->e, j->r, j->node, SL_APPLY_ALL, &j->d);
+  if (!j->id) sl_cnode_free(j->node);
+  sl_cnode_free(j->base);
+  sl_diags_free(&j->d);
+  free(j->refusal);
+  free(j->id);
+  free(j);
+}
+
+/* http.streams_api_max_body, or its default when the file has no http: section. */
+static int64_t max_body(const sl_engine_t *e) {
+  const sl_cnode_t *http = sl_cnode_get(e->root, "http");
+  int64_t v = -1;
+  if (http) return sl_conf_size(http, "streams_api_max_body", v);
+  for (const sl_field_t *f = sl_section_find("http")->fields; f->name; f++)
+    if (!strcmp(f->name, "streams_api_max_body")) sl_parse_size(f->def, &v);
+  return v;
+}
+
+/* Parses r's body off the loop (id NULL: the whole set; base: PATCH onto it),
+ * then applies it or answers 400; bodies over the limit get 413 at once. */
+static void queue_parse(sl_engine_t *e, sl_http_req_t *r, const char *id, const sl_cnode_t *base) {
+  int64_t max = max_body(e);
+  if ((int64_t)r->body->len > max) {
+    char *msg = sl_xasprintf("a stream config is limited to %lld bytes (http.streams_api_max_body)", (long long)max);
+    sl_http_error(r, 413, msg);
+    free(msg);
+    return;
+  }
+  job_t *j = sl_xcalloc(1, sizeof(*j));
+  j->e = e;
+  j->r = r;
+  j->id = id ? sl_xstrdup(id) : NULL;
+  j->base = base ? sl_cnode_dup(base) : NULL;
+  j->w.data = j;
+  uv_queue_work(e->worker->loop, &j->w, job_run, job_done);
+}
+
 static void one(sl_http_req_t *r, void *arg) {
   sl_engine_t *e = arg;
   const char *id = sl_kv_get(&r->params, "id");
@@ -203,39 +336,7 @@ static void one(sl_http_req_t *r, void *arg) {
     else change(e, r, id, NULL);
     return;
   }
-  if (!u && !strcmp(r->method, "PATCH")) {
-    sl_http_error(r, 404, "stream not found");
-    return;
-  }
-  if (u && !strcmp(r->method, "POST")) {
-    sl_http_error(r, 409, "stream already exists (PUT replaces it)");
-    return;
-  }
-  sl_diags_t d = {0};
-  sl_cnode_t *node;
-  if (!strcmp(r->method, "PATCH")) {
-    sl_cnode_t *patch = sl_conf_parse(r->body->data, r->body->len, body_file, &d);
-    node = NULL;
-    if (patch && !d.n && patch->type == SL_CN_MAP) {
-      node = sl_cnode_dup(u->node);
-      merge(node, patch);
-      json_t *j = sl_cnode_to_json(node);
-      char *text = json_dumps(j, JSON_COMPACT);
-      json_decref(j);
-      sl_cnode_free(node);
-      /* Positions of the merged text are not the body's: errors name keys. */
-      node = parse_stream(text, strlen(text), body_file, "", &d);
-      free(text);
-    } else if (patch && !d.n) {
-      sl_diag_add(&d, patch, NULL, "expected a map of the fields to change");
-    }
-    sl_cnode_free(patch);
-  } else {
-    node = parse_stream(r->body->data, r->body->len, body_file, "", &d);
-  }
-  if (!node) reply_lint(r, &d);
-  else change(e, r, id, node);
-  sl_diags_free(&d);
+  if (!conflicts(r, u)) queue_parse(e, r, id, !strcmp(r->method, "PATCH") ? u->node : NULL);
 }
 
 static void stats(sl_http_req_t *r, void *arg) {
@@ -264,22 +365,7 @@ static void all(sl_http_req_t *r, void *arg) {
     return;
   }
   /* POST: the body maps every id to its config; the rest go. */
-  sl_diags_t d = {0};
-  sl_cnode_t *map = sl_conf_parse(r->body->data, r->body->len, body_file, &d);
-  if (map && !d.n && map->type == SL_CN_NULL) map->type = SL_CN_MAP;
-  if (map && !d.n && map->type != SL_CN_MAP) sl_diag_add(&d, map, NULL, "expected a map of stream id to config");
-  for (uint32_t i = 0; map && !d.n && i < map->n; i++) {
-    if (!valid_id(map->keys[i])) {
-      sl_cnode_t pos = sl_cnode_key_pos(map, i);
-      sl_diag_add(&d, &pos, map->keys[i], "stream ids are letters, digits, '_' and '-'");
-    }
-  }
-  for (uint32_t i = 0; map && !d.n && i < map->n; i++)
-    sl_spec_validate_fields(sl_config_stream_fields(), map->items[i], map->keys[i], &d);
-  if (d.n || !map) reply_lint(r, &d);
-  else apply(e, r, map, SL_APPLY_ALL, &d);
-  sl_cnode_free(map);
-  sl_diags_free(&d);
+  queue_parse(e, r, NULL, NULL);
 }
 
 int sl_streams_api_route(sl_engine_t *e, sl_diags_t *d) {

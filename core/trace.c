@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <uthash.h>
 
 int sl_trace_on;
 
@@ -18,25 +19,33 @@ static int keep(double ratio, uint64_t lo) {
   return t >= 0x1p64 || lo < (uint64_t)t;
 }
 
+/* Sites by kind, label, stream, path and type: one per component, found by
+ * hash so that building a stream of many processors stays linear. */
+typedef struct site_entry {
+  sl_trace_site_t site;
+  char *key;
+  UT_hash_handle hh;
+} site_entry_t;
+
 sl_trace_site_t *sl_trace_site(sl_tskind_t kind, const char *stream, const char *label, const char *type,
                                const char *cfg_path) {
-  static sl_trace_site_t **sites;
-  static size_t nsites;
+  static site_entry_t *sites;
   char *st = sl_xstrndup(stream ? stream : "", strcspn(stream ? stream : "", "{"));
   char *path = sl_metrics_path(stream, cfg_path);
-  for (size_t i = 0; i < nsites; i++) {
-    sl_trace_site_t *s = sites[i];
-    if (s->kind == kind && !strcmp(s->name, label) && !strcmp(s->stream, st) && !strcmp(s->path, path) &&
-        !strcmp(s->type, type)) {
-      free(st);
-      free(path);
-      return s;
-    }
+  char *key = sl_xasprintf("%d\x1f%s\x1f%s\x1f%s\x1f%s", (int)kind, label, st, path, type);
+  site_entry_t *e;
+  HASH_FIND_STR(sites, key, e);
+  if (e) {
+    free(st);
+    free(path);
+    free(key);
+    return &e->site;
   }
-  sl_trace_site_t *s = sl_xcalloc(1, sizeof(*s));
-  *s = (sl_trace_site_t){kind, sl_xstrdup(label), st, path, sl_xstrdup(type)};
-  sites = sl_xrealloc(sites, (nsites + 1) * sizeof(*sites));
-  return sites[nsites++] = s;
+  e = sl_xcalloc(1, sizeof(*e));
+  e->site = (sl_trace_site_t){kind, sl_xstrdup(label), st, path, sl_xstrdup(type)};
+  e->key = key;
+  HASH_ADD_KEYPTR(hh, sites, e->key, strlen(e->key), e);
+  return &e->site;
 }
 
 static uint64_t wall_ns(void) {

@@ -10,9 +10,9 @@ static const sl_field_t otlp_fields[] = {
    "Base URL of an OTLP/HTTP receiver (an OpenTelemetry Collector, Jaeger, Tempo…: `http://localhost:4318`); "
    "spans are POSTed as JSON to `{endpoint}/v1/traces`.", NULL, NULL},
   {"sample_ratio", SL_F_FLOAT, "1", 0,
-   "Share of traces recorded, 0 to 1, decided on the trace id (so every service with the same ratio "
+   "Share of traces recorded, decided on the trace id (so every service with the same ratio "
    "keeps the same traces); an incoming `traceparent` whose sampled flag is off is not recorded. "
-   "0 records nothing.", NULL, NULL},
+   "0 records nothing.", SL_BOUNDS("0", "1"), NULL},
   {"tags", SL_F_MAP, "{}", 0, "Resource attributes of every span (`{stream: Worker, env: prod}`).", NULL, NULL},
   {"service_name", SL_F_STRING, "sluice", 0, "The `service.name` resource attribute.", NULL, NULL},
   {"flush_interval", SL_F_DURATION, "1s", 0, "Longest wait of an ended span before it is sent.", NULL, NULL},
@@ -25,17 +25,13 @@ const sl_field_t sl_tracer_fields[] = {
   {"otlp", SL_F_OBJECT, NULL, 0, "Export to an OTLP/HTTP endpoint (JSON encoding).", NULL, otlp_fields},
   {0}};
 
-int sl_tracer_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *stream, sl_diags_t *d) {
+void sl_tracer_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *stream) {
   const sl_cnode_t *o = sl_cnode_get(node, "otlp");
   if (!o) {
     sl_trace_export_remove(stream);
-    return 0;
+    return;
   }
-  double ratio = sl_conf_float(o, "sample_ratio", 1);
-  if (ratio < 0 || ratio > 1) {
-    sl_diag_add(d, sl_cnode_get(o, "sample_ratio"), "sample_ratio", "must be between 0 and 1");
-    return -1;
-  }
+  double ratio = sl_conf_float(o, "sample_ratio", 1);   /* validated: within bounds */
   const char **kv = sl_conf_pairs(o, "tags");
   sl_trace_export_opts_t eo = {
     .endpoint = sl_conf_str(o, "endpoint", ""),
@@ -49,11 +45,12 @@ int sl_tracer_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *stream,
   if (eo.flush_ms < 1) eo.flush_ms = 1;
   sl_trace_export_start(loop, &eo, stream);
   free(kv);
-  return 0;
 }
 
 static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
-  return sl_tracer_apply(w->loop, node, NULL, d);
+  (void)d;
+  sl_tracer_apply(w->loop, node, NULL);
+  return 0;
 }
 
 static const sl_section_t tracer_section = {

@@ -57,10 +57,67 @@ lgger: {}
     assert.is_true(has(errors(r), '^3:5: input%.stdin%.codc: unknown field %(did you mean "codec"%?%)'), r.stderr)
   end)
 
+  it("counts a swap of two neighbouring letters as one edit", function()
+    local r = lint("input:\n  stdin: {}\npipeline:\n  processors:\n    - lau: 'this.x = 1'\noutput:\n  stdout: {cdoec: lines}\n")
+    assert.are.equal(1, r.code)
+    local e = errors(r)
+    assert.is_true(has(e, '^5:7: pipeline%.processors%.0%.lau: unknown processor "lau" %(did you mean "lua"%?%)'), r.stderr)
+    assert.is_true(has(e, '^7:12: output%.stdout%.cdoec: unknown field %(did you mean "codec"%?%)'), r.stderr)
+  end)
+
+  it("answers Benthos component names sluice lacks with what to write instead, in lint and run", function()
+    local yaml = "input:\n  kafka_franz: {topics: [a]}\npipeline:\n  processors:\n    - mapping: 'root = this'\n" ..
+      "    - bloblang: 'root.x = 1'\noutput: inproc\n"
+    for _, cmd in ipairs({"lint", "run"}) do
+      local r = h.run_config(yaml, {cmd = cmd, timeout = 20})
+      assert.are.equal(1, r.code, cmd)
+      local e = errors(r)
+      assert.is_true(has(e, '^5:7: pipeline%.processors%.0%.mapping: unknown processor "mapping": Bloblang mappings are ' ..
+        'written as `lua` processors here .*docs/components/processors/lua%.md'), r.stderr)
+      assert.is_true(has(e, '^6:7: pipeline%.processors%.1%.bloblang: unknown processor "bloblang": Bloblang'), r.stderr)
+      assert.is_true(has(e, '^2:3: input%.kafka_franz: unknown input "kafka_franz": use `kafka`'), r.stderr)
+      assert.is_true(has(e, '^7:9: output: unknown output "inproc": use `stream`'), r.stderr)
+    end
+  end)
+
+  it("takes enum values in any case and an empty duration for 0, as Benthos writes them", function()
+    local yaml = "logger: {level: WARN}\ninput: {generate: {count: 1, interval: '', mapping: 'return 1'}}\n" ..
+      "output: {stdout: {codec: Lines}}\n"
+    local r = lint(yaml)
+    assert.are.equal(0, r.code, r.stderr)
+    r = h.run_config(yaml)
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("1\n", r.stdout)
+    assert.is_nil(r.stderr:find("level=info", 1, true), r.stderr)
+  end)
+
   it("reports missing required parts", function()
     local r = lint("input:\n  stdin: {}\n")
     assert.are.equal(1, r.code)
     assert.is_true(has(errors(r), "output: missing required field"), r.stderr)
+  end)
+
+  it("accepts a file of only http: and store: as a server of the streams API (Synap), and stops it on SIGTERM", function()
+    local yaml = "http:\n  address: 127.0.0.1:$PORT\nstore:\n  data_dir: ./data\n"
+    local r = lint((yaml:gsub("%$PORT", "4195")))
+    assert.are.equal(0, r.code, r.stderr)
+    local srv = h.serve(yaml)
+    local ok, err = pcall(function()
+      local _, out = h.sh("curl -s -m 10 " .. srv.url .. "/ready")
+      assert.are.same({ready = true}, h.json.decode(out))
+      _, out = h.sh("curl -s -m 10 -w ' %{http_code}' -X POST -d '{\"partitions\": 2}' " .. srv.url .. "/stream/orders")
+      assert.matches(" 201$", out)
+      _, out = h.sh("curl -s -m 10 -X POST -d '{\"data\": {\"n\": 1}}' " .. srv.url .. "/stream/orders/publish")
+      _, out = h.sh("curl -s -m 10 " .. srv.url .. "/stream/list")
+      assert.are.same({"orders"}, h.json.decode(out).streams)
+    end)
+    local rc = srv.stop()
+    assert(ok, err)
+    assert.are.equal(0, rc)
+    -- Without a server section there is nothing to run: still an error.
+    r = lint("logger: {level: info}\n")
+    assert.are.equal(1, r.code)
+    assert.matches("no stream defined", r.stderr)
   end)
 
   it("refuses a file that mixes a top-level stream and streams:", function()
@@ -107,6 +164,51 @@ output:
     assert.is_true(has(e, 'input%.generate%.count: "many" is not an integer'), r.stderr)
     assert.is_true(has(e, 'input%.generate%.interval: "soon" is not a duration'), r.stderr)
     assert.is_true(has(e, "output%.stdout%.codec: expected"), r.stderr)
+  end)
+
+  it("refuses in lint what run refuses: addresses, and values out of their field's bounds", function()
+    local yaml = [[
+http:
+  address: 999.1.1.1:99999
+store:
+  partitions: 0
+metrics:
+  prometheus: {push_url: "http://127.0.0.1:9", push_interval: 0s}
+tracer:
+  otlp: {endpoint: "http://127.0.0.1:9", sample_ratio: 1.5}
+streams:
+  a:
+    input:
+      generate: {count: 1, mapping: 'return 1'}
+    output:
+      stream: {name: s, partitions: 5000}
+    tracer:
+      otlp: {endpoint: "http://127.0.0.1:9", sample_ratio: -0.5}
+]]
+    for _, cmd in ipairs({"lint", "run"}) do
+      local r = h.run_config(yaml, {cmd = cmd, timeout = 20})
+      assert.are.equal(1, r.code, cmd)
+      local e = errors(r)
+      assert.is_true(has(e, '^2:12: http%.address: "999%.1%.1%.1:99999" is not an address to listen on: the port must be'),
+        r.stderr)
+      assert.is_true(has(e, "^4:15: store%.partitions: 0 is out of range: must be between 1 and 1024"), r.stderr)
+      assert.is_true(has(e, "^6:63: metrics%.prometheus%.push_interval: 0s is out of range: must be at least 1ms"), r.stderr)
+      assert.is_true(has(e, "^8:56: tracer%.otlp%.sample_ratio: 1%.5 is out of range: must be between 0 and 1"), r.stderr)
+      assert.is_true(has(e, "^14:37: streams%.a%.output%.stream%.partitions: 5000 is out of range"), r.stderr)
+      assert.is_true(has(e, "^16:60: streams%.a%.tracer%.otlp%.sample_ratio: %-0%.5 is out of range"), r.stderr)
+      assert.are.equal(6, #e, r.stderr)
+    end
+    -- The host is checked too, and a port that does not fit 16 bits is never cut to one that does.
+    for addr, why in pairs({["1.2.3:80"] = "the host must be", ["127.0.0.1:70000"] = "the port must be",
+      ["[::1]"] = "expected host:port"}) do
+      local r = lint("http: {address: '" .. addr .. "'}\nstore: {}\n")
+      assert.are.equal(1, r.code, addr)
+      assert.is_true(has(errors(r), "^1:17: http%.address: .*" .. why), r.stderr)
+    end
+    for _, addr in ipairs({"127.0.0.1:0", ":4195", "localhost:4195", "[::]:4195", "0.0.0.0:65535"}) do
+      local r = lint("http: {address: '" .. addr .. "'}\nstore: {}\n")
+      assert.are.equal(0, r.code, addr .. ": " .. r.stderr)
+    end
   end)
 
   it("reports YAML syntax errors with a position", function()
@@ -212,6 +314,48 @@ describe("hostile YAML", function()
     local r = lint(string.rep("[", 5000) .. string.rep("]", 5000) .. "\n")
     assert.are.equal(1, r.code)
     assert.matches("nested too deeply", r.stderr)
+  end)
+
+  -- A CPU-time bound, not a timing: lint takes about a second here, while the
+  -- duplicate-key check that compared each key with every earlier one took
+  -- minutes (100k keys: 18-37 s, quadratic).
+  it("lints 150k top-level keys and a map of 100k keys in linear time", function()
+    local t = {"input: {stdin: {}}", "output: {drop: {}}", "logger:", "  static_fields:"}
+    for i = 1, 100000 do t[#t + 1] = "    f" .. i .. ": v" end
+    for i = 1, 150000 do t[#t + 1] = "key_" .. i .. ": " .. i end
+    local path = h.write(h.tmpname(".yaml"), table.concat(t, "\n") .. "\n")
+    local code, _, err = h.sh("ulimit -t 60; " .. h.bin .. " lint " .. path)
+    os.remove(path)
+    assert.are.equal(1, code)
+    assert.matches("\n150000 errors\n$", err)
+  end)
+
+  -- The same kind of bound for building: each component registers metric
+  -- series and a trace site, which were found by a walk through all of
+  -- them (40k processors: minutes of CPU; now half a second).
+  it("builds 40 streams of 1000 processors in linear time", function()
+    local t = {"streams:"}
+    local procs = string.rep("split, ", 999) .. "split"
+    for i = 1, 40 do
+      t[#t + 1] = string.format("  s%d: {input: {generate: {count: 1, interval: 0, mapping: 'return %d'}}, " ..
+        "pipeline: {processors: [%s]}, output: {stdout: {}}}", i, i, procs)
+    end
+    local path = h.write(h.tmpname(".yaml"), table.concat(t, "\n") .. "\n")
+    local code, out, err = h.sh("ulimit -t 60; " .. h.bin .. " run " .. path)
+    os.remove(path)
+    assert.are.equal(0, code, err)
+    assert.are.equal(40, #h.lines(out))
+  end)
+
+  it("refuses a stream of more than 1024 processors, nested ones included (the chain is a depth of the C stack)", function()
+    local r = lint("input: {stdin: {}}\npipeline:\n  processors:\n    - try: [" .. string.rep("split, ", 1000) ..
+      "split]\n    - catch: [" .. string.rep("split, ", 30) .. "split]\noutput: {drop: {}}\n")
+    assert.are.equal(1, r.code)
+    assert.is_true(has(errors(r), "^5:%d+: .*pipeline%.processors%.1%.catch.*: a stream holds at most 1024 processors"),
+      r.stderr)
+    r = lint("input: {stdin: {}}\npipeline:\n  processors:\n    - try: [" .. string.rep("split, ", 1000) ..
+      "split]\n    - catch: [" .. string.rep("split, ", 20) .. "split]\noutput: {drop: {}}\n")
+    assert.are.equal(0, r.code, r.stderr)
   end)
 
   it("never crashes on garbage", function()

@@ -147,6 +147,58 @@ output:
     assert(ok, err)
   end)
 
+  it("refuses bodies over http.streams_api_max_body with 413 before parsing them", function()
+    local srv = h.serve(SECTIONS, {cmd = "streams"})
+    local ok, err = pcall(function()
+      local u = srv.url
+      -- 256KiB by default, for every method that takes a config
+      local big = "input: {generate: {mapping: 'return 1'}}\noutput: {drop: {}}\n#" .. string.rep("x", 256 * 1024) .. "\n"
+      for _, m in ipairs({"POST /streams/big", "PUT /streams/big", "POST /streams"}) do
+        local method, path = m:match("(%S+) (%S+)")
+        local code, body = req(method, u .. path, big)
+        assert.are.equal(413, code, m)
+        assert.are.same({status = 413,
+          error = "a stream config is limited to 262144 bytes (http.streams_api_max_body)"}, body)
+      end
+      assert.are.equal(200, (req("POST", u .. "/streams/big", "input: {generate: {mapping: 'return 1'}}\noutput: {drop: {}}\n")))
+      assert.are.equal(413, (req("PATCH", u .. "/streams/big", big)))
+      local _, list = req("GET", u .. "/streams")
+      assert.truthy(list.big)
+    end)
+    srv.stop()
+    assert(ok, err)
+  end)
+
+  it("parses bodies off the event loop (/ping answers meanwhile), and bounds what their aliases expand to", function()
+    local srv = h.serve(SECTIONS, {cmd = "streams"})
+    local ok, err = pcall(function()
+      -- 230 KB of unknown keys: parsed, checked and answered with 15k errors
+      -- in most of a second. On the loop, no /ping was answered meanwhile
+      -- but the few between the reads of the body.
+      local t = {"input: {generate: {mapping: 'return 1'}}", "output: {drop: {}}"}
+      for i = 1, 15000 do t[#t + 1] = "key_" .. i .. ": " .. i end
+      local f = h.write(h.tmpname(), table.concat(t, "\n") .. "\n")
+      local _, out = h.sh(string.format("timeout 300 python3 spec/tools/ping_during.py %d POST /streams/x %s 200",
+        srv.port, f))
+      os.remove(f)
+      local r = json.decode(out)
+      assert.are.equal(400, r.status)
+      assert.matches('^{"lint_errors":%[{"file":"request body","line":3,"col":1,"key":"key_1","message":"unknown field"}', r.body)
+      -- Pings are counted from when the whole body was sent until the answer.
+      assert.is_true(r.pings >= 20, out)
+      -- 400 bytes whose aliases would make 900k nodes (100 MB) stop at about as many nodes as bytes.
+      t = {"input: {generate: {mapping: 'return 1'}}", "output: {drop: {}}", "x:", "  a0: &a0 [x, x, x, x, x, x, x]"}
+      for i = 1, 5 do
+        t[#t + 1] = string.format("  a%d: &a%d [%s]", i, i, string.rep("*a" .. (i - 1), 10, ", "))
+      end
+      local code, body = req("POST", srv.url .. "/streams/x", table.concat(t, "\n") .. "\n")
+      assert.are.equal(400, code)
+      assert.matches("^alias %*a%d expands the document beyond %d+ nodes$", body.lint_errors[1].message)
+    end)
+    srv.stop()
+    assert(ok, err)
+  end)
+
   it("names a file's single stream after the file", function()
     local srv = h.serve(SECTIONS .. "input: {http_server: {path: /one}}\noutput: {drop: {}}\n", {cmd = "streams"})
     local ok, err = pcall(function()
