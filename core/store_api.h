@@ -81,7 +81,8 @@ void sl_live_wake(sl_live_t *l);
 void sl_live_stop(sl_live_t *l, int code, const char *why);
 /* Where a reader starts: Last-Event-ID / ?last_event_id= ("p:o,…", or one
  * offset for partition 0), else ?from_offset=, else saved (NULL: 0); given[p]
- * (optional) tells which partitions the request named. 0, or -1 answered. */
+ * (optional) tells which partitions the request named. 0, or -1 answered
+ * (400 for an id that is not such a list). */
 int sl_live_start_positions(sl_http_req_t *r, const uint64_t *saved, uint64_t *pos, int P, int *given);
 
 /* ---- backends: the embedded store (store_http.c) or another one ---- */
