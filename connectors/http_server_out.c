@@ -94,6 +94,7 @@ typedef struct client {      /* an SSE or WebSocket subscriber */
   char *user;                /* tenant mode: the client's user */
   uint64_t serial;           /* this connection, as kept_t.holder names it */
   int opening, gone;         /* the client left while it was still being set up */
+  int ending;                /* while opening: how a send ended it (DONE, SLOW), for attach() */
   /* Resuming from a `stream` input: the replay's token and the client's own
    * positions; live messages wait in `later` until the replay is done. */
   uint64_t token;
@@ -369,6 +370,7 @@ static void advance(uint64_t **pos, int *n, const sl_msg_t *m) {
  * what it already has (it resumed ahead of this output). Stops at DONE or
  * GONE, else SLOW when the client is slow. */
 static int send_events(hout_t *o, client_t *c, const sl_batch_t *b, uint64_t first_id) {
+  if (c->ending) return c->ending;
   int slow = 0, rc = SENT, n = c->npos;
   uint64_t *had = c->pos ? sl_xmalloc((size_t)(n ? n : 1) * sizeof(uint64_t)) : NULL;
   if (had) memcpy(had, c->pos, (size_t)n * sizeof(uint64_t));
@@ -471,6 +473,11 @@ static int replay_to(hout_t *o, client_t *c, uint64_t after, int notice) {
  * (WebSocket 1008) and logged; one that got its end event (DONE) is closed
  * cleanly; one that is gone is just forgotten. */
 static void drop_client(hout_t *o, client_t *c, int rc) {
+  if (c->opening) {   /* a replay that ran at once: attach() ends it */
+    if (rc == GONE) c->gone = 1;
+    else c->ending = rc;
+    return;
+  }
   if (rc == DONE) {
     client_end(o, c, 1000, "end of stream");
   } else if (rc == SLOW) {
@@ -736,6 +743,7 @@ static void attach(hout_t *o, client_t *c, resume_t *rs, int failed) {
   resume_free(rs);
   c->opening = 0;
   if (c->gone) rc = GONE;
+  else if (rc == SENT && c->ending) rc = c->ending;
   if (rc != SENT) drop_client(o, c, rc);
   else drain_held(o);
 }
