@@ -83,7 +83,7 @@ describe_kafka("store.backend kafka: two sluice nodes on one broker" .. (why and
   it("creates a stream through node A, publishes through A, reads through B by REST and SSE", function()
     local code, s = post(a, "/stream/orders", {partitions = 4, retention_hours = 2})
     assert.are.equal(201, code, json.encode(s))
-    assert.are.equal(4, s.partitions)
+    assert.are.equal(4, s.partition_count)
     assert.are.equal(2, s.retention_hours)
     assert.are.equal(200, (post(b, "/stream/orders", {partitions = 4})))
     local c409, e409 = post(b, "/stream/orders", {partitions = 2})
@@ -174,7 +174,7 @@ output: {drop: {}}
     local ci, info = curl(a, "URL/stream/orders/info")
     assert.are.equal(200, ci, json.encode(info))
     assert.are.equal(46, info.message_count)
-    assert.same({"s1"}, info.subscribers)
+    assert.same({"s1"}, info.subscriber_names)
 
     -- SSE through node B (npm eventsource), then a resume from Last-Event-ID
     local _, out = h.sh("timeout 20 " .. NODE .. "sse '" .. b.url .. "/stream/orders/sse/live1' 46")
@@ -342,7 +342,7 @@ streams:
     -- the output created the topic with its partitions; a REST publish
     -- through another node (B; A was killed above) puts each key where the pipeline did
     local _, info = curl(b, "URL/stream/piped")
-    assert.are.equal(3, info.partitions)
+    assert.are.equal(3, info.partition_count)
     for user, p in pairs(part_of) do
       local code, r = post(b, "/stream/piped/publish", {data = {i = 1000}, partition_key = user})
       assert.are.equal(200, code, json.encode(r))
@@ -351,7 +351,7 @@ streams:
     -- topics named per message are created on first use, with the output's partitions
     for _, color in ipairs({"red", "blue"}) do
       local _, per = curl(b, "URL/stream/per-" .. color)
-      assert.are.same({2, 5}, {per.partitions, per.message_count}, json.encode(per))
+      assert.are.same({2, 5}, {per.partition_count, per.message_count}, json.encode(per))
     end
     -- the pipeline's group is the streams API's group `billing`
     local committed = h.wait_for(function()
