@@ -182,6 +182,16 @@ void sl_ks_consume(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const 
   }
   char *group = sub_group(t->name, sub);
   sl_kreader_t *rd = sl_kreader_find(ks, t->name, group, sub);
+  /* Across several partitions from_offset is at most where the subscriber
+   * got to (sl_api_from_offset): this node's reader knows where it answered
+   * up to; otherwise the group's committed offsets tell (resolved below). */
+  int P = t->partitions, capped = has_from && P > 1;
+  int64_t *start = sl_xcalloc((size_t)P, sizeof(int64_t));
+  for (int i = 0; i < P; i++) {
+    int64_t at = rd && capped ? sl_kreader_positions(rd)[i] : -1;
+    start[i] = at >= 0 ? (int64_t)sl_api_from_offset(from, (uint64_t)at, P, -1)
+               : has_from && !capped ? (int64_t)from : RD_KAFKA_OFFSET_STORED;
+  }
   if (rd && has_from) sl_kreader_close(rd);   /* a new position: a new reader */
   int fresh = !rd || has_from;
   char *err = NULL;
@@ -190,14 +200,11 @@ void sl_ks_consume(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const 
   if (!rd) {
     sl_api_error(r, 500, "kafka consumer: %s", err);
     free(err);
+    free(start);
     return;
   }
-  /* From the group's committed offsets: another node may have moved them
-   * since this one's reader last answered. */
-  int64_t *start = sl_xcalloc((size_t)t->partitions, sizeof(int64_t));
-  /* Across several partitions from_offset is at most where the subscriber got to (sl_api_from_offset). */
-  int capped = has_from && t->partitions > 1;
-  for (int i = 0; i < t->partitions; i++) start[i] = has_from && !capped ? (int64_t)from : RD_KAFKA_OFFSET_STORED;
+  /* The rest from the group's committed offsets: another node may have
+   * moved them since this one's reader last answered. */
   kpoll_t *p = poll_new(ks, r, t, limit, wait_ms);
   p->rd = rd;
   sub_open_t *o = sl_xcalloc(1, sizeof(*o));

@@ -213,6 +213,60 @@ output: {drop: {}}
       (a.stderr() .. b.stderr()):gsub("[^\n]*librdkafka[^\n]*\n", ""))
   end)
 
+  it("answers Synap's guide as the embedded store does: create without a body, info = stats, group without consumer, paging by next_offset", function()
+    assert.are.equal(201, (post(a, "/stream/synap", {partitions = 3, retention_hours = 24})))
+    -- a create without a body finds it, though the node's default is other partitions
+    local c200, s = curl(b, "-X POST URL/stream/synap")
+    assert.are.equal(200, c200, json.encode(s))
+    assert.are.same({3, 24}, {s.partition_count, s.retention_hours})
+    local n, seen, count, from = 0, {}, 0, 0
+    local function more(k, key)
+      local evs = {}
+      for _ = 1, k do
+        n = n + 1
+        evs[#evs + 1] = {event = "e", data = {i = n}, partition_key = key}
+      end
+      assert.are.equal(200, (post(a, "/stream/synap/publish", {events = evs})))
+    end
+    more(7, "hot")
+    more(2)
+    for page = 1, 40 do
+      local code, r = curl(b, "'URL/stream/synap/consume/pager?from_offset=" .. from ..
+        "&limit=3&wait_ms=300'")
+      assert.are.equal(200, code, json.encode(r))
+      for _, e in ipairs(r.events) do
+        assert.is_nil(seen[e.data.i], "event " .. e.data.i .. " twice")
+        seen[e.data.i] = true
+        count = count + 1
+      end
+      from = r.next_offset
+      if page == 2 then more(5, "other") end
+      if page == 4 then more(4) end
+      if #r.events == 0 and count == n then break end
+    end
+    assert.are.equal(n, count)
+    local _, info = curl(a, "URL/stream/synap/info")
+    local _, stats = curl(b, "URL/stream/synap/stats")
+    for _, key in ipairs({"message_count", "subscribers", "min_offset", "max_offset", "partitions"}) do
+      assert.are.same(info[key], stats[key], key)
+    end
+    assert.are.same({18, 1, 3}, {stats.message_count, stats.subscribers, #stats.partitions})
+    -- a group consume that names no consumer
+    local got = {}
+    for _ = 1, 20 do
+      local code, r = curl(a, "'URL/stream/synap/group/mail/consume?limit=5&wait_ms=300'")
+      assert.are.equal(200, code, json.encode(r))
+      for _, e in ipairs(r.events) do
+        assert.is_nil(got[e.data.i])
+        got[e.data.i] = true
+      end
+      local k = 0
+      for _ in pairs(got) do k = k + 1 end
+      if k == n then break end
+    end
+    for i = 1, n do assert.is_true(got[i], "group event " .. i) end
+  end)
+
   it("splits a group's partitions over a member on each node, each message once; SIGKILL of node A loses nothing acknowledged", function()
     assert.are.equal(201, (post(a, "/stream/jobs", {partitions = 4})))
     for _, n in ipairs({a, b}) do
@@ -385,7 +439,7 @@ streams:
     assert.matches("acks=all", e.error)
     c, e = post(b, "/stream/errs/group/g/commit", {partition = 9, offset = 1})
     assert.are.equal(400, c)
-    c = curl(b, "'URL/stream/errs/group/g/consume'")
+    c = curl(b, "'URL/stream/errs/group/g/consume?limit=ten'")
     assert.are.equal(400, c)
     -- deleting a stream ends its SSE readers on the node that deleted it
     local sse = io.popen("curl -s -N -m 20 " .. b.url .. "/stream/errs/sse/r1; echo rc=$?")
