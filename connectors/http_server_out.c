@@ -696,10 +696,10 @@ static int resume_parse(hout_t *o, sl_http_req_t *r, resume_t *rs) {
     if (sl_positions_parse(rs->id, rs->next, rs->given, rs->n) != 0) msg = sl_positions_error(what, rs->id, rs->n);
   } else {
     char *end;
+    errno = 0;
     rs->after = strtoull(rs->id, &end, 10);
-    if (*end || rs->id[0] < '0' || rs->id[0] > '9' || (rs->after == UINT64_MAX && errno == ERANGE))
-      msg = sl_xasprintf("%s \"%.64s\" is not an id this output sent: its ids are the decimal numbers of `id:` "
-                         "lines (\"41\")", what, rs->id);
+    if (*end || rs->id[0] < '0' || rs->id[0] > '9' || errno == ERANGE)
+      msg = sl_positions_error(what, rs->id, 0);
   }
   if (!msg) return 0;
   sl_http_error(r, 400, msg);

@@ -676,10 +676,18 @@ char *sl_positions_id(const uint64_t *next, int n) {
 }
 
 char *sl_positions_error(const char *what, const char *id, int n) {
-  return sl_xasprintf("%s \"%.64s\" is not an id of this stream: ids are PARTITION:OFFSET pairs joined by commas, as "
+  /* The id as sent, cut and kept to printable ASCII: the answer is JSON text. */
+  char shown[65];
+  size_t k = 0;
+  for (; id[k] && k < sizeof shown - 1; k++) shown[k] = id[k] >= 0x20 && id[k] < 0x7f ? id[k] : '?';
+  shown[k] = 0;
+  if (n <= 0)
+    return sl_xasprintf("%s \"%s%s\" is not an id this output sent: its ids are the decimal numbers of its `id:` "
+                        "lines (\"41\")", what, shown, id[k] ? "…" : "");
+  return sl_xasprintf("%s \"%s%s\" is not an id of this stream: ids are PARTITION:OFFSET pairs joined by commas, as "
                       "sent in `id:` (\"0:41,1:17\"; partitions 0 to %d, each at most once; offsets from -1), or one "
                       "OFFSET of partition 0 (\"41\")",
-                      what, id, n - 1);
+                      what, shown, id[k] ? "…" : "", n - 1);
 }
 
 /* A decimal integer from -1 up, the whole of [s, end). */

@@ -99,7 +99,8 @@ char *sl_positions_id(const uint64_t *next, int n);
  * (sl_positions_error says what is). */
 int sl_positions_parse(const char *list, uint64_t *next, int *given, int n);
 /* The 400 message for an id that is not such a list (caller frees); what
- * names where it came from ("Last-Event-ID"). */
+ * names where it came from ("Last-Event-ID"). n 0: the id of an output
+ * that numbers its events (a decimal number) instead. */
 char *sl_positions_error(const char *what, const char *id, int n);
 
 /* ---- offsets: subscribers and consumer groups ---- */

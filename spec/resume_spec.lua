@@ -22,7 +22,10 @@ local function ws_upgrade(url, header)
     "-H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' " .. (header or "") .. " '" .. url .. "'")
 end
 
-local BAD = {"xyz", "5abc", "2:1", "1700000000000-0", "0:1,0:2", "0:", ":1", "1,0:2", "0:1x", "-2"}
+local function q(s) return (s:gsub("[^%w:%-]", function(c) return string.format("%%%02X", c:byte()) end)) end
+
+local BAD = {"xyz", "5abc", "2:1", "1700000000000-0", "0:1,0:2", "0:", ":1", "1,0:2", "0:1x", "-2", "0:1, 0:2",
+  "0:99999999999999999999", "99999999999999999999"}
 
 describe("Last-Event-ID that is not an id", function()
   local srv
@@ -58,8 +61,8 @@ streams:
       assert.matches("PARTITION:OFFSET", e, 1, true)
       assert.matches('"0:41,1:17"', e, 1, true)
       assert.matches("partitions 0 to 0", e, 1, true)
-      refused("sse query", id, curl("'" .. srv.url .. "/stream/one/sse/s?last_event_id=" .. id .. "'"))
-      refused("ws query", id, ws_upgrade(srv.url .. "/stream/one/ws/s?last_event_id=" .. id))
+      refused("sse query", id, curl("'" .. srv.url .. "/stream/one/sse/s?last_event_id=" .. q(id) .. "'"))
+      refused("ws query", id, ws_upgrade(srv.url .. "/stream/one/ws/s?last_event_id=" .. q(id)))
       refused("ws header", id, ws_upgrade(srv.url .. "/stream/one/ws/s", "-H " .. h.shell_quote("Last-Event-ID: " .. id)))
     end
   end)
@@ -69,15 +72,30 @@ streams:
       local e = refused("fed sse header", id,
         curl("-H " .. h.shell_quote("Last-Event-ID: " .. id) .. " '" .. srv.url .. "/fed/sse'"))
       assert.matches("PARTITION:OFFSET", e, 1, true)
-      refused("fed sse query", id, curl("'" .. srv.url .. "/fed/sse?last_event_id=" .. id .. "'"))
-      refused("fed ws", id, ws_upgrade(srv.url .. "/fed/ws?last_event_id=" .. id))
+      refused("fed sse query", id, curl("'" .. srv.url .. "/fed/sse?last_event_id=" .. q(id) .. "'"))
+      refused("fed ws", id, ws_upgrade(srv.url .. "/fed/ws?last_event_id=" .. q(id)))
       -- an output not fed by a stream numbers its events
       if id ~= "-2" then
         e = refused("plain sse", id,
           curl("-H " .. h.shell_quote("Last-Event-ID: " .. id) .. " '" .. srv.url .. "/plain/sse'"))
         assert.matches("decimal numbers", e, 1, true)
-        refused("plain sse query", id, curl("'" .. srv.url .. "/plain/sse?last_event_id=" .. id .. "'"))
-        refused("plain ws", id, ws_upgrade(srv.url .. "/plain/ws?last_event_id=" .. id))
+        refused("plain sse query", id, curl("'" .. srv.url .. "/plain/sse?last_event_id=" .. q(id) .. "'"))
+        refused("plain ws", id, ws_upgrade(srv.url .. "/plain/ws?last_event_id=" .. q(id)))
+      end
+    end
+  end)
+
+  it("answers JSON for ids that are long, not UTF-8 or full of commas", function()
+    local odd = {string.rep("7", 5000), "\xff\xfe0:1", "0:1\x01", string.rep("0:1,", 2000) .. "0:1"}
+    for _, id in ipairs(odd) do
+      for _, path in ipairs({"/stream/one/sse/s", "/fed/sse", "/plain/sse"}) do
+        local code, body = curl("-H " .. h.shell_quote("Last-Event-ID: " .. id) .. " '" .. srv.url .. path .. "'")
+        assert.are.equal(400, code, path .. ": " .. tostring(body):sub(1, 200))
+        assert.are.equal(400, body.status, path)
+        assert.is_true(#body.error < 600, path)
+        -- valid JSON for a strict parser too (UTF-8 included)
+        assert.are.equal(0, h.sh("curl -s -H " .. h.shell_quote("Last-Event-ID: " .. id) .. " '" .. srv.url .. path ..
+          "' | /usr/bin/python3 -c 'import json, sys; json.loads(sys.stdin.buffer.read().decode())'"), path)
       end
     end
   end)
