@@ -189,6 +189,14 @@ describe("quickstart /sse (delivery: round_robin) resumes with Last-Event-ID", f
 
 end)
 
+-- Waits until the server has no SSE client left (it noticed the last one go).
+local function no_sse_clients(srv)
+  return h.wait_for(function()
+    local _, m = h.sh("curl -s " .. srv.url .. "/metrics")
+    return m:find('sluice_http_streams{kind="sse"} 0', 1, true)
+  end, 20)
+end
+
 describe("round_robin SSE resume", function()
   it("says `: gap` when the connection an id went to is no longer known", function()
     local srv = h.serve([[
@@ -198,7 +206,7 @@ streams:
     input: {http_server: {path: /in}}
     output: {http_server: {path: "", sse_path: /rr, delivery: round_robin, replay_bytes: 24}}
 ]])
-    finally(function() srv.stop() end)
+    finally(function() assert.are.equal(0, srv.stop()) end)
     local a = sse_client(srv.url .. "/rr")
     assert.truthy(a.connected())
     for n = 1, 5 do assert.are.equal(200, (post(srv, "/in", {n = n}))) end
@@ -210,6 +218,7 @@ streams:
     b.stop()
     assert.are.same({"4", "5"}, {got[1].id, got[2].id})
     -- no client: held (the POSTs are answered once a client took them), then given to the next one after its resume
+    assert.truthy(no_sse_clients(srv))
     local posts = {}
     for n = 6, 9 do posts[#posts + 1] = "curl -s -m 10 -o /dev/null --data-binary '{\"n\":" .. n .. "}' " .. srv.url .. "/in" end
     os.execute("(" .. table.concat(posts, "; ") .. ") &")
@@ -238,7 +247,7 @@ streams:
     output:
       http_server: {path: "", sse_path: /sse, ws_path: /ws, start: earliest, type_field: this.kind, end_events: [end]}
 ]])
-    finally(function() srv.stop() end)
+    finally(function() assert.are.equal(0, srv.stop()) end)
     -- nobody is connected: broadcast drops them, and keeps them
     for _, k in ipairs({"a", "b", "a", "end", "a"}) do assert.are.equal(200, (post(srv, "/in", {kind = k}))) end
     local _, out = h.sh("timeout 10 curl -s -N '" .. srv.url .. "/sse?types=b'")

@@ -190,7 +190,7 @@ describe("Synap's streams guides, replayed", function()
       "\nfunction handleMessage(msg) { console.log(msg.offset, msg.data); }\nconnect();\n")
     -- the three events there are, then a restart: the example reconnects by itself
     assert.are.equal(3, #lines(3))
-    srv.stop(true)
+    assert.are.equal(0, srv.stop(true))
     srv = h.serve(CONFIG, {dir = srv.dir, port = srv.port})
     run(srv, PUBLISH)
     run(srv, PUBLISH_KEY)

@@ -25,10 +25,16 @@ describe("README: Tyk's demo under /stream-demo/ (http.base_path)", function()
     local bin = h.bin:sub(1, 1) == "/" and h.bin or (os.getenv("PWD") .. "/" .. h.bin)
     local cmd = server:gsub("\n$", ""):gsub("8282", port):gsub("build/sluice", bin)
       :gsub("examples/", os.getenv("PWD") .. "/examples/")
-    os.execute(string.format("cd %s && (%s > out.txt 2> err.txt & echo $! > pid.txt)", h.shell_quote(dir), cmd))
-    finally(function()
+    os.execute(string.format("cd %s && (%s > out.txt 2> err.txt & echo $! > pid.txt; wait $!; echo $? > rc.txt) &",
+      h.shell_quote(dir), cmd))
+    -- SIGTERM; the exit status and stderr (sanitizer reports) once it is gone
+    local function stop()
       os.execute("kill $(cat " .. dir .. "/pid.txt) 2>/dev/null")
-      h.wait_for(function() return h.sh("kill -0 $(cat " .. dir .. "/pid.txt) 2>/dev/null") ~= 0 end, 20)
+      h.wait_for(function() return h.read(dir .. "/rc.txt") end, 30)
+      return tonumber(h.read(dir .. "/rc.txt")), h.read(dir .. "/err.txt") or ""
+    end
+    finally(function()
+      stop()
       h.rmdir(dir)
     end)
     assert.truthy(h.wait_for(function()
@@ -58,5 +64,8 @@ describe("README: Tyk's demo under /stream-demo/ (http.base_path)", function()
     -- the listen path is the only way in
     assert.are.equal(0, h.sh("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:" .. port ..
       "/push-event?user=alice | grep -qx 404"))
+    local rc, err = stop()
+    assert.are.equal(0, rc, err)
+    assert.is_nil(err:find("Sanitizer", 1, true) or err:find("runtime error:", 1, true), err)
   end)
 end)
