@@ -696,7 +696,7 @@ static int offset_of(const char *s, const char *end, long long *out) {
   if (*s == '-') return *out = -1, 0;
   long long v = 0;
   for (const char *c = s; c < end; c++) {
-    if (*c < '0' || *c > '9' || v > (INT64_MAX - 9) / 10) return -1;
+    if (*c < '0' || *c > '9' || v > (INT64_MAX - 1 - (*c - '0')) / 10) return -1;   /* offset + 1 must fit */
     v = v * 10 + (*c - '0');
   }
   *out = v;
