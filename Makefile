@@ -1,9 +1,10 @@
 # Thin wrapper over CMake + Ninja. `make run` and `make test` work on a fresh
-# Debian machine: both install what they need first (scripts/deps.sh).
+# Debian machine: both install what they need first (scripts/deps.sh): `make
+# run` the compiler and libraries, `make test` also the tests' peers and clients.
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all build deps run test asan fuzz docs bench clean
+.PHONY: all build deps deps-run run test asan fuzz docs bench clean
 
 all: build
 
@@ -12,9 +13,12 @@ build:
 	@ninja -C $(BUILD) -j $(JOBS)
 
 deps:
-	@scripts/deps.sh
+	@scripts/deps.sh test
 
-run: deps build
+deps-run:
+	@scripts/deps.sh run
+
+run: deps-run build
 	$(BUILD)/sluice run examples/quickstart.yaml
 
 test: deps build
@@ -37,7 +41,7 @@ fuzz:
 docs: build
 	$(BUILD)/sluice doc --all --out docs/components
 
-bench: build
+bench: deps build
 	bench/run.sh
 
 clean:

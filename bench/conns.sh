@@ -4,6 +4,7 @@
 # measured against the RSS before they connected. Usage: bench/conns.sh [N]
 set -eu
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 N=${1:-10000}
 BIN=${SLUICE_BIN:-build/sluice}
 PORT=18090
@@ -21,17 +22,25 @@ for kind in ws sse; do
   # A fresh server per kind: freed memory is not returned, so a second
   # measurement in the same process would reuse the first one's.
   "$BIN" run --log-level warn "$WORK/c.yaml" & pid=$!
-  sleep 0.5
+  wait_http "http://127.0.0.1:$PORT/ping" $pid
   before=$(rss)
   url=$([ $kind = ws ] && echo "ws://127.0.0.1:$PORT/ws" || echo "http://127.0.0.1:$PORT/sse")
   mkfifo "$WORK/in-$kind"
-  node bench/conns.js $kind "$url" "$N" < "$WORK/in-$kind" > "$WORK/out-$kind" & cpid=$!
+  node bench/conns.js $kind "$url" "$N" < "$WORK/in-$kind" > "$WORK/out-$kind" 2> "$WORK/err-$kind" & cpid=$!
   exec 3> "$WORK/in-$kind"
-  for _ in $(seq 600); do grep -q open "$WORK/out-$kind" 2>/dev/null && break; sleep 0.1; done
+  # Up to 60 s for every client to connect; a client that exits (it could not
+  # load ws, or a connection failed) or never gets there fails the run.
+  for _ in $(seq 600); do
+    grep -q open "$WORK/out-$kind" 2>/dev/null && break
+    kill -0 $cpid 2>/dev/null || break
+    sleep 0.1
+  done
+  grep -q "open $N" "$WORK/out-$kind" || fail "$kind: $N clients did not connect: $(cat "$WORK/err-$kind" "$WORK/out-$kind")"
   sleep 1
   after=$(rss)
+  figure $((after - before)) "RSS growth with $N idle $kind connections"
   echo "| $N idle $kind connections | RSS +$(( (after - before) / 1024 )) MiB | $(( (after - before) * 1024 / N )) bytes per connection |"
   exec 3>&-
-  wait $cpid 2>/dev/null || true
+  wait $cpid || fail "$kind: the clients failed: $(cat "$WORK/err-$kind")"
   kill $pid; wait $pid 2>/dev/null || true
 done

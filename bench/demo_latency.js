@@ -3,7 +3,8 @@
 // requests/s for SECS seconds spread over USERS users, each body carrying its
 // send time; one SSE client per user measures receive − send.
 //   node bench/demo_latency.js BASE_URL RATE SECS USERS [WARM_MS]
-// (the first WARM_MS let the SSE clients' instances join their groups)
+// (the first WARM_MS let the SSE clients' instances join their groups). User uN
+// is `?user=uN` to the seed's demo on Kafka and API key uN-key to the quickstart.
 // prints one JSON line: sent, answered, received, p50/p99/max ms, and the same
 // quantiles without the requests of the first 2 s of traffic ("steady": a
 // pipeline's first messages pay for consumers starting to fetch).
@@ -17,7 +18,7 @@ let sent = 0, answered = 0, received = 0;
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 const sources = [];
 for (let u = 0; u < users; u++) {
-  const es = new EventSource(`${base}/sse?user=u${u}`);
+  const es = new EventSource(`${base}/sse?user=u${u}&api_key=u${u}-key`);
   es.onmessage = (e) => {
     const v = JSON.parse(e.data);
     if (v.sent) { received++; delays.push([v.sent, Date.now() - v.sent]); }
@@ -26,7 +27,8 @@ for (let u = 0; u < users; u++) {
 }
 function post(i) {
   const body = JSON.stringify({ sent: Date.now(), i });
-  const req = http.request(`${base}/push-event?user=u${i % users}`, { method: "POST", agent,
+  const u = i % users;
+  const req = http.request(`${base}/push-event?user=u${u}&api_key=u${u}-key`, { method: "POST", agent,
     headers: { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body) } }, (res) => {
     res.resume();
     res.on("end", () => { if (res.statusCode === 200) answered++; });

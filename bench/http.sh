@@ -6,6 +6,7 @@
 # Env: DURATION (default 10s), RUNS (default 3).
 set -eu
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BIN=${SLUICE_BIN:-build/sluice}
 DURATION=${DURATION:-10s}
 RUNS=${RUNS:-3}
@@ -59,32 +60,31 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 measure() {
   for _ in $(seq "$RUNS"); do
     wrk -t2 -c100 -d"$DURATION" --latency -s "$WORK/post.lua" "http://127.0.0.1:$PORT/" > "$WORK/wrk.out"
+    wrk_check "$WORK/wrk.out"
     rps=$(awk '/^Requests\/sec/ {print $2}' "$WORK/wrk.out")
     p50=$(awk '$1 == "50%" {print $2}' "$WORK/wrk.out")
     p99=$(awk '$1 == "99%" {print $2}' "$WORK/wrk.out")
-    non2xx=$(awk '/Non-2xx/ {print $NF}' "$WORK/wrk.out")
-    [ -n "$non2xx" ] && echo "warning: $non2xx non-2xx answers" >&2
     echo "$rps $(to_ms "$p50") $(to_ms "$p99")"
   done > "$WORK/runs"
   echo "$(awk '{print $1}' "$WORK/runs" | median) $(awk '{print $2}' "$WORK/runs" | median) $(awk '{print $3}' "$WORK/runs" | median)"
 }
 to_ms() { echo "$1" | awk '/us$/ {sub("us",""); print $1/1000; next} /ms$/ {sub("ms",""); print $1; next} /s$/ {sub("s",""); print $1*1000}'; }
 
-wait_port() { for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" -X POST -d '{}' && return; sleep 0.05; done; }
-
 run_server() { # $1 = name, rest = command
   name=$1; shift
   "$@" > "$WORK/$name.log" 2>&1 &
   echo $! > "$WORK/$name.pid"
-  wait_port
+  wait_http "http://127.0.0.1:$PORT/" "$(cat "$WORK/$name.pid")"
   measure
   kill "$(cat "$WORK/$name.pid")"; wait "$(cat "$WORK/$name.pid")" 2>/dev/null || true
   rm -f "$WORK/$name.pid"
 }
 
-set -- $(run_server nginx nginx -c "$WORK/nginx.conf"); n_rps=$1 n_p50=$2 n_p99=$3
-set -- $(run_server drop "$BIN" run --log-level warn "$WORK/drop.yaml"); d_rps=$1 d_p50=$2 d_p99=$3
-set -- $(run_server lua "$BIN" run --log-level warn "$WORK/lua.yaml"); l_rps=$1 l_p50=$2 l_p99=$3
+# (a run that failed prints nothing: the empty values fail below)
+set -- $(run_server nginx nginx -c "$WORK/nginx.conf") "" "" ""; n_rps=$1 n_p50=$2 n_p99=$3
+set -- $(run_server drop "$BIN" run --log-level warn "$WORK/drop.yaml") "" "" ""; d_rps=$1 d_p50=$2 d_p99=$3
+set -- $(run_server lua "$BIN" run --log-level warn "$WORK/lua.yaml") "" "" ""; l_rps=$1 l_p50=$2 l_p99=$3
+for v in "$n_rps" "$d_rps" "$l_rps"; do figure "$v" "requests/s"; done
 
 echo "| benchmark | req/s | p50 | p99 | ratio to nginx |"
 echo "| --- | --- | --- | --- | --- |"

@@ -10,6 +10,7 @@
 # Usage: bench/kafka.sh   (N=500000 SIZES="100 1024" RUNS=3 by default)
 set -eu
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BIN=${SLUICE_BIN:-build/sluice}
 N=${N:-500000}
 SIZES=${SIZES:-100 1024}
@@ -38,7 +39,10 @@ rate() { echo "$N $1 $2" | awk '{printf "%d\n", $1 / ($3 - $2)}'; }
 # (user + system, every thread) the process spent per million messages: on a
 # shared machine the second is the steadier figure.
 cpu_of() { echo "$N $1" | awk '{printf "%.2f\n", $2 / ($1 / 1e6)}'; }
-timed() { /usr/bin/time -f "%U %S" -o "$WORK/time" "$@" > /dev/null; awk '{print $1 + $2}' "$WORK/time"; }
+timed() {
+  /usr/bin/time -f "%U %S" -o "$WORK/time" "$@" > /dev/null || fail "$* failed"
+  awk '{print $1 + $2}' "$WORK/time"
+}
 
 produce_sluice() { # $1 size, $2 topic
   cat > "$WORK/p.yaml" <<YAML
@@ -71,9 +75,11 @@ YAML
   for _ in $(seq 1 1200); do
     got=$(curl -s "127.0.0.1:$HPORT/metrics" 2>/dev/null | awk '/^input_received/ {print $2}')
     [ "${got:-0}" -ge "$N" ] && break
+    kill -0 $pid 2>/dev/null || fail "sluice kafka → drop exited"
     sleep 0.05
   done
   e=$(now)
+  [ "${got:-0}" -ge "$N" ] || fail "sluice consumed ${got:-0} of $N messages of $1 in 60 s"
   c=$(awk '{print ($14 + $15) / 100}' "/proc/$pid/stat")   # clock ticks (USER_HZ 100)
   kill $pid; wait $pid 2>/dev/null || true
   echo "$(rate "$s" "$e") $(cpu_of "$c")"
@@ -97,6 +103,8 @@ for size in $SIZES; do
     cs+=("$(consume_sluice "k-$size-$r")")   # the same topic as kcat's consumer
     ck+=("$(consume_kcat "k-$size-$r")")
   done
+  # a run that failed left an empty entry (its reason is on stderr)
+  for v in "${ps[@]}" "${pk[@]}" "${cs[@]}" "${ck[@]}"; do figure "${v%% *}" "a $size B run"; done
   a=$(printf '%s\n' "${ps[@]}" | col 1); b=$(printf '%s\n' "${pk[@]}" | col 1)
   ac=$(printf '%s\n' "${ps[@]}" | col 2); bc=$(printf '%s\n' "${pk[@]}" | col 2)
   c=$(printf '%s\n' "${cs[@]}" | col 1); d=$(printf '%s\n' "${ck[@]}" | col 1)

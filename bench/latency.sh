@@ -19,6 +19,7 @@
 #   20% busy over a second (it is shared); QUIET=0 skips the wait.
 set -eu
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BIN=${SLUICE_BIN:-build/sluice}
 PORT=${PORT:-18091}
 PROTO=${PROTO:-sse}
@@ -95,10 +96,14 @@ run_once() {   # n run → one merged JSON line appended to $WORK/runs
     exec {fd}> "$WORK/in-$j"; fds+=("$fd")
   done
   local t_conn=$(date +%s%3N)
+  local ready=0
   for _ in $(seq 1500); do   # up to 150 s for every process to connect
-    [ "$(cat "$WORK"/out-* | grep -c '^ready' || true)" -eq "$k" ] && break
+    ready=$(cat "$WORK"/out-* | grep -c '^ready' || true)
+    [ "$ready" -eq "$k" ] && break
+    for p in "${cpids[@]}"; do kill -0 "$p" 2>/dev/null || fail "a client process exited: $(cat "$WORK"/err-*)"; done
     sleep 0.1
   done
+  [ "$ready" -eq "$k" ] || fail "$((k - ready)) of $k client processes did not connect: $(cat "$WORK"/err-*)"
   local conn_ms=$(( $(date +%s%3N) - t_conn ))
   local open failed
   open=$(cat "$WORK"/out-* | awk '/^ready/ {s += $2} END {print s + 0}')
@@ -134,6 +139,9 @@ run_once() {   # n run → one merged JSON line appended to $WORK/runs
       "$(grep -c 'disconnecting a slow' "$WORK/sluice.log" || true)" $((w1 - w0)) $cpu0 $cpu1 "$conn_ms" "$rss" "$busy" "$quiet" > "$WORK/line"
   echo "[$PROTO n=$n run $run] $(cat "$WORK/line")" >&2
   cat "$WORK"/err-* "$WORK/sluice.log" | sort | uniq -c | sed "s/^/  [$PROTO n=$n run $run] /" >&2
+  figure "$open" "$PROTO n=$n run $run: clients connected"
+  figure "$(node -e 'console.log(JSON.parse(require("fs").readFileSync(0)).events)' < "$WORK/line")" \
+    "$PROTO n=$n run $run: events received in the window"
   cat "$WORK/line" >> "$WORK/runs"
 }
 

@@ -8,6 +8,7 @@
 # Env: RELOADS (default 20), PHASES (per kind, default 8), PHASE (seconds, default 2).
 set -eu
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BIN=$(realpath "${SLUICE_BIN:-build/sluice}")
 RELOADS=${RELOADS:-20}
 PHASES=${PHASES:-8}
@@ -41,14 +42,6 @@ write_version() {
   mv "$WORK/mod.lua.tmp" "$WORK/mod.lua"
 }
 
-wait_port() {
-  for _ in $(seq 100); do
-    curl -s -o /dev/null -m 1 "http://127.0.0.1:$1/ping" && return 0
-    sleep 0.05
-  done
-  echo "sluice did not start" >&2
-  exit 1
-}
 
 # ---- (1) latency: each message carries its generation time (µs); the first
 # line tagged with version k gives when version k first ran.
@@ -116,7 +109,7 @@ output:
 YAML
   (cd "$WORK" && exec "$BIN" run --log-level warn tp.yaml) &
   PID=$!
-  wait_port "$port"
+  wait_http "http://127.0.0.1:$port/ping" "$PID"
   sleep 1
   v=1
   : > "$WORK/quiet.txt"; : > "$WORK/reloading.txt"
@@ -131,6 +124,7 @@ YAML
     rates "$a" "$b" >> "$WORK/reloading.txt"
   done
   reloads=$(curl -s -m 5 "http://127.0.0.1:$port/metrics" | awk '/^sluice_lua_reloads_total/ {print $NF}')
+  [ "${reloads:-0}" -gt 0 ] || fail "no reload was counted"
   kill "$PID"; wait "$PID" || true; PID=
   echo "quiet (msg/s msg/cpu-s): $(tr '\n' ',' < "$WORK/quiet.txt")"
   echo "reloading (msg/s msg/cpu-s): $(tr '\n' ',' < "$WORK/reloading.txt")"

@@ -6,6 +6,7 @@
 # Usage: bench/reload_config.sh [N] (DURATION=10s)
 set -eu
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 N=${1:-30}
 DURATION=${DURATION:-10s}
 BIN=${SLUICE_BIN:-build/sluice}
@@ -39,7 +40,7 @@ YAML
 
 config v0 1s 5s
 "$BIN" run "$WORK/c.yaml" & pid=$!
-for _ in $(seq 100); do curl -s -o /dev/null "$URL/ping" && break; sleep 0.05; done
+wait_http "$URL/ping" $pid
 
 # (1) latency: POST /admin/reload, then the first request answered by the new version.
 python3 - "$URL" "$N" "$WORK" <<'PY'
@@ -101,6 +102,7 @@ median() { tr ' ' '\n' | grep . | sort -n | awk '{v[NR]=$1} END {print v[int((NR
 base=$(echo "${all[none]}" | median)
 for kind in none ticker web; do
   m=$(echo "${all[$kind]}" | median)
+  figure "$m" "http_server -> drop with $kind reloads"
   case $kind in none) label="no reloads";; ticker) label="10 reloads/s of another stream";;
     web) label="10 reloads/s of the stream behind the path";; esac
   echo "| http_server -> drop, $label | median of $RUNS: $m req/s (runs:${all[$kind]}) | ratio $(python3 -c "print('%.2f' % ($m / $base))") |"

@@ -4,6 +4,7 @@
 # Env: N (messages, default 2000000), SIZE_MB (NDJSON size, default 1024), RUNS (default 3).
 set -eu
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BIN=${SLUICE_BIN:-build/sluice}
 N=${N:-2000000}
 SIZE_MB=${SIZE_MB:-1024}
@@ -19,7 +20,7 @@ now_ns() { date +%s%N; }
 rate() {
   cfg=$1
   for _ in $(seq "$RUNS"); do
-    s=$(now_ns); "$BIN" run --log-level warn "$cfg" >/dev/null; e=$(now_ns)
+    s=$(now_ns); "$BIN" run --log-level warn "$cfg" >/dev/null || fail "sluice run $cfg failed"; e=$(now_ns)
     echo "$N $s $e" | awk '{printf "%.0f\n", $1 / (($3 - $2) / 1e9)}'
   done | median
 }
@@ -52,6 +53,8 @@ bench_lua() {
   pass=$(rate "$WORK/pass.yaml")
   map=$(rate "$WORK/map.yaml")
   peer=$(for _ in $(seq "$RUNS"); do luajit bench/peer_map.lua "$N"; done | median)
+  figure "$base" "generate → drop"; figure "$pass" "lua pass-through"; figure "$map" "lua mapping"
+  figure "$peer" "LuaJIT+cjson loop"
   echo "| generate → drop (no processor) | $base msg/s | | |"
   echo "| generate → lua pass-through (\`return nil\`) → drop | $pass msg/s | | |"
   echo "| generate → lua JSON mapping (decode, +uuid_v4, +bool, encode) → drop | $map msg/s | plain LuaJIT+cjson loop: $peer msg/s | $(echo "$map $peer" | awk '{printf "%.2f", $1/$2}') |"
@@ -76,14 +79,17 @@ output:
 YAML
   s_rows=""; j_rows=""
   for _ in $(seq "$RUNS"); do
-    /usr/bin/time -f "%e %M" -o "$WORK/t.s" "$BIN" run --log-level warn "$WORK/ndjson.yaml" < "$f" > /dev/null
-    /usr/bin/time -f "%e %M" -o "$WORK/t.j" jq -c '.id = "6f1c2a52-8d0b-4c1e-9a53-2b1f0e7d9c44" | .processed = true' < "$f" > /dev/null
+    /usr/bin/time -f "%e %M" -o "$WORK/t.s" "$BIN" run --log-level warn "$WORK/ndjson.yaml" < "$f" > /dev/null ||
+      fail "sluice run ndjson.yaml failed"
+    /usr/bin/time -f "%e %M" -o "$WORK/t.j" jq -c '.id = "6f1c2a52-8d0b-4c1e-9a53-2b1f0e7d9c44" | .processed = true' < "$f" > /dev/null ||
+      fail "jq failed"
     s_rows="$s_rows$(cat "$WORK/t.s")
 "; j_rows="$j_rows$(cat "$WORK/t.j")
 "
   done
   s_t=$(printf '%s' "$s_rows" | awk '{print $1}' | median); s_m=$(printf '%s' "$s_rows" | awk '{print $2}' | median)
   j_t=$(printf '%s' "$j_rows" | awk '{print $1}' | median); j_m=$(printf '%s' "$j_rows" | awk '{print $2}' | median)
+  figure "$s_t" "sluice NDJSON time"; figure "$j_t" "jq NDJSON time"
   echo "| stdin → lua → stdout, $((bytes / 1048576)) MiB NDJSON | $(echo "$bytes $s_t" | awk '{printf "%.0f", $1/1048576/$2}') MiB/s, peak RSS $((s_m / 1024)) MiB | jq -c: $(echo "$bytes $j_t" | awk '{printf "%.0f", $1/1048576/$2}') MiB/s, peak RSS $((j_m / 1024)) MiB | $(echo "$j_t $s_t" | awk '{printf "%.1f", $1/$2}')× |"
 }
 
@@ -94,21 +100,44 @@ input:
 output:
   drop: {}
 YAML
+  st=$(hyperfine -N -w 5 -r 50 --export-json "$WORK/h.json" "$BIN run $WORK/trivial.yaml" "jq -n 1" >/dev/null 2>&1 &&
+       jq -r '.results | map(.median * 1000) | "\(.[0]) \(.[1])"' "$WORK/h.json") || fail "hyperfine failed"
+  s_ms=$(echo "$st" | awk '{printf "%.1f", $1}'); j_ms=$(echo "$st" | awk '{printf "%.1f", $2}')
+  figure "$s_ms" "startup"; figure "$j_ms" "jq startup"
+  # Idle RSS, once the pipeline provably runs: stdin → file after one line
+  # came out, and http_server → drop once /ping answers; then 1 s idle.
   cat > "$WORK/idle.yaml" <<YAML
 input:
   stdin: {}
 output:
+  file: {path: $WORK/idle.out}
+YAML
+  rm -f "$WORK/idle.in" "$WORK/idle.out"; mkfifo "$WORK/idle.in"
+  "$BIN" run --log-level warn "$WORK/idle.yaml" < "$WORK/idle.in" & pid=$!
+  exec 3> "$WORK/idle.in"
+  echo x >&3
+  for _ in $(seq 200); do [ -s "$WORK/idle.out" ] && break; sleep 0.05; done
+  [ -s "$WORK/idle.out" ] || fail "stdin → file did not run"
+  sleep 1
+  rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+  exec 3>&-
+  wait $pid || fail "stdin → file failed"
+  cat > "$WORK/idle_http.yaml" <<YAML
+http: {address: 127.0.0.1:${PORT:-18097}}
+input:
+  http_server: {path: /in}
+output:
   drop: {}
 YAML
-  st=$(hyperfine -N -w 5 -r 50 --export-json "$WORK/h.json" "$BIN run $WORK/trivial.yaml" "jq -n 1" >/dev/null 2>&1 &&
-       jq -r '.results | map(.median * 1000) | "\(.[0]) \(.[1])"' "$WORK/h.json")
-  s_ms=$(echo "$st" | awk '{printf "%.1f", $1}'); j_ms=$(echo "$st" | awk '{printf "%.1f", $2}')
-  (sleep 2 | "$BIN" run "$WORK/idle.yaml" & echo $! > "$WORK/pid"; wait) &
-  sleep 0.7
-  rss=$(awk '/VmRSS/ {print $2}' "/proc/$(pgrep -n -f "$WORK/idle.yaml")/status")
-  wait
+  "$BIN" run --log-level warn "$WORK/idle_http.yaml" & pid=$!
+  wait_http "http://127.0.0.1:${PORT:-18097}/ping" $pid
+  sleep 1
+  rss_http=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+  kill $pid; wait $pid || fail "http_server → drop did not stop cleanly"
+  figure "$rss" "idle RSS"; figure "$rss_http" "idle RSS with http_server"
   echo "| startup of \`sluice run\` (generate 1 → drop, to exit) | $s_ms ms | \`jq -n 1\`: $j_ms ms | $(echo "$s_ms $j_ms" | awk '{printf "%.2f", $1/$2}') |"
-  echo "| idle RSS of \`sluice run\` (stdin → drop) | $((rss / 1024)) MiB ($rss KiB) | | |"
+  echo "| idle RSS of \`sluice run\` (stdin → file) | $((rss / 1024)) MiB ($rss KiB) | | |"
+  echo "| idle RSS of \`sluice run\` (http_server → drop) | $((rss_http / 1024)) MiB ($rss_http KiB) | | |"
 }
 
 echo "| benchmark | sluice | peer | ratio |"

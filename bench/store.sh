@@ -7,6 +7,7 @@
 # Usage: bench/store.sh        (RUNS=3 N=2000000 DURATION=5s by default)
 set -eu
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BIN=${SLUICE_BIN:-build/sluice}
 RUNS=${RUNS:-3}
 N=${N:-2000000}
@@ -32,7 +33,7 @@ YAML
   for _ in $(seq "$RUNS"); do
     rm -rf "$WORK/data-gen"
     s=$(date +%s.%N)
-    "$BIN" run --log-level warn "$WORK/gen.yaml"
+    "$BIN" run --log-level warn "$WORK/gen.yaml" || fail "generate → stream failed"
     e=$(date +%s.%N)
     echo "$N $s $e" | awk '{printf "%d\n", $1 / ($3 - $2)}'
   done | median
@@ -47,8 +48,8 @@ input: {generate: {interval: 1h, mapping: 'return 1'}}
 output: {drop: {}}
 YAML
   "$BIN" run --log-level warn "$WORK/http.yaml" & pid=$!
-  sleep 0.5
-  curl -s -X POST "127.0.0.1:$PORT/stream/bench" -d "{\"fsync\":\"$1\"}" > /dev/null
+  wait_http "http://127.0.0.1:$PORT/ping" $pid
+  curl -sf -X POST "127.0.0.1:$PORT/stream/bench" -d "{\"fsync\":\"$1\"}" > /dev/null || fail "cannot create the stream"
   body=$(python3 -c "import json;print(json.dumps({'events':[{'data':'$VALUE'[:98]} for _ in range(100)]}))")
   cat > "$WORK/post.lua" <<LUA
 wrk.method = "POST"
@@ -56,8 +57,9 @@ wrk.body = [[$body]]
 wrk.headers["Content-Type"] = "application/json"
 LUA
   for _ in $(seq "$RUNS"); do
-    wrk -t2 -c32 -d"$DURATION" -s "$WORK/post.lua" "http://127.0.0.1:$PORT/stream/bench/publish" |
-      awk '/Requests\/sec/ {printf "%d\n", $2 * 100}'
+    wrk -t2 -c32 -d"$DURATION" -s "$WORK/post.lua" "http://127.0.0.1:$PORT/stream/bench/publish" > "$WORK/wrk.out"
+    wrk_check "$WORK/wrk.out"
+    awk '/Requests\/sec/ {printf "%d\n", $2 * 100}' "$WORK/wrk.out"
   done | median
   kill $pid; wait $pid 2>/dev/null || true
 }
@@ -66,7 +68,7 @@ redis() { # $1 = appendfsync
   rm -rf "$WORK/redis"; mkdir -p "$WORK/redis"
   redis-server --port $RPORT --dir "$WORK/redis" --appendonly yes --appendfsync "$1" --save '' --daemonize no \
     --logfile "$WORK/redis/log" & rpid=$!
-  sleep 0.5
+  for _ in $(seq 100); do redis-cli -p $RPORT ping > /dev/null 2>&1 && break; sleep 0.05; done
   for _ in $(seq "$RUNS"); do
     redis-cli -p $RPORT del bench > /dev/null
     redis-benchmark -p $RPORT -n "$N" -P 100 -q XADD bench '*' v "$VALUE" 2>/dev/null |
@@ -91,7 +93,7 @@ YAML
       for f in "$WORK"/data-gen/bench/0/*; do dd if="$f" iflag=nocache count=0 status=none; done
     fi
     s=$(date +%s.%N)
-    "$BIN" run --log-level warn "$WORK/rd.yaml"
+    "$BIN" run --log-level warn "$WORK/rd.yaml" || fail "stream → drop failed"
     e=$(date +%s.%N)
     echo "$N $s $e" | awk '{printf "%d\n", $1 / ($3 - $2)}'
   done | median
@@ -102,6 +104,7 @@ echo "| --- | --- | --- | --- | --- |"
 for pol in interval:everysec always:always; do
   s=${pol%%:*}; r=${pol##*:}
   a=$(inproc "$s"); b=$(http "$s"); c=$(redis "$r")
+  figure "$a" "generate → stream ($s)"; figure "$b" "HTTP publish ($s)"; figure "$c" "Redis XADD ($r)"
   echo "| $s (Redis AOF $r) | $a events/s | $b events/s | $c events/s | $(echo "$b $c" | awk '{printf "%.2f", $1/$2}') |"
 done
 
@@ -109,5 +112,7 @@ echo
 echo "| read from disk | stream input (until_end) → drop |"
 echo "| --- | --- |"
 inproc interval > /dev/null
-echo "| warm (page cache) | $(consume warm) events/s |"
-echo "| cold (dropped from the page cache) | $(consume cold) events/s |"
+warm=$(consume warm); figure "$warm" "stream input, warm"
+cold=$(consume cold); figure "$cold" "stream input, cold"
+echo "| warm (page cache) | $warm events/s |"
+echo "| cold (dropped from the page cache) | $cold events/s |"

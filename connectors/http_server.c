@@ -2,6 +2,7 @@
  * request's context; the client is answered once the message's transaction
  * completes (200), fails (502), times out (408) or meets a shutdown (503). */
 #include "../core/component.h"
+#include "../core/globs.h"
 #include "../core/http.h"
 #include "../core/http_auth.h"
 #include "../core/http_ws.h"
@@ -16,6 +17,17 @@ static const sl_field_t rate_fields[] = {
   {"interval", SL_F_DURATION, "1s", 0, "Length of a window.", NULL, NULL},
   {0}};
 
+static const sl_field_t meta_fields[] = {
+  {"include_headers", SL_F_STRLIST, "[]", 0,
+   "Request headers copied into metadata, by name (any case) or glob pattern (`x-trace-*`), under their "
+   "lower-cased name. Credentials are never copied, even when listed: `Authorization`, "
+   "`Proxy-Authorization`, `Cookie`, `X-API-Key` and the key header of any `auth` block. `traceparent` "
+   "(W3C trace context, which tracing continues) always is.", NULL, NULL},
+  {"include_query", SL_F_STRLIST, "[]", 0,
+   "Query parameters copied into metadata, by name or glob pattern; `api_key`, `access_token` and the key "
+   "parameter of any `auth` block never are.", NULL, NULL},
+  {0}};
+
 static const sl_field_t fields[] = {
   {"path", SL_F_STRING, "/post", 0,
    "Path served, after the `http.base_path` prefix. `{name}` segments match one path segment and "
@@ -23,8 +35,10 @@ static const sl_field_t fields[] = {
   {"allowed_verbs", SL_F_STRLIST, "[POST]", 0, "Methods accepted; others get 405 with `Allow`.", NULL, NULL},
   {"ws_path", SL_F_STRING, "", 0,
    "WebSocket path: each text or binary message a client sends is a message with the "
-   "connection's request context. A `sync_response` answer is sent back on the connection; a "
-   "failed delivery sends `{\"error\": ...}`. Empty: off.", NULL, NULL},
+   "connection's request context. A `sync_response` answer is sent back on the connection in the "
+   "frame type of the message (a text answer that is not UTF-8 goes as binary); a failed delivery "
+   "sends `{\"error\": ...}`. A client that lets more than 1 MiB of answers wait unread is closed "
+   "with 1008 (`sluice_http_slow_clients_dropped_total`). Empty: off.", NULL, NULL},
   {"ws_max_message_bytes", SL_F_SIZE, "1MiB", SL_ADVANCED, "Larger WebSocket messages close the connection with 1009.",
    NULL, NULL},
   {"rate_limit", SL_F_OBJECT, NULL, 0,
@@ -36,6 +50,11 @@ static const sl_field_t fields[] = {
   {"timeout", SL_F_DURATION, "5s", 0,
    "How long a request waits for its message to be delivered before it is answered 408 (the "
    "message still completes).", NULL, NULL},
+  {"metadata", SL_F_OBJECT, NULL, 0,
+   "Which headers and query parameters of a request become metadata (messages of `ws_path` get none). "
+   "Metadata is stored (a `stream` output "
+   "keeps it as record headers, `kafka` sends it as Kafka headers) and read by every consumer, so none is "
+   "copied unless named here; Lua reads the whole request as `ctx` whatever this says.", NULL, meta_fields},
   {0}};
 
 typedef struct hin {
@@ -49,6 +68,7 @@ typedef struct hin {
   int64_t rate_count, rate_interval_ms, window_used;
   uint64_t window_start;
   int64_t waiting;            /* requests not yet answered */
+  sl_globs_t meta_headers, meta_query;   /* metadata allowlists */
   struct wsconn *conns;       /* open WebSocket connections */
 } hin_t;
 
@@ -150,10 +170,18 @@ static void on_request(sl_http_req_t *r, void *arg) {
   sl_kv_set(&m->meta, "http_remote_ip", ip, strlen(ip));
   free(ip);
   sl_kv_set(&m->meta, "http_request_id", r->request_id, strlen(r->request_id));
-  for (uint32_t i = 0; i < r->headers.n; i++)
-    sl_kv_set(&m->meta, r->headers.v[i].key, r->headers.v[i].val, r->headers.v[i].vlen);
-  for (uint32_t i = 0; i < ctx->query.n; i++)
-    sl_kv_set(&m->meta, ctx->query.v[i].key, ctx->query.v[i].val, ctx->query.v[i].vlen);
+  for (uint32_t i = 0; i < r->headers.n; i++) {
+    const sl_kv_t *kv = &r->headers.v[i];
+    /* W3C trace context goes on: the tracer continues it (and writes it itself when tracing). */
+    if ((!strcmp(kv->key, "traceparent") || sl_globs_match(&in->meta_headers, kv->key, 1)) &&
+        !sl_http_auth_secret_header(kv->key))
+      sl_kv_set(&m->meta, kv->key, kv->val, kv->vlen);
+  }
+  for (uint32_t i = 0; i < ctx->query.n; i++) {
+    const sl_kv_t *kv = &ctx->query.v[i];
+    if (sl_globs_match(&in->meta_query, kv->key, 0) && !sl_http_auth_secret_query(kv->key))
+      sl_kv_set(&m->meta, kv->key, kv->val, kv->vlen);
+  }
   sl_ctx_unref(ctx);
   pending_t *p = sl_xcalloc(1, sizeof(*p));
   p->in = in;
@@ -193,44 +221,63 @@ static void wsconn_unref(wsconn_t *w) {
   free(w);
 }
 
-/* Closes with 1001 and drops the connection's reference (no on_close follows). */
-static void wsconn_close(wsconn_t *w) {
+/* Closes with code and drops the connection's reference (no on_close follows). */
+static void wsconn_close(wsconn_t *w, int code, const char *why) {
   wsconn_unlink(w);
-  sl_ws_close(w->ws, 1001, "stream stopping");
+  sl_ws_close(w->ws, code, why);
   w->ws = NULL;
   w->closed = 1;
   wsconn_unref(w);
 }
 
-typedef struct wsmsg { wsconn_t *conn; sl_reply_t *reply; } wsmsg_t;
+/* Answers on the connection, unless more than SL_HTTP_MAX_BUFFER still
+ * waits to be sent to it: a client that sends and does not read its answers
+ * is dropped with 1008, not buffered for. One answer may be larger than the
+ * bound (a big echo): it is the next one that finds the client behind. */
+static void ws_answer(wsconn_t *w, int text, const void *p, size_t n) {
+  if (sl_ws_queued(w->ws) > SL_HTTP_MAX_BUFFER) {
+    const sl_input_t *in = &w->in->base;
+    sl_http_slow_dropped(in->stream ? in->stream->name : NULL, in->label, "ws");
+    wsconn_close(w, 1008, "too slow: send buffer full");
+    return;
+  }
+  sl_ws_send(w->ws, text, p, n, SL_HTTP_MAX_BUFFER);
+}
+
+typedef struct wsmsg {
+  wsconn_t *conn;
+  sl_reply_t *reply;
+  int text;                   /* the message came in a text frame */
+} wsmsg_t;
 
 static void on_ws_ack(sl_txn_t *t, int status, const char *err, void *arg) {
   (void)t;
   wsmsg_t *m = arg;
-  sl_ws_t *ws = m->conn->ws;
-  if (ws && status == 0 && m->reply->set) {
+  wsconn_t *w = m->conn;
+  if (w->ws && status == 0 && m->reply->set) {
+    /* The answer keeps the frame type of the message (a text answer that
+     * is not UTF-8 cannot be a text frame). */
     sl_reply_t *r = m->reply;
-    sl_ws_send(ws, sl_utf8_valid(r->body->data, r->body->len), r->body->data, r->body->len, 1 << 20);
-  } else if (ws && status != 0) {
+    ws_answer(w, m->text && sl_utf8_valid(r->body->data, r->body->len), r->body->data, r->body->len);
+  } else if (w->ws && status != 0) {
     char *e = sl_http_error_body(502, err ? err : "delivery failed");
-    sl_ws_send(ws, 1, e, strlen(e), 1 << 20);
+    ws_answer(w, 1, e, strlen(e));
     free(e);
   }
   /* The last answer of a stopped input's connection: it may go now. */
-  if (m->conn->ws && m->conn->in->stopped && m->conn->refs == 2) wsconn_close(m->conn);
+  if (w->ws && w->in->stopped && w->refs == 2) wsconn_close(w, 1001, "stream stopping");
   sl_reply_unref(m->reply);
-  wsconn_unref(m->conn);
+  wsconn_unref(w);
   free(m);
 }
 
 static void on_ws_message(sl_ws_t *ws, int text, const char *p, size_t n, void *arg) {
-  (void)ws;
-  (void)text;
   wsconn_t *w = arg;
+  w->ws = ws;   /* a message that came with the upgrade request: sl_ws_accept has not returned yet */
   hin_t *in = w->in;
   if (in->stopped || !sl_input_ready(&in->base)) {
     static const char busy[] = "{\"error\":\"busy: message not accepted\",\"status\":503}";
-    sl_ws_send(w->ws, 1, busy, sizeof busy - 1, 1 << 20);
+    ws_answer(w, 1, busy, sizeof busy - 1);
     return;
   }
   sl_msg_t *m = sl_msg_new(p, n);
@@ -254,6 +301,7 @@ static void on_ws_message(sl_ws_t *ws, int text, const char *p, size_t n, void *
   wsmsg_t *wm = sl_xmalloc(sizeof(*wm));
   wm->conn = w;
   wm->reply = sl_reply_ref(ctx->reply);
+  wm->text = text;
   w->refs++;
   sl_ctx_unref(ctx);
   sl_batch_t *b = sl_batch_new(1);
@@ -307,7 +355,7 @@ static void hin_stop(sl_input_t *i) {
    * reconnects to whoever serves the path then. */
   for (wsconn_t *w = in->conns, *next; w; w = next) {
     next = w->next;
-    if (w->refs == 1) wsconn_close(w);
+    if (w->refs == 1) wsconn_close(w, 1001, "stream stopping");
   }
   /* Not finite: the stream drains what is in flight, then it is done. */
   sl_input_eof(i);
@@ -315,11 +363,13 @@ static void hin_stop(sl_input_t *i) {
 
 static void hin_destroy(sl_input_t *i) {
   hin_t *in = (hin_t *)i;
-  while (in->conns) wsconn_close(in->conns);
+  while (in->conns) wsconn_close(in->conns, 1001, "stream stopping");
   if (in->routed && i->worker) sl_http_unroute(i->worker, in->path);
   if (in->ws_routed && i->worker) sl_http_unroute(i->worker, in->ws_path);
   free(in->ws_path);
   free(in->path);
+  sl_globs_free(&in->meta_headers);
+  sl_globs_free(&in->meta_query);
   sl_http_auth_free(in->auth);
   free(in);
 }
@@ -336,6 +386,9 @@ static void *hin_create(sl_build_t *b, const sl_cnode_t *conf) {
   const char *wsp = sl_conf_str(conf, "ws_path", "");
   in->ws_path = !*wsp || wsp[0] == '/' ? sl_xstrdup(wsp) : sl_xasprintf("/%s", wsp);
   in->ws_max = sl_conf_size(conf, "ws_max_message_bytes", 1 << 20);
+  const sl_cnode_t *meta = sl_cnode_get(conf, "metadata");
+  sl_globs_init(&in->meta_headers, sl_cnode_get(meta, "include_headers"));
+  sl_globs_init(&in->meta_query, sl_cnode_get(meta, "include_query"));
   const sl_cnode_t *rl = sl_cnode_get(conf, "rate_limit");
   in->rate_count = sl_conf_int(rl, "count", 0);
   in->rate_interval_ms = sl_conf_duration_ms(rl, "interval", 1000);
@@ -383,8 +436,8 @@ static const sl_spec_t spec = {
   .summary = "Receives messages from HTTP requests on the shared server (`http:` section).",
   .desc =
     "Each request is one message: the body is its content; metadata holds `http_method`, "
-    "`http_path`, `http_remote_ip`, `http_request_id`, every header (lower-cased name) and every "
-    "query parameter. Lua sees the request as `ctx`: `ctx.method`, `ctx.path`, `ctx.query`, "
+    "`http_path`, `http_remote_ip`, `http_request_id`, `traceparent` when sent, and only the headers "
+    "and query parameters that `metadata` names (never credentials). Lua sees the request as `ctx`: `ctx.method`, `ctx.path`, `ctx.query`, "
     "`ctx.headers`, `ctx.params`, `ctx.cookies`, `ctx.remote_addr`, `ctx.request_id` (also echoed "
     "as `X-Request-Id`; a client's own `X-Request-Id` is kept).\n\n"
     "The client is answered `200 {\"status\":\"ok\"}` only after the message was delivered (its "

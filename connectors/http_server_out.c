@@ -5,8 +5,6 @@
 #include "../core/http.h"
 #include "../core/http_auth.h"
 #include "../core/http_ws.h"
-#include "../core/log.h"
-#include "../core/metrics.h"
 #include "../core/scoped.h"
 #include "../core/stream.h"
 #include "../core/xalloc.h"
@@ -481,10 +479,7 @@ static void drop_client(hout_t *o, client_t *c, int rc) {
   if (rc == DONE) {
     client_end(o, c, 1000, "end of stream");
   } else if (rc == SLOW) {
-    sl_logf(SL_LOG_WARN, stream_name(o), o->base.label, "disconnecting a slow %s client", c->ws ? "WebSocket" : "SSE");
-    (*sl_metric(SL_COUNTER, "sluice_http_slow_clients_dropped_total",
-                "SSE and WebSocket clients disconnected for staying over max_buffer.", "stream", stream_name(o), "kind",
-                c->ws ? "ws" : "sse", NULL))++;
+    sl_http_slow_dropped(stream_name(o), o->base.label, c->ws ? "ws" : "sse");
     client_end(o, c, 1008, "too slow: send buffer full");
   } else {
     client_remove(o, c);
@@ -952,7 +947,7 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
   o->round_robin = strcmp(sl_conf_str(conf, "delivery", "broadcast"), "round_robin") == 0;
   o->timeout_ms = sl_conf_duration_ms(conf, "timeout", 5000);
   o->heartbeat_ms = sl_conf_duration_ms(conf, "heartbeat", 15000);
-  o->max_buffer = sl_conf_size(conf, "max_buffer", 1 << 20);
+  o->max_buffer = sl_conf_size(conf, "max_buffer", (int64_t)SL_HTTP_MAX_BUFFER);
   o->replay_max_bytes = sl_conf_size(conf, "replay_bytes", 1 << 20);
   o->start_earliest = strcmp(sl_conf_str(conf, "start", "live"), "earliest") == 0;
   o->waiters_tail = &o->waiters;

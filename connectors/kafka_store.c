@@ -9,6 +9,7 @@
 #include "kafka_store.h"
 #include "kafka_common.h"
 #include "../core/log.h"
+#include "../core/store_access.h"
 #include "../core/store_pub.h"
 #include "../core/xalloc.h"
 #include <stdlib.h>
@@ -311,6 +312,7 @@ static void job_done(void *arg) {
   if (r && j->err) {
     sl_api_error(r, j->status ? j->status : 503, "%s", j->err);
   } else if (r) {
+    sl_api_info_visible(r, j->out);
     sl_api_json(r, j->status ? j->status : 200, j->out);
     j->out = NULL;
   }
@@ -419,7 +421,8 @@ static void info_found(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, ch
 
 static void list_found(sl_ks_t *ks, sl_http_req_t *r) {
   json_t *a = json_array();
-  for (int i = 0; i < ks->ntopics; i++) json_array_append_new(a, json_string(ks->topics[i].name));
+  for (int i = 0; i < ks->ntopics; i++)
+    if (sl_api_may_see_stream(r, ks->topics[i].name)) json_array_append_new(a, json_string(ks->topics[i].name));
   sl_api_json(r, 200, json_pack("{s:o}", "streams", a));
 }
 

@@ -4,6 +4,7 @@
  * name), committed offsets and lag from the high watermarks. Admin requests
  * and watermarks are waited on in the pool. */
 #include "kafka_store.h"
+#include "../core/store_access.h"
 #include "../core/xalloc.h"
 #include <stdlib.h>
 #include <string.h>
@@ -152,6 +153,8 @@ static void groups_done(void *arg) {
       sl_ks_gconf_t *g = sl_ks_gconf(j->ks, j->topic, j->group);
       json_object_set_new(j->out, "auto_commit", json_boolean(g ? g->auto_commit : 1));
       json_object_set_new(j->out, "session_timeout_ms", json_integer(g ? g->session_ms : j->ks->session_ms));
+    } else {
+      sl_api_keep_consumers(r, json_object_get(j->out, "groups"), "group");
     }
     sl_api_json(r, j->created ? 201 : 200, j->out);
     j->out = NULL;

@@ -26,7 +26,7 @@ static void echo(sl_http_req_t *r, void *arg) {
 
 static void ws_echo_msg(sl_ws_t *ws, int text, const char *p, size_t n, void *arg) {
   (void)arg;
-  sl_ws_send(ws, text, p, n, 1 << 20);
+  sl_ws_send(ws, text, p, n, SL_HTTP_MAX_BUFFER);
 }
 
 static void ws_gone(sl_ws_t *ws, void *arg) {

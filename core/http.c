@@ -67,6 +67,13 @@ void sl_http_count(const sl_http_req_t *r, int status) {
   (*v)++;
 }
 
+void sl_http_slow_dropped(const char *stream, const char *label, const char *kind) {
+  sl_logf(SL_LOG_WARN, stream, label, "disconnecting a slow %s client", strcmp(kind, "ws") ? "SSE" : "WebSocket");
+  (*sl_metric(SL_COUNTER, "sluice_http_slow_clients_dropped_total",
+              "SSE and WebSocket clients disconnected for having more than max_buffer waiting to be sent.", "stream",
+              stream, "kind", kind, NULL))++;
+}
+
 static void ready(sl_http_req_t *r, void *arg) {
   sl_http_t *s = arg;
   char *reasons = sl_engine_not_ready_json(s->worker->engine);
@@ -278,6 +285,30 @@ static int parse_address(const char *addr, struct sockaddr_storage *sa) {
   return uv_ip4_addr(host, port, (struct sockaddr_in *)sa);
 }
 
+static int loopback(const struct sockaddr_storage *sa) {
+  if (sa->ss_family == AF_INET) return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+  const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+  return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
+/* A reachable address serving the APIs that read and change data without
+ * auth: said loudly at start, since nothing else would tell. */
+static void warn_open_apis(const sl_http_t *s, const struct sockaddr_storage *sa) {
+  if (s->auth || loopback(sa)) return;
+  int store = 0, streams = 0;
+  for (unsigned i = 0; i < s->routes.n; i++) {
+    const sl_route_t *rt = &s->routes.v[i];
+    if (rt->auth) continue;
+    store |= !strcmp(rt->owner, "store.api") && !strcmp(rt->pattern, "/stream/");
+    streams |= !strcmp(rt->owner, "streams API");
+  }
+  if (!store && !streams) return;
+  sl_warn("http: %s is not a loopback address and there is no http.auth: anyone who reaches it may %s%s%s; "
+          "set http.auth (and store.access), or listen on 127.0.0.1",
+          s->address, store ? "read, publish to, create and delete every stream (/stream/)" : "",
+          store && streams ? " and " : "", streams ? "run pipelines of their own (/streams)" : "");
+}
+
 int sl_http_listen(sl_worker_t *w) {
   sl_http_t *s = w->slot[SL_SLOT_HTTP];
   if (!s || s->listening) return 0;
@@ -301,6 +332,7 @@ int sl_http_listen(sl_worker_t *w) {
   }
   s->listening = 1;
   sl_info("http: listening on %s%s%s", s->tls ? "https://" : "", s->address, s->base_path);
+  warn_open_apis(s, &sa);
   return 0;
 }
 

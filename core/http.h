@@ -28,6 +28,9 @@ typedef struct sl_http_req {
   void (*on_gone)(struct sl_http_req *r, void *arg);
   void *gone_arg;
   char *user;                /* authenticated user (JWT sub, API key owner) */
+  int authenticated;         /* an auth accepted it (a JWT without `sub` leaves user NULL) */
+  const void *policy;        /* what a route's front check decided, for the handler behind it
+                              * (the streams API's access rules, store_access.h) */
   const char *route;         /* the route's pattern (for metrics), NULL when none matched */
   sl_kvlist_t jwt;           /* verified claims, values JSON-encoded */
 } sl_http_req_t;
@@ -60,6 +63,17 @@ void sl_http_route_auth(sl_worker_t *w, const char *pattern, const void *auth);
 void sl_http_route_unit(sl_worker_t *w, uint64_t unit, int staging);
 void sl_http_route_outgoing(sl_worker_t *w, uint64_t unit, int on);
 void sl_http_route_handover(sl_worker_t *w);
+
+/* The status line's reason phrase of status ("" for unregistered codes). */
+const char *sl_http_reason(int status);
+/* Bytes a slow client may have waiting in its socket buffer before it is
+ * dropped (the http_server output's default max_buffer). */
+#define SL_HTTP_MAX_BUFFER ((size_t)1 << 20)
+
+/* Logs and counts (sluice_http_slow_clients_dropped_total{stream, kind}) a
+ * client about to be dropped for having more than its max_buffer waiting;
+ * kind is "ws" or "sse". The caller closes it (WebSocket: 1008). */
+void sl_http_slow_dropped(const char *stream, const char *label, const char *kind);
 
 /* Answers r (headers: extra header pairs, may be NULL) and frees it. */
 void sl_http_respond(sl_http_req_t *r, int status, const char *content_type, const void *body, size_t len,

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <jwt.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,50 @@ struct sl_http_auth {
   sl_kvlist_t keys;          /* api key -> user */
   char *key_header, *key_query;
 };
+
+/* Names that carry credentials: the usual ones, and every key header and
+ * query parameter an `auth:` block configured (kept for the process: a
+ * reload may route requests through an older block a while longer). Workers
+ * build auth blocks concurrently, hence the lock. */
+static const char *const secret_headers[] = {"authorization", "proxy-authorization", "cookie", "x-api-key", NULL};
+static const char *const secret_queries[] = {"api_key", "access_token", NULL};
+static pthread_mutex_t secrets_lock = PTHREAD_MUTEX_INITIALIZER;
+static char **secret_names;    /* "h:name" or "q:name" */
+static size_t nsecret_names;
+
+static void secrets_free(void) {
+  for (size_t i = 0; i < nsecret_names; i++) free(secret_names[i]);
+  free(secret_names);
+}
+
+static void secret_add(char kind, const char *name) {
+  char *s = sl_xasprintf("%c:%s", kind, name);
+  pthread_mutex_lock(&secrets_lock);
+  size_t i = 0;
+  while (i < nsecret_names && strcmp(secret_names[i], s)) i++;
+  if (i == nsecret_names) {
+    if (!nsecret_names) atexit(secrets_free);
+    secret_names = sl_xrealloc(secret_names, (nsecret_names + 1) * sizeof(*secret_names));
+    secret_names[nsecret_names++] = s;
+    s = NULL;
+  }
+  pthread_mutex_unlock(&secrets_lock);
+  free(s);
+}
+
+static int secret(char kind, const char *const *builtin, const char *name, int casefold) {
+  for (; *builtin; builtin++)
+    if (!(casefold ? strcasecmp : strcmp)(*builtin, name)) return 1;
+  int hit = 0;
+  pthread_mutex_lock(&secrets_lock);
+  for (size_t i = 0; i < nsecret_names && !hit; i++)
+    hit = secret_names[i][0] == kind && !(casefold ? strcasecmp : strcmp)(secret_names[i] + 2, name);
+  pthread_mutex_unlock(&secrets_lock);
+  return hit;
+}
+
+int sl_http_auth_secret_header(const char *name) { return secret('h', secret_headers, name, 1); }
+int sl_http_auth_secret_query(const char *name) { return secret('q', secret_queries, name, 0); }
 
 static char *read_file(const char *path, size_t *len) {
   FILE *f = fopen(path, "rb");
@@ -111,6 +156,8 @@ sl_http_auth_t *sl_http_auth_new(const sl_cnode_t *node, const char *config_file
       if (*p >= 'A' && *p <= 'Z') *p = (char)(*p + 32);
     a->key_header = h;
     a->key_query = sl_xstrdup(sl_conf_str(k, "query", "api_key"));
+    secret_add('h', a->key_header);
+    secret_add('q', a->key_query);
   }
   return a;
 }
@@ -248,7 +295,10 @@ int sl_http_auth_check(const sl_http_auth_t *a, sl_http_req_t *r) {
       r->user = sl_xstrdup(hit->val);
     }
     free(qk);
-    if (hit) return 0;
+    if (hit) {
+      r->authenticated = 1;
+      return 0;
+    }
   }
   if (a->jwt_on) {
     const char *authz = sl_kv_get(&r->headers, "authorization");
@@ -260,7 +310,10 @@ int sl_http_auth_check(const sl_http_auth_t *a, sl_http_req_t *r) {
       const char *why = NULL;
       int status = check_jwt(a, r, token, &why);
       free(qt);
-      if (status == 0) return 0;
+      if (status == 0) {
+        r->authenticated = 1;
+        return 0;
+      }
       if (status == 403) sl_http_error(r, 403, why);
       else unauthorized(r, why, 1);
       return -1;

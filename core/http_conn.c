@@ -1,6 +1,8 @@
 /* The HTTP server's connection layer: accepting, TLS, llhttp parsing with
  * limits, pipelining (the parser pauses after each request until it is
- * answered), responses, streamed and taken-over connections, timeouts. */
+ * answered; a loop, not recursion, goes on to the next), responses,
+ * streamed and taken-over connections, timeouts, and reading paused while a
+ * client is ahead of its answers. */
 #include "http_int.h"
 #include "metrics.h"
 #include "rand.h"
@@ -62,30 +64,15 @@ static int path_decode(char *s) {
   return 0;
 }
 
-static const char *status_text(int s) {
-  switch (s) {
-  case 100: return "Continue";
-  case 200: return "OK";
-  case 201: return "Created";
-  case 204: return "No Content";
-  case 304: return "Not Modified";
-  case 400: return "Bad Request";
-  case 401: return "Unauthorized";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 408: return "Request Timeout";
-  case 409: return "Conflict";
-  case 413: return "Content Too Large";
-  case 429: return "Too Many Requests";
-  case 431: return "Request Header Fields Too Large";
-  case 500: return "Internal Server Error";
-  case 502: return "Bad Gateway";
-  case 503: return "Service Unavailable";
-  case 504: return "Gateway Timeout";
-  }
-  return "Status";
-}
+/* A pipelining client is read no further while this many bytes wait to be
+ * parsed, or while this many answers wait to be written (it pipelines faster
+ * than it takes its answers): memory per connection stays bounded however
+ * many requests it sends. */
+enum { MAX_UNPARSED = 64 << 10, MAX_UNANSWERED = 64 };
+/* A taken-over (WebSocket) connection is read no further while this many
+ * bytes wait to be sent to it: replies to what it sends (pongs, echoes) do
+ * not pile up for a peer that does not read. */
+#define RAW_MAX_QUEUED (4 * SL_HTTP_MAX_BUFFER)
 
 /* ---------- connection lifetime ---------- */
 
@@ -96,7 +83,7 @@ static void conn_handle_closed(uv_handle_t *h) {
   free(c->field);
   free(c->value);
   free(c->body);
-  free(c->pending);
+  free(c->in);
   sl_tls_free(c->tls);
   free(c);
 }
@@ -167,6 +154,13 @@ static void arm_timer(conn_t *c, int64_t ms) {
   else uv_timer_stop(&c->timer);
 }
 
+/* The connection's last answer is under way: no further request is read,
+ * and a client that has not taken it within idle_timeout is dropped. */
+static void finish(conn_t *c) {
+  c->finished = 1;
+  arm_timer(c, c->srv->idle_timeout_ms);
+}
+
 /* ---------- writing ---------- */
 
 typedef struct wreq {
@@ -176,7 +170,8 @@ typedef struct wreq {
   char data[];
 } wreq_t;
 
-static void resume_parsing(conn_t *c);
+static void drain(conn_t *c);
+static void set_reading(conn_t *c);
 
 static void on_written(uv_write_t *w, int status) {
   wreq_t *wr = (wreq_t *)w;
@@ -195,6 +190,10 @@ static void on_written(uv_write_t *w, int status) {
     st->on_drain = NULL;
     cb(st->drain_arg);
   }
+  /* Answers went out: a paused pipeline or a paused raw reader goes on. */
+  if (c->closing || c->finished) return;
+  if (c->stream) set_reading(c);
+  else if (c->writes <= MAX_UNANSWERED / 2) drain(c);
 }
 
 /* Puts bytes on the wire as they are (ciphertext, or plaintext without TLS). */
@@ -256,7 +255,7 @@ static void send_response(conn_t *c, int status, const char *ctype, const void *
   size_t cap = 512 + extra + (ctype ? strlen(ctype) : 0) + (request_id ? strlen(request_id) : 0);
   char small[1024];
   char *h = cap <= sizeof small ? small : sl_xmalloc(cap);
-  int n = snprintf(h, cap, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: %zu\r\n", status, status_text(status),
+  int n = snprintf(h, cap, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: %zu\r\n", status, sl_http_reason(status),
                    date, len);
   if (!has_ctype && (len || ctype))
     n += snprintf(h + n, cap - (size_t)n, "Content-Type: %s\r\n", ctype ? ctype : "application/octet-stream");
@@ -291,7 +290,8 @@ void sl_http_respond(sl_http_req_t *r, int status, const char *content_type, con
     }
     send_response(c, status, content_type, body, len, headers, r->request_id, r->head, close_after);
     sl_kv_clear(&all);
-    if (!close_after) resume_parsing(c);
+    if (close_after) finish(c);
+    else drain(c);
   }
   req_free(r);
 }
@@ -368,7 +368,7 @@ sl_http_stream_t *sl_http_stream_open(sl_http_req_t *r, int status, const char *
     char date[64];
     http_date(date, sizeof date);
     fprintf(f, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\n"
-               "X-Request-Id: %s\r\n", status, status_text(status), date, content_type, r->request_id);
+               "X-Request-Id: %s\r\n", status, sl_http_reason(status), date, content_type, r->request_id);
     if (r->cors) fprintf(f, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", r->cors);
     for (uint32_t i = 0; headers && i < headers->n; i++) fprintf(f, "%s: %s\r\n", headers->v[i].key, headers->v[i].val);
     fprintf(f, "Connection: close\r\n\r\n");
@@ -388,15 +388,13 @@ sl_http_stream_t *sl_http_takeover(sl_http_req_t *r, const void *head, size_t le
   if (c) {
     write_raw(c, head, len, NULL, 0, 0);
     /* Bytes the client sent right after its upgrade request are its first frames. */
-    if (c->pending_len) {
-      char *data = c->pending;
-      size_t n = c->pending_len;
-      c->pending = NULL;
-      c->pending_len = 0;
-      on_data(arg, data, n);
-      free(data);
-    }
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    char *data = c->in;
+    size_t off = c->in_off, n = c->in_len;
+    c->in = NULL;
+    c->in_off = c->in_len = 0;
+    if (n > off) on_data(arg, data + off, n - off);
+    free(data);
+    set_reading(c);
   }
   req_free(r);
   return st;
@@ -438,7 +436,7 @@ void sl_http_stream_close(sl_http_stream_t *st) {
   stream_ended(st);
   if (c && !c->closing) {
     c->stream = NULL;
-    c->finished = 1;
+    finish(c);
     if (st->on_data) {
       /* Raw: close once what was written is flushed. */
       if (c->writes) write_raw(c, "", 0, NULL, 0, 1);
@@ -471,6 +469,7 @@ static int on_message_begin(llhttp_t *p) {
   c->req = sl_xcalloc(1, sizeof(*c->req));
   c->url_len = c->field_len = c->value_len = c->body_len = c->header_bytes = 0;
   c->in_value = 0;
+  c->hosts = 0;
   arm_timer(c, c->srv->read_timeout_ms);
   return 0;
 }
@@ -485,6 +484,7 @@ static void push_header(conn_t *c) {
   if (!c->field_len) return;
   for (size_t i = 0; i < c->field_len; i++)
     if (c->field[i] >= 'A' && c->field[i] <= 'Z') c->field[i] = (char)(c->field[i] + 32);
+  if (strcmp(c->field, "host") == 0) c->hosts++;
   sl_kv_add(&c->req->headers, c->field, c->value ? c->value : "", c->value_len);
   c->field_len = c->value_len = 0;
   if (c->field) c->field[0] = 0;
@@ -503,6 +503,12 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n) {
 
 static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   conn_t *c = conn_of(p);
+  /* A value goes on after a line break only when folded (obs-fold), which
+   * llhttp joins; RFC 9112 5.2 lets a server refuse it, and we do: a
+   * folded line is how headers are smuggled past proxies that read them
+   * differently. Elsewhere a value starts after ':' or a space. */
+  char before = at > c->exec_at ? at[-1] : c->last_byte;
+  if (n && before == '\n') return refuse(c, 400, "obsolete line folding in a header (RFC 9112 5.2)");
   c->in_value = 1;
   append(&c->value, &c->value_len, at, n);
   return count_header(c, n);
@@ -513,6 +519,9 @@ static int on_headers_complete(llhttp_t *p) {
   push_header(c);
   c->in_value = 0;
   sl_http_req_t *r = c->req;
+  /* RFC 9112 3.2: a Host line exactly once in HTTP/1.1, at most once before. */
+  if (c->hosts > 1) return refuse(c, 400, "more than one Host header");
+  if (!c->hosts && p->http_major == 1 && p->http_minor >= 1) return refuse(c, 400, "missing Host header");
   snprintf(r->method, sizeof r->method, "%s", llhttp_method_name(llhttp_get_method(p)));
   if (p->content_length > (uint64_t)c->srv->max_body_bytes)
     return refuse(c, 413, "request body too large");
@@ -521,6 +530,15 @@ static int on_headers_complete(llhttp_t *p) {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
     write_raw(c, cont, sizeof cont - 1, NULL, 0, 0);
   }
+  return 0;
+}
+
+/* A chunk announces its size before its bytes: one that cannot fit is
+ * refused now rather than waited for. */
+static int on_chunk_header(llhttp_t *p) {
+  conn_t *c = conn_of(p);
+  if (p->content_length > (uint64_t)c->srv->max_body_bytes - c->body_len)
+    return refuse(c, 413, "request body too large");
   return 0;
 }
 
@@ -543,66 +561,6 @@ static int on_message_complete(llhttp_t *p) {
   arm_timer(c, 0);
   c->keep_alive = llhttp_should_keep_alive(p);
   return HPE_PAUSED;
-}
-
-static void dispatch(conn_t *c);
-
-/* Feeds bytes to the parser; a completed request is dispatched and what
- * follows it is kept until the request is answered. */
-static void feed(conn_t *c, const char *data, size_t len) {
-  if (c->finished) return;
-  if (c->stream) {
-    /* A taken-over connection gets its bytes; a streamed answer ignores them. */
-    if (c->stream->on_data && len) c->stream->on_data(c->stream->arg, data, len);
-    return;
-  }
-  if (c->closing || c->busy) {
-    if (len) append(&c->pending, &c->pending_len, data, len);
-    return;
-  }
-  llhttp_errno_t e = llhttp_execute(&c->parser, data, len);
-  if (e == HPE_OK) return;
-  if (e == HPE_PAUSED && !c->req) return;   /* still paused: nothing new was parsed */
-  if (e == HPE_PAUSED) {
-    const char *pos = llhttp_get_error_pos(&c->parser);
-    size_t used = pos ? (size_t)(pos - data) : len;
-    if (used < len) {
-      char *rest = sl_xmalloc(len - used);
-      memcpy(rest, data + used, len - used);
-      char *old = c->pending;
-      size_t old_len = c->pending_len;
-      c->pending = NULL;
-      c->pending_len = 0;
-      append(&c->pending, &c->pending_len, rest, len - used);
-      if (old) append(&c->pending, &c->pending_len, old, old_len);
-      free(old);
-      free(rest);
-    }
-    dispatch(c);
-    return;
-  }
-  int status = c->error_status ? c->error_status : 400;
-  const char *msg = c->error_msg ? c->error_msg : llhttp_get_error_reason(&c->parser);
-  char buf[200];
-  snprintf(buf, sizeof buf, "%s", msg ? msg : "malformed request");
-  /* The connection closes once the error is written. */
-  arm_timer(c, 0);
-  uv_read_stop((uv_stream_t *)&c->tcp);
-  send_error(c, status, buf, NULL, 1);
-}
-
-static void resume_parsing(conn_t *c) {
-  if (c->closing) return;
-  llhttp_resume(&c->parser);
-  if (c->pending_len) {
-    char *data = c->pending;
-    size_t len = c->pending_len;
-    c->pending = NULL;
-    c->pending_len = 0;
-    feed(c, data, len);
-    free(data);
-  }
-  if (!c->busy && !c->closing) arm_timer(c, c->srv->idle_timeout_ms);
 }
 
 static void dispatch(conn_t *c) {
@@ -630,14 +588,102 @@ static void dispatch(conn_t *c) {
   sl_http_serve(s, r);
 }
 
+static void pause_reading(conn_t *c) {
+  if (c->reading) uv_read_stop((uv_stream_t *)&c->tcp);
+  c->reading = 0;
+}
+
+/* Reads while there is room: an HTTP connection while less than
+ * MAX_UNPARSED waits to be parsed, a raw one while less than RAW_MAX_QUEUED
+ * (half of it once paused) waits to be sent. */
+static void set_reading(conn_t *c) {
+  if (c->closing || c->finished || c->eof) return;
+  int want;
+  if (c->stream)
+    want = !c->stream->on_data || c->tcp.write_queue_size <= (c->reading ? RAW_MAX_QUEUED : RAW_MAX_QUEUED / 2);
+  else
+    want = c->in_len - c->in_off < MAX_UNPARSED;
+  if (want && !c->reading) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  else if (!want) pause_reading(c);
+  c->reading = want;
+}
+
+/* Answers a request the parser refused, then closes. */
+static void refuse_request(conn_t *c) {
+  int status = c->error_status ? c->error_status : 400;
+  const char *msg = c->error_msg ? c->error_msg : llhttp_get_error_reason(&c->parser);
+  char buf[200];
+  snprintf(buf, sizeof buf, "%s", msg ? msg : "malformed request");
+  pause_reading(c);
+  finish(c);
+  send_error(c, status, buf, NULL, 1);
+}
+
+/* Parses what was read, one request at a time, each once the one before it
+ * is answered. An answer given at once comes back here (through
+ * sl_http_respond) while the loop runs and only lets the loop go on, so a
+ * client pipelining any number of requests costs no stack; parsing also
+ * waits while MAX_UNANSWERED answers are not yet written. */
+static void drain(conn_t *c) {
+  if (c->draining) return;
+  c->draining = 1;
+  while (!c->closing && !c->finished && !c->stream && !c->busy && c->writes < MAX_UNANSWERED &&
+         c->in_off < c->in_len) {
+    const char *data = c->in + c->in_off;
+    size_t len = c->in_len - c->in_off;
+    c->exec_at = data;
+    llhttp_errno_t e = llhttp_execute(&c->parser, data, len);
+    const char *pos = e == HPE_OK ? data + len : llhttp_get_error_pos(&c->parser);
+    size_t used = pos ? (size_t)(pos - data) : len;
+    if (used) c->last_byte = data[used - 1];
+    if (e == HPE_PAUSED) {
+      c->in_off += used;
+      llhttp_resume(&c->parser);
+      dispatch(c);
+    } else if (e == HPE_PAUSED_UPGRADE) {
+      /* An upgrade the handler answered as plain HTTP: the connection stays HTTP. */
+      c->in_off += used;
+      llhttp_resume_after_upgrade(&c->parser);
+    } else if (e == HPE_OK) {
+      c->in_off = c->in_len;
+    } else {
+      refuse_request(c);
+    }
+  }
+  c->draining = 0;
+  if (c->in_off == c->in_len) {
+    free(c->in);   /* an idle connection keeps no buffer */
+    c->in = NULL;
+    c->in_off = c->in_len = 0;
+  } else if (c->in_off) {
+    memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+    c->in_len -= c->in_off;
+    c->in_off = 0;
+  }
+  if (c->closing || c->finished || c->stream) return;
+  if (c->eof && !c->busy && (c->writes < MAX_UNANSWERED || c->in_off == c->in_len)) {
+    /* Half-closed, and every request it sent whole is answered (what is
+     * left is one it never finished): close once the answers are out. */
+    finish(c);
+    if (c->writes) write_raw(c, "", 0, NULL, 0, 1);
+    else sl_http_conn_close(c);
+    return;
+  }
+  if (!c->busy && !c->req) arm_timer(c, c->srv->idle_timeout_ms);
+  set_reading(c);
+}
+
 /* ---------- reading and accepting ---------- */
 
 static void on_timeout(uv_timer_t *t) {
   conn_t *c = t->data;
   if (c->closing) return;
-  if (c->req) {
+  if (c->finished) {
+    sl_http_conn_close(c);   /* its last answer was not taken in time */
+  } else if (c->req) {
     /* Slow headers or body. */
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    pause_reading(c);
+    finish(c);
     send_error(c, 408, "request timed out", NULL, 1);
   } else if (!c->busy && !c->writes) {
     sl_http_conn_close(c);   /* idle keep-alive */
@@ -650,11 +696,48 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   buf->len = suggested;
 }
 
+/* Takes n bytes the client sent, in buf (malloc'd: this frees or keeps it). */
+static void received(conn_t *c, char *buf, size_t n) {
+  if (c->closing || c->finished || !n) {
+    free(buf);
+    return;
+  }
+  if (c->stream) {
+    /* A taken-over connection gets its bytes; a streamed answer ignores them. */
+    if (c->stream->on_data) c->stream->on_data(c->stream->arg, buf, n);
+    free(buf);
+    set_reading(c);
+    return;
+  }
+  if (!c->req && !c->busy) arm_timer(c, 0);
+  if (!c->in) {
+    c->in = buf;
+    c->in_off = 0;
+    c->in_len = n;
+  } else {
+    c->in = sl_xrealloc(c->in, c->in_len + n);
+    memcpy(c->in + c->in_len, buf, n);
+    c->in_len += n;
+    free(buf);
+  }
+  drain(c);
+}
+
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
   conn_t *c = st->data;
   if (n < 0) {
     free(buf->base);
-    if (!c->closing) sl_http_conn_close(c);
+    if (c->closing) return;
+    /* A client that half-closes after pipelining still gets the answers to
+     * what it sent, unless a request waits on it (a long-poll learns that
+     * its client left). */
+    if (n == UV_EOF && !c->stream && !c->finished && !c->busy && c->in_off < c->in_len) {
+      c->eof = 1;
+      pause_reading(c);
+      drain(c);
+      return;
+    }
+    sl_http_conn_close(c);
     return;
   }
   if (n > 0 && !c->closing && c->tls) {
@@ -671,21 +754,10 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
       if (!out) sl_http_conn_close(c);
       return;
     }
-    if (plen && !c->closing) {
-      if (!c->req && !c->busy) arm_timer(c, 0);
-      feed(c, plain, plen);
-    }
-    free(plain);
+    received(c, plain, plen);
     return;
   }
-  if (n > 0 && !c->closing) {
-    if (!c->req && !c->busy) arm_timer(c, 0);
-    feed(c, buf->base, (size_t)n);
-    /* A client pipelining faster than it is answered waits in its socket. */
-    if (c->pending_len > (size_t)(c->srv->max_header_bytes + c->srv->max_body_bytes))
-      uv_read_stop((uv_stream_t *)&c->tcp);
-  }
-  free(buf->base);
+  received(c, buf->base, (size_t)n);
 }
 
 void sl_http_on_connection(uv_stream_t *ls, int status) {
@@ -724,10 +796,11 @@ void sl_http_on_connection(uv_stream_t *ls, int status) {
   c->parser.data = c;
   if (s->tls) c->tls = sl_tls_new(s->tls);
   if (s->nconns > s->max_connections) {
+    finish(c);
     send_error(c, 503, "too many connections", NULL, 1);
     return;
   }
-  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  set_reading(c);
   arm_timer(c, s->idle_timeout_ms);
 }
 
@@ -740,6 +813,7 @@ void sl_http_settings_init(void) {
   g_settings.on_header_field = on_header_field;
   g_settings.on_header_value = on_header_value;
   g_settings.on_headers_complete = on_headers_complete;
+  g_settings.on_chunk_header = on_chunk_header;
   g_settings.on_body = on_body;
   g_settings.on_message_complete = on_message_complete;
 }

@@ -44,12 +44,22 @@ typedef struct conn {
   size_t header_bytes;
   int error_status;          /* set by a callback that refused the request */
   const char *error_msg;
-  char *pending; size_t pending_len;   /* bytes read while paused */
+  /* Bytes read and not yet parsed: in[in_off, in_len). Requests are parsed
+   * one at a time, each once the one before it is answered, so what a client
+   * pipelines waits here; reading pauses while more than a bound waits. */
+  char *in; size_t in_off, in_len;
+  const char *exec_at;       /* the bytes llhttp_execute is parsing */
+  char last_byte;            /* the byte parsed just before exec_at */
+  int draining;              /* inside drain(): an answer given there does not recurse */
+  int reading;               /* uv_read_start is in effect */
+  int eof;                   /* the client half-closed: what it sent whole is answered, then we close */
+  int hosts;                 /* Host header lines of the request */
   int keep_alive, closing, handles;
   int writes;                /* uv_write requests in flight */
   struct sl_http_stream *stream;   /* the connection carries a streamed answer */
   sl_tls_t *tls;             /* the session, when the server speaks TLS */
-  int finished;              /* a streamed or taken-over answer ended: ignore input */
+  int finished;              /* no further request: a streamed or taken-over answer ended,
+                              * or an answer closes the connection; input is ignored */
   char remote[64];
 } conn_t;
 

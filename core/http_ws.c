@@ -23,7 +23,8 @@ struct sl_ws {
   size_t in_ready;                    /* in[in_off, in_ready) is what wslay may read */
   size_t max_message;
   int frag;                           /* the frames read leave a fragmented message open */
-  int refused;                        /* wslay got a frame it refuses: it reads everything now */
+  int refused;                        /* close code for a frame refused from its header, or 0 */
+  const char *refused_why;
   uv_timer_t ping;
   int ping_init;
   int in_wslay;                       /* inside wslay_event_recv/send */
@@ -94,35 +95,43 @@ static void release_idle(sl_ws_t *ws) {
 
 /* Advances in_ready over the whole frames received, parsing only each
  * header (2-14 bytes) for the frame's length and whether it ends a message.
- * A frame wslay refuses from its header alone (longer than max_message, or a
- * control frame that is fragmented or over 125 bytes) goes to it at once,
- * with all that follows: the connection is closing, and waiting for the
- * whole frame would buffer whatever length the peer claims. */
+ * A frame refused from its header alone (longer than max_message, a length
+ * not in its shortest form or with its top bit set, a control frame that is
+ * fragmented or over 125 bytes) stops the reading there: the frames before
+ * it are read, then the connection closes with a code (wslay would close
+ * these without one), and waiting for the whole frame would buffer whatever
+ * length the peer claims. */
 static void mark_whole_frames(sl_ws_t *ws) {
   while (!ws->refused) {
     size_t avail = ws->in_len - ws->in_ready;
     if (avail < 2) return;
     const unsigned char *h = (const unsigned char *)ws->in + ws->in_ready;
-    uint64_t len = h[1] & 0x7f;
-    size_t hl = 2 + (len == 126 ? 2 : len == 127 ? 8 : 0) + (h[1] & 0x80 ? 4 : 0);
+    unsigned len7 = h[1] & 0x7f;
+    size_t hl = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (h[1] & 0x80 ? 4 : 0);
     if (avail < hl) return;
-    if (len == 126) {
+    uint64_t len = len7;
+    if (len7 == 126) {
       len = (uint64_t)h[2] << 8 | h[3];
-    } else if (len == 127) {
+    } else if (len7 == 127) {
       len = 0;
       for (int k = 2; k < 10; k++) len = len << 8 | h[k];
     }
     int fin = h[0] >> 7, opcode = h[0] & 0x0f;
-    if (len > ws->max_message || (wslay_is_ctrl_frame(opcode) && (!fin || len > 125))) {
-      ws->refused = 1;
-      break;
+    if (wslay_is_ctrl_frame(opcode) && (!fin || len > 125)) {
+      ws->refused = WSLAY_CODE_PROTOCOL_ERROR;
+      ws->refused_why = "control frame fragmented or over 125 bytes";
+    } else if ((len7 == 126 && len < 126) || (len7 == 127 && (len < 65536 || len >> 63))) {
+      ws->refused = WSLAY_CODE_PROTOCOL_ERROR;
+      ws->refused_why = "frame length not in its shortest form, or over 2^63";
+    } else if (len > ws->max_message) {
+      ws->refused = WSLAY_CODE_MESSAGE_TOO_BIG;
+      ws->refused_why = "message too big";
     }
-    if (avail - hl < len) return;
+    if (ws->refused || avail - hl < len) return;
     /* Control frames may come between fragments without ending the message. */
     if (!wslay_is_ctrl_frame(opcode)) ws->frag = !fin;
     ws->in_ready += hl + (size_t)len;
   }
-  ws->in_ready = ws->in_len;
 }
 
 /* Keeps only what wslay has not read: an idle connection holds no buffer. */
@@ -219,10 +228,18 @@ static int settle(sl_ws_t *ws) {
 /* Frames the whole frames received; 1 when that ended (and freed) ws. */
 static int process(sl_ws_t *ws) {
   mark_whole_frames(ws);
-  if (ws->in_ready == ws->in_off) return 0;
+  if (ws->in_ready == ws->in_off && !ws->refused) return 0;
   ws->in_wslay = 1;
-  wslay_event_recv(ctx_of(ws));
-  wslay_event_send(ws->ctx);
+  wslay_event_context_ptr ctx = ctx_of(ws);
+  if (ws->in_ready > ws->in_off) wslay_event_recv(ctx);
+  if (ws->refused && wslay_event_get_read_enabled(ctx)) {
+    /* What answers the frames before (pongs) goes first: a close queued
+     * with it would be sent before it, and nothing after the close. */
+    wslay_event_send(ctx);
+    wslay_event_queue_close(ctx, (uint16_t)ws->refused, (const uint8_t *)ws->refused_why, strlen(ws->refused_why));
+    wslay_event_shutdown_read(ctx);
+  }
+  wslay_event_send(ctx);
   ws->in_wslay = 0;
   if (settle(ws)) return 1;
   compact_in(ws);

@@ -10,7 +10,9 @@
 typedef struct sl_ws sl_ws_t;
 
 typedef struct sl_ws_handlers {
-  void (*on_message)(sl_ws_t *ws, int text, const char *p, size_t n, void *arg);   /* may be NULL */
+  /* May be NULL. Frames that came with the upgrade request reach it before
+   * sl_ws_accept returns: it gets ws as an argument for that. */
+  void (*on_message)(sl_ws_t *ws, int text, const char *p, size_t n, void *arg);
   void (*on_close)(sl_ws_t *ws, void *arg);   /* the peer left; ws is freed after this returns */
 } sl_ws_handlers_t;
 

@@ -42,6 +42,9 @@ int sl_api_group_settings(sl_http_req_t *r, int *auto_commit, int64_t *session_m
  * message_count, min_offset, max_offset, bytes}], from each partition's
  * first and next offsets; bytes NULL: not known (null). Returns info. */
 json_t *sl_api_info(json_t *info, int P, const int64_t *lo, const int64_t *hi, const int64_t *bytes, json_t *subs);
+/* Keeps in such an answer (info, or any other JSON: then nothing) only the
+ * subscribers r may see (store.access), and counts those. */
+void sl_api_info_visible(const sl_http_req_t *r, json_t *info);
 /* {"offset","partition","event","data","timestamp","key"[,"headers"]}. */
 json_t *sl_api_event(const sl_record_t *rec, int partition);
 int sl_api_uint(sl_http_req_t *r, const char *name, uint64_t *out);

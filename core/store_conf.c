@@ -3,6 +3,7 @@
  * keeps its files, the defaults of new streams, and whether the
  * REST/SSE/WebSocket API is served. */
 #include "section.h"
+#include "store_access.h"
 #include "store_api.h"
 #include "connectors/kafka_common.h"
 #include <string.h>
@@ -27,6 +28,11 @@ static const sl_field_t fields[] = {
   {"data_dir", SL_F_STRING, "./data", 0, "Directory of the streams' files (relative to the working directory).", NULL, NULL},
   {"api", SL_F_BOOL, "true", 0,
    "Serve the streams API under `/stream/` on the HTTP server (see docs/streams-api.md).", NULL, NULL},
+  {"access", SL_F_OBJECT, NULL, 0,
+   "Who may do what on the streams API, once `http.auth` says who asks: scopes per user or JWT claim, and the "
+   "streams and consumer names of users who are not admins (docs/security.md). Without `http.auth` the API is "
+   "open to whoever reaches it; with it and no `access`, authenticated users read and publish to every stream "
+   "and nobody creates or deletes streams over the API.", NULL, sl_store_access_fields},
   {"partitions", SL_F_INT, "1", 0, "Partitions of a stream created without saying.", NULL, NULL},
   {"fsync", SL_F_ENUM, "interval", 0,
    "Default durability: `always` answers a publish after its records are fsynced (concurrent publishes "
@@ -86,6 +92,7 @@ static void find_stream_components(const sl_cnode_t *n, sl_diags_t *d) {
 
 static int check(const sl_cnode_t *node, const sl_cnode_t *root, sl_diags_t *d) {
   uint32_t before = d->n;
+  sl_store_access_lint(sl_cnode_get(node, "access"), root, d);
   int64_t partitions = sl_conf_int(node, "partitions", 1);
   if (partitions < 1 || partitions > 1024)
     sl_diag_add(d, sl_cnode_get(node, "partitions"), "store.partitions", "partitions must be between 1 and 1024");

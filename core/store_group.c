@@ -5,6 +5,7 @@
  * as in Kafka) are durable; with auto_commit a member's next consume commits
  * what it was given before; without it, what is not committed within the
  * session timeout is given again (at-least-once). */
+#include "store_access.h"
 #include "store_api.h"
 #include "log.h"
 #include "xalloc.h"
@@ -302,7 +303,8 @@ void sl_store_group_api(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, char 
       if (!find(st, s, names[i])) create(st, s, names[i], 1, 30000);
     free(names);
     for (group_t *g = groups; g; g = g->next)
-      if (g->st == st && !strcmp(g->stream, sl_sstream_name(s)) && g->stream_id == sl_sstream_id(s)) {
+      if (g->st == st && !strcmp(g->stream, sl_sstream_name(s)) && g->stream_id == sl_sstream_id(s) &&
+          sl_api_may_see_consumer(r, g->name)) {
         refresh(g, s);
         json_array_append_new(a, describe(g, s));
       }

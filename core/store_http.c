@@ -2,6 +2,7 @@
  * delete, publish (single and batch), consume by subscriber with long-poll,
  * stats. Consumer groups are in store_group.c, live readers (SSE and
  * WebSocket) in store_live.c. Every error is JSON with a fitting status. */
+#include "store_access.h"
 #include "store_api.h"
 #include "store_pub.h"
 #include "log.h"
@@ -209,7 +210,14 @@ json_t *sl_api_info(json_t *info, int P, const int64_t *lo, const int64_t *hi, c
   return info;
 }
 
-static json_t *info_json(sl_sstream_t *s) {
+void sl_api_info_visible(const sl_http_req_t *r, json_t *info) {
+  json_t *names = json_object_get(info, "subscriber_names");
+  if (!names) return;
+  sl_api_keep_consumers(r, names, NULL);
+  json_object_set_new(info, "subscribers", json_integer((json_int_t)json_array_size(names)));
+}
+
+static json_t *info_json(const sl_http_req_t *r, sl_sstream_t *s) {
   const sl_sconf_t *c = sl_sstream_conf(s);
   int P = c->partitions;
   int64_t *lo = sl_xcalloc((size_t)P, sizeof(int64_t)), *hi = sl_xcalloc((size_t)P, sizeof(int64_t)),
@@ -222,7 +230,8 @@ static json_t *info_json(sl_sstream_t *s) {
   int nsubs;
   const char **subs = sl_sstream_cursors(s, "subscriber", &nsubs);
   json_t *sj = json_array();
-  for (int i = 0; i < nsubs; i++) json_array_append_new(sj, json_string(subs[i]));
+  for (int i = 0; i < nsubs; i++)
+    if (sl_api_may_see_consumer(r, subs[i])) json_array_append_new(sj, json_string(subs[i]));
   free(subs);
   json_t *info = json_pack("{s:s, s:i, s:f, s:I, s:s, s:s}", "name", sl_sstream_name(s), "partition_count", P,
                            "retention_hours", c->retention_hours, "retention_bytes", (json_int_t)c->retention_bytes,
@@ -256,14 +265,15 @@ static void create(sl_http_req_t *r, sl_store_t *st, const char *name) {
     free(why);
     return;
   }
-  sl_api_json(r, status, info_json(s));
+  sl_api_json(r, status, info_json(r, s));
 }
 
 static void list(sl_http_req_t *r, sl_store_t *st) {
   int n;
   const char **names = sl_store_names(st, &n);
   json_t *a = json_array();
-  for (int i = 0; i < n; i++) json_array_append_new(a, json_string(names[i]));
+  for (int i = 0; i < n; i++)
+    if (sl_api_may_see_stream(r, names[i])) json_array_append_new(a, json_string(names[i]));
   free(names);
   sl_api_json(r, 200, json_pack("{s:o}", "streams", a));
 }
@@ -543,10 +553,10 @@ static void api(sl_http_req_t *r, void *arg) {
   } else if (!(s = sl_api_stream(r, st, seg[0]))) {
     /* answered 404 */
   } else if (n == 1) {
-    if (get) sl_api_json(r, 200, info_json(s));
+    if (get) sl_api_json(r, 200, info_json(r, s));
     else sl_api_error(r, 405, "method %s not allowed", m);
   } else if (n == 2 && (!strcmp(seg[1], "info") || !strcmp(seg[1], "stats")) && get) {
-    sl_api_json(r, 200, info_json(s));
+    sl_api_json(r, 200, info_json(r, s));
   } else if (n == 2 && !strcmp(seg[1], "publish") && post) {
     publish(r, s);
   } else if (n == 3 && !strcmp(seg[1], "consume") && get) {
@@ -571,10 +581,36 @@ static void openapi(sl_http_req_t *r, void *arg) {
   sl_api_error(r, 404, "no OpenAPI document in this build");
 }
 
+/* The API's entry: access rules first (store.access), then the backend. */
+typedef struct front {
+  sl_store_access_t *access;
+  sl_http_handler handler;
+  void *arg;
+} front_t;
+
+static void front(sl_http_req_t *r, void *arg) {
+  front_t *f = arg;
+  char *path, *seg[6];
+  int n = sl_api_split(r, &path, seg);
+  int ok = sl_store_access_check(f->access, r, seg, n) == 0;
+  free(path);
+  if (ok) f->handler(r, f->arg);
+}
+
+static void front_free(void *arg) {
+  front_t *f = arg;
+  sl_store_access_free(f->access);
+  free(f);
+}
+
 int sl_store_api_route(sl_worker_t *w, sl_diags_t *d, const sl_cnode_t *at, void (*handler)(sl_http_req_t *r, void *arg),
                        void *arg) {
-  if (sl_http_route(w, SL_STORE_API_PREFIX, NULL, handler ? handler : api, handler ? arg : w, "store.api", d, at) != 0)
-    return -1;
+  front_t *f = sl_xcalloc(1, sizeof(*f));
+  *f = (front_t){sl_store_access_new(sl_cnode_get(at, "access")), handler ? handler : api, handler ? arg : w};
+  /* The worker frees it after the backends, which may answer held requests until then. */
+  w->slot[SL_SLOT_STORE_API] = f;
+  w->slot_free[SL_SLOT_STORE_API] = front_free;
+  if (sl_http_route(w, SL_STORE_API_PREFIX, NULL, front, f, "store.api", d, at) != 0) return -1;
   return sl_http_route_get(w, "/openapi.json", openapi, NULL, "store.api", d, at);
 }
 

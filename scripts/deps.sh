@@ -1,14 +1,27 @@
 #!/bin/sh
-# Installs every build and test dependency from Debian by package name.
-# Idempotent and quiet when everything is present; uses sudo when not root.
+# Installs dependencies from Debian by package name (and, for tests, Kafka's
+# jars and the specs' npm clients). Idempotent and quiet when everything is
+# present; uses sudo when not root.
+#   scripts/deps.sh run    what building and running sluice needs (make run)
+#   scripts/deps.sh test   that, plus what the tests and benchmarks need (make test; the default)
 set -eu
-PKGS="build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
-libluajit2-5.1-dev luajit2 libuv1-dev node-llhttp librdkafka-dev libyaml-dev
-lua-busted lua-cjson libssl-dev libwslay-dev libjwt-dev libyajl-dev
-libjansson-dev libcurl4-openssl-dev prometheus-pushgateway jq curl openssl python3 python3-websockets python3-prometheus-client chromium nginx-light redis-server wrk hyperfine time
+what=${1:-test}
+RUN_PKGS="build-essential cmake ninja-build pkg-config libluajit2-5.1-dev libuv1-dev node-llhttp
+librdkafka-dev libyaml-dev lua-cjson libssl-dev libwslay-dev libjwt-dev libyajl-dev libjansson-dev
+libcurl4-openssl-dev curl"
+# Sanitizer and fuzz builds (clang), busted on LuaJIT, the real peers and
+# clients of the specs, and the benchmarks' tools.
+TEST_PKGS="clang libclang-rt-14-dev luajit2 lua-busted jq openssl python3 python3-websockets
+python3-prometheus-client prometheus-pushgateway chromium nginx-light redis-server wrk hyperfine time
 openjdk-17-jre-headless maven kcat"
 
-command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
+case $what in
+  run) PKGS=$RUN_PKGS ;;
+  test)
+    PKGS="$RUN_PKGS $TEST_PKGS"
+    command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm" ;;
+  *) echo "usage: scripts/deps.sh [run|test]" >&2; exit 2 ;;
+esac
 
 missing=""
 for p in $PKGS; do
@@ -24,8 +37,12 @@ if [ -n "$missing" ]; then
   # shellcheck disable=SC2086
   $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
   # Debian starts nginx, redis and the pushgateway on install; benchmarks and specs run their own.
-  $SUDO systemctl disable --now nginx redis-server prometheus-pushgateway >/dev/null 2>&1 || true
+  if [ "$what" = test ]; then
+    $SUDO systemctl disable --now nginx redis-server prometheus-pushgateway >/dev/null 2>&1 || true
+  fi
 fi
+
+[ "$what" = test ] || exit 0
 
 # The Kafka broker that the Kafka specs start: its jars from Maven Central,
 # cached outside the tree (scripts/kafka.sh fetch says nothing when they are there).

@@ -636,12 +636,49 @@ output:
 end)
 
 describe("connector docs", function()
-  it("every connector documents its fields and an example", function()
-    for _, name in ipairs({"stdin", "file", "generate", "stdout", "drop", "broker", "switch", "fallback",
-                           "reject_errored"}) do
-      local r = h.sluice("doc " .. name)
-      assert.are.equal(0, r.code, name)
-      assert.matches("```", r.stdout, 1, true)
+  -- The section of `sluice doc name` for that kind ("input" or "output").
+  local function doc_section(name, kind)
+    local r = h.sluice("doc " .. name)
+    assert.are.equal(0, r.code, name .. ": " .. r.stderr)
+    for sec in (r.stdout .. "\n---\n"):gmatch("(.-)\n%-%-%-\n") do
+      if sec:find("# " .. name .. " (" .. kind .. ")", 1, true) then return sec end
     end
+    error("sluice doc " .. name .. " has no " .. kind .. " section:\n" .. r.stdout)
+  end
+
+  it("every connector documents its fields and an example", function()
+    local list = json.decode(h.sluice("list --format json").stdout)
+    local seen = 0
+    for _, kind in ipairs({"input", "output"}) do
+      for _, c in ipairs(list[kind .. "s"]) do
+        local what = c.name .. " (" .. kind .. ")"
+        assert.is_true(#c.summary > 0, what .. " has no summary")
+        local sec = doc_section(c.name, kind)
+        -- every field row: | `name` | type | default | description |, each cell filled
+        for row in sec:gmatch("\n(| `[^\n]+)") do
+          local cells = {}
+          for cell in row:sub(3, -3):gmatch("(.-) | ") do cells[#cells + 1] = cell end
+          cells[#cells + 1] = row:sub(3, -3):match(".* | (.*)$")
+          assert.are.equal(4, #cells, what .. ": " .. row)
+          for k = 2, 3 do assert.is_true(#cells[k] > 0, what .. ": empty cell in " .. row) end
+          -- (an enum's values are appended to its description: not a description)
+          assert.matches("%S", (cells[4]:gsub("One of:[^|]*$", "")), what .. ": no description in " .. row)
+        end
+        -- the example is a config that lints (with a trivial other side when it shows one side)
+        local example = sec:match("## Example\n\n```yaml\n(.-)```")
+        assert.is_truthy(example, what .. " has no example")
+        assert.matches(c.name .. ":", example, 1, true)
+        if not example:find("^input:") and not example:find("\ninput:") then
+          example = example .. "input: {generate: {count: 1, interval: 0, mapping: 'return 1'}}\n"
+        end
+        if not example:find("^output:") and not example:find("\noutput:") then
+          example = example .. "output: {drop: {}}\n"
+        end
+        local r = h.run_config(example, {cmd = "lint"})
+        assert.are.equal(0, r.code, what .. "'s example does not lint:\n" .. example .. r.stderr)
+        seen = seen + 1
+      end
+    end
+    assert.is_true(seen >= 17, seen .. " connectors listed")
   end)
 end)

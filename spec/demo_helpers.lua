@@ -1,5 +1,5 @@
--- Checks shared by the specs of Tyk's Streams demo (examples/tyk-streams-demo),
--- on the embedded store (store_spec) and on Kafka (kafka_pipeline_spec).
+-- Checks shared by the specs of Tyk's Streams demo: the quickstart on the
+-- embedded store (quickstart_spec) and on Kafka (kafka_pipeline_spec).
 local h = require("spec.helpers")
 local json = h.json
 local assert = require("luassert")

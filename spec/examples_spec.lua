@@ -13,9 +13,11 @@ describe("examples", function()
     end
   end)
 
-  it("pass their config tests", function()
+  it("pass their config tests, the quickstart's among them", function()
     local r = h.sluice("test examples")
     assert.are.equal(0, r.code, r.stdout)
+    assert.matches("PASS examples/quickstart_test.yaml: the worker adds the result", r.stdout, 1, true)
+    assert.matches("PASS examples/quickstart_test.yaml: in gives every event a job id", r.stdout, 1, true)
   end)
 
   it("generate prints enriched orders and stops cleanly on SIGINT", function()

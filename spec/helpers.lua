@@ -3,6 +3,8 @@
 local M = {}
 
 M.bin = os.getenv("SLUICE_BIN") or "build/sluice"
+-- The same as an absolute path, for commands that run in another directory.
+M.abs_bin = M.bin:sub(1, 1) == "/" and M.bin or (os.getenv("PWD") .. "/" .. M.bin)
 
 local function tmpname(suffix)
   local p = os.tmpname()
@@ -33,7 +35,22 @@ function M.shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
--- Runs a shell command; returns exit code, stdout, stderr.
+-- The first line of an ASan/LSan/UBSan report in text (a process's stderr),
+-- or nil. The sanitizer build exits non-zero on a leak, but a spec that
+-- expects a failing exit (or discards the code) would not see it.
+function M.sanitizer_report(text)
+  text = text or ""
+  return text:match("==%d+==ERROR: %a+Sanitizer[^\n]*") or text:match("[^\n]*%.[ch]:%d+:%d+: runtime error:[^\n]*")
+end
+
+-- Raises (failing the spec) when text holds a sanitizer report.
+local function no_sanitizer_report(text, what)
+  local rep = M.sanitizer_report(text)
+  if rep then error(string.format("sanitizer report from %s (%s); its stderr:\n%s", what, rep, text), 0) end
+end
+
+-- Runs a shell command; returns exit code, stdout, stderr. A sanitizer report
+-- on its stderr raises.
 function M.sh(cmd, stdin)
   local out, err = tmpname(), tmpname()
   local inp = stdin and M.write(tmpname(), stdin) or "/dev/null"
@@ -42,6 +59,7 @@ function M.sh(cmd, stdin)
   local o, e = M.read(out), M.read(err)
   os.remove(out); os.remove(err)
   if stdin then os.remove(inp) end
+  no_sanitizer_report(e, cmd)
   return code, o, e
 end
 
@@ -105,10 +123,9 @@ function M.serve_once(yaml, opts)
   if opts.dir then os.remove(dir .. "/rc.txt") end
   M.write(dir .. "/config.yaml", (yaml:gsub("%$PORT", tostring(port))))
   if opts.before then opts.before(dir) end
-  local bin = M.bin:sub(1, 1) == "/" and M.bin or (os.getenv("PWD") .. "/" .. M.bin)
   os.execute(string.format(
     "cd %s && (%s %s config.yaml > out.txt 2> err.txt & echo $! > pid.txt; wait $!; echo $? > rc.tmp; mv rc.tmp rc.txt) 2>/dev/null &",
-    M.shell_quote(dir), M.shell_quote(bin), opts.cmd or "run"))
+    M.shell_quote(dir), M.shell_quote(M.abs_bin), opts.cmd or "run"))
   local srv = {port = port, dir = dir, url = "http://127.0.0.1:" .. port}
   local up = false
   for _ = 1, 100 do
@@ -129,8 +146,15 @@ function M.serve_once(yaml, opts)
     end
   end
   srv.stdout = function() return M.read(dir .. "/out.txt") or "" end
-  -- SIGTERM, wait (bounded) and return the exit code; removes the directory.
-  srv.stop = function(keep)
+  -- SIGTERM, wait (bounded) and return the exit code; removes the directory
+  -- unless keep. Raises (failing the spec) when the exit code is not
+  -- opts.code (0 unless given; opts.code = "any" hands any code back to the
+  -- caller), when sluice printed a sanitizer report, or when it did not stop
+  -- within 30 s. A second call returns the first one's code.
+  local stopped
+  srv.stop = function(keep, opts)
+    if stopped then return stopped end
+    opts = opts or {}
     local pid = M.read(dir .. "/pid.txt")
     if pid then os.execute("kill -TERM " .. pid:match("%d+") .. " 2>/dev/null") end
     local rc
@@ -139,17 +163,18 @@ function M.serve_once(yaml, opts)
       if rc then break end
       os.execute("sleep 0.05")
     end
-    if not rc then
-      -- Still running after 30 s: report what it said, then make sure it is gone.
-      io.stderr:write("sluice did not stop; its stderr:\n", srv.stderr(), "\n")
-      if pid then os.execute("kill -KILL " .. pid:match("%d+") .. " 2>/dev/null") end
-    end
+    if not rc and pid then os.execute("kill -KILL " .. pid:match("%d+") .. " 2>/dev/null") end
     local err = srv.stderr()
-    if err:find("Sanitizer", 1, true) or err:find("runtime error:", 1, true) then
-      io.stderr:write("sanitizer report from sluice:\n", err, "\n")
-    end
     if not keep then M.rmdir(dir) end
-    return tonumber(rc)
+    if not rc then error("sluice did not stop within 30 s of SIGTERM; its stderr:\n" .. err, 2) end
+    rc = tonumber(rc)
+    stopped = rc
+    no_sanitizer_report(err, "sluice")
+    local want = opts.code or 0
+    if want ~= "any" and rc ~= want then
+      error(string.format("sluice exited %d, not %s; its stderr:\n%s", rc, tostring(want), err), 2)
+    end
+    return rc
   end
   if not up then
     local err = srv.stderr()
@@ -157,6 +182,14 @@ function M.serve_once(yaml, opts)
     error("sluice did not start: " .. err, 0)
   end
   return srv
+end
+
+-- For a spec body run as ok, err = pcall(...): stops srv, then raises the
+-- body's error if there is one, else stop's (exit code, sanitizer report).
+function M.stop_after(srv, ok, err, keep)
+  local stopped, stop_err = pcall(srv.stop, keep)
+  if not ok then error(err, 0) end
+  if not stopped then error(stop_err, 0) end
 end
 
 -- Splits text into lines (dropping a final empty line).

@@ -65,8 +65,7 @@ streams:
       for n = 1, 600 do assert.truthy(seen[n], "missing " .. n) end
       for n = 301, 600 do assert.are.equal("v2", seen[n]) end
     end)
-    srv.stop()
     h.rmdir(d)
-    assert(ok, err)
+    h.stop_after(srv, ok, err)
   end)
 end)

@@ -60,15 +60,22 @@ describe("switch", function()
   end)
 
   it("a case without check matches everything; a failing check flags the message", function()
-    local out = decode_all(run([[
+    local out = sorted_by_n(decode_all(run([[
     - switch:
         - check: 'this.x.y == 1'
-          processors: [{lua: 'this.never = true'}]
+          processors: [{lua: 'this.first = true'}]
         - processors: [{lua: 'this.all = true'}]
     - lua: 'if errored() then this.err = error_message() end'
-]], '{"n":1}\n'))
+]], '{"n":1}\n{"n":2,"x":{"y":1}}\n{"n":3,"x":{"y":2}}\n{"n":4,"x":{"y":"a"}}\n')))
+    -- n=1: the check raised (no x): flagged, and no case ran
     assert.matches("attempt to index", out[1].err)
     assert.is_nil(out[1].all)
+    assert.is_nil(out[1].first)
+    -- n=2: the first case matched, so the catch-all did not run
+    assert.are.same({n = 2, x = {y = 1}, first = true}, out[2])
+    -- n=3, n=4: every message the check did not take reaches the case without one
+    assert.are.same({n = 3, x = {y = 2}, all = true}, out[3])
+    assert.are.same({n = 4, x = {y = "a"}, all = true}, out[4])
   end)
 
   it("rejects a bad check at lint", function()
@@ -150,17 +157,22 @@ describe("split and batch", function()
   end)
 
   it("batch emits on period while the input stays open", function()
-    local cfg = h.write(h.tmpname(".yaml"), "input:\n  stdin: {}\npipeline:\n  processors:\n" ..
+    local d = h.tmpdir()
+    h.write(d .. "/c.yaml", "input:\n  stdin: {}\npipeline:\n  processors:\n" ..
       "    - batch: {count: 100, period: 200ms}\n" .. SHOW .. "output:\n  stdout: {}\n")
-    -- Two lines, then the input stays open for 1 s: the period must emit them before EOF.
-    local code, out = h.sh(string.format(
-      "(printf '{\"n\":1}\\n{\"n\":2}\\n'; sleep 1) | %s run %s | while read -r l; do echo \"$(date +%%s%%N) $l\"; done",
-      h.bin, cfg))
-    os.remove(cfg)
-    assert.are.equal(0, code)
-    local ls = h.lines(out)
-    assert.are.equal(2, #ls)
-    assert.matches('"idx":1', ls[2])
+    -- Two lines, then stdin stays open until both came out (at most 30 s):
+    -- only the period can emit a batch of 2 of 100 before the end of input,
+    -- which would flush it too, so "open" records that the input was still open.
+    local code, _, err = h.sh(string.format([[
+cd %s && : > out.txt
+(printf '{"n":1}\n{"n":2}\n'
+ i=0; while [ $i -lt 300 ] && [ "$(wc -l < out.txt)" -lt 2 ]; do sleep 0.1; i=$((i+1)); done
+ [ "$(wc -l < out.txt)" -ge 2 ] && echo open > emitted) | %s run c.yaml >> out.txt]], h.shell_quote(d), h.shell_quote(h.abs_bin)))
+    local out, emitted = h.lines(h.read(d .. "/out.txt")), h.read(d .. "/emitted")
+    h.rmdir(d)
+    assert.are.equal(0, code, err)
+    assert.are.equal("open\n", emitted, "nothing was emitted while the input was open")
+    assert.are.same({0, 1}, indexes(out))
   end)
 
   it("batch needs at least one limit", function()

@@ -12,8 +12,9 @@ local function curl(args)
   return tonumber(code), ok and j or body
 end
 
-local function post(srv, path, body)
-  return curl("-X POST --data-binary " .. h.shell_quote(json.encode(body)) .. " '" .. srv.url .. path .. "'")
+local function post(srv, path, body, key)
+  return curl("-X POST --data-binary " .. h.shell_quote(json.encode(body)) .. " '" .. srv.url .. path .. "'" ..
+    (key and (" -H 'X-API-Key: " .. key .. "'") or ""))
 end
 
 -- The status and body of a WebSocket upgrade request (curl speaks the handshake).
@@ -146,21 +147,21 @@ end
 describe("quickstart /sse (delivery: round_robin) resumes with Last-Event-ID", function()
   local srv
   setup(function()
-    local yaml = h.read("examples/quickstart.yaml"):gsub("%${HTTP_ADDRESS:0%.0%.0%.0:4195}", "127.0.0.1:$PORT")
+    local yaml = h.read("examples/quickstart.yaml"):gsub("%${HTTP_ADDRESS:[^}]*}", "127.0.0.1:$PORT")
     srv = h.serve(yaml)
   end)
   teardown(function() assert.are.equal(0, srv.stop()) end)
 
   it("gives a reconnecting client what its earlier connection was sent after that id, then what came meanwhile", function()
-    local a = sse_client(srv.url .. "/sse?user=alice")
+    local a = sse_client(srv.url .. "/sse?api_key=alice-key")
     assert.truthy(a.connected())
-    for n = 1, 2 do assert.are.equal(200, (post(srv, "/push-event?user=alice", {n = n}))) end
+    for n = 1, 2 do assert.are.equal(200, (post(srv, "/push-event", {n = n}, "alice-key"))) end
     local got = a.wait(2)
     a.stop()
     assert.are.same({"1", "2"}, {got[1].id, got[2].id})
     -- published while alice is away; she only took in event 1
-    for n = 3, 4 do assert.are.equal(200, (post(srv, "/push-event?user=alice", {n = n}))) end
-    local b = sse_client(srv.url .. "/sse?user=alice", "Last-Event-ID: 1")
+    for n = 3, 4 do assert.are.equal(200, (post(srv, "/push-event", {n = n}, "alice-key"))) end
+    local b = sse_client(srv.url .. "/sse?api_key=alice-key", "Last-Event-ID: 1")
     local again = b.wait(3)
     b.stop()
     local ns, ids = {}, {}
@@ -170,16 +171,16 @@ describe("quickstart /sse (delivery: round_robin) resumes with Last-Event-ID", f
   end)
 
   it("does not give one connection what another, still connected, got", function()
-    local a = sse_client(srv.url .. "/sse?user=carol")
-    local b = sse_client(srv.url .. "/sse?user=carol")
+    local a = sse_client(srv.url .. "/sse?api_key=bob-key")
+    local b = sse_client(srv.url .. "/sse?api_key=bob-key")
     assert.truthy(a.connected() and b.connected())
-    for n = 1, 4 do assert.are.equal(200, (post(srv, "/push-event?user=carol", {n = n}))) end
+    for n = 1, 4 do assert.are.equal(200, (post(srv, "/push-event", {n = n}, "bob-key"))) end
     h.wait_for(function() return #a.data() + #b.data() >= 4 end, 20)
     local ga = a.data()
     a.stop()
     assert.are.equal(2, #ga, a.text())
     -- a comes back having seen only its first: it gets its second, not b's
-    local a2 = sse_client(srv.url .. "/sse?user=carol", "Last-Event-ID: " .. ga[1].id)
+    local a2 = sse_client(srv.url .. "/sse?api_key=bob-key", "Last-Event-ID: " .. ga[1].id)
     local re = a2.wait(1)
     assert.are.same({ga[2].id}, {re[1].id})
     assert.are.equal(ga[2].data.n, re[1].data.n)

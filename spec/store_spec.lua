@@ -3,7 +3,6 @@
 -- including crash safety under kill -9.
 local h = require("spec.helpers")
 local json = h.json
-local demo = require("spec.demo_helpers")
 
 local CONFIG = [[
 http:
@@ -467,58 +466,5 @@ streams:
       assert.is_nil(at[k], k)
       at[k] = true
     end
-  end)
-end)
-
-describe("quickstart: Tyk's demo on embedded streams", function()
-  local srv
-  setup(function()
-    local yaml = h.read("examples/quickstart.yaml"):gsub("%${HTTP_ADDRESS:0%.0%.0%.0:4195}", "127.0.0.1:$PORT")
-    srv = h.serve(yaml)
-  end)
-  teardown(function() if srv then srv.stop() end end)
-
-  it("answers POST /push-event with the enriched event and delivers each user only their results", function()
-    local code, e = post(srv, "/push-event?user=alice", {foo = "a1"})
-    assert.are.equal(200, code)
-    assert.are.equal("alice", e.user_id)
-    assert.matches("^%x+%-", e.job_id)
-    assert.are.equal(400, (post(srv, "/push-event", {foo = 1})))
-    -- SSE as alice and WebSocket as bob, open while both post
-    local sse = io.popen("curl -s -N -m 3 '" .. srv.url .. "/sse?user=alice'")
-    local ws = io.popen(WS .. "'ws://127.0.0.1:" .. srv.port .. "/ws-in?user=bob' --recv 2 --wait 3")
-    os.execute("sleep 0.5")
-    for _, u in ipairs({"bob", "alice", "bob"}) do post(srv, "/push-event?user=" .. u, {foo = u}) end
-    local sse_out, ws_out = sse:read("a"), ws:read("a")
-    sse:close(); ws:close()
-    demo.assert_alice_and_bob(sse_out, ws_out)
-  end)
-
-  it("gives each of 10 users every one of their results by long-poll GET, and none of the others'", function()
-    for round = 1, 2 do
-      for u = 1, 10 do post(srv, "/push-event?user=u" .. u, {round = round}) end
-    end
-    for u = 1, 10 do
-      local got = {}
-      for _ = 1, 20 do
-        local _, out = h.sh("curl -s -m 10 '" .. srv.url .. "/get-event?user=u" .. u .. "'")
-        -- a batch comes as one message per line
-        for _, l in ipairs(h.lines(out)) do
-          local r = json.decode(l)
-          assert.are.equal("u" .. u, r.user_id)
-          got[r.round] = true
-        end
-        if got[1] and got[2] then break end
-      end
-      assert.is_true(got[1] and got[2])
-    end
-    -- each user's instance commits its own group (every commit_period)
-    local groups
-    for _ = 1, 40 do
-      groups = select(2, curl(srv, "URL/stream/completed/groups")).groups
-      if #groups >= 12 then break end
-      os.execute("sleep 0.05")
-    end
-    assert.are.equal(12, #groups)
   end)
 end)

@@ -49,14 +49,13 @@ local function receiver()
   return r
 end
 
-local function wait_spans(rcv, n)
-  local spans
-  for _ = 1, 200 do
-    spans = rcv.spans()
-    if #spans >= n then break end
-    os.execute("sleep 0.05")
-  end
-  return spans
+-- Waits (up to 20 s) until the receiver got n (1 by default) spans named name.
+local function wait_for_span(rcv, name, n)
+  return h.wait_for(function()
+    local got = 0
+    for _, s in ipairs(rcv.spans()) do if s.name == name then got = got + 1 end end
+    return got >= (n or 1)
+  end, 20)
 end
 
 local function by_name(spans)
@@ -80,7 +79,7 @@ tracer:
   otlp:
     endpoint: ]] .. rcv.endpoint .. [[
 
-    flush_interval: 50ms
+    flush_interval: 1h
     tags: {stream: in, env: spec}
 input:
   label: push_event
@@ -100,8 +99,9 @@ output:
     local _, body = h.sh("curl -s -m 5 -H 'traceparent: 00-" .. TRACE .. "-" .. PARENT .. "-01' -d '{\"a\":1}' " ..
       srv.url .. "/push-event")
     assert.are.equal("alice", json.decode(body).user_id)
-    local spans = wait_spans(rcv, 4)
+    -- flush_interval 1h: every span is sent when sluice exits, and read after that
     assert.are.equal(0, srv.stop())
+    local spans = rcv.spans()
     assert.are.equal(4, #spans)
     local n = by_name(spans)
     local root = n.push_event[1]
@@ -140,8 +140,10 @@ retry: {max_retries: 1, initial_interval: 10ms}
     h.sh("curl -s -m 5 -d '{}' " .. srv.url .. "/in")
     h.sh("curl -s -m 5 -d '{\"fail\":true}' " .. srv.url .. "/in")
     h.sh("curl -s -m 5 -H 'traceparent: 00-" .. TRACE .. "-" .. PARENT .. "-00' -d '{}' " .. srv.url .. "/in")
-    local spans = wait_spans(rcv, 6)
+    -- exported every 50 ms while running; then everything, read after the exit
+    assert.is_true(wait_for_span(rcv, "http_server", 2))
     assert.are.equal(0, srv.stop())
+    local spans = rcv.spans()
     local n = by_name(spans)
     assert.are.equal(2, #n.http_server)
     assert.is_nil(n.http_server[1].parentSpanId)
@@ -254,8 +256,10 @@ streams:
     output: {label: done, file: {path: ]] .. d .. [[/out.ndjson}}
 ]])
     h.sh("curl -s -m 5 -H 'traceparent: 00-" .. TRACE .. "-" .. PARENT .. "-01' -d '{\"a\":1}' " .. srv.url .. "/in")
-    local spans = wait_spans(rcv, 4)
+    -- the worker's spans come once it consumed the record: wait for its output's
+    assert.is_true(wait_for_span(rcv, "done"))
     assert.are.equal(0, srv.stop())
+    local spans = rcv.spans()
     h.rmdir(d)
     local n = by_name(spans)
     local edge, out, consumed = n.edge_in[1], n.to_jobs[1], n.from_jobs[1]

@@ -1,7 +1,8 @@
 -- The README's "Tyk's own example" commands (seed 000: the demo under the
--- listen path /stream-demo/), run as the README prints them: only the port
--- (8282 there) and the binary's path differ. curl runs the curl lines; the
--- wscat line's URL is opened with npm `ws`.
+-- listen path /stream-demo/; the quickstart's API key where Tyk's demo has
+-- ?user=), run as the README prints them: only the port (8282 there) and the
+-- binary's path differ. curl runs the curl lines; the wscat line's URL is
+-- opened with npm `ws`.
 local h = require("spec.helpers")
 local json = h.json
 
@@ -22,8 +23,7 @@ describe("README: Tyk's demo under /stream-demo/ (http.base_path)", function()
     local server, client = readme_commands()
     local port = tostring(h.port())
     local dir = h.tmpdir()
-    local bin = h.bin:sub(1, 1) == "/" and h.bin or (os.getenv("PWD") .. "/" .. h.bin)
-    local cmd = server:gsub("\n$", ""):gsub("8282", port):gsub("build/sluice", bin)
+    local cmd = server:gsub("\n$", ""):gsub("8282", port):gsub("build/sluice", h.abs_bin)
       :gsub("examples/", os.getenv("PWD") .. "/examples/")
     os.execute(string.format("cd %s && (%s > out.txt 2> err.txt & echo $! > pid.txt; wait $!; echo $? > rc.txt) &",
       h.shell_quote(dir), cmd))
@@ -54,7 +54,7 @@ describe("README: Tyk's demo under /stream-demo/ (http.base_path)", function()
     local r = json.decode(got)
     assert.are.same({"hello world", "alice", "bar", p.job_id}, {r.message, r.user_id, r.result, r.job_id})
     -- wscat's URL: alice's next result arrives on the WebSocket
-    local url = cmds[3]:match("wscat %-c (%S+)"):gsub("\\", ""):gsub("^http", "ws"):gsub("8282", port)
+    local url = cmds[3]:match("wscat %-c (%S+)"):gsub("[\\\"]", ""):gsub("^http", "ws"):gsub("8282", port)
     -- (round_robin: the result waits for alice's next client if the socket is not open yet)
     local ws = io.popen("node spec/node/clients.js ws '" .. url .. "' 1")
     h.sh(cmds[1]:gsub("8282", port):gsub("hello world", "again") .. " -s")

@@ -8,9 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-  fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+#include "check.h"
 
 /* ---- t_mem: records what it is given; fails its first `fail` writes (-1: all) ---- */
 
@@ -330,16 +328,14 @@ int main(void) {
   fake_stream.name = "t";
   fake_stream.worker = W;
   fake_stream.retry = one_retry;
-  test_drop();
-  test_fan_out();
-  test_round_robin();
-  test_fallback();
-  test_reject_errored();
-  test_switch();
-  test_lint_errors();
+  RUN(test_drop);
+  RUN(test_fan_out);
+  RUN(test_round_robin);
+  RUN(test_fallback);
+  RUN(test_reject_errored);
+  RUN(test_switch);
+  RUN(test_lint_errors);
   for (unsigned i = 0; i < ntrees; i++) sl_cnode_free(trees[i]);
   sl_worker_free(W);
-  if (failures) fprintf(stderr, "%d failure(s)\n", failures);
-  else printf("test_connectors: ok\n");
-  return failures ? 1 : 0;
+  return check_report("test_connectors");
 }

@@ -8,9 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-  fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+#include "check.h"
 
 /* ---- transactions ---- */
 
@@ -269,12 +267,10 @@ static void test_stream_nack_reemits(void) {
 }
 
 int main(void) {
-  test_txn();
-  test_kv();
-  test_stream_delivers_all();
-  test_stream_retries();
-  test_stream_nack_reemits();
-  if (failures) { fprintf(stderr, "%d check(s) failed\n", failures); return 1; }
-  printf("test_core: ok\n");
-  return 0;
+  RUN(test_txn);
+  RUN(test_kv);
+  RUN(test_stream_delivers_all);
+  RUN(test_stream_retries);
+  RUN(test_stream_nack_reemits);
+  return check_report("test_core");
 }

@@ -4,9 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-  fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+#include "check.h"
 
 static int old_arg, new_arg, other_arg;
 
@@ -80,10 +78,8 @@ static void test_removed_unit_retires(void) {
 }
 
 int main(void) {
-  test_handover();
-  test_abort();
-  test_removed_unit_retires();
-  if (failures) { fprintf(stderr, "%d check(s) failed\n", failures); return 1; }
-  printf("test_http_route: ok\n");
-  return 0;
+  RUN(test_handover);
+  RUN(test_abort);
+  RUN(test_removed_unit_retires);
+  return check_report("test_http_route");
 }

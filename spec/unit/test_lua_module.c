@@ -11,9 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-  fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+#include "check.h"
 
 static char dir[64], path[96];
 
@@ -160,11 +158,9 @@ int main(void) {
   snprintf(dir, sizeof(dir), "/tmp/sl_lmod_XXXXXX");
   if (!mkdtemp(dir)) return 1;
   snprintf(path, sizeof(path), "%s/mod.lua", dir);
-  test_reload();
-  test_fswatch();
+  RUN(test_reload);
+  RUN(test_fswatch);
   unlink(path);
   rmdir(dir);
-  if (failures) fprintf(stderr, "%d failures\n", failures);
-  else printf("ok\n");
-  return failures ? 1 : 0;
+  return check_report("test_lua_module");
 }

@@ -10,9 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-  fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+#include "check.h"
 
 static const sl_seglog_opts_t small = {.segment_bytes = 4096, .index_interval = 256};
 
@@ -204,11 +202,10 @@ static void test_crc32c(void) {
 }
 
 int main(void) {
-  test_crc32c();
-  test_roundtrip_and_rolls();
-  test_torn_and_corrupt_tail();
-  test_retention();
-  test_segment_age();
-  if (failures) fprintf(stderr, "%d failure(s)\n", failures);
-  return failures ? 1 : 0;
+  RUN(test_crc32c);
+  RUN(test_roundtrip_and_rolls);
+  RUN(test_torn_and_corrupt_tail);
+  RUN(test_retention);
+  RUN(test_segment_age);
+  return check_report("test_seglog");
 }

@@ -1,0 +1,31 @@
+# Sourced by the bench scripts: a benchmark that measured nothing fails loudly
+# instead of printing a row of zeros (or of empty cells).
+
+# fail MESSAGE...: says why on stderr and exits 1 (the script's EXIT trap cleans up).
+fail() { echo "bench: $*" >&2; exit 1; }
+
+# figure VALUE WHAT: VALUE must be a number above 0; else the run fails.
+# Use it on every figure a row prints, in the script's main shell (an exit in
+# a $(...) ends only that subshell).
+figure() {
+  awk -v v="$1" 'BEGIN { exit !(v ~ /^[0-9]+(\.[0-9]+)?$/ && v + 0 > 0) }' ||
+    fail "$2: measured nothing (got '$1')"
+}
+
+# wait_http URL [PID]: until URL answers (10 s at most); fails if it does not,
+# or as soon as process PID is gone.
+wait_http() {
+  for _ in $(seq 200); do
+    curl -s -o /dev/null -m 1 "$1" && return 0
+    if [ -n "${2:-}" ] && ! kill -0 "$2" 2>/dev/null; then fail "the server for $1 exited"; fi
+    sleep 0.05
+  done
+  fail "nothing answers $1"
+}
+
+# wrk_check FILE: wrk's report in FILE has no non-2xx answers and a rate above 0.
+wrk_check() {
+  non2xx=$(awk '/Non-2xx/ {print $NF}' "$1")
+  [ -z "$non2xx" ] || fail "wrk got $non2xx non-2xx answers: $(cat "$1")"
+  figure "$(awk '/^Requests\/sec/ {print $2}' "$1")" "wrk's requests/s"
+}

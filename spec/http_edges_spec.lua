@@ -1,0 +1,278 @@
+-- The HTTP server's edges as an attacker meets them: pipelined floods,
+-- clients that never read, requests llhttp would let through, WebSocket
+-- protocol errors. Plain sockets (spec/tools/*.py) where no client library
+-- would misbehave so.
+local h = require("spec.helpers")
+local json = h.json
+
+local RAW = "python3 spec/tools/raw_http.py "
+local FLOOD = "python3 spec/tools/pipeline_flood.py "
+local WSFLOOD = "python3 spec/tools/ws_flood.py "
+-- RSS may grow this much (KiB) under any flood; before the fixes it grew by
+-- gigabytes. Sanitizer builds keep freed memory in quarantine: more room.
+local RSS_GROWTH = (os.getenv("SLUICE_BIN") or ""):find("asan", 1, true) and 400 * 1024 or 100 * 1024
+
+local function pid_of(srv) return tonumber(h.read(srv.dir .. "/pid.txt"):match("%d+")) end
+
+local function rss_kib(pid)
+  local s = h.read("/proc/" .. pid .. "/status") or ""
+  return tonumber(s:match("VmRSS:%s*(%d+)")) or 0
+end
+
+local function run_json(cmd)
+  local code, out, err = h.sh(cmd)
+  assert(code == 0, "exit " .. tostring(code) .. ": " .. tostring(err))
+  return json.decode(out)
+end
+
+describe("pipelining", function()
+  -- Pipelines 20,000 pings behind a GET of first on one connection, reading
+  -- the answers; checks they all came, in order, in bounded memory, and
+  -- returns the status of the first answer.
+  local function flood_behind(srv, first)
+    local pid = pid_of(srv)
+    local before = rss_kib(pid)
+    local r = run_json(FLOOD .. srv.port .. " '" .. first .. "' 20000 --pid " .. pid)
+    assert.are.equal(0, srv.stop(), srv.stderr())
+    assert.are.equal(20001, r.answers)
+    assert.are.equal(20000, r.pongs)
+    assert.is_true(r.max_rss_kib - before < RSS_GROWTH, "RSS grew by " .. (r.max_rss_kib - before) .. " KiB")
+    return r.first
+  end
+
+  it("answers 20,000 requests pipelined behind a long-poll GET, in order, in bounded memory", function()
+    local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT}
+input:
+  http_server: {path: /in}
+output:
+  http_server: {path: /out, timeout: 3s}
+]])
+    -- The long-poll's 204 comes first, then every pong.
+    assert.are.equal(204, flood_behind(srv, "/out"))
+  end)
+
+  it("answers 20,000 requests pipelined behind a store consume that waits", function()
+    local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT}
+store: {data_dir: ./data}
+input:
+  http_server: {path: /in}
+output:
+  stream: {name: q}
+]])
+    assert.are.equal(0, (h.sh("curl -sf -X POST -d '{}' " .. srv.url .. "/in")))
+    -- The subscriber read the one event first: its consume waits 3 s for more.
+    assert.are.equal(0, (h.sh("curl -sf '" .. srv.url .. "/stream/q/consume/s?wait_ms=0'")))
+    assert.are.equal(200, flood_behind(srv, "/stream/q/consume/s?wait_ms=3000"))
+  end)
+
+  it("answers every request of a client that pipelines 20,000 and half-closes", function()
+    local srv = h.serve("http: {address: 127.0.0.1:$PORT}\ninput: {http_server: {path: /in}}\noutput: {drop: {}}\n")
+    local r = run_json(FLOOD .. srv.port .. " /ping 20000 --half-close")
+    assert.are.equal(0, srv.stop(), srv.stderr())
+    assert.are.equal(20001, r.answers)
+    assert.are.equal(20001, r.pongs)
+  end)
+
+  it("stops reading a client that pipelines and never reads its answers, and serves others meanwhile", function()
+    local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT}
+input:
+  http_server: {path: /in}
+output:
+  drop: {}
+]])
+    local pid = pid_of(srv)
+    local before = rss_kib(pid)
+    -- 2,000,000 pings are 56 MB of requests and 300 MB of answers.
+    local r = run_json(FLOOD .. srv.port .. " /ping 2000000 --no-read --pid " .. pid)
+    assert.are.equal(0, srv.stop(), srv.stderr())
+    assert.is_true(r.stalled, "the server read all " .. r.sent .. " requests")
+    assert.is_true(r.sent < 2000000)
+    assert.are.equal(200, r.ping)
+    assert.is_true(r.max_rss_kib - before < RSS_GROWTH, "RSS grew by " .. (r.max_rss_kib - before) .. " KiB")
+  end)
+
+  it("keeps a connection HTTP after answering an Upgrade it does not take (h2c)", function()
+    local srv = h.serve("http: {address: 127.0.0.1:$PORT}\ninput: {http_server: {path: /in}}\noutput: {drop: {}}\n")
+    local _, out = h.sh(RAW .. srv.port .. " 'GET /ping HTTP/1.1\\r\\nHost: x\\r\\nConnection: Upgrade, HTTP2-Settings\\r\\n" ..
+      "Upgrade: h2c\\r\\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\\r\\n\\r\\nGET /ping HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n'")
+    assert.are.equal(0, srv.stop(), srv.stderr())
+    local _, n = out:gsub("HTTP/1%.1 200 OK\r\n", "")
+    assert.are.equal(2, n, out)
+  end)
+end)
+
+describe("request strictness", function()
+  local srv
+  setup(function()
+    srv = h.serve([[
+http: {address: 127.0.0.1:$PORT, read_timeout: 20s}
+input:
+  http_server: {path: /in}
+output:
+  sync_response: {}
+]])
+  end)
+  teardown(function() assert.are.equal(0, srv.stop(), srv.stderr()) end)
+
+  -- Sends a request and returns the status and the JSON body of the answer.
+  local function ask(req)
+    local _, out = h.sh(RAW .. srv.port .. " '" .. req .. "'")
+    local status = tonumber(out:match("^HTTP/1%.1 (%d+) "))
+    local body = out:match("\r\n\r\n(.*)$")
+    return status, body and body:sub(1, 1) == "{" and json.decode(body) or body
+  end
+
+  local post = "POST /in HTTP/1.1\\r\\n"
+  local tail = "Content-Length: 2\\r\\nConnection: close\\r\\n\\r\\nhi"
+
+  it("accepts a plain request, HTTP/1.0 without Host", function()
+    assert.are.equal(200, (ask(post .. "Host: x\\r\\n" .. tail)))
+    assert.are.equal(200, (ask("GET /ping HTTP/1.0\\r\\n\\r\\n")))
+  end)
+
+  it("refuses obsolete line folding with 400", function()
+    local status, body = ask(post .. "Host: x\\r\\nX-A: a\\r\\n b\\r\\n" .. tail)
+    assert.are.equal(400, status)
+    assert.are.same({error = "obsolete line folding in a header (RFC 9112 5.2)", status = 400}, body)
+    status = ask(post .. "Host: x\\r\\nX-A: a\\r\\n\\t\\r\\n" .. tail)
+    assert.are.equal(400, status)
+  end)
+
+  it("refuses spaces in header names with 400", function()
+    local status, body = ask(post .. "Host: x\\r\\nX A: a\\r\\n" .. tail)
+    assert.are.equal(400, status)
+    assert.are.equal(400, body.status)
+    assert.are.equal(400, (ask(post .. "Host : x\\r\\n" .. tail)))
+  end)
+
+  it("refuses HTTP/1.1 without Host, and two Host lines, with 400", function()
+    local status, body = ask(post .. tail)
+    assert.are.equal(400, status)
+    assert.are.same({error = "missing Host header", status = 400}, body)
+    status, body = ask(post .. "Host: a\\r\\nHost: b\\r\\n" .. tail)
+    assert.are.equal(400, status)
+    assert.are.same({error = "more than one Host header", status = 400}, body)
+  end)
+
+  it("refuses a chunk larger than max_body_bytes with 413 at once, not after the read timeout", function()
+    -- read_timeout is 20 s and raw_http.py gives up after 3 s of silence.
+    local status, body = ask(post .. "Host: x\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\nFFFFFFFFFFFFFFFF\\r\\nabc")
+    assert.are.equal(413, status)
+    assert.are.same({error = "request body too large", status = 413}, body)
+    status = ask(post .. "Host: x\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n3\\r\\nabc\\r\\n7FFFFF\\r\\nabc")
+    assert.are.equal(413, status)
+  end)
+end)
+
+describe("status lines", function()
+  it("carry the reason phrase of every status sent (416 from the store, any code from sync_response)", function()
+    local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT}
+store: {data_dir: ./data}
+input:
+  http_server: {path: /in}
+pipeline:
+  processors:
+    - lua: 'meta.http_status = tostring(ctx.query.status or 200)'
+output:
+  broker:
+    pattern: fan_out
+    outputs:
+      - stream: {name: q}
+      - sync_response: {}
+]])
+    local function line(url)
+      local _, out = h.sh("curl -s -i -X POST -d '{}' '" .. url .. "'")
+      return out:match("^(HTTP/1%.1 [^\r]*)\r\n")
+    end
+    local got = {
+      line(srv.url .. "/in?status=201"), line(srv.url .. "/in?status=418"), line(srv.url .. "/in?status=422"),
+      line(srv.url .. "/in?status=299"),
+    }
+    local _, range = h.sh("curl -s -i '" .. srv.url .. "/stream/q/consume/s?from_offset=99'")
+    assert.are.equal(0, srv.stop(), srv.stderr())
+    assert.are.same({"HTTP/1.1 201 Created", "HTTP/1.1 418 I'm a teapot", "HTTP/1.1 422 Unprocessable Content",
+      "HTTP/1.1 299 "}, got)
+    assert.matches("^HTTP/1%.1 416 Range Not Satisfiable\r\n", range)
+  end)
+end)
+
+describe("websocket edges", function()
+  local UP = "GET /ws HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n" ..
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n"
+  local ECHO = [[
+http: {address: 127.0.0.1:$PORT, idle_timeout: 30s}
+input:
+  http_server: {path: /in, ws_path: /ws, ws_max_message_bytes: 1MiB}
+output:
+  sync_response: {}
+]]
+
+  -- The close code of the first close frame in raw bytes, or nil.
+  local function close_code(raw)
+    local hi, lo = raw:match("\x88[\x02-\x7d](.)(.)")
+    return hi and hi:byte() * 256 + lo:byte()
+  end
+
+  it("echoes in the frame type received: binary stays binary even when it is UTF-8", function()
+    local srv = h.serve(ECHO)
+    -- Masked with key 0: binary "hi" (with the upgrade request), empty
+    -- binary, text "hi"; the answers come in order, then 3 s of silence.
+    local _, out = h.sh(RAW .. srv.port .. " --pause 0.3 '" .. UP .. "\\x82\\x82\\x00\\x00\\x00\\x00hi' " ..
+      "'\\x82\\x80\\x00\\x00\\x00\\x00' '\\x81\\x82\\x00\\x00\\x00\\x00hi'")
+    assert.are.equal(0, srv.stop(), srv.stderr())
+    local frames = out:match("\r\n\r\n(.*)$")
+    assert.are.equal("\x82\x02hi\x82\x00\x81\x02hi\n<silence>", frames)
+  end)
+
+  it("closes with 1002 or 1009, never without a code, on frames refused from their header", function()
+    local srv = h.serve(ECHO)
+    local cases = {
+      {"\\x89\\xfe\\x00\\x7e\\x00\\x00\\x00\\x00", 1002},      -- ping of 126 bytes
+      {"\\x09\\x80\\x00\\x00\\x00\\x00", 1002},                -- fragmented ping
+      {"\\x82\\xfe\\x00\\x05\\x00\\x00\\x00\\x00hello", 1002}, -- 5 in a 16-bit length
+      {"\\x82\\xff\\x80\\x00\\x00\\x00\\x00\\x00\\x00\\x01\\x00\\x00\\x00\\x00", 1002},   -- top bit set
+      {"\\x82\\xff\\x00\\x00\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00", 1009},   -- 16 MiB > 1 MiB
+    }
+    local got = {}
+    for i, c in ipairs(cases) do
+      local _, out = h.sh(RAW .. srv.port .. " '" .. UP .. "\\x89\\x82\\x00\\x00\\x00\\x00ok" .. c[1] .. "'")
+      -- The frames before the refused one are read first (a ping is answered at once).
+      got[i] = {out:find("\x8a\x02ok\x88", 1, true) ~= nil, close_code(out)}
+    end
+    assert.are.equal(0, srv.stop(), srv.stderr())
+    for i, c in ipairs(cases) do assert.are.same({true, c[2]}, got[i], "case " .. i) end
+  end)
+
+  it("drops an echo client that sends and never reads with 1008, counted, in bounded memory", function()
+    local srv = h.serve(ECHO)
+    local pid = pid_of(srv)
+    local before = rss_kib(pid)
+    -- 1,000 binary messages of 256 KiB: 256 MB of echoes nobody reads.
+    local r = run_json(WSFLOOD .. srv.port .. " /ws --count 1000 --size 262144 --pid " .. pid ..
+      " --await-metric 'sluice_http_slow_clients_dropped_total{stream=\"main\",kind=\"ws\"} 1'")
+    assert.are.equal(0, srv.stop(), srv.stderr())
+    assert.is_true(r.metric)
+    assert.are.equal(1008, r.close)
+    assert.is_true(r.frames < 1000)
+    assert.are.equal(200, r.ping)
+    assert.is_true(r.max_rss_kib - before < RSS_GROWTH, "RSS grew by " .. (r.max_rss_kib - before) .. " KiB")
+  end)
+
+  it("stops reading a client that floods pings and never reads the pongs", function()
+    local srv = h.serve(ECHO)
+    local pid = pid_of(srv)
+    local before = rss_kib(pid)
+    -- 2,000,000 pings of 125 bytes: 262 MB of pongs nobody reads.
+    local r = run_json(WSFLOOD .. srv.port .. " /ws --kind ping --size 125 --count 2000000 --pid " .. pid)
+    assert.are.equal(0, srv.stop(), srv.stderr())
+    assert.is_true(r.stalled, "the server read all " .. r.sent .. " pings")
+    assert.are.equal(200, r.ping)
+    -- Every ping read was answered: the pongs were waiting, not lost.
+    assert.are.equal(r.sent, r.pongs)
+    assert.is_true(r.max_rss_kib - before < RSS_GROWTH, "RSS grew by " .. (r.max_rss_kib - before) .. " KiB")
+  end)
+end)
