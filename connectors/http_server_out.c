@@ -10,12 +10,14 @@
 #include "../core/xalloc.h"
 #include "stream_replay.h"
 #include "../core/store.h"
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char *const deliveries[] = {"broadcast", "round_robin", NULL};
+static const char *const starts[] = {"live", "earliest", NULL};
 
 static const sl_field_t fields[] = {
   {"path", SL_F_STRING, "/get", 0,
@@ -24,18 +26,34 @@ static const sl_field_t fields[] = {
   {"sse_path", SL_F_STRING, "", 0,
    "GET here opens a Server-Sent Events stream: each message is an event (`id:` counts messages "
    "of this output, `event:` from `meta.event` when set, `data:` lines hold the content); a "
-   "`: keepalive` comment every `heartbeat`. `?types=a,b` keeps only events named so. When the "
-   "stream's input is a `stream` input, `id:` is the stream position (`0:41,1:17`) and a client "
-   "coming back with `Last-Event-ID` gets every later message read again from the stream, through "
-   "the processors, for it alone, even after a restart. Empty: off.",
+   "`: keepalive` comment every `heartbeat`. `?types=a,b` keeps only messages whose type (`type_field`) "
+   "is listed. When the stream's input is a `stream` input (and `delivery` is `broadcast`), `id:` is the "
+   "stream position (`0:41,1:17`) and a client coming back with `Last-Event-ID` gets every later message "
+   "read again from the stream, through the processors, for it alone, even after a restart. A "
+   "`Last-Event-ID` that is not an id this output sends is answered 400. Empty: off.",
    NULL, NULL},
   {"ws_path", SL_F_STRING, "", 0,
    "WebSocket path: each message is pushed as a text frame (a binary frame when it is not UTF-8). "
-   "Empty: off.", NULL, NULL},
+   "`?types=`, `end_events`, `start` and `?last_event_id=` (or a `Last-Event-ID` header) work as on "
+   "`sse_path`; frames carry no id, so a client resumes with ids its processors put in the content (with a "
+   "`stream` input: `PARTITION:OFFSET` from `meta.stream_partition` and `meta.stream_offset`). Empty: off.",
+   NULL, NULL},
   {"delivery", SL_F_ENUM, "broadcast", 0,
    "`broadcast`: every connected client gets every message (with no client connected the message "
    "is dropped and acknowledged). `round_robin`: each batch goes to one client in turn, and waits "
    "for one when none is connected (Benthos' behaviour).", deliveries, NULL},
+  {"start", SL_F_ENUM, "live", 0,
+   "Where an SSE or WebSocket client that names no `Last-Event-ID` starts: `live` (the next message) or "
+   "`earliest`: first what is kept, then live. With a `stream` input that is every record the stream keeps, "
+   "read again for this client alone through the processors (so a client that connects late still gets "
+   "the whole story); otherwise the recent messages `replay_bytes` keeps (`broadcast` only).", starts, NULL},
+  {"type_field", SL_F_STRING, "meta.event", 0,
+   "Where a message names its type, which `?types=` and `end_events` match: `meta.KEY` or `this.FIELD` "
+   "(a top-level JSON field). The SSE `event:` name is `meta.event` either way.", NULL, NULL},
+  {"end_events", SL_F_STRLIST, "[]", 0,
+   "Message types (see `type_field`) after which an SSE or WebSocket client is done: the message is sent "
+   "(a `?types=` filter never hides it), then the SSE response ends, or the WebSocket closes with 1000. "
+   "Clients following a workflow's events stop at its end event without extra parameters.", NULL, NULL},
   {"auth", SL_F_OBJECT, NULL, 0,
    "Authentication for this component's paths, replacing `http.auth` (see the `http:` section).",
    NULL, sl_http_auth_fields},
@@ -47,8 +65,11 @@ static const sl_field_t fields[] = {
    "Where a message names its tenant: `meta.KEY` or `this.FIELD` (a top-level JSON field).", NULL, NULL},
   {"replay_bytes", SL_F_SIZE, "1MiB", 0,
    "Recent messages kept (up to this many content bytes) so that an SSE client reconnecting with "
-   "`Last-Event-ID` (header or `last_event_id` query) gets what it missed, in order and once. Older ids "
-   "are gone: the client is told with a `: gap` comment. 0: no replay.", NULL, NULL},
+   "`Last-Event-ID` (header or `last_event_id` query) gets what it missed, in order and once: with "
+   "`broadcast` every kept message after that id, with `round_robin` the kept messages after it that "
+   "went to the same client's earlier connection (the one that got that id). Older ids are gone: the "
+   "client is told with a `: gap` comment. An output fed by a `stream` input keeps nothing: its clients "
+   "resume from the stream. 0: no replay.", NULL, NULL},
   {"timeout", SL_F_DURATION, "5s", 0, "How long a long-poll GET waits.", NULL, NULL},
   {"heartbeat", SL_F_DURATION, "15s", 0, "Interval of SSE keep-alive comments.", NULL, NULL},
   {"max_buffer", SL_F_SIZE, "1MiB", 0,
@@ -58,14 +79,20 @@ static const sl_field_t fields[] = {
 
 typedef struct hout hout_t;
 
+/* Where a message names its tenant or its type: a metadata key or a
+ * top-level JSON field (one of them is set). */
+typedef struct mfield { char *meta, *json; } mfield_t;
+
 typedef struct client {      /* an SSE or WebSocket subscriber */
   struct client *next;
   sl_http_stream_t *st;      /* SSE */
   sl_ws_t *ws;               /* WebSocket */
   hout_t *o;
-  char *types;               /* SSE `types=a,b` filter as ",a,b,", or NULL */
+  char *types;               /* `types=a,b` filter as ",a,b,", or NULL */
   char *user;                /* tenant mode: the client's user */
-  int opening, gone;         /* the client left while on_sse was still setting it up */
+  uint64_t serial;           /* this connection, as kept_t.holder names it */
+  int opening, gone;         /* the client left while it was still being set up */
+  int ending;                /* while opening: how a send ended it (DONE, SLOW), for attach() */
   /* Resuming from a `stream` input: the replay's token and the client's own
    * positions; live messages wait in `later` until the replay is done. */
   uint64_t token;
@@ -89,30 +116,35 @@ typedef struct held {        /* round_robin: a batch waiting for a client */
   void *arg;
 } held_t;
 
-/* Recent events kept for SSE clients that resume with Last-Event-ID. */
+/* Recent events kept for clients that resume with Last-Event-ID. */
 typedef struct kept {
   uint64_t id;
   sl_bytes_t *content;
-  char *event, *tenant;
+  char *event, *type, *tenant;
+  uint64_t holder;           /* round_robin: the connection it went to (0: a long-poll GET) */
 } kept_t;
+
+/* What sending one message to one client came to. */
+enum { SENT = 0, SLOW = 1, DONE = 2, GONE = -1 };
 
 struct hout {
   sl_output_t base;
-  kept_t *replay;            /* ring of the last events (broadcast only) */
+  kept_t *replay;            /* ring of the last events (outputs not fed by a stream) */
   uint32_t replay_head, replay_n, replay_cap;
   int64_t replay_bytes, replay_max_bytes;
   sl_http_auth_t *auth;
   int tenant;
-  char *tenant_meta, *tenant_json;   /* one of them names the message's tenant */
-  char **cur_tenants;        /* tenants of the batch being written (tenant mode) */
+  mfield_t tenant_f, type_f;
+  char **cur_tenants, **cur_types;   /* of the batch being written */
+  char *ends;                /* end_events as ",a,b,", or NULL */
   char *path, *sse_path, *ws_path;
-  int round_robin;
+  int round_robin, start_earliest;
   int64_t timeout_ms, heartbeat_ms, max_buffer;
   client_t *clients;
   waiter_t *waiters, **waiters_tail;
   held_t *held, **held_tail;
   unsigned rr;
-  uint64_t seq;
+  uint64_t seq, serials;
   uv_timer_t heartbeat;
   int routed, mounted, closing;
   int nclients;              /* waiting GETs plus SSE and WebSocket clients */
@@ -131,6 +163,20 @@ static void count_clients(hout_t *o, int delta) {
 }
 
 static const char *stream_name(const hout_t *o) { return o->base.stream ? o->base.stream->name : NULL; }
+
+/* Is this output fed by a `stream` input (durable resume applies)? */
+static int from_stream(const hout_t *o) {
+  return !o->round_robin && o->base.stream && o->base.stream->input && sl_stream_is_input(o->base.stream->input);
+}
+
+/* Is name in a ",a,b," list? */
+static int listed(const char *list, const char *name) {
+  if (!list) return 0;
+  char *key = sl_xasprintf(",%s,", name ? name : "");
+  int in = strstr(list, key) != NULL;
+  free(key);
+  return in;
+}
 
 /* ---------- clients ---------- */
 
@@ -163,7 +209,7 @@ static waiter_t *take_waiters(hout_t *o) {
   return list;
 }
 
-/* Unlinks c and ends its connection (code: WebSocket close code). */
+/* Unlinks c (if linked) and ends its connection (code: WebSocket close code). */
 static void client_end(hout_t *o, client_t *c, int code, const char *why) {
   client_t **pp = &o->clients;
   while (*pp && *pp != c) pp = &(*pp)->next;
@@ -196,31 +242,49 @@ static char *joined(const sl_batch_t *b, size_t *len) {
   return out;
 }
 
-/* The tenant a message belongs to (caller frees), or NULL. */
-static char *tenant_of(const hout_t *o, const sl_msg_t *m) {
-  if (o->tenant_meta) {
-    const char *v = sl_kv_get(&m->meta, o->tenant_meta);
+/* `meta.KEY` or `this.FIELD`; -1 for anything else. */
+static int mfield_set(mfield_t *f, const char *spec) {
+  if ((strncmp(spec, "meta.", 5) != 0 && strncmp(spec, "this.", 5) != 0) || !spec[5]) return -1;
+  if (spec[0] == 'm') f->meta = sl_xstrdup(spec + 5);
+  else f->json = sl_xstrdup(spec + 5);
+  return 0;
+}
+
+/* m's value of f (caller frees), or NULL. */
+static char *mfield_of(const mfield_t *f, const sl_msg_t *m) {
+  if (f->meta) {
+    const char *v = sl_kv_get(&m->meta, f->meta);
     return v ? sl_xstrdup(v) : NULL;
   }
   json_t *doc = json_loadb(m->content->data, m->content->len, 0, NULL);
-  json_t *v = json_object_get(doc, o->tenant_json);
+  json_t *v = json_object_get(doc, f->json);
   char *t = !v ? NULL : json_is_string(v) ? sl_xstrdup(json_string_value(v)) : json_dumps(v, JSON_ENCODE_ANY);
   json_decref(doc);
   return t;
 }
 
-/* The tenant of each message of b, for the sends that follow (tenant mode). */
-static void tenants_of(hout_t *o, const sl_batch_t *b) {
-  if (!o->tenant) return;
-  o->cur_tenants = sl_xcalloc(b->n ? b->n : 1, sizeof(char *));
-  for (uint32_t i = 0; i < b->n; i++) o->cur_tenants[i] = tenant_of(o, b->msgs[i]);
+static char **mfield_all(const mfield_t *f, const sl_batch_t *b) {
+  char **v = sl_xcalloc(b->n ? b->n : 1, sizeof(char *));
+  for (uint32_t i = 0; i < b->n; i++) v[i] = mfield_of(f, b->msgs[i]);
+  return v;
 }
 
-static void tenants_done(hout_t *o, const sl_batch_t *b) {
-  if (!o->cur_tenants) return;
-  for (uint32_t i = 0; i < b->n; i++) free(o->cur_tenants[i]);
-  free(o->cur_tenants);
-  o->cur_tenants = NULL;
+static void strs_free(char **v, uint32_t n) {
+  for (uint32_t i = 0; v && i < n; i++) free(v[i]);
+  free(v);
+}
+
+/* The tenant (tenant mode) and type of each message of b, for the sends
+ * that follow; classified_done forgets them. */
+static void classify(hout_t *o, const sl_batch_t *b) {
+  if (o->tenant) o->cur_tenants = mfield_all(&o->tenant_f, b);
+  o->cur_types = mfield_all(&o->type_f, b);
+}
+
+static void classified_done(hout_t *o, const sl_batch_t *b) {
+  strs_free(o->cur_tenants, b->n);
+  strs_free(o->cur_types, b->n);
+  o->cur_tenants = o->cur_types = NULL;
 }
 
 static int visible(const hout_t *o, uint32_t i, const char *user) {
@@ -242,40 +306,40 @@ static void answer_waiter(hout_t *o, waiter_t *w, const sl_batch_t *b) {
   free(body);
 }
 
-/* An SSE event or a WebSocket frame per message. 1: client too slow. */
-/* One message to one client, unless its filters skip it: 0 sent or
- * skipped, 1 sent to a slow client, -1 the client is gone. */
-static int send_one(hout_t *o, client_t *c, const char *id, const sl_bytes_t *m, const char *event, const char *tenant) {
-  if (o->tenant && (!c->user || !tenant || strcmp(tenant, c->user) != 0)) return 0;
-  if (c->types) {
-    char *key = sl_xasprintf(",%s,", event ? event : "");
-    int wanted = strstr(c->types, key) != NULL;
-    free(key);
-    if (!wanted) return 0;
-  }
-  if (c->ws) return sl_ws_send(c->ws, sl_utf8_valid(m->data, m->len), m->data, m->len, (size_t)o->max_buffer);
-  char *ev = NULL;
-  size_t evl = 0;
-  FILE *f = open_memstream(&ev, &evl);
-  fprintf(f, "id: %s\n", id);
-  if (event && *event && !strpbrk(event, "\r\n")) fprintf(f, "event: %s\n", event);
-  const char *p = m->data, *end = m->data + m->len;
-  do {
-    const char *nl = memchr(p, '\n', (size_t)(end - p));
-    size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-    fputs("data: ", f);
-    fwrite(p, 1, n, f);
+/* One message to one client, unless its filters skip it: SENT (or
+ * skipped), SLOW (sent to a slow client), DONE (an end event was sent: the
+ * client is done), GONE. */
+static int send_one(hout_t *o, client_t *c, const char *id, const sl_bytes_t *m, const char *event, const char *type,
+                    const char *tenant) {
+  if (o->tenant && (!c->user || !tenant || strcmp(tenant, c->user) != 0)) return SENT;
+  int end = listed(o->ends, type);
+  if (!end && c->types && !listed(c->types, type)) return SENT;
+  int rc;
+  if (c->ws) {
+    rc = sl_ws_send(c->ws, sl_utf8_valid(m->data, m->len), m->data, m->len, (size_t)o->max_buffer);
+  } else {
+    char *ev = NULL;
+    size_t evl = 0;
+    FILE *f = open_memstream(&ev, &evl);
+    fprintf(f, "id: %s\n", id);
+    if (event && *event && !strpbrk(event, "\r\n")) fprintf(f, "event: %s\n", event);
+    const char *p = m->data, *end_p = m->data + m->len;
+    do {
+      const char *nl = memchr(p, '\n', (size_t)(end_p - p));
+      size_t n = nl ? (size_t)(nl - p) : (size_t)(end_p - p);
+      fputs("data: ", f);
+      fwrite(p, 1, n, f);
+      fputc('\n', f);
+      p += n + (nl ? 1 : 0);
+    } while (p < end_p);
     fputc('\n', f);
-    p += n + (nl ? 1 : 0);
-  } while (p < end);
-  fputc('\n', f);
-  fclose(f);
-  int rc = sl_http_stream_write(c->st, ev, evl, (size_t)o->max_buffer);
-  free(ev);
-  return rc;
+    fclose(f);
+    rc = sl_http_stream_write(c->st, ev, evl, (size_t)o->max_buffer);
+    free(ev);
+  }
+  return rc < 0 ? GONE : end ? DONE : rc;
 }
 
-/* An SSE event or a WebSocket frame per message. 1: client too slow. */
 /* The position of a message from a `stream` input: 0 when it has none. */
 static int position_of(const sl_msg_t *m, int *p, uint64_t *off) {
   const char *ps = sl_kv_get(&m->meta, "stream_partition"), *os = sl_kv_get(&m->meta, "stream_offset");
@@ -298,36 +362,34 @@ static void advance(uint64_t **pos, int *n, const sl_msg_t *m) {
   if (off + 1 > (*pos)[p]) (*pos)[p] = off + 1;
 }
 
-/* The SSE ids of b's messages for a client at pos, which moves past them
- * (free with ids_free). */
-static char **ids_for(uint64_t **pos, int *n, const sl_batch_t *b) {
-  char **ids = sl_xcalloc(b->n ? b->n : 1, sizeof(char *));
-  for (uint32_t i = 0; i < b->n; i++) {
-    advance(pos, n, b->msgs[i]);
-    ids[i] = sl_positions_id(*pos, *n);
+/* An SSE event or a WebSocket frame per message of a classified batch,
+ * ids first_id, first_id + 1, ... or, for a stream-fed client (c->pos), the
+ * client's stream position after each message; a stream-fed client skips
+ * what it already has (it resumed ahead of this output). Stops at DONE or
+ * GONE, else SLOW when the client is slow. */
+static int send_events(hout_t *o, client_t *c, const sl_batch_t *b, uint64_t first_id) {
+  if (c->ending) return c->ending;
+  int slow = 0, rc = SENT, n = c->npos;
+  uint64_t *had = c->pos ? sl_xmalloc((size_t)(n ? n : 1) * sizeof(uint64_t)) : NULL;
+  if (had) memcpy(had, c->pos, (size_t)n * sizeof(uint64_t));
+  for (uint32_t i = 0; i < b->n && rc != GONE && rc != DONE; i++) {
+    int p;
+    uint64_t off;
+    char num[24], *id = num;
+    if (had && position_of(b->msgs[i], &p, &off) && p < n && off < had[p]) continue;
+    if (had) {
+      advance(&c->pos, &c->npos, b->msgs[i]);
+      id = sl_positions_id(c->pos, c->npos);
+    } else {
+      snprintf(num, sizeof num, "%llu", (unsigned long long)(first_id + i));
+    }
+    rc = send_one(o, c, id, b->msgs[i]->content, sl_kv_get(&b->msgs[i]->meta, "event"), o->cur_types[i],
+                  o->cur_tenants ? o->cur_tenants[i] : NULL);
+    if (id != num) free(id);
+    if (rc == SLOW) slow = 1;
   }
-  return ids;
-}
-
-static void ids_free(char **ids, uint32_t n) {
-  for (uint32_t i = 0; ids && i < n; i++) free(ids[i]);
-  free(ids);
-}
-
-
-/* An SSE event or a WebSocket frame per message (ids: each message's id
- * text, or NULL for first_id, first_id + 1, ...). 1: client too slow. */
-static int send_events(hout_t *o, client_t *c, const sl_batch_t *b, uint64_t first_id, char **ids) {
-  int slow = 0;
-  for (uint32_t i = 0; i < b->n; i++) {
-    char num[24];
-    snprintf(num, sizeof num, "%llu", (unsigned long long)(first_id + i));
-    int rc = send_one(o, c, ids ? ids[i] : num, b->msgs[i]->content, sl_kv_get(&b->msgs[i]->meta, "event"),
-                      o->cur_tenants ? o->cur_tenants[i] : NULL);
-    if (rc < 0) return -1;
-    if (rc > 0) slow = 1;
-  }
-  return slow;
+  free(had);
+  return rc == GONE || rc == DONE ? rc : slow ? SLOW : SENT;
 }
 
 static void kept_drop_oldest(hout_t *o) {
@@ -335,52 +397,88 @@ static void kept_drop_oldest(hout_t *o) {
   o->replay_bytes -= (int64_t)k->content->len;
   sl_bytes_unref(k->content);
   free(k->event);
+  free(k->type);
   free(k->tenant);
   o->replay_head = (o->replay_head + 1) % o->replay_cap;
   o->replay_n--;
 }
 
-static void keep_event(hout_t *o, uint64_t id, const sl_msg_t *m, const char *tenant) {
+/* Keeps message i of the classified batch being written, sent as `id`. */
+static void keep_event(hout_t *o, uint64_t id, const sl_msg_t *m, uint32_t i, uint64_t holder) {
   if (o->replay_max_bytes <= 0 || (int64_t)m->content->len > o->replay_max_bytes) return;
   while (o->replay_n && o->replay_bytes + (int64_t)m->content->len > o->replay_max_bytes) kept_drop_oldest(o);
   if (o->replay_n == o->replay_cap) {
     uint32_t cap = o->replay_cap ? o->replay_cap * 2 : 64;
     kept_t *r = sl_xcalloc(cap, sizeof(*r));
-    for (uint32_t i = 0; i < o->replay_n; i++) r[i] = o->replay[(o->replay_head + i) % o->replay_cap];
+    for (uint32_t k = 0; k < o->replay_n; k++) r[k] = o->replay[(o->replay_head + k) % o->replay_cap];
     free(o->replay);
     o->replay = r;
     o->replay_cap = cap;
     o->replay_head = 0;
   }
   kept_t *k = &o->replay[(o->replay_head + o->replay_n) % o->replay_cap];
-  const char *event = sl_kv_get(&m->meta, "event");
-  *k = (kept_t){id, sl_bytes_ref(m->content), event ? sl_xstrdup(event) : NULL, tenant ? sl_xstrdup(tenant) : NULL};
+  const char *event = sl_kv_get(&m->meta, "event"), *type = o->cur_types[i];
+  const char *tenant = o->cur_tenants ? o->cur_tenants[i] : NULL;
+  *k = (kept_t){id, sl_bytes_ref(m->content), event ? sl_xstrdup(event) : NULL, type ? sl_xstrdup(type) : NULL,
+                tenant ? sl_xstrdup(tenant) : NULL, holder};
   o->replay_n++;
   o->replay_bytes += (int64_t)m->content->len;
 }
 
-/* Sends the kept events after `after`; -1 when the client went away. */
-static int replay_to(hout_t *o, client_t *c, uint64_t after) {
-  if (o->replay_n && o->replay[o->replay_head].id > after + 1) {
-    char gap[96];
-    int n = snprintf(gap, sizeof gap, ": gap: events %llu to %llu are gone\n\n", (unsigned long long)after + 1,
-                     (unsigned long long)o->replay[o->replay_head].id - 1);
-    if (sl_http_stream_write(c->st, gap, (size_t)n, (size_t)o->max_buffer) < 0) return -1;
-  }
-  for (uint32_t i = 0; i < o->replay_n; i++) {
-    kept_t *k = &o->replay[(o->replay_head + i) % o->replay_cap];
-    if (k->id <= after) continue;
-    char id[24];
-    snprintf(id, sizeof id, "%llu", (unsigned long long)k->id);
-    if (send_one(o, c, id, k->content, k->event, k->tenant) < 0) return -1;
-  }
-  return 0;
+static kept_t *kept_at(hout_t *o, uint32_t i) { return &o->replay[(o->replay_head + i) % o->replay_cap]; }
+
+static int gap_notice(hout_t *o, client_t *c, const char *what) {
+  if (!c->st) return SENT;   /* WebSocket has no comments */
+  char *gap = sl_xasprintf(": gap: %s\n\n", what);
+  int rc = sl_http_stream_write(c->st, gap, strlen(gap), (size_t)o->max_buffer) < 0 ? GONE : SENT;
+  free(gap);
+  return rc;
 }
 
-/* A client that fell more than max_buffer behind (rc 1) is told so (WebSocket
- * 1008) and logged; one that is gone (rc -1) is just forgotten. */
+/* Sends the kept events after `after` (notice: say so when some are gone).
+ * With round_robin only those that went where `after` went: the client's
+ * earlier connection; they are this connection's from now on. */
+static int replay_to(hout_t *o, client_t *c, uint64_t after, int notice) {
+  uint64_t oldest = o->replay_n ? o->replay[o->replay_head].id : o->seq + 1, holder = 0;
+  char *what = NULL;
+  if (o->round_robin) {
+    int found = 0;
+    for (uint32_t i = 0; i < o->replay_n && !found; i++)
+      if (kept_at(o, i)->id == after) {
+        found = 1;
+        holder = kept_at(o, i)->holder;   /* 0: a long-poll got it, no connection to follow */
+      }
+    if (!found && after >= 1 && after < o->seq)   /* whose it was, and what followed it there, is forgotten */
+      what = sl_xasprintf("events after %llu are no longer kept", (unsigned long long)after);
+  } else if (oldest > after + 1 && after < o->seq) {
+    what = sl_xasprintf("events %llu to %llu are gone", (unsigned long long)after + 1, (unsigned long long)oldest - 1);
+  }
+  int rc = what && notice ? gap_notice(o, c, what) : SENT;
+  free(what);
+  for (uint32_t i = 0; i < o->replay_n && rc == SENT; i++) {
+    kept_t *k = kept_at(o, i);
+    if (k->id <= after || (o->round_robin && (!holder || k->holder != holder))) continue;
+    char id[24];
+    snprintf(id, sizeof id, "%llu", (unsigned long long)k->id);
+    rc = send_one(o, c, id, k->content, k->event, k->type, k->tenant);
+    if (rc == SLOW) rc = SENT;   /* the live writes that follow will tell */
+    if (o->round_robin) k->holder = c->serial;
+  }
+  return rc;
+}
+
+/* A client that fell more than max_buffer behind (SLOW) is told so
+ * (WebSocket 1008) and logged; one that got its end event (DONE) is closed
+ * cleanly; one that is gone is just forgotten. */
 static void drop_client(hout_t *o, client_t *c, int rc) {
-  if (rc > 0) {
+  if (c->opening) {   /* a replay that ran at once: attach() ends it */
+    if (rc == GONE) c->gone = 1;
+    else c->ending = rc;
+    return;
+  }
+  if (rc == DONE) {
+    client_end(o, c, 1000, "end of stream");
+  } else if (rc == SLOW) {
     sl_http_slow_dropped(stream_name(o), o->base.label, c->ws ? "ws" : "sse");
     client_end(o, c, 1008, "too slow: send buffer full");
   } else {
@@ -388,35 +486,43 @@ static void drop_client(hout_t *o, client_t *c, int rc) {
   }
 }
 
-/* Gives b to one client (round_robin); 0 when nobody could take it. */
-static int deliver_one(hout_t *o, const sl_batch_t *b, uint64_t first_id) {
+/* Gives b to one client (round_robin), keeping its messages for a resume
+ * with the connection that got them; 0 when nobody could take it. */
+static int deliver_one(hout_t *o, const sl_batch_t *b) {
+  uint64_t first = o->seq + 1, holder = 0;
+  int given = 0;
+  classify(o, b);
   if (o->waiters) {
     waiter_t *w = o->waiters;
     o->waiters = w->next;
     if (!o->waiters) o->waiters_tail = &o->waiters;
     answer_waiter(o, w, b);
-    return 1;
+    given = 1;
   }
   unsigned n = 0;
-  for (client_t *c = o->clients; c; c = c->next) n++;
-  for (unsigned tries = 0; tries < n; tries++) {
+  for (client_t *c = o->clients; c && !given; c = c->next) n++;
+  for (unsigned tries = 0; tries < n && !given; tries++) {
     unsigned k = o->rr++ % n, i = 0;
     client_t *c = o->clients;
     while (i++ < k) c = c->next;
-    int rc = send_events(o, c, b, first_id, NULL);
-    if (rc == 0) return 1;
-    drop_client(o, c, rc);
-    if (rc > 0) return 1;
-    n--;
+    int rc = send_events(o, c, b, first);
+    holder = c->serial;
+    given = rc != GONE;
+    if (rc != SENT) drop_client(o, c, rc);
+    if (rc == GONE) n--;
   }
-  return 0;
+  if (given) {
+    for (uint32_t i = 0; i < b->n; i++) keep_event(o, first + i, b->msgs[i], i, holder);
+    o->seq += b->n;
+  }
+  classified_done(o, b);
+  return given;
 }
 
 static void drain_held(hout_t *o) {
   while (o->held) {
     held_t *h = o->held;
-    if (!deliver_one(o, h->b, o->seq + 1)) return;
-    o->seq += h->b->n;
+    if (!deliver_one(o, h->b)) return;
     o->held = h->next;
     if (!o->held) o->held_tail = &o->held;
     h->cb(&o->base, h->b, 0, NULL, h->arg);
@@ -473,15 +579,10 @@ static void on_get(sl_http_req_t *r, void *arg) {
 static void on_client_gone(void *arg) {
   client_t *c = arg;
   if (c->opening) {
-    c->gone = 1;   /* on_sse cleans up */
+    c->gone = 1;   /* attach() cleans up */
     return;
   }
   client_remove(c->o, c);
-}
-
-/* Is this output fed by a `stream` input (durable resume applies)? */
-static int from_stream(const hout_t *o) {
-  return !o->round_robin && o->base.stream && o->base.stream->input && sl_stream_is_input(o->base.stream->input);
 }
 
 static client_t *client_by_token(hout_t *o, uint64_t token) {
@@ -502,13 +603,11 @@ static void replay_done(void *arg) {
   sl_batch_t *later = c->later;
   c->later = NULL;
   if (!later) return;
-  char **ids = ids_for(&c->pos, &c->npos, later);
-  tenants_of(c->o, later);
-  int rc = send_events(c->o, c, later, 0, ids);
-  tenants_done(c->o, later);
-  ids_free(ids, later->n);
+  classify(c->o, later);
+  int rc = send_events(c->o, c, later, 0);
+  classified_done(c->o, later);
   sl_batch_free(later);
-  if (rc != 0) drop_client(c->o, c, rc);
+  if (rc != SENT) drop_client(c->o, c, rc);
 }
 
 /* Where live messages of partition p start for a client connecting now:
@@ -526,16 +625,24 @@ static void start_positions(hout_t *o, client_t *c) {
   for (int p = 0; p < c->npos; p++) c->pos[p] = live_from(o, p);
 }
 
-/* Last-Event-ID "0:41,1:17" from a client of a stream-fed output: the
- * stream input reads the records after it again, up to what this output
- * has sent, for this client alone; live messages wait meanwhile. */
-static void resume_from_stream(hout_t *o, client_t *c, const char *resume) {
+/* A stream-fed client that resumes (next: the next offset per partition
+ * it names, given[p] set for those) or starts at the earliest (next NULL):
+ * the stream input reads the records from there again, up to what this
+ * output has sent, for this client alone; live messages wait meanwhile. */
+static void resume_from_stream(hout_t *o, client_t *c, const uint64_t *next, const int *given) {
   start_positions(o, c);
   int n = c->npos;
   if (n <= 0) return;
   uint64_t *to = sl_xcalloc((size_t)n, sizeof(uint64_t));
   memcpy(to, c->pos, (size_t)n * sizeof(uint64_t));
-  sl_positions_parse(resume, c->pos, n, to);
+  for (int p = 0; p < n; p++) {
+    uint64_t end = sl_stream_end(o->base.stream->input, p);
+    if (!next) c->pos[p] = 0;   /* the input starts at the earliest it keeps */
+    /* Ahead of this output (its input has not read that far yet): what
+     * comes live up to there is skipped. Past the stream's end (an id of a
+     * stream deleted since): live. */
+    else if (given[p]) c->pos[p] = next[p] <= end ? next[p] : to[p];
+  }
   c->token = ++o->tokens;
   c->later = sl_batch_new(0);
   resume_arg_t *a = sl_xcalloc(1, sizeof(*a));
@@ -550,84 +657,130 @@ static void resume_from_stream(hout_t *o, client_t *c, const char *resume) {
   free(to);
 }
 
-static void on_sse(sl_http_req_t *r, void *arg) {
-  hout_t *o = arg;
-  if (!admit(o, r)) return;
+/* Where a client resumes from: a Last-Event-ID header or ?last_event_id=. */
+typedef struct resume {
+  char *id;                  /* NULL: none */
+  uint64_t after;            /* numeric ids (outputs not fed by a stream) */
+  uint64_t *next;            /* stream-fed: next offset per partition named */
+  int *given, n;
+} resume_t;
+
+static void resume_free(resume_t *rs) {
+  free(rs->id);
+  free(rs->next);
+  free(rs->given);
+}
+
+/* Reads r's resume id; -1 (answered 400, listing the forms) when it is not
+ * an id this output sends. */
+static int resume_parse(hout_t *o, sl_http_req_t *r, resume_t *rs) {
+  *rs = (resume_t){0};
+  const char *h = sl_kv_get(&r->headers, "last-event-id");
+  rs->id = h && *h ? sl_xstrdup(h) : sl_http_query(r, "last_event_id");
+  if (rs->id && !*rs->id) {
+    free(rs->id);
+    rs->id = NULL;
+  }
+  if (!rs->id) return 0;
+  const char *what = h && *h ? "Last-Event-ID" : "last_event_id";
+  char *msg = NULL;
+  if (from_stream(o)) {
+    rs->n = sl_stream_partitions(o->base.stream->input);
+    rs->next = sl_xcalloc((size_t)(rs->n > 0 ? rs->n : 1), sizeof(uint64_t));
+    rs->given = sl_xcalloc((size_t)(rs->n > 0 ? rs->n : 1), sizeof(int));
+    if (sl_positions_parse(rs->id, rs->next, rs->given, rs->n) != 0) msg = sl_positions_error(what, rs->id, rs->n);
+  } else {
+    char *end;
+    errno = 0;
+    rs->after = strtoull(rs->id, &end, 10);
+    if (*end || rs->id[0] < '0' || rs->id[0] > '9' || errno == ERANGE)
+      msg = sl_positions_error(what, rs->id, 0);
+  }
+  if (!msg) return 0;
+  sl_http_error(r, 400, msg);
+  free(msg);
+  resume_free(rs);
+  return -1;
+}
+
+/* Where a new client starts: after its resume id, or at the earliest kept
+ * (start: earliest), or live. SENT, DONE or GONE. */
+static int client_start(hout_t *o, client_t *c, const resume_t *rs) {
+  if (from_stream(o)) {
+    if (rs->id || o->start_earliest) resume_from_stream(o, c, rs->id ? rs->next : NULL, rs->given);
+    else start_positions(o, c);
+    return SENT;
+  }
+  if (rs->id) return replay_to(o, c, rs->after, 1);
+  if (o->start_earliest && !o->round_robin) return replay_to(o, c, 0, 0);
+  return SENT;
+}
+
+static client_t *client_new(hout_t *o, sl_http_req_t *r) {
   client_t *c = sl_xcalloc(1, sizeof(*c));
   c->o = o;
+  c->serial = ++o->serials;
   c->opening = 1;
   if (r->user) c->user = sl_xstrdup(r->user);
-  /* Resume point: Last-Event-ID (what EventSource sends on reconnect) or ?last_event_id=. */
-  const char *last = sl_kv_get(&r->headers, "last-event-id");
-  char *resume = last ? sl_xstrdup(last) : NULL;
-  for (const char *q = r->query; q && *q;) {
-    const char *amp = strchr(q, '&');
-    size_t n = amp ? (size_t)(amp - q) : strlen(q);
-    size_t l;
-    if (!resume && n > 14 && strncmp(q, "last_event_id=", 14) == 0) resume = sl_http_form_decode(q + 14, n - 14, &l);
-    if (n > 6 && strncmp(q, "types=", 6) == 0) {
-      char *v = sl_http_form_decode(q + 6, n - 6, &l);
-      c->types = sl_xasprintf(",%s,", v);
-      free(v);
-    }
-    q += n + (amp ? 1 : 0);
-  }
+  char *types = sl_http_query(r, "types");
+  if (types) c->types = sl_xasprintf(",%s,", types);
+  free(types);
+  return c;
+}
+
+/* A new client is connected (SSE answered, WebSocket accepted): it joins
+ * the others and gets what it resumes (unless it already failed). */
+static void attach(hout_t *o, client_t *c, resume_t *rs, int failed) {
+  c->next = o->clients;
+  o->clients = c;
+  count_clients(o, 1);
+  int rc = failed ? GONE : client_start(o, c, rs);
+  resume_free(rs);
+  c->opening = 0;
+  if (c->gone) rc = GONE;
+  else if (rc == SENT && c->ending) rc = c->ending;
+  if (rc != SENT) drop_client(o, c, rc);
+  else drain_held(o);
+}
+
+static void on_sse(sl_http_req_t *r, void *arg) {
+  hout_t *o = arg;
+  resume_t rs;
+  if (!admit(o, r) || resume_parse(o, r, &rs) != 0) return;
+  client_t *c = client_new(o, r);
   sl_kvlist_t h = {0};
   sl_kv_add(&h, "Cache-Control", "no-cache", 8);
   sl_kv_add(&h, "X-Accel-Buffering", "no", 2);
   c->st = sl_http_stream_open(r, 200, "text/event-stream", &h, on_client_gone, c);
   sl_kv_clear(&h);
   static const char hello[] = "retry: 3000\n: connected\n\n";
-  char *end = NULL;
-  unsigned long long after = resume ? strtoull(resume, &end, 10) : 0;
-  int durable = resume && strchr(resume, ':') && from_stream(o);
-  int bad = sl_http_stream_write(c->st, hello, sizeof hello - 1, (size_t)o->max_buffer) < 0 ||
-            (!durable && resume && end && *end == 0 && end != resume && replay_to(o, c, after) < 0);
-  c->opening = 0;
-  if (bad || c->gone) {
-    free(resume);
-    client_end(o, c, 1001, NULL);   /* not linked yet: closes the stream and frees */
-    return;
-  }
-  c->next = o->clients;
-  o->clients = c;
-  count_clients(o, 1);
-  if (durable) resume_from_stream(o, c, resume);
-  else if (from_stream(o)) start_positions(o, c);
-  free(resume);
-  drain_held(o);
+  attach(o, c, &rs, sl_http_stream_write(c->st, hello, sizeof hello - 1, (size_t)o->max_buffer) < 0);
 }
 
 static void on_ws_gone(sl_ws_t *ws, void *arg) {
   client_t *c = arg;
   (void)ws;
   c->ws = NULL;   /* already freed after this returns */
+  if (c->opening) {
+    c->gone = 1;
+    return;
+  }
   client_end(c->o, c, 1000, NULL);
 }
 
 static void on_ws(sl_http_req_t *r, void *arg) {
   hout_t *o = arg;
-  if (!admit(o, r)) return;
-  client_t *c = sl_xcalloc(1, sizeof(*c));
-  c->o = o;
-  if (r->user) c->user = sl_xstrdup(r->user);
-  c->next = o->clients;
-  o->clients = c;
-  count_clients(o, 1);
+  resume_t rs;
+  if (!admit(o, r) || resume_parse(o, r, &rs) != 0) return;
+  client_t *c = client_new(o, r);
   static const sl_ws_handlers_t h = {NULL, on_ws_gone};
   c->ws = sl_ws_accept(r, &h, c, 64 << 10, 20000, o->base.worker);
-  if (!c->ws) {
-    /* Refused, or gone at once (then on_ws_gone already unlinked it). */
-    client_t **pp = &o->clients;
-    while (*pp && *pp != c) pp = &(*pp)->next;
-    if (*pp) {
-      *pp = c->next;
-      count_clients(o, -1);
-      free(c);
-    }
+  if (!c->ws) {   /* refused (answered), or gone at once */
+    resume_free(&rs);
+    client_end(o, c, 1000, NULL);
     return;
   }
-  drain_held(o);
+  attach(o, c, &rs, 0);
 }
 
 static void on_heartbeat(uv_timer_t *t) {
@@ -650,8 +803,7 @@ static int hout_start(sl_output_t *out) {
 static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *arg) {
   hout_t *o = (hout_t *)out;
   if (o->round_robin) {
-    if (!o->held && deliver_one(o, b, o->seq + 1)) {
-      o->seq += b->n;
+    if (!o->held && deliver_one(o, b)) {
       cb(out, b, 0, NULL, arg);
       return;
     }
@@ -661,18 +813,16 @@ static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
     o->held_tail = &h->next;
     return;
   }
+  classify(o, b);
   const char *tag = b->n ? sl_kv_get(&b->msgs[0]->meta, SL_REPLAY_META) : NULL;
   if (tag) {
     /* A replay for one resuming client: to it alone, with its own ids. */
     client_t *c = client_by_token(o, strtoull(tag, NULL, 10));
     if (c) {
-      char **ids = ids_for(&c->pos, &c->npos, b);
-      tenants_of(o, b);
-      int rc = send_events(o, c, b, 0, ids);
-      ids_free(ids, b->n);
-      tenants_done(o, b);
-      if (rc != 0) drop_client(o, c, rc);
+      int rc = send_events(o, c, b, 0);
+      if (rc != SENT) drop_client(o, c, rc);
     }
+    classified_done(o, b);
     cb(out, b, 0, NULL, arg);
     return;
   }
@@ -682,7 +832,6 @@ static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
   int fed = b->n && from_stream(o);
   if (fed)
     for (uint32_t i = 0; i < b->n; i++) advance(&o->pos, &o->npos, b->msgs[i]);
-  tenants_of(o, b);
   for (waiter_t *w = take_waiters(o), *next; w; w = next) {
     next = w->next;
     if (!o->tenant) {
@@ -708,13 +857,12 @@ static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
       for (uint32_t i = 0; i < b->n; i++) sl_batch_push(c->later, sl_msg_clone(b->msgs[i]));
       continue;
     }
-    char **ids = fed ? ids_for(&c->pos, &c->npos, b) : NULL;
-    int rc = send_events(o, c, b, first, ids);
-    ids_free(ids, b->n);
-    if (rc != 0) drop_client(o, c, rc);
+    int rc = send_events(o, c, b, first);
+    if (rc != SENT) drop_client(o, c, rc);
   }
-  for (uint32_t i = 0; i < b->n; i++) keep_event(o, first + i, b->msgs[i], o->cur_tenants ? o->cur_tenants[i] : NULL);
-  tenants_done(o, b);
+  /* A stream-fed output's clients resume from the stream itself. */
+  for (uint32_t i = 0; i < b->n && !fed; i++) keep_event(o, first + i, b->msgs[i], i, 0);
+  classified_done(o, b);
   cb(out, b, 0, NULL, arg);
 }
 
@@ -745,8 +893,11 @@ static void hout_free(uv_handle_t *h) {
   free(o->path);
   free(o->sse_path);
   free(o->ws_path);
-  free(o->tenant_meta);
-  free(o->tenant_json);
+  free(o->tenant_f.meta);
+  free(o->tenant_f.json);
+  free(o->type_f.meta);
+  free(o->type_f.json);
+  free(o->ends);
   sl_http_auth_free(o->auth);
   free(o);
 }
@@ -797,13 +948,27 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
   o->timeout_ms = sl_conf_duration_ms(conf, "timeout", 5000);
   o->heartbeat_ms = sl_conf_duration_ms(conf, "heartbeat", 15000);
   o->max_buffer = sl_conf_size(conf, "max_buffer", (int64_t)SL_HTTP_MAX_BUFFER);
-  o->replay_max_bytes = o->round_robin ? 0 : sl_conf_size(conf, "replay_bytes", 1 << 20);
+  o->replay_max_bytes = sl_conf_size(conf, "replay_bytes", 1 << 20);
+  o->start_earliest = strcmp(sl_conf_str(conf, "start", "live"), "earliest") == 0;
   o->waiters_tail = &o->waiters;
   o->held_tail = &o->held;
+  /* end_events as ",a,b," (a scalar is a one-item list). */
+  const sl_cnode_t *ends = sl_cnode_get(conf, "end_events");
+  uint32_t nends = !ends ? 0 : ends->type == SL_CN_SEQ ? ends->n : ends->type == SL_CN_SCALAR;
+  for (uint32_t i = 0; i < nends; i++) {
+    const char *e = ends->type == SL_CN_SEQ ? ends->items[i]->str : ends->str;
+    char *l = sl_xasprintf("%s%s,", o->ends ? o->ends : ",", e ? e : "");
+    free(o->ends);
+    o->ends = l;
+  }
+  if (mfield_set(&o->type_f, sl_conf_str(conf, "type_field", "meta.event")) != 0) {
+    sl_diag_add(b->diags, sl_cnode_get(conf, "type_field"), "type_field", "type_field is `meta.KEY` or `this.FIELD`");
+    hout_free((uv_handle_t *)&o->heartbeat);
+    return NULL;
+  }
   const char *tenant = sl_conf_str(conf, "tenant", ""), *tf = sl_conf_str(conf, "tenant_field", "meta.tenant");
   if (*tenant) {
-    if (strcmp(tenant, "ctx.user") != 0 || o->round_robin ||
-        (strncmp(tf, "meta.", 5) != 0 && strncmp(tf, "this.", 5) != 0) || !tf[5]) {
+    if (strcmp(tenant, "ctx.user") != 0 || o->round_robin || mfield_set(&o->tenant_f, tf) != 0) {
       sl_diag_add(b->diags, sl_cnode_get(conf, "tenant"), "tenant",
                   "tenant isolation is `tenant: ctx.user` with `delivery: broadcast` and a `tenant_field` of "
                   "`meta.KEY` or `this.FIELD`");
@@ -811,8 +976,6 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
       return NULL;
     }
     o->tenant = 1;
-    if (strncmp(tf, "meta.", 5) == 0) o->tenant_meta = sl_xstrdup(tf + 5);
-    else o->tenant_json = sl_xstrdup(tf + 5);
   }
   if (!o->path[0] && !o->sse_path[0] && !o->ws_path[0]) {
     sl_diag_add(b->diags, conf, "http_server", "set at least one of `path`, `sse_path`, `ws_path`");

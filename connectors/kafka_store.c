@@ -312,7 +312,7 @@ static void job_done(void *arg) {
   if (r && j->err) {
     sl_api_error(r, j->status ? j->status : 503, "%s", j->err);
   } else if (r) {
-    sl_api_keep_consumers(r, json_object_get(j->out, "subscribers"), NULL);
+    sl_api_info_visible(r, j->out);
     sl_api_json(r, j->status ? j->status : 200, j->out);
     j->out = NULL;
   }
@@ -382,24 +382,16 @@ static void topic_settings(job_t *j, json_t *info) {
  * subscribers' group ids; bytes are not known to Kafka clients (null). */
 static void info_run(void *arg) {
   job_t *j = arg;
-  json_t *parts = json_array();
-  json_int_t count = 0;
-  int64_t min = INT64_MAX, max = 0;
+  int64_t *lo = sl_xcalloc((size_t)j->P, sizeof(int64_t)), *hi = sl_xcalloc((size_t)j->P, sizeof(int64_t));
   for (int p = 0; p < j->P; p++) {
-    int64_t lo = 0, hi = 0;
-    rd_kafka_resp_err_t e = j->fresh ? RD_KAFKA_RESP_ERR_NO_ERROR : sl_ks_watermarks(j->ks, j->name, p, &lo, &hi);
+    rd_kafka_resp_err_t e = j->fresh ? RD_KAFKA_RESP_ERR_NO_ERROR : sl_ks_watermarks(j->ks, j->name, p, &lo[p], &hi[p]);
     if (e) {
       j->status = sl_ks_status(e) == 404 ? 404 : 503;
       j->err = sl_xasprintf("offsets of %s[%d]: %s", j->name, p, rd_kafka_err2str(e));
-      json_decref(parts);
+      free(lo);
+      free(hi);
       return;
     }
-    count += hi - lo;
-    if (lo < min) min = lo;
-    if (hi > max) max = hi;
-    json_array_append_new(parts, json_pack("{s:i, s:I, s:I, s:I, s:n}", "partition", p, "message_count",
-                                           (json_int_t)(hi - lo), "min_offset", (json_int_t)lo, "max_offset",
-                                           (json_int_t)hi - 1, "bytes"));
   }
   json_t *subs = json_array();
   size_t n = 0;
@@ -413,33 +405,18 @@ static void info_run(void *arg) {
   free(ids);
   free(prefix);
   free(err);
-  j->out = json_pack("{s:s, s:i, s:s, s:s, s:I, s:n, s:I, s:I, s:o, s:o}", "name", j->name, "partitions", j->P,
-                     "fsync", "kafka", "end_events", "", "message_count", count, "bytes", "min_offset",
-                     (json_int_t)(min == INT64_MAX ? 0 : min), "max_offset", (json_int_t)max - 1, "subscribers", subs,
-                     "partitions_detail", parts);
-  topic_settings(j, j->out);
+  json_t *info = json_pack("{s:s, s:i}", "name", j->name, "partition_count", j->P);
+  topic_settings(j, info);
+  json_object_set_new(info, "fsync", json_string("kafka"));
+  json_object_set_new(info, "end_events", json_string(""));
+  j->out = sl_api_info(info, j->P, lo, hi, NULL, subs);
+  free(lo);
+  free(hi);
 }
 
 static void info_found(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, char *const *seg) {
   (void)seg;
   sl_ks_work(ks, info_run, job_done, job_new(ks, r, t->name, t->partitions));
-}
-
-static void stats_done(void *arg) {
-  job_t *j = arg;
-  if (j->out) {
-    if (j->h.r) sl_api_keep_consumers(j->h.r, json_object_get(j->out, "subscribers"), NULL);
-    json_object_set(j->out, "partitions", json_object_get(j->out, "partitions_detail"));
-    json_object_del(j->out, "partitions_detail");
-    json_object_set_new(j->out, "subscribers",
-                        json_integer((json_int_t)json_array_size(json_object_get(j->out, "subscribers"))));
-  }
-  job_done(j);
-}
-
-static void stats_found(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, char *const *seg) {
-  (void)seg;
-  sl_ks_work(ks, info_run, stats_done, job_new(ks, r, t->name, t->partitions));
 }
 
 static void list_found(sl_ks_t *ks, sl_http_req_t *r) {
@@ -519,7 +496,8 @@ static void create_run(void *arg) {
     }
     j->P = md->topic_cnt ? md->topics[0].partition_cnt : 0;
     rd_kafka_metadata_destroy(md);
-    if (j->P != want) {
+    /* Only what the body gives is compared: a create without one finds the topic. */
+    if (j->P != want && json_object_get(j->body, "partitions")) {
       j->status = 409;
       j->err = sl_xasprintf("stream %s exists with %d partitions", j->name, j->P);
       return;
@@ -540,6 +518,7 @@ void sl_ks_create_topic(sl_ks_t *ks, const char *name, int P, double retention_h
                         void (*cb)(void *arg, int status, const char *err), void *arg) {
   job_t *j = job_new(ks, NULL, name, P > 0 ? P : ks->default_partitions);
   j->body = retention_hours >= 0 ? json_pack("{s:f}", "retention_hours", retention_hours) : json_object();
+  if (P > 0) json_object_set_new(j->body, "partitions", json_integer(P));
   j->cb = cb;
   j->cb_arg = arg;
   sl_ks_work(ks, create_run, created, j);
@@ -754,10 +733,8 @@ static void api(sl_http_req_t *r, void *arg) {
     create(ks, r, seg[0]);
   } else if (n == 1 && del) {
     sl_ks_work(ks, delete_run, deleted, job_new(ks, r, seg[0], 0));
-  } else if ((n == 1 && get) || (n == 2 && !strcmp(seg[1], "info") && get)) {
+  } else if ((n == 1 && get) || (n == 2 && (!strcmp(seg[1], "info") || !strcmp(seg[1], "stats")) && get)) {
     sl_ks_topic(ks, r, seg[0], info_found, NULL, 0);
-  } else if (n == 2 && !strcmp(seg[1], "stats") && get) {
-    sl_ks_topic(ks, r, seg[0], stats_found, NULL, 0);
   } else if (n == 2 && !strcmp(seg[1], "publish") && post) {
     sl_ks_topic(ks, r, seg[0], publish_found, NULL, 0);
   } else if (n == 3 && get && (!strcmp(seg[1], "consume") || !strcmp(seg[1], "sse") || !strcmp(seg[1], "ws"))) {

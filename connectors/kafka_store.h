@@ -132,11 +132,12 @@ void sl_kreader_seek(sl_kreader_t *r, const int64_t *start);
 void sl_kreader_commit(sl_kreader_t *r, const int64_t *next, void (*done)(void *arg, const char *err), void *arg);
 /* Turns the RD_KAFKA_OFFSET_STORED entries of start (kept by the caller
  * until done) into the group's committed offsets, or the earliest kept, in
- * the pool; then seeks r there (if_moved: only when they are not where r
- * got to, i.e. another node moved them) and calls done (err NULL) on the
- * loop. A close asked for meanwhile waits for it. */
-void sl_kreader_resolve(sl_kreader_t *r, int64_t *start, int if_moved, void (*done)(void *arg, const char *err),
-                        void *arg);
+ * the pool (cap >= 0: at most cap, and cap where nothing is committed);
+ * then seeks r there (if_moved: only when they are not where r got to, i.e.
+ * another node moved them) and calls done (err NULL) on the loop. A close
+ * asked for meanwhile waits for it. */
+void sl_kreader_resolve(sl_kreader_t *r, int64_t *start, int64_t cap, int if_moved,
+                        void (*done)(void *arg, const char *err), void *arg);
 /* Closes the consumer in the pool (leaves its group) and frees r; a waiter
  * (sl_kreader_on_ready) is called once more first, and must let go of r. */
 void sl_kreader_close(sl_kreader_t *r);

@@ -64,9 +64,14 @@ static void poll_answer(kpoll_t *p) {
   } else {
     if (json_array_size(p->events)) sl_kreader_commit(p->rd, pos, NULL, NULL);
     json_t *next = json_array();
-    for (int i = 0; i < p->P; i++) json_array_append_new(next, json_integer(pos[i] < 0 ? 0 : pos[i]));
+    uint64_t *at = sl_xcalloc((size_t)p->P, sizeof(uint64_t));
+    for (int i = 0; i < p->P; i++) {
+      at[i] = pos[i] < 0 ? 0 : (uint64_t)pos[i];
+      json_array_append_new(next, json_integer((json_int_t)at[i]));
+    }
     res = json_pack("{s:O, s:o, s:I}", "events", p->events, "next_offsets", next, "next_offset",
-                    (json_int_t)(pos[0] < 0 ? 0 : pos[0]));
+                    (json_int_t)sl_api_next_offset(at, p->P, -1));
+    free(at);
   }
   sl_api_json(r, 200, res);
 }
@@ -177,6 +182,16 @@ void sl_ks_consume(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const 
   }
   char *group = sub_group(t->name, sub);
   sl_kreader_t *rd = sl_kreader_find(ks, t->name, group, sub);
+  /* Across several partitions from_offset is at most where the subscriber
+   * got to (sl_api_from_offset): this node's reader knows where it answered
+   * up to; otherwise the group's committed offsets tell (resolved below). */
+  int P = t->partitions, capped = has_from && P > 1;
+  int64_t *start = sl_xcalloc((size_t)P, sizeof(int64_t));
+  for (int i = 0; i < P; i++) {
+    int64_t at = rd && capped ? sl_kreader_positions(rd)[i] : -1;
+    start[i] = at >= 0 ? (int64_t)sl_api_from_offset(from, (uint64_t)at, P, -1)
+               : has_from && !capped ? (int64_t)from : RD_KAFKA_OFFSET_STORED;
+  }
   if (rd && has_from) sl_kreader_close(rd);   /* a new position: a new reader */
   int fresh = !rd || has_from;
   char *err = NULL;
@@ -185,19 +200,18 @@ void sl_ks_consume(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const 
   if (!rd) {
     sl_api_error(r, 500, "kafka consumer: %s", err);
     free(err);
+    free(start);
     return;
   }
-  /* From the group's committed offsets: another node may have moved them
-   * since this one's reader last answered. */
-  int64_t *start = sl_xcalloc((size_t)t->partitions, sizeof(int64_t));
-  for (int i = 0; i < t->partitions; i++) start[i] = has_from ? (int64_t)from : RD_KAFKA_OFFSET_STORED;
+  /* The rest from the group's committed offsets: another node may have
+   * moved them since this one's reader last answered. */
   kpoll_t *p = poll_new(ks, r, t, limit, wait_ms);
   p->rd = rd;
   sub_open_t *o = sl_xcalloc(1, sizeof(*o));
   *o = (sub_open_t){.p = p, .start = start, .fresh = fresh};
   sl_ks_hold(&o->h, r);
   if (!fresh) sl_kreader_touch(rd);
-  sl_kreader_resolve(rd, start, !fresh, sub_resolved, o);
+  sl_kreader_resolve(rd, start, capped ? (int64_t)from : -1, !fresh, sub_resolved, o);
 }
 
 /* ---------- live: SSE and WebSocket ---------- */
@@ -312,7 +326,7 @@ void sl_ks_live(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const cha
   klive_t *k = sl_xcalloc(1, sizeof(*k));
   *k = (klive_t){.ks = ks, .topic = sl_xstrdup(t->name), .rd = rd, .kind = sl_xstrdup(kind), .start = start};
   sl_ks_hold(&k->h, r);
-  sl_kreader_resolve(rd, start, 0, live_resolved, k);
+  sl_kreader_resolve(rd, start, -1, 0, live_resolved, k);
 }
 
 /* ---------- consumer groups ---------- */
@@ -324,13 +338,12 @@ sl_ks_gconf_t *sl_ks_gconf(sl_ks_t *ks, const char *stream, const char *group) {
 }
 
 void sl_ks_group_consume(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const char *group) {
-  char *consumer = sl_http_query(r, "consumer");
   uint64_t limit, wait_ms;
-  if (!consumer || !*consumer || poll_params(r, &limit, &wait_ms) != 0) {
-    sl_api_error(r, 400, "consume needs ?consumer=NAME (limit and wait_ms are non-negative integers)");
-    free(consumer);
+  if (poll_params(r, &limit, &wait_ms) != 0) {
+    sl_api_error(r, 400, "limit and wait_ms are non-negative integers");
     return;
   }
+  char *consumer = sl_api_consumer(r);
   sl_ks_gconf_t *gc = sl_ks_gconf(ks, t->name, group);
   int64_t session = gc ? gc->session_ms : ks->session_ms;
   sl_kreader_t *rd = sl_kreader_find(ks, t->name, group, consumer);
@@ -390,7 +403,7 @@ void sl_ks_group_commit(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, c
     return;
   }
   /* Kafka takes commits from the group's members: one on this node. */
-  char *q = cj ? NULL : sl_http_query(r, "consumer");
+  char *q = cj ? NULL : sl_api_consumer(r);
   sl_kreader_t *rd = sl_kreader_find(ks, t->name, group, cj ? json_string_value(cj) : q);
   free(q);
   json_decref(b);

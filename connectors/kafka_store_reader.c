@@ -219,6 +219,7 @@ void sl_kreader_commit(sl_kreader_t *r, const int64_t *next, void (*done)(void *
 typedef struct resolve {
   sl_kreader_t *r;
   int64_t *start;
+  int64_t cap;
   int if_moved;
   char *err;
   void (*done)(void *arg, const char *err);
@@ -243,7 +244,8 @@ static void resolve_run(void *arg) {
   for (int i = 0; !e && i < l->cnt; i++) {
     int32_t p = l->elems[i].partition;
     int64_t lo = 0, hi = 0;
-    if (l->elems[i].offset >= 0) v->start[p] = l->elems[i].offset;
+    if (l->elems[i].offset >= 0) v->start[p] = v->cap >= 0 && v->cap < l->elems[i].offset ? v->cap : l->elems[i].offset;
+    else if (v->cap >= 0) v->start[p] = v->cap;
     else if (!(e = sl_ks_watermarks(r->ks, r->topic, p, &lo, &hi)))
       v->start[p] = lo;
   }
@@ -273,10 +275,10 @@ static void resolve_done(void *arg) {
   free(v);
 }
 
-void sl_kreader_resolve(sl_kreader_t *r, int64_t *start, int if_moved, void (*done)(void *arg, const char *err),
-                        void *arg) {
+void sl_kreader_resolve(sl_kreader_t *r, int64_t *start, int64_t cap, int if_moved,
+                        void (*done)(void *arg, const char *err), void *arg) {
   resolve_t *v = sl_xcalloc(1, sizeof(*v));
-  *v = (resolve_t){.r = r, .start = start, .if_moved = if_moved, .done = done, .arg = arg};
+  *v = (resolve_t){.r = r, .start = start, .cap = cap, .if_moved = if_moved, .done = done, .arg = arg};
   r->busy++;
   sl_ks_work(r->ks, resolve_run, resolve_done, v);
 }

@@ -362,6 +362,7 @@ static void replay_next(replay_t *r) {
 int sl_stream_is_input(const sl_input_t *in) { return in->spec == &spec; }
 int sl_stream_partitions(const sl_input_t *in) { return ((const sin_t *)in)->P; }
 uint64_t sl_stream_first(const sl_input_t *in, int p) { return ((const sin_t *)in)->first[p]; }
+uint64_t sl_stream_end(const sl_input_t *in, int p) { return sl_sstream_end(((const sin_t *)in)->s, p); }
 
 void sl_stream_replay(sl_input_t *base, const uint64_t *from, const uint64_t *to, int n, const char *token,
                       void (*done)(void *arg), void *arg) {

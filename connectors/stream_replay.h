@@ -18,6 +18,8 @@ int sl_stream_partitions(const sl_input_t *in);
 /* The offset of partition p it started reading at (what comes through its
  * pipeline next, if nothing has yet). */
 uint64_t sl_stream_first(const sl_input_t *in, int p);
+/* The end (next offset to be written) of partition p of its stream. */
+uint64_t sl_stream_end(const sl_input_t *in, int p);
 /* Starts a replay; n is the length of from and to (copied). */
 void sl_stream_replay(sl_input_t *in, const uint64_t *from, const uint64_t *to, int n, const char *token,
                       void (*done)(void *arg), void *arg);

@@ -93,9 +93,15 @@ void sl_sstream_unwatch(sl_sstream_t *s, sl_swatch_t *w);
 /* "0:41,1:17": the last offset given per partition (next - 1), what SSE
  * readers send as `id:` and take back as Last-Event-ID (caller frees). */
 char *sl_positions_id(const uint64_t *next, int n);
-/* Reads such a list (a bare offset means partition 0) into next[p] =
- * offset + 1 for each listed p < n, kept below limit[p] when limit is set. */
-void sl_positions_parse(const char *list, uint64_t *next, int n, const uint64_t *limit);
+/* Reads such a list (or one bare offset, of partition 0) into next[p] =
+ * offset + 1 for each listed p, setting given[p] (optional) for them; -1,
+ * with next untouched, when it is not such a list for n partitions
+ * (sl_positions_error says what is). */
+int sl_positions_parse(const char *list, uint64_t *next, int *given, int n);
+/* The 400 message for an id that is not such a list (caller frees); what
+ * names where it came from ("Last-Event-ID"). n 0: the id of an output
+ * that numbers its events (a decimal number) instead. */
+char *sl_positions_error(const char *what, const char *id, int n);
 
 /* ---- offsets: subscribers and consumer groups ---- */
 /* Next offset per partition for a named cursor (group or subscriber);

@@ -27,14 +27,38 @@ json_t *sl_api_body(sl_http_req_t *r);
 int sl_api_sconf(json_t *body, sl_sconf_t *c, char **why);
 /* The publish body ({"events":[…]} or one event), or -1 (answered 400). */
 int sl_api_pubs(sl_http_req_t *r, sl_pubs_t *out);
+/* The member a group consume is for: ?consumer=, or one the requests that
+ * name none share (Synap's clients name none: each event of the group then
+ * goes to one of them). Caller frees. */
+#define SL_API_DEFAULT_CONSUMER "default"
+char *sl_api_consumer(sl_http_req_t *r);
 /* POST …/group/{group}'s settings: each -1 when not given; -1 (answered 400)
  * when the body is not JSON or a value is out of range. */
 int sl_api_group_settings(sl_http_req_t *r, int *auto_commit, int64_t *session_ms);
+/* GET …/info and …/stats (one answer, in the shape of Synap's stats):
+ * info (taken: name and settings, partition_count) gets message_count,
+ * bytes, min_offset, max_offset, subscribers (their number),
+ * subscriber_names (subs, taken) and partitions: [{partition,
+ * message_count, min_offset, max_offset, bytes}], from each partition's
+ * first and next offsets; bytes NULL: not known (null). Returns info. */
+json_t *sl_api_info(json_t *info, int P, const int64_t *lo, const int64_t *hi, const int64_t *bytes, json_t *subs);
+/* Keeps in such an answer (info, or any other JSON: then nothing) only the
+ * subscribers r may see (store.access), and counts those. */
+void sl_api_info_visible(const sl_http_req_t *r, json_t *info);
 /* {"offset","partition","event","data","timestamp","key"[,"headers"]}. */
 json_t *sl_api_event(const sl_record_t *rec, int partition);
 int sl_api_uint(sl_http_req_t *r, const char *name, uint64_t *out);
 sl_sstream_t *sl_api_stream(sl_http_req_t *r, sl_store_t *st, const char *name);
 int sl_api_position(sl_http_req_t *r, sl_sstream_t *s, int p, uint64_t from, const char *reset, uint64_t *pos);
+/* A subscriber consume's next_offset from its next offset per partition
+ * (partition: the one asked for, -1 all): across several partitions the
+ * highest. */
+uint64_t sl_api_next_offset(const uint64_t *pos, int P, int partition);
+/* Where a subscriber consume of every partition (partition -1) of several
+ * starts partition p when asked for from_offset `from`: at most where it
+ * got to (saved; UINT64_MAX: nowhere yet), so that from_offset=next_offset
+ * goes on exactly where the last answer ended. */
+uint64_t sl_api_from_offset(uint64_t from, uint64_t saved, int P, int partition);
 #define sl_api_loop sl_store_loop
 
 /* Answers r now when try(arg, wait_ms == 0) can, else waits up to wait_ms
@@ -81,7 +105,8 @@ void sl_live_wake(sl_live_t *l);
 void sl_live_stop(sl_live_t *l, int code, const char *why);
 /* Where a reader starts: Last-Event-ID / ?last_event_id= ("p:o,…", or one
  * offset for partition 0), else ?from_offset=, else saved (NULL: 0); given[p]
- * (optional) tells which partitions the request named. 0, or -1 answered. */
+ * (optional) tells which partitions the request named. 0, or -1 answered
+ * (400 for an id that is not such a list). */
 int sl_live_start_positions(sl_http_req_t *r, const uint64_t *saved, uint64_t *pos, int P, int *given);
 
 /* ---- backends: the embedded store (store_http.c) or another one ---- */

@@ -228,13 +228,12 @@ static void gc_free(void *arg) {
 }
 
 static void consume(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, group_t *g) {
-  char *consumer = sl_http_query(r, "consumer");
   uint64_t limit = 100, wait_ms = 0;
-  if (!consumer || !*consumer || sl_api_uint(r, "limit", &limit) < 0 || sl_api_uint(r, "wait_ms", &wait_ms) < 0) {
-    sl_api_error(r, 400, "consume needs ?consumer=NAME (limit and wait_ms are non-negative integers)");
-    free(consumer);
+  if (sl_api_uint(r, "limit", &limit) < 0 || sl_api_uint(r, "wait_ms", &wait_ms) < 0) {
+    sl_api_error(r, 400, "limit and wait_ms are non-negative integers");
     return;
   }
+  char *consumer = sl_api_consumer(r);
   if (limit == 0 || limit > 10000) limit = limit ? 10000 : 100;
   if (wait_ms > 60000) wait_ms = 60000;
   uv_update_time(sl_store_loop(st));

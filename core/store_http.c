@@ -67,6 +67,23 @@ sl_sstream_t *sl_api_stream(sl_http_req_t *r, sl_store_t *st, const char *name) 
   return s;
 }
 
+/* One number cannot name a position in each of several partitions, whose
+ * offsets grow apart: across partitions, next_offset is the highest next
+ * offset, and a from_offset is taken per partition as at most where the
+ * subscriber got to, so that from_offset=next_offset goes on exactly where
+ * the last answer ended, and a lower one rewinds (never skips). */
+uint64_t sl_api_next_offset(const uint64_t *pos, int P, int partition) {
+  if (partition >= 0) return pos[partition];
+  uint64_t max = 0;
+  for (int p = 0; p < P; p++)
+    if (pos[p] > max) max = pos[p];
+  return max;
+}
+
+uint64_t sl_api_from_offset(uint64_t from, uint64_t saved, int P, int partition) {
+  return P > 1 && partition < 0 && saved < from ? saved : from;
+}
+
 /* Resolves where a reader of partition p starts when asked for `from`: the
  * earliest kept offset is the floor unless the caller asked for a reset.
  * 0 with *pos, or an answered 416 naming the valid range. */
@@ -150,6 +167,13 @@ int sl_api_pubs(sl_http_req_t *r, sl_pubs_t *out) {
   return -1;
 }
 
+char *sl_api_consumer(sl_http_req_t *r) {
+  char *c = sl_http_query(r, "consumer");
+  if (c && *c) return c;
+  free(c);
+  return sl_xstrdup(SL_API_DEFAULT_CONSUMER);
+}
+
 int sl_api_group_settings(sl_http_req_t *r, int *auto_commit, int64_t *session_ms) {
   json_t *b = sl_api_body(r);
   if (!b) return -1;
@@ -162,21 +186,46 @@ int sl_api_group_settings(sl_http_req_t *r, int *auto_commit, int64_t *session_m
   return bad ? -1 : 0;
 }
 
+json_t *sl_api_info(json_t *info, int P, const int64_t *lo, const int64_t *hi, const int64_t *bytes, json_t *subs) {
+  json_t *parts = json_array();
+  json_int_t count = 0, total = 0;
+  int64_t min = P ? INT64_MAX : 0, max = 0;
+  for (int p = 0; p < P; p++) {
+    count += hi[p] - lo[p];
+    total += bytes ? bytes[p] : 0;
+    if (lo[p] < min) min = lo[p];
+    if (hi[p] > max) max = hi[p];
+    json_t *pj = json_pack("{s:i, s:I, s:I, s:I}", "partition", p, "message_count", (json_int_t)(hi[p] - lo[p]),
+                           "min_offset", (json_int_t)lo[p], "max_offset", (json_int_t)hi[p] - 1);
+    json_object_set_new(pj, "bytes", bytes ? json_integer(bytes[p]) : json_null());
+    json_array_append_new(parts, pj);
+  }
+  json_object_set_new(info, "message_count", json_integer(count));
+  json_object_set_new(info, "bytes", bytes ? json_integer(total) : json_null());
+  json_object_set_new(info, "min_offset", json_integer(min));
+  json_object_set_new(info, "max_offset", json_integer(max - 1));
+  json_object_set_new(info, "subscribers", json_integer((json_int_t)json_array_size(subs)));
+  json_object_set_new(info, "subscriber_names", subs);
+  json_object_set_new(info, "partitions", parts);
+  return info;
+}
+
+void sl_api_info_visible(const sl_http_req_t *r, json_t *info) {
+  json_t *names = json_object_get(info, "subscriber_names");
+  if (!names) return;
+  sl_api_keep_consumers(r, names, NULL);
+  json_object_set_new(info, "subscribers", json_integer((json_int_t)json_array_size(names)));
+}
+
 static json_t *info_json(const sl_http_req_t *r, sl_sstream_t *s) {
   const sl_sconf_t *c = sl_sstream_conf(s);
-  json_t *parts = json_array();
-  json_int_t count = 0, bytes = 0;
-  uint64_t min = UINT64_MAX, max = 0;
-  for (int p = 0; p < c->partitions; p++) {
-    uint64_t lo = sl_sstream_start(s, p), hi = sl_sstream_end(s, p);
-    int64_t b = sl_sstream_bytes(s, p);
-    count += (json_int_t)(hi - lo);
-    bytes += b;
-    if (lo < min) min = lo;
-    if (hi > max) max = hi;
-    json_array_append_new(parts, json_pack("{s:i, s:I, s:I, s:I, s:I}", "partition", p, "message_count",
-                                           (json_int_t)(hi - lo), "min_offset", (json_int_t)lo, "max_offset",
-                                           (json_int_t)hi - 1, "bytes", (json_int_t)b));
+  int P = c->partitions;
+  int64_t *lo = sl_xcalloc((size_t)P, sizeof(int64_t)), *hi = sl_xcalloc((size_t)P, sizeof(int64_t)),
+          *bytes = sl_xcalloc((size_t)P, sizeof(int64_t));
+  for (int p = 0; p < P; p++) {
+    lo[p] = (int64_t)sl_sstream_start(s, p);
+    hi[p] = (int64_t)sl_sstream_end(s, p);
+    bytes[p] = sl_sstream_bytes(s, p);
   }
   int nsubs;
   const char **subs = sl_sstream_cursors(s, "subscriber", &nsubs);
@@ -184,17 +233,23 @@ static json_t *info_json(const sl_http_req_t *r, sl_sstream_t *s) {
   for (int i = 0; i < nsubs; i++)
     if (sl_api_may_see_consumer(r, subs[i])) json_array_append_new(sj, json_string(subs[i]));
   free(subs);
-  return json_pack("{s:s, s:i, s:f, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:o}", "name", sl_sstream_name(s),
-                   "partitions", c->partitions, "retention_hours", c->retention_hours, "retention_bytes",
-                   (json_int_t)c->retention_bytes, "fsync", sl_fsync_names[c->fsync], "end_events", c->end_events, "message_count",
-                   count, "bytes", bytes, "min_offset", (json_int_t)min, "max_offset", (json_int_t)max - 1,
-                   "subscribers", sj, "partitions_detail", parts);
+  json_t *info = json_pack("{s:s, s:i, s:f, s:I, s:s, s:s}", "name", sl_sstream_name(s), "partition_count", P,
+                           "retention_hours", c->retention_hours, "retention_bytes", (json_int_t)c->retention_bytes,
+                           "fsync", sl_fsync_names[c->fsync], "end_events", c->end_events);
+  sl_api_info(info, P, lo, hi, bytes, sj);
+  free(lo);
+  free(hi);
+  free(bytes);
+  return info;
 }
 
 static void create(sl_http_req_t *r, sl_store_t *st, const char *name) {
   json_t *body = sl_api_body(r);
   if (!body) return;
-  sl_sconf_t c = sl_store_defaults(st);
+  /* Of a stream that exists, only the settings given are compared: a
+   * create without a body finds it (200), whatever it was made with. */
+  sl_sstream_t *had = sl_store_find(st, name);
+  sl_sconf_t c = had ? *sl_sstream_conf(had) : sl_store_defaults(st);
   char *why = NULL;
   if (sl_api_sconf(body, &c, &why) != 0) {
     sl_api_error(r, 400, "%s", why);
@@ -221,15 +276,6 @@ static void list(sl_http_req_t *r, sl_store_t *st) {
     if (sl_api_may_see_stream(r, names[i])) json_array_append_new(a, json_string(names[i]));
   free(names);
   sl_api_json(r, 200, json_pack("{s:o}", "streams", a));
-}
-
-static void stats(sl_http_req_t *r, sl_sstream_t *s) {
-  json_t *j = info_json(r, s);
-  /* Synap's shape: the per-partition figures under `partitions`. */
-  json_object_set(j, "partitions", json_object_get(j, "partitions_detail"));
-  json_object_del(j, "partitions_detail");
-  json_object_set_new(j, "subscribers", json_integer((json_int_t)json_array_size(json_object_get(j, "subscribers"))));
-  sl_api_json(r, 200, j);
 }
 
 /* ---------- publish ---------- */
@@ -338,7 +384,7 @@ static int consume_try(consume_t *c, int answer_empty) {
   json_t *next = json_array();
   for (int p = 0; p < P; p++) json_array_append_new(next, json_integer((json_int_t)c->pos[p]));
   json_t *res = json_pack("{s:o, s:o}", "events", events, "next_offsets", next);
-  json_object_set_new(res, "next_offset", json_integer((json_int_t)c->pos[c->partition >= 0 ? c->partition : 0]));
+  json_object_set_new(res, "next_offset", json_integer((json_int_t)sl_api_next_offset(c->pos, P, c->partition)));
   sl_api_json(c->r, 200, res);
   return 1;
 }
@@ -454,7 +500,8 @@ static void consume(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, const cha
   const uint64_t *saved = sl_sstream_cursor(s, "subscriber", sub);
   char *reset = sl_http_query(r, "offset_reset");
   for (int p = 0; p < P; p++) {
-    uint64_t want = has_from ? from : saved ? saved[p] : sl_sstream_start(s, p);
+    uint64_t want = has_from ? sl_api_from_offset(from, saved ? saved[p] : UINT64_MAX, P, c->partition)
+                    : saved ? saved[p] : sl_sstream_start(s, p);
     if ((c->partition < 0 || p == c->partition) && sl_api_position(r, s, p, want, reset, &c->pos[p]) != 0) {
       free(reset);
       free(c->pos);
@@ -508,10 +555,8 @@ static void api(sl_http_req_t *r, void *arg) {
   } else if (n == 1) {
     if (get) sl_api_json(r, 200, info_json(r, s));
     else sl_api_error(r, 405, "method %s not allowed", m);
-  } else if (n == 2 && !strcmp(seg[1], "info") && get) {
+  } else if (n == 2 && (!strcmp(seg[1], "info") || !strcmp(seg[1], "stats")) && get) {
     sl_api_json(r, 200, info_json(r, s));
-  } else if (n == 2 && !strcmp(seg[1], "stats") && get) {
-    stats(r, s);
   } else if (n == 2 && !strcmp(seg[1], "publish") && post) {
     publish(r, s);
   } else if (n == 3 && !strcmp(seg[1], "consume") && get) {

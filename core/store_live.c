@@ -213,19 +213,16 @@ int sl_live_start_positions(sl_http_req_t *r, const uint64_t *saved, uint64_t *p
     if (given) given[p] = has_from;
   }
   const char *h = sl_kv_get(&r->headers, "last-event-id");
+  if (h && !*h) h = NULL;   /* empty: none */
   char *resume = h ? sl_xstrdup(h) : sl_http_query(r, "last_event_id");
-  if (resume && given) {
-    /* Which partitions the list names: parse it over a sentinel. */
-    uint64_t *probe = sl_xcalloc((size_t)P, sizeof(uint64_t));
-    for (int p = 0; p < P; p++) probe[p] = UINT64_MAX;
-    sl_positions_parse(resume, probe, P, NULL);
-    for (int p = 0; p < P; p++)
-      if (probe[p] != UINT64_MAX) given[p] = 1;
-    free(probe);
+  int bad = resume && *resume && sl_positions_parse(resume, pos, given, P) != 0;
+  if (bad) {
+    char *msg = sl_positions_error(h ? "Last-Event-ID" : "last_event_id", resume, P);
+    sl_http_error(r, 400, msg);
+    free(msg);
   }
-  if (resume) sl_positions_parse(resume, pos, P, NULL);
   free(resume);
-  return 0;
+  return bad ? -1 : 0;
 }
 
 sl_live_t *sl_live_open(sl_http_req_t *r, sl_worker_t *w, const char *kind, int P, uint64_t *pos,

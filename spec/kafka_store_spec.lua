@@ -83,7 +83,7 @@ describe_kafka("store.backend kafka: two sluice nodes on one broker" .. (why and
   it("creates a stream through node A, publishes through A, reads through B by REST and SSE", function()
     local code, s = post(a, "/stream/orders", {partitions = 4, retention_hours = 2})
     assert.are.equal(201, code, json.encode(s))
-    assert.are.equal(4, s.partitions)
+    assert.are.equal(4, s.partition_count)
     assert.are.equal(2, s.retention_hours)
     assert.are.equal(200, (post(b, "/stream/orders", {partitions = 4})))
     local c409, e409 = post(b, "/stream/orders", {partitions = 2})
@@ -174,7 +174,7 @@ output: {drop: {}}
     local ci, info = curl(a, "URL/stream/orders/info")
     assert.are.equal(200, ci, json.encode(info))
     assert.are.equal(46, info.message_count)
-    assert.same({"s1"}, info.subscribers)
+    assert.same({"s1"}, info.subscriber_names)
 
     -- SSE through node B (npm eventsource), then a resume from Last-Event-ID
     local _, out = h.sh("timeout 20 " .. NODE .. "sse '" .. b.url .. "/stream/orders/sse/live1' 46")
@@ -211,6 +211,60 @@ output: {drop: {}}
     end
     assert.same({[100] = true, [101] = true, [102] = true}, got_ws,
       (a.stderr() .. b.stderr()):gsub("[^\n]*librdkafka[^\n]*\n", ""))
+  end)
+
+  it("answers Synap's guide as the embedded store does: create without a body, info = stats, group without consumer, paging by next_offset", function()
+    assert.are.equal(201, (post(a, "/stream/synap", {partitions = 3, retention_hours = 24})))
+    -- a create without a body finds it, though the node's default is other partitions
+    local c200, s = curl(b, "-X POST URL/stream/synap")
+    assert.are.equal(200, c200, json.encode(s))
+    assert.are.same({3, 24}, {s.partition_count, s.retention_hours})
+    local n, seen, count, from = 0, {}, 0, 0
+    local function more(k, key)
+      local evs = {}
+      for _ = 1, k do
+        n = n + 1
+        evs[#evs + 1] = {event = "e", data = {i = n}, partition_key = key}
+      end
+      assert.are.equal(200, (post(a, "/stream/synap/publish", {events = evs})))
+    end
+    more(7, "hot")
+    more(2)
+    for page = 1, 40 do
+      local code, r = curl(b, "'URL/stream/synap/consume/pager?from_offset=" .. from ..
+        "&limit=3&wait_ms=300'")
+      assert.are.equal(200, code, json.encode(r))
+      for _, e in ipairs(r.events) do
+        assert.is_nil(seen[e.data.i], "event " .. e.data.i .. " twice")
+        seen[e.data.i] = true
+        count = count + 1
+      end
+      from = r.next_offset
+      if page == 2 then more(5, "other") end
+      if page == 4 then more(4) end
+      if #r.events == 0 and count == n then break end
+    end
+    assert.are.equal(n, count)
+    local _, info = curl(a, "URL/stream/synap/info")
+    local _, stats = curl(b, "URL/stream/synap/stats")
+    for _, key in ipairs({"message_count", "subscribers", "min_offset", "max_offset", "partitions"}) do
+      assert.are.same(info[key], stats[key], key)
+    end
+    assert.are.same({18, 1, 3}, {stats.message_count, stats.subscribers, #stats.partitions})
+    -- a group consume that names no consumer
+    local got = {}
+    for _ = 1, 20 do
+      local code, r = curl(a, "'URL/stream/synap/group/mail/consume?limit=5&wait_ms=300'")
+      assert.are.equal(200, code, json.encode(r))
+      for _, e in ipairs(r.events) do
+        assert.is_nil(got[e.data.i])
+        got[e.data.i] = true
+      end
+      local k = 0
+      for _ in pairs(got) do k = k + 1 end
+      if k == n then break end
+    end
+    for i = 1, n do assert.is_true(got[i], "group event " .. i) end
   end)
 
   it("splits a group's partitions over a member on each node, each message once; SIGKILL of node A loses nothing acknowledged", function()
@@ -342,7 +396,7 @@ streams:
     -- the output created the topic with its partitions; a REST publish
     -- through another node (B; A was killed above) puts each key where the pipeline did
     local _, info = curl(b, "URL/stream/piped")
-    assert.are.equal(3, info.partitions)
+    assert.are.equal(3, info.partition_count)
     for user, p in pairs(part_of) do
       local code, r = post(b, "/stream/piped/publish", {data = {i = 1000}, partition_key = user})
       assert.are.equal(200, code, json.encode(r))
@@ -351,7 +405,7 @@ streams:
     -- topics named per message are created on first use, with the output's partitions
     for _, color in ipairs({"red", "blue"}) do
       local _, per = curl(b, "URL/stream/per-" .. color)
-      assert.are.same({2, 5}, {per.partitions, per.message_count}, json.encode(per))
+      assert.are.same({2, 5}, {per.partition_count, per.message_count}, json.encode(per))
     end
     -- the pipeline's group is the streams API's group `billing`
     local committed = h.wait_for(function()
@@ -385,7 +439,7 @@ streams:
     assert.matches("acks=all", e.error)
     c, e = post(b, "/stream/errs/group/g/commit", {partition = 9, offset = 1})
     assert.are.equal(400, c)
-    c = curl(b, "'URL/stream/errs/group/g/consume'")
+    c = curl(b, "'URL/stream/errs/group/g/consume?limit=ten'")
     assert.are.equal(400, c)
     -- deleting a stream ends its SSE readers on the node that deleted it
     local sse = io.popen("curl -s -N -m 20 " .. b.url .. "/stream/errs/sse/r1; echo rc=$?")

@@ -247,7 +247,7 @@ output:
     local _, groups = as("k-alice", srv, "URL/stream/public.news/groups")
     assert.are.same({"alice-g"}, names(groups.groups))
     local _, info = as("k-alice", srv, "URL/stream/public.news/info")
-    assert.are.same({"alice-1"}, names(info.subscribers))
+    assert.are.same({"alice-1"}, names(info.subscriber_names))
     local _, stats = as("k-alice", srv, "URL/stream/public.news/stats")
     assert.are.equal(1, stats.subscribers)
     local _, all = as("k-ops", srv, "URL/stream/public.news/groups")
