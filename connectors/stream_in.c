@@ -105,7 +105,14 @@ static void headers_to_meta(sl_msg_t *m, const sl_record_t *r) {
   const char *k;
   json_t *v;
   json_object_foreach(h, k, v) {
-    if (json_is_string(v)) sl_kv_set(&m->meta, k, json_string_value(v), json_string_length(v));
+    char *b;
+    size_t bl;
+    if (json_is_string(v)) {
+      sl_kv_set(&m->meta, k, json_string_value(v), json_string_length(v));
+    } else if (sl_json_header_bytes(v, &b, &bl) == 0) {   /* bytes that are not UTF-8 */
+      sl_kv_set(&m->meta, k, b, bl);
+      free(b);
+    }
   }
   json_decref(h);
 }

@@ -266,7 +266,7 @@ static void sout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
     if (m->meta.n) {
       json_t *h = json_object();
       for (uint32_t k = 0; k < m->meta.n; k++)
-        json_object_set_new(h, m->meta.v[k].key, json_stringn_nocheck(m->meta.v[k].val, m->meta.v[k].vlen));
+        json_object_set_new(h, m->meta.v[k].key, sl_json_header_value(m->meta.v[k].val, m->meta.v[k].vlen));
       hs = json_dumps(h, JSON_COMPACT);
       json_decref(h);
     }

@@ -8,6 +8,7 @@
 #define SL_STORE_H
 #include "seglog.h"
 #include "worker.h"
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -88,6 +89,16 @@ typedef struct sl_swatch {
 } sl_swatch_t;
 void sl_sstream_watch(sl_sstream_t *s, sl_swatch_t *w);
 void sl_sstream_unwatch(sl_sstream_t *s, sl_swatch_t *w);
+
+/* ---- record bytes as JSON (store_json.c) ---- */
+/* A JSON string of p when it is UTF-8, else of its base64 (RFC 4648, with
+ * padding) and *base64 set. New reference. */
+json_t *sl_json_bytes(const char *p, size_t n, int *base64);
+/* A header (metadata) value: a string when UTF-8, else {"base64": "..."}. */
+json_t *sl_json_header_value(const char *p, size_t n);
+/* The bytes of such a value (or of any string) into *out (caller frees),
+ * -1 when v is neither. */
+int sl_json_header_bytes(const json_t *v, char **out, size_t *len);
 
 /* ---- positions as SSE ids ---- */
 /* "0:41,1:17": the last offset given per partition (next - 1), what SSE

@@ -18,6 +18,12 @@
 
 void sl_api_json(sl_http_req_t *r, int status, json_t *j) {
   char *body = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+  if (!body) {
+    /* Only jansson strings built unchecked fail here: never send NULL. */
+    json_decref(j);
+    sl_http_error(r, 500, "the answer could not be encoded as JSON");
+    return;
+  }
   sl_http_respond(r, status, "application/json", body, strlen(body), NULL);
   free(body);
   json_decref(j);
@@ -33,16 +39,30 @@ void sl_api_error(sl_http_req_t *r, int status, const char *fmt, ...) {
   free(msg);
 }
 
+/* Sets field to the bytes as a string, adding enc_field: "base64" when they
+ * are not UTF-8 and had to be encoded. */
+static void set_bytes(json_t *e, const char *field, const char *enc_field, const char *p, size_t n) {
+  int b64;
+  json_object_set_new(e, field, sl_json_bytes(p, n, &b64));
+  if (b64) json_object_set_new(e, enc_field, json_string("base64"));
+}
+
 json_t *sl_api_event(const sl_record_t *rec, int partition) {
-  json_t *data = json_loadb(rec->value, rec->value_len, JSON_DECODE_ANY, NULL);
-  if (!data) data = json_stringn_nocheck(rec->value, rec->value_len);
-  json_t *e = json_pack("{s:I, s:i, s:s%, s:o, s:I}", "offset", (json_int_t)rec->offset, "partition", partition, "event",
-                        rec->event ? rec->event : "", (size_t)rec->event_len, "data", data, "timestamp",
-                        (json_int_t)rec->ts_ms);
-  json_object_set_new(e, "key", rec->key_len ? json_stringn_nocheck(rec->key, rec->key_len) : json_null());
+  json_t *e = json_pack("{s:I, s:i}", "offset", (json_int_t)rec->offset, "partition", partition);
+  set_bytes(e, "event", "event_encoding", rec->event, rec->event_len);
+  /* data: the value itself when it is JSON, else a string (base64 when the
+   * bytes are not UTF-8). */
+  json_t *data = json_loadb(rec->value, rec->value_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+  if (data) json_object_set_new(e, "data", data);
+  else set_bytes(e, "data", "encoding", rec->value, rec->value_len);
+  json_object_set_new(e, "timestamp", json_integer((json_int_t)rec->ts_ms));
+  if (rec->key_len) set_bytes(e, "key", "key_encoding", rec->key, rec->key_len);
+  else json_object_set_new(e, "key", json_null());
   if (rec->headers_len) {
-    json_t *h = json_loadb(rec->headers, rec->headers_len, 0, NULL);
-    if (h) json_object_set_new(e, "headers", h);
+    json_t *h = json_loadb(rec->headers, rec->headers_len, JSON_ALLOW_NUL, NULL);
+    if (json_is_object(h)) json_object_set_new(e, "headers", h);
+    else set_bytes(e, "headers", "headers_encoding", rec->headers, rec->headers_len);
+    if (h && !json_is_object(h)) json_decref(h);
   }
   return e;
 }

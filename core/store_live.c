@@ -120,7 +120,10 @@ int sl_live_send(sl_live_t *l, const sl_record_t *rec, int p) {
     char *id = sl_positions_id(l->pos, l->P);
     fprintf(f, "id: %s\n", id);
     free(id);
-    if (rec->event_len && !memchr(rec->event, '\n', rec->event_len) && !memchr(rec->event, '\r', rec->event_len))
+    /* An SSE field is one line of UTF-8: other names are only in the data
+     * (base64, with event_encoding). */
+    if (rec->event_len && !memchr(rec->event, '\n', rec->event_len) && !memchr(rec->event, '\r', rec->event_len) &&
+        !memchr(rec->event, 0, rec->event_len) && sl_utf8_valid(rec->event, rec->event_len))
       fprintf(f, "event: %.*s\n", (int)rec->event_len, rec->event);
     fprintf(f, "data: %s\n\n", data);
     fclose(f);

@@ -245,6 +245,107 @@ describe("stream store API", function()
   end)
 end)
 
+describe("records whose bytes are not JSON or not UTF-8", function()
+  -- http_server → stream: the request body, metadata, event name and key are
+  -- whatever bytes the client and the script made of them
+  local YAML = [[
+http: {address: 127.0.0.1:$PORT}
+store: {data_dir: ./data}
+streams:
+  write:
+    input: {http_server: {path: /in}}
+    pipeline:
+      processors:
+        - lua: 'meta.raw = "\xff\xfe"; meta.event = "ev\xff"'
+    output: {stream: {name: bin, partition_key: '${! "k" .. string.char(0xc3) }'}}
+  read:
+    input: {stream: {name: bin, group: copy}}
+    pipeline:
+      processors:
+        - lua: 'return json.encode({raw = meta.raw, event = meta.event, key = meta.stream_key, body = content()})'
+    output: {file: {path: out.ndjson}}
+]]
+
+  local function b64(s)
+    local _, out = h.sh("base64 -w0", s)
+    return out
+  end
+
+  local function check(e, body)
+    assert.are.equal(b64(body), e.data)
+    assert.are.equal("base64", e.encoding)
+    assert.are.equal(b64("ev\xff"), e.event)
+    assert.are.equal("base64", e.event_encoding)
+    assert.are.equal(b64("k\xc3"), e.key)
+    assert.are.equal("base64", e.key_encoding)
+    assert.are.same({base64 = b64("\xff\xfe")}, e.headers.raw)
+  end
+
+  it("serves them on consume, group consume, SSE and WebSocket, before and after a restart; a stream input gets the bytes back", function()
+    local srv = h.serve(YAML)
+    for _, body in ipairs({"\xff", "{\"ok\":1}", "\xc3\x28 not text"}) do
+      local f = h.write(h.tmpname(), body)
+      assert.are.equal(200, (curl(srv, "--data-binary @" .. f .. " URL/in")))
+      os.remove(f)
+    end
+    for round = 1, 2 do
+      local code, r = curl(srv, "'URL/stream/bin/consume/c" .. round .. "?from_offset=0'")
+      assert.are.equal(200, code, tostring(r))
+      assert.are.equal(3, #r.events)
+      check(r.events[1], "\xff")
+      assert.are.same({ok = 1}, r.events[2].data)   -- JSON stays JSON
+      assert.is_nil(r.events[2].encoding)
+      check(r.events[3], "\xc3\x28 not text")
+      post(srv, "/stream/bin/group/g" .. round, {})
+      local gc, g = curl(srv, "'URL/stream/bin/group/g" .. round .. "/consume?consumer=a&limit=10'")
+      assert.are.equal(200, gc, tostring(g))
+      assert.are.equal(3, #g.events)
+      check(g.events[1], "\xff")
+      -- SSE: one JSON data line per record, no `event:` line for a name that is not UTF-8
+      local _, sse = h.sh("curl -s -N -m 2 '" .. srv.url .. "/stream/bin/sse/s" .. round .. "?from_offset=0'")
+      local datas = {}
+      for d in sse:gmatch("\ndata: ([^\n]+)") do datas[#datas + 1] = json.decode(d) end
+      assert.are.equal(3, #datas, sse)
+      check(datas[1], "\xff")
+      assert.is_nil(sse:find("\nevent:", 1, true))
+      assert.is_nil(sse:find("(null)", 1, true))
+      local _, ws = h.sh(WS .. "'ws://127.0.0.1:" .. srv.port .. "/stream/bin/ws/w" .. round .. "?from_offset=0' --recv 3 --wait 3")
+      local texts = {}
+      for _, l in ipairs(h.lines(ws)) do
+        local m = json.decode(l)
+        if m.text then texts[#texts + 1] = json.decode(m.text) end
+      end
+      assert.are.equal(3, #texts, ws)
+      check(texts[3], "\xc3\x28 not text")
+      if round == 1 then
+        srv.stop(true)
+        srv = h.serve(YAML, {dir = srv.dir, port = srv.port})
+      end
+    end
+    -- the stream input hands the same bytes back as content and metadata
+    local lines = h.wait_lines(srv.dir .. "/out.ndjson", 3)
+    srv.stop()
+    assert.are.equal(3, #lines)
+    local first = json.decode(lines[1])
+    assert.are.same({raw = "\xff\xfe", event = "ev\xff", key = "k\xc3", body = "\xff"},
+      {raw = first.raw, event = first.event, key = first.key, body = first.body})
+  end)
+
+  it("keeps a NUL in a published event name and serves it", function()
+    local srv = h.serve(CONFIG)
+    post(srv, "/stream/nul", {})
+    local f = h.write(h.tmpname(), '{"event":"a\\u0000b","data":"x\\u0000y","partition_key":"\\udc00"}')
+    local code = curl(srv, "--data-binary @" .. f .. " URL/stream/nul/publish")
+    os.remove(f)
+    assert.are.equal(200, code)
+    local _, r = curl(srv, "'URL/stream/nul/consume/c?from_offset=0'")
+    srv.stop()
+    assert.are.equal("a\0b", r.events[1].event)
+    assert.are.equal("x\0y", r.events[1].data)
+    assert.are.equal("base64", r.events[1].key_encoding)   -- a lone surrogate is not UTF-8
+  end)
+end)
+
 describe("stream store durability", function()
   it("keeps every acknowledged event across kill -9 (fsync always), several times", function()
     local srv = h.serve(CONFIG)
