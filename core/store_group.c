@@ -295,12 +295,20 @@ static json_t *describe(group_t *g, sl_sstream_t *s) {
 void sl_store_group_api(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, char **seg, int n) {
   int get = !strcmp(r->method, "GET"), post = !strcmp(r->method, "POST");
   if (n == 1 && !strcmp(seg[0], "groups") && get) {
+    const char *unreadable = sl_sstream_cursor_problem(s, "group", NULL);
+    if (unreadable) {
+      sl_api_error(r, 503, "%s", unreadable);
+      return;
+    }
     json_t *a = json_array();
     int k;
     const char **names = sl_sstream_cursors(s, "group", &k);
     /* Groups with committed offsets, and those only in memory so far. */
-    for (int i = 0; i < k; i++)
-      if (!find(st, s, names[i])) create(st, s, names[i], 1, 30000);
+    for (int i = 0; i < k; i++) {
+      const char *bad = sl_sstream_cursor_problem(s, "group", names[i]);
+      if (bad) json_array_append_new(a, json_pack("{s:s, s:s}", "group", names[i], "error", bad));
+      else if (!find(st, s, names[i])) create(st, s, names[i], 1, 30000);
+    }
     free(names);
     for (group_t *g = groups; g; g = g->next)
       if (g->st == st && !strcmp(g->stream, sl_sstream_name(s)) && g->stream_id == sl_sstream_id(s) &&
@@ -317,6 +325,11 @@ void sl_store_group_api(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, char 
   }
   if (!sl_store_valid_name(seg[1])) {
     sl_api_error(r, 400, "group names are 1-200 letters, digits, '.', '_' or '-'");
+    return;
+  }
+  const char *bad = sl_sstream_cursor_problem(s, "group", seg[1]);
+  if (bad) {
+    sl_api_error(r, 503, "%s", bad);   /* never started over from a guess */
     return;
   }
   group_t *g = find(st, s, seg[1]);

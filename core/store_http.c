@@ -83,7 +83,9 @@ int sl_api_uint(sl_http_req_t *r, const char *name, uint64_t *out) {
 /* The stream named in the path, or an answered 404. */
 sl_sstream_t *sl_api_stream(sl_http_req_t *r, sl_store_t *st, const char *name) {
   sl_sstream_t *s = sl_store_find(st, name);
-  if (!s) sl_api_error(r, 404, "no stream named %s", name);
+  const char *bad = s ? NULL : sl_store_broken(st, name);
+  if (bad) sl_api_error(r, 503, "stream %s cannot be opened: %s", name, bad);
+  else if (!s) sl_api_error(r, 404, "no stream named %s", name);
   return s;
 }
 
@@ -336,7 +338,7 @@ static void published(void *arg, int status, const char *err, const int *parts, 
   pub_req_t *p = arg;
   if (p->r) {
     p->r->on_gone = NULL;
-    sl_api_published(p->r, p->batch, status != 0 ? 500 : 200, err, parts, offs, n);
+    sl_api_published(p->r, p->batch, status ? status : 200, err, parts, offs, n);
   }
   free(p);
 }
@@ -506,6 +508,11 @@ static void consume(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, const cha
   }
   if (has_part && partition >= (uint64_t)P) {
     sl_api_error(r, 400, "partition %llu does not exist (the stream has %d)", (unsigned long long)partition, P);
+    return;
+  }
+  const char *bad = sl_sstream_cursor_problem(s, "subscriber", sub);
+  if (bad) {
+    sl_api_error(r, 503, "%s", bad);
     return;
   }
   if (limit == 0 || limit > 10000) limit = limit ? 10000 : 100;

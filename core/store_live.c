@@ -332,6 +332,11 @@ void sl_store_live(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, const char
     sl_api_error(r, 426, "this path speaks WebSocket");
     return;
   }
+  const char *bad = sl_sstream_cursor_problem(s, "subscriber", sub);
+  if (bad) {
+    sl_api_error(r, 503, "%s", bad);
+    return;
+  }
   int P = sl_sstream_conf(s)->partitions;
   uint64_t *pos = sl_xcalloc((size_t)P, sizeof(uint64_t));
   const uint64_t *saved = sl_sstream_cursor(s, "subscriber", sub);
