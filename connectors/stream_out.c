@@ -106,8 +106,10 @@ static sl_sstream_t *target(sout_t *o, const char *name, char **err) {
     return NULL;
   }
   sl_sstream_t *s = sl_store_find(st, name);
-  if (s || !o->create) {
-    if (!s) *err = sl_xasprintf("no stream named %s", name);
+  const char *bad = s ? NULL : sl_store_broken(st, name);
+  if (s || bad || !o->create) {
+    if (bad) *err = sl_xasprintf("stream %s cannot be opened: %s", name, bad);
+    else if (!s) *err = sl_xasprintf("no stream named %s", name);
     return s;
   }
   sl_sconf_t c = sl_store_defaults(st);

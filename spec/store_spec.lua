@@ -616,6 +616,34 @@ describe("stream store durability", function()
     assert.is_nil(select(2, curl(srv, "URL/ready")).problems.store.bad)
   end)
 
+  it("keeps a pipeline's stream output off a stream it cannot open, without crashing", function()
+    local yaml = [[
+http: {address: 127.0.0.1:$PORT}
+shutdown_timeout: 1s
+store: {data_dir: ./data}
+input: {http_server: {path: /in, timeout: 1s}}
+output: {stream: {name: '${! meta.to or "out" }'}}
+]]
+    local srv = h.serve(yaml)
+    finally(function() srv.stop() end)
+    assert.are.equal(200, (curl(srv, "-d 1 URL/in")))
+    srv.stop(true)
+    h.write(srv.dir .. "/data/out/stream.json", "{}")
+    srv = h.serve(yaml, {dir = srv.dir, port = srv.port})
+    -- a name known only per message: that write fails, the server goes on
+    local c = curl(srv, "-d 2 URL/in")
+    assert.is_true(c >= 400, tostring(c))   -- 408: the input gave up waiting for the output
+    assert.are.equal(200, (curl(srv, "URL/ping")))
+    assert.matches("stream out cannot be opened", srv.stderr())
+    assert.are.equal("{}", h.read(srv.dir .. "/data/out/stream.json"))
+    -- a fixed name: the config cannot run, and says why
+    srv.stop(true, {code = 1})   -- the message it could not store is left undelivered at the shutdown timeout
+    local ok, err = pcall(h.serve, (yaml:gsub("'%${! meta.to or \"out\" }'", "out")), {dir = srv.dir, port = srv.port})
+    assert.is_false(ok)
+    assert.matches("stream out cannot be opened", err)
+    srv = h.serve(CONFIG)   -- for finally
+  end)
+
   it("does not start a pipeline's stream input from a position it cannot read", function()
     local yaml = [[
 http: {address: 127.0.0.1:$PORT}
