@@ -688,6 +688,29 @@ output: {file: {path: out.ndjson}}
 end)
 
 describe("stream connectors", function()
+  it("hands a record's CR and LF bytes to an http_server output's SSE client as line breaks, losing no line", function()
+    local yaml = [[
+http: {address: 127.0.0.1:$PORT}
+store: {data_dir: ./data}
+streams:
+  write:
+    input: {http_server: {path: /in}}
+    output: {stream: {name: lines}}
+  read:
+    input: {stream: {name: lines, group: sse}}
+    output: {http_server: {path: "", sse_path: /events}}
+]]
+    local srv = h.serve(yaml)
+    finally(function() srv.stop() end)
+    local f = h.write(h.tmpname(), "a\rb\r\nc\nd")
+    assert.are.equal(200, (curl(srv, "--data-binary @" .. f .. " URL/in")))
+    os.remove(f)
+    -- resumed from before the first record (the client may come after it was sent)
+    local code, out = h.sh("node spec/node/clients.js sse '" .. srv.url .. "/events?last_event_id=0:-1' 1")
+    assert.are.equal(0, code, out)
+    assert.are.equal("a\nb\nc\nd", json.decode(out).data)   -- npm eventsource
+  end)
+
   it("lets an http_server output's SSE client resume from the stream after Last-Event-ID, across a restart", function()
     local yaml = [[
 http: {address: 127.0.0.1:$PORT}
