@@ -477,7 +477,8 @@ static int http_apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
 static const sl_section_t http_section = {
   .name = "http",
   .desc = "The HTTP server shared by every stream of the process. Built-in routes: `GET /ping` "
-          "(`pong`), `GET /ready` (200 when every stream is connected, else 503 with the reasons) and "
+          "(`pong`), `GET /ready` (200 when every stream is connected and the store found no damage, else 503 "
+          "with the reasons: `streams`, `problems`; see docs/durability.md) and "
           "`GET /metrics` (Prometheus text: Benthos' `input_received`, `processor_sent`, "
           "`output_latency_ns`… by stream, label and path, and sluice's own; see docs/observability.md), "
           "`GET /admin/status` and `POST /admin/reload` (behind `auth`; see "
