@@ -130,10 +130,24 @@ int sl_fsync_parse(const char *name) {
 static int write_file_durably(const char *path, const char *data, size_t n, char **err) {
   char *tmp = sl_xasprintf("%s.tmp", path);
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  int ok = fd >= 0 && write(fd, data, n) == (ssize_t)n && fdatasync(fd) == 0;
+  int ok = fd >= 0;
+  /* Until done: a short write (a full disk) is followed by one that says why. */
+  for (size_t at = 0; ok && at < n;) {
+    ssize_t w = write(fd, data + at, n - at);
+    ok = w > 0 || (w < 0 && errno == EINTR);
+    if (w > 0) at += (size_t)w;
+  }
+  ok = ok && fdatasync(fd) == 0;
+  int e = errno;
   if (fd >= 0) close(fd);
-  ok = ok && rename(tmp, path) == 0;
-  if (!ok) *err = sl_xasprintf("%s: %s", path, strerror(errno));
+  if (ok && rename(tmp, path) != 0) {
+    ok = 0;
+    e = errno;
+  }
+  if (!ok) {
+    *err = sl_xasprintf("%s: %s", path, strerror(e));
+    unlink(tmp);   /* the file it was to replace is still whole */
+  }
   free(tmp);
   return ok ? 0 : -1;
 }
@@ -861,10 +875,15 @@ int sl_sstream_set_cursor(sl_sstream_t *s, const char *kind, const char *name, c
     k = json_object();
     json_object_set_new(s->cursors, kind, k);
   }
-  json_t *arr = json_array();
+  json_t *arr = json_array(), *was = json_incref(json_object_get(k, name));
   for (int p = 0; p < s->c.partitions; p++) json_array_append_new(arr, json_integer((json_int_t)next[p]));
   json_object_set_new(k, name, arr);
-  return save_json(s->dir, "offsets.json", s->cursors, err);
+  int rc = save_json(s->dir, "offsets.json", s->cursors, err);
+  /* Not saved: the position is still what the file holds. */
+  if (rc != 0 && was) json_object_set(k, name, was);
+  else if (rc != 0) json_object_del(k, name);
+  json_decref(was);
+  return rc;
 }
 
 const char **sl_sstream_cursors(sl_sstream_t *s, const char *kind, int *n) {

@@ -539,8 +539,20 @@ describe("stream store durability", function()
     post(srv, "/stream/full", {partitions = 2, fsync = "always"})
     -- "a" goes to partition 0, "d" to partition 1
     for _, k in ipairs({"a", "d", "a", "d"}) do post(srv, "/stream/full/publish", {data = k, partition_key = k}) end
-    -- fill the disk but 16 KiB: room for the small records, not the big ones
-    h.sh("dd if=/dev/zero of=" .. mnt .. "/filler bs=4k; truncate -s -16k " .. mnt .. "/filler")
+    post(srv, "/stream/full/group/g", {auto_commit = false})
+    assert.are.equal(200, (post(srv, "/stream/full/group/g/commit", {partition = 0, offset = 1})))
+    local offsets = h.read(mnt .. "/full/offsets.json")
+    -- a full disk: a commit is answered 500 naming ENOSPC, and the saved offsets stay whole
+    h.sh("dd if=/dev/zero of=" .. mnt .. "/filler bs=4k")
+    local c500, ce = post(srv, "/stream/full/group/g/commit", {partition = 0, offset = 2})
+    assert.are.equal(500, c500)
+    assert.matches("No space left on device", ce.error)
+    assert.are.equal(offsets, h.read(mnt .. "/full/offsets.json"))
+    assert.is_nil(h.read(mnt .. "/full/offsets.json.tmp"))
+    local _, g = curl(srv, "URL/stream/full/group/g")
+    assert.are.equal(1, g.committed[1])   -- what is on disk, not what was refused
+    -- 16 KiB free: room for the small records, not the big ones
+    h.sh("truncate -s -16k " .. mnt .. "/filler")
     local big = string.rep("x", 30000)
     local batch = {events = {{data = "s1", partition_key = "a"}, {data = "s2", partition_key = "a"},
       {data = big, partition_key = "d"}, {data = big, partition_key = "d"}}}
