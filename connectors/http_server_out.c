@@ -323,14 +323,17 @@ static int send_one(hout_t *o, client_t *c, const char *id, const sl_bytes_t *m,
     FILE *f = open_memstream(&ev, &evl);
     fprintf(f, "id: %s\n", id);
     if (event && *event && !strpbrk(event, "\r\n")) fprintf(f, "event: %s\n", event);
+    /* One data line per line of the content: an SSE client ends a line at
+     * CR, LF or CRLF alike, so a CR left inside a line would cut the rest off. */
     const char *p = m->data, *end_p = m->data + m->len;
     do {
-      const char *nl = memchr(p, '\n', (size_t)(end_p - p));
-      size_t n = nl ? (size_t)(nl - p) : (size_t)(end_p - p);
+      size_t n = 0;
+      while (p + n < end_p && p[n] != '\n' && p[n] != '\r') n++;
       fputs("data: ", f);
       fwrite(p, 1, n, f);
       fputc('\n', f);
-      p += n + (nl ? 1 : 0);
+      p += n;
+      if (p < end_p) p += *p == '\r' && p + 1 < end_p && p[1] == '\n' ? 2 : 1;
     } while (p < end_p);
     fputc('\n', f);
     fclose(f);

@@ -164,7 +164,7 @@ json_t *sl_ks_event(const rd_kafka_message_t *m) {
   const void *v;
   size_t vl;
   for (size_t i = 0; rd_kafka_header_get_all(hs, i, &name, &v, &vl) == RD_KAFKA_RESP_ERR_NO_ERROR; i++)
-    if (strcmp(name, "event") != 0) json_object_set_new(h, name, v ? json_stringn_nocheck(v, vl) : json_null());
+    if (strcmp(name, "event") != 0) json_object_set_new(h, name, v ? sl_json_header_value(v, vl) : json_null());
   if (json_object_size(h)) json_object_set_new(e, "headers", h);
   else json_decref(h);
   return e;
@@ -641,8 +641,11 @@ static rd_kafka_headers_t *headers_of(const sl_pub_t *rec) {
   const char *k;
   json_t *v;
   json_object_foreach(h, k, v) {
-    if (json_is_string(v)) {
-      rd_kafka_header_add(hs, k, -1, json_string_value(v), (ssize_t)json_string_length(v));
+    char *b;
+    size_t bl;
+    if (sl_json_header_bytes(v, &b, &bl) == 0) {   /* a string, or bytes as {"base64"} */
+      rd_kafka_header_add(hs, k, -1, b, (ssize_t)bl);
+      free(b);
     } else {
       char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
       rd_kafka_header_add(hs, k, -1, s, -1);

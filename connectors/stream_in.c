@@ -105,7 +105,14 @@ static void headers_to_meta(sl_msg_t *m, const sl_record_t *r) {
   const char *k;
   json_t *v;
   json_object_foreach(h, k, v) {
-    if (json_is_string(v)) sl_kv_set(&m->meta, k, json_string_value(v), json_string_length(v));
+    char *b;
+    size_t bl;
+    if (json_is_string(v)) {
+      sl_kv_set(&m->meta, k, json_string_value(v), json_string_length(v));
+    } else if (sl_json_header_bytes(v, &b, &bl) == 0) {   /* bytes that are not UTF-8 */
+      sl_kv_set(&m->meta, k, b, bl);
+      free(b);
+    }
   }
   json_decref(h);
 }
@@ -194,6 +201,14 @@ static int sin_start(sl_input_t *base) {
   sl_store_t *st = sl_store_of(base->worker);
   if (!st) return -1;
   in->s = sl_store_find(st, in->name);
+  const char *bad = in->s ? sl_sstream_cursor_problem(in->s, in->kind, in->cursor) : sl_store_broken(st, in->name);
+  if (bad) {
+    /* Not from a guessed position: not at all, until the operator acts. */
+    sl_logf(SL_LOG_ERROR, sname(in), base->label, "stream %s: %s", in->name, bad);
+    sl_input_set_connected(base, 0, bad);
+    in->s = NULL;
+    return in->until_end ? -1 : 0;
+  }
   if (!in->s) {
     sl_sconf_t c = sl_store_defaults(st);
     char *err = NULL;

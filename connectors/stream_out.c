@@ -106,8 +106,10 @@ static sl_sstream_t *target(sout_t *o, const char *name, char **err) {
     return NULL;
   }
   sl_sstream_t *s = sl_store_find(st, name);
-  if (s || !o->create) {
-    if (!s) *err = sl_xasprintf("no stream named %s", name);
+  const char *bad = s ? NULL : sl_store_broken(st, name);
+  if (s || bad || !o->create) {
+    if (bad) *err = sl_xasprintf("stream %s cannot be opened: %s", name, bad);
+    else if (!s) *err = sl_xasprintf("no stream named %s", name);
     return s;
   }
   sl_sconf_t c = sl_store_defaults(st);
@@ -266,7 +268,7 @@ static void sout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
     if (m->meta.n) {
       json_t *h = json_object();
       for (uint32_t k = 0; k < m->meta.n; k++)
-        json_object_set_new(h, m->meta.v[k].key, json_stringn_nocheck(m->meta.v[k].val, m->meta.v[k].vlen));
+        json_object_set_new(h, m->meta.v[k].key, sl_json_header_value(m->meta.v[k].val, m->meta.v[k].vlen));
       hs = json_dumps(h, JSON_COMPACT);
       json_decref(h);
     }

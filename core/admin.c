@@ -1,6 +1,7 @@
 /* /admin/status and /admin/reload, behind the `http:` section's auth. */
 #include "admin.h"
 #include "engine_int.h"
+#include "health.h"
 #include "http.h"
 #include "log.h"
 #include "xalloc.h"
@@ -63,6 +64,8 @@ static void status(sl_http_req_t *r, void *arg) {
   json_t *applying = sl_engine_applying(e);
   if (applying) json_object_set_new(body, "applying", applying);
   for (unsigned i = 0; i < nmembers; i++) json_object_set_new(body, members[i].key, members[i].fn(members[i].arg));
+  json_t *problems = sl_health_problems();   /* what also makes /ready false */
+  json_object_set_new(body, "problems", problems ? problems : json_object());
   reply_json(r, 200, body);
   json_decref(body);
 }

@@ -3,6 +3,7 @@
  * connection layer is in http_conn.c. */
 #include "http_int.h"
 #include "engine.h"
+#include "health.h"
 #include "http_static.h"
 #include "log.h"
 #include "metrics.h"
@@ -77,14 +78,19 @@ void sl_http_slow_dropped(const char *stream, const char *label, const char *kin
 static void ready(sl_http_req_t *r, void *arg) {
   sl_http_t *s = arg;
   char *reasons = sl_engine_not_ready_json(s->worker->engine);
-  if (!reasons) {
+  json_t *problems = sl_health_problems();
+  if (!reasons && !problems) {
     static const char ok[] = "{\"ready\":true}";
     sl_http_respond(r, 200, "application/json", ok, sizeof ok - 1, NULL);
     return;
   }
-  char *body = sl_xasprintf("{\"ready\":false,\"streams\":%s}", reasons);
+  char *pj = problems ? json_dumps(problems, JSON_COMPACT) : NULL;
+  char *body = sl_xasprintf("{\"ready\":false%s%s%s%s}", reasons ? ",\"streams\":" : "", reasons ? reasons : "",
+                            pj ? ",\"problems\":" : "", pj ? pj : "");
   sl_http_respond(r, 503, "application/json", body, strlen(body), NULL);
   free(body);
+  free(pj);
+  json_decref(problems);
   free(reasons);
 }
 
@@ -471,7 +477,8 @@ static int http_apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
 static const sl_section_t http_section = {
   .name = "http",
   .desc = "The HTTP server shared by every stream of the process. Built-in routes: `GET /ping` "
-          "(`pong`), `GET /ready` (200 when every stream is connected, else 503 with the reasons) and "
+          "(`pong`), `GET /ready` (200 when every stream is connected and the store found no damage, else 503 "
+          "with the reasons: `streams`, `problems`; see docs/durability.md) and "
           "`GET /metrics` (Prometheus text: Benthos' `input_received`, `processor_sent`, "
           "`output_latency_ns`… by stream, label and path, and sluice's own; see docs/observability.md), "
           "`GET /admin/status` and `POST /admin/reload` (behind `auth`; see "

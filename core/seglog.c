@@ -34,6 +34,11 @@ struct sl_seglog {
   int64_t bytes;
   unsigned char *rbuf;
   size_t rcap;
+  char *stopped;             /* why appends are refused, or NULL */
+  int err_no;                /* errno of the last failed append */
+  int power_loss;            /* the SLUICE_TEST_POWER_LOSS hook is on */
+  uint64_t synced_base;      /* ... and what it last journaled */
+  int64_t synced_size;
 };
 
 /* ---------- encoding ---------- */
@@ -105,6 +110,25 @@ static int write_all(int fd, const void *p, size_t n) {
   return 0;
 }
 
+/* pwrite until done: a short write (the disk filled up mid-way) is followed
+ * by one that fails with the real errno. */
+static int pwrite_all(int fd, const void *p, size_t n, off_t pos) {
+  const char *c = p;
+  while (n) {
+    ssize_t w = pwrite(fd, c, n, pos);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return -1;
+    if (w == 0) {
+      errno = EIO;
+      return -1;
+    }
+    c += w;
+    n -= (size_t)w;
+    pos += w;
+  }
+  return 0;
+}
+
 static int mkdirs(const char *dir) {
   char *p = sl_xstrdup(dir);
   for (char *s = p + 1; *s; s++)
@@ -165,14 +189,16 @@ static void grow_rbuf(sl_seglog_t *l, size_t n) {
 
 /* Scans the segment from pos (a record boundary at offset `expect`),
  * rebuilding its memory index; stops at the end or at the first torn or
- * corrupt record, whose position it returns (the file's size when clean). */
+ * corrupt record, whose position it returns (the file's size when clean);
+ * -1 on a read error (errno). */
 static int64_t scan(sl_seglog_t *l, segment_t *s, int64_t pos, uint64_t expect, int64_t file_size) {
   grow_rbuf(l, 65536);
   while (pos < file_size) {
     size_t want = l->rcap;
     if ((int64_t)want > file_size - pos) want = (size_t)(file_size - pos);
     ssize_t got = pread(s->fd, l->rbuf, want, pos);
-    if (got <= 0) return pos;
+    if (got < 0) return -1;
+    if (got == 0) return pos;
     size_t off = 0;
     for (;;) {
       sl_record_t r;
@@ -196,6 +222,74 @@ static int64_t scan(sl_seglog_t *l, segment_t *s, int64_t pos, uint64_t expect, 
     pos += (int64_t)off;
   }
   return pos;
+}
+
+/* Whether a whole record with a valid CRC starts at pos, or anywhere after
+ * it with an offset that can follow `expect` (the damaged record's). Then
+ * the damage at pos is not a torn tail (the end of the last write) but
+ * corruption with records after it. 1, 0, or -1 on a read error. */
+static int record_after(sl_seglog_t *l, const segment_t *s, int64_t pos, int64_t file_size, uint64_t expect) {
+  uint64_t most = expect + (uint64_t)(file_size - pos) / SL_RECORD_HEADER;   /* offsets the tail can hold */
+  unsigned char *rec = NULL;
+  size_t rcap = 0;
+  int found = 0;
+  grow_rbuf(l, 65536);
+  for (int64_t at = pos; at + SL_RECORD_HEADER <= file_size && !found;) {
+    size_t want = l->rcap;
+    if ((int64_t)want > file_size - at) want = (size_t)(file_size - at);
+    ssize_t got = pread(s->fd, l->rbuf, want, at);
+    if (got < 0) {
+      free(rec);
+      return -1;
+    }
+    if (got < SL_RECORD_HEADER) break;
+    size_t i = 0;
+    for (; i + SL_RECORD_HEADER <= (size_t)got && !found; i++) {
+      const unsigned char *h = l->rbuf + i;
+      uint64_t size = get32(h), off = get64(h + 8);
+      uint64_t lens = (uint64_t)get32(h + 24) + get32(h + 28) + get32(h + 32) + get32(h + 36);
+      /* Cheap checks first: most positions fail them. */
+      if (size < SL_RECORD_HEADER - 4 || (int64_t)(4 + size) > file_size - (at + (int64_t)i) ||
+          SL_RECORD_HEADER + lens != 4 + size || (at + (int64_t)i > pos && (off < expect || off > most)))
+        continue;
+      if (rcap < 4 + size) rec = sl_xrealloc(rec, rcap = 4 + size);
+      if (pread(s->fd, rec, 4 + size, at + (int64_t)i) != (ssize_t)(4 + size)) continue;
+      sl_record_t r;
+      found = sl_record_decode(rec, 4 + size, &r) > 0;
+    }
+    at += (int64_t)i;
+  }
+  free(rec);
+  return found;
+}
+
+/* Copies bytes [from, to) of the segment at path to path.<from>.corrupt,
+ * durably, before they are cut. 0, or -1 with *err. */
+static int copy_aside(const segment_t *s, const char *path, int64_t from, int64_t to, char **aside, char **err) {
+  *aside = sl_xasprintf("%s.%lld.corrupt", path, (long long)from);
+  int out = open(*aside, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  char buf[65536];
+  int ok = out >= 0;
+  for (int64_t at = from; ok && at < to;) {
+    size_t want = sizeof buf;
+    if ((int64_t)want > to - at) want = (size_t)(to - at);
+    ssize_t got = pread(s->fd, buf, want, at);
+    ok = got > 0 && write_all(out, buf, (size_t)got) == 0;
+    at += got;
+  }
+  ok = ok && fdatasync(out) == 0;
+  if (!ok) *err = sl_xasprintf("%s: cannot copy what follows byte %lld aside before cutting it: %s", path,
+                               (long long)from, strerror(errno));
+  if (out >= 0) close(out);
+  char *dir = sl_xstrdup(path);
+  *strrchr(dir, '/') = 0;
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);   /* the new name is durable too */
+  if (dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
+  }
+  free(dir);
+  return ok ? 0 : -1;
 }
 
 static int load_index(sl_seglog_t *l, segment_t *s) {
@@ -245,17 +339,20 @@ static int open_index_files(sl_seglog_t *l, segment_t *s, int rewrite) {
   free(tp);
   if (s->idx_fd < 0 || s->tidx_fd < 0) return -1;
   if (rewrite) {
-    unsigned char b[TIDX_SIZE];
+    size_t n = s->nidx * IDX_SIZE > s->ntidx * TIDX_SIZE ? s->nidx * IDX_SIZE : s->ntidx * TIDX_SIZE;
+    unsigned char *b = sl_xmalloc(n ? n : 1);
     for (size_t i = 0; i < s->nidx; i++) {
-      put32(b, s->idx[i].rel);
-      put32(b + 4, s->idx[i].pos);
-      if (write_all(s->idx_fd, b, IDX_SIZE) != 0) return -1;
+      put32(b + i * IDX_SIZE, s->idx[i].rel);
+      put32(b + i * IDX_SIZE + 4, s->idx[i].pos);
     }
+    int rc = write_all(s->idx_fd, b, s->nidx * IDX_SIZE);
     for (size_t i = 0; i < s->ntidx; i++) {
-      put64(b, (uint64_t)s->tidx[i].ts);
-      put32(b + 8, s->tidx[i].rel);
-      if (write_all(s->tidx_fd, b, TIDX_SIZE) != 0) return -1;
+      put64(b + i * TIDX_SIZE, (uint64_t)s->tidx[i].ts);
+      put32(b + i * TIDX_SIZE + 8, s->tidx[i].rel);
     }
+    if (rc == 0) rc = write_all(s->tidx_fd, b, s->ntidx * TIDX_SIZE);
+    free(b);
+    return rc;
   }
   return 0;
 }
@@ -288,7 +385,8 @@ static int new_active(sl_seglog_t *l, uint64_t base, char **err) {
   char *p = seg_path(l, base, "log");
   s->fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (s->fd < 0 || open_index_files(l, s, 1) != 0) {
-    *err = sl_xasprintf("%s: %s", p, strerror(errno));
+    l->err_no = errno;
+    *err = sl_xasprintf("%s: %s", p, strerror(l->err_no));
     free(p);
     free_segment(s);
     l->nsegs--;
@@ -301,6 +399,138 @@ static int new_active(sl_seglog_t *l, uint64_t base, char **err) {
 static int cmp_u64(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
   return x < y ? -1 : x > y;
+}
+
+/* ---------- the power-loss test hook ----------
+ * A process killed with -9 loses nothing the kernel holds, so a test of
+ * `fsync: always` against `never` needs a loss of what was not fsynced.
+ * With SLUICE_TEST_POWER_LOSS=1 in the environment, the log journals in
+ * `.synced` how far its newest fsync reached (segment base and size; a
+ * journal the page cache keeps, written before the publishes it covers are
+ * answered), and an open first cuts every segment back to it, as a power
+ * cut would. Never set outside tests. */
+
+static void journal_synced(sl_seglog_t *l, uint64_t base, int64_t size) {
+  if (!l->power_loss || base < l->synced_base || (base == l->synced_base && size <= l->synced_size)) return;
+  l->synced_base = base;
+  l->synced_size = size;
+  char *p = sl_xasprintf("%s/.synced", l->dir), *tmp = sl_xasprintf("%s/.synced.tmp", l->dir);
+  FILE *f = fopen(tmp, "w");
+  if (f) {
+    fprintf(f, "%" PRIu64 " %lld\n", base, (long long)size);
+    if (fclose(f) == 0) rename(tmp, p);
+  }
+  free(p);
+  free(tmp);
+}
+
+/* Cuts what the journal says was never synced: later segments go, the
+ * journaled one is cut to its synced size. No journal: nothing to say. */
+static void lose_unsynced(sl_seglog_t *l, const uint64_t *bases, size_t *nb) {
+  char *p = sl_xasprintf("%s/.synced", l->dir);
+  FILE *f = fopen(p, "r");
+  free(p);
+  unsigned long long base;
+  long long size;
+  int ok = f && fscanf(f, "%llu %lld", &base, &size) == 2;
+  if (f) fclose(f);
+  if (!ok) return;
+  while (*nb && bases[*nb - 1] > base) {
+    const char *exts[] = {"log", "index", "timeindex"};
+    for (int i = 0; i < 3; i++) {
+      char *sp = seg_path(l, bases[*nb - 1], exts[i]);
+      unlink(sp);
+      free(sp);
+    }
+    --*nb;
+  }
+  char *sp = seg_path(l, base, "log");
+  struct stat st;
+  if (*nb && bases[*nb - 1] == base && stat(sp, &st) == 0 && st.st_size > size && truncate(sp, size) != 0)
+    fprintf(stderr, "%s: %s\n", sp, strerror(errno));
+  free(sp);
+}
+
+/* ---------- opening ---------- */
+
+static void stop(sl_seglog_t *l, char *why) {
+  if (l->stopped) free(why);
+  else l->stopped = why;
+}
+
+/* Opens segment `base` and verifies it (the active one whole, a closed one
+ * past its index). 0: whole, or its torn tail was copied aside and cut
+ * (*repaired says so); 1: damaged (l->stopped says where: nothing is served
+ * past it, nothing cut); -1 with *err. */
+static int open_segment(sl_seglog_t *l, uint64_t base, int last, char **err, char **repaired) {
+  segment_t *s = push_segment(l, base);
+  char *p = seg_path(l, base, "log");
+  s->fd = open(p, O_RDWR | O_CLOEXEC);
+  struct stat st;
+  if (s->fd < 0 || fstat(s->fd, &st) != 0) {
+    *err = sl_xasprintf("%s: %s", p, strerror(errno));
+    free(p);
+    return -1;
+  }
+  /* A closed segment trusts its index and scans only past its last entry;
+   * the active one is verified whole. */
+  int64_t from = 0;
+  uint64_t expect = s->base;
+  s->size = st.st_size;
+  if (!last && load_index(l, s) && s->ntidx == s->nidx) {
+    from = s->idx[s->nidx - 1].pos;
+    expect = s->base + s->idx[s->nidx - 1].rel;
+    s->next = expect;
+    s->first_ts = s->tidx[0].ts;
+    s->last_ts = s->tidx[s->ntidx - 1].ts;
+  } else {
+    s->nidx = s->ntidx = 0;
+  }
+  s->size = from;
+  int64_t end = scan(l, s, from, expect, st.st_size);
+  int after = end >= 0 && end < st.st_size ? record_after(l, s, end, st.st_size, s->next) : 0;
+  if (end < 0 || after < 0) {
+    *err = sl_xasprintf("%s: read: %s", p, strerror(errno));
+    free(p);
+    return -1;
+  }
+  int rc = 0;
+  if (end < st.st_size && (!last || after)) {
+    /* Records after the damage: not the end of an interrupted write. */
+    stop(l, sl_xasprintf("%s: corrupt record at byte %lld (offset %" PRIu64 "), followed by %lld bytes %s; the "
+                         "partition is served up to offset %" PRIu64 " and takes no writes until it is repaired "
+                         "(docs/durability.md)",
+                         p, (long long)end, s->next, (long long)(st.st_size - end),
+                         last ? "holding valid records" : "and later segments", s->next));
+    rc = 1;
+  } else if (end < st.st_size) {
+    char *aside = NULL;
+    if (copy_aside(s, p, end, st.st_size, &aside, err) != 0 || ftruncate(s->fd, end) != 0) {
+      if (!*err) *err = sl_xasprintf("%s: cannot cut a torn tail: %s", p, strerror(errno));
+      free(aside);
+      free(p);
+      return -1;
+    }
+    if (repaired)
+      *repaired = sl_xasprintf("%s: cut a torn tail of %lld bytes after offset %" PRIu64 " (the end of an interrupted "
+                               "write, no valid record after it), copied to %s",
+                               p, (long long)(st.st_size - end), s->next, aside);
+    free(aside);
+  }
+  s->size = end;
+  l->bytes += end;
+  if (l->nsegs > 1 && l->segs[l->nsegs - 2].next != s->base && s->next > s->base) {
+    /* Offsets must run on across segments: a segment is missing. */
+    stop(l, sl_xasprintf("%s: starts at offset %" PRIu64 " but the previous segment ends at %" PRIu64 "; the partition "
+                         "is served up to there and takes no writes until it is repaired (docs/durability.md)",
+                         p, s->base, l->segs[l->nsegs - 2].next));
+    l->bytes -= end;
+    free_segment(s);
+    l->nsegs--;
+    rc = 1;
+  }
+  free(p);
+  return rc;
 }
 
 sl_seglog_t *sl_seglog_open(const char *dir, const sl_seglog_opts_t *o, char **err, char **repaired) {
@@ -318,6 +548,9 @@ sl_seglog_t *sl_seglog_open(const char *dir, const sl_seglog_opts_t *o, char **e
   l->dir = sl_xstrdup(dir);
   l->o = *o;
   if (l->o.index_interval <= 0) l->o.index_interval = 4096;
+  const char *pl = getenv("SLUICE_TEST_POWER_LOSS");
+  l->power_loss = pl && *pl && strcmp(pl, "0") != 0;
+  l->synced_size = -1;   /* nothing journaled yet */
   uint64_t *bases = NULL;
   size_t nb = 0, cb = 0;
   struct dirent *e;
@@ -329,80 +562,27 @@ sl_seglog_t *sl_seglog_open(const char *dir, const sl_seglog_opts_t *o, char **e
   }
   closedir(d);
   if (nb) qsort(bases, nb, sizeof(*bases), cmp_u64);
-  for (size_t i = 0; i < nb; i++) {
-    segment_t *s = push_segment(l, bases[i]);
-    char *p = seg_path(l, bases[i], "log");
-    s->fd = open(p, O_RDWR | O_CLOEXEC);
-    struct stat st;
-    if (s->fd < 0 || fstat(s->fd, &st) != 0) {
-      *err = sl_xasprintf("%s: %s", p, strerror(errno));
-      free(p);
-      free(bases);
-      sl_seglog_close(l);
-      return NULL;
-    }
-    int last = i + 1 == nb;
-    /* A closed segment trusts its index and scans only past its last entry;
-     * the active one is verified whole. */
-    int64_t from = 0;
-    uint64_t expect = s->base;
-    s->size = st.st_size;
-    if (!last && load_index(l, s) && s->ntidx == s->nidx) {
-      from = s->idx[s->nidx - 1].pos;
-      expect = s->base + s->idx[s->nidx - 1].rel;
-      s->next = expect;
-      s->first_ts = s->tidx[0].ts;
-      s->last_ts = s->tidx[s->ntidx - 1].ts;
-    } else {
-      s->nidx = s->ntidx = 0;
-    }
-    s->size = from;
-    int64_t end = scan(l, s, from, expect, st.st_size);
-    if (end < st.st_size) {
-      if (!last) {
-        *err = sl_xasprintf("%s: corrupt record at byte %lld of a closed segment", p, (long long)end);
-        free(p);
-        free(bases);
-        sl_seglog_close(l);
-        return NULL;
-      }
-      if (ftruncate(s->fd, end) != 0) {
-        *err = sl_xasprintf("%s: cannot truncate a torn tail: %s", p, strerror(errno));
-        free(p);
-        free(bases);
-        sl_seglog_close(l);
-        return NULL;
-      }
-      if (repaired)
-        *repaired = sl_xasprintf("%s: truncated %lld bytes of a torn or corrupt record after offset %" PRIu64, p,
-                                 (long long)(st.st_size - end), s->next);
-    }
-    s->size = end;
-    l->bytes += end;
-    if (i > 0 && l->segs[l->nsegs - 2].next != s->base && s->next > s->base) {
-      /* Offsets must run on across segments. */
-      *err = sl_xasprintf("%s: starts at offset %" PRIu64 " but the previous segment ends at %" PRIu64, p, s->base,
-                          l->segs[l->nsegs - 2].next);
-      free(p);
-      free(bases);
-      sl_seglog_close(l);
-      return NULL;
-    }
-    free(p);
-    if (last && open_index_files(l, s, 1) != 0) {
-      *err = sl_xasprintf("%s: cannot write its index: %s", dir, strerror(errno));
-      free(bases);
-      sl_seglog_close(l);
-      return NULL;
-    }
-  }
+  if (l->power_loss) lose_unsynced(l, bases, &nb);
+  int rc = 0;
+  for (size_t i = 0; i < nb && rc == 0; i++) rc = open_segment(l, bases[i], i + 1 == nb, err, repaired);
   free(bases);
-  if (l->nsegs == 0 && new_active(l, 0, err) != 0) {
+  if (rc == 0 && l->nsegs && open_index_files(l, &l->segs[l->nsegs - 1], 1) != 0) {
+    *err = sl_xasprintf("%s: cannot write its index: %s", dir, strerror(errno));
+    rc = -1;
+  }
+  if (rc == 0 && l->nsegs == 0) rc = new_active(l, 0, err);
+  if (rc < 0) {
     sl_seglog_close(l);
     return NULL;
   }
+  /* What an open finds is on disk from now on, as far as the hook goes. */
+  if (l->power_loss) journal_synced(l, l->segs[l->nsegs - 1].base, l->segs[l->nsegs - 1].size);
   return l;
 }
+
+const char *sl_seglog_stopped(const sl_seglog_t *l) { return l->stopped; }
+
+void sl_seglog_stop(sl_seglog_t *l, const char *why) { stop(l, sl_xstrdup(why)); }
 
 void sl_seglog_close(sl_seglog_t *l) {
   if (!l) return;
@@ -410,6 +590,7 @@ void sl_seglog_close(sl_seglog_t *l) {
   free(l->segs);
   free(l->rbuf);
   free(l->dir);
+  free(l->stopped);
   free(l);
 }
 
@@ -421,14 +602,83 @@ static int roll(sl_seglog_t *l, char **err) {
    * the caller's fsync policy. */
   if (fdatasync(s->fd) != 0 || (s->idx_fd >= 0 && fdatasync(s->idx_fd) != 0) ||
       (s->tidx_fd >= 0 && fdatasync(s->tidx_fd) != 0)) {
-    *err = sl_xasprintf("%s: fsync: %s", l->dir, strerror(errno));
+    l->err_no = errno;
+    *err = sl_xasprintf("%s: fsync: %s", l->dir, strerror(l->err_no));
     return -1;
   }
+  journal_synced(l, s->base, s->size);
   close_index_files(s);
   return new_active(l, s->next, err);
 }
 
+void sl_seglog_mark(const sl_seglog_t *l, sl_seglog_mark_t *m) {
+  const segment_t *s = &l->segs[l->nsegs - 1];
+  *m = (sl_seglog_mark_t){l->nsegs, s->next, s->size, s->since_idx, s->first_ts, s->last_ts, l->bytes, s->nidx, s->ntidx};
+}
+
+int sl_seglog_rollback(sl_seglog_t *l, const sl_seglog_mark_t *m, char **err) {
+  int rolled = l->nsegs > m->nsegs;   /* m's segment is active again: its index files were closed */
+  while (l->nsegs > m->nsegs) {
+    segment_t *s = &l->segs[l->nsegs - 1];
+    const char *exts[] = {"log", "index", "timeindex"};
+    for (int i = 0; i < 3; i++) {
+      char *p = seg_path(l, s->base, exts[i]);
+      unlink(p);
+      free(p);
+    }
+    free_segment(s);
+    l->nsegs--;
+  }
+  segment_t *s = &l->segs[l->nsegs - 1];
+  if (ftruncate(s->fd, m->size) != 0) {
+    /* What the failed write left can only be cut at the next start. */
+    *err = sl_xasprintf("%s: a failed write could not be undone (%s): the partition takes no writes until a restart",
+                        l->dir, strerror(errno));
+    stop(l, sl_xstrdup(*err));
+    return -1;
+  }
+  s->next = m->next;
+  s->size = m->size;
+  s->since_idx = m->since_idx;
+  s->first_ts = m->first_ts;
+  s->last_ts = m->last_ts;
+  s->nidx = m->nidx;
+  s->ntidx = m->ntidx;
+  l->bytes = m->bytes;
+  /* The index files follow the memory index; an index that cannot be
+   * written costs a scan at the next start, not data. */
+  if (rolled || s->idx_fd < 0) {
+    close_index_files(s);
+    if (open_index_files(l, s, 1) != 0) close_index_files(s);
+  } else if (s->idx_fd >= 0 && (ftruncate(s->idx_fd, (off_t)(s->nidx * IDX_SIZE)) != 0 ||
+                                ftruncate(s->tidx_fd, (off_t)(s->ntidx * TIDX_SIZE)) != 0)) {
+    close_index_files(s);
+  }
+  return 0;
+}
+
+int sl_seglog_errno(const sl_seglog_t *l) { return l->err_no; }
+
+/* Fails the append begun at m (l->err_no is set): undoes what it wrote. */
+static int64_t append_failed(sl_seglog_t *l, const sl_seglog_mark_t *m, char **err) {
+  char *undo = NULL;
+  if (sl_seglog_rollback(l, m, &undo) != 0) {
+    char *both = sl_xasprintf("%s; %s", *err, undo);
+    free(*err);
+    free(undo);
+    *err = both;
+  }
+  return -1;
+}
+
 int64_t sl_seglog_append(sl_seglog_t *l, sl_record_t *recs, size_t n, char **err) {
+  if (l->stopped) {
+    l->err_no = EIO;
+    *err = sl_xstrdup(l->stopped);
+    return -1;
+  }
+  sl_seglog_mark_t m;
+  sl_seglog_mark(l, &m);
   segment_t *s = &l->segs[l->nsegs - 1];
   uint64_t first = s->next;
   size_t i = 0;
@@ -438,7 +688,7 @@ int64_t sl_seglog_append(sl_seglog_t *l, sl_record_t *recs, size_t n, char **err
     int64_t room = l->o.segment_bytes - s->size;
     int aged = l->o.segment_age_ms > 0 && s->next > s->base && recs[i].ts_ms - s->first_ts >= l->o.segment_age_ms;
     if (s->size > 0 && (aged || (int64_t)record_size(&recs[i]) > room)) {
-      if (roll(l, err) != 0) return -1;
+      if (roll(l, err) != 0) return append_failed(l, &m, err);
       continue;
     }
     size_t j = i, bytes = 0;
@@ -454,11 +704,11 @@ int64_t sl_seglog_append(sl_seglog_t *l, sl_record_t *recs, size_t n, char **err
       at += record_size(&recs[k]);
     }
     int64_t pos = s->size;
-    if (pwrite(s->fd, buf, bytes, pos) != (ssize_t)bytes) {
-      *err = sl_xasprintf("%s: write: %s", l->dir, errno ? strerror(errno) : "short write");
+    if (pwrite_all(s->fd, buf, bytes, pos) != 0) {
+      l->err_no = errno;
+      *err = sl_xasprintf("%s: write: %s", l->dir, strerror(l->err_no));
       free(buf);
-      if (ftruncate(s->fd, pos) != 0) { /* the next start truncates what is torn */ }
-      return -1;
+      return append_failed(l, &m, err);
     }
     free(buf);
     for (size_t k = i; k < j; k++) {
@@ -472,7 +722,12 @@ int64_t sl_seglog_append(sl_seglog_t *l, sl_record_t *recs, size_t n, char **err
   return (int64_t)first;
 }
 
-int sl_seglog_sync_fd(const sl_seglog_t *l) { return l->segs[l->nsegs - 1].fd; }
+sl_seglog_sync_t sl_seglog_sync_point(const sl_seglog_t *l) {
+  const segment_t *s = &l->segs[l->nsegs - 1];
+  return (sl_seglog_sync_t){s->fd, s->base, s->size};
+}
+
+void sl_seglog_synced(sl_seglog_t *l, const sl_seglog_sync_t *at) { journal_synced(l, at->base, at->size); }
 
 /* ---------- reading ---------- */
 
@@ -520,7 +775,10 @@ int64_t sl_seglog_read(sl_seglog_t *l, uint64_t from, size_t max_records, size_t
         sl_record_t r;
         int64_t n = sl_record_decode(l->rbuf + off, (size_t)got - off, &r);
         if (n < 0) {
-          *err = sl_xasprintf("%s: corrupt record at byte %lld of segment %" PRIu64, l->dir, (long long)(pos + (int64_t)off), s->base);
+          *err = sl_xasprintf("%s: corrupt record at byte %lld of segment %" PRIu64 " (offset %" PRIu64 " or later); the "
+                              "partition takes no writes until it is repaired (docs/durability.md)",
+                              l->dir, (long long)(pos + (int64_t)off), s->base, from);
+          stop(l, sl_xstrdup(*err));
           return -1;
         }
         if (n == 0) {
@@ -605,6 +863,7 @@ static void drop_oldest(sl_seglog_t *l) {
 
 int sl_seglog_retain(sl_seglog_t *l, int64_t max_age_ms, int64_t max_bytes, int64_t now_ms) {
   int removed = 0;
+  if (l->stopped) return 0;   /* a damaged partition is left as it was found */
   while (l->nsegs > 1) {
     segment_t *s = &l->segs[0];
     int old = max_age_ms > 0 && now_ms - s->last_ts > max_age_ms;

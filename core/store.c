@@ -1,4 +1,5 @@
 #include "store.h"
+#include "health.h"
 #include "log.h"
 #include "metrics.h"
 #include "xalloc.h"
@@ -38,6 +39,7 @@ typedef struct partition {
   uint64_t sync_t0;
   uv_fs_t req;
   uint64_t sync_target;      /* end of the log when that fsync started */
+  sl_seglog_sync_t sync_at;  /* what it covers */
   sync_wait_t *waits;
   struct sl_sstream *s;
 } partition_t;
@@ -52,6 +54,8 @@ struct sl_sstream {
   int busy;                  /* fsyncs in flight: the files stay open meanwhile */
   sl_swatch_t watchers;      /* list head */
   json_t *cursors;           /* {"subscriber": {name: [next...]}, "group": {...}} */
+  char *cursors_bad;         /* offsets.json cannot be read: no cursor is served or written */
+  json_t *bad_cursors;       /* {"group g": why}: entries that cannot be used */
   uint64_t id;               /* unique in the process: tells a re-created stream apart */
   int64_t *m_appended;       /* sluice_store_appended_total{stream} */
   int64_t *m_bytes;          /* sluice_store_appended_bytes_total{stream} */
@@ -64,7 +68,9 @@ struct sl_store {
   char *data_dir;
   sl_sconf_t defaults;
   int64_t sync_interval_ms;
-  int opened, failed;
+  int opened;
+  char *failed;              /* why data_dir cannot be used */
+  json_t *broken;            /* {name: why}: stream directories that cannot be opened */
   sl_sstream_t *streams, **tail;
   uv_timer_t tick;           /* interval fsyncs and retention */
   int64_t retention_check_ms, last_retention;
@@ -124,10 +130,24 @@ int sl_fsync_parse(const char *name) {
 static int write_file_durably(const char *path, const char *data, size_t n, char **err) {
   char *tmp = sl_xasprintf("%s.tmp", path);
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  int ok = fd >= 0 && write(fd, data, n) == (ssize_t)n && fdatasync(fd) == 0;
+  int ok = fd >= 0;
+  /* Until done: a short write (a full disk) is followed by one that says why. */
+  for (size_t at = 0; ok && at < n;) {
+    ssize_t w = write(fd, data + at, n - at);
+    ok = w > 0 || (w < 0 && errno == EINTR);
+    if (w > 0) at += (size_t)w;
+  }
+  ok = ok && fdatasync(fd) == 0;
+  int e = errno;
   if (fd >= 0) close(fd);
-  ok = ok && rename(tmp, path) == 0;
-  if (!ok) *err = sl_xasprintf("%s: %s", path, strerror(errno));
+  if (ok && rename(tmp, path) != 0) {
+    ok = 0;
+    e = errno;
+  }
+  if (!ok) {
+    *err = sl_xasprintf("%s: %s", path, strerror(e));
+    unlink(tmp);   /* the file it was to replace is still whole */
+  }
   free(tmp);
   return ok ? 0 : -1;
 }
@@ -176,9 +196,56 @@ static void stream_free(sl_sstream_t *s) {
   }
   free(s->parts);
   json_decref(s->cursors);
+  json_decref(s->bad_cursors);
+  free(s->cursors_bad);
   free(s->name);
   free(s->dir);
   free(s);
+}
+
+/* Reads offsets.json. A file that cannot be read is kept as it is and
+ * serves no position (a silent reset would re-deliver or skip records);
+ * so is an entry that is not a list of offsets, for its cursor alone. */
+static void load_cursors(sl_sstream_t *s) {
+  char *cp = sl_xasprintf("%s/offsets.json", s->dir);
+  json_error_t je;
+  s->cursors = json_load_file(cp, 0, &je);
+  s->bad_cursors = json_object();
+  if (!s->cursors && access(cp, F_OK) == 0) {
+    s->cursors_bad = sl_xasprintf("%s cannot be read (%s, line %d): no subscriber or group position is served or "
+                                  "saved until it is repaired or removed",
+                                  cp, je.text, je.line);
+  } else if (s->cursors && !json_is_object(s->cursors)) {
+    s->cursors_bad = sl_xasprintf("%s is not a JSON object: no subscriber or group position is served or saved until "
+                                  "it is repaired or removed",
+                                  cp);
+  }
+  if (s->cursors_bad) sl_logf(SL_LOG_ERROR, NULL, "store", "stream %s: %s", s->name, s->cursors_bad);
+  if (!json_is_object(s->cursors)) {
+    json_decref(s->cursors);
+    s->cursors = json_object();
+  }
+  const char *kind, *name;
+  json_t *k, *arr;
+  json_object_foreach(s->cursors, kind, k) {
+    json_object_foreach(k, name, arr) {
+      int ok = json_is_array(arr) && json_array_size(arr) == (size_t)s->c.partitions;
+      for (size_t i = 0; ok && i < json_array_size(arr); i++) {
+        json_t *v = json_array_get(arr, i);
+        ok = json_is_integer(v) && json_integer_value(v) >= 0;
+      }
+      if (ok) continue;
+      char *key = sl_xasprintf("%s %s", kind, name);
+      char *why = sl_xasprintf("%s: its position in %s/offsets.json is not a list of %d offsets: it is not served "
+                               "until that entry is repaired",
+                               key, s->dir, s->c.partitions);
+      sl_logf(SL_LOG_ERROR, NULL, "store", "stream %s: %s", s->name, why);
+      json_object_set_new(s->bad_cursors, key, json_string(why));
+      free(why);
+      free(key);
+    }
+  }
+  free(cp);
 }
 
 static sl_sstream_t *stream_open(sl_store_t *st, const char *name, const sl_sconf_t *c, char **err) {
@@ -205,22 +272,19 @@ static sl_sstream_t *stream_open(sl_store_t *st, const char *name, const sl_scon
     s->parts[p].log = sl_seglog_open(pd, &o, err, &repaired);
     free(pd);
     if (repaired) {
-      sl_logf(SL_LOG_WARN, NULL, "store", "stream %s: %s", name, repaired);
+      sl_logf(SL_LOG_WARN, NULL, "store", "stream %s: partition %d: %s", name, p, repaired);
       free(repaired);
     }
     if (!s->parts[p].log) {
       stream_free(s);
       return NULL;
     }
+    if (sl_seglog_stopped(s->parts[p].log))
+      sl_logf(SL_LOG_ERROR, NULL, "store", "stream %s: partition %d is stopped: %s", name, p,
+              sl_seglog_stopped(s->parts[p].log));
     s->parts[p].synced = sl_seglog_end(s->parts[p].log);
   }
-  char *cp = sl_xasprintf("%s/offsets.json", s->dir);
-  s->cursors = json_load_file(cp, 0, NULL);
-  free(cp);
-  if (!json_is_object(s->cursors)) {
-    json_decref(s->cursors);
-    s->cursors = json_object();
-  }
+  load_cursors(s);
   return s;
 }
 
@@ -229,18 +293,52 @@ static void link_stream(sl_store_t *st, sl_sstream_t *s) {
   st->tail = &s->next;
 }
 
-static int parse_conf(json_t *j, sl_sconf_t *c) {
-  json_t *v;
-  if ((v = json_object_get(j, "partitions"))) c->partitions = (int)json_integer_value(v);
-  if ((v = json_object_get(j, "retention_hours"))) c->retention_hours = json_number_value(v);
-  if ((v = json_object_get(j, "retention_bytes"))) c->retention_bytes = json_integer_value(v);
-  if ((v = json_object_get(j, "segment_bytes"))) c->segment_bytes = json_integer_value(v);
-  if ((v = json_object_get(j, "segment_age_ms"))) c->segment_age_ms = json_integer_value(v);
-  int f = sl_fsync_parse(json_string_value(json_object_get(j, "fsync")));
-  if (f >= 0) c->fsync = (sl_fsync_t)f;
-  const char *ends = json_string_value(json_object_get(j, "end_events"));
-  if (ends) snprintf(c->end_events, sizeof c->end_events, "%s", ends);
-  return c->partitions >= 1 && c->partitions <= 1024 ? 0 : -1;
+/* A stream.json's settings over c: NULL, or why they cannot be used
+ * (caller frees). */
+static char *parse_conf(json_t *j, sl_sconf_t *c) {
+  if (!json_is_object(j)) return sl_xstrdup("not a JSON object");
+  json_t *v = json_object_get(j, "partitions");
+  if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1024)
+    return sl_xstrdup("`partitions` must be an integer between 1 and 1024");
+  c->partitions = (int)json_integer_value(v);
+  if ((v = json_object_get(j, "retention_hours"))) {
+    if (!json_is_number(v) || json_number_value(v) < 0) return sl_xstrdup("`retention_hours` must be a number >= 0");
+    c->retention_hours = json_number_value(v);
+  }
+  static const char *const ints[] = {"retention_bytes", "segment_bytes", "segment_age_ms"};
+  int64_t *dst[] = {&c->retention_bytes, &c->segment_bytes, &c->segment_age_ms};
+  for (int i = 0; i < 3; i++) {
+    if (!(v = json_object_get(j, ints[i]))) continue;
+    if (!json_is_integer(v) || json_integer_value(v) < 0) return sl_xasprintf("`%s` must be an integer >= 0", ints[i]);
+    *dst[i] = json_integer_value(v);
+  }
+  if ((v = json_object_get(j, "fsync"))) {
+    int f = sl_fsync_parse(json_string_value(v));
+    if (f < 0) return sl_xstrdup("`fsync` must be always, interval or never");
+    c->fsync = (sl_fsync_t)f;
+  }
+  if ((v = json_object_get(j, "end_events"))) {
+    if (!json_is_string(v) || json_string_length(v) >= sizeof c->end_events)
+      return sl_xstrdup("`end_events` must be a string (under 256 bytes)");
+    snprintf(c->end_events, sizeof c->end_events, "%s", json_string_value(v));
+  }
+  return NULL;
+}
+
+/* Partition directories beyond what stream.json says: their records would
+ * silently vanish. NULL, or why (caller frees). */
+static char *extra_partitions(const char *dir, int partitions) {
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  char *why = NULL;
+  while (d && !why && (e = readdir(d))) {
+    char *end;
+    long p = strtol(e->d_name, &end, 10);
+    if (e->d_name[0] >= '0' && e->d_name[0] <= '9' && !*end && p >= partitions)
+      why = sl_xasprintf("it holds partition directory %s but `partitions` is %d", e->d_name, partitions);
+  }
+  if (d) closedir(d);
+  return why;
 }
 
 /* ---------- durability ---------- */
@@ -252,6 +350,24 @@ static void pub_done(pending_pub_t *pp) {
   free(pp->parts);
   free(pp->offs);
   free(pp);
+}
+
+/* The HTTP status of a failed write: 507 when the disk is full. */
+static int status_of(int e) { return e == ENOSPC || e == EDQUOT ? 507 : 500; }
+
+/* Answers every publish waiting on pt's fsync as failed. */
+static void fail_waits(partition_t *pt, int status, const char *why) {
+  for (sync_wait_t *w = pt->waits, *n; w; w = n) {
+    n = w->next;
+    if (--w->pub->waits == 0) {
+      w->pub->cb(w->pub->arg, status, why, NULL, NULL, 0);
+      free(w->pub->parts);
+      free(w->pub->offs);
+      free(w->pub);
+    }
+    free(w);
+  }
+  pt->waits = NULL;
 }
 
 static void on_synced(uv_fs_t *req) {
@@ -267,21 +383,22 @@ static void on_synced(uv_fs_t *req) {
     return;
   }
   if (!ok) {
-    /* The page cache may have lost the writes: nothing can be promised. */
-    sl_logf(SL_LOG_ERROR, NULL, "store", "stream %s: fsync failed: %s", s->name, uv_strerror((int)req->result));
-    for (sync_wait_t *w = pt->waits, *n; w; w = n) {
-      n = w->next;
-      if (--w->pub->waits == 0) {
-        w->pub->cb(w->pub->arg, -1, "fsync failed", NULL, NULL, 0);
-        free(w->pub->parts);
-        free(w->pub->offs);
-        free(w->pub);
-      }
-      free(w);
-    }
-    pt->waits = NULL;
+    /* The kernel may have dropped the written pages (and reports an fsync
+     * error once): nothing can be promised for what is not synced, so the
+     * partition stops taking writes; a restart verifies what is on disk. */
+    int e = -(int)req->result, p = (int)(pt - s->parts);
+    char *why = sl_xasprintf("fsync failed: %s: records written since the last fsync may not survive a crash; the "
+                             "partition takes no writes until a restart",
+                             strerror(e));
+    sl_logf(SL_LOG_ERROR, NULL, "store", "stream %s: partition %d: %s", s->name, p, why);
+    sl_seglog_stop(pt->log, why);
+    char *answer = sl_xasprintf("partition %d: %s", p, why);
+    fail_waits(pt, status_of(e), answer);
+    free(answer);
+    free(why);
     return;
   }
+  sl_seglog_synced(pt->log, &pt->sync_at);
   pt->synced = pt->sync_target;
   sync_wait_t **pp = &pt->waits;
   while (*pp) {
@@ -303,9 +420,10 @@ static void sync_start(partition_t *pt) {
   pt->syncing = 1;
   pt->s->busy++;
   pt->sync_target = sl_seglog_end(pt->log);
+  pt->sync_at = sl_seglog_sync_point(pt->log);
   pt->sync_t0 = sl_now_ns();
   pt->req.data = pt;
-  uv_fs_fdatasync(pt->s->st->w->loop, &pt->req, sl_seglog_sync_fd(pt->log), on_synced);
+  uv_fs_fdatasync(pt->s->st->w->loop, &pt->req, pt->sync_at.fd, on_synced);
 }
 
 static void wake_all(sl_sstream_t *s) {
@@ -325,18 +443,46 @@ static void wake_all(sl_sstream_t *s) {
   free(list);
 }
 
+/* The partition of each record: by key, else round robin over the
+ * partitions that take writes (as Kafka's producer skips unavailable ones).
+ * 0, or an HTTP status with *err naming the stopped partition. */
+static int place(sl_sstream_t *s, const sl_pub_t *recs, size_t n, int *parts, char **err) {
+  int P = s->c.partitions;
+  for (size_t i = 0; i < n; i++) {
+    int p = -1;
+    if (recs[i].key_len) {
+      p = sl_store_partition_of(recs[i].key, recs[i].key_len, P);
+    } else {
+      for (int k = 0; k < P && p < 0; k++) {
+        int q = (int)(s->rr++ % (unsigned)P);
+        if (!sl_seglog_stopped(s->parts[q].log)) p = q;
+      }
+      if (p < 0) p = 0;   /* every partition is stopped: say why, below */
+    }
+    const char *why = sl_seglog_stopped(s->parts[p].log);
+    if (why) {
+      *err = sl_xasprintf("partition %d is stopped: %s", p, why);
+      return 503;
+    }
+    parts[i] = p;
+  }
+  return 0;
+}
+
 void sl_sstream_publish(sl_sstream_t *s, const sl_pub_t *recs, size_t n, sl_pub_cb cb, void *arg) {
   int P = s->c.partitions;
   int *parts = sl_xmalloc((n ? n : 1) * sizeof(int));
   uint64_t *offs = sl_xmalloc((n ? n : 1) * sizeof(uint64_t));
   sl_record_t *rr = sl_xmalloc((n ? n : 1) * sizeof(*rr));
   size_t *order = sl_xmalloc((n ? n : 1) * sizeof(size_t));
-  int64_t now = now_ms();
-  for (size_t i = 0; i < n; i++)
-    parts[i] = recs[i].key_len ? sl_store_partition_of(recs[i].key, recs[i].key_len, P) : (int)(s->rr++ % (unsigned)P);
+  sl_seglog_mark_t *marks = sl_xmalloc((size_t)P * sizeof(*marks));
   int *touched = sl_xcalloc((size_t)P, sizeof(int));
+  int64_t now = now_ms();
   char *err = NULL;
-  /* One append per partition, records in their publish order. */
+  int status = place(s, recs, n, parts, &err);
+  /* One append per partition, records in their publish order; all or
+   * nothing: when one fails, what the others wrote is cut again before
+   * anyone (a reader, an fsync) can have seen it. */
   for (int p = 0; p < P && !err; p++) {
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
@@ -347,26 +493,41 @@ void sl_sstream_publish(sl_sstream_t *s, const sl_pub_t *recs, size_t n, sl_pub_
       order[m++] = i;
     }
     if (!m) continue;
-    if (sl_seglog_append(s->parts[p].log, rr, m, &err) < 0) break;
+    sl_seglog_mark(s->parts[p].log, &marks[p]);
+    if (sl_seglog_append(s->parts[p].log, rr, m, &err) < 0) {
+      status = status_of(sl_seglog_errno(s->parts[p].log));
+      char *which = sl_xasprintf("partition %d: %s", p, err);
+      free(err);
+      err = which;
+      break;
+    }
     for (size_t k = 0; k < m; k++) offs[order[k]] = rr[k].offset;
     touched[p] = 1;
   }
+  for (int p = 0; p < P && err; p++) {
+    char *undo = NULL;
+    if (touched[p] && sl_seglog_rollback(s->parts[p].log, &marks[p], &undo) != 0) {
+      sl_logf(SL_LOG_ERROR, NULL, "store", "stream %s: partition %d: %s", s->name, p, undo);
+      char *both = sl_xasprintf("%s; partition %d: %s", err, p, undo);
+      free(err);
+      err = both;
+      free(undo);
+    }
+  }
   free(rr);
   free(order);
-  if (!err) {
-    *s->m_appended += (int64_t)n;
-    for (size_t i = 0; i < n; i++) *s->m_bytes += (int64_t)recs[i].value_len;
-  }
+  free(marks);
   if (err) {
-    sl_logf(SL_LOG_ERROR, NULL, "store", "stream %s: %s", s->name, err);
-    cb(arg, -1, err, NULL, NULL, 0);
+    sl_logf(SL_LOG_ERROR, NULL, "store", "stream %s: %d records not stored: %s", s->name, (int)n, err);
+    cb(arg, status, err, NULL, NULL, 0);
     free(err);
     free(parts);
     free(offs);
     free(touched);
-    wake_all(s);
     return;
   }
+  *s->m_appended += (int64_t)n;
+  for (size_t i = 0; i < n; i++) *s->m_bytes += (int64_t)recs[i].value_len;
   if (s->c.fsync != SL_FSYNC_ALWAYS) {
     cb(arg, 0, NULL, parts, offs, n);
     free(parts);
@@ -413,7 +574,35 @@ static void store_free(void *p) {
     stream_free(s);
   }
   free(st->data_dir);
+  free(st->failed);
+  json_decref(st->broken);
   free(st);
+}
+
+/* What /ready and /admin/status report: {"store": {name: why}}. */
+static void health(void *arg, json_t *problems) {
+  sl_store_t *st = arg;
+  json_t *o = json_object();
+  if (st->failed) json_object_set_new(o, "data_dir", json_string(st->failed));
+  json_object_update(o, st->broken);
+  for (sl_sstream_t *s = st->streams; s; s = s->next) {
+    char *all = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&all, &len);
+    for (int p = 0; p < s->c.partitions; p++) {
+      const char *why = sl_seglog_stopped(s->parts[p].log);
+      if (why) fprintf(f, "%spartition %d is stopped: %s", ftell(f) ? "; " : "", p, why);
+    }
+    if (s->cursors_bad) fprintf(f, "%s%s", ftell(f) ? "; " : "", s->cursors_bad);
+    const char *key;
+    json_t *why;
+    json_object_foreach(s->bad_cursors, key, why) fprintf(f, "%s%s", ftell(f) ? "; " : "", json_string_value(why));
+    fclose(f);
+    if (len) json_object_set_new(o, s->name, json_string(all));
+    free(all);
+  }
+  if (json_object_size(o)) json_object_set_new(problems, "store", o);
+  else json_decref(o);
 }
 
 /* Lag of every consumer group with saved offsets, at scrape time. */
@@ -439,10 +628,14 @@ static void tick_closed(uv_handle_t *h) { store_free(h->data); }
 static void store_release(void *p) {
   sl_store_t *st = p;
   sl_metrics_collector_remove(collect_lag, st);
+  sl_health_check_remove(health, st);
   if (st->opened) {
     /* Nothing is promised for `never`/`interval` beyond this last sync. */
     for (sl_sstream_t *s = st->streams; s; s = s->next)
-      for (int q = 0; q < s->c.partitions; q++) fdatasync(sl_seglog_sync_fd(s->parts[q].log));
+      for (int q = 0; q < s->c.partitions; q++) {
+        sl_seglog_sync_t at = sl_seglog_sync_point(s->parts[q].log);
+        if (fdatasync(at.fd) == 0) sl_seglog_synced(s->parts[q].log, &at);
+      }
     uv_close((uv_handle_t *)&st->tick, tick_closed);
   } else {
     store_free(st);
@@ -460,7 +653,9 @@ static sl_store_t *store_slot(sl_worker_t *w) {
     st->tail = &st->streams;
     w->slot[SL_SLOT_STORE] = st;
     w->slot_free[SL_SLOT_STORE] = store_release;
+    st->broken = json_object();
     sl_metrics_collector_add(collect_lag, st);
+    sl_health_check_add(health, st);
   }
   return w->slot[SL_SLOT_STORE];
 }
@@ -475,45 +670,64 @@ void sl_store_configure(sl_worker_t *w, const char *data_dir, const sl_sconf_t *
   st->retention_check_ms = retention_check_ms;
 }
 
+/* A directory of data_dir that cannot be served: logged, kept as it is,
+ * and reported (health) until it is repaired or deleted. */
+static void broken(sl_store_t *st, const char *name, const char *why) {
+  sl_logf(SL_LOG_ERROR, NULL, "store", "stream %s not opened: %s", name, why);
+  json_object_set_new(st->broken, name, json_string(why));
+}
+
+/* Opens the stream whose directory is data_dir/name. */
+static void open_existing(sl_store_t *st, const char *name) {
+  char *dir = sl_xasprintf("%s/%s", st->data_dir, name), *mp = sl_xasprintf("%s/stream.json", dir);
+  json_error_t je;
+  json_t *j = json_load_file(mp, 0, &je);
+  sl_sconf_t c = st->defaults;
+  char *why = !j ? sl_xasprintf("%s: %s", mp, je.text) : parse_conf(j, &c);
+  if (j && why) {
+    char *w2 = sl_xasprintf("%s: %s", mp, why);
+    free(why);
+    why = w2;
+  }
+  if (!why) why = extra_partitions(dir, c.partitions);
+  json_decref(j);
+  sl_sstream_t *s = why ? NULL : stream_open(st, name, &c, &why);
+  if (s) link_stream(st, s);
+  else broken(st, name, why);
+  free(why);
+  free(mp);
+  free(dir);
+}
+
 sl_store_t *sl_store_of(sl_worker_t *w) {
   sl_store_t *st = store_slot(w);
   if (st->opened) return st;
   if (st->failed) return NULL;
-  char *err = NULL;
-  if (mkdir(st->data_dir, 0755) != 0 && errno != EEXIST) {
-    sl_logf(SL_LOG_ERROR, NULL, "store", "data_dir %s: %s", st->data_dir, strerror(errno));
-    st->failed = 1;
+  DIR *d = NULL;
+  if ((mkdir(st->data_dir, 0755) != 0 && errno != EEXIST) || !(d = opendir(st->data_dir))) {
+    st->failed = sl_xasprintf("data_dir %s: %s", st->data_dir, strerror(errno));
+    sl_logf(SL_LOG_ERROR, NULL, "store", "%s", st->failed);
     return NULL;
   }
-  DIR *d = opendir(st->data_dir);
   struct dirent *e;
-  while (d && (e = readdir(d))) {
-    if (!sl_store_valid_name(e->d_name)) continue;
-    char *mp = sl_xasprintf("%s/%s/stream.json", st->data_dir, e->d_name);
-    json_t *j = json_load_file(mp, 0, NULL);
-    free(mp);
-    sl_sconf_t c = st->defaults;
-    if (!j || parse_conf(j, &c) != 0) {
-      json_decref(j);
-      continue;
-    }
-    json_decref(j);
-    sl_sstream_t *s = stream_open(st, e->d_name, &c, &err);
-    if (!s) {
-      sl_logf(SL_LOG_ERROR, NULL, "store", "stream %s not opened: %s", e->d_name, err);
-      free(err);
-      err = NULL;
-      continue;
-    }
-    link_stream(st, s);
+  while ((e = readdir(d))) {
+    struct stat sb;
+    char *p = sl_xasprintf("%s/%s", st->data_dir, e->d_name);
+    int dir = stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+    free(p);
+    if (dir && sl_store_valid_name(e->d_name)) open_existing(st, e->d_name);
   }
-  if (d) closedir(d);
+  closedir(d);
   uv_timer_init(w->loop, &st->tick);
   st->tick.data = st;
   uv_timer_start(&st->tick, tick, (uint64_t)st->sync_interval_ms, (uint64_t)st->sync_interval_ms);
   uv_unref((uv_handle_t *)&st->tick);
   st->opened = 1;
   return st;
+}
+
+const char *sl_store_broken(const sl_store_t *st, const char *name) {
+  return json_string_value(json_object_get(st->broken, name));
 }
 
 sl_sconf_t sl_store_defaults(const sl_store_t *st) { return st->defaults; }
@@ -539,6 +753,13 @@ int sl_store_create(sl_store_t *st, const char *name, const sl_sconf_t *c, sl_ss
     *err = sl_xstrdup("partitions must be between 1 and 1024");
     return 400;
   }
+  const char *bad = sl_store_broken(st, name);
+  if (bad) {
+    /* Its files are kept for the operator: never written over. */
+    *err = sl_xasprintf("stream %s exists in %s but cannot be opened (%s); repair it and restart, or delete it", name,
+                        st->data_dir, bad);
+    return 409;
+  }
   sl_sstream_t *s = sl_store_find(st, name);
   if (s) {
     *out = s;
@@ -561,6 +782,14 @@ int sl_store_create(sl_store_t *st, const char *name, const sl_sconf_t *c, sl_ss
 }
 
 int sl_store_delete(sl_store_t *st, const char *name) {
+  if (sl_store_broken(st, name)) {
+    char *dir = sl_xasprintf("%s/%s", st->data_dir, name);
+    sl_logf(SL_LOG_WARN, NULL, "store", "stream %s deleted: %s removed as it was", name, dir);
+    rmtree(dir);
+    free(dir);
+    json_object_del(st->broken, name);
+    return 0;
+  }
   sl_sstream_t **pp = &st->streams;
   while (*pp && strcmp((*pp)->name, name) != 0) pp = &(*pp)->next;
   if (!*pp) return -1;
@@ -572,19 +801,7 @@ int sl_store_delete(sl_store_t *st, const char *name) {
   rmtree(s->dir);
   wake_all(s);
   /* Publishes waiting on an fsync of a deleted stream are answered as failed. */
-  for (int p = 0; p < s->c.partitions; p++) {
-    for (sync_wait_t *w = s->parts[p].waits, *n; w; w = n) {
-      n = w->next;
-      if (--w->pub->waits == 0) {
-        w->pub->cb(w->pub->arg, -1, "stream deleted", NULL, NULL, 0);
-        free(w->pub->parts);
-        free(w->pub->offs);
-        free(w->pub);
-      }
-      free(w);
-    }
-    s->parts[p].waits = NULL;
-  }
+  for (int p = 0; p < s->c.partitions; p++) fail_waits(&s->parts[p], 404, "stream deleted");
   if (s->busy == 0) stream_free(s);
   return 0;
 }
@@ -628,6 +845,14 @@ void sl_sstream_unwatch(sl_sstream_t *s, sl_swatch_t *w) {
 
 /* ---------- cursors ---------- */
 
+const char *sl_sstream_cursor_problem(sl_sstream_t *s, const char *kind, const char *name) {
+  if (s->cursors_bad || !name) return s->cursors_bad;
+  char *key = sl_xasprintf("%s %s", kind, name);
+  const char *why = json_string_value(json_object_get(s->bad_cursors, key));
+  free(key);
+  return why;
+}
+
 const uint64_t *sl_sstream_cursor(sl_sstream_t *s, const char *kind, const char *name) {
   json_t *arr = json_object_get(json_object_get(s->cursors, kind), name);
   if (!json_is_array(arr)) return NULL;
@@ -640,15 +865,25 @@ const uint64_t *sl_sstream_cursor(sl_sstream_t *s, const char *kind, const char 
 }
 
 int sl_sstream_set_cursor(sl_sstream_t *s, const char *kind, const char *name, const uint64_t *next, char **err) {
+  const char *bad = sl_sstream_cursor_problem(s, kind, name);
+  if (bad) {
+    *err = sl_xstrdup(bad);
+    return -1;
+  }
   json_t *k = json_object_get(s->cursors, kind);
   if (!k) {
     k = json_object();
     json_object_set_new(s->cursors, kind, k);
   }
-  json_t *arr = json_array();
+  json_t *arr = json_array(), *was = json_incref(json_object_get(k, name));
   for (int p = 0; p < s->c.partitions; p++) json_array_append_new(arr, json_integer((json_int_t)next[p]));
   json_object_set_new(k, name, arr);
-  return save_json(s->dir, "offsets.json", s->cursors, err);
+  int rc = save_json(s->dir, "offsets.json", s->cursors, err);
+  /* Not saved: the position is still what the file holds. */
+  if (rc != 0 && was) json_object_set(k, name, was);
+  else if (rc != 0) json_object_del(k, name);
+  json_decref(was);
+  return rc;
 }
 
 const char **sl_sstream_cursors(sl_sstream_t *s, const char *kind, int *n) {

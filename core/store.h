@@ -8,6 +8,7 @@
 #define SL_STORE_H
 #include "seglog.h"
 #include "worker.h"
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,6 +41,11 @@ sl_worker_t *sl_store_worker(sl_store_t *st);
 int sl_store_valid_name(const char *name);
 
 sl_sstream_t *sl_store_find(sl_store_t *st, const char *name);
+/* Why the stream directory `name` could not be opened (its stream.json is
+ * missing or invalid, ...), or NULL. Such a stream is reported by /ready and
+ * /admin/status, is not created again over its files (409), and DELETE
+ * removes it. */
+const char *sl_store_broken(const sl_store_t *st, const char *name);
 /* Creates a stream, or finds it when it exists with the same settings.
  * Returns 201 (created), 200 (same settings), 409 (other settings) or 400 /
  * 500 with *err (caller frees). */
@@ -65,7 +71,11 @@ typedef struct sl_pub {
   const char *value; size_t value_len;
   int64_t ts_ms;                             /* 0: now */
 } sl_pub_t;
-/* status 0 with each record's partition and offset, or -1 with err. */
+/* status 0 with each record's partition and offset, or an HTTP status with
+ * err: 507 (disk full) or 500 when a write failed, and then none of the
+ * records is kept; 503 when a partition they go to is stopped
+ * (sl_sstream_problem); after a failed fsync (`always`) the records were
+ * written and may or may not survive a crash (err says so). */
 typedef void (*sl_pub_cb)(void *arg, int status, const char *err, const int *partitions, const uint64_t *offsets,
                           size_t n);
 /* Appends n records and calls cb once they are as durable as the stream's
@@ -89,6 +99,16 @@ typedef struct sl_swatch {
 void sl_sstream_watch(sl_sstream_t *s, sl_swatch_t *w);
 void sl_sstream_unwatch(sl_sstream_t *s, sl_swatch_t *w);
 
+/* ---- record bytes as JSON (store_json.c) ---- */
+/* A JSON string of p when it is UTF-8, else of its base64 (RFC 4648, with
+ * padding) and *base64 set. New reference. */
+json_t *sl_json_bytes(const char *p, size_t n, int *base64);
+/* A header (metadata) value: a string when UTF-8, else {"base64": "..."}. */
+json_t *sl_json_header_value(const char *p, size_t n);
+/* The bytes of such a value (or of any string) into *out (caller frees),
+ * -1 when v is neither. */
+int sl_json_header_bytes(const json_t *v, char **out, size_t *len);
+
 /* ---- positions as SSE ids ---- */
 /* "0:41,1:17": the last offset given per partition (next - 1), what SSE
  * readers send as `id:` and take back as Last-Event-ID (caller frees). */
@@ -106,7 +126,11 @@ char *sl_positions_error(const char *what, const char *id, int n);
 /* ---- offsets: subscribers and consumer groups ---- */
 /* Next offset per partition for a named cursor (group or subscriber);
  * NULL when it has none; valid until the next call. Writes are durable
- * (fsync + rename) on return. */
+ * (fsync + rename) on return, and refused for a cursor with a problem. */
+/* Why a cursor cannot be used (offsets.json unreadable, or its entry), or
+ * NULL: serve nothing for it then rather than start it over. name NULL:
+ * the file's problem only. */
+const char *sl_sstream_cursor_problem(sl_sstream_t *s, const char *kind, const char *name);
 const uint64_t *sl_sstream_cursor(sl_sstream_t *s, const char *kind, const char *name);
 int sl_sstream_set_cursor(sl_sstream_t *s, const char *kind, const char *name, const uint64_t *next, char **err);
 /* Names of cursors of a kind ("subscriber" or "group"). */

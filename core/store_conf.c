@@ -117,6 +117,9 @@ static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
   };
   sl_store_configure(w, sl_conf_str(node, "data_dir", "./data"), &c, sl_conf_duration_ms(node, "fsync_interval", 50),
                      sl_conf_duration_ms(node, "retention_check", 10000));
+  /* Opened now, not at the first request: what it finds damaged is
+   * reported (log, /ready) from the start. */
+  sl_store_of(w);
   if (sl_conf_bool(node, "api", 1)) return sl_store_api_route(w, d, node, NULL, NULL);
   return 0;
 }

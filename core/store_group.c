@@ -121,11 +121,14 @@ static void rebalance(group_t *g, char **before) {
   g->generation++;
 }
 
-static int save(group_t *g, sl_sstream_t *s) {
+/* -1 when the offsets could not be written: *why (may be NULL) says why
+ * (caller frees). */
+static int save(group_t *g, sl_sstream_t *s, char **why) {
   char *err = NULL;
   if (sl_sstream_set_cursor(s, "group", g->name, g->committed, &err) == 0) return 0;
   sl_logf(SL_LOG_ERROR, NULL, "store", "group %s of %s: offsets not saved: %s", g->name, g->stream, err);
-  free(err);
+  if (why) *why = err;
+  else free(err);
   return -1;
 }
 
@@ -246,7 +249,7 @@ static void consume(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, group_t *
         g->committed[p] = g->delivered[p];
         changed = 1;
       }
-    if (changed) save(g, s);
+    if (changed) save(g, s, NULL);
   }
   gconsume_t *c = sl_xcalloc(1, sizeof(*c));
   *c = (gconsume_t){.r = r, .s = s, .g = g, .consumer = consumer, .limit = limit};
@@ -266,12 +269,16 @@ static void commit(sl_http_req_t *r, sl_sstream_t *s, group_t *g) {
     return;
   }
   json_decref(b);
+  uint64_t before = g->committed[p];
   g->committed[p] = (uint64_t)o;
-  if (g->delivered[p] < (uint64_t)o) g->delivered[p] = (uint64_t)o;
-  if (save(g, s) != 0) {
-    sl_api_error(r, 500, "the offset could not be stored");
+  char *why = NULL;
+  if (save(g, s, &why) != 0) {
+    g->committed[p] = before;   /* what is on disk */
+    sl_api_error(r, 500, "the offset could not be stored: %s", why);
+    free(why);
     return;
   }
+  if (g->delivered[p] < (uint64_t)o) g->delivered[p] = (uint64_t)o;
   sl_api_json(r, 200, json_pack("{s:s, s:I, s:I}", "group", g->name, "partition", p, "committed", o));
 }
 
@@ -295,12 +302,20 @@ static json_t *describe(group_t *g, sl_sstream_t *s) {
 void sl_store_group_api(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, char **seg, int n) {
   int get = !strcmp(r->method, "GET"), post = !strcmp(r->method, "POST");
   if (n == 1 && !strcmp(seg[0], "groups") && get) {
+    const char *unreadable = sl_sstream_cursor_problem(s, "group", NULL);
+    if (unreadable) {
+      sl_api_error(r, 503, "%s", unreadable);
+      return;
+    }
     json_t *a = json_array();
     int k;
     const char **names = sl_sstream_cursors(s, "group", &k);
     /* Groups with committed offsets, and those only in memory so far. */
-    for (int i = 0; i < k; i++)
-      if (!find(st, s, names[i])) create(st, s, names[i], 1, 30000);
+    for (int i = 0; i < k; i++) {
+      const char *bad = sl_sstream_cursor_problem(s, "group", names[i]);
+      if (bad) json_array_append_new(a, json_pack("{s:s, s:s}", "group", names[i], "error", bad));
+      else if (!find(st, s, names[i])) create(st, s, names[i], 1, 30000);
+    }
     free(names);
     for (group_t *g = groups; g; g = g->next)
       if (g->st == st && !strcmp(g->stream, sl_sstream_name(s)) && g->stream_id == sl_sstream_id(s) &&
@@ -319,6 +334,11 @@ void sl_store_group_api(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, char 
     sl_api_error(r, 400, "group names are 1-200 letters, digits, '.', '_' or '-'");
     return;
   }
+  const char *bad = sl_sstream_cursor_problem(s, "group", seg[1]);
+  if (bad) {
+    sl_api_error(r, 503, "%s", bad);   /* never started over from a guess */
+    return;
+  }
   group_t *g = find(st, s, seg[1]);
   if (g) refresh(g, s);
   if (n == 2 && post) {
@@ -327,7 +347,7 @@ void sl_store_group_api(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, char 
     if (sl_api_group_settings(r, &ac, &to) != 0) return;
     int created = !g;
     if (!g) g = create(st, s, seg[1], ac != 0, to >= 0 ? to : 30000);
-    if (created) save(g, s);
+    if (created) save(g, s, NULL);
     sl_api_json(r, created ? 201 : 200, describe(g, s));
   } else if (n == 2 && get) {
     if (!g) sl_api_error(r, 404, "no group %s on stream %s", seg[1], sl_sstream_name(s));

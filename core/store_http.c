@@ -18,6 +18,12 @@
 
 void sl_api_json(sl_http_req_t *r, int status, json_t *j) {
   char *body = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+  if (!body) {
+    /* Only jansson strings built unchecked fail here: never send NULL. */
+    json_decref(j);
+    sl_http_error(r, 500, "the answer could not be encoded as JSON");
+    return;
+  }
   sl_http_respond(r, status, "application/json", body, strlen(body), NULL);
   free(body);
   json_decref(j);
@@ -33,16 +39,30 @@ void sl_api_error(sl_http_req_t *r, int status, const char *fmt, ...) {
   free(msg);
 }
 
+/* Sets field to the bytes as a string, adding enc_field: "base64" when they
+ * are not UTF-8 and had to be encoded. */
+static void set_bytes(json_t *e, const char *field, const char *enc_field, const char *p, size_t n) {
+  int b64;
+  json_object_set_new(e, field, sl_json_bytes(p, n, &b64));
+  if (b64) json_object_set_new(e, enc_field, json_string("base64"));
+}
+
 json_t *sl_api_event(const sl_record_t *rec, int partition) {
-  json_t *data = json_loadb(rec->value, rec->value_len, JSON_DECODE_ANY, NULL);
-  if (!data) data = json_stringn_nocheck(rec->value, rec->value_len);
-  json_t *e = json_pack("{s:I, s:i, s:s%, s:o, s:I}", "offset", (json_int_t)rec->offset, "partition", partition, "event",
-                        rec->event ? rec->event : "", (size_t)rec->event_len, "data", data, "timestamp",
-                        (json_int_t)rec->ts_ms);
-  json_object_set_new(e, "key", rec->key_len ? json_stringn_nocheck(rec->key, rec->key_len) : json_null());
+  json_t *e = json_pack("{s:I, s:i}", "offset", (json_int_t)rec->offset, "partition", partition);
+  set_bytes(e, "event", "event_encoding", rec->event, rec->event_len);
+  /* data: the value itself when it is JSON, else a string (base64 when the
+   * bytes are not UTF-8). */
+  json_t *data = json_loadb(rec->value, rec->value_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+  if (data) json_object_set_new(e, "data", data);
+  else set_bytes(e, "data", "encoding", rec->value, rec->value_len);
+  json_object_set_new(e, "timestamp", json_integer((json_int_t)rec->ts_ms));
+  if (rec->key_len) set_bytes(e, "key", "key_encoding", rec->key, rec->key_len);
+  else json_object_set_new(e, "key", json_null());
   if (rec->headers_len) {
-    json_t *h = json_loadb(rec->headers, rec->headers_len, 0, NULL);
-    if (h) json_object_set_new(e, "headers", h);
+    json_t *h = json_loadb(rec->headers, rec->headers_len, JSON_ALLOW_NUL, NULL);
+    if (json_is_object(h)) json_object_set_new(e, "headers", h);
+    else set_bytes(e, "headers", "headers_encoding", rec->headers, rec->headers_len);
+    if (h && !json_is_object(h)) json_decref(h);
   }
   return e;
 }
@@ -63,7 +83,9 @@ int sl_api_uint(sl_http_req_t *r, const char *name, uint64_t *out) {
 /* The stream named in the path, or an answered 404. */
 sl_sstream_t *sl_api_stream(sl_http_req_t *r, sl_store_t *st, const char *name) {
   sl_sstream_t *s = sl_store_find(st, name);
-  if (!s) sl_api_error(r, 404, "no stream named %s", name);
+  const char *bad = s ? NULL : sl_store_broken(st, name);
+  if (bad) sl_api_error(r, 503, "stream %s cannot be opened: %s", name, bad);
+  else if (!s) sl_api_error(r, 404, "no stream named %s", name);
   return s;
 }
 
@@ -316,7 +338,7 @@ static void published(void *arg, int status, const char *err, const int *parts, 
   pub_req_t *p = arg;
   if (p->r) {
     p->r->on_gone = NULL;
-    sl_api_published(p->r, p->batch, status != 0 ? 500 : 200, err, parts, offs, n);
+    sl_api_published(p->r, p->batch, status ? status : 200, err, parts, offs, n);
   }
   free(p);
 }
@@ -486,6 +508,11 @@ static void consume(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, const cha
   }
   if (has_part && partition >= (uint64_t)P) {
     sl_api_error(r, 400, "partition %llu does not exist (the stream has %d)", (unsigned long long)partition, P);
+    return;
+  }
+  const char *bad = sl_sstream_cursor_problem(s, "subscriber", sub);
+  if (bad) {
+    sl_api_error(r, 503, "%s", bad);
     return;
   }
   if (limit == 0 || limit > 10000) limit = limit ? 10000 : 100;

@@ -120,7 +120,10 @@ int sl_live_send(sl_live_t *l, const sl_record_t *rec, int p) {
     char *id = sl_positions_id(l->pos, l->P);
     fprintf(f, "id: %s\n", id);
     free(id);
-    if (rec->event_len && !memchr(rec->event, '\n', rec->event_len) && !memchr(rec->event, '\r', rec->event_len))
+    /* An SSE field is one line of UTF-8: other names are only in the data
+     * (base64, with event_encoding). */
+    if (rec->event_len && !memchr(rec->event, '\n', rec->event_len) && !memchr(rec->event, '\r', rec->event_len) &&
+        !memchr(rec->event, 0, rec->event_len) && sl_utf8_valid(rec->event, rec->event_len))
       fprintf(f, "event: %.*s\n", (int)rec->event_len, rec->event);
     fprintf(f, "data: %s\n\n", data);
     fclose(f);
@@ -327,6 +330,11 @@ static const sl_live_src_t emb_src = {emb_pump, emb_end};
 void sl_store_live(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, const char *kind, const char *sub) {
   if (!strcmp(kind, "ws") && !sl_ws_is_upgrade(r)) {
     sl_api_error(r, 426, "this path speaks WebSocket");
+    return;
+  }
+  const char *bad = sl_sstream_cursor_problem(s, "subscriber", sub);
+  if (bad) {
+    sl_api_error(r, 503, "%s", bad);
     return;
   }
   int P = sl_sstream_conf(s)->partitions;

@@ -15,6 +15,7 @@ typedef struct ev {
   size_t data_at, data_end;  /* raw bytes of `data` (end 0: absent) */
   size_t hdr_at, hdr_end;
   char *event, *key;
+  size_t event_len, key_len; /* they may hold NUL (\u0000) */
 } ev_t;
 
 typedef struct parse {
@@ -56,6 +57,14 @@ static size_t value_start(parse_t *p) {
   return at;
 }
 
+static char *copy_text(const char *s, size_t len, size_t *out_len) {
+  char *d = sl_xmalloc(len + 1);
+  if (len) memcpy(d, s, len);
+  d[len] = 0;
+  *out_len = len;
+  return d;
+}
+
 /* A value of the current field ended at the current position. */
 static void value_end(parse_t *p, int scalar_kind, const char *s, size_t len) {
   if (p->field == F_NONE || p->depth != p->field_depth) return;
@@ -72,12 +81,20 @@ static void value_end(parse_t *p, int scalar_kind, const char *s, size_t len) {
     e->hdr_end = end;
     break;
   case F_EVENT:
-    if (scalar_kind != 's') fail(p, "`%s` must be a string", "event");
-    else e->event = sl_xstrndup(s, len);
+    if (scalar_kind != 's') {
+      fail(p, "`%s` must be a string", "event");
+    } else {
+      free(e->event);   /* the last one given wins */
+      e->event = copy_text(s, len, &e->event_len);
+    }
     break;
   case F_KEY:
-    if (scalar_kind != 's' && scalar_kind != 'n') fail(p, "`%s` must be a string", "partition_key");
-    else e->key = sl_xstrndup(s, len);
+    if (scalar_kind != 's' && scalar_kind != 'n') {
+      fail(p, "`%s` must be a string", "partition_key");
+    } else {
+      free(e->key);
+      e->key = copy_text(s, len, &e->key_len);
+    }
     break;
   case F_EVENTS:
     break;
@@ -201,7 +218,7 @@ int sl_pub_parse(const char *body, size_t len, sl_pubs_t *out, char **err) {
   out->owned = sl_xcalloc(2 * n, sizeof(char *));
   for (size_t i = 0; i < n; i++) {
     ev_t *e = &evs[i];
-    out->recs[i] = (sl_pub_t){e->key, e->key ? strlen(e->key) : 0, e->event, e->event ? strlen(e->event) : 0,
+    out->recs[i] = (sl_pub_t){e->key, e->key_len, e->event, e->event_len,
                               e->hdr_end ? body + e->hdr_at : NULL, e->hdr_end ? e->hdr_end - e->hdr_at : 0,
                               body + e->data_at, e->data_end - e->data_at, 0};
     out->owned[2 * i] = e->event;

@@ -421,6 +421,23 @@ streams:
     assert.are.equal(0, c.stop())
   end)
 
+  it("serves what a Kafka client produced with bytes that are neither JSON nor UTF-8 (value, key, header)", function()
+    assert.are.equal(201, (post(a, "/stream/raw", {partitions = 1})))
+    local f = h.write(h.tmpname(), "\xff")
+    h.sh("timeout 30 kcat -b " .. k.addr .. " -P -t raw -k \"$(printf 'k\\303')\" -H \"h=$(printf '\\377')\" " .. f)
+    os.remove(f)
+    local r
+    for _ = 1, 20 do
+      local code
+      code, r = curl(b, "'URL/stream/raw/consume/c?limit=10&wait_ms=500'")
+      assert.are.equal(200, code, tostring(r))
+      if #r.events > 0 then break end
+    end
+    local e = r.events[1]
+    assert.are.same({"/w==", "base64", "a8M=", "base64", {base64 = "/w=="}},
+      {e.data, e.encoding, e.key, e.key_encoding, e.headers.h})
+  end)
+
   it("answers unknown streams 404, bad bodies 400, and settings Kafka has not 400, all in JSON", function()
     for _, path in ipairs({"URL/stream/nope/info", "URL/stream/nope/consume/s", "URL/stream/nope/groups"}) do
       local c, e = curl(b, path)

@@ -1,12 +1,17 @@
 /* The partition log: append and read back, segment rolls, index lookups at
- * random offsets, reopen, torn and corrupt tails, retention, CRC-32C. */
+ * random offsets, reopen, torn tails cut and copied aside, corruption that
+ * stops the log, failed appends that keep nothing, the power-loss hook,
+ * retention, CRC-32C. */
 #include "core/crc32c.h"
 #include "core/seglog.h"
 #include "core/xalloc.h"
+#include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -111,7 +116,47 @@ static char *last_log(const char *d) {
   return sl_xstrdup(buf);
 }
 
-static void test_torn_and_corrupt_tail(void) {
+static int64_t file_size(const char *f) {
+  struct stat st;
+  return stat(f, &st) == 0 ? (int64_t)st.st_size : -1;
+}
+
+static void flip(const char *f, off_t at) {
+  int fd = open(f, O_RDWR);
+  char c = 0;
+  CHECK(pread(fd, &c, 1, at) == 1, "pread");
+  c ^= 0x55;
+  CHECK(pwrite(fd, &c, 1, at) == 1, "pwrite");
+  close(fd);
+}
+
+/* The .corrupt copy of what was cut at byte `at` of f holds exactly want. */
+static void check_aside(const char *f, int64_t at, const unsigned char *want, size_t n) {
+  char *aside = sl_xasprintf("%s.%lld.corrupt", f, (long long)at);
+  FILE *c = fopen(aside, "rb");
+  CHECK(c, "%s exists", aside);
+  if (c) {
+    unsigned char *got = sl_xmalloc(n + 1);
+    size_t r = fread(got, 1, n + 1, c);
+    CHECK(r == n && memcmp(got, want, n) == 0, "%s holds the %zu bytes cut (%zu)", aside, n, r);
+    free(got);
+    fclose(c);
+  }
+  free(aside);
+}
+
+static unsigned char *slurp(const char *f, size_t *n) {
+  FILE *c = fopen(f, "rb");
+  fseek(c, 0, SEEK_END);
+  *n = (size_t)ftell(c);
+  rewind(c);
+  unsigned char *b = sl_xmalloc(*n + 1);
+  if (fread(b, 1, *n, c) != *n) *n = 0;
+  fclose(c);
+  return b;
+}
+
+static void test_torn_tail(void) {
   char *d = tmpdir();
   char *err = NULL, *rep = NULL;
   sl_seglog_opts_t big = {.segment_bytes = 1 << 20, .index_interval = 256};
@@ -119,36 +164,178 @@ static void test_torn_and_corrupt_tail(void) {
   append_n(l, 0, 100, 1);
   sl_seglog_close(l);
   char *f = last_log(d);
-  struct stat st;
-  stat(f, &st);
-  /* cut the last record in half */
-  CHECK(truncate(f, st.st_size - 7) == 0, "truncate");
+  size_t n;
+  unsigned char *orig = slurp(f, &n);
+  /* cut the last record in half: the end of an interrupted write */
+  CHECK(truncate(f, (off_t)n - 7) == 0, "truncate");
   l = sl_seglog_open(d, &big, &err, &rep);
-  CHECK(l && rep, "torn tail repaired");
+  CHECK(l && rep && strstr(rep, "torn tail") && strstr(rep, ".corrupt"), "torn tail cut: %s", rep ? rep : "");
   free(rep);
+  CHECK(!sl_seglog_stopped(l), "not stopped");
   CHECK(sl_seglog_end(l) == 99, "99 records left, end %llu", (unsigned long long)sl_seglog_end(l));
+  int64_t kept = file_size(f);
+  check_aside(f, kept, orig + kept, n - 7 - (size_t)kept);
   got_t g = read_from(l, 0, 1000);
   CHECK(g.n == 99 && !g.bad, "the rest is served");
   append_n(l, 99, 5, 2);
   sl_seglog_close(l);
-  /* flip a byte inside record 50's value: everything from it on is cut */
-  stat(f, &st);
-  int fd = open(f, O_RDWR);
-  char c;
-  off_t at = st.st_size / 2;
-  CHECK(pread(fd, &c, 1, at) == 1, "pread");
-  c ^= 0x55;
-  CHECK(pwrite(fd, &c, 1, at) == 1, "pwrite");
-  close(fd);
+  free(orig);
+  /* zeros after the last good record (a file extended, never written) */
+  int64_t before = file_size(f);
+  CHECK(truncate(f, before + 4096) == 0, "extend");
   l = sl_seglog_open(d, &big, &err, &rep);
-  CHECK(l && rep, "corrupt record cut");
+  CHECK(l && rep && sl_seglog_end(l) == 104 && !sl_seglog_stopped(l), "zeros cut: %s", rep ? rep : "");
   free(rep);
-  uint64_t end = sl_seglog_end(l);
-  CHECK(end > 40 && end < 60, "kept the records before the damage: %llu", (unsigned long long)end);
-  g = read_from(l, 0, 1000);
-  CHECK((uint64_t)g.n == end && !g.bad, "served %d", g.n);
+  CHECK(file_size(f) == before, "back to %lld bytes", (long long)before);
+  unsigned char zeros[4096] = {0};
+  check_aside(f, before, zeros, sizeof zeros);
+  sl_seglog_close(l);
+  /* a flipped byte in the last record only: nothing valid after it, a torn tail */
+  flip(f, (off_t)before - 3);
+  l = sl_seglog_open(d, &big, &err, &rep);
+  CHECK(l && rep && sl_seglog_end(l) == 103 && !sl_seglog_stopped(l), "last record cut: %s", rep ? rep : "");
+  free(rep);
   sl_seglog_close(l);
   free(f);
+  rmrf(d);
+  free(d);
+}
+
+static void test_corruption_stops(void) {
+  char *d = tmpdir();
+  char *err = NULL, *rep = NULL;
+  sl_seglog_opts_t big = {.segment_bytes = 1 << 20, .index_interval = 256};
+  sl_seglog_t *l = sl_seglog_open(d, &big, &err, &rep);
+  append_n(l, 0, 100, 1);
+  sl_seglog_close(l);
+  char *f = last_log(d);
+  /* a flipped byte inside record ~50 with valid records after it: served
+   * up to the damage, no appends, nothing cut or copied */
+  int64_t size = file_size(f);
+  flip(f, (off_t)(size / 2));
+  l = sl_seglog_open(d, &big, &err, &rep);
+  CHECK(l && !rep, "opened, nothing cut");
+  const char *why = l ? sl_seglog_stopped(l) : NULL;
+  CHECK(why && strstr(why, "corrupt record at byte") && strstr(why, "valid records"), "stopped: %s", why ? why : "");
+  uint64_t end = sl_seglog_end(l);
+  CHECK(end > 40 && end < 60, "served up to the damage: %llu", (unsigned long long)end);
+  got_t g = read_from(l, 0, 1000);
+  CHECK((uint64_t)g.n == end && !g.bad, "served %d", g.n);
+  sl_record_t r = {0, 1, NULL, 0, NULL, 0, NULL, 0, "v", 1};
+  CHECK(sl_seglog_append(l, &r, 1, &err) < 0 && err && strstr(err, "corrupt"), "appends refused: %s", err ? err : "");
+  free(err);
+  err = NULL;
+  sl_seglog_close(l);
+  CHECK(file_size(f) == size, "the segment is as it was");
+  char *cmd = sl_xasprintf("ls %s | grep -c corrupt", d);
+  FILE *p = popen(cmd, "r");
+  char buf[16] = "";
+  CHECK(fgets(buf, sizeof buf, p) && atoi(buf) == 0, "no .corrupt file");
+  pclose(p);
+  free(cmd);
+  free(f);
+  rmrf(d);
+  free(d);
+  /* damage in a closed segment: served up to it, later segments kept */
+  d = tmpdir();
+  l = sl_seglog_open(d, &small, &err, &rep);
+  append_n(l, 0, 300, 1);
+  int segs = sl_seglog_segments(l);
+  sl_seglog_close(l);
+  char *first = sl_xasprintf("%s/00000000000000000000.log", d);
+  /* past its last index entry, the part of a closed segment an open reads */
+  flip(first, (off_t)file_size(first) - 10);
+  l = sl_seglog_open(d, &small, &err, &rep);
+  end = l ? sl_seglog_end(l) : 0;
+  CHECK(l && sl_seglog_stopped(l) && sl_seglog_segments(l) == 1 && end > 50 && end < 100,
+        "stopped in the first of %d segments, end %llu", segs, (unsigned long long)end);
+  sl_seglog_close(l);
+  l = sl_seglog_open(d, &small, &err, &rep);
+  CHECK(l && sl_seglog_stopped(l) && sl_seglog_end(l) == end, "still stopped at the next open (nothing was cut)");
+  sl_seglog_close(l);
+  /* before it: found by the read that meets it, which stops the log too */
+  flip(first, (off_t)file_size(first) - 10);
+  flip(first, 200);
+  l = sl_seglog_open(d, &small, &err, &rep);
+  CHECK(l && !sl_seglog_stopped(l), "not seen at open");
+  got_t g0 = {0};
+  CHECK(sl_seglog_read(l, 0, 1000, SIZE_MAX, collect, &g0, &err) < 0 && err && strstr(err, "corrupt"), "read error");
+  free(err);
+  err = NULL;
+  CHECK(sl_seglog_stopped(l) && sl_seglog_append(l, &r, 1, &err) < 0, "stopped by the read");
+  free(err);
+  err = NULL;
+  sl_seglog_close(l);
+  free(first);
+  rmrf(d);
+  free(d);
+}
+
+/* A write that fails part-way (here the file size limit, as a full disk
+ * would) keeps nothing of the append, also across a segment roll. */
+static void test_failed_append_keeps_nothing(void) {
+  char *d = tmpdir();
+  char *err = NULL;
+  sl_seglog_t *l = sl_seglog_open(d, &small, &err, NULL);
+  append_n(l, 0, 50, 1);
+  uint64_t end = sl_seglog_end(l);
+  int segs = sl_seglog_segments(l);
+  char *f = last_log(d);
+  int64_t size = file_size(f);
+  signal(SIGXFSZ, SIG_IGN);
+  struct rlimit old, lim;
+  getrlimit(RLIMIT_FSIZE, &old);
+  lim = old;
+  lim.rlim_cur = (rlim_t)size + 100;   /* room for 2 of these records, not for 60 */
+  setrlimit(RLIMIT_FSIZE, &lim);
+  sl_record_t batch[60];
+  char vals[60][32];
+  for (int i = 0; i < 60; i++) {
+    int vl = snprintf(vals[i], sizeof vals[i], "value-%d", 50 + i);
+    batch[i] = (sl_record_t){0, 5, NULL, 0, "ev", 2, NULL, 0, vals[i], (uint32_t)vl};
+  }
+  CHECK(sl_seglog_append(l, batch, 60, &err) < 0 && err && strstr(err, "too large"), "append fails: %s", err ? err : "");
+  CHECK(sl_seglog_errno(l) == EFBIG, "errno %d", sl_seglog_errno(l));
+  free(err);
+  err = NULL;
+  CHECK(sl_seglog_end(l) == end && file_size(f) == size && sl_seglog_segments(l) == segs, "nothing kept");
+  setrlimit(RLIMIT_FSIZE, &old);
+  /* a batch that rolls into new segments, then undone */
+  sl_seglog_mark_t m;
+  sl_seglog_mark(l, &m);
+  CHECK(sl_seglog_append(l, batch, 60, &err) == (int64_t)end && sl_seglog_segments(l) > segs, "rolled");
+  CHECK(sl_seglog_rollback(l, &m, &err) == 0, "rollback");
+  CHECK(sl_seglog_end(l) == end && sl_seglog_segments(l) == segs && file_size(f) == size, "rolled back");
+  append_n(l, (int)end, 100, 6);   /* and appends go on as before */
+  sl_seglog_close(l);
+  l = sl_seglog_open(d, &small, &err, NULL);
+  got_t g = read_from(l, 0, 1000);
+  CHECK(l && !sl_seglog_stopped(l) && g.n == (int)end + 100 && !g.bad, "reopened: %d records", g.n);
+  sl_seglog_close(l);
+  free(f);
+  rmrf(d);
+  free(d);
+}
+
+/* SLUICE_TEST_POWER_LOSS: an open loses what no fsync covered. */
+static void test_power_loss_hook(void) {
+  char *d = tmpdir();
+  char *err = NULL;
+  setenv("SLUICE_TEST_POWER_LOSS", "1", 1);
+  sl_seglog_t *l = sl_seglog_open(d, &small, &err, NULL);
+  append_n(l, 0, 30, 1);
+  sl_seglog_sync_t at = sl_seglog_sync_point(l);
+  CHECK(fdatasync(at.fd) == 0, "fdatasync");
+  sl_seglog_synced(l, &at);
+  append_n(l, 30, 200, 1);   /* rolls: the closed segments are synced, not the newest */
+  sl_seglog_close(l);
+  l = sl_seglog_open(d, &small, &err, NULL);
+  uint64_t end = sl_seglog_end(l);
+  CHECK(end >= 30 && end < 230, "kept what was synced: end %llu", (unsigned long long)end);
+  got_t g = read_from(l, 0, 1000);
+  CHECK(g.n == (int)end && !g.bad, "reads back");
+  sl_seglog_close(l);
+  unsetenv("SLUICE_TEST_POWER_LOSS");
   rmrf(d);
   free(d);
 }
@@ -204,7 +391,10 @@ static void test_crc32c(void) {
 int main(void) {
   RUN(test_crc32c);
   RUN(test_roundtrip_and_rolls);
-  RUN(test_torn_and_corrupt_tail);
+  RUN(test_torn_tail);
+  RUN(test_corruption_stops);
+  RUN(test_failed_append_keeps_nothing);
+  RUN(test_power_loss_hook);
   RUN(test_retention);
   RUN(test_segment_age);
   return check_report("test_seglog");
