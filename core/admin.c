@@ -1,8 +1,10 @@
-/* /admin/status and /admin/reload, behind the `http:` section's auth. */
+/* /admin/status and /admin/reload: with the `http:` section's auth, for
+ * admins only (they show and change what the server runs). */
 #include "admin.h"
 #include "engine_int.h"
 #include "health.h"
 #include "http.h"
+#include "http_auth.h"
 #include "log.h"
 #include "xalloc.h"
 #include <stdlib.h>
@@ -44,6 +46,7 @@ static json_t *unit_json(const sl_unit_t *u, uint64_t now) {
 
 static void status(sl_http_req_t *r, void *arg) {
   sl_engine_t *e = arg;
+  if (sl_http_require_admin(r, "read the server's status (/admin/status)") != 0) return;
   uint64_t now = uv_now(e->worker->loop);
   char when[32];
   time_t t = (time_t)e->loaded_at;
@@ -76,6 +79,7 @@ static void reloaded(void *arg, json_t *reply) { reply_json(arg, 200, reply); }
  * while an earlier change still waits for its new streams to connect. */
 static void reload(sl_http_req_t *r, void *arg) {
   sl_engine_t *e = arg;
+  if (sl_http_require_admin(r, "reload the config (/admin/reload)") != 0) return;
   sl_info("POST /admin/reload: reloading the config");
   sl_diags_t d = {0};
   int rc = sl_engine_reload(e, &d, reloaded, r);
@@ -90,7 +94,7 @@ static void reload(sl_http_req_t *r, void *arg) {
 }
 
 void sl_admin_route(sl_engine_t *e) {
-  if (sl_http_port(e->worker) < 0) return;   /* no server: nothing to ask */
+  if (!sl_http_wanted(e->worker)) return;   /* no server: nothing to ask */
   sl_diags_t d = {0};
   static const char *const post[] = {"POST"};
   sl_cnode_t m = {.type = SL_CN_SCALAR, .str = (char *)post[0], .len = 4};

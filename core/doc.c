@@ -45,6 +45,7 @@ static void cell(FILE *f, const char *s) {
 static void fields_table(FILE *f, const sl_field_t *fields, const char *prefix) {
   fprintf(f, "| field | type | default | description |\n| --- | --- | --- | --- |\n");
   for (const sl_field_t *x = fields; x && x->name; x++) {
+    if (x->flags & SL_MOVED) continue;
     fprintf(f, "| `%s%s` | %s | ", prefix, x->name, type_name(x));
     if (x->flags & SL_REQUIRED) fputs("required", f);
     else if (x->def) { fputc('`', f); cell(f, *x->def ? x->def : "\"\""); fputc('`', f); }

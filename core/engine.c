@@ -374,11 +374,12 @@ int sl_engine_run(sl_engine_t *e) {
   int rc = sl_streams_api_route(e, &d);
   sl_diag_print(&d, stderr);
   sl_diags_free(&d);
+  /* Before listening, so the start-up warning of open APIs counts them. */
+  sl_admin_route(e);
   if (rc != 0 || sl_http_listen(e->worker) != 0) {
     close_handles(e);
     return 1;
   }
-  sl_admin_route(e);
   sl_reload_start(e);
   for (int i = 0; i < e->nunits; i++) {
     if (sl_unit_start(e->units[i]) != 0) {

@@ -282,27 +282,43 @@ static int loopback(const struct sockaddr_storage *sa) {
  * auth: said loudly at start, since nothing else would tell. */
 static void warn_open_apis(const sl_http_t *s, const struct sockaddr_storage *sa) {
   if (s->auth || loopback(sa)) return;
-  int store = 0, streams = 0;
+  static const char *const risks[] = {"read, publish to, create and delete every stream (/stream/)",
+                                      "run pipelines of their own (/streams)",
+                                      "reload the config and read its status (/admin/reload, /admin/status)"};
+  int open[3] = {0};
   for (unsigned i = 0; i < s->routes.n; i++) {
     const sl_route_t *rt = &s->routes.v[i];
     if (rt->auth) continue;
-    store |= !strcmp(rt->owner, "store.api") && !strcmp(rt->pattern, "/stream/");
-    streams |= !strcmp(rt->owner, "streams API");
+    open[0] |= !strcmp(rt->owner, "store.api") && !strcmp(rt->pattern, "/stream/");
+    open[1] |= !strcmp(rt->owner, "streams API");
+    open[2] |= !strcmp(rt->owner, "admin");
   }
-  if (!store && !streams) return;
-  sl_warn("http: %s is not a loopback address and there is no http.auth: anyone who reaches it may %s%s%s; "
-          "set http.auth (and store.access), or listen on 127.0.0.1",
-          s->address, store ? "read, publish to, create and delete every stream (/stream/)" : "",
-          store && streams ? " and " : "", streams ? "run pipelines of their own (/streams)" : "");
+  const char *parts[3];
+  int n = 0;
+  for (int i = 0; i < 3; i++)
+    if (open[i]) parts[n++] = risks[i];
+  if (!n) return;
+  char list[512] = "";
+  for (int i = 0; i < n; i++) {
+    size_t used = strlen(list);
+    snprintf(list + used, sizeof list - used, "%s%s", !i ? "" : i == n - 1 ? " and " : ", ", parts[i]);
+  }
+  sl_warn("http: %s is not a loopback address and there is no http.auth: anyone who reaches it may %s; "
+          "set http.auth (with its admin list), or listen on 127.0.0.1", s->address, list);
+}
+
+int sl_http_wanted(sl_worker_t *w) {
+  sl_http_t *s = w->slot[SL_SLOT_HTTP];
+  if (!s) return 0;
+  /* Without an http: section, listen only when a component routed a path. */
+  int routed = 0;
+  for (unsigned i = 0; i < s->routes.n; i++) routed |= strcmp(s->routes.v[i].owner, "sluice") != 0;
+  return s->configured || routed;
 }
 
 int sl_http_listen(sl_worker_t *w) {
   sl_http_t *s = w->slot[SL_SLOT_HTTP];
-  if (!s || s->listening) return 0;
-  /* Without an http: section, listen only when a component routed a path. */
-  int routed = 0;
-  for (unsigned i = 0; i < s->routes.n; i++) routed |= strcmp(s->routes.v[i].owner, "sluice") != 0;
-  if (!s->configured && !routed) return 0;
+  if (!s || s->listening || !sl_http_wanted(w)) return 0;
   struct sockaddr_storage sa;
   const char *why;
   if (sl_parse_address(s->address, &sa, &why) != 0) {
@@ -391,9 +407,11 @@ static const sl_field_t http_fields[] = {
   {"tls", SL_F_OBJECT, NULL, 0, "Serve HTTPS (and wss://): TLS 1.2 or later via OpenSSL.", NULL, tls_fields},
   {"cors", SL_F_OBJECT, NULL, 0, "Cross-origin requests from browsers.", NULL, cors_fields},
   {"auth", SL_F_OBJECT, NULL, 0,
-   "Authentication required on every path served by a component (not `/ping`, `/ready` or static files); "
-   "a component's own `auth` replaces it. Failures get 401 with `WWW-Authenticate`, missing claims 403.",
-   NULL, sl_http_auth_fields},
+   "Authentication required on every path but `/ping`, `/ready`, `/metrics` and static files: components' paths "
+   "(a component's own `auth` replaces it there), the streams API, `/openapi.json`, and the control APIs "
+   "(`/admin/*`, `/streams`), which also need the admin scope (`admin`, `scope_claim`). Failures get 401 with "
+   "`WWW-Authenticate`, missing claims and scopes 403 (docs/security.md).",
+   NULL, sl_http_server_auth_fields},
   {"streams_api", SL_F_BOOL, "false", 0,
    "Serve the streams management API (`/streams`, as in `sluice streams`) next to the config's own "
    "streams; see docs/reload-and-streams-mode.md.", NULL, NULL},
@@ -474,6 +492,11 @@ static int http_apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
   return rc;
 }
 
+static int http_check(const sl_cnode_t *node, const sl_cnode_t *root, sl_diags_t *d) {
+  (void)root;
+  return sl_http_auth_lint(sl_cnode_get(node, "auth"), d);
+}
+
 static const sl_section_t http_section = {
   .name = "http",
   .desc = "The HTTP server shared by every stream of the process. Built-in routes: `GET /ping` "
@@ -481,11 +504,12 @@ static const sl_section_t http_section = {
           "with the reasons: `streams`, `problems`; see docs/durability.md) and "
           "`GET /metrics` (Prometheus text: Benthos' `input_received`, `processor_sent`, "
           "`output_latency_ns`… by stream, label and path, and sluice's own; see docs/observability.md), "
-          "`GET /admin/status` and `POST /admin/reload` (behind `auth`; see "
+          "`GET /admin/status` and `POST /admin/reload` (admins only when `auth` is set; see "
           "docs/reload-and-streams-mode.md). "
           "Without this section the server starts only when a component serves a path. Errors are "
           "JSON: `{\"error\": \"...\", \"status\": N}`.",
   .fields = http_fields,
   .apply = http_apply,
+  .check = http_check,
 };
 SL_REGISTER_SECTION(http_section)

@@ -29,6 +29,7 @@ typedef struct sl_http_req {
   void *gone_arg;
   char *user;                /* authenticated user (JWT sub, API key owner) */
   int authenticated;         /* an auth accepted it (a JWT without `sub` leaves user NULL) */
+  const struct sl_http_auth *auth;   /* the auth that accepted it (its admins and scope claim, http_auth.h) */
   const void *policy;        /* what a route's front check decided, for the handler behind it
                               * (the streams API's access rules, store_access.h) */
   const char *route;         /* the route's pattern (for metrics), NULL when none matched */
@@ -123,6 +124,8 @@ char *sl_http_form_decode(const char *s, size_t n, size_t *out_len);
 /* Engine hooks: listen once streams are built (when the config has an
  * `http:` section or a route); stop accepting at shutdown; close everything. */
 int sl_http_listen(sl_worker_t *w);
+/* Will sl_http_listen listen (an `http:` section, or a component's route)? */
+int sl_http_wanted(sl_worker_t *w);
 void sl_http_stop(sl_worker_t *w);
 /* The port the server listens on (useful with address port 0), or -1. */
 int sl_http_port(sl_worker_t *w);

@@ -2,6 +2,7 @@
  * public key, via libjwt) and API keys. The expected algorithm is fixed by
  * the config, never taken from the token (no alg confusion, no "none"). */
 #include "http_auth.h"
+#include "globs.h"
 #include "xalloc.h"
 #include <errno.h>
 #include <jansson.h>
@@ -30,11 +31,26 @@ static const sl_field_t key_fields[] = {
    NULL, NULL},
   {0}};
 
-const sl_field_t sl_http_auth_fields[] = {
-  {"jwt", SL_F_OBJECT, NULL, 0,
-   "Bearer tokens (`Authorization: Bearer …` or the `access_token` query parameter): signature, `exp`/`nbf` "
-   "(with leeway), optional issuer and audience. Claims land in `ctx.jwt`, `sub` in `ctx.user`.", NULL, jwt_fields},
-  {"api_keys", SL_F_OBJECT, NULL, 0, "Static API keys.", NULL, key_fields},
+#define AUTH_FIELDS                                                                                             \
+  {"jwt", SL_F_OBJECT, NULL, 0,                                                                                 \
+   "Bearer tokens (`Authorization: Bearer …` or the `access_token` query parameter): signature, `exp`/`nbf` "   \
+   "(with leeway), optional issuer and audience. Claims land in `ctx.jwt`, `sub` in `ctx.user`.", NULL,          \
+   jwt_fields},                                                                                                 \
+  {"api_keys", SL_F_OBJECT, NULL, 0, "Static API keys.", NULL, key_fields}
+
+const sl_field_t sl_http_auth_fields[] = {AUTH_FIELDS, {0}};
+
+const sl_field_t sl_http_server_auth_fields[] = {
+  AUTH_FIELDS,
+  {"admin", SL_F_STRLIST, "[]", 0,
+   "Users (`ctx.user`, as `jwt` or `api_keys` name them; glob patterns allowed) with the admin scope: "
+   "`/admin/status`, `/admin/reload`, the streams-mode API (`/streams`, which runs pipelines and their Lua), "
+   "and creating, deleting, reading and publishing to every stream of `/stream/` whatever `store.access` says. "
+   "Nobody else may use them (403).", NULL, NULL},
+  {"scope_claim", SL_F_STRING, "", 0,
+   "JWT claim holding the token's scopes, a space-separated string (OAuth's `scope`) or a list: `admin` grants "
+   "the admin scope, `stream:read` and `stream:write` those of the streams API (`store.access`). Empty: scopes "
+   "come from the user lists alone.", NULL, NULL},
   {0}};
 
 struct sl_http_auth {
@@ -46,6 +62,8 @@ struct sl_http_auth {
   sl_kvlist_t required;
   sl_kvlist_t keys;          /* api key -> user */
   char *key_header, *key_query;
+  sl_globs_t admin;          /* users with the admin scope (the http section's) */
+  char *scope_claim;         /* "": none */
 };
 
 /* Names that carry credentials: the usual ones, and every key header and
@@ -159,6 +177,8 @@ sl_http_auth_t *sl_http_auth_new(const sl_cnode_t *node, const char *config_file
     secret_add('h', a->key_header);
     secret_add('q', a->key_query);
   }
+  sl_globs_init(&a->admin, sl_cnode_get(node, "admin"));
+  a->scope_claim = sl_xstrdup(sl_conf_str(node, "scope_claim", ""));
   return a;
 }
 
@@ -171,6 +191,8 @@ void sl_http_auth_free(sl_http_auth_t *a) {
   sl_kv_clear(&a->keys);
   free(a->key_header);
   free(a->key_query);
+  sl_globs_free(&a->admin);
+  free(a->scope_claim);
   free(a);
 }
 
@@ -297,6 +319,7 @@ int sl_http_auth_check(const sl_http_auth_t *a, sl_http_req_t *r) {
     free(qk);
     if (hit) {
       r->authenticated = 1;
+      r->auth = a;
       return 0;
     }
   }
@@ -312,6 +335,7 @@ int sl_http_auth_check(const sl_http_auth_t *a, sl_http_req_t *r) {
       free(qt);
       if (status == 0) {
         r->authenticated = 1;
+        r->auth = a;
         return 0;
       }
       if (status == 403) sl_http_error(r, 403, why);
@@ -321,4 +345,56 @@ int sl_http_auth_check(const sl_http_auth_t *a, sl_http_req_t *r) {
   }
   unauthorized(r, "credentials required", 0);
   return -1;
+}
+
+/* ---------- scopes ---------- */
+
+int sl_http_claim_words(const sl_http_req_t *r, const char *claim, int (*f)(const char *w, void *arg), void *arg) {
+  const char *raw = claim && *claim ? sl_kv_get(&r->jwt, claim) : NULL;
+  json_t *v = raw ? json_loads(raw, JSON_DECODE_ANY, NULL) : NULL;
+  int hit = 0;
+  if (json_is_string(v)) {
+    char *s = sl_xstrdup(json_string_value(v));
+    for (char *save = NULL, *w = strtok_r(s, " ", &save); w && !hit; w = strtok_r(NULL, " ", &save)) hit = f(w, arg);
+    free(s);
+  } else if (json_is_array(v)) {
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e) if (!hit && json_is_string(e)) hit = f(json_string_value(e), arg);
+  }
+  json_decref(v);
+  return hit;
+}
+
+static int same_word(const char *w, void *arg) { return !strcmp(w, arg); }
+
+int sl_http_has_scope(const sl_http_req_t *r, const char *scope) {
+  const sl_http_auth_t *a = r->auth;
+  if (!a) return 0;
+  if (!strcmp(scope, SL_SCOPE_ADMIN) && sl_globs_match(&a->admin, r->user ? r->user : "", 0)) return 1;
+  return sl_http_claim_words(r, a->scope_claim, same_word, (void *)scope);
+}
+
+int sl_http_require_admin(sl_http_req_t *r, const char *what) {
+  if (!r->authenticated || sl_http_has_scope(r, SL_SCOPE_ADMIN)) return 0;
+  char *msg = sl_xasprintf("%s%s may not %s without the admin scope (http.auth.admin, or `admin` in a token's "
+                           "http.auth.scope_claim)", r->user ? "user " : "this token", r->user ? r->user : "", what);
+  sl_http_error(r, 403, msg);
+  free(msg);
+  return -1;
+}
+
+int sl_http_auth_lint(const sl_cnode_t *node, sl_diags_t *d) {
+  if (!node) return 0;
+  uint32_t before = d->n;
+  const sl_cnode_t *admin = sl_cnode_get(node, "admin"), *claim = sl_cnode_get(node, "scope_claim");
+  int jwt = sl_cnode_get(node, "jwt") != NULL, keys = sl_cnode_get(node, "api_keys") != NULL;
+  if (admin && admin->n && !jwt && !keys)
+    sl_diag_add(d, admin, "http.auth", "admin needs api_keys or jwt to tell who is asking");
+  if (claim && claim->str && *claim->str && !jwt)
+    sl_diag_add(d, claim, "http.auth.scope_claim", "scope_claim needs jwt: API keys carry no claims");
+  for (uint32_t i = 0; admin && admin->type == SL_CN_SEQ && i < admin->n; i++)
+    if (admin->items[i]->str && strstr(admin->items[i]->str, "${"))
+      sl_diag_add(d, admin->items[i], "http.auth.admin", "admin lists users (or patterns of them), not ${ctx.user}");
+  return (int)(d->n - before);
 }

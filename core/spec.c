@@ -109,7 +109,8 @@ const char *sl_nearest(const char *word, const char *const *candidates, unsigned
 static const char *nearest_field(const char *word, const sl_field_t *fields) {
   const char *names[128];
   unsigned n = 0;
-  for (const sl_field_t *f = fields; f && f->name && n < 128; f++) names[n++] = f->name;
+  for (const sl_field_t *f = fields; f && f->name && n < 128; f++)
+    if (!(f->flags & SL_MOVED)) names[n++] = f->name;
   return sl_nearest(word, names, n);
 }
 
@@ -425,6 +426,10 @@ int sl_spec_validate_fields(const sl_field_t *fields, sl_cnode_t *node, const ch
       const char *near = nearest_field(node->keys[i], fields);
       if (near) sl_diag_add(d, &pos, p, "unknown field (did you mean \"%s\"?)", near);
       else sl_diag_add(d, &pos, p, "unknown field");
+      errs++;
+    } else if (f->flags & SL_MOVED) {
+      sl_cnode_t pos = sl_cnode_key_pos(node, i);
+      sl_diag_add(d, &pos, p, "%s", f->desc);
       errs++;
     } else {
       errs += sl_spec_validate_value(f, node->items[i], p, d);

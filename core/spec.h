@@ -22,7 +22,9 @@ typedef enum {
 enum {
   SL_REQUIRED = 1 << 0,
   SL_INTERP   = 1 << 1,   /* string may contain ${! lua expression } */
-  SL_ADVANCED = 1 << 2
+  SL_ADVANCED = 1 << 2,
+  SL_MOVED    = 1 << 3    /* no longer a field: giving it is an error whose text is desc (the new
+                           * spelling); left out of docs and suggestions */
 };
 
 typedef struct sl_field {

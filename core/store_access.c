@@ -1,12 +1,15 @@
 /* Access rules of the streams API, shaped after what Kafka ACLs and Redis
- * ACLs give their users: operations (read, write, admin) granted per
- * principal, and resources (streams, consumer names) by literal or pattern,
- * with the user's own name usable in a pattern so that one rule gives every
- * tenant its own prefix. JWTs may carry scopes and stream patterns in claims
- * (OAuth's `scope`, Centrifugo's `channels`). Denials are decided from the
- * path alone, before any lookup: a 403 says nothing about what exists. */
+ * ACLs give their users: operations (read, write) granted per principal,
+ * and resources (streams, consumer names) by literal or pattern, with the
+ * user's own name usable in a pattern so that one rule gives every tenant
+ * its own prefix. Admins (http.auth.admin, as Kafka's super.users) pass
+ * every rule. JWTs may carry scopes and stream patterns in claims (OAuth's
+ * `scope` via http.auth.scope_claim, Centrifugo's `channels`). Denials are
+ * decided from the path alone, before any lookup: a 403 says nothing about
+ * what exists. */
 #include "store_access.h"
 #include "globs.h"
+#include "http_auth.h"
 #include "store_api.h"
 #include "xalloc.h"
 #include <fnmatch.h>
@@ -19,11 +22,12 @@
 const sl_field_t sl_store_access_fields[] = {
   {"read", SL_F_STRLIST, "['*']", 0,
    "Users (`ctx.user`, as `http.auth` names them; patterns allowed, `*`: every authenticated user) who may read: "
-   "list, info, stats, consume, SSE, WebSocket and consumer groups.", NULL, NULL},
-  {"write", SL_F_STRLIST, "['*']", 0, "Users who may publish.", NULL, NULL},
-  {"admin", SL_F_STRLIST, "[]", 0,
-   "Users who may create and delete streams; they may also read and write every stream, whatever `streams` "
-   "and `groups` say.", NULL, NULL},
+   "list, info, stats, consume, SSE, WebSocket and consumer groups. A token may also hold `stream:read` in "
+   "`http.auth.scope_claim`; admins (`http.auth.admin`) may do everything.", NULL, NULL},
+  {"write", SL_F_STRLIST, "['*']", 0, "Users who may publish (or tokens holding `stream:write`).", NULL, NULL},
+  {"admin", SL_F_ANY, NULL, SL_MOVED,
+   "moved to http.auth.admin: admins are the whole server's (they create and delete streams, and use /admin/* "
+   "and /streams too)", NULL, NULL},
   {"streams", SL_F_STRLIST, "['*']", 0,
    "Streams that users who are not admins may use, by name or pattern; `${ctx.user}` stands for the user, so "
    "`${ctx.user}.*` gives alice `alice.orders` and never `bob.orders`. Other streams answer 403 and are left out "
@@ -32,18 +36,18 @@ const sl_field_t sl_store_access_fields[] = {
   {"groups", SL_F_STRLIST, "['*']", 0,
    "Consumer group and subscriber names (both hold positions in a stream) that users who are not admins may "
    "use and see, by name or pattern with `${ctx.user}` (`${ctx.user}-*`).", NULL, NULL},
-  {"scope_claim", SL_F_STRING, "", 0,
-   "JWT claim that grants scopes too: `stream:read`, `stream:write`, `stream:admin`, in a space-separated string "
-   "(OAuth's `scope`) or a list. Empty: scopes come from the user lists alone.", NULL, NULL},
+  {"scope_claim", SL_F_ANY, NULL, SL_MOVED,
+   "moved to http.auth.scope_claim, the claim that holds every scope of a token (`stream:read`, `stream:write`, "
+   "and `admin` where `stream:admin` was)", NULL, NULL},
   {"streams_claim", SL_F_STRING, "", 0,
    "JWT claim listing more stream names or patterns the token may use (a string or a list), as Centrifugo's "
    "`channels` claim. Empty: off.", NULL, NULL},
   {0}};
 
 struct sl_store_access {
-  sl_globs_t read, write, admin;   /* users */
+  sl_globs_t read, write;          /* users */
   sl_globs_t streams, groups;      /* names, may hold USER_REF */
-  char *scope_claim, *streams_claim;
+  char *streams_claim;
 };
 
 enum { S_READ = 1, S_WRITE = 2, S_ADMIN = 4 };
@@ -57,10 +61,8 @@ sl_store_access_t *sl_store_access_new(const sl_cnode_t *node) {
   /* An absent node (no `access:`) means the fields' defaults. */
   sl_globs_init(&a->read, (v = sl_cnode_get(node, "read")) ? v : &every);
   sl_globs_init(&a->write, (v = sl_cnode_get(node, "write")) ? v : &every);
-  sl_globs_init(&a->admin, sl_cnode_get(node, "admin"));
   sl_globs_init(&a->streams, (v = sl_cnode_get(node, "streams")) ? v : &every);
   sl_globs_init(&a->groups, (v = sl_cnode_get(node, "groups")) ? v : &every);
-  a->scope_claim = sl_xstrdup(sl_conf_str(node, "scope_claim", ""));
   a->streams_claim = sl_xstrdup(sl_conf_str(node, "streams_claim", ""));
   return a;
 }
@@ -69,10 +71,8 @@ void sl_store_access_free(sl_store_access_t *a) {
   if (!a) return;
   sl_globs_free(&a->read);
   sl_globs_free(&a->write);
-  sl_globs_free(&a->admin);
   sl_globs_free(&a->streams);
   sl_globs_free(&a->groups);
-  free(a->scope_claim);
   free(a->streams_claim);
   free(a);
 }
@@ -95,10 +95,10 @@ static int valid_pattern(const char *p, int user_ref) {
 int sl_store_access_lint(const sl_cnode_t *node, const sl_cnode_t *root, sl_diags_t *d) {
   if (!node) return 0;
   uint32_t before = d->n;
-  static const char *const lists[] = {"read", "write", "admin", "streams", "groups", NULL};
+  static const char *const lists[] = {"read", "write", "streams", "groups", NULL};
   for (int k = 0; lists[k]; k++) {
     const sl_cnode_t *l = sl_cnode_get(node, lists[k]);
-    int names = k >= 3;
+    int names = k >= 2;
     for (uint32_t i = 0; l && l->type == SL_CN_SEQ && i < l->n; i++) {
       const sl_cnode_t *it = l->items[i];
       if (names && it->str && !valid_pattern(it->str, 1))
@@ -117,39 +117,11 @@ int sl_store_access_lint(const sl_cnode_t *node, const sl_cnode_t *root, sl_diag
 
 /* ---------- deciding ---------- */
 
-/* A claim's values (JSON-encoded in r->jwt): the words of a string, or the
- * strings of a list; f(word, len, arg) until it returns nonzero. */
-static int each_claim_word(const sl_http_req_t *r, const char *claim, int (*f)(const char *w, void *arg), void *arg) {
-  const char *raw = *claim ? sl_kv_get(&r->jwt, claim) : NULL;
-  json_t *v = raw ? json_loads(raw, JSON_DECODE_ANY, NULL) : NULL;
-  int hit = 0;
-  if (json_is_string(v)) {
-    char *s = sl_xstrdup(json_string_value(v));
-    for (char *save = NULL, *w = strtok_r(s, " ", &save); w && !hit; w = strtok_r(NULL, " ", &save)) hit = f(w, arg);
-    free(s);
-  } else if (json_is_array(v)) {
-    size_t i;
-    json_t *e;
-    json_array_foreach(v, i, e) if (!hit && json_is_string(e)) hit = f(json_string_value(e), arg);
-  }
-  json_decref(v);
-  return hit;
-}
-
-static int add_scope(const char *w, void *arg) {
-  int *s = arg;
-  if (!strcmp(w, "stream:read")) *s |= S_READ;
-  else if (!strcmp(w, "stream:write")) *s |= S_WRITE;
-  else if (!strcmp(w, "stream:admin")) *s |= S_ADMIN;
-  return 0;
-}
-
 static int scopes(const sl_store_access_t *a, const sl_http_req_t *r) {
   const char *u = r->user ? r->user : "";
-  int s = (sl_globs_match(&a->read, u, 0) ? S_READ : 0) | (sl_globs_match(&a->write, u, 0) ? S_WRITE : 0) |
-          (sl_globs_match(&a->admin, u, 0) ? S_ADMIN : 0);
-  each_claim_word(r, a->scope_claim, add_scope, &s);
-  return s;
+  return (sl_globs_match(&a->read, u, 0) || sl_http_has_scope(r, "stream:read") ? S_READ : 0) |
+         (sl_globs_match(&a->write, u, 0) || sl_http_has_scope(r, "stream:write") ? S_WRITE : 0) |
+         (sl_http_has_scope(r, SL_SCOPE_ADMIN) ? S_ADMIN : 0);
 }
 
 /* Users that may stand in a pattern: nothing a glob or a name separator
@@ -193,13 +165,13 @@ static int match_rules(const sl_globs_t *rules, const char *user, const char *na
 static int claim_pattern(const char *w, void *arg) { return fnmatch(w, arg, 0) == 0; }
 
 static int stream_ok(const sl_store_access_t *a, const sl_http_req_t *r, const char *name) {
-  return match_rules(&a->streams, r->user, name) || each_claim_word(r, a->streams_claim, claim_pattern, (void *)name);
+  return match_rules(&a->streams, r->user, name) || sl_http_claim_words(r, a->streams_claim, claim_pattern, (void *)name);
 }
 
 /* Rules apply to requests that passed an auth; admins pass them all. */
 static const sl_store_access_t *ruled(const sl_http_req_t *r) {
   const sl_store_access_t *a = r->policy;
-  return a && r->authenticated && !(scopes(a, r) & S_ADMIN) ? a : NULL;
+  return a && r->authenticated && !sl_http_has_scope(r, SL_SCOPE_ADMIN) ? a : NULL;
 }
 
 int sl_api_may_see_stream(const sl_http_req_t *r, const char *stream) {
@@ -236,8 +208,7 @@ int sl_store_access_check(const sl_store_access_t *a, sl_http_req_t *r, char **s
   if (s & S_ADMIN) return 0;
   const char *m = r->method;
   if (n == 1 && !strcmp(seg[0], "list")) return s & S_READ ? 0 : deny(r, "read", "read streams", "");
-  if (n == 1 && (!strcmp(m, "POST") || !strcmp(m, "DELETE")))
-    return deny(r, "admin", "create or delete streams without the admin scope", "");
+  if (n == 1 && (!strcmp(m, "POST") || !strcmp(m, "DELETE"))) return sl_http_require_admin(r, "create or delete streams");
   int write = n == 2 && !strcmp(seg[1], "publish") && !strcmp(m, "POST");
   if (!(s & (write ? S_WRITE : S_READ))) return deny(r, write ? "write" : "read", write ? "publish" : "read streams", "");
   if (!stream_ok(a, r, seg[0])) return deny(r, "streams", "use stream ", seg[0]);

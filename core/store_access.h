@@ -1,6 +1,6 @@
-/* Who may do what on the streams API (`store.access`): scopes (read, write,
- * admin) per user or from a JWT claim, and which streams and consumer names
- * a user who is not an admin may touch. Checked at the API's entry, before a
+/* Who may do what on the streams API (`store.access`): scopes (read, write)
+ * per user or from the JWT claim of http.auth.scope_claim, and which streams
+ * and consumer names a user who is not an admin (http.auth.admin) may touch. Checked at the API's entry, before a
  * backend looks anything up, so REST, SSE and WebSocket paths and both
  * backends obey the same rules.
  * Ownership: the store API's route owns the access rules (freed with its

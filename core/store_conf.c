@@ -32,7 +32,7 @@ static const sl_field_t fields[] = {
    "Who may do what on the streams API, once `http.auth` says who asks: scopes per user or JWT claim, and the "
    "streams and consumer names of users who are not admins (docs/security.md). Without `http.auth` the API is "
    "open to whoever reaches it; with it and no `access`, authenticated users read and publish to every stream "
-   "and nobody creates or deletes streams over the API.", NULL, sl_store_access_fields},
+   "and only admins (`http.auth.admin`) create and delete streams.", NULL, sl_store_access_fields},
   {"partitions", SL_F_INT, "1", 0, "Partitions of a stream created without saying.", SL_BOUNDS("1", "1024"), NULL},
   {"fsync", SL_F_ENUM, "interval", 0,
    "Default durability: `always` answers a publish after its records are fsynced (concurrent publishes "

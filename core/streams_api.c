@@ -4,10 +4,13 @@
  * With streams_dir, each stream the API holds is kept as {id}.yaml there
  * (written to a temporary file, then renamed) and loaded again at start.
  * Bodies are refused beyond http.streams_api_max_body (413), and parsed and
- * checked in libuv's thread pool: the loop only builds what is valid. */
+ * checked in libuv's thread pool: the loop only builds what is valid.
+ * With http.auth, every call needs the admin scope: a stream's config runs
+ * Lua in the server and holds what ${ENV} gave it. */
 #include "engine_int.h"
 #include "conf_json.h"
 #include "http.h"
+#include "http_auth.h"
 #include "log.h"
 #include "section.h"
 #include "xalloc.h"
@@ -313,8 +316,11 @@ static void queue_parse(sl_engine_t *e, sl_http_req_t *r, const char *id, const 
   uv_queue_work(e->worker->loop, &j->w, job_run, job_done);
 }
 
+static const char admin_what[] = "use the streams API (/streams)";
+
 static void one(sl_http_req_t *r, void *arg) {
   sl_engine_t *e = arg;
+  if (sl_http_require_admin(r, admin_what) != 0) return;
   const char *id = sl_kv_get(&r->params, "id");
   sl_unit_t *u = sl_engine_unit(e, id);
   if (!valid_id(id)) {
@@ -341,6 +347,7 @@ static void one(sl_http_req_t *r, void *arg) {
 
 static void stats(sl_http_req_t *r, void *arg) {
   sl_engine_t *e = arg;
+  if (sl_http_require_admin(r, admin_what) != 0) return;
   const sl_unit_t *u = sl_engine_unit(e, sl_kv_get(&r->params, "id"));
   if (!u) {
     sl_http_error(r, 404, "stream not found");
@@ -358,6 +365,7 @@ static void stats(sl_http_req_t *r, void *arg) {
 
 static void all(sl_http_req_t *r, void *arg) {
   sl_engine_t *e = arg;
+  if (sl_http_require_admin(r, admin_what) != 0) return;
   if (!strcmp(r->method, "GET")) {
     json_t *o = json_object();
     for (int i = 0; i < e->nunits; i++) json_object_set_new(o, e->units[i]->name, summary(e->units[i]));
@@ -369,7 +377,12 @@ static void all(sl_http_req_t *r, void *arg) {
 }
 
 int sl_streams_api_route(sl_engine_t *e, sl_diags_t *d) {
-  if (!e->opts.streams_mode && !sl_conf_bool(sl_cnode_get(e->root, "http"), "streams_api", 0)) return 0;
+  const sl_cnode_t *http = sl_cnode_get(e->root, "http"), *auth = sl_cnode_get(http, "auth");
+  if (!e->opts.streams_mode && !sl_conf_bool(http, "streams_api", 0)) return 0;
+  const sl_cnode_t *admins = sl_cnode_get(auth, "admin");
+  if (auth && !(admins && admins->n) && !*sl_conf_str(auth, "scope_claim", ""))
+    sl_warn("streams API: http.auth names no admin (http.auth.admin, or a token's http.auth.scope_claim holding "
+            "`admin`), so every call to /streams will be refused with 403");
   /* /streams takes the first two. */
   static const char *const m_one[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
   sl_cnode_t ms[5], *items[5];

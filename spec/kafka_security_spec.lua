@@ -20,11 +20,11 @@ http:
   auth:
     api_keys:
       keys: {k-alice: alice, k-bob: bob, k-ops: ops}
+    admin: [ops]
 store:
   backend: kafka
   kafka: {addresses: []] .. k.addr .. [[], session_timeout: 6s, request_timeout: 5s}
   access:
-    admin: [ops]
     streams: ['${ctx.user}.*']
     groups: ['${ctx.user}-*']
 input:

@@ -128,15 +128,15 @@ http:
     api_keys:
       keys: {k-alice: alice, k-bob: bob, k-reader: reader, k-writer: writer, k-ops: ops, k-dot: al.ice}
     jwt: {secret: s3cret}
+    admin: [ops]
+    scope_claim: scope
 store:
   data_dir: ./data
   access:
-    admin: [ops]
     read: [alice, bob, reader, al.ice]
     write: [alice, bob, writer]
     streams: ['${ctx.user}.*', 'public.*']
     groups: ['${ctx.user}-*']
-    scope_claim: scope
     streams_claim: streams
 input:
   generate: {interval: 1h, mapping: 'return 1'}
@@ -266,7 +266,7 @@ output:
     -- no scope at all: nothing, not even a list
     local none = token({sub = "dave", exp = "now+60"})
     assert.are.equal(403, (curl(srv, "-H 'Authorization: Bearer " .. none .. "' URL/stream/list")))
-    local admin = token({sub = "eve", scope = "stream:admin", exp = "now+60"})
+    local admin = token({sub = "eve", scope = "admin", exp = "now+60"})
     assert.are.equal(200, (curl(srv, "-H 'Authorization: Bearer " .. admin .. "' -X DELETE URL/stream/carol.x")))
   end)
 end)

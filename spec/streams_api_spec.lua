@@ -248,6 +248,7 @@ http:
   auth:
     api_keys:
       keys: {k-1: ops}
+    admin: [ops]
 streams:
   fromfile:
     input: {http_server: {path: /f}}
