@@ -18,8 +18,13 @@ void sl_worker_free(sl_worker_t *w) {
   uv_run(w->loop, UV_RUN_NOWAIT);
   for (int i = 0; i < SL_SLOT_MAX; i++)
     if (w->slot[i] && w->slot_free[i]) w->slot_free[i](w->slot[i]);
-  uv_run(w->loop, UV_RUN_NOWAIT);
-  uv_loop_close(w->loop);
+  /* A close callback may close more handles, and work in libuv's pool
+   * reports back through the loop: turn it until the loop can close. Bounded
+   * (~2 s), so a handle nobody closes shows up as a leak instead of a hang. */
+  for (int i = 0; i < 2000 && uv_loop_close(w->loop) == UV_EBUSY; i++) {
+    uv_run(w->loop, UV_RUN_NOWAIT);
+    if (i >= 10) uv_sleep(1);
+  }
   free(w->loop);
   free(w);
 }
