@@ -71,8 +71,9 @@ const char *sl_http_reason(int status);
 #define SL_HTTP_MAX_BUFFER ((size_t)1 << 20)
 
 /* Logs and counts (sluice_http_slow_clients_dropped_total{stream, kind}) a
- * client about to be dropped for having more than its max_buffer waiting;
- * kind is "ws" or "sse". The caller closes it (WebSocket: 1008). */
+ * client about to be dropped for not reading: kind "ws" or "sse" for more
+ * than its max_buffer waiting, "send_timeout" for taking nothing for
+ * http.send_timeout. The caller closes it (WebSocket over max_buffer: 1008). */
 void sl_http_slow_dropped(const char *stream, const char *label, const char *kind);
 
 /* Answers r (headers: extra header pairs, may be NULL) and frees it. */

@@ -1,8 +1,8 @@
 /* The HTTP server's connection layer: accepting, TLS, llhttp parsing with
  * limits, pipelining (the parser pauses after each request until it is
  * answered; a loop, not recursion, goes on to the next), responses,
- * streamed and taken-over connections, timeouts, and reading paused while a
- * client is ahead of its answers. */
+ * streamed and taken-over connections, timeouts (read, idle, send), and
+ * reading paused while a client is ahead of its answers. */
 #include "http_int.h"
 #include "metrics.h"
 #include "rand.h"
@@ -144,6 +144,7 @@ void sl_http_conn_close(conn_t *c) {
   }
   if (c->stream) stream_gone(c->stream);
   uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+  uv_close((uv_handle_t *)&c->send_timer, conn_handle_closed);
   uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
 }
 
@@ -155,10 +156,51 @@ static void arm_timer(conn_t *c, int64_t ms) {
 }
 
 /* The connection's last answer is under way: no further request is read,
- * and a client that has not taken it within idle_timeout is dropped. */
+ * and the connection closes once it is written (a client that stops taking
+ * it meets send_timeout). */
 static void finish(conn_t *c) {
   c->finished = 1;
-  arm_timer(c, c->srv->idle_timeout_ms);
+  arm_timer(c, 0);
+}
+
+/* ---------- send timeout ---------- */
+
+/* While bytes wait to be written, the connection is looked at SEND_CHECKS
+ * times per send_timeout, and dropped once the socket took none of them for
+ * send_timeout (so between 1 and 1 + 1/SEND_CHECKS times it after the peer
+ * stopped reading). Progress is what the socket takes, not answers
+ * completed: a slow reader of a large answer stays while it reads, and a
+ * stream with nothing to send (an idle SSE client) is never looked at. */
+enum { SEND_CHECKS = 4 };
+
+static uint64_t taken(const conn_t *c) { return c->wired - c->tcp.write_queue_size; }
+
+static void on_send_check(uv_timer_t *t) {
+  conn_t *c = t->data;
+  if (c->closing) return;
+  if (!c->tcp.write_queue_size) {
+    uv_timer_stop(t);
+    return;
+  }
+  uint64_t now = uv_now(t->loop);
+  if (taken(c) != c->taken) {
+    c->taken = taken(c);
+    c->taken_at = now;
+  } else if (now - c->taken_at >= (uint64_t)c->srv->send_timeout_ms) {
+    /* Nothing more is sent to it, not even a WebSocket close: it reads nothing. */
+    sl_http_slow_dropped(c->owner ? c->owner : "", NULL, "send_timeout");
+    sl_http_conn_close(c);
+  }
+}
+
+/* After a write: bytes the socket did not take at once start the clock. */
+static void watch_send(conn_t *c) {
+  uint64_t ms = c->srv->send_timeout_ms > 0 ? (uint64_t)c->srv->send_timeout_ms : 0;
+  if (!ms || !c->tcp.write_queue_size || uv_is_active((uv_handle_t *)&c->send_timer)) return;
+  c->taken = taken(c);
+  c->taken_at = uv_now(c->tcp.loop);
+  uint64_t every = ms / SEND_CHECKS ? ms / SEND_CHECKS : 1;
+  uv_timer_start(&c->send_timer, on_send_check, every, every);
 }
 
 /* ---------- writing ---------- */
@@ -220,11 +262,14 @@ static void wire_write(conn_t *c, const char *head, size_t hlen, const void *bod
   wr->close_after = close_after;
   uv_buf_t buf = uv_buf_init(wr->data, (unsigned)(hlen + blen));
   c->writes++;
+  c->wired += hlen + blen;
   if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1, on_written) != 0) {
     c->writes--;
     free(wr);
     sl_http_conn_close(c);
+    return;
   }
+  watch_send(c);
 }
 
 /* The Date header changes once a second; formatting it per response would
@@ -677,10 +722,8 @@ static void drain(conn_t *c) {
 
 static void on_timeout(uv_timer_t *t) {
   conn_t *c = t->data;
-  if (c->closing) return;
-  if (c->finished) {
-    sl_http_conn_close(c);   /* its last answer was not taken in time */
-  } else if (c->req) {
+  if (c->closing || c->finished) return;
+  if (c->req) {
     /* Slow headers or body. */
     pause_reading(c);
     finish(c);
@@ -767,11 +810,13 @@ void sl_http_on_connection(uv_stream_t *ls, int status) {
   c->srv = s;
   uv_tcp_init(s->worker->loop, &c->tcp);
   uv_timer_init(s->worker->loop, &c->timer);
-  c->tcp.data = c->timer.data = c;
-  c->handles = 2;
+  uv_timer_init(s->worker->loop, &c->send_timer);
+  c->tcp.data = c->timer.data = c->send_timer.data = c;
+  c->handles = 3;
   if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
     c->closing = 1;
     uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+    uv_close((uv_handle_t *)&c->send_timer, conn_handle_closed);
     uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
     return;
   }

@@ -16,7 +16,7 @@ typedef struct sl_http {
   int configured;            /* an `http:` section was given */
   char *address;
   char *base_path;           /* "" or "/prefix" without trailing '/' */
-  int64_t max_header_bytes, max_body_bytes, read_timeout_ms, idle_timeout_ms, max_connections;
+  int64_t max_header_bytes, max_body_bytes, read_timeout_ms, idle_timeout_ms, send_timeout_ms, max_connections;
   sl_routes_t routes;
   sl_cors_t cors;
   sl_http_auth_t *auth;      /* the section's, for component routes without their own */
@@ -30,7 +30,12 @@ typedef struct sl_http {
 
 typedef struct conn {
   uv_tcp_t tcp;
-  uv_timer_t timer;
+  uv_timer_t timer;          /* read_timeout while a request arrives, idle_timeout between requests */
+  uv_timer_t send_timer;     /* send_timeout, while bytes wait to be written */
+  uint64_t wired;            /* bytes handed to uv_write so far */
+  uint64_t taken;            /* of which the socket had taken at the last check */
+  uint64_t taken_at;         /* loop time when the socket last took some */
+  const char *owner;         /* owner of the route last served (interned), for metrics */
   llhttp_t parser;
   sl_http_t *srv;
   struct conn *prev, *next;
