@@ -401,9 +401,12 @@ static const sl_field_t http_fields[] = {
    "requests outside it get 404.", NULL, NULL},
   {"max_header_bytes", SL_F_SIZE, "16KiB", 0, "Request line plus headers beyond this get 431.", NULL, NULL},
   {"max_body_bytes", SL_F_SIZE, "8MiB", 0, "Request bodies beyond this get 413.", NULL, NULL},
-  {"read_timeout", SL_F_DURATION, "10s", 0, "A request not fully received within this gets 408 and the connection closes.",
-   NULL, NULL},
-  {"idle_timeout", SL_F_DURATION, "60s", 0, "Keep-alive connections idle this long are closed.", NULL, NULL},
+  {"read_timeout", SL_F_DURATION, "10s", 0,
+   "A request (headers and body) not fully received within this, counted from its first byte however slowly "
+   "the rest trickles in, gets 408 and the connection closes. 0: never.", NULL, NULL},
+  {"idle_timeout", SL_F_DURATION, "60s", 0,
+   "Connections with no request for this long after their last answer (or since they opened) are closed; empty "
+   "lines sent between requests do not restart it. 0: never.", NULL, NULL},
   {"send_timeout", SL_F_DURATION, "60s", 0,
    "A connection with bytes waiting to be sent that takes none of them for this long is closed (no WebSocket "
    "close frame: it reads nothing) and counted in `sluice_http_slow_clients_dropped_total{kind=\"send_timeout\"}`. "

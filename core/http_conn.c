@@ -714,7 +714,9 @@ static void drain(conn_t *c) {
     else sl_http_conn_close(c);
     return;
   }
-  if (!c->busy && !c->req) arm_timer(c, c->srv->idle_timeout_ms);
+  /* Idle from its last answer on: bytes that start no request (empty lines)
+   * do not restart the clock. */
+  if (!c->busy && !c->req && !uv_is_active((uv_handle_t *)&c->timer)) arm_timer(c, c->srv->idle_timeout_ms);
   set_reading(c);
 }
 
@@ -752,7 +754,6 @@ static void received(conn_t *c, char *buf, size_t n) {
     set_reading(c);
     return;
   }
-  if (!c->req && !c->busy) arm_timer(c, 0);
   if (!c->in) {
     c->in = buf;
     c->in_off = 0;

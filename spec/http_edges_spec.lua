@@ -386,3 +386,40 @@ streams:
   end)
 end)
 
+
+describe("slow requests (slowloris)", function()
+  local TRICKLE = "python3 spec/tools/trickle.py "
+  local srv
+  setup(function()
+    srv = h.serve([[
+http: {address: 127.0.0.1:$PORT, read_timeout: 1s, idle_timeout: 1s}
+input: {http_server: {path: /in}}
+output: {drop: {}}
+]])
+  end)
+  teardown(function() assert.are.equal(0, srv.stop(), srv.stderr()) end)
+
+  -- Bytes every 0.2 s: each comes well within the timeouts (1 s), the whole
+  -- text takes far longer (16-20 s) than any of them.
+  it("answers 408 to headers sent a byte at a time, read_timeout after the first byte", function()
+    local r = run_json(TRICKLE .. srv.port .. " 0.2 'GET /ping HTTP/1.1\\r\\nHost: x\\r\\nX-Pad: " ..
+      string.rep("a", 60) .. "\\r\\n\\r\\n'")
+    assert.are.equal(408, r.status)
+    assert.is_true(r.closed)
+    assert.is_true(r.sent < r.total, "every byte was taken")
+  end)
+
+  it("answers 408 to a body sent a byte at a time", function()
+    local r = run_json(TRICKLE .. srv.port .. " 0.2 '" .. string.rep("b", 80) ..
+      "' 'POST /in HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 80\\r\\n\\r\\n'")
+    assert.are.equal(408, r.status)
+    assert.is_true(r.sent < r.total, "every byte was taken")
+  end)
+
+  it("closes a connection that sends only empty lines, idle_timeout after it opened", function()
+    local r = run_json(TRICKLE .. srv.port .. " 0.2 '" .. string.rep("\\r\\n", 40) .. "'")
+    assert.are.equal(json.null, r.status)
+    assert.is_true(r.closed)
+    assert.is_true(r.sent < r.total, "every byte was taken")
+  end)
+end)
