@@ -18,11 +18,10 @@ whole Content-Length is read (or --deadline passes). Prints one JSON line:
 """
 import json
 import socket
-import struct
 import sys
 import time
 
-from flood import get
+from flood import close_code, get, ws_frames
 
 port, path = int(sys.argv[1]), sys.argv[2]
 opts = {"--rcvbuf": "4096", "--read": "0", "--every": "0", "--await-metric": "", "--deadline": "60"}
@@ -102,26 +101,9 @@ status = int(buf.split(b" ", 2)[1]) if buf.startswith(b"HTTP/1.1 ") else None
 body = buf[head_len:] if head_len is not None else b""
 
 # WebSocket frames after the 101: data frames read whole, and a close frame.
-frames, close, off = 0, None, 0
-while ws and status == 101 and len(body) - off >= 2:
-    n, hl = body[off + 1] & 0x7F, 2
-    if n == 126:
-        if len(body) - off < 4:
-            break
-        n, hl = struct.unpack_from("!H", body, off + 2)[0], 4
-    elif n == 127:
-        if len(body) - off < 10:
-            break
-        n, hl = struct.unpack_from("!Q", body, off + 2)[0], 10
-    if len(body) - off < hl + n:
-        break
-    op = body[off] & 0x0F
-    if op == 0x8:
-        close = struct.unpack_from("!H", body, off + hl)[0] if n >= 2 else 1005
-        break
-    if op in (0x0, 0x1, 0x2):
-        frames += 1
-    off += hl + n
+got = ws_frames(body)[0] if ws and status == 101 else []
+frames = sum(1 for op, _ in got if op in (0x0, 0x1, 0x2))
+close = next((close_code(p) for op, p in got if op == 0x8), None)
 
 print(json.dumps({"status": status, "content_length": content_length, "body": len(body), "end": how,
                   "metric": metric, "seconds": round(seconds, 3), "frames": frames, "close": close}))
