@@ -159,6 +159,7 @@ void sl_http_serve(sl_http_t *s, sl_http_req_t *r) {
 static void srv_free(void *p) {
   sl_http_t *s = p;
   sl_metrics_collector_remove(collect_conns, s);
+  sl_http_sweep_free(s);
   for (unsigned i = 0; i < s->routes.n; i++)
     if (s->routes.v[i].handler == (void (*)(void *, void *))sl_http_static_serve) sl_http_static_free(s->routes.v[i].arg);
   sl_routes_free(&s->routes);
@@ -185,6 +186,7 @@ static sl_http_t *server(sl_worker_t *w) {
     s->max_connections = 10000;
     w->slot[SL_SLOT_HTTP] = s;
     w->slot_free[SL_SLOT_HTTP] = srv_free;
+    sl_http_sweep_init(s);
     sl_metrics_collector_add(collect_conns, s);
     sl_http_settings_init();
     sl_route_t r = {.pattern = "/ping", .handler = (void (*)(void *, void *))ping, .arg = s, .owner = "sluice"};

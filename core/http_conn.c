@@ -74,6 +74,70 @@ enum { MAX_UNPARSED = 64 << 10, MAX_UNANSWERED = 64 };
  * not pile up for a peer that does not read. */
 #define RAW_MAX_QUEUED (4 * SL_HTTP_MAX_BUFFER)
 
+/* ---------- send timeout ---------- */
+
+/* While bytes wait to be written to a connection, one timer per server (not
+ * per connection: it would be most of an idle one's memory) looks at it
+ * SEND_CHECKS times per send_timeout, and drops it once the socket took none
+ * of them for send_timeout (so between 1 and 1 + 1/SEND_CHECKS times it after
+ * the peer stopped reading). Progress is what the socket takes, not answers
+ * completed: a slow reader of a large answer stays while it reads, and a
+ * stream with nothing to send (an idle SSE client) is never looked at. */
+enum { SEND_CHECKS = 4 };
+
+static uint64_t taken(const conn_t *c) { return c->wired - c->tcp.write_queue_size; }
+
+static void unwatch(conn_t *c) {
+  if (!c->watched) return;
+  c->watched = 0;
+  if (--c->srv->watched == 0) uv_timer_stop(c->srv->sweep);
+}
+
+static void on_sweep(uv_timer_t *t) {
+  sl_http_t *s = t->data;
+  uint64_t now = uv_now(t->loop);
+  /* A closed connection stays linked to its successor until the loop frees
+   * it, after this callback: the walk may go on through it. */
+  for (conn_t *c = s->conns, *next; c; c = next) {
+    next = c->next;
+    if (!c->watched || c->closing) continue;
+    if (!c->tcp.write_queue_size) {
+      unwatch(c);
+    } else if (taken(c) != c->taken) {
+      c->taken = taken(c);
+      c->taken_at = now;
+    } else if (now - c->taken_at >= (uint64_t)s->send_timeout_ms) {
+      /* Nothing more is sent to it, not even a WebSocket close: it reads nothing. */
+      sl_http_slow_dropped(c->owner ? c->owner : "", NULL, "send_timeout");
+      sl_http_conn_close(c);
+    }
+  }
+}
+
+/* After a write: bytes the socket did not take at once start the clock. */
+static void watch_send(conn_t *c) {
+  sl_http_t *s = c->srv;
+  if (c->watched || s->send_timeout_ms <= 0 || !c->tcp.write_queue_size) return;
+  c->watched = 1;
+  c->taken = taken(c);
+  c->taken_at = uv_now(c->tcp.loop);
+  if (s->watched++ == 0) {
+    uint64_t every = (uint64_t)s->send_timeout_ms / SEND_CHECKS ? (uint64_t)s->send_timeout_ms / SEND_CHECKS : 1;
+    uv_timer_start(s->sweep, on_sweep, every, every);
+  }
+}
+
+void sl_http_sweep_init(sl_http_t *s) {
+  s->sweep = sl_xmalloc(sizeof(*s->sweep));
+  uv_timer_init(s->worker->loop, s->sweep);
+  s->sweep->data = s;
+  uv_unref((uv_handle_t *)s->sweep);
+}
+
+static void sweep_closed(uv_handle_t *h) { free(h); }
+
+void sl_http_sweep_free(sl_http_t *s) { uv_close((uv_handle_t *)s->sweep, sweep_closed); }
+
 /* ---------- connection lifetime ---------- */
 
 static void conn_handle_closed(uv_handle_t *h) {
@@ -143,8 +207,8 @@ void sl_http_conn_close(conn_t *c) {
     if (busy->on_gone) busy->on_gone(busy, busy->gone_arg);
   }
   if (c->stream) stream_gone(c->stream);
+  unwatch(c);
   uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
-  uv_close((uv_handle_t *)&c->send_timer, conn_handle_closed);
   uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
 }
 
@@ -161,46 +225,6 @@ static void arm_timer(conn_t *c, int64_t ms) {
 static void finish(conn_t *c) {
   c->finished = 1;
   arm_timer(c, 0);
-}
-
-/* ---------- send timeout ---------- */
-
-/* While bytes wait to be written, the connection is looked at SEND_CHECKS
- * times per send_timeout, and dropped once the socket took none of them for
- * send_timeout (so between 1 and 1 + 1/SEND_CHECKS times it after the peer
- * stopped reading). Progress is what the socket takes, not answers
- * completed: a slow reader of a large answer stays while it reads, and a
- * stream with nothing to send (an idle SSE client) is never looked at. */
-enum { SEND_CHECKS = 4 };
-
-static uint64_t taken(const conn_t *c) { return c->wired - c->tcp.write_queue_size; }
-
-static void on_send_check(uv_timer_t *t) {
-  conn_t *c = t->data;
-  if (c->closing) return;
-  if (!c->tcp.write_queue_size) {
-    uv_timer_stop(t);
-    return;
-  }
-  uint64_t now = uv_now(t->loop);
-  if (taken(c) != c->taken) {
-    c->taken = taken(c);
-    c->taken_at = now;
-  } else if (now - c->taken_at >= (uint64_t)c->srv->send_timeout_ms) {
-    /* Nothing more is sent to it, not even a WebSocket close: it reads nothing. */
-    sl_http_slow_dropped(c->owner ? c->owner : "", NULL, "send_timeout");
-    sl_http_conn_close(c);
-  }
-}
-
-/* After a write: bytes the socket did not take at once start the clock. */
-static void watch_send(conn_t *c) {
-  uint64_t ms = c->srv->send_timeout_ms > 0 ? (uint64_t)c->srv->send_timeout_ms : 0;
-  if (!ms || !c->tcp.write_queue_size || uv_is_active((uv_handle_t *)&c->send_timer)) return;
-  c->taken = taken(c);
-  c->taken_at = uv_now(c->tcp.loop);
-  uint64_t every = ms / SEND_CHECKS ? ms / SEND_CHECKS : 1;
-  uv_timer_start(&c->send_timer, on_send_check, every, every);
 }
 
 /* ---------- writing ---------- */
@@ -811,13 +835,11 @@ void sl_http_on_connection(uv_stream_t *ls, int status) {
   c->srv = s;
   uv_tcp_init(s->worker->loop, &c->tcp);
   uv_timer_init(s->worker->loop, &c->timer);
-  uv_timer_init(s->worker->loop, &c->send_timer);
-  c->tcp.data = c->timer.data = c->send_timer.data = c;
-  c->handles = 3;
+  c->tcp.data = c->timer.data = c;
+  c->handles = 2;
   if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
     c->closing = 1;
     uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
-    uv_close((uv_handle_t *)&c->send_timer, conn_handle_closed);
     uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
     return;
   }
