@@ -410,7 +410,7 @@ static const sl_field_t http_fields[] = {
    "Connections with no request for this long after their last answer (or since they opened) are closed; empty "
    "lines sent between requests do not restart it. 0: never.", NULL, NULL},
   {"send_timeout", SL_F_DURATION, "60s", 0,
-   "A connection with bytes waiting to be sent that takes none of them for this long is closed (no WebSocket "
+   "A connection with bytes waiting to be sent that takes none of them for this long is reset (no WebSocket "
    "close frame: it reads nothing) and counted in `sluice_http_slow_clients_dropped_total{kind=\"send_timeout\"}`. "
    "Counted from the last bytes the client took, not per answer: a slow reader of a large answer or a long "
    "stream stays while it reads, and an idle SSE or WebSocket client (nothing to send) is never closed by it. "

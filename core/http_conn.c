@@ -107,8 +107,12 @@ static void on_sweep(uv_timer_t *t) {
       c->taken = taken(c);
       c->taken_at = now;
     } else if (now - c->taken_at >= (uint64_t)s->send_timeout_ms) {
-      /* Nothing more is sent to it, not even a WebSocket close: it reads nothing. */
+      /* Nothing more is sent to it, not even a WebSocket close: it reads
+       * nothing. A reset, as nginx's reset_timedout_connection, so that the
+       * kernel does not keep the socket buffers (MiBs) for an orphan that
+       * would wait on the peer's window. */
       sl_http_slow_dropped(c->owner ? c->owner : "", NULL, "send_timeout");
+      c->reset = 1;
       sl_http_conn_close(c);
     }
   }
@@ -209,7 +213,8 @@ void sl_http_conn_close(conn_t *c) {
   if (c->stream) stream_gone(c->stream);
   unwatch(c);
   uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
-  uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+  if (!c->reset || uv_tcp_close_reset(&c->tcp, conn_handle_closed) != 0)
+    uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
 }
 
 static void on_timeout(uv_timer_t *t);

@@ -38,6 +38,7 @@ typedef struct conn {
   uint64_t taken;            /* of which the socket had taken at the last sweep */
   uint64_t taken_at;         /* loop time when the socket last took some */
   int watched;               /* bytes wait: the sweep looks at it */
+  int reset;                 /* close with a RST: what waits is dropped, kernel buffers too */
   const char *owner;         /* owner of the route last served (interned), for metrics */
   llhttp_t parser;
   sl_http_t *srv;
