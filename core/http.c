@@ -35,17 +35,17 @@ static void metrics(sl_http_req_t *r, void *arg) {
   free(text);
 }
 
-/* HTTP requests by route and status. Route names are interned for good (a
- * request may be answered after its route is gone) and series are found
- * once, then kept. */
-static char **routes_seen;
-static size_t nroutes_seen;
+/* HTTP requests by route and status. Route patterns and owners are
+ * interned for good (a request may be answered, a connection dropped, after
+ * its route is gone) and series are found once, then kept. */
+static char **names_seen;
+static size_t nnames_seen;
 
-static const char *intern_route(const char *pattern) {
-  for (size_t i = 0; i < nroutes_seen; i++)
-    if (!strcmp(routes_seen[i], pattern)) return routes_seen[i];
-  routes_seen = sl_xrealloc(routes_seen, (nroutes_seen + 1) * sizeof(*routes_seen));
-  return routes_seen[nroutes_seen++] = sl_xstrdup(pattern);
+static const char *intern(const char *name) {
+  for (size_t i = 0; i < nnames_seen; i++)
+    if (!strcmp(names_seen[i], name)) return names_seen[i];
+  names_seen = sl_xrealloc(names_seen, (nnames_seen + 1) * sizeof(*names_seen));
+  return names_seen[nnames_seen++] = sl_xstrdup(name);
 }
 
 typedef struct rstat { const char *route; int status; int64_t *v; } rstat_t;
@@ -69,10 +69,14 @@ void sl_http_count(const sl_http_req_t *r, int status) {
 }
 
 void sl_http_slow_dropped(const char *stream, const char *label, const char *kind) {
-  sl_logf(SL_LOG_WARN, stream, label, "disconnecting a slow %s client", strcmp(kind, "ws") ? "SSE" : "WebSocket");
+  if (!strcmp(kind, "send_timeout"))
+    sl_logf(SL_LOG_WARN, stream, label, "disconnecting a client that took nothing for http.send_timeout");
+  else
+    sl_logf(SL_LOG_WARN, stream, label, "disconnecting a slow %s client", strcmp(kind, "ws") ? "SSE" : "WebSocket");
   (*sl_metric(SL_COUNTER, "sluice_http_slow_clients_dropped_total",
-              "SSE and WebSocket clients disconnected for having more than max_buffer waiting to be sent.", "stream",
-              stream, "kind", kind, NULL))++;
+              "Clients disconnected for not reading: SSE (kind sse) and WebSocket (ws) ones with more than max_buffer "
+              "waiting to be sent, any connection that took nothing for http.send_timeout (send_timeout).",
+              "stream", stream, "kind", kind, NULL))++;
 }
 
 static void ready(sl_http_req_t *r, void *arg) {
@@ -132,7 +136,8 @@ void sl_http_serve(sl_http_t *s, sl_http_req_t *r) {
     sl_http_error(r, 404, "not found");
     return;
   }
-  r->route = intern_route(rt->pattern);
+  r->route = intern(rt->pattern);
+  if (r->conn) r->conn->owner = intern(rt->owner);
   if (!method_ok) {
     sl_kvlist_t h = {0};
     char allow[256] = "";
@@ -160,6 +165,7 @@ void sl_http_serve(sl_http_t *s, sl_http_req_t *r) {
 static void srv_free(void *p) {
   sl_http_t *s = p;
   sl_metrics_collector_remove(collect_conns, s);
+  sl_http_sweep_free(s);
   for (unsigned i = 0; i < s->routes.n; i++)
     if (s->routes.v[i].handler == (void (*)(void *, void *))sl_http_static_serve) sl_http_static_free(s->routes.v[i].arg);
   sl_routes_free(&s->routes);
@@ -182,9 +188,11 @@ static sl_http_t *server(sl_worker_t *w) {
     s->max_body_bytes = 8 * 1024 * 1024;
     s->read_timeout_ms = 10000;
     s->idle_timeout_ms = 60000;
+    s->send_timeout_ms = 60000;
     s->max_connections = 10000;
     w->slot[SL_SLOT_HTTP] = s;
     w->slot_free[SL_SLOT_HTTP] = srv_free;
+    sl_http_sweep_init(s);
     sl_metrics_collector_add(collect_conns, s);
     sl_http_settings_init();
     sl_route_t r = {.pattern = "/ping", .handler = (void (*)(void *, void *))ping, .arg = s, .owner = "sluice"};
@@ -400,9 +408,18 @@ static const sl_field_t http_fields[] = {
    "requests outside it get 404.", NULL, NULL},
   {"max_header_bytes", SL_F_SIZE, "16KiB", 0, "Request line plus headers beyond this get 431.", NULL, NULL},
   {"max_body_bytes", SL_F_SIZE, "8MiB", 0, "Request bodies beyond this get 413.", NULL, NULL},
-  {"read_timeout", SL_F_DURATION, "10s", 0, "A request not fully received within this gets 408 and the connection closes.",
-   NULL, NULL},
-  {"idle_timeout", SL_F_DURATION, "60s", 0, "Keep-alive connections idle this long are closed.", NULL, NULL},
+  {"read_timeout", SL_F_DURATION, "10s", 0,
+   "A request (headers and body) not fully received within this, counted from its first byte however slowly "
+   "the rest trickles in, gets 408 and the connection closes. 0: never.", NULL, NULL},
+  {"idle_timeout", SL_F_DURATION, "60s", 0,
+   "Connections with no request for this long after their last answer (or since they opened) are closed; empty "
+   "lines sent between requests do not restart it. 0: never.", NULL, NULL},
+  {"send_timeout", SL_F_DURATION, "60s", 0,
+   "A connection with bytes waiting to be sent that takes none of them for this long is reset (no WebSocket "
+   "close frame: it reads nothing) and counted in `sluice_http_slow_clients_dropped_total{kind=\"send_timeout\"}`. "
+   "Counted from the last bytes the client took, not per answer: a slow reader of a large answer or a long "
+   "stream stays while it reads, and an idle SSE or WebSocket client (nothing to send) is never closed by it. "
+   "0: never.", NULL, NULL},
   {"max_connections", SL_F_INT, "10000", 0, "Connections beyond this are answered 503 and closed.", NULL, NULL},
   {"tls", SL_F_OBJECT, NULL, 0, "Serve HTTPS (and wss://): TLS 1.2 or later via OpenSSL.", NULL, tls_fields},
   {"cors", SL_F_OBJECT, NULL, 0, "Cross-origin requests from browsers.", NULL, cors_fields},
@@ -442,6 +459,7 @@ static int http_apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
   s->max_body_bytes = sl_conf_size(node, "max_body_bytes", s->max_body_bytes);
   s->read_timeout_ms = sl_conf_duration_ms(node, "read_timeout", s->read_timeout_ms);
   s->idle_timeout_ms = sl_conf_duration_ms(node, "idle_timeout", s->idle_timeout_ms);
+  s->send_timeout_ms = sl_conf_duration_ms(node, "send_timeout", s->send_timeout_ms);
   s->max_connections = sl_conf_int(node, "max_connections", s->max_connections);
   sl_cors_configure(&s->cors, sl_cnode_get(node, "cors"));
   const sl_cnode_t *tls = sl_cnode_get(node, "tls");

@@ -67,13 +67,15 @@ void sl_http_route_handover(sl_worker_t *w);
 
 /* The status line's reason phrase of status ("" for unregistered codes). */
 const char *sl_http_reason(int status);
-/* Bytes a slow client may have waiting in its socket buffer before it is
- * dropped (the http_server output's default max_buffer). */
+/* Bytes a slow client may have waiting to be sent: over it a push client is
+ * dropped (the http_server output's default max_buffer, the WebSocket echo)
+ * and a durable stream's live reader pauses (store_live.c). */
 #define SL_HTTP_MAX_BUFFER ((size_t)1 << 20)
 
 /* Logs and counts (sluice_http_slow_clients_dropped_total{stream, kind}) a
- * client about to be dropped for having more than its max_buffer waiting;
- * kind is "ws" or "sse". The caller closes it (WebSocket: 1008). */
+ * client about to be dropped for not reading: kind "ws" or "sse" for more
+ * than its max_buffer waiting, "send_timeout" for taking nothing for
+ * http.send_timeout. The caller closes it (WebSocket over max_buffer: 1008). */
 void sl_http_slow_dropped(const char *stream, const char *label, const char *kind);
 
 /* Answers r (headers: extra header pairs, may be NULL) and frees it. */

@@ -1,8 +1,8 @@
 /* The HTTP server's connection layer: accepting, TLS, llhttp parsing with
  * limits, pipelining (the parser pauses after each request until it is
  * answered; a loop, not recursion, goes on to the next), responses,
- * streamed and taken-over connections, timeouts, and reading paused while a
- * client is ahead of its answers. */
+ * streamed and taken-over connections, timeouts (read, idle, send), and
+ * reading paused while a client is ahead of its answers. */
 #include "http_int.h"
 #include "metrics.h"
 #include "rand.h"
@@ -74,6 +74,74 @@ enum { MAX_UNPARSED = 64 << 10, MAX_UNANSWERED = 64 };
  * not pile up for a peer that does not read. */
 #define RAW_MAX_QUEUED (4 * SL_HTTP_MAX_BUFFER)
 
+/* ---------- send timeout ---------- */
+
+/* While bytes wait to be written to a connection, one timer per server (not
+ * per connection: it would be most of an idle one's memory) looks at it
+ * SEND_CHECKS times per send_timeout, and drops it once the socket took none
+ * of them for send_timeout (so between 1 and 1 + 1/SEND_CHECKS times it after
+ * the peer stopped reading). Progress is what the socket takes, not answers
+ * completed: a slow reader of a large answer stays while it reads, and a
+ * stream with nothing to send (an idle SSE client) is never looked at. */
+enum { SEND_CHECKS = 4 };
+
+static uint64_t taken(const conn_t *c) { return c->wired - c->tcp.write_queue_size; }
+
+static void unwatch(conn_t *c) {
+  if (!c->watched) return;
+  c->watched = 0;
+  if (--c->srv->watched == 0) uv_timer_stop(c->srv->sweep);
+}
+
+static void on_sweep(uv_timer_t *t) {
+  sl_http_t *s = t->data;
+  uint64_t now = uv_now(t->loop);
+  /* A closed connection stays linked to its successor until the loop frees
+   * it, after this callback: the walk may go on through it. */
+  for (conn_t *c = s->conns, *next; c; c = next) {
+    next = c->next;
+    if (!c->watched || c->closing) continue;
+    if (!c->tcp.write_queue_size) {
+      unwatch(c);
+    } else if (taken(c) != c->taken) {
+      c->taken = taken(c);
+      c->taken_at = now;
+    } else if (now - c->taken_at >= (uint64_t)s->send_timeout_ms) {
+      /* Nothing more is sent to it, not even a WebSocket close: it reads
+       * nothing. A reset, as nginx's reset_timedout_connection, so that the
+       * kernel does not keep the socket buffers (MiBs) for an orphan that
+       * would wait on the peer's window. */
+      sl_http_slow_dropped(c->owner ? c->owner : "", NULL, "send_timeout");
+      c->reset = 1;
+      sl_http_conn_close(c);
+    }
+  }
+}
+
+/* After a write: bytes the socket did not take at once start the clock. */
+static void watch_send(conn_t *c) {
+  sl_http_t *s = c->srv;
+  if (c->watched || s->send_timeout_ms <= 0 || !c->tcp.write_queue_size) return;
+  c->watched = 1;
+  c->taken = taken(c);
+  c->taken_at = uv_now(c->tcp.loop);
+  if (s->watched++ == 0) {
+    uint64_t every = (uint64_t)s->send_timeout_ms / SEND_CHECKS ? (uint64_t)s->send_timeout_ms / SEND_CHECKS : 1;
+    uv_timer_start(s->sweep, on_sweep, every, every);
+  }
+}
+
+void sl_http_sweep_init(sl_http_t *s) {
+  s->sweep = sl_xmalloc(sizeof(*s->sweep));
+  uv_timer_init(s->worker->loop, s->sweep);
+  s->sweep->data = s;
+  uv_unref((uv_handle_t *)s->sweep);
+}
+
+static void sweep_closed(uv_handle_t *h) { free(h); }
+
+void sl_http_sweep_free(sl_http_t *s) { uv_close((uv_handle_t *)s->sweep, sweep_closed); }
+
 /* ---------- connection lifetime ---------- */
 
 static void conn_handle_closed(uv_handle_t *h) {
@@ -143,8 +211,10 @@ void sl_http_conn_close(conn_t *c) {
     if (busy->on_gone) busy->on_gone(busy, busy->gone_arg);
   }
   if (c->stream) stream_gone(c->stream);
+  unwatch(c);
   uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
-  uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+  if (!c->reset || uv_tcp_close_reset(&c->tcp, conn_handle_closed) != 0)
+    uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
 }
 
 static void on_timeout(uv_timer_t *t);
@@ -155,10 +225,11 @@ static void arm_timer(conn_t *c, int64_t ms) {
 }
 
 /* The connection's last answer is under way: no further request is read,
- * and a client that has not taken it within idle_timeout is dropped. */
+ * and the connection closes once it is written (a client that stops taking
+ * it meets send_timeout). */
 static void finish(conn_t *c) {
   c->finished = 1;
-  arm_timer(c, c->srv->idle_timeout_ms);
+  arm_timer(c, 0);
 }
 
 /* ---------- writing ---------- */
@@ -220,11 +291,14 @@ static void wire_write(conn_t *c, const char *head, size_t hlen, const void *bod
   wr->close_after = close_after;
   uv_buf_t buf = uv_buf_init(wr->data, (unsigned)(hlen + blen));
   c->writes++;
+  c->wired += hlen + blen;
   if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1, on_written) != 0) {
     c->writes--;
     free(wr);
     sl_http_conn_close(c);
+    return;
   }
+  watch_send(c);
 }
 
 /* The Date header changes once a second; formatting it per response would
@@ -669,7 +743,9 @@ static void drain(conn_t *c) {
     else sl_http_conn_close(c);
     return;
   }
-  if (!c->busy && !c->req) arm_timer(c, c->srv->idle_timeout_ms);
+  /* Idle from its last answer on: bytes that start no request (empty lines)
+   * do not restart the clock. */
+  if (!c->busy && !c->req && !uv_is_active((uv_handle_t *)&c->timer)) arm_timer(c, c->srv->idle_timeout_ms);
   set_reading(c);
 }
 
@@ -677,10 +753,8 @@ static void drain(conn_t *c) {
 
 static void on_timeout(uv_timer_t *t) {
   conn_t *c = t->data;
-  if (c->closing) return;
-  if (c->finished) {
-    sl_http_conn_close(c);   /* its last answer was not taken in time */
-  } else if (c->req) {
+  if (c->closing || c->finished) return;
+  if (c->req) {
     /* Slow headers or body. */
     pause_reading(c);
     finish(c);
@@ -709,7 +783,6 @@ static void received(conn_t *c, char *buf, size_t n) {
     set_reading(c);
     return;
   }
-  if (!c->req && !c->busy) arm_timer(c, 0);
   if (!c->in) {
     c->in = buf;
     c->in_off = 0;

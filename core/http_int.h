@@ -16,7 +16,7 @@ typedef struct sl_http {
   int configured;            /* an `http:` section was given */
   char *address;
   char *base_path;           /* "" or "/prefix" without trailing '/' */
-  int64_t max_header_bytes, max_body_bytes, read_timeout_ms, idle_timeout_ms, max_connections;
+  int64_t max_header_bytes, max_body_bytes, read_timeout_ms, idle_timeout_ms, send_timeout_ms, max_connections;
   sl_routes_t routes;
   sl_cors_t cors;
   sl_http_auth_t *auth;      /* the section's, for component routes without their own */
@@ -26,11 +26,20 @@ typedef struct sl_http {
   int listening, stopping;
   struct conn *conns;        /* all open connections */
   int64_t nconns;
+  uv_timer_t *sweep;         /* send_timeout checks while a connection has bytes waiting
+                              * (unref'd: it never keeps the loop alive by itself) */
+  int64_t watched;           /* connections with bytes waiting */
 } sl_http_t;
 
 typedef struct conn {
   uv_tcp_t tcp;
-  uv_timer_t timer;
+  uv_timer_t timer;          /* read_timeout while a request arrives, idle_timeout between requests */
+  uint64_t wired;            /* bytes handed to uv_write so far */
+  uint64_t taken;            /* of which the socket had taken at the last sweep */
+  uint64_t taken_at;         /* loop time when the socket last took some */
+  int watched;               /* bytes wait: the sweep looks at it */
+  int reset;                 /* close with a RST: what waits is dropped, kernel buffers too */
+  const char *owner;         /* owner of the route last served (interned), for metrics */
   llhttp_t parser;
   sl_http_t *srv;
   struct conn *prev, *next;
@@ -67,6 +76,8 @@ typedef struct conn {
 void sl_http_settings_init(void);                          /* llhttp callbacks, once */
 void sl_http_on_connection(uv_stream_t *listener, int status);   /* accept (listener->data is the server) */
 void sl_http_conn_close(conn_t *c);
+void sl_http_sweep_init(sl_http_t *s);                     /* s->sweep, on s's loop */
+void sl_http_sweep_free(sl_http_t *s);
 int sl_http_conn_idle(const conn_t *c);                    /* no request in progress, nothing to write */
 
 /* Server. */

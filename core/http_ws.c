@@ -340,7 +340,7 @@ sl_ws_t *sl_ws_accept(sl_http_req_t *r, const sl_ws_handlers_t *h, void *arg, si
   sl_ws_t *ws = sl_xcalloc(1, sizeof(*ws));
   ws->h = *h;
   ws->arg = arg;
-  ws->max_buffer = (size_t)1 << 20;
+  ws->max_buffer = SL_HTTP_MAX_BUFFER;
   ws->max_message = max_message;
   if (w && ping_interval_ms > 0) {
     ws->loop = w->loop;

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { MAX_BUFFER = 1 << 20, TURN = 256 };
+enum { MAX_BUFFER = SL_HTTP_MAX_BUFFER, TURN = 256 };
 
 struct sl_live {
   const sl_live_src_t *src;

@@ -276,3 +276,151 @@ output:
     assert.is_true(r.max_rss_kib - before < RSS_GROWTH, "RSS grew by " .. (r.max_rss_kib - before) .. " KiB")
   end)
 end)
+
+describe("clients that stop reading (send_timeout)", function()
+  local READER = "python3 spec/tools/slow_reader.py "
+  local BIG = 12 * 1024 * 1024   -- more than the socket buffers of both ends hold
+  local DROPPED = 'sluice_http_slow_clients_dropped_total{stream="%s",kind="send_timeout"} %d'
+
+  -- A server with a 12 MiB static file and send_timeout 1s; extra is more YAML.
+  local function serve(extra)
+    return h.serve("http:\n  address: 127.0.0.1:$PORT\n  send_timeout: 1s\n  static: [{path: /files, dir: ./files}]\n" ..
+      extra, {before = function(dir)
+        os.execute("mkdir -p " .. dir .. "/files")
+        h.write(dir .. "/files/big.bin", string.rep("x", BIG))
+      end})
+  end
+
+  local function metrics(srv) return select(2, h.sh("curl -s " .. srv.url .. "/metrics")) end
+
+  it("closes a connection that takes none of a large answer for send_timeout, and counts it", function()
+    local srv = serve("input: {http_server: {path: /in}}\noutput: {drop: {}}\n")
+    -- Reads nothing until the drop is counted, then what its socket holds.
+    local r = run_json(READER .. srv.port .. " /files/big.bin --deadline 30 --await-metric '" ..
+      DROPPED:format("http.static", 1) .. "'")
+    local ping = h.sh("curl -sf " .. srv.url .. "/ping")
+    assert.are.equal(0, srv.stop(), srv.stderr())
+    assert.is_true(r.metric, "never dropped")
+    assert.are.equal(200, r.status)
+    assert.are.equal(BIG, r.content_length)
+    -- Reset, with what waited for it: what its own socket held, then no more.
+    assert.are.equal("reset", r["end"])
+    assert.is_true(r.body < BIG)
+    assert.are.equal(0, ping)
+  end)
+
+  it("keeps a reader that takes a large answer slowly but steadily", function()
+    local srv = serve("input: {http_server: {path: /in}}\noutput: {drop: {}}\n")
+    -- 256 KiB every 0.1 s: 12 MiB take 4.8 s, several send_timeouts.
+    local r = run_json(READER .. srv.port .. " /files/big.bin --rcvbuf 65536 --read 262144 --every 0.1")
+    local m = metrics(srv)
+    assert.are.equal(0, srv.stop(), srv.stderr())
+    assert.are.equal("complete", r["end"])
+    assert.are.equal(BIG, r.body)
+    assert.is_true(r.seconds > 2, "taken in " .. r.seconds .. " s: that proves nothing about a 1 s send_timeout")
+    assert.is_nil(m:find('kind="send_timeout"', 1, true), m)
+  end)
+
+  it("closes durable SSE and WebSocket readers that read nothing, without a close frame", function()
+    -- 16 MiB in the stream; a live reader pauses at 1 MiB unsent, and its
+    -- connection used to stay so for good.
+    local srv = serve([[
+store: {data_dir: ./data}
+streams:
+  fill:
+    input:
+      generate: {count: 64, interval: 0s, mapping: "return '\"' .. string.rep('x', 262144) .. '\"'"}
+    output:
+      stream: {name: q}
+  api:
+    input: {http_server: {path: /in}}
+    output: {drop: {}}
+]])
+    -- The WebSocket reader's socket holds a few frames, read after the reset.
+    local ws = run_json(READER .. srv.port .. " '/stream/q/ws/a?from_offset=0' --ws --rcvbuf 1048576 --deadline 30 " ..
+      "--await-metric '" .. DROPPED:format("store.api", 1) .. "'")
+    local sse = run_json(READER .. srv.port .. " '/stream/q/sse/b?from_offset=0' --deadline 30 --await-metric '" ..
+      DROPPED:format("store.api", 2) .. "'")
+    assert.are.equal(0, srv.stop(), srv.stderr())
+    assert.is_true(ws.metric and sse.metric, "never dropped")
+    assert.are.equal(101, ws.status)
+    assert.is_true(ws.frames > 0 and ws.frames < 64)
+    assert.are.equal(json.null, ws.close)
+    assert.are.equal("reset", ws["end"])
+    assert.are.equal(200, sse.status)
+    assert.are.equal("reset", sse["end"])
+  end)
+
+  it("never closes an idle SSE client, with or without heartbeats", function()
+    local srv = serve([[
+streams:
+  quiet:
+    input: {http_server: {path: /in}}
+    output: {http_server: {path: /get, sse_path: /sse, heartbeat: 0s}}
+  beating:
+    input: {http_server: {path: /in2}}
+    output: {http_server: {path: /get2, sse_path: /sse2, heartbeat: 200ms}}
+]])
+    local quiet, beating = srv.dir .. "/quiet.txt", srv.dir .. "/beating.txt"
+    os.execute("curl -sN -m 60 " .. srv.url .. "/sse > " .. quiet .. " 2>&1 &")
+    os.execute("curl -sN -m 60 " .. srv.url .. "/sse2 > " .. beating .. " 2>&1 &")
+    local open = 'sluice_http_streams{kind="sse"} 2\n'
+    local ok, err = pcall(function()
+      assert.is_truthy(h.wait_for(function() return metrics(srv):find(open, 1, true) end, 20), metrics(srv))
+      assert.is_truthy(h.wait_for(function() return (h.read(beating) or ""):find(": keepalive", 1, true) end, 20))
+      -- A never-reader connected after them is dropped: send_timeout has run
+      -- its course while they were connected with nothing waiting.
+      local r = run_json(READER .. srv.port .. " /files/big.bin --deadline 30 --await-metric '" ..
+        DROPPED:format("http.static", 1) .. "'")
+      assert.is_true(r.metric, "the never-reader was not dropped")
+      assert.are.equal(0, (h.sh("curl -sf -d '{\"n\":1}' " .. srv.url .. "/in")))
+      assert.are.equal(0, (h.sh("curl -sf -d '{\"n\":2}' " .. srv.url .. "/in2")))
+      assert.is_truthy(h.wait_for(function() return (h.read(quiet) or ""):find('data: {"n":1}', 1, true) end, 20),
+        h.read(quiet))
+      assert.is_truthy(h.wait_for(function() return (h.read(beating) or ""):find('data: {"n":2}', 1, true) end, 20),
+        h.read(beating))
+      local m = metrics(srv)
+      assert.is_truthy(m:find(open, 1, true), m)
+      assert.are.equal(1, select(2, m:gsub('kind="send_timeout"', "")), m)
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+end)
+
+
+describe("slow requests (slowloris)", function()
+  local TRICKLE = "python3 spec/tools/trickle.py "
+  local srv
+  setup(function()
+    srv = h.serve([[
+http: {address: 127.0.0.1:$PORT, read_timeout: 1s, idle_timeout: 1s}
+input: {http_server: {path: /in}}
+output: {drop: {}}
+]])
+  end)
+  teardown(function() assert.are.equal(0, srv.stop(), srv.stderr()) end)
+
+  -- Bytes every 0.2 s: each comes well within the timeouts (1 s), the whole
+  -- text takes far longer (16-20 s) than any of them.
+  it("answers 408 to headers sent a byte at a time, read_timeout after the first byte", function()
+    local r = run_json(TRICKLE .. srv.port .. " 0.2 'GET /ping HTTP/1.1\\r\\nHost: x\\r\\nX-Pad: " ..
+      string.rep("a", 60) .. "\\r\\n\\r\\n'")
+    assert.are.equal(408, r.status)
+    assert.is_true(r.closed)
+    assert.is_true(r.sent < r.total, "every byte was taken")
+  end)
+
+  it("answers 408 to a body sent a byte at a time", function()
+    local r = run_json(TRICKLE .. srv.port .. " 0.2 '" .. string.rep("b", 80) ..
+      "' 'POST /in HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 80\\r\\n\\r\\n'")
+    assert.are.equal(408, r.status)
+    assert.is_true(r.sent < r.total, "every byte was taken")
+  end)
+
+  it("closes a connection that sends only empty lines, idle_timeout after it opened", function()
+    local r = run_json(TRICKLE .. srv.port .. " 0.2 '" .. string.rep("\\r\\n", 40) .. "'")
+    assert.are.equal(json.null, r.status)
+    assert.is_true(r.closed)
+    assert.is_true(r.sent < r.total, "every byte was taken")
+  end)
+end)

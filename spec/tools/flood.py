@@ -1,6 +1,8 @@
-"""Shared by the flood tools (pipeline_flood.py, ws_flood.py): a process's
-RSS, a plain GET, and sending without reading until the peer stops taking."""
+"""Shared by the flood tools (pipeline_flood.py, ws_flood.py, slow_reader.py):
+a process's RSS, a plain GET, sending without reading until the peer stops
+taking, and WebSocket frames read back."""
 import select
+import struct
 import time
 import urllib.request
 
@@ -53,3 +55,32 @@ def send_without_reading(sock, unit, count, pid=None, stall=2.0, deadline=120.0)
         peak = max(peak, rss_kib(pid))
     sent -= (len(pending) + len(unit) - 1) // len(unit)
     return sent, stalled, max(peak, rss_kib(pid))
+
+
+def ws_frames(buf):
+    """The whole WebSocket frames (unmasked, as a server sends) at the start
+    of buf as (opcode, payload) pairs, up to and with a close frame, and the
+    bytes after them."""
+    frames, off = [], 0
+    while len(buf) - off >= 2:
+        n, hl = buf[off + 1] & 0x7F, 2
+        if n == 126:
+            if len(buf) - off < 4:
+                break
+            n, hl = struct.unpack_from("!H", buf, off + 2)[0], 4
+        elif n == 127:
+            if len(buf) - off < 10:
+                break
+            n, hl = struct.unpack_from("!Q", buf, off + 2)[0], 10
+        if len(buf) - off < hl + n:
+            break
+        frames.append((buf[off] & 0x0F, buf[off + hl:off + hl + n]))
+        off += hl + n
+        if frames[-1][0] == 0x8:
+            break
+    return frames, buf[off:]
+
+
+def close_code(payload):
+    """The status code of a close frame's payload (1005: none given)."""
+    return struct.unpack_from("!H", payload)[0] if len(payload) >= 2 else 1005

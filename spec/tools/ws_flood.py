@@ -20,7 +20,7 @@ import struct
 import sys
 import time
 
-from flood import get, send_without_reading
+from flood import close_code, get, send_without_reading, ws_frames
 
 port, path = int(sys.argv[1]), sys.argv[2]
 opts = {"--kind": "binary", "--size": "262144", "--count": "1000", "--pid": "0", "--stall": "2", "--await-metric": ""}
@@ -72,30 +72,14 @@ try:
         chunk = s.recv(1 << 20)
         if not chunk:
             break
-        buf += chunk
-        off = 0
-        while len(buf) - off >= 2:
-            n, hl = buf[off + 1] & 0x7F, 2
-            if n == 126:
-                if len(buf) - off < 4:
-                    break
-                n, hl = struct.unpack_from("!H", buf, off + 2)[0], 4
-            elif n == 127:
-                if len(buf) - off < 10:
-                    break
-                n, hl = struct.unpack_from("!Q", buf, off + 2)[0], 10
-            if len(buf) - off < hl + n:
-                break
-            op = buf[off] & 0x0F
+        got, buf = ws_frames(buf + chunk)
+        for op, payload in got:
             if op == 0x8:
-                close = struct.unpack_from("!H", buf, off + hl)[0] if n >= 2 else 1005
-                break
-            if op == 0xA:
+                close = close_code(payload)
+            elif op == 0xA:
                 pongs += 1
             elif op in (0x0, 0x1, 0x2):
                 frames += 1
-            off += hl + n
-        buf = buf[off:]
 except (socket.timeout, OSError):
     pass
 print(json.dumps({"sent": sent, "stalled": stalled, "max_rss_kib": max_rss, "ping": ping, "metric": metric,
