@@ -343,7 +343,7 @@ describe("lua sandbox", function()
 
   it("caps a VM's memory: the hog is flagged, the host survives", function()
     local out, r = through("    - lua: |\n        if this.hog then local t = {} for k = 1, 1e9 do t[k] = string.rep('x', 64) .. k end end\n" ..
-      SHOW_ERRORS, '{"hog":1}\n{"ok":1}\n', "lua:\n  max_memory: 64MiB\n")
+      SHOW_ERRORS, '{"hog":1}\n{"ok":1}\n', "lua:\n  max_memory: 64MiB\n  max_time: 60s\n")
     assert.are.equal(0, r.code)
     assert.matches("not enough memory", json.decode(out[1]).err)
     assert.are.equal('{"ok":1}', out[2])
@@ -352,6 +352,50 @@ describe("lua sandbox", function()
   it("refuses require outside lua_path", function()
     local out = through("    - lua: \"return require('os')\"\n" .. SHOW_ERRORS, "x\n")
     assert.matches("not found in lua_path", json.decode(out[1]).err)
+  end)
+end)
+
+describe("lua failures in the log", function()
+  it("logs a failed message with its stream, label and file:line", function()
+    local r = h.run_config([[
+input:
+  stdin: {}
+pipeline:
+  processors:
+    - label: enrich
+      lua: |
+        if this.bad then error("broken: " .. this.bad) end
+output:
+  stdout: {}
+]], {stdin = '{"bad":"yes"}\n{"ok":1}\n'})
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches('level=warn stream=main component=enrich msg="script failed a message" error="[^"]*%.yaml:7: broken: yes"\n',
+      r.stderr)
+    local n = 0
+    for _ in r.stderr:gmatch("script failed") do n = n + 1 end
+    assert.are.equal(1, n)
+  end)
+
+  it("logs a flood of failures in a bounded number of lines, counting those left out", function()
+    local r = h.run_config([[
+input:
+  generate: {count: 20000, batch_size: 100, interval: 0, mapping: 'return {n = i}'}
+pipeline:
+  processors:
+    - lua: 'error("no " .. this.n)'
+output:
+  drop: {}
+]], {timeout = 120})
+    assert.are.equal(0, r.code, r.stderr)
+    local logged, left_out = 0, 0
+    for l in r.stderr:gmatch("[^\n]+") do
+      if l:find('msg="script failed a message"', 1, true) then logged = logged + 1 end
+      local n = l:match("not_logged=(%d+)")
+      if n then left_out = left_out + tonumber(n) end
+    end
+    -- 5 at once, then one a second: a run of a few seconds logs a few lines
+    assert.is_true(logged >= 5 and logged <= 40, r.stderr)
+    assert.are.equal(20000, logged + left_out)
   end)
 end)
 
