@@ -22,6 +22,7 @@ struct sl_cnode {
   int *kline, *kcol;         /* SL_CN_MAP: position of keys[i] */
   sl_cnode_t **items;
   int synthetic;             /* inserted by validation (a default) */
+  char *env_raw;             /* scalar text before ${NAME} substitution; NULL when none was made */
 };
 
 typedef struct sl_diag { char *file; int line, col; char *key; char *msg; } sl_diag_t;

@@ -79,6 +79,12 @@ int sl_interp_is_static(const sl_interp_t *i);
 char *sl_interp_eval(sl_interp_t *i, sl_msg_t *m, uint32_t index, size_t *len, char **err);
 void sl_interp_free(sl_interp_t *i);
 
+/* ${NAME} from the environment is refused in Lua code (its text would become
+ * code): in a code scalar at all, in a template (interp) inside ${! } or when
+ * its value holds "${!". 0, or -1 with a diagnostic at v. The helpers below
+ * check it; call it for code compiled some other way. */
+int sl_lua_env_check(const sl_cnode_t *v, sl_diags_t *d, const char *key, int interp);
+
 /* Helpers for components: compile a config field with its position. */
 sl_lscript_t *sl_lua_script_field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const char *key);
 sl_interp_t *sl_lua_interp_field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const char *key);

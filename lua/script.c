@@ -3,7 +3,9 @@
  * lua/run.c. */
 #include "vm.h"
 #include "../core/xalloc.h"
+#include <ctype.h>
 #include <lauxlib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -259,12 +261,66 @@ void sl_interp_free(sl_interp_t *in) {
 
 /* ---------- config field helpers ---------- */
 
+/* The first ${NAME} that conf.c substitutes from the environment in s, with
+ * its name in name; 0 if there is none. */
+static int env_ref(const char *s, char *name, size_t cap) {
+  for (const char *p = s; *p; p++) {
+    if (p[0] == '$' && p[1] == '$' && p[2] == '{') {
+      p += 2;
+      continue;
+    }
+    if (p[0] != '$' || p[1] != '{' || !(isalpha((unsigned char)p[2]) || p[2] == '_')) continue;
+    size_t n = 2;
+    while (isalnum((unsigned char)p[n]) || p[n] == '_') n++;
+    if (p[n] != '}' && p[n] != ':') continue;
+    snprintf(name, cap, "%.*s", (int)(n - 2), p + 2);
+    return 1;
+  }
+  return 0;
+}
+
+/* The ${! } parts of a template, each as "text\n", in one string. */
+static char *expr_parts(const char *tmpl) {
+  char *all = sl_xstrdup("");
+  for (const char *p = strstr(tmpl, "${!"); p; p = strstr(p, "${!")) {
+    const char *end = expr_end(p + 3);
+    if (!end) break;
+    char *next = sl_xasprintf("%s%.*s\n", all, (int)(end - p - 3), p + 3);
+    free(all);
+    all = next;
+    p = end + 1;
+  }
+  return all;
+}
+
+int sl_lua_env_check(const sl_cnode_t *v, sl_diags_t *d, const char *key, int interp) {
+  if (!v->env_raw) return 0;
+  char name[64] = "NAME";
+  if (!interp) {
+    env_ref(v->env_raw, name, sizeof name);
+    sl_diag_add(d, v, key, "${%s} in Lua code would paste the variable's text into the code; read it with env(\"%s\")",
+                name, name);
+    return -1;
+  }
+  char *raw = expr_parts(v->env_raw), *now = expr_parts(v->str);
+  int in_code = env_ref(raw, name, sizeof name), changed = strcmp(raw, now) != 0;
+  free(raw);
+  free(now);
+  if (in_code)
+    sl_diag_add(d, v, key, "${%s} inside ${! } would paste the variable's text into Lua code; read it with env(\"%s\")",
+                name, name);
+  else if (changed)
+    sl_diag_add(d, v, key, "an environment variable's value in this string holds \"${!\", which would run as Lua code");
+  return in_code || changed ? -1 : 0;
+}
+
 /* The line a scalar's text starts on (block scalars start below the key). */
 static int code_line(const sl_cnode_t *v) { return v->line + (v->block ? 1 : 0); }
 
 /* Compiles the scalar at node[key] with compile(); on failure reports the
  * Lua error at the value's position. */
 typedef void *(*compile_fn)(sl_lua_t *L, const char *src, const char *chunk, int line, char **err);
+static void *compile_interp(sl_lua_t *L, const char *src, const char *chunk, int line, char **err);
 
 static void *field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const char *key, const char *what,
                    compile_fn compile) {
@@ -273,6 +329,7 @@ static void *field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const 
     sl_diag_add(d, v ? v : node, key, "expected %s", what);
     return NULL;
   }
+  if (sl_lua_env_check(v, d, key, compile == compile_interp) != 0) return NULL;
   char *err = NULL;
   void *r = compile(sl_lua_get(w), v->str, v->file ? v->file : "config", code_line(v), &err);
   if (!r) {

@@ -450,6 +450,51 @@ output:
   end)
 end)
 
+describe("${ENV} in Lua", function()
+  it("refuses a variable's text pasted into code, pointing at env()", function()
+    local path = h.write(h.tmpname(".yaml"), [[
+input:
+  generate: {count: 1, interval: 0, mapping: 'return "${SL_SPEC_X}"'}
+pipeline:
+  processors:
+    - lua: 'this = {a = ${SL_SPEC_X:1}}'
+    - switch:
+        - check: 'this.a == "${SL_SPEC_X}"'
+          processors: []
+    - log: {message: 'a ${! "${SL_SPEC_X}" }'}
+output:
+  stdout: {}
+]])
+    local code, _, err = h.sh("SL_SPEC_X='\" .. os.exit(3) .. \"' " .. h.bin .. " lint " .. path)
+    os.remove(path)
+    assert.are.equal(1, code)
+    assert.matches(':2:46: mapping: ${SL_SPEC_X} in Lua code would paste the variable\'s text into the code; read it with env%("SL_SPEC_X"%)', err)
+    assert.matches(":5:12: code: ${SL_SPEC_X} in Lua code", err)
+    assert.matches(":7:18: check: ${SL_SPEC_X} in Lua code", err)
+    assert.matches(":9:22: message: ${SL_SPEC_X} inside ${! } would paste", err)
+    assert.matches("4 errors", err)
+  end)
+
+  it("refuses a variable whose value would add Lua to a template", function()
+    local path = h.write(h.tmpname(".yaml"), "input:\n  stdin: {}\noutput:\n  file: {path: '${SL_SPEC_DIR}/${! this.a }.txt'}\n")
+    local code, _, err = h.sh("SL_SPEC_DIR='${! os.exit(3) }' " .. h.bin .. " lint " .. path)
+    os.remove(path)
+    assert.are.equal(1, code)
+    assert.matches(':4:16: path: an environment variable\'s value in this string holds "${!"', err)
+  end)
+
+  it("substitutes variables in a template's text, and env() reads them in code", function()
+    local d = tmpdir()
+    local path = h.write(d .. "/c.yaml", "input:\n  generate: {count: 1, interval: 0, mapping: 'return {v = env(\"SL_SPEC_X\"), l = \"$${SL_SPEC_X}\"}'}\n" ..
+      "output:\n  file: {path: '${SL_SPEC_DIR}/${! this.v }.txt'}\n")
+    local code, _, err = h.sh("SL_SPEC_X='a\"b' SL_SPEC_DIR=" .. d .. " " .. h.bin .. " run " .. path)
+    local written = h.read(d .. '/a"b.txt')
+    h.rmdir(d)
+    assert.are.equal(0, code, err)
+    assert.are.same({v = 'a"b', l = "${SL_SPEC_X}"}, json.decode(written))
+  end)
+end)
+
 describe("interpolation", function()
   it("evaluates ${! } per message in an output path", function()
     local d = tmpdir()
