@@ -18,7 +18,7 @@ local guard = ffi.cast("void *", ...)   -- a cdata: the JIT does not pass lightu
 local B = {}
 local error, byte, sub, find, ffi_string = error, string.byte, string.sub, string.find, ffi.string
 local IRQ_SLICE, IRQ_DEADLINE, IRQ_BUDGET, IRQ_CSTACK = 1, 2, 3, 4
-local STRIDE = 64
+local STRIDE = 16
 local left, check_at = 0, 0
 local over = nil          -- the error of a call that went over a budget: raised again at every step
 

@@ -13,7 +13,7 @@
 #define TICK_MS 4
 #define SLICE_MS 10
 #define IDLE_TICKS 50
-/* LuaJIT's own frames plus ours between two checks of the floor (64 steps,
+/* LuaJIT's own frames plus ours between two checks of the floor (16 steps,
  * each possibly a level of C recursion) stay well inside this. */
 #define FLOOR_MIN (256u << 10)
 #define FLOOR_MAX (1u << 20)
