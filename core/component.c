@@ -168,7 +168,12 @@ static void link_push(sl_sink_t *s, sl_batch_t *b) {
 static void link_out(sl_sink_t *s, sl_batch_t *b) {
   link_t *l = (link_t *)((char *)s - offsetof(link_t, out));
   *l->m.sent += b->n;
-  if (!l->in_call) { l->next->push(l->next, b); return; }
+  if (!l->in_call) {
+    *l->m.error += l->p->late_errors;
+    if (l->lua_errors) *l->lua_errors += l->p->late_errors;
+    l->next->push(l->next, b);
+    return;
+  }
   l->call_errors += count_errors(b);
   uint64_t t0 = sl_now_ns();
   l->next->push(l->next, b);

@@ -88,6 +88,9 @@ struct sl_processor {
   sl_sink_t *next;            /* set by the chain before the first process call */
   sl_worker_t *worker;
   sl_stream_t *stream;
+  /* Set around an emit outside process() (a run that yielded to the loop):
+   * how many messages of that batch the processor failed, for its metrics. */
+  int64_t late_errors;
 };
 
 static inline void sl_processor_emit(sl_processor_t *p, sl_batch_t *b) { p->next->push(p->next, b); }

@@ -74,6 +74,7 @@ sl_cnode_t *sl_cnode_dup(const sl_cnode_t *n) {
     memcpy(d->str, n->str, n->len + 1);
     d->len = n->len;
   }
+  if (n->env_raw) d->env_raw = sl_xstrdup(n->env_raw);
   for (uint32_t i = 0; i < n->n; i++) {
     if (n->type == SL_CN_MAP) map_append(d, n->keys[i], sl_cnode_dup(n->items[i]), n->kline[i], n->kcol[i]);
     else sl_cnode_seq_push(d, sl_cnode_dup(n->items[i]));
@@ -93,6 +94,7 @@ void sl_cnode_free(sl_cnode_t *n) {
   free(n->kcol);
   free(n->items);
   free(n->str);
+  free(n->env_raw);
   free(n);
 }
 
@@ -227,7 +229,7 @@ static int env_name_char(char c, int first) {
 /* `${NAME}` and `${NAME:default}` become the variable's value; `$${` is a
  * literal `${`; `${! ...}` (Lua) and `${ctx...}` are kept for later stages.
  * An unset variable without default is an error rather than a silent "". */
-static char *subst_env(parser_t *p, const char *s, size_t len, size_t *out_len, const sl_cnode_t *pos) {
+static char *subst_env(parser_t *p, const char *s, size_t len, size_t *out_len, const sl_cnode_t *pos, int *vars) {
   if (!memchr(s, '$', len)) return NULL;
   buf_t b = {0};
   size_t i = 0;
@@ -253,6 +255,7 @@ static char *subst_env(parser_t *p, const char *s, size_t len, size_t *out_len, 
       if (j >= len || s[j] != '}') goto literal;
       char *name = sl_xstrndup(s + i + 2, name_end - i - 2);
       const char *val = getenv(name);
+      *vars = 1;
       if (val) buf_put(&b, val, strlen(val));
       else if (def) buf_put(&b, def, def_len);
       else {
@@ -436,10 +439,13 @@ static sl_cnode_t *parse_scalar(parser_t *p, yaml_event_t *ev) {
     n->quoted = !plain;
     n->block = ev->data.scalar.style == YAML_LITERAL_SCALAR_STYLE || ev->data.scalar.style == YAML_FOLDED_SCALAR_STYLE;
     size_t nl;
-    char *sub = subst_env(p, v, len, &nl, n);
+    int vars = 0;
+    char *sub = subst_env(p, v, len, &nl, n, &vars);
     if (sub) {
       n->str = sub;
       n->len = nl;
+      /* Lua fields refuse variables in code (lua/script.c). */
+      if (vars) n->env_raw = sl_xstrndup(v, len);
     } else {
       n->str = sl_xstrndup(v, len);
       n->len = len;

@@ -23,6 +23,7 @@ struct sl_cnode {
   sl_cnode_t **items;
   uint32_t *slots, nslots;   /* SL_CN_MAP of 8+ keys: hash index of keys (item index + 1, 0 free) */
   int synthetic;             /* inserted by validation (a default) */
+  char *env_raw;             /* scalar text before ${NAME} substitution; NULL when none was made */
 };
 
 typedef struct sl_diag { char *file; int line, col; char *key; char *msg; } sl_diag_t;

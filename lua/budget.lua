@@ -1,18 +1,81 @@
--- The per-call step budget. LuaJIT's count hook does not fire inside
--- JIT-compiled traces, so a runaway loop is stopped by source
--- instrumentation instead: a call to the local __sl_step() is inserted after
--- every `do`, `repeat`, `::label::` and function parameter list, on the same
--- line (error line numbers do not move). Each call spends one step.
+-- The per-call step budget, and the checks that bound a call from outside
+-- (lua/guard.h): LuaJIT's count hook does not fire inside JIT-compiled
+-- traces, so user code is instrumented instead: a call to the chunk's local
+-- __sl_step() is inserted after every `do`, `repeat`, `::label::` and function
+-- parameter list, on the same line (error line numbers do not move), and the
+-- compiled chunk starts with one. Each call spends one step; every STRIDE
+-- steps the guard is asked whether the call is over its time, whether the C
+-- stack runs low, or whether the run should yield to the loop.
+local ffi = require("ffi")
+ffi.cdef [[
+int sl_lguard_check(void *g);
+int sl_lguard_done(void *g);
+void sl_lguard_trip(void *g, int irq);
+const char *sl_lguard_message(void *g, int irq);
+]]
+local C = ffi.C
+local guard = ffi.cast("void *", ...)   -- a cdata: the JIT does not pass lightuserdata to C
 local B = {}
-local left = 0
-local error, byte, sub, find = error, string.byte, string.sub, string.find
+local error, byte, sub, find, ffi_string = error, string.byte, string.sub, string.find, ffi.string
+local IRQ_SLICE, IRQ_DEADLINE, IRQ_BUDGET, IRQ_CSTACK = 1, 2, 3, 4
+local STRIDE = 16
+local left, check_at = 0, 0
+local over = nil          -- the error of a call that went over a budget: raised again at every step
 
-function B.reset(n) left = n end
+-- Called when the run may yield to the loop (set by the runtime).
+B.on_slice = function() end
+
+-- A call begins with n steps.
+function B.reset(n)
+  left, over = n, nil
+  check_at = n > STRIDE and n - STRIDE or 0
+end
+
+-- error() at level (of the user code as check sees it: check 1, step 2,
+-- user 3), or with no position (0).
+local function raise(msg, level)
+  error(msg, level > 0 and level + 1 or 0)
+end
+
+local function stop(irq, level)
+  over = ffi_string(C.sl_lguard_message(guard, irq))
+  check_at = 1 / 0
+  if irq == IRQ_BUDGET then C.sl_lguard_trip(guard, irq) end
+  raise(over, level > 0 and level + 1 or 0)
+end
+
+local function check(level)
+  if over then raise(over, level) end
+  if left < 0 then stop(IRQ_BUDGET, level) end
+  local irq = C.sl_lguard_check(guard)
+  if irq == IRQ_DEADLINE or irq == IRQ_BUDGET then stop(irq, level)
+  elseif irq == IRQ_CSTACK then raise(ffi_string(C.sl_lguard_message(guard, irq)), level)
+  elseif irq == IRQ_SLICE then B.on_slice() end
+  check_at = left > STRIDE and left - STRIDE or 0
+end
 
 function B.step()
   left = left - 1
-  if left < 0 then error("instruction budget exceeded", 2) end
+  if left < check_at then check(3) end
 end
+
+-- The same checks at once, for host code about to nest a call through C.
+function B.check_now() check(0) end
+
+-- Ends the call: the error it must fail with even though it returned (it
+-- caught the budget's own error with pcall, say), or nil. Every call ends
+-- here, failed or not, so that the next one starts a new epoch.
+function B.finish()
+  local irq = C.sl_lguard_done(guard)
+  if over then return over end
+  if irq == IRQ_DEADLINE or irq == IRQ_BUDGET then return ffi_string(C.sl_lguard_message(guard, irq)) end
+  if left < 0 then return ffi_string(C.sl_lguard_message(guard, IRQ_BUDGET)) end
+  return nil
+end
+
+-- A run that yields keeps its budget; another call may run meanwhile.
+function B.save() return {left, check_at, over} end
+function B.restore(t) left, check_at, over = t[1], t[2], t[3] end
 
 local STEP = " __sl_step();"
 

@@ -10,10 +10,12 @@
 #include "../core/conf.h"
 
 typedef struct sl_lua sl_lua_t;
+typedef struct sl_lfaillog sl_lfaillog_t;   /* lua/faillog.h */
 
 typedef struct sl_lua_opts {
   int64_t max_memory;        /* bytes per VM, 0 = default (256 MiB) */
   int64_t max_steps;         /* per call budget (loop iterations, gotos, calls), 0 = default */
+  int64_t max_time_ms;       /* per call wall-clock budget, 0 = default (1 s) */
   const char *lua_path;      /* ';'-separated directories require() may read, NULL = none */
 } sl_lua_opts_t;
 
@@ -44,8 +46,22 @@ sl_lscript_t *sl_lscript_module(sl_lua_t *L, const char *path, void *owner, sl_l
 /* Runs the script over every message of b in one C->Lua crossing. Messages the
  * script deletes are removed and freed (acked); failing messages stay and are
  * flagged (sl_msg_set_error with "chunk:line: text"); module scripts may split.
- * seq_base: when non-zero, `i` is in scope as seq_base + index (generate). */
+ * seq_base: when non-zero, `i` is in scope as seq_base + index (generate).
+ * Runs to the end before returning. */
 void sl_lscript_run(sl_lscript_t *s, sl_batch_t *b, uint64_t seq_base);
+
+/* The same as a job that yields to the loop between time slices, so that a
+ * long script does not hold the worker: done gets b (as sl_lscript_run leaves
+ * it) when the script is through; log (may be NULL) is told of each failure. Returns NULL when that happened before
+ * returning; otherwise the job, which the VM resumes on later loop turns
+ * (jobs of one VM take turns). The job owns b meanwhile, and frees itself
+ * after done. On the lint VM (no loop) it always runs to the end. */
+typedef struct sl_ljob sl_ljob_t;
+typedef void (*sl_ljob_done_cb)(sl_batch_t *b, void *arg);
+sl_ljob_t *sl_lscript_start(sl_lscript_t *s, sl_batch_t *b, sl_lfaillog_t *log, sl_ljob_done_cb done, void *arg);
+/* Abandons a job: done is not called, b comes back as the script left it
+ * (messages it made are freed). */
+sl_batch_t *sl_ljob_cancel(sl_ljob_t *j);
 void sl_lscript_free(sl_lscript_t *s);
 
 /* A boolean check such as `this.type == "a"` (switch cases). */
@@ -62,6 +78,12 @@ int sl_interp_is_static(const sl_interp_t *i);
 /* Returns a malloc'd NUL-terminated string (len optional) or NULL with err. */
 char *sl_interp_eval(sl_interp_t *i, sl_msg_t *m, uint32_t index, size_t *len, char **err);
 void sl_interp_free(sl_interp_t *i);
+
+/* ${NAME} from the environment is refused in Lua code (its text would become
+ * code): in a code scalar at all, in a template (interp) inside ${! } or when
+ * its value holds "${!". 0, or -1 with a diagnostic at v. The helpers below
+ * check it; call it for code compiled some other way. */
+int sl_lua_env_check(const sl_cnode_t *v, sl_diags_t *d, const char *key, int interp);
 
 /* Helpers for components: compile a config field with its position. */
 sl_lscript_t *sl_lua_script_field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const char *key);

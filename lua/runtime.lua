@@ -2,9 +2,13 @@
 -- functions, runs them over whole batches through FFI, and evaluates checks
 -- and ${! } interpolations. Loaded once per VM by lua/vm.c; user code never
 -- sees this module, only the environment it builds.
+-- A batch runs in a runner coroutine, so that a long call can yield to the
+-- loop between time slices (lua/guard.h) and resume where it stopped.
 local ffi = require("ffi")
 local cjson = require("cjson")
-local budget_mod = ...
+-- budget_mod: lua/budget.lua; strmatch: {find, match, gmatch, gsub} that stop
+-- at the call's deadline (lua/strmatch.c)
+local budget_mod, strmatch = ...
 
 ffi.cdef [[
 typedef struct sl_msg sl_msg_t;
@@ -22,6 +26,7 @@ void sl_lmodule_dep(void *owner, const char *path);
 sl_msg_t *sl_lmsg_clone(void *run, sl_msg_t *m);
 sl_msg_t *sl_lmsg_new(void *run, const char *p, size_t len);
 void sl_lrun_keep(void *run, sl_msg_t *m);
+void sl_lfaillog_note(void *log, const char *text, unsigned n);
 int sl_uuid_v4(char *out);
 int sl_lnow(char *out, size_t cap);
 int sl_llog(const char *level, const char *msg, const char **kv);
@@ -30,6 +35,8 @@ int sl_llog(const char *level, const char *msg, const char **kv);
 local C = ffi.C
 local ffi_string, ffi_cast = ffi.string, ffi.cast
 local type, pairs, ipairs, tostring, error, pcall, select = type, pairs, ipairs, tostring, error, pcall, select
+local co_create, co_resume, co_yield, co_running, co_status = coroutine.create, coroutine.resume, coroutine.yield,
+  coroutine.running, coroutine.status
 local setmetatable, getmetatable, rawget, rawset, setfenv = setmetatable, getmetatable, rawget, rawset, setfenv
 local str_sub, str_format, str_find = string.sub, string.format, string.find
 local json_decode, json_encode = cjson.decode, cjson.encode
@@ -60,6 +67,7 @@ local APPEND, FULL = 1, 2
 local this_added, this_nadded, this_src = {}, 0, nil
 local cur_ctx_cache = nil
 local cur_run = nil
+local cur_runner = nil   -- the runner coroutine whose run executes now (it may yield)
 
 local DELETED = setmetatable({}, {__tostring = function() return "deleted()" end, __metatable = false})
 
@@ -313,7 +321,7 @@ local compile
 local function safe_load(s, name, mode, env)
   if type(s) ~= "string" then return nil, "load: only source strings are allowed" end
   if str_sub(s, 1, 1) == "\27" then return nil, "load: bytecode is not allowed" end
-  return compile(s, name and tostring(name):gsub("^[@=]", "") or "load", env or new_env(), 1, "", "")
+  return compile(s, name and tostring(name):gsub("^[@=]", "") or "load", env or new_env(), 1, "chunk")
 end
 
 -- Files the host has already read off the loop thread for a reload:
@@ -358,14 +366,15 @@ local function sandbox_require(name)
     #lua_path > 0 and table.concat(lua_path, ";") or "lua_path is not set"), 0)
 end
 
+-- The string metatable's __index is this very table, so ("").find must be
+-- the bounded matcher too, and ("").dump must not exist.
+for name, f in pairs(strmatch) do string[name] = f end
+string.dump = nil
 base.string = copy(string)
-base.string.dump = nil
-string.dump = nil   -- the string metatable's __index: ("").dump would reach it
 base.table = copy(table)
 base.math = copy(math)
 base.bit = copy(bit)
 base.os = {time = os.time, clock = os.clock, date = os.date, difftime = os.difftime}
-base.coroutine = copy(coroutine)
 base.json = {encode = encode, decode = json_decode, null = cjson.null}
 for _, k in ipairs({"assert", "error", "ipairs", "next", "pairs", "pcall", "select", "tonumber", "tostring",
   "type", "unpack", "xpcall", "rawequal", "rawget", "rawset", "rawlen", "setmetatable"}) do
@@ -382,6 +391,90 @@ do
   base.unpack = function(t, i, j) return unpack_(raw_of(t), i, j) end
   for name, f in pairs_(base.table) do
     base.table[name] = function(t, ...) return f(raw_of(t), ...) end
+  end
+end
+-- Runner coroutines are the host's: a script sees none of them (running()
+-- answers nil, as Lua 5.1 does on the main thread, and a yield there is an
+-- error), so it can neither resume another script's suspended run nor
+-- suspend its own. Every resume first checks the C stack: nested coroutines
+-- take C stack but no Lua stack, so Lua's own limit never stops them.
+-- A slice taken inside a script's coroutine yields PASS_ON to the resume
+-- that runs it, which takes the slice in its own coroutine (if it can) and
+-- resumes the inner one: the whole chain of coroutines gets suspended. Only
+-- a few levels deep, as each level costs a yield and a resume per slice.
+local runners = setmetatable({}, {__mode = "k"})
+local PASS_ON, PASS_DEPTH = {}, 8
+local guard_now = budget_mod.check_now
+local co_depth = 0       -- resumes in progress in the running run
+local take_slice        -- defined with the runners below
+local function resumed(co, ok, first, ...)
+  if ok and first == PASS_ON and co_status(co) == "suspended" then
+    take_slice()
+    return resumed(co, co_resume(co))
+  end
+  co_depth = co_depth - 1
+  return ok, first, ...
+end
+local function resume(co, ...)
+  guard_now()
+  co_depth = co_depth + 1
+  return resumed(co, co_resume(co, ...))
+end
+local function rethrow(ok, ...)
+  if not ok then error((...), 0) end
+  return ...
+end
+base.coroutine = {
+  create = co_create,
+  status = co_status,
+  resume = resume,
+  running = function()
+    local co = co_running()
+    if co == nil or runners[co] then return nil end
+    return co
+  end,
+  yield = function(...)
+    local co = co_running()
+    if co == nil or runners[co] then error("attempt to yield from outside a coroutine", 2) end
+    return co_yield(...)
+  end,
+  wrap = function(f)
+    local co = co_create(f)
+    return function(...) return rethrow(resume(co, ...)) end
+  end,
+}
+-- The text of an error value. A string is itself; anything else goes through
+-- tostring in a coroutine of its own, so that a __tostring that fails,
+-- returns no string, recurses or yields still gives a readable text. The
+-- __tostring is user code: its call is ended like any other.
+local function describe(err)
+  local t = type(err)
+  if t == "string" then return err end
+  if t ~= "table" and t ~= "userdata" then return tostring(err) end
+  local co = co_create(function(v) return tostring(v) end)
+  local runner = cur_runner
+  cur_runner = nil         -- no slices in here: the value is stringified now
+  local ok, text = co_resume(co, err)
+  cur_runner = runner
+  budget_mod.finish()
+  if ok and co_status(co) == "dead" and type(text) == "string" then return text end
+  local why
+  if not ok then why = "its __tostring failed: " .. (type(text) == "string" and text or "(a " .. type(text) .. ")")
+  elseif co_status(co) ~= "dead" then why = "its __tostring yielded"
+  else why = "its __tostring returned a " .. type(text) end
+  return "error with a " .. t .. " value (" .. why .. ")"
+end
+
+-- table.sort compares in C with LuaJIT's median-of-three quicksort, which
+-- some inputs drive to n^2 comparisons: a long sort without a comparator
+-- gets one in Lua, which spends steps (and so stops at the budget).
+do
+  local sort, step = table.sort, budget_mod.step
+  local function less(a, b) step(); return a < b end
+  base.table.sort = function(t, cmp)
+    t = raw_of(t)
+    if cmp == nil and type(t) == "table" and #t > 256 then cmp = less end
+    return sort(t, cmp)
   end
 end
 base.getmetatable = function(v)
@@ -438,7 +531,6 @@ base.env = function(name)
   return v
 end
 base._VERSION = _VERSION
-base.__sl_budget_step = budget_mod.step
 
 -- ---------- compiling ----------
 local scripts = {}       -- id -> {kind, fn | module}
@@ -456,6 +548,16 @@ function M.release(id)
   free_ids[#free_ids + 1] = id
 end
 
+-- What user code is compiled into: a function (a message's body, an
+-- expression's value, or a chunk taking ...) that spends a step on entry. The
+-- step function reaches it as an upvalue of the enclosing chunk, never
+-- through the environment, so no script can swap it for another.
+local SHAPES = {
+  inline = {"return function() __sl_step(); ", "\nend"},
+  expr = {"return function() __sl_step(); return (", "\n) end"},
+  chunk = {"return function(...) __sl_step(); ", "\nend"},
+}
+
 -- Line numbers of errors must be those of the YAML (or .lua) file: the code
 -- is placed on its real line by prefixing newlines.
 local function wrap(code, line, head, tail)
@@ -464,34 +566,30 @@ end
 
 -- User code is instrumented for the step budget, then wrapped; the budget
 -- function is a local of the chunk so a step costs a local call.
-function compile(src, chunk, env, line, head, tail)
+local budget_step = budget_mod.step
+function compile(src, chunk, env, line, shape)
+  local head, tail = SHAPES[shape][1], SHAPES[shape][2]
   local ok, code = pcall(budget_mod.instrument, src)
   if not ok then
     -- Lua's own parser knows the line of what the instrumenter refused.
     local _, perr = loadstring(wrap(src, line, head, tail), "@" .. chunk)
     return nil, perr or chunk .. ":" .. (line or 1) .. ": " .. tostring(code)
   end
-  local f, err = loadstring(wrap(code, line, "local __sl_step = __sl_budget_step; " .. head, tail), "@" .. chunk)
+  local f, err = loadstring(wrap(code, line, "local __sl_step = ...; " .. head, tail), "@" .. chunk)
   if not f then return nil, err end
   setfenv(f, env)
-  return f
+  return f(budget_step)
 end
 
 function M.compile_inline(code, chunk, line)
-  local env = new_env()
-  local f, err = compile(code, chunk, env, line, "return function() ", "\nend")
-  if not f then return nil, err end
-  local ok, fn = pcall(f)
-  if not ok then return nil, fn end
+  local fn, err = compile(code, chunk, new_env(), line, "inline")
+  if not fn then return nil, err end
   return register({kind = "inline", fn = fn})
 end
 
 function M.compile_expr(expr, chunk, line, kind)
-  local env = new_env()
-  local f, err = compile(expr, chunk, env, line, "return function() return (", "\n) end")
-  if not f then return nil, err end
-  local ok, fn = pcall(f)
-  if not ok then return nil, fn end
+  local fn, err = compile(expr, chunk, new_env(), line, "expr")
+  if not fn then return nil, err end
   return register({kind = kind, fn = fn})
 end
 
@@ -516,15 +614,17 @@ local function compile_module(path, owner, prev, steps)
   if not src then return nil, ferr end
   if prev and unchanged(scripts[prev], src) then return prev end
   local env = new_env()
-  local f, err = compile(src, path, env, 1, "", "")
+  local f, err = compile(src, path, env, 1, "chunk")
   if not f then return nil, err end
   local req = {modules = {}, files = {{path, src}}, owner = owner}
   local saved = cur_req
   cur_req = req
   budget_mod.reset(steps or 0)
   local ok, mod = pcall(f)
+  local over = budget_mod.finish()
   cur_req = saved
-  if not ok then return nil, mod end
+  if ok and over then ok, mod = false, over end
+  if not ok then return nil, describe(mod) end
   if type(mod) ~= "table" then mod = env end
   local process, process_batch = rawget(mod, "process"), rawget(mod, "process_batch")
   if type(process) ~= "function" and type(process_batch) ~= "function" then
@@ -612,19 +712,24 @@ local function finish_inline(m, ret)
   return true
 end
 
--- After "not enough memory" the garbage that caused it is still there; LuaJIT
--- does not collect before failing an allocation, so collect now.
+-- The text a failed call flags its message with. After "not enough memory"
+-- the garbage that caused it is still there; LuaJIT does not collect before
+-- failing an allocation, so collect now.
 local collectgarbage = collectgarbage
-local function fail(m, err)
+local faillog = nil      -- the running script's rate-limited failure log (C)
+local function fail_text(err, n)
   if err == "not enough memory" then collectgarbage("collect") end
   -- errors raised by the host itself (say, cjson refusing a cycle) carry no
   -- useful position
-  C.sl_lmsg_set_error(m, (tostring(err):gsub('^%[string "lua%.%w+"%]:%d+: ', "")))
+  local text = describe(err):gsub('^%[string "lua%.%w+"%]:%d+: ', "")
+  if faillog ~= nil then C.sl_lfaillog_note(faillog, text, n or 1) end
+  return text
 end
+local function fail(m, err) C.sl_lmsg_set_error(m, fail_text(err)) end
 
 -- One pcall per batch, not per message: the loop is left by an error and
 -- resumed after the failing message, so the happy path stays on one trace.
-local budget_reset = budget_mod.reset
+local budget_reset, budget_finish = budget_mod.reset, budget_mod.finish
 local function inline_loop(fn, msgs, from, n, seq_base, drop, steps)
   for k = from, n - 1 do
     local m = msgs[k]
@@ -634,6 +739,8 @@ local function inline_loop(fn, msgs, from, n, seq_base, drop, steps)
     if seq_base ~= 0 then cur_seq = seq_base + k end
     budget_reset(steps)
     local ret = fn()
+    local over = budget_finish()
+    if over then error(over, 0) end
     if (ret ~= nil or this_loaded or this_set) and not finish_inline(m, ret) then drop[k] = 1 end
   end
 end
@@ -643,10 +750,10 @@ local function run_inline(s, msgs, n, seq_base, drop, steps)
   while from < n do
     local ok, err = pcall(inline_loop, s.fn, msgs, from, n, seq_base, drop, steps)
     if ok then break end
+    budget_finish()
     fail(msgs[cur_index], err)
     from = cur_index + 1
   end
-  set_current(nil, 0)
 end
 
 -- Module API: the msg object handed to process(msg, ctx). Its message
@@ -761,24 +868,32 @@ local function keep_module_result(run, msg, ret)
   C.sl_lrun_keep(run, live[msg])
 end
 
+-- Runs fn as one call of the budget: (true, result) or (false, error), an
+-- error too when it returned after going over budget.
+local function call(steps, fn, a, b)
+  budget_reset(steps)
+  local ok, ret = pcall(fn, a, b)
+  local over = budget_finish()
+  if ok and over then return false, over end
+  return ok, ret
+end
+
+local function keep_failed(run, msgs, n, err)
+  local text = fail_text(err, n)
+  for k = 0, n - 1 do C.sl_lmsg_set_error(msgs[k], text); C.sl_lrun_keep(run, msgs[k]) end
+end
+
 local function run_module(s, msgs, n, run, steps)
   if s.process_batch then
     local batch = {}
     for k = 0, n - 1 do batch[k + 1] = new_msg(msgs[k]) end
     set_current(n > 0 and msgs[0] or nil, 0)
-    budget_mod.reset(steps)
-    local ok, ret = pcall(s.process_batch, batch, ctx)
-    if not ok then
-      for k = 0, n - 1 do fail(msgs[k], ret); C.sl_lrun_keep(run, msgs[k]) end
-      return
-    end
+    local ok, ret = call(steps, s.process_batch, batch, ctx)
+    if not ok then return keep_failed(run, msgs, n, ret) end
     local out = ret == nil and batch or ret
     if type(out) ~= "table" then out = {false} end
     for _, msg in ipairs(out) do
-      if live[msg] == nil then
-        for k = 0, n - 1 do fail(msgs[k], "process_batch must return nothing or a list of messages"); C.sl_lrun_keep(run, msgs[k]) end
-        return
-      end
+      if live[msg] == nil then return keep_failed(run, msgs, n, "process_batch must return nothing or a list of messages") end
     end
     for _, msg in ipairs(out) do C.sl_lrun_keep(run, live[msg]) end
     return
@@ -786,8 +901,7 @@ local function run_module(s, msgs, n, run, steps)
   for k = 0, n - 1 do
     local msg = new_msg(msgs[k])
     set_current(msgs[k], k)
-    budget_mod.reset(steps)
-    local ok, ret = pcall(s.process, msg, ctx)
+    local ok, ret = call(steps, s.process, msg, ctx)
     if ok then ok, ret = pcall(keep_module_result, run, msg, ret) end
     if not ok then
       fail(msgs[k], ret)
@@ -796,20 +910,112 @@ local function run_module(s, msgs, n, run, steps)
   end
 end
 
+-- ---------- runs, runners and slices ----------
+-- A run is one batch through one script, inside a runner coroutine. When the
+-- guard asks for a slice, the run yields (if no C function's callback is in
+-- the way) with its state saved, the host returns to the loop, and a later
+-- M.resume restores the state and carries on. Runners are reused.
+local SLICE, DONE = {}, {}
+local idle_runners, suspended = {}, {}
+local table_remove = table.remove
+
 local drop_t = ffi.typeof("uint8_t *")
-function M.run(id, msgs_p, n, seq_base, run, steps, drop_p)
-  local s = scripts[id]
+local function run_job(s, msgs_p, n, seq_base, run, steps, drop_p, log)
   local msgs = ffi_cast(msgs_t, msgs_p)
+  faillog = log
   if s.kind == "module" then
     cur_run, cur_req = run, s.req
-    local ok, err = pcall(run_module, s, msgs, n, run, steps)
-    cur_run, cur_req, live = nil, nil, {}
-    set_current(nil, 0)
-    if not ok then error(err, 0) end
+    run_module(s, msgs, n, run, steps)
   else
     run_inline(s, msgs, n, seq_base, ffi_cast(drop_t, drop_p), steps)
   end
 end
+
+local function clear_run()
+  cur_run, cur_req, live, faillog, co_depth = nil, nil, {}, nil, 0
+  set_current(nil, 0)
+end
+
+local function runner_main(s, msgs_p, n, seq_base, run, steps, drop_p, log)
+  while true do
+    local ok, err = pcall(run_job, s, msgs_p, n, seq_base, run, steps, drop_p, log)
+    clear_run()
+    s, msgs_p, n, seq_base, run, steps, drop_p, log = co_yield(DONE, ok, err)
+  end
+end
+
+-- Resumes co until it yields: 0 when its run is done, or the id of the
+-- suspended run. An error escaping the run (memory, a host bug) is raised.
+local function drive(co, ...)
+  local saved = cur_runner
+  cur_runner = co
+  local ok, tag, run_ok, err = co_resume(co, ...)
+  cur_runner = saved
+  if not ok then
+    clear_run()
+    error(tag, 0)
+  end
+  if tag == SLICE then
+    local id = #suspended + 1
+    suspended[id] = co
+    return id
+  end
+  idle_runners[#idle_runners + 1] = co
+  if not run_ok then error(err, 0) end
+  return 0
+end
+
+function M.run(id, msgs_p, n, seq_base, run, steps, drop_p, log)
+  local co = table_remove(idle_runners)
+  if not co then
+    co = co_create(runner_main)
+    runners[co] = true
+  end
+  return drive(co, scripts[id], msgs_p, n, seq_base, run, steps, drop_p, log)
+end
+
+function M.resume(id)
+  local co = suspended[id]
+  suspended[id] = nil
+  return drive(co)
+end
+
+-- A suspended run that will not be resumed: its runner is dropped.
+function M.cancel(id) suspended[id] = nil end
+
+-- Everything a run keeps outside its own stack: saved at a slice, since
+-- other calls run on this VM before it resumes.
+local function save_state()
+  local st = {cur_msg, cur_msgs, cur_index, cur_seq, cur_this, this_loaded, this_dirty, this_exposed, this_set,
+              this_added, this_nadded, this_src, cur_ctx_cache, cur_run, cur_req, live, faillog, budget_mod.save(),
+              co_depth}
+  this_added, live, co_depth = {}, {}, 0
+  return st
+end
+local function restore_state(st)
+  cur_msg, cur_msgs, cur_index, cur_seq, cur_this, this_loaded = st[1], st[2], st[3], st[4], st[5], st[6]
+  this_dirty, this_exposed, this_set, this_added, this_nadded, this_src = st[7], st[8], st[9], st[10], st[11], st[12]
+  cur_ctx_cache, cur_run, cur_req, live, faillog = st[13], st[14], st[15], st[16], st[17]
+  budget_mod.restore(st[18])
+  co_depth = st[19]
+end
+
+-- Yields the run for a slice, from the runner or from a script's coroutine
+-- (see PASS_ON). A yield fails inside a C function's callback (a gsub
+-- replacement, a sort comparator): the run then goes on, bounded by its
+-- deadline. Sync calls (checks, interpolations) have no runner.
+function take_slice()
+  local runner, co = cur_runner, co_running()
+  if runner == nil or co == nil then return end
+  if co ~= runner then
+    if co_depth <= PASS_DEPTH then pcall(co_yield, PASS_ON) end
+    return
+  end
+  local st = save_state()
+  pcall(co_yield, SLICE)
+  restore_state(st)
+end
+budget_mod.on_slice = take_slice
 
 local function stringify(v)
   local t = type(v)
@@ -824,10 +1030,9 @@ end
 function M.eval(id, m, index, steps)
   local s = scripts[id]
   set_current(ffi_cast("sl_msg_t *", m), index)
-  budget_mod.reset(steps)
-  local ok, v = pcall(s.fn)
+  local ok, v = call(steps, s.fn)
   set_current(nil, 0)
-  if not ok then error(v, 0) end
+  if not ok then error(describe(v), 0) end
   if s.kind == "check" then return v ~= nil and v ~= false end
   return stringify(v)
 end

@@ -1,47 +1,56 @@
-/* Compiled Lua pieces owned by components: scripts (inline or module) run
- * over whole batches, boolean checks, and ${! } interpolated strings. */
+/* Compiled Lua pieces owned by components: scripts (inline or module),
+ * boolean checks, and ${! } interpolated strings. Runs of scripts are in
+ * lua/run.c. */
 #include "vm.h"
 #include "../core/xalloc.h"
+#include <ctype.h>
 #include <lauxlib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct sl_lscript { sl_lua_t *vm; int id; int module; };
 struct sl_lcheck { sl_lua_t *vm; int id; };
 
-/* The id a runtime compile entry point returned (id, err), or 0 with *err;
- * pops everything above top. */
-static int compile_result(lua_State *L, int rc, int top, char **err) {
-  int id = 0;
-  if (rc == 0 && lua_isnumber(L, -2)) id = (int)lua_tointeger(L, -2);
-  else *err = sl_xstrdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "compile failed");
-  lua_settop(L, top);
-  return id;
+/* Arguments of the compile entry points: (a, chunk, line, kind). */
+typedef struct compile_args { const char *a, *chunk, *kind; int line; } compile_args_t;
+
+static int push_compile(lua_State *L, void *arg) {
+  compile_args_t *c = arg;
+  lua_pushstring(L, c->a);
+  if (!c->chunk) return 1;
+  lua_pushstring(L, c->chunk);
+  lua_pushinteger(L, c->line);
+  if (!c->kind) return 3;
+  lua_pushstring(L, c->kind);
+  return 4;
+}
+
+/* The id a compile entry point returned (id, err), or 0 with *err. */
+static int compile_call(sl_lua_t *vm, sl_lcall_t *c, char **err) {
+  c->nres = 2;
+  if (sl_lvm_pcall(vm, c, err) != 0) return 0;
+  if (c->i > 0) {
+    free(c->s);
+    return (int)c->i;
+  }
+  *err = c->s ? c->s : sl_xstrdup("compile failed");
+  return 0;
 }
 
 int sl_lvm_compile(sl_lua_t *vm, int ref, const char *a, const char *chunk, int line, const char *kind, char **err) {
-  lua_State *L = vm->L;
-  int top = lua_gettop(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-  lua_pushstring(L, a);
-  int nargs = 1;
-  if (chunk) {
-    lua_pushstring(L, chunk);
-    lua_pushinteger(L, line);
-    nargs = 3;
-    if (kind) {
-      lua_pushstring(L, kind);
-      nargs = 4;
-    }
-  }
-  return compile_result(L, lua_pcall(L, nargs, 2, 0), top, err);
+  compile_args_t args = {a, chunk, kind, line};
+  sl_lcall_t c = {.ref = ref, .push = push_compile, .arg = &args};
+  return compile_call(vm, &c, err);
+}
+
+static int push_int(lua_State *L, void *arg) {
+  lua_pushinteger(L, *(int *)arg);
+  return 1;
 }
 
 void sl_lvm_release(sl_lua_t *vm, int id) {
-  lua_State *L = vm->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->ref_release);
-  lua_pushinteger(L, id);
-  if (lua_pcall(L, 1, 0, 0) != 0) lua_pop(L, 1);
+  sl_lcall_t c = {.ref = vm->ref_release, .push = push_int, .arg = &id};
+  sl_lvm_pcall(vm, &c, NULL);
 }
 
 /* ---------- scripts ---------- */
@@ -59,29 +68,42 @@ sl_lscript_t *sl_lscript_inline(sl_lua_t *L, const char *code, const char *chunk
   return script_new(L, sl_lvm_compile(L, L->ref_compile_inline, code, chunk, line_offset, NULL, err), 0);
 }
 
-sl_lscript_t *sl_lscript_module(sl_lua_t *vm, const char *path, void *owner, sl_lscript_t *prev,
-                                const sl_lsource_t *pre, unsigned n, char **err) {
-  lua_State *L = vm->L;
-  int top = lua_gettop(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->ref_compile_module);
-  lua_pushstring(L, path);
-  if (owner) lua_pushlightuserdata(L, owner);
+typedef struct module_args {
+  const char *path;
+  void *owner;
+  sl_lscript_t *prev;
+  int64_t steps;
+  const sl_lsource_t *pre;
+  unsigned n;
+} module_args_t;
+
+static int push_module(lua_State *L, void *arg) {
+  module_args_t *m = arg;
+  lua_pushstring(L, m->path);
+  if (m->owner) lua_pushlightuserdata(L, m->owner);
   else lua_pushnil(L);
-  if (prev) lua_pushinteger(L, prev->id);
+  if (m->prev) lua_pushinteger(L, m->prev->id);
   else lua_pushnil(L);
-  lua_pushnumber(L, (lua_Number)vm->max_steps);
-  lua_createtable(L, 0, (int)n);
-  for (unsigned i = 0; i < n; i++) {
-    if (pre[i].data) {
-      lua_pushlstring(L, pre[i].data, pre[i].len);
+  lua_pushnumber(L, (lua_Number)m->steps);
+  lua_createtable(L, 0, (int)m->n);
+  for (unsigned i = 0; i < m->n; i++) {
+    if (m->pre[i].data) {
+      lua_pushlstring(L, m->pre[i].data, m->pre[i].len);
     } else {
       lua_createtable(L, 1, 0);
-      lua_pushfstring(L, "%s: %s", pre[i].path, pre[i].error);
+      lua_pushfstring(L, "%s: %s", m->pre[i].path, m->pre[i].error);
       lua_rawseti(L, -2, 1);
     }
-    lua_setfield(L, -2, pre[i].path);
+    lua_setfield(L, -2, m->pre[i].path);
   }
-  int id = compile_result(L, lua_pcall(L, 5, 2, 0), top, err);
+  return 5;
+}
+
+sl_lscript_t *sl_lscript_module(sl_lua_t *vm, const char *path, void *owner, sl_lscript_t *prev,
+                                const sl_lsource_t *pre, unsigned n, char **err) {
+  module_args_t args = {path, owner, prev, vm->max_steps, pre, n};
+  sl_lcall_t c = {.ref = vm->ref_compile_module, .push = push_module, .arg = &args};
+  int id = compile_call(vm, &c, err);
   if (prev && id == prev->id) return prev;
   return script_new(vm, id, 1);
 }
@@ -90,90 +112,6 @@ void sl_lscript_free(sl_lscript_t *s) {
   if (!s) return;
   sl_lvm_release(s->vm, s->id);
   free(s);
-}
-
-static ptrdiff_t find_msg(sl_msg_t **v, uint32_t n, const sl_msg_t *m) {
-  for (uint32_t i = 0; i < n; i++)
-    if (v[i] == m) return i;
-  return -1;
-}
-
-/* Rebuilds b from what the script kept: kept input messages move over (a
- * message kept twice is cloned), the rest are freed, which acks a deletion. */
-static void apply_run(sl_batch_t *b, sl_lrun_t *r) {
-  sl_msg_t **out = sl_xmalloc((r->nout ? r->nout : 1) * sizeof(*out));
-  uint32_t j = 0;
-  for (uint32_t k = 0; k < r->nout; k++) {
-    sl_msg_t *m = r->out[k];
-    ptrdiff_t at;
-    if (j < b->n && b->msgs[j] == m) {
-      b->msgs[j++] = NULL;
-    } else if ((at = find_msg(b->msgs, b->n, m)) >= 0) {
-      b->msgs[at] = NULL;
-    } else if ((at = find_msg(r->created, r->ncreated, m)) >= 0) {
-      r->created[at] = NULL;
-    } else {
-      m = sl_msg_clone(m);
-    }
-    out[k] = m;
-  }
-  for (uint32_t i = 0; i < b->n; i++)
-    if (b->msgs[i]) sl_msg_free(b->msgs[i]);
-  for (uint32_t i = 0; i < r->ncreated; i++)
-    if (r->created[i]) sl_msg_free(r->created[i]);
-  free(b->msgs);
-  b->msgs = out;
-  b->n = b->cap = r->nout;
-  if (!b->cap) {
-    b->msgs = sl_xrealloc(b->msgs, sizeof(*b->msgs));
-    b->cap = 1;
-  }
-}
-
-/* Inline scripts only drop messages: remove the flagged ones, keeping order. */
-static void apply_drops(sl_batch_t *b, const uint8_t *drop) {
-  uint32_t j = 0;
-  for (uint32_t i = 0; i < b->n; i++) {
-    if (drop[i]) sl_msg_free(b->msgs[i]);
-    else b->msgs[j++] = b->msgs[i];
-  }
-  b->n = j;
-}
-
-void sl_lscript_run(sl_lscript_t *s, sl_batch_t *b, uint64_t seq_base) {
-  if (!b->n) return;
-  uint8_t small[256];
-  uint8_t *drop = b->n <= sizeof(small) ? small : sl_xmalloc(b->n);
-  memset(drop, 0, b->n);
-  sl_lua_t *vm = s->vm;
-  lua_State *L = vm->L;
-  sl_lrun_t r = {.in = b};
-  int top = lua_gettop(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->ref_run);
-  lua_pushinteger(L, s->id);
-  lua_pushlightuserdata(L, b->msgs);
-  lua_pushinteger(L, b->n);
-  lua_pushnumber(L, (lua_Number)seq_base);
-  lua_pushlightuserdata(L, &r);
-  lua_pushnumber(L, (lua_Number)vm->max_steps);
-  lua_pushlightuserdata(L, drop);
-  if (lua_pcall(L, 7, 0, 0) != 0) {
-    /* The run loop itself failed (e.g. out of memory between messages): every
-     * message stays, flagged, and nothing the script made survives. */
-    const char *e = lua_tostring(L, -1);
-    for (uint32_t i = 0; i < b->n; i++) sl_msg_set_error(b->msgs[i], e ? e : "Lua run failed");
-    for (uint32_t i = 0; i < r.ncreated; i++) sl_msg_free(r.created[i]);
-    r.nout = 0;
-  } else if (s->module) {
-    apply_run(b, &r);
-  } else {
-    apply_drops(b, drop);
-  }
-  if (drop != small) free(drop);
-  lua_settop(L, top);
-  free(r.out);
-  free(r.created);
-  if (vm->used > (size_t)vm->max_memory / 2) lua_gc(L, LUA_GCCOLLECT, 0);
 }
 
 /* ---------- checks and interpolation parts ---------- */
@@ -187,27 +125,29 @@ sl_lcheck_t *sl_lcheck_compile(sl_lua_t *L, const char *expr, const char *chunk,
   return c;
 }
 
-/* Calls runtime.eval; leaves the result on the stack or returns -1 with *err. */
-static int eval(sl_lua_t *vm, int id, sl_msg_t *m, uint32_t index, char **err) {
-  lua_State *L = vm->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->ref_eval);
-  lua_pushinteger(L, id);
-  lua_pushlightuserdata(L, m);
-  lua_pushinteger(L, index);
-  lua_pushnumber(L, (lua_Number)vm->max_steps);
-  if (lua_pcall(L, 4, 1, 0) != 0) {
-    *err = sl_xstrdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "Lua error");
-    lua_pop(L, 1);
-    return -1;
-  }
-  return 0;
+typedef struct eval_args { int id; sl_msg_t *m; uint32_t index; int64_t steps; } eval_args_t;
+
+static int push_eval(lua_State *L, void *arg) {
+  eval_args_t *e = arg;
+  lua_pushinteger(L, e->id);
+  lua_pushlightuserdata(L, e->m);
+  lua_pushinteger(L, e->index);
+  lua_pushnumber(L, (lua_Number)e->steps);
+  return 4;
+}
+
+/* Calls runtime.eval: 0 with the result in c, or -1 with *err. */
+static int eval(sl_lua_t *vm, int id, sl_msg_t *m, uint32_t index, sl_lcall_t *c, char **err) {
+  eval_args_t args = {id, m, index, vm->max_steps};
+  *c = (sl_lcall_t){.ref = vm->ref_eval, .nres = 1, .push = push_eval, .arg = &args};
+  return sl_lvm_pcall(vm, c, err);
 }
 
 int sl_lcheck_eval(sl_lcheck_t *c, sl_msg_t *m, uint32_t index, char **err) {
-  if (eval(c->vm, c->id, m, index, err) != 0) return -1;
-  int r = lua_toboolean(c->vm->L, -1);
-  lua_pop(c->vm->L, 1);
-  return r;
+  sl_lcall_t r;
+  if (eval(c->vm, c->id, m, index, &r, err) != 0) return -1;
+  free(r.s);
+  return r.i != 0;
 }
 
 void sl_lcheck_free(sl_lcheck_t *c) {
@@ -287,12 +227,14 @@ char *sl_interp_eval(sl_interp_t *in, sl_msg_t *m, uint32_t index, size_t *len, 
   for (unsigned i = 0; i < in->n; i++) {
     const char *s = in->parts[i].lit;
     size_t l = in->parts[i].len;
+    sl_lcall_t r = {0};
     if (in->parts[i].id) {
-      if (eval(in->vm, in->parts[i].id, m, index, err) != 0) {
+      if (eval(in->vm, in->parts[i].id, m, index, &r, err) != 0) {
         free(out);
         return NULL;
       }
-      s = lua_tolstring(in->vm->L, -1, &l);
+      s = r.s ? r.s : "";
+      l = r.s ? r.slen : 0;
     }
     if (n + l + 1 > cap) {
       cap = (n + l + 1) * 2;
@@ -300,7 +242,7 @@ char *sl_interp_eval(sl_interp_t *in, sl_msg_t *m, uint32_t index, size_t *len, 
     }
     memcpy(out + n, s, l);
     n += l;
-    if (in->parts[i].id) lua_pop(in->vm->L, 1);
+    free(r.s);
   }
   out[n] = 0;
   if (len) *len = n;
@@ -319,12 +261,66 @@ void sl_interp_free(sl_interp_t *in) {
 
 /* ---------- config field helpers ---------- */
 
+/* The first ${NAME} that conf.c substitutes from the environment in s, with
+ * its name in name; 0 if there is none. */
+static int env_ref(const char *s, char *name, size_t cap) {
+  for (const char *p = s; *p; p++) {
+    if (p[0] == '$' && p[1] == '$' && p[2] == '{') {
+      p += 2;
+      continue;
+    }
+    if (p[0] != '$' || p[1] != '{' || !(isalpha((unsigned char)p[2]) || p[2] == '_')) continue;
+    size_t n = 2;
+    while (isalnum((unsigned char)p[n]) || p[n] == '_') n++;
+    if (p[n] != '}' && p[n] != ':') continue;
+    snprintf(name, cap, "%.*s", (int)(n - 2), p + 2);
+    return 1;
+  }
+  return 0;
+}
+
+/* The ${! } parts of a template, each as "text\n", in one string. */
+static char *expr_parts(const char *tmpl) {
+  char *all = sl_xstrdup("");
+  for (const char *p = strstr(tmpl, "${!"); p; p = strstr(p, "${!")) {
+    const char *end = expr_end(p + 3);
+    if (!end) break;
+    char *next = sl_xasprintf("%s%.*s\n", all, (int)(end - p - 3), p + 3);
+    free(all);
+    all = next;
+    p = end + 1;
+  }
+  return all;
+}
+
+int sl_lua_env_check(const sl_cnode_t *v, sl_diags_t *d, const char *key, int interp) {
+  if (!v->env_raw) return 0;
+  char name[64] = "NAME";
+  if (!interp) {
+    env_ref(v->env_raw, name, sizeof name);
+    sl_diag_add(d, v, key, "${%s} in Lua code would paste the variable's text into the code; read it with env(\"%s\")",
+                name, name);
+    return -1;
+  }
+  char *raw = expr_parts(v->env_raw), *now = expr_parts(v->str);
+  int in_code = env_ref(raw, name, sizeof name), changed = strcmp(raw, now) != 0;
+  free(raw);
+  free(now);
+  if (in_code)
+    sl_diag_add(d, v, key, "${%s} inside ${! } would paste the variable's text into Lua code; read it with env(\"%s\")",
+                name, name);
+  else if (changed)
+    sl_diag_add(d, v, key, "an environment variable's value in this string holds \"${!\", which would run as Lua code");
+  return in_code || changed ? -1 : 0;
+}
+
 /* The line a scalar's text starts on (block scalars start below the key). */
 static int code_line(const sl_cnode_t *v) { return v->line + (v->block ? 1 : 0); }
 
 /* Compiles the scalar at node[key] with compile(); on failure reports the
  * Lua error at the value's position. */
 typedef void *(*compile_fn)(sl_lua_t *L, const char *src, const char *chunk, int line, char **err);
+static void *compile_interp(sl_lua_t *L, const char *src, const char *chunk, int line, char **err);
 
 static void *field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const char *key, const char *what,
                    compile_fn compile) {
@@ -333,6 +329,7 @@ static void *field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const 
     sl_diag_add(d, v ? v : node, key, "expected %s", what);
     return NULL;
   }
+  if (sl_lua_env_check(v, d, key, compile == compile_interp) != 0) return NULL;
   char *err = NULL;
   void *r = compile(sl_lua_get(w), v->str, v->file ? v->file : "config", code_line(v), &err);
   if (!r) {

@@ -1,7 +1,9 @@
 /* The per-worker LuaJIT VM: a memory-capped allocator, the embedded runtime
- * (lua/runtime.lua, lua/budget.lua), and the `lua:` config section. */
+ * (lua/runtime.lua, lua/budget.lua), protected calls into it, and the `lua:`
+ * config section. */
 #include "vm.h"
 #include "embedded.h"
+#include "strmatch.h"
 #include "../core/log.h"
 #include "../core/section.h"
 #include "../core/xalloc.h"
@@ -12,6 +14,10 @@
 
 #define SL_LUA_DEFAULT_MEMORY (256LL << 20)
 #define SL_LUA_DEFAULT_STEPS 10000000LL
+#define SL_LUA_DEFAULT_TIME_MS 1000
+/* A VM with the runtime loaded holds about 140 KiB; below this there would
+ * be little room for a script (lint refuses less). */
+#define SL_LUA_MIN_MEMORY (1LL << 20)
 
 /* Refuses growth beyond the VM's limit; Lua turns the NULL into a "not enough
  * memory" error that the run loop's pcall flags on the message. After a
@@ -52,7 +58,7 @@ static const sl_embedded_t *embedded(const char *name) {
   return NULL;
 }
 
-/* Loads an embedded chunk and calls it with one argument; leaves its result. */
+/* Loads an embedded chunk and calls it with nargs arguments; leaves its result. */
 static int load_embedded(lua_State *L, const char *name, int nargs) {
   const sl_embedded_t *e = embedded(name);
   if (!e || luaL_loadbuffer(L, e->src, e->len, name) != 0) {
@@ -72,10 +78,13 @@ static int field_ref(lua_State *L, int table, const char *name) {
   return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-static sl_lua_t *vm_new(void) {
+static sl_lua_t *vm_new(uv_loop_t *loop) {
   sl_lua_t *vm = sl_xcalloc(1, sizeof(*vm));
   vm->max_memory = SL_LUA_DEFAULT_MEMORY;
   vm->max_steps = SL_LUA_DEFAULT_STEPS;
+  vm->max_time_ms = SL_LUA_DEFAULT_TIME_MS;
+  vm->loop = loop;
+  vm->jobs_tail = &vm->jobs;
   lua_State *L = lua_newstate(lua_alloc, vm);
   if (!L) {
     sl_error("cannot create a Lua VM");
@@ -83,6 +92,8 @@ static sl_lua_t *vm_new(void) {
   }
   vm->L = L;
   lua_atpanic(L, at_panic);
+  sl_lguard_init(&vm->guard, L);
+  sl_lguard_limits(&vm->guard, vm->max_steps, vm->max_time_ms);
   luaL_openlibs(L);
   /* lua-cjson is Debian's module; found on the default cpath. */
   lua_getglobal(L, "require");
@@ -91,9 +102,14 @@ static sl_lua_t *vm_new(void) {
     sl_error("cannot load lua-cjson (apt-get install lua-cjson): %s", lua_tostring(L, -1));
     abort();
   }
-  if (load_embedded(L, "lua.budget", 0) != 0 || load_embedded(L, "lua.runtime", 1) != 0) abort();
+  lua_pushlightuserdata(L, &vm->guard);
+  if (load_embedded(L, "lua.budget", 1) != 0) abort();
+  sl_lstrmatch_push(L, &vm->guard);
+  if (load_embedded(L, "lua.runtime", 2) != 0) abort();
   int rt = lua_gettop(L);
   vm->ref_run = field_ref(L, rt, "run");
+  vm->ref_resume = field_ref(L, rt, "resume");
+  vm->ref_cancel = field_ref(L, rt, "cancel");
   vm->ref_eval = field_ref(L, rt, "eval");
   vm->ref_compile_inline = field_ref(L, rt, "compile_inline");
   vm->ref_compile_expr = field_ref(L, rt, "compile_expr");
@@ -108,8 +124,52 @@ static sl_lua_t *vm_new(void) {
 
 static void vm_free(void *p) {
   sl_lua_t *vm = p;
+  sl_ljobs_free(vm);
+  sl_lguard_fini(&vm->guard);
   lua_close(vm->L);
   free(vm);
+}
+
+/* ---- protected calls ---- */
+
+static int call_protected(lua_State *L) {
+  sl_lcall_t *c = lua_touserdata(L, 1);
+  lua_settop(L, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref);
+  int n = c->push ? c->push(L, c->arg) : 0;
+  lua_call(L, n, c->nres);
+  if (c->nres > 0) {
+    int first = -c->nres;
+    c->i = lua_isboolean(L, first) ? lua_toboolean(L, first) : lua_tointeger(L, first);
+    size_t len;
+    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    if (s) {
+      c->s = sl_xmalloc(len + 1);
+      memcpy(c->s, s, len);
+      c->s[len] = 0;
+      c->slen = len;
+    }
+  }
+  return 0;
+}
+
+int sl_lvm_pcall(sl_lua_t *vm, sl_lcall_t *c, char **err) {
+  lua_State *L = vm->L;
+  int top = lua_gettop(L);
+  c->i = 0;
+  c->s = NULL;
+  sl_lguard_enter(&vm->guard, c->may_slice && vm->loop, c->carry_ms);
+  int rc = lua_cpcall(L, call_protected, c);
+  sl_lguard_leave(&vm->guard);
+  if (rc != 0) {
+    const char *e = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    if (rc == LUA_ERRMEM) e = "not enough memory";
+    if (err) *err = sl_xstrdup(e ? e : "Lua error");
+    free(c->s);
+    c->s = NULL;
+  }
+  lua_settop(L, top);
+  return rc == 0 ? 0 : -1;
 }
 
 static sl_lua_t *g_lint_vm;
@@ -122,27 +182,23 @@ static void lint_vm_free(void) {
 sl_lua_t *sl_lua_get(sl_worker_t *w) {
   if (!w) {
     if (!g_lint_vm) {
-      g_lint_vm = vm_new();
+      g_lint_vm = vm_new(NULL);
       atexit(lint_vm_free);
     }
     return g_lint_vm;
   }
   if (!w->slot[SL_SLOT_LUA]) {
-    w->slot[SL_SLOT_LUA] = vm_new();
+    w->slot[SL_SLOT_LUA] = vm_new(w->loop);
     w->slot_free[SL_SLOT_LUA] = vm_free;
   }
   return w->slot[SL_SLOT_LUA];
 }
 
-void sl_lua_configure(sl_worker_t *w, const sl_lua_opts_t *o) {
-  sl_lua_t *vm = sl_lua_get(w);
-  vm->max_memory = o->max_memory > 0 ? o->max_memory : SL_LUA_DEFAULT_MEMORY;
-  vm->max_steps = o->max_steps > 0 ? o->max_steps : SL_LUA_DEFAULT_STEPS;
-  lua_State *L = vm->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->ref_set_lua_path);
+/* set_lua_path's argument: the directories as a list. */
+static int push_paths(lua_State *L, void *arg) {
   lua_newtable(L);
   int n = 0;
-  for (const char *p = o->lua_path; p && *p;) {
+  for (const char *p = arg; p && *p;) {
     const char *end = strchr(p, ';');
     size_t len = end ? (size_t)(end - p) : strlen(p);
     if (len) {
@@ -151,9 +207,20 @@ void sl_lua_configure(sl_worker_t *w, const sl_lua_opts_t *o) {
     }
     p += len + (end ? 1 : 0);
   }
-  if (lua_pcall(L, 1, 0, 0) != 0) {
-    sl_error("lua: %s", lua_tostring(L, -1));
-    lua_pop(L, 1);
+  return 1;
+}
+
+void sl_lua_configure(sl_worker_t *w, const sl_lua_opts_t *o) {
+  sl_lua_t *vm = sl_lua_get(w);
+  vm->max_memory = o->max_memory > 0 ? o->max_memory : SL_LUA_DEFAULT_MEMORY;
+  vm->max_steps = o->max_steps > 0 ? o->max_steps : SL_LUA_DEFAULT_STEPS;
+  vm->max_time_ms = o->max_time_ms > 0 ? o->max_time_ms : SL_LUA_DEFAULT_TIME_MS;
+  sl_lguard_limits(&vm->guard, vm->max_steps, vm->max_time_ms);
+  char *err = NULL;
+  sl_lcall_t c = {.ref = vm->ref_set_lua_path, .push = push_paths, .arg = (void *)o->lua_path};
+  if (sl_lvm_pcall(vm, &c, &err) != 0) {
+    sl_error("lua: %s", err);
+    free(err);
   }
 }
 
@@ -164,18 +231,40 @@ static const sl_field_t lua_fields[] = {
    "Directories `require()` may load modules from (relative to the config file). Nothing else is reachable.",
    NULL, NULL},
   {"max_memory", SL_F_SIZE, "256MiB", 0,
-   "Memory cap of each worker's Lua VM. A script that allocates beyond it fails its message "
-   "(\"not enough memory\") and the host keeps running.", NULL, NULL},
+   "Memory cap of each worker's Lua VM (at least 1MiB, which lint checks). A script that allocates "
+   "beyond it fails its message (\"not enough memory\") and the host keeps running; so does the host's "
+   "own work in the VM (compiling, calling a script) when it meets the cap.", NULL, NULL},
   {"max_steps", SL_F_INT, "10000000", 0,
-   "Step budget of one script call (one message, or one batch for `process_batch`): every loop iteration, "
-   "`goto` to a label and function call spends one step. A call over budget fails its message with "
-   "\"instruction budget exceeded\".", NULL, NULL},
+   "Step budget of one script call (one message, or one batch for `process_batch`, or one check or "
+   "`${! }` interpolation): every loop iteration, `goto` to a label and function call spends one step. A "
+   "call over budget fails its message with \"instruction budget exceeded\", even if the script catches "
+   "that error with `pcall`.", NULL, NULL},
+  {"max_time", SL_F_DURATION, "1s", 0,
+   "Wall-clock time one script call may run (time a `lua` processor's run spends yielded to the event "
+   "loop does not count). A call over it fails its message with \"time budget exceeded\", even if the "
+   "script catches that error, and the worker moves on: a watchdog thread stops interpreted code at its "
+   "next instruction, compiled code at its next loop iteration or call, and pattern matching "
+   "(`string.find`, `match`, `gmatch`, `gsub`) within its loop. See `sluice doc lua` for what is bounded "
+   "and how.", NULL, NULL},
   {0}};
+
+static int lua_section_check(const sl_cnode_t *node, const sl_cnode_t *root, sl_diags_t *d) {
+  (void)root;
+  const sl_cnode_t *mem = sl_cnode_get(node, "max_memory");
+  int64_t v = sl_conf_size(node, "max_memory", SL_LUA_DEFAULT_MEMORY);
+  if (mem && v < SL_LUA_MIN_MEMORY) {
+    sl_diag_add(d, mem, "max_memory", "%lld bytes cannot hold a Lua VM: the minimum is %lld MiB",
+                (long long)v, SL_LUA_MIN_MEMORY >> 20);
+    return 1;
+  }
+  return 0;
+}
 
 static int lua_section_apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
   (void)d;
   sl_lua_opts_t o = {.max_memory = sl_conf_size(node, "max_memory", 0),
-                     .max_steps = sl_conf_int(node, "max_steps", 0)};
+                     .max_steps = sl_conf_int(node, "max_steps", 0),
+                     .max_time_ms = sl_conf_duration_ms(node, "max_time", 0)};
   const sl_cnode_t *paths = sl_cnode_get(node, "lua_path");
   char *joined = sl_xstrdup("");
   for (uint32_t i = 0; paths && paths->type == SL_CN_SEQ && i < paths->n; i++) {
@@ -197,5 +286,6 @@ static const sl_section_t lua_section = {
           "`generate` mappings, checks and `${! }` interpolations.",
   .fields = lua_fields,
   .apply = lua_section_apply,
+  .check = lua_section_check,
 };
 SL_REGISTER_SECTION(lua_section)

@@ -3,28 +3,57 @@
 #ifndef SL_LUA_VM_H
 #define SL_LUA_VM_H
 #include "lhost.h"
+#include "guard.h"
 #include <lua.h>
+
+struct sl_lscript { sl_lua_t *vm; int id; int module; };
 
 struct sl_lua {
   lua_State *L;
   size_t used;               /* bytes allocated by the VM */
   int limited;               /* max_memory enforced (off while the runtime loads) */
   int emergency;             /* a request was refused: host code may use the reserve */
-  int64_t max_memory, max_steps;
+  int64_t max_memory, max_steps, max_time_ms;
+  uv_loop_t *loop;           /* the worker's; NULL for the lint VM, whose runs never yield */
+  sl_lguard_t guard;
+  sl_ljob_t *jobs, **jobs_tail;   /* runs suspended between slices, in resume order */
+  uv_idle_t *idle;           /* resumes them while any is suspended */
   /* registry refs of runtime.lua's entry points */
-  int ref_run, ref_eval, ref_compile_inline, ref_compile_expr, ref_compile_module, ref_release, ref_set_lua_path;
+  int ref_run, ref_resume, ref_cancel, ref_eval, ref_compile_inline, ref_compile_expr, ref_compile_module,
+    ref_release, ref_set_lua_path;
 };
 
 /* What one script run keeps: the run loop's out list and messages it created.
- * Lives on the C stack for the duration of sl_lscript_run. */
+ * Lives in its job for the duration of the run. */
 typedef struct sl_lrun {
   sl_batch_t *in;
   sl_msg_t **out; uint32_t nout, cap;
   sl_msg_t **created; uint32_t ncreated, ccap;
 } sl_lrun_t;
 
+/* One protected call of a runtime entry point: push (may be NULL) pushes its
+ * arguments inside the protection, so that running out of memory while
+ * building them fails the call rather than the process. Results: i is the
+ * first (an integer, or a boolean as 0/1), s a malloc'd copy of the last when
+ * it is a string. may_slice and carry_ms go to the guard (lua/guard.h). */
+typedef struct sl_lcall {
+  int ref, nres;
+  int (*push)(lua_State *L, void *arg);   /* returns how many values it pushed */
+  void *arg;
+  int may_slice;
+  int64_t carry_ms;
+  lua_Integer i;
+  char *s;
+  size_t slen;
+} sl_lcall_t;
+/* 0, or -1 with *err (malloc'd; NULL err: the error is dropped). */
+int sl_lvm_pcall(sl_lua_t *vm, sl_lcall_t *c, char **err);
+
 /* Compiles through a runtime entry point; returns the script id or 0 with *err. */
 int sl_lvm_compile(sl_lua_t *vm, int ref, const char *a, const char *chunk, int line, const char *kind, char **err);
 void sl_lvm_release(sl_lua_t *vm, int id);
+
+/* lua/run.c: drops the VM's suspended runs (their owners are gone). */
+void sl_ljobs_free(sl_lua_t *vm);
 
 #endif

@@ -135,7 +135,9 @@ static void *log_create(sl_build_t *b, const sl_cnode_t *conf) {
     }
   }
   const sl_cnode_t *fmap = sl_cnode_get(conf, "fields_mapping");
-  if (fmap && fmap->str) {
+  if (fmap && fmap->str && sl_lua_env_check(fmap, b->diags, "fields_mapping", 0) != 0) {
+    bad = 1;
+  } else if (fmap && fmap->str) {
     /* An interpolation of the code as a function body: its table comes back JSON-encoded. */
     char *tmpl = sl_xasprintf("${! (function() %s\nend)() }", fmap->str);
     char *err = NULL;

@@ -2,8 +2,10 @@
  * file, run over each batch in one call into the worker's VM. */
 #include "../core/component.h"
 #include "../core/xalloc.h"
+#include "../lua/faillog.h"
 #include "../lua/module.h"
 #include <stdlib.h>
+#include <string.h>
 
 static const sl_field_t fields[] = {
   {"code", SL_F_CODE, NULL, 0,
@@ -32,18 +34,80 @@ typedef struct lua_proc {
   sl_processor_t base;
   sl_lscript_t *script;      /* inline code */
   sl_lmodule_t *module;      /* or a module file */
+  sl_lfaillog_t *log;        /* NULL when only linting */
+  sl_ljob_t *job;            /* the run that yielded to the loop, if any */
+  int in_process;            /* the run ends within lp_process: the chain counts its errors */
+  int draining;
+  sl_batch_t **queue;        /* batches that came meanwhile, in order */
+  uint32_t qhead, qn, qcap;
 } lua_proc_t;
 
+static void start(lua_proc_t *lp, sl_batch_t *b);
+
+static void enqueue(lua_proc_t *lp, sl_batch_t *b) {
+  if (lp->qhead + lp->qn == lp->qcap) {
+    if (lp->qhead) {
+      memmove(lp->queue, lp->queue + lp->qhead, lp->qn * sizeof(*lp->queue));
+      lp->qhead = 0;
+    } else {
+      lp->qcap = lp->qcap ? lp->qcap * 2 : 8;
+      lp->queue = sl_xrealloc(lp->queue, lp->qcap * sizeof(*lp->queue));
+    }
+  }
+  lp->queue[lp->qhead + lp->qn++] = b;
+}
+
+static sl_batch_t *dequeue(lua_proc_t *lp) {
+  lp->qn--;
+  return lp->queue[lp->qhead++];
+}
+
+/* Starts the queued batches, one run at a time, until one yields. */
+static void drain(lua_proc_t *lp) {
+  lp->draining = 1;
+  while (!lp->job && lp->qn) start(lp, dequeue(lp));
+  lp->draining = 0;
+}
+
+static void done(sl_batch_t *b, void *arg) {
+  lua_proc_t *lp = arg;
+  lp->job = NULL;
+  uint64_t failed = lp->log ? sl_lfaillog_take(lp->log) : 0;
+  if (!lp->in_process) lp->base.late_errors = (int64_t)failed;
+  if (b->n) sl_processor_emit(&lp->base, b);
+  else sl_batch_free(b);
+  lp->base.late_errors = 0;
+  if (!lp->in_process && !lp->draining) drain(lp);
+}
+
+static void start(lua_proc_t *lp, sl_batch_t *b) {
+  sl_lscript_t *s = lp->module ? sl_lmodule_script(lp->module) : lp->script;
+  sl_ljob_t *j = sl_lscript_start(s, b, lp->log, done, lp);
+  if (j) lp->job = j;
+}
+
+/* A run that takes longer than a slice yields to the loop and goes on later
+ * by itself (so there is nothing to flush); batches that come meanwhile wait
+ * their turn, so that order is kept. */
 static void lp_process(sl_processor_t *p, sl_batch_t *b) {
   lua_proc_t *lp = (lua_proc_t *)p;
-  sl_lscript_run(lp->module ? sl_lmodule_script(lp->module) : lp->script, b, 0);
-  if (b->n) sl_processor_emit(p, b);
-  else sl_batch_free(b);
+  if (lp->job || lp->qn) {
+    enqueue(lp, b);
+    return;
+  }
+  lp->in_process = 1;
+  start(lp, b);
+  lp->in_process = 0;
 }
 
 static void lp_destroy(sl_processor_t *p) {
-  sl_lscript_free(((lua_proc_t *)p)->script);
-  sl_lmodule_close(((lua_proc_t *)p)->module);
+  lua_proc_t *lp = (lua_proc_t *)p;
+  if (lp->job) sl_batch_free(sl_ljob_cancel(lp->job));
+  while (lp->qn) sl_batch_free(dequeue(lp));
+  free(lp->queue);
+  sl_lfaillog_free(lp->log);
+  sl_lscript_free(lp->script);
+  sl_lmodule_close(lp->module);
   free(p);
 }
 
@@ -74,6 +138,7 @@ static void *lp_create(sl_build_t *b, const sl_cnode_t *conf) {
     free(lp);
     return NULL;
   }
+  if (b->worker && !b->lint_only) lp->log = sl_lfaillog_new(b->worker->loop, b->stream_name, &lp->base.label);
   return lp;
 }
 
@@ -85,14 +150,56 @@ static const sl_spec_t spec = {
     "Each batch crosses into the worker's LuaJIT VM once; messages are reached through FFI, and "
     "`this` is decoded only when the script reads it.\n\n"
     "Scripts are sandboxed: no `io`, `os.execute`, `os.exit`, `debug`, `ffi`, bytecode loading or "
-    "`getfenv`; `require` only reads modules under the `lua.lua_path` directories. Each call has a "
-    "step budget (`lua.max_steps`: loop iterations, gotos and function calls) and each VM a memory "
-    "cap (`lua.max_memory`); a script over either fails its message, and the host keeps serving. "
+    "`getfenv`; `require` only reads modules under the `lua.lua_path` directories; `${NAME}` from the "
+    "environment is refused in Lua code (its text would become code: `env(\"NAME\")` reads the variable). "
     "JSON goes through lua-cjson: an empty array decodes to an empty table and is re-encoded as `{}`. "
     "A script that only reads `this` keeps the message's bytes; one that only adds new top-level keys "
     "has them appended to the original bytes; any other change re-encodes the object (lua-cjson's key "
     "order). `meta`, `ctx` and `msg.meta` cannot be reached with `rawset`/`rawget`, and a `msg` kept "
     "past the call that received it refuses every use.\n\n"
+    "### What bounds a script\n\n"
+    "No script can crash the process or keep its worker: each limit below fails the message it was "
+    "processing (a `catch` or `fallback` sees it) and the host goes on with the next one. A call is one "
+    "message (or one `process_batch`, one check, one `${! }` part).\n\n"
+    "- **Steps** (`lua.max_steps`): user code is instrumented so that every loop iteration, `goto`, "
+    "function call and entry into a chunk (chunks made by `load` included) spends a step. The step "
+    "function is an upvalue of the compiled chunk, out of the script's reach.\n"
+    "- **Time** (`lua.max_time`, 1 s): a watchdog thread times every call. When one is over, it signals the "
+    "worker's thread, which installs a count hook (`lua_sethook` is meant for that): interpreted code "
+    "stops at its next instruction. LuaJIT runs no hooks inside JIT-compiled traces, so every 16th step "
+    "also asks the watchdog: compiled loops and recursion stop at their next step. Pattern matching "
+    "(`string.find`, `match`, `gmatch`, `gsub`) is LuaJIT's matcher with a countdown that asks the "
+    "watchdog, so a pattern like `.-.-.-.-b` stops too, and a search for a fixed string takes linear "
+    "time. What cannot be interrupted is one call of a C function (`string.rep`, `table.concat`, "
+    "`json.encode`, ...): its work is bounded by `lua.max_memory`, and a compiled loop of such calls "
+    "overruns by at most 16 iterations (a loop that upper-cases 10 MB twice per iteration stops about "
+    "160 ms late; plain Lua stops within a few ms). `table.sort` without a comparator on more than 256 elements compares in "
+    "Lua, a step per comparison (LuaJIT's quicksort has inputs that take n² comparisons).\n"
+    "- **No way around them**: a call over either budget fails its message even when the script "
+    "catches the error with `pcall` or `xpcall`; after the first one, every step (and instruction) of "
+    "the call raises it again.\n"
+    "- **Memory** (`lua.max_memory`): an allocation over the cap fails, in the script or in the host's "
+    "own work in the VM (compiling, starting a call), never with more than that message's failure.\n"
+    "- **C stack**: LuaJIT has no limit of its own on calls that nest through C functions (a `gsub` "
+    "replacement function, `table.sort`'s comparator or `__lt`, `string.format`'s `__tostring`, "
+    "`os.time`'s `__index`, coroutines). They fail with \"stack overflow\" when the worker's C stack "
+    "runs low (checked every 16 steps and at every `coroutine.resume`), like plain recursion does at "
+    "Lua's own stack limit; `pcall` catches it, as it does Lua's.\n"
+    "- **The event loop**: a `lua` processor's run yields to the loop every 10 ms of running (its state "
+    "is kept; time spent waiting does not count against `lua.max_time`), so HTTP requests, `/ping` and "
+    "the other streams are served while a long script runs; batches that reach the processor "
+    "meanwhile wait their turn, in order. A run cannot yield inside a C function's callback (a `gsub` "
+    "replacement, a sort comparator, an `xpcall` handler) nor deeper than 8 of its own coroutines: the "
+    "loop then waits for the call, at most `lua.max_time`. Checks, `${! }` interpolations and "
+    "`generate` mappings do not yield; `lua.max_time` bounds them.\n\n"
+    "### Errors and the log\n\n"
+    "`error(...)` with a string flags the message with it (and the file:line). Any other error value is "
+    "turned into text by `tostring` in a coroutine of its own: a `__tostring` that fails, returns no "
+    "string, recurses or yields gives `error with a table value (its __tostring ...)`, on that message "
+    "only. Every failed message is logged as a warning naming the stream, the processor's label "
+    "(`component`) and the error: the first 5 at once, then one a second per processor; failures left out "
+    "are counted in the next line (`not_logged=N`) or a second later (Benthos logs each processor "
+    "failure at debug level, without a limit).\n\n"
     "### Hot reload of module files\n\n"
     "A `file` module is loaded once per worker; processors naming the same file share it and its state. "
     "The file and every file it `require`s from `lua.lua_path` (at load or later) are watched through "

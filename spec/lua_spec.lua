@@ -267,8 +267,6 @@ describe("lua sandbox", function()
     {"getfenv", "return tostring(getfenv)"},
     {"dofile", "return tostring(dofile)"},
     {"package", "return tostring(package)"},
-    {"bytecode load", "return tostring(load(string.char(27) .. 'LJ'))"},
-    {"bytecode loadstring", "return tostring(loadstring(string.char(27) .. 'LJ'))"},
     {"binary mode", "return tostring(load('return 1', 'x', 'b'))"},
     {"string.dump", "return tostring(string.dump)"},
     {"string metatable", "return tostring(getmetatable(''))"},
@@ -286,6 +284,54 @@ describe("lua sandbox", function()
       end
     end)
   end
+
+  -- Real bytecode (LuaJIT's own, which plain LuaJIT loads), as a message.
+  it("refuses bytecode through load, loadstring, binary mode and modules", function()
+    local bc = string.dump(function() return 42 end)
+    assert.are.equal(42, assert(loadstring(bc))())
+    local r = h.run_config([[
+input:
+  stdin: {codec: all}
+pipeline:
+  processors:
+    - lua: |
+        local results = {}
+        for _, f in ipairs({
+          function() return load(content()) end,
+          function() return loadstring(content()) end,
+          function() return load(content(), "x", "b") end,
+          function() return load(content(), "x", "bt") end,
+        }) do
+          local fn, err = f()
+          results[#results + 1] = fn == nil and err or "loaded"
+        end
+        return results
+output:
+  stdout: {}
+]], {stdin = bc})
+    assert.are.equal(0, r.code, r.stderr)
+    local v = json.decode(h.lines(r.stdout)[1])
+    assert.are.equal(4, #v)
+    assert.matches("bytecode is not allowed", v[1])
+    assert.matches("bytecode is not allowed", v[2])
+    assert.matches("only text mode", v[3])
+    assert.matches("only text mode", v[4])
+    local d = tmpdir()
+    os.execute("mkdir -p " .. d .. "/lib")
+    h.write(d .. "/bc.lua", string.dump(assert(loadstring("return {process = function(m) return m end}"))))
+    h.write(d .. "/lib/bcmod.lua", bc)
+    h.write(d .. "/c.yaml", "lua:\n  lua_path: [lib]\ninput:\n  stdin: {}\npipeline:\n  processors:\n    - lua: {file: bc.lua}\n" ..
+      "    - lua: \"return tostring(select(2, pcall(require, 'bcmod')))\"\noutput:\n  stdout: {}\n")
+    local code, _, err = h.sh(h.bin .. " lint " .. d .. "/c.yaml")
+    h.write(d .. "/c.yaml", "lua:\n  lua_path: [lib]\ninput:\n  stdin: {}\npipeline:\n  processors:\n" ..
+      "    - lua: \"return tostring(select(2, pcall(require, 'bcmod')))\"\noutput:\n  stdout: {}\n")
+    local rcode, rout = h.sh(h.bin .. " run " .. d .. "/c.yaml", "x\n")
+    h.rmdir(d)
+    assert.are.equal(1, code)
+    assert.matches("bc%.lua", err)
+    assert.are.equal(0, rcode)
+    assert.matches("bytecode is not allowed", rout)
+  end)
 
   it("refuses the host's reserved names at load", function()
     local r = h.run_config("input:\n  stdin: {}\npipeline:\n  processors:\n    - lua: 'return __sl_budget_step'\noutput:\n  stdout: {}\n",
@@ -333,17 +379,22 @@ describe("lua sandbox", function()
     assert.are.equal('{"n":2}', out[2])
   end)
 
-  it("stops runaway recursion and goto loops", function()
-    local out = through("    - lua: |\n        local function f() return 1 + f() end\n        if this.r then f() end\n        if this.g then ::top:: goto top end\n" ..
-      SHOW_ERRORS, '{"r":1}\n{"g":1}\n{"ok":1}\n', "lua:\n  max_steps: 100000\n")
-    assert.is_not_nil(json.decode(out[1]).err)
-    assert.matches("instruction budget exceeded", json.decode(out[2]).err)
+  it("stops runaway recursion (at the budget, or at LuaJIT's stack limit) and goto loops", function()
+    local script = "    - lua: |\n        local function f() return 1 + f() end\n        if this.r then f() end\n        if this.g then ::top:: goto top end\n" ..
+      SHOW_ERRORS
+    local out = through(script, '{"r":1}\n{"g":1}\n{"ok":1}\n', "lua:\n  max_steps: 1000\n")
+    assert.matches("%.yaml:6: instruction budget exceeded", json.decode(out[1]).err)
+    assert.matches("%.yaml:8: instruction budget exceeded", json.decode(out[2]).err)
     assert.are.equal('{"ok":1}', out[3])
+    -- with a budget deeper than Lua's stack, LuaJIT's own limit stops it
+    out = through(script, '{"r":1}\n{"ok":1}\n', "lua:\n  max_steps: 100000000\n")
+    assert.matches("%.yaml:6: stack overflow$", json.decode(out[1]).err)
+    assert.are.equal('{"ok":1}', out[2])
   end)
 
   it("caps a VM's memory: the hog is flagged, the host survives", function()
     local out, r = through("    - lua: |\n        if this.hog then local t = {} for k = 1, 1e9 do t[k] = string.rep('x', 64) .. k end end\n" ..
-      SHOW_ERRORS, '{"hog":1}\n{"ok":1}\n', "lua:\n  max_memory: 64MiB\n")
+      SHOW_ERRORS, '{"hog":1}\n{"ok":1}\n', "lua:\n  max_memory: 64MiB\n  max_time: 60s\n")
     assert.are.equal(0, r.code)
     assert.matches("not enough memory", json.decode(out[1]).err)
     assert.are.equal('{"ok":1}', out[2])
@@ -352,6 +403,95 @@ describe("lua sandbox", function()
   it("refuses require outside lua_path", function()
     local out = through("    - lua: \"return require('os')\"\n" .. SHOW_ERRORS, "x\n")
     assert.matches("not found in lua_path", json.decode(out[1]).err)
+  end)
+end)
+
+describe("lua failures in the log", function()
+  it("logs a failed message with its stream, label and file:line", function()
+    local r = h.run_config([[
+input:
+  stdin: {}
+pipeline:
+  processors:
+    - label: enrich
+      lua: |
+        if this.bad then error("broken: " .. this.bad) end
+output:
+  stdout: {}
+]], {stdin = '{"bad":"yes"}\n{"ok":1}\n'})
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches('level=warn stream=main component=enrich msg="script failed a message" error="[^"]*%.yaml:7: broken: yes"\n',
+      r.stderr)
+    local n = 0
+    for _ in r.stderr:gmatch("script failed") do n = n + 1 end
+    assert.are.equal(1, n)
+  end)
+
+  it("logs a flood of failures in a bounded number of lines, counting those left out", function()
+    local r = h.run_config([[
+input:
+  generate: {count: 20000, batch_size: 100, interval: 0, mapping: 'return {n = i}'}
+pipeline:
+  processors:
+    - lua: 'error("no " .. this.n)'
+output:
+  drop: {}
+]], {timeout = 120})
+    assert.are.equal(0, r.code, r.stderr)
+    local logged, left_out = 0, 0
+    for l in r.stderr:gmatch("[^\n]+") do
+      if l:find('msg="script failed a message"', 1, true) then logged = logged + 1 end
+      local n = l:match("not_logged=(%d+)")
+      if n then left_out = left_out + tonumber(n) end
+    end
+    -- 5 at once, then one a second: a run of a few seconds logs a few lines
+    assert.is_true(logged >= 5 and logged <= 40, r.stderr)
+    assert.are.equal(20000, logged + left_out)
+  end)
+end)
+
+describe("${ENV} in Lua", function()
+  it("refuses a variable's text pasted into code, pointing at env()", function()
+    local path = h.write(h.tmpname(".yaml"), [[
+input:
+  generate: {count: 1, interval: 0, mapping: 'return "${SL_SPEC_X}"'}
+pipeline:
+  processors:
+    - lua: 'this = {a = ${SL_SPEC_X:1}}'
+    - switch:
+        - check: 'this.a == "${SL_SPEC_X}"'
+          processors: []
+    - log: {message: 'a ${! "${SL_SPEC_X}" }'}
+output:
+  stdout: {}
+]])
+    local code, _, err = h.sh("SL_SPEC_X='\" .. os.exit(3) .. \"' " .. h.bin .. " lint " .. path)
+    os.remove(path)
+    assert.are.equal(1, code)
+    assert.matches(':2:46: mapping: ${SL_SPEC_X} in Lua code would paste the variable\'s text into the code; read it with env%("SL_SPEC_X"%)', err)
+    assert.matches(":5:12: code: ${SL_SPEC_X} in Lua code", err)
+    assert.matches(":7:18: check: ${SL_SPEC_X} in Lua code", err)
+    assert.matches(":9:22: message: ${SL_SPEC_X} inside ${! } would paste", err)
+    assert.matches("4 errors", err)
+  end)
+
+  it("refuses a variable whose value would add Lua to a template", function()
+    local path = h.write(h.tmpname(".yaml"), "input:\n  stdin: {}\noutput:\n  file: {path: '${SL_SPEC_DIR}/${! this.a }.txt'}\n")
+    local code, _, err = h.sh("SL_SPEC_DIR='${! os.exit(3) }' " .. h.bin .. " lint " .. path)
+    os.remove(path)
+    assert.are.equal(1, code)
+    assert.matches(':4:16: path: an environment variable\'s value in this string holds "${!"', err)
+  end)
+
+  it("substitutes variables in a template's text, and env() reads them in code", function()
+    local d = tmpdir()
+    local path = h.write(d .. "/c.yaml", "input:\n  generate: {count: 1, interval: 0, mapping: 'return {v = env(\"SL_SPEC_X\"), l = \"$${SL_SPEC_X}\"}'}\n" ..
+      "output:\n  file: {path: '${SL_SPEC_DIR}/${! this.v }.txt'}\n")
+    local code, _, err = h.sh("SL_SPEC_X='a\"b' SL_SPEC_DIR=" .. d .. " " .. h.bin .. " run " .. path)
+    local written = h.read(d .. '/a"b.txt')
+    h.rmdir(d)
+    assert.are.equal(0, code, err)
+    assert.are.same({v = 'a"b', l = "${SL_SPEC_X}"}, json.decode(written))
   end)
 end)
 

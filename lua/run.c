@@ -1,0 +1,230 @@
+/* Runs of scripts over batches: jobs that yield to the loop between time
+ * slices (lua/guard.h) and take turns on an idle handle of their VM, and what
+ * a finished run leaves in its batch. */
+#include "vm.h"
+#include "faillog.h"
+#include "../core/log.h"
+#include "../core/xalloc.h"
+#include <stdlib.h>
+#include <string.h>
+
+struct sl_ljob {
+  sl_ljob_t *next;           /* in vm->jobs while suspended */
+  sl_lua_t *vm;
+  sl_batch_t *b;
+  int module, script_id;
+  int id;                    /* the runtime's id of the suspended run */
+  int64_t used_ms;           /* what the current call used before it yielded */
+  sl_log_scope_t scope;      /* the owner's, for lines logged while the job runs */
+  sl_lfaillog_t *log;
+  sl_ljob_done_cb done;
+  void *arg;
+  uint64_t seq_base;
+  uint8_t *drop;             /* inline scripts: messages to drop */
+  sl_lrun_t r;
+};
+
+static ptrdiff_t find_msg(sl_msg_t **v, uint32_t n, const sl_msg_t *m) {
+  for (uint32_t i = 0; i < n; i++)
+    if (v[i] == m) return i;
+  return -1;
+}
+
+/* Rebuilds b from what the script kept: kept input messages move over (a
+ * message kept twice is cloned), the rest are freed, which acks a deletion. */
+static void apply_run(sl_batch_t *b, sl_lrun_t *r) {
+  sl_msg_t **out = sl_xmalloc((r->nout ? r->nout : 1) * sizeof(*out));
+  uint32_t j = 0;
+  for (uint32_t k = 0; k < r->nout; k++) {
+    sl_msg_t *m = r->out[k];
+    ptrdiff_t at;
+    if (j < b->n && b->msgs[j] == m) {
+      b->msgs[j++] = NULL;
+    } else if ((at = find_msg(b->msgs, b->n, m)) >= 0) {
+      b->msgs[at] = NULL;
+    } else if ((at = find_msg(r->created, r->ncreated, m)) >= 0) {
+      r->created[at] = NULL;
+    } else {
+      m = sl_msg_clone(m);
+    }
+    out[k] = m;
+  }
+  for (uint32_t i = 0; i < b->n; i++)
+    if (b->msgs[i]) sl_msg_free(b->msgs[i]);
+  for (uint32_t i = 0; i < r->ncreated; i++)
+    if (r->created[i]) sl_msg_free(r->created[i]);
+  r->ncreated = 0;
+  free(b->msgs);
+  b->msgs = out;
+  b->n = b->cap = r->nout;
+  if (!b->cap) {
+    b->msgs = sl_xrealloc(b->msgs, sizeof(*b->msgs));
+    b->cap = 1;
+  }
+}
+
+/* Inline scripts only drop messages: remove the flagged ones, keeping order. */
+static void apply_drops(sl_batch_t *b, const uint8_t *drop) {
+  uint32_t j = 0;
+  for (uint32_t i = 0; i < b->n; i++) {
+    if (drop[i]) sl_msg_free(b->msgs[i]);
+    else b->msgs[j++] = b->msgs[i];
+  }
+  b->n = j;
+}
+
+static void free_parts(sl_ljob_t *j) {
+  for (uint32_t i = 0; i < j->r.ncreated; i++) sl_msg_free(j->r.created[i]);
+  free(j->r.out);
+  free(j->r.created);
+  free(j->drop);
+}
+
+static int gc(lua_State *L) {
+  lua_gc(L, LUA_GCCOLLECT, 0);
+  return 0;
+}
+
+/* The run is over: b gets what it did (or, when the run itself failed, as
+ * out of memory between messages, every message stays, flagged, and nothing
+ * the script made survives), then the owner hears of it. */
+static void complete(sl_ljob_t *j, char *err) {
+  sl_lua_t *vm = j->vm;
+  sl_batch_t *b = j->b;
+  if (err) {
+    for (uint32_t i = 0; i < b->n; i++) sl_msg_set_error(b->msgs[i], err);
+    if (j->log) sl_lfaillog_note(j->log, err, b->n);
+  } else if (j->module) {
+    apply_run(b, &j->r);
+  } else {
+    apply_drops(b, j->drop);
+  }
+  free(err);
+  free_parts(j);
+  sl_ljob_done_cb done = j->done;
+  void *arg = j->arg;
+  free(j);
+  if (vm->used > (size_t)vm->max_memory / 2) lua_cpcall(vm->L, gc, NULL);
+  done(b, arg);
+}
+
+static void on_idle(uv_idle_t *h);
+
+/* After a call into the run: complete it, or queue it to be resumed. */
+static sl_ljob_t *settle(sl_ljob_t *j, int rc, lua_Integer id, char *err) {
+  sl_lua_t *vm = j->vm;
+  if (rc != 0 || id <= 0) {
+    complete(j, rc != 0 ? err : NULL);
+    return NULL;
+  }
+  j->id = (int)id;
+  j->used_ms = sl_lguard_used_ms(&vm->guard);
+  j->next = NULL;
+  *vm->jobs_tail = j;
+  vm->jobs_tail = &j->next;
+  if (!vm->idle) {
+    vm->idle = sl_xmalloc(sizeof(*vm->idle));
+    uv_idle_init(vm->loop, vm->idle);
+    vm->idle->data = vm;
+  }
+  uv_idle_start(vm->idle, on_idle);
+  return j;
+}
+
+static void unqueue(sl_ljob_t *j) {
+  sl_lua_t *vm = j->vm;
+  sl_ljob_t **p = &vm->jobs;
+  while (*p && *p != j) p = &(*p)->next;
+  if (!*p) return;
+  *p = j->next;
+  if (vm->jobs_tail == &j->next) vm->jobs_tail = p;
+  if (!vm->jobs && vm->idle) uv_idle_stop(vm->idle);
+}
+
+static int push_run(lua_State *L, void *arg) {
+  sl_ljob_t *j = arg;
+  lua_pushinteger(L, j->script_id);
+  lua_pushlightuserdata(L, j->b->msgs);
+  lua_pushinteger(L, j->b->n);
+  lua_pushnumber(L, (lua_Number)j->seq_base);
+  lua_pushlightuserdata(L, &j->r);
+  lua_pushnumber(L, (lua_Number)j->vm->max_steps);
+  lua_pushlightuserdata(L, j->drop);
+  if (j->log) lua_pushlightuserdata(L, j->log);
+  else lua_pushnil(L);
+  return 8;
+}
+
+static int push_id(lua_State *L, void *arg) {
+  lua_pushinteger(L, ((sl_ljob_t *)arg)->id);
+  return 1;
+}
+
+static sl_ljob_t *begin(sl_lscript_t *s, sl_batch_t *b, uint64_t seq_base, sl_lfaillog_t *log, int may_slice,
+                        sl_ljob_done_cb done, void *arg) {
+  sl_ljob_t *j = sl_xcalloc(1, sizeof(*j));
+  *j = (sl_ljob_t){.vm = s->vm, .b = b, .module = s->module, .script_id = s->id, .scope = sl_log_scope, .log = log,
+                   .done = done, .arg = arg, .seq_base = seq_base, .r = {.in = b}};
+  j->drop = sl_xcalloc(b->n ? b->n : 1, 1);
+  char *err = NULL;
+  sl_lcall_t c = {.ref = s->vm->ref_run, .nres = 1, .push = push_run, .arg = j, .may_slice = may_slice};
+  int rc = sl_lvm_pcall(s->vm, &c, &err);
+  return settle(j, rc, c.i, err);
+}
+
+/* One more slice of a suspended job. */
+static sl_ljob_t *resume(sl_ljob_t *j) {
+  sl_lua_t *vm = j->vm;
+  unqueue(j);
+  sl_log_scope_t saved = sl_log_scope;
+  sl_log_scope = j->scope;
+  char *err = NULL;
+  sl_lcall_t c = {.ref = vm->ref_resume, .nres = 1, .push = push_id, .arg = j, .may_slice = 1,
+                  .carry_ms = j->used_ms};
+  int rc = sl_lvm_pcall(vm, &c, &err);
+  sl_log_scope = saved;
+  return settle(j, rc, c.i, err);
+}
+
+static void on_idle(uv_idle_t *h) {
+  sl_lua_t *vm = h->data;
+  if (vm->jobs) resume(vm->jobs);
+  else uv_idle_stop(h);
+}
+
+sl_ljob_t *sl_lscript_start(sl_lscript_t *s, sl_batch_t *b, sl_lfaillog_t *log, sl_ljob_done_cb done, void *arg) {
+  if (!b->n) {
+    done(b, arg);
+    return NULL;
+  }
+  return begin(s, b, 0, log, 1, done, arg);
+}
+
+
+sl_batch_t *sl_ljob_cancel(sl_ljob_t *j) {
+  unqueue(j);
+  sl_lcall_t c = {.ref = j->vm->ref_cancel, .push = push_id, .arg = j};
+  sl_lvm_pcall(j->vm, &c, NULL);
+  sl_batch_t *b = j->b;
+  free_parts(j);
+  free(j);
+  return b;
+}
+
+static void run_done(sl_batch_t *b, void *arg) {
+  (void)b;
+  (void)arg;
+}
+
+void sl_lscript_run(sl_lscript_t *s, sl_batch_t *b, uint64_t seq_base) {
+  /* Without slices the job ends before begin returns. */
+  if (b->n) begin(s, b, seq_base, NULL, 0, run_done, NULL);
+}
+
+static void idle_closed(uv_handle_t *h) { free(h); }
+
+void sl_ljobs_free(sl_lua_t *vm) {
+  while (vm->jobs) sl_batch_free(sl_ljob_cancel(vm->jobs));
+  if (vm->idle) uv_close((uv_handle_t *)vm->idle, idle_closed);
+  vm->idle = NULL;
+}
