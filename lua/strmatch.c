@@ -7,7 +7,12 @@
  * fails the message at lua.max_time, as Luau's matcher calls its interrupt.
  * Searches for a fixed string use memmem (linear) instead of LuaJIT's
  * quadratic one. Semantics (classes are ASCII, %g included; an init past the
- * end finds at the end) are LuaJIT's. */
+ * end finds at the end) are LuaJIT's.
+ *
+ * The matcher is derived from LuaJIT's lib_string.c, Copyright (C) 2005-2023
+ * Mike Pall, and Lua 5.1's lstrlib.c, Copyright (C) 1994-2008 Lua.org,
+ * PUC-Rio; both under the MIT license, whose terms are in LuaJIT's COPYRIGHT
+ * file (Debian: /usr/share/doc/libluajit2-5.1-dev/copyright). */
 #include "strmatch.h"
 #include "guard.h"
 #include <lauxlib.h>
