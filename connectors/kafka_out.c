@@ -233,7 +233,7 @@ static void kout_destroy(sl_output_t *out) {
   free(o);
 }
 
-static const sl_output_vt vt = {kout_start, kout_write, kout_close, kout_destroy};
+static const sl_output_vt vt = {kout_start, kout_write, kout_close, kout_destroy, NULL, NULL};
 static const sl_spec_t spec;
 
 static void *kout_create(sl_build_t *b, const sl_cnode_t *conf) {
