@@ -16,6 +16,31 @@ end
 
 local wait_lines = h.wait_lines
 
+-- Runs one of Kafka's own admin tools (from the broker's jars) against k.
+local function kafka_tool(k, class, args)
+  local _, cache = h.sh(kafka.script .. " path")
+  local code, _, err = h.sh(string.format("timeout 60 java -cp %s %s --bootstrap-server %s %s",
+    h.shell_quote(cache:gsub("%s+$", "") .. "/libs/*"), class, k.addr, args))
+  assert.are.equal(0, code, err)
+end
+
+-- The {"n": N} values of a topic's records, each asserted to be there once.
+local function each_once(k, topic)
+  local lines, seen = h.lines(kcat(k, "-C -t " .. topic .. " -e -q")), {}
+  for _, l in ipairs(lines) do
+    local n = json.decode(l).n
+    assert.is_nil(seen[n], "twice: " .. n)
+    seen[n] = true
+  end
+  return lines
+end
+
+local function create_topic(k, topic, partitions, config)
+  kafka_tool(k, "org.apache.kafka.tools.TopicCommand", string.format(
+    "--create --topic %s --partitions %d --replication-factor 1%s", topic, partitions,
+    config and (" --config " .. config) or ""))
+end
+
 local why = kafka.unavailable()
 local describe_kafka = why and pending or describe
 
@@ -95,6 +120,71 @@ output:
     assert.are.same({77}, {json.decode(failed[1]).n})
     assert.are.equal(1, #failed)
     h.rmdir(dir)
+  end)
+
+  -- Benthos' example: max_in_flight counts batches (64 of them may be written
+  -- at once), not messages; it used to size librdkafka's queue to 64
+  -- messages, and batches of 100 were retried ("Queue full") forever.
+  it("max_in_flight counts batches, as in Benthos: 64 with batches of 100 delivers each message once", function()
+    local r = h.run_config([[
+input: {generate: {count: 300, batch_size: 100, interval: 0, mapping: 'return {n = i}'}}
+output:
+  kafka: {addresses: []] .. k.addr .. [[], topic: inflight, max_in_flight: 64}
+]], {timeout = 60})
+    assert.are.equal(0, r.code, r.stderr)   -- ended by itself: every message acknowledged
+    assert.is_nil(r.stderr:find("Queue full", 1, true), r.stderr)
+    assert.are.equal(300, #each_once(k, "inflight"))
+  end)
+
+  it("produces a batch larger than librdkafka's queue in parts: each message once, in order per key", function()
+    -- 1000-message batches into a 50-message queue; odd messages carry
+    -- metadata (produced one at a time), even ones go in runs
+    local r = h.run_config([[
+input: {generate: {count: 3000, batch_size: 1000, interval: 0, mapping: 'if i % 2 == 1 then meta.odd = "1" end return {n = i}'}}
+output:
+  kafka:
+    addresses: []] .. k.addr .. [[]
+    topic: parts
+    key: '${! "k" .. (this.n % 7) }'
+    max_in_flight: 2
+    librdkafka: {queue.buffering.max.messages: "50"}
+]], {timeout = 60})
+    assert.are.equal(0, r.code, r.stderr)
+    assert.is_nil(r.stderr:find("Queue full", 1, true), r.stderr)
+    local lines = h.lines(kcat(k, "-C -t parts -e -q -f '%k|%s\\n'"))
+    local last, seen = {}, {}
+    for _, l in ipairs(lines) do
+      local key, value = l:match("^(.-)|(.*)$")
+      local n = json.decode(value).n
+      assert.is_nil(seen[n], "twice: " .. n)
+      assert.is_true((last[key] or 0) < n, "order within key " .. key)
+      last[key], seen[n] = n, true
+    end
+    assert.are.equal(3000, #lines)
+  end)
+
+  it("retries only the messages of a failed batch that were not delivered", function()
+    -- The broker refuses the record batch holding the big message (topic
+    -- `strict` takes 1000 bytes); the others of the same batch go to `loose`
+    -- and are delivered at the first attempt. Once `strict` takes it, the
+    -- retry sends that one message alone.
+    create_topic(k, "strict", 1, "max.message.bytes=1000")
+    local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT}
+retry: {initial_interval: 200ms, max_interval: 1s}
+input: {generate: {count: 20, batch_size: 20, interval: 0, mapping: 'return {n = i, pad = i == 5 and ("x"):rep(3000) or ""}'}}
+output:
+  kafka: {addresses: []] .. k.addr .. [[], topic: '${! this.n == 5 and "strict" or "loose" }'}
+]])
+    assert.truthy(h.wait_for(function() return srv.stderr():find("write failed (attempt 2)", 1, true) end, 30),
+      srv.stderr())
+    kafka_tool(k, "kafka.admin.ConfigCommand",
+      "--alter --entity-type topics --entity-name strict --add-config max.message.bytes=100000")
+    h.wait_for(function() return h.read(srv.dir .. "/rc.txt") end, 60)   -- the run ends once all is delivered
+    local err = srv.stderr()
+    assert.are.equal(0, srv.stop(), err)
+    assert.are.equal(19, #each_once(k, "loose"))   -- none sent again by a retry
+    assert.are.equal(1, #h.lines(kcat(k, "-C -t strict -e -q")))
   end)
 
   it("consumes as a group, commits only what was delivered, and resumes after a restart without duplicates", function()
@@ -261,14 +351,7 @@ output:
 end)
 
 describe_kafka("kafka consumer groups across two sluice processes" .. (why and (": " .. why) or ""), function()
-  -- four partitions, with Kafka's own admin tool (from the same jars)
-  local function four_partitions(k, topic)
-    local _, cache = h.sh(kafka.script .. " path")
-    local code, _, err = h.sh(string.format("timeout 60 java -cp %s org.apache.kafka.tools.TopicCommand " ..
-      "--bootstrap-server %s --create --topic %s --partitions 4 --replication-factor 1",
-      h.shell_quote(cache:gsub("%s+$", "") .. "/libs/*"), k.addr, topic))
-    assert.are.equal(0, code, err)
-  end
+  local function four_partitions(k, topic) create_topic(k, topic, 4) end
 
   -- Each number's lines in the outputs of the given processes.
   local function outputs(procs)
