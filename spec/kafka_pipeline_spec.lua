@@ -399,36 +399,37 @@ output: {file: {path: out.ndjson}}
     four_partitions(k, "slow")
     local d = h.tmpdir()
     keyed(d .. "/in.txt", 1, 800)
-    -- node 1 lets 5 messages through every 50 ms, so a rebalance finds some in flight
+    -- Node 1 lets one message through every 50 ms: it needs 40 s for all of
+    -- them, so node 2 joins (revoking every partition of node 1, eager
+    -- protocol) while node 1 has some in flight, however loaded the machine.
+    -- The acks it waits for take 3 s at that pace; revoke_timeout leaves room.
     local function slow(rate)
-      return node(k, "slow", "slow", ", checkpoint_limit: 16, batching: {count: 8}",
+      return node(k, "slow", "slow", ", checkpoint_limit: 16, batching: {count: 8}, revoke_timeout: 30s",
         "rate_limit: {count: " .. rate .. ", interval: 50ms}")
     end
-    local a = slow(5)
-    for _ = 1, 300 do
-      if a.stderr():find("assigned 4 partition") then break end
-      os.execute("sleep 0.1")
-    end
+    local a = slow(1)
+    assert.truthy(h.wait_for(function() return a.stderr():find("assigned 4 partition") end, 60), a.stderr())
     kcat(k, "-P -t slow -K: -l " .. d .. "/in.txt")
-    for _ = 1, 100 do
-      if select(2, outputs({a})) >= 30 then break end
-      os.execute("sleep 0.1")
-    end
-    local b = slow(1000000)   -- joining revokes every partition of node 1 (eager protocol)
-    local got, count
-    for _ = 1, 300 do
-      got, count = outputs({a, b})
-      if count >= 800 then break end
-      os.execute("sleep 0.1")
-    end
-    os.execute("sleep 1")   -- room for a duplicate to show up
-    got, count = outputs({a, b})
-    local revoke_log = a.stderr()
-    assert.are.equal(0, a.stop())
-    assert.are.equal(0, b.stop())
+    h.wait_for(function() return select(2, outputs({a})) >= 10 end, 30)
+    local b = slow(1000000)
+    -- node 1 handed its partitions over, with messages in flight, and node 2 got its share
+    local handed = h.wait_for(function()
+      return a.stderr():find("handing them over once their in.flight messages are acknowledged") and
+        b.stderr():find("assigned %d+ partition")
+    end, 40)
+    local before = select(2, outputs({a}))
+    -- node 1 leaves (draining and committing first): node 2 takes everything that is left
+    assert.are.equal(0, a.stop(true))
+    h.wait_for(function() return select(2, outputs({a, b})) >= 800 end, 60)
+    assert.are.equal(0, b.stop(true))   -- drained: whatever it was going to write is written
+    local got, count = outputs({a, b})
+    local logs = a.stderr() .. b.stderr()
+    h.rmdir(a.dir)
+    h.rmdir(b.dir)
     k.stop()
     h.rmdir(d)
-    assert.truthy(revoke_log:find("handing them over once their in.flight messages are acknowledged"), revoke_log)
+    assert.truthy(handed, logs)
+    assert.is_true(before < 800, "node 1 had delivered everything before node 2 joined")
     for i = 1, 800 do assert.are.equal(1, got[i], "times " .. i) end
     assert.are.equal(800, count)
   end)
@@ -450,7 +451,7 @@ output: {file: {path: out.ndjson}}
     end
     kcat(k, "-P -t shared -K: -l " .. d .. "/in.txt")
     local got = {}
-    for _ = 1, 100 do
+    for _ = 1, 300 do
       got = {}
       for _, s in ipairs({a, b}) do
         for _, l in ipairs(h.lines(h.read(s.dir .. "/out.ndjson") or "")) do got[#got + 1] = json.decode(l) end
@@ -472,7 +473,7 @@ output: {file: {path: out.ndjson}}
     keyed(d .. "/in2.txt", 401, 600)
     kcat(k, "-P -t shared -K: -l " .. d .. "/in2.txt")
     local later = {}
-    for _ = 1, 200 do
+    for _ = 1, 600 do
       later = h.lines(h.read(b.dir .. "/out.ndjson") or "")
       local n = 0
       for _, l in ipairs(later) do if json.decode(l).n > 400 then n = n + 1 end end
