@@ -57,7 +57,7 @@ static void broker_write(sl_output_t *o, sl_batch_t *b, sl_write_cb cb, void *ar
   for (unsigned i = 0; i < br->kids.n; i++) sl_children_write(&br->kids, i, b, fan_done, f);
 }
 
-static const sl_output_vt vt = {sl_wrapper_start, broker_write, sl_wrapper_close, sl_wrapper_destroy};
+static const sl_output_vt vt = {sl_wrapper_start, broker_write, sl_wrapper_close, sl_wrapper_destroy, sl_wrapper_stopping, NULL};
 static const sl_spec_t spec;
 
 static void *broker_create(sl_build_t *b, const sl_cnode_t *conf) {

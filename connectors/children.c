@@ -74,6 +74,12 @@ void sl_wrapper_close(sl_output_t *o, void (*done)(sl_output_t *, void *), void 
   sl_children_close(&((sl_wrapper_t *)o)->kids, o, done, arg);
 }
 
+void sl_wrapper_stopping(sl_output_t *o) {
+  sl_children_t *c = &((sl_wrapper_t *)o)->kids;
+  for (unsigned i = 0; i < c->n; i++)
+    if (c->v[i]->vt->stopping) c->v[i]->vt->stopping(c->v[i]);
+}
+
 void sl_wrapper_destroy(sl_output_t *o) {
   sl_children_destroy(&((sl_wrapper_t *)o)->kids);
   free(o);

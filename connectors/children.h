@@ -40,6 +40,7 @@ typedef struct sl_wrapper {
 int sl_wrapper_start(sl_output_t *o);
 void sl_wrapper_close(sl_output_t *o, void (*done)(sl_output_t *, void *), void *arg);
 void sl_wrapper_destroy(sl_output_t *o);   /* children, then the struct */
+void sl_wrapper_stopping(sl_output_t *o);  /* tells every child */
 
 /* Writes to child i with the set's policy; cb gets child i as its output. */
 void sl_children_write(sl_children_t *c, unsigned i, sl_batch_t *b, sl_write_cb cb, void *arg);

@@ -11,7 +11,7 @@ static void drop_close(sl_output_t *o, void (*done)(sl_output_t *, void *), void
 
 static void drop_destroy(sl_output_t *o) { free(o); }
 
-static const sl_output_vt vt = {NULL, drop_write, drop_close, drop_destroy};
+static const sl_output_vt vt = {NULL, drop_write, drop_close, drop_destroy, NULL, NULL};
 static const sl_spec_t spec;
 
 static void *drop_create(sl_build_t *b, const sl_cnode_t *conf) {

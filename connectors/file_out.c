@@ -216,7 +216,7 @@ static void fout_destroy(sl_output_t *o) {
   free(f);
 }
 
-static const sl_output_vt vt = {NULL, fout_write, fout_close, fout_destroy};
+static const sl_output_vt vt = {NULL, fout_write, fout_close, fout_destroy, NULL, NULL};
 static const sl_spec_t spec;
 
 static void *fout_create(sl_build_t *b, const sl_cnode_t *conf) {

@@ -41,7 +41,9 @@ static const sl_field_t fields[] = {
   {"delivery", SL_F_ENUM, "broadcast", 0,
    "`broadcast`: every connected client gets every message (with no client connected the message "
    "is dropped and acknowledged). `round_robin`: each batch goes to one client in turn, and waits "
-   "for one when none is connected (Benthos' behaviour).", deliveries, NULL},
+   "for one when none is connected (Benthos' behaviour); when the stream stops (shutdown, reload, "
+   "an idle request-scoped instance), what waits goes back to the input unacknowledged at once, "
+   "and a Kafka or `stream` input reads it again later.", deliveries, NULL},
   {"start", SL_F_ENUM, "live", 0,
    "Where an SSE or WebSocket client that names no `Last-Event-ID` starts: `live` (the next message) or "
    "`earliest`: first what is kept, then live. With a `stream` input that is every record the stream keeps, "
@@ -147,6 +149,7 @@ struct hout {
   uint64_t seq, serials;
   uv_timer_t heartbeat;
   int routed, mounted, closing;
+  int stopping;              /* the stream is stopping: nothing is held for clients to come */
   int nclients;              /* waiting GETs plus SSE and WebSocket clients */
   /* Fed by a `stream` input: SSE ids are the stream positions after each
    * event ("0:41,1:17"), so a client resumes from the stream itself. */
@@ -803,11 +806,37 @@ static int hout_start(sl_output_t *out) {
   return 0;
 }
 
+static const char no_client[] = "no client took the message before shutdown";
+
+/* Ends the held writes with status: nobody is going to take them. */
+static void fail_held(hout_t *o, int status) {
+  while (o->held) {
+    held_t *h = o->held;
+    o->held = h->next;
+    h->cb(&o->base, h->b, status, no_client, h->arg);
+    free(h);
+  }
+  o->held_tail = &o->held;
+}
+
+/* A shutdown brings no new client: what waits for one goes back to the
+ * input at once, unacknowledged (a Kafka input reads it again after the
+ * restart), instead of holding the drain until shutdown_timeout. */
+static void hout_stopping(sl_output_t *out) {
+  hout_t *o = (hout_t *)out;
+  o->stopping = 1;
+  fail_held(o, SL_WRITE_ABANDONED);
+}
+
 static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *arg) {
   hout_t *o = (hout_t *)out;
   if (o->round_robin) {
     if (!o->held && deliver_one(o, b)) {
       cb(out, b, 0, NULL, arg);
+      return;
+    }
+    if (o->stopping) {
+      cb(out, b, SL_WRITE_ABANDONED, no_client, arg);
       return;
     }
     held_t *h = sl_xcalloc(1, sizeof(*h));
@@ -877,13 +906,7 @@ static void hout_close(sl_output_t *out, void (*done)(sl_output_t *, void *), vo
     answer_waiter(o, w, NULL);
   }
   while (o->clients) client_remove(o, o->clients);
-  while (o->held) {
-    held_t *h = o->held;
-    o->held = h->next;
-    h->cb(out, h->b, -1, "no client took the message before shutdown", h->arg);
-    free(h);
-  }
-  o->held_tail = &o->held;
+  fail_held(o, SL_WRITE_ABANDONED);
   if (o->routed || o->mounted) uv_timer_stop(&o->heartbeat);
   done(out, arg);
 }
@@ -919,7 +942,7 @@ static void hout_destroy(sl_output_t *out) {
   hout_free((uv_handle_t *)&o->heartbeat);
 }
 
-static const sl_output_vt vt = {hout_start, hout_write, hout_close, hout_destroy};
+static const sl_output_vt vt = {hout_start, hout_write, hout_close, hout_destroy, hout_stopping, NULL};
 static const sl_spec_t spec;
 
 int sl_hout_is(const sl_output_t *o) { return o->spec == &spec; }

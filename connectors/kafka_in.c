@@ -7,12 +7,16 @@
  * acknowledged and committed, or after `revoke_timeout`: then the rest is
  * forgotten and the next owner reads it again (at-least-once). Handing it
  * over at once would let its in-flight messages complete here after the
- * next owner started from the older committed offset: duplicates. */
+ * next owner started from the older committed offset: duplicates.
+ * No call here waits for a broker: commits are asynchronous (their results
+ * come back through the consumer queue, on the loop), and the stream's end
+ * commits and leaves the group the same way, bounded by `close_timeout`. */
 #include "kafka_common.h"
 #include "kafka_lag.h"
 #include "../core/log.h"
 #include "../core/stream.h"
 #include "../core/xalloc.h"
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +41,10 @@ static const sl_field_t fields[] = {
    "How long revoked partitions wait for their in-flight messages to be acknowledged before they are handed "
    "over; what is still in flight then is read again by the next owner. Keep it below `max.poll.interval.ms`.",
    NULL, NULL},
+  {"close_timeout", SL_F_DURATION, "5s", SL_ADVANCED,
+   "How long the final commit and leaving the group may take when the stream stops. Past it (brokers "
+   "unreachable) the stream ends without them: the group moves the partitions on after `session.timeout.ms` "
+   "and the next owner reads what was not committed again. Keep it below `shutdown_timeout`.", NULL, NULL},
   {"batching", SL_F_OBJECT, NULL, 0, "How messages are grouped into transactions.", NULL, batching_fields},
   {0}};
 
@@ -64,14 +72,23 @@ typedef struct kin {
   rd_kafka_queue_t *q;
   sl_kafka_wake_t *wake;
   rd_kafka_topic_partition_list_t *subs;
-  int64_t batch_count, checkpoint_limit, commit_ms, revoke_ms;
+  int64_t batch_count, checkpoint_limit, commit_ms, revoke_ms, close_ms;
   part_t *parts;
   uv_timer_t commit_timer;
-  uv_timer_t revoke_timer;   /* bounds the wait for revoked partitions' acks */
+  uv_timer_t revoke_timer;   /* bounds the wait for revoked partitions' acks and commit */
+  uv_timer_t close_timer;    /* bounds the final commit and leaving the group */
   uv_idle_t more;            /* the queue still holds messages after a turn */
-  rd_kafka_topic_partition_list_t *revoking;   /* to unassign once drained */
+  rd_kafka_topic_partition_list_t *revoking;   /* to unassign once drained and committed */
   int revoke_cooperative;
-  int handles, stopped, closed;   /* handles: uv handles initialised and not yet closed */
+  int revoke_committing;     /* the revoking partitions wait for their commit */
+  int revoke_commits;        /* revocation commits not answered yet */
+  int handles, stopped;      /* handles: uv handles initialised and not yet closed */
+  /* Closing: the final commit, then leaving the group (consumer_close_queue). */
+  int closing, leaving;
+  int closed;                /* ended: nothing more is committed */
+  int close_ok;              /* the group was left in time: destroying rk does not wait */
+  void (*close_done)(sl_input_t *in, void *arg);
+  void *close_arg;
   sl_batch_t *pending;       /* the batch being filled, of pending_pt */
   part_t *pending_pt;
   int64_t metas;             /* messages whose metadata source is alive: they keep rk */
@@ -93,12 +110,13 @@ static part_t *part_of(kin_t *in, const char *topic, int32_t p) {
   return x;
 }
 
-/* Forgets what x has in flight: after a revocation their acks store
- * nothing (free_now 0); at the end no ack is left to come (1). */
+/* Forgets what x has in flight: after a revocation the acks still to come
+ * store nothing (free_now 0); at the end no ack is left to come (1). A
+ * flight already answered (a nack, or an ack behind one) waits for no ack. */
 static void forget_flights(part_t *x, int free_now) {
   for (flight_t *f = x->head, *n; f; f = n) {
     n = f->next;
-    if (free_now) free(f);
+    if (free_now || f->acked) free(f);
     else f->pt = NULL;
   }
   x->head = NULL;
@@ -117,19 +135,24 @@ static void pause_resume(kin_t *in, part_t *x, int pause) {
   x->paused = pause;
 }
 
-static void commit(kin_t *in, int async) {
-  if (!in->rk || in->closed) return;
-  rd_kafka_resp_err_t e = rd_kafka_commit(in->rk, NULL, async);
+/* A commit that failed is logged: what it covered is read again later. */
+static void commit_failed(kin_t *in, rd_kafka_resp_err_t e, const char *what) {
   if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
-    sl_logf(SL_LOG_WARN, sname(in), in->base.label, "kafka: commit: %s", rd_kafka_err2str(e));
+    sl_logf(SL_LOG_WARN, sname(in), in->base.label, "kafka: %s: %s", what, rd_kafka_err2str(e));
 }
 
-static void on_commit_timer(uv_timer_t *t) { commit(t->data, 1); }
+static void commit(kin_t *in) {
+  if (!in->rk || in->closed) return;
+  commit_failed(in, rd_kafka_commit(in->rk, NULL, 1), "commit");   /* async: nothing waits for the broker */
+}
+
+static void on_commit_timer(uv_timer_t *t) { commit(t->data); }
 
 static void pump(kin_t *in);
 
 static void handle_ack(kin_t *in, part_t *x);
 static void finish_revoke(kin_t *in);
+static void on_revoke_timeout(uv_timer_t *t);
 static void on_more(uv_idle_t *h);
 
 typedef struct ack { kin_t *in; flight_t *f; } ack_t;
@@ -276,9 +299,11 @@ static sl_msg_t *to_msg(kin_t *in, rd_kafka_message_t *m) {
   return msg;
 }
 
+static void serve(void *arg);
+
 static void on_more(uv_idle_t *h) {
   uv_idle_stop(h);
-  pump(h->data);
+  serve(h->data);
 }
 
 /* Takes messages from the consumer queue while the stream has room, a turn
@@ -318,27 +343,83 @@ static void pump(kin_t *in) {
   emit_pending(in);
 }
 
-static void serve(void *arg) { pump(arg); }
+static void finish_close(kin_t *in, int ok);
 
-/* Commits what the revoked partitions acknowledged, forgets what is still
- * in flight, and makes the unassign call librdkafka waits for to go on. */
-static void finish_revoke(kin_t *in) {
+/* Once stopped, the queue still carries the answers to commits, rebalances
+ * and the end of the close; messages fetched meanwhile are dropped (not
+ * committed: the next owner reads them). The queue wakes us only when it
+ * turns non-empty, so each turn empties it, a bounded slice at a time. */
+static void serve_stopped(kin_t *in) {
+  for (int k = 0;; k++) {
+    if (k == 4096) {
+      if (in->handles) uv_idle_start(&in->more, on_more);
+      return;
+    }
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(in->rk, 0);
+    if (!m) break;
+    rd_kafka_message_destroy(m);
+  }
+  if (in->leaving && !in->closed && rd_kafka_consumer_closed(in->rk)) finish_close(in, 1);
+}
+
+static void serve(void *arg) {
+  kin_t *in = arg;
+  if (!in->rk) return;
+  if (in->stopped) serve_stopped(in);
+  else pump(in);
+}
+
+/* Makes the unassign call librdkafka waits for to go on. */
+static void hand_over(kin_t *in) {
   rd_kafka_topic_partition_list_t *l = in->revoking;
   in->revoking = NULL;
+  in->revoke_committing = 0;
   if (in->handles) uv_timer_stop(&in->revoke_timer);
-  if (!in->closed) rd_kafka_commit(in->rk, NULL, 0);
-  for (part_t *x = in->parts; x; x = x->next) {
-    if (!x->revoked) continue;
-    if (x->paused) pause_resume(in, x, 0);   /* a later assignment starts unpaused */
-    forget_flights(x, 0);
-  }
   if (in->revoke_cooperative) rd_kafka_incremental_unassign(in->rk, l);
   else rd_kafka_assign(in->rk, NULL);
   rd_kafka_topic_partition_list_destroy(l);
 }
 
+/* Runs inside rd_kafka_consumer_poll, on the loop. Answers come in order:
+ * the last one answers the commit the revoking partitions wait for. */
+static void on_revoke_committed(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offsets,
+                                void *opaque) {
+  (void)rk;
+  (void)offsets;
+  kin_t *in = opaque;
+  commit_failed(in, err, "commit on revocation");
+  if (--in->revoke_commits == 0 && in->revoking && in->revoke_committing) hand_over(in);
+}
+
+/* Forgets what the revoked partitions still have in flight, commits what
+ * they acknowledged, and hands them over once that commit is answered (or
+ * revoke_timeout passed). While the stream ends, its final commit does. */
+static void finish_revoke(kin_t *in) {
+  if (in->handles) uv_timer_stop(&in->revoke_timer);
+  for (part_t *x = in->parts; x; x = x->next) {
+    if (!x->revoked) continue;
+    if (x->paused) pause_resume(in, x, 0);   /* a later assignment starts unpaused */
+    forget_flights(x, 0);
+  }
+  if (in->closing || in->closed ||
+      rd_kafka_commit_queue(in->rk, NULL, in->q, on_revoke_committed, in) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    hand_over(in);
+    return;
+  }
+  in->revoke_commits++;
+  in->revoke_committing = 1;
+  if (in->handles) uv_timer_start(&in->revoke_timer, on_revoke_timeout, (uint64_t)in->revoke_ms, 0);
+}
+
 static void on_revoke_timeout(uv_timer_t *t) {
   kin_t *in = t->data;
+  if (in->revoke_committing) {
+    sl_logf(SL_LOG_WARN, sname(in), in->base.label,
+            "kafka: revoke_timeout: no answer to the commit; handing partitions over, their next owner may read "
+            "some messages again");
+    hand_over(in);
+    return;
+  }
   int64_t n = 0;
   for (part_t *x = in->parts; x; x = x->next) n += x->revoked ? x->in_flight : 0;
   sl_logf(SL_LOG_WARN, sname(in), in->base.label,
@@ -361,7 +442,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
   }
   /* Revoked: nothing more of these partitions is emitted; they are handed
    * over once what they have in flight is acknowledged (finish_revoke). */
-  if (in->revoking) finish_revoke(in);   /* a second revocation before the first drained */
+  if (in->revoking) {   /* a second revocation before the first was handed over */
+    if (!in->revoke_committing) finish_revoke(in);
+    if (in->revoking) hand_over(in);
+  }
   int busy = 0;
   for (int i = 0; i < parts->cnt; i++) {
     part_t *x = part_of(in, parts->elems[i].topic, parts->elems[i].partition);
@@ -417,9 +501,10 @@ static int kin_start(sl_input_t *base) {
   }
   uv_timer_init(base->worker->loop, &in->commit_timer);
   uv_timer_init(base->worker->loop, &in->revoke_timer);
+  uv_timer_init(base->worker->loop, &in->close_timer);
   uv_idle_init(base->worker->loop, &in->more);
-  in->commit_timer.data = in->revoke_timer.data = in->more.data = in;
-  in->handles = 3;
+  in->commit_timer.data = in->revoke_timer.data = in->close_timer.data = in->more.data = in;
+  in->handles = 4;
   uv_timer_start(&in->commit_timer, on_commit_timer, (uint64_t)in->commit_ms, (uint64_t)in->commit_ms);
   pump(in);
   return 0;
@@ -429,6 +514,7 @@ static void kin_resume(sl_input_t *base) { pump((kin_t *)base); }
 
 static void kin_stop(sl_input_t *base) {
   kin_t *in = (kin_t *)base;
+  if (in->stopped) return;
   in->stopped = 1;
   if (in->handles) {
     uv_timer_stop(&in->commit_timer);
@@ -440,11 +526,34 @@ static void kin_stop(sl_input_t *base) {
   }
 }
 
+static void *destroy_run(void *rk) {
+  rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+  return NULL;
+}
+
+/* A consumer that left its group is destroyed at once. One whose close did
+ * not finish (a commit or the leave unanswered) waits in rd_kafka_destroy
+ * for librdkafka's own timeouts (session.timeout.ms with the brokers gone):
+ * that wait gets a thread of its own, which nobody waits for (the process
+ * may exit meanwhile). */
+static void destroy_rk(kin_t *in) {
+  if (in->close_ok) {
+    rd_kafka_destroy_flags(in->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    return;
+  }
+  pthread_t t;
+  pthread_attr_t a;
+  pthread_attr_init(&a);
+  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+  if (pthread_create(&t, &a, destroy_run, in->rk) != 0) destroy_run(in->rk);
+  pthread_attr_destroy(&a);
+}
+
 /* Once the input is destroyed, its handles closed and the last message
  * that may read metadata from the client freed. */
 static void kin_free(kin_t *in) {
   if (in->handles || in->metas) return;
-  if (in->rk) rd_kafka_destroy(in->rk);
+  if (in->rk) destroy_rk(in);
   free(in);
 }
 
@@ -454,15 +563,77 @@ static void handle_closed(uv_handle_t *h) {
   kin_free(in);
 }
 
+static void finish_close(kin_t *in, int ok) {
+  if (in->closed) return;
+  in->closed = 1;
+  in->close_ok = ok;
+  if (in->handles) uv_timer_stop(&in->close_timer);
+  void (*done)(sl_input_t *, void *) = in->close_done;
+  in->close_done = NULL;
+  if (done) done(&in->base, in->close_arg);
+}
+
+static void leave_group(kin_t *in) {
+  if (in->leaving || in->closed) return;
+  in->leaving = 1;
+  rd_kafka_error_t *e = rd_kafka_consumer_close_queue(in->rk, in->q);
+  if (e) {
+    sl_logf(SL_LOG_WARN, sname(in), in->base.label, "kafka: leaving the group: %s", rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+    finish_close(in, 0);
+    return;
+  }
+  serve_stopped(in);
+}
+
+/* Runs inside rd_kafka_consumer_poll, on the loop. */
+static void on_final_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offsets,
+                            void *opaque) {
+  (void)rk;
+  (void)offsets;
+  commit_failed(opaque, err, "final commit");
+  leave_group(opaque);
+}
+
+static void on_close_timeout(uv_timer_t *t) {
+  kin_t *in = t->data;
+  sl_logf(SL_LOG_WARN, sname(in), in->base.label,
+          "kafka: close_timeout: %s not answered (brokers unreachable?); ending without it: the group moves the "
+          "partitions on after session.timeout.ms, and what was not committed is read again",
+          in->leaving ? "leaving the group was" : "the final commit was");
+  finish_close(in, 0);
+}
+
+/* Every transaction has completed: commit what they acknowledged, then leave
+ * the group, both through the consumer queue (served on the loop). */
+static void kin_close(sl_input_t *base, void (*done)(sl_input_t *, void *), void *arg) {
+  kin_t *in = (kin_t *)base;
+  kin_stop(base);
+  if (!in->rk || !in->handles) {
+    done(base, arg);
+    return;
+  }
+  in->close_done = done;
+  in->close_arg = arg;
+  in->closing = 1;
+  uv_timer_stop(&in->revoke_timer);
+  uv_timer_start(&in->close_timer, on_close_timeout, (uint64_t)in->close_ms, 0);
+  if (in->revoking) hand_over(in);   /* the final commit covers them */
+  rd_kafka_resp_err_t e = rd_kafka_commit_queue(in->rk, NULL, in->q, on_final_commit, in);
+  if (e) {
+    commit_failed(in, e, "final commit");
+    leave_group(in);
+    return;
+  }
+  serve_stopped(in);   /* whatever waits in the queue now would hide the answer from the wake */
+}
+
 static void kin_destroy(sl_input_t *base) {
   kin_t *in = (kin_t *)base;
   kin_stop(base);
   if (in->rk) {
-    if (in->revoking) finish_revoke(in);
-    commit(in, 0);   /* every transaction has completed: the final commit */
     in->closed = 1;
     sl_kafka_wake_close(in->wake, in->q);
-    rd_kafka_consumer_close(in->rk);   /* leaves the group (bounded by librdkafka's timeouts) */
     rd_kafka_queue_destroy(in->q);
   }
   if (in->conf) rd_kafka_conf_destroy(in->conf);
@@ -477,13 +648,14 @@ static void kin_destroy(sl_input_t *base) {
   if (in->handles) {
     uv_close((uv_handle_t *)&in->commit_timer, handle_closed);
     uv_close((uv_handle_t *)&in->revoke_timer, handle_closed);
+    uv_close((uv_handle_t *)&in->close_timer, handle_closed);
     uv_close((uv_handle_t *)&in->more, handle_closed);
   } else {
     kin_free(in);
   }
 }
 
-static const sl_input_vt vt = {kin_start, kin_resume, kin_stop, kin_destroy};
+static const sl_input_vt vt = {kin_start, kin_resume, kin_stop, kin_destroy, kin_close};
 static const sl_spec_t spec;
 
 static void *kin_create(sl_build_t *b, const sl_cnode_t *conf) {
@@ -493,6 +665,7 @@ static void *kin_create(sl_build_t *b, const sl_cnode_t *conf) {
   in->checkpoint_limit = sl_conf_int(conf, "checkpoint_limit", 1024);
   in->commit_ms = sl_conf_duration_ms(conf, "commit_period", 1000);
   in->revoke_ms = sl_conf_duration_ms(conf, "revoke_timeout", 10000);
+  in->close_ms = sl_conf_duration_ms(conf, "close_timeout", 5000);
   if (in->batch_count < 1) in->batch_count = 1;
   if (in->checkpoint_limit < in->batch_count) in->checkpoint_limit = in->batch_count;
   if (in->commit_ms < 1) in->commit_ms = 1;
@@ -539,10 +712,14 @@ static const sl_spec_t spec = {
     "repeated in one message reads as its first value), read from the record only when the "
     "pipeline first reads or changes that message's metadata. Offsets "
     "are committed per partition in order, only for acknowledged transactions (a failed "
-    "delivery is re-sent by the stream), every `commit_period`, on a rebalance and at "
-    "shutdown. With `checkpoint_limit` messages of a partition in flight the partition is "
+    "delivery is re-sent by the stream), every `commit_period`, on a rebalance and when the "
+    "stream stops. With `checkpoint_limit` messages of a partition in flight the partition is "
     "paused until acks come back. Until the group assigns partitions (or while the brokers "
-    "cannot be reached) the stream reports not ready on `/ready`.",
+    "cannot be reached) the stream reports not ready on `/ready`.\n\n"
+    "No call waits for a broker on the event loop: commits are asynchronous, and a stopping "
+    "stream commits and leaves the group within `close_timeout`. Messages handed back "
+    "unacknowledged at shutdown (an `http_server` output's held messages) are not committed: "
+    "the group reads them again.",
   .fields = fields,
   .example =
     "input:\n"

@@ -27,7 +27,7 @@ static void rej_write(sl_output_t *o, sl_batch_t *b, sl_write_cb cb, void *arg) 
   sl_children_relay(&rj->kids, 0, b, cb, arg);
 }
 
-static const sl_output_vt vt = {sl_wrapper_start, rej_write, sl_wrapper_close, sl_wrapper_destroy};
+static const sl_output_vt vt = {sl_wrapper_start, rej_write, sl_wrapper_close, sl_wrapper_destroy, sl_wrapper_stopping, NULL};
 static const sl_spec_t spec;
 
 static void *rej_create(sl_build_t *b, const sl_cnode_t *conf) {

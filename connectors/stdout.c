@@ -215,7 +215,7 @@ static void out_destroy(sl_output_t *o) {
   else out_free(s);
 }
 
-static const sl_output_vt vt = {out_start, out_write, out_close, out_destroy};
+static const sl_output_vt vt = {out_start, out_write, out_close, out_destroy, NULL, NULL};
 static const sl_spec_t spec;
 
 static void *out_create(sl_build_t *b, const sl_cnode_t *conf) {

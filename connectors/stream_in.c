@@ -307,7 +307,7 @@ static void sin_destroy(sl_input_t *base) {
   uv_close((uv_handle_t *)&in->timer, on_closed);
 }
 
-static const sl_input_vt vt = {sin_start, sin_resume, sin_stop, sin_destroy};
+static const sl_input_vt vt = {sin_start, sin_resume, sin_stop, sin_destroy, NULL};
 static const sl_spec_t spec;
 
 /* ---------- replays for one consumer ---------- */

@@ -355,7 +355,7 @@ static void sout_destroy(sl_output_t *out) {
   if (!o->creating) sout_free(o);
 }
 
-static const sl_output_vt vt = {sout_start, sout_write, sout_close, sout_destroy};
+static const sl_output_vt vt = {sout_start, sout_write, sout_close, sout_destroy, NULL, NULL};
 static const sl_spec_t spec;
 
 static void *sout_create(sl_build_t *b, const sl_cnode_t *conf) {

@@ -105,7 +105,7 @@ static void sw_destroy(sl_output_t *o) {
   free(sw);
 }
 
-static const sl_output_vt vt = {sl_wrapper_start, sw_write, sl_wrapper_close, sw_destroy};
+static const sl_output_vt vt = {sl_wrapper_start, sw_write, sl_wrapper_close, sw_destroy, sl_wrapper_stopping, NULL};
 static const sl_spec_t spec;
 
 static void *sw_create(sl_build_t *b, const sl_cnode_t *conf) {

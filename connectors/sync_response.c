@@ -66,7 +66,7 @@ static void sync_destroy(sl_output_t *o) {
   free(so);
 }
 
-static const sl_output_vt vt = {NULL, sync_write, sync_close, sync_destroy};
+static const sl_output_vt vt = {NULL, sync_write, sync_close, sync_destroy, NULL, NULL};
 static const sl_spec_t spec;
 
 static void *sync_create(sl_build_t *b, const sl_cnode_t *conf) {

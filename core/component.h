@@ -46,6 +46,10 @@ typedef struct sl_input_vt {
   void (*resume)(sl_input_t *in);       /* capacity is available again (optional) */
   void (*stop)(sl_input_t *in);         /* stop producing; may still see acks after */
   void (*destroy)(sl_input_t *in);      /* called once every txn has completed */
+  /* Every txn has completed and the stream is stopping (optional): settle with
+   * the source (a final commit, leaving a group) without blocking the loop,
+   * then call done, later or before returning. The stream ends after it. */
+  void (*close)(sl_input_t *in, void (*done)(sl_input_t *in, void *arg), void *arg);
 } sl_input_vt;
 
 struct sl_input {
@@ -111,7 +115,10 @@ void sl_chain_free(sl_chain_t *c);
 
 /* ---- outputs ---- */
 typedef struct sl_output sl_output_t;
-/* status 0: every message in the batch was delivered; -1: none or some were not. */
+/* status 0: every message in the batch was delivered; -1: none or some were not;
+ * SL_WRITE_ABANDONED: not delivered, and not to be retried: the stream is
+ * stopping and what the write waited for (a client) will not come. */
+enum { SL_WRITE_ABANDONED = -2 };
 typedef void (*sl_write_cb)(sl_output_t *o, sl_batch_t *b, int status, const char *err, void *arg);
 typedef struct sl_output_vt {
   int  (*start)(sl_output_t *o);        /* connect; 0 or -1 */
@@ -121,6 +128,12 @@ typedef struct sl_output_vt {
   /* Flush anything buffered and call done once writes in flight finished. */
   void (*close)(sl_output_t *o, void (*done)(sl_output_t *o, void *arg), void *arg);
   void (*destroy)(sl_output_t *o);
+  /* The stream is stopping (optional): writes waiting for something a
+   * shutdown will not bring end now with SL_WRITE_ABANDONED. */
+  void (*stopping)(sl_output_t *o);
+  /* b's last write failed and b will not be written again (optional): state
+   * kept so that a retry of b resumes where it failed can go. */
+  void (*forget)(sl_output_t *o, sl_batch_t *b);
 } sl_output_vt;
 
 struct sl_output {

@@ -51,7 +51,12 @@ static const sl_field_t stream_fields[] = {
  * http, metrics, tracer and store are parsed now and owned by later subsystems. */
 static const sl_field_t root_fields[] = {
   {"streams", SL_F_ANY, NULL, 0, "Named streams: `streams: {NAME: {input, pipeline, output}}`.", NULL, NULL},
-  {"shutdown_timeout", SL_F_DURATION, "20s", 0, "How long SIGINT/SIGTERM waits for in-flight messages before exiting 1.", NULL, NULL},
+  {"shutdown_timeout", SL_F_DURATION, "20s", 0,
+   "How long SIGINT/SIGTERM waits for in-flight messages. A drain that finishes exits 0 (messages handed "
+   "back unacknowledged to an input that redelivers them count as finished); past the timeout the process "
+   "logs what each stream still waits for and exits 1, abandoning it (unacknowledged messages come again "
+   "from their source). A hard bound: a watchdog thread ends the process 1 s later if the event loop "
+   "itself is blocked.", NULL, NULL},
   {0}};
 
 const sl_field_t *sl_config_root_fields(void) { return root_fields; }

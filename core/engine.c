@@ -6,6 +6,7 @@
 #include "log.h"
 #include "obs.h"
 #include "section.h"
+#include "watchdog.h"
 #include "xalloc.h"
 #include <libgen.h>
 #include <openssl/evp.h>
@@ -323,9 +324,27 @@ static void force_exit(void) {
   _exit(1);
 }
 
+/* How much later than shutdown_timeout the watchdog thread ends a process
+ * whose loop thread is stuck (the loop's own timer says more when it can). */
+enum { WATCHDOG_GRACE_MS = 1000 };
+
+static void log_pending_unit(const sl_unit_t *u) {
+  if (u->state == SL_UNIT_STOPPED) return;
+  char what[160];
+  if (u->stream) {
+    sl_stream_describe(u->stream, what, sizeof what);
+    sl_logf(SL_LOG_ERROR, u->name, NULL, "shutdown_timeout: still %s", what);
+  } else {
+    sl_scoped_log_pending(u->scoped);
+  }
+}
+
 static void on_shutdown_timeout(uv_timer_t *t) {
-  (void)t;
-  sl_error("shutdown_timeout reached with messages still in flight; exiting");
+  sl_engine_t *e = t->data;
+  for (int i = 0; i < e->nunits; i++) log_pending_unit(e->units[i]);
+  for (int i = 0; i < e->nretired; i++) log_pending_unit(e->retired[i]);
+  sl_error("shutdown_timeout reached with messages still in flight; exiting 1 (what was not acknowledged is "
+           "sent again by its source)");
   force_exit();
 }
 
@@ -343,6 +362,8 @@ static void begin_shutdown(sl_engine_t *e, const char *why) {
   e->stop_at = uv_now(e->worker->loop);
   sl_info("%s received: draining (shutdown_timeout %lldms)", why, (long long)e->shutdown_ms);
   uv_timer_start(&e->shutdown_timer, on_shutdown_timeout, (uint64_t)e->shutdown_ms, 0);
+  e->watchdog = sl_watchdog_start(e->shutdown_ms + WATCHDOG_GRACE_MS,
+                                  "shutdown_timeout reached while the event loop was blocked; exiting 1");
   sl_http_stop(e->worker);
   sl_engine_apply_flush(e);
   for (int i = 0; i < e->nunits; i++) sl_unit_stop(e->units[i]);
@@ -407,5 +428,7 @@ void sl_engine_free(sl_engine_t *e) {
     uv_run(e->worker->loop, UV_RUN_NOWAIT);
     sl_worker_free(e->worker);
   }
+  /* Until here: subsystems let go of their clients above, and may block. */
+  sl_watchdog_stop(e->watchdog);
   free(e);
 }

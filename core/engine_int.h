@@ -42,6 +42,7 @@ struct sl_engine {
   int handles_init;
   uv_signal_t sigint, sigterm, sighup;
   uv_timer_t shutdown_timer;
+  struct sl_watchdog *watchdog;   /* the bound of a shutdown when the loop itself is stuck */
   uv_idle_t reaper;          /* frees drained retired units outside their callbacks */
   sl_fswatch_t *watch;       /* -w: the config files */
   /* what /admin/status reports */

@@ -13,6 +13,7 @@ enum { NBUCKETS = 1024 };
 
 typedef struct inst {
   struct inst *next;         /* hash chain, while it takes clients */
+  struct inst *all_next, **all_prev;   /* every instance not yet freed */
   sl_scoped_t *t;
   char *key;                 /* the resolved values, '\x1f'-separated */
   sl_cnode_t *node;          /* its resolved config (components may point into it) */
@@ -32,6 +33,7 @@ struct sl_scoped {
   int nrefs;
   int64_t idle_ms, max_instances;
   inst_t *buckets[NBUCKETS];
+  inst_t *all;
   int64_t live;              /* instances taking clients */
   int64_t alive;             /* instances not yet freed */
   int stopping;
@@ -152,6 +154,8 @@ static void finish_if_drained(sl_scoped_t *t) {
 static void inst_closed(uv_handle_t *h) {
   inst_t *i = h->data;
   sl_scoped_t *t = i->t;
+  *i->all_prev = i->all_next;
+  if (i->all_next) i->all_next->all_prev = i->all_prev;
   sl_stream_free(i->s);
   sl_cnode_free(i->node);
   free(i->key);
@@ -228,6 +232,10 @@ static inst_t *spawn(sl_scoped_t *t, const char *key, sl_ctx_t *ctx, sl_http_req
   uv_timer_init(t->worker->loop, &i->timer);
   i->timer.data = i;
   t->alive++;
+  i->all_next = t->all;
+  if (t->all) t->all->all_prev = &i->all_next;
+  i->all_prev = &t->all;
+  t->all = i;
   sl_hout_watch(s->output, on_clients, i);
   if (sl_stream_start(s, inst_done, i) != 0) {
     i->stopping = 1;
@@ -376,6 +384,15 @@ void sl_scoped_stop(sl_scoped_t *t) {
   for (int h = 0; h < NBUCKETS; h++)
     while (t->buckets[h]) inst_stop(t->buckets[h], "shutdown");
   finish_if_drained(t);
+}
+
+void sl_scoped_log_pending(const sl_scoped_t *t) {
+  for (const inst_t *i = t->all; i; i = i->all_next) {
+    if (i->s->stopped) continue;
+    char what[160];
+    sl_stream_describe(i->s, what, sizeof what);
+    sl_logf(SL_LOG_ERROR, i->s->name, NULL, "shutdown_timeout: still %s", what);
+  }
 }
 
 const char *sl_scoped_name(const sl_scoped_t *t) { return t->name; }

@@ -24,6 +24,8 @@ void sl_scoped_start(sl_scoped_t *t, void (*on_done)(void *arg), void *arg);
 void sl_scoped_stop(sl_scoped_t *t);
 void sl_scoped_free(sl_scoped_t *t);
 const char *sl_scoped_name(const sl_scoped_t *t);
+/* Logs what each instance still waits for (shutdown_timeout). */
+void sl_scoped_log_pending(const sl_scoped_t *t);
 int sl_scoped_instances(const sl_scoped_t *t);
 
 /* What the `http_server` output offers an instance built with b->mounted:

@@ -4,6 +4,7 @@
 #include "obs.h"
 #include "trace.h"
 #include "xalloc.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,7 @@ typedef struct stream_impl {
   int kick_active;
   int input_blocked;
   int flushed, closing, started;
+  int in_open, out_open;     /* closing: input and output not closed yet */
   int64_t retry_timers;      /* re-emits waiting on their backoff */
 } stream_impl_t;
 
@@ -178,6 +180,7 @@ void sl_output_set_connected(sl_output_t *o, int connected, const char *why) {
 typedef struct retry_req {
   sl_output_t *o;
   sl_retry_policy_t p;
+  int once;                  /* no policy: one attempt */
   sl_batch_t *b;
   sl_write_cb cb;
   void *arg;
@@ -192,7 +195,8 @@ static void retry_fired(uv_timer_t *t) { uv_close((uv_handle_t *)t, retry_closed
 
 static void retry_done(sl_output_t *o, sl_batch_t *b, int status, const char *err, void *arg) {
   retry_req_t *r = arg;
-  if (status == 0 || (r->p.max_retries && r->attempt >= r->p.max_retries)) {
+  if (status == 0 || status == SL_WRITE_ABANDONED || r->once || (r->p.max_retries && r->attempt >= r->p.max_retries)) {
+    if (status != 0 && o->vt->forget) o->vt->forget(o, b);
     sl_write_cb cb = r->cb;
     void *cb_arg = r->arg;
     free(r);
@@ -213,13 +217,15 @@ static void retry_write(retry_req_t *r) { r->o->vt->write(r->o, r->b, retry_done
 
 void sl_output_write_retry(sl_output_t *o, const sl_retry_policy_t *p, sl_batch_t *b,
                            sl_write_cb cb, void *arg) {
-  if (o->no_retry || !p) {
+  int once = o->no_retry || !p;
+  if (once && !o->vt->forget) {
     o->vt->write(o, b, cb, arg);
     return;
   }
   retry_req_t *r = sl_xcalloc(1, sizeof(*r));
   r->o = o;
-  r->p = *p;
+  if (p) r->p = *p;
+  r->once = once;
   r->b = b;
   r->cb = cb;
   r->arg = arg;
@@ -254,12 +260,45 @@ static void out_push(sl_sink_t *sink, sl_batch_t *b) {
 
 /* ---- lifecycle ---- */
 
-static void on_output_closed(sl_output_t *o, void *arg) {
-  (void)o;
-  sl_stream_t *s = arg;
+static void maybe_stopped(sl_stream_t *s) {
+  stream_impl_t *si = (stream_impl_t *)s;
+  if (si->in_open || si->out_open) return;
   s->stopped = 1;
   sl_logf(SL_LOG_DEBUG, s->name, NULL, "stream stopped");
   if (s->on_done) s->on_done(s, s->on_done_arg);
+}
+
+static void on_output_closed(sl_output_t *o, void *arg) {
+  (void)o;
+  ((stream_impl_t *)arg)->out_open = 0;
+  maybe_stopped(arg);
+}
+
+static void on_input_closed(sl_input_t *in, void *arg) {
+  (void)in;
+  ((stream_impl_t *)arg)->in_open = 0;
+  maybe_stopped(arg);
+}
+
+/* Input and output close side by side: every transaction has completed, so
+ * what the input settles with its source (offsets) is final. */
+static void close_ends(sl_stream_t *s) {
+  stream_impl_t *si = (stream_impl_t *)s;
+  si->closing = 1;
+  si->in_open = s->input->vt->close != NULL;
+  si->out_open = 1;
+  if (si->in_open) s->input->vt->close(s->input, on_input_closed, s);
+  s->output->vt->close(s->output, on_output_closed, s);
+}
+
+void sl_stream_describe(const sl_stream_t *s, char *buf, size_t cap) {
+  const stream_impl_t *si = (const stream_impl_t *)s;
+  if (si->closing)
+    snprintf(buf, cap, "closing its %s%s%s", si->in_open ? "input" : "", si->in_open && si->out_open ? " and " : "",
+             si->out_open ? "output" : "");
+  else
+    snprintf(buf, cap, "%lld transaction(s) open, %lld write(s) waiting for the output, %lld retry timer(s)",
+             (long long)s->in_flight, (long long)s->pending_writes, (long long)si->retry_timers);
 }
 
 static void on_kick(uv_idle_t *h) {
@@ -276,10 +315,7 @@ static void on_kick(uv_idle_t *h) {
     si->flushed = 1;
     sl_chain_flush(s->chain);
   }
-  if (s->in_flight == 0 && s->pending_writes == 0 && si->retry_timers == 0) {
-    si->closing = 1;
-    s->output->vt->close(s->output, on_output_closed, s);
-  }
+  if (s->in_flight == 0 && s->pending_writes == 0 && si->retry_timers == 0) close_ends(s);
 }
 
 static void kick(sl_stream_t *s) {
@@ -374,6 +410,7 @@ void sl_stream_stop(sl_stream_t *s) {
   if (s->stopping) return;
   s->stopping = 1;
   if (s->input && s->input->vt->stop) s->input->vt->stop(s->input);
+  if (s->output && s->output->vt->stopping) s->output->vt->stopping(s->output);
   kick(s);
 }
 

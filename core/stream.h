@@ -43,6 +43,8 @@ int sl_stream_start(sl_stream_t *s, void (*on_done)(sl_stream_t *, void *), void
 /* Stop input, drain what is in flight, close the output; on_done runs after. */
 void sl_stream_stop(sl_stream_t *s);
 void sl_stream_free(sl_stream_t *s);
+/* What a stopping stream still waits for, in words (for the shutdown log). */
+void sl_stream_describe(const sl_stream_t *s, char *buf, size_t cap);
 
 /* Deliver a batch to an output with the stream's retry policy (unless
  * o->no_retry); cb gets the final outcome. Used by the stream and brokers. */

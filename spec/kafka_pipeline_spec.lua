@@ -16,6 +16,31 @@ end
 
 local wait_lines = h.wait_lines
 
+-- Runs one of Kafka's own admin tools (from the broker's jars) against k.
+local function kafka_tool(k, class, args)
+  local _, cache = h.sh(kafka.script .. " path")
+  local code, _, err = h.sh(string.format("timeout 60 java -cp %s %s --bootstrap-server %s %s",
+    h.shell_quote(cache:gsub("%s+$", "") .. "/libs/*"), class, k.addr, args))
+  assert.are.equal(0, code, err)
+end
+
+-- The {"n": N} values of a topic's records, each asserted to be there once.
+local function each_once(k, topic)
+  local lines, seen = h.lines(kcat(k, "-C -t " .. topic .. " -e -q")), {}
+  for _, l in ipairs(lines) do
+    local n = json.decode(l).n
+    assert.is_nil(seen[n], "twice: " .. n)
+    seen[n] = true
+  end
+  return lines
+end
+
+local function create_topic(k, topic, partitions, config)
+  kafka_tool(k, "org.apache.kafka.tools.TopicCommand", string.format(
+    "--create --topic %s --partitions %d --replication-factor 1%s", topic, partitions,
+    config and (" --config " .. config) or ""))
+end
+
 local why = kafka.unavailable()
 local describe_kafka = why and pending or describe
 
@@ -95,6 +120,71 @@ output:
     assert.are.same({77}, {json.decode(failed[1]).n})
     assert.are.equal(1, #failed)
     h.rmdir(dir)
+  end)
+
+  -- Benthos' example: max_in_flight counts batches (64 of them may be written
+  -- at once), not messages; it used to size librdkafka's queue to 64
+  -- messages, and batches of 100 were retried ("Queue full") forever.
+  it("max_in_flight counts batches, as in Benthos: 64 with batches of 100 delivers each message once", function()
+    local r = h.run_config([[
+input: {generate: {count: 300, batch_size: 100, interval: 0, mapping: 'return {n = i}'}}
+output:
+  kafka: {addresses: []] .. k.addr .. [[], topic: inflight, max_in_flight: 64}
+]], {timeout = 60})
+    assert.are.equal(0, r.code, r.stderr)   -- ended by itself: every message acknowledged
+    assert.is_nil(r.stderr:find("Queue full", 1, true), r.stderr)
+    assert.are.equal(300, #each_once(k, "inflight"))
+  end)
+
+  it("produces a batch larger than librdkafka's queue in parts: each message once, in order per key", function()
+    -- 1000-message batches into a 50-message queue; odd messages carry
+    -- metadata (produced one at a time), even ones go in runs
+    local r = h.run_config([[
+input: {generate: {count: 3000, batch_size: 1000, interval: 0, mapping: 'if i % 2 == 1 then meta.odd = "1" end return {n = i}'}}
+output:
+  kafka:
+    addresses: []] .. k.addr .. [[]
+    topic: parts
+    key: '${! "k" .. (this.n % 7) }'
+    max_in_flight: 2
+    librdkafka: {queue.buffering.max.messages: "50"}
+]], {timeout = 60})
+    assert.are.equal(0, r.code, r.stderr)
+    assert.is_nil(r.stderr:find("Queue full", 1, true), r.stderr)
+    local lines = h.lines(kcat(k, "-C -t parts -e -q -f '%k|%s\\n'"))
+    local last, seen = {}, {}
+    for _, l in ipairs(lines) do
+      local key, value = l:match("^(.-)|(.*)$")
+      local n = json.decode(value).n
+      assert.is_nil(seen[n], "twice: " .. n)
+      assert.is_true((last[key] or 0) < n, "order within key " .. key)
+      last[key], seen[n] = n, true
+    end
+    assert.are.equal(3000, #lines)
+  end)
+
+  it("retries only the messages of a failed batch that were not delivered", function()
+    -- The broker refuses the record batch holding the big message (topic
+    -- `strict` takes 1000 bytes); the others of the same batch go to `loose`
+    -- and are delivered at the first attempt. Once `strict` takes it, the
+    -- retry sends that one message alone.
+    create_topic(k, "strict", 1, "max.message.bytes=1000")
+    local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT}
+retry: {initial_interval: 200ms, max_interval: 1s}
+input: {generate: {count: 20, batch_size: 20, interval: 0, mapping: 'return {n = i, pad = i == 5 and ("x"):rep(3000) or ""}'}}
+output:
+  kafka: {addresses: []] .. k.addr .. [[], topic: '${! this.n == 5 and "strict" or "loose" }'}
+]])
+    assert.truthy(h.wait_for(function() return srv.stderr():find("write failed (attempt 2)", 1, true) end, 30),
+      srv.stderr())
+    kafka_tool(k, "kafka.admin.ConfigCommand",
+      "--alter --entity-type topics --entity-name strict --add-config max.message.bytes=100000")
+    h.wait_for(function() return h.read(srv.dir .. "/rc.txt") end, 60)   -- the run ends once all is delivered
+    local err = srv.stderr()
+    assert.are.equal(0, srv.stop(), err)
+    assert.are.equal(19, #each_once(k, "loose"))   -- none sent again by a retry
+    assert.are.equal(1, #h.lines(kcat(k, "-C -t strict -e -q")))
   end)
 
   it("consumes as a group, commits only what was delivered, and resumes after a restart without duplicates", function()
@@ -232,43 +322,44 @@ end)
 describe_kafka("kafka through a broker restart and a rebalance" .. (why and (": " .. why) or ""), function()
   it("loses no acknowledged message when the broker restarts mid-flow", function()
     local k = kafka.start()
+    -- 200 messages a second: 15 s for all of them, far longer than the broker takes to stop.
+    -- Deliveries time out after 3 s, well within the restart: those writes fail,
+    -- and only a retry (of what was not delivered) gets them through.
     local srv = h.serve([[
 http: {address: 127.0.0.1:$PORT}
-input: {generate: {count: 3000, interval: 2ms, batch_size: 10, mapping: 'return {n = i}'}}
+input: {generate: {count: 3000, interval: 50ms, batch_size: 10, mapping: 'return {n = i}'}}
 output:
-  kafka: {addresses: []] .. k.addr .. [[], topic: restarts, librdkafka: {message.timeout.ms: "60000"}}
+  kafka: {addresses: []] .. k.addr .. [[], topic: restarts, librdkafka: {message.timeout.ms: "3000"}}
 ]])
-    os.execute("sleep 1.5")
-    k.stop(true)                                  -- keeps its data directory
-    os.execute("sleep 1")
-    local again = kafka.start({port = k.port, dir = k.dir})
-    local n = 0
-    for _ = 1, 150 do
+    local function sent()
       local _, m = h.sh("curl -s -m 2 " .. srv.url .. "/metrics")
-      local sent = tonumber(m:match('output_sent{stream="main",path="root.output"} (%d+)'))
-      if sent and sent >= 3000 then break end
-      os.execute("sleep 0.2")
+      return tonumber(m:match('output_sent{stream="main",label="kafka",path="root.output"} (%d+)')) or 0
     end
-    assert.are.equal(0, srv.stop())
+    local function ended() return h.read(srv.dir .. "/rc.txt") end
+    h.wait_for(function() return sent() >= 200 end, 30)
+    k.stop(true)                                  -- keeps its data directory
+    local before = sent()                         -- acknowledged before the broker went
+    local running = not ended()
+    local again = kafka.start({port = k.port, dir = k.dir})
+    -- the run ends by itself once every message is acknowledged
+    h.wait_for(ended, 150)
+    local rc = srv.stop()
     local seen = {}
     for _, l in ipairs(h.lines(kcat(again, "-C -t restarts -e -q"))) do seen[json.decode(l).n] = true end
     again.stop()
+    local missing = 0
     for i = 1, 3000 do
-      if not seen[i] then n = n + 1 end
+      if not seen[i] then missing = missing + 1 end
     end
-    assert.are.equal(0, n, n .. " acknowledged messages missing")
+    -- the broker went away while messages were provably in flight, and they all got through its restart
+    assert.is_true(running and before >= 200 and before < 3000, "acknowledged before the broker stopped: " .. before)
+    assert.are.equal(0, rc)
+    assert.are.equal(0, missing, missing .. " acknowledged messages missing")
   end)
 end)
 
 describe_kafka("kafka consumer groups across two sluice processes" .. (why and (": " .. why) or ""), function()
-  -- four partitions, with Kafka's own admin tool (from the same jars)
-  local function four_partitions(k, topic)
-    local _, cache = h.sh(kafka.script .. " path")
-    local code, _, err = h.sh(string.format("timeout 60 java -cp %s org.apache.kafka.tools.TopicCommand " ..
-      "--bootstrap-server %s --create --topic %s --partitions 4 --replication-factor 1",
-      h.shell_quote(cache:gsub("%s+$", "") .. "/libs/*"), k.addr, topic))
-    assert.are.equal(0, code, err)
-  end
+  local function four_partitions(k, topic) create_topic(k, topic, 4) end
 
   -- Each number's lines in the outputs of the given processes.
   local function outputs(procs)
@@ -308,36 +399,37 @@ output: {file: {path: out.ndjson}}
     four_partitions(k, "slow")
     local d = h.tmpdir()
     keyed(d .. "/in.txt", 1, 800)
-    -- node 1 lets 5 messages through every 50 ms, so a rebalance finds some in flight
+    -- Node 1 lets one message through every 50 ms: it needs 40 s for all of
+    -- them, so node 2 joins (revoking every partition of node 1, eager
+    -- protocol) while node 1 has some in flight, however loaded the machine.
+    -- The acks it waits for take 3 s at that pace; revoke_timeout leaves room.
     local function slow(rate)
-      return node(k, "slow", "slow", ", checkpoint_limit: 16, batching: {count: 8}",
+      return node(k, "slow", "slow", ", checkpoint_limit: 16, batching: {count: 8}, revoke_timeout: 30s",
         "rate_limit: {count: " .. rate .. ", interval: 50ms}")
     end
-    local a = slow(5)
-    for _ = 1, 300 do
-      if a.stderr():find("assigned 4 partition") then break end
-      os.execute("sleep 0.1")
-    end
+    local a = slow(1)
+    assert.truthy(h.wait_for(function() return a.stderr():find("assigned 4 partition") end, 60), a.stderr())
     kcat(k, "-P -t slow -K: -l " .. d .. "/in.txt")
-    for _ = 1, 100 do
-      if select(2, outputs({a})) >= 30 then break end
-      os.execute("sleep 0.1")
-    end
-    local b = slow(1000000)   -- joining revokes every partition of node 1 (eager protocol)
-    local got, count
-    for _ = 1, 300 do
-      got, count = outputs({a, b})
-      if count >= 800 then break end
-      os.execute("sleep 0.1")
-    end
-    os.execute("sleep 1")   -- room for a duplicate to show up
-    got, count = outputs({a, b})
-    local revoke_log = a.stderr()
-    assert.are.equal(0, a.stop())
-    assert.are.equal(0, b.stop())
+    h.wait_for(function() return select(2, outputs({a})) >= 10 end, 30)
+    local b = slow(1000000)
+    -- node 1 handed its partitions over, with messages in flight, and node 2 got its share
+    local handed = h.wait_for(function()
+      return a.stderr():find("handing them over once their in.flight messages are acknowledged") and
+        b.stderr():find("assigned %d+ partition")
+    end, 40)
+    local before = select(2, outputs({a}))
+    -- node 1 leaves (draining and committing first): node 2 takes everything that is left
+    assert.are.equal(0, a.stop(true))
+    h.wait_for(function() return select(2, outputs({a, b})) >= 800 end, 60)
+    assert.are.equal(0, b.stop(true))   -- drained: whatever it was going to write is written
+    local got, count = outputs({a, b})
+    local logs = a.stderr() .. b.stderr()
+    h.rmdir(a.dir)
+    h.rmdir(b.dir)
     k.stop()
     h.rmdir(d)
-    assert.truthy(revoke_log:find("handing them over once their in.flight messages are acknowledged"), revoke_log)
+    assert.truthy(handed, logs)
+    assert.is_true(before < 800, "node 1 had delivered everything before node 2 joined")
     for i = 1, 800 do assert.are.equal(1, got[i], "times " .. i) end
     assert.are.equal(800, count)
   end)
@@ -359,7 +451,7 @@ output: {file: {path: out.ndjson}}
     end
     kcat(k, "-P -t shared -K: -l " .. d .. "/in.txt")
     local got = {}
-    for _ = 1, 100 do
+    for _ = 1, 300 do
       got = {}
       for _, s in ipairs({a, b}) do
         for _, l in ipairs(h.lines(h.read(s.dir .. "/out.ndjson") or "")) do got[#got + 1] = json.decode(l) end
@@ -381,7 +473,7 @@ output: {file: {path: out.ndjson}}
     keyed(d .. "/in2.txt", 401, 600)
     kcat(k, "-P -t shared -K: -l " .. d .. "/in2.txt")
     local later = {}
-    for _ = 1, 200 do
+    for _ = 1, 600 do
       later = h.lines(h.read(b.dir .. "/out.ndjson") or "")
       local n = 0
       for _, l in ipairs(later) do if json.decode(l).n > 400 then n = n + 1 end end

@@ -113,5 +113,6 @@ echo "exit $?"
     os.execute("rm -rf " .. h.shell_quote(dir))
     assert.are.equal(1, code, err)
     assert.matches("shutdown_timeout reached", err)
+    assert.matches("shutdown_timeout: still %d+ transaction%(s%) open", err)   -- what was abandoned
   end)
 end)

@@ -71,7 +71,7 @@ static void t_mem_close(sl_output_t *o, void (*done)(sl_output_t *, void *), voi
 
 static void t_mem_destroy(sl_output_t *o) { free(o); }
 
-static const sl_output_vt t_mem_vt = {t_mem_start, t_mem_write, t_mem_close, t_mem_destroy};
+static const sl_output_vt t_mem_vt = {t_mem_start, t_mem_write, t_mem_close, t_mem_destroy, NULL, NULL};
 static const sl_spec_t t_mem_spec;
 
 static void *t_mem_create(sl_build_t *b, const sl_cnode_t *conf) {

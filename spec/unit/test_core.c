@@ -153,7 +153,7 @@ static void t_in_produce(sl_input_t *in) {
 static int t_in_start(sl_input_t *in) { t_in_produce(in); return 0; }
 static void t_in_resume(sl_input_t *in) { t_in_produce(in); }
 static void t_in_destroy(sl_input_t *in) { (void)in; }
-static const sl_input_vt t_in_vt = {t_in_start, t_in_resume, NULL, t_in_destroy};
+static const sl_input_vt t_in_vt = {t_in_start, t_in_resume, NULL, t_in_destroy, NULL};
 static const sl_field_t t_in_fields[] = {{"count", SL_F_INT, "3", 0, "messages", NULL, NULL}, {0}};
 static void *t_in_create(sl_build_t *b, const sl_cnode_t *conf) {
   t_in_t *ti = g_in;
@@ -204,7 +204,7 @@ static void t_out_destroy(sl_output_t *o) {
   t_out_t *to = (t_out_t *)o;
   if (o->worker) uv_close((uv_handle_t *)&to->timer, NULL);
 }
-static const sl_output_vt t_out_vt = {t_out_start, t_out_write, t_out_close, t_out_destroy};
+static const sl_output_vt t_out_vt = {t_out_start, t_out_write, t_out_close, t_out_destroy, NULL, NULL};
 static const sl_field_t t_out_fields[] = {{"fail_first", SL_F_INT, "0", 0, "failures", NULL, NULL}, {0}};
 static void *t_out_create(sl_build_t *b, const sl_cnode_t *conf) {
   t_out_t *to = g_out;
@@ -266,11 +266,155 @@ static void test_stream_nack_reemits(void) {
   CHECK(g_out->delivered == 2, "delivered after re-emit: %d", g_out->delivered);
 }
 
+/* ---- stopping: held writes are abandoned, not retried; the input closes last ---- */
+
+/* Input: emits `count` one-message batches (acks counted), never ends by
+ * itself; its close completes on a timer. */
+typedef struct t_stop {
+  sl_input_t base;
+  int total, sent, acked, nacked, closes;
+  int stream_done_before_close;
+  uv_timer_t timer;
+  void (*close_done)(sl_input_t *, void *);
+  void *close_arg;
+} t_stop_t;
+static t_stop_t g_stop_store, *g_stop = &g_stop_store;
+
+static void t_stop_ack(sl_txn_t *t, int status, const char *err, void *arg) {
+  (void)t; (void)err;
+  t_stop_t *ti = arg;
+  if (status == 0) ti->acked++;
+  else ti->nacked++;
+}
+static int t_stop_start(sl_input_t *in) {
+  t_stop_t *ti = (t_stop_t *)in;
+  uv_timer_init(in->worker->loop, &ti->timer);
+  ti->timer.data = ti;
+  while (ti->sent < ti->total && sl_input_ready(in)) {
+    sl_batch_t *b = sl_batch_new(1);
+    sl_batch_push(b, sl_msg_new("m", 1));
+    ti->sent++;
+    sl_input_emit_retry(in, b, t_stop_ack, ti);
+  }
+  return 0;
+}
+static void t_stop_closed(uv_timer_t *t) {
+  t_stop_t *ti = t->data;
+  ti->close_done(&ti->base, ti->close_arg);
+}
+static void t_stop_close(sl_input_t *in, void (*done)(sl_input_t *, void *), void *arg) {
+  t_stop_t *ti = (t_stop_t *)in;
+  ti->closes++;
+  ti->close_done = done;
+  ti->close_arg = arg;
+  uv_timer_start(&ti->timer, t_stop_closed, 5, 0);
+}
+static void t_stop_destroy(sl_input_t *in) {
+  t_stop_t *ti = (t_stop_t *)in;
+  if (in->worker) uv_close((uv_handle_t *)&ti->timer, NULL);
+}
+static const sl_input_vt t_stop_vt = {t_stop_start, NULL, NULL, t_stop_destroy, t_stop_close};
+static void *t_stop_create(sl_build_t *b, const sl_cnode_t *conf) {
+  t_stop_t *ti = g_stop;
+  memset(ti, 0, sizeof(*ti));
+  sl_component_init_input(&ti->base, &t_stop_vt, NULL, b);
+  ti->total = (int)sl_conf_int(conf, "count", 3);
+  return ti;
+}
+static const sl_spec_t t_stop_spec = {"t_stop", SL_KIND_INPUT, "test input", NULL, t_in_fields, NULL, NULL, t_stop_create};
+SL_REGISTER(t_stop_spec)
+
+/* Output that holds every write until the stream stops (a round_robin
+ * http_server without clients), and fails its first write once. */
+typedef struct t_hold {
+  sl_output_t base;
+  int writes, stopping, forgets;
+  sl_batch_t *held[8]; sl_write_cb cbs[8]; void *args[8];
+  int nheld;
+} t_hold_t;
+static t_hold_t g_hold_store, *g_hold = &g_hold_store;
+
+static void t_hold_write(sl_output_t *o, sl_batch_t *b, sl_write_cb cb, void *arg) {
+  t_hold_t *to = (t_hold_t *)o;
+  if (++to->writes == 1) { cb(o, b, -1, "first write fails", arg); return; }
+  if (to->stopping || to->nheld == 8) { cb(o, b, SL_WRITE_ABANDONED, "stopping", arg); return; }
+  to->held[to->nheld] = b; to->cbs[to->nheld] = cb; to->args[to->nheld++] = arg;
+}
+static void t_hold_stopping(sl_output_t *o) {
+  t_hold_t *to = (t_hold_t *)o;
+  to->stopping = 1;
+  for (int i = 0; i < to->nheld; i++) to->cbs[i](o, to->held[i], SL_WRITE_ABANDONED, "stopping", to->args[i]);
+  to->nheld = 0;
+}
+static void t_hold_forget(sl_output_t *o, sl_batch_t *b) { (void)b; ((t_hold_t *)o)->forgets++; }
+static void t_hold_close(sl_output_t *o, void (*done)(sl_output_t *, void *), void *arg) { done(o, arg); }
+static void t_hold_destroy(sl_output_t *o) { (void)o; }
+static const sl_output_vt t_hold_vt = {NULL, t_hold_write, t_hold_close, t_hold_destroy, t_hold_stopping, t_hold_forget};
+static void *t_hold_create(sl_build_t *b, const sl_cnode_t *conf) {
+  (void)conf;
+  t_hold_t *to = g_hold;
+  memset(to, 0, sizeof(*to));
+  sl_component_init_output(&to->base, &t_hold_vt, NULL, b);
+  return to;
+}
+static const sl_spec_t t_hold_spec = {"t_hold", SL_KIND_OUTPUT, "test output", NULL, NULL, NULL, NULL, t_hold_create};
+SL_REGISTER(t_hold_spec)
+
+static sl_stream_t *g_stopped_stream;
+static void stop_now(uv_timer_t *t) {
+  sl_stream_stop(g_stopped_stream);
+  uv_close((uv_handle_t *)t, NULL);
+}
+static void give_up(uv_timer_t *t) {
+  CHECK(0, "the stream did not finish within 5 s of its stop");
+  uv_stop(t->loop);
+}
+static void on_done_stop(sl_stream_t *s, void *arg) {
+  (void)arg;
+  done_calls++;
+  g_stop->stream_done_before_close = g_stop->closes == 0;
+  uv_stop(s->worker->loop);
+}
+
+static void test_stream_stopping_abandons_held(void) {
+  const char *yaml = "input: {t_stop: {count: 3}}\nretry: {initial_interval: 1ms, max_interval: 1ms}\n"
+                     "output: {t_hold: {}}\n";
+  sl_diags_t d = {0};
+  sl_cnode_t *root = sl_conf_parse(yaml, strlen(yaml), "test.yaml", &d);
+  sl_config_validate(root, &d);
+  CHECK(d.n == 0, "validate");
+  sl_worker_t *w = sl_worker_new(0, NULL);
+  sl_build_t b = {.worker = w, .diags = &d};
+  const sl_cnode_t *streams = sl_cnode_get(root, "streams");
+  sl_stream_t *s = sl_stream_build(&b, streams->items[0], streams->keys[0]);
+  g_stopped_stream = s;
+  done_calls = 0;
+  sl_stream_start(s, on_done_stop, NULL);
+  uv_timer_t stop, guard;
+  uv_timer_init(w->loop, &stop);
+  uv_timer_init(w->loop, &guard);
+  uv_timer_start(&stop, stop_now, 50, 0);
+  uv_timer_start(&guard, give_up, 5000, 0);
+  uv_run(w->loop, UV_RUN_DEFAULT);
+  uv_close((uv_handle_t *)&guard, NULL);
+  CHECK(done_calls == 1, "the stream finished after its stop (%d)", done_calls);
+  CHECK(g_stop->nacked == 3 && g_stop->acked == 0, "every held batch went back unacknowledged: %d nacked, %d acked",
+        g_stop->nacked, g_stop->acked);
+  CHECK(g_hold->writes == 4, "abandoned writes are not retried: %d writes (3 and one retry)", g_hold->writes);
+  CHECK(g_hold->forgets == 3, "the output was told to forget each abandoned batch: %d", g_hold->forgets);
+  CHECK(g_stop->closes == 1 && !g_stop->stream_done_before_close, "the input closed once, before the stream ended");
+  sl_stream_free(s);
+  sl_worker_free(w);
+  sl_cnode_free(root);
+  sl_diags_free(&d);
+}
+
 int main(void) {
   RUN(test_txn);
   RUN(test_kv);
   RUN(test_stream_delivers_all);
   RUN(test_stream_retries);
   RUN(test_stream_nack_reemits);
+  RUN(test_stream_stopping_abandons_held);
   return check_report("test_core");
 }
