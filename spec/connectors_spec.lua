@@ -190,13 +190,20 @@ output:
   end)
 
   it("keeps its interval when producing a batch takes a while (ticks are due from the last tick, not its end)", function()
-    -- each mapping busies the CPU for 60 ms; ticks due every 100 ms stay 100 ms apart (160 before)
+    -- Each mapping spins for 150 ms of wall time (not CPU time, which a loaded
+    -- machine stretches); ticks due every 200 ms stay 200 ms apart: 7 intervals
+    -- are 1.4 s, and 2.45 s if each waited from the end of the batch before it.
+    -- The bound between the two leaves 100 ms per tick for a busy machine.
     local r = h.run_config([[
 input:
   generate:
     count: 8
-    interval: 100ms
-    mapping: 'local t = os.clock(); while os.clock() - t < 0.06 do end; return {at = now()}'
+    interval: 200ms
+    mapping: |
+      local function secs() local hh, mm, ss = now():match("T(%d+):(%d+):([%d.]+)Z$"); return hh * 3600 + mm * 60 + ss end
+      local t0 = secs()
+      while secs() - t0 < 0.15 do end
+      return {at = now()}
 output:
   stdout: {}
 ]])
@@ -208,7 +215,7 @@ output:
     end
     assert.are.equal(8, #secs)
     local span = secs[8] - secs[1]
-    assert.is_true(span > 0.65 and span < 0.95, "7 intervals took " .. span .. " s")
+    assert.is_true(span > 1.35 and span < 2.1, "7 intervals took " .. span .. " s")
   end)
 
   it("batch_size groups messages into batches, the last one smaller", function()
