@@ -422,7 +422,7 @@ streams:
   end)
 
   it("serves what a Kafka client produced with bytes that are neither JSON nor UTF-8 (value, key, header)", function()
-    assert.are.equal(201, (post(a, "/stream/raw", {partitions = 1})))
+    assert.are.equal(201, (post(b, "/stream/raw", {partitions = 1})))   -- node A was killed above
     local f = h.write(h.tmpname(), "\xff")
     h.sh("timeout 30 kcat -b " .. k.addr .. " -P -t raw -k \"$(printf 'k\\303')\" -H \"h=$(printf '\\377')\" " .. f)
     os.remove(f)
