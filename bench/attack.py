@@ -69,9 +69,9 @@ streams:
 results = []
 
 
-def report(item, ok, why=""):
+def report(item, ok, why="", rss=""):
     results.append(ok)
-    print("%-4s %-62s %s" % (item, why if ok else "", "ok" if ok else "FAIL: " + why), flush=True)
+    print("%-4s %-62s %8s %s" % (item, why if ok else "", rss, "ok" if ok else "FAIL: " + why), flush=True)
 
 
 def req(port, path, method="GET", body=None, headers=None, key=ADMIN, timeout=15):
@@ -165,7 +165,7 @@ def check(srv, item, what, ok, why):
     if not alive:
         report(item, False, what + ": the server is gone or /ping does not answer")
         raise SystemExit(1)
-    report(item, ok, what if ok else what + ": " + why)
+    report(item, ok, what if ok else what + ": " + why, "%d KiB" % rss_kib(srv.p.pid))
 
 
 def lua_attacks(srv):
