@@ -1,6 +1,5 @@
 /* /admin/status and /admin/reload: with the `http:` section's auth, for
  * admins only (they show and change what the server runs). */
-#include "admin.h"
 #include "engine_int.h"
 #include "health.h"
 #include "http.h"
@@ -10,18 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-typedef struct member { const char *key; json_t *(*fn)(void *); void *arg; } member_t;
-static member_t *members;
-static unsigned nmembers;
-
-static void members_free(void) { free(members); }
-
-void sl_admin_status_add(const char *key, json_t *(*fn)(void *arg), void *arg) {
-  if (!members) atexit(members_free);
-  members = sl_xrealloc(members, (nmembers + 1) * sizeof(*members));
-  members[nmembers++] = (member_t){key, fn, arg};
-}
 
 static void reply_json(sl_http_req_t *r, int status, json_t *body) {
   char *text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(6));
@@ -66,7 +53,7 @@ static void status(sl_http_req_t *r, void *arg) {
                            "retired", draining);
   json_t *applying = sl_engine_applying(e);
   if (applying) json_object_set_new(body, "applying", applying);
-  for (unsigned i = 0; i < nmembers; i++) json_object_set_new(body, members[i].key, members[i].fn(members[i].arg));
+  sl_status_members(body);
   json_t *problems = sl_health_problems();   /* what also makes /ready false */
   json_object_set_new(body, "problems", problems ? problems : json_object());
   reply_json(r, 200, body);

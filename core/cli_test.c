@@ -172,7 +172,7 @@ static int run_case(run_t *r, const sl_cnode_t *root, const char *config_path, c
     printf("FAIL %s: %s\n    target_processors %s not found in %s\n", r->test_file, name, pointer, config_path);
     return 0;
   }
-  sl_worker_t *w = sl_worker_new(0, NULL);
+  sl_worker_t *w = sl_worker_new(0);
   sl_sections_apply(w, root, &d);
   char *tmp = sl_xstrdup(config_path);
   sl_build_t b = {.worker = w, .diags = &d, .stream_name = "test", .config_dir = dirname(tmp)};

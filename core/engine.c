@@ -1,6 +1,6 @@
 #include "engine_int.h"
-#include "admin.h"
 #include "conf_json.h"
+#include "health.h"
 #include "http.h"
 #include "component.h"
 #include "log.h"
@@ -172,41 +172,9 @@ void sl_unit_free(sl_unit_t *u) {
   free(u);
 }
 
-sl_engine_t *sl_engine_load(const sl_engine_opts_t *o, sl_diags_t *diags) {
-  sl_engine_t *e = sl_xcalloc(1, sizeof(*e));
-  e->opts = *o;
-  uint32_t before = diags->n;
-  e->root = sl_engine_read_config(o, &e->files, &e->nfiles, e->hash, diags);
-  if (!e->root) {
-    sl_engine_free(e);
-    return NULL;
-  }
-  e->shutdown_ms = sl_conf_duration_ms(e->root, "shutdown_timeout", 20000);
-
-  if (!o->lint_only) {
-    e->worker = sl_worker_new(0, e);
-    sl_sections_apply(e->worker, e->root, diags);
-  }
-  const sl_cnode_t *streams = sl_cnode_get(e->root, "streams");
-  uint32_t n = streams && streams->type == SL_CN_MAP ? streams->n : 0;
-  e->units = sl_xcalloc(n ? n : 1, sizeof(*e->units));
-  for (uint32_t i = 0; i < n; i++) {
-    sl_unit_t *u = sl_unit_build(e, streams->items[i], streams->keys[i], 0, diags);
-    if (u) e->units[e->nunits++] = u;
-  }
-  const char *dir = o->streams_dir ? o->streams_dir : sl_conf_str(sl_cnode_get(e->root, "http"), "streams_dir", NULL);
-  if (dir && *dir) e->streams_dir = sl_xstrdup(dir);
-  if (e->worker && e->streams_dir && diags->n == before) sl_streams_api_load_dir(e, diags);
-  if (diags->n > before) {
-    sl_engine_free(e);
-    return NULL;
-  }
-  e->version = 1;
-  e->loaded_at = time(NULL);
-  return e;
-}
-
-char *sl_engine_not_ready_json(const sl_engine_t *e) {
+/* What /ready says of the streams (sl_health_set_streams). */
+static char *not_ready_json(void *arg) {
+  const sl_engine_t *e = arg;
   char *out = NULL;
   size_t len = 0;
   FILE *f = NULL;
@@ -233,6 +201,41 @@ char *sl_engine_not_ready_json(const sl_engine_t *e) {
     fclose(f);
   }
   return out;
+}
+
+sl_engine_t *sl_engine_load(const sl_engine_opts_t *o, sl_diags_t *diags) {
+  sl_engine_t *e = sl_xcalloc(1, sizeof(*e));
+  e->opts = *o;
+  uint32_t before = diags->n;
+  e->root = sl_engine_read_config(o, &e->files, &e->nfiles, e->hash, diags);
+  if (!e->root) {
+    sl_engine_free(e);
+    return NULL;
+  }
+  e->shutdown_ms = sl_conf_duration_ms(e->root, "shutdown_timeout", 20000);
+
+  if (!o->lint_only) {
+    e->worker = sl_worker_new(0);
+    sl_health_set_streams(not_ready_json, e);
+    sl_sections_apply(e->worker, e->root, diags);
+  }
+  const sl_cnode_t *streams = sl_cnode_get(e->root, "streams");
+  uint32_t n = streams && streams->type == SL_CN_MAP ? streams->n : 0;
+  e->units = sl_xcalloc(n ? n : 1, sizeof(*e->units));
+  for (uint32_t i = 0; i < n; i++) {
+    sl_unit_t *u = sl_unit_build(e, streams->items[i], streams->keys[i], 0, diags);
+    if (u) e->units[e->nunits++] = u;
+  }
+  const char *dir = o->streams_dir ? o->streams_dir : sl_conf_str(sl_cnode_get(e->root, "http"), "streams_dir", NULL);
+  if (dir && *dir) e->streams_dir = sl_xstrdup(dir);
+  if (e->worker && e->streams_dir && diags->n == before) sl_streams_api_load_dir(e, diags);
+  if (diags->n > before) {
+    sl_engine_free(e);
+    return NULL;
+  }
+  e->version = 1;
+  e->loaded_at = time(NULL);
+  return e;
 }
 
 static void close_handles(sl_engine_t *e) {
@@ -427,6 +430,7 @@ void sl_engine_free(sl_engine_t *e) {
     close_handles(e);
     uv_run(e->worker->loop, UV_RUN_NOWAIT);
     sl_worker_free(e->worker);
+    sl_health_set_streams(NULL, NULL);
   }
   /* Until here: subsystems let go of their clients above, and may block. */
   sl_watchdog_stop(e->watchdog);

@@ -2,8 +2,7 @@
  * finite stream is done or a signal asks for shutdown within shutdown_timeout. */
 #ifndef SL_ENGINE_H
 #define SL_ENGINE_H
-#include "conf.h"
-#include "spec.h"
+#include "config.h"
 #include "worker.h"
 
 typedef struct sl_engine sl_engine_t;
@@ -25,21 +24,7 @@ int sl_engine_run(sl_engine_t *e);      /* returns the process exit code */
 void sl_engine_free(sl_engine_t *e);
 sl_worker_t *sl_engine_worker(sl_engine_t *e, int i);
 
-/* NULL when every stream is connected, else a JSON object of stream name to
- * reason (caller frees). */
-char *sl_engine_not_ready_json(const sl_engine_t *e);
-
 /* The merged, validated config root (streams normalised under `streams:`). */
 const sl_cnode_t *sl_engine_config(const sl_engine_t *e);
-
-/* Top-level config validation shared by run, lint and test. Normalises a
- * single-stream file into streams: {main: ...}. Returns the number of errors. */
-int sl_config_validate(sl_cnode_t *root, sl_diags_t *d);
-/* Whether a config serves the streams API (`store:` with its `api`, or
- * `http.streams_api`): such a file is valid, and keeps running, without a stream. */
-int sl_config_serves_api(const sl_cnode_t *root);
-/* The field tables behind that validation, for the generated reference. */
-const sl_field_t *sl_config_root_fields(void);
-const sl_field_t *sl_config_stream_fields(void);
 
 #endif

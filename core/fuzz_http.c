@@ -41,7 +41,7 @@ static void ws_accept(sl_http_req_t *r, void *arg) {
 }
 
 static void setup(void) {
-  w = sl_worker_new(0, NULL);
+  w = sl_worker_new(0);
   sl_diags_t d = {0};
   static const char conf[] =
     "address: 127.0.0.1:0\nmax_header_bytes: 2KiB\nmax_body_bytes: 4KiB\nread_timeout: 50ms\nidle_timeout: 50ms\n";

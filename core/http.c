@@ -2,7 +2,6 @@
  * routes, listening and shutdown, and the `http:` config section. The
  * connection layer is in http_conn.c. */
 #include "http_int.h"
-#include "engine.h"
 #include "health.h"
 #include "http_static.h"
 #include "log.h"
@@ -80,8 +79,8 @@ void sl_http_slow_dropped(const char *stream, const char *label, const char *kin
 }
 
 static void ready(sl_http_req_t *r, void *arg) {
-  sl_http_t *s = arg;
-  char *reasons = sl_engine_not_ready_json(s->worker->engine);
+  (void)arg;
+  char *reasons = sl_health_streams_not_ready();
   json_t *problems = sl_health_problems();
   if (!reasons && !problems) {
     static const char ok[] = "{\"ready\":true}";

@@ -2,7 +2,6 @@
  * `prometheus.push_url` adds periodic pushes to a Pushgateway. */
 #include "log.h"
 #include "metrics_push.h"
-#include "obs.h"
 #include "section.h"
 
 static const sl_field_t prometheus_fields[] = {
@@ -14,12 +13,14 @@ static const sl_field_t prometheus_fields[] = {
   {"push_job_name", SL_F_STRING, "sluice_push", 0, "The `job` the pushes are grouped under.", NULL, NULL},
   {0}};
 
-const sl_field_t sl_metrics_fields[] = {
+static const sl_field_t fields[] = {
   {"prometheus", SL_F_OBJECT, NULL, 0, "Prometheus exposition (`GET /metrics`) and Pushgateway pushes.", NULL,
    prometheus_fields},
   {0}};
 
-void sl_metrics_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *stream) {
+/* stream NULL: the top-level section, else that stream's own (its series
+ * are pushed apart). */
+static void metrics_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *stream) {
   const sl_cnode_t *p = sl_cnode_get(node, "prometheus");
   const char *url = sl_conf_str(p, "push_url", "");
   if (!*url) {
@@ -32,8 +33,12 @@ void sl_metrics_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *strea
 
 static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
   (void)d;
-  sl_metrics_apply(w->loop, node, NULL);
+  metrics_apply(w->loop, node, NULL);
   return 0;
+}
+
+static void apply_stream(sl_worker_t *w, const sl_cnode_t *node, const char *stream) {
+  metrics_apply(w->loop, node, stream);
 }
 
 static const sl_section_t metrics_section = {
@@ -41,7 +46,10 @@ static const sl_section_t metrics_section = {
   .desc = "Metrics. `GET /metrics` on the HTTP server serves every series in Prometheus' text format "
           "(see docs/observability.md for the names); `prometheus.push_url` also pushes them to a "
           "Pushgateway.",
-  .fields = sl_metrics_fields,
+  .fields = fields,
   .apply = apply,
+  .stream_desc = "This stream's own Pushgateway pushes (Tyk's shape): its series only, under its `push_job_name`. "
+                 "Fields as the top-level `metrics:`.",
+  .apply_stream = apply_stream,
 };
 SL_REGISTER_SECTION(metrics_section)

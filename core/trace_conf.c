@@ -1,5 +1,4 @@
 /* The `tracer:` section: OpenTelemetry spans exported over OTLP/HTTP. */
-#include "obs.h"
 #include "section.h"
 #include "trace.h"
 #include "trace_export.h"
@@ -21,11 +20,13 @@ static const sl_field_t otlp_fields[] = {
    "Spans waiting for export; beyond it new spans are dropped (`sluice_tracer_spans_dropped_total`).", NULL, NULL},
   {0}};
 
-const sl_field_t sl_tracer_fields[] = {
+static const sl_field_t fields[] = {
   {"otlp", SL_F_OBJECT, NULL, 0, "Export to an OTLP/HTTP endpoint (JSON encoding).", NULL, otlp_fields},
   {0}};
 
-void sl_tracer_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *stream) {
+/* stream NULL: the top-level section, else that stream's own (its spans
+ * are exported with its tags). */
+static void tracer_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *stream) {
   const sl_cnode_t *o = sl_cnode_get(node, "otlp");
   if (!o) {
     sl_trace_export_remove(stream);
@@ -49,8 +50,12 @@ void sl_tracer_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *stream
 
 static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
   (void)d;
-  sl_tracer_apply(w->loop, node, NULL);
+  tracer_apply(w->loop, node, NULL);
   return 0;
+}
+
+static void apply_stream(sl_worker_t *w, const sl_cnode_t *node, const char *stream) {
+  tracer_apply(w->loop, node, stream);
 }
 
 static const sl_section_t tracer_section = {
@@ -59,7 +64,10 @@ static const sl_section_t tracer_section = {
           "acknowledgement), each processor and the output, exported over OTLP/HTTP. W3C `traceparent` "
           "is taken from HTTP request headers and Kafka headers (the message's metadata) and set on "
           "what outputs send (Kafka headers). See docs/observability.md.",
-  .fields = sl_tracer_fields,
+  .fields = fields,
   .apply = apply,
+  .stream_desc = "This stream's own span export (Tyk's shape): its spans go there with its `tags` and `sample_ratio`. "
+                 "Fields as the top-level `tracer:`.",
+  .apply_stream = apply_stream,
 };
 SL_REGISTER_SECTION(tracer_section)

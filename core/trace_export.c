@@ -44,12 +44,17 @@ static exporter_t *exporter_of(const char *stream) {
   return all;
 }
 
+static double export_ratio(const char *stream);
+static void export_add(const sl_spans_t *sp, uint64_t end_ns, int failed);
+static const sl_trace_sink_t sink = {export_ratio, export_add};
+
 static void update_on(void) {
+  sl_trace_set_sink(&sink);
   sl_trace_on = 0;
   for (exporter_t *e = g_exp; e; e = e->next) sl_trace_on |= e->ratio > 0;
 }
 
-double sl_trace_export_ratio(const char *stream) {
+static double export_ratio(const char *stream) {
   exporter_t *e = exporter_of(stream);
   return e ? e->ratio : 0;
 }
@@ -162,7 +167,7 @@ static void finish(exporter_t *e) {
   uv_close((uv_handle_t *)&e->soon, handle_closed);
 }
 
-void sl_trace_export_add(const sl_spans_t *sp, uint64_t end_ns, int failed) {
+static void export_add(const sl_spans_t *sp, uint64_t end_ns, int failed) {
   exporter_t *e = exporter_of(sp->site->stream);
   if (!e) return;
   for (uint32_t i = 0; i < sp->n; i++) {

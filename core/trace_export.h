@@ -23,10 +23,6 @@ typedef struct sl_trace_export_opts {
 void sl_trace_export_start(uv_loop_t *loop, const sl_trace_export_opts_t *o, const char *stream);
 /* Sends what that exporter holds and closes it. */
 void sl_trace_export_remove(const char *stream);
-/* The sample ratio for traces stream starts: 0 when no exporter takes them. */
-double sl_trace_export_ratio(const char *stream);
-/* Copies the spans (ended at end_ns) to their stream's exporter, if any. */
-void sl_trace_export_add(const sl_spans_t *sp, uint64_t end_ns, int failed);
 /* Sends what every exporter holds and closes them. */
 void sl_trace_export_stop(void);
 

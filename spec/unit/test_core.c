@@ -228,7 +228,7 @@ static void run_stream(const char *yaml) {
   sl_config_validate(root, &d);
   if (d.n) sl_diag_print(&d, stderr);
   CHECK(d.n == 0, "validate");
-  sl_worker_t *w = sl_worker_new(0, NULL);
+  sl_worker_t *w = sl_worker_new(0);
   sl_build_t b = {.worker = w, .diags = &d};
   const sl_cnode_t *streams = sl_cnode_get(root, "streams");
   sl_stream_t *s = sl_stream_build(&b, streams->items[0], streams->keys[0]);
@@ -383,7 +383,7 @@ static void test_stream_stopping_abandons_held(void) {
   sl_cnode_t *root = sl_conf_parse(yaml, strlen(yaml), "test.yaml", &d);
   sl_config_validate(root, &d);
   CHECK(d.n == 0, "validate");
-  sl_worker_t *w = sl_worker_new(0, NULL);
+  sl_worker_t *w = sl_worker_new(0);
   sl_build_t b = {.worker = w, .diags = &d};
   const sl_cnode_t *streams = sl_cnode_get(root, "streams");
   sl_stream_t *s = sl_stream_build(&b, streams->items[0], streams->keys[0]);
