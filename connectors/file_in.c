@@ -163,7 +163,7 @@ static void file_destroy(sl_input_t *in) {
   else free_all(f);
 }
 
-static const sl_input_vt vt = {file_start, file_resume, file_stop, file_destroy, NULL};
+static const sl_input_vt vt = {file_start, file_resume, file_stop, file_destroy, NULL, NULL};
 static const sl_spec_t spec;
 
 static void *file_create(sl_build_t *b, const sl_cnode_t *conf) {

@@ -140,7 +140,7 @@ static void gen_destroy(sl_input_t *in) {
   else gen_free(g);
 }
 
-static const sl_input_vt vt = {gen_start, gen_resume, gen_stop, gen_destroy, NULL};
+static const sl_input_vt vt = {gen_start, gen_resume, gen_stop, gen_destroy, NULL, NULL};
 static const sl_spec_t spec;
 
 static void *gen_create(sl_build_t *b, const sl_cnode_t *conf) {

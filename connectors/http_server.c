@@ -374,7 +374,7 @@ static void hin_destroy(sl_input_t *i) {
   free(in);
 }
 
-static const sl_input_vt vt = {hin_start, NULL, hin_stop, hin_destroy, NULL};
+static const sl_input_vt vt = {hin_start, NULL, hin_stop, hin_destroy, NULL, NULL};
 static const sl_spec_t spec;
 
 static void *hin_create(sl_build_t *b, const sl_cnode_t *conf) {

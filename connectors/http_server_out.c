@@ -5,10 +5,9 @@
 #include "../core/http.h"
 #include "../core/http_auth.h"
 #include "../core/http_ws.h"
-#include "../core/scoped.h"
 #include "../core/stream.h"
 #include "../core/xalloc.h"
-#include "stream_replay.h"
+#include "http_server_out.h"
 #include "../core/store.h"
 #include <errno.h>
 #include <jansson.h>
@@ -167,10 +166,13 @@ static void count_clients(hout_t *o, int delta) {
 
 static const char *stream_name(const hout_t *o) { return o->base.stream ? o->base.stream->name : NULL; }
 
-/* Is this output fed by a `stream` input (durable resume applies)? */
+/* Is this output fed by an input that can replay (a `stream` input:
+ * durable resume applies)? */
 static int from_stream(const hout_t *o) {
-  return !o->round_robin && o->base.stream && o->base.stream->input && sl_stream_is_input(o->base.stream->input);
+  return !o->round_robin && o->base.stream && o->base.stream->input && o->base.stream->input->vt->replay;
 }
+
+static const sl_replay_vt *replay_of(const hout_t *o) { return o->base.stream->input->vt->replay; }
 
 /* Is name in a ",a,b," list? */
 static int listed(const char *list, const char *name) {
@@ -620,12 +622,12 @@ static void replay_done(void *arg) {
  * past what this output sent, or, before it sent anything, where the input
  * started (after a restart, say). */
 static uint64_t live_from(const hout_t *o, int p) {
-  return p < o->npos && o->pos[p] ? o->pos[p] : sl_stream_first(o->base.stream->input, p);
+  return p < o->npos && o->pos[p] ? o->pos[p] : replay_of(o)->first(o->base.stream->input, p);
 }
 
 /* A stream-fed client's position vector starts at what it gets live. */
 static void start_positions(hout_t *o, client_t *c) {
-  int n = sl_stream_partitions(o->base.stream->input);
+  int n = replay_of(o)->partitions(o->base.stream->input);
   c->pos = sl_xcalloc((size_t)(n > 0 ? n : 1), sizeof(uint64_t));
   c->npos = n > 0 ? n : 0;
   for (int p = 0; p < c->npos; p++) c->pos[p] = live_from(o, p);
@@ -642,7 +644,7 @@ static void resume_from_stream(hout_t *o, client_t *c, const uint64_t *next, con
   uint64_t *to = sl_xcalloc((size_t)n, sizeof(uint64_t));
   memcpy(to, c->pos, (size_t)n * sizeof(uint64_t));
   for (int p = 0; p < n; p++) {
-    uint64_t end = sl_stream_end(o->base.stream->input, p);
+    uint64_t end = replay_of(o)->end(o->base.stream->input, p);
     if (!next) c->pos[p] = 0;   /* the input starts at the earliest it keeps */
     /* Ahead of this output (its input has not read that far yet): what
      * comes live up to there is skipped. Past the stream's end (an id of a
@@ -658,7 +660,7 @@ static void resume_from_stream(hout_t *o, client_t *c, const uint64_t *next, con
   /* The client's vector starts where it left off; replayed messages move it. */
   uint64_t *from = sl_xcalloc((size_t)n, sizeof(uint64_t));
   memcpy(from, c->pos, (size_t)n * sizeof(uint64_t));
-  sl_stream_replay(o->base.stream->input, from, to, n, token, replay_done, a);
+  replay_of(o)->replay(o->base.stream->input, from, to, n, token, replay_done, a);
   free(from);
   free(to);
 }
@@ -691,7 +693,7 @@ static int resume_parse(hout_t *o, sl_http_req_t *r, resume_t *rs) {
   const char *what = h && *h ? "Last-Event-ID" : "last_event_id";
   char *msg = NULL;
   if (from_stream(o)) {
-    rs->n = sl_stream_partitions(o->base.stream->input);
+    rs->n = replay_of(o)->partitions(o->base.stream->input);
     rs->next = sl_xcalloc((size_t)(rs->n > 0 ? rs->n : 1), sizeof(uint64_t));
     rs->given = sl_xcalloc((size_t)(rs->n > 0 ? rs->n : 1), sizeof(int));
     if (sl_positions_parse(rs->id, rs->next, rs->given, rs->n) != 0) msg = sl_positions_error(what, rs->id, rs->n);

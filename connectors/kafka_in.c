@@ -655,7 +655,7 @@ static void kin_destroy(sl_input_t *base) {
   }
 }
 
-static const sl_input_vt vt = {kin_start, kin_resume, kin_stop, kin_destroy, kin_close};
+static const sl_input_vt vt = {kin_start, kin_resume, kin_stop, kin_destroy, kin_close, NULL};
 static const sl_spec_t spec;
 
 static void *kin_create(sl_build_t *b, const sl_cnode_t *conf) {

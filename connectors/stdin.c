@@ -56,7 +56,7 @@ static void stdin_destroy(sl_input_t *in) {
   free(in);
 }
 
-static const sl_input_vt vt = {stdin_start, stdin_resume, stdin_stop, stdin_destroy, NULL};
+static const sl_input_vt vt = {stdin_start, stdin_resume, stdin_stop, stdin_destroy, NULL, NULL};
 static const sl_spec_t spec;
 
 static void *stdin_create(sl_build_t *b, const sl_cnode_t *conf) {

@@ -10,7 +10,6 @@
 #include "../core/worker.h"
 #include "../core/xalloc.h"
 #include "kafka_store.h"
-#include "stream_replay.h"
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -307,7 +306,6 @@ static void sin_destroy(sl_input_t *base) {
   uv_close((uv_handle_t *)&in->timer, on_closed);
 }
 
-static const sl_input_vt vt = {sin_start, sin_resume, sin_stop, sin_destroy, NULL};
 static const sl_spec_t spec;
 
 /* ---------- replays for one consumer ---------- */
@@ -374,13 +372,12 @@ static void replay_next(replay_t *r) {
   free(r);
 }
 
-int sl_stream_is_input(const sl_input_t *in) { return in->spec == &spec; }
-int sl_stream_partitions(const sl_input_t *in) { return ((const sin_t *)in)->P; }
-uint64_t sl_stream_first(const sl_input_t *in, int p) { return ((const sin_t *)in)->first[p]; }
-uint64_t sl_stream_end(const sl_input_t *in, int p) { return sl_sstream_end(((const sin_t *)in)->s, p); }
+static int sin_partitions(const sl_input_t *in) { return ((const sin_t *)in)->P; }
+static uint64_t sin_first(const sl_input_t *in, int p) { return ((const sin_t *)in)->first[p]; }
+static uint64_t sin_end(const sl_input_t *in, int p) { return sl_sstream_end(((const sin_t *)in)->s, p); }
 
-void sl_stream_replay(sl_input_t *base, const uint64_t *from, const uint64_t *to, int n, const char *token,
-                      void (*done)(void *arg), void *arg) {
+static void sin_replay(sl_input_t *base, const uint64_t *from, const uint64_t *to, int n, const char *token,
+                       void (*done)(void *arg), void *arg) {
   sin_t *in = (sin_t *)base;
   replay_t *r = sl_xcalloc(1, sizeof(*r));
   r->in = in;
@@ -397,6 +394,9 @@ void sl_stream_replay(sl_input_t *base, const uint64_t *from, const uint64_t *to
   r->arg = arg;
   replay_next(r);
 }
+
+static const sl_replay_vt replay_vt = {sin_partitions, sin_first, sin_end, sin_replay};
+static const sl_input_vt vt = {sin_start, sin_resume, sin_stop, sin_destroy, NULL, &replay_vt};
 
 static void *sin_create(sl_build_t *b, const sl_cnode_t *conf) {
   sin_t *in = sl_xcalloc(1, sizeof(*in));

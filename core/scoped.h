@@ -28,13 +28,4 @@ const char *sl_scoped_name(const sl_scoped_t *t);
 void sl_scoped_log_pending(const sl_scoped_t *t);
 int sl_scoped_instances(const sl_scoped_t *t);
 
-/* What the `http_server` output offers an instance built with b->mounted:
- * serve r on its path (0), sse_path (1) or ws_path (2), and report each
- * change of its client count to cb. */
-enum { SL_HOUT_PATH, SL_HOUT_SSE, SL_HOUT_WS };
-void sl_hout_serve(sl_output_t *o, int which, sl_http_req_t *r);
-void sl_hout_watch(sl_output_t *o, void (*cb)(void *arg, int nclients), void *arg);
-/* Is this output an http_server one (so sl_hout_* apply)? */
-int sl_hout_is(const sl_output_t *o);
-
 #endif

@@ -153,7 +153,7 @@ static void t_in_produce(sl_input_t *in) {
 static int t_in_start(sl_input_t *in) { t_in_produce(in); return 0; }
 static void t_in_resume(sl_input_t *in) { t_in_produce(in); }
 static void t_in_destroy(sl_input_t *in) { (void)in; }
-static const sl_input_vt t_in_vt = {t_in_start, t_in_resume, NULL, t_in_destroy, NULL};
+static const sl_input_vt t_in_vt = {t_in_start, t_in_resume, NULL, t_in_destroy, NULL, NULL};
 static const sl_field_t t_in_fields[] = {{"count", SL_F_INT, "3", 0, "messages", NULL, NULL}, {0}};
 static void *t_in_create(sl_build_t *b, const sl_cnode_t *conf) {
   t_in_t *ti = g_in;
@@ -313,7 +313,7 @@ static void t_stop_destroy(sl_input_t *in) {
   t_stop_t *ti = (t_stop_t *)in;
   if (in->worker) uv_close((uv_handle_t *)&ti->timer, NULL);
 }
-static const sl_input_vt t_stop_vt = {t_stop_start, NULL, NULL, t_stop_destroy, t_stop_close};
+static const sl_input_vt t_stop_vt = {t_stop_start, NULL, NULL, t_stop_destroy, t_stop_close, NULL};
 static void *t_stop_create(sl_build_t *b, const sl_cnode_t *conf) {
   t_stop_t *ti = g_stop;
   memset(ti, 0, sizeof(*ti));
