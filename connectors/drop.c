@@ -1,6 +1,6 @@
 /* `drop` output: acknowledges and discards everything. */
-#include "../core/component.h"
-#include "../core/xalloc.h"
+#include "component.h"
+#include "xalloc.h"
 #include <stdlib.h>
 
 static const sl_field_t fields[] = {{0}};

@@ -1,13 +1,13 @@
 /* `http_server` input: each request on `path` becomes a message carrying the
  * request's context; the client is answered once the message's transaction
  * completes (200), fails (502), times out (408) or meets a shutdown (503). */
-#include "../core/component.h"
-#include "../core/globs.h"
-#include "../core/http.h"
-#include "../core/http_auth.h"
-#include "../core/http_ws.h"
-#include "../core/stream.h"
-#include "../core/xalloc.h"
+#include "component.h"
+#include "globs.h"
+#include "http.h"
+#include "http_auth.h"
+#include "http_ws.h"
+#include "stream.h"
+#include "xalloc.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,14 +1,14 @@
 /* `http_server` output: serves messages to HTTP clients, by long-poll GET on
  * `path` and as Server-Sent Events on `sse_path`; every client gets every
  * message (broadcast) or each message goes to one client (round_robin). */
-#include "../core/component.h"
-#include "../core/http.h"
-#include "../core/http_auth.h"
-#include "../core/http_ws.h"
-#include "../core/stream.h"
-#include "../core/xalloc.h"
+#include "component.h"
+#include "http.h"
+#include "http_auth.h"
+#include "http_ws.h"
+#include "stream.h"
+#include "xalloc.h"
 #include "http_server_out.h"
-#include "../core/store.h"
+#include "store.h"
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>

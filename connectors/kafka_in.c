@@ -13,9 +13,9 @@
  * commits and leaves the group the same way, bounded by `close_timeout`. */
 #include "kafka_common.h"
 #include "kafka_lag.h"
-#include "../core/log.h"
-#include "../core/stream.h"
-#include "../core/xalloc.h"
+#include "log.h"
+#include "stream.h"
+#include "xalloc.h"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -8,10 +8,10 @@
  * queue goes out in parts. Each message's outcome is kept: a retry of a
  * failed batch produces only the messages that were not delivered. */
 #include "kafka_common.h"
-#include "../core/log.h"
-#include "../core/stream.h"
-#include "../core/xalloc.h"
-#include "../lua/lhost.h"
+#include "log.h"
+#include "stream.h"
+#include "xalloc.h"
+#include "lhost.h"
 #include <stdlib.h>
 #include <string.h>
 

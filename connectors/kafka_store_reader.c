@@ -7,8 +7,8 @@
  * (leaving the group) blocks, so it runs in the pool. */
 #include "kafka_store.h"
 #include "kafka_common.h"
-#include "../core/log.h"
-#include "../core/xalloc.h"
+#include "log.h"
+#include "xalloc.h"
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>

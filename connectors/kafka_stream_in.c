@@ -4,7 +4,7 @@
  * pipelines and this one share the group's partitions and offsets. */
 #include "kafka_common.h"
 #include "kafka_store.h"
-#include "../core/xalloc.h"
+#include "xalloc.h"
 #include <stdio.h>
 #include <stdlib.h>
 

@@ -1,5 +1,5 @@
 #include "scoped.h"
-#include "connectors/http_server_out.h"
+#include "http_server_out.h"
 #include "ctxref.h"
 #include "engine.h"
 #include "http_auth.h"

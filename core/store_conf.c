@@ -5,7 +5,7 @@
 #include "section.h"
 #include "store_access.h"
 #include "store_api.h"
-#include "connectors/kafka_common.h"
+#include "kafka_common.h"
 #include <string.h>
 
 static const char *const backend_names[] = {"embedded", "kafka", NULL};

@@ -6,7 +6,7 @@
 #include "store_api.h"
 #include "store_pub.h"
 #include "log.h"
-#include "lua/embedded.h"
+#include "embedded.h"
 #include "xalloc.h"
 #include <jansson.h>
 #include <stdarg.h>

@@ -3,8 +3,8 @@
  * a finished run leaves in its batch. */
 #include "vm.h"
 #include "faillog.h"
-#include "../core/log.h"
-#include "../core/xalloc.h"
+#include "log.h"
+#include "xalloc.h"
 #include <stdlib.h>
 #include <string.h>
 
