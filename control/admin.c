@@ -1,11 +1,11 @@
 /* /admin/status and /admin/reload: with the `http:` section's auth, for
  * admins only (they show and change what the server runs). */
 #include "engine_int.h"
-#include "health.h"
-#include "http.h"
-#include "http_auth.h"
-#include "log.h"
-#include "xalloc.h"
+#include "core/health.h"
+#include "core/log.h"
+#include "core/xalloc.h"
+#include "http/http.h"
+#include "http/http_auth.h"
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>

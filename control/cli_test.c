@@ -2,11 +2,11 @@
  * shape): input batches with metadata go through a config's processors and
  * the output batches are checked; a failure prints expected and actual. */
 #include "cli.h"
-#include "conf_json.h"
-#include "component.h"
 #include "engine.h"
-#include "section.h"
-#include "xalloc.h"
+#include "core/component.h"
+#include "core/conf_json.h"
+#include "core/section.h"
+#include "core/xalloc.h"
 #include <ftw.h>
 #include <jansson.h>
 #include <sys/stat.h>

@@ -1,7 +1,7 @@
 #include "doc.h"
 #include "engine.h"
-#include "section.h"
-#include "xalloc.h"
+#include "core/section.h"
+#include "core/xalloc.h"
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

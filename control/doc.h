@@ -3,7 +3,7 @@
 #ifndef SL_DOC_H
 #define SL_DOC_H
 #include <stdio.h>
-#include "spec.h"
+#include "core/spec.h"
 
 void sl_doc_component(FILE *f, const sl_spec_t *s);        /* Markdown page */
 void sl_doc_list(FILE *f, int json);                        /* every component by kind */

@@ -2,8 +2,8 @@
  * finite stream is done or a signal asks for shutdown within shutdown_timeout. */
 #ifndef SL_ENGINE_H
 #define SL_ENGINE_H
-#include "config.h"
-#include "worker.h"
+#include "core/config.h"
+#include "core/worker.h"
 
 typedef struct sl_engine sl_engine_t;
 

@@ -4,9 +4,9 @@
 #ifndef SL_ENGINE_INT_H
 #define SL_ENGINE_INT_H
 #include "engine.h"
-#include "fswatch.h"
 #include "scoped.h"
-#include "stream.h"
+#include "core/fswatch.h"
+#include "core/stream.h"
 #include <jansson.h>
 
 typedef enum { SL_UNIT_RUNNING, SL_UNIT_DRAINING, SL_UNIT_STOPPED } sl_unit_state_t;

@@ -2,9 +2,9 @@
 #include "cli.h"
 #include "doc.h"
 #include "engine.h"
-#include "log.h"
-#include "spec.h"
-#include "xalloc.h"
+#include "core/log.h"
+#include "core/spec.h"
+#include "core/xalloc.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

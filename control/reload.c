@@ -6,9 +6,9 @@
  * are connected the routes are handed over in one step and the replaced
  * instances drain. */
 #include "engine_int.h"
-#include "http.h"
-#include "log.h"
-#include "xalloc.h"
+#include "core/log.h"
+#include "core/xalloc.h"
+#include "http/http.h"
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,11 +1,11 @@
 #include "scoped.h"
-#include "http_server_out.h"
-#include "ctxref.h"
 #include "engine.h"
-#include "http_auth.h"
-#include "log.h"
-#include "stream.h"
-#include "xalloc.h"
+#include "connectors/http/http_server_out.h"
+#include "core/ctxref.h"
+#include "core/log.h"
+#include "core/stream.h"
+#include "core/xalloc.h"
+#include "http/http_auth.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

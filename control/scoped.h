@@ -9,8 +9,8 @@
  * template owns its instances. Everything runs on the worker's loop. */
 #ifndef SL_SCOPED_H
 #define SL_SCOPED_H
-#include "component.h"
-#include "http.h"
+#include "core/component.h"
+#include "http/http.h"
 
 typedef struct sl_scoped sl_scoped_t;
 

@@ -8,12 +8,12 @@
  * With http.auth, every call needs the admin scope: a stream's config runs
  * Lua in the server and holds what ${ENV} gave it. */
 #include "engine_int.h"
-#include "conf_json.h"
-#include "http.h"
-#include "http_auth.h"
-#include "log.h"
-#include "section.h"
-#include "xalloc.h"
+#include "core/conf_json.h"
+#include "core/log.h"
+#include "core/section.h"
+#include "core/xalloc.h"
+#include "http/http.h"
+#include "http/http_auth.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

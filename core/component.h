@@ -2,10 +2,10 @@
  * their constructors receive. All callbacks run on the owning worker's loop. */
 #ifndef SL_COMPONENT_H
 #define SL_COMPONENT_H
-#include "msg.h"
-#include "txn.h"
 #include "conf.h"
+#include "msg.h"
 #include "spec.h"
+#include "txn.h"
 #include "worker.h"
 
 typedef struct sl_stream sl_stream_t;

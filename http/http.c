@@ -2,12 +2,12 @@
  * routes, listening and shutdown, and the `http:` config section. The
  * connection layer is in http_conn.c. */
 #include "http_int.h"
-#include "health.h"
 #include "http_static.h"
-#include "log.h"
-#include "metrics.h"
-#include "section.h"
-#include "xalloc.h"
+#include "core/health.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/section.h"
+#include "core/xalloc.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

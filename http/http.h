@@ -6,9 +6,9 @@
  * which may happen later, on the same loop; answering frees it. */
 #ifndef SL_HTTP_H
 #define SL_HTTP_H
-#include "conf.h"
-#include "msg.h"
-#include "worker.h"
+#include "core/conf.h"
+#include "core/msg.h"
+#include "core/worker.h"
 
 struct sl_http_req;
 typedef struct sl_http_req {

@@ -2,8 +2,8 @@
  * public key, via libjwt) and API keys. The expected algorithm is fixed by
  * the config, never taken from the token (no alg confusion, no "none"). */
 #include "http_auth.h"
-#include "globs.h"
-#include "xalloc.h"
+#include "core/globs.h"
+#include "core/xalloc.h"
 #include <errno.h>
 #include <jansson.h>
 #include <jwt.h>

@@ -4,7 +4,7 @@
 #ifndef SL_HTTP_AUTH_H
 #define SL_HTTP_AUTH_H
 #include "http.h"
-#include "spec.h"
+#include "core/spec.h"
 
 typedef struct sl_http_auth sl_http_auth_t;
 

@@ -1,5 +1,5 @@
 #include "http_client.h"
-#include "xalloc.h"
+#include "core/xalloc.h"
 #include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>

@@ -4,9 +4,9 @@
  * streamed and taken-over connections, timeouts (read, idle, send), and
  * reading paused while a client is ahead of its answers. */
 #include "http_int.h"
-#include "metrics.h"
-#include "rand.h"
-#include "xalloc.h"
+#include "core/metrics.h"
+#include "core/rand.h"
+#include "core/xalloc.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 #include "http_cors.h"
-#include "xalloc.h"
+#include "core/xalloc.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

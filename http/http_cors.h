@@ -2,8 +2,8 @@
  * Ownership: embedded in the server; strings are owned by the struct. */
 #ifndef SL_HTTP_CORS_H
 #define SL_HTTP_CORS_H
-#include "conf.h"
-#include "msg.h"
+#include "core/conf.h"
+#include "core/msg.h"
 
 typedef struct sl_cors {
   char **origins;            /* exact origins; "*" allows any */

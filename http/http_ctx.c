@@ -2,7 +2,7 @@
  * query, headers, params, cookies, user and JWT claims, copied out of the
  * request so that it outlives it. */
 #include "http.h"
-#include "xalloc.h"
+#include "core/xalloc.h"
 #include <stdlib.h>
 #include <string.h>
 

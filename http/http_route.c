@@ -1,5 +1,5 @@
 #include "http_route.h"
-#include "xalloc.h"
+#include "core/xalloc.h"
 #include <stdlib.h>
 #include <string.h>
 

@@ -9,7 +9,7 @@
  * meets either the old handler or the new one, never a gap. */
 #ifndef SL_HTTP_ROUTE_H
 #define SL_HTTP_ROUTE_H
-#include "msg.h"
+#include "core/msg.h"
 
 enum { SL_ROUTE_LIVE, SL_ROUTE_STAGED, SL_ROUTE_RETIRED };
 

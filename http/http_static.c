@@ -1,7 +1,7 @@
 /* Files are read synchronously: static content here is small pages and
  * assets (the console, examples), capped at 16 MiB per file. */
 #include "http_static.h"
-#include "xalloc.h"
+#include "core/xalloc.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>

@@ -1,5 +1,5 @@
 #include "http_tls.h"
-#include "xalloc.h"
+#include "core/xalloc.h"
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 #include "http_ws.h"
-#include "xalloc.h"
+#include "core/xalloc.h"
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <stdio.h>

@@ -1,11 +1,11 @@
 /* Hot-reloaded Lua module files: one instance per (file, worker), and a
  * process-wide list of files for the status and the metrics. */
 #include "module.h"
-#include "fswatch.h"
-#include "health.h"
-#include "log.h"
-#include "metrics.h"
-#include "xalloc.h"
+#include "core/fswatch.h"
+#include "core/health.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/xalloc.h"
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>

@@ -1,8 +1,8 @@
 /* The `metrics:` section (Benthos' shape): GET /metrics is always served;
  * `prometheus.push_url` adds periodic pushes to a Pushgateway. */
-#include "log.h"
 #include "metrics_push.h"
-#include "section.h"
+#include "core/log.h"
+#include "core/section.h"
 
 static const sl_field_t prometheus_fields[] = {
   {"push_url", SL_F_STRING, "", 0,

@@ -1,8 +1,8 @@
 #include "metrics_push.h"
-#include "http_client.h"
-#include "log.h"
-#include "metrics.h"
-#include "xalloc.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/xalloc.h"
+#include "http/http_client.h"
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,7 +1,7 @@
 /* The `tracer:` section: OpenTelemetry spans exported over OTLP/HTTP. */
-#include "section.h"
-#include "trace.h"
 #include "trace_export.h"
+#include "core/section.h"
+#include "core/trace.h"
 #include <stdlib.h>
 
 static const sl_field_t otlp_fields[] = {

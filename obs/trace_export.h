@@ -7,7 +7,7 @@
  * their handles close. */
 #ifndef SL_TRACE_EXPORT_H
 #define SL_TRACE_EXPORT_H
-#include "trace.h"
+#include "core/trace.h"
 #include <uv.h>
 
 typedef struct sl_trace_export_opts {

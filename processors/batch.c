@@ -1,8 +1,8 @@
 /* `batch` processor: gathers messages into batches by count, bytes, age or
  * a Lua check (a Benthos batching policy as a processor). */
-#include "component.h"
-#include "xalloc.h"
-#include "lhost.h"
+#include "core/component.h"
+#include "core/xalloc.h"
+#include "lua/lhost.h"
 #include <stdlib.h>
 
 static const sl_field_t fields[] = {

@@ -8,10 +8,10 @@
  * decided from the path alone, before any lookup: a 403 says nothing about
  * what exists. */
 #include "store_access.h"
-#include "globs.h"
-#include "http_auth.h"
 #include "store_api.h"
-#include "xalloc.h"
+#include "core/globs.h"
+#include "core/xalloc.h"
+#include "http/http_auth.h"
 #include <fnmatch.h>
 #include <jansson.h>
 #include <stdlib.h>

@@ -7,8 +7,8 @@
  * worker); a request points at them (r->policy) while a handler runs. */
 #ifndef SL_STORE_ACCESS_H
 #define SL_STORE_ACCESS_H
-#include "http.h"
-#include "spec.h"
+#include "core/spec.h"
+#include "http/http.h"
 #include <jansson.h>
 
 typedef struct sl_store_access sl_store_access_t;

@@ -4,13 +4,17 @@
  * json_t arguments passed to sl_api_json are taken. */
 #ifndef SL_STORE_API_H
 #define SL_STORE_API_H
-#include "conf.h"
-#include "http.h"
-#include "store.h"
 #include "store_pub.h"
+#include "core/conf.h"
+#include "core/embedded.h"
+#include "http/http.h"
+#include "store/embedded/store.h"
 #include <jansson.h>
 
 #define SL_STORE_API_PREFIX "/stream/"
+
+/* docs/openapi.json ("docs.openapi"), served at /openapi.json. */
+extern const sl_embedded_t sl_embedded_store[];
 
 /* Routes the API on w's server (the `store:` section with api: true):
  * the embedded store's when handler is NULL, else handler(r, arg). */

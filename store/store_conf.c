@@ -2,10 +2,10 @@
  * store, or Kafka for several stateless nodes), where the embedded store
  * keeps its files, the defaults of new streams, and whether the
  * REST/SSE/WebSocket API is served. */
-#include "section.h"
 #include "store_access.h"
 #include "store_api.h"
-#include "kafka_common.h"
+#include "core/section.h"
+#include "store/kafka/kafka_common.h"
 #include <string.h>
 
 static const char *const backend_names[] = {"embedded", "kafka", NULL};

@@ -5,9 +5,8 @@
 #include "store_access.h"
 #include "store_api.h"
 #include "store_pub.h"
-#include "log.h"
-#include "embedded.h"
-#include "xalloc.h"
+#include "core/log.h"
+#include "core/xalloc.h"
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -600,7 +599,7 @@ static void api(sl_http_req_t *r, void *arg) {
 
 static void openapi(sl_http_req_t *r, void *arg) {
   (void)arg;
-  for (const sl_embedded_t *e = sl_embedded_lua; e->name; e++)
+  for (const sl_embedded_t *e = sl_embedded_store; e->name; e++)
     if (!strcmp(e->name, "docs.openapi")) {
       sl_http_respond(r, 200, "application/json", e->src, e->len, NULL);
       return;

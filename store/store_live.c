@@ -7,9 +7,9 @@
  * ?last_event_id=) takes back; `types=` filters by event name without ever
  * hiding an `end_events` event, after which the server ends the stream. */
 #include "store_api.h"
-#include "http_ws.h"
-#include "log.h"
-#include "xalloc.h"
+#include "core/log.h"
+#include "core/xalloc.h"
+#include "http/http_ws.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

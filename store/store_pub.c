@@ -3,7 +3,7 @@
  * sent, so a publish neither builds a JSON tree nor encodes anything again
  * (jansson did both, and was most of the cost of an HTTP publish). */
 #include "store_pub.h"
-#include "xalloc.h"
+#include "core/xalloc.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

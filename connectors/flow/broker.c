@@ -1,7 +1,7 @@
 /* `broker` output: sends every batch to all child outputs (fan_out) or each
  * batch to the next child in turn (round_robin). */
 #include "children.h"
-#include "xalloc.h"
+#include "core/xalloc.h"
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,6 +1,6 @@
 #include "children.h"
-#include "log.h"
-#include "xalloc.h"
+#include "core/log.h"
+#include "core/xalloc.h"
 #include <stdlib.h>
 
 int sl_children_add(sl_children_t *c, sl_build_t *b, const sl_cnode_t *wrapper, const sl_cnode_t *at,

@@ -4,7 +4,7 @@
  * Ownership: the parent output owns the set and every child in it. */
 #ifndef SL_CONN_CHILDREN_H
 #define SL_CONN_CHILDREN_H
-#include "stream.h"
+#include "core/stream.h"
 
 typedef struct sl_children {
   sl_output_t **v;

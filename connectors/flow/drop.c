@@ -1,6 +1,6 @@
 /* `drop` output: acknowledges and discards everything. */
-#include "component.h"
-#include "xalloc.h"
+#include "core/component.h"
+#include "core/xalloc.h"
 #include <stdlib.h>
 
 static const sl_field_t fields[] = {{0}};

@@ -1,7 +1,7 @@
 /* `fallback` output: tries its outputs in order; a batch that the first one
  * fails goes to the second, and so on (the dead-letter pattern). */
 #include "children.h"
-#include "xalloc.h"
+#include "core/xalloc.h"
 #include <stdlib.h>
 #include <string.h>
 

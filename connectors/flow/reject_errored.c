@@ -1,7 +1,7 @@
 /* `reject_errored` output: refuses batches holding messages flagged as failed
  * (so that a `fallback` routes them on) and writes the others to its child. */
 #include "children.h"
-#include "xalloc.h"
+#include "core/xalloc.h"
 #include <stdlib.h>
 
 static const sl_field_t fields[] = {

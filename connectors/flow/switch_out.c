@@ -1,9 +1,9 @@
 /* `switch` output: routes each message to the output of the first case whose
  * Lua check holds (or of every matching case while `continue` is set). */
 #include "children.h"
-#include "log.h"
-#include "xalloc.h"
-#include "lhost.h"
+#include "core/log.h"
+#include "core/xalloc.h"
+#include "lua/lhost.h"
 #include <stdlib.h>
 
 static const sl_field_t case_fields[] = {

@@ -1,13 +1,13 @@
 /* `http_server` input: each request on `path` becomes a message carrying the
  * request's context; the client is answered once the message's transaction
  * completes (200), fails (502), times out (408) or meets a shutdown (503). */
-#include "component.h"
-#include "globs.h"
-#include "http.h"
-#include "http_auth.h"
-#include "http_ws.h"
-#include "stream.h"
-#include "xalloc.h"
+#include "core/component.h"
+#include "core/globs.h"
+#include "core/stream.h"
+#include "core/xalloc.h"
+#include "http/http.h"
+#include "http/http_auth.h"
+#include "http/http_ws.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

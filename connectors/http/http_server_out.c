@@ -1,14 +1,14 @@
 /* `http_server` output: serves messages to HTTP clients, by long-poll GET on
  * `path` and as Server-Sent Events on `sse_path`; every client gets every
  * message (broadcast) or each message goes to one client (round_robin). */
-#include "component.h"
-#include "http.h"
-#include "http_auth.h"
-#include "http_ws.h"
-#include "stream.h"
-#include "xalloc.h"
 #include "http_server_out.h"
-#include "store.h"
+#include "core/component.h"
+#include "core/stream.h"
+#include "core/xalloc.h"
+#include "http/http.h"
+#include "http/http_auth.h"
+#include "http/http_ws.h"
+#include "store/embedded/store.h"
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>

@@ -5,8 +5,8 @@
  * on the loop until the output is destroyed. */
 #ifndef SL_HTTP_SERVER_OUT_H
 #define SL_HTTP_SERVER_OUT_H
-#include "component.h"
-#include "http.h"
+#include "core/component.h"
+#include "http/http.h"
 
 /* Serves r on its path (0), sse_path (1) or ws_path (2), and reports each
  * change of its client count to cb. */

@@ -2,8 +2,8 @@
  * it came from. The answer is sent by the http_server input when the whole
  * transaction completes, so inside a `broker` fan_out it waits for every
  * other output too. */
-#include "component.h"
-#include "xalloc.h"
+#include "core/component.h"
+#include "core/xalloc.h"
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,9 +1,9 @@
 /* `file` input: reads files named by paths or glob patterns, one after the
  * other, in chunks through the loop's thread pool. */
 #include "reader.h"
-#include "log.h"
-#include "stream.h"
-#include "xalloc.h"
+#include "core/log.h"
+#include "core/stream.h"
+#include "core/xalloc.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>

@@ -1,8 +1,8 @@
 /* `file` output: appends messages to files whose path may be interpolated per
  * message; keeps a small LRU cache of open descriptors. */
-#include "component.h"
-#include "xalloc.h"
-#include "lhost.h"
+#include "core/component.h"
+#include "core/xalloc.h"
+#include "lua/lhost.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>

@@ -1,8 +1,8 @@
 /* `generate` input: creates messages from a Lua mapping, on an interval or as
  * fast as the stream accepts them. */
-#include "component.h"
-#include "xalloc.h"
-#include "lhost.h"
+#include "core/component.h"
+#include "core/xalloc.h"
+#include "lua/lhost.h"
 #include <stdlib.h>
 
 /* With interval 0, at most this many batches per loop turn, so that timers,

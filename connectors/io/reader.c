@@ -1,7 +1,7 @@
 #include "reader.h"
-#include "log.h"
-#include "stream.h"
-#include "xalloc.h"
+#include "core/log.h"
+#include "core/stream.h"
+#include "core/xalloc.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>

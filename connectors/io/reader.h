@@ -5,7 +5,7 @@
  * free it later (when a read in flight returns), never calling back after. */
 #ifndef SL_CONN_READER_H
 #define SL_CONN_READER_H
-#include "component.h"
+#include "core/component.h"
 
 typedef enum { SL_CODEC_LINES, SL_CODEC_ALL } sl_codec_t;
 

@@ -1,7 +1,7 @@
 /* `stdin` input: reads standard input (pipe, terminal, socket or a redirected
  * file) without blocking the loop, one message per line or the whole input. */
 #include "reader.h"
-#include "xalloc.h"
+#include "core/xalloc.h"
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,9 +1,9 @@
 /* `stdout` output: writes messages to standard output; a batch is acked once
  * its bytes were handed to the kernel. */
-#include "component.h"
-#include "log.h"
-#include "stream.h"
-#include "xalloc.h"
+#include "core/component.h"
+#include "core/log.h"
+#include "core/stream.h"
+#include "core/xalloc.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>

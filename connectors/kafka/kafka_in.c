@@ -11,11 +11,11 @@
  * No call here waits for a broker: commits are asynchronous (their results
  * come back through the consumer queue, on the loop), and the stream's end
  * commits and leaves the group the same way, bounded by `close_timeout`. */
-#include "kafka_common.h"
 #include "kafka_lag.h"
-#include "log.h"
-#include "stream.h"
-#include "xalloc.h"
+#include "core/log.h"
+#include "core/stream.h"
+#include "core/xalloc.h"
+#include "store/kafka/kafka_common.h"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

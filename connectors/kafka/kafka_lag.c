@@ -1,8 +1,8 @@
 #include "kafka_lag.h"
-#include "component.h"
-#include "metrics.h"
-#include "stream.h"
-#include "xalloc.h"
+#include "core/component.h"
+#include "core/metrics.h"
+#include "core/stream.h"
+#include "core/xalloc.h"
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>

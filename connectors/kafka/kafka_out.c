@@ -7,11 +7,11 @@
  * to make room (the loop goes on meanwhile), so a batch larger than the
  * queue goes out in parts. Each message's outcome is kept: a retry of a
  * failed batch produces only the messages that were not delivered. */
-#include "kafka_common.h"
-#include "log.h"
-#include "stream.h"
-#include "xalloc.h"
-#include "lhost.h"
+#include "core/log.h"
+#include "core/stream.h"
+#include "core/xalloc.h"
+#include "lua/lhost.h"
+#include "store/kafka/kafka_common.h"
 #include <stdlib.h>
 #include <string.h>
 

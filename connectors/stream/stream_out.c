@@ -2,14 +2,14 @@
  * a batch is acknowledged once its records are as durable as the stream's
  * fsync policy promises. With store.backend kafka the records go to the
  * stream's topic through the backend's producer, as REST publishes do. */
-#include "component.h"
-#include "log.h"
-#include "stream.h"
-#include "store.h"
-#include "worker.h"
-#include "xalloc.h"
-#include "lhost.h"
-#include "kafka_store.h"
+#include "core/component.h"
+#include "core/log.h"
+#include "core/stream.h"
+#include "core/worker.h"
+#include "core/xalloc.h"
+#include "lua/lhost.h"
+#include "store/embedded/store.h"
+#include "store/kafka/kafka_store.h"
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>

@@ -2,10 +2,10 @@
  * server (request parser, limits, pipelining) and, when the first byte is
  * odd, as WebSocket frames after a valid upgrade. The server must answer or
  * close; never crash, leak or misbehave under ASan/UBSan. */
-#include "http.h"
-#include "http_ws.h"
-#include "section.h"
-#include "xalloc.h"
+#include "core/section.h"
+#include "core/xalloc.h"
+#include "http/http.h"
+#include "http/http_ws.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>

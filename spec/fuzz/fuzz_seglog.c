@@ -5,7 +5,7 @@
  * stop the log with the file untouched; every kept record must read back;
  * a log that was not stopped takes appends after the repair, a stopped one
  * refuses them. */
-#include "seglog.h"
+#include "store/embedded/seglog.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

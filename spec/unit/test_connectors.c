@@ -1,9 +1,9 @@
 /* Units of the wrapper outputs (broker, switch, fallback, reject_errored, drop):
  * routing, acks, retries and child lifecycles, driven by a recording test
  * output registered here. */
-#include "component.h"
-#include "stream.h"
-#include "xalloc.h"
+#include "core/component.h"
+#include "core/stream.h"
+#include "core/xalloc.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

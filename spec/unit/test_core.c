@@ -1,9 +1,9 @@
 /* Core units: transactions, messages and the stream runtime's ack/nack,
  * retry and drain behaviour, driven by test components registered here. */
-#include "component.h"
-#include "engine.h"
-#include "stream.h"
-#include "xalloc.h"
+#include "control/engine.h"
+#include "core/component.h"
+#include "core/stream.h"
+#include "core/xalloc.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -2,9 +2,9 @@
  * versions, reloads and the last error; a failing version leaves the running
  * script in place; the debounced watcher sees in-place writes and renames,
  * coalesces bursts and watches whole directories when asked. */
-#include "module.h"
-#include "fswatch.h"
-#include "worker.h"
+#include "core/fswatch.h"
+#include "core/worker.h"
+#include "lua/module.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

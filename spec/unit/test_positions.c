@@ -1,6 +1,6 @@
 /* Stream position ids (core/store.c): what sl_positions_id writes,
  * sl_positions_parse takes back, and everything else it refuses. */
-#include "store.h"
+#include "store/embedded/store.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

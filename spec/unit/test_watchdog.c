@@ -1,6 +1,6 @@
 /* The shutdown watchdog: it ends a process whose loop thread is stuck, and
  * lets one that finished in time go on. */
-#include "watchdog.h"
+#include "core/watchdog.h"
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>

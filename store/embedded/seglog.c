@@ -1,6 +1,6 @@
 #include "seglog.h"
 #include "crc32c.h"
-#include "xalloc.h"
+#include "core/xalloc.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -1,8 +1,8 @@
 #include "store.h"
-#include "health.h"
-#include "log.h"
-#include "metrics.h"
-#include "xalloc.h"
+#include "core/health.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/xalloc.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -7,7 +7,7 @@
 #ifndef SL_STORE_H
 #define SL_STORE_H
 #include "seglog.h"
-#include "worker.h"
+#include "core/worker.h"
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -5,10 +5,10 @@
  * as in Kafka) are durable; with auto_commit a member's next consume commits
  * what it was given before; without it, what is not committed within the
  * session timeout is given again (at-least-once). */
-#include "store_access.h"
-#include "store_api.h"
-#include "log.h"
-#include "xalloc.h"
+#include "core/log.h"
+#include "core/xalloc.h"
+#include "store/store_access.h"
+#include "store/store_api.h"
 #include <stdlib.h>
 #include <string.h>
 

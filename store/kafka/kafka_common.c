@@ -1,6 +1,6 @@
 #include "kafka_common.h"
-#include "log.h"
-#include "xalloc.h"
+#include "core/log.h"
+#include "core/xalloc.h"
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>

@@ -7,7 +7,7 @@
  * memory (freed after its handle closes). */
 #ifndef SL_KAFKA_COMMON_H
 #define SL_KAFKA_COMMON_H
-#include "component.h"
+#include "core/component.h"
 #include <librdkafka/rdkafka.h>
 
 #define SL_KAFKA_COMMON_FIELDS                                                                          \

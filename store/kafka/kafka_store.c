@@ -8,10 +8,10 @@
  * streams. Reads are in kafka_store_read.c, groups in kafka_store_groups.c. */
 #include "kafka_store.h"
 #include "kafka_common.h"
-#include "log.h"
-#include "store_access.h"
-#include "store_pub.h"
-#include "xalloc.h"
+#include "core/log.h"
+#include "core/xalloc.h"
+#include "store/store_access.h"
+#include "store/store_pub.h"
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>

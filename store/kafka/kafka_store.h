@@ -8,8 +8,8 @@
  * Every callback runs on the worker's loop unless it says "in the pool". */
 #ifndef SL_KAFKA_STORE_H
 #define SL_KAFKA_STORE_H
-#include "component.h"
-#include "store_api.h"
+#include "core/component.h"
+#include "store/store_api.h"
 #include <librdkafka/rdkafka.h>
 
 /* Kafka group ids of subscribers: "sluice-sub:<stream>:<subscriber>" (':'

@@ -4,8 +4,8 @@
  * name), committed offsets and lag from the high watermarks. Admin requests
  * and watermarks are waited on in the pool. */
 #include "kafka_store.h"
-#include "store_access.h"
-#include "xalloc.h"
+#include "core/xalloc.h"
+#include "store/store_access.h"
 #include <stdlib.h>
 #include <string.h>
 

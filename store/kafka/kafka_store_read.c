@@ -6,9 +6,9 @@
  * reader's queue; a reader that has not reached the end of its partitions
  * yet (just created, joining its group) gets the request timeout to do so. */
 #include "kafka_store.h"
-#include "log.h"
-#include "http_ws.h"
-#include "xalloc.h"
+#include "core/log.h"
+#include "core/xalloc.h"
+#include "http/http_ws.h"
 #include <stdlib.h>
 #include <string.h>
 

@@ -5,10 +5,10 @@
  * moved to a FIFO so that the queue keeps waking (rebalances and errors are
  * served at once). End-of-partition events mark a reader caught up. Closing
  * (leaving the group) blocks, so it runs in the pool. */
-#include "kafka_store.h"
 #include "kafka_common.h"
-#include "log.h"
-#include "xalloc.h"
+#include "kafka_store.h"
+#include "core/log.h"
+#include "core/xalloc.h"
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
