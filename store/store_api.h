@@ -1,14 +1,19 @@
-/* The store's HTTP API (store_http.c), shared by its files: consumer groups
- * (store_group.c) and live SSE/WebSocket readers (store_live.c).
+/* The streams API (REST, SSE, WebSocket under /stream/) and the interface
+ * of the store's backends: the API's entry (access rules, then the
+ * backend's handler), the helpers every backend answers with
+ * (store_http.c), live SSE/WebSocket readers fed by a backend's source
+ * (store_live.c), and the backends' vtable, chosen by `store.backend`
+ * (store_conf.c). Backends: store/embedded/ and store/kafka/.
  * Ownership: handlers answer the request they are given, as in http.h;
  * json_t arguments passed to sl_api_json are taken. */
 #ifndef SL_STORE_API_H
 #define SL_STORE_API_H
 #include "store_pub.h"
+#include "streams.h"
 #include "core/conf.h"
 #include "core/embedded.h"
+#include "core/spec.h"
 #include "http/http.h"
-#include "store/embedded/store.h"
 #include <jansson.h>
 
 #define SL_STORE_API_PREFIX "/stream/"
@@ -16,8 +21,9 @@
 /* docs/openapi.json ("docs.openapi"), served at /openapi.json. */
 extern const sl_embedded_t sl_embedded_store[];
 
-/* Routes the API on w's server (the `store:` section with api: true):
- * the embedded store's when handler is NULL, else handler(r, arg). */
+/* Routes the API on w's server (a backend's apply, with the `store:`
+ * section's api: true): every request under the prefix that the access
+ * rules let through goes to handler(r, arg). */
 int sl_store_api_route(sl_worker_t *w, sl_diags_t *d, const sl_cnode_t *at, void (*handler)(sl_http_req_t *r, void *arg),
                        void *arg);
 
@@ -52,8 +58,6 @@ void sl_api_info_visible(const sl_http_req_t *r, json_t *info);
 /* {"offset","partition","event","data","timestamp","key"[,"headers"]}. */
 json_t *sl_api_event(const sl_record_t *rec, int partition);
 int sl_api_uint(sl_http_req_t *r, const char *name, uint64_t *out);
-sl_sstream_t *sl_api_stream(sl_http_req_t *r, sl_store_t *st, const char *name);
-int sl_api_position(sl_http_req_t *r, sl_sstream_t *s, int p, uint64_t from, const char *reset, uint64_t *pos);
 /* A subscriber consume's next_offset from its next offset per partition
  * (partition: the one asked for, -1 all): across several partitions the
  * highest. */
@@ -63,15 +67,6 @@ uint64_t sl_api_next_offset(const uint64_t *pos, int P, int partition);
  * got to (saved; UINT64_MAX: nowhere yet), so that from_offset=next_offset
  * goes on exactly where the last answer ended. */
 uint64_t sl_api_from_offset(uint64_t from, uint64_t saved, int P, int partition);
-#define sl_api_loop sl_store_loop
-
-/* Answers r now when try(arg, wait_ms == 0) can, else waits up to wait_ms
- * for appends to s (woken by them, no polling) and asks again; try answers
- * r and returns 1, or returns 0 (with answer_empty set it must answer).
- * done(arg) runs once it is over, also when the client left or s was
- * deleted (answered 499 / 404 here). */
-void sl_api_longpoll(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, uint64_t wait_ms,
-                     int (*try)(void *arg, int answer_empty), void (*done)(void *arg), void *arg);
 
 /* Splits r's path under the prefix into at most 5 segments (*path, which
  * the caller frees, holds them); returns their count, 0 or 6 when there
@@ -103,6 +98,8 @@ sl_live_t *sl_live_open(sl_http_req_t *r, sl_worker_t *w, const char *kind, int 
                         const char *stream_ends, uint64_t cache_id, const sl_live_src_t *src, void *arg);
 /* Sends one record of partition p; nonzero: stop this turn. */
 int sl_live_send(sl_live_t *l, const sl_record_t *rec, int p);
+/* The next offset per partition, as far as the reader was sent. */
+const uint64_t *sl_live_pos(const sl_live_t *l);
 /* New records may be ready. */
 void sl_live_wake(sl_live_t *l);
 /* Ends the reader from the server side (WebSocket close code and reason). */
@@ -113,22 +110,25 @@ void sl_live_stop(sl_live_t *l, int code, const char *why);
  * (400 for an id that is not such a list). */
 int sl_live_start_positions(sl_http_req_t *r, const uint64_t *saved, uint64_t *pos, int P, int *given);
 
-/* ---- backends: the embedded store (store_http.c) or another one ---- */
+/* ---- backends (store/embedded/, store/kafka/), chosen by `store.backend` ---- */
 typedef struct sl_store_backend {
   const char *name;
+  /* Its own fields of the `store:` section, after the shared ones in the
+   * section's table (terminated by {0}; NULL: none). */
+  const sl_field_t *fields;
+  /* Optional lint of a `store:` node that names this backend (root: the
+   * whole config); returns the number of errors added. */
+  int (*check)(const sl_cnode_t *node, const sl_cnode_t *root, sl_diags_t *d);
   /* Sets the backend up on w from the `store:` section and routes the API
-   * when api is set; w is NULL when only linting (check node, start nothing). */
+   * (sl_store_api_route) when api is set; w is NULL when only linting
+   * (check node, start nothing). */
   int (*apply)(sl_worker_t *w, const sl_cnode_t *node, int api, sl_diags_t *d);
 } sl_store_backend_t;
 void sl_store_backend_register(const sl_store_backend_t *b);
 const sl_store_backend_t *sl_store_backend_find(const char *name);
+/* In name order; NULL past the end. */
+const sl_store_backend_t *sl_store_backend_at(unsigned i);
 #define SL_REGISTER_STORE_BACKEND(var) \
   static void __attribute__((constructor)) sl_register_backend_##var(void) { sl_store_backend_register(&var); }
-
-/* GET /stream/{name}/sse/{subscriber} and /ws/{subscriber}. */
-void sl_store_live(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, const char *kind, const char *sub);
-/* /stream/{name}/group/{group}[/consume|/commit] and /stream/{name}/groups;
- * seg[0] is "group" or "groups". */
-void sl_store_group_api(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, char **seg, int n);
 
 #endif

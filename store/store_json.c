@@ -1,8 +1,8 @@
 /* Record bytes as JSON: values, keys, event names and headers are stored as
  * the bytes they were given, and JSON can only carry UTF-8 text, so bytes
  * that are not UTF-8 travel as base64 (docs/streams-api.md, "Encoding"). */
+#include "streams.h"
 #include "core/xalloc.h"
-#include "store/embedded/store.h"
 #include <openssl/evp.h>
 #include <string.h>
 

@@ -1,7 +1,7 @@
 /* Live readers of a stream: SSE (`/stream/{name}/sse/{sub}`) and WebSocket
- * (`/stream/{name}/ws/{sub}`), whichever backend feeds them (sl_live_src_t).
- * The embedded store's source is at the end of this file: it reads from disk
- * from its own position and is woken by appends (no polling). A slow client
+ * (`/stream/{name}/ws/{sub}`), whichever backend feeds them (sl_live_src_t:
+ * the embedded store's in store/embedded/store_rest.c, Kafka's in
+ * store/kafka/kafka_store_read.c). A slow client
  * pauses its reader while its socket buffer is full, never costing others
  * anything. SSE ids are `partition:offset` lists that Last-Event-ID (or
  * ?last_event_id=) takes back; `types=` filters by event name without ever
@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { MAX_BUFFER = SL_HTTP_MAX_BUFFER, TURN = 256 };
+enum { MAX_BUFFER = SL_HTTP_MAX_BUFFER };
 
 struct sl_live {
   const sl_live_src_t *src;
@@ -176,6 +176,8 @@ static void pump(sl_live_t *l) {
   }
 }
 
+const uint64_t *sl_live_pos(const sl_live_t *l) { return l->pos; }
+
 void sl_live_wake(sl_live_t *l) {
   if (!uv_is_active((uv_handle_t *)&l->timer)) pump(l);
 }
@@ -262,102 +264,4 @@ sl_live_t *sl_live_open(sl_http_req_t *r, sl_worker_t *w, const char *kind, int 
   l->opened = 1;
   pump(l);
   return l;
-}
-
-/* ---------- the embedded store's source ---------- */
-
-typedef struct emb {
-  sl_sstream_t *s;           /* NULL once the stream is gone */
-  char *sub;
-  sl_live_t *l;
-  sl_swatch_t watch;
-} emb_t;
-
-typedef struct turn { sl_live_t *l; int p; } turn_t;
-
-static int send_cb(const sl_record_t *rec, void *arg) {
-  turn_t *t = arg;
-  return sl_live_send(t->l, rec, t->p);
-}
-
-static int emb_pump(void *arg, sl_live_t *l) {
-  emb_t *e = arg;
-  e->l = l;
-  for (int p = 0; p < l->P && !l->stop; p++) {
-    turn_t t = {l, p};
-    char *err = NULL;
-    int64_t n = sl_sstream_read(e->s, p, l->pos[p], TURN, 4 << 20, send_cb, &t, &err);
-    if (n < 0) {
-      sl_logf(SL_LOG_ERROR, NULL, "store", "reader %s: %s", e->sub, err);
-      free(err);
-      return -1;
-    }
-    /* More there (a turn ends at TURN records or 4 MiB): yield, then go on. */
-    if (!l->stop && l->pos[p] < sl_sstream_end(e->s, p)) l->stop = 1;
-  }
-  return 0;
-}
-
-static void emb_end(void *arg, const uint64_t *pos, int P) {
-  emb_t *e = arg;
-  (void)P;
-  if (e->s) sl_sstream_unwatch(e->s, &e->watch);
-  if (e->s && pos) {
-    char *err = NULL;
-    if (sl_sstream_set_cursor(e->s, "subscriber", e->sub, pos, &err) != 0) {
-      sl_logf(SL_LOG_WARN, NULL, "store", "subscriber %s: position not saved: %s", e->sub, err);
-      free(err);
-    }
-  }
-  free(e->sub);
-  free(e);
-}
-
-static void emb_wake(sl_swatch_t *w) {
-  emb_t *e = (emb_t *)((char *)w - offsetof(emb_t, watch));
-  if (!e->l) return;   /* its first pump is still to come */
-  if (sl_sstream_deleted(e->s)) {
-    sl_sstream_unwatch(e->s, &e->watch);
-    e->s = NULL;
-    sl_live_stop(e->l, 1001, "stream deleted");
-    return;
-  }
-  sl_live_wake(e->l);
-}
-
-static const sl_live_src_t emb_src = {emb_pump, emb_end};
-
-void sl_store_live(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, const char *kind, const char *sub) {
-  if (!strcmp(kind, "ws") && !sl_ws_is_upgrade(r)) {
-    sl_api_error(r, 426, "this path speaks WebSocket");
-    return;
-  }
-  const char *bad = sl_sstream_cursor_problem(s, "subscriber", sub);
-  if (bad) {
-    sl_api_error(r, 503, "%s", bad);
-    return;
-  }
-  int P = sl_sstream_conf(s)->partitions;
-  uint64_t *pos = sl_xcalloc((size_t)P, sizeof(uint64_t));
-  const uint64_t *saved = sl_sstream_cursor(s, "subscriber", sub);
-  int *given = sl_xcalloc((size_t)P, sizeof(int));
-  int rc = sl_live_start_positions(r, saved, pos, P, given);
-  char *reset = rc == 0 ? sl_http_query(r, "offset_reset") : NULL;
-  for (int p = 0; p < P && rc == 0; p++) {
-    if (!given[p] && !saved) pos[p] = sl_sstream_start(s, p);
-    rc = sl_api_position(r, s, p, pos[p], reset, &pos[p]);
-  }
-  free(reset);
-  free(given);
-  if (rc != 0) {
-    free(pos);
-    return;
-  }
-  emb_t *e = sl_xcalloc(1, sizeof(*e));
-  e->s = s;
-  e->sub = sl_xstrdup(sub);
-  e->watch.wake = emb_wake;
-  /* Watched before the first pump: no append is missed. */
-  sl_sstream_watch(s, &e->watch);
-  sl_live_open(r, sl_store_worker(st), kind, P, pos, sl_sstream_conf(s)->end_events, sl_sstream_id(s), &emb_src, e);
 }

@@ -5,7 +5,7 @@
  * used) and into strings the sl_pubs_t owns (sl_pubs_free). */
 #ifndef SL_STORE_PUB_H
 #define SL_STORE_PUB_H
-#include "store/embedded/store.h"
+#include "streams.h"
 
 typedef struct sl_pubs {
   sl_pub_t *recs;

@@ -8,7 +8,7 @@
 #include "http/http.h"
 #include "http/http_auth.h"
 #include "http/http_ws.h"
-#include "store/embedded/store.h"
+#include "store/streams.h"
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>

@@ -13,17 +13,9 @@
  * synchronous; fsync is the caller's to schedule (sl_seglog_sync_point). */
 #ifndef SL_SEGLOG_H
 #define SL_SEGLOG_H
+#include "store/streams.h"
 #include <stddef.h>
 #include <stdint.h>
-
-typedef struct sl_record {
-  uint64_t offset;
-  int64_t ts_ms;
-  const char *key; uint32_t key_len;         /* key_len 0: no key */
-  const char *event; uint32_t event_len;
-  const char *headers; uint32_t headers_len; /* a JSON object, or empty */
-  const char *value; uint32_t value_len;
-} sl_record_t;
 
 typedef struct sl_seglog_opts {
   int64_t segment_bytes;     /* roll when the active segment would exceed it */

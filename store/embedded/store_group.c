@@ -5,6 +5,7 @@
  * as in Kafka) are durable; with auto_commit a member's next consume commits
  * what it was given before; without it, what is not committed within the
  * session timeout is given again (at-least-once). */
+#include "store_rest.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "store/store_access.h"

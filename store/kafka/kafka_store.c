@@ -813,7 +813,7 @@ static const char *const producer_defaults[] = {
   "acks", "all", "enable.idempotence", "true", "partitioner", "murmur2_random", "linger.ms", "1",
   "message.timeout.ms", "30000", NULL};
 
-static int apply(sl_worker_t *w, const sl_cnode_t *node, int api_on, sl_diags_t *d) {
+int sl_ks_apply(sl_worker_t *w, const sl_cnode_t *node, int api_on, sl_diags_t *d) {
   const sl_cnode_t *kc = sl_cnode_get(node, "kafka");
   sl_build_t b = {.diags = d, .lint_only = !w};
   int64_t session = sl_conf_duration_ms(kc, "session_timeout", 30000);
@@ -853,6 +853,3 @@ static int apply(sl_worker_t *w, const sl_cnode_t *node, int api_on, sl_diags_t 
   w->slot_free[SL_SLOT_KSTORE] = ks_release;
   return api_on ? sl_store_api_route(w, d, node, api, ks) : 0;
 }
-
-static const sl_store_backend_t kafka_backend = {.name = "kafka", .apply = apply};
-SL_REGISTER_STORE_BACKEND(kafka_backend)

@@ -64,6 +64,10 @@ rd_kafka_event_t *sl_ks_admin(sl_ks_t *ks, void (*ask)(rd_kafka_t *rk, rd_kafka_
                               char **err);
 rd_kafka_AdminOptions_t *sl_ks_admin_options(sl_ks_t *ks, rd_kafka_admin_op_t op);
 
+/* The backend's apply (sl_store_backend_t): sets it up on w from the
+ * `store:` node and routes the API when api is set; w NULL: lint only. */
+int sl_ks_apply(sl_worker_t *w, const sl_cnode_t *node, int api, sl_diags_t *d);
+
 /* Produces n records to topic (murmur2 of the key, `event` and the JSON
  * headers as Kafka headers: as a REST publish) and calls cb from the
  * delivery reports: status 0, or the HTTP status of the first failure. */
