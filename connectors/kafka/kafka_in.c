@@ -11,6 +11,7 @@
  * No call here waits for a broker: commits are asynchronous (their results
  * come back through the consumer queue, on the loop), and the stream's end
  * commits and leaves the group the same way, bounded by `close_timeout`. */
+#include "kafka_in.h"
 #include "kafka_lag.h"
 #include "core/log.h"
 #include "core/stream.h"

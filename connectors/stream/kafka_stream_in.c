@@ -2,9 +2,9 @@
  * on the stream's topic, as a member of the same Kafka group that the
  * streams API's group `{group}` is, so that REST consumers, other nodes'
  * pipelines and this one share the group's partitions and offsets. */
+#include "kafka_stream_in.h"
+#include "connectors/kafka/kafka_in.h"
 #include "core/xalloc.h"
-#include "store/kafka/kafka_common.h"
-#include "store/kafka/kafka_store.h"
 #include <stdio.h>
 #include <stdlib.h>
 

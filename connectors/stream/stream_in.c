@@ -3,13 +3,13 @@
  * committed only once the transactions carrying them are acknowledged, in
  * order per partition; a failed delivery is re-sent, so nothing is lost
  * (at-least-once: after a crash, what was not committed comes again). */
+#include "kafka_stream_in.h"
 #include "core/component.h"
 #include "core/log.h"
 #include "core/stream.h"
 #include "core/worker.h"
 #include "core/xalloc.h"
 #include "store/embedded/store.h"
-#include "store/kafka/kafka_store.h"
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>

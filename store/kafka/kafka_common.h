@@ -1,4 +1,5 @@
-/* What the `kafka` input and output share: their librdkafka configuration
+/* What the `kafka` input and output (connectors/kafka/) and the Kafka
+ * backend of the store share: their librdkafka configuration
  * (`addresses` plus any librdkafka property, checked by librdkafka itself
  * at load), and a librdkafka queue woken into the worker's loop through
  * rd_kafka_queue_io_event_enable and a uv_poll on a pipe, so that no thread
@@ -30,10 +31,5 @@ typedef struct sl_kafka_wake sl_kafka_wake_t;
 sl_kafka_wake_t *sl_kafka_wake_new(uv_loop_t *loop, rd_kafka_queue_t *q, void (*cb)(void *arg), void *arg);
 /* Stops waking: q is told to stop signalling first. */
 void sl_kafka_wake_close(sl_kafka_wake_t *w, rd_kafka_queue_t *q);
-
-/* Names a `kafka` input's metadata as the `stream` input does
- * (`stream_partition`, `stream_offset`, `stream_key`, headers). */
-void sl_kafka_in_stream_meta(sl_input_t *in);
-
 
 #endif

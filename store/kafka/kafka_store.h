@@ -77,12 +77,6 @@ void sl_ks_publish(sl_ks_t *ks, const char *topic, const sl_pub_t *recs, size_t 
  * there with P partitions, 409 there with another count, else the error. */
 void sl_ks_create_topic(sl_ks_t *ks, const char *name, int P, double retention_hours,
                         void (*cb)(void *arg, int status, const char *err), void *arg);
-/* A `stream` input of a pipeline on this backend: a `kafka` input of
- * group `group` on topic `name`, naming metadata as the embedded one does.
- * The caller owns the input (NULL with diags). */
-sl_input_t *sl_ks_stream_input(sl_ks_t *ks, sl_build_t *b, const sl_cnode_t *at, const char *name,
-                               const char *group, const char *start, int64_t batch_size, int64_t commit_ms);
-
 /* Calls found(ks, r, topic, arg) with the stream's topic, from metadata at
  * most a few seconds old (fetched when needed), or answers r 404 / 503.
  * name NULL: answers r with the list of streams. */
