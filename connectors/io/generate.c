@@ -18,13 +18,13 @@ static const sl_field_t fields[] = {
    "`count`). A failing mapping flags the message as failed.", NULL, NULL},
   {"count", SL_F_INT, "0", 0,
    "How many messages to generate before the input finishes (then the run exits once they "
-   "are delivered). 0 generates forever.", NULL, NULL},
+   "are delivered). 0 generates forever.", SL_BOUNDS("0", ""), NULL},
   {"interval", SL_F_DURATION, "1s", 0,
    "Time between batches; the first batch is generated at once. `0` generates as fast as "
    "the stream accepts (bounded by the stream's `max_in_flight`).", NULL, NULL},
   {"batch_size", SL_F_INT, "1", 0,
    "Messages per batch. A batch is one transaction; with `count` the last batch may be "
-   "smaller.", NULL, NULL},
+   "smaller.", SL_BOUNDS("1", "1000000"), NULL},
   {0},
 };
 
@@ -148,22 +148,9 @@ static void *gen_create(sl_build_t *b, const sl_cnode_t *conf) {
   sl_component_init_input(&g->base, &vt, &spec, b);
   g->count = sl_conf_int(conf, "count", 0);
   g->interval_ms = sl_conf_duration_ms(conf, "interval", 1000);
-  g->batch_size = sl_conf_int(conf, "batch_size", 1);
-  int bad = 0;
-  if (g->count < 0) {
-    sl_diag_add(b->diags, sl_cnode_get(conf, "count"), "count", "must be 0 (unlimited) or more");
-    bad = 1;
-  }
-  if (g->batch_size < 1 || g->batch_size > 1000000) {
-    sl_diag_add(b->diags, sl_cnode_get(conf, "batch_size"), "batch_size", "must be between 1 and 1000000");
-    bad = 1;
-  }
-  if (g->interval_ms < 0) {
-    sl_diag_add(b->diags, sl_cnode_get(conf, "interval"), "interval", "must not be negative");
-    bad = 1;
-  }
+  g->batch_size = sl_conf_int(conf, "batch_size", 1);   /* validated: within bounds */
   g->script = sl_lua_script_field(b->worker, conf, b->diags, "mapping");
-  if (!g->script || bad) {
+  if (!g->script) {
     gen_free(g);
     return NULL;
   }
