@@ -20,7 +20,7 @@ typedef struct sl_build {
   int lint_only;
   int top_level;            /* set by the stream for its own input/output only */
   int mounted;              /* a request-scoped instance: its http_server output takes
-                               clients from core/scoped.c and routes nothing itself */
+                               clients from control/scoped.c and routes nothing itself */
   unsigned processors;      /* built so far for this stream, at most SL_MAX_PROCESSORS */
 } sl_build_t;
 

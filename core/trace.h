@@ -5,7 +5,7 @@
  * root replaces it for the pipeline, and the output sets its own span there
  * so that what it sends (Kafka headers) names it as parent.
  * Spans leave the process through a sink that the exporter sets
- * (core/trace_export.c): this file only makes them.
+ * (obs/trace_export.c): this file only makes them.
  * Ownership: sites live until exit (like metric series); a spans set belongs
  * to whoever began it until sl_trace_end hands it to the sink. Hot paths
  * test sl_trace_on first: nothing else runs when no tracer is configured. */
@@ -34,7 +34,7 @@ typedef struct sl_spans {
   sl_span_t s[];
 } sl_spans_t;
 
-extern int sl_trace_on;     /* some exporter samples: kept by core/trace_export.c */
+extern int sl_trace_on;     /* some exporter samples: kept by obs/trace_export.c */
 
 /* ratio(stream): the sample ratio of the traces stream starts (0: none);
  * add: copies the spans (ended at end_ns) to their stream's exporter. */

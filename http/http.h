@@ -69,7 +69,7 @@ void sl_http_route_handover(sl_worker_t *w);
 const char *sl_http_reason(int status);
 /* Bytes a slow client may have waiting to be sent: over it a push client is
  * dropped (the http_server output's default max_buffer, the WebSocket echo)
- * and a durable stream's live reader pauses (store_live.c). */
+ * and a durable stream's live reader pauses (store/store_live.c). */
 #define SL_HTTP_MAX_BUFFER ((size_t)1 << 20)
 
 /* Logs and counts (sluice_http_slow_clients_dropped_total{stream, kind}) a

@@ -3,7 +3,7 @@
  * the job's previous push).
  * Ownership: pushers are process-wide (one loop); started by the `metrics:`
  * section or a stream's `metrics:`, flushed and freed by sl_obs_shutdown
- * (core/obs.h). */
+ * (obs/obs.h). */
 #ifndef SL_METRICS_PUSH_H
 #define SL_METRICS_PUSH_H
 #include <stdint.h>

@@ -1,5 +1,5 @@
 /* Observability's end of a run. Process-wide: pushers and exporters belong
- * to core/metrics_push.c and core/trace_export.c, started by the `metrics:`
+ * to obs/metrics_push.c and obs/trace_export.c, started by the `metrics:`
  * and `tracer:` sections (top level and per stream). */
 #ifndef SL_OBS_H
 #define SL_OBS_H

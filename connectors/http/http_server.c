@@ -1,12 +1,10 @@
 /* `http_server` input: each request on `path` becomes a message carrying the
  * request's context; the client is answered once the message's transaction
  * completes (200), fails (502), times out (408) or meets a shutdown (503). */
-#include "core/component.h"
+#include "http_routes.h"
 #include "core/globs.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
-#include "http/http.h"
-#include "http/http_auth.h"
 #include "http/http_ws.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,9 +42,7 @@ static const sl_field_t fields[] = {
   {"rate_limit", SL_F_OBJECT, NULL, 0,
    "At most `count` requests per `interval` for this path (0: unlimited); the rest get 429 with "
    "`Retry-After`.", NULL, rate_fields},
-  {"auth", SL_F_OBJECT, NULL, 0,
-   "Authentication for this component's paths, replacing `http.auth` (see the `http:` section).",
-   NULL, sl_http_auth_fields},
+  SL_HTTP_AUTH_FIELD,
   {"timeout", SL_F_DURATION, "5s", 0,
    "How long a request waits for its message to be delivered before it is answered 408 (the "
    "message still completes).", NULL, NULL},
@@ -61,8 +57,8 @@ typedef struct hin {
   sl_input_t base;
   sl_http_auth_t *auth;
   char *path, *ws_path;
+  sl_hroute_t routes[2];     /* path, ws_path */
   int64_t ws_max;
-  int ws_routed;
   int64_t timeout_ms;
   int routed, stopped;
   int64_t rate_count, rate_interval_ms, window_used;
@@ -364,8 +360,7 @@ static void hin_stop(sl_input_t *i) {
 static void hin_destroy(sl_input_t *i) {
   hin_t *in = (hin_t *)i;
   while (in->conns) wsconn_close(in->conns, 1001, "stream stopping");
-  if (in->routed && i->worker) sl_http_unroute(i->worker, in->path);
-  if (in->ws_routed && i->worker) sl_http_unroute(i->worker, in->ws_path);
+  if (in->routed) sl_hroutes_remove(i->worker, in->routes, 2);
   free(in->ws_path);
   free(in->path);
   sl_globs_free(&in->meta_headers);
@@ -383,8 +378,7 @@ static void *hin_create(sl_build_t *b, const sl_cnode_t *conf) {
   const char *path = sl_conf_str(conf, "path", "/post");
   in->path = path[0] == '/' ? sl_xstrdup(path) : sl_xasprintf("/%s", path);
   in->timeout_ms = sl_conf_duration_ms(conf, "timeout", 5000);
-  const char *wsp = sl_conf_str(conf, "ws_path", "");
-  in->ws_path = !*wsp || wsp[0] == '/' ? sl_xstrdup(wsp) : sl_xasprintf("/%s", wsp);
+  in->ws_path = sl_hroute_path(sl_conf_str(conf, "ws_path", ""));
   in->ws_max = sl_conf_size(conf, "ws_max_message_bytes", 1 << 20);
   const sl_cnode_t *meta = sl_cnode_get(conf, "metadata");
   sl_globs_init(&in->meta_headers, sl_cnode_get(meta, "include_headers"));
@@ -398,35 +392,13 @@ static void *hin_create(sl_build_t *b, const sl_cnode_t *conf) {
   for (uint32_t i = 0; verbs && i < verbs->n; i++)
     for (char *c = verbs->items[i]->str; *c; c++)
       if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 32);
-  if (b->worker) {
-    if (sl_http_route(b->worker, in->path, verbs, on_request, in, b->stream_name, b->diags,
-                      sl_cnode_get(conf, "path") ? sl_cnode_get(conf, "path") : conf) != 0) {
-      hin_destroy(&in->base);
-      return NULL;
-    }
-    in->routed = 1;
-    uint32_t errors = b->diags->n;
-    const sl_cnode_t *auth = sl_cnode_get(conf, "auth");
-    if (auth) in->auth = sl_http_auth_new(auth, conf->file, b->diags);
-    if (b->diags->n > errors) {
-      hin_destroy(&in->base);
-      return NULL;
-    }
-    if (in->auth) sl_http_route_auth(b->worker, in->path, in->auth);
-    if (*in->ws_path) {
-      if (sl_http_route_get(b->worker, in->ws_path, on_ws, in, b->stream_name, b->diags,
-                            sl_cnode_get(conf, "ws_path")) != 0) {
-        hin_destroy(&in->base);
-        return NULL;
-      }
-      in->ws_routed = 1;
-      if (in->auth) sl_http_route_auth(b->worker, in->ws_path, in->auth);
-    }
-  } else if (sl_http_lint_route(in->path, b->stream_name, b->diags, sl_cnode_get(conf, "path") ? sl_cnode_get(conf, "path") : conf) ||
-             (*in->ws_path && sl_http_lint_route(in->ws_path, b->stream_name, b->diags, sl_cnode_get(conf, "ws_path")))) {
+  in->routes[0] = (sl_hroute_t){"path", in->path, 0, verbs, on_request};
+  in->routes[1] = (sl_hroute_t){"ws_path", in->ws_path, 1, NULL, on_ws};
+  if (sl_hroutes_add(b, conf, in->routes, 2, in, &in->auth) != 0) {
     hin_destroy(&in->base);
     return NULL;
   }
+  in->routed = b->worker != NULL;
   return in;
 }
 

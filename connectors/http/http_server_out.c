@@ -2,11 +2,9 @@
  * `path` and as Server-Sent Events on `sse_path`; every client gets every
  * message (broadcast) or each message goes to one client (round_robin). */
 #include "http_server_out.h"
-#include "core/component.h"
+#include "http_routes.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
-#include "http/http.h"
-#include "http/http_auth.h"
 #include "http/http_ws.h"
 #include "store/streams.h"
 #include <errno.h>
@@ -55,9 +53,7 @@ static const sl_field_t fields[] = {
    "Message types (see `type_field`) after which an SSE or WebSocket client is done: the message is sent "
    "(a `?types=` filter never hides it), then the SSE response ends, or the WebSocket closes with 1000. "
    "Clients following a workflow's events stop at its end event without extra parameters.", NULL, NULL},
-  {"auth", SL_F_OBJECT, NULL, 0,
-   "Authentication for this component's paths, replacing `http.auth` (see the `http:` section).",
-   NULL, sl_http_auth_fields},
+  SL_HTTP_AUTH_FIELD,
   {"tenant", SL_F_STRING, "", 0,
    "`ctx.user`: with `delivery: broadcast`, each client gets only the messages whose `tenant_field` equals "
    "its authenticated user (from `auth`), so isolation does not depend on a Lua filter; clients without a "
@@ -139,6 +135,7 @@ struct hout {
   char **cur_tenants, **cur_types;   /* of the batch being written */
   char *ends;                /* end_events as ",a,b,", or NULL */
   char *path, *sse_path, *ws_path;
+  sl_hroute_t routes[3];     /* path, sse_path, ws_path */
   int round_robin, start_earliest;
   int64_t timeout_ms, heartbeat_ms, max_buffer;
   client_t *clients;
@@ -932,11 +929,7 @@ static void hout_free(uv_handle_t *h) {
 
 static void hout_destroy(sl_output_t *out) {
   hout_t *o = (hout_t *)out;
-  if (o->routed) {
-    if (o->path[0]) sl_http_unroute(out->worker, o->path);
-    if (o->sse_path[0]) sl_http_unroute(out->worker, o->sse_path);
-    if (o->ws_path[0]) sl_http_unroute(out->worker, o->ws_path);
-  }
+  if (o->routed) sl_hroutes_remove(out->worker, o->routes, 3);
   if (o->routed || o->mounted) {
     uv_close((uv_handle_t *)&o->heartbeat, hout_free);
     return;
@@ -960,18 +953,13 @@ void sl_hout_watch(sl_output_t *out, void (*cb)(void *arg, int nclients), void *
   o->watch_arg = arg;
 }
 
-static char *route_path(const char *p) {
-  if (!p[0]) return sl_xstrdup("");
-  return p[0] == '/' ? sl_xstrdup(p) : sl_xasprintf("/%s", p);
-}
-
 static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
   hout_t *o = sl_xcalloc(1, sizeof(*o));
   sl_component_init_output(&o->base, &vt, &spec, b);
   o->heartbeat.data = o;
-  o->path = route_path(sl_conf_str(conf, "path", "/get"));
-  o->sse_path = route_path(sl_conf_str(conf, "sse_path", ""));
-  o->ws_path = route_path(sl_conf_str(conf, "ws_path", ""));
+  o->path = sl_hroute_path(sl_conf_str(conf, "path", "/get"));
+  o->sse_path = sl_hroute_path(sl_conf_str(conf, "sse_path", ""));
+  o->ws_path = sl_hroute_path(sl_conf_str(conf, "ws_path", ""));
   o->round_robin = strcmp(sl_conf_str(conf, "delivery", "broadcast"), "round_robin") == 0;
   o->timeout_ms = sl_conf_duration_ms(conf, "timeout", 5000);
   o->heartbeat_ms = sl_conf_duration_ms(conf, "heartbeat", 15000);
@@ -1011,52 +999,20 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
     return NULL;
   }
   if (b->mounted) {
-    /* A request-scoped instance: core/scoped.c routes and authenticates. */
+    /* A request-scoped instance: control/scoped.c routes and authenticates. */
     uv_timer_init(b->worker->loop, &o->heartbeat);
     o->mounted = 1;
-  } else if (!b->worker) {
-    const char *paths[] = {o->path, o->sse_path, o->ws_path}, *keys[] = {"path", "sse_path", "ws_path"};
-    for (int i = 0; i < 3; i++)
-      if (paths[i][0] && sl_http_lint_route(paths[i], b->stream_name, b->diags,
-                                            sl_cnode_get(conf, keys[i]) ? sl_cnode_get(conf, keys[i]) : conf)) {
-        hout_free((uv_handle_t *)&o->heartbeat);
-        return NULL;
-      }
   } else {
-    int bad = 0;
-    if (o->path[0] && sl_http_route_get(b->worker, o->path, on_get, o, b->stream_name, b->diags,
-                                        sl_cnode_get(conf, "path") ? sl_cnode_get(conf, "path") : conf) != 0)
-      bad = 1;
-    if (!bad && o->sse_path[0] &&
-        sl_http_route_get(b->worker, o->sse_path, on_sse, o, b->stream_name, b->diags,
-                          sl_cnode_get(conf, "sse_path")) != 0) {
-      if (o->path[0]) sl_http_unroute(b->worker, o->path);
-      bad = 1;
-    }
-    if (!bad && o->ws_path[0] &&
-        sl_http_route_get(b->worker, o->ws_path, on_ws, o, b->stream_name, b->diags,
-                          sl_cnode_get(conf, "ws_path")) != 0) {
-      if (o->path[0]) sl_http_unroute(b->worker, o->path);
-      if (o->sse_path[0]) sl_http_unroute(b->worker, o->sse_path);
-      bad = 1;
-    }
-    if (bad) {
+    o->routes[0] = (sl_hroute_t){"path", o->path, 1, NULL, on_get};
+    o->routes[1] = (sl_hroute_t){"sse_path", o->sse_path, 1, NULL, on_sse};
+    o->routes[2] = (sl_hroute_t){"ws_path", o->ws_path, 1, NULL, on_ws};
+    if (sl_hroutes_add(b, conf, o->routes, 3, o, &o->auth) != 0) {
       hout_free((uv_handle_t *)&o->heartbeat);
       return NULL;
     }
-    uv_timer_init(b->worker->loop, &o->heartbeat);
-    o->routed = 1;
-    uint32_t errors = b->diags->n;
-    const sl_cnode_t *auth = sl_cnode_get(conf, "auth");
-    if (auth) o->auth = sl_http_auth_new(auth, conf->file, b->diags);
-    if (b->diags->n > errors) {
-      hout_destroy(&o->base);
-      return NULL;
-    }
-    if (o->auth) {
-      const char *paths[] = {o->path, o->sse_path, o->ws_path};
-      for (int i = 0; i < 3; i++)
-        if (paths[i][0]) sl_http_route_auth(b->worker, paths[i], o->auth);
+    if (b->worker) {
+      uv_timer_init(b->worker->loop, &o->heartbeat);
+      o->routed = 1;
     }
   }
   return o;

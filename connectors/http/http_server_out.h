@@ -1,6 +1,6 @@
 /* What the `http_server` output offers a request-scoped instance (an
  * output built with b->mounted), whose paths the request scopes route
- * (core/scoped.c) instead of the output.
+ * (control/scoped.c) instead of the output.
  * Ownership: r is answered by the output as any request it serves; cb runs
  * on the loop until the output is destroyed. */
 #ifndef SL_HTTP_SERVER_OUT_H

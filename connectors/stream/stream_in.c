@@ -429,7 +429,7 @@ static void *sin_create(sl_build_t *b, const sl_cnode_t *conf) {
     return NULL;
   }
   sl_ks_t *ks = b->worker ? b->worker->slot[SL_SLOT_KSTORE] : NULL;
-  if (ks) {   /* store.backend kafka (what it cannot do, store_conf.c refuses) */
+  if (ks) {   /* store.backend kafka (what it cannot do, store/kafka/kafka_store_conf.c refuses) */
     sl_input_t *k = sl_ks_stream_input(ks, b, conf, in->name, in->cursor, in->start, in->batch_size, in->commit_ms);
     sin_free(in);
     return k;

@@ -1,4 +1,4 @@
-/* Stream position ids (core/store.c): what sl_positions_id writes,
+/* Stream position ids (store/streams.c): what sl_positions_id writes,
  * sl_positions_parse takes back, and everything else it refuses. */
 #include "store/embedded/store.h"
 #include <stdint.h>

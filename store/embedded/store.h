@@ -1,4 +1,4 @@
-/* The embedded event store: named streams of N partitions (core/seglog.c
+/* The embedded event store: named streams of N partitions (seglog.c
  * logs under `store.data_dir`), keyed or round-robin publishing with the
  * stream's fsync policy (group commit for `always`), retention, durable
  * subscriber and consumer-group offsets, and push wake-ups for readers.

@@ -1,5 +1,6 @@
 /* `store.backend: kafka`: the streams API served from Kafka topics, shared
- * by the files of the backend: kafka_store.c (setup, dispatch, topics,
+ * by the files of the backend: kafka_store_conf.c (fields, lint,
+ * registration), kafka_store.c (setup, dispatch, topics,
  * publish), kafka_store_reader.c (consumers), kafka_store_read.c
  * (subscriber and group consumes, SSE/WebSocket) and kafka_store_groups.c
  * (describing groups).
