@@ -20,7 +20,7 @@ static const sl_field_t fields[] = {
 
 /* stream NULL: the top-level section, else that stream's own (its series
  * are pushed apart). */
-static void metrics_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *stream) {
+static void apply_stream(sl_worker_t *w, const sl_cnode_t *node, const char *stream) {
   const sl_cnode_t *p = sl_cnode_get(node, "prometheus");
   const char *url = sl_conf_str(p, "push_url", "");
   if (!*url) {
@@ -28,17 +28,13 @@ static void metrics_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *s
     return;
   }
   int64_t every = sl_conf_duration_ms(p, "push_interval", 10000);   /* validated: within bounds */
-  sl_metrics_push_start(loop, url, sl_conf_str(p, "push_job_name", "sluice_push"), every, stream);
+  sl_metrics_push_start(w->loop, url, sl_conf_str(p, "push_job_name", "sluice_push"), every, stream);
 }
 
 static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
   (void)d;
-  metrics_apply(w->loop, node, NULL);
+  apply_stream(w, node, NULL);
   return 0;
-}
-
-static void apply_stream(sl_worker_t *w, const sl_cnode_t *node, const char *stream) {
-  metrics_apply(w->loop, node, stream);
 }
 
 static const sl_section_t metrics_section = {

@@ -26,7 +26,7 @@ static const sl_field_t fields[] = {
 
 /* stream NULL: the top-level section, else that stream's own (its spans
  * are exported with its tags). */
-static void tracer_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *stream) {
+static void apply_stream(sl_worker_t *w, const sl_cnode_t *node, const char *stream) {
   const sl_cnode_t *o = sl_cnode_get(node, "otlp");
   if (!o) {
     sl_trace_export_remove(stream);
@@ -44,18 +44,14 @@ static void tracer_apply(uv_loop_t *loop, const sl_cnode_t *node, const char *st
     .ratio = ratio,
   };
   if (eo.flush_ms < 1) eo.flush_ms = 1;
-  sl_trace_export_start(loop, &eo, stream);
+  sl_trace_export_start(w->loop, &eo, stream);
   free(kv);
 }
 
 static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
   (void)d;
-  tracer_apply(w->loop, node, NULL);
+  apply_stream(w, node, NULL);
   return 0;
-}
-
-static void apply_stream(sl_worker_t *w, const sl_cnode_t *node, const char *stream) {
-  tracer_apply(w->loop, node, stream);
 }
 
 static const sl_section_t tracer_section = {
