@@ -2,9 +2,9 @@
  * shape): input batches with metadata go through a config's processors and
  * the output batches are checked; a failure prints expected and actual. */
 #include "cli.h"
-#include "engine.h"
 #include "core/component.h"
 #include "core/conf_json.h"
+#include "core/config.h"
 #include "core/section.h"
 #include "core/xalloc.h"
 #include <ftw.h>

@@ -1,5 +1,5 @@
 #include "doc.h"
-#include "engine.h"
+#include "core/config.h"
 #include "core/section.h"
 #include "core/xalloc.h"
 #include <errno.h>

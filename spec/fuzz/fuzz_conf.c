@@ -1,7 +1,7 @@
 /* libFuzzer target: any bytes through the YAML loader and config validation
  * must give diagnostics, never a crash, a leak or undefined behaviour. */
-#include "control/engine.h"
 #include "core/conf.h"
+#include "core/config.h"
 #include <stddef.h>
 #include <stdint.h>
 

@@ -1,7 +1,7 @@
 /* Core units: transactions, messages and the stream runtime's ack/nack,
  * retry and drain behaviour, driven by test components registered here. */
-#include "control/engine.h"
 #include "core/component.h"
+#include "core/config.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
 #include <stdio.h>
