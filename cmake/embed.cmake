@@ -1,8 +1,9 @@
-# Writes OUT: a C file with every file in FILES as a byte array, so the
-# binary carries its Lua runtime, stock processors and OpenAPI document.
+# Writes OUT: a C file with every file in FILES as a byte array in the
+# table TABLE (declared in HEADER), so the binary carries its Lua runtime,
+# stock processors and OpenAPI document (core/embedded.h).
 string(REPLACE "|" ";" FILES "${FILES}")
-set(body "#include <stddef.h>\n#include \"lua/embedded.h\"\n")
-set(table "const sl_embedded_t sl_embedded_lua[] = {\n")
+set(body "#include <stddef.h>\n#include \"${HEADER}\"\n")
+set(table "const sl_embedded_t ${TABLE}[] = {\n")
 set(i 0)
 foreach(f ${FILES})
   get_filename_component(name ${f} NAME_WE)

@@ -2,10 +2,10 @@
  * their constructors receive. All callbacks run on the owning worker's loop. */
 #ifndef SL_COMPONENT_H
 #define SL_COMPONENT_H
-#include "msg.h"
-#include "txn.h"
 #include "conf.h"
+#include "msg.h"
 #include "spec.h"
+#include "txn.h"
 #include "worker.h"
 
 typedef struct sl_stream sl_stream_t;
@@ -20,7 +20,7 @@ typedef struct sl_build {
   int lint_only;
   int top_level;            /* set by the stream for its own input/output only */
   int mounted;              /* a request-scoped instance: its http_server output takes
-                               clients from core/scoped.c and routes nothing itself */
+                               clients from control/scoped.c and routes nothing itself */
   unsigned processors;      /* built so far for this stream, at most SL_MAX_PROCESSORS */
 } sl_build_t;
 
@@ -41,6 +41,26 @@ struct sl_sink { void (*push)(sl_sink_t *s, sl_batch_t *b); };   /* push takes o
 
 /* ---- inputs ---- */
 typedef struct sl_input sl_input_t;
+
+/* Optional: an input that reads a log it can read again (the `stream`
+ * input on the embedded store) replays part of it for one consumer of its
+ * pipeline (an SSE client of an http_server output resuming after
+ * Last-Event-ID): records [from[p], to[p]) of each partition go through the
+ * pipeline once more, one batch at a time and in order, each message tagged
+ * with meta SL_REPLAY_META = token; nothing is committed for them.
+ * Ownership: the input owns a replay; done(arg) runs once when every
+ * replayed transaction has completed, or at once when there is nothing. */
+#define SL_REPLAY_META "sl_replay"
+typedef struct sl_replay_vt {
+  int (*partitions)(const sl_input_t *in);          /* of its log, once started (0 before) */
+  uint64_t (*first)(const sl_input_t *in, int p);   /* where it started reading p: what comes next
+                                                       through its pipeline, if nothing has yet */
+  uint64_t (*end)(const sl_input_t *in, int p);     /* the next offset to be written to p */
+  /* n is the length of from and to (copied). */
+  void (*replay)(sl_input_t *in, const uint64_t *from, const uint64_t *to, int n, const char *token,
+                 void (*done)(void *arg), void *arg);
+} sl_replay_vt;
+
 typedef struct sl_input_vt {
   int  (*start)(sl_input_t *in);        /* begin producing; 0 or -1 (logged) */
   void (*resume)(sl_input_t *in);       /* capacity is available again (optional) */
@@ -50,6 +70,7 @@ typedef struct sl_input_vt {
    * the source (a final commit, leaving a group) without blocking the loop,
    * then call done, later or before returning. The stream ends after it. */
   void (*close)(sl_input_t *in, void (*done)(sl_input_t *in, void *arg), void *arg);
+  const sl_replay_vt *replay;           /* optional */
 } sl_input_vt;
 
 struct sl_input {

@@ -654,35 +654,19 @@ const char *sl_conf_str(const sl_cnode_t *obj, const char *key, const char *fall
   return n ? n->str : fallback;
 }
 
-int64_t sl_conf_int(const sl_cnode_t *obj, const char *key, int64_t fallback) {
-  const sl_cnode_t *n = scalar_at(obj, key);
-  int64_t v;
-  return n && sl_parse_int(n->str, &v) == 0 ? v : fallback;
-}
-
-double sl_conf_float(const sl_cnode_t *obj, const char *key, double fallback) {
-  const sl_cnode_t *n = scalar_at(obj, key);
-  double v;
-  return n && sl_parse_float(n->str, &v) == 0 ? v : fallback;
-}
-
-int sl_conf_bool(const sl_cnode_t *obj, const char *key, int fallback) {
-  const sl_cnode_t *n = scalar_at(obj, key);
-  int v;
-  return n && sl_parse_bool(n->str, &v) == 0 ? v : fallback;
-}
-
-int64_t sl_conf_duration_ms(const sl_cnode_t *obj, const char *key, int64_t fallback) {
-  const sl_cnode_t *n = scalar_at(obj, key);
-  int64_t v;
-  return n && sl_parse_duration_ms(n->str, &v) == 0 ? v : fallback;
-}
-
-int64_t sl_conf_size(const sl_cnode_t *obj, const char *key, int64_t fallback) {
-  const sl_cnode_t *n = scalar_at(obj, key);
-  int64_t v;
-  return n && sl_parse_size(n->str, &v) == 0 ? v : fallback;
-}
+/* The typed readers: the scalar at key, parsed, or fallback when it is
+ * absent or does not parse. */
+#define SL_CONF_READER(fn, type, parse)                          \
+  type fn(const sl_cnode_t *obj, const char *key, type fallback) { \
+    const sl_cnode_t *n = scalar_at(obj, key);                     \
+    type v;                                                        \
+    return n && parse(n->str, &v) == 0 ? v : fallback;             \
+  }
+SL_CONF_READER(sl_conf_int, int64_t, sl_parse_int)
+SL_CONF_READER(sl_conf_float, double, sl_parse_float)
+SL_CONF_READER(sl_conf_bool, int, sl_parse_bool)
+SL_CONF_READER(sl_conf_duration_ms, int64_t, sl_parse_duration_ms)
+SL_CONF_READER(sl_conf_size, int64_t, sl_parse_size)
 
 const char **sl_conf_pairs(const sl_cnode_t *obj, const char *key) {
   const sl_cnode_t *m = sl_cnode_get(obj, key);

@@ -2,8 +2,7 @@
  * or many under `streams:`, the core sections, and the sections registered by
  * subsystems. A single stream is validated where the user wrote it (so error
  * keys read `input.generate.count`) and then moved to `streams.main`. */
-#include "engine.h"
-#include "obs.h"
+#include "config.h"
 #include "section.h"
 #include "spec.h"
 #include "xalloc.h"
@@ -26,8 +25,9 @@ static const sl_field_t scope_fields[] = {
   {"max_instances", SL_F_INT, "10000", 0, "Instances alive at once; a request needing one more gets 503.", NULL, NULL},
   {0}};
 
-/* The fields of one stream; shared by the top level and each `streams.NAME`. */
-static const sl_field_t stream_fields[] = {
+/* The kernel's fields of one stream; shared by the top level and each
+ * `streams.NAME`. Stream sections follow them (sl_config_stream_fields). */
+static const sl_field_t core_stream_fields[] = {
   {"input", SL_F_INPUT, NULL, SL_REQUIRED, "Where messages come from.", NULL, NULL},
   {"pipeline", SL_F_OBJECT, NULL, 0, "The processing steps.", NULL, pipeline_fields},
   {"output", SL_F_OUTPUT, NULL, SL_REQUIRED, "Where messages go.", NULL, NULL},
@@ -39,16 +39,24 @@ static const sl_field_t stream_fields[] = {
    "the clients that resolve the same way, and stopped `idle_timeout` after the last one left. Its "
    "output must be `http_server`; its processors see the `ctx` of the request that created it.",
    NULL, scope_fields},
-  {"metrics", SL_F_OBJECT, NULL, 0,
-   "This stream's own Pushgateway pushes (Tyk's shape): its series only, under its `push_job_name`. "
-   "Fields as the top-level `metrics:`.", NULL, sl_metrics_fields},
-  {"tracer", SL_F_OBJECT, NULL, 0,
-   "This stream's own span export (Tyk's shape): its spans go there with its `tags` and `sample_ratio`. "
-   "Fields as the top-level `tracer:`.", NULL, sl_tracer_fields},
   {0}};
 
-/* Core top-level keys; sections registered by subsystems are looked up too.
- * http, metrics, tracer and store are parsed now and owned by later subsystems. */
+enum { MAX_STREAM_FIELDS = 48 };
+static sl_field_t stream_fields[MAX_STREAM_FIELDS];
+
+const sl_field_t *sl_config_stream_fields(void) {
+  if (stream_fields[0].name) return stream_fields;
+  unsigned n = 0;
+  for (const sl_field_t *f = core_stream_fields; f->name; f++) stream_fields[n++] = *f;
+  const sl_section_t *sec;
+  for (unsigned i = 0; n < MAX_STREAM_FIELDS - 1 && (sec = sl_section_at(i)); i++)
+    if (sec->stream_desc)
+      stream_fields[n++] = (sl_field_t){sec->name, SL_F_OBJECT, NULL, 0, sec->stream_desc, NULL, sec->fields};
+  return stream_fields;
+}
+
+/* The kernel's top-level keys; the sections subsystems register are looked
+ * up too. */
 static const sl_field_t root_fields[] = {
   {"streams", SL_F_ANY, NULL, 0, "Named streams: `streams: {NAME: {input, pipeline, output}}`.", NULL, NULL},
   {"shutdown_timeout", SL_F_DURATION, "20s", 0,
@@ -60,12 +68,11 @@ static const sl_field_t root_fields[] = {
   {0}};
 
 const sl_field_t *sl_config_root_fields(void) { return root_fields; }
-const sl_field_t *sl_config_stream_fields(void) { return stream_fields; }
 
 /* metrics and tracer are stream keys too, but at the top level the sections. */
 static int is_stream_key(const char *k) {
   if (sl_section_find(k)) return 0;
-  for (const sl_field_t *f = stream_fields; f->name; f++)
+  for (const sl_field_t *f = sl_config_stream_fields(); f->name; f++)
     if (!strcmp(f->name, k)) return 1;
   return 0;
 }
@@ -80,7 +87,7 @@ static void unknown_root_key(const sl_cnode_t *root, uint32_t i, sl_diags_t *d) 
   const char *names[64];
   unsigned n = 0;
   for (const sl_field_t *f = root_fields; f->name; f++) names[n++] = f->name;
-  for (const sl_field_t *f = stream_fields; f->name; f++) names[n++] = f->name;
+  for (const sl_field_t *f = sl_config_stream_fields(); f->name; f++) names[n++] = f->name;
   const sl_section_t *sec;
   for (unsigned k = 0; n < 64 && (sec = sl_section_at(k)); k++) names[n++] = sec->name;
   const char *near = sl_nearest(root->keys[i], names, n);
@@ -98,7 +105,7 @@ static int validate_streams(sl_cnode_t *streams, sl_diags_t *d) {
   int errs = 0;
   for (uint32_t i = 0; i < streams->n; i++) {
     char *p = sl_xasprintf("streams.%s", streams->keys[i]);
-    errs += sl_spec_validate_fields(stream_fields, streams->items[i], p, d);
+    errs += sl_spec_validate_fields(sl_config_stream_fields(), streams->items[i], p, d);
     free(p);
   }
   return errs;
@@ -155,11 +162,11 @@ int sl_config_validate(sl_cnode_t *root, sl_diags_t *d) {
 
   /* Validate the single stream in place (error keys as written), then nest it. */
   sl_cnode_t *body = sl_cnode_new(SL_CN_MAP, root);
-  for (const sl_field_t *f = stream_fields; f->name; f++) {
+  for (const sl_field_t *f = sl_config_stream_fields(); f->name; f++) {
     sl_cnode_t *v = is_stream_key(f->name) ? sl_cnode_take(root, f->name) : NULL;
     if (v) sl_cnode_map_set(body, f->name, v);
   }
-  errs += sl_spec_validate_fields(stream_fields, body, "", d);
+  errs += sl_spec_validate_fields(sl_config_stream_fields(), body, "", d);
   sl_cnode_t *all = sl_cnode_new(SL_CN_MAP, root);
   sl_cnode_map_set(all, "main", body);
   sl_cnode_map_set(root, "streams", all);

@@ -2,7 +2,7 @@
  * (with an optional `:default`), and Tyk's aliases
  * `$tyk_context.request_data_<k>`, `$tyk_context.headers_<H>` and
  * `$tyk_context.jwt_claims_<c>`. A stream that uses them outside its
- * processors is request-scoped (core/scoped.c).
+ * processors is request-scoped (control/scoped.c).
  * Ownership: every returned string is the caller's to free. */
 #ifndef SL_CTXREF_H
 #define SL_CTXREF_H

@@ -1,5 +1,5 @@
 /* Metrics in Prometheus' text format (served at GET /metrics, pushed by
- * core/metrics_push.c). A series is a family name plus a label set; counters
+ * obs/metrics_push.c). A series is a family name plus a label set; counters
  * and gauges are a plain int64 and histograms a bucket array that the owner
  * updates in place: everything runs on the one worker loop, so the hot path
  * is a few plain adds, no atomics and no locks.

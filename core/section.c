@@ -7,7 +7,10 @@ static const sl_section_t *g_sections[MAX_SECTIONS];
 static unsigned g_n;
 
 void sl_section_register(const sl_section_t *s) {
-  if (g_n < MAX_SECTIONS) g_sections[g_n++] = s;
+  if (g_n == MAX_SECTIONS) return;
+  unsigned i = g_n++;
+  for (; i > 0 && strcmp(g_sections[i - 1]->name, s->name) > 0; i--) g_sections[i] = g_sections[i - 1];
+  g_sections[i] = s;
 }
 
 const sl_section_t *sl_section_find(const char *name) {
@@ -23,4 +26,12 @@ int sl_sections_apply(sl_worker_t *w, const sl_cnode_t *root, sl_diags_t *d) {
   for (unsigned i = 0; i < g_n; i++)
     if (g_sections[i]->apply(w, sl_cnode_get(root, g_sections[i]->name), d) != 0) rc = -1;
   return rc;
+}
+
+void sl_sections_apply_stream(sl_worker_t *w, const sl_cnode_t *stream, const char *name) {
+  /* A request-scoped instance (named after its template, `name{values}`)
+   * counts and traces as its template. */
+  if (strchr(name, '{')) return;
+  for (unsigned i = 0; i < g_n; i++)
+    if (g_sections[i]->apply_stream) g_sections[i]->apply_stream(w, sl_cnode_get(stream, g_sections[i]->name), name);
 }

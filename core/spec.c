@@ -294,7 +294,7 @@ static int validate_scalar(const sl_field_t *f, sl_cnode_t *v, const char *path,
                   "cookies_NAME are accepted");
       return 1;
     }
-    if (rc > 0 && f->type != SL_F_CODE) return 0;   /* checked once resolved, per request (core/scoped.c) */
+    if (rc > 0 && f->type != SL_F_CODE) return 0;   /* checked once resolved, per request (control/scoped.c) */
   }
   int64_t i;
   double x;

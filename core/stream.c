@@ -1,7 +1,7 @@
 #include "stream.h"
 #include "log.h"
 #include "metrics.h"
-#include "obs.h"
+#include "section.h"
 #include "trace.h"
 #include "xalloc.h"
 #include <stdio.h>
@@ -354,7 +354,7 @@ sl_stream_t *sl_stream_build(sl_build_t *b, const sl_cnode_t *node, const char *
   s->retry.initial_ms = sl_conf_duration_ms(retry, "initial_interval", 100);
   s->retry.max_ms = sl_conf_duration_ms(retry, "max_interval", 5000);
   s->out_sink.push = out_push;
-  if (b->worker && !b->lint_only) sl_obs_stream_apply(b->worker->loop, node, name);
+  if (b->worker && !b->lint_only) sl_sections_apply_stream(b->worker, node, name);
   const char *saved_stream = b->stream_name;
   b->stream_name = s->name;
   char *p_in = sl_xasprintf("streams.%s.input", name);

@@ -1,7 +1,6 @@
 #include "trace.h"
 #include "metrics.h"
 #include "rand.h"
-#include "trace_export.h"
 #include "xalloc.h"
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +9,9 @@
 #include <uthash.h>
 
 int sl_trace_on;
+static const sl_trace_sink_t *g_sink;
+
+void sl_trace_set_sink(const sl_trace_sink_t *sink) { g_sink = sink; }
 
 /* A trace is kept when the low 64 bits of its id fall in the ratio's share. */
 static int keep(double ratio, uint64_t lo) {
@@ -113,7 +115,7 @@ static void set_tp(sl_msg_t *m, const sl_kv_t *old, uint64_t hi, uint64_t lo, ui
 
 sl_spans_t *sl_trace_begin(const sl_trace_site_t *site, sl_batch_t *b) {
   sl_spans_t *sp = NULL;
-  double ratio = site->kind == SL_TS_INPUT ? sl_trace_export_ratio(site->stream) : 0;
+  double ratio = site->kind == SL_TS_INPUT && g_sink ? g_sink->ratio(site->stream) : 0;
   for (uint32_t i = 0; i < b->n; i++) {
     sl_msg_t *m = b->msgs[i];
     const sl_kv_t *tp = find_tp(m);
@@ -152,6 +154,6 @@ sl_spans_t *sl_trace_begin(const sl_trace_site_t *site, sl_batch_t *b) {
 void sl_trace_end(sl_spans_t *sp, int failed, uint64_t excluded_ns) {
   if (!sp) return;
   uint64_t end = wall_ns() - excluded_ns;
-  sl_trace_export_add(sp, end > sp->start_ns ? end : sp->start_ns, failed);
+  if (g_sink) g_sink->add(sp, end > sp->start_ns ? end : sp->start_ns, failed);
   free(sp);
 }

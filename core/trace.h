@@ -4,8 +4,10 @@
  * an incoming one (HTTP header, Kafka header) becomes the root's parent, the
  * root replaces it for the pipeline, and the output sets its own span there
  * so that what it sends (Kafka headers) names it as parent.
+ * Spans leave the process through a sink that the exporter sets
+ * (obs/trace_export.c): this file only makes them.
  * Ownership: sites live until exit (like metric series); a spans set belongs
- * to whoever began it until sl_trace_end hands it to the exporter. Hot paths
+ * to whoever began it until sl_trace_end hands it to the sink. Hot paths
  * test sl_trace_on first: nothing else runs when no tracer is configured. */
 #ifndef SL_TRACE_H
 #define SL_TRACE_H
@@ -32,7 +34,16 @@ typedef struct sl_spans {
   sl_span_t s[];
 } sl_spans_t;
 
-extern int sl_trace_on;     /* some exporter samples: kept by core/trace_export.c */
+extern int sl_trace_on;     /* some exporter samples: kept by obs/trace_export.c */
+
+/* ratio(stream): the sample ratio of the traces stream starts (0: none);
+ * add: copies the spans (ended at end_ns) to their stream's exporter. */
+typedef struct sl_trace_sink {
+  double (*ratio)(const char *stream);
+  void (*add)(const sl_spans_t *sp, uint64_t end_ns, int failed);
+} sl_trace_sink_t;
+/* Set before sl_trace_on is; sink is static data of its owner. */
+void sl_trace_set_sink(const sl_trace_sink_t *sink);
 
 sl_trace_site_t *sl_trace_site(sl_tskind_t kind, const char *stream, const char *label, const char *type,
                                const char *cfg_path);

@@ -2,10 +2,9 @@
 #include "xalloc.h"
 #include <stdlib.h>
 
-sl_worker_t *sl_worker_new(int id, struct sl_engine *engine) {
+sl_worker_t *sl_worker_new(int id) {
   sl_worker_t *w = sl_xcalloc(1, sizeof(*w));
   w->id = id;
-  w->engine = engine;
   w->loop = sl_xmalloc(sizeof(*w->loop));
   uv_loop_init(w->loop);
   return w;

@@ -13,10 +13,9 @@ typedef struct sl_worker {
   int id;
   void *slot[SL_SLOT_MAX];
   void (*slot_free[SL_SLOT_MAX])(void *);
-  struct sl_engine *engine;
 } sl_worker_t;
 
-sl_worker_t *sl_worker_new(int id, struct sl_engine *engine);
+sl_worker_t *sl_worker_new(int id);
 void sl_worker_free(sl_worker_t *w);
 
 #endif

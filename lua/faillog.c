@@ -1,7 +1,7 @@
 /* A token bucket per owner, and a timer for the count of what it left out. */
 #include "faillog.h"
-#include "../core/log.h"
-#include "../core/xalloc.h"
+#include "core/log.h"
+#include "core/xalloc.h"
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>

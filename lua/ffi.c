@@ -2,8 +2,8 @@
  * message's bytes, metadata and context are reached without the Lua C API.
  * Exported from the binary (ENABLE_EXPORTS); all run on the worker's loop. */
 #include "vm.h"
-#include "../core/log.h"
-#include "../core/xalloc.h"
+#include "core/log.h"
+#include "core/xalloc.h"
 #include <stdio.h>
 #include <string.h>
 #include <time.h>

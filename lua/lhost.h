@@ -5,9 +5,9 @@
  * owned by their component and freed with the matching *_free. */
 #ifndef SL_LHOST_H
 #define SL_LHOST_H
-#include "../core/msg.h"
-#include "../core/worker.h"
-#include "../core/conf.h"
+#include "core/conf.h"
+#include "core/msg.h"
+#include "core/worker.h"
 
 typedef struct sl_lua sl_lua_t;
 typedef struct sl_lfaillog sl_lfaillog_t;   /* lua/faillog.h */

@@ -1,11 +1,11 @@
 /* Hot-reloaded Lua module files: one instance per (file, worker), and a
  * process-wide list of files for the status and the metrics. */
 #include "module.h"
-#include "../core/admin.h"
-#include "../core/fswatch.h"
-#include "../core/log.h"
-#include "../core/metrics.h"
-#include "../core/xalloc.h"
+#include "core/fswatch.h"
+#include "core/health.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/xalloc.h"
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -296,5 +296,5 @@ static json_t *status_member(void *arg) {
 }
 
 static void __attribute__((constructor)) register_status(void) {
-  sl_admin_status_add("lua_modules", status_member, NULL);
+  sl_status_member_add("lua_modules", status_member, NULL);
 }

@@ -1,10 +1,10 @@
 /* Runs of scripts over batches: jobs that yield to the loop between time
  * slices (lua/guard.h) and take turns on an idle handle of their VM, and what
  * a finished run leaves in its batch. */
-#include "vm.h"
 #include "faillog.h"
-#include "../core/log.h"
-#include "../core/xalloc.h"
+#include "vm.h"
+#include "core/log.h"
+#include "core/xalloc.h"
 #include <stdlib.h>
 #include <string.h>
 

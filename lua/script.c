@@ -2,7 +2,7 @@
  * boolean checks, and ${! } interpolated strings. Runs of scripts are in
  * lua/run.c. */
 #include "vm.h"
-#include "../core/xalloc.h"
+#include "core/xalloc.h"
 #include <ctype.h>
 #include <lauxlib.h>
 #include <stdio.h>

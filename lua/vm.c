@@ -4,9 +4,9 @@
 #include "vm.h"
 #include "embedded.h"
 #include "strmatch.h"
-#include "../core/log.h"
-#include "../core/section.h"
-#include "../core/xalloc.h"
+#include "core/log.h"
+#include "core/section.h"
+#include "core/xalloc.h"
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdlib.h>

@@ -2,8 +2,8 @@
  * Ownership: the VM belongs to its worker slot (or the process, for lint). */
 #ifndef SL_LUA_VM_H
 #define SL_LUA_VM_H
-#include "lhost.h"
 #include "guard.h"
+#include "lhost.h"
 #include <lua.h>
 
 struct sl_lscript { sl_lua_t *vm; int id; int module; };

@@ -1,12 +1,13 @@
 /* `batch` processor: gathers messages into batches by count, bytes, age or
  * a Lua check (a Benthos batching policy as a processor). */
-#include "../core/component.h"
-#include "../core/xalloc.h"
-#include "../lua/lhost.h"
+#include "core/component.h"
+#include "core/xalloc.h"
+#include "lua/lhost.h"
 #include <stdlib.h>
 
 static const sl_field_t fields[] = {
-  {"count", SL_F_INT, "0", 0, "Emit once this many messages are held (0: no count limit).", NULL, NULL},
+  {"count", SL_F_INT, "0", 0, "Emit once this many messages are held (0: no count limit).", SL_BOUNDS("0", ""),
+   NULL},
   {"byte_size", SL_F_SIZE, "0", 0, "Emit once the held contents reach this many bytes (0: no limit).", NULL, NULL},
   {"period", SL_F_DURATION, "0", 0,
    "Emit what is held this long after the first message of a batch arrived (0: no timer).", NULL, NULL},
@@ -83,11 +84,7 @@ static void *batch_create(sl_build_t *b, const sl_cnode_t *conf) {
   bt->count = sl_conf_int(conf, "count", 0);
   bt->byte_size = sl_conf_size(conf, "byte_size", 0);
   bt->period_ms = sl_conf_duration_ms(conf, "period", 0);
-  int bad = 0;
-  if (bt->count < 0) {
-    sl_diag_add(b->diags, sl_cnode_get(conf, "count"), "count", "must not be negative");
-    bad = 1;
-  }
+  int bad = 0;   /* count is validated: within bounds */
   if (*sl_conf_str(conf, "check", "") && !(bt->check = sl_lua_check_field(b->worker, conf, b->diags, "check")))
     bad = 1;
   if (!bad && bt->count <= 0 && bt->byte_size <= 0 && bt->period_ms <= 0 && !bt->check) {

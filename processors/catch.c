@@ -1,7 +1,7 @@
 /* `catch` processor: runs its processors on failed messages only, then
  * clears their failure flag (the error was handled). */
 #include "fwd.h"
-#include "../core/xalloc.h"
+#include "core/xalloc.h"
 #include <stdlib.h>
 
 static const sl_field_t fields[] = {

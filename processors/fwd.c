@@ -1,5 +1,5 @@
 #include "fwd.h"
-#include "../core/xalloc.h"
+#include "core/xalloc.h"
 #include <stdlib.h>
 
 static void fwd_push(sl_sink_t *s, sl_batch_t *b) {

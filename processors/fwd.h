@@ -2,7 +2,7 @@
  * next sink; shared by switch, catch and try. Owned by the parent. */
 #ifndef SL_PROC_FWD_H
 #define SL_PROC_FWD_H
-#include "../core/component.h"
+#include "core/component.h"
 
 typedef struct sl_fwd {
   sl_sink_t sink;

@@ -1,11 +1,11 @@
 /* `log` processor: writes a log line per message (to stderr), with fields
  * interpolated from the message or computed by Lua; messages pass unchanged. */
-#include "../core/component.h"
-#include "../core/log.h"
-#include "../core/metrics.h"
-#include "../core/stream.h"
-#include "../core/xalloc.h"
-#include "../lua/lhost.h"
+#include "core/component.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/stream.h"
+#include "core/xalloc.h"
+#include "lua/lhost.h"
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>

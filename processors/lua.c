@@ -1,9 +1,9 @@
 /* `lua` processor: an inline script (the Bloblang replacement) or a module
  * file, run over each batch in one call into the worker's VM. */
-#include "../core/component.h"
-#include "../core/xalloc.h"
-#include "../lua/faillog.h"
-#include "../lua/module.h"
+#include "core/component.h"
+#include "core/xalloc.h"
+#include "lua/faillog.h"
+#include "lua/module.h"
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,8 +1,8 @@
 /* `rate_limit` processor: lets at most `count` messages through per
  * `interval`; the rest wait (never dropped), which backs up into the input
  * through the stream's max_in_flight. */
-#include "../core/component.h"
-#include "../core/xalloc.h"
+#include "core/component.h"
+#include "core/xalloc.h"
 #include <stdlib.h>
 
 static const sl_field_t fields[] = {

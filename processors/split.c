@@ -1,6 +1,6 @@
 /* `split` processor: cuts batches into smaller ones. */
-#include "../core/component.h"
-#include "../core/xalloc.h"
+#include "core/component.h"
+#include "core/xalloc.h"
 #include <stdlib.h>
 
 static const sl_field_t fields[] = {

@@ -2,8 +2,8 @@
  * case whose check holds (and on through the next cases while they fall
  * through); messages matching no case pass unchanged. */
 #include "fwd.h"
-#include "../core/xalloc.h"
-#include "../lua/lhost.h"
+#include "core/xalloc.h"
+#include "lua/lhost.h"
 #include <stdlib.h>
 
 static const sl_field_t case_fields[] = {

@@ -1,7 +1,7 @@
 /* `try` processor: runs processors in order; a message that fails in one of
  * them skips the rest (and stays failed). */
 #include "fwd.h"
-#include "../core/xalloc.h"
+#include "core/xalloc.h"
 #include <stdlib.h>
 
 static const sl_field_t fields[] = {

@@ -1,10 +1,12 @@
 #!/bin/sh
-# Every test: C units (ctest) and busted specs on the release build, the same
-# again on an ASan+UBSan build, and a bounded libFuzzer run of the config
-# loader, the HTTP server and segment recovery.
+# Every test: the layering check (scripts/layers.sh), C units (ctest) and
+# busted specs on the release build, the same again on an ASan+UBSan build,
+# and a bounded libFuzzer run of the config loader, the HTTP server and
+# segment recovery.
 #
 # Counts cases, not files: each C unit prints "NAME: N cases, F failed"
-# (spec/unit/check.h), busted counts its `it` blocks, each fuzz target is one.
+# (spec/unit/check.h), busted counts its `it` blocks, the layering check and
+# each fuzz target are one.
 # Ends with one line: "N passed, N failed, N pending". Exit 1 on any failure,
 # and on any pending spec: a pending spec is a suite that could not run here
 # (Kafka without Java, ...), which CI must not take for a pass.
@@ -63,6 +65,9 @@ run_suite() { # $1 = label, $2 = build dir
   grep -E "^Pending " -A 1 "$LOG/busted"
   count_busted "$LOG/busted"
 }
+
+echo "== layering (includes; the build's layer_* targets check calls)"
+if scripts/layers.sh; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); fi
 
 run_suite release build
 

@@ -166,6 +166,26 @@ output:
     assert.is_true(has(e, "output%.stdout%.codec: expected"), r.stderr)
   end)
 
+  it("checks generate's and batch's counts against their fields' bounds, with the full key", function()
+    local r = lint([[
+input:
+  generate: {count: -1, batch_size: 0, mapping: 'return 1'}
+pipeline:
+  processors:
+    - batch: {count: -2}
+output:
+  drop: {}
+]])
+    assert.are.equal(1, r.code)
+    local e = errors(r)
+    assert.is_true(has(e, "^2:21: input%.generate%.count: %-1 is out of range: must be at least 0"), r.stderr)
+    assert.is_true(has(e, "^2:37: input%.generate%.batch_size: 0 is out of range: must be between 1 and 1000000"),
+      r.stderr)
+    assert.is_true(has(e, "^5:22: pipeline%.processors%.0%.batch%.count: %-2 is out of range: must be at least 0"),
+      r.stderr)
+    assert.are.equal(3, #e, r.stderr)
+  end)
+
   it("refuses in lint what run refuses: addresses, and values out of their field's bounds", function()
     local yaml = [[
 http:

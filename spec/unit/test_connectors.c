@@ -324,7 +324,7 @@ static void test_lint_errors(void) {
 }
 
 int main(void) {
-  W = sl_worker_new(0, NULL);
+  W = sl_worker_new(0);
   fake_stream.name = "t";
   fake_stream.worker = W;
   fake_stream.retry = one_retry;

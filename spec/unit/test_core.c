@@ -1,7 +1,7 @@
 /* Core units: transactions, messages and the stream runtime's ack/nack,
  * retry and drain behaviour, driven by test components registered here. */
 #include "core/component.h"
-#include "core/engine.h"
+#include "core/config.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
 #include <stdio.h>
@@ -153,7 +153,7 @@ static void t_in_produce(sl_input_t *in) {
 static int t_in_start(sl_input_t *in) { t_in_produce(in); return 0; }
 static void t_in_resume(sl_input_t *in) { t_in_produce(in); }
 static void t_in_destroy(sl_input_t *in) { (void)in; }
-static const sl_input_vt t_in_vt = {t_in_start, t_in_resume, NULL, t_in_destroy, NULL};
+static const sl_input_vt t_in_vt = {t_in_start, t_in_resume, NULL, t_in_destroy, NULL, NULL};
 static const sl_field_t t_in_fields[] = {{"count", SL_F_INT, "3", 0, "messages", NULL, NULL}, {0}};
 static void *t_in_create(sl_build_t *b, const sl_cnode_t *conf) {
   t_in_t *ti = g_in;
@@ -228,7 +228,7 @@ static void run_stream(const char *yaml) {
   sl_config_validate(root, &d);
   if (d.n) sl_diag_print(&d, stderr);
   CHECK(d.n == 0, "validate");
-  sl_worker_t *w = sl_worker_new(0, NULL);
+  sl_worker_t *w = sl_worker_new(0);
   sl_build_t b = {.worker = w, .diags = &d};
   const sl_cnode_t *streams = sl_cnode_get(root, "streams");
   sl_stream_t *s = sl_stream_build(&b, streams->items[0], streams->keys[0]);
@@ -313,7 +313,7 @@ static void t_stop_destroy(sl_input_t *in) {
   t_stop_t *ti = (t_stop_t *)in;
   if (in->worker) uv_close((uv_handle_t *)&ti->timer, NULL);
 }
-static const sl_input_vt t_stop_vt = {t_stop_start, NULL, NULL, t_stop_destroy, t_stop_close};
+static const sl_input_vt t_stop_vt = {t_stop_start, NULL, NULL, t_stop_destroy, t_stop_close, NULL};
 static void *t_stop_create(sl_build_t *b, const sl_cnode_t *conf) {
   t_stop_t *ti = g_stop;
   memset(ti, 0, sizeof(*ti));
@@ -383,7 +383,7 @@ static void test_stream_stopping_abandons_held(void) {
   sl_cnode_t *root = sl_conf_parse(yaml, strlen(yaml), "test.yaml", &d);
   sl_config_validate(root, &d);
   CHECK(d.n == 0, "validate");
-  sl_worker_t *w = sl_worker_new(0, NULL);
+  sl_worker_t *w = sl_worker_new(0);
   sl_build_t b = {.worker = w, .diags = &d};
   const sl_cnode_t *streams = sl_cnode_get(root, "streams");
   sl_stream_t *s = sl_stream_build(&b, streams->items[0], streams->keys[0]);

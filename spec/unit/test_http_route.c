@@ -1,6 +1,6 @@
 /* The route table's handover (config reload): staged routes, outgoing
  * units, and removal by unit. */
-#include "core/http_route.h"
+#include "http/http_route.h"
 #include <stdio.h>
 #include <string.h>
 

@@ -2,9 +2,9 @@
  * versions, reloads and the last error; a failing version leaves the running
  * script in place; the debounced watcher sees in-place writes and renames,
  * coalesces bursts and watches whole directories when asked. */
-#include "lua/module.h"
 #include "core/fswatch.h"
 #include "core/worker.h"
+#include "lua/module.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +60,7 @@ static void wait_status(sl_worker_t *wk, const char *key, json_int_t want) {
 static const char *GOOD = "local M = {}\nfunction M.process(m) return m end\nreturn M\n";
 
 static void test_reload(void) {
-  sl_worker_t *wk = sl_worker_new(0, NULL);
+  sl_worker_t *wk = sl_worker_new(0);
   write_file(path, GOOD);
   char *err = NULL;
   sl_lmodule_t *m = sl_lmodule_open(wk, path, &err);

@@ -1,6 +1,6 @@
-/* Stream position ids (core/store.c): what sl_positions_id writes,
+/* Stream position ids (store/streams.c): what sl_positions_id writes,
  * sl_positions_parse takes back, and everything else it refuses. */
-#include "core/store.h"
+#include "store/streams.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,9 +2,9 @@
  * random offsets, reopen, torn tails cut and copied aside, corruption that
  * stops the log, failed appends that keep nothing, the power-loss hook,
  * retention, CRC-32C. */
-#include "core/crc32c.h"
-#include "core/seglog.h"
 #include "core/xalloc.h"
+#include "store/embedded/crc32c.h"
+#include "store/embedded/seglog.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>

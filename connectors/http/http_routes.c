@@ -1,0 +1,48 @@
+#include "http_routes.h"
+#include "core/xalloc.h"
+
+char *sl_hroute_path(const char *p) {
+  if (!p[0]) return sl_xstrdup("");
+  return p[0] == '/' ? sl_xstrdup(p) : sl_xasprintf("/%s", p);
+}
+
+/* Where a diag about a path points: its field, or the component. */
+static const sl_cnode_t *at_of(const sl_cnode_t *conf, const char *key) {
+  const sl_cnode_t *n = sl_cnode_get(conf, key);
+  return n ? n : conf;
+}
+
+void sl_hroutes_remove(sl_worker_t *w, const sl_hroute_t *r, int n) {
+  for (int i = 0; i < n; i++)
+    if (r[i].path[0]) sl_http_unroute(w, r[i].path);
+}
+
+int sl_hroutes_add(sl_build_t *b, const sl_cnode_t *conf, const sl_hroute_t *r, int n, void *arg,
+                   sl_http_auth_t **auth) {
+  *auth = NULL;
+  if (!b->worker) {
+    for (int i = 0; i < n; i++)
+      if (r[i].path[0] && sl_http_lint_route(r[i].path, b->stream_name, b->diags, at_of(conf, r[i].key))) return -1;
+    return 0;
+  }
+  int i = 0;
+  for (; i < n; i++) {
+    if (!r[i].path[0]) continue;
+    const sl_cnode_t *at = at_of(conf, r[i].key);
+    int rc = r[i].get ? sl_http_route_get(b->worker, r[i].path, r[i].h, arg, b->stream_name, b->diags, at)
+                      : sl_http_route(b->worker, r[i].path, r[i].methods, r[i].h, arg, b->stream_name, b->diags, at);
+    if (rc != 0) break;
+  }
+  uint32_t errors = b->diags->n;
+  const sl_cnode_t *a = i == n ? sl_cnode_get(conf, "auth") : NULL;
+  if (a) *auth = sl_http_auth_new(a, conf->file, b->diags);
+  if (i < n || b->diags->n > errors) {
+    sl_hroutes_remove(b->worker, r, i);
+    sl_http_auth_free(*auth);
+    *auth = NULL;
+    return -1;
+  }
+  for (i = 0; *auth && i < n; i++)
+    if (r[i].path[0]) sl_http_route_auth(b->worker, r[i].path, *auth);
+  return 0;
+}

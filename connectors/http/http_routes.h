@@ -1,0 +1,35 @@
+/* What the http_server input and output share: a component's `auth` field,
+ * and serving its paths on the worker's shared server with that auth.
+ * Ownership: the component owns its routes' strings and the auth that
+ * sl_hroutes_add returns (it frees it after sl_hroutes_remove). */
+#ifndef SL_HTTP_ROUTES_H
+#define SL_HTTP_ROUTES_H
+#include "core/component.h"
+#include "http/http.h"
+#include "http/http_auth.h"
+
+#define SL_HTTP_AUTH_FIELD                                                                        \
+  {"auth", SL_F_OBJECT, NULL, 0,                                                                 \
+   "Authentication for this component's paths, replacing `http.auth` (see the `http:` section).", \
+   NULL, sl_http_auth_fields}
+
+/* One path of a component: key names its config field; an empty path is
+ * not served; get: GET only, else methods (NULL: any). */
+typedef struct sl_hroute {
+  const char *key, *path;
+  int get;
+  const sl_cnode_t *methods;
+  sl_http_handler h;
+} sl_hroute_t;
+
+/* "/"-prefixed copy of a configured path ("" stays ""); caller frees. */
+char *sl_hroute_path(const char *p);
+/* Routes each of the n paths to h(r, arg) on b's worker, then builds conf's
+ * `auth` (*auth, NULL when there is none) and sets it on them; without a
+ * worker (lint) checks the paths against the other components' instead.
+ * 0, or -1 with diags and nothing routed. */
+int sl_hroutes_add(sl_build_t *b, const sl_cnode_t *conf, const sl_hroute_t *r, int n, void *arg,
+                   sl_http_auth_t **auth);
+void sl_hroutes_remove(sl_worker_t *w, const sl_hroute_t *r, int n);
+
+#endif

@@ -1,0 +1,435 @@
+/* `http_server` input: each request on `path` becomes a message carrying the
+ * request's context; the client is answered once the message's transaction
+ * completes (200), fails (502), times out (408) or meets a shutdown (503). */
+#include "http_routes.h"
+#include "core/globs.h"
+#include "core/stream.h"
+#include "core/xalloc.h"
+#include "http/http_ws.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const sl_field_t rate_fields[] = {
+  {"count", SL_F_INT, "0", 0, "Requests allowed per interval; 0 turns the limit off.", NULL, NULL},
+  {"interval", SL_F_DURATION, "1s", 0, "Length of a window.", NULL, NULL},
+  {0}};
+
+static const sl_field_t meta_fields[] = {
+  {"include_headers", SL_F_STRLIST, "[]", 0,
+   "Request headers copied into metadata, by name (any case) or glob pattern (`x-trace-*`), under their "
+   "lower-cased name. Credentials are never copied, even when listed: `Authorization`, "
+   "`Proxy-Authorization`, `Cookie`, `X-API-Key` and the key header of any `auth` block. `traceparent` "
+   "(W3C trace context, which tracing continues) always is.", NULL, NULL},
+  {"include_query", SL_F_STRLIST, "[]", 0,
+   "Query parameters copied into metadata, by name or glob pattern; `api_key`, `access_token` and the key "
+   "parameter of any `auth` block never are.", NULL, NULL},
+  {0}};
+
+static const sl_field_t fields[] = {
+  {"path", SL_F_STRING, "/post", 0,
+   "Path served, after the `http.base_path` prefix. `{name}` segments match one path segment and "
+   "land in `ctx.params.name`; a trailing `/` serves every path below it.", NULL, NULL},
+  {"allowed_verbs", SL_F_STRLIST, "[POST]", 0, "Methods accepted; others get 405 with `Allow`.", NULL, NULL},
+  {"ws_path", SL_F_STRING, "", 0,
+   "WebSocket path: each text or binary message a client sends is a message with the "
+   "connection's request context. A `sync_response` answer is sent back on the connection in the "
+   "frame type of the message (a text answer that is not UTF-8 goes as binary); a failed delivery "
+   "sends `{\"error\": ...}`. A client that lets more than 1 MiB of answers wait unread is closed "
+   "with 1008 (`sluice_http_slow_clients_dropped_total`). Empty: off.", NULL, NULL},
+  {"ws_max_message_bytes", SL_F_SIZE, "1MiB", SL_ADVANCED, "Larger WebSocket messages close the connection with 1009.",
+   NULL, NULL},
+  {"rate_limit", SL_F_OBJECT, NULL, 0,
+   "At most `count` requests per `interval` for this path (0: unlimited); the rest get 429 with "
+   "`Retry-After`.", NULL, rate_fields},
+  SL_HTTP_AUTH_FIELD,
+  {"timeout", SL_F_DURATION, "5s", 0,
+   "How long a request waits for its message to be delivered before it is answered 408 (the "
+   "message still completes).", NULL, NULL},
+  {"metadata", SL_F_OBJECT, NULL, 0,
+   "Which headers and query parameters of a request become metadata (messages of `ws_path` get none). "
+   "Metadata is stored (a `stream` output "
+   "keeps it as record headers, `kafka` sends it as Kafka headers) and read by every consumer, so none is "
+   "copied unless named here; Lua reads the whole request as `ctx` whatever this says.", NULL, meta_fields},
+  {0}};
+
+typedef struct hin {
+  sl_input_t base;
+  sl_http_auth_t *auth;
+  char *path, *ws_path;
+  sl_hroute_t routes[2];     /* path, ws_path */
+  int64_t ws_max;
+  int64_t timeout_ms;
+  int routed, stopped;
+  int64_t rate_count, rate_interval_ms, window_used;
+  uint64_t window_start;
+  int64_t waiting;            /* requests not yet answered */
+  sl_globs_t meta_headers, meta_query;   /* metadata allowlists */
+  struct wsconn *conns;       /* open WebSocket connections */
+} hin_t;
+
+/* One request on its way: answered by whichever comes first, the
+ * transaction's outcome or the timeout; freed when both are over. */
+typedef struct pending {
+  hin_t *in;
+  sl_http_req_t *req;         /* NULL once answered */
+  sl_reply_t *reply;          /* what a sync_response wrote */
+  uv_timer_t timer;
+  int txn_done;
+} pending_t;
+
+static void pending_closed(uv_handle_t *h) {
+  pending_t *p = h->data;
+  sl_reply_unref(p->reply);
+  free(p);
+}
+
+static void pending_finish(pending_t *p) {
+  if (p->req || !p->txn_done) return;
+  uv_close((uv_handle_t *)&p->timer, pending_closed);
+}
+
+static void answer(pending_t *p, int status, const char *err) {
+  if (!p->req) return;
+  sl_http_req_t *r = p->req;
+  p->req = NULL;
+  p->in->waiting--;
+  uv_timer_stop(&p->timer);
+  if (status == 200 && p->reply->set) {
+    sl_reply_t *rp = p->reply;
+    sl_http_respond(r, rp->status, NULL, rp->body->data, rp->body->len, &rp->headers);
+  } else if (status == 200) {
+    static const char ok[] = "{\"status\":\"ok\"}";
+    sl_http_respond(r, 200, "application/json", ok, sizeof ok - 1, NULL);
+  } else {
+    sl_http_error(r, status, err);
+  }
+}
+
+static void on_txn(sl_txn_t *t, int status, const char *err, void *arg) {
+  (void)t;
+  pending_t *p = arg;
+  p->txn_done = 1;
+  answer(p, status == 0 ? 200 : 502, err ? err : "delivery failed");
+  pending_finish(p);
+}
+
+static void on_timeout(uv_timer_t *t) {
+  pending_t *p = t->data;
+  answer(p, 408, "timed out waiting for delivery");
+  pending_finish(p);
+}
+
+static void on_request(sl_http_req_t *r, void *arg) {
+  hin_t *in = arg;
+  if (in->stopped) {
+    sl_http_error(r, 503, "shutting down");
+    return;
+  }
+  if (in->rate_count > 0) {
+    uint64_t now = uv_now(in->base.worker->loop);
+    if (now - in->window_start >= (uint64_t)in->rate_interval_ms) {
+      in->window_start = now;
+      in->window_used = 0;
+    }
+    if (in->window_used >= in->rate_count) {
+      uint64_t left_ms = in->window_start + (uint64_t)in->rate_interval_ms - now;
+      char secs[24];
+      snprintf(secs, sizeof secs, "%llu", (unsigned long long)((left_ms + 999) / 1000));
+      sl_kvlist_t h = {0};
+      sl_kv_add(&h, "Retry-After", secs, strlen(secs));
+      static const char limited[] = "{\"error\":\"rate limit exceeded\",\"status\":429}";
+      sl_http_respond(r, 429, "application/json", limited, sizeof limited - 1, &h);
+      sl_kv_clear(&h);
+      return;
+    }
+    in->window_used++;
+  }
+  if (!sl_input_ready(&in->base)) {
+    /* The stream is at max_in_flight: tell the client to come back. */
+    sl_kvlist_t h = {0};
+    sl_kv_add(&h, "Retry-After", "1", 1);
+    static const char busy[] = "{\"error\":\"busy: too many messages in flight\",\"status\":503}";
+    sl_http_respond(r, 503, "application/json", busy, sizeof busy - 1, &h);
+    sl_kv_clear(&h);
+    return;
+  }
+  sl_msg_t *m = sl_msg_new_bytes(sl_bytes_ref(r->body));
+  sl_ctx_t *ctx = sl_http_ctx_new(r);
+  ctx->reply = sl_reply_new();
+  sl_msg_set_ctx(m, ctx);
+  sl_kv_set(&m->meta, "http_method", ctx->method, strlen(ctx->method));
+  sl_kv_set(&m->meta, "http_path", r->path, strlen(r->path));
+  const char *colon = strrchr(r->remote_addr, ':');
+  size_t iplen = colon ? (size_t)(colon - r->remote_addr) : strlen(r->remote_addr);
+  char *ip = sl_xstrndup(r->remote_addr, iplen);
+  sl_kv_set(&m->meta, "http_remote_ip", ip, strlen(ip));
+  free(ip);
+  sl_kv_set(&m->meta, "http_request_id", r->request_id, strlen(r->request_id));
+  for (uint32_t i = 0; i < r->headers.n; i++) {
+    const sl_kv_t *kv = &r->headers.v[i];
+    /* W3C trace context goes on: the tracer continues it (and writes it itself when tracing). */
+    if ((!strcmp(kv->key, "traceparent") || sl_globs_match(&in->meta_headers, kv->key, 1)) &&
+        !sl_http_auth_secret_header(kv->key))
+      sl_kv_set(&m->meta, kv->key, kv->val, kv->vlen);
+  }
+  for (uint32_t i = 0; i < ctx->query.n; i++) {
+    const sl_kv_t *kv = &ctx->query.v[i];
+    if (sl_globs_match(&in->meta_query, kv->key, 0) && !sl_http_auth_secret_query(kv->key))
+      sl_kv_set(&m->meta, kv->key, kv->val, kv->vlen);
+  }
+  sl_ctx_unref(ctx);
+  pending_t *p = sl_xcalloc(1, sizeof(*p));
+  p->in = in;
+  p->req = r;
+  p->reply = sl_reply_ref(ctx->reply);
+  uv_timer_init(in->base.worker->loop, &p->timer);
+  p->timer.data = p;
+  uv_timer_start(&p->timer, on_timeout, (uint64_t)in->timeout_ms, 0);
+  in->waiting++;
+  sl_batch_t *b = sl_batch_new(1);
+  sl_batch_push(b, m);
+  sl_input_emit(&in->base, b, on_txn, p);
+}
+
+/* ---------- WebSocket connections ---------- */
+
+/* Shared by the connection and its messages' acks, which may outlive it. */
+typedef struct wsconn {
+  int refs;
+  int closed;
+  sl_ws_t *ws;                /* NULL once closed */
+  sl_ctx_t *ctx;
+  hin_t *in;
+  struct wsconn *next, **pprev;   /* in in->conns while open */
+} wsconn_t;
+
+static void wsconn_unlink(wsconn_t *w) {
+  if (!w->pprev) return;
+  *w->pprev = w->next;
+  if (w->next) w->next->pprev = w->pprev;
+  w->pprev = NULL;
+}
+
+static void wsconn_unref(wsconn_t *w) {
+  if (--w->refs > 0) return;
+  sl_ctx_unref(w->ctx);
+  free(w);
+}
+
+/* Closes with code and drops the connection's reference (no on_close follows). */
+static void wsconn_close(wsconn_t *w, int code, const char *why) {
+  wsconn_unlink(w);
+  sl_ws_close(w->ws, code, why);
+  w->ws = NULL;
+  w->closed = 1;
+  wsconn_unref(w);
+}
+
+/* Answers on the connection, unless more than SL_HTTP_MAX_BUFFER still
+ * waits to be sent to it: a client that sends and does not read its answers
+ * is dropped with 1008, not buffered for. One answer may be larger than the
+ * bound (a big echo): it is the next one that finds the client behind. */
+static void ws_answer(wsconn_t *w, int text, const void *p, size_t n) {
+  if (sl_ws_queued(w->ws) > SL_HTTP_MAX_BUFFER) {
+    const sl_input_t *in = &w->in->base;
+    sl_http_slow_dropped(in->stream ? in->stream->name : NULL, in->label, "ws");
+    wsconn_close(w, 1008, "too slow: send buffer full");
+    return;
+  }
+  sl_ws_send(w->ws, text, p, n, SL_HTTP_MAX_BUFFER);
+}
+
+typedef struct wsmsg {
+  wsconn_t *conn;
+  sl_reply_t *reply;
+  int text;                   /* the message came in a text frame */
+} wsmsg_t;
+
+static void on_ws_ack(sl_txn_t *t, int status, const char *err, void *arg) {
+  (void)t;
+  wsmsg_t *m = arg;
+  wsconn_t *w = m->conn;
+  if (w->ws && status == 0 && m->reply->set) {
+    /* The answer keeps the frame type of the message (a text answer that
+     * is not UTF-8 cannot be a text frame). */
+    sl_reply_t *r = m->reply;
+    ws_answer(w, m->text && sl_utf8_valid(r->body->data, r->body->len), r->body->data, r->body->len);
+  } else if (w->ws && status != 0) {
+    char *e = sl_http_error_body(502, err ? err : "delivery failed");
+    ws_answer(w, 1, e, strlen(e));
+    free(e);
+  }
+  /* The last answer of a stopped input's connection: it may go now. */
+  if (w->ws && w->in->stopped && w->refs == 2) wsconn_close(w, 1001, "stream stopping");
+  sl_reply_unref(m->reply);
+  wsconn_unref(w);
+  free(m);
+}
+
+static void on_ws_message(sl_ws_t *ws, int text, const char *p, size_t n, void *arg) {
+  wsconn_t *w = arg;
+  w->ws = ws;   /* a message that came with the upgrade request: sl_ws_accept has not returned yet */
+  hin_t *in = w->in;
+  if (in->stopped || !sl_input_ready(&in->base)) {
+    static const char busy[] = "{\"error\":\"busy: message not accepted\",\"status\":503}";
+    ws_answer(w, 1, busy, sizeof busy - 1);
+    return;
+  }
+  sl_msg_t *m = sl_msg_new(p, n);
+  /* Each message gets its own reply slot on a copy of the connection's context. */
+  sl_ctx_t *ctx = sl_ctx_new();
+  ctx->method = sl_xstrdup(w->ctx->method);
+  ctx->path = sl_xstrdup(w->ctx->path);
+  ctx->remote_addr = sl_xstrdup(w->ctx->remote_addr);
+  ctx->request_id = sl_xstrdup(w->ctx->request_id);
+  if (w->ctx->user) ctx->user = sl_xstrdup(w->ctx->user);
+  sl_kv_copy(&ctx->jwt, &w->ctx->jwt);
+  sl_kv_copy(&ctx->query, &w->ctx->query);
+  sl_kv_copy(&ctx->headers, &w->ctx->headers);
+  sl_kv_copy(&ctx->params, &w->ctx->params);
+  sl_kv_copy(&ctx->cookies, &w->ctx->cookies);
+  ctx->reply = sl_reply_new();
+  sl_msg_set_ctx(m, ctx);
+  sl_kv_set(&m->meta, "http_method", "WS", 2);
+  sl_kv_set(&m->meta, "http_path", ctx->path, strlen(ctx->path));
+  sl_kv_set(&m->meta, "http_request_id", ctx->request_id, strlen(ctx->request_id));
+  wsmsg_t *wm = sl_xmalloc(sizeof(*wm));
+  wm->conn = w;
+  wm->reply = sl_reply_ref(ctx->reply);
+  wm->text = text;
+  w->refs++;
+  sl_ctx_unref(ctx);
+  sl_batch_t *b = sl_batch_new(1);
+  sl_batch_push(b, m);
+  sl_input_emit(&in->base, b, on_ws_ack, wm);
+}
+
+static void on_ws_close(sl_ws_t *ws, void *arg) {
+  (void)ws;
+  wsconn_t *w = arg;
+  w->ws = NULL;
+  w->closed = 1;
+  wsconn_unlink(w);
+  wsconn_unref(w);
+}
+
+static void on_ws(sl_http_req_t *r, void *arg) {
+  hin_t *in = arg;
+  if (in->stopped) {
+    sl_http_error(r, 503, "shutting down");
+    return;
+  }
+  wsconn_t *w = sl_xcalloc(1, sizeof(*w));
+  w->refs = 2;   /* the connection's, and ours while accepting */
+  w->in = in;
+  w->ctx = sl_http_ctx_new(r);
+  static const sl_ws_handlers_t h = {on_ws_message, on_ws_close};
+  w->ws = sl_ws_accept(r, &h, w, (size_t)in->ws_max, 20000, in->base.worker);
+  /* Not accepted (and not closed by the peer meanwhile): the connection's
+   * reference goes too. */
+  if (!w->ws && !w->closed) w->refs--;
+  if (w->ws && !w->closed) {
+    w->next = in->conns;
+    if (in->conns) in->conns->pprev = &w->next;
+    in->conns = w;
+    w->pprev = &in->conns;
+  }
+  wsconn_unref(w);
+}
+
+static int hin_start(sl_input_t *i) {
+  (void)i;
+  return 0;
+}
+
+static void hin_stop(sl_input_t *i) {
+  hin_t *in = (hin_t *)i;
+  in->stopped = 1;
+  /* The input goes (shutdown, or a reload replaced it) while clients stay
+   * connected: each is told to go once its messages are answered, and
+   * reconnects to whoever serves the path then. */
+  for (wsconn_t *w = in->conns, *next; w; w = next) {
+    next = w->next;
+    if (w->refs == 1) wsconn_close(w, 1001, "stream stopping");
+  }
+  /* Not finite: the stream drains what is in flight, then it is done. */
+  sl_input_eof(i);
+}
+
+static void hin_destroy(sl_input_t *i) {
+  hin_t *in = (hin_t *)i;
+  while (in->conns) wsconn_close(in->conns, 1001, "stream stopping");
+  if (in->routed) sl_hroutes_remove(i->worker, in->routes, 2);
+  free(in->ws_path);
+  free(in->path);
+  sl_globs_free(&in->meta_headers);
+  sl_globs_free(&in->meta_query);
+  sl_http_auth_free(in->auth);
+  free(in);
+}
+
+static const sl_input_vt vt = {hin_start, NULL, hin_stop, hin_destroy, NULL, NULL};
+static const sl_spec_t spec;
+
+static void *hin_create(sl_build_t *b, const sl_cnode_t *conf) {
+  hin_t *in = sl_xcalloc(1, sizeof(*in));
+  sl_component_init_input(&in->base, &vt, &spec, b);
+  const char *path = sl_conf_str(conf, "path", "/post");
+  in->path = path[0] == '/' ? sl_xstrdup(path) : sl_xasprintf("/%s", path);
+  in->timeout_ms = sl_conf_duration_ms(conf, "timeout", 5000);
+  in->ws_path = sl_hroute_path(sl_conf_str(conf, "ws_path", ""));
+  in->ws_max = sl_conf_size(conf, "ws_max_message_bytes", 1 << 20);
+  const sl_cnode_t *meta = sl_cnode_get(conf, "metadata");
+  sl_globs_init(&in->meta_headers, sl_cnode_get(meta, "include_headers"));
+  sl_globs_init(&in->meta_query, sl_cnode_get(meta, "include_query"));
+  const sl_cnode_t *rl = sl_cnode_get(conf, "rate_limit");
+  in->rate_count = sl_conf_int(rl, "count", 0);
+  in->rate_interval_ms = sl_conf_duration_ms(rl, "interval", 1000);
+  if (in->rate_interval_ms < 1) in->rate_interval_ms = 1;
+  if (b->worker) in->window_start = uv_now(b->worker->loop);
+  const sl_cnode_t *verbs = sl_cnode_get(conf, "allowed_verbs");
+  for (uint32_t i = 0; verbs && i < verbs->n; i++)
+    for (char *c = verbs->items[i]->str; *c; c++)
+      if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 32);
+  in->routes[0] = (sl_hroute_t){"path", in->path, 0, verbs, on_request};
+  in->routes[1] = (sl_hroute_t){"ws_path", in->ws_path, 1, NULL, on_ws};
+  if (sl_hroutes_add(b, conf, in->routes, 2, in, &in->auth) != 0) {
+    hin_destroy(&in->base);
+    return NULL;
+  }
+  in->routed = b->worker != NULL;
+  return in;
+}
+
+static const sl_spec_t spec = {
+  .name = "http_server",
+  .kind = SL_KIND_INPUT,
+  .summary = "Receives messages from HTTP requests on the shared server (`http:` section).",
+  .desc =
+    "Each request is one message: the body is its content; metadata holds `http_method`, "
+    "`http_path`, `http_remote_ip`, `http_request_id`, `traceparent` when sent, and only the headers "
+    "and query parameters that `metadata` names (never credentials). Lua sees the request as `ctx`: `ctx.method`, `ctx.path`, `ctx.query`, "
+    "`ctx.headers`, `ctx.params`, `ctx.cookies`, `ctx.remote_addr`, `ctx.request_id` (also echoed "
+    "as `X-Request-Id`; a client's own `X-Request-Id` is kept).\n\n"
+    "The client is answered `200 {\"status\":\"ok\"}` only after the message was delivered (its "
+    "transaction acked), `502` when delivery failed, `408` after `timeout`, and `503` during "
+    "shutdown or while the stream is at `max_in_flight` (with `Retry-After`). Errors are JSON "
+    "`{\"error\": \"...\", \"status\": N}`.",
+  .fields = fields,
+  .shorthand = "path",
+  .example =
+    "http:\n"
+    "  address: 0.0.0.0:4195\n"
+    "input:\n"
+    "  http_server:\n"
+    "    path: /events/{topic}\n"
+    "    allowed_verbs: [POST, PUT]\n"
+    "pipeline:\n"
+    "  processors:\n"
+    "    - lua: 'this.topic = ctx.params.topic; this.user = ctx.query.user'\n"
+    "output:\n"
+    "  stdout: {}\n",
+  .create = hin_create,
+};
+SL_REGISTER(spec)

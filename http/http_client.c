@@ -1,0 +1,213 @@
+#include "http_client.h"
+#include "core/xalloc.h"
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Responses are read for error texts only: the rest is dropped. */
+#define BODY_MAX 65536
+
+typedef struct sock {
+  uv_poll_t poll;
+  curl_socket_t fd;
+  sl_hclient_t *c;
+  struct sock *next, **prev;
+} sock_t;
+
+typedef struct req {
+  CURL *easy;
+  struct curl_slist *headers;
+  sl_hclient_cb cb;
+  void *arg;
+  char *body;
+  size_t len;
+  char errbuf[CURL_ERROR_SIZE];
+  struct req *next, **prev;
+} req_t;
+
+struct sl_hclient {
+  uv_loop_t *loop;
+  CURLM *multi;
+  uv_timer_t timer;
+  sock_t *socks;
+  req_t *reqs;
+  int npending;
+  int handles;               /* open uv handles: the client is freed at 0 */
+  int closing;
+};
+
+static void handle_closed(uv_handle_t *h) {
+  sl_hclient_t *c = h->data;
+  if (h != (uv_handle_t *)&c->timer) free((char *)h - offsetof(sock_t, poll));
+  if (--c->handles == 0) free(c);
+}
+
+static void sock_close(sock_t *s) {
+  *s->prev = s->next;
+  if (s->next) s->next->prev = s->prev;
+  uv_poll_stop(&s->poll);
+  s->poll.data = s->c;
+  uv_close((uv_handle_t *)&s->poll, handle_closed);
+}
+
+static void req_finish(sl_hclient_t *c, req_t *r, int status, const char *err) {
+  *r->prev = r->next;
+  if (r->next) r->next->prev = r->prev;
+  curl_multi_remove_handle(c->multi, r->easy);
+  curl_easy_cleanup(r->easy);
+  curl_slist_free_all(r->headers);
+  c->npending--;
+  r->cb(status, err, r->body ? r->body : "", r->len, r->arg);
+  free(r->body);
+  free(r);
+}
+
+static void check_done(sl_hclient_t *c) {
+  CURLMsg *m;
+  int left;
+  while ((m = curl_multi_info_read(c->multi, &left))) {
+    if (m->msg != CURLMSG_DONE) continue;
+    req_t *r;
+    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+    CURLcode res = m->data.result;
+    long code = 0;
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
+    if (res != CURLE_OK)
+      req_finish(c, r, -1, r->errbuf[0] ? r->errbuf : curl_easy_strerror(res));
+    else
+      req_finish(c, r, (int)code, NULL);
+  }
+}
+
+static void on_poll(uv_poll_t *p, int status, int events) {
+  sock_t *s = p->data;
+  int flags = status < 0 ? CURL_CSELECT_ERR : 0;
+  if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+  if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+  sl_hclient_t *c = s->c;
+  int running;
+  curl_multi_socket_action(c->multi, s->fd, flags, &running);
+  check_done(c);
+}
+
+static void on_timer(uv_timer_t *t) {
+  sl_hclient_t *c = t->data;
+  int running;
+  curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  check_done(c);
+}
+
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
+  (void)easy;
+  sl_hclient_t *c = userp;
+  sock_t *s = socketp;
+  if (what == CURL_POLL_REMOVE) {
+    if (s) {
+      curl_multi_assign(c->multi, fd, NULL);
+      sock_close(s);
+    }
+    return 0;
+  }
+  if (!s) {
+    s = sl_xcalloc(1, sizeof(*s));
+    s->fd = fd;
+    s->c = c;
+    uv_poll_init_socket(c->loop, &s->poll, fd);
+    s->poll.data = s;
+    c->handles++;
+    if ((s->next = c->socks)) s->next->prev = &s->next;
+    c->socks = s;
+    s->prev = &c->socks;
+    curl_multi_assign(c->multi, fd, s);
+  }
+  int ev = (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
+  uv_poll_start(&s->poll, ev, on_poll);
+  return 0;
+}
+
+/* curl asks for a timeout; 0 means "act now", which must not happen inside
+ * its own callback: the loop's next turn will do. */
+static int on_timeout_change(CURLM *multi, long ms, void *userp) {
+  (void)multi;
+  sl_hclient_t *c = userp;
+  if (ms < 0) uv_timer_stop(&c->timer);
+  else uv_timer_start(&c->timer, on_timer, (uint64_t)(ms ? ms : 1), 0);
+  return 0;
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *userp) {
+  req_t *r = userp;
+  size_t len = size * n, keep = r->len + len > BODY_MAX ? BODY_MAX - r->len : len;
+  if (keep) {
+    r->body = sl_xrealloc(r->body, r->len + keep + 1);
+    memcpy(r->body + r->len, data, keep);
+    r->len += keep;
+    r->body[r->len] = 0;
+  }
+  return len;
+}
+
+sl_hclient_t *sl_hclient_new(uv_loop_t *loop) {
+  static int inited;
+  if (!inited) {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    inited = 1;
+  }
+  sl_hclient_t *c = sl_xcalloc(1, sizeof(*c));
+  c->loop = loop;
+  c->multi = curl_multi_init();
+  curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+  curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+  curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timeout_change);
+  curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+  uv_timer_init(loop, &c->timer);
+  c->timer.data = c;
+  c->handles = 1;
+  return c;
+}
+
+void sl_hclient_request(sl_hclient_t *c, const char *method, const char *url, const char *const *headers,
+                        const char *body, size_t len, int64_t timeout_ms, sl_hclient_cb cb, void *arg) {
+  if (c->closing) {
+    cb(-1, "client closed", "", 0, arg);
+    return;
+  }
+  req_t *r = sl_xcalloc(1, sizeof(*r));
+  r->cb = cb;
+  r->arg = arg;
+  r->easy = curl_easy_init();
+  for (const char *const *h = headers; h && *h; h++) r->headers = curl_slist_append(r->headers, *h);
+  r->headers = curl_slist_append(r->headers, "Expect:");   /* no 100-continue round trip */
+  CURL *e = r->easy;
+  curl_easy_setopt(e, CURLOPT_URL, url);
+  curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+  if (body) {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body);
+  }
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  if ((r->next = c->reqs)) r->next->prev = &r->next;
+  c->reqs = r;
+  r->prev = &c->reqs;
+  c->npending++;
+  CURLMcode mc = curl_multi_add_handle(c->multi, e);
+  if (mc != CURLM_OK) req_finish(c, r, -1, curl_multi_strerror(mc));
+}
+
+int sl_hclient_pending(const sl_hclient_t *c) { return c->npending; }
+
+void sl_hclient_close(sl_hclient_t *c) {
+  c->closing = 1;
+  while (c->reqs) req_finish(c, c->reqs, -1, "client closed");
+  curl_multi_cleanup(c->multi);   /* closes cached connections: their sockets go */
+  while (c->socks) sock_close(c->socks);
+  uv_timer_stop(&c->timer);
+  uv_close((uv_handle_t *)&c->timer, handle_closed);
+}

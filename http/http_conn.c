@@ -1,0 +1,892 @@
+/* The HTTP server's connection layer: accepting, TLS, llhttp parsing with
+ * limits, pipelining (the parser pauses after each request until it is
+ * answered; a loop, not recursion, goes on to the next), responses,
+ * streamed and taken-over connections, timeouts (read, idle, send), and
+ * reading paused while a client is ahead of its answers. */
+#include "http_int.h"
+#include "core/metrics.h"
+#include "core/rand.h"
+#include "core/xalloc.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+static llhttp_settings_t g_settings;
+
+/* ---------- small helpers ---------- */
+
+static void append(char **buf, size_t *len, const char *p, size_t n) {
+  *buf = sl_xrealloc(*buf, *len + n + 1);
+  memcpy(*buf + *len, p, n);
+  *len += n;
+  (*buf)[*len] = 0;
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+char *sl_http_form_decode(const char *s, size_t n, size_t *out_len) {
+  char *o = sl_xmalloc(n + 1);
+  size_t j = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] == '+') o[j++] = ' ';
+    else if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+      o[j++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+      i += 2;
+    } else o[j++] = s[i];
+  }
+  o[j] = 0;
+  *out_len = j;
+  return o;
+}
+
+/* Percent-decodes in place; an encoded '/' or NUL makes the path invalid so
+ * that routes and static files never see a hidden separator. */
+static int path_decode(char *s) {
+  char *o = s;
+  for (char *p = s; *p; p++) {
+    if (*p == '%' && hexval(p[1]) >= 0 && hexval(p[2]) >= 0) {
+      char c = (char)(hexval(p[1]) * 16 + hexval(p[2]));
+      if (c == '/' || c == 0) return -1;
+      *o++ = c;
+      p += 2;
+    } else {
+      *o++ = *p;
+    }
+  }
+  *o = 0;
+  return 0;
+}
+
+/* A pipelining client is read no further while this many bytes wait to be
+ * parsed, or while this many answers wait to be written (it pipelines faster
+ * than it takes its answers): memory per connection stays bounded however
+ * many requests it sends. */
+enum { MAX_UNPARSED = 64 << 10, MAX_UNANSWERED = 64 };
+/* A taken-over (WebSocket) connection is read no further while this many
+ * bytes wait to be sent to it: replies to what it sends (pongs, echoes) do
+ * not pile up for a peer that does not read. */
+#define RAW_MAX_QUEUED (4 * SL_HTTP_MAX_BUFFER)
+
+/* ---------- send timeout ---------- */
+
+/* While bytes wait to be written to a connection, one timer per server (not
+ * per connection: it would be most of an idle one's memory) looks at it
+ * SEND_CHECKS times per send_timeout, and drops it once the socket took none
+ * of them for send_timeout (so between 1 and 1 + 1/SEND_CHECKS times it after
+ * the peer stopped reading). Progress is what the socket takes, not answers
+ * completed: a slow reader of a large answer stays while it reads, and a
+ * stream with nothing to send (an idle SSE client) is never looked at. */
+enum { SEND_CHECKS = 4 };
+
+static uint64_t taken(const conn_t *c) { return c->wired - c->tcp.write_queue_size; }
+
+static void unwatch(conn_t *c) {
+  if (!c->watched) return;
+  c->watched = 0;
+  if (--c->srv->watched == 0) uv_timer_stop(c->srv->sweep);
+}
+
+static void on_sweep(uv_timer_t *t) {
+  sl_http_t *s = t->data;
+  uint64_t now = uv_now(t->loop);
+  /* A closed connection stays linked to its successor until the loop frees
+   * it, after this callback: the walk may go on through it. */
+  for (conn_t *c = s->conns, *next; c; c = next) {
+    next = c->next;
+    if (!c->watched || c->closing) continue;
+    if (!c->tcp.write_queue_size) {
+      unwatch(c);
+    } else if (taken(c) != c->taken) {
+      c->taken = taken(c);
+      c->taken_at = now;
+    } else if (now - c->taken_at >= (uint64_t)s->send_timeout_ms) {
+      /* Nothing more is sent to it, not even a WebSocket close: it reads
+       * nothing. A reset, as nginx's reset_timedout_connection, so that the
+       * kernel does not keep the socket buffers (MiBs) for an orphan that
+       * would wait on the peer's window. */
+      sl_http_slow_dropped(c->owner ? c->owner : "", NULL, "send_timeout");
+      c->reset = 1;
+      sl_http_conn_close(c);
+    }
+  }
+}
+
+/* After a write: bytes the socket did not take at once start the clock. */
+static void watch_send(conn_t *c) {
+  sl_http_t *s = c->srv;
+  if (c->watched || s->send_timeout_ms <= 0 || !c->tcp.write_queue_size) return;
+  c->watched = 1;
+  c->taken = taken(c);
+  c->taken_at = uv_now(c->tcp.loop);
+  if (s->watched++ == 0) {
+    uint64_t every = (uint64_t)s->send_timeout_ms / SEND_CHECKS ? (uint64_t)s->send_timeout_ms / SEND_CHECKS : 1;
+    uv_timer_start(s->sweep, on_sweep, every, every);
+  }
+}
+
+void sl_http_sweep_init(sl_http_t *s) {
+  s->sweep = sl_xmalloc(sizeof(*s->sweep));
+  uv_timer_init(s->worker->loop, s->sweep);
+  s->sweep->data = s;
+  uv_unref((uv_handle_t *)s->sweep);
+}
+
+static void sweep_closed(uv_handle_t *h) { free(h); }
+
+void sl_http_sweep_free(sl_http_t *s) { uv_close((uv_handle_t *)s->sweep, sweep_closed); }
+
+/* ---------- connection lifetime ---------- */
+
+static void conn_handle_closed(uv_handle_t *h) {
+  conn_t *c = h->data;
+  if (--c->handles > 0) return;
+  free(c->url);
+  free(c->field);
+  free(c->value);
+  free(c->body);
+  free(c->in);
+  sl_tls_free(c->tls);
+  free(c);
+}
+
+static void req_free(sl_http_req_t *r) {
+  if (!r) return;
+  free(r->path);
+  free(r->query);
+  sl_kv_clear(&r->headers);
+  sl_kv_clear(&r->params);
+  sl_kv_clear(&r->jwt);
+  free(r->user);
+  if (r->body) sl_bytes_unref(r->body);
+  free(r);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+
+struct sl_http_stream {
+  conn_t *conn;              /* NULL once the client is gone */
+  void (*on_close)(void *arg);
+  void (*on_data)(void *arg, const char *p, size_t n);   /* raw (taken over) connections */
+  void *arg;
+  void (*on_drain)(void *arg);   /* once the socket buffer is down to drain_below */
+  void *drain_arg;
+  size_t drain_below;
+  int64_t *open;             /* sluice_http_streams{kind}, while the client is there */
+};
+
+static void stream_ended(struct sl_http_stream *st) {
+  if (st->open) (*st->open)--;
+  st->open = NULL;
+}
+
+static void stream_gone(struct sl_http_stream *st) {
+  stream_ended(st);
+  st->conn = NULL;
+  if (st->on_close) st->on_close(st->arg);
+}
+
+void sl_http_conn_close(conn_t *c) {
+  if (c->closing) return;
+  c->closing = 1;
+  sl_http_t *s = c->srv;
+  if (c->prev) c->prev->next = c->next;
+  else s->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  s->nconns--;
+  req_free(c->req);
+  c->req = NULL;
+  /* A handler still holds the busy request: it learns the client left. */
+  sl_http_req_t *busy = c->busy;
+  c->busy = NULL;
+  if (busy) {
+    busy->conn = NULL;
+    if (busy->on_gone) busy->on_gone(busy, busy->gone_arg);
+  }
+  if (c->stream) stream_gone(c->stream);
+  unwatch(c);
+  uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+  if (!c->reset || uv_tcp_close_reset(&c->tcp, conn_handle_closed) != 0)
+    uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+}
+
+static void on_timeout(uv_timer_t *t);
+
+static void arm_timer(conn_t *c, int64_t ms) {
+  if (ms > 0) uv_timer_start(&c->timer, on_timeout, (uint64_t)ms, 0);
+  else uv_timer_stop(&c->timer);
+}
+
+/* The connection's last answer is under way: no further request is read,
+ * and the connection closes once it is written (a client that stops taking
+ * it meets send_timeout). */
+static void finish(conn_t *c) {
+  c->finished = 1;
+  arm_timer(c, 0);
+}
+
+/* ---------- writing ---------- */
+
+typedef struct wreq {
+  uv_write_t w;
+  conn_t *c;
+  int close_after;
+  char data[];
+} wreq_t;
+
+static void drain(conn_t *c);
+static void set_reading(conn_t *c);
+
+static void on_written(uv_write_t *w, int status) {
+  wreq_t *wr = (wreq_t *)w;
+  conn_t *c = wr->c;
+  c->writes--;
+  int close_after = wr->close_after;
+  free(wr);
+  if (c->closing) return;
+  if (status < 0 || close_after) {
+    sl_http_conn_close(c);
+    return;
+  }
+  struct sl_http_stream *st = c->stream;
+  if (st && st->on_drain && c->tcp.write_queue_size <= st->drain_below) {
+    void (*cb)(void *) = st->on_drain;
+    st->on_drain = NULL;
+    cb(st->drain_arg);
+  }
+  /* Answers went out: a paused pipeline or a paused raw reader goes on. */
+  if (c->closing || c->finished) return;
+  if (c->stream) set_reading(c);
+  else if (c->writes <= MAX_UNANSWERED / 2) drain(c);
+}
+
+/* Puts bytes on the wire as they are (ciphertext, or plaintext without TLS). */
+static void wire_write(conn_t *c, const char *head, size_t hlen, const void *body, size_t blen, int close_after);
+
+static void write_raw(conn_t *c, const char *head, size_t hlen, const void *body, size_t blen, int close_after) {
+  if (!c->tls) {
+    wire_write(c, head, hlen, body, blen, close_after);
+    return;
+  }
+  sl_tls_send(c->tls, head, hlen);
+  sl_tls_send(c->tls, body, blen);
+  size_t n = 0;
+  char *out = sl_tls_take_output(c->tls, &n);
+  wire_write(c, out ? out : "", n, NULL, 0, close_after);
+  free(out);
+}
+
+static void wire_write(conn_t *c, const char *head, size_t hlen, const void *body, size_t blen, int close_after) {
+  wreq_t *wr = sl_xmalloc(sizeof(*wr) + hlen + blen);
+  memcpy(wr->data, head, hlen);
+  if (blen) memcpy(wr->data + hlen, body, blen);
+  wr->c = c;
+  wr->close_after = close_after;
+  uv_buf_t buf = uv_buf_init(wr->data, (unsigned)(hlen + blen));
+  c->writes++;
+  c->wired += hlen + blen;
+  if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1, on_written) != 0) {
+    c->writes--;
+    free(wr);
+    sl_http_conn_close(c);
+    return;
+  }
+  watch_send(c);
+}
+
+/* The Date header changes once a second; formatting it per response would
+ * show in the request rate. Per thread, as workers are. */
+static void http_date(char *out, size_t cap) {
+  static _Thread_local time_t cached_at;
+  static _Thread_local char cached[40];
+  time_t now = time(NULL);
+  if (now != cached_at) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(cached, sizeof cached, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    cached_at = now;
+  }
+  snprintf(out, cap, "%s", cached);
+}
+
+static void send_response(conn_t *c, int status, const char *ctype, const void *body, size_t len,
+                          const sl_kvlist_t *headers, const char *request_id, int head, int close_after) {
+  char date[40];
+  http_date(date, sizeof date);
+  int has_ctype = 0;
+  size_t extra = 0;
+  for (uint32_t i = 0; headers && i < headers->n; i++) {
+    if (strcasecmp(headers->v[i].key, "content-type") == 0) has_ctype = 1;
+    extra += strlen(headers->v[i].key) + headers->v[i].vlen + 4;
+  }
+  size_t cap = 512 + extra + (ctype ? strlen(ctype) : 0) + (request_id ? strlen(request_id) : 0);
+  char small[1024];
+  char *h = cap <= sizeof small ? small : sl_xmalloc(cap);
+  int n = snprintf(h, cap, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: %zu\r\n", status, sl_http_reason(status),
+                   date, len);
+  if (!has_ctype && (len || ctype))
+    n += snprintf(h + n, cap - (size_t)n, "Content-Type: %s\r\n", ctype ? ctype : "application/octet-stream");
+  if (request_id && *request_id) n += snprintf(h + n, cap - (size_t)n, "X-Request-Id: %s\r\n", request_id);
+  for (uint32_t i = 0; headers && i < headers->n; i++)
+    n += snprintf(h + n, cap - (size_t)n, "%s: %s\r\n", headers->v[i].key, headers->v[i].val);
+  n += snprintf(h + n, cap - (size_t)n, "Connection: %s\r\n\r\n", close_after ? "close" : "keep-alive");
+  write_raw(c, h, (size_t)n, body, head ? 0 : len, close_after);
+  if (h != small) free(h);
+}
+
+static void send_error(conn_t *c, int status, const char *msg, const char *request_id, int close_after) {
+  char *body = sl_http_error_body(status, msg);
+  send_response(c, status, "application/json", body, strlen(body), NULL, request_id, 0, close_after);
+  free(body);
+}
+
+void sl_http_respond(sl_http_req_t *r, int status, const char *content_type, const void *body, size_t len,
+                     const sl_kvlist_t *headers) {
+  conn_t *c = r->conn;
+  sl_http_count(r, status);
+  if (c && c->busy == r) {
+    c->busy = NULL;
+    int close_after = !c->keep_alive || c->srv->stopping;
+    sl_kvlist_t all = {0};
+    if (r->cors) {
+      if (headers) sl_kv_copy(&all, headers);
+      sl_kv_add(&all, "Access-Control-Allow-Origin", r->cors, strlen(r->cors));
+      sl_kv_add(&all, "Access-Control-Expose-Headers", "X-Request-Id", 12);
+      sl_kv_add(&all, "Vary", "Origin", 6);
+      headers = &all;
+    }
+    send_response(c, status, content_type, body, len, headers, r->request_id, r->head, close_after);
+    sl_kv_clear(&all);
+    if (close_after) finish(c);
+    else drain(c);
+  }
+  req_free(r);
+}
+
+char *sl_http_error_body(int status, const char *msg);
+
+/* JSON string escaping for error texts. */
+static char *json_escape(const char *s) {
+  size_t n = strlen(s);
+  char *o = sl_xmalloc(n * 6 + 1), *p = o;
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\') { *p++ = '\\'; *p++ = (char)ch; }
+    else if (ch == '\n') { *p++ = '\\'; *p++ = 'n'; }
+    else if (ch < 0x20) p += sprintf(p, "\\u%04x", ch);
+    else *p++ = (char)ch;
+  }
+  *p = 0;
+  return o;
+}
+
+int sl_http_origin_allowed(const sl_http_req_t *r) {
+  const char *origin = sl_kv_get(&r->headers, "origin");
+  if (!origin || !r->conn) return 1;
+  const sl_cors_t *c = &r->conn->srv->cors;
+  return c->n == 0 || sl_cors_allow(c, origin) != NULL;
+}
+
+char *sl_http_error_body(int status, const char *msg) {
+  char *e = json_escape(msg);
+  char *body = sl_xasprintf("{\"error\":\"%s\",\"status\":%d}", e, status);
+  free(e);
+  return body;
+}
+
+void sl_http_error(sl_http_req_t *r, int status, const char *msg) {
+  char *body = sl_http_error_body(status, msg);
+  sl_http_respond(r, status, "application/json", body, strlen(body), NULL);
+  free(body);
+}
+
+/* Hands r's connection to a new stream (NULL conn when the client left). */
+/* kind: "websocket", "sse" or "chunked", the label of sluice_http_streams. */
+static sl_http_stream_t *attach_stream(sl_http_req_t *r, const char *kind, void (*on_data)(void *, const char *, size_t),
+                                       void (*on_close)(void *), void *arg, conn_t **conn) {
+  sl_http_stream_t *st = sl_xcalloc(1, sizeof(*st));
+  st->on_close = on_close;
+  st->on_data = on_data;
+  st->arg = arg;
+  conn_t *c = r->conn;
+  *conn = NULL;
+  if (c && c->busy == r) {
+    c->busy = NULL;
+    c->stream = st;
+    st->conn = c;
+    arm_timer(c, 0);
+    *conn = c;
+    st->open = sl_metric(SL_GAUGE, "sluice_http_streams", "Open SSE, WebSocket and other streamed answers.", "kind",
+                         kind, NULL);
+    (*st->open)++;
+  }
+  return st;
+}
+
+sl_http_stream_t *sl_http_stream_open(sl_http_req_t *r, int status, const char *content_type,
+                                      const sl_kvlist_t *headers, void (*on_close)(void *arg), void *arg) {
+  conn_t *c;
+  const char *kind = strncmp(content_type, "text/event-stream", 17) ? "chunked" : "sse";
+  sl_http_stream_t *st = attach_stream(r, kind, NULL, on_close, arg, &c);
+  if (c) {
+    char *h = NULL;
+    size_t hl = 0;
+    FILE *f = open_memstream(&h, &hl);
+    char date[64];
+    http_date(date, sizeof date);
+    fprintf(f, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\n"
+               "X-Request-Id: %s\r\n", status, sl_http_reason(status), date, content_type, r->request_id);
+    if (r->cors) fprintf(f, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", r->cors);
+    for (uint32_t i = 0; headers && i < headers->n; i++) fprintf(f, "%s: %s\r\n", headers->v[i].key, headers->v[i].val);
+    fprintf(f, "Connection: close\r\n\r\n");
+    fclose(f);
+    write_raw(c, h, hl, NULL, 0, 0);
+    free(h);
+  }
+  req_free(r);
+  return st;
+}
+
+sl_http_stream_t *sl_http_takeover(sl_http_req_t *r, const void *head, size_t len,
+                                   void (*on_data)(void *arg, const char *p, size_t n),
+                                   void (*on_close)(void *arg), void *arg) {
+  conn_t *c;
+  sl_http_stream_t *st = attach_stream(r, "websocket", on_data, on_close, arg, &c);
+  if (c) {
+    write_raw(c, head, len, NULL, 0, 0);
+    /* Bytes the client sent right after its upgrade request are its first frames. */
+    char *data = c->in;
+    size_t off = c->in_off, n = c->in_len;
+    c->in = NULL;
+    c->in_off = c->in_len = 0;
+    if (n > off) on_data(arg, data + off, n - off);
+    free(data);
+    set_reading(c);
+  }
+  req_free(r);
+  return st;
+}
+
+int sl_http_stream_write(sl_http_stream_t *st, const void *data, size_t len, size_t max_buffer) {
+  conn_t *c = st->conn;
+  if (!c || c->closing) return -1;
+  if (!len) return 0;
+  if (st->on_data) {
+    write_raw(c, data, len, NULL, 0, 0);
+    if (c->closing) return -1;
+    return c->tcp.write_queue_size > max_buffer ? 1 : 0;
+  }
+  char head[32];
+  int hl = snprintf(head, sizeof head, "%zx\r\n", len);
+  char *chunk = sl_xmalloc(len + 2);
+  memcpy(chunk, data, len);
+  memcpy(chunk + len, "\r\n", 2);
+  write_raw(c, head, (size_t)hl, chunk, len + 2, 0);
+  free(chunk);
+  if (c->closing) return -1;
+  return c->tcp.write_queue_size > max_buffer ? 1 : 0;
+}
+
+void sl_http_stream_on_drain(sl_http_stream_t *st, size_t below, void (*cb)(void *arg), void *arg) {
+  st->on_drain = cb;
+  st->drain_arg = arg;
+  st->drain_below = below;
+}
+
+size_t sl_http_stream_queued(const sl_http_stream_t *st) {
+  const conn_t *c = st->conn;
+  return !c || c->closing ? SIZE_MAX : c->tcp.write_queue_size;
+}
+
+void sl_http_stream_close(sl_http_stream_t *st) {
+  conn_t *c = st->conn;
+  stream_ended(st);
+  if (c && !c->closing) {
+    c->stream = NULL;
+    finish(c);
+    if (st->on_data) {
+      /* Raw: close once what was written is flushed. */
+      if (c->writes) write_raw(c, "", 0, NULL, 0, 1);
+      else sl_http_conn_close(c);
+    } else {
+      static const char last[] = "0\r\n\r\n";
+      write_raw(c, last, sizeof last - 1, NULL, 0, 1);
+    }
+  }
+  free(st);
+}
+
+/* ---------- parsing ---------- */
+
+static conn_t *conn_of(llhttp_t *p) { return p->data; }
+
+static int refuse(conn_t *c, int status, const char *msg) {
+  c->error_status = status;
+  c->error_msg = msg;
+  return -1;
+}
+
+static int count_header(conn_t *c, size_t n) {
+  c->header_bytes += n;
+  return c->header_bytes > (size_t)c->srv->max_header_bytes ? refuse(c, 431, "request headers too large") : 0;
+}
+
+static int on_message_begin(llhttp_t *p) {
+  conn_t *c = conn_of(p);
+  c->req = sl_xcalloc(1, sizeof(*c->req));
+  c->url_len = c->field_len = c->value_len = c->body_len = c->header_bytes = 0;
+  c->in_value = 0;
+  c->hosts = 0;
+  arm_timer(c, c->srv->read_timeout_ms);
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t n) {
+  conn_t *c = conn_of(p);
+  append(&c->url, &c->url_len, at, n);
+  return count_header(c, n);
+}
+
+static void push_header(conn_t *c) {
+  if (!c->field_len) return;
+  for (size_t i = 0; i < c->field_len; i++)
+    if (c->field[i] >= 'A' && c->field[i] <= 'Z') c->field[i] = (char)(c->field[i] + 32);
+  if (strcmp(c->field, "host") == 0) c->hosts++;
+  sl_kv_add(&c->req->headers, c->field, c->value ? c->value : "", c->value_len);
+  c->field_len = c->value_len = 0;
+  if (c->field) c->field[0] = 0;
+  if (c->value) c->value[0] = 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n) {
+  conn_t *c = conn_of(p);
+  if (c->in_value) {
+    push_header(c);
+    c->in_value = 0;
+  }
+  append(&c->field, &c->field_len, at, n);
+  return count_header(c, n);
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n) {
+  conn_t *c = conn_of(p);
+  /* A value goes on after a line break only when folded (obs-fold), which
+   * llhttp joins; RFC 9112 5.2 lets a server refuse it, and we do: a
+   * folded line is how headers are smuggled past proxies that read them
+   * differently. Elsewhere a value starts after ':' or a space. */
+  char before = at > c->exec_at ? at[-1] : c->last_byte;
+  if (n && before == '\n') return refuse(c, 400, "obsolete line folding in a header (RFC 9112 5.2)");
+  c->in_value = 1;
+  append(&c->value, &c->value_len, at, n);
+  return count_header(c, n);
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  conn_t *c = conn_of(p);
+  push_header(c);
+  c->in_value = 0;
+  sl_http_req_t *r = c->req;
+  /* RFC 9112 3.2: a Host line exactly once in HTTP/1.1, at most once before. */
+  if (c->hosts > 1) return refuse(c, 400, "more than one Host header");
+  if (!c->hosts && p->http_major == 1 && p->http_minor >= 1) return refuse(c, 400, "missing Host header");
+  snprintf(r->method, sizeof r->method, "%s", llhttp_method_name(llhttp_get_method(p)));
+  if (p->content_length > (uint64_t)c->srv->max_body_bytes)
+    return refuse(c, 413, "request body too large");
+  const char *expect = sl_kv_get(&r->headers, "expect");
+  if (expect && strcasecmp(expect, "100-continue") == 0) {
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    write_raw(c, cont, sizeof cont - 1, NULL, 0, 0);
+  }
+  return 0;
+}
+
+/* A chunk announces its size before its bytes: one that cannot fit is
+ * refused now rather than waited for. */
+static int on_chunk_header(llhttp_t *p) {
+  conn_t *c = conn_of(p);
+  if (p->content_length > (uint64_t)c->srv->max_body_bytes - c->body_len)
+    return refuse(c, 413, "request body too large");
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n) {
+  conn_t *c = conn_of(p);
+  if (c->body_len + n > (size_t)c->srv->max_body_bytes) return refuse(c, 413, "request body too large");
+  if (c->body_len + n > c->body_cap) {
+    c->body_cap = (c->body_len + n) * 2;
+    if (c->body_cap > (size_t)c->srv->max_body_bytes) c->body_cap = (size_t)c->srv->max_body_bytes;
+    c->body = sl_xrealloc(c->body, c->body_cap ? c->body_cap : 1);
+  }
+  memcpy(c->body + c->body_len, at, n);
+  c->body_len += n;
+  return 0;
+}
+
+/* Pauses the parser: the request is handed out and the next one waits. */
+static int on_message_complete(llhttp_t *p) {
+  conn_t *c = conn_of(p);
+  arm_timer(c, 0);
+  c->keep_alive = llhttp_should_keep_alive(p);
+  return HPE_PAUSED;
+}
+
+static void dispatch(conn_t *c) {
+  sl_http_t *s = c->srv;
+  sl_http_req_t *r = c->req;
+  c->req = NULL;
+  c->busy = r;
+  r->conn = c;
+  r->body = sl_bytes_new(c->body ? c->body : "", c->body_len);
+  snprintf(r->remote_addr, sizeof r->remote_addr, "%s", c->remote);
+  const char *rid = sl_kv_get(&r->headers, "x-request-id");
+  if (rid && *rid && strlen(rid) < sizeof r->request_id) snprintf(r->request_id, sizeof r->request_id, "%s", rid);
+  else sl_uuid_v4(r->request_id);
+  char *q = c->url ? strchr(c->url, '?') : NULL;
+  r->query = sl_xstrdup(q ? q + 1 : "");
+  r->path = c->url ? sl_xstrndup(c->url, q ? (size_t)(q - c->url) : c->url_len) : sl_xstrdup("/");
+  if (strcmp(r->method, "HEAD") == 0) {
+    r->head = 1;
+    snprintf(r->method, sizeof r->method, "GET");
+  }
+  if (path_decode(r->path) != 0 || r->path[0] != '/') {
+    sl_http_error(r, 400, "bad request path");
+    return;
+  }
+  sl_http_serve(s, r);
+}
+
+static void pause_reading(conn_t *c) {
+  if (c->reading) uv_read_stop((uv_stream_t *)&c->tcp);
+  c->reading = 0;
+}
+
+/* Reads while there is room: an HTTP connection while less than
+ * MAX_UNPARSED waits to be parsed, a raw one while less than RAW_MAX_QUEUED
+ * (half of it once paused) waits to be sent. */
+static void set_reading(conn_t *c) {
+  if (c->closing || c->finished || c->eof) return;
+  int want;
+  if (c->stream)
+    want = !c->stream->on_data || c->tcp.write_queue_size <= (c->reading ? RAW_MAX_QUEUED : RAW_MAX_QUEUED / 2);
+  else
+    want = c->in_len - c->in_off < MAX_UNPARSED;
+  if (want && !c->reading) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  else if (!want) pause_reading(c);
+  c->reading = want;
+}
+
+/* Answers a request the parser refused, then closes. */
+static void refuse_request(conn_t *c) {
+  int status = c->error_status ? c->error_status : 400;
+  const char *msg = c->error_msg ? c->error_msg : llhttp_get_error_reason(&c->parser);
+  char buf[200];
+  snprintf(buf, sizeof buf, "%s", msg ? msg : "malformed request");
+  pause_reading(c);
+  finish(c);
+  send_error(c, status, buf, NULL, 1);
+}
+
+/* Parses what was read, one request at a time, each once the one before it
+ * is answered. An answer given at once comes back here (through
+ * sl_http_respond) while the loop runs and only lets the loop go on, so a
+ * client pipelining any number of requests costs no stack; parsing also
+ * waits while MAX_UNANSWERED answers are not yet written. */
+static void drain(conn_t *c) {
+  if (c->draining) return;
+  c->draining = 1;
+  while (!c->closing && !c->finished && !c->stream && !c->busy && c->writes < MAX_UNANSWERED &&
+         c->in_off < c->in_len) {
+    const char *data = c->in + c->in_off;
+    size_t len = c->in_len - c->in_off;
+    c->exec_at = data;
+    llhttp_errno_t e = llhttp_execute(&c->parser, data, len);
+    const char *pos = e == HPE_OK ? data + len : llhttp_get_error_pos(&c->parser);
+    size_t used = pos ? (size_t)(pos - data) : len;
+    if (used) c->last_byte = data[used - 1];
+    if (e == HPE_PAUSED) {
+      c->in_off += used;
+      llhttp_resume(&c->parser);
+      dispatch(c);
+    } else if (e == HPE_PAUSED_UPGRADE) {
+      /* An upgrade the handler answered as plain HTTP: the connection stays HTTP. */
+      c->in_off += used;
+      llhttp_resume_after_upgrade(&c->parser);
+    } else if (e == HPE_OK) {
+      c->in_off = c->in_len;
+    } else {
+      refuse_request(c);
+    }
+  }
+  c->draining = 0;
+  if (c->in_off == c->in_len) {
+    free(c->in);   /* an idle connection keeps no buffer */
+    c->in = NULL;
+    c->in_off = c->in_len = 0;
+  } else if (c->in_off) {
+    memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+    c->in_len -= c->in_off;
+    c->in_off = 0;
+  }
+  if (c->closing || c->finished || c->stream) return;
+  if (c->eof && !c->busy && (c->writes < MAX_UNANSWERED || c->in_off == c->in_len)) {
+    /* Half-closed, and every request it sent whole is answered (what is
+     * left is one it never finished): close once the answers are out. */
+    finish(c);
+    if (c->writes) write_raw(c, "", 0, NULL, 0, 1);
+    else sl_http_conn_close(c);
+    return;
+  }
+  /* Idle from its last answer on: bytes that start no request (empty lines)
+   * do not restart the clock. */
+  if (!c->busy && !c->req && !uv_is_active((uv_handle_t *)&c->timer)) arm_timer(c, c->srv->idle_timeout_ms);
+  set_reading(c);
+}
+
+/* ---------- reading and accepting ---------- */
+
+static void on_timeout(uv_timer_t *t) {
+  conn_t *c = t->data;
+  if (c->closing || c->finished) return;
+  if (c->req) {
+    /* Slow headers or body. */
+    pause_reading(c);
+    finish(c);
+    send_error(c, 408, "request timed out", NULL, 1);
+  } else if (!c->busy && !c->writes) {
+    sl_http_conn_close(c);   /* idle keep-alive */
+  }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)h;
+  buf->base = sl_xmalloc(suggested);
+  buf->len = suggested;
+}
+
+/* Takes n bytes the client sent, in buf (malloc'd: this frees or keeps it). */
+static void received(conn_t *c, char *buf, size_t n) {
+  if (c->closing || c->finished || !n) {
+    free(buf);
+    return;
+  }
+  if (c->stream) {
+    /* A taken-over connection gets its bytes; a streamed answer ignores them. */
+    if (c->stream->on_data) c->stream->on_data(c->stream->arg, buf, n);
+    free(buf);
+    set_reading(c);
+    return;
+  }
+  if (!c->in) {
+    c->in = buf;
+    c->in_off = 0;
+    c->in_len = n;
+  } else {
+    c->in = sl_xrealloc(c->in, c->in_len + n);
+    memcpy(c->in + c->in_len, buf, n);
+    c->in_len += n;
+    free(buf);
+  }
+  drain(c);
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
+  conn_t *c = st->data;
+  if (n < 0) {
+    free(buf->base);
+    if (c->closing) return;
+    /* A client that half-closes after pipelining still gets the answers to
+     * what it sent, unless a request waits on it (a long-poll learns that
+     * its client left). */
+    if (n == UV_EOF && !c->stream && !c->finished && !c->busy && c->in_off < c->in_len) {
+      c->eof = 1;
+      pause_reading(c);
+      drain(c);
+      return;
+    }
+    sl_http_conn_close(c);
+    return;
+  }
+  if (n > 0 && !c->closing && c->tls) {
+    char *plain = NULL;
+    size_t plen = 0;
+    int rc = sl_tls_recv(c->tls, buf->base, (size_t)n, &plain, &plen);
+    size_t olen = 0;
+    char *out = sl_tls_take_output(c->tls, &olen);   /* handshake answers */
+    if (out) wire_write(c, out, olen, NULL, 0, rc < 0);
+    free(out);
+    free(buf->base);
+    if (rc < 0) {
+      free(plain);
+      if (!out) sl_http_conn_close(c);
+      return;
+    }
+    received(c, plain, plen);
+    return;
+  }
+  received(c, buf->base, (size_t)n);
+}
+
+void sl_http_on_connection(uv_stream_t *ls, int status) {
+  sl_http_t *s = ls->data;
+  if (status < 0) return;
+  conn_t *c = sl_xcalloc(1, sizeof(*c));
+  c->srv = s;
+  uv_tcp_init(s->worker->loop, &c->tcp);
+  uv_timer_init(s->worker->loop, &c->timer);
+  c->tcp.data = c->timer.data = c;
+  c->handles = 2;
+  if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+    c->closing = 1;
+    uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+    return;
+  }
+  c->next = s->conns;
+  if (s->conns) s->conns->prev = c;
+  s->conns = c;
+  s->nconns++;
+  uv_tcp_nodelay(&c->tcp, 1);
+  struct sockaddr_storage sa;
+  int len = sizeof sa;
+  char ip[48] = "";
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &len) == 0) {
+    if (sa.ss_family == AF_INET) {
+      uv_ip4_name((struct sockaddr_in *)&sa, ip, sizeof ip);
+      snprintf(c->remote, sizeof c->remote, "%s:%d", ip, ntohs(((struct sockaddr_in *)&sa)->sin_port));
+    } else {
+      uv_ip6_name((struct sockaddr_in6 *)&sa, ip, sizeof ip);
+      snprintf(c->remote, sizeof c->remote, "[%s]:%d", ip, ntohs(((struct sockaddr_in6 *)&sa)->sin6_port));
+    }
+  }
+  llhttp_init(&c->parser, HTTP_REQUEST, &g_settings);
+  c->parser.data = c;
+  if (s->tls) c->tls = sl_tls_new(s->tls);
+  if (s->nconns > s->max_connections) {
+    finish(c);
+    send_error(c, 503, "too many connections", NULL, 1);
+    return;
+  }
+  set_reading(c);
+  arm_timer(c, s->idle_timeout_ms);
+}
+
+int sl_http_conn_idle(const conn_t *c) { return !c->busy && !c->req && !c->writes; }
+
+void sl_http_settings_init(void) {
+  llhttp_settings_init(&g_settings);
+  g_settings.on_message_begin = on_message_begin;
+  g_settings.on_url = on_url;
+  g_settings.on_header_field = on_header_field;
+  g_settings.on_header_value = on_header_value;
+  g_settings.on_headers_complete = on_headers_complete;
+  g_settings.on_chunk_header = on_chunk_header;
+  g_settings.on_body = on_body;
+  g_settings.on_message_complete = on_message_complete;
+}
