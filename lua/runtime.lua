@@ -38,7 +38,7 @@ local type, pairs, ipairs, tostring, error, pcall, select = type, pairs, ipairs,
 local co_create, co_resume, co_yield, co_running, co_status = coroutine.create, coroutine.resume, coroutine.yield,
   coroutine.running, coroutine.status
 local setmetatable, getmetatable, rawget, rawset, setfenv = setmetatable, getmetatable, rawget, rawset, setfenv
-local str_sub, str_format, str_find = string.sub, string.format, string.find
+local str_sub, str_format, str_find, str_gsub = string.sub, string.format, string.find, string.gsub
 local json_decode, json_encode = cjson.decode, cjson.encode
 local msgs_t = ffi.typeof("sl_msg_t **")
 local len_box = ffi.new("size_t[1]")
@@ -47,6 +47,25 @@ local uuid_buf = ffi.new("char[37]")
 local now_buf = ffi.new("char[64]")
 
 local M = {}
+
+-- ---------- positions ----------
+-- Code from the config is compiled as a chunk of its own, counting its lines
+-- from 1 (placing it on its line with newlines made compiling cost its line
+-- number: quadratic in a config of many scripts). The chunk's name carries
+-- the line before its first ("@config.yaml:+40" for code on line 41), and
+-- every text that reaches the user with a position ("config.yaml:+40:3",
+-- raised by error(), a runtime error, a budget, the matcher) is relined to
+-- the file's ("config.yaml:43").
+local function chunk_name(chunk, line)
+  local off = (line or 1) - 1
+  if off > 0 then return "@" .. chunk .. ":+" .. off end
+  return "@" .. chunk
+end
+local function shifted(off, n) return ":" .. (off + n) end
+local function reline(s)
+  if type(s) ~= "string" or not str_find(s, ":+", 1, true) then return s end
+  return (str_gsub(s, ":%+(%d+):(%d+)", shifted))
+end
 
 -- ---------- per-message state (set by the run loop) ----------
 local cur_msg            -- sl_msg_t* being processed (module runs, set_current)
@@ -393,6 +412,19 @@ do
     base.table[name] = function(t, ...) return f(raw_of(t), ...) end
   end
 end
+-- A script that catches an error sees the position relined too.
+do
+  local pcall_, xpcall_ = pcall, xpcall
+  local function relined(ok, ...)
+    if ok then return ok, ... end
+    return false, reline((...))
+  end
+  base.pcall = function(f, ...) return relined(pcall_(f, ...)) end
+  base.xpcall = function(f, handler, ...)
+    if type(handler) ~= "function" then return xpcall_(f, handler, ...) end
+    return xpcall_(f, function(e) return handler(reline(e)) end, ...)
+  end
+end
 -- Runner coroutines are the host's: a script sees none of them (running()
 -- answers nil, as Lua 5.1 does on the main thread, and a yield there is an
 -- error), so it can neither resume another script's suspended run nor
@@ -413,6 +445,7 @@ local function resumed(co, ok, first, ...)
     return resumed(co, co_resume(co))
   end
   co_depth = co_depth - 1
+  if not ok then return false, reline(first) end
   return ok, first, ...
 end
 local function resume(co, ...)
@@ -449,7 +482,7 @@ base.coroutine = {
 -- __tostring is user code: its call is ended like any other.
 local function describe(err)
   local t = type(err)
-  if t == "string" then return err end
+  if t == "string" then return reline(err) end
   if t ~= "table" and t ~= "userdata" then return tostring(err) end
   local co = co_create(function(v) return tostring(v) end)
   local runner = cur_runner
@@ -457,7 +490,7 @@ local function describe(err)
   local ok, text = co_resume(co, err)
   cur_runner = runner
   budget_mod.finish()
-  if ok and co_status(co) == "dead" and type(text) == "string" then return text end
+  if ok and co_status(co) == "dead" and type(text) == "string" then return reline(text) end
   local why
   if not ok then why = "its __tostring failed: " .. (type(text) == "string" and text or "(a " .. type(text) .. ")")
   elseif co_status(co) ~= "dead" then why = "its __tostring yielded"
@@ -558,10 +591,12 @@ local SHAPES = {
   chunk = {"return function(...) __sl_step(); ", "\nend"},
 }
 
--- Line numbers of errors must be those of the YAML (or .lua) file: the code
--- is placed on its real line by prefixing newlines.
-local function wrap(code, line, head, tail)
-  return head .. string.rep("\n", (line or 1) - 1) .. code .. tail
+-- A syntax error's text may name other lines of the chunk ("to close
+-- 'function' at line 2", "function at line 3 has more than ...").
+local function reline_compile(err, line)
+  local off = (line or 1) - 1
+  if off > 0 then err = str_gsub(err, " at line (%d+)", function(n) return " at line " .. (n + off) end) end
+  return reline(err)
 end
 
 -- User code is instrumented for the step budget, then wrapped; the budget
@@ -569,14 +604,15 @@ end
 local budget_step = budget_mod.step
 function compile(src, chunk, env, line, shape)
   local head, tail = SHAPES[shape][1], SHAPES[shape][2]
+  local name = chunk_name(chunk, line)
   local ok, code = pcall(budget_mod.instrument, src)
   if not ok then
     -- Lua's own parser knows the line of what the instrumenter refused.
-    local _, perr = loadstring(wrap(src, line, head, tail), "@" .. chunk)
-    return nil, perr or chunk .. ":" .. (line or 1) .. ": " .. tostring(code)
+    local _, perr = loadstring(head .. src .. tail, name)
+    return nil, perr and reline_compile(perr, line) or chunk .. ":" .. (line or 1) .. ": " .. tostring(code)
   end
-  local f, err = loadstring(wrap(code, line, "local __sl_step = ...; " .. head, tail), "@" .. chunk)
-  if not f then return nil, err end
+  local f, err = loadstring("local __sl_step = ...; " .. head .. code .. tail, name)
+  if not f then return nil, reline_compile(err, line) end
   setfenv(f, env)
   return f(budget_step)
 end

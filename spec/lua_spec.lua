@@ -152,6 +152,77 @@ output:
     assert.are.equal(1, r.code)
     assert.matches("%.yaml:5:%d+: code: Lua: .*%.yaml:7:", r.stderr)
   end)
+
+  -- Scripts are compiled as chunks of their own (lines from 1) and every
+  -- position is relined to the config file's: check each way one surfaces.
+  local function line_of(text, marker)
+    local n = 1
+    for l in (text .. "\n"):gmatch("([^\n]*)\n") do
+      if l:find(marker, 1, true) then return n end
+      n = n + 1
+    end
+    error("no " .. marker)
+  end
+  local PAD = string.rep("# a comment that moves the scripts down\n", 40)
+
+  it("gives every error the config file's line, however it surfaces", function()
+    local yaml = PAD .. [[
+input:
+  stdin: {}
+pipeline:
+  processors:
+    - label: deep
+      lua: |
+        local k = this.k
+        if k == "error" then error("raised") end -- @error
+        if k == "runtime" then local t = nil; return t.x end -- @runtime
+        if k == "pcall" then
+          local _, e = pcall(function() error("caught") end) -- @pcall
+          return {e = e}
+        end
+        if k == "xpcall" then
+          return {e = select(2, xpcall(function() error("handled") end, function(e) return e end))} -- @xpcall
+        end
+        if k == "coroutine" then
+          return {e = select(2, coroutine.resume(coroutine.create(function() error("in co") end)))} -- @coroutine
+        end
+        if k == "pattern" then return (string.find("a", "(")) end -- @pattern
+        if k == "steps" then while true do end end -- @steps
+    - switch:
+        - check: 'this.k == "check" and this.x.y' # @check
+          processors: []
+    - lua: 'if errored() then return {err = error_message()} end'
+output:
+  stdout: {}
+lua:
+  max_steps: 100000
+]]
+    local kinds = {"error", "runtime", "pcall", "xpcall", "coroutine", "pattern", "steps", "check"}
+    local input = {}
+    for _, k in ipairs(kinds) do input[#input + 1] = json.encode({k = k}) end
+    local r = h.run_config(yaml, {stdin = table.concat(input, "\n") .. "\n"})
+    assert.are.equal(0, r.code, r.stderr)
+    local out = h.lines(r.stdout)
+    assert.are.equal(#kinds, #out, r.stdout)
+    for n, k in ipairs(kinds) do
+      local v = json.decode(out[n])
+      local text = v.err or v.e
+      assert.matches("%.yaml:" .. line_of(yaml, "@" .. k) .. ": ", text, 1)
+      assert.is_nil(text:find(":+", 1, true), text)
+    end
+    -- the failure log line too (the first five are logged at once)
+    assert.matches('component=deep msg="script failed a message" error="[^"]*%.yaml:' .. line_of(yaml, "@error") ..
+      ": raised", r.stderr)
+  end)
+
+  it("gives a syntax error the config file's lines, those it names in its text too", function()
+    local yaml = PAD .. "input:\n  stdin: {}\npipeline:\n  processors:\n    - lua: |\n        local x = 1\n" ..
+      "        local t = { -- @open\n          a = 1,\n        this.y = 2 -- @near\noutput:\n  stdout: {}\n"
+    local r = h.run_config(yaml, {cmd = "lint"})
+    assert.are.equal(1, r.code)
+    assert.matches("%.yaml:" .. line_of(yaml, "@near") .. ": '}' expected %(to close '{' at line " ..
+      line_of(yaml, "@open") .. "%) near '='", r.stderr)
+  end)
 end)
 
 describe("lua modules", function()
