@@ -5,25 +5,36 @@
 -- parameter list, on the same line (error line numbers do not move), and the
 -- compiled chunk starts with one. Each call spends one step; every STRIDE
 -- steps the guard is asked whether the call is over its time, whether the C
--- stack runs low, or whether the run should yield to the loop.
+-- stack runs low, whether the run should yield to the loop, or whether the
+-- VM's heap is due for a full collection (lua/vm.c).
 local ffi = require("ffi")
 ffi.cdef [[
 int sl_lguard_check(void *g);
 int sl_lguard_done(void *g);
 void sl_lguard_trip(void *g, int irq);
 const char *sl_lguard_message(void *g, int irq);
+void sl_lvm_collected(void *vm);
 ]]
 local C = ffi.C
-local guard = ffi.cast("void *", ...)   -- a cdata: the JIT does not pass lightuserdata to C
+local guard_p, vm_p = ...
+-- cdata: the JIT does not pass lightuserdata to C
+local guard, vm = ffi.cast("void *", guard_p), ffi.cast("void *", vm_p)
 local B = {}
 local error, byte, sub, find, ffi_string = error, string.byte, string.sub, string.find, ffi.string
-local IRQ_SLICE, IRQ_DEADLINE, IRQ_BUDGET, IRQ_CSTACK = 1, 2, 3, 4
+local collectgarbage = collectgarbage
+local IRQ_SLICE, IRQ_DEADLINE, IRQ_BUDGET, IRQ_CSTACK, IRQ_GC = 1, 2, 3, 4, 5
 local STRIDE = 16
 local left, check_at = 0, 0
 local over = nil          -- the error of a call that went over a budget: raised again at every step
 
 -- Called when the run may yield to the loop (set by the runtime).
 B.on_slice = function() end
+
+-- A full collection, counted (sluice_lua_gc_full_total).
+function B.collect()
+  collectgarbage("collect")
+  C.sl_lvm_collected(vm)
+end
 
 -- A call begins with n steps.
 function B.reset(n)
@@ -50,6 +61,7 @@ local function check(level)
   local irq = C.sl_lguard_check(guard)
   if irq == IRQ_DEADLINE or irq == IRQ_BUDGET then stop(irq, level)
   elseif irq == IRQ_CSTACK then raise(ffi_string(C.sl_lguard_message(guard, irq)), level)
+  elseif irq == IRQ_GC then B.collect()
   elseif irq == IRQ_SLICE then B.on_slice() end
   check_at = left > STRIDE and left - STRIDE or 0
 end

@@ -260,6 +260,7 @@ int sl_lguard_check(sl_lguard_t *g) {
   if (irq != SL_LIRQ_NONE) return irq;
   if (!tl_floor) tl_floor = stack_floor();
   if ((uintptr_t)__builtin_frame_address(0) < tl_floor) return SL_LIRQ_CSTACK;
+  if (g->gc_due) return SL_LIRQ_GC;
   /* A slice is asked for once; the watchdog asks again a tick later if the
    * call could not yield then (inside a C function's callback, say). */
   int slice = SL_LIRQ_SLICE;

@@ -18,8 +18,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-/* What sl_lguard_check reports (and irq holds). */
-enum { SL_LIRQ_NONE, SL_LIRQ_SLICE, SL_LIRQ_DEADLINE, SL_LIRQ_BUDGET, SL_LIRQ_CSTACK };
+/* What sl_lguard_check reports (and irq holds, GC aside). */
+enum { SL_LIRQ_NONE, SL_LIRQ_SLICE, SL_LIRQ_DEADLINE, SL_LIRQ_BUDGET, SL_LIRQ_CSTACK, SL_LIRQ_GC };
 
 typedef struct sl_lguard {
   lua_State *L;
@@ -32,6 +32,7 @@ typedef struct sl_lguard {
   _Atomic uint64_t entered_ms, entered_epoch;   /* when the last sl_lguard_enter began which epoch */
   _Atomic int irq;               /* an SL_LIRQ_* for irq_epoch */
   _Atomic uint64_t irq_epoch;
+  int gc_due;                    /* set by the VM's allocator: a full collection is due (lua/vm.c) */
   /* the watchdog's view, under its lock */
   struct sl_lguard *next;
   uint64_t seen_epoch;

@@ -80,16 +80,10 @@ static void free_parts(sl_ljob_t *j) {
   free(j->drop);
 }
 
-static int gc(lua_State *L) {
-  lua_gc(L, LUA_GCCOLLECT, 0);
-  return 0;
-}
-
 /* The run is over: b gets what it did (or, when the run itself failed, as
  * out of memory between messages, every message stays, flagged, and nothing
  * the script made survives), then the owner hears of it. */
 static void complete(sl_ljob_t *j, char *err) {
-  sl_lua_t *vm = j->vm;
   sl_batch_t *b = j->b;
   if (err) {
     for (uint32_t i = 0; i < b->n; i++) sl_msg_set_error(b->msgs[i], err);
@@ -104,7 +98,6 @@ static void complete(sl_ljob_t *j, char *err) {
   sl_ljob_done_cb done = j->done;
   void *arg = j->arg;
   free(j);
-  if (vm->used > (size_t)vm->max_memory / 2) lua_cpcall(vm->L, gc, NULL);
   done(b, arg);
 }
 

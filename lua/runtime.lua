@@ -751,10 +751,9 @@ end
 -- The text a failed call flags its message with. After "not enough memory"
 -- the garbage that caused it is still there; LuaJIT does not collect before
 -- failing an allocation, so collect now.
-local collectgarbage = collectgarbage
 local faillog = nil      -- the running script's rate-limited failure log (C)
 local function fail_text(err, n)
-  if err == "not enough memory" then collectgarbage("collect") end
+  if err == "not enough memory" then budget_mod.collect() end
   -- errors raised by the host itself (say, cjson refusing a cycle) carry no
   -- useful position
   local text = describe(err):gsub('^%[string "lua%.%w+"%]:%d+: ', "")

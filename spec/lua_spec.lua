@@ -471,6 +471,43 @@ output:
     assert.are.equal('{"ok":1}', out[2])
   end)
 
+  -- LuaJIT collects only when its heap doubles from the last cycle's live
+  -- data and never before failing an allocation, so the host collects in
+  -- full when needed. It did so after every run once the heap passed half
+  -- the cap: a pipeline whose live data sits there paid a full collection
+  -- per batch. Now one each time the heap grows by half the room left.
+  it("does not collect in full at every run when the live data sits above half the cap", function()
+    local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT}
+lua: {max_memory: 8MiB}
+input:
+  generate: {interval: 0, batch_size: 1, mapping: 'return "{}"'}
+pipeline:
+  processors:
+    - lua: |
+        if not held then held = {} for k = 1, 100000 do held[k] = "entry " .. k end end
+        this.held = #held
+output:
+  drop: {}
+]])
+    local prom = require("spec.prom")
+    local ok, err = pcall(function()
+      local s
+      -- each message is a run of the mapping and one of the processor
+      h.wait_for(function()
+        s = prom.samples(srv.url .. "/metrics")
+        return (prom.value(s, "output_sent_total", {stream = "main"}) or 0) >= 5000
+      end, 60)
+      local sent = prom.value(s, "output_sent_total", {stream = "main"})
+      local full = prom.value(s, "sluice_lua_gc_full_total", {})
+      local heap = prom.value(s, "sluice_lua_memory_bytes", {})
+      assert.is_true(sent >= 5000, tostring(sent))
+      assert.is_true(heap > 4 * 1048576, "heap " .. tostring(heap))
+      assert.is_true(full < sent / 50, string.format("%s full collections for %s messages", tostring(full), tostring(sent)))
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
   it("refuses require outside lua_path", function()
     local out = through("    - lua: \"return require('os')\"\n" .. SHOW_ERRORS, "x\n")
     assert.matches("not found in lua_path", json.decode(out[1]).err)
