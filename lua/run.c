@@ -209,9 +209,9 @@ static void run_done(sl_batch_t *b, void *arg) {
   (void)arg;
 }
 
-void sl_lscript_run(sl_lscript_t *s, sl_batch_t *b, uint64_t seq_base) {
+void sl_lscript_run(sl_lscript_t *s, sl_batch_t *b, uint64_t seq_base, sl_lfaillog_t *log) {
   /* Without slices the job ends before begin returns. */
-  if (b->n) begin(s, b, seq_base, NULL, 0, run_done, NULL);
+  if (b->n) begin(s, b, seq_base, log, 0, run_done, NULL);
 }
 
 static void idle_closed(uv_handle_t *h) { free(h); }

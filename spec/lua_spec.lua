@@ -558,6 +558,35 @@ output:
   end)
 end)
 
+describe("generate mapping failures in the log", function()
+  it("logs them as a processor's are: with stream, label and file:line, rate-limited", function()
+    local r = h.run_config([[
+input:
+  label: numbers
+  generate:
+    count: 20000
+    batch_size: 100
+    interval: 0
+    mapping: |
+      if i % 2 == 0 then error("no " .. i) end
+      return {n = i}
+output:
+  drop: {}
+]], {timeout = 120})
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches('level=warn stream=main component=numbers msg="script failed a message" error="[^"]*%.yaml:8: no 2"\n',
+      r.stderr)
+    local logged, left_out = 0, 0
+    for l in r.stderr:gmatch("[^\n]+") do
+      if l:find('msg="script failed a message"', 1, true) then logged = logged + 1 end
+      local n = l:match("not_logged=(%d+)")
+      if n then left_out = left_out + tonumber(n) end
+    end
+    assert.is_true(logged >= 5 and logged <= 40, r.stderr)
+    assert.are.equal(10000, logged + left_out)
+  end)
+end)
+
 describe("${ENV} in Lua", function()
   it("refuses a variable's text pasted into code, pointing at env()", function()
     local path = h.write(h.tmpname(".yaml"), [[
