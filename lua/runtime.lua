@@ -66,6 +66,23 @@ local function reline(s)
   if type(s) ~= "string" or not str_find(s, ":+", 1, true) then return s end
   return (str_gsub(s, ":%+(%d+):(%d+)", shifted))
 end
+-- LuaJIT's own stack limit is met entering the function that recursed, or
+-- entering its step function or a C function it calls, as the frames fall:
+-- then the error names the budget's chunk or no place at all, and the stack
+-- that would say more is gone. It is placed at the start of the script fn
+-- (the script's first line, or the module's function) instead.
+local BUDGET_POS = '^%[string "lua%.budget"%]:%d+: '
+local getinfo = debug.getinfo
+local function place(err, fn)
+  if type(err) ~= "string" then return err end
+  local rest
+  if str_find(err, BUDGET_POS) then rest = str_gsub(err, BUDGET_POS, "")
+  elseif err == "stack overflow" then rest = err
+  else return err end
+  if not fn then return rest end
+  local d = getinfo(fn, "S")
+  return reline(d.short_src .. ":" .. d.linedefined .. ": " .. rest)
+end
 
 -- ---------- per-message state (set by the run loop) ----------
 local cur_msg            -- sl_msg_t* being processed (module runs, set_current)
@@ -417,12 +434,12 @@ do
   local pcall_, xpcall_ = pcall, xpcall
   local function relined(ok, ...)
     if ok then return ok, ... end
-    return false, reline((...))
+    return false, reline(place((...)))
   end
   base.pcall = function(f, ...) return relined(pcall_(f, ...)) end
   base.xpcall = function(f, handler, ...)
     if type(handler) ~= "function" then return xpcall_(f, handler, ...) end
-    return xpcall_(f, function(e) return handler(reline(e)) end, ...)
+    return xpcall_(f, function(e) return handler(reline(place(e))) end, ...)
   end
 end
 -- Runner coroutines are the host's: a script sees none of them (running()
@@ -752,23 +769,26 @@ end
 -- the garbage that caused it is still there; LuaJIT does not collect before
 -- failing an allocation, so collect now.
 local faillog = nil      -- the running script's rate-limited failure log (C)
-local function fail_text(err, n)
+local function fail_text(err, n, fn)
   if err == "not enough memory" then budget_mod.collect() end
   -- errors raised by the host itself (say, cjson refusing a cycle) carry no
   -- useful position
-  local text = describe(err):gsub('^%[string "lua%.%w+"%]:%d+: ', "")
+  local text = describe(place(err, fn)):gsub('^%[string "lua%.%w+"%]:%d+: ', "")
   if faillog ~= nil then C.sl_lfaillog_note(faillog, text, n or 1) end
   return text
 end
-local function fail(m, err) C.sl_lmsg_set_error(m, fail_text(err)) end
+local function fail(m, err, fn) C.sl_lmsg_set_error(m, fail_text(err, nil, fn)) end
 
 -- One pcall per batch, not per message: the loop is left by an error and
 -- resumed after the failing message, so the happy path stays on one trace.
 local budget_reset, budget_finish = budget_mod.reset, budget_mod.finish
 local function inline_loop(fn, msgs, from, n, seq_base, drop, steps)
+  -- Nothing a script calls changes these (a slice saves and restores them),
+  -- and a message pointer kept in a local across fn() would be boxed for
+  -- every message that fn leaves the trace for (a loop, say).
+  cur_msg, cur_msgs = nil, msgs
   for k = from, n - 1 do
-    local m = msgs[k]
-    cur_msg, cur_msgs, cur_index = nil, msgs, k
+    cur_index = k
     cur_this, this_loaded, this_dirty, this_exposed, this_set, cur_ctx_cache = nil, false, false, false, false, nil
     this_nadded, this_src = 0, nil
     if seq_base ~= 0 then cur_seq = seq_base + k end
@@ -776,7 +796,7 @@ local function inline_loop(fn, msgs, from, n, seq_base, drop, steps)
     local ret = fn()
     local over = budget_finish()
     if over then error(over, 0) end
-    if (ret ~= nil or this_loaded or this_set) and not finish_inline(m, ret) then drop[k] = 1 end
+    if (ret ~= nil or this_loaded or this_set) and not finish_inline(msgs[k], ret) then drop[k] = 1 end
   end
 end
 
@@ -786,7 +806,7 @@ local function run_inline(s, msgs, n, seq_base, drop, steps)
     local ok, err = pcall(inline_loop, s.fn, msgs, from, n, seq_base, drop, steps)
     if ok then break end
     budget_finish()
-    fail(msgs[cur_index], err)
+    fail(msgs[cur_index], err, s.fn)
     from = cur_index + 1
   end
 end
@@ -913,8 +933,8 @@ local function call(steps, fn, a, b)
   return ok, ret
 end
 
-local function keep_failed(run, msgs, n, err)
-  local text = fail_text(err, n)
+local function keep_failed(run, msgs, n, err, fn)
+  local text = fail_text(err, n, fn)
   for k = 0, n - 1 do C.sl_lmsg_set_error(msgs[k], text); C.sl_lrun_keep(run, msgs[k]) end
 end
 
@@ -924,7 +944,7 @@ local function run_module(s, msgs, n, run, steps)
     for k = 0, n - 1 do batch[k + 1] = new_msg(msgs[k]) end
     set_current(n > 0 and msgs[0] or nil, 0)
     local ok, ret = call(steps, s.process_batch, batch, ctx)
-    if not ok then return keep_failed(run, msgs, n, ret) end
+    if not ok then return keep_failed(run, msgs, n, ret, s.process_batch) end
     local out = ret == nil and batch or ret
     if type(out) ~= "table" then out = {false} end
     for _, msg in ipairs(out) do
@@ -939,7 +959,7 @@ local function run_module(s, msgs, n, run, steps)
     local ok, ret = call(steps, s.process, msg, ctx)
     if ok then ok, ret = pcall(keep_module_result, run, msg, ret) end
     if not ok then
-      fail(msgs[k], ret)
+      fail(msgs[k], ret, s.process)
       C.sl_lrun_keep(run, msgs[k])
     end
   end
@@ -1067,7 +1087,7 @@ function M.eval(id, m, index, steps)
   set_current(ffi_cast("sl_msg_t *", m), index)
   local ok, v = call(steps, s.fn)
   set_current(nil, 0)
-  if not ok then error(describe(v), 0) end
+  if not ok then error(describe(place(v, s.fn)), 0) end
   if s.kind == "check" then return v ~= nil and v ~= false end
   return stringify(v)
 end

@@ -463,6 +463,23 @@ output:
     assert.are.equal('{"ok":1}', out[2])
   end)
 
+  -- Where LuaJIT's stack limit is met (entering the recursing function, its
+  -- step function or a C function it calls) depends on how the frames fall:
+  -- some shapes lost the position. Each names the config file now.
+  it("places a stack overflow in the config file, however the frames fall", function()
+    local shapes = {"local function f() return 1 + f() end", "local function f() return f() + 1 end",
+      "local function f(a) return 1 + f(a) end", "local function f(a, b, c) return 1 + f(a, b, c) end",
+      "local function f() local x, y = 1, 2 return x + y + f() end", "local function f() return (f()) .. 'x' end",
+      "local function f(t) t[1] = 1 return 1 + f(t) end"}
+    for _, shape in ipairs(shapes) do
+      local out = through("    - lua: |\n        local start = 1\n        " .. shape .. "\n        f({})\n" .. SHOW_ERRORS,
+        "{}\n", "lua:\n  max_steps: 100000000\n")
+      local err = json.decode(out[1]).err
+      -- the script's first line (6) or the function's (7)
+      assert.matches("%.yaml:[67]: stack overflow$", err, 1, shape)
+    end
+  end)
+
   it("caps a VM's memory: the hog is flagged, the host survives", function()
     local out, r = through("    - lua: |\n        if this.hog then local t = {} for k = 1, 1e9 do t[k] = string.rep('x', 64) .. k end end\n" ..
       SHOW_ERRORS, '{"hog":1}\n{"ok":1}\n', "lua:\n  max_memory: 64MiB\n  max_time: 60s\n")
