@@ -987,24 +987,33 @@ local function run_job(s, msgs_p, n, seq_base, run, steps, drop_p, log)
 end
 
 local function clear_run()
-  cur_run, cur_req, live, faillog, co_depth = nil, nil, {}, nil, 0
+  cur_run, cur_req, faillog, co_depth = nil, nil, nil, 0
+  -- only module runs hand out msg objects
+  if next(live) ~= nil then live = {} end
   set_current(nil, 0)
 end
 
-local function runner_main(s, msgs_p, n, seq_base, run, steps, drop_p, log)
+-- What the runner resumed next runs: set by M.run rather than passed
+-- through resume and yield, which copy every value between the stacks.
+local job_s, job_msgs, job_n, job_seq, job_run, job_steps, job_drop, job_log
+local function run_next()
+  return run_job(job_s, job_msgs, job_n, job_seq, job_run, job_steps, job_drop, job_log)
+end
+
+local function runner_main()
   while true do
-    local ok, err = pcall(run_job, s, msgs_p, n, seq_base, run, steps, drop_p, log)
+    local ok, err = pcall(run_next)
     clear_run()
-    s, msgs_p, n, seq_base, run, steps, drop_p, log = co_yield(DONE, ok, err)
+    co_yield(DONE, ok, err)
   end
 end
 
 -- Resumes co until it yields: 0 when its run is done, or the id of the
 -- suspended run. An error escaping the run (memory, a host bug) is raised.
-local function drive(co, ...)
+local function drive(co)
   local saved = cur_runner
   cur_runner = co
-  local ok, tag, run_ok, err = co_resume(co, ...)
+  local ok, tag, run_ok, err = co_resume(co)
   cur_runner = saved
   if not ok then
     clear_run()
@@ -1020,13 +1029,22 @@ local function drive(co, ...)
   return 0
 end
 
-function M.run(id, msgs_p, n, seq_base, run, steps, drop_p, log)
+-- A run that may not yield (generate's mapping, the lint VM) needs no runner.
+function M.run(id, msgs_p, n, seq_base, run, steps, drop_p, log, may_slice)
+  if not may_slice then
+    local ok, err = pcall(run_job, scripts[id], msgs_p, n, seq_base, run, steps, drop_p, log)
+    clear_run()
+    if not ok then error(err, 0) end
+    return 0
+  end
   local co = table_remove(idle_runners)
   if not co then
     co = co_create(runner_main)
     runners[co] = true
   end
-  return drive(co, scripts[id], msgs_p, n, seq_base, run, steps, drop_p, log)
+  job_s, job_msgs, job_n, job_seq, job_run, job_steps, job_drop, job_log =
+    scripts[id], msgs_p, n, seq_base, run, steps, drop_p, log
+  return drive(co)
 end
 
 function M.resume(id)

@@ -111,6 +111,8 @@ static void collect_memory(void *arg) {
   *vm->m_memory = (int64_t)vm->used;
 }
 
+static int call_protected(lua_State *L);
+
 static sl_lua_t *vm_new(uv_loop_t *loop) {
   sl_lua_t *vm = sl_xcalloc(1, sizeof(*vm));
   vm->max_memory = SL_LUA_DEFAULT_MEMORY;
@@ -141,6 +143,8 @@ static sl_lua_t *vm_new(uv_loop_t *loop) {
   sl_lstrmatch_push(L, &vm->guard);
   if (load_embedded(L, "lua.runtime", 2) != 0) abort();
   int rt = lua_gettop(L);
+  lua_pushcfunction(L, call_protected);
+  vm->ref_call = luaL_ref(L, LUA_REGISTRYINDEX);
   vm->ref_run = field_ref(L, rt, "run");
   vm->ref_resume = field_ref(L, rt, "resume");
   vm->ref_cancel = field_ref(L, rt, "cancel");
@@ -205,7 +209,11 @@ int sl_lvm_pcall(sl_lua_t *vm, sl_lcall_t *c, char **err) {
   c->i = 0;
   c->s = NULL;
   sl_lguard_enter(&vm->guard, c->may_slice && vm->loop, c->carry_ms);
-  int rc = lua_cpcall(L, call_protected, c);
+  /* lua_pcall of a function made once: LuaJIT's lua_cpcall makes a new one
+   * per call. The two pushes stay within the stack Lua keeps free. */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->ref_call);
+  lua_pushlightuserdata(L, c);
+  int rc = lua_pcall(L, 1, 0, 0);
   sl_lguard_leave(&vm->guard);
   if (vm->guard.gc_due && lua_cpcall(L, collect, NULL) == 0) sl_lvm_collected(vm);
   if (rc != 0) {

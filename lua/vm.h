@@ -20,9 +20,10 @@ struct sl_lua {
   uv_loop_t *loop;           /* the worker's; NULL for the lint VM, whose runs never yield */
   sl_lguard_t guard;
   sl_ljob_t *jobs, **jobs_tail;   /* runs suspended between slices, in resume order */
+  sl_ljob_t *spare_job;      /* the last job that ended, for the next run (lua/run.c) */
   uv_idle_t *idle;           /* resumes them while any is suspended */
   /* registry refs of runtime.lua's entry points */
-  int ref_run, ref_resume, ref_cancel, ref_eval, ref_compile_inline, ref_compile_expr, ref_compile_module,
+  int ref_call, ref_run, ref_resume, ref_cancel, ref_eval, ref_compile_inline, ref_compile_expr, ref_compile_module,
     ref_release, ref_set_lua_path;
 };
 
