@@ -531,6 +531,17 @@ output:
   end)
 end)
 
+-- Failure lines in a run's log: those written, and those counted as left out.
+local function failure_lines(stderr)
+  local logged, left_out = 0, 0
+  for l in stderr:gmatch("[^\n]+") do
+    if l:find('msg="script failed a message"', 1, true) then logged = logged + 1 end
+    local n = l:match("not_logged=(%d+)")
+    if n then left_out = left_out + tonumber(n) end
+  end
+  return logged, left_out
+end
+
 describe("lua failures in the log", function()
   it("logs a failed message with its stream, label and file:line", function()
     local r = h.run_config([[
@@ -563,12 +574,7 @@ output:
   drop: {}
 ]], {timeout = 120})
     assert.are.equal(0, r.code, r.stderr)
-    local logged, left_out = 0, 0
-    for l in r.stderr:gmatch("[^\n]+") do
-      if l:find('msg="script failed a message"', 1, true) then logged = logged + 1 end
-      local n = l:match("not_logged=(%d+)")
-      if n then left_out = left_out + tonumber(n) end
-    end
+    local logged, left_out = failure_lines(r.stderr)
     -- 5 at once, then one a second: a run of a few seconds logs a few lines
     assert.is_true(logged >= 5 and logged <= 40, r.stderr)
     assert.are.equal(20000, logged + left_out)
@@ -593,12 +599,7 @@ output:
     assert.are.equal(0, r.code, r.stderr)
     assert.matches('level=warn stream=main component=numbers msg="script failed a message" error="[^"]*%.yaml:8: no 2"\n',
       r.stderr)
-    local logged, left_out = 0, 0
-    for l in r.stderr:gmatch("[^\n]+") do
-      if l:find('msg="script failed a message"', 1, true) then logged = logged + 1 end
-      local n = l:match("not_logged=(%d+)")
-      if n then left_out = left_out + tonumber(n) end
-    end
+    local logged, left_out = failure_lines(r.stderr)
     assert.is_true(logged >= 5 and logged <= 40, r.stderr)
     assert.are.equal(10000, logged + left_out)
   end)
