@@ -61,7 +61,12 @@ local function chunk_name(chunk, line)
   if off > 0 then return "@" .. chunk .. ":+" .. off end
   return "@" .. chunk
 end
-local function shifted(off, n) return ":" .. (off + n) end
+-- Line 0 is LuaJIT's "no line" (a stack overflow met entering a function
+-- names it, as the frames fall): the script's first line stands for it.
+local function shifted(off, n)
+  if n == "0" then n = 1 end
+  return ":" .. (off + n)
+end
 local function reline(s)
   if type(s) ~= "string" or not str_find(s, ":+", 1, true) then return s end
   return (str_gsub(s, ":%+(%d+):(%d+)", shifted))
