@@ -16,22 +16,22 @@ what=${1:-all}
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 now_ns() { date +%s%N; }
 
-# Messages per second of a config run over $N generated messages (median of RUNS).
+# Messages per second of a config run over $2 (default $N) generated messages (median of RUNS).
 rate() {
-  cfg=$1
+  cfg=$1; count=${2:-$N}
   for _ in $(seq "$RUNS"); do
     s=$(now_ns); "$BIN" run --log-level warn "$cfg" >/dev/null || fail "sluice run $cfg failed"; e=$(now_ns)
-    echo "$N $s $e" | awk '{printf "%.0f\n", $1 / (($3 - $2) / 1e9)}'
+    echo "$count $s $e" | awk '{printf "%.0f\n", $1 / (($3 - $2) / 1e9)}'
   done | median
 }
 
-gen_config() { # $1 = processor YAML (may be empty)
+gen_config() { # $1 = processor YAML (may be empty), $2 = batch size (1024), $3 = messages ($N)
   cat <<YAML
 input:
   generate:
-    count: $N
+    count: ${3:-$N}
     interval: 0
-    batch_size: 1024
+    batch_size: ${2:-1024}
     mapping: |
       return '{"user":"user-000042","event":"page_view","path":"/products/42/details","ts":1700000042,"agent":"Mozilla/5.0 (X11; Linux x86_64)","tags":["a","b","c"],"score":42.5,"ok":true}'
 max_in_flight: 16
@@ -49,14 +49,26 @@ bench_lua() {
   gen_config "    - lua: |
         this.id = uuid_v4()
         this.processed = true" > "$WORK/map.yaml"
+  # a loop of 50 steps per message, and batches of one message (a request
+  # each): where the step budget's checks and the cost of a call show
+  gen_config "    - lua: |
+        local s = 0
+        for k = 1, 50 do s = s + k end
+        if s < 0 then return deleted() end" > "$WORK/loop.yaml"
+  gen_config "    - lua: 'return nil'" 1 $((N / 10)) > "$WORK/pass1.yaml"
   base=$(rate "$WORK/base.yaml")
   pass=$(rate "$WORK/pass.yaml")
   map=$(rate "$WORK/map.yaml")
+  loop=$(rate "$WORK/loop.yaml")
+  pass1=$(rate "$WORK/pass1.yaml" $((N / 10)))
   peer=$(for _ in $(seq "$RUNS"); do luajit bench/peer_map.lua "$N"; done | median)
   figure "$base" "generate → drop"; figure "$pass" "lua pass-through"; figure "$map" "lua mapping"
+  figure "$loop" "lua loop"; figure "$pass1" "lua pass-through, batches of one"
   figure "$peer" "LuaJIT+cjson loop"
   echo "| generate → drop (no processor) | $base msg/s | | |"
   echo "| generate → lua pass-through (\`return nil\`) → drop | $pass msg/s | | |"
+  echo "| generate → lua loop of 50 steps → drop | $loop msg/s | | |"
+  echo "| generate, batches of one → lua pass-through → drop | $pass1 msg/s | | |"
   echo "| generate → lua JSON mapping (decode, +uuid_v4, +bool, encode) → drop | $map msg/s | plain LuaJIT+cjson loop: $peer msg/s | $(echo "$map $peer" | awk '{printf "%.2f", $1/$2}') |"
 }
 

@@ -5,25 +5,39 @@
 -- parameter list, on the same line (error line numbers do not move), and the
 -- compiled chunk starts with one. Each call spends one step; every STRIDE
 -- steps the guard is asked whether the call is over its time, whether the C
--- stack runs low, or whether the run should yield to the loop.
+-- stack runs low, whether the run should yield to the loop, or whether the
+-- VM's heap is due for a full collection (lua/vm.c).
 local ffi = require("ffi")
 ffi.cdef [[
+typedef struct sl_lguard_shared { int32_t call, irq_call, irq; } sl_lguard_shared_t;
 int sl_lguard_check(void *g);
-int sl_lguard_done(void *g);
 void sl_lguard_trip(void *g, int irq);
 const char *sl_lguard_message(void *g, int irq);
+void sl_lvm_collected(void *vm);
 ]]
 local C = ffi.C
-local guard = ffi.cast("void *", ...)   -- a cdata: the JIT does not pass lightuserdata to C
+local guard_p, vm_p = ...
+-- cdata: the JIT does not pass lightuserdata to C. The guard begins with
+-- what is shared without a call (lua/guard.h).
+local guard, vm = ffi.cast("void *", guard_p), ffi.cast("void *", vm_p)
+local sh = ffi.cast("sl_lguard_shared_t *", guard_p)
+local tobit = bit.tobit
 local B = {}
 local error, byte, sub, find, ffi_string = error, string.byte, string.sub, string.find, ffi.string
-local IRQ_SLICE, IRQ_DEADLINE, IRQ_BUDGET, IRQ_CSTACK = 1, 2, 3, 4
+local collectgarbage = collectgarbage
+local IRQ_SLICE, IRQ_DEADLINE, IRQ_BUDGET, IRQ_CSTACK, IRQ_GC = 1, 2, 3, 4, 5
 local STRIDE = 16
 local left, check_at = 0, 0
 local over = nil          -- the error of a call that went over a budget: raised again at every step
 
 -- Called when the run may yield to the loop (set by the runtime).
 B.on_slice = function() end
+
+-- A full collection, counted (sluice_lua_gc_full_total).
+function B.collect()
+  collectgarbage("collect")
+  C.sl_lvm_collected(vm)
+end
 
 -- A call begins with n steps.
 function B.reset(n)
@@ -50,6 +64,7 @@ local function check(level)
   local irq = C.sl_lguard_check(guard)
   if irq == IRQ_DEADLINE or irq == IRQ_BUDGET then stop(irq, level)
   elseif irq == IRQ_CSTACK then raise(ffi_string(C.sl_lguard_message(guard, irq)), level)
+  elseif irq == IRQ_GC then B.collect()
   elseif irq == IRQ_SLICE then B.on_slice() end
   check_at = left > STRIDE and left - STRIDE or 0
 end
@@ -64,9 +79,12 @@ function B.check_now() check(0) end
 
 -- Ends the call: the error it must fail with even though it returned (it
 -- caught the budget's own error with pcall, say), or nil. Every call ends
--- here, failed or not, so that the next one starts a new epoch.
+-- here, failed or not, so that the next one is timed on its own: the
+-- watchdog sees the call's number change. No C call: this runs per message.
 function B.finish()
-  local irq = C.sl_lguard_done(guard)
+  local call = sh.call
+  local irq = sh.irq_call == call and sh.irq or 0
+  sh.call = tobit(call + 1)
   if over then return over end
   if irq == IRQ_DEADLINE or irq == IRQ_BUDGET then return ffi_string(C.sl_lguard_message(guard, irq)) end
   if left < 0 then return ffi_string(C.sl_lguard_message(guard, IRQ_BUDGET)) end

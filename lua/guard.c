@@ -3,6 +3,7 @@
 #include "guard.h"
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -29,6 +30,9 @@ static struct {
   sl_lguard_t *guards;
 } wd = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
+/* lua/budget.lua reaches sh through the guard's own address. */
+_Static_assert(offsetof(sl_lguard_t, sh) == 0, "sh must begin the guard");
+
 /* The guard whose call runs on this thread (read by the signal handler). */
 static _Thread_local sl_lguard_t *tl_guard;
 static _Thread_local uintptr_t tl_floor;
@@ -41,16 +45,19 @@ static uint64_t now_ms(void) {
   return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Only the VM's thread writes epoch and carry_ms: it reads them relaxed and
- * publishes them with release stores (plain moves on x86, as they are on the
- * path of every message); the watchdog reads them with acquire. */
+/* Only the VM's thread writes sh.call, carry_ms and entered_*: it reads
+ * them relaxed and publishes them with release stores (plain moves on x86);
+ * the watchdog reads them with acquire. budget.lua's plain stores of sh.call
+ * are what these are on x86. The watchdog writes sh.irq, then sh.irq_call. */
 #define RELAXED(p) atomic_load_explicit(p, memory_order_relaxed)
 #define PUBLISH(p, v) atomic_store_explicit(p, v, memory_order_release)
+#define SH_LOAD(f) __atomic_load_n(&g->sh.f, __ATOMIC_ACQUIRE)
+#define SH_STORE(f, v) __atomic_store_n(&g->sh.f, v, __ATOMIC_RELEASE)
 
 /* DEADLINE or BUDGET when the current call is over one of them, else NONE. */
 static int tripped(const sl_lguard_t *g) {
-  if (atomic_load_explicit(&g->irq_epoch, memory_order_acquire) != RELAXED(&g->epoch)) return SL_LIRQ_NONE;
-  int irq = atomic_load_explicit(&g->irq, memory_order_relaxed);
+  if (SH_LOAD(irq_call) != __atomic_load_n(&g->sh.call, __ATOMIC_RELAXED)) return SL_LIRQ_NONE;
+  int irq = __atomic_load_n(&g->sh.irq, __ATOMIC_RELAXED);
   return irq == SL_LIRQ_DEADLINE || irq == SL_LIRQ_BUDGET ? irq : SL_LIRQ_NONE;
 }
 
@@ -94,32 +101,33 @@ static void on_signal(int sig) {
   errno = saved;
 }
 
-static void raise_irq(sl_lguard_t *g, int irq, uint64_t epoch) {
-  atomic_store(&g->irq, irq);
-  atomic_store(&g->irq_epoch, epoch);
+static void raise_irq(sl_lguard_t *g, int irq, int32_t call) {
+  __atomic_store_n(&g->sh.irq, irq, __ATOMIC_SEQ_CST);
+  SH_STORE(irq_call, call);
   if (irq == SL_LIRQ_DEADLINE) pthread_kill(g->thread, SIG_GUARD);
 }
 
-/* One look at every guard: a call seen in the same epoch twice has been
- * running at least the time between the looks. Returns whether any ran. */
+/* One look at every guard: a call seen twice has been running at least the
+ * time between the looks. Returns whether any ran. */
 static int look(uint64_t now) {
   int busy = 0;
   for (sl_lguard_t *g = wd.guards; g; g = g->next) {
     int running = atomic_load(&g->running);
     if (!running) continue;
     busy = 1;
-    uint64_t e = atomic_load(&g->epoch);
-    if (e != g->seen_epoch) {
+    int32_t call = SH_LOAD(call);
+    int entered = atomic_load(&g->entered_call) == call;
+    if (call != g->seen_call) {
       /* An entry says when it began; a call begun by the one before it
        * ending (the next message) is timed from now. */
-      g->seen_epoch = e;
-      g->seen_at_ms = atomic_load(&g->entered_epoch) == e ? atomic_load(&g->entered_ms) : now;
+      g->seen_call = call;
+      g->seen_at_ms = entered ? atomic_load(&g->entered_ms) : now;
     }
-    int64_t ran = (int64_t)(now - g->seen_at_ms), used = ran + atomic_load(&g->carry_ms);
+    int64_t ran = (int64_t)(now - g->seen_at_ms), used = ran + (entered ? atomic_load(&g->carry_ms) : 0);
     int irq = used >= g->max_time_ms ? SL_LIRQ_DEADLINE : running == 2 && ran >= SLICE_MS ? SL_LIRQ_SLICE : SL_LIRQ_NONE;
     if (irq == SL_LIRQ_NONE) continue;
-    if (atomic_load(&g->irq_epoch) == e && atomic_load(&g->irq) >= irq) continue;
-    raise_irq(g, irq, e);
+    if (SH_LOAD(irq_call) == call && SH_LOAD(irq) >= irq) continue;
+    raise_irq(g, irq, call);
   }
   return busy;
 }
@@ -208,11 +216,11 @@ void sl_lguard_limits(sl_lguard_t *g, int64_t max_steps, int64_t max_time_ms) {
 
 void sl_lguard_enter(sl_lguard_t *g, int may_slice, int64_t carry_ms) {
   tl_guard = g;
-  uint64_t e = RELAXED(&g->epoch) + 1;
+  int32_t call = (int32_t)((uint32_t)__atomic_load_n(&g->sh.call, __ATOMIC_RELAXED) + 1);
   PUBLISH(&g->carry_ms, carry_ms);
   PUBLISH(&g->entered_ms, now_ms());
-  PUBLISH(&g->epoch, e);
-  PUBLISH(&g->entered_epoch, e);
+  PUBLISH(&g->entered_call, call);
+  SH_STORE(call, call);
   atomic_store(&g->running, may_slice ? 2 : 1);
   if (atomic_load(&wd.sleeping)) {
     pthread_mutex_lock(&wd.lock);
@@ -229,14 +237,8 @@ void sl_lguard_leave(sl_lguard_t *g) {
 /* Since the entry: a call that began after it (the next message) is charged
  * from the entry too, at most a slice more than it used. */
 int64_t sl_lguard_used_ms(const sl_lguard_t *g) {
-  return atomic_load(&g->carry_ms) + (int64_t)(now_ms() - atomic_load(&g->entered_ms));
-}
-
-int sl_lguard_done(sl_lguard_t *g) {
-  int irq = tripped(g);
-  PUBLISH(&g->carry_ms, 0);
-  PUBLISH(&g->epoch, RELAXED(&g->epoch) + 1);
-  return irq;
+  int64_t carry = RELAXED(&g->entered_call) == g->sh.call ? RELAXED(&g->carry_ms) : 0;
+  return carry + (int64_t)(now_ms() - RELAXED(&g->entered_ms));
 }
 
 /* The lowest address this thread's calls may reach: its stack's end plus a
@@ -260,17 +262,18 @@ int sl_lguard_check(sl_lguard_t *g) {
   if (irq != SL_LIRQ_NONE) return irq;
   if (!tl_floor) tl_floor = stack_floor();
   if ((uintptr_t)__builtin_frame_address(0) < tl_floor) return SL_LIRQ_CSTACK;
+  if (g->gc_due) return SL_LIRQ_GC;
   /* A slice is asked for once; the watchdog asks again a tick later if the
    * call could not yield then (inside a C function's callback, say). */
-  int slice = SL_LIRQ_SLICE;
-  if (atomic_load_explicit(&g->irq_epoch, memory_order_acquire) == RELAXED(&g->epoch) &&
-      atomic_compare_exchange_strong(&g->irq, &slice, SL_LIRQ_NONE))
+  int32_t slice = SL_LIRQ_SLICE;
+  if (SH_LOAD(irq_call) == g->sh.call &&
+      __atomic_compare_exchange_n(&g->sh.irq, &slice, SL_LIRQ_NONE, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
     return SL_LIRQ_SLICE;
   return SL_LIRQ_NONE;
 }
 
 void sl_lguard_trip(sl_lguard_t *g, int irq) {
-  atomic_store(&g->irq, irq);
-  atomic_store(&g->irq_epoch, RELAXED(&g->epoch));
+  __atomic_store_n(&g->sh.irq, irq, __ATOMIC_SEQ_CST);
+  SH_STORE(irq_call, g->sh.call);
   lua_sethook(g->L, on_hook, LUA_MASKCOUNT, 1);
 }

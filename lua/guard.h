@@ -3,7 +3,8 @@
  * run yields to the loop, both watched from a process-wide watchdog thread,
  * and the C stack floor below which a call fails with "stack overflow".
  * A call is one message (or one process_batch, check or interpolation); the
- * step budget (lua/budget.lua) asks sl_lguard_check every few steps, and a
+ * step budget (lua/budget.lua) asks sl_lguard_check every few steps and
+ * reads what the watchdog raised at the end of each call, and a
  * count hook installed on the VM's own thread (by a signal from the watchdog)
  * stops interpreted code that runs between steps.
  * Ownership: a guard is embedded in its VM; sl_lguard_init (on the VM's
@@ -18,23 +19,35 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-/* What sl_lguard_check reports (and irq holds). */
-enum { SL_LIRQ_NONE, SL_LIRQ_SLICE, SL_LIRQ_DEADLINE, SL_LIRQ_BUDGET, SL_LIRQ_CSTACK };
+/* What sl_lguard_check reports (and irq holds, GC aside). */
+enum { SL_LIRQ_NONE, SL_LIRQ_SLICE, SL_LIRQ_DEADLINE, SL_LIRQ_BUDGET, SL_LIRQ_CSTACK, SL_LIRQ_GC };
+
+/* The part of a guard that lua/budget.lua reaches through FFI without a
+ * call (declared there the same way): the number of the current call, which
+ * budget.lua advances at the end of every call (a message) and
+ * sl_lguard_enter at every entry, and the interrupt the watchdog raised for
+ * one. Plain fields: the VM's thread reads and writes them with plain moves,
+ * the watchdog with atomic builtins. Numbers wrap (compared for equality). */
+typedef struct sl_lguard_shared {
+  int32_t call;
+  int32_t irq_call;              /* the call irq is for */
+  int32_t irq;                   /* an SL_LIRQ_* */
+} sl_lguard_shared_t;
 
 typedef struct sl_lguard {
+  sl_lguard_shared_t sh;
   lua_State *L;
   pthread_t thread;
   int64_t max_time_ms;
   char budget_msg[96], time_msg[96];   /* set by sl_lguard_limits */
-  _Atomic uint64_t epoch;        /* a new call (or a resumed one) began */
   _Atomic int running;           /* 2: a call that may yield between slices, 1: one that may not */
-  _Atomic int64_t carry_ms;      /* time the current call used before this epoch */
-  _Atomic uint64_t entered_ms, entered_epoch;   /* when the last sl_lguard_enter began which epoch */
-  _Atomic int irq;               /* an SL_LIRQ_* for irq_epoch */
-  _Atomic uint64_t irq_epoch;
+  _Atomic int64_t carry_ms;      /* time the entered call used before this entry */
+  _Atomic uint64_t entered_ms;   /* when the last sl_lguard_enter began entered_call */
+  _Atomic int32_t entered_call;
+  int gc_due;                    /* set by the VM's allocator: a full collection is due (lua/vm.c) */
   /* the watchdog's view, under its lock */
   struct sl_lguard *next;
-  uint64_t seen_epoch;
+  int32_t seen_call;
   uint64_t seen_at_ms;
 } sl_lguard_t;
 
@@ -49,8 +62,7 @@ void sl_lguard_leave(sl_lguard_t *g);
 /* The current call's time so far (a yielding run carries it over). */
 int64_t sl_lguard_used_ms(const sl_lguard_t *g);
 
-/* Called through FFI by lua/budget.lua. */
-int sl_lguard_done(sl_lguard_t *g);            /* a call ends: DEADLINE or BUDGET if it went over */
+/* Called through FFI by lua/budget.lua (which ends a call itself, in sh). */
 int sl_lguard_check(sl_lguard_t *g);            /* an SL_LIRQ_* (NONE when all is well) */
 void sl_lguard_trip(sl_lguard_t *g, int irq);   /* the step budget is spent: stop at every instruction */
 /* The text of the error a tripped call fails with ("time budget exceeded ..."). */

@@ -47,8 +47,8 @@ sl_lscript_t *sl_lscript_module(sl_lua_t *L, const char *path, void *owner, sl_l
  * script deletes are removed and freed (acked); failing messages stay and are
  * flagged (sl_msg_set_error with "chunk:line: text"); module scripts may split.
  * seq_base: when non-zero, `i` is in scope as seq_base + index (generate).
- * Runs to the end before returning. */
-void sl_lscript_run(sl_lscript_t *s, sl_batch_t *b, uint64_t seq_base);
+ * log (may be NULL) is told of each failure. Runs to the end before returning. */
+void sl_lscript_run(sl_lscript_t *s, sl_batch_t *b, uint64_t seq_base, sl_lfaillog_t *log);
 
 /* The same as a job that yields to the loop between time slices, so that a
  * long script does not hold the worker: done gets b (as sl_lscript_run leaves

@@ -8,8 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Batches up to this many messages keep their drop flags in the job. */
+#define SMALL_DROP 64
+
 struct sl_ljob {
-  sl_ljob_t *next;           /* in vm->jobs while suspended */
+  sl_ljob_t *next;           /* in vm->jobs while suspended; vm->spare_job's */
   sl_lua_t *vm;
   sl_batch_t *b;
   int module, script_id;
@@ -20,9 +23,25 @@ struct sl_ljob {
   sl_ljob_done_cb done;
   void *arg;
   uint64_t seq_base;
-  uint8_t *drop;             /* inline scripts: messages to drop */
+  uint8_t *drop;             /* inline scripts: messages to drop (small, or malloc'd) */
+  int may_slice;             /* it runs in a runner coroutine that may yield */
   sl_lrun_t r;
+  uint8_t small[SMALL_DROP];
 };
+
+/* A run of one message (a request, say) allocates nothing here: the VM keeps
+ * the last job that ended for the next. */
+static sl_ljob_t *job_new(sl_lua_t *vm) {
+  sl_ljob_t *j = vm->spare_job;
+  vm->spare_job = NULL;
+  return j ? j : sl_xmalloc(sizeof(*j));
+}
+
+static void job_free(sl_ljob_t *j) {
+  sl_lua_t *vm = j->vm;
+  if (vm->spare_job) free(j);
+  else vm->spare_job = j;
+}
 
 static ptrdiff_t find_msg(sl_msg_t **v, uint32_t n, const sl_msg_t *m) {
   for (uint32_t i = 0; i < n; i++)
@@ -77,19 +96,13 @@ static void free_parts(sl_ljob_t *j) {
   for (uint32_t i = 0; i < j->r.ncreated; i++) sl_msg_free(j->r.created[i]);
   free(j->r.out);
   free(j->r.created);
-  free(j->drop);
-}
-
-static int gc(lua_State *L) {
-  lua_gc(L, LUA_GCCOLLECT, 0);
-  return 0;
+  if (j->drop != j->small) free(j->drop);
 }
 
 /* The run is over: b gets what it did (or, when the run itself failed, as
  * out of memory between messages, every message stays, flagged, and nothing
  * the script made survives), then the owner hears of it. */
 static void complete(sl_ljob_t *j, char *err) {
-  sl_lua_t *vm = j->vm;
   sl_batch_t *b = j->b;
   if (err) {
     for (uint32_t i = 0; i < b->n; i++) sl_msg_set_error(b->msgs[i], err);
@@ -103,8 +116,7 @@ static void complete(sl_ljob_t *j, char *err) {
   free_parts(j);
   sl_ljob_done_cb done = j->done;
   void *arg = j->arg;
-  free(j);
-  if (vm->used > (size_t)vm->max_memory / 2) lua_cpcall(vm->L, gc, NULL);
+  job_free(j);
   done(b, arg);
 }
 
@@ -152,7 +164,8 @@ static int push_run(lua_State *L, void *arg) {
   lua_pushlightuserdata(L, j->drop);
   if (j->log) lua_pushlightuserdata(L, j->log);
   else lua_pushnil(L);
-  return 8;
+  lua_pushboolean(L, j->may_slice);
+  return 9;
 }
 
 static int push_id(lua_State *L, void *arg) {
@@ -162,12 +175,13 @@ static int push_id(lua_State *L, void *arg) {
 
 static sl_ljob_t *begin(sl_lscript_t *s, sl_batch_t *b, uint64_t seq_base, sl_lfaillog_t *log, int may_slice,
                         sl_ljob_done_cb done, void *arg) {
-  sl_ljob_t *j = sl_xcalloc(1, sizeof(*j));
+  sl_ljob_t *j = job_new(s->vm);
   *j = (sl_ljob_t){.vm = s->vm, .b = b, .module = s->module, .script_id = s->id, .scope = sl_log_scope, .log = log,
-                   .done = done, .arg = arg, .seq_base = seq_base, .r = {.in = b}};
-  j->drop = sl_xcalloc(b->n ? b->n : 1, 1);
+                   .done = done, .arg = arg, .seq_base = seq_base, .r = {.in = b},
+                   .may_slice = may_slice && s->vm->loop};
+  j->drop = b->n <= SMALL_DROP ? j->small : sl_xcalloc(b->n, 1);
   char *err = NULL;
-  sl_lcall_t c = {.ref = s->vm->ref_run, .nres = 1, .push = push_run, .arg = j, .may_slice = may_slice};
+  sl_lcall_t c = {.ref = s->vm->ref_run, .nres = 1, .push = push_run, .arg = j, .may_slice = j->may_slice};
   int rc = sl_lvm_pcall(s->vm, &c, &err);
   return settle(j, rc, c.i, err);
 }
@@ -207,7 +221,7 @@ sl_batch_t *sl_ljob_cancel(sl_ljob_t *j) {
   sl_lvm_pcall(j->vm, &c, NULL);
   sl_batch_t *b = j->b;
   free_parts(j);
-  free(j);
+  job_free(j);
   return b;
 }
 
@@ -216,15 +230,17 @@ static void run_done(sl_batch_t *b, void *arg) {
   (void)arg;
 }
 
-void sl_lscript_run(sl_lscript_t *s, sl_batch_t *b, uint64_t seq_base) {
+void sl_lscript_run(sl_lscript_t *s, sl_batch_t *b, uint64_t seq_base, sl_lfaillog_t *log) {
   /* Without slices the job ends before begin returns. */
-  if (b->n) begin(s, b, seq_base, NULL, 0, run_done, NULL);
+  if (b->n) begin(s, b, seq_base, log, 0, run_done, NULL);
 }
 
 static void idle_closed(uv_handle_t *h) { free(h); }
 
 void sl_ljobs_free(sl_lua_t *vm) {
   while (vm->jobs) sl_batch_free(sl_ljob_cancel(vm->jobs));
+  free(vm->spare_job);
+  vm->spare_job = NULL;
   if (vm->idle) uv_close((uv_handle_t *)vm->idle, idle_closed);
   vm->idle = NULL;
 }

@@ -38,7 +38,7 @@ local type, pairs, ipairs, tostring, error, pcall, select = type, pairs, ipairs,
 local co_create, co_resume, co_yield, co_running, co_status = coroutine.create, coroutine.resume, coroutine.yield,
   coroutine.running, coroutine.status
 local setmetatable, getmetatable, rawget, rawset, setfenv = setmetatable, getmetatable, rawget, rawset, setfenv
-local str_sub, str_format, str_find = string.sub, string.format, string.find
+local str_sub, str_format, str_find, str_gsub = string.sub, string.format, string.find, string.gsub
 local json_decode, json_encode = cjson.decode, cjson.encode
 local msgs_t = ffi.typeof("sl_msg_t **")
 local len_box = ffi.new("size_t[1]")
@@ -47,6 +47,47 @@ local uuid_buf = ffi.new("char[37]")
 local now_buf = ffi.new("char[64]")
 
 local M = {}
+
+-- ---------- positions ----------
+-- Code from the config is compiled as a chunk of its own, counting its lines
+-- from 1 (placing it on its line with newlines made compiling cost its line
+-- number: quadratic in a config of many scripts). The chunk's name carries
+-- the line before its first ("@config.yaml:+40" for code on line 41), and
+-- every text that reaches the user with a position ("config.yaml:+40:3",
+-- raised by error(), a runtime error, a budget, the matcher) is relined to
+-- the file's ("config.yaml:43").
+local function chunk_name(chunk, line)
+  local off = (line or 1) - 1
+  if off > 0 then return "@" .. chunk .. ":+" .. off end
+  return "@" .. chunk
+end
+-- Line 0 is LuaJIT's "no line" (a stack overflow met entering a function
+-- names it, as the frames fall): the script's first line stands for it.
+local function shifted(off, n)
+  if n == "0" then n = 1 end
+  return ":" .. (off + n)
+end
+local function reline(s)
+  if type(s) ~= "string" or not str_find(s, ":+", 1, true) then return s end
+  return (str_gsub(s, ":%+(%d+):(%d+)", shifted))
+end
+-- LuaJIT's own stack limit is met entering the function that recursed, or
+-- entering its step function or a C function it calls, as the frames fall:
+-- then the error names the budget's chunk or no place at all, and the stack
+-- that would say more is gone. It is placed at the start of the script fn
+-- (the script's first line, or the module's function) instead.
+local BUDGET_POS = '^%[string "lua%.budget"%]:%d+: '
+local getinfo = debug.getinfo
+local function place(err, fn)
+  if type(err) ~= "string" then return err end
+  local rest
+  if str_find(err, BUDGET_POS) then rest = str_gsub(err, BUDGET_POS, "")
+  elseif err == "stack overflow" then rest = err
+  else return err end
+  if not fn then return rest end
+  local d = getinfo(fn, "S")
+  return reline(d.short_src .. ":" .. d.linedefined .. ": " .. rest)
+end
 
 -- ---------- per-message state (set by the run loop) ----------
 local cur_msg            -- sl_msg_t* being processed (module runs, set_current)
@@ -393,6 +434,19 @@ do
     base.table[name] = function(t, ...) return f(raw_of(t), ...) end
   end
 end
+-- A script that catches an error sees the position relined too.
+do
+  local pcall_, xpcall_ = pcall, xpcall
+  local function relined(ok, ...)
+    if ok then return ok, ... end
+    return false, reline(place((...)))
+  end
+  base.pcall = function(f, ...) return relined(pcall_(f, ...)) end
+  base.xpcall = function(f, handler, ...)
+    if type(handler) ~= "function" then return xpcall_(f, handler, ...) end
+    return xpcall_(f, function(e) return handler(reline(place(e))) end, ...)
+  end
+end
 -- Runner coroutines are the host's: a script sees none of them (running()
 -- answers nil, as Lua 5.1 does on the main thread, and a yield there is an
 -- error), so it can neither resume another script's suspended run nor
@@ -413,6 +467,7 @@ local function resumed(co, ok, first, ...)
     return resumed(co, co_resume(co))
   end
   co_depth = co_depth - 1
+  if not ok then return false, reline(first) end
   return ok, first, ...
 end
 local function resume(co, ...)
@@ -449,7 +504,7 @@ base.coroutine = {
 -- __tostring is user code: its call is ended like any other.
 local function describe(err)
   local t = type(err)
-  if t == "string" then return err end
+  if t == "string" then return reline(err) end
   if t ~= "table" and t ~= "userdata" then return tostring(err) end
   local co = co_create(function(v) return tostring(v) end)
   local runner = cur_runner
@@ -457,7 +512,7 @@ local function describe(err)
   local ok, text = co_resume(co, err)
   cur_runner = runner
   budget_mod.finish()
-  if ok and co_status(co) == "dead" and type(text) == "string" then return text end
+  if ok and co_status(co) == "dead" and type(text) == "string" then return reline(text) end
   local why
   if not ok then why = "its __tostring failed: " .. (type(text) == "string" and text or "(a " .. type(text) .. ")")
   elseif co_status(co) ~= "dead" then why = "its __tostring yielded"
@@ -558,10 +613,12 @@ local SHAPES = {
   chunk = {"return function(...) __sl_step(); ", "\nend"},
 }
 
--- Line numbers of errors must be those of the YAML (or .lua) file: the code
--- is placed on its real line by prefixing newlines.
-local function wrap(code, line, head, tail)
-  return head .. string.rep("\n", (line or 1) - 1) .. code .. tail
+-- A syntax error's text may name other lines of the chunk ("to close
+-- 'function' at line 2", "function at line 3 has more than ...").
+local function reline_compile(err, line)
+  local off = (line or 1) - 1
+  if off > 0 then err = str_gsub(err, " at line (%d+)", function(n) return " at line " .. (n + off) end) end
+  return reline(err)
 end
 
 -- User code is instrumented for the step budget, then wrapped; the budget
@@ -569,14 +626,15 @@ end
 local budget_step = budget_mod.step
 function compile(src, chunk, env, line, shape)
   local head, tail = SHAPES[shape][1], SHAPES[shape][2]
+  local name = chunk_name(chunk, line)
   local ok, code = pcall(budget_mod.instrument, src)
   if not ok then
     -- Lua's own parser knows the line of what the instrumenter refused.
-    local _, perr = loadstring(wrap(src, line, head, tail), "@" .. chunk)
-    return nil, perr or chunk .. ":" .. (line or 1) .. ": " .. tostring(code)
+    local _, perr = loadstring(head .. src .. tail, name)
+    return nil, perr and reline_compile(perr, line) or chunk .. ":" .. (line or 1) .. ": " .. tostring(code)
   end
-  local f, err = loadstring(wrap(code, line, "local __sl_step = ...; " .. head, tail), "@" .. chunk)
-  if not f then return nil, err end
+  local f, err = loadstring("local __sl_step = ...; " .. head .. code .. tail, name)
+  if not f then return nil, reline_compile(err, line) end
   setfenv(f, env)
   return f(budget_step)
 end
@@ -715,25 +773,27 @@ end
 -- The text a failed call flags its message with. After "not enough memory"
 -- the garbage that caused it is still there; LuaJIT does not collect before
 -- failing an allocation, so collect now.
-local collectgarbage = collectgarbage
 local faillog = nil      -- the running script's rate-limited failure log (C)
-local function fail_text(err, n)
-  if err == "not enough memory" then collectgarbage("collect") end
+local function fail_text(err, n, fn)
+  if err == "not enough memory" then budget_mod.collect() end
   -- errors raised by the host itself (say, cjson refusing a cycle) carry no
   -- useful position
-  local text = describe(err):gsub('^%[string "lua%.%w+"%]:%d+: ', "")
+  local text = describe(place(err, fn)):gsub('^%[string "lua%.%w+"%]:%d+: ', "")
   if faillog ~= nil then C.sl_lfaillog_note(faillog, text, n or 1) end
   return text
 end
-local function fail(m, err) C.sl_lmsg_set_error(m, fail_text(err)) end
+local function fail(m, err, fn) C.sl_lmsg_set_error(m, fail_text(err, nil, fn)) end
 
 -- One pcall per batch, not per message: the loop is left by an error and
 -- resumed after the failing message, so the happy path stays on one trace.
 local budget_reset, budget_finish = budget_mod.reset, budget_mod.finish
 local function inline_loop(fn, msgs, from, n, seq_base, drop, steps)
+  -- Nothing a script calls changes these (a slice saves and restores them),
+  -- and a message pointer kept in a local across fn() would be boxed for
+  -- every message that fn leaves the trace for (a loop, say).
+  cur_msg, cur_msgs = nil, msgs
   for k = from, n - 1 do
-    local m = msgs[k]
-    cur_msg, cur_msgs, cur_index = nil, msgs, k
+    cur_index = k
     cur_this, this_loaded, this_dirty, this_exposed, this_set, cur_ctx_cache = nil, false, false, false, false, nil
     this_nadded, this_src = 0, nil
     if seq_base ~= 0 then cur_seq = seq_base + k end
@@ -741,7 +801,7 @@ local function inline_loop(fn, msgs, from, n, seq_base, drop, steps)
     local ret = fn()
     local over = budget_finish()
     if over then error(over, 0) end
-    if (ret ~= nil or this_loaded or this_set) and not finish_inline(m, ret) then drop[k] = 1 end
+    if (ret ~= nil or this_loaded or this_set) and not finish_inline(msgs[k], ret) then drop[k] = 1 end
   end
 end
 
@@ -751,7 +811,7 @@ local function run_inline(s, msgs, n, seq_base, drop, steps)
     local ok, err = pcall(inline_loop, s.fn, msgs, from, n, seq_base, drop, steps)
     if ok then break end
     budget_finish()
-    fail(msgs[cur_index], err)
+    fail(msgs[cur_index], err, s.fn)
     from = cur_index + 1
   end
 end
@@ -878,8 +938,8 @@ local function call(steps, fn, a, b)
   return ok, ret
 end
 
-local function keep_failed(run, msgs, n, err)
-  local text = fail_text(err, n)
+local function keep_failed(run, msgs, n, err, fn)
+  local text = fail_text(err, n, fn)
   for k = 0, n - 1 do C.sl_lmsg_set_error(msgs[k], text); C.sl_lrun_keep(run, msgs[k]) end
 end
 
@@ -889,7 +949,7 @@ local function run_module(s, msgs, n, run, steps)
     for k = 0, n - 1 do batch[k + 1] = new_msg(msgs[k]) end
     set_current(n > 0 and msgs[0] or nil, 0)
     local ok, ret = call(steps, s.process_batch, batch, ctx)
-    if not ok then return keep_failed(run, msgs, n, ret) end
+    if not ok then return keep_failed(run, msgs, n, ret, s.process_batch) end
     local out = ret == nil and batch or ret
     if type(out) ~= "table" then out = {false} end
     for _, msg in ipairs(out) do
@@ -904,7 +964,7 @@ local function run_module(s, msgs, n, run, steps)
     local ok, ret = call(steps, s.process, msg, ctx)
     if ok then ok, ret = pcall(keep_module_result, run, msg, ret) end
     if not ok then
-      fail(msgs[k], ret)
+      fail(msgs[k], ret, s.process)
       C.sl_lrun_keep(run, msgs[k])
     end
   end
@@ -932,24 +992,33 @@ local function run_job(s, msgs_p, n, seq_base, run, steps, drop_p, log)
 end
 
 local function clear_run()
-  cur_run, cur_req, live, faillog, co_depth = nil, nil, {}, nil, 0
+  cur_run, cur_req, faillog, co_depth = nil, nil, nil, 0
+  -- only module runs hand out msg objects
+  if next(live) ~= nil then live = {} end
   set_current(nil, 0)
 end
 
-local function runner_main(s, msgs_p, n, seq_base, run, steps, drop_p, log)
+-- What the runner resumed next runs: set by M.run rather than passed
+-- through resume and yield, which copy every value between the stacks.
+local job_s, job_msgs, job_n, job_seq, job_run, job_steps, job_drop, job_log
+local function run_next()
+  return run_job(job_s, job_msgs, job_n, job_seq, job_run, job_steps, job_drop, job_log)
+end
+
+local function runner_main()
   while true do
-    local ok, err = pcall(run_job, s, msgs_p, n, seq_base, run, steps, drop_p, log)
+    local ok, err = pcall(run_next)
     clear_run()
-    s, msgs_p, n, seq_base, run, steps, drop_p, log = co_yield(DONE, ok, err)
+    co_yield(DONE, ok, err)
   end
 end
 
 -- Resumes co until it yields: 0 when its run is done, or the id of the
 -- suspended run. An error escaping the run (memory, a host bug) is raised.
-local function drive(co, ...)
+local function drive(co)
   local saved = cur_runner
   cur_runner = co
-  local ok, tag, run_ok, err = co_resume(co, ...)
+  local ok, tag, run_ok, err = co_resume(co)
   cur_runner = saved
   if not ok then
     clear_run()
@@ -965,13 +1034,22 @@ local function drive(co, ...)
   return 0
 end
 
-function M.run(id, msgs_p, n, seq_base, run, steps, drop_p, log)
+-- A run that may not yield (generate's mapping, the lint VM) needs no runner.
+function M.run(id, msgs_p, n, seq_base, run, steps, drop_p, log, may_slice)
+  if not may_slice then
+    local ok, err = pcall(run_job, scripts[id], msgs_p, n, seq_base, run, steps, drop_p, log)
+    clear_run()
+    if not ok then error(err, 0) end
+    return 0
+  end
   local co = table_remove(idle_runners)
   if not co then
     co = co_create(runner_main)
     runners[co] = true
   end
-  return drive(co, scripts[id], msgs_p, n, seq_base, run, steps, drop_p, log)
+  job_s, job_msgs, job_n, job_seq, job_run, job_steps, job_drop, job_log =
+    scripts[id], msgs_p, n, seq_base, run, steps, drop_p, log
+  return drive(co)
 end
 
 function M.resume(id)
@@ -1032,7 +1110,7 @@ function M.eval(id, m, index, steps)
   set_current(ffi_cast("sl_msg_t *", m), index)
   local ok, v = call(steps, s.fn)
   set_current(nil, 0)
-  if not ok then error(describe(v), 0) end
+  if not ok then error(describe(place(v, s.fn)), 0) end
   if s.kind == "check" then return v ~= nil and v ~= false end
   return stringify(v)
 end

@@ -5,6 +5,7 @@
 #include "embedded.h"
 #include "strmatch.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/section.h"
 #include "core/xalloc.h"
 #include <lauxlib.h>
@@ -25,6 +26,31 @@
  * until a collection brings the VM back under it. */
 #define SL_LUA_RESERVE (16u << 20)
 
+/* LuaJIT starts a collection cycle when its heap doubles from the live data
+ * of the last one and never collects before failing an allocation (nor can an
+ * allocator collect: LuaJIT does not expect a collection there), so a VM whose
+ * live data sits above half the cap would fail allocations that its garbage
+ * could have served. The host runs a full collection when the heap has grown
+ * by half the room left below the cap (at least a 64th of the cap) since the
+ * last one: a VM near its cap collects in proportion to what it allocates,
+ * and one far below it never (LuaJIT's own collector keeps it there). */
+static void pace(sl_lua_t *vm) {
+  size_t cap = (size_t)vm->max_memory, room = cap > vm->used ? cap - vm->used : 0;
+  size_t step = room / 2 > cap / 64 ? room / 2 : cap / 64;
+  vm->gc_at = vm->used + step;
+  vm->guard.gc_due = 0;
+}
+
+void sl_lvm_collected(sl_lua_t *vm) {
+  pace(vm);
+  if (vm->m_gc_full) (*vm->m_gc_full)++;
+}
+
+static int collect(lua_State *L) {
+  lua_gc(L, LUA_GCCOLLECT, 0);
+  return 0;
+}
+
 static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   sl_lua_t *vm = ud;
   if (!ptr) osize = 0;
@@ -38,12 +64,14 @@ static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     size_t limit = (size_t)vm->max_memory + (vm->emergency ? SL_LUA_RESERVE : 0);
     if (vm->used + (nsize - osize) > limit) {
       vm->emergency = 1;
+      vm->guard.gc_due = 1;
       return NULL;
     }
   }
   void *p = realloc(ptr, nsize);
   if (!p) return NULL;
   vm->used = vm->used - osize + nsize;
+  if (vm->used > vm->gc_at && vm->limited) vm->guard.gc_due = 1;
   return p;
 }
 
@@ -78,6 +106,13 @@ static int field_ref(lua_State *L, int table, const char *name) {
   return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
+static void collect_memory(void *arg) {
+  sl_lua_t *vm = arg;
+  *vm->m_memory = (int64_t)vm->used;
+}
+
+static int call_protected(lua_State *L);
+
 static sl_lua_t *vm_new(uv_loop_t *loop) {
   sl_lua_t *vm = sl_xcalloc(1, sizeof(*vm));
   vm->max_memory = SL_LUA_DEFAULT_MEMORY;
@@ -103,10 +138,13 @@ static sl_lua_t *vm_new(uv_loop_t *loop) {
     abort();
   }
   lua_pushlightuserdata(L, &vm->guard);
-  if (load_embedded(L, "lua.budget", 1) != 0) abort();
+  lua_pushlightuserdata(L, vm);
+  if (load_embedded(L, "lua.budget", 2) != 0) abort();
   sl_lstrmatch_push(L, &vm->guard);
   if (load_embedded(L, "lua.runtime", 2) != 0) abort();
   int rt = lua_gettop(L);
+  lua_pushcfunction(L, call_protected);
+  vm->ref_call = luaL_ref(L, LUA_REGISTRYINDEX);
   vm->ref_run = field_ref(L, rt, "run");
   vm->ref_resume = field_ref(L, rt, "resume");
   vm->ref_cancel = field_ref(L, rt, "cancel");
@@ -118,12 +156,24 @@ static sl_lua_t *vm_new(uv_loop_t *loop) {
   vm->ref_set_lua_path = field_ref(L, rt, "set_lua_path");
   lua_pop(L, 1);
   lua_gc(L, LUA_GCCOLLECT, 0);
+  pace(vm);
   vm->limited = 1;
+  if (loop) {
+    vm->m_gc_full = sl_metric(SL_COUNTER, "sluice_lua_gc_full_total",
+                              "Full garbage collections the host ran in a worker's Lua VM: one when its heap has grown "
+                              "by half the room left below lua.max_memory, and one after a script ran out of memory "
+                              "(LuaJIT's incremental collector is not counted).", NULL);
+    vm->m_memory = sl_metric(SL_GAUGE, "sluice_lua_memory_bytes",
+                             "Bytes a worker's Lua VM holds (live data and garbage not yet collected), against "
+                             "lua.max_memory.", NULL);
+    sl_metrics_collector_add(collect_memory, vm);
+  }
   return vm;
 }
 
 static void vm_free(void *p) {
   sl_lua_t *vm = p;
+  if (vm->m_memory) sl_metrics_collector_remove(collect_memory, vm);
   sl_ljobs_free(vm);
   sl_lguard_fini(&vm->guard);
   lua_close(vm->L);
@@ -159,8 +209,13 @@ int sl_lvm_pcall(sl_lua_t *vm, sl_lcall_t *c, char **err) {
   c->i = 0;
   c->s = NULL;
   sl_lguard_enter(&vm->guard, c->may_slice && vm->loop, c->carry_ms);
-  int rc = lua_cpcall(L, call_protected, c);
+  /* lua_pcall of a function made once: LuaJIT's lua_cpcall makes a new one
+   * per call. The two pushes stay within the stack Lua keeps free. */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->ref_call);
+  lua_pushlightuserdata(L, c);
+  int rc = lua_pcall(L, 1, 0, 0);
   sl_lguard_leave(&vm->guard);
+  if (vm->guard.gc_due && lua_cpcall(L, collect, NULL) == 0) sl_lvm_collected(vm);
   if (rc != 0) {
     const char *e = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
     if (rc == LUA_ERRMEM) e = "not enough memory";
@@ -215,6 +270,7 @@ void sl_lua_configure(sl_worker_t *w, const sl_lua_opts_t *o) {
   vm->max_memory = o->max_memory > 0 ? o->max_memory : SL_LUA_DEFAULT_MEMORY;
   vm->max_steps = o->max_steps > 0 ? o->max_steps : SL_LUA_DEFAULT_STEPS;
   vm->max_time_ms = o->max_time_ms > 0 ? o->max_time_ms : SL_LUA_DEFAULT_TIME_MS;
+  pace(vm);
   sl_lguard_limits(&vm->guard, vm->max_steps, vm->max_time_ms);
   char *err = NULL;
   sl_lcall_t c = {.ref = vm->ref_set_lua_path, .push = push_paths, .arg = (void *)o->lua_path};

@@ -13,13 +13,17 @@ struct sl_lua {
   size_t used;               /* bytes allocated by the VM */
   int limited;               /* max_memory enforced (off while the runtime loads) */
   int emergency;             /* a request was refused: host code may use the reserve */
+  size_t gc_at;              /* a full collection is due when used passes this (lua/vm.c) */
+  int64_t *m_gc_full;        /* sluice_lua_gc_full_total (NULL for the lint VM) */
+  int64_t *m_memory;         /* sluice_lua_memory_bytes (NULL for the lint VM) */
   int64_t max_memory, max_steps, max_time_ms;
   uv_loop_t *loop;           /* the worker's; NULL for the lint VM, whose runs never yield */
   sl_lguard_t guard;
   sl_ljob_t *jobs, **jobs_tail;   /* runs suspended between slices, in resume order */
+  sl_ljob_t *spare_job;      /* the last job that ended, for the next run (lua/run.c) */
   uv_idle_t *idle;           /* resumes them while any is suspended */
   /* registry refs of runtime.lua's entry points */
-  int ref_run, ref_resume, ref_cancel, ref_eval, ref_compile_inline, ref_compile_expr, ref_compile_module,
+  int ref_call, ref_run, ref_resume, ref_cancel, ref_eval, ref_compile_inline, ref_compile_expr, ref_compile_module,
     ref_release, ref_set_lua_path;
 };
 
@@ -52,6 +56,9 @@ int sl_lvm_pcall(sl_lua_t *vm, sl_lcall_t *c, char **err);
 /* Compiles through a runtime entry point; returns the script id or 0 with *err. */
 int sl_lvm_compile(sl_lua_t *vm, int ref, const char *a, const char *chunk, int line, const char *kind, char **err);
 void sl_lvm_release(sl_lua_t *vm, int id);
+/* After a full collection (the runtime's, through FFI, or the host's after a
+ * call): counts it and sets when the next is due. */
+void sl_lvm_collected(sl_lua_t *vm);
 
 /* lua/run.c: drops the VM's suspended runs (their owners are gone). */
 void sl_ljobs_free(sl_lua_t *vm);

@@ -152,6 +152,77 @@ output:
     assert.are.equal(1, r.code)
     assert.matches("%.yaml:5:%d+: code: Lua: .*%.yaml:7:", r.stderr)
   end)
+
+  -- Scripts are compiled as chunks of their own (lines from 1) and every
+  -- position is relined to the config file's: check each way one surfaces.
+  local function line_of(text, marker)
+    local n = 1
+    for l in (text .. "\n"):gmatch("([^\n]*)\n") do
+      if l:find(marker, 1, true) then return n end
+      n = n + 1
+    end
+    error("no " .. marker)
+  end
+  local PAD = string.rep("# a comment that moves the scripts down\n", 40)
+
+  it("gives every error the config file's line, however it surfaces", function()
+    local yaml = PAD .. [[
+input:
+  stdin: {}
+pipeline:
+  processors:
+    - label: deep
+      lua: |
+        local k = this.k
+        if k == "error" then error("raised") end -- @error
+        if k == "runtime" then local t = nil; return t.x end -- @runtime
+        if k == "pcall" then
+          local _, e = pcall(function() error("caught") end) -- @pcall
+          return {e = e}
+        end
+        if k == "xpcall" then
+          return {e = select(2, xpcall(function() error("handled") end, function(e) return e end))} -- @xpcall
+        end
+        if k == "coroutine" then
+          return {e = select(2, coroutine.resume(coroutine.create(function() error("in co") end)))} -- @coroutine
+        end
+        if k == "pattern" then return (string.find("a", "(")) end -- @pattern
+        if k == "steps" then while true do end end -- @steps
+    - switch:
+        - check: 'this.k == "check" and this.x.y' # @check
+          processors: []
+    - lua: 'if errored() then return {err = error_message()} end'
+output:
+  stdout: {}
+lua:
+  max_steps: 100000
+]]
+    local kinds = {"error", "runtime", "pcall", "xpcall", "coroutine", "pattern", "steps", "check"}
+    local input = {}
+    for _, k in ipairs(kinds) do input[#input + 1] = json.encode({k = k}) end
+    local r = h.run_config(yaml, {stdin = table.concat(input, "\n") .. "\n"})
+    assert.are.equal(0, r.code, r.stderr)
+    local out = h.lines(r.stdout)
+    assert.are.equal(#kinds, #out, r.stdout)
+    for n, k in ipairs(kinds) do
+      local v = json.decode(out[n])
+      local text = v.err or v.e
+      assert.matches("%.yaml:" .. line_of(yaml, "@" .. k) .. ": ", text, 1)
+      assert.is_nil(text:find(":+", 1, true), text)
+    end
+    -- the failure log line too (the first five are logged at once)
+    assert.matches('component=deep msg="script failed a message" error="[^"]*%.yaml:' .. line_of(yaml, "@error") ..
+      ": raised", r.stderr)
+  end)
+
+  it("gives a syntax error the config file's lines, those it names in its text too", function()
+    local yaml = PAD .. "input:\n  stdin: {}\npipeline:\n  processors:\n    - lua: |\n        local x = 1\n" ..
+      "        local t = { -- @open\n          a = 1,\n        this.y = 2 -- @near\noutput:\n  stdout: {}\n"
+    local r = h.run_config(yaml, {cmd = "lint"})
+    assert.are.equal(1, r.code)
+    assert.matches("%.yaml:" .. line_of(yaml, "@near") .. ": '}' expected %(to close '{' at line " ..
+      line_of(yaml, "@open") .. "%) near '='", r.stderr)
+  end)
 end)
 
 describe("lua modules", function()
@@ -392,6 +463,23 @@ output:
     assert.are.equal('{"ok":1}', out[2])
   end)
 
+  -- Where LuaJIT's stack limit is met (entering the recursing function, its
+  -- step function or a C function it calls) depends on how the frames fall:
+  -- some shapes lost the position. Each names the config file now.
+  it("places a stack overflow in the config file, however the frames fall", function()
+    local shapes = {"local function f() return 1 + f() end", "local function f() return f() + 1 end",
+      "local function f(a) return 1 + f(a) end", "local function f(a, b, c) return 1 + f(a, b, c) end",
+      "local function f() local x, y = 1, 2 return x + y + f() end", "local function f() return (f()) .. 'x' end",
+      "local function f(t) t[1] = 1 return 1 + f(t) end"}
+    for _, shape in ipairs(shapes) do
+      local out = through("    - lua: |\n        local start = 1\n        " .. shape .. "\n        f({})\n" .. SHOW_ERRORS,
+        "{}\n", "lua:\n  max_steps: 100000000\n")
+      local err = json.decode(out[1]).err
+      -- the script's first line (6) or the function's (7)
+      assert.matches("%.yaml:[67]: stack overflow$", err, 1, shape)
+    end
+  end)
+
   it("caps a VM's memory: the hog is flagged, the host survives", function()
     local out, r = through("    - lua: |\n        if this.hog then local t = {} for k = 1, 1e9 do t[k] = string.rep('x', 64) .. k end end\n" ..
       SHOW_ERRORS, '{"hog":1}\n{"ok":1}\n', "lua:\n  max_memory: 64MiB\n  max_time: 60s\n")
@@ -400,11 +488,59 @@ output:
     assert.are.equal('{"ok":1}', out[2])
   end)
 
+  -- LuaJIT collects only when its heap doubles from the last cycle's live
+  -- data and never before failing an allocation, so the host collects in
+  -- full when needed. It did so after every run once the heap passed half
+  -- the cap: a pipeline whose live data sits there paid a full collection
+  -- per batch. Now one each time the heap grows by half the room left.
+  it("does not collect in full at every run when the live data sits above half the cap", function()
+    local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT}
+lua: {max_memory: 8MiB}
+input:
+  generate: {interval: 0, batch_size: 1, mapping: 'return "{}"'}
+pipeline:
+  processors:
+    - lua: |
+        if not held then held = {} for k = 1, 100000 do held[k] = "entry " .. k end end
+        this.held = #held
+output:
+  drop: {}
+]])
+    local prom = require("spec.prom")
+    local ok, err = pcall(function()
+      local s
+      -- each message is a run of the mapping and one of the processor
+      h.wait_for(function()
+        s = prom.samples(srv.url .. "/metrics")
+        return (prom.value(s, "output_sent_total", {stream = "main"}) or 0) >= 5000
+      end, 60)
+      local sent = prom.value(s, "output_sent_total", {stream = "main"})
+      local full = prom.value(s, "sluice_lua_gc_full_total", {})
+      local heap = prom.value(s, "sluice_lua_memory_bytes", {})
+      assert.is_true(sent >= 5000, tostring(sent))
+      assert.is_true(heap > 4 * 1048576, "heap " .. tostring(heap))
+      assert.is_true(full < sent / 50, string.format("%s full collections for %s messages", tostring(full), tostring(sent)))
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
   it("refuses require outside lua_path", function()
     local out = through("    - lua: \"return require('os')\"\n" .. SHOW_ERRORS, "x\n")
     assert.matches("not found in lua_path", json.decode(out[1]).err)
   end)
 end)
+
+-- Failure lines in a run's log: those written, and those counted as left out.
+local function failure_lines(stderr)
+  local logged, left_out = 0, 0
+  for l in stderr:gmatch("[^\n]+") do
+    if l:find('msg="script failed a message"', 1, true) then logged = logged + 1 end
+    local n = l:match("not_logged=(%d+)")
+    if n then left_out = left_out + tonumber(n) end
+  end
+  return logged, left_out
+end
 
 describe("lua failures in the log", function()
   it("logs a failed message with its stream, label and file:line", function()
@@ -438,15 +574,34 @@ output:
   drop: {}
 ]], {timeout = 120})
     assert.are.equal(0, r.code, r.stderr)
-    local logged, left_out = 0, 0
-    for l in r.stderr:gmatch("[^\n]+") do
-      if l:find('msg="script failed a message"', 1, true) then logged = logged + 1 end
-      local n = l:match("not_logged=(%d+)")
-      if n then left_out = left_out + tonumber(n) end
-    end
+    local logged, left_out = failure_lines(r.stderr)
     -- 5 at once, then one a second: a run of a few seconds logs a few lines
     assert.is_true(logged >= 5 and logged <= 40, r.stderr)
     assert.are.equal(20000, logged + left_out)
+  end)
+end)
+
+describe("generate mapping failures in the log", function()
+  it("logs them as a processor's are: with stream, label and file:line, rate-limited", function()
+    local r = h.run_config([[
+input:
+  label: numbers
+  generate:
+    count: 20000
+    batch_size: 100
+    interval: 0
+    mapping: |
+      if i % 2 == 0 then error("no " .. i) end
+      return {n = i}
+output:
+  drop: {}
+]], {timeout = 120})
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches('level=warn stream=main component=numbers msg="script failed a message" error="[^"]*%.yaml:8: no 2"\n',
+      r.stderr)
+    local logged, left_out = failure_lines(r.stderr)
+    assert.is_true(logged >= 5 and logged <= 40, r.stderr)
+    assert.are.equal(10000, logged + left_out)
   end)
 end)
 

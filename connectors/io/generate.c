@@ -2,7 +2,7 @@
  * fast as the stream accepts them. */
 #include "core/component.h"
 #include "core/xalloc.h"
-#include "lua/lhost.h"
+#include "lua/faillog.h"
 #include <stdlib.h>
 
 /* With interval 0, at most this many batches per loop turn, so that timers,
@@ -15,7 +15,8 @@ static const sl_field_t fields[] = {
    "message whose content is empty. `i` is the 1-based sequence number of the message over "
    "the whole run. Return a table (encoded as JSON) or a string to set the content; "
    "`meta` sets metadata; `return deleted()` skips the message (it still counts toward "
-   "`count`). A failing mapping flags the message as failed.", NULL, NULL},
+   "`count`). A failing mapping flags the message as failed and logs a warning, rate-limited as a "
+   "`lua` processor's failures are (see `sluice doc lua`).", NULL, NULL},
   {"count", SL_F_INT, "0", 0,
    "How many messages to generate before the input finishes (then the run exits once they "
    "are delivered). 0 generates forever.", SL_BOUNDS("0", ""), NULL},
@@ -31,6 +32,7 @@ static const sl_field_t fields[] = {
 typedef struct gen {
   sl_input_t base;
   sl_lscript_t *script;
+  sl_lfaillog_t *log;        /* failures of the mapping; NULL when only linting */
   int64_t count, interval_ms, batch_size;
   int64_t produced;
   uv_timer_t timer;
@@ -41,6 +43,7 @@ typedef struct gen {
 } gen_t;
 
 static void gen_free(gen_t *g) {
+  sl_lfaillog_free(g->log);
   sl_lscript_free(g->script);
   free(g);
 }
@@ -69,7 +72,7 @@ static void produce(gen_t *g) {
     m->seq = (uint64_t)(g->produced + k + 1);
     sl_batch_push(b, m);
   }
-  sl_lscript_run(g->script, b, (uint64_t)g->produced + 1);
+  sl_lscript_run(g->script, b, (uint64_t)g->produced + 1, g->log);
   g->produced += n;
   if (b->n) sl_input_emit(&g->base, b, NULL, NULL);
   else sl_batch_free_shell(b);
@@ -154,6 +157,7 @@ static void *gen_create(sl_build_t *b, const sl_cnode_t *conf) {
     gen_free(g);
     return NULL;
   }
+  if (b->worker && !b->lint_only) g->log = sl_lfaillog_new(b->worker->loop, b->stream_name, &g->base.label);
   return g;
 }
 
