@@ -554,7 +554,10 @@ static void store_free(void *p) {
   sl_store_t *st = p;
   for (sl_sstream_t *s = st->streams, *n; s; s = n) {
     n = s->next;
-    stream_free(s);
+    /* An fsync still in the pool frees its stream when it completes (the
+     * worker runs its loop until then), as after a delete. */
+    s->deleted = 1;
+    if (s->busy == 0) stream_free(s);
   }
   free(st->data_dir);
   free(st->failed);
