@@ -1,4 +1,6 @@
 #include "doc.h"
+#include "schema.h"
+#include "yaml_emit.h"
 #include "core/config.h"
 #include "core/section.h"
 #include "core/xalloc.h"
@@ -103,36 +105,42 @@ void sl_doc_config(FILE *f) {
   }
 }
 
-static void json_str(FILE *f, const char *s) {
-  fputc('"', f);
-  for (; s && *s; s++) {
-    if (*s == '"' || *s == '\\') fputc('\\', f);
-    if (*s == '\n') { fputs("\\n", f); continue; }
-    fputc(*s, f);
+/* {"inputs": [{name, summary}], "processors": [...], "outputs": [...]} */
+static json_t *components(void) {
+  json_t *all = json_object();
+  for (int k = SL_KIND_INPUT; k <= SL_KIND_OUTPUT; k++) {
+    char key[32];
+    snprintf(key, sizeof key, "%ss", sl_kind_name((sl_kind_t)k));
+    json_t *list = json_array();
+    const sl_spec_t *s;
+    for (unsigned i = 0; (s = sl_registry_at((sl_kind_t)k, i)); i++)
+      json_array_append_new(list, json_pack("{s:s,s:s}", "name", s->name, "summary", s->summary ? s->summary : ""));
+    json_object_set_new(all, key, list);
   }
-  fputc('"', f);
+  return all;
 }
 
-void sl_doc_list(FILE *f, int json) {
-  if (json) fputc('{', f);
-  for (int k = SL_KIND_INPUT; k <= SL_KIND_OUTPUT; k++) {
-    if (json) fprintf(f, "%s\"%ss\":[", k ? "," : "", sl_kind_name((sl_kind_t)k));
-    else fprintf(f, "%s%ss:\n", k ? "\n" : "", sl_kind_name((sl_kind_t)k));
-    const sl_spec_t *s;
-    for (unsigned i = 0; (s = sl_registry_at((sl_kind_t)k, i)); i++) {
-      if (json) {
-        fprintf(f, "%s{\"name\":", i ? "," : "");
-        json_str(f, s->name);
-        fputs(",\"summary\":", f);
-        json_str(f, s->summary);
-        fputc('}', f);
-      } else {
+int sl_doc_list(FILE *f, const char *format) {
+  json_t *j;
+  if (!strcmp(format, "jsonschema")) j = sl_schema_config();
+  else if (!strcmp(format, "json") || !strcmp(format, "yaml")) j = components();
+  else if (!strcmp(format, "text")) {
+    for (int k = SL_KIND_INPUT; k <= SL_KIND_OUTPUT; k++) {
+      fprintf(f, "%s%ss:\n", k ? "\n" : "", sl_kind_name((sl_kind_t)k));
+      const sl_spec_t *s;
+      for (unsigned i = 0; (s = sl_registry_at((sl_kind_t)k, i)); i++)
         fprintf(f, "  %-16s %s\n", s->name, s->summary ? s->summary : "");
-      }
     }
-    if (json) fputc(']', f);
+    return 0;
+  } else {
+    return -1;
   }
-  if (json) fputs("}\n", f);
+  int rc = 0;
+  if (!strcmp(format, "yaml")) rc = sl_yaml_emit(f, j);
+  else if (json_dumpf(j, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER) == 0) fputc('\n', f);
+  else rc = -1;
+  json_decref(j);
+  return rc;
 }
 
 static int mkdir_p(const char *dir) {

@@ -6,7 +6,9 @@
 #include "core/spec.h"
 
 void sl_doc_component(FILE *f, const sl_spec_t *s);        /* Markdown page */
-void sl_doc_list(FILE *f, int json);                        /* every component by kind */
+/* Every component by kind, as text, json or yaml, or the config's JSON
+ * Schema (jsonschema); -1 for another format or a failed write. */
+int sl_doc_list(FILE *f, const char *format);
 void sl_doc_config(FILE *f);                                /* the config file's own keys and sections */
 int sl_doc_write_all(const char *dir);                      /* docs/components tree + config.md; 0 ok */
 

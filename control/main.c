@@ -21,7 +21,8 @@ static void usage(FILE *f) {
           "  streams [FILE...]  streams mode: run FILE's streams and manage streams over /streams\n"
           "  lint FILE...       check config files; print every error as file:line:col: key: message\n"
           "  test [PATH...]     run config unit tests (*_test.yaml) found under PATH (default .)\n"
-          "  list [--format json]  list the components\n"
+          "  list [--format F]  list the components (F: text, json, yaml) or print the config's\n"
+          "                     JSON Schema (F: jsonschema, for editors' completion)\n"
           "  doc NAME | config | --all [--out DIR]  show a component's (or the config file's) reference\n"
           "  version            print the version\n\n"
           "options for run, streams and lint:\n"
@@ -153,7 +154,16 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "lint") == 0) return cmd_run(argc - 2, argv + 2, CMD_LINT);
   if (strcmp(cmd, "test") == 0) return sl_cli_test(argc - 2, argv + 2);
   if (strcmp(cmd, "list") == 0) {
-    sl_doc_list(stdout, argc > 3 && strcmp(argv[2], "--format") == 0 && strcmp(argv[3], "json") == 0);
+    const char *format = "text";
+    if (argc == 4 && strcmp(argv[2], "--format") == 0) format = argv[3];
+    else if (argc != 2) {
+      fprintf(stderr, "sluice: usage: sluice list [--format text|json|yaml|jsonschema]\n");
+      return 2;
+    }
+    if (sl_doc_list(stdout, format) != 0) {
+      fprintf(stderr, "sluice: unknown list format \"%s\": text, json, yaml or jsonschema\n", format);
+      return 2;
+    }
     return 0;
   }
   if (strcmp(cmd, "doc") == 0) return cmd_doc(argc - 2, argv + 2);

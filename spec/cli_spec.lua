@@ -30,6 +30,93 @@ describe("sluice CLI", function()
     assert.is_string(d.processors[1].summary)
   end)
 
+  describe("list --format jsonschema", function()
+    -- Checked by Python's jsonschema (Debian's python3-jsonschema), as an
+    -- editor's YAML server would: what lint takes passes, what it refuses
+    -- (where a schema can say it) fails at the same key.
+    local dir, schema
+    local PY = "/usr/bin/python3 spec/tools/schema_check.py "
+    setup(function()
+      dir = h.tmpdir()
+      schema = dir .. "/schema.json"
+      local r = h.sluice("list --format jsonschema > " .. schema)
+      assert.are.equal(0, r.code)
+    end)
+    teardown(function() h.rmdir(dir) end)
+
+    local function check(files)
+      local code, out = h.sh(PY .. schema .. " " .. table.concat(files, " "))
+      assert.are.equal(0, code, out)
+      return out
+    end
+
+    it("is a draft-07 schema that every example config passes", function()
+      local _, list = h.sh("ls examples/*.yaml examples/*/*.yaml | grep -v '_test.yaml$'")
+      local files = h.lines(list)
+      assert.is_true(#files >= 6)
+      local out = check(files)
+      for _, f in ipairs(files) do assert.matches(f:gsub("%p", "%%%0") .. ": ok", out) end
+    end)
+
+    it("takes the shapes lint takes: bare names, shorthands, ${ENV}, any case, named streams", function()
+      local good = h.write(dir .. "/good.yaml", [[
+logger: {level: WARN}
+http: {address: "127.0.0.1:4195"}
+streams:
+  a:
+    input:
+      generate: {count: "${COUNT:3}", interval: 0, mapping: "return {n = i}"}
+      processors: [{lua: "return nil"}]
+    pipeline: {processors: [{label: x, lua: {code: "return nil"}}, {label: y, log: {message: hi}}]}
+    output: drop
+  b:
+    input: {stdin: {}}
+    output: {label: out, stdout: {codec: lines}}
+]])
+      local r = h.sluice("lint " .. good)
+      assert.are.equal(0, r.code, r.stdout .. r.stderr)
+      assert.matches("good.yaml: ok", check({good}))
+    end)
+
+    it("refuses at the key what lint refuses", function()
+      local cases = {
+        {"typo", "input: {generate: {mapping: 'return 1', cout: 3}}\noutput: drop\n", "input", "cout"},
+        {"enum", "logger: {level: loud}\ninput: {stdin: {}}\noutput: drop\n", "logger/level", "loud"},
+        {"type", "input: {generate: {mapping: 'return 1', count: many}}\noutput: drop\n", "input", "many"},
+        {"bound", "input: {generate: {mapping: 'return 1', count: -1}}\noutput: drop\n", "input", "-1"},
+        {"component", "input: {stdinn: {}}\noutput: drop\n", "input", "stdinn"},
+        {"top", "inptu: {stdin: {}}\noutput: drop\n", "(root)", "inptu"},
+        {"nested", "input: {stdin: {}}\noutput: drop\nhttp: {tls: {cert_fil: x}}\n", "http/tls", "cert_fil"},
+      }
+      local files = {}
+      for _, c in ipairs(cases) do
+        files[#files + 1] = h.write(dir .. "/" .. c[1] .. ".yaml", c[2])
+        local r = h.sluice("lint " .. files[#files])
+        assert.are_not.equal(0, r.code, c[1] .. " passed lint")
+      end
+      local out = check(files)
+      for _, c in ipairs(cases) do
+        local line = out:match(c[1] .. "%.yaml: ([^\n]*)")
+        assert.is_not_nil(line, c[1])
+        assert.matches("^invalid at " .. c[3]:gsub("%p", "%%%0"), line, nil, false)
+        assert.matches(c[4], line, 1, true)
+      end
+    end)
+
+    it("lists as YAML what it lists as JSON, and refuses an unknown format", function()
+      local code, out = h.sh(h.bin .. " list --format yaml | /usr/bin/python3 -c 'import json,sys,yaml; " ..
+        "print(json.dumps(yaml.safe_load(sys.stdin), sort_keys=True))'")
+      assert.are.equal(0, code)
+      local _, js = h.sh(h.bin .. " list --format json | /usr/bin/python3 -c 'import json,sys; " ..
+        "print(json.dumps(json.load(sys.stdin), sort_keys=True))'")
+      assert.are.equal(js, out)
+      local r = h.sluice("list --format xml")
+      assert.are.equal(2, r.code)
+      assert.matches('unknown list format "xml"', r.stderr, 1, true)
+      assert.are.equal("", r.stdout)
+    end)
+  end)
+
   it("documents a component from its spec, and suggests a name for a typo", function()
     local r = h.sluice("doc rate_limit")
     assert.are.equal(0, r.code)
