@@ -117,6 +117,65 @@ streams:
     end)
   end)
 
+  describe("lua", function()
+    it("maps each line of stdin in order, as a lua processor would", function()
+      local lines = {}
+      for i = 1, 1000 do lines[i] = json.encode({n = i}) end
+      local r = h.sluice("lua -e 'this.sq = this.n * this.n; if this.n % 100 == 0 then return deleted() end'",
+        {stdin = table.concat(lines, "\n") .. "\n"})
+      assert.are.equal(0, r.code, r.stderr)
+      local out = h.lines(r.stdout)
+      assert.are.equal(990, #out)
+      local want = 0
+      for _, l in ipairs(out) do
+        want = want + 1
+        if want % 100 == 0 then want = want + 1 end
+        local d = json.decode(l)
+        assert.are.same({n = want, sq = want * want}, d)
+      end
+    end)
+
+    it("takes --input, --meta and a request's --ctx, and prints metadata with -v", function()
+      local r = h.sluice([[lua --input '{"x":"hi"}' --meta k=v --meta e=a=b -v ]] ..
+        [[--ctx '{"user":"ada","method":"POST","headers":{"X-A":"1"},"jwt":{"n":3}}' ]] ..
+        [[-e 'meta.out = ctx.user .. ctx.method .. ctx.headers["X-A"] .. meta.k .. meta.e .. ctx.jwt.n; this.y = 1']])
+      assert.are.equal(0, r.code, r.stderr)
+      local d = json.decode(r.stdout)
+      assert.are.same({x = "hi", y = 1}, json.decode(d.content))
+      assert.are.same({k = "v", e = "a=b", out = "adaPOST1va=b3"}, d.metadata)
+    end)
+
+    it("fails a message with its file and line, and keeps the budget", function()
+      local dir = h.tmpdir()
+      finally(function() h.rmdir(dir) end)
+      local f = h.write(dir .. "/m.lua", "local a = 1\n\nif this.bad then error('no good') end\n")
+      local r = h.sluice("lua " .. f, {stdin = '{"bad":false}\n{"bad":true}\n{"bad":false}\n'})
+      assert.are.equal(1, r.code)
+      assert.are.equal(2, #h.lines(r.stdout))
+      assert.matches("error: " .. f:gsub("%p", "%%%0") .. ":3: no good", r.stderr)
+      r = h.sluice("lua --input x -e 'while true do end'")
+      assert.are.equal(1, r.code)
+      assert.matches("budget", r.stderr)
+    end)
+
+    it("refuses what cannot run: syntax errors, bad --ctx, no script", function()
+      local r = h.sluice("lua -e 'local x = '")
+      assert.are.equal(2, r.code)
+      assert.matches("-e:1:1: code: Lua", r.stderr, 1, true)
+      r = h.sluice("lua --ctx '[1]' -e 'x = 1'")
+      assert.are.equal(2, r.code)
+      assert.matches("--ctx: expected a JSON object", r.stderr, 1, true)
+      r = h.sluice("lua --ctx '{\"usr\":\"a\"}' -e 'x = 1'")
+      assert.are.equal(2, r.code)
+      assert.matches('unknown or mistyped member "usr"', r.stderr, 1, true)
+      r = h.sluice("lua")
+      assert.are.equal(2, r.code)
+      assert.matches("usage: sluice lua", r.stderr, 1, true)
+      r = h.sluice("lua /nonexistent.lua")
+      assert.are.equal(2, r.code)
+    end)
+  end)
+
   it("documents a component from its spec, and suggests a name for a typo", function()
     local r = h.sluice("doc rate_limit")
     assert.are.equal(0, r.code)
