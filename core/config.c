@@ -3,6 +3,7 @@
  * subsystems. A single stream is validated where the user wrote it (so error
  * keys read `input.generate.count`) and then moved to `streams.main`. */
 #include "config.h"
+#include "tyk_openapi.h"
 #include "section.h"
 #include "spec.h"
 #include "xalloc.h"
@@ -122,6 +123,7 @@ int sl_config_validate(sl_cnode_t *root, sl_diags_t *d) {
     sl_diag_add(d, root, NULL, "expected a map at the top level (input, pipeline, output or streams)");
     return 1;
   }
+  if (sl_tyk_openapi_unwrap(root, d)) return 1;
   int errs = 0, single = 0;
   for (uint32_t i = 0; i < root->n; i++) {
     const char *k = root->keys[i];

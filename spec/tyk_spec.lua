@@ -69,3 +69,92 @@ describe("README: Tyk's demo under /stream-demo/ (http.base_path)", function()
     assert.is_nil(err:find("Sanitizer", 1, true) or err:find("runtime error:", 1, true), err)
   end)
 end)
+
+-- Tyk keeps stream definitions in OpenAPI documents (seed 000's "Full OpenAPI
+-- definition"): the same document is a sluice config.
+describe("a Tyk API definition (OpenAPI with x-tyk-streaming) as a config", function()
+  local function doc(extra)
+    return [[
+info:
+  title: streams-demo
+  version: 1.0.0
+openapi: 3.0.3
+servers:
+  - url: http://tyk-gateway:8282/from-servers/
+http: {address: 127.0.0.1:$PORT}
+x-tyk-streaming:
+  streams:
+    in:
+      input:
+        http_server:
+          path: /push-event
+      output:
+        sync_response: {}
+      pipeline:
+        processors:
+          - lua: |
+              this.user_id = ctx.query.user
+security: []
+paths: {}
+components:
+  securitySchemes: {}
+]] .. (extra or "")
+  end
+  local gateway = [[
+x-tyk-api-gateway:
+  info: {name: stream-demo, state: {active: true}}
+  server:
+    listenPath: {strip: true, value: /stream-demo/}
+]]
+
+  local function post(url)
+    local _, out = h.sh("curl -s -m 10 -w ' %{http_code}' -d '{\"message\":\"hello\"}' '" .. url .. "'")
+    return out
+  end
+
+  it("serves x-tyk-streaming's streams under the gateway's listen path, else the servers URL's path", function()
+    local srv = h.serve(doc(gateway))
+    local ok, err = pcall(function()
+      assert.are.equal('{"message":"hello","user_id":"alice"} 200', post(srv.url .. "/stream-demo/push-event?user=alice"))
+      assert.matches(" 404$", post(srv.url .. "/push-event?user=alice"))
+      assert.matches(" 404$", post(srv.url .. "/from-servers/push-event?user=alice"))
+    end)
+    h.stop_after(srv, ok, err)
+    srv = h.serve(doc())
+    ok, err = pcall(function()
+      assert.are.equal('{"message":"hello","user_id":"bob"} 200', post(srv.url .. "/from-servers/push-event?user=bob"))
+      assert.matches(" 404$", post(srv.url .. "/push-event?user=bob"))
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
+  it("lints the seed's document as Tyk's users keep it: every stream found, only its Bloblang left", function()
+    local r = h.sluice("lint examples/tyk-streams-demo/streams-demo.yaml")
+    local errs = {}
+    for l in (r.stdout .. r.stderr):gmatch("[^\n]+") do
+      if l:match("^examples/") then errs[#errs + 1] = l end
+    end
+    -- streams Worker, in and out are read; what remains is their mapping processors
+    assert.are.equal(3, #errs, r.stdout .. r.stderr)
+    for i, s in ipairs({"Worker", "in", "out"}) do
+      assert.matches("streams%." .. s .. "%.pipeline%.processors%.0%.mapping: unknown processor \"mapping\"", errs[i])
+    end
+  end)
+
+  it("refuses what a Tyk definition cannot hold, at its line", function()
+    local dir = h.tmpdir()
+    finally(function() h.rmdir(dir) end)
+    local f = h.write(dir .. "/both.yaml", (doc():gsub("%$PORT", "4195")) .. "streams: {}\n")
+    local r = h.sluice("lint " .. f)
+    assert.are.equal(1, r.code)
+    assert.matches("both.yaml:%d+:%d+: x%-tyk%-streaming: a file holds either `x%-tyk%-streaming`", r.stdout .. r.stderr)
+    f = h.write(dir .. "/extra.yaml", (doc():gsub("%$PORT", "4195"):gsub("  streams:\n", "  stream:\n    a: 1\n  streams:\n", 1)))
+    r = h.sluice("lint " .. f)
+    assert.are.equal(1, r.code)
+    assert.matches("extra.yaml:9:3: x%-tyk%-streaming%.stream: unknown field", r.stdout .. r.stderr)
+    f = h.write(dir .. "/none.yaml", "openapi: 3.0.3\nx-tyk-streaming: {streams: [1]}\n")
+    r = h.sluice("lint " .. f)
+    assert.are.equal(1, r.code)
+    assert.matches("none.yaml:2:28: x%-tyk%-streaming%.streams: expected a map of named streams", r.stdout .. r.stderr)
+  end)
+end)
