@@ -6,6 +6,7 @@
 #include "schema.h"
 #include "core/config.h"
 #include "core/section.h"
+#include "core/tyk_openapi.h"
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,6 +166,13 @@ json_t *sl_schema_config(void) {
     if (sec->desc) json_object_set_new(s, "description", json_string(sec->desc));
     json_object_set_new(props, sec->name, s);
   }
+  /* A Tyk API definition: OpenAPI's keys and any `x-` key beside the streams. */
+  json_object_set_new(props, "x-tyk-streaming",
+                      json_pack("{s:s,s:s,s:{s:{s:s,s:o}},s:b}", "description", "Tyk Streams' streams (a Tyk API definition).",
+                                "type", "object", "properties", "streams", "type", "object", "additionalProperties",
+                                ref("stream"), "additionalProperties", 0));
+  for (const char *const *k = sl_openapi_keys; *k; k++) json_object_set_new(props, *k, json_object());
+  json_object_set_new(root, "patternProperties", json_pack("{s:{}}", "^x-"));
   json_object_set_new(root, "$schema", json_string("http://json-schema.org/draft-07/schema#"));
   json_object_set_new(root, "title", json_string("sluice config"));
   json_object_set_new(root, "definitions", json_pack("{s:o,s:o,s:o,s:o}", "input", kind_schema(SL_KIND_INPUT),

@@ -26,11 +26,12 @@ static sl_cnode_t *server_path(const sl_cnode_t *servers) {
   return p ? sl_cnode_scalar(p, u) : NULL;
 }
 
+const char *const sl_openapi_keys[] = {"openapi", "info", "servers", "paths", "components", "security", "tags",
+                                       "externalDocs", "webhooks", "jsonSchemaDialect", NULL};
+
 static int is_openapi_key(const char *k) {
-  static const char *const keys[] = {"openapi", "info", "servers", "paths", "components", "security", "tags",
-                                     "externalDocs", "webhooks", "jsonSchemaDialect", NULL};
   if (!strncmp(k, "x-", 2)) return 1;
-  for (const char *const *x = keys; *x; x++)
+  for (const char *const *x = sl_openapi_keys; *x; x++)
     if (!strcmp(k, *x)) return 1;
   return 0;
 }

@@ -7,5 +7,7 @@
 #include "conf.h"
 
 int sl_tyk_openapi_unwrap(sl_cnode_t *root, sl_diags_t *d);
+/* OpenAPI's own top-level keys (NULL-terminated), left aside like any `x-` key. */
+extern const char *const sl_openapi_keys[];
 
 #endif
