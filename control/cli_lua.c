@@ -101,10 +101,11 @@ static sl_ctx_t *ctx_from_json(const char *text, char **why) {
 
 static int usage(void) {
   fprintf(stderr, "usage: sluice lua (-e CODE | FILE) [--input TEXT] [--meta KEY=VALUE]... [--ctx JSON] [-v]\n"
-                  "                  [--log-level LEVEL]\n"
+                  "                  [--log-level LEVEL] [--bloblang]\n"
                   "  runs the mapping on --input, or on each line of standard input, and prints each\n"
                   "  resulting message (-v: as JSON with its metadata and error); exit 1 if one failed.\n"
-                  "  The script's log() lines show at --log-level (default error) and above.\n");
+                  "  The script's log() lines show at --log-level (default error) and above.\n"
+                  "  --bloblang: CODE is a Bloblang mapping, run as a `mapping` processor (as blobl does).\n");
   return 2;
 }
 
@@ -123,7 +124,7 @@ static char *read_file(const char *path) {
 
 int sl_cli_lua(int argc, char **argv) {
   const char *code = NULL, *file = NULL, *input = NULL, *ctx_json = NULL, *level = "error";
-  int verbose = 0, nmeta = 0;
+  int verbose = 0, nmeta = 0, bloblang = 0;
   const char **metas = sl_xcalloc((size_t)argc + 1, sizeof(*metas));
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
@@ -134,6 +135,7 @@ int sl_cli_lua(int argc, char **argv) {
     else if (!strcmp(a, "--ctx") && has) ctx_json = argv[++i];
     else if (!strcmp(a, "--log-level") && has) level = argv[++i];
     else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = 1;
+    else if (!strcmp(a, "--bloblang")) bloblang = 1;
     else if (a[0] != '-' && !file) file = a;
     else { free(metas); return usage(); }
   }
@@ -153,12 +155,12 @@ int sl_cli_lua(int argc, char **argv) {
     return 2;
   }
 
-  /* [{lua: {code: TEXT}}], positioned at the file's first line. */
+  /* [{lua: {code: TEXT}}] (or {mapping: {mapping: TEXT}}), at the file's first line. */
   sl_cnode_t pos = {.file = file ? file : "-e", .line = 1, .col = 1};
   sl_cnode_t *procs = sl_cnode_new(SL_CN_SEQ, &pos), *wrap = sl_cnode_new(SL_CN_MAP, &pos);
   sl_cnode_t *body = sl_cnode_new(SL_CN_MAP, &pos);
-  sl_cnode_map_set(body, "code", sl_cnode_scalar(text, &pos));
-  sl_cnode_map_set(wrap, "lua", body);
+  sl_cnode_map_set(body, bloblang ? "mapping" : "code", sl_cnode_scalar(text, &pos));
+  sl_cnode_map_set(wrap, bloblang ? "mapping" : "lua", body);
   sl_cnode_seq_push(procs, wrap);
   free(text);
   sl_diags_t d = {0};
@@ -169,7 +171,7 @@ int sl_cli_lua(int argc, char **argv) {
    * show from --log-level down. */
   sl_log_set_level(lvl);
   sl_chain_t *chain = NULL;
-  if (sl_spec_validate_component(SL_KIND_PROCESSOR, wrap, "lua", &d) == 0) {
+  if (sl_spec_validate_component(SL_KIND_PROCESSOR, wrap, bloblang ? "mapping" : "lua", &d) == 0) {
     sl_build_t b = {.worker = w, .diags = &d, .stream_name = "lua", .config_dir = "."};
     chain = sl_chain_build(&b, procs, "");
   }

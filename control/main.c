@@ -21,7 +21,7 @@ static void usage(FILE *f) {
           "  streams [FILE...]  streams mode: run FILE's streams and manage streams over /streams\n"
           "  lint FILE...       check config files; print every error as file:line:col: key: message\n"
           "  test [PATH...]     run config unit tests (*_test.yaml) found under PATH (default .)\n"
-          "  lua (-e CODE | FILE) [--input TEXT] [--meta K=V] [--ctx JSON] [-v]\n"
+          "  lua (-e CODE | FILE) [--input TEXT] [--meta K=V] [--ctx JSON] [-v] [--bloblang]\n"
           "                     run a mapping on TEXT or on each line of stdin, print the results\n"
           "  list [--format F]  list the components (F: text, json, yaml) or print the config's\n"
           "                     JSON Schema (F: jsonschema, for editors' completion)\n"

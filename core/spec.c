@@ -125,17 +125,12 @@ static const char *nearest_component(sl_kind_t kind, const char *word) {
 /* ---------- Benthos names ---------- */
 
 #define LUA_DOC "see docs/components/processors/lua.md"
-#define BLOBLANG "Bloblang mappings are written as `lua` processors here (`this.id = uuid_v4()`, `meta.k = v`, " \
-                 "`return deleted()`); " LUA_DOC
 #define KAFKA "use `kafka` (librdkafka; its fields are those of Benthos's `kafka`)"
 #define INPROC "use `stream`: a durable stream another stream writes with the `stream` output (`name`)"
 
 /* Components of Benthos (and so of Tyk Streams) that sluice has under another
  * name or shape: such a name gets its way across instead of a guess. */
 static const sl_hint_t hints[] = {
-  {SL_KIND_PROCESSOR, "mapping", BLOBLANG},
-  {SL_KIND_PROCESSOR, "mutation", BLOBLANG},
-  {SL_KIND_PROCESSOR, "bloblang", BLOBLANG},
   {SL_KIND_PROCESSOR, "jq", "write the transformation as a `lua` processor; " LUA_DOC},
   {SL_KIND_PROCESSOR, "jmespath", "write the transformation as a `lua` processor; " LUA_DOC},
   {SL_KIND_PROCESSOR, "awk", "write the transformation as a `lua` processor; " LUA_DOC},

@@ -7,8 +7,8 @@
 local ffi = require("ffi")
 local cjson = require("cjson")
 -- budget_mod: lua/budget.lua; strmatch: {find, match, gmatch, gsub} that stop
--- at the call's deadline (lua/strmatch.c)
-local budget_mod, strmatch = ...
+-- at the call's deadline (lua/strmatch.c); bloblang: lua/bloblang.lua's chunk
+local budget_mod, strmatch, bloblang = ...
 
 ffi.cdef [[
 typedef struct sl_msg sl_msg_t;
@@ -329,7 +329,7 @@ local reserved = {this = true, meta = true, ctx = true, i = true}
 
 -- Library tables are copied into each environment, so a script that
 -- changes `string` or `math` changes only its own.
-local LIBS = {"string", "table", "math", "bit", "os", "coroutine", "json"}
+local LIBS = {"string", "table", "math", "bit", "os", "coroutine", "json", "__bloblang"}
 local function new_env()
   local env = {}
   for _, name in ipairs(LIBS) do env[name] = copy(base[name]) end
@@ -566,6 +566,9 @@ base.log = function(level, message, fields)
 end
 base.uuid_v4 = uuid_v4
 base.now = now
+-- What Lua translated from Bloblang calls (processors/mapping.c).
+base.__bloblang = bloblang(base.json, uuid_v4, now, raw_of, DELETED,
+  function(t) return type(t) == "table" and rawget(t, RAW) ~= nil end)
 base.deleted = function() return DELETED end
 base.content = content
 base.batch_index = function()

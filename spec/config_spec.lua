@@ -66,15 +66,15 @@ lgger: {}
   end)
 
   it("answers Benthos component names sluice lacks with what to write instead, in lint and run", function()
-    local yaml = "input:\n  kafka_franz: {topics: [a]}\npipeline:\n  processors:\n    - mapping: 'root = this'\n" ..
-      "    - bloblang: 'root.x = 1'\noutput: inproc\n"
+    local yaml = "input:\n  kafka_franz: {topics: [a]}\npipeline:\n  processors:\n    - jq: '.a'\n" ..
+      "    - awk: {codec: text}\noutput: inproc\n"
     for _, cmd in ipairs({"lint", "run"}) do
       local r = h.run_config(yaml, {cmd = cmd, timeout = 20})
       assert.are.equal(1, r.code, cmd)
       local e = errors(r)
-      assert.is_true(has(e, '^5:7: pipeline%.processors%.0%.mapping: unknown processor "mapping": Bloblang mappings are ' ..
-        'written as `lua` processors here .*docs/components/processors/lua%.md'), r.stderr)
-      assert.is_true(has(e, '^6:7: pipeline%.processors%.1%.bloblang: unknown processor "bloblang": Bloblang'), r.stderr)
+      assert.is_true(has(e, '^5:7: pipeline%.processors%.0%.jq: unknown processor "jq": write the transformation as ' ..
+        'a `lua` processor; see docs/components/processors/lua%.md'), r.stderr)
+      assert.is_true(has(e, '^6:7: pipeline%.processors%.1%.awk: unknown processor "awk": write'), r.stderr)
       assert.is_true(has(e, '^2:3: input%.kafka_franz: unknown input "kafka_franz": use `kafka`'), r.stderr)
       assert.is_true(has(e, '^7:9: output: unknown output "inproc": use `stream`'), r.stderr)
     end

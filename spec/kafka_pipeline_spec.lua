@@ -494,3 +494,62 @@ output: {file: {path: out.ndjson}}
     for i = 401, 600 do assert.is_true(after[i], "missing " .. i) end
   end)
 end)
+
+-- Seed 000's "Full OpenAPI definition", saved unchanged but for the Kafka
+-- address (examples/tyk-streams-demo/streams-demo.yaml): its streams from
+-- x-tyk-streaming, its listen path /stream-demo/, its three Bloblang mappings
+-- translated to Lua, $tyk_context.request_data_user per request.
+describe_kafka("the seed's Tyk API definition, verbatim, on Kafka" .. (why and (": " .. why) or ""), function()
+  local k, srv
+  setup(function()
+    k = kafka.start()
+    local doc = h.read("examples/tyk-streams-demo/streams-demo.yaml")
+    assert.are.equal(4, select(2, doc:gsub("localhost:9093", "")))
+    srv = h.serve((doc:gsub("localhost:9093", k.addr)), {cmd = "run --set http.address=127.0.0.1:$PORT"})
+  end)
+  teardown(function()
+    if srv then srv.stop() end
+    if k then k.stop() end
+  end)
+
+  it("answers the seed's POST with the enriched event, and gives each user only their results (GET, WebSocket)", function()
+    local base = srv.url .. "/stream-demo"
+    local function post(user, body)
+      local _, out = h.sh("curl -s -m 10 -X POST -H 'Content-Type: application/json' -d " ..
+        h.shell_quote(json.encode(body)) .. " '" .. base .. "/push-event?user=" .. user .. "'")
+      return json.decode(out)
+    end
+    local e = post("alice", {message = "hello world"})
+    assert.are.equal("alice", e.user_id)
+    assert.are.equal("hello world", e.message)
+    assert.matches("^%x+%-%x+%-4%x+%-", e.job_id)
+    -- the seed's wscat line, with npm's ws; and the seed's GET, both before bob's and alice's next events
+    local ws = io.popen(WS .. "'ws://127.0.0.1:" .. srv.port .. "/stream-demo/ws-in?user=bob' --recv 2 --wait 30")
+    local get = io.popen("curl -s -m 30 '" .. base .. "/get-event?user=alice'")
+    -- each user's `out` instance is a new consumer group that starts at the
+    -- topic's beginning (start_from_oldest), so events posted before it joins
+    -- reach it too: nothing to wait for
+    post("bob", {message = "b1"})
+    post("alice", {message = "a1"})
+    post("bob", {message = "b2"})
+    local ws_out, get_out = ws:read("a"), get:read("a")
+    ws:close(); get:close()
+    local alice = h.lines(get_out)
+    assert.is_true(#alice >= 1, get_out)
+    for _, l in ipairs(alice) do
+      local r = json.decode(l)
+      assert.are.equal("alice", r.user_id)
+      assert.are.equal("bar", r.result)
+    end
+    local bob = {}
+    for _, l in ipairs(h.lines(ws_out)) do
+      local m = json.decode(l)
+      if m.text then bob[#bob + 1] = json.decode(m.text) end
+    end
+    assert.are.equal(2, #bob, ws_out)
+    for _, r in ipairs(bob) do
+      assert.are.equal("bob", r.user_id)
+      assert.are.equal("bar", r.result)
+    end
+  end)
+end)

@@ -1,0 +1,725 @@
+-- Bloblang to Lua, for the `mapping`, `mutation` and `bloblang` processors
+-- (processors/mapping.c runs this in a Lua state of its own when a config
+-- is built). The Lua keeps the mapping's line numbers: each statement's code
+-- starts on the line its Bloblang starts on, so that errors name the config
+-- file's lines. It calls lua/bloblang.lua (`__bloblang`) for Bloblang's
+-- values: null and missing fields, typed errors, copies, methods.
+-- translate(src, mode, ctxref) -> lua | nil, line, col, message
+-- (ctxref: core/ctxref.c's reader of request-context references)
+local M = {}
+
+-- Functions the translation knows: name -> Lua (args appended).
+local FUNCTIONS = {
+  uuid_v4 = {"B.uuid_v4(", 0}, now = {"B.now(", 0}, deleted = {"B.DELETED", 0, const = true},
+  nothing = {"B.NOTHING", 0, const = true}, timestamp_unix = {"B.timestamp_unix(", 0},
+  env = {"env(", 1}, content = {"content(", 0}, batch_index = {"batch_index(", 0},
+  error = {"error_message(", 0}, errored = {"errored(", 0}, range = {"B.range(", 2}, throw = {"B.throw(", 1},
+  meta = {"B.meta_get(meta, ", 1}, metadata = {"B.meta_get(meta, ", 1}, random_int = {"math.random(0, 2147483647", 0},
+}
+
+-- Methods lua/bloblang.lua implements (B.call checks arity at run time).
+local METHODS = {}
+for name in ([[string number bool type not_null not_empty uppercase lowercase capitalize trim trim_prefix trim_suffix
+  has_prefix has_suffix replace_all replace split contains length keys values map_each filter exists merge without
+  append join index slice sum abs floor ceil round sort unique parse_json format_json encode decode ts_unix
+  ts_unix_milli ts_unix_nano ts_format ts_strftime ts_parse format from_all]]):gmatch("%S+") do
+  METHODS[name] = true
+end
+-- Methods whose argument is a query run per element, with `this` the element.
+local LAMBDA = {map_each = true, filter = true, sort = true}
+
+-- ---------- lexer ----------
+
+local function lexer(src)
+  local toks, i, line, col0 = {}, 1, 1, 0
+  local function err(msg, at)
+    error({line = line, col = (at or i) - col0, msg = msg}, 0)
+  end
+  local function push(t, v, start)
+    toks[#toks + 1] = {t = t, v = v, line = line, col = start - col0}
+  end
+  local n = #src
+  while i <= n do
+    local c = src:sub(i, i)
+    if c == "\n" then
+      push("nl", nil, i)
+      line, col0 = line + 1, i
+      i = i + 1
+    elseif c == " " or c == "\t" or c == "\r" then
+      i = i + 1
+    elseif c == "#" then
+      local e = src:find("\n", i, true) or n + 1
+      i = e
+    elseif src:sub(i, i + 2) == '"""' then
+      local e = src:find('"""', i + 3, true)
+      if not e then err("unterminated triple-quoted string") end
+      local s = src:sub(i + 3, e - 1)
+      push("str", s, i)
+      for _ in s:gmatch("\n") do line = line + 1 end
+      local last = s:match(".*()\n")
+      if last then col0 = i + 3 + last - 1 end
+      i = e + 3
+    elseif c == '"' then
+      local j, out = i + 1, {}
+      while true do
+        local ch = src:sub(j, j)
+        if ch == "" or ch == "\n" then err("unterminated string", i) end
+        if ch == '"' then break end
+        if ch == "\\" then
+          local e = src:sub(j + 1, j + 1)
+          local map = {n = "\n", t = "\t", r = "\r", ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f"}
+          if map[e] then
+            out[#out + 1] = map[e]
+            j = j + 2
+          elseif e == "u" then
+            local hex = src:sub(j + 2, j + 5)
+            if not hex:match("^%x%x%x%x$") then err("bad \\u escape", j) end
+            local cp = tonumber(hex, 16)
+            if cp < 0x80 then out[#out + 1] = string.char(cp)
+            elseif cp < 0x800 then out[#out + 1] = string.char(0xC0 + math.floor(cp / 64), 0x80 + cp % 64)
+            else out[#out + 1] = string.char(0xE0 + math.floor(cp / 4096), 0x80 + math.floor(cp / 64) % 64, 0x80 + cp % 64) end
+            j = j + 6
+          else
+            err("unknown escape \\" .. e, j)
+          end
+        else
+          out[#out + 1] = ch
+          j = j + 1
+        end
+      end
+      push("str", table.concat(out), i)
+      i = j + 1
+    elseif c:match("%d") then
+      local s = src:match("^%d+%.?%d*[eE]?[-+]?%d*", i)
+      -- "1.foo" is not a number followed by a method on this grammar's paths
+      if s:sub(-1) == "." then s = s:sub(1, -2) end
+      push("num", tonumber(s), i)
+      i = i + #s
+    elseif c:match("[%a_]") then
+      local s = src:match("^[%w_]+", i)
+      push("id", s, i)
+      i = i + #s
+    else
+      local two = src:sub(i, i + 1)
+      if two == "==" or two == "!=" or two == "<=" or two == ">=" or two == "&&" or two == "||" or two == "->"
+        or two == "=>" then
+        push("op", two, i)
+        i = i + 2
+      elseif ("=+-*/%<>!|.,:()[]{}@$"):find(c, 1, true) then
+        push("op", c, i)
+        i = i + 1
+      else
+        err("unexpected character " .. string.format("%q", c))
+      end
+    end
+  end
+  push("eof", nil, i)
+  return toks
+end
+
+-- ---------- parser and code generation ----------
+
+local P = {}
+P.__index = P
+
+function P:peek(k) return self.toks[self.pos + (k or 0)] end
+function P:next()
+  local t = self.toks[self.pos]
+  self.pos = self.pos + 1
+  return t
+end
+function P:fail(msg, t)
+  t = t or self:peek()
+  error({line = t.line, col = t.col, msg = msg}, 0)
+end
+function P:is(v, k)
+  local t = self:peek(k)
+  return t.t == "op" and t.v == v or t.t == "id" and t.v == v
+end
+function P:expect(v, what)
+  local t = self:peek()
+  if not self:is(v) then
+    self:fail("expected " .. (what or ("'" .. v .. "'")) .. ", got " .. (t.v and ("'" .. tostring(t.v) .. "'") or t.t))
+  end
+  return self:next()
+end
+function P:skip_nl()
+  while self:peek().t == "nl" do self:next() end
+end
+function P:uses_this() self.nthis = self.nthis + 1 end
+
+local function lua_str(s) return string.format("%q", s):gsub("\\\n", "\\n") end
+
+-- A context (`this`) is a Lua expression: the message at the top level, an
+-- element inside map_each/filter, a match's subject.
+function P:ctx() return self.ctxs[#self.ctxs] end
+
+local PREC = {["|"] = 1, ["||"] = 2, ["&&"] = 3, ["=="] = 4, ["!="] = 4, ["<"] = 5, ["<="] = 5, [">"] = 5,
+  [">="] = 5, ["+"] = 6, ["-"] = 6, ["*"] = 7, ["/"] = 7, ["%"] = 7}
+local BIN = {["+"] = "B.add", ["-"] = "B.sub", ["*"] = "B.mul", ["/"] = "B.div", ["%"] = "B.mod",
+  ["=="] = "B.eq", ["!="] = "B.ne", ["<"] = "B.lt", ["<="] = "B.le", [">"] = "B.gt", [">="] = "B.ge"}
+
+function P:expr(min)
+  min = min or 1
+  local left = self:unary()
+  while true do
+    local t = self:peek()
+    local p = t.t == "op" and PREC[t.v]
+    if not p or p < min then break end
+    self:next()
+    self:skip_nl()
+    local right = self:expr(p + 1)
+    if t.v == "|" then
+      left = "B.coalesce(function() return " .. left .. " end, function() return " .. right .. " end)"
+    elseif t.v == "&&" then
+      left = "(B.bool(" .. left .. ") and B.bool(" .. right .. "))"
+    elseif t.v == "||" then
+      left = "(B.bool(" .. left .. ") or B.bool(" .. right .. "))"
+    else
+      left = BIN[t.v] .. "(" .. left .. ", " .. right .. ")"
+    end
+  end
+  return left
+end
+
+function P:unary()
+  if self:is("!") then
+    self:next()
+    return "B.no(" .. self:unary() .. ")"
+  elseif self:is("-") then
+    self:next()
+    return "B.neg(" .. self:unary() .. ")"
+  end
+  return self:postfix(self:primary())
+end
+
+-- .field, .0, .method(args), .(query)
+function P:postfix(e)
+  while self:is(".") do
+    self:next()
+    local t = self:peek()
+    if t.t == "id" and self:is("(", 1) then
+      self:next()
+      self:next()
+      e = self:method(t, e)
+    elseif t.t == "id" or t.t == "num" or t.t == "str" then
+      self:next()
+      e = "B.get(" .. e .. ", " .. lua_str(tostring(t.v)) .. ")"
+    elseif self:is("(") then
+      self:next()
+      self:skip_nl()
+      local var = self:fresh()
+      self.ctxs[#self.ctxs + 1] = var
+      local q = self:expr()
+      self.ctxs[#self.ctxs] = nil
+      self:skip_nl()
+      self:expect(")")
+      e = "(function(" .. var .. ") return " .. q .. " end)(" .. e .. ")"
+    else
+      self:fail("expected a field or method after '.'")
+    end
+  end
+  return e
+end
+
+function P:fresh()
+  self.nvars = self.nvars + 1
+  return "C" .. self.nvars
+end
+
+-- A method's argument: a query (with `this` the element) or a lambda `x -> q`.
+function P:lambda_arg()
+  local var = self:fresh()
+  if self:peek().t == "id" and self:is("->", 1) then
+    local name = self:next().v
+    self:next()
+    self.vars[#self.vars + 1] = {name, var}
+    local q = self:expr()
+    self.vars[#self.vars] = nil
+    return "function(" .. var .. ") return " .. q .. " end"
+  end
+  self.ctxs[#self.ctxs + 1] = var
+  local q = self:expr()
+  self.ctxs[#self.ctxs] = nil
+  return "function(" .. var .. ") return " .. q .. " end"
+end
+
+function P:args(lambda)
+  local out = {}
+  self:skip_nl()
+  while not self:is(")") do
+    if #out > 0 then
+      self:expect(",")
+      self:skip_nl()
+    end
+    if self:peek().t == "id" and self:is(":", 1) then self:fail("named arguments are not supported here") end
+    out[#out + 1] = lambda and self:lambda_arg() or self:expr()
+    self:skip_nl()
+  end
+  self:next()
+  return out
+end
+
+function P:method(t, recv)
+  local name = t.v
+  if name == "catch" or name == "or" then
+    local a = self:args()
+    if #a ~= 1 then self:fail(name .. " takes one argument", t) end
+    return (name == "catch" and "B.catch" or "B.coalesce") .. "(function() return " .. recv ..
+      " end, function() return " .. a[1] .. " end)"
+  end
+  if not METHODS[name] then
+    self:fail("the Bloblang method " .. name .. "() is not translated to Lua yet: write this mapping as a `lua` " ..
+      "processor (docs/bloblang.md lists what is)", t)
+  end
+  local a = self:args(LAMBDA[name])
+  return "B.call(" .. lua_str(name) .. ", " .. recv .. (#a > 0 and ", " .. table.concat(a, ", ") or "") .. ")"
+end
+
+-- The message itself (`this` at the top) is the sandbox's change-tracking
+-- view of it: B.* take it as it is, a literal that holds it gets the table.
+function P:value()
+  local e = self:expr()
+  if e == "this" then return "B.raw(this)" end
+  return e
+end
+
+-- A name in a query: a lambda's parameter, a field of the context, or a
+-- function call.
+function P:primary()
+  local t = self:next()
+  if t.t == "num" then
+    return string.format("%.17g", t.v)
+  elseif t.t == "str" then
+    return self:literal(t)
+  elseif t.t == "op" then
+    if t.v == "(" then
+      self:skip_nl()
+      local e = self:expr()
+      self:skip_nl()
+      self:expect(")")
+      return e
+    elseif t.v == "[" then
+      local items = {}
+      self:skip_nl()
+      while not self:is("]") do
+        if #items > 0 then
+          self:expect(",")
+          self:skip_nl()
+          if self:is("]") then break end
+        end
+        items[#items + 1] = self:value()
+        self:skip_nl()
+      end
+      self:next()
+      return "B.array({" .. table.concat(items, ", ") .. "})"
+    elseif t.v == "{" then
+      return self:object()
+    elseif t.v == "@" then
+      local k = self:peek()
+      if k.t == "id" or k.t == "str" then
+        self:next()
+        return "B.meta_get(meta, " .. lua_str(k.v) .. ")"
+      end
+      self:fail("metadata as a whole (`@` alone) is not translated yet", t)
+    elseif t.v == "$" then
+      local k = self:expect_id("a variable name")
+      return "V[" .. lua_str(k.v) .. "]"
+    end
+    self:fail("unexpected '" .. t.v .. "'", t)
+  elseif t.t == "id" then
+    local v = t.v
+    if v == "true" or v == "false" then return v end
+    if v == "null" then return "B.null" end
+    if v == "this" then
+      if #self.ctxs == 1 then self:uses_this() end
+      return self:ctx()
+    end
+    if v == "root" then return "R" end
+    if v == "if" then return self:if_expr(t) end
+    if v == "match" then return self:match_expr(t) end
+    for k = #self.vars, 1, -1 do
+      if self.vars[k][1] == v then return self.vars[k][2] end
+    end
+    if self:is("(") then
+      self:next()
+      local f = FUNCTIONS[v]
+      if not f then
+        self:fail("the Bloblang function " .. v .. "() is not translated to Lua yet: write this mapping as a `lua` " ..
+          "processor (docs/bloblang.md lists what is)", t)
+      end
+      local a = self:args()
+      if f.const then return f[1] end
+      return f[1] .. table.concat(a, ", ") .. ")"
+    end
+    -- a bare name is a field of the context: `foo.bar` is `this.foo.bar`
+    if #self.ctxs == 1 then self:uses_this() end
+    return "B.get(" .. self:ctx() .. ", " .. lua_str(v) .. ")"
+  elseif t.t == "nl" then
+    self:fail("expected a value, got the end of the line", t)
+  end
+  self:fail("expected a value, got " .. t.t, t)
+end
+
+-- A string literal. Tyk's `$tyk_context.request_data_user` (and `${ctx.user}`)
+-- inside one is the request's value, as Tyk substitutes it per request; in
+-- a request-scoped stream the loader has put the value there already.
+function P:literal(t)
+  local s = t.v
+  if not (s:find("$tyk_context.", 1, true) or s:find("${ctx.", 1, true)) then return lua_str(s) end
+  local parts, at = {}, 0
+  while true do
+    local rc, a, b, what, def = self.ctxref(s, at)
+    if rc < 0 then self:fail("not a request-context reference in " .. string.format("%q", s), t) end
+    if rc == 0 then break end
+    if a > at then parts[#parts + 1] = lua_str(s:sub(at + 1, a)) end
+    parts[#parts + 1] = "B.ctx(ctx, " .. lua_str(what) .. (def and ", " .. lua_str(def) or "") .. ")"
+    at = b
+  end
+  if at < #s then parts[#parts + 1] = lua_str(s:sub(at + 1)) end
+  return "(" .. table.concat(parts, " .. ") .. ")"
+end
+
+function P:expect_id(what)
+  local t = self:next()
+  if t.t ~= "id" then self:fail("expected " .. what, t) end
+  return t
+end
+
+function P:object()
+  local fields = {}
+  self:skip_nl()
+  while not self:is("}") do
+    if #fields > 0 then
+      self:expect(",")
+      self:skip_nl()
+      if self:is("}") then break end
+    end
+    local k = self:peek()
+    local key
+    if k.t == "str" then
+      self:next()
+      key = lua_str(k.v)
+    elseif k.t == "id" then
+      self:next()
+      key = lua_str(k.v)
+    elseif self:is("(") then
+      key = "B.text(" .. self:primary() .. ")"
+    else
+      self:fail("expected a key (a quoted string)")
+    end
+    self:skip_nl()
+    self:expect(":")
+    self:skip_nl()
+    fields[#fields + 1] = "[" .. key .. "] = " .. self:value()
+    self:skip_nl()
+  end
+  self:next()
+  return "{" .. table.concat(fields, ", ") .. "}"
+end
+
+-- if c { a } else if c2 { b } else { c }, as a value (nothing without else)
+function P:if_expr()
+  local parts = {"(function() "}
+  while true do
+    local c = self:expr()
+    parts[#parts + 1] = "if B.bool(" .. c .. ", ' in if') then return "
+    self:skip_nl()
+    self:expect("{")
+    self:skip_nl()
+    parts[#parts + 1] = self:expr()
+    self:skip_nl()
+    self:expect("}")
+    if self:is("else") then
+      self:next()
+      if self:is("if") then
+        self:next()
+        parts[#parts + 1] = " else"
+      else
+        self:skip_nl()
+        self:expect("{")
+        self:skip_nl()
+        parts[#parts + 1] = " else return " .. self:expr()
+        self:skip_nl()
+        self:expect("}")
+        parts[#parts + 1] = " end return B.NOTHING end)()"
+        return table.concat(parts)
+      end
+    else
+      parts[#parts + 1] = " end return B.NOTHING end)()"
+      return table.concat(parts)
+    end
+  end
+end
+
+-- match subject { pattern => value, ... }: a literal pattern is compared with
+-- the subject, another query is a condition with `this` the subject; `_`
+-- matches anything. Without a subject each pattern is a condition.
+function P:match_expr()
+  local var = self:fresh()
+  local subject
+  if not self:is("{") then subject = self:expr() end
+  self:skip_nl()
+  self:expect("{")
+  local parts = {"(function(" .. var .. ") "}
+  self:skip_nl()
+  local first = true
+  while not self:is("}") do
+    local pt = self:peek()
+    local cond
+    if pt.t == "id" and pt.v == "_" then
+      self:next()
+      cond = "true"
+    elseif subject and (pt.t == "str" or pt.t == "num" or (pt.t == "id" and (pt.v == "true" or pt.v == "false"
+      or pt.v == "null"))) and self:is("=>", 1) then
+      cond = "B.eq(" .. var .. ", " .. self:primary() .. ")"
+    else
+      if subject then self.ctxs[#self.ctxs + 1] = var end
+      cond = "B.bool(" .. self:expr() .. ", ' in match')"
+      if subject then self.ctxs[#self.ctxs] = nil end
+    end
+    self:skip_nl()
+    self:expect("=>")
+    self:skip_nl()
+    if subject then self.ctxs[#self.ctxs + 1] = var end
+    local value = self:expr()
+    if subject then self.ctxs[#self.ctxs] = nil end
+    parts[#parts + 1] = (first and "if " or " elseif ") .. cond .. " then return " .. value
+    first = false
+    self:skip_nl()
+    if self:is(",") then self:next() end
+    self:skip_nl()
+  end
+  self:next()
+  parts[#parts + 1] = (first and "" or " end") .. " return B.NOTHING end)(" .. (subject or "nil") .. ")"
+  return table.concat(parts)
+end
+
+-- ---------- statements ----------
+
+-- The left side of an assignment: root[.path], this.path (an alias of root
+-- in assignments), a bare path, or meta KEY.
+function P:target()
+  local t = self:peek()
+  if t.t == "id" and t.v == "meta" and not self:is("(", 1) then
+    self:next()
+    local k = self:peek()
+    if k.t == "id" or k.t == "str" then
+      self:next()
+      return {meta = k.v}
+    end
+    self:fail("`meta = ...` (all metadata at once) is not translated yet", t)
+  end
+  local path = {}
+  if t.t == "id" and (t.v == "root" or t.v == "this") then
+    self:next()
+  elseif t.t ~= "id" and t.t ~= "str" then
+    self:fail("expected an assignment (root.field = ...), let, meta or if")
+  else
+    path[1] = self:next().v
+  end
+  while self:is(".") do
+    self:next()
+    local s = self:next()
+    if s.t ~= "id" and s.t ~= "str" and s.t ~= "num" then self:fail("expected a field name after '.'", s) end
+    path[#path + 1] = tostring(s.v)
+  end
+  return {path = path}
+end
+
+function P:statement(out)
+  local t = self:peek()
+  if t.t == "id" and t.v == "let" then
+    self:next()
+    local name = self:peek()
+    if name.t ~= "id" and name.t ~= "str" then self:fail("expected a variable name after let") end
+    self:next()
+    self:expect("=")
+    self:skip_nl()
+    out[#out + 1] = "V[" .. lua_str(name.v) .. "] = " .. self:expr()
+  elseif t.t == "id" and t.v == "if" and self:block_if() then
+    self:next()
+    self:if_statement(out)
+  elseif t.t == "id" and (t.v == "map" or t.v == "import" or t.v == "from") then
+    self:fail("`" .. t.v .. "` is not translated to Lua yet: write this mapping as a `lua` processor", t)
+  elseif t.t == "id" and t.v == "match" then
+    self:fail("match as a statement is not translated yet (match as a value is: root = match ... { })", t)
+  else
+    local target = self:target()
+    self:expect("=", "'=' (an assignment)")
+    self:skip_nl()
+    if self:is("if") and not target.meta then
+      -- `root = if c { v }`: the assignment in each branch, without a
+      -- closure per message (a branch that is not taken assigns nothing)
+      self:next()
+      self:assign_if(out, target)
+      return
+    end
+    local value = self:expr()
+    if target.meta then
+      out[#out + 1] = "B.meta_set(meta, " .. lua_str(target.meta) .. ", " .. value .. ")"
+    else
+      local keys = {}
+      for k, s in ipairs(target.path) do keys[k] = lua_str(s) end
+      -- A value read from the message is copied when the mapping reads the
+      -- message again later (root's changes must not show through `this`).
+      local rest = #keys == 0 and "" or ", " .. table.concat(keys, ", ")
+      out[#out + 1] = "R = B.set(R, " .. value .. rest .. ")"
+      local r = {out = out, i = #out, n = self.nthis, copied = "R = B.set(R, B.copy(" .. value .. ")" .. rest .. ")"}
+      -- `root = this` (or `this.merge(...)`) first: when the mapping reads the
+      -- message no more, root is the message itself, changed in place, so
+      -- that the lua processor appends new keys to its bytes.
+      if #keys == 0 and #self.roots == 0 then
+        if value == "this" then
+          r.in_place = "R = this"
+        else
+          local arg = value:match('^B%.call%("merge", this, (.*)%)$')
+          if arg then r.in_place = "R = B.merge_into(this, " .. arg .. ")" end
+        end
+      end
+      self.roots[#self.roots + 1] = r
+    end
+  end
+end
+
+function P:assign_value(out, target, value)
+  local keys = {}
+  for k, s in ipairs(target.path) do keys[k] = lua_str(s) end
+  local rest = #keys == 0 and "" or ", " .. table.concat(keys, ", ")
+  out[#out + 1] = "R = B.set(R, " .. value .. rest .. ")"
+  self.roots[#self.roots + 1] = {out = out, i = #out, n = self.nthis,
+    copied = "R = B.set(R, B.copy(" .. value .. ")" .. rest .. ")"}
+end
+
+function P:assign_if(out, target)
+  out[#out + 1] = "if B.bool(" .. self:expr() .. ", ' in if') then"
+  while true do
+    self:skip_nl()
+    self:expect("{")
+    self:skip_nl()
+    self:assign_value(out, target, self:value())
+    self:skip_nl()
+    self:expect("}")
+    if not self:is("else") then break end
+    self:next()
+    if self:is("if") then
+      self:next()
+      out[#out + 1] = "elseif B.bool(" .. self:expr() .. ", ' in if') then"
+    else
+      out[#out + 1] = "else"
+      self:skip_nl()
+      self:expect("{")
+      self:skip_nl()
+      self:assign_value(out, target, self:value())
+      self:skip_nl()
+      self:expect("}")
+      break
+    end
+  end
+  out[#out + 1] = "end"
+end
+
+-- An `if` at the start of a statement is a statement when its blocks hold
+-- assignments (`if c { root.a = 1 }`), else a value (`if c { 1 }` cannot
+-- stand alone): look for `=` before the block closes.
+function P:block_if()
+  local depth, k = 0, 1
+  while true do
+    local t = self:peek(k)
+    if t.t == "eof" then return false end
+    if t.t == "op" then
+      if t.v == "{" then depth = depth + 1
+      elseif t.v == "}" then
+        depth = depth - 1
+        if depth == 0 then return false end
+      elseif t.v == "=" and depth == 1 then return true
+      end
+    end
+    k = k + 1
+  end
+end
+
+function P:block(out)
+  self:skip_nl()
+  self:expect("{")
+  self:skip_nl()
+  while not self:is("}") do
+    self:statement(out)
+    self:end_statement()
+  end
+  self:next()
+end
+
+function P:if_statement(out)
+  out[#out + 1] = "if B.bool(" .. self:expr() .. ", ' in if') then"
+  self:block(out)
+  while self:is("else") do
+    self:next()
+    if self:is("if") then
+      self:next()
+      out[#out + 1] = "elseif B.bool(" .. self:expr() .. ", ' in if') then"
+      self:block(out)
+    else
+      out[#out + 1] = "else"
+      self:block(out)
+      break
+    end
+  end
+  out[#out + 1] = "end"
+end
+
+function P:end_statement()
+  local t = self:peek()
+  if t.t == "nl" then
+    self:skip_nl()
+  elseif not (t.t == "eof" or self:is("}")) then
+    self:fail("expected the end of the line, got '" .. tostring(t.v) .. "'")
+  end
+end
+
+-- mode: "mapping" (root starts empty; a mapping that never assigns root
+-- keeps the message) or "mutation" (root starts as the message).
+function M.translate(src, mode, ctxref)
+  local ok, res = pcall(function()
+    local p = setmetatable({toks = lexer(src), pos = 1, ctxs = {"this"}, vars = {}, nvars = 0, nthis = 0,
+      roots = {}, ctxref = ctxref}, P)
+    local stmts = {}
+    p:skip_nl()
+    while p:peek().t ~= "eof" do
+      local out = {line = p:peek().line}
+      p:statement(out)
+      p:end_statement()
+      stmts[#stmts + 1] = out
+    end
+    if mode ~= "mutation" then
+      for _, r in ipairs(p.roots) do
+        if p.nthis > r.n then r.out[r.i] = r.copied
+        elseif r.in_place then r.out[r.i] = r.in_place end
+      end
+    end
+    local lines = {}
+    for _, out in ipairs(stmts) do
+      lines[out.line] = (lines[out.line] and lines[out.line] .. " " or "") .. table.concat(out, " ")
+    end
+    return {lines = lines}
+  end)
+  if not ok then
+    if type(res) == "table" and res.line then return nil, res.line, res.col, res.msg end
+    error(res, 0)
+  end
+  local last = 0
+  for l in pairs(res.lines) do
+    if l > last then last = l end
+  end
+  -- A mutation starts from the message when it is JSON (a mutation that
+  -- only sets metadata may run on any bytes).
+  local head = "local B = __bloblang; local V = {}; local R = " ..
+    (mode == "mutation" and "B.mutable(function() return this end)" or "B.NOTHING") .. "; "
+  local code = {}
+  for l = 1, math.max(last, 1) do code[l] = res.lines[l] or "" end
+  code[1] = head .. code[1]
+  code[#code] = code[#code] .. " return B.result(R)"
+  return table.concat(code, "\n")
+end
+
+return M

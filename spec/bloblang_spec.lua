@@ -1,0 +1,128 @@
+-- Bloblang translated to Lua (processors/mapping.c, processors/bloblang.lua):
+-- the documented cases of spec/bloblang_cases.lua through `sluice lua
+-- --bloblang`, the seed's demo document, refusals at their line and column.
+-- bench/bloblang_vs_benthos.sh runs the same cases through Benthos's blobl.
+local h = require("spec.helpers")
+local json = h.json
+local cases = dofile("spec/bloblang_cases.lua")
+
+-- Runs one case; returns code, decoded -v object (or nil), stdout, stderr.
+local function run(c)
+  local args = {"lua --bloblang -v -e", h.shell_quote(c[1]), "--input", h.shell_quote(c[2])}
+  for k, v in pairs(c.input_meta or {}) do args[#args + 1] = "--meta " .. h.shell_quote(k .. "=" .. v) end
+  local r = h.sluice(table.concat(args, " "))
+  local out = r.stdout ~= "" and json.decode(r.stdout) or nil
+  return r.code, out, r.stdout, r.stderr
+end
+
+local function same_json(a, b)
+  if type(a) ~= type(b) then return false end
+  if type(a) ~= "table" then return a == b end
+  for k, v in pairs(a) do if not same_json(v, b[k]) then return false end end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
+end
+
+describe("Bloblang translated to Lua", function()
+  it("gives the documented result for each of " .. #cases .. " cases", function()
+    local failures, ran = {}, 0
+    for i, c in ipairs(cases) do
+      if not c.skip_sluice then
+        ran = ran + 1
+        local code, out, stdout, stderr = run(c)
+        local want, ok, why = c[3], true, nil
+        if type(want) == "string" then
+          ok = code == 0 and out and not out.error and same_json(json.decode(out.content), json.decode(want))
+        elseif want.drop then
+          ok = code == 0 and stdout == ""
+        elseif want.same then
+          ok = code == 0 and out and out.content == c[2]
+        elseif want.raw then
+          ok = code == 0 and out and out.content == want.raw
+        elseif want.err then
+          ok = code == 1 and out and out.error and out.error:find(want.err, 1, true) ~= nil
+        elseif want.json_check then
+          ok = code == 0 and out and want.json_check(json.decode(out.content))
+        end
+        for k, v in pairs(c.meta or {}) do
+          if ok and (out.metadata[k] or false) ~= v then ok, why = false, "metadata " .. k end
+        end
+        if not ok then
+          failures[#failures + 1] = string.format("case %d: %s\n  input %s\n  want %s\n  got exit %d %s %s%s", i,
+            c[1]:gsub("\n", "\\n"), c[2], type(want) == "string" and want or next(want), code, stdout, stderr,
+            why and ("  (" .. why .. ")") or "")
+        end
+      end
+    end
+    assert.is_true(ran >= 150, "only " .. ran .. " cases")
+    assert.are.equal(0, #failures, table.concat(failures, "\n"))
+  end)
+
+  it("refuses what it does not translate at its line and column, naming the construct", function()
+    local dir = h.tmpdir()
+    finally(function() h.rmdir(dir) end)
+    local f = h.write(dir .. "/c.yaml", [[
+input: {stdin: {}}
+pipeline:
+  processors:
+    - mapping: |
+        root = this
+        root.h = this.body.hash("xxhash64")
+    - mapping: 'root = this.a.bogus_fn()'
+    - bloblang: 'root = unknown_fn()'
+    - mapping: |
+        map thing {
+          root = this
+        }
+    - mapping: 'root = "unterminated'
+output: {drop: {}}
+]])
+    local r = h.sluice("lint " .. f)
+    assert.are.equal(1, r.code)
+    local text = r.stdout .. r.stderr
+    assert.matches("c.yaml:6:%d+: mapping: Bloblang: the Bloblang method hash%(%) is " ..
+      "not translated", text)
+    assert.matches("c.yaml:7:31: mapping: Bloblang: the Bloblang method bogus_fn%(%)", text)
+    assert.matches("c.yaml:8:25: mapping: Bloblang: the Bloblang function unknown_fn%(%)",
+      text)
+    assert.matches("c.yaml:10:%d+: mapping: Bloblang: `map` is not translated", text)
+    assert.matches("c.yaml:13:24: mapping: Bloblang: unterminated string", text)
+  end)
+
+  it("names the mapping's own line when a translated mapping fails a message", function()
+    local dir = h.tmpdir()
+    finally(function() h.rmdir(dir) end)
+    local f = h.write(dir .. "/c.yaml", [[
+input: {stdin: {}}
+pipeline:
+  processors:
+    - mapping: |
+        root = this
+
+        root.sum = this.a + this.b
+output: {stdout: {}}
+]])
+    local r = h.sluice("run --log-level warn " .. f, {stdin = '{"a":1,"b":2}\n{"a":"x","b":2}\n'})
+    assert.are.equal(0, r.code)
+    assert.are.same({a = 1, b = 2, sum = 3}, json.decode(h.lines(r.stdout)[1]))
+    assert.matches("c.yaml:7: cannot add types string", r.stderr, 1, true)
+    assert.matches("component=mapping", r.stderr, 1, true)
+  end)
+
+  it("runs a mutation in place; one that only sets metadata runs on bytes that are not JSON", function()
+    local dir = h.tmpdir()
+    finally(function() h.rmdir(dir) end)
+    local f = h.write(dir .. "/c.yaml", "input: {stdin: {}}\npipeline:\n  processors:\n    - mutation: |\n" ..
+      "        meta m = \"1\"\n        root.seen = this.a != null\noutput: {stdout: {}}\n")
+    local r = h.sluice("run --log-level warn " .. f, {stdin = '{"a":1,"b":[1,2]}\n'})
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.same({a = 1, b = {1, 2}, seen = true}, json.decode(h.lines(r.stdout)[1]))
+    for _, case in ipairs({{"meta m = \"1\"", 0, "not json"}, {"root.seen = this.a", 1, "not JSON"}}) do
+      local code, out = run({case[1], "not json"})
+      out = out or {}
+      assert.are.equal(case[2], code)
+      if code == 0 then assert.are.equal(case[3], out.content) else assert.matches(case[3], out.error, 1, true) end
+    end
+  end)
+
+end)
