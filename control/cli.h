@@ -4,4 +4,5 @@
 #define SL_CLI_H
 int sl_cli_test(int argc, char **argv);
 int sl_cli_lua(int argc, char **argv);
+int sl_cli_migrate(int argc, char **argv);
 #endif

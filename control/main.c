@@ -23,6 +23,7 @@ static void usage(FILE *f) {
           "  test [PATH...]     run config unit tests (*_test.yaml) found under PATH (default .)\n"
           "  lua (-e CODE | FILE) [--input TEXT] [--meta K=V] [--ctx JSON] [-v] [--bloblang]\n"
           "                     run a mapping on TEXT or on each line of stdin, print the results\n"
+          "  migrate FILE       print FILE with its Bloblang processors rewritten as lua\n"
           "  list [--format F]  list the components (F: text, json, yaml) or print the config's\n"
           "                     JSON Schema (F: jsonschema, for editors' completion)\n"
           "  doc NAME | config | --all [--out DIR]  show a component's (or the config file's) reference\n"
@@ -156,6 +157,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "lint") == 0) return cmd_run(argc - 2, argv + 2, CMD_LINT);
   if (strcmp(cmd, "test") == 0) return sl_cli_test(argc - 2, argv + 2);
   if (strcmp(cmd, "lua") == 0) return sl_cli_lua(argc - 2, argv + 2);
+  if (strcmp(cmd, "migrate") == 0) return sl_cli_migrate(argc - 2, argv + 2);
   if (strcmp(cmd, "list") == 0) {
     const char *format = "text";
     if (argc == 4 && strcmp(argv[2], "--format") == 0) format = argv[3];

@@ -21,8 +21,10 @@ static int looks_typed(const char *s) {
 static int scalar(yaml_emitter_t *e, const char *text, int typed) {
   yaml_event_t ev;
   int plain = typed || !looks_typed(text);
-  yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)text, -1, plain, !typed,
-                               typed ? YAML_PLAIN_SCALAR_STYLE : YAML_ANY_SCALAR_STYLE);
+  /* Text of several lines (Lua code) prints as a literal block. */
+  yaml_scalar_style_t style = typed ? YAML_PLAIN_SCALAR_STYLE
+                              : strchr(text, '\n') ? YAML_LITERAL_SCALAR_STYLE : YAML_ANY_SCALAR_STYLE;
+  yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)text, -1, plain, !typed, style);
   return yaml_emitter_emit(e, &ev);
 }
 

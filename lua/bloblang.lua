@@ -116,6 +116,7 @@ end
 -- nothing leaves the document as it was.
 function B.set(root, v, ...)
   if v == NOTHING then return root end
+  if v == nil then v = null end   -- env("UNSET"), a lookup that found nothing
   v = unwrap(v)
   if getmetatable(root) == UNPARSED then error(root.err, 0) end
   local n = select("#", ...)

@@ -5,6 +5,7 @@
  * would: same sandbox, budgets, failure log and positions, which name the
  * mapping's own lines. What the translation does not cover is a lint error
  * at its line and column, never a silent difference. */
+#include "mapping.h"
 #include "core/component.h"
 #include "core/ctxref.h"
 #include "core/xalloc.h"
@@ -43,9 +44,7 @@ static int l_ctxref(lua_State *L) {
   return 5;
 }
 
-/* Runs the translator; returns the Lua text, or NULL with *line, *col and
- * *why (caller frees) saying where the Bloblang is refused. */
-static char *translate(const char *src, const char *mode, int *line, int *col, char **why) {
+char *sl_bloblang_translate(const char *src, const char *mode, int *line, int *col, char **why) {
   const sl_embedded_t *e = NULL;
   for (const sl_embedded_t *x = sl_embedded_lua; x->name; x++)
     if (!strcmp(x->name, "processors.bloblang")) e = x;
@@ -80,7 +79,7 @@ static char *translate(const char *src, const char *mode, int *line, int *col, c
 static void *create(sl_build_t *b, const sl_cnode_t *conf, const sl_spec_t *self, const char *mode) {
   const sl_cnode_t *m = sl_cnode_get(conf, "mapping");
   int line = 0, col = 0;
-  char *why = NULL, *lua = translate(m->str, mode, &line, &col, &why);
+  char *why = NULL, *lua = sl_bloblang_translate(m->str, mode, &line, &col, &why);
   if (!lua) {
     /* The mapping's own position, moved to the line and column refused. */
     sl_cnode_t at = *m;

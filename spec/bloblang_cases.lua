@@ -5,7 +5,8 @@
 -- failed message, {same = true} for the input kept as it was, {drop = true}
 -- for a deleted message; meta = {k = v} is the metadata expected after.
 -- spec/bloblang_spec.lua runs each through `sluice lua --bloblang`, and
--- through Benthos's `blobl` when bench/ has built one.
+-- bench/bloblang_vs_benthos.lua through Benthos's `blobl` too (benthos_skip:
+-- why a case is not).
 return {
   -- assignment and paths
   {"root = this", '{"a":1}', '{"a":1}'},
@@ -115,6 +116,8 @@ return {
   {"root.id = uuid_v4()", '{}', {json_check = function(v) return type(v.id) == "string" and #v.id == 36 end}},
   {"root.t = now()", '{}', {json_check = function(v) return v.t:match("^%d%d%d%d%-%d%d%-%d%dT") ~= nil end}},
   {'root.r = range(0, 5)', '{}', '{"r":[0,1,2,3,4]}'},
+  {'root.e = env("SLUICE_SURELY_UNSET_VARIABLE")', '{}', '{"e":null}',
+    benthos_skip = "env() is in Benthos's io components, which bench/bloblang.sh's blobl leaves out"},
   {'root.c = content().string()', '{"a":1}', '{"c":"{\\"a\\":1}"}'},
   {'root.u = this.nope.uppercase()', '{}', {err = "expected string value, got null"}},
   -- string methods

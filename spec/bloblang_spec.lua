@@ -125,4 +125,56 @@ output: {stdout: {}}
     end
   end)
 
+
+  it("migrate prints the config with each mapping as the lua it runs as, ${NAME} as written", function()
+    local dir = h.tmpdir()
+    finally(function() h.rmdir(dir) end)
+    local f = h.write(dir .. "/c.yaml", [[
+input: {stdin: {}}
+pipeline:
+  processors:
+    - label: enrich
+      mapping: |
+        root = this
+        root.env = env("STAGE")
+        root.n = this.n * 2
+    - mutation: 'root.seen = true'
+      label: ${LABEL:seen}
+    - switch:
+        - check: 'this.n > 2'
+          processors:
+            - bloblang: 'root = deleted()'
+output: {stdout: {}}
+]])
+    local r = h.sluice("migrate " .. f)
+    assert.are.equal(0, r.code, r.stderr)
+    assert.is_nil(r.stdout:find("mapping:", 1, true))
+    assert.matches("${LABEL:seen}", r.stdout, 1, true)
+    assert.matches("label: enrich", r.stdout, 1, true)
+    local m = h.write(dir .. "/m.yaml", r.stdout)
+    local input = '{"n":1}\n{"n":2}\n{"n":3}\n'
+    local a = h.sluice("run --log-level warn " .. f, {stdin = input})
+    local b = h.sluice("run --log-level warn " .. m, {stdin = input})
+    assert.are.equal(0, a.code, a.stderr)
+    assert.are.equal(0, b.code, b.stderr)
+    local la, lb = h.lines(a.stdout), h.lines(b.stdout)
+    assert.are.equal(1, #la)
+    assert.are.same(la, lb)
+    assert.matches('"env":null', la[1], 1, true)
+    assert.matches('"seen":true', la[1], 1, true)
+    assert.matches('"n":2', la[1], 1, true)
+    -- what is not translated stays Bloblang, named on stderr, exit 1
+    f = h.write(dir .. "/k.yaml", "input: {stdin: {}}\npipeline:\n  processors:\n    - mapping: |\n        root = this\n" ..
+      "        root.h = this.s.hash(\"sha256\")\noutput: {stdout: {}}\n")
+    r = h.sluice("migrate " .. f)
+    assert.are.equal(1, r.code)
+    assert.matches("k.yaml:6: mapping kept as Bloblang: the Bloblang method hash()", r.stderr, 1, true)
+    assert.matches("mapping: |", r.stdout, 1, true)
+    f = h.write(dir .. "/e.yaml", "input: {stdin: {}}\npipeline:\n  processors:\n    - mapping: 'root.k = \"${KEY:x}\"'\n" ..
+      "output: {stdout: {}}\n")
+    r = h.sluice("migrate " .. f)
+    assert.are.equal(1, r.code)
+    assert.matches("e.yaml:4: mapping kept as Bloblang: it holds ${NAME}", r.stderr, 1, true)
+    assert.matches("${KEY:x}", r.stdout, 1, true)
+  end)
 end)
