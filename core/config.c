@@ -29,9 +29,12 @@ static const sl_field_t scope_fields[] = {
 /* The kernel's fields of one stream; shared by the top level and each
  * `streams.NAME`. Stream sections follow them (sl_config_stream_fields). */
 static const sl_field_t core_stream_fields[] = {
-  {"input", SL_F_INPUT, NULL, SL_REQUIRED, "Where messages come from.", NULL, NULL},
+  {"input", SL_F_INPUT, NULL, SL_REQUIRED,
+   "Where messages come from. A file's one stream at the top level (not under `streams:`) reads `stdin` "
+   "without it, as in Benthos.", NULL, NULL},
   {"pipeline", SL_F_OBJECT, NULL, 0, "The processing steps.", NULL, pipeline_fields},
-  {"output", SL_F_OUTPUT, NULL, SL_REQUIRED, "Where messages go.", NULL, NULL},
+  {"output", SL_F_OUTPUT, NULL, SL_REQUIRED,
+   "Where messages go. A file's one stream at the top level writes `stdout` without it, as in Benthos.", NULL, NULL},
   {"max_in_flight", SL_F_INT, "64", 0, "Transactions (input batches) open at once; the input waits beyond it.", NULL, NULL},
   {"retry", SL_F_OBJECT, NULL, 0, "How failed output writes are retried (exponential backoff).", NULL, retry_fields},
   {"request_scope", SL_F_OBJECT, NULL, 0,
@@ -60,6 +63,9 @@ const sl_field_t *sl_config_stream_fields(void) {
  * up too. */
 static const sl_field_t root_fields[] = {
   {"streams", SL_F_ANY, NULL, 0, "Named streams: `streams: {NAME: {input, pipeline, output}}`.", NULL, NULL},
+  {"tests", SL_F_ANY, NULL, 0,
+   "Config unit tests of this file's processors (Benthos's inline form, the shape of a `*_test.yaml` file's "
+   "`tests:`), run by `sluice test FILE`; `run` and `lint` leave them to it.", NULL, NULL},
   {"shutdown_timeout", SL_F_DURATION, "20s", 0,
    "How long SIGINT/SIGTERM waits for in-flight messages. A drain that finishes exits 0 (messages handed "
    "back unacknowledged to an input that redelivers them count as finished); past the timeout the process "
@@ -162,6 +168,16 @@ int sl_config_validate(sl_cnode_t *root, sl_diags_t *d) {
   }
   if (streams) return errs + validate_streams(streams, d);
 
+  /* One stream at the top level reads stdin and writes stdout unless it says
+   * otherwise, as Benthos's config files do (its test and cookbook configs
+   * often hold only a pipeline). */
+  static const char *const io_defaults[][2] = {{"input", "stdin"}, {"output", "stdout"}};
+  for (int k = 0; k < 2; k++)
+    if (!sl_cnode_get(root, io_defaults[k][0])) {
+      sl_cnode_t *v = sl_cnode_new(SL_CN_MAP, root);
+      sl_cnode_map_set(v, io_defaults[k][1], sl_cnode_new(SL_CN_MAP, root));
+      sl_cnode_map_set(root, io_defaults[k][0], v);
+    }
   /* Validate the single stream in place (error keys as written), then nest it. */
   sl_cnode_t *body = sl_cnode_new(SL_CN_MAP, root);
   for (const sl_field_t *f = sl_config_stream_fields(); f->name; f++) {

@@ -37,6 +37,24 @@ local function unwrap(v)
 end
 B.array = array
 
+-- Literals: a value that is nothing or deleted() is left out (`[1, if false
+-- { 2 }]` is [1]); a missing field is null.
+function B.array_of(...)
+  local out = array()
+  for i = 1, select("#", ...) do
+    local v = select(i, ...)
+    if v == nil then v = null end
+    if v ~= NOTHING and v ~= DELETED then out[#out + 1] = v end
+  end
+  return out
+end
+function B.object(t)
+  for k, v in pairs(t) do
+    if v == NOTHING or v == DELETED then t[k] = nil end
+  end
+  return t
+end
+
 -- Bloblang's type names, as its errors print them.
 local function kind(v)
   if v == nil or v == null then return "null" end

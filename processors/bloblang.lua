@@ -312,7 +312,7 @@ function P:primary()
         self:skip_nl()
       end
       self:next()
-      return "B.array({" .. table.concat(items, ", ") .. "})"
+      return "B.array_of(" .. table.concat(items, ", ") .. ")"
     elseif t.v == "{" then
       return self:object()
     elseif t.v == "@" then
@@ -415,7 +415,7 @@ function P:object()
     self:skip_nl()
   end
   self:next()
-  return "{" .. table.concat(fields, ", ") .. "}"
+  return "B.object({" .. table.concat(fields, ", ") .. "})"
 end
 
 -- if c { a } else if c2 { b } else { c }, as a value (nothing without else)

@@ -159,7 +159,7 @@ output: {stdout: {}}
     assert.are.equal(0, b.code, b.stderr)
     local la, lb = h.lines(a.stdout), h.lines(b.stdout)
     assert.are.equal(1, #la)
-    assert.are.same(la, lb)
+    assert.are.same(json.decode(la[1]), json.decode(lb[1]))
     assert.matches('"env":null', la[1], 1, true)
     assert.matches('"seen":true', la[1], 1, true)
     assert.matches('"n":2', la[1], 1, true)

@@ -259,6 +259,38 @@ output: {stdout: {}}
   end)
   after_each(function() os.execute("rm -rf " .. d) end)
 
+  it("runs tests a config holds itself and Benthos's foo_benthos_test.yaml, with keys in any order", function()
+    h.write(d .. "/inline.yaml", [[
+pipeline:
+  processors:
+    - mapping: |
+        root.b = this.a + 1
+        root.a = this.a
+tests:
+  - name: inline
+    input_batch:
+      - content: '{"a":1}'
+    output_batches:
+      - - content_equals: '{"a":1,"b":2}'
+]])
+    local r = h.sluice("test " .. d .. "/inline.yaml")
+    assert.are.equal(0, r.code, r.stdout)
+    assert.matches("PASS .*inline.yaml: inline", r.stdout)
+    -- run and lint leave tests: to sluice test; the one stream reads stdin, writes stdout
+    r = h.sluice("run --log-level warn " .. d .. "/inline.yaml", {stdin = '{"a":5}\n'})
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.same({a = 5, b = 6}, json.decode(r.stdout))
+    -- key order is free, the values are not; content that is not an object compares bytes
+    h.write(d .. "/bad.yaml", (h.read(d .. "/inline.yaml"):gsub('"b":2', '"b":3')))
+    r = h.sluice("test " .. d .. "/bad.yaml")
+    assert.are.equal(1, r.code)
+    assert.matches("content_equals", r.stdout)
+    h.write(d .. "/pipe_benthos_test.yaml", "tests:\n  - name: named\n    input_batch:\n" ..
+      "      - content: '{\"name\":\"al\"}'\n    output_batches:\n      - - json_equals: {name: al, greeting: hello al}\n")
+    r = h.sluice("test " .. d .. "/pipe_benthos_test.yaml")
+    assert.are.equal(0, r.code, r.stdout)
+  end)
+
   it("passes when the output matches", function()
     h.write(d .. "/pipe_test.yaml", [[
 tests:

@@ -91,10 +91,13 @@ lgger: {}
     assert.is_nil(r.stderr:find("level=info", 1, true), r.stderr)
   end)
 
-  it("reports missing required parts", function()
-    local r = lint("input:\n  stdin: {}\n")
+  it("reports missing required parts; one top-level stream reads stdin and writes stdout without them, as Benthos", function()
+    local r = lint("streams:\n  a:\n    input:\n      stdin: {}\n")
     assert.are.equal(1, r.code)
-    assert.is_true(has(errors(r), "output: missing required field"), r.stderr)
+    assert.is_true(has(errors(r), "streams.a.output: missing required field"), r.stderr)
+    r = h.run_config("pipeline:\n  processors:\n    - lua: 'this.n = this.n + 1'\n", {stdin = '{"n":1}\n{"n":2}\n'})
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal('{"n":2}\n{"n":3}\n', r.stdout)
   end)
 
   it("accepts a file of only http: and store: as a server of the streams API (Synap), and stops it on SIGTERM", function()
