@@ -300,19 +300,7 @@ function P:primary()
       self:expect(")")
       return e
     elseif t.v == "[" then
-      local items = {}
-      self:skip_nl()
-      while not self:is("]") do
-        if #items > 0 then
-          self:expect(",")
-          self:skip_nl()
-          if self:is("]") then break end
-        end
-        items[#items + 1] = self:value()
-        self:skip_nl()
-      end
-      self:next()
-      return "B.array_of(" .. table.concat(items, ", ") .. ")"
+      return "B.array_of(" .. table.concat(self:list("]", self.value), ", ") .. ")"
     elseif t.v == "{" then
       return self:object()
     elseif t.v == "@" then
@@ -386,36 +374,44 @@ function P:expect_id(what)
   return t
 end
 
-function P:object()
-  local fields = {}
+-- Items up to `close`, comma separated (a trailing comma allowed), each
+-- read by item(self); the closing token is consumed.
+function P:list(close, item)
+  local items = {}
   self:skip_nl()
-  while not self:is("}") do
-    if #fields > 0 then
+  while not self:is(close) do
+    if #items > 0 then
       self:expect(",")
       self:skip_nl()
-      if self:is("}") then break end
+      if self:is(close) then break end
     end
-    local k = self:peek()
-    local key
-    if k.t == "str" then
-      self:next()
-      key = lua_str(k.v)
-    elseif k.t == "id" then
-      self:next()
-      key = lua_str(k.v)
-    elseif self:is("(") then
-      key = "B.text(" .. self:primary() .. ")"
-    else
-      self:fail("expected a key (a quoted string)")
-    end
-    self:skip_nl()
-    self:expect(":")
-    self:skip_nl()
-    fields[#fields + 1] = "[" .. key .. "] = " .. self:value()
+    items[#items + 1] = item(self)
     self:skip_nl()
   end
   self:next()
-  return "B.object({" .. table.concat(fields, ", ") .. "})"
+  return items
+end
+
+-- "key": value, key: value or (query): value
+function P:field()
+  local k = self:peek()
+  local key
+  if k.t == "str" or k.t == "id" then
+    self:next()
+    key = lua_str(k.v)
+  elseif self:is("(") then
+    key = "B.text(" .. self:primary() .. ")"
+  else
+    self:fail("expected a key (a quoted string)")
+  end
+  self:skip_nl()
+  self:expect(":")
+  self:skip_nl()
+  return "[" .. key .. "] = " .. self:value()
+end
+
+function P:object()
+  return "B.object({" .. table.concat(self:list("}", self.field), ", ") .. "})"
 end
 
 -- if c { a } else if c2 { b } else { c }, as a value (nothing without else)

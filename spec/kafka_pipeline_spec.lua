@@ -534,22 +534,8 @@ describe_kafka("the seed's Tyk API definition, verbatim, on Kafka" .. (why and (
     post("bob", {message = "b2"})
     local ws_out, get_out = ws:read("a"), get:read("a")
     ws:close(); get:close()
-    local alice = h.lines(get_out)
-    assert.is_true(#alice >= 1, get_out)
-    for _, l in ipairs(alice) do
-      local r = json.decode(l)
-      assert.are.equal("alice", r.user_id)
-      assert.are.equal("bar", r.result)
-    end
-    local bob = {}
-    for _, l in ipairs(h.lines(ws_out)) do
-      local m = json.decode(l)
-      if m.text then bob[#bob + 1] = json.decode(m.text) end
-    end
-    assert.are.equal(2, #bob, ws_out)
-    for _, r in ipairs(bob) do
-      assert.are.equal("bob", r.user_id)
-      assert.are.equal("bar", r.result)
-    end
+    local alice = {}
+    for _, l in ipairs(h.lines(get_out)) do alice[#alice + 1] = json.decode(l) end
+    demo.assert_results(alice, demo.ws_texts(ws_out), get_out, ws_out)
   end)
 end)
