@@ -316,7 +316,7 @@ static void warn_open_apis(const sl_http_t *s, const struct sockaddr_storage *sa
 
 int sl_http_wanted(sl_worker_t *w) {
   sl_http_t *s = w->slot[SL_SLOT_HTTP];
-  if (!s) return 0;
+  if (!s || s->disabled) return 0;
   /* Without an http: section, listen only when a component routed a path. */
   int routed = 0;
   for (unsigned i = 0; i < s->routes.n; i++) routed |= strcmp(s->routes.v[i].owner, "sluice") != 0;
@@ -400,6 +400,9 @@ static const sl_field_t static_fields[] = {
   {0}};
 
 static const sl_field_t http_fields[] = {
+  {"enabled", SL_F_BOOL, "true", 0,
+   "`false`: no server at all, not even `/ping` and `/metrics` (Benthos's `http.enabled`); a config that "
+   "serves a path (an `http_server` input or output, `streams_api`) is then an error.", NULL, NULL},
   {"address", SL_F_ADDRESS, "0.0.0.0:4195", 0, "host:port to listen on; the host is an IPv4 address, `localhost` or an IPv6 address in brackets "
    "(`[::]:4195`), empty for every IPv4 interface.", NULL, NULL},
   {"base_path", SL_F_STRING, "", 0,
@@ -446,7 +449,8 @@ static const sl_field_t http_fields[] = {
 static int http_apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
   if (!node) return 0;
   sl_http_t *s = server(w);
-  s->configured = 1;
+  s->disabled = !sl_conf_bool(node, "enabled", 1);
+  s->configured = !s->disabled;
   free(s->address);
   s->address = sl_xstrdup(sl_conf_str(node, "address", "0.0.0.0:4195"));
   const char *bp = sl_conf_str(node, "base_path", "");
@@ -509,9 +513,34 @@ static int http_apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
   return rc;
 }
 
+/* The first `http_server` component under n, or NULL. */
+static const sl_cnode_t *find_server_use(const sl_cnode_t *n, uint32_t *at) {
+  for (uint32_t i = 0; n && i < n->n; i++) {
+    if (n->type == SL_CN_MAP && !strcmp(n->keys[i], "http_server")) {
+      *at = i;
+      return n;
+    }
+    const sl_cnode_t *r = find_server_use(n->items[i], at);
+    if (r) return r;
+  }
+  return NULL;
+}
+
 static int http_check(const sl_cnode_t *node, const sl_cnode_t *root, sl_diags_t *d) {
-  (void)root;
-  return sl_http_auth_lint(sl_cnode_get(node, "auth"), d);
+  int errs = sl_http_auth_lint(sl_cnode_get(node, "auth"), d);
+  if (sl_conf_bool(node, "enabled", 1)) return errs;
+  uint32_t at = 0;
+  const sl_cnode_t *use = find_server_use(root, &at);
+  if (use) {
+    sl_cnode_t pos = sl_cnode_key_pos(use, at);
+    sl_diag_add(d, &pos, "http_server", "serves HTTP, but http.enabled is false");
+    errs++;
+  }
+  if (sl_conf_bool(node, "streams_api", 0)) {
+    sl_diag_add(d, sl_cnode_get(node, "streams_api"), "http.streams_api", "needs the server, but http.enabled is false");
+    errs++;
+  }
+  return errs;
 }
 
 static const sl_section_t http_section = {

@@ -14,6 +14,7 @@
 typedef struct sl_http {
   sl_worker_t *worker;
   int configured;            /* an `http:` section was given */
+  int disabled;              /* http.enabled: false */
   char *address;
   char *base_path;           /* "" or "/prefix" without trailing '/' */
   int64_t max_header_bytes, max_body_bytes, read_timeout_ms, idle_timeout_ms, send_timeout_ms, max_connections;

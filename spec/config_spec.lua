@@ -80,6 +80,20 @@ lgger: {}
     end
   end)
 
+  it("takes http.enabled: false as Benthos does: no server at all, and a component that serves HTTP is an error", function()
+    local port = h.port()
+    local yaml = "http: {enabled: false, address: 127.0.0.1:" .. port .. "}\n" ..
+      "input: {generate: {count: 0, interval: 50ms, mapping: 'return {n = i}'}}\noutput: {drop: {}}\n"
+    assert.are.equal(0, lint(yaml).code)
+    local srv = h.run_config(yaml, {cmd = "run", timeout = 2})
+    -- it ran until the timeout killed it, and nothing listened meanwhile
+    assert.are.equal(124, srv.code, srv.stderr)
+    assert.is_nil(srv.stderr:find("listening", 1, true), srv.stderr)
+    local r = lint("http: {enabled: false}\ninput: {http_server: {path: /x}}\noutput: {stdout: {}}\n")
+    assert.are.equal(1, r.code)
+    assert.is_true(has(errors(r), "^2:9: http_server: serves HTTP, but http.enabled is false"), r.stderr)
+  end)
+
   it("takes enum values in any case and an empty duration for 0, as Benthos writes them", function()
     local yaml = "logger: {level: WARN}\ninput: {generate: {count: 1, interval: '', mapping: 'return 1'}}\n" ..
       "output: {stdout: {codec: Lines}}\n"
