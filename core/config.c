@@ -136,7 +136,9 @@ int sl_config_validate(sl_cnode_t *root, sl_diags_t *d) {
     if (f && strcmp(k, "streams") != 0) {
       errs += sl_spec_validate_value(f, root->items[i], k, d);
     } else if (sec && sec->fields) {
-      int bad = sl_spec_validate_fields(sec->fields, root->items[i], k, d);
+      const sl_field_t list = {k, SL_F_OBJLIST, NULL, 0, NULL, NULL, sec->fields};
+      int bad = sec->list ? sl_spec_validate_value(&list, root->items[i], k, d)
+                          : sl_spec_validate_fields(sec->fields, root->items[i], k, d);
       if (!bad && sec->check) bad = sec->check(root->items[i], root, d);
       errs += bad;
     } else if (!f && !sec) {
@@ -144,6 +146,9 @@ int sl_config_validate(sl_cnode_t *root, sl_diags_t *d) {
       errs++;
     }
   }
+  const sl_section_t *sec;
+  for (unsigned k = 0; (sec = sl_section_at(k)); k++)
+    if (sec->check_absent && !sl_cnode_get(root, sec->name)) errs += sec->check(NULL, root, d);
   sl_cnode_t *streams = sl_cnode_get(root, "streams");
   if (streams && single) {
     sl_diag_add(d, streams, "streams",

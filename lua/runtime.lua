@@ -7,8 +7,8 @@
 local ffi = require("ffi")
 local cjson = require("cjson")
 -- budget_mod: lua/budget.lua; strmatch: {find, match, gmatch, gsub} that stop
--- at the call's deadline (lua/strmatch.c)
-local budget_mod, strmatch = ...
+-- at the call's deadline (lua/strmatch.c); cache_mod: cache.* (lua/cache.lua)
+local budget_mod, strmatch, cache_mod = ...
 
 ffi.cdef [[
 typedef struct sl_msg sl_msg_t;
@@ -329,7 +329,7 @@ local reserved = {this = true, meta = true, ctx = true, i = true}
 
 -- Library tables are copied into each environment, so a script that
 -- changes `string` or `math` changes only its own.
-local LIBS = {"string", "table", "math", "bit", "os", "coroutine", "json"}
+local LIBS = {"string", "table", "math", "bit", "os", "coroutine", "json", "cache"}
 local function new_env()
   local env = {}
   for _, name in ipairs(LIBS) do env[name] = copy(base[name]) end
@@ -417,6 +417,7 @@ base.math = copy(math)
 base.bit = copy(bit)
 base.os = {time = os.time, clock = os.clock, date = os.date, difftime = os.difftime}
 base.json = {encode = encode, decode = json_decode, null = cjson.null}
+base.cache = cache_mod
 for _, k in ipairs({"assert", "error", "ipairs", "next", "pairs", "pcall", "select", "tonumber", "tostring",
   "type", "unpack", "xpcall", "rawequal", "rawget", "rawset", "rawlen", "setmetatable"}) do
   base[k] = _G[k]

@@ -141,7 +141,8 @@ static sl_lua_t *vm_new(uv_loop_t *loop) {
   lua_pushlightuserdata(L, vm);
   if (load_embedded(L, "lua.budget", 2) != 0) abort();
   sl_lstrmatch_push(L, &vm->guard);
-  if (load_embedded(L, "lua.runtime", 2) != 0) abort();
+  if (load_embedded(L, "lua.cache", 0) != 0) abort();
+  if (load_embedded(L, "lua.runtime", 3) != 0) abort();
   int rt = lua_gettop(L);
   lua_pushcfunction(L, call_protected);
   vm->ref_call = luaL_ref(L, LUA_REGISTRYINDEX);
