@@ -120,7 +120,7 @@ int sl_cache_check_ref(const sl_cnode_t *body, const char *field, int lint_only,
     known = sl_cache_find(name, strlen(name)) != NULL;
   }
   if (known) return 0;
-  const char *near = lint_only ? sl_nearest(name, (const char *const *)declared, ndeclared) : NULL;
+  const char *near = sl_nearest(name, (const char *const *)declared, ndeclared);
   if (near) sl_diag_add(d, v ? v : body, field, "no cache resource labelled \"%s\" (did you mean \"%s\"?)", name, near);
   else sl_diag_add(d, v ? v : body, field, "no cache resource labelled \"%s\" in cache_resources", name);
   return -1;
