@@ -36,20 +36,7 @@ static int prep(sl_processor_t *p, sl_msg_t *m, uint32_t i, sl_cache_req_t *rq, 
   rq->key = keep[0];
   if (cp->value && !(keep[1] = sl_cache_run_eval(cp->value, m, i, &rq->vlen, "cache: value"))) return -1;
   rq->val = keep[1];
-  if (cp->ttl) {
-    char *t = sl_cache_run_eval(cp->ttl, m, i, NULL, "cache: ttl");
-    if (!t) return -1;
-    int bad = *t && sl_parse_duration_ms(t, &rq->ttl_ms) != 0;
-    if (bad) {
-      char *e = sl_xasprintf("cache: ttl: \"%.64s\" is not a duration", t);
-      sl_msg_set_error(m, e);
-      free(e);
-    } else if (!*t) {
-      rq->ttl_ms = SL_CACHE_TTL_DEFAULT;
-    }
-    free(t);
-    if (bad) return -1;
-  }
+  if (cp->ttl && sl_cache_run_ttl(cp->ttl, m, i, "cache: ttl", &rq->ttl_ms) != 0) return -1;
   return 0;
 }
 

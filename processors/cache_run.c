@@ -75,6 +75,22 @@ char *sl_cache_run_eval(sl_interp_t *ip, sl_msg_t *m, uint32_t i, size_t *len, c
   return NULL;
 }
 
+int sl_cache_run_ttl(sl_interp_t *ip, sl_msg_t *m, uint32_t i, const char *what, int64_t *ttl_ms) {
+  char *t = sl_cache_run_eval(ip, m, i, NULL, what);
+  if (!t) return -1;
+  int rc = 0;
+  if (!*t) {
+    *ttl_ms = SL_CACHE_TTL_DEFAULT;
+  } else if (sl_parse_duration_ms(t, ttl_ms) != 0) {
+    char *e = sl_xasprintf("%s: \"%.64s\" is not a duration", what, t);
+    sl_msg_set_error(m, e);
+    free(e);
+    rc = -1;
+  }
+  free(t);
+  return rc;
+}
+
 int sl_cache_run_resource(sl_build_t *b, const sl_cnode_t *conf, const char *field, sl_cache_t **out) {
   int lint = b->lint_only || !b->worker;
   if (sl_cache_check_ref(conf, field, lint, b->diags) != 0) return -1;

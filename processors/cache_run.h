@@ -27,6 +27,10 @@ void sl_cache_run(sl_processor_t *p, sl_cache_t *c, const sl_cache_run_vt *vt, s
  * flagged m with "<proc>: <field>: <error>". */
 char *sl_cache_run_eval(sl_interp_t *ip, sl_msg_t *m, uint32_t i, size_t *len, const char *what);
 
+/* Evaluates an interpolated TTL for m into *ttl_ms (a duration; empty: the
+ * resource's default_ttl): 0, or -1 having flagged m. */
+int sl_cache_run_ttl(sl_interp_t *ip, sl_msg_t *m, uint32_t i, const char *what, int64_t *ttl_ms);
+
 /* The resource a component's field names: 0 (*out is NULL when only
  * linting), or -1 with a diagnostic at the field. */
 int sl_cache_run_resource(sl_build_t *b, const sl_cnode_t *conf, const char *field, sl_cache_t **out);

@@ -121,15 +121,8 @@ static void results_push(sl_sink_t *s, sl_batch_t *b) {
     sl_kv_del(&m->meta, KEY_META);
     if (!keys[i]) continue;
     sl_cache_req_t rq = {SL_CACHE_SET, keys[i], lens[i], m->content->data, m->content->len, SL_CACHE_TTL_DEFAULT, 0};
-    char *t = c->ttl ? sl_cache_run_eval(c->ttl, m, i, NULL, "cached: ttl") : NULL;
-    if (t && *t && sl_parse_duration_ms(t, &rq.ttl_ms) != 0) {
-      char *e = sl_xasprintf("cached: ttl: \"%.64s\" is not a duration", t);
-      sl_msg_set_error(m, e);
-      free(e);
-    } else if (!c->ttl || t) {
+    if (!c->ttl || sl_cache_run_ttl(c->ttl, m, i, "cached: ttl", &rq.ttl_ms) == 0)
       sl_cache_exec(c->cache, &rq, stored, (void *)sl_cache_name(c->cache));
-    }
-    free(t);
     free(keys[i]);
   }
   free(keys);

@@ -57,12 +57,7 @@ local function rss_kib(srv)
   return tonumber((h.read("/proc/" .. pid .. "/status") or ""):match("VmRSS:%s*(%d+)")) or 0
 end
 
--- Lines of JSON objects as tables (lua-cjson's key order is not fixed).
-local function decoded(lines)
-  local t = {}
-  for i, l in ipairs(lines) do t[i] = json.decode(l) end
-  return t
-end
+local decoded = h.decode_lines
 
 local function metrics(srv)
   local _, text = h.sh("curl -s -m 5 " .. srv.url .. "/metrics")
@@ -279,7 +274,8 @@ streams:
     input: {http_server: {path: /add}}
     pipeline:
       processors:
-        - cache: {resource: ttl, operator: add, key: 'user-${! this.id }', value: '${! this.name }', ttl: 200ms}
+        - cache: {resource: ttl, operator: add, key: 'user-${! this.id }', value: '${! this.name }',
+                  ttl: '${! this.ttl or "200ms" }'}
         - catch: [{lua: 'return "failed: " .. error_message()'}]
     output: {sync_response: {}}
   get:
@@ -305,6 +301,8 @@ streams:
       assert.are.equal("ann", post("/get", '{"id":1}'))
       assert.are.equal('failed: cache ttl: key does not exist', post("/get", '{"id":2}'))
       assert.are.equal('failed: cache ttl: key already exists', post("/add", '{"id":1,"name":"bob"}'))
+      assert.are.equal('failed: cache: ttl: "soon" is not a duration', post("/add", '{"id":3,"name":"c","ttl":"soon"}'))
+      assert.are.equal('failed: cache ttl: key does not exist', post("/get", '{"id":3}'))
       assert.are.equal('{"id":2,"name":"bob"}', post("/add", '{"id":2,"name":"bob"}'))
       -- add's ttl: the key goes after 200 ms; set's (the default, 1h) stays
       wait_for(function() return post("/get", '{"id":2}') == "failed: cache ttl: key does not exist" end,
