@@ -136,7 +136,6 @@ static const sl_section_t cache_section = {
   .fields = item_fields,
   .list = 1,
   .reload = 1,
-  .check_absent = 1,
   .apply = apply,
   .check = check,
 };

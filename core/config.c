@@ -146,9 +146,6 @@ int sl_config_validate(sl_cnode_t *root, sl_diags_t *d) {
       errs++;
     }
   }
-  const sl_section_t *sec;
-  for (unsigned k = 0; (sec = sl_section_at(k)); k++)
-    if (sec->check_absent && !sl_cnode_get(root, sec->name)) errs += sec->check(NULL, root, d);
   sl_cnode_t *streams = sl_cnode_get(root, "streams");
   if (streams && single) {
     sl_diag_add(d, streams, "streams",

@@ -29,7 +29,6 @@ typedef struct sl_section {
   int list;                      /* the section is a list of objects, each described by fields */
   int reload;                    /* a reload applies it again before rebuilding streams (a change
                                   * needs no restart); apply must then keep what it already runs */
-  int check_absent;              /* check also runs when the section is absent (node NULL) */
 } sl_section_t;
 
 void sl_section_register(const sl_section_t *s);

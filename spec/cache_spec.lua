@@ -249,9 +249,11 @@ output:
         if round == 0 then rss0 = rss_kib(srv) end
       end
       local rss = rss_kib(srv)
-      -- 16 MiB of entries; the process grew to GBs without a cap
-      assert.is_true(rss < 200 * 1024, "RSS " .. rss .. " KiB")
-      assert.is_true(rss - rss0 < 100 * 1024, "grew from " .. rss0 .. " to " .. rss .. " KiB")
+      -- 16 MiB of entries; without a cap the 3M keys take over 400 MiB (several times that
+      -- under ASan, whose quarantine and redzones also raise the bound here)
+      local asan = (os.getenv("SLUICE_BIN") or ""):find("asan", 1, true)
+      assert.is_true(rss < (asan and 800 or 200) * 1024, "RSS " .. rss .. " KiB")
+      assert.is_true(rss - rss0 < (asan and 500 or 100) * 1024, "grew from " .. rss0 .. " to " .. rss .. " KiB")
       -- the oldest keys were evicted, the newest are there
       local _, first = h.sh(string.format("curl -s -m 60 -d 2900000 %s/c", srv.url))
       assert.are.equal("true", first)
