@@ -390,7 +390,10 @@ output:
 return {process = function(msg)
   local v = msg:json()
   local runs = cache.incr("big", "runs-" .. v.k)
-  if v.k == 1 then error("no result") end
+  if v.k == 1 then
+    msg:set_content(json.encode({k = 1, runs = runs}))
+    error("no result")
+  end
   if v.k == 3 then
     local a, b = msg:copy(), msg:copy()
     a:set_content('"a"')
@@ -430,8 +433,8 @@ output:
     assert.are.same({{k = 0, runs = 1}, {k = 0, runs = 1}}, by[0])
     -- k=2 was skipped by skip_on, so ran twice
     assert.are.same({{k = 2, runs = 1}, {k = 2, runs = 2}}, by[2])
-    -- k=1 failed each time (caught: the message as it was) and k=3 split each time: both ran twice
-    assert.are.equal(2, #by[1])
+    -- k=1 failed each time (caught: the message as it failed) and k=3 split each time: both ran twice
+    assert.are.same({{k = 1, runs = 1}, {k = 1, runs = 2}}, by[1])
     assert.are.same({"a", "a"}, by.a)
     assert.are.same({"b", "b"}, by.b)
   end)
