@@ -22,8 +22,10 @@ typedef struct lresult {
 static _Thread_local char *buf;
 static _Thread_local size_t buf_cap, buf_len;
 
+/* The buffer grows to the largest value read, and shrinks back after one
+ * over 1 MiB, so that a single huge read does not hold its size for good. */
 static void keep(const char *p, size_t len) {
-  if (len + 1 > buf_cap) {
+  if (len + 1 > buf_cap || (buf_cap > (1u << 20) && len < (1u << 16))) {
     free(buf);
     buf_cap = len + 1 > 256 ? len + 1 : 256;
     buf = sl_xmalloc(buf_cap);
