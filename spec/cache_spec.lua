@@ -508,7 +508,9 @@ output: {sync_response: {}}
   end
 
   it("keeps the contents when a reload keeps the resource, adds new ones, keeps dropped ones running", function()
-    local srv = h.serve(config("        cache.set('ttl', 'filled-by', 'v1'); return 'v1 ' .. cache.incr('ttl', 'n')\n"))
+    local srv = h.serve(config("        cache.set('ttl', 'filled-by', 'v1')\n"
+      .. "        for _, k in ipairs({'a', 'b', 'c'}) do cache.set('lru', k, k) end\n"
+      .. "        return 'v1 ' .. cache.incr('ttl', 'n')\n"))
     local ok, err = pcall(function()
       local function post()
         local _, out = h.sh(string.format("curl -s -m 10 -d x %s/c", srv.url))
@@ -516,18 +518,20 @@ output: {sync_response: {}}
       end
       assert.are.equal("v1 1", post())
       assert.are.equal("v1 2", post())
-      -- the script changes, `ttl` gets new settings, `extra` is new, `lru` and the others are dropped
-      h.write(srv.dir .. "/config.yaml", (config(
+      -- the script changes, `ttl` gets new settings, `lru` a lower cap (its oldest key goes at
+      -- once), `extra` is new, `small` and the others are dropped (and stay)
+      local fresh = config(
         "        return (cache.get('ttl', 'filled-by') or 'gone') .. ' ' .. cache.incr('ttl', 'n') .. ' ' .. "
-          .. "tostring(cache.add('extra', 'k', 'v')) .. ' ' .. tostring(cache.set('lru', 'still', 'here'))\n",
-        "  - label: extra\n    memory: {}\n"):gsub("label: ttl\n    memory: {default_ttl: 1h}",
-        "label: ttl\n    memory: {default_ttl: 2h, max_entries: 100}"):gsub("%$PORT", tostring(srv.port))))
+          .. "tostring(cache.add('extra', 'k', 'v')) .. ' ' .. tostring(cache.get('lru', 'a')) .. ' ' .. "
+          .. "tostring(cache.get('lru', 'c')) .. ' ' .. tostring(cache.set('small', 'still', 'here'))\n",
+        "  - label: extra\n    memory: {}\n")
+      fresh = fresh:gsub("label: ttl\n    memory: {default_ttl: 1h}", "label: ttl\n    memory: {default_ttl: 2h}")
+      fresh = fresh:gsub("memory: {max_entries: 3, default_ttl: 0}", "memory: {max_entries: 2, default_ttl: 0}")
+      fresh = fresh:gsub("  %- label: small\n    memory: {max_bytes: 4KiB, default_ttl: 0}\n", "")
+      h.write(srv.dir .. "/config.yaml", (fresh:gsub("%$PORT", tostring(srv.port))))
       local _, reply = h.sh("curl -s -m 30 -X POST " .. srv.url .. "/admin/reload")
       assert.is_nil(reply:find('"restart_required":%["cache_resources"'), reply)
-      assert.are.equal("v1 3 true true", wait_for(function()
-        local out = post()
-        return out:find("^v1 %d+ true true$") and out
-      end, "the new script"))
+      assert.are.equal("v1 3 true nil c true", post())
     end)
     h.stop_after(srv, ok, err)
   end)
