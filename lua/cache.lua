@@ -37,9 +37,13 @@ local function ttl_ms(ttl, fn)
   error("cache." .. fn .. ": ttl must be seconds or a duration such as \"30s\", not " .. tostring(ttl), 3)
 end
 
--- Where a backend that answers later (redis) goes: the run must yield until
--- its answer comes. Yielding calls are lua/'s (non-blocking calls); until
--- they take this over, such a call fails as a value.
+-- The hook for a backend that answers later (redis): sl_lcache_op does not
+-- start such an operation but answers ASYNC, and the call comes here. The
+-- run must then yield until the answer comes: a yielding call (lua/'s
+-- non-blocking calls) starts the operation with sl_cache_exec
+-- (cache/cache.h), resumes the script from its callback, and returns what
+-- the functions below return for the same status. Until that takes this
+-- over, such a call fails as a value.
 local function async(name)
   return nil, "cache " .. name .. ": its backend answers asynchronously, which scripts cannot wait for yet"
 end
