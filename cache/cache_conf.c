@@ -110,20 +110,27 @@ static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
   return 0;
 }
 
+int sl_cache_check_name(const sl_cnode_t *at, const char *key, const char *name, size_t len, int lint_only,
+                        sl_diags_t *d) {
+  int known = 0;
+  if (lint_only) {
+    for (unsigned k = 0; k < ndeclared && !known; k++) known = strlen(declared[k]) == len && !memcmp(declared[k], name, len);
+  } else {
+    known = sl_cache_find(name, len) != NULL;
+  }
+  if (known) return 0;
+  char *text = sl_xstrndup(name, len);
+  const char *near = sl_nearest(text, (const char *const *)declared, ndeclared);
+  if (near) sl_diag_add(d, at, key, "no cache resource labelled \"%s\" (did you mean \"%s\"?)", text, near);
+  else sl_diag_add(d, at, key, "no cache resource labelled \"%s\" in cache_resources", text);
+  free(text);
+  return -1;
+}
+
 int sl_cache_check_ref(const sl_cnode_t *body, const char *field, int lint_only, sl_diags_t *d) {
   const sl_cnode_t *v = sl_cnode_get(body, field);
   const char *name = v && v->str ? v->str : "";
-  int known = 0;
-  if (lint_only) {
-    for (unsigned k = 0; k < ndeclared && !known; k++) known = !strcmp(declared[k], name);
-  } else {
-    known = sl_cache_find(name, strlen(name)) != NULL;
-  }
-  if (known) return 0;
-  const char *near = sl_nearest(name, (const char *const *)declared, ndeclared);
-  if (near) sl_diag_add(d, v ? v : body, field, "no cache resource labelled \"%s\" (did you mean \"%s\"?)", name, near);
-  else sl_diag_add(d, v ? v : body, field, "no cache resource labelled \"%s\" in cache_resources", name);
-  return -1;
+  return sl_cache_check_name(v ? v : body, field, name, strlen(name), lint_only, d);
 }
 
 static const sl_section_t cache_section = {

@@ -124,6 +124,10 @@ static void *lp_create(sl_build_t *b, const sl_cnode_t *conf) {
   sl_component_init_processor(&lp->base, &vt, &spec, b);
   if (code) {
     lp->script = sl_lua_script_field(b->worker, conf, b->diags, "code");
+    if (lp->script && sl_lcache_lint(code, b->lint_only || !b->worker, b->diags)) {
+      sl_lscript_free(lp->script);
+      lp->script = NULL;
+    }
   } else {
     char *path = sl_build_path(b, file->str);
     char *err = NULL;
@@ -172,7 +176,7 @@ static const sl_spec_t spec = {
     "What the cache refuses comes back as a value: `nil, err` (a value larger than the resource's "
     "`max_bytes`, `incr` of a value that is not an integer or would overflow). A call the script gets wrong "
     "(a label no resource has, a key that is a table, a missing value) raises, which fails that message "
-    "and no other. On the `memory` backend a call completes at once and costs about as much as a "
+    "and no other; a literal label no resource has (`cache.get(\"users\", k)`) is a lint error at the call. On the `memory` backend a call completes at once and costs about as much as a "
     "table lookup and a string copy (bench/RESULTS.md).\n\n"
     "### What bounds a script\n\n"
     "No script can crash the process or keep its worker: each limit below fails the message it was "

@@ -204,7 +204,7 @@ pipeline:
   processors:
     - lua: |
         local n = tonumber(content())
-        if n == 1 then cache.get("nope", "k")
+        if n == 1 then cache.get("no" .. "pe", "k")
         elseif n == 2 then cache.set("lru", {}, "v")
         elseif n == 3 then cache.set("lru", "k")
         elseif n == 4 then cache.incr("lru", "k", 1.5) end
@@ -249,7 +249,7 @@ output:
         if round == 0 then rss0 = rss_kib(srv) end
       end
       local rss = rss_kib(srv)
-      -- 16 MiB of entries; without the byte cap the 3M keys took 357 MiB (several times that
+      -- 16 MiB of entries; without the byte cap the 3M keys took 357 MiB (more than
       -- under ASan, whose quarantine and redzones also raise the bound here)
       local asan = (os.getenv("SLUICE_BIN") or ""):find("asan", 1, true)
       assert.is_true(rss < (asan and 800 or 200) * 1024, "RSS " .. rss .. " KiB")
@@ -478,6 +478,32 @@ output:
     assert.matches(':9:23: cache: no cache resource labelled "elsewhere"', out)
     assert.matches(":10:%d+: value: operator set needs a value", out)
     assert.matches("3 errors", out)
+  end)
+
+  it("names a literal label of inline Lua that no resource has, at its line and column", function()
+    local r = h.run_config([[
+cache_resources:
+  - label: users
+    memory: {}
+input:
+  generate: {count: 1, mapping: 'return {}'}
+pipeline:
+  processors:
+    - lua: |
+        local a = cache.get("users", "k")
+        -- cache.get("old", "k") in a comment is not a call
+        local b = cache.set( 'usres', "k", "v")
+        local c = mycache.get("x", "k")
+        local n = "dyn"; cache.get(n, "k")
+    - lua: 'cache.incr("nope", "k")'
+output:
+  stdout: {}
+]], {cmd = "lint"})
+    assert.are.equal(1, r.code)
+    local out = r.stdout .. r.stderr
+    assert.matches(':11:19: code: no cache resource labelled "usres" %(did you mean "users"%?%)', out)
+    assert.matches(':14:13: code: no cache resource labelled "nope" in cache_resources', out)
+    assert.matches("\n2 errors", out)
   end)
 
   it("refuses a name when the config declares no resources at all", function()
