@@ -24,8 +24,8 @@ typedef struct entry {
 } entry_t;
 
 /* What an entry costs beyond its key and value: the record, malloc's header
- * and its bucket slot (the table keeps at most one slot per entry). */
-#define OVERHEAD (sizeof(entry_t) + 24)
+ * and its share of the bucket array (at most two slots per entry). */
+#define OVERHEAD (sizeof(entry_t) + 32)
 
 typedef struct mcache {
   entry_t **buckets;
@@ -43,7 +43,7 @@ static const sl_field_t fields[] = {
    "Keys held at most; beyond it the least recently used go first. (sluice's: Benthos' memory cache is "
    "unbounded.)", SL_BOUNDS("1", ""), NULL},
   {"max_bytes", SL_F_SIZE, "64MiB", 0,
-   "Bytes held at most, counting keys, values and about 70 bytes of bookkeeping per key; beyond it the least "
+   "Bytes held at most, counting keys, values and 80 bytes of bookkeeping per key; beyond it the least "
    "recently used go first. A single key and value larger than this are refused (the operation fails). "
    "(sluice's: Benthos' memory cache is unbounded.)", SL_BOUNDS("1KiB", ""), NULL},
   {"init_values", SL_F_MAP, "{}", 0,

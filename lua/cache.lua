@@ -29,7 +29,8 @@ end
 -- nil: the resource's default_ttl; a number of seconds or a duration ("30s"); 0: none.
 local function ttl_ms(ttl, fn)
   if ttl == nil then return TTL_DEFAULT end
-  if type(ttl) == "number" and ttl >= 0 and ttl < 1e12 then return ttl * 1000 end
+  -- (a TTL under a millisecond is one: truncated to 0 it would mean none)
+  if type(ttl) == "number" and ttl >= 0 and ttl < 1e12 then return ttl > 0 and ttl < 0.001 and 1 or ttl * 1000 end
   if type(ttl) == "string" then
     local ms = C.sl_lcache_ttl(ttl)
     if ms >= 0 then return ms end
