@@ -5,12 +5,14 @@
 #include "fwd.h"
 #include "core/log.h"
 #include "core/xalloc.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Carries a miss through the child processors to its results: 16 hex
- * digits that tell one miss of the batch from another, then its key. */
-#define KEY_META "sl_cached_key"
+/* A miss carries through the child processors to its results a metadata
+ * key of this processor's own (`sl_cached_<n>`: a cached inside another
+ * keeps the outer one's): 16 hex digits that tell one miss of the batch from
+ * another, then the miss's key. */
 #define ID_LEN 16
 
 static const sl_field_t fields[] = {
@@ -32,7 +34,8 @@ typedef struct cached {
   sl_cache_t *cache;
   sl_interp_t *key, *ttl;
   sl_lcheck_t *skip_on;
-  uint64_t misses;            /* numbers the misses (KEY_META) */
+  char *meta;                 /* the metadata key of its misses */
+  uint64_t misses;            /* numbers them */
   sl_chain_t *chain;
   sl_sink_t results;          /* the chain's output */
 } cached_t;
@@ -42,18 +45,20 @@ static int prep(sl_processor_t *p, sl_msg_t *m, uint32_t i, sl_cache_req_t *rq, 
   if (!(keep[0] = sl_cache_run_eval(c->key, m, i, &rq->klen, "cached: key"))) return -1;
   rq->op = SL_CACHE_GET;
   rq->key = keep[0];
-  char *tag = sl_xasprintf("%016llx%s", (unsigned long long)c->misses++, keep[0]);
-  sl_kv_set(&m->meta, KEY_META, tag, ID_LEN + rq->klen);
+  /* The key is bytes (NUL included), so it is copied after the number. */
+  char *tag = sl_xmalloc(ID_LEN + rq->klen + 1);
+  snprintf(tag, ID_LEN + 1, "%016llx", (unsigned long long)c->misses++);
+  memcpy(tag + ID_LEN, keep[0], rq->klen);
+  sl_kv_set(&m->meta, c->meta, tag, ID_LEN + rq->klen);
   free(tag);
   return 0;
 }
 
 static int result(sl_processor_t *p, sl_msg_t *m, const sl_cache_res_t *r) {
-  (void)p;
   /* A hit (or a cache that failed: the processors make the result then). */
   if (r->status == SL_CACHE_OK) {
     sl_msg_set_content(m, r->val, r->len);
-    sl_kv_del(&m->meta, KEY_META);
+    sl_kv_del(&m->meta, ((cached_t *)p)->meta);
   }
   return 0;
 }
@@ -65,7 +70,7 @@ static void done(sl_processor_t *p, sl_batch_t *b) {
   sl_batch_t *miss = NULL, *now = sl_batch_new(b->n);
   for (uint32_t i = 0; i < b->n; i++) {
     sl_msg_t *m = b->msgs[i];
-    if (sl_kv_find(&m->meta, KEY_META)) {
+    if (sl_kv_find(&m->meta, c->meta)) {
       if (!miss) miss = sl_batch_new(b->n);
       sl_batch_push(miss, m);
     } else {
@@ -92,7 +97,7 @@ static int cacheable(cached_t *c, sl_batch_t *b, uint32_t i, const sl_kv_t *kv) 
   sl_msg_t *m = b->msgs[i];
   if (m->error) return 0;
   for (uint32_t k = 0; k < b->n; k++) {
-    const sl_kv_t *o = k == i ? NULL : sl_kv_find(&b->msgs[k]->meta, KEY_META);
+    const sl_kv_t *o = k == i ? NULL : sl_kv_find(&b->msgs[k]->meta, c->meta);
     if (o && o->vlen >= ID_LEN && !memcmp(o->val, kv->val, ID_LEN)) return 0;
   }
   if (!c->skip_on) return 1;
@@ -110,15 +115,16 @@ static void results_push(sl_sink_t *s, sl_batch_t *b) {
   char **keys = sl_xcalloc(b->n ? b->n : 1, sizeof(*keys));
   size_t *lens = sl_xcalloc(b->n ? b->n : 1, sizeof(*lens));
   for (uint32_t i = 0; i < b->n; i++) {
-    const sl_kv_t *kv = sl_kv_find(&b->msgs[i]->meta, KEY_META);
+    const sl_kv_t *kv = sl_kv_find(&b->msgs[i]->meta, c->meta);
     if (kv && kv->vlen >= ID_LEN && cacheable(c, b, i, kv)) {
-      keys[i] = sl_xstrndup(kv->val + ID_LEN, kv->vlen - ID_LEN);
       lens[i] = kv->vlen - ID_LEN;
+      keys[i] = sl_xmalloc(lens[i] + 1);
+      memcpy(keys[i], kv->val + ID_LEN, lens[i]);
     }
   }
   for (uint32_t i = 0; i < b->n; i++) {
     sl_msg_t *m = b->msgs[i];
-    sl_kv_del(&m->meta, KEY_META);
+    sl_kv_del(&m->meta, c->meta);
     if (!keys[i]) continue;
     sl_cache_req_t rq = {SL_CACHE_SET, keys[i], lens[i], m->content->data, m->content->len, SL_CACHE_TTL_DEFAULT, 0};
     if (!c->ttl || sl_cache_run_ttl(c->ttl, m, i, "cached: ttl", &rq.ttl_ms) == 0)
@@ -138,6 +144,7 @@ static void cached_destroy(sl_processor_t *p) {
   sl_interp_free(c->key);
   sl_interp_free(c->ttl);
   sl_lcheck_free(c->skip_on);
+  free(c->meta);
   free(c);
 }
 
@@ -147,6 +154,8 @@ static const sl_spec_t spec;
 static void *cached_create(sl_build_t *b, const sl_cnode_t *conf) {
   cached_t *c = sl_xcalloc(1, sizeof(*c));
   sl_component_init_processor(&c->base, &vt, &spec, b);
+  static unsigned instances;
+  c->meta = sl_xasprintf("sl_cached_%u", ++instances);
   int bad = sl_cache_run_resource(b, conf, "cache", &c->cache) != 0;
   if (!(c->key = sl_lua_interp_field(b->worker, conf, b->diags, "key"))) bad = 1;
   if (sl_cnode_get(conf, "ttl") && !(c->ttl = sl_lua_interp_field(b->worker, conf, b->diags, "ttl"))) bad = 1;

@@ -440,6 +440,36 @@ output:
   end)
 end)
 
+describe("cached inside cached", function()
+  it("keeps each one's misses apart, takes binary keys, and leaves no metadata behind", function()
+    local r = h.run_config(RESOURCES .. [[
+input:
+  generate: {count: 4, batch_size: 1, interval: 0s, mapping: 'return {k = i % 2}'}
+pipeline:
+  processors:
+    - cached:
+        cache: ttl
+        key: 'outer-${! this.k }'
+        processors:
+          - cached:
+              cache: ttl
+              key: '${! "\0bin\255" .. this.k }'
+              processors:
+                - lua: 'this.inner = cache.incr("big", "inner")'
+          - lua: 'this.outer = cache.incr("big", "outer")'
+    - lua: |
+        local n = 0
+        for _ in pairs(meta()) do n = n + 1 end
+        this.meta = n
+output:
+  stdout: {}
+]])
+    assert.are.equal(0, r.code, r.stderr)
+    local one, zero = {k = 1, inner = 1, outer = 1, meta = 0}, {k = 0, inner = 2, outer = 2, meta = 0}
+    assert.are.same({one, zero, one, zero}, decoded(h.lines(r.stdout)))
+  end)
+end)
+
 describe("cache lint", function()
   it("names an unknown resource with file:line:col, and checks the resources themselves", function()
     local r = h.run_config([[
