@@ -20,7 +20,10 @@ sl_cache_t *sl_cache_find(const char *name, size_t len) {
 const char *sl_cache_name(const sl_cache_t *c) { return c->name; }
 int sl_cache_is_sync(const sl_cache_t *c) { return c->be->sync; }
 
+static void collect(void *arg);
+
 static void free_all(void) {
+  sl_metrics_collector_remove(collect, NULL);
   while (g_caches) {
     sl_cache_t *c = g_caches;
     g_caches = c->next;
@@ -30,13 +33,29 @@ static void free_all(void) {
   }
 }
 
+/* The gauges of what each resource holds, before every scrape or push. */
+static void collect(void *arg) {
+  (void)arg;
+  for (sl_cache_t *c = g_caches; c; c = c->next)
+    if (c->be->stats) c->be->stats(c->self, c->entries, c->bytes);
+}
+
 sl_cache_t *sl_cache_add_resource(const char *name, const sl_cache_backend_t *be, void *self) {
-  if (!g_caches) atexit(free_all);
+  if (!g_caches) {
+    atexit(free_all);
+    sl_metrics_collector_add(collect, NULL);
+  }
   sl_cache_t *c = sl_xcalloc(1, sizeof(*c)), **tail = &g_caches;
   c->name = sl_xstrdup(name);
   c->nlen = strlen(name);
   c->be = be;
   c->self = self;
+  if (be->stats) {
+    c->entries = sl_metric(SL_GAUGE, "sluice_cache_entries", "Keys a cache resource holds (expired ones not yet "
+                           "swept out included).", "label", name, NULL);
+    c->bytes = sl_metric(SL_GAUGE, "sluice_cache_bytes", "Bytes a cache resource holds, as its max_bytes counts "
+                         "them.", "label", name, NULL);
+  }
   while (*tail) tail = &(*tail)->next;
   *tail = c;
   return c;

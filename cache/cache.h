@@ -73,6 +73,9 @@ typedef struct sl_cache_backend {
   /* New settings for a resource a reload keeps; its contents stay. */
   void (*update)(void *self, const sl_cnode_t *body);
   void (*exec)(void *self, const sl_cache_req_t *rq, sl_cache_cb cb, void *arg);
+  /* Optional: what the resource holds now (for sluice_cache_entries and
+   * sluice_cache_bytes); a remote backend that cannot say leaves it NULL. */
+  void (*stats)(void *self, int64_t *entries, int64_t *bytes);
   void (*destroy)(void *self);
 } sl_cache_backend_t;
 

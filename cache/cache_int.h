@@ -10,6 +10,7 @@ struct sl_cache {
   const sl_cache_backend_t *be;
   void *self;
   int64_t *m[SL_CACHE_NOPS][3];   /* cache.c's metric series, made on first use */
+  int64_t *entries, *bytes;       /* gauges of be->stats, NULL without it */
   struct sl_cache *next;
 };
 

@@ -1,9 +1,11 @@
 /* The `memory` cache backend: a hash table of entries kept in LRU order,
  * each with an optional expiry, bounded by entries and bytes. Expired entries
- * are dropped when an operation meets them or when the least recently used
- * end is evicted; an operation costs O(1) (a table resize aside). Keys hash
- * with a per-process random seed, so that keys chosen to collide cannot turn
- * lookups into list walks. Completes every operation at once (sync). */
+ * are dropped when an operation meets them, when the least recently used end
+ * is evicted, and by a sweep every compaction_interval that the operations
+ * of that time carry out a slice at a time (a sweep of a large table in one
+ * go would stall the loop). An operation costs O(1) (a table resize aside).
+ * Keys hash with a per-resource random seed, so that keys chosen to collide
+ * cannot turn lookups into list walks. Completes every operation at once. */
 #include "cache.h"
 #include "core/rand.h"
 #include "core/xalloc.h"
@@ -34,7 +36,14 @@ typedef struct mcache {
   size_t n, bytes;
   int64_t max_entries, max_bytes, default_ttl_ms;
   uint64_t seed;
+  int64_t compaction_ms;      /* 0: no sweeps */
+  int64_t next_sweep;         /* when the next sweep starts (monotonic ms) */
+  size_t sweep_at;            /* the next bucket of the sweep under way */
+  int sweeping;
 } mcache_t;
+
+/* Buckets a sweep looks at per operation. */
+#define SWEEP_SLICE 256
 
 static const sl_field_t fields[] = {
   {"default_ttl", SL_F_DURATION, "5m", 0,
@@ -46,6 +55,13 @@ static const sl_field_t fields[] = {
    "Bytes held at most, counting keys, values and 80 bytes of bookkeeping per key; beyond it the least "
    "recently used go first. A single key and value larger than this are refused (the operation fails). "
    "(sluice's: Benthos' memory cache is unbounded.)", SL_BOUNDS("1KiB", ""), NULL},
+  {"compaction_interval", SL_F_DURATION, "60s", 0,
+   "How often expired keys are swept out (`0`: never; they still go when met or evicted). A sweep is done a "
+   "few hundred buckets per operation, so an idle resource keeps its expired keys (within the caps) until it "
+   "is used again.", NULL, NULL},
+  {"shards", SL_F_INT, "1", SL_ADVANCED,
+   "Taken for Benthos' configs, and has no effect: one worker uses a resource without locks, so there is "
+   "nothing to shard.", SL_BOUNDS("1", ""), NULL},
   {"init_values", SL_F_MAP, "{}", 0,
    "Keys and values set when the resource is created (not again when a reload keeps it), without a TTL.", NULL,
    NULL},
@@ -100,13 +116,38 @@ static entry_t **slot_of(mcache_t *c, uint64_t h, const char *k, size_t klen) {
   return s;
 }
 
-static void drop(mcache_t *c, entry_t *e) {
-  entry_t **s = slot_of(c, e->h, e->kv, e->klen);
+/* Removes e, which *s points to. */
+static void unlink_free(mcache_t *c, entry_t **s, entry_t *e) {
   *s = e->hnext;
   lru_unlink(c, e);
   c->n--;
   c->bytes -= cost(e);
   free(e);
+}
+
+static void drop(mcache_t *c, entry_t *e) { unlink_free(c, slot_of(c, e->h, e->kv, e->klen), e); }
+
+/* One slice of the sweep, when one is due or under way. A resize during a
+ * sweep moves entries behind or ahead of it: the next sweep gets those. */
+static void sweep(mcache_t *c) {
+  if (!c->compaction_ms) return;
+  int64_t now = now_ms();
+  if (!c->sweeping) {
+    if (now < c->next_sweep) return;
+    c->sweeping = 1;
+    c->sweep_at = 0;
+  }
+  size_t end = c->sweep_at + SWEEP_SLICE < c->nbuckets ? c->sweep_at + SWEEP_SLICE : c->nbuckets;
+  for (; c->sweep_at < end; c->sweep_at++) {
+    for (entry_t **s = &c->buckets[c->sweep_at]; *s;) {
+      if ((*s)->expires && (*s)->expires <= now) unlink_free(c, s, *s);
+      else s = &(*s)->hnext;
+    }
+  }
+  if (c->sweep_at >= c->nbuckets) {
+    c->sweeping = 0;
+    c->next_sweep = now + c->compaction_ms;
+  }
 }
 
 /* The live entry of key, or NULL (an expired one is dropped). */
@@ -210,6 +251,7 @@ static void incr(mcache_t *c, const sl_cache_req_t *rq, uint64_t h, sl_cache_cb 
 
 static void mc_exec(void *self, const sl_cache_req_t *rq, sl_cache_cb cb, void *arg) {
   mcache_t *c = self;
+  sweep(c);
   uint64_t h = hash(rq->key, rq->klen, c->seed);
   entry_t *e;
   const char *err = NULL;
@@ -254,7 +296,15 @@ static void mc_update(void *self, const sl_cnode_t *body) {
   c->default_ttl_ms = sl_conf_duration_ms(body, "default_ttl", 300000);
   c->max_entries = sl_conf_int(body, "max_entries", 1000000);
   c->max_bytes = sl_conf_size(body, "max_bytes", 64 << 20);
+  c->compaction_ms = sl_conf_duration_ms(body, "compaction_interval", 60000);
+  c->next_sweep = now_ms() + c->compaction_ms;
   make_room(c, 0, 0);
+}
+
+static void mc_stats(void *self, int64_t *entries, int64_t *bytes) {
+  const mcache_t *c = self;
+  *entries = (int64_t)c->n;
+  *bytes = (int64_t)c->bytes;
 }
 
 static void *mc_create(const sl_cnode_t *body) {
@@ -288,6 +338,7 @@ static const sl_cache_backend_t memory_backend = {
   .create = mc_create,
   .update = mc_update,
   .exec = mc_exec,
+  .stats = mc_stats,
   .destroy = mc_destroy,
 };
 SL_REGISTER_CACHE_BACKEND(memory_backend)

@@ -135,6 +135,41 @@ describe("cache resources", function()
     h.stop_after(srv, ok, err)
   end)
 
+  it("sweeps expired keys out every compaction_interval, a slice per operation, and shows what it holds", function()
+    local srv = serve([[
+  - label: sweep
+    memory: {default_ttl: 100ms, compaction_interval: 200ms}
+  - label: nosweep
+    memory: {default_ttl: 100ms, compaction_interval: 0}
+]])
+    local ok, err = pcall(function()
+      local fill = {}
+      for i = 1, 2000 do
+        fill[#fill + 1] = {"set", "sweep", "k" .. i, "v"}
+        fill[#fill + 1] = {"set", "nosweep", "k" .. i, "v"}
+      end
+      calls(srv, fill)
+      local function held(label)
+        return tonumber(metrics(srv):match('sluice_cache_entries{label="' .. label .. '"} (%d+)'))
+      end
+      -- nothing runs on a resource between operations
+      assert.are.same({2000, 2000}, {held("sweep"), held("nosweep")})
+      local touch = {}
+      for i = 1, 50 do
+        touch[#touch + 1] = {"get", "sweep", "other"}
+        touch[#touch + 1] = {"get", "nosweep", "other"}
+      end
+      wait_for(function()
+        calls(srv, touch)
+        return held("sweep") == 0
+      end, "the sweep")
+      -- the same operations on a resource without sweeps left its expired keys
+      assert.are.equal(2000, held("nosweep"))
+      assert.matches('sluice_cache_bytes{label="nosweep"} %d+', metrics(srv))
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
   it("holds at most max_bytes, evicting the oldest, and refuses what can never fit", function()
     local srv = serve()
     local ok, err = pcall(function()
