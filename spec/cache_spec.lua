@@ -506,8 +506,15 @@ output:
 end)
 
 describe("cache lint", function()
+  -- What `sluice lint` prints of yaml, which it must refuse.
+  local function lint(yaml)
+    local r = h.run_config(yaml, {cmd = "lint"})
+    assert.are.equal(1, r.code, r.stdout .. r.stderr)
+    return r.stdout .. r.stderr
+  end
+
   it("names an unknown resource with file:line:col, and checks the resources themselves", function()
-    local r = h.run_config([[
+    local out = lint([[
 cache_resources:
   - label: users
     memory: {}
@@ -518,12 +525,10 @@ input:
   generate: {count: 1, mapping: 'return {}'}
 output:
   stdout: {}
-]], {cmd = "lint"})
-    assert.are.equal(1, r.code)
-    local out = r.stdout .. r.stderr
+]])
     assert.matches(':4:12: cache_resources%.1%.label: a second resource labelled "users"', out)
     assert.matches(":6:5: cache_resources%.2: no backend: expected one of memory", out)
-    r = h.run_config([[
+    out = lint([[
 cache_resources:
   - label: users
     memory: {}
@@ -536,9 +541,7 @@ pipeline:
     - cached: {cache: users, key: k, processors: [{cache: {resource: users, operator: set, key: k}}]}
 output:
   stdout: {}
-]], {cmd = "lint"})
-    assert.are.equal(1, r.code)
-    out = r.stdout .. r.stderr
+]])
     assert.matches(':8:25: resource: no cache resource labelled "usres" %(did you mean "users"%?%)', out)
     assert.matches(':9:23: cache: no cache resource labelled "elsewhere"', out)
     assert.matches(":10:%d+: value: operator set needs a value", out)
@@ -546,7 +549,7 @@ output:
   end)
 
   it("names a literal label of inline Lua that no resource has, at its line and column", function()
-    local r = h.run_config([[
+    local out = lint([[
 cache_resources:
   - label: users
     memory: {}
@@ -563,16 +566,14 @@ pipeline:
     - lua: 'cache.incr("nope", "k")'
 output:
   stdout: {}
-]], {cmd = "lint"})
-    assert.are.equal(1, r.code)
-    local out = r.stdout .. r.stderr
+]])
     assert.matches(':11:19: code: no cache resource labelled "usres" %(did you mean "users"%?%)', out)
     assert.matches(':14:13: code: no cache resource labelled "nope" in cache_resources', out)
     assert.matches("\n2 errors", out)
   end)
 
   it("refuses a name when the config declares no resources at all", function()
-    local r = h.run_config([[
+    local out = lint([[
 input:
   generate: {count: 1, mapping: 'return {}'}
 pipeline:
@@ -580,9 +581,8 @@ pipeline:
     - dedupe: {cache: seen, key: k}
 output:
   stdout: {}
-]], {cmd = "lint"})
-    assert.are.equal(1, r.code)
-    assert.matches(':5:23: cache: no cache resource labelled "seen" in cache_resources', r.stdout .. r.stderr)
+]])
+    assert.matches(':5:23: cache: no cache resource labelled "seen" in cache_resources', out)
   end)
 end)
 
