@@ -506,6 +506,7 @@ output:
 end)
 
 describe("cache lint", function()
+  local USERS = "cache_resources:\n  - label: users\n    memory: {}\n"
   -- What `sluice lint` prints of yaml, which it must refuse.
   local function lint(yaml)
     local r = h.run_config(yaml, {cmd = "lint"})
@@ -528,10 +529,7 @@ output:
 ]])
     assert.matches(':4:12: cache_resources%.1%.label: a second resource labelled "users"', out)
     assert.matches(":6:5: cache_resources%.2: no backend: expected one of memory", out)
-    out = lint([[
-cache_resources:
-  - label: users
-    memory: {}
+    out = lint(USERS .. [[
 input:
   generate: {count: 1, mapping: 'return {}'}
 pipeline:
@@ -549,10 +547,7 @@ output:
   end)
 
   it("names a literal label of inline Lua that no resource has, at its line and column", function()
-    local out = lint([[
-cache_resources:
-  - label: users
-    memory: {}
+    local out = lint(USERS .. [[
 input:
   generate: {count: 1, mapping: 'return {}'}
 pipeline:
