@@ -114,7 +114,7 @@ static const char *literal_name(const char *p, const char *stop, size_t *len, co
   return p < stop && (*p == ',' || *p == ')') ? name : NULL;
 }
 
-int sl_lcache_lint(const sl_cnode_t *code, int lint_only, sl_diags_t *d) {
+int sl_lcache_lint(const sl_cnode_t *code, const char *key, int lint_only, sl_diags_t *d) {
   if (!code || code->type != SL_CN_SCALAR || !code->str) return 0;
   const char *s = code->str, *stop = s + code->len, *line_start = s;
   int line = code->line + (code->block ? 1 : 0), bad = 0;
@@ -133,7 +133,7 @@ int sl_lcache_lint(const sl_cnode_t *code, int lint_only, sl_diags_t *d) {
     at.line = line;
     int col = column_in_file(code->file, line, p, (size_t)(end - p));
     at.col = col ? col : code->col;
-    if (sl_cache_check_name(&at, "code", name, len, lint_only, d) != 0) bad++;
+    if (sl_cache_check_name(&at, key, name, len, lint_only, d) != 0) bad++;
     p = end - 1;
   }
   return bad;

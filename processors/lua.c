@@ -124,10 +124,6 @@ static void *lp_create(sl_build_t *b, const sl_cnode_t *conf) {
   sl_component_init_processor(&lp->base, &vt, &spec, b);
   if (code) {
     lp->script = sl_lua_script_field(b->worker, conf, b->diags, "code");
-    if (lp->script && sl_lcache_lint(code, b->lint_only || !b->worker, b->diags)) {
-      sl_lscript_free(lp->script);
-      lp->script = NULL;
-    }
   } else {
     char *path = sl_build_path(b, file->str);
     char *err = NULL;

@@ -559,12 +559,14 @@ pipeline:
         local c = mycache.get("x", "k")
         local n = "dyn"; cache.get(n, "k")
     - lua: 'cache.incr("nope", "k")'
+    - log: {message: 'seen ${! cache.get("sers", "k") } times'}
 output:
   stdout: {}
 ]])
     assert.matches(':11:19: code: no cache resource labelled "usres" %(did you mean "users"%?%)', out)
     assert.matches(':14:13: code: no cache resource labelled "nope" in cache_resources', out)
-    assert.matches("\n2 errors", out)
+    assert.matches(':15:32: message: no cache resource labelled "sers" %(did you mean "users"%?%)', out)
+    assert.matches("\n3 errors", out)
   end)
 
   it("refuses a name when the config declares no resources at all", function()
