@@ -98,7 +98,10 @@ const char *sl_cache_op_name(sl_cache_op_t op);
  * and the names the last validated config declares when only linting (the
  * `cache_resources:` check records them). */
 int sl_cache_check_ref(const sl_cnode_t *body, const char *field, int lint_only, sl_diags_t *d);
-/* The same for a name found elsewhere (len bytes), reported at `at` under key. */
+/* Whether a resource of that name runs (or, lint_only, is declared). */
+int sl_cache_known(const char *name, size_t len, int lint_only);
+/* sl_cache_check_ref for a name found elsewhere (len bytes), reported at
+ * `at` under key. */
 int sl_cache_check_name(const sl_cnode_t *at, const char *key, const char *name, size_t len, int lint_only,
                         sl_diags_t *d);
 

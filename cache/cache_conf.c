@@ -110,15 +110,16 @@ static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
   return 0;
 }
 
+int sl_cache_known(const char *name, size_t len, int lint_only) {
+  if (!lint_only) return sl_cache_find(name, len) != NULL;
+  for (unsigned k = 0; k < ndeclared; k++)
+    if (strlen(declared[k]) == len && !memcmp(declared[k], name, len)) return 1;
+  return 0;
+}
+
 int sl_cache_check_name(const sl_cnode_t *at, const char *key, const char *name, size_t len, int lint_only,
                         sl_diags_t *d) {
-  int known = 0;
-  if (lint_only) {
-    for (unsigned k = 0; k < ndeclared && !known; k++) known = strlen(declared[k]) == len && !memcmp(declared[k], name, len);
-  } else {
-    known = sl_cache_find(name, len) != NULL;
-  }
-  if (known) return 0;
+  if (sl_cache_known(name, len, lint_only)) return 0;
   char *text = sl_xstrndup(name, len);
   const char *near = sl_nearest(text, (const char *const *)declared, ndeclared);
   if (near) sl_diag_add(d, at, key, "no cache resource labelled \"%s\" (did you mean \"%s\"?)", text, near);

@@ -128,7 +128,7 @@ int sl_lcache_lint(const sl_cnode_t *code, const char *key, int lint_only, sl_di
       continue;
     size_t len;
     const char *end, *name = literal_name(p + 6, stop, &len, &end);
-    if (!name || memmem(line_start, (size_t)(p - line_start), "--", 2)) continue;
+    if (!name || memmem(line_start, (size_t)(p - line_start), "--", 2) || sl_cache_known(name, len, lint_only)) continue;
     sl_cnode_t at = *code;
     at.line = line;
     int col = column_in_file(code->file, line, p, (size_t)(end - p));
