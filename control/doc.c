@@ -101,7 +101,7 @@ void sl_doc_config(FILE *f) {
   const sl_section_t *sec;
   for (unsigned i = 0; (sec = sl_section_at(i)); i++) {
     fprintf(f, "\n## `%s:`\n\n%s\n\n", sec->name, sec->desc ? sec->desc : "");
-    if (sec->fields) fields_table(f, sec->fields, "");
+    if (sec->fields) fields_table(f, sec->fields, sec->list ? "[]." : "");
   }
 }
 

@@ -7,6 +7,7 @@
  * instances drain. */
 #include "engine_int.h"
 #include "core/log.h"
+#include "core/section.h"
 #include "core/xalloc.h"
 #include "http/http.h"
 #include <signal.h>
@@ -213,7 +214,8 @@ int sl_engine_apply(sl_engine_t *e, const sl_cnode_t *streams, int mode, sl_diag
 }
 
 /* Sections outside `streams:` are applied once; a change needs a restart,
- * except the logger and shutdown_timeout which take effect with the reload. */
+ * except the logger and shutdown_timeout which take effect with the reload,
+ * and sections that a reload applies again (sl_section_t.reload). */
 static json_t *compare_sections(sl_engine_t *e, const sl_cnode_t *fresh) {
   json_t *restart = json_array();
   const sl_cnode_t *roots[2] = {e->root, fresh};
@@ -221,6 +223,8 @@ static json_t *compare_sections(sl_engine_t *e, const sl_cnode_t *fresh) {
     for (uint32_t i = 0; i < roots[r]->n; i++) {
       const char *k = roots[r]->keys[i];
       if (!strcmp(k, "streams") || !strcmp(k, "logger") || !strcmp(k, "shutdown_timeout")) continue;
+      const sl_section_t *sec = sl_section_find(k);
+      if (sec && sec->reload) continue;
       if (r == 1 && sl_cnode_get(e->root, k)) continue;   /* compared in the first pass */
       const sl_cnode_t *a = sl_cnode_get(e->root, k), *b = sl_cnode_get(fresh, k);
       char *ca = a ? sl_unit_canon(a) : NULL, *cb = b ? sl_unit_canon(b) : NULL;
@@ -301,6 +305,9 @@ int sl_engine_reload(sl_engine_t *e, sl_diags_t *d, sl_apply_cb cb, void *arg) {
     sl_log_level_t lvl;
     rq->log_level = lg && !e->opts.log_level_fixed && sl_log_parse_level(sl_conf_str(lg, "level", "info"), &lvl) == 0 ? (int)lvl : -1;
     rq->shutdown_ms = sl_conf_duration_ms(root, "shutdown_timeout", 20000);
+    const sl_section_t *sec;
+    for (unsigned k = 0; (sec = sl_section_at(k)); k++)
+      if (sec->reload) sec->apply(e->worker, sl_cnode_get(root, sec->name), d);
     rc = sl_engine_apply(e, sl_cnode_get(root, "streams"), SL_APPLY_FILES, d, reloaded, rq);
   }
   if (rc != 0) {

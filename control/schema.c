@@ -163,6 +163,7 @@ json_t *sl_schema_config(void) {
   const sl_section_t *sec;
   for (unsigned i = 0; (sec = sl_section_at(i)); i++) {
     json_t *s = object_schema(sec->fields);
+    if (sec->list) s = json_pack("{s:s,s:o}", "type", "array", "items", s);
     if (sec->desc) json_object_set_new(s, "description", json_string(sec->desc));
     json_object_set_new(props, sec->name, s);
   }

@@ -142,7 +142,9 @@ int sl_config_validate(sl_cnode_t *root, sl_diags_t *d) {
     if (f && strcmp(k, "streams") != 0) {
       errs += sl_spec_validate_value(f, root->items[i], k, d);
     } else if (sec && sec->fields) {
-      int bad = sl_spec_validate_fields(sec->fields, root->items[i], k, d);
+      const sl_field_t list = {k, SL_F_OBJLIST, NULL, 0, NULL, NULL, sec->fields};
+      int bad = sec->list ? sl_spec_validate_value(&list, root->items[i], k, d)
+                          : sl_spec_validate_fields(sec->fields, root->items[i], k, d);
       if (!bad && sec->check) bad = sec->check(root->items[i], root, d);
       errs += bad;
     } else if (!f && !sec) {

@@ -26,6 +26,9 @@ typedef struct sl_section {
    * stream started). */
   const char *stream_desc;
   void (*apply_stream)(sl_worker_t *w, const sl_cnode_t *node, const char *stream);
+  int list;                      /* the section is a list of objects, each described by fields */
+  int reload;                    /* a reload applies it again before rebuilding streams (a change
+                                  * needs no restart); apply must then keep what it already runs */
 } sl_section_t;
 
 void sl_section_register(const sl_section_t *s);

@@ -7,8 +7,9 @@
 local ffi = require("ffi")
 local cjson = require("cjson")
 -- budget_mod: lua/budget.lua; strmatch: {find, match, gmatch, gsub} that stop
--- at the call's deadline (lua/strmatch.c); bloblang: lua/bloblang.lua's chunk
-local budget_mod, strmatch, bloblang = ...
+-- at the call's deadline (lua/strmatch.c); cache_mod: cache.* (lua/cache.lua);
+-- bloblang: lua/bloblang.lua's chunk
+local budget_mod, strmatch, cache_mod, bloblang = ...
 
 ffi.cdef [[
 typedef struct sl_msg sl_msg_t;
@@ -329,7 +330,7 @@ local reserved = {this = true, meta = true, ctx = true, i = true}
 
 -- Library tables are copied into each environment, so a script that
 -- changes `string` or `math` changes only its own.
-local LIBS = {"string", "table", "math", "bit", "os", "coroutine", "json", "__bloblang"}
+local LIBS = {"string", "table", "math", "bit", "os", "coroutine", "json", "cache", "__bloblang"}
 local function new_env()
   local env = {}
   for _, name in ipairs(LIBS) do env[name] = copy(base[name]) end
@@ -417,6 +418,7 @@ base.math = copy(math)
 base.bit = copy(bit)
 base.os = {time = os.time, clock = os.clock, date = os.date, difftime = os.difftime}
 base.json = {encode = encode, decode = json_decode, null = cjson.null}
+base.cache = cache_mod
 for _, k in ipairs({"assert", "error", "ipairs", "next", "pairs", "pcall", "select", "tonumber", "tostring",
   "type", "unpack", "xpcall", "rawequal", "rawget", "rawset", "rawlen", "setmetatable"}) do
   base[k] = _G[k]

@@ -141,13 +141,14 @@ static sl_lua_t *vm_new(uv_loop_t *loop) {
   lua_pushlightuserdata(L, vm);
   if (load_embedded(L, "lua.budget", 2) != 0) abort();
   sl_lstrmatch_push(L, &vm->guard);
+  if (load_embedded(L, "lua.cache", 0) != 0) abort();
   /* Bloblang's runtime, started by the runtime once its helpers exist. */
   const sl_embedded_t *bl = embedded("lua.bloblang");
   if (!bl || luaL_loadbuffer(L, bl->src, bl->len, "lua.bloblang") != 0) {
     sl_error("cannot load embedded lua.bloblang: %s", bl ? lua_tostring(L, -1) : "missing");
     abort();
   }
-  if (load_embedded(L, "lua.runtime", 3) != 0) abort();
+  if (load_embedded(L, "lua.runtime", 4) != 0) abort();
   int rt = lua_gettop(L);
   lua_pushcfunction(L, call_protected);
   vm->ref_call = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -205,6 +205,13 @@ end
 
 M.json = require("cjson")
 
+-- Lines of JSON as values (lua-cjson's key order is not fixed, so compare these).
+function M.decode_lines(lines)
+  local t = {}
+  for k, l in ipairs(lines) do t[k] = M.json.decode(l) end
+  return t
+end
+
 -- Calls f every 50 ms, for at most secs seconds (10 by default), until it
 -- returns a true value; returns that, or what f returns at the end.
 function M.wait_for(f, secs)

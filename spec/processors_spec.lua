@@ -9,11 +9,7 @@ local function run(procs, input, extra)
   return h.lines(r.stdout), r
 end
 
-local function decode_all(lines)
-  local t = {}
-  for k, l in ipairs(lines) do t[k] = json.decode(l) end
-  return t
-end
+local decode_all = h.decode_lines
 
 local function sorted_by_n(t)
   table.sort(t, function(a, b) return a.n < b.n end)
