@@ -23,6 +23,10 @@ typedef struct req {
   size_t len;
   char errbuf[CURL_ERROR_SIZE];
   struct req *next, **prev;
+  /* sl_hreq_opts_t: */
+  size_t body_max;
+  void (*on_header)(const char *line, size_t len, void *arg);
+  int (*on_data)(const char *data, size_t len, void *arg);
 } req_t;
 
 struct sl_hclient {
@@ -137,7 +141,12 @@ static int on_timeout_change(CURLM *multi, long ms, void *userp) {
 
 static size_t on_body(char *data, size_t size, size_t n, void *userp) {
   req_t *r = userp;
-  size_t len = size * n, keep = r->len + len > BODY_MAX ? BODY_MAX - r->len : len;
+  size_t len = size * n, max = r->body_max ? r->body_max : BODY_MAX;
+  if (r->on_data) {
+    int rc = r->on_data(data, len, r->arg);
+    return rc < 0 ? 0 : rc > 0 ? CURL_WRITEFUNC_PAUSE : len;   /* 0: libcurl aborts */
+  }
+  size_t keep = r->len + len > max ? max - r->len : len;
   if (keep) {
     r->body = sl_xrealloc(r->body, r->len + keep + 1);
     memcpy(r->body + r->len, data, keep);
@@ -166,11 +175,19 @@ sl_hclient_t *sl_hclient_new(uv_loop_t *loop) {
   return c;
 }
 
+static void apply_opts(req_t *r, const sl_hreq_opts_t *o);
+
 void sl_hclient_request(sl_hclient_t *c, const char *method, const char *url, const char *const *headers,
                         const char *body, size_t len, int64_t timeout_ms, sl_hclient_cb cb, void *arg) {
+  sl_hclient_request_opts(c, method, url, headers, body, len, timeout_ms, NULL, cb, arg);
+}
+
+sl_hreq_t *sl_hclient_request_opts(sl_hclient_t *c, const char *method, const char *url, const char *const *headers,
+                                   const char *body, size_t len, int64_t timeout_ms, const sl_hreq_opts_t *o,
+                                   sl_hclient_cb cb, void *arg) {
   if (c->closing) {
     cb(-1, "client closed", "", 0, arg);
-    return;
+    return NULL;
   }
   req_t *r = sl_xcalloc(1, sizeof(*r));
   r->cb = cb;
@@ -193,12 +210,17 @@ void sl_hclient_request(sl_hclient_t *c, const char *method, const char *url, co
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
   curl_easy_setopt(e, CURLOPT_PRIVATE, r);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  if (o) apply_opts(r, o);
   if ((r->next = c->reqs)) r->next->prev = &r->next;
   c->reqs = r;
   r->prev = &c->reqs;
   c->npending++;
   CURLMcode mc = curl_multi_add_handle(c->multi, e);
-  if (mc != CURLM_OK) req_finish(c, r, -1, curl_multi_strerror(mc));
+  if (mc != CURLM_OK) {
+    req_finish(c, r, -1, curl_multi_strerror(mc));
+    return NULL;
+  }
+  return (sl_hreq_t *)r;
 }
 
 int sl_hclient_pending(const sl_hclient_t *c) { return c->npending; }
@@ -210,4 +232,44 @@ void sl_hclient_close(sl_hclient_t *c) {
   while (c->socks) sock_close(c->socks);
   uv_timer_stop(&c->timer);
   uv_close((uv_handle_t *)&c->timer, handle_closed);
+}
+
+/* ---- Per-request options (sl_hreq_opts_t) ---- */
+
+static size_t on_header_line(char *data, size_t size, size_t n, void *userp) {
+  req_t *r = userp;
+  size_t len = size * n, l = len;
+  while (l && (data[l - 1] == '\n' || data[l - 1] == '\r')) l--;
+  r->on_header(data, l, r->arg);
+  return len;
+}
+
+static void apply_opts(req_t *r, const sl_hreq_opts_t *o) {
+  CURL *e = r->easy;
+  r->body_max = o->body_max;
+  r->on_data = o->on_data;
+  if ((r->on_header = o->on_header)) {
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header_line);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+  }
+  if (o->ca_file && *o->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file);
+  if (o->cert_file && *o->cert_file) curl_easy_setopt(e, CURLOPT_SSLCERT, o->cert_file);
+  if (o->key_file && *o->key_file) curl_easy_setopt(e, CURLOPT_SSLKEY, o->key_file);
+  if (o->skip_verify) {
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (o->max_redirects > 0) {
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, (long)o->max_redirects);
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  }
+  if (o->connect_timeout_ms > 0) curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)o->connect_timeout_ms);
+}
+
+void sl_hclient_cancel(sl_hclient_t *c, sl_hreq_t *h) { req_finish(c, (req_t *)h, -1, "cancelled"); }
+
+void sl_hclient_unpause(sl_hclient_t *c, sl_hreq_t *h) {
+  (void)c;
+  curl_easy_pause(((req_t *)h)->easy, CURLPAUSE_CONT);
 }
