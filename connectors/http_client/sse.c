@@ -102,8 +102,8 @@ static void add_data(sl_sse_t *p, const char *v, size_t n) {
 
 static void on_line(void *arg, const char *line, size_t len) {
   sl_sse_t *p = arg;
-  if (len == 0) {   /* dispatch */
-    if (p->has_data) {
+  if (len == 0) {   /* dispatch, unless the event grew past the bound */
+    if (p->has_data && !p->too_big) {
       p->dlen--;      /* the last LF */
       p->data[p->dlen] = 0;
       p->cb(p->arg, p->event ? p->event : "message", p->last_id, p->data, p->dlen);
