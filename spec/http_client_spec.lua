@@ -205,6 +205,36 @@ output:
       assert.are.equal(2, #got("/hang"))
     end)
 
+    it("TLS: trusts root_cas_file, refuses an unknown CA, skip_cert_verify accepts it", function()
+      local d = h.tmpdir()
+      assert(os.execute("openssl req -x509 -newkey rsa:2048 -nodes -keyout " .. d .. "/key.pem -out " .. d ..
+        "/cert.pem -days 1 -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 2>/dev/null"))
+      local rcv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+  tls: {cert_file: ]] .. d .. [[/cert.pem, key_file: ]] .. d .. [[/key.pem}
+input:
+  http_server: {path: /in}
+output:
+  file: {path: got.ndjson}
+]], {scheme = "https", cacert = d .. "/cert.pem"})
+      local ok, err = pcall(function()
+        local u = "https://127.0.0.1:" .. rcv.port .. "/in"
+        local r = send(1, "        url: " .. u .. "\n        tls: {root_cas_file: " .. d .. "/cert.pem}",
+          'return {via = "ca"}')
+        assert.are.equal("", r.stdout)
+        r = send(1, "        url: " .. u .. "\n        retries: 0", 'return {via = "none"}')
+        assert.are.equal('{"via":"none"}\n', r.stdout)   -- the system's CAs do not know it
+        assert.matches("certificate", r.stderr)
+        r = send(1, "        url: " .. u .. "\n        tls: {skip_cert_verify: true}", 'return {via = "skip"}')
+        assert.are.equal("", r.stdout)
+        local lines = h.wait_lines(rcv.dir .. "/got.ndjson", 2)
+        assert.are.same({'{"via":"ca"}', '{"via":"skip"}'}, lines)
+      end)
+      h.stop_after(rcv, ok, err)
+      h.rmdir(d)
+    end)
+
     it("lint refuses a bad header and two auths at once", function()
       local cfg = h.write(h.tmpname(".yaml"), [[
 input: {stdin: {}}

@@ -48,7 +48,7 @@ static const sl_field_t fields[] = {
   {"batch_format", SL_F_ENUM, "individual", 0,
    "`individual`: one request per message. `array`: the messages of a batch (from the input or a `batch` "
    "processor) as one JSON array; `ndjson`: one JSON value per line. A message that is not JSON goes in as a "
-   "JSON string. sluice adds this field: Benthos sends a batch only as multipart.", formats, NULL},
+   "JSON string. sluice adds this field: Benthos sends a batch as multipart or one request per message.", formats, NULL},
   {"batch_as_multipart", SL_F_BOOL, "false", 0, "Benthos's spelling of `batch_format: multipart` "
    "(`multipart/mixed`, one part per message).", NULL, NULL},
   {"metadata", SL_F_OBJECT, NULL, 0, "Which metadata become request headers.", NULL, metadata_fields},
