@@ -102,6 +102,7 @@ struct hout {
   hreq_t *active;
   hwrite_t *kept;
   int pumping, destroying;
+  int stopping;              /* the stream is stopping: failures are not retried any more */
   void (*closed)(sl_output_t *o, void *arg);
   void *closed_arg;
 };
@@ -138,14 +139,19 @@ static void maybe_closed(hout_t *o) {
   }
 }
 
+/* A failure while the stream stops is final (SL_WRITE_ABANDONED): the
+ * stream would otherwise send it again and wait out its timeout anew. */
 static void write_finished(hwrite_t *w) {
   hout_t *o = w->o;
-  if (!w->err) {
+  if (!w->err || o->stopping) {
     sl_write_cb cb = w->cb;
     void *arg = w->arg;
     sl_batch_t *b = w->b;
+    char *err = w->err;
+    w->err = NULL;
     write_free(w);
-    cb(&o->base, b, 0, NULL, arg);
+    cb(&o->base, b, err ? SL_WRITE_ABANDONED : 0, err, arg);
+    free(err);
     return;
   }
   w->next = o->kept;
@@ -170,6 +176,20 @@ static void req_done(hreq_t *r, const char *err) {
   }
   sl_hc_token_cancel(&o->hc, r);
   req_free(r);
+  if (err && o->stopping) {   /* the write is lost anyway: its queued requests are not sent */
+    for (hreq_t **pp = &o->queue; *pp;) {
+      hreq_t *q = *pp;
+      if (q->w != w) {
+        pp = &q->next;
+        continue;
+      }
+      *pp = q->next;
+      w->open--;
+      req_free(q);
+    }
+    o->queue_tail = &o->queue;
+    while (*o->queue_tail) o->queue_tail = &(*o->queue_tail)->next;
+  }
   if (--w->open == 0) write_finished(w);
   pump(o);
   maybe_closed(o);
@@ -235,7 +255,7 @@ static void on_answer(int status, const char *err, const char *body, size_t len,
   char *why = status > 0 ? sl_xasprintf("http_client: %s answered %d%s%.*s", r->url, status, len ? ": " : "",
                                         (int)(len > 200 ? 200 : len), body)
                          : sl_xasprintf("http_client: %s: %s", r->url, err);
-  int64_t wait = ++r->tries <= o->retries && !o->closed && (status > 0 || strcmp(err, "client closed"))
+  int64_t wait = ++r->tries <= o->retries && !o->stopping && (status > 0 || strcmp(err, "client closed"))
                    ? sl_hc_backoff(&o->hc, status, r->tries, r->retry_after) : SL_HC_NO_RETRY;
   if (wait == SL_HC_NO_RETRY) {
     sl_logf(SL_LOG_WARN, sname(o), o->base.label, "%s", why);
@@ -496,10 +516,12 @@ static int hout_start(sl_output_t *out) {
   return 0;
 }
 
-/* Requests waiting out a backoff give up: a stopping stream does not wait
- * minutes for a server that throttles it (they are retried after restart). */
+/* Requests waiting out a backoff give up, and those in flight are not
+ * retried once answered: a stopping stream does not wait minutes for a
+ * server that throttles it (the source sends them again after a restart). */
 static void hout_stopping(sl_output_t *out) {
   hout_t *o = (hout_t *)out;
+  o->stopping = 1;
   for (hreq_t *r = o->active, *next; r; r = next) {
     next = r->anext;
     if (r->timer && uv_is_active((uv_handle_t *)r->timer)) req_done(r, "http_client: stopping while waiting to retry");
