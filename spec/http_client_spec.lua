@@ -183,6 +183,14 @@ output:
       r = send(1, "        url: " .. url("/protected") .. o2)
       assert.are.equal("", r.stdout)
       assert.are.equal(2, #got("/token"))
+      -- A token that goes stale while the output runs: the 401 makes it fetch a new one
+      -- and send the same request again (not counted as a retry: retries 0).
+      r = send(3, "        url: " .. url("/rotating") .. "\n        max_in_flight: 1\n        retries: 0" .. o2)
+      assert.are.equal("", r.stdout)
+      assert.are.equal(5, #got("/token"))
+      local ok200 = 0
+      for _, q in ipairs(got("/rotating")) do ok200 = ok200 + (q.headers.authorization and 1 or 0) end
+      assert.are.equal(5, ok200)   -- 3 accepted, 2 refused with a stale token
     end)
 
     it("basic and bearer auth", function()
@@ -358,6 +366,30 @@ output:
       end)
       h.stop_after(srv, ok, err)
       assert.truthy(h.read and true)
+    end)
+
+    it("pauses reading while the stream is full: a fast source cannot fill memory", function()
+      local srv = h.serve(string.format([[
+http: {address: 127.0.0.1:$PORT}
+max_in_flight: 1
+input:
+  http_client: {url: %s, stream: {enabled: true}}
+output:
+  http_client: {url: %s, timeout: 3s, max_in_flight: 1}
+]], url("/flood"), url("/hang")))
+      local ok, err = pcall(function()
+        assert.truthy(h.wait_for(function() return #got("/hang") >= 1 end, 20))   -- the pipeline is stuck
+        -- Reading without pausing took the whole 256 MiB in (RSS in the GBs); paused, the
+        -- source is held back by TCP and sluice holds one read's worth.
+        local function rss_mb()
+          local st = h.read("/proc/" .. h.read(srv.dir .. "/pid.txt"):match("%d+") .. "/status") or ""
+          return tonumber(st:match("VmRSS:%s*(%d+)") or 0) / 1024
+        end
+        local grew = h.wait_for(function() return rss_mb() > 200 end, 5)
+        assert.is_false(grew, "RSS grew to " .. rss_mb() .. " MB")
+        assert.is_true(tonumber(h.read(peer.dir .. "/out.jsonl.flood") or "0") < 64 * 1048576)
+      end)
+      h.stop_after(srv, ok, err)
     end)
 
     it("passes non-UTF-8 lines through byte for byte", function()

@@ -12,6 +12,7 @@ Behaviour by path (n counts requests to that path, from 1):
   /hmac_ts                the same over "<X-Timestamp>.<body>"
   /token                  OAuth2: Basic id:secret -> {"access_token": "tok-N", "expires_in": 3600}
   /protected              200 for the current token, 401 otherwise; /revoke makes the current one stale
+  /rotating               the same, and each success makes the token stale
   /redirect -> /ok; /loop -> /loop (forever)
   GET /sse                events id 1..TOTAL ("data: {"n": i}"); the first connection drops after 3 events;
                           a connection with Last-Event-ID resumes after it; sends retry: 100
@@ -20,6 +21,8 @@ Behaviour by path (n counts requests to that path, from 1):
   GET /huge               64 MiB without a newline, then closes
   GET /malformed          a malformed event stream (see below), then closes
   GET /latin1             bytes that are not UTF-8, as lines
+  GET /flood              up to 256 MiB of 100-byte lines as fast as the client reads; the bytes written so
+                          far go to OUT.flood (every MiB)
 Usage: webhook_peer.py PORTFILE OUT [SECRET] [TOTAL]"""
 import base64
 import email.utils
@@ -117,8 +120,11 @@ class Handler(BaseHTTPRequestHandler):
                 return self.answer(401)
             return self.answer(200, json.dumps({"access_token": "tok-%d" % token["n"], "token_type": "bearer",
                                                 "expires_in": 3600}).encode())
-        if parts[0] == "protected":
-            ok = self.headers.get("Authorization") == "Bearer tok-%d" % token["n"]
+        if parts[0] in ("protected", "rotating"):
+            with lock:
+                ok = self.headers.get("Authorization") == "Bearer tok-%d" % token["n"]
+                if ok and parts[0] == "rotating":
+                    token["n"] += 1
             return self.answer(200 if ok else 401)
         if parts[0] == "revoke":
             token["n"] += 1
@@ -129,7 +135,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer(302, b"", [("Location", "/loop")])
         if parts[0] == "poll":
             return self.answer(200, json.dumps({"n": n}).encode())
-        if parts[0] in ("sse", "ndjson", "huge", "malformed", "latin1"):
+        if parts[0] in ("sse", "ndjson", "huge", "malformed", "latin1", "flood"):
             return self.stream(parts[0], n)
         self.answer(404)
 
@@ -166,6 +172,13 @@ class Handler(BaseHTTPRequestHandler):
                         b"data: after\n\n")
                 w.flush()
                 time.sleep(30)
+            elif kind == "flood":
+                line = b"y" * 99 + b"\n"
+                block = line * 10486
+                for k in range(256):
+                    w.write(block)
+                    with open(sys.argv[2] + ".flood", "w") as f:
+                        f.write(str((k + 1) * len(block)))
             elif kind == "latin1":
                 w.write(b"caf\xe9\n\xff\xfe\n")
                 w.flush()
