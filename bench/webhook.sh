@@ -16,7 +16,7 @@ CONNS=${CONNS:-64}
 WORK=$(mktemp -d)
 trap 'kill $(cat "$WORK"/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 trap 'exit 1' INT TERM
-PORT=18090
+PORT=${PORT:-$((18100 + $$ % 800))}   # another bench may hold a fixed port
 BODY='{"user":"ada","event":"click","n":42}'
 
 cat > "$WORK/post.lua" <<LUA

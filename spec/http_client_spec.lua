@@ -215,8 +215,7 @@ output:
 
     it("TLS: trusts root_cas_file, refuses an unknown CA, skip_cert_verify accepts it", function()
       local d = h.tmpdir()
-      assert(os.execute("openssl req -x509 -newkey rsa:2048 -nodes -keyout " .. d .. "/key.pem -out " .. d ..
-        "/cert.pem -days 1 -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 2>/dev/null"))
+      h.self_signed(d)
       local rcv = h.serve([[
 http:
   address: 127.0.0.1:$PORT
