@@ -242,6 +242,47 @@ output:
       h.rmdir(d)
     end)
 
+    it("delivers to nginx's fixed 200, fails on its 503, reads only 64 KiB of a huge answer", function()
+      local d = h.tmpdir()
+      local port = h.port()
+      h.write(d .. "/nginx.conf", string.format([[
+worker_processes 1;
+daemon off;
+pid %s/nginx.pid;
+error_log %s/error.log;
+events { worker_connections 64; }
+http {
+  access_log %s/access.log;
+  client_body_temp_path %s; proxy_temp_path %s; fastcgi_temp_path %s; uwsgi_temp_path %s; scgi_temp_path %s;
+  server {
+    listen 127.0.0.1:%d;
+    location /ok { return 200 '{"status":"ok"}'; }
+    location /busy { return 503; }
+  }
+}
+]], d, d, d, d, d, d, d, d, port))
+      os.execute(string.format("nginx -p %s -c %s/nginx.conf > /dev/null 2>&1 & echo $! > %s/mypid", d, d, d))
+      local up = h.wait_for(function() return h.sh("curl -s -o /dev/null http://127.0.0.1:" .. port .. "/ok") == 0 end)
+      local ok, err = pcall(function()
+        assert.truthy(up, "nginx did not start")
+        local base = "http://127.0.0.1:" .. port
+        local r = send(3, "        url: " .. base .. "/ok")
+        assert.are.equal("", r.stdout)
+        local log = h.read(d .. "/access.log") or ""
+        assert.are.equal(3, select(2, log:gsub('"POST /ok HTTP/1.1" 200', "")))
+        r = send(1, "        url: " .. base .. "/busy\n        retries: 1\n        retry_period: 10ms")
+        assert.are.equal('{"n":1}\n', r.stdout)
+        assert.matches("answered 503", r.stderr)
+        -- the peer answers POST /huge with 200 and 64 MiB: delivered, the rest of the body dropped
+        r = send(1, "        url: " .. url("/huge"))
+        assert.are.equal("", r.stdout)
+      end)
+      os.execute("kill " .. (h.read(d .. "/mypid") or ""):match("%d+") .. " 2>/dev/null")
+      h.wait_for(function() return not h.read(d .. "/nginx.pid") end, 5)
+      h.rmdir(d)
+      if not ok then error(err, 0) end
+    end)
+
     it("lint refuses a bad header and two auths at once", function()
       local cfg = h.write(h.tmpname(".yaml"), [[
 input: {stdin: {}}
