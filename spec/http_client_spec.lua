@@ -293,6 +293,15 @@ output:
       os.remove(cfg)
       assert.are.equal(1, r.code)
       assert.matches("exclude each other", r.stdout .. r.stderr)
+      cfg = h.write(h.tmpname(".yaml"), [[
+input:
+  http_client: {url: 'http://x/', headers: {A: '${! this.a }'}}
+output: {drop: {}}
+]])
+      r = h.sluice("lint " .. cfg)
+      os.remove(cfg)
+      assert.are.equal(1, r.code)   -- an input has no message to evaluate them with
+      assert.matches("url and headers cannot name a message", r.stdout .. r.stderr)
     end)
   end)
 

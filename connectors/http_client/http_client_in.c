@@ -322,8 +322,10 @@ static void *hin_create(sl_build_t *b, const sl_cnode_t *conf) {
     free(h);
     return NULL;
   }
-  if (!h->hc.static_url) {
-    sl_diag_add(b->diags, sl_cnode_get(conf, "url"), "url", "an input's url cannot name a message (no ${! } here)");
+  int per_msg = !h->hc.static_url;
+  for (unsigned i = 0; i < h->hc.nheaders; i++) per_msg |= !sl_interp_is_static(h->hc.hvals[i]);
+  if (per_msg) {
+    sl_diag_add(b->diags, sl_cnode_get(conf, "url"), "url", "an input's url and headers cannot name a message (no ${! } here)");
     sl_hc_free(&h->hc);
     free(h);
     return NULL;
