@@ -114,6 +114,15 @@ describe("http_client", function()
       assert.are.equal(3, #got(p500))
     end)
 
+    it("PUT with successful_on: a listed status counts as delivered", function()
+      local p = path("fail/9/404")
+      local r = send(1, "        url: " .. url(p) .. "\n        verb: PUT\n        successful_on: [404]")
+      assert.are.equal("", r.stdout)
+      local reqs = got(p)
+      assert.are.equal(1, #reqs)
+      assert.are.equal("PUT", reqs[1].method)
+    end)
+
     it("signs bodies with HMAC-SHA256 that Python's hmac verifies, with and without a timestamp", function()
       local r = send(2, "        url: " .. url("/hmac/a") .. "\n        signature: {secret: s3cret}")
       assert.are.equal("", r.stdout)
@@ -313,7 +322,7 @@ input:
   http_client:
     url: %s
     stream: {enabled: true}
-    retry_period: 50ms
+    retry_period: 60s   # the server's retry: 100 must win, or the resume comes too late
 pipeline:
   processors:
     - lua: 'return json.encode({d = content(), id = meta.sse_id, ev = meta.sse_event, st = meta.http_status_code, ct = meta["content-type"]})'
@@ -356,7 +365,7 @@ output:
     it("polls on an interval with status and headers as metadata", function()
       local r = h.run_config(string.format([[
 input:
-  http_client: {url: %s, interval: 10ms}
+  http_client: {url: %s, interval: 10ms, verb: POST, payload: '{"q":1}'}
 pipeline:
   processors:
     - lua: 'if this.n > 3 then return deleted() end; return meta.http_status_code .. " " .. meta["content-type"]'
@@ -367,6 +376,9 @@ output:
       local lines = h.lines(r.stdout)
       assert.is_true(#lines >= 3)
       assert.are.equal("200 application/json", lines[1])
+      local reqs = got("/poll")
+      assert.are.equal("POST", reqs[1].method)
+      assert.are.equal('{"q":1}', reqs[1].body)
     end)
 
     it("bounds an endless line: the connection is dropped and memory stays small", function()
