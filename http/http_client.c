@@ -279,8 +279,6 @@ static void apply_opts(req_t *r, const sl_hreq_opts_t *o) {
   if (o->connect_timeout_ms > 0) curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)o->connect_timeout_ms);
 }
 
-void sl_hclient_cancel(sl_hclient_t *c, sl_hreq_t *h) { req_finish(c, (req_t *)h, -1, "cancelled"); }
-
 void sl_hclient_unpause(sl_hclient_t *c, sl_hreq_t *h) {
   (void)c;
   curl_easy_pause(((req_t *)h)->easy, CURLPAUSE_CONT);

@@ -48,9 +48,6 @@ typedef struct sl_hreq_opts {
 sl_hreq_t *sl_hclient_request_opts(sl_hclient_t *c, const char *method, const char *url, const char *const *headers,
                                    const char *body, size_t len, int64_t timeout_ms, const sl_hreq_opts_t *o,
                                    sl_hclient_cb cb, void *arg);
-/* Ends a request in flight now: its cb gets -1 "cancelled". Not from inside
- * on_header or on_data. */
-void sl_hclient_cancel(sl_hclient_t *c, sl_hreq_t *r);
 
 /* Lets a request paused by its on_data go on (on_data may run at once). */
 void sl_hclient_unpause(sl_hclient_t *c, sl_hreq_t *r);

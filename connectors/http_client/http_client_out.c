@@ -71,7 +71,6 @@ typedef struct hreq {
   char **headers;            /* configured, metadata and content type */
   int tries, reauthed;
   char *retry_after;         /* the last answer's Retry-After */
-  sl_hreq_t *h;              /* in flight */
   uv_timer_t *timer;         /* waiting out a backoff */
   struct hreq *next;         /* in o->queue */
   struct hreq *anext, **aprev;   /* in o->active */
@@ -238,7 +237,6 @@ static void on_timer(uv_timer_t *t) { send_req(t->data); }
 static void on_answer(int status, const char *err, const char *body, size_t len, void *arg) {
   hreq_t *r = arg;
   hout_t *o = r->o;
-  r->h = NULL;
   if (o->destroying) return;   /* hout_destroy frees r */
   if (status > 0) sl_output_set_connected(&o->base, 1, NULL);
   else if (!o->closed || strcmp(err, "client closed")) sl_output_set_connected(&o->base, 0, err);
@@ -299,7 +297,7 @@ static void with_token(void *arg, const char *auth, const char *err) {
   memcpy(all + nh, extra, (size_t)n * sizeof(char *));
   sl_hreq_opts_t opts = o->hc.opts;
   opts.on_header = on_header;
-  r->h = sl_hclient_request_opts(o->client, o->verb, r->url, all, r->body, r->len, o->hc.timeout_ms, &opts, on_answer, r);
+  sl_hclient_request_opts(o->client, o->verb, r->url, all, r->body, r->len, o->hc.timeout_ms, &opts, on_answer, r);
   free(all);
   free(sig);
   free(tsh);
