@@ -179,6 +179,38 @@ output:
       assert.are.equal(4, select(2, m.body:gsub("%-%-" .. boundary, "")))
     end)
 
+    it("batching gathers messages of separate transactions into requests by count and by period", function()
+      local function run(batching, p, n)
+        local r = h.run_config(string.format([[
+input:
+  generate: {count: %d, interval: 0, mapping: 'return {n = i}'}
+output:
+  http_client: {url: %s, batch_format: ndjson, batching: %s}
+]], n, url(p), batching), {timeout = 30})
+        assert.are.equal(0, r.code, r.stderr)
+        local bodies = {}
+        for _, q in ipairs(got(p)) do bodies[#bodies + 1] = q.body end
+        return bodies
+      end
+      -- count: requests of 4, the rest when the period ends
+      local b = run("{count: 4, period: 200ms}", "/ok/bcount", 10)
+      assert.are.same({'{"n":1}\n{"n":2}\n{"n":3}\n{"n":4}\n', '{"n":5}\n{"n":6}\n{"n":7}\n{"n":8}\n',
+        '{"n":9}\n{"n":10}\n'}, b)
+      -- period alone: whatever came meanwhile (each message is its own transaction)
+      b = run("{period: 100ms}", "/ok/bperiod", 3)
+      local all = table.concat(b)
+      assert.are.equal('{"n":1}\n{"n":2}\n{"n":3}\n', all)
+      assert.is_true(#b < 3)
+      -- byte_size: a request once 16 bytes are gathered (two 7-byte messages are not enough)
+      b = run("{byte_size: 16, period: 10s}", "/ok/bbytes", 6)
+      assert.are.same({'{"n":1}\n{"n":2}\n{"n":3}\n', '{"n":4}\n{"n":5}\n{"n":6}\n'}, b)
+      local cfg = h.write(h.tmpname(".yaml"), "input: {stdin: {}}\noutput:\n  http_client: {url: 'http://x/', batching: {count: 2}}\n")
+      local r = h.sluice("lint " .. cfg)
+      os.remove(cfg)
+      assert.are.equal(1, r.code)
+      assert.matches("batching needs batch_format", r.stdout .. r.stderr)
+    end)
+
     it("OAuth2 client credentials: one token fetch, reused, fetched again after a 401", function()
       local o2 = "\n        oauth2: {enabled: true, client_key: id, client_secret: secret, token_url: " ..
         url("/token") .. "}"

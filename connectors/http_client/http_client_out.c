@@ -1,6 +1,7 @@
 /* `http_client` output ("webhooks out"): each message (or each batch, as a
  * JSON array, NDJSON or multipart) is sent as one request on the worker's
- * libcurl client; a message is delivered only once a request carrying it got
+ * libcurl client (`batching` gathers messages across writes into one
+ * request); a message is delivered only once a request carrying it got
  * a 2xx (or a `successful_on` status). Failed requests are retried here with
  * exponential backoff that honours Retry-After, `max_in_flight` requests at
  * once (a request waiting out its backoff keeps its place, so a throttling
@@ -21,6 +22,14 @@
 
 static const char *const formats[] = {"individual", "array", "ndjson", "multipart", NULL};
 static const char *const verbs[] = {"POST", "PUT", "PATCH", "DELETE", "GET", NULL};
+
+static const sl_field_t batching_fields[] = {
+  {"count", SL_F_INT, "0", 0, "Messages per request at most (0: no count).", SL_BOUNDS("0", "1000000"), NULL},
+  {"byte_size", SL_F_SIZE, "0", 0, "A request is sent once its messages hold this many bytes (0: no bound).", NULL, NULL},
+  {"period", SL_F_DURATION, "1s", 0,
+   "How long the first message of a request waits for others. Benthos waits for `count` without end by "
+   "default; here a count that the stream's `max_in_flight` never lets come would stall the stream.", NULL, NULL},
+  {0}};
 
 static const sl_field_t metadata_fields[] = {
   {"include_prefixes", SL_F_STRLIST, "[]", 0,
@@ -51,6 +60,10 @@ static const sl_field_t fields[] = {
    "JSON string. sluice adds this field: Benthos sends a batch as multipart or one request per message.", formats, NULL},
   {"batch_as_multipart", SL_F_BOOL, "false", 0, "Benthos's spelling of `batch_format: multipart` "
    "(`multipart/mixed`, one part per message).", NULL, NULL},
+  {"batching", SL_F_OBJECT, NULL, 0,
+   "Gather messages across the stream's batches into requests (needs a `batch_format` other than "
+   "`individual`): a request goes when it has `count` messages or `byte_size` bytes, or `period` after its "
+   "first message. Without it, each batch that reaches the output is one request.", NULL, batching_fields},
   {"metadata", SL_F_OBJECT, NULL, 0, "Which metadata become request headers.", NULL, metadata_fields},
   {"signature", SL_F_OBJECT, NULL, 0, "Sign each body with HMAC-SHA256 (sluice adds this).", NULL, signature_fields},
   {"propagate_response", SL_F_BOOL, "false", SL_MOVED, "not supported: use the `http` processor to keep answers", NULL, NULL},
@@ -62,10 +75,16 @@ enum { M_OPEN, M_DONE, M_FAILED };
 typedef struct hout hout_t;
 typedef struct hwrite hwrite_t;
 
+/* A message of a write: message i of w->b. */
+typedef struct item {
+  hwrite_t *w;
+  uint32_t i;
+} item_t;
+
 typedef struct hreq {
   hout_t *o;
-  hwrite_t *w;
-  uint32_t *idx, nidx;       /* its messages in w->b */
+  item_t *items;             /* its messages; those of one write are next to each other */
+  uint32_t n;
   char *url, *body, *boundary;
   size_t len;
   char **headers;            /* configured, metadata and content type */
@@ -82,7 +101,7 @@ struct hwrite {
   sl_write_cb cb;
   void *arg;
   uint8_t *state;            /* M_* per message */
-  uint32_t open;             /* its requests not finished */
+  uint32_t open;             /* its requests not finished (the batch being gathered counts as one) */
   char *err;
   hwrite_t *next;            /* in o->kept */
 };
@@ -98,6 +117,12 @@ struct hout {
   unsigned nprefixes;
   const char *sig_secret, *sig_header, *sig_prefix, *sig_ts;
   hreq_t *queue, **queue_tail;
+  item_t *gather;            /* the request being gathered */
+  uint32_t ngather, gcap;
+  size_t gbytes;
+  int batching;              /* gather across writes */
+  int64_t bcount, bbytes, bperiod_ms;
+  uv_timer_t *btimer;
   hreq_t *active;
   hwrite_t *kept;
   int pumping, destroying;
@@ -115,7 +140,7 @@ static void req_free(hreq_t *r) {
     uv_timer_stop(r->timer);
     uv_close((uv_handle_t *)r->timer, timer_closed);
   }
-  free(r->idx);
+  free(r->items);
   free(r->url);
   free(r->body);
   free(r->boundary);
@@ -162,34 +187,66 @@ static void write_finished(hwrite_t *w) {
 
 static void pump(hout_t *o);
 
+/* One reference of each write in r's messages is gone: a write whose last
+ * one it was is finished. */
+static void release(hreq_t *r) {
+  for (uint32_t k = 0; k < r->n; k++)
+    if ((k == 0 || r->items[k].w != r->items[k - 1].w) && --r->items[k].w->open == 0) write_finished(r->items[k].w);
+}
+
+static void settle(hreq_t *r, const char *err) {
+  for (uint32_t k = 0; k < r->n; k++) {
+    hwrite_t *w = r->items[k].w;
+    w->state[r->items[k].i] = err ? M_FAILED : M_DONE;
+    if (err && !w->err) w->err = sl_xstrdup(err);
+  }
+}
+
+static int has_failed(const hreq_t *r) {
+  for (uint32_t k = 0; k < r->n; k++)
+    if (r->items[k].w->err) return 1;
+  return 0;
+}
+
 /* The request is over: its messages are delivered (err NULL) or failed. */
 static void req_done(hreq_t *r, const char *err) {
   hout_t *o = r->o;
-  hwrite_t *w = r->w;
-  for (uint32_t k = 0; k < r->nidx; k++) w->state[r->idx[k]] = err ? M_FAILED : M_DONE;
-  if (err && !w->err) w->err = sl_xstrdup(err);
+  settle(r, err);
   if (r->aprev) {
     *r->aprev = r->anext;
     if (r->anext) r->anext->aprev = r->aprev;
     o->nactive--;
   }
   sl_hc_token_cancel(&o->hc, r);
-  req_free(r);
-  if (err && o->stopping) {   /* the write is lost anyway: its queued requests are not sent */
+  /* Stopping, a failed write is lost anyway: queued requests with its
+   * messages are not sent (settled first, released after, as releasing
+   * calls back into the stream). */
+  hreq_t *dropped = NULL;
+  for (int again = err && o->stopping; again;) {
+    again = 0;
     for (hreq_t **pp = &o->queue; *pp;) {
       hreq_t *q = *pp;
-      if (q->w != w) {
+      if (!has_failed(q)) {
         pp = &q->next;
         continue;
       }
       *pp = q->next;
-      w->open--;
-      req_free(q);
+      settle(q, err);
+      q->next = dropped;
+      dropped = q;
+      again = 1;
     }
-    o->queue_tail = &o->queue;
-    while (*o->queue_tail) o->queue_tail = &(*o->queue_tail)->next;
   }
-  if (--w->open == 0) write_finished(w);
+  o->queue_tail = &o->queue;
+  while (*o->queue_tail) o->queue_tail = &(*o->queue_tail)->next;
+  release(r);
+  req_free(r);
+  while (dropped) {
+    hreq_t *q = dropped;
+    dropped = q->next;
+    release(q);
+    req_free(q);
+  }
   pump(o);
   maybe_closed(o);
 }
@@ -351,10 +408,11 @@ static char *as_json(const sl_msg_t *m, size_t *len, char **err) {
   return out;
 }
 
+static sl_msg_t *msg_of(const item_t *it) { return it->w->b->msgs[it->i]; }
+
 static int build_body(hout_t *o, hreq_t *r, char **err) {
-  sl_batch_t *b = r->w->b;
   if (o->format == F_INDIVIDUAL) {
-    sl_msg_t *m = b->msgs[r->idx[0]];
+    sl_msg_t *m = msg_of(&r->items[0]);
     r->len = m->content->len;
     r->body = sl_xmalloc(r->len + 1);
     memcpy(r->body, m->content->data, r->len);
@@ -367,11 +425,11 @@ static int build_body(hout_t *o, hreq_t *r, char **err) {
     for (int i = 0; i < 16; i++) sprintf(r->boundary + 2 * i, "%02x", rnd[i]);
   }
   size_t cap = 64, len = 0;
-  for (uint32_t k = 0; k < r->nidx; k++) cap += b->msgs[r->idx[k]]->content->len + 128;
+  for (uint32_t k = 0; k < r->n; k++) cap += msg_of(&r->items[k])->content->len + 128;
   char *out = sl_xmalloc(cap);
   if (o->format == F_ARRAY) out[len++] = '[';
-  for (uint32_t k = 0; k < r->nidx; k++) {
-    sl_msg_t *m = b->msgs[r->idx[k]];
+  for (uint32_t k = 0; k < r->n; k++) {
+    sl_msg_t *m = msg_of(&r->items[k]);
     if (o->format == F_MULTIPART) {
       len += (size_t)sprintf(out + len, "--%s\r\nContent-Type: application/octet-stream\r\n\r\n", r->boundary);
       memcpy(out + len, m->content->data, m->content->len);
@@ -409,8 +467,8 @@ static int has_content_type(char **h) {
 /* url, headers and body from the request's first message (the batch's, for
  * a batch): 0, or -1 with err. */
 static int build(hout_t *o, hreq_t *r, char **err) {
-  sl_msg_t *m = r->w->b->msgs[r->idx[0]];
-  if (!(r->url = sl_hc_url(&o->hc, m, r->idx[0], err))) return -1;
+  sl_msg_t *m = msg_of(&r->items[0]);
+  if (!(r->url = sl_hc_url(&o->hc, m, r->items[0].i, err))) return -1;
   if (build_body(o, r, err) != 0) return -1;
   const char **extra = NULL;
   char *ct = NULL;
@@ -422,7 +480,7 @@ static int build(hout_t *o, hreq_t *r, char **err) {
       if (wanted_meta(o, m->meta.v[k].key) && !strpbrk(m->meta.v[k].key, ": \r\n"))
         extra[n++] = sl_xasprintf("%s: %.*s", m->meta.v[k].key, (int)m->meta.v[k].vlen, m->meta.v[k].val);
   }
-  char **h = sl_hc_headers(&o->hc, m, r->idx[0], extra, err);
+  char **h = sl_hc_headers(&o->hc, m, r->items[0].i, extra, err);
   for (unsigned k = 0; k < n; k++) free((char *)extra[k]);
   free(extra);
   if (!h) return -1;
@@ -441,13 +499,18 @@ static int build(hout_t *o, hreq_t *r, char **err) {
   return 0;
 }
 
-static void add_req(hout_t *o, hwrite_t *w, uint32_t *idx, uint32_t n) {
+/* The gathered messages become a request, queued (or failed at once when
+ * its url, headers or body cannot be made). */
+static void flush(hout_t *o) {
+  if (o->btimer) uv_timer_stop(o->btimer);
+  if (!o->ngather) return;
   hreq_t *r = sl_xcalloc(1, sizeof(*r));
   r->o = o;
-  r->w = w;
-  r->idx = idx;
-  r->nidx = n;
-  w->open++;
+  r->items = o->gather;
+  r->n = o->ngather;
+  o->gather = NULL;
+  o->ngather = o->gcap = 0;
+  o->gbytes = 0;
   char *err = NULL;
   if (build(o, r, &err) != 0) {
     sl_logf(SL_LOG_WARN, sname(o), o->base.label, "http_client: %s", err);
@@ -457,6 +520,23 @@ static void add_req(hout_t *o, hwrite_t *w, uint32_t *idx, uint32_t n) {
   }
   *o->queue_tail = r;
   o->queue_tail = &r->next;
+}
+
+static void on_period(uv_timer_t *t) {
+  hout_t *o = t->data;
+  flush(o);
+  pump(o);
+}
+
+/* Message i of w joins the request being gathered. */
+static void gather(hout_t *o, hwrite_t *w, uint32_t i) {
+  if (!o->ngather || o->gather[o->ngather - 1].w != w) w->open++;   /* the gathered request refers to w */
+  if (o->ngather == o->gcap) o->gather = sl_xrealloc(o->gather, (o->gcap = o->gcap ? o->gcap * 2 : 8) * sizeof(item_t));
+  o->gather[o->ngather++] = (item_t){w, i};
+  o->gbytes += w->b->msgs[i]->content->len;
+  if (o->format == F_INDIVIDUAL || (o->bcount && o->ngather >= (uint64_t)o->bcount) ||
+      (o->bbytes && o->gbytes >= (uint64_t)o->bbytes))
+    flush(o);
 }
 
 static hwrite_t *take_kept(hout_t *o, const sl_batch_t *b) {
@@ -485,20 +565,14 @@ static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
   w->cb = cb;
   w->arg = arg;
   w->open = 1;   /* held while its requests are made */
-  uint32_t *batch = NULL, nb = 0;
   for (uint32_t i = 0; i < b->n; i++) {
     if (w->state[i] == M_DONE) continue;
     w->state[i] = M_OPEN;
-    if (o->format == F_INDIVIDUAL) {
-      uint32_t *one = sl_xmalloc(sizeof(uint32_t));
-      *one = i;
-      add_req(o, w, one, 1);
-      continue;
-    }
-    if (!batch) batch = sl_xmalloc(b->n * sizeof(uint32_t));
-    batch[nb++] = i;
+    gather(o, w, i);
   }
-  if (batch) add_req(o, w, batch, nb);
+  if (!o->batching || o->stopping) flush(o);
+  else if (o->ngather && !uv_is_active((uv_handle_t *)o->btimer))
+    uv_timer_start(o->btimer, on_period, (uint64_t)o->bperiod_ms, 0);
   if (--w->open == 0) write_finished(w);
   pump(o);
 }
@@ -511,6 +585,11 @@ static void hout_forget(sl_output_t *out, sl_batch_t *b) {
 static int hout_start(sl_output_t *out) {
   hout_t *o = (hout_t *)out;
   o->client = sl_hclient_new(out->worker->loop);
+  if (o->batching) {
+    o->btimer = sl_xmalloc(sizeof(*o->btimer));
+    uv_timer_init(out->worker->loop, o->btimer);
+    o->btimer->data = o;
+  }
   return 0;
 }
 
@@ -520,6 +599,8 @@ static int hout_start(sl_output_t *out) {
 static void hout_stopping(sl_output_t *out) {
   hout_t *o = (hout_t *)out;
   o->stopping = 1;
+  flush(o);   /* what is gathered goes now */
+  pump(o);
   for (hreq_t *r = o->active, *next; r; r = next) {
     next = r->anext;
     if (r->timer && uv_is_active((uv_handle_t *)r->timer)) req_done(r, "http_client: stopping while waiting to retry");
@@ -537,6 +618,11 @@ static void hout_close(sl_output_t *out, void (*done)(sl_output_t *, void *), vo
 static void hout_destroy(sl_output_t *out) {
   hout_t *o = (hout_t *)out;
   o->destroying = 1;   /* answers the client's close brings are dropped */
+  if (o->btimer) {
+    uv_timer_stop(o->btimer);
+    uv_close((uv_handle_t *)o->btimer, timer_closed);
+  }
+  free(o->gather);   /* empty: close flushed it */
   if (o->client) sl_hclient_close(o->client);
   while (o->queue) {
     hreq_t *r = o->queue;
@@ -573,6 +659,20 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
   for (int i = 0; formats[i]; i++)
     if (!strcmp(f, formats[i])) o->format = i;
   if (sl_conf_bool(conf, "batch_as_multipart", 0)) o->format = F_MULTIPART;
+  const sl_cnode_t *bt = sl_cnode_get(conf, "batching");
+  if (bt) {
+    o->batching = 1;
+    o->bcount = sl_conf_int(bt, "count", 0);
+    o->bbytes = sl_conf_size(bt, "byte_size", 0);
+    o->bperiod_ms = sl_conf_duration_ms(bt, "period", 1000);
+    if (o->format == F_INDIVIDUAL) {
+      sl_diag_add(b->diags, bt, "batching", "batching needs batch_format array, ndjson or multipart "
+                  "(individual sends one request per message)");
+      sl_hc_free(&o->hc);
+      free(o);
+      return NULL;
+    }
+  }
   const sl_cnode_t *p = sl_cnode_get(sl_cnode_get(conf, "metadata"), "include_prefixes");
   if (p && p->type == SL_CN_SEQ && p->n) {
     o->prefixes = sl_xcalloc(p->n, sizeof(char *));
@@ -595,7 +695,7 @@ static const sl_spec_t spec = {
   .desc =
     "Each message is the body of a request (`verb`, default POST) to `url`, which is interpolated per "
     "message; with `batch_format` a batch that reaches the output goes as one request (a JSON array, NDJSON "
-    "or multipart). A message counts as delivered only once its request got a 2xx or a `successful_on` "
+    "or multipart), and with `batching` messages are gathered across batches into such requests. A message counts as delivered only once its request got a 2xx or a `successful_on` "
     "status; until then its transaction stays open.\n\n"
     "A request that got no answer (connection refused or reset, timeout), a 5xx or a `backoff_on` status "
     "(429 by default) is sent again after `retry_period`, doubling with each retry up to "
