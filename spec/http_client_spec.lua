@@ -324,6 +324,25 @@ http {
       if not ok then error(err, 0) end
     end)
 
+    it("examples/webhooks_out.yaml: signed as GitHub signs, refused ones dead-lettered", function()
+      local d = h.tmpdir()
+      assert(os.execute("cp examples/webhooks_out.yaml " .. d))
+      local function run(target, input)
+        return h.sh(string.format("WEBHOOK_URL=%s WEBHOOK_SECRET=s3cret timeout 30 %s run %s/webhooks_out.yaml",
+          url(target), h.bin, d), input)
+      end
+      local code, _, err = run("/hmac/example", '{"order":1}\n{"order":2}\n')
+      assert.are.equal(0, code, err)
+      local reqs = got("/hmac/example")
+      assert.are.equal(2, #reqs)
+      for _, q in ipairs(reqs) do assert.is_true(q.sig_ok) end
+      assert.is_nil(h.read(d .. "/dead-letter.ndjson"))
+      code, _, err = run(path("fail/9/422"), '{"order":3}\n')
+      assert.are.equal(0, code, err)
+      assert.are.equal('{"order":3}\n', h.read(d .. "/dead-letter.ndjson"))
+      h.rmdir(d)
+    end)
+
     it("lint refuses a bad header and two auths at once", function()
       local cfg = h.write(h.tmpname(".yaml"), [[
 input: {stdin: {}}

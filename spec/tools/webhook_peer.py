@@ -8,7 +8,7 @@ Behaviour by path (n counts requests to that path, from 1):
   /fail/K/CODE[?ra=V]     CODE (with Retry-After: V; V=date: an HTTP date 1 s ahead) for n <= K, then 200
   /drop/K                 closes the connection without answering for n <= K, then 200
   /hang                   never answers (holds the connection for 60 s)
-  /hmac                   200 when X-Signature is sha256=HMAC(SECRET, body), else 401
+  /hmac                   200 when X-Signature (or X-Hub-Signature-256) is sha256=HMAC(SECRET, body), else 401
   /hmac_ts                the same over "<X-Timestamp>.<body>"
   /token                  OAuth2: Basic id:secret -> {"access_token": "tok-N", "expires_in": 3600}
   /protected              200 for the current token, 401 otherwise; /revoke makes the current one stale
@@ -88,7 +88,8 @@ class Handler(BaseHTTPRequestHandler):
             if parts[0] == "hmac_ts":
                 signed = self.headers.get("X-Timestamp", "").encode() + b"." + body
             want = "sha256=" + hmac.new(SECRET, signed, hashlib.sha256).hexdigest()
-            extra["sig_ok"] = hmac.compare_digest(want, self.headers.get("X-Signature", ""))
+            got = self.headers.get("X-Signature") or self.headers.get("X-Hub-Signature-256") or ""
+            extra["sig_ok"] = hmac.compare_digest(want, got)
         self.record(n, body, **extra)
         if parts[0] == "ok":
             return self.answer(200)
