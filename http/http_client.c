@@ -277,6 +277,10 @@ static void apply_opts(req_t *r, const sl_hreq_opts_t *o) {
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   }
   if (o->connect_timeout_ms > 0) curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)o->connect_timeout_ms);
+  if (o->idle_timeout_ms > 0) {   /* below 1 byte/s for that long: a silent or half-dead peer */
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)((o->idle_timeout_ms + 999) / 1000));
+  }
 }
 
 void sl_hclient_unpause(sl_hclient_t *c, sl_hreq_t *h) {

@@ -32,6 +32,7 @@ typedef struct sl_hreq_opts {
   int max_redirects;         /* redirects followed (0: none, the 3xx is the answer) */
   size_t body_max;           /* response bytes kept for cb (0: 64 KiB); the rest is dropped */
   int64_t connect_timeout_ms;   /* 0: libcurl's */
+  int64_t idle_timeout_ms;   /* abort when nothing arrives for this long (whole seconds); 0: never */
   /* Each response header line as it arrives, without CRLF (status lines
    * too, so a caller resets on "HTTP/"). Runs inside libcurl. */
   void (*on_header)(const char *line, size_t len, void *arg);

@@ -504,6 +504,19 @@ output:
       h.stop_after(srv, ok, err)
     end)
 
+    it("drops and reconnects a stream whose server never answers (idle_timeout)", function()
+      local p = path("hang")
+      local r = h.run_config(string.format([[
+input:
+  http_client: {url: %s, stream: {enabled: true, idle_timeout: 1s}, retry_period: 10ms}
+output:
+  stdout: {}
+]], url(p)), {timeout = 6})
+      assert.are.equal("", r.stdout)
+      assert.matches("too slow", r.stderr)   -- libcurl's "Operation too slow", logged
+      assert.is_true(#got(p) >= 2, "reconnected")
+    end)
+
     it("passes non-UTF-8 lines through byte for byte", function()
       local r = h.run_config(string.format([[
 input:

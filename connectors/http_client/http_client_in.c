@@ -22,6 +22,10 @@ static const sl_field_t stream_fields[] = {
   {"codec", SL_F_ENUM, "auto", 0,
    "`sse`: Server-Sent Events, one message per event; `lines`: one message per non-empty line (NDJSON); "
    "`auto`: `sse` when the answer is `text/event-stream`, else `lines`.", codecs, NULL},
+  {"idle_timeout", SL_F_DURATION, "120s", 0,
+   "A stream that sends nothing for this long (no data, no heartbeat comment), or a server that never "
+   "answers, is dropped and reconnected (whole seconds; 0: wait forever). sluice's own SSE sends "
+   "heartbeats well within it.", SL_BOUNDS("0", ""), NULL},
   {"max_buffer", SL_F_SIZE, "1MiB", 0,
    "The longest line or event: a longer one drops the connection (logged) and the stream reconnects.",
    SL_BOUNDS("1KiB", "1GiB"), NULL},
@@ -46,7 +50,7 @@ typedef struct hin {
   sl_hclient_t *client;
   const char *verb, *payload;
   int streaming, reconnect, codec, mode;   /* mode: C_LINES or C_SSE for this connection */
-  int64_t interval_ms;
+  int64_t interval_ms, idle_ms;
   size_t max_body;
   sl_lines_t lines;
   sl_sse_t sse;
@@ -250,6 +254,7 @@ static void connect_now(hin_t *h) {
   sl_hreq_opts_t o = h->hc.opts;
   o.on_header = on_header;
   o.on_data = on_data;
+  if (h->streaming) o.idle_timeout_ms = h->idle_ms;
   size_t pl = strlen(h->payload);
   h->h = sl_hclient_request_opts(h->client, h->verb, url, (const char *const *)hdrs, pl ? h->payload : NULL, pl,
                                  h->streaming ? 0 : h->hc.timeout_ms, &o, on_done, h);
@@ -337,6 +342,7 @@ static void *hin_create(sl_build_t *b, const sl_cnode_t *conf) {
   const sl_cnode_t *s = sl_cnode_get(conf, "stream");
   h->streaming = sl_conf_bool(s, "enabled", 0);
   h->reconnect = sl_conf_bool(s, "reconnect", 1);
+  h->idle_ms = sl_conf_duration_ms(s, "idle_timeout", 120000);
   const char *c = sl_conf_str(s, "codec", "auto");
   h->codec = !strcmp(c, "sse") ? C_SSE : !strcmp(c, "lines") ? C_LINES : C_AUTO;
   size_t max = (size_t)sl_conf_size(s, "max_buffer", 1 << 20);
