@@ -190,6 +190,8 @@ output:
         assert.are.equal(0, r.code, r.stderr)
         local bodies = {}
         for _, q in ipairs(got(p)) do bodies[#bodies + 1] = q.body end
+        -- requests go out side by side (max_in_flight): they may arrive in any order
+        table.sort(bodies, function(a, b) return tonumber(a:match("%d+")) < tonumber(b:match("%d+")) end)
         return bodies
       end
       -- count: requests of 4, the rest when the period ends
