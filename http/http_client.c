@@ -6,6 +6,9 @@
 
 /* Responses are read for error texts only: the rest is dropped. */
 #define BODY_MAX 65536
+/* Easy handles kept for reuse: a new one costs its buffers' allocations
+ * (a third of a small request's time in the webhook bench). */
+#define IDLE_MAX 64
 
 typedef struct sock {
   uv_poll_t poll;
@@ -23,6 +26,10 @@ typedef struct req {
   size_t len;
   char errbuf[CURL_ERROR_SIZE];
   struct req *next, **prev;
+  /* sl_hreq_opts_t: */
+  size_t body_max;
+  void (*on_header)(const char *line, size_t len, void *arg);
+  int (*on_data)(const char *data, size_t len, void *arg);
 } req_t;
 
 struct sl_hclient {
@@ -34,6 +41,8 @@ struct sl_hclient {
   int npending;
   int handles;               /* open uv handles: the client is freed at 0 */
   int closing;
+  CURL *idle[IDLE_MAX];      /* finished easy handles, reset, for the next requests */
+  int nidle;
 };
 
 static void handle_closed(uv_handle_t *h) {
@@ -54,7 +63,12 @@ static void req_finish(sl_hclient_t *c, req_t *r, int status, const char *err) {
   *r->prev = r->next;
   if (r->next) r->next->prev = r->prev;
   curl_multi_remove_handle(c->multi, r->easy);
-  curl_easy_cleanup(r->easy);
+  if (c->nidle < IDLE_MAX && !c->closing) {
+    curl_easy_reset(r->easy);
+    c->idle[c->nidle++] = r->easy;
+  } else {
+    curl_easy_cleanup(r->easy);
+  }
   curl_slist_free_all(r->headers);
   c->npending--;
   r->cb(status, err, r->body ? r->body : "", r->len, r->arg);
@@ -137,7 +151,12 @@ static int on_timeout_change(CURLM *multi, long ms, void *userp) {
 
 static size_t on_body(char *data, size_t size, size_t n, void *userp) {
   req_t *r = userp;
-  size_t len = size * n, keep = r->len + len > BODY_MAX ? BODY_MAX - r->len : len;
+  size_t len = size * n, max = r->body_max ? r->body_max : BODY_MAX;
+  if (r->on_data) {
+    int rc = r->on_data(data, len, r->arg);
+    return rc < 0 ? 0 : rc > 0 ? CURL_WRITEFUNC_PAUSE : len;   /* 0: libcurl aborts */
+  }
+  size_t keep = r->len + len > max ? max - r->len : len;
   if (keep) {
     r->body = sl_xrealloc(r->body, r->len + keep + 1);
     memcpy(r->body + r->len, data, keep);
@@ -160,22 +179,31 @@ sl_hclient_t *sl_hclient_new(uv_loop_t *loop) {
   curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
   curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timeout_change);
   curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+  curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 256L);
   uv_timer_init(loop, &c->timer);
   c->timer.data = c;
   c->handles = 1;
   return c;
 }
 
+static void apply_opts(req_t *r, const sl_hreq_opts_t *o);
+
 void sl_hclient_request(sl_hclient_t *c, const char *method, const char *url, const char *const *headers,
                         const char *body, size_t len, int64_t timeout_ms, sl_hclient_cb cb, void *arg) {
+  sl_hclient_request_opts(c, method, url, headers, body, len, timeout_ms, NULL, cb, arg);
+}
+
+sl_hreq_t *sl_hclient_request_opts(sl_hclient_t *c, const char *method, const char *url, const char *const *headers,
+                                   const char *body, size_t len, int64_t timeout_ms, const sl_hreq_opts_t *o,
+                                   sl_hclient_cb cb, void *arg) {
   if (c->closing) {
     cb(-1, "client closed", "", 0, arg);
-    return;
+    return NULL;
   }
   req_t *r = sl_xcalloc(1, sizeof(*r));
   r->cb = cb;
   r->arg = arg;
-  r->easy = curl_easy_init();
+  r->easy = c->nidle ? c->idle[--c->nidle] : curl_easy_init();
   for (const char *const *h = headers; h && *h; h++) r->headers = curl_slist_append(r->headers, *h);
   r->headers = curl_slist_append(r->headers, "Expect:");   /* no 100-continue round trip */
   CURL *e = r->easy;
@@ -193,12 +221,17 @@ void sl_hclient_request(sl_hclient_t *c, const char *method, const char *url, co
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
   curl_easy_setopt(e, CURLOPT_PRIVATE, r);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  if (o) apply_opts(r, o);
   if ((r->next = c->reqs)) r->next->prev = &r->next;
   c->reqs = r;
   r->prev = &c->reqs;
   c->npending++;
   CURLMcode mc = curl_multi_add_handle(c->multi, e);
-  if (mc != CURLM_OK) req_finish(c, r, -1, curl_multi_strerror(mc));
+  if (mc != CURLM_OK) {
+    req_finish(c, r, -1, curl_multi_strerror(mc));
+    return NULL;
+  }
+  return (sl_hreq_t *)r;
 }
 
 int sl_hclient_pending(const sl_hclient_t *c) { return c->npending; }
@@ -206,8 +239,51 @@ int sl_hclient_pending(const sl_hclient_t *c) { return c->npending; }
 void sl_hclient_close(sl_hclient_t *c) {
   c->closing = 1;
   while (c->reqs) req_finish(c, c->reqs, -1, "client closed");
+  while (c->nidle) curl_easy_cleanup(c->idle[--c->nidle]);
   curl_multi_cleanup(c->multi);   /* closes cached connections: their sockets go */
   while (c->socks) sock_close(c->socks);
   uv_timer_stop(&c->timer);
   uv_close((uv_handle_t *)&c->timer, handle_closed);
+}
+
+/* ---- Per-request options (sl_hreq_opts_t) ---- */
+
+static size_t on_header_line(char *data, size_t size, size_t n, void *userp) {
+  req_t *r = userp;
+  size_t len = size * n, l = len;
+  while (l && (data[l - 1] == '\n' || data[l - 1] == '\r')) l--;
+  r->on_header(data, l, r->arg);
+  return len;
+}
+
+static void apply_opts(req_t *r, const sl_hreq_opts_t *o) {
+  CURL *e = r->easy;
+  r->body_max = o->body_max;
+  r->on_data = o->on_data;
+  if ((r->on_header = o->on_header)) {
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header_line);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+  }
+  if (o->ca_file && *o->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file);
+  if (o->cert_file && *o->cert_file) curl_easy_setopt(e, CURLOPT_SSLCERT, o->cert_file);
+  if (o->key_file && *o->key_file) curl_easy_setopt(e, CURLOPT_SSLKEY, o->key_file);
+  if (o->skip_verify) {
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (o->max_redirects > 0) {
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, (long)o->max_redirects);
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  }
+  if (o->connect_timeout_ms > 0) curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)o->connect_timeout_ms);
+  if (o->idle_timeout_ms > 0) {   /* below 1 byte/s for that long: a silent or half-dead peer */
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)((o->idle_timeout_ms + 999) / 1000));
+  }
+}
+
+void sl_hclient_unpause(sl_hclient_t *c, sl_hreq_t *h) {
+  (void)c;
+  curl_easy_pause(((req_t *)h)->easy, CURLPAUSE_CONT);
 }

@@ -22,6 +22,37 @@ sl_hclient_t *sl_hclient_new(uv_loop_t *loop);
 void sl_hclient_request(sl_hclient_t *c, const char *method, const char *url, const char *const *headers,
                         const char *body, size_t len, int64_t timeout_ms, sl_hclient_cb cb, void *arg);
 
+/* ---- Per-request options (connectors' http_client): all optional, a
+ * zeroed struct behaves as sl_hclient_request. Strings are copied. ---- */
+typedef struct sl_hreq sl_hreq_t;
+typedef struct sl_hreq_opts {
+  const char *ca_file;       /* PEM bundle to verify the server with, instead of the system's */
+  const char *cert_file, *key_file;   /* client certificate and its key (PEM) */
+  int skip_verify;           /* accept any server certificate and name */
+  int max_redirects;         /* redirects followed (0: none, the 3xx is the answer) */
+  size_t body_max;           /* response bytes kept for cb (0: 64 KiB); the rest is dropped */
+  int64_t connect_timeout_ms;   /* 0: libcurl's */
+  int64_t idle_timeout_ms;   /* abort when nothing arrives for this long (whole seconds); 0: never */
+  /* Each response header line as it arrives, without CRLF (status lines
+   * too, so a caller resets on "HTTP/"). Runs inside libcurl. */
+  void (*on_header)(const char *line, size_t len, void *arg);
+  /* Streaming: each piece of the body as it arrives, instead of collecting
+   * it for cb; return 0 when taken, -1 to abort (cb then gets -1), 1 to
+   * pause: the piece was not taken and comes again after sl_hclient_unpause.
+   * Runs inside libcurl: it must not start, cancel or close anything of
+   * this client. */
+  int (*on_data)(const char *data, size_t len, void *arg);
+} sl_hreq_opts_t;
+
+/* sl_hclient_request with options; the returned handle is valid until cb
+ * runs (cb may run before this returns: then it returns NULL). */
+sl_hreq_t *sl_hclient_request_opts(sl_hclient_t *c, const char *method, const char *url, const char *const *headers,
+                                   const char *body, size_t len, int64_t timeout_ms, const sl_hreq_opts_t *o,
+                                   sl_hclient_cb cb, void *arg);
+
+/* Lets a request paused by its on_data go on (on_data may run at once). */
+void sl_hclient_unpause(sl_hclient_t *c, sl_hreq_t *r);
+
 /* Requests in flight. */
 int sl_hclient_pending(const sl_hclient_t *c);
 

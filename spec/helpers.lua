@@ -93,6 +93,13 @@ function M.rmdir(d)
   os.execute("rm -rf " .. M.shell_quote(d))
 end
 
+-- A self-signed certificate for 127.0.0.1 (and CN localhost), valid a day:
+-- dir/cert.pem and dir/key.pem.
+function M.self_signed(dir)
+  assert(os.execute("openssl req -x509 -newkey rsa:2048 -nodes -keyout " .. dir .. "/key.pem -out " .. dir ..
+    "/cert.pem -days 1 -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 2>/dev/null"))
+end
+
 -- A free-ish TCP port for a test server: random below Linux's ephemeral
 -- range (32768+), so outgoing connections never hold it.
 function M.port()

@@ -797,8 +797,7 @@ end)
 describe("https", function()
   it("serves HTTPS and wss:// with the configured certificate", function()
     local d = h.tmpdir()
-    assert(os.execute("openssl req -x509 -newkey rsa:2048 -nodes -keyout " .. d .. "/key.pem -out " .. d ..
-      "/cert.pem -days 1 -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 2>/dev/null"))
+    h.self_signed(d)
     local srv = h.serve([[
 http:
   address: 127.0.0.1:$PORT
