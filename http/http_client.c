@@ -4,8 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Responses are read for error texts only: the rest is dropped. */
+/* sl_hclient_request reads responses for error texts only: the rest is
+ * dropped. Header lines beyond HEADERS_MAX fail a request. */
 #define BODY_MAX 65536
+#define HEADERS_MAX 65536
 
 typedef struct sock {
   uv_poll_t poll;
@@ -14,15 +16,19 @@ typedef struct sock {
   struct sock *next, **prev;
 } sock_t;
 
-typedef struct req {
+typedef struct sl_hclient_req {
+  sl_hclient_t *c;
   CURL *easy;
   struct curl_slist *headers;
-  sl_hclient_cb cb;
+  sl_hclient_cb cb;            /* sl_hclient_request's */
+  sl_hclient_resp_cb rcb;      /* or sl_hclient_send's */
   void *arg;
-  char *body;
-  size_t len;
+  char *body, *hdrs;
+  size_t len, hlen, bcap, hcap;
+  size_t max_body;             /* 0: cut at BODY_MAX (sl_hclient_request) */
+  const char *too_big;         /* why the transfer was stopped */
   char errbuf[CURL_ERROR_SIZE];
-  struct req *next, **prev;
+  struct sl_hclient_req *next, **prev;
 } req_t;
 
 struct sl_hclient {
@@ -50,17 +56,30 @@ static void sock_close(sock_t *s) {
   uv_close((uv_handle_t *)&s->poll, handle_closed);
 }
 
-static void req_finish(sl_hclient_t *c, req_t *r, int status, const char *err) {
+static void req_free(sl_hclient_t *c, req_t *r) {
   *r->prev = r->next;
   if (r->next) r->next->prev = r->prev;
   curl_multi_remove_handle(c->multi, r->easy);
   curl_easy_cleanup(r->easy);
   curl_slist_free_all(r->headers);
   c->npending--;
-  r->cb(status, err, r->body ? r->body : "", r->len, r->arg);
   free(r->body);
+  free(r->hdrs);
   free(r);
 }
+
+static void req_finish(sl_hclient_t *c, req_t *r, int status, const char *err) {
+  if (r->rcb) {
+    sl_hclient_resp_t resp = {.status = status, .err = err, .body = r->body ? r->body : "", .len = r->len,
+                              .headers = r->hdrs ? r->hdrs : "", .hlen = r->hlen};
+    r->rcb(&resp, r->arg);
+  } else {
+    r->cb(status, err, r->body ? r->body : "", r->len, r->arg);
+  }
+  req_free(c, r);
+}
+
+void sl_hclient_cancel(sl_hclient_req_t *r) { req_free(r->c, r); }
 
 static void check_done(sl_hclient_t *c) {
   CURLMsg *m;
@@ -73,7 +92,7 @@ static void check_done(sl_hclient_t *c) {
     long code = 0;
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
     if (res != CURLE_OK)
-      req_finish(c, r, -1, r->errbuf[0] ? r->errbuf : curl_easy_strerror(res));
+      req_finish(c, r, -1, r->too_big ? r->too_big : r->errbuf[0] ? r->errbuf : curl_easy_strerror(res));
     else
       req_finish(c, r, (int)code, NULL);
   }
@@ -135,15 +154,45 @@ static int on_timeout_change(CURLM *multi, long ms, void *userp) {
   return 0;
 }
 
+/* Appends to a growing buffer, doubling it (a body comes in many pieces). */
+static void append(char **buf, size_t *len, size_t *cap, const char *data, size_t n) {
+  if (*len + n + 1 > *cap) {
+    size_t c = *cap ? *cap : 256;
+    while (c < *len + n + 1) c *= 2;
+    *buf = sl_xrealloc(*buf, c);
+    *cap = c;
+  }
+  memcpy(*buf + *len, data, n);
+  *len += n;
+  (*buf)[*len] = 0;
+}
+
 static size_t on_body(char *data, size_t size, size_t n, void *userp) {
   req_t *r = userp;
-  size_t len = size * n, keep = r->len + len > BODY_MAX ? BODY_MAX - r->len : len;
-  if (keep) {
-    r->body = sl_xrealloc(r->body, r->len + keep + 1);
-    memcpy(r->body + r->len, data, keep);
-    r->len += keep;
-    r->body[r->len] = 0;
+  size_t len = size * n;
+  if (r->max_body && r->len + len > r->max_body) {
+    r->too_big = "response body too large";
+    return 0;   /* stops the transfer */
   }
+  size_t keep = r->max_body || r->len + len <= BODY_MAX ? len : BODY_MAX - r->len;
+  if (keep) append(&r->body, &r->len, &r->bcap, data, keep);
+  return len;
+}
+
+/* Keeps the last response's header lines: a redirect or a 100 Continue
+ * starts again at its status line, which is not kept. */
+static size_t on_header(char *data, size_t size, size_t n, void *userp) {
+  req_t *r = userp;
+  size_t len = size * n;
+  if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+    r->hlen = 0;
+    return len;
+  }
+  if (r->hlen + len > HEADERS_MAX) {
+    r->too_big = "response headers too large";
+    return 0;
+  }
+  append(&r->hdrs, &r->hlen, &r->hcap, data, len);
   return len;
 }
 
@@ -166,6 +215,49 @@ sl_hclient_t *sl_hclient_new(uv_loop_t *loop) {
   return c;
 }
 
+static req_t *start(sl_hclient_t *c, const sl_hclient_opts_t *o, req_t *r) {
+  r->c = c;
+  r->max_body = o->max_body;
+  r->easy = curl_easy_init();
+  for (const char *const *h = o->headers; h && *h; h++) r->headers = curl_slist_append(r->headers, *h);
+  r->headers = curl_slist_append(r->headers, "Expect:");   /* no 100-continue round trip */
+  CURL *e = r->easy;
+  curl_easy_setopt(e, CURLOPT_URL, o->url);
+  curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, o->method);
+  if (strcmp(o->method, "HEAD") == 0) curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+  if (o->body) {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->len);
+    curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, o->body);
+  }
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)o->timeout_ms);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+  if (r->rcb) {
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+  }
+  if (o->max_redirects > 0) {
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, o->max_redirects);
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  }
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  if ((r->next = c->reqs)) r->next->prev = &r->next;
+  c->reqs = r;
+  r->prev = &c->reqs;
+  c->npending++;
+  CURLMcode mc = curl_multi_add_handle(c->multi, e);
+  if (mc != CURLM_OK) {
+    req_finish(c, r, -1, curl_multi_strerror(mc));
+    return NULL;
+  }
+  return r;
+}
+
 void sl_hclient_request(sl_hclient_t *c, const char *method, const char *url, const char *const *headers,
                         const char *body, size_t len, int64_t timeout_ms, sl_hclient_cb cb, void *arg) {
   if (c->closing) {
@@ -175,30 +267,21 @@ void sl_hclient_request(sl_hclient_t *c, const char *method, const char *url, co
   req_t *r = sl_xcalloc(1, sizeof(*r));
   r->cb = cb;
   r->arg = arg;
-  r->easy = curl_easy_init();
-  for (const char *const *h = headers; h && *h; h++) r->headers = curl_slist_append(r->headers, *h);
-  r->headers = curl_slist_append(r->headers, "Expect:");   /* no 100-continue round trip */
-  CURL *e = r->easy;
-  curl_easy_setopt(e, CURLOPT_URL, url);
-  curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
-  if (body) {
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body);
+  sl_hclient_opts_t o = {.method = method, .url = url, .headers = headers, .body = body, .len = len,
+                         .timeout_ms = timeout_ms};
+  start(c, &o, r);
+}
+
+sl_hclient_req_t *sl_hclient_send(sl_hclient_t *c, const sl_hclient_opts_t *o, sl_hclient_resp_cb cb, void *arg) {
+  if (c->closing) {
+    sl_hclient_resp_t resp = {.status = -1, .err = "client closed", .body = "", .headers = ""};
+    cb(&resp, arg);
+    return NULL;
   }
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
-  curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-  if ((r->next = c->reqs)) r->next->prev = &r->next;
-  c->reqs = r;
-  r->prev = &c->reqs;
-  c->npending++;
-  CURLMcode mc = curl_multi_add_handle(c->multi, e);
-  if (mc != CURLM_OK) req_finish(c, r, -1, curl_multi_strerror(mc));
+  req_t *r = sl_xcalloc(1, sizeof(*r));
+  r->rcb = cb;
+  r->arg = arg;
+  return start(c, o, r);
 }
 
 int sl_hclient_pending(const sl_hclient_t *c) { return c->npending; }

@@ -1,0 +1,216 @@
+-- http.request from Lua (lua/lhttp.c on lua/async.c's waiting calls): the
+-- message's coroutine waits, the run goes on with the next messages up to
+-- max_concurrency calls, the batch keeps its order, and failures come back
+-- as nil, err. Upstreams are real servers started here (nginx, upstream.py).
+local h = require("spec.helpers")
+local u = require("spec.upstream_helpers")
+
+local py, ngx
+
+setup(function()
+  py = u.python()
+  ngx = u.nginx()
+end)
+
+teardown(function()
+  if py then py.stop() end
+  if ngx then ngx.stop() end
+end)
+
+-- Runs the messages in lines (stdin) through a lua processor with code
+-- (where $UP is upstream.py's URL) and returns stdout's lines, and stderr.
+local function pipe(code, lines, extra)
+  local yaml = "input:\n  stdin: {}\npipeline:\n  processors:\n    - lua:\n" .. (extra or "") ..
+    "        code: |\n" .. code:gsub("%$UP", py.url):gsub("%$NGX", ngx.url):gsub("[^\n]+", "          %0") ..
+    "\n    - catch:\n        - lua: 'return {failed = error_message()}'\noutput:\n  stdout: {}\n"
+  local r = h.run_config(yaml, {stdin = table.concat(lines, "\n") .. "\n", timeout = 60})
+  assert.are.equal(0, r.code, r.stderr)
+  return h.lines(r.stdout), r.stderr
+end
+
+local function decode_all(lines)
+  local t = {}
+  for k, l in ipairs(lines) do t[k] = h.json.decode(l) end
+  return t
+end
+
+describe("http.request", function()
+  it("sends method, headers and body and returns status, headers and body", function()
+    local out = decode_all(pipe([[
+local r, err = http.request{method = "put", url = "$UP/echo?x=1", headers = {["X-Trace"] = "t-" .. this.n},
+                            body = "payload " .. this.n}
+assert(r, err)
+local echo = json.decode(r.body)
+return {status = r.status, ctype = r.headers["content-type"], method = echo.method, path = echo.path,
+        trace = echo.headers["x-trace"], body = echo.body}
+]], {'{"n":1}'}))
+    assert.are.same({status = 200, ctype = "application/json", method = "PUT", path = "/echo?x=1",
+                     trace = "t-1", body = "payload 1"}, out[1])
+  end)
+
+  it("has get and post shorthands, and answers a non-2xx with its status (the script decides)", function()
+    local out = decode_all(pipe([[
+local g = http.get("$NGX/json")
+local p = http.post("$UP/echo", "hello", {headers = {["Content-Type"] = "text/plain"}})
+local s = http.get("$UP/status?code=503")
+return {g = json.decode(g.body).region, p = json.decode(p.body).body, pm = json.decode(p.body).method, s = s.status}
+]], {'{}'}))
+    assert.are.same({g = "eu-west", p = "hello", pm = "POST", s = 503}, out[1])
+  end)
+
+  it("keeps the batch's order while many messages wait at once, at most max_concurrency", function()
+    py.reset()
+    local lines = {}
+    for i = 1, 120 do lines[i] = string.format('{"n":%d}', i) end
+    -- later messages answer sooner: without the order kept they would overtake
+    local out = decode_all(pipe([[
+local r, err = http.get("$UP/delay?ms=" .. (20 + (120 - this.n) % 7 * 15) .. "&n=" .. this.n)
+assert(r, err)
+this.got = tonumber(json.decode(r.body).n)
+]], lines, "        max_concurrency: 8\n"))
+    assert.are.equal(120, #out)
+    for i = 1, 120 do
+      assert.are.equal(i, out[i].n)
+      assert.are.equal(i, out[i].got)
+    end
+    local st = py.stats()
+    assert.is_true(st.max_inflight <= 8, "upstream saw " .. st.max_inflight .. " at once")
+    assert.is_true(st.max_inflight >= 2, "calls did not overlap")
+  end)
+
+  it("reuses connections (keep-alive) instead of one per call", function()
+    py.reset()
+    local lines = {}
+    for i = 1, 50 do lines[i] = '{}' end
+    pipe('assert(http.get("$UP/delay?ms=1"))', lines, "        max_concurrency: 2\n")
+    local st = py.stats()
+    assert.are.equal(50, st.requests - 1)   -- /stats counts itself
+    assert.is_true(st.connections <= 4, st.connections .. " connections for 50 calls")
+  end)
+
+  it("returns nil, err for what fails, and a thrown error fails that message only", function()
+    local cases = {
+      {"$UP/drop", "Empty reply"},
+      {"http://127.0.0.1:1/", "Couldn't connect"},
+      {"$UP/garbage", "HTTP/0.9"},
+      {"$UP/loop", "redirects"},
+      {"$UP/huge?mb=64", "response body too large"},
+      {"$UP/endless", "response body too large"},
+      {"not a url", "bad/illegal format"},
+      {"ftp://127.0.0.1/x", "Protocol"},
+      {"$UP/slow?ms=300", "timed out"},
+    }
+    local lines = {}
+    for i, c in ipairs(cases) do lines[i] = h.json.encode({url = c[1]:gsub("%$UP", py.url), n = i}) end
+    lines[#lines + 1] = '{"n":"fine"}'
+    lines[#lines + 1] = '{"n":"throw"}'
+    local out = decode_all(pipe([[
+if this.n == "throw" then
+  local r = http.get("$NGX/json")
+  error("thrown after a call: " .. r.status)
+end
+if this.n == "fine" then return {fine = http.get("$NGX/json").status} end
+local r, err = http.request{url = this.url, timeout = "500ms", max_size = 1048576}
+return {r = r, err = err}
+]], lines))
+    assert.are.equal(#cases + 2, #out)
+    for i, c in ipairs(cases) do
+      assert.is_nil(out[i].r, c[1])
+      assert.is_truthy(tostring(out[i].err):find(c[2], 1, true), c[1] .. " gave " .. tostring(out[i].err))
+      assert.is_truthy(out[i].err:find("^http%.request: "), out[i].err)
+    end
+    assert.are.same({fine = 200}, out[#cases + 1])
+    assert.is_truthy(tostring(out[#cases + 2].failed):find("thrown after a call: 200", 1, true), h.json.encode(out[#cases + 2]))
+  end)
+
+  it("refuses bad arguments with the script's line, before anything is sent", function()
+    local out = decode_all(pipe([[
+local r
+if this.k == 1 then r = http.request{} end
+if this.k == 2 then r = http.request{url = "$UP/echo", headers = {["X-A"] = "a\r\nX-Injected: 1"}} end
+if this.k == 3 then r = http.request{url = "$UP/echo", method = "GE T"} end
+if this.k == 4 then r = http.request(42) end
+return r
+]], {'{"k":1}', '{"k":2}', '{"k":3}', '{"k":4}'}))
+    assert.is_truthy(out[1].failed:find("url is required", 1, true), out[1].failed)
+    assert.is_truthy(out[2].failed:find("control character", 1, true), out[2].failed)
+    assert.is_truthy(out[3].failed:find("not an HTTP method", 1, true), out[3].failed)
+    assert.is_truthy(out[4].failed:find("expects a table", 1, true), out[4].failed)
+    for k = 1, 4 do assert.is_truthy(out[k].failed:find(":%d+: "), out[k].failed) end
+  end)
+
+  it("fails a message past the processor's timeout even when the script catches it", function()
+    local out = decode_all(pipe([[
+local ok, err = pcall(http.get, "$UP/delay?ms=3000")
+this.caught = tostring(err)
+]], {'{"n":1}'}, "        timeout: 300ms\n"))
+    assert.is_truthy(out[1].failed:find("deadline exceeded", 1, true), out[1].failed)
+  end)
+
+  it("cannot be called where a run may not wait: a clear error, nothing blocks", function()
+    local yaml = string.format([[
+input:
+  generate:
+    count: 1
+    interval: 0
+    mapping: 'return {r = http.get("%s/json")}'
+pipeline:
+  processors:
+    - catch:
+        - lua: 'return {failed = error_message()}'
+    - lua: |
+        local ok, err = pcall(function()
+          return ("x"):gsub("x", function() return http.get("%s/json").body end)
+        end)
+        this.gsub = err
+output:
+  stdout: {}
+]], ngx.url, ngx.url)
+    local r = h.run_config(yaml, {timeout = 30})
+    assert.are.equal(0, r.code, r.stderr)
+    local out = h.json.decode(h.lines(r.stdout)[1])
+    assert.is_truthy(out.failed:find("http.request cannot be called here", 1, true), out.failed)
+    assert.is_truthy(out.gsub:find("http.request cannot be called here", 1, true), out.gsub)
+  end)
+
+  it("waits inside a script's own coroutine too", function()
+    local out = decode_all(pipe([[
+local co = coroutine.wrap(function(url)
+  local r = http.get(url)
+  coroutine.yield(r.status)
+  return "second"
+end)
+return {first = co("$NGX/json"), second = co()}
+]], {'{}', '{}'}))
+    assert.are.same({first = 200, second = "second"}, out[1])
+    assert.are.same({first = 200, second = "second"}, out[2])
+  end)
+
+  it("calls from module process functions keep order and split results", function()
+    local dir = h.tmpdir()
+    h.write(dir .. "/mod.lua", [[
+local M = {}
+function M.process(msg)
+  local n = msg:json().n
+  local r = assert(http.get(UP .. "/delay?ms=" .. ((10 - n) * 10) .. "&n=" .. n))
+  local copy = msg:copy()
+  copy:set_content("copy " .. n)
+  msg:set_content("got " .. json.decode(r.body).n)
+  return {msg, copy}
+end
+return M
+]])
+    local src = h.read(dir .. "/mod.lua"):gsub("UP %.%.", '"' .. py.url .. '" ..')
+    h.write(dir .. "/mod.lua", src)
+    local yaml = "input:\n  stdin: {}\npipeline:\n  processors:\n    - lua:\n        file: " .. dir ..
+      "/mod.lua\noutput:\n  stdout: {}\n"
+    local lines = {}
+    for i = 1, 9 do lines[i] = '{"n":' .. i .. '}' end
+    local r = h.run_config(yaml, {stdin = table.concat(lines, "\n") .. "\n", timeout = 60})
+    h.rmdir(dir)
+    assert.are.equal(0, r.code, r.stderr)
+    local want = {}
+    for i = 1, 9 do want[#want + 1] = "got " .. i; want[#want + 1] = "copy " .. i end
+    assert.are.same(want, h.lines(r.stdout))
+  end)
+end)

@@ -1,0 +1,68 @@
+-- Upstream HTTP servers for specs of calls out (http.request, the http and
+-- branch processors): spec/tools/upstream.py, which misbehaves on request,
+-- and nginx from Debian serving fixed answers. Each starts on loopback on a
+-- free port with its own directory; stop() ends it.
+local h = require("spec.helpers")
+local M = {}
+
+local function wait_up(url, dir, what)
+  for _ = 1, 200 do
+    if h.sh("curl -s -o /dev/null -m 1 " .. url) == 0 then return end
+    os.execute("sleep 0.05")
+  end
+  error(what .. " did not start: " .. (h.read(dir .. "/err.txt") or ""), 0)
+end
+
+local function stopper(dir)
+  return function()
+    local pid = h.read(dir .. "/pid.txt")
+    if pid then os.execute("kill -TERM " .. pid:match("%d+") .. " 2>/dev/null") end
+    h.rmdir(dir)
+  end
+end
+
+-- spec/tools/upstream.py: /delay, /echo, /status, /drop, /huge ... (see there).
+function M.python()
+  local dir, port = h.tmpdir(), h.port()
+  os.execute(string.format("cd %s && (python3 %s/spec/tools/upstream.py %d > out.txt 2> err.txt & echo $! > pid.txt)",
+    h.shell_quote(dir), os.getenv("PWD"), port))
+  local up = {port = port, dir = dir, url = "http://127.0.0.1:" .. port, stop = stopper(dir)}
+  wait_up(up.url .. "/stats", dir, "upstream.py")
+  function up.stats()
+    local _, out = h.sh("curl -s -m 5 " .. up.url .. "/stats")
+    return h.json.decode(out)
+  end
+  function up.reset() h.sh("curl -s -m 5 " .. up.url .. "/reset") end
+  return up
+end
+
+-- nginx (one worker) answering /json with a small JSON object and /big with
+-- 1 MiB; every other path 404.
+function M.nginx()
+  local dir, port = h.tmpdir(), h.port()
+  h.write(dir .. "/big", string.rep("b", 1048576))
+  h.write(dir .. "/nginx.conf", string.format([[
+worker_processes 1;
+daemon off;
+pid %s/nginx.pid;
+error_log %s/nginx.err;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path %s; proxy_temp_path %s; fastcgi_temp_path %s; uwsgi_temp_path %s; scgi_temp_path %s;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:%d;
+    location = /json { default_type application/json; return 200 '{"region":"eu-west","tier":"gold"}'; }
+    location = /big { alias %s/big; }
+  }
+}
+]], dir, dir, dir, dir, dir, dir, dir, port, dir))
+  os.execute(string.format("cd %s && (/usr/sbin/nginx -p %s -c %s/nginx.conf > out.txt 2> err.txt & echo $! > pid.txt)",
+    h.shell_quote(dir), dir, dir))
+  local up = {port = port, dir = dir, url = "http://127.0.0.1:" .. port, stop = stopper(dir)}
+  wait_up(up.url .. "/json", dir, "nginx")
+  return up
+end
+
+return M
