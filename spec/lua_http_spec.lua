@@ -214,3 +214,95 @@ return M
     assert.are.same(want, h.lines(r.stdout))
   end)
 end)
+
+describe("enrichment", function()
+  it("10,000 messages each calling a 50 ms upstream: all complete, in order, at most max_concurrency at once, /ping answers", function()
+    py.reset()
+    local srv = h.serve(string.format([[
+http:
+  address: 127.0.0.1:$PORT
+max_in_flight: 256
+input:
+  generate: {count: 10000, interval: 0, mapping: 'return {n = i}'}
+pipeline:
+  processors:
+    - lua:
+        max_concurrency: 50
+        code: |
+          local r, err = http.get("%s/delay?ms=50&n=" .. this.n)
+          if not r then error(err) end
+          this.echo = tonumber(json.decode(r.body).n)
+output:
+  file: {path: out.txt}
+]], py.url))
+    local ok, err = pcall(function()
+      local _, out = h.sh(string.format("python3 spec/tools/ping_while.py %d %s/out.txt 10000 180", srv.port, srv.dir))
+      local ping = h.json.decode(out)
+      local lines = h.wait_lines(srv.dir .. "/out.txt", 10000, 60)
+      assert.are.equal(10000, #lines)
+      for k, l in ipairs(lines) do
+        local m = h.json.decode(l)
+        assert.are.equal(k, m.n, "line " .. k)
+        assert.are.equal(k, m.echo, "line " .. k)
+      end
+      local st = py.stats()
+      assert.is_true(st.max_inflight <= 50, "upstream saw " .. st.max_inflight .. " at once")
+      assert.is_true(st.max_inflight >= 25, "only " .. st.max_inflight .. " at once")
+      -- /ping was answered while the calls ran, from early on to near the end
+      assert.is_true(ping.pings >= 20, out)
+      assert.is_true(ping.lines_at_first < 2000 and ping.lines_at_last > 8000, out)
+      -- a loose bound: the loop is never held (10 ms is the aim, measured in bench/)
+      assert.is_true(ping.slowest_ms < 1000, out)
+      print("\nenrichment: " .. out)
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+end)
+
+describe("hot reload with calls in flight", function()
+  it("keeps every message exactly once, in order, each through one version", function()
+    local function module(tag)
+      return string.format([[
+local M = {}
+function M.process(msg)
+  local n = msg:json().n
+  local r = assert(http.get(%q .. "/delay?ms=40&n=" .. n))
+  msg:set_content(json.decode(r.body).n .. " %s")
+  return msg
+end
+return M
+]], py.url, tag)
+    end
+    local srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+input:
+  generate: {count: 1500, interval: 0, mapping: 'return {n = i}'}
+pipeline:
+  processors:
+    - lua:
+        file: mod.lua
+        max_concurrency: 16
+output:
+  file: {path: out.txt}
+]], {before = function(dir) h.write(dir .. "/mod.lua", module("v1")) end})
+    local ok, err = pcall(function()
+      h.wait_lines(srv.dir .. "/out.txt", 200, 60)
+      h.write(srv.dir .. "/mod.lua.tmp", module("v2"))
+      assert(os.rename(srv.dir .. "/mod.lua.tmp", srv.dir .. "/mod.lua"))
+      local inflight = py.stats().inflight
+      local lines = h.wait_lines(srv.dir .. "/out.txt", 1500, 120)
+      assert.are.equal(1500, #lines)
+      local seen = {v1 = 0, v2 = 0}
+      for k, l in ipairs(lines) do
+        local n, tag = l:match("^(%d+) (v%d)$")
+        assert.are.equal(k, tonumber(n), l)
+        seen[tag] = seen[tag] + 1
+        if tag == "v1" then assert.are.equal(k, seen.v1, "a v1 line after a v2 one: " .. l) end
+      end
+      assert.is_true(seen.v1 >= 200 and seen.v2 > 0, h.json.encode(seen))
+      assert.is_true(inflight > 0, "no call was in flight when the module was replaced")
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+end)
