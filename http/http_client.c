@@ -31,7 +31,13 @@ typedef struct sl_hclient_req {
   struct sl_hclient_req *next, **prev;
 } req_t;
 
+/* Easy handles kept for the next requests: making one allocates its buffers
+ * anew (most of a small request's cost). */
+#define SPARE_MAX 64
+
 struct sl_hclient {
+  CURL *spare[SPARE_MAX];
+  int nspare;
   uv_loop_t *loop;
   CURLM *multi;
   uv_timer_t timer;
@@ -60,7 +66,12 @@ static void req_free(sl_hclient_t *c, req_t *r) {
   *r->prev = r->next;
   if (r->next) r->next->prev = r->prev;
   curl_multi_remove_handle(c->multi, r->easy);
-  curl_easy_cleanup(r->easy);
+  if (c->nspare < SPARE_MAX && !c->closing) {
+    curl_easy_reset(r->easy);
+    c->spare[c->nspare++] = r->easy;
+  } else {
+    curl_easy_cleanup(r->easy);
+  }
   curl_slist_free_all(r->headers);
   c->npending--;
   free(r->body);
@@ -145,12 +156,13 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 }
 
 /* curl asks for a timeout; 0 means "act now", which must not happen inside
- * its own callback: the loop's next turn will do. */
+ * its own callback: a timer of 0 runs at the loop's next turn (not 1 ms
+ * later, which would cost every request a millisecond). */
 static int on_timeout_change(CURLM *multi, long ms, void *userp) {
   (void)multi;
   sl_hclient_t *c = userp;
   if (ms < 0) uv_timer_stop(&c->timer);
-  else uv_timer_start(&c->timer, on_timer, (uint64_t)(ms ? ms : 1), 0);
+  else uv_timer_start(&c->timer, on_timer, (uint64_t)ms, 0);
   return 0;
 }
 
@@ -218,7 +230,7 @@ sl_hclient_t *sl_hclient_new(uv_loop_t *loop) {
 static req_t *start(sl_hclient_t *c, const sl_hclient_opts_t *o, req_t *r) {
   r->c = c;
   r->max_body = o->max_body;
-  r->easy = curl_easy_init();
+  r->easy = c->nspare ? c->spare[--c->nspare] : curl_easy_init();
   for (const char *const *h = o->headers; h && *h; h++) r->headers = curl_slist_append(r->headers, *h);
   r->headers = curl_slist_append(r->headers, "Expect:");   /* no 100-continue round trip */
   CURL *e = r->easy;
@@ -289,6 +301,7 @@ int sl_hclient_pending(const sl_hclient_t *c) { return c->npending; }
 void sl_hclient_close(sl_hclient_t *c) {
   c->closing = 1;
   while (c->reqs) req_finish(c, c->reqs, -1, "client closed");
+  while (c->nspare) curl_easy_cleanup(c->spare[--c->nspare]);
   curl_multi_cleanup(c->multi);   /* closes cached connections: their sockets go */
   while (c->socks) sock_close(c->socks);
   uv_timer_stop(&c->timer);

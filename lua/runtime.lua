@@ -1001,7 +1001,7 @@ local idle_runners = {}
 local jobs, next_job = {}, 0     -- the runtime's id of a run -> its job
 local parked, next_wid = {}, 0   -- waiter id -> {J = job, co = coroutine}
 local groups = {}                -- concurrency groups by their C id: {inflight, q, jobs}
-local table_remove, table_insert, unpack_ = table.remove, table.insert, unpack
+local table_remove, unpack_ = table.remove, unpack
 local async_begin = async.begin
 local drop_t = ffi.typeof("uint8_t *")
 local now_ms = C.sl_lasync_now_ms
@@ -1046,9 +1046,16 @@ local function take_runner()
   return co
 end
 
+-- J.ready is a deque of coroutines to resume: entries from r.h to r.t - 1.
 local function job_ready(J, e, front)
   local r = J.ready
-  if front then table_insert(r, 1, e) else r[#r + 1] = e end
+  if front then
+    r.h = r.h - 1
+    r[r.h] = e
+  else
+    r[r.t] = e
+    r.t = r.t + 1
+  end
 end
 
 -- A slot of g is free again: it passes to the first call waiting for one.
@@ -1131,8 +1138,10 @@ end
 
 local function drive(J)
   local ready = J.ready
-  while ready[1] ~= nil do
-    local e = table_remove(ready, 1)
+  while ready.h < ready.t do
+    local e = ready[ready.h]
+    ready[ready.h] = nil
+    ready.h = ready.h + 1
     local co = e.co
     if e.begin then
       begin(J, co, unpack_(e, 1, e.n))
@@ -1182,18 +1191,19 @@ local function step(J)
     clear_run()
     error(err, 0)
   end
-  if J.loop == nil and J.waiting == 0 and J.ready[1] == nil then
+  local any = J.ready.h < J.ready.t
+  if J.loop == nil and J.waiting == 0 and not any then
     drop_job(J)
     return 0
   end
-  return J.id * 8 + (sliced and 4 or 0) + (J.loop and 2 or 0) + (J.ready[1] and 1 or 0)
+  return J.id * 8 + (sliced and 4 or 0) + (J.loop and 2 or 0) + (any and 1 or 0)
 end
 
 -- A run that may not yield (generate's mapping, the lint VM) needs no runner,
 -- and its calls cannot wait.
 local sync_J = {ready = {}}
 function M.run(id, msgs_p, n, seq_base, run, steps, drop_p, log, may_slice, cjob, gid, max, timeout)
-  local J = may_slice and {ready = {}, waiting = 0} or sync_J
+  local J = may_slice and {ready = {h = 1, t = 1}, waiting = 0} or sync_J
   J.s, J.msgs, J.n, J.seq_base, J.run, J.steps, J.log = scripts[id], ffi_cast(msgs_t, msgs_p), n, seq_base, run, steps, log
   J.drop = ffi_cast(drop_t, drop_p)
   J.live, J.timeout = live, timeout or 0
@@ -1216,7 +1226,7 @@ function M.run(id, msgs_p, n, seq_base, run, steps, drop_p, log, may_slice, cjob
   g.jobs = g.jobs + 1
   J.group = g
   J.loop = take_runner()
-  J.ready[1] = {co = J.loop, from = 0}
+  job_ready(J, {co = J.loop, from = 0})
   return step(J)
 end
 

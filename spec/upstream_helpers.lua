@@ -32,7 +32,11 @@ function M.python()
     local _, out = h.sh("curl -s -m 5 " .. up.url .. "/stats")
     return h.json.decode(out)
   end
-  function up.reset() h.sh("curl -s -m 5 " .. up.url .. "/reset") end
+  -- zeroes the counters once calls an earlier spec abandoned have ended
+  function up.reset()
+    h.wait_for(function() return up.stats().inflight == 0 end, 20)
+    h.sh("curl -s -m 5 " .. up.url .. "/reset")
+  end
   return up
 end
 
