@@ -15,7 +15,8 @@ static const sl_field_t fields[] = {
    "`headers`, `params`, `cookies`, `jwt`; empty without a request), `content()`, `deleted()`, "
    "`uuid_v4()`, `now()`, `json.encode/decode`, `env(name)`, `batch_index()` (0-based), `errored()`, "
    "`error_message()`, `new_message(content)`, `log(level, message, fields)` (a log line naming this "
-   "stream and processor; docs/observability.md). Return nothing to keep the message (re-encoded only "
+   "stream and processor; docs/observability.md), `http.request`, `http.get`, `http.post` (see Calls that "
+   "wait). Return nothing to keep the message (re-encoded only "
    "if `this` changed), a table or string to replace the content, `deleted()` to drop it. "
    "`error(...)` flags the message as failed with the text and the config file's line.", NULL, NULL},
   {"file", SL_F_STRING, NULL, 0,
@@ -29,7 +30,7 @@ static const sl_field_t fields[] = {
    "The file is watched and reloaded when it changes (see Hot reload above).",
    NULL, NULL},
   {"max_concurrency", SL_F_INT, "64", 0,
-   "Calls that wait (`http.request`, see Calls that wait above) in flight at once across this "
+   "Calls that wait (`http.request`, see Calls that wait) in flight at once across this "
    "processor's messages; a message whose call would exceed it waits for a slot, and the batch's later "
    "messages wait with it.", SL_BOUNDS("1", "100000"), NULL},
   {"timeout", SL_F_DURATION, "30s", 0,
@@ -249,6 +250,33 @@ static const sl_spec_t spec = {
     "replacement, a sort comparator, an `xpcall` handler) nor deeper than 8 of its own coroutines: the "
     "loop then waits for the call, at most `lua.max_time`. Checks, `${! }` interpolations and "
     "`generate` mappings do not yield; `lua.max_time` bounds them.\n\n"
+    "### Calls that wait\n\n"
+    "`http.request{method, url, headers, body, timeout, max_size, redirects}` calls out without holding "
+    "the worker: the message's coroutine waits while libcurl (driven by the event loop) performs the "
+    "request, the run goes on with the batch's next messages, and the script resumes with "
+    "`{status = 200, headers = {[\"content-type\"] = ...}, body = \"...\"}` (header names lower-cased, "
+    "repeated headers joined with `, `) or with `nil, err` when no answer came (refused or dropped "
+    "connection, timeout, a body over `max_size`, a redirect loop, a malformed answer): the script "
+    "decides, and an error it throws fails that message only. A 4xx or 5xx answer is a result, not an "
+    "error. `method` defaults to GET (POST with a `body`); `timeout` is ms or a duration (`\"2s\"`, "
+    "default 5 s); `max_size` caps the body (default 10 MiB; a longer answer is `nil, err` and its "
+    "transfer stops); `redirects` followed (default 5, 0 = none). `http.get(url, opts)` and "
+    "`http.post(url, body, opts)` are shorthands. Header names and values with control characters, and "
+    "URLs with them, are refused before anything is sent. Connections are kept alive and reused per host "
+    "(one client per worker); TLS checks peers against the system's CAs; `http_proxy`, `https_proxy` "
+    "and `no_proxy` are honoured.\n\n"
+    "Up to `max_concurrency` calls of this processor are in flight at once; a message whose call would "
+    "exceed it waits for a slot, and the batch's later messages wait with it. Batches that arrive while "
+    "earlier ones wait start at once, and leave in the order they came, each in its own order (what a "
+    "module returns for a message takes that message's place). Waiting does not count against "
+    "`lua.max_steps` nor `lua.max_time` (the time a call ran before it waited is not carried over; its "
+    "steps are). `timeout` bounds a message's waits from its first call: past it, the call in flight is "
+    "abandoned and the message fails with \"deadline exceeded\", even if the script catches the error. "
+    "Waits work inside a script's own coroutines and `pcall`. A call where a run cannot wait (a check, a "
+    "`${! }` interpolation, a `generate` mapping, `sluice lint`, a C function's callback such as a "
+    "`gsub` replacement) raises \"http.request cannot be called here\" and sends nothing. A module "
+    "reloaded while calls are in flight keeps each batch on one version: messages that wait finish on "
+    "the version they started with.\n\n"
     "### Errors and the log\n\n"
     "`error(...)` with a string flags the message with it (and the file:line). Positions are the config "
     "file's lines: inline code is compiled as a chunk of its own, whose name carries the line it starts "
