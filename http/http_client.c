@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* sl_hclient_request reads responses for error texts only: the rest is
  * dropped. Header lines beyond HEADERS_MAX fail a request. */
@@ -231,8 +232,14 @@ static req_t *start(sl_hclient_t *c, const sl_hclient_opts_t *o, req_t *r) {
   r->c = c;
   r->max_body = o->max_body;
   r->easy = c->nspare ? c->spare[--c->nspare] : curl_easy_init();
-  for (const char *const *h = o->headers; h && *h; h++) r->headers = curl_slist_append(r->headers, *h);
+  int ctype = 0;
+  for (const char *const *h = o->headers; h && *h; h++) {
+    r->headers = curl_slist_append(r->headers, *h);
+    ctype |= strncasecmp(*h, "content-type:", 13) == 0;
+  }
   r->headers = curl_slist_append(r->headers, "Expect:");   /* no 100-continue round trip */
+  /* curl would call a body a form (application/x-www-form-urlencoded) */
+  if (o->body && !ctype) r->headers = curl_slist_append(r->headers, "Content-Type: application/octet-stream");
   CURL *e = r->easy;
   curl_easy_setopt(e, CURLOPT_URL, o->url);
   curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, o->method);
