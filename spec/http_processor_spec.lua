@@ -107,3 +107,66 @@ output:
     assert.is_true(py.stats().max_inflight >= 10)
   end)
 end)
+
+describe("branch processor", function()
+  it("enriches in one block and keeps the original message and its metadata", function()
+    local out = pipe([[
+    - lua: 'meta.kept = "yes"'
+    - branch:
+        request_map: 'return {id = this.user}'
+        processors:
+          - http: {url: '$NGX/json', verb: GET}
+        result_map: 'return {profile = this}'
+    - lua: 'this.kept = meta.kept; this.status = meta.http_status_code'
+]], {'{"user":"ada","n":1}', '{"user":"bob","n":2}'})
+    assert.are.same({user = "ada", n = 1, profile = {region = "eu-west", tier = "gold"}, kept = "yes"}, out[1])
+    assert.are.same({user = "bob", n = 2, profile = {region = "eu-west", tier = "gold"}, kept = "yes"}, out[2])
+  end)
+
+  it("leaves a message request_map deletes, flags one whose branch failed, and discards results without result_map", function()
+    py.reset()
+    local out = pipe([[
+    - branch:
+        request_map: |
+          if this.skip then return deleted() end
+        processors:
+          - http: {url: '$UP/${! this.p }', retries: 0, verb: GET}
+        result_map: 'return {got = this.path}'
+    - branch:
+        processors:
+          - http: {url: '$UP/echo?side=effect', verb: POST}
+]], {'{"p":"echo?a=1"}', '{"p":"status?code=500","keep":true}', '{"p":"echo?c=3","skip":true}'})
+    assert.are.same({p = "echo?a=1", got = "/echo?a=1"}, out[1])
+    assert.are.same({p = "echo?c=3", skip = true}, out[2])
+    assert.are.equal("http: request failed with status 500", out[3].failed)
+    assert.are.equal('{"p":"status?code=500","keep":true}', out[3].content)
+    -- 2 calls of the first branch, and the side-effect branch's for all three
+    -- (a failure is a flag: processors still run on the message, as in Benthos)
+    assert.are.equal(2 + 3, py.stats().requests - 1)
+  end)
+
+  it("keeps order across batches answered out of order, and request_map may call out itself", function()
+    py.reset()
+    local yaml = string.format([[
+input:
+  generate: {count: 30, interval: 0, mapping: 'return {n = i}'}
+pipeline:
+  processors:
+    - branch:
+        request_map: |
+          local r = http.get("%s/json")
+          return {n = this.n, region = json.decode(r.body).region}
+        processors:
+          - http: {url: '%s/delay?ms=${! (30 - this.n) * 5 }&n=${! this.n }', verb: GET}
+        result_map: 'return {echo = this.n}'
+output:
+  stdout: {}
+]], ngx.url, py.url)
+    local r = h.run_config(yaml, {timeout = 30})
+    assert.are.equal(0, r.code, r.stderr)
+    local out = h.lines(r.stdout)
+    assert.are.equal(30, #out)
+    for i = 1, 30 do assert.are.same({n = i, echo = tostring(i)}, h.json.decode(out[i])) end
+    assert.is_true(py.stats().max_inflight >= 2, "the branches did not overlap")
+  end)
+end)
