@@ -161,7 +161,9 @@ static int start(lua_State *L) {
   const char *headers[MAX_HEADERS + 1];
   build_headers(L, 2, headers);
   int64_t left = sl_lwait_left_ms(w);
-  if (left >= 0 && left < timeout) timeout = left > 0 ? left : 1;
+  /* The message's deadline, when sooner, is the host's to enforce (its timer
+   * is due first): the call fails the message rather than returning nil. */
+  if (left >= 0 && left < timeout) timeout = left + 10;
   void **slot = sl_lwait_client(w, SL_LCLIENT_HTTP, client_free);
   if (!*slot) *slot = sl_hclient_new(sl_lwait_loop(w));
   sl_hclient_opts_t o = {.method = verb, .url = url, .headers = headers, .body = body, .len = bl,

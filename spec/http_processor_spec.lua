@@ -3,17 +3,13 @@
 local h = require("spec.helpers")
 local u = require("spec.upstream_helpers")
 
+local up = u.servers()
 local py, ngx
-
 setup(function()
-  py = u.python()
-  ngx = u.nginx()
+  up.start()
+  py, ngx = up.py, up.ngx
 end)
-
-teardown(function()
-  if py then py.stop() end
-  if ngx then ngx.stop() end
-end)
+teardown(up.stop)
 
 -- stdin lines through processors (YAML, indented for pipeline.processors),
 -- then a catch that shows failures; returns stdout's lines decoded.

@@ -5,17 +5,13 @@
 local h = require("spec.helpers")
 local u = require("spec.upstream_helpers")
 
+local up = u.servers()
 local py, ngx
-
 setup(function()
-  py = u.python()
-  ngx = u.nginx()
+  up.start()
+  py, ngx = up.py, up.ngx
 end)
-
-teardown(function()
-  if py then py.stop() end
-  if ngx then ngx.stop() end
-end)
+teardown(up.stop)
 
 -- Runs the messages in lines (stdin) through a lua processor with code
 -- (where $UP is upstream.py's URL) and returns stdout's lines, and stderr.
@@ -304,5 +300,69 @@ output:
       assert.is_true(inflight > 0, "no call was in flight when the module was replaced")
     end)
     h.stop_after(srv, ok, err)
+  end)
+end)
+
+describe("http.request's transport", function()
+  it("goes through the proxy in http_proxy, as libcurl's users expect", function()
+    local path = h.write(h.tmpname(".yaml"), [[
+input:
+  stdin: {}
+pipeline:
+  processors:
+    - lua: |
+        local r, err = http.get("http://upstream.invalid/echo?via=proxy")
+        return r and json.decode(r.body).path or err
+output:
+  stdout: {}
+]])
+    local code, out, err = h.sh(string.format("echo '{}' | env http_proxy=%s timeout 30 %s run %s", py.url, h.bin, path))
+    os.remove(path)
+    assert.are.equal(0, code, err)
+    assert.are.equal("http://upstream.invalid/echo?via=proxy", h.lines(out)[1])
+  end)
+
+  it("checks TLS peers against the system's CAs: a self-signed upstream is refused", function()
+    local dir = h.tmpdir()
+    assert.are.equal(0, (h.sh(string.format("openssl req -x509 -newkey rsa:2048 -nodes -keyout %s/k.pem -out %s/c.pem " ..
+      "-days 1 -subj /CN=127.0.0.1", dir, dir))))
+    local port = h.port()
+    h.write(dir .. "/nginx.conf", string.format([[
+worker_processes 1;
+daemon off;
+pid %s/nginx.pid;
+error_log %s/nginx.err;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path %s; proxy_temp_path %s; fastcgi_temp_path %s; uwsgi_temp_path %s; scgi_temp_path %s;
+  server {
+    listen 127.0.0.1:%d ssl;
+    ssl_certificate %s/c.pem; ssl_certificate_key %s/k.pem;
+    location / { return 200 'secret'; }
+  }
+}
+]], dir, dir, dir, dir, dir, dir, dir, port, dir, dir))
+    os.execute(string.format("(/usr/sbin/nginx -p %s -c %s/nginx.conf > %s/out.txt 2>&1 & echo $! > %s/pid.txt)", dir, dir, dir, dir))
+    local ok, e = pcall(function()
+      assert(h.wait_for(function() return h.sh("curl -sk -o /dev/null -m 1 https://127.0.0.1:" .. port .. "/") == 0 end))
+      local out = decode_all(pipe(string.format('local r, err = http.get("https://127.0.0.1:%d/"); return {r = r, err = err}', port),
+        {'{}'}))
+      assert.is_nil(out[1].r)
+      assert.matches("SSL certificate problem", out[1].err)
+    end)
+    os.execute("kill " .. h.read(dir .. "/pid.txt"):match("%d+"))
+    h.rmdir(dir)
+    assert(ok, e)
+  end)
+
+  it("a script over its step budget after a call fails that message only", function()
+    local out = decode_all(pipe([[
+local r = http.get("$NGX/json")
+if this.spin then while true do end end
+return {status = r.status}
+]], {'{"spin":true}', '{}'}, nil))
+    assert.are.same({status = 200}, out[1])
+    assert.matches("instruction budget exceeded", out[2].failed)
   end)
 end)

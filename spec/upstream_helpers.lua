@@ -69,4 +69,19 @@ http {
   return up
 end
 
+-- For a spec file: setup(s.start) and teardown(s.stop) start both once and
+-- stop them; s.py and s.ngx are the servers.
+function M.servers()
+  local s = {}
+  function s.start()
+    s.py = M.python()
+    s.ngx = M.nginx()
+  end
+  function s.stop()
+    if s.py then s.py.stop() end
+    if s.ngx then s.ngx.stop() end
+  end
+  return s
+end
+
 return M
