@@ -101,5 +101,15 @@ int sl_lua_env_check(const sl_cnode_t *v, sl_diags_t *d, const char *key, int in
 sl_lscript_t *sl_lua_script_field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const char *key);
 sl_interp_t *sl_lua_interp_field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const char *key);
 sl_lcheck_t *sl_lua_check_field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const char *key);
+/* A map of interpolated strings (an SL_F_MAP field with SL_INTERP): each
+ * name with its template. 0, or -1 with diagnostics; either way the caller
+ * frees it with sl_interp_map_free. */
+typedef struct sl_interp_map {
+  unsigned n;
+  char **names;
+  sl_interp_t **values;
+} sl_interp_map_t;
+int sl_lua_interp_map_field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const char *key, sl_interp_map_t *out);
+void sl_interp_map_free(sl_interp_map_t *m);
 
 #endif

@@ -61,9 +61,7 @@ struct http_proc {
   sl_hclient_t *client;      /* NULL when linting */
   uv_loop_t *loop;
   sl_interp_t *url;
-  char **hnames;
-  sl_interp_t **hvalues;
-  unsigned nheaders;
+  sl_interp_map_t headers;
   char *verb;
   int64_t timeout_ms, retry_ms, max_backoff_ms, max_size;
   int parallel, retries;
@@ -197,12 +195,13 @@ static void on_resp(const sl_hclient_resp_t *r, void *arg) {
 static void send_one(http_proc_t *hp, attempt_t *a) {
   sl_msg_t *m = a->hb->b->msgs[a->i];
   char *err = NULL, *url = sl_interp_eval(hp->url, m, a->i, NULL, &err);
-  char **hv = sl_xcalloc(hp->nheaders + 1, sizeof(*hv));
-  const char **lines = sl_xcalloc(hp->nheaders + 1, sizeof(*lines));
-  for (unsigned k = 0; url && k < hp->nheaders; k++) {
-    char *v = sl_interp_eval(hp->hvalues[k], m, a->i, NULL, &err);
+  unsigned nh = hp->headers.n;
+  char **hv = sl_xcalloc(nh + 1, sizeof(*hv));
+  const char **lines = sl_xcalloc(nh + 1, sizeof(*lines));
+  for (unsigned k = 0; url && k < nh; k++) {
+    char *v = sl_interp_eval(hp->headers.values[k], m, a->i, NULL, &err);
     if (!v) break;
-    hv[k] = sl_xasprintf("%s: %s", hp->hnames[k], v);
+    hv[k] = sl_xasprintf("%s: %s", hp->headers.names[k], v);
     lines[k] = hv[k];
     free(v);
   }
@@ -216,7 +215,7 @@ static void send_one(http_proc_t *hp, attempt_t *a) {
                            .len = body->len, .timeout_ms = hp->timeout_ms, .max_body = (size_t)hp->max_size};
     a->req = sl_hclient_send(hp->client, &o, on_resp, a);
   }
-  for (unsigned k = 0; k < hp->nheaders; k++) free(hv[k]);
+  for (unsigned k = 0; k < nh; k++) free(hv[k]);
   free(hv);
   free(lines);
   free(url);
@@ -271,12 +270,7 @@ static void hp_destroy(sl_processor_t *p) {
   }
   if (hp->client) sl_hclient_close(hp->client);
   sl_interp_free(hp->url);
-  for (unsigned k = 0; k < hp->nheaders; k++) {
-    free(hp->hnames[k]);
-    sl_interp_free(hp->hvalues[k]);
-  }
-  free(hp->hnames);
-  free(hp->hvalues);
+  sl_interp_map_free(&hp->headers);
   free(hp->verb);
   free(hp);
 }
@@ -315,20 +309,7 @@ static void *hp_create(sl_build_t *b, const sl_cnode_t *conf) {
   bad |= statuses(conf, "backoff_on", hp->backoff_on, b->diags) | statuses(conf, "drop_on", hp->drop_on, b->diags) |
          statuses(conf, "successful_on", hp->ok_on, b->diags);
   if (!sl_cnode_get(conf, "backoff_on")) hp->backoff_on[0] = 429;
-  const sl_cnode_t *hm = sl_cnode_get(conf, "headers");
-  if (hm && hm->type == SL_CN_MAP && hm->n) {
-    hp->hnames = sl_xcalloc(hm->n, sizeof(*hp->hnames));
-    hp->hvalues = sl_xcalloc(hm->n, sizeof(*hp->hvalues));
-    for (uint32_t i = 0; i < hm->n; i++) {
-      sl_interp_t *v = sl_lua_interp_field(b->worker, hm, b->diags, hm->keys[i]);
-      if (!v) {
-        bad = 1;
-        continue;
-      }
-      hp->hnames[hp->nheaders] = sl_xstrdup(hm->keys[i]);
-      hp->hvalues[hp->nheaders++] = v;
-    }
-  }
+  bad |= sl_lua_interp_map_field(b->worker, conf, b->diags, "headers", &hp->headers) != 0;
   if (bad) {
     hp_destroy(&hp->base);
     return NULL;
