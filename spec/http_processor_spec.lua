@@ -4,18 +4,14 @@ local h = require("spec.helpers")
 local u = require("spec.upstream_helpers")
 
 local up = u.servers()
-local py, ngx
-setup(function()
-  up.start()
-  py, ngx = up.py, up.ngx
-end)
+setup(up.start)
 teardown(up.stop)
 
 -- stdin lines through processors (YAML, indented for pipeline.processors),
 -- then a catch that shows failures; returns stdout's lines decoded.
 local function pipe(procs, lines)
   local yaml = "input:\n  stdin: {}\npipeline:\n  processors:\n" ..
-    procs:gsub("%$UP", py.url):gsub("%$NGX", ngx.url) ..
+    procs:gsub("%$UP", up.py.url):gsub("%$NGX", up.ngx.url) ..
     "    - catch:\n        - lua: 'return {failed = error_message(), status = meta.http_status_code, content = content()}'\n" ..
     "output:\n  stdout: {}\n"
   local r = h.run_config(yaml, {stdin = table.concat(lines, "\n") .. "\n", timeout = 60})
@@ -44,33 +40,33 @@ describe("http processor", function()
   end)
 
   it("retries a failure `retries` times, then flags the message and keeps its content", function()
-    py.reset()
+    up.py.reset()
     local out = pipe([[
     - http: {url: '$UP/status?code=500', retries: 2, retry_period: 10ms}
 ]], {'{"keep":"me"}'})
     assert.are.equal("http: request failed with status 500", out[1].failed)
     assert.are.equal("500", out[1].status)
     assert.are.equal('{"keep":"me"}', out[1].content)
-    assert.are.equal(3, py.stats().requests - 1)
+    assert.are.equal(3, up.py.stats().requests - 1)
   end)
 
   it("fails a drop_on status at once, and takes a successful_on status as success", function()
-    py.reset()
+    up.py.reset()
     local out = pipe([[
     - http: {url: '$UP/status?code=${! this.code }', drop_on: [503], successful_on: [404], retry_period: 10ms}
 ]], {'{"code":503}', '{"code":404}'})
-    assert.are.equal(1 + 1, py.stats().requests - 1)
+    assert.are.equal(1 + 1, up.py.stats().requests - 1)
     assert.are.same({error = "as asked"}, out[1])
     assert.are.equal("http: request failed with status 503", out[2].failed)
   end)
 
   it("retries 429 with Retry-After and gives up after the retries", function()
-    py.reset()
+    up.py.reset()
     local out = pipe([[
     - http: {url: '$UP/retry-after', retries: 1, retry_period: 10ms}
 ]], {'{}'})
     assert.are.equal("429", out[1].status)
-    assert.are.equal(2, py.stats().requests - 1)
+    assert.are.equal(2, up.py.stats().requests - 1)
   end)
 
   it("fails on no answer, garbage and bodies over max_response_size", function()
@@ -85,7 +81,7 @@ describe("http processor", function()
   end)
 
   it("keeps the batch's order with parallel requests answered out of order", function()
-    py.reset()
+    up.py.reset()
     local yaml = string.format([[
 input:
   generate: {count: 20, interval: 0, batch_size: 20, mapping: 'return {n = i, ms = (20 - i) * 10}'}
@@ -94,13 +90,13 @@ pipeline:
     - http: {url: '%s/delay?ms=${! this.ms }&n=${! this.n }', verb: GET, parallel: true}
 output:
   stdout: {}
-]], py.url)
+]], up.py.url)
     local r = h.run_config(yaml, {timeout = 30})
     assert.are.equal(0, r.code, r.stderr)
     local out = h.lines(r.stdout)
     assert.are.equal(20, #out)
     for i = 1, 20 do assert.are.equal(tostring(i), h.json.decode(out[i]).n) end
-    assert.is_true(py.stats().max_inflight >= 10)
+    assert.is_true(up.py.stats().max_inflight >= 10)
   end)
 end)
 
@@ -120,7 +116,7 @@ describe("branch processor", function()
   end)
 
   it("leaves a message request_map deletes, flags one whose branch failed, and discards results without result_map", function()
-    py.reset()
+    up.py.reset()
     local out = pipe([[
     - branch:
         request_map: |
@@ -138,11 +134,11 @@ describe("branch processor", function()
     assert.are.equal('{"p":"status?code=500","keep":true}', out[3].content)
     -- 2 calls of the first branch, and the side-effect branch's for all three
     -- (a failure is a flag: processors still run on the message, as in Benthos)
-    assert.are.equal(2 + 3, py.stats().requests - 1)
+    assert.are.equal(2 + 3, up.py.stats().requests - 1)
   end)
 
   it("keeps order across batches answered out of order, and request_map may call out itself", function()
-    py.reset()
+    up.py.reset()
     local yaml = string.format([[
 input:
   generate: {count: 30, interval: 0, mapping: 'return {n = i}'}
@@ -157,12 +153,12 @@ pipeline:
         result_map: 'return {echo = this.n}'
 output:
   stdout: {}
-]], ngx.url, py.url)
+]], up.ngx.url, up.py.url)
     local r = h.run_config(yaml, {timeout = 30})
     assert.are.equal(0, r.code, r.stderr)
     local out = h.lines(r.stdout)
     assert.are.equal(30, #out)
     for i = 1, 30 do assert.are.same({n = i, echo = tostring(i)}, h.json.decode(out[i])) end
-    assert.is_true(py.stats().max_inflight >= 2, "the branches did not overlap")
+    assert.is_true(up.py.stats().max_inflight >= 2, "the branches did not overlap")
   end)
 end)

@@ -6,18 +6,14 @@ local h = require("spec.helpers")
 local u = require("spec.upstream_helpers")
 
 local up = u.servers()
-local py, ngx
-setup(function()
-  up.start()
-  py, ngx = up.py, up.ngx
-end)
+setup(up.start)
 teardown(up.stop)
 
 -- Runs the messages in lines (stdin) through a lua processor with code
 -- (where $UP is upstream.py's URL) and returns stdout's lines, and stderr.
 local function pipe(code, lines, extra)
   local yaml = "input:\n  stdin: {}\npipeline:\n  processors:\n    - lua:\n" .. (extra or "") ..
-    "        code: |\n" .. code:gsub("%$UP", py.url):gsub("%$NGX", ngx.url):gsub("[^\n]+", "          %0") ..
+    "        code: |\n" .. code:gsub("%$UP", up.py.url):gsub("%$NGX", up.ngx.url):gsub("[^\n]+", "          %0") ..
     "\n    - catch:\n        - lua: 'return {failed = error_message()}'\noutput:\n  stdout: {}\n"
   local r = h.run_config(yaml, {stdin = table.concat(lines, "\n") .. "\n", timeout = 60})
   assert.are.equal(0, r.code, r.stderr)
@@ -55,7 +51,7 @@ return {g = json.decode(g.body).region, p = json.decode(p.body).body, pm = json.
   end)
 
   it("keeps the batch's order while many messages wait at once, at most max_concurrency", function()
-    py.reset()
+    up.py.reset()
     local lines = {}
     for i = 1, 120 do lines[i] = string.format('{"n":%d}', i) end
     -- later messages answer sooner: without the order kept they would overtake
@@ -69,17 +65,17 @@ this.got = tonumber(json.decode(r.body).n)
       assert.are.equal(i, out[i].n)
       assert.are.equal(i, out[i].got)
     end
-    local st = py.stats()
+    local st = up.py.stats()
     assert.is_true(st.max_inflight <= 8, "upstream saw " .. st.max_inflight .. " at once")
     assert.is_true(st.max_inflight >= 2, "calls did not overlap")
   end)
 
   it("reuses connections (keep-alive) instead of one per call", function()
-    py.reset()
+    up.py.reset()
     local lines = {}
     for i = 1, 50 do lines[i] = '{}' end
     pipe('assert(http.get("$UP/delay?ms=1"))', lines, "        max_concurrency: 2\n")
-    local st = py.stats()
+    local st = up.py.stats()
     assert.are.equal(50, st.requests - 1)   -- /stats counts itself
     assert.is_true(st.connections <= 10, st.connections .. " connections for 50 calls")
   end)
@@ -97,7 +93,7 @@ this.got = tonumber(json.decode(r.body).n)
       {"$UP/slow?ms=300", "timed out"},
     }
     local lines = {}
-    for i, c in ipairs(cases) do lines[i] = h.json.encode({url = c[1]:gsub("%$UP", py.url), n = i}) end
+    for i, c in ipairs(cases) do lines[i] = h.json.encode({url = c[1]:gsub("%$UP", up.py.url), n = i}) end
     lines[#lines + 1] = '{"n":"fine"}'
     lines[#lines + 1] = '{"n":"throw"}'
     local out = decode_all(pipe([[
@@ -161,7 +157,7 @@ pipeline:
         this.gsub = err
 output:
   stdout: {}
-]], ngx.url, ngx.url)
+]], up.ngx.url, up.ngx.url)
     local r = h.run_config(yaml, {timeout = 30})
     assert.are.equal(0, r.code, r.stderr)
     local out = h.json.decode(h.lines(r.stdout)[1])
@@ -196,7 +192,7 @@ function M.process(msg)
 end
 return M
 ]])
-    local src = h.read(dir .. "/mod.lua"):gsub("UP %.%.", '"' .. py.url .. '" ..')
+    local src = h.read(dir .. "/mod.lua"):gsub("UP %.%.", '"' .. up.py.url .. '" ..')
     h.write(dir .. "/mod.lua", src)
     local yaml = "input:\n  stdin: {}\npipeline:\n  processors:\n    - lua:\n        file: " .. dir ..
       "/mod.lua\noutput:\n  stdout: {}\n"
@@ -213,7 +209,7 @@ end)
 
 describe("enrichment", function()
   it("10,000 messages each calling a 50 ms upstream: all complete, in order, at most max_concurrency at once, /ping answers", function()
-    py.reset()
+    up.py.reset()
     local srv = h.serve(string.format([[
 http:
   address: 127.0.0.1:$PORT
@@ -230,7 +226,7 @@ pipeline:
           this.echo = tonumber(json.decode(r.body).n)
 output:
   file: {path: out.txt}
-]], py.url))
+]], up.py.url))
     local ok, err = pcall(function()
       local _, out = h.sh(string.format("python3 spec/tools/ping_while.py %d %s/out.txt 10000 180", srv.port, srv.dir))
       local ping = h.json.decode(out)
@@ -241,7 +237,7 @@ output:
         assert.are.equal(k, m.n, "line " .. k)
         assert.are.equal(k, m.echo, "line " .. k)
       end
-      local st = py.stats()
+      local st = up.py.stats()
       assert.is_true(st.max_inflight <= 50, "upstream saw " .. st.max_inflight .. " at once")
       assert.is_true(st.max_inflight >= 25, "only " .. st.max_inflight .. " at once")
       -- /ping was answered while the calls ran, from early on to near the end
@@ -267,7 +263,7 @@ function M.process(msg)
   return msg
 end
 return M
-]], py.url, tag)
+]], up.py.url, tag)
     end
     local srv = h.serve([[
 http:
@@ -318,43 +314,21 @@ pipeline:
 output:
   stdout: {}
 ]])
-    local code, out, err = h.sh(string.format("echo '{}' | env http_proxy=%s timeout 30 %s run %s", py.url, h.bin, path))
+    local code, out, err = h.sh(string.format("echo '{}' | env http_proxy=%s timeout 30 %s run %s", up.py.url, h.bin, path))
     os.remove(path)
     assert.are.equal(0, code, err)
     assert.are.equal("http://upstream.invalid/echo?via=proxy", h.lines(out)[1])
   end)
 
   it("checks TLS peers against the system's CAs: a self-signed upstream is refused", function()
-    local dir = h.tmpdir()
-    assert.are.equal(0, (h.sh(string.format("openssl req -x509 -newkey rsa:2048 -nodes -keyout %s/k.pem -out %s/c.pem " ..
-      "-days 1 -subj /CN=127.0.0.1", dir, dir))))
-    local port = h.port()
-    h.write(dir .. "/nginx.conf", string.format([[
-worker_processes 1;
-daemon off;
-pid %s/nginx.pid;
-error_log %s/nginx.err;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path %s; proxy_temp_path %s; fastcgi_temp_path %s; uwsgi_temp_path %s; scgi_temp_path %s;
-  server {
-    listen 127.0.0.1:%d ssl;
-    ssl_certificate %s/c.pem; ssl_certificate_key %s/k.pem;
-    location / { return 200 'secret'; }
-  }
-}
-]], dir, dir, dir, dir, dir, dir, dir, port, dir, dir))
-    os.execute(string.format("(/usr/sbin/nginx -p %s -c %s/nginx.conf > %s/out.txt 2>&1 & echo $! > %s/pid.txt)", dir, dir, dir, dir))
+    local tls = u.nginx({tls = true})
     local ok, e = pcall(function()
-      assert(h.wait_for(function() return h.sh("curl -sk -o /dev/null -m 1 https://127.0.0.1:" .. port .. "/") == 0 end))
-      local out = decode_all(pipe(string.format('local r, err = http.get("https://127.0.0.1:%d/"); return {r = r, err = err}', port),
+      local out = decode_all(pipe(string.format('local r, err = http.get("%s/json"); return {r = r, err = err}', tls.url),
         {'{}'}))
       assert.is_nil(out[1].r)
       assert.matches("SSL certificate problem", out[1].err)
     end)
-    os.execute("kill " .. h.read(dir .. "/pid.txt"):match("%d+"))
-    h.rmdir(dir)
+    tls.stop()
     assert(ok, e)
   end)
 

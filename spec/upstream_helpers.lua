@@ -41,10 +41,18 @@ function M.python()
 end
 
 -- nginx (one worker) answering /json with a small JSON object and /big with
--- 1 MiB; every other path 404.
-function M.nginx()
+-- 1 MiB; every other path 404. opts.tls: HTTPS with a self-signed
+-- certificate made here.
+function M.nginx(opts)
+  opts = opts or {}
   local dir, port = h.tmpdir(), h.port()
   h.write(dir .. "/big", string.rep("b", 1048576))
+  local listen = ""
+  if opts.tls then
+    assert(h.sh(string.format("openssl req -x509 -newkey rsa:2048 -nodes -keyout %s/k.pem -out %s/c.pem " ..
+      "-days 1 -subj /CN=127.0.0.1", dir, dir)) == 0, "openssl could not make a certificate")
+    listen = string.format(" ssl; ssl_certificate %s/c.pem; ssl_certificate_key %s/k.pem", dir, dir)
+  end
   h.write(dir .. "/nginx.conf", string.format([[
 worker_processes 1;
 daemon off;
@@ -56,16 +64,17 @@ http {
   client_body_temp_path %s; proxy_temp_path %s; fastcgi_temp_path %s; uwsgi_temp_path %s; scgi_temp_path %s;
   keepalive_requests 1000000;
   server {
-    listen 127.0.0.1:%d;
+    listen 127.0.0.1:%d%s;
     location = /json { default_type application/json; return 200 '{"region":"eu-west","tier":"gold"}'; }
     location = /big { alias %s/big; }
   }
 }
-]], dir, dir, dir, dir, dir, dir, dir, port, dir))
+]], dir, dir, dir, dir, dir, dir, dir, port, listen, dir))
   os.execute(string.format("cd %s && (/usr/sbin/nginx -p %s -c %s/nginx.conf > out.txt 2> err.txt & echo $! > pid.txt)",
     h.shell_quote(dir), dir, dir))
-  local up = {port = port, dir = dir, url = "http://127.0.0.1:" .. port, stop = stopper(dir)}
-  wait_up(up.url .. "/json", dir, "nginx")
+  local scheme = opts.tls and "https" or "http"
+  local up = {port = port, dir = dir, url = scheme .. "://127.0.0.1:" .. port, stop = stopper(dir)}
+  wait_up("-k " .. up.url .. "/json", dir, "nginx")
   return up
 end
 
