@@ -162,3 +162,30 @@ output:
     assert.is_true(up.py.stats().max_inflight >= 2, "the branches did not overlap")
   end)
 end)
+
+describe("http and branch under lint", function()
+  it("check their fields with file:line:col, and start nothing", function()
+    local dir = h.tmpdir()
+    h.write(dir .. "/c.yaml", [[
+input:
+  stdin: {}
+pipeline:
+  processors:
+    - branch:
+        request_map: 'return {id = this.id'
+        processors:
+          - http:
+              url: 'http://x/${! this.id ++ }'
+              drop_on: [700]
+        result_map: 'return {user = this}'
+output:
+  stdout: {}
+]])
+    local r = h.sluice("lint " .. dir .. "/c.yaml")
+    h.rmdir(dir)
+    assert.are.equal(1, r.code)
+    assert.matches("c%.yaml:6:%d+: request_map: Lua: ", r.stderr)
+    assert.matches("c%.yaml:9:%d+: [^\n]*url", r.stderr)
+    assert.matches("c%.yaml:10:%d+: [^\n]*drop_on: an HTTP status", r.stderr)
+  end)
+end)

@@ -91,6 +91,7 @@ this.got = tonumber(json.decode(r.body).n)
       {"not a url", "bad/illegal format"},
       {"ftp://127.0.0.1/x", "Protocol"},
       {"$UP/slow?ms=300", "timed out"},
+      {"$UP/bigheaders", "response headers too large"},
     }
     local lines = {}
     for i, c in ipairs(cases) do lines[i] = h.json.encode({url = c[1]:gsub("%$UP", up.py.url), n = i}) end

@@ -13,6 +13,7 @@ Paths (query ?ms=N etc.):
   /huge?mb=N      a 200 of N MiB
   /endless        a chunked body that never ends
   /garbage        a status line that is not HTTP
+  /bigheaders     a 200 with 200 KB of header lines
   /loop           a redirect to itself
   /stats          {"requests":..., "max_inflight":..., "connections":...}
   /reset          zeroes the counters
@@ -100,6 +101,11 @@ async def handle(reader, writer):
                 await writer.drain()
                 writer.close()
                 return
+            elif path == "/bigheaders":
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n")
+                for i in range(2000):
+                    writer.write(f"X-Filler-{i}: {'f' * 100}\r\n".encode())
+                writer.write(b"\r\nok")
             elif path == "/loop":
                 writer.write(response(302, b"", {"Location": "/loop"}, "Found"))
             elif path == "/stats":
