@@ -40,13 +40,11 @@ function M.python()
   return up
 end
 
--- nginx (one worker) answering /json with a small JSON object and /big with
--- 1 MiB; every other path 404. opts.tls: HTTPS with a self-signed
--- certificate made here.
+-- nginx (one worker) answering /json with a small JSON object; every other
+-- path 404. opts.tls: HTTPS with a self-signed certificate made here.
 function M.nginx(opts)
   opts = opts or {}
   local dir, port = h.tmpdir(), h.port()
-  h.write(dir .. "/big", string.rep("b", 1048576))
   local listen = ""
   if opts.tls then
     assert(h.sh(string.format("openssl req -x509 -newkey rsa:2048 -nodes -keyout %s/k.pem -out %s/c.pem " ..
@@ -66,10 +64,9 @@ http {
   server {
     listen 127.0.0.1:%d%s;
     location = /json { default_type application/json; return 200 '{"region":"eu-west","tier":"gold"}'; }
-    location = /big { alias %s/big; }
   }
 }
-]], dir, dir, dir, dir, dir, dir, dir, port, listen, dir))
+]], dir, dir, dir, dir, dir, dir, dir, port, listen))
   os.execute(string.format("cd %s && (/usr/sbin/nginx -p %s -c %s/nginx.conf > out.txt 2> err.txt & echo $! > pid.txt)",
     h.shell_quote(dir), dir, dir))
   local scheme = opts.tls and "https" or "http"
