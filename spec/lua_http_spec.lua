@@ -244,8 +244,9 @@ output:
       -- /ping was answered while the calls ran, from early on to near the end
       assert.is_true(ping.pings >= 20, out)
       assert.is_true(ping.lines_at_first < 2000 and ping.lines_at_last > 8000, out)
-      -- a loose bound: the loop is never held (10 ms is the aim, measured in bench/)
-      assert.is_true(ping.slowest_ms < 1000, out)
+      -- loose bounds: the loop is never held for long (10 ms is the aim; the
+      -- figures are in bench/RESULTS.md, and a loaded machine stalls the client too)
+      assert.is_true(ping.p99_ms < 250 and ping.slowest_ms < 2000, out)
       print("\nenrichment: " .. out)
     end)
     h.stop_after(srv, ok, err)
