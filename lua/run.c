@@ -1,6 +1,7 @@
 /* Runs of scripts over batches: jobs that yield to the loop between time
- * slices (lua/guard.h) and take turns on an idle handle of their VM, and what
- * a finished run leaves in its batch. */
+ * slices (lua/guard.h) or while messages wait for calls (lua/async.h), take
+ * turns on an idle handle of their VM, and what a finished run leaves in its
+ * batch (in the batch's order, whichever message finished first). */
 #include "faillog.h"
 #include "vm.h"
 #include "core/log.h"
@@ -45,7 +46,6 @@ static void job_free(sl_ljob_t *j) {
   else vm->spare_job = j;
 }
 
-int sl_ljob_id(const sl_ljob_t *j) { return j->id; }
 int sl_ljob_group_new(void) {
   static int last;
   return ++last;

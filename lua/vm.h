@@ -68,8 +68,7 @@ void sl_lvm_collected(sl_lua_t *vm);
 
 /* lua/run.c: drops the VM's suspended runs (their owners are gone). */
 void sl_ljobs_free(sl_lua_t *vm);
-/* A run: its runtime id, and the calls it waits for (lua/async.c). */
-int sl_ljob_id(const sl_ljob_t *j);
+/* A run's VM, and the calls it waits for (lua/async.c). */
 sl_lua_t *sl_ljob_vm(const sl_ljob_t *j);
 sl_lwait_t **sl_ljob_waits(sl_ljob_t *j);
 
