@@ -208,6 +208,29 @@ return M
   end)
 end)
 
+describe("http.request from process_batch", function()
+  it("waits inside the one call of the batch, in order", function()
+    local dir = h.tmpdir()
+    h.write(dir .. "/batch.lua", string.format([[
+local M = {}
+function M.process_batch(batch)
+  for _, msg in ipairs(batch) do
+    local n = msg:json().n
+    local r = assert(http.get(%q .. "/delay?ms=5&n=" .. n))
+    msg:set_content("b " .. json.decode(r.body).n)
+  end
+end
+return M
+]], up.py.url))
+    local yaml = "input:\n  stdin: {}\npipeline:\n  processors:\n    - lua: {file: " .. dir ..
+      "/batch.lua}\noutput:\n  stdout: {}\n"
+    local r = h.run_config(yaml, {stdin = '{"n":1}\n{"n":2}\n{"n":3}\n', timeout = 30})
+    h.rmdir(dir)
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.same({"b 1", "b 2", "b 3"}, h.lines(r.stdout))
+  end)
+end)
+
 describe("enrichment", function()
   it("10,000 messages each calling a 50 ms upstream: all complete, in order, at most max_concurrency at once, /ping answers", function()
     up.py.reset()
