@@ -1071,8 +1071,17 @@ local function release(g)
 end
 
 -- Starts a call that holds a slot: the host calls start(waiter, ...) and
--- wakes co with what the operation gives (M.wake).
-local function begin(J, co, what, deadline, start, ...)
+-- wakes co with what the operation gives (M.wake). Meanwhile the run's loop
+-- goes on in another runner (unless process_batch holds the whole batch).
+local function begin(J, co, index, what, deadline, start, ...)
+  if J.loop == co and not J.s.process_batch then
+    if index + 1 < J.n then
+      J.loop = take_runner()
+      job_ready(J, {co = J.loop, from = index + 1}, true)
+    else
+      J.loop = nil
+    end
+  end
   local left = -1
   if deadline then
     left = deadline - now_ms()
@@ -1095,25 +1104,16 @@ local function begin(J, co, what, deadline, start, ...)
   end
 end
 
--- co yielded WAIT for the message at index: the run's loop goes on in
--- another runner (unless process_batch holds the whole batch), and the call
--- starts when the group has a slot.
+-- co yielded WAIT for the message at index: the call starts when the
+-- group has a slot; until then the run's later messages wait with it.
 local function on_wait(J, co, index, what, deadline, start, ...)
-  if J.loop == co and not J.s.process_batch then
-    if index + 1 < J.n then
-      J.loop = take_runner()
-      job_ready(J, {co = J.loop, from = index + 1}, true)
-    else
-      J.loop = nil
-    end
-  end
   local g = J.group
   if g.inflight < J.max then
     g.inflight = g.inflight + 1
-    return begin(J, co, what, deadline, start, ...)
+    return begin(J, co, index, what, deadline, start, ...)
   end
   J.waiting = J.waiting + 1
-  g.q[#g.q + 1] = {J = J, co = co, begin = true, n = select("#", ...) + 3, what, deadline, start, ...}
+  g.q[#g.q + 1] = {J = J, co = co, begin = true, n = select("#", ...) + 4, index, what, deadline, start, ...}
 end
 
 -- What a resumed coroutine yielded; true when the run must go back to the
@@ -1244,9 +1244,10 @@ function M.wake(wid, kind, ...)
   parked[wid] = nil
   local J = p.J
   J.waiting = J.waiting - 1
-  release(J.group)
   local tag = kind == 0 and WOKE or kind == 1 and EXPIRED or FAIL
+  -- the message goes on before the call its slot passes to starts
   job_ready(J, {co = p.co, n = select("#", ...) + 1, tag, ...})
+  release(J.group)
   C.sl_ljob_ready(J.cjob)
 end
 

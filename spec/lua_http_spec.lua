@@ -70,6 +70,20 @@ this.got = tonumber(json.decode(r.body).n)
     assert.is_true(st.max_inflight >= 2, "calls did not overlap")
   end)
 
+  it("holds the batch's later messages while a call waits for a slot", function()
+    -- max_concurrency 1: the third message runs only once the second call
+    -- has its slot, so after the first call came back
+    local out = decode_all(pipe([[
+if this.call then
+  assert(http.get("$UP/delay?ms=50"))
+  done_calls = (done_calls or 0) + 1
+  return
+end
+this.done_before = done_calls or 0
+]], {'{"call":1}', '{"call":2}', '{"n":3}'}, "        max_concurrency: 1\n"))
+    assert.are.same({n = 3, done_before = 1}, out[3])
+  end)
+
   it("reuses connections (keep-alive) instead of one per call", function()
     up.py.reset()
     local lines = {}
