@@ -19,7 +19,8 @@ static const sl_field_t fields[] = {
   {"request_map", SL_F_CODE, NULL, 0,
    "Lua run on a copy of each message (as in a `lua` processor: `this`, `meta`, returning a table or "
    "string for new content, `deleted()` to leave the message out of the branch); the copy is what the "
-   "processors get. Empty: the copy as it is. It may call `http.request`.", NULL, NULL},
+   "processors get. Empty: the copy as it is. It may call `http.request` (up to 64 calls of a batch at "
+   "once, 30 s per message, as a `lua` processor's defaults).", NULL, NULL},
   {"processors", SL_F_PROCESSORS, NULL, SL_REQUIRED,
    "Run on the mapped copies (an `http` processor, say). A copy they drop brings nothing back.", NULL, NULL},
   {"result_map", SL_F_CODE, NULL, 0,
