@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Responses are read for error texts only: the rest is dropped. */
 #define BODY_MAX 65536
@@ -59,7 +60,8 @@ static void sock_close(sock_t *s) {
   uv_close((uv_handle_t *)&s->poll, handle_closed);
 }
 
-static void req_finish(sl_hclient_t *c, req_t *r, int status, const char *err) {
+/* Takes r out of the client and frees it; its callback does not run. */
+static void req_drop(sl_hclient_t *c, req_t *r) {
   *r->prev = r->next;
   if (r->next) r->next->prev = r->prev;
   curl_multi_remove_handle(c->multi, r->easy);
@@ -71,9 +73,19 @@ static void req_finish(sl_hclient_t *c, req_t *r, int status, const char *err) {
   }
   curl_slist_free_all(r->headers);
   c->npending--;
-  r->cb(status, err, r->body ? r->body : "", r->len, r->arg);
   free(r->body);
   free(r);
+}
+
+static void req_finish(sl_hclient_t *c, req_t *r, int status, const char *err) {
+  sl_hclient_cb cb = r->cb;
+  void *arg = r->arg;
+  char *body = r->body;
+  size_t len = r->len;
+  r->body = NULL;
+  req_drop(c, r);
+  cb(status, err, body ? body : "", len, arg);
+  free(body);
 }
 
 static void check_done(sl_hclient_t *c) {
@@ -140,12 +152,13 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 }
 
 /* curl asks for a timeout; 0 means "act now", which must not happen inside
- * its own callback: the loop's next turn will do. */
+ * its own callback: a timer of 0 runs at the loop's next turn (not 1 ms
+ * later, which would cost every request a millisecond). */
 static int on_timeout_change(CURLM *multi, long ms, void *userp) {
   (void)multi;
   sl_hclient_t *c = userp;
   if (ms < 0) uv_timer_stop(&c->timer);
-  else uv_timer_start(&c->timer, on_timer, (uint64_t)(ms ? ms : 1), 0);
+  else uv_timer_start(&c->timer, on_timer, (uint64_t)ms, 0);
   return 0;
 }
 
@@ -204,11 +217,18 @@ sl_hreq_t *sl_hclient_request_opts(sl_hclient_t *c, const char *method, const ch
   r->cb = cb;
   r->arg = arg;
   r->easy = c->nidle ? c->idle[--c->nidle] : curl_easy_init();
-  for (const char *const *h = headers; h && *h; h++) r->headers = curl_slist_append(r->headers, *h);
+  int ctype = 0;
+  for (const char *const *h = headers; h && *h; h++) {
+    r->headers = curl_slist_append(r->headers, *h);
+    ctype |= strncasecmp(*h, "content-type:", 13) == 0;
+  }
   r->headers = curl_slist_append(r->headers, "Expect:");   /* no 100-continue round trip */
+  /* curl would call a body a form (application/x-www-form-urlencoded) */
+  if (body && !ctype) r->headers = curl_slist_append(r->headers, "Content-Type: application/octet-stream");
   CURL *e = r->easy;
   curl_easy_setopt(e, CURLOPT_URL, url);
   curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+  if (strcmp(method, "HEAD") == 0) curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
   if (body) {
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
@@ -286,4 +306,91 @@ static void apply_opts(req_t *r, const sl_hreq_opts_t *o) {
 void sl_hclient_unpause(sl_hclient_t *c, sl_hreq_t *h) {
   (void)c;
   curl_easy_pause(((req_t *)h)->easy, CURLPAUSE_CONT);
+}
+
+/* ---- sl_hclient_send: the response's headers and a body that fails the
+ * request past max_body (Lua's http.request, the http processor) ---- */
+
+#define HEADERS_MAX 65536
+
+struct sl_hclient_req {
+  sl_hclient_t *c;
+  sl_hreq_t *h;
+  sl_hclient_resp_cb cb;
+  void *arg;
+  char *body, *hdrs;
+  size_t len, cap, hlen, hcap, max_body;
+  const char *too_big;       /* why the transfer was stopped */
+};
+
+/* Appends to a growing buffer, doubling it (a body comes in many pieces). */
+static void append(char **buf, size_t *len, size_t *cap, const char *data, size_t n) {
+  if (*len + n + 1 > *cap) {
+    size_t c = *cap ? *cap : 256;
+    while (c < *len + n + 1) c *= 2;
+    *buf = sl_xrealloc(*buf, c);
+    *cap = c;
+  }
+  memcpy(*buf + *len, data, n);
+  *len += n;
+  (*buf)[*len] = 0;
+}
+
+/* Keeps the last response's header lines ("Name: value\r\n"): a redirect or
+ * a 100 Continue starts again at its status line, which is not kept. */
+static void send_header(const char *line, size_t len, void *arg) {
+  sl_hclient_req_t *q = arg;
+  if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+    q->hlen = 0;
+    return;
+  }
+  if (!len) return;
+  if (q->hlen + len + 2 > HEADERS_MAX) {
+    q->too_big = "response headers too large";
+    return;
+  }
+  append(&q->hdrs, &q->hlen, &q->hcap, line, len);
+  append(&q->hdrs, &q->hlen, &q->hcap, "\r\n", 2);
+}
+
+static int send_data(const char *data, size_t len, void *arg) {
+  sl_hclient_req_t *q = arg;
+  if (q->too_big) return -1;
+  if (q->max_body && q->len + len > q->max_body) {
+    q->too_big = "response body too large";
+    return -1;
+  }
+  append(&q->body, &q->len, &q->cap, data, len);
+  return 0;
+}
+
+static void send_done(int status, const char *err, const char *body, size_t len, void *arg) {
+  (void)body, (void)len;
+  sl_hclient_req_t *q = arg;
+  sl_hclient_resp_t resp = {.status = q->too_big ? -1 : status, .err = q->too_big ? q->too_big : err,
+                            .body = q->body ? q->body : "", .len = q->len,
+                            .headers = q->hdrs ? q->hdrs : "", .hlen = q->hlen};
+  q->cb(&resp, q->arg);
+  free(q->body);
+  free(q->hdrs);
+  free(q);
+}
+
+sl_hclient_req_t *sl_hclient_send(sl_hclient_t *c, const sl_hclient_opts_t *o, sl_hclient_resp_cb cb, void *arg) {
+  sl_hclient_req_t *q = sl_xcalloc(1, sizeof(*q));
+  q->c = c;
+  q->cb = cb;
+  q->arg = arg;
+  q->max_body = o->max_body;
+  sl_hreq_opts_t ro = {.max_redirects = (int)o->max_redirects, .on_header = send_header, .on_data = send_data};
+  /* NULL: send_done ran already (and freed q) */
+  q->h = sl_hclient_request_opts(c, o->method, o->url, o->headers, o->body, o->len, o->timeout_ms, &ro, send_done, q);
+  return q->h ? q : NULL;
+}
+
+void sl_hclient_cancel(sl_hclient_req_t *q) {
+  req_drop(q->c, (req_t *)q->h);
+  free(q->body);
+  free(q->hdrs);
+  free(q);
 }

@@ -5,7 +5,11 @@
  * Ownership: the owner creates a client and closes it once; the client frees
  * itself after its handles have closed. Each request's cb runs exactly once
  * on the loop: with the HTTP status, or -1 and an error text (also when the
- * client is closed first). The body passed to cb is only valid during cb. */
+ * client is closed first), unless the request is cancelled first. What cb is
+ * passed (body, headers) is only valid during cb.
+ * Connections are kept alive and reused per host by the client's multi
+ * handle; TLS checks peers against the system's CAs (libcurl's default
+ * bundle), and proxies come from http_proxy, https_proxy and no_proxy. */
 #ifndef SL_HTTP_CLIENT_H
 #define SL_HTTP_CLIENT_H
 #include <stddef.h>
@@ -52,6 +56,38 @@ sl_hreq_t *sl_hclient_request_opts(sl_hclient_t *c, const char *method, const ch
 
 /* Lets a request paused by its on_data go on (on_data may run at once). */
 void sl_hclient_unpause(sl_hclient_t *c, sl_hreq_t *r);
+
+/* A request with its response's headers and a body bound (a longer body
+ * fails it), built on sl_hclient_request_opts: for Lua's http.request and the
+ * http processor. */
+typedef struct sl_hclient_opts {
+  const char *method, *url;
+  const char *const *headers;  /* "Name: value" strings ending with NULL (may be NULL) */
+  const char *body;            /* may be NULL (no body) */
+  size_t len;
+  int64_t timeout_ms;          /* whole request, connect to last byte */
+  size_t max_body;             /* a longer response body fails the request */
+  long max_redirects;          /* redirects followed (0: none, the 3xx is the answer) */
+} sl_hclient_opts_t;
+
+typedef struct sl_hclient_resp {
+  int status;                  /* the final response's HTTP status, or -1 with err */
+  const char *err;
+  const char *body;
+  size_t len;
+  const char *headers;         /* the final response's header lines ("Name: value\r\n"...) */
+  size_t hlen;
+} sl_hclient_resp_t;
+
+typedef struct sl_hclient_req sl_hclient_req_t;
+typedef void (*sl_hclient_resp_cb)(const sl_hclient_resp_t *r, void *arg);
+
+/* Everything in o is copied. Returns the request, for sl_hclient_cancel, or
+ * NULL when cb has already run (the client was closed, or curl refused it). */
+sl_hclient_req_t *sl_hclient_send(sl_hclient_t *c, const sl_hclient_opts_t *o, sl_hclient_resp_cb cb, void *arg);
+
+/* Abandons a request in flight: cb will not run. */
+void sl_hclient_cancel(sl_hclient_req_t *r);
 
 /* Requests in flight. */
 int sl_hclient_pending(const sl_hclient_t *c);

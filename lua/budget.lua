@@ -91,6 +91,13 @@ function B.finish()
   return nil
 end
 
+-- A call that waits (lua/async.h): the time until it resumes is not its own,
+-- so the watchdog times what runs meanwhile as another call.
+function B.pause() sh.call = tobit(sh.call + 1) end
+-- The message's deadline passed while it waited: the call fails as over a
+-- budget, even if the script catches the error.
+function B.expire(msg) over, check_at = msg, 1 / 0 end
+
 -- A run that yields keeps its budget; another call may run meanwhile.
 function B.save() return {left, check_at, over} end
 function B.restore(t) left, check_at, over = t[1], t[2], t[3] end

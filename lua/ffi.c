@@ -88,12 +88,15 @@ sl_msg_t *sl_lmsg_new(void *run, const char *p, size_t len) {
   return m;
 }
 
-void sl_lrun_keep(void *run, sl_msg_t *m) {
+void sl_lrun_keep(void *run, sl_msg_t *m, unsigned k) {
   sl_lrun_t *r = run;
   if (r->nout == r->cap) {
     r->cap = r->cap ? r->cap * 2 : 64;
     r->out = sl_xrealloc(r->out, r->cap * sizeof(*r->out));
+    r->from = sl_xrealloc(r->from, r->cap * sizeof(*r->from));
   }
+  if (r->nout && k < r->from[r->nout - 1]) r->unordered = 1;
+  r->from[r->nout] = k;
   r->out[r->nout++] = m;
 }
 

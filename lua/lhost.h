@@ -51,16 +51,28 @@ sl_lscript_t *sl_lscript_module(sl_lua_t *L, const char *path, void *owner, sl_l
 void sl_lscript_run(sl_lscript_t *s, sl_batch_t *b, uint64_t seq_base, sl_lfaillog_t *log);
 
 /* The same as a job that yields to the loop between time slices, so that a
- * long script does not hold the worker: done gets b (as sl_lscript_run leaves
- * it) when the script is through; log (may be NULL) is told of each failure. Returns NULL when that happened before
- * returning; otherwise the job, which the VM resumes on later loop turns
- * (jobs of one VM take turns). The job owns b meanwhile, and frees itself
- * after done. On the lint VM (no loop) it always runs to the end. */
+ * long script does not hold the worker, and whose messages may wait for
+ * calls (lua/async.h) while the next ones run: done gets b (as sl_lscript_run
+ * leaves it, in the batch's order) when the script is through with every
+ * message; looped (may be NULL) when every message has started, so that the
+ * owner may start the next batch meanwhile. Returns NULL when done happened
+ * before returning; otherwise the job, which the VM resumes on later loop
+ * turns (jobs of one VM take turns). The job owns b meanwhile, and frees
+ * itself after done. On the lint VM (no loop) it always runs to the end. */
 typedef struct sl_ljob sl_ljob_t;
 typedef void (*sl_ljob_done_cb)(sl_batch_t *b, void *arg);
-sl_ljob_t *sl_lscript_start(sl_lscript_t *s, sl_batch_t *b, sl_lfaillog_t *log, sl_ljob_done_cb done, void *arg);
-/* Abandons a job: done is not called, b comes back as the script left it
- * (messages it made are freed). */
+typedef struct sl_ljob_opts {
+  sl_lfaillog_t *log;        /* told of each failure (may be NULL) */
+  int group;                 /* jobs of one group share max_concurrency (sl_ljob_group_new; 0: its own) */
+  int max_concurrency;       /* calls in flight at once (0: 1) */
+  int64_t timeout_ms;        /* a message's deadline from its first call (0: none) */
+  sl_ljob_done_cb done, looped;
+  void *arg;
+} sl_ljob_opts_t;
+sl_ljob_t *sl_lscript_start(sl_lscript_t *s, sl_batch_t *b, const sl_ljob_opts_t *o);
+int sl_ljob_group_new(void);
+/* Abandons a job: done is not called, the calls it waits for are cancelled,
+ * b comes back as the script left it (messages it made are freed). */
 sl_batch_t *sl_ljob_cancel(sl_ljob_t *j);
 void sl_lscript_free(sl_lscript_t *s);
 
@@ -95,5 +107,15 @@ int sl_lcache_lint(const sl_cnode_t *code, const char *key, int lint_only, sl_di
 sl_lscript_t *sl_lua_script_field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const char *key);
 sl_interp_t *sl_lua_interp_field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const char *key);
 sl_lcheck_t *sl_lua_check_field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const char *key);
+/* A map of interpolated strings (an SL_F_MAP field with SL_INTERP): each
+ * name with its template. 0, or -1 with diagnostics; either way the caller
+ * frees it with sl_interp_map_free. */
+typedef struct sl_interp_map {
+  unsigned n;
+  char **names;
+  sl_interp_t **values;
+} sl_interp_map_t;
+int sl_lua_interp_map_field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const char *key, sl_interp_map_t *out);
+void sl_interp_map_free(sl_interp_map_t *m);
 
 #endif

@@ -8,8 +8,9 @@ local ffi = require("ffi")
 local cjson = require("cjson")
 -- budget_mod: lua/budget.lua; strmatch: {find, match, gmatch, gsub} that stop
 -- at the call's deadline (lua/strmatch.c); cache_mod: cache.* (lua/cache.lua);
--- bloblang: lua/bloblang.lua's chunk
-local budget_mod, strmatch, cache_mod, bloblang = ...
+-- bloblang: lua/bloblang.lua's chunk; async: {begin = C function,
+-- bindings = {["lib.name"] = start C function}} (lua/async.h)
+local budget_mod, strmatch, cache_mod, bloblang, async = ...
 
 ffi.cdef [[
 typedef struct sl_msg sl_msg_t;
@@ -26,7 +27,9 @@ int sl_lmsg_ctx_kv_at(sl_msg_t *m, int list, unsigned i, const char **k, const c
 void sl_lmodule_dep(void *owner, const char *path);
 sl_msg_t *sl_lmsg_clone(void *run, sl_msg_t *m);
 sl_msg_t *sl_lmsg_new(void *run, const char *p, size_t len);
-void sl_lrun_keep(void *run, sl_msg_t *m);
+void sl_lrun_keep(void *run, sl_msg_t *m, unsigned k);
+void sl_ljob_ready(void *job);
+double sl_lasync_now_ms(void);
 void sl_lfaillog_note(void *log, const char *text, unsigned n);
 int sl_uuid_v4(char *out);
 int sl_lnow(char *out, size_t cap);
@@ -110,6 +113,11 @@ local this_added, this_nadded, this_src = {}, 0, nil
 local cur_ctx_cache = nil
 local cur_run = nil
 local cur_runner = nil   -- the runner coroutine whose run executes now (it may yield)
+-- A message whose call waited (lua/async.h) goes on in its own coroutine
+-- once resumed: the run's loop went on without it, so it ends with it.
+local cur_detached = false
+local cur_deadline = nil -- when the message's waits must be over (ms), set at its first
+local cur_timeout = 0    -- the run's per-message deadline (ms, 0: none)
 
 local DELETED = setmetatable({}, {__tostring = function() return "deleted()" end, __metatable = false})
 
@@ -462,11 +470,15 @@ local runners = setmetatable({}, {__mode = "k"})
 local PASS_ON, PASS_DEPTH = {}, 8
 local guard_now = budget_mod.check_now
 local co_depth = 0       -- resumes in progress in the running run
-local take_slice        -- defined with the runners below
+local take_slice, pass_wait    -- defined with the runners below
+local WAIT = {}          -- a call waits (lua/async.h): passed up to the runner too
 local function resumed(co, ok, first, ...)
   if ok and first == PASS_ON and co_status(co) == "suspended" then
     take_slice()
     return resumed(co, co_resume(co))
+  end
+  if ok and first == WAIT and co_status(co) == "suspended" then
+    return pass_wait(co, pcall(co_yield, WAIT, ...))
   end
   co_depth = co_depth - 1
   if not ok then return false, reline(first) end
@@ -707,7 +719,7 @@ end
 local function set_current(m, index)
   cur_msg, cur_msgs, cur_index = m, nil, index
   cur_this, this_loaded, this_dirty, this_exposed, this_set = nil, false, false, false, false
-  this_nadded, this_src = 0, nil
+  this_nadded, this_src, cur_deadline = 0, nil, nil
   cur_ctx_cache = nil
 end
 
@@ -800,23 +812,24 @@ local function inline_loop(fn, msgs, from, n, seq_base, drop, steps)
   for k = from, n - 1 do
     cur_index = k
     cur_this, this_loaded, this_dirty, this_exposed, this_set, cur_ctx_cache = nil, false, false, false, false, nil
-    this_nadded, this_src = 0, nil
+    this_nadded, this_src, cur_deadline = 0, nil, nil
     if seq_base ~= 0 then cur_seq = seq_base + k end
     budget_reset(steps)
     local ret = fn()
     local over = budget_finish()
     if over then error(over, 0) end
     if (ret ~= nil or this_loaded or this_set) and not finish_inline(msgs[k], ret) then drop[k] = 1 end
+    if cur_detached then return end
   end
 end
 
-local function run_inline(s, msgs, n, seq_base, drop, steps)
-  local from = 0
+local function run_inline(s, msgs, from, n, seq_base, drop, steps)
   while from < n do
     local ok, err = pcall(inline_loop, s.fn, msgs, from, n, seq_base, drop, steps)
     if ok then break end
     budget_finish()
     fail(msgs[cur_index], err, s.fn)
+    if cur_detached then break end
     from = cur_index + 1
   end
 end
@@ -925,12 +938,12 @@ local function keep_module_result(run, msg, ret)
   local t = type(ret)
   if t == "table" and live[ret] then msg = ret
   elseif t == "table" and is_msg_list(ret) then
-    for k = 1, #ret do C.sl_lrun_keep(run, live[ret[k]]) end
+    for j = 1, #ret do C.sl_lrun_keep(run, live[ret[j]], cur_index) end
     return
   elseif t == "string" then C.sl_lmsg_set_content(live[msg], ret, #ret)
   elseif t == "table" then encode_into(live[msg], ret)
   elseif ret ~= true then error("process returned a " .. t, 0) end
-  C.sl_lrun_keep(run, live[msg])
+  C.sl_lrun_keep(run, live[msg], cur_index)
 end
 
 -- Runs fn as one call of the budget: (true, result) or (false, error), an
@@ -945,10 +958,10 @@ end
 
 local function keep_failed(run, msgs, n, err, fn)
   local text = fail_text(err, n, fn)
-  for k = 0, n - 1 do C.sl_lmsg_set_error(msgs[k], text); C.sl_lrun_keep(run, msgs[k]) end
+  for k = 0, n - 1 do C.sl_lmsg_set_error(msgs[k], text); C.sl_lrun_keep(run, msgs[k], k) end
 end
 
-local function run_module(s, msgs, n, run, steps)
+local function run_module(s, msgs, from, n, run, steps)
   if s.process_batch then
     local batch = {}
     for k = 0, n - 1 do batch[k + 1] = new_msg(msgs[k]) end
@@ -960,54 +973,65 @@ local function run_module(s, msgs, n, run, steps)
     for _, msg in ipairs(out) do
       if live[msg] == nil then return keep_failed(run, msgs, n, "process_batch must return nothing or a list of messages") end
     end
-    for _, msg in ipairs(out) do C.sl_lrun_keep(run, live[msg]) end
+    for _, msg in ipairs(out) do C.sl_lrun_keep(run, live[msg], 0) end
     return
   end
-  for k = 0, n - 1 do
+  for k = from, n - 1 do
     local msg = new_msg(msgs[k])
     set_current(msgs[k], k)
     local ok, ret = call(steps, s.process, msg, ctx)
     if ok then ok, ret = pcall(keep_module_result, run, msg, ret) end
     if not ok then
       fail(msgs[k], ret, s.process)
-      C.sl_lrun_keep(run, msgs[k])
+      C.sl_lrun_keep(run, msgs[k], k)
     end
+    -- a message that waited finished here: the run went on without it
+    if cur_detached then return end
   end
 end
 
--- ---------- runs, runners and slices ----------
--- A run is one batch through one script, inside a runner coroutine. When the
--- guard asks for a slice, the run yields (if no C function's callback is in
--- the way) with its state saved, the host returns to the loop, and a later
--- M.resume restores the state and carries on. Runners are reused.
+-- ---------- runs, runners, slices and waits ----------
+-- A run is one batch through one script, inside runner coroutines. When the
+-- guard asks for a slice, the running coroutine yields (if no C function's
+-- callback is in the way) with its state saved, the host returns to the
+-- loop, and a later M.resume restores the state and carries on. When a
+-- script's call waits (await below, lua/async.h), its coroutine yields WAIT:
+-- the driver starts the operation once the run's concurrency group has a
+-- slot, parks the coroutine until the host wakes it with the results, and
+-- the run goes on with the next message in another runner; the parked
+-- coroutine ends with its message. Runners are reused.
 local SLICE, DONE = {}, {}
-local idle_runners, suspended = {}, {}
-local table_remove = table.remove
-
+local WOKE, EXPIRED, FAIL, NOT_HERE = {}, {}, {}, {}
+local idle_runners = {}
+local jobs, next_job = {}, 0     -- the runtime's id of a run -> its job
+local parked, next_wid = {}, 0   -- waiter id -> {J = job, co = coroutine}
+local groups = {}                -- concurrency groups by their C id: {inflight, q, jobs}
+local table_remove, unpack_ = table.remove, unpack
+local async_begin = async.begin
 local drop_t = ffi.typeof("uint8_t *")
-local function run_job(s, msgs_p, n, seq_base, run, steps, drop_p, log)
-  local msgs = ffi_cast(msgs_t, msgs_p)
-  faillog = log
+local now_ms = C.sl_lasync_now_ms
+local budget_pause, budget_expire = budget_mod.pause, budget_mod.expire
+
+-- What a runner resumed the first time runs: set by the driver rather than
+-- passed through resume and yield, which copy every value between the stacks.
+local job_J, job_from
+local function run_next()
+  local J, from = job_J, job_from
+  faillog, cur_timeout, live, cur_detached = J.log, J.timeout, J.live, false
+  local s = J.s
   if s.kind == "module" then
-    cur_run, cur_req = run, s.req
-    run_module(s, msgs, n, run, steps)
+    cur_run, cur_req = J.run, s.req
+    run_module(s, J.msgs, from, J.n, J.run, J.steps)
   else
-    run_inline(s, msgs, n, seq_base, ffi_cast(drop_t, drop_p), steps)
+    run_inline(s, J.msgs, from, J.n, J.seq_base, J.drop, J.steps)
   end
 end
 
 local function clear_run()
-  cur_run, cur_req, faillog, co_depth = nil, nil, nil, 0
+  cur_run, cur_req, faillog, co_depth, cur_detached = nil, nil, nil, 0, false
   -- only module runs hand out msg objects
   if next(live) ~= nil then live = {} end
   set_current(nil, 0)
-end
-
--- What the runner resumed next runs: set by M.run rather than passed
--- through resume and yield, which copy every value between the stacks.
-local job_s, job_msgs, job_n, job_seq, job_run, job_steps, job_drop, job_log
-local function run_next()
-  return run_job(job_s, job_msgs, job_n, job_seq, job_run, job_steps, job_drop, job_log)
 end
 
 local function runner_main()
@@ -1018,60 +1042,232 @@ local function runner_main()
   end
 end
 
--- Resumes co until it yields: 0 when its run is done, or the id of the
--- suspended run. An error escaping the run (memory, a host bug) is raised.
-local function drive(co)
-  local saved = cur_runner
-  cur_runner = co
-  local ok, tag, run_ok, err = co_resume(co)
-  cur_runner = saved
-  if not ok then
-    clear_run()
-    error(tag, 0)
-  end
-  if tag == SLICE then
-    local id = #suspended + 1
-    suspended[id] = co
-    return id
-  end
-  idle_runners[#idle_runners + 1] = co
-  if not run_ok then error(err, 0) end
-  return 0
-end
-
--- A run that may not yield (generate's mapping, the lint VM) needs no runner.
-function M.run(id, msgs_p, n, seq_base, run, steps, drop_p, log, may_slice)
-  if not may_slice then
-    local ok, err = pcall(run_job, scripts[id], msgs_p, n, seq_base, run, steps, drop_p, log)
-    clear_run()
-    if not ok then error(err, 0) end
-    return 0
-  end
+local function take_runner()
   local co = table_remove(idle_runners)
   if not co then
     co = co_create(runner_main)
     runners[co] = true
   end
-  job_s, job_msgs, job_n, job_seq, job_run, job_steps, job_drop, job_log =
-    scripts[id], msgs_p, n, seq_base, run, steps, drop_p, log
-  return drive(co)
+  return co
+end
+
+-- J.ready is a deque of coroutines to resume: entries from r.h to r.t - 1.
+local function job_ready(J, e, front)
+  local r = J.ready
+  if front then
+    r.h = r.h - 1
+    r[r.h] = e
+  else
+    r[r.t] = e
+    r.t = r.t + 1
+  end
+end
+
+-- A slot of g is free again: it passes to the first call waiting for one.
+local function release(g)
+  local e = table_remove(g.q, 1)
+  if e == nil then
+    g.inflight = g.inflight - 1
+    return
+  end
+  e.J.waiting = e.J.waiting - 1
+  job_ready(e.J, e)
+  C.sl_ljob_ready(e.J.cjob)
+end
+
+-- Starts a call that holds a slot: the host calls start(waiter, ...) and
+-- wakes co with what the operation gives (M.wake). Meanwhile the run's loop
+-- goes on in another runner (unless process_batch holds the whole batch).
+local function begin(J, co, index, what, deadline, start, ...)
+  if J.loop == co and not J.s.process_batch then
+    if index + 1 < J.n then
+      J.loop = take_runner()
+      job_ready(J, {co = J.loop, from = index + 1}, true)
+    else
+      J.loop = nil
+    end
+  end
+  local left = -1
+  if deadline then
+    left = deadline - now_ms()
+    if left <= 0 then
+      release(J.group)
+      return job_ready(J, {co = co, n = 1, EXPIRED}, true)
+    end
+  end
+  next_wid = next_wid + 1
+  local wid = next_wid
+  parked[wid] = {J = J, co = co}
+  J.waiting = J.waiting + 1
+  local ok, err = pcall(async_begin, J.cjob, wid, left, start, ...)
+  if not ok and parked[wid] then
+    -- start refused its arguments: the script's call raises the error
+    parked[wid] = nil
+    J.waiting = J.waiting - 1
+    release(J.group)
+    job_ready(J, {co = co, n = 2, FAIL, err}, true)
+  end
+end
+
+-- co yielded WAIT for the message at index: the call starts when the
+-- group has a slot; until then the run's later messages wait with it.
+local function on_wait(J, co, index, what, deadline, start, ...)
+  local g = J.group
+  if g.inflight < J.max then
+    g.inflight = g.inflight + 1
+    return begin(J, co, index, what, deadline, start, ...)
+  end
+  J.waiting = J.waiting + 1
+  g.q[#g.q + 1] = {J = J, co = co, begin = true, n = select("#", ...) + 4, index, what, deadline, start, ...}
+end
+
+-- What a resumed coroutine yielded; true when the run must go back to the
+-- loop (a slice).
+local function yielded(J, co, ok, tag, ...)
+  if not ok then error(tag, 0) end
+  if tag == DONE then
+    if J.loop == co then J.loop = nil end
+    idle_runners[#idle_runners + 1] = co
+    local run_ok, err = ...
+    if not run_ok then error(err, 0) end
+    return false
+  end
+  if tag == SLICE then
+    -- first when resumed, so that the time it used before is carried to it
+    job_ready(J, {co = co, n = 0}, true)
+    return true
+  end
+  on_wait(J, co, ...)
+  return false
+end
+
+local function drive(J)
+  local ready = J.ready
+  while ready.h < ready.t do
+    local e = ready[ready.h]
+    ready[ready.h] = nil
+    ready.h = ready.h + 1
+    local co = e.co
+    if e.begin then
+      begin(J, co, unpack_(e, 1, e.n))
+    else
+      if e.from then job_J, job_from = J, e.from end
+      local saved = cur_runner
+      cur_runner = co
+      if yielded(J, co, co_resume(co, unpack_(e, 1, e.n))) then
+        cur_runner = saved
+        return true
+      end
+      cur_runner = saved
+    end
+  end
+end
+
+-- A run's calls and parked coroutines are dropped (its C side cancels the
+-- operations): their slots pass on.
+local function drop_job(J)
+  if J.waiting > 0 then
+    for wid, p in pairs(parked) do
+      if p.J == J then
+        parked[wid] = nil
+        release(J.group)
+      end
+    end
+    local q = J.group.q
+    for k = #q, 1, -1 do
+      if q[k].J == J then table_remove(q, k) end
+    end
+  end
+  jobs[J.id] = nil
+  local g = J.group
+  g.jobs = g.jobs - 1
+  if g.jobs == 0 and J.gid ~= 0 then groups[J.gid] = nil end
+end
+
+-- Drives J: 0 when its run is done; else its id times 8, plus 4 when it
+-- yielded for a slice, 2 while its loop has messages to start, 1 when it has
+-- coroutines to resume on a later loop turn. An error escaping the run
+-- (memory, a host bug) is raised.
+local function step(J)
+  local ok, sliced = pcall(drive, J)
+  local err = sliced
+  if not ok then
+    drop_job(J)
+    clear_run()
+    error(err, 0)
+  end
+  local any = J.ready.h < J.ready.t
+  if J.loop == nil and J.waiting == 0 and not any then
+    drop_job(J)
+    return 0
+  end
+  return J.id * 8 + (sliced and 4 or 0) + (J.loop and 2 or 0) + (any and 1 or 0)
+end
+
+-- A run that may not yield (generate's mapping, the lint VM) needs no runner,
+-- and its calls cannot wait.
+local sync_J = {ready = {}}
+function M.run(id, msgs_p, n, seq_base, run, steps, drop_p, log, may_slice, cjob, gid, max, timeout)
+  local J = may_slice and {ready = {h = 1, t = 1}, waiting = 0} or sync_J
+  J.s, J.msgs, J.n, J.seq_base, J.run, J.steps, J.log = scripts[id], ffi_cast(msgs_t, msgs_p), n, seq_base, run, steps, log
+  J.drop = ffi_cast(drop_t, drop_p)
+  J.live, J.timeout = live, timeout or 0
+  if not may_slice then
+    job_J, job_from = J, 0
+    local ok, err = pcall(run_next)
+    clear_run()
+    J.s, J.msgs, J.run, J.log, J.live = nil, nil, nil, nil, nil
+    if not ok then error(err, 0) end
+    return 0
+  end
+  next_job = next_job + 1
+  J.id, J.cjob, J.gid, J.max = next_job, cjob, gid, max > 0 and max or 1
+  jobs[next_job] = J
+  local g = gid ~= 0 and groups[gid]
+  if not g then
+    g = {inflight = 0, q = {}, jobs = 0}
+    if gid ~= 0 then groups[gid] = g end
+  end
+  g.jobs = g.jobs + 1
+  J.group = g
+  J.loop = take_runner()
+  job_ready(J, {co = J.loop, from = 0})
+  return step(J)
 end
 
 function M.resume(id)
-  local co = suspended[id]
-  suspended[id] = nil
-  return drive(co)
+  local J = jobs[id]
+  if J == nil then return 0 end
+  return step(J)
 end
 
--- A suspended run that will not be resumed: its runner is dropped.
-function M.cancel(id) suspended[id] = nil end
+-- The host ends a waiter: kind 0 with the operation's results, 1 when the
+-- message's deadline passed first, 2 with an error text.
+function M.wake(wid, kind, ...)
+  local p = parked[wid]
+  if p == nil then return end
+  parked[wid] = nil
+  local J = p.J
+  J.waiting = J.waiting - 1
+  local tag = kind == 0 and WOKE or kind == 1 and EXPIRED or FAIL
+  -- the message goes on before the call its slot passes to starts
+  job_ready(J, {co = p.co, n = select("#", ...) + 1, tag, ...})
+  release(J.group)
+  C.sl_ljob_ready(J.cjob)
+end
 
--- Everything a run keeps outside its own stack: saved at a slice, since
--- other calls run on this VM before it resumes.
+-- A run that will not be resumed: its coroutines are dropped.
+function M.cancel(id)
+  local J = jobs[id]
+  if J then drop_job(J) end
+end
+
+-- Everything a run keeps outside its own stack: saved at a slice or a wait,
+-- since other calls run on this VM before it resumes.
 local function save_state()
   local st = {cur_msg, cur_msgs, cur_index, cur_seq, cur_this, this_loaded, this_dirty, this_exposed, this_set,
               this_added, this_nadded, this_src, cur_ctx_cache, cur_run, cur_req, live, faillog, budget_mod.save(),
-              co_depth}
+              co_depth, cur_detached, cur_deadline, cur_timeout}
   this_added, live, co_depth = {}, {}, 0
   return st
 end
@@ -1080,7 +1276,7 @@ local function restore_state(st)
   this_dirty, this_exposed, this_set, this_added, this_nadded, this_src = st[7], st[8], st[9], st[10], st[11], st[12]
   cur_ctx_cache, cur_run, cur_req, live, faillog = st[13], st[14], st[15], st[16], st[17]
   budget_mod.restore(st[18])
-  co_depth = st[19]
+  co_depth, cur_detached, cur_deadline, cur_timeout = st[19], st[20], st[21], st[22]
 end
 
 -- Yields the run for a slice, from the runner or from a script's coroutine
@@ -1099,6 +1295,74 @@ function take_slice()
   restore_state(st)
 end
 budget_mod.on_slice = take_slice
+
+-- ---------- waiting calls (lua/async.h) ----------
+local function not_here(what)
+  return what .. " cannot be called here: only a `lua` processor's script may wait for a call (not a check, "
+    .. "an interpolation or a `generate` mapping, nor a C function's callback such as a gsub replacement)"
+end
+local function expire(level)
+  local msg = "deadline exceeded: the message waited longer than its `lua` processor's timeout (" ..
+    cur_timeout .. " ms)"
+  budget_expire(msg)
+  error(msg, level)
+end
+
+-- Positions: the binding tail-calls await, which tail-calls after_wait, so
+-- level 2 is the script's line.
+local function after_wait(what, st, ok, tag, ...)
+  restore_state(st)
+  if not ok or tag == NOT_HERE then error(not_here(what), 2) end
+  cur_detached = true
+  if tag == WOKE then return ... end
+  if tag == EXPIRED then expire(3) end
+  error((...), 2)
+end
+
+local function await(what, start, ...)
+  if cur_runner == nil then error(not_here(what), 2) end
+  if cur_timeout > 0 then
+    local now = now_ms()
+    if cur_deadline == nil then cur_deadline = now + cur_timeout
+    elseif now >= cur_deadline then expire(3) end
+  end
+  budget_pause()
+  local st = save_state()
+  return after_wait(what, st, pcall(co_yield, WAIT, cur_index, what, cur_deadline, start, ...))
+end
+
+-- A wait inside a script's coroutine passes up to the runner the same way;
+-- the inner coroutine is resumed with what the outer one was.
+function pass_wait(co, ok, ...)
+  if ok then return resumed(co, co_resume(co, ...)) end
+  return resumed(co, co_resume(co, NOT_HERE))
+end
+
+-- Each binding ("http.request") becomes lib.name in every environment; the
+-- lib is copied into each, as the standard ones are.
+for name, start in pairs(async.bindings) do
+  local lib, fn = name:match("^(%w+)%.([%w_]+)$")
+  if base[lib] == nil then
+    base[lib] = {}
+    LIBS[#LIBS + 1] = lib
+  end
+  base[lib][fn] = function(...) return await(name, start, ...) end
+end
+if base.http then
+  local request = base.http.request
+  base.http.get = function(url, opts)
+    local t = {}
+    if opts ~= nil then for k, v in pairs(opts) do t[k] = v end end
+    t.method, t.url = "GET", url
+    return request(t)
+  end
+  base.http.post = function(url, body, opts)
+    local t = {}
+    if opts ~= nil then for k, v in pairs(opts) do t[k] = v end end
+    t.method, t.url, t.body = "POST", url, body
+    return request(t)
+  end
+end
 
 local function stringify(v)
   local t = type(v)

@@ -361,3 +361,31 @@ sl_interp_t *sl_lua_interp_field(sl_worker_t *w, const sl_cnode_t *node, sl_diag
 sl_lcheck_t *sl_lua_check_field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const char *key) {
   return field(w, node, d, key, "a Lua expression", compile_check);
 }
+
+int sl_lua_interp_map_field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const char *key, sl_interp_map_t *out) {
+  const sl_cnode_t *map = sl_cnode_get(node, key);
+  *out = (sl_interp_map_t){0};
+  if (!map || map->type != SL_CN_MAP || !map->n) return 0;
+  out->names = sl_xcalloc(map->n, sizeof(*out->names));
+  out->values = sl_xcalloc(map->n, sizeof(*out->values));
+  int rc = 0;
+  for (uint32_t i = 0; i < map->n; i++) {
+    sl_interp_t *v = sl_lua_interp_field(w, map, d, map->keys[i]);
+    if (!v) {
+      rc = -1;
+      continue;
+    }
+    out->names[out->n] = sl_xstrdup(map->keys[i]);
+    out->values[out->n++] = v;
+  }
+  return rc;
+}
+
+void sl_interp_map_free(sl_interp_map_t *m) {
+  for (unsigned i = 0; i < m->n; i++) {
+    free(m->names[i]);
+    sl_interp_free(m->values[i]);
+  }
+  free(m->names);
+  free(m->values);
+}

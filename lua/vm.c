@@ -148,13 +148,15 @@ static sl_lua_t *vm_new(uv_loop_t *loop) {
     sl_error("cannot load embedded lua.bloblang: %s", bl ? lua_tostring(L, -1) : "missing");
     abort();
   }
-  if (load_embedded(L, "lua.runtime", 4) != 0) abort();
+  sl_lasync_push(L);
+  if (load_embedded(L, "lua.runtime", 5) != 0) abort();
   int rt = lua_gettop(L);
   lua_pushcfunction(L, call_protected);
   vm->ref_call = luaL_ref(L, LUA_REGISTRYINDEX);
   vm->ref_run = field_ref(L, rt, "run");
   vm->ref_resume = field_ref(L, rt, "resume");
   vm->ref_cancel = field_ref(L, rt, "cancel");
+  vm->ref_wake = field_ref(L, rt, "wake");
   vm->ref_eval = field_ref(L, rt, "eval");
   vm->ref_compile_inline = field_ref(L, rt, "compile_inline");
   vm->ref_compile_expr = field_ref(L, rt, "compile_expr");
@@ -182,6 +184,7 @@ static void vm_free(void *p) {
   sl_lua_t *vm = p;
   if (vm->m_memory) sl_metrics_collector_remove(collect_memory, vm);
   sl_ljobs_free(vm);
+  sl_lasync_close(vm);
   sl_lguard_fini(&vm->guard);
   lua_close(vm->L);
   free(vm);
@@ -215,14 +218,18 @@ int sl_lvm_pcall(sl_lua_t *vm, sl_lcall_t *c, char **err) {
   int top = lua_gettop(L);
   c->i = 0;
   c->s = NULL;
-  sl_lguard_enter(&vm->guard, c->may_slice && vm->loop, c->carry_ms);
+  /* A nested call (a waiter ended inside its start, lua/async.c) is part of
+   * the one in progress. */
+  int outer = vm->depth++ == 0;
+  if (outer) sl_lguard_enter(&vm->guard, c->may_slice && vm->loop, c->carry_ms);
   /* lua_pcall of a function made once: LuaJIT's lua_cpcall makes a new one
    * per call. The two pushes stay within the stack Lua keeps free. */
   lua_rawgeti(L, LUA_REGISTRYINDEX, vm->ref_call);
   lua_pushlightuserdata(L, c);
   int rc = lua_pcall(L, 1, 0, 0);
-  sl_lguard_leave(&vm->guard);
-  if (vm->guard.gc_due && lua_cpcall(L, collect, NULL) == 0) sl_lvm_collected(vm);
+  vm->depth--;
+  if (outer) sl_lguard_leave(&vm->guard);
+  if (outer && vm->guard.gc_due && lua_cpcall(L, collect, NULL) == 0) sl_lvm_collected(vm);
   if (rc != 0) {
     const char *e = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
     if (rc == LUA_ERRMEM) e = "not enough memory";

@@ -2,6 +2,7 @@
  * Ownership: the VM belongs to its worker slot (or the process, for lint). */
 #ifndef SL_LUA_VM_H
 #define SL_LUA_VM_H
+#include "async.h"
 #include "guard.h"
 #include "lhost.h"
 #include <lua.h>
@@ -22,8 +23,11 @@ struct sl_lua {
   sl_ljob_t *jobs, **jobs_tail;   /* runs suspended between slices, in resume order */
   sl_ljob_t *spare_job;      /* the last job that ended, for the next run (lua/run.c) */
   uv_idle_t *idle;           /* resumes them while any is suspended */
+  int depth;                 /* protected calls in progress (a waiter's start may end it at once) */
+  void *clients[SL_LCLIENT_MAX];           /* lua/async.h's per-VM client state */
+  void (*client_free[SL_LCLIENT_MAX])(void *);
   /* registry refs of runtime.lua's entry points */
-  int ref_call, ref_run, ref_resume, ref_cancel, ref_eval, ref_compile_inline, ref_compile_expr, ref_compile_module,
+  int ref_call, ref_run, ref_resume, ref_cancel, ref_wake, ref_eval, ref_compile_inline, ref_compile_expr, ref_compile_module,
     ref_release, ref_set_lua_path;
 };
 
@@ -32,6 +36,8 @@ struct sl_lua {
 typedef struct sl_lrun {
   sl_batch_t *in;
   sl_msg_t **out; uint32_t nout, cap;
+  uint32_t *from;            /* out[i] came from the message at index from[i] */
+  int unordered;             /* messages that waited finished after later ones */
   sl_msg_t **created; uint32_t ncreated, ccap;
 } sl_lrun_t;
 
@@ -62,5 +68,14 @@ void sl_lvm_collected(sl_lua_t *vm);
 
 /* lua/run.c: drops the VM's suspended runs (their owners are gone). */
 void sl_ljobs_free(sl_lua_t *vm);
+/* A run's VM, and the calls it waits for (lua/async.c). */
+sl_lua_t *sl_ljob_vm(const sl_ljob_t *j);
+sl_lwait_t **sl_ljob_waits(sl_ljob_t *j);
+
+/* lua/async.c: the runtime's `async` argument; the calls a run waits for,
+ * cancelled (their messages are gone); the VM's clients, closed. */
+void sl_lasync_push(lua_State *L);
+void sl_lwaits_cancel(sl_lwait_t **list);
+void sl_lasync_close(sl_lua_t *vm);
 
 #endif

@@ -26,9 +26,7 @@ typedef struct logp {
   sl_processor_t base;
   sl_log_level_t level;
   sl_interp_t *message;
-  unsigned nfields;
-  char **names;
-  sl_interp_t **values;
+  sl_interp_map_t fields;
   sl_interp_t *mapping;      /* fields_mapping, evaluated to a JSON object */
   char *path;                /* Benthos path, a field of every line */
 } logp_t;
@@ -64,8 +62,8 @@ static void log_process(sl_processor_t *p, sl_batch_t *b) {
     for (uint32_t i = 0; i < b->n; i++) {
       sl_msg_t *m = b->msgs[i];
       size_t n = 0, nowned = 0;
-      const char **kv = sl_xcalloc(2 * l->nfields + 3, sizeof(*kv));   /* fields, path, NULL */
-      char **owned = sl_xcalloc(l->nfields + 1, sizeof(*owned));
+      const char **kv = sl_xcalloc(2 * l->fields.n + 3, sizeof(*kv));   /* fields, path, NULL */
+      char **owned = sl_xcalloc(l->fields.n + 1, sizeof(*owned));
       char *err = NULL;
       char *msg = sl_interp_eval(l->message, m, i, NULL, &err);
       if (!msg) {
@@ -73,14 +71,14 @@ static void log_process(sl_processor_t *p, sl_batch_t *b) {
         free(err);
         err = NULL;
       }
-      for (unsigned f = 0; f < l->nfields; f++) {
-        char *v = sl_interp_eval(l->values[f], m, i, NULL, &err);
+      for (unsigned f = 0; f < l->fields.n; f++) {
+        char *v = sl_interp_eval(l->fields.values[f], m, i, NULL, &err);
         if (!v) {
           v = sl_xasprintf("(failed: %s)", err);
           free(err);
           err = NULL;
         }
-        kv[n++] = l->names[f];
+        kv[n++] = l->fields.names[f];
         kv[n++] = owned[nowned++] = v;
       }
       if (l->mapping) add_mapping(l, m, i, &kv, &n, &owned, &nowned);
@@ -100,12 +98,7 @@ static void log_process(sl_processor_t *p, sl_batch_t *b) {
 static void log_destroy(sl_processor_t *p) {
   logp_t *l = (logp_t *)p;
   sl_interp_free(l->message);
-  for (unsigned f = 0; f < l->nfields; f++) {
-    free(l->names[f]);
-    sl_interp_free(l->values[f]);
-  }
-  free(l->names);
-  free(l->values);
+  sl_interp_map_free(&l->fields);
   sl_interp_free(l->mapping);
   free(l->path);
   free(l);
@@ -119,21 +112,8 @@ static void *log_create(sl_build_t *b, const sl_cnode_t *conf) {
   sl_component_init_processor(&l->base, &vt, &spec, b);
   sl_log_parse_level(sl_conf_str(conf, "level", "info"), &l->level);
   l->message = sl_lua_interp_field(b->worker, conf, b->diags, "message");
-  const sl_cnode_t *fm = sl_cnode_get(conf, "fields");
   int bad = !l->message;
-  if (fm && fm->type == SL_CN_MAP) {
-    l->names = sl_xcalloc(fm->n ? fm->n : 1, sizeof(*l->names));
-    l->values = sl_xcalloc(fm->n ? fm->n : 1, sizeof(*l->values));
-    for (uint32_t i = 0; i < fm->n; i++) {
-      sl_interp_t *v = sl_lua_interp_field(b->worker, fm, b->diags, fm->keys[i]);
-      if (!v) {
-        bad = 1;
-        continue;
-      }
-      l->names[l->nfields] = sl_xstrdup(fm->keys[i]);
-      l->values[l->nfields++] = v;
-    }
-  }
+  bad |= sl_lua_interp_map_field(b->worker, conf, b->diags, "fields", &l->fields) != 0;
   const sl_cnode_t *fmap = sl_cnode_get(conf, "fields_mapping");
   if (fmap && fmap->str && sl_lua_env_check(fmap, b->diags, "fields_mapping", 0) != 0) {
     bad = 1;

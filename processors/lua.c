@@ -15,7 +15,8 @@ static const sl_field_t fields[] = {
    "`headers`, `params`, `cookies`, `jwt`; empty without a request), `content()`, `deleted()`, "
    "`uuid_v4()`, `now()`, `json.encode/decode`, `env(name)`, `batch_index()` (0-based), `errored()`, "
    "`error_message()`, `new_message(content)`, `log(level, message, fields)` (a log line naming this "
-   "stream and processor; docs/observability.md), `cache.get/set/add/delete/incr` (caches, below). Return nothing to keep the message (re-encoded only "
+   "stream and processor; docs/observability.md), `cache.get/set/add/delete/incr` (caches, below), "
+   "`http.request`, `http.get`, `http.post` (see Calls that wait). Return nothing to keep the message (re-encoded only "
    "if `this` changed), a table or string to replace the content, `deleted()` to drop it. "
    "`error(...)` flags the message as failed with the text and the config file's line.", NULL, NULL},
   {"file", SL_F_STRING, NULL, 0,
@@ -28,82 +29,129 @@ static const sl_field_t fields[] = {
    "`process_batch` returns nothing to keep the batch as modified, or the list of messages to pass on. "
    "The file is watched and reloaded when it changes (see Hot reload above).",
    NULL, NULL},
+  {"max_concurrency", SL_F_INT, "64", 0,
+   "Calls that wait (`http.request`, see Calls that wait) in flight at once across this "
+   "processor's messages; a message whose call would exceed it waits for a slot, and the batch's later "
+   "messages wait with it.", SL_BOUNDS("1", "100000"), NULL},
+  {"timeout", SL_F_DURATION, "30s", 0,
+   "Deadline of one message's calls that wait, from its first call: when it passes, the call in flight "
+   "is abandoned and the message fails (\"deadline exceeded\"), even if the script catches the error. "
+   "Each call has its own timeout too (`http.request`'s `timeout`).", SL_BOUNDS("1ms", ""), NULL},
   {0}};
+
+/* A batch handed to the VM: emitted once it and every batch before it are
+ * done, so that order is kept while later batches run and wait. */
+typedef struct run {
+  sl_batch_t *b;
+  sl_ljob_t *job;            /* while it runs */
+  int done;
+  uint64_t failed;           /* messages it failed (the failure log's count) */
+} run_t;
 
 typedef struct lua_proc {
   sl_processor_t base;
   sl_lscript_t *script;      /* inline code */
   sl_lmodule_t *module;      /* or a module file */
   sl_lfaillog_t *log;        /* NULL when only linting */
-  sl_ljob_t *job;            /* the run that yielded to the loop, if any */
-  int in_process;            /* the run ends within lp_process: the chain counts its errors */
-  int draining;
+  sl_ljob_opts_t o;
+  int looping;               /* a run has messages not yet started: the next batch waits */
+  int in_process;            /* inside lp_process: the chain counts the errors itself */
+  int pumping;
+  run_t *runs;               /* started, in order */
+  uint32_t rhead, rn, rcap;
   sl_batch_t **queue;        /* batches that came meanwhile, in order */
   uint32_t qhead, qn, qcap;
 } lua_proc_t;
 
-static void start(lua_proc_t *lp, sl_batch_t *b);
-
-static void enqueue(lua_proc_t *lp, sl_batch_t *b) {
-  if (lp->qhead + lp->qn == lp->qcap) {
-    if (lp->qhead) {
-      memmove(lp->queue, lp->queue + lp->qhead, lp->qn * sizeof(*lp->queue));
-      lp->qhead = 0;
+/* A FIFO of fixed-size items that slides back to the start of its array. */
+static void *fifo_push(void *v, uint32_t *head, uint32_t *n, uint32_t *cap, size_t size) {
+  char *a = v;
+  if (*head + *n == *cap) {
+    if (*head) {
+      memmove(a, a + *head * size, *n * size);
+      *head = 0;
     } else {
-      lp->qcap = lp->qcap ? lp->qcap * 2 : 8;
-      lp->queue = sl_xrealloc(lp->queue, lp->qcap * sizeof(*lp->queue));
+      *cap = *cap ? *cap * 2 : 8;
+      a = sl_xrealloc(a, *cap * size);
     }
   }
-  lp->queue[lp->qhead + lp->qn++] = b;
+  return a;
 }
 
-static sl_batch_t *dequeue(lua_proc_t *lp) {
-  lp->qn--;
-  return lp->queue[lp->qhead++];
+static run_t *find_run(lua_proc_t *lp, const sl_batch_t *b) {
+  for (uint32_t i = 0; i < lp->rn; i++)
+    if (lp->runs[lp->rhead + i].b == b) return &lp->runs[lp->rhead + i];
+  return NULL;
 }
 
-/* Starts the queued batches, one run at a time, until one yields. */
-static void drain(lua_proc_t *lp) {
-  lp->draining = 1;
-  while (!lp->job && lp->qn) start(lp, dequeue(lp));
-  lp->draining = 0;
-}
+static void pump(lua_proc_t *lp);
 
 static void done(sl_batch_t *b, void *arg) {
   lua_proc_t *lp = arg;
-  lp->job = NULL;
-  uint64_t failed = lp->log ? sl_lfaillog_take(lp->log) : 0;
-  if (!lp->in_process) lp->base.late_errors = (int64_t)failed;
-  if (b->n) sl_processor_emit(&lp->base, b);
-  else sl_batch_free(b);
-  lp->base.late_errors = 0;
-  if (!lp->in_process && !lp->draining) drain(lp);
+  run_t *r = find_run(lp, b);
+  r->done = 1;
+  r->job = NULL;
+  r->failed = lp->log ? sl_lfaillog_take(lp->log) : 0;
+  pump(lp);
+}
+
+static void looped(sl_batch_t *b, void *arg) {
+  (void)b;
+  lua_proc_t *lp = arg;
+  lp->looping = 0;
+  pump(lp);
 }
 
 static void start(lua_proc_t *lp, sl_batch_t *b) {
+  lp->runs = fifo_push(lp->runs, &lp->rhead, &lp->rn, &lp->rcap, sizeof(*lp->runs));
+  uint32_t at = lp->rhead + lp->rn++;
+  lp->runs[at] = (run_t){.b = b};
+  lp->looping = 1;
   sl_lscript_t *s = lp->module ? sl_lmodule_script(lp->module) : lp->script;
-  sl_ljob_t *j = sl_lscript_start(s, b, lp->log, done, lp);
-  if (j) lp->job = j;
+  sl_ljob_t *j = sl_lscript_start(s, b, &lp->o);
+  if (j) lp->runs[at].job = j;
 }
 
-/* A run that takes longer than a slice yields to the loop and goes on later
- * by itself (so there is nothing to flush); batches that come meanwhile wait
- * their turn, so that order is kept. */
+/* Emits the runs done at the head, and starts queued batches while no run
+ * has messages left to start. Runs that yield or wait go on by themselves. */
+static void pump(lua_proc_t *lp) {
+  if (lp->pumping) return;
+  lp->pumping = 1;
+  for (;;) {
+    if (lp->rn && lp->runs[lp->rhead].done) {
+      run_t r = lp->runs[lp->rhead++];
+      lp->rn--;
+      if (!lp->in_process) lp->base.late_errors = (int64_t)r.failed;
+      if (r.b->n) sl_processor_emit(&lp->base, r.b);
+      else sl_batch_free(r.b);
+      lp->base.late_errors = 0;
+    } else if (!lp->looping && lp->qn) {
+      lp->qn--;
+      start(lp, lp->queue[lp->qhead++]);
+    } else {
+      break;
+    }
+  }
+  lp->pumping = 0;
+}
+
 static void lp_process(sl_processor_t *p, sl_batch_t *b) {
   lua_proc_t *lp = (lua_proc_t *)p;
-  if (lp->job || lp->qn) {
-    enqueue(lp, b);
-    return;
-  }
+  lp->queue = fifo_push(lp->queue, &lp->qhead, &lp->qn, &lp->qcap, sizeof(*lp->queue));
+  lp->queue[lp->qhead + lp->qn++] = b;
   lp->in_process = 1;
-  start(lp, b);
+  pump(lp);
   lp->in_process = 0;
 }
 
 static void lp_destroy(sl_processor_t *p) {
   lua_proc_t *lp = (lua_proc_t *)p;
-  if (lp->job) sl_batch_free(sl_ljob_cancel(lp->job));
-  while (lp->qn) sl_batch_free(dequeue(lp));
+  for (uint32_t i = 0; i < lp->rn; i++) {
+    run_t *r = &lp->runs[lp->rhead + i];
+    sl_batch_free(r->job ? sl_ljob_cancel(r->job) : r->b);
+  }
+  while (lp->qn--) sl_batch_free(lp->queue[lp->qhead++]);
+  free(lp->runs);
   free(lp->queue);
   sl_lfaillog_free(lp->log);
   sl_lscript_free(lp->script);
@@ -139,6 +187,10 @@ static void *lp_create(sl_build_t *b, const sl_cnode_t *conf) {
     return NULL;
   }
   if (b->worker && !b->lint_only) lp->log = sl_lfaillog_new(b->worker->loop, b->stream_name, &lp->base.label);
+  lp->o = (sl_ljob_opts_t){.log = lp->log, .group = sl_ljob_group_new(),
+                           .max_concurrency = (int)sl_conf_int(conf, "max_concurrency", 64),
+                           .timeout_ms = sl_conf_duration_ms(conf, "timeout", 30000),
+                           .done = done, .looped = looped, .arg = lp};
   return lp;
 }
 
@@ -215,6 +267,33 @@ static const sl_spec_t spec = {
     "replacement, a sort comparator, an `xpcall` handler) nor deeper than 8 of its own coroutines: the "
     "loop then waits for the call, at most `lua.max_time`. Checks, `${! }` interpolations and "
     "`generate` mappings do not yield; `lua.max_time` bounds them.\n\n"
+    "### Calls that wait\n\n"
+    "`http.request{method, url, headers, body, timeout, max_size, redirects}` calls out without holding "
+    "the worker: the message's coroutine waits while libcurl (driven by the event loop) performs the "
+    "request, the run goes on with the batch's next messages, and the script resumes with "
+    "`{status = 200, headers = {[\"content-type\"] = ...}, body = \"...\"}` (header names lower-cased, "
+    "repeated headers joined with `, `) or with `nil, err` when no answer came (refused or dropped "
+    "connection, timeout, a body over `max_size`, a redirect loop, a malformed answer): the script "
+    "decides, and an error it throws fails that message only. A 4xx or 5xx answer is a result, not an "
+    "error. `method` defaults to GET (POST with a `body`); `timeout` is ms or a duration (`\"2s\"`, "
+    "default 5 s); `max_size` caps the body (default 10 MiB; a longer answer is `nil, err` and its "
+    "transfer stops); `redirects` followed (default 5, 0 = none). `http.get(url, opts)` and "
+    "`http.post(url, body, opts)` are shorthands. Header names and values with control characters, and "
+    "URLs with them, are refused before anything is sent. Connections are kept alive and reused per host "
+    "(one client per worker); TLS checks peers against the system's CAs; `http_proxy`, `https_proxy` "
+    "and `no_proxy` are honoured.\n\n"
+    "Up to `max_concurrency` calls of this processor are in flight at once; a message whose call would "
+    "exceed it waits for a slot, and the batch's later messages wait with it. Batches that arrive while "
+    "earlier ones wait start at once, and leave in the order they came, each in its own order (what a "
+    "module returns for a message takes that message's place). Waiting does not count against "
+    "`lua.max_steps` nor `lua.max_time` (the time a call ran before it waited is not carried over; its "
+    "steps are). `timeout` bounds a message's waits from its first call: past it, the call in flight is "
+    "abandoned and the message fails with \"deadline exceeded\", even if the script catches the error. "
+    "Waits work inside a script's own coroutines and `pcall`. A call where a run cannot wait (a check, a "
+    "`${! }` interpolation, a `generate` mapping, `sluice lint`, a C function's callback such as a "
+    "`gsub` replacement) raises \"http.request cannot be called here\" and sends nothing. A module "
+    "reloaded while calls are in flight keeps each batch on one version: messages that wait finish on "
+    "the version they started with.\n\n"
     "### Errors and the log\n\n"
     "`error(...)` with a string flags the message with it (and the file:line). Positions are the config "
     "file's lines: inline code is compiled as a chunk of its own, whose name carries the line it starts "

@@ -1,0 +1,77 @@
+#!/bin/sh
+# Enrichment benchmark of issue 15: `generate → lua (http.request to nginx
+# returning a small JSON, the answer merged into the message) → drop`,
+# beside wrk driving the same nginx directly with as many connections as the
+# lua processor's max_concurrency (the ceiling: what the upstream serves), in
+# the same run. nginx runs one worker. Prints a Markdown table.
+# Env: N (messages, default 200000), CONC (default 64), DURATION (wrk, 10s), RUNS (3).
+set -eu
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+BIN=${SLUICE_BIN:-build/sluice}
+N=${N:-200000}
+CONC=${CONC:-64}
+DURATION=${DURATION:-10s}
+RUNS=${RUNS:-3}
+WORK=$(mktemp -d)
+trap 'kill $(cat "$WORK"/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'exit 1' INT TERM
+PORT=${PORT:-18090}
+
+cat > "$WORK/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $WORK/nginx.pid.run;
+error_log $WORK/nginx.err;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK; proxy_temp_path $WORK; fastcgi_temp_path $WORK; uwsgi_temp_path $WORK; scgi_temp_path $WORK;
+  keepalive_requests 100000000;
+  server {
+    listen 127.0.0.1:$PORT;
+    location = /json { default_type application/json; return 200 '{"region":"eu-west","tier":"gold"}'; }
+  }
+}
+NGINX
+
+cat > "$WORK/enrich.yaml" <<YAML
+max_in_flight: 256
+input:
+  generate: {count: $N, interval: 0, batch_size: 64, mapping: 'return {id = i, user = "u" .. (i % 1000)}'}
+pipeline:
+  processors:
+    - lua:
+        max_concurrency: $CONC
+        code: |
+          local r, err = http.request{url = "http://127.0.0.1:$PORT/json"}
+          if not r then error(err) end
+          this.profile = json.decode(r.body)
+output: {drop: {}}
+YAML
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+nginx -p "$WORK" -c "$WORK/nginx.conf" > "$WORK/nginx.log" 2>&1 &
+echo $! > "$WORK/nginx.pid"
+wait_http "http://127.0.0.1:$PORT/json" "$(cat "$WORK/nginx.pid")"
+
+for _ in $(seq "$RUNS"); do
+  wrk -t1 -c"$CONC" -d"$DURATION" "http://127.0.0.1:$PORT/json" > "$WORK/wrk.out"
+  wrk_check "$WORK/wrk.out"
+  awk '/^Requests\/sec/ {print $2}' "$WORK/wrk.out"
+done > "$WORK/wrk.runs"
+for _ in $(seq "$RUNS"); do
+  t0=$(date +%s.%N)
+  "$BIN" run --log-level warn "$WORK/enrich.yaml" > "$WORK/sluice.log" 2>&1 || fail "sluice failed: $(cat "$WORK/sluice.log")"
+  t1=$(date +%s.%N)
+  grep -q "script failed" "$WORK/sluice.log" && fail "calls failed: $(head -3 "$WORK/sluice.log")"
+  echo "$N $t0 $t1" | awk '{printf "%.0f\n", $1 / ($3 - $2)}'
+done > "$WORK/sluice.runs"
+w=$(median < "$WORK/wrk.runs"); s=$(median < "$WORK/sluice.runs")
+figure "$w" "wrk requests/s"; figure "$s" "sluice requests/s"
+
+echo "| benchmark | requests/s | ratio to the ceiling |"
+echo "| --- | --- | --- |"
+echo "| wrk -t1 -c$CONC → nginx /json (the ceiling) | $w | 1 |"
+echo "| sluice generate → lua http.request (max_concurrency $CONC) + json.decode → drop, $N messages | $s | $(echo "$s $w" | awk '{printf "%.2f", $1/$2}') |"

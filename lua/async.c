@@ -1,0 +1,197 @@
+/* Waiters of non-blocking calls (lua/async.h): started by the runtime's
+ * driver (lua/runtime.lua, "waits"), ended by their client, by the message's
+ * deadline or by their run's cancellation. */
+#include "vm.h"
+#include "core/log.h"
+#include "core/xalloc.h"
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <time.h>
+#include <uv.h>
+
+#define MAX_BINDINGS 32
+
+static struct {
+  const char *name;
+  lua_CFunction start;
+} bindings[MAX_BINDINGS];
+static int nbindings;
+
+void sl_lasync_register(const char *name, lua_CFunction start) {
+  if (nbindings == MAX_BINDINGS) abort();   /* a build with more bindings raises the bound */
+  bindings[nbindings].name = name;
+  bindings[nbindings++].start = start;
+}
+
+struct sl_lwait {
+  sl_lua_t *vm;
+  sl_ljob_t *job;            /* NULL once unlinked */
+  int id;                    /* the runtime's waiter id */
+  int resolved;              /* the script no longer waits for it */
+  int held;                  /* the client holds it */
+  int starting;              /* inside its start: freed by begin, not by done */
+  int timed;                 /* timer initialised: freed once it is closed */
+  int64_t left_ms;
+  sl_lwait_cancel_cb cancel;
+  void *op;
+  uv_timer_t timer;
+  sl_lwait_t *next, **prev;  /* in the job's list */
+};
+
+static void closed(uv_handle_t *h) { free(h->data); }
+
+static void unlink_wait(sl_lwait_t *w) {
+  if (!w->job) return;
+  *w->prev = w->next;
+  if (w->next) w->next->prev = w->prev;
+  w->job = NULL;
+  if (w->timed) uv_timer_stop(&w->timer);
+}
+
+/* Freed once neither the script nor the client needs it. */
+static void release(sl_lwait_t *w) {
+  if (w->held || !w->resolved || w->starting) return;
+  if (w->timed) uv_close((uv_handle_t *)&w->timer, closed);
+  else free(w);
+}
+
+static void cancel_op(sl_lwait_t *w) {
+  if (!w->held || !w->cancel) return;
+  w->held = 0;
+  w->cancel(w->op);
+}
+
+typedef struct wake_args {
+  int id, kind;              /* kind: 0 results, 1 deadline, 2 error text */
+  sl_lwait_push_cb push;
+  void *arg;
+  const char *err;
+} wake_args_t;
+
+static int push_wake(lua_State *L, void *arg) {
+  wake_args_t *a = arg;
+  lua_pushinteger(L, a->id);
+  lua_pushinteger(L, a->kind);
+  if (a->kind == 2) {
+    lua_pushstring(L, a->err);
+    return 3;
+  }
+  return 2 + (a->push ? a->push(L, a->arg) : 0);
+}
+
+/* The script's coroutine is made ready with what the call gave. When
+ * pushing the results fails (memory, say), it gets the error instead. */
+static void wake(sl_lwait_t *w, int kind, sl_lwait_push_cb push, void *arg) {
+  w->resolved = 1;
+  unlink_wait(w);
+  sl_lua_t *vm = w->vm;
+  wake_args_t a = {w->id, kind, push, arg, NULL};
+  sl_lcall_t c = {.ref = vm->ref_wake, .push = push_wake, .arg = &a};
+  char *err = NULL;
+  if (sl_lvm_pcall(vm, &c, &err) == 0) return;
+  a.kind = 2;
+  a.err = err ? err : "the call's results could not be read";
+  if (sl_lvm_pcall(vm, &c, NULL) != 0) sl_error("lua: a waiting call could not be resumed: %s", a.err);
+  free(err);
+}
+
+void sl_lwait_done(sl_lwait_t *w, sl_lwait_push_cb push, void *arg) {
+  if (!w->held) return;
+  w->held = 0;
+  if (!w->resolved) wake(w, 0, push, arg);
+  release(w);
+}
+
+void sl_lwait_on_cancel(sl_lwait_t *w, sl_lwait_cancel_cb cancel, void *op) {
+  w->cancel = cancel;
+  w->op = op;
+}
+
+int64_t sl_lwait_left_ms(const sl_lwait_t *w) { return w->left_ms; }
+
+uv_loop_t *sl_lwait_loop(const sl_lwait_t *w) { return w->vm->loop; }
+
+void **sl_lwait_client(const sl_lwait_t *w, int id, void (*free_fn)(void *)) {
+  w->vm->client_free[id] = free_fn;
+  return &w->vm->clients[id];
+}
+
+static void on_deadline(uv_timer_t *t) {
+  sl_lwait_t *w = t->data;
+  if (w->resolved) return;
+  cancel_op(w);
+  wake(w, 1, NULL, NULL);
+  release(w);
+}
+
+/* The runtime's async.begin(job, waiter id, ms left or -1, start, ...):
+ * calls start(w, ...); raises what start raised. */
+static int l_begin(lua_State *L) {
+  sl_ljob_t *j = lua_touserdata(L, 1);
+  sl_lwait_t *w = sl_xcalloc(1, sizeof(*w));
+  w->vm = sl_ljob_vm(j);
+  w->id = (int)lua_tointeger(L, 2);
+  w->left_ms = (int64_t)lua_tonumber(L, 3);
+  w->held = w->starting = 1;
+  w->job = j;
+  sl_lwait_t **list = sl_ljob_waits(j);
+  if ((w->next = *list)) w->next->prev = &w->next;
+  *list = w;
+  w->prev = list;
+  lua_remove(L, 1);
+  lua_remove(L, 1);
+  lua_remove(L, 1);
+  lua_pushlightuserdata(L, w);
+  lua_insert(L, 2);
+  int rc = lua_pcall(L, lua_gettop(L) - 1, 0, 0);
+  w->starting = 0;
+  if (rc != 0) {
+    w->held = 0;
+    w->resolved = 1;
+    unlink_wait(w);
+    release(w);
+    return lua_error(L);
+  }
+  if (!w->resolved && w->left_ms >= 0) {
+    uv_timer_init(w->vm->loop, &w->timer);
+    w->timer.data = w;
+    w->timed = 1;
+    uv_timer_start(&w->timer, on_deadline, (uint64_t)w->left_ms, 0);
+  }
+  release(w);
+  return 0;
+}
+
+void sl_lwaits_cancel(sl_lwait_t **list) {
+  while (*list) {
+    sl_lwait_t *w = *list;
+    w->resolved = 1;
+    unlink_wait(w);
+    cancel_op(w);
+    release(w);
+  }
+}
+
+void sl_lasync_push(lua_State *L) {
+  lua_newtable(L);
+  lua_pushcfunction(L, l_begin);
+  lua_setfield(L, -2, "begin");
+  lua_newtable(L);
+  for (int i = 0; i < nbindings; i++) {
+    lua_pushcfunction(L, bindings[i].start);
+    lua_setfield(L, -2, bindings[i].name);
+  }
+  lua_setfield(L, -2, "bindings");
+}
+
+void sl_lasync_close(sl_lua_t *vm) {
+  for (int i = 0; i < SL_LCLIENT_MAX; i++)
+    if (vm->clients[i] && vm->client_free[i]) vm->client_free[i](vm->clients[i]);
+}
+
+/* Through FFI: the clock of deadlines. */
+double sl_lasync_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}

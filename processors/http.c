@@ -1,0 +1,352 @@
+/* `http` processor (Benthos's): each message is the body of a request to an
+ * interpolated URL, and the response replaces it. Requests run on the loop
+ * (http/http_client.h); batches leave in the order they came. */
+#include "core/component.h"
+#include "core/xalloc.h"
+#include "http/http_client.h"
+#include "lua/lhost.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_STATUSES 32
+
+static const sl_field_t fields[] = {
+  {"url", SL_F_STRING, NULL, SL_REQUIRED | SL_INTERP, "The URL, interpolated per message (`${! this.id }`).", NULL,
+   NULL},
+  {"verb", SL_F_STRING, "POST", 0, "The HTTP method.", NULL, NULL},
+  {"headers", SL_F_MAP, "{}", SL_INTERP, "Request headers, name to interpolated value.", NULL, NULL},
+  {"timeout", SL_F_DURATION, "5s", 0, "Time one request may take, connecting included.", NULL, NULL},
+  {"parallel", SL_F_BOOL, "false", 0,
+   "Send a batch's messages at once rather than one after the other (their order is kept either way).", NULL, NULL},
+  {"retries", SL_F_INT, "3", 0, "Attempts after the first for a failed request (no answer, or a status "
+   "that is neither successful nor in `drop_on`).", SL_BOUNDS("0", "100"), NULL},
+  {"retry_period", SL_F_DURATION, "1s", 0, "Wait before a retry.", NULL, NULL},
+  {"max_retry_backoff", SL_F_DURATION, "300s", 0,
+   "Longest wait before a retry after a `backoff_on` status (each one doubles the wait).", NULL, NULL},
+  {"backoff_on", SL_F_STRLIST, "[429]", 0,
+   "Statuses retried with a growing wait (a `Retry-After` in seconds, when the answer has one, is waited "
+   "instead).", NULL, NULL},
+  {"drop_on", SL_F_STRLIST, "[]", 0, "Statuses that fail the message at once, without retries.", NULL, NULL},
+  {"successful_on", SL_F_STRLIST, "[]", 0,
+   "Statuses besides 2xx whose answer replaces the message as a success.", NULL, NULL},
+  {"max_response_size", SL_F_SIZE, "10MiB", 0,
+   "A longer response body fails the request (sluice adds this bound: Benthos reads any size).", NULL, NULL},
+  {0}};
+
+typedef struct http_proc http_proc_t;
+
+/* One batch in flight: its messages are sent (all, or one after the other)
+ * and it leaves once it and every batch before it are through. */
+typedef struct hbatch {
+  http_proc_t *hp;
+  sl_batch_t *b;
+  uint32_t next, left;       /* next message to send; messages not through */
+  struct hbatch *after;      /* the next batch in arrival order */
+} hbatch_t;
+
+typedef struct attempt {
+  hbatch_t *hb;
+  uint32_t i;
+  int tries;
+  int64_t backoff_ms;
+  sl_hclient_req_t *req;
+  uv_timer_t *timer;         /* while waiting to retry */
+  struct attempt *next, **prev;
+} attempt_t;
+
+struct http_proc {
+  sl_processor_t base;
+  sl_hclient_t *client;      /* NULL when linting */
+  uv_loop_t *loop;
+  sl_interp_t *url;
+  sl_interp_map_t headers;
+  char *verb;
+  int64_t timeout_ms, retry_ms, max_backoff_ms, max_size;
+  int parallel, retries;
+  int backoff_on[MAX_STATUSES], drop_on[MAX_STATUSES], ok_on[MAX_STATUSES];
+  hbatch_t *head, **tail;
+  attempt_t *attempts;       /* in flight or waiting to retry */
+};
+
+static int listed(const int *v, int status) {
+  for (int i = 0; i < MAX_STATUSES && v[i]; i++)
+    if (v[i] == status) return 1;
+  return 0;
+}
+
+static void send_one(http_proc_t *hp, attempt_t *a);
+
+static void emit_ready(http_proc_t *hp) {
+  while (hp->head && hp->head->left == 0) {
+    hbatch_t *hb = hp->head;
+    hp->head = hb->after;
+    if (!hp->head) hp->tail = &hp->head;
+    sl_processor_emit(&hp->base, hb->b);
+    free(hb);
+  }
+}
+
+static void attempt_free(attempt_t *a) {
+  *a->prev = a->next;
+  if (a->next) a->next->prev = a->prev;
+  if (a->timer) uv_close((uv_handle_t *)a->timer, (uv_close_cb)free);
+  free(a);
+}
+
+static void start_next(hbatch_t *hb);
+
+/* The message is through: the batch goes on with its next one. */
+static void finish(attempt_t *a) {
+  hbatch_t *hb = a->hb;
+  http_proc_t *hp = hb->hp;
+  attempt_free(a);
+  hb->left--;
+  if (!hp->parallel) start_next(hb);
+  emit_ready(hp);
+}
+
+static void on_retry(uv_timer_t *t) {
+  attempt_t *a = t->data;
+  uv_close((uv_handle_t *)t, (uv_close_cb)free);
+  a->timer = NULL;
+  send_one(a->hb->hp, a);
+}
+
+static void retry_in(attempt_t *a, int64_t ms) {
+  a->timer = sl_xmalloc(sizeof(*a->timer));
+  uv_timer_init(a->hb->hp->loop, a->timer);
+  a->timer->data = a;
+  uv_timer_start(a->timer, on_retry, (uint64_t)ms, 0);
+}
+
+/* Retry-After in seconds (the date form is not honoured), or -1. */
+static int64_t retry_after(const sl_hclient_resp_t *r) {
+  const char *p = r->headers, *end = r->headers + r->hlen;
+  while (p < end) {
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    if (!eol) eol = end;
+    if ((size_t)(eol - p) > 12 && strncasecmp(p, "retry-after:", 12) == 0) {
+      long s = strtol(p + 12, NULL, 10);
+      return s >= 0 ? (int64_t)s * 1000 : -1;
+    }
+    p = eol + 1;
+  }
+  return -1;
+}
+
+/* Response headers as metadata (lower-case names), with the status. */
+static void set_meta(sl_msg_t *m, const sl_hclient_resp_t *r) {
+  char st[16];
+  int n = snprintf(st, sizeof st, "%d", r->status);
+  sl_kv_set(&m->meta, "http_status_code", st, (size_t)n);
+  const char *p = r->headers, *end = r->headers + r->hlen;
+  while (p < end) {
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    if (!eol) eol = end;
+    const char *colon = memchr(p, ':', (size_t)(eol - p));
+    if (colon && colon > p && colon - p < 256) {
+      char key[256];
+      size_t kl = (size_t)(colon - p);
+      for (size_t k = 0; k < kl; k++) key[k] = (char)((p[k] >= 'A' && p[k] <= 'Z') ? p[k] + 32 : p[k]);
+      key[kl] = 0;
+      const char *v = colon + 1, *ve = eol;
+      while (v < ve && (*v == ' ' || *v == '\t')) v++;
+      while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ')) ve--;
+      sl_kv_set(&m->meta, key, v, (size_t)(ve - v));
+    }
+    p = eol + 1;
+  }
+}
+
+static void on_resp(const sl_hclient_resp_t *r, void *arg) {
+  attempt_t *a = arg;
+  a->req = NULL;
+  http_proc_t *hp = a->hb->hp;
+  sl_msg_t *m = a->hb->b->msgs[a->i];
+  int ok = r->status >= 200 && r->status < 300 ? 1 : r->status > 0 && listed(hp->ok_on, r->status);
+  if (ok) {
+    sl_msg_set_content(m, r->body, r->len);
+    set_meta(m, r);
+    finish(a);
+    return;
+  }
+  int drop = r->status > 0 && listed(hp->drop_on, r->status);
+  if (!drop && a->tries++ < hp->retries) {
+    int64_t wait = hp->retry_ms;
+    if (r->status > 0 && listed(hp->backoff_on, r->status)) {
+      int64_t after = retry_after(r);
+      a->backoff_ms = a->backoff_ms ? a->backoff_ms * 2 : hp->retry_ms;
+      if (a->backoff_ms > hp->max_backoff_ms) a->backoff_ms = hp->max_backoff_ms;
+      wait = after >= 0 ? after : a->backoff_ms;
+    }
+    retry_in(a, wait);
+    return;
+  }
+  char err[512];
+  if (r->status < 0) snprintf(err, sizeof err, "http: request failed: %s", r->err ? r->err : "no answer");
+  else snprintf(err, sizeof err, "http: request failed with status %d", r->status);
+  if (r->status > 0) set_meta(m, r);
+  sl_msg_set_error(m, err);
+  finish(a);
+}
+
+static void send_one(http_proc_t *hp, attempt_t *a) {
+  sl_msg_t *m = a->hb->b->msgs[a->i];
+  char *err = NULL, *url = sl_interp_eval(hp->url, m, a->i, NULL, &err);
+  unsigned nh = hp->headers.n;
+  char **hv = sl_xcalloc(nh + 1, sizeof(*hv));
+  const char **lines = sl_xcalloc(nh + 1, sizeof(*lines));
+  for (unsigned k = 0; url && k < nh; k++) {
+    char *v = sl_interp_eval(hp->headers.values[k], m, a->i, NULL, &err);
+    if (!v) break;
+    hv[k] = sl_xasprintf("%s: %s", hp->headers.names[k], v);
+    lines[k] = hv[k];
+    free(v);
+  }
+  if (err) {
+    sl_msg_set_error(m, err);
+    free(err);
+    finish(a);
+  } else {
+    const sl_bytes_t *body = m->content;
+    sl_hclient_opts_t o = {.method = hp->verb, .url = url, .headers = lines, .body = (const char *)body->data,
+                           .len = body->len, .timeout_ms = hp->timeout_ms, .max_body = (size_t)hp->max_size};
+    a->req = sl_hclient_send(hp->client, &o, on_resp, a);
+  }
+  for (unsigned k = 0; k < nh; k++) free(hv[k]);
+  free(hv);
+  free(lines);
+  free(url);
+}
+
+static void start_one(hbatch_t *hb, uint32_t i) {
+  http_proc_t *hp = hb->hp;
+  attempt_t *a = sl_xcalloc(1, sizeof(*a));
+  a->hb = hb;
+  a->i = i;
+  if ((a->next = hp->attempts)) a->next->prev = &a->next;
+  hp->attempts = a;
+  a->prev = &hp->attempts;
+  send_one(hp, a);
+}
+
+static void start_next(hbatch_t *hb) {
+  if (hb->next < hb->b->n) start_one(hb, hb->next++);
+}
+
+static void hp_process(sl_processor_t *p, sl_batch_t *b) {
+  http_proc_t *hp = (http_proc_t *)p;
+  if (!b->n || !hp->client) {
+    sl_processor_emit(p, b);
+    return;
+  }
+  hbatch_t *hb = sl_xcalloc(1, sizeof(*hb));
+  hb->hp = hp;
+  hb->b = b;
+  hb->left = b->n;
+  *hp->tail = hb;
+  hp->tail = &hb->after;
+  if (hp->parallel) {
+    while (hb->next < b->n) start_next(hb);
+  } else {
+    start_next(hb);
+  }
+}
+
+static void hp_destroy(sl_processor_t *p) {
+  http_proc_t *hp = (http_proc_t *)p;
+  while (hp->attempts) {
+    attempt_t *a = hp->attempts;
+    if (a->req) sl_hclient_cancel(a->req);
+    attempt_free(a);
+  }
+  while (hp->head) {
+    hbatch_t *hb = hp->head;
+    hp->head = hb->after;
+    sl_batch_free(hb->b);
+    free(hb);
+  }
+  if (hp->client) sl_hclient_close(hp->client);
+  sl_interp_free(hp->url);
+  sl_interp_map_free(&hp->headers);
+  free(hp->verb);
+  free(hp);
+}
+
+static int statuses(const sl_cnode_t *conf, const char *key, int *out, sl_diags_t *d) {
+  const sl_cnode_t *l = sl_cnode_get(conf, key);
+  for (uint32_t i = 0; l && l->type == SL_CN_SEQ && i < l->n; i++) {
+    int v = atoi(l->items[i]->str ? l->items[i]->str : "");
+    if (v < 100 || v > 599 || i >= MAX_STATUSES - 1) {
+      sl_diag_add(d, l->items[i], key, "an HTTP status (100-599) is expected, at most %d of them", MAX_STATUSES - 1);
+      return -1;
+    }
+    out[i] = v;
+  }
+  return 0;
+}
+
+static const sl_processor_vt vt = {hp_process, NULL, hp_destroy};
+static const sl_spec_t spec;
+
+static void *hp_create(sl_build_t *b, const sl_cnode_t *conf) {
+  http_proc_t *hp = sl_xcalloc(1, sizeof(*hp));
+  sl_component_init_processor(&hp->base, &vt, &spec, b);
+  hp->tail = &hp->head;
+  hp->verb = sl_xstrdup(sl_conf_str(conf, "verb", "POST"));
+  for (char *c = hp->verb; *c; c++)
+    if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 32);
+  hp->timeout_ms = sl_conf_duration_ms(conf, "timeout", 5000);
+  hp->retry_ms = sl_conf_duration_ms(conf, "retry_period", 1000);
+  hp->max_backoff_ms = sl_conf_duration_ms(conf, "max_retry_backoff", 300000);
+  hp->max_size = sl_conf_size(conf, "max_response_size", 10 << 20);
+  hp->parallel = sl_conf_bool(conf, "parallel", 0);
+  hp->retries = (int)sl_conf_int(conf, "retries", 3);
+  hp->url = sl_lua_interp_field(b->worker, conf, b->diags, "url");
+  int bad = !hp->url;
+  bad |= statuses(conf, "backoff_on", hp->backoff_on, b->diags) | statuses(conf, "drop_on", hp->drop_on, b->diags) |
+         statuses(conf, "successful_on", hp->ok_on, b->diags);
+  if (!sl_cnode_get(conf, "backoff_on")) hp->backoff_on[0] = 429;
+  bad |= sl_lua_interp_map_field(b->worker, conf, b->diags, "headers", &hp->headers) != 0;
+  if (bad) {
+    hp_destroy(&hp->base);
+    return NULL;
+  }
+  if (b->worker && !b->lint_only) {
+    hp->loop = b->worker->loop;
+    hp->client = sl_hclient_new(hp->loop);
+  }
+  return hp;
+}
+
+static const sl_spec_t spec = {
+  .name = "http",
+  .kind = SL_KIND_PROCESSOR,
+  .summary = "Sends each message as the body of an HTTP request; the response replaces it.",
+  .desc =
+    "Benthos's `http` processor: the message's content is the request body, sent with `verb` to `url` "
+    "(interpolated per message) and `headers`; a 2xx answer (or a status in `successful_on`) replaces the "
+    "content with the response body and adds metadata: `http_status_code` and each response header "
+    "(lower-case name). A failed request (no answer, or another status) is retried `retries` times, "
+    "`retry_period` apart, or with a doubling wait up to `max_retry_backoff` for `backoff_on` statuses "
+    "(429 by default, honouring `Retry-After` in seconds); a status in `drop_on` fails at once. When "
+    "every attempt failed, the message keeps its content and is flagged as failed (`catch` and "
+    "`fallback` see it) with the status in `http_status_code`. Requests run on the event loop, keep "
+    "their connections alive, use the system's CAs for TLS and the environment's `http_proxy` / "
+    "`https_proxy` / `no_proxy`. Batches leave in the order they came, even when a later one is "
+    "answered first. To keep the original message and merge the answer in, wrap it in a `branch`, or "
+    "call `http.request` from a `lua` processor.",
+  .fields = fields,
+  .example =
+    "pipeline:\n"
+    "  processors:\n"
+    "    - http:\n"
+    "        url: 'http://enricher:8080/users/${! this.user_id }'\n"
+    "        verb: GET\n"
+    "        headers:\n"
+    "          Authorization: 'Bearer ${! env(\"TOKEN\") }'\n",
+  .create = hp_create,
+};
+SL_REGISTER(spec)

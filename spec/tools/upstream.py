@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""An HTTP/1.1 upstream for specs and benchmarks that misbehaves on request.
+
+  upstream.py PORT
+
+Paths (query ?ms=N etc.):
+  /delay?ms=N     200 {"n":..., "inflight":...} after N ms (counts requests in flight)
+  /echo           200 with the request as JSON: method, path, headers, body
+  /status?code=N  that status, a small body
+  /retry-after    429 with Retry-After: 1
+  /drop           closes the connection without answering
+  /slow?ms=N      headers at once, then the body one byte every N ms (10 bytes)
+  /huge?mb=N      a 200 of N MiB
+  /endless        a chunked body that never ends
+  /garbage        a status line that is not HTTP
+  /bigheaders     a 200 with 200 KB of header lines
+  /loop           a redirect to itself
+  /stats          {"requests":..., "max_inflight":..., "connections":...}
+  /reset          zeroes the counters
+Connections are kept alive (HTTP/1.1), as nginx does.
+"""
+import asyncio
+import json
+import sys
+import urllib.parse
+
+stats = {"requests": 0, "inflight": 0, "max_inflight": 0, "connections": 0}
+
+
+def response(status, body=b"", headers=None, reason="OK"):
+    head = [f"HTTP/1.1 {status} {reason}", f"Content-Length: {len(body)}"]
+    for k, v in (headers or {}).items():
+        head.append(f"{k}: {v}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+async def handle(reader, writer):
+    stats["connections"] += 1
+    try:
+        while True:
+            line = await reader.readline()
+            if not line:
+                return
+            method, target, _ = line.decode("latin-1").split(" ", 2)
+            headers = {}
+            while True:
+                h = await reader.readline()
+                if h in (b"\r\n", b"\n", b""):
+                    break
+                k, v = h.decode("latin-1").split(":", 1)
+                headers[k.strip().lower()] = v.strip()
+            body = b""
+            if "content-length" in headers:
+                body = await reader.readexactly(int(headers["content-length"]))
+            url = urllib.parse.urlsplit(target)
+            q = dict(urllib.parse.parse_qsl(url.query))
+            path = url.path
+            stats["requests"] += 1
+            if path == "/delay":
+                stats["inflight"] += 1
+                stats["max_inflight"] = max(stats["max_inflight"], stats["inflight"])
+                try:
+                    await asyncio.sleep(int(q.get("ms", "50")) / 1000)
+                finally:
+                    stats["inflight"] -= 1
+                out = json.dumps({"n": q.get("n"), "inflight": stats["inflight"] + 1}).encode()
+                writer.write(response(200, out, {"Content-Type": "application/json"}))
+            elif path == "/echo":
+                out = json.dumps({"method": method, "path": target, "headers": headers,
+                                  "body": body.decode("utf-8", "replace")}).encode()
+                writer.write(response(200, out, {"Content-Type": "application/json", "X-Multi": "a"}))
+            elif path == "/status":
+                code = int(q.get("code", "500"))
+                writer.write(response(code, b'{"error":"as asked"}', reason="Asked"))
+            elif path == "/retry-after":
+                writer.write(response(429, b"slow down", {"Retry-After": "1"}, "Too Many Requests"))
+            elif path == "/drop":
+                writer.close()
+                return
+            elif path == "/slow":
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+                for _ in range(10):
+                    await writer.drain()
+                    await asyncio.sleep(int(q.get("ms", "100")) / 1000)
+                    writer.write(b"x")
+            elif path == "/huge":
+                n = int(q.get("mb", "64")) << 20
+                writer.write(f"HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n".encode())
+                chunk = b"y" * 65536
+                for _ in range(n // 65536):
+                    writer.write(chunk)
+                    await writer.drain()
+            elif path == "/endless":
+                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                chunk = b"10000\r\n" + b"z" * 65536 + b"\r\n"
+                while True:
+                    writer.write(chunk)
+                    await writer.drain()
+            elif path == "/garbage":
+                writer.write(b"SPROCKETS 99 WHAT\r\n\r\n\x00\xff garbage\r\n")
+                await writer.drain()
+                writer.close()
+                return
+            elif path == "/bigheaders":
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n")
+                for i in range(2000):
+                    writer.write(f"X-Filler-{i}: {'f' * 100}\r\n".encode())
+                writer.write(b"\r\nok")
+            elif path == "/loop":
+                writer.write(response(302, b"", {"Location": "/loop"}, "Found"))
+            elif path == "/stats":
+                writer.write(response(200, json.dumps(stats).encode(), {"Content-Type": "application/json"}))
+            elif path == "/reset":
+                for k in ("requests", "max_inflight", "connections"):
+                    stats[k] = 0
+                writer.write(response(200, b"{}"))
+            else:
+                writer.write(response(404, b"not found", reason="Not Found"))
+            await writer.drain()
+    except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+        pass
+    finally:
+        writer.close()
+
+
+async def main(port):
+    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+    print("ready", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1])))
