@@ -60,8 +60,8 @@ static void sock_close(sock_t *s) {
   uv_close((uv_handle_t *)&s->poll, handle_closed);
 }
 
-/* Takes r out of the client and frees it; its callback does not run. */
-static void req_drop(sl_hclient_t *c, req_t *r) {
+/* Takes r out of the client (its easy handle kept for reuse). */
+static void req_detach(sl_hclient_t *c, req_t *r) {
   *r->prev = r->next;
   if (r->next) r->next->prev = r->prev;
   curl_multi_remove_handle(c->multi, r->easy);
@@ -73,19 +73,21 @@ static void req_drop(sl_hclient_t *c, req_t *r) {
   }
   curl_slist_free_all(r->headers);
   c->npending--;
+}
+
+/* err may be r->errbuf: r is freed after cb. */
+static void req_finish(sl_hclient_t *c, req_t *r, int status, const char *err) {
+  req_detach(c, r);
+  r->cb(status, err, r->body ? r->body : "", r->len, r->arg);
   free(r->body);
   free(r);
 }
 
-static void req_finish(sl_hclient_t *c, req_t *r, int status, const char *err) {
-  sl_hclient_cb cb = r->cb;
-  void *arg = r->arg;
-  char *body = r->body;
-  size_t len = r->len;
-  r->body = NULL;
-  req_drop(c, r);
-  cb(status, err, body ? body : "", len, arg);
-  free(body);
+/* A request dropped: its callback does not run. */
+static void req_drop(sl_hclient_t *c, req_t *r) {
+  req_detach(c, r);
+  free(r->body);
+  free(r);
 }
 
 static void check_done(sl_hclient_t *c) {
