@@ -5,7 +5,7 @@
 # layer_* targets of CMakeLists.txt).
 #
 # Layers, lowest first: core (the kernel) 0; http 1; store (its backends in
-# store/<name>/) and obs 2; lua 3; processors and connectors/<protocol> 4;
+# store/<name>/), obs and clients 2; lua 3; processors and connectors/<protocol> 4;
 # control 5. A file includes headers of its own folder by file name, others
 # by their path from the top ("core/msg.h"), and only of a lower layer or of
 # a folder that RULES below lets it use. spec/ and cmake/ may use anything.
@@ -16,7 +16,7 @@ awk '
   function rank(d) {
     if (d == "core") return 0
     if (d == "http") return 1
-    if (d == "store" || d ~ /^store\// || d == "obs") return 2
+    if (d == "store" || d ~ /^store\// || d == "obs" || d == "clients") return 2
     if (d == "lua") return 3
     if (d == "processors" || d ~ /^connectors\//) return 4
     if (d == "control") return 5
@@ -55,4 +55,4 @@ awk '
   END {
     if (bad) { printf "layering: %d problem(s) in %d files\n", bad, files; exit 1 }
     printf "layering: %d files, %d includes, none upward\n", files, n
-  }' $(find core http store obs lua processors connectors control -name '*.[ch]' | sort)
+  }' $(find core http store obs clients lua processors connectors control -name '*.[ch]' | sort)
