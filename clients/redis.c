@@ -8,7 +8,6 @@
 #include "core/log.h"
 #include "core/xalloc.h"
 #include <curl/curl.h>
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +44,64 @@ struct sl_redis {
 };
 
 static void connect_now(sl_redis_t *r);
+
+/* ---- hiredis on libuv ----
+ * Debian's adapter (hiredis/adapters/libuv.h, 0.14) ignores a poll that
+ * ends with an error: libuv reports a socket error (a reset when Redis
+ * goes away) by stopping the poll and calling back with a status, so the
+ * connection was dead and nobody read it to find out. Here an error
+ * status is handled as readable: hiredis's read sees the error and ends
+ * the connection, which reconnects. */
+
+typedef struct uvev {
+  redisAsyncContext *ac;     /* NULL once hiredis cleaned up */
+  uv_poll_t poll;
+  int events;
+} uvev_t;
+
+static void uvev_poll(uv_poll_t *h, int status, int events) {
+  uvev_t *e = h->data;
+  if (status) events = UV_READABLE;
+  if (e->ac && (events & (UV_READABLE | UV_DISCONNECT))) redisAsyncHandleRead(e->ac);
+  if (e->ac && (events & UV_WRITABLE)) redisAsyncHandleWrite(e->ac);
+}
+
+static void uvev_set(uvev_t *e, int events) {
+  e->events = events;
+  if (events) uv_poll_start(&e->poll, events, uvev_poll);
+  else uv_poll_stop(&e->poll);
+}
+
+static void uvev_add_read(void *p) { uvev_set(p, ((uvev_t *)p)->events | UV_READABLE); }
+static void uvev_del_read(void *p) { uvev_set(p, ((uvev_t *)p)->events & ~UV_READABLE); }
+static void uvev_add_write(void *p) { uvev_set(p, ((uvev_t *)p)->events | UV_WRITABLE); }
+static void uvev_del_write(void *p) { uvev_set(p, ((uvev_t *)p)->events & ~UV_WRITABLE); }
+static void uvev_closed(uv_handle_t *h) { free(h->data); }
+
+static void uvev_cleanup(void *p) {
+  uvev_t *e = p;
+  e->ac = NULL;
+  uv_close((uv_handle_t *)&e->poll, uvev_closed);
+}
+
+/* The streams decide when the loop ends: the poll does not keep it. */
+static int uvev_attach(redisAsyncContext *ac, uv_loop_t *loop) {
+  uvev_t *e = sl_xcalloc(1, sizeof(*e));
+  if (uv_poll_init(loop, &e->poll, ac->c.fd) != 0) {
+    free(e);
+    return -1;
+  }
+  uv_unref((uv_handle_t *)&e->poll);
+  e->ac = ac;
+  e->poll.data = e;
+  ac->ev.data = e;
+  ac->ev.addRead = uvev_add_read;
+  ac->ev.delRead = uvev_del_read;
+  ac->ev.addWrite = uvev_add_write;
+  ac->ev.delWrite = uvev_del_write;
+  ac->ev.cleanup = uvev_cleanup;
+  return 0;
+}
 
 /* ---- URLs ---- */
 
@@ -212,13 +269,12 @@ static void open_ip(sl_redis_t *r, const char *ip) {
   }
   ac->data = r;
   r->ac = ac;
-  if (redisLibuvAttach(ac, r->loop) != REDIS_OK) {
+  if (uvev_attach(ac, r->loop)) {
     ac->data = NULL;
     redisAsyncFree(ac);
     lost(r, "cannot watch the socket");
     return;
   }
-  uv_unref((uv_handle_t *)&((redisLibuvEvents *)ac->ev.data)->handle);
   redisAsyncSetConnectCallback(ac, on_connect);
   redisAsyncSetDisconnectCallback(ac, on_disconnect);
   /* Queued before anything else: they go out first once connected. */

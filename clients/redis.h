@@ -1,5 +1,6 @@
-/* An asynchronous Redis client on a libuv loop: hiredis's async API with its
- * libuv adapter, one TCP connection per client, reconnected with backoff.
+/* An asynchronous Redis client on a libuv loop: hiredis's async API on a
+ * libuv poll (the shape of hiredis's libuv adapter, with its error case
+ * fixed: redis.c), one TCP connection per client, reconnected with backoff.
  * Commands are pipelined: each call queues one command, the loop writes
  * what is queued when the socket is writable, and replies come back in
  * order. A connection (re)opens with AUTH and SELECT from the URL before

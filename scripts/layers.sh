@@ -24,11 +24,12 @@ awk '
   }
   # Folders of one layer that use another of the same layer: a backend uses
   # the store interface; the stream connectors build a kafka input on
-  # store.backend kafka.
+  # store.backend kafka; caches use the clients (a redis cache).
   function allowed(from, to) {
     if (from == to || rank(to) < rank(from)) return 1
     if (from ~ /^store\// && to == "store") return 1
     if (from == "connectors/stream" && to == "connectors/kafka") return 1
+    if (from == "cache" && to == "clients") return 1
     return 0
   }
   FNR == 1 {

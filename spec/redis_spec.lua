@@ -294,7 +294,7 @@ streams:
       end, 20))
       assert.matches("redis 127.0.0.1:" .. R.port, body, 1, true)
       R.launch()
-      assert.is_true(h.wait_for(function() return all_seen(R, "got9", n) end, 60), "not everything arrived")
+      assert.is_true(h.wait_for(function() return all_seen(R, "got9", n) end, 60), "not everything arrived: " .. srv.stderr())
       assert.is_true(h.wait_for(function() return R.num("XPENDING s9 g9") == 0 end, 20))
       assert.equals(200, (ready_status(srv)))
     end)

@@ -46,23 +46,26 @@ sl_rconn_t *sl_rconn_new(sl_build_t *b, const sl_cnode_t *conf, sl_input_t *in, 
   c->url = sl_xstrdup(sl_conf_str(conf, "url", "redis://localhost:6379"));
   c->backoff = sl_conf_duration_ms(conf, "reconnect_backoff", 100);
   c->max_backoff = sl_conf_duration_ms(conf, "reconnect_max_backoff", 5000);
-  if (!b->worker || b->lint_only) return c;
-  const char *kind = in ? "input" : "output";
-  const char *label = in ? in->label : out->label;
-  const char *sn = b->stream_name ? b->stream_name : "";
-  char *st = sl_xstrndup(sn, strcspn(sn, "{"));
-  char *path = sl_metrics_path(sn, b->path);
+  if (b->worker && !b->lint_only) {
+    const char *sn = b->stream_name ? b->stream_name : "";
+    c->series_stream = sl_xstrndup(sn, strcspn(sn, "{"));
+    c->series_path = sl_metrics_path(sn, b->path);
+  }
+  return c;
+}
+
+/* Benthos' connection series, once the component has its label. */
+static void make_series(sl_rconn_t *c) {
+  const char *label = sl_rconn_label(c);
   char name[64];
 #define SERIES(what, help) \
-  (snprintf(name, sizeof name, "%s_connection_%s", kind, what), \
-   sl_metric(SL_COUNTER, name, help, "stream", st, "label", label ? label : "", "path", path, NULL))
+  (snprintf(name, sizeof name, "%s_connection_%s", c->in ? "input" : "output", what), \
+   sl_metric(SL_COUNTER, name, help, "stream", c->series_stream, "label", label ? label : "", "path", \
+             c->series_path, NULL))
   c->up = SERIES("up", "Times a component connected to its source or destination.");
   c->lost = SERIES("lost", "Times a component lost its connection.");
   c->failed = SERIES("failed", "Failed attempts to connect.");
 #undef SERIES
-  free(st);
-  free(path);
-  return c;
 }
 
 int sl_rconn_start(sl_rconn_t *c, uv_loop_t *loop) {
@@ -75,6 +78,7 @@ int sl_rconn_start(sl_rconn_t *c, uv_loop_t *loop) {
     .on_state = on_state,
     .state_arg = c,
   };
+  if (c->series_stream && !c->quiet) make_series(c);
   char *err = NULL;
   c->r = sl_redis_new(loop, &o, &err);   /* the URL was checked when built */
   if (!c->r) {
@@ -89,6 +93,8 @@ void sl_rconn_free(sl_rconn_t *c) {
   if (!c) return;
   sl_redis_free(c->r);
   free(c->url);
+  free(c->series_stream);
+  free(c->series_path);
   free(c);
 }
 

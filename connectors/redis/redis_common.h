@@ -32,6 +32,7 @@ struct sl_rconn {
   sl_output_t *out;
   int64_t *up, *lost, *failed;   /* Benthos' connection series; NULL when linting */
   char *url;
+  char *series_stream, *series_path;   /* for the series; NULL when linting */
   int64_t backoff, max_backoff;
   int was_up;
   int quiet;                 /* a second connection of the component: leaves readiness and series to the first */

@@ -102,7 +102,19 @@ static void send_all(sl_rout_t *o, sl_rwrite_t *w) {
 /* Writes wait while Redis is down (the stream's max_in_flight bounds them):
  * failing them at once would spend the retry policy on the outage. */
 static void pump(sl_rout_t *o) {
-  while (o->queue && o->active < o->max_in_flight && o->conn->r && sl_redis_up(o->conn->r)) {
+  int up = o->conn->r && sl_redis_up(o->conn->r);
+  while (o->queue && !up && o->stopping) {
+    sl_rwrite_t *w = o->queue;
+    o->queue = w->next;
+    if (!o->queue) o->queue_tail = &o->queue;
+    sl_write_cb cb = w->cb;
+    void *arg = w->arg;
+    sl_batch_t *b = w->b;
+    rwrite_free(w);
+    cb(&o->base, b, SL_WRITE_ABANDONED, o->conn->r ? sl_redis_why(o->conn->r) : "redis: not connected", arg);
+    if (!o->queue) maybe_closed(o);
+  }
+  while (o->queue && o->active < o->max_in_flight && up) {
     sl_rwrite_t *w = o->queue;
     o->queue = w->next;
     if (!o->queue) o->queue_tail = &o->queue;
@@ -163,20 +175,12 @@ static void on_state(sl_rconn_t *c, int up, void *arg) {
   if (up) pump(arg);
 }
 
-/* The stream stops: writes waiting for Redis to come back end now. */
+/* The stream stops: writes waiting for Redis to come back end now, and so
+ * do those that come later (retries) while it is down. */
 void sl_rout_stopping(sl_output_t *out) {
   sl_rout_t *o = (sl_rout_t *)out;
-  while (o->queue) {
-    sl_rwrite_t *w = o->queue;
-    o->queue = w->next;
-    if (!o->queue) o->queue_tail = &o->queue;
-    sl_write_cb cb = w->cb;
-    void *arg = w->arg;
-    sl_batch_t *b = w->b;
-    rwrite_free(w);
-    cb(out, b, SL_WRITE_ABANDONED, sl_redis_why(o->conn->r), arg);
-  }
-  maybe_closed(o);
+  o->stopping = 1;
+  pump(o);
 }
 
 int sl_rout_start(sl_output_t *out) {

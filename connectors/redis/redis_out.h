@@ -28,6 +28,7 @@ struct sl_rout {
   sl_rconn_t *conn;
   sl_rout_build build;
   int64_t max_in_flight, active;
+  int stopping;
   sl_rwrite_t *queue, **queue_tail, *kept;
   sl_rargs_t args;
   void (*closed)(sl_output_t *o, void *arg);

@@ -44,10 +44,17 @@ typedef struct flight {      /* a batch's entries, until their transaction compl
   struct flight *next, *prev;
   struct sin *in;
   int stream;
-  char **ids;
+  int state;                 /* F_* */
+  char **ids;                /* into idbuf, ID_MAX bytes each, ascending */
+  char *idbuf;
   size_t *lens;
   uint32_t n;
 } flight_t;
+
+enum { ID_MAX = 48 };
+
+/* In the pipeline, XACK sent, XACK to send again once connected. */
+enum { F_OPEN, F_ACKING, F_RESEND };        /* an entry ID: two 20-digit numbers and a dash */
 
 typedef struct sin {
   sl_input_t base;
@@ -60,18 +67,18 @@ typedef struct sin {
   int create, oldest;
   char limit[16], block[24], idle[24];
   int64_t claim_ms;
-  int phase, reading, setups, stopped;
-  int pending_read;          /* its own pending entries were read once: later setups go straight to new ones */
+  int phase, reading, setups, stopped;   /* reading: reads out (two at most when live) */
   uv_timer_t setup_timer;    /* a failed read sets up again after a pause */
   int claiming;              /* an XAUTOCLAIM is out */
   int claim_stream;
   char *claim_cursor;
   uv_timer_t claim_timer;
   int handles;               /* timers to close */
-  flight_t flights;          /* list head: batches in flight */
-  flight_t *unacked;         /* completed batches whose XACK could not be sent yet */
+  flight_t flights;          /* list head: batches read and not acknowledged to Redis yet */
   int acks_open;
   sl_rargs_t args;
+  sl_kv_t *scratch;          /* an entry's metadata before sl_kv_pack */
+  size_t scratch_cap;
   void (*close_done)(sl_input_t *in, void *arg);
   void *close_arg;
 } sin_t;
@@ -82,15 +89,23 @@ static void read_next(sin_t *in);
 static void on_setup_timer(uv_timer_t *t);
 
 static void flight_free(flight_t *f) {
-  for (uint32_t i = 0; i < f->n; i++) free(f->ids[i]);
+  free(f->idbuf);
   free(f->ids);
   free(f->lens);
   free(f);
 }
 
+static void unlink_free(flight_t *f) {
+  f->prev->next = f->next;
+  f->next->prev = f->prev;
+  flight_free(f);
+}
+
 static void maybe_closed(sin_t *in) {
   if (!in->close_done || in->acks_open) return;
-  if (in->unacked)
+  int resend = 0;
+  for (flight_t *f = in->flights.next; f != &in->flights; f = f->next) resend |= f->state == F_RESEND;
+  if (resend)
     sl_logf(SL_LOG_WARN, sname(in), in->base.label,
             "redis: some acknowledgements could not be sent: those entries stay pending and come again");
   void (*done)(sl_input_t *, void *) = in->close_done;
@@ -109,10 +124,9 @@ static void on_acked(sl_redis_t *r, redisReply *rp, const char *err, void *arg) 
   in->acks_open--;
   if (!rp || rp->type == REDIS_REPLY_ERROR) {
     sl_logf(SL_LOG_WARN, sname(in), in->base.label, "redis: XACK: %s", rp ? rp->str : err);
-    f->next = in->unacked;   /* sent again when the connection is back */
-    in->unacked = f;
+    f->state = F_RESEND;   /* sent again when the connection is back */
   } else {
-    flight_free(f);
+    unlink_free(f);
   }
   maybe_closed(in);
 }
@@ -124,10 +138,10 @@ static void send_ack(sin_t *in, flight_t *f) {
   sl_rargs_addz(&in->args, in->group);
   for (uint32_t i = 0; i < f->n; i++) sl_rargs_add(&in->args, f->ids[i], f->lens[i]);
   if (sl_rargs_send(in->ack, &in->args, on_acked, f)) {
-    f->next = in->unacked;
-    in->unacked = f;
+    f->state = F_RESEND;
     return;
   }
+  f->state = F_ACKING;
   in->acks_open++;
 }
 
@@ -136,34 +150,45 @@ static void on_txn(sl_txn_t *t, int status, const char *err, void *arg) {
   (void)err;
   flight_t *f = arg;
   sin_t *in = f->in;
-  f->prev->next = f->next;
-  f->next->prev = f->prev;
   /* Not delivered (the stream is stopping): left pending, read again on the next start. */
-  if (status != 0) flight_free(f);
+  if (status != 0) unlink_free(f);
   else send_ack(in, f);
-  if (!in->stopped && !in->reading) read_next(in);
+  if (!in->stopped) read_next(in);
 }
 
 static void on_ack_state(sl_rconn_t *c, int up, void *arg) {
   (void)c;
   sin_t *in = arg;
   if (!up) return;
-  flight_t *l = in->unacked;
-  in->unacked = NULL;
-  while (l) {
-    flight_t *f = l;
-    l = l->next;
-    send_ack(in, f);
-  }
+  for (flight_t *f = in->flights.next; f != &in->flights; f = f->next)
+    if (f->state == F_RESEND) send_ack(in, f);
 }
 
 /* ---- entries to messages ---- */
 
+/* Entry IDs in order: milliseconds, then sequence. */
+static int idcmp(const char *a, const char *b) {
+  char *ea, *eb;
+  unsigned long long ma = strtoull(a, &ea, 10), mb = strtoull(b, &eb, 10);
+  if (ma != mb) return ma < mb ? -1 : 1;
+  unsigned long long sa = *ea == '-' ? strtoull(ea + 1, NULL, 10) : 0, sb = *eb == '-' ? strtoull(eb + 1, NULL, 10) : 0;
+  return sa < sb ? -1 : sa > sb;
+}
+
+/* Whether an entry read again (own pending entries after a reconnection,
+ * a claim) is one this input holds already: each flight's IDs ascend. */
 static int in_flight(const sin_t *in, int s, const char *id) {
-  for (const flight_t *f = in->flights.next; f != &in->flights; f = f->next)
-    if (f->stream == s)
-      for (uint32_t i = 0; i < f->n; i++)
-        if (!strcmp(f->ids[i], id)) return 1;
+  for (const flight_t *f = in->flights.next; f != &in->flights; f = f->next) {
+    if (f->stream != s || !f->n || idcmp(id, f->ids[0]) < 0 || idcmp(id, f->ids[f->n - 1]) > 0) continue;
+    uint32_t lo = 0, hi = f->n;
+    while (lo < hi) {
+      uint32_t mid = (lo + hi) / 2;
+      int c = idcmp(f->ids[mid], id);
+      if (c == 0) return 1;
+      if (c < 0) lo = mid + 1;
+      else hi = mid;
+    }
+  }
   return 0;
 }
 
@@ -177,6 +202,7 @@ static const char *emit_entries(sin_t *in, int s, const redisReply *entries, int
   f->stream = s;
   f->ids = sl_xmalloc(entries->elements * sizeof(*f->ids));
   f->lens = sl_xmalloc(entries->elements * sizeof(*f->lens));
+  f->idbuf = sl_xmalloc(entries->elements * ID_MAX);
   const char *last = NULL;
   for (size_t k = 0; k < entries->elements; k++) {
     const redisReply *e = entries->element[k];
@@ -184,7 +210,8 @@ static const char *emit_entries(sin_t *in, int s, const redisReply *entries, int
     const redisReply *id = e->element[0];
     last = id->str;
     if (skip_in_flight && in_flight(in, s, id->str)) continue;
-    f->ids[f->n] = sl_xstrndup(id->str, id->len);
+    if (id->len >= ID_MAX) continue;   /* not an entry ID Redis makes */
+    f->ids[f->n] = memcpy(f->idbuf + (size_t)f->n * ID_MAX, id->str, id->len + 1);
     f->lens[f->n++] = id->len;
     const redisReply *kv = e->elements > 1 ? e->element[1] : NULL;
     if (!kv || kv->type != REDIS_REPLY_ARRAY) continue;   /* deleted while pending: acknowledged, nothing to say */
@@ -195,14 +222,22 @@ static const char *emit_entries(sin_t *in, int s, const redisReply *entries, int
         break;
       }
     if (!m) m = sl_msg_new("", 0);
-    sl_kv_add(&m->meta, "redis_stream", id->str, id->len);
+    /* The metadata in one allocation (sl_kv_pack), not one per field. */
+    size_t need = kv->elements / 2 + 1;
+    if (need > in->scratch_cap) {
+      in->scratch_cap = need * 2;
+      in->scratch = sl_xrealloc(in->scratch, in->scratch_cap * sizeof(*in->scratch));
+    }
+    uint32_t nm = 0;
+    in->scratch[nm++] = (sl_kv_t){(char *)"redis_stream", id->str, id->len};
     for (size_t j = 0; j + 1 < kv->elements; j += 2) {
       const redisReply *key = kv->element[j], *val = kv->element[j + 1];
       if (key->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING || !strcmp(key->str, in->body_key))
         continue;
       if (strlen(key->str) != key->len) continue;   /* a NUL in a field name: no metadata key can hold it */
-      sl_kv_add(&m->meta, key->str, val->str, val->len);
+      in->scratch[nm++] = (sl_kv_t){key->str, val->str, val->len};
     }
+    sl_kv_pack(&m->meta, in->scratch, nm);
     sl_batch_push(b, m);
   }
   if (f->n == 0) {
@@ -210,15 +245,15 @@ static const char *emit_entries(sin_t *in, int s, const redisReply *entries, int
     sl_batch_free(b);
     return last;
   }
+  f->next = in->flights.next;
+  f->prev = &in->flights;
+  f->next->prev = f;
+  in->flights.next = f;
   if (b->n == 0) {   /* only deleted entries: nothing to deliver, acknowledge them */
     sl_batch_free(b);
     send_ack(in, f);
     return last;
   }
-  f->next = in->flights.next;
-  f->prev = &in->flights;
-  f->next->prev = f;
-  in->flights.next = f;
   sl_input_emit_retry(&in->base, b, on_txn, f);
   return last;
 }
@@ -228,7 +263,7 @@ static const char *emit_entries(sin_t *in, int s, const redisReply *entries, int
 static void on_read(sl_redis_t *r, redisReply *rp, const char *err, void *arg) {
   (void)r;
   sin_t *in = arg;
-  in->reading = 0;
+  if (in->reading > 0) in->reading--;
   if (in->stopped) return;   /* what it read stays pending: the next start reads it */
   if (!rp || rp->type == REDIS_REPLY_ERROR) {
     if (rp) {   /* NOGROUP after a Redis restart without persistence: set up again, after a pause */
@@ -248,7 +283,7 @@ static void on_read(sl_redis_t *r, redisReply *rp, const char *err, void *arg) {
       int s = 0;
       while (s < in->nstreams && strcmp(in->streams[s], sr->element[0]->str)) s++;
       if (s == in->nstreams) continue;
-      const char *last = emit_entries(in, s, sr->element[1], 0);
+      const char *last = emit_entries(in, s, sr->element[1], pending);
       if (pending) {
         if (last) {
           free(in->ids[s]);
@@ -261,16 +296,16 @@ static void on_read(sl_redis_t *r, redisReply *rp, const char *err, void *arg) {
   if (pending) {
     int left = 0;
     for (int s = 0; s < in->nstreams; s++) left |= in->pending_left[s];
-    if (!left) {
-      in->phase = P_LIVE;
-      in->pending_read = 1;
-    }
+    if (!left) in->phase = P_LIVE;
   }
   read_next(in);
 }
 
+/* While live, a second read waits behind the first in Redis: its reply is
+ * on the way while the first one's entries go through the pipeline. */
 static void read_next(sin_t *in) {
-  if (in->reading || in->stopped || in->phase == P_SETUP || !sl_redis_up(in->rd->r)) return;
+  if (in->reading >= (in->phase == P_LIVE ? 2 : 1) || in->stopped || in->phase == P_SETUP || !sl_redis_up(in->rd->r))
+    return;
   if (!sl_input_ready(&in->base)) return;   /* resume comes back here */
   sl_rargs_t *a = &in->args;
   sl_rargs_reset(a);
@@ -291,7 +326,7 @@ static void read_next(sin_t *in) {
   for (int s = 0; s < in->nstreams; s++)
     if (!pending) sl_rargs_addz(a, ">");
     else if (in->pending_left[s]) sl_rargs_addz(a, in->ids[s]);
-  if (sl_rargs_send(in->rd, a, on_read, in) == 0) in->reading = 1;
+  if (sl_rargs_send(in->rd, a, on_read, in) == 0) in->reading++;
 }
 
 /* ---- setup: the group on every stream ---- */
@@ -306,7 +341,16 @@ static void on_created(sl_redis_t *r, redisReply *rp, const char *err, void *arg
     sl_input_set_connected(&in->base, 0, rp->str);
   }
   if (--in->setups > 0) return;
-  if (in->phase == P_SETUP) in->phase = in->pending_read ? P_LIVE : P_PENDING;
+  /* Own pending entries first, on every connection: what a lost connection
+   * took with it (a read Redis answered into the void) is among them. */
+  if (in->phase == P_SETUP) {
+    in->phase = P_PENDING;
+    for (int s = 0; s < in->nstreams; s++) {
+      free(in->ids[s]);
+      in->ids[s] = sl_xstrdup("0");
+      in->pending_left[s] = 1;
+    }
+  }
   if (sl_redis_up(in->rd->r)) sl_input_set_connected(&in->base, 1, NULL);
   read_next(in);
 }
@@ -429,12 +473,9 @@ static void sin_free(sin_t *in) {
   free(in->client_id);
   free(in->body_key);
   free(in->claim_cursor);
-  while (in->unacked) {
-    flight_t *f = in->unacked;
-    in->unacked = f->next;
-    flight_free(f);
-  }
+  while (in->flights.next != &in->flights) unlink_free(in->flights.next);
   sl_rargs_free(&in->args);
+  free(in->scratch);
   free(in);
 }
 
