@@ -27,6 +27,7 @@ typedef struct resolve {     /* a name lookup, outliving the client if it must *
 struct sl_redis {
   uv_loop_t *loop;
   char *host, *port, *user, *password, *db, *addr, *why;
+  char *refused;             /* the handshake's refusal, until the connection's end reports it */
   const char *log_stream, *log_component;
   int64_t backoff_min, backoff_max, backoff, connect_timeout;
   sl_redis_state_cb on_state;
@@ -201,7 +202,9 @@ static void lost(sl_redis_t *r, const char *why) {
   r->handshake = 0;
   uv_timer_stop(&r->deadline);
   if (r->freed) return;
-  set_state(r, 0, why);
+  set_state(r, 0, r->refused ? r->refused : why);   /* a refused handshake is the reason, not the close after it */
+  free(r->refused);
+  r->refused = NULL;
   r->backoff = r->backoff ? r->backoff * 2 : r->backoff_min;
   if (r->backoff > r->backoff_max) r->backoff = r->backoff_max;
   uv_timer_start(&r->retry, on_retry, (uint64_t)r->backoff, 0);
@@ -230,11 +233,10 @@ static void on_handshake(redisAsyncContext *ac, void *reply, void *privdata) {
   const char *what = privdata;
   if (!r || r->ac != ac || !rp) return;   /* the connection's end says why */
   if (rp->type == REDIS_REPLY_ERROR) {
-    char *why = sl_xasprintf("%s: %s", what, rp->str);
+    free(r->refused);
+    r->refused = sl_xasprintf("%s: %s", what, rp->str);
     r->handshake = 0;
-    set_state(r, 0, why);
-    free(why);
-    redisAsyncDisconnect(ac);   /* ends through on_disconnect, which retries */
+    redisAsyncDisconnect(ac);   /* ends through on_disconnect, which retries and says why */
     return;
   }
   if (--r->handshake == 0 && (ac->c.flags & REDIS_CONNECTED)) {
@@ -416,6 +418,7 @@ static void really_free(sl_redis_t *r) {
   free(r->db);
   free(r->addr);
   free(r->why);
+  free(r->refused);
   free(r);
 }
 

@@ -339,6 +339,33 @@ streams:
     h.stop_after(srv, ok, err)
   end)
 
+  it("authenticates (ACL user and password) and selects the database from the URL; a wrong password is not ready", function()
+    R.cli("ACL SETUSER feeder on '>s3cret' '~*' '&*' '+@all'")
+    local srv = h.serve(string.format([[
+http: { address: 127.0.0.1:$PORT }
+streams:
+  good:
+    input:
+      generate: { count: 5, interval: 0, mapping: 'return tostring(i)' }
+    output:
+      redis_list: { url: 'redis://feeder:s3cret@127.0.0.1:%d/3', key: authed }
+  bad:
+    input:
+      generate: { interval: 1s, mapping: 'return "x"' }
+    output:
+      redis_list: { url: 'redis://feeder:wrong@127.0.0.1:%d', key: refused }
+]], R.port, R.port))
+    local ok, err = pcall(function()
+      assert.is_true(h.wait_for(function() return R.num("-n 3 LLEN authed") == 5 end, 20))
+      assert.equals(0, R.num("LLEN authed"))   -- not in database 0
+      local code, body = ready_status(srv)
+      assert.equals(503, code)
+      assert.matches("AUTH: WRONGPASS", body, 1, true)
+      assert.equals(0, R.num("LLEN refused"))
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
   it("lint refuses rediss:// (no TLS in Debian's hiredis) and a bad URL with file:line:col", function()
     local r = h.run_config([[
 input:
