@@ -67,7 +67,10 @@ static void uvev_poll(uv_poll_t *h, int status, int events) {
   if (e->ac && (events & UV_WRITABLE)) redisAsyncHandleWrite(e->ac);
 }
 
+/* hiredis asks for writes on every command: a restart of the poll costs
+ * libuv an epoll_ctl each time, so only a change restarts it. */
 static void uvev_set(uvev_t *e, int events) {
+  if (events == e->events) return;
   e->events = events;
   if (events) uv_poll_start(&e->poll, events, uvev_poll);
   else uv_poll_stop(&e->poll);
