@@ -262,6 +262,36 @@ output:
   end)
 end)
 
+describe("redis_pubsub under a flood", function()
+  it("keeps at most `buffer` messages while the stream is full, drops and counts the rest", function()
+    local srv = h.serve(string.format([[
+http: { address: 127.0.0.1:$PORT }
+max_in_flight: 1
+input:
+  redis_pubsub: { url: %s, channels: [flood], buffer: 10 }
+pipeline:
+  processors:
+    - rate_limit: { count: 1, interval: 1s }
+output:
+  redis_list: { url: %s, key: got11 }
+]], R.url, R.url))
+    local ok, err = pcall(function()
+      assert.is_true(h.wait_for(function() return tonumber(h.lines(R.cli("PUBSUB NUMSUB flood"))[2]) == 1 end, 20))
+      local cmds = {}
+      for i = 1, 2000 do cmds[#cmds + 1] = "PUBLISH flood " .. string.rep("x", 1000) .. i end
+      h.sh(string.format("redis-cli -p %d >/dev/null", R.port), table.concat(cmds, "\n") .. "\n")
+      local dropped
+      assert.is_true(h.wait_for(function()
+        local _, m = h.sh(string.format("curl -s -m 5 %s/metrics", srv.url))
+        dropped = tonumber(m:match('input_redis_pubsub_dropped{[^}]*} (%d+)'))
+        return dropped and dropped >= 2000 - 12
+      end, 20), "dropped: " .. tostring(dropped))
+      assert.equals(200, (ready_status(srv)))
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+end)
+
 describe("redis connectors under failure", function()
   it("a Redis restart mid-flow: both ends reconnect, /ready says why meanwhile, nothing is lost", function()
     local n = 600

@@ -77,6 +77,9 @@ static void on_state(sl_rconn_t *c, int up, void *arg) {
 
 static int pin_start(sl_input_t *base) {
   pin_t *in = (pin_t *)base;
+  in->dropped = sl_metric(SL_COUNTER, "input_redis_pubsub_dropped",
+                          "Pub/sub messages dropped while the stream and the input's buffer were full.", "stream",
+                          in->conn->series_stream, "label", base->label, "path", in->conn->series_path, NULL);
   return sl_rconn_start(in->conn, base->worker->loop);
 }
 
@@ -107,14 +110,6 @@ static void *pin_create(sl_build_t *b, const sl_cnode_t *conf) {
     if (in->conn) sl_diag_add(b->diags, chs ? chs : conf, "channels", "at least one channel is needed");
     pin_destroy(&in->base);
     return NULL;
-  }
-  if (b->worker && !b->lint_only) {
-    char *path = sl_metrics_path(b->stream_name ? b->stream_name : "", b->path);
-    in->dropped = sl_metric(SL_COUNTER, "input_redis_pubsub_dropped",
-                            "Pub/sub messages dropped while the stream and the input's buffer were full.",
-                            "stream", b->stream_name ? b->stream_name : "", "label",
-                            in->base.label ? in->base.label : "", "path", path, NULL);
-    free(path);
   }
   return in;
 }
