@@ -30,13 +30,16 @@ struct sl_redis {
   char *refused;             /* the handshake's refusal, until the connection's end reports it */
   const char *log_stream, *log_component;
   int64_t backoff_min, backoff_max, backoff, connect_timeout;
+  int64_t reply_timeout;     /* ms; 0: none */
+  uint64_t progress;         /* loop time of the last reply, or of the first command waiting since */
+  int waiting;               /* commands sent and not answered */
   sl_redis_state_cb on_state;
   void *state_arg;
   redisAsyncContext *ac;     /* the connection, or NULL between connections */
   resolve_t *resolving;
   int up, reported;          /* reported: on_state has been told the current state once */
   int handshake;             /* handshake replies still to come */
-  uv_timer_t retry, deadline;
+  uv_timer_t retry, deadline, watch;
   int handles;               /* timers not yet closed */
   int freed;
   cmd_t pending;             /* list head */
@@ -333,6 +336,22 @@ static void connect_now(sl_redis_t *r) {
   }
 }
 
+/* A Redis that accepts and stops answering (stopped, swapping, a network
+ * that drops packets) would hold every command for ever: past
+ * reply_timeout without a reply the connection is dropped, which fails
+ * what waits and reconnects. */
+static void on_watch(uv_timer_t *t) {
+  sl_redis_t *r = t->data;
+  if (!r->ac || !r->waiting || uv_now(r->loop) - r->progress < (uint64_t)r->reply_timeout) return;
+  redisAsyncContext *ac = r->ac;
+  char *why = sl_xasprintf("no reply within %lld ms", (long long)r->reply_timeout);
+  ac->data = NULL;   /* lost() below is the only end */
+  redisAsyncFree(ac);   /* waiting commands get their error now */
+  r->waiting = 0;
+  lost(r, why);
+  free(why);
+}
+
 sl_redis_t *sl_redis_new(uv_loop_t *loop, const sl_redis_opts_t *o, char **err) {
   sl_redis_t *r = sl_xcalloc(1, sizeof(*r));
   if (parse_url(o->url, r, err)) {
@@ -346,6 +365,7 @@ sl_redis_t *sl_redis_new(uv_loop_t *loop, const sl_redis_opts_t *o, char **err) 
   r->backoff_max = o->backoff_max_ms > 0 ? o->backoff_max_ms : 5000;
   if (r->backoff_max < r->backoff_min) r->backoff_max = r->backoff_min;
   r->connect_timeout = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 5000;
+  r->reply_timeout = o->reply_timeout_ms;
   r->on_state = o->on_state;
   r->state_arg = o->state_arg;
   r->pending.next = r->pending.prev = &r->pending;
@@ -354,7 +374,14 @@ sl_redis_t *sl_redis_new(uv_loop_t *loop, const sl_redis_opts_t *o, char **err) 
   r->retry.data = r->deadline.data = r;
   uv_unref((uv_handle_t *)&r->retry);
   uv_unref((uv_handle_t *)&r->deadline);
-  r->handles = 2;
+  uv_timer_init(loop, &r->watch);
+  r->watch.data = r;
+  uv_unref((uv_handle_t *)&r->watch);
+  r->handles = 3;
+  if (r->reply_timeout > 0) {
+    uint64_t every = (uint64_t)(r->reply_timeout / 4 > 50 ? r->reply_timeout / 4 : 50);
+    uv_timer_start(&r->watch, on_watch, every, every);
+  }
   set_state(r, 0, "connecting");
   connect_now(r);
   return r;
@@ -366,6 +393,8 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
   cmd_t *c = privdata;
   sl_redis_t *r = c->r;
   if (r) {
+    r->waiting--;
+    r->progress = uv_now(r->loop);
     c->prev->next = c->next;
     c->next->prev = c->prev;
     const char *err = reply ? NULL : ac->err && ac->errstr[0] ? ac->errstr : "connection lost";
@@ -388,6 +417,7 @@ int sl_redis_command(sl_redis_t *r, sl_redis_cb cb, void *arg, int argc, const c
   }
   c->next->prev = c;
   r->pending.next = c;
+  if (r->waiting++ == 0) r->progress = uv_now(r->loop);
   return 0;
 }
 
@@ -444,4 +474,5 @@ void sl_redis_free(sl_redis_t *r) {
   }
   uv_close((uv_handle_t *)&r->retry, on_timer_closed);
   uv_close((uv_handle_t *)&r->deadline, on_timer_closed);
+  uv_close((uv_handle_t *)&r->watch, on_timer_closed);
 }

@@ -35,6 +35,8 @@ typedef struct sl_redis_opts {
   int64_t backoff_min_ms;        /* first wait before reconnecting (0: 100 ms), doubled per failure */
   int64_t backoff_max_ms;        /* at most (0: 5 s) */
   int64_t connect_timeout_ms;    /* connect and handshake at most (0: 5 s) */
+  int64_t reply_timeout_ms;      /* commands waiting this long without any reply drop the connection
+                                    (0: never); longer than any blocking command's wait */
   sl_redis_state_cb on_state;    /* optional */
   void *state_arg;               /* borrowed until sl_redis_free */
 } sl_redis_opts_t;

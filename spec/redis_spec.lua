@@ -331,6 +331,38 @@ streams:
     h.stop_after(srv, ok, err)
   end)
 
+  it("a Redis that stops answering (SIGSTOP) drops the connection after reply_timeout; it flows again after SIGCONT", function()
+    local other = redis.start()
+    local pid = h.read(other.dir .. "/redis.pid"):match("%d+")
+    local srv = h.serve(string.format([[
+http: { address: 127.0.0.1:$PORT }
+input:
+  generate: { interval: 20ms, mapping: 'return { n = i }' }
+output:
+  redis_list: { url: %s, key: hung, reply_timeout: 1s, reconnect_max_backoff: 200ms }
+]], other.url))
+    local ok, err = pcall(function()
+      assert.is_true(h.wait_for(function() return other.num("LLEN hung") >= 10 end, 20))
+      os.execute("kill -STOP " .. pid)
+      local code, body
+      local seen_down = h.wait_for(function()
+        code, body = ready_status(srv)
+        return code == 503
+      end, 20)
+      os.execute("kill -CONT " .. pid)
+      assert.is_true(seen_down, "still ready while Redis was stopped")
+      assert.matches("no reply within 1000 ms", body, 1, true)
+      local before = other.num("LLEN hung")
+      assert.is_true(h.wait_for(function() return other.num("LLEN hung") >= before + 20 end, 30))
+      -- What failed with the dropped connection comes with its retry (backoff), maybe after later ones.
+      assert.is_true(h.wait_for(function() return all_seen(other, "hung", before + 20) end, 30))
+      assert.equals(200, (ready_status(srv)))
+    end)
+    os.execute("kill -CONT " .. pid .. " 2>/dev/null")
+    h.stop_after(srv, ok, err)
+    other.stop()
+  end)
+
   it("carries huge, binary (non-UTF-8, NUL) and empty values byte for byte", function()
     local huge = string.rep("0123456789abcdef", 512 * 1024)   -- 8 MiB
     local binary = "\255\254\0\1 not utf-8 \192\128\n\r"

@@ -46,6 +46,7 @@ sl_rconn_t *sl_rconn_new(sl_build_t *b, const sl_cnode_t *conf, sl_input_t *in, 
   c->url = sl_xstrdup(sl_conf_str(conf, "url", "redis://localhost:6379"));
   c->backoff = sl_conf_duration_ms(conf, "reconnect_backoff", 100);
   c->max_backoff = sl_conf_duration_ms(conf, "reconnect_max_backoff", 5000);
+  c->reply_timeout = sl_conf_duration_ms(conf, "reply_timeout", 10000);
   if (b->worker && !b->lint_only) {
     const char *sn = b->stream_name ? b->stream_name : "";
     c->series_stream = sl_xstrndup(sn, strcspn(sn, "{"));
@@ -75,6 +76,7 @@ int sl_rconn_start(sl_rconn_t *c, uv_loop_t *loop) {
     .log_component = sl_rconn_label(c),
     .backoff_min_ms = c->backoff,
     .backoff_max_ms = c->max_backoff,
+    .reply_timeout_ms = c->reply_timeout,
     .on_state = on_state,
     .state_arg = c,
   };

@@ -20,7 +20,11 @@
   {"reconnect_backoff", SL_F_DURATION, "100ms", SL_ADVANCED, \
    "First wait before reconnecting after Redis went away; doubled per failed attempt up to `reconnect_max_backoff` " \
    "(sluice adds it: Benthos' Redis client retries on its own schedule).", NULL, NULL}, \
-  {"reconnect_max_backoff", SL_F_DURATION, "5s", SL_ADVANCED, "Longest wait between reconnects.", NULL, NULL}
+  {"reconnect_max_backoff", SL_F_DURATION, "5s", SL_ADVANCED, "Longest wait between reconnects.", NULL, NULL}, \
+  {"reply_timeout", SL_F_DURATION, "10s", SL_ADVANCED, \
+   "Commands waiting this long without any reply (beyond a blocking read's own wait) drop the connection, " \
+   "which fails them and reconnects: a Redis that stopped answering does not hold the stream for ever " \
+   "(sluice adds it). 0: never.", NULL, NULL}
 
 typedef struct sl_rconn sl_rconn_t;
 /* The connection came up or went down (after readiness was updated). */
@@ -34,6 +38,7 @@ struct sl_rconn {
   char *url;
   char *series_stream, *series_path;   /* for the series; NULL when linting */
   int64_t backoff, max_backoff;
+  int64_t reply_timeout;     /* ms; an input adds its blocking reads' wait before starting */
   int was_up;
   int quiet;                 /* a second connection of the component: leaves readiness and series to the first */
   sl_rconn_state_cb on_state;

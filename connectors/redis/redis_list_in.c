@@ -245,6 +245,7 @@ static void *lin_create(sl_build_t *b, const sl_cnode_t *conf) {
     return NULL;
   }
   in->ack->quiet = 1;
+  if (in->rd->reply_timeout > 0) in->rd->reply_timeout += ms;
   if (!strcmp(in->key, in->proc)) {
     sl_diag_add(b->diags, sl_cnode_get(conf, "processing_key"), "processing_key", "must differ from key");
     lin_destroy(&in->base);

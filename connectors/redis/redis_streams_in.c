@@ -535,6 +535,7 @@ static void *sin_create(sl_build_t *b, const sl_cnode_t *conf) {
     return NULL;
   }
   in->ack->quiet = 1;
+  if (in->rd->reply_timeout > 0) in->rd->reply_timeout += sl_conf_duration_ms(conf, "timeout", 1000);
   if (in->nstreams == 0) {
     sl_diag_add(b->diags, sl ? sl : conf, "streams", "at least one stream is needed");
     sin_destroy(&in->base);
