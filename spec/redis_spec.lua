@@ -325,7 +325,8 @@ streams:
       assert.matches("redis 127.0.0.1:" .. R.port, body, 1, true)
       R.launch()
       assert.is_true(h.wait_for(function() return all_seen(R, "got9", n) end, 60), "not everything arrived: " .. srv.stderr())
-      assert.is_true(h.wait_for(function() return R.num("XPENDING s9 g9") == 0 end, 20))
+      assert.is_true(h.wait_for(function() return R.num("XPENDING s9 g9") == 0 end, 20),
+        "still pending: " .. R.cli("XPENDING s9 g9 - + 5") .. srv.stderr())
       assert.equals(200, (ready_status(srv)))
     end)
     h.stop_after(srv, ok, err)

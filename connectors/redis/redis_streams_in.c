@@ -69,6 +69,7 @@ typedef struct sin {
   int64_t claim_ms;
   int phase, reading, setups, stopped;   /* reading: reads out (two at most when live) */
   uv_timer_t setup_timer;    /* a failed read sets up again after a pause */
+  uv_timer_t resend_timer;   /* XACKs Redis refused go again after a pause */
   int claiming;              /* an XAUTOCLAIM is out */
   int claim_stream;
   char *claim_cursor;
@@ -116,6 +117,7 @@ static void maybe_closed(sin_t *in) {
 /* ---- acknowledgements ---- */
 
 static void send_ack(sin_t *in, flight_t *f);
+static void on_resend_timer(uv_timer_t *t);
 
 static void on_acked(sl_redis_t *r, redisReply *rp, const char *err, void *arg) {
   (void)r;
@@ -124,7 +126,8 @@ static void on_acked(sl_redis_t *r, redisReply *rp, const char *err, void *arg) 
   in->acks_open--;
   if (!rp || rp->type == REDIS_REPLY_ERROR) {
     sl_logf(SL_LOG_WARN, sname(in), in->base.label, "redis: XACK: %s", rp ? rp->str : err);
-    f->state = F_RESEND;   /* sent again when the connection is back */
+    f->state = F_RESEND;   /* sent again when the connection is back, or after a pause (LOADING after a restart) */
+    if (rp && in->handles) uv_timer_start(&in->resend_timer, on_resend_timer, 1000, 0);
   } else {
     unlink_free(f);
   }
@@ -156,12 +159,19 @@ static void on_txn(sl_txn_t *t, int status, const char *err, void *arg) {
   if (!in->stopped) read_next(in);
 }
 
-static void on_ack_state(sl_rconn_t *c, int up, void *arg) {
-  (void)c;
-  sin_t *in = arg;
-  if (!up) return;
+static void resend(sin_t *in) {
   for (flight_t *f = in->flights.next; f != &in->flights; f = f->next)
     if (f->state == F_RESEND) send_ack(in, f);
+}
+
+static void on_resend_timer(uv_timer_t *t) {
+  sin_t *in = t->data;
+  if (in->ack && sl_redis_up(in->ack->r)) resend(in);
+}
+
+static void on_ack_state(sl_rconn_t *c, int up, void *arg) {
+  (void)c;
+  if (up) resend(arg);
 }
 
 /* ---- entries to messages ---- */
@@ -428,10 +438,12 @@ static int sin_start(sl_input_t *base) {
   uv_loop_t *loop = base->worker->loop;
   uv_timer_init(loop, &in->claim_timer);
   uv_timer_init(loop, &in->setup_timer);
-  in->claim_timer.data = in->setup_timer.data = in;
+  uv_timer_init(loop, &in->resend_timer);
+  in->claim_timer.data = in->setup_timer.data = in->resend_timer.data = in;
   uv_unref((uv_handle_t *)&in->claim_timer);
   uv_unref((uv_handle_t *)&in->setup_timer);
-  in->handles = 2;
+  uv_unref((uv_handle_t *)&in->resend_timer);
+  in->handles = 3;
   if (in->claim_ms > 0)
     uv_timer_start(&in->claim_timer, on_claim_timer, (uint64_t)in->claim_ms, (uint64_t)in->claim_ms);
   in->claim_stream = in->nstreams;
@@ -493,6 +505,7 @@ static void sin_destroy(sl_input_t *base) {
   if (in->handles) {
     uv_close((uv_handle_t *)&in->claim_timer, on_timer_closed);
     uv_close((uv_handle_t *)&in->setup_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&in->resend_timer, on_timer_closed);
   } else {
     sin_free(in);
   }
