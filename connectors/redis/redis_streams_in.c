@@ -68,6 +68,13 @@ typedef struct sin {
   char limit[16], block[24], idle[24];
   int64_t claim_ms;
   int phase, reading, setups, stopped;   /* reading: reads out (two at most when live) */
+  /* The reads out, oldest first (replies come in order): the setup they
+   * were sent under and whether they read own pending entries. A reply to
+   * a read sent before the latest setup is left alone: the pending read
+   * that setup started finds its entries in the pending list. */
+  struct { unsigned gen; int pending; } rq[2];
+  int rq_head;
+  unsigned gen;
   uv_timer_t setup_timer;    /* a failed read sets up again after a pause */
   uv_timer_t resend_timer;   /* XACKs Redis refused go again after a pause */
   int claiming;              /* an XAUTOCLAIM is out */
@@ -273,8 +280,10 @@ static const char *emit_entries(sin_t *in, int s, const redisReply *entries, int
 static void on_read(sl_redis_t *r, redisReply *rp, const char *err, void *arg) {
   (void)r;
   sin_t *in = arg;
-  if (in->reading > 0) in->reading--;
-  if (in->stopped) return;   /* what it read stays pending: the next start reads it */
+  int stale = in->rq[in->rq_head].gen != in->gen, pending = in->rq[in->rq_head].pending;
+  in->rq_head = (in->rq_head + 1) % 2;
+  in->reading--;
+  if (in->stopped || stale) return;   /* what it read stays pending: read again */
   if (!rp || rp->type == REDIS_REPLY_ERROR) {
     if (rp) {   /* NOGROUP after a Redis restart without persistence: set up again, after a pause */
       sl_logf(SL_LOG_WARN, sname(in), in->base.label, "redis: XREADGROUP: %s", rp->str);
@@ -285,7 +294,6 @@ static void on_read(sl_redis_t *r, redisReply *rp, const char *err, void *arg) {
     (void)err;   /* a lost connection: its up state starts reading again */
     return;
   }
-  int pending = in->phase == P_PENDING;
   if (rp->type == REDIS_REPLY_ARRAY)
     for (size_t k = 0; k < rp->elements; k++) {
       const redisReply *sr = rp->element[k];
@@ -336,7 +344,12 @@ static void read_next(sin_t *in) {
   for (int s = 0; s < in->nstreams; s++)
     if (!pending) sl_rargs_addz(a, ">");
     else if (in->pending_left[s]) sl_rargs_addz(a, in->ids[s]);
-  if (sl_rargs_send(in->rd, a, on_read, in) == 0) in->reading++;
+  if (sl_rargs_send(in->rd, a, on_read, in) == 0) {
+    int k = (in->rq_head + in->reading) % 2;
+    in->rq[k].gen = in->gen;
+    in->rq[k].pending = pending;
+    in->reading++;
+  }
 }
 
 /* ---- setup: the group on every stream ---- */
@@ -368,7 +381,7 @@ static void on_created(sl_redis_t *r, redisReply *rp, const char *err, void *arg
 static void set_up(sin_t *in) {
   in->phase = P_SETUP;
   in->setups = 0;
-  in->reading = 0;
+  in->gen++;
   for (int s = 0; s < in->nstreams; s++) {
     sl_rargs_reset(&in->args);
     const char *argv[] = {"XGROUP", "CREATE", in->streams[s], in->group, in->oldest ? "0" : "$", "MKSTREAM"};
@@ -386,7 +399,6 @@ static void on_rd_state(sl_rconn_t *c, int up, void *arg) {
   (void)c;
   sin_t *in = arg;
   if (up && !in->stopped) set_up(in);
-  else in->reading = 0;
 }
 
 /* ---- claiming what other consumers left ---- */
