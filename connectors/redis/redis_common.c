@@ -1,0 +1,177 @@
+/* The redis_* connectors' shared parts (redis_common.h). */
+#include "redis_common.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/stream.h"
+#include "core/xalloc.h"
+#include "lua/lhost.h"
+#include <stdlib.h>
+#include <string.h>
+
+int sl_rconn_check(sl_build_t *b, const sl_cnode_t *conf) {
+  char *err = NULL;
+  if (!sl_redis_url_check(sl_conf_str(conf, "url", "redis://localhost:6379"), &err)) return 0;
+  const sl_cnode_t *at = sl_cnode_get(conf, "url");
+  sl_diag_add(b->diags, at ? at : conf, "url", "%s", err);
+  free(err);
+  return -1;
+}
+
+static void on_state(sl_redis_t *r, int up, const char *why, void *arg) {
+  sl_rconn_t *c = arg;
+  c->r = r;   /* the first call comes from sl_redis_new */
+  if (c->quiet) {
+    if (c->on_state) c->on_state(c, up, c->arg);
+    return;
+  }
+  if (c->up) {
+    if (up) (*c->up)++;
+    else if (c->was_up) (*c->lost)++;
+    else if (strstr(why, "connecting") == NULL) (*c->failed)++;
+  }
+  c->was_up = up;
+  if (c->in) sl_input_set_connected(c->in, up, why);
+  else sl_output_set_connected(c->out, up, why);
+  if (c->on_state) c->on_state(c, up, c->arg);
+}
+
+sl_rconn_t *sl_rconn_new(sl_build_t *b, const sl_cnode_t *conf, sl_input_t *in, sl_output_t *out,
+                         sl_rconn_state_cb cb, void *arg) {
+  if (sl_rconn_check(b, conf)) return NULL;
+  sl_rconn_t *c = sl_xcalloc(1, sizeof(*c));
+  c->in = in;
+  c->out = out;
+  c->on_state = cb;
+  c->arg = arg;
+  c->url = sl_xstrdup(sl_conf_str(conf, "url", "redis://localhost:6379"));
+  c->backoff = sl_conf_duration_ms(conf, "reconnect_backoff", 100);
+  c->max_backoff = sl_conf_duration_ms(conf, "reconnect_max_backoff", 5000);
+  c->reply_timeout = sl_conf_duration_ms(conf, "reply_timeout", 10000);
+  if (b->worker && !b->lint_only) {
+    const char *sn = b->stream_name ? b->stream_name : "";
+    c->series_stream = sl_xstrndup(sn, strcspn(sn, "{"));
+    c->series_path = sl_metrics_path(sn, b->path);
+  }
+  return c;
+}
+
+/* Benthos' connection series, once the component has its label. */
+static void make_series(sl_rconn_t *c) {
+  const char *label = sl_rconn_label(c);
+  char name[64];
+#define SERIES(what, help) \
+  (snprintf(name, sizeof name, "%s_connection_%s", c->in ? "input" : "output", what), \
+   sl_metric(SL_COUNTER, name, help, "stream", c->series_stream, "label", label ? label : "", "path", \
+             c->series_path, NULL))
+  c->up = SERIES("up", "Times a component connected to its source or destination.");
+  c->lost = SERIES("lost", "Times a component lost its connection.");
+  c->failed = SERIES("failed", "Failed attempts to connect.");
+#undef SERIES
+}
+
+int sl_rconn_start(sl_rconn_t *c, uv_loop_t *loop) {
+  sl_redis_opts_t o = {
+    .url = c->url,
+    .log_stream = sl_rconn_stream(c),
+    .log_component = sl_rconn_label(c),
+    .backoff_min_ms = c->backoff,
+    .backoff_max_ms = c->max_backoff,
+    .reply_timeout_ms = c->reply_timeout,
+    .on_state = on_state,
+    .state_arg = c,
+  };
+  if (c->series_stream && !c->quiet) make_series(c);
+  char *err = NULL;
+  c->r = sl_redis_new(loop, &o, &err);   /* the URL was checked when built */
+  if (!c->r) {
+    sl_logf(SL_LOG_ERROR, o.log_stream, o.log_component, "%s", err ? err : "cannot connect");
+    free(err);
+    return -1;
+  }
+  return 0;
+}
+
+void sl_rconn_free(sl_rconn_t *c) {
+  if (!c) return;
+  sl_redis_free(c->r);
+  free(c->url);
+  free(c->series_stream);
+  free(c->series_path);
+  free(c);
+}
+
+const char *sl_rconn_stream(const sl_rconn_t *c) {
+  const sl_stream_t *s = c->in ? c->in->stream : c->out->stream;
+  return s ? s->name : NULL;
+}
+
+const char *sl_rconn_label(const sl_rconn_t *c) { return c->in ? c->in->label : c->out->label; }
+
+/* ---- arguments ---- */
+
+void sl_rargs_add(sl_rargs_t *a, const char *s, size_t len) {
+  if (a->n == a->cap) {
+    a->cap = a->cap ? a->cap * 2 : 16;
+    a->v = sl_xrealloc(a->v, (size_t)a->cap * sizeof(*a->v));
+    a->len = sl_xrealloc(a->len, (size_t)a->cap * sizeof(*a->len));
+  }
+  a->v[a->n] = s;
+  a->len[a->n++] = len;
+}
+
+void sl_rargs_addz(sl_rargs_t *a, const char *s) { sl_rargs_add(a, s, strlen(s)); }
+
+void sl_rargs_own(sl_rargs_t *a, char *s, size_t len) {
+  a->owned = sl_xrealloc(a->owned, (size_t)(a->nowned + 1) * sizeof(*a->owned));
+  a->owned[a->nowned++] = s;
+  sl_rargs_add(a, s, len);
+}
+
+void sl_rargs_reset(sl_rargs_t *a) {
+  for (int i = 0; i < a->nowned; i++) free(a->owned[i]);
+  a->nowned = 0;
+  a->n = 0;
+}
+
+void sl_rargs_free(sl_rargs_t *a) {
+  sl_rargs_reset(a);
+  free(a->v);
+  free(a->len);
+  free(a->owned);
+  memset(a, 0, sizeof(*a));
+}
+
+int sl_rargs_send(sl_rconn_t *c, sl_rargs_t *a, sl_redis_cb cb, void *arg) {
+  return sl_redis_command(c->r, cb, arg, a->n, a->v, a->len);
+}
+
+/* ---- templates ---- */
+
+int sl_rtmpl_init(sl_rtmpl_t *t, sl_build_t *b, const sl_cnode_t *conf, const char *key) {
+  memset(t, 0, sizeof(*t));
+  t->i = sl_lua_interp_field(b->worker, conf, b->diags, key);
+  if (!t->i) return -1;
+  if (sl_interp_is_static(t->i)) {
+    char *err = NULL;
+    t->fixed = sl_interp_eval(t->i, NULL, 0, NULL, &err);
+    free(err);
+  }
+  return 0;
+}
+
+char *sl_rtmpl_eval(sl_rtmpl_t *t, sl_msg_t *m, uint32_t k, size_t *len, char **err) {
+  if (t->fixed) {
+    if (len) *len = strlen(t->fixed);
+    return sl_xstrdup(t->fixed);
+  }
+  char *e = NULL;
+  char *v = sl_interp_eval(t->i, m, k, len, &e);
+  if (!v) *err = sl_xstrdup(e ? e : "evaluation failed");
+  free(e);
+  return v;
+}
+
+void sl_rtmpl_free(sl_rtmpl_t *t) {
+  sl_interp_free(t->i);
+  free(t->fixed);
+}
