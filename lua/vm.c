@@ -3,6 +3,7 @@
  * config section. */
 #include "vm.h"
 #include "embedded.h"
+#include "library.h"
 #include "strmatch.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -141,7 +142,8 @@ static sl_lua_t *vm_new(uv_loop_t *loop) {
   lua_pushlightuserdata(L, vm);
   if (load_embedded(L, "lua.budget", 2) != 0) abort();
   sl_lstrmatch_push(L, &vm->guard);
-  if (load_embedded(L, "lua.runtime", 2) != 0) abort();
+  sl_lstdlib_push(L, &vm->guard);
+  if (load_embedded(L, "lua.runtime", 3) != 0) abort();
   int rt = lua_gettop(L);
   lua_pushcfunction(L, call_protected);
   vm->ref_call = luaL_ref(L, LUA_REGISTRYINDEX);
