@@ -25,6 +25,18 @@
 
 /* ---- decode ---- */
 
+/* Whether the text holds "[" and "]" with only whitespace between (in a
+ * string too: that costs a slower decode, never a wrong one). Called by
+ * lua/runtime.lua through the FFI for every decode, so it is a memchr. */
+int sl_ljson_empty_array(const char *s, size_t len) {
+  const char *e = s + len;
+  for (const char *p = s; (p = memchr(p, '[', (size_t)(e - p))); ) {
+    for (p++; p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'); p++) {}
+    if (p < e && *p == ']') return 1;
+  }
+  return 0;
+}
+
 static void push_json(lua_State *L, json_t *v, int depth) {
   luaL_checkstack(L, 4, "JSON nested too deep");
   switch (json_typeof(v)) {

@@ -3,7 +3,8 @@
  * PCRE2's memory comes from the VM's allocator (so lua.max_memory counts it);
  * every match runs under a match, depth and heap limit, so that a pattern
  * that backtracks catastrophically fails its message instead of holding the
- * worker; loops over many matches ask the script's guard for its deadline. */
+ * worker (one pcre2_match is then at most ~20 ms); loops over many matches
+ * ask the script's guard for its deadline before each. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "re.h"
 #include <lauxlib.h>
@@ -15,7 +16,6 @@
 #define DEPTH_LIMIT 100000
 #define HEAP_LIMIT_KIB (64 * 1024)
 #define JIT_STACK_MAX (1 << 20)
-#define GUARD_EVERY 64           /* matches between two looks at the guard */
 #define STATE_UPV lua_upvalueindex(1)
 #define CACHE_UPV lua_upvalueindex(2)
 #define RE_MT "sluice.re"
@@ -241,32 +241,34 @@ static long start_at(lua_State *L, int arg, size_t len) {
   return (long)init - 1;
 }
 
-/* re.match(subject, pattern [, flags [, init]]) -> table of captures | nil */
-static int l_match(lua_State *L) {
+/* The first match of (subject, pattern [, flags [, init]]): the regex, or
+ * NULL (and nil pushed) when there is none. */
+static re_t *first_match(lua_State *L, const char **s) {
   lua_settop(L, 4);
   size_t len;
-  const char *s = luaL_checklstring(L, 1, &len);
+  *s = luaL_checklstring(L, 1, &len);
   re_t *r = get_re(L, 2, 3);
   long pos = start_at(L, 4, len);
-  if (pos < 0 || !exec(L, state(L), r, s, len, (size_t)pos, 0)) {
+  if (pos < 0 || !exec(L, state(L), r, *s, len, (size_t)pos, 0)) {
     lua_pushnil(L);
-    return 1;
+    return NULL;
   }
-  push_match(L, r, s);
+  return r;
+}
+
+/* re.match(subject, pattern [, flags [, init]]) -> table of captures | nil */
+static int l_match(lua_State *L) {
+  const char *s;
+  re_t *r = first_match(L, &s);
+  if (r) push_match(L, r, s);
   return 1;
 }
 
 /* re.find(subject, pattern [, flags [, init]]) -> from, to | nil (1-based, inclusive) */
 static int l_find(lua_State *L) {
-  lua_settop(L, 4);
-  size_t len;
-  const char *s = luaL_checklstring(L, 1, &len);
-  re_t *r = get_re(L, 2, 3);
-  long pos = start_at(L, 4, len);
-  if (pos < 0 || !exec(L, state(L), r, s, len, (size_t)pos, 0)) {
-    lua_pushnil(L);
-    return 1;
-  }
+  const char *s;
+  re_t *r = first_match(L, &s);
+  if (!r) return 1;
   PCRE2_SIZE *ov = pcre2_get_ovector_pointer(r->md);
   lua_pushinteger(L, (lua_Integer)ov[0] + 1);
   lua_pushinteger(L, (lua_Integer)ov[1]);
@@ -278,13 +280,12 @@ static int l_find(lua_State *L) {
 typedef struct iter {
   size_t pos;
   long last_end;                 /* end of the previous match, -1 before the first */
-  unsigned n;
   uint32_t opts;                 /* after the first match the subject's UTF-8 is known good */
 } iter_t;
 
 static int next_match(lua_State *L, re_state_t *st, re_t *r, const char *s, size_t len, iter_t *it) {
   while (it->pos <= len) {
-    if (++it->n % GUARD_EVERY == 0) check_guard(L, st);
+    check_guard(L, st);
     if (!exec(L, st, r, s, len, it->pos, it->opts)) return 0;
     if (r->utf) it->opts |= PCRE2_NO_UTF_CHECK;
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(r->md);
@@ -308,9 +309,8 @@ static int gmatch_aux(lua_State *L) {
   size_t len;
   const char *s = lua_tolstring(L, lua_upvalueindex(3), &len);
   re_t *r = lua_touserdata(L, lua_upvalueindex(4));
-  iter_t it = {(size_t)lua_tointeger(L, lua_upvalueindex(5)), (long)lua_tointeger(L, lua_upvalueindex(6)), 0,
+  iter_t it = {(size_t)lua_tointeger(L, lua_upvalueindex(5)), (long)lua_tointeger(L, lua_upvalueindex(6)),
                r->utf && lua_tointeger(L, lua_upvalueindex(5)) > 0 ? PCRE2_NO_UTF_CHECK : 0};
-  check_guard(L, state(L));
   if (!next_match(L, state(L), r, s, len, &it)) return 0;
   lua_pushinteger(L, (lua_Integer)it.pos);
   lua_replace(L, lua_upvalueindex(5));
@@ -388,7 +388,7 @@ static int l_gsub(lua_State *L) {
   re_state_t *st = state(L);
   luaL_Buffer b;
   luaL_buffinit(L, &b);
-  iter_t it = {0, -1, 0, 0};
+  iter_t it = {0, -1, 0};
   size_t copied = 0;
   lua_Integer n = 0;
   while (max < 0 || n < max) {
@@ -433,7 +433,7 @@ static int l_split(lua_State *L) {
   lua_newtable(L);
   if (max == 0) return 1;
   int n = 0;
-  iter_t it = {0, -1, 0, 0};
+  iter_t it = {0, -1, 0};
   size_t beg = 0, end = 0;
   while (max < 0 || n < max - 1) {
     if (!next_match(L, st, r, s, len, &it)) break;

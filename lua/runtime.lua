@@ -189,8 +189,9 @@ local ARRAY_MT = {__metatable = "json.array"}
 local OBJECT_MT = {__metatable = "json.object"}
 local jsonx = library.json_make(ARRAY_MT, OBJECT_MT, RAW, mpack.NIL)
 local encode, decode_marked = jsonx.encode, jsonx.decode_marked
+ffi.cdef "int sl_ljson_empty_array(const char *s, size_t len);"
 local function decode(s)
-  if type(s) == "string" and str_find(s, "%[%s*%]") then
+  if type(s) == "string" and C.sl_ljson_empty_array(s, #s) ~= 0 then
     local v = decode_marked(s)
     if v ~= nil then return v end
   end
