@@ -126,26 +126,30 @@ static void add(lua_State *L, buf_t *b, const char *s, size_t n) {
 }
 #define ADDC(L, b, c) do { need(L, b, 1); (b)->p[(b)->n++] = (c); } while (0)
 
+/* What lua-cjson writes for each byte: 0 the byte itself, else its escape's
+ * second character ('u' for \u00XX). */
+static const char escape[256] = {
+  'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'b', 't', 'n', 'u', 'f', 'r', 'u', 'u',
+  'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u',
+  ['"'] = '"', ['/'] = '/', ['\\'] = '\\', [0x7f] = 'u'};
+
 static void add_string(lua_State *L, buf_t *b, const char *s, size_t len) {
   need(L, b, len * 6 + 2);
   char *o = b->p + b->n;
   *o++ = '"';
+  size_t run = 0;   /* start of the bytes not yet copied */
   for (size_t i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)s[i];
-    switch (c) {
-    case '"': *o++ = '\\'; *o++ = '"'; break;
-    case '\\': *o++ = '\\'; *o++ = '\\'; break;
-    case '/': *o++ = '\\'; *o++ = '/'; break;
-    case '\b': *o++ = '\\'; *o++ = 'b'; break;
-    case '\f': *o++ = '\\'; *o++ = 'f'; break;
-    case '\n': *o++ = '\\'; *o++ = 'n'; break;
-    case '\r': *o++ = '\\'; *o++ = 'r'; break;
-    case '\t': *o++ = '\\'; *o++ = 't'; break;
-    default:
-      if (c < 0x20 || c == 0x7f) o += sprintf(o, "\\u%04x", c);
-      else *o++ = (char)c;
-    }
+    char e = escape[(unsigned char)s[i]];
+    if (!e) continue;
+    memcpy(o, s + run, i - run);
+    o += i - run;
+    run = i + 1;
+    *o++ = '\\';
+    if (e == 'u') o += sprintf(o, "u%04x", (unsigned char)s[i]);
+    else *o++ = e;
   }
+  memcpy(o, s + run, len - run);
+  o += len - run;
   *o++ = '"';
   b->n = (size_t)(o - b->p);
 }
@@ -153,7 +157,12 @@ static void add_string(lua_State *L, buf_t *b, const char *s, size_t len) {
 static void add_number(lua_State *L, buf_t *b, lua_Number x) {
   if (isnan(x) || isinf(x)) luaL_error(L, "Cannot serialise number: must not be NaN or Inf");
   char tmp[32];
-  int n = snprintf(tmp, sizeof(tmp), "%.14g", x);
+  int n;
+  /* whole numbers below 10^14 are what "%.14g" writes, digit for digit */
+  if (x == (lua_Number)(long long)x && x > -1e14 && x < 1e14 && !(x == 0 && signbit(x)))
+    n = snprintf(tmp, sizeof(tmp), "%lld", (long long)x);
+  else
+    n = snprintf(tmp, sizeof(tmp), "%.14g", x);
   add(L, b, tmp, (size_t)n);
 }
 

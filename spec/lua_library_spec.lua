@@ -200,6 +200,11 @@ describe("re", function()
       return {r:match("x42")[1], f, e, (r:gsub("a1b2", "<$1>")), r:split("a1b2c"), t}]=]))
   end)
 
+  it("escapes text for a pattern", function()
+    assert.are.same({"a\\.b\\*c\\$", 2, "1+1=2?"}, value([=[
+      return {re.escape("a.b*c$"), (re.find("x.y", re.escape("."))), re.match("is 1+1=2? yes", re.escape("1+1=2?"))[0]}]=]))
+  end)
+
   it("has flags: i m s x u U, and refuses unknown ones", function()
     assert.are.same({"ABC", "b", "a\nb", "ab", "ÀÉ", "aaa"}, value([=[
       return {re.match("ABC", "abc", "i")[0], re.match("a\nb", "^b$", "m")[0], re.match("a\nb", "a.b", "s")[0],
