@@ -16,7 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MAX_DEPTH 1000           /* lua-cjson's encode_max_depth */
+#define MAX_DEPTH 1000           /* lua-cjson's encode_max_depth and decode_max_depth */
 #define ARRAY_MT lua_upvalueindex(1)
 #define OBJECT_MT lua_upvalueindex(2)
 #define RAW_KEY lua_upvalueindex(3)
@@ -38,6 +38,8 @@ int sl_ljson_empty_array(const char *s, size_t len) {
 }
 
 static void push_json(lua_State *L, json_t *v, int depth) {
+  /* lua-cjson's decode_max_depth, and its words */
+  if (depth >= MAX_DEPTH) luaL_error(L, "Found too many nested data structures (%d)", depth + 1);
   luaL_checkstack(L, 4, "JSON nested too deep");
   switch (json_typeof(v)) {
   case JSON_OBJECT: {

@@ -423,7 +423,12 @@ do
     return function(t)
       if t == nil then t = {} end
       if type(t) ~= "table" then error("json." .. what .. ": a table expected, got " .. type(t), 2) end
-      setmt(raw_of(t), mt)
+      local r = raw_of(t)
+      local cur = getmetatable(r)
+      if cur ~= nil and cur ~= "json.array" and cur ~= "json.object" then
+        error("json." .. what .. ": the table has a metatable of its own", 2)
+      end
+      setmt(r, mt)
       return t
     end
   end

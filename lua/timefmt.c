@@ -330,7 +330,7 @@ static int l_format(lua_State *L) {
   int32_t off = offset_at(z, sec, &abbr);
   struct tm tm;
   to_tm(sec + off, &tm);
-  char out[1024];
+  char out[2048];   /* a 256-byte format of %N writes 1152 */
   if (lua_isnoneornil(L, 2)) {
     /* RFC 3339, with as many fractional digits as it takes (Go's RFC3339Nano) */
     if (tm.tm_year + 1900 > 9999 || tm.tm_year + 1900 < 0) return luaL_error(L, "time.format: year outside 0000-9999");
@@ -349,7 +349,7 @@ static int l_format(lua_State *L) {
   if (flen > MAX_FORMAT) return luaL_argerror(L, 2, "format longer than 256 bytes");
   /* sluice's conversions first: %f microseconds, %L milliseconds,
    * %N nanoseconds (GNU date), %:z the offset as +hh:mm */
-  char fmt[MAX_FORMAT * 4 + 1];
+  char fmt[MAX_FORMAT * 5 + 1];   /* %N grows 2 bytes to 9 */
   size_t w = 0;
   for (size_t i = 0; i < flen; i++) {
     if (f[i] != '%' || i + 1 >= flen) {

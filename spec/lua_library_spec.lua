@@ -260,7 +260,8 @@ lua:
     assert.are.same({"", 10000000, "\255", true}, value([=[
       local big = string.rep("ab", 5000000)
       local _, n = re.gsub(big, "a", "")
-      return {re.match("", "^$")[0], n * 2, re.match("\255", ".")[0], re.match("", "a") == nil}]=]))
+      return {re.match("", "^$")[0], n * 2, re.match("\255", ".")[0], re.match("", "a") == nil}]=],
+      {lua = "  max_time: 60s\n"}))
     fails('return re.match("\\255abc", "b", "u")', "subject is not valid UTF%-8 at byte 1")
   end)
 
@@ -268,7 +269,7 @@ lua:
     assert.are.equal(20000, value([=[
       local n = 0
       for i = 1, 20000 do if re.find("x" .. i, "x" .. i .. "$") then n = n + 1 end end
-      return n]=], {lua = "  max_memory: 16MiB\n"}))
+      return n]=], {lua = "  max_memory: 4MiB\n  max_time: 60s\n"}))
   end)
 end)
 
@@ -322,6 +323,8 @@ describe("time", function()
         -- Germany kept summer time in April 1985 (from March 31), not in January
         time.parse("1985-04-13 01:20:50", "%Y-%m-%d %H:%M:%S", "Europe/Berlin"),
         (time.parse("1985-01-13 01:20:50", "%Y-%m-%d %H:%M:%S", "Europe/Berlin"))}]=]))
+    assert.are.equal(128 * 9, #value('return time.format(0, string.rep("%N", 128))'))
+    fails('return time.format(0, string.rep("%N", 129))', "format longer than 256 bytes")
     fails('return time.parse("12/04", "%Y-%m")', "does not match the format")
     fails('return time.parse("1985-04-12x", "%Y-%m-%d")', "text after the time")
   end)
@@ -391,6 +394,7 @@ describe("json", function()
         json.encode(json.array({1, nil, 3})), json.encode({a = json.null}), json.encode(json.decode("[null]")),
         json.decode("null") == json.null}]=]))
     fails('return json.array("x")', "json.array: a table expected, got string")
+    fails('return json.object(setmetatable({}, {}))', "json.object: the table has a metatable of its own")
   end)
 
   it("writes what lua-cjson wrote: its escapes, numbers and errors", function()
