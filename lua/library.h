@@ -54,7 +54,7 @@ void sl_lstdlib_push(lua_State *L, sl_lguard_t *g);
   "exactly. `time.offset(t, zone)` returns the zone's offset from UT in seconds at t, and its abbreviation. " \
   "Zones are IANA names (`Europe/Paris`) read from the system's tzdata (`/usr/share/zoneinfo`, once per " \
   "worker and zone), `UTC`, or fixed offsets (`+05:30`); past a zone file's last transition (2037 in " \
-  "Debian's files) its last offset holds. `time.parse_duration(\"1h30m\")` (5400) and " \
+  "Debian's files) its POSIX TZ rule applies (RFC 8536's footer), as Python's zoneinfo reads it. `time.parse_duration(\"1h30m\")` (5400) and " \
   "`time.format_duration(5400)` (`1h30m0s`) read and write durations in seconds as Go and Benthos write " \
   "them (units `ns`, `us`, `µs`, `ms`, `s`, `m`, `h`; fractions and a sign).\n" \
   "- **`hash`**: `hash.md5(s)`, `hash.sha1(s)`, `hash.sha256(s)`, `hash.sha512(s)` and " \

@@ -3,7 +3,8 @@
  * Go writes them ("1h30m"), and time zones by IANA name from the system's
  * tzdata. glibc converts to a named zone only through the process-wide TZ
  * variable, which other threads read, so zone files (RFC 8536's TZif) are
- * read here, once per VM and zone, their version-2 64-bit data. */
+ * read here, once per VM and zone: their version-2 64-bit transitions and
+ * the POSIX TZ rule of their footer for the times after the last one. */
 #include "timefmt.h"
 #include <errno.h>
 #include <lauxlib.h>
@@ -32,7 +33,16 @@ typedef struct zone {
   char (*abbr)[8];               /* abbreviation of each type */
   int32_t first_off;             /* before the first transition */
   char first_abbr[8];
+  /* after the last transition: the footer's POSIX TZ rule (RFC 8536 3.3) */
+  int rule;                      /* 0 none, 1 a standard offset only, 2 with daylight saving */
+  int32_t std_off, dst_off;
+  char std_abbr[8], dst_abbr[8];
+  struct { int kind, m, w, d; int32_t secs; } when[2];   /* kind: 'J', 'n' or 'M'; start, end */
 } zone_t;
+
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d);
+static int leap_year(long y);
+static int days_in(long y, int m);
 
 static int zone_gc(lua_State *L) {
   zone_t *z = lua_touserdata(L, 1);
@@ -50,6 +60,126 @@ static int zone_gc(lua_State *L) {
 static uint32_t be32(const unsigned char *p) { return (uint32_t)p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3]; }
 static int64_t be64(const unsigned char *p) { return (int64_t)((uint64_t)be32(p) << 32 | be32(p + 4)); }
 
+/* ---- POSIX TZ rules (the footer of version 2+ files) ---- */
+
+static const char *tz_name(const char *p, char *out) {
+  const char *start = p, *end;
+  if (*p == '<') {
+    start = ++p;
+    while (*p && *p != '>') p++;
+    if (*p != '>') return NULL;
+    end = p++;
+  } else {
+    while ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')) p++;
+    end = p;
+  }
+  size_t n = (size_t)(end - start);
+  if (n < 1) return NULL;
+  if (n > 7) n = 7;
+  memcpy(out, start, n);
+  out[n] = 0;
+  return p;
+}
+
+/* [+-]hh[:mm[:ss]] into seconds (hh up to 167, for RFC 8536's extension). */
+static const char *tz_secs(const char *p, int32_t *out) {
+  int sign = 1;
+  if (*p == '+' || *p == '-') sign = *p++ == '-' ? -1 : 1;
+  int32_t v = 0;
+  for (int part = 0; part < 3; part++) {
+    if (!(*p >= '0' && *p <= '9')) return NULL;
+    int x = 0;
+    while (*p >= '0' && *p <= '9') x = x * 10 + (*p++ - '0');
+    if (x > 167) return NULL;
+    v += x * (part == 0 ? 3600 : part == 1 ? 60 : 1);
+    if (*p != ':') break;
+    p++;
+  }
+  *out = sign * v;
+  return p;
+}
+
+static const char *tz_date(const char *p, zone_t *z, int i) {
+  z->when[i].secs = 7200;
+  if (*p == 'M') {
+    z->when[i].kind = 'M';
+    if (sscanf(p + 1, "%d.%d.%d", &z->when[i].m, &z->when[i].w, &z->when[i].d) != 3) return NULL;
+    if (z->when[i].m < 1 || z->when[i].m > 12 || z->when[i].w < 1 || z->when[i].w > 5 || z->when[i].d < 0 ||
+        z->when[i].d > 6)
+      return NULL;
+    p++;
+    while ((*p >= '0' && *p <= '9') || *p == '.') p++;
+  } else {
+    z->when[i].kind = *p == 'J' ? 'J' : 'n';
+    if (*p == 'J') p++;
+    if (!(*p >= '0' && *p <= '9')) return NULL;
+    int x = 0;
+    while (*p >= '0' && *p <= '9') x = x * 10 + (*p++ - '0');
+    if (x > 365) return NULL;
+    z->when[i].d = x;
+  }
+  if (*p == '/') p = tz_secs(p + 1, &z->when[i].secs);
+  return p;
+}
+
+/* "CET-1CEST,M3.5.0,M10.5.0/3" into z's rule; -1 if it is not one. */
+static int tz_rule(zone_t *z, const char *p) {
+  int32_t o;
+  if (!(p = tz_name(p, z->std_abbr)) || !(p = tz_secs(p, &o))) return -1;
+  z->std_off = -o;   /* POSIX counts west of Greenwich */
+  z->rule = 1;
+  if (!*p) return 0;
+  if (!(p = tz_name(p, z->dst_abbr))) return -1;
+  z->dst_off = z->std_off + 3600;
+  if (*p && *p != ',') {
+    if (!(p = tz_secs(p, &o))) return -1;
+    z->dst_off = -o;
+  }
+  if (*p++ != ',' || !(p = tz_date(p, z, 0)) || *p++ != ',' || !(p = tz_date(p, z, 1)) || *p) return -1;
+  z->rule = 2;
+  return 0;
+}
+
+/* Seconds from 1970 to the rule's moment in year y, in the local time it is
+ * written in. */
+static int64_t rule_local(const zone_t *z, int i, int64_t y) {
+  int64_t day;
+  if (z->when[i].kind == 'M') {
+    int64_t first = days_from_civil(y, (unsigned)z->when[i].m, 1);
+    int wd = (int)(((first + 4) % 7 + 7) % 7);   /* 1970-01-01 was a Thursday */
+    int d = 1 + (z->when[i].d - wd + 7) % 7 + (z->when[i].w - 1) * 7;
+    while (d > days_in(y, z->when[i].m)) d -= 7;
+    day = first + d - 1;
+  } else if (z->when[i].kind == 'J') {
+    /* 1..365, February 29 never counted */
+    int n = z->when[i].d;
+    day = days_from_civil(y, 1, 1) + n - 1 + (leap_year(y) && n >= 60 ? 1 : 0);
+  } else {
+    day = days_from_civil(y, 1, 1) + z->when[i].d;
+  }
+  return day * 86400 + z->when[i].secs;
+}
+
+/* The rule's offset at instant t (and its abbreviation). */
+static int32_t rule_offset(const zone_t *z, int64_t t, const char **abbr) {
+  if (z->rule == 2) {
+    int64_t days = (t + z->std_off) / 86400 - ((t + z->std_off) % 86400 < 0);
+    /* the year of that day (Howard Hinnant's civil_from_days) */
+    int64_t zd = days + 719468, era = (zd >= 0 ? zd : zd - 146096) / 146097;
+    unsigned doe = (unsigned)(zd - era * 146097), yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
+    int64_t y = (int64_t)yoe + era * 400 + ((mp < 10 ? mp + 3 : mp - 9) <= 2);
+    int64_t start = rule_local(z, 0, y) - z->std_off, end = rule_local(z, 1, y) - z->dst_off;
+    int dst = start < end ? t >= start && t < end : t < end || t >= start;
+    if (dst) {
+      if (abbr) *abbr = z->dst_abbr;
+      return z->dst_off;
+    }
+  }
+  if (abbr) *abbr = z->std_abbr;
+  return z->std_off;
+}
+
 /* Parses a TZif file (RFC 8536) into z; 0, or -1 if it is not one. */
 static int tzif_parse(zone_t *z, const unsigned char *p, size_t len) {
   if (len < 44 || memcmp(p, "TZif", 4)) return -1;
@@ -66,7 +196,8 @@ static int tzif_parse(zone_t *z, const unsigned char *p, size_t len) {
     if (memcmp(h, "TZif", 4)) return -1;
     tsize = 8;
   }
-  uint32_t leap = be32(h + 28), timecnt = be32(h + 32), typecnt = be32(h + 36), charcnt = be32(h + 40);
+  uint32_t isut = be32(h + 20), isstd = be32(h + 24), leap = be32(h + 28), timecnt = be32(h + 32),
+           typecnt = be32(h + 36), charcnt = be32(h + 40);
   if (typecnt == 0 || typecnt > 256 || timecnt > 100000 || charcnt > 10000 || leap > 10000) return -1;
   const unsigned char *d = h + 44;
   size_t need = (size_t)timecnt * (tsize + 1) + (size_t)typecnt * 6 + charcnt;
@@ -97,6 +228,18 @@ static int tzif_parse(zone_t *z, const unsigned char *p, size_t len) {
   /* RFC 8536 3.2: before the first transition, type 0 */
   z->first_off = z->type_off[0];
   memcpy(z->first_abbr, z->abbr[0], 8);
+  /* the footer: "\n" rule "\n" after the version-2 data */
+  const unsigned char *f = chars + charcnt + (size_t)leap * (tsize + 4) + isstd + isut;
+  if (v2 && f < p + len && *f == '\n') {
+    const unsigned char *nl = memchr(f + 1, '\n', (size_t)(p + len - f - 1));
+    char rule[128];
+    size_t rl = nl ? (size_t)(nl - f - 1) : 0;
+    if (nl && rl > 0 && rl < sizeof(rule)) {
+      memcpy(rule, f + 1, rl);
+      rule[rl] = 0;
+      if (tz_rule(z, rule) != 0) z->rule = 0;
+    }
+  }
   return 0;
 }
 
@@ -165,8 +308,7 @@ static const zone_t *get_zone(lua_State *L, int arg) {
 }
 
 /* The zone's UT offset at the instant t (and its abbreviation). Past the
- * last transition the last type holds (Debian ships "fat" files, whose
- * transitions run to 2037). */
+ * last transition, the file's rule (or else its last type). */
 static int32_t offset_at(const zone_t *z, int64_t t, const char **abbr) {
   if (z->fixed) {
     if (abbr) *abbr = z->off ? NULL : "UTC";
@@ -176,6 +318,7 @@ static int32_t offset_at(const zone_t *z, int64_t t, const char **abbr) {
     if (abbr) *abbr = z->first_abbr;
     return z->first_off;
   }
+  if (z->rule && t >= z->at[z->n - 1]) return rule_offset(z, t, abbr);
   uint32_t lo = 0, hi = z->n;   /* the last transition <= t */
   while (hi - lo > 1) {
     uint32_t mid = lo + (hi - lo) / 2;

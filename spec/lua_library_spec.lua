@@ -347,6 +347,28 @@ describe("time", function()
     fails('return time.offset(0, "zone.tab")', "bad time zone name")
   end)
 
+  it("agrees with Python's zoneinfo on the same tzdata, past 2037 too (the files' POSIX TZ rules)", function()
+    local code, cases, err = h.sh([[python3 -c '
+import json, random
+from datetime import datetime
+from zoneinfo import ZoneInfo
+random.seed(15)
+out = []
+for z in ["Europe/Paris", "America/New_York", "Australia/Sydney", "America/Santiago", "Asia/Kolkata",
+          "Pacific/Auckland", "Europe/London", "Asia/Tehran", "America/Sao_Paulo", "Pacific/Chatham"]:
+    for t in [random.randint(-2000000000, 4102444800) for _ in range(40)]:
+        out.append([z, t, int(datetime.fromtimestamp(t, ZoneInfo(z)).utcoffset().total_seconds())])
+print(json.dumps(out))']])
+    assert.are.equal(0, code, err)
+    assert.are.same({}, value([=[
+      local bad = {}
+      for _, c in ipairs(msg:json()) do
+        local off = time.offset(c[2], c[1])
+        if off ~= c[3] then bad[#bad + 1] = c[1] .. " at " .. c[2] .. ": " .. off .. ", zoneinfo: " .. c[3] end
+      end
+      return bad]=], {input = cases}))
+  end)
+
   it("parses and formats durations as Go does", function()
     assert.are.same({5400, 0.3, -5400, 9900, 1e-6, 1e-6, 0, 90.5, "1h30m0s", "1.5ms", "0s", "1m30.5s", "1ns", "-2h0m0s",
       "1.5µs"}, value([=[
