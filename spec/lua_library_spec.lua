@@ -492,4 +492,19 @@ output:
     assert.are.same({s = "aa", h = "e0c9035898dd52fc65c41454cec9c4d2611bfb37", t = "function"}, json.decode(lines[1]))
     assert.are.same({s = "b", t = "function"}, json.decode(lines[2]))
   end)
+
+  it("is there in ${! } interpolations", function()
+    local dir = h.tmpdir()
+    local path = h.write(dir .. "/c.yaml", [[
+input:
+  stdin: {}
+output:
+  file:
+    path: ']] .. dir .. [[/${! hash.md5(this.k) }-${! time.format(0, "%Y") }.json'
+]])
+    local code, _, err = h.sh(string.format("timeout -k 5 60 %s run --log-level error %s", h.bin, path), '{"k":"abc"}\n')
+    assert.are.equal(0, code, err)
+    assert.is_not_nil(h.read(dir .. "/900150983cd24fb0d6963f7d28e17f72-1970.json"))
+    h.rmdir(dir)
+  end)
 end)
