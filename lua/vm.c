@@ -17,7 +17,7 @@
 #define SL_LUA_DEFAULT_MEMORY (256LL << 20)
 #define SL_LUA_DEFAULT_STEPS 10000000LL
 #define SL_LUA_DEFAULT_TIME_MS 1000
-/* A VM with the runtime loaded holds about 140 KiB; below this there would
+/* A VM with the runtime loaded holds about 160 KiB; below this there would
  * be little room for a script (lint refuses less). */
 #define SL_LUA_MIN_MEMORY (1LL << 20)
 
