@@ -16,7 +16,6 @@ local str_find, str_sub, str_upper, str_lower, str_format, str_rep, str_byte, st
 -- deletion, and the marks of arrays (empty ones stay arrays).
 local NOTHING = setmetatable({}, {__tostring = function() return "nothing" end})
 local DELETED = deleted   -- the sandbox's deleted(): the lua processor drops the message
-local ARRAY = {}
 local UNPARSED = {}   -- a mutation's root when the message is not JSON
 B.NOTHING, B.DELETED, B.null = NOTHING, DELETED, null
 -- The message's decoded table behind the sandbox's `this` (which tracks
@@ -24,10 +23,13 @@ B.NOTHING, B.DELETED, B.null = NOTHING, DELETED, null
 B.raw = raw_of
 
 local function is_array(v)
-  return getmetatable(v) == ARRAY or v[1] ~= nil
+  -- json.array's mark (an empty array stays one), or a first element
+  local mt = getmetatable(v)
+  return mt == "json.array" or mt ~= "json.object" and v[1] ~= nil
 end
 
-local function array(t) return setmetatable(t or {}, ARRAY) end
+local json_array = json.array
+local function array(t) return json_array(t or {}) end
 
 -- The message's table behind the sandbox's `this` (reading a field through
 -- `this` keeps the lua processor's fast paths; a whole-table use needs it).
@@ -107,7 +109,7 @@ function B.copy(v)
   v = unwrap(v)
   local c = {}
   for k, x in pairs(v) do c[k] = B.copy(x) end
-  if getmetatable(v) == ARRAY then setmetatable(c, ARRAY) end
+  if getmetatable(v) == "json.array" then json_array(c) end
   return c
 end
 

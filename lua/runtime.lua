@@ -9,8 +9,11 @@ local cjson = require("cjson")
 -- budget_mod: lua/budget.lua; strmatch: {find, match, gmatch, gsub} that stop
 -- at the call's deadline (lua/strmatch.c); cache_mod: cache.* (lua/cache.lua);
 -- bloblang: lua/bloblang.lua's chunk; async: {begin = C function,
--- bindings = {["lib.name"] = start C function}} (lua/async.h)
-local budget_mod, strmatch, cache_mod, bloblang, async = ...
+-- bindings = {["lib.name"] = start C function}} (lua/async.h); library: the C
+-- parts of the scripts' standard library (lua/library.h)
+local budget_mod, strmatch, cache_mod, bloblang, async, library = ...
+local mp_ok, mpack = pcall(require, "mpack")
+if not mp_ok then error("cannot load lua-mpack (apt-get install lua-mpack): " .. tostring(mpack), 0) end
 
 ffi.cdef [[
 typedef struct sl_msg sl_msg_t;
@@ -184,28 +187,24 @@ local function raw_of(t)
   return t
 end
 
--- A copy of v with every `this` proxy replaced by its table (cycles kept).
-local function deep_unwrap(v, seen)
-  if type(v) ~= "table" then return v end
-  local r = rawget(v, RAW)
-  if r ~= nil then v = r end
-  seen = seen or {}
-  if seen[v] then return seen[v] end
-  local c = {}
-  seen[v] = c
-  for k, x in next, v do c[k] = deep_unwrap(x, seen) end
-  return c
-end
-
--- json.encode that sees through `this` proxies: cjson refuses a proxy (its
--- key is a table), and only then is the value unwrapped and encoded again.
-local function encode(v)
-  if type(v) ~= "table" then return json_encode(v) end
-  local r = rawget(v, RAW)
-  if r ~= nil then v = r end
-  local ok, s = pcall(json_encode, v)
-  if ok then return s end
-  return json_encode(deep_unwrap(v))
+-- JSON arrays and objects that keep their kind: lua-cjson decodes `[]` and
+-- `{}` alike and encodes every empty table as `{}`. Tables marked with
+-- ARRAY_MT encode as arrays, with OBJECT_MT as objects (lua/json.c, which
+-- also sees through `this` proxies). A text that holds an empty array is
+-- decoded by jansson, marking its arrays; any other by lua-cjson, whose
+-- arrays need no mark (they are not empty), and which also decodes what
+-- jansson refuses (bytes that are not UTF-8, integers past 64 bits).
+local ARRAY_MT = {__metatable = "json.array"}
+local OBJECT_MT = {__metatable = "json.object"}
+local jsonx = library.json_make(ARRAY_MT, OBJECT_MT, RAW, mpack.NIL)
+local encode, decode_marked = jsonx.encode, jsonx.decode_marked
+ffi.cdef "int sl_ljson_empty_array(const char *s, size_t len);"
+local function decode(s)
+  if type(s) == "string" and C.sl_ljson_empty_array(s, #s) ~= 0 then
+    local v = decode_marked(s)
+    if v ~= nil then return v end
+  end
+  return json_decode(s)
 end
 
 -- Host objects handed to scripts (meta, ctx, msg.meta) are userdata proxies:
@@ -223,7 +222,7 @@ end
 local function load_this()
   this_loaded = true
   local src = content()
-  local ok, v = pcall(json_decode, src)
+  local ok, v = pcall(decode, src)
   if not ok then error("this: message is not JSON: " .. tostring(v):gsub("^.-: ", ""), 2) end
   this_src = src
   if type(v) == "table" then
@@ -237,7 +236,7 @@ end
 
 local function deep_equal(a, b)
   if a == b then return true end
-  if type(a) ~= "table" or type(b) ~= "table" then return false end
+  if type(a) ~= "table" or type(b) ~= "table" or getmetatable(a) ~= getmetatable(b) then return false end
   for k, v in pairs(a) do
     if not deep_equal(v, b[k]) then return false end
   end
@@ -282,7 +281,7 @@ local function ctx_list(which)
   while C.sl_lmsg_ctx_kv_at(m, which, i, k_box, v_box, len_box) == 1 do
     local k, v = ffi_string(k_box[0]), ffi_string(v_box[0], len_box[0])
     if which == 4 then
-      local ok, dv = pcall(json_decode, v)
+      local ok, dv = pcall(decode, v)
       if ok then v = dv end
     end
     if t[k] == nil then t[k] = v end
@@ -338,7 +337,8 @@ local reserved = {this = true, meta = true, ctx = true, i = true}
 
 -- Library tables are copied into each environment, so a script that
 -- changes `string` or `math` changes only its own.
-local LIBS = {"string", "table", "math", "bit", "os", "coroutine", "json", "cache", "__bloblang"}
+local LIBS = {"string", "table", "math", "bit", "os", "coroutine", "json", "cache", "__bloblang", "re", "time", "hash",
+  "base64", "hex", "url", "msgpack"}
 local function new_env()
   local env = {}
   for _, name in ipairs(LIBS) do env[name] = copy(base[name]) end
@@ -425,7 +425,66 @@ base.table = copy(table)
 base.math = copy(math)
 base.bit = copy(bit)
 base.os = {time = os.time, clock = os.clock, date = os.date, difftime = os.difftime}
-base.json = {encode = encode, decode = json_decode, null = cjson.null}
+-- ---------- the standard library (documented in lua/library.h) ----------
+do
+  local setmt = debug.setmetatable
+  local function marker(mt, what)
+    return function(t)
+      if t == nil then t = {} end
+      if type(t) ~= "table" then error("json." .. what .. ": a table expected, got " .. type(t), 2) end
+      local r = raw_of(t)
+      local cur = getmetatable(r)
+      if cur ~= nil and cur ~= "json.array" and cur ~= "json.object" then
+        error("json." .. what .. ": the table has a metatable of its own", 2)
+      end
+      setmt(r, mt)
+      return t
+    end
+  end
+  base.json = {encode = encode, decode = decode, null = cjson.null, array = marker(ARRAY_MT, "array"),
+               object = marker(OBJECT_MT, "object"),
+               is_array = function(t) return type(t) == "table" and getmetatable(raw_of(t)) == "json.array" end}
+end
+-- msgpack through lua-mpack: what json.encode sees through, so does encode
+-- (a copy without `this` proxies, json.null as msgpack's nil).
+do
+  local pack, unpack, NIL, null = mpack.pack, mpack.unpack, mpack.NIL, cjson.null
+  local function plain(v, seen)
+    if v == null then return NIL end
+    if type(v) ~= "table" then return v end
+    local r = rawget(v, RAW)
+    if r ~= nil then v = r end
+    if seen[v] then return seen[v] end
+    local c = {}
+    seen[v] = c
+    for k, x in next, v do c[k] = plain(x, seen) end
+    return c
+  end
+  base.msgpack = {
+    encode = function(v) return pack(plain(v, {})) end,
+    decode = function(s)
+      if type(s) ~= "string" then error("msgpack.decode: a string expected, got " .. type(s), 2) end
+      return unpack(s)
+    end,
+    null = NIL,
+  }
+end
+for _, name in ipairs({"re", "hash", "base64", "hex", "url"}) do base[name] = library[name] end
+-- time: clocks through FFI (compiled into traces), the rest in C
+do
+  ffi.cdef [[
+  typedef struct { long tv_sec; long tv_nsec; } sl_timespec_t;
+  int clock_gettime(int clock, sl_timespec_t *ts);
+  ]]
+  local ts, floor, tonumber = ffi.new("sl_timespec_t"), math.floor, tonumber
+  local t = {}
+  for k, f in pairs(library.time) do t[k] = f end
+  t.now = function() C.clock_gettime(0, ts); return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) / 1e9 end
+  t.now_ms = function() C.clock_gettime(0, ts); return tonumber(ts.tv_sec) * 1000 + floor(tonumber(ts.tv_nsec) / 1e6) end
+  t.now_us = function() C.clock_gettime(0, ts); return tonumber(ts.tv_sec) * 1000000 + floor(tonumber(ts.tv_nsec) / 1e3) end
+  t.now_ns = function() C.clock_gettime(0, ts); return ts.tv_sec * 1000000000LL + ts.tv_nsec end
+  base.time = t
+end
 base.cache = cache_mod
 for _, k in ipairs({"assert", "error", "ipairs", "next", "pairs", "pcall", "select", "tonumber", "tostring",
   "type", "unpack", "xpcall", "rawequal", "rawget", "rawset", "rawlen", "setmetatable"}) do
@@ -782,7 +841,7 @@ local function finish_inline(m, ret)
   elseif this_exposed then
     -- A nested table was handed out: compare, so unchanged bytes stay exact.
     local raw = raw_of(cur_this)
-    if not deep_equal(raw, json_decode(content())) then encode_into(m, raw) end
+    if not deep_equal(raw, decode(content())) then encode_into(m, raw) end
   end
   return true
 end
@@ -888,7 +947,7 @@ function Msg:set_content(s)
 end
 function Msg:json()
   local t = rawget(self, "_json")
-  if t == nil then t = json_decode(self:content()); rawset(self, "_json", t) end
+  if t == nil then t = decode(self:content()); rawset(self, "_json", t) end
   return t
 end
 function Msg:set_json(t)

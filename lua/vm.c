@@ -3,6 +3,7 @@
  * config section. */
 #include "vm.h"
 #include "embedded.h"
+#include "library.h"
 #include "strmatch.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -16,7 +17,7 @@
 #define SL_LUA_DEFAULT_MEMORY (256LL << 20)
 #define SL_LUA_DEFAULT_STEPS 10000000LL
 #define SL_LUA_DEFAULT_TIME_MS 1000
-/* A VM with the runtime loaded holds about 140 KiB; below this there would
+/* A VM with the runtime loaded holds about 160 KiB; below this there would
  * be little room for a script (lint refuses less). */
 #define SL_LUA_MIN_MEMORY (1LL << 20)
 
@@ -149,7 +150,8 @@ static sl_lua_t *vm_new(uv_loop_t *loop) {
     abort();
   }
   sl_lasync_push(L);
-  if (load_embedded(L, "lua.runtime", 5) != 0) abort();
+  sl_lstdlib_push(L, &vm->guard);
+  if (load_embedded(L, "lua.runtime", 6) != 0) abort();
   int rt = lua_gettop(L);
   lua_pushcfunction(L, call_protected);
   vm->ref_call = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -3,6 +3,7 @@
 #include "core/component.h"
 #include "core/xalloc.h"
 #include "lua/faillog.h"
+#include "lua/library.h"
 #include "lua/module.h"
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,7 @@ static const sl_field_t fields[] = {
    "`meta` (metadata: `meta.key`, `meta.key = v`, `meta.key = nil`, `meta()` for a copy), `ctx` (the "
    "request context, read-only: `method`, `path`, `remote_addr`, `request_id`, `user`, `query`, "
    "`headers`, `params`, `cookies`, `jwt`; empty without a request), `content()`, `deleted()`, "
-   "`uuid_v4()`, `now()`, `json.encode/decode`, `env(name)`, `batch_index()` (0-based), `errored()`, "
+   "`uuid_v4()`, `now()`, `json.encode/decode`, the standard library (below), `env(name)`, `batch_index()` (0-based), `errored()`, "
    "`error_message()`, `new_message(content)`, `log(level, message, fields)` (a log line naming this "
    "stream and processor; docs/observability.md), `cache.get/set/add/delete/incr` (caches, below), "
    "`http.request`, `http.get`, `http.post` (see Calls that wait). Return nothing to keep the message (re-encoded only "
@@ -204,7 +205,7 @@ static const sl_spec_t spec = {
     "Scripts are sandboxed: no `io`, `os.execute`, `os.exit`, `debug`, `ffi`, bytecode loading or "
     "`getfenv`; `require` only reads modules under the `lua.lua_path` directories; `${NAME}` from the "
     "environment is refused in Lua code (its text would become code: `env(\"NAME\")` reads the variable). "
-    "JSON goes through lua-cjson: an empty array decodes to an empty table and is re-encoded as `{}`. "
+    "JSON goes through lua-cjson, with `[]` kept an array (see `json` below). "
     "A script that only reads `this` keeps the message's bytes; one that only adds new top-level keys "
     "has them appended to the original bytes; any other change re-encodes the object (lua-cjson's key "
     "order). `meta`, `ctx` and `msg.meta` cannot be reached with `rawset`/`rawget`, and a `msg` kept "
@@ -294,6 +295,7 @@ static const sl_spec_t spec = {
     "`gsub` replacement) raises \"http.request cannot be called here\" and sends nothing. A module "
     "reloaded while calls are in flight keeps each batch on one version: messages that wait finish on "
     "the version they started with.\n\n"
+    SL_LLIBRARY_DOC
     "### Errors and the log\n\n"
     "`error(...)` with a string flags the message with it (and the file:line). Positions are the config "
     "file's lines: inline code is compiled as a chunk of its own, whose name carries the line it starts "

@@ -27,31 +27,31 @@ describe("Bloblang translated to Lua", function()
   it("gives the documented result for each of " .. #cases .. " cases", function()
     local failures, ran = {}, 0
     for i, c in ipairs(cases) do
-      if not c.skip_sluice then
-        ran = ran + 1
-        local code, out, stdout, stderr = run(c)
-        local want, ok, why = c[3], true, nil
-        if type(want) == "string" then
-          ok = code == 0 and out and not out.error and same_json(json.decode(out.content), json.decode(want))
-        elseif want.drop then
-          ok = code == 0 and stdout == ""
-        elseif want.same then
-          ok = code == 0 and out and out.content == c[2]
-        elseif want.raw then
-          ok = code == 0 and out and out.content == want.raw
-        elseif want.err then
-          ok = code == 1 and out and out.error and out.error:find(want.err, 1, true) ~= nil
-        elseif want.json_check then
-          ok = code == 0 and out and want.json_check(json.decode(out.content))
-        end
-        for k, v in pairs(c.meta or {}) do
-          if ok and (out.metadata[k] or false) ~= v then ok, why = false, "metadata " .. k end
-        end
-        if not ok then
-          failures[#failures + 1] = string.format("case %d: %s\n  input %s\n  want %s\n  got exit %d %s %s%s", i,
-            c[1]:gsub("\n", "\\n"), c[2], type(want) == "string" and want or next(want), code, stdout, stderr,
-            why and ("  (" .. why .. ")") or "")
-        end
+      ran = ran + 1
+      local code, out, stdout, stderr = run(c)
+      local want, ok, why = c[3], true, nil
+      if type(want) == "string" then
+        ok = code == 0 and out and not out.error and same_json(json.decode(out.content), json.decode(want))
+        -- decoded, [] and {} are the same empty table: the bytes tell them apart
+        if ok and want:find("[]", 1, true) then ok = out.content:find("[]", 1, true) ~= nil end
+      elseif want.drop then
+        ok = code == 0 and stdout == ""
+      elseif want.same then
+        ok = code == 0 and out and out.content == c[2]
+      elseif want.raw then
+        ok = code == 0 and out and out.content == want.raw
+      elseif want.err then
+        ok = code == 1 and out and out.error and out.error:find(want.err, 1, true) ~= nil
+      elseif want.json_check then
+        ok = code == 0 and out and want.json_check(json.decode(out.content))
+      end
+      for k, v in pairs(c.meta or {}) do
+        if ok and (out.metadata[k] or false) ~= v then ok, why = false, "metadata " .. k end
+      end
+      if not ok then
+        failures[#failures + 1] = string.format("case %d: %s\n  input %s\n  want %s\n  got exit %d %s %s%s", i,
+          c[1]:gsub("\n", "\\n"), c[2], type(want) == "string" and want or next(want), code, stdout, stderr,
+          why and ("  (" .. why .. ")") or "")
       end
     end
     assert.is_true(ran >= 150, "only " .. ran .. " cases")
