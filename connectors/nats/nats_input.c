@@ -158,27 +158,20 @@ static void in_resume(sl_input_t *base) { pump((sl_nats_in_t *)base); }
 
 static void in_stop(sl_input_t *base) { ((sl_nats_in_t *)base)->stopped = 1; }
 
-/* Every transaction has completed: what their acks wrote goes out before
- * the stream ends (messages still queued are not acknowledged: JetStream
- * sends them again after ack_wait). */
-typedef struct closing { sl_input_t *in; void (*done)(sl_input_t *, void *); void *arg; } closing_t;
-
-static void flushed(void *arg) {
-  closing_t c = *(closing_t *)arg;
-  free(arg);
-  c.done(c.in, c.arg);
+/* Every transaction has completed: what their acks wrote goes out and the
+ * connection ends before the stream does (messages still queued are not
+ * acknowledged: JetStream sends them again after ack_wait). */
+static void ended(void *who, void *arg) {
+  sl_nats_in_t *in = who;
+  in->closed(&in->base, arg);
 }
 
 static void in_close(sl_input_t *base, void (*done)(sl_input_t *, void *), void *arg) {
   sl_nats_in_t *in = (sl_nats_in_t *)base;
   in->stopped = 1;
-  if (!in->link) {
-    done(base, arg);
-    return;
-  }
-  closing_t *c = sl_xmalloc(sizeof(*c));
-  *c = (closing_t){base, done, arg};
-  sl_nats_flush(in->link, flushed, c);
+  in->closed = done;
+  if (!in->link) done(base, arg);
+  else sl_nats_end(in->link, ended, in, arg);
 }
 
 static void in_destroy(sl_input_t *base) {

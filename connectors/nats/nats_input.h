@@ -22,6 +22,7 @@ typedef struct sl_nats_in {
   int js;                   /* acknowledge each message to JetStream */
   int64_t batch_count, nak_ms, queue_max;
   int stopped;
+  void (*closed)(sl_input_t *in, void *arg);   /* the stream's close callback */
 } sl_nats_in_t;
 
 /* After sl_component_init_input; the vt below drives the rest. */

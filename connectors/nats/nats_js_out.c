@@ -85,7 +85,7 @@ static void maybe_closed(jout_t *o) {
   if (o->closed && !o->queue && o->pending == 0) {
     void (*done)(sl_output_t *, void *) = o->closed;
     o->closed = NULL;
-    done(&o->c.base, o->closed_arg);
+    sl_nats_out_end(&o->c, done, o->closed_arg);
   }
 }
 

@@ -49,14 +49,15 @@ struct sl_nats {
   uv_mutex_t mu;
   uv_cond_t room, quit;
   uv_async_t async;
-  int refs;                  /* the loop, the thread, each subscription until its last callback */
+  int refs;                  /* the loop, the thread, the connection until it closed, each
+                                subscription until its last callback */
   int closing;
   sl_nats_conf_t *conf;
   sl_nats_cbs_t cbs;
   void *arg, *setup_arg;
-  void (*flushed)(void *arg);   /* a flush asked for: done when flush_req is back to 0 */
-  void *flushed_arg;
-  int flush_req, flush_done;
+  void (*ended)(void *who, void *arg);  /* sl_nats_end's done */
+  void *ended_who, *ended_arg;
+  int end_req, end_done;
   sl_nats_item_t *ring;
   int cap, head, n, qmax;
   size_t bytes;
@@ -169,8 +170,8 @@ static void on_async(uv_async_t *h) {
   uv_mutex_lock(&l->mu);
   int dirty = l->dirty, up = l->conn_up && l->setup_ok, n = l->n, closing = l->closing;
   natsStatus error = l->error;
-  void (*flushed)(void *) = l->flush_done ? l->flushed : NULL;
-  if (flushed) l->flushed = NULL, l->flush_done = 0;
+  void (*ended)(void *, void *) = l->end_done ? l->ended : NULL;
+  if (ended) l->ended = NULL;
   int64_t errors = l->errors;
   l->dirty = 0;
   l->errors = 0;
@@ -183,28 +184,29 @@ static void on_async(uv_async_t *h) {
             error == NATS_SLOW_CONSUMER ? ": messages dropped, the pipeline did not keep up (core NATS is at most once)" : "");
   if (dirty) l->cbs.state(l->arg, up, why);
   if (n) l->cbs.wake(l->arg);
-  if (flushed) flushed(l->flushed_arg);
+  if (ended) ended(l->ended_who, l->ended_arg);
 }
 
-void sl_nats_flush(sl_nats_t *l, void (*done)(void *arg), void *arg) {
+void sl_nats_end(sl_nats_t *l, void (*done)(void *who, void *arg), void *who, void *arg) {
   uv_mutex_lock(&l->mu);
-  l->flushed = done;
-  l->flushed_arg = arg;
-  l->flush_req = 1;
+  l->ended = done;
+  l->ended_who = who;
+  l->ended_arg = arg;
+  l->end_req = 1;
   uv_cond_broadcast(&l->quit);
   uv_mutex_unlock(&l->mu);
 }
 
 natsConnection *sl_nats_conn(sl_nats_t *l) {
   uv_mutex_lock(&l->mu);
-  natsConnection *nc = l->nc_ready ? l->nc : NULL;
+  natsConnection *nc = l->nc_ready && !l->end_req ? l->nc : NULL;
   uv_mutex_unlock(&l->mu);
   return nc;
 }
 
 jsCtx *sl_nats_js(sl_nats_t *l) {
   uv_mutex_lock(&l->mu);
-  jsCtx *js = l->js;
+  jsCtx *js = l->end_req ? NULL : l->js;
   uv_mutex_unlock(&l->mu);
   return js;
 }
@@ -306,9 +308,13 @@ static void on_disconnected(natsConnection *nc, void *link) {
   set_state(l, 0, -1, why);
 }
 
+/* cnats's last callback of a connection (its callbacks run on a thread of
+ * their own, after natsConnection_Destroy may have returned): the
+ * connection's ref goes with it. */
 static void on_closed(natsConnection *nc, void *link) {
   (void)nc;
   set_state(link, 0, -1, "connection closed");
+  unref(link);
 }
 
 /* Logged on the loop (on_async), once per wake however many came. */
@@ -344,8 +350,8 @@ void sl_nats_keep(sl_nats_t *l, natsSubscription *sub, jsCtx *js) {
  * then returns 1 and what the thread was retrying is given up. */
 static int wait_quit(sl_nats_t *l, uint64_t ms) {
   uv_mutex_lock(&l->mu);
-  if (!l->closing && !l->flush_req) uv_cond_timedwait(&l->quit, &l->mu, ms * 1000000);
-  int c = l->closing || l->flush_req;
+  if (!l->closing && !l->end_req) uv_cond_timedwait(&l->quit, &l->mu, ms * 1000000);
+  int c = l->closing || l->end_req;
   uv_mutex_unlock(&l->mu);
   return c;
 }
@@ -395,8 +401,12 @@ static void *thread_main(void *arg) {
    * gives NATS_NOT_YET_CONNECTED and cnats keeps trying; anything else
    * (a bad URL, TLS files) is tried again here. */
   while (o && !l->nc) {
+    uv_mutex_lock(&l->mu);
+    l->refs++;   /* for on_closed */
+    uv_mutex_unlock(&l->mu);
     s = natsConnection_Connect(&l->nc, o);
     if (s == NATS_OK || s == NATS_NOT_YET_CONNECTED) break;
+    unref(l);
     char *e = sl_nats_err(s);
     set_state(l, 0, -1, e);
     free(e);
@@ -425,23 +435,21 @@ static void *thread_main(void *arg) {
     }
   }
   uv_mutex_lock(&l->mu);
-  for (;;) {
-    while (!l->closing && !l->flush_req) uv_cond_wait(&l->quit, &l->mu);
-    if (l->closing) break;
-    l->flush_req = 0;
-    uv_mutex_unlock(&l->mu);
-    if (l->nc) natsConnection_FlushTimeout(l->nc, 2000);
-    uv_mutex_lock(&l->mu);
-    l->flush_done = 1;
-    uv_async_send(&l->async);
-  }
+  while (!l->closing && !l->end_req) uv_cond_wait(&l->quit, &l->mu);
   uv_mutex_unlock(&l->mu);
+  if (l->nc) natsConnection_FlushTimeout(l->nc, 2000);
   /* Close first: destroying a subscription on an open connection would
    * unsubscribe, which deletes a JetStream consumer cnats made. */
   if (l->nc) natsConnection_Close(l->nc);
   for (int i = 0; i < l->nsubs; i++) natsSubscription_Destroy(l->subs[i]);
   if (l->js) jsCtx_Destroy(l->js);
   if (l->nc) natsConnection_Destroy(l->nc);
+  uv_mutex_lock(&l->mu);
+  l->nc = NULL;
+  l->js = NULL;
+  l->end_done = 1;
+  if (!l->closing) uv_async_send(&l->async);
+  uv_mutex_unlock(&l->mu);
   natsOptions_Destroy(o);
   unref(l);
   return NULL;

@@ -64,9 +64,12 @@ void sl_nats_conf_free(sl_nats_conf_t *c);
 sl_nats_t *sl_nats_new(uv_loop_t *loop, sl_nats_conf_t *c, const sl_nats_cbs_t *cbs, void *arg, void *setup_arg,
                        int queue_max);
 void sl_nats_close(sl_nats_t *l);
-/* Flushes what was published (acks included) to the server, on the link's
- * thread, then calls done(arg) on the loop (unless closed meanwhile). */
-void sl_nats_flush(sl_nats_t *l, void (*done)(void *arg), void *arg);
+/* Ends the connection on the link's thread: flushes what was published
+ * (acks included), closes it and frees cnats's side, then calls done(arg)
+ * on the loop (unless closed meanwhile). Streams end after it, so the
+ * process never exits under cnats's feet. Nothing is taken or published
+ * after it is called. */
+void sl_nats_end(sl_nats_t *l, void (*done)(void *who, void *arg), void *who, void *arg);
 /* The connection and JetStream context, once the link's thread made them
  * (NULL before). Publishing on them from the loop only appends to cnats's
  * buffer. */

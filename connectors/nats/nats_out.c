@@ -37,24 +37,9 @@ static void nout_write(sl_output_t *base, sl_batch_t *b, sl_write_cb cb, void *a
   free(err);
 }
 
-typedef struct closing { sl_output_t *o; void (*done)(sl_output_t *, void *); void *arg; } closing_t;
-
-static void flushed(void *arg) {
-  closing_t c = *(closing_t *)arg;
-  free(arg);
-  c.done(c.o, c.arg);
-}
-
 /* What cnats buffered goes to the server before the stream ends. */
 static void nout_close(sl_output_t *base, void (*done)(sl_output_t *, void *), void *arg) {
-  sl_nats_out_t *o = (sl_nats_out_t *)base;
-  if (!o->link) {
-    done(base, arg);
-    return;
-  }
-  closing_t *c = sl_xmalloc(sizeof(*c));
-  *c = (closing_t){base, done, arg};
-  sl_nats_flush(o->link, flushed, c);
+  sl_nats_out_end((sl_nats_out_t *)base, done, arg);
 }
 
 static void nout_destroy(sl_output_t *base) { sl_nats_out_free((sl_nats_out_t *)base); }

@@ -134,6 +134,17 @@ natsMsg *sl_nats_out_msg(sl_nats_out_t *o, sl_msg_t *m, uint32_t i, char **err) 
   return nm;
 }
 
+static void ended(void *who, void *arg) {
+  sl_nats_out_t *o = who;
+  o->closed(&o->base, arg);
+}
+
+void sl_nats_out_end(sl_nats_out_t *o, void (*done)(sl_output_t *, void *), void *arg) {
+  o->closed = done;
+  if (!o->link) done(&o->base, arg);
+  else sl_nats_end(o->link, ended, o, arg);
+}
+
 void sl_nats_out_free(sl_nats_out_t *o) {
   sl_nats_close(o->link);
   sl_nats_conf_free(o->conf);

@@ -32,6 +32,7 @@ typedef struct sl_nats_out {
   char **prefixes;           /* NULL-terminated */
   int all_meta;              /* an empty prefix: every key */
   void (*on_up)(struct sl_nats_out *o);   /* optional: connected and set up */
+  void (*closed)(sl_output_t *o, void *arg);   /* the stream's close callback */
 } sl_nats_out_t;
 
 /* Reads the shared fields; 0 or -1 with diags. */
@@ -40,6 +41,8 @@ int sl_nats_out_init(sl_nats_out_t *o, sl_build_t *b, const sl_cnode_t *conf);
 int sl_nats_out_start(sl_nats_out_t *o, void (*wake)(void *arg), int queue_max);
 /* Message i of b as a NATS message, or NULL with *err (malloc'd). */
 natsMsg *sl_nats_out_msg(sl_nats_out_t *o, sl_msg_t *m, uint32_t i, char **err);
+/* Flushes and ends the connection, then done (the output's close). */
+void sl_nats_out_end(sl_nats_out_t *o, void (*done)(sl_output_t *, void *), void *arg);
 void sl_nats_out_free(sl_nats_out_t *o);   /* what init and start made, and o */
 const char *sl_nats_out_sname(const sl_nats_out_t *o);
 
