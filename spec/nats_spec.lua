@@ -128,4 +128,139 @@ pipeline:
     end)
     h.stop_after(srv, ok, err)
   end)
+
+  it("core: a queue group shares a subject between two sluice processes, each message to one of them", function()
+    if not need() then return end
+    local outs, srvs = {h.tmpname(".jsonl"), h.tmpname(".jsonl")}, {}
+    for i = 1, 2 do
+      srvs[i] = h.serve(string.format([[
+http: {address: 127.0.0.1:$PORT}
+input:
+  nats: {urls: [%s], subject: 'qg.jobs', queue: workers}
+pipeline:
+  processors:
+    - lua: 'return {data = content()}'
+output:
+  file: {path: %s, codec: lines}
+]], s.url, outs[i]))
+    end
+    local ok, err = pcall(function()
+      for i = 1, 2 do assert.truthy(h.wait_for(function() return ready(srvs[i]).ready end, 20)) end
+      assert.are.equal(0, (nats.peer(s.url, "pub qg.jobs 400")))
+      local seen, total, each = {}, 0, {}
+      h.wait_for(function()
+        total = #h.lines(h.read(outs[1]) or "") + #h.lines(h.read(outs[2]) or "")
+        return total >= 400
+      end, 30)
+      for i = 1, 2 do
+        each[i] = 0
+        for _, l in ipairs(json_lines(outs[i])) do
+          assert.is_nil(seen[l.data], "delivered twice: " .. l.data)
+          seen[l.data] = true
+          each[i] = each[i] + 1
+        end
+      end
+      assert.are.equal(400, each[1] + each[2])
+      for k = 0, 399 do assert.truthy(seen["m" .. k], "lost m" .. k) end
+      -- the group spread them (all 400 to one member: 2^-399)
+      assert.is_true(each[1] > 0 and each[2] > 0)
+    end)
+    pcall(srvs[2].stop)
+    h.stop_after(srvs[1], ok, err)
+    for i = 1, 2 do os.remove(outs[i]) end
+  end)
+
+  it("core: huge, empty and non-UTF-8 payloads and headers arrive byte for byte", function()
+    if not need() then return end
+    local out = h.tmpname(".jsonl")
+    local srv = h.serve(string.format([[
+http: {address: 127.0.0.1:$PORT}
+input:
+  nats: {urls: [%s], subject: 'atk.in'}
+pipeline:
+  processors:
+    - lua: |
+        local c = content()
+        local sum = 0
+        for i = 1, #c, 997 do sum = (sum + c:byte(i)) %% 65536 end
+        return {len = #c, sum = sum, first = c:sub(1, 4), h = meta.h}
+output:
+  file: {path: %s, codec: lines}
+]], s.url, out))
+    local ok, err = pcall(function()
+      assert.truthy(h.wait_for(function() return ready(srv).ready end, 20))
+      local big = h.tmpname(".bin")
+      -- 1 MiB less the header room: the largest a default server (max_payload 1 MiB) takes
+      h.sh("head -c 1048000 /dev/urandom > " .. big)
+      local bad = h.write(h.tmpname(".bin"), "\xff\xfe\x00\xc3\x28ok")
+      local empty = h.write(h.tmpname(".bin"), "")
+      assert.are.equal(0, (nats.peer(s.url, "pub atk.in 1 --file " .. big)))
+      assert.are.equal(0, (nats.peer(s.url, "pub atk.in 1 --header h=\xc3\xa9t\xc3\xa9 --file " .. bad)))
+      assert.are.equal(0, (nats.peer(s.url, "pub atk.in 1 --file " .. empty)))
+      local got = h.wait_lines(out, 3)
+      assert.are.equal(3, #got)
+      local data = h.read(big)
+      local sum = 0
+      for i = 1, #data, 997 do sum = (sum + data:byte(i)) % 65536 end
+      local l1, l2, l3 = json.decode(got[1]), json.decode(got[2]), json.decode(got[3])
+      assert.are.same({1048000, sum}, {l1.len, l1.sum})
+      assert.are.equal(7, l2.len)
+      assert.are.equal("\xff\xfe\x00\xc3", l2.first)
+      assert.are.equal("été", l2.h)
+      assert.are.equal(0, l3.len)
+      os.remove(big); os.remove(bad); os.remove(empty)
+      -- the server is still there for everyone
+      assert.is_true(ready(srv).ready)
+    end)
+    h.stop_after(srv, ok, err)
+    os.remove(out)
+  end)
+
+  it("core output: a subject that is not one to publish to, a bad header or a payload over max_payload fails that message with the reason", function()
+    if not need() then return end
+    local srv = h.serve(string.format([[
+http: {address: 127.0.0.1:$PORT}
+retry: {max_retries: 1, initial_interval: 1ms}
+input:
+  http_server: {path: /in}
+pipeline:
+  processors:
+    - lua: |
+        meta.subj = this.s or "fine.big"
+        meta.hv = this.hv or "v"
+        if this.big then return string.rep("x", 2 * 1024 * 1024) end
+output:
+  nats:
+    urls: [%s]
+    subject: '${! meta.subj }'
+    headers: {x-h: '${! meta.hv }'}
+]], s.url))
+    local ok, err = pcall(function()
+      assert.truthy(h.wait_for(function() return ready(srv).ready end, 20))
+      local sub = nats.subscribe(s.url, "fine.>", 1)
+      local function post(body)
+        local _, out = h.sh(string.format("curl -s -m 10 -d %s %s/in", h.shell_quote(body), srv.url))
+        return json.decode(out)
+      end
+      local r = post('{"s":"with space"}')
+      assert.are.equal(502, r.status)
+      assert.matches('not a subject to publish to: "with space"', r.error)
+      assert.matches("not a subject to publish to", post('{"s":"wild.*"}').error)
+      assert.matches("not a subject to publish to", post('{"s":"trail."}').error)
+      assert.matches("a name must be a token and a value one line", post('{"s":"fine.x","hv":"a\\r\\nb"}').error)
+      assert.matches("nats: publish: Payload %d+ greater than maximum allowed: 1048576", post('{"big":1}').error)
+      assert.are.equal("ok", post('{"s":"fine.ok"}').status)
+      local got = sub.wait(1)
+      sub.done()
+      assert.are.equal("fine.ok", got[1].subject)
+      assert.are.equal(1, #got)
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
+  it("refuses a header name that is not a token at lint", function()
+    local r = h.run_config("input: {stdin: {}}\noutput:\n  nats: {urls: [nats://x:1], subject: a, headers: {'a b': v}}\n", {cmd = "lint"})
+    assert.are.equal(1, r.code)
+    assert.matches(":3:%d+: a b: not a header name", r.stderr)
+  end)
 end)

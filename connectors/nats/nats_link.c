@@ -122,7 +122,11 @@ void sl_nats_conf_free(sl_nats_conf_t *c) {
 char *sl_nats_err(natsStatus s) {
   natsStatus ls;
   const char *detail = nats_GetLastError(&ls);
-  if (detail && *detail && ls == s) return sl_xstrdup(detail);
+  if (detail && *detail && ls == s) {
+    /* cnats opens with its source position, "(pub.c:130): ": not for users */
+    const char *p = detail[0] == '(' ? strstr(detail, "): ") : NULL;
+    return sl_xstrdup(p ? p + 3 : detail);
+  }
   return sl_xstrdup(natsStatus_GetText(s));
 }
 

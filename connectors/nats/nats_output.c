@@ -11,6 +11,15 @@ const sl_field_t sl_nats_meta_fields[] = {
    "Metadata keys starting with one of these go out as headers (`\"\"`: every key).", NULL, NULL},
   {0}};
 
+/* A header line the protocol can carry: a token for a name, no line break
+ * in the value. */
+static int header_ok(const char *k, const char *v) {
+  if (!*k) return 0;
+  for (const unsigned char *p = (const unsigned char *)k; *p; p++)
+    if (*p <= ' ' || *p == ':' || *p >= 0x7f) return 0;
+  return !strpbrk(v, "\r\n");
+}
+
 const char *sl_nats_out_sname(const sl_nats_out_t *o) { return o->base.stream ? o->base.stream->name : NULL; }
 
 int sl_nats_out_init(sl_nats_out_t *o, sl_build_t *b, const sl_cnode_t *conf) {
@@ -25,6 +34,11 @@ int sl_nats_out_init(sl_nats_out_t *o, sl_build_t *b, const sl_cnode_t *conf) {
       o->hkeys[i] = sl_xstrdup(h->keys[i]);
       o->hvals[i] = sl_lua_interp_field(b->worker, h, b->diags, h->keys[i]);
       bad |= !o->hvals[i];
+      if (!header_ok(h->keys[i], "")) {
+        sl_cnode_t at = sl_cnode_key_pos(h, i);
+        sl_diag_add(b->diags, &at, h->keys[i], "not a header name (a token: no spaces, colons or control bytes)");
+        bad = 1;
+      }
     }
   }
   const sl_cnode_t *p = sl_cnode_get(sl_cnode_get(conf, "metadata"), "include_prefixes");
@@ -76,15 +90,6 @@ static int wanted(const sl_nats_out_t *o, const char *key) {
   for (char **p = o->prefixes; *p; p++)
     if (!strncmp(key, *p, strlen(*p))) return 1;
   return 0;
-}
-
-/* A header line the protocol can carry: a token for a name, no line break
- * in the value. */
-static int header_ok(const char *k, const char *v) {
-  if (!*k) return 0;
-  for (const unsigned char *p = (const unsigned char *)k; *p; p++)
-    if (*p <= ' ' || *p == ':' || *p >= 0x7f) return 0;
-  return !strpbrk(v, "\r\n");
 }
 
 static natsStatus add_header(natsMsg *nm, const char *k, const char *v, char **err) {
