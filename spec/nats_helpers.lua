@@ -35,10 +35,12 @@ local function launch(port, dir)
   return h.wait_for(function() return listening(port) end, 20)
 end
 
-function M.start()
+-- opts.port: that port (a server that is not there yet, in a spec).
+function M.start(opts)
+  opts = opts or {}
   local last
   for _ = 1, 4 do
-    local port, dir = h.port(), h.tmpdir()
+    local port, dir = opts.port or h.port(), h.tmpdir()
     if not listening(port) and launch(port, dir) then
       local s = {port = port, dir = dir, url = "nats://127.0.0.1:" .. port}
       local function pid() return (h.read(dir .. "/server.pid") or ""):match("%d+") end

@@ -263,4 +263,215 @@ output:
     assert.are.equal(1, r.code)
     assert.matches(":3:%d+: a b: not a header name", r.stderr)
   end)
+
+  it("jetstream: publishes acknowledged by PubAcks and consumes with a durable consumer, with JetStream metadata", function()
+    if not need() then return end
+    assert.are.equal(0, (nats.peer(s.url, "stream JS1 'js1.>'")))
+    local out = h.tmpname(".jsonl")
+    local srv = h.serve(string.format([[
+http: {address: 127.0.0.1:$PORT}
+streams:
+  gen:
+    input:
+      generate: {count: 500, interval: 0s, mapping: 'return {n = i}'}
+    output:
+      nats_jetstream:
+        urls: [%s]
+        subject: 'js1.${! this.n %% 2 }'
+        headers: {x-n: '${! this.n }'}
+        max_in_flight: 64
+  cons:
+    input:
+      nats_jetstream: {urls: [%s], subject: 'js1.>', durable: js1}
+    pipeline:
+      processors:
+        - lua: |
+            return {n = this.n, subject = meta.nats_subject, seq = tonumber(meta.nats_sequence_stream),
+                    cseq = tonumber(meta.nats_sequence_consumer), delivered = meta.nats_num_delivered,
+                    xn = meta["x-n"], ts = meta.nats_timestamp_unix_nano ~= nil}
+    output:
+      file: {path: %s, codec: lines}
+]], s.url, s.url, out))
+    local ok, err = pcall(function()
+      local lines = h.wait_lines(out, 500, 30)
+      assert.are.equal(500, #lines)
+      local seqs = {}
+      for _, l in ipairs(json_lines(out)) do
+        assert.are.equal("js1." .. (l.n % 2), l.subject)
+        assert.are.equal(tostring(l.n), l.xn)
+        assert.are.equal("1", l.delivered)
+        assert.is_true(l.ts)
+        assert.is_nil(seqs[l.seq])
+        seqs[l.seq] = true
+      end
+      local _, n = distinct(out, "n")
+      assert.are.equal(500, n)
+      local _, info = nats.peer(s.url, "info JS1")
+      assert.are.equal(500, json.decode(info).messages)
+      -- every one acknowledged to the server
+      assert.truthy(h.wait_for(function()
+        local _, c = nats.peer(s.url, "consumer JS1 js1")
+        local ci = json.decode(c)
+        return ci.num_ack_pending == 0 and ci.ack_floor == 500
+      end, 20))
+    end)
+    h.stop_after(srv, ok, err)
+    os.remove(out)
+  end)
+
+  it("jetstream: a failed transaction is nak'ed and comes again after nak_delay, long before ack_wait", function()
+    if not need() then return end
+    assert.are.equal(0, (nats.peer(s.url, "stream JS2 'js2.>'")))
+    assert.are.equal(0, (nats.peer(s.url, "pub js2.a 20 --js")))
+    local out = h.tmpname(".jsonl")
+    local srv = h.serve(string.format([[
+http: {address: 127.0.0.1:$PORT}
+input:
+  nats_jetstream: {urls: [%s], subject: 'js2.>', durable: js2, ack_wait: 10m, nak_delay: 100ms, batch_count: 1}
+pipeline:
+  processors:
+    - lua: |
+        if meta.nats_num_delivered == "1" then error("first time fails") end
+        return {data = content(), delivered = meta.nats_num_delivered}
+output:
+  reject_errored:
+    file: {path: %s, codec: lines}
+]], s.url, out))
+    local ok, err = pcall(function()
+      -- ack_wait is 10 minutes: only the nak brings them back within this bound
+      local lines = h.wait_lines(out, 20, 60)
+      assert.are.equal(20, #lines)
+      for _, l in ipairs(json_lines(out)) do assert.are.equal("2", l.delivered) end
+      assert.matches("sent back, redelivered in 100 ms", srv.stderr())
+    end)
+    h.stop_after(srv, ok, err)
+    os.remove(out)
+  end)
+
+  it("jetstream: kill -9 of sluice mid-flow loses nothing it had not acknowledged: the server delivers it again", function()
+    if not need() then return end
+    assert.are.equal(0, (nats.peer(s.url, "stream JS3 'js3.>'")))
+    assert.are.equal(0, (nats.peer(s.url, "pub js3.a 2000 --js", 120)))
+    local out = h.tmpname(".jsonl")
+    local conf = string.format([[
+http: {address: 127.0.0.1:$PORT}
+input:
+  nats_jetstream: {urls: [%s], subject: 'js3.>', durable: js3, ack_wait: 2s, max_ack_pending: 200, batch_count: 10}
+pipeline:
+  processors:
+    - rate_limit: {count: 50, interval: 100ms}
+    - lua: 'return {data = content(), delivered = meta.nats_num_delivered}'
+output:
+  file: {path: %s, codec: lines}
+]], s.url, out)
+    local srv = h.serve(conf)
+    h.wait_lines(out, 200, 30)
+    srv.kill()
+    local ok, err = pcall(function()
+      local before = #h.lines(h.read(out) or "")
+      assert.is_true(before >= 200 and before < 2000, "killed mid-flow: " .. before)
+      -- what it held unacknowledged when it died: the server still waits for those acks
+      local _, c = nats.peer(s.url, "consumer JS3 js3")
+      assert.is_true(json.decode(c).num_ack_pending > 0, c)
+    end)
+    h.rmdir(srv.dir)
+    if not ok then error(err, 0) end
+    srv = h.serve(conf)
+    ok, err = pcall(function()
+      local seen, n
+      h.wait_for(function()
+        seen, n = distinct(out, "data")
+        return n >= 2000
+      end, 90)
+      for i = 0, 1999 do assert.truthy(seen["m" .. i], "lost m" .. i) end
+      local redelivered = 0
+      for _, l in ipairs(json_lines(out)) do if l.delivered ~= "1" then redelivered = redelivered + 1 end end
+      assert.is_true(redelivered > 0)
+    end)
+    h.stop_after(srv, ok, err)
+    os.remove(out)
+  end)
+
+  it("jetstream: a server restart mid-flow: not ready while it is down, reconnects, nothing acknowledged is lost", function()
+    if not need() then return end
+    local s2 = nats.start()
+    assert.are.equal(0, (nats.peer(s2.url, "stream JS4 'js4.>'")))
+    local out = h.tmpname(".jsonl")
+    local srv = h.serve(string.format([[
+http: {address: 127.0.0.1:$PORT}
+streams:
+  gen:
+    input:
+      generate: {count: 3000, interval: 1ms, mapping: 'return {n = i}'}
+    output:
+      nats_jetstream: {urls: [%s], subject: js4.x, ack_timeout: 1s}
+  cons:
+    input:
+      nats_jetstream: {urls: [%s], subject: 'js4.>', durable: js4, ack_wait: 2s}
+    pipeline:
+      processors:
+        - lua: 'return {n = this.n}'
+    output:
+      file: {path: %s, codec: lines}
+]], s2.url, s2.url, out))
+    local ok, err = pcall(function()
+      h.wait_lines(out, 300, 30)
+      assert.truthy(s2.kill())
+      local mid = #h.lines(h.read(out) or "")
+      assert.is_true(mid < 3000, "restarted mid-flow: " .. mid)
+      assert.truthy(h.wait_for(function() return not ready(srv).ready end, 20))
+      assert.matches("nats: disconnected from nats://127%.0%.0%.1:%d+", ready(srv).streams.cons)
+      assert.truthy(s2.restart())
+      local seen, n
+      h.wait_for(function()
+        seen, n = distinct(out, "n")
+        return n >= 3000
+      end, 120)
+      for i = 1, 3000 do assert.truthy(seen[i], "lost " .. i) end
+      assert.truthy(h.wait_for(function() return ready(srv).ready end, 20), json.encode(ready(srv)) .. srv.stderr())
+    end)
+    h.stop_after(srv, ok, err)
+    s2.stop()
+    os.remove(out)
+  end)
+
+  it("a server absent at start: not ready with the reason, then flows once it is up", function()
+    if not need() then return end
+    local port = h.port()
+    local url = "nats://127.0.0.1:" .. port
+    local out = h.tmpname(".jsonl")
+    local srv = h.serve(string.format([[
+http: {address: 127.0.0.1:$PORT}
+streams:
+  core:
+    input:
+      nats: {urls: [%s], subject: late.core}
+    output:
+      file: {path: %s, codec: lines}
+  js:
+    input:
+      nats_jetstream: {urls: [%s], subject: 'late.js', durable: late}
+    output:
+      file: {path: %s, codec: lines}
+]], url, out, url, out))
+    local s3
+    local ok, err = pcall(function()
+      local r = ready(srv)
+      assert.is_false(r.ready)
+      assert.matches("nats: connecting to nats://127%.0%.0%.1:" .. port, r.streams.core)
+      s3 = nats.start({port = port})
+      -- connected, but the JetStream consumer needs a stream: not ready, with the reason
+      assert.truthy(h.wait_for(function() return (ready(srv).streams.js or ""):match("JetStream consumer on late%.js") end, 20))
+      assert.are.equal(0, (nats.peer(s3.url, "stream LATE late.js")))
+      assert.truthy(h.wait_for(function() return ready(srv).ready end, 20))
+      assert.are.equal(0, (nats.peer(s3.url, "pub late.core 1")))
+      assert.are.equal(0, (nats.peer(s3.url, "pub late.js 1 --js --start 1")))
+      local lines = h.wait_lines(out, 2)
+      table.sort(lines)
+      assert.are.same({"m0", "m1"}, lines)
+    end)
+    h.stop_after(srv, ok, err)
+    if s3 then s3.stop() end
+    os.remove(out)
+  end)
 end)

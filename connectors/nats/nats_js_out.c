@@ -166,12 +166,12 @@ static void wake(void *arg) {
         free(s);
         o->pending--;
         w->open--;
+        /* Readiness follows the connection (the link), not one PubAck:
+         * a timeout of a publish made while disconnected may come after
+         * later ones succeeded. */
         if (items[i].err && *items[i].err) {
-          sl_output_set_connected(&o->c.base, 0, items[i].err);
           fail(w, items[i].err);
           items[i].err = NULL;
-        } else {
-          sl_output_set_connected(&o->c.base, 1, NULL);
         }
         maybe_finished(o, w);
       }

@@ -172,7 +172,8 @@ static void on_async(uv_async_t *h) {
   sl_nats_t *l = h->data;
   char why[sizeof l->why];
   uv_mutex_lock(&l->mu);
-  int dirty = l->dirty, up = l->conn_up && l->setup_ok, n = l->n, closing = l->closing;
+  /* Once ending, the connection's close is no news for readiness. */
+  int dirty = l->dirty && !l->end_req, up = l->conn_up && l->setup_ok, n = l->n, closing = l->closing;
   natsStatus error = l->error;
   void (*ended)(void *, void *) = l->end_done ? l->ended : NULL;
   if (ended) l->ended = NULL;
