@@ -137,7 +137,7 @@ static void on_wake(void *arg) { pump(arg); }
 static void on_state(void *arg, int up, const char *why) {
   sl_nats_in_t *in = arg;
   if (up) sl_logf(SL_LOG_INFO, sname(in), in->base.label, "nats: connected and subscribed");
-  else sl_logf(SL_LOG_WARN, sname(in), in->base.label, "%s", why);
+  else sl_logf(strstr(why, "connecting") ? SL_LOG_INFO : SL_LOG_WARN, sname(in), in->base.label, "%s", why);
   sl_input_set_connected(&in->base, up, why);
 }
 

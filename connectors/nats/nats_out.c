@@ -8,15 +8,60 @@ static const sl_field_t fields[] = {
   SL_NATS_OUT_FIELDS,
   {0}};
 
+typedef struct waiting { struct waiting *next; sl_batch_t *b; sl_write_cb cb; void *arg; } waiting_t;
+
+typedef struct nout {
+  sl_nats_out_t c;
+  waiting_t *waiting, **waiting_tail;   /* writes before the first connection, in order */
+} nout_t;
+
 static void wake(void *arg) { (void)arg; }
 
-static int nout_start(sl_output_t *base) { return sl_nats_out_start((sl_nats_out_t *)base, wake, 0); }
+static void nout_write(sl_output_t *base, sl_batch_t *b, sl_write_cb cb, void *arg);
+
+/* Connected: the writes that waited for it go out, in order. */
+static void on_up(sl_nats_out_t *c) {
+  nout_t *o = (nout_t *)c;
+  waiting_t *w = o->waiting;
+  o->waiting = NULL;
+  o->waiting_tail = &o->waiting;
+  while (w) {
+    waiting_t *n = w->next;
+    nout_write(&c->base, w->b, w->cb, w->arg);
+    free(w);
+    w = n;
+  }
+}
+
+static int nout_start(sl_output_t *base) {
+  ((nout_t *)base)->c.on_up = on_up;
+  return sl_nats_out_start((sl_nats_out_t *)base, wake, 0);
+}
+
+/* Writes still waiting for a first connection that a shutdown will not
+ * bring: the stream hands their batches back. */
+static void nout_stopping(sl_output_t *base) {
+  nout_t *o = (nout_t *)base;
+  waiting_t *w = o->waiting;
+  o->waiting = NULL;
+  o->waiting_tail = &o->waiting;
+  while (w) {
+    waiting_t *n = w->next;
+    w->cb(base, w->b, SL_WRITE_ABANDONED, "nats: not connected", w->arg);
+    free(w);
+    w = n;
+  }
+}
 
 static void nout_write(sl_output_t *base, sl_batch_t *b, sl_write_cb cb, void *arg) {
-  sl_nats_out_t *o = (sl_nats_out_t *)base;
+  nout_t *no = (nout_t *)base;
+  sl_nats_out_t *o = &no->c;
   natsConnection *nc = o->link ? sl_nats_conn(o->link) : NULL;
-  if (!nc) {
-    cb(base, b, -1, "nats: not connected yet", arg);
+  if (!nc) {   /* cnats has not made the connection yet (it buffers once it has) */
+    waiting_t *w = sl_xmalloc(sizeof(*w));
+    *w = (waiting_t){NULL, b, cb, arg};
+    *no->waiting_tail = w;
+    no->waiting_tail = &w->next;
     return;
   }
   char *err = NULL;
@@ -39,19 +84,21 @@ static void nout_write(sl_output_t *base, sl_batch_t *b, sl_write_cb cb, void *a
 
 /* What cnats buffered goes to the server before the stream ends. */
 static void nout_close(sl_output_t *base, void (*done)(sl_output_t *, void *), void *arg) {
+  nout_stopping(base);
   sl_nats_out_end((sl_nats_out_t *)base, done, arg);
 }
 
 static void nout_destroy(sl_output_t *base) { sl_nats_out_free((sl_nats_out_t *)base); }
 
-static const sl_output_vt vt = {nout_start, nout_write, nout_close, nout_destroy, NULL, NULL};
+static const sl_output_vt vt = {nout_start, nout_write, nout_close, nout_destroy, nout_stopping, NULL};
 static const sl_spec_t spec;
 
 static void *nout_create(sl_build_t *b, const sl_cnode_t *conf) {
-  sl_nats_out_t *o = sl_xcalloc(1, sizeof(*o));
-  sl_component_init_output(&o->base, &vt, &spec, b);
-  if (sl_nats_out_init(o, b, conf)) {
-    nout_destroy(&o->base);
+  nout_t *o = sl_xcalloc(1, sizeof(*o));
+  sl_component_init_output(&o->c.base, &vt, &spec, b);
+  o->waiting_tail = &o->waiting;
+  if (sl_nats_out_init(&o->c, b, conf)) {
+    nout_destroy(&o->c.base);
     return NULL;
   }
   return o;
@@ -65,7 +112,8 @@ static const sl_spec_t spec = {
     "Each message is published with its content as the payload to `subject`, evaluated per "
     "message, with `headers` and the metadata `metadata.include_prefixes` selects as headers. "
     "Core NATS has no acknowledgement: a batch counts as written once cnats took it into its "
-    "buffer, which is flushed to the server as it goes and when the stream stops. While the "
+    "buffer, which is flushed to the server as it goes and when the stream stops. Writes wait for "
+    "the first connection; later, while the "
     "connection is down cnats keeps up to 8 MiB of publishes for the reconnect; past that, writes "
     "fail and the stream's `retry` takes over. A message larger than the server's `max_payload`, "
     "or whose subject is not one to publish to, fails with the reason. For publishes the server "

@@ -68,7 +68,7 @@ int sl_nats_out_init(sl_nats_out_t *o, sl_build_t *b, const sl_cnode_t *conf) {
 static void on_state(void *arg, int up, const char *why) {
   sl_nats_out_t *o = arg;
   if (up) sl_logf(SL_LOG_INFO, sl_nats_out_sname(o), o->base.label, "nats: connected");
-  else sl_logf(SL_LOG_WARN, sl_nats_out_sname(o), o->base.label, "%s", why);
+  else sl_logf(strstr(why, "connecting") ? SL_LOG_INFO : SL_LOG_WARN, sl_nats_out_sname(o), o->base.label, "%s", why);
   sl_output_set_connected(&o->base, up, why);
   if (up && o->on_up) o->on_up(o);
 }
