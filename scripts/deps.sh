@@ -48,6 +48,10 @@ fi
 # cached outside the tree (scripts/kafka.sh fetch says nothing when they are there).
 "$(dirname "$0")/kafka.sh" fetch
 
+# The NATS specs' peer (nats-py), from PyPI.
+python3 -c 'import nats' 2>/dev/null || python3 -m pip install -q nats-py==2.16.0 2>/dev/null ||
+  python3 -m pip install -q --break-system-packages nats-py==2.16.0
+
 # The specs' npm clients (ws, eventsource, playwright-core), from the npm
 # registry at the versions package-lock.json pins.
 cd "$(dirname "$0")/../spec/node"

@@ -26,22 +26,23 @@ end
 
 -- Starts nats-server on port with its store in dir; the server is killed
 -- when the process that runs the specs goes (a watcher per server).
-local function launch(port, dir)
+local function launch(port, dir, args)
   h.sh(string.format(
-    "cd %s && (nats-server -js -sd %s/js -a 127.0.0.1 -p %d -l %s/server.log & echo $! > server.pid; " ..
+    "cd %s && (nats-server -js -sd %s/js -a 127.0.0.1 -p %d -l %s/server.log " .. (args or "") .. " & echo $! > server.pid; " ..
     "srv=$!; (while kill -0 %s 2>/dev/null && kill -0 $srv 2>/dev/null; do sleep 1; done; kill -9 $srv 2>/dev/null) " ..
     ">/dev/null 2>&1 &) >/dev/null 2>&1",
     h.shell_quote(dir), dir, port, dir, my_pid() or "1"))
   return h.wait_for(function() return listening(port) end, 20)
 end
 
--- opts.port: that port (a server that is not there yet, in a spec).
+-- opts.port: that port (a server that is not there yet, in a spec);
+-- opts.args: more nats-server flags (`--user u --pass p`).
 function M.start(opts)
   opts = opts or {}
   local last
   for _ = 1, 4 do
     local port, dir = opts.port or h.port(), h.tmpdir()
-    if not listening(port) and launch(port, dir) then
+    if not listening(port) and launch(port, dir, opts.args) then
       local s = {port = port, dir = dir, url = "nats://127.0.0.1:" .. port}
       local function pid() return (h.read(dir .. "/server.pid") or ""):match("%d+") end
       local function gone(sig)
@@ -51,7 +52,7 @@ function M.start(opts)
       end
       s.log = function() return h.read(dir .. "/server.log") or "" end
       s.kill = function() return gone("TERM") end      -- down, the store stays
-      s.restart = function() return launch(port, dir) end
+      s.restart = function() return launch(port, dir, opts.args) end
       s.stop = function()
         gone("TERM")
         h.rmdir(dir)

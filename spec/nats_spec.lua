@@ -24,6 +24,11 @@ local function distinct(path, f)
   return seen, n
 end
 
+-- sluice on fmt (string.format with the rest) with an HTTP address for /ready.
+local function serve(fmt, ...)
+  return h.serve("http: {address: 127.0.0.1:$PORT}\n" .. string.format(fmt, ...))
+end
+
 local function ready(srv)
   local _, out = h.sh("curl -s -m 2 " .. srv.url .. "/ready")
   return json.decode(out)
@@ -72,8 +77,7 @@ describe("nats #nats", function()
   it("core: subscribes with wildcards, and gives the subject and headers as metadata", function()
     if not need() then return end
     local out = h.tmpname(".jsonl")
-    local srv = h.serve(string.format([[
-http: {address: 127.0.0.1:$PORT}
+    local srv = serve([[
 input:
   nats: {urls: [%s], subject: 'core1.*.x'}
 pipeline:
@@ -81,7 +85,7 @@ pipeline:
     - lua: 'return {data = content(), subject = meta.nats_subject, h = meta.h, reply = meta.nats_reply_subject}'
 output:
   file: {path: %s, codec: lines}
-]], s.url, out))
+]], s.url, out)
     local ok, err = pcall(function()
       assert.truthy(h.wait_for(function() return ready(srv).ready end, 20))
       assert.are.equal(0, (nats.peer(s.url, "pub core1.a.x 3 --header h=v1")))
@@ -99,8 +103,7 @@ output:
 
   it("core: publishes to a subject evaluated per message, with headers", function()
     if not need() then return end
-    local srv = h.serve(string.format([[
-http: {address: 127.0.0.1:$PORT}
+    local srv = serve([[
 input:
   http_server: {path: /in}
 output:
@@ -112,7 +115,7 @@ output:
 pipeline:
   processors:
     - lua: 'meta.kind = "order"; meta.other = "no"'
-]], s.url))
+]], s.url)
     local ok, err = pcall(function()
       assert.truthy(h.wait_for(function() return ready(srv).ready end, 20))
       local sub = nats.subscribe(s.url, "core2.>", 2)
@@ -133,8 +136,7 @@ pipeline:
     if not need() then return end
     local outs, srvs = {h.tmpname(".jsonl"), h.tmpname(".jsonl")}, {}
     for i = 1, 2 do
-      srvs[i] = h.serve(string.format([[
-http: {address: 127.0.0.1:$PORT}
+      srvs[i] = serve([[
 input:
   nats: {urls: [%s], subject: 'qg.jobs', queue: workers}
 pipeline:
@@ -142,7 +144,7 @@ pipeline:
     - lua: 'return {data = content()}'
 output:
   file: {path: %s, codec: lines}
-]], s.url, outs[i]))
+]], s.url, outs[i])
     end
     local ok, err = pcall(function()
       for i = 1, 2 do assert.truthy(h.wait_for(function() return ready(srvs[i]).ready end, 20)) end
@@ -173,8 +175,7 @@ output:
   it("core: huge, empty and non-UTF-8 payloads and headers arrive byte for byte", function()
     if not need() then return end
     local out = h.tmpname(".jsonl")
-    local srv = h.serve(string.format([[
-http: {address: 127.0.0.1:$PORT}
+    local srv = serve([[
 input:
   nats: {urls: [%s], subject: 'atk.in'}
 pipeline:
@@ -186,7 +187,7 @@ pipeline:
         return {len = #c, sum = sum, first = c:sub(1, 4), h = meta.h}
 output:
   file: {path: %s, codec: lines}
-]], s.url, out))
+]], s.url, out)
     local ok, err = pcall(function()
       assert.truthy(h.wait_for(function() return ready(srv).ready end, 20))
       local big = h.tmpname(".bin")
@@ -218,8 +219,7 @@ output:
 
   it("core output: a subject that is not one to publish to, a bad header or a payload over max_payload fails that message with the reason", function()
     if not need() then return end
-    local srv = h.serve(string.format([[
-http: {address: 127.0.0.1:$PORT}
+    local srv = serve([[
 retry: {max_retries: 1, initial_interval: 1ms}
 input:
   http_server: {path: /in}
@@ -234,7 +234,7 @@ output:
     urls: [%s]
     subject: '${! meta.subj }'
     headers: {x-h: '${! meta.hv }'}
-]], s.url))
+]], s.url)
     local ok, err = pcall(function()
       assert.truthy(h.wait_for(function() return ready(srv).ready end, 20))
       local sub = nats.subscribe(s.url, "fine.>", 1)
@@ -268,8 +268,7 @@ output:
     if not need() then return end
     assert.are.equal(0, (nats.peer(s.url, "stream JS1 'js1.>'")))
     local out = h.tmpname(".jsonl")
-    local srv = h.serve(string.format([[
-http: {address: 127.0.0.1:$PORT}
+    local srv = serve([[
 streams:
   gen:
     input:
@@ -291,7 +290,7 @@ streams:
                     xn = meta["x-n"], ts = meta.nats_timestamp_unix_nano ~= nil}
     output:
       file: {path: %s, codec: lines}
-]], s.url, s.url, out))
+]], s.url, s.url, out)
     local ok, err = pcall(function()
       local lines = h.wait_lines(out, 500, 30)
       assert.are.equal(500, #lines)
@@ -324,8 +323,7 @@ streams:
     assert.are.equal(0, (nats.peer(s.url, "stream JS2 'js2.>'")))
     assert.are.equal(0, (nats.peer(s.url, "pub js2.a 20 --js")))
     local out = h.tmpname(".jsonl")
-    local srv = h.serve(string.format([[
-http: {address: 127.0.0.1:$PORT}
+    local srv = serve([[
 input:
   nats_jetstream: {urls: [%s], subject: 'js2.>', durable: js2, ack_wait: 10m, nak_delay: 100ms, batch_count: 1}
 pipeline:
@@ -336,7 +334,7 @@ pipeline:
 output:
   reject_errored:
     file: {path: %s, codec: lines}
-]], s.url, out))
+]], s.url, out)
     local ok, err = pcall(function()
       -- ack_wait is 10 minutes: only the nak brings them back within this bound
       local lines = h.wait_lines(out, 20, 60)
@@ -397,8 +395,7 @@ output:
     local s2 = nats.start()
     assert.are.equal(0, (nats.peer(s2.url, "stream JS4 'js4.>'")))
     local out = h.tmpname(".jsonl")
-    local srv = h.serve(string.format([[
-http: {address: 127.0.0.1:$PORT}
+    local srv = serve([[
 streams:
   gen:
     input:
@@ -413,7 +410,7 @@ streams:
         - lua: 'return {n = this.n}'
     output:
       file: {path: %s, codec: lines}
-]], s2.url, s2.url, out))
+]], s2.url, s2.url, out)
     local ok, err = pcall(function()
       h.wait_lines(out, 300, 30)
       assert.truthy(s2.kill())
@@ -440,8 +437,7 @@ streams:
     local port = h.port()
     local url = "nats://127.0.0.1:" .. port
     local out = h.tmpname(".jsonl")
-    local srv = h.serve(string.format([[
-http: {address: 127.0.0.1:$PORT}
+    local srv = serve([[
 streams:
   core:
     input:
@@ -453,7 +449,7 @@ streams:
       nats_jetstream: {urls: [%s], subject: 'late.js', durable: late}
     output:
       file: {path: %s, codec: lines}
-]], url, out, url, out))
+]], url, out, url, out)
     local s3
     local ok, err = pcall(function()
       local r = ready(srv)
@@ -473,5 +469,75 @@ streams:
     h.stop_after(srv, ok, err)
     if s3 then s3.stop() end
     os.remove(out)
+  end)
+
+  it("authenticates with user and password or a token, and says why on /ready when refused", function()
+    if not need() then return end
+    local sa = nats.start({args = "--user alice --pass s3cret"})
+    local st = nats.start({args = "--auth t0ken"})
+    local out = h.tmpname(".txt")
+    local srv = serve([[
+streams:
+  user:
+    input:
+      nats: {urls: [%s], subject: auth.a, auth: {user: alice, password: s3cret}}
+    output:
+      file: {path: %s, codec: lines}
+  token:
+    input:
+      nats: {urls: [%s], subject: auth.t, auth: {token: t0ken}}
+    output:
+      file: {path: %s, codec: lines}
+  wrong:
+    input:
+      nats: {urls: [%s], subject: auth.w, auth: {user: alice, password: nope}}
+    output:
+      drop: {}
+]], sa.url, out, st.url, out, sa.url)
+    local ok, err = pcall(function()
+      assert.truthy(h.wait_for(function()
+        local r = ready(srv).streams or {}
+        return not r.user and not r.token and (r.wrong or ""):match("nats: connection closed")
+      end, 20), json.encode(ready(srv)))
+      assert.are.equal(0, (nats.peer("nats://alice:s3cret@127.0.0.1:" .. sa.port, "pub auth.a 1")))
+      assert.are.equal(0, (nats.peer("nats://t0ken@127.0.0.1:" .. st.port, "pub auth.t 1 --start 1")))
+      local lines = h.wait_lines(out, 2)
+      table.sort(lines)
+      assert.are.same({"m0", "m1"}, lines)
+    end)
+    h.stop_after(srv, ok, err)
+    sa.stop()
+    st.stop()
+    os.remove(out)
+  end)
+
+  it("serves a per-user subject behind SSE: a request-scoped input subject from $tyk_context", function()
+    if not need() then return end
+    local srv = serve([[
+input:
+  nats: {urls: [%s], subject: 'user.$tyk_context.request_data_user'}
+output:
+  http_server: {path: /get, sse_path: /sse}
+]], s.url)
+    local ok, err = pcall(function()
+      local fa, fb = h.tmpname(".sse"), h.tmpname(".sse")
+      os.execute(string.format("curl -s -N -m 20 '%s/sse?user=alice' > %s 2>&1 &", srv.url, fa))
+      os.execute(string.format("curl -s -N -m 20 '%s/sse?user=bob' > %s 2>&1 &", srv.url, fb))
+      -- each instance subscribes once its first client came: publish until both saw theirs
+      local k = 0
+      assert.truthy(h.wait_for(function()
+        k = k + 1
+        nats.peer(s.url, "pub user.alice 1 --start " .. k)
+        nats.peer(s.url, "pub user.bob 1 --start " .. (1000 + k))
+        local a, b = h.read(fa) or "", h.read(fb) or ""
+        return a:match("data: m%d+") and b:match("data: m1%d%d%d")
+      end, 15))
+      local a, b = h.read(fa), h.read(fb)
+      assert.is_nil(a:match("data: m1%d%d%d"), "alice got bob's: " .. a)
+      for m in b:gmatch("data: m(%d+)") do assert.is_true(tonumber(m) > 1000, "bob got alice's: " .. b) end
+      os.remove(fa)
+      os.remove(fb)
+    end)
+    h.stop_after(srv, ok, err)
   end)
 end)

@@ -184,10 +184,33 @@ static void in_destroy(sl_input_t *base) {
 
 const sl_input_vt sl_nats_in_vt = {in_start, in_resume, in_stop, in_destroy, in_close, NULL};
 
-void sl_nats_in_init(sl_nats_in_t *in, sl_build_t *b, const sl_cnode_t *conf, int js) {
+int sl_nats_sub_read(sl_nats_sub_t *s, sl_build_t *b, const sl_cnode_t *conf) {
+  s->subject = sl_xstrdup(sl_conf_str(conf, "subject", ""));
+  s->queue = sl_xstrdup(sl_conf_str(conf, "queue", ""));
+  int bad = 0;
+  if (*s->subject && !sl_nats_subject_ok(s->subject, 1)) {
+    sl_diag_add(b->diags, sl_cnode_get(conf, "subject"), "subject", "not a NATS subject: %s", s->subject);
+    bad++;
+  }
+  if (*s->queue && !sl_nats_subject_ok(s->queue, 0)) {
+    sl_diag_add(b->diags, sl_cnode_get(conf, "queue"), "queue", "not a queue group name: %s", s->queue);
+    bad++;
+  }
+  return bad;
+}
+
+void sl_nats_sub_free(sl_nats_sub_t *s) {
+  free(s->subject);
+  free(s->queue);
+}
+
+sl_nats_in_t *sl_nats_in_new(sl_build_t *b, const sl_cnode_t *conf, const sl_spec_t *spec, int js) {
+  sl_nats_in_t *in = sl_xcalloc(1, sizeof(*in));
+  sl_component_init_input(&in->base, &sl_nats_in_vt, spec, b);
   in->conf = sl_nats_conf(b, conf);
   in->js = js;
   in->batch_count = sl_conf_int(conf, "batch_count", 64);
   in->nak_ms = sl_conf_duration_ms(conf, "nak_delay", 1000);
   in->queue_max = in->batch_count * 8 > 1024 ? in->batch_count * 8 : 1024;
+  return in;
 }

@@ -25,8 +25,16 @@ typedef struct sl_nats_in {
   void (*closed)(sl_input_t *in, void *arg);   /* the stream's close callback */
 } sl_nats_in_t;
 
-/* After sl_component_init_input; the vt below drives the rest. */
-void sl_nats_in_init(sl_nats_in_t *in, sl_build_t *b, const sl_cnode_t *conf, int js);
+/* A new input of spec s (sl_nats_in_vt drives it); the caller sets
+ * setup_arg and cbs.setup/setup_free. */
+sl_nats_in_t *sl_nats_in_new(sl_build_t *b, const sl_cnode_t *conf, const sl_spec_t *s, int js);
 extern const sl_input_vt sl_nats_in_vt;
+
+/* What both inputs subscribe with: `subject` and `queue`, checked (an
+ * empty subject is left to the caller). Returns the number of problems
+ * added to diags. */
+typedef struct sl_nats_sub { char *subject, *queue; } sl_nats_sub_t;
+int sl_nats_sub_read(sl_nats_sub_t *s, sl_build_t *b, const sl_cnode_t *conf);
+void sl_nats_sub_free(sl_nats_sub_t *s);
 
 #endif

@@ -37,7 +37,8 @@ static const sl_field_t fields[] = {
   {0}};
 
 typedef struct js_setup {
-  char *subject, *queue, *stream, *durable;
+  sl_nats_sub_t sub;         /* first: setup_free frees it through sl_nats_sub_free */
+  char *stream, *durable;
   int bind;
   jsDeliverPolicy deliver;
   int64_t ack_wait_ms, max_ack_pending;
@@ -59,18 +60,18 @@ static int setup(sl_nats_t *l, natsConnection *nc, void *arg, char **err) {
     jsSubOptions_Init(&so);
     so.ManualAck = true;
     if (*s->stream) so.Stream = s->stream;
-    if (*s->queue) so.Queue = s->queue;
+    if (*s->sub.queue) so.Queue = s->sub.queue;
     if (s->bind) so.Consumer = s->durable;
     if (*s->durable) so.Config.Durable = s->durable;
     so.Config.AckPolicy = js_AckExplicit;
     so.Config.DeliverPolicy = s->deliver;
     so.Config.AckWait = s->ack_wait_ms * 1000000;
     so.Config.MaxAckPending = s->max_ack_pending;
-    st = js_Subscribe(&sub, js, *s->subject ? s->subject : NULL, sl_nats_on_msg, l, NULL, &so, &ec);
+    st = js_Subscribe(&sub, js, *s->sub.subject ? s->sub.subject : NULL, sl_nats_on_msg, l, NULL, &so, &ec);
   }
   if (st != NATS_OK) {
     char *e = sl_nats_err(st);
-    *err = sl_xasprintf("JetStream consumer on %s: %s", *s->subject ? s->subject : s->stream, e);
+    *err = sl_xasprintf("JetStream consumer on %s: %s", *s->sub.subject ? s->sub.subject : s->stream, e);
     free(e);
     return -1;
   }
@@ -80,8 +81,7 @@ static int setup(sl_nats_t *l, natsConnection *nc, void *arg, char **err) {
 
 static void setup_free(void *arg) {
   js_setup_t *s = arg;
-  free(s->subject);
-  free(s->queue);
+  sl_nats_sub_free(&s->sub);
   free(s->stream);
   free(s->durable);
   free(s);
@@ -90,12 +90,8 @@ static void setup_free(void *arg) {
 static const sl_spec_t spec;
 
 static void *jin_create(sl_build_t *b, const sl_cnode_t *conf) {
-  sl_nats_in_t *in = sl_xcalloc(1, sizeof(*in));
-  sl_component_init_input(&in->base, &sl_nats_in_vt, &spec, b);
-  sl_nats_in_init(in, b, conf, 1);
+  sl_nats_in_t *in = sl_nats_in_new(b, conf, &spec, 1);
   js_setup_t *s = sl_xcalloc(1, sizeof(*s));
-  s->subject = sl_xstrdup(sl_conf_str(conf, "subject", ""));
-  s->queue = sl_xstrdup(sl_conf_str(conf, "queue", ""));
   s->stream = sl_xstrdup(sl_conf_str(conf, "stream", ""));
   s->durable = sl_xstrdup(sl_conf_str(conf, "durable", ""));
   s->bind = sl_conf_bool(conf, "bind", 0);
@@ -108,12 +104,8 @@ static void *jin_create(sl_build_t *b, const sl_cnode_t *conf) {
   in->setup_arg = s;
   in->cbs.setup = setup;
   in->cbs.setup_free = setup_free;
-  int bad = 0;
-  if (*s->subject && !sl_nats_subject_ok(s->subject, 1)) {
-    sl_diag_add(b->diags, sl_cnode_get(conf, "subject"), "subject", "not a NATS subject: %s", s->subject);
-    bad = 1;
-  }
-  if (!*s->subject && !(s->bind && *s->stream)) {
+  int bad = sl_nats_sub_read(&s->sub, b, conf);
+  if (!*s->sub.subject && !(s->bind && *s->stream)) {
     sl_diag_add(b->diags, conf, "subject", "name a `subject`, or `bind` to a `durable` consumer of a `stream`");
     bad = 1;
   }

@@ -317,8 +317,12 @@ static void on_disconnected(natsConnection *nc, void *link) {
  * their own, after natsConnection_Destroy may have returned): the
  * connection's ref goes with it. */
 static void on_closed(natsConnection *nc, void *link) {
-  (void)nc;
-  set_state(link, 0, -1, "connection closed");
+  const char *last = NULL;
+  natsConnection_GetLastError(nc, &last);
+  char why[400];
+  /* cnats gives up only on a refusal (authorization): said on /ready */
+  snprintf(why, sizeof why, "connection closed%s%s", last && *last ? ": " : "", last && *last ? last : "");
+  set_state(link, 0, -1, why);
   unref(link);
 }
 
