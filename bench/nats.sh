@@ -114,7 +114,7 @@ YAML
 consume_peer() { # $1 size, $2 kind
   local s e
   if [ "$2" = nats_jetstream ]; then
-    s=$(now); timed BENCH bench.peerjs --js --sub 1 --push --consumerbatch 1024 --msgs "$N" --size "$1"
+    s=$(now); timed BENCH bench.peerjs --js --maxbytes 4GB --sub 1 --push --consumerbatch 1024 --msgs "$N" --size "$1"
     e=$(now)
     "$NATS" -s "$U" consumer rm benchstream natscli-bench -f >/dev/null 2>&1 || true
   else

@@ -373,6 +373,9 @@ static natsStatus options(sl_nats_t *l, natsOptions **out) {
   if (s == NATS_OK) s = natsOptions_SetName(o, c->name);
   if (s == NATS_OK) s = natsOptions_SetMaxReconnect(o, -1);
   if (s == NATS_OK) s = natsOptions_SetReconnectWait(o, 500);
+  /* cnats's 32 KiB buffer made its flusher thread and the loop take turns
+   * at the connection's lock every few messages */
+  if (s == NATS_OK) s = natsOptions_SetIOBufSize(o, 1 << 20);
   if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(o, true, on_connected, l);
   if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(o, on_disconnected, l);
   if (s == NATS_OK) s = natsOptions_SetReconnectedCB(o, on_connected, l);
