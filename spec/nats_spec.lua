@@ -432,7 +432,7 @@ streams:
     os.remove(out)
   end)
 
-  it("a server absent at start: not ready with the reason, then flows once it is up", function()
+  it("a server absent at start: not ready with the reason, then flows once it is up (inputs and output)", function()
     if not need() then return end
     local port = h.port()
     local url = "nats://127.0.0.1:" .. port
@@ -449,7 +449,12 @@ streams:
       nats_jetstream: {urls: [%s], subject: 'late.js', durable: late}
     output:
       file: {path: %s, codec: lines}
-]], url, out, url, out)
+  gen:
+    input:
+      generate: {count: 1, interval: 0s, mapping: 'return "m2"'}
+    output:
+      nats_jetstream: {urls: [%s], subject: late.js}
+]], url, out, url, out, url)
     local s3
     local ok, err = pcall(function()
       local r = ready(srv)
@@ -462,9 +467,10 @@ streams:
       assert.truthy(h.wait_for(function() return ready(srv).ready end, 20))
       assert.are.equal(0, (nats.peer(s3.url, "pub late.core 1")))
       assert.are.equal(0, (nats.peer(s3.url, "pub late.js 1 --js --start 1")))
-      local lines = h.wait_lines(out, 2)
+      -- and the output that waited for the server (and then for the stream) published too
+      local lines = h.wait_lines(out, 3)
       table.sort(lines)
-      assert.are.same({"m0", "m1"}, lines)
+      assert.are.same({"m0", "m1", "m2"}, lines)
     end)
     h.stop_after(srv, ok, err)
     if s3 then s3.stop() end
