@@ -8,12 +8,12 @@ set -eu
 what=${1:-test}
 RUN_PKGS="build-essential cmake ninja-build pkg-config libluajit2-5.1-dev libuv1-dev node-llhttp
 librdkafka-dev libyaml-dev lua-cjson libssl-dev libwslay-dev libjwt-dev libyajl-dev libjansson-dev
-libcurl4-openssl-dev uthash-dev curl libhiredis-dev libpcre2-dev libxxhash-dev zlib1g-dev lua-mpack"
+libcurl4-openssl-dev uthash-dev curl libhiredis-dev libpcre2-dev libxxhash-dev zlib1g-dev lua-mpack libnats-dev"
 # Sanitizer and fuzz builds (clang), busted on LuaJIT, the real peers and
 # clients of the specs, and the benchmarks' tools.
 TEST_PKGS="clang libclang-rt-14-dev luajit2 lua-busted jq openssl python3 python3-websockets
 python3-prometheus-client python3-jsonschema python3-yaml prometheus-pushgateway chromium nginx-light redis-server wrk hyperfine time
-openjdk-17-jre-headless maven kcat"
+openjdk-17-jre-headless maven kcat nats-server"
 
 case $what in
   run) PKGS=$RUN_PKGS ;;
@@ -47,6 +47,10 @@ fi
 # The Kafka broker that the Kafka specs start: its jars from Maven Central,
 # cached outside the tree (scripts/kafka.sh fetch says nothing when they are there).
 "$(dirname "$0")/kafka.sh" fetch
+
+# The NATS specs' peer (nats-py), from PyPI.
+python3 -c 'import nats' 2>/dev/null || python3 -m pip install -q nats-py==2.16.0 2>/dev/null ||
+  python3 -m pip install -q --break-system-packages nats-py==2.16.0
 
 # The specs' npm clients (ws, eventsource, playwright-core), from the npm
 # registry at the versions package-lock.json pins.

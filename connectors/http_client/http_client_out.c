@@ -722,7 +722,7 @@ static const sl_spec_t spec = {
     "  http_client:\n"
     "    url: 'https://hooks.example.com/${! meta.tenant }'\n"
     "    headers: {Content-Type: application/json}\n"
-    "    signature: {secret: '${WEBHOOK_SECRET}', header: X-Hub-Signature-256}\n"
+    "    signature: {secret: '${WEBHOOK_SECRET:change-me}', header: X-Hub-Signature-256}\n"
     "    retries: 5\n",
   .create = hout_create,
 };

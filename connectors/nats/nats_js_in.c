@@ -1,0 +1,151 @@
+/* `nats_jetstream` input: a JetStream push consumer (durable or not) with
+ * explicit acks, acknowledged only once the pipeline delivered. */
+#include "nats_input.h"
+#include "core/xalloc.h"
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const delivers[] = {"all", "last", "last_per_subject", "new", NULL};
+
+static const sl_field_t fields[] = {
+  SL_NATS_COMMON_FIELDS,
+  {"subject", SL_F_STRING, "", 0,
+   "Subject to consume, with wildcards; the stream holding it is looked up unless `stream` names it. "
+   "May use the request context in a request-scoped stream.", NULL, NULL},
+  {"queue", SL_F_STRING, "", 0,
+   "Deliver group: the members of one group share the consumer's messages (without `durable`, it "
+   "names the durable consumer too).", NULL, NULL},
+  {"stream", SL_F_STRING, "", 0, "The stream to consume (with `bind`, required).", NULL, NULL},
+  {"durable", SL_F_STRING, "", 0,
+   "Durable consumer name: it keeps its position on the server across restarts. Empty: an "
+   "ephemeral consumer, gone when sluice disconnects.", NULL, NULL},
+  {"bind", SL_F_BOOL, "false", 0,
+   "Use the existing push consumer `durable` of `stream` as it is configured on the server, "
+   "creating nothing.", NULL, NULL},
+  {"deliver", SL_F_ENUM, "all", 0, "Where a new consumer starts.", delivers, NULL},
+  {"ack_wait", SL_F_DURATION, "30s", 0,
+   "How long the server waits for an acknowledgement before it delivers a message again.",
+   SL_BOUNDS("1ms", ""), NULL},
+  {"max_ack_pending", SL_F_INT, "1024", 0,
+   "Messages delivered and not acknowledged at most: the server sends no more until acks come back.",
+   SL_BOUNDS("1", ""), NULL},
+  {"nak_delay", SL_F_DURATION, "1s", 0,
+   "A message whose transaction failed (after the output's retries, or refused by "
+   "`reject_errored`) is sent back with a nak asking the server to deliver it again after this "
+   "(sluice's; Benthos naks without delay).", SL_BOUNDS("0", ""), NULL},
+  SL_NATS_BATCH_FIELD,
+  {0}};
+
+typedef struct js_setup {
+  sl_nats_sub_t sub;         /* first: setup_free frees it through sl_nats_sub_free */
+  char *stream, *durable;
+  int bind;
+  jsDeliverPolicy deliver;
+  int64_t ack_wait_ms, max_ack_pending;
+} js_setup_t;
+
+/* On the link's thread: JetStream's API calls wait for their replies. */
+static int setup(sl_nats_t *l, natsConnection *nc, void *arg, char **err) {
+  js_setup_t *s = arg;
+  jsCtx *js = sl_nats_js(l);
+  natsStatus st = NATS_OK;
+  if (!js) {
+    st = natsConnection_JetStream(&js, nc, NULL);
+    if (st == NATS_OK) sl_nats_keep(l, NULL, js);
+  }
+  natsSubscription *sub = NULL;
+  jsErrCode ec = 0;
+  if (st == NATS_OK) {
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.ManualAck = true;
+    if (*s->stream) so.Stream = s->stream;
+    if (*s->sub.queue) so.Queue = s->sub.queue;
+    if (s->bind) so.Consumer = s->durable;
+    if (*s->durable) so.Config.Durable = s->durable;
+    so.Config.AckPolicy = js_AckExplicit;
+    so.Config.DeliverPolicy = s->deliver;
+    so.Config.AckWait = s->ack_wait_ms * 1000000;
+    so.Config.MaxAckPending = s->max_ack_pending;
+    st = js_Subscribe(&sub, js, *s->sub.subject ? s->sub.subject : NULL, sl_nats_on_msg, l, NULL, &so, &ec);
+  }
+  if (st != NATS_OK) {
+    char *e = sl_nats_err(st);
+    *err = sl_xasprintf("JetStream consumer on %s: %s", *s->sub.subject ? s->sub.subject : s->stream, e);
+    free(e);
+    return -1;
+  }
+  sl_nats_keep(l, sub, NULL);
+  return 0;
+}
+
+static void setup_free(void *arg) {
+  js_setup_t *s = arg;
+  sl_nats_sub_free(&s->sub);
+  free(s->stream);
+  free(s->durable);
+  free(s);
+}
+
+static const sl_spec_t spec;
+
+static void *jin_create(sl_build_t *b, const sl_cnode_t *conf) {
+  sl_nats_in_t *in = sl_nats_in_new(b, conf, &spec, 1);
+  js_setup_t *s = sl_xcalloc(1, sizeof(*s));
+  s->stream = sl_xstrdup(sl_conf_str(conf, "stream", ""));
+  s->durable = sl_xstrdup(sl_conf_str(conf, "durable", ""));
+  s->bind = sl_conf_bool(conf, "bind", 0);
+  const char *d = sl_conf_str(conf, "deliver", "all");
+  s->deliver = !strcmp(d, "last") ? js_DeliverLast
+               : !strcmp(d, "last_per_subject") ? js_DeliverLastPerSubject
+               : !strcmp(d, "new") ? js_DeliverNew : js_DeliverAll;
+  s->ack_wait_ms = sl_conf_duration_ms(conf, "ack_wait", 30000);
+  s->max_ack_pending = sl_conf_int(conf, "max_ack_pending", 1024);
+  in->setup_arg = s;
+  in->cbs.setup = setup;
+  in->cbs.setup_free = setup_free;
+  int bad = sl_nats_sub_read(&s->sub, b, conf);
+  if (!*s->sub.subject && !(s->bind && *s->stream)) {
+    sl_diag_add(b->diags, conf, "subject", "name a `subject`, or `bind` to a `durable` consumer of a `stream`");
+    bad = 1;
+  }
+  if (s->bind && (!*s->stream || !*s->durable)) {
+    sl_diag_add(b->diags, sl_cnode_get(conf, "bind"), "bind", "`bind` needs `stream` and `durable`");
+    bad = 1;
+  }
+  if (bad || !in->conf) {
+    sl_nats_in_vt.destroy(&in->base);
+    return NULL;
+  }
+  return in;
+}
+
+static const sl_spec_t spec = {
+  .name = "nats_jetstream",
+  .kind = SL_KIND_INPUT,
+  .summary = "Consumes a JetStream stream with explicit acks: at least once.",
+  .desc =
+    "A push consumer on `subject` (durable when `durable` is set, shared by a deliver group with "
+    "`queue`) delivers up to `max_ack_pending` messages not yet acknowledged. Each message is "
+    "acknowledged to the server only once the transaction carrying it completed (every output "
+    "delivered it or it was deliberately dropped); a failed transaction's messages get a nak and "
+    "come again after `nak_delay`. What sluice held unacknowledged when it stopped or was killed is "
+    "delivered again by the server after `ack_wait`, to this consumer or another member of its "
+    "group: nothing acknowledged is lost, duplicates are possible (at least once).\n\n"
+    "Metadata: `nats_subject`, `nats_sequence_stream`, `nats_sequence_consumer`, "
+    "`nats_num_delivered` (above 1: a redelivery), `nats_num_pending`, `nats_timestamp_unix_nano`, "
+    "`nats_domain` when there is one, and the message's headers.\n\n"
+    "Until the server is reachable and the consumer exists (the stream may be created later) the "
+    "stream reports not ready on `/ready` with the reason, and sluice keeps trying every second; "
+    "JetStream's API calls run on a thread of the input's own, never on the event loop.",
+  .fields = fields,
+  .example =
+    "input:\n"
+    "  nats_jetstream:\n"
+    "    urls: [nats://127.0.0.1:4222]\n"
+    "    subject: orders.>\n"
+    "    durable: billing\n"
+    "    ack_wait: 30s\n",
+  .create = jin_create,
+};
+SL_REGISTER(spec)

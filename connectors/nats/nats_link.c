@@ -1,0 +1,500 @@
+/* The NATS link (nats_link.h): a connection run by cnats's threads and a
+ * thread of our own, handing what arrives to the loop through a bounded
+ * queue. The queue's bound applies backpressure to the server: a delivery
+ * thread waits while it is full, cnats then holds what arrives in the
+ * subscription's pending buffer, and past cnats's pending limits core NATS
+ * drops (reported as a slow consumer); JetStream stops at max_ack_pending. */
+#include "nats_link.h"
+#include "core/log.h"
+#include "core/xalloc.h"
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+const sl_field_t sl_nats_auth_fields[] = {
+  {"user", SL_F_STRING, "", 0, "User name (with `password`).", NULL, NULL},
+  {"password", SL_F_STRING, "", 0, "Password of `user`.", NULL, NULL},
+  {"token", SL_F_STRING, "", 0, "An authentication token.", NULL, NULL},
+  {"user_credentials_file", SL_F_STRING, "", 0,
+   "A `.creds` file (user JWT and NKey seed), relative to the config file.", NULL, NULL},
+  {"nkey_file", SL_F_STRING, "", 0, "A file holding an NKey seed, relative to the config file (with `nkey`).", NULL,
+   NULL},
+  {"nkey", SL_F_STRING, "", 0,
+   "The public NKey of `nkey_file`'s seed (cnats signs with the seed but needs the public key named; "
+   "`nk -inkey FILE -pubout` prints it).", NULL, NULL},
+  {0}};
+
+static const sl_field_t cert_fields[] = {
+  {"cert_file", SL_F_STRING, NULL, SL_REQUIRED, "Client certificate (PEM).", NULL, NULL},
+  {"key_file", SL_F_STRING, NULL, SL_REQUIRED, "Its private key (PEM).", NULL, NULL},
+  {0}};
+
+const sl_field_t sl_nats_tls_fields[] = {
+  {"enabled", SL_F_BOOL, "false", 0, "Connect with TLS.", NULL, NULL},
+  {"skip_cert_verify", SL_F_BOOL, "false", 0, "Accept any server certificate (tests only).", NULL, NULL},
+  {"root_cas_file", SL_F_STRING, "", 0, "CA certificates (PEM) to verify the server with.", NULL, NULL},
+  {"client_certs", SL_F_OBJLIST, "[]", 0, "A client certificate and key (the first is used).", NULL, cert_fields},
+  {0}};
+
+struct sl_nats_conf {
+  char *urls, *name;
+  char *user, *password, *token, *creds, *nkey, *nkey_file;
+  int tls, skip_verify;
+  char *ca, *cert, *key;
+};
+
+enum { BYTES_MAX = 64 << 20, MAX_SUBS = 4 };
+
+struct sl_nats {
+  uv_mutex_t mu;
+  uv_cond_t room, quit;
+  uv_async_t async;
+  int refs;                  /* the loop, the thread, the connection until it closed, each
+                                subscription until its last callback */
+  int closing;
+  sl_nats_conf_t *conf;
+  sl_nats_cbs_t cbs;
+  void *arg, *setup_arg;
+  void (*ended)(void *who, void *arg);  /* sl_nats_end's done */
+  void *ended_who, *ended_arg;
+  int end_req, end_done;
+  sl_nats_item_t *ring;
+  int cap, head, n, qmax;
+  size_t bytes;
+  int conn_up, setup_ok, dirty;
+  char why[512];
+  natsStatus error;          /* cnats's last asynchronous error, and how many came since logged */
+  int64_t errors;
+  natsConnection *nc;
+  int nc_ready;              /* nc may be used from the loop */
+  natsSubscription *subs[MAX_SUBS];
+  int nsubs;
+  jsCtx *js;
+};
+
+static char *path_or_null(sl_build_t *b, const char *p) { return *p ? sl_build_path(b, p) : NULL; }
+
+sl_nats_conf_t *sl_nats_conf(sl_build_t *b, const sl_cnode_t *conf) {
+  sl_nats_conf_t *c = sl_xcalloc(1, sizeof(*c));
+  const sl_cnode_t *urls = sl_cnode_get(conf, "urls");
+  size_t len = 1;
+  for (uint32_t i = 0; urls && i < urls->n; i++) len += strlen(urls->items[i]->str) + 1;
+  c->urls = sl_xcalloc(1, len);
+  for (uint32_t i = 0; urls && i < urls->n; i++) {
+    if (i) strcat(c->urls, ",");
+    strcat(c->urls, urls->items[i]->str);
+  }
+  if (!*c->urls) sl_diag_add(b->diags, conf, "urls", "name at least one server");
+  c->name = sl_xasprintf("sluice %s", b->path ? b->path : "");
+  const sl_cnode_t *a = sl_cnode_get(conf, "auth");
+  c->user = sl_xstrdup(sl_conf_str(a, "user", ""));
+  c->password = sl_xstrdup(sl_conf_str(a, "password", ""));
+  c->token = sl_xstrdup(sl_conf_str(a, "token", ""));
+  c->creds = path_or_null(b, sl_conf_str(a, "user_credentials_file", ""));
+  c->nkey = sl_xstrdup(sl_conf_str(a, "nkey", ""));
+  c->nkey_file = path_or_null(b, sl_conf_str(a, "nkey_file", ""));
+  int ways = (*c->user || *c->password) + !!*c->token + !!c->creds + (c->nkey_file || *c->nkey);
+  if (ways > 1) sl_diag_add(b->diags, a, "auth", "give one way to authenticate (user and password, token, creds or nkey)");
+  if (!!c->nkey_file != !!*c->nkey) sl_diag_add(b->diags, a, "auth", "`nkey_file` and `nkey` go together");
+  const sl_cnode_t *t = sl_cnode_get(conf, "tls");
+  c->tls = sl_conf_bool(t, "enabled", 0);
+  c->skip_verify = sl_conf_bool(t, "skip_cert_verify", 0);
+  c->ca = path_or_null(b, sl_conf_str(t, "root_cas_file", ""));
+  const sl_cnode_t *certs = sl_cnode_get(t, "client_certs");
+  if (certs && certs->type == SL_CN_SEQ && certs->n) {
+    c->cert = path_or_null(b, sl_conf_str(certs->items[0], "cert_file", ""));
+    c->key = path_or_null(b, sl_conf_str(certs->items[0], "key_file", ""));
+  }
+  if (!*c->urls || ways > 1 || !!c->nkey_file != !!*c->nkey) {
+    sl_nats_conf_free(c);
+    return NULL;
+  }
+  return c;
+}
+
+void sl_nats_conf_free(sl_nats_conf_t *c) {
+  if (!c) return;
+  char *s[] = {c->urls, c->name, c->user, c->password, c->token, c->creds, c->nkey, c->nkey_file, c->ca, c->cert, c->key};
+  for (size_t i = 0; i < sizeof s / sizeof *s; i++) free(s[i]);
+  free(c);
+}
+
+char *sl_nats_err(natsStatus s) {
+  natsStatus ls;
+  const char *detail = nats_GetLastError(&ls);
+  if (detail && *detail && ls == s) {
+    /* cnats opens with its source position, "(pub.c:130): ": not for users */
+    const char *p = detail[0] == '(' ? strstr(detail, "): ") : NULL;
+    return sl_xstrdup(p ? p + 3 : detail);
+  }
+  return sl_xstrdup(natsStatus_GetText(s));
+}
+
+int sl_nats_subject_ok(const char *s, int wild) {
+  if (!s || !*s) return 0;
+  const char *tok = s;
+  for (const char *p = s;; p++) {
+    if (*p == '.' || !*p) {
+      size_t n = (size_t)(p - tok);
+      if (!n) return 0;
+      if (!wild && ((n == 1 && (*tok == '*' || *tok == '>')))) return 0;
+      if (wild && n == 1 && *tok == '>' && *p) return 0;   /* `>` only last */
+      if (!*p) return 1;
+      tok = p + 1;
+    } else if ((unsigned char)*p <= ' ' || *p == 0x7f) {
+      return 0;
+    }
+  }
+}
+
+/* ---- the loop side ---- */
+
+static void unref(sl_nats_t *l) {
+  uv_mutex_lock(&l->mu);
+  int left = --l->refs;
+  uv_mutex_unlock(&l->mu);
+  if (left) return;
+  for (int i = 0; i < l->n; i++) {
+    sl_nats_item_t *it = &l->ring[(l->head + i) % l->cap];
+    natsMsg_Destroy(it->m);
+    free(it->err);
+  }
+  free(l->ring);
+  if (l->cbs.setup_free) l->cbs.setup_free(l->setup_arg);
+  sl_nats_conf_free(l->conf);
+  uv_cond_destroy(&l->room);
+  uv_cond_destroy(&l->quit);
+  uv_mutex_destroy(&l->mu);
+  free(l);
+}
+
+static void on_async(uv_async_t *h) {
+  sl_nats_t *l = h->data;
+  char why[sizeof l->why];
+  uv_mutex_lock(&l->mu);
+  /* Once ending, the connection's close is no news for readiness. */
+  int dirty = l->dirty && !l->end_req, up = l->conn_up && l->setup_ok, n = l->n, closing = l->closing;
+  natsStatus error = l->error;
+  void (*ended)(void *, void *) = l->end_done ? l->ended : NULL;
+  if (ended) l->ended = NULL;
+  int64_t errors = l->errors;
+  l->dirty = 0;
+  l->errors = 0;
+  memcpy(why, l->why, sizeof why);
+  uv_mutex_unlock(&l->mu);
+  if (closing) return;
+  if (errors)
+    sl_logf(SL_LOG_WARN, l->cbs.stream, l->cbs.label, "nats: %s (%lld time(s))%s", natsStatus_GetText(error),
+            (long long)errors,
+            error == NATS_SLOW_CONSUMER ? ": messages dropped, the pipeline did not keep up (core NATS is at most once)" : "");
+  if (dirty) l->cbs.state(l->arg, up, why);
+  if (n) l->cbs.wake(l->arg);
+  if (ended) ended(l->ended_who, l->ended_arg);
+}
+
+void sl_nats_end(sl_nats_t *l, void (*done)(void *who, void *arg), void *who, void *arg) {
+  uv_mutex_lock(&l->mu);
+  l->ended = done;
+  l->ended_who = who;
+  l->ended_arg = arg;
+  l->end_req = 1;
+  uv_cond_broadcast(&l->quit);
+  uv_mutex_unlock(&l->mu);
+}
+
+natsConnection *sl_nats_conn(sl_nats_t *l) {
+  uv_mutex_lock(&l->mu);
+  natsConnection *nc = l->nc_ready && !l->end_req ? l->nc : NULL;
+  uv_mutex_unlock(&l->mu);
+  return nc;
+}
+
+jsCtx *sl_nats_js(sl_nats_t *l) {
+  uv_mutex_lock(&l->mu);
+  jsCtx *js = l->end_req ? NULL : l->js;
+  uv_mutex_unlock(&l->mu);
+  return js;
+}
+
+int sl_nats_take(sl_nats_t *l, sl_nats_item_t *out, int max) {
+  uv_mutex_lock(&l->mu);
+  int k = 0;
+  for (; k < max && l->n; k++) {
+    out[k] = l->ring[l->head];
+    l->head = (l->head + 1) % l->cap;
+    l->n--;
+    if (!out[k].err) l->bytes -= (size_t)natsMsg_GetDataLength(out[k].m);
+  }
+  if (k) uv_cond_broadcast(&l->room);
+  uv_mutex_unlock(&l->mu);
+  return k;
+}
+
+void sl_nats_rewake(sl_nats_t *l) { uv_async_send(&l->async); }
+
+static void async_closed(uv_handle_t *h) { unref(h->data); }
+
+void sl_nats_close(sl_nats_t *l) {
+  if (!l) return;
+  uv_mutex_lock(&l->mu);
+  l->closing = 1;
+  uv_cond_broadcast(&l->room);
+  uv_cond_broadcast(&l->quit);
+  uv_mutex_unlock(&l->mu);
+  uv_close((uv_handle_t *)&l->async, async_closed);
+}
+
+/* ---- any thread ---- */
+
+/* With l->mu held. */
+static void push_locked(sl_nats_t *l, natsMsg *m, char *err) {
+  if (l->n == l->cap) {
+    int cap = l->cap ? l->cap * 2 : 64;
+    sl_nats_item_t *r = sl_xmalloc((size_t)cap * sizeof(*r));
+    for (int i = 0; i < l->n; i++) r[i] = l->ring[(l->head + i) % l->cap];
+    free(l->ring);
+    l->ring = r;
+    l->cap = cap;
+    l->head = 0;
+  }
+  l->ring[(l->head + l->n++) % l->cap] = (sl_nats_item_t){m, err};
+  if (!err) l->bytes += (size_t)natsMsg_GetDataLength(m);
+  uv_async_send(&l->async);
+}
+
+void sl_nats_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *link) {
+  (void)nc;
+  (void)sub;
+  sl_nats_t *l = link;
+  uv_mutex_lock(&l->mu);
+  while (!l->closing && l->n && (l->n >= l->qmax || l->bytes >= BYTES_MAX)) uv_cond_wait(&l->room, &l->mu);
+  if (l->closing) {
+    uv_mutex_unlock(&l->mu);
+    natsMsg_Destroy(m);   /* not acknowledged: JetStream sends it again */
+    return;
+  }
+  push_locked(l, m, NULL);
+  uv_mutex_unlock(&l->mu);
+}
+
+void sl_nats_push_ack(sl_nats_t *l, natsMsg *m, const char *err) {
+  uv_mutex_lock(&l->mu);
+  if (l->closing) {
+    uv_mutex_unlock(&l->mu);
+    natsMsg_Destroy(m);
+    return;
+  }
+  push_locked(l, m, sl_xstrdup(err ? err : ""));
+  uv_mutex_unlock(&l->mu);
+}
+
+static void set_state(sl_nats_t *l, int conn_up, int setup_ok, const char *why) {
+  uv_mutex_lock(&l->mu);
+  if (conn_up >= 0) l->conn_up = conn_up;
+  if (setup_ok >= 0) l->setup_ok = setup_ok;
+  if (why) snprintf(l->why, sizeof l->why, "nats: %s", why);
+  l->dirty = 1;
+  if (!l->closing) uv_async_send(&l->async);
+  uv_mutex_unlock(&l->mu);
+}
+
+static void on_connected(natsConnection *nc, void *link) {
+  (void)nc;
+  set_state(link, 1, -1, NULL);
+}
+
+static void on_disconnected(natsConnection *nc, void *link) {
+  sl_nats_t *l = link;
+  const char *last = NULL;
+  natsConnection_GetLastError(nc, &last);
+  char why[400];
+  snprintf(why, sizeof why, "disconnected from %s%s%s, reconnecting", l->conf->urls, last && *last ? ": " : "",
+           last && *last ? last : "");
+  set_state(l, 0, -1, why);
+}
+
+/* cnats's last callback of a connection (its callbacks run on a thread of
+ * their own, after natsConnection_Destroy may have returned): the
+ * connection's ref goes with it. */
+static void on_closed(natsConnection *nc, void *link) {
+  const char *last = NULL;
+  natsConnection_GetLastError(nc, &last);
+  char why[400];
+  /* cnats gives up only on a refusal (authorization): said on /ready */
+  snprintf(why, sizeof why, "connection closed%s%s", last && *last ? ": " : "", last && *last ? last : "");
+  set_state(link, 0, -1, why);
+  unref(link);
+}
+
+/* Logged on the loop (on_async), once per wake however many came. */
+static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *link) {
+  (void)nc;
+  (void)sub;
+  sl_nats_t *l = link;
+  uv_mutex_lock(&l->mu);
+  l->error = err;
+  l->errors++;
+  if (!l->closing) uv_async_send(&l->async);
+  uv_mutex_unlock(&l->mu);
+}
+
+static void on_sub_complete(void *link) { unref(link); }
+
+void sl_nats_keep(sl_nats_t *l, natsSubscription *sub, jsCtx *js) {
+  uv_mutex_lock(&l->mu);
+  if (js) l->js = js;
+  if (!sub || l->nsubs == MAX_SUBS) {
+    uv_mutex_unlock(&l->mu);
+    return;
+  }
+  l->subs[l->nsubs++] = sub;
+  l->refs++;
+  uv_mutex_unlock(&l->mu);
+  if (natsSubscription_SetOnCompleteCB(sub, on_sub_complete, l) != NATS_OK) unref(l);
+}
+
+/* ---- the link's thread ---- */
+
+/* Waits ms, or until the link closes or a flush (the end) is asked for:
+ * then returns 1 and what the thread was retrying is given up. */
+static int wait_quit(sl_nats_t *l, uint64_t ms) {
+  uv_mutex_lock(&l->mu);
+  if (!l->closing && !l->end_req) uv_cond_timedwait(&l->quit, &l->mu, ms * 1000000);
+  int c = l->closing || l->end_req;
+  uv_mutex_unlock(&l->mu);
+  return c;
+}
+
+static natsStatus options(sl_nats_t *l, natsOptions **out) {
+  sl_nats_conf_t *c = l->conf;
+  natsOptions *o = NULL;
+  natsStatus s = natsOptions_Create(&o);
+  if (s == NATS_OK) s = natsOptions_SetURL(o, c->urls);
+  if (s == NATS_OK) s = natsOptions_SetName(o, c->name);
+  if (s == NATS_OK) s = natsOptions_SetMaxReconnect(o, -1);
+  if (s == NATS_OK) s = natsOptions_SetReconnectWait(o, 500);
+  /* cnats's 32 KiB buffer made its flusher thread and the loop take turns
+   * at the connection's lock every few messages */
+  if (s == NATS_OK) s = natsOptions_SetIOBufSize(o, 1 << 20);
+  if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(o, true, on_connected, l);
+  if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(o, on_disconnected, l);
+  if (s == NATS_OK) s = natsOptions_SetReconnectedCB(o, on_connected, l);
+  if (s == NATS_OK) s = natsOptions_SetClosedCB(o, on_closed, l);
+  if (s == NATS_OK) s = natsOptions_SetErrorHandler(o, on_error, l);
+  if (s == NATS_OK && (*c->user || *c->password)) s = natsOptions_SetUserInfo(o, c->user, c->password);
+  if (s == NATS_OK && *c->token) s = natsOptions_SetToken(o, c->token);
+  if (s == NATS_OK && c->creds) s = natsOptions_SetUserCredentialsFromFiles(o, c->creds, NULL);
+  if (s == NATS_OK && c->nkey_file) s = natsOptions_SetNKeyFromSeed(o, c->nkey, c->nkey_file);
+  if (s == NATS_OK && (c->tls || c->ca || c->cert)) s = natsOptions_SetSecure(o, true);
+  if (s == NATS_OK && c->ca) s = natsOptions_LoadCATrustedCertificates(o, c->ca);
+  if (s == NATS_OK && c->cert) s = natsOptions_LoadCertificatesChain(o, c->cert, c->key);
+  if (s == NATS_OK && c->skip_verify) s = natsOptions_SkipServerVerification(o, true);
+  if (s != NATS_OK) {
+    natsOptions_Destroy(o);
+    o = NULL;
+  }
+  *out = o;
+  return s;
+}
+
+static void *thread_main(void *arg) {
+  sl_nats_t *l = arg;
+  natsOptions *o = NULL;
+  natsStatus s = options(l, &o);
+  if (s != NATS_OK) {
+    char *e = sl_nats_err(s);
+    char *why = sl_xasprintf("options: %s", e);
+    set_state(l, 0, 0, why);
+    sl_logf(SL_LOG_ERROR, NULL, NULL, "nats: %s", why);
+    free(e);
+    free(why);
+  }
+  /* With retries on a failed connect, a server that is not there yet
+   * gives NATS_NOT_YET_CONNECTED and cnats keeps trying; anything else
+   * (a bad URL, TLS files) is tried again here. */
+  while (o && !l->nc) {
+    uv_mutex_lock(&l->mu);
+    l->refs++;   /* for on_closed */
+    uv_mutex_unlock(&l->mu);
+    s = natsConnection_Connect(&l->nc, o);
+    if (s == NATS_OK || s == NATS_NOT_YET_CONNECTED) break;
+    unref(l);
+    char *e = sl_nats_err(s);
+    set_state(l, 0, -1, e);
+    free(e);
+    if (wait_quit(l, 1000)) break;
+  }
+  if (l->nc) {
+    uv_mutex_lock(&l->mu);
+    l->nc_ready = 1;
+    uv_mutex_unlock(&l->mu);
+    if (s == NATS_NOT_YET_CONNECTED) {
+      char why[400];
+      snprintf(why, sizeof why, "connecting to %s", l->conf->urls);
+      set_state(l, 0, -1, why);
+    } else {
+      set_state(l, 1, -1, NULL);
+    }
+    for (;;) {
+      char *err = NULL;
+      if (!l->cbs.setup || l->cbs.setup(l, l->nc, l->setup_arg, &err) == 0) {
+        set_state(l, -1, 1, NULL);
+        break;
+      }
+      set_state(l, -1, 0, err ? err : "setting up");
+      free(err);
+      if (wait_quit(l, 1000)) break;
+    }
+  }
+  uv_mutex_lock(&l->mu);
+  while (!l->closing && !l->end_req) uv_cond_wait(&l->quit, &l->mu);
+  uv_mutex_unlock(&l->mu);
+  if (l->nc) natsConnection_FlushTimeout(l->nc, 2000);
+  /* Close first: destroying a subscription on an open connection would
+   * unsubscribe, which deletes a JetStream consumer cnats made. */
+  if (l->nc) natsConnection_Close(l->nc);
+  for (int i = 0; i < l->nsubs; i++) natsSubscription_Destroy(l->subs[i]);
+  if (l->js) jsCtx_Destroy(l->js);
+  if (l->nc) natsConnection_Destroy(l->nc);
+  uv_mutex_lock(&l->mu);
+  l->nc = NULL;
+  l->js = NULL;
+  l->end_done = 1;
+  if (!l->closing) uv_async_send(&l->async);
+  uv_mutex_unlock(&l->mu);
+  natsOptions_Destroy(o);
+  unref(l);
+  return NULL;
+}
+
+sl_nats_t *sl_nats_new(uv_loop_t *loop, sl_nats_conf_t *c, const sl_nats_cbs_t *cbs, void *arg, void *setup_arg,
+                       int queue_max) {
+  sl_nats_t *l = sl_xcalloc(1, sizeof(*l));
+  l->setup_arg = setup_arg;
+  l->conf = c;
+  l->cbs = *cbs;
+  l->arg = arg;
+  l->qmax = queue_max;
+  l->refs = 2;
+  snprintf(l->why, sizeof l->why, "nats: connecting to %s", c->urls);
+  uv_mutex_init(&l->mu);
+  uv_cond_init(&l->room);
+  uv_cond_init(&l->quit);
+  uv_async_init(loop, &l->async, on_async);
+  uv_unref((uv_handle_t *)&l->async);   /* the stream keeps the loop running, not the link */
+  l->async.data = l;
+  /* Detached: nothing waits for it; it ends after closing the connection,
+   * which may take cnats's timeouts with the servers gone. */
+  pthread_t t;
+  pthread_attr_t a;
+  pthread_attr_init(&a);
+  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+  int rc = pthread_create(&t, &a, thread_main, l);
+  pthread_attr_destroy(&a);
+  if (rc != 0) {
+    l->refs = 1;
+    sl_nats_close(l);
+    return NULL;
+  }
+  return l;
+}
