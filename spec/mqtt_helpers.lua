@@ -18,6 +18,7 @@ local function start_once(port, opts)
   -- its persistence file here
   os.execute("chmod 0777 " .. h.shell_quote(dir))
   h.write(dir .. "/mosquitto.conf", table.concat({
+    opts.before_listener or "",
     "listener " .. port .. " 127.0.0.1",
     "allow_anonymous true",
     "persistence true",
@@ -45,7 +46,7 @@ local function start_once(port, opts)
   end
   b.restart = function()
     b.stop(true)
-    local nb = M.start({port = port, dir = dir, extra = opts.extra})
+    local nb = M.start({port = port, dir = dir, extra = opts.extra, before_listener = opts.before_listener})
     b.pid = nb.pid
   end
   local up = h.wait_for(function()
@@ -60,7 +61,8 @@ local function start_once(port, opts)
 end
 
 -- Starts a broker; opts.port and opts.dir start it again where an earlier
--- one ran (its persisted sessions stay), opts.extra adds config lines.
+-- one ran (its persisted sessions stay), opts.extra adds config lines after
+-- the first listener's, opts.before_listener global ones before it.
 function M.start(opts)
   opts = opts or {}
   local last

@@ -307,24 +307,75 @@ streams:
     input:
       mqtt:
         urls: [URL]
-        topics: ['users/$tyk_context.request_data_user/events']
+        topics: ['users/$tyk_context.request_data_user/events', 'direct/${ctx.query.user}']
     output:
       http_server: {sse_path: /sse}
 ]]):gsub("URL", b.url), nil)
     local ok, err = pcall(function()
       local out = h.tmpname()
       -- alice's instance subscribes when her SSE request comes
-      os.execute(string.format("(curl -s -N -m 8 '%s/sse?user=alice' > %s &)", srv.url, out))
+      os.execute(string.format("(curl -s -N -m 20 '%s/sse?user=alice' > %s &)", srv.url, out))
       assert.truthy(h.wait_for(function() return metric(srv, "input_connection_up") >= 1 end, 20))
       -- the subscription is acknowledged before the first publish gets through: publish until one arrives
       assert.truthy(h.wait_for(function()
         b.pub("-q 1 -t users/bob/events -m for-bob")
+        b.pub("-q 1 -t direct/bob -m direct-bob")
         b.pub("-q 1 -t users/alice/events -m for-alice")
         return (h.read(out) or ""):find("for-alice", 1, true)
       end, 20))
-      assert.is_nil((h.read(out) or ""):find("for-bob", 1, true))
+      assert.equal(0, b.pub("-q 1 -t direct/alice -m direct-alice"))
+      assert.truthy(h.wait_for(function() return (h.read(out) or ""):find("direct-alice", 1, true) end))
+      assert.is_nil((h.read(out) or ""):find("bob", 1, true))
       os.remove(out)
     end)
     h.stop_after(srv, ok, err)
+  end)
+  it("connects over TLS with a user and password, and says why when the broker refuses it", function()
+    local d = h.tmpdir()
+    local q = h.shell_quote(d)
+    assert.equal(0, (h.sh(table.concat({
+      "cd " .. q,
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca -keyout ca.key -out ca.pem",
+      "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr",
+      "printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext",
+      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile san.ext -out server.pem",
+      "mosquitto_passwd -c -b passwd alice s3cret",
+      "chmod 0644 *"}, " && "))))
+    local tport = h.port()
+    local tb = mq.start({extra = table.concat({
+      "per_listener_settings true",
+      "listener " .. tport .. " 127.0.0.1",
+      "cafile " .. d .. "/ca.pem", "certfile " .. d .. "/server.pem", "keyfile " .. d .. "/server.key",
+      "allow_anonymous false", "password_file " .. d .. "/passwd"}, "\n"), before_listener = "per_listener_settings true"})
+    local function conf(pw)
+      return ([[
+http: {address: 127.0.0.1:$PORT}
+input:
+  mqtt:
+    urls: [ssl://127.0.0.1:TPORT]
+    topics: [secure]
+    user: alice
+    password: PW
+    tls: {root_cas_file: DIR/ca.pem}
+output:
+  file: {path: out.txt}
+]]):gsub("TPORT", tostring(tport)):gsub("DIR", d):gsub("PW", pw)
+    end
+    local srv = h.serve(conf("s3cret"), nil)
+    local ok, err = pcall(function()
+      assert.truthy(h.wait_for(function() return ready(srv):find('"ready":true', 1, true) end, 20))
+      assert.truthy(h.wait_for(function()
+        tb.pub("-q 1 -t secure -m over-tls")
+        return (h.read(srv.dir .. "/out.txt") or ""):find("over-tls", 1, true)
+      end, 20))
+    end)
+    h.stop_after(srv, ok, err)
+    srv = h.serve(conf("wrong"), nil)
+    ok, err = pcall(function()
+      assert.truthy(h.wait_for(function() return ready(srv):find("not authori", 1, true) end, 20), ready(srv))
+    end)
+    h.stop_after(srv, ok, err)
+    tb.stop()
+    h.rmdir(d)
   end)
 end)
