@@ -47,7 +47,7 @@ static void on_txn(sl_txn_t *t, int status, const char *err, void *arg) {
   if (a->gen == in->gen) {
     in->unacked -= a->n;
     if (status != 0) in->failed = 1;   /* only at shutdown: the broker sends them again */
-    if (in->unacked == 0 && !in->failed) sl_mqtt_hold_writes(in->c, 0);
+    if (in->unacked == 0 && !in->failed && in->c) sl_mqtt_hold_writes(in->c, 0);
   }
   free(a);
 }
@@ -73,7 +73,15 @@ static void on_lost(void *arg) {
 
 static void on_message(void *arg, const struct mosquitto_message *mm, const mosquitto_property *props) {
   min_t *in = arg;
-  if (in->stopped) return;
+  if (in->stopped) {
+    /* Read after the stream stopped taking messages: its acknowledgement is
+     * queued already, so nothing more may be written on this connection. */
+    if (mm->qos > 0) {
+      in->failed = 1;
+      sl_mqtt_hold_writes(in->c, 1);
+    }
+    return;
+  }
   sl_msg_t *m = sl_msg_new(mm->payload, (size_t)(mm->payloadlen > 0 ? mm->payloadlen : 0));
   char qos[4], mid[12];
   snprintf(qos, sizeof qos, "%d", mm->qos);
