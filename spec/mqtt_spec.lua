@@ -343,7 +343,6 @@ streams:
       "chmod 0644 *"}, " && "))))
     local tport = h.port()
     local tb = mq.start({extra = table.concat({
-      "per_listener_settings true",
       "listener " .. tport .. " 127.0.0.1",
       "cafile " .. d .. "/ca.pem", "certfile " .. d .. "/server.pem", "keyfile " .. d .. "/server.key",
       "allow_anonymous false", "password_file " .. d .. "/passwd"}, "\n"), before_listener = "per_listener_settings true"})

@@ -56,7 +56,7 @@ struct sl_mqtt {
   char *path;                /* config path, for the metrics */
   int kind;
   int64_t *m_up, *m_lost, *m_failed;
-  int connected, attempting, hold, paused, freed, in_io, bye;
+  int connected, attempting, refused, hold, paused, freed, in_io, bye;
 };
 
 static const char *sname(sl_mqtt_t *c) {
@@ -183,6 +183,7 @@ static void on_connect(struct mosquitto *m, void *arg, int rc, int flags, const 
     free(msg);
     (*c->m_failed)++;
     c->attempting = 0;   /* on_disconnect schedules the next attempt */
+    c->refused = 1;      /* and keeps this reason */
     return;
   }
   uv_timer_stop(&c->retry);
@@ -207,7 +208,8 @@ static void on_disconnect(struct mosquitto *m, void *arg, int rc, const mosquitt
   } else if (c->attempting) {
     (*c->m_failed)++;
   }
-  set_ready(c, 0, msg);
+  if (!c->refused) set_ready(c, 0, msg);
+  c->refused = 0;
   free(msg);
   int was = c->connected;
   c->connected = 0;
