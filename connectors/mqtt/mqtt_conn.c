@@ -108,8 +108,8 @@ static void watch(sl_mqtt_t *c) {
   if (fd != c->fd) unwatch(c);
   if (fd < 0) return;
   int ev = (c->paused && c->connected ? 0 : UV_READABLE) | (!c->hold && mosquitto_want_write(c->mosq) ? UV_WRITABLE : 0);
-  /* A TLS handshake is driven by loop_read whatever the socket waits for. */
-  if (c->tls && !c->connected) ev |= UV_WRITABLE;
+  /* A TLS handshake that waits to write says so through want_write; on_io
+   * drives it with loop_read whichever way the socket became ready. */
   if (!c->poll) {
     c->poll = sl_xmalloc(sizeof(*c->poll));
     if (uv_poll_init_socket(c->loop, c->poll, fd) != 0) {
