@@ -256,6 +256,11 @@ static void on_io(uv_poll_t *p, int status, int events) {
   if (events & UV_WRITABLE && !c->hold) mosquitto_loop_write(c->mosq, 1);
   if ((events & UV_READABLE || (c->tls && !c->connected)) && mosquitto_socket(c->mosq) >= 0) read_all(c);
   if (c->cbs.io_done && !c->freed) c->cbs.io_done(c->arg);
+  /* What the reads and the owner queued (acknowledgements released, more
+   * publishes) goes now rather than after another turn of the loop: the
+   * socket takes it or libmosquitto keeps the rest for the poll. */
+  if (!c->freed && !c->hold && mosquitto_socket(c->mosq) >= 0 && mosquitto_want_write(c->mosq))
+    mosquitto_loop_write(c->mosq, 1);
   c->in_io = 0;
   if (c->freed) maybe_free(c);
   else watch(c);
