@@ -195,6 +195,35 @@ output:
     h.stop_after(srv, ok, err)
   end)
 
+  it("the output across a broker restart mid-flow: waits, reconnects and loses nothing at QoS 1", function()
+    b.sub("-i outsub -c -q 1 -t outr -E")
+    local srv = h.serve(([[
+http: {address: 127.0.0.1:$PORT}
+input:
+  generate: {count: 300, interval: 10ms, mapping: 'return tostring(i)'}
+output:
+  mqtt: {urls: [URL], topic: outr, qos: 1}
+]]):gsub("URL", b.url), nil)
+    local ok, err = pcall(function()
+      assert.truthy(h.wait_for(function() return metric(srv, "output_sent") >= 20 end, 20))
+      b.stop(true)
+      assert.truthy(h.wait_for(function() return ready(srv):find("mqtt", 1, true) end))
+      -- mid-flow: generate had more to send when the broker went away
+      assert.truthy(metric(srv, "output_sent") < 300)
+      b.restart()
+      -- sluice ends once generate's 300 are acknowledged by the broker
+      assert.truthy(h.wait_for(function() return h.read(srv.dir .. "/rc.txt") end, 60))
+      local seen, n = {}, 0
+      for _, l in ipairs(h.lines(b.sub("-i outsub -c -q 1 -t outr -W 10"))) do
+        if not seen[l] then seen[l] = true n = n + 1 end
+      end
+      for i = 1, 300 do assert.truthy(seen[tostring(i)], "message " .. i .. " lost") end
+      assert.equal(300, n)
+      assert.matches("mqtt: disconnected", srv.stderr(), 1, true)
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
   it("a broker absent at start: not ready with the reason, then flows once it is up", function()
     local port = h.port()
     local srv = h.serve(([[
