@@ -1,0 +1,120 @@
+#!/bin/bash
+# MQTT throughput beside libmosquitto used directly (bench/mqtt_peer.c,
+# compiled here: its own loop, as fast as it goes), same Mosquitto broker
+# (Debian's, on loopback, in memory), same run, QoS 1 on both sides:
+#  - produce N messages of SIZE bytes: sluice generate → mqtt output
+#    (max_in_flight 64) against mqtt_peer pub with 64 in flight, each timed
+#    from start until every message is acknowledged (exit);
+#  - consume them: N messages queued first for an offline persistent session
+#    (by mqtt_peer pub), then drained by sluice mqtt input → drop (timed from
+#    start until /metrics counts N) against mqtt_peer sub (timed from start
+#    to exit); the broker sends each at most max_inflight_messages
+#    (INFLIGHT) unacknowledged, and sluice acknowledges a message only once its
+#    pipeline did.
+# mosquitto_pub -l is no peer: at the end of its input it disconnects with
+# QoS 1 messages still queued, which are lost (200k sent, 3k-69k arrived).
+# Usage: bench/mqtt.sh   (N=1000000 SIZES="100 1024" RUNS=3 by default;
+# INFLIGHT=20 is the broker's max_inflight_messages, Mosquitto's default)
+set -eu
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+BIN=${SLUICE_BIN:-build/sluice}
+N=${N:-1000000}
+SIZES=${SIZES:-100 1024}
+RUNS=${RUNS:-3}
+INFLIGHT=${INFLIGHT:-20}
+MPORT=${MPORT:-19883}
+HPORT=${HPORT:-18883}
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'exit 1' INT TERM
+cat > "$WORK/m.conf" <<CONF
+listener $MPORT 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages 0
+max_queued_bytes 0
+max_inflight_messages $INFLIGHT
+CONF
+cc -O2 -Wall -Wextra -Werror -o "$WORK/mqtt_peer" bench/mqtt_peer.c -lmosquitto
+PEER=$WORK/mqtt_peer
+mosquitto -c "$WORK/m.conf" > "$WORK/broker.log" 2>&1 &
+for _ in $(seq 100); do mosquitto_pub -p "$MPORT" -t warm -n 2>/dev/null && break; sleep 0.1; done
+mosquitto_pub -p "$MPORT" -t warm -n || fail "mosquitto did not start: $(cat "$WORK/broker.log")"
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+now() { date +%s.%N; }
+rate() { echo "$N $1 $2" | awk '{printf "%d\n", $1 / ($3 - $2)}'; }
+# Each measure prints "rate cpu": messages per wall second, and CPU seconds
+# (user + system) the client spent per million messages: on a shared
+# machine the second is the steadier figure.
+cpu() { awk -v n="$N" '{printf "%.2f\n", ($1 + $2) / (n / 1e6)}' "$WORK/time"; }
+T() { /usr/bin/time -f "%U %S" -o "$WORK/time" "$@"; }
+
+produce_sluice() { # $1 size
+  cat > "$WORK/p.yaml" <<YAML
+input: {generate: {count: $N, interval: 0, batch_size: 1024, mapping: 'return string.rep("x", $1)'}}
+max_in_flight: 64
+output: {mqtt: {urls: [tcp://127.0.0.1:$MPORT], topic: bench/p, qos: 1}}
+YAML
+  s=$(now); T "$BIN" run --log-level warn "$WORK/p.yaml" > /dev/null || fail "sluice generate → mqtt failed"; e=$(now)
+  echo "$(rate "$s" "$e") $(cpu)"
+}
+
+produce_peer() { # $1 size
+  s=$(now); T "$PEER" pub "$MPORT" bench/p "$N" "$1" 1 64 || fail "mqtt_peer pub failed"; e=$(now)
+  echo "$(rate "$s" "$e") $(cpu)"
+}
+
+# N messages queued for the offline persistent session $1.
+preload() { # $1 client id, $2 size
+  mosquitto_sub -p "$MPORT" -i "$1" -c -q 1 -t "bench/c/$1" -E
+  "$PEER" pub "$MPORT" "bench/c/$1" "$N" "$2" 1 64 || fail "mqtt_peer pub (preload) failed"
+}
+
+consume_sluice() { # $1 size
+  id=s$RANDOM$RANDOM
+  preload "$id" "$1"
+  cat > "$WORK/c.yaml" <<YAML
+http: {address: 127.0.0.1:$HPORT}
+input: {mqtt: {urls: [tcp://127.0.0.1:$MPORT], topics: [bench/c/$id], client_id: $id, clean_session: false, qos: 1}}
+max_in_flight: 64
+output: {drop: {}}
+YAML
+  s=$(now)
+  /usr/bin/time -f "%U %S" -o "$WORK/time" "$BIN" run --log-level warn "$WORK/c.yaml" & pid=$!
+  for _ in $(seq 1 12000); do
+    got=$(curl -s "127.0.0.1:$HPORT/metrics" 2>/dev/null | awk '/^input_received/ {print $2}')
+    [ "${got:-0}" -ge "$N" ] && break
+    kill -0 $pid 2>/dev/null || fail "sluice mqtt → drop exited"
+    sleep 0.02
+  done
+  e=$(now)
+  kill "$(pgrep -P $pid)"; wait $pid || true   # sluice, under time
+  [ "${got:-0}" -ge "$N" ] || fail "sluice received ${got:-0} of $N"
+  echo "$(rate "$s" "$e") $(cpu)"
+}
+
+consume_peer() { # $1 size
+  id=p$RANDOM$RANDOM
+  preload "$id" "$1"
+  s=$(now); T "$PEER" sub "$MPORT" "bench/c/$id" "$N" 1 "$id" || fail "mqtt_peer sub failed"; e=$(now)
+  echo "$(rate "$s" "$e") $(cpu)"
+}
+
+echo "| benchmark (QoS 1, $N messages, broker max_inflight_messages $INFLIGHT) | sluice msg/s | mqtt_peer msg/s | ratio | sluice CPU s/1M | mqtt_peer CPU s/1M | CPU ratio (peer/sluice) |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+for size in $SIZES; do
+  for dir in produce consume; do
+    : > "$WORK/s"; : > "$WORK/p"
+    for _ in $(seq "$RUNS"); do
+      ${dir}_sluice "$size" >> "$WORK/s"
+      ${dir}_peer "$size" >> "$WORK/p"
+    done
+    s=$(awk '{print $1}' "$WORK/s" | median); p=$(awk '{print $1}' "$WORK/p" | median)
+    sc=$(awk '{print $2}' "$WORK/s" | median); pc=$(awk '{print $2}' "$WORK/p" | median)
+    figure "$s" "sluice $dir $size"; figure "$p" "peer $dir $size"; figure "$sc" "sluice CPU"; figure "$pc" "peer CPU"
+    if [ "$dir" = produce ]; then what="generate → mqtt output vs mqtt_peer pub"; else what="mqtt input → drop vs mqtt_peer sub"; fi
+    echo "| $what, $size B | $s | $p | $(echo "$s $p" | awk '{printf "%.2f", $1 / $2}') | $sc | $pc | $(echo "$pc $sc" | awk '{printf "%.2f", $1 / $2}') |"
+  done
+done
