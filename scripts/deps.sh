@@ -8,12 +8,12 @@ set -eu
 what=${1:-test}
 RUN_PKGS="build-essential cmake ninja-build pkg-config libluajit2-5.1-dev libuv1-dev node-llhttp
 librdkafka-dev libyaml-dev lua-cjson libssl-dev libwslay-dev libjwt-dev libyajl-dev libjansson-dev
-libcurl4-openssl-dev uthash-dev curl"
+libcurl4-openssl-dev uthash-dev curl librabbitmq-dev"
 # Sanitizer and fuzz builds (clang), busted on LuaJIT, the real peers and
 # clients of the specs, and the benchmarks' tools.
 TEST_PKGS="clang libclang-rt-14-dev luajit2 lua-busted jq openssl python3 python3-websockets
 python3-prometheus-client prometheus-pushgateway chromium nginx-light redis-server wrk hyperfine time
-openjdk-17-jre-headless maven kcat"
+openjdk-17-jre-headless maven kcat rabbitmq-server amqp-tools python3-pika"
 
 case $what in
   run) PKGS=$RUN_PKGS ;;
@@ -38,7 +38,7 @@ if [ -n "$missing" ]; then
   $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
   # Debian starts nginx, redis and the pushgateway on install; benchmarks and specs run their own.
   if [ "$what" = test ]; then
-    $SUDO systemctl disable --now nginx redis-server prometheus-pushgateway >/dev/null 2>&1 || true
+    $SUDO systemctl disable --now nginx redis-server prometheus-pushgateway rabbitmq-server epmd.socket epmd >/dev/null 2>&1 || true
   fi
 fi
 
