@@ -61,6 +61,18 @@ function M.drain(b, q)
   return t
 end
 
+-- Calls f until it returns a true value or secs seconds passed (a call of
+-- the peer takes a while: helpers.wait_for counts calls, not time).
+function M.wait(f, secs)
+  local deadline = os.time() + (secs or 30)
+  repeat
+    local v = f()
+    if v then return v end
+    os.execute("sleep 0.2")
+  until os.time() >= deadline
+  return f()
+end
+
 function M.count(b, q)
   local code, out, err = M.peer(b, "count " .. q)
   assert(code == 0, err)

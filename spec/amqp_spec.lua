@@ -108,7 +108,7 @@ output:
         "3 in_q default - false ff00fe",
         "2 in_q default - false c328",
       }, l)
-      assert.is_truthy(h.wait_for(function() return amqp.count(b, "in_q") == 0 end, 30))
+      assert.is_truthy(amqp.wait(function() return amqp.count(b, "in_q") == 0 end, 30))
     end)
     h.stop_after(srv, ok, err)
     os.remove(out)
@@ -146,13 +146,13 @@ output:
       local l = h.wait_lines(out, 5, 60)
       table.sort(l)
       assert.are.same({"flaky0 true", "flaky1 true", "good0 false", "good1 false", "good2 false"}, l)
-      assert.is_truthy(h.wait_for(function() return amqp.count(b, "dead") == 2 end, 30))
+      assert.is_truthy(amqp.wait(function() return amqp.count(b, "dead") == 2 end, 30))
       local dead = amqp.drain(b, "dead")
       local bodies = {}
       for _, m in ipairs(dead) do bodies[#bodies + 1] = m.body end
       table.sort(bodies)
       assert.are.same({"62616430", "62616431"}, bodies)   -- bad0, bad1
-      assert.is_truthy(h.wait_for(function() return amqp.count(b, "nq") == 0 end, 30))
+      assert.is_truthy(amqp.wait(function() return amqp.count(b, "nq") == 0 end, 30))
     end)
     h.stop_after(srv, ok, err)
     os.remove(out)
@@ -224,7 +224,7 @@ output:
       local got, seen = distinct(all)
       assert.are.equal(n, got)
       for i = 0, n - 1 do assert.is_true(seen["k" .. i], "k" .. i) end
-      assert.is_truthy(h.wait_for(function() return amqp.count(b, "kq") == 0 end, 30))
+      assert.is_truthy(amqp.wait(function() return amqp.count(b, "kq") == 0 end, 30))
     end)
     h.stop_after(srv2, ok, err)
     os.remove(out1)

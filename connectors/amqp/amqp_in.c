@@ -177,12 +177,15 @@ static int ain_frame(sl_amqp_link_t *l, amqp_connection_state_t c, amqp_frame_t 
     }
     a->st[a->nst++] = T_OPEN;
   }
+  /* The loop takes the whole list when woken: a wake-up per message (an
+   * eventfd write and a loop turn each) was most of the consumer's cost. */
   sl_amqp_link_lock(l);
+  int first = !a->in_head;
   *a->in_tail = x;
   a->in_tail = &x->next;
   a->in_n++;
   sl_amqp_link_unlock(l);
-  sl_amqp_link_wake(l);
+  if (first) sl_amqp_link_wake(l);
   return 0;
 }
 
@@ -397,13 +400,14 @@ typedef struct flight {
 static void post_acks(ain_t *a, const flight_t *f, uint8_t what) {
   ain_sh_t *sh = a->sh;
   sl_amqp_link_lock(a->link);
+  int first = !sh->nops;   /* the thread takes them all when woken */
   if (sh->nops + f->n > sh->capops) {
     sh->capops = (sh->nops + f->n) * 2;
     sh->ops = sl_xrealloc(sh->ops, sh->capops * sizeof(ackop_t));
   }
   for (uint32_t i = 0; i < f->n; i++) sh->ops[sh->nops++] = (ackop_t){f->gen, f->tags[i], what};
   sl_amqp_link_unlock(a->link);
-  sl_amqp_link_kick(a->link);
+  if (first) sl_amqp_link_kick(a->link);
 }
 
 static int rejects(ain_t *a, const char *err) {

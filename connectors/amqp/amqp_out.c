@@ -175,16 +175,18 @@ static int aout_setup(sl_amqp_link_t *l, amqp_connection_state_t c, void *arg) {
 
 static void result(aout_sh_t *o, pub_t *p, const char *err) {
   sl_amqp_link_lock(o->link);
+  int first = !o->nres;   /* the loop takes them all when woken */
   if (o->nres == o->capres) {
     o->capres = o->capres ? o->capres * 2 : 256;
     o->res = sl_xrealloc(o->res, o->capres * sizeof(result_t));
   }
   o->res[o->nres++] = (result_t){p, err ? sl_xstrdup(err) : NULL};
   sl_amqp_link_unlock(o->link);
+  if (first) sl_amqp_link_wake(o->link);
 }
 
 /* Settles seq (and every earlier one when multiple); err NULL: confirmed. */
-static void settle(sl_amqp_link_t *l, aout_sh_t *o, uint64_t seq, int multiple, const char *err) {
+static void settle(aout_sh_t *o, uint64_t seq, int multiple, const char *err) {
   if (seq < o->base) return;
   uint64_t last = seq - o->base;
   for (uint64_t k = multiple ? 0 : last; k <= last && k < o->npend; k++) {
@@ -200,7 +202,6 @@ static void settle(sl_amqp_link_t *l, aout_sh_t *o, uint64_t seq, int multiple, 
   memmove(o->pend, o->pend + i, (o->npend - i) * sizeof(pend_t));
   o->npend -= i;
   o->base += i;
-  sl_amqp_link_wake(l);
 }
 
 static int same(amqp_bytes_t a, const char *b, size_t n) { return a.len == n && (!n || !memcmp(a.bytes, b, n)); }
@@ -243,12 +244,12 @@ static int aout_frame(sl_amqp_link_t *l, amqp_connection_state_t c, amqp_frame_t
   switch (f->payload.method.id) {
     case AMQP_BASIC_ACK_METHOD: {
       const amqp_basic_ack_t *a = f->payload.method.decoded;
-      settle(l, o, a->delivery_tag, a->multiple, NULL);
+      settle(o, a->delivery_tag, a->multiple, NULL);
       return 0;
     }
     case AMQP_BASIC_NACK_METHOD: {
       const amqp_basic_nack_t *a = f->payload.method.decoded;
-      settle(l, o, a->delivery_tag, a->multiple, "refused by the broker (basic.nack)");
+      settle(o, a->delivery_tag, a->multiple, "refused by the broker (basic.nack)");
       return 0;
     }
     case AMQP_BASIC_RETURN_METHOD: return on_return(l, c, f, o);
@@ -285,13 +286,13 @@ static int aout_work(sl_amqp_link_t *l, amqp_connection_state_t c, void *arg) {
     char why[512];
     snprintf(why, sizeof why, "not connected to the broker%s", c ? "" : " (reconnecting)");
     for (; k < n; k++) result(o, post[k], why);
-    sl_amqp_link_wake(l);
   }
   free(post);
   return rc;
 }
 
 static void aout_lost(sl_amqp_link_t *l, void *arg) {
+  (void)l;
   aout_sh_t *o = arg;
   for (uint32_t k = 0; k < o->npend; k++) {
     if (!o->pend[k].done)
@@ -299,7 +300,6 @@ static void aout_lost(sl_amqp_link_t *l, void *arg) {
     free(o->pend[k].ret);
   }
   o->npend = 0;
-  sl_amqp_link_wake(l);
 }
 
 static void sh_free(void *arg) {
@@ -438,6 +438,7 @@ static void pump(aout_t *o) {
     o->active++;
     aout_sh_t *sh = o->sh;
     sl_amqp_link_lock(o->link);
+    int first = !sh->npost;   /* the thread takes them all when woken */
     if (sh->npost + w->b->n > sh->cappost) {
       sh->cappost = (sh->npost + w->b->n) * 2;
       sh->post = sl_xrealloc(sh->post, sh->cappost * sizeof(pub_t *));
@@ -453,8 +454,8 @@ static void pump(aout_t *o) {
       sh->post[sh->npost++] = &w->pubs[i];
     }
     sl_amqp_link_unlock(o->link);
-    if (w->open) sl_amqp_link_kick(o->link);
-    else finish(o, w);
+    if (w->open && first) sl_amqp_link_kick(o->link);
+    if (!w->open) finish(o, w);
   }
   maybe_closed(o);
 }
