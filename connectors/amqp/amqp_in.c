@@ -97,8 +97,7 @@ typedef struct ain {
   int64_t batch_count;
   delivery_t *ready, **ready_tail;
   uint32_t nready;
-  int connected, stopped;
-  char why[512];
+  int stopped;
   void (*close_done)(sl_input_t *in, void *arg);
   void *close_arg;
   int64_t metas;             /* messages whose metadata source is alive */
@@ -474,21 +473,15 @@ static void pump(ain_t *a) {
   }
 }
 
-/* Connection changes go to the log and to /ready. Shared with the output
- * through the same shape: the link's status. */
 static void ain_wake(void *arg) {
   ain_t *a = arg;
   ain_sh_t *sh = a->sh;
-  char why[512];
-  int connected = sl_amqp_link_status(a->link, NULL, why, sizeof why);
-  if (connected != a->connected || (!connected && strcmp(why, a->why))) {
-    if (connected) sl_logf(SL_LOG_INFO, sname(a), a->base.label, "amqp: consuming %s", sh->queue);
-    else sl_logf(SL_LOG_WARN, sname(a), a->base.label, "amqp: %s", why);
-    a->connected = connected;
-    snprintf(a->why, sizeof a->why, "%s", why);
-    char *r = sl_xasprintf("amqp: %s", why);
-    sl_input_set_connected(&a->base, connected, connected ? NULL : r);
-    free(r);
+  int up;
+  char why[600];
+  if (sl_amqp_link_changed(a->link, &up, why, sizeof why)) {
+    if (up) sl_logf(SL_LOG_INFO, sname(a), a->base.label, "amqp: consuming %s", sh->queue);
+    else sl_logf(SL_LOG_WARN, sname(a), a->base.label, "%s", why);
+    sl_input_set_connected(&a->base, up, up ? NULL : why);
   }
   sl_amqp_link_lock(a->link);
   delivery_t *head = sh->in_head;
@@ -522,7 +515,6 @@ static const sl_amqp_hooks_t hooks = {ain_setup, ain_frame, ain_room, ain_work, 
 static int ain_start(sl_input_t *in) {
   ain_t *a = (ain_t *)in;
   sl_input_set_connected(in, 0, "amqp: connecting");
-  snprintf(a->why, sizeof a->why, "connecting");
   return sl_amqp_link_start(a->link, in->worker->loop);
 }
 

@@ -57,6 +57,8 @@ struct sl_amqp_link {
   int connected;          /* under mu */
   uint64_t gen;           /* under mu: connections made so far */
   char why[512];          /* under mu: why not connected */
+  int shown_up;           /* the loop's: what it reported last */
+  char shown_why[512];
   char err[512];          /* thread: the current failure */
 };
 
@@ -156,13 +158,15 @@ uint64_t sl_amqp_link_gen(sl_amqp_link_t *l) {
   return g;
 }
 
-int sl_amqp_link_status(sl_amqp_link_t *l, uint64_t *gen, char *why, size_t n) {
+int sl_amqp_link_changed(sl_amqp_link_t *l, int *up, char *why, size_t n) {
   pthread_mutex_lock(&l->mu);
-  int c = l->connected;
-  if (gen) *gen = l->gen;
-  snprintf(why, n, "%s", l->why);
+  int c = l->connected, changed = c != l->shown_up || (!c && strcmp(l->why, l->shown_why));
+  l->shown_up = c;
+  snprintf(l->shown_why, sizeof l->shown_why, "%s", l->why);
   pthread_mutex_unlock(&l->mu);
-  return c;
+  *up = c;
+  snprintf(why, n, "amqp: %s", l->shown_why);
+  return changed;
 }
 
 static void set_status(sl_amqp_link_t *l, int connected, const char *why) {
@@ -368,7 +372,8 @@ int sl_amqp_link_start(sl_amqp_link_t *l, uv_loop_t *loop) {
     fcntl(l->pipe[i], F_SETFD, FD_CLOEXEC);
   }
   pthread_mutex_init(&l->mu, NULL);
-  snprintf(l->why, sizeof l->why, "amqp: connecting");
+  snprintf(l->why, sizeof l->why, "connecting");
+  snprintf(l->shown_why, sizeof l->shown_why, "connecting");
   uv_async_init(loop, &l->async, on_async);
   l->async.data = l;
   uv_unref((uv_handle_t *)&l->async);   /* the streams decide when the loop ends */

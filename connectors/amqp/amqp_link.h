@@ -63,9 +63,10 @@ int sl_amqp_link_fail(sl_amqp_link_t *l, const char *fmt, ...) __attribute__((fo
 int sl_amqp_link_rpc(sl_amqp_link_t *l, amqp_connection_state_t c, const char *what);
 /* (thread) Whether the link is to stop. */
 int sl_amqp_link_quitting(sl_amqp_link_t *l);
-/* (loop) The connection's number (0: never connected) and, when down, why
- * (copied into why, at least 256 bytes). Returns connected. */
-int sl_amqp_link_status(sl_amqp_link_t *l, uint64_t *gen, char *why, size_t n);
+/* (loop) Whether the connection came up or went down (or failed for
+ * another reason) since the last call: 1 with *up and, when down, the
+ * reason as /ready shows it ("amqp: ..."), else 0. */
+int sl_amqp_link_changed(sl_amqp_link_t *l, int *up, char *why, size_t n);
 /* (thread) The current connection's number. */
 uint64_t sl_amqp_link_gen(sl_amqp_link_t *l);
 

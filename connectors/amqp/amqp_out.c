@@ -149,8 +149,6 @@ typedef struct aout {
   int64_t max_in_flight, active;
   owrite_t *queue, **queue_tail;
   owrite_t *kept;
-  int connected;
-  char why[512];
   void (*closed)(sl_output_t *o, void *arg);
   void *closed_arg;
 } aout_t;
@@ -463,16 +461,12 @@ static void pump(aout_t *o) {
 static void aout_wake(void *arg) {
   aout_t *o = arg;
   aout_sh_t *sh = o->sh;
-  char why[512];
-  int connected = sl_amqp_link_status(o->link, NULL, why, sizeof why);
-  if (connected != o->connected || (!connected && strcmp(why, o->why))) {
-    if (connected) sl_logf(SL_LOG_INFO, sname(o), o->base.label, "amqp: connected");
-    else sl_logf(SL_LOG_WARN, sname(o), o->base.label, "amqp: %s", why);
-    o->connected = connected;
-    snprintf(o->why, sizeof o->why, "%s", why);
-    char *r = sl_xasprintf("amqp: %s", why);
-    sl_output_set_connected(&o->base, connected, connected ? NULL : r);
-    free(r);
+  int up;
+  char why[600];
+  if (sl_amqp_link_changed(o->link, &up, why, sizeof why)) {
+    if (up) sl_logf(SL_LOG_INFO, sname(o), o->base.label, "amqp: connected");
+    else sl_logf(SL_LOG_WARN, sname(o), o->base.label, "%s", why);
+    sl_output_set_connected(&o->base, up, up ? NULL : why);
   }
   sl_amqp_link_lock(o->link);
   result_t *res = sh->res;
@@ -534,7 +528,6 @@ static void aout_forget(sl_output_t *out, sl_batch_t *b) {
 static int aout_start(sl_output_t *out) {
   aout_t *o = (aout_t *)out;
   sl_output_set_connected(out, 0, "amqp: connecting");
-  snprintf(o->why, sizeof o->why, "connecting");
   return sl_amqp_link_start(o->link, out->worker->loop);
 }
 
