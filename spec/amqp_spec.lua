@@ -309,6 +309,35 @@ streams:
     os.remove(out)
   end)
 
+  it("request-scoped: a queue per user from $tyk_context / ${ctx.…}, behind an http_server output", function()
+    for _, u in ipairs({"alice", "bob"}) do
+      assert.are.equal(0, (amqp.peer(b, "declare user-" .. u)))
+      assert.are.equal(0, (amqp.peer(b, "publish user-" .. u .. " 1 --prefix for-" .. u .. "-")))
+    end
+    local srv = h.serve(string.format([[
+http: {address: 127.0.0.1:$PORT}
+streams:
+  per_user:
+    input:
+      amqp_0_9:
+        urls: [%s]
+        queue: 'user-$tyk_context.request_data_user'
+        consumer_tag: '${ctx.query.user}-reader'
+    pipeline:
+      processors:
+        - lua: 'return content() .. " " .. meta.amqp_consumer_tag'
+    output:
+      http_server: {path: /mine}
+]], b.url))
+    local ok, err = pcall(function()
+      for _, u in ipairs({"alice", "bob"}) do
+        local _, out = h.sh(string.format("curl -s -m 20 '%s/mine?user=%s'", srv.url, u))
+        assert.are.equal("for-" .. u .. "-0 " .. u .. "-reader", out)
+      end
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
   it("broker absent at start: not ready with the reason, then flows once it comes up", function()
     b.stop()
     local out = h.tmpname(".txt")
