@@ -4,6 +4,7 @@
 # publisher confirms (sluice: generate → amqp_0_9 output, 64 batches of 64
 # awaiting confirms; raw: bench/amqp_raw.c, 4096 unconfirmed at most), then
 # consume them with acks (sluice: amqp_0_9 input → drop, prefetch 4096,
+# transactions of up to 1024 deliveries, each acked as one multiple ack,
 # timed from start until /metrics counts N; raw: prefetch 4096, a multiple
 # ack every 2048). librabbitmq's own amqp_producer/amqp_consumer examples
 # publish without confirms and consume without acks, so the raw client is
@@ -58,7 +59,7 @@ produce_raw() { # $1 size, $2 queue
 consume_sluice() { # $1 queue
   cat > "$WORK/c.yaml" <<YAML
 http: {address: 127.0.0.1:$HPORT}
-input: {amqp_0_9: {urls: ["$URL"], queue: $1, prefetch_count: 4096, batching: {count: 64}}}
+input: {amqp_0_9: {urls: ["$URL"], queue: $1, prefetch_count: 4096, batching: {count: 1024}}}
 max_in_flight: 64
 output: {drop: {}}
 YAML

@@ -202,29 +202,40 @@ static int settle_one(sl_amqp_link_t *l, amqp_connection_state_t c, uint64_t tag
   return rc ? sl_amqp_link_fail(l, "acknowledging: %s", amqp_error_string2(rc)) : 0;
 }
 
-/* Sends what the loop decided: the decided prefix of the open tags as few
- * frames as can be (a run of acks is one multiple ack), and decisions past
- * an open tag one by one, so that a slow message does not hold the
- * prefetch window shut behind it. */
-static int send_acks(sl_amqp_link_t *l, amqp_connection_state_t c, ain_sh_t *a) {
+/* Sends what the loop decided. The decided prefix of the open tags goes as
+ * few frames as can be (a run of acks is one multiple ack), and only once
+ * it is a quarter of the prefetch window, holds a nack, nothing is open
+ * behind it, or the window is nearly full (the broker would wait for it
+ * while a batch processor waits for more), or the stream stops (force):
+ * an ack frame per small transaction
+ * cost the broker more than the delivery (a third of the consumer's rate
+ * with small messages). Decisions past an open tag go one by one, so that a
+ * slow message does not hold the window shut behind it. */
+static int send_acks(sl_amqp_link_t *l, amqp_connection_state_t c, ain_sh_t *a, int force) {
+  uint32_t p = 0, nacks = 0;
+  while (p < a->nst && a->st[p] != T_OPEN) nacks += a->st[p] == T_REQUEUE || a->st[p] == T_REJECT, p++;
+  uint32_t threshold = a->prefetch / 4 ? a->prefetch / 4 : 1;
   uint32_t i = 0;
-  uint64_t run = 0;
-  for (; i < a->nst && a->st[i] != T_OPEN; i++) {
-    uint64_t tag = a->base + i;
-    uint8_t s = a->st[i];
-    if (s != T_SENT) a->decided--;
-    if (s == T_ACK) {
-      if (!run) run = tag;
-      continue;
+  if (force || nacks || p == a->nst || p >= threshold || a->nst + threshold >= a->prefetch) {
+    uint64_t run = 0;
+    for (; i < p; i++) {
+      uint64_t tag = a->base + i;
+      uint8_t s = a->st[i];
+      if (s != T_SENT) a->decided--;
+      if (s == T_ACK) {
+        if (!run) run = tag;
+        continue;
+      }
+      if (flush_run(l, c, &run, tag)) return -1;
+      if (s != T_SENT && settle_one(l, c, tag, s)) return -1;
     }
-    if (flush_run(l, c, &run, tag)) return -1;
-    if (s != T_SENT && settle_one(l, c, tag, s)) return -1;
+    if (flush_run(l, c, &run, a->base + i)) return -1;
+    memmove(a->st, a->st + i, a->nst - i);
+    a->nst -= i;
+    a->base += i;
+    p = 0;
   }
-  if (flush_run(l, c, &run, a->base + i)) return -1;
-  memmove(a->st, a->st + i, a->nst - i);
-  a->nst -= i;
-  a->base += i;
-  for (uint32_t k = 0; a->decided && k < a->nst; k++) {
+  for (uint32_t k = p; a->decided > 0 && k < a->nst; k++) {
     if (a->st[k] == T_OPEN || a->st[k] == T_SENT) continue;
     if (settle_one(l, c, a->base + k, a->st[k])) return -1;
     a->st[k] = T_SENT;
@@ -252,7 +263,7 @@ static int ain_work(sl_amqp_link_t *l, amqp_connection_state_t c, void *arg) {
     a->decided++;
   }
   free(ops);
-  if (c && n) rc = send_acks(l, c, a);
+  if (c && (n || flush)) rc = send_acks(l, c, a, flush);
   if (flush) {
     sl_amqp_link_lock(l);
     a->flushed = 1;
