@@ -8,12 +8,13 @@ set -eu
 what=${1:-test}
 RUN_PKGS="build-essential cmake ninja-build pkg-config libluajit2-5.1-dev libuv1-dev node-llhttp
 librdkafka-dev libyaml-dev lua-cjson libssl-dev libwslay-dev libjwt-dev libyajl-dev libjansson-dev
-libcurl4-openssl-dev uthash-dev curl libhiredis-dev libpcre2-dev libxxhash-dev zlib1g-dev lua-mpack libnats-dev libmosquitto-dev"
+libcurl4-openssl-dev uthash-dev curl libhiredis-dev libpcre2-dev libxxhash-dev zlib1g-dev lua-mpack libnats-dev libmosquitto-dev librabbitmq-dev"
 # Sanitizer and fuzz builds (clang), busted on LuaJIT, the real peers and
 # clients of the specs, and the benchmarks' tools.
 TEST_PKGS="clang libclang-rt-14-dev luajit2 lua-busted jq openssl python3 python3-websockets
 python3-prometheus-client python3-jsonschema python3-yaml prometheus-pushgateway chromium nginx-light redis-server wrk hyperfine time
-openjdk-17-jre-headless maven kcat nats-server mosquitto mosquitto-clients"
+openjdk-17-jre-headless maven kcat nats-server mosquitto mosquitto-clients rabbitmq-server
+amqp-tools python3-pika"
 
 case $what in
   run) PKGS=$RUN_PKGS ;;
@@ -36,9 +37,9 @@ if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
   # shellcheck disable=SC2086
   $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
-  # Debian starts nginx, redis, the pushgateway and mosquitto on install; benchmarks and specs run their own.
+  # Debian starts nginx, redis, the pushgateway and the brokers on install; benchmarks and specs run their own.
   if [ "$what" = test ]; then
-    $SUDO systemctl disable --now nginx redis-server prometheus-pushgateway mosquitto >/dev/null 2>&1 || true
+    $SUDO systemctl disable --now nginx redis-server prometheus-pushgateway mosquitto nats-server rabbitmq-server epmd.socket epmd >/dev/null 2>&1 || true
   fi
 fi
 
