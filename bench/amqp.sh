@@ -30,9 +30,6 @@ scripts/rabbitmq.sh start "$WORK/mq" "$APORT" >&2
 URL=amqp://guest:guest@127.0.0.1:$APORT/
 declare_q() { amqp-declare-queue -u "amqp://guest:guest@127.0.0.1:$APORT" -q "$1" > /dev/null; }
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-now() { date +%s.%N; }
-rate() { echo "$N $1 $2" | awk '{printf "%d\n", $1 / ($3 - $2)}'; }
 cpu_of() { echo "$N $1" | awk '{printf "%.2f\n", $2 / ($1 / 1e6)}'; }
 timed() {
   /usr/bin/time -f "%U %S" -o "$WORK/time" "$@" > /dev/null || fail "$* failed"
@@ -47,13 +44,13 @@ output: {amqp_0_9: {urls: ["$URL"], exchange: "", key: $2, max_in_flight: 64, co
 YAML
   declare_q "$2"
   s=$(now); c=$(timed "$BIN" run --log-level warn "$WORK/p.yaml"); e=$(now)
-  echo "$(rate "$s" "$e") $(cpu_of "$c")"
+  echo "$(rate_between "$s" "$e") $(cpu_of "$c")"
 }
 
 produce_raw() { # $1 size, $2 queue
   declare_q "$2"
   s=$(now); c=$(timed "$RAW" produce 127.0.0.1 "$APORT" "$2" "$N" "$1" 4096); e=$(now)
-  echo "$(rate "$s" "$e") $(cpu_of "$c")"
+  echo "$(rate_between "$s" "$e") $(cpu_of "$c")"
 }
 
 consume_sluice() { # $1 queue
@@ -75,12 +72,12 @@ YAML
   [ "${got:-0}" -ge "$N" ] || fail "sluice consumed ${got:-0} of $N messages of $1"
   c=$(awk '{print ($14 + $15) / 100}' "/proc/$pid/stat")
   kill $pid; wait $pid 2>/dev/null || true
-  echo "$(rate "$s" "$e") $(cpu_of "$c")"
+  echo "$(rate_between "$s" "$e") $(cpu_of "$c")"
 }
 
 consume_raw() { # $1 queue
   s=$(now); c=$(timed "$RAW" consume 127.0.0.1 "$APORT" "$1" "$N" 4096); e=$(now)
-  echo "$(rate "$s" "$e") $(cpu_of "$c")"
+  echo "$(rate_between "$s" "$e") $(cpu_of "$c")"
 }
 
 echo "| message size | sluice generate → amqp_0_9 (confirms) | amqp_raw produce (confirms) | ratio | CPU s/M msgs sluice / raw | sluice amqp_0_9 → drop (acks) | amqp_raw consume (acks) | ratio | CPU s/M msgs sluice / raw |"

@@ -61,7 +61,6 @@ rate() { # $1 command... → msg/s
   s=$(date +%s%N); "$@" >/dev/null 2>&1 || fail "$* failed"; e=$(date +%s%N)
   echo "$N $s $e" | awk '{printf "%.0f\n", $1 / (($3 - $2) / 1e9)}'
 }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 for m in in worker out; do
   for _ in $(seq "$RUNS"); do
     echo "t $(rate "$BIN" run --log-level warn "$work/$m.sluice.yaml")" >> "$work/$m.runs"

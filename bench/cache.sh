@@ -16,7 +16,6 @@ RUNS=${RUNS:-3}
 WORK=${BENCH_DIR:-/tmp/sluice-bench}
 mkdir -p "$WORK"
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 now_ns() { date +%s%N; }
 
 # config FILL READ: the processor fills 1000 keys once (FILL, with K[i] the

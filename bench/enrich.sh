@@ -50,7 +50,6 @@ pipeline:
 output: {drop: {}}
 YAML
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 nginx -p "$WORK" -c "$WORK/nginx.conf" > "$WORK/nginx.log" 2>&1 &
 echo $! > "$WORK/nginx.pid"

@@ -54,7 +54,6 @@ pipeline:
 output: {sync_response: {}}
 YAML
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # wrk → "req/s p50_ms p99_ms" medians over RUNS.
 measure() {

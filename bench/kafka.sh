@@ -32,9 +32,6 @@ kcat -b "$B" -G warmup -X auto.offset.reset=earliest -e -q -c 1 warmup >/dev/nul
 # otherwise both producers' figures mostly measure the broker creating it.
 precreate() { echo warm | kcat -P -b "$B" -t "$1" 2>/dev/null; }
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-now() { date +%s.%N; }
-rate() { echo "$N $1 $2" | awk '{printf "%d\n", $1 / ($3 - $2)}'; }
 # Each measure prints "rate cpu": messages per wall second, and CPU seconds
 # (user + system, every thread) the process spent per million messages: on a
 # shared machine the second is the steadier figure.
@@ -52,7 +49,7 @@ output: {kafka: {addresses: [$B], topic: $2, metadata_headers: false}}
 YAML
   precreate "$2"
   s=$(now); c=$(timed "$BIN" run --log-level warn "$WORK/p.yaml"); e=$(now)
-  echo "$(rate "$s" "$e") $(cpu_of "$c")"
+  echo "$(rate_between "$s" "$e") $(cpu_of "$c")"
 }
 
 produce_kcat() { # $1 size, $2 topic
@@ -60,7 +57,7 @@ produce_kcat() { # $1 size, $2 topic
   precreate "$2"
   s=$(now)
   c=$(timed kcat -P -b "$B" -t "$2" -X acks=all -X enable.idempotence=true -X linger.ms=5 -l "$WORK/data-$1")
-  e=$(now); echo "$(rate "$s" "$e") $(cpu_of "$c")"
+  e=$(now); echo "$(rate_between "$s" "$e") $(cpu_of "$c")"
 }
 
 consume_sluice() { # $1 topic
@@ -82,13 +79,13 @@ YAML
   [ "${got:-0}" -ge "$N" ] || fail "sluice consumed ${got:-0} of $N messages of $1 in 60 s"
   c=$(awk '{print ($14 + $15) / 100}' "/proc/$pid/stat")   # clock ticks (USER_HZ 100)
   kill $pid; wait $pid 2>/dev/null || true
-  echo "$(rate "$s" "$e") $(cpu_of "$c")"
+  echo "$(rate_between "$s" "$e") $(cpu_of "$c")"
 }
 
 consume_kcat() { # $1 topic: as a group member too, so both pay for joining
   s=$(now)
   c=$(timed kcat -b "$B" -G "kbench-$RANDOM$RANDOM" -X auto.offset.reset=earliest -e -q -c "$N" "$1")
-  e=$(now); echo "$(rate "$s" "$e") $(cpu_of "$c")"
+  e=$(now); echo "$(rate_between "$s" "$e") $(cpu_of "$c")"
 }
 
 echo "| message size | sluice generate → kafka | kcat -P | ratio | CPU s/M msgs sluice / kcat | sluice kafka → drop | kcat -G | ratio | CPU s/M msgs sluice / kcat |"

@@ -29,3 +29,12 @@ wrk_check() {
   [ -z "$non2xx" ] || fail "wrk got $non2xx non-2xx answers: $(cat "$1")"
   figure "$(awk '/^Requests\/sec/ {print $2}' "$1")" "wrk's requests/s"
 }
+
+# median: the median of the numbers on stdin, one a line (the mean of the
+# middle two for an even count).
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+# now: seconds since the epoch with nanoseconds; rate START END: $N over the
+# seconds between them, per second.
+now() { date +%s.%N; }
+rate_between() { echo "$N $1 $2" | awk '{printf "%d\n", $1 / ($3 - $2)}'; }

@@ -42,9 +42,6 @@ mosquitto -c "$WORK/m.conf" > "$WORK/broker.log" 2>&1 &
 for _ in $(seq 100); do mosquitto_pub -p "$MPORT" -t warm -n 2>/dev/null && break; sleep 0.1; done
 mosquitto_pub -p "$MPORT" -t warm -n || fail "mosquitto did not start: $(cat "$WORK/broker.log")"
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-now() { date +%s.%N; }
-rate() { echo "$N $1 $2" | awk '{printf "%d\n", $1 / ($3 - $2)}'; }
 # Each measure prints "rate cpu": messages per wall second, and CPU seconds
 # (user + system) the client spent per million messages: on a shared
 # machine the second is the steadier figure.
@@ -58,12 +55,12 @@ max_in_flight: 64
 output: {mqtt: {urls: [tcp://127.0.0.1:$MPORT], topic: bench/p, qos: 1}}
 YAML
   s=$(now); T "$BIN" run --log-level warn "$WORK/p.yaml" > /dev/null || fail "sluice generate → mqtt failed"; e=$(now)
-  echo "$(rate "$s" "$e") $(cpu)"
+  echo "$(rate_between "$s" "$e") $(cpu)"
 }
 
 produce_peer() { # $1 size
   s=$(now); T "$PEER" pub "$MPORT" bench/p "$N" "$1" 1 64 || fail "mqtt_peer pub failed"; e=$(now)
-  echo "$(rate "$s" "$e") $(cpu)"
+  echo "$(rate_between "$s" "$e") $(cpu)"
 }
 
 # N messages queued for the offline persistent session $1.
@@ -92,14 +89,14 @@ YAML
   e=$(now)
   kill "$(pgrep -P $pid)"; wait $pid || true   # sluice, under time
   [ "${got:-0}" -ge "$N" ] || fail "sluice received ${got:-0} of $N"
-  echo "$(rate "$s" "$e") $(cpu)"
+  echo "$(rate_between "$s" "$e") $(cpu)"
 }
 
 consume_peer() { # $1 size
   id=p$RANDOM$RANDOM
   preload "$id" "$1"
   s=$(now); T "$PEER" sub "$MPORT" "bench/c/$id" "$N" 1 "$id" || fail "mqtt_peer sub failed"; e=$(now)
-  echo "$(rate "$s" "$e") $(cpu)"
+  echo "$(rate_between "$s" "$e") $(cpu)"
 }
 
 echo "| benchmark (QoS 1, $N messages, broker max_inflight_messages $INFLIGHT) | sluice msg/s | mqtt_peer msg/s | ratio | sluice CPU s/1M | mqtt_peer CPU s/1M | CPU ratio (peer/sluice) |"

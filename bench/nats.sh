@@ -40,8 +40,6 @@ U=nats://127.0.0.1:$NPORT
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$NPORT) 2>/dev/null && break; sleep 0.05; done
 BENCH() { "$NATS" -s "$U" bench --no-progress "$@"; }
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-now() { date +%s.%N; }
 rate() { echo "$1 $2 $3" | awk '{printf "%d\n", $1 / ($3 - $2)}'; }   # count start end
 timed() { "$@" > "$WORK/cmd.out" 2>&1 || fail "$* failed: $(tail -5 "$WORK/cmd.out")"; }
 

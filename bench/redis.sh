@@ -27,9 +27,6 @@ redis-server --port "$RPORT" --bind 127.0.0.1 --dir "$WORK" --save '' --appendon
   --logfile "$WORK/redis.log" >/dev/null || fail "redis-server did not start"
 for _ in $(seq 100); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-now() { date +%s.%N; }
-rate() { echo "$N $1 $2" | awk '{printf "%d\n", $1 / ($3 - $2)}'; }
 ratio() { echo "$1 $2" | awk '{printf "%.2f", $1/$2}'; }
 # CPU seconds (user + system) per million entries: on a shared machine the
 # steadier figure (wall time depends on who else runs).
@@ -48,7 +45,7 @@ output: {redis_streams: {url: "redis://127.0.0.1:$RPORT", stream: $1, metadata_f
 YAML
   s=$(now); c=$(timed "$BIN" run --log-level warn "$WORK/p.yaml"); e=$(now)
   [ "$(redis-cli -p "$RPORT" xlen "$1")" -eq "$N" ] || fail "sluice wrote $(redis-cli -p "$RPORT" xlen "$1") of $N"
-  echo "$(rate "$s" "$e") $(cpu_of "$c")"
+  echo "$(rate_between "$s" "$e") $(cpu_of "$c")"
 }
 
 produce_benchmark() { # $1 stream
@@ -75,7 +72,7 @@ YAML
   c=$(awk '{print ($14 + $15) / 100}' "/proc/$pid/stat")   # clock ticks (USER_HZ 100)
   kill $pid; wait $pid 2>/dev/null || true
   [ "${got:-0}" -ge "$N" ] || fail "sluice consumed ${got:-0} of $N in 24 s"
-  echo "$(rate "$s" "$e") $(cpu_of "$c")"
+  echo "$(rate_between "$s" "$e") $(cpu_of "$c")"
 }
 
 ps=(); pb=(); pl=(); cs=(); cl=()

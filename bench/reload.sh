@@ -21,7 +21,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # A module tagging each message with its version ($1).
 module() {

@@ -13,7 +13,6 @@ WORK=${BENCH_DIR:-/tmp/sluice-bench}
 mkdir -p "$WORK"
 what=${1:-all}
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 now_ns() { date +%s%N; }
 
 # Messages per second of a config run over $2 (default $N) generated messages (median of RUNS).

@@ -19,7 +19,6 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 trap 'exit 1' INT TERM   # so that a killed run still cleans up (EXIT)
 VALUE=$(printf 'x%.0s' $(seq 1 100))
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 inproc() { # $1 = fsync policy
   cat > "$WORK/gen.yaml" <<YAML

@@ -56,7 +56,6 @@ output:
 YAML
 }
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # sluice's messages/s for the config, median of RUNS.
 sluice_rate() {
