@@ -96,7 +96,6 @@ static int check(const sl_cnode_t *node, const sl_cnode_t *root, sl_diags_t *d) 
 }
 
 static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
-  (void)w;
   (void)d;
   for (uint32_t i = 0; node && node->type == SL_CN_SEQ && i < node->n; i++) {
     const sl_cnode_t *item = node->items[i], *body = NULL;
@@ -107,6 +106,7 @@ static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
     if (c) c->be->update(c->self, body);
     else sl_cache_add_resource(label, be, be->create(body));
   }
+  sl_cache_attach_worker(w);
   return 0;
 }
 
