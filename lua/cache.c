@@ -149,12 +149,16 @@ static int column_in_file(const char *file, int line, const char *text, size_t l
   return col;
 }
 
-static const char *const ops[] = {"get", "set", "add", "delete", "incr", NULL};
+/* Calls whose first argument is a resource's label: "cache." and
+ * "redis." (redis.call), each followed by one of its functions. */
+static const char *const cache_ops[] = {"get", "set", "add", "delete", "incr", NULL};
+static const char *const redis_ops[] = {"call", NULL};
 
-/* After "cache." at p: an operation, "(" and a quoted name that is the
- * whole first argument; the name's bytes, or NULL. end: past the closing
- * quote. */
-static const char *literal_name(const char *p, const char *stop, size_t *len, const char **end) {
+/* After "cache." (or "redis.") at p: one of ops, "(" and a quoted name that
+ * is the whole first argument; the name's bytes, or NULL. end: past the
+ * closing quote. */
+static const char *literal_name(const char *p, const char *stop, const char *const *ops, size_t *len,
+                                const char **end) {
   size_t n = 0;
   for (int k = 0; ops[k] && !n; k++)
     if ((size_t)(stop - p) > strlen(ops[k]) && !strncmp(p, ops[k], strlen(ops[k]))) n = strlen(ops[k]);
@@ -185,10 +189,10 @@ int sl_lcache_lint(const sl_cnode_t *code, const char *key, int lint_only, sl_di
       line_start = p + 1;
       continue;
     }
-    if (strncmp(p, "cache.", 6) != 0 || (p > s && (isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '.')))
-      continue;
+    const char *const *ops = !strncmp(p, "cache.", 6) ? cache_ops : !strncmp(p, "redis.", 6) ? redis_ops : NULL;
+    if (!ops || (p > s && (isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '.'))) continue;
     size_t len;
-    const char *end, *name = literal_name(p + 6, stop, &len, &end);
+    const char *end, *name = literal_name(p + 6, stop, ops, &len, &end);
     if (!name || memmem(line_start, (size_t)(p - line_start), "--", 2) || sl_cache_known(name, len, lint_only)) continue;
     sl_cnode_t at = *code;
     at.line = line;

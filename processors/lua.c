@@ -308,7 +308,7 @@ static const sl_spec_t spec = {
     "Redis's own Lua does); Redis's refusal is `nil, \"ERR ...\"` (`WRONGTYPE ...`), and a connection "
     "that is down or lost is `nil, \"redis host:port: ...\"`.\n\n"
     "Errors are values: the script decides, and an error it throws fails that message only. A call the "
-    "script gets wrong raises: a label no `redis` resource has, an argument that is not a string or a "
+    "script gets wrong raises (a literal label no resource has is a lint error at the call): a label no `redis` resource has, an argument that is not a string or a "
     "number, and commands that would hold or change the connection everyone shares (blocking reads such "
     "as `BLPOP` or `XREAD ... BLOCK`, `SUBSCRIBE`, `MONITOR`, `MULTI`/`EXEC`/`WATCH`, `SELECT`, `AUTH`, "
     "`CLIENT`, `WAIT`): several steps that must not interleave with other messages' commands go in one "

@@ -103,7 +103,7 @@ return {n = redis.call("r", "RPUSH", "many", unpack(args)), last = redis.call("r
   it("raises for calls the script gets wrong, with the script's line, failing only that message", function()
     local out = pipe([[
 local k = this.k
-if k == 1 then return {r = redis.call("nope", "GET", "x")} end
+if k == 1 then local label = "nope"; return {r = redis.call(label, "GET", "x")} end
 if k == 2 then return {r = redis.call("mem", "GET", "x")} end
 if k == 3 then return {r = redis.call("r", "SET", "x", {1})} end
 if k == 4 then return {r = redis.call("r", "SET", "x", true)} end
@@ -216,6 +216,45 @@ return {v = v, err = err, g = g, gerr = gerr}
       assert.matches("redis 127.0.0.1:%d+: ", out[i].err)
       assert.matches("redis 127.0.0.1:%d+: ", out[i].gerr)
     end
+  end)
+
+  it("a Redis that does not answer: the message's timeout fails it, the late reply is dropped, later calls work", function()
+    local other = redis.start()
+    local pid = h.read(other.dir .. "/redis.pid"):match("%d+")
+    os.execute("kill -STOP " .. pid)
+    local srv = h.serve(resources(other.url) .. [[
+http: { address: 127.0.0.1:$PORT }
+input:
+  generate: { interval: 100ms, mapping: 'return { n = i }' }
+pipeline:
+  processors:
+    - lua:
+        timeout: 300ms
+        code: |
+          if this.n % 2 == 0 then this.v = cache.get("r", "k") else this.v = redis.call("r", "PING") end
+    - catch:
+        - lua: 'this.failed = error_message()'
+output:
+  stdout: {}
+]])
+    local ok, err = pcall(function()
+      local function outs() return h.decode_lines(h.lines(srv.stdout())) end
+      assert.is_true(h.wait_for(function() return #outs() >= 2 end, 30), srv.stderr())
+      local out = outs()
+      for i = 1, 2 do
+        assert.is_truthy(out[i].failed and out[i].failed:find("deadline exceeded", 1, true), h.json.encode(out[i]))
+      end
+      os.execute("kill -CONT " .. pid)
+      other.cli("SET k fine")
+      assert.is_true(h.wait_for(function()
+        local got = {}
+        for _, m in ipairs(outs()) do if m.v then got[m.v] = true end end
+        return got.PONG and got.fine
+      end, 30), "no call worked after SIGCONT: " .. srv.stdout())
+    end)
+    os.execute("kill -CONT " .. pid .. " 2>/dev/null")
+    h.stop_after(srv, ok, err)
+    other.stop()
   end)
 
   it("Redis killed mid-call: the waiting message gets nil, err, /ping answers, and calls work after a restart", function()
@@ -332,18 +371,36 @@ output:
     end
   end)
 
-  it("lint refuses a bad url at its field", function()
-    local dir = h.tmpdir()
-    h.write(dir .. "/c.yaml", [[
+  it("lint refuses a bad url at its field, and a literal label of redis.call that no resource has", function()
+    local function lint(yaml)
+      local dir = h.tmpdir()
+      h.write(dir .. "/c.yaml", yaml)
+      local code, out, err = h.sh(h.shell_quote(h.abs_bin) .. " lint " .. dir .. "/c.yaml")
+      h.rmdir(dir)
+      assert.are_not.equal(0, code)
+      return (out or "") .. (err or "")
+    end
+    local out = lint([[
 cache_resources:
   - label: r
     redis: {url: 'http://nope'}
 input: {generate: {count: 1, mapping: 'return {}'}}
 output: {drop: {}}
 ]])
-    local code, out, err = h.sh(h.shell_quote(h.abs_bin) .. " lint " .. dir .. "/c.yaml")
-    h.rmdir(dir)
-    assert.are_not.equal(0, code)
-    assert.matches("c.yaml:3:%d+.*url", (out or "") .. (err or ""))
+    assert.matches("c.yaml:3:18: url: url http://nope: the scheme must be redis://", out, 1, true)
+    out = lint([[
+cache_resources:
+  - label: sessions
+    redis: {url: 'redis://127.0.0.1:1'}
+input: {generate: {count: 1, mapping: 'return {}'}}
+pipeline:
+  processors:
+    - lua: |
+        local a = redis.call("sessions", "GET", "k")
+        local b = redis.call( "sesions", "GET", "k")
+output: {drop: {}}
+]])
+    assert.matches('c.yaml:9:19: [^\n]*no cache resource labelled "sesions" %(did you mean "sessions"%?%)', out)
+    assert.matches("1 error", out)
   end)
 end)
