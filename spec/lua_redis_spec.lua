@@ -26,6 +26,29 @@ local function pipe(code, lines, extra, res)
   return h.decode_lines(h.lines(r.stdout)), r.stderr
 end
 
+-- Serves the pipeline in yaml (after `http:` and the resources) against a
+-- Redis of its own, stopped first (SIGSTOP) when `stopped`, and runs
+-- body(srv, other, pid); then lets Redis go on and stops both.
+local function with_own_redis(stopped, yaml, body)
+  local other = redis.start()
+  local pid = h.read(other.dir .. "/redis.pid"):match("%d+")
+  if stopped then os.execute("kill -STOP " .. pid) end
+  local srv = h.serve(resources(other.url) .. "http: { address: 127.0.0.1:$PORT }\n" .. yaml)
+  local ok, err = pcall(body, srv, other, pid)
+  os.execute("kill -CONT " .. pid .. " 2>/dev/null")
+  h.stop_after(srv, ok, err)
+  other.stop()
+end
+
+-- The bytes sent to the Redis on port and not read by it yet (ss's Recv-Q
+-- of its side of the connections).
+local function unread(port)
+  local _, o = h.sh("ss -tnH state established '( sport = :" .. port .. " )'")
+  local n = 0
+  for _, l in ipairs(h.lines(o)) do n = n + tonumber(l:match("^%s*(%d+)") or 0) end
+  return n
+end
+
 describe("redis.call", function()
   it("maps each kind of reply: status, string, integer, nil, arrays (json.null holes, [] stays []), errors", function()
     R.cli("DEL l1 h1 s1 z1")
@@ -154,13 +177,9 @@ output:
   end)
 
   it("1000 messages each calling Redis: all complete, in order, at most max_concurrency calls at once, /ping answers", function()
-    local other = redis.start()
-    local pid = h.read(other.dir .. "/redis.pid"):match("%d+")
     -- Stopped, Redis reads nothing: the calls sluice starts pile up, unread, in
     -- its socket, where ss counts their bytes (each ECHO of 8 digits is 28).
-    os.execute("kill -STOP " .. pid)
-    local srv = h.serve(resources(other.url) .. [[
-http: { address: 127.0.0.1:$PORT }
+    with_own_redis(true, [[
 input:
   generate: {count: 1000, interval: 0, batch_size: 1000, mapping: 'return {n = i}'}
 pipeline:
@@ -170,23 +189,16 @@ pipeline:
         code: 'this.got = tonumber(redis.call("r", "ECHO", string.format("%08d", this.n * 2)))'
 output:
   stdout: {}
-]])
-    local ok, err = pcall(function()
-      local port, queued = tostring(other.port), 0
-      local function unread()
-        local _, o = h.sh("ss -tnH state established '( sport = :" .. port .. " )'")
-        local n = 0
-        for _, l in ipairs(h.lines(o)) do n = n + tonumber(l:match("^%s*(%d+)") or 0) end
-        return n
-      end
+]], function(srv, other, pid)
+      local queued = 0
       assert.is_true(h.wait_for(function()
-        queued = unread()
+        queued = unread(other.port)
         return queued >= 8 * 28
       end, 30), "calls sent to the stopped Redis: " .. queued .. " bytes")
       -- it stays at 8 while the loop answers /ping
       for _ = 1, 10 do
         assert.are.equal(0, (h.sh("curl -s -m 2 -o /dev/null " .. srv.url .. "/ping")))
-        assert.are.equal(8 * 28, unread())
+        assert.are.equal(8 * 28, unread(other.port))
       end
       os.execute("kill -CONT " .. pid)
       assert.is_true(h.wait_for(function() return #h.lines(srv.stdout()) >= 1000 end, 60), srv.stderr())
@@ -197,9 +209,6 @@ output:
         assert.are.equal(2 * i, out[i].got)
       end
     end)
-    os.execute("kill -CONT " .. pid .. " 2>/dev/null")
-    h.stop_after(srv, ok, err)
-    other.stop()
   end)
 
   it("without Redis answers nil, err (the host lives); with a slow Redis the message's timeout fails it", function()
@@ -219,11 +228,7 @@ return {v = v, err = err, g = g, gerr = gerr}
   end)
 
   it("a Redis that does not answer: the message's timeout fails it, the late reply is dropped, later calls work", function()
-    local other = redis.start()
-    local pid = h.read(other.dir .. "/redis.pid"):match("%d+")
-    os.execute("kill -STOP " .. pid)
-    local srv = h.serve(resources(other.url) .. [[
-http: { address: 127.0.0.1:$PORT }
+    with_own_redis(true, [[
 input:
   generate: { interval: 100ms, mapping: 'return { n = i }' }
 pipeline:
@@ -236,8 +241,7 @@ pipeline:
         - lua: 'this.failed = error_message()'
 output:
   stdout: {}
-]])
-    local ok, err = pcall(function()
+]], function(srv, other, pid)
       local function outs() return h.decode_lines(h.lines(srv.stdout())) end
       assert.is_true(h.wait_for(function() return #outs() >= 2 end, 30), srv.stderr())
       local out = outs()
@@ -252,16 +256,10 @@ output:
         return got.PONG and got.fine
       end, 30), "no call worked after SIGCONT: " .. srv.stdout())
     end)
-    os.execute("kill -CONT " .. pid .. " 2>/dev/null")
-    h.stop_after(srv, ok, err)
-    other.stop()
   end)
 
   it("Redis killed mid-call: the waiting message gets nil, err, /ping answers, and calls work after a restart", function()
-    local other = redis.start()
-    local pid = h.read(other.dir .. "/redis.pid"):match("%d+")
-    local srv = h.serve(resources(other.url) .. [[
-http: { address: 127.0.0.1:$PORT }
+    with_own_redis(false, [[
 input:
   generate: { interval: 50ms, mapping: 'return { n = i }' }
 pipeline:
@@ -272,19 +270,11 @@ pipeline:
           return {n = this.n, v = v, err = err}
 output:
   stdout: {}
-]])
-    local ok, err = pcall(function()
+]], function(srv, other, pid)
       assert.is_true(h.wait_for(function() return (other.num("GET calls") or 0) >= 5 end, 30))
       os.execute("kill -STOP " .. pid)
       -- a call is in flight: its bytes wait, unread, in the stopped server's socket
-      local port = tostring(other.port)
-      assert.is_true(h.wait_for(function()
-        local _, o = h.sh("ss -tnH state established '( sport = :" .. port .. " )'")
-        for _, l in ipairs(h.lines(o)) do
-          if tonumber(l:match("^%s*(%d+)") or 0) > 0 then return true end
-        end
-        return false
-      end, 20), "no call waited at the stopped Redis")
+      assert.is_true(h.wait_for(function() return unread(other.port) > 0 end, 20), "no call waited at the stopped Redis")
       assert.are.equal(0, (h.sh("curl -s -m 2 -o /dev/null " .. srv.url .. "/ping")))
       os.execute("kill -KILL " .. pid)
       local failed
@@ -294,7 +284,7 @@ output:
           if m.err then failed = m return true end
         end
       end, 30), "no call failed: " .. srv.stderr())
-      assert.matches("redis 127.0.0.1:" .. port .. ": ", failed.err)
+      assert.matches("redis 127.0.0.1:" .. other.port .. ": ", failed.err)
       assert.are.equal(0, (h.sh("curl -s -m 2 -o /dev/null " .. srv.url .. "/ping")))
       other.launch()
       assert.is_true(h.wait_for(function()
@@ -303,8 +293,6 @@ output:
         return last and last.n > failed.n and last.v ~= nil
       end, 30), "calls did not work again after the restart: " .. srv.stderr())
     end)
-    h.stop_after(srv, ok, err)
-    other.stop()
   end)
 end)
 
