@@ -329,6 +329,51 @@ return t
     assert.is_true(ttl_s > 500000 and ttl_s <= 600000, "p:s (default_ttl) " .. ttl_s)
   end)
 
+  it("carries binary keys and values; a reload keeps the one connection and applies a new prefix", function()
+    R.cli("FLUSHDB")
+    local function yaml(prefix)
+      return resources(R.url, ", prefix: '" .. prefix .. "'") .. [[
+http: { address: 127.0.0.1:$PORT }
+input:
+  generate: { interval: 20ms, mapping: 'return { n = i }' }
+pipeline:
+  processors:
+    - lua: |
+        local k, v = "\255\0k" .. this.n, "\0\255v" .. this.n
+        assert(cache.set("r", k, v))
+        this.same = cache.get("r", k) == v
+output:
+  stdout: {}
+]]
+    end
+    -- connections other than redis-cli's own
+    local function clients()
+      local n = 0
+      for _, l in ipairs(h.lines(R.cli("CLIENT LIST"))) do if not l:find("cmd=client", 1, true) then n = n + 1 end end
+      return n
+    end
+    local function keys(prefix) return #h.lines(R.cli("--scan --pattern '" .. prefix .. "*'")) end
+    local srv = h.serve(yaml("a:"))
+    local ok, err = pcall(function()
+      local function out() return h.decode_lines(h.lines(srv.stdout())) end
+      assert.is_true(h.wait_for(function() return keys("a:") >= 3 end, 30), srv.stderr())
+      assert.are.equal(1, clients())
+      local before = out()
+      h.write(srv.dir .. "/config.yaml", (yaml("b:"):gsub("%$PORT", tostring(srv.port))))
+      assert.are.equal(0, (h.sh("curl -s -f -m 30 -X POST " .. srv.url .. "/admin/reload")))
+      assert.is_true(h.wait_for(function() return keys("b:") >= 3 end, 30), srv.stderr())
+      assert.are.equal(1, clients())
+      -- (a message whose set and get straddle the reload meets two prefixes)
+      local from = #out()
+      assert.is_true(h.wait_for(function() return #out() >= from + 3 end, 30))
+      local after = out()
+      for k, m in ipairs(after) do
+        if k <= #before or k > from then assert.is_true(m.same, h.json.encode(m)) end
+      end
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
   it("serves the cache, dedupe and cached processors", function()
     R.cli("DEL d:0 d:1 d:2 d:seen-0 d:seen-1 d:seen-2 d:c-0 d:c-1 d:c-2")
     local r = h.run_config(resources(R.url, ", prefix: 'd:'") .. [[
