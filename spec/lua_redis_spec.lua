@@ -113,6 +113,18 @@ return t
     assert.are.equal(32 * 1024 * 1024, R.num("STRLEN huge2"))
   end)
 
+  it("a reply larger than lua.max_memory fails that message only (redis.call and cache.get)", function()
+    R.cli_in("SET huge4", string.rep("y", 48 * 1024 * 1024))
+    local out = pipe([[
+if this.k == 1 then return {len = #redis.call("r", "GET", "huge4")} end
+if this.k == 2 then return {len = #cache.get("r", "huge4")} end
+return {fine = redis.call("r", "PING")}
+]], {'{"k":1}', '{"k":2}', '{"k":3}'}, nil, "lua:\n  max_memory: 16MiB\n" .. resources(R.url))
+    R.cli("DEL huge4")
+    assert.are.same({fine = "PONG"}, out[1])
+    for i = 2, 3 do assert.matches("not enough memory", out[i].failed) end
+  end)
+
   it("takes many arguments in one command", function()
     R.cli("DEL many")
     local out = pipe([[
