@@ -19,7 +19,8 @@ static unsigned nbackends;
 static sl_field_t item_fields[MAX_BACKENDS + 2];
 static const sl_field_t label_field = {
   "label", SL_F_STRING, NULL, SL_REQUIRED,
-  "The resource's name, which processors (`resource:`, `cache:`) and scripts (`cache.get(name, key)`) use.", NULL,
+  "The resource's name, which processors (`resource:`, `cache:`) and scripts (`cache.get(name, key)`; "
+  "`redis.call(name, ...)` for a `redis` resource) use.", NULL,
   NULL};
 
 void sl_cache_backend_register(const sl_cache_backend_t *b) {
