@@ -313,7 +313,9 @@ static const sl_spec_t spec = {
     "as `BLPOP` or `XREAD ... BLOCK`, `SUBSCRIBE`, `MONITOR`, `MULTI`/`EXEC`/`WATCH`, `SELECT`, `AUTH`, "
     "`CLIENT`, `WAIT`): several steps that must not interleave with other messages' commands go in one "
     "`EVAL`. (Redis's own `redis.pcall` returns errors as values too; sluice's `redis.call` always does, "
-    "since a script here cannot be undone by a raise.)\n\n"
+    "since a script here cannot be undone by a raise.) Debian's hiredis (0.14) reads replies nested at "
+    "most 7 deep: a deeper one (only a script's `EVAL` can make it) drops the connection, which fails "
+    "every call waiting on it with that error, and reconnects.\n\n"
     SL_LLIBRARY_DOC
     "### Errors and the log\n\n"
     "`error(...)` with a string flags the message with it (and the file:line). Positions are the config "

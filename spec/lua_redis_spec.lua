@@ -125,6 +125,33 @@ return {fine = redis.call("r", "PING")}
     for i = 2, 3 do assert.matches("not enough memory", out[i].failed) end
   end)
 
+  it("a reply nested deeper than hiredis reads fails as a value, and the connection comes back", function()
+    local srv = h.serve(resources(R.url) .. [[
+http: { address: 127.0.0.1:$PORT }
+input:
+  generate: { interval: 50ms, mapping: 'return { n = i }' }
+pipeline:
+  processors:
+    - lua: |
+        local v, err
+        if this.n == 1 then v, err = redis.call("r", "EVAL", "return {{{{{{{{{{1}}}}}}}}}}", 0)
+        else v, err = redis.call("r", "PING") end
+        return {n = this.n, v = v, err = err}
+output:
+  stdout: {}
+]])
+    local ok, err = pcall(function()
+      local out
+      assert.is_true(h.wait_for(function()
+        out = h.decode_lines(h.lines(srv.stdout()))
+        return #out > 0 and out[#out].v == "PONG"
+      end, 30), srv.stdout())
+      assert.are.equal(1, out[1].n)
+      assert.matches("nested multi bulk replies with depth > 7", out[1].err)
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
   it("takes many arguments in one command", function()
     R.cli("DEL many")
     local out = pipe([[
