@@ -176,8 +176,6 @@ static void on_reply(sl_redis_t *r, redisReply *rp, const char *err, void *arg) 
   drop(k);
 }
 
-static void on_reply(sl_redis_t *r, redisReply *rp, const char *err, void *arg);
-
 static void in_flight(rcache_t *c, sl_rcache_cmd_t *k) {
   k->c = c;
   if ((k->next = c->cmds)) k->next->prev = &k->next;
