@@ -303,6 +303,8 @@ static int l_make(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 5, LUA_TFUNCTION);
   lua_settop(L, 5);
+  lua_pushvalue(L, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, SL_LJSON_ARRAY_MT);
   lua_newtable(L);
   for (int i = 1; i <= 5; i++) lua_pushvalue(L, i);
   lua_newuserdata(L, 256);

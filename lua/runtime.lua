@@ -1510,7 +1510,13 @@ for name, start in pairs(async.bindings) do
     base[lib] = {}
     LIBS[#LIBS + 1] = lib
   end
-  base[lib][fn] = function(...) return await(name, start, ...) end
+  if fn:sub(1, 1) == "_" then
+    -- a hook of lib's own module, not a script's function (cache.lua's
+    -- backends that answer later): its calls name the function that waits
+    base[lib][fn](function(what, ...) return await(what, start, ...) end)
+  else
+    base[lib][fn] = function(...) return await(name, start, ...) end
+  end
 end
 if base.http then
   local request = base.http.request

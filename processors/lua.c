@@ -17,7 +17,7 @@ static const sl_field_t fields[] = {
    "`uuid_v4()`, `now()`, `json.encode/decode`, the standard library (below), `env(name)`, `batch_index()` (0-based), `errored()`, "
    "`error_message()`, `new_message(content)`, `log(level, message, fields)` (a log line naming this "
    "stream and processor; docs/observability.md), `cache.get/set/add/delete/incr` (caches, below), "
-   "`http.request`, `http.get`, `http.post` (see Calls that wait). Return nothing to keep the message (re-encoded only "
+   "`http.request`, `http.get`, `http.post` (see Calls that wait), `redis.call` (see Redis). Return nothing to keep the message (re-encoded only "
    "if `this` changed), a table or string to replace the content, `deleted()` to drop it. "
    "`error(...)` flags the message as failed with the text and the config file's line.", NULL, NULL},
   {"file", SL_F_STRING, NULL, 0,
@@ -31,7 +31,7 @@ static const sl_field_t fields[] = {
    "The file is watched and reloaded when it changes (see Hot reload above).",
    NULL, NULL},
   {"max_concurrency", SL_F_INT, "64", 0,
-   "Calls that wait (`http.request`, see Calls that wait) in flight at once across this "
+   "Calls that wait (`http.request`, `redis.call`, `cache.*` on Redis; see Calls that wait) in flight at once across this "
    "processor's messages; a message whose call would exceed it waits for a slot, and the batch's later "
    "messages wait with it.", SL_BOUNDS("1", "100000"), NULL},
   {"timeout", SL_F_DURATION, "30s", 0,
@@ -226,7 +226,8 @@ static const sl_spec_t spec = {
     "`max_bytes`, `incr` of a value that is not an integer or would overflow). A call the script gets wrong "
     "(a label no resource has, a key that is a table, a missing value) raises, which fails that message "
     "and no other; a literal label no resource has (`cache.get(\"users\", k)`) is a lint error at the call. On the `memory` backend a call completes at once: about 19 million `cache.get` "
-    "per second of CPU (bench/RESULTS.md).\n\n"
+    "per second of CPU (bench/RESULTS.md). On the `redis` backend it is a call that waits (below), and a "
+    "Redis that is down or lost is `nil, err`.\n\n"
     "### What bounds a script\n\n"
     "No script can crash the process or keep its worker: each limit below fails the message it was "
     "processing (a `catch` or `fallback` sees it) and the host goes on with the next one. A call is one "
@@ -295,6 +296,26 @@ static const sl_spec_t spec = {
     "`gsub` replacement) raises \"http.request cannot be called here\" and sends nothing. A module "
     "reloaded while calls are in flight keeps each batch on one version: messages that wait finish on "
     "the version they started with.\n\n"
+    "### Redis\n\n"
+    "`redis.call(label, command, args...)` sends one command to the Redis of the `redis` cache resource "
+    "labelled `label` (`cache_resources:`, docs/caches.md), on that resource's connection (one per worker, "
+    "pipelined, shared with its `cache.*` operations; its `prefix` does not apply here), and waits for the "
+    "reply like `http.request` (the same `max_concurrency`, `timeout` and places where it cannot be "
+    "called). Arguments are strings (binary-safe) or numbers (integers written in full).\n\n"
+    "- `redis.call(label, command, args...)`: the reply as a Lua value: a status or bulk string is a "
+    "string, an integer a number (exact up to 2^53), a nil reply `nil`, an array a table marked as a JSON "
+    "array (`json.encode` keeps `[]`; a nil element is `json.null`, an error element `{err = \"...\"}`, as "
+    "Redis's own Lua does); Redis's refusal is `nil, \"ERR ...\"` (`WRONGTYPE ...`), and a connection "
+    "that is down or lost is `nil, \"redis host:port: ...\"`.\n\n"
+    "Errors are values: the script decides, and an error it throws fails that message only. A call the "
+    "script gets wrong raises (a literal label no resource has is a lint error at the call): a label no `redis` resource has, an argument that is not a string or a "
+    "number, and commands that would hold or change the connection everyone shares (blocking reads such "
+    "as `BLPOP` or `XREAD ... BLOCK`, `SUBSCRIBE`, `MONITOR`, `MULTI`/`EXEC`/`WATCH`, `SELECT`, `AUTH`, "
+    "`CLIENT`, `WAIT`): several steps that must not interleave with other messages' commands go in one "
+    "`EVAL`. (Redis's own `redis.pcall` returns errors as values too; sluice's `redis.call` always does, "
+    "since a script here cannot be undone by a raise.) Debian's hiredis (0.14) reads replies nested at "
+    "most 7 deep: a deeper one (only a script's `EVAL` can make it) drops the connection, which fails "
+    "every call waiting on it with that error, and reconnects.\n\n"
     SL_LLIBRARY_DOC
     "### Errors and the log\n\n"
     "`error(...)` with a string flags the message with it (and the file:line). Positions are the config "
