@@ -165,6 +165,7 @@ static sl_lua_t *vm_new(uv_loop_t *loop) {
   vm->ref_compile_module = field_ref(L, rt, "compile_module");
   vm->ref_release = field_ref(L, rt, "release");
   vm->ref_set_lua_path = field_ref(L, rt, "set_lua_path");
+  vm->ref_exposed = field_ref(L, rt, "exposed");
   lua_pop(L, 1);
   lua_gc(L, LUA_GCCOLLECT, 0);
   pace(vm);

@@ -28,7 +28,7 @@ struct sl_lua {
   void (*client_free[SL_LCLIENT_MAX])(void *);
   /* registry refs of runtime.lua's entry points */
   int ref_call, ref_run, ref_resume, ref_cancel, ref_wake, ref_eval, ref_compile_inline, ref_compile_expr, ref_compile_module,
-    ref_release, ref_set_lua_path;
+    ref_release, ref_set_lua_path, ref_exposed;
 };
 
 /* What one script run keeps: the run loop's out list and messages it created.
