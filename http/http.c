@@ -434,6 +434,11 @@ static const sl_field_t http_fields[] = {
   {"streams_api", SL_F_BOOL, "false", 0,
    "Serve the streams management API (`/streams`, as in `sluice streams`) next to the config's own "
    "streams; see docs/reload-and-streams-mode.md.", NULL, NULL},
+  {"console", SL_F_BOOL, "false", 0,
+   "Serve the browser console at `/console/` (docs/console.md): streams with live charts, event streams, a Lua "
+   "playground and a config editor. Its page is code built into the binary, public like static files; "
+   "everything it shows or changes goes through `/admin/status`, `/streams` (turned on with it), `/stream/` and "
+   "`/console/run`, which need the admin scope when `auth` is set.", NULL, NULL},
   {"streams_api_max_body", SL_F_SIZE, "256KiB", 0,
    "Bodies of the streams API (a stream's config, or the whole set) beyond this get 413 before they are "
    "parsed; what is within it is parsed and checked off the event loop.", NULL, NULL},
