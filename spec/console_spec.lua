@@ -126,7 +126,7 @@ streams:
     assert.matches("budget exceeded", r.error)
     assert.are.equal(1, r.line)
     -- lua.max_memory of the config (64MiB), in the child's VM
-    code, r = run(srv, {code = 'local t = {} for i = 1, 1e8 do t[i] = string.rep("x", 64) .. i end', input = "{}"})
+    code, r = run(srv, {code = 'local t = {} for i = 1, 1e6 do t[i] = string.rep("x", 1e6) .. i end', input = "{}"})
     assert.are.equal(200, code)
     assert.matches("not enough memory", r.error)
     -- more output than a run may print: stopped
