@@ -2,7 +2,6 @@
  * sandbox needed: both are the binary's own files), and the check against
  * the names of the lint VM's sandbox. */
 #include "api.h"
-#include "embedded.h"
 #include "vm.h"
 #include "core/xalloc.h"
 #include <lauxlib.h>
@@ -10,18 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const sl_embedded_t *embedded(const char *name) {
-  for (const sl_embedded_t *e = sl_embedded_lua; e->name; e++)
-    if (strcmp(e->name, name) == 0) return e;
-  return NULL;
-}
-
 /* Calls apidoc's fn with arg (may be NULL); returns its string, malloc'd. */
 static char *apidoc(const char *fn, const char *arg) {
   lua_State *L = luaL_newstate();
   if (!L) return NULL;
   luaL_openlibs(L);
-  const sl_embedded_t *api = embedded("lua.api"), *doc = embedded("lua.apidoc");
+  const sl_embedded_t *api = sl_lembedded("lua.api"), *doc = sl_lembedded("lua.apidoc");
   char *res = NULL;
   if (!api || !doc || luaL_loadbuffer(L, doc->src, doc->len, "lua.apidoc") != 0 ||
       luaL_loadbuffer(L, api->src, api->len, "lua.api") != 0 || lua_pcall(L, 0, 1, 0) != 0 ||

@@ -3,6 +3,7 @@
 #ifndef SL_LUA_VM_H
 #define SL_LUA_VM_H
 #include "async.h"
+#include "embedded.h"
 #include "guard.h"
 #include "lhost.h"
 #include <lua.h>
@@ -65,6 +66,9 @@ void sl_lvm_release(sl_lua_t *vm, int id);
 /* After a full collection (the runtime's, through FFI, or the host's after a
  * call): counts it and sets when the next is due. */
 void sl_lvm_collected(sl_lua_t *vm);
+
+/* The embedded Lua source named "lua.runtime", "lua.api"..., or NULL. */
+const sl_embedded_t *sl_lembedded(const char *name);
 
 /* lua/run.c: drops the VM's suspended runs (their owners are gone). */
 void sl_ljobs_free(sl_lua_t *vm);
