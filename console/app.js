@@ -315,14 +315,14 @@ views.streams = {
         flow,
         el('div', {class: 'charts'}, chart('in / s', h.rate, fmtNum(last(h.rate)), 'var(--accent2)'),
           chart('errors / s', h.errs, fmtNum(last(h.errs)), 'var(--err)'),
-          chart('latency (mean)', h.lat, h.lat.length ? fmtMs(last(h.lat)) : '—', 'var(--accent)'))));
+          chart('latency (mean)', h.lat, cur.lc ? fmtMs(last(h.lat)) : '—', 'var(--accent)'))));
     }
     $('streams-list').replaceChildren(...(cards.length ? cards : [el('div', {class: 'empty'}, 'No streams run yet.')]));
   },
 };
 
 // ---------- Event streams: /stream/ ----------
-const ev = {name: null, abort: null, rows: 0};
+const ev = {name: null, abort: null, lagHist: {}};
 views.events = {
   timer: null,
   enter() { this.list(); this.timer = setInterval(() => { if (ev.name) this.info(); }, 3000); },
@@ -354,21 +354,24 @@ views.events = {
         ['bytes', fmtNum(j.bytes || 0)], ['fsync', j.fsync], ['subscribers', j.subscribers]].map(([k, v]) => el('span', {}, k + ' ', el('b', {}, String(v)))));
     }
     const host = $('ev-groups');
-    const groups = g.ok && g.json ? (g.json.groups || g.json) : null;
-    const bars = [];
-    let max = 1;
-    if (groups && typeof groups === 'object') {
-      for (const [gname, gv] of Object.entries(Array.isArray(groups) ? Object.fromEntries(groups.map((x) => [x.name || x.group, x])) : groups)) {
-        for (const p of (gv.partitions || [])) {
-          const lag = p.lag || 0;
-          max = Math.max(max, lag);
-          bars.push({label: `${gname} · p${p.partition}`, lag, members: gv.members});
-        }
-      }
-    }
-    host.replaceChildren(bars.length ? el('div', {class: 'bars'}, ...bars.map((b) => el('div', {class: 'bar'}, el('span', {}, b.label),
-      el('div', {class: 'track'}, el('div', {class: 'fill' + (b.lag ? '' : ' zero'), style: b.lag ? `width:${(b.lag / max) * 100}%` : ''})), el('span', {}, 'lag ' + fmtNum(b.lag)))))
-      : el('div', {class: 'muted'}, 'No consumer groups.'));
+    // {groups: [{group, members, committed: [per partition], lag: [per partition]}]}
+    const groups = g.ok && g.json && Array.isArray(g.json.groups) ? g.json.groups : [];
+    const cards = groups.map((gr) => {
+      const lags = gr.lag || [];
+      const total = lags.reduce((a, b) => a + b, 0);
+      const key = ev.name + '/' + gr.group;
+      const h = ev.lagHist[key] || (ev.lagHist[key] = []);
+      h.push(total);
+      if (h.length > POINTS) h.shift();
+      const max = Math.max(1, ...lags);
+      return el('div', {class: 'group', 'data-group': gr.group},
+        el('div', {class: 'chart'}, el('div', {class: 'lbl'}, el('span', {}, gr.group), el('span', {}, `${(gr.members || []).length} member(s)`)),
+          el('div', {class: 'v'}, 'lag ' + fmtNum(total)), spark(h, 'var(--warn)')),
+        el('div', {class: 'bars'}, ...lags.map((lag, p) => el('div', {class: 'bar'}, el('span', {}, `partition ${p} · committed ${(gr.committed || [])[p]}`),
+          el('div', {class: 'track'}, el('div', {class: 'fill' + (lag ? '' : ' zero'), style: lag ? `width:${(lag / max) * 100}%` : ''})),
+          el('span', {}, fmtNum(lag))))));
+    });
+    host.replaceChildren(...(cards.length ? cards : [el('div', {class: 'muted'}, 'No consumer groups.')]));
   },
   stop() {
     if (ev.abort) ev.abort.abort();

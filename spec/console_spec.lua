@@ -59,6 +59,11 @@ streams:
         - lua: 'this.doubled = this.n * 2'
     output:
       stream: {name: orders}
+  billing:
+    input:
+      stream: {name: orders, group: billing}
+    output:
+      drop: {}
 ]])
     local code = req(srv, "POST", "/stream/orders", {key = ADMIN, body = '{"partitions":1}'})
     assert.is_true(code == 200 or code == 201)
@@ -193,6 +198,7 @@ streams:
       local s = r.steps["streams_" .. theme]
       assert.are.same({"http_server", "lua", "sync_response"}, s.nodes)
       assert.truthy(r.steps["events_" .. theme].rows >= 3)
+      assert.are.same({"billing"}, r.steps["events_" .. theme].groups)
       local p = r.steps["playground_" .. theme]
       assert.are.equal(10, json.decode(p.out).total)
       assert.are.equal("EUR", json.decode(p.meta).currency)
@@ -203,11 +209,14 @@ streams:
       assert.matches("unknown field", table.concat(c.diags, "\n"))
       assert.matches("this.v = 1", c.loaded, 1, true)
     end
+    -- the running stream changed: by the config editor, then by the playground's Apply
     assert.matches("^applied", r.steps.apply.result)
-    -- the running stream changed
+    assert.are.equal(2, r.steps.apply.after)
+    assert.matches("^applied to main", r.steps.playground_apply.applied)
+    assert.are.same({v = 3, by = "playground"}, r.steps.playground_apply.after)
     local c2, res = req(srv, "POST", "/in", {key = ADMIN, body = "{}"})
     assert.are.equal(200, c2)
-    assert.are.equal(2, res.v)
+    assert.are.equal(3, res.v)
     -- published while the tail was live, filtered by key, newest first
     local t = r.steps.live_tail
     assert.are.equal(0, t.before)

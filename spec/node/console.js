@@ -58,12 +58,14 @@ const api = async (method, path, body) => {
       await page.waitForSelector('#ev-list li[data-name="orders"]', { timeout: 10000 });
       await page.click('#ev-list li[data-name="orders"]');
       await page.waitForFunction(() => document.querySelector("#ev-info").textContent.includes("messages"), null, { timeout: 10000 });
+      await page.waitForSelector('#ev-groups .group[data-group="billing"] svg', { timeout: 10000 });
       await page.fill("#ev-from", "0");
       await page.click("#ev-tail");
       await page.waitForFunction(() => document.querySelectorAll("#ev-rows tr").length >= 2, null, { timeout: 10000 });
       await shot(`events-${theme}`);
       await page.click("#ev-stop");
-      return { rows: await page.$$eval("#ev-rows tr", (rs) => rs.length) };
+      return { rows: await page.$$eval("#ev-rows tr", (rs) => rs.length),
+        groups: await page.$$eval("#ev-groups .group", (g) => g.map((x) => x.dataset.group)) };
     });
     await step(`playground_${theme}`, async () => {
       await open("playground", theme);
@@ -114,7 +116,20 @@ const api = async (method, path, body) => {
     await page.waitForFunction(() => document.querySelector("#cf-lint").textContent === "no problems", null, { timeout: 10000 });
     await page.click("#cf-apply");
     await page.waitForFunction(() => document.querySelector("#cf-result").textContent.startsWith("applied"), null, { timeout: 15000 });
-    return { result: await page.textContent("#cf-result") };
+    const after = JSON.parse((await api("POST", "/in", {})).text).v;
+    return { result: await page.textContent("#cf-result"), after };
+  });
+
+  // Apply from the playground: the script replaces the stream's lua processor.
+  await step("playground_apply", async () => {
+    await open("playground", "dark");
+    await page.waitForSelector('#pg-stream option[value="main"]', { state: "attached", timeout: 10000 });
+    await page.selectOption("#pg-stream", "main");
+    await page.waitForFunction(() => document.querySelector("#pg-proc").textContent.includes("processor 0 (lua)"), null, { timeout: 10000 });
+    await page.fill("#pg-code textarea", "this.v = 3\nthis.by = \"playground\"\n");
+    await page.click("#pg-apply");
+    await page.waitForFunction(() => document.querySelector("#pg-applied").textContent.startsWith("applied"), null, { timeout: 15000 });
+    return { applied: await page.textContent("#pg-applied"), after: JSON.parse((await api("POST", "/in", {})).text) };
   });
 
   // The live tail shows events published while it is open.
