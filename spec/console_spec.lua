@@ -42,6 +42,8 @@ store:
   data_dir: ./data
 lua:
   max_memory: 64MiB
+  max_steps: 1000000000
+  max_time: 3s
 streams:
   main:
     input:
@@ -147,6 +149,24 @@ streams:
     assert.are.equal(400, (req(srv, "POST", "/console/run", {key = ADMIN, body = '{"input":"{}"}'})))
     assert.are.equal(400, (req(srv, "POST", "/console/run", {key = ADMIN, body = '{"code":"","ctx":5}'})))
     assert.are.equal(200, (req(srv, "GET", "/ping")))
+  end)
+
+  it("stops the runs of clients that leave; the server goes on", function()
+    local body = h.write(h.tmpname(), json.encode({code = "while true do end", input = "{}"}))
+    -- four clients (as many runs as may go at once) give up while their runs loop
+    local code = h.sh(string.format("for i in 1 2 3 4; do curl -s -o /dev/null -m 0.5 -H 'X-API-Key: %s' " ..
+      "--data-binary @%s %s/console/run & done; wait", ADMIN, body, srv.url))
+    os.remove(body)
+    assert.are.equal(0, code)
+    assert.are.equal(200, (req(srv, "GET", "/ping")))
+    -- their slots come back: a run is answered again (503 while they end)
+    local c, r
+    h.wait_for(function()
+      c, r = run(srv, {code = "this.ok = true", input = "{}"})
+      return c ~= 503
+    end, 20)
+    assert.are.equal(200, c)
+    assert.are.equal('{"ok":true}', r.messages[1].content)
   end)
 
   it("lints a stream's config without applying it (the editor's markers)", function()
