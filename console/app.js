@@ -39,6 +39,7 @@ async function api(method, path, body, opts) {
   let json = null;
   try { json = text ? JSON.parse(text) : null; } catch (e) { json = null; }
   if (r.status === 401 || r.status === 403) setConn(false, r.status === 401 ? 'sign in' : 'not an admin');
+  else if (r.ok) setConn(true, 'connected');
   return {status: r.status, ok: r.ok, json, text};
 }
 function setConn(ok, text) {
