@@ -69,7 +69,17 @@ describe("sluice doc lua", function()
     local text = h.read(dir .. "/sluice.lua")
     h.rmdir(dir)
     assert.matches("^%-%-%-@meta sluice\n", text)
-    assert(loadstring(text, "sluice.lua"))
+    -- run, the file defines every module function of the API as a global's field
+    local chunk = assert(loadstring(text, "sluice.lua"))
+    local env = {}
+    setfenv(chunk, env)()
+    local api = api_and_doc()
+    for _, g in ipairs(api.globals) do
+      if g.kind == "function" then assert.is_function(env[g.name], g.name) end
+      for _, f in ipairs(g.kind == "module" and g.fields or {}) do
+        if f.kind == "function" then assert.is_function(env[g.name][f.name], g.name .. "." .. f.name) end
+      end
+    end
     local classes = {}
     for c in text:gmatch("%-%-%-@class ([%w%._]+)") do classes[c] = true end
     for ty in text:gmatch("(sluice%.[%w%._]*[%w_])") do
