@@ -68,145 +68,74 @@ $('theme').addEventListener('click', () => setTheme(document.body.className === 
 $('key').value = key();
 $('key').addEventListener('change', () => { sessionStorage.setItem('sluice.key', $('key').value.trim()); refreshAll(); });
 
-// ---------- an editor: a textarea over its highlighted copy ----------
-const LUA_KW = new Set(('and break do else elseif end false for function goto if in local nil not or repeat return then ' +
-  'true until while').split(' '));
-let luaApi = {completions: [], globals: new Set()};
-
-function highlightLua(src) {
-  const re = /(--\[(=*)\[[\s\S]*?\]\2\]|--[^\n]*)|(\[(=*)\[[\s\S]*?\]\4\]|"(?:\\.|[^"\\\n])*"?|'(?:\\.|[^'\\\n])*'?)|(\b0x[\da-fA-F]+\b|\b\d+(?:\.\d+)?(?:[eE][+-]?\d+)?\b)|([A-Za-z_][\w]*)/g;
-  let out = '', last = 0, m;
-  while ((m = re.exec(src))) {
-    out += esc(src.slice(last, m.index));
-    const t = m[0];
-    if (m[1]) out += '<span class="t-com">' + esc(t) + '</span>';
-    else if (m[3]) out += '<span class="t-str">' + esc(t) + '</span>';
-    else if (m[5]) out += '<span class="t-num">' + esc(t) + '</span>';
-    else if (LUA_KW.has(t)) out += '<span class="t-kw">' + t + '</span>';
-    else if (luaApi.globals.has(t) && src[m.index - 1] !== '.' && src[m.index - 1] !== ':') out += '<span class="t-glob">' + t + '</span>';
-    else out += esc(t);
-    last = m.index + t.length;
-  }
-  return out + esc(src.slice(last));
-}
-function highlightYaml(src) {
-  return src.split('\n').map((line) => {
-    const c = line.match(/^(\s*(?:-\s+)?)([^\s#:'"][^:#]*?)(:)(\s|$)(.*)$/);
-    let body, pre = '';
-    if (c) { pre = esc(c[1]) + '<span class="t-key">' + esc(c[2]) + '</span>' + c[3] + c[4]; body = c[5]; } else body = line;
-    const hash = body.search(/(^|\s)#/);
-    let com = '';
-    if (hash >= 0) { com = '<span class="t-com">' + esc(body.slice(hash)) + '</span>'; body = body.slice(0, hash); }
-    body = esc(body).replace(/("[^"]*"|'[^']*')/g, '<span class="t-str">$1</span>')
-      .replace(/^(\s*-?\s*)(true|false|null|~)\s*$/, '$1<span class="t-bool">$2</span>')
-      .replace(/^(\s*-?\s*)(-?\d[\d.]*(?:ms|s|m|h|KiB|MiB|GiB)?)\s*$/, '$1<span class="t-num">$2</span>');
-    return pre + body + com;
-  }).join('\n');
-}
+// ---------- editors: Debian's CodeMirror 5 (cm.js, built into the binary) ----------
+let luaApi = {completions: []};
+// CodeMirror measures its text when drawn: an editor made in a hidden view
+// is measured again when its view shows (show() below).
+const editors = [];
+// The output panes are read-only text: coloured here, without an editor.
 function highlightJson(src) {
   return esc(src).replace(/("(?:\\.|[^"\\])*")(\s*:)?|\b(true|false|null)\b|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)/g,
     (m, s, colon, kw, num) => s ? '<span class="' + (colon ? 't-key' : 't-str') + '">' + s + '</span>' + (colon || '')
       : kw ? '<span class="t-bool">' + kw + '</span>' : '<span class="t-num">' + num + '</span>');
 }
 
-function makeEditor(host, {lang, value, onChange, complete, onRun}) {
-  const gutter = el('div', {class: 'gutter'});
-  const pre = el('pre', {'aria-hidden': 'true'});
-  const ta = el('textarea', {spellcheck: 'false', autocapitalize: 'off', autocomplete: 'off', 'aria-label': host.id});
-  const area = el('div', {class: 'area'}, pre, ta);
-  host.append(gutter, area);
-  const hl = lang === 'lua' ? highlightLua : lang === 'yaml' ? highlightYaml : highlightJson;
-  let marks = new Map();    // line -> message
-  let popup = null, items = [], sel = 0;
-  function render() {
-    const src = ta.value;
-    const lines = src.split('\n');
-    let html = hl(src);
-    if (marks.size) {
-      html = html.split('\n').map((l, i) => marks.has(i + 1) ? '<span class="line-err">' + (l || ' ') + '</span>' : l).join('\n');
-    }
-    pre.innerHTML = html + '\n';
-    gutter.replaceChildren(...lines.map((_, i) => el('div', marks.has(i + 1) ? {class: 'err', title: marks.get(i + 1)} : {}, i + 1)));
-    sync();
-  }
-  function sync() { pre.scrollTop = ta.scrollTop; pre.scrollLeft = ta.scrollLeft; gutter.scrollTop = ta.scrollTop; }
-  function word() {
-    const before = ta.value.slice(0, ta.selectionStart);
-    const m = before.match(/[A-Za-z_][\w.]*$/);
-    return m ? m[0] : '';
-  }
-  function closePopup() { if (popup) popup.remove(); popup = null; }
-  function accept() {
-    const w = word(), it = items[sel];
-    if (!it) return;
-    const start = ta.selectionStart - w.length;
-    const ins = it.label + (it.kind === 'function' ? '(' : '');
-    ta.setRangeText(ins, start, ta.selectionStart, 'end');
-    closePopup();
-    render();
-    if (onChange) onChange(ta.value);
-  }
-  function openPopup(force) {
-    const w = word();
-    if (!complete || (!force && w.length < 2)) return closePopup();
-    items = complete(w).slice(0, 40);
-    if (!items.length) return closePopup();
-    sel = 0;
-    if (!popup) { popup = el('div', {class: 'complete', role: 'listbox'}); area.append(popup); }
-    drawPopup();
-    const before = ta.value.slice(0, ta.selectionStart).split('\n');
-    const cw = charWidth();
-    popup.style.top = Math.min(before.length * 20 + 8 - ta.scrollTop, area.clientHeight - 60) + 'px';
-    popup.style.left = Math.max(0, Math.min((before[before.length - 1].length - w.length) * cw + 10 - ta.scrollLeft, area.clientWidth - 330)) + 'px';
-  }
-  function drawPopup() {
-    popup.replaceChildren(...items.map((it, i) => el('div', {class: i === sel ? 'sel' : '', role: 'option',
-      onmousedown: (ev) => { ev.preventDefault(); sel = i; accept(); }}, el('span', {}, it.label), el('span', {class: 'd'}, it.detail || it.kind))));
-    if (items[sel] && items[sel].doc) popup.append(el('span', {class: 'doc'}, items[sel].doc));
-    const s = popup.querySelector('.sel');
-    if (s) s.scrollIntoView({block: 'nearest'});
-  }
-  ta.addEventListener('input', () => { render(); openPopup(false); if (onChange) onChange(ta.value); });
-  ta.addEventListener('scroll', sync);
-  ta.addEventListener('blur', () => setTimeout(closePopup, 100));
-  ta.addEventListener('keydown', (ev) => {
-    if (popup) {
-      if (ev.key === 'ArrowDown' || ev.key === 'ArrowUp') {
-        ev.preventDefault();
-        sel = (sel + (ev.key === 'ArrowDown' ? 1 : items.length - 1)) % items.length;
-        return drawPopup();
-      }
-      if (ev.key === 'Enter' || ev.key === 'Tab') { ev.preventDefault(); return accept(); }
-      if (ev.key === 'Escape') { ev.preventDefault(); return closePopup(); }
-    }
-    if (ev.key === ' ' && ev.ctrlKey) { ev.preventDefault(); return openPopup(true); }
-    if (ev.key === 'Enter' && (ev.ctrlKey || ev.metaKey) && onRun) { ev.preventDefault(); return onRun(); }
-    if (ev.key === 'Tab') { ev.preventDefault(); ta.setRangeText('  ', ta.selectionStart, ta.selectionEnd, 'end'); render(); }
-  });
-  ta.value = value || '';
-  render();
-  return {
-    get: () => ta.value,
-    set: (v) => { ta.value = v; render(); },
-    mark: (m) => { marks = m; render(); },
-    focusLine: (line) => {
-      const lines = ta.value.split('\n');
-      const pos = lines.slice(0, line - 1).reduce((n, l) => n + l.length + 1, 0);
-      ta.focus();
-      ta.setSelectionRange(pos, pos);
-      ta.scrollTop = Math.max(0, (line - 3) * 20);
-    },
-    textarea: ta,
-  };
+// sluice's globals and their functions are coloured as such in Lua
+// (CodeMirror's lua mode takes "special" words, dotted names whole).
+function luaMode() {
+  return {name: 'lua', specials: luaApi.completions.map((c) => c.label)};
 }
-let cw = 0;
-function charWidth() {
-  if (cw) return cw;
-  const probe = el('span', {style: 'font: 13px var(--mono); position: absolute; visibility: hidden'}, 'x'.repeat(100));
-  document.body.append(probe);
-  cw = probe.getBoundingClientRect().width / 100 || 7.8;
-  probe.remove();
-  return cw;
+function makeEditor(host, {lang, value, onChange, complete, onRun}) {
+  const keys = {'Ctrl-Space': (cm) => hint(cm, true), Tab: (cm) => cm.execCommand('insertSoftTab')};
+  if (onRun) keys['Ctrl-Enter'] = keys['Cmd-Enter'] = () => onRun();
+  const cm = CodeMirror(host, {value: value || '', mode: lang === 'lua' ? luaMode() : lang === 'yaml' ? 'yaml' : {name: 'javascript', json: true},
+    lineNumbers: true, gutters: ['sl-marks', 'CodeMirror-linenumbers'], indentUnit: 2, tabSize: 2, matchBrackets: true,
+    styleActiveLine: true, theme: 'sluice', extraKeys: keys, inputStyle: 'textarea', screenReaderLabel: host.id});
+  let marked = [];
+  function hint(ed, force) {
+    if (!complete) return;
+    ed.showHint({completeSingle: false, hint: () => {
+      const cur = ed.getCursor();
+      const before = ed.getLine(cur.line).slice(0, cur.ch);
+      const w = (before.match(/[A-Za-z_][\w.]*$/) || [''])[0];
+      if (!force && w.length < 2) return null;
+      const list = complete(w).slice(0, 40).map((it) => ({text: it.label + (it.kind === 'function' ? '(' : ''), it,
+        render: (elt) => elt.append(el('span', {class: 'lbl'}, it.label), el('span', {class: 'd'}, it.detail || it.kind))}));
+      const res = {list, from: CodeMirror.Pos(cur.line, cur.ch - w.length), to: cur};
+      // the chosen entry's doc line, under the list
+      CodeMirror.on(res, 'select', (c, node) => {
+        const ul = node.parentNode;
+        let doc = ul.querySelector('.doc');
+        if (!doc) { doc = el('li', {class: 'doc'}); ul.append(doc); }
+        doc.textContent = c.it.doc || '';
+        doc.hidden = !c.it.doc;
+      });
+      return list.length ? res : null;
+    }});
+  }
+  cm.on('inputRead', (ed, change) => { if (complete && /[\w.]/.test(change.text.join(''))) hint(ed, false); });
+  cm.on('change', () => { if (onChange) onChange(cm.getValue()); });
+  editors.push(cm);
+  return {
+    get: () => cm.getValue(),
+    set: (v) => cm.setValue(v),
+    // marks: Map(line -> message): the line tinted, a dot in the gutter with the message
+    mark: (m) => {
+      cm.operation(() => {
+        for (const l of marked) { cm.removeLineClass(l, 'background', 'line-err'); }
+        cm.clearGutter('sl-marks');
+        marked = [];
+        for (const [line, msg] of m) {
+          if (line < 1 || line > cm.lineCount()) continue;
+          const h = cm.addLineClass(line - 1, 'background', 'line-err');
+          marked.push(h);
+          cm.setGutterMarker(line - 1, 'sl-marks', el('div', {class: 'sl-err', title: msg, 'data-line': line}, '●'));
+        }
+      });
+    },
+    focusLine: (line) => { cm.focus(); cm.setCursor({line: line - 1, ch: 0}); cm.scrollIntoView(null, 80); },
+    setMode: () => { if (lang === 'lua') cm.setOption('mode', luaMode()); },
+  };
 }
 
 // ---------- views ----------
@@ -218,6 +147,7 @@ function show(name) {
   for (const v of document.querySelectorAll('.view')) v.classList.toggle('active', v.id === 'view-' + name);
   if (current && views[current].leave) views[current].leave();
   current = name;
+  for (const cm of editors) if (cm.getWrapperElement().offsetParent) cm.refresh();
   if (views[name].enter) views[name].enter();
 }
 window.addEventListener('hashchange', () => show(location.hash.slice(1)));
@@ -631,8 +561,8 @@ async function loadApi() {
   try {
     const r = await fetch(base + '/console/lua-api.json');
     const j = await r.json();
-    luaApi = {completions: j.completions, globals: new Set(j.completions.filter((c) => !c.label.includes('.')).map((c) => c.label))};
-    pg.code.set(pg.code.get());   // highlight the globals
+    luaApi = {completions: j.completions};
+    pg.code.setMode();   // colour the globals
   } catch (e) {
     toast('the Lua API could not be loaded: completion is off', true);
   }

@@ -31,6 +31,8 @@ static const struct { const char *file, *name, *type; } assets[] = {
   {"index.html", "console.index", "text/html; charset=utf-8"},
   {"app.js", "console.app", "text/javascript; charset=utf-8"},
   {"style.css", "console.style", "text/css; charset=utf-8"},
+  {"cm.js", "console.cm", "text/javascript; charset=utf-8"},            /* Debian's CodeMirror 5 */
+  {"cm.css", "console.cm-style", "text/css; charset=utf-8"},
 };
 
 static void asset(sl_http_req_t *r, void *arg) {

@@ -23,6 +23,13 @@ const api = async (method, path, body) => {
   const step = async (name, f) => {
     try { result.steps[name] = await f(); } catch (e) { result.steps[name] = { error: String(e).split("\n")[0] }; }
   };
+  // An editor's text replaced as a user would: click, select all, type (one input).
+  const setEditor = async (sel, text) => {
+    await page.click(`${sel} .CodeMirror-lines`);
+    await page.keyboard.press("Control+A");
+    await page.keyboard.insertText(text);
+  };
+  const editorText = (sel) => page.$eval(`${sel} .CodeMirror`, (e) => e.CodeMirror.getValue());
   const shot = (name) => page.screenshot({ path: `${artifacts}/console-${name}.png` });
   const open = async (view, theme) => {
     await page.goto(`${origin}/console/?api_key=${encodeURIComponent(key)}&theme=${theme}#${view}`);
@@ -69,38 +76,39 @@ const api = async (method, path, body) => {
     });
     await step(`playground_${theme}`, async () => {
       await open("playground", theme);
-      await page.fill("#pg-code textarea", 'this.total = this.price * this.qty\nmeta.currency = "EUR"\n');
-      await page.fill("#pg-input textarea", '{"price": 2.5, "qty": 4}');
+      await setEditor("#pg-code", 'this.total = this.price * this.qty\nmeta.currency = "EUR"\n');
+      await setEditor("#pg-input", '{"price": 2.5, "qty": 4}');
       await page.click("#pg-run");
       await page.waitForFunction(() => document.querySelector("#pg-out").textContent.includes("total"), null, { timeout: 15000 });
       const out = await page.textContent("#pg-out");
       const meta = await page.textContent("#pg-outmeta");
       // an error on line 3, marked in the gutter
-      await page.fill("#pg-code textarea", 'local a = 1\nlocal b = 2\nerror("no price for " .. this.sku)\n');
-      await page.fill("#pg-input textarea", '{"sku": "X1"}');
+      await setEditor("#pg-code", 'local a = 1\nlocal b = 2\nerror("no price for " .. this.sku)\n');
+      await setEditor("#pg-input", '{"sku": "X1"}');
       await page.click("#pg-run");
       await page.waitForSelector("#pg-error:not([hidden])", { timeout: 15000 });
       const error = await page.textContent("#pg-error");
-      const marked = await page.$$eval("#pg-code .gutter .err", (g) => g.map((d) => d.textContent));
+      const marked = await page.$$eval("#pg-code .sl-err", (g) => g.map((d) => d.dataset.line));
+      await shot(`playground-error-${theme}`);
       // completion of sluice's globals from the API source
-      await page.fill("#pg-code textarea", "");
-      await page.type("#pg-code textarea", "hash.sh");
-      await page.waitForSelector(".complete div", { timeout: 5000 });
-      const completions = await page.$$eval(".complete div span:first-child", (s) => s.map((x) => x.textContent));
+      await setEditor("#pg-code", "");
+      await page.keyboard.type("hash.sh");
+      await page.waitForSelector(".CodeMirror-hints li .lbl", { timeout: 5000 });
+      const completions = await page.$$eval(".CodeMirror-hints li .lbl", (s) => s.map((x) => x.textContent));
       await shot(`playground-${theme}`);
       await page.keyboard.press("Escape");
       return { out, meta, error, marked, completions };
     });
     await step(`config_${theme}`, async () => {
       await open("config", theme);
-      await page.waitForFunction(() => document.querySelector("#cf-code textarea").value.includes("processors"), null, { timeout: 10000 });
-      const loaded = await page.inputValue("#cf-code textarea");
+      await page.waitForFunction(() => document.querySelector("#cf-code .CodeMirror").CodeMirror.getValue().includes("processors"), null, { timeout: 10000 });
+      const loaded = await editorText("#cf-code");
       // a mistake: marked at its line as it is typed
-      await page.fill("#cf-code textarea", loaded.replace("output:", "outptu:"));
-      await page.waitForSelector("#cf-code .gutter .err", { timeout: 10000 });
+      await setEditor("#cf-code", loaded.replace("output:", "outptu:"));
+      await page.waitForSelector("#cf-code .sl-err", { timeout: 10000 });
       const diags = await page.$$eval("#cf-diags li", (l) => l.map((x) => x.textContent));
       await shot(`config-error-${theme}`);
-      await page.fill("#cf-code textarea", loaded);
+      await setEditor("#cf-code", loaded);
       await page.waitForFunction(() => document.querySelector("#cf-lint").textContent === "no problems", null, { timeout: 10000 });
       await shot(`config-${theme}`);
       return { loaded, diags };
@@ -110,9 +118,9 @@ const api = async (method, path, body) => {
   // Apply a changed config: the running stream changes (the spec checks it).
   await step("apply", async () => {
     await open("config", "dark");
-    await page.waitForFunction(() => document.querySelector("#cf-code textarea").value.includes("this.v = 1"), null, { timeout: 10000 });
-    const text = await page.inputValue("#cf-code textarea");
-    await page.fill("#cf-code textarea", text.replace("this.v = 1", "this.v = 2"));
+    await page.waitForFunction(() => document.querySelector("#cf-code .CodeMirror").CodeMirror.getValue().includes("this.v = 1"), null, { timeout: 10000 });
+    const text = await editorText("#cf-code");
+    await setEditor("#cf-code", text.replace("this.v = 1", "this.v = 2"));
     await page.waitForFunction(() => document.querySelector("#cf-lint").textContent === "no problems", null, { timeout: 10000 });
     await page.click("#cf-apply");
     await page.waitForFunction(() => document.querySelector("#cf-result").textContent.startsWith("applied"), null, { timeout: 15000 });
@@ -126,7 +134,7 @@ const api = async (method, path, body) => {
     await page.waitForSelector('#pg-stream option[value="main"]', { state: "attached", timeout: 10000 });
     await page.selectOption("#pg-stream", "main");
     await page.waitForFunction(() => document.querySelector("#pg-proc").textContent.includes("processor 0 (lua)"), null, { timeout: 10000 });
-    await page.fill("#pg-code textarea", "this.v = 3\nthis.by = \"playground\"\n");
+    await setEditor("#pg-code", "this.v = 3\nthis.by = \"playground\"\n");
     await page.click("#pg-apply");
     await page.waitForFunction(() => document.querySelector("#pg-applied").textContent.startsWith("applied"), null, { timeout: 15000 });
     return { applied: await page.textContent("#pg-applied"), after: JSON.parse((await api("POST", "/in", {})).text) };
