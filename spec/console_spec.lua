@@ -132,6 +132,8 @@ streams:
     assert.are.equal(200, code)
     assert.matches("budget exceeded", r.error)
     assert.are.equal(1, r.line)
+    -- under the config's lua: section (3s, 1e9 steps), not the defaults (1s, 1e7)
+    assert.is_truthy(r.error:find("lua.max_time: 3000 ms", 1, true) or r.error:find("lua.max_steps: 1000000000", 1, true), r.error)
     -- lua.max_memory of the config (64MiB), in the child's VM
     code, r = run(srv, {code = 'local t = {} for i = 1, 1e6 do t[i] = string.rep("x", 1e6) .. i end', input = "{}"})
     assert.are.equal(200, code)
