@@ -239,6 +239,8 @@ streams:
     local c2, res = req(srv, "POST", "/in", {key = ADMIN, body = "{}"})
     assert.are.equal(200, c2)
     assert.are.equal(3, res.v)
+    -- a stream created and deleted from the page
+    assert.are.same({partitions = 3, after = 404}, r.steps.create_delete)
     -- published while the tail was live, filtered by key, newest first
     local t = r.steps.live_tail
     assert.are.equal(0, t.before)

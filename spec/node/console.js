@@ -140,6 +140,21 @@ const api = async (method, path, body) => {
     return { applied: await page.textContent("#pg-applied"), after: JSON.parse((await api("POST", "/in", {})).text) };
   });
 
+  // Create a stream from the page, see it listed, delete it (confirming).
+  await step("create_delete", async () => {
+    await open("events", "dark");
+    await page.fill("#ev-new", "made-here");
+    await page.fill("#ev-parts", "3");
+    await page.click('#ev-create button[type="submit"]');
+    await page.waitForSelector('#ev-list li[data-name="made-here"]', { timeout: 10000 });
+    await page.waitForFunction(() => document.querySelector("#ev-info").textContent.includes("partitions 3"), null, { timeout: 10000 });
+    const info = JSON.parse((await api("GET", "/stream/made-here/info")).text);
+    page.once("dialog", (d) => d.accept());
+    await page.click("#ev-delete");
+    await page.waitForFunction(() => !document.querySelector('#ev-list li[data-name="made-here"]'), null, { timeout: 10000 });
+    return { partitions: info.partition_count, after: (await api("GET", "/stream/made-here/info")).status };
+  });
+
   // The live tail shows events published while it is open.
   await step("live_tail", async () => {
     await open("events", "dark");
