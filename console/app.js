@@ -232,7 +232,7 @@ views.streams = {
         if (i) flow.append(el('span', {class: 'arrow'}, '→'));
         const count = c.kind === 'in' ? sum('input_received', c.path) : c.kind === 'out' ? sum('output_sent', c.path) : sum('processor_sent', c.path);
         const errs = c.kind === 'out' ? sum('output_error', c.path) : c.kind === 'proc' ? sum('processor_error', c.path) : 0;
-        flow.append(el('div', {class: 'node ' + c.kind + (errs ? ' bad' : ''), title: c.path},
+        flow.append(el('div', {class: 'node n-' + c.kind + (errs ? ' bad' : ''), title: c.path},
           el('div', {class: 'k'}, c.kind === 'in' ? 'input' : c.kind === 'out' ? 'output' : 'processor'),
           el('div', {class: 'n'}, c.label), el('div', {class: 'c'}, fmtNum(count) + (errs ? ` · ${fmtNum(errs)} err` : ''))));
       });
