@@ -402,7 +402,7 @@ static const sl_field_t static_fields[] = {
 static const sl_field_t http_fields[] = {
   {"enabled", SL_F_BOOL, "true", 0,
    "`false`: no server at all, not even `/ping` and `/metrics` (Benthos's `http.enabled`); a config that "
-   "serves a path (an `http_server` input or output, `streams_api`) is then an error.", NULL, NULL},
+   "serves a path (an `http_server` input or output, `streams_api`, `console`) is then an error.", NULL, NULL},
   {"address", SL_F_ADDRESS, "0.0.0.0:4195", 0, "host:port to listen on; the host is an IPv4 address, `localhost` or an IPv6 address in brackets "
    "(`[::]:4195`), empty for every IPv4 interface.", NULL, NULL},
   {"base_path", SL_F_STRING, "", 0,
@@ -541,8 +541,11 @@ static int http_check(const sl_cnode_t *node, const sl_cnode_t *root, sl_diags_t
     sl_diag_add(d, &pos, "http_server", "serves HTTP, but http.enabled is false");
     errs++;
   }
-  if (sl_conf_bool(node, "streams_api", 0)) {
-    sl_diag_add(d, sl_cnode_get(node, "streams_api"), "http.streams_api", "needs the server, but http.enabled is false");
+  for (const char *const *k = (const char *const[]){"streams_api", "console", NULL}; *k; k++) {
+    if (!sl_conf_bool(node, *k, 0)) continue;
+    char key[32];
+    snprintf(key, sizeof key, "http.%s", *k);
+    sl_diag_add(d, sl_cnode_get(node, *k), key, "needs the server, but http.enabled is false");
     errs++;
   }
   return errs;

@@ -26,6 +26,16 @@ local function run(srv, t, key)
   return req(srv, "POST", "/console/run", {key = key or ADMIN, body = json.encode(t)})
 end
 
+describe("http.console", function()
+  it("is a lint error without a server to serve it", function()
+    local f = h.write(h.tmpname(".yaml"), "http:\n  enabled: false\n  console: true\ninput: {generate: {count: 1, mapping: 'return {}'}}\noutput: {drop: {}}\n")
+    local r = h.sluice("lint " .. f)
+    os.remove(f)
+    assert.are.equal(1, r.code)
+    assert.matches(":3:12: http.console: needs the server, but http.enabled is false", r.stderr, 1, true)
+  end)
+end)
+
 describe("the console", function()
   local srv
   setup(function()
