@@ -402,7 +402,7 @@ static const sl_field_t static_fields[] = {
 static const sl_field_t http_fields[] = {
   {"enabled", SL_F_BOOL, "true", 0,
    "`false`: no server at all, not even `/ping` and `/metrics` (Benthos's `http.enabled`); a config that "
-   "serves a path (an `http_server` input or output, `streams_api`) is then an error.", NULL, NULL},
+   "serves a path (an `http_server` input or output, `streams_api`, `console`) is then an error.", NULL, NULL},
   {"address", SL_F_ADDRESS, "0.0.0.0:4195", 0, "host:port to listen on; the host is an IPv4 address, `localhost` or an IPv6 address in brackets "
    "(`[::]:4195`), empty for every IPv4 interface.", NULL, NULL},
   {"base_path", SL_F_STRING, "", 0,
@@ -434,6 +434,11 @@ static const sl_field_t http_fields[] = {
   {"streams_api", SL_F_BOOL, "false", 0,
    "Serve the streams management API (`/streams`, as in `sluice streams`) next to the config's own "
    "streams; see docs/reload-and-streams-mode.md.", NULL, NULL},
+  {"console", SL_F_BOOL, "false", 0,
+   "Serve the browser console at `/console/` (docs/console.md): streams with live charts, event streams, a Lua "
+   "playground and a config editor. Its page is code built into the binary, public like static files; "
+   "everything it shows or changes goes through `/admin/status`, `/streams` (turned on with it), `/stream/` and "
+   "`/console/run`, which need the admin scope when `auth` is set.", NULL, NULL},
   {"streams_api_max_body", SL_F_SIZE, "256KiB", 0,
    "Bodies of the streams API (a stream's config, or the whole set) beyond this get 413 before they are "
    "parsed; what is within it is parsed and checked off the event loop.", NULL, NULL},
@@ -536,8 +541,11 @@ static int http_check(const sl_cnode_t *node, const sl_cnode_t *root, sl_diags_t
     sl_diag_add(d, &pos, "http_server", "serves HTTP, but http.enabled is false");
     errs++;
   }
-  if (sl_conf_bool(node, "streams_api", 0)) {
-    sl_diag_add(d, sl_cnode_get(node, "streams_api"), "http.streams_api", "needs the server, but http.enabled is false");
+  for (const char *const *k = (const char *const[]){"streams_api", "console", NULL}; *k; k++) {
+    if (!sl_conf_bool(node, *k, 0)) continue;
+    char key[32];
+    snprintf(key, sizeof key, "http.%s", *k);
+    sl_diag_add(d, sl_cnode_get(node, *k), key, "needs the server, but http.enabled is false");
     errs++;
   }
   return errs;

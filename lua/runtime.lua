@@ -1554,6 +1554,22 @@ function M.eval(id, m, index, steps)
   return stringify(v)
 end
 
+-- The names every environment sees, for `sluice doc lua --check` against
+-- lua/api.lua: "name", "name." for a table and "name.member" for its keys.
+function M.exposed()
+  local out = {}
+  for k in pairs(reserved) do out[#out + 1] = k end
+  for k, v in pairs(base) do
+    if type(v) == "table" then
+      out[#out + 1] = k .. "."
+      for m in pairs(v) do out[#out + 1] = k .. "." .. m end
+    else
+      out[#out + 1] = k
+    end
+  end
+  return table.concat(out, "\n")
+end
+
 function M.set_lua_path(dirs)
   lua_path = dirs
   modules = {}

@@ -81,7 +81,7 @@ static int at_panic(lua_State *L) {
   abort();
 }
 
-static const sl_embedded_t *embedded(const char *name) {
+const sl_embedded_t *sl_lembedded(const char *name) {
   for (const sl_embedded_t *e = sl_embedded_lua; e->name; e++)
     if (strcmp(e->name, name) == 0) return e;
   return NULL;
@@ -89,7 +89,7 @@ static const sl_embedded_t *embedded(const char *name) {
 
 /* Loads an embedded chunk and calls it with nargs arguments; leaves its result. */
 static int load_embedded(lua_State *L, const char *name, int nargs) {
-  const sl_embedded_t *e = embedded(name);
+  const sl_embedded_t *e = sl_lembedded(name);
   if (!e || luaL_loadbuffer(L, e->src, e->len, name) != 0) {
     sl_error("cannot load embedded %s: %s", name, e ? lua_tostring(L, -1) : "missing");
     return -1;
@@ -144,7 +144,7 @@ static sl_lua_t *vm_new(uv_loop_t *loop) {
   sl_lstrmatch_push(L, &vm->guard);
   if (load_embedded(L, "lua.cache", 0) != 0) abort();
   /* Bloblang's runtime, started by the runtime once its helpers exist. */
-  const sl_embedded_t *bl = embedded("lua.bloblang");
+  const sl_embedded_t *bl = sl_lembedded("lua.bloblang");
   if (!bl || luaL_loadbuffer(L, bl->src, bl->len, "lua.bloblang") != 0) {
     sl_error("cannot load embedded lua.bloblang: %s", bl ? lua_tostring(L, -1) : "missing");
     abort();
@@ -165,6 +165,7 @@ static sl_lua_t *vm_new(uv_loop_t *loop) {
   vm->ref_compile_module = field_ref(L, rt, "compile_module");
   vm->ref_release = field_ref(L, rt, "release");
   vm->ref_set_lua_path = field_ref(L, rt, "set_lua_path");
+  vm->ref_exposed = field_ref(L, rt, "exposed");
   lua_pop(L, 1);
   lua_gc(L, LUA_GCCOLLECT, 0);
   pace(vm);
