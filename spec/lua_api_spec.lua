@@ -88,7 +88,7 @@ describe("sluice doc lua", function()
     -- each function's @param lines name its parameters, in order
     local n, documented = 0, {}
     for line in text:gmatch("(.-)\n") do
-      local p = line:match("^%-%-%-@param ([%w_]+)")
+      local p = line:match("^%-%-%-@param ([%w_]+)") or line:match("^%-%-%-@param (%.%.%.)")
       local name, params = line:match("^function ([%w_%.:]+)%(([^)]*)%)")
       if p then documented[#documented + 1] = p
       elseif name then
