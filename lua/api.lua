@@ -43,9 +43,10 @@ local function fn(name, params, returns, doc) return {name = name, kind = "funct
 local function value(name, ty, doc) return {name = name, kind = "value", type = ty, doc = doc} end
 
 -- ---------- the message ----------
-global(value("this", "any", "The message's content decoded as JSON, on first use (a script that never reads it never "
-  .. "decodes). Assign fields to change it (`this.total = 3`), or `this = {...}` to replace it; a script that only "
-  .. "adds top-level keys has them appended to the original bytes."))
+global(value("this", "any", "The message's content as JSON. For an object, reading a top-level field (`this.n`) "
+  .. "finds it in the bytes and decodes that value only, and keys the script adds are appended to the original bytes: "
+  .. "the whole object is decoded only when a script needs it (a nested table, `pairs`, setting a key the text has). "
+  .. "Assign fields to change it (`this.total = 3`), or `this = {...}` to replace it."))
 global(value("meta", "sluice.meta", "The message's metadata: `meta.key` reads (a string or nil), `meta.key = v` sets, "
   .. "`meta.key = nil` removes, `meta()` returns a copy as a table."))
 global(value("ctx", "sluice.ctx", "The request context of the message (read-only): empty outside a request."))
