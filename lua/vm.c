@@ -313,8 +313,10 @@ static const sl_field_t lua_fields[] = {
    "call over budget fails its message with \"instruction budget exceeded\", even if the script catches "
    "that error with `pcall`.", NULL, NULL},
   {"max_time", SL_F_DURATION, "1s", 0,
-   "Wall-clock time one script call may run (time a `lua` processor's run spends yielded to the event "
-   "loop does not count). A call over it fails its message with \"time budget exceeded\", even if the "
+   "Time one script call may run, counted on its thread's CPU clock: time a `lua` processor's run spends "
+   "yielded to the event loop or waiting for a call, and time a loaded machine or a throttled container "
+   "keeps the thread off the CPU, do not count (a call is stopped once both its CPU time and the wall "
+   "time since it began are over). A call over it fails its message with \"time budget exceeded\", even if the "
    "script catches that error, and the worker moves on: a watchdog thread stops interpreted code at its "
    "next instruction, compiled code at its next loop iteration or call, and pattern matching "
    "(`string.find`, `match`, `gmatch`, `gsub`) within its loop. See `sluice doc lua` for what is bounded "
