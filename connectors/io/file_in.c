@@ -4,6 +4,7 @@
 #include "core/log.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
+#include "core/batching.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -30,6 +31,7 @@ static const sl_field_t fields[] = {
    "Longest line (or file, with codec `all`) kept in memory. Anything longer is logged and "
    "emitted truncated to this size, flagged as failed; the rest of that line is discarded.",
    NULL, NULL},
+  SL_BATCHING_FIELD,
   {0},
 };
 

@@ -2,6 +2,7 @@
  * file) without blocking the loop, one message per line or the whole input. */
 #include "reader.h"
 #include "core/xalloc.h"
+#include "core/batching.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,7 @@ static const sl_field_t fields[] = {
    "Longest line (codec `lines`) or input (codec `all`) kept in memory. Anything longer is "
    "logged and emitted truncated to this size, flagged as failed (so `catch` or "
    "`reject_errored` can route it); the rest of that line is discarded.", NULL, NULL},
+  SL_BATCHING_FIELD,
   {0},
 };
 
