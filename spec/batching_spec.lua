@@ -11,6 +11,26 @@ end}
 ]])
 end
 
+-- sluice taking POSTs on /in and writing to stdout with batching (YAML flow text).
+local function serve_batching(batching)
+  return h.serve([[
+http: {address: 127.0.0.1:$PORT}
+input:
+  http_server: {path: /in, timeout: 60s}
+output:
+  stdout:
+    batching: ]] .. batching .. "\n")
+end
+
+-- POSTs body in the background; the file at out gets the status once answered.
+local function post_later(srv, body, out)
+  os.execute(string.format("curl -s -m 60 -o /dev/null -w '%%{http_code}' -d %s %s/in > %s 2>&1 &", body, srv.url, out))
+  assert.truthy(h.wait_for(function()
+    local _, m = h.sh("curl -s " .. srv.url .. "/metrics")
+    return m:find('input_received{stream="main",label="http_server",path="root.input"} 1', 1, true)
+  end, 30), "the message never arrived")
+end
+
 local function run_in(dir, yaml, stdin)
   local cfg = h.write(dir .. "/c.yaml", yaml)
   return h.sluice("run " .. cfg, {stdin = stdin, timeout = 60})
@@ -72,22 +92,11 @@ output: {stdout: {}}
 
   it("acknowledges each transaction of a batch only once the batch is delivered; period flushes a partial one",
     function()
-    local srv = h.serve([[
-http: {address: 127.0.0.1:$PORT}
-input:
-  http_server: {path: /in, timeout: 60s}
-output:
-  stdout:
-    batching: {count: 2, processors: [{lua: {file: ../bsize.lua}}]}
-]])
+    local srv = serve_batching("{count: 2, processors: [{lua: {file: ../bsize.lua}}]}")
     local ok, err = pcall(function()
       local out1 = srv.dir .. "/post1.txt"
       -- the first request's message waits in the batch: its request is not answered...
-      os.execute(string.format("curl -s -m 60 -o /dev/null -w '%%{http_code}' -d one %s/in > %s 2>&1 &", srv.url, out1))
-      assert.truthy(h.wait_for(function()
-        local _, m = h.sh("curl -s " .. srv.url .. "/metrics")
-        return m:find('input_received{stream="main",label="http_server",path="root.input"} 1', 1, true)
-      end, 30), "the first message never arrived")
+      post_later(srv, "one", out1)
       assert.are.equal("", h.read(out1) or "")
       assert.are.equal("", srv.stdout())
       -- ...until a second (another transaction) completes the batch and it is written
@@ -99,14 +108,7 @@ output:
     end)
     h.stop_after(srv, ok, err)
     -- period: a lone message is written without a second one
-    srv = h.serve([[
-http: {address: 127.0.0.1:$PORT}
-input:
-  http_server: {path: /in, timeout: 60s}
-output:
-  stdout:
-    batching: {count: 100, period: 200ms}
-]])
+    srv = serve_batching("{count: 100, period: 200ms}")
     ok, err = pcall(function()
       local code, status = h.sh(string.format("curl -s -m 60 -o /dev/null -w '%%{http_code}' -d lone %s/in", srv.url))
       assert.are.equal(0, code)
@@ -117,20 +119,9 @@ output:
   end)
 
   it("shutdown passes on what is held", function()
-    local srv = h.serve([[
-http: {address: 127.0.0.1:$PORT}
-input:
-  http_server: {path: /in, timeout: 60s}
-output:
-  stdout:
-    batching: {count: 100}
-]])
+    local srv = serve_batching("{count: 100}")
     local out1 = srv.dir .. "/post1.txt"
-    os.execute(string.format("curl -s -m 60 -o /dev/null -w '%%{http_code}' -d held %s/in > %s 2>&1 &", srv.url, out1))
-    assert.truthy(h.wait_for(function()
-      local _, m = h.sh("curl -s " .. srv.url .. "/metrics")
-      return m:find('input_received{stream="main",label="http_server",path="root.input"} 1', 1, true)
-    end, 30))
+    post_later(srv, "held", out1)
     assert.are.equal(0, srv.stop(true))
     assert.are.same({"held"}, h.lines(srv.stdout()))
     h.wait_for(function() return (h.read(out1) or "") ~= "" end, 30)
