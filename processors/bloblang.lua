@@ -12,6 +12,7 @@ local M = {}
 local FUNCTIONS = {
   uuid_v4 = {"B.uuid_v4(", 0}, now = {"B.now(", 0}, deleted = {"B.DELETED", 0, const = true},
   nothing = {"B.NOTHING", 0, const = true}, timestamp_unix = {"B.timestamp_unix(", 0},
+  timestamp_unix_nano = {"B.timestamp_unix_nano(", 0}, nanoid = {"B.nanoid(", 2},
   env = {"env(", 1}, content = {"content(", 0}, batch_index = {"batch_index(", 0},
   error = {"error_message(", 0}, errored = {"errored(", 0}, range = {"B.range(", 2}, throw = {"B.throw(", 1},
   meta = {"B.meta_get(meta, ", 1}, metadata = {"B.meta_get(meta, ", 1}, random_int = {"math.random(0, 2147483647", 0},
@@ -22,7 +23,7 @@ local METHODS = {}
 for name in ([[string number bool type not_null not_empty uppercase lowercase capitalize trim trim_prefix trim_suffix
   has_prefix has_suffix replace_all replace split contains length keys values map_each filter exists merge without
   append join index slice sum abs floor ceil round sort unique parse_json format_json encode decode ts_unix
-  ts_unix_milli ts_unix_nano ts_format ts_strftime ts_parse format from_all]]):gmatch("%S+") do
+  ts_unix_milli ts_unix_nano ts_format ts_strftime ts_parse format from_all enumerated hash]]):gmatch("%S+") do
   METHODS[name] = true
 end
 -- Methods whose argument is a query run per element, with `this` the element.
@@ -328,6 +329,11 @@ function P:primary()
     if v == "match" then return self:match_expr(t) end
     for k = #self.vars, 1, -1 do
       if self.vars[k][1] == v then return self.vars[k][2] end
+    end
+    if v == "json" and self:is("(") then   -- a field of the message as it came in
+      self:next()
+      self:uses_this()
+      return "B.json(" .. self.ctxs[1] .. (function(a) return #a > 0 and ", " .. a[1] or "" end)(self:args()) .. ")"
     end
     if self:is("(") then
       self:next()
