@@ -9,8 +9,9 @@ const sl_field_t sl_batching_fields[] = {
    NULL, NULL},
   {"period", SL_F_DURATION, "0", 0,
    "A partial batch is passed on this long after its first message (0 or \"\": never). Held messages keep "
-   "their transactions open and the stream admits `max_in_flight` of those: a `count` that needs more "
-   "transactions is only reached through `period`.", NULL, NULL},
+   "their transactions open and the stream admits `max_in_flight` of those: once they are all open and "
+   "nothing is being written, what is held is passed on at once (a `count` that needs more transactions "
+   "would never come).", NULL, NULL},
   {"check", SL_F_CODE, "", 0,
    "Lua expression evaluated on each message; when true, the batch ending with it is formed (Benthos writes "
    "Bloblang here: `this.type == \"end\"` reads the same in Lua).", NULL, NULL},

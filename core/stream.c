@@ -140,6 +140,7 @@ static void emit(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *arg, int
   if (retry && keeps_copy(s)) ec->copy = sl_batch_clone(b);
   s->in_flight++;
   push_under_txn(ec, b);
+  if (s->in_flight >= s->max_in_flight) kick(s);   /* full: on_kick sees whether a batch holds it up */
 }
 
 void sl_input_emit(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *arg) { emit(in, b, ack_cb, arg, !ack_cb); }
@@ -311,6 +312,12 @@ static void on_kick(uv_idle_t *h) {
     si->input_blocked = 0;
     if (s->input->vt->resume) s->input->vt->resume(s->input);
   }
+  /* Every transaction the stream admits is open and nothing is being
+   * written: what batches hold can only wait for messages that cannot come
+   * (a count above what max_in_flight lets in), so it goes now. */
+  if (!s->stopping && !s->input_done && s->in_flight >= s->max_in_flight && s->pending_writes == 0 &&
+      si->retry_timers == 0)
+    sl_chain_flush(s->chain);
   if (!(s->input_done || s->stopping) || si->closing) return;
   if (!si->flushed) {
     si->flushed = 1;

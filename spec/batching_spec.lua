@@ -118,6 +118,29 @@ output: {stdout: {}}
     h.stop_after(srv, ok, err)
   end)
 
+  it("a count the stream's max_in_flight never lets in does not hold the batch forever", function()
+    local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT}
+max_in_flight: 2
+input:
+  http_server: {path: /in, timeout: 30s}
+output:
+  stdout:
+    batching: {count: 5, processors: [{lua: {file: ../bsize.lua}}]}
+]])
+    local ok, err = pcall(function()
+      local out1 = srv.dir .. "/p1.txt"
+      post_later(srv, "one", out1)
+      -- the second transaction fills the stream: the batch of two goes, and both requests are answered
+      local code, status = h.sh(string.format("curl -s -m 30 -o /dev/null -w '%%{http_code}' -d two %s/in", srv.url))
+      assert.are.equal(0, code)
+      assert.are.equal("200", status)
+      assert.are.equal("200", h.wait_for(function() return h.read(out1) ~= "" and h.read(out1) end, 30))
+      assert.are.same({"2:one", "2:two"}, h.lines(srv.stdout()))
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
   it("shutdown passes on what is held", function()
     local srv = serve_batching("{count: 100}")
     local out1 = srv.dir .. "/post1.txt"
