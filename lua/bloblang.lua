@@ -2,7 +2,7 @@
 -- value semantics (null, missing, "nothing", typed errors, copies) in plain
 -- Lua. Every script environment gets its own copy as `__bloblang`; nothing
 -- here reaches outside the sandbox.
-local json, uuid_v4, now, raw_of, deleted, is_this, hash, time = ...
+local json, uuid_v4, now, raw_of, deleted, is_this, hash, time, re = ...
 local null = json.null
 local B = {}
 local type, pairs, ipairs, tostring, tonumber, error, pcall, select = type, pairs, ipairs, tostring, tonumber, error,
@@ -616,6 +616,31 @@ function M.format_json(v, indent)
 end
 
 function M.from_all(v) return v end
+
+-- Regular expressions (the scripts' `re`: PCRE2, empty matches as Go's).
+local function re_call(f, ...)
+  local ok, a, b = pcall(f, ...)
+  if not ok then fail("%s", (tostring(a):gsub("^[^:]*:%d+: ", ""))) end
+  return a, b
+end
+function M.re_match(v, pattern) return re_call(re.find, want(v, "string"), want(pattern, "string")) ~= nil end
+function M.re_replace_all(v, pattern, with)
+  return (re_call(re.gsub, want(v, "string"), want(pattern, "string"), want(with, "string")))
+end
+function M.re_find_all(v, pattern)
+  local out = array()
+  for caps in re_call(re.gmatch, want(v, "string"), want(pattern, "string")) do out[#out + 1] = caps[0] end
+  return out
+end
+function M.re_find_all_submatch(v, pattern)
+  local out = array()
+  for caps in re_call(re.gmatch, want(v, "string"), want(pattern, "string")) do
+    local m = array({caps[0]})
+    for i = 1, #caps do m[#m + 1] = caps[i] or "" end
+    out[#out + 1] = m
+  end
+  return out
+end
 
 function M.enumerated(v)
   if type(v) ~= "table" or not is_array(v) then fail("expected array value, got %s", kind(v)) end

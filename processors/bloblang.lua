@@ -23,7 +23,7 @@ local METHODS = {}
 for name in ([[string number bool type not_null not_empty uppercase lowercase capitalize trim trim_prefix trim_suffix
   has_prefix has_suffix replace_all replace split contains length keys values map_each filter exists merge without
   append join index slice sum abs floor ceil round sort unique parse_json format_json encode decode ts_unix
-  ts_unix_milli ts_unix_nano ts_format ts_strftime ts_parse format from_all enumerated hash]]):gmatch("%S+") do
+  ts_unix_milli ts_unix_nano ts_format ts_strftime ts_parse format from_all enumerated hash re_match re_replace_all re_find_all re_find_all_submatch]]):gmatch("%S+") do
   METHODS[name] = true
 end
 -- Methods whose argument is a query run per element, with `this` the element.

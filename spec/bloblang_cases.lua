@@ -240,4 +240,16 @@ return {
   {'root = json("nope.deeper")', '{"a":1}', 'null'},
   {'root = [nanoid().length(), nanoid(5).length(), nanoid(4, "ab").length()]', '{}', '[21,5,4]'},
   {'root = timestamp_unix_nano() > 1600000000000000000', '{}', 'true'},
+  -- regular expressions (PCRE2 here, RE2 in Benthos: the same for these)
+  {'root = [this.s.re_match("b[a-z]+"), this.s.re_match("x")]', '{"s":"foo bar"}', '[true,false]'},
+  {'root = this.s.re_replace_all("ba(.)", "<$1>")', '{"s":"foo bar baz"}', {raw = "foo <r> <z>"}},
+  {'root = this.s.re_replace_all("ba(?P<x>.)", "${x}!")', '{"s":"foo bar baz"}', {raw = "foo r! z!"}},
+  {'root = this.s.re_replace_all("a*", "-")', '{"s":"baaac"}', {raw = "-b-c-"}},
+  {'root = this.s.re_replace_all("X", "$$")', '{"s":"aXbX"}', {raw = "a$b$"}},
+  {'root = this.s.re_find_all("ba.")', '{"s":"foo bar baz"}', '["bar","baz"]'},
+  {'root = this.s.re_find_all_submatch("b(a)(.)")', '{"s":"foo bar baz"}', '[["bar","a","r"],["baz","a","z"]]'},
+  {'root = [this.s.re_find_all("y"), this.s.re_find_all_submatch("y")]', '{"s":"x"}', '[[],[]]'},
+  {'root = this.n.re_match("5")', '{"n":5}', {err = "expected string value, got number"}},
+  {'root = this.s.re_match("(")', '{"s":"a"}', {err = "missing closing parenthesis"},
+    benthos_skip = "Benthos refuses it when parsing the mapping; sluice flags the message"},
 }
