@@ -166,6 +166,21 @@ function B.meta_set(meta, k, v)
   if v == DELETED or is_null(v) then meta[k] = nil else meta[k] = text(v) end
 end
 
+-- `@`: every key (values are text here, where Benthos may keep structure).
+function B.meta_all(meta) return meta() end
+-- `meta = v`: all of the metadata at once; deleted() removes it all.
+function B.meta_replace(meta, v)
+  if v == NOTHING then return end
+  v = unwrap(v)
+  if v ~= DELETED and (type(v) ~= "table" or is_null(v) or is_array(v)) then
+    fail("setting root meta object requires object value, received: %s", kind(v))
+  end
+  for k in pairs(meta()) do meta[k] = nil end
+  if v ~= DELETED then
+    for k, e in pairs(v) do B.meta_set(meta, k, e) end
+  end
+end
+
 function B.meta_get(meta, k)
   local v = meta[k]
   if v == nil then return null end

@@ -310,7 +310,7 @@ function P:primary()
         self:next()
         return "B.meta_get(meta, " .. lua_str(k.v) .. ")"
       end
-      self:fail("metadata as a whole (`@` alone) is not translated yet", t)
+      return "B.meta_all(meta)"
     elseif t.v == "$" then
       local k = self:expect_id("a variable name")
       return "V[" .. lua_str(k.v) .. "]"
@@ -510,7 +510,8 @@ function P:target()
       self:next()
       return {meta = k.v}
     end
-    self:fail("`meta = ...` (all metadata at once) is not translated yet", t)
+    if k.t == "op" and k.v == "=" then return {meta_all = true} end
+    self:fail("expected a metadata key or '=' after meta", k)
   end
   local path = {}
   if t.t == "id" and (t.v == "root" or t.v == "this") then
@@ -550,7 +551,7 @@ function P:statement(out)
     local target = self:target()
     self:expect("=", "'=' (an assignment)")
     self:skip_nl()
-    if self:is("if") and not target.meta then
+    if self:is("if") and not target.meta and not target.meta_all then
       -- `root = if c { v }`: the assignment in each branch, without a
       -- closure per message (a branch that is not taken assigns nothing)
       self:next()
@@ -558,7 +559,9 @@ function P:statement(out)
       return
     end
     local value = self:expr()
-    if target.meta then
+    if target.meta_all then
+      out[#out + 1] = "B.meta_replace(meta, " .. value .. ")"
+    elseif target.meta then
       out[#out + 1] = "B.meta_set(meta, " .. lua_str(target.meta) .. ", " .. value .. ")"
     else
       local keys = {}

@@ -252,4 +252,10 @@ return {
   {'root = this.n.re_match("5")', '{"n":5}', {err = "expected string value, got number"}},
   {'root = this.s.re_match("(")', '{"s":"a"}', {err = "missing closing parenthesis"},
     benthos_skip = "Benthos refuses it when parsing the mapping; sluice flags the message"},
+  -- metadata as a whole
+  {'root = @', '{}', '{}'},
+  {'meta = {"x": "1", "y": "two"}\nroot = @', '{}', '{"x":"1","y":"two"}', meta = {x = "1", y = "two"}},
+  {'meta foo = "bar"\nroot.k = @.keys()', '{}', '{"k":["foo"]}', meta = {foo = "bar"}},
+  {'meta foo = "bar"\nmeta = deleted()\nroot = @', '{}', '{}'},
+  {'meta = "str"', '{}', {err = "setting root meta object requires object value, received: string"}},
 }
