@@ -166,6 +166,12 @@ function B.meta_set(meta, k, v)
   if v == DELETED or is_null(v) then meta[k] = nil else meta[k] = text(v) end
 end
 
+function B.apply(maps, v, name)
+  local f = maps[name]
+  if not f then fail("map %s was not found", text(name)) end
+  return f(unwrap(v))
+end
+
 -- `@`: every key (values are text here, where Benthos may keep structure).
 function B.meta_all(meta) return meta() end
 -- `meta = v`: all of the metadata at once; deleted() removes it all.

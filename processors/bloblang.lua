@@ -269,6 +269,11 @@ function P:method(t, recv)
     return (name == "catch" and "B.catch" or "B.coalesce") .. "(function() return " .. recv ..
       " end, function() return " .. a[1] .. " end)"
   end
+  if name == "apply" then   -- a `map` of this mapping, with `this` the receiver
+    local a = self:args()
+    if #a ~= 1 then self:fail("apply takes the name of a map", t) end
+    return "B.apply(MAPS, " .. recv .. ", " .. a[1] .. ")"
+  end
   if not METHODS[name] then
     self:fail("the Bloblang method " .. name .. "() is not translated to Lua yet: write this mapping as a `lua` " ..
       "processor (docs/bloblang.md lists what is)", t)
@@ -543,6 +548,8 @@ function P:statement(out)
   elseif t.t == "id" and t.v == "if" and self:block_if() then
     self:next()
     self:if_statement(out)
+  elseif t.t == "id" and t.v == "map" and #self.ctxs == 1 then
+    self:map_definition(out)
   elseif t.t == "id" and (t.v == "map" or t.v == "import" or t.v == "from") then
     self:fail("`" .. t.v .. "` is not translated to Lua yet: write this mapping as a `lua` processor", t)
   elseif t.t == "id" and t.v == "match" then
@@ -673,6 +680,19 @@ function P:if_statement(out)
   out[#out + 1] = "end"
 end
 
+-- `map NAME { statements }`: a function of its own root, local variables
+-- and `this` (what `.apply("NAME")` is called on), kept in MAPS.
+function P:map_definition(out)
+  self:next()
+  local name = self:next()
+  if name.t ~= "id" and name.t ~= "str" then self:fail("expected the map's name", name) end
+  out[#out + 1] = "MAPS[" .. lua_str(name.v) .. "] = function(M_this) local R, V = B.NOTHING, {}"
+  self.ctxs[#self.ctxs + 1] = "M_this"
+  self:block(out)
+  self.ctxs[#self.ctxs] = nil
+  out[#out + 1] = "return R end"
+end
+
 function P:end_statement()
   local t = self:peek()
   if t.t == "nl" then
@@ -718,7 +738,7 @@ function M.translate(src, mode, ctxref)
   end
   -- A mutation starts from the message when it is JSON (a mutation that
   -- only sets metadata may run on any bytes).
-  local head = "local B = __bloblang; local V = {}; local R = " ..
+  local head = "local B = __bloblang; local V, MAPS = {}, {}; local R = " ..
     (mode == "mutation" and "B.mutable(function() return this end)" or "B.NOTHING") .. "; "
   local code = {}
   for l = 1, math.max(last, 1) do code[l] = res.lines[l] or "" end

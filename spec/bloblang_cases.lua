@@ -258,4 +258,13 @@ return {
   {'meta foo = "bar"\nroot.k = @.keys()', '{}', '{"k":["foo"]}', meta = {foo = "bar"}},
   {'meta foo = "bar"\nmeta = deleted()\nroot = @', '{}', '{}'},
   {'meta = "str"', '{}', {err = "setting root meta object requires object value, received: string"}},
+  -- map definitions and apply
+  {'map thing {\n  root.foo = this.bar\n  root.n = this.n + 1\n}\nroot.x = this.y.apply("thing")',
+    '{"y":{"bar":"b","n":1}}', '{"x":{"foo":"b","n":2}}'},
+  {'map walk {\n  root = match {\n    this.type() == "object" => this.map_each(kv -> kv.value.apply("walk")),\n' ..
+    '    this.type() == "array" => this.map_each(e -> e.apply("walk")),\n' ..
+    '    this.type() == "string" => this.uppercase(),\n    _ => this,\n  }\n}\nroot = this.apply("walk")',
+    '{"y":{"bar":"b","n":1},"s":["a",{"q":"z"},3]}', '{"s":["A",{"q":"Z"},3],"y":{"bar":"B","n":1}}'},
+  {'map drop {\n  root = deleted()\n}\nroot = this\nroot.a = this.a.apply("drop")', '{"a":1,"b":2}', '{"b":2}'},
+  {'root = this.apply("nope")', '{}', {err = "map nope was not found"}},
 }

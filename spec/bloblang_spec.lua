@@ -71,9 +71,9 @@ pipeline:
     - mapping: 'root = this.a.bogus_fn()'
     - bloblang: 'root = unknown_fn()'
     - mapping: |
-        map thing {
-          root = this
-        }
+        import "./things.blobl"
+        root = this
+        root.x = 1
     - mapping: 'root = "unterminated'
 output: {drop: {}}
 ]])
@@ -85,7 +85,7 @@ output: {drop: {}}
     assert.matches("c.yaml:7:31: mapping: Bloblang: the Bloblang method bogus_fn%(%)", text)
     assert.matches("c.yaml:8:25: mapping: Bloblang: the Bloblang function unknown_fn%(%)",
       text)
-    assert.matches("c.yaml:10:%d+: mapping: Bloblang: `map` is not translated", text)
+    assert.matches("c.yaml:10:%d+: mapping: Bloblang: `import` is not translated", text)
     assert.matches("c.yaml:13:24: mapping: Bloblang: unterminated string", text)
   end)
 
