@@ -663,6 +663,14 @@ function M.re_find_all_submatch(v, pattern)
   return out
 end
 
+-- fold(initial, query): the query sees {tally, value} for each element.
+function M.fold(v, init, fn)
+  if type(v) ~= "table" or not is_array(v) then fail("expected array value, got %s", kind(v)) end
+  local tally = init
+  for _, e in ipairs(v) do tally = fn({tally = tally, value = e}) end
+  return tally
+end
+
 function M.enumerated(v)
   if type(v) ~= "table" or not is_array(v) then fail("expected array value, got %s", kind(v)) end
   local out = array()

@@ -23,11 +23,12 @@ local METHODS = {}
 for name in ([[string number bool type not_null not_empty uppercase lowercase capitalize trim trim_prefix trim_suffix
   has_prefix has_suffix replace_all replace split contains length keys values map_each filter exists merge without
   append join index slice sum abs floor ceil round sort unique parse_json format_json encode decode ts_unix
-  ts_unix_milli ts_unix_nano ts_format ts_strftime ts_parse format from_all enumerated hash re_match re_replace_all re_find_all re_find_all_submatch]]):gmatch("%S+") do
+  ts_unix_milli ts_unix_nano ts_format ts_strftime ts_parse format from_all enumerated fold hash re_match re_replace_all re_find_all re_find_all_submatch]]):gmatch("%S+") do
   METHODS[name] = true
 end
--- Methods whose argument is a query run per element, with `this` the element.
-local LAMBDA = {map_each = true, filter = true, sort = true}
+-- Methods whose argument is a query run per element, with `this` the element
+-- (a number: only that argument is).
+local LAMBDA = {map_each = true, filter = true, sort = true, fold = 2}
 
 -- ---------- lexer ----------
 
@@ -254,7 +255,8 @@ function P:args(lambda)
       self:skip_nl()
     end
     if self:peek().t == "id" and self:is(":", 1) then self:fail("named arguments are not supported here") end
-    out[#out + 1] = lambda and self:lambda_arg() or self:expr()
+    local is_lambda = lambda == true or lambda == #out + 1
+    out[#out + 1] = is_lambda and self:lambda_arg() or self:expr()
     self:skip_nl()
   end
   self:next()

@@ -267,4 +267,10 @@ return {
     '{"y":{"bar":"b","n":1},"s":["a",{"q":"z"},3]}', '{"s":["A",{"q":"Z"},3],"y":{"bar":"B","n":1}}'},
   {'map drop {\n  root = deleted()\n}\nroot = this\nroot.a = this.a.apply("drop")', '{"a":1,"b":2}', '{"b":2}'},
   {'root = this.apply("nope")', '{}', {err = "map nope was not found"}},
+  -- fold
+  {'root = this.l.fold(0, item -> item.tally + item.value)', '{"l":[3,8,11]}', '22'},
+  {'root = this.l.fold("", item -> "%s%s".format(item.tally, item.value))', '{"l":["a","b"]}', {raw = "ab"}},
+  {'root = this.l.fold(0, match {\n  tally < value => value\n  _ => tally\n})', '{"l":[243,71,333,10]}', '333'},
+  {'root = this.l.fold(7, x -> 1)', '{"l":[]}', '7'},
+  {'root = this.fold(0, x -> x.tally)', '{"a":1}', {err = "expected array value, got object"}},
 }
