@@ -31,6 +31,20 @@ local function post_later(srv, body, out)
   end, 30), "the message never arrived")
 end
 
+-- POSTs body now; the status it got.
+local function post(srv, body)
+  local code, status = h.sh(string.format("curl -s -m 60 -o /dev/null -w '%%{http_code}' -d %s %s/in", body, srv.url))
+  assert.are.equal(0, code)
+  return status
+end
+
+-- The second of two POSTs is answered, then the first (waiting in the batch), and the batch of both is written.
+local function second_completes(srv, out1)
+  assert.are.equal("200", post(srv, "two"))
+  assert.are.equal("200", h.wait_for(function() return h.read(out1) ~= "" and h.read(out1) end, 30))
+  assert.are.same({"2:one", "2:two"}, h.lines(srv.stdout()))
+end
+
 local function run_in(dir, yaml, stdin)
   local cfg = h.write(dir .. "/c.yaml", yaml)
   return h.sluice("run " .. cfg, {stdin = stdin, timeout = 60})
@@ -100,19 +114,13 @@ output: {stdout: {}}
       assert.are.equal("", h.read(out1) or "")
       assert.are.equal("", srv.stdout())
       -- ...until a second (another transaction) completes the batch and it is written
-      local code, status = h.sh(string.format("curl -s -m 60 -o /dev/null -w '%%{http_code}' -d two %s/in", srv.url))
-      assert.are.equal(0, code)
-      assert.are.equal("200", status)
-      assert.are.equal("200", h.wait_for(function() return h.read(out1) ~= "" and h.read(out1) end, 30))
-      assert.are.same({"2:one", "2:two"}, h.lines(srv.stdout()))
+      second_completes(srv, out1)
     end)
     h.stop_after(srv, ok, err)
     -- period: a lone message is written without a second one
     srv = serve_batching("{count: 100, period: 200ms}")
     ok, err = pcall(function()
-      local code, status = h.sh(string.format("curl -s -m 60 -o /dev/null -w '%%{http_code}' -d lone %s/in", srv.url))
-      assert.are.equal(0, code)
-      assert.are.equal("200", status)
+      assert.are.equal("200", post(srv, "lone"))
       assert.are.same({"lone"}, h.lines(srv.stdout()))
     end)
     h.stop_after(srv, ok, err)
@@ -132,11 +140,7 @@ output:
       local out1 = srv.dir .. "/p1.txt"
       post_later(srv, "one", out1)
       -- the second transaction fills the stream: the batch of two goes, and both requests are answered
-      local code, status = h.sh(string.format("curl -s -m 30 -o /dev/null -w '%%{http_code}' -d two %s/in", srv.url))
-      assert.are.equal(0, code)
-      assert.are.equal("200", status)
-      assert.are.equal("200", h.wait_for(function() return h.read(out1) ~= "" and h.read(out1) end, 30))
-      assert.are.same({"2:one", "2:two"}, h.lines(srv.stdout()))
+      second_completes(srv, out1)
     end)
     h.stop_after(srv, ok, err)
   end)
