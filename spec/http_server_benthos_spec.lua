@@ -48,6 +48,33 @@ streams:
     assert.are_not.equal(0, (h.sh("curl -s -m 5 http://127.0.0.1:" .. own .. "/ping")))
   end)
 
+  it("a reload hands its own server's paths over, and serves a new address", function()
+    local own, other = h.port(), h.port()
+    local function config(v, port)
+      return string.format([[
+http: {address: 127.0.0.1:$PORT}
+input: {http_server: {address: 127.0.0.1:%d, path: /in}}
+pipeline:
+  processors: [{lua: {code: 'return "%s:" .. content()'}}]
+output: {sync_response: {}}
+]], port, v)
+    end
+    local srv = h.serve(config("v1", own), {cmd = "run -w"})
+    local ok, err = pcall(function()
+      local o = "http://127.0.0.1:" .. own
+      assert.are.equal("v1:a", curl("-d a " .. o .. "/in"))
+      h.write(srv.dir .. "/config.yaml", (config("v2", own):gsub("%$PORT", tostring(srv.port))))
+      assert.truthy(h.wait_for(function() return curl("-d a " .. o .. "/in") == "v2:a" end, 30), srv.stderr())
+      h.write(srv.dir .. "/config.yaml", (config("v3", other):gsub("%$PORT", tostring(srv.port))))
+      local n = "http://127.0.0.1:" .. other
+      assert.truthy(h.wait_for(function()
+        return h.sh("curl -s -m 2 -d a " .. n .. "/in") == 0 and curl("-d a " .. n .. "/in") == "v3:a"
+      end, 30), srv.stderr())
+      assert.are.equal("404", status_of("-d a " .. o .. "/in"))
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
   it("listens on its own address without an http section, and lint refuses a bad address at its line", function()
     local d = h.tmpdir()
     local own = h.port()
