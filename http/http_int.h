@@ -30,6 +30,8 @@ typedef struct sl_http {
   uv_timer_t *sweep;         /* send_timeout checks while a connection has bytes waiting
                               * (unref'd: it never keeps the loop alive by itself) */
   int64_t watched;           /* connections with bytes waiting */
+  struct sl_http *own;       /* servers of their own address (sl_http_route_at), listed from
+                                the shared one; each next one from the one before */
 } sl_http_t;
 
 typedef struct conn {

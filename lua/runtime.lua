@@ -728,7 +728,7 @@ base.uuid_v4 = uuid_v4
 base.now = now
 -- What Lua translated from Bloblang calls (processors/mapping.c).
 base.__bloblang = bloblang(base.json, uuid_v4, now, raw_of, DELETED,
-  function(t) return type(t) == "table" and rawget(t, RAW) ~= nil end)
+  function(t) return type(t) == "table" and rawget(t, RAW) ~= nil end, base.hash, base.time, base.re)
 base.deleted = function() return DELETED end
 base.content = content
 base.batch_index = function()

@@ -16,6 +16,8 @@ python3-prometheus-client python3-jsonschema python3-yaml prometheus-pushgateway
 openjdk-17-jre-headless maven kcat nats-server mosquitto mosquitto-clients rabbitmq-server
 amqp-tools python3-pika"
 
+# The stdin and file inputs' csv scanner.
+RUN_PKGS="$RUN_PKGS libcsv-dev"
 case $what in
   run) PKGS=$RUN_PKGS ;;
   test)
