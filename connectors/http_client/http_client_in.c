@@ -130,7 +130,7 @@ static void on_header(const char *line, size_t len, void *arg) {
     sl_kv_clear(&h->hdrs);
     const char *sp = memchr(line, ' ', len);
     h->status = sp ? atoi(sp + 1) : 0;
-    h->ok = sl_hc_ok(&h->hc, h->status);
+    h->ok = sl_hconf_ok(&h->hc.conf, h->status);
     free(h->ctype);
     h->ctype = NULL;
     return;
@@ -143,7 +143,7 @@ static void on_header(const char *line, size_t len, void *arg) {
   char name[129];
   for (size_t i = 0; i < nl; i++) name[i] = (char)tolower((unsigned char)line[i]);
   name[nl] = 0;
-  if (!sl_hc_header_is(line, len, name, &v, &vl)) return;
+  if (!sl_hconf_header_is(line, len, name, &v, &vl)) return;
   sl_kv_add(&h->hdrs, name, v, vl);
   if (!strcmp(name, "content-type")) {
     free(h->ctype);
@@ -185,7 +185,7 @@ static void on_done(int status, const char *err, const char *body, size_t len, v
   hin_t *h = arg;
   h->h = NULL;
   if (h->stopped) return;
-  int failed = status < 0 || !sl_hc_ok(&h->hc, status);
+  int failed = status < 0 || !sl_hconf_ok(&h->hc.conf, status);
   if (!h->streaming && !failed) {
     h->status = status;
     new_msg(h, h->body ? h->body : "", h->blen);
@@ -251,13 +251,13 @@ static void connect_now(hin_t *h) {
   sl_kv_clear(&h->hdrs);
   sl_lines_reset(&h->lines);
   sl_sse_reset(&h->sse);
-  sl_hreq_opts_t o = h->hc.opts;
+  sl_hreq_opts_t o = h->hc.conf.opts;
   o.on_header = on_header;
   o.on_data = on_data;
   if (h->streaming) o.idle_timeout_ms = h->idle_ms;
   size_t pl = strlen(h->payload);
   h->h = sl_hclient_request_opts(h->client, h->verb, url, (const char *const *)hdrs, pl ? h->payload : NULL, pl,
-                                 h->streaming ? 0 : h->hc.timeout_ms, &o, on_done, h);
+                                 h->streaming ? 0 : h->hc.conf.timeout_ms, &o, on_done, h);
   free(url);
   sl_hc_headers_free(hdrs);
 }

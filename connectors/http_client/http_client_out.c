@@ -217,7 +217,7 @@ static void req_done(hreq_t *r, const char *err) {
     if (r->anext) r->anext->aprev = r->aprev;
     o->nactive--;
   }
-  sl_hc_token_cancel(&o->hc, r);
+  sl_hconf_token_cancel(&o->hc.conf, r);
   /* Stopping, a failed write is lost anyway: queued requests with its
    * messages are not sent (settled first, released after, as releasing
    * calls back into the stream). */
@@ -281,7 +281,7 @@ static void on_header(const char *line, size_t len, void *arg) {
   if (len >= 5 && !memcmp(line, "HTTP/", 5)) {   /* a new answer (after a redirect): forget the last */
     free(r->retry_after);
     r->retry_after = NULL;
-  } else if (sl_hc_header_is(line, len, "Retry-After", &v, &vl)) {
+  } else if (sl_hconf_header_is(line, len, "Retry-After", &v, &vl)) {
     free(r->retry_after);
     r->retry_after = sl_xstrndup(v, vl);
   }
@@ -297,13 +297,13 @@ static void on_answer(int status, const char *err, const char *body, size_t len,
   if (o->destroying) return;   /* hout_destroy frees r */
   if (status > 0) sl_output_set_connected(&o->base, 1, NULL);
   else if (!o->closed || strcmp(err, "client closed")) sl_output_set_connected(&o->base, 0, err);
-  if (status > 0 && sl_hc_ok(&o->hc, status)) {
+  if (status > 0 && sl_hconf_ok(&o->hc.conf, status)) {
     req_done(r, NULL);
     return;
   }
-  if (status == 401 && o->hc.oauth2 && !r->reauthed) {   /* the token was revoked or expired early */
+  if (status == 401 && o->hc.conf.oauth2 && !r->reauthed) {   /* the token was revoked or expired early */
     r->reauthed = 1;
-    sl_hc_token_drop(&o->hc);
+    sl_hconf_token_drop(&o->hc.conf);
     send_req(r);
     return;
   }
@@ -352,15 +352,15 @@ static void with_token(void *arg, const char *auth, const char *err) {
   const char **all = sl_xcalloc(nh + (size_t)n + 1, sizeof(char *));
   memcpy(all, r->headers, nh * sizeof(char *));
   memcpy(all + nh, extra, (size_t)n * sizeof(char *));
-  sl_hreq_opts_t opts = o->hc.opts;
+  sl_hreq_opts_t opts = o->hc.conf.opts;
   opts.on_header = on_header;
-  sl_hclient_request_opts(o->client, o->verb, r->url, all, r->body, r->len, o->hc.timeout_ms, &opts, on_answer, r);
+  sl_hclient_request_opts(o->client, o->verb, r->url, all, r->body, r->len, o->hc.conf.timeout_ms, &opts, on_answer, r);
   free(all);
   free(sig);
   free(tsh);
 }
 
-static void send_req(hreq_t *r) { sl_hc_token_get(&r->o->hc, r->o->client, with_token, r); }
+static void send_req(hreq_t *r) { sl_hconf_token_get(&r->o->hc.conf, r->o->client, with_token, r); }
 
 static void pump(hout_t *o) {
   if (o->pumping || !o->client) return;
