@@ -23,7 +23,7 @@ int sl_metafilter_init(sl_metafilter_t *f, const sl_cnode_t *obj, const char *pa
   uint32_t n = items(sl_cnode_get(obj, "include_prefixes"), it, MAX_ITEMS);
   f->prefixes = sl_xcalloc(n + 1, sizeof(char *));
   for (uint32_t i = 0; i < n; i++)
-    if (it[i]->str) f->prefixes[f->nprefixes++] = it[i]->str;
+    if (it[i]->str) f->prefixes[f->nprefixes++] = sl_xstrdup(it[i]->str);
   n = items(sl_cnode_get(obj, "include_patterns"), it, MAX_ITEMS);
   f->patterns = sl_xcalloc(n + 1, sizeof(regex_t));
   for (uint32_t i = 0; i < n; i++) {
@@ -44,6 +44,7 @@ int sl_metafilter_init(sl_metafilter_t *f, const sl_cnode_t *obj, const char *pa
 void sl_metafilter_free(sl_metafilter_t *f) {
   for (unsigned i = 0; i < f->npatterns; i++) regfree(&f->patterns[i]);
   free(f->patterns);
+  for (unsigned i = 0; i < f->nprefixes; i++) free(f->prefixes[i]);
   free(f->prefixes);
   memset(f, 0, sizeof(*f));
 }

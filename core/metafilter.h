@@ -2,7 +2,7 @@
  * `include_prefixes` and `include_patterns` (POSIX extended regular
  * expressions, unanchored, matched against the whole name's text).
  * Ownership: a filter belongs to its component (sl_metafilter_init /
- * sl_metafilter_free); prefixes point into the config tree. */
+ * sl_metafilter_free) and owns its strings. */
 #ifndef SL_METAFILTER_H
 #define SL_METAFILTER_H
 #include "conf.h"
@@ -17,7 +17,7 @@
    "extended, unanchored: `^x-` for a prefix) are included.", NULL, NULL}
 
 typedef struct sl_metafilter {
-  const char **prefixes;
+  char **prefixes;
   unsigned nprefixes;
   regex_t *patterns;
   unsigned npatterns;

@@ -81,11 +81,11 @@ int sl_hconf_init(sl_hconf_t *hc, const sl_cnode_t *conf, sl_diags_t *d) {
     return -1;
   const sl_cnode_t *tls = sl_cnode_get(conf, "tls");
   hc->opts.skip_verify = sl_conf_bool(tls, "skip_cert_verify", 0);
-  hc->opts.ca_file = sl_conf_str(tls, "root_cas_file", "");
+  hc->opts.ca_file = sl_xstrdup(sl_conf_str(tls, "root_cas_file", ""));
   const sl_cnode_t *certs = sl_cnode_get(tls, "client_certs");
   if (certs && certs->type == SL_CN_SEQ && certs->n) {
-    hc->opts.cert_file = sl_conf_str(certs->items[0], "cert_file", "");
-    hc->opts.key_file = sl_conf_str(certs->items[0], "key_file", "");
+    hc->opts.cert_file = sl_xstrdup(sl_conf_str(certs->items[0], "cert_file", ""));
+    hc->opts.key_file = sl_xstrdup(sl_conf_str(certs->items[0], "key_file", ""));
   }
   hc->opts.max_redirects = sl_conf_bool(conf, "follow_redirects", 1) ? 5 : 0;
   hc->opts.connect_timeout_ms = hc->timeout_ms;
@@ -115,6 +115,9 @@ void sl_hconf_free(sl_hconf_t *hc) {
   free(hc->backoff_on);
   free(hc->drop_on);
   free(hc->ok_on);
+  free((char *)hc->opts.ca_file);
+  free((char *)hc->opts.cert_file);
+  free((char *)hc->opts.key_file);
   if (hc->oauth2) sl_hconf_oauth2_free(hc->oauth2);
   memset(hc, 0, sizeof(*hc));
 }

@@ -4,7 +4,8 @@
  * both of its forms; OAuth2 client-credentials tokens. Interpolated fields
  * (url, headers) are the components' own: they need lua/.
  * Ownership: an sl_hconf_t belongs to its component (sl_hconf_init /
- * sl_hconf_free); its strings point into the config tree or are its own. */
+ * sl_hconf_free) and owns its strings (a component's config tree may be
+ * freed once it is built). */
 #ifndef SL_HCLIENT_CONF_H
 #define SL_HCLIENT_CONF_H
 #include "core/conf.h"
@@ -38,7 +39,7 @@ typedef struct sl_hconf_token sl_hconf_token_t;   /* OAuth2 state */
 
 typedef struct sl_hconf {
   char *auth;                /* "Authorization: ..." from basic_auth or bearer_token, or NULL */
-  sl_hreq_opts_t opts;       /* TLS, redirects, connect timeout; strings are the tree's */
+  sl_hreq_opts_t opts;       /* TLS, redirects, connect timeout; its strings are ours */
   int64_t timeout_ms, retry_ms, max_backoff_ms;
   int *backoff_on, *drop_on, *ok_on;   /* terminated by 0 */
   sl_hconf_token_t *oauth2;  /* NULL without oauth2 */

@@ -336,7 +336,8 @@ static int header_names(const sl_cnode_t *conf, sl_diags_t *d) {
   const sl_cnode_t *h = sl_cnode_get(conf, "headers");
   for (uint32_t i = 0; h && h->type == SL_CN_MAP && i < h->n; i++)
     if (!*h->keys[i] || strpbrk(h->keys[i], ": \t\r\n")) {
-      sl_diag_add(d, h->items[i], h->keys[i], "not a header name (it holds no ':', space or line break)");
+      sl_diag_add(d, h->items[i], "headers", "\"%s\" is not a header name (it holds no ':', space or line break)",
+                  h->keys[i]);
       return -1;
     }
   return 0;

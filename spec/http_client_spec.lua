@@ -155,6 +155,87 @@ describe("http_client", function()
       assert.are.equal("1", hd["x-per"])
     end)
 
+    it("sends metadata matching include_patterns as headers, with include_prefixes beside them", function()
+      local r = send(1, "        url: " .. url("/ok/metapat") ..
+        "\n        metadata: {include_patterns: ['^tenant_(id|name)$', 'trace'], include_prefixes: [x_]}",
+        [[meta.tenant_id = "7"; meta.tenant_name = "acme"; meta.tenant_secret = "no"; meta.my_trace = "t1"
+          meta.x_a = "b"; meta.tenant_evil = "a\r\nX-Injected: 1"; return {n = i}]])
+      assert.are.equal("", r.stdout)
+      local hd = got("/ok/metapat")[1].headers
+      assert.are.equal("7", hd["tenant_id"])
+      assert.are.equal("acme", hd["tenant_name"])
+      assert.are.equal("t1", hd["my_trace"])
+      assert.are.equal("b", hd["x_a"])
+      assert.is_nil(hd["tenant_secret"])
+      assert.is_nil(hd["x-injected"])
+    end)
+
+    it("a rate_limit resource bounds the requests the server sees", function()
+      local up = require("spec.upstream_helpers").python()
+      local ok, err = pcall(function()
+        local r = h.run_config(string.format([[
+rate_limit_resources:
+  - label: hooks
+    local: {count: 2, interval: 400ms}
+input:
+  generate: {count: 10, interval: 0, mapping: 'return {n = i}'}
+output:
+  http_client: {url: '%s/tick', rate_limit: hooks, max_in_flight: 64}
+]], up.url), {timeout = 60})
+        assert.are.equal(0, r.code, r.stderr)
+        local ticks = up.stats().ticks
+        assert.are.equal(10, #ticks)
+        table.sort(ticks)
+        -- 2 per 400 ms window: 10 requests span at least 4 full windows (1.6 s);
+        -- unlimited, 64 at once arrive within milliseconds
+        assert.is_true(ticks[10] - ticks[1] >= 1.3, "10 requests within " .. (ticks[10] - ticks[1]) .. " s")
+        for i = 1, 10 do
+          local n = 0
+          for k = i, 10 do if ticks[k] - ticks[i] < 0.35 then n = n + 1 end end
+          assert.is_true(n <= 4, n .. " requests within 350 ms")
+        end
+      end)
+      up.stop()
+      assert(ok, err)
+    end)
+
+    it("lint: a bad include_patterns, an unknown rate_limit, a bad status, at line:col", function()
+      local cfg = h.write(h.tmpname(".yaml"), [[
+rate_limit_resources: [{label: hooks, local: {count: 1}}]
+input: {stdin: {}}
+output:
+  http_client:
+    url: 'http://x/'
+    metadata: {include_patterns: ['a[']}
+    rate_limit: hook
+]])
+      local r = h.sluice("lint " .. cfg)
+      assert.are.equal(1, r.code)
+      assert.matches(":6:%d+: metadata%.include_patterns: not a regular expression", r.stderr)
+      h.write(cfg, [[
+rate_limit_resources: [{label: hooks, local: {count: 1}}]
+input: {stdin: {}}
+output:
+  http_client:
+    url: 'http://x/'
+    rate_limit: hook
+]])
+      r = h.sluice("lint " .. cfg)
+      assert.are.equal(1, r.code)
+      assert.matches(':6:%d+: rate_limit: no rate limit resource labelled "hook" %(did you mean "hooks"%?%)', r.stderr)
+      h.write(cfg, [[
+input: {stdin: {}}
+output:
+  http_client:
+    url: 'http://x/'
+    successful_on: [204, "2xx"]
+]])
+      r = h.sluice("lint " .. cfg)
+      os.remove(cfg)
+      assert.are.equal(1, r.code)
+      assert.matches(":5:%d+: successful_on: an HTTP status", r.stderr)
+    end)
+
     it("sends a batch as one JSON array or NDJSON body; non-JSON goes in as a string", function()
       local function batch(fmt, p)
         local r = h.run_config(string.format([[

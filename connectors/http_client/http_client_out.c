@@ -8,6 +8,8 @@
  * server slows the output down). A failed batch keeps each message's
  * outcome: its retry by the stream sends only what was not delivered. */
 #include "hc_common.h"
+#include "cache/ratelimit.h"
+#include "core/metafilter.h"
 #include "core/log.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
@@ -31,11 +33,7 @@ static const sl_field_t batching_fields[] = {
    "default; here a count that the stream's `max_in_flight` never lets come would stall the stream.", NULL, NULL},
   {0}};
 
-static const sl_field_t metadata_fields[] = {
-  {"include_prefixes", SL_F_STRLIST, "[]", 0,
-   "Metadata keys starting with one of these are sent as headers (`\"\"` sends all). Values with line "
-   "breaks are left out.", NULL, NULL},
-  {0}};
+static const sl_field_t metadata_fields[] = {SL_METAFILTER_FIELDS, {0}};
 
 static const sl_field_t signature_fields[] = {
   {"secret", SL_F_STRING, NULL, SL_REQUIRED, "HMAC-SHA256 key (use `${ENV}`).", NULL, NULL},
@@ -64,7 +62,10 @@ static const sl_field_t fields[] = {
    "Gather messages across the stream's batches into requests (needs a `batch_format` other than "
    "`individual`): a request goes when it has `count` messages or `byte_size` bytes, or `period` after its "
    "first message. Without it, each batch that reaches the output is one request.", NULL, batching_fields},
-  {"metadata", SL_F_OBJECT, NULL, 0, "Which metadata become request headers.", NULL, metadata_fields},
+  {"metadata", SL_F_OBJECT, NULL, 0, "Which metadata become request headers (a value with a line break is left "
+   "out: no header injection through metadata).", NULL, metadata_fields},
+  {"rate_limit", SL_F_STRING, "", 0, "The `label` of a resource of `rate_limit_resources:`: each request (retries "
+   "included) waits for an access first.", NULL, NULL},
   {"signature", SL_F_OBJECT, NULL, 0, "Sign each body with HMAC-SHA256 (sluice adds this).", NULL, signature_fields},
   {"propagate_response", SL_F_BOOL, "false", SL_MOVED, "not supported: use the `http` processor to keep answers", NULL, NULL},
   {0}};
@@ -113,8 +114,8 @@ struct hout {
   const char *verb;
   int format;
   int64_t retries, max_in_flight, nactive;
-  const char **prefixes;     /* metadata.include_prefixes */
-  unsigned nprefixes;
+  sl_metafilter_t meta;      /* metadata that become headers */
+  sl_ratelimit_t *rate_limit;
   const char *sig_secret, *sig_header, *sig_prefix, *sig_ts;
   hreq_t *queue, **queue_tail;
   item_t *gather;            /* the request being gathered */
@@ -291,6 +292,15 @@ static void send_req(hreq_t *r);
 
 static void on_timer(uv_timer_t *t) { send_req(t->data); }
 
+static void wait_then_send(hreq_t *r, int64_t ms) {
+  if (!r->timer) {
+    r->timer = sl_xmalloc(sizeof(*r->timer));
+    uv_timer_init(r->o->base.worker->loop, r->timer);
+    r->timer->data = r;
+  }
+  uv_timer_start(r->timer, on_timer, (uint64_t)ms, 0);
+}
+
 static void on_answer(int status, const char *err, const char *body, size_t len, void *arg) {
   hreq_t *r = arg;
   hout_t *o = r->o;
@@ -317,12 +327,7 @@ static void on_answer(int status, const char *err, const char *body, size_t len,
     req_done(r, why);
   } else {
     sl_logf(SL_LOG_DEBUG, sname(o), o->base.label, "%s; retry %d in %lld ms", why, r->tries, (long long)wait);
-    if (!r->timer) {
-      r->timer = sl_xmalloc(sizeof(*r->timer));
-      uv_timer_init(o->base.worker->loop, r->timer);
-      r->timer->data = r;
-    }
-    uv_timer_start(r->timer, on_timer, (uint64_t)wait, 0);
+    wait_then_send(r, wait);
   }
   free(why);
 }
@@ -360,7 +365,18 @@ static void with_token(void *arg, const char *auth, const char *err) {
   free(tsh);
 }
 
-static void send_req(hreq_t *r) { sl_hconf_token_get(&r->o->hc.conf, r->o->client, with_token, r); }
+/* A try: after the rate limit's access, with the OAuth2 token if any. */
+static void send_req(hreq_t *r) {
+  hout_t *o = r->o;
+  if (o->rate_limit) {
+    int64_t wait = sl_ratelimit_access(o->rate_limit, uv_now(o->base.worker->loop));
+    if (wait > 0) {
+      wait_then_send(r, wait);
+      return;
+    }
+  }
+  sl_hconf_token_get(&o->hc.conf, o->client, with_token, r);
+}
 
 static void pump(hout_t *o) {
   if (o->pumping || !o->client) return;
@@ -379,12 +395,6 @@ static void pump(hout_t *o) {
 }
 
 /* ---- building requests ---- */
-
-static int wanted_meta(hout_t *o, const char *key) {
-  for (unsigned i = 0; i < o->nprefixes; i++)
-    if (!strncmp(key, o->prefixes[i], strlen(o->prefixes[i]))) return 1;
-  return 0;
-}
 
 /* A message as one JSON value on one line: itself when it is JSON on one
  * line already, compacted when it spans lines, else a JSON string. */
@@ -473,11 +483,12 @@ static int build(hout_t *o, hreq_t *r, char **err) {
   const char **extra = NULL;
   char *ct = NULL;
   unsigned n = 0;
-  if (o->nprefixes) {
+  if (sl_metafilter_any(&o->meta)) {
     sl_kv_load(&m->meta);
     extra = sl_xcalloc(m->meta.n + 2, sizeof(char *));
     for (uint32_t k = 0; k < m->meta.n; k++)
-      if (wanted_meta(o, m->meta.v[k].key) && !strpbrk(m->meta.v[k].key, ": \r\n"))
+      if (sl_metafilter_match(&o->meta, m->meta.v[k].key, strlen(m->meta.v[k].key)) &&
+          !strpbrk(m->meta.v[k].key, ": \r\n"))
         extra[n++] = sl_xasprintf("%s: %.*s", m->meta.v[k].key, (int)m->meta.v[k].vlen, m->meta.v[k].val);
   }
   char **h = sl_hc_headers(&o->hc, m, r->items[0].i, extra, err);
@@ -636,7 +647,7 @@ static void hout_destroy(sl_output_t *out) {
   }
   while (o->kept) write_free(take_kept(o, o->kept->b));
   sl_hc_free(&o->hc);
-  free(o->prefixes);
+  sl_metafilter_free(&o->meta);
   free(o);
 }
 
@@ -673,11 +684,13 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
       return NULL;
     }
   }
-  const sl_cnode_t *p = sl_cnode_get(sl_cnode_get(conf, "metadata"), "include_prefixes");
-  if (p && p->type == SL_CN_SEQ && p->n) {
-    o->prefixes = sl_xcalloc(p->n, sizeof(char *));
-    for (uint32_t i = 0; i < p->n; i++) o->prefixes[o->nprefixes++] = p->items[i]->str;
+  if (sl_metafilter_init(&o->meta, sl_cnode_get(conf, "metadata"), "metadata", b->diags) != 0 ||
+      sl_ratelimit_check_ref(conf, "rate_limit", b->lint_only || !b->worker, b->diags) != 0) {
+    hout_destroy(&o->base);
+    return NULL;
   }
+  if (b->worker && !b->lint_only && *sl_conf_str(conf, "rate_limit", ""))
+    o->rate_limit = sl_ratelimit_find(sl_conf_str(conf, "rate_limit", ""));
   const sl_cnode_t *s = sl_cnode_get(conf, "signature");
   if (s) {
     o->sig_secret = sl_conf_str(s, "secret", "");
@@ -712,7 +725,7 @@ static const sl_spec_t spec = {
     "`<header>: <prefix><hex>`; GitHub's scheme is `header: X-Hub-Signature-256, prefix: sha256=`. With "
     "`timestamp_header`, the signed text is `<unix seconds>.<body>` and the time goes in that header, so "
     "that the receiver can check freshness (recompute the HMAC over `timestamp + \".\" + body` and compare "
-    "in constant time, e.g. Python's `hmac.compare_digest`). `metadata.include_prefixes` sends metadata as "
+    "in constant time, e.g. Python's `hmac.compare_digest`). `metadata.include_prefixes` and `include_patterns` send metadata as "
     "headers; header values with line breaks are never sent. Auth: `basic_auth`, `bearer_token` or "
     "`oauth2` (client credentials: the token is fetched once, kept until shortly before it expires, and "
     "fetched again when the server answers 401). Redirects are followed (at most 5, http and https only).",
