@@ -4,6 +4,7 @@
  * process restarts (a reload that fails later must leave running streams
  * what they use). */
 #include "ratelimit.h"
+#include "declared.h"
 #include "core/section.h"
 #include "core/xalloc.h"
 #include <stdlib.h>
@@ -50,31 +51,21 @@ int64_t sl_ratelimit_access(sl_ratelimit_t *r, uint64_t now_ms) {
 }
 
 /* The labels the config validated last declares (lint of references). */
-static char **declared;
-static unsigned ndeclared;
+static sl_declared_t declared;
 
-static void forget_declared(void) {
-  for (unsigned i = 0; i < ndeclared; i++) free(declared[i]);
-  free(declared);
-  declared = NULL;
-  ndeclared = 0;
-}
+static void forget_declared(void) { sl_declared_reset(&declared, 0); }
 
 static int check(const sl_cnode_t *node, const sl_cnode_t *root, sl_diags_t *d) {
   (void)root;
   static int hooked;
   if (!hooked++) atexit(forget_declared);
-  forget_declared();
   uint32_t n = node && node->type == SL_CN_SEQ ? node->n : 0, before = d->n;
-  declared = sl_xcalloc(n ? n : 1, sizeof(*declared));
+  sl_declared_reset(&declared, n);
   for (uint32_t i = 0; i < n; i++) {
     const sl_cnode_t *label = sl_cnode_get(node->items[i], "label");
     if (!label || !label->str) continue;
     char *path = sl_xasprintf("rate_limit_resources.%u.label", i);
-    if (!*label->str) sl_diag_add(d, label, path, "label must not be empty");
-    for (unsigned k = 0; k < ndeclared; k++)
-      if (!strcmp(declared[k], label->str)) sl_diag_add(d, label, path, "a second resource labelled \"%s\"", label->str);
-    declared[ndeclared++] = sl_xstrdup(label->str);
+    sl_declared_add(&declared, label, path, d);
     free(path);
   }
   return (int)(d->n - before);
@@ -114,12 +105,8 @@ int sl_ratelimit_check_ref(const sl_cnode_t *body, const char *field, int lint_o
   const sl_cnode_t *v = sl_cnode_get(body, field);
   const char *name = v && v->str ? v->str : "";
   if (!*name) return 0;
-  if (!lint_only && sl_ratelimit_find(name)) return 0;
-  for (unsigned k = 0; lint_only && k < ndeclared; k++)
-    if (!strcmp(declared[k], name)) return 0;
-  const char *near = sl_nearest(name, (const char *const *)declared, ndeclared);
-  if (near) sl_diag_add(d, v, field, "no rate limit resource labelled \"%s\" (did you mean \"%s\"?)", name, near);
-  else sl_diag_add(d, v, field, "no rate limit resource labelled \"%s\" in rate_limit_resources", name);
+  if (lint_only ? sl_declared_has(&declared, name, strlen(name)) : sl_ratelimit_find(name) != NULL) return 0;
+  sl_declared_missing(&declared, v, field, "rate limit resource", "rate_limit_resources", name, strlen(name), d);
   return -1;
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An HTTP/1.1 upstream for specs and benchmarks that misbehaves on request.
 
-  upstream.py PORT
+  upstream.py PORT     (0: any free port; "ready PORT" is printed once it listens)
 
 Paths (query ?ms=N etc.):
   /delay?ms=N     200 {"n":..., "inflight":...} after N ms (counts requests in flight)
@@ -148,7 +148,9 @@ async def handle(reader, writer):
 
 async def main(port):
     server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
-    print("ready", flush=True)
+    # port 0: the kernel picks a free one, printed here (no race with other
+    # servers of a shared machine for a port picked beforehand)
+    print("ready", server.sockets[0].getsockname()[1], flush=True)
     async with server:
         await server.serve_forever()
 
