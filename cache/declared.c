@@ -4,11 +4,33 @@
 #include <stdlib.h>
 #include <string.h>
 
-void sl_declared_reset(sl_declared_t *l, unsigned n) {
+static void forget(sl_declared_t *l) {
   for (unsigned i = 0; i < l->n; i++) free(l->v[i]);
   free(l->v);
-  l->v = n ? sl_xcalloc(n, sizeof(char *)) : NULL;
+  l->v = NULL;
   l->n = 0;
+}
+
+/* The lists to free at exit: one per resource section. */
+enum { MAX_LISTS = 8 };
+static sl_declared_t *lists[MAX_LISTS];
+static unsigned nlists;
+
+static void forget_all(void) {
+  for (unsigned i = 0; i < nlists; i++) forget(lists[i]);
+}
+
+unsigned sl_declared_begin(sl_declared_t *l, const sl_cnode_t *node) {
+  unsigned k = 0;
+  while (k < nlists && lists[k] != l) k++;
+  if (k == nlists && nlists < MAX_LISTS) {
+    if (!nlists) atexit(forget_all);
+    lists[nlists++] = l;
+  }
+  forget(l);
+  unsigned n = node && node->type == SL_CN_SEQ ? node->n : 0;
+  l->v = sl_xcalloc(n ? n : 1, sizeof(char *));
+  return n;
 }
 
 void sl_declared_add(sl_declared_t *l, const sl_cnode_t *label, const char *path, sl_diags_t *d) {

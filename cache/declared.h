@@ -14,8 +14,10 @@ typedef struct sl_declared {
   unsigned n;
 } sl_declared_t;
 
-/* Forgets what the list held and makes room for n labels. */
-void sl_declared_reset(sl_declared_t *l, unsigned n);
+/* Forgets what the list held and makes room for the items of the section's
+ * node (a sequence, or NULL), whose count it returns; the list is freed at
+ * exit. */
+unsigned sl_declared_begin(sl_declared_t *l, const sl_cnode_t *node);
 /* Records the scalar label found under path; a diagnostic when it is empty
  * or declared already. */
 void sl_declared_add(sl_declared_t *l, const sl_cnode_t *label, const char *path, sl_diags_t *d);

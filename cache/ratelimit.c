@@ -53,14 +53,9 @@ int64_t sl_ratelimit_access(sl_ratelimit_t *r, uint64_t now_ms) {
 /* The labels the config validated last declares (lint of references). */
 static sl_declared_t declared;
 
-static void forget_declared(void) { sl_declared_reset(&declared, 0); }
-
 static int check(const sl_cnode_t *node, const sl_cnode_t *root, sl_diags_t *d) {
   (void)root;
-  static int hooked;
-  if (!hooked++) atexit(forget_declared);
-  uint32_t n = node && node->type == SL_CN_SEQ ? node->n : 0, before = d->n;
-  sl_declared_reset(&declared, n);
+  uint32_t n = sl_declared_begin(&declared, node), before = d->n;
   for (uint32_t i = 0; i < n; i++) {
     const sl_cnode_t *label = sl_cnode_get(node->items[i], "label");
     if (!label || !label->str) continue;
