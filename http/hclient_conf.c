@@ -1,6 +1,10 @@
 #include "hclient_conf.h"
+#include "http_int.h"
+#include "core/conf_json.h"
 #include "core/xalloc.h"
 #include <curl/curl.h>
+#include <jansson.h>
+#include <jwt.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
@@ -31,6 +35,58 @@ const sl_field_t sl_hconf_oauth2_fields[] = {
   {"token_url", SL_F_STRING, "", 0, "Where tokens come from (`grant_type=client_credentials`).", NULL, NULL},
   {"scopes", SL_F_STRLIST, "[]", 0, "Scopes asked for.", NULL, NULL},
   {0}};
+
+const sl_field_t sl_hconf_jwt_fields[] = {
+  {"enabled", SL_F_BOOL, "false", 0, "Send a signed JWT.", NULL, NULL},
+  {"private_key_file", SL_F_STRING, "", 0, "PEM private key (RS*, ES*, PS*), or the secret itself for HS*; a "
+   "relative path is from the config file.", NULL, NULL},
+  {"signing_method", SL_F_STRING, "RS256", 0, "`RS256`, `RS384`, `RS512`, `ES256`, `ES384`, `ES512`, `HS256`, "
+   "`HS384` or `HS512` (libjwt's; Benthos's `EdDSA` is not among them).", NULL, NULL},
+  {"claims", SL_F_MAP, "{}", 0, "The token's claims (values keep their YAML types).", NULL, NULL},
+  {"headers", SL_F_MAP, "{}", 0, "Extra JOSE header fields.", NULL, NULL},
+  {0}};
+
+/* "Authorization: Bearer <jwt>" signed from j, or NULL with a diagnostic. */
+static char *jwt_auth(const sl_cnode_t *j, sl_diags_t *d) {
+  const char *m = sl_conf_str(j, "signing_method", "RS256"), *file = sl_conf_str(j, "private_key_file", "");
+  jwt_alg_t alg = jwt_str_alg(m);
+  if (alg == JWT_ALG_INVAL || alg == JWT_ALG_NONE) {
+    sl_diag_add(d, sl_cnode_get(j, "signing_method"), "jwt.signing_method", "unknown signing method \"%s\"", m);
+    return NULL;
+  }
+  if (!*file) {
+    sl_diag_add(d, j, "jwt.private_key_file", "jwt needs a private_key_file");
+    return NULL;
+  }
+  char *path = sl_conf_path(j->file, file);
+  size_t len = 0;
+  char *key = sl_http_read_file(path, &len);
+  char *out = NULL, *claims = NULL, *hdrs = NULL, *tok = NULL;
+  jwt_t *t = NULL;
+  json_t *c = sl_cnode_to_json(sl_cnode_get(j, "claims")), *h = sl_cnode_to_json(sl_cnode_get(j, "headers"));
+  if (!key) {
+    sl_diag_add(d, sl_cnode_get(j, "private_key_file"), "jwt.private_key_file", "cannot read %s", path);
+  } else if (jwt_new(&t) != 0 || (json_is_object(c) && json_object_size(c) &&
+                                 (!(claims = json_dumps(c, JSON_COMPACT)) || jwt_add_grants_json(t, claims) != 0)) ||
+             (json_is_object(h) && json_object_size(h) &&
+              (!(hdrs = json_dumps(h, JSON_COMPACT)) || jwt_add_headers_json(t, hdrs) != 0)) ||
+             jwt_set_alg(t, alg, (const unsigned char *)key, (int)len) != 0 || !(tok = jwt_encode_str(t))) {
+    sl_diag_add(d, sl_cnode_get(j, "private_key_file"), "jwt.private_key_file",
+                "cannot sign a %s token with %s (not a key for it?)", m, path);
+  } else {
+    out = sl_xasprintf("Authorization: Bearer %s", tok);
+  }
+  if (key) OPENSSL_cleanse(key, len);
+  free(key);
+  free(path);
+  free(claims);
+  free(hdrs);
+  free(tok);   /* libjwt 1.10 allocates with malloc */
+  jwt_free(t);
+  json_decref(c);
+  json_decref(h);
+  return out;
+}
 
 /* A status list (one scalar counts as a list of one), 0-terminated; NULL
  * with a diagnostic at the first value that is no HTTP status. */
@@ -91,10 +147,10 @@ int sl_hconf_init(sl_hconf_t *hc, const sl_cnode_t *conf, sl_diags_t *d) {
   hc->opts.connect_timeout_ms = hc->timeout_ms;
   const sl_cnode_t *ba = sl_cnode_get(conf, "basic_auth");
   const char *bearer = sl_conf_str(conf, "bearer_token", "");
-  const sl_cnode_t *o2 = sl_cnode_get(conf, "oauth2");
-  int o2on = sl_conf_bool(o2, "enabled", 0);
-  if (sl_conf_bool(ba, "enabled", 0) + !!*bearer + o2on > 1) {
-    sl_diag_add(d, conf, "basic_auth", "basic_auth, bearer_token and oauth2 exclude each other");
+  const sl_cnode_t *o2 = sl_cnode_get(conf, "oauth2"), *jw = sl_cnode_get(conf, "jwt");
+  int o2on = sl_conf_bool(o2, "enabled", 0), jwon = sl_conf_bool(jw, "enabled", 0);
+  if (sl_conf_bool(ba, "enabled", 0) + !!*bearer + o2on + jwon > 1) {
+    sl_diag_add(d, conf, "basic_auth", "basic_auth, bearer_token, jwt and oauth2 exclude each other");
     return -1;
   }
   if (strpbrk(bearer, "\r\n")) {
@@ -105,6 +161,8 @@ int sl_hconf_init(sl_hconf_t *hc, const sl_cnode_t *conf, sl_diags_t *d) {
     hc->auth = sl_hconf_basic(sl_conf_str(ba, "username", ""), sl_conf_str(ba, "password", ""));
   else if (*bearer)
     hc->auth = sl_xasprintf("Authorization: Bearer %s", bearer);
+  else if (jwon && !(hc->auth = jwt_auth(jw, d)))
+    return -1;
   if (o2on && sl_hconf_oauth2_init(hc, o2, d) != 0) return -1;
   return 0;
 }

@@ -1,6 +1,6 @@
 /* What every outgoing-HTTP component reads the same way (the http
  * processor, the http_client input and output): TLS, basic/bearer/OAuth2
- * auth, timeout, retry waits and status lists, redirects; Retry-After in
+ * auth, JWT signing, timeout, retry waits and status lists, redirects; Retry-After in
  * both of its forms; OAuth2 client-credentials tokens. Interpolated fields
  * (url, headers) are the components' own: they need lua/.
  * Ownership: an sl_hconf_t belongs to its component (sl_hconf_init /
@@ -19,6 +19,9 @@
   {"basic_auth", SL_F_OBJECT, NULL, 0, "HTTP Basic authentication.", NULL, sl_hconf_basic_fields},               \
   {"bearer_token", SL_F_STRING, "", 0, "Sent as `Authorization: Bearer <token>` (sluice adds this field: "      \
    "Benthos users write the header by hand).", NULL, NULL},                                                      \
+  {"jwt", SL_F_OBJECT, NULL, 0, "A JSON Web Token signed once with `private_key_file` and sent as "              \
+   "`Authorization: Bearer <token>` (Benthos's `jwt`: its claims are fixed, so every request carries the same "  \
+   "token).", NULL, sl_hconf_jwt_fields},                                                                        \
   {"oauth2", SL_F_OBJECT, NULL, 0, "OAuth2 client credentials: a token is fetched from `token_url`, kept "       \
    "until it expires and fetched anew when it does or when the server answers 401.", NULL, sl_hconf_oauth2_fields}, \
   {"retry_period", SL_F_DURATION, "1s", 0, "Wait before the first retry; it doubles with each further one "     \
@@ -33,12 +36,12 @@
   {"follow_redirects", SL_F_BOOL, "true", 0, "Follow up to 5 redirects (a loop fails the request); off: a 3xx "  \
    "is the answer.", NULL, NULL}
 
-extern const sl_field_t sl_hconf_tls_fields[], sl_hconf_basic_fields[], sl_hconf_oauth2_fields[];
+extern const sl_field_t sl_hconf_tls_fields[], sl_hconf_basic_fields[], sl_hconf_oauth2_fields[], sl_hconf_jwt_fields[];
 
 typedef struct sl_hconf_token sl_hconf_token_t;   /* OAuth2 state */
 
 typedef struct sl_hconf {
-  char *auth;                /* "Authorization: ..." from basic_auth or bearer_token, or NULL */
+  char *auth;                /* "Authorization: ..." from basic_auth, bearer_token or jwt, or NULL */
   sl_hreq_opts_t opts;       /* TLS, redirects, connect timeout; its strings are ours */
   int64_t timeout_ms, retry_ms, max_backoff_ms;
   int *backoff_on, *drop_on, *ok_on;   /* terminated by 0 */

@@ -220,6 +220,41 @@ describe("http processor: Benthos's fields for auth, TLS, headers, limits", func
     assert.matches("oauth2: token_url answered 403", out[1].failed)
   end)
 
+  it("jwt: one token signed with private_key_file, which the public key verifies, on every request", function()
+    local dir = h.tmpdir()
+    assert.are.equal(0, h.sh(string.format("openssl genrsa -out %s/k.pem 2048 2>/dev/null && " ..
+      "openssl rsa -in %s/k.pem -pubout -out %s/pub.pem 2>/dev/null", dir, dir, dir)))
+    local out = pipe(string.format([[
+    - http:
+        url: '$UP/echo'
+        parallel: true
+        jwt: {enabled: true, private_key_file: '%s/k.pem', signing_method: RS256, claims: {sub: svc, n: 7}, headers: {kid: k1}}
+    - lua: 'this = {auth = this.headers.authorization}'
+]], dir), {'{}', '{}'})
+    assert.are.equal(out[1].auth, out[2].auth)
+    local tok = out[1].auth:match("^Bearer ([%w_%-]+%.[%w_%-]+%.[%w_%-]+)$")
+    assert.is_truthy(tok, out[1].auth)
+    local hd, pl, sig = tok:match("^([^.]+)%.([^.]+)%.([^.]+)$")
+    local function b64url(x)
+      x = x:gsub("-", "+"):gsub("_", "/")
+      return x .. string.rep("=", (4 - #x % 4) % 4)
+    end
+    h.write(dir .. "/data", hd .. "." .. pl)
+    h.write(dir .. "/sig.b64", b64url(sig) .. "\n")
+    h.write(dir .. "/pl.b64", b64url(pl) .. "\n")
+    h.write(dir .. "/hd.b64", b64url(hd) .. "\n")
+    local verified = h.sh(string.format("openssl base64 -d -A -in %s/sig.b64 -out %s/sig && " ..
+      "openssl dgst -sha256 -verify %s/pub.pem -signature %s/sig %s/data", dir, dir, dir, dir, dir))
+    local _, claims = h.sh(string.format("openssl base64 -d -A -in %s/pl.b64", dir))
+    local _, header = h.sh(string.format("openssl base64 -d -A -in %s/hd.b64", dir))
+    h.rmdir(dir)
+    assert.are.equal(0, verified)
+    assert.are.same({sub = "svc", n = 7}, h.json.decode(claims))
+    local jh = h.json.decode(header)
+    assert.are.equal("RS256", jh.alg)
+    assert.are.equal("k1", jh.kid)
+  end)
+
   it("verifies TLS against root_cas_file, refuses an unknown CA, and skip_cert_verify skips", function()
     local ngx = u.nginx({tls = true})
     local ok, err = pcall(function()
@@ -329,6 +364,9 @@ pipeline:
         headers: {"a b": x}
         backoff_on: [abc]
         verb: '${! this.m ++ }'
+    - http: {url: 'http://x/', jwt: {enabled: true, private_key_file: /nonexistent/k.pem}}
+    - http: {url: 'http://x/', jwt: {enabled: true, private_key_file: c.yaml, signing_method: RS257}}
+    - http: {url: 'http://x/', jwt: {enabled: true, private_key_file: c.yaml}}
 output: {drop: {}}
 ]])
     local r = h.sluice("lint " .. dir .. "/c.yaml")
@@ -337,6 +375,9 @@ output: {drop: {}}
     assert.matches("c%.yaml:10:%d+: extract_headers%.include_patterns: not a regular expression", r.stderr)
     assert.matches('c%.yaml:11:%d+: headers: "a b" is not a header name', r.stderr)
     assert.matches("c%.yaml:12:%d+: backoff_on: an HTTP status", r.stderr)
+    assert.matches("c%.yaml:14:%d+: jwt%.private_key_file: cannot read /nonexistent/k%.pem", r.stderr)
+    assert.matches('c%.yaml:15:%d+: jwt%.signing_method: unknown signing method "RS257"', r.stderr)
+    assert.matches("c%.yaml:16:%d+: jwt%.private_key_file: cannot sign a RS256 token with [^\n]*c%.yaml", r.stderr)
     h.write(dir .. "/d.yaml", [[
 rate_limit_resources:
   - label: slow
