@@ -405,3 +405,39 @@ output: {drop: {}}
     assert.matches('d%.yaml:4:%d+: rate_limit_resources%.1%.label: a second resource labelled "slow"', r.stderr)
   end)
 end)
+
+describe("rate_limit_resources across reloads", function()
+  it("a reload gives a kept label its new count at once, its window kept", function()
+    up.py.reset()
+    local function config(count)
+      return string.format([[
+http: {address: 127.0.0.1:$PORT}
+rate_limit_resources:
+  - label: rl
+    local: {count: %d, interval: 1h}
+input: {http_server: {path: /c}}
+pipeline:
+  processors:
+    - http: {url: '%s/tick', verb: GET, rate_limit: rl}
+output: {sync_response: {}}
+]], count, up.py.url)
+    end
+    local srv = h.serve(config(1))
+    local ok, err = pcall(function()
+      local function post()
+        local _, out = h.sh(string.format("curl -s -m 20 -d x %s/c", srv.url))
+        return out
+      end
+      assert.are.equal('{"tick":true}', post())
+      -- the hour's one access is used: a second request would wait an hour,
+      -- until the reload raises the count to 3 (two more in this window)
+      h.write(srv.dir .. "/config.yaml", (config(3):gsub("%$PORT", tostring(srv.port))))
+      local _, reply = h.sh("curl -s -m 30 -X POST " .. srv.url .. "/admin/reload")
+      assert.is_nil(reply:find('"restart_required":%[[^%]]*rate_limit_resources'), reply)
+      assert.are.equal('{"tick":true}', post())
+      assert.are.equal('{"tick":true}', post())
+      assert.are.equal(3, #up.py.stats().ticks)
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+end)
