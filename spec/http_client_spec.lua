@@ -177,14 +177,14 @@ describe("http_client", function()
         local r = h.run_config(string.format([[
 rate_limit_resources:
   - label: hooks
-    local: {count: 2, interval: 400ms}
+    local: {count: 2, interval: 500ms}
 input:
   generate: {count: 10, interval: 0, mapping: 'return {n = i}'}
 output:
   http_client: {url: '%s/tick', rate_limit: hooks, max_in_flight: 64}
 ]], up.url), {timeout = 60})
         assert.are.equal(0, r.code, r.stderr)
-        uh.assert_limited(up.stats().ticks, 10, 2, 0.4)
+        uh.assert_limited(up.stats().ticks, 10, 2, 0.5)
       end)
       up.stop()
       assert(ok, err)

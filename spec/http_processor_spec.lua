@@ -313,7 +313,7 @@ describe("http processor: Benthos's fields for auth, TLS, headers, limits", func
     local yaml = string.format([[
 rate_limit_resources:
   - label: slow
-    local: {count: 3, interval: 500ms}
+    local: {count: 2, interval: 500ms}
 input:
   generate: {count: 6, interval: 0, batch_size: 6, mapping: 'return {n = i}'}
 pipeline:
@@ -325,8 +325,8 @@ output:
 ]], up.py.url, up.py.url)
     local r = h.run_config(yaml, {timeout = 60})
     assert.are.equal(0, r.code, r.stderr)
-    -- both processors count against the same 3 per 500 ms
-    u.assert_limited(up.py.stats().ticks, 12, 3, 0.5)
+    -- both processors count against the same 2 per 500 ms
+    u.assert_limited(up.py.stats().ticks, 12, 2, 0.5)
   end)
 
   it("attacks: huge response headers, a line break from metadata, bytes that are not UTF-8", function()
