@@ -506,6 +506,44 @@ output:
       assert.are.equal('{"q":1}', reqs[1].body)
     end)
 
+    it("polls with an OAuth2 token, fetched once and again after a 401", function()
+      local before = #got("/token")
+      local r = h.run_config(string.format([[
+input:
+  http_client:
+    url: %s
+    interval: 10ms
+    oauth2: {enabled: true, client_key: id, client_secret: secret, token_url: %s}
+pipeline:
+  processors:
+    - lua: 'return meta.http_status_code'
+output:
+  stdout: {}
+]], url("/protected"), url("/token")), {timeout = 5})   -- polls forever: the timeout ends it
+      local lines = h.lines(r.stdout)
+      assert.is_true(#lines >= 2, r.stderr)
+      assert.are.equal("200", lines[1])
+      assert.are.equal(1, #got("/token") - before)
+      -- a revoked token: the next poll is refused once, then a new token is fetched
+      before = #got("/token")
+      r = h.run_config(string.format([[
+input:
+  http_client:
+    url: %s
+    interval: 10ms
+    retry_period: 10ms
+    oauth2: {enabled: true, client_key: id, client_secret: secret, token_url: %s}
+pipeline:
+  processors:
+    - lua: 'return meta.http_status_code'
+output:
+  stdout: {}
+]], url("/rotating"), url("/token")), {timeout = 5})
+      lines = h.lines(r.stdout)
+      assert.is_true(#lines >= 2, r.stderr)
+      assert.is_true(#got("/token") - before >= 2)
+    end)
+
     it("bounds an endless line: the connection is dropped and memory stays small", function()
       local r = h.run_config(string.format([[
 input:
