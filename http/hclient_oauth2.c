@@ -122,7 +122,8 @@ void sl_hconf_token_get(sl_hconf_t *hc, sl_hclient_t *client, sl_hconf_token_cb 
   if (t->fetching) return;
   t->fetching = 1;
   const char *h[] = {t->client_auth, "Content-Type: application/x-www-form-urlencoded", "Accept: application/json", NULL};
-  sl_hclient_request(client, "POST", t->token_url, h, t->form, strlen(t->form), t->timeout_ms, on_token, t);
+  /* the component's TLS settings apply to its token_url too (a private CA, a client certificate) */
+  sl_hclient_request_opts(client, "POST", t->token_url, h, t->form, strlen(t->form), t->timeout_ms, &hc->opts, on_token, t);
 }
 
 void sl_hconf_token_drop(sl_hconf_t *hc) {

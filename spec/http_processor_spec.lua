@@ -255,7 +255,7 @@ describe("http processor: Benthos's fields for auth, TLS, headers, limits", func
     assert.are.equal("k1", jh.kid)
   end)
 
-  it("verifies TLS against root_cas_file, refuses an unknown CA, and skip_cert_verify skips", function()
+  it("verifies TLS against root_cas_file (its OAuth2 token_url too), refuses an unknown CA, and skip_cert_verify skips", function()
     local ngx = u.nginx({tls = true})
     local ok, err = pcall(function()
       local out = pipe(string.format([[
@@ -269,6 +269,11 @@ describe("http processor: Benthos's fields for auth, TLS, headers, limits", func
       out = pipe(string.format([[
     - http: {url: '%s/json', verb: GET, retries: 0, tls: {skip_cert_verify: true}}
 ]], ngx.url), {'{}'})
+      assert.are.same({region = "eu-west", tier = "gold"}, out[1])
+      -- the OAuth2 token comes from the same server, trusted the same way
+      out = pipe(string.format([[
+    - http: {url: '%s/json', verb: GET, retries: 0, tls: {root_cas_file: '%s/c.pem'}, oauth2: {enabled: true, token_url: '%s/token'}}
+]], ngx.url, ngx.dir, ngx.url), {'{}'})
       assert.are.same({region = "eu-west", tier = "gold"}, out[1])
     end)
     ngx.stop()

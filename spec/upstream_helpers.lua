@@ -42,8 +42,8 @@ function M.python()
   return up
 end
 
--- nginx (one worker) answering /json with a small JSON object; every other
--- path 404. opts.tls: HTTPS with a self-signed certificate made here.
+-- nginx (one worker) answering /json with a small JSON object and /token
+-- with an OAuth2 token ("ngx"); every other path 404. opts.tls: HTTPS with a self-signed certificate made here.
 function M.nginx(opts)
   opts = opts or {}
   local dir, port = h.tmpdir(), h.port()
@@ -66,6 +66,7 @@ http {
   server {
     listen 127.0.0.1:%d%s;
     location = /json { default_type application/json; return 200 '{"region":"eu-west","tier":"gold"}'; }
+    location = /token { default_type application/json; return 200 '{"access_token":"ngx","expires_in":3600}'; }
   }
 }
 ]], dir, dir, dir, dir, dir, dir, dir, port, listen))
