@@ -83,6 +83,10 @@ void sl_http_sweep_init(sl_http_t *s);                     /* s->sweep, on s's l
 void sl_http_sweep_free(sl_http_t *s);
 int sl_http_conn_idle(const conn_t *c);                    /* no request in progress, nothing to write */
 
+/* A whole file, NUL-terminated (*len without it), or NULL; the caller frees
+ * it (auth.jwt's public key, the client's jwt private key). */
+char *sl_http_read_file(const char *path, size_t *len);
+
 /* Server. */
 void sl_http_serve(sl_http_t *s, sl_http_req_t *r);
 void sl_http_count(const sl_http_req_t *r, int status);   /* sluice_http_requests_total */

@@ -7,7 +7,9 @@
  * server slows the output down). A failed batch keeps each message's
  * outcome: its retry by the stream sends only what was not delivered. */
 #include "hc_common.h"
+#include "cache/ratelimit.h"
 #include "core/batching.h"
+#include "core/metafilter.h"
 #include "core/log.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
@@ -23,11 +25,7 @@
 static const char *const formats[] = {"individual", "array", "ndjson", "multipart", NULL};
 static const char *const verbs[] = {"POST", "PUT", "PATCH", "DELETE", "GET", NULL};
 
-static const sl_field_t metadata_fields[] = {
-  {"include_prefixes", SL_F_STRLIST, "[]", 0,
-   "Metadata keys starting with one of these are sent as headers (`\"\"` sends all). Values with line "
-   "breaks are left out.", NULL, NULL},
-  {0}};
+static const sl_field_t metadata_fields[] = {SL_METAFILTER_FIELDS, {0}};
 
 static const sl_field_t signature_fields[] = {
   {"secret", SL_F_STRING, NULL, SL_REQUIRED, "HMAC-SHA256 key (use `${ENV}`).", NULL, NULL},
@@ -53,7 +51,10 @@ static const sl_field_t fields[] = {
   {"batch_as_multipart", SL_F_BOOL, "false", 0, "Benthos's spelling of `batch_format: multipart` "
    "(`multipart/mixed`, one part per message).", NULL, NULL},
   SL_BATCHING_FIELD,
-  {"metadata", SL_F_OBJECT, NULL, 0, "Which metadata become request headers.", NULL, metadata_fields},
+  {"metadata", SL_F_OBJECT, NULL, 0, "Which metadata become request headers (a value with a line break is left "
+   "out: no header injection through metadata).", NULL, metadata_fields},
+  {"rate_limit", SL_F_STRING, "", 0, "The `label` of a resource of `rate_limit_resources:`: each request (retries "
+   "included) waits for an access first.", NULL, NULL},
   {"signature", SL_F_OBJECT, NULL, 0, "Sign each body with HMAC-SHA256 (sluice adds this).", NULL, signature_fields},
   {"propagate_response", SL_F_BOOL, "false", SL_MOVED, "not supported: use the `http` processor to keep answers", NULL, NULL},
   {0}};
@@ -102,8 +103,8 @@ struct hout {
   const char *verb;
   int format;
   int64_t retries, max_in_flight, nactive;
-  const char **prefixes;     /* metadata.include_prefixes */
-  unsigned nprefixes;
+  sl_metafilter_t meta;      /* metadata that become headers */
+  sl_ratelimit_t *rate_limit;
   const char *sig_secret, *sig_header, *sig_prefix, *sig_ts;
   hreq_t *queue, **queue_tail;
   item_t *gather;            /* the request being gathered */
@@ -202,7 +203,7 @@ static void req_done(hreq_t *r, const char *err) {
     if (r->anext) r->anext->aprev = r->aprev;
     o->nactive--;
   }
-  sl_hc_token_cancel(&o->hc, r);
+  sl_hconf_token_cancel(&o->hc.conf, r);
   /* Stopping, a failed write is lost anyway: queued requests with its
    * messages are not sent (settled first, released after, as releasing
    * calls back into the stream). */
@@ -266,7 +267,7 @@ static void on_header(const char *line, size_t len, void *arg) {
   if (len >= 5 && !memcmp(line, "HTTP/", 5)) {   /* a new answer (after a redirect): forget the last */
     free(r->retry_after);
     r->retry_after = NULL;
-  } else if (sl_hc_header_is(line, len, "Retry-After", &v, &vl)) {
+  } else if (sl_hconf_header_is(line, len, "Retry-After", &v, &vl)) {
     free(r->retry_after);
     r->retry_after = sl_xstrndup(v, vl);
   }
@@ -276,19 +277,28 @@ static void send_req(hreq_t *r);
 
 static void on_timer(uv_timer_t *t) { send_req(t->data); }
 
+static void wait_then_send(hreq_t *r, int64_t ms) {
+  if (!r->timer) {
+    r->timer = sl_xmalloc(sizeof(*r->timer));
+    uv_timer_init(r->o->base.worker->loop, r->timer);
+    r->timer->data = r;
+  }
+  uv_timer_start(r->timer, on_timer, (uint64_t)ms, 0);
+}
+
 static void on_answer(int status, const char *err, const char *body, size_t len, void *arg) {
   hreq_t *r = arg;
   hout_t *o = r->o;
   if (o->destroying) return;   /* hout_destroy frees r */
   if (status > 0) sl_output_set_connected(&o->base, 1, NULL);
   else if (!o->closed || strcmp(err, "client closed")) sl_output_set_connected(&o->base, 0, err);
-  if (status > 0 && sl_hc_ok(&o->hc, status)) {
+  if (status > 0 && sl_hconf_ok(&o->hc.conf, status)) {
     req_done(r, NULL);
     return;
   }
-  if (status == 401 && o->hc.oauth2 && !r->reauthed) {   /* the token was revoked or expired early */
+  if (status == 401 && o->hc.conf.oauth2 && !r->reauthed) {   /* the token was revoked or expired early */
     r->reauthed = 1;
-    sl_hc_token_drop(&o->hc);
+    sl_hconf_token_drop(&o->hc.conf);
     send_req(r);
     return;
   }
@@ -302,12 +312,7 @@ static void on_answer(int status, const char *err, const char *body, size_t len,
     req_done(r, why);
   } else {
     sl_logf(SL_LOG_DEBUG, sname(o), o->base.label, "%s; retry %d in %lld ms", why, r->tries, (long long)wait);
-    if (!r->timer) {
-      r->timer = sl_xmalloc(sizeof(*r->timer));
-      uv_timer_init(o->base.worker->loop, r->timer);
-      r->timer->data = r;
-    }
-    uv_timer_start(r->timer, on_timer, (uint64_t)wait, 0);
+    wait_then_send(r, wait);
   }
   free(why);
 }
@@ -337,15 +342,26 @@ static void with_token(void *arg, const char *auth, const char *err) {
   const char **all = sl_xcalloc(nh + (size_t)n + 1, sizeof(char *));
   memcpy(all, r->headers, nh * sizeof(char *));
   memcpy(all + nh, extra, (size_t)n * sizeof(char *));
-  sl_hreq_opts_t opts = o->hc.opts;
+  sl_hreq_opts_t opts = o->hc.conf.opts;
   opts.on_header = on_header;
-  sl_hclient_request_opts(o->client, o->verb, r->url, all, r->body, r->len, o->hc.timeout_ms, &opts, on_answer, r);
+  sl_hclient_request_opts(o->client, o->verb, r->url, all, r->body, r->len, o->hc.conf.timeout_ms, &opts, on_answer, r);
   free(all);
   free(sig);
   free(tsh);
 }
 
-static void send_req(hreq_t *r) { sl_hc_token_get(&r->o->hc, r->o->client, with_token, r); }
+/* A try: after the rate limit's access, with the OAuth2 token if any. */
+static void send_req(hreq_t *r) {
+  hout_t *o = r->o;
+  if (o->rate_limit) {
+    int64_t wait = sl_ratelimit_access(o->rate_limit, uv_now(o->base.worker->loop));
+    if (wait > 0) {
+      wait_then_send(r, wait);
+      return;
+    }
+  }
+  sl_hconf_token_get(&o->hc.conf, o->client, with_token, r);
+}
 
 static void pump(hout_t *o) {
   if (o->pumping || !o->client) return;
@@ -364,12 +380,6 @@ static void pump(hout_t *o) {
 }
 
 /* ---- building requests ---- */
-
-static int wanted_meta(hout_t *o, const char *key) {
-  for (unsigned i = 0; i < o->nprefixes; i++)
-    if (!strncmp(key, o->prefixes[i], strlen(o->prefixes[i]))) return 1;
-  return 0;
-}
 
 /* A message as one JSON value on one line: itself when it is JSON on one
  * line already, compacted when it spans lines, else a JSON string. */
@@ -458,11 +468,12 @@ static int build(hout_t *o, hreq_t *r, char **err) {
   const char **extra = NULL;
   char *ct = NULL;
   unsigned n = 0;
-  if (o->nprefixes) {
+  if (sl_metafilter_any(&o->meta)) {
     sl_kv_load(&m->meta);
     extra = sl_xcalloc(m->meta.n + 2, sizeof(char *));
     for (uint32_t k = 0; k < m->meta.n; k++)
-      if (wanted_meta(o, m->meta.v[k].key) && !strpbrk(m->meta.v[k].key, ": \r\n"))
+      if (sl_metafilter_match(&o->meta, m->meta.v[k].key, strlen(m->meta.v[k].key)) &&
+          !strpbrk(m->meta.v[k].key, ": \r\n"))
         extra[n++] = sl_xasprintf("%s: %.*s", m->meta.v[k].key, (int)m->meta.v[k].vlen, m->meta.v[k].val);
   }
   char **h = sl_hc_headers(&o->hc, m, r->items[0].i, extra, err);
@@ -597,7 +608,7 @@ static void hout_destroy(sl_output_t *out) {
   }
   while (o->kept) write_free(take_kept(o, o->kept->b));
   sl_hc_free(&o->hc);
-  free(o->prefixes);
+  sl_metafilter_free(&o->meta);
   free(o);
 }
 
@@ -620,11 +631,13 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
   for (int i = 0; formats[i]; i++)
     if (!strcmp(f, formats[i])) o->format = i;
   if (sl_conf_bool(conf, "batch_as_multipart", 0)) o->format = F_MULTIPART;
-  const sl_cnode_t *p = sl_cnode_get(sl_cnode_get(conf, "metadata"), "include_prefixes");
-  if (p && p->type == SL_CN_SEQ && p->n) {
-    o->prefixes = sl_xcalloc(p->n, sizeof(char *));
-    for (uint32_t i = 0; i < p->n; i++) o->prefixes[o->nprefixes++] = p->items[i]->str;
+  if (sl_metafilter_init(&o->meta, sl_cnode_get(conf, "metadata"), "metadata", b->diags) != 0 ||
+      sl_ratelimit_check_ref(conf, "rate_limit", b->lint_only || !b->worker, b->diags) != 0) {
+    hout_destroy(&o->base);
+    return NULL;
   }
+  if (b->worker && !b->lint_only && *sl_conf_str(conf, "rate_limit", ""))
+    o->rate_limit = sl_ratelimit_find(sl_conf_str(conf, "rate_limit", ""));
   const sl_cnode_t *s = sl_cnode_get(conf, "signature");
   if (s) {
     o->sig_secret = sl_conf_str(s, "secret", "");
@@ -659,7 +672,7 @@ static const sl_spec_t spec = {
     "`<header>: <prefix><hex>`; GitHub's scheme is `header: X-Hub-Signature-256, prefix: sha256=`. With "
     "`timestamp_header`, the signed text is `<unix seconds>.<body>` and the time goes in that header, so "
     "that the receiver can check freshness (recompute the HMAC over `timestamp + \".\" + body` and compare "
-    "in constant time, e.g. Python's `hmac.compare_digest`). `metadata.include_prefixes` sends metadata as "
+    "in constant time, e.g. Python's `hmac.compare_digest`). `metadata.include_prefixes` and `include_patterns` send metadata as "
     "headers; header values with line breaks are never sent. Auth: `basic_auth`, `bearer_token` or "
     "`oauth2` (client credentials: the token is fetched once, kept until shortly before it expires, and "
     "fetched again when the server answers 401). Redirects are followed (at most 5, http and https only).",
