@@ -1,0 +1,30 @@
+-- Broadcast fan-out (http_server output to many SSE and WebSocket clients):
+-- every client gets every event in order, and the events a loop turn
+-- broadcasts go to each client in one write, not one write per event.
+local h = require("spec.helpers")
+
+describe("broadcast fan-out", function()
+  it("writes a 100-message batch to each of 16 SSE and WebSocket clients with one write per client", function()
+    local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT}
+input:
+  generate: {interval: 100ms, batch_size: 100, mapping: 'meta.event = "tick"; return tostring(i) .. "\nsecond line"'}
+output:
+  http_server: {path: "", sse_path: /sse, ws_path: /ws, replay_bytes: 0}
+]])
+    local pid = h.read(srv.dir .. "/pid.txt"):match("%d+")
+    local ok, err = pcall(function()
+      local code, out, stderr = h.sh(string.format("cd spec/node && node fanout.js %s/sse ws://127.0.0.1:%d/ws 8 300 1300 %s",
+        srv.url, srv.port, pid))
+      assert.are.equal(0, code, out .. stderr)
+      local r = h.json.decode(out)
+      assert.are.same({}, r.bad)
+      assert.are.equal(16, r.opened)
+      -- 16 clients x 1,000 events: one write per event would be 16,000;
+      -- one per client per batch is about 160.
+      assert.is_true(r.events >= 16000, out)
+      assert.is_true(r.writes * 10 < r.events, string.format("%d write syscalls for %d events", r.writes, r.events))
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+end)
