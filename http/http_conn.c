@@ -372,11 +372,10 @@ static void flush(conn_t *c, int now) {
     size_t offered = 0;
     for (int i = 0; i < nb; i++) offered += bufs[i].len;
     int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)nb);
-    if (n == UV_EAGAIN) break;
-    if (n < 0) {
-      sl_http_conn_close(c);
-      return;
-    }
+    /* An error (the client left) is not acted on here, inside a send whose
+     * caller still holds the stream: uv_write below meets it again and
+     * reports it from the loop, as any write error. */
+    if (n < 0) break;
     c->wired += (uint64_t)n;
     sl_sendq_consume(&c->sendq, (size_t)n);
     if ((size_t)n < offered) break;   /* the socket is full */

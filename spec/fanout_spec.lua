@@ -28,3 +28,27 @@ output:
     h.stop_after(srv, ok, err)
   end)
 end)
+
+describe("broadcast fan-out to clients that reset", function()
+  for _, kind in ipairs({"sse", "ws"}) do
+    it(kind .. ": clients resetting while large events are being written to them are dropped, the server stays up", function()
+      local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT, max_connections: 10000}
+input:
+  generate: {interval: 1ms, mapping: 'return string.rep("x", 100000)'}
+output:
+  http_server: {path: "", sse_path: /sse, ws_path: /ws, replay_bytes: 0}
+]])
+      local ok, err = pcall(function()
+        local code, out, stderr = h.sh(string.format("python3 spec/tools/resetters.py %d /%s 100 10 %s",
+          srv.port, kind, kind == "ws" and "--ws" or ""))
+        assert.are.equal(0, code, out .. stderr)
+        local r = h.json.decode(out)
+        assert.are.equal(10, r.rounds)
+        assert.are.equal(1000, r.read)   -- every client was being written to when it reset
+        assert.are.equal(0, (h.sh("curl -sf -o /dev/null " .. srv.url .. "/ping")))
+      end)
+      h.stop_after(srv, ok, err)
+    end)
+  end
+end)
