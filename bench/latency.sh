@@ -15,6 +15,10 @@
 #   of bench/latency.js's raw client.
 #   SOURCE=store: generate → `stream` output, clients read /stream/lat/sse|ws/s
 #   live (the store's own fan-out) instead of an http_server output.
+#   HOLD=seconds (0): sluice drops what it generates for this long after it
+#   starts, so that the clients connect before the broadcast begins (at a
+#   1 ms interval, clients busy taking events connect slowly); the window
+#   starts once both are done.
 #   QUIET=20: before each run, wait (up to 120 s) until the machine is under
 #   20% busy over a second (it is shared); QUIET=0 skips the wait.
 set -eu
@@ -30,6 +34,7 @@ PIN=${PIN:-1}
 INTERVAL=${INTERVAL:-1ms}
 QUIET=${QUIET:-20}
 SOURCE=${SOURCE:-output}
+HOLD=${HOLD:-0}
 case $PROTO in
   sse) route=sse_path; url=http://127.0.0.1:$PORT/sse;;
   ws) route=ws_path; url=ws://127.0.0.1:$PORT/ws;;
@@ -54,7 +59,7 @@ fi
 cat > "$WORK/c.yaml" <<YAML
 http: {address: 127.0.0.1:$PORT, max_connections: 100000, idle_timeout: 1h}
 $store
-input: {generate: {interval: $INTERVAL, mapping: 'return {t = now(), i = i}'}}
+input: {generate: {interval: $INTERVAL, mapping: 'if time.now_ms() < tonumber(env("BENCH_HOLD_UNTIL") or 0) then return deleted() end return {t = now(), i = i}'}}
 output: $out
 YAML
 ncpu=$(nproc)
@@ -85,7 +90,8 @@ run_once() {   # n run → one merged JSON line appended to $WORK/runs
     for _ in $(seq 120); do busy=$(busy_pct); [ "$busy" -lt "$QUIET" ] && { quiet=1; break; }; done
   fi
   if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then echo "port $PORT is in use (set PORT)" >&2; exit 1; fi
-  $spin "$BIN" run --log-level warn "$WORK/c.yaml" > /dev/null 2> "$WORK/sluice.log" & local pid=$!
+  local hold_until=$(( $(date +%s%3N) + HOLD * 1000 ))
+  BENCH_HOLD_UNTIL=$hold_until $spin "$BIN" run --log-level warn "$WORK/c.yaml" > /dev/null 2> "$WORK/sluice.log" & local pid=$!
   for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
   if ! kill -0 $pid 2>/dev/null; then cat "$WORK/sluice.log" >&2; exit 1; fi
   local cpids=() fds=()
@@ -109,8 +115,9 @@ run_once() {   # n run → one merged JSON line appended to $WORK/runs
   open=$(cat "$WORK"/out-* | awk '/^ready/ {s += $2} END {print s + 0}')
   failed=$(cat "$WORK"/out-* | awk '/^ready/ {s += $3} END {print s + 0}')
   local t0=$(( $(date +%s%3N) + 1000 ))
+  [ "$t0" -lt $((hold_until + 1000)) ] && t0=$((hold_until + 1000))
   for fd in "${fds[@]}"; do echo "start $t0 $SECS" >&"$fd"; done
-  sleep 1
+  sleep $(( (t0 - $(date +%s%3N) + 999) / 1000 ))
   local s0 s1 c0=0 c1=0 w0 w1 cpu0 cpu1
   s0=$(ticks $pid); w0=$(rqwait $pid); cpu0=$(cpus)
   for p in "${cpids[@]}"; do c0=$((c0 + $(ticks "$p"))); done
