@@ -8,7 +8,7 @@
 #   20/s: generate every 50 ms (at most 20 msg/s): latency p50/p99.
 # Each row: median of the runs, column by column; "deliveries/s" = events
 # received in the window / SECS; "sluice CPU µs per delivery" = sluice's CPU
-# time in the window (utime + stime) / events received: on a shared machine,
+# time in the window (perf stat task-clock) / events received: on a shared machine,
 # where sluice may wait for its core (the run-queue wait column), the figure
 # that depends least on the other processes.
 #
@@ -23,7 +23,7 @@ N=${1:-10000}
 BASE=${BASE:?set BASE to the binary to compare with}
 NEW=${NEW:-build/sluice}
 RUNS=${RUNS:-3}
-export SECS=${SECS:-10} QUIET=${QUIET:-0} HOLD=${HOLD:-30}
+export SECS=${SECS:-10} QUIET=${QUIET:-0} HOLD=${HOLD:-30} PERF=1
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 echo "| load | proto | binary | msg/s sent | deliveries/s | events / expected | p50 | p99 | max | sluice CPU µs per delivery | sluice CPU | sluice run-queue wait | sluice peak RSS |"
@@ -52,7 +52,7 @@ for load in ${LOADS:-max 20/s}; do
         console.log(`| ${process.argv[2]} | ${process.argv[3]} | ${process.argv[4]} | ${n(med((r) => r.rate))} | ` +
           `${n(med((r) => r.events / secs))} | ${n(med((r) => r.events))} / ${n(med((r) => r.expected))} | ` +
           `${med((r) => r.p50)} ms | ${med((r) => r.p99)} ms | ${med((r) => r.max)} ms | ` +
-          `${med((r) => r.events ? r.sluice_cpu / 100 * secs * 1e6 / r.events : 0).toFixed(2)} | ${med((r) => r.sluice_cpu)}% | ` +
+          `${med((r) => r.cpu_us_per_event).toFixed(2)} | ${med((r) => r.sluice_cpu)}% | ` +
           `${n(med((r) => r.sluice_runq_wait_ms))} ms | ${med((r) => r.sluice_peak_rss_mib)} MiB |`);' \
         "$WORK/$which" "$load" "$proto" "$bin" "$SECS"
     done

@@ -9,6 +9,7 @@
 # Usage: bench/latency.sh [N...]   (default: 100 1000)
 #   PROTO=sse|ws (sse)   CLIENTS=client processes (4; at most N)
 #   SECS=measured window (10)   RUNS=3   INTERVAL=generate interval (1ms)
+#   BATCH=messages per tick (1): events a loop turn broadcasts together
 #   PIN=1 (default, with 2+ CPUs): sluice on CPU 0, the clients on the others
 #   (taskset), so that they never take sluice's core; PIN=0: no pinning.
 #   WSLIB=npm: WebSocket clients use the npm `ws` package (spec/node) instead
@@ -19,6 +20,9 @@
 #   starts, so that the clients connect before the broadcast begins (at a
 #   1 ms interval, clients busy taking events connect slowly); the window
 #   starts once both are done.
+#   PERF=1: sluice's CPU time in the window from perf stat -p (task-clock,
+#   user and kernel), reported per event received: what a delivery costs,
+#   the figure that depends least on whatever else the machine runs.
 #   QUIET=20: before each run, wait (up to 120 s) until the machine is under
 #   20% busy over a second (it is shared); QUIET=0 skips the wait.
 set -eu
@@ -59,7 +63,7 @@ fi
 cat > "$WORK/c.yaml" <<YAML
 http: {address: 127.0.0.1:$PORT, max_connections: 100000, idle_timeout: 1h}
 $store
-input: {generate: {interval: $INTERVAL, mapping: 'if time.now_ms() < tonumber(env("BENCH_HOLD_UNTIL") or 0) then return deleted() end return {t = now(), i = i}'}}
+input: {generate: {interval: $INTERVAL, batch_size: ${BATCH:-1}, mapping: 'if time.now_ms() < tonumber(env("BENCH_HOLD_UNTIL") or 0) then return deleted() end return {t = now(), i = i}'}}
 output: $out
 YAML
 ncpu=$(nproc)
@@ -121,7 +125,11 @@ run_once() {   # n run → one merged JSON line appended to $WORK/runs
   local s0 s1 c0=0 c1=0 w0 w1 cpu0 cpu1
   s0=$(ticks $pid); w0=$(rqwait $pid); cpu0=$(cpus)
   for p in "${cpids[@]}"; do c0=$((c0 + $(ticks "$p"))); done
-  sleep "$SECS"
+  if [ "${PERF:-0}" = 1 ]; then
+    perf stat -x, -e task-clock -p $pid -o "$WORK/perf" -- sleep "$SECS" 2>/dev/null
+  else
+    sleep "$SECS"
+  fi
   s1=$(ticks $pid); w1=$(rqwait $pid); cpu1=$(cpus)
   for p in "${cpids[@]}"; do c1=$((c1 + $(ticks "$p"))); done
   for p in "${cpids[@]}"; do   # each exits 2 s after the window; bounded wait
@@ -136,14 +144,16 @@ run_once() {   # n run → one merged JSON line appended to $WORK/runs
   grep -h '^{' "$WORK"/out-* | node bench/latency.js merge | node -e '
     const r = JSON.parse(require("fs").readFileSync(0));
     const a = process.argv.slice(1).map(Number);
-    const [secs, hz, s, c, open, failed, slow, wait, b0, b1, e0, e1, connMs, rss, busy, quiet] = a;
+    const [secs, hz, s, c, open, failed, slow, wait, b0, b1, e0, e1, connMs, rss, busy, quiet, taskMs] = a;
     const pct = (t) => Math.round(100 * t / hz / secs);
     Object.assign(r, {ready_open: open, ready_failed: failed, slow_disconnects: slow, connect_ms: connMs,
       rate: Math.round(r.sent / secs), sluice_cpu: pct(s), clients_cpu: pct(c), cpu0_busy: pct(e0 - b0),
       other_cpus_busy: pct(e1 - b1), sluice_runq_wait_ms: Math.round(wait / 1e6), sluice_peak_rss_mib: Math.round(rss / 1024),
-      busy_before: busy, quiet_before: quiet});
+      busy_before: busy, quiet_before: quiet,
+      cpu_us_per_event: r.events && taskMs ? Math.round(taskMs * 1000 / r.events * 100) / 100 : null});
     console.log(JSON.stringify(r));' "$SECS" "$hz" $((s1 - s0)) $((c1 - c0)) "$open" "$failed" \
-      "$(grep -c 'disconnecting a slow' "$WORK/sluice.log" || true)" $((w1 - w0)) $cpu0 $cpu1 "$conn_ms" "$rss" "$busy" "$quiet" > "$WORK/line"
+      "$(grep -c 'disconnecting a slow' "$WORK/sluice.log" || true)" $((w1 - w0)) $cpu0 $cpu1 "$conn_ms" "$rss" "$busy" "$quiet" \
+      "$(awk -F, '/task-clock/ {print $1}' "$WORK/perf" 2>/dev/null)" > "$WORK/line"
   echo "[$PROTO n=$n run $run] $(cat "$WORK/line")" >&2
   cat "$WORK"/err-* "$WORK/sluice.log" | sort | uniq -c | sed "s/^/  [$PROTO n=$n run $run] /" >&2
   figure "$open" "$PROTO n=$n run $run: clients connected"
