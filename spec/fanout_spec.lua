@@ -52,3 +52,36 @@ output:
     end)
   end
 end)
+
+describe("broadcast fan-out over TLS", function()
+  it("an SSE client over https gets every event of batched broadcasts, whole and in order", function()
+    local d = h.tmpdir()
+    h.self_signed(d)
+    local srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+  tls: {cert_file: ]] .. d .. [[/cert.pem, key_file: ]] .. d .. [[/key.pem}
+input:
+  generate: {interval: 20ms, batch_size: 50, mapping: 'return tostring(i) .. "\n" .. string.rep("y", 300)'}
+output:
+  http_server: {path: "", sse_path: /sse, replay_bytes: 0}
+]], {scheme = "https", cacert = d .. "/cert.pem"})
+    local ok, err = pcall(function()
+      -- Reads 1,000 events (20 batches), bounded in time.
+      local code, out = h.sh(string.format("timeout 30 curl -sN --cacert %s/cert.pem https://127.0.0.1:%d/sse | " ..
+        "grep -m 2000 '^data: ' | grep -v '^data: y'", d, srv.port))
+      assert.are.equal(0, code)
+      local first, n = nil, 0
+      for line in out:gmatch("[^\n]+") do
+        local i = tonumber(line:match("^data: (%d+)$"))
+        assert.is_not_nil(i, line)
+        first = first or i
+        assert.are.equal(first + n, i)
+        n = n + 1
+      end
+      assert.are.equal(1000, n)
+    end)
+    h.stop_after(srv, ok, err)
+    h.rmdir(d)
+  end)
+end)
