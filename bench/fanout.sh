@@ -13,7 +13,7 @@
 # that depends least on the other processes.
 #
 # Usage: BASE=old/sluice [NEW=build/sluice] bench/fanout.sh [N]   (N: 10000)
-#   PROTOS="sse ws"   LOADS="max 20/s"   RUNS=3   SECS=10   QUIET=0   HOLD=30 (s the
+#   PROTOS="sse ws"   LOADS="max 20/s" (or a generate interval: 500ms)   RUNS=3   SECS=10   QUIET=0   HOLD=30 (s the
 #   clients have to connect before the broadcast starts)
 #   (the other variables of bench/latency.sh pass through)
 set -eu
@@ -29,7 +29,7 @@ trap 'rm -rf "$WORK"' EXIT
 echo "| load | proto | binary | msg/s sent | deliveries/s | events / expected | p50 | p99 | max | sluice CPU µs per delivery | sluice CPU | sluice run-queue wait | sluice peak RSS |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for load in ${LOADS:-max 20/s}; do
-  case $load in max) interval=1ms;; 20/s) interval=50ms;; *) fail "LOADS: max or 20/s";; esac
+  case $load in max) interval=1ms;; 20/s) interval=50ms;; *ms) interval=$load;; *) fail "LOADS: max, 20/s or an interval (500ms)";; esac
   for proto in ${PROTOS:-sse ws}; do
     : > "$WORK/base"; : > "$WORK/new"
     for ((r = 1; r <= RUNS; r++)); do
