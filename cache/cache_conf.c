@@ -19,7 +19,8 @@ static unsigned nbackends;
 static sl_field_t item_fields[MAX_BACKENDS + 2];
 static const sl_field_t label_field = {
   "label", SL_F_STRING, NULL, SL_REQUIRED,
-  "The resource's name, which processors (`resource:`, `cache:`) and scripts (`cache.get(name, key)`) use.", NULL,
+  "The resource's name, which processors (`resource:`, `cache:`) and scripts (`cache.get(name, key)`; "
+  "`redis.call(name, ...)` for a `redis` resource) use.", NULL,
   NULL};
 
 void sl_cache_backend_register(const sl_cache_backend_t *b) {
@@ -96,7 +97,6 @@ static int check(const sl_cnode_t *node, const sl_cnode_t *root, sl_diags_t *d) 
 }
 
 static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
-  (void)w;
   (void)d;
   for (uint32_t i = 0; node && node->type == SL_CN_SEQ && i < node->n; i++) {
     const sl_cnode_t *item = node->items[i], *body = NULL;
@@ -107,6 +107,7 @@ static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
     if (c) c->be->update(c->self, body);
     else sl_cache_add_resource(label, be, be->create(body));
   }
+  sl_cache_attach_worker(w);
   return 0;
 }
 

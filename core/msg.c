@@ -197,6 +197,7 @@ void sl_reply_unref(sl_reply_t *r) {
   if (!r || --r->refs > 0) return;
   if (r->body) sl_bytes_unref(r->body);
   sl_kv_clear(&r->headers);
+  if (r->msg) sl_msg_free(r->msg);
   free(r);
 }
 

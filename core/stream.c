@@ -1,4 +1,5 @@
 #include "stream.h"
+#include "batching.h"
 #include "log.h"
 #include "metrics.h"
 #include "section.h"
@@ -139,6 +140,7 @@ static void emit(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *arg, int
   if (retry && keeps_copy(s)) ec->copy = sl_batch_clone(b);
   s->in_flight++;
   push_under_txn(ec, b);
+  if (s->in_flight >= s->max_in_flight) kick(s);   /* full: on_kick sees whether a batch holds it up */
 }
 
 void sl_input_emit(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *arg) { emit(in, b, ack_cb, arg, !ack_cb); }
@@ -310,6 +312,12 @@ static void on_kick(uv_idle_t *h) {
     si->input_blocked = 0;
     if (s->input->vt->resume) s->input->vt->resume(s->input);
   }
+  /* Every transaction the stream admits is open and nothing is being
+   * written: what batches hold can only wait for messages that cannot come
+   * (a count above what max_in_flight lets in), so it goes now. */
+  if (!s->stopping && !s->input_done && s->in_flight >= s->max_in_flight && s->pending_writes == 0 &&
+      si->retry_timers == 0)
+    sl_chain_flush(s->chain);
   if (!(s->input_done || s->stopping) || si->closing) return;
   if (!si->flushed) {
     si->flushed = 1;
@@ -325,20 +333,36 @@ static void kick(sl_stream_t *s) {
   uv_idle_start(&si->kick, on_kick);
 }
 
-/* Input and output may carry their own processors (Benthos shape): they run
- * before and after the pipeline's. */
-static sl_cnode_t *all_processors(const sl_cnode_t *node) {
-  const sl_cnode_t *parts[3];
+static void push_all(sl_cnode_t *seq, const sl_cnode_t *list) {
+  if (list && list->type == SL_CN_SEQ)
+    for (uint32_t j = 0; j < list->n; j++) sl_cnode_seq_push(seq, sl_cnode_dup(list->items[j]));
+}
+
+/* The `batching` of the stream's input or output, as processors. */
+static int batching(const sl_cnode_t *wrapper, sl_kind_t kind, sl_cnode_t *seq, sl_diags_t *d) {
+  const sl_cnode_t *body = NULL;
+  const char *name = wrapper ? sl_component_name(wrapper, &body) : NULL;
+  return name ? sl_batching_stages(sl_registry_find(kind, name), body, seq, d) : 0;
+}
+
+/* Input and output may carry their own processors and batch policies
+ * (Benthos shape): the input's batching, then its processors, run before
+ * the pipeline's; the output's processors, then its batching, after. NULL
+ * (with diags) when a batch policy is refused. */
+static sl_cnode_t *all_processors(const sl_cnode_t *node, sl_diags_t *d) {
   const sl_cnode_t *input = sl_cnode_get(node, "input");
   const sl_cnode_t *pipeline = sl_cnode_get(node, "pipeline");
   const sl_cnode_t *output = sl_cnode_get(node, "output");
-  parts[0] = input ? sl_cnode_get(input, "processors") : NULL;
-  parts[1] = pipeline ? sl_cnode_get(pipeline, "processors") : NULL;
-  parts[2] = output ? sl_cnode_get(output, "processors") : NULL;
   sl_cnode_t *seq = sl_cnode_new(SL_CN_SEQ, node);
-  for (int i = 0; i < 3; i++)
-    if (parts[i] && parts[i]->type == SL_CN_SEQ)
-      for (uint32_t j = 0; j < parts[i]->n; j++) sl_cnode_seq_push(seq, sl_cnode_dup(parts[i]->items[j]));
+  int bad = batching(input, SL_KIND_INPUT, seq, d);
+  push_all(seq, input ? sl_cnode_get(input, "processors") : NULL);
+  push_all(seq, pipeline ? sl_cnode_get(pipeline, "processors") : NULL);
+  push_all(seq, output ? sl_cnode_get(output, "processors") : NULL);
+  bad |= batching(output, SL_KIND_OUTPUT, seq, d);
+  if (bad) {
+    sl_cnode_free(seq);
+    return NULL;
+  }
   return seq;
 }
 
@@ -363,8 +387,8 @@ sl_stream_t *sl_stream_build(sl_build_t *b, const sl_cnode_t *node, const char *
   b->top_level = 1;
   s->input = sl_build_input(b, sl_cnode_get(node, "input"), p_in);
   b->top_level = 0;
-  sl_cnode_t *procs = all_processors(node);
-  s->chain = sl_chain_build(b, procs, p_proc);
+  sl_cnode_t *procs = all_processors(node, b->diags);
+  s->chain = procs ? sl_chain_build(b, procs, p_proc) : NULL;
   sl_cnode_free(procs);
   b->top_level = 1;
   s->output = sl_build_output(b, sl_cnode_get(node, "output"), p_out);

@@ -33,6 +33,8 @@ typedef struct sl_http {
   uv_prepare_t *flusher;     /* writes the send queues filled this loop turn (http_sendq.c) */
   struct conn **to_flush;    /* connections whose queue waits for it */
   size_t nto_flush, cap_flush;
+  struct sl_http *own;       /* servers of their own address (sl_http_route_at), listed from
+                                the shared one; each next one from the one before */
 } sl_http_t;
 
 /* A connection's send queue: shared bytes (refs, not copies) and short

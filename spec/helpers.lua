@@ -102,11 +102,16 @@ end
 
 -- A free-ish TCP port for a test server: random below Linux's ephemeral
 -- range (32768+), so outgoing connections never hold it.
+-- scripts/test.sh runs spec files in SPEC_LANES lanes at once: each lane
+-- draws from its own slice of the range, so two files never race for a port.
 function M.port()
   local f = io.open("/dev/urandom", "rb")
   local b1, b2 = f:read(2):byte(1, 2)
   f:close()
-  return 20000 + (b1 * 256 + b2) % 12000
+  local lanes = tonumber(os.getenv("SPEC_LANES") or "") or 1
+  local lane = tonumber(os.getenv("SPEC_LANE") or "") or 0
+  local width = math.floor(12000 / lanes)
+  return 20000 + lane * width + (b1 * 256 + b2) % width
 end
 
 -- Starts `sluice run` on yaml in the background (config in a temp dir) and

@@ -17,6 +17,7 @@ static const char *const deliveries[] = {"broadcast", "round_robin", NULL};
 static const char *const starts[] = {"live", "earliest", NULL};
 
 static const sl_field_t fields[] = {
+  SL_HTTP_ADDRESS_FIELD,
   {"path", SL_F_STRING, "/get", 0,
    "GET here waits up to `timeout` for the next batch and answers it (several messages joined by "
    "newlines), or 204 when none came. Empty: no long-poll path.", NULL, NULL},
@@ -1034,9 +1035,10 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
     uv_timer_init(b->worker->loop, &o->heartbeat);
     o->mounted = 1;
   } else {
-    o->routes[0] = (sl_hroute_t){"path", o->path, 1, NULL, on_get};
-    o->routes[1] = (sl_hroute_t){"sse_path", o->sse_path, 1, NULL, on_sse};
-    o->routes[2] = (sl_hroute_t){"ws_path", o->ws_path, 1, NULL, on_ws};
+    const char *address = sl_conf_str(conf, "address", "");
+    o->routes[0] = (sl_hroute_t){"path", o->path, 1, NULL, on_get, address};
+    o->routes[1] = (sl_hroute_t){"sse_path", o->sse_path, 1, NULL, on_sse, address};
+    o->routes[2] = (sl_hroute_t){"ws_path", o->ws_path, 1, NULL, on_ws, address};
     if (sl_hroutes_add(b, conf, o->routes, 3, o, &o->auth) != 0) {
       hout_free((uv_handle_t *)&o->heartbeat);
       return NULL;

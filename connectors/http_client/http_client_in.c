@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
+#include "core/batching.h"
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,7 @@ static const sl_field_t fields[] = {
   {"max_body", SL_F_SIZE, "16MiB", 0, "Polling: the largest answer; a larger one is not emitted (logged).",
    SL_BOUNDS("1KiB", "1GiB"), NULL},
   {"stream", SL_F_OBJECT, NULL, 0, "Streaming reads.", NULL, stream_fields},
+  SL_BATCHING_FIELD,
   {0}};
 
 enum { C_AUTO, C_LINES, C_SSE };

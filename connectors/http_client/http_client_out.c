@@ -1,13 +1,13 @@
 /* `http_client` output ("webhooks out"): each message (or each batch, as a
  * JSON array, NDJSON or multipart) is sent as one request on the worker's
- * libcurl client (`batching` gathers messages across writes into one
- * request); a message is delivered only once a request carrying it got
+ * libcurl client (the stream's `batching` forms those batches); a message is delivered only once a request carrying it got
  * a 2xx (or a `successful_on` status). Failed requests are retried here with
  * exponential backoff that honours Retry-After, `max_in_flight` requests at
  * once (a request waiting out its backoff keeps its place, so a throttling
  * server slows the output down). A failed batch keeps each message's
  * outcome: its retry by the stream sends only what was not delivered. */
 #include "hc_common.h"
+#include "core/batching.h"
 #include "core/log.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
@@ -22,14 +22,6 @@
 
 static const char *const formats[] = {"individual", "array", "ndjson", "multipart", NULL};
 static const char *const verbs[] = {"POST", "PUT", "PATCH", "DELETE", "GET", NULL};
-
-static const sl_field_t batching_fields[] = {
-  {"count", SL_F_INT, "0", 0, "Messages per request at most (0: no count).", SL_BOUNDS("0", "1000000"), NULL},
-  {"byte_size", SL_F_SIZE, "0", 0, "A request is sent once its messages hold this many bytes (0: no bound).", NULL, NULL},
-  {"period", SL_F_DURATION, "1s", 0,
-   "How long the first message of a request waits for others. Benthos waits for `count` without end by "
-   "default; here a count that the stream's `max_in_flight` never lets come would stall the stream.", NULL, NULL},
-  {0}};
 
 static const sl_field_t metadata_fields[] = {
   {"include_prefixes", SL_F_STRLIST, "[]", 0,
@@ -60,10 +52,7 @@ static const sl_field_t fields[] = {
    "JSON string. sluice adds this field: Benthos sends a batch as multipart or one request per message.", formats, NULL},
   {"batch_as_multipart", SL_F_BOOL, "false", 0, "Benthos's spelling of `batch_format: multipart` "
    "(`multipart/mixed`, one part per message).", NULL, NULL},
-  {"batching", SL_F_OBJECT, NULL, 0,
-   "Gather messages across the stream's batches into requests (needs a `batch_format` other than "
-   "`individual`): a request goes when it has `count` messages or `byte_size` bytes, or `period` after its "
-   "first message. Without it, each batch that reaches the output is one request.", NULL, batching_fields},
+  SL_BATCHING_FIELD,
   {"metadata", SL_F_OBJECT, NULL, 0, "Which metadata become request headers.", NULL, metadata_fields},
   {"signature", SL_F_OBJECT, NULL, 0, "Sign each body with HMAC-SHA256 (sluice adds this).", NULL, signature_fields},
   {"propagate_response", SL_F_BOOL, "false", SL_MOVED, "not supported: use the `http` processor to keep answers", NULL, NULL},
@@ -119,10 +108,6 @@ struct hout {
   hreq_t *queue, **queue_tail;
   item_t *gather;            /* the request being gathered */
   uint32_t ngather, gcap;
-  size_t gbytes;
-  int batching;              /* gather across writes */
-  int64_t bcount, bbytes, bperiod_ms;
-  uv_timer_t *btimer;
   hreq_t *active;
   hwrite_t *kept;
   int pumping, destroying;
@@ -502,7 +487,6 @@ static int build(hout_t *o, hreq_t *r, char **err) {
 /* The gathered messages become a request, queued (or failed at once when
  * its url, headers or body cannot be made). */
 static void flush(hout_t *o) {
-  if (o->btimer) uv_timer_stop(o->btimer);
   if (!o->ngather) return;
   hreq_t *r = sl_xcalloc(1, sizeof(*r));
   r->o = o;
@@ -510,7 +494,6 @@ static void flush(hout_t *o) {
   r->n = o->ngather;
   o->gather = NULL;
   o->ngather = o->gcap = 0;
-  o->gbytes = 0;
   char *err = NULL;
   if (build(o, r, &err) != 0) {
     sl_logf(SL_LOG_WARN, sname(o), o->base.label, "http_client: %s", err);
@@ -522,21 +505,12 @@ static void flush(hout_t *o) {
   o->queue_tail = &r->next;
 }
 
-static void on_period(uv_timer_t *t) {
-  hout_t *o = t->data;
-  flush(o);
-  pump(o);
-}
-
 /* Message i of w joins the request being gathered. */
 static void gather(hout_t *o, hwrite_t *w, uint32_t i) {
   if (!o->ngather || o->gather[o->ngather - 1].w != w) w->open++;   /* the gathered request refers to w */
   if (o->ngather == o->gcap) o->gather = sl_xrealloc(o->gather, (o->gcap = o->gcap ? o->gcap * 2 : 8) * sizeof(item_t));
   o->gather[o->ngather++] = (item_t){w, i};
-  o->gbytes += w->b->msgs[i]->content->len;
-  if (o->format == F_INDIVIDUAL || (o->bcount && o->ngather >= (uint64_t)o->bcount) ||
-      (o->bbytes && o->gbytes >= (uint64_t)o->bbytes))
-    flush(o);
+  if (o->format == F_INDIVIDUAL) flush(o);
 }
 
 static hwrite_t *take_kept(hout_t *o, const sl_batch_t *b) {
@@ -570,9 +544,7 @@ static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
     w->state[i] = M_OPEN;
     gather(o, w, i);
   }
-  if (!o->batching || o->stopping) flush(o);
-  else if (o->ngather && !uv_is_active((uv_handle_t *)o->btimer))
-    uv_timer_start(o->btimer, on_period, (uint64_t)o->bperiod_ms, 0);
+  flush(o);
   if (--w->open == 0) write_finished(w);
   pump(o);
 }
@@ -585,11 +557,6 @@ static void hout_forget(sl_output_t *out, sl_batch_t *b) {
 static int hout_start(sl_output_t *out) {
   hout_t *o = (hout_t *)out;
   o->client = sl_hclient_new(out->worker->loop);
-  if (o->batching) {
-    o->btimer = sl_xmalloc(sizeof(*o->btimer));
-    uv_timer_init(out->worker->loop, o->btimer);
-    o->btimer->data = o;
-  }
   return 0;
 }
 
@@ -599,7 +566,6 @@ static int hout_start(sl_output_t *out) {
 static void hout_stopping(sl_output_t *out) {
   hout_t *o = (hout_t *)out;
   o->stopping = 1;
-  flush(o);   /* what is gathered goes now */
   pump(o);
   for (hreq_t *r = o->active, *next; r; r = next) {
     next = r->anext;
@@ -618,11 +584,6 @@ static void hout_close(sl_output_t *out, void (*done)(sl_output_t *, void *), vo
 static void hout_destroy(sl_output_t *out) {
   hout_t *o = (hout_t *)out;
   o->destroying = 1;   /* answers the client's close brings are dropped */
-  if (o->btimer) {
-    uv_timer_stop(o->btimer);
-    uv_close((uv_handle_t *)o->btimer, timer_closed);
-  }
-  free(o->gather);   /* empty: close flushed it */
   if (o->client) sl_hclient_close(o->client);
   while (o->queue) {
     hreq_t *r = o->queue;
@@ -659,20 +620,6 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
   for (int i = 0; formats[i]; i++)
     if (!strcmp(f, formats[i])) o->format = i;
   if (sl_conf_bool(conf, "batch_as_multipart", 0)) o->format = F_MULTIPART;
-  const sl_cnode_t *bt = sl_cnode_get(conf, "batching");
-  if (bt) {
-    o->batching = 1;
-    o->bcount = sl_conf_int(bt, "count", 0);
-    o->bbytes = sl_conf_size(bt, "byte_size", 0);
-    o->bperiod_ms = sl_conf_duration_ms(bt, "period", 1000);
-    if (o->format == F_INDIVIDUAL) {
-      sl_diag_add(b->diags, bt, "batching", "batching needs batch_format array, ndjson or multipart "
-                  "(individual sends one request per message)");
-      sl_hc_free(&o->hc);
-      free(o);
-      return NULL;
-    }
-  }
   const sl_cnode_t *p = sl_cnode_get(sl_cnode_get(conf, "metadata"), "include_prefixes");
   if (p && p->type == SL_CN_SEQ && p->n) {
     o->prefixes = sl_xcalloc(p->n, sizeof(char *));
@@ -695,7 +642,7 @@ static const sl_spec_t spec = {
   .desc =
     "Each message is the body of a request (`verb`, default POST) to `url`, which is interpolated per "
     "message; with `batch_format` a batch that reaches the output goes as one request (a JSON array, NDJSON "
-    "or multipart), and with `batching` messages are gathered across batches into such requests. A message counts as delivered only once its request got a 2xx or a `successful_on` "
+    "or multipart), and `batching` gathers messages of many transactions into such batches. A message counts as delivered only once its request got a 2xx or a `successful_on` "
     "status; until then its transaction stays open.\n\n"
     "A request that got no answer (connection refused or reset, timeout), a 5xx or a `backoff_on` status "
     "(429 by default) is sent again after `retry_period`, doubling with each retry up to "

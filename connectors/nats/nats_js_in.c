@@ -2,6 +2,7 @@
  * explicit acks, acknowledged only once the pipeline delivered. */
 #include "nats_input.h"
 #include "core/xalloc.h"
+#include "core/batching.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +35,7 @@ static const sl_field_t fields[] = {
    "`reject_errored`) is sent back with a nak asking the server to deliver it again after this "
    "(sluice's; Benthos naks without delay).", SL_BOUNDS("0", ""), NULL},
   SL_NATS_BATCH_FIELD,
+  SL_BATCHING_FIELD,
   {0}};
 
 typedef struct js_setup {
