@@ -115,6 +115,12 @@ sl_http_stream_t *sl_http_takeover(sl_http_req_t *r, const void *head, size_t le
 /* 0 written, -1 the client is gone, 1 written but the client is slow (more
  * than max_buffer bytes wait in its socket buffer). */
 int sl_http_stream_write(sl_http_stream_t *s, const void *data, size_t len, size_t max_buffer);
+/* The same for bytes many streams share (a broadcast formats each event
+ * once): queues a ref of b, not a copy, and the queue goes out with one
+ * writev before the loop next waits, whatever was queued this turn; "slow"
+ * counts what waits in the queue too. Writes made with sl_http_stream_write
+ * and closes follow what is queued. */
+int sl_http_stream_send(sl_http_stream_t *s, sl_bytes_t *b, size_t max_buffer);
 void sl_http_stream_close(sl_http_stream_t *s);
 /* Bytes waiting in the socket buffer (SIZE_MAX once the client is gone):
  * lets a reader that got 1 from a write know when to go on. */
