@@ -147,7 +147,9 @@ void sl_input_emit_retry(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *
 
 void sl_input_eof(sl_input_t *in) {
   in->eof = 1;
-  if (in->stream) {
+  if (in->parent) {
+    in->parent->eof(in->parent, in);
+  } else if (in->stream) {
     in->stream->input_done = 1;
     kick(in->stream);
   }
@@ -160,6 +162,10 @@ static void connected_changed(sl_stream_t *s) {
 /* Inputs and outputs report per message (Kafka's delivery reports): only
  * a change of state does anything. */
 void sl_input_set_connected(sl_input_t *in, int connected, const char *why) {
+  if (in->parent) {
+    in->parent->connected(in->parent, in, connected, why);
+    return;
+  }
   sl_stream_t *s = in->stream;
   if (!s || (connected && !s->not_ready)) return;
   free(s->not_ready);

@@ -1,0 +1,116 @@
+#include "inputs.h"
+#include "core/log.h"
+#include "core/stream.h"
+#include "core/xalloc.h"
+#include <stdlib.h>
+
+/* The parent is not ready while any child is not; it says which, by path and
+ * label, and why (the first such child; the log has the others). */
+static void report(sl_inputs_t *k) {
+  for (unsigned i = 0; i < k->n; i++)
+    if (k->why[i]) {
+      char *r = sl_xasprintf("%s (%s): %s", k->path[i], k->v[i]->label, k->why[i]);
+      sl_input_set_connected(k->parent, 0, r);
+      free(r);
+      return;
+    }
+  sl_input_set_connected(k->parent, 1, NULL);
+}
+
+static unsigned index_of(const sl_inputs_t *k, const sl_input_t *child) {
+  unsigned i = 0;
+  while (i < k->n && k->v[i] != child) i++;
+  return i;
+}
+
+static void child_connected(sl_input_parent_t *p, sl_input_t *child, int connected, const char *why) {
+  sl_inputs_t *k = (sl_inputs_t *)p;
+  unsigned i = index_of(k, child);
+  if (i == k->n || (connected && !k->why[i])) return;
+  free(k->why[i]);
+  k->why[i] = connected ? NULL : sl_xstrdup(why ? why : "input not connected");
+  report(k);
+}
+
+static void child_eof(sl_input_parent_t *p, sl_input_t *child) {
+  sl_inputs_t *k = (sl_inputs_t *)p;
+  unsigned i = index_of(k, child);
+  /* An input that ended has no source left to be connected to. */
+  if (i < k->n && k->why[i]) child_connected(p, child, 1, NULL);
+  if (i < k->n) k->on_eof(k, i);
+}
+
+int sl_inputs_add_list(sl_inputs_t *k, sl_build_t *b, const sl_cnode_t *seq, const char *prefix, int64_t copies) {
+  int rc = 0;
+  for (uint32_t i = 0; seq && seq->type == SL_CN_SEQ && i < seq->n; i++) {
+    char *p = sl_xasprintf("%s.%u", prefix, i);
+    for (int64_t c = 0; c < copies; c++) {
+      sl_input_t *in = sl_build_input(b, seq->items[i], p);
+      if (!in) {
+        rc = -1;
+        break;
+      }
+      k->v = sl_xrealloc(k->v, (k->n + 1) * sizeof(*k->v));
+      k->why = sl_xrealloc(k->why, (k->n + 1) * sizeof(*k->why));
+      k->path = sl_xrealloc(k->path, (k->n + 1) * sizeof(*k->path));
+      k->v[k->n] = in;
+      k->why[k->n] = NULL;
+      k->path[k->n++] = sl_xstrdup(p);
+    }
+    free(p);
+  }
+  return rc;
+}
+
+int sl_inputs_start(sl_inputs_t *k, sl_input_t *parent, unsigned i) {
+  k->parent = parent;
+  k->hooks.eof = child_eof;
+  k->hooks.connected = child_connected;
+  sl_input_t *in = k->v[i];
+  in->stream = parent->stream;
+  in->parent = &k->hooks;
+  if (k->started <= i) k->started = i + 1;
+  if (in->vt->start(in) != 0) {
+    sl_logf(SL_LOG_ERROR, parent->stream ? parent->stream->name : NULL, in->label, "input failed to start");
+    return -1;
+  }
+  return 0;
+}
+
+void sl_inputs_resume(sl_inputs_t *k) {
+  for (unsigned i = 0; i < k->started; i++)
+    if (!k->v[i]->eof && k->v[i]->vt->resume) k->v[i]->vt->resume(k->v[i]);
+}
+
+void sl_inputs_stop(sl_inputs_t *k) {
+  for (unsigned i = 0; i < k->started; i++)
+    if (k->v[i]->vt->stop) k->v[i]->vt->stop(k->v[i]);
+}
+
+static void child_closed(sl_input_t *in, void *arg) {
+  (void)in;
+  sl_inputs_t *k = arg;
+  if (--k->closing == 0) k->done(k->parent, k->done_arg);
+}
+
+void sl_inputs_close(sl_inputs_t *k, void (*done)(sl_input_t *, void *), void *arg) {
+  k->done = done;
+  k->done_arg = arg;
+  /* One extra count so that children closing synchronously cannot finish early. */
+  k->closing = 1;
+  for (unsigned i = 0; i < k->started; i++) k->closing += k->v[i]->vt->close != NULL;
+  for (unsigned i = 0; i < k->started; i++)
+    if (k->v[i]->vt->close) k->v[i]->vt->close(k->v[i], child_closed, k);
+  child_closed(k->parent, k);
+}
+
+void sl_inputs_destroy(sl_inputs_t *k) {
+  for (unsigned i = 0; i < k->n; i++) {
+    sl_input_destroy(k->v[i]);
+    free(k->why[i]);
+    free(k->path[i]);
+  }
+  free(k->v);
+  free(k->why);
+  free(k->path);
+}
