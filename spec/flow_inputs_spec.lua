@@ -13,11 +13,7 @@ local function assert_ok(r)
   assert.are.equal(0, r.code, "exit code " .. tostring(r.code) .. "; stderr:\n" .. (r.stderr or ""))
 end
 
-local function ready_status(srv)
-  local _, out = h.sh(string.format("curl -s -m 5 -w '\\n%%{http_code}' %s/ready", srv.url))
-  local body, code = out:match("^(.*)\n(%d+)$")
-  return tonumber(code), body
-end
+local ready_status = h.ready
 
 -- POSTs body to url; returns the HTTP status.
 local function post(url, body)

@@ -12,7 +12,7 @@ static const sl_field_t fields[] = {
 };
 
 typedef struct broker_in {
-  sl_input_t base;
+  sl_input_t base;           /* base and kids first: an sl_inwrapper_t */
   sl_inputs_t kids;
   unsigned ended;
 } broker_in_t;
@@ -31,34 +31,16 @@ static int bin_start(sl_input_t *in) {
   return 0;
 }
 
-static void bin_resume(sl_input_t *in) { sl_inputs_resume(&((broker_in_t *)in)->kids); }
 static void bin_stop(sl_input_t *in) { sl_inputs_stop(&((broker_in_t *)in)->kids); }
 
-static void bin_close(sl_input_t *in, void (*done)(sl_input_t *, void *), void *arg) {
-  sl_inputs_close(&((broker_in_t *)in)->kids, done, arg);
-}
-
-static void bin_destroy(sl_input_t *in) {
-  sl_inputs_destroy(&((broker_in_t *)in)->kids);
-  free(in);
-}
-
-static const sl_input_vt vt = {bin_start, bin_resume, bin_stop, bin_destroy, bin_close, NULL};
+static const sl_input_vt vt = {bin_start, sl_inwrapper_resume, bin_stop, sl_inwrapper_destroy, sl_inwrapper_close, NULL};
 static const sl_spec_t spec;
 
 static void *bin_create(sl_build_t *b, const sl_cnode_t *conf) {
   broker_in_t *br = sl_xcalloc(1, sizeof(*br));
   sl_component_init_input(&br->base, &vt, &spec, b);
-  const sl_cnode_t *ins = sl_cnode_get(conf, "inputs");
-  char *prefix = sl_xasprintf("%s.broker.inputs", b->path);
-  int rc = sl_inputs_add_list(&br->kids, b, ins, prefix, sl_conf_int(conf, "copies", 1));
-  free(prefix);
-  if (rc == 0 && br->kids.n == 0) {
-    sl_diag_add(b->diags, ins ? ins : conf, "inputs", "at least one input is required");
-    rc = -1;
-  }
-  if (rc) {
-    bin_destroy(&br->base);
+  if (sl_inputs_build(&br->kids, b, conf, "broker", sl_conf_int(conf, "copies", 1)) != 0) {
+    sl_inwrapper_destroy(&br->base);
     return NULL;
   }
   return br;

@@ -40,10 +40,11 @@ static void child_eof(sl_input_parent_t *p, sl_input_t *child) {
   if (i < k->n) k->on_eof(k, i);
 }
 
-int sl_inputs_add_list(sl_inputs_t *k, sl_build_t *b, const sl_cnode_t *seq, const char *prefix, int64_t copies) {
+int sl_inputs_build(sl_inputs_t *k, sl_build_t *b, const sl_cnode_t *conf, const char *name, int64_t copies) {
+  const sl_cnode_t *seq = sl_cnode_get(conf, "inputs");
   int rc = 0;
   for (uint32_t i = 0; seq && seq->type == SL_CN_SEQ && i < seq->n; i++) {
-    char *p = sl_xasprintf("%s.%u", prefix, i);
+    char *p = sl_xasprintf("%s.%s.inputs.%u", b->path, name, i);
     for (int64_t c = 0; c < copies; c++) {
       sl_input_t *in = sl_build_input(b, seq->items[i], p);
       if (!in) {
@@ -58,6 +59,10 @@ int sl_inputs_add_list(sl_inputs_t *k, sl_build_t *b, const sl_cnode_t *seq, con
       k->path[k->n++] = sl_xstrdup(p);
     }
     free(p);
+  }
+  if (rc == 0 && k->n == 0) {
+    sl_diag_add(b->diags, seq ? seq : conf, "inputs", "at least one input is required");
+    rc = -1;
   }
   return rc;
 }
@@ -113,4 +118,15 @@ void sl_inputs_destroy(sl_inputs_t *k) {
   free(k->v);
   free(k->why);
   free(k->path);
+}
+
+void sl_inwrapper_resume(sl_input_t *in) { sl_inputs_resume(&((sl_inwrapper_t *)in)->kids); }
+
+void sl_inwrapper_close(sl_input_t *in, void (*done)(sl_input_t *, void *), void *arg) {
+  sl_inputs_close(&((sl_inwrapper_t *)in)->kids, done, arg);
+}
+
+void sl_inwrapper_destroy(sl_input_t *in) {
+  sl_inputs_destroy(&((sl_inwrapper_t *)in)->kids);
+  free(in);
 }

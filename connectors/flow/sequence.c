@@ -11,7 +11,7 @@ static const sl_field_t fields[] = {
 };
 
 typedef struct seq_in {
-  sl_input_t base;
+  sl_input_t base;           /* base and kids first: an sl_inwrapper_t */
   sl_inputs_t kids;
   int stopping;
 } seq_in_t;
@@ -36,39 +36,20 @@ static int seq_start(sl_input_t *in) {
   return 0;
 }
 
-static void seq_resume(sl_input_t *in) { sl_inputs_resume(&((seq_in_t *)in)->kids); }
-
 static void seq_stop(sl_input_t *in) {
   seq_in_t *q = (seq_in_t *)in;
   q->stopping = 1;
   sl_inputs_stop(&q->kids);
 }
 
-static void seq_close(sl_input_t *in, void (*done)(sl_input_t *, void *), void *arg) {
-  sl_inputs_close(&((seq_in_t *)in)->kids, done, arg);
-}
-
-static void seq_destroy(sl_input_t *in) {
-  sl_inputs_destroy(&((seq_in_t *)in)->kids);
-  free(in);
-}
-
-static const sl_input_vt vt = {seq_start, seq_resume, seq_stop, seq_destroy, seq_close, NULL};
+static const sl_input_vt vt = {seq_start, sl_inwrapper_resume, seq_stop, sl_inwrapper_destroy, sl_inwrapper_close, NULL};
 static const sl_spec_t spec;
 
 static void *seq_create(sl_build_t *b, const sl_cnode_t *conf) {
   seq_in_t *q = sl_xcalloc(1, sizeof(*q));
   sl_component_init_input(&q->base, &vt, &spec, b);
-  const sl_cnode_t *ins = sl_cnode_get(conf, "inputs");
-  char *prefix = sl_xasprintf("%s.sequence.inputs", b->path);
-  int rc = sl_inputs_add_list(&q->kids, b, ins, prefix, 1);
-  free(prefix);
-  if (rc == 0 && q->kids.n == 0) {
-    sl_diag_add(b->diags, ins ? ins : conf, "inputs", "at least one input is required");
-    rc = -1;
-  }
-  if (rc) {
-    seq_destroy(&q->base);
+  if (sl_inputs_build(&q->kids, b, conf, "sequence", 1) != 0) {
+    sl_inwrapper_destroy(&q->base);
     return NULL;
   }
   return q;
