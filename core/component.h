@@ -89,6 +89,9 @@ struct sl_input {
   sl_worker_t *worker;
   int eof;                   /* set by sl_input_eof */
   sl_input_parent_t *parent; /* set on the children of a parent input, else NULL */
+  /* A child's own processors (Benthos's `processors` on a broker's input):
+   * its batches pass them, then the stream's. Set and owned by the parent. */
+  struct sl_chain *chain;
 };
 
 /* For inputs: may another batch be emitted now? When this returns 0 stop

@@ -48,6 +48,38 @@ output:
     for i = 1, 50 do assert.are.equal(2, g[i], "generated " .. i) end
   end)
 
+  it("runs a child's own processors on its messages only, before the pipeline's", function()
+    local r = run_in(d, [[
+input:
+  broker:
+    inputs:
+      - generate: { count: 3, interval: 0, mapping: 'return { a = i }' }
+        processors:
+          - lua: 'this.own = true'
+          - batch: { count: 2 }
+      - generate: { count: 3, interval: 0, mapping: 'return { b = i }' }
+pipeline:
+  processors:
+    - lua: 'this.seen = this.own or false'
+output:
+  file: { path: out.ndjson }
+]])
+    assert_ok(r)
+    local a, b = 0, 0
+    for _, m in ipairs(h.decode_lines(h.lines(h.read(d .. "/out.ndjson")))) do
+      if m.a then
+        a = a + 1
+        assert.is_true(m.own and m.seen)
+      else
+        b = b + 1
+        assert.is_nil(m.own)
+        assert.is_false(m.seen)
+      end
+    end
+    -- the third `a` was held by the child's batch processor: flushed when the child ended
+    assert.are.same({3, 3}, {a, b})
+  end)
+
   it("acknowledges each message to the child that read it", function()
     -- Two http_server children: each answers its own client from its own
     -- transaction (200 delivered, 502 failed), whichever child the other

@@ -57,7 +57,9 @@ static const sl_spec_t spec = {
     "`max_in_flight` bounds all of them together; when it is full every child waits.\n\n"
     "The stream is ready while every child is connected; `/ready` names the first child "
     "that is not, by its config path and label, with its reason. A child that cannot reach "
-    "its source does not hold the others back. The input ends when every child has ended "
+    "its source does not hold the others back. A child may carry `processors` of its own (as "
+    "in Benthos): they run on its messages only, before the pipeline's. The input ends when every "
+    "child has ended "
     "(finite inputs such as `file` or `generate` with `count`); on shutdown every child "
     "stops and drains.",
   .fields = fields,

@@ -35,6 +35,8 @@ static void child_connected(sl_input_parent_t *p, sl_input_t *child, int connect
 static void child_eof(sl_input_parent_t *p, sl_input_t *child) {
   sl_inputs_t *k = (sl_inputs_t *)p;
   unsigned i = index_of(k, child);
+  /* What its processors hold (a batch processor) goes on before the end. */
+  if (child->chain) sl_chain_flush(child->chain);
   /* An input that ended has no source left to be connected to. */
   if (i < k->n && k->why[i]) child_connected(p, child, 1, NULL);
   if (i < k->n) k->on_eof(k, i);
@@ -45,11 +47,26 @@ int sl_inputs_build(sl_inputs_t *k, sl_build_t *b, const sl_cnode_t *conf, const
   int rc = 0;
   for (uint32_t i = 0; seq && seq->type == SL_CN_SEQ && i < seq->n; i++) {
     char *p = sl_xasprintf("%s.%s.inputs.%u", b->path, name, i);
+    const sl_cnode_t *procs = sl_cnode_get(seq->items[i], "processors");
     for (int64_t c = 0; c < copies; c++) {
+      /* A child may carry processors of its own, as the stream's input may. */
+      int top = b->top_level;
+      b->top_level = 1;
       sl_input_t *in = sl_build_input(b, seq->items[i], p);
+      b->top_level = top;
       if (!in) {
         rc = -1;
         break;
+      }
+      if (procs && procs->type == SL_CN_SEQ && procs->n) {
+        char *pp = sl_xasprintf("%s.processors", p);
+        in->chain = sl_chain_build(b, procs, pp);
+        free(pp);
+        if (!in->chain) {
+          sl_input_destroy(in);
+          rc = -1;
+          break;
+        }
       }
       k->v = sl_xrealloc(k->v, (k->n + 1) * sizeof(*k->v));
       k->why = sl_xrealloc(k->why, (k->n + 1) * sizeof(*k->why));
@@ -74,6 +91,7 @@ int sl_inputs_start(sl_inputs_t *k, sl_input_t *parent, unsigned i) {
   sl_input_t *in = k->v[i];
   in->stream = parent->stream;
   in->parent = &k->hooks;
+  if (in->chain) sl_chain_connect(in->chain, &parent->stream->chain->sink, parent->stream);
   if (k->started <= i) k->started = i + 1;
   if (in->vt->start(in) != 0) {
     sl_logf(SL_LOG_ERROR, parent->stream ? parent->stream->name : NULL, in->label, "input failed to start");
@@ -88,8 +106,10 @@ void sl_inputs_resume(sl_inputs_t *k) {
 }
 
 void sl_inputs_stop(sl_inputs_t *k) {
-  for (unsigned i = 0; i < k->started; i++)
+  for (unsigned i = 0; i < k->started; i++) {
     if (k->v[i]->vt->stop) k->v[i]->vt->stop(k->v[i]);
+    if (k->v[i]->chain) sl_chain_flush(k->v[i]->chain);
+  }
 }
 
 static void child_closed(sl_input_t *in, void *arg) {
@@ -111,6 +131,7 @@ void sl_inputs_close(sl_inputs_t *k, void (*done)(sl_input_t *, void *), void *a
 
 void sl_inputs_destroy(sl_inputs_t *k) {
   for (unsigned i = 0; i < k->n; i++) {
+    sl_chain_free(k->v[i]->chain);
     sl_input_destroy(k->v[i]);
     free(k->why[i]);
     free(k->path[i]);

@@ -189,7 +189,7 @@ static void on_retry(uv_timer_t *t) {
 static void drop(sl_wsc_t *c, const char *why) {
   int was_open = c->state == S_OPEN || c->state == S_CLOSING;
   /* A connection that lasted resets the backoff; one the server ends at
-   * once (a close, a 2 GiB frame) does not, or we would hammer it. */
+   * once (a close, a 1 GiB frame) does not, or we would hammer it. */
   if (was_open && uv_now(c->loop) - c->opened_at >= BACKOFF_MAX_MS) c->backoff_ms = BACKOFF_MIN_MS;
   c->gen++;
   if (c->tcp) {
@@ -198,7 +198,7 @@ static void drop(sl_wsc_t *c, const char *why) {
   }
   sl_tls_free(c->tls);
   c->tls = NULL;
-  if (c->ws) wslay_event_context_free(c->ws);
+  if (c->ws && !c->in_wslay) wslay_event_context_free(c->ws);   /* else ws_run frees it */
   c->ws = NULL;
   free(c->head);
   c->head = NULL;
@@ -362,18 +362,26 @@ static int settle(sl_wsc_t *c) {
 }
 
 static void ws_run(sl_wsc_t *c) {
+  wslay_event_context_ptr ws = c->ws;
+  unsigned gen = c->gen;
   c->in_wslay = 1;
-  if (wslay_event_get_read_enabled(c->ws) && c->in_len > c->in_off) {
+  if (wslay_event_get_read_enabled(ws) && c->in_len > c->in_off) {
     /* A frame wslay refuses from its header (a control frame over 125
      * bytes) ends the read with a failure, and wslay has queued a close
      * without a code (1005 to the server) unless we can queue 1002. */
-    if (wslay_event_recv(c->ws) != 0) {
+    if (wslay_event_recv(ws) != 0 && gen == c->gen) {
       c->proto_err = 1;
-      wslay_event_queue_close(c->ws, WSLAY_CODE_PROTOCOL_ERROR, (const uint8_t *)"protocol error", 14);
+      wslay_event_queue_close(ws, WSLAY_CODE_PROTOCOL_ERROR, (const uint8_t *)"protocol error", 14);
     }
   }
-  wslay_event_send(c->ws);
+  if (gen == c->gen) wslay_event_send(ws);
   c->in_wslay = 0;
+  if (gen != c->gen) {
+    /* A callback ended the connection (drop) while wslay ran: its context
+     * is freed only now. */
+    wslay_event_context_free(ws);
+    return;
+  }
   if (settle(c)) return;
   if (c->in_off == c->in_len) {
     free(c->in_buf);
