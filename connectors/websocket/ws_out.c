@@ -182,22 +182,22 @@ static const sl_spec_t spec = {
     "A WebSocket client (RFC 6455): it connects to `url` (`wss://` with TLS), sends each message as one "
     "WebSocket message (`message_type`), answers pings and sends its own (`ping_interval`), and reconnects "
     "with backoff (100 ms doubling to 5 s); `/ready` says why it is not connected (the server's close code "
-    "and reason, a refused connection, a failed TLS verification).\\n\\n"
+    "and reason, a refused connection, a failed TLS verification).\n\n"
     "**Delivery.** WebSocket has no acknowledgement at the application level, so a batch counts as "
     "delivered once its frames were written to the socket (the kernel took them): at-least-once up to the "
     "socket. A batch whose bytes were still waiting in the socket when the connection ended fails and is "
     "re-sent by the stream on the next connection; bytes the kernel took but the server never read are lost "
-    "with the connection. Batches wait (they are not failed) while the client connects.\\n\\n"
+    "with the connection. Batches wait (they are not failed) while the client connects.\n\n"
     "**Backpressure.** While the socket holds 4 MiB the server has not read, further batches wait, so a "
-    "server that stops reading holds the stream at `max_in_flight` instead of growing memory.\\n\\n"
+    "server that stops reading holds the stream at `max_in_flight` instead of growing memory.\n\n"
     "Metrics are Benthos': `output_sent` and the rest, plus `output_connection_up`, `output_connection_lost` "
     "and `output_connection_failed`.",
   .fields = fields,
   .example =
-    "output:\\n"
-    "  websocket:\\n"
-    "    url: ws://127.0.0.1:8080/ingest\\n"
-    "    message_type: text\\n",
+    "output:\n"
+    "  websocket:\n"
+    "    url: ws://127.0.0.1:8080/ingest\n"
+    "    message_type: text\n",
   .create = wout_create,
 };
 SL_REGISTER(spec)
