@@ -334,6 +334,26 @@ output:
     os.remove(out)
   end)
 
+  it("takes the CA as PEM text in root_cas", function()
+    local p = tls_peer()
+    local out = h.tmpname(".ndjson")
+    local pem = h.read(dir .. "/cert.pem"):gsub("\n", "\n        ")
+    with_sluice(string.format([[
+http: { address: 127.0.0.1:$PORT }
+input:
+  websocket:
+    url: wss://127.0.0.1:%d/
+    tls:
+      root_cas: |
+        %s
+output:
+  file: { path: %s }
+]], p.port, pem, out), function()
+      assert.are.equal(3, #h.wait_lines(out, 3))
+    end, {p})
+    os.remove(out)
+  end)
+
   it("refuses it without, and says why in /ready; skip_cert_verify accepts it", function()
     local p = tls_peer()
     with_sluice(string.format([[
@@ -426,6 +446,49 @@ output:
     local seen = {}
     for _, m in ipairs(p.events("message")) do seen[json.decode(m.text).n] = true end
     for i = 1, 20 do assert.is_true(seen[i], "message " .. i) end
+  end)
+
+  it("goes on after the server went away and came back; only what the kernel had taken is lost", function()
+    local port = h.port()
+    local log = h.tmpname(".log")
+    local p = peer("record", nil, {port = port, log = log})
+    with_sluice(string.format([[
+http: { address: 127.0.0.1:$PORT }
+input:
+  generate: { interval: 5ms, mapping: 'return { n = i }' }
+output:
+  websocket: { url: ws://127.0.0.1:%d/, message_type: text }
+]], port), function(srv)
+      assert.is_truthy(h.wait_for(function() return #p.events("message") >= 50 end, 20))
+      local before = p.events("listening")
+      p.stop()
+      assert.is_truthy(h.wait_for(function() return ready_status(srv) == 503 end, 20))
+      p = peer("record", nil, {port = port, log = log, before = before})
+      assert.is_truthy(h.wait_for(function() return #p.events("connection") >= 2 and #p.events("message") >= 150 end, 30))
+    end)
+    p.stop()
+    -- WebSocket has no acknowledgement: a batch counts once the socket took
+    -- it, so what the dead server's kernel held is lost (docs/websocket.md).
+    -- Everything else came, at least once: nothing is missing after the
+    -- first message the second connection brought.
+    local seen, top, first2, conns = {}, 0, nil, 0
+    for _, e in ipairs(p.events()) do
+      if e.ev == "connection" then conns = conns + 1 end
+      if e.ev == "message" then
+        local n = json.decode(e.text).n
+        seen[n] = true
+        if n > top then top = n end
+        if conns == 2 and not first2 then first2 = n end
+      end
+    end
+    local lost = {}
+    for i = 1, top do
+      if not seen[i] then
+        assert.is_true(i < first2, "message " .. i .. " missing after the reconnect")
+        lost[#lost + 1] = i
+      end
+    end
+    assert.is_true(#lost <= 20, #lost .. " lost")
   end)
 
   it("holds the stream while the server does not read: memory bounded", function()
