@@ -255,7 +255,7 @@ output:
         assert.is_truthy(h.wait_for(function()
           for _, e in ipairs(p.events("close")) do if e.code == code then return true end end
           return false
-        end, 20), p.log() .. srv.stderr())
+        end, 40), p.log() .. srv.stderr())
         assert.matches(code == 1007 and "not UTF-8: closed with 1007" or "broke the WebSocket protocol", srv.stderr(), 1, true)
         assert.are.equal(503, (ready_status(srv)))
       end, {p})
