@@ -98,6 +98,7 @@ end
 describe("websocket input", function()
   it("reads text and binary messages, sends open_message and basic auth on every connection, and reconnects after the server restarts", function()
     local p = peer("feed", "3")
+    local peers = {p}   -- the one running when the spec ends is stopped
     local out = h.tmpname(".ndjson")
     with_sluice(string.format([[
 http: { address: 127.0.0.1:$PORT }
@@ -135,6 +136,7 @@ output:
         return code == 503 and body:find("websocket ws://127.0.0.1:" .. p.port, 1, true)
       end, 20))
       p = peer("feed", "3", {port = p.port, log = log, before = p.events("listening")})
+      peers[1] = p
       lines = h.wait_lines(out, 8, 30)
       assert.are.equal(8, #lines)
       assert.are.equal(2, #p.events("connection"))
@@ -149,7 +151,7 @@ output:
       assert.are.equal(2, opens(), p.log())
       assert.is_truthy(h.wait_for(function() return ready_status(srv) == 200 end, 20))
       assert.is_true(metric(srv, "input_connection_lost") >= 1)
-    end, {p})
+    end, peers)
   end)
 
   it("answers the server's pings", function()
@@ -428,6 +430,7 @@ output:
     local port = h.port()
     local log = h.tmpname(".log")
     local p
+    local peers = {}
     with_sluice(string.format([[
 http: { address: 127.0.0.1:$PORT }
 input:
@@ -439,10 +442,10 @@ output:
       assert.are.equal(503, code)
       assert.matches("websocket ws://127.0.0.1:" .. port, body, 1, true)
       p = peer("record", nil, {port = port, log = log})
+      peers[1] = p
       assert.is_truthy(h.wait_for(function() return #p.events("message") >= 20 end, 30))
       assert.is_truthy(h.wait_for(function() return ready_status(srv) == 200 end, 10))
-    end)
-    p.stop()
+    end, peers)
     local seen = {}
     for _, m in ipairs(p.events("message")) do seen[json.decode(m.text).n] = true end
     for i = 1, 20 do assert.is_true(seen[i], "message " .. i) end
@@ -452,6 +455,7 @@ output:
     local port = h.port()
     local log = h.tmpname(".log")
     local p = peer("record", nil, {port = port, log = log})
+    local peers = {p}
     with_sluice(string.format([[
 http: { address: 127.0.0.1:$PORT }
 input:
@@ -464,9 +468,9 @@ output:
       p.stop()
       assert.is_truthy(h.wait_for(function() return ready_status(srv) == 503 end, 20))
       p = peer("record", nil, {port = port, log = log, before = before})
+      peers[1] = p
       assert.is_truthy(h.wait_for(function() return #p.events("connection") >= 2 and #p.events("message") >= 150 end, 30))
-    end)
-    p.stop()
+    end, peers)
     -- WebSocket has no acknowledgement: a batch counts once the socket took
     -- it, so what the dead server's kernel held is lost (docs/websocket.md).
     -- Everything else came, at least once: nothing is missing after the
