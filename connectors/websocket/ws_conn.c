@@ -1,4 +1,5 @@
 #include "ws_conn.h"
+#include "ws_handshake.h"
 #include "core/log.h"
 #include "core/rand.h"
 #include "core/stream.h"
@@ -6,7 +7,6 @@
 #include "http/http_tls.h"
 #include "http/http_ws.h"
 #include <openssl/evp.h>
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,8 +41,8 @@ struct sl_wsc {
   int kind;
   char *path_cfg;            /* config path, for the metrics */
   /* from the URL */
-  char *url, *host, *hostport, *target;
-  int port, use_tls;
+  char *url;
+  sl_wsh_url_t u;
   char *auth;                /* "Basic …" or NULL */
   sl_tls_ctx_t *tls_ctx;
   size_t max_message;
@@ -89,7 +89,8 @@ static void set_ready(sl_wsc_t *c, int up, const char *why) {
 static void maybe_free(sl_wsc_t *c) {
   if (!c->freed || c->handles) return;
   free(c->path_cfg);
-  free(c->url); free(c->host); free(c->hostport); free(c->target);
+  free(c->url);
+  sl_wsh_url_clear(&c->u);
   free(c->auth);
   free(c->peer_reason);
   sl_tls_ctx_free(c->tls_ctx);
@@ -109,65 +110,6 @@ static void handle_closed(uv_handle_t *h) {
   c->handles--;
   if (tcp && c->stopping) stopped(c);
   maybe_free(c);
-}
-
-/* ---- URL ---- */
-
-static int parse_url(sl_wsc_t *c, const char *url, char **why) {
-  const char *p;
-  if (!strncasecmp(url, "ws://", 5)) {
-    p = url + 5;
-    c->port = 80;
-  } else if (!strncasecmp(url, "wss://", 6)) {
-    p = url + 6;
-    c->port = 443;
-    c->use_tls = 1;
-  } else {
-    *why = sl_xstrdup("the scheme must be ws:// or wss://");
-    return -1;
-  }
-  size_t hl;
-  const char *rest;
-  if (*p == '[') {
-    const char *e = strchr(p, ']');
-    if (!e) {
-      *why = sl_xstrdup("an IPv6 address lacks its ]");
-      return -1;
-    }
-    c->host = sl_xstrndup(p + 1, (size_t)(e - p - 1));
-    rest = e + 1;
-  } else {
-    hl = strcspn(p, ":/?#");
-    c->host = sl_xstrndup(p, hl);
-    rest = p + hl;
-  }
-  if (!*c->host) {
-    *why = sl_xstrdup("no host");
-    return -1;
-  }
-  if (*rest == ':') {
-    char *end;
-    long port = strtol(rest + 1, &end, 10);
-    if (end == rest + 1 || port < 1 || port > 65535) {
-      *why = sl_xstrdup("a port is 1-65535");
-      return -1;
-    }
-    c->port = (int)port;
-    rest = end;
-  }
-  if (*rest && *rest != '/' && *rest != '?') {
-    *why = sl_xasprintf("unexpected '%c' after the host", *rest);
-    return -1;
-  }
-  for (const char *q = rest; *q; q++)
-    if ((unsigned char)*q <= ' ' || *q == 0x7f) {
-      *why = sl_xstrdup("spaces and control characters must be %-encoded");
-      return -1;
-    }
-  size_t tl = strcspn(rest, "#");
-  c->target = *rest == '/' ? sl_xstrndup(rest, tl) : sl_xasprintf("/%.*s", (int)tl, rest);
-  c->hostport = strchr(c->host, ':') ? sl_xasprintf("[%s]:%d", c->host, c->port) : sl_xasprintf("%s:%d", c->host, c->port);
-  return 0;
 }
 
 /* ---- tearing a connection down ---- */
@@ -393,34 +335,11 @@ static void ws_run(sl_wsc_t *c) {
 /* ---- the upgrade ---- */
 
 static void send_upgrade(sl_wsc_t *c) {
-  unsigned char raw[16];
-  for (int i = 0; i < 16; i += 8) {
-    uint64_t r = sl_rand64();
-    memcpy(raw + i, &r, 8);
-  }
-  EVP_EncodeBlock((unsigned char *)c->key, raw, 16);
-  int default_port = c->port == (c->use_tls ? 443 : 80);
-  char *req = sl_xasprintf("GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                           "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nUser-Agent: sluice\r\n%s%s%s\r\n",
-                           c->target, default_port ? c->host : c->hostport, c->key, c->auth ? "Authorization: " : "",
-                           c->auth ? c->auth : "", c->auth ? "\r\n" : "");
+  size_t len;
+  char *req = sl_wsh_request(&c->u, c->auth, c->key, &len);
   c->state = S_UPGRADING;
-  put_plain(c, req, strlen(req));
+  put_plain(c, req, len);
   free(req);
-}
-
-static const char *header_value(const char *head, const char *name, size_t *len) {
-  size_t nl = strlen(name);
-  for (const char *l = strstr(head, "\r\n"); l && l[2] != '\r'; l = strstr(l + 2, "\r\n")) {
-    if (!strncasecmp(l + 2, name, nl) && l[2 + nl] == ':') {
-      const char *v = l + 3 + nl;
-      while (*v == ' ' || *v == '\t') v++;
-      *len = strcspn(v, "\r");
-      while (*len && (v[*len - 1] == ' ' || v[*len - 1] == '\t')) (*len)--;
-      return v;
-    }
-  }
-  return NULL;
 }
 
 static void opened(sl_wsc_t *c) {
@@ -459,23 +378,10 @@ static int take_head(sl_wsc_t *c, const char *p, size_t n) {
     return 0;
   }
   size_t used = (size_t)(end + 4 - c->head) - (c->head_len - k);   /* of p */
-  int code = 0;
-  if (sscanf(c->head, "HTTP/1.%*[01] %d", &code) != 1 || code != 101) {
-    char *why = code ? sl_xasprintf("upgrade refused: HTTP %d", code) : sl_xstrdup("the server did not answer in HTTP");
+  char *why = NULL;
+  if (sl_wsh_check_response(c->head, c->key, &why) != 0) {
     drop(c, why);
     free(why);
-    return 0;
-  }
-  char material[128];
-  snprintf(material, sizeof material, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", c->key);
-  unsigned char digest[SHA_DIGEST_LENGTH];
-  SHA1((const unsigned char *)material, strlen(material), digest);
-  unsigned char want[64];
-  EVP_EncodeBlock(want, digest, SHA_DIGEST_LENGTH);
-  size_t al = 0;
-  const char *acc = header_value(c->head, "sec-websocket-accept", &al);
-  if (!acc || al != strlen((char *)want) || memcmp(acc, want, al) != 0) {
-    drop(c, "upgrade answer without the right Sec-WebSocket-Accept");
     return 0;
   }
   free(c->head);
@@ -570,7 +476,7 @@ static void on_connect(uv_connect_t *req, int status) {
     return;
   }
   if (status < 0) {
-    char *why = sl_xasprintf("connect to %s: %s", c->hostport, uv_strerror(status));
+    char *why = sl_xasprintf("connect to %s: %s", c->u.hostport, uv_strerror(status));
     drop(c, why);
     free(why);
     return;
@@ -580,7 +486,7 @@ static void on_connect(uv_connect_t *req, int status) {
   if (c->paused) uv_read_stop((uv_stream_t *)c->tcp);
   if (c->tls_ctx) {
     c->state = S_TLS;
-    c->tls = sl_tls_client_new(c->tls_ctx, c->host);
+    c->tls = sl_tls_client_new(c->tls_ctx, c->u.host);
     char *plain = NULL;
     size_t plen = 0;
     sl_tls_recv(c->tls, NULL, 0, &plain, &plen);   /* the ClientHello */
@@ -611,7 +517,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     return;
   }
   if (status < 0) {
-    char *why = sl_xasprintf("resolve %s: %s", c->host, uv_strerror(status));
+    char *why = sl_xasprintf("resolve %s: %s", c->u.host, uv_strerror(status));
     drop(c, why);
     free(why);
     return;
@@ -628,7 +534,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   uv_freeaddrinfo(res);
   if (rc != 0) {
     free(creq);
-    char *why = sl_xasprintf("connect to %s: %s", c->hostport, uv_strerror(rc));
+    char *why = sl_xasprintf("connect to %s: %s", c->u.hostport, uv_strerror(rc));
     drop(c, why);
     free(why);
     return;
@@ -644,16 +550,16 @@ static void attempt(sl_wsc_t *c) {
   r->c = c;
   r->gen = c->gen;
   char port[8];
-  snprintf(port, sizeof port, "%d", c->port);
+  snprintf(port, sizeof port, "%d", c->u.port);
   struct addrinfo hints = {0};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   c->handles++;
-  int rc = uv_getaddrinfo(c->loop, &r->req, on_resolved, c->host, port, &hints);
+  int rc = uv_getaddrinfo(c->loop, &r->req, on_resolved, c->u.host, port, &hints);
   if (rc != 0) {
     free(r);
     c->handles--;
-    char *why = sl_xasprintf("resolve %s: %s", c->host, uv_strerror(rc));
+    char *why = sl_xasprintf("resolve %s: %s", c->u.host, uv_strerror(rc));
     drop(c, why);
     free(why);
   }
@@ -684,15 +590,15 @@ sl_wsc_t *sl_wsc_new(sl_build_t *b, const sl_cnode_t *conf, sl_cmkind_t kind, co
   c->url = sl_xstrdup(sl_conf_str(conf, "url", ""));
   char *why = NULL;
   int bad = 0;
-  if (parse_url(c, c->url, &why) != 0) {
+  if (sl_wsh_parse_url(c->url, &c->u, &why) != 0) {
     const sl_cnode_t *at = sl_cnode_get(conf, "url");
     sl_diag_add(b->diags, at ? at : conf, "url", "not a WebSocket URL (%s): %s", why, c->url);
     free(why);
     bad = 1;
   }
   const sl_cnode_t *tls = sl_cnode_get(conf, "tls");
-  if (tls && sl_conf_bool(tls, "enabled", 0)) c->use_tls = 1;
-  if (!bad && c->use_tls) {
+  if (tls && sl_conf_bool(tls, "enabled", 0)) c->u.tls = 1;
+  if (!bad && c->u.tls) {
     char *cafile = NULL;
     const char *f = tls ? sl_conf_str(tls, "root_cas_file", "") : "";
     if (*f) cafile = sl_build_path(b, f);
