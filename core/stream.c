@@ -12,6 +12,7 @@
 /* What the stream remembers about each emitted batch until its txn completes. */
 typedef struct emit_ctx {
   sl_stream_t *s;
+  sl_chain_t *chain;         /* where its batch enters: the input's own processors, or the stream's */
   sl_txn_cb user_cb;
   void *user_arg;
   sl_batch_t *copy;          /* kept to re-emit on nack when the input cannot (keeps_copy) */
@@ -108,7 +109,7 @@ static void on_txn_done(sl_txn_t *t, int status, const char *err, void *arg) {
 static void push_under_txn(emit_ctx_t *ec, sl_batch_t *b) {
   sl_txn_t *t = sl_txn_new(on_txn_done, ec);
   for (uint32_t i = 0; i < b->n; i++) sl_msg_set_txn(b->msgs[i], t);
-  sl_chain_t *c = ec->s->chain;
+  sl_chain_t *c = ec->chain;
   if (b->n) c->sink.push(&c->sink, b);
   else sl_batch_free_shell(b);
   sl_txn_unref(t);
@@ -125,6 +126,7 @@ static void emit(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *arg, int
   sl_stream_t *s = in->stream;
   emit_ctx_t *ec = sl_xcalloc(1, sizeof(*ec));
   ec->s = s;
+  ec->chain = in->chain ? in->chain : s->chain;
   ec->user_cb = ack_cb;
   ec->user_arg = arg;
   if (s->m_in.received) {
@@ -149,7 +151,9 @@ void sl_input_emit_retry(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *
 
 void sl_input_eof(sl_input_t *in) {
   in->eof = 1;
-  if (in->stream) {
+  if (in->parent) {
+    in->parent->eof(in->parent, in);
+  } else if (in->stream) {
     in->stream->input_done = 1;
     kick(in->stream);
   }
@@ -162,6 +166,10 @@ static void connected_changed(sl_stream_t *s) {
 /* Inputs and outputs report per message (Kafka's delivery reports): only
  * a change of state does anything. */
 void sl_input_set_connected(sl_input_t *in, int connected, const char *why) {
+  if (in->parent) {
+    in->parent->connected(in->parent, in, connected, why);
+    return;
+  }
   sl_stream_t *s = in->stream;
   if (!s || (connected && !s->not_ready)) return;
   free(s->not_ready);

@@ -206,6 +206,13 @@ function M.stop_after(srv, ok, err, keep)
   if not stopped then error(stop_err, 0) end
 end
 
+-- GET /ready of a served sluice: its status code and body.
+function M.ready(srv)
+  local _, out = M.sh(string.format("curl -s -m 5 -w '\\n%%{http_code}' %s/ready", srv.url))
+  local body, code = out:match("^(.*)\n(%d+)$")
+  return tonumber(code), body
+end
+
 -- Splits text into lines (dropping a final empty line).
 function M.lines(s)
   local t = {}
