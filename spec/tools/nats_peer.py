@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """A NATS peer for the specs, on nats-py (PyPI), nobody's code here.
 
-  nats_peer.py pub URL SUBJECT N [--js] [--size B] [--start K] [--header K=V] [--file F] [--acked PATH]
-      publishes N messages "m<i>" (padded to B bytes) or the bytes of F; with --js waits for
-      each PubAck and appends the acked payloads to PATH as they come
+  nats_peer.py pub URL SUBJECT N [--js] [--size B] [--start K] [--header K=V] [--file F] [--acked PATH] [--rate R]
+      publishes N messages "m<i>" (padded to B bytes) or the bytes of F, R a second at most; with
+      --js waits for each PubAck and appends the acked payloads to PATH as they come
   nats_peer.py sub URL SUBJECT N [--queue Q] [--timeout S] [--ready PATH]
       prints N messages as JSON lines {subject, data, len, headers} (data: UTF-8, bad bytes escaped)
   nats_peer.py stream URL NAME SUBJECT...       creates a file stream (or keeps it)
@@ -35,6 +35,7 @@ async def main():
     p.add_argument("--header", action="append", default=[])
     p.add_argument("--file")
     p.add_argument("--acked")
+    p.add_argument("--rate", type=float, default=0)
     p.add_argument("--queue", default="")
     p.add_argument("--timeout", type=float, default=20)
     p.add_argument("--ready", help="sub: a file written once the subscription is in place")
@@ -62,6 +63,8 @@ async def main():
                     acked.flush()
             else:
                 await nc.publish(subject, data, headers=headers)
+            if a.rate:
+                await asyncio.sleep(1 / a.rate)
         await nc.flush()
     elif a.cmd in ("sub", "dump"):
         if a.cmd == "sub":
