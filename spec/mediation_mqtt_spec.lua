@@ -21,7 +21,7 @@ local function shown(out)
   local st, seen, n = page(out), {}, 0
   assert(not st.error, st.error)
   for _, r in ipairs(st.rows) do
-    local k = tonumber(r[2])
+    local k = assert(tonumber(r[2]), "a row that is no reading: " .. json.encode(r))
     if not seen[k] then seen[k] = r; n = n + 1 end
   end
   return seen, n, #st.rows
@@ -42,6 +42,19 @@ describe("mediation: MQTT → Lua → stream → SSE in a browser", function()
     local ok, err = pcall(function()
       os.execute(string.format("node spec/node/mediation.js page %s %s %s 240 > %s.log 2>&1 &", srv.url, out, stop, out))
       assert.truthy(h.wait_for(function() return page(out).status == "live" end, 60), h.read(out .. ".log"))
+      -- readings that are not ones (not JSON, no number, bytes that are not
+      -- UTF-8, empty) go to the dead-letter stream, not to the page
+      local bad = h.tmpname()
+      h.write(bad, "\xff\xfe{\"celsius\":\xc3")
+      assert.are.equal(0, b.pub("-q 1 -t sensors/x/reading -m 'not json'"))
+      assert.are.equal(0, b.pub("-q 1 -t sensors/x/reading -m '{\"n\":\"x\",\"celsius\":\"warm\"}'"))
+      assert.are.equal(0, b.pub("-q 1 -t sensors/x/reading -f " .. bad))
+      assert.are.equal(0, b.pub("-q 1 -t sensors/x/reading -n"))
+      os.remove(bad)
+      assert.truthy(h.wait_for(function()
+        local _, info = h.sh("curl -s -m 2 " .. srv.url .. "/stream/readings-dead/info")
+        return (info or ""):find('"message_count":4', 1, true)
+      end, 30))
       -- the producer: one mosquitto_pub per reading; exit 0 means the broker
       -- sent its PUBACK, and only then is the reading counted as acknowledged
       os.execute(string.format(
