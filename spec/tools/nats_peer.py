@@ -9,6 +9,8 @@
   nats_peer.py stream URL NAME SUBJECT...       creates a file stream (or keeps it)
   nats_peer.py info URL NAME                    the stream's state as JSON
   nats_peer.py consumer URL STREAM DURABLE      the consumer's info as JSON
+  nats_peer.py pullconsumer URL STREAM DURABLE  creates a durable pull consumer (explicit acks, ack_wait 2 s)
+  nats_peer.py pushconsumer URL STREAM DURABLE SUBJECT   a durable push consumer delivering to SUBJECT
   nats_peer.py dump URL STREAM                  every message of the stream, as sub prints them
 """
 import argparse
@@ -97,7 +99,16 @@ async def main():
         ci = await js.consumer_info(a.args[0], a.args[1])
         print(json.dumps({"num_ack_pending": ci.num_ack_pending, "num_pending": ci.num_pending,
                           "num_redelivered": ci.num_redelivered, "delivered": ci.delivered.stream_seq,
-                          "ack_floor": ci.ack_floor.stream_seq}))
+                          "ack_floor": ci.ack_floor.stream_seq, "push": bool(ci.config.deliver_subject),
+                          "num_waiting": ci.num_waiting}))
+    elif a.cmd == "pullconsumer":
+        from nats.js.api import AckPolicy, ConsumerConfig
+        await js.add_consumer(a.args[0], ConsumerConfig(durable_name=a.args[1], ack_policy=AckPolicy.EXPLICIT,
+                                                        ack_wait=2))
+    elif a.cmd == "pushconsumer":
+        from nats.js.api import AckPolicy, ConsumerConfig
+        await js.add_consumer(a.args[0], ConsumerConfig(durable_name=a.args[1], ack_policy=AckPolicy.EXPLICIT,
+                                                        deliver_subject=a.args[2]))
     await nc.close()
 
 
