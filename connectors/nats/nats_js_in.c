@@ -25,7 +25,8 @@ static const sl_field_t fields[] = {
    "`max_ack_pending` are then the consumer's.", NULL, NULL},
   {"pull", SL_F_BOOL, "false", 0,
    "A pull consumer: sluice fetches up to `batch_count` messages at a time whenever it has room, "
-   "instead of the server pushing them (sluice adds it: Benthos's input is a push consumer). Any "
+   "instead of the server pushing them, and looks again every 50 ms while there is nothing (sluice "
+   "adds it: Benthos's input is a push consumer). Any "
    "number of sluice processes pulling from one `durable` share its messages, each to one of "
    "them, without a deliver group (`queue` is for push consumers).", NULL, NULL},
   {"deliver", SL_F_ENUM, "all", 0, "Where a new consumer starts.", delivers, NULL},
@@ -94,30 +95,41 @@ static int setup(sl_nats_t *l, natsConnection *nc, void *arg, char **err) {
   return 0;
 }
 
-/* On the link's thread, a pull consumer's turn: what is there now, up to
- * batch_count, without waiting; when nothing is, a wait of a second at most
- * for one (a batch that waited to fill would hold the first message back). */
-static int pump(sl_nats_t *l, void *arg) {
-  js_setup_t *s = arg;
+/* One fetch of up to batch messages, handed to the queue: the server
+ * answers at once (no_wait) with what it has; the second is only the
+ * client's bound on waiting for that answer. */
+static natsStatus fetch(sl_nats_t *l, js_setup_t *s, int batch) {
   natsMsgList list = {0};
   jsFetchRequest r;
   jsFetchRequest_Init(&r);
-  r.Batch = (int)s->fetch;
+  r.Batch = batch;
   r.NoWait = true;
+  r.Expires = 1000000000;
   natsStatus st = natsSubscription_FetchRequest(&list, s->pulling, &r);
-  if (st == NATS_NOT_FOUND || (st == NATS_OK && !list.Count)) {
-    natsMsgList_Destroy(&list);
-    jsFetchRequest_Init(&r);
-    r.Batch = 1;
-    r.Expires = 1000000000;
-    st = natsSubscription_FetchRequest(&list, s->pulling, &r);
-  }
   for (int i = 0; i < list.Count; i++) {
     sl_nats_on_msg(NULL, NULL, list.Msgs[i], l);
     list.Msgs[i] = NULL;
   }
   natsMsgList_Destroy(&list);
-  return st == NATS_OK || st == NATS_TIMEOUT || st == NATS_NOT_FOUND ? 0 : -1;
+  return st;
+}
+
+/* On the link's thread, a pull consumer's turn: what the server has, up to
+ * batch_count; when it has nothing, the next look comes 50 ms later. Answers
+ * to a fetch cnats stopped waiting for (its second ran out on a loaded
+ * machine) wait in the subscription, and cnats 3.4.1's fetch writes past its
+ * array when more than half a batch waits there: those are taken one at a
+ * time first. */
+static int pump(sl_nats_t *l, void *arg) {
+  js_setup_t *s = arg;
+  int waiting = 0;
+  while (natsSubscription_GetPending(s->pulling, &waiting, NULL) == NATS_OK && waiting > 0) {
+    natsStatus st = fetch(l, s, 1);
+    if (st != NATS_OK && st != NATS_TIMEOUT && st != NATS_NOT_FOUND) return 1000;
+  }
+  natsStatus st = fetch(l, s, (int)s->fetch);
+  if (st == NATS_OK) return 0;
+  return st == NATS_TIMEOUT || st == NATS_NOT_FOUND ? 50 : 1000;
 }
 
 static void setup_free(void *arg) {

@@ -442,8 +442,10 @@ static void *thread_main(void *arg) {
       char *err = NULL;
       if (!l->cbs.setup || l->cbs.setup(l, l->nc, l->setup_arg, &err) == 0) {
         set_state(l, -1, 1, NULL);
-        while (l->cbs.pump && !wait_quit(l, 0))
-          if (l->cbs.pump(l, l->setup_arg) != 0 && wait_quit(l, 1000)) break;
+        while (l->cbs.pump && !wait_quit(l, 0)) {
+          int ms = l->cbs.pump(l, l->setup_arg);
+          if (ms && wait_quit(l, (uint64_t)ms)) break;
+        }
         break;
       }
       set_state(l, -1, 0, err ? err : "setting up");

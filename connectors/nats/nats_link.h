@@ -49,7 +49,7 @@ typedef struct sl_nats_cbs {
   void (*setup_free)(void *setup_arg);                /* when the link ends (any thread) */
   /* Optional, on the link's thread once setup succeeded: called again and
    * again until the link ends (a pull consumer's fetch), each call back
-   * within about a second. -1: it failed, the next call comes a second later. */
+   * within about a second; returns how many ms to wait before the next. */
   int (*pump)(sl_nats_t *l, void *setup_arg);
   void (*wake)(void *arg);                            /* loop: the queue has items */
   void (*state)(void *arg, int up, const char *why);  /* loop: connected and set up, or why not */
