@@ -27,6 +27,25 @@ describe("broker input", function()
   before_each(function() d = h.tmpdir() end)
   after_each(function() h.rmdir(d) end)
 
+  it("batches across its children with its own batching (Benthos's broker.batching)", function()
+    local r = run_in(d, [[
+input:
+  broker:
+    inputs:
+      - generate: { count: 4, interval: 0, batch_size: 1, mapping: 'return "a"' }
+      - generate: { count: 4, interval: 0, batch_size: 1, mapping: 'return "b"' }
+    batching: { count: 4 }
+pipeline:
+  processors:
+    - lua: 'return tostring(batch_index())'
+output:
+  stdout: {}
+]])
+    assert_ok(r)
+    -- children emit batches of one: only the broker's policy makes batches of four
+    assert.are.same({"0", "1", "2", "3", "0", "1", "2", "3"}, h.lines(r.stdout))
+  end)
+
   it("merges its children (copies of each) into one stream; it ends when all of them ended", function()
     h.write(d .. "/a.ndjson", '{"f":1}\n{"f":2}\n{"f":3}\n')
     local r = run_in(d, [[

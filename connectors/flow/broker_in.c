@@ -1,5 +1,6 @@
 /* `broker` input: several child inputs merged into one stream. */
 #include "inputs.h"
+#include "core/batching.h"
 #include "core/xalloc.h"
 #include <stdlib.h>
 
@@ -8,6 +9,7 @@ static const sl_field_t fields[] = {
    "How many copies of each child input to run side by side (each its own connection or "
    "reader).", SL_BOUNDS("1", "1024"), NULL},
   {"inputs", SL_F_INPUTS, NULL, SL_REQUIRED, "The child inputs (at least one).", NULL, NULL},
+  SL_BATCHING_FIELD,
   {0},
 };
 
