@@ -102,16 +102,41 @@ end
 
 -- A free-ish TCP port for a test server: random below Linux's ephemeral
 -- range (32768+), so outgoing connections never hold it.
+-- Whether something listens on TCP port p (IPv4 or IPv6) right now.
+local function listening(p)
+  local hex = string.format(":%04X ", p)
+  for _, path in ipairs({"/proc/net/tcp", "/proc/net/tcp6"}) do
+    local f = io.open(path)
+    if f then
+      for line in f:lines() do
+        -- local_address rem_address st: state 0A is LISTEN
+        local l, st = line:match("^%s*%d+: (%S+) %S+ (%x%x)")
+        if l and st == "0A" and (l .. " "):sub(-6) == hex then f:close() return true end
+      end
+      f:close()
+    end
+  end
+  return false
+end
+
 -- scripts/test.sh runs spec files in SPEC_LANES lanes at once: each lane
--- draws from its own slice of the range, so two files never race for a port.
+-- draws from its own slice of the range, so two files never race for a port;
+-- a port something listens on is not handed out (a server of this spec still
+-- running, or another program: a sluice that answers /ping there would be
+-- taken for the one being started).
 function M.port()
-  local f = io.open("/dev/urandom", "rb")
-  local b1, b2 = f:read(2):byte(1, 2)
-  f:close()
   local lanes = tonumber(os.getenv("SPEC_LANES") or "") or 1
   local lane = tonumber(os.getenv("SPEC_LANE") or "") or 0
   local width = math.floor(12000 / lanes)
-  return 20000 + lane * width + (b1 * 256 + b2) % width
+  local p
+  for _ = 1, 20 do
+    local f = io.open("/dev/urandom", "rb")
+    local b1, b2 = f:read(2):byte(1, 2)
+    f:close()
+    p = 20000 + lane * width + (b1 * 256 + b2) % width
+    if not listening(p) then break end
+  end
+  return p
 end
 
 -- Starts `sluice run` on yaml in the background (config in a temp dir) and
