@@ -102,19 +102,33 @@ end
 
 -- A free-ish TCP port for a test server: random below Linux's ephemeral
 -- range (32768+), so outgoing connections never hold it.
--- Whether something listens on TCP port p (IPv4 or IPv6) right now.
-local function listening(p)
-  local hex = string.format(":%04X ", p)
+-- The inodes of the sockets listening on TCP port p (IPv4 or IPv6) now.
+local function listeners(p)
+  local hex, inodes = string.format(":%04X ", p), {}
   for _, path in ipairs({"/proc/net/tcp", "/proc/net/tcp6"}) do
     local f = io.open(path)
     if f then
       for line in f:lines() do
-        -- local_address rem_address st: state 0A is LISTEN
-        local l, st = line:match("^%s*%d+: (%S+) %S+ (%x%x)")
-        if l and st == "0A" and (l .. " "):sub(-6) == hex then f:close() return true end
+        -- sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode; st 0A is LISTEN
+        local l, st, inode = line:match("^%s*%d+: (%S+) %S+ (%x%x) %S+ %S+ %S+ +%d+ +%d+ +(%d+)")
+        if l and st == "0A" and (l .. " "):sub(-6) == hex then inodes[#inodes + 1] = inode end
       end
       f:close()
     end
+  end
+  return inodes
+end
+local function listening(p) return #listeners(p) > 0 end
+
+-- Whether process pid holds a socket listening on port p: a /ping answered
+-- there may come from another program while pid failed to bind.
+local function holds_port(pid, p)
+  if not pid then return false end
+  local fds = io.popen("ls -l /proc/" .. pid .. "/fd 2>/dev/null")
+  local links = fds:read("*a")
+  fds:close()
+  for _, inode in ipairs(listeners(p)) do
+    if links:find("socket:[" .. inode .. "]", 1, true) then return true end
   end
   return false
 end
@@ -170,7 +184,7 @@ function M.serve_once(yaml, opts)
   for _ = 1, 100 do
     local code = M.sh(string.format("curl -s -o /dev/null -m 1 %s %s://127.0.0.1:%d/ping",
       opts.cacert and ("--cacert " .. opts.cacert) or "", opts.scheme or "http", port))
-    if code == 0 then up = true break end
+    if code == 0 and holds_port((M.read(dir .. "/pid.txt") or ""):match("%d+"), port) then up = true break end
     if M.read(dir .. "/rc.txt") then break end
     os.execute("sleep 0.05")
   end
