@@ -1,5 +1,6 @@
 #include "stream.h"
 #include "log.h"
+#include "pool.h"
 #include "metrics.h"
 #include "section.h"
 #include "trace.h"
@@ -108,8 +109,9 @@ static void push_under_txn(emit_ctx_t *ec, sl_batch_t *b) {
   sl_txn_t *t = sl_txn_new(on_txn_done, ec);
   for (uint32_t i = 0; i < b->n; i++) sl_msg_set_txn(b->msgs[i], t);
   sl_chain_t *c = ec->s->chain;
-  if (b->n) c->sink.push(&c->sink, b);
-  else sl_batch_free_shell(b);
+  if (!b->n) sl_batch_free_shell(b);
+  else if (ec->s->pool) sl_pool_push(ec->s->pool, b, t);
+  else c->sink.push(&c->sink, b);
   sl_txn_unref(t);
 }
 
@@ -313,7 +315,8 @@ static void on_kick(uv_idle_t *h) {
   if (!(s->input_done || s->stopping) || si->closing) return;
   if (!si->flushed) {
     si->flushed = 1;
-    sl_chain_flush(s->chain);
+    if (s->pool) sl_pool_flush(s->pool);
+    else sl_chain_flush(s->chain);
   }
   if (s->in_flight == 0 && s->pending_writes == 0 && si->retry_timers == 0) close_ends(s);
 }
@@ -342,6 +345,45 @@ static sl_cnode_t *all_processors(const sl_cnode_t *node) {
   return seq;
 }
 
+/* How many pool workers run the processors: 1 (none) unless asked for and
+ * every processor of the chain may run as copies side by side. */
+static int pool_size(const sl_build_t *b, const sl_cnode_t *node, const sl_cnode_t *procs, const char *name) {
+  if (!b->worker || b->lint_only || !procs->n) return 1;
+  const sl_cnode_t *t = sl_cnode_get(sl_cnode_get(node, "pipeline"), "threads");
+  const char *env = getenv("SLUICE_THREADS");
+  int64_t n = t && !t->synthetic ? sl_conf_int(sl_cnode_get(node, "pipeline"), "threads", 1) : env ? atoll(env) : 1;
+  if (n <= 0) n = (int64_t)uv_available_parallelism();
+  if (n > 256) n = 256;
+  if (n <= 1) return 1;
+  for (uint32_t i = 0; i < procs->n; i++) {
+    const char *kind = sl_component_name(procs->items[i], NULL);
+    const sl_spec_t *spec = kind ? sl_registry_find(SL_KIND_PROCESSOR, kind) : NULL;
+    if (!spec || !spec->pooled || sl_trace_on) {
+      sl_logf(SL_LOG_DEBUG, name, NULL, "pipeline.threads: the processors run on the stream's loop (%s)",
+              sl_trace_on ? "a tracer samples" : kind ? kind : "?");
+      return 1;
+    }
+  }
+  return (int)n;
+}
+
+/* One chain per pool worker, built on that worker (its Lua VM). Problems
+ * are the same for every copy: the first reports them. */
+static int build_pool(sl_stream_t *s, sl_build_t *b, const sl_cnode_t *procs, const char *path, int n, int ordered) {
+  s->pool = sl_pool_new(b->worker, n, ordered, &s->out_sink);
+  unsigned counted = b->processors;
+  for (int i = 0; i < n; i++) {
+    sl_build_t wb = *b;
+    wb.worker = sl_pool_worker(s->pool, i);
+    wb.processors = counted;
+    sl_chain_t *c = sl_chain_build(&wb, procs, path);
+    if (!c) return -1;
+    sl_pool_set_chain(s->pool, i, c);
+    b->processors = wb.processors;
+  }
+  return 0;
+}
+
 sl_stream_t *sl_stream_build(sl_build_t *b, const sl_cnode_t *node, const char *name) {
   stream_impl_t *si = sl_xcalloc(1, sizeof(*si));
   sl_stream_t *s = &si->pub;
@@ -364,7 +406,13 @@ sl_stream_t *sl_stream_build(sl_build_t *b, const sl_cnode_t *node, const char *
   s->input = sl_build_input(b, sl_cnode_get(node, "input"), p_in);
   b->top_level = 0;
   sl_cnode_t *procs = all_processors(node);
-  s->chain = sl_chain_build(b, procs, p_proc);
+  int threads = pool_size(b, node, procs, name);
+  int chain_ok;
+  if (threads > 1)
+    chain_ok = build_pool(s, b, procs, p_proc, threads,
+                          sl_conf_bool(sl_cnode_get(node, "pipeline"), "ordered", 1)) == 0;
+  else
+    chain_ok = (s->chain = sl_chain_build(b, procs, p_proc)) != NULL;
   sl_cnode_free(procs);
   b->top_level = 1;
   s->output = sl_build_output(b, sl_cnode_get(node, "output"), p_out);
@@ -377,7 +425,7 @@ sl_stream_t *sl_stream_build(sl_build_t *b, const sl_cnode_t *node, const char *
     s->t_out = sl_trace_site(SL_TS_OUTPUT, name, s->output->label, s->output->spec->name, p_out);
   }
   free(p_in); free(p_proc); free(p_out);
-  if (!s->input || !s->chain || !s->output) {
+  if (!s->input || !chain_ok || !s->output) {
     sl_stream_free(s);
     return NULL;
   }
@@ -393,7 +441,8 @@ int sl_stream_start(sl_stream_t *s, void (*on_done)(sl_stream_t *, void *), void
   si->started = 1;
   s->input->stream = s;
   s->output->stream = s;
-  sl_chain_connect(s->chain, &s->out_sink, s);
+  if (s->pool) sl_pool_start(s->pool, s);
+  else sl_chain_connect(s->chain, &s->out_sink, s);
   if (s->output->vt->start && s->output->vt->start(s->output) != 0) {
     sl_logf(SL_LOG_ERROR, s->name, s->output->label, "output failed to start");
     return -1;
@@ -422,6 +471,7 @@ static void stream_mem_free(uv_handle_t *h) {
 void sl_stream_free(sl_stream_t *s) {
   if (!s) return;
   stream_impl_t *si = (stream_impl_t *)s;
+  sl_pool_free(s->pool);   /* first: what it still holds may complete transactions */
   sl_input_destroy(s->input);
   sl_chain_free(s->chain);
   sl_output_destroy(s->output);

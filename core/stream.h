@@ -15,7 +15,8 @@ struct sl_stream {
   char *name;
   sl_worker_t *worker;
   sl_input_t *input;
-  sl_chain_t *chain;
+  sl_chain_t *chain;          /* NULL when a pool runs the processors */
+  struct sl_pool *pool;       /* pipeline.threads > 1 (core/pool.h) */
   sl_output_t *output;
   sl_retry_policy_t retry;
   int64_t max_in_flight;      /* transactions */

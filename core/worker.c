@@ -10,6 +10,21 @@ sl_worker_t *sl_worker_new(int id) {
   return w;
 }
 
+enum { MAX_HOOKS = 8 };
+static void (*hooks[MAX_HOOKS])(sl_worker_t *w, const sl_worker_t *parent);
+static unsigned nhooks;
+
+void sl_worker_on_spawn(void (*hook)(sl_worker_t *w, const sl_worker_t *parent)) {
+  if (nhooks < MAX_HOOKS) hooks[nhooks++] = hook;
+}
+
+sl_worker_t *sl_worker_spawn(const sl_worker_t *parent, int id) {
+  sl_worker_t *w = sl_worker_new(id);
+  w->parent = parent;
+  for (unsigned i = 0; i < nhooks; i++) hooks[i](w, parent);
+  return w;
+}
+
 void sl_worker_free(sl_worker_t *w) {
   if (!w) return;
   /* Handles closed by their owners still need a loop turn to finish, before

@@ -198,6 +198,7 @@ static void *lp_create(sl_build_t *b, const sl_cnode_t *conf) {
 static const sl_spec_t spec = {
   .name = "lua",
   .kind = SL_KIND_PROCESSOR,
+  .pooled = 1,
   .summary = "Maps, filters and enriches messages with Lua (LuaJIT).",
   .desc =
     "Each batch crosses into the worker's LuaJIT VM once; messages are reached through FFI, and "
