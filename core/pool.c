@@ -139,6 +139,7 @@ static void worker_wake(uv_async_t *a) {
 
 static void worker_main(void *arg) {
   pworker_t *pw = arg;
+  sl_worker_pooled = 1;
   uv_run(pw->w->loop, UV_RUN_DEFAULT);
 }
 

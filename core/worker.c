@@ -10,6 +10,8 @@ sl_worker_t *sl_worker_new(int id) {
   return w;
 }
 
+_Thread_local int sl_worker_pooled;
+
 enum { MAX_HOOKS = 8 };
 static void (*hooks[MAX_HOOKS])(sl_worker_t *w, const sl_worker_t *parent);
 static unsigned nhooks;

@@ -41,6 +41,7 @@ end
 function M.sanitizer_report(text)
   text = text or ""
   return text:match("==%d+==ERROR: %a+Sanitizer[^\n]*") or text:match("[^\n]*%.[ch]:%d+:%d+: runtime error:[^\n]*")
+    or text:match("WARNING: ThreadSanitizer:[^\n]*")
 end
 
 -- Raises (failing the spec) when text holds a sanitizer report.
