@@ -348,7 +348,8 @@ static sl_cnode_t *all_processors(const sl_cnode_t *node) {
 /* How many pool workers run the processors: 1 (none) unless asked for and
  * every processor of the chain may run as copies side by side. */
 static int pool_size(const sl_build_t *b, const sl_cnode_t *node, const sl_cnode_t *procs, const char *name) {
-  if (!b->worker || b->lint_only || !procs->n) return 1;
+  /* A request-scoped instance (there may be thousands) stays on the loop. */
+  if (!b->worker || b->lint_only || b->mounted || !procs->n) return 1;
   const sl_cnode_t *t = sl_cnode_get(sl_cnode_get(node, "pipeline"), "threads");
   const char *env = getenv("SLUICE_THREADS");
   int64_t n = t && !t->synthetic ? sl_conf_int(sl_cnode_get(node, "pipeline"), "threads", 1) : env ? atoll(env) : 1;
