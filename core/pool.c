@@ -44,6 +44,11 @@ typedef struct ticket {
   sl_txn_t *target;
   int failed;
   char *err;
+  /* Request contexts of its messages, held here so that the last ref of
+   * each goes on the stream's loop: their metadata lists share entries
+   * (copy on write, plain counts) with the connection's context. */
+  sl_ctx_t **ctxs;
+  uint32_t nctx;
 } ticket_t;
 
 typedef struct pworker {
@@ -182,6 +187,14 @@ static void mark_done(sl_pool_t *p, uint64_t seq) {
   }
 }
 
+static void ticket_free(ticket_t *tk) {
+  sl_txn_unref(tk->target);
+  for (uint32_t i = 0; i < tk->nctx; i++) sl_ctx_unref(tk->ctxs[i]);
+  free(tk->ctxs);
+  free(tk->err);
+  free(tk);
+}
+
 static void stream_wake(uv_async_t *a) {
   sl_pool_t *p = a->data;
   for (item_t *it = queue_take(&p->out), *next; it; it = next) {
@@ -208,9 +221,7 @@ static void stream_wake(uv_async_t *a) {
     mark_done(p, tk->seq);
     release(p);
     if (tk->failed) sl_txn_fail(tk->target, tk->err);
-    sl_txn_unref(tk->target);
-    free(tk->err);
-    free(tk);
+    ticket_free(tk);
   }
 }
 
@@ -235,8 +246,13 @@ void sl_pool_push(sl_pool_t *p, sl_batch_t *b, sl_txn_t *t) {
   *tk = (ticket_t){.pool = p, .pw = pw, .seq = p->next_seq++, .target = sl_txn_ref(t)};
   sl_txn_t *proxy = sl_txn_proxy(t, tk->seq, proxy_done, tk);
   for (uint32_t i = 0; i < b->n; i++) {
-    sl_msg_isolate(b->msgs[i]);
-    sl_msg_set_txn(b->msgs[i], proxy);
+    sl_msg_t *m = b->msgs[i];
+    sl_msg_isolate(m);
+    sl_msg_set_txn(m, proxy);
+    if (m->ctx && (!tk->nctx || tk->ctxs[tk->nctx - 1] != m->ctx)) {
+      tk->ctxs = sl_xrealloc(tk->ctxs, (tk->nctx + 1) * sizeof(*tk->ctxs));
+      tk->ctxs[tk->nctx++] = sl_ctx_ref(m->ctx);
+    }
   }
   sl_txn_unref(proxy);
   pw->load++;
@@ -290,11 +306,7 @@ static void free_items(item_t *it) {
   for (item_t *next; it; it = next) {
     next = it->next;
     sl_batch_free(it->b);
-    if (it->tk) {
-      sl_txn_unref(it->tk->target);
-      free(it->tk->err);
-      free(it->tk);
-    }
+    if (it->tk) ticket_free(it->tk);
     free(it);
   }
 }

@@ -33,7 +33,8 @@ static const sl_field_t fields[] = {
   {"max_concurrency", SL_F_INT, "64", 0,
    "Calls that wait (`http.request`, see Calls that wait) in flight at once across this "
    "processor's messages; a message whose call would exceed it waits for a slot, and the batch's later "
-   "messages wait with it.", SL_BOUNDS("1", "100000"), NULL},
+   "messages wait with it. With `pipeline.threads` each worker has its own copy of the processor, and "
+   "of this bound.", SL_BOUNDS("1", "100000"), NULL},
   {"timeout", SL_F_DURATION, "30s", 0,
    "Deadline of one message's calls that wait, from its first call: when it passes, the call in flight "
    "is abandoned and the message fails (\"deadline exceeded\"), even if the script catches the error. "

@@ -167,6 +167,36 @@ streams:
     h.stop_after(srv, ok, err)
   end)
 
+  it("takes WebSocket messages whose contexts share the connection's lists, drops some on a worker", function()
+    -- each message's context copies the connection's query and headers
+    -- (shared entries, copy on write): the last ref must not go on a worker
+    local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT}
+input: {http_server: {path: /in, ws_path: /ws}}
+pipeline:
+  threads: 2
+  processors:
+    - lua: |
+        if this.n % 2 == 1 then return deleted() end
+        return {n = this.n, user = ctx.query.user}
+output: {sync_response: {}}
+]])
+    local args = {}
+    for i = 1, 40 do args[#args + 1] = "--send '{\"n\":" .. i .. "}'" end
+    local _, out = h.sh("/usr/bin/python3 spec/tools/ws_client.py 'ws://127.0.0.1:" .. srv.port .. "/ws?user=ada' " ..
+      table.concat(args, " ") .. " --recv 20")
+    assert.are.equal(0, srv.stop())
+    local got = {}
+    for l in out:gmatch("[^\n]+") do
+      local m = json.decode(json.decode(l).text)
+      assert.are.equal("ada", m.user)
+      got[#got + 1] = m.n
+    end
+    assert.are.equal(20, #got)
+    table.sort(got)
+    for i = 1, 20 do assert.are.equal(2 * i, got[i]) end
+  end)
+
   it("runs a big batch whole on one worker, and each worker's Lua state is its own", function()
     local out = run([[
 input:
