@@ -37,13 +37,15 @@ tsan:
 
 fuzz:
 	@CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSL_FUZZ=ON -DSL_SANITIZE=ON >/dev/null
-	@ninja -C build-fuzz -j $(JOBS) fuzz_conf fuzz_http fuzz_seglog
+	@ninja -C build-fuzz -j $(JOBS) fuzz_conf fuzz_http fuzz_seglog fuzz_scanner
 	@mkdir -p build-fuzz/corpus-fuzz_conf build-fuzz/corpus-fuzz_http
 	@cp examples/*.yaml build-fuzz/corpus-fuzz_conf/ 2>/dev/null || true
 	build-fuzz/fuzz_conf -max_total_time=$${FUZZ_SECONDS:-60} -max_len=4096 build-fuzz/corpus-fuzz_conf
 	build-fuzz/fuzz_http -max_total_time=$${FUZZ_SECONDS:-60} -max_len=4096 build-fuzz/corpus-fuzz_http
 	@mkdir -p build-fuzz/corpus-fuzz_seglog
 	build-fuzz/fuzz_seglog -max_total_time=$${FUZZ_SECONDS:-60} -max_len=4096 build-fuzz/corpus-fuzz_seglog
+	@mkdir -p build-fuzz/corpus-fuzz_scanner
+	build-fuzz/fuzz_scanner -max_total_time=$${FUZZ_SECONDS:-60} -max_len=4096 build-fuzz/corpus-fuzz_scanner
 
 docs: build
 	$(BUILD)/sluice doc --all --out docs/components

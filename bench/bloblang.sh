@@ -10,24 +10,7 @@ set -eu
 . "$(dirname "$0")/lib.sh"
 BIN=${BIN:-build/sluice} N=${N:-500000} RUNS=${RUNS:-5}
 benthos=${1:-$HOME/.cache/sluice-bench/benthos/benthos}
-if [ ! -x "$benthos" ]; then
-  dir=$(dirname "$benthos"); mkdir -p "$dir"
-  cat > "$dir/main.go" <<'GO'
-package main
-
-import (
-	"context"
-
-	_ "github.com/benthosdev/benthos/v4/public/components/pure"
-	"github.com/benthosdev/benthos/v4/public/service"
-)
-
-func main() { service.RunCLI(context.Background()) }
-GO
-  printf 'module blobl\n\ngo 1.22\n' > "$dir/go.mod"
-  (cd "$dir" && GOFLAGS=-mod=mod go get github.com/benthosdev/benthos/v4@v4.27.0 >/dev/null 2>&1 &&
-    GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 && go build -o benthos .) || fail "could not build Benthos"
-fi
+[ -n "${1:-}" ] || benthos_build "$(dirname "$benthos")" pure
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 trap 'exit 1' INT TERM

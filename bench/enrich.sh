@@ -2,9 +2,14 @@
 # Enrichment benchmark of issue 15: `generate → lua (http.request to nginx
 # returning a small JSON, the answer merged into the message) → drop`,
 # beside wrk driving the same nginx directly with as many connections as the
-# lua processor's max_concurrency (the ceiling: what the upstream serves), in
+# lua processor's max_concurrency (the ceiling: what the upstream serves), and
+# beside Benthos's enrichment idiom (`branch` around its `http` processor with
+# `parallel: true` on batches of 64, the answer merged under `profile`), all in
 # the same run. nginx runs one worker. Prints a Markdown table.
-# Env: N (messages, default 200000), CONC (default 64), DURATION (wrk, 10s), RUNS (3).
+# Env: N (messages, default 200000), NB (Benthos's messages, default N/5: it
+# is slower), CONC (default 64), DURATION (wrk, 10s), RUNS (3), BENTHOS (a
+# binary with the io components; built into ~/.cache/sluice-bench/benthos-io
+# when unset).
 set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -13,6 +18,9 @@ N=${N:-200000}
 CONC=${CONC:-64}
 DURATION=${DURATION:-10s}
 RUNS=${RUNS:-3}
+NB=${NB:-$((N / 5))}
+BENTHOS=${BENTHOS:-$HOME/.cache/sluice-bench/benthos-io/benthos}
+[ -x "$BENTHOS" ] || benthos_build "$(dirname "$BENTHOS")" pure io
 WORK=$(mktemp -d)
 trap 'kill $(cat "$WORK"/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 trap 'exit 1' INT TERM
@@ -50,6 +58,20 @@ pipeline:
 output: {drop: {}}
 YAML
 
+cat > "$WORK/benthos.yaml" <<YAML
+logger: {level: WARN}
+http: {enabled: false}
+input:
+  generate: {count: $NB, interval: "", batch_size: 64, mapping: 'root = {"id": count("c"), "user": "u" + (count("u") % 1000).string()}'}
+pipeline:
+  processors:
+    - branch:
+        request_map: 'root = ""'
+        processors:
+          - http: {url: "http://127.0.0.1:$PORT/json", verb: GET, parallel: true}
+        result_map: 'root.profile = this'
+output: {drop: {}}
+YAML
 
 nginx -p "$WORK" -c "$WORK/nginx.conf" > "$WORK/nginx.log" 2>&1 &
 echo $! > "$WORK/nginx.pid"
@@ -67,10 +89,18 @@ for _ in $(seq "$RUNS"); do
   grep -q "script failed" "$WORK/sluice.log" && fail "calls failed: $(head -3 "$WORK/sluice.log")"
   echo "$N $t0 $t1" | awk '{printf "%.0f\n", $1 / ($3 - $2)}'
 done > "$WORK/sluice.runs"
-w=$(median < "$WORK/wrk.runs"); s=$(median < "$WORK/sluice.runs")
-figure "$w" "wrk requests/s"; figure "$s" "sluice requests/s"
+for _ in $(seq "$RUNS"); do
+  t0=$(now)
+  "$BENTHOS" -c "$WORK/benthos.yaml" > "$WORK/benthos.log" 2>&1 || fail "Benthos failed: $(tail -3 "$WORK/benthos.log")"
+  t1=$(now)
+  echo "$NB $t0 $t1" | awk '{printf "%.0f\n", $1 / ($3 - $2)}'
+done > "$WORK/benthos.runs"
+w=$(median < "$WORK/wrk.runs"); s=$(median < "$WORK/sluice.runs"); b=$(median < "$WORK/benthos.runs")
+figure "$w" "wrk requests/s"; figure "$s" "sluice requests/s"; figure "$b" "Benthos requests/s"
 
-echo "| benchmark | requests/s | ratio to the ceiling |"
-echo "| --- | --- | --- |"
-echo "| wrk -t1 -c$CONC → nginx /json (the ceiling) | $w | 1 |"
-echo "| sluice generate → lua http.request (max_concurrency $CONC) + json.decode → drop, $N messages | $s | $(echo "$s $w" | awk '{printf "%.2f", $1/$2}') |"
+ratio() { echo "$1 $2" | awk '{printf "%.2f", $1/$2}'; }
+echo "| benchmark | requests/s | ratio to the ceiling | sluice / this |"
+echo "| --- | --- | --- | --- |"
+echo "| wrk -t1 -c$CONC → nginx /json (the ceiling) | $w | 1 | $(ratio "$s" "$w") |"
+echo "| sluice generate → lua http.request (max_concurrency $CONC) + json.decode → drop, $N messages | $s | $(ratio "$s" "$w") | 1 |"
+echo "| Benthos v4.27.0 generate (batches of 64) → branch{http parallel} → drop, $NB messages | $b | $(ratio "$b" "$w") | $(ratio "$s" "$b") |"

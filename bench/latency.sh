@@ -9,12 +9,20 @@
 # Usage: bench/latency.sh [N...]   (default: 100 1000)
 #   PROTO=sse|ws (sse)   CLIENTS=client processes (4; at most N)
 #   SECS=measured window (10)   RUNS=3   INTERVAL=generate interval (1ms)
+#   BATCH=messages per tick (1): events a loop turn broadcasts together
 #   PIN=1 (default, with 2+ CPUs): sluice on CPU 0, the clients on the others
 #   (taskset), so that they never take sluice's core; PIN=0: no pinning.
 #   WSLIB=npm: WebSocket clients use the npm `ws` package (spec/node) instead
 #   of bench/latency.js's raw client.
 #   SOURCE=store: generate → `stream` output, clients read /stream/lat/sse|ws/s
 #   live (the store's own fan-out) instead of an http_server output.
+#   HOLD=seconds (0): sluice drops what it generates for this long after it
+#   starts, so that the clients connect before the broadcast begins (at a
+#   1 ms interval, clients busy taking events connect slowly); the window
+#   starts once both are done.
+#   PERF=1: sluice's CPU time in the window from perf stat -p (task-clock,
+#   user and kernel), reported per event received: what a delivery costs,
+#   the figure that depends least on whatever else the machine runs.
 #   QUIET=20: before each run, wait (up to 120 s) until the machine is under
 #   20% busy over a second (it is shared); QUIET=0 skips the wait.
 set -eu
@@ -30,6 +38,7 @@ PIN=${PIN:-1}
 INTERVAL=${INTERVAL:-1ms}
 QUIET=${QUIET:-20}
 SOURCE=${SOURCE:-output}
+HOLD=${HOLD:-0}
 case $PROTO in
   sse) route=sse_path; url=http://127.0.0.1:$PORT/sse;;
   ws) route=ws_path; url=ws://127.0.0.1:$PORT/ws;;
@@ -54,7 +63,7 @@ fi
 cat > "$WORK/c.yaml" <<YAML
 http: {address: 127.0.0.1:$PORT, max_connections: 100000, idle_timeout: 1h}
 $store
-input: {generate: {interval: $INTERVAL, mapping: 'return {t = now(), i = i}'}}
+input: {generate: {interval: $INTERVAL, batch_size: ${BATCH:-1}, mapping: 'if time.now_ms() < tonumber(env("BENCH_HOLD_UNTIL") or 0) then return deleted() end return {t = now(), i = i}'}}
 output: $out
 YAML
 ncpu=$(nproc)
@@ -85,7 +94,8 @@ run_once() {   # n run → one merged JSON line appended to $WORK/runs
     for _ in $(seq 120); do busy=$(busy_pct); [ "$busy" -lt "$QUIET" ] && { quiet=1; break; }; done
   fi
   if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then echo "port $PORT is in use (set PORT)" >&2; exit 1; fi
-  $spin "$BIN" run --log-level warn "$WORK/c.yaml" > /dev/null 2> "$WORK/sluice.log" & local pid=$!
+  local hold_until=$(( $(date +%s%3N) + HOLD * 1000 ))
+  BENCH_HOLD_UNTIL=$hold_until $spin "$BIN" run --log-level warn "$WORK/c.yaml" > /dev/null 2> "$WORK/sluice.log" & local pid=$!
   for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
   if ! kill -0 $pid 2>/dev/null; then cat "$WORK/sluice.log" >&2; exit 1; fi
   local cpids=() fds=()
@@ -109,12 +119,17 @@ run_once() {   # n run → one merged JSON line appended to $WORK/runs
   open=$(cat "$WORK"/out-* | awk '/^ready/ {s += $2} END {print s + 0}')
   failed=$(cat "$WORK"/out-* | awk '/^ready/ {s += $3} END {print s + 0}')
   local t0=$(( $(date +%s%3N) + 1000 ))
+  [ "$t0" -lt $((hold_until + 1000)) ] && t0=$((hold_until + 1000))
   for fd in "${fds[@]}"; do echo "start $t0 $SECS" >&"$fd"; done
-  sleep 1
+  sleep $(( (t0 - $(date +%s%3N) + 999) / 1000 ))
   local s0 s1 c0=0 c1=0 w0 w1 cpu0 cpu1
   s0=$(ticks $pid); w0=$(rqwait $pid); cpu0=$(cpus)
   for p in "${cpids[@]}"; do c0=$((c0 + $(ticks "$p"))); done
-  sleep "$SECS"
+  if [ "${PERF:-0}" = 1 ]; then
+    perf stat -x, -e task-clock -p $pid -o "$WORK/perf" -- sleep "$SECS" 2>/dev/null
+  else
+    sleep "$SECS"
+  fi
   s1=$(ticks $pid); w1=$(rqwait $pid); cpu1=$(cpus)
   for p in "${cpids[@]}"; do c1=$((c1 + $(ticks "$p"))); done
   for p in "${cpids[@]}"; do   # each exits 2 s after the window; bounded wait
@@ -129,14 +144,16 @@ run_once() {   # n run → one merged JSON line appended to $WORK/runs
   grep -h '^{' "$WORK"/out-* | node bench/latency.js merge | node -e '
     const r = JSON.parse(require("fs").readFileSync(0));
     const a = process.argv.slice(1).map(Number);
-    const [secs, hz, s, c, open, failed, slow, wait, b0, b1, e0, e1, connMs, rss, busy, quiet] = a;
+    const [secs, hz, s, c, open, failed, slow, wait, b0, b1, e0, e1, connMs, rss, busy, quiet, taskMs] = a;
     const pct = (t) => Math.round(100 * t / hz / secs);
     Object.assign(r, {ready_open: open, ready_failed: failed, slow_disconnects: slow, connect_ms: connMs,
       rate: Math.round(r.sent / secs), sluice_cpu: pct(s), clients_cpu: pct(c), cpu0_busy: pct(e0 - b0),
       other_cpus_busy: pct(e1 - b1), sluice_runq_wait_ms: Math.round(wait / 1e6), sluice_peak_rss_mib: Math.round(rss / 1024),
-      busy_before: busy, quiet_before: quiet});
+      busy_before: busy, quiet_before: quiet,
+      cpu_us_per_event: r.events && taskMs ? Math.round(taskMs * 1000 / r.events * 100) / 100 : null});
     console.log(JSON.stringify(r));' "$SECS" "$hz" $((s1 - s0)) $((c1 - c0)) "$open" "$failed" \
-      "$(grep -c 'disconnecting a slow' "$WORK/sluice.log" || true)" $((w1 - w0)) $cpu0 $cpu1 "$conn_ms" "$rss" "$busy" "$quiet" > "$WORK/line"
+      "$(grep -c 'disconnecting a slow' "$WORK/sluice.log" || true)" $((w1 - w0)) $cpu0 $cpu1 "$conn_ms" "$rss" "$busy" "$quiet" \
+      "$(awk -F, '/task-clock/ {print $1}' "$WORK/perf" 2>/dev/null)" > "$WORK/line"
   echo "[$PROTO n=$n run $run] $(cat "$WORK/line")" >&2
   cat "$WORK"/err-* "$WORK/sluice.log" | sort | uniq -c | sed "s/^/  [$PROTO n=$n run $run] /" >&2
   figure "$open" "$PROTO n=$n run $run: clients connected"

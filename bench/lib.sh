@@ -38,3 +38,20 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 # seconds between them, per second.
 now() { date +%s.%N; }
 rate_between() { echo "$N $1 $2" | awk '{printf "%d\n", $1 / ($3 - $2)}'; }
+
+# benthos_build DIR PACKAGE...: builds Benthos v4.27.0 from its public source
+# (the Go module proxy) into DIR/benthos with the components of each
+# PACKAGE of public/components (pure, io, ...), unless it is there already.
+benthos_build() {
+  dir=$1; shift
+  [ -x "$dir/benthos" ] && return 0
+  mkdir -p "$dir"
+  {
+    printf 'package main\n\nimport (\n\t"context"\n\n'
+    for p in "$@"; do printf '\t_ "github.com/benthosdev/benthos/v4/public/components/%s"\n' "$p"; done
+    printf '\t"github.com/benthosdev/benthos/v4/public/service"\n)\n\nfunc main() { service.RunCLI(context.Background()) }\n'
+  } > "$dir/main.go"
+  printf 'module benthosbench\n\ngo 1.22\n' > "$dir/go.mod"
+  (cd "$dir" && GOFLAGS=-mod=mod go get github.com/benthosdev/benthos/v4@v4.27.0 >/dev/null 2>&1 &&
+    GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 && go build -o benthos .) || fail "could not build Benthos"
+}

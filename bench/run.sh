@@ -54,19 +54,22 @@ bench_lua() {
         local s = 0
         for k = 1, 50 do s = s + k end
         if s < 0 then return deleted() end" > "$WORK/loop.yaml"
+  gen_config "    - lua: 'if this.ts % 2 == 0 then return deleted() end'" > "$WORK/filter.yaml"
   gen_config "    - lua: 'return nil'" 1 $((N / 10)) > "$WORK/pass1.yaml"
   base=$(rate "$WORK/base.yaml")
   pass=$(rate "$WORK/pass.yaml")
   map=$(rate "$WORK/map.yaml")
+  filter=$(rate "$WORK/filter.yaml")
   loop=$(rate "$WORK/loop.yaml")
   pass1=$(rate "$WORK/pass1.yaml" $((N / 10)))
   peer=$(for _ in $(seq "$RUNS"); do luajit bench/peer_map.lua "$N"; done | median)
   figure "$base" "generate → drop"; figure "$pass" "lua pass-through"; figure "$map" "lua mapping"
-  figure "$loop" "lua loop"; figure "$pass1" "lua pass-through, batches of one"
+  figure "$loop" "lua loop"; figure "$filter" "lua filter"; figure "$pass1" "lua pass-through, batches of one"
   figure "$peer" "LuaJIT+cjson loop"
   echo "| generate → drop (no processor) | $base msg/s | | |"
   echo "| generate → lua pass-through (\`return nil\`) → drop | $pass msg/s | | |"
   echo "| generate → lua loop of 50 steps → drop | $loop msg/s | | |"
+  echo "| generate → lua filter on one field (\`this.ts % 2\`) → drop | $filter msg/s | | |"
   echo "| generate, batches of one → lua pass-through → drop | $pass1 msg/s | | |"
   echo "| generate → lua JSON mapping (decode, +uuid_v4, +bool, encode) → drop | $map msg/s | plain LuaJIT+cjson loop: $peer msg/s | $(echo "$map $peer" | awk '{printf "%.2f", $1/$2}') |"
 }

@@ -2,6 +2,7 @@
  * through (sl_cache_exec), which counts it in Benthos' cache metrics. */
 #include "cache_int.h"
 #include "core/metrics.h"
+#include "core/worker.h"
 #include "core/xalloc.h"
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,22 @@ sl_cache_t *sl_cache_find(const char *name, size_t len) {
 
 const char *sl_cache_name(const sl_cache_t *c) { return c->name; }
 int sl_cache_is_sync(const sl_cache_t *c) { return c->be->sync; }
+const char *sl_cache_backend_name(const sl_cache_t *c) { return c->be->name; }
+void *sl_cache_self(const sl_cache_t *c) { return c->self; }
+
+static void detach_all(void *worker) {
+  (void)worker;
+  for (sl_cache_t *c = g_caches; c; c = c->next)
+    if (c->be->detach) c->be->detach(c->self);
+}
+
+void sl_cache_attach_worker(sl_worker_t *w) {
+  if (!w) return;
+  w->slot[SL_SLOT_CACHE] = w;
+  w->slot_free[SL_SLOT_CACHE] = detach_all;
+  for (sl_cache_t *c = g_caches; c; c = c->next)
+    if (c->be->attach) c->be->attach(c->self, w->loop);
+}
 
 static void collect(void *arg);
 

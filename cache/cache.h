@@ -1,6 +1,6 @@
 /* Named cache resources (`cache_resources:`), shared by every script and
  * processor of the process, behind a backend vtable: `memory` here (LRU with
- * TTL and caps), Redis or NATS KV later through clients/.
+ * TTL and caps), `redis` (cache/redis.c) through clients/.
  *
  * Operations are asynchronous by contract: sl_cache_exec starts one and its
  * callback runs exactly once, either before sl_cache_exec returns (a backend
@@ -28,6 +28,8 @@
 #include "core/spec.h"
 #include <stddef.h>
 #include <stdint.h>
+
+struct uv_loop_s;
 
 typedef enum { SL_CACHE_GET, SL_CACHE_SET, SL_CACHE_ADD, SL_CACHE_DELETE, SL_CACHE_INCR, SL_CACHE_NOPS } sl_cache_op_t;
 
@@ -76,6 +78,13 @@ typedef struct sl_cache_backend {
   /* Optional: what the resource holds now (for sluice_cache_entries and
    * sluice_cache_bytes); a remote backend that cannot say leaves it NULL. */
   void (*stats)(void *self, int64_t *entries, int64_t *bytes);
+  /* Optional, for a network backend: its connection on a worker's loop,
+   * made when `cache_resources:` is applied on that worker (again after a
+   * reload: a no-op when it has one), and let go when the worker ends,
+   * before its loop closes (operations still waiting are dropped uncalled:
+   * their owners are gone by then). */
+  void (*attach)(void *self, struct uv_loop_s *loop);
+  void (*detach)(void *self);
   void (*destroy)(void *self);
 } sl_cache_backend_t;
 
@@ -92,6 +101,10 @@ int sl_cache_is_sync(const sl_cache_t *c);
 /* Starts rq on c; counts it in the cache_* metrics (Benthos' names). */
 void sl_cache_exec(sl_cache_t *c, const sl_cache_req_t *rq, sl_cache_cb cb, void *arg);
 const char *sl_cache_op_name(sl_cache_op_t op);
+/* The backend's name ("memory", "redis"). */
+const char *sl_cache_backend_name(const sl_cache_t *c);
+/* The backend's own state (for the backend's own public functions). */
+void *sl_cache_self(const sl_cache_t *c);
 
 /* For components that name a resource (`resource:`, `cache:`): 0, or -1 with
  * a diagnostic at the field. Checks the running resources when built to run,

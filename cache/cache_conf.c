@@ -7,6 +7,7 @@
  * made again at each backend's registration, so that it lists every backend
  * (in name order) whatever the order their files were linked in. */
 #include "cache_int.h"
+#include "declared.h"
 #include "core/section.h"
 #include "core/xalloc.h"
 #include <stdlib.h>
@@ -19,7 +20,8 @@ static unsigned nbackends;
 static sl_field_t item_fields[MAX_BACKENDS + 2];
 static const sl_field_t label_field = {
   "label", SL_F_STRING, NULL, SL_REQUIRED,
-  "The resource's name, which processors (`resource:`, `cache:`) and scripts (`cache.get(name, key)`) use.", NULL,
+  "The resource's name, which processors (`resource:`, `cache:`) and scripts (`cache.get(name, key)`; "
+  "`redis.call(name, ...)` for a `redis` resource) use.", NULL,
   NULL};
 
 void sl_cache_backend_register(const sl_cache_backend_t *b) {
@@ -48,24 +50,11 @@ static const sl_cache_backend_t *backend_of(const sl_cnode_t *item, const sl_cno
   return *count == 1 ? found : NULL;
 }
 
-/* The labels the config validated last declares (sl_cache_check_ref, lint). */
-static char **declared;
-static unsigned ndeclared;
-
-static void forget_declared(void) {
-  for (unsigned i = 0; i < ndeclared; i++) free(declared[i]);
-  free(declared);
-  declared = NULL;
-  ndeclared = 0;
-}
+static sl_declared_t declared;
 
 static int check(const sl_cnode_t *node, const sl_cnode_t *root, sl_diags_t *d) {
   (void)root;
-  static int hooked;
-  if (!hooked++) atexit(forget_declared);
-  forget_declared();
-  uint32_t n = node && node->type == SL_CN_SEQ ? node->n : 0, before = d->n;
-  declared = sl_xcalloc(n ? n : 1, sizeof(*declared));
+  uint32_t n = sl_declared_begin(&declared, node), before = d->n;
   for (uint32_t i = 0; i < n; i++) {
     const sl_cnode_t *item = node->items[i], *body = NULL, *label = sl_cnode_get(item, "label");
     char *path = sl_xasprintf("cache_resources.%u", i);
@@ -79,24 +68,19 @@ static int check(const sl_cnode_t *node, const sl_cnode_t *root, sl_diags_t *d) 
       else sl_diag_add(d, item, path, "no backend: expected one of %s", list);
     }
     char *lpath = sl_xasprintf("%s.label", path);
-    if (label && !*label->str) sl_diag_add(d, label, lpath, "label must not be empty");
-    for (unsigned k = 0; label && *label->str && k < ndeclared; k++)
-      if (!strcmp(declared[k], label->str))
-        sl_diag_add(d, label, lpath, "a second resource labelled \"%s\"", label->str);
+    if (label) sl_declared_add(&declared, label, lpath, d);
     free(lpath);
     const sl_cache_t *running = label ? sl_cache_find(label->str, strlen(label->str)) : NULL;
     if (be && running && running->be != be)
       sl_diag_add(d, item, path, "resource \"%s\" runs on backend %s: changing it to %s needs a restart", label->str,
                   running->be->name, be->name);
     if (be && be->check) be->check(body, d);
-    if (label) declared[ndeclared++] = sl_xstrdup(label->str);
     free(path);
   }
   return (int)(d->n - before);
 }
 
 static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
-  (void)w;
   (void)d;
   for (uint32_t i = 0; node && node->type == SL_CN_SEQ && i < node->n; i++) {
     const sl_cnode_t *item = node->items[i], *body = NULL;
@@ -107,24 +91,19 @@ static int apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
     if (c) c->be->update(c->self, body);
     else sl_cache_add_resource(label, be, be->create(body));
   }
+  sl_cache_attach_worker(w);
   return 0;
 }
 
 int sl_cache_known(const char *name, size_t len, int lint_only) {
   if (!lint_only) return sl_cache_find(name, len) != NULL;
-  for (unsigned k = 0; k < ndeclared; k++)
-    if (strlen(declared[k]) == len && !memcmp(declared[k], name, len)) return 1;
-  return 0;
+  return sl_declared_has(&declared, name, len);
 }
 
 int sl_cache_check_name(const sl_cnode_t *at, const char *key, const char *name, size_t len, int lint_only,
                         sl_diags_t *d) {
   if (sl_cache_known(name, len, lint_only)) return 0;
-  char *text = sl_xstrndup(name, len);
-  const char *near = sl_nearest(text, (const char *const *)declared, ndeclared);
-  if (near) sl_diag_add(d, at, key, "no cache resource labelled \"%s\" (did you mean \"%s\"?)", text, near);
-  else sl_diag_add(d, at, key, "no cache resource labelled \"%s\" in cache_resources", text);
-  free(text);
+  sl_declared_missing(&declared, at, key, "cache resource", "cache_resources", name, len, d);
   return -1;
 }
 

@@ -17,4 +17,9 @@ struct sl_cache {
 /* Adds a running resource (the registry owns it from here). */
 sl_cache_t *sl_cache_add_resource(const char *name, const sl_cache_backend_t *be, void *self);
 
+/* Attaches every resource to w's loop (sl_cache_backend_t.attach), and has
+ * them detached when w ends (its SL_SLOT_CACHE). */
+struct sl_worker;
+void sl_cache_attach_worker(struct sl_worker *w);
+
 #endif

@@ -5,6 +5,7 @@
  * disarm them: hiredis calls each one once more (with no reply) when it
  * frees its context, which may happen after sl_redis_free returned. */
 #include "redis.h"
+#include "redis_reply.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 #include <curl/curl.h>
@@ -277,6 +278,7 @@ static void open_ip(sl_redis_t *r, const char *ip) {
   }
   ac->data = r;
   r->ac = ac;
+  ac->c.reader->fn = &sl_redis_reply_fns;
   if (uvev_attach(ac, r->loop)) {
     ac->data = NULL;
     redisAsyncFree(ac);

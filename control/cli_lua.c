@@ -101,36 +101,55 @@ static sl_ctx_t *ctx_from_json(const char *text, char **why) {
 
 static int usage(void) {
   fprintf(stderr, "usage: sluice lua (-e CODE | FILE) [--input TEXT] [--meta KEY=VALUE]... [--ctx JSON] [-v]\n"
-                  "                  [--log-level LEVEL] [--bloblang]\n"
+                  "                  [--log-level LEVEL] [--bloblang] [--input-file FILE|-] [--config FILE] [--time]\n"
                   "  runs the mapping on --input, or on each line of standard input, and prints each\n"
                   "  resulting message (-v: as JSON with its metadata and error); exit 1 if one failed.\n"
                   "  The script's log() lines show at --log-level (default error) and above.\n"
-                  "  --bloblang: CODE is a Bloblang mapping, run as a `mapping` processor (as blobl does).\n");
+                  "  --bloblang: CODE is a Bloblang mapping, run as a `mapping` processor (as blobl does).\n"
+                  "  --input-file: the whole file (- standard input) is one message; --config: run under\n"
+                  "  that config's `lua:` section (limits, lua_path); --time: a last line {\"time_ms\": T}.\n");
   return 2;
 }
 
+/* path "-": standard input (a pipe or a socket, which /dev/stdin cannot open). */
 static char *read_file(const char *path) {
-  FILE *f = fopen(path, "rb");
+  FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
   if (!f) return NULL;
   size_t n = 0, cap = 4096;
   char *s = sl_xmalloc(cap);
   size_t r;
   while ((r = fread(s + n, 1, cap - n - 1, f)) > 0)
     if ((n += r) + 1 == cap) s = sl_xrealloc(s, cap *= 2);
-  fclose(f);
+  if (f != stdin) fclose(f);
   s[n] = 0;
   return s;
 }
 
+/* --config FILE: that file's `lua:` section (limits, lua_path), alone: the
+ * playground runs scripts as the server's pipelines would. */
+static sl_cnode_t *lua_section_of(const char *file, sl_cnode_t *pos, sl_diags_t *d) {
+  sl_cnode_t *root = sl_cnode_new(SL_CN_MAP, pos);
+  if (!file) return root;
+  sl_cnode_t *conf = sl_conf_load(file, d);
+  const sl_cnode_t *lua = sl_cnode_get(conf, "lua");
+  if (lua) sl_cnode_map_set(root, "lua", sl_cnode_dup(lua));
+  sl_cnode_free(conf);
+  return root;
+}
+
 int sl_cli_lua(int argc, char **argv) {
   const char *code = NULL, *file = NULL, *input = NULL, *ctx_json = NULL, *level = "error";
-  int verbose = 0, nmeta = 0, bloblang = 0;
+  const char *input_file = NULL, *config = NULL;
+  int verbose = 0, nmeta = 0, bloblang = 0, timed = 0;
   const char **metas = sl_xcalloc((size_t)argc + 1, sizeof(*metas));
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
     int has = i + 1 < argc;
     if (!strcmp(a, "-e") && has) code = argv[++i];
     else if (!strcmp(a, "--input") && has) input = argv[++i];
+    else if (!strcmp(a, "--input-file") && has) input_file = argv[++i];
+    else if (!strcmp(a, "--config") && has) config = argv[++i];
+    else if (!strcmp(a, "--time")) timed = 1;
     else if (!strcmp(a, "--meta") && has && strchr(argv[i + 1], '=')) metas[nmeta++] = argv[++i];
     else if (!strcmp(a, "--ctx") && has) ctx_json = argv[++i];
     else if (!strcmp(a, "--log-level") && has) level = argv[++i];
@@ -147,11 +166,22 @@ int sl_cli_lua(int argc, char **argv) {
     free(metas);
     return 2;
   }
+  /* One message of the whole file (newlines and all), "-" standard input. */
+  char *whole = NULL;
+  if (input_file && !input) {
+    whole = read_file(input_file);
+    if (!whole) {
+      fprintf(stderr, "sluice: cannot read %s\n", input_file);
+      free(text), free(metas);
+      return 2;
+    }
+    input = whole;
+  }
   char *why = NULL;
   sl_ctx_t *ctx = ctx_json ? ctx_from_json(ctx_json, &why) : NULL;
   if (why) {
     fprintf(stderr, "sluice: %s\n", why);
-    free(why), free(text), free(metas);
+    free(why), free(text), free(metas), free(whole);
     return 2;
   }
 
@@ -165,7 +195,7 @@ int sl_cli_lua(int argc, char **argv) {
   free(text);
   sl_diags_t d = {0};
   sl_worker_t *w = sl_worker_new(0);
-  sl_cnode_t *root = sl_cnode_new(SL_CN_MAP, &pos);
+  sl_cnode_t *root = lua_section_of(config, &pos, &d);
   sl_sections_apply(w, root, &d);
   /* A failure is printed as `error:` below; the script's own log() lines
    * show from --log-level down. */
@@ -185,7 +215,7 @@ int sl_cli_lua(int argc, char **argv) {
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
-    uint64_t seq = 0;
+    uint64_t seq = 0, t0 = uv_hrtime();
     for (;;) {
       const char *content = input;
       size_t clen = input ? strlen(input) : 0;
@@ -220,6 +250,7 @@ int sl_cli_lua(int argc, char **argv) {
     sl_txn_unref(txn);
     while (!done && uv_run(w->loop, UV_RUN_ONCE)) {
     }
+    if (timed) printf("{\"time_ms\":%.3f}\n", (double)(uv_hrtime() - t0) / 1e6);
     fflush(stdout);
     rc = out.failed ? 1 : 0;
   } else {
@@ -232,5 +263,6 @@ int sl_cli_lua(int argc, char **argv) {
   sl_worker_free(w);
   sl_diags_free(&d);
   free(metas);
+  free(whole);
   return rc;
 }

@@ -4,6 +4,7 @@
 #include "core/config.h"
 #include "core/section.h"
 #include "core/xalloc.h"
+#include "lua/api.h"
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,8 +187,14 @@ int sl_doc_write_all(const char *dir) {
                "shape; `sluice lint` and `sluice run` answer them with these hints.\n\n");
   const sl_hint_t *h;
   for (unsigned i = 0; (h = sl_hint_at(i)); i++) fprintf(idx, "- `%s` (%s): %s\n", h->name, sl_kind_name(h->kind), h->text);
-  fprintf(idx, "\nThe config file's own keys and sections: [config.md](config.md).\n");
+  fprintf(idx, "\nThe config file's own keys and sections: [config.md](config.md). The Lua API scripts see: "
+               "[lua-api.md](lua-api.md).\n");
   fclose(idx);
+  char *api_path = sl_xasprintf("%s/lua-api.md", dir);
+  FILE *af = fopen(api_path, "w");
+  free(api_path);
+  if (!af || sl_lua_api_doc(af, "md") != 0) rc = -1;
+  if (af) fclose(af);
   char *cfg_path = sl_xasprintf("%s/config.md", dir);
   FILE *cf = fopen(cfg_path, "w");
   free(cfg_path);
@@ -195,4 +202,34 @@ int sl_doc_write_all(const char *dir) {
   sl_doc_config(cf);
   fclose(cf);
   return rc;
+}
+
+int sl_doc_lua_api(const char *format, const char *out, int check) {
+  if (check) {
+    char *diff = NULL;
+    if (sl_lua_api_check(&diff) != 0) {
+      fprintf(stderr, "sluice: %s\n", diff);
+      free(diff);
+      return 1;
+    }
+    if (!format && !out) return 0;
+  }
+  if (!format) format = "md";
+  FILE *f = stdout;
+  char *path = NULL;
+  if (out) {
+    struct stat st;
+    path = stat(out, &st) == 0 && S_ISDIR(st.st_mode) ? sl_xasprintf("%s/sluice.lua", out) : sl_xstrdup(out);
+    f = fopen(path, "w");
+    if (!f) {
+      fprintf(stderr, "sluice: cannot write %s: %s\n", path, strerror(errno));
+      free(path);
+      return 1;
+    }
+  }
+  int rc = sl_lua_api_doc(f, format);
+  if (out) fclose(f);
+  free(path);
+  if (rc == -1) fprintf(stderr, "sluice: unknown format \"%s\" for doc lua (md, luals, json)\n", format);
+  return rc == 0 ? 0 : rc == -1 ? 2 : 1;
 }

@@ -153,6 +153,17 @@ sl_unit_t *sl_unit_build(sl_engine_t *e, const sl_cnode_t *node, const char *nam
   return u;
 }
 
+int sl_unit_lint(const sl_cnode_t *node, const char *name, sl_diags_t *d) {
+  char *dir = dir_of(node->file);
+  sl_build_t b = {.diags = d, .config_dir = dir, .lint_only = 1};
+  uint32_t before = d->n;
+  if (sl_scoped_is_template(node)) sl_scoped_free(sl_scoped_build(&b, node, name));
+  else sl_stream_free(sl_stream_build(&b, node, name));
+  sl_http_lint_reset();
+  free(dir);
+  return d->n > before ? -1 : 0;
+}
+
 sl_unit_t *sl_engine_unit(const sl_engine_t *e, const char *name) {
   for (int i = 0; i < e->nunits; i++)
     if (!strcmp(e->units[i]->name, name)) return e->units[i];
@@ -400,6 +411,7 @@ int sl_engine_run(sl_engine_t *e) {
   sl_diags_free(&d);
   /* Before listening, so the start-up warning of open APIs counts them. */
   sl_admin_route(e);
+  sl_console_route(e);
   if (rc != 0 || sl_http_listen(e->worker) != 0) {
     close_handles(e);
     return 1;

@@ -58,6 +58,9 @@ struct sl_engine {
 /* Builds a unit from a validated stream node (copied). staging: for a
  * running engine, its routes wait for the handover. NULL with diags. */
 sl_unit_t *sl_unit_build(sl_engine_t *e, const sl_cnode_t *node, const char *name, int staging, sl_diags_t *d);
+/* Builds node as `sluice lint` does (no worker, nothing started) and drops it:
+ * the streams API's dry runs. 0, or -1 with diags. On the loop (the lint VM). */
+int sl_unit_lint(const sl_cnode_t *node, const char *name, sl_diags_t *d);
 int sl_unit_start(sl_unit_t *u);
 void sl_unit_stop(sl_unit_t *u);
 void sl_unit_free(sl_unit_t *u);
@@ -110,6 +113,8 @@ void sl_engine_check_finished(sl_engine_t *e);
 
 /* Routes /admin/status and /admin/reload (admin.c), /streams (streams_api.c). */
 void sl_admin_route(sl_engine_t *e);
+/* http.console: the browser console's page and runs (control/console.c). */
+void sl_console_route(sl_engine_t *e);
 int sl_streams_api_route(sl_engine_t *e, sl_diags_t *d);
 /* Loads streams_dir/{id}.yaml into the engine (streams mode start). */
 int sl_streams_api_load_dir(sl_engine_t *e, sl_diags_t *d);

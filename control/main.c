@@ -27,6 +27,9 @@ static void usage(FILE *f) {
           "  list [--format F]  list the components (F: text, json, yaml) or print the config's\n"
           "                     JSON Schema (F: jsonschema, for editors' completion)\n"
           "  doc NAME | config | --all [--out DIR]  show a component's (or the config file's) reference\n"
+          "  doc lua [--format md|luals|json] [--out PATH] [--check]\n"
+          "                     the Lua API scripts see: markdown, lua-language-server definitions, JSON;\n"
+          "                     --check compares it with the sandbox's globals\n"
           "  version            print the version\n\n"
           "options for run, streams and lint:\n"
           "  --log-level LEVEL  trace|debug|info|warn|error|off (overrides logger.level)\n"
@@ -109,13 +112,16 @@ static int cmd_run(int argc, char **argv, int cmd) {
 }
 
 static int cmd_doc(int argc, char **argv) {
-  const char *out = NULL, *name = NULL;
-  int all = 0;
+  const char *out = NULL, *name = NULL, *format = NULL;
+  int all = 0, check = 0;
   for (int i = 0; i < argc; i++) {
     if (strcmp(argv[i], "--all") == 0) all = 1;
+    else if (strcmp(argv[i], "--check") == 0) check = 1;
     else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) out = argv[++i];
+    else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) format = argv[++i];
     else name = argv[i];
   }
+  if (name && strcmp(name, "lua") == 0 && (format || check || out)) return sl_doc_lua_api(format, out, check);
   if (all) {
     const char *dir = out ? out : "docs/components";
     if (sl_doc_write_all(dir) != 0) {
@@ -133,6 +139,11 @@ static int cmd_doc(int argc, char **argv) {
   for (int k = SL_KIND_INPUT; k <= SL_KIND_OUTPUT; k++) {
     const sl_spec_t *s = sl_registry_find((sl_kind_t)k, name);
     if (s) { if (found) fputs("\n---\n\n", stdout); sl_doc_component(stdout, s); found = 1; }
+  }
+  /* The processor's page, then the API its scripts see. */
+  if (found && strcmp(name, "lua") == 0) {
+    fputs("\n---\n\n", stdout);
+    return sl_doc_lua_api("md", NULL, 0);
   }
   if (!found) {
     const char *names[256];

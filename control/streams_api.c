@@ -219,6 +219,7 @@ typedef struct job {
   sl_cnode_t *node;          /* the stream (or map of streams) to apply */
   sl_diags_t d;
   char *refusal;             /* else the 400 answer's text */
+  int dry_run;               /* ?dry_run=true: checked, answered, not applied (the console's lint) */
 } job_t;
 
 /* PATCH: base with the body's keys merged in, checked as a whole. */
@@ -276,7 +277,13 @@ static void job_done(uv_work_t *w, int status) {
   (void)status;
   job_t *j = w->data;
   if (j->id && conflicts(j->r, sl_engine_unit(j->e, j->id))) sl_cnode_free(j->node);
-  else if (j->refusal) sl_http_respond(j->r, 400, "application/json", j->refusal, strlen(j->refusal), NULL);
+  else if (j->dry_run) {
+    /* The check ran: 200 either way, with what it found. */
+    if (j->node && j->id) sl_unit_lint(j->node, j->id, &j->d);
+    reply_json(j->r, 200, json_pack("{s:b,s:o}", "valid", j->d.n == 0, "lint_errors", sl_diags_json(&j->d, 0)));
+    sl_cnode_free(j->node);
+    j->node = NULL;
+  } else if (j->refusal) sl_http_respond(j->r, 400, "application/json", j->refusal, strlen(j->refusal), NULL);
   else if (j->id) change(j->e, j->r, j->id, j->node);
   else apply(j->e, j->r, j->node, SL_APPLY_ALL, &j->d);
   if (!j->id) sl_cnode_free(j->node);
@@ -312,6 +319,9 @@ static void queue_parse(sl_engine_t *e, sl_http_req_t *r, const char *id, const 
   j->r = r;
   j->id = id ? sl_xstrdup(id) : NULL;
   j->base = base ? sl_cnode_dup(base) : NULL;
+  char *dry = sl_http_query(r, "dry_run");
+  j->dry_run = dry && !strcmp(dry, "true");
+  free(dry);
   j->w.data = j;
   uv_queue_work(e->worker->loop, &j->w, job_run, job_done);
 }
@@ -378,7 +388,7 @@ static void all(sl_http_req_t *r, void *arg) {
 
 int sl_streams_api_route(sl_engine_t *e, sl_diags_t *d) {
   const sl_cnode_t *http = sl_cnode_get(e->root, "http"), *auth = sl_cnode_get(http, "auth");
-  if (!e->opts.streams_mode && !sl_conf_bool(http, "streams_api", 0)) return 0;
+  if (!e->opts.streams_mode && !sl_conf_bool(http, "streams_api", 0) && !sl_conf_bool(http, "console", 0)) return 0;
   const sl_cnode_t *admins = sl_cnode_get(auth, "admin");
   if (auth && !(admins && admins->n) && !*sl_conf_str(auth, "scope_claim", ""))
     sl_warn("streams API: http.auth names no admin (http.auth.admin, or a token's http.auth.scope_claim holding "

@@ -1,4 +1,5 @@
 #include "component.h"
+#include "batching.h"
 #include "log.h"
 #include "metrics.h"
 #include "stream.h"
@@ -24,10 +25,20 @@ static void *build(sl_build_t *b, sl_kind_t kind, const sl_cnode_t *wrapper, con
                 "move them to pipeline.processors or into a switch case");
     return NULL;
   }
+  if (!b->top_level && sl_cnode_get(body, "batching") && sl_batching_generic(spec)) {
+    sl_diag_add(b->diags, sl_cnode_get(body, "batching"), path,
+                "batching is applied on the stream's own input and output (or by a parent that has its own "
+                "`batching`): move it there, or use a `batch` processor");
+    return NULL;
+  }
+  /* Children a component builds (a fallback's outputs) are not the stream's own. */
   const char *saved = b->path;
+  int top = b->top_level;
   b->path = path;
+  b->top_level = 0;
   void *inst = spec->create(b, body);
   b->path = saved;
+  b->top_level = top;
   *spec_out = spec;
   const sl_cnode_t *label = sl_cnode_get(wrapper, "label");
   *label_out = label && label->str ? label->str : NULL;

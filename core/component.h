@@ -73,6 +73,14 @@ typedef struct sl_input_vt {
   const sl_replay_vt *replay;           /* optional */
 } sl_input_vt;
 
+/* What a parent input (broker, sequence) hears of its children: their end
+ * and their connection state go to it instead of the stream. The parent owns
+ * it; its callbacks run on the loop, from the child's own calls. */
+typedef struct sl_input_parent {
+  void (*eof)(struct sl_input_parent *p, sl_input_t *child);
+  void (*connected)(struct sl_input_parent *p, sl_input_t *child, int connected, const char *why);
+} sl_input_parent_t;
+
 struct sl_input {
   const sl_input_vt *vt;
   const sl_spec_t *spec;
@@ -80,6 +88,10 @@ struct sl_input {
   sl_stream_t *stream;       /* set when attached */
   sl_worker_t *worker;
   int eof;                   /* set by sl_input_eof */
+  sl_input_parent_t *parent; /* set on the children of a parent input, else NULL */
+  /* A child's own processors (Benthos's `processors` on a broker's input):
+   * its batches pass them, then the stream's. Set and owned by the parent. */
+  struct sl_chain *chain;
 };
 
 /* For inputs: may another batch be emitted now? When this returns 0 stop

@@ -134,6 +134,23 @@ void sl_cmetrics_init(sl_cmetrics_t *m, sl_cmkind_t kind, const char *stream, co
   free(path);
 }
 
+void sl_connmetrics_init(sl_connmetrics_t *m, sl_cmkind_t kind, const char *stream, const char *label,
+                         const char *cfg_path) {
+  char *st = sl_xstrndup(stream, strcspn(stream, "{"));
+  char *path = sl_metrics_path(stream, cfg_path);
+  const char *k = kind == SL_CM_INPUT ? "input" : kind == SL_CM_OUTPUT ? "output" : "processor";
+  char name[64];
+#define SERIES(suffix) (snprintf(name, sizeof name, "%s_connection_%s", k, suffix), name)
+#define LABELS "stream", st, "label", label ? label : "", "path", path, NULL
+  m->up = sl_metric(SL_COUNTER, SERIES("up"), "Connections a component established.", LABELS);
+  m->lost = sl_metric(SL_COUNTER, SERIES("lost"), "Connections a component lost.", LABELS);
+  m->failed = sl_metric(SL_COUNTER, SERIES("failed"), "Connection attempts of a component that failed.", LABELS);
+#undef SERIES
+#undef LABELS
+  free(st);
+  free(path);
+}
+
 void sl_metrics_collector_add(void (*fn)(void *), void *arg) {
   collectors = sl_xrealloc(collectors, (ncollectors + 1) * sizeof(*collectors));
   collectors[ncollectors++] = (collector_t){fn, arg};

@@ -64,6 +64,14 @@ char *sl_metrics_path(const char *stream, const char *cfg_path);
 typedef enum { SL_CM_INPUT, SL_CM_PROCESSOR, SL_CM_OUTPUT } sl_cmkind_t;
 void sl_cmetrics_init(sl_cmetrics_t *m, sl_cmkind_t kind, const char *stream, const char *label, const char *cfg_path);
 
+/* Benthos' connection series of a component that connects somewhere:
+ * `<kind>_connection_up`, `_lost` and `_failed`, labelled as sl_cmetrics. */
+typedef struct sl_connmetrics {
+  int64_t *up, *lost, *failed;
+} sl_connmetrics_t;
+void sl_connmetrics_init(sl_connmetrics_t *m, sl_cmkind_t kind, const char *stream, const char *label,
+                         const char *cfg_path);
+
 /* Gauges computed when the text is produced (lags): fn runs on the loop
  * before every scrape or push until removed. */
 void sl_metrics_collector_add(void (*fn)(void *arg), void *arg);

@@ -200,6 +200,7 @@ void sl_reply_unref(sl_reply_t *r) {
   if (!r || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) > 0) return;
   if (r->body) sl_bytes_unref(r->body);
   sl_kv_clear(&r->headers);
+  if (r->msg) sl_msg_free(r->msg);
   free(r);
 }
 

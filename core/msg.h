@@ -64,6 +64,8 @@ typedef struct sl_reply {
   int status;
   sl_bytes_t *body;          /* NULL until set */
   sl_kvlist_t headers;
+  struct sl_msg *msg;        /* owned copy of the message that set it (without txn and ctx:
+                                the input's sync_response interpolates on it), or NULL */
 } sl_reply_t;
 
 sl_reply_t *sl_reply_new(void);              /* refs = 1 */

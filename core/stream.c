@@ -1,4 +1,5 @@
 #include "stream.h"
+#include "batching.h"
 #include "log.h"
 #include "pool.h"
 #include "metrics.h"
@@ -12,6 +13,7 @@
 /* What the stream remembers about each emitted batch until its txn completes. */
 typedef struct emit_ctx {
   sl_stream_t *s;
+  sl_chain_t *chain;         /* where its batch enters: the input's own processors, or the stream's */
   sl_txn_cb user_cb;
   void *user_arg;
   sl_batch_t *copy;          /* kept to re-emit on nack when the input cannot (keeps_copy) */
@@ -108,10 +110,9 @@ static void on_txn_done(sl_txn_t *t, int status, const char *err, void *arg) {
 static void push_under_txn(emit_ctx_t *ec, sl_batch_t *b) {
   sl_txn_t *t = sl_txn_new(on_txn_done, ec);
   for (uint32_t i = 0; i < b->n; i++) sl_msg_set_txn(b->msgs[i], t);
-  sl_chain_t *c = ec->s->chain;
-  if (!b->n) sl_batch_free_shell(b);
-  else if (ec->s->pool) sl_pool_push(ec->s->pool, b, t);
-  else c->sink.push(&c->sink, b);
+  sl_chain_t *c = ec->chain;
+  if (b->n) c->sink.push(&c->sink, b);
+  else sl_batch_free_shell(b);
   sl_txn_unref(t);
 }
 
@@ -126,6 +127,7 @@ static void emit(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *arg, int
   sl_stream_t *s = in->stream;
   emit_ctx_t *ec = sl_xcalloc(1, sizeof(*ec));
   ec->s = s;
+  ec->chain = in->chain ? in->chain : s->chain;
   ec->user_cb = ack_cb;
   ec->user_arg = arg;
   if (s->m_in.received) {
@@ -141,6 +143,7 @@ static void emit(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *arg, int
   if (retry && keeps_copy(s)) ec->copy = sl_batch_clone(b);
   s->in_flight++;
   push_under_txn(ec, b);
+  if (s->in_flight >= s->max_in_flight) kick(s);   /* full: on_kick sees whether a batch holds it up */
 }
 
 void sl_input_emit(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *arg) { emit(in, b, ack_cb, arg, !ack_cb); }
@@ -149,7 +152,9 @@ void sl_input_emit_retry(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *
 
 void sl_input_eof(sl_input_t *in) {
   in->eof = 1;
-  if (in->stream) {
+  if (in->parent) {
+    in->parent->eof(in->parent, in);
+  } else if (in->stream) {
     in->stream->input_done = 1;
     kick(in->stream);
   }
@@ -162,6 +167,10 @@ static void connected_changed(sl_stream_t *s) {
 /* Inputs and outputs report per message (Kafka's delivery reports): only
  * a change of state does anything. */
 void sl_input_set_connected(sl_input_t *in, int connected, const char *why) {
+  if (in->parent) {
+    in->parent->connected(in->parent, in, connected, why);
+    return;
+  }
   sl_stream_t *s = in->stream;
   if (!s || (connected && !s->not_ready)) return;
   free(s->not_ready);
@@ -303,6 +312,11 @@ void sl_stream_describe(const sl_stream_t *s, char *buf, size_t cap) {
              (long long)s->in_flight, (long long)s->pending_writes, (long long)si->retry_timers);
 }
 
+static void flush_processors(sl_stream_t *s) {
+  sl_chain_flush(s->chain);
+  if (s->pool) sl_pool_flush(s->pool);
+}
+
 static void on_kick(uv_idle_t *h) {
   stream_impl_t *si = h->data;
   sl_stream_t *s = &si->pub;
@@ -312,11 +326,16 @@ static void on_kick(uv_idle_t *h) {
     si->input_blocked = 0;
     if (s->input->vt->resume) s->input->vt->resume(s->input);
   }
+  /* Every transaction the stream admits is open and nothing is being
+   * written: what batches hold can only wait for messages that cannot come
+   * (a count above what max_in_flight lets in), so it goes now. */
+  if (!s->stopping && !s->input_done && s->in_flight >= s->max_in_flight && s->pending_writes == 0 &&
+      si->retry_timers == 0)
+    flush_processors(s);
   if (!(s->input_done || s->stopping) || si->closing) return;
   if (!si->flushed) {
     si->flushed = 1;
-    if (s->pool) sl_pool_flush(s->pool);
-    else sl_chain_flush(s->chain);
+    flush_processors(s);
   }
   if (s->in_flight == 0 && s->pending_writes == 0 && si->retry_timers == 0) close_ends(s);
 }
@@ -328,21 +347,59 @@ static void kick(sl_stream_t *s) {
   uv_idle_start(&si->kick, on_kick);
 }
 
-/* Input and output may carry their own processors (Benthos shape): they run
- * before and after the pipeline's. */
-static sl_cnode_t *all_processors(const sl_cnode_t *node) {
-  const sl_cnode_t *parts[3];
+static void push_all(sl_cnode_t *seq, const sl_cnode_t *list) {
+  if (list && list->type == SL_CN_SEQ)
+    for (uint32_t j = 0; j < list->n; j++) sl_cnode_seq_push(seq, sl_cnode_dup(list->items[j]));
+}
+
+/* The `batching` of the stream's input or output, as processors. */
+static int batching(const sl_cnode_t *wrapper, sl_kind_t kind, sl_cnode_t *seq, sl_diags_t *d) {
+  const sl_cnode_t *body = NULL;
+  const char *name = wrapper ? sl_component_name(wrapper, &body) : NULL;
+  return name ? sl_batching_stages(sl_registry_find(kind, name), body, seq, d) : 0;
+}
+
+/* Input and output may carry their own processors and batch policies
+ * (Benthos shape): the input's batching, then its processors, run before
+ * the pipeline's; the output's processors, then its batching, after. NULL
+ * (with diags) when a batch policy is refused. */
+static sl_cnode_t *all_processors(const sl_cnode_t *node, sl_diags_t *d) {
   const sl_cnode_t *input = sl_cnode_get(node, "input");
   const sl_cnode_t *pipeline = sl_cnode_get(node, "pipeline");
   const sl_cnode_t *output = sl_cnode_get(node, "output");
-  parts[0] = input ? sl_cnode_get(input, "processors") : NULL;
-  parts[1] = pipeline ? sl_cnode_get(pipeline, "processors") : NULL;
-  parts[2] = output ? sl_cnode_get(output, "processors") : NULL;
   sl_cnode_t *seq = sl_cnode_new(SL_CN_SEQ, node);
-  for (int i = 0; i < 3; i++)
-    if (parts[i] && parts[i]->type == SL_CN_SEQ)
-      for (uint32_t j = 0; j < parts[i]->n; j++) sl_cnode_seq_push(seq, sl_cnode_dup(parts[i]->items[j]));
+  int bad = batching(input, SL_KIND_INPUT, seq, d);
+  push_all(seq, input ? sl_cnode_get(input, "processors") : NULL);
+  push_all(seq, pipeline ? sl_cnode_get(pipeline, "processors") : NULL);
+  push_all(seq, output ? sl_cnode_get(output, "processors") : NULL);
+  bad |= batching(output, SL_KIND_OUTPUT, seq, d);
+  if (bad) {
+    sl_cnode_free(seq);
+    return NULL;
+  }
   return seq;
+}
+
+/* The end of the stream's (empty) chain when a pool runs the processors:
+ * batches go to a worker a transaction at a time (the inputs of a broker
+ * input run their own chains into it, so a batch may mix them). */
+static void pool_entry(sl_sink_t *sink, sl_batch_t *b) {
+  sl_stream_t *s = (sl_stream_t *)((char *)sink - offsetof(sl_stream_t, pool_entry));
+  uint32_t from = 0;
+  while (from < b->n) {
+    sl_txn_t *t = b->msgs[from]->txn;
+    uint32_t to = from + 1;
+    while (to < b->n && b->msgs[to]->txn == t) to++;
+    if (from == 0 && to == b->n) {
+      sl_pool_push(s->pool, b, t);
+      return;
+    }
+    sl_batch_t *run = sl_batch_new(to - from);
+    for (uint32_t i = from; i < to; i++) sl_batch_push(run, b->msgs[i]);
+    sl_pool_push(s->pool, run, t);
+    from = to;
+  }
+  sl_batch_free_shell(b);
 }
 
 /* How many pool workers run the processors: 1 (none) unless asked for and
@@ -397,6 +454,7 @@ sl_stream_t *sl_stream_build(sl_build_t *b, const sl_cnode_t *node, const char *
   s->retry.initial_ms = sl_conf_duration_ms(retry, "initial_interval", 100);
   s->retry.max_ms = sl_conf_duration_ms(retry, "max_interval", 5000);
   s->out_sink.push = out_push;
+  s->pool_entry.push = pool_entry;
   if (b->worker && !b->lint_only) sl_sections_apply_stream(b->worker, node, name);
   const char *saved_stream = b->stream_name;
   b->stream_name = s->name;
@@ -406,14 +464,13 @@ sl_stream_t *sl_stream_build(sl_build_t *b, const sl_cnode_t *node, const char *
   b->top_level = 1;
   s->input = sl_build_input(b, sl_cnode_get(node, "input"), p_in);
   b->top_level = 0;
-  sl_cnode_t *procs = all_processors(node);
-  int threads = pool_size(b, node, procs, name);
-  int chain_ok;
-  if (threads > 1)
-    chain_ok = build_pool(s, b, procs, p_proc, threads,
-                          sl_conf_bool(sl_cnode_get(node, "pipeline"), "ordered", 1)) == 0;
-  else
-    chain_ok = (s->chain = sl_chain_build(b, procs, p_proc)) != NULL;
+  sl_cnode_t *procs = all_processors(node, b->diags);
+  int threads = procs ? pool_size(b, node, procs, name) : 1;
+  if (threads > 1 && build_pool(s, b, procs, p_proc, threads,
+                                sl_conf_bool(sl_cnode_get(node, "pipeline"), "ordered", 1)) == 0)
+    s->chain = sl_chain_build(b, NULL, p_proc);   /* empty: its end is the pool (pool_entry) */
+  else if (threads <= 1)
+    s->chain = procs ? sl_chain_build(b, procs, p_proc) : NULL;
   sl_cnode_free(procs);
   b->top_level = 1;
   s->output = sl_build_output(b, sl_cnode_get(node, "output"), p_out);
@@ -426,7 +483,7 @@ sl_stream_t *sl_stream_build(sl_build_t *b, const sl_cnode_t *node, const char *
     s->t_out = sl_trace_site(SL_TS_OUTPUT, name, s->output->label, s->output->spec->name, p_out);
   }
   free(p_in); free(p_proc); free(p_out);
-  if (!s->input || !chain_ok || !s->output) {
+  if (!s->input || !s->chain || !s->output) {
     sl_stream_free(s);
     return NULL;
   }
@@ -443,7 +500,7 @@ int sl_stream_start(sl_stream_t *s, void (*on_done)(sl_stream_t *, void *), void
   s->input->stream = s;
   s->output->stream = s;
   if (s->pool) sl_pool_start(s->pool, s);
-  else sl_chain_connect(s->chain, &s->out_sink, s);
+  sl_chain_connect(s->chain, s->pool ? &s->pool_entry : &s->out_sink, s);
   if (s->output->vt->start && s->output->vt->start(s->output) != 0) {
     sl_logf(SL_LOG_ERROR, s->name, s->output->label, "output failed to start");
     return -1;

@@ -8,7 +8,7 @@
 #define SL_WORKER_H
 #include <uv.h>
 
-enum { SL_SLOT_LUA, SL_SLOT_HTTP, SL_SLOT_STORE, SL_SLOT_KSTORE, SL_SLOT_STORE_API, SL_SLOT_MAX };
+enum { SL_SLOT_LUA, SL_SLOT_HTTP, SL_SLOT_STORE, SL_SLOT_KSTORE, SL_SLOT_STORE_API, SL_SLOT_CACHE, SL_SLOT_MAX };
 
 typedef struct sl_worker {
   uv_loop_t *loop;

@@ -19,11 +19,11 @@ static void ping(sl_http_req_t *r, void *arg) {
   sl_http_respond(r, 200, "text/plain", "pong", 4, NULL);
 }
 
-/* Read at each scrape and push. */
+/* Read at each scrape and push: the shared server's and its own-address servers'. */
 static void collect_conns(void *arg) {
-  sl_http_t *s = arg;
-  *sl_metric(SL_GAUGE, "sluice_http_connections", "Open HTTP connections (WebSocket and SSE included).", NULL) =
-    s->nconns;
+  int64_t n = 0;
+  for (sl_http_t *s = arg; s; s = s->own) n += s->nconns;
+  *sl_metric(SL_GAUGE, "sluice_http_connections", "Open HTTP connections (WebSocket and SSE included).", NULL) = n;
 }
 
 static void metrics(sl_http_req_t *r, void *arg) {
@@ -163,6 +163,7 @@ void sl_http_serve(sl_http_t *s, sl_http_req_t *r) {
 
 static void srv_free(void *p) {
   sl_http_t *s = p;
+  if (s->own) srv_free(s->own);
   sl_metrics_collector_remove(collect_conns, s);
   sl_http_sweep_free(s);
   for (unsigned i = 0; i < s->routes.n; i++)
@@ -177,27 +178,39 @@ static void srv_free(void *p) {
   free(s);
 }
 
+/* A server with the built-in /ping; the shared one (not own) also serves
+ * /ready and /metrics. Limits are the shared server's (its defaults, or the
+ * `http:` section's once applied). */
+static sl_http_t *srv_new(sl_worker_t *w, const sl_http_t *shared, const char *address) {
+  sl_http_t *s = sl_xcalloc(1, sizeof(*s));
+  s->worker = w;
+  s->address = sl_xstrdup(address);
+  s->base_path = sl_xstrdup("");
+  s->max_header_bytes = shared ? shared->max_header_bytes : 16 * 1024;
+  s->max_body_bytes = shared ? shared->max_body_bytes : 8 * 1024 * 1024;
+  s->read_timeout_ms = shared ? shared->read_timeout_ms : 10000;
+  s->idle_timeout_ms = shared ? shared->idle_timeout_ms : 60000;
+  s->send_timeout_ms = shared ? shared->send_timeout_ms : 60000;
+  s->max_connections = shared ? shared->max_connections : 10000;
+  if (shared) {
+    s->configured = 1;
+    s->routes.unit = shared->routes.unit;
+    s->routes.staging = shared->routes.staging;
+  }
+  sl_http_sweep_init(s);
+  sl_http_settings_init();
+  sl_route_t r = {.pattern = "/ping", .handler = (void (*)(void *, void *))ping, .arg = s, .owner = "sluice"};
+  sl_routes_add(&s->routes, &r);
+  return s;
+}
+
 static sl_http_t *server(sl_worker_t *w) {
   if (!w->slot[SL_SLOT_HTTP]) {
-    sl_http_t *s = sl_xcalloc(1, sizeof(*s));
-    s->worker = w;
-    s->address = sl_xstrdup("0.0.0.0:4195");
-    s->base_path = sl_xstrdup("");
-    s->max_header_bytes = 16 * 1024;
-    s->max_body_bytes = 8 * 1024 * 1024;
-    s->read_timeout_ms = 10000;
-    s->idle_timeout_ms = 60000;
-    s->send_timeout_ms = 60000;
-    s->max_connections = 10000;
+    sl_http_t *s = srv_new(w, NULL, "0.0.0.0:4195");
     w->slot[SL_SLOT_HTTP] = s;
     w->slot_free[SL_SLOT_HTTP] = srv_free;
-    sl_http_sweep_init(s);
     sl_metrics_collector_add(collect_conns, s);
-    sl_http_settings_init();
-    sl_route_t r = {.pattern = "/ping", .handler = (void (*)(void *, void *))ping, .arg = s, .owner = "sluice"};
-    sl_routes_add(&s->routes, &r);
-    r.pattern = "/ready";
-    r.handler = (void (*)(void *, void *))ready;
+    sl_route_t r = {.pattern = "/ready", .handler = (void (*)(void *, void *))ready, .arg = s, .owner = "sluice"};
     sl_routes_add(&s->routes, &r);
     r.pattern = "/metrics";
     r.handler = (void (*)(void *, void *))metrics;
@@ -215,9 +228,24 @@ static int route_conflict(const sl_route_t *taken, const char *pattern, sl_diags
   return -1;
 }
 
+/* The server at address: the shared one for NULL or "" (or its own address). */
+static sl_http_t *server_at(sl_worker_t *w, const char *address) {
+  sl_http_t *s = server(w);
+  if (!address || !*address || !strcmp(address, s->address)) return s;
+  sl_http_t **pp = &s->own;
+  for (; *pp; pp = &(*pp)->own)
+    if (!strcmp((*pp)->address, address)) return *pp;
+  return *pp = srv_new(w, s, address);
+}
+
 int sl_http_route(sl_worker_t *w, const char *pattern, const sl_cnode_t *methods, sl_http_handler h, void *arg,
                   const char *owner, sl_diags_t *d, const sl_cnode_t *at) {
-  sl_http_t *s = server(w);
+  return sl_http_route_at(w, NULL, pattern, methods, h, arg, owner, d, at);
+}
+
+int sl_http_route_at(sl_worker_t *w, const char *address, const char *pattern, const sl_cnode_t *methods,
+                     sl_http_handler h, void *arg, const char *owner, sl_diags_t *d, const sl_cnode_t *at) {
+  sl_http_t *s = server_at(w, address);
   char *ms[32] = {0};
   unsigned n = 0;
   for (uint32_t i = 0; methods && i < methods->n && n < 31; i++) ms[n++] = methods->items[i]->str;
@@ -250,33 +278,46 @@ int sl_http_lint_route(const char *pattern, const char *owner, sl_diags_t *d, co
 }
 
 void sl_http_route_auth(sl_worker_t *w, const char *pattern, const void *auth) {
-  sl_routes_set_auth(&server(w)->routes, pattern, auth);
+  sl_http_route_auth_at(w, NULL, pattern, auth);
 }
 
+void sl_http_route_auth_at(sl_worker_t *w, const char *address, const char *pattern, const void *auth) {
+  sl_routes_set_auth(&server_at(w, address)->routes, pattern, auth);
+}
+
+/* Reloads stage and hand over the routes of every server alike. */
 void sl_http_route_unit(sl_worker_t *w, uint64_t unit, int staging) {
-  sl_http_t *s = server(w);
-  s->routes.unit = unit;
-  s->routes.staging = staging;
+  for (sl_http_t *s = server(w); s; s = s->own) {
+    s->routes.unit = unit;
+    s->routes.staging = staging;
+  }
 }
 
 void sl_http_route_outgoing(sl_worker_t *w, uint64_t unit, int on) {
-  if (w->slot[SL_SLOT_HTTP]) sl_routes_mark_outgoing(&((sl_http_t *)w->slot[SL_SLOT_HTTP])->routes, unit, on);
+  for (sl_http_t *s = w->slot[SL_SLOT_HTTP]; s; s = s->own) sl_routes_mark_outgoing(&s->routes, unit, on);
 }
 
 void sl_http_route_handover(sl_worker_t *w) {
-  if (w->slot[SL_SLOT_HTTP]) sl_routes_handover(&((sl_http_t *)w->slot[SL_SLOT_HTTP])->routes);
+  for (sl_http_t *s = w->slot[SL_SLOT_HTTP]; s; s = s->own) sl_routes_handover(&s->routes);
 }
 
 int sl_http_route_get(sl_worker_t *w, const char *pattern, sl_http_handler h, void *arg, const char *owner,
                       sl_diags_t *d, const sl_cnode_t *at) {
+  return sl_http_route_get_at(w, NULL, pattern, h, arg, owner, d, at);
+}
+
+int sl_http_route_get_at(sl_worker_t *w, const char *address, const char *pattern, sl_http_handler h, void *arg,
+                         const char *owner, sl_diags_t *d, const sl_cnode_t *at) {
   sl_cnode_t get = {.type = SL_CN_SCALAR, .str = (char *)"GET", .len = 3};
   sl_cnode_t *items[] = {&get};
   sl_cnode_t methods = {.type = SL_CN_SEQ, .items = items, .n = 1};
-  return sl_http_route(w, pattern, &methods, h, arg, owner, d, at);
+  return sl_http_route_at(w, address, pattern, &methods, h, arg, owner, d, at);
 }
 
-void sl_http_unroute(sl_worker_t *w, const char *pattern) {
-  if (w->slot[SL_SLOT_HTTP]) sl_routes_remove(&((sl_http_t *)w->slot[SL_SLOT_HTTP])->routes, pattern);
+void sl_http_unroute(sl_worker_t *w, const char *pattern) { sl_http_unroute_at(w, NULL, pattern); }
+
+void sl_http_unroute_at(sl_worker_t *w, const char *address, const char *pattern) {
+  if (w->slot[SL_SLOT_HTTP]) sl_routes_remove(&server_at(w, address)->routes, pattern);
 }
 
 static int loopback(const struct sockaddr_storage *sa) {
@@ -323,9 +364,8 @@ int sl_http_wanted(sl_worker_t *w) {
   return s->configured || routed;
 }
 
-int sl_http_listen(sl_worker_t *w) {
-  sl_http_t *s = w->slot[SL_SLOT_HTTP];
-  if (!s || s->listening || !sl_http_wanted(w)) return 0;
+static int listen_one(sl_http_t *s) {
+  sl_worker_t *w = s->worker;
   struct sockaddr_storage sa;
   const char *why;
   if (sl_parse_address(s->address, &sa, &why) != 0) {
@@ -347,6 +387,17 @@ int sl_http_listen(sl_worker_t *w) {
   return 0;
 }
 
+/* The shared server when wanted, and each server of its own address that
+ * has not listened yet (a reload may have added one). */
+int sl_http_listen(sl_worker_t *w) {
+  sl_http_t *s = w->slot[SL_SLOT_HTTP];
+  if (!s) return 0;
+  int rc = !s->listening && sl_http_wanted(w) ? listen_one(s) : 0;
+  for (sl_http_t *o = s->own; o && rc == 0; o = o->own)
+    if (!o->listening && !o->stopping) rc = listen_one(o);
+  return rc;
+}
+
 int sl_http_port(sl_worker_t *w) {
   sl_http_t *s = w->slot[SL_SLOT_HTTP];
   struct sockaddr_storage sa;
@@ -356,25 +407,24 @@ int sl_http_port(sl_worker_t *w) {
 }
 
 void sl_http_stop(sl_worker_t *w) {
-  sl_http_t *s = w->slot[SL_SLOT_HTTP];
-  if (!s) return;
-  s->stopping = 1;
-  if (s->listening) {
-    uv_close((uv_handle_t *)&s->listener, NULL);
-    s->listening = 0;
-  }
-  /* Idle keep-alive connections go now; busy ones close after their answer. */
-  for (conn_t *c = s->conns, *next; c; c = next) {
-    next = c->next;
-    if (sl_http_conn_idle(c)) sl_http_conn_close(c);
+  for (sl_http_t *s = w->slot[SL_SLOT_HTTP]; s; s = s->own) {
+    s->stopping = 1;
+    if (s->listening) {
+      uv_close((uv_handle_t *)&s->listener, NULL);
+      s->listening = 0;
+    }
+    /* Idle keep-alive connections go now; busy ones close after their answer. */
+    for (conn_t *c = s->conns, *next; c; c = next) {
+      next = c->next;
+      if (sl_http_conn_idle(c)) sl_http_conn_close(c);
+    }
   }
 }
 
 void sl_http_close(sl_worker_t *w) {
-  sl_http_t *s = w->slot[SL_SLOT_HTTP];
-  if (!s) return;
   sl_http_stop(w);
-  while (s->conns) sl_http_conn_close(s->conns);
+  for (sl_http_t *s = w->slot[SL_SLOT_HTTP]; s; s = s->own)
+    while (s->conns) sl_http_conn_close(s->conns);
 }
 
 /* ---------- the `http:` section ---------- */
@@ -402,7 +452,7 @@ static const sl_field_t static_fields[] = {
 static const sl_field_t http_fields[] = {
   {"enabled", SL_F_BOOL, "true", 0,
    "`false`: no server at all, not even `/ping` and `/metrics` (Benthos's `http.enabled`); a config that "
-   "serves a path (an `http_server` input or output, `streams_api`) is then an error.", NULL, NULL},
+   "serves a path (an `http_server` input or output, `streams_api`, `console`) is then an error.", NULL, NULL},
   {"address", SL_F_ADDRESS, "0.0.0.0:4195", 0, "host:port to listen on; the host is an IPv4 address, `localhost` or an IPv6 address in brackets "
    "(`[::]:4195`), empty for every IPv4 interface.", NULL, NULL},
   {"base_path", SL_F_STRING, "", 0,
@@ -434,6 +484,11 @@ static const sl_field_t http_fields[] = {
   {"streams_api", SL_F_BOOL, "false", 0,
    "Serve the streams management API (`/streams`, as in `sluice streams`) next to the config's own "
    "streams; see docs/reload-and-streams-mode.md.", NULL, NULL},
+  {"console", SL_F_BOOL, "false", 0,
+   "Serve the browser console at `/console/` (docs/console.md): streams with live charts, event streams, a Lua "
+   "playground and a config editor. Its page is code built into the binary, public like static files; "
+   "everything it shows or changes goes through `/admin/status`, `/streams` (turned on with it), `/stream/` and "
+   "`/console/run`, which need the admin scope when `auth` is set.", NULL, NULL},
   {"streams_api_max_body", SL_F_SIZE, "256KiB", 0,
    "Bodies of the streams API (a stream's config, or the whole set) beyond this get 413 before they are "
    "parsed; what is within it is parsed and checked off the event loop.", NULL, NULL},
@@ -536,8 +591,11 @@ static int http_check(const sl_cnode_t *node, const sl_cnode_t *root, sl_diags_t
     sl_diag_add(d, &pos, "http_server", "serves HTTP, but http.enabled is false");
     errs++;
   }
-  if (sl_conf_bool(node, "streams_api", 0)) {
-    sl_diag_add(d, sl_cnode_get(node, "streams_api"), "http.streams_api", "needs the server, but http.enabled is false");
+  for (const char *const *k = (const char *const[]){"streams_api", "console", NULL}; *k; k++) {
+    if (!sl_conf_bool(node, *k, 0)) continue;
+    char key[32];
+    snprintf(key, sizeof key, "http.%s", *k);
+    sl_diag_add(d, sl_cnode_get(node, *k), key, "needs the server, but http.enabled is false");
     errs++;
   }
   return errs;

@@ -48,6 +48,17 @@ int sl_http_route(sl_worker_t *w, const char *pattern, const sl_cnode_t *methods
 int sl_http_route_get(sl_worker_t *w, const char *pattern, sl_http_handler h, void *arg, const char *owner,
                       sl_diags_t *d, const sl_cnode_t *at);
 void sl_http_unroute(sl_worker_t *w, const char *pattern);
+/* The same on a server of its own listening on address (Benthos's
+ * `http_server.address`): made on first use with the shared server's limits,
+ * without its TLS, CORS, base_path and section auth, serving only the routes
+ * given to it (and /ping); it listens, stops and closes with the shared one.
+ * address NULL, "" or the shared server's: the shared server. */
+int sl_http_route_at(sl_worker_t *w, const char *address, const char *pattern, const sl_cnode_t *methods,
+                     sl_http_handler h, void *arg, const char *owner, sl_diags_t *d, const sl_cnode_t *at);
+int sl_http_route_get_at(sl_worker_t *w, const char *address, const char *pattern, sl_http_handler h, void *arg,
+                         const char *owner, sl_diags_t *d, const sl_cnode_t *at);
+void sl_http_unroute_at(sl_worker_t *w, const char *address, const char *pattern);
+void sl_http_route_auth_at(sl_worker_t *w, const char *address, const char *pattern, const void *auth);
 /* The same conflict check for `sluice lint`, which has no server. */
 int sl_http_lint_route(const char *pattern, const char *owner, sl_diags_t *d, const sl_cnode_t *at);
 /* Forgets the paths linted so far: a running process lints one stream at a
@@ -104,6 +115,12 @@ sl_http_stream_t *sl_http_takeover(sl_http_req_t *r, const void *head, size_t le
 /* 0 written, -1 the client is gone, 1 written but the client is slow (more
  * than max_buffer bytes wait in its socket buffer). */
 int sl_http_stream_write(sl_http_stream_t *s, const void *data, size_t len, size_t max_buffer);
+/* The same for bytes many streams share (a broadcast formats each event
+ * once): queues a ref of b, not a copy, and the queue goes out with one
+ * writev before the loop next waits, whatever was queued this turn; "slow"
+ * counts what waits in the queue too. Writes made with sl_http_stream_write
+ * and closes follow what is queued. */
+int sl_http_stream_send(sl_http_stream_t *s, sl_bytes_t *b, size_t max_buffer);
 void sl_http_stream_close(sl_http_stream_t *s);
 /* Bytes waiting in the socket buffer (SIZE_MAX once the client is gone):
  * lets a reader that got 1 from a write know when to go on. */

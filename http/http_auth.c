@@ -2,6 +2,7 @@
  * public key, via libjwt) and API keys. The expected algorithm is fixed by
  * the config, never taken from the token (no alg confusion, no "none"). */
 #include "http_auth.h"
+#include "http_int.h"
 #include "core/globs.h"
 #include "core/xalloc.h"
 #include <errno.h>
@@ -110,7 +111,7 @@ static int secret(char kind, const char *const *builtin, const char *name, int c
 int sl_http_auth_secret_header(const char *name) { return secret('h', secret_headers, name, 1); }
 int sl_http_auth_secret_query(const char *name) { return secret('q', secret_queries, name, 0); }
 
-static char *read_file(const char *path, size_t *len) {
+char *sl_http_read_file(const char *path, size_t *len) {
   FILE *f = fopen(path, "rb");
   if (!f) return NULL;
   char *buf = NULL;
@@ -149,7 +150,7 @@ sl_http_auth_t *sl_http_auth_new(const sl_cnode_t *node, const char *config_file
     } else {
       a->alg = JWT_ALG_RS256;
       char *path = sl_conf_path(config_file, pub);
-      a->key = (unsigned char *)read_file(path, &a->key_len);
+      a->key = (unsigned char *)sl_http_read_file(path, &a->key_len);
       if (!a->key) {
         sl_diag_add(d, sl_cnode_get(j, "public_key_file"), "auth.jwt.public_key_file", "cannot read %s", path);
         free(path);

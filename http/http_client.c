@@ -387,6 +387,13 @@ sl_hclient_req_t *sl_hclient_send(sl_hclient_t *c, const sl_hclient_opts_t *o, s
   q->arg = arg;
   q->max_body = o->max_body;
   sl_hreq_opts_t ro = {.max_redirects = (int)o->max_redirects, .on_header = send_header, .on_data = send_data};
+  if (o->conn) {
+    ro.ca_file = o->conn->ca_file;
+    ro.cert_file = o->conn->cert_file;
+    ro.key_file = o->conn->key_file;
+    ro.skip_verify = o->conn->skip_verify;
+    ro.connect_timeout_ms = o->conn->connect_timeout_ms;
+  }
   /* NULL: send_done ran already (and freed q) */
   q->h = sl_hclient_request_opts(c, o->method, o->url, o->headers, o->body, o->len, o->timeout_ms, &ro, send_done, q);
   return q->h ? q : NULL;

@@ -68,6 +68,7 @@ typedef struct sl_hclient_opts {
   int64_t timeout_ms;          /* whole request, connect to last byte */
   size_t max_body;             /* a longer response body fails the request */
   long max_redirects;          /* redirects followed (0: none, the 3xx is the answer) */
+  const sl_hreq_opts_t *conn;  /* TLS and connect timeout from it (may be NULL; the rest of it is ignored) */
 } sl_hclient_opts_t;
 
 typedef struct sl_hclient_resp {

@@ -73,6 +73,8 @@ enum { MAX_UNPARSED = 64 << 10, MAX_UNANSWERED = 64 };
  * bytes wait to be sent to it: replies to what it sends (pongs, echoes) do
  * not pile up for a peer that does not read. */
 #define RAW_MAX_QUEUED (4 * SL_HTTP_MAX_BUFFER)
+/* Queued bytes written at once instead of at the end of the loop turn. */
+enum { SENDQ_NOW = 64 << 10 };
 
 /* ---------- send timeout ---------- */
 
@@ -86,6 +88,9 @@ enum { MAX_UNPARSED = 64 << 10, MAX_UNANSWERED = 64 };
 enum { SEND_CHECKS = 4 };
 
 static uint64_t taken(const conn_t *c) { return c->wired - c->tcp.write_queue_size; }
+
+/* Bytes waiting for the client: in the socket's write queue and in the send queue. */
+static size_t queued(const conn_t *c) { return c->tcp.write_queue_size + c->sendq.bytes; }
 
 static void unwatch(conn_t *c) {
   if (!c->watched) return;
@@ -136,11 +141,48 @@ void sl_http_sweep_init(sl_http_t *s) {
   uv_timer_init(s->worker->loop, s->sweep);
   s->sweep->data = s;
   uv_unref((uv_handle_t *)s->sweep);
+  s->flusher = sl_xmalloc(sizeof(*s->flusher));
+  uv_prepare_init(s->worker->loop, s->flusher);
+  s->flusher->data = s;
+  uv_unref((uv_handle_t *)s->flusher);
 }
 
 static void sweep_closed(uv_handle_t *h) { free(h); }
 
-void sl_http_sweep_free(sl_http_t *s) { uv_close((uv_handle_t *)s->sweep, sweep_closed); }
+void sl_http_sweep_free(sl_http_t *s) {
+  uv_close((uv_handle_t *)s->sweep, sweep_closed);
+  uv_close((uv_handle_t *)s->flusher, sweep_closed);
+  free(s->to_flush);
+}
+
+/* ---------- flushing send queues ---------- */
+
+static void on_flush(uv_prepare_t *p);
+
+/* c's send queue is written before the loop next waits (a prepare handle:
+ * after this turn's timers and I/O callbacks, so that every event a turn
+ * broadcasts goes out in one writev per client). */
+static void flush_later(conn_t *c) {
+  sl_http_t *s = c->srv;
+  if (c->flush_at || c->closing) return;
+  if (s->nto_flush == s->cap_flush) {
+    s->cap_flush = s->cap_flush ? s->cap_flush * 2 : 64;
+    s->to_flush = sl_xrealloc(s->to_flush, s->cap_flush * sizeof(*s->to_flush));
+  }
+  s->to_flush[s->nto_flush++] = c;
+  c->flush_at = s->nto_flush;
+  if (s->nto_flush == 1) uv_prepare_start(s->flusher, on_flush);
+}
+
+static void flush_unlist(conn_t *c) {
+  sl_http_t *s = c->srv;
+  if (!c->flush_at) return;
+  conn_t *last = s->to_flush[--s->nto_flush];
+  s->to_flush[c->flush_at - 1] = last;
+  last->flush_at = c->flush_at;
+  c->flush_at = 0;
+  if (!s->nto_flush) uv_prepare_stop(s->flusher);
+}
 
 /* ---------- connection lifetime ---------- */
 
@@ -212,6 +254,8 @@ void sl_http_conn_close(conn_t *c) {
   }
   if (c->stream) stream_gone(c->stream);
   unwatch(c);
+  flush_unlist(c);
+  sl_sendq_clear(&c->sendq);
   uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
   if (!c->reset || uv_tcp_close_reset(&c->tcp, conn_handle_closed) != 0)
     uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
@@ -238,29 +282,38 @@ typedef struct wreq {
   uv_write_t w;
   conn_t *c;
   int close_after;
+  sl_sendq_t held;           /* send queue items under way (their bytes are the buffers) */
   char data[];
 } wreq_t;
 
 static void drain(conn_t *c);
 static void set_reading(conn_t *c);
 
+/* A stream's drain callback, once what waits is down to its bound. */
+static void drained(conn_t *c) {
+  struct sl_http_stream *st = c->stream;
+  if (st && st->on_drain && queued(c) <= st->drain_below) {
+    void (*cb)(void *) = st->on_drain;
+    st->on_drain = NULL;
+    cb(st->drain_arg);
+  }
+}
+
 static void on_written(uv_write_t *w, int status) {
   wreq_t *wr = (wreq_t *)w;
   conn_t *c = wr->c;
   c->writes--;
   int close_after = wr->close_after;
+  sl_sendq_clear(&wr->held);
   free(wr);
   if (c->closing) return;
   if (status < 0 || close_after) {
     sl_http_conn_close(c);
     return;
   }
-  struct sl_http_stream *st = c->stream;
-  if (st && st->on_drain && c->tcp.write_queue_size <= st->drain_below) {
-    void (*cb)(void *) = st->on_drain;
-    st->on_drain = NULL;
-    cb(st->drain_arg);
-  }
+  /* What was queued while the socket was full goes out in one piece. */
+  if (c->sendq.bytes) flush_later(c);
+  drained(c);
   /* Answers went out: a paused pipeline or a paused raw reader goes on. */
   if (c->closing || c->finished) return;
   if (c->stream) set_reading(c);
@@ -269,8 +322,11 @@ static void on_written(uv_write_t *w, int status) {
 
 /* Puts bytes on the wire as they are (ciphertext, or plaintext without TLS). */
 static void wire_write(conn_t *c, const char *head, size_t hlen, const void *body, size_t blen, int close_after);
+static void flush(conn_t *c, int now);
 
 static void write_raw(conn_t *c, const char *head, size_t hlen, const void *body, size_t blen, int close_after) {
+  if (c->sendq.bytes) flush(c, 1);   /* what was queued goes first */
+  if (c->closing) return;
   if (!c->tls) {
     wire_write(c, head, hlen, body, blen, close_after);
     return;
@@ -289,6 +345,7 @@ static void wire_write(conn_t *c, const char *head, size_t hlen, const void *bod
   if (blen) memcpy(wr->data + hlen, body, blen);
   wr->c = c;
   wr->close_after = close_after;
+  wr->held = (sl_sendq_t){0};
   uv_buf_t buf = uv_buf_init(wr->data, (unsigned)(hlen + blen));
   c->writes++;
   c->wired += hlen + blen;
@@ -299,6 +356,73 @@ static void wire_write(conn_t *c, const char *head, size_t hlen, const void *bod
     return;
   }
   watch_send(c);
+}
+
+/* Writes c's send queue: as much as the socket takes at once (uv_try_write:
+ * no request, no epoll_ctl), the rest with one uv_write. While an earlier
+ * uv_write is under way the queue waits for it (on_written lists c again),
+ * unless `now`: a write that must follow the queued bytes is next. */
+static void flush(conn_t *c, int now) {
+  flush_unlist(c);
+  if (c->closing || !c->sendq.bytes || (c->tcp.write_queue_size && !now)) return;
+  enum { IOV = 256 };   /* buffers per writev (IOV_MAX is 1024) */
+  uv_buf_t bufs[IOV];
+  while (c->sendq.bytes && !c->tcp.write_queue_size && !c->tls) {
+    int nb = sl_sendq_gather(&c->sendq, bufs, IOV);
+    size_t offered = 0;
+    for (int i = 0; i < nb; i++) offered += bufs[i].len;
+    int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)nb);
+    /* An error (the client left) is not acted on here, inside a send whose
+     * caller still holds the stream: uv_write below meets it again and
+     * reports it from the loop, as any write error. */
+    if (n < 0) break;
+    c->wired += (uint64_t)n;
+    sl_sendq_consume(&c->sendq, (size_t)n);
+    if ((size_t)n < offered) break;   /* the socket is full */
+  }
+  if (!c->sendq.bytes) {
+    drained(c);
+    if (c->stream && !c->closing) set_reading(c);   /* a raw reader paused on what waited */
+    return;
+  }
+  if (c->tls) {
+    /* Encrypted in order into one buffer, written as any other answer. */
+    uv_buf_t one;
+    while (sl_sendq_gather(&c->sendq, &one, 1)) {
+      sl_tls_send(c->tls, one.base, one.len);
+      sl_sendq_consume(&c->sendq, one.len);
+    }
+    size_t olen = 0;
+    char *out = sl_tls_take_output(c->tls, &olen);
+    wire_write(c, out ? out : "", olen, NULL, 0, 0);
+    free(out);
+    return;
+  }
+  /* The rest waits in one request whose buffers are the queued bytes. */
+  wreq_t *wr = sl_xcalloc(1, sizeof(*wr));
+  wr->c = c;
+  sl_sendq_take(&c->sendq, &wr->held);
+  uint32_t count = wr->held.n - wr->held.head;
+  uv_buf_t *all = sl_xmalloc(count * sizeof(uv_buf_t));
+  int nb = sl_sendq_gather(&wr->held, all, (int)count);
+  c->writes++;
+  c->wired += wr->held.bytes;
+  int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, all, (unsigned)nb, on_written);
+  free(all);
+  if (rc != 0) {
+    c->writes--;
+    sl_sendq_clear(&wr->held);
+    free(wr);
+    sl_http_conn_close(c);
+    return;
+  }
+  watch_send(c);
+}
+
+static void on_flush(uv_prepare_t *p) {
+  sl_http_t *s = p->data;
+  /* flush() unlists each: the list shrinks from the end as it goes. */
+  while (s->nto_flush) flush(s->to_flush[s->nto_flush - 1], 0);
 }
 
 /* The Date header changes once a second; formatting it per response would
@@ -474,6 +598,27 @@ sl_http_stream_t *sl_http_takeover(sl_http_req_t *r, const void *head, size_t le
   return st;
 }
 
+int sl_http_stream_send(sl_http_stream_t *st, sl_bytes_t *b, size_t max_buffer) {
+  conn_t *c = st->conn;
+  if (!c || c->closing) return -1;
+  if (!b->len) return 0;
+  if (st->on_data) {
+    sl_sendq_push(&c->sendq, b, NULL, b->len);
+  } else {
+    char head[16];
+    int hl = snprintf(head, sizeof head, "%zx\r\n", b->len);
+    sl_sendq_push(&c->sendq, NULL, head, (size_t)hl);
+    sl_sendq_push(&c->sendq, b, NULL, b->len);
+    sl_sendq_push(&c->sendq, NULL, "\r\n", 2);
+  }
+  /* A turn that queues a lot (a large batch) does not wait for its end:
+   * what waits stays small, and a client that keeps up is never "slow". */
+  if (c->sendq.bytes >= SENDQ_NOW) flush(c, 0);
+  else flush_later(c);
+  if (c->closing) return -1;
+  return queued(c) > max_buffer ? 1 : 0;
+}
+
 int sl_http_stream_write(sl_http_stream_t *st, const void *data, size_t len, size_t max_buffer) {
   conn_t *c = st->conn;
   if (!c || c->closing) return -1;
@@ -481,7 +626,7 @@ int sl_http_stream_write(sl_http_stream_t *st, const void *data, size_t len, siz
   if (st->on_data) {
     write_raw(c, data, len, NULL, 0, 0);
     if (c->closing) return -1;
-    return c->tcp.write_queue_size > max_buffer ? 1 : 0;
+    return queued(c) > max_buffer ? 1 : 0;
   }
   char head[32];
   int hl = snprintf(head, sizeof head, "%zx\r\n", len);
@@ -491,7 +636,7 @@ int sl_http_stream_write(sl_http_stream_t *st, const void *data, size_t len, siz
   write_raw(c, head, (size_t)hl, chunk, len + 2, 0);
   free(chunk);
   if (c->closing) return -1;
-  return c->tcp.write_queue_size > max_buffer ? 1 : 0;
+  return queued(c) > max_buffer ? 1 : 0;
 }
 
 void sl_http_stream_on_drain(sl_http_stream_t *st, size_t below, void (*cb)(void *arg), void *arg) {
@@ -502,7 +647,7 @@ void sl_http_stream_on_drain(sl_http_stream_t *st, size_t below, void (*cb)(void
 
 size_t sl_http_stream_queued(const sl_http_stream_t *st) {
   const conn_t *c = st->conn;
-  return !c || c->closing ? SIZE_MAX : c->tcp.write_queue_size;
+  return !c || c->closing ? SIZE_MAX : queued(c);
 }
 
 void sl_http_stream_close(sl_http_stream_t *st) {
@@ -513,7 +658,7 @@ void sl_http_stream_close(sl_http_stream_t *st) {
     finish(c);
     if (st->on_data) {
       /* Raw: close once what was written is flushed. */
-      if (c->writes) write_raw(c, "", 0, NULL, 0, 1);
+      if (c->writes || c->sendq.bytes) write_raw(c, "", 0, NULL, 0, 1);
       else sl_http_conn_close(c);
     } else {
       static const char last[] = "0\r\n\r\n";
@@ -674,7 +819,7 @@ static void set_reading(conn_t *c) {
   if (c->closing || c->finished || c->eof) return;
   int want;
   if (c->stream)
-    want = !c->stream->on_data || c->tcp.write_queue_size <= (c->reading ? RAW_MAX_QUEUED : RAW_MAX_QUEUED / 2);
+    want = !c->stream->on_data || queued(c) <= (c->reading ? RAW_MAX_QUEUED : RAW_MAX_QUEUED / 2);
   else
     want = c->in_len - c->in_off < MAX_UNPARSED;
   if (want && !c->reading) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);

@@ -30,7 +30,27 @@ typedef struct sl_http {
   uv_timer_t *sweep;         /* send_timeout checks while a connection has bytes waiting
                               * (unref'd: it never keeps the loop alive by itself) */
   int64_t watched;           /* connections with bytes waiting */
+  uv_prepare_t *flusher;     /* writes the send queues filled this loop turn (http_sendq.c) */
+  struct conn **to_flush;    /* connections whose queue waits for it */
+  size_t nto_flush, cap_flush;
+  struct sl_http *own;       /* servers of their own address (sl_http_route_at), listed from
+                                the shared one; each next one from the one before */
 } sl_http_t;
+
+/* A connection's send queue: shared bytes (refs, not copies) and short
+ * inline pieces (chunk framing), written with one writev per loop turn.
+ * Items are taken from head on; bytes counts what waits. */
+typedef struct sl_sendq_item {
+  sl_bytes_t *ref;           /* NULL: the bytes are inl */
+  uint32_t off, len;         /* what is left of ref->data or inl */
+  char inl[16];
+} sl_sendq_item_t;
+
+typedef struct sl_sendq {
+  sl_sendq_item_t *v;
+  uint32_t head, n, cap;
+  size_t bytes;
+} sl_sendq_t;
 
 typedef struct conn {
   uv_tcp_t tcp;
@@ -67,6 +87,8 @@ typedef struct conn {
   int keep_alive, closing, handles;
   int writes;                /* uv_write requests in flight */
   struct sl_http_stream *stream;   /* the connection carries a streamed answer */
+  sl_sendq_t sendq;          /* shared bytes waiting for the flusher (streams only) */
+  size_t flush_at;           /* 1 + its index in srv->to_flush, 0 when not listed */
   sl_tls_t *tls;             /* the session, when the server speaks TLS */
   int finished;              /* no further request: a streamed or taken-over answer ended,
                               * or an answer closes the connection; input is ignored */
@@ -80,6 +102,20 @@ void sl_http_conn_close(conn_t *c);
 void sl_http_sweep_init(sl_http_t *s);                     /* s->sweep, on s's loop */
 void sl_http_sweep_free(sl_http_t *s);
 int sl_http_conn_idle(const conn_t *c);                    /* no request in progress, nothing to write */
+
+/* A whole file, NUL-terminated (*len without it), or NULL; the caller frees
+ * it (auth.jwt's public key, the client's jwt private key). */
+char *sl_http_read_file(const char *path, size_t *len);
+
+/* Send queues (http_sendq.c): push takes a ref of b (NULL: inline bytes,
+ * at most 16); gather fills up to max buffers from the head; consume drops
+ * n written bytes; clear unrefs everything. */
+void sl_sendq_push(sl_sendq_t *q, sl_bytes_t *b, const void *inl, size_t len);
+int sl_sendq_gather(const sl_sendq_t *q, uv_buf_t *bufs, int max);
+void sl_sendq_consume(sl_sendq_t *q, size_t n);
+void sl_sendq_clear(sl_sendq_t *q);
+/* Moves every item of q to out (q is empty after; out's buffers stay put). */
+void sl_sendq_take(sl_sendq_t *q, sl_sendq_t *out);
 
 /* Server. */
 void sl_http_serve(sl_http_t *s, sl_http_req_t *r);

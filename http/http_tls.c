@@ -2,11 +2,13 @@
 #include "core/xalloc.h"
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct sl_tls_ctx { SSL_CTX *ctx; };
-struct sl_tls { SSL *ssl; BIO *in, *out; };
+struct sl_tls { SSL *ssl; BIO *in, *out; char *why; };
 
 static char *ssl_error(const char *what) {
   char buf[256];
@@ -39,6 +41,44 @@ sl_tls_ctx_t *sl_tls_ctx_new(const char *cert_file, const char *key_file, char *
   return c;
 }
 
+sl_tls_ctx_t *sl_tls_client_ctx_new(const char *root_cas_file, const char *root_cas, int skip_verify, char **err) {
+  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+  if (!ctx) {
+    *err = ssl_error("TLS");
+    return NULL;
+  }
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_verify(ctx, skip_verify ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+  int ok = 1;
+  if (!(root_cas_file && *root_cas_file) && !(root_cas && *root_cas)) ok = SSL_CTX_set_default_verify_paths(ctx) == 1;
+  if (ok && root_cas_file && *root_cas_file) ok = SSL_CTX_load_verify_locations(ctx, root_cas_file, NULL) == 1;
+  if (ok && root_cas && *root_cas) {
+    BIO *bio = BIO_new_mem_buf(root_cas, -1);
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    X509 *x;
+    int n = 0;
+    while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL))) {
+      n += X509_STORE_add_cert(store, x) == 1;
+      X509_free(x);
+    }
+    ERR_clear_error();   /* the end of the PEM text */
+    BIO_free(bio);
+    if (!n) {
+      *err = sl_xstrdup("root_cas: no PEM certificate in it");
+      SSL_CTX_free(ctx);
+      return NULL;
+    }
+  }
+  if (!ok) {
+    *err = ssl_error(root_cas_file && *root_cas_file ? root_cas_file : "CA certificates");
+    SSL_CTX_free(ctx);
+    return NULL;
+  }
+  sl_tls_ctx_t *c = sl_xmalloc(sizeof(*c));
+  c->ctx = ctx;
+  return c;
+}
+
 void sl_tls_ctx_free(sl_tls_ctx_t *c) {
   if (!c) return;
   SSL_CTX_free(c->ctx);
@@ -55,8 +95,30 @@ sl_tls_t *sl_tls_new(sl_tls_ctx_t *c) {
   return t;
 }
 
+sl_tls_t *sl_tls_client_new(sl_tls_ctx_t *c, const char *host) {
+  sl_tls_t *t = sl_tls_new(c);
+  SSL_set_connect_state(t->ssl);
+  SSL_set_tlsext_host_name(t->ssl, host);
+  if (SSL_get_verify_mode(t->ssl) != SSL_VERIFY_NONE) {
+    X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
+    X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    /* An address is checked against the certificate's IP names. */
+    if (X509_VERIFY_PARAM_set1_ip_asc(vp, host) != 1) X509_VERIFY_PARAM_set1_host(vp, host, 0);
+  }
+  return t;
+}
+
+int sl_tls_ready(const sl_tls_t *t) { return SSL_is_init_finished(t->ssl); }
+
+char *sl_tls_why(const sl_tls_t *t) {
+  long v = SSL_get_verify_result(t->ssl);
+  if (v != X509_V_OK) return sl_xasprintf("certificate verify failed: %s", X509_verify_cert_error_string(v));
+  return sl_xstrdup(t->why ? t->why : "TLS protocol error");
+}
+
 void sl_tls_free(sl_tls_t *t) {
   if (!t) return;
+  free(t->why);
   SSL_free(t->ssl);
   free(t);
 }
@@ -74,6 +136,10 @@ int sl_tls_recv(sl_tls_t *t, const char *in, size_t n, char **out, size_t *out_l
     }
     int e = SSL_get_error(t->ssl, got);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return 0;
+    if (e != SSL_ERROR_ZERO_RETURN && !t->why) {
+      char *why = ssl_error("TLS");
+      t->why = why;
+    }
     ERR_clear_error();
     return e == SSL_ERROR_ZERO_RETURN ? 0 : -1;
   }

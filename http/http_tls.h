@@ -1,6 +1,7 @@
-/* TLS for the HTTP server (OpenSSL with memory BIOs, so libuv keeps doing
- * the socket I/O). Ownership: the server owns the context, a connection its
- * session; buffers returned are malloc'd for the caller. */
+/* TLS for the HTTP server, and for clients that drive their own sockets
+ * (the websocket connectors): OpenSSL with memory BIOs, so libuv keeps doing
+ * the socket I/O. Ownership: the server (client) owns the context, a
+ * connection its session; buffers returned are malloc'd for the caller. */
 #ifndef SL_HTTP_TLS_H
 #define SL_HTTP_TLS_H
 #include <stddef.h>
@@ -12,7 +13,20 @@ typedef struct sl_tls sl_tls_t;
 sl_tls_ctx_t *sl_tls_ctx_new(const char *cert_file, const char *key_file, char **err);
 void sl_tls_ctx_free(sl_tls_ctx_t *c);
 
+/* A client context verifying servers against the system's CAs, or against
+ * root_cas_file and/or root_cas (PEM text) when given (either may be NULL);
+ * skip_verify accepts any certificate and name. NULL with *err. */
+sl_tls_ctx_t *sl_tls_client_ctx_new(const char *root_cas_file, const char *root_cas, int skip_verify, char **err);
+
 sl_tls_t *sl_tls_new(sl_tls_ctx_t *c);
+/* A client session to host (SNI and the name its certificate must carry);
+ * sl_tls_recv(t, NULL, 0, ...) begins the handshake. */
+sl_tls_t *sl_tls_client_new(sl_tls_ctx_t *c, const char *host);
+/* Has the handshake finished? */
+int sl_tls_ready(const sl_tls_t *t);
+/* Why the last sl_tls_recv failed, in words (a certificate that did not
+ * verify says why). Caller frees. */
+char *sl_tls_why(const sl_tls_t *t);
 void sl_tls_free(sl_tls_t *t);
 /* Feeds received ciphertext; decrypted bytes are appended to *out (length *out_len,
  * malloc'd). Returns -1 when the peer broke the protocol. */

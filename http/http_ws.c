@@ -378,6 +378,38 @@ int sl_ws_send(sl_ws_t *ws, int text, const void *p, size_t n, size_t max_buffer
   return ws->slow;
 }
 
+sl_bytes_t *sl_ws_frame(int text, const void *p, size_t n) {
+  unsigned char h[10];
+  size_t hl = 2;
+  h[0] = 0x80 | (text ? WSLAY_TEXT_FRAME : WSLAY_BINARY_FRAME);
+  if (n < 126) {
+    h[1] = (unsigned char)n;
+  } else if (n < 65536) {
+    h[1] = 126;
+    h[2] = (unsigned char)(n >> 8);
+    h[3] = (unsigned char)n;
+    hl = 4;
+  } else {
+    h[1] = 127;
+    for (int k = 0; k < 8; k++) h[2 + k] = (unsigned char)((uint64_t)n >> (56 - 8 * k));
+    hl = 10;
+  }
+  char *f = sl_xmalloc(hl + n);
+  memcpy(f, h, hl);
+  memcpy(f + hl, p, n);
+  sl_bytes_t *b = sl_bytes_new(f, hl + n);
+  free(f);
+  return b;
+}
+
+int sl_ws_send_frame(sl_ws_t *ws, sl_bytes_t *frame, size_t max_buffer) {
+  /* wslay keeps no part of a frame between calls (the transport takes all
+   * it is given), so a frame of our own never lands inside one of its. */
+  if (ws->done || ws->close_code || (ws->ctx && wslay_event_get_close_sent(ws->ctx))) return -1;
+  int rc = sl_http_stream_send(ws->st, frame, max_buffer);
+  return rc < 0 ? -1 : rc;
+}
+
 size_t sl_ws_queued(const sl_ws_t *ws) { return ws->done || ws->close_code ? SIZE_MAX : sl_http_stream_queued(ws->st); }
 
 void sl_ws_on_drain(sl_ws_t *ws, size_t below, void (*cb)(void *arg), void *arg) {

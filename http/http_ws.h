@@ -31,6 +31,12 @@ sl_ws_t *sl_ws_accept(sl_http_req_t *r, const sl_ws_handlers_t *h, void *arg, si
 /* Queues a message; 0 sent, 1 sent but the peer is slow (max_buffer bytes
  * wait), -1 the connection is closing. */
 int sl_ws_send(sl_ws_t *ws, int text, const void *p, size_t n, size_t max_buffer);
+/* A whole text or binary message as one server frame (unmasked), formatted
+ * once to be sent to many connections (refs = 1, the caller unrefs). */
+sl_bytes_t *sl_ws_frame(int text, const void *p, size_t n);
+/* Queues a frame from sl_ws_frame (a ref, not a copy; see
+ * sl_http_stream_send); returns as sl_ws_send. */
+int sl_ws_send_frame(sl_ws_t *ws, sl_bytes_t *frame, size_t max_buffer);
 /* Bytes waiting to be sent (SIZE_MAX once closing). */
 size_t sl_ws_queued(const sl_ws_t *ws);
 /* sl_http_stream_on_drain for the connection under ws. */

@@ -2,7 +2,7 @@
 -- value semantics (null, missing, "nothing", typed errors, copies) in plain
 -- Lua. Every script environment gets its own copy as `__bloblang`; nothing
 -- here reaches outside the sandbox.
-local json, uuid_v4, now, raw_of, deleted, is_this = ...
+local json, uuid_v4, now, raw_of, deleted, is_this, hash, time, re = ...
 local null = json.null
 local B = {}
 local type, pairs, ipairs, tostring, tonumber, error, pcall, select = type, pairs, ipairs, tostring, tonumber, error,
@@ -164,6 +164,27 @@ end
 function B.meta_set(meta, k, v)
   if v == NOTHING then return end
   if v == DELETED or is_null(v) then meta[k] = nil else meta[k] = text(v) end
+end
+
+function B.apply(maps, v, name)
+  local f = maps[name]
+  if not f then fail("map %s was not found", text(name)) end
+  return f(unwrap(v))
+end
+
+-- `@`: every key (values are text here, where Benthos may keep structure).
+function B.meta_all(meta) return meta() end
+-- `meta = v`: all of the metadata at once; deleted() removes it all.
+function B.meta_replace(meta, v)
+  if v == NOTHING then return end
+  v = unwrap(v)
+  if v ~= DELETED and (type(v) ~= "table" or is_null(v) or is_array(v)) then
+    fail("setting root meta object requires object value, received: %s", kind(v))
+  end
+  for k in pairs(meta()) do meta[k] = nil end
+  if v ~= DELETED then
+    for k, e in pairs(v) do B.meta_set(meta, k, e) end
+  end
 end
 
 function B.meta_get(meta, k)
@@ -617,6 +638,80 @@ end
 
 function M.from_all(v) return v end
 
+-- Regular expressions (the scripts' `re`: PCRE2, empty matches as Go's).
+local function re_call(f, ...)
+  local ok, a, b = pcall(f, ...)
+  if not ok then fail("%s", (tostring(a):gsub("^[^:]*:%d+: ", ""))) end
+  return a, b
+end
+function M.re_match(v, pattern) return re_call(re.find, want(v, "string"), want(pattern, "string")) ~= nil end
+function M.re_replace_all(v, pattern, with)
+  return (re_call(re.gsub, want(v, "string"), want(pattern, "string"), want(with, "string")))
+end
+function M.re_find_all(v, pattern)
+  local out = array()
+  for caps in re_call(re.gmatch, want(v, "string"), want(pattern, "string")) do out[#out + 1] = caps[0] end
+  return out
+end
+function M.re_find_all_submatch(v, pattern)
+  local out = array()
+  for caps in re_call(re.gmatch, want(v, "string"), want(pattern, "string")) do
+    local m = array({caps[0]})
+    for i = 1, #caps do m[#m + 1] = caps[i] or "" end
+    out[#out + 1] = m
+  end
+  return out
+end
+
+-- fold(initial, query): the query sees {tally, value} for each element.
+function M.fold(v, init, fn)
+  if type(v) ~= "table" or not is_array(v) then fail("expected array value, got %s", kind(v)) end
+  local tally = init
+  for _, e in ipairs(v) do tally = fn({tally = tally, value = e}) end
+  return tally
+end
+
+function M.enumerated(v)
+  if type(v) ~= "table" or not is_array(v) then fail("expected array value, got %s", kind(v)) end
+  local out = array()
+  for i, e in ipairs(v) do out[i] = {index = i - 1, value = e} end
+  return out
+end
+
+-- An unsigned big-endian integer of bytes, in decimal (wider than a double).
+local function decimal(bytes)
+  local digits, n = {}, {str_byte(bytes, 1, -1)}
+  repeat
+    local rem, nz = 0, false
+    for i = 1, #n do
+      local cur = rem * 256 + n[i]
+      n[i] = floor(cur / 10)
+      rem = cur % 10
+      nz = nz or n[i] ~= 0
+    end
+    insert(digits, 1, tostring(rem))
+  until not nz
+  return concat(digits)
+end
+
+-- Bloblang's hash: raw digest bytes; xxhash64 gives its number in decimal
+-- text, as Benthos does.
+function M.hash(v, alg, key, poly)
+  want(v, "string")
+  if alg == "md5" or alg == "sha1" or alg == "sha256" or alg == "sha512" then return hash[alg](v, "raw") end
+  local h = type(alg) == "string" and alg:match("^hmac_(.+)$")
+  if h == "md5" or h == "sha1" or h == "sha256" or h == "sha512" then
+    if key == nil then fail("hash algorithm %s requires a key argument", alg) end
+    return hash.hmac(h, text(key), v, "raw")
+  end
+  if alg == "xxhash64" then return decimal(hash.xxhash64(v, "raw")) end
+  if alg == "crc32" then
+    if poly ~= nil and poly ~= "IEEE" then fail("crc32 polynomial %s is not translated (IEEE is)", text(poly)) end
+    return hash.crc32(v, "raw")
+  end
+  fail("unrecognized hash type: %s", text(alg))
+end
+
 local b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 local function base64(s, url)
   local out = {}
@@ -779,6 +874,27 @@ end
 B.uuid_v4 = uuid_v4
 B.now = now
 function B.timestamp_unix() return os.time() end
+function B.timestamp_unix_nano() return floor(time.now() * 1e9) end
+local NANOID = "_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+function B.nanoid(size, alphabet)
+  size, alphabet = size or 21, alphabet or NANOID
+  if type(size) ~= "number" or size < 1 then fail("nanoid: size must be a positive number") end
+  want(alphabet, "string")
+  if #alphabet == 0 then fail("nanoid: the alphabet is empty") end
+  local out = {}
+  for i = 1, size do
+    local k = math.random(1, #alphabet)
+    out[i] = str_sub(alphabet, k, k)
+  end
+  return concat(out)
+end
+-- json("a.b"): a field of the message as it came in (this at the top).
+function B.json(this, path)
+  if path == nil or path == "" then return this end
+  local keys = {}
+  for k in string.gmatch(want(path, "string"), "[^.]+") do keys[#keys + 1] = tonumber(k) or k end
+  return B.get(this, unpack(keys))
+end
 function B.range(a, b, step)
   local out = array()
   step = step or (b >= a and 1 or -1)

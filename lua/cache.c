@@ -6,11 +6,13 @@
  * Runs on the worker's loop; results are copied into a per-thread buffer that
  * the next call reuses, which the script's side copies at once. Also the lint
  * of inline code's literal labels (sl_lcache_lint, lua/lhost.h). */
+#include "async.h"
 #include "cache/cache.h"
 #include "core/worker.h"
 #include "core/conf.h"
 #include "core/xalloc.h"
 #include <ctype.h>
+#include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +70,65 @@ int sl_lcache_op(int op, const char *name, size_t nlen, const char *key, size_t 
   return lr.status;
 }
 
+/* The same operation on a backend that answers later: a waiting call
+ * (lua/async.h), cache._wait(op, name, key, value, ttl_ms, by), whose results
+ * are what cache.lua's function returns for the status. A backend cannot
+ * cancel an operation: one the message stopped waiting for still completes,
+ * and its answer is dropped. */
+static int push_res(lua_State *L, void *arg) {
+  const sl_cache_res_t *r = ((const void **)arg)[0];
+  sl_cache_op_t op = *(const sl_cache_op_t *)((const void **)arg)[1];
+  switch (r->status) {
+  case SL_CACHE_OK:
+    if (op == SL_CACHE_GET) lua_pushlstring(L, r->val, r->len);
+    else if (op == SL_CACHE_INCR) lua_pushnumber(L, (lua_Number)r->n);
+    else lua_pushboolean(L, 1);
+    return 1;
+  case SL_CACHE_MISS:
+    if (op == SL_CACHE_GET) lua_pushnil(L);
+    else if (op == SL_CACHE_INCR) lua_pushnumber(L, (lua_Number)r->n);
+    else lua_pushboolean(L, 0);
+    return 1;
+  case SL_CACHE_EXISTS: lua_pushboolean(L, 0); return 1;
+  default:
+    lua_pushnil(L);
+    lua_pushstring(L, r->err ? r->err : "error");
+    return 2;
+  }
+}
+
+typedef struct waiting {
+  sl_lwait_t *w;             /* NULL once the message stopped waiting */
+  sl_cache_op_t op;
+} waiting_t;
+
+static void answered(void *arg, const sl_cache_res_t *r) {
+  waiting_t *wt = arg;
+  const void *args[2] = {r, &wt->op};
+  if (wt->w) sl_lwait_done(wt->w, push_res, args);
+  free(wt);
+}
+
+static void cancel_wait(void *arg) { ((waiting_t *)arg)->w = NULL; }
+
+static int start_wait(lua_State *L) {
+  sl_lwait_t *w = lua_touserdata(L, 1);
+  size_t nlen, klen, vlen = 0;
+  sl_cache_op_t op = (sl_cache_op_t)luaL_checkinteger(L, 2);
+  const char *name = luaL_checklstring(L, 3, &nlen), *key = luaL_checklstring(L, 4, &klen);
+  const char *val = lua_isnil(L, 5) ? NULL : luaL_checklstring(L, 5, &vlen);
+  sl_cache_req_t rq = {op, key, klen, val, vlen, (int64_t)luaL_checknumber(L, 6), (int64_t)luaL_checknumber(L, 7)};
+  sl_cache_t *c = sl_cache_find(name, nlen);
+  if (!c) return luaL_error(L, "no cache resource labelled \"%s\"", name);
+  waiting_t *wt = sl_xmalloc(sizeof(*wt));
+  *wt = (waiting_t){w, op};
+  sl_lwait_on_cancel(w, cancel_wait, wt);
+  sl_cache_exec(c, &rq, answered, wt);
+  return 0;
+}
+
+SL_LASYNC_BINDING("cache._wait", start_wait)
+
 /* A TTL written as a duration ("30s", "1m30s"): ms, or -2 when it is none. */
 int64_t sl_lcache_ttl(const char *s) {
   int64_t ms;
@@ -92,12 +153,16 @@ static int column_in_file(const char *file, int line, const char *text, size_t l
   return col;
 }
 
-static const char *const ops[] = {"get", "set", "add", "delete", "incr", NULL};
+/* Calls whose first argument is a resource's label: "cache." and
+ * "redis." (redis.call), each followed by one of its functions. */
+static const char *const cache_ops[] = {"get", "set", "add", "delete", "incr", NULL};
+static const char *const redis_ops[] = {"call", NULL};
 
-/* After "cache." at p: an operation, "(" and a quoted name that is the
- * whole first argument; the name's bytes, or NULL. end: past the closing
- * quote. */
-static const char *literal_name(const char *p, const char *stop, size_t *len, const char **end) {
+/* After "cache." (or "redis.") at p: one of ops, "(" and a quoted name that
+ * is the whole first argument; the name's bytes, or NULL. end: past the
+ * closing quote. */
+static const char *literal_name(const char *p, const char *stop, const char *const *ops, size_t *len,
+                                const char **end) {
   size_t n = 0;
   for (int k = 0; ops[k] && !n; k++)
     if ((size_t)(stop - p) > strlen(ops[k]) && !strncmp(p, ops[k], strlen(ops[k]))) n = strlen(ops[k]);
@@ -128,10 +193,10 @@ int sl_lcache_lint(const sl_cnode_t *code, const char *key, int lint_only, sl_di
       line_start = p + 1;
       continue;
     }
-    if (strncmp(p, "cache.", 6) != 0 || (p > s && (isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '.')))
-      continue;
+    const char *const *ops = !strncmp(p, "cache.", 6) ? cache_ops : !strncmp(p, "redis.", 6) ? redis_ops : NULL;
+    if (!ops || (p > s && (isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '.'))) continue;
     size_t len;
-    const char *end, *name = literal_name(p + 6, stop, &len, &end);
+    const char *end, *name = literal_name(p + 6, stop, ops, &len, &end);
     if (!name || memmem(line_start, (size_t)(p - line_start), "--", 2) || sl_cache_known(name, len, lint_only)) continue;
     sl_cnode_t at = *code;
     at.line = line;

@@ -33,23 +33,25 @@ local function ttl_ms(ttl, fn)
   if type(ttl) == "number" and ttl >= 0 and ttl < 1e12 then return ttl > 0 and ttl < 0.001 and 1 or ttl * 1000 end
   if type(ttl) == "string" then
     local ms = C.sl_lcache_ttl(ttl)
-    if ms >= 0 then return ms end
+    if ms >= 0 then return tonumber(ms) end
   end
   error("cache." .. fn .. ": ttl must be seconds or a duration such as \"30s\", not " .. tostring(ttl), 3)
 end
 
--- The hook for a backend that answers later (redis): sl_lcache_op does not
--- start such an operation but answers ASYNC, and the call comes here. The
--- run must then yield until the answer comes: a yielding call (lua/'s
--- non-blocking calls) starts the operation with sl_cache_exec
--- (cache/cache.h), resumes the script from its callback, and returns what
--- the functions below return for the same status. Until that takes this
--- over, such a call fails as a value.
-local function async(name)
-  return nil, "cache " .. name .. ": its backend answers asynchronously, which scripts cannot wait for yet"
+-- A backend that answers later (redis): sl_lcache_op does not start the
+-- operation but answers ASYNC, and the call waits for it instead
+-- (lua/async.h): wait(what, op, name, key, value, ttl, by), which
+-- lua/runtime.lua hands over through M._wait (lua/cache.c's "cache._wait"),
+-- returns what the functions below return for the answer's status.
+local wait
+local M = {}
+function M._wait(f)
+  wait = f
+  M._wait = nil
 end
 
--- One operation: the status, then the C side's results in out/olen/nbox.
+-- One operation: the status, then the C side's results in out/olen/nbox;
+-- also the key and value as strings.
 local function call(fn, op, name, key, val, ttl, by)
   if type(name) ~= "string" then error("cache." .. fn .. ": the resource's name must be a string", 3) end
   key = arg_string(key, "key", fn)
@@ -61,48 +63,51 @@ local function call(fn, op, name, key, val, ttl, by)
     error("cache." .. fn .. ": cache resources live on the stream's loop, not on a pipeline.threads worker " ..
           "(set pipeline.threads: 1 on this stream)", 3)
   end
-  return rc
+  return rc, key, val
 end
 
-local function failed(rc, name)
-  if rc == ASYNC then return async(name) end
+local function failed()
   return nil, ffi_string(out[0], olen[0])
 end
 
-local M = {}
-
 -- cache.get(name, key) -> value, or nil when absent, or nil, err
 function M.get(name, key)
-  local rc = call("get", GET, name, key, nil, TTL_DEFAULT)
+  local rc, k = call("get", GET, name, key, nil, TTL_DEFAULT)
   if rc == OK then return ffi_string(out[0], olen[0]) end
   if rc == MISS then return nil end
-  return failed(rc, name)
+  if rc == ASYNC then return wait("cache.get", GET, name, k, nil, TTL_DEFAULT, 0) end
+  return failed()
 end
 
 -- cache.set(name, key, value, ttl?) -> true, or nil, err
 function M.set(name, key, value, ttl)
   if value == nil then error("cache.set: value is missing (cache.delete removes a key)", 2) end
-  local rc = call("set", SET, name, key, value, ttl_ms(ttl, "set"))
+  local t = ttl_ms(ttl, "set")
+  local rc, k, v = call("set", SET, name, key, value, t)
   if rc == OK then return true end
-  return failed(rc, name)
+  if rc == ASYNC then return wait("cache.set", SET, name, k, v, t, 0) end
+  return failed()
 end
 
 -- cache.add(name, key, value, ttl?) -> true when added, false when the key
 -- was there (nothing changed), or nil, err
 function M.add(name, key, value, ttl)
   if value == nil then error("cache.add: value is missing", 2) end
-  local rc = call("add", ADD, name, key, value, ttl_ms(ttl, "add"))
+  local t = ttl_ms(ttl, "add")
+  local rc, k, v = call("add", ADD, name, key, value, t)
   if rc == OK then return true end
   if rc == EXISTS then return false end
-  return failed(rc, name)
+  if rc == ASYNC then return wait("cache.add", ADD, name, k, v, t, 0) end
+  return failed()
 end
 
 -- cache.delete(name, key) -> true when it was there, false when not, or nil, err
 function M.delete(name, key)
-  local rc = call("delete", DELETE, name, key, nil, TTL_DEFAULT)
+  local rc, k = call("delete", DELETE, name, key, nil, TTL_DEFAULT)
   if rc == OK then return true end
   if rc == MISS then return false end
-  return failed(rc, name)
+  if rc == ASYNC then return wait("cache.delete", DELETE, name, k, nil, TTL_DEFAULT, 0) end
+  return failed()
 end
 
 -- cache.incr(name, key, by?, ttl?) -> the new value (a missing key counts
@@ -112,9 +117,11 @@ function M.incr(name, key, by, ttl)
   if type(by) ~= "number" or by ~= by or by % 1 ~= 0 or by >= 2^63 or by < -2^63 then
     error("cache.incr: by must be an integer", 2)
   end
-  local rc = call("incr", INCR, name, key, nil, ttl_ms(ttl, "incr"), by)
+  local t = ttl_ms(ttl, "incr")
+  local rc, k = call("incr", INCR, name, key, nil, t, by)
   if rc == OK then return tonumber(nbox[0]) end
-  return failed(rc, name)
+  if rc == ASYNC then return wait("cache.incr", INCR, name, k, nil, t, by) end
+  return failed()
 end
 
 return M

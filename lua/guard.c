@@ -107,8 +107,19 @@ static void raise_irq(sl_lguard_t *g, int irq, int32_t call) {
   if (irq == SL_LIRQ_DEADLINE) pthread_kill(g->thread, SIG_GUARD);
 }
 
+/* The VM thread's CPU time: lua.max_time counts what the script ran, not
+ * the time a loaded machine (or a throttled container) kept its thread
+ * waiting, which would fail messages of scripts that take microseconds. */
+static int64_t cpu_ms(const sl_lguard_t *g) {
+  struct timespec ts;
+  if (g->cpu_clock == (clockid_t)-1 || clock_gettime(g->cpu_clock, &ts) != 0) return -1;
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* One look at every guard: a call seen twice has been running at least the
- * time between the looks. Returns whether any ran. */
+ * time between the looks. Returns whether any ran. A call is over lua.max_time
+ * once both the wall time and its thread's CPU time since it was first seen
+ * (a tick at most after it began) say so. */
 static int look(uint64_t now) {
   int busy = 0;
   for (sl_lguard_t *g = wd.guards; g; g = g->next) {
@@ -117,14 +128,21 @@ static int look(uint64_t now) {
     busy = 1;
     int32_t call = SH_LOAD(call);
     int entered = atomic_load(&g->entered_call) == call;
-    if (call != g->seen_call) {
+    if (call != atomic_load(&g->seen_call)) {
       /* An entry says when it began; a call begun by the one before it
        * ending (the next message) is timed from now. */
-      g->seen_call = call;
+      atomic_store(&g->seen_cpu_ms, g->max_time_ms < INT64_MAX ? cpu_ms(g) : -1);
       g->seen_at_ms = entered ? atomic_load(&g->entered_ms) : now;
+      atomic_store(&g->seen_call, call);
     }
-    int64_t ran = (int64_t)(now - g->seen_at_ms), used = ran + (entered ? atomic_load(&g->carry_ms) : 0);
-    int irq = used >= g->max_time_ms ? SL_LIRQ_DEADLINE : running == 2 && ran >= SLICE_MS ? SL_LIRQ_SLICE : SL_LIRQ_NONE;
+    int64_t carry = entered ? atomic_load(&g->carry_ms) : 0;
+    int64_t ran = (int64_t)(now - g->seen_at_ms), used = ran + carry;
+    int over = used >= g->max_time_ms;
+    if (over && g->seen_cpu_ms >= 0) {
+      int64_t cpu = cpu_ms(g);
+      over = cpu < 0 || cpu - g->seen_cpu_ms + carry >= g->max_time_ms;
+    }
+    int irq = over ? SL_LIRQ_DEADLINE : running == 2 && ran >= SLICE_MS ? SL_LIRQ_SLICE : SL_LIRQ_NONE;
     if (irq == SL_LIRQ_NONE) continue;
     if (SH_LOAD(irq_call) == call && SH_LOAD(irq) >= irq) continue;
     raise_irq(g, irq, call);
@@ -170,6 +188,7 @@ static void *watchdog(void *arg) {
 void sl_lguard_init(sl_lguard_t *g, lua_State *L) {
   g->L = L;
   g->thread = pthread_self();
+  if (pthread_getcpuclockid(g->thread, &g->cpu_clock) != 0) g->cpu_clock = (clockid_t)-1;
   sl_lguard_limits(g, 0, 0);
   pthread_mutex_lock(&wd.lock);
   if (!wd.started) {
@@ -235,10 +254,18 @@ void sl_lguard_leave(sl_lguard_t *g) {
 }
 
 /* Since the entry: a call that began after it (the next message) is charged
- * from the entry too, at most a slice more than it used. */
+ * from the entry too, at most a slice more than it used. Once the watchdog
+ * has seen the call (a sliced call always has), the thread's CPU time since
+ * then when that is less: what a call carries to its next slice is what it
+ * ran, as the watchdog counts it. */
 int64_t sl_lguard_used_ms(const sl_lguard_t *g) {
   int64_t carry = RELAXED(&g->entered_call) == g->sh.call ? RELAXED(&g->carry_ms) : 0;
-  return carry + (int64_t)(now_ms() - RELAXED(&g->entered_ms));
+  int64_t used = carry + (int64_t)(now_ms() - RELAXED(&g->entered_ms));
+  if (atomic_load(&g->seen_call) == g->sh.call) {
+    int64_t seen = atomic_load(&g->seen_cpu_ms), cpu = cpu_ms(g);
+    if (seen >= 0 && cpu >= 0 && carry + cpu - seen < used) used = carry + cpu - seen;
+  }
+  return used;
 }
 
 /* The lowest address this thread's calls may reach: its stack's end plus a

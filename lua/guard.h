@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <time.h>
 
 /* What sl_lguard_check reports (and irq holds, GC aside). */
 enum { SL_LIRQ_NONE, SL_LIRQ_SLICE, SL_LIRQ_DEADLINE, SL_LIRQ_BUDGET, SL_LIRQ_CSTACK, SL_LIRQ_GC };
@@ -47,8 +48,10 @@ typedef struct sl_lguard {
   int gc_due;                    /* set by the VM's allocator: a full collection is due (lua/vm.c) */
   /* the watchdog's view, under its lock */
   struct sl_lguard *next;
-  int32_t seen_call;
+  _Atomic int32_t seen_call;     /* written by the watchdog, read by the VM's thread for used_ms */
   uint64_t seen_at_ms;
+  _Atomic int64_t seen_cpu_ms;   /* the VM thread's CPU time when seen_call was first seen (-1: not read) */
+  clockid_t cpu_clock;           /* the VM thread's CPU clock (-1: none, wall time alone) */
 } sl_lguard_t;
 
 void sl_lguard_init(sl_lguard_t *g, lua_State *L);

@@ -21,7 +21,8 @@
 #define OBJECT_MT lua_upvalueindex(2)
 #define RAW_KEY lua_upvalueindex(3)
 #define MP_NIL lua_upvalueindex(4)
-#define BUF lua_upvalueindex(5)
+#define DECODE_LAZY lua_upvalueindex(5)   /* decodes a `this` proxy not decoded yet */
+#define BUF lua_upvalueindex(6)
 
 /* ---- decode ---- */
 
@@ -106,7 +107,7 @@ static int l_decode_marked(lua_State *L) {
 
 /* ---- encode ---- */
 
-/* The output buffer: a full userdata (upvalue 5) grown by replacing it, so
+/* The output buffer: a full userdata (upvalue 6) grown by replacing it, so
  * that an error on the way leaves nothing to free. */
 typedef struct buf { char *p; size_t n, cap; } buf_t;
 
@@ -195,9 +196,15 @@ static long array_length(lua_State *L, int t, int marked) {
 
 static void add_table(lua_State *L, buf_t *b, int depth) {
   int t = lua_gettop(L);
-  /* a `this` proxy: the table behind it */
+  /* a `this` proxy: the table behind it (false: not decoded yet) */
   lua_pushvalue(L, RAW_KEY);
   lua_rawget(L, t);
+  if (lua_type(L, -1) == LUA_TBOOLEAN) {
+    lua_pop(L, 1);
+    lua_pushvalue(L, DECODE_LAZY);
+    lua_pushvalue(L, t);
+    lua_call(L, 1, 1);
+  }
   if (lua_type(L, -1) == LUA_TTABLE) lua_replace(L, t);
   else lua_pop(L, 1);
   int kind = 0;   /* 1 array, 2 object */
@@ -290,15 +297,18 @@ static int l_encode(lua_State *L) {
   return 1;
 }
 
-/* make(array_mt, object_mt, raw_key, msgpack_nil) -> {encode, decode_marked} */
+/* make(array_mt, object_mt, raw_key, msgpack_nil, decode_lazy) -> {encode, decode_marked} */
 static int l_make(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TTABLE);
-  lua_settop(L, 4);
+  luaL_checktype(L, 5, LUA_TFUNCTION);
+  lua_settop(L, 5);
+  lua_pushvalue(L, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, SL_LJSON_ARRAY_MT);
   lua_newtable(L);
-  for (int i = 1; i <= 4; i++) lua_pushvalue(L, i);
+  for (int i = 1; i <= 5; i++) lua_pushvalue(L, i);
   lua_newuserdata(L, 256);
-  lua_pushcclosure(L, l_encode, 5);
+  lua_pushcclosure(L, l_encode, 6);
   lua_setfield(L, -2, "encode");
   lua_pushvalue(L, 1);
   lua_createtable(L, 0, 1);

@@ -8,6 +8,10 @@
  * {encode, decode_marked} bound to those values (lua/runtime.lua calls it
  * once per VM). */
 void sl_ljson_push(lua_State *L);
+/* The registry's field holding array_mt once make ran (for C code that
+ * builds arrays for scripts, such as redis.call's replies). */
+#define SL_LJSON_ARRAY_MT "sl.json.array"
+
 
 /* Whether s holds an empty array (what lua-cjson would decode to a bare
  * empty table); for lua/runtime.lua's FFI. */

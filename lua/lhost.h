@@ -97,7 +97,7 @@ void sl_interp_free(sl_interp_t *i);
  * check it; call it for code compiled some other way. */
 int sl_lua_env_check(const sl_cnode_t *v, sl_diags_t *d, const char *key, int interp);
 
-/* Each `cache.<op>("label", ...)` of Lua code in a config scalar (node[key]
+/* Each `cache.<op>("label", ...)` and `redis.call("label", ...)` of Lua code in a config scalar (node[key]
  * is code) whose label is a literal must name a resource (cache/cache.h,
  * sl_cache_check_name): 0, or the number of errors added at the call's line
  * and column. The field helpers below run it on what they compile. */

@@ -132,8 +132,13 @@ static void free_parts(sl_ljob_t *j) {
 /* The run is over: b gets what it did (or, when the run itself failed, as
  * out of memory between messages, every message stays, flagged, and nothing
  * the script made survives), then the owner hears of it. */
+static void unqueue(sl_ljob_t *j);
+
 static void complete(sl_ljob_t *j, char *err) {
   sl_batch_t *b = j->b;
+  /* a call that ended inside its start queued the job, which may then have
+   * finished in the same call into the run */
+  unqueue(j);
   sl_lwaits_cancel(&j->waits);
   if (j->looping && j->o.looped) j->o.looped(b, j->o.arg);
   if (err) {

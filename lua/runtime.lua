@@ -44,7 +44,7 @@ local ffi_string, ffi_cast = ffi.string, ffi.cast
 local type, pairs, ipairs, tostring, error, pcall, select = type, pairs, ipairs, tostring, error, pcall, select
 local co_create, co_resume, co_yield, co_running, co_status = coroutine.create, coroutine.resume, coroutine.yield,
   coroutine.running, coroutine.status
-local setmetatable, getmetatable, rawget, rawset, setfenv = setmetatable, getmetatable, rawget, rawset, setfenv
+local setmetatable, getmetatable, rawget, rawset = setmetatable, getmetatable, rawget, rawset
 local str_sub, str_format, str_find, str_gsub = string.sub, string.format, string.find, string.gsub
 local json_decode, json_encode = cjson.decode, cjson.encode
 local msgs_t = ffi.typeof("sl_msg_t **")
@@ -144,21 +144,117 @@ end
 -- Reading a nested table (or handing the object to pairs, next, rawset,
 -- table.* ...) "exposes" it: such tables can change without the proxy
 -- seeing it, so only then is the object compared with the original at the
--- end. A script that reads only scalar fields keeps the original bytes with
--- a single decode.
+-- end. A script that reads only scalar fields keeps the original bytes.
+--
+-- Until a script needs the whole object, it is not decoded at all: RAW is
+-- false, SRC holds the text, and a read of a field finds it in the bytes
+-- (lua/jfield.c) and decodes that value only; keys the script added (absent
+-- from the text, so that the bytes can be appended to) are kept in VALS,
+-- ABSENT standing for one set to nil. Anything else (writing a key the text
+-- has, reading a nested table, pairs ...) decodes it: materialize.
 local RAW = setmetatable({}, {__metatable = false})
-local this_mt = {
+local VALS, ABSENT = setmetatable({}, {__metatable = false}), setmetatable({}, {__metatable = false})
+local materialize, load_this, this_mt
+local decode   -- below
+do
+  local SRC = setmetatable({}, {__metatable = false})
+  ffi.cdef [[
+  typedef struct sl_jfield { int32_t off, len; } sl_jfield_t;
+  int sl_ljson_field(const char *s, size_t len, const char *key, size_t klen, sl_jfield_t *out);
+  double strtod(const char *s, char **end);
+  ]]
+  local jf = ffi.new("sl_jfield_t")
+  -- lua/jfield.h's kinds
+  local ABSENT_, STRING, ESCAPED, NUMBER, TRUE, FALSE, NULL = 0, 1, 2, 3, 4, 5, 6
+  local cstr = ffi.typeof("const char *")
+  function materialize(p)
+    local raw = decode(rawget(p, SRC))
+    local vals = rawget(p, VALS)
+    if vals then
+      for k, v in next, vals do
+        if v == ABSENT then raw[k] = nil else raw[k] = v end
+      end
+    end
+    rawset(p, RAW, raw)
+    rawset(p, SRC, nil)
+    rawset(p, VALS, nil)
+    return raw
+  end
+  -- A field of a text not decoded yet: nil when absent, the decoded value,
+  -- or ABSENT when it is an object or array (the caller decodes the whole).
+  local function lazy_field(p, k)
+    local src = rawget(p, SRC)
+    local kind = C.sl_ljson_field(src, #src, k, #k, jf)
+    if kind == ABSENT_ then return nil end
+    if kind == STRING then return str_sub(src, jf.off + 1, jf.off + jf.len) end
+    if kind == NUMBER then return C.strtod(ffi.cast(cstr, src) + jf.off, nil) end
+    if kind == TRUE then return true end
+    if kind == FALSE then return false end
+    if kind == NULL then return cjson.null end
+    if kind == ESCAPED then return json_decode(str_sub(src, jf.off + 1, jf.off + jf.len)) end
+    return ABSENT
+  end
+  function load_this()
+    this_loaded = true
+    local src = content()
+    this_src = src
+    if C.sl_ljson_field(src, #src, nil, 0, jf) == ABSENT_ then   -- an object the scan reads
+      cur_this = setmetatable({[RAW] = false, [SRC] = src}, this_mt)
+      return cur_this
+    end
+    local ok, v = pcall(decode, src)
+    if not ok then error("this: message is not JSON: " .. tostring(v):gsub("^.-: ", ""), 2) end
+    if type(v) == "table" then
+      -- Arrays stay plain tables (# and ipairs must work): exposed at once.
+      if rawget(v, 1) ~= nil then this_exposed = true
+      else v = setmetatable({[RAW] = v}, this_mt) end
+    end
+    cur_this = v
+    return v
+  end
+this_mt = {
   __index = function(p, k)
-    local v = rawget(p, RAW)[k]
+    local raw = rawget(p, RAW)
+    if raw == false then
+      local vals = rawget(p, VALS)
+      local v = vals and vals[k]
+      if v == nil and type(k) == "string" then
+        v = lazy_field(p, k)
+        if v ~= ABSENT then return v end
+        raw = materialize(p)
+      elseif v == ABSENT or v == nil then
+        return nil
+      else
+        if type(v) == "table" then this_exposed = true end
+        return v
+      end
+    end
+    local v = raw[k]
     if type(v) == "table" then this_exposed = true end
     return v
   end,
   __newindex = function(p, k, v)
     if type(v) == "table" then
       local r = rawget(v, RAW)
+      if r == false then r = materialize(v) end
       if r ~= nil then v = r end
     end
     local raw = rawget(p, RAW)
+    if raw == false then
+      local vals = rawget(p, VALS)
+      if type(k) == "string" and ((vals and vals[k] ~= nil) or lazy_field(p, k) == nil) then
+        -- a key the text does not have: appended, nothing decoded
+        if not vals then vals = {}; rawset(p, VALS, vals) end
+        if vals[k] == nil and v ~= nil then
+          this_nadded = this_nadded + 1
+          this_added[this_nadded] = k
+          this_dirty = APPEND
+        end
+        if v == nil then vals[k] = ABSENT else vals[k] = v end
+        return
+      end
+      raw = materialize(p)
+    end
     if this_dirty ~= FULL then
       local added = false
       for j = 1, this_nadded do
@@ -177,12 +273,17 @@ local this_mt = {
   end,
   __metatable = false,
 }
+end
 
 -- The decoded table behind a `this` proxy (marked exposed), or t itself.
 local function raw_of(t)
   if type(t) == "table" then
     local r = rawget(t, RAW)
-    if r ~= nil then this_exposed = true; return r end
+    if r ~= nil then
+      this_exposed = true
+      if r == false then r = materialize(t) end
+      return r
+    end
   end
   return t
 end
@@ -196,10 +297,10 @@ end
 -- jansson refuses (bytes that are not UTF-8, integers past 64 bits).
 local ARRAY_MT = {__metatable = "json.array"}
 local OBJECT_MT = {__metatable = "json.object"}
-local jsonx = library.json_make(ARRAY_MT, OBJECT_MT, RAW, mpack.NIL)
+local jsonx = library.json_make(ARRAY_MT, OBJECT_MT, RAW, mpack.NIL, materialize)
 local encode, decode_marked = jsonx.encode, jsonx.decode_marked
 ffi.cdef "int sl_ljson_empty_array(const char *s, size_t len);"
-local function decode(s)
+function decode(s)
   if type(s) == "string" and C.sl_ljson_empty_array(s, #s) ~= 0 then
     local v = decode_marked(s)
     if v ~= nil then return v end
@@ -217,21 +318,6 @@ local function proxy(mt)
   for k, v in pairs(mt) do pm[k] = v end
   pm.__metatable = false
   return p
-end
-
-local function load_this()
-  this_loaded = true
-  local src = content()
-  local ok, v = pcall(decode, src)
-  if not ok then error("this: message is not JSON: " .. tostring(v):gsub("^.-: ", ""), 2) end
-  this_src = src
-  if type(v) == "table" then
-    -- Arrays stay plain tables (# and ipairs must work): exposed at once.
-    if rawget(v, 1) ~= nil then this_exposed = true
-    else v = setmetatable({[RAW] = v}, this_mt) end
-  end
-  cur_this = v
-  return v
 end
 
 local function deep_equal(a, b)
@@ -453,6 +539,7 @@ do
     if v == null then return NIL end
     if type(v) ~= "table" then return v end
     local r = rawget(v, RAW)
+    if r == false then r = materialize(v) end
     if r ~= nil then v = r end
     if seen[v] then return seen[v] end
     local c = {}
@@ -641,7 +728,7 @@ base.uuid_v4 = uuid_v4
 base.now = now
 -- What Lua translated from Bloblang calls (processors/mapping.c).
 base.__bloblang = bloblang(base.json, uuid_v4, now, raw_of, DELETED,
-  function(t) return type(t) == "table" and rawget(t, RAW) ~= nil end)
+  function(t) return type(t) == "table" and rawget(t, RAW) ~= nil end, base.hash, base.time, base.re)
 base.deleted = function() return DELETED end
 base.content = content
 base.batch_index = function()
@@ -784,33 +871,51 @@ end
 
 -- Only new keys were added to the object: the original bytes stay as they
 -- are and the new members are encoded and inserted before its closing brace.
-local str_byte = string.byte
-local append_buf = {}
-local function append_into(m, raw)
-  local src = this_src
-  local e = #src
-  while str_byte(src, e) ~= 125 do e = e - 1 end          -- the closing '}'
-  local b = e - 1
-  local c = str_byte(src, b)
-  while c == 32 or c == 10 or c == 13 or c == 9 do b = b - 1; c = str_byte(src, b) end
-  local sep = c ~= 123 and "," or ""                     -- '{': the object was empty
-  local n = 1
-  append_buf[1] = str_sub(src, 1, e - 1)
-  for j = 1, this_nadded do
-    local k = this_added[j]
-    local v = raw[k]
-    if v ~= nil then
-      append_buf[n + 1] = sep
-      append_buf[n + 2] = json_encode(k)
-      append_buf[n + 3] = ":"
-      append_buf[n + 4] = encode(v)
-      n = n + 4
-      sep = ","
+-- The message is written from a buffer kept for the next one, not from a Lua
+-- string: messages that differ in a few bytes would all be interned, and
+-- LuaJIT's hash of a long string samples a few of its bytes, so they would
+-- share one chain (43% of a mapping's time went to comparing them).
+local append_into
+do
+  local str_byte, max = string.byte, math.max
+  local cstr = ffi.typeof("const char *")
+  local pieces, mem, cap = {}, nil, 0
+  local KEEP = 65536   -- a larger buffer is not kept for the next message
+  function append_into(m, raw)
+    local src = this_src
+    local e = #src
+    while str_byte(src, e) ~= 125 do e = e - 1 end          -- the closing '}'
+    local b = e - 1
+    local c = str_byte(src, b)
+    while c == 32 or c == 10 or c == 13 or c == 9 do b = b - 1; c = str_byte(src, b) end
+    local sep = c ~= 123 and "," or ""                     -- '{': the object was empty
+    local n, total = 0, #src
+    for j = 1, this_nadded do
+      local k = this_added[j]
+      local v = raw[k]
+      if v ~= nil and v ~= ABSENT then
+        local ke, ve = json_encode(k), encode(v)
+        pieces[n + 1], pieces[n + 2], pieces[n + 3], pieces[n + 4] = sep, ke, ":", ve
+        n = n + 4
+        total = total + #sep + #ke + 1 + #ve
+        sep = ","
+      end
     end
+    local buf = mem
+    if total > cap then
+      buf = ffi.new("char[?]", max(total, 2 * cap))
+      if total <= KEEP then mem, cap = buf, max(total, 2 * cap) end
+    end
+    ffi.copy(buf, src, e - 1)
+    local pos = e - 1
+    for i = 1, n do
+      local p = pieces[i]
+      ffi.copy(buf + pos, p, #p)
+      pos = pos + #p
+    end
+    ffi.copy(buf + pos, ffi.cast(cstr, src) + (e - 1), #src - e + 1)
+    C.sl_lmsg_set_content(m, buf, pos + #src - e + 1)
   end
-  append_buf[n + 1] = str_sub(src, e)
-  local s = table.concat(append_buf, "", 1, n + 1)
-  C.sl_lmsg_set_content(m, s, #s)
 end
 
 local function encode_into(m, v)
@@ -835,7 +940,7 @@ local function finish_inline(m, ret)
     if t == "string" then C.sl_lmsg_set_content(m, cur_this, #cur_this)
     else encode_into(m, cur_this) end
   elseif this_dirty == APPEND and not this_exposed then
-    append_into(m, rawget(cur_this, RAW))
+    append_into(m, rawget(cur_this, RAW) or rawget(cur_this, VALS))
   elseif this_dirty then
     encode_into(m, cur_this)
   elseif this_exposed then
@@ -1405,7 +1510,13 @@ for name, start in pairs(async.bindings) do
     base[lib] = {}
     LIBS[#LIBS + 1] = lib
   end
-  base[lib][fn] = function(...) return await(name, start, ...) end
+  if fn:sub(1, 1) == "_" then
+    -- a hook of lib's own module, not a script's function (cache.lua's
+    -- backends that answer later): its calls name the function that waits
+    base[lib][fn](function(what, ...) return await(what, start, ...) end)
+  else
+    base[lib][fn] = function(...) return await(name, start, ...) end
+  end
 end
 if base.http then
   local request = base.http.request
@@ -1441,6 +1552,22 @@ function M.eval(id, m, index, steps)
   if not ok then error(describe(place(v, s.fn)), 0) end
   if s.kind == "check" then return v ~= nil and v ~= false end
   return stringify(v)
+end
+
+-- The names every environment sees, for `sluice doc lua --check` against
+-- lua/api.lua: "name", "name." for a table and "name.member" for its keys.
+function M.exposed()
+  local out = {}
+  for k in pairs(reserved) do out[#out + 1] = k end
+  for k, v in pairs(base) do
+    if type(v) == "table" then
+      out[#out + 1] = k .. "."
+      for m in pairs(v) do out[#out + 1] = k .. "." .. m end
+    else
+      out[#out + 1] = k
+    end
+  end
+  return table.concat(out, "\n")
 end
 
 function M.set_lua_path(dirs)

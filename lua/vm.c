@@ -81,7 +81,7 @@ static int at_panic(lua_State *L) {
   abort();
 }
 
-static const sl_embedded_t *embedded(const char *name) {
+const sl_embedded_t *sl_lembedded(const char *name) {
   for (const sl_embedded_t *e = sl_embedded_lua; e->name; e++)
     if (strcmp(e->name, name) == 0) return e;
   return NULL;
@@ -89,7 +89,7 @@ static const sl_embedded_t *embedded(const char *name) {
 
 /* Loads an embedded chunk and calls it with nargs arguments; leaves its result. */
 static int load_embedded(lua_State *L, const char *name, int nargs) {
-  const sl_embedded_t *e = embedded(name);
+  const sl_embedded_t *e = sl_lembedded(name);
   if (!e || luaL_loadbuffer(L, e->src, e->len, name) != 0) {
     sl_error("cannot load embedded %s: %s", name, e ? lua_tostring(L, -1) : "missing");
     return -1;
@@ -190,7 +190,7 @@ static sl_lua_t *vm_new(uv_loop_t *loop) {
   sl_lstrmatch_push(L, &vm->guard);
   if (load_embedded(L, "lua.cache", 0) != 0) abort();
   /* Bloblang's runtime, started by the runtime once its helpers exist. */
-  const sl_embedded_t *bl = embedded("lua.bloblang");
+  const sl_embedded_t *bl = sl_lembedded("lua.bloblang");
   if (!bl || luaL_loadbuffer(L, bl->src, bl->len, "lua.bloblang") != 0) {
     sl_error("cannot load embedded lua.bloblang: %s", bl ? lua_tostring(L, -1) : "missing");
     abort();
@@ -211,6 +211,7 @@ static sl_lua_t *vm_new(uv_loop_t *loop) {
   vm->ref_compile_module = field_ref(L, rt, "compile_module");
   vm->ref_release = field_ref(L, rt, "release");
   vm->ref_set_lua_path = field_ref(L, rt, "set_lua_path");
+  vm->ref_exposed = field_ref(L, rt, "exposed");
   lua_pop(L, 1);
   lua_gc(L, LUA_GCCOLLECT, 0);
   pace(vm);
@@ -364,8 +365,10 @@ static const sl_field_t lua_fields[] = {
    "call over budget fails its message with \"instruction budget exceeded\", even if the script catches "
    "that error with `pcall`.", NULL, NULL},
   {"max_time", SL_F_DURATION, "1s", 0,
-   "Wall-clock time one script call may run (time a `lua` processor's run spends yielded to the event "
-   "loop does not count). A call over it fails its message with \"time budget exceeded\", even if the "
+   "Time one script call may run, counted on its thread's CPU clock: time a `lua` processor's run spends "
+   "yielded to the event loop or waiting for a call, and time a loaded machine or a throttled container "
+   "keeps the thread off the CPU, do not count (a call is stopped once both its CPU time and the wall "
+   "time since it began are over). A call over it fails its message with \"time budget exceeded\", even if the "
    "script catches that error, and the worker moves on: a watchdog thread stops interpreted code at its "
    "next instruction, compiled code at its next loop iteration or call, and pattern matching "
    "(`string.find`, `match`, `gmatch`, `gsub`) within its loop. See `sluice doc lua` for what is bounded "

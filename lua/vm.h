@@ -3,6 +3,7 @@
 #ifndef SL_LUA_VM_H
 #define SL_LUA_VM_H
 #include "async.h"
+#include "embedded.h"
 #include "guard.h"
 #include "lhost.h"
 #include <lua.h>
@@ -32,7 +33,7 @@ struct sl_lua {
   void (*client_free[SL_LCLIENT_MAX])(void *);
   /* registry refs of runtime.lua's entry points */
   int ref_call, ref_run, ref_resume, ref_cancel, ref_wake, ref_eval, ref_compile_inline, ref_compile_expr, ref_compile_module,
-    ref_release, ref_set_lua_path;
+    ref_release, ref_set_lua_path, ref_exposed;
 };
 
 /* What one script run keeps: the run loop's out list and messages it created.
@@ -69,6 +70,9 @@ void sl_lvm_release(sl_lua_t *vm, int id);
 /* After a full collection (the runtime's, through FFI, or the host's after a
  * call): counts it and sets when the next is due. */
 void sl_lvm_collected(sl_lua_t *vm);
+
+/* The embedded Lua source named "lua.runtime", "lua.api"..., or NULL. */
+const sl_embedded_t *sl_lembedded(const char *name);
 
 /* lua/run.c: drops the VM's suspended runs (their owners are gone). */
 void sl_ljobs_free(sl_lua_t *vm);

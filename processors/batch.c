@@ -113,8 +113,8 @@ static const sl_spec_t spec = {
     "is held is passed on at shutdown or when the input ends. Each message keeps its own "
     "transaction.\n\n"
     "Held messages keep their input transactions open, and the stream admits at most "
-    "`max_in_flight` of those: a `count` larger than what that allows is only reached through "
-    "`period`, so set a `period` with a large `count`.",
+    "`max_in_flight` of those: when they are all open and nothing is being written, what is held "
+    "is passed on at once, since a larger `count` would never be reached.",
   .fields = fields,
   .example = "pipeline:\n  processors:\n    - batch: {count: 100, period: 1s}\n",
   .create = batch_create,

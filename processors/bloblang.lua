@@ -12,6 +12,7 @@ local M = {}
 local FUNCTIONS = {
   uuid_v4 = {"B.uuid_v4(", 0}, now = {"B.now(", 0}, deleted = {"B.DELETED", 0, const = true},
   nothing = {"B.NOTHING", 0, const = true}, timestamp_unix = {"B.timestamp_unix(", 0},
+  timestamp_unix_nano = {"B.timestamp_unix_nano(", 0}, nanoid = {"B.nanoid(", 2},
   env = {"env(", 1}, content = {"content(", 0}, batch_index = {"batch_index(", 0},
   error = {"error_message(", 0}, errored = {"errored(", 0}, range = {"B.range(", 2}, throw = {"B.throw(", 1},
   meta = {"B.meta_get(meta, ", 1}, metadata = {"B.meta_get(meta, ", 1}, random_int = {"math.random(0, 2147483647", 0},
@@ -22,11 +23,12 @@ local METHODS = {}
 for name in ([[string number bool type not_null not_empty uppercase lowercase capitalize trim trim_prefix trim_suffix
   has_prefix has_suffix replace_all replace split contains length keys values map_each filter exists merge without
   append join index slice sum abs floor ceil round sort unique parse_json format_json encode decode ts_unix
-  ts_unix_milli ts_unix_nano ts_format ts_strftime ts_parse format from_all]]):gmatch("%S+") do
+  ts_unix_milli ts_unix_nano ts_format ts_strftime ts_parse format from_all enumerated fold hash re_match re_replace_all re_find_all re_find_all_submatch]]):gmatch("%S+") do
   METHODS[name] = true
 end
--- Methods whose argument is a query run per element, with `this` the element.
-local LAMBDA = {map_each = true, filter = true, sort = true}
+-- Methods whose argument is a query run per element, with `this` the element
+-- (a number: only that argument is).
+local LAMBDA = {map_each = true, filter = true, sort = true, fold = 2}
 
 -- ---------- lexer ----------
 
@@ -253,7 +255,8 @@ function P:args(lambda)
       self:skip_nl()
     end
     if self:peek().t == "id" and self:is(":", 1) then self:fail("named arguments are not supported here") end
-    out[#out + 1] = lambda and self:lambda_arg() or self:expr()
+    local is_lambda = lambda == true or lambda == #out + 1
+    out[#out + 1] = is_lambda and self:lambda_arg() or self:expr()
     self:skip_nl()
   end
   self:next()
@@ -267,6 +270,11 @@ function P:method(t, recv)
     if #a ~= 1 then self:fail(name .. " takes one argument", t) end
     return (name == "catch" and "B.catch" or "B.coalesce") .. "(function() return " .. recv ..
       " end, function() return " .. a[1] .. " end)"
+  end
+  if name == "apply" then   -- a `map` of this mapping, with `this` the receiver
+    local a = self:args()
+    if #a ~= 1 then self:fail("apply takes the name of a map", t) end
+    return "B.apply(MAPS, " .. recv .. ", " .. a[1] .. ")"
   end
   if not METHODS[name] then
     self:fail("the Bloblang method " .. name .. "() is not translated to Lua yet: write this mapping as a `lua` " ..
@@ -309,7 +317,7 @@ function P:primary()
         self:next()
         return "B.meta_get(meta, " .. lua_str(k.v) .. ")"
       end
-      self:fail("metadata as a whole (`@` alone) is not translated yet", t)
+      return "B.meta_all(meta)"
     elseif t.v == "$" then
       local k = self:expect_id("a variable name")
       return "V[" .. lua_str(k.v) .. "]"
@@ -328,6 +336,11 @@ function P:primary()
     if v == "match" then return self:match_expr(t) end
     for k = #self.vars, 1, -1 do
       if self.vars[k][1] == v then return self.vars[k][2] end
+    end
+    if v == "json" and self:is("(") then   -- a field of the message as it came in
+      self:next()
+      self:uses_this()
+      return "B.json(" .. self.ctxs[1] .. (function(a) return #a > 0 and ", " .. a[1] or "" end)(self:args()) .. ")"
     end
     if self:is("(") then
       self:next()
@@ -504,7 +517,8 @@ function P:target()
       self:next()
       return {meta = k.v}
     end
-    self:fail("`meta = ...` (all metadata at once) is not translated yet", t)
+    if k.t == "op" and k.v == "=" then return {meta_all = true} end
+    self:fail("expected a metadata key or '=' after meta", k)
   end
   local path = {}
   if t.t == "id" and (t.v == "root" or t.v == "this") then
@@ -536,6 +550,8 @@ function P:statement(out)
   elseif t.t == "id" and t.v == "if" and self:block_if() then
     self:next()
     self:if_statement(out)
+  elseif t.t == "id" and t.v == "map" and #self.ctxs == 1 then
+    self:map_definition(out)
   elseif t.t == "id" and (t.v == "map" or t.v == "import" or t.v == "from") then
     self:fail("`" .. t.v .. "` is not translated to Lua yet: write this mapping as a `lua` processor", t)
   elseif t.t == "id" and t.v == "match" then
@@ -544,7 +560,7 @@ function P:statement(out)
     local target = self:target()
     self:expect("=", "'=' (an assignment)")
     self:skip_nl()
-    if self:is("if") and not target.meta then
+    if self:is("if") and not target.meta and not target.meta_all then
       -- `root = if c { v }`: the assignment in each branch, without a
       -- closure per message (a branch that is not taken assigns nothing)
       self:next()
@@ -552,7 +568,9 @@ function P:statement(out)
       return
     end
     local value = self:expr()
-    if target.meta then
+    if target.meta_all then
+      out[#out + 1] = "B.meta_replace(meta, " .. value .. ")"
+    elseif target.meta then
       out[#out + 1] = "B.meta_set(meta, " .. lua_str(target.meta) .. ", " .. value .. ")"
     else
       local keys = {}
@@ -664,6 +682,19 @@ function P:if_statement(out)
   out[#out + 1] = "end"
 end
 
+-- `map NAME { statements }`: a function of its own root, local variables
+-- and `this` (what `.apply("NAME")` is called on), kept in MAPS.
+function P:map_definition(out)
+  self:next()
+  local name = self:next()
+  if name.t ~= "id" and name.t ~= "str" then self:fail("expected the map's name", name) end
+  out[#out + 1] = "MAPS[" .. lua_str(name.v) .. "] = function(M_this) local R, V = B.NOTHING, {}"
+  self.ctxs[#self.ctxs + 1] = "M_this"
+  self:block(out)
+  self.ctxs[#self.ctxs] = nil
+  out[#out + 1] = "return R end"
+end
+
 function P:end_statement()
   local t = self:peek()
   if t.t == "nl" then
@@ -709,7 +740,7 @@ function M.translate(src, mode, ctxref)
   end
   -- A mutation starts from the message when it is JSON (a mutation that
   -- only sets metadata may run on any bytes).
-  local head = "local B = __bloblang; local V = {}; local R = " ..
+  local head = "local B = __bloblang; local V, MAPS = {}, {}; local R = " ..
     (mode == "mutation" and "B.mutable(function() return this end)" or "B.NOTHING") .. "; "
   local code = {}
   for l = 1, math.max(last, 1) do code[l] = res.lines[l] or "" end

@@ -24,9 +24,10 @@ static const sl_field_t fields[] = {
   {"processors", SL_F_PROCESSORS, NULL, SL_REQUIRED,
    "Run on the mapped copies (an `http` processor, say). A copy they drop brings nothing back.", NULL, NULL},
   {"result_map", SL_F_CODE, NULL, 0,
-   "Lua run on each result (`this` is the result): the JSON object it leaves (returned or in `this`) "
-   "is merged into the original message's top level. Empty: results are discarded (a branch for its "
-   "side effects).", NULL, NULL},
+   "Lua run on each result (`this` is the result, `meta` its metadata): the JSON object it leaves "
+   "(returned or in `this`) is merged into the original message's top level, and the metadata it sets, "
+   "changes or removes (`meta.k = v`, `meta.k = nil`) is set on or removed from the original, as in "
+   "Benthos. Empty: results are discarded (a branch for its side effects).", NULL, NULL},
   {0}};
 
 typedef struct branch branch_t;
@@ -36,6 +37,7 @@ typedef struct bjob {
   unsigned id;
   sl_batch_t *orig;
   sl_msg_t **res;            /* per original message: its result, or NULL */
+  sl_kvlist_t *before;       /* per original message: its result's metadata before result_map, or NULL */
   sl_txn_t *txn;             /* held by the copies in flight */
   sl_ljob_t *job;            /* request_map's or result_map's run */
   int done;
@@ -92,14 +94,41 @@ static void merge(sl_msg_t *orig, const sl_msg_t *res) {
   json_decref(r);
 }
 
+/* What result_map did to the result's metadata (set, changed or removed
+ * keys) is done to the original's, as Benthos' branch does; what the
+ * branch's processors set stays there. */
+static void copy_meta_back(sl_msg_t *orig, sl_kvlist_t *before, sl_kvlist_t *after) {
+  sl_kv_load(before);
+  sl_kv_load(after);
+  for (uint32_t i = 0; i < after->n; i++) {
+    const sl_kv_t *was = sl_kv_find(before, after->v[i].key), *now = &after->v[i];
+    if (!was || was->vlen != now->vlen || memcmp(was->val, now->val, now->vlen))
+      sl_kv_set(&orig->meta, now->key, now->val, now->vlen);
+  }
+  for (uint32_t i = 0; i < before->n; i++)
+    if (!sl_kv_find(after, before->v[i].key)) sl_kv_del(&orig->meta, before->v[i].key);
+}
+
+static void free_before(bjob_t *j) {
+  if (!j->before) return;
+  for (uint32_t i = 0; i < j->orig->n; i++) sl_kv_clear(&j->before[i]);
+  free(j->before);
+  j->before = NULL;
+}
+
 static void mapped_back(sl_batch_t *b, void *arg) {
   bjob_t *j = arg;
   j->job = NULL;
   for (uint32_t i = 0, k = 0; i < j->orig->n; i++) {
     if (!j->res[i]) continue;
-    if (k < b->n && j->res[i] == b->msgs[k]) merge(j->orig->msgs[i], b->msgs[k++]);
+    if (k < b->n && j->res[i] == b->msgs[k]) {
+      merge(j->orig->msgs[i], b->msgs[k]);
+      if (j->before && !b->msgs[k]->error) copy_meta_back(j->orig->msgs[i], &j->before[i], &b->msgs[k]->meta);
+      k++;
+    }
     j->res[i] = NULL;   /* freed below, or by result_map when it deleted it */
   }
+  free_before(j);
   sl_batch_free(b);
   j->done = 1;
   emit_ready(j->br);
@@ -115,6 +144,7 @@ static void on_copies_done(sl_txn_t *t, int status, const char *err, void *arg) 
   j->txn = NULL;
   if (br->destroying) return;
   sl_batch_t *b = sl_batch_new(j->orig->n);
+  if (br->res_map) j->before = sl_xcalloc(j->orig->n ? j->orig->n : 1, sizeof(*j->before));
   for (uint32_t i = 0; i < j->orig->n; i++) {
     if (!j->res[i]) continue;
     if (j->res[i]->error || !br->res_map) {
@@ -122,6 +152,7 @@ static void on_copies_done(sl_txn_t *t, int status, const char *err, void *arg) 
       sl_msg_free(j->res[i]);
       j->res[i] = NULL;
     } else {
+      sl_kv_copy(&j->before[i], &j->res[i]->meta);   /* shares the entries until either changes */
       sl_batch_push(b, j->res[i]);
     }
   }
@@ -235,6 +266,7 @@ static void br_destroy(sl_processor_t *p) {
     }
     for (uint32_t i = 0; i < j->orig->n; i++)
       if (j->res[i]) sl_msg_free(j->res[i]);
+    free_before(j);
     sl_batch_free(j->orig);
     free(j->res);
     free(j);
@@ -276,7 +308,11 @@ static const sl_spec_t spec = {
     "Benthos's `branch`, with Lua mappings: `request_map` makes a copy of each message into a request, "
     "`processors` (an `http` processor, say) run on the copies, and `result_map` turns each result into a "
     "JSON object whose keys are set on the original message, which keeps everything else, metadata "
-    "included (what `result_map` sets in `meta` stays in the branch). A copy that fails in the branch "
+    "included: metadata the branch's processors set (an `http` processor's response headers) stays in "
+    "the branch unless `result_map` copies it under a name of its own (`meta.status = "
+    "meta.http_status_code`: what result_map changed is compared with the result's metadata before it "
+    "ran, so writing a key back unchanged changes nothing); what `result_map` sets, changes or removes "
+    "in `meta` is done to the original. A copy that fails in the branch "
     "flags its original with the error; a copy `request_map` deletes or a processor drops leaves its "
     "original unchanged. Batches leave in the order they came. An enrichment that keeps the original "
     "message is one block (see the example).",

@@ -3,6 +3,9 @@
  * (http/http_client.h); batches leave in the order they came. */
 #include "core/component.h"
 #include "core/xalloc.h"
+#include "cache/ratelimit.h"
+#include "core/metafilter.h"
+#include "http/hclient_conf.h"
 #include "http/http_client.h"
 #include "lua/lhost.h"
 #include <stdio.h>
@@ -10,27 +13,25 @@
 #include <string.h>
 #include <strings.h>
 
-#define MAX_STATUSES 32
+static const sl_field_t extract_fields[] = {SL_METAFILTER_FIELDS, {0}};
 
 static const sl_field_t fields[] = {
   {"url", SL_F_STRING, NULL, SL_REQUIRED | SL_INTERP, "The URL, interpolated per message (`${! this.id }`).", NULL,
    NULL},
-  {"verb", SL_F_STRING, "POST", 0, "The HTTP method.", NULL, NULL},
-  {"headers", SL_F_MAP, "{}", SL_INTERP, "Request headers, name to interpolated value.", NULL, NULL},
-  {"timeout", SL_F_DURATION, "5s", 0, "Time one request may take, connecting included.", NULL, NULL},
+  {"verb", SL_F_STRING, "POST", SL_INTERP, "The HTTP method, interpolated per message (`${! meta.method }`).", NULL,
+   NULL},
+  {"headers", SL_F_MAP, "{}", SL_INTERP, "Request headers, name to interpolated value; a value that holds a line "
+   "break is left out (no header injection through metadata).", NULL, NULL},
+  SL_HCONF_FIELDS,
+  {"rate_limit", SL_F_STRING, "", 0, "The `label` of a resource of `rate_limit_resources:`: each request (retries "
+   "included) waits for an access first.", NULL, NULL},
+  {"extract_headers", SL_F_OBJECT, NULL, 0, "Which response headers become metadata (by lower-case name). Without "
+   "this field every one does (sluice's default before this field existed; Benthos copies none).", NULL,
+   extract_fields},
   {"parallel", SL_F_BOOL, "false", 0,
    "Send a batch's messages at once rather than one after the other (their order is kept either way).", NULL, NULL},
   {"retries", SL_F_INT, "3", 0, "Attempts after the first for a failed request (no answer, or a status "
    "that is neither successful nor in `drop_on`).", SL_BOUNDS("0", "100"), NULL},
-  {"retry_period", SL_F_DURATION, "1s", 0, "Wait before a retry.", NULL, NULL},
-  {"max_retry_backoff", SL_F_DURATION, "300s", 0,
-   "Longest wait before a retry after a `backoff_on` status (each one doubles the wait).", NULL, NULL},
-  {"backoff_on", SL_F_STRLIST, "[429]", 0,
-   "Statuses retried with a growing wait (a `Retry-After` in seconds, when the answer has one, is waited "
-   "instead).", NULL, NULL},
-  {"drop_on", SL_F_STRLIST, "[]", 0, "Statuses that fail the message at once, without retries.", NULL, NULL},
-  {"successful_on", SL_F_STRLIST, "[]", 0,
-   "Statuses besides 2xx whose answer replaces the message as a success.", NULL, NULL},
   {"max_response_size", SL_F_SIZE, "10MiB", 0,
    "A longer response body fails the request (sluice adds this bound: Benthos reads any size).", NULL, NULL},
   {0}};
@@ -50,9 +51,10 @@ typedef struct attempt {
   hbatch_t *hb;
   uint32_t i;
   int tries;
+  int reauthed;              /* a 401 dropped the OAuth2 token once already */
   int64_t backoff_ms;
   sl_hclient_req_t *req;
-  uv_timer_t *timer;         /* while waiting to retry */
+  uv_timer_t *timer;         /* while waiting to retry, or for the rate limit */
   struct attempt *next, **prev;
 } attempt_t;
 
@@ -60,21 +62,16 @@ struct http_proc {
   sl_processor_t base;
   sl_hclient_t *client;      /* NULL when linting */
   uv_loop_t *loop;
-  sl_interp_t *url;
+  sl_interp_t *url, *verb;
   sl_interp_map_t headers;
-  char *verb;
-  int64_t timeout_ms, retry_ms, max_backoff_ms, max_size;
+  sl_hconf_t conf;
+  sl_ratelimit_t *rate_limit;
+  sl_metafilter_t extract;
+  int64_t max_size;
   int parallel, retries;
-  int backoff_on[MAX_STATUSES], drop_on[MAX_STATUSES], ok_on[MAX_STATUSES];
   hbatch_t *head, **tail;
-  attempt_t *attempts;       /* in flight or waiting to retry */
+  attempt_t *attempts;       /* in flight or waiting */
 };
-
-static int listed(const int *v, int status) {
-  for (int i = 0; i < MAX_STATUSES && v[i]; i++)
-    if (v[i] == status) return 1;
-  return 0;
-}
 
 static void send_one(http_proc_t *hp, attempt_t *a);
 
@@ -92,6 +89,7 @@ static void attempt_free(attempt_t *a) {
   *a->prev = a->next;
   if (a->next) a->next->prev = a->prev;
   if (a->timer) uv_close((uv_handle_t *)a->timer, (uv_close_cb)free);
+  sl_hconf_token_cancel(&a->hb->hp->conf, a);
   free(a);
 }
 
@@ -107,40 +105,51 @@ static void finish(attempt_t *a) {
   emit_ready(hp);
 }
 
-static void on_retry(uv_timer_t *t) {
+static void fail(attempt_t *a, const char *err) {
+  sl_msg_set_error(a->hb->b->msgs[a->i], err);
+  finish(a);
+}
+
+static void on_wait(uv_timer_t *t) {
   attempt_t *a = t->data;
   uv_close((uv_handle_t *)t, (uv_close_cb)free);
   a->timer = NULL;
   send_one(a->hb->hp, a);
 }
 
-static void retry_in(attempt_t *a, int64_t ms) {
+static void wait_then_send(attempt_t *a, int64_t ms) {
   a->timer = sl_xmalloc(sizeof(*a->timer));
   uv_timer_init(a->hb->hp->loop, a->timer);
   a->timer->data = a;
-  uv_timer_start(a->timer, on_retry, (uint64_t)ms, 0);
+  uv_timer_start(a->timer, on_wait, (uint64_t)ms, 0);
 }
 
-/* Retry-After in seconds (the date form is not honoured), or -1. */
+/* Retry-After's value, or -1. */
 static int64_t retry_after(const sl_hclient_resp_t *r) {
   const char *p = r->headers, *end = r->headers + r->hlen;
   while (p < end) {
     const char *eol = memchr(p, '\n', (size_t)(end - p));
     if (!eol) eol = end;
-    if ((size_t)(eol - p) > 12 && strncasecmp(p, "retry-after:", 12) == 0) {
-      long s = strtol(p + 12, NULL, 10);
-      return s >= 0 ? (int64_t)s * 1000 : -1;
+    const char *v;
+    size_t vl;
+    if (sl_hconf_header_is(p, (size_t)(eol - p), "Retry-After", &v, &vl) && vl < 64) {
+      char buf[64];
+      memcpy(buf, v, vl);
+      buf[vl] = 0;
+      return sl_hconf_retry_after_ms(buf);
     }
     p = eol + 1;
   }
   return -1;
 }
 
-/* Response headers as metadata (lower-case names), with the status. */
-static void set_meta(sl_msg_t *m, const sl_hclient_resp_t *r) {
+/* Response headers as metadata (lower-case names, those extract_headers
+ * includes when it is set), with the status. */
+static void set_meta(http_proc_t *hp, sl_msg_t *m, const sl_hclient_resp_t *r) {
   char st[16];
   int n = snprintf(st, sizeof st, "%d", r->status);
   sl_kv_set(&m->meta, "http_status_code", st, (size_t)n);
+  int all = !sl_metafilter_any(&hp->extract);
   const char *p = r->headers, *end = r->headers + r->hlen;
   while (p < end) {
     const char *eol = memchr(p, '\n', (size_t)(end - p));
@@ -154,7 +163,7 @@ static void set_meta(sl_msg_t *m, const sl_hclient_resp_t *r) {
       const char *v = colon + 1, *ve = eol;
       while (v < ve && (*v == ' ' || *v == '\t')) v++;
       while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ')) ve--;
-      sl_kv_set(&m->meta, key, v, (size_t)(ve - v));
+      if (all || sl_metafilter_match(&hp->extract, key, kl)) sl_kv_set(&m->meta, key, v, (size_t)(ve - v));
     }
     p = eol + 1;
   }
@@ -165,60 +174,101 @@ static void on_resp(const sl_hclient_resp_t *r, void *arg) {
   a->req = NULL;
   http_proc_t *hp = a->hb->hp;
   sl_msg_t *m = a->hb->b->msgs[a->i];
-  int ok = r->status >= 200 && r->status < 300 ? 1 : r->status > 0 && listed(hp->ok_on, r->status);
-  if (ok) {
+  if (r->status > 0 && sl_hconf_ok(&hp->conf, r->status)) {
     sl_msg_set_content(m, r->body, r->len);
-    set_meta(m, r);
+    set_meta(hp, m, r);
     finish(a);
     return;
   }
-  int drop = r->status > 0 && listed(hp->drop_on, r->status);
+  if (r->status == 401 && hp->conf.oauth2 && !a->reauthed) {   /* the token was revoked or expired early */
+    a->reauthed = 1;
+    sl_hconf_token_drop(&hp->conf);
+    send_one(hp, a);
+    return;
+  }
+  int drop = r->status > 0 && sl_hconf_listed(hp->conf.drop_on, r->status);
   if (!drop && a->tries++ < hp->retries) {
-    int64_t wait = hp->retry_ms;
-    if (r->status > 0 && listed(hp->backoff_on, r->status)) {
+    int64_t wait = hp->conf.retry_ms;
+    if (r->status > 0 && sl_hconf_listed(hp->conf.backoff_on, r->status)) {
       int64_t after = retry_after(r);
-      a->backoff_ms = a->backoff_ms ? a->backoff_ms * 2 : hp->retry_ms;
-      if (a->backoff_ms > hp->max_backoff_ms) a->backoff_ms = hp->max_backoff_ms;
+      a->backoff_ms = a->backoff_ms ? a->backoff_ms * 2 : hp->conf.retry_ms;
+      if (a->backoff_ms > hp->conf.max_backoff_ms) a->backoff_ms = hp->conf.max_backoff_ms;
       wait = after >= 0 ? after : a->backoff_ms;
+      if (wait > hp->conf.max_backoff_ms) wait = hp->conf.max_backoff_ms;
     }
-    retry_in(a, wait);
+    wait_then_send(a, wait);
     return;
   }
   char err[512];
   if (r->status < 0) snprintf(err, sizeof err, "http: request failed: %s", r->err ? r->err : "no answer");
   else snprintf(err, sizeof err, "http: request failed with status %d", r->status);
-  if (r->status > 0) set_meta(m, r);
-  sl_msg_set_error(m, err);
-  finish(a);
+  if (r->status > 0) set_meta(hp, m, r);
+  fail(a, err);
 }
 
-static void send_one(http_proc_t *hp, attempt_t *a) {
+/* The verb of m, upper-cased; NULL with *err when it is no HTTP method. */
+static char *verb_of(http_proc_t *hp, sl_msg_t *m, uint32_t i, char **err) {
+  char *v = sl_interp_eval(hp->verb, m, i, NULL, err);
+  if (!v) return NULL;
+  for (char *c = v; *c; c++)
+    if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 32);
+  size_t n = strlen(v);
+  if (!n || n > 32 || strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZ-_") != n) {
+    free(v);
+    *err = sl_xstrdup("http: verb is not an HTTP method");
+    return NULL;
+  }
+  return v;
+}
+
+static void with_token(void *arg, const char *auth, const char *terr) {
+  attempt_t *a = arg;
+  http_proc_t *hp = a->hb->hp;
+  if (terr) {
+    fail(a, terr);
+    return;
+  }
   sl_msg_t *m = a->hb->b->msgs[a->i];
   char *err = NULL, *url = sl_interp_eval(hp->url, m, a->i, NULL, &err);
-  unsigned nh = hp->headers.n;
+  char *verb = url ? verb_of(hp, m, a->i, &err) : NULL;
+  unsigned nh = hp->headers.n, n = 0;
   char **hv = sl_xcalloc(nh + 1, sizeof(*hv));
-  const char **lines = sl_xcalloc(nh + 1, sizeof(*lines));
-  for (unsigned k = 0; url && k < nh; k++) {
+  const char **lines = sl_xcalloc(nh + 3, sizeof(*lines));
+  for (unsigned k = 0; verb && k < nh; k++) {
     char *v = sl_interp_eval(hp->headers.values[k], m, a->i, NULL, &err);
     if (!v) break;
-    hv[k] = sl_xasprintf("%s: %s", hp->headers.names[k], v);
-    lines[k] = hv[k];
+    if (!strpbrk(v, "\r\n")) lines[n++] = hv[k] = sl_xasprintf("%s: %s", hp->headers.names[k], v);
     free(v);
   }
+  if (auth) lines[n++] = auth;
+  else if (hp->conf.auth) lines[n++] = hp->conf.auth;
   if (err) {
-    sl_msg_set_error(m, err);
+    fail(a, err);
     free(err);
-    finish(a);
   } else {
     const sl_bytes_t *body = m->content;
-    sl_hclient_opts_t o = {.method = hp->verb, .url = url, .headers = lines, .body = (const char *)body->data,
-                           .len = body->len, .timeout_ms = hp->timeout_ms, .max_body = (size_t)hp->max_size};
+    sl_hclient_opts_t o = {.method = verb, .url = url, .headers = lines, .body = (const char *)body->data,
+                           .len = body->len, .timeout_ms = hp->conf.timeout_ms, .max_body = (size_t)hp->max_size,
+                           .max_redirects = hp->conf.opts.max_redirects, .conn = &hp->conf.opts};
     a->req = sl_hclient_send(hp->client, &o, on_resp, a);
   }
   for (unsigned k = 0; k < nh; k++) free(hv[k]);
   free(hv);
   free(lines);
   free(url);
+  free(verb);
+}
+
+/* A try: after the rate limit's access, with the OAuth2 token if any. */
+static void send_one(http_proc_t *hp, attempt_t *a) {
+  if (hp->rate_limit) {
+    int64_t wait = sl_ratelimit_access(hp->rate_limit, uv_now(hp->loop));
+    if (wait > 0) {
+      wait_then_send(a, wait);
+      return;
+    }
+  }
+  sl_hconf_token_get(&hp->conf, hp->client, with_token, a);
 }
 
 static void start_one(hbatch_t *hb, uint32_t i) {
@@ -270,46 +320,48 @@ static void hp_destroy(sl_processor_t *p) {
   }
   if (hp->client) sl_hclient_close(hp->client);
   sl_interp_free(hp->url);
+  sl_interp_free(hp->verb);
   sl_interp_map_free(&hp->headers);
-  free(hp->verb);
+  sl_hconf_free(&hp->conf);
+  sl_metafilter_free(&hp->extract);
   free(hp);
-}
-
-static int statuses(const sl_cnode_t *conf, const char *key, int *out, sl_diags_t *d) {
-  const sl_cnode_t *l = sl_cnode_get(conf, key);
-  for (uint32_t i = 0; l && l->type == SL_CN_SEQ && i < l->n; i++) {
-    int v = atoi(l->items[i]->str ? l->items[i]->str : "");
-    if (v < 100 || v > 599 || i >= MAX_STATUSES - 1) {
-      sl_diag_add(d, l->items[i], key, "an HTTP status (100-599) is expected, at most %d of them", MAX_STATUSES - 1);
-      return -1;
-    }
-    out[i] = v;
-  }
-  return 0;
 }
 
 static const sl_processor_vt vt = {hp_process, NULL, hp_destroy};
 static const sl_spec_t spec;
 
+/* Header names that would break the request line (the values are checked
+ * per message). */
+static int header_names(const sl_cnode_t *conf, sl_diags_t *d) {
+  const sl_cnode_t *h = sl_cnode_get(conf, "headers");
+  for (uint32_t i = 0; h && h->type == SL_CN_MAP && i < h->n; i++)
+    if (!*h->keys[i] || strpbrk(h->keys[i], ": \t\r\n")) {
+      sl_diag_add(d, h->items[i], "headers", "\"%s\" is not a header name (it holds no ':', space or line break)",
+                  h->keys[i]);
+      return -1;
+    }
+  return 0;
+}
+
 static void *hp_create(sl_build_t *b, const sl_cnode_t *conf) {
   http_proc_t *hp = sl_xcalloc(1, sizeof(*hp));
   sl_component_init_processor(&hp->base, &vt, &spec, b);
   hp->tail = &hp->head;
-  hp->verb = sl_xstrdup(sl_conf_str(conf, "verb", "POST"));
-  for (char *c = hp->verb; *c; c++)
-    if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 32);
-  hp->timeout_ms = sl_conf_duration_ms(conf, "timeout", 5000);
-  hp->retry_ms = sl_conf_duration_ms(conf, "retry_period", 1000);
-  hp->max_backoff_ms = sl_conf_duration_ms(conf, "max_retry_backoff", 300000);
   hp->max_size = sl_conf_size(conf, "max_response_size", 10 << 20);
   hp->parallel = sl_conf_bool(conf, "parallel", 0);
   hp->retries = (int)sl_conf_int(conf, "retries", 3);
-  hp->url = sl_lua_interp_field(b->worker, conf, b->diags, "url");
-  int bad = !hp->url;
-  bad |= statuses(conf, "backoff_on", hp->backoff_on, b->diags) | statuses(conf, "drop_on", hp->drop_on, b->diags) |
-         statuses(conf, "successful_on", hp->ok_on, b->diags);
-  if (!sl_cnode_get(conf, "backoff_on")) hp->backoff_on[0] = 429;
+  int bad = sl_hconf_init(&hp->conf, conf, b->diags) != 0;
+  bad |= sl_metafilter_init(&hp->extract, sl_cnode_get(conf, "extract_headers"), "extract_headers", b->diags) != 0;
+  bad |= !(hp->url = sl_lua_interp_field(b->worker, conf, b->diags, "url"));
+  if (sl_cnode_get(conf, "verb")) bad |= !(hp->verb = sl_lua_interp_field(b->worker, conf, b->diags, "verb"));
+  else if (!bad) {
+    char *err = NULL;
+    hp->verb = sl_interp_compile(sl_lua_get(b->worker), "POST", "verb", 0, &err);
+    free(err);
+  }
+  bad |= header_names(conf, b->diags) != 0;
   bad |= sl_lua_interp_map_field(b->worker, conf, b->diags, "headers", &hp->headers) != 0;
+  bad |= sl_ratelimit_check_ref(conf, "rate_limit", b->lint_only || !b->worker, b->diags) != 0;
   if (bad) {
     hp_destroy(&hp->base);
     return NULL;
@@ -317,6 +369,8 @@ static void *hp_create(sl_build_t *b, const sl_cnode_t *conf) {
   if (b->worker && !b->lint_only) {
     hp->loop = b->worker->loop;
     hp->client = sl_hclient_new(hp->loop);
+    const char *rl = sl_conf_str(conf, "rate_limit", "");
+    if (*rl) hp->rate_limit = sl_ratelimit_find(rl);
   }
   return hp;
 }
@@ -328,10 +382,14 @@ static const sl_spec_t spec = {
   .desc =
     "Benthos's `http` processor: the message's content is the request body, sent with `verb` to `url` "
     "(interpolated per message) and `headers`; a 2xx answer (or a status in `successful_on`) replaces the "
-    "content with the response body and adds metadata: `http_status_code` and each response header "
+    "content with the response body and adds metadata: `http_status_code` and each response header that "
+    "`extract_headers` includes (all without it) "
     "(lower-case name). A failed request (no answer, or another status) is retried `retries` times, "
     "`retry_period` apart, or with a doubling wait up to `max_retry_backoff` for `backoff_on` statuses "
-    "(429 by default, honouring `Retry-After` in seconds); a status in `drop_on` fails at once. When "
+    "(429 by default, honouring `Retry-After` in seconds or as an HTTP date); a status in `drop_on` fails at "
+    "once. Auth (`basic_auth`, `bearer_token`, `jwt`, `oauth2`), TLS and redirects are read as the "
+    "`http_client` connectors read them; `rate_limit` names a resource of `rate_limit_resources:` that each "
+    "request, retries included, waits for. When "
     "every attempt failed, the message keeps its content and is flagged as failed (`catch` and "
     "`fallback` see it) with the status in `http_status_code`. Requests run on the event loop, keep "
     "their connections alive, use the system's CAs for TLS and the environment's `http_proxy` / "

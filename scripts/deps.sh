@@ -8,7 +8,7 @@ set -eu
 what=${1:-test}
 RUN_PKGS="build-essential cmake ninja-build pkg-config libluajit2-5.1-dev libuv1-dev node-llhttp
 librdkafka-dev libyaml-dev lua-cjson libssl-dev libwslay-dev libjwt-dev libyajl-dev libjansson-dev
-libcurl4-openssl-dev uthash-dev curl libhiredis-dev libpcre2-dev libxxhash-dev zlib1g-dev lua-mpack libnats-dev libmosquitto-dev librabbitmq-dev"
+libcurl4-openssl-dev uthash-dev curl libhiredis-dev libpcre2-dev libxxhash-dev zlib1g-dev lua-mpack libnats-dev libmosquitto-dev librabbitmq-dev libjs-codemirror"
 # Sanitizer and fuzz builds (clang), busted on LuaJIT, the real peers and
 # clients of the specs, and the benchmarks' tools.
 TEST_PKGS="clang libclang-rt-14-dev luajit2 lua-busted jq openssl python3 python3-websockets
@@ -16,6 +16,8 @@ python3-prometheus-client python3-jsonschema python3-yaml prometheus-pushgateway
 openjdk-17-jre-headless maven kcat nats-server mosquitto mosquitto-clients rabbitmq-server
 amqp-tools python3-pika"
 
+# The stdin and file inputs' csv scanner.
+RUN_PKGS="$RUN_PKGS libcsv-dev"
 case $what in
   run) PKGS=$RUN_PKGS ;;
   test)

@@ -13,10 +13,18 @@
 # (Kafka without Java, ...), which CI must not take for a pass.
 # ALLOW_PENDING=1 lets pending specs through (a developer machine without
 # Java); SPECS (default spec/) picks the busted spec files or directories.
+#
+# Spec files run SPEC_JOBS (default 3) at a time, each in its own busted
+# process: most of a spec's time is waiting (a broker starting, a timeout
+# being proven), so the pool finishes in about the longest file's time on
+# two cores. Specs never share ports or paths (helpers pick free ports and
+# temporary directories), so files are independent. The sanitizer build is
+# compiled, at low priority, while the release specs run.
 set -u
 cd "$(dirname "$0")/.."
 JOBS=$(nproc)
 SPECS=${SPECS:-spec/}
+SPEC_JOBS=${SPEC_JOBS:-3}
 PASSED=0
 FAILED=0
 PENDING=0
@@ -42,16 +50,57 @@ count_ctest() {
   PASSED=$((PASSED + $1)); FAILED=$((FAILED + $2))
 }
 
-# Adds up a busted log ("S successes / F failures / E errors / P pending";
-# busted writes "1 success", "1 failure", "1 error").
-count_busted() {
+# Adds up one spec file's busted log ("S successes / F failures / E errors /
+# P pending"; busted writes "1 success", "1 failure", "1 error"); prints its
+# failures and pending specs under the file's name.
+count_busted() { # $1 = log, $2 = spec file
   line=$(grep -E "^[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending" "$1" | tail -n 1)
   if [ -z "$line" ]; then
-    echo "busted did not finish:"; tail -n 20 "$1"; FAILED=$((FAILED + 1)); return
+    echo "$2: busted did not finish:"; tail -n 20 "$1"; FAILED=$((FAILED + 1)); return
   fi
-  echo "$line"
-  set -- $(echo "$line" | sed -E 's#^([0-9]+) [a-z]+ / ([0-9]+) [a-z]+ / ([0-9]+) [a-z]+ / ([0-9]+) pending.*#\1 \2 \3 \4#')
-  PASSED=$((PASSED + $1)); FAILED=$((FAILED + $2 + $3)); PENDING=$((PENDING + $4))
+  set -- $(echo "$line" | sed -E 's#^([0-9]+) [a-z]+ / ([0-9]+) [a-z]+ / ([0-9]+) [a-z]+ / ([0-9]+) pending.*#\1 \2 \3 \4#') "$1" "$2"
+  if [ $(($2 + $3 + $4)) -gt 0 ]; then
+    echo "-- $6: $line"
+    grep -E "^(Failure|Error) " -A 14 "$5" | head -n 300
+    grep -E "^Pending " -A 1 "$5"
+  fi
+  SPASS=$((SPASS + $1)); SFAIL=$((SFAIL + $2 + $3)); SPEND=$((SPEND + $4))
+}
+
+# The spec files of SPECS, those that start a broker first: they wait the
+# longest, and a pool that took them last would end with one of them alone.
+spec_files() {
+  # shellcheck disable=SC2086
+  find $SPECS -name '*_spec.lua' -not -path '*/node_modules/*' | sort > "$LOG/files"
+  grep -l -E 'spec\.(kafka|amqp|mqtt|nats|redis)_helpers' $(cat "$LOG/files")
+  grep -L -E 'spec\.(kafka|amqp|mqtt|nats|redis)_helpers' $(cat "$LOG/files")
+}
+
+# SPEC_JOBS lanes take the next file from one queue until it is empty; each
+# lane tells its busted its number, from which spec/helpers.lua picks ports
+# no other lane uses.
+lane() { # $1 = lane, $2 = log directory
+  while f=$(flock "$LOG/queue" sh -c 'head -n 1 "$0"; sed -i 1d "$0"' "$LOG/queue") && [ -n "$f" ]; do
+    SPEC_LANE=$1 SPEC_LANES=$SPEC_JOBS busted --lua=luajit -o plainTerminal "$f" \
+      > "$2/$(echo "$f" | tr / _).log" 2>&1
+  done
+}
+
+run_specs() { # $1 = log directory, $2 = build dir
+  mkdir -p "$1"
+  spec_files > "$LOG/order"
+  cp "$LOG/order" "$LOG/queue"
+  i=0; lanes=""
+  while [ "$i" -lt "$SPEC_JOBS" ]; do
+    SLUICE_BIN="$2/sluice" lane "$i" "$1" & lanes="$lanes $!"; i=$((i + 1))
+  done
+  # shellcheck disable=SC2086
+  wait $lanes   # only the lanes: a build may be running in the background
+  SPASS=0; SFAIL=0; SPEND=0
+  while read -r f; do count_busted "$1/$(echo "$f" | tr / _).log" "$f"; done < "$LOG/order"
+  echo "$SPASS successes / $SFAIL failures / $SPEND pending in $(wc -l < "$LOG/order") files"
+  [ "$(wc -l < "$LOG/order")" -gt 0 ] || SFAIL=1
+  PASSED=$((PASSED + SPASS)); FAILED=$((FAILED + SFAIL)); PENDING=$((PENDING + SPEND))
 }
 
 run_suite() { # $1 = label, $2 = build dir
@@ -59,22 +108,24 @@ run_suite() { # $1 = label, $2 = build dir
   ctest --test-dir "$2" -V -j "$JOBS" > "$LOG/ctest" 2>&1
   grep -qE "Test +#[0-9]+: .*(\*\*\*|Not Run)" "$LOG/ctest" && grep -E "^[0-9]+: " "$LOG/ctest" | head -n 200
   count_ctest "$LOG/ctest"
-  echo "== $1: busted specs"
-  # shellcheck disable=SC2086
-  SLUICE_BIN="$2/sluice" busted --lua=luajit -o plainTerminal $SPECS > "$LOG/busted" 2>&1
-  grep -E "^(Failure|Error) " -A 14 "$LOG/busted" | head -n 300
-  grep -E "^Pending " -A 1 "$LOG/busted"
-  count_busted "$LOG/busted"
+  echo "== $1: busted specs ($SPEC_JOBS files at a time)"
+  run_specs "$LOG/$1" "$2"
 }
 
 echo "== layering (includes; the build's layer_* targets check calls)"
 if scripts/layers.sh; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); fi
 
+( cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSL_SANITIZE=ON > "$LOG/cmake" 2>&1 &&
+  nice -n 10 ninja -C build-asan -j "$JOBS" > "$LOG/ninja" 2>&1 ) &
+ASAN_BUILD=$!
+
 run_suite release build
 
-echo "== building with ASan + UBSan"
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSL_SANITIZE=ON > "$LOG/cmake" 2>&1 &&
-  ninja -C build-asan -j "$JOBS" > "$LOG/ninja" 2>&1 || { cat "$LOG/cmake" "$LOG/ninja"; FAILED=$((FAILED + 1)); }
+echo "== building with ASan + UBSan (started with the release specs)"
+wait "$ASAN_BUILD" || { cat "$LOG/cmake" "$LOG/ninja"; FAILED=$((FAILED + 1)); }
+( CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSL_FUZZ=ON -DSL_SANITIZE=ON > "$LOG/fcmake" 2>&1 &&
+  nice -n 10 ninja -C build-fuzz -j "$JOBS" fuzz_conf fuzz_http fuzz_seglog > "$LOG/fninja" 2>&1 ) &
+FUZZ_BUILD=$!
 if [ -x build-asan/sluice ]; then
   ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=86" \
   LSAN_OPTIONS="suppressions=$(pwd)/scripts/lsan.supp:print_suppressions=0" \
@@ -94,8 +145,7 @@ else
 fi
 
 echo "== fuzzing the config loader, the HTTP/WebSocket server and segment recovery (${FUZZ_SECONDS:-20}s each)"
-if CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSL_FUZZ=ON -DSL_SANITIZE=ON > "$LOG/fcmake" 2>&1 &&
-   ninja -C build-fuzz -j "$JOBS" fuzz_conf fuzz_http fuzz_seglog > "$LOG/fninja" 2>&1; then
+if wait "$FUZZ_BUILD"; then
   for target in fuzz_conf fuzz_http fuzz_seglog; do
     mkdir -p "build-fuzz/corpus-$target"
     [ "$target" = fuzz_conf ] && cp examples/*.yaml "build-fuzz/corpus-$target/" 2>/dev/null

@@ -67,25 +67,25 @@ pipeline:
   processors:
     - mapping: |
         root = this
-        root.h = this.body.hash("xxhash64")
+        root.h = this.body.compress("gzip")
     - mapping: 'root = this.a.bogus_fn()'
     - bloblang: 'root = unknown_fn()'
     - mapping: |
-        map thing {
-          root = this
-        }
+        import "./things.blobl"
+        root = this
+        root.x = 1
     - mapping: 'root = "unterminated'
 output: {drop: {}}
 ]])
     local r = h.sluice("lint " .. f)
     assert.are.equal(1, r.code)
     local text = r.stdout .. r.stderr
-    assert.matches("c.yaml:6:%d+: mapping: Bloblang: the Bloblang method hash%(%) is " ..
+    assert.matches("c.yaml:6:%d+: mapping: Bloblang: the Bloblang method compress%(%) is " ..
       "not translated", text)
     assert.matches("c.yaml:7:31: mapping: Bloblang: the Bloblang method bogus_fn%(%)", text)
     assert.matches("c.yaml:8:25: mapping: Bloblang: the Bloblang function unknown_fn%(%)",
       text)
-    assert.matches("c.yaml:10:%d+: mapping: Bloblang: `map` is not translated", text)
+    assert.matches("c.yaml:10:%d+: mapping: Bloblang: `import` is not translated", text)
     assert.matches("c.yaml:13:24: mapping: Bloblang: unterminated string", text)
   end)
 
@@ -165,10 +165,10 @@ output: {stdout: {}}
     assert.matches('"n":2', la[1], 1, true)
     -- what is not translated stays Bloblang, named on stderr, exit 1
     f = h.write(dir .. "/k.yaml", "input: {stdin: {}}\npipeline:\n  processors:\n    - mapping: |\n        root = this\n" ..
-      "        root.h = this.s.hash(\"sha256\")\noutput: {stdout: {}}\n")
+      "        root.h = this.s.compress(\"gzip\")\noutput: {stdout: {}}\n")
     r = h.sluice("migrate " .. f)
     assert.are.equal(1, r.code)
-    assert.matches("k.yaml:6: mapping kept as Bloblang: the Bloblang method hash()", r.stderr, 1, true)
+    assert.matches("k.yaml:6: mapping kept as Bloblang: the Bloblang method compress()", r.stderr, 1, true)
     assert.matches("mapping: |", r.stdout, 1, true)
     f = h.write(dir .. "/e.yaml", "input: {stdin: {}}\npipeline:\n  processors:\n    - mapping: 'root.k = \"${KEY:x}\"'\n" ..
       "output: {stdout: {}}\n")

@@ -4,7 +4,7 @@ local json = h.json
 
 describe("examples", function()
   it("lint clean", function()
-    local _, list = h.sh("ls examples/*.yaml | grep -v '_test.yaml$'")
+    local _, list = h.sh("ls examples/*.yaml examples/mediation/*.yaml | grep -v '_test.yaml$'")
     local files = h.lines(list)
     assert.is_true(#files >= 2)
     for _, f in ipairs(files) do

@@ -103,11 +103,16 @@ end
 
 -- A free-ish TCP port for a test server: random below Linux's ephemeral
 -- range (32768+), so outgoing connections never hold it.
+-- scripts/test.sh runs spec files in SPEC_LANES lanes at once: each lane
+-- draws from its own slice of the range, so two files never race for a port.
 function M.port()
   local f = io.open("/dev/urandom", "rb")
   local b1, b2 = f:read(2):byte(1, 2)
   f:close()
-  return 20000 + (b1 * 256 + b2) % 12000
+  local lanes = tonumber(os.getenv("SPEC_LANES") or "") or 1
+  local lane = tonumber(os.getenv("SPEC_LANE") or "") or 0
+  local width = math.floor(12000 / lanes)
+  return 20000 + lane * width + (b1 * 256 + b2) % width
 end
 
 -- Starts `sluice run` on yaml in the background (config in a temp dir) and
@@ -188,7 +193,7 @@ function M.serve_once(yaml, opts)
   end
   if not up then
     local err = srv.stderr()
-    M.rmdir(dir)
+    if not opts.dir then M.rmdir(dir) end   -- a restart's directory holds its data: serve retries in it
     error("sluice did not start: " .. err, 0)
   end
   return srv
@@ -200,6 +205,13 @@ function M.stop_after(srv, ok, err, keep)
   local stopped, stop_err = pcall(srv.stop, keep)
   if not ok then error(err, 0) end
   if not stopped then error(stop_err, 0) end
+end
+
+-- GET /ready of a served sluice: its status code and body.
+function M.ready(srv)
+  local _, out = M.sh(string.format("curl -s -m 5 -w '\\n%%{http_code}' %s/ready", srv.url))
+  local body, code = out:match("^(.*)\n(%d+)$")
+  return tonumber(code), body
 end
 
 -- Splits text into lines (dropping a final empty line).

@@ -155,6 +155,78 @@ describe("http_client", function()
       assert.are.equal("1", hd["x-per"])
     end)
 
+    it("sends metadata matching include_patterns as headers, with include_prefixes beside them", function()
+      local r = send(1, "        url: " .. url("/ok/metapat") ..
+        "\n        metadata: {include_patterns: ['^tenant_(id|name)$', 'trace'], include_prefixes: [x_]}",
+        [[meta.tenant_id = "7"; meta.tenant_name = "acme"; meta.tenant_secret = "no"; meta.my_trace = "t1"
+          meta.x_a = "b"; meta.tenant_evil = "a\r\nX-Injected: 1"; return {n = i}]])
+      assert.are.equal("", r.stdout)
+      local hd = got("/ok/metapat")[1].headers
+      assert.are.equal("7", hd["tenant_id"])
+      assert.are.equal("acme", hd["tenant_name"])
+      assert.are.equal("t1", hd["my_trace"])
+      assert.are.equal("b", hd["x_a"])
+      assert.is_nil(hd["tenant_secret"])
+      assert.is_nil(hd["x-injected"])
+    end)
+
+    it("a rate_limit resource bounds the requests the server sees", function()
+      local uh = require("spec.upstream_helpers")
+      local up = uh.python()
+      local ok, err = pcall(function()
+        local r = h.run_config(string.format([[
+rate_limit_resources:
+  - label: hooks
+    local: {count: 2, interval: 500ms}
+input:
+  generate: {count: 10, interval: 0, mapping: 'return {n = i}'}
+output:
+  http_client: {url: '%s/tick', rate_limit: hooks, max_in_flight: 64}
+]], up.url), {timeout = 60})
+        assert.are.equal(0, r.code, r.stderr)
+        uh.assert_limited(up.stats().ticks, 10, 2, 0.5)
+      end)
+      up.stop()
+      assert(ok, err)
+    end)
+
+    it("lint: a bad include_patterns, an unknown rate_limit, a bad status, at line:col", function()
+      local cfg = h.write(h.tmpname(".yaml"), [[
+rate_limit_resources: [{label: hooks, local: {count: 1}}]
+input: {stdin: {}}
+output:
+  http_client:
+    url: 'http://x/'
+    metadata: {include_patterns: ['a[']}
+    rate_limit: hook
+]])
+      local r = h.sluice("lint " .. cfg)
+      assert.are.equal(1, r.code)
+      assert.matches(":6:%d+: metadata%.include_patterns: not a regular expression", r.stderr)
+      h.write(cfg, [[
+rate_limit_resources: [{label: hooks, local: {count: 1}}]
+input: {stdin: {}}
+output:
+  http_client:
+    url: 'http://x/'
+    rate_limit: hook
+]])
+      r = h.sluice("lint " .. cfg)
+      assert.are.equal(1, r.code)
+      assert.matches(':6:%d+: rate_limit: no rate limit resource labelled "hook" %(did you mean "hooks"%?%)', r.stderr)
+      h.write(cfg, [[
+input: {stdin: {}}
+output:
+  http_client:
+    url: 'http://x/'
+    successful_on: [204, "2xx"]
+]])
+      r = h.sluice("lint " .. cfg)
+      os.remove(cfg)
+      assert.are.equal(1, r.code)
+      assert.matches(":5:%d+: successful_on: an HTTP status", r.stderr)
+    end)
+
     it("sends a batch as one JSON array or NDJSON body; non-JSON goes in as a string", function()
       local function batch(fmt, p)
         local r = h.run_config(string.format([[
@@ -180,13 +252,13 @@ output:
     end)
 
     it("batching gathers messages of separate transactions into requests by count and by period", function()
-      local function run(batching, p, n)
+      local function run(batching, p, n, format)
         local r = h.run_config(string.format([[
 input:
   generate: {count: %d, interval: 0, mapping: 'return {n = i}'}
 output:
-  http_client: {url: %s, batch_format: ndjson, batching: %s}
-]], n, url(p), batching), {timeout = 30})
+  http_client: {url: %s, batch_format: %s, batching: %s}
+]], n, url(p), format or "ndjson", batching), {timeout = 30})
         assert.are.equal(0, r.code, r.stderr)
         local bodies = {}
         for _, q in ipairs(got(p)) do bodies[#bodies + 1] = q.body end
@@ -206,11 +278,9 @@ output:
       -- byte_size: a request once 16 bytes are gathered (two 7-byte messages are not enough)
       b = run("{byte_size: 16, period: 10s}", "/ok/bbytes", 6)
       assert.are.same({'{"n":1}\n{"n":2}\n{"n":3}\n', '{"n":4}\n{"n":5}\n{"n":6}\n'}, b)
-      local cfg = h.write(h.tmpname(".yaml"), "input: {stdin: {}}\noutput:\n  http_client: {url: 'http://x/', batching: {count: 2}}\n")
-      local r = h.sluice("lint " .. cfg)
-      os.remove(cfg)
-      assert.are.equal(1, r.code)
-      assert.matches("batching needs batch_format", r.stdout .. r.stderr)
+      -- individual: each message of a formed batch is a request of its own (as in Benthos)
+      b = run("{count: 2}", "/ok/bindiv", 3, "individual")
+      assert.are.same({'{"n":1}', '{"n":2}', '{"n":3}'}, b)
     end)
 
     it("OAuth2 client credentials: one token fetch, reused, fetched again after a 401", function()
@@ -432,6 +502,35 @@ output:
       local reqs = got("/poll")
       assert.are.equal("POST", reqs[1].method)
       assert.are.equal('{"q":1}', reqs[1].body)
+    end)
+
+    it("polls with an OAuth2 token, fetched once and again after a 401", function()
+      -- polls path with oauth2 until the timeout ends the run: the statuses, and the tokens fetched
+      local function poll(path)
+        local before = #got("/token")
+        local r = h.run_config(string.format([[
+input:
+  http_client:
+    url: %s
+    interval: 10ms
+    retry_period: 10ms
+    oauth2: {enabled: true, client_key: id, client_secret: secret, token_url: %s}
+pipeline:
+  processors:
+    - lua: 'return meta.http_status_code'
+output:
+  stdout: {}
+]], url(path), url("/token")), {timeout = 5})
+        local lines = h.lines(r.stdout)
+        assert.is_true(#lines >= 2, r.stderr)
+        return lines, #got("/token") - before
+      end
+      local lines, tokens = poll("/protected")
+      assert.are.equal("200", lines[1])
+      assert.are.equal(1, tokens)
+      -- each success makes the token stale: the next poll is refused once, then a new one is fetched
+      lines, tokens = poll("/rotating")
+      assert.is_true(tokens >= 2)
     end)
 
     it("bounds an endless line: the connection is dropped and memory stays small", function()

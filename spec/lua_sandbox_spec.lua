@@ -182,6 +182,43 @@ output:
   end)
 end)
 
+describe("lua.max_time", function()
+  -- A script of 0.6 s of CPU whose process is stopped for 2 s mid-run (a
+  -- loaded machine, a throttled container): it used 0.6 s, not 2.6 s.
+  it("counts the time the script ran, not the time its thread was kept waiting", function()
+    local srv = h.serve([[
+http:
+  address: 127.0.0.1:$PORT
+lua:
+  max_time: 1s
+input:
+  generate: {count: 1, interval: 0, mapping: 'return "go"'}
+pipeline:
+  processors:
+    - lua: |
+        log("info", "working")
+        local t = os.clock()
+        while os.clock() - t < 0.6 do end
+        return "done"
+    - lua: 'if errored() then return {err = error_message()} end'
+output:
+  stdout: {}
+]])
+    local started = h.wait_for(function() return srv.stderr():find("working", 1, true) end, 30)
+    local pid = h.read(srv.dir .. "/pid.txt"):match("%d+")
+    os.execute("kill -STOP " .. pid)
+    -- stopped while the script ran: it has not answered yet
+    local in_flight = srv.stdout() == ""
+    os.execute("sleep 2")
+    os.execute("kill -CONT " .. pid)
+    local out = h.wait_for(function() local o = srv.stdout() return o ~= "" and o end, 30)
+    srv.stop()
+    assert.is_truthy(started)
+    assert.is_true(in_flight)
+    assert.are.equal("done\n", out)
+  end)
+end)
+
 describe("lua error values", function()
   -- A batch of three where the second message's error value is a table whose
   -- __tostring misbehaves: only that message fails, with a readable text.

@@ -47,6 +47,11 @@ streams:
     input:
       nats_jetstream: {urls: [nats://127.0.0.1:1], bind: true, durable: d}
     output:
+      drop: {}
+  c:
+    input:
+      nats_jetstream: {urls: [nats://127.0.0.1:1], subject: x, durable: d, pull: true, queue: q}
+    output:
       nats_jetstream:
         urls: [nats://127.0.0.1:1]
         subject: x
@@ -58,6 +63,7 @@ streams:
     assert.matches(":6:%d+: subject: not a subject to publish to: out%.%*", r.stderr)
     assert.matches(":9:%d+: bind: `bind` needs `stream` and `durable`", r.stderr)
     assert.matches("auth: give one way to authenticate", r.stderr)
+    assert.matches(":14:%d+: queue: a deliver group is for push consumers", r.stderr)
   end)
 end)
 
@@ -346,15 +352,20 @@ output:
     os.remove(out)
   end)
 
-  it("jetstream: kill -9 of sluice mid-flow loses nothing it had not acknowledged: the server delivers it again", function()
-    if not need() then return end
-    assert.are.equal(0, (nats.peer(s.url, "stream JS3 'js3.>'")))
-    assert.are.equal(0, (nats.peer(s.url, "pub js3.a 2000 --js", 120)))
+  -- 2000 messages on stream JS<name> (subjects <name>.>) for an input
+  -- (input, a YAML flow map with %s for the URL) that takes 50 per 100 ms:
+  -- sluice is killed once 200 arrived, with some held unacknowledged, and
+  -- started again; every message arrives, some of them delivered again.
+  local function kill_midflow(name, input, consumer)
+    assert.are.equal(0, (nats.peer(s.url, "stream JS" .. name .. " '" .. name .. ".>'")))
+    if consumer then assert.are.equal(0, (nats.peer(s.url, consumer))) end
+    assert.are.equal(0, (nats.peer(s.url, "pub " .. name .. ".a 2000 --js", 120)))
     local out = h.tmpname(".jsonl")
     local conf = string.format([[
 http: {address: 127.0.0.1:$PORT}
 input:
-  nats_jetstream: {urls: [%s], subject: 'js3.>', durable: js3, ack_wait: 2s, max_ack_pending: 200, batch_count: 10}
+  nats_jetstream: ]] .. input .. [[
+
 pipeline:
   processors:
     - rate_limit: {count: 50, interval: 100ms}
@@ -369,7 +380,7 @@ output:
       local before = #h.lines(h.read(out) or "")
       assert.is_true(before >= 200 and before < 2000, "killed mid-flow: " .. before)
       -- what it held unacknowledged when it died: the server still waits for those acks
-      local _, c = nats.peer(s.url, "consumer JS3 js3")
+      local _, c = nats.peer(s.url, "consumer JS" .. name .. " " .. name)
       assert.is_true(json.decode(c).num_ack_pending > 0, c)
     end)
     h.rmdir(srv.dir)
@@ -387,6 +398,137 @@ output:
       assert.is_true(redelivered > 0)
     end)
     h.stop_after(srv, ok, err)
+    os.remove(out)
+  end
+
+  it("jetstream: kill -9 of sluice mid-flow loses nothing it had not acknowledged: the server delivers it again", function()
+    if not need() then return end
+    kill_midflow("js3", "{urls: [%s], subject: 'js3.>', durable: js3, ack_wait: 2s, max_ack_pending: 200, batch_count: 10}")
+  end)
+
+  it("jetstream: binds to an existing push consumer whose settings are not sluice's defaults", function()
+    if not need() then return end
+    assert.are.equal(0, (nats.peer(s.url, "stream JSB 'jsb.>'")))
+    -- max_ack_pending 1000 and ack_wait 30 s are the server's defaults, not sluice's
+    assert.are.equal(0, (nats.peer(s.url, "pushconsumer JSB jsb deliver.jsb")))
+    assert.are.equal(0, (nats.peer(s.url, "pub jsb.a 50 --js")))
+    local out = h.tmpname(".jsonl")
+    local srv = serve([[
+input:
+  nats_jetstream: {urls: [%s], stream: JSB, durable: jsb, bind: true, max_ack_pending: 5, ack_wait: 1s}
+pipeline:
+  processors:
+    - lua: 'return {data = content()}'
+output:
+  file: {path: %s, codec: lines}
+]], s.url, out)
+    local ok, err = pcall(function()
+      local _, n = nil, 0
+      h.wait_for(function()
+        _, n = distinct(out, "data")
+        return n >= 50
+      end, 30)
+      assert.are.equal(50, n, srv.stderr())
+    end)
+    h.stop_after(srv, ok, err)
+    os.remove(out)
+  end)
+
+  it("jetstream pull: two processes fetch in batches from one durable pull consumer, each message to one of them, with a nak coming again", function()
+    if not need() then return end
+    assert.are.equal(0, (nats.peer(s.url, "stream JSP 'jsp.>'")))
+    local outs, srvs = {h.tmpname(".jsonl"), h.tmpname(".jsonl")}, {}
+    local ok, err = pcall(function()
+      for k = 1, 2 do
+        srvs[k] = serve([[
+input:
+  nats_jetstream: {urls: [%s], subject: 'jsp.>', durable: jsp, pull: true, batch_count: 16, nak_delay: 100ms}
+pipeline:
+  processors:
+    - rate_limit: {count: 50, interval: 100ms}
+    - lua: |
+        if content() == "m7" and meta.nats_num_delivered == "1" then error("m7 fails the first time") end
+        return {data = content(), subject = meta.nats_subject, delivered = meta.nats_num_delivered,
+                seq = tonumber(meta.nats_sequence_stream)}
+output:
+  reject_errored:
+    file: {path: %s, codec: lines}
+]], s.url, outs[k])
+      end
+      -- both fetch before the first message is there
+      assert.truthy(h.wait_for(function()
+        local _, c = nats.peer(s.url, "consumer JSP jsp")
+        local ci = c and c ~= "" and json.decode(c)
+        return ci and ci.num_waiting >= 2
+      end, 30))
+      assert.are.equal(0, (nats.peer(s.url, "pub jsp.a 1000 --js", 120)))
+      local got = {}
+      assert.truthy(h.wait_for(function()
+        got = {}
+        local n = 0
+        for k = 1, 2 do
+          for _, l in ipairs(json_lines(outs[k])) do
+            if not got[l.data] then n = n + 1 end
+            got[l.data] = (got[l.data] or 0) + 1
+          end
+        end
+        return n >= 1000
+      end, 60))
+      for i = 0, 999 do assert.are.equal(1, got["m" .. i], "m" .. i) end
+      local a, b = #json_lines(outs[1]), #json_lines(outs[2])
+      assert.is_true(a > 0 and b > 0 and a + b == 1000, a .. " + " .. b)
+      local m7
+      for k = 1, 2 do
+        for _, l in ipairs(json_lines(outs[k])) do if l.data == "m7" then m7 = l end end
+      end
+      assert.are.equal("2", m7.delivered)
+      local _, c = nats.peer(s.url, "consumer JSP jsp")
+      local ci = json.decode(c)
+      assert.is_false(ci.push)
+      assert.truthy(h.wait_for(function()
+        local _, c2 = nats.peer(s.url, "consumer JSP jsp")
+        return json.decode(c2).ack_floor == 1000
+      end, 20))
+      print(string.format("\n  pull consumer shared: %d and %d", a, b))
+    end)
+    local ok2, err2 = pcall(function() h.stop_after(srvs[1], ok, err) end)
+    if srvs[2] then h.stop_after(srvs[2], ok2, err2) elseif not ok2 then error(err2, 0) end
+    os.remove(outs[1]); os.remove(outs[2])
+  end)
+
+  it("jetstream pull: bound to an existing pull consumer, kill -9 mid-flow loses nothing: what it held comes again", function()
+    if not need() then return end
+    -- the consumer's settings (ack_wait 2 s, max_ack_pending 1000) are not
+    -- sluice's defaults: bind takes them as they are
+    kill_midflow("jsq", "{urls: [%s], stream: JSjsq, durable: jsq, bind: true, pull: true, batch_count: 10}",
+      "pullconsumer JSjsq jsq")
+  end)
+
+  it("jetstream pull: stops at once with its queue full (the fetch waiting for room gives up)", function()
+    if not need() then return end
+    assert.are.equal(0, (nats.peer(s.url, "stream JSS 'jss.>'")))
+    assert.are.equal(0, (nats.peer(s.url, "pub jss.a 3000 --js", 120)))
+    local out = h.tmpname(".jsonl")
+    local srv = serve([[
+input:
+  nats_jetstream: {urls: [%s], subject: 'jss.>', durable: jss, pull: true, batch_count: 1, max_ack_pending: 5000}
+pipeline:
+  processors:
+    - rate_limit: {count: 10, interval: 100ms}
+output:
+  file: {path: %s, codec: lines}
+]], s.url, out)
+    local ok, err = pcall(function()
+      h.wait_lines(out, 20, 30)
+      -- the queue (1024) is full and the fetch waits for room
+      assert.truthy(h.wait_for(function()
+        local _, c = nats.peer(s.url, "consumer JSS jss")
+        return json.decode(c).num_ack_pending >= 1000
+      end, 30))
+    end)
+    h.stop_after(srv, ok, err)
+    local got = #h.lines(h.read(out) or "")
+    assert.is_true(got >= 20 and got < 3000, got)
     os.remove(out)
   end)
 

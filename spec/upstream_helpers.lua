@@ -23,11 +23,13 @@ end
 
 -- spec/tools/upstream.py: /delay, /echo, /status, /drop, /huge ... (see there).
 function M.python()
-  local dir, port = h.tmpdir(), h.port()
-  os.execute(string.format("cd %s && (python3 %s/spec/tools/upstream.py %d > out.txt 2> err.txt & echo $! > pid.txt)",
-    h.shell_quote(dir), os.getenv("PWD"), port))
+  local dir = h.tmpdir()
+  os.execute(string.format("cd %s && (python3 %s/spec/tools/upstream.py 0 > out.txt 2> err.txt & echo $! > pid.txt)",
+    h.shell_quote(dir), os.getenv("PWD")))
+  local port = h.wait_for(function() return (h.read(dir .. "/out.txt") or ""):match("ready (%d+)") end, 20)
+  if not port then error("upstream.py did not start: " .. (h.read(dir .. "/err.txt") or ""), 0) end
+  port = tonumber(port)
   local up = {port = port, dir = dir, url = "http://127.0.0.1:" .. port, stop = stopper(dir)}
-  wait_up(up.url .. "/stats", dir, "upstream.py")
   function up.stats()
     local _, out = h.sh("curl -s -m 5 " .. up.url .. "/stats")
     return h.json.decode(out)
@@ -40,8 +42,8 @@ function M.python()
   return up
 end
 
--- nginx (one worker) answering /json with a small JSON object; every other
--- path 404. opts.tls: HTTPS with a self-signed certificate made here.
+-- nginx (one worker) answering /json with a small JSON object and /token
+-- with an OAuth2 token ("ngx"); every other path 404. opts.tls: HTTPS with a self-signed certificate made here.
 function M.nginx(opts)
   opts = opts or {}
   local dir, port = h.tmpdir(), h.port()
@@ -64,6 +66,7 @@ http {
   server {
     listen 127.0.0.1:%d%s;
     location = /json { default_type application/json; return 200 '{"region":"eu-west","tier":"gold"}'; }
+    location = /token { default_type application/json; return 200 '{"access_token":"ngx","expires_in":3600}'; }
   }
 }
 ]], dir, dir, dir, dir, dir, dir, dir, port, listen))
@@ -73,6 +76,26 @@ http {
   local up = {port = port, dir = dir, url = scheme .. "://127.0.0.1:" .. port, stop = stopper(dir)}
   wait_up("-k " .. up.url .. "/json", dir, "nginx")
   return up
+end
+
+-- ticks: arrival times (s, from /stats "ticks") of n requests sent under a
+-- limit of count per interval (s), counted in fixed windows. They span at
+-- least 60% of the windows they need (the first answers may come late on a
+-- loaded machine, which shortens the span), and no span shorter than interval
+-- holds more than three windows' worth (two by the limit, one more for
+-- requests of a window that a loaded upstream read late). Unlimited, requests
+-- sent at once arrive within milliseconds.
+function M.assert_limited(ticks, n, count, interval)
+  local assert = require("luassert")
+  assert.are.equal(n, #ticks)
+  table.sort(ticks)
+  local need = (math.ceil(n / count) - 1) * interval
+  assert.is_true(ticks[n] - ticks[1] >= 0.6 * need, n .. " requests within " .. (ticks[n] - ticks[1]) .. " s")
+  for i = 1, n do
+    local k = 0
+    for j = i, n do if ticks[j] - ticks[i] < 0.9 * interval then k = k + 1 end end
+    assert.is_true(k <= 3 * count, k .. " requests within " .. 0.9 * interval .. " s")
+  end
 end
 
 -- For a spec file: setup(s.start) and teardown(s.stop) start both once and

@@ -17,6 +17,7 @@
 #include "core/stream.h"
 #include "core/xalloc.h"
 #include "lua/lhost.h"
+#include "core/batching.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,7 @@ static const sl_field_t fields[] = {
   {"max_in_flight", SL_F_INT, "64", 0,
    "Batches published and waiting for confirms at once, as in Benthos; a further batch waits its turn.",
    SL_BOUNDS("1", "65536"), NULL},
+  SL_BATCHING_FIELD,
   {0}};
 
 typedef struct owrite owrite_t;

@@ -14,23 +14,34 @@ static const sl_cnode_t *at_of(const sl_cnode_t *conf, const char *key) {
 
 void sl_hroutes_remove(sl_worker_t *w, const sl_hroute_t *r, int n) {
   for (int i = 0; i < n; i++)
-    if (r[i].path[0]) sl_http_unroute(w, r[i].path);
+    if (r[i].path[0]) sl_http_unroute_at(w, r[i].address, r[i].path);
 }
 
 int sl_hroutes_add(sl_build_t *b, const sl_cnode_t *conf, const sl_hroute_t *r, int n, void *arg,
                    sl_http_auth_t **auth) {
   *auth = NULL;
-  if (!b->worker) {
+  const sl_cnode_t *addr = sl_cnode_get(conf, "address");
+  const char *why;
+  if (addr && addr->str && *addr->str && sl_parse_address(addr->str, &(struct sockaddr_storage){0}, &why) != 0) {
+    sl_diag_add(b->diags, addr, "address", "\"%s\" is not an address to listen on: %s (e.g. 127.0.0.1:4196)",
+                addr->str, why);
+    return -1;
+  }
+  if (!b->worker) {   /* lint knows the shared server's paths only */
     for (int i = 0; i < n; i++)
-      if (r[i].path[0] && sl_http_lint_route(r[i].path, b->stream_name, b->diags, at_of(conf, r[i].key))) return -1;
+      if (r[i].path[0] && !(r[i].address && *r[i].address) &&
+          sl_http_lint_route(r[i].path, b->stream_name, b->diags, at_of(conf, r[i].key)))
+        return -1;
     return 0;
   }
   int i = 0;
   for (; i < n; i++) {
     if (!r[i].path[0]) continue;
     const sl_cnode_t *at = at_of(conf, r[i].key);
-    int rc = r[i].get ? sl_http_route_get(b->worker, r[i].path, r[i].h, arg, b->stream_name, b->diags, at)
-                      : sl_http_route(b->worker, r[i].path, r[i].methods, r[i].h, arg, b->stream_name, b->diags, at);
+    int rc = r[i].get ? sl_http_route_get_at(b->worker, r[i].address, r[i].path, r[i].h, arg, b->stream_name,
+                                             b->diags, at)
+                      : sl_http_route_at(b->worker, r[i].address, r[i].path, r[i].methods, r[i].h, arg,
+                                         b->stream_name, b->diags, at);
     if (rc != 0) break;
   }
   uint32_t errors = b->diags->n;
@@ -43,6 +54,6 @@ int sl_hroutes_add(sl_build_t *b, const sl_cnode_t *conf, const sl_hroute_t *r, 
     return -1;
   }
   for (i = 0; *auth && i < n; i++)
-    if (r[i].path[0]) sl_http_route_auth(b->worker, r[i].path, *auth);
+    if (r[i].path[0]) sl_http_route_auth_at(b->worker, r[i].address, r[i].path, *auth);
   return 0;
 }

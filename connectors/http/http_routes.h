@@ -13,13 +13,21 @@
    "Authentication for this component's paths, replacing `http.auth` (see the `http:` section).", \
    NULL, sl_http_auth_fields}
 
+#define SL_HTTP_ADDRESS_FIELD                                                                              \
+  {"address", SL_F_STRING, "", 0,                                                                          \
+   "host:port of a server of this component's own (Benthos's): its paths are served there, with `http:`'s " \
+   "limits but not its TLS, CORS, base_path or auth (the component's `auth` applies), next to `/ping`. "     \
+   "Empty: the shared `http:` server.", NULL, NULL}
+
 /* One path of a component: key names its config field; an empty path is
- * not served; get: GET only, else methods (NULL: any). */
+ * not served; get: GET only, else methods (NULL: any); address: served on
+ * a server of its own there (sl_http_route_at), NULL or "": the shared one. */
 typedef struct sl_hroute {
   const char *key, *path;
   int get;
   const sl_cnode_t *methods;
   sl_http_handler h;
+  const char *address;
 } sl_hroute_t;
 
 /* "/"-prefixed copy of a configured path ("" stays ""); caller frees. */

@@ -3,9 +3,12 @@
  * completes (200), fails (502), times out (408) or meets a shutdown (503). */
 #include "http_routes.h"
 #include "core/globs.h"
+#include "core/log.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
 #include "http/http_ws.h"
+#include "lua/lhost.h"
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +16,23 @@
 static const sl_field_t rate_fields[] = {
   {"count", SL_F_INT, "0", 0, "Requests allowed per interval; 0 turns the limit off.", NULL, NULL},
   {"interval", SL_F_DURATION, "1s", 0, "Length of a window.", NULL, NULL},
+  {0}};
+
+static const sl_field_t sync_meta_fields[] = {
+  {"include_prefixes", SL_F_STRLIST, "[]", 0, "Metadata keys starting with one of these become headers of the "
+   "answer (`\"\"`: all).", NULL, NULL},
+  {"include_patterns", SL_F_STRLIST, "[]", 0, "Metadata keys matching one of these regular expressions (POSIX "
+   "extended) become headers of the answer.", NULL, NULL},
+  {0}};
+
+static const sl_field_t sync_fields[] = {
+  {"status", SL_F_STRING, "", SL_INTERP,
+   "Status of the answer, interpolated on the message that set it (`${! meta.code }`); empty: the "
+   "`sync_response` output's.", NULL, NULL},
+  {"headers", SL_F_MAP, "{}", SL_INTERP, "Headers of the answer, interpolated on the message that set it.",
+   NULL, NULL},
+  {"metadata_headers", SL_F_OBJECT, NULL, 0, "Metadata of that message sent as headers (values with line "
+   "breaks are left out).", NULL, sync_meta_fields},
   {0}};
 
 static const sl_field_t meta_fields[] = {
@@ -27,6 +47,7 @@ static const sl_field_t meta_fields[] = {
   {0}};
 
 static const sl_field_t fields[] = {
+  SL_HTTP_ADDRESS_FIELD,
   {"path", SL_F_STRING, "/post", 0,
    "Path served, after the `http.base_path` prefix. `{name}` segments match one path segment and "
    "land in `ctx.params.name`; a trailing `/` serves every path below it.", NULL, NULL},
@@ -46,6 +67,10 @@ static const sl_field_t fields[] = {
   {"timeout", SL_F_DURATION, "5s", 0,
    "How long a request waits for its message to be delivered before it is answered 408 (the "
    "message still completes).", NULL, NULL},
+  {"sync_response", SL_F_OBJECT, NULL, 0,
+   "How an answer that a `sync_response` output (or a fallback to it) set is sent: its status, headers and "
+   "the metadata that become headers (Benthos's `sync_response` of this input). Without a `sync_response` "
+   "output the client gets `200 {\"status\":\"ok\"}` once the message is delivered.", NULL, sync_fields},
   {"metadata", SL_F_OBJECT, NULL, 0,
    "Which headers and query parameters of a request become metadata (messages of `ws_path` get none). "
    "Metadata is stored (a `stream` output "
@@ -66,6 +91,12 @@ typedef struct hin {
   int64_t waiting;            /* requests not yet answered */
   sl_globs_t meta_headers, meta_query;   /* metadata allowlists */
   struct wsconn *conns;       /* open WebSocket connections */
+  sl_interp_t *sync_status;   /* sync_response: NULL when not set */
+  sl_interp_map_t sync_headers;
+  const char **sync_prefixes;
+  unsigned nsync_prefixes;
+  regex_t *sync_patterns;
+  unsigned nsync_patterns;
 } hin_t;
 
 /* One request on its way: answered by whichever comes first, the
@@ -89,6 +120,56 @@ static void pending_finish(pending_t *p) {
   uv_close((uv_handle_t *)&p->timer, pending_closed);
 }
 
+static int sync_meta_wanted(const hin_t *in, const char *key) {
+  if (strpbrk(key, ": \r\n")) return 0;
+  for (unsigned i = 0; i < in->nsync_prefixes; i++)
+    if (!strncmp(key, in->sync_prefixes[i], strlen(in->sync_prefixes[i]))) return 1;
+  for (unsigned i = 0; i < in->nsync_patterns; i++)
+    if (!regexec(&in->sync_patterns[i], key, 0, NULL, 0)) return 1;
+  return 0;
+}
+
+/* The answer a sync_response output set, shaped by this input's
+ * sync_response: its status and headers interpolated on that message, and
+ * the metadata it names. A status that does not evaluate to 100-599 keeps
+ * the output's (logged). */
+static void sync_answer(hin_t *in, sl_http_req_t *r, sl_reply_t *rp) {
+  sl_kvlist_t h = {0};
+  sl_kv_copy(&h, &rp->headers);
+  int status = rp->status;
+  char *err = NULL;
+  if (in->sync_status && rp->msg) {
+    char *v = sl_interp_eval(in->sync_status, rp->msg, 0, NULL, &err);
+    char *end = NULL;
+    long code = v ? strtol(v, &end, 10) : 0;
+    if (v && end != v && !*end && code >= 100 && code <= 599) status = (int)code;
+    else sl_logf(SL_LOG_WARN, in->base.stream ? in->base.stream->name : NULL, in->base.label,
+                 "sync_response.status: %s%s%s: the answer keeps %d", v ? "not a status: " : "", v ? v : "",
+                 err ? err : "", status);
+    free(v);
+    free(err);
+    err = NULL;
+  }
+  for (unsigned i = 0; rp->msg && i < in->sync_headers.n; i++) {
+    size_t len;
+    char *v = sl_interp_eval(in->sync_headers.values[i], rp->msg, 0, &len, &err);
+    if (v && !memchr(v, '\r', len) && !memchr(v, '\n', len)) sl_kv_set(&h, in->sync_headers.names[i], v, len);
+    free(v);
+    free(err);
+    err = NULL;
+  }
+  if (rp->msg && (in->nsync_prefixes || in->nsync_patterns)) {
+    sl_kv_load(&rp->msg->meta);
+    for (uint32_t k = 0; k < rp->msg->meta.n; k++) {
+      const sl_kv_t *kv = &rp->msg->meta.v[k];
+      if (sync_meta_wanted(in, kv->key) && !memchr(kv->val, '\r', kv->vlen) && !memchr(kv->val, '\n', kv->vlen))
+        sl_kv_set(&h, kv->key, kv->val, kv->vlen);
+    }
+  }
+  sl_http_respond(r, status, NULL, rp->body->data, rp->body->len, &h);
+  sl_kv_clear(&h);
+}
+
 static void answer(pending_t *p, int status, const char *err) {
   if (!p->req) return;
   sl_http_req_t *r = p->req;
@@ -96,8 +177,7 @@ static void answer(pending_t *p, int status, const char *err) {
   p->in->waiting--;
   uv_timer_stop(&p->timer);
   if (status == 200 && p->reply->set) {
-    sl_reply_t *rp = p->reply;
-    sl_http_respond(r, rp->status, NULL, rp->body->data, rp->body->len, &rp->headers);
+    sync_answer(p->in, r, p->reply);
   } else if (status == 200) {
     static const char ok[] = "{\"status\":\"ok\"}";
     sl_http_respond(r, 200, "application/json", ok, sizeof ok - 1, NULL);
@@ -366,11 +446,42 @@ static void hin_destroy(sl_input_t *i) {
   sl_globs_free(&in->meta_headers);
   sl_globs_free(&in->meta_query);
   sl_http_auth_free(in->auth);
+  sl_interp_free(in->sync_status);
+  sl_interp_map_free(&in->sync_headers);
+  free(in->sync_prefixes);
+  for (unsigned i = 0; i < in->nsync_patterns; i++) regfree(&in->sync_patterns[i]);
+  free(in->sync_patterns);
   free(in);
 }
 
 static const sl_input_vt vt = {hin_start, NULL, hin_stop, hin_destroy, NULL, NULL};
 static const sl_spec_t spec;
+
+static int sync_config(hin_t *in, sl_build_t *b, const sl_cnode_t *sync) {
+  if (!sync) return 0;
+  int rc = 0;
+  if (*sl_conf_str(sync, "status", "") && !(in->sync_status = sl_lua_interp_field(b->worker, sync, b->diags, "status")))
+    rc = -1;
+  if (sl_lua_interp_map_field(b->worker, sync, b->diags, "headers", &in->sync_headers) != 0) rc = -1;
+  const sl_cnode_t *mh = sl_cnode_get(sync, "metadata_headers");
+  const sl_cnode_t *pre = sl_cnode_get(mh, "include_prefixes"), *pat = sl_cnode_get(mh, "include_patterns");
+  if (pre && pre->type == SL_CN_SEQ && pre->n) {
+    in->sync_prefixes = sl_xcalloc(pre->n, sizeof(char *));
+    for (uint32_t i = 0; i < pre->n; i++) in->sync_prefixes[in->nsync_prefixes++] = pre->items[i]->str;
+  }
+  if (pat && pat->type == SL_CN_SEQ && pat->n) {
+    in->sync_patterns = sl_xcalloc(pat->n, sizeof(regex_t));
+    for (uint32_t i = 0; i < pat->n; i++) {
+      if (regcomp(&in->sync_patterns[in->nsync_patterns], pat->items[i]->str, REG_EXTENDED | REG_NOSUB) != 0) {
+        sl_diag_add(b->diags, pat->items[i], "include_patterns", "not a regular expression (POSIX extended)");
+        rc = -1;
+        continue;
+      }
+      in->nsync_patterns++;
+    }
+  }
+  return rc;
+}
 
 static void *hin_create(sl_build_t *b, const sl_cnode_t *conf) {
   hin_t *in = sl_xcalloc(1, sizeof(*in));
@@ -392,8 +503,13 @@ static void *hin_create(sl_build_t *b, const sl_cnode_t *conf) {
   for (uint32_t i = 0; verbs && i < verbs->n; i++)
     for (char *c = verbs->items[i]->str; *c; c++)
       if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 32);
-  in->routes[0] = (sl_hroute_t){"path", in->path, 0, verbs, on_request};
-  in->routes[1] = (sl_hroute_t){"ws_path", in->ws_path, 1, NULL, on_ws};
+  if (sync_config(in, b, sl_cnode_get(conf, "sync_response")) != 0) {
+    hin_destroy(&in->base);
+    return NULL;
+  }
+  const char *address = sl_conf_str(conf, "address", "");
+  in->routes[0] = (sl_hroute_t){"path", in->path, 0, verbs, on_request, address};
+  in->routes[1] = (sl_hroute_t){"ws_path", in->ws_path, 1, NULL, on_ws, address};
   if (sl_hroutes_add(b, conf, in->routes, 2, in, &in->auth) != 0) {
     hin_destroy(&in->base);
     return NULL;

@@ -17,6 +17,7 @@ static const char *const deliveries[] = {"broadcast", "round_robin", NULL};
 static const char *const starts[] = {"live", "earliest", NULL};
 
 static const sl_field_t fields[] = {
+  SL_HTTP_ADDRESS_FIELD,
   {"path", SL_F_STRING, "/get", 0,
    "GET here waits up to `timeout` for the next batch and answers it (several messages joined by "
    "newlines), or 204 when none came. Empty: no long-poll path.", NULL, NULL},
@@ -308,40 +309,67 @@ static void answer_waiter(hout_t *o, waiter_t *w, const sl_batch_t *b) {
   free(body);
 }
 
+/* An SSE event: `id:`, `event:` when set, one `data:` line per line of the
+ * content (an SSE client ends a line at CR, LF or CRLF alike, so a CR left
+ * inside a line would cut the rest off). */
+static sl_bytes_t *sse_event(const char *id, const char *event, const sl_bytes_t *m) {
+  size_t breaks = 0;
+  for (size_t i = 0; i < m->len; i++) breaks += m->data[i] == '\n' || m->data[i] == '\r';
+  int named = event && *event && !strpbrk(event, "\r\n");
+  size_t cap = 5 + strlen(id) + (named ? 8 + strlen(event) : 0) + m->len + 7 * (breaks + 1) + 1;
+  char *ev = sl_xmalloc(cap), *o = ev;
+  o += sprintf(o, "id: %s\n", id);
+  if (named) o += sprintf(o, "event: %s\n", event);
+  const char *p = m->data, *end_p = m->data + m->len;
+  do {
+    size_t n = 0;
+    while (p + n < end_p && p[n] != '\n' && p[n] != '\r') n++;
+    memcpy(o, "data: ", 6);
+    memcpy(o + 6, p, n);
+    o[6 + n] = '\n';
+    o += 7 + n;
+    p += n;
+    if (p < end_p) p += *p == '\r' && p + 1 < end_p && p[1] == '\n' ? 2 : 1;
+  } while (p < end_p);
+  *o++ = '\n';
+  sl_bytes_t *b = sl_bytes_new(ev, (size_t)(o - ev));
+  free(ev);
+  return b;
+}
+
+/* A message's event and frame, formatted once for every client of a
+ * broadcast that gets the same bytes (NULL until the first one needs it). */
+typedef struct shared { sl_bytes_t *sse, *ws; } shared_t;
+
+static void shared_free(shared_t *v, uint32_t n) {
+  for (uint32_t i = 0; v && i < n; i++) {
+    sl_bytes_unref(v[i].sse);
+    sl_bytes_unref(v[i].ws);
+  }
+  free(v);
+}
+
 /* One message to one client, unless its filters skip it: SENT (or
  * skipped), SLOW (sent to a slow client), DONE (an end event was sent: the
- * client is done), GONE. */
+ * client is done), GONE. sh: the message's shared bytes, or NULL when this
+ * client's differ (its own ids); sh_sse: whether the SSE event may be shared. */
 static int send_one(hout_t *o, client_t *c, const char *id, const sl_bytes_t *m, const char *event, const char *type,
-                    const char *tenant) {
+                    const char *tenant, shared_t *sh, int sh_sse) {
   if (o->tenant && (!c->user || !tenant || strcmp(tenant, c->user) != 0)) return SENT;
   int end = listed(o->ends, type);
   if (!end && c->types && !listed(c->types, type)) return SENT;
+  sl_bytes_t *own = NULL, **slot = &own;
   int rc;
   if (c->ws) {
-    rc = sl_ws_send(c->ws, sl_utf8_valid(m->data, m->len), m->data, m->len, (size_t)o->max_buffer);
+    if (sh) slot = &sh->ws;
+    if (!*slot) *slot = sl_ws_frame(sl_utf8_valid(m->data, m->len), m->data, m->len);
+    rc = sl_ws_send_frame(c->ws, *slot, (size_t)o->max_buffer);
   } else {
-    char *ev = NULL;
-    size_t evl = 0;
-    FILE *f = open_memstream(&ev, &evl);
-    fprintf(f, "id: %s\n", id);
-    if (event && *event && !strpbrk(event, "\r\n")) fprintf(f, "event: %s\n", event);
-    /* One data line per line of the content: an SSE client ends a line at
-     * CR, LF or CRLF alike, so a CR left inside a line would cut the rest off. */
-    const char *p = m->data, *end_p = m->data + m->len;
-    do {
-      size_t n = 0;
-      while (p + n < end_p && p[n] != '\n' && p[n] != '\r') n++;
-      fputs("data: ", f);
-      fwrite(p, 1, n, f);
-      fputc('\n', f);
-      p += n;
-      if (p < end_p) p += *p == '\r' && p + 1 < end_p && p[1] == '\n' ? 2 : 1;
-    } while (p < end_p);
-    fputc('\n', f);
-    fclose(f);
-    rc = sl_http_stream_write(c->st, ev, evl, (size_t)o->max_buffer);
-    free(ev);
+    if (sh && sh_sse) slot = &sh->sse;
+    if (!*slot) *slot = sse_event(id, event, m);
+    rc = sl_http_stream_send(c->st, *slot, (size_t)o->max_buffer);
   }
+  sl_bytes_unref(own);
   return rc < 0 ? GONE : end ? DONE : rc;
 }
 
@@ -372,7 +400,7 @@ static void advance(uint64_t **pos, int *n, const sl_msg_t *m) {
  * client's stream position after each message; a stream-fed client skips
  * what it already has (it resumed ahead of this output). Stops at DONE or
  * GONE, else SLOW when the client is slow. */
-static int send_events(hout_t *o, client_t *c, const sl_batch_t *b, uint64_t first_id) {
+static int send_events(hout_t *o, client_t *c, const sl_batch_t *b, uint64_t first_id, shared_t *sh) {
   if (c->ending) return c->ending;
   int slow = 0, rc = SENT, n = c->npos;
   uint64_t *had = c->pos ? sl_xmalloc((size_t)(n ? n : 1) * sizeof(uint64_t)) : NULL;
@@ -389,7 +417,7 @@ static int send_events(hout_t *o, client_t *c, const sl_batch_t *b, uint64_t fir
       snprintf(num, sizeof num, "%llu", (unsigned long long)(first_id + i));
     }
     rc = send_one(o, c, id, b->msgs[i]->content, sl_kv_get(&b->msgs[i]->meta, "event"), o->cur_types[i],
-                  o->cur_tenants ? o->cur_tenants[i] : NULL);
+                  o->cur_tenants ? o->cur_tenants[i] : NULL, sh ? &sh[i] : NULL, !had);
     if (id != num) free(id);
     if (rc == SLOW) slow = 1;
   }
@@ -465,7 +493,7 @@ static int replay_to(hout_t *o, client_t *c, uint64_t after, int notice) {
     if (k->id <= after || (o->round_robin && (!holder || k->holder != holder))) continue;
     char id[24];
     snprintf(id, sizeof id, "%llu", (unsigned long long)k->id);
-    rc = send_one(o, c, id, k->content, k->event, k->type, k->tenant);
+    rc = send_one(o, c, id, k->content, k->event, k->type, k->tenant, NULL, 0);
     if (rc == SLOW) rc = SENT;   /* the live writes that follow will tell */
     if (o->round_robin) k->holder = c->serial;
   }
@@ -510,7 +538,7 @@ static int deliver_one(hout_t *o, const sl_batch_t *b) {
     unsigned k = o->rr++ % n, i = 0;
     client_t *c = o->clients;
     while (i++ < k) c = c->next;
-    int rc = send_events(o, c, b, first);
+    int rc = send_events(o, c, b, first, NULL);
     holder = c->serial;
     given = rc != GONE;
     if (rc != SENT) drop_client(o, c, rc);
@@ -609,7 +637,7 @@ static void replay_done(void *arg) {
   c->later = NULL;
   if (!later) return;
   classify(c->o, later);
-  int rc = send_events(c->o, c, later, 0);
+  int rc = send_events(c->o, c, later, 0, NULL);
   classified_done(c->o, later);
   sl_batch_free(later);
   if (rc != SENT) drop_client(c->o, c, rc);
@@ -790,10 +818,12 @@ static void on_ws(sl_http_req_t *r, void *arg) {
 
 static void on_heartbeat(uv_timer_t *t) {
   hout_t *o = t->data;
+  sl_bytes_t *ka = sl_bytes_new(": keepalive\n\n", 13);
   for (client_t *c = o->clients, *next; c; c = next) {
     next = c->next;
-    if (c->st && sl_http_stream_write(c->st, ": keepalive\n\n", 13, (size_t)o->max_buffer) != 0) client_remove(o, c);
+    if (c->st && sl_http_stream_send(c->st, ka, (size_t)o->max_buffer) != 0) client_remove(o, c);
   }
+  sl_bytes_unref(ka);
 }
 
 /* ---------- output ---------- */
@@ -850,7 +880,7 @@ static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
     /* A replay for one resuming client: to it alone, with its own ids. */
     client_t *c = client_by_token(o, strtoull(tag, NULL, 10));
     if (c) {
-      int rc = send_events(o, c, b, 0);
+      int rc = send_events(o, c, b, 0, NULL);
       if (rc != SENT) drop_client(o, c, rc);
     }
     classified_done(o, b);
@@ -882,15 +912,17 @@ static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
     }
     free(mine.msgs);
   }
+  shared_t *sh = o->clients ? sl_xcalloc(b->n ? b->n : 1, sizeof(*sh)) : NULL;
   for (client_t *c = o->clients, *next; c; c = next) {
     next = c->next;
     if (c->token) {   /* resuming: after its replay */
       for (uint32_t i = 0; i < b->n; i++) sl_batch_push(c->later, sl_msg_clone(b->msgs[i]));
       continue;
     }
-    int rc = send_events(o, c, b, first);
+    int rc = send_events(o, c, b, first, sh);
     if (rc != SENT) drop_client(o, c, rc);
   }
+  shared_free(sh, b->n);
   /* A stream-fed output's clients resume from the stream itself. */
   for (uint32_t i = 0; i < b->n && !fed; i++) keep_event(o, first + i, b->msgs[i], i, 0);
   classified_done(o, b);
@@ -1003,9 +1035,10 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
     uv_timer_init(b->worker->loop, &o->heartbeat);
     o->mounted = 1;
   } else {
-    o->routes[0] = (sl_hroute_t){"path", o->path, 1, NULL, on_get};
-    o->routes[1] = (sl_hroute_t){"sse_path", o->sse_path, 1, NULL, on_sse};
-    o->routes[2] = (sl_hroute_t){"ws_path", o->ws_path, 1, NULL, on_ws};
+    const char *address = sl_conf_str(conf, "address", "");
+    o->routes[0] = (sl_hroute_t){"path", o->path, 1, NULL, on_get, address};
+    o->routes[1] = (sl_hroute_t){"sse_path", o->sse_path, 1, NULL, on_sse, address};
+    o->routes[2] = (sl_hroute_t){"ws_path", o->ws_path, 1, NULL, on_ws, address};
     if (sl_hroutes_add(b, conf, o->routes, 3, o, &o->auth) != 0) {
       hout_free((uv_handle_t *)&o->heartbeat);
       return NULL;

@@ -35,6 +35,9 @@ static void fill(sync_t *so, sl_reply_t *r, sl_msg_t *m) {
       if (kv) sl_kv_set(&r->headers, kv->key, kv->val, kv->vlen);
     }
     r->body = sl_bytes_ref(m->content);
+    r->msg = sl_msg_clone(m);
+    sl_msg_set_txn(r->msg, NULL);   /* it would hold the transaction the answer waits for */
+    sl_msg_set_ctx(r->msg, NULL);   /* the context holds the reply */
     return;
   }
   size_t a = r->body->len, b = m->content->len;

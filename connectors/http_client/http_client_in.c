@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
+#include "core/batching.h"
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,7 @@ static const sl_field_t fields[] = {
   {"max_body", SL_F_SIZE, "16MiB", 0, "Polling: the largest answer; a larger one is not emitted (logged).",
    SL_BOUNDS("1KiB", "1GiB"), NULL},
   {"stream", SL_F_OBJECT, NULL, 0, "Streaming reads.", NULL, stream_fields},
+  SL_BATCHING_FIELD,
   {0}};
 
 enum { C_AUTO, C_LINES, C_SSE };
@@ -58,6 +60,7 @@ typedef struct hin {
   uv_timer_t timer;          /* next poll or reconnect */
   uv_timer_t flush;          /* hands pending over outside libcurl's callbacks */
   int handles, stopped, destroyed;
+  int authing;               /* waiting for an OAuth2 token */
   int ended;                 /* the stream ended for good: eof once pending is out */
   int status, ok;            /* of the answer being read */
   sl_kvlist_t hdrs;          /* its headers, names in lower case */
@@ -130,7 +133,7 @@ static void on_header(const char *line, size_t len, void *arg) {
     sl_kv_clear(&h->hdrs);
     const char *sp = memchr(line, ' ', len);
     h->status = sp ? atoi(sp + 1) : 0;
-    h->ok = sl_hc_ok(&h->hc, h->status);
+    h->ok = sl_hconf_ok(&h->hc.conf, h->status);
     free(h->ctype);
     h->ctype = NULL;
     return;
@@ -143,7 +146,7 @@ static void on_header(const char *line, size_t len, void *arg) {
   char name[129];
   for (size_t i = 0; i < nl; i++) name[i] = (char)tolower((unsigned char)line[i]);
   name[nl] = 0;
-  if (!sl_hc_header_is(line, len, name, &v, &vl)) return;
+  if (!sl_hconf_header_is(line, len, name, &v, &vl)) return;
   sl_kv_add(&h->hdrs, name, v, vl);
   if (!strcmp(name, "content-type")) {
     free(h->ctype);
@@ -185,7 +188,8 @@ static void on_done(int status, const char *err, const char *body, size_t len, v
   hin_t *h = arg;
   h->h = NULL;
   if (h->stopped) return;
-  int failed = status < 0 || !sl_hc_ok(&h->hc, status);
+  int failed = status < 0 || !sl_hconf_ok(&h->hc.conf, status);
+  if (status == 401) sl_hconf_token_drop(&h->hc.conf);   /* revoked or expired early: the next try fetches one */
   if (!h->streaming && !failed) {
     h->status = status;
     new_msg(h, h->body ? h->body : "", h->blen);
@@ -224,17 +228,36 @@ static void on_done(int status, const char *err, const char *body, size_t len, v
   schedule(h, wait);
 }
 
+static void with_token(void *arg, const char *auth, const char *terr);
+
 static void connect_now(hin_t *h) {
-  if (h->stopped || h->h) return;
+  if (h->stopped || h->h || h->authing) return;
   if (!h->streaming && !sl_input_ready(&h->base)) {   /* a poll waits for room */
     schedule(h, h->interval_ms);
+    return;
+  }
+  h->authing = 1;
+  sl_hconf_token_get(&h->hc.conf, h->client, with_token, h);
+}
+
+/* The request, once an OAuth2 token is at hand (auth NULL without oauth2). */
+static void with_token(void *arg, const char *auth, const char *terr) {
+  hin_t *h = arg;
+  h->authing = 0;
+  if (h->stopped) return;
+  if (terr) {
+    sl_logf(SL_LOG_WARN, sname(h), h->base.label, "http_client: %s", terr);
+    sl_input_set_connected(&h->base, 0, terr);
+    schedule(h, sl_hc_backoff(&h->hc, -1, ++h->tries, NULL));
     return;
   }
   char *err = NULL;
   char *url = sl_hc_url(&h->hc, NULL, 0, &err);
   const char *extra[3] = {NULL, NULL, NULL};
   char *lei = NULL;
-  if (h->streaming && *h->sse.last_id) extra[0] = lei = sl_xasprintf("Last-Event-ID: %s", h->sse.last_id);
+  int n = 0;
+  if (h->streaming && *h->sse.last_id) extra[n++] = lei = sl_xasprintf("Last-Event-ID: %s", h->sse.last_id);
+  if (auth) extra[n++] = auth;
   char **hdrs = url ? sl_hc_headers(&h->hc, NULL, 0, extra, &err) : NULL;
   free(lei);
   if (!hdrs) {
@@ -251,13 +274,13 @@ static void connect_now(hin_t *h) {
   sl_kv_clear(&h->hdrs);
   sl_lines_reset(&h->lines);
   sl_sse_reset(&h->sse);
-  sl_hreq_opts_t o = h->hc.opts;
+  sl_hreq_opts_t o = h->hc.conf.opts;
   o.on_header = on_header;
   o.on_data = on_data;
   if (h->streaming) o.idle_timeout_ms = h->idle_ms;
   size_t pl = strlen(h->payload);
   h->h = sl_hclient_request_opts(h->client, h->verb, url, (const char *const *)hdrs, pl ? h->payload : NULL, pl,
-                                 h->streaming ? 0 : h->hc.timeout_ms, &o, on_done, h);
+                                 h->streaming ? 0 : h->hc.conf.timeout_ms, &o, on_done, h);
   free(url);
   sl_hc_headers_free(hdrs);
 }

@@ -1,13 +1,15 @@
 /* `http_client` output ("webhooks out"): each message (or each batch, as a
  * JSON array, NDJSON or multipart) is sent as one request on the worker's
- * libcurl client (`batching` gathers messages across writes into one
- * request); a message is delivered only once a request carrying it got
+ * libcurl client (the stream's `batching` forms those batches); a message is delivered only once a request carrying it got
  * a 2xx (or a `successful_on` status). Failed requests are retried here with
  * exponential backoff that honours Retry-After, `max_in_flight` requests at
  * once (a request waiting out its backoff keeps its place, so a throttling
  * server slows the output down). A failed batch keeps each message's
  * outcome: its retry by the stream sends only what was not delivered. */
 #include "hc_common.h"
+#include "cache/ratelimit.h"
+#include "core/batching.h"
+#include "core/metafilter.h"
 #include "core/log.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
@@ -23,19 +25,7 @@
 static const char *const formats[] = {"individual", "array", "ndjson", "multipart", NULL};
 static const char *const verbs[] = {"POST", "PUT", "PATCH", "DELETE", "GET", NULL};
 
-static const sl_field_t batching_fields[] = {
-  {"count", SL_F_INT, "0", 0, "Messages per request at most (0: no count).", SL_BOUNDS("0", "1000000"), NULL},
-  {"byte_size", SL_F_SIZE, "0", 0, "A request is sent once its messages hold this many bytes (0: no bound).", NULL, NULL},
-  {"period", SL_F_DURATION, "1s", 0,
-   "How long the first message of a request waits for others. Benthos waits for `count` without end by "
-   "default; here a count that the stream's `max_in_flight` never lets come would stall the stream.", NULL, NULL},
-  {0}};
-
-static const sl_field_t metadata_fields[] = {
-  {"include_prefixes", SL_F_STRLIST, "[]", 0,
-   "Metadata keys starting with one of these are sent as headers (`\"\"` sends all). Values with line "
-   "breaks are left out.", NULL, NULL},
-  {0}};
+static const sl_field_t metadata_fields[] = {SL_METAFILTER_FIELDS, {0}};
 
 static const sl_field_t signature_fields[] = {
   {"secret", SL_F_STRING, NULL, SL_REQUIRED, "HMAC-SHA256 key (use `${ENV}`).", NULL, NULL},
@@ -60,11 +50,11 @@ static const sl_field_t fields[] = {
    "JSON string. sluice adds this field: Benthos sends a batch as multipart or one request per message.", formats, NULL},
   {"batch_as_multipart", SL_F_BOOL, "false", 0, "Benthos's spelling of `batch_format: multipart` "
    "(`multipart/mixed`, one part per message).", NULL, NULL},
-  {"batching", SL_F_OBJECT, NULL, 0,
-   "Gather messages across the stream's batches into requests (needs a `batch_format` other than "
-   "`individual`): a request goes when it has `count` messages or `byte_size` bytes, or `period` after its "
-   "first message. Without it, each batch that reaches the output is one request.", NULL, batching_fields},
-  {"metadata", SL_F_OBJECT, NULL, 0, "Which metadata become request headers.", NULL, metadata_fields},
+  SL_BATCHING_FIELD,
+  {"metadata", SL_F_OBJECT, NULL, 0, "Which metadata become request headers (a value with a line break is left "
+   "out: no header injection through metadata).", NULL, metadata_fields},
+  {"rate_limit", SL_F_STRING, "", 0, "The `label` of a resource of `rate_limit_resources:`: each request (retries "
+   "included) waits for an access first.", NULL, NULL},
   {"signature", SL_F_OBJECT, NULL, 0, "Sign each body with HMAC-SHA256 (sluice adds this).", NULL, signature_fields},
   {"propagate_response", SL_F_BOOL, "false", SL_MOVED, "not supported: use the `http` processor to keep answers", NULL, NULL},
   {0}};
@@ -113,16 +103,12 @@ struct hout {
   const char *verb;
   int format;
   int64_t retries, max_in_flight, nactive;
-  const char **prefixes;     /* metadata.include_prefixes */
-  unsigned nprefixes;
+  sl_metafilter_t meta;      /* metadata that become headers */
+  sl_ratelimit_t *rate_limit;
   const char *sig_secret, *sig_header, *sig_prefix, *sig_ts;
   hreq_t *queue, **queue_tail;
   item_t *gather;            /* the request being gathered */
   uint32_t ngather, gcap;
-  size_t gbytes;
-  int batching;              /* gather across writes */
-  int64_t bcount, bbytes, bperiod_ms;
-  uv_timer_t *btimer;
   hreq_t *active;
   hwrite_t *kept;
   int pumping, destroying;
@@ -217,7 +203,7 @@ static void req_done(hreq_t *r, const char *err) {
     if (r->anext) r->anext->aprev = r->aprev;
     o->nactive--;
   }
-  sl_hc_token_cancel(&o->hc, r);
+  sl_hconf_token_cancel(&o->hc.conf, r);
   /* Stopping, a failed write is lost anyway: queued requests with its
    * messages are not sent (settled first, released after, as releasing
    * calls back into the stream). */
@@ -281,7 +267,7 @@ static void on_header(const char *line, size_t len, void *arg) {
   if (len >= 5 && !memcmp(line, "HTTP/", 5)) {   /* a new answer (after a redirect): forget the last */
     free(r->retry_after);
     r->retry_after = NULL;
-  } else if (sl_hc_header_is(line, len, "Retry-After", &v, &vl)) {
+  } else if (sl_hconf_header_is(line, len, "Retry-After", &v, &vl)) {
     free(r->retry_after);
     r->retry_after = sl_xstrndup(v, vl);
   }
@@ -291,19 +277,28 @@ static void send_req(hreq_t *r);
 
 static void on_timer(uv_timer_t *t) { send_req(t->data); }
 
+static void wait_then_send(hreq_t *r, int64_t ms) {
+  if (!r->timer) {
+    r->timer = sl_xmalloc(sizeof(*r->timer));
+    uv_timer_init(r->o->base.worker->loop, r->timer);
+    r->timer->data = r;
+  }
+  uv_timer_start(r->timer, on_timer, (uint64_t)ms, 0);
+}
+
 static void on_answer(int status, const char *err, const char *body, size_t len, void *arg) {
   hreq_t *r = arg;
   hout_t *o = r->o;
   if (o->destroying) return;   /* hout_destroy frees r */
   if (status > 0) sl_output_set_connected(&o->base, 1, NULL);
   else if (!o->closed || strcmp(err, "client closed")) sl_output_set_connected(&o->base, 0, err);
-  if (status > 0 && sl_hc_ok(&o->hc, status)) {
+  if (status > 0 && sl_hconf_ok(&o->hc.conf, status)) {
     req_done(r, NULL);
     return;
   }
-  if (status == 401 && o->hc.oauth2 && !r->reauthed) {   /* the token was revoked or expired early */
+  if (status == 401 && o->hc.conf.oauth2 && !r->reauthed) {   /* the token was revoked or expired early */
     r->reauthed = 1;
-    sl_hc_token_drop(&o->hc);
+    sl_hconf_token_drop(&o->hc.conf);
     send_req(r);
     return;
   }
@@ -317,12 +312,7 @@ static void on_answer(int status, const char *err, const char *body, size_t len,
     req_done(r, why);
   } else {
     sl_logf(SL_LOG_DEBUG, sname(o), o->base.label, "%s; retry %d in %lld ms", why, r->tries, (long long)wait);
-    if (!r->timer) {
-      r->timer = sl_xmalloc(sizeof(*r->timer));
-      uv_timer_init(o->base.worker->loop, r->timer);
-      r->timer->data = r;
-    }
-    uv_timer_start(r->timer, on_timer, (uint64_t)wait, 0);
+    wait_then_send(r, wait);
   }
   free(why);
 }
@@ -352,15 +342,26 @@ static void with_token(void *arg, const char *auth, const char *err) {
   const char **all = sl_xcalloc(nh + (size_t)n + 1, sizeof(char *));
   memcpy(all, r->headers, nh * sizeof(char *));
   memcpy(all + nh, extra, (size_t)n * sizeof(char *));
-  sl_hreq_opts_t opts = o->hc.opts;
+  sl_hreq_opts_t opts = o->hc.conf.opts;
   opts.on_header = on_header;
-  sl_hclient_request_opts(o->client, o->verb, r->url, all, r->body, r->len, o->hc.timeout_ms, &opts, on_answer, r);
+  sl_hclient_request_opts(o->client, o->verb, r->url, all, r->body, r->len, o->hc.conf.timeout_ms, &opts, on_answer, r);
   free(all);
   free(sig);
   free(tsh);
 }
 
-static void send_req(hreq_t *r) { sl_hc_token_get(&r->o->hc, r->o->client, with_token, r); }
+/* A try: after the rate limit's access, with the OAuth2 token if any. */
+static void send_req(hreq_t *r) {
+  hout_t *o = r->o;
+  if (o->rate_limit) {
+    int64_t wait = sl_ratelimit_access(o->rate_limit, uv_now(o->base.worker->loop));
+    if (wait > 0) {
+      wait_then_send(r, wait);
+      return;
+    }
+  }
+  sl_hconf_token_get(&o->hc.conf, o->client, with_token, r);
+}
 
 static void pump(hout_t *o) {
   if (o->pumping || !o->client) return;
@@ -379,12 +380,6 @@ static void pump(hout_t *o) {
 }
 
 /* ---- building requests ---- */
-
-static int wanted_meta(hout_t *o, const char *key) {
-  for (unsigned i = 0; i < o->nprefixes; i++)
-    if (!strncmp(key, o->prefixes[i], strlen(o->prefixes[i]))) return 1;
-  return 0;
-}
 
 /* A message as one JSON value on one line: itself when it is JSON on one
  * line already, compacted when it spans lines, else a JSON string. */
@@ -473,11 +468,12 @@ static int build(hout_t *o, hreq_t *r, char **err) {
   const char **extra = NULL;
   char *ct = NULL;
   unsigned n = 0;
-  if (o->nprefixes) {
+  if (sl_metafilter_any(&o->meta)) {
     sl_kv_load(&m->meta);
     extra = sl_xcalloc(m->meta.n + 2, sizeof(char *));
     for (uint32_t k = 0; k < m->meta.n; k++)
-      if (wanted_meta(o, m->meta.v[k].key) && !strpbrk(m->meta.v[k].key, ": \r\n"))
+      if (sl_metafilter_match(&o->meta, m->meta.v[k].key, strlen(m->meta.v[k].key)) &&
+          !strpbrk(m->meta.v[k].key, ": \r\n"))
         extra[n++] = sl_xasprintf("%s: %.*s", m->meta.v[k].key, (int)m->meta.v[k].vlen, m->meta.v[k].val);
   }
   char **h = sl_hc_headers(&o->hc, m, r->items[0].i, extra, err);
@@ -502,7 +498,6 @@ static int build(hout_t *o, hreq_t *r, char **err) {
 /* The gathered messages become a request, queued (or failed at once when
  * its url, headers or body cannot be made). */
 static void flush(hout_t *o) {
-  if (o->btimer) uv_timer_stop(o->btimer);
   if (!o->ngather) return;
   hreq_t *r = sl_xcalloc(1, sizeof(*r));
   r->o = o;
@@ -510,7 +505,6 @@ static void flush(hout_t *o) {
   r->n = o->ngather;
   o->gather = NULL;
   o->ngather = o->gcap = 0;
-  o->gbytes = 0;
   char *err = NULL;
   if (build(o, r, &err) != 0) {
     sl_logf(SL_LOG_WARN, sname(o), o->base.label, "http_client: %s", err);
@@ -522,21 +516,12 @@ static void flush(hout_t *o) {
   o->queue_tail = &r->next;
 }
 
-static void on_period(uv_timer_t *t) {
-  hout_t *o = t->data;
-  flush(o);
-  pump(o);
-}
-
 /* Message i of w joins the request being gathered. */
 static void gather(hout_t *o, hwrite_t *w, uint32_t i) {
   if (!o->ngather || o->gather[o->ngather - 1].w != w) w->open++;   /* the gathered request refers to w */
   if (o->ngather == o->gcap) o->gather = sl_xrealloc(o->gather, (o->gcap = o->gcap ? o->gcap * 2 : 8) * sizeof(item_t));
   o->gather[o->ngather++] = (item_t){w, i};
-  o->gbytes += w->b->msgs[i]->content->len;
-  if (o->format == F_INDIVIDUAL || (o->bcount && o->ngather >= (uint64_t)o->bcount) ||
-      (o->bbytes && o->gbytes >= (uint64_t)o->bbytes))
-    flush(o);
+  if (o->format == F_INDIVIDUAL) flush(o);
 }
 
 static hwrite_t *take_kept(hout_t *o, const sl_batch_t *b) {
@@ -570,9 +555,7 @@ static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
     w->state[i] = M_OPEN;
     gather(o, w, i);
   }
-  if (!o->batching || o->stopping) flush(o);
-  else if (o->ngather && !uv_is_active((uv_handle_t *)o->btimer))
-    uv_timer_start(o->btimer, on_period, (uint64_t)o->bperiod_ms, 0);
+  flush(o);
   if (--w->open == 0) write_finished(w);
   pump(o);
 }
@@ -585,11 +568,6 @@ static void hout_forget(sl_output_t *out, sl_batch_t *b) {
 static int hout_start(sl_output_t *out) {
   hout_t *o = (hout_t *)out;
   o->client = sl_hclient_new(out->worker->loop);
-  if (o->batching) {
-    o->btimer = sl_xmalloc(sizeof(*o->btimer));
-    uv_timer_init(out->worker->loop, o->btimer);
-    o->btimer->data = o;
-  }
   return 0;
 }
 
@@ -599,7 +577,6 @@ static int hout_start(sl_output_t *out) {
 static void hout_stopping(sl_output_t *out) {
   hout_t *o = (hout_t *)out;
   o->stopping = 1;
-  flush(o);   /* what is gathered goes now */
   pump(o);
   for (hreq_t *r = o->active, *next; r; r = next) {
     next = r->anext;
@@ -618,11 +595,6 @@ static void hout_close(sl_output_t *out, void (*done)(sl_output_t *, void *), vo
 static void hout_destroy(sl_output_t *out) {
   hout_t *o = (hout_t *)out;
   o->destroying = 1;   /* answers the client's close brings are dropped */
-  if (o->btimer) {
-    uv_timer_stop(o->btimer);
-    uv_close((uv_handle_t *)o->btimer, timer_closed);
-  }
-  free(o->gather);   /* empty: close flushed it */
   if (o->client) sl_hclient_close(o->client);
   while (o->queue) {
     hreq_t *r = o->queue;
@@ -636,7 +608,7 @@ static void hout_destroy(sl_output_t *out) {
   }
   while (o->kept) write_free(take_kept(o, o->kept->b));
   sl_hc_free(&o->hc);
-  free(o->prefixes);
+  sl_metafilter_free(&o->meta);
   free(o);
 }
 
@@ -659,25 +631,13 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
   for (int i = 0; formats[i]; i++)
     if (!strcmp(f, formats[i])) o->format = i;
   if (sl_conf_bool(conf, "batch_as_multipart", 0)) o->format = F_MULTIPART;
-  const sl_cnode_t *bt = sl_cnode_get(conf, "batching");
-  if (bt) {
-    o->batching = 1;
-    o->bcount = sl_conf_int(bt, "count", 0);
-    o->bbytes = sl_conf_size(bt, "byte_size", 0);
-    o->bperiod_ms = sl_conf_duration_ms(bt, "period", 1000);
-    if (o->format == F_INDIVIDUAL) {
-      sl_diag_add(b->diags, bt, "batching", "batching needs batch_format array, ndjson or multipart "
-                  "(individual sends one request per message)");
-      sl_hc_free(&o->hc);
-      free(o);
-      return NULL;
-    }
+  if (sl_metafilter_init(&o->meta, sl_cnode_get(conf, "metadata"), "metadata", b->diags) != 0 ||
+      sl_ratelimit_check_ref(conf, "rate_limit", b->lint_only || !b->worker, b->diags) != 0) {
+    hout_destroy(&o->base);
+    return NULL;
   }
-  const sl_cnode_t *p = sl_cnode_get(sl_cnode_get(conf, "metadata"), "include_prefixes");
-  if (p && p->type == SL_CN_SEQ && p->n) {
-    o->prefixes = sl_xcalloc(p->n, sizeof(char *));
-    for (uint32_t i = 0; i < p->n; i++) o->prefixes[o->nprefixes++] = p->items[i]->str;
-  }
+  if (b->worker && !b->lint_only && *sl_conf_str(conf, "rate_limit", ""))
+    o->rate_limit = sl_ratelimit_find(sl_conf_str(conf, "rate_limit", ""));
   const sl_cnode_t *s = sl_cnode_get(conf, "signature");
   if (s) {
     o->sig_secret = sl_conf_str(s, "secret", "");
@@ -695,7 +655,7 @@ static const sl_spec_t spec = {
   .desc =
     "Each message is the body of a request (`verb`, default POST) to `url`, which is interpolated per "
     "message; with `batch_format` a batch that reaches the output goes as one request (a JSON array, NDJSON "
-    "or multipart), and with `batching` messages are gathered across batches into such requests. A message counts as delivered only once its request got a 2xx or a `successful_on` "
+    "or multipart), and `batching` gathers messages of many transactions into such batches. A message counts as delivered only once its request got a 2xx or a `successful_on` "
     "status; until then its transaction stays open.\n\n"
     "A request that got no answer (connection refused or reset, timeout), a 5xx or a `backoff_on` status "
     "(429 by default) is sent again after `retry_period`, doubling with each retry up to "
@@ -712,7 +672,7 @@ static const sl_spec_t spec = {
     "`<header>: <prefix><hex>`; GitHub's scheme is `header: X-Hub-Signature-256, prefix: sha256=`. With "
     "`timestamp_header`, the signed text is `<unix seconds>.<body>` and the time goes in that header, so "
     "that the receiver can check freshness (recompute the HMAC over `timestamp + \".\" + body` and compare "
-    "in constant time, e.g. Python's `hmac.compare_digest`). `metadata.include_prefixes` sends metadata as "
+    "in constant time, e.g. Python's `hmac.compare_digest`). `metadata.include_prefixes` and `include_patterns` send metadata as "
     "headers; header values with line breaks are never sent. Auth: `basic_auth`, `bearer_token` or "
     "`oauth2` (client credentials: the token is fetched once, kept until shortly before it expires, and "
     "fetched again when the server answers 401). Redirects are followed (at most 5, http and https only).",

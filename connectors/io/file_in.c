@@ -4,6 +4,7 @@
 #include "core/log.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
+#include "core/batching.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -30,6 +31,8 @@ static const sl_field_t fields[] = {
    "Longest line (or file, with codec `all`) kept in memory. Anything longer is logged and "
    "emitted truncated to this size, flagged as failed; the rest of that line is discarded.",
    NULL, NULL},
+  SL_SCANNER_FIELD,
+  SL_BATCHING_FIELD,
   {0},
 };
 
@@ -37,8 +40,7 @@ typedef struct file_in {
   sl_input_t base;
   char **patterns;
   uint32_t npatterns;
-  sl_codec_t codec;
-  size_t max_buffer;
+  sl_scanconf_t *scan;
   char **files;
   size_t nfiles, next;
   uint64_t seq;
@@ -54,6 +56,7 @@ static void free_all(file_in_t *f) {
   free(f->patterns);
   for (size_t i = 0; i < f->nfiles; i++) free(f->files[i]);
   free(f->files);
+  sl_scanconf_free(f->scan);
   free(f);
 }
 
@@ -90,7 +93,7 @@ static void on_open(uv_fs_t *req) {
     open_next(f);
     return;
   }
-  sl_reader_opts_t o = {.in = &f->base, .codec = f->codec, .max_buffer = f->max_buffer, .own_fd = 1,
+  sl_reader_opts_t o = {.in = &f->base, .scan = f->scan, .own_fd = 1,
                         .path = path, .seq = &f->seq, .on_end = on_end, .arg = f};
   f->reader = sl_reader_open(f->base.worker->loop, fd, &o);
   if (!f->reader) {
@@ -169,16 +172,8 @@ static const sl_spec_t spec;
 static void *file_create(sl_build_t *b, const sl_cnode_t *conf) {
   file_in_t *f = sl_xcalloc(1, sizeof(*f));
   sl_component_init_input(&f->base, &vt, &spec, b);
-  const char *codec = sl_conf_str(conf, "codec", "lines");
-  f->codec = strcmp(codec, "all") == 0 ? SL_CODEC_ALL : SL_CODEC_LINES;
-  int64_t mb = sl_conf_size(conf, "max_buffer", 1 << 20);
   const sl_cnode_t *paths = sl_cnode_get(conf, "paths");
-  int bad = 0;
-  if (mb < 1) {
-    sl_diag_add(b->diags, sl_cnode_get(conf, "max_buffer"), "max_buffer", "must be at least 1 byte");
-    bad = 1;
-  }
-  f->max_buffer = (size_t)mb;
+  int bad = !(f->scan = sl_scanconf_input(conf, b->diags));
   if (paths && paths->type == SL_CN_SCALAR && paths->str) {
     f->patterns = sl_xcalloc(1, sizeof(*f->patterns));
     f->patterns[f->npatterns++] = sl_build_path(b, paths->str);

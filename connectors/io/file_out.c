@@ -3,6 +3,7 @@
 #include "core/component.h"
 #include "core/xalloc.h"
 #include "lua/lhost.h"
+#include "core/batching.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@ static const sl_field_t fields[] = {
    "`lines`: append each message followed by a newline. `all`: each message replaces the "
    "whole content of its file (one file per message, as with Benthos' `all-bytes`).",
    codecs, NULL},
+  SL_BATCHING_FIELD,
   {0},
 };
 

@@ -28,24 +28,23 @@ struct sl_reader {
   uv_fs_t req;
   int reading;               /* stream: uv_read_start active; file: a uv_fs_read in flight */
   int eof, err, ended, closing;
-  int skipping;              /* discarding the rest of an over-long line */
-  int overflow;              /* codec all: input exceeded max_buffer */
-  char *buf;
+  sl_scanner_t *sc;
+  char *buf;                 /* read, not yet taken by the scanner */
   size_t len, cap;
-  size_t scan;               /* buf[0..scan) holds no '\n' (saves rescans) */
   sl_batch_t *held;          /* taken from the buffer, waiting for readiness */
 };
 
 static void reader_free(sl_reader_t *r) {
   if (r->o.own_fd && !r->is_stream && r->fd >= 0) close(r->fd);
   sl_batch_free(r->held);
+  sl_scanner_free(r->sc);
   free(r->buf);
   free(r->path);
   free(r);
 }
 
 static void push_msg(sl_reader_t *r, sl_batch_t **b, const char *p, size_t n, const char *err) {
-  if (!*b) *b = sl_batch_new(r->o.codec == SL_CODEC_LINES ? 64 : 1);
+  if (!*b) *b = sl_batch_new(64);
   sl_msg_t *m = sl_msg_new(p, n);
   if (r->path) sl_kv_set(&m->meta, "path", r->path, strlen(r->path));
   if (err) sl_msg_set_error(m, err);
@@ -53,63 +52,27 @@ static void push_msg(sl_reader_t *r, sl_batch_t **b, const char *p, size_t n, co
   sl_batch_push(*b, m);
 }
 
-static void too_long(sl_reader_t *r, sl_batch_t **b, const char *p) {
-  char *err = sl_xasprintf("%s longer than max_buffer (%zu bytes): truncated",
-                           r->o.codec == SL_CODEC_LINES ? "line" : "input", r->o.max_buffer);
-  sl_logf(SL_LOG_ERROR, r->o.in->stream ? r->o.in->stream->name : NULL, r->o.in->label, "%s%s%s", err,
-          r->path ? ": " : "", r->path ? r->path : "");
-  push_msg(r, b, p, r->o.max_buffer, err);
-  free(err);
+typedef struct take { sl_scan_out_t out; sl_reader_t *r; sl_batch_t *b; } take_t;
+
+static void emit(sl_scan_out_t *o, const char *p, size_t n, const char *err) {
+  take_t *t = (take_t *)o;
+  sl_reader_t *r = t->r;
+  if (err)
+    sl_logf(SL_LOG_ERROR, r->o.in->stream ? r->o.in->stream->name : NULL, r->o.in->label, "%s%s%s", err,
+            r->path ? ": " : "", r->path ? r->path : "");
+  push_msg(r, &t->b, p, n, err);
+  o->room--;
 }
 
-/* Cuts complete lines (and, at EOF, the unterminated rest) off the buffer. */
-static sl_batch_t *take_lines(sl_reader_t *r) {
-  sl_batch_t *b = NULL;
-  size_t start = 0;
-  while (!b || b->n < MAX_LINES) {
-    size_t from = r->scan > start ? r->scan : start;
-    char *nl = memchr(r->buf + from, '\n', r->len - from);
-    size_t end;
-    if (nl) {
-      end = (size_t)(nl - r->buf);
-    } else if (r->eof && r->len > start) {
-      end = r->len;
-    } else if (r->len - start > r->o.max_buffer) {
-      if (!r->skipping) too_long(r, &b, r->buf + start);
-      r->skipping = !r->eof;
-      start = r->len;
-      break;
-    } else {
-      r->scan = r->len;
-      break;
-    }
-    size_t n = end - start;
-    const char *p = r->buf + start;
-    start = nl ? end + 1 : end;
-    if (r->skipping) {
-      r->skipping = 0;
-      continue;
-    }
-    if (n && p[n - 1] == '\r') n--;
-    if (n == 0) continue;
-    if (n > r->o.max_buffer) too_long(r, &b, p);
-    else push_msg(r, &b, p, n, NULL);
+/* Messages the scanner cuts off the buffer; what it leaves stays for the next read. */
+static sl_batch_t *take(sl_reader_t *r) {
+  take_t t = {{emit, MAX_LINES}, r, NULL};
+  size_t used = sl_scanner_scan(r->sc, r->buf, r->len, r->eof, &t.out);
+  if (used) {
+    memmove(r->buf, r->buf + used, r->len - used);
+    r->len -= used;
   }
-  if (start) {
-    memmove(r->buf, r->buf + start, r->len - start);
-    r->len -= start;
-    r->scan = r->scan > start ? r->scan - start : 0;
-  }
-  return b;
-}
-
-static sl_batch_t *take_all(sl_reader_t *r) {
-  if (!r->eof || r->len == 0) return NULL;
-  sl_batch_t *b = NULL;
-  if (r->overflow) too_long(r, &b, r->buf);
-  else push_msg(r, &b, r->buf, r->len, NULL);
-  r->len = 0;
-  return b;
+  return t.b;
 }
 
 static uv_buf_t free_space(sl_reader_t *r) {
@@ -130,10 +93,6 @@ static void pump(sl_reader_t *r);
 static void got(sl_reader_t *r, ssize_t n) {
   if (n > 0) {
     r->len += (size_t)n;
-    if (r->o.codec == SL_CODEC_ALL && r->len > r->o.max_buffer) {
-      r->len = r->o.max_buffer;
-      r->overflow = 1;
-    }
   } else if (n < 0) {
     if (n != UV_EOF) {
       sl_logf(SL_LOG_ERROR, r->o.in->stream ? r->o.in->stream->name : NULL, r->o.in->label,
@@ -198,12 +157,12 @@ static void pause_reading(sl_reader_t *r) {
 }
 
 /* Emits what the buffer holds while the input is ready, then reads more, waits
- * for resume, or ends. Only as many bytes as one partial line are held while
- * waiting, so memory stays under max_buffer + CHUNK. */
+ * for resume, or ends. Only what the scanner keeps of one message is held
+ * while waiting, so memory stays under its buffer size + CHUNK. */
 static void pump(sl_reader_t *r) {
   if (r->closing || r->ended) return;
   for (;;) {
-    if (!r->held) r->held = r->o.codec == SL_CODEC_LINES ? take_lines(r) : take_all(r);
+    if (!r->held) r->held = take(r);
     if (!r->held) break;
     if (!sl_input_ready(r->o.in)) {
       pause_reading(r);
@@ -231,6 +190,7 @@ sl_reader_t *sl_reader_open(uv_loop_t *loop, int fd, const sl_reader_opts_t *opt
   r->path = opts->path ? sl_xstrdup(opts->path) : NULL;
   r->loop = loop;
   r->fd = fd;
+  r->sc = sl_scanner_new(opts->scan);
   uv_handle_type t = uv_guess_handle(fd);
   int rc = 0, inited = 0;
   if (t == UV_TTY || t == UV_NAMED_PIPE || t == UV_TCP) {

@@ -1,20 +1,17 @@
 /* Byte-stream reader shared by the stdin and file inputs: reads one fd without
  * blocking the loop (uv_read for pipes/ttys/sockets, uv_fs_read for files),
- * splits it by codec and emits batches only while the input is ready.
+ * cuts it with a scanner and emits batches only while the input is ready.
  * Ownership: the input that opens a reader closes it; sl_reader_close may
  * free it later (when a read in flight returns), never calling back after. */
 #ifndef SL_CONN_READER_H
 #define SL_CONN_READER_H
-#include "core/component.h"
-
-typedef enum { SL_CODEC_LINES, SL_CODEC_ALL } sl_codec_t;
+#include "scanner.h"
 
 typedef struct sl_reader sl_reader_t;
 
 typedef struct sl_reader_opts {
   sl_input_t *in;
-  sl_codec_t codec;
-  size_t max_buffer;          /* longest line (or whole input for `all`) kept */
+  const sl_scanconf_t *scan;  /* how the bytes become messages (outlives the reader) */
   int own_fd;                 /* close the fd when the reader is closed */
   const char *path;           /* set as metadata `path` on each message when non-NULL */
   uint64_t *seq;              /* running message counter of the input (msg->seq) */

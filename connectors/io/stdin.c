@@ -2,6 +2,7 @@
  * file) without blocking the loop, one message per line or the whole input. */
 #include "reader.h"
 #include "core/xalloc.h"
+#include "core/batching.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,13 +17,14 @@ static const sl_field_t fields[] = {
    "Longest line (codec `lines`) or input (codec `all`) kept in memory. Anything longer is "
    "logged and emitted truncated to this size, flagged as failed (so `catch` or "
    "`reject_errored` can route it); the rest of that line is discarded.", NULL, NULL},
+  SL_SCANNER_FIELD,
+  SL_BATCHING_FIELD,
   {0},
 };
 
 typedef struct stdin_in {
   sl_input_t base;
-  sl_codec_t codec;
-  size_t max_buffer;
+  sl_scanconf_t *scan;
   uint64_t seq;
   sl_reader_t *reader;
 } stdin_in_t;
@@ -37,7 +39,7 @@ static void on_end(sl_reader_t *r, int status, void *arg) {
 
 static int stdin_start(sl_input_t *in) {
   stdin_in_t *s = (stdin_in_t *)in;
-  sl_reader_opts_t o = {.in = in, .codec = s->codec, .max_buffer = s->max_buffer, .seq = &s->seq,
+  sl_reader_opts_t o = {.in = in, .scan = s->scan, .seq = &s->seq,
                         .on_end = on_end, .arg = s};
   s->reader = sl_reader_open(in->worker->loop, 0, &o);
   return s->reader ? 0 : -1;
@@ -53,6 +55,7 @@ static void stdin_stop(sl_input_t *in) {
 
 static void stdin_destroy(sl_input_t *in) {
   stdin_stop(in);
+  sl_scanconf_free(((stdin_in_t *)in)->scan);
   free(in);
 }
 
@@ -62,14 +65,10 @@ static const sl_spec_t spec;
 static void *stdin_create(sl_build_t *b, const sl_cnode_t *conf) {
   stdin_in_t *s = sl_xcalloc(1, sizeof(*s));
   sl_component_init_input(&s->base, &vt, &spec, b);
-  s->codec = strcmp(sl_conf_str(conf, "codec", "lines"), "all") == 0 ? SL_CODEC_ALL : SL_CODEC_LINES;
-  int64_t mb = sl_conf_size(conf, "max_buffer", 1 << 20);
-  if (mb < 1) {
-    sl_diag_add(b->diags, sl_cnode_get(conf, "max_buffer"), "max_buffer", "must be at least 1 byte");
+  if (!(s->scan = sl_scanconf_input(conf, b->diags))) {
     free(s);
     return NULL;
   }
-  s->max_buffer = (size_t)mb;
   return s;
 }
 

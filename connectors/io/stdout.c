@@ -4,6 +4,7 @@
 #include "core/log.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
+#include "core/batching.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@ static const sl_field_t fields[] = {
   {"codec", SL_F_ENUM, "lines", 0,
    "`lines`: each message followed by a newline. `all`: message contents written as they "
    "are, with nothing between them.", codecs, NULL},
+  SL_BATCHING_FIELD,
   {0},
 };
 

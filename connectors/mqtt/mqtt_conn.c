@@ -445,21 +445,11 @@ void sl_mqtt_attach(sl_mqtt_t *c, sl_input_t *in, sl_output_t *out) {
   c->in = in;
   c->out = out;
   sl_stream_t *s = in ? in->stream : out ? out->stream : NULL;
-  const char *stream = s ? s->name : "";
-  char *st = sl_xstrndup(stream, strcspn(stream, "{"));
-  char *path = sl_metrics_path(stream, c->path);
-  const char *lb = label(c) ? label(c) : "";
-  const char *k = c->kind == SL_CM_INPUT ? "input" : "output";
-  char name[64];
-#define SERIES(suffix) (snprintf(name, sizeof name, "%s_connection_%s", k, suffix), name)
-#define LABELS "stream", st, "label", lb, "path", path, NULL
-  c->m_up = sl_metric(SL_COUNTER, SERIES("up"), "Connections a component established.", LABELS);
-  c->m_lost = sl_metric(SL_COUNTER, SERIES("lost"), "Connections a component lost.", LABELS);
-  c->m_failed = sl_metric(SL_COUNTER, SERIES("failed"), "Connection attempts of a component that failed.", LABELS);
-#undef SERIES
-#undef LABELS
-  free(st);
-  free(path);
+  sl_connmetrics_t m;
+  sl_connmetrics_init(&m, c->kind, s ? s->name : "", label(c), c->path);
+  c->m_up = m.up;
+  c->m_lost = m.lost;
+  c->m_failed = m.failed;
 }
 
 void sl_mqtt_start(sl_mqtt_t *c) {

@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
+#include "core/batching.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@ static const sl_field_t fields[] = {
   {"qos", SL_F_INT, "1", 0,
    "The QoS subscribed with (the broker sends each message at the lower of this and its publisher's). "
    "QoS 1 and 2 messages are acknowledged once the pipeline acknowledged them.", SL_BOUNDS("0", "2"), NULL},
+  SL_BATCHING_FIELD,
   {0}};
 
 typedef struct min {

@@ -10,6 +10,7 @@
 #include "core/stream.h"
 #include "core/xalloc.h"
 #include "lua/lhost.h"
+#include "core/batching.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,7 @@ static const sl_field_t fields[] = {
    SL_BOUNDS("1", "65535"), NULL},
   {"metadata_properties", SL_F_BOOL, "true", 0,
    "MQTT 5: send the message's metadata (but its `mqtt_*` keys) as user properties (sluice adds it).", NULL, NULL},
+  SL_BATCHING_FIELD,
   {0}};
 
 typedef struct mwrite mwrite_t;

@@ -1,6 +1,7 @@
 /* `nats` input: a core NATS subscription (wildcards, queue groups). */
 #include "nats_input.h"
 #include "core/xalloc.h"
+#include "core/batching.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,7 @@ static const sl_field_t fields[] = {
    "Queue group: the subscribers of one group share the subject's messages, each message going to one "
    "of them.", NULL, NULL},
   SL_NATS_BATCH_FIELD,
+  SL_BATCHING_FIELD,
   {0}};
 
 static int setup(sl_nats_t *l, natsConnection *nc, void *arg, char **err) {

@@ -2,6 +2,7 @@
  * explicit acks, acknowledged only once the pipeline delivered. */
 #include "nats_input.h"
 #include "core/xalloc.h"
+#include "core/batching.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,8 +21,15 @@ static const sl_field_t fields[] = {
    "Durable consumer name: it keeps its position on the server across restarts. Empty: an "
    "ephemeral consumer, gone when sluice disconnects.", NULL, NULL},
   {"bind", SL_F_BOOL, "false", 0,
-   "Use the existing push consumer `durable` of `stream` as it is configured on the server, "
-   "creating nothing.", NULL, NULL},
+   "Use the existing consumer `durable` of `stream` (a push consumer, or a pull consumer with "
+   "`pull`) as it is configured on the server, creating nothing: `deliver`, `ack_wait` and "
+   "`max_ack_pending` are then the consumer's.", NULL, NULL},
+  {"pull", SL_F_BOOL, "false", 0,
+   "A pull consumer: sluice fetches up to `batch_count` messages at a time whenever it has room, "
+   "instead of the server pushing them, and looks again every 50 ms while there is nothing (sluice "
+   "adds it: Benthos's input is a push consumer). Any "
+   "number of sluice processes pulling from one `durable` share its messages, each to one of "
+   "them, without a deliver group (`queue` is for push consumers).", NULL, NULL},
   {"deliver", SL_F_ENUM, "all", 0, "Where a new consumer starts.", delivers, NULL},
   {"ack_wait", SL_F_DURATION, "30s", 0,
    "How long the server waits for an acknowledgement before it delivers a message again.",
@@ -34,14 +42,16 @@ static const sl_field_t fields[] = {
    "`reject_errored`) is sent back with a nak asking the server to deliver it again after this "
    "(sluice's; Benthos naks without delay).", SL_BOUNDS("0", ""), NULL},
   SL_NATS_BATCH_FIELD,
+  SL_BATCHING_FIELD,
   {0}};
 
 typedef struct js_setup {
   sl_nats_sub_t sub;         /* first: setup_free frees it through sl_nats_sub_free */
   char *stream, *durable;
-  int bind;
+  int bind, pull;
   jsDeliverPolicy deliver;
-  int64_t ack_wait_ms, max_ack_pending;
+  int64_t ack_wait_ms, max_ack_pending, fetch;
+  natsSubscription *pulling;   /* a pull consumer's, once set up (the link destroys it) */
 } js_setup_t;
 
 /* On the link's thread: JetStream's API calls wait for their replies. */
@@ -61,13 +71,20 @@ static int setup(sl_nats_t *l, natsConnection *nc, void *arg, char **err) {
     so.ManualAck = true;
     if (*s->stream) so.Stream = s->stream;
     if (*s->sub.queue) so.Queue = s->sub.queue;
-    if (s->bind) so.Consumer = s->durable;
     if (*s->durable) so.Config.Durable = s->durable;
-    so.Config.AckPolicy = js_AckExplicit;
-    so.Config.DeliverPolicy = s->deliver;
-    so.Config.AckWait = s->ack_wait_ms * 1000000;
-    so.Config.MaxAckPending = s->max_ack_pending;
-    st = js_Subscribe(&sub, js, *s->sub.subject ? s->sub.subject : NULL, sl_nats_on_msg, l, NULL, &so, &ec);
+    if (s->bind) {
+      /* cnats refuses to bind when a setting asked for differs from the
+       * consumer's: the server's settings are the ones that count */
+      so.Consumer = s->durable;
+    } else {
+      so.Config.AckPolicy = js_AckExplicit;
+      so.Config.DeliverPolicy = s->deliver;
+      so.Config.AckWait = s->ack_wait_ms * 1000000;
+      so.Config.MaxAckPending = s->max_ack_pending;
+    }
+    const char *subject = *s->sub.subject ? s->sub.subject : NULL;
+    st = s->pull ? js_PullSubscribe(&sub, js, subject, *s->durable ? s->durable : NULL, NULL, &so, &ec)
+                 : js_Subscribe(&sub, js, subject, sl_nats_on_msg, l, NULL, &so, &ec);
   }
   if (st != NATS_OK) {
     char *e = sl_nats_err(st);
@@ -76,7 +93,45 @@ static int setup(sl_nats_t *l, natsConnection *nc, void *arg, char **err) {
     return -1;
   }
   sl_nats_keep(l, sub, NULL);
+  s->pulling = sub;
   return 0;
+}
+
+/* One fetch of up to batch messages, handed to the queue: the server
+ * answers at once (no_wait) with what it has; the second is only the
+ * client's bound on waiting for that answer. */
+static natsStatus fetch(sl_nats_t *l, js_setup_t *s, int batch) {
+  natsMsgList list = {0};
+  jsFetchRequest r;
+  jsFetchRequest_Init(&r);
+  r.Batch = batch;
+  r.NoWait = true;
+  r.Expires = 1000000000;
+  natsStatus st = natsSubscription_FetchRequest(&list, s->pulling, &r);
+  for (int i = 0; i < list.Count; i++) {
+    sl_nats_on_msg(NULL, NULL, list.Msgs[i], l);
+    list.Msgs[i] = NULL;
+  }
+  natsMsgList_Destroy(&list);
+  return st;
+}
+
+/* On the link's thread, a pull consumer's turn: what the server has, up to
+ * batch_count; when it has nothing, the next look comes 50 ms later. Answers
+ * to a fetch cnats stopped waiting for (its second ran out on a loaded
+ * machine) wait in the subscription, and cnats 3.4.1's fetch writes past its
+ * array when more than half a batch waits there: those are taken one at a
+ * time first. */
+static int pump(sl_nats_t *l, void *arg) {
+  js_setup_t *s = arg;
+  int waiting = 0;
+  while (natsSubscription_GetPending(s->pulling, &waiting, NULL) == NATS_OK && waiting > 0) {
+    natsStatus st = fetch(l, s, 1);
+    if (st != NATS_OK && st != NATS_TIMEOUT && st != NATS_NOT_FOUND) return 1000;
+  }
+  natsStatus st = fetch(l, s, (int)s->fetch);
+  if (st == NATS_OK) return 0;
+  return st == NATS_TIMEOUT || st == NATS_NOT_FOUND ? 50 : 1000;
 }
 
 static void setup_free(void *arg) {
@@ -95,6 +150,8 @@ static void *jin_create(sl_build_t *b, const sl_cnode_t *conf) {
   s->stream = sl_xstrdup(sl_conf_str(conf, "stream", ""));
   s->durable = sl_xstrdup(sl_conf_str(conf, "durable", ""));
   s->bind = sl_conf_bool(conf, "bind", 0);
+  s->pull = sl_conf_bool(conf, "pull", 0);
+  s->fetch = sl_conf_int(conf, "batch_count", 64);
   const char *d = sl_conf_str(conf, "deliver", "all");
   s->deliver = !strcmp(d, "last") ? js_DeliverLast
                : !strcmp(d, "last_per_subject") ? js_DeliverLastPerSubject
@@ -104,6 +161,7 @@ static void *jin_create(sl_build_t *b, const sl_cnode_t *conf) {
   in->setup_arg = s;
   in->cbs.setup = setup;
   in->cbs.setup_free = setup_free;
+  if (s->pull) in->cbs.pump = pump;
   int bad = sl_nats_sub_read(&s->sub, b, conf);
   if (!*s->sub.subject && !(s->bind && *s->stream)) {
     sl_diag_add(b->diags, conf, "subject", "name a `subject`, or `bind` to a `durable` consumer of a `stream`");
@@ -111,6 +169,11 @@ static void *jin_create(sl_build_t *b, const sl_cnode_t *conf) {
   }
   if (s->bind && (!*s->stream || !*s->durable)) {
     sl_diag_add(b->diags, sl_cnode_get(conf, "bind"), "bind", "`bind` needs `stream` and `durable`");
+    bad = 1;
+  }
+  if (s->pull && *s->sub.queue) {
+    sl_diag_add(b->diags, sl_cnode_get(conf, "queue"), "queue",
+                "a deliver group is for push consumers: processes pulling from one `durable` share it already");
     bad = 1;
   }
   if (bad || !in->conf) {
@@ -126,7 +189,8 @@ static const sl_spec_t spec = {
   .summary = "Consumes a JetStream stream with explicit acks: at least once.",
   .desc =
     "A push consumer on `subject` (durable when `durable` is set, shared by a deliver group with "
-    "`queue`) delivers up to `max_ack_pending` messages not yet acknowledged. Each message is "
+    "`queue`) delivers up to `max_ack_pending` messages not yet acknowledged; with `pull`, sluice "
+    "fetches them in batches from a pull consumer instead. Each message is "
     "acknowledged to the server only once the transaction carrying it completed (every output "
     "delivered it or it was deliberately dropped); a failed transaction's messages get a nak and "
     "come again after `nak_delay`. What sluice held unacknowledged when it stopped or was killed is "

@@ -7,6 +7,7 @@
 #include "nats_output.h"
 #include "core/log.h"
 #include "core/xalloc.h"
+#include "core/batching.h"
 #include <stdlib.h>
 #include <string.h>
 #include <uthash.h>
@@ -18,6 +19,7 @@ static const sl_field_t fields[] = {
   {"ack_timeout", SL_F_DURATION, "5s", 0,
    "How long a publish waits for its PubAck before it fails (and is retried: the stream may then "
    "hold it twice).", SL_BOUNDS("1ms", ""), NULL},
+  SL_BATCHING_FIELD,
   {0}};
 
 typedef struct jwrite jwrite_t;

@@ -199,6 +199,7 @@ void sl_nats_end(sl_nats_t *l, void (*done)(void *who, void *arg), void *who, vo
   l->ended_arg = arg;
   l->end_req = 1;
   uv_cond_broadcast(&l->quit);
+  uv_cond_broadcast(&l->room);
   uv_mutex_unlock(&l->mu);
 }
 
@@ -267,8 +268,10 @@ void sl_nats_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void 
   (void)sub;
   sl_nats_t *l = link;
   uv_mutex_lock(&l->mu);
-  while (!l->closing && l->n && (l->n >= l->qmax || l->bytes >= BYTES_MAX)) uv_cond_wait(&l->room, &l->mu);
-  if (l->closing) {
+  /* Once ending, nothing is taken any more: a wait would never end. */
+  while (!l->closing && !l->end_req && l->n && (l->n >= l->qmax || l->bytes >= BYTES_MAX))
+    uv_cond_wait(&l->room, &l->mu);
+  if (l->closing || l->end_req) {
     uv_mutex_unlock(&l->mu);
     natsMsg_Destroy(m);   /* not acknowledged: JetStream sends it again */
     return;
@@ -355,11 +358,11 @@ void sl_nats_keep(sl_nats_t *l, natsSubscription *sub, jsCtx *js) {
 
 /* ---- the link's thread ---- */
 
-/* Waits ms, or until the link closes or a flush (the end) is asked for:
- * then returns 1 and what the thread was retrying is given up. */
+/* Waits ms (0: only looks), or until the link closes or a flush (the end)
+ * is asked for: then returns 1 and what the thread was retrying is given up. */
 static int wait_quit(sl_nats_t *l, uint64_t ms) {
   uv_mutex_lock(&l->mu);
-  if (!l->closing && !l->end_req) uv_cond_timedwait(&l->quit, &l->mu, ms * 1000000);
+  if (ms && !l->closing && !l->end_req) uv_cond_timedwait(&l->quit, &l->mu, ms * 1000000);
   int c = l->closing || l->end_req;
   uv_mutex_unlock(&l->mu);
   return c;
@@ -439,6 +442,10 @@ static void *thread_main(void *arg) {
       char *err = NULL;
       if (!l->cbs.setup || l->cbs.setup(l, l->nc, l->setup_arg, &err) == 0) {
         set_state(l, -1, 1, NULL);
+        while (l->cbs.pump && !wait_quit(l, 0)) {
+          int ms = l->cbs.pump(l, l->setup_arg);
+          if (ms && wait_quit(l, (uint64_t)ms)) break;
+        }
         break;
       }
       set_state(l, -1, 0, err ? err : "setting up");

@@ -47,6 +47,10 @@ typedef struct sl_nats_cbs {
    * 0, or -1 with *err (malloc'd): tried again a second later. */
   int (*setup)(sl_nats_t *l, natsConnection *nc, void *setup_arg, char **err);
   void (*setup_free)(void *setup_arg);                /* when the link ends (any thread) */
+  /* Optional, on the link's thread once setup succeeded: called again and
+   * again until the link ends (a pull consumer's fetch), each call back
+   * within about a second; returns how many ms to wait before the next. */
+  int (*pump)(sl_nats_t *l, void *setup_arg);
   void (*wake)(void *arg);                            /* loop: the queue has items */
   void (*state)(void *arg, int up, const char *why);  /* loop: connected and set up, or why not */
   const char *stream, *label;                         /* for the link's log lines (borrowed) */
@@ -82,7 +86,9 @@ int sl_nats_take(sl_nats_t *l, sl_nats_item_t *out, int max);
 void sl_nats_rewake(sl_nats_t *l);
 
 /* For setup (link thread): a subscription whose messages go to the queue;
- * the link keeps it and destroys it at the end. */
+ * the link keeps it and destroys it at the end. sl_nats_on_msg also takes
+ * what a pump fetched (nc and sub unused); it waits while the queue is full,
+ * and drops m unacknowledged once the link ends. */
 void sl_nats_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *link);
 void sl_nats_keep(sl_nats_t *l, natsSubscription *sub, jsCtx *js);
 /* Any thread: a publish's acknowledgement (takes m, copies err). */

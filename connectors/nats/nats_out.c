@@ -2,10 +2,12 @@
  * cnats took it into its buffer (at most once). */
 #include "nats_output.h"
 #include "core/xalloc.h"
+#include "core/batching.h"
 #include <stdlib.h>
 
 static const sl_field_t fields[] = {
   SL_NATS_OUT_FIELDS,
+  SL_BATCHING_FIELD,
   {0}};
 
 typedef struct waiting { struct waiting *next; sl_batch_t *b; sl_write_cb cb; void *arg; } waiting_t;

@@ -7,6 +7,7 @@
 #include "redis_common.h"
 #include "core/log.h"
 #include "core/xalloc.h"
+#include "core/batching.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@ static const sl_field_t fields[] = {
    NULL, NULL},
   {"limit", SL_F_INT, "64", 0, "Elements moved per round trip (pipelined LMOVEs) at most; one batch (sluice adds it).",
    SL_BOUNDS("1", "100000"), NULL},
+  SL_BATCHING_FIELD,
   {0}};
 
 /* Moves everything from KEYS[1] (processing) back to the head of KEYS[2],

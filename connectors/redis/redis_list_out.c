@@ -1,6 +1,7 @@
 /* `redis_list` output: RPUSH (or LPUSH) of each message to a list. */
 #include "redis_out.h"
 #include "core/xalloc.h"
+#include "core/batching.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,7 @@ static const sl_field_t fields[] = {
   {"key", SL_F_STRING, NULL, SL_REQUIRED, "List key, interpolated per message.", NULL, NULL},
   {"command", SL_F_ENUM, "rpush", 0, "`rpush` appends at the tail (a `redis_list` input with `blpop` reads in order), "
    "`lpush` at the head.", commands, NULL},
+  SL_BATCHING_FIELD,
   {0}};
 
 typedef struct lout {

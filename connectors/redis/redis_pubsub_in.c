@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/xalloc.h"
+#include "core/batching.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@ static const sl_field_t fields[] = {
    "Messages kept while the stream has `max_in_flight` transactions open; past it messages are dropped and "
    "counted in `input_redis_pubsub_dropped` (sluice adds it: a subscriber cannot pause Redis).",
    SL_BOUNDS("0", "10000000"), NULL},
+  SL_BATCHING_FIELD,
   {0}};
 
 typedef struct pin {

@@ -1,11 +1,13 @@
 /* `redis_pubsub` output: PUBLISH of each message to a channel. */
 #include "redis_out.h"
 #include "core/xalloc.h"
+#include "core/batching.h"
 #include <stdlib.h>
 
 static const sl_field_t fields[] = {
   SL_REDIS_OUT_FIELDS,
   {"channel", SL_F_STRING, NULL, SL_REQUIRED, "Channel, interpolated per message.", NULL, NULL},
+  SL_BATCHING_FIELD,
   {0}};
 
 typedef struct pout {

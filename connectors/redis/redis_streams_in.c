@@ -9,6 +9,7 @@
 #include "redis_common.h"
 #include "core/log.h"
 #include "core/xalloc.h"
+#include "core/batching.h"
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -36,6 +37,7 @@ static const sl_field_t fields[] = {
    "Entries pending this long with another consumer are claimed and delivered again (XAUTOCLAIM), checked as "
    "often; 0: never. sluice adds it: without it, what a consumer that never comes back had read stays pending.",
    NULL, NULL},
+  SL_BATCHING_FIELD,
   {0}};
 
 enum { P_SETUP, P_PENDING, P_LIVE };

@@ -2,6 +2,7 @@
  * `body_key` and its metadata as further fields, trimmed with MAXLEN ~. */
 #include "redis_out.h"
 #include "core/xalloc.h"
+#include "core/batching.h"
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -16,6 +17,7 @@ static const sl_field_t fields[] = {
   {"metadata_fields", SL_F_BOOL, "true", 0,
    "Add the message's metadata as fields of the entry (sluice adds the switch: Benthos always does, minus "
    "`metadata.exclude_prefixes`).", NULL, NULL},
+  SL_BATCHING_FIELD,
   {0}};
 
 typedef struct sout {

@@ -2,8 +2,10 @@
 """The specs' AMQP peer, on pika (Debian's python3-pika), a client nobody here wrote.
 
   peer.py URL declare QUEUE [--dlx ROUTING_KEY]     durable queue (dead-lettering to the default exchange)
-  peer.py URL publish QUEUE N [--prefix P] [--size B] [--persistent] [--header k=v] [--rate R]
-                                                   N messages body P<i> (padded to B bytes), confirmed
+  peer.py URL publish QUEUE N [--prefix P] [--size B] [--persistent] [--header k=v] [--rate R] [--acked F] [--order]
+                                                   N messages body P<i> (padded to B bytes), confirmed;
+                                                   F gets each confirmed body as a line; --order: the body is
+                                                   {"id": P<i>, "customer": "c<i%5>", "qty": i%4+1, "price": 2.5}
   peer.py URL publish-raw QUEUE HEX...             one message per hex body (empty: "")
   peer.py URL drain QUEUE                          every message in the queue, one JSON line each, acked
   peer.py URL count QUEUE                          messages ready in the queue
@@ -47,10 +49,16 @@ def main(a):
         ch.confirm_delivery()
         props = pika.BasicProperties(delivery_mode=2 if "--persistent" in a else 1, headers=headers or None,
                                      content_type="text/plain", message_id="id-1")
+        acked = open(opt("--acked", "/dev/null"), "a", buffering=1)
         for i in range(n):
             body = ("%s%d" % (prefix, i)).encode()
+            if "--order" in a:
+                body = json.dumps({"id": body.decode(), "customer": "c%d" % (i % 5), "qty": i % 4 + 1,
+                                   "price": 2.5}).encode()
             body += b"." * max(0, size - len(body))
+            # with confirms on, basic_publish returns once the broker confirmed (it raises on a nack)
             ch.basic_publish("", q, body, props)
+            acked.write(body.decode("latin-1") + "\n")
             if rate:
                 time.sleep(1.0 / rate)
     elif cmd == "publish-raw":

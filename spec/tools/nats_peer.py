@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """A NATS peer for the specs, on nats-py (PyPI), nobody's code here.
 
-  nats_peer.py pub URL SUBJECT N [--js] [--size B] [--start K] [--header K=V] [--file F] [--acked PATH]
-      publishes N messages "m<i>" (padded to B bytes) or the bytes of F; with --js waits for
-      each PubAck and appends the acked payloads to PATH as they come
+  nats_peer.py pub URL SUBJECT N [--js] [--size B] [--start K] [--header K=V] [--file F] [--acked PATH] [--rate R]
+      publishes N messages "m<i>" (padded to B bytes) or the bytes of F, R a second at most; with
+      --js waits for each PubAck and appends the acked payloads to PATH as they come
   nats_peer.py sub URL SUBJECT N [--queue Q] [--timeout S] [--ready PATH]
       prints N messages as JSON lines {subject, data, len, headers} (data: UTF-8, bad bytes escaped)
   nats_peer.py stream URL NAME SUBJECT...       creates a file stream (or keeps it)
   nats_peer.py info URL NAME                    the stream's state as JSON
   nats_peer.py consumer URL STREAM DURABLE      the consumer's info as JSON
+  nats_peer.py pullconsumer URL STREAM DURABLE  creates a durable pull consumer (explicit acks, ack_wait 2 s)
+  nats_peer.py pushconsumer URL STREAM DURABLE SUBJECT   a durable push consumer delivering to SUBJECT
   nats_peer.py dump URL STREAM                  every message of the stream, as sub prints them
 """
 import argparse
@@ -35,6 +37,7 @@ async def main():
     p.add_argument("--header", action="append", default=[])
     p.add_argument("--file")
     p.add_argument("--acked")
+    p.add_argument("--rate", type=float, default=0)
     p.add_argument("--queue", default="")
     p.add_argument("--timeout", type=float, default=20)
     p.add_argument("--ready", help="sub: a file written once the subscription is in place")
@@ -62,6 +65,8 @@ async def main():
                     acked.flush()
             else:
                 await nc.publish(subject, data, headers=headers)
+            if a.rate:
+                await asyncio.sleep(1 / a.rate)
         await nc.flush()
     elif a.cmd in ("sub", "dump"):
         if a.cmd == "sub":
@@ -94,7 +99,16 @@ async def main():
         ci = await js.consumer_info(a.args[0], a.args[1])
         print(json.dumps({"num_ack_pending": ci.num_ack_pending, "num_pending": ci.num_pending,
                           "num_redelivered": ci.num_redelivered, "delivered": ci.delivered.stream_seq,
-                          "ack_floor": ci.ack_floor.stream_seq}))
+                          "ack_floor": ci.ack_floor.stream_seq, "push": bool(ci.config.deliver_subject),
+                          "num_waiting": ci.num_waiting}))
+    elif a.cmd == "pullconsumer":
+        from nats.js.api import AckPolicy, ConsumerConfig
+        await js.add_consumer(a.args[0], ConsumerConfig(durable_name=a.args[1], ack_policy=AckPolicy.EXPLICIT,
+                                                        ack_wait=2))
+    elif a.cmd == "pushconsumer":
+        from nats.js.api import AckPolicy, ConsumerConfig
+        await js.add_consumer(a.args[0], ConsumerConfig(durable_name=a.args[1], ack_policy=AckPolicy.EXPLICIT,
+                                                        deliver_subject=a.args[2]))
     await nc.close()
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An HTTP/1.1 upstream for specs and benchmarks that misbehaves on request.
 
-  upstream.py PORT
+  upstream.py PORT     (0: any free port; "ready PORT" is printed once it listens)
 
 Paths (query ?ms=N etc.):
   /delay?ms=N     200 {"n":..., "inflight":...} after N ms (counts requests in flight)
@@ -15,16 +15,23 @@ Paths (query ?ms=N etc.):
   /garbage        a status line that is not HTTP
   /bigheaders     a 200 with 200 KB of header lines
   /loop           a redirect to itself
+  /tick           200; the arrival time (monotonic s) of each /tick and /once429 is kept in /stats "ticks"
+  /once429?key=K  the first request of key K: 429 with Retry-After as an HTTP date 2 s ahead; then /echo
+  /token          an OAuth2 token answer {"access_token": "tok<N>"}, N counting in /stats "tokens"
+  /bytes          a body and an X-Bin header that are not UTF-8
   /stats          {"requests":..., "max_inflight":..., "connections":...}
   /reset          zeroes the counters
 Connections are kept alive (HTTP/1.1), as nginx does.
 """
 import asyncio
+import email.utils
 import json
 import sys
+import time
 import urllib.parse
 
-stats = {"requests": 0, "inflight": 0, "max_inflight": 0, "connections": 0}
+stats = {"requests": 0, "inflight": 0, "max_inflight": 0, "connections": 0, "ticks": [], "tokens": 0}
+seen429 = set()
 
 
 def response(status, body=b"", headers=None, reason="OK"):
@@ -56,6 +63,8 @@ async def handle(reader, writer):
             q = dict(urllib.parse.parse_qsl(url.query))
             path = url.path
             stats["requests"] += 1
+            if path in ("/tick", "/once429"):
+                stats["ticks"].append(time.monotonic())
             if path == "/delay":
                 stats["inflight"] += 1
                 stats["max_inflight"] = max(stats["max_inflight"], stats["inflight"])
@@ -65,7 +74,20 @@ async def handle(reader, writer):
                     stats["inflight"] -= 1
                 out = json.dumps({"n": q.get("n"), "inflight": stats["inflight"] + 1}).encode()
                 writer.write(response(200, out, {"Content-Type": "application/json"}))
-            elif path == "/echo":
+            elif path == "/once429" and q.get("key") not in seen429:
+                seen429.add(q.get("key"))
+                when = email.utils.formatdate(time.time() + 2, usegmt=True)
+                writer.write(response(429, b"later", {"Retry-After": when}, "Too Many Requests"))
+            elif path == "/tick":
+                writer.write(response(200, b'{"tick":true}', {"Content-Type": "application/json"}))
+            elif path == "/token":
+                stats["tokens"] += 1
+                out = json.dumps({"access_token": f"tok{stats['tokens']}", "token_type": "bearer",
+                                  "expires_in": 3600}).encode()
+                writer.write(response(200, out, {"Content-Type": "application/json"}))
+            elif path == "/bytes":
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nX-Bin: \xff\xfe\r\n\r\n\xff\x00\xfe\xc3")
+            elif path in ("/echo", "/once429"):
                 out = json.dumps({"method": method, "path": target, "headers": headers,
                                   "body": body.decode("utf-8", "replace")}).encode()
                 writer.write(response(200, out, {"Content-Type": "application/json", "X-Multi": "a"}))
@@ -111,8 +133,9 @@ async def handle(reader, writer):
             elif path == "/stats":
                 writer.write(response(200, json.dumps(stats).encode(), {"Content-Type": "application/json"}))
             elif path == "/reset":
-                for k in ("requests", "max_inflight", "connections"):
+                for k in ("requests", "max_inflight", "connections", "tokens"):
                     stats[k] = 0
+                stats["ticks"] = []
                 writer.write(response(200, b"{}"))
             else:
                 writer.write(response(404, b"not found", reason="Not Found"))
@@ -125,7 +148,9 @@ async def handle(reader, writer):
 
 async def main(port):
     server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
-    print("ready", flush=True)
+    # port 0: the kernel picks a free one, printed here (no race with other
+    # servers of a shared machine for a port picked beforehand)
+    print("ready", server.sockets[0].getsockname()[1], flush=True)
     async with server:
         await server.serve_forever()
 

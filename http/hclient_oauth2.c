@@ -1,8 +1,8 @@
-/* OAuth2 client credentials (RFC 6749 4.4) for the http_client connectors:
+/* OAuth2 client credentials (RFC 6749 4.4) for every outgoing-HTTP component:
  * one token per component, fetched when first needed, kept until a little
  * before `expires_in` runs out or until the server answers 401; requests
  * that need it meanwhile wait for the one fetch in flight. */
-#include "hc_common.h"
+#include "hclient_conf.h"
 #include "core/xalloc.h"
 #include <curl/curl.h>
 #include <jansson.h>
@@ -15,12 +15,12 @@
 enum { EARLY_MS = 10000 };
 
 typedef struct waiter {
-  sl_hc_token_cb cb;
+  sl_hconf_token_cb cb;
   void *arg;
   struct waiter *next;
 } waiter_t;
 
-struct sl_hc_token {
+struct sl_hconf_token {
   char *token_url, *form;
   char *client_auth;         /* "Authorization: Basic ..." with client_key:client_secret */
   char *header;              /* "Authorization: Bearer ..." or NULL */
@@ -32,15 +32,15 @@ struct sl_hc_token {
 
 static uint64_t now_ms(void) { return uv_hrtime() / 1000000; }
 
-int sl_hc_oauth2_init(sl_hc_t *hc, const sl_cnode_t *o, sl_build_t *b) {
+int sl_hconf_oauth2_init(sl_hconf_t *hc, const sl_cnode_t *o, sl_diags_t *d) {
   const char *url = sl_conf_str(o, "token_url", "");
   if (!*url) {
-    sl_diag_add(b->diags, o, "token_url", "oauth2 needs a token_url");
+    sl_diag_add(d, o, "token_url", "oauth2 needs a token_url");
     return -1;
   }
-  sl_hc_token_t *t = sl_xcalloc(1, sizeof(*t));
+  sl_hconf_token_t *t = sl_xcalloc(1, sizeof(*t));
   t->token_url = sl_xstrdup(url);
-  t->client_auth = sl_hc_basic(sl_conf_str(o, "client_key", ""), sl_conf_str(o, "client_secret", ""));
+  t->client_auth = sl_hconf_basic(sl_conf_str(o, "client_key", ""), sl_conf_str(o, "client_secret", ""));
   t->timeout_ms = hc->timeout_ms;
   const sl_cnode_t *sc = sl_cnode_get(o, "scopes");
   size_t cap = 64;
@@ -58,7 +58,7 @@ int sl_hc_oauth2_init(sl_hc_t *hc, const sl_cnode_t *o, sl_build_t *b) {
   return 0;
 }
 
-void sl_hc_oauth2_free(sl_hc_token_t *t) {
+void sl_hconf_oauth2_free(sl_hconf_token_t *t) {
   while (t->waiters) {
     waiter_t *w = t->waiters;
     t->waiters = w->next;
@@ -73,7 +73,7 @@ void sl_hc_oauth2_free(sl_hc_token_t *t) {
   free(t);
 }
 
-static void answer_all(sl_hc_token_t *t, const char *err) {
+static void answer_all(sl_hconf_token_t *t, const char *err) {
   waiter_t *w = t->waiters;
   t->waiters = NULL;
   while (w) {
@@ -85,7 +85,7 @@ static void answer_all(sl_hc_token_t *t, const char *err) {
 }
 
 static void on_token(int status, const char *err, const char *body, size_t len, void *arg) {
-  sl_hc_token_t *t = arg;
+  sl_hconf_token_t *t = arg;
   t->fetching = 0;
   char *why = NULL;
   json_t *j = NULL;
@@ -104,8 +104,8 @@ static void on_token(int status, const char *err, const char *body, size_t len, 
   free(why);
 }
 
-void sl_hc_token_get(sl_hc_t *hc, sl_hclient_t *client, sl_hc_token_cb ready, void *arg) {
-  sl_hc_token_t *t = hc->oauth2;
+void sl_hconf_token_get(sl_hconf_t *hc, sl_hclient_t *client, sl_hconf_token_cb ready, void *arg) {
+  sl_hconf_token_t *t = hc->oauth2;
   if (!t) {
     ready(arg, NULL, NULL);
     return;
@@ -122,16 +122,17 @@ void sl_hc_token_get(sl_hc_t *hc, sl_hclient_t *client, sl_hc_token_cb ready, vo
   if (t->fetching) return;
   t->fetching = 1;
   const char *h[] = {t->client_auth, "Content-Type: application/x-www-form-urlencoded", "Accept: application/json", NULL};
-  sl_hclient_request(client, "POST", t->token_url, h, t->form, strlen(t->form), t->timeout_ms, on_token, t);
+  /* the component's TLS settings apply to its token_url too (a private CA, a client certificate) */
+  sl_hclient_request_opts(client, "POST", t->token_url, h, t->form, strlen(t->form), t->timeout_ms, &hc->opts, on_token, t);
 }
 
-void sl_hc_token_drop(sl_hc_t *hc) {
+void sl_hconf_token_drop(sl_hconf_t *hc) {
   if (!hc->oauth2 || !hc->oauth2->header) return;
   free(hc->oauth2->header);
   hc->oauth2->header = NULL;
 }
 
-void sl_hc_token_cancel(sl_hc_t *hc, void *arg) {
+void sl_hconf_token_cancel(sl_hconf_t *hc, void *arg) {
   if (!hc->oauth2) return;
   for (waiter_t **pp = &hc->oauth2->waiters; *pp;) {
     if ((*pp)->arg == arg) {

@@ -1,0 +1,29 @@
+/* Benthos's batch policy: the `batching` field of inputs and outputs, and
+ * the processors it stands for. The stream puts them after its input and
+ * before its output; a parent (a broker) applies its own the same way.
+ * Static data; the nodes sl_batching_stages adds belong to the caller's list. */
+#ifndef SL_BATCHING_H
+#define SL_BATCHING_H
+#include "conf.h"
+#include "spec.h"
+
+extern const sl_field_t sl_batching_fields[];
+
+#define SL_BATCHING_DOC \
+  "Gather messages (of any number of transactions) into batches: a batch is formed once it holds `count` " \
+  "messages or `byte_size` bytes, once `check` holds on a message, or `period` after its first message; " \
+  "`processors` then run on the formed batch. Each transaction is acknowledged once all its messages are " \
+  "delivered; what is held when the stream stops or the input ends is passed on."
+#define SL_BATCHING_FIELD {"batching", SL_F_OBJECT, NULL, 0, SL_BATCHING_DOC, NULL, sl_batching_fields}
+
+/* Does spec take the generic `batching` (SL_BATCHING_FIELD)? Components with a
+ * `batching` of their own (Kafka's, librdkafka's) apply it themselves. */
+int sl_batching_generic(const sl_spec_t *spec);
+
+/* Appends to seq (a processor list) what the `batching` of body (a validated
+ * component config of spec) stands for: a `batch` processor with its triggers,
+ * then its processors. Nothing when there is none; -1 with a diag when it sets
+ * no trigger (it would hold every message until shutdown). */
+int sl_batching_stages(const sl_spec_t *spec, const sl_cnode_t *body, sl_cnode_t *seq, sl_diags_t *d);
+
+#endif
