@@ -144,7 +144,7 @@ static void worker_wake(uv_async_t *a) {
 
 static void worker_main(void *arg) {
   pworker_t *pw = arg;
-  sl_worker_pooled = 1;
+  sl_worker_thread_started(pw->w);
   uv_run(pw->w->loop, UV_RUN_DEFAULT);
 }
 

@@ -27,6 +27,10 @@ sl_worker_t *sl_worker_spawn(const sl_worker_t *parent, int id);
  * loop and is not thread-safe (cache resources) refuses calls from there. */
 extern _Thread_local int sl_worker_pooled;
 void sl_worker_on_spawn(void (*hook)(sl_worker_t *w, const sl_worker_t *parent));   /* from constructors */
+/* A pool worker's thread starts: every thread hook runs on it, before its
+ * loop does (the Lua guard binds the VM to the thread that runs it). */
+void sl_worker_thread_started(sl_worker_t *w);
+void sl_worker_on_thread(void (*hook)(sl_worker_t *w));   /* from constructors */
 void sl_worker_free(sl_worker_t *w);
 
 #endif

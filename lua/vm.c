@@ -347,7 +347,16 @@ static void spawn_hook(sl_worker_t *w, const sl_worker_t *parent) {
   sl_lua_configure(w, &o);
 }
 
-static void __attribute__((constructor)) register_spawn_hook(void) { sl_worker_on_spawn(spawn_hook); }
+/* ... and runs on the worker's thread: its guard watches that one. */
+static void thread_hook(sl_worker_t *w) {
+  sl_lua_t *vm = w->slot[SL_SLOT_LUA];
+  if (vm) sl_lguard_rebind(&vm->guard);
+}
+
+static void __attribute__((constructor)) register_spawn_hook(void) {
+  sl_worker_on_spawn(spawn_hook);
+  sl_worker_on_thread(thread_hook);
+}
 
 /* ---- the `lua:` section ---- */
 

@@ -197,6 +197,32 @@ output: {sync_response: {}}
     for i = 1, 20 do assert.are.equal(2 * i, got[i]) end
   end)
 
+  it("stops a runaway script on a worker at lua.max_time (the guard watches the worker's thread)", function()
+    -- straight-line code: no loop, no call, so only the watchdog's signal to
+    -- the thread running the VM stops it
+    local out = run([[
+lua: {max_steps: 1000000000000, max_time: 300ms}
+input:
+  generate: {count: 4, interval: 0, batch_size: 1, mapping: 'return {n = i}'}
+pipeline:
+  threads: 2
+  processors:
+    - lua: |
+        if this.n == 2 then
+          local f = assert(load(("x = ('x'):rep(1e7):upper() "):rep(10000)))
+          f()
+        end
+    - lua: |
+        if errored() then return {n = this.n, failed = error_message()} end
+output:
+  stdout: {}
+]], {timeout = 60})
+    assert.are.equal(4, #out)
+    for i = 1, 4 do assert.are.equal(i, out[i].n) end
+    assert.matches("time budget exceeded", out[2].failed)
+    assert.is_nil(out[1].failed)
+  end)
+
   it("runs a big batch whole on one worker, and each worker's Lua state is its own", function()
     local out = run([[
 input:
