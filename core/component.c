@@ -138,7 +138,49 @@ typedef struct link {
   int in_call;
   int64_t call_errors;       /* flagged messages pushed on during the current call */
   uint64_t downstream_ns;
+  struct pooled *pooled;     /* on a pool worker: m and lua_errors point here */
 } link_t;
+
+/* A pool worker's link counts into its own series, and a collector on the
+ * stream's loop adds what is new to the shared ones before every scrape:
+ * the hot path stays a plain add on a line no other thread writes. */
+typedef struct pooled {
+  sl_cmetrics_t shared;
+  int64_t *lua_errors;       /* shared; NULL unless a lua processor */
+  int64_t received, sent, error, lua_err;
+  sl_histo_t latency;
+  int64_t seen[4];           /* what was added to the shared series already */
+  sl_histo_t seen_latency;
+} pooled_t;
+
+static void add_new(int64_t *to, int64_t *from, int64_t *seen) {
+  int64_t now = SL_READ(from);
+  if (to) SL_COUNT(to, now - *seen);
+  *seen = now;
+}
+
+static void collect_link(void *arg) {
+  pooled_t *p = arg;
+  add_new(p->shared.received, &p->received, &p->seen[0]);
+  add_new(p->shared.sent, &p->sent, &p->seen[1]);
+  add_new(p->shared.error, &p->error, &p->seen[2]);
+  add_new(p->lua_errors, &p->lua_err, &p->seen[3]);
+  for (unsigned i = 0; i <= SL_HISTO_BUCKETS; i++)
+    add_new((int64_t *)&p->shared.latency->bucket[i], (int64_t *)&p->latency.bucket[i],
+            (int64_t *)&p->seen_latency.bucket[i]);
+  add_new((int64_t *)&p->shared.latency->count, (int64_t *)&p->latency.count, (int64_t *)&p->seen_latency.count);
+  add_new((int64_t *)&p->shared.latency->sum, (int64_t *)&p->latency.sum, (int64_t *)&p->seen_latency.sum);
+}
+
+static void link_pool(link_t *l) {
+  pooled_t *p = sl_xcalloc(1, sizeof(*p));
+  p->shared = l->m;
+  p->lua_errors = l->lua_errors;
+  l->m = (sl_cmetrics_t){&p->received, &p->sent, &p->error, &p->latency};
+  if (l->lua_errors) l->lua_errors = &p->lua_err;
+  l->pooled = p;
+  sl_metrics_collector_add(collect_link, p);
+}
 
 typedef struct chain_impl {
   sl_chain_t pub;
@@ -157,7 +199,7 @@ static void link_push(sl_sink_t *s, sl_batch_t *b) {
   sl_log_scope_t scope = sl_log_scope;
   sl_log_scope = (sl_log_scope_t){l->p->stream ? l->p->stream->name : NULL, l->p->label};
   sl_spans_t *spans = sl_trace_on ? sl_trace_begin(l->site, b) : NULL;
-  *l->m.received += b->n;
+  SL_COUNT(l->m.received, b->n);
   /* Errors the processor added: those it passed on minus those it was given
    * (a `catch` clearing them adds none). */
   int64_t before = count_errors(b);
@@ -172,16 +214,16 @@ static void link_push(sl_sink_t *s, sl_batch_t *b) {
   l->in_call = outer;
   int64_t added = l->call_errors > before ? l->call_errors - before : 0;
   sl_trace_end(spans, added > 0, l->downstream_ns);
-  *l->m.error += added;
-  if (l->lua_errors) *l->lua_errors += added;
+  SL_COUNT(l->m.error, added);
+  if (l->lua_errors) SL_COUNT(l->lua_errors, added);
 }
 
 static void link_out(sl_sink_t *s, sl_batch_t *b) {
   link_t *l = (link_t *)((char *)s - offsetof(link_t, out));
-  *l->m.sent += b->n;
+  SL_COUNT(l->m.sent, b->n);
   if (!l->in_call) {
-    *l->m.error += l->p->late_errors;
-    if (l->lua_errors) *l->lua_errors += l->p->late_errors;
+    SL_COUNT(l->m.error, l->p->late_errors);
+    if (l->lua_errors) SL_COUNT(l->lua_errors, l->p->late_errors);
     l->next->push(l->next, b);
     return;
   }
@@ -229,6 +271,7 @@ sl_chain_t *sl_chain_build(sl_build_t *b, const sl_cnode_t *seq, const char *pat
                                   "stream", sn, "label", proc->label, NULL);
         free(sn);
       }
+      if (b->worker->parent) link_pool(l);
     }
     free(p);
     c->pub.procs[c->pub.n++] = proc;
@@ -260,6 +303,11 @@ void sl_chain_free(sl_chain_t *pub) {
   chain_impl_t *c = (chain_impl_t *)pub;
   for (unsigned i = 0; i < pub->n; i++) {
     sl_processor_destroy(pub->procs[i]);
+    pooled_t *p = c->links[i].pooled;
+    if (!p) continue;
+    collect_link(p);   /* the worker has stopped: its last counts */
+    sl_metrics_collector_remove(collect_link, p);
+    free(p);
   }
   free(pub->procs);
   free(c->links);

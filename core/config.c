@@ -18,7 +18,17 @@ static const sl_field_t retry_fields[] = {
 
 static const sl_field_t pipeline_fields[] = {
   {"processors", SL_F_PROCESSORS, NULL, 0, "Processors every message goes through, in order.", NULL, NULL},
-  {"threads", SL_F_INT, "1", SL_ADVANCED, "Reserved: processors run on the stream's worker.", NULL, NULL},
+  {"threads", SL_F_INT, "1", SL_ADVANCED,
+   "Pool workers that run the processors, each a thread with its own loop and Lua VM; `-1` (or `0`) is one per "
+   "core. The input, transactions, the output, acks and retries stay on the stream's loop. Only chains whose "
+   "processors all run side by side safely use a pool (`lua`, `mapping`, `log`; not `cache`, `dedupe`, "
+   "`rate_limit`, `batch`, nested ones, nor any while a tracer samples), and not request-scoped instances: others run on the "
+   "stream's loop. "
+   "Absent, the environment's `SLUICE_THREADS` sets it (tests run the suite so).", NULL, NULL},
+  {"ordered", SL_F_BOOL, "true", SL_ADVANCED,
+   "With threads > 1: results reach the output in input order (a reorder buffer holds a batch until every "
+   "earlier one is done, so per partition and per key order holds too). `false` lets batches pass each other.",
+   NULL, NULL},
   {0}};
 
 static const sl_field_t scope_fields[] = {

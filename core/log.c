@@ -11,7 +11,7 @@
 static sl_log_level_t g_level = SL_LOG_INFO;
 static int g_json;
 static char **g_static;   /* key, value, ..., NULL */
-sl_log_scope_t sl_log_scope;
+_Thread_local sl_log_scope_t sl_log_scope;
 
 static const char *const names[] = {"trace", "debug", "info", "warn", "error", "off"};
 

@@ -18,7 +18,7 @@ void sl_log_set_static(const char *const *kv);
  * call, so that lines logged from Lua name their stream and component.
  * Strings are borrowed from the component for the duration of the call. */
 typedef struct sl_log_scope { const char *stream, *component; } sl_log_scope_t;
-extern sl_log_scope_t sl_log_scope;
+extern _Thread_local sl_log_scope_t sl_log_scope;   /* per thread: pool workers log their own */
 /* stream and component may be NULL. extra: NULL-terminated key, value pairs. */
 void sl_logf(sl_log_level_t l, const char *stream, const char *component, const char *fmt, ...)
   __attribute__((format(printf, 4, 5)));

@@ -168,7 +168,7 @@ static void put_histogram(FILE *f, const char *name, const series_t *s) {
   const char *sep = *s->labels ? "," : "";
   uint64_t cum = 0;
   for (unsigned i = 0; i <= SL_HISTO_BUCKETS; i++) {
-    cum += s->histo.bucket[i];
+    cum += SL_READ(&s->histo.bucket[i]);
     if (i < SL_HISTO_BUCKETS)
       fprintf(f, "%s_bucket{%s%sle=\"%llu\"} %llu\n", name, s->labels, sep, (unsigned long long)sl_histo_bounds[i],
               (unsigned long long)cum);
@@ -212,7 +212,7 @@ char *sl_metrics_text_stream(const char *stream, size_t *len) {
       if (fam->kind == SL_HISTOGRAM) put_histogram(f, fam->name, s);
       else
         fprintf(f, "%s%s%s%s %lld\n", fam->name, *s->labels ? "{" : "", s->labels, *s->labels ? "}" : "",
-                (long long)s->value);
+                (long long)SL_READ(&s->value));
     }
   }
   fclose(f);

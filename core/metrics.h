@@ -27,12 +27,18 @@ typedef struct sl_histo {
 
 sl_histo_t *sl_histogram(const char *name, const char *help, ...) __attribute__((sentinel));
 
+/* Every series has one writer, but a pool worker's private series (core/
+ * component.c) is read by a collector on the stream's loop: a relaxed load
+ * and store is still a plain add (no lock prefix) and is no data race. */
+#define SL_COUNT(p, n) __atomic_store_n((p), __atomic_load_n((p), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
+#define SL_READ(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+
 static inline void sl_histo_observe(sl_histo_t *h, uint64_t ns) {
   unsigned i = 0;
   while (i < SL_HISTO_BUCKETS && ns > sl_histo_bounds[i]) i++;
-  h->bucket[i]++;
-  h->count++;
-  h->sum += ns;
+  SL_COUNT(&h->bucket[i], 1);
+  SL_COUNT(&h->count, 1);
+  SL_COUNT(&h->sum, ns);
 }
 
 static inline uint64_t sl_now_ns(void) {

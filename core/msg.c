@@ -191,10 +191,13 @@ sl_reply_t *sl_reply_new(void) {
   return r;
 }
 
-sl_reply_t *sl_reply_ref(sl_reply_t *r) { if (r) r->refs++; return r; }
+/* Contexts and replies travel with messages to pool workers (core/pool.c)
+ * and are released on either thread: their refs are atomic. One message in
+ * a hundred carries one (a request's), so the cost stays off the hot path. */
+sl_reply_t *sl_reply_ref(sl_reply_t *r) { if (r) __atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED); return r; }
 
 void sl_reply_unref(sl_reply_t *r) {
-  if (!r || --r->refs > 0) return;
+  if (!r || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) > 0) return;
   if (r->body) sl_bytes_unref(r->body);
   sl_kv_clear(&r->headers);
   if (r->msg) sl_msg_free(r->msg);
@@ -207,10 +210,10 @@ sl_ctx_t *sl_ctx_new(void) {
   return c;
 }
 
-sl_ctx_t *sl_ctx_ref(sl_ctx_t *c) { if (c) c->refs++; return c; }
+sl_ctx_t *sl_ctx_ref(sl_ctx_t *c) { if (c) __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED); return c; }
 
 void sl_ctx_unref(sl_ctx_t *c) {
-  if (!c || --c->refs > 0) return;
+  if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) > 0) return;
   free(c->method); free(c->path); free(c->remote_addr); free(c->request_id); free(c->user);
   sl_kv_clear(&c->query); sl_kv_clear(&c->headers); sl_kv_clear(&c->params);
   sl_kv_clear(&c->cookies); sl_kv_clear(&c->jwt);
@@ -300,6 +303,12 @@ void sl_msg_set_ctx(sl_msg_t *m, sl_ctx_t *c) {
   sl_ctx_ref(c);
   sl_ctx_unref(m->ctx);
   m->ctx = c;
+}
+
+void sl_msg_isolate(sl_msg_t *m) {
+  if (m->content->refs > 1) sl_msg_set_content(m, m->content->data, m->content->len);
+  sl_kv_load(&m->meta);
+  if (m->meta.shared && *m->meta.shared > 1) own(&m->meta);
 }
 
 /* ---- batches ---- */

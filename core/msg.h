@@ -103,6 +103,11 @@ void sl_msg_set_bytes(sl_msg_t *m, sl_bytes_t *b);   /* takes the caller's ref *
 void sl_msg_set_error(sl_msg_t *m, const char *err); /* NULL clears the flag */
 void sl_msg_set_txn(sl_msg_t *m, sl_txn_t *t);       /* refs t, drops the old one */
 void sl_msg_set_ctx(sl_msg_t *m, sl_ctx_t *c);       /* refs c, drops the old one */
+/* Before m moves to another thread (a pool worker and back): its bytes and
+ * metadata stop being shared with any other message (copied if they are)
+ * and deferred metadata is loaded here, on the thread that owns its source.
+ * Its context is shared still: those refs are atomic. */
+void sl_msg_isolate(sl_msg_t *m);
 
 /* A batch is an owned vector of owned messages. */
 typedef struct sl_batch {

@@ -57,6 +57,10 @@ typedef struct sl_spec {
   /* Builds an instance from a validated config. Returns NULL and adds diags on
    * error. Must not touch the outside world (lint builds every component). */
   void *(*create)(struct sl_build *b, const sl_cnode_t *conf);
+  /* Processors: copies built on `pipeline.threads` pool workers may run side
+   * by side (each keeps its own state, and what they share is thread-safe).
+   * A chain with any other processor runs on the stream's loop. */
+  int pooled;
 } sl_spec_t;
 
 void sl_registry_add(const sl_spec_t *spec);

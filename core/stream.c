@@ -1,6 +1,7 @@
 #include "stream.h"
 #include "batching.h"
 #include "log.h"
+#include "pool.h"
 #include "metrics.h"
 #include "section.h"
 #include "trace.h"
@@ -311,6 +312,11 @@ void sl_stream_describe(const sl_stream_t *s, char *buf, size_t cap) {
              (long long)s->in_flight, (long long)s->pending_writes, (long long)si->retry_timers);
 }
 
+static void flush_processors(sl_stream_t *s) {
+  sl_chain_flush(s->chain);
+  if (s->pool) sl_pool_flush(s->pool);
+}
+
 static void on_kick(uv_idle_t *h) {
   stream_impl_t *si = h->data;
   sl_stream_t *s = &si->pub;
@@ -325,11 +331,11 @@ static void on_kick(uv_idle_t *h) {
    * (a count above what max_in_flight lets in), so it goes now. */
   if (!s->stopping && !s->input_done && s->in_flight >= s->max_in_flight && s->pending_writes == 0 &&
       si->retry_timers == 0)
-    sl_chain_flush(s->chain);
+    flush_processors(s);
   if (!(s->input_done || s->stopping) || si->closing) return;
   if (!si->flushed) {
     si->flushed = 1;
-    sl_chain_flush(s->chain);
+    flush_processors(s);
   }
   if (s->in_flight == 0 && s->pending_writes == 0 && si->retry_timers == 0) close_ends(s);
 }
@@ -374,6 +380,68 @@ static sl_cnode_t *all_processors(const sl_cnode_t *node, sl_diags_t *d) {
   return seq;
 }
 
+/* The end of the stream's (empty) chain when a pool runs the processors:
+ * batches go to a worker a transaction at a time (the inputs of a broker
+ * input run their own chains into it, so a batch may mix them). */
+static void pool_entry(sl_sink_t *sink, sl_batch_t *b) {
+  sl_stream_t *s = (sl_stream_t *)((char *)sink - offsetof(sl_stream_t, pool_entry));
+  uint32_t from = 0;
+  while (from < b->n) {
+    sl_txn_t *t = b->msgs[from]->txn;
+    uint32_t to = from + 1;
+    while (to < b->n && b->msgs[to]->txn == t) to++;
+    if (from == 0 && to == b->n) {
+      sl_pool_push(s->pool, b, t);
+      return;
+    }
+    sl_batch_t *run = sl_batch_new(to - from);
+    for (uint32_t i = from; i < to; i++) sl_batch_push(run, b->msgs[i]);
+    sl_pool_push(s->pool, run, t);
+    from = to;
+  }
+  sl_batch_free_shell(b);
+}
+
+/* How many pool workers run the processors: 1 (none) unless asked for and
+ * every processor of the chain may run as copies side by side. */
+static int pool_size(const sl_build_t *b, const sl_cnode_t *node, const sl_cnode_t *procs, const char *name) {
+  /* A request-scoped instance (there may be thousands) stays on the loop. */
+  if (!b->worker || b->lint_only || b->mounted || !procs->n) return 1;
+  const sl_cnode_t *t = sl_cnode_get(sl_cnode_get(node, "pipeline"), "threads");
+  const char *env = getenv("SLUICE_THREADS");
+  int64_t n = t && !t->synthetic ? sl_conf_int(sl_cnode_get(node, "pipeline"), "threads", 1) : env ? atoll(env) : 1;
+  if (n <= 0) n = (int64_t)uv_available_parallelism();
+  if (n > 256) n = 256;
+  if (n <= 1) return 1;
+  for (uint32_t i = 0; i < procs->n; i++) {
+    const char *kind = sl_component_name(procs->items[i], NULL);
+    const sl_spec_t *spec = kind ? sl_registry_find(SL_KIND_PROCESSOR, kind) : NULL;
+    if (!spec || !spec->pooled || sl_trace_on) {
+      sl_logf(SL_LOG_DEBUG, name, NULL, "pipeline.threads: the processors run on the stream's loop (%s)",
+              sl_trace_on ? "a tracer samples" : kind ? kind : "?");
+      return 1;
+    }
+  }
+  return (int)n;
+}
+
+/* One chain per pool worker, built on that worker (its Lua VM). Problems
+ * are the same for every copy: the first reports them. */
+static int build_pool(sl_stream_t *s, sl_build_t *b, const sl_cnode_t *procs, const char *path, int n, int ordered) {
+  s->pool = sl_pool_new(b->worker, n, ordered, &s->out_sink);
+  unsigned counted = b->processors;
+  for (int i = 0; i < n; i++) {
+    sl_build_t wb = *b;
+    wb.worker = sl_pool_worker(s->pool, i);
+    wb.processors = counted;
+    sl_chain_t *c = sl_chain_build(&wb, procs, path);
+    if (!c) return -1;
+    sl_pool_set_chain(s->pool, i, c);
+    b->processors = wb.processors;
+  }
+  return 0;
+}
+
 sl_stream_t *sl_stream_build(sl_build_t *b, const sl_cnode_t *node, const char *name) {
   stream_impl_t *si = sl_xcalloc(1, sizeof(*si));
   sl_stream_t *s = &si->pub;
@@ -386,6 +454,7 @@ sl_stream_t *sl_stream_build(sl_build_t *b, const sl_cnode_t *node, const char *
   s->retry.initial_ms = sl_conf_duration_ms(retry, "initial_interval", 100);
   s->retry.max_ms = sl_conf_duration_ms(retry, "max_interval", 5000);
   s->out_sink.push = out_push;
+  s->pool_entry.push = pool_entry;
   if (b->worker && !b->lint_only) sl_sections_apply_stream(b->worker, node, name);
   const char *saved_stream = b->stream_name;
   b->stream_name = s->name;
@@ -396,7 +465,12 @@ sl_stream_t *sl_stream_build(sl_build_t *b, const sl_cnode_t *node, const char *
   s->input = sl_build_input(b, sl_cnode_get(node, "input"), p_in);
   b->top_level = 0;
   sl_cnode_t *procs = all_processors(node, b->diags);
-  s->chain = procs ? sl_chain_build(b, procs, p_proc) : NULL;
+  int threads = procs ? pool_size(b, node, procs, name) : 1;
+  if (threads > 1 && build_pool(s, b, procs, p_proc, threads,
+                                sl_conf_bool(sl_cnode_get(node, "pipeline"), "ordered", 1)) == 0)
+    s->chain = sl_chain_build(b, NULL, p_proc);   /* empty: its end is the pool (pool_entry) */
+  else if (threads <= 1)
+    s->chain = procs ? sl_chain_build(b, procs, p_proc) : NULL;
   sl_cnode_free(procs);
   b->top_level = 1;
   s->output = sl_build_output(b, sl_cnode_get(node, "output"), p_out);
@@ -425,7 +499,8 @@ int sl_stream_start(sl_stream_t *s, void (*on_done)(sl_stream_t *, void *), void
   si->started = 1;
   s->input->stream = s;
   s->output->stream = s;
-  sl_chain_connect(s->chain, &s->out_sink, s);
+  if (s->pool) sl_pool_start(s->pool, s);
+  sl_chain_connect(s->chain, s->pool ? &s->pool_entry : &s->out_sink, s);
   if (s->output->vt->start && s->output->vt->start(s->output) != 0) {
     sl_logf(SL_LOG_ERROR, s->name, s->output->label, "output failed to start");
     return -1;
@@ -454,6 +529,7 @@ static void stream_mem_free(uv_handle_t *h) {
 void sl_stream_free(sl_stream_t *s) {
   if (!s) return;
   stream_impl_t *si = (stream_impl_t *)s;
+  sl_pool_free(s->pool);   /* first: what it still holds may complete transactions */
   sl_input_destroy(s->input);
   sl_chain_free(s->chain);
   sl_output_destroy(s->output);

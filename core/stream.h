@@ -15,13 +15,15 @@ struct sl_stream {
   char *name;
   sl_worker_t *worker;
   sl_input_t *input;
-  sl_chain_t *chain;
+  sl_chain_t *chain;          /* empty when a pool runs the processors */
+  struct sl_pool *pool;       /* pipeline.threads > 1 (core/pool.h) */
   sl_output_t *output;
   sl_retry_policy_t retry;
   int64_t max_in_flight;      /* transactions */
   int64_t in_flight;
   int stopping, stopped, input_done;
   sl_sink_t out_sink;         /* end of chain: hands batches to the output */
+  sl_sink_t pool_entry;       /* or, with a pool, to the pool's workers */
   void (*on_done)(sl_stream_t *s, void *arg);
   void *on_done_arg;
   int64_t pending_writes;

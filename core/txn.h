@@ -4,6 +4,7 @@
  * with status 0 (all delivered or deliberately dropped) or -1 (some part failed). */
 #ifndef SL_TXN_H
 #define SL_TXN_H
+#include <stdint.h>
 
 typedef struct sl_txn sl_txn_t;
 typedef void (*sl_txn_cb)(sl_txn_t *t, int status, const char *err, void *arg);
@@ -13,5 +14,14 @@ sl_txn_t *sl_txn_ref(sl_txn_t *t);
 void sl_txn_unref(sl_txn_t *t);
 void sl_txn_fail(sl_txn_t *t, const char *err);  /* marks failed; first error text is kept */
 int sl_txn_failed(const sl_txn_t *t);
+
+/* A proxy stands for target while its messages run on a pool worker
+ * (core/pool.c): its refs are atomic, so the worker (drops, clones) and the
+ * stream's loop (messages coming back) may release it side by side, and cb
+ * runs on whichever thread lets go of the last ref. It holds no ref on
+ * target: the pool does. tag is the pool's sequence number of the batch. */
+sl_txn_t *sl_txn_proxy(sl_txn_t *target, uint64_t tag, sl_txn_cb cb, void *arg);
+sl_txn_t *sl_txn_target(const sl_txn_t *t);   /* a proxy's target; NULL for a plain txn */
+uint64_t sl_txn_tag(const sl_txn_t *t);
 
 #endif

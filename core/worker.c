@@ -10,6 +10,35 @@ sl_worker_t *sl_worker_new(int id) {
   return w;
 }
 
+_Thread_local int sl_worker_pooled;
+
+enum { MAX_HOOKS = 8 };
+static void (*hooks[MAX_HOOKS])(sl_worker_t *w, const sl_worker_t *parent);
+static unsigned nhooks;
+
+void sl_worker_on_spawn(void (*hook)(sl_worker_t *w, const sl_worker_t *parent)) {
+  if (nhooks < MAX_HOOKS) hooks[nhooks++] = hook;
+}
+
+static void (*thread_hooks[MAX_HOOKS])(sl_worker_t *w);
+static unsigned nthread_hooks;
+
+void sl_worker_on_thread(void (*hook)(sl_worker_t *w)) {
+  if (nthread_hooks < MAX_HOOKS) thread_hooks[nthread_hooks++] = hook;
+}
+
+void sl_worker_thread_started(sl_worker_t *w) {
+  sl_worker_pooled = 1;
+  for (unsigned i = 0; i < nthread_hooks; i++) thread_hooks[i](w);
+}
+
+sl_worker_t *sl_worker_spawn(const sl_worker_t *parent, int id) {
+  sl_worker_t *w = sl_worker_new(id);
+  w->parent = parent;
+  for (unsigned i = 0; i < nhooks; i++) hooks[i](w, parent);
+  return w;
+}
+
 void sl_worker_free(sl_worker_t *w) {
   if (!w) return;
   /* Handles closed by their owners still need a loop turn to finish, before

@@ -181,12 +181,14 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp) {
   return len;
 }
 
+static void global_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+/* Once per process, whichever thread comes first: Lua VMs of pipeline.threads
+ * workers make their clients on their own threads. */
+static uv_once_t once = UV_ONCE_INIT;
+
 sl_hclient_t *sl_hclient_new(uv_loop_t *loop) {
-  static int inited;
-  if (!inited) {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    inited = 1;
-  }
+  uv_once(&once, global_init);
   sl_hclient_t *c = sl_xcalloc(1, sizeof(*c));
   c->loop = loop;
   c->multi = curl_multi_init();

@@ -211,6 +211,13 @@ void sl_lguard_init(sl_lguard_t *g, lua_State *L) {
   pthread_mutex_unlock(&wd.lock);
 }
 
+void sl_lguard_rebind(sl_lguard_t *g) {
+  pthread_mutex_lock(&wd.lock);
+  g->thread = pthread_self();
+  if (pthread_getcpuclockid(g->thread, &g->cpu_clock) != 0) g->cpu_clock = (clockid_t)-1;
+  pthread_mutex_unlock(&wd.lock);
+}
+
 void sl_lguard_fini(sl_lguard_t *g) {
   pthread_mutex_lock(&wd.lock);
   sl_lguard_t **p = &wd.guards;

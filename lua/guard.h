@@ -56,6 +56,10 @@ typedef struct sl_lguard {
 
 void sl_lguard_init(sl_lguard_t *g, lua_State *L);
 void sl_lguard_fini(sl_lguard_t *g);
+/* The VM's calls run on this thread from now on (a pool worker's VM is made
+ * on the engine's thread and runs on the worker's): the watchdog signals it
+ * and reads its CPU clock. */
+void sl_lguard_rebind(sl_lguard_t *g);
 void sl_lguard_limits(sl_lguard_t *g, int64_t max_steps, int64_t max_time_ms);
 
 /* Around every entry into the VM for a call: may_slice says whether the run

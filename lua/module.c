@@ -74,6 +74,11 @@ static void inst_free(sl_lmodule_t *m) {
   free(m);
 }
 
+/* A stream with pipeline.threads has an instance per pool worker, and every
+ * one reloads: one of them (the first worker's, or the stream's own loop's)
+ * counts, so that a change counts once. */
+static int counts(const sl_lmodule_t *m) { return !m->w->parent || m->w->id == 1; }
+
 /* Compiles the new version from the files read; swaps it in on success. */
 static void reload(sl_lmodule_t *m, const sl_lsource_t *pre, unsigned n) {
   entry_t *e = m->entry;
@@ -97,17 +102,25 @@ static void reload(sl_lmodule_t *m, const sl_lsource_t *pre, unsigned n) {
       e->version = m->version;
       clock_gettime(CLOCK_REALTIME, &e->loaded_at);
     }
-    e->reloads++;
-    (*e->m_reloads)++;
+    if (counts(m)) {
+      e->reloads++;
+      SL_COUNT(e->m_reloads, 1);
+    }
   } else {
     free(e->last_error);
     e->last_error = err;
-    e->errors++;
-    (*e->m_errors)++;
+    if (counts(m)) {
+      e->errors++;
+      SL_COUNT(e->m_errors, 1);
+    }
   }
   pthread_mutex_unlock(&g_lock);
-  if (s) sl_logf(SL_LOG_INFO, NULL, "lua", "reloaded %s: version %d", e->file, m->version);
-  else sl_logf(SL_LOG_ERROR, NULL, "lua", "reload of %s failed, version %d keeps running: %s", e->file, m->version, err);
+  /* The other pool workers' instances say the same at debug level. */
+  int say = counts(m);
+  if (s) sl_logf(say ? SL_LOG_INFO : SL_LOG_DEBUG, NULL, "lua", "reloaded %s: version %d", e->file, m->version);
+  else
+    sl_logf(say ? SL_LOG_ERROR : SL_LOG_DEBUG, NULL, "lua", "reload of %s failed, version %d keeps running: %s", e->file,
+            m->version, err);
 }
 
 static void read_one(file_read_t *f) {

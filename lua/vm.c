@@ -44,7 +44,7 @@ static void pace(sl_lua_t *vm) {
 
 void sl_lvm_collected(sl_lua_t *vm) {
   pace(vm);
-  if (vm->m_gc_full) (*vm->m_gc_full)++;
+  SL_COUNT(&vm->gc_full, 1);
 }
 
 static int collect(lua_State *L) {
@@ -57,7 +57,7 @@ static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   if (!ptr) osize = 0;
   if (nsize == 0) {
     free(ptr);
-    vm->used -= osize;
+    SL_COUNT(&vm->used, -osize);
     if (vm->emergency && vm->used < (size_t)vm->max_memory) vm->emergency = 0;
     return NULL;
   }
@@ -71,7 +71,7 @@ static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   }
   void *p = realloc(ptr, nsize);
   if (!p) return NULL;
-  vm->used = vm->used - osize + nsize;
+  SL_COUNT(&vm->used, nsize - osize);
   if (vm->used > vm->gc_at && vm->limited) vm->guard.gc_due = 1;
   return p;
 }
@@ -107,9 +107,55 @@ static int field_ref(lua_State *L, int table, const char *name) {
   return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-static void collect_memory(void *arg) {
-  sl_lua_t *vm = arg;
-  *vm->m_memory = (int64_t)vm->used;
+/* Every VM with a loop (the engine's worker's and pool workers'), created
+ * and freed on the engine's thread. The memory gauge shows the fullest VM
+ * (each has its own cap); full collections add up. */
+static sl_lua_t **g_vms;
+static unsigned g_nvms;
+static int64_t *g_m_gc_full, *g_m_memory;
+
+static void collect_vm(sl_lua_t *vm) {
+  int64_t n = SL_READ(&vm->gc_full);
+  SL_COUNT(g_m_gc_full, n - vm->gc_seen);
+  vm->gc_seen = n;
+}
+
+static void collect_vms(void *arg) {
+  (void)arg;
+  size_t most = 0;
+  for (unsigned i = 0; i < g_nvms; i++) {
+    size_t used = SL_READ(&g_vms[i]->used);
+    if (used > most) most = used;
+    collect_vm(g_vms[i]);
+  }
+  *g_m_memory = (int64_t)most;
+}
+
+static void meter(sl_lua_t *vm) {
+  if (!g_m_memory) {
+    g_m_gc_full = sl_metric(SL_COUNTER, "sluice_lua_gc_full_total",
+                            "Full garbage collections the host ran in the workers' Lua VMs: one when a heap has grown "
+                            "by half the room left below lua.max_memory, and one after a script ran out of memory "
+                            "(LuaJIT's incremental collector is not counted).", NULL);
+    g_m_memory = sl_metric(SL_GAUGE, "sluice_lua_memory_bytes",
+                           "Bytes the fullest worker's Lua VM holds (live data and garbage not yet collected), against "
+                           "lua.max_memory (each VM has its own).", NULL);
+  }
+  if (!g_nvms) sl_metrics_collector_add(collect_vms, NULL);
+  g_vms = sl_xrealloc(g_vms, (g_nvms + 1) * sizeof(*g_vms));
+  g_vms[g_nvms++] = vm;
+  vm->metered = 1;
+}
+
+static void unmeter(sl_lua_t *vm) {
+  collect_vm(vm);
+  for (unsigned i = 0; i < g_nvms; i++)
+    if (g_vms[i] == vm) g_vms[i] = g_vms[--g_nvms];
+  if (!g_nvms) {
+    sl_metrics_collector_remove(collect_vms, NULL);
+    free(g_vms);
+    g_vms = NULL;
+  }
 }
 
 static int call_protected(lua_State *L);
@@ -170,26 +216,18 @@ static sl_lua_t *vm_new(uv_loop_t *loop) {
   lua_gc(L, LUA_GCCOLLECT, 0);
   pace(vm);
   vm->limited = 1;
-  if (loop) {
-    vm->m_gc_full = sl_metric(SL_COUNTER, "sluice_lua_gc_full_total",
-                              "Full garbage collections the host ran in a worker's Lua VM: one when its heap has grown "
-                              "by half the room left below lua.max_memory, and one after a script ran out of memory "
-                              "(LuaJIT's incremental collector is not counted).", NULL);
-    vm->m_memory = sl_metric(SL_GAUGE, "sluice_lua_memory_bytes",
-                             "Bytes a worker's Lua VM holds (live data and garbage not yet collected), against "
-                             "lua.max_memory.", NULL);
-    sl_metrics_collector_add(collect_memory, vm);
-  }
+  if (loop) meter(vm);
   return vm;
 }
 
 static void vm_free(void *p) {
   sl_lua_t *vm = p;
-  if (vm->m_memory) sl_metrics_collector_remove(collect_memory, vm);
+  if (vm->metered) unmeter(vm);
   sl_ljobs_free(vm);
   sl_lasync_close(vm);
   sl_lguard_fini(&vm->guard);
   lua_close(vm->L);
+  free(vm->lua_path);
   free(vm);
 }
 
@@ -287,6 +325,9 @@ void sl_lua_configure(sl_worker_t *w, const sl_lua_opts_t *o) {
   vm->max_memory = o->max_memory > 0 ? o->max_memory : SL_LUA_DEFAULT_MEMORY;
   vm->max_steps = o->max_steps > 0 ? o->max_steps : SL_LUA_DEFAULT_STEPS;
   vm->max_time_ms = o->max_time_ms > 0 ? o->max_time_ms : SL_LUA_DEFAULT_TIME_MS;
+  char *path = sl_xstrdup(o->lua_path ? o->lua_path : "");
+  free(vm->lua_path);
+  vm->lua_path = path;
   pace(vm);
   sl_lguard_limits(&vm->guard, vm->max_steps, vm->max_time_ms);
   char *err = NULL;
@@ -295,6 +336,26 @@ void sl_lua_configure(sl_worker_t *w, const sl_lua_opts_t *o) {
     sl_error("lua: %s", err);
     free(err);
   }
+}
+
+/* A pool worker's VM gets its parent's limits and paths. */
+static void spawn_hook(sl_worker_t *w, const sl_worker_t *parent) {
+  const sl_lua_t *p = parent->slot[SL_SLOT_LUA];
+  if (!p) return;
+  sl_lua_opts_t o = {.max_memory = p->max_memory, .max_steps = p->max_steps, .max_time_ms = p->max_time_ms,
+                     .lua_path = p->lua_path};
+  sl_lua_configure(w, &o);
+}
+
+/* ... and runs on the worker's thread: its guard watches that one. */
+static void thread_hook(sl_worker_t *w) {
+  sl_lua_t *vm = w->slot[SL_SLOT_LUA];
+  if (vm) sl_lguard_rebind(&vm->guard);
+}
+
+static void __attribute__((constructor)) register_spawn_hook(void) {
+  sl_worker_on_spawn(spawn_hook);
+  sl_worker_on_thread(thread_hook);
 }
 
 /* ---- the `lua:` section ---- */

@@ -16,9 +16,13 @@ struct sl_lua {
   int limited;               /* max_memory enforced (off while the runtime loads) */
   int emergency;             /* a request was refused: host code may use the reserve */
   size_t gc_at;              /* a full collection is due when used passes this (lua/vm.c) */
-  int64_t *m_gc_full;        /* sluice_lua_gc_full_total (NULL for the lint VM) */
-  int64_t *m_memory;         /* sluice_lua_memory_bytes (NULL for the lint VM) */
+  /* Full collections so far, and how many of them sluice_lua_gc_full_total
+   * has (lua/vm.c's collector, on the engine's loop, reads VMs of pool
+   * workers too: used and gc_full change with relaxed stores). */
+  int64_t gc_full, gc_seen;
+  int metered;               /* in the collector's list (not the lint VM) */
   int64_t max_memory, max_steps, max_time_ms;
+  char *lua_path;            /* as configured, for the pool workers spawned from this one */
   uv_loop_t *loop;           /* the worker's; NULL for the lint VM, whose runs never yield */
   sl_lguard_t guard;
   sl_ljob_t *jobs, **jobs_tail;   /* runs suspended between slices, in resume order */

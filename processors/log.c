@@ -141,6 +141,7 @@ static void *log_create(sl_build_t *b, const sl_cnode_t *conf) {
 static const sl_spec_t spec = {
   .name = "log",
   .kind = SL_KIND_PROCESSOR,
+  .pooled = 1,
   .summary = "Logs a line per message with interpolated fields; messages pass unchanged.",
   .desc = "Lines go to stderr in the `logger.format` (logfmt or JSON) with `stream`, `component` (the "
           "label) and `path` (Benthos' path, `root.pipeline.processors.0`) fields, plus the configured ones. `${! }` parts are Lua expressions over the message, as "

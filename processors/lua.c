@@ -25,7 +25,8 @@ static const sl_field_t fields[] = {
   {"max_concurrency", SL_F_INT, "64", 0,
    "Calls that wait (`http.request`, see Calls that wait) in flight at once across this "
    "processor's messages; a message whose call would exceed it waits for a slot, and the batch's later "
-   "messages wait with it.", SL_BOUNDS("1", "100000"), NULL},
+   "messages wait with it. With `pipeline.threads` each worker has its own copy of the processor, and "
+   "of this bound.", SL_BOUNDS("1", "100000"), NULL},
   {"timeout", SL_F_DURATION, "30s", 0,
    "Deadline of one message's calls that wait, from its first call: when it passes, the call in flight "
    "is abandoned and the message fails (\"deadline exceeded\"), even if the script catches the error. "
@@ -190,6 +191,7 @@ static void *lp_create(sl_build_t *b, const sl_cnode_t *conf) {
 static const sl_spec_t spec = {
   .name = "lua",
   .kind = SL_KIND_PROCESSOR,
+  .pooled = 1,
   .summary = "Maps, filters and enriches messages with Lua (LuaJIT).",
   .desc =
     "Each batch crosses into the worker's LuaJIT VM once; messages are reached through FFI, and "

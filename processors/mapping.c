@@ -106,7 +106,7 @@ static void *create(sl_build_t *b, const sl_cnode_t *conf, const sl_spec_t *self
   static void *create_##var(sl_build_t *b, const sl_cnode_t *conf) { return create(b, conf, &var, mode); } \
   static const sl_spec_t var = {.name = name_, .kind = SL_KIND_PROCESSOR, .summary = summary_,           \
                                 .desc = desc_, .fields = fields, .shorthand = "mapping",                  \
-                                .example = example_, .create = create_##var};                             \
+                                .example = example_, .create = create_##var, .pooled = 1};                \
   SL_REGISTER(var)
 
 BLOBLANG_PROCESSOR(mapping, "mapping", "mapping",

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Every test: the layering check (scripts/layers.sh), C units (ctest) and
 # busted specs on the release build, the same again on an ASan+UBSan build,
-# and a bounded libFuzzer run of the config loader, the HTTP server and
+# the pipeline.threads specs on a ThreadSanitizer build, and a bounded
+# libFuzzer run of the config loader, the HTTP server and
 # segment recovery.
 #
 # Counts cases, not files: each C unit prints "NAME: N cases, F failed"
@@ -130,6 +131,17 @@ if [ -x build-asan/sluice ]; then
   LSAN_OPTIONS="suppressions=$(pwd)/scripts/lsan.supp:print_suppressions=0" \
   UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
     run_suite sanitizers build-asan
+fi
+
+echo "== ThreadSanitizer: the specs that run pipeline.threads"
+if CC=clang cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSL_TSAN=ON > "$LOG/tcmake" 2>&1 &&
+   ninja -C build-tsan -j "$JOBS" sluice > "$LOG/tninja" 2>&1; then
+  SLUICE_BIN=build-tsan/sluice TSAN_OPTIONS="halt_on_error=1:exitcode=66" \
+    busted --lua=luajit -o plainTerminal spec/threads_spec.lua > "$LOG/busted" 2>&1
+  grep -E "^(Failure|Error) " -A 14 "$LOG/busted" | head -n 100
+  count_busted "$LOG/busted"
+else
+  cat "$LOG/tcmake" "$LOG/tninja" | tail -n 30; FAILED=$((FAILED + 1))
 fi
 
 echo "== fuzzing the config loader, the HTTP/WebSocket server and segment recovery (${FUZZ_SECONDS:-20}s each)"

@@ -41,6 +41,7 @@ end
 function M.sanitizer_report(text)
   text = text or ""
   return text:match("==%d+==ERROR: %a+Sanitizer[^\n]*") or text:match("[^\n]*%.[ch]:%d+:%d+: runtime error:[^\n]*")
+    or text:match("WARNING: ThreadSanitizer:[^\n]*")
 end
 
 -- Raises (failing the spec) when text holds a sanitizer report.
@@ -231,7 +232,7 @@ function M.serve_once(yaml, opts)
   end
   if not up then
     local err = srv.stderr()
-    M.rmdir(dir)
+    if not opts.dir then M.rmdir(dir) end   -- a restart's directory holds its data: serve retries in it
     error("sluice did not start: " .. err, 0)
   end
   return srv

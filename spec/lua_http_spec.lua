@@ -255,6 +255,7 @@ max_in_flight: 256
 input:
   generate: {count: 10000, interval: 0, mapping: 'return {n = i}'}
 pipeline:
+  threads: 1   # max_concurrency bounds each pipeline.threads worker's calls
   processors:
     - lua:
         max_concurrency: 50
@@ -310,6 +311,7 @@ http:
 input:
   generate: {count: 1500, interval: 0, mapping: 'return {n = i}'}
 pipeline:
+  threads: 1   # one VM: pipeline.threads workers each swap versions between their own batches
   processors:
     - lua:
         file: mod.lua

@@ -70,6 +70,7 @@ input:
   generate: ]] .. input .. [[
 
 pipeline:
+]] .. (opts.threads and ("  threads: " .. opts.threads .. "\n") or "") .. [[
   processors:
     - lua: {file: mod.lua}
 output:
@@ -173,7 +174,9 @@ describe("lua module reload", function()
   end)
 
   it("reloads when a module it requires from lua_path changes (at load or later), with fresh state", function()
+    -- one VM: with pipeline.threads each worker's instance has its own "first"
     local srv = serve("{interval: 5ms, mapping: 'return tostring(i)'}", {
+      threads = 1,
       head = "lua:\n  lua_path: [lib]\n",
       before = function(dir)
         os.execute("mkdir -p " .. dir .. "/lib")

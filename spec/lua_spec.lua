@@ -430,7 +430,8 @@ output:
       "  kept = msg\n  return msg\nend\n")
     h.write(d .. "/top.lua", "content()\nfunction process(msg) return msg end\n")
     h.write(d .. "/c.yaml", "input:\n  generate: {count: 2, interval: 20ms, mapping: 'return i == 1 and \"one\" or \"two\"'}\n" ..
-      "pipeline:\n  processors:\n    - lua: {file: keep.lua}\noutput:\n  stdout: {}\n")
+      -- one VM keeps the message (each pipeline.threads worker has its own)
+      "pipeline:\n  threads: 1\n  processors:\n    - lua: {file: keep.lua}\noutput:\n  stdout: {}\n")
     h.write(d .. "/t.yaml", "input:\n  stdin: {}\npipeline:\n  processors:\n    - lua: {file: top.lua}\noutput:\n  stdout: {}\n")
     local code, out = h.sh(h.bin .. " run " .. d .. "/c.yaml")
     local _, _, err = h.sh(h.bin .. " lint " .. d .. "/t.yaml")

@@ -1,0 +1,342 @@
+/* Why a pool looks like this:
+ * - Workers only run processors. What must happen once and in order (the
+ *   input's emits, transactions, the output's writes, acks, retries) stays
+ *   on the stream's loop, exactly as with one worker.
+ * - A batch travels under a proxy transaction (core/txn.h): the worker drops,
+ *   clones and fails messages against the proxy, never against the input's
+ *   transaction, whose refs stay single-threaded. When the proxy's last
+ *   message has come back or been dropped, the batch is done.
+ * - Order: batches get sequence numbers; a result is tagged with the highest
+ *   number among its messages and held until every earlier batch is done, so
+ *   the output sees them in input order. A result can only be released once
+ *   no earlier result can come: every batch before it is done (or it belongs
+ *   to the first batch not done yet).
+ * - Queues are a mutex and a list, woken by uv_async: one lock per batch,
+ *   not per message. */
+#include "pool.h"
+#include "log.h"
+#include "stream.h"
+#include "xalloc.h"
+#include <stdlib.h>
+#include <string.h>
+
+enum { IN_BATCH, IN_FLUSH, IN_QUIT, OUT_BATCH, OUT_DONE };
+
+typedef struct item {
+  struct item *next;
+  int kind;
+  sl_batch_t *b;
+  uint64_t seq;              /* OUT_BATCH: its tag */
+  struct ticket *tk;         /* OUT_DONE */
+} item_t;
+
+typedef struct queue {
+  uv_mutex_t mu;
+  item_t *head, **tail;
+  uv_async_t async;
+} queue_t;
+
+/* One dispatched batch, until its proxy is released. */
+typedef struct ticket {
+  struct sl_pool *pool;
+  struct pworker *pw;
+  uint64_t seq;
+  sl_txn_t *target;
+  int failed;
+  char *err;
+  /* Request contexts of its messages, held here so that the last ref of
+   * each goes on the stream's loop: their metadata lists share entries
+   * (copy on write, plain counts) with the connection's context. */
+  sl_ctx_t **ctxs;
+  uint32_t nctx;
+} ticket_t;
+
+typedef struct pworker {
+  struct sl_pool *pool;
+  sl_worker_t *w;
+  sl_chain_t *chain;
+  uv_thread_t thread;
+  int running;
+  queue_t in;
+  sl_sink_t out;             /* the chain's end on the worker */
+  uint64_t cur;              /* worker side: the batch it took last */
+  int64_t load;              /* stream side: batches given, not done */
+} pworker_t;
+
+struct sl_pool {
+  int n, ordered;
+  pworker_t *ws;
+  queue_t out;
+  sl_sink_t *sink;
+  uint64_t next_seq;         /* the next batch's number (from 1) */
+  uint64_t done_upto;        /* every batch up to it is done */
+  uint8_t *done;             /* done flags of done_upto+1 .. next_seq-1, by seq & (cap-1) */
+  uint64_t cap;
+  item_t *held, **held_tail; /* results waiting for earlier batches, by tag */
+  int64_t busy;              /* batches given, not done: the loop waits for them */
+  unsigned rr;
+};
+
+static void queue_init(queue_t *q, uv_loop_t *loop, uv_async_cb cb, void *data) {
+  uv_mutex_init(&q->mu);
+  q->head = NULL;
+  q->tail = &q->head;
+  uv_async_init(loop, &q->async, cb);
+  q->async.data = data;
+}
+
+static void queue_put(queue_t *q, item_t *it) {
+  it->next = NULL;
+  uv_mutex_lock(&q->mu);
+  *q->tail = it;
+  q->tail = &it->next;
+  uv_mutex_unlock(&q->mu);
+  uv_async_send(&q->async);
+}
+
+static item_t *queue_take(queue_t *q) {
+  uv_mutex_lock(&q->mu);
+  item_t *h = q->head;
+  q->head = NULL;
+  q->tail = &q->head;
+  uv_mutex_unlock(&q->mu);
+  return h;
+}
+
+static item_t *item(int kind, sl_batch_t *b, uint64_t seq) {
+  item_t *it = sl_xcalloc(1, sizeof(*it));
+  it->kind = kind;
+  it->b = b;
+  it->seq = seq;
+  return it;
+}
+
+/* ---- on a worker ---- */
+
+static void worker_out(sl_sink_t *sink, sl_batch_t *b) {
+  pworker_t *pw = (pworker_t *)((char *)sink - offsetof(pworker_t, out));
+  uint64_t tag = 0;
+  for (uint32_t i = 0; i < b->n; i++) {
+    sl_msg_t *m = b->msgs[i];
+    sl_msg_isolate(m);
+    uint64_t t = m->txn && sl_txn_target(m->txn) ? sl_txn_tag(m->txn) : pw->cur;
+    if (t > tag) tag = t;
+  }
+  queue_put(&pw->pool->out, item(OUT_BATCH, b, tag));
+}
+
+static void worker_wake(uv_async_t *a) {
+  pworker_t *pw = a->data;
+  for (item_t *it = queue_take(&pw->in), *next; it; it = next) {
+    next = it->next;
+    if (it->kind == IN_BATCH) {
+      pw->cur = it->seq;
+      pw->chain->sink.push(&pw->chain->sink, it->b);
+    } else if (it->kind == IN_FLUSH) {
+      sl_chain_flush(pw->chain);
+    } else {
+      uv_close((uv_handle_t *)&pw->in.async, NULL);
+      uv_stop(pw->w->loop);
+    }
+    free(it);
+  }
+}
+
+static void worker_main(void *arg) {
+  pworker_t *pw = arg;
+  sl_worker_thread_started(pw->w);
+  uv_run(pw->w->loop, UV_RUN_DEFAULT);
+}
+
+/* Runs on whichever thread releases the proxy's last ref. */
+static void proxy_done(sl_txn_t *t, int status, const char *err, void *arg) {
+  (void)t;
+  ticket_t *tk = arg;
+  tk->failed = status != 0;
+  tk->err = status != 0 && err ? sl_xstrdup(err) : NULL;
+  item_t *it = item(OUT_DONE, NULL, tk->seq);
+  it->tk = tk;
+  queue_put(&tk->pool->out, it);
+}
+
+/* ---- on the stream's loop ---- */
+
+static void release(sl_pool_t *p) {
+  while (p->held && p->held->seq <= p->done_upto + 1) {
+    item_t *it = p->held;
+    p->held = it->next;
+    if (!p->held) p->held_tail = &p->held;
+    p->sink->push(p->sink, it->b);
+    free(it);
+  }
+}
+
+static void hold(sl_pool_t *p, item_t *it) {
+  item_t **at = &p->held;
+  while (*at && (*at)->seq <= it->seq) at = &(*at)->next;   /* mostly the end: results come nearly in order */
+  it->next = *at;
+  *at = it;
+  if (!it->next) p->held_tail = &it->next;
+}
+
+static void mark_done(sl_pool_t *p, uint64_t seq) {
+  p->done[seq & (p->cap - 1)] = 1;
+  while (p->done_upto + 1 < p->next_seq && p->done[(p->done_upto + 1) & (p->cap - 1)]) {
+    p->done_upto++;
+    p->done[p->done_upto & (p->cap - 1)] = 0;
+  }
+}
+
+static void ticket_free(ticket_t *tk) {
+  sl_txn_unref(tk->target);
+  for (uint32_t i = 0; i < tk->nctx; i++) sl_ctx_unref(tk->ctxs[i]);
+  free(tk->ctxs);
+  free(tk->err);
+  free(tk);
+}
+
+static void stream_wake(uv_async_t *a) {
+  sl_pool_t *p = a->data;
+  for (item_t *it = queue_take(&p->out), *next; it; it = next) {
+    next = it->next;
+    if (it->kind == OUT_BATCH) {
+      sl_batch_t *b = it->b;
+      for (uint32_t i = 0; i < b->n; i++) {
+        sl_txn_t *t = b->msgs[i]->txn;
+        if (t && sl_txn_target(t)) sl_msg_set_txn(b->msgs[i], sl_txn_target(t));
+      }
+      if (!p->ordered) {
+        free(it);
+        p->sink->push(p->sink, b);
+        continue;
+      }
+      hold(p, it);
+      release(p);
+      continue;
+    }
+    ticket_t *tk = it->tk;
+    free(it);
+    tk->pw->load--;
+    if (--p->busy == 0) uv_unref((uv_handle_t *)&p->out.async);
+    mark_done(p, tk->seq);
+    release(p);
+    if (tk->failed) sl_txn_fail(tk->target, tk->err);
+    ticket_free(tk);
+  }
+}
+
+static void grow(sl_pool_t *p) {
+  uint64_t cap = p->cap * 2;
+  uint8_t *d = sl_xcalloc(cap, 1);
+  for (uint64_t s = p->done_upto + 1; s < p->next_seq; s++) d[s & (cap - 1)] = p->done[s & (p->cap - 1)];
+  free(p->done);
+  p->done = d;
+  p->cap = cap;
+}
+
+void sl_pool_push(sl_pool_t *p, sl_batch_t *b, sl_txn_t *t) {
+  if (p->next_seq - p->done_upto >= p->cap) grow(p);
+  pworker_t *pw = NULL;
+  for (int i = 0; i < p->n; i++) {
+    pworker_t *c = &p->ws[(p->rr + (unsigned)i) % (unsigned)p->n];
+    if (!pw || c->load < pw->load) pw = c;
+  }
+  p->rr++;
+  ticket_t *tk = sl_xcalloc(1, sizeof(*tk));
+  *tk = (ticket_t){.pool = p, .pw = pw, .seq = p->next_seq++, .target = sl_txn_ref(t)};
+  sl_txn_t *proxy = sl_txn_proxy(t, tk->seq, proxy_done, tk);
+  for (uint32_t i = 0; i < b->n; i++) {
+    sl_msg_t *m = b->msgs[i];
+    sl_msg_isolate(m);
+    sl_msg_set_txn(m, proxy);
+    if (m->ctx && (!tk->nctx || tk->ctxs[tk->nctx - 1] != m->ctx)) {
+      tk->ctxs = sl_xrealloc(tk->ctxs, (tk->nctx + 1) * sizeof(*tk->ctxs));
+      tk->ctxs[tk->nctx++] = sl_ctx_ref(m->ctx);
+    }
+  }
+  sl_txn_unref(proxy);
+  pw->load++;
+  if (p->busy++ == 0) uv_ref((uv_handle_t *)&p->out.async);
+  queue_put(&pw->in, item(IN_BATCH, b, tk->seq));
+}
+
+void sl_pool_flush(sl_pool_t *p) {
+  for (int i = 0; i < p->n; i++) queue_put(&p->ws[i].in, item(IN_FLUSH, NULL, 0));
+}
+
+sl_pool_t *sl_pool_new(sl_worker_t *parent, int n, int ordered, sl_sink_t *out) {
+  sl_pool_t *p = sl_xcalloc(1, sizeof(*p));
+  p->n = n;
+  p->ordered = ordered;
+  p->sink = out;
+  p->next_seq = 1;
+  p->cap = 64;
+  p->done = sl_xcalloc(p->cap, 1);
+  p->held_tail = &p->held;
+  p->ws = sl_xcalloc((size_t)n, sizeof(*p->ws));
+  queue_init(&p->out, parent->loop, stream_wake, p);
+  uv_unref((uv_handle_t *)&p->out.async);
+  for (int i = 0; i < n; i++) {
+    pworker_t *pw = &p->ws[i];
+    pw->pool = p;
+    pw->w = sl_worker_spawn(parent, i + 1);
+    pw->out.push = worker_out;
+    queue_init(&pw->in, pw->w->loop, worker_wake, pw);
+  }
+  return p;
+}
+
+int sl_pool_size(const sl_pool_t *p) { return p->n; }
+sl_worker_t *sl_pool_worker(sl_pool_t *p, int i) { return p->ws[i].w; }
+void sl_pool_set_chain(sl_pool_t *p, int i, sl_chain_t *c) { p->ws[i].chain = c; }
+
+void sl_pool_start(sl_pool_t *p, sl_stream_t *s) {
+  for (int i = 0; i < p->n; i++) {
+    pworker_t *pw = &p->ws[i];
+    sl_chain_connect(pw->chain, &pw->out, s);
+    if (uv_thread_create(&pw->thread, worker_main, pw) != 0) {
+      sl_error("cannot start a pipeline thread");
+      abort();
+    }
+    pw->running = 1;
+  }
+}
+
+static void free_items(item_t *it) {
+  for (item_t *next; it; it = next) {
+    next = it->next;
+    sl_batch_free(it->b);
+    if (it->tk) ticket_free(it->tk);
+    free(it);
+  }
+}
+
+static void pool_closed(uv_handle_t *h) {
+  sl_pool_t *p = h->data;
+  uv_mutex_destroy(&p->out.mu);
+  free(p);
+}
+
+void sl_pool_free(sl_pool_t *p) {
+  if (!p) return;
+  for (int i = 0; i < p->n; i++) {
+    pworker_t *pw = &p->ws[i];
+    if (pw->running) {
+      queue_put(&pw->in, item(IN_QUIT, NULL, 0));
+      uv_thread_join(&pw->thread);
+    } else {
+      uv_close((uv_handle_t *)&pw->in.async, NULL);
+    }
+    free_items(queue_take(&pw->in));
+    sl_chain_free(pw->chain);
+    sl_worker_free(pw->w);
+    uv_mutex_destroy(&pw->in.mu);
+  }
+  free_items(p->held);
+  /* Results not taken yet still hold their proxies: freeing them queues
+   * their tickets, freed in the next round. */
+  for (item_t *it; (it = queue_take(&p->out));) free_items(it);
+  free(p->ws);
+  free(p->done);
+  uv_close((uv_handle_t *)&p->out.async, pool_closed);
+}
