@@ -69,9 +69,9 @@ count_busted() { # $1 = log, $2 = spec file
 
 # The spec files of SPECS, those that start a broker first: they wait the
 # longest, and a pool that took them last would end with one of them alone.
-spec_files() {
+spec_files() { # $1 = spec files or directories
   # shellcheck disable=SC2086
-  find $SPECS -name '*_spec.lua' -not -path '*/node_modules/*' | sort > "$LOG/files"
+  find $1 -name '*_spec.lua' -not -path '*/node_modules/*' | sort > "$LOG/files"
   grep -l -E 'spec\.(kafka|amqp|mqtt|nats|redis)_helpers' $(cat "$LOG/files")
   grep -L -E 'spec\.(kafka|amqp|mqtt|nats|redis)_helpers' $(cat "$LOG/files")
 }
@@ -86,9 +86,9 @@ lane() { # $1 = lane, $2 = log directory
   done
 }
 
-run_specs() { # $1 = log directory, $2 = build dir
+run_specs() { # $1 = log directory, $2 = build dir, $3 = specs (default SPECS)
   mkdir -p "$1"
-  spec_files > "$LOG/order"
+  spec_files "${3:-$SPECS}" > "$LOG/order"
   cp "$LOG/order" "$LOG/queue"
   i=0; lanes=""
   while [ "$i" -lt "$SPEC_JOBS" ]; do
@@ -123,9 +123,15 @@ run_suite release build
 
 echo "== building with ASan + UBSan (started with the release specs)"
 wait "$ASAN_BUILD" || { cat "$LOG/cmake" "$LOG/ninja"; FAILED=$((FAILED + 1)); }
-( CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSL_FUZZ=ON -DSL_SANITIZE=ON > "$LOG/fcmake" 2>&1 &&
-  nice -n 10 ninja -C build-fuzz -j "$JOBS" fuzz_conf fuzz_http fuzz_seglog > "$LOG/fninja" 2>&1 ) &
-FUZZ_BUILD=$!
+# The fuzz and ThreadSanitizer builds compile, at low priority, while the
+# sanitizer specs run.
+( { CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSL_FUZZ=ON -DSL_SANITIZE=ON > "$LOG/fcmake" 2>&1 &&
+    nice -n 10 ninja -C build-fuzz -j "$JOBS" fuzz_conf fuzz_http fuzz_seglog > "$LOG/fninja" 2>&1; }
+  echo $? > "$LOG/fuzz.rc"
+  { CC=clang cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSL_TSAN=ON > "$LOG/tcmake" 2>&1 &&
+    nice -n 10 ninja -C build-tsan -j "$JOBS" sluice > "$LOG/tninja" 2>&1; }
+  echo $? > "$LOG/tsan.rc" ) &
+MORE_BUILDS=$!
 if [ -x build-asan/sluice ]; then
   ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=86" \
   LSAN_OPTIONS="suppressions=$(pwd)/scripts/lsan.supp:print_suppressions=0" \
@@ -133,19 +139,16 @@ if [ -x build-asan/sluice ]; then
     run_suite sanitizers build-asan
 fi
 
+wait "$MORE_BUILDS"
 echo "== ThreadSanitizer: the specs that run pipeline.threads"
-if CC=clang cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSL_TSAN=ON > "$LOG/tcmake" 2>&1 &&
-   ninja -C build-tsan -j "$JOBS" sluice > "$LOG/tninja" 2>&1; then
-  SLUICE_BIN=build-tsan/sluice TSAN_OPTIONS="halt_on_error=1:exitcode=66" \
-    busted --lua=luajit -o plainTerminal spec/threads_spec.lua > "$LOG/busted" 2>&1
-  grep -E "^(Failure|Error) " -A 14 "$LOG/busted" | head -n 100
-  count_busted "$LOG/busted"
+if [ "$(cat "$LOG/tsan.rc")" = 0 ]; then
+  TSAN_OPTIONS="halt_on_error=1:exitcode=66" run_specs "$LOG/tsan" build-tsan spec/threads_spec.lua
 else
   cat "$LOG/tcmake" "$LOG/tninja" | tail -n 30; FAILED=$((FAILED + 1))
 fi
 
 echo "== fuzzing the config loader, the HTTP/WebSocket server and segment recovery (${FUZZ_SECONDS:-20}s each)"
-if wait "$FUZZ_BUILD"; then
+if [ "$(cat "$LOG/fuzz.rc")" = 0 ]; then
   for target in fuzz_conf fuzz_http fuzz_seglog; do
     mkdir -p "build-fuzz/corpus-$target"
     [ "$target" = fuzz_conf ] && cp examples/*.yaml "build-fuzz/corpus-$target/" 2>/dev/null
