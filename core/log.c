@@ -82,8 +82,12 @@ void sl_log_fields(sl_log_level_t l, const char *stream, const char *component, 
   gmtime_r(&now.tv_sec, &tm);
   size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
   snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", now.tv_nsec / 1000000);
-  FILE *f = stderr;
-  flockfile(f);
+  /* The line is written with one write: stderr is unbuffered, and a reader
+   * of the log (a file, a pipe) saw lines in pieces. */
+  char *line = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&line, &len);
+  if (!f) return;
   int first = 1;
   if (g_json) fputc('{', f);
   put_field(f, &first, "time", ts);
@@ -95,7 +99,8 @@ void sl_log_fields(sl_log_level_t l, const char *stream, const char *component, 
   for (const char *const *p = kv; p && p[0] && p[1]; p += 2) put_field(f, &first, p[0], p[1]);
   if (g_json) fputc('}', f);
   fputc('\n', f);
-  funlockfile(f);
+  if (fclose(f) == 0) fwrite(line, 1, len, stderr);
+  free(line);
 }
 
 void sl_logf(sl_log_level_t l, const char *stream, const char *component, const char *fmt, ...) {

@@ -80,7 +80,8 @@ spec_files() { # $1 = spec files or directories
 # lane tells its busted its number, from which spec/helpers.lua picks ports
 # no other lane uses.
 lane() { # $1 = lane, $2 = log directory
-  while f=$(flock "$LOG/queue" sh -c 'head -n 1 "$0"; sed -i 1d "$0"' "$LOG/queue") && [ -n "$f" ]; do
+  # the lock is a file of its own: sed -i replaces the queue's inode
+  while f=$(flock "$LOG/queue.lock" sh -c 'head -n 1 "$0"; sed -i 1d "$0"' "$LOG/queue") && [ -n "$f" ]; do
     SPEC_LANE=$1 SPEC_LANES=$SPEC_JOBS busted --lua=luajit -o plainTerminal "$f" \
       > "$2/$(echo "$f" | tr / _).log" 2>&1
   done
