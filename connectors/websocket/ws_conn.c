@@ -22,12 +22,6 @@ const sl_field_t sl_wsc_tls_fields[] = {
   {"root_cas_file", SL_F_STRING, "", 0, "CA certificates (a PEM file) to verify the server with.", NULL, NULL},
   {0}};
 
-const sl_field_t sl_wsc_auth_fields[] = {
-  {"enabled", SL_F_BOOL, "false", 0, "Send an `Authorization: Basic` header.", NULL, NULL},
-  {"username", SL_F_STRING, "", 0, "User name.", NULL, NULL},
-  {"password", SL_F_STRING, "", 0, "Password.", NULL, NULL},
-  {0}};
-
 enum { BACKOFF_MIN_MS = 100, BACKOFF_MAX_MS = 5000, CLOSE_WAIT_MS = 2000, MAX_HEAD = 16384 };
 
 typedef enum { S_IDLE, S_RESOLVING, S_CONNECTING, S_TLS, S_UPGRADING, S_OPEN, S_CLOSING } state_t;

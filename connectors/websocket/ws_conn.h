@@ -8,6 +8,7 @@
 #define SL_WS_CONN_H
 #include "core/component.h"
 #include "core/metrics.h"
+#include "http/hclient_conf.h"
 
 typedef struct sl_wsc sl_wsc_t;
 
@@ -32,7 +33,7 @@ typedef struct sl_wsc_cbs {
   {"tls", SL_F_OBJECT, NULL, 0, "TLS for `wss://` URLs (or a `ws://` one with `enabled`).", NULL,             \
    sl_wsc_tls_fields},                                                                                         \
   {"basic_auth", SL_F_OBJECT, NULL, 0, "HTTP basic authentication of the upgrade request.", NULL,              \
-   sl_wsc_auth_fields},                                                                                        \
+   sl_hconf_basic_fields},                                                                                        \
   {"max_message_size", SL_F_SIZE, "32MiB", 0,                                                                  \
    "A larger message from the server (its frame header claims more, or its fragments add up to more) closes " \
    "the connection with 1009 before it is read; then the client reconnects.", NULL, NULL},                    \
@@ -42,7 +43,7 @@ typedef struct sl_wsc_cbs {
   {"connect_timeout", SL_F_DURATION, "10s", SL_ADVANCED,                                                       \
    "How long resolving, connecting, TLS and the upgrade may take together.", NULL, NULL}
 
-extern const sl_field_t sl_wsc_tls_fields[], sl_wsc_auth_fields[];
+extern const sl_field_t sl_wsc_tls_fields[];
 
 /* NULL with diags. In a lint run nothing is started. */
 sl_wsc_t *sl_wsc_new(sl_build_t *b, const sl_cnode_t *conf, sl_cmkind_t kind, const sl_wsc_cbs_t *cbs, void *arg);
