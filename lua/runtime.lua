@@ -166,9 +166,12 @@ do
   local jf = ffi.new("sl_jfield_t")
   -- lua/jfield.h's kinds
   local ABSENT_, STRING, ESCAPED, NUMBER, TRUE, FALSE, NULL = 0, 1, 2, 3, 4, 5, 6
+  local str_byte = string.byte
   local cstr = ffi.typeof("const char *")
   function materialize(p)
-    local raw = decode(rawget(p, SRC))
+    -- the text was only seen to begin as an object: the decoder judges it
+    local ok, raw = pcall(decode, rawget(p, SRC))
+    if not ok then error("this: message is not JSON: " .. tostring(raw):gsub("^.-: ", ""), 3) end
     local vals = rawget(p, VALS)
     if vals then
       for k, v in next, vals do
@@ -181,7 +184,8 @@ do
     return raw
   end
   -- A field of a text not decoded yet: nil when absent, the decoded value,
-  -- or ABSENT when it is an object or array (the caller decodes the whole).
+  -- or ABSENT when it is an object or array or the scan is unsure of the
+  -- text (the caller decodes the whole).
   local function lazy_field(p, k)
     local src = rawget(p, SRC)
     local kind = C.sl_ljson_field(src, #src, k, #k, jf)
@@ -198,7 +202,10 @@ do
     this_loaded = true
     local src = content()
     this_src = src
-    if C.sl_ljson_field(src, #src, nil, 0, jf) == ABSENT_ then   -- an object the scan reads
+    -- An object is read lazily: the scan of the first field read checks the
+    -- whole text too (what it is unsure of is decoded whole, or refused).
+    local c = str_byte(src, 1)
+    if c == 123 or ((c == 32 or c == 10 or c == 13 or c == 9) and str_find(src, "^[ \t\r\n]*{")) then
       cur_this = setmetatable({[RAW] = false, [SRC] = src}, this_mt)
       return cur_this
     end
