@@ -20,9 +20,11 @@ output:
       local r = h.json.decode(out)
       assert.are.same({}, r.bad)
       assert.are.equal(16, r.opened)
-      -- 16 clients x 1,000 events: one write per event would be 16,000;
-      -- one per client per batch is about 160.
-      assert.is_true(r.events >= 16000, out)
+      -- Between the two readings the slowest client got 1,000 events, the
+      -- others what they had not yet had at the first (a loaded machine
+      -- leaves them apart): one write per event would be as many writes as
+      -- events, one per client per batch about a hundredth of them.
+      assert.is_true(r.events >= 1000, out)
       assert.is_true(r.writes * 10 < r.events, string.format("%d write syscalls for %d events", r.writes, r.events))
     end)
     h.stop_after(srv, ok, err)
