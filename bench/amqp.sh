@@ -62,12 +62,7 @@ output: {drop: {}}
 YAML
   s=$(now)
   "$BIN" run --log-level warn "$WORK/c.yaml" & pid=$!
-  for _ in $(seq 1 6000); do
-    got=$(curl -s "127.0.0.1:$HPORT/metrics" 2>/dev/null | awk '/^input_received/ {print $2}')
-    [ "${got:-0}" -ge "$N" ] && break
-    kill -0 $pid 2>/dev/null || fail "sluice amqp_0_9 → drop exited"
-    sleep 0.05
-  done
+  wait_received $pid "$HPORT" "$N" 6000 0.05 "amqp_0_9 → drop"
   e=$(now)
   [ "${got:-0}" -ge "$N" ] || fail "sluice consumed ${got:-0} of $N messages of $1"
   c=$(awk '{print ($14 + $15) / 100}' "/proc/$pid/stat")

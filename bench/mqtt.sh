@@ -80,12 +80,7 @@ output: {drop: {}}
 YAML
   s=$(now)
   /usr/bin/time -f "%U %S" -o "$WORK/time" "$BIN" run --log-level warn "$WORK/c.yaml" & pid=$!
-  for _ in $(seq 1 12000); do
-    got=$(curl -s "127.0.0.1:$HPORT/metrics" 2>/dev/null | awk '/^input_received/ {print $2}')
-    [ "${got:-0}" -ge "$N" ] && break
-    kill -0 $pid 2>/dev/null || fail "sluice mqtt → drop exited"
-    sleep 0.02
-  done
+  wait_received $pid "$HPORT" "$N" 12000 0.02 "mqtt → drop"
   e=$(now)
   kill "$(pgrep -P $pid)"; wait $pid || true   # sluice, under time
   [ "${got:-0}" -ge "$N" ] || fail "sluice received ${got:-0} of $N"

@@ -62,12 +62,7 @@ output: {drop: {}}
 YAML
   s=$(now)
   "$BIN" run --log-level warn "$WORK/c.yaml" & pid=$!
-  for _ in $(seq 1 1200); do
-    got=$(curl -s "127.0.0.1:$HPORT/metrics" 2>/dev/null | awk '/^input_received/ {print $2}')
-    [ "${got:-0}" -ge "$N" ] && break
-    kill -0 $pid 2>/dev/null || fail "sluice redis_streams → drop exited"
-    sleep 0.02
-  done
+  wait_received $pid "$HPORT" "$N" 1200 0.02 "redis_streams → drop"
   e=$(now)
   c=$(awk '{print ($14 + $15) / 100}' "/proc/$pid/stat")   # clock ticks (USER_HZ 100)
   kill $pid; wait $pid 2>/dev/null || true
