@@ -1334,6 +1334,38 @@ local function drive(J)
   end
 end
 
+-- A run's record, reused: a batch of one message (an HTTP request) built
+-- one with its group and first entry, its hash part grown four times, which
+-- was a third of what a trivial script cost per request.
+local new_job, free_job
+do
+  local free_jobs, nfree_jobs = {}, 0
+  function new_job()
+    if nfree_jobs > 0 then
+      local J = free_jobs[nfree_jobs]
+      free_jobs[nfree_jobs], nfree_jobs = nil, nfree_jobs - 1
+      return J
+    end
+    return {ready = {h = 1, t = 1}, waiting = 0, s = false, msgs = false, n = 0, seq_base = 0, run = false,
+            steps = 0, log = false, drop = false, live = false, timeout = 0, id = 0, cjob = false, gid = 0, max = 1,
+            group = false, loop = false, own = {inflight = 0, q = {}, jobs = 0}, first = {co = false, from = 0}}
+  end
+
+  function free_job(J)
+    if nfree_jobs >= 64 then return end
+    local r = J.ready
+    for k = r.h, r.t - 1 do r[k] = nil end
+    r.h, r.t = 1, 1
+    local own = J.own
+    own.inflight, own.jobs = 0, 0
+    for k = #own.q, 1, -1 do own.q[k] = nil end
+    J.waiting, J.s, J.msgs, J.run, J.log, J.drop, J.live, J.cjob, J.group, J.loop = 0, nil, nil, nil, nil, nil, nil, nil, nil, nil
+    J.first.co = nil
+    nfree_jobs = nfree_jobs + 1
+    free_jobs[nfree_jobs] = J
+  end
+end
+
 -- A run's calls and parked coroutines are dropped (its C side cancels the
 -- operations): their slots pass on.
 local function drop_job(J)
@@ -1353,6 +1385,7 @@ local function drop_job(J)
   local g = J.group
   g.jobs = g.jobs - 1
   if g.jobs == 0 and J.gid ~= 0 then groups[J.gid] = nil end
+  free_job(J)
 end
 
 -- Drives J: 0 when its run is done; else its id times 8, plus 4 when it
@@ -1379,7 +1412,7 @@ end
 -- and its calls cannot wait.
 local sync_J = {ready = {}}
 function M.run(id, msgs_p, n, seq_base, run, steps, drop_p, log, may_slice, cjob, gid, max, timeout)
-  local J = may_slice and {ready = {h = 1, t = 1}, waiting = 0} or sync_J
+  local J = may_slice and new_job() or sync_J
   J.s, J.msgs, J.n, J.seq_base, J.run, J.steps, J.log = scripts[id], ffi_cast(msgs_t, msgs_p), n, seq_base, run, steps, log
   J.drop = ffi_cast(drop_t, drop_p)
   J.live, J.timeout = live, timeout or 0
@@ -1394,15 +1427,22 @@ function M.run(id, msgs_p, n, seq_base, run, steps, drop_p, log, may_slice, cjob
   next_job = next_job + 1
   J.id, J.cjob, J.gid, J.max = next_job, cjob, gid, max > 0 and max or 1
   jobs[next_job] = J
-  local g = gid ~= 0 and groups[gid]
-  if not g then
-    g = {inflight = 0, q = {}, jobs = 0}
-    if gid ~= 0 then groups[gid] = g end
+  local g
+  if gid == 0 then
+    g = J.own
+  else
+    g = groups[gid]
+    if not g then
+      g = {inflight = 0, q = {}, jobs = 0}
+      groups[gid] = g
+    end
   end
   g.jobs = g.jobs + 1
   J.group = g
   J.loop = take_runner()
-  job_ready(J, {co = J.loop, from = 0})
+  local e = J.first
+  e.co = J.loop
+  job_ready(J, e)
   return step(J)
 end
 
