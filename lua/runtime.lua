@@ -539,23 +539,65 @@ do
                is_array = function(t) return type(t) == "table" and getmetatable(raw_of(t)) == "json.array" end}
 end
 -- msgpack through lua-mpack: what json.encode sees through, so does encode
--- (a copy without `this` proxies, json.null as msgpack's nil).
+-- (`this` proxies, json.null as msgpack's nil), and a table is an array
+-- exactly when json.encode writes one (its marks; unmarked: keys 1..n, so an
+-- empty table is a map, as `{}`). lua-mpack decides by keys alone (an empty
+-- table an array) and cannot be told, so tables are written here: headers
+-- in Lua, scalars by mpack.
 do
   local pack, unpack, NIL, null = mpack.pack, mpack.unpack, mpack.NIL, cjson.null
-  local function plain(v, seen)
-    if v == null then return NIL end
-    if type(v) ~= "table" then return v end
+  local char, rshift, band, floor = string.char, bit.rshift, bit.band, math.floor
+  local function head(out, n, fix, w16)   -- w16: the 16-bit form's byte; the 32-bit one follows it
+    if n < 16 then out[#out + 1] = char(fix + n)
+    elseif n < 0x10000 then out[#out + 1] = char(w16, rshift(n, 8), band(n, 255))
+    else out[#out + 1] = char(w16 + 1, rshift(n, 24), band(rshift(n, 16), 255), band(rshift(n, 8), 255), band(n, 255)) end
+  end
+  -- json.c's array_length: the array's length, or -1 for a map (where
+  -- json.encode refuses an excessively sparse array)
+  local function length(t, marked)
+    local max, items = 0, 0
+    for k in next, t do
+      if type(k) == "number" and k >= 1 and k == floor(k) then
+        if k > max then max = k end
+        items = items + 1
+      elseif not marked then
+        return -1
+      end
+    end
+    if marked then return max end
+    if items == 0 or (max > items * 2 and max > 10) then return -1 end
+    return max
+  end
+  local function enc(v, out, depth)
+    if type(v) ~= "table" then
+      out[#out + 1] = (v == nil or v == null) and "\192" or pack(v)
+      return
+    end
+    if depth > 1000 then error("msgpack.encode: nested too deep (a cycle?)", 0) end
     local r = rawget(v, RAW)
     if r == false then r = materialize(v) end
     if r ~= nil then v = r end
-    if seen[v] then return seen[v] end
-    local c = {}
-    seen[v] = c
-    for k, x in next, v do c[k] = plain(x, seen) end
-    return c
+    local mt = getmetatable(v)
+    local n = mt == "json.object" and -1 or length(v, mt == "json.array")
+    if n >= 0 then
+      head(out, n, 0x90, 0xdc)
+      for i = 1, n do enc(rawget(v, i), out, depth + 1) end
+      return
+    end
+    local items = 0
+    for _ in next, v do items = items + 1 end
+    head(out, items, 0x80, 0xde)
+    for k, x in next, v do
+      enc(k, out, depth + 1)
+      enc(x, out, depth + 1)
+    end
   end
   base.msgpack = {
-    encode = function(v) return pack(plain(v, {})) end,
+    encode = function(v)
+      local out = {}
+      enc(v, out, 0)
+      return table.concat(out)
+    end,
     decode = function(s)
       if type(s) ~= "string" then error("msgpack.decode: a string expected, got " .. type(s), 2) end
       return unpack(s)
