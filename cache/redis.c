@@ -8,6 +8,7 @@
  * list, so that a worker's end can drop them: the client drops their
  * callbacks uncalled. */
 #include "redis_cache.h"
+#include "clients/redis_conf.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 #include <stdio.h>
@@ -46,6 +47,7 @@ static const sl_field_t fields[] = {
    "Redis server: `redis://[[user]:password@]host[:port][/db]` (AUTH with the password, and the user for an ACL "
    "user; SELECT of the database). `rediss://` is refused: Debian's hiredis has no TLS. Scripts' `redis.call` "
    "(`sluice doc lua`) uses the same connection.", NULL, NULL},
+  SL_REDIS_SERVER_FIELDS,
   {"prefix", SL_F_STRING, "", 0,
    "Put before every key of the cache's operations (not before `redis.call`'s arguments).", NULL, NULL},
   {"default_ttl", SL_F_DURATION, "0s", 0,
@@ -56,14 +58,7 @@ static const sl_field_t fields[] = {
    "ever (sluice adds it). 0: never.", NULL, NULL},
   {0}};
 
-static int rc_check(const sl_cnode_t *body, sl_diags_t *d) {
-  const sl_cnode_t *u = sl_cnode_get(body, "url");
-  char *err = NULL;
-  if (!u || !u->str || sl_redis_url_check(u->str, &err) == 0) return 0;
-  sl_diag_add(d, u, "url", "%s", err);
-  free(err);
-  return 1;
-}
+static int rc_check(const sl_cnode_t *body, sl_diags_t *d) { return sl_redis_conf_check(body, NULL, d) ? 1 : 0; }
 
 static void rc_update(void *self, const sl_cnode_t *body) {
   rcache_t *c = self;

@@ -9,12 +9,7 @@
 #include <string.h>
 
 int sl_rconn_check(sl_build_t *b, const sl_cnode_t *conf) {
-  char *err = NULL;
-  if (!sl_redis_url_check(sl_conf_str(conf, "url", "redis://localhost:6379"), &err)) return 0;
-  const sl_cnode_t *at = sl_cnode_get(conf, "url");
-  sl_diag_add(b->diags, at ? at : conf, "url", "%s", err);
-  free(err);
-  return -1;
+  return sl_redis_conf_check(conf, "redis://localhost:6379", b->diags);
 }
 
 static void on_state(sl_redis_t *r, int up, const char *why, void *arg) {
