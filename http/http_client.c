@@ -243,9 +243,10 @@ sl_hreq_t *sl_hclient_request_opts(sl_hclient_t *c, const char *method, const ch
     r->headers = curl_slist_append(r->headers, *h);
     ctype |= strncasecmp(*h, "content-type:", 13) == 0;
   }
-  r->headers = curl_slist_append(r->headers, "Expect:");   /* no 100-continue round trip */
-  /* curl would call a body a form (application/x-www-form-urlencoded) */
-  if (body && !ctype) r->headers = curl_slist_append(r->headers, "Content-Type: application/octet-stream");
+  if (body) {   /* no 100-continue round trip; libcurl would call the body a form (x-www-form-urlencoded) */
+    r->headers = curl_slist_append(r->headers, "Expect:");
+    if (!ctype) r->headers = curl_slist_append(r->headers, "Content-Type: application/octet-stream");
+  }
   CURL *e = r->easy;
   if ((r->url = sl_hurl_take(&c->urls, url))) curl_easy_setopt(e, CURLOPT_CURLU, r->url->u);
   else curl_easy_setopt(e, CURLOPT_URL, url);
