@@ -17,6 +17,7 @@
 
 typedef struct rcache {
   char *url, *prefix;
+  char *master;              /* kind: failover's Sentinel master name, or NULL; kept as url is */
   size_t plen;
   int64_t default_ttl_ms, reply_timeout_ms;
   sl_redis_t *r;                 /* NULL until attached, and after detached */
@@ -65,7 +66,10 @@ static void rc_update(void *self, const sl_cnode_t *body) {
   const char *url = sl_conf_str(body, "url", "");
   if (c->url && strcmp(c->url, url) != 0)
     sl_warn("cache redis: a new url applies at the next restart (this one keeps %s)", c->url);
-  if (!c->url) c->url = sl_xstrdup(url);
+  if (!c->url) {
+    c->url = sl_xstrdup(url);
+    if (sl_redis_conf_master(body)) c->master = sl_xstrdup(sl_redis_conf_master(body));
+  }
   free(c->prefix);
   c->prefix = sl_xstrdup(sl_conf_str(body, "prefix", ""));
   c->plen = strlen(c->prefix);
@@ -86,7 +90,7 @@ static void rc_attach(void *self, uv_loop_t *loop) {
   if (c->r) return;
   c->settled = 0;
   c->held_tail = &c->held;
-  sl_redis_opts_t o = {.url = c->url, .log_component = "cache redis", .reply_timeout_ms = c->reply_timeout_ms,
+  sl_redis_opts_t o = {.url = c->url, .sentinel_master = c->master, .log_component = "cache redis", .reply_timeout_ms = c->reply_timeout_ms,
                        .on_state = on_state, .state_arg = c};
   char *err = NULL;
   if (!(c->r = sl_redis_new(loop, &o, &err))) {   /* the URL was checked */
@@ -132,6 +136,7 @@ static void rc_destroy(void *self) {
   rcache_t *c = self;
   rc_detach(c);
   free(c->url);
+  free(c->master);
   free(c->prefix);
   free(c);
 }

@@ -31,13 +31,16 @@ int sl_redis_conf_check(const sl_cnode_t *conf, const char *default_url, sl_diag
     free(err);
     return -1;
   }
-  if (strcmp(k, "simple") != 0) {
-    sl_diag_add(d, kind, "kind", "%s is not supported: sluice's Redis client (on Debian's hiredis 0.14, which "
-                "has no cluster or Sentinel support) talks to the one server of `url`", k);
+  int failover = !strcmp(k, "failover"), named = master && master->str && *master->str;
+  if (!strcmp(k, "cluster")) {
+    sl_diag_add(d, kind, "kind", "cluster is not supported: sluice's Redis client (on Debian's hiredis 0.14, which "
+                "has no cluster support) routes no commands by hash slot");
     return -1;
   }
-  if (master && master->str && *master->str) {
-    sl_diag_add(d, master, "master", "master names a Sentinel master: only for kind: failover, which is not supported");
+  if (failover != named) {
+    sl_diag_add(d, named ? master : kind ? kind : conf, named ? "master" : "kind",
+                named ? "master names a Sentinel master: only with kind: failover"
+                      : "kind: failover needs `master`, the name the Sentinels know the master by");
     return -1;
   }
   if (sl_conf_bool(tls, "enabled", 0)) {
@@ -47,4 +50,8 @@ int sl_redis_conf_check(const sl_cnode_t *conf, const char *default_url, sl_diag
     return -1;
   }
   return 0;
+}
+
+const char *sl_redis_conf_master(const sl_cnode_t *conf) {
+  return strcmp(sl_conf_str(conf, "kind", "simple"), "failover") ? NULL : sl_conf_str(conf, "master", "");
 }

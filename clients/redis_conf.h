@@ -12,15 +12,19 @@ extern const sl_field_t sl_redis_tls_fields[];
 extern const char *const sl_redis_kinds[];
 
 #define SL_REDIS_SERVER_FIELDS                                                                                   \
-  {"kind", SL_F_ENUM, "simple", 0, "Benthos's `simple` (one server) is the only kind: `cluster` and `failover` " \
-   "(Sentinel) are refused at lint (sluice's Redis client talks to one server).", sl_redis_kinds, NULL},         \
-  {"master", SL_F_STRING, "", 0, "Benthos's Sentinel master name, for `kind: failover` only (refused with "      \
-   "any other kind).", NULL, NULL},                                                                              \
+  {"kind", SL_F_ENUM, "simple", 0, "`simple`: `url` is the server. `failover`: `url` is a Sentinel, asked for "   \
+   "the address of `master` at each connection; a lost connection, or a READONLY answer after a failover, "      \
+   "asks again. `cluster` is refused at lint (no routing by hash slot).", sl_redis_kinds, NULL},                 \
+  {"master", SL_F_STRING, "", 0, "The name the Sentinels know the master by (`kind: failover` only).", NULL,     \
+   NULL},                                                                                                        \
   {"tls", SL_F_OBJECT, NULL, 0, "Benthos's TLS settings, accepted only with `enabled: false`: Debian's hiredis " \
    "(0.14) has no TLS, so `enabled: true` is a lint error (as `rediss://` is).", NULL, sl_redis_tls_fields}
 
 /* url (default_url when absent; NULL: an absent url is not checked), kind, master and tls of conf: 0, or -1
  * with a diagnostic at the first bad field. */
 int sl_redis_conf_check(const sl_cnode_t *conf, const char *default_url, sl_diags_t *d);
+/* The Sentinel master name of a checked conf (kind: failover), else NULL;
+ * the tree's string. */
+const char *sl_redis_conf_master(const sl_cnode_t *conf);
 
 #endif

@@ -442,7 +442,7 @@ output:
     assert.matches(":4:%d+: url: url http://x: the scheme must be redis://", r.stderr)
   end)
 
-  it("lint: Benthos's tls passes disabled and is refused enabled; kind cluster/failover and master are refused; " ..
+  it("lint: Benthos's tls passes disabled and is refused enabled; kind cluster is refused, master needs failover; " ..
      "the redis cache resource alike", function()
     local r = h.run_config([[
 input:
@@ -465,12 +465,12 @@ output:
     assert.matches(":6:%d+: kind: cluster is not supported", r.stderr)
     r = h.run_config([[
 input:
-  redis_pubsub: { channels: [a], kind: failover, master: mymaster }
+  redis_pubsub: { channels: [a], kind: cluster }
 output:
   redis_pubsub: { channel: a, master: mymaster }
 ]], {cmd = "lint"})
-    assert.matches(":2:%d+: kind: failover is not supported", r.stderr)
-    assert.matches(":4:%d+: master: master names a Sentinel master", r.stderr)
+    assert.matches(":2:%d+: kind: cluster is not supported", r.stderr)
+    assert.matches(":4:%d+: master: master names a Sentinel master: only with kind: failover", r.stderr)
     r = h.run_config([[
 cache_resources:
   - label: c

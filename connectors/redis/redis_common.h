@@ -38,6 +38,7 @@ struct sl_rconn {
   sl_output_t *out;
   int64_t *up, *lost, *failed;   /* Benthos' connection series; NULL when linting */
   char *url;
+  char *master;              /* kind: failover's Sentinel master name, or NULL */
   char *series_stream, *series_path;   /* for the series; NULL when linting */
   int64_t backoff, max_backoff;
   int64_t reply_timeout;     /* ms; an input adds its blocking reads' wait before starting */
