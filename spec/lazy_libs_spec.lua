@@ -12,14 +12,61 @@ local function run(yaml, env)
   return code, out, err
 end
 
+-- Each library loaded on first use (core/lazylibs.txt), an output that uses
+-- it (its peer need not be there: creating the client loads the library),
+-- and the Debian package named when it cannot be loaded.
+local libs = {
+  {"libcurl", "libcurl4", "http_client: {url: 'http://127.0.0.1:1/'}"},
+  {"librdkafka", "librdkafka1", "kafka: {addresses: ['127.0.0.1:1'], topic: t}"},
+  {"libhiredis", "libhiredis0.14", "redis_list: {url: 'redis://127.0.0.1:1', key: k}"},
+  {"libnats", "libnats3.4", "nats: {urls: ['nats://127.0.0.1:1'], subject: s}"},
+  {"libmosquitto", "libmosquitto1", "mqtt: {urls: ['tcp://127.0.0.1:1'], topic: t}"},
+  {"librabbitmq", "librabbitmq4", "amqp_0_9: {urls: ['amqp://guest:guest@127.0.0.1:1/'], exchange: e}"},
+}
+
+-- Starts sluice on yaml with LD_DEBUG=libs until its stderr reports lib's
+-- initialisation (or 30 s), stops it; returns that stderr.
+local function loads(yaml, lib)
+  local path = h.write(h.tmpname(".yaml"), yaml)
+  local errf = h.tmpname(".err")
+  local _, out = h.sh(string.format("LD_DEBUG=libs %s run --log-level error %s 2>%s >/dev/null & echo $!", h.bin, path, errf))
+  local pid = assert(tonumber(out))
+  h.wait_for(function() return (h.read(errf) or ""):find("calling init: [^\n]*" .. lib) end, 30)
+  h.sh("kill -9 " .. pid .. " 2>/dev/null")
+  local err = h.read(errf) or ""
+  os.remove(path)
+  os.remove(errf)
+  return err
+end
+
 describe("lazily loaded libraries", function()
-  it("generate → drop starts without loading libcurl", function()
+  it("generate → drop starts without loading any of them", function()
     local code, _, err = run("input: {generate: {count: 1, interval: 0, mapping: 'return 1'}}\noutput: {drop: {}}\n",
       "LD_DEBUG=libs")
     assert.are.equal(0, code, err)
     assert.matches("calling init: [^\n]*libuv", err)   -- LD_DEBUG did report the libraries loaded
-    assert.is_nil(err:match("libcurl"))
+    for _, l in ipairs(libs) do assert.is_nil(err:match(l[1]), l[1]) end
   end)
+
+  for _, l in ipairs(libs) do
+    it("a config with an output over " .. l[1] .. " loads it, and none of the others", function()
+      local err = loads("input: {generate: {count: 1, interval: 0, mapping: 'return 1'}}\noutput: {" .. l[3] .. "}\n", l[1])
+      assert.matches("calling init: [^\n]*" .. l[1] .. "%.so", err)
+      for _, o in ipairs(libs) do
+        if o ~= l and o[1] ~= "libcurl" then assert.is_nil(err:match(o[1]), o[1]) end
+      end
+    end)
+
+    it("ends with what to install when a config needs " .. l[1] .. " and it cannot be loaded", function()
+      local env = "SLUICE_" .. l[1]:upper() .. "=/nonexistent/" .. l[1] .. ".so"
+      local code, out, err = run("input: {generate: {count: 1, interval: 0, mapping: 'return 1'}}\noutput: {" .. l[3] .. "}\n", env)
+      assert.are.equal(1, code, err)
+      assert.are.equal("", out)
+      assert.matches("this config needs " .. l[1], err, 1, true)
+      assert.matches("/nonexistent/" .. l[1] .. ".so", err, 1, true)
+      assert.matches("Debian package " .. l[2], err, 1, true)
+    end)
+  end
 
   it("loads libcurl when a script first uses it, and the call works", function()
     local code, out, err = run([[
