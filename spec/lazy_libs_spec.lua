@@ -48,6 +48,19 @@ describe("lazily loaded libraries", function()
     for _, l in ipairs(libs) do assert.is_nil(err:match(l[1]), l[1]) end
   end)
 
+  it("generate → drop initialises no OpenSSL algorithm table (the config's hash is the low-level SHA-256)", function()
+    local code, _, err = run("input: {generate: {count: 1, interval: 0, mapping: 'return 1'}}\noutput: {drop: {}}\n",
+      "LD_DEBUG=bindings")
+    assert.are.equal(0, code, err)
+    local bin = h.bin:gsub("%p", "%%%0")
+    -- LD_DEBUG did report the executable's calls as they were bound
+    assert.matches("binding file " .. bin .. " %[0%] to [^\n]*libuv[^\n]*symbol `uv_", err)
+    assert.matches("symbol `SHA256_Init'", err, 1, true)
+    for line in err:gmatch("binding file " .. bin .. " %[0%] to [^\n]*libcrypto[^\n]*") do
+      assert.is_nil(line:match("`EVP_"), line)
+    end
+  end)
+
   for _, l in ipairs(libs) do
     it("a config with an output over " .. l[1] .. " loads it, and none of the others", function()
       local err = loads("input: {generate: {count: 1, interval: 0, mapping: 'return 1'}}\noutput: {" .. l[3] .. "}\n", l[1])
