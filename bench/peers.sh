@@ -84,9 +84,9 @@ serve_side() { # SIDE CONFIG: in the background, its pid in $WORK/srv.pid
 stop_side() { kill "$(cat "$WORK/srv.pid")" 2>/dev/null; wait "$(cat "$WORK/srv.pid")" 2>/dev/null || true; rm -f "$WORK/srv.pid"; }
 
 # Each measure prints one figure (bigger is better for rates).
-rate_run() { # SIDE CONFIG COUNT [stdin]: messages per wall second
-  s=$(now); run_side "$1" "$2" "${4:-}"; e=$(now)
-  echo "$3 $s $e" | awk '{printf "%d\n", $1 / ($3 - $2)}'
+rate_run() { # SIDE CONFIG COUNT [stdin]: messages per wall second, and the CPU seconds (user + sys) spent
+  s=$(now); /usr/bin/time -f "%U %S" -o "$WORK/cpu" bash -c "$(declare -f run_side fail); BIN=$BIN BENTHOS=$BENTHOS run_side $1 $2 ${4:-}"; e=$(now)
+  echo "$3 $s $e $(cat "$WORK/cpu")" | awk '{printf "%d %.2f\n", $1 / ($3 - $2), $4 + $5}'
 }
 wrk_run() { # SIDE CONFIG: requests per second under wrk
   serve_side "$1" "$2"
@@ -123,19 +123,23 @@ row() {
   i=0; sl=""; sl2=""; bt=""; bt2=""
   for v in "$@"; do
     rest=${v#*:}
-    m=$(median < "$WORK/r$i"); figure "$m" "$name, ${v%%:*} ${rest%%:*}"
+    m=$(awk '{print $1}' "$WORK/r$i" | median); figure "$m" "$name, ${v%%:*} ${rest%%:*}"
+    # a measure's second figure is its CPU seconds: beside the rate, since the machine is shared
+    if awk 'NF < 2 {exit 1}' "$WORK/r$i"; then m="$m (CPU $(awk '{print $2}' "$WORK/r$i" | median) s)"; fi
     case "${v%%:*}:${rest%%:*}" in
       sluice:default) sl=$m ;; sluice:2) sl2=$m ;; benthos:default) bt=$m ;; benthos:-1) bt2=$m ;;
     esac
     i=$((i + 1))
   done
   # a smaller figure is better for ms and KiB: the ratio is Benthos / sluice there
-  awk -v n="$name" -v u="$unit" -v a="$sl" -v b="$sl2" -v c="$bt" -v d="$bt2" 'BEGIN {
+  awk -v n="$name" -v u="$unit" -v A="$sl" -v B="$sl2" -v C="$bt" -v D="$bt2" 'BEGIN {
+    a = A + 0; b = B + 0; c = C + 0; d = D + 0
     low = (u == "ms" || u == "KiB")
-    sb = (b != "" && (low ? b < a : b > a)) ? b : a; bb = (d != "" && (low ? d < c : d > c)) ? d : c
+    sb = (B != "" && (low ? b < a : b > a)) ? b : a; bb = (D != "" && (low ? d < c : d > c)) ? d : c
     r = low ? c / a : a / c; rb = low ? bb / sb : sb / bb
-    printf "| %s | %s %s | %s | %s %s | %s | %.2f× | %.2f× |\n", n, a, u, (b == "" ? "—" : b " " u), c, u,
-      (d == "" ? "—" : d " " u), r, rb }'
+    sub(/ /, " " u " ", A); sub(/ /, " " u " ", B); sub(/ /, " " u " ", C); sub(/ /, " " u " ", D)
+    if (A !~ / /) A = A " " u; if (B != "" && B !~ / /) B = B " " u; if (C !~ / /) C = C " " u; if (D != "" && D !~ / /) D = D " " u
+    printf "| %s | %s | %s | %s | %s | %.2f× | %.2f× |\n", n, A, (B == "" ? "—" : B), C, (D == "" ? "—" : D), r, rb }'
 }
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores; $N messages, $RUNS rounds, wrk $DURATION"
