@@ -110,6 +110,16 @@ output: {stdout: {}}
   end)
 end)
 
+describe("a start", function()
+  it("does not read /proc/self/maps (the main thread's stack is found from its rlimit and AT_EXECFN)", function()
+    local code, _, err = run("input: {generate: {count: 1, interval: 0, mapping: 'return 1'}}\noutput: {drop: {}}\n",
+      "strace -f -e trace=openat")
+    assert.are.equal(0, code, err)
+    assert.matches("openat%([^\n]*cjson", err)   -- strace did report the files opened
+    assert.is_nil(err:find("/proc/self/maps", 1, true))
+  end)
+end)
+
 describe("the embedded Lua runtime", function()
   it("is bytecode: the binary holds none of its source, and its errors still name its lines", function()
     local bin = assert(h.read(h.bin))
