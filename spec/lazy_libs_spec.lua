@@ -112,6 +112,8 @@ end)
 
 describe("a start", function()
   it("does not read /proc/self/maps (the main thread's stack is found from its rlimit and AT_EXECFN)", function()
+    -- ASan's runtime reads it itself, and LeakSanitizer refuses to run under strace
+    if h.bin:find("asan", 1, true) then return end
     local code, _, err = run("input: {generate: {count: 1, interval: 0, mapping: 'return 1'}}\noutput: {drop: {}}\n",
       "strace -f -e trace=openat")
     assert.are.equal(0, code, err)
