@@ -10,7 +10,7 @@
 # BENTHOS names a binary.
 # The Kafka broker is scripts/kafka.sh's (KRaft, one node, loopback).
 # Usage: bench/peers.sh   Env: N (messages, 500000), RUNS (3), DURATION
-# (wrk, 5s), KN (Kafka messages, 200000), SKIP_KAFKA=1.
+# (wrk, 5s), KN (Kafka messages, 200000), SKIP_KAFKA=1 or KAFKA_ONLY=1.
 set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -21,8 +21,9 @@ N=${N:-500000}
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-5s}
 KN=${KN:-200000}
-PORT=${PORT:-18481}
-KPORT=${KPORT:-19481}
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+PORT=${PORT:-$(free_port)}
+KPORT=${KPORT:-$(free_port)}
 WORK=$(mktemp -d)
 trap 'kill $(cat "$WORK"/*.pid 2>/dev/null) 2>/dev/null || true; [ -d "$WORK/kafka" ] && scripts/kafka.sh stop "$WORK/kafka" >/dev/null 2>&1; rm -rf "$WORK"' EXIT
 trap 'exit 1' INT TERM   # so that a killed run still cleans up (EXIT)
@@ -168,6 +169,7 @@ four() {
 }
 two() { V=("sluice:default:$1 sluice $WORK/$2-sluice.yaml ${3:-}" "benthos:default:$1 benthos $WORK/$2-benthos.yaml ${3:-}"); }
 
+if [ -z "${KAFKA_ONLY:-}" ]; then
 four rate_run map "$N"; row "generate → JSON mapping (+uuid_v4, +bool) → drop" msg/s "${V[@]}"
 four rate_run filter "$N"; row "generate → one-field filter → drop" msg/s "${V[@]}"
 four rate_run ndjson "$N $WORK/in.ndjson"; row "NDJSON stdin → JSON mapping → stdout" msg/s "${V[@]}"
@@ -175,6 +177,7 @@ four wrk_run http; row "http_server → JSON mapping → sync_response (wrk -c10
 two wrk_run drop; row "http_server → drop (wrk -c100)" req/s "${V[@]}"
 two startup_run start; row "startup: generate 1 → drop (hyperfine -N, wall)" ms "${V[@]}"
 two rss_run drop; row "idle RSS (http_server → drop, serving)" KiB "${V[@]}"
+fi
 
 if [ -z "${SKIP_KAFKA:-}" ]; then
   mkdir -p "$WORK/kafka"
