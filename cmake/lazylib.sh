@@ -30,7 +30,11 @@ done > "$tmp/headers.h"
 dev=$("$gcc" -print-file-name="lib$name.so")
 soname=$(objdump -p "$dev" | awk '$1 == "SONAME" { print $2 }')
 [ -n "$soname" ] || { echo "lazylib.sh: no soname in $dev" >&2; exit 1; }
-pkg=$(dpkg -S "$(realpath "$(dirname "$dev")")/$soname" 2>/dev/null | sed 's/[:,].*//') || true
+dir=$(realpath "$(dirname "$dev")")
+pkg=""
+for f in "$dir/$soname" "${dir#/usr}/$soname"; do   # dpkg records /lib or /usr/lib (merged /usr)
+  [ -n "$pkg" ] || pkg=$(dpkg -S "$f" 2>/dev/null | sed 's/[:,].*//') || true
+done
 [ -n "$pkg" ] || { echo "lazylib.sh: no Debian package holds $soname" >&2; exit 1; }
 
 awk -v name="$name" -v soname="$soname" -v pkg="$pkg" -v auxf="$tmp/aux" -v hdrf="$tmp/headers.h" -v cf="$out/lazy_$name.c.tmp" -v hf="$out/lazy_$name.h.tmp" '

@@ -1,6 +1,6 @@
-/* Libraries that only some configs use (libcurl, librdkafka, hiredis, libnats,
- * libmosquitto, librabbitmq) are not linked: the build generates, from
- * core/lazylibs.txt and each library's headers (cmake/lazylib.sh), a
+/* Libraries that only some configs use (libcurl, librdkafka, OpenSSL, ...)
+ * are not linked: the build generates, from core/lazylibs.txt and each
+ * library's headers (cmake/lazylib.sh), a
  * definition of every function sluice calls that forwards to the library,
  * loaded on the first call. A start then maps none of them (nor the dozens
  * of libraries they bring); a config that uses one loads it then. */
