@@ -49,7 +49,7 @@ static void status(sl_http_req_t *r, void *arg) {
   json_t *files = json_array();
   for (int i = 0; i < e->opts.nfiles; i++) json_array_append_new(files, json_string(e->opts.files[i]));
   json_t *body = json_pack("{s:{s:I,s:s,s:s,s:o,s:s?},s:o,s:o}", "config", "version", (json_int_t)e->version, "hash",
-                           e->hash, "loaded_at", when, "files", files, "last_error", e->last_error, "streams", streams,
+                           sl_engine_hash(e), "loaded_at", when, "files", files, "last_error", e->last_error, "streams", streams,
                            "retired", draining);
   json_t *applying = sl_engine_applying(e);
   if (applying) json_object_set_new(body, "applying", applying);

@@ -12,7 +12,7 @@ libcurl4-openssl-dev uthash-dev curl libhiredis-dev libpcre2-dev libxxhash-dev z
 # Sanitizer and fuzz builds (clang), busted on LuaJIT, the real peers and
 # clients of the specs, and the benchmarks' tools.
 TEST_PKGS="clang libclang-rt-14-dev luajit2 lua-busted jq openssl python3 python3-websockets
-python3-prometheus-client python3-jsonschema python3-yaml prometheus-pushgateway chromium nginx-light redis-server wrk hyperfine time
+python3-prometheus-client python3-jsonschema python3-yaml prometheus-pushgateway chromium nginx-light redis-server wrk hyperfine time strace
 openjdk-17-jre-headless maven kcat nats-server mosquitto mosquitto-clients rabbitmq-server
 amqp-tools python3-pika"
 
