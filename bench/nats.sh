@@ -21,7 +21,7 @@
 # connecting. nats-server is Debian's (-js, store in a temp dir); the nats CLI
 # comes from the Go module proxy (go install, once).
 # Usage: bench/nats.sh   (N=1000000 SIZES="100 1024" RUNS=3 by default)
-set -eu${BENCH_TRACE:+x}
+set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 BIN=${SLUICE_BIN:-build/sluice}
