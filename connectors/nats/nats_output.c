@@ -54,11 +54,13 @@ int sl_nats_out_init(sl_nats_out_t *o, sl_build_t *b, const sl_cnode_t *conf) {
     o->static_subject = sl_interp_eval(o->subject, NULL, 0, NULL, &err);
     /* ${ctx...} is resolved before a request-scoped instance is built: a
      * template still holding it is only being linted. */
-    if (o->static_subject && !strstr(o->static_subject, "${") && !strstr(o->static_subject, "$tyk_context") &&
-        !sl_nats_subject_ok(o->static_subject, 0)) {
-      sl_diag_add(b->diags, sl_cnode_get(conf, "subject"), "subject", "not a subject to publish to: %s",
-                  o->static_subject);
-      bad = 1;
+    if (o->static_subject && !strstr(o->static_subject, "${") && !strstr(o->static_subject, "$tyk_context")) {
+      o->static_ok = sl_nats_subject_ok(o->static_subject, 0);
+      if (!o->static_ok) {
+        sl_diag_add(b->diags, sl_cnode_get(conf, "subject"), "subject", "not a subject to publish to: %s",
+                    o->static_subject);
+        bad = 1;
+      }
     }
   }
   free(err);
@@ -107,7 +109,7 @@ static char *subject_of(sl_nats_out_t *o, sl_msg_t *m, uint32_t i, char **err) {
     free(e);
     return NULL;
   }
-  if (!sl_nats_subject_ok(subj, 0)) {
+  if (!(subj == o->static_subject && o->static_ok) && !sl_nats_subject_ok(subj, 0)) {
     *err = sl_xasprintf("subject: not a subject to publish to: \"%s\"", subj);
     if (subj != o->static_subject) free(subj);
     return NULL;

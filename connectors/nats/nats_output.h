@@ -26,6 +26,7 @@ typedef struct sl_nats_out {
   void *setup_arg;
   sl_interp_t *subject;
   char *static_subject;
+  int static_ok;             /* static_subject was checked when built */
   uint32_t nheaders;
   char **hkeys;
   sl_interp_t **hvals;
