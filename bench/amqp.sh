@@ -59,6 +59,20 @@ produce_raw() { # $1 size, $2 queue
   echo "$(rate_between "$s" "$e") $(cpu_of "$c")"
 }
 
+# Runs "$@" (a consumer with /metrics on HPORT) until it counted N; prints
+# "rate cpu". $1 names it in errors, $2 the queue.
+consume_until() {
+  local who=$1 q=$2; shift 2
+  s=$(now)
+  "$@" > "$WORK/consumer.log" 2>&1 & pid=$!
+  wait_received $pid "$HPORT" "$N" 6000 0.05 "$who"
+  e=$(now)
+  [ "${got:-0}" -ge "$N" ] || fail "$who consumed ${got:-0} of $N messages of $q"
+  c=$(awk '{print ($14 + $15) / 100}' "/proc/$pid/stat")
+  kill $pid; wait $pid 2>/dev/null || true
+  echo "$(rate_between "$s" "$e") $(cpu_of "$c")"
+}
+
 consume_sluice() { # $1 queue
   cat > "$WORK/c.yaml" <<YAML
 http: {address: 127.0.0.1:$HPORT}
@@ -66,14 +80,7 @@ input: {amqp_0_9: {urls: ["$URL"], queue: $1, prefetch_count: 4096, batching: {c
 max_in_flight: 64
 output: {drop: {}}
 YAML
-  s=$(now)
-  "$BIN" run --log-level warn "$WORK/c.yaml" & pid=$!
-  wait_received $pid "$HPORT" "$N" 6000 0.05 "amqp_0_9 → drop"
-  e=$(now)
-  [ "${got:-0}" -ge "$N" ] || fail "sluice consumed ${got:-0} of $N messages of $1"
-  c=$(awk '{print ($14 + $15) / 100}' "/proc/$pid/stat")
-  kill $pid; wait $pid 2>/dev/null || true
-  echo "$(rate_between "$s" "$e") $(cpu_of "$c")"
+  consume_until "sluice amqp_0_9 → drop" "$1" "$BIN" run --log-level warn "$WORK/c.yaml"
 }
 
 produce_benthos() { # $1 size, $2 queue
@@ -96,14 +103,7 @@ metrics: {prometheus: {}}
 input: {amqp_0_9: {urls: ["$URL"], queue: $1, prefetch_count: 4096}}
 output: {drop: {}}
 YAML
-  s=$(now)
-  "$BENTHOS" -c "$WORK/bc.yaml" > "$WORK/benthos.log" 2>&1 & pid=$!
-  wait_received $pid "$HPORT" "$N" 6000 0.05 "Benthos amqp_0_9 → drop"
-  e=$(now)
-  [ "${got:-0}" -ge "$N" ] || fail "Benthos consumed ${got:-0} of $N messages of $1"
-  c=$(awk '{print ($14 + $15) / 100}' "/proc/$pid/stat")
-  kill $pid; wait $pid 2>/dev/null || true
-  echo "$(rate_between "$s" "$e") $(cpu_of "$c")"
+  consume_until "Benthos amqp_0_9 → drop" "$1" "$BENTHOS" -c "$WORK/bc.yaml"
 }
 
 consume_raw() { # $1 queue
