@@ -90,7 +90,26 @@ produce_peer() { # $1 size, $2 kind
   e=$(now); rate "$N" "$s" "$e"
 }
 
-# sluice's input → drop; prints "rate count".
+# Runs "$@" (a consumer of kind $2 with /metrics on HPORT): JetStream timed
+# from its start (the stream is full), core NATS from when it is ready and
+# nats bench starts publishing $1-byte messages; until it counted N (or the
+# count stood still). Prints "rate count".
+consume_until() {
+  local size=$1 kind=$2 s e got pid; shift 2
+  [ "$kind" = nats_jetstream ] && s=$(now)
+  "$@" > "$WORK/consumer.log" 2>&1 & pid=$!
+  if [ "$kind" != nats_jetstream ]; then
+    wait_http "127.0.0.1:$HPORT/ready" $pid
+    for _ in $(seq 200); do curl -sf "127.0.0.1:$HPORT/ready" >/dev/null && break; sleep 0.05; done
+    s=$(now)
+    BENCH bench.core --pub 1 --msgs "$N" --size "$size" > /dev/null 2>&1 &
+  fi
+  got=$(count_in "$N"); e=$(now)
+  kill $pid; wait $pid 2>/dev/null || true
+  wait 2>/dev/null || true
+  echo "$(rate "$got" "$s" "$e") $got"
+}
+
 consume_sluice() { # $1 size, $2 kind
   if [ "$2" = nats_jetstream ]; then
     in="nats_jetstream: {urls: [$U], subject: bench.peerjs, durable: sl$RANDOM$RANDOM, max_ack_pending: 1024, batch_count: 256}"
@@ -103,24 +122,10 @@ input: {$in}
 max_in_flight: 64
 output: {drop: {}}
 YAML
-  local s e got pid
-  if [ "$2" = nats_jetstream ]; then
-    s=$(now)
-    "$BIN" run --log-level warn "$WORK/c.yaml" & pid=$!
-  else
-    "$BIN" run --log-level warn "$WORK/c.yaml" & pid=$!
-    wait_http "127.0.0.1:$HPORT/ready" $pid
-    for _ in $(seq 200); do curl -sf "127.0.0.1:$HPORT/ready" >/dev/null && break; sleep 0.05; done
-    s=$(now)
-    BENCH bench.core --pub 1 --msgs "$N" --size "$1" > /dev/null 2>&1 &
-  fi
-  got=$(count_in "$N"); e=$(now)
-  kill $pid; wait $pid 2>/dev/null || true
-  wait 2>/dev/null || true
-  echo "$(rate "$got" "$s" "$e") $got"
+  consume_until "$1" "$2" "$BIN" run --log-level warn "$WORK/c.yaml"
 }
 
-consume_benthos() { # $1 size, $2 kind; prints "rate count"
+consume_benthos() { # $1 size, $2 kind
   if [ "$2" = nats_jetstream ]; then
     in="nats_jetstream: {urls: [$U], subject: bench.peerjs, durable: bb$RANDOM$RANDOM, deliver: all, max_ack_pending: 1024}"
   else
@@ -133,19 +138,7 @@ metrics: {prometheus: {}}
 input: {$in}
 output: {drop: {}}
 YAML
-  local s e got pid
-  [ "$2" = nats_jetstream ] && s=$(now)
-  "$BENTHOS" -c "$WORK/bc.yaml" > "$WORK/benthos.log" 2>&1 & pid=$!
-  if [ "$2" != nats_jetstream ]; then
-    wait_http "127.0.0.1:$HPORT/ready" $pid
-    for _ in $(seq 200); do curl -sf "127.0.0.1:$HPORT/ready" >/dev/null && break; sleep 0.05; done
-    s=$(now)
-    BENCH bench.core --pub 1 --msgs "$N" --size "$1" > /dev/null 2>&1 &
-  fi
-  got=$(count_in "$N"); e=$(now)
-  kill $pid; wait $pid 2>/dev/null || true
-  wait 2>/dev/null || true
-  echo "$(rate "$got" "$s" "$e") $got"
+  consume_until "$1" "$2" "$BENTHOS" -c "$WORK/bc.yaml"
 }
 
 consume_peer() { # $1 size, $2 kind
