@@ -214,12 +214,8 @@ static void live(sl_http_req_t *r, void *arg) {
   s->f = f;
   s->next = f->subs;
   f->subs = s;
-  sl_kvlist_t hd = {0};
-  sl_kv_add(&hd, "Cache-Control", "no-cache", 8);
-  sl_kv_add(&hd, "X-Accel-Buffering", "no", 2);
-  s->st = sl_http_stream_open(r, 200, "text/event-stream", &hd, sub_gone, s);
-  sl_kv_clear(&hd);
-  static const char hello[] = "retry: 2000\n: connected\n\n";
+  s->st = sl_http_sse_open(r, sub_gone, s);
+  static const char hello[] = "retry: 3000\n: connected\n\n";
   if (sl_http_stream_write(s->st, hello, sizeof hello - 1, SL_HTTP_MAX_BUFFER) < 0) return;   /* sub_gone ran */
   send_to(s, f->last);
 }

@@ -320,6 +320,9 @@ streams:
       -- counts it dropped (or 120 s pass), then reads what is left to the end.
       local py = h.write(h.tmpname(".py"), string.format([[
 import socket, time, urllib.request, json
+pid = int(open("%s/pid.txt").read())
+rss = lambda: int([l.split()[1] for l in open("/proc/%%d/status" %% pid) if l.startswith("VmRSS")][0])
+before = rss()
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 s.connect(("127.0.0.1", %d))
@@ -335,17 +338,18 @@ while True:
     b = s.recv(65536)
     if not b: break
     got += len(b)
-pid = int(open("%s/pid.txt").read())
-rss = int([l.split()[1] for l in open("/proc/%%d/status" %% pid) if l.startswith("VmRSS")][0])
-print(json.dumps({"dropped": dropped, "read_after": got, "rss_kb": rss}))
-]], srv.port, ADMIN, srv.port, srv.dir))
+print(json.dumps({"dropped": dropped, "read_after": got, "growth_kb": rss() - before}))
+]], srv.dir, srv.port, ADMIN, srv.port))
       local code, out, perr = h.sh("python3 " .. py)
       os.remove(py)
       assert.are.equal(0, code, perr)
       local r = json.decode(out)
       assert.is_true(r.dropped)
       assert.truthy(r.read_after > 0)
-      assert.truthy(r.rss_kb < 200 * 1024, out)
+      -- ~150 events of 100 KB went by: only what waits for the client is held
+      -- (ASan's quarantine keeps freed memory a while)
+      local growth = (os.getenv("SLUICE_BIN") or ""):find("asan", 1, true) and 400 * 1024 or 100 * 1024
+      assert.truthy(r.growth_kb < growth, out)
       -- others are still served
       local t = events(srv, "interval=100&api_key=" .. ADMIN, 2)
       assert.truthy(#t >= 1)

@@ -1,5 +1,6 @@
 /* libFuzzer target: any bytes, cut into any slices, through every scanner of
- * the stdin and file inputs (tar, switch and every decompress algorithm too): messages and flagged errors, never a crash, a
+ * the stdin and file inputs (tar, switch and each decompress algorithm too):
+ * messages and flagged errors, never a crash, a
  * leak or undefined behaviour, and what a scanner leaves to read again stays
  * within its buffer size plus the slice just read (bounded memory). */
 #include "connectors/io/scanner.h"
@@ -25,8 +26,7 @@ static const char *const configs[] = {
   "scanner: {decompress: {algorithm: lz4, into: {tar: {}}}}\nmax_buffer: 256",
   "scanner: {decompress: {algorithm: zstd, into: {chunker: {size: 16}}}}",
   "scanner: {decompress: {algorithm: snappy, into: {lines: {max_buffer_size: 64}}}}",
-  "scanner: {switch: [{re_match_name: 'x$', scanner: {lines: {}}}, {re_match_name: '\\.tar$', scanner: {tar: {}}}]}\n"
-  "max_buffer: 256",
+  "scanner: {switch: [{re_match_name: 'x$', scanner: {lines: {}}}, {re_match_name: '\\.tar$', scanner: {tar: {}}}]}\nmax_buffer: 256",
 };
 /* The most any of these scanners leaves unread: a line or segment of 64 bytes. */
 enum { NCONF = sizeof configs / sizeof configs[0], BOUND = 4096, KEPT = 128 };
