@@ -74,7 +74,8 @@ static void series(const char *name, const char *labels, int64_t v, const sl_his
   int counted = !strcmp(what, name[0] == 'i' ? "received" : "sent"), error = !strcmp(what, "error");
   if (!counted && !error) return;
   if (error) add(u, "errors", v);
-  if (counted && !strcmp(a->path, name[0] == 'i' ? "root.input" : "root.output")) add(u, name[0] == 'i' ? "received" : "sent", v);
+  if (counted && !strcmp(a->path, name[0] == 'i' ? "root.input" : "root.output"))
+    add(u, name[0] == 'i' ? "received" : "sent", v);
   if (!top_level(a->path)) return;
   json_t *comps = json_object_get(u, "components");
   json_t *c = json_object_get(comps, a->path);
@@ -91,18 +92,20 @@ static double per_s(int64_t now, int64_t before, double dt) { return now > befor
 /* Rates over the tick against the feed's last one (none on its first);
  * next gets this tick's totals. */
 static void rates(const feed_t *f, json_t *next, const char *name, json_t *u, uint64_t now_ns) {
-  int64_t in = json_integer_value(json_object_get(u, "received")), err = json_integer_value(json_object_get(u, "errors"));
-  int64_t ls = json_integer_value(json_object_get(u, "latency_sum")), lc = json_integer_value(json_object_get(u, "latency_count"));
+#define NUM(o, k) json_integer_value(json_object_get(o, k))
+#define PREV(i) json_integer_value(json_array_get(p, i))
+  int64_t in = NUM(u, "received"), err = NUM(u, "errors"), ls = NUM(u, "latency_sum"), lc = NUM(u, "latency_count");
   json_t *p = json_object_get(f->prev, name);
   if (p && now_ns > f->prev_ns) {
     double dt = (double)(now_ns - f->prev_ns) / 1e9;
-    json_object_set_new(u, "rate", json_real(per_s(in, json_integer_value(json_array_get(p, 0)), dt)));
-    json_object_set_new(u, "error_rate", json_real(per_s(err, json_integer_value(json_array_get(p, 1)), dt)));
-    int64_t dc = lc - json_integer_value(json_array_get(p, 3));
-    if (dc > 0)
-      json_object_set_new(u, "latency_ns", json_real((double)(ls - json_integer_value(json_array_get(p, 2))) / (double)dc));
+    json_object_set_new(u, "rate", json_real(per_s(in, PREV(0), dt)));
+    json_object_set_new(u, "error_rate", json_real(per_s(err, PREV(1), dt)));
+    if (lc > PREV(3)) json_object_set_new(u, "latency_ns", json_real((double)(ls - PREV(2)) / (double)(lc - PREV(3))));
   }
-  json_object_set_new(next, name, json_pack("[I,I,I,I]", (json_int_t)in, (json_int_t)err, (json_int_t)ls, (json_int_t)lc));
+#undef NUM
+#undef PREV
+  json_object_set_new(next, name,
+                      json_pack("[I,I,I,I]", (json_int_t)in, (json_int_t)err, (json_int_t)ls, (json_int_t)lc));
 }
 
 static sl_bytes_t *snapshot(feed_t *f) {
