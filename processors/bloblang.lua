@@ -898,10 +898,14 @@ function M.translate(src, mode, ctxref, config)
   end
   -- A mutation starts from the message when it is JSON (a mutation that
   -- only sets metadata may run on any bytes).
-  local head = "local B = __bloblang; local V, MAPS = {}, {}; local R = " ..
-    (mode == "mutation" and "B.mutable(function() return this end)" or "B.NOTHING") .. "; "
   local code = {}
   for l = 1, math.max(last, 1) do code[l] = res.lines[l] or "" end
+  -- variables and maps are tables made per message: only when used (a
+  -- literal that holds "V[" only costs the table)
+  local body = table.concat(code, "\n") .. res.hoisted
+  local head = "local B = __bloblang; " .. (body:find("V[", 1, true) and "local V = {}; " or "") ..
+    (body:find("MAPS", 1, true) and "local MAPS = {}; " or "") .. "local R = " ..
+    (mode == "mutation" and "B.mutable(function() return this end)" or "B.NOTHING") .. "; "
   code[1] = head .. res.hoisted .. (res.hoisted ~= "" and " " or "") .. code[1]
   code[#code] = code[#code] .. " return B.result(R)"
   return table.concat(code, "\n")
