@@ -118,6 +118,10 @@ void sl_engine_check_finished(sl_engine_t *e);
 
 /* Routes /admin/status and /admin/reload (admin.c), /streams (streams_api.c). */
 void sl_admin_route(sl_engine_t *e);
+/* A unit as /admin/status shows it: state, kind, id, connected, uptime, source. */
+json_t *sl_admin_unit_json(const sl_unit_t *u, uint64_t now);
+/* GET /admin/live: that and the streams' counters as server-sent events (admin_live.c). */
+void sl_admin_live_route(sl_engine_t *e, sl_diags_t *d);
 /* http.console: the browser console's page and runs (control/console.c). */
 void sl_console_route(sl_engine_t *e);
 int sl_streams_api_route(sl_engine_t *e, sl_diags_t *d);
