@@ -21,7 +21,7 @@ RUN_PKGS="$RUN_PKGS libcsv-dev"
 # The scanners' tar (libarchive) and decompress algorithms bzip2, lz4, zstd, snappy;
 # the archive and compression tools their spec makes inputs with.
 RUN_PKGS="$RUN_PKGS libarchive-dev libbz2-dev liblz4-dev libzstd-dev libsnappy-dev"
-TEST_PKGS="$TEST_PKGS tar bzip2 lz4 zstd python3-snappy"
+TEST_PKGS="$TEST_PKGS tar bzip2 lz4 zstd"
 case $what in
   run) PKGS=$RUN_PKGS ;;
   test)
