@@ -40,6 +40,15 @@ local function with_own_redis(stopped, yaml, body)
   other.stop()
 end
 
+-- Connections to R other than redis-cli's own.
+local function clients()
+  local n = 0
+  for _, l in ipairs(h.lines(R.cli("CLIENT LIST"))) do if not l:find("cmd=client", 1, true) then n = n + 1 end end
+  return n
+end
+
+local function keys(prefix) return #h.lines(R.cli("--scan --pattern '" .. prefix .. "*'")) end
+
 -- The bytes sent to the Redis on port and not read by it yet (ss's Recv-Q
 -- of its side of the connections).
 local function unread(port)
@@ -370,12 +379,15 @@ return t
 
   it("carries binary keys and values; a reload keeps the one connection and applies a new prefix", function()
     R.cli("FLUSHDB")
+    -- threads 1: the one connection is the engine's (each pipeline.threads
+    -- worker makes its own: the next spec)
     local function yaml(prefix)
       return resources(R.url, ", prefix: '" .. prefix .. "'") .. [[
 http: { address: 127.0.0.1:$PORT }
 input:
   generate: { interval: 20ms, mapping: 'return { n = i }' }
 pipeline:
+  threads: 1
   processors:
     - lua: |
         local k, v = "\255\0k" .. this.n, "\0\255v" .. this.n
@@ -385,13 +397,6 @@ output:
   stdout: {}
 ]]
     end
-    -- connections other than redis-cli's own
-    local function clients()
-      local n = 0
-      for _, l in ipairs(h.lines(R.cli("CLIENT LIST"))) do if not l:find("cmd=client", 1, true) then n = n + 1 end end
-      return n
-    end
-    local function keys(prefix) return #h.lines(R.cli("--scan --pattern '" .. prefix .. "*'")) end
     local srv = h.serve(yaml("a:"))
     local ok, err = pcall(function()
       local function out() return h.decode_lines(h.lines(srv.stdout())) end
@@ -408,6 +413,52 @@ output:
       local after = out()
       for k, m in ipairs(after) do
         if k <= #before or k > from then assert.is_true(m.same, h.json.encode(m)) end
+      end
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
+  it("gives each pipeline.threads worker a connection of its own at its first command; a reload keeps them", function()
+    R.cli("FLUSHDB")
+    local function yaml(prefix)
+      return resources(R.url, ", prefix: '" .. prefix .. "'") .. [[
+http: { address: 127.0.0.1:$PORT }
+input:
+  generate: { interval: 10ms, batch_size: 1, mapping: 'return { n = i }' }
+pipeline:
+  threads: 2
+  processors:
+    - lua: |
+        vm_id = vm_id or uuid_v4()
+        this.vm = vm_id
+        assert(cache.set("r", "k" .. this.n, this.n))
+        this.got = tonumber(cache.get("r", "k" .. this.n))
+        this.echo = tonumber(redis.call("r", "ECHO", this.n))
+output:
+  stdout: {}
+]]
+    end
+    local srv = h.serve(yaml("a:"))
+    local ok, err = pcall(function()
+      local function out() return h.decode_lines(h.lines(srv.stdout())) end
+      local function vms()
+        local seen, n = {}, 0
+        for _, m in ipairs(out()) do if not seen[m.vm] then seen[m.vm], n = true, n + 1 end end
+        return n
+      end
+      assert.is_true(h.wait_for(function() return vms() == 2 end, 30), srv.stderr())
+      -- the engine's (made when the resource is) and one per worker
+      assert.is_true(h.wait_for(function() return clients() == 3 end, 30), "connections: " .. clients())
+      h.write(srv.dir .. "/config.yaml", (yaml("b:"):gsub("%$PORT", tostring(srv.port))))
+      assert.are.equal(0, (h.sh("curl -s -f -m 30 -X POST " .. srv.url .. "/admin/reload")))
+      assert.is_true(h.wait_for(function() return keys("b:") >= 3 end, 30), srv.stderr())
+      local from = #out()
+      assert.is_true(h.wait_for(function() return #out() >= from + 20 end, 30))
+      assert.are.equal(3, clients())
+      for i, m in ipairs(out()) do
+        assert.are.equal(i, m.n)
+        assert.are.equal(i, m.echo, h.json.encode(m))
+        if i > from then assert.are.equal(i, m.got, h.json.encode(m)) end
       end
     end)
     h.stop_after(srv, ok, err)

@@ -112,27 +112,41 @@ output:
     assert.are.equal(2, vms(out))
   end)
 
-  it("refuses cache calls on a worker with a clear error (cache resources live on the stream's loop)", function()
+  it("shares a memory cache between workers: every incr counted once, a value read whole while rewritten", function()
+    -- Both workers increment one key and rewrite one 100 kB value while they
+    -- read it back: incr's answers are 1..N each once (a lost update would
+    -- answer one twice), and a value replaced or evicted by the other worker
+    -- mid-read is still read whole (the reader holds its entry).
     local out = run([[
 cache_resources:
   - label: c
-    memory: {}
+    memory: {default_ttl: 0, max_bytes: 1MiB}
 input:
-  generate: {count: 4, interval: 0, batch_size: 1, mapping: 'return {n = i}'}
+  generate: {count: 3000, interval: 0, batch_size: 1, mapping: 'return {n = i}'}
 pipeline:
   threads: 2
   processors:
-    - lua: 'this.v = cache.get("c", "k")'
     - lua: |
-        if errored() then return {n = this.n, failed = error_message()} end
+        vm_id = vm_id or uuid_v4()
+        this.vm = vm_id
+        this.count = assert(cache.incr("c", "count", 1))
+        local v = string.rep(string.char(65 + this.n % 26), 100000)
+        assert(cache.set("c", "big" .. this.n % 20, v))
+        local got = cache.get("c", "big" .. (this.n + 1) % 20)
+        this.whole = got == nil or got == string.rep(got:sub(1, 1), 100000)
 output:
   stdout: {}
 ]])
-    assert.are.equal(4, #out)
-    for i = 1, 4 do
-      assert.are.equal(i, out[i].n)
-      assert.matches("not on a pipeline.threads worker", out[i].failed, 1, true)
+    assert.are.equal(3000, #out)
+    local seen = {}
+    for i, m in ipairs(out) do
+      assert.are.equal(i, m.n)
+      assert.is_true(m.whole, "a value read torn: " .. i)
+      assert.is_nil(seen[m.count], "incr answered twice: " .. tostring(m.count))
+      seen[m.count] = true
     end
+    for i = 1, 3000 do assert.is_true(seen[i], "incr never answered " .. i) end
+    assert.are.equal(2, vms(out))
   end)
 
   it("counts the workers' processor metrics into the stream's series", function()
