@@ -112,6 +112,40 @@ output:
     assert.are.equal(2, vms(out))
   end)
 
+  it("writes the log lines of processors and scripts in input order, as one worker does", function()
+    local out, r = run([[
+logger: {level: info, format: json}
+lua: {max_steps: 2000000000, max_time: 60s}
+input:
+  generate: {count: 300, interval: 0, batch_size: 1, mapping: 'return {n = i}'}
+pipeline:
+  threads: 2
+  processors:
+    - lua: |
+        local x = 0
+        for k = 1, (this.n == 1 and 10000000 or math.random(1, 100000)) do x = x + k % 3 end
+        log("info", "from lua", {n = this.n})
+        this.at = now()
+    - log: {message: 'line ${! this.n }'}
+output:
+  stdout: {}
+]])
+    assert.are.equal(300, #out)
+    assert.is_true(passed(out), "no message finished before an earlier one: the order was never at stake")
+    local fromlua, lines = {}, {}
+    for _, l in ipairs(h.lines(r.stderr)) do
+      local ok, t = pcall(json.decode, l)
+      if ok and t.msg == "from lua" then fromlua[#fromlua + 1] = tonumber(t.n) end
+      if ok and t.msg and t.msg:match("^line ") then lines[#lines + 1] = tonumber(t.msg:sub(6)) end
+    end
+    assert.are.equal(300, #fromlua)
+    assert.are.equal(300, #lines)
+    for i = 1, 300 do
+      assert.are.equal(i, fromlua[i])
+      assert.are.equal(i, lines[i])
+    end
+  end)
+
   it("shares a memory cache between workers: every incr counted once, a value read whole while rewritten", function()
     -- Both workers increment one key and rewrite one 100 kB value while they
     -- read it back: incr's answers are 1..N each once (a lost update would
@@ -209,6 +243,37 @@ output: {sync_response: {}}
     assert.are.equal(20, #got)
     table.sort(got)
     for i = 1, 20 do assert.are.equal(2 * i, got[i]) end
+  end)
+
+  it("answers a WebSocket's messages in their order when some fail on a worker", function()
+    -- A failed message is answered when its transaction completes, the
+    -- others when sync_response writes them: the transaction must complete
+    -- as the output drops the message, not a loop turn later (when the
+    -- next message's answer went first).
+    local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT}
+input: {http_server: {ws_path: /ws}}
+pipeline:
+  threads: 2
+  processors:
+    - lua: |
+        if this.n % 3 == 0 then error("bad " .. this.n) end
+        return {n = this.n}
+output:
+  reject_errored: {sync_response: {}}
+]])
+    local args = {}
+    for i = 1, 60 do args[#args + 1] = "--send '{\"n\":" .. i .. "}'" end
+    local _, out = h.sh("/usr/bin/python3 spec/tools/ws_client.py ws://127.0.0.1:" .. srv.port .. "/ws " ..
+      table.concat(args, " ") .. " --recv 60")
+    assert.are.equal(0, srv.stop())
+    local got = {}
+    for l in out:gmatch("[^\n]+") do
+      local m = json.decode(json.decode(l).text)
+      got[#got + 1] = m.n or tonumber(m.error:match("bad (%d+)"))
+    end
+    assert.are.equal(60, #got)
+    for i = 1, 60 do assert.are.equal(i, got[i], "answers: " .. table.concat(got, ",")) end
   end)
 
   it("stops a runaway script on a worker at lua.max_time (the guard watches the worker's thread)", function()
