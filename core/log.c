@@ -76,6 +76,11 @@ void sl_log_write(const char *lines, size_t len) { fwrite(lines, 1, len, stderr)
 
 static void put_line(const char *line, size_t len) {
   sl_log_hold_t *h = sl_log_scope.hold;
+  if (h && h->turn(h)) {
+    if (h->len) sl_log_write(h->buf, h->len);
+    h->len = 0;
+    h = NULL;
+  }
   if (!h) {
     sl_log_write(line, len);
     return;

@@ -17,10 +17,13 @@ void sl_log_set_static(const char *const *kv);
 
 /* Lines of one pool batch (core/pool.c), kept to be written in the
  * stream's order instead of the clock's; filled on the one worker that runs
- * the batch. */
+ * the batch. Once turn says every earlier batch's lines are out, what it
+ * holds and every later line are written at once (a stuck batch's lines
+ * show while it is stuck). */
 typedef struct sl_log_hold {
   char *buf;
   size_t len, cap;
+  int (*turn)(const struct sl_log_hold *h);
 } sl_log_hold_t;
 
 /* The component whose code runs now: processor chains set it around each

@@ -11,15 +11,18 @@
  *   the output sees them in input order. A result can only be released once
  *   no earlier result can come: every batch before it is done (or it belongs
  *   to the first batch not done yet).
- * - Done batches settle in order too: a batch's transaction gets its ticket's
- *   verdict and ref only once every earlier batch has settled, so
- *   transactions complete (and answers go out) in input order.
+ * - Done batches settle in order too: a done batch's ticket (the proxy's
+ *   verdict, and a ref on the input's transaction) is let go only after
+ *   every earlier batch's, so transactions complete (and answers go out) in
+ *   input order.
  * - Log lines: what the processors log while a worker runs a batch (a `log`
  *   processor, a script's log(), a failed script's warning, also after a
  *   call that waits) goes into the batch's hold (sl_pool_hold, through the
  *   log scope) and is written when the batch settles: the log reads in
- *   input order, as with one worker. A processor pins the proxy while it
- *   runs, so no line comes after the batch is done.
+ *   input order, as with one worker. The oldest batch not settled (every
+ *   earlier one's lines are out) writes at once, so a stuck script's lines
+ *   show while it is stuck. A processor pins the proxy while it runs, so no
+ *   line comes after the batch is done.
  * - Queues are a mutex and a list, woken by uv_async: one lock per batch,
  *   not per message. */
 #include "pool.h"
@@ -80,6 +83,7 @@ struct sl_pool {
   sl_sink_t *sink;
   uint64_t next_seq;         /* the next batch's number (from 1) */
   uint64_t done_upto;        /* every batch up to it is done */
+  uint64_t settled_upto;     /* every batch up to it settled (workers read it: atomic) */
   uint8_t *done;             /* done flags of done_upto+1 .. next_seq-1, by seq & (cap-1) */
   uint64_t cap;
   item_t *held, **held_tail; /* results waiting for earlier batches, by tag */
@@ -169,12 +173,19 @@ static void proxy_done(sl_txn_t *t, int status, const char *err, void *arg) {
   queue_put(&tk->pool->out, it);
 }
 
+/* The batch's turn: every earlier batch settled, its lines are out. */
+static int hold_turn(const sl_log_hold_t *h) {
+  const ticket_t *tk = (const ticket_t *)((const char *)h - offsetof(ticket_t, hold));
+  return __atomic_load_n(&tk->pool->settled_upto, __ATOMIC_ACQUIRE) + 1 == tk->seq;
+}
+
 sl_log_hold_t *sl_pool_hold(const sl_batch_t *b, sl_txn_t **pin) {
   sl_txn_t *t = b->n ? b->msgs[0]->txn : NULL;
   if (!t || !sl_txn_target(t)) return NULL;
   ticket_t *tk = sl_txn_arg(t);
   if (!tk->pool->ordered) return NULL;
   *pin = sl_txn_ref(t);
+  tk->hold.turn = hold_turn;
   return &tk->hold;
 }
 
@@ -198,8 +209,12 @@ static void release(sl_pool_t *p) {
     item_t *it = p->held;
     p->held = it->next;
     if (!p->held) p->held_tail = &p->held;
-    if (it->kind == OUT_DONE) settle(it->tk);
-    else p->sink->push(p->sink, it->b);
+    if (it->kind == OUT_DONE) {
+      settle(it->tk);
+      __atomic_store_n(&p->settled_upto, it->seq, __ATOMIC_RELEASE);
+    } else {
+      p->sink->push(p->sink, it->b);
+    }
     free(it);
   }
 }

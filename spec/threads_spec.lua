@@ -50,6 +50,18 @@ local function passed(out)
   end
 end
 
+-- Sends {"n": 1} .. {"n": sends} on one WebSocket to url and returns the
+-- first recv answers, decoded.
+local function ws_answers(url, sends, recv)
+  local args = {}
+  for i = 1, sends do args[#args + 1] = "--send '{\"n\":" .. i .. "}'" end
+  local _, out = h.sh("/usr/bin/python3 spec/tools/ws_client.py '" .. url .. "' " .. table.concat(args, " ") ..
+    " --recv " .. recv)
+  local got = {}
+  for l in out:gmatch("[^\n]+") do got[#got + 1] = json.decode(json.decode(l).text) end
+  return got
+end
+
 describe("pipeline.threads", function()
   it("keeps the input's order with two workers though later messages finish first", function()
     local out = run(busy_config(2, true, 300))
@@ -75,6 +87,37 @@ describe("pipeline.threads", function()
     end
     for i = 1, 300 do assert.is_true(seen[i], "missing " .. i) end
     assert.are.equal(2, vms(out))
+  end)
+
+  it("runs one worker per core by default, and none on one core", function()
+    -- without pipeline.threads (nor SLUICE_THREADS): -1, one per core
+    local path = h.write(h.tmpname(".yaml"), [[
+input:
+  generate: {count: 300, interval: 0, batch_size: 1, mapping: 'return {n = i}'}
+pipeline:
+  processors:
+    - lua: |
+        vm_id = vm_id or uuid_v4()
+        local x = 0
+        for k = 1, math.random(1, 300000) do x = x + k % 3 end
+        this.vm = vm_id
+output:
+  stdout: {}
+]])
+    local function vms_with(prefix)
+      local code, out, err = h.sh("env -u SLUICE_THREADS " .. prefix .. " timeout -k 5 120 " .. h.bin .. " run " .. path)
+      assert.are.equal(0, code, err)
+      local got = h.decode_lines(h.lines(out))
+      assert.are.equal(300, #got)
+      for i = 1, 300 do assert.are.equal(i, got[i].n) end
+      return vms(got)
+    end
+    local _, cores = h.sh("nproc")
+    cores = tonumber(cores)
+    local n = vms_with("")
+    assert.is_true(cores == 1 and n == 1 or n >= 2 and n <= cores, n .. " VMs on " .. cores .. " cores")
+    assert.are.equal(1, vms_with("taskset -c 0"))
+    os.remove(path)
   end)
 
   it("changes nothing with threads: 1 (one VM, the stream's)", function()
@@ -229,14 +272,10 @@ pipeline:
         return {n = this.n, user = ctx.query.user}
 output: {sync_response: {}}
 ]])
-    local args = {}
-    for i = 1, 40 do args[#args + 1] = "--send '{\"n\":" .. i .. "}'" end
-    local _, out = h.sh("/usr/bin/python3 spec/tools/ws_client.py 'ws://127.0.0.1:" .. srv.port .. "/ws?user=ada' " ..
-      table.concat(args, " ") .. " --recv 20")
+    local answers = ws_answers("ws://127.0.0.1:" .. srv.port .. "/ws?user=ada", 40, 20)
     assert.are.equal(0, srv.stop())
     local got = {}
-    for l in out:gmatch("[^\n]+") do
-      local m = json.decode(json.decode(l).text)
+    for _, m in ipairs(answers) do
       assert.are.equal("ada", m.user)
       got[#got + 1] = m.n
     end
@@ -246,10 +285,9 @@ output: {sync_response: {}}
   end)
 
   it("answers a WebSocket's messages in their order when some fail on a worker", function()
-    -- A failed message is answered when its transaction completes, the
-    -- others when sync_response writes them: the transaction must complete
-    -- as the output drops the message, not a loop turn later (when the
-    -- next message's answer went first).
+    -- Each message is answered when its transaction completes (with
+    -- sync_response's reply, or the error): transactions must complete in
+    -- input order however the workers finished (they came back 2,1,4,3).
     local srv = h.serve([[
 http: {address: 127.0.0.1:$PORT}
 input: {http_server: {ws_path: /ws}}
@@ -262,16 +300,10 @@ pipeline:
 output:
   reject_errored: {sync_response: {}}
 ]])
-    local args = {}
-    for i = 1, 60 do args[#args + 1] = "--send '{\"n\":" .. i .. "}'" end
-    local _, out = h.sh("/usr/bin/python3 spec/tools/ws_client.py ws://127.0.0.1:" .. srv.port .. "/ws " ..
-      table.concat(args, " ") .. " --recv 60")
+    local answers = ws_answers("ws://127.0.0.1:" .. srv.port .. "/ws", 60, 60)
     assert.are.equal(0, srv.stop())
     local got = {}
-    for l in out:gmatch("[^\n]+") do
-      local m = json.decode(json.decode(l).text)
-      got[#got + 1] = m.n or tonumber(m.error:match("bad (%d+)"))
-    end
+    for _, m in ipairs(answers) do got[#got + 1] = m.n or tonumber(m.error:match("bad (%d+)")) end
     assert.are.equal(60, #got)
     for i = 1, 60 do assert.are.equal(i, got[i], "answers: " .. table.concat(got, ",")) end
   end)
