@@ -19,6 +19,7 @@
 #include "core/rand.h"
 #include "core/xalloc.h"
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,11 +30,11 @@
 typedef struct entry {
   struct entry *hnext;        /* bucket chain */
   struct entry *prev, *next;  /* LRU list: head is the most recent */
-  int refs;                   /* the table's, and a get's until its callback returned */
   uint64_t h;
   int64_t expires;            /* monotonic ms, 0: never */
   uint32_t klen, vlen;
-  char kv[];                  /* key, then value */
+  int refs;                   /* the table's, and a get's until its callback returned */
+  char kv[];                  /* key, then value; right after refs, not at sizeof: no padding */
 } entry_t;
 
 /* What an entry costs beyond its key and value: the record, malloc's header
@@ -213,7 +214,7 @@ static entry_t *store(mcache_t *c, entry_t *old, uint64_t h, const char *k, size
   }
   if (old) drop(c, old);
   make_room(c, OVERHEAD + klen + vlen, 1);
-  entry_t *e = sl_xmalloc(sizeof(*e) + klen + vlen);
+  entry_t *e = sl_xmalloc(offsetof(entry_t, kv) + klen + vlen);
   e->refs = 1;
   e->h = h;
   e->expires = expires;
