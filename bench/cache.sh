@@ -5,7 +5,8 @@
 # keys, filled by the first message), by wall clock and by the process's
 # CPU time. Prints Markdown rows for
 # bench/RESULTS.md. Env: N (messages, default 1000000), LOOKUPS (per message,
-# default 100), RUNS (default 3).
+# default 100), RUNS (default 3), THREADS (pipeline.threads, default 1: one
+# core; 2: two workers sharing the resource's lock).
 set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -28,6 +29,7 @@ cache_resources:
 input:
   generate: {count: $N, interval: 0, batch_size: 1024, mapping: 'return "x"'}
 pipeline:
+  threads: ${THREADS:-1}
   processors:
     - lua: |
         if not K then

@@ -7,13 +7,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-static sl_cache_t *g_caches;       /* resources, in the order they were declared */
+/* Resources, in the order they were declared. A reload appends on the
+ * engine's loop while pool workers look names up: appends are published
+ * with release stores, read with acquire loads; nothing is ever removed. */
+static sl_cache_t *g_caches;
+
+/* The loop of the worker this thread runs (sl_cache_loop). */
+static _Thread_local uv_loop_t *t_loop;
 
 static const char *const op_names[SL_CACHE_NOPS] = {"get", "set", "add", "delete", "incr"};
 const char *sl_cache_op_name(sl_cache_op_t op) { return op < SL_CACHE_NOPS ? op_names[op] : "?"; }
 
 sl_cache_t *sl_cache_find(const char *name, size_t len) {
-  for (sl_cache_t *c = g_caches; c; c = c->next)
+  for (sl_cache_t *c = __atomic_load_n(&g_caches, __ATOMIC_ACQUIRE); c; c = __atomic_load_n(&c->next, __ATOMIC_ACQUIRE))
     if (c->nlen == len && !memcmp(c->name, name, len)) return c;
   return NULL;
 }
@@ -23,21 +29,35 @@ int sl_cache_is_sync(const sl_cache_t *c) { return c->be->sync; }
 const char *sl_cache_backend_name(const sl_cache_t *c) { return c->be->name; }
 void *sl_cache_self(const sl_cache_t *c) { return c->self; }
 
+uv_loop_t *sl_cache_loop(void) { return t_loop; }
+
 static void detach_all(void *worker) {
-  (void)worker;
   for (sl_cache_t *c = g_caches; c; c = c->next)
-    if (c->be->detach) c->be->detach(c->self);
+    if (c->be->detach) c->be->detach(c->self, ((sl_worker_t *)worker)->loop);
 }
 
 void sl_cache_attach_worker(sl_worker_t *w) {
   if (!w) return;
+  t_loop = w->loop;
   w->slot[SL_SLOT_CACHE] = w;
   w->slot_free[SL_SLOT_CACHE] = detach_all;
   for (sl_cache_t *c = g_caches; c; c = c->next)
     if (c->be->attach) c->be->attach(c->self, w->loop);
 }
 
+/* A pool worker's thread: its operations run on its own loop. A network
+ * backend connects there on first use, not now (a stream's every pool worker
+ * would connect to every resource, used or not); detach_all lets go. */
+static void on_pool_thread(sl_worker_t *w) {
+  t_loop = w->loop;
+  w->slot[SL_SLOT_CACHE] = w;
+  w->slot_free[SL_SLOT_CACHE] = detach_all;
+}
+
+static void __attribute__((constructor)) register_thread_hook(void) { sl_worker_on_thread(on_pool_thread); }
+
 static void collect(void *arg);
+static int64_t *series(sl_cache_t *c, sl_cache_op_t op, int r);
 
 static void free_all(void) {
   sl_metrics_collector_remove(collect, NULL);
@@ -73,14 +93,19 @@ sl_cache_t *sl_cache_add_resource(const char *name, const sl_cache_backend_t *be
     c->bytes = sl_metric(SL_GAUGE, "sluice_cache_bytes", "Bytes a cache resource holds, as its max_bytes counts "
                          "them.", "label", name, NULL);
   }
+  /* Every series now, on the engine's loop: pool workers count into them
+   * but cannot add series to the registry. */
+  for (int op = 0; op < SL_CACHE_NOPS; op++)
+    for (int r = 0; r < 3; r++) series(c, (sl_cache_op_t)op, r);
   while (*tail) tail = &(*tail)->next;
-  *tail = c;
+  __atomic_store_n(tail, c, __ATOMIC_RELEASE);
   return c;
 }
 
 /* Benthos' series: cache_success (found, stored, deleted), cache_not_found
  * (a get, delete or incr of a missing key, an add of a present one), and
- * cache_error, labelled {label, operation}; made on first use. */
+ * cache_error, labelled {label, operation}. Threads count into them side by
+ * side: atomic adds. */
 enum { R_SUCCESS, R_NOT_FOUND, R_ERROR };
 static int64_t *series(sl_cache_t *c, sl_cache_op_t op, int r) {
   int64_t **m = &c->m[op][r];
@@ -108,7 +133,7 @@ static void count_done(void *arg, const sl_cache_res_t *r) {
   int which = r->status == SL_CACHE_ERROR ? R_ERROR
               : (r->status == SL_CACHE_MISS && k->op != SL_CACHE_INCR) || r->status == SL_CACHE_EXISTS ? R_NOT_FOUND
                                                                                                       : R_SUCCESS;
-  (*series(k->c, k->op, which))++;
+  __atomic_add_fetch(k->c->m[k->op][which], 1, __ATOMIC_RELAXED);
   k->cb(k->arg, r);
   if (k->heap) free(k);
 }

@@ -9,13 +9,13 @@
  * keep what the callback's arg points to alive until it has run, and never
  * assume it ran on return unless the backend is `sync`.
  *
- * Threads: today every call comes from the one worker loop, and nothing here
- * locks. With several workers (pipeline.threads) the registry stays as it is
- * (filled before workers start, read-only while they run, resources never
- * removed), but a shared backend must serialise its own state: the memory
- * backend would take a mutex per resource (or per shard of keys) around each
- * operation and still complete at once on the caller's thread; a network
- * backend keeps one connection per worker loop and calls back on it.
+ * Threads: the engine's loop and the pool workers of pipeline.threads call
+ * side by side. The registry is filled on the engine's loop and only grows
+ * (lookups from any thread are safe); a backend serialises its own state:
+ * memory takes the resource's mutex around each operation and still
+ * completes at once on the caller's thread; a network backend keeps one
+ * connection per worker loop (made on first use on a pool worker) and calls
+ * back on it. A callback runs on the thread that started the operation.
  *
  * Ownership: resources belong to the registry and live until the process
  * exits (a reload adds and updates them, never removes one, so a pointer from
@@ -79,12 +79,14 @@ typedef struct sl_cache_backend {
    * sluice_cache_bytes); a remote backend that cannot say leaves it NULL. */
   void (*stats)(void *self, int64_t *entries, int64_t *bytes);
   /* Optional, for a network backend: its connection on a worker's loop,
-   * made when `cache_resources:` is applied on that worker (again after a
-   * reload: a no-op when it has one), and let go when the worker ends,
-   * before its loop closes (operations still waiting are dropped uncalled:
-   * their owners are gone by then). */
+   * made when `cache_resources:` is applied on the engine's worker (again
+   * after a reload: a no-op when it has one) or by the backend itself on
+   * first use on a pool worker (sl_cache_loop), and let go when that worker
+   * ends, before its loop closes (operations still waiting are dropped
+   * uncalled: their owners are gone by then). attach runs on the loop's
+   * thread; detach on it or after it ended. */
   void (*attach)(void *self, struct uv_loop_s *loop);
-  void (*detach)(void *self);
+  void (*detach)(void *self, struct uv_loop_s *loop);
   void (*destroy)(void *self);
 } sl_cache_backend_t;
 
@@ -105,6 +107,9 @@ const char *sl_cache_op_name(sl_cache_op_t op);
 const char *sl_cache_backend_name(const sl_cache_t *c);
 /* The backend's own state (for the backend's own public functions). */
 void *sl_cache_self(const sl_cache_t *c);
+/* The loop of the worker running on this thread (where a network backend's
+ * operations and callbacks go), or NULL on a thread of no worker. */
+struct uv_loop_s *sl_cache_loop(void);
 
 /* For components that name a resource (`resource:`, `cache:`): 0, or -1 with
  * a diagnostic at the field. Checks the running resources when built to run,

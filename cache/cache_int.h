@@ -18,7 +18,7 @@ struct sl_cache {
 sl_cache_t *sl_cache_add_resource(const char *name, const sl_cache_backend_t *be, void *self);
 
 /* Attaches every resource to w's loop (sl_cache_backend_t.attach), and has
- * them detached when w ends (its SL_SLOT_CACHE). */
+ * them detached when w ends (its SL_SLOT_CACHE). Runs on w's thread. */
 struct sl_worker;
 void sl_cache_attach_worker(struct sl_worker *w);
 

@@ -4,9 +4,15 @@
  * small script (SET NX PX of 0, then INCRBY, atomically, so that a missing
  * key takes the TTL and an existing one keeps its own). Keys carry the
  * resource's prefix. Scripts' `redis.call` sends raw commands on the same
- * connection (redis_cache.h). Every command in flight is on the resource's
+ * connection (redis_cache.h). Every command in flight is on its link's
  * list, so that a worker's end can drop them: the client drops their
- * callbacks uncalled. */
+ * callbacks uncalled.
+ *
+ * A link is the resource's connection on one worker's loop: the engine's
+ * worker attaches when the section is applied; a pipeline.threads worker
+ * makes its own link at its first command (sl_cache_loop), used only on its
+ * thread. The resource's mutex guards what threads share: the settings (a
+ * reload changes them on the engine's loop) and the list of links. */
 #include "redis_cache.h"
 #include "clients/redis_conf.h"
 #include "core/log.h"
@@ -15,20 +21,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct link {
+  struct link *next;
+  uv_loop_t *loop;
+  sl_redis_t *r;
+  struct sl_rcache_cmd *cmds;    /* in flight */
+  struct sl_rcache_cmd *held, **held_tail;   /* sent once the first connection is up */
+  int nheld, settled;            /* settled: the first connection came up or failed */
+} link_t;
+
 typedef struct rcache {
+  uv_mutex_t mu;
   char *url, *prefix;
   char *master;              /* kind: failover's Sentinel master name, or NULL; kept as url is */
   size_t plen;
   int64_t default_ttl_ms, reply_timeout_ms;
-  sl_redis_t *r;                 /* NULL until attached, and after detached */
-  struct sl_rcache_cmd *cmds;    /* in flight */
-  struct sl_rcache_cmd *held, **held_tail;   /* sent once the first connection is up */
-  int nheld, settled;            /* settled: the first connection came up or failed */
+  link_t *links;
 } rcache_t;
 
 struct sl_rcache_cmd {
   struct sl_rcache_cmd *next, **prev;
-  rcache_t *c;
+  link_t *l;
   sl_cache_op_t op;              /* SL_CACHE_NOPS: a script's command */
   sl_cache_cb cb;                /* an operation's */
   sl_redis_cb rcb;               /* a command's */
@@ -63,6 +76,7 @@ static int rc_check(const sl_cnode_t *body, sl_diags_t *d) { return sl_redis_con
 
 static void rc_update(void *self, const sl_cnode_t *body) {
   rcache_t *c = self;
+  uv_mutex_lock(&c->mu);
   const char *url = sl_conf_str(body, "url", "");
   if (c->url && strcmp(c->url, url) != 0)
     sl_warn("cache redis: a new url applies at the next restart (this one keeps %s)", c->url);
@@ -75,28 +89,51 @@ static void rc_update(void *self, const sl_cnode_t *body) {
   c->plen = strlen(c->prefix);
   c->default_ttl_ms = sl_conf_duration_ms(body, "default_ttl", 0);
   c->reply_timeout_ms = sl_conf_duration_ms(body, "reply_timeout", 10000);
+  uv_mutex_unlock(&c->mu);
 }
 
 static void *rc_create(const sl_cnode_t *body) {
   rcache_t *c = sl_xcalloc(1, sizeof(*c));
+  uv_mutex_init(&c->mu);
   rc_update(c, body);
   return c;
 }
 
 static void on_state(sl_redis_t *r, int up, const char *why, void *arg);
 
-static void rc_attach(void *self, uv_loop_t *loop) {
-  rcache_t *c = self;
-  if (c->r) return;
-  c->settled = 0;
-  c->held_tail = &c->held;
-  sl_redis_opts_t o = {.url = c->url, .sentinel_master = c->master, .log_component = "cache redis", .reply_timeout_ms = c->reply_timeout_ms,
-                       .on_state = on_state, .state_arg = c};
+/* The link on loop, made when there is none; under c->mu. */
+static link_t *link_on(rcache_t *c, uv_loop_t *loop) {
+  link_t *l = c->links;
+  while (l && l->loop != loop) l = l->next;
+  if (l || !loop) return l;
+  l = sl_xcalloc(1, sizeof(*l));
+  l->loop = loop;
+  l->held_tail = &l->held;
+  l->next = c->links;
+  c->links = l;
+  sl_redis_opts_t o = {.url = c->url, .sentinel_master = c->master, .log_component = "cache redis",
+                       .reply_timeout_ms = c->reply_timeout_ms, .on_state = on_state, .state_arg = l};
   char *err = NULL;
-  if (!(c->r = sl_redis_new(loop, &o, &err))) {   /* the URL was checked */
+  if (!(l->r = sl_redis_new(loop, &o, &err))) {   /* the URL was checked */
     sl_error("cache redis: %s", err);
     free(err);
   }
+  return l;
+}
+
+static void rc_attach(void *self, uv_loop_t *loop) {
+  rcache_t *c = self;
+  uv_mutex_lock(&c->mu);
+  link_on(c, loop);
+  uv_mutex_unlock(&c->mu);
+}
+
+/* The link of this thread's worker (made at its first use), or NULL. */
+static link_t *my_link(rcache_t *c) {
+  uv_mutex_lock(&c->mu);
+  link_t *l = link_on(c, sl_cache_loop());
+  uv_mutex_unlock(&c->mu);
+  return l;
 }
 
 static void drop(sl_rcache_cmd_t *k) {
@@ -118,23 +155,36 @@ static void free_held(sl_rcache_cmd_t *k) {
   free(k);
 }
 
-static void rc_detach(void *self) {
-  rcache_t *c = self;
-  while (c->cmds) drop(c->cmds);
-  while (c->held) {
-    sl_rcache_cmd_t *k = c->held;
-    c->held = k->next;
+static void link_free(link_t *l) {
+  while (l->cmds) drop(l->cmds);
+  while (l->held) {
+    sl_rcache_cmd_t *k = l->held;
+    l->held = k->next;
     free_held(k);
   }
-  c->held_tail = &c->held;
-  c->nheld = 0;
-  sl_redis_free(c->r);
-  c->r = NULL;
+  sl_redis_free(l->r);
+  free(l);
+}
+
+static void rc_detach(void *self, uv_loop_t *loop) {
+  rcache_t *c = self;
+  uv_mutex_lock(&c->mu);
+  link_t **at = &c->links;
+  while (*at && (*at)->loop != loop) at = &(*at)->next;
+  link_t *l = *at;
+  if (l) *at = l->next;
+  uv_mutex_unlock(&c->mu);
+  if (l) link_free(l);
 }
 
 static void rc_destroy(void *self) {
   rcache_t *c = self;
-  rc_detach(c);
+  while (c->links) {
+    link_t *l = c->links;
+    c->links = l->next;
+    link_free(l);
+  }
+  uv_mutex_destroy(&c->mu);
   free(c->url);
   free(c->master);
   free(c->prefix);
@@ -146,7 +196,7 @@ static void answer(sl_rcache_cmd_t *k, const redisReply *rp, const char *err) {
   char text[256];
   sl_cache_res_t res = {.status = SL_CACHE_ERROR};
   if (!rp) {
-    snprintf(text, sizeof text, "redis %s: %s", k->c->r ? sl_redis_addr(k->c->r) : "", err);
+    snprintf(text, sizeof text, "redis %s: %s", k->l->r ? sl_redis_addr(k->l->r) : "", err);
     res.err = text;
   } else if (rp->type == REDIS_REPLY_ERROR) {
     snprintf(text, sizeof text, "redis: %s", rp->str);
@@ -176,23 +226,23 @@ static void on_reply(sl_redis_t *r, redisReply *rp, const char *err, void *arg) 
   drop(k);
 }
 
-static void in_flight(rcache_t *c, sl_rcache_cmd_t *k) {
-  k->c = c;
-  if ((k->next = c->cmds)) k->next->prev = &k->next;
-  c->cmds = k;
-  k->prev = &c->cmds;
+static void in_flight(link_t *l, sl_rcache_cmd_t *k) {
+  k->l = l;
+  if ((k->next = l->cmds)) k->next->prev = &k->next;
+  l->cmds = k;
+  k->prev = &l->cmds;
 }
 
-/* Sends k, or holds it while the first connection is being made; NULL with
- * *err (k freed) when neither can be. */
-static sl_rcache_cmd_t *enqueue(rcache_t *c, sl_rcache_cmd_t *k, int argc, const char **argv, const size_t *lens,
+/* Sends k on this thread's link, or holds it while the link's first
+ * connection is being made; NULL with *err (k freed) when neither can be. */
+static sl_rcache_cmd_t *enqueue(link_t *l, sl_rcache_cmd_t *k, int argc, const char **argv, const size_t *lens,
                                 const char **err) {
-  if (c->r && sl_redis_command(c->r, on_reply, k, argc, argv, lens) == 0) {
-    in_flight(c, k);
+  if (l && l->r && sl_redis_command(l->r, on_reply, k, argc, argv, lens) == 0) {
+    in_flight(l, k);
     return k;
   }
-  if (c->r && !c->settled && c->nheld < MAX_HELD) {
-    k->c = c;
+  if (l && l->r && !l->settled && l->nheld < MAX_HELD) {
+    k->l = l;
     k->argc = argc;
     k->argv = sl_xmalloc((size_t)argc * sizeof(*k->argv));
     k->lens = sl_xmalloc((size_t)argc * sizeof(*k->lens));
@@ -202,14 +252,14 @@ static sl_rcache_cmd_t *enqueue(rcache_t *c, sl_rcache_cmd_t *k, int argc, const
       k->lens[i] = lens[i];
     }
     k->next = NULL;
-    *c->held_tail = k;
-    c->held_tail = &k->next;
-    c->nheld++;
+    *l->held_tail = k;
+    l->held_tail = &k->next;
+    l->nheld++;
     return k;
   }
-  *err = !c->r ? "redis: no connection (the cache is not attached to this worker)"
-         : c->nheld >= MAX_HELD ? "redis: too many commands waiting for the first connection"
-         : sl_redis_why(c->r) ? sl_redis_why(c->r) : "redis: the command could not be sent";
+  *err = !l || !l->r ? "redis: no connection (the cache is not attached to this worker)"
+         : l->nheld >= MAX_HELD ? "redis: too many commands waiting for the first connection"
+         : sl_redis_why(l->r) ? sl_redis_why(l->r) : "redis: the command could not be sent";
   free(k);
   return NULL;
 }
@@ -217,7 +267,7 @@ static sl_rcache_cmd_t *enqueue(rcache_t *c, sl_rcache_cmd_t *k, int argc, const
 /* A held command's end without a reply: its callback says why. */
 static void fail_held(sl_rcache_cmd_t *k, const char *why) {
   if (!k->cancelled) {
-    if (k->op == SL_CACHE_NOPS) k->rcb(k->c->r, NULL, why, k->arg);
+    if (k->op == SL_CACHE_NOPS) k->rcb(k->l->r, NULL, why, k->arg);
     else k->cb(k->arg, &(sl_cache_res_t){.status = SL_CACHE_ERROR, .err = why});
   }
 }
@@ -225,21 +275,21 @@ static void fail_held(sl_rcache_cmd_t *k, const char *why) {
 /* The first connection came up (the held commands go out, in order) or
  * failed (they fail with its reason). */
 static void on_state(sl_redis_t *r, int up, const char *why, void *arg) {
-  rcache_t *c = arg;
-  if (c->settled || (!up && why && strstr(why, ": connecting"))) return;
-  c->settled = 1;
-  c->r = r;   /* the first call comes from sl_redis_new */
+  link_t *l = arg;
+  if (l->settled || (!up && why && strstr(why, ": connecting"))) return;
+  l->settled = 1;
+  l->r = r;   /* the first call comes from sl_redis_new */
   sl_rcache_cmd_t *k;
-  while ((k = c->held)) {
-    c->held = k->next;
-    c->nheld--;
+  while ((k = l->held)) {
+    l->held = k->next;
+    l->nheld--;
     if (k->cancelled) {
       free_held(k);
       continue;
     }
     if (up && sl_redis_command(r, on_reply, k, k->argc, (const char **)k->argv, k->lens) == 0) {
       free_copy(k);
-      in_flight(c, k);
+      in_flight(l, k);
       continue;
     }
     /* why: "redis <addr>: <reason>"; the callbacks add the address */
@@ -247,7 +297,7 @@ static void on_state(sl_redis_t *r, int up, const char *why, void *arg) {
     fail_held(k, reason);
     free_held(k);
   }
-  c->held_tail = &c->held;
+  l->held_tail = &l->held;
 }
 
 /* incr: a missing key starts at 0 with the TTL (ARGV[2] ms, 0: none), then INCRBY, in one atomic step. */
@@ -257,11 +307,14 @@ static const char INCR_SCRIPT[] =
 
 static void rc_exec(void *self, const sl_cache_req_t *rq, sl_cache_cb cb, void *arg) {
   rcache_t *c = self;
+  link_t *l = my_link(c);
+  uv_mutex_lock(&c->mu);
   int64_t ttl = rq->ttl_ms == SL_CACHE_TTL_DEFAULT ? c->default_ttl_ms : rq->ttl_ms;
   char *key = sl_xmalloc(c->plen + rq->klen + 1), px[24], by[24];
   memcpy(key, c->prefix, c->plen);
   memcpy(key + c->plen, rq->key, rq->klen);
   size_t klen = c->plen + rq->klen;
+  uv_mutex_unlock(&c->mu);
   snprintf(px, sizeof px, "%lld", (long long)(ttl > 0 ? ttl : 0));
   snprintf(by, sizeof by, "%lld", (long long)rq->by);
   const char *argv[7];
@@ -298,7 +351,7 @@ static void rc_exec(void *self, const sl_cache_req_t *rq, sl_cache_cb cb, void *
   if (n) {
     k = sl_xcalloc(1, sizeof(*k));
     *k = (sl_rcache_cmd_t){.op = rq->op, .cb = cb, .arg = arg};
-    k = enqueue(c, k, n, argv, lens, &err);
+    k = enqueue(l, k, n, argv, lens, &err);
   }
   free(key);
   if (!k) cb(arg, &(sl_cache_res_t){.status = SL_CACHE_ERROR, .err = err});
@@ -312,7 +365,7 @@ sl_rcache_cmd_t *sl_rcache_command(sl_cache_t *cache, int argc, const char **arg
   }
   sl_rcache_cmd_t *k = sl_xcalloc(1, sizeof(*k));
   *k = (sl_rcache_cmd_t){.op = SL_CACHE_NOPS, .rcb = cb, .arg = arg};
-  return enqueue(sl_cache_self(cache), k, argc, argv, lens, err);
+  return enqueue(my_link(sl_cache_self(cache)), k, argc, argv, lens, err);
 }
 
 void sl_rcache_cancel(sl_rcache_cmd_t *k) { k->cancelled = 1; }
@@ -320,7 +373,8 @@ void sl_rcache_cancel(sl_rcache_cmd_t *k) { k->cancelled = 1; }
 static const sl_cache_backend_t redis_backend = {
   .name = "redis",
   .desc = "Keys in a Redis server (Benthos' `redis` cache), shared with other processes and kept across restarts; "
-          "one pipelined connection per worker, reconnected with backoff. Scripts reach the same server with "
+          "one pipelined connection per worker (a pipeline.threads worker connects at its first command), "
+          "reconnected with backoff. Scripts reach the same server with "
           "`redis.call(label, ...)` (docs/caches.md).",
   .fields = fields,
   .check = rc_check,

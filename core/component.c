@@ -2,6 +2,7 @@
 #include "batching.h"
 #include "log.h"
 #include "metrics.h"
+#include "pool.h"
 #include "stream.h"
 #include "trace.h"
 #include "xalloc.h"
@@ -193,11 +194,21 @@ static int64_t count_errors(const sl_batch_t *b) {
   return n;
 }
 
+sl_scope_save_t sl_processor_scope(const sl_processor_t *p, const sl_batch_t *b) {
+  sl_scope_save_t s = {sl_log_scope, NULL};
+  sl_log_scope = (sl_log_scope_t){p->stream ? p->stream->name : NULL, p->label, sl_pool_hold(b, &s.pin)};
+  return s;
+}
+
+void sl_processor_scope_end(sl_scope_save_t s) {
+  sl_log_scope = s.saved;
+  if (s.pin) sl_txn_unref(s.pin);
+}
+
 static void link_push(sl_sink_t *s, sl_batch_t *b) {
   link_t *l = (link_t *)s;
   if (b->n == 0) { sl_batch_free_shell(b); return; }
-  sl_log_scope_t scope = sl_log_scope;
-  sl_log_scope = (sl_log_scope_t){l->p->stream ? l->p->stream->name : NULL, l->p->label};
+  sl_scope_save_t scope = sl_processor_scope(l->p, b);
   sl_spans_t *spans = sl_trace_on ? sl_trace_begin(l->site, b) : NULL;
   SL_COUNT(l->m.received, b->n);
   /* Errors the processor added: those it passed on minus those it was given
@@ -210,7 +221,7 @@ static void link_push(sl_sink_t *s, sl_batch_t *b) {
   uint64_t t0 = sl_now_ns();
   l->p->vt->process(l->p, b);
   sl_histo_observe(l->m.latency, sl_now_ns() - t0 - l->downstream_ns);
-  sl_log_scope = scope;
+  sl_processor_scope_end(scope);
   l->in_call = outer;
   int64_t added = l->call_errors > before ? l->call_errors - before : 0;
   sl_trace_end(spans, added > 0, l->downstream_ns);

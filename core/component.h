@@ -3,6 +3,7 @@
 #ifndef SL_COMPONENT_H
 #define SL_COMPONENT_H
 #include "conf.h"
+#include "log.h"
 #include "msg.h"
 #include "spec.h"
 #include "txn.h"
@@ -131,6 +132,18 @@ struct sl_processor {
 };
 
 static inline void sl_processor_emit(sl_processor_t *p, sl_batch_t *b) { p->next->push(p->next, b); }
+
+/* Makes the log scope (core/log.h) that of p working on b: its stream and
+ * label, and on a pool worker the hold of b's batch. Returns the scope it
+ * replaced, to put back with sl_processor_scope_end once p logs no more for
+ * b. The chain does this around every process call; a processor that
+ * starts work on b later (a queued batch) does it itself. */
+typedef struct sl_scope_save {
+  struct sl_log_scope saved;
+  sl_txn_t *pin;
+} sl_scope_save_t;
+sl_scope_save_t sl_processor_scope(const sl_processor_t *p, const sl_batch_t *b);
+void sl_processor_scope_end(sl_scope_save_t s);
 
 /* A processor list wired in order; push into chain.sink, results go to out. */
 typedef struct sl_chain {

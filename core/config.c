@@ -18,16 +18,21 @@ static const sl_field_t retry_fields[] = {
 
 static const sl_field_t pipeline_fields[] = {
   {"processors", SL_F_PROCESSORS, NULL, 0, "Processors every message goes through, in order.", NULL, NULL},
-  {"threads", SL_F_INT, "1", SL_ADVANCED,
-   "Pool workers that run the processors, each a thread with its own loop and Lua VM; `-1` (or `0`) is one per "
-   "core. The input, transactions, the output, acks and retries stay on the stream's loop. Only chains whose "
-   "processors all run side by side safely use a pool (`lua`, `mapping`, `log`; not `cache`, `dedupe`, "
-   "`rate_limit`, `batch`, nested ones, nor any while a tracer samples), and not request-scoped instances: others run on the "
-   "stream's loop. "
-   "Absent, the environment's `SLUICE_THREADS` sets it (tests run the suite so).", NULL, NULL},
+  {"threads", SL_F_INT, "-1", SL_ADVANCED,
+   "Pool workers that run the processors, each a thread with its own loop and Lua VM; `-1` (or `0`, the "
+   "default, as in Benthos) is one per core, so a one-core machine runs them on the stream's loop; `1` "
+   "always does. The input, transactions, the output, acks and retries stay on the stream's loop, and "
+   "results, acks and log lines keep the input's order (`ordered`). Only chains whose processors all run "
+   "side by side safely use a pool (`lua`, `mapping`, `log`; not `cache`, `dedupe`, `rate_limit`, "
+   "`batch`, nested ones, nor any while a tracer samples), and not request-scoped instances: others run "
+   "on the stream's loop. Scripts' globals live per VM, one per worker: state that must be shared goes "
+   "in a cache resource. Absent, the environment's `SLUICE_THREADS` sets it (tests run the suite so).",
+   NULL, NULL},
   {"ordered", SL_F_BOOL, "true", SL_ADVANCED,
    "With threads > 1: results reach the output in input order (a reorder buffer holds a batch until every "
-   "earlier one is done, so per partition and per key order holds too). `false` lets batches pass each other.",
+   "earlier one is done, so per partition and per key order holds too), transactions complete (acks, "
+   "answers to requests) and the lines processors log are written in that order too: a slow batch holds "
+   "back the later ones' lines. `false` lets batches, their acks and their lines pass each other.",
    NULL, NULL},
   {0}};
 

@@ -72,6 +72,27 @@ static void put_field(FILE *f, int *first, const char *k, const char *v) {
   put_value(f, v);
 }
 
+void sl_log_write(const char *lines, size_t len) { fwrite(lines, 1, len, stderr); }
+
+static void put_line(const char *line, size_t len) {
+  sl_log_hold_t *h = sl_log_scope.hold;
+  if (h && h->turn(h)) {
+    if (h->len) sl_log_write(h->buf, h->len);
+    h->len = 0;
+    h = NULL;
+  }
+  if (!h) {
+    sl_log_write(line, len);
+    return;
+  }
+  if (h->len + len > h->cap) {
+    h->cap = h->len + len > 2 * h->cap ? h->len + len : 2 * h->cap;
+    h->buf = sl_xrealloc(h->buf, h->cap);
+  }
+  memcpy(h->buf + h->len, line, len);
+  h->len += len;
+}
+
 void sl_log_fields(sl_log_level_t l, const char *stream, const char *component, const char *msg,
                    const char *const *kv) {
   if (!sl_log_enabled(l)) return;
@@ -99,7 +120,7 @@ void sl_log_fields(sl_log_level_t l, const char *stream, const char *component, 
   for (const char *const *p = kv; p && p[0] && p[1]; p += 2) put_field(f, &first, p[0], p[1]);
   if (g_json) fputc('}', f);
   fputc('\n', f);
-  if (fclose(f) == 0) fwrite(line, 1, len, stderr);
+  if (fclose(f) == 0) put_line(line, len);
   free(line);
 }
 

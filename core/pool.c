@@ -11,6 +11,18 @@
  *   the output sees them in input order. A result can only be released once
  *   no earlier result can come: every batch before it is done (or it belongs
  *   to the first batch not done yet).
+ * - Done batches settle in order too: a done batch's ticket (the proxy's
+ *   verdict, and a ref on the input's transaction) is let go only after
+ *   every earlier batch's, so transactions complete (and answers go out) in
+ *   input order.
+ * - Log lines: what the processors log while a worker runs a batch (a `log`
+ *   processor, a script's log(), a failed script's warning, also after a
+ *   call that waits) goes into the batch's hold (sl_pool_hold, through the
+ *   log scope) and is written when the batch settles: the log reads in
+ *   input order, as with one worker. The oldest batch not settled (every
+ *   earlier one's lines are out) writes at once, so a stuck script's lines
+ *   show while it is stuck. A processor pins the proxy while it runs, so no
+ *   line comes after the batch is done.
  * - Queues are a mutex and a list, woken by uv_async: one lock per batch,
  *   not per message. */
 #include "pool.h"
@@ -26,7 +38,7 @@ typedef struct item {
   struct item *next;
   int kind;
   sl_batch_t *b;
-  uint64_t seq;              /* OUT_BATCH: its tag */
+  uint64_t seq;              /* OUT_BATCH: its tag; OUT_DONE: its batch's */
   struct ticket *tk;         /* OUT_DONE */
 } item_t;
 
@@ -49,6 +61,7 @@ typedef struct ticket {
    * (copy on write, plain counts) with the connection's context. */
   sl_ctx_t **ctxs;
   uint32_t nctx;
+  sl_log_hold_t hold;        /* lines logged on the worker for it, written when it settles */
 } ticket_t;
 
 typedef struct pworker {
@@ -70,6 +83,7 @@ struct sl_pool {
   sl_sink_t *sink;
   uint64_t next_seq;         /* the next batch's number (from 1) */
   uint64_t done_upto;        /* every batch up to it is done */
+  uint64_t settled_upto;     /* every batch up to it settled (workers read it: atomic) */
   uint8_t *done;             /* done flags of done_upto+1 .. next_seq-1, by seq & (cap-1) */
   uint64_t cap;
   item_t *held, **held_tail; /* results waiting for earlier batches, by tag */
@@ -159,14 +173,48 @@ static void proxy_done(sl_txn_t *t, int status, const char *err, void *arg) {
   queue_put(&tk->pool->out, it);
 }
 
+/* The batch's turn: every earlier batch settled, its lines are out. */
+static int hold_turn(const sl_log_hold_t *h) {
+  const ticket_t *tk = (const ticket_t *)((const char *)h - offsetof(ticket_t, hold));
+  return __atomic_load_n(&tk->pool->settled_upto, __ATOMIC_ACQUIRE) + 1 == tk->seq;
+}
+
+sl_log_hold_t *sl_pool_hold(const sl_batch_t *b, sl_txn_t **pin) {
+  sl_txn_t *t = b->n ? b->msgs[0]->txn : NULL;
+  if (!t || !sl_txn_target(t)) return NULL;
+  ticket_t *tk = sl_txn_arg(t);
+  if (!tk->pool->ordered) return NULL;
+  *pin = sl_txn_ref(t);
+  tk->hold.turn = hold_turn;
+  return &tk->hold;
+}
+
 /* ---- on the stream's loop ---- */
 
+static void ticket_free(ticket_t *tk);
+
+/* The batch's lines are written, the proxy's verdict goes to the input's
+ * transaction, and the ticket's ref on it goes: the transaction completes
+ * once its messages are written. */
+static void settle(ticket_t *tk) {
+  if (tk->failed) sl_txn_fail(tk->target, tk->err);
+  ticket_free(tk);
+}
+
+/* Lets out what no earlier batch can still precede, in batch order:
+ * results (tagged with a batch not done yet at most: the first such) and
+ * the tickets of done batches. */
 static void release(sl_pool_t *p) {
   while (p->held && p->held->seq <= p->done_upto + 1) {
     item_t *it = p->held;
     p->held = it->next;
     if (!p->held) p->held_tail = &p->held;
-    p->sink->push(p->sink, it->b);
+    if (it->kind == OUT_DONE) {
+      settle(it->tk);
+      __atomic_store_n(&p->settled_upto, it->seq, __ATOMIC_RELEASE);
+    } else {
+      p->sink->push(p->sink, it->b);
+    }
     free(it);
   }
 }
@@ -188,11 +236,31 @@ static void mark_done(sl_pool_t *p, uint64_t seq) {
 }
 
 static void ticket_free(ticket_t *tk) {
+  if (tk->hold.len) sl_log_write(tk->hold.buf, tk->hold.len);
+  free(tk->hold.buf);
   sl_txn_unref(tk->target);
   for (uint32_t i = 0; i < tk->nctx; i++) sl_ctx_unref(tk->ctxs[i]);
   free(tk->ctxs);
   free(tk->err);
   free(tk);
+}
+
+/* The batch's proxy was released: it is done. Ordered, its ticket waits
+ * for the earlier batches' (release): transactions complete, and lines are
+ * written, in input order, as one worker would (a WebSocket's replies go out
+ * when their transactions complete), however the workers finished. */
+static void batch_done(sl_pool_t *p, item_t *it) {
+  ticket_t *tk = it->tk;
+  tk->pw->load--;
+  if (--p->busy == 0) uv_unref((uv_handle_t *)&p->out.async);
+  mark_done(p, tk->seq);
+  if (!p->ordered) {
+    free(it);
+    settle(tk);
+    return;
+  }
+  hold(p, it);
+  release(p);
 }
 
 static void stream_wake(uv_async_t *a) {
@@ -214,14 +282,7 @@ static void stream_wake(uv_async_t *a) {
       release(p);
       continue;
     }
-    ticket_t *tk = it->tk;
-    free(it);
-    tk->pw->load--;
-    if (--p->busy == 0) uv_unref((uv_handle_t *)&p->out.async);
-    mark_done(p, tk->seq);
-    release(p);
-    if (tk->failed) sl_txn_fail(tk->target, tk->err);
-    ticket_free(tk);
+    batch_done(p, it);
   }
 }
 
@@ -302,11 +363,13 @@ void sl_pool_start(sl_pool_t *p, sl_stream_t *s) {
   }
 }
 
+/* What the pool holds at its end: batches are dropped, done batches
+ * settle. */
 static void free_items(item_t *it) {
   for (item_t *next; it; it = next) {
     next = it->next;
     sl_batch_free(it->b);
-    if (it->tk) ticket_free(it->tk);
+    if (it->tk) settle(it->tk);
     free(it);
   }
 }

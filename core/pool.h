@@ -8,6 +8,7 @@
 #ifndef SL_POOL_H
 #define SL_POOL_H
 #include "component.h"
+#include "log.h"
 
 typedef struct sl_pool sl_pool_t;
 
@@ -23,6 +24,12 @@ void sl_pool_start(sl_pool_t *p, sl_stream_t *s);
  * a proxy of t, which this keeps a ref on until they have all come back or
  * been dropped. Takes ownership of b. */
 void sl_pool_push(sl_pool_t *p, sl_batch_t *b, sl_txn_t *t);
+/* On a pool worker, about to run processors on b: where the lines they log
+ * go (the hold of b's batch, written in the stream's order), or NULL (not a
+ * pool's batch, or ordered: false). With a hold, *pin is a ref on the
+ * batch's proxy that the caller releases (sl_txn_unref) once it logs no
+ * more: the batch is not done, nor its lines sent, before. */
+sl_log_hold_t *sl_pool_hold(const sl_batch_t *b, sl_txn_t **pin);
 /* Every worker flushes its chain (batching processors push what they hold). */
 void sl_pool_flush(sl_pool_t *p);
 /* Stops and joins the threads, frees the chains and workers. */

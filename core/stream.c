@@ -402,14 +402,15 @@ static void pool_entry(sl_sink_t *sink, sl_batch_t *b) {
   sl_batch_free_shell(b);
 }
 
-/* How many pool workers run the processors: 1 (none) unless asked for and
- * every processor of the chain may run as copies side by side. */
+/* How many pool workers run the processors: one per core by default, 1
+ * (none) on one core, when asked for, or unless every processor of the
+ * chain may run as copies side by side. */
 static int pool_size(const sl_build_t *b, const sl_cnode_t *node, const sl_cnode_t *procs, const char *name) {
   /* A request-scoped instance (there may be thousands) stays on the loop. */
   if (!b->worker || b->lint_only || b->mounted || !procs->n) return 1;
   const sl_cnode_t *t = sl_cnode_get(sl_cnode_get(node, "pipeline"), "threads");
   const char *env = getenv("SLUICE_THREADS");
-  int64_t n = t && !t->synthetic ? sl_conf_int(sl_cnode_get(node, "pipeline"), "threads", 1) : env ? atoll(env) : 1;
+  int64_t n = t && !t->synthetic ? sl_conf_int(sl_cnode_get(node, "pipeline"), "threads", -1) : env ? atoll(env) : -1;
   if (n <= 0) n = (int64_t)uv_available_parallelism();
   if (n > 256) n = 256;
   if (n <= 1) return 1;

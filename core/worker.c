@@ -10,8 +10,6 @@ sl_worker_t *sl_worker_new(int id) {
   return w;
 }
 
-_Thread_local int sl_worker_pooled;
-
 enum { MAX_HOOKS = 8 };
 static void (*hooks[MAX_HOOKS])(sl_worker_t *w, const sl_worker_t *parent);
 static unsigned nhooks;
@@ -28,7 +26,6 @@ void sl_worker_on_thread(void (*hook)(sl_worker_t *w)) {
 }
 
 void sl_worker_thread_started(sl_worker_t *w) {
-  sl_worker_pooled = 1;
   for (unsigned i = 0; i < nthread_hooks; i++) thread_hooks[i](w);
 }
 

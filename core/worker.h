@@ -23,9 +23,6 @@ sl_worker_t *sl_worker_new(int id);
  * subsystem's sections set on parent (the `lua:` limits and paths). Runs on
  * parent's thread, before the pool worker's thread starts. */
 sl_worker_t *sl_worker_spawn(const sl_worker_t *parent, int id);
-/* Set on a pool worker's thread (core/pool.c): what lives on the engine's
- * loop and is not thread-safe (cache resources) refuses calls from there. */
-extern _Thread_local int sl_worker_pooled;
 void sl_worker_on_spawn(void (*hook)(sl_worker_t *w, const sl_worker_t *parent));   /* from constructors */
 /* A pool worker's thread starts: every thread hook runs on it, before its
  * loop does (the Lua guard binds the VM to the thread that runs it). */

@@ -3,12 +3,13 @@
  * at once (memory) completes here; one that answers later (Redis) is not
  * started: the script's side gets SL_LCACHE_ASYNC and goes through its hook
  * for asynchronous backends, where a yielding call waits for the answer.
- * Runs on the worker's loop; results are copied into a per-thread buffer that
- * the next call reuses, which the script's side copies at once. Also the lint
+ * Runs on the loop of the worker whose VM calls (the engine's or a
+ * pipeline.threads worker's: cache/ serialises what they share); results
+ * are copied into a per-thread buffer that the next call reuses, which the
+ * script's side copies at once. Also the lint
  * of inline code's literal labels (sl_lcache_lint, lua/lhost.h). */
 #include "async.h"
 #include "cache/cache.h"
-#include "core/worker.h"
 #include "core/conf.h"
 #include "core/xalloc.h"
 #include <ctype.h>
@@ -18,9 +19,7 @@
 #include <string.h>
 
 /* Statuses of sl_lcache_op: the sl_cache_status_t values, and these. */
-/* POOLED: the call came from a pool worker's VM (pipeline.threads): cache
- * resources are not thread-safe and live on the engine's loop. */
-enum { SL_LCACHE_NO_CACHE = -2, SL_LCACHE_ASYNC = -3, SL_LCACHE_POOLED = -4 };
+enum { SL_LCACHE_NO_CACHE = -2, SL_LCACHE_ASYNC = -3 };
 
 typedef struct lresult {
   int status;
@@ -55,7 +54,6 @@ static void done(void *arg, const sl_cache_res_t *r) {
  * status; *out and *olen: get's value or the error's text; *n: incr's value. */
 int sl_lcache_op(int op, const char *name, size_t nlen, const char *key, size_t klen, const char *val, size_t vlen,
                  int64_t ttl_ms, int64_t by, const char **out, size_t *olen, int64_t *n) {
-  if (sl_worker_pooled) return SL_LCACHE_POOLED;
   sl_cache_t *c = sl_cache_find(name, nlen);
   if (!c) return SL_LCACHE_NO_CACHE;
   if (!sl_cache_is_sync(c)) return SL_LCACHE_ASYNC;

@@ -16,7 +16,7 @@ local ffi_string, tonumber, tostring, type, error = ffi.string, tonumber, tostri
 local out, olen, nbox = ffi.new("const char *[1]"), ffi.new("size_t[1]"), ffi.new("int64_t[1]")
 -- sl_cache_op_t and sl_cache_status_t (cache/cache.h), lua/cache.c's own
 local GET, SET, ADD, DELETE, INCR = 0, 1, 2, 3, 4
-local OK, MISS, EXISTS, ERROR, NO_CACHE, ASYNC, POOLED = 0, 1, 2, -1, -2, -3, -4
+local OK, MISS, EXISTS, ERROR, NO_CACHE, ASYNC = 0, 1, 2, -1, -2, -3
 local TTL_DEFAULT = -1
 
 local function arg_string(v, what, fn)
@@ -59,10 +59,6 @@ local function call(fn, op, name, key, val, ttl, by)
   if val ~= nil then val = arg_string(val, "value", fn); vlen = #val end
   local rc = C.sl_lcache_op(op, name, #name, key, #key, val, vlen, ttl, by or 0, out, olen, nbox)
   if rc == NO_CACHE then error("cache." .. fn .. ": no cache resource labelled \"" .. name .. "\"", 3) end
-  if rc == POOLED then
-    error("cache." .. fn .. ": cache resources live on the stream's loop, not on a pipeline.threads worker " ..
-          "(set pipeline.threads: 1 on this stream)", 3)
-  end
   return rc, key, val
 end
 

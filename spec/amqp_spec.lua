@@ -163,11 +163,11 @@ output:
     local out = h.tmpname(".txt")
     local r = h.run_config(string.format([[
 input:
-  generate: {count: 6, interval: "", batch_size: 1, mapping: 'return "r" .. uuid_v4()'}
+  generate: {count: 6, interval: "", batch_size: 1, mapping: 'return "r" .. i .. "-" .. uuid_v4()'}
 pipeline:
   processors:
     - lua: |
-        n = (n or 0) + 1
+        local n = tonumber(content():match("^r(%%d+)"))
         meta.to = n %% 2 == 0 and "nowhere" or "routable"
 output:
   fallback:

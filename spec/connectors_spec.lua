@@ -614,17 +614,20 @@ output:
   it("at the top of a stream refuses the batch, which the stream re-sends as the input made it", function()
     -- The stream keeps a copy of a generated batch only for outputs that
     -- answer for failures themselves (or a retry policy that gives up).
+    -- (passes are counted in a cache, which every pipeline.threads worker
+    -- shares: a re-sent batch may run on another worker's VM)
     local r = run_in(d, [[
+cache_resources:
+  - label: seen
+    memory: {}
 input:
   generate: { count: 4, interval: 0, batch_size: 2, mapping: 'return {n = i}' }
 retry: { initial_interval: 10ms }
 pipeline:
   processors:
     - lua: |
-        seen = seen or {}
-        seen[this.n] = (seen[this.n] or 0) + 1
-        this.pass = seen[this.n]
-        if this.n == 3 and seen[3] < 3 then error("not yet") end
+        this.pass = cache.incr("seen", this.n, 1)
+        if this.n == 3 and this.pass < 3 then error("not yet") end
 output:
   reject_errored:
     file: { path: out.txt }

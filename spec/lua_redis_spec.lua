@@ -40,6 +40,15 @@ local function with_own_redis(stopped, yaml, body)
   other.stop()
 end
 
+-- Connections to R other than redis-cli's own.
+local function clients()
+  local n = 0
+  for _, l in ipairs(h.lines(R.cli("CLIENT LIST"))) do if not l:find("cmd=client", 1, true) then n = n + 1 end end
+  return n
+end
+
+local function keys(prefix) return #h.lines(R.cli("--scan --pattern '" .. prefix .. "*'")) end
+
 -- The bytes sent to the Redis on port and not read by it yet (ss's Recv-Q
 -- of its side of the connections).
 local function unread(port)
@@ -368,49 +377,65 @@ return t
     assert.is_true(ttl_s > 500000 and ttl_s <= 600000, "p:s (default_ttl) " .. ttl_s)
   end)
 
-  it("carries binary keys and values; a reload keeps the one connection and applies a new prefix", function()
+  -- A reload that changes the prefix keeps the connections: the engine's
+  -- (made when the resource is) and, with pipeline.threads, one per worker
+  -- (made at its first command). Each message writes and reads binary keys
+  -- and echoes through redis.call; its VM names itself.
+  local function prefix_reload(threads, conns)
     R.cli("FLUSHDB")
     local function yaml(prefix)
       return resources(R.url, ", prefix: '" .. prefix .. "'") .. [[
 http: { address: 127.0.0.1:$PORT }
 input:
-  generate: { interval: 20ms, mapping: 'return { n = i }' }
+  generate: { interval: 10ms, batch_size: 1, mapping: 'return { n = i }' }
 pipeline:
+  threads: ]] .. threads .. [[
+
   processors:
     - lua: |
+        vm_id = vm_id or uuid_v4()
+        this.vm = vm_id
         local k, v = "\255\0k" .. this.n, "\0\255v" .. this.n
         assert(cache.set("r", k, v))
         this.same = cache.get("r", k) == v
+        this.echo = tonumber(redis.call("r", "ECHO", this.n))
 output:
   stdout: {}
 ]]
     end
-    -- connections other than redis-cli's own
-    local function clients()
-      local n = 0
-      for _, l in ipairs(h.lines(R.cli("CLIENT LIST"))) do if not l:find("cmd=client", 1, true) then n = n + 1 end end
-      return n
-    end
-    local function keys(prefix) return #h.lines(R.cli("--scan --pattern '" .. prefix .. "*'")) end
     local srv = h.serve(yaml("a:"))
     local ok, err = pcall(function()
       local function out() return h.decode_lines(h.lines(srv.stdout())) end
-      assert.is_true(h.wait_for(function() return keys("a:") >= 3 end, 30), srv.stderr())
-      assert.are.equal(1, clients())
+      local function vms()
+        local seen, n = {}, 0
+        for _, m in ipairs(out()) do if not seen[m.vm] then seen[m.vm], n = true, n + 1 end end
+        return n
+      end
+      assert.is_true(h.wait_for(function() return keys("a:") >= 3 and vms() == threads end, 30), srv.stderr())
+      assert.is_true(h.wait_for(function() return clients() == conns end, 30), "connections: " .. clients())
       local before = out()
       h.write(srv.dir .. "/config.yaml", (yaml("b:"):gsub("%$PORT", tostring(srv.port))))
       assert.are.equal(0, (h.sh("curl -s -f -m 30 -X POST " .. srv.url .. "/admin/reload")))
       assert.is_true(h.wait_for(function() return keys("b:") >= 3 end, 30), srv.stderr())
-      assert.are.equal(1, clients())
       -- (a message whose set and get straddle the reload meets two prefixes)
       local from = #out()
-      assert.is_true(h.wait_for(function() return #out() >= from + 3 end, 30))
-      local after = out()
-      for k, m in ipairs(after) do
+      assert.is_true(h.wait_for(function() return #out() >= from + 10 end, 30))
+      assert.are.equal(conns, clients())
+      for k, m in ipairs(out()) do
+        assert.are.equal(k, m.n)
+        assert.are.equal(k, m.echo)
         if k <= #before or k > from then assert.is_true(m.same, h.json.encode(m)) end
       end
     end)
     h.stop_after(srv, ok, err)
+  end
+
+  it("carries binary keys and values; a reload keeps the one connection and applies a new prefix", function()
+    prefix_reload(1, 1)
+  end)
+
+  it("gives each pipeline.threads worker a connection of its own at its first command; a reload keeps them", function()
+    prefix_reload(2, 3)
   end)
 
   it("serves the cache, dedupe and cached processors", function()

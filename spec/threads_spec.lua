@@ -50,6 +50,18 @@ local function passed(out)
   end
 end
 
+-- Sends {"n": 1} .. {"n": sends} on one WebSocket to url and returns the
+-- first recv answers, decoded.
+local function ws_answers(url, sends, recv)
+  local args = {}
+  for i = 1, sends do args[#args + 1] = "--send '{\"n\":" .. i .. "}'" end
+  local _, out = h.sh("/usr/bin/python3 spec/tools/ws_client.py '" .. url .. "' " .. table.concat(args, " ") ..
+    " --recv " .. recv)
+  local got = {}
+  for l in out:gmatch("[^\n]+") do got[#got + 1] = json.decode(json.decode(l).text) end
+  return got
+end
+
 describe("pipeline.threads", function()
   it("keeps the input's order with two workers though later messages finish first", function()
     local out = run(busy_config(2, true, 300))
@@ -75,6 +87,37 @@ describe("pipeline.threads", function()
     end
     for i = 1, 300 do assert.is_true(seen[i], "missing " .. i) end
     assert.are.equal(2, vms(out))
+  end)
+
+  it("runs one worker per core by default, and none on one core", function()
+    -- without pipeline.threads (nor SLUICE_THREADS): -1, one per core
+    local path = h.write(h.tmpname(".yaml"), [[
+input:
+  generate: {count: 300, interval: 0, batch_size: 1, mapping: 'return {n = i}'}
+pipeline:
+  processors:
+    - lua: |
+        vm_id = vm_id or uuid_v4()
+        local x = 0
+        for k = 1, math.random(1, 300000) do x = x + k % 3 end
+        this.vm = vm_id
+output:
+  stdout: {}
+]])
+    local function vms_with(prefix)
+      local code, out, err = h.sh("env -u SLUICE_THREADS " .. prefix .. " timeout -k 5 120 " .. h.bin .. " run " .. path)
+      assert.are.equal(0, code, err)
+      local got = h.decode_lines(h.lines(out))
+      assert.are.equal(300, #got)
+      for i = 1, 300 do assert.are.equal(i, got[i].n) end
+      return vms(got)
+    end
+    local _, cores = h.sh("nproc")
+    cores = tonumber(cores)
+    local n = vms_with("")
+    assert.is_true(cores == 1 and n == 1 or n >= 2 and n <= cores, n .. " VMs on " .. cores .. " cores")
+    assert.are.equal(1, vms_with("taskset -c 0"))
+    os.remove(path)
   end)
 
   it("changes nothing with threads: 1 (one VM, the stream's)", function()
@@ -112,27 +155,75 @@ output:
     assert.are.equal(2, vms(out))
   end)
 
-  it("refuses cache calls on a worker with a clear error (cache resources live on the stream's loop)", function()
-    local out = run([[
-cache_resources:
-  - label: c
-    memory: {}
+  it("writes the log lines of processors and scripts in input order, as one worker does", function()
+    local out, r = run([[
+logger: {level: info, format: json}
+lua: {max_steps: 2000000000, max_time: 60s}
 input:
-  generate: {count: 4, interval: 0, batch_size: 1, mapping: 'return {n = i}'}
+  generate: {count: 300, interval: 0, batch_size: 1, mapping: 'return {n = i}'}
 pipeline:
   threads: 2
   processors:
-    - lua: 'this.v = cache.get("c", "k")'
     - lua: |
-        if errored() then return {n = this.n, failed = error_message()} end
+        local x = 0
+        for k = 1, (this.n == 1 and 10000000 or math.random(1, 100000)) do x = x + k % 3 end
+        log("info", "from lua", {n = this.n})
+        this.at = now()
+    - log: {message: 'line ${! this.n }'}
 output:
   stdout: {}
 ]])
-    assert.are.equal(4, #out)
-    for i = 1, 4 do
-      assert.are.equal(i, out[i].n)
-      assert.matches("not on a pipeline.threads worker", out[i].failed, 1, true)
+    assert.are.equal(300, #out)
+    assert.is_true(passed(out), "no message finished before an earlier one: the order was never at stake")
+    local fromlua, lines = {}, {}
+    for _, l in ipairs(h.lines(r.stderr)) do
+      local ok, t = pcall(json.decode, l)
+      if ok and t.msg == "from lua" then fromlua[#fromlua + 1] = tonumber(t.n) end
+      if ok and t.msg and t.msg:match("^line ") then lines[#lines + 1] = tonumber(t.msg:sub(6)) end
     end
+    assert.are.equal(300, #fromlua)
+    assert.are.equal(300, #lines)
+    for i = 1, 300 do
+      assert.are.equal(i, fromlua[i])
+      assert.are.equal(i, lines[i])
+    end
+  end)
+
+  it("shares a memory cache between workers: every incr counted once, a value read whole while rewritten", function()
+    -- Both workers increment one key and rewrite one 100 kB value while they
+    -- read it back: incr's answers are 1..N each once (a lost update would
+    -- answer one twice), and a value replaced or evicted by the other worker
+    -- mid-read is still read whole (the reader holds its entry).
+    local out = run([[
+cache_resources:
+  - label: c
+    memory: {default_ttl: 0, max_bytes: 1MiB}
+input:
+  generate: {count: 3000, interval: 0, batch_size: 1, mapping: 'return {n = i}'}
+pipeline:
+  threads: 2
+  processors:
+    - lua: |
+        vm_id = vm_id or uuid_v4()
+        this.vm = vm_id
+        this.count = assert(cache.incr("c", "count", 1))
+        local v = string.rep(string.char(65 + this.n % 26), 100000)
+        assert(cache.set("c", "big" .. this.n % 20, v))
+        local got = cache.get("c", "big" .. (this.n + 1) % 20)
+        this.whole = got == nil or got == string.rep(got:sub(1, 1), 100000)
+output:
+  stdout: {}
+]])
+    assert.are.equal(3000, #out)
+    local seen = {}
+    for i, m in ipairs(out) do
+      assert.are.equal(i, m.n)
+      assert.is_true(m.whole, "a value read torn: " .. i)
+      assert.is_nil(seen[m.count], "incr answered twice: " .. tostring(m.count))
+      seen[m.count] = true
+    end
+    for i = 1, 3000 do assert.is_true(seen[i], "incr never answered " .. i) end
+    assert.are.equal(2, vms(out))
   end)
 
   it("counts the workers' processor metrics into the stream's series", function()
@@ -181,20 +272,40 @@ pipeline:
         return {n = this.n, user = ctx.query.user}
 output: {sync_response: {}}
 ]])
-    local args = {}
-    for i = 1, 40 do args[#args + 1] = "--send '{\"n\":" .. i .. "}'" end
-    local _, out = h.sh("/usr/bin/python3 spec/tools/ws_client.py 'ws://127.0.0.1:" .. srv.port .. "/ws?user=ada' " ..
-      table.concat(args, " ") .. " --recv 20")
+    local answers = ws_answers("ws://127.0.0.1:" .. srv.port .. "/ws?user=ada", 40, 20)
     assert.are.equal(0, srv.stop())
     local got = {}
-    for l in out:gmatch("[^\n]+") do
-      local m = json.decode(json.decode(l).text)
+    for _, m in ipairs(answers) do
       assert.are.equal("ada", m.user)
       got[#got + 1] = m.n
     end
     assert.are.equal(20, #got)
     table.sort(got)
     for i = 1, 20 do assert.are.equal(2 * i, got[i]) end
+  end)
+
+  it("answers a WebSocket's messages in their order when some fail on a worker", function()
+    -- Each message is answered when its transaction completes (with
+    -- sync_response's reply, or the error): transactions must complete in
+    -- input order however the workers finished (they came back 2,1,4,3).
+    local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT}
+input: {http_server: {ws_path: /ws}}
+pipeline:
+  threads: 2
+  processors:
+    - lua: |
+        if this.n % 3 == 0 then error("bad " .. this.n) end
+        return {n = this.n}
+output:
+  reject_errored: {sync_response: {}}
+]])
+    local answers = ws_answers("ws://127.0.0.1:" .. srv.port .. "/ws", 60, 60)
+    assert.are.equal(0, srv.stop())
+    local got = {}
+    for _, m in ipairs(answers) do got[#got + 1] = m.n or tonumber(m.error:match("bad (%d+)")) end
+    assert.are.equal(60, #got)
+    for i = 1, 60 do assert.are.equal(i, got[i], "answers: " .. table.concat(got, ",")) end
   end)
 
   it("stops a runaway script on a worker at lua.max_time (the guard watches the worker's thread)", function()
