@@ -840,7 +840,7 @@ http:
 input:
   generate: {interval: 20ms, mapping: 'return tostring(i)'}
 output:
-  http_server: {path: "", sse_path: /events, replay_bytes: 100}
+  http_server: {path: "", sse_path: /events, replay_bytes: 300}
 ]])
     local _, first = h.sh(string.format("curl -s -N -m 0.5 %s/events", srv.url))
     local last = 0
@@ -852,6 +852,8 @@ output:
     end
     assert.truthy(h.wait_for(function() return received() >= last + 25 end, 30), "no events after " .. last)
     local _, again = h.sh(string.format("curl -s -N -m 0.5 -H 'Last-Event-ID: %d' %s/events", last, srv.url))
+    -- 300 bytes keep events 137 and on at most (1 to 9 take a byte, 10 to 99 two, then three)
+    assert.truthy(h.wait_for(function() return received() >= 200 end, 30), "fewer than 200 events")
     local _, far = h.sh(string.format("curl -s -N -m 0.3 '%s/events?last_event_id=0'", srv.url))
     assert.are.equal(0, srv.stop())
     assert.is_true(last > 3, first)
