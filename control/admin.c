@@ -83,12 +83,8 @@ static void reload(sl_http_req_t *r, void *arg) {
 void sl_admin_route(sl_engine_t *e) {
   if (!sl_http_wanted(e->worker)) return;   /* no server: nothing to ask */
   sl_diags_t d = {0};
-  static const char *const post[] = {"POST"};
-  sl_cnode_t m = {.type = SL_CN_SCALAR, .str = (char *)post[0], .len = 4};
-  sl_cnode_t *items[] = {&m};
-  sl_cnode_t methods = {.type = SL_CN_SEQ, .items = items, .n = 1};
   sl_http_route_get(e->worker, "/admin/status", status, e, "admin", &d, NULL);
-  sl_http_route(e->worker, "/admin/reload", &methods, reload, e, "admin", &d, NULL);
+  sl_http_route_post(e->worker, "/admin/reload", reload, e, "admin", &d, NULL);
   sl_admin_live_route(e, &d);
   /* A stream already serving these paths keeps them. */
   if (d.n) sl_diag_print(&d, stderr);

@@ -320,15 +320,11 @@ static void run(sl_http_req_t *r, void *arg) {
 void sl_console_route(sl_engine_t *e) {
   if (!sl_conf_bool(sl_cnode_get(e->root, "http"), "console", 0)) return;
   sl_diags_t d = {0};
-  static const char *const post[] = {"POST"};
-  sl_cnode_t pm = {.type = SL_CN_SCALAR, .str = (char *)post[0], .len = 4};
-  sl_cnode_t *items[] = {&pm};
-  sl_cnode_t methods = {.type = SL_CN_SEQ, .items = items, .n = 1};
   /* The page and the API's description are code: public, as static files are. */
   sl_http_route_get(e->worker, "/console", to_slash, e, "http.static", &d, NULL);
   sl_http_route_get(e->worker, "/console/", asset, e, "http.static", &d, NULL);
   sl_http_route_get(e->worker, "/console/lua-api.json", lua_api, e, "http.static", &d, NULL);
-  sl_http_route(e->worker, "/console/run", &methods, run, e, "console", &d, NULL);
+  sl_http_route_post(e->worker, "/console/run", run, e, "console", &d, NULL);
   if (d.n) sl_diag_print(&d, stderr);
   sl_diags_free(&d);
   sl_info("console at /console/");

@@ -1,6 +1,7 @@
 #include "stream.h"
 #include "batching.h"
 #include "log.h"
+#include "loglimit.h"
 #include "pool.h"
 #include "metrics.h"
 #include "section.h"
@@ -33,7 +34,16 @@ typedef struct stream_impl {
   int flushed, closing, started;
   int in_open, out_open;     /* closing: input and output not closed yet */
   int64_t retry_timers;      /* re-emits waiting on their backoff */
+  sl_loglimit_t *retry_log;  /* failed deliveries and writes: a flood while an output is down; made on first use */
 } stream_impl_t;
+
+/* n occurrences of a retry warning, rate-limited per stream. */
+static void retry_warn(sl_stream_t *s, const char *component, const char *msg, const char *err) {
+  stream_impl_t *si = (stream_impl_t *)s;
+  if (!si->retry_log)
+    si->retry_log = sl_loglimit_new(s->worker->loop, s->name, "more failed deliveries and writes were not logged");
+  sl_loglimit_warn(si->retry_log, component, 1, msg, err ? err : "");
+}
 
 static void kick(sl_stream_t *s);
 
@@ -87,8 +97,9 @@ static void on_txn_done(sl_txn_t *t, int status, const char *err, void *arg) {
       (s->retry.max_retries == 0 || ec->attempt < s->retry.max_retries)) {
     ec->attempt++;
     int64_t d = backoff_ms(&s->retry, ec->attempt);
-    sl_logf(SL_LOG_WARN, s->name, s->input ? s->input->label : NULL,
-            "delivery failed, re-sending in %lld ms: %s", (long long)d, err ? err : "");
+    char msg[64];
+    snprintf(msg, sizeof msg, "delivery failed, re-sending in %lld ms", (long long)d);
+    retry_warn(s, s->input ? s->input->label : NULL, msg, err);
     si->retry_timers++;
     uv_timer_init(s->worker->loop, &ec->timer);
     ec->timer.data = ec;
@@ -216,9 +227,10 @@ static void retry_done(sl_output_t *o, sl_batch_t *b, int status, const char *er
   }
   r->attempt++;
   int64_t d = backoff_ms(&r->p, r->attempt);
-  sl_logf(SL_LOG_WARN, o->stream ? o->stream->name : NULL, o->label,
-          "write failed (attempt %lld), retrying in %lld ms: %s", (long long)r->attempt, (long long)d,
-          err ? err : "");
+  char msg[80];
+  snprintf(msg, sizeof msg, "write failed (attempt %lld), retrying in %lld ms", (long long)r->attempt, (long long)d);
+  if (o->stream) retry_warn(o->stream, o->label, msg, err);
+  else sl_logf(SL_LOG_WARN, NULL, o->label, "%s: %s", msg, err ? err : "");
   uv_timer_init(o->worker->loop, &r->timer);
   r->timer.data = r;
   uv_timer_start(&r->timer, retry_fired, (uint64_t)d, 0);
@@ -538,6 +550,7 @@ void sl_stream_free(sl_stream_t *s) {
   free(s->not_ready);
   free(s->out_not_ready);
   sl_ctx_unref(s->ctx);
+  sl_loglimit_free(si->retry_log);
   if (si->started) uv_close((uv_handle_t *)&si->kick, stream_mem_free);
   else free(si);
 }

@@ -12,9 +12,11 @@
 #include <strings.h>
 #include <time.h>
 
-const sl_field_t sl_hconf_tls_fields[] = {
-  {"enabled", SL_F_BOOL, "false", 0, "Accepted for Benthos configs: an `https:` URL uses TLS either way.", NULL, NULL},
-  {"skip_cert_verify", SL_F_BOOL, "false", 0, "Accept any certificate and host name (tests only).", NULL, NULL},
+const sl_field_t sl_tls_client_fields[] = {
+  {"enabled", SL_F_BOOL, "false", 0, "Use TLS even where the URL does not ask for it (the `tls` field above says "
+   "which URLs do).", NULL, NULL},
+  {"skip_cert_verify", SL_F_BOOL, "false", 0, "Accept any server certificate and host name (tests only).", NULL,
+   NULL},
   {"root_cas_file", SL_F_STRING, "", 0, "PEM file of the CAs to trust instead of the system's.", NULL, NULL},
   {"client_certs", SL_F_OBJLIST, "[]", 0, "A client certificate (the first one is used).", NULL,
    (const sl_field_t[]){{"cert_file", SL_F_STRING, NULL, SL_REQUIRED, "PEM certificate.", NULL, NULL},

@@ -15,7 +15,8 @@
 /* The fields, in this order, in each component's spec. */
 #define SL_HCONF_FIELDS                                                                                           \
   {"timeout", SL_F_DURATION, "5s", 0, "How long one request may take, connection included.", NULL, NULL},       \
-  {"tls", SL_F_OBJECT, NULL, 0, "TLS for `https:` URLs (the system's CAs by default).", NULL, sl_hconf_tls_fields}, \
+  {"tls", SL_F_OBJECT, NULL, 0, "TLS for `https:` URLs (the system's CAs by default); `enabled` is accepted "  \
+   "for Benthos configs: the URL decides.", NULL, sl_tls_client_fields},                                       \
   {"basic_auth", SL_F_OBJECT, NULL, 0, "HTTP Basic authentication.", NULL, sl_hconf_basic_fields},               \
   {"bearer_token", SL_F_STRING, "", 0, "Sent as `Authorization: Bearer <token>` (sluice adds this field: "      \
    "Benthos users write the header by hand).", NULL, NULL},                                                      \
@@ -36,7 +37,9 @@
   {"follow_redirects", SL_F_BOOL, "true", 0, "Follow up to 5 redirects (a loop fails the request); off: a 3xx "  \
    "is the answer.", NULL, NULL}
 
-extern const sl_field_t sl_hconf_tls_fields[], sl_hconf_basic_fields[], sl_hconf_oauth2_fields[], sl_hconf_jwt_fields[];
+/* The client side of TLS for every component that dials out (HTTP, AMQP, MQTT, NATS). */
+extern const sl_field_t sl_tls_client_fields[];
+extern const sl_field_t sl_hconf_basic_fields[], sl_hconf_oauth2_fields[], sl_hconf_jwt_fields[];
 
 typedef struct sl_hconf_token sl_hconf_token_t;   /* OAuth2 state */
 

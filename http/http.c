@@ -306,12 +306,22 @@ int sl_http_route_get(sl_worker_t *w, const char *pattern, sl_http_handler h, vo
   return sl_http_route_get_at(w, NULL, pattern, h, arg, owner, d, at);
 }
 
-int sl_http_route_get_at(sl_worker_t *w, const char *address, const char *pattern, sl_http_handler h, void *arg,
-                         const char *owner, sl_diags_t *d, const sl_cnode_t *at) {
-  sl_cnode_t get = {.type = SL_CN_SCALAR, .str = (char *)"GET", .len = 3};
-  sl_cnode_t *items[] = {&get};
+static int route_one_at(sl_worker_t *w, const char *address, const char *method, const char *pattern,
+                        sl_http_handler h, void *arg, const char *owner, sl_diags_t *d, const sl_cnode_t *at) {
+  sl_cnode_t m = {.type = SL_CN_SCALAR, .str = (char *)method, .len = strlen(method)};
+  sl_cnode_t *items[] = {&m};
   sl_cnode_t methods = {.type = SL_CN_SEQ, .items = items, .n = 1};
   return sl_http_route_at(w, address, pattern, &methods, h, arg, owner, d, at);
+}
+
+int sl_http_route_get_at(sl_worker_t *w, const char *address, const char *pattern, sl_http_handler h, void *arg,
+                         const char *owner, sl_diags_t *d, const sl_cnode_t *at) {
+  return route_one_at(w, address, "GET", pattern, h, arg, owner, d, at);
+}
+
+int sl_http_route_post(sl_worker_t *w, const char *pattern, sl_http_handler h, void *arg, const char *owner,
+                       sl_diags_t *d, const sl_cnode_t *at) {
+  return route_one_at(w, NULL, "POST", pattern, h, arg, owner, d, at);
 }
 
 void sl_http_unroute(sl_worker_t *w, const char *pattern) { sl_http_unroute_at(w, NULL, pattern); }

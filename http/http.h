@@ -47,6 +47,9 @@ int sl_http_route(sl_worker_t *w, const char *pattern, const sl_cnode_t *methods
 /* The same for GET (and HEAD) only. */
 int sl_http_route_get(sl_worker_t *w, const char *pattern, sl_http_handler h, void *arg, const char *owner,
                       sl_diags_t *d, const sl_cnode_t *at);
+/* The same for POST only. */
+int sl_http_route_post(sl_worker_t *w, const char *pattern, sl_http_handler h, void *arg, const char *owner,
+                       sl_diags_t *d, const sl_cnode_t *at);
 void sl_http_unroute(sl_worker_t *w, const char *pattern);
 /* The same on a server of its own listening on address (Benthos's
  * `http_server.address`): made on first use with the shared server's limits,

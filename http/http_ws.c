@@ -162,18 +162,22 @@ static void ws_free(sl_ws_t *ws) {
   }
 }
 
-static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user) {
-  (void)flags;
-  sl_ws_t *ws = user;
-  size_t avail = ws->in_ready - ws->in_off;
+ssize_t sl_ws_recv_from(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, const char *in, size_t *off, size_t end) {
+  size_t avail = end - *off;
   if (!avail) {
     wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
     return -1;
   }
   size_t n = avail < len ? avail : len;
-  memcpy(buf, ws->in + ws->in_off, n);
-  ws->in_off += n;
+  memcpy(buf, in + *off, n);
+  *off += n;
   return (ssize_t)n;
+}
+
+static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user) {
+  (void)flags;
+  sl_ws_t *ws = user;
+  return sl_ws_recv_from(ctx, buf, len, ws->in, &ws->in_off, ws->in_ready);
 }
 
 static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *user) {

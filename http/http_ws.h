@@ -6,6 +6,7 @@
 #ifndef SL_HTTP_WS_H
 #define SL_HTTP_WS_H
 #include "http.h"
+#include <wslay/wslay.h>
 
 typedef struct sl_ws sl_ws_t;
 
@@ -43,5 +44,9 @@ size_t sl_ws_queued(const sl_ws_t *ws);
 void sl_ws_on_drain(sl_ws_t *ws, size_t below, void (*cb)(void *arg), void *arg);
 /* Sends a close frame with code and frees ws (no on_close follows). */
 void sl_ws_close(sl_ws_t *ws, int code, const char *reason);
+/* The body of a wslay recv callback (server and client side): copies up to
+ * len bytes of in[*off, end) to buf and advances *off; with none left it
+ * sets WSLAY_ERR_WOULDBLOCK and returns -1. */
+ssize_t sl_ws_recv_from(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, const char *in, size_t *off, size_t end);
 
 #endif

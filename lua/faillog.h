@@ -2,7 +2,7 @@
  * processor) so that a flood of failures costs a bounded number of lines: up
  * to 5 lines at once, then one a second; failures left out are counted,
  * and the count goes out with the next line, or on its own a second after
- * the first one left out (or when the owner goes). Lines are warnings naming the stream, the
+ * the first one left out (or when the owner goes: core/loglimit.h). Lines are warnings naming the stream, the
  * processor's label and the error ("file:line: text").
  * Ownership: the owner creates and frees it on the loop's thread; stream is
  * copied, *label is read when a line is written (the owner keeps it). */

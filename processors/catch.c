@@ -14,28 +14,37 @@ typedef struct catch_proc {
   sl_processor_t base;
   sl_chain_t *chain;
   sl_fwd_t out;
+  sl_order_t order;
 } catch_t;
 
 static void catch_process(sl_processor_t *p, sl_batch_t *b) {
   catch_t *c = (catch_t *)p;
-  sl_batch_t *failed = NULL, *ok = sl_batch_new(b->n);
+  sl_batch_t *failed = NULL;
+  for (uint32_t i = 0; i < b->n && !failed; i++)
+    if (b->msgs[i]->error) failed = sl_batch_new(b->n);
+  if (!failed && !c->order.head) {   /* nothing to handle nor to wait for: the batch goes on as it is */
+    sl_proc_emit_nonempty(p, b);
+    return;
+  }
+  sl_ojob_t *j = sl_order_begin(&c->order, b->n);
   for (uint32_t i = 0; i < b->n; i++) {
     sl_msg_t *m = b->msgs[i];
     if (m->error) {
-      if (!failed) failed = sl_batch_new(b->n);
+      sl_order_send(j, i, m);
       sl_batch_push(failed, m);
     } else {
-      sl_batch_push(ok, m);
+      sl_order_pass(j, i, m);
     }
   }
   sl_batch_free_shell(b);
-  sl_proc_emit_nonempty(p, ok);
   if (failed) c->chain->sink.push(&c->chain->sink, failed);
+  sl_order_end(j);
 }
 
 static void catch_flush(sl_processor_t *p) { sl_chain_flush(((catch_t *)p)->chain); }
 
 static void catch_destroy(sl_processor_t *p) {
+  sl_order_destroy(&((catch_t *)p)->order);
   sl_chain_free(((catch_t *)p)->chain);
   free(p);
 }
@@ -52,6 +61,8 @@ static void *catch_create(sl_build_t *b, const sl_cnode_t *conf) {
     return NULL;
   }
   sl_fwd_init(&c->out, &c->base, NULL, 1);
+  sl_order_init(&c->order, &c->base);
+  c->out.order = &c->order;
   sl_chain_connect(c->chain, &c->out.sink, NULL);
   return c;
 }
@@ -64,7 +75,8 @@ static const sl_spec_t spec = {
     "Messages that an earlier processor flagged as failed (a Lua `error(...)`, a bad JSON "
     "document) go through `processors`; the others pass untouched. After the catch processors "
     "the failure flag is cleared, as in Benthos. With no processors, `catch` just clears it.\n\n"
-    "Within a batch, messages that were not failed are passed on first, then the handled ones.",
+    "Within a batch, each handled message keeps its place (what its processors split it into takes "
+    "that place), and batches go on in the order they came.",
   .fields = fields,
   .shorthand = "processors",
   .example =

@@ -2,13 +2,14 @@
  * next sink; shared by switch, catch and try. Owned by the parent. */
 #ifndef SL_PROC_FWD_H
 #define SL_PROC_FWD_H
-#include "core/component.h"
+#include "order.h"
 
 typedef struct sl_fwd {
   sl_sink_t sink;
   sl_processor_t *parent;
   sl_sink_t *to;            /* NULL: the parent's next sink */
   int clear_errors;         /* catch: handled messages are no longer failed */
+  sl_order_t *order;        /* set: results go back into their batch's order (to the parent only) */
 } sl_fwd_t;
 
 void sl_fwd_init(sl_fwd_t *f, sl_processor_t *parent, sl_sink_t *to, int clear_errors);

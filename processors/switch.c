@@ -29,11 +29,13 @@ typedef struct switch_proc {
   sl_processor_t base;
   scase_t *cases;
   unsigned n;
+  sl_order_t order;
 } switch_t;
 
 static void sw_process(sl_processor_t *p, sl_batch_t *b) {
   switch_t *s = (switch_t *)p;
-  sl_batch_t **per = sl_xcalloc(s->n + 1, sizeof(*per));   /* per[n]: no case */
+  sl_batch_t **per = sl_xcalloc(s->n, sizeof(*per));
+  sl_ojob_t *j = sl_order_begin(&s->order, b->n);
   for (uint32_t i = 0; i < b->n; i++) {
     sl_msg_t *m = b->msgs[i];
     unsigned k = 0;
@@ -50,14 +52,19 @@ static void sw_process(sl_processor_t *p, sl_batch_t *b) {
       }
       if (r) break;
     }
+    if (k == s->n) {
+      sl_order_pass(j, i, m);
+      continue;
+    }
+    sl_order_send(j, i, m);
     if (!per[k]) per[k] = sl_batch_new(b->n);
     sl_batch_push(per[k], m);
   }
   sl_batch_free_shell(b);
-  if (per[s->n]) sl_processor_emit(p, per[s->n]);
   for (unsigned k = 0; k < s->n; k++)
     if (per[k]) s->cases[k].chain->sink.push(&s->cases[k].chain->sink, per[k]);
   free(per);
+  sl_order_end(j);
 }
 
 static void sw_flush(sl_processor_t *p) {
@@ -67,6 +74,7 @@ static void sw_flush(sl_processor_t *p) {
 
 static void sw_destroy(sl_processor_t *p) {
   switch_t *s = (switch_t *)p;
+  sl_order_destroy(&s->order);
   for (unsigned k = 0; k < s->n; k++) {
     sl_lcheck_free(s->cases[k].check);
     sl_chain_free(s->cases[k].chain);
@@ -84,6 +92,7 @@ static void *sw_create(sl_build_t *b, const sl_cnode_t *conf) {
   sl_component_init_processor(&s->base, &vt, &spec, b);
   s->cases = sl_xcalloc(cases->n ? cases->n : 1, sizeof(*s->cases));
   s->n = cases->n;
+  sl_order_init(&s->order, &s->base);
   int bad = 0;
   for (unsigned k = 0; k < s->n; k++) {
     const sl_cnode_t *c = cases->items[k];
@@ -101,6 +110,7 @@ static void *sw_create(sl_build_t *b, const sl_cnode_t *conf) {
   for (unsigned k = 0; k < s->n; k++) {
     int through = sl_conf_bool(cases->items[k], "fallthrough", 0) && k + 1 < s->n;
     sl_fwd_init(&s->cases[k].out, &s->base, through ? &s->cases[k + 1].chain->sink : NULL, 0);
+    s->cases[k].out.order = &s->order;
     sl_chain_connect(s->cases[k].chain, &s->cases[k].out.sink, NULL);
   }
   return s;
@@ -115,7 +125,8 @@ static const sl_spec_t spec = {
     "its `processors` on it (and, with `fallthrough`, the next case's processors after them). "
     "Messages matching no case pass unchanged. A check that raises a Lua error flags the "
     "message as failed and lets it pass.\n\n"
-    "Within a batch, unmatched messages are passed on first, then each case's in case order.",
+    "Within a batch, each message keeps its place, whichever case it went through (what a case's "
+    "processors split it into takes that place), and batches go on in the order they came.",
   .fields = fields,
   .shorthand = "cases",
   .example =

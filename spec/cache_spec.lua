@@ -252,12 +252,12 @@ output:
     assert.are.equal(0, r.code, r.stderr)
     local lines = h.lines(r.stdout)
     assert.are.equal(5, #lines)
-    -- catch passes the messages that did not fail first
-    assert.are.equal("ok 5", lines[1])
-    assert.matches('^failed: .*:16: cache%.get: no cache resource labelled "nope"$', lines[2])
-    assert.matches("^failed: .*:17: cache%.set: key must be a string or a number, not a table$", lines[3])
-    assert.matches("^failed: .*:18: cache%.set: value is missing", lines[4])
-    assert.matches("^failed: .*:19: cache%.incr: by must be an integer$", lines[5])
+    -- each handled message keeps its place
+    assert.matches('^failed: .*:16: cache%.get: no cache resource labelled "nope"$', lines[1])
+    assert.matches("^failed: .*:17: cache%.set: key must be a string or a number, not a table$", lines[2])
+    assert.matches("^failed: .*:18: cache%.set: value is missing", lines[3])
+    assert.matches("^failed: .*:19: cache%.incr: by must be an integer$", lines[4])
+    assert.equal("ok 5", lines[5])
   end)
 
   it("stays within its caps whatever the number of distinct keys (RSS bounded)", function()

@@ -56,8 +56,8 @@ describe("http processor", function()
     - http: {url: '$UP/status?code=${! this.code }', drop_on: [503], successful_on: [404], retry_period: 10ms}
 ]], {'{"code":503}', '{"code":404}'})
     assert.are.equal(1 + 1, up.py.stats().requests - 1)
-    assert.are.same({error = "as asked"}, out[1])
-    assert.are.equal("http: request failed with status 503", out[2].failed)
+    assert.are.equal("http: request failed with status 503", out[1].failed)
+    assert.are.same({error = "as asked"}, out[2])
   end)
 
   it("retries 429 with Retry-After and gives up after the retries", function()
@@ -129,9 +129,9 @@ describe("branch processor", function()
           - http: {url: '$UP/echo?side=effect', verb: POST}
 ]], {'{"p":"echo?a=1"}', '{"p":"status?code=500","keep":true}', '{"p":"echo?c=3","skip":true}'})
     assert.are.same({p = "echo?a=1", got = "/echo?a=1"}, out[1])
-    assert.are.same({p = "echo?c=3", skip = true}, out[2])
-    assert.are.equal("http: request failed with status 500", out[3].failed)
-    assert.are.equal('{"p":"status?code=500","keep":true}', out[3].content)
+    assert.are.equal("http: request failed with status 500", out[2].failed)
+    assert.are.equal('{"p":"status?code=500","keep":true}', out[2].content)
+    assert.are.same({p = "echo?c=3", skip = true}, out[3])
     -- 2 calls of the first branch, and the side-effect branch's for all three
     -- (a failure is a flag: processors still run on the message, as in Benthos)
     assert.are.equal(2 + 3, up.py.stats().requests - 1)

@@ -621,10 +621,15 @@ output:
     local f1, f2 = h.tmpname(), h.tmpname()
     os.execute(WS .. "ws://127.0.0.1:" .. srv.port .. "/sub --recv 2 --wait 3 > " .. f1 .. " &")
     os.execute(WS .. "ws://127.0.0.1:" .. srv.port .. "/sub --recv 2 --wait 3 > " .. f2 .. " &")
-    os.execute("sleep 0.7")
+    -- both clients are connected before anything is published
+    local streams = h.wait_for(function()
+      return curl(srv.url .. "/metrics"):find('\nsluice_http_streams{kind="websocket"} 2\n', 1, true)
+    end, 30)
+    if not streams then srv.stop() end
+    assert.truthy(streams, "the two clients did not connect")
     curl("-X POST -d hello " .. srv.url .. "/pub")
     h.sh("printf '\\377\\376' | curl -s -X POST --data-binary @- " .. srv.url .. "/pub")
-    os.execute("sleep 0.5")
+    h.wait_for(function() return #h.lines(h.read(f1) or "") >= 2 and #h.lines(h.read(f2) or "") >= 2 end, 30)
     local a, b = ws_lines(h.read(f1) or ""), ws_lines(h.read(f2) or "")
     os.remove(f1); os.remove(f2)
     assert.are.equal(0, srv.stop())
@@ -835,13 +840,20 @@ http:
 input:
   generate: {interval: 20ms, mapping: 'return tostring(i)'}
 output:
-  http_server: {path: "", sse_path: /events, replay_bytes: 100}
+  http_server: {path: "", sse_path: /events, replay_bytes: 300}
 ]])
     local _, first = h.sh(string.format("curl -s -N -m 0.5 %s/events", srv.url))
     local last = 0
     for id in first:gmatch("id: (%d+)\n") do last = tonumber(id) end
-    os.execute("sleep 0.5")   -- events keep coming while the client is away
+    -- events keep coming while the client is away: 25 more at least
+    local function received()
+      local _, m = h.sh("curl -s " .. srv.url .. "/metrics")
+      return tonumber(m:match("\ninput_received{[^}]*} (%d+)") or 0)
+    end
+    assert.truthy(h.wait_for(function() return received() >= last + 25 end, 30), "no events after " .. last)
     local _, again = h.sh(string.format("curl -s -N -m 0.5 -H 'Last-Event-ID: %d' %s/events", last, srv.url))
+    -- 300 bytes keep events 137 and on at most (1 to 9 take a byte, 10 to 99 two, then three)
+    assert.truthy(h.wait_for(function() return received() >= 200 end, 30), "fewer than 200 events")
     local _, far = h.sh(string.format("curl -s -N -m 0.3 '%s/events?last_event_id=0'", srv.url))
     assert.are.equal(0, srv.stop())
     assert.is_true(last > 3, first)

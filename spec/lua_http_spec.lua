@@ -379,7 +379,7 @@ local r = http.get("$NGX/json")
 if this.spin then while true do end end
 return {status = r.status}
 ]], {'{"spin":true}', '{}'}, nil))
-    assert.are.same({status = 200}, out[1])
-    assert.matches("instruction budget exceeded", out[2].failed)
+    assert.matches("instruction budget exceeded", out[1].failed)
+    assert.are.same({status = 200}, out[2])
   end)
 end)

@@ -219,3 +219,45 @@ describe("rate_limit", function()
     assert.are.same(input, out)
   end)
 end)
+
+-- One batch of six through catch or switch: each message keeps its place
+-- (before, the handled ones went last, then each case's in case order).
+describe("catch and switch keep a batch's order", function()
+  local function run_gen(procs)
+    local yaml = "input:\n  generate: {count: 6, batch_size: 6, interval: '', mapping: 'return {n = i}'}\n" ..
+      "pipeline:\n  processors:\n" .. procs .. "output:\n  stdout: {}\n"
+    local r = h.run_config(yaml)
+    assert.are.equal(0, r.code, r.stderr)
+    return decode_all(h.lines(r.stdout))
+  end
+
+  it("catch: a handled message stays where it was", function()
+    local out = run_gen([[
+    - lua: 'if this.n % 2 == 0 then error("even") end'
+    - catch:
+        - lua: 'this.caught = true'
+]])
+    assert.are.same({{n = 1}, {n = 2, caught = true}, {n = 3}, {n = 4, caught = true}, {n = 5}, {n = 6, caught = true}},
+      out)
+  end)
+
+  it("switch: cases, a dropped message, a fallthrough and the unmatched stay in order", function()
+    local out = run_gen([[
+    - switch:
+        - check: 'this.n % 3 == 0'
+          processors:
+            - lua: 'this.c = "three"'
+        - check: 'this.n == 5'
+          processors:
+            - lua: 'return deleted()'
+        - check: 'this.n % 2 == 0'
+          fallthrough: true
+          processors:
+            - lua: 'this.c = "even"'
+        - processors:
+            - lua: 'this.last = true'
+]])
+    assert.are.same({{n = 1, last = true}, {n = 2, c = "even", last = true}, {n = 3, c = "three"},
+      {n = 4, c = "even", last = true}, {n = 6, c = "three"}}, out)
+  end)
+end)

@@ -24,19 +24,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static const sl_field_t cert_fields[] = {
-  {"cert_file", SL_F_STRING, "", 0, "Client certificate (PEM).", NULL, NULL},
-  {"key_file", SL_F_STRING, "", 0, "Its private key (PEM).", NULL, NULL},
-  {0}};
-
-const sl_field_t sl_amqp_tls_fields[] = {
-  {"enabled", SL_F_BOOL, "false", 0, "Use TLS even for `amqp://` URLs (`amqps://` always does).", NULL, NULL},
-  {"skip_cert_verify", SL_F_BOOL, "false", 0, "Accept any certificate and host name (tests only).", NULL, NULL},
-  {"root_cas_file", SL_F_STRING, "", 0, "CA certificates (PEM) to verify the broker with.", NULL, NULL},
-  {"client_certs", SL_F_OBJLIST, "[]", 0, "Client certificate for mutual TLS (librabbitmq takes the first).", NULL,
-   cert_fields},
-  {0}};
-
 /* Reconnect backoff: from the first to the last, doubling. */
 enum { BACKOFF_FIRST_MS = 100, BACKOFF_MAX_MS = 5000, CONNECT_TIMEOUT_S = 10, RPC_TIMEOUT_S = 30, HEARTBEAT_S = 30 };
 

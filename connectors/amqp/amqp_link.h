@@ -13,16 +13,17 @@
 #ifndef SL_AMQP_LINK_H
 #define SL_AMQP_LINK_H
 #include "core/spec.h"
+#include "http/hclient_conf.h"
 #include <amqp.h>
 #include <uv.h>
 
 /* The fields both components take. */
-extern const sl_field_t sl_amqp_tls_fields[];
 #define SL_AMQP_COMMON_FIELDS                                                                                   \
   {"urls", SL_F_STRLIST, NULL, SL_REQUIRED,                                                                     \
    "Broker URLs (`amqp://user:pass@host:5672/vhost`, `amqps://` for TLS), tried in turn on each (re)connect.", \
    NULL, NULL},                                                                                                 \
-  {"tls", SL_F_OBJECT, NULL, 0, "TLS towards the broker (OpenSSL through librabbitmq).", NULL, sl_amqp_tls_fields}
+  {"tls", SL_F_OBJECT, NULL, 0, "TLS towards the broker (OpenSSL through librabbitmq); `amqps://` URLs "      \
+   "always use it.", NULL, sl_tls_client_fields}
 
 /* librabbitmq's amqp_empty_table and amqp_empty_bytes are data, which a
  * library loaded on first use cannot lend (core/lazylib.h): the same values. */

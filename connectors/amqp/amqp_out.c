@@ -14,6 +14,7 @@
  * connection a write fails at once, so the stream's retry backs off. */
 #include "amqp_link.h"
 #include "core/log.h"
+#include "core/kept.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
 #include "lua/lhost.h"
@@ -150,7 +151,7 @@ typedef struct aout {
   int persistent;
   int64_t max_in_flight, active;
   owrite_t *queue, **queue_tail;
-  owrite_t *kept;
+  sl_kept_t *kept;           /* failed writes, until retried or forgotten */
   void (*closed)(sl_output_t *o, void *arg);
   void *closed_arg;
 } aout_t;
@@ -414,11 +415,7 @@ static void finish(aout_t *o, owrite_t *w) {
     owrite_free(o, w);
     cb(&o->base, b, 0, NULL, arg);
   } else {
-    w->next = o->kept;
-    o->kept = w;
-    char *err = sl_xstrdup(w->err);   /* the callback may forget w */
-    w->cb(&o->base, w->b, -1, err, w->arg);
-    free(err);
+    sl_kept_fail(&o->kept, w, &o->base, w->b, w->err, w->cb, w->arg);
   }
 }
 
@@ -488,20 +485,9 @@ static void aout_wake(void *arg) {
   pump(o);
 }
 
-static owrite_t *take_kept(aout_t *o, const sl_batch_t *b) {
-  for (owrite_t **pp = &o->kept; *pp; pp = &(*pp)->next)
-    if ((*pp)->b == b) {
-      owrite_t *w = *pp;
-      *pp = w->next;
-      w->next = NULL;
-      return w;
-    }
-  return NULL;
-}
-
 static void aout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *arg) {
   aout_t *o = (aout_t *)out;
-  owrite_t *w = take_kept(o, b);
+  owrite_t *w = sl_kept_take(&o->kept, b);
   if (w) {   /* a retry: what was confirmed stays confirmed */
     for (uint32_t i = 0; i < b->n; i++)
       if (w->state[i] == M_FAILED) w->state[i] = M_UNSENT;
@@ -523,7 +509,7 @@ static void aout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
 
 static void aout_forget(sl_output_t *out, sl_batch_t *b) {
   aout_t *o = (aout_t *)out;
-  owrite_t *w = take_kept(o, b);
+  owrite_t *w = sl_kept_take(&o->kept, b);
   if (w) owrite_free(o, w);
 }
 
@@ -543,7 +529,7 @@ static void aout_close(sl_output_t *out, void (*done)(sl_output_t *, void *), vo
 /* After close: nothing is posted or awaits a confirm. */
 static void aout_destroy(sl_output_t *out) {
   aout_t *o = (aout_t *)out;
-  while (o->kept) owrite_free(o, take_kept(o, o->kept->b));
+  for (owrite_t *w; (w = sl_kept_pop(&o->kept));) owrite_free(o, w);
   sl_amqp_link_close(o->link);
   for (int k = 0; k < NP; k++) {
     sl_interp_free(o->in[k]);

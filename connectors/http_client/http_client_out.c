@@ -11,6 +11,7 @@
 #include "core/batching.h"
 #include "core/metafilter.h"
 #include "core/log.h"
+#include "core/kept.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
 #include <jansson.h>
@@ -92,7 +93,6 @@ struct hwrite {
   uint8_t *state;            /* M_* per message */
   uint32_t open;             /* its requests not finished (the batch being gathered counts as one) */
   char *err;
-  hwrite_t *next;            /* in o->kept */
 };
 
 struct hout {
@@ -109,7 +109,7 @@ struct hout {
   item_t *gather;            /* the request being gathered */
   uint32_t ngather, gcap;
   hreq_t *active;
-  hwrite_t *kept;
+  sl_kept_t *kept;           /* failed writes, until retried or forgotten */
   int pumping, destroying;
   int stopping;              /* the stream is stopping: failures are not retried any more */
   void (*closed)(sl_output_t *o, void *arg);
@@ -163,11 +163,7 @@ static void write_finished(hwrite_t *w) {
     free(err);
     return;
   }
-  w->next = o->kept;
-  o->kept = w;
-  char *err = sl_xstrdup(w->err);   /* the callback may forget w */
-  w->cb(&o->base, w->b, -1, err, w->arg);
-  free(err);
+  sl_kept_fail(&o->kept, w, &o->base, w->b, w->err, w->cb, w->arg);
 }
 
 static void pump(hout_t *o);
@@ -523,20 +519,9 @@ static void gather(hout_t *o, hwrite_t *w, uint32_t i) {
   if (o->format == F_INDIVIDUAL) flush(o);
 }
 
-static hwrite_t *take_kept(hout_t *o, const sl_batch_t *b) {
-  for (hwrite_t **pp = &o->kept; *pp; pp = &(*pp)->next)
-    if ((*pp)->b == b) {
-      hwrite_t *w = *pp;
-      *pp = w->next;
-      w->next = NULL;
-      return w;
-    }
-  return NULL;
-}
-
 static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *arg) {
   hout_t *o = (hout_t *)out;
-  hwrite_t *w = take_kept(o, b);
+  hwrite_t *w = sl_kept_take(&o->kept, b);
   if (w) {   /* a retry: what was delivered stays delivered */
     free(w->err);
     w->err = NULL;
@@ -560,7 +545,7 @@ static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
 }
 
 static void hout_forget(sl_output_t *out, sl_batch_t *b) {
-  hwrite_t *w = take_kept((hout_t *)out, b);
+  hwrite_t *w = sl_kept_take(&((hout_t *)out)->kept, b);
   if (w) write_free(w);
 }
 
@@ -605,7 +590,7 @@ static void hout_destroy(sl_output_t *out) {
     o->active = r->anext;
     req_free(r);
   }
-  while (o->kept) write_free(take_kept(o, o->kept->b));
+  for (hwrite_t *w; (w = sl_kept_pop(&o->kept));) write_free(w);
   sl_hc_free(&o->hc);
   sl_metafilter_free(&o->meta);
   free(o);

@@ -8,6 +8,7 @@
  * queue goes out in parts. Each message's outcome is kept: a retry of a
  * failed batch produces only the messages that were not delivered. */
 #include "core/log.h"
+#include "core/kept.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
 #include "lua/lhost.h"
@@ -63,7 +64,7 @@ typedef struct kout {
   int64_t active;            /* batches started and not finished */
   int64_t pending;           /* messages waiting for a delivery report */
   kwrite_t *queue, **queue_tail;   /* writes with messages not handed over yet, in order */
-  kwrite_t *kept;            /* failed writes, until retried or forgotten */
+  sl_kept_t *kept;           /* failed writes, until retried or forgotten */
   int in_poll, pumping;      /* reentrancy: callbacks may write */
   void (*closed)(sl_output_t *o, void *arg);
   void *closed_arg;
@@ -76,7 +77,7 @@ enum { M_UNSENT, M_QUEUED, M_DONE, M_FAILED };
  * from its messages' content (no copy: flags 0), and copies keys. Each
  * message's report opaque is its own slot, which points back here. */
 struct kwrite {
-  kwrite_t *next;            /* in o->queue, then in o->kept if it failed */
+  kwrite_t *next;            /* in o->queue */
   kout_t *o;
   sl_batch_t *b;
   sl_write_cb cb;
@@ -126,11 +127,7 @@ static void maybe_finished(kwrite_t *w) {
     cb(&o->base, b, 0, NULL, arg);
     return;
   }
-  w->next = o->kept;
-  o->kept = w;
-  char *err = sl_xstrdup(w->err);   /* the callback may forget w */
-  w->cb(&o->base, w->b, -1, err, w->arg);
-  free(err);
+  sl_kept_fail(&o->kept, w, &o->base, w->b, w->err, w->cb, w->arg);
 }
 
 /* Runs inside rd_kafka_poll, on the loop. */
@@ -345,20 +342,9 @@ static void pump(kout_t *o) {
   o->pumping = 0;
 }
 
-static kwrite_t *take_kept(kout_t *o, const sl_batch_t *b) {
-  for (kwrite_t **pp = &o->kept; *pp; pp = &(*pp)->next)
-    if ((*pp)->b == b) {
-      kwrite_t *w = *pp;
-      *pp = w->next;
-      w->next = NULL;
-      return w;
-    }
-  return NULL;
-}
-
 static void kout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *arg) {
   kout_t *o = (kout_t *)out;
-  kwrite_t *w = take_kept(o, b);
+  kwrite_t *w = sl_kept_take(&o->kept, b);
   if (w) {   /* a retry: what was delivered stays delivered */
     for (uint32_t i = 0; i < b->n; i++)
       if (w->state[i] == M_FAILED) w->state[i] = M_UNSENT;
@@ -383,7 +369,7 @@ static void kout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
 }
 
 static void kout_forget(sl_output_t *out, sl_batch_t *b) {
-  kwrite_t *w = take_kept((kout_t *)out, b);
+  kwrite_t *w = sl_kept_take(&((kout_t *)out)->kept, b);
   if (w) kwrite_free(w);
 }
 
@@ -397,7 +383,7 @@ static void kout_close(sl_output_t *out, void (*done)(sl_output_t *, void *), vo
 
 static void kout_destroy(sl_output_t *out) {
   kout_t *o = (kout_t *)out;
-  while (o->kept) kwrite_free(take_kept(o, o->kept->b));
+  for (kwrite_t *w; (w = sl_kept_pop(&o->kept));) kwrite_free(w);
   if (o->wake) sl_kafka_wake_close(o->wake, o->q);
   if (o->q) rd_kafka_queue_destroy(o->q);
   for (unsigned i = 0; i < o->nrkts; i++) rd_kafka_topic_destroy(o->rkts[i]);

@@ -19,21 +19,6 @@ const sl_field_t sl_mqtt_will_fields[] = {
   {"retained", SL_F_BOOL, "false", 0, "Whether the broker retains it.", NULL, NULL},
   {0}};
 
-static const sl_field_t cert_fields[] = {
-  {"cert_file", SL_F_STRING, "", 0, "Client certificate (PEM).", NULL, NULL},
-  {"key_file", SL_F_STRING, "", 0, "Its private key (PEM).", NULL, NULL},
-  {0}};
-
-const sl_field_t sl_mqtt_tls_fields[] = {
-  {"enabled", SL_F_BOOL, "false", 0, "Connect with TLS (also implied by an `ssl://` URL).", NULL, NULL},
-  {"skip_cert_verify", SL_F_BOOL, "false", 0, "Accept any server certificate and host name (tests only).", NULL,
-   NULL},
-  {"root_cas_file", SL_F_STRING, "", 0, "CA certificates (PEM) to verify the broker with; empty: the system's.",
-   NULL, NULL},
-  {"client_certs", SL_F_OBJLIST, "[]", 0, "A client certificate, for brokers that ask for one (the first is used).",
-   NULL, cert_fields},
-  {0}};
-
 enum { TICK_MS = 1000, BACKOFF_MIN_MS = 100, BACKOFF_MAX_MS = 5000, READS_PER_TURN = 4096 };
 
 struct sl_mqtt {

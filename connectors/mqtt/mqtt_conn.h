@@ -16,11 +16,12 @@
 #define SL_MQTT_CONN_H
 #include "core/component.h"
 #include "core/metrics.h"
+#include "http/hclient_conf.h"
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 
 /* The fields the input and the output share (Benthos' names). */
-extern const sl_field_t sl_mqtt_will_fields[], sl_mqtt_tls_fields[];
+extern const sl_field_t sl_mqtt_will_fields[];
 extern const char *const sl_mqtt_versions[];
 #define SL_MQTT_COMMON_FIELDS                                                                                   \
   {"urls", SL_F_STRLIST, NULL, SL_REQUIRED,                                                                      \
@@ -49,7 +50,8 @@ extern const char *const sl_mqtt_versions[];
    SL_BOUNDS("1ms", ""), NULL},                                                                                \
   {"will", SL_F_OBJECT, NULL, 0, "Last will: published by the broker when the connection is lost uncleanly.",  \
    NULL, sl_mqtt_will_fields},                                                                                  \
-  {"tls", SL_F_OBJECT, NULL, 0, "TLS (OpenSSL through libmosquitto).", NULL, sl_mqtt_tls_fields}
+  {"tls", SL_F_OBJECT, NULL, 0, "TLS (OpenSSL through libmosquitto); `ssl://`, `tls://` and `mqtts://` URLs "  \
+   "always use it.", NULL, sl_tls_client_fields}
 
 typedef struct sl_mqtt sl_mqtt_t;
 

@@ -25,18 +25,6 @@ const sl_field_t sl_nats_auth_fields[] = {
    "`nk -inkey FILE -pubout` prints it).", NULL, NULL},
   {0}};
 
-static const sl_field_t cert_fields[] = {
-  {"cert_file", SL_F_STRING, NULL, SL_REQUIRED, "Client certificate (PEM).", NULL, NULL},
-  {"key_file", SL_F_STRING, NULL, SL_REQUIRED, "Its private key (PEM).", NULL, NULL},
-  {0}};
-
-const sl_field_t sl_nats_tls_fields[] = {
-  {"enabled", SL_F_BOOL, "false", 0, "Connect with TLS.", NULL, NULL},
-  {"skip_cert_verify", SL_F_BOOL, "false", 0, "Accept any server certificate (tests only).", NULL, NULL},
-  {"root_cas_file", SL_F_STRING, "", 0, "CA certificates (PEM) to verify the server with.", NULL, NULL},
-  {"client_certs", SL_F_OBJLIST, "[]", 0, "A client certificate and key (the first is used).", NULL, cert_fields},
-  {0}};
-
 struct sl_nats_conf {
   char *urls, *name;
   char *user, *password, *token, *creds, *nkey, *nkey_file;

@@ -20,9 +20,10 @@
 #ifndef SL_NATS_LINK_H
 #define SL_NATS_LINK_H
 #include "core/component.h"
+#include "http/hclient_conf.h"
 #include <nats/nats.h>
 
-extern const sl_field_t sl_nats_auth_fields[], sl_nats_tls_fields[];
+extern const sl_field_t sl_nats_auth_fields[];
 
 #define SL_NATS_COMMON_FIELDS                                                                               \
   {"urls", SL_F_STRLIST, NULL, SL_REQUIRED,                                                                  \
@@ -30,7 +31,7 @@ extern const sl_field_t sl_nats_auth_fields[], sl_nats_tls_fields[];
    "reconnects to any of them for as long as the stream runs.", NULL, NULL},                                 \
   {"auth", SL_F_OBJECT, NULL, 0, "Credentials (one way at most).", NULL, sl_nats_auth_fields},             \
   {"tls", SL_F_OBJECT, NULL, 0, "TLS to the servers (a `tls://` URL turns it on too).", NULL,               \
-   sl_nats_tls_fields}
+   sl_tls_client_fields}
 
 typedef struct sl_nats sl_nats_t;
 

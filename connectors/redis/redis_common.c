@@ -19,10 +19,10 @@ static void on_state(sl_redis_t *r, int up, const char *why, void *arg) {
     if (c->on_state) c->on_state(c, up, c->arg);
     return;
   }
-  if (c->up) {
-    if (up) (*c->up)++;
-    else if (c->was_up) (*c->lost)++;
-    else if (strstr(why, "connecting") == NULL) (*c->failed)++;
+  if (c->m.up) {
+    if (up) (*c->m.up)++;
+    else if (c->was_up) (*c->m.lost)++;
+    else if (strstr(why, "connecting") == NULL) (*c->m.failed)++;
   }
   c->was_up = up;
   if (c->in) sl_input_set_connected(c->in, up, why);
@@ -47,22 +47,9 @@ sl_rconn_t *sl_rconn_new(sl_build_t *b, const sl_cnode_t *conf, sl_input_t *in, 
     const char *sn = b->stream_name ? b->stream_name : "";
     c->series_stream = sl_xstrndup(sn, strcspn(sn, "{"));
     c->series_path = sl_metrics_path(sn, b->path);
+    c->cfg_path = sl_xstrdup(b->path);
   }
   return c;
-}
-
-/* Benthos' connection series, once the component has its label. */
-static void make_series(sl_rconn_t *c) {
-  const char *label = sl_rconn_label(c);
-  char name[64];
-#define SERIES(what, help) \
-  (snprintf(name, sizeof name, "%s_connection_%s", c->in ? "input" : "output", what), \
-   sl_metric(SL_COUNTER, name, help, "stream", c->series_stream, "label", label ? label : "", "path", \
-             c->series_path, NULL))
-  c->up = SERIES("up", "Times a component connected to its source or destination.");
-  c->lost = SERIES("lost", "Times a component lost its connection.");
-  c->failed = SERIES("failed", "Failed attempts to connect.");
-#undef SERIES
 }
 
 int sl_rconn_start(sl_rconn_t *c, uv_loop_t *loop) {
@@ -77,7 +64,9 @@ int sl_rconn_start(sl_rconn_t *c, uv_loop_t *loop) {
     .on_state = on_state,
     .state_arg = c,
   };
-  if (c->series_stream && !c->quiet) make_series(c);
+  if (c->series_stream && !c->quiet)   /* once the component has its label */
+    sl_connmetrics_init(&c->m, c->in ? SL_CM_INPUT : SL_CM_OUTPUT, o.log_stream ? o.log_stream : "", o.log_component,
+                        c->cfg_path);
   char *err = NULL;
   c->r = sl_redis_new(loop, &o, &err);   /* the URL was checked when built */
   if (!c->r) {
@@ -95,6 +84,7 @@ void sl_rconn_free(sl_rconn_t *c) {
   free(c->master);
   free(c->series_stream);
   free(c->series_path);
+  free(c->cfg_path);
   free(c);
 }
 

@@ -9,6 +9,7 @@
 #include "clients/redis.h"
 #include "clients/redis_conf.h"
 #include "core/component.h"
+#include "core/metrics.h"
 #include "lua/lhost.h"
 
 #define SL_REDIS_URL_FIELD \
@@ -36,10 +37,10 @@ struct sl_rconn {
   sl_redis_t *r;
   sl_input_t *in;            /* one of in, out: whose readiness it drives */
   sl_output_t *out;
-  int64_t *up, *lost, *failed;   /* Benthos' connection series; NULL when linting */
+  sl_connmetrics_t m;        /* Benthos' connection series; NULLs when linting */
   char *url;
   char *master;              /* kind: failover's Sentinel master name, or NULL */
-  char *series_stream, *series_path;   /* for the series; NULL when linting */
+  char *series_stream, *series_path, *cfg_path;   /* for the series; NULL when linting */
   int64_t backoff, max_backoff;
   int64_t reply_timeout;     /* ms; an input adds its blocking reads' wait before starting */
   int was_up;

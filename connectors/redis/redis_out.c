@@ -7,7 +7,7 @@
 enum { M_UNSENT, M_SENT, M_DONE, M_FAILED };
 
 struct sl_rwrite {
-  sl_rwrite_t *next;         /* in o->queue, then in o->kept if it failed */
+  sl_rwrite_t *next;         /* in o->queue */
   sl_rout_t *o;
   sl_batch_t *b;
   sl_write_cb cb;
@@ -53,11 +53,7 @@ static void finished(sl_rwrite_t *w) {
     rwrite_free(w);
     cb(&o->base, b, 0, NULL, arg);
   } else {
-    w->next = o->kept;
-    o->kept = w;
-    char *err = sl_xstrdup(w->err);   /* the callback may forget w */
-    w->cb(&o->base, w->b, -1, err, w->arg);
-    free(err);
+    sl_kept_fail(&o->kept, w, &o->base, w->b, w->err, w->cb, w->arg);
   }
   pump(o);
   maybe_closed(o);
@@ -124,20 +120,9 @@ static void pump(sl_rout_t *o) {
   }
 }
 
-static sl_rwrite_t *take_kept(sl_rout_t *o, const sl_batch_t *b) {
-  for (sl_rwrite_t **pp = &o->kept; *pp; pp = &(*pp)->next)
-    if ((*pp)->b == b) {
-      sl_rwrite_t *w = *pp;
-      *pp = w->next;
-      w->next = NULL;
-      return w;
-    }
-  return NULL;
-}
-
 void sl_rout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *arg) {
   sl_rout_t *o = (sl_rout_t *)out;
-  sl_rwrite_t *w = take_kept(o, b);
+  sl_rwrite_t *w = sl_kept_take(&o->kept, b);
   if (w) {   /* a retry: what was delivered stays delivered */
     for (uint32_t i = 0; i < b->n; i++)
       if (w->state[i] != M_DONE) w->state[i] = M_UNSENT;
@@ -159,7 +144,7 @@ void sl_rout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *arg) {
 }
 
 void sl_rout_forget(sl_output_t *out, sl_batch_t *b) {
-  sl_rwrite_t *w = take_kept((sl_rout_t *)out, b);
+  sl_rwrite_t *w = sl_kept_take(&((sl_rout_t *)out)->kept, b);
   if (w) rwrite_free(w);
 }
 
@@ -199,7 +184,7 @@ int sl_rout_init(sl_rout_t *o, const sl_output_vt *vt, const sl_spec_t *s, sl_bu
 }
 
 void sl_rout_fini(sl_rout_t *o) {
-  while (o->kept) rwrite_free(take_kept(o, o->kept->b));
+  for (sl_rwrite_t *w; (w = sl_kept_pop(&o->kept));) rwrite_free(w);
   sl_rconn_free(o->conn);
   sl_rargs_free(&o->args);
 }

@@ -11,6 +11,7 @@
 #ifndef SL_REDIS_OUT_H
 #define SL_REDIS_OUT_H
 #include "redis_common.h"
+#include "core/kept.h"
 
 #define SL_REDIS_OUT_FIELDS \
   SL_REDIS_FIELDS, \
@@ -29,7 +30,8 @@ struct sl_rout {
   sl_rout_build build;
   int64_t max_in_flight, active;
   int stopping;
-  sl_rwrite_t *queue, **queue_tail, *kept;
+  sl_rwrite_t *queue, **queue_tail;
+  sl_kept_t *kept;           /* failed writes, until retried or forgotten */
   sl_rargs_t args;
   void (*closed)(sl_output_t *o, void *arg);
   void *closed_arg;

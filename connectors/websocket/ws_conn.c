@@ -230,15 +230,7 @@ static void put_plain(sl_wsc_t *c, const void *p, size_t n) {
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user) {
   (void)flags;
   sl_wsc_t *c = user;
-  size_t avail = c->in_len - c->in_off;
-  if (!avail) {
-    wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-    return -1;
-  }
-  size_t n = avail < len ? avail : len;
-  memcpy(buf, c->in_buf + c->in_off, n);
-  c->in_off += n;
-  return (ssize_t)n;
+  return sl_ws_recv_from(ctx, buf, len, c->in_buf, &c->in_off, c->in_len);
 }
 
 static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *user) {
