@@ -127,13 +127,15 @@ static item_t *item(int kind, sl_batch_t *b, uint64_t seq) {
 
 /* ---- on a worker ---- */
 
+static void proxy_done(sl_txn_t *t, int status, const char *err, void *arg);
+
 static void worker_out(sl_sink_t *sink, sl_batch_t *b) {
   pworker_t *pw = (pworker_t *)((char *)sink - offsetof(pworker_t, out));
   uint64_t tag = 0;
   for (uint32_t i = 0; i < b->n; i++) {
     sl_msg_t *m = b->msgs[i];
     sl_msg_isolate(m);
-    uint64_t t = m->txn && sl_txn_target(m->txn) ? sl_txn_tag(m->txn) : pw->cur;
+    uint64_t t = m->txn && sl_txn_arg_of(m->txn, proxy_done) ? sl_txn_tag(m->txn) : pw->cur;
     if (t > tag) tag = t;
   }
   queue_put(&pw->pool->out, item(OUT_BATCH, b, tag));
@@ -181,9 +183,11 @@ static int hold_turn(const sl_log_hold_t *h) {
 
 sl_log_hold_t *sl_pool_hold(const sl_batch_t *b, sl_txn_t **pin) {
   sl_txn_t *t = b->n ? b->msgs[0]->txn : NULL;
-  if (!t || !sl_txn_target(t)) return NULL;
-  ticket_t *tk = sl_txn_arg(t);
-  if (!tk->pool->ordered) return NULL;
+  /* other proxies (catch and switch keep a batch's order with theirs) may
+   * wrap the pool's */
+  ticket_t *tk = NULL;
+  while (t && sl_txn_target(t) && !(tk = sl_txn_arg_of(t, proxy_done))) t = sl_txn_target(t);
+  if (!tk || !tk->pool->ordered) return NULL;
   *pin = sl_txn_ref(t);
   tk->hold.turn = hold_turn;
   return &tk->hold;

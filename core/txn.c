@@ -31,7 +31,7 @@ sl_txn_t *sl_txn_proxy(sl_txn_t *target, uint64_t tag, sl_txn_cb cb, void *arg) 
 
 sl_txn_t *sl_txn_target(const sl_txn_t *t) { return t->target; }
 uint64_t sl_txn_tag(const sl_txn_t *t) { return t->tag; }
-void *sl_txn_arg(const sl_txn_t *t) { return t->arg; }
+void *sl_txn_arg_of(const sl_txn_t *t, sl_txn_cb cb) { return t->cb == cb ? t->arg : NULL; }
 
 sl_txn_t *sl_txn_ref(sl_txn_t *t) {
   if (t->atomic) __atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);

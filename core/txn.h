@@ -22,7 +22,7 @@ int sl_txn_failed(const sl_txn_t *t);
  * target: the pool does. tag is the pool's sequence number of the batch. */
 sl_txn_t *sl_txn_proxy(sl_txn_t *target, uint64_t tag, sl_txn_cb cb, void *arg);
 sl_txn_t *sl_txn_target(const sl_txn_t *t);   /* a proxy's target; NULL for a plain txn */
-void *sl_txn_arg(const sl_txn_t *t);          /* the arg its cb gets */
+void *sl_txn_arg_of(const sl_txn_t *t, sl_txn_cb cb);   /* a proxy's arg if cb is its callback, else NULL */
 uint64_t sl_txn_tag(const sl_txn_t *t);
 
 #endif
