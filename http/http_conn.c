@@ -1093,9 +1093,10 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
     free(buf->base);
     if (c->closing) return;
     /* A client that half-closes after pipelining still gets the answers to
-     * what it sent, unless a request waits on it (a long-poll learns that
-     * its client left). */
-    if (n == UV_EOF && !c->stream && !c->finished && !c->busy && c->in_off < c->in_len) {
+     * what it sent, even while one of them waits for its handler (on an
+     * HTTP worker every request does); a lone request that waits learns
+     * that its client left (a long-poll). */
+    if (n == UV_EOF && !c->stream && !c->finished && c->in_off < c->in_len) {
       c->eof = 1;
       pause_reading(c);
       drain(c);
