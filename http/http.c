@@ -452,7 +452,10 @@ int sl_http_port(sl_worker_t *w) {
 
 void sl_http_srv_stop(sl_http_t *s) {
   s->stopping = 1;
-  if (s->listening && (s->hw || !s->group)) uv_close((uv_handle_t *)&s->listener, NULL);
+  if (s->listening && (s->hw || !s->group)) {
+    sl_fd_closing((uv_handle_t *)&s->listener);
+    uv_close((uv_handle_t *)&s->listener, NULL);
+  }
   s->listening = 0;
   /* Idle keep-alive connections go now; busy ones close after their answer. */
   for (conn_t *c = s->conns, *next; c; c = next) {

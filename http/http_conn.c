@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static llhttp_settings_t g_settings;
@@ -282,6 +283,7 @@ void sl_http_conn_close(conn_t *c) {
   flush_unlist(c);
   sl_sendq_clear(&c->sendq);
   uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+  sl_fd_closing((uv_handle_t *)&c->tcp);
   if (!c->reset || uv_tcp_close_reset(&c->tcp, conn_handle_closed) != 0)
     uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
 }
@@ -1192,8 +1194,11 @@ static void move_now(conn_t *c) {
   pause_reading(c);
   m->kind = HM_MOVED;
   uv_os_fd_t fd;
-  /* A dup: closing the worker's handle leaves the socket open for the engine. */
-  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) m->fd = dup(fd);
+  /* A dup: closing the worker's handle leaves the socket open for the
+   * engine. Made as libuv makes and closes descriptors, with a raw syscall:
+   * ThreadSanitizer keeps a table of the ones it sees, which would be out
+   * of step with libuv's. */
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) m->fd = (int)syscall(SYS_dup, fd);
   if (m->fd >= 0) {
     m->len = c->in_len - c->in_off;
     m->body = dup_or_null(m->len ? c->in + c->in_off : NULL, m->len);

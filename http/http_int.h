@@ -182,6 +182,24 @@ void sl_http_worker_srv_free(sl_http_t *s);
 int sl_http_listen_on(sl_http_t *s, const char *address, int reuseport);
 void sl_http_srv_stop(sl_http_t *s);           /* stops accepting, closes idle connections */
 
+/* ThreadSanitizer does not see libuv close a socket (a raw syscall): told
+ * before a handle closes, a descriptor number that another loop's thread
+ * reuses (HTTP workers accept, close and move sockets) is no race. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SL_TSAN_FDS 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__) || defined(SL_TSAN_FDS)
+#include <sanitizer/linux_syscall_hooks.h>
+static inline void sl_fd_closing(uv_handle_t *h) {
+  uv_os_fd_t fd;
+  if (uv_fileno(h, &fd) == 0) __sanitizer_syscall_pre_close(fd);
+}
+#else
+static inline void sl_fd_closing(uv_handle_t *h) { (void)h; }
+#endif
+
 /* Server. */
 void sl_http_serve(sl_http_t *s, sl_http_req_t *r);
 void sl_http_count(const sl_http_req_t *r, int status);   /* sluice_http_requests_total */
