@@ -9,6 +9,7 @@
 #include "http_cors.h"
 #include "http_route.h"
 #include "http_tls.h"
+#include "core/xq.h"
 #include <llhttp.h>
 
 typedef struct sl_http {
@@ -139,7 +140,7 @@ typedef struct sl_hlink {
 /* What crosses: requests, answers, moves of a connection, and the rest. */
 enum { HM_REQ, HM_GONE, HM_MOVED, HM_DROPPED, HM_RESP, HM_MOVE, HM_STOP, HM_CLOSE };
 typedef struct sl_hmsg {
-  struct sl_hmsg *next;      /* first: an sl_xq_node_t */
+  sl_xq_node_t node;         /* first: messages cross in an sl_xq */
   int kind;
   sl_hlink_t *link;
   sl_http_req_t *r;          /* HM_REQ */
