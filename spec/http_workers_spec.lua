@@ -59,12 +59,16 @@ for t in ts: t.join()
 print(json.dumps({"done": done[0], "bad": bad[:5]}))
 ]]
 
+-- Serves yaml after an http section with two workers, runs body(srv), stops.
+local function with_server(yaml, body, opts)
+  local srv = h.serve("http:\n  address: 127.0.0.1:$PORT\n  workers: 2\n" .. yaml, opts)
+  local ok, err = pcall(body, srv)
+  h.stop_after(srv, ok, err)
+end
+
 describe("http.workers", function()
   it("spreads connections over both workers and answers each request on its own connection (sync_response)", function()
-    local srv = h.serve([[
-http:
-  address: 127.0.0.1:$PORT
-  workers: 2
+    with_server([[
 input:
   http_server: {path: /echo}
 pipeline:
@@ -72,50 +76,40 @@ pipeline:
     - lua: 'this.seen = true'
 output:
   sync_response: {}
-]])
-    local ok, err = pcall(function()
-      assert.matches("%(2 workers%)", srv.stderr())
-      local r = py(CLIENTS, srv.port)
-      assert.are.same({}, r.bad)
-      assert.are.equal(32 * 20, r.done)
-      local w, sum = per_worker(srv)
-      -- 32 connections: the kernel's hash put some on each listener.
-      assert.is_true((w[0] or 0) > 0 and (w[1] or 0) > 0, "requests by worker: " .. json.encode(w))
-      assert.are.equal(32 * 20, sum)
-      assert.matches('sluice_http_requests_total{route="/echo",status="200"} 640', metrics(srv), 1, true)
+]], function(srv)
+    assert.matches("%(2 workers%)", srv.stderr())
+    local r = py(CLIENTS, srv.port)
+    assert.are.same({}, r.bad)
+    assert.are.equal(32 * 20, r.done)
+    local w, sum = per_worker(srv)
+    -- 32 connections: the kernel's hash put some on each listener.
+    assert.is_true((w[0] or 0) > 0 and (w[1] or 0) > 0, "requests by worker: " .. json.encode(w))
+    assert.are.equal(32 * 20, sum)
+    assert.matches('sluice_http_requests_total{route="/echo",status="200"} 640', metrics(srv), 1, true)
     end)
-    h.stop_after(srv, ok, err)
   end)
 
   it("answers pings on the workers themselves, counted with the others, and refuses bad requests there", function()
-    local srv = h.serve([[
-http:
-  address: 127.0.0.1:$PORT
-  workers: 2
+    with_server([[
   max_header_bytes: 1KiB
 input:
   http_server: {path: /in}
 output:
   drop: {}
-]])
-    local ok, err = pcall(function()
-      for _ = 1, 10 do assert.are.equal("pong", curl(srv.url .. "/ping")) end
-      -- Pings never reach the engine: no worker handed any over.
-      assert.are.equal(0, select(2, per_worker(srv)))
-      assert.matches('sluice_http_requests_total{route="/ping",status="200"} 1%d', metrics(srv))
-      local out = curl("-w ' %{http_code}' -H 'X-Big: " .. string.rep("a", 2000) .. "' " .. srv.url .. "/in")
-      assert.matches('"status":431} 431$', out)
-      out = curl("-w ' %{http_code}' -X POST --data-binary @- " .. srv.url .. "/in < /dev/null")
-      assert.matches(" 200$", out)
+]], function(srv)
+    for _ = 1, 10 do assert.are.equal("pong", curl(srv.url .. "/ping")) end
+    -- Pings never reach the engine: no worker handed any over.
+    assert.are.equal(0, select(2, per_worker(srv)))
+    assert.matches('sluice_http_requests_total{route="/ping",status="200"} 1%d', metrics(srv))
+    local out = curl("-w ' %{http_code}' -H 'X-Big: " .. string.rep("a", 2000) .. "' " .. srv.url .. "/in")
+    assert.matches('"status":431} 431$', out)
+    out = curl("-w ' %{http_code}' -X POST --data-binary @- " .. srv.url .. "/in < /dev/null")
+    assert.matches(" 200$", out)
     end)
-    h.stop_after(srv, ok, err)
   end)
 
   it("serves request-scoped streams and their SSE clients across workers", function()
-    local srv = h.serve([[
-http:
-  address: 127.0.0.1:$PORT
-  workers: 2
+    with_server([[
 streams:
   out:
     input:
@@ -123,68 +117,61 @@ streams:
     output:
       http_server: {sse_path: /sse}
     request_scope: {idle_timeout: 2s, max_instances: 8}
-]])
-    local ok, err = pcall(function()
-      local files = {}
-      for i = 1, 8 do
-        files[i] = srv.dir .. "/sse" .. i .. ".txt"
-        -- Bounded: stopping sluice ends them, the time limit otherwise.
-        os.execute(string.format("curl -sN -m 60 -H 'Accept: text/event-stream' '%s/sse?user=u%d' > %s 2>&1 &",
-          srv.url, (i - 1) % 4, files[i]))
-      end
-      for i = 1, 8 do
-        local want = string.format('"user":"u%d"', (i - 1) % 4)
-        assert.truthy(h.wait_for(function()
-          local n = 0
-          for l in (h.read(files[i]) or ""):gmatch("data: ([^\n]*)") do
-            if not l:find(want, 1, true) then error("client " .. i .. " got another user's event: " .. l) end
-            n = n + 1
-          end
-          return n >= 5
-        end, 60), "client " .. i .. " got no events")
-      end
-      assert.are.equal(8, select(2, per_worker(srv)))
-      assert.matches('sluice_http_streams{kind="sse"} 8', metrics(srv), 1, true)
+]], function(srv)
+    local files = {}
+    for i = 1, 8 do
+      files[i] = srv.dir .. "/sse" .. i .. ".txt"
+      -- Bounded: stopping sluice ends them, the time limit otherwise.
+      os.execute(string.format("curl -sN -m 60 -H 'Accept: text/event-stream' '%s/sse?user=u%d' > %s 2>&1 &",
+        srv.url, (i - 1) % 4, files[i]))
+    end
+    for i = 1, 8 do
+      local want = string.format('"user":"u%d"', (i - 1) % 4)
+      assert.truthy(h.wait_for(function()
+        local n = 0
+        for l in (h.read(files[i]) or ""):gmatch("data: ([^\n]*)") do
+          if not l:find(want, 1, true) then error("client " .. i .. " got another user's event: " .. l) end
+          n = n + 1
+        end
+        return n >= 5
+      end, 60), "client " .. i .. " got no events")
+    end
+    assert.are.equal(8, select(2, per_worker(srv)))
+    assert.matches('sluice_http_streams{kind="sse"} 8', metrics(srv), 1, true)
     end)
-    h.stop_after(srv, ok, err)
   end)
 
   it("answers 300 POSTs pipelined on one connection in order, each crossing to the engine and back, then a half-close", function()
-    local srv = h.serve([[
-http:
-  address: 127.0.0.1:$PORT
-  workers: 2
+    with_server([[
 input:
   http_server: {path: /echo}
 output:
   sync_response: {}
-]])
-    local ok, err = pcall(function()
-      local r = py([=[
+]], function(srv)
+    local r = py([=[
 import json, socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=60)
 reqs = b"".join(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(str(k)), str(k).encode())
-                for k in range(300))
+              for k in range(300))
 s.sendall(reqs)
 s.shutdown(socket.SHUT_WR)
 data = b""
 while True:
-    b = s.recv(65536)
-    if not b: break
-    data += b
+  b = s.recv(65536)
+  if not b: break
+  data += b
 bodies = []
 while data:
-    head, _, rest = data.partition(b"\r\n\r\n")
-    n = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0].split(b":")[1])
-    bodies.append(rest[:n].decode())
-    data = rest[n:]
+  head, _, rest = data.partition(b"\r\n\r\n")
+  n = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0].split(b":")[1])
+  bodies.append(rest[:n].decode())
+  data = rest[n:]
 print(json.dumps({"bodies": bodies}))
 ]=], srv.port)
-      local want = {}
-      for k = 0, 299 do want[#want + 1] = tostring(k) end
-      assert.are.same(want, r.bodies)
+    local want = {}
+    for k = 0, 299 do want[#want + 1] = tostring(k) end
+    assert.are.same(want, r.bodies)
     end)
-    h.stop_after(srv, ok, err)
   end)
 
   it("refuses no request while the stream behind the path is reloaded under wrk on both workers", function()
@@ -233,47 +220,42 @@ streams:
   end)
 
   it("survives clients that reset in the middle of a large answer on a worker, and of a broadcast after moving", function()
-    local srv = h.serve([[
-http:
-  address: 127.0.0.1:$PORT
-  workers: 2
+    with_server([[
   static: [{path: /files, dir: ./files}]
 input:
   generate: {interval: 1ms, mapping: 'return string.rep("z", 2000)'}
 output:
   http_server: {path: "", sse_path: /sse, ws_path: /ws, replay_bytes: 0}
-]], {before = function(dir)
-      os.execute("mkdir -p " .. dir .. "/files")
-      h.write(dir .. "/files/big.bin", string.rep("x", 8 * 1024 * 1024))
-    end})
-    local ok, err = pcall(function()
-      -- 40 clients read 64 KiB of an 8 MiB file, then reset (RST) while the worker writes.
-      local r = py([=[
+]], function(srv)
+    -- 40 clients read 64 KiB of an 8 MiB file, then reset (RST) while the worker writes.
+    local r = py([=[
 import json, socket, struct, sys
 port, read = int(sys.argv[1]), 0
 for i in range(40):
-    s = socket.create_connection(("127.0.0.1", port), timeout=30)
-    s.sendall(b"GET /files/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
-    got = 0
-    while got < 65536:
-        b = s.recv(65536)
-        if not b: break
-        got += len(b)
-    read += got >= 65536
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    s.close()
+  s = socket.create_connection(("127.0.0.1", port), timeout=30)
+  s.sendall(b"GET /files/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+  got = 0
+  while got < 65536:
+      b = s.recv(65536)
+      if not b: break
+      got += len(b)
+  read += got >= 65536
+  s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+  s.close()
 print(json.dumps({"read": read}))
 ]=], srv.port)
-      assert.are.equal(40, r.read)
-      for _, kind in ipairs({"sse", "ws"}) do
-        local code, out, stderr = h.sh(string.format("timeout 120 python3 spec/tools/resetters.py %d /%s 50 4 %s",
-          srv.port, kind, kind == "ws" and "--ws" or ""))
-        assert.are.equal(0, code, out .. (stderr or ""))
-        assert.are.equal(200, json.decode(out).read)
-      end
-      assert.are.equal("pong", curl(srv.url .. "/ping"))
-      assert.are.equal(0, (h.sh("curl -sf -m 10 -o /dev/null " .. srv.url .. "/files/big.bin")))
-    end)
-    h.stop_after(srv, ok, err)
+    assert.are.equal(40, r.read)
+    for _, kind in ipairs({"sse", "ws"}) do
+      local code, out, stderr = h.sh(string.format("timeout 120 python3 spec/tools/resetters.py %d /%s 50 4 %s",
+        srv.port, kind, kind == "ws" and "--ws" or ""))
+      assert.are.equal(0, code, out .. (stderr or ""))
+      assert.are.equal(200, json.decode(out).read)
+    end
+    assert.are.equal("pong", curl(srv.url .. "/ping"))
+    assert.are.equal(0, (h.sh("curl -sf -m 10 -o /dev/null " .. srv.url .. "/files/big.bin")))
+    end, {before = function(dir)
+      os.execute("mkdir -p " .. dir .. "/files")
+      h.write(dir .. "/files/big.bin", string.rep("x", 8 * 1024 * 1024))
+    end})
   end)
 end)
