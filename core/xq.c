@@ -17,6 +17,23 @@ void sl_xq_put(sl_xq_t *q, sl_xq_node_t *n) {
   uv_async_send(&q->async);
 }
 
+void sl_xq_batch_add(sl_xq_batch_t *b, sl_xq_node_t *n) {
+  n->next = NULL;
+  if (!b->head) b->tail = &b->head;
+  *b->tail = n;
+  b->tail = &n->next;
+}
+
+void sl_xq_put_batch(sl_xq_t *q, sl_xq_batch_t *b) {
+  if (!b->head) return;
+  uv_mutex_lock(&q->mu);
+  *q->tail = b->head;
+  q->tail = b->tail;
+  uv_mutex_unlock(&q->mu);
+  uv_async_send(&q->async);
+  b->head = NULL;
+}
+
 sl_xq_node_t *sl_xq_take(sl_xq_t *q) {
   uv_mutex_lock(&q->mu);
   sl_xq_node_t *h = q->head;

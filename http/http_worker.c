@@ -4,7 +4,9 @@
  * connections with the connection layer as it is. What the engine's loop
  * owns (routes and every handler behind them: stream inputs, the store,
  * admin, reload) stays there: a parsed request crosses to it, its answer
- * crosses back (sl_xq: a lock and a wake-up per message). A connection that
+ * crosses back (sl_xq). What a loop turn sends one way is gathered and
+ * handed over before the loop next waits (a uv_prepare): one lock and one
+ * wake-up per turn, not per request. A connection that
  * becomes a stream (SSE, WebSocket) moves over to the engine's loop, with
  * its TLS session and what the client sent after its request, once the
  * answers before it are written. */
@@ -26,6 +28,9 @@ typedef struct sl_hworker {
   sl_worker_t *w;            /* its loop (the thread's only) */
   sl_http_t *srv;            /* its server: listener and connections */
   sl_xq_t in;                /* answers and moves from the engine's loop */
+  sl_xq_batch_t to_engine;   /* worker side: this turn's requests and news */
+  sl_xq_batch_t from_engine; /* engine side: this turn's answers and moves for it */
+  uv_prepare_t flusher;      /* worker side: hands to_engine over */
   uv_thread_t thread;
   int started;
   int64_t *requests;         /* sluice_http_worker_requests_total{worker}, counted on the engine's loop */
@@ -37,6 +42,9 @@ typedef struct sl_hgroup {
   int n;
   sl_hworker_t *ws;
   sl_xq_t in;                /* requests and the rest from the workers, on the engine's loop */
+  uv_prepare_t flusher;      /* engine side: hands each worker's from_engine over */
+  int flushing;
+  int handles;               /* at close: handles whose close has not ended yet */
   atomic_int_fast64_t conns; /* open connections over all workers, against max_connections */
   int port;
   int closing;               /* requests still crossing are dropped: their clients are gone */
@@ -67,9 +75,33 @@ void sl_hmsg_free(sl_hmsg_t *m) {
   free(m);
 }
 
-void sl_hgroup_to_engine(sl_http_t *ws, sl_hmsg_t *m) { sl_xq_put(&ws->group->in, (sl_xq_node_t *)m); }
+static void worker_flush(uv_prepare_t *p) {
+  sl_hworker_t *hw = p->data;
+  uv_prepare_stop(p);
+  sl_xq_put_batch(&hw->g->in, &hw->to_engine);
+}
 
-void sl_hlink_send(sl_hlink_t *l, sl_hmsg_t *m) { sl_xq_put(&l->hw->in, (sl_xq_node_t *)m); }
+void sl_hgroup_to_engine(sl_http_t *ws, sl_hmsg_t *m) {
+  sl_hworker_t *hw = ws->hw;
+  if (!hw->to_engine.head) uv_prepare_start(&hw->flusher, worker_flush);
+  sl_xq_batch_add(&hw->to_engine, &m->node);
+}
+
+static void engine_flush(uv_prepare_t *p) {
+  sl_hgroup_t *g = p->data;
+  uv_prepare_stop(p);
+  g->flushing = 0;
+  for (int i = 0; i < g->n; i++) sl_xq_put_batch(&g->ws[i].in, &g->ws[i].from_engine);
+}
+
+void sl_hlink_send(sl_hlink_t *l, sl_hmsg_t *m) {
+  sl_hgroup_t *g = l->hw->g;
+  if (!g->flushing) {
+    g->flushing = 1;
+    uv_prepare_start(&g->flusher, engine_flush);
+  }
+  sl_xq_batch_add(&l->hw->from_engine, &m->node);
+}
 
 int sl_hgroup_admit(sl_http_t *ws, int delta) {
   int64_t n = atomic_fetch_add(&ws->group->conns, delta) + delta;
@@ -117,6 +149,8 @@ static void worker_wake(uv_async_t *a) {
     case HM_CLOSE:
       sl_http_srv_stop(hw->srv);
       while (hw->srv->conns) sl_http_conn_close(hw->srv->conns);
+      worker_flush(&hw->flusher);   /* the news of those closes: the loop ends before it would prepare again */
+      uv_close((uv_handle_t *)&hw->flusher, worker_closed);
       sl_xq_close(&hw->in, worker_closed);
       break;
     }
@@ -181,6 +215,9 @@ int sl_hgroup_start(sl_http_t *s) {
   g->port = -1;
   s->group = g;
   sl_xq_init(&g->in, s->worker->loop, engine_wake, g);
+  uv_prepare_init(s->worker->loop, &g->flusher);
+  g->flusher.data = g;
+  uv_unref((uv_handle_t *)&g->flusher);
   char *address = NULL;
   for (int i = 0; i < g->n; i++) {
     sl_hworker_t *hw = &g->ws[i];
@@ -195,6 +232,9 @@ int sl_hgroup_start(sl_http_t *s) {
     hw->requests = sl_metric(SL_COUNTER, "sluice_http_worker_requests_total",
                              "Requests each HTTP worker (http.workers) read and handed to the engine.", "worker", id, NULL);
     sl_xq_init(&hw->in, hw->w->loop, worker_wake, hw);
+    uv_prepare_init(hw->w->loop, &hw->flusher);
+    hw->flusher.data = hw;
+    uv_unref((uv_handle_t *)&hw->flusher);
     /* Port 0: the first listener picks one, the others take the same. */
     if (sl_http_listen_on(hw->srv, address ? address : s->address, 1) != 0) {
       g->n = i + 1;
@@ -224,16 +264,21 @@ int sl_hgroup_start(sl_http_t *s) {
 
 void sl_hgroup_stop(sl_http_t *s) {
   sl_hgroup_t *g = s->group;
+  if (g) engine_flush(&g->flusher);   /* answers given before go first */
   for (int i = 0; g && i < g->n; i++)
     if (g->ws[i].started) sl_xq_put(&g->ws[i].in, (sl_xq_node_t *)sl_hmsg_new(HM_STOP, NULL));
 }
 
-static void group_closed(uv_handle_t *h) { free(h->data); }
+static void group_closed(uv_handle_t *h) {
+  sl_hgroup_t *g = h->data;
+  if (--g->handles == 0) free(g);
+}
 
 void sl_hgroup_close(sl_http_t *s) {
   sl_hgroup_t *g = s->group;
   if (!g) return;
   g->closing = 1;
+  engine_flush(&g->flusher);
   for (int i = 0; i < g->n; i++) {
     sl_hworker_t *hw = &g->ws[i];
     if (hw->started) {
@@ -242,6 +287,7 @@ void sl_hgroup_close(sl_http_t *s) {
     } else {
       /* Never ran: its handles close on its loop here. */
       sl_http_srv_stop(hw->srv);
+      uv_close((uv_handle_t *)&hw->flusher, worker_closed);
       sl_xq_close(&hw->in, worker_closed);
     }
     sl_http_worker_srv_free(hw->srv);
@@ -250,8 +296,16 @@ void sl_hgroup_close(sl_http_t *s) {
   /* What the workers said last (a client gone, a move that failed) is
    * heard now, as a close of the engine's own connections would be. */
   engine_wake(&g->in.async);
+  for (int i = 0; i < g->n; i++)   /* answers to clients already gone */
+    for (sl_xq_node_t *n = g->ws[i].from_engine.head, *next; n; n = next) {
+      next = n->next;
+      sl_hmsg_free((sl_hmsg_t *)n);
+    }
+  uv_prepare_stop(&g->flusher);
   free(g->ws);
   s->group = NULL;
   g->in.async.data = g;
+  g->handles = 2;
   sl_xq_close(&g->in, group_closed);
+  uv_close((uv_handle_t *)&g->flusher, group_closed);
 }
