@@ -28,12 +28,12 @@ asan:
 	@CC=clang cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSL_SANITIZE=ON >/dev/null
 	@ninja -C build-asan -j $(JOBS)
 
-# ThreadSanitizer build, and the specs that run pipeline.threads on it.
+# ThreadSanitizer build, and the specs that run pipeline.threads and http.workers on it.
 tsan:
 	@CC=clang cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSL_TSAN=ON >/dev/null
 	@ninja -C build-tsan -j $(JOBS) sluice
 	@SLUICE_BIN=build-tsan/sluice TSAN_OPTIONS="halt_on_error=1:exitcode=66" \
-	  busted --lua=luajit -o plainTerminal spec/threads_spec.lua
+	  busted --lua=luajit -o plainTerminal spec/threads_spec.lua spec/http_workers_spec.lua
 
 fuzz:
 	@CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSL_FUZZ=ON -DSL_SANITIZE=ON >/dev/null

@@ -1,9 +1,11 @@
 #!/bin/sh
-# HTTP benchmark of issue 3: wrk (keep-alive, 100 connections, small JSON
-# POST) against sluice `http_server → drop`, `http_server → lua → sync_response`
-# and nginx returning a static 200, one after the other on loopback in the
-# same run. nginx runs one worker, as sluice runs one. Prints Markdown rows.
-# Env: DURATION (default 10s), RUNS (default 3).
+# HTTP benchmark of issues 3 and 18: wrk (keep-alive, 100 connections, small
+# JSON POST) against sluice `http_server → drop` and `http_server → lua →
+# sync_response` at http.workers 1 and 2, and nginx returning a static 200
+# with one worker and with `worker_processes auto`, on loopback in the same
+# run, interleaved (one wrk per server per round). Prints Markdown rows:
+# medians over the rounds.
+# Env: DURATION (default 10s), RUNS (default 3), PORT (default 18080).
 set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -13,7 +15,7 @@ RUNS=${RUNS:-3}
 WORK=$(mktemp -d)
 trap 'kill $(cat "$WORK"/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 trap 'exit 1' INT TERM   # so that a killed run still cleans up (EXIT)
-PORT=18080
+PORT=${PORT:-18080}
 
 cat > "$WORK/post.lua" <<'LUA'
 wrk.method = "POST"
@@ -21,8 +23,9 @@ wrk.body = '{"user":"ada","event":"click","n":42}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
 
-cat > "$WORK/nginx.conf" <<NGINX
-worker_processes 1;
+for procs in 1 auto; do
+cat > "$WORK/nginx-$procs.conf" <<NGINX
+worker_processes $procs;
 daemon off;
 pid $WORK/nginx.pid.run;
 error_log $WORK/nginx.err;
@@ -36,6 +39,7 @@ http {
   }
 }
 NGINX
+done
 
 cat > "$WORK/drop.yaml" <<YAML
 http: {address: 127.0.0.1:$PORT}
@@ -55,38 +59,65 @@ output: {sync_response: {}}
 YAML
 
 
-# wrk → "req/s p50_ms p99_ms" medians over RUNS.
+# CPU clock ticks (user + system) of process $1 and its children (nginx's workers).
+cpu_ticks() {
+  for p in "$1" $(pgrep -P "$1" || true); do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || true; done |
+    awk '{t += $1} END {print t + 0}'
+}
+
+# One wrk run against process $1 → "req/s p50_ms p99_ms cpu_us_per_request". On a
+# loaded machine more threads get more of the CPU: CPU per request is the
+# figure that depends least on the other processes.
 measure() {
-  for _ in $(seq "$RUNS"); do
-    wrk -t2 -c100 -d"$DURATION" --latency -s "$WORK/post.lua" "http://127.0.0.1:$PORT/" > "$WORK/wrk.out"
-    wrk_check "$WORK/wrk.out"
-    rps=$(awk '/^Requests\/sec/ {print $2}' "$WORK/wrk.out")
-    p50=$(awk '$1 == "50%" {print $2}' "$WORK/wrk.out")
-    p99=$(awk '$1 == "99%" {print $2}' "$WORK/wrk.out")
-    echo "$rps $(to_ms "$p50") $(to_ms "$p99")"
-  done > "$WORK/runs"
-  echo "$(awk '{print $1}' "$WORK/runs" | median) $(awk '{print $2}' "$WORK/runs" | median) $(awk '{print $3}' "$WORK/runs" | median)"
+  t0=$(cpu_ticks "$1")
+  wrk -t2 -c100 -d"$DURATION" --latency -s "$WORK/post.lua" "http://127.0.0.1:$PORT/" > "$WORK/wrk.out"
+  t1=$(cpu_ticks "$1")
+  wrk_check "$WORK/wrk.out"
+  rps=$(awk '/^Requests\/sec/ {print $2}' "$WORK/wrk.out")
+  p50=$(awk '$1 == "50%" {print $2}' "$WORK/wrk.out")
+  p99=$(awk '$1 == "99%" {print $2}' "$WORK/wrk.out")
+  reqs=$(awk '/requests in/ {print $1}' "$WORK/wrk.out")
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99") $(echo "$t0 $t1 $reqs $(getconf CLK_TCK)" | awk '{printf "%.1f", ($2 - $1) * 1e6 / $4 / $3}')"
 }
 to_ms() { echo "$1" | awk '/us$/ {sub("us",""); print $1/1000; next} /ms$/ {sub("ms",""); print $1; next} /s$/ {sub("s",""); print $1*1000}'; }
 
-run_server() { # $1 = name, rest = command
+run_server() { # $1 = name, rest = command; appends a run to $WORK/$name.runs
   name=$1; shift
   "$@" > "$WORK/$name.log" 2>&1 &
   echo $! > "$WORK/$name.pid"
   wait_http "http://127.0.0.1:$PORT/" "$(cat "$WORK/$name.pid")"
-  measure
+  measure "$(cat "$WORK/$name.pid")" >> "$WORK/$name.runs"
   kill "$(cat "$WORK/$name.pid")"; wait "$(cat "$WORK/$name.pid")" 2>/dev/null || true
   rm -f "$WORK/$name.pid"
 }
 
-# (a run that failed prints nothing: the empty values fail below)
-set -- $(run_server nginx nginx -c "$WORK/nginx.conf") "" "" ""; n_rps=$1 n_p50=$2 n_p99=$3
-set -- $(run_server drop "$BIN" run --log-level warn "$WORK/drop.yaml") "" "" ""; d_rps=$1 d_p50=$2 d_p99=$3
-set -- $(run_server lua "$BIN" run --log-level warn "$WORK/lua.yaml") "" "" ""; l_rps=$1 l_p50=$2 l_p99=$3
-for v in "$n_rps" "$d_rps" "$l_rps"; do figure "$v" "requests/s"; done
+for _ in $(seq "$RUNS"); do
+  run_server nginx1 nginx -c "$WORK/nginx-1.conf"
+  run_server nginxN nginx -c "$WORK/nginx-auto.conf"
+  for w in 1 2; do
+    run_server "drop$w" env SLUICE_HTTP_WORKERS=$w "$BIN" run --log-level warn "$WORK/drop.yaml"
+    run_server "lua$w" env SLUICE_HTTP_WORKERS=$w "$BIN" run --log-level warn "$WORK/lua.yaml"
+  done
+done
 
-echo "| benchmark | req/s | p50 | p99 | ratio to nginx |"
-echo "| --- | --- | --- | --- | --- |"
-echo "| nginx 1 worker, static 200 | $n_rps | $n_p50 ms | $n_p99 ms | 1 |"
-echo "| sluice http_server → drop (answer after ack) | $d_rps | $d_p50 ms | $d_p99 ms | $(echo "$d_rps $n_rps" | awk '{printf "%.2f", $1/$2}') |"
-echo "| sluice http_server → lua (decode, +uuid, +bool, encode) → sync_response | $l_rps | $l_p50 ms | $l_p99 ms | $(echo "$l_rps $n_rps" | awk '{printf "%.2f", $1/$2}') |"
+# "req/s p50 p99 cpu" medians of a server's runs
+medians() {
+  f="$WORK/$1.runs"
+  echo "$(awk '{print $1}' "$f" | median) $(awk '{print $2}' "$f" | median) $(awk '{print $3}' "$f" | median)" \
+    "$(awk '{print $4}' "$f" | median)"
+}
+NGX=$(medians nginxN | awk '{print $1}')
+for name in nginx1 nginxN drop1 drop2 lua1 lua2; do figure "$(medians $name | awk '{print $1}')" "requests/s"; done
+
+row() { # $1 = label, $2 = server name
+  set -- "$1" $(medians "$2")
+  echo "| $1 | $2 | $3 ms | $4 ms | $5 µs | $(echo "$2 $NGX" | awk '{printf "%.2f", $1/$2}') |"
+}
+echo "| benchmark | req/s | p50 | p99 | CPU per request | ratio to nginx auto |"
+echo "| --- | --- | --- | --- | --- | --- |"
+row "nginx worker_processes auto ($(nproc) cores), static 200" nginxN
+row "nginx 1 worker, static 200" nginx1
+row "sluice http_server → drop (answer after ack), http.workers 1" drop1
+row "sluice http_server → drop, http.workers 2" drop2
+row "sluice http_server → lua (decode, +uuid, +bool, encode) → sync_response, http.workers 1" lua1
+row "sluice http_server → lua → sync_response, http.workers 2" lua2

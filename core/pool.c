@@ -29,6 +29,7 @@
 #include "log.h"
 #include "stream.h"
 #include "xalloc.h"
+#include "xq.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,11 +43,8 @@ typedef struct item {
   struct ticket *tk;         /* OUT_DONE */
 } item_t;
 
-typedef struct queue {
-  uv_mutex_t mu;
-  item_t *head, **tail;
-  uv_async_t async;
-} queue_t;
+/* Items cross in an sl_xq (their next pointer first, as its nodes). */
+typedef sl_xq_t queue_t;
 
 /* One dispatched batch, until its proxy is released. */
 typedef struct ticket {
@@ -91,31 +89,9 @@ struct sl_pool {
   unsigned rr;
 };
 
-static void queue_init(queue_t *q, uv_loop_t *loop, uv_async_cb cb, void *data) {
-  uv_mutex_init(&q->mu);
-  q->head = NULL;
-  q->tail = &q->head;
-  uv_async_init(loop, &q->async, cb);
-  q->async.data = data;
-}
+static void queue_put(queue_t *q, item_t *it) { sl_xq_put(q, (sl_xq_node_t *)it); }
 
-static void queue_put(queue_t *q, item_t *it) {
-  it->next = NULL;
-  uv_mutex_lock(&q->mu);
-  *q->tail = it;
-  q->tail = &it->next;
-  uv_mutex_unlock(&q->mu);
-  uv_async_send(&q->async);
-}
-
-static item_t *queue_take(queue_t *q) {
-  uv_mutex_lock(&q->mu);
-  item_t *h = q->head;
-  q->head = NULL;
-  q->tail = &q->head;
-  uv_mutex_unlock(&q->mu);
-  return h;
-}
+static item_t *queue_take(queue_t *q) { return (item_t *)sl_xq_take(q); }
 
 static item_t *item(int kind, sl_batch_t *b, uint64_t seq) {
   item_t *it = sl_xcalloc(1, sizeof(*it));
@@ -339,14 +315,14 @@ sl_pool_t *sl_pool_new(sl_worker_t *parent, int n, int ordered, sl_sink_t *out) 
   p->done = sl_xcalloc(p->cap, 1);
   p->held_tail = &p->held;
   p->ws = sl_xcalloc((size_t)n, sizeof(*p->ws));
-  queue_init(&p->out, parent->loop, stream_wake, p);
+  sl_xq_init(&p->out, parent->loop, stream_wake, p);
   uv_unref((uv_handle_t *)&p->out.async);
   for (int i = 0; i < n; i++) {
     pworker_t *pw = &p->ws[i];
     pw->pool = p;
     pw->w = sl_worker_spawn(parent, i + 1);
     pw->out.push = worker_out;
-    queue_init(&pw->in, pw->w->loop, worker_wake, pw);
+    sl_xq_init(&pw->in, pw->w->loop, worker_wake, pw);
   }
   return p;
 }

@@ -8,6 +8,7 @@
 #include "core/metrics.h"
 #include "core/section.h"
 #include "core/xalloc.h"
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,10 +20,14 @@ static void ping(sl_http_req_t *r, void *arg) {
   sl_http_respond(r, 200, "text/plain", "pong", 4, NULL);
 }
 
+static const char *intern(const char *name);
+
 /* Read at each scrape and push: the shared server's and its own-address servers'. */
 static void collect_conns(void *arg) {
+  int64_t pings = sl_hgroup_pings(arg);
+  if (pings) sl_http_count_route(intern("/ping"), 200, pings);
   int64_t n = 0;
-  for (sl_http_t *s = arg; s; s = s->own) n += s->nconns;
+  for (sl_http_t *s = arg; s; s = s->own) n += s->nconns + sl_hgroup_conns(s);
   *sl_metric(SL_GAUGE, "sluice_http_connections", "Open HTTP connections (WebSocket and SSE included).", NULL) = n;
 }
 
@@ -51,11 +56,13 @@ typedef struct rstat { const char *route; int status; int64_t *v; } rstat_t;
 static rstat_t *rstats;
 static size_t nrstats;
 
-void sl_http_count(const sl_http_req_t *r, int status) {
-  const char *route = r->route ? r->route : "";
+void sl_http_count(const sl_http_req_t *r, int status) { sl_http_count_route(r->route ? r->route : "", status, 1); }
+
+/* route: interned (or ""). */
+void sl_http_count_route(const char *route, int status, int64_t n) {
   for (size_t i = 0; i < nrstats; i++)
     if (rstats[i].status == status && rstats[i].route == route) {
-      (*rstats[i].v)++;
+      *rstats[i].v += n;
       return;
     }
   char code[8];
@@ -64,7 +71,7 @@ void sl_http_count(const sl_http_req_t *r, int status) {
   int64_t *v = sl_metric(SL_COUNTER, "sluice_http_requests_total", "HTTP requests answered, by route and status.",
                          "route", route, "status", code, NULL);
   rstats[nrstats++] = (rstat_t){route, status, v};
-  (*v)++;
+  *v += n;
 }
 
 void sl_http_slow_dropped(const char *stream, const char *label, const char *kind) {
@@ -137,6 +144,7 @@ void sl_http_serve(sl_http_t *s, sl_http_req_t *r) {
   }
   r->route = intern(rt->pattern);
   if (r->conn) r->conn->owner = intern(rt->owner);
+  else if (r->link) r->link->owner = intern(rt->owner);
   if (!method_ok) {
     sl_kvlist_t h = {0};
     char allow[256] = "";
@@ -192,6 +200,9 @@ static sl_http_t *srv_new(sl_worker_t *w, const sl_http_t *shared, const char *a
   s->idle_timeout_ms = shared ? shared->idle_timeout_ms : 60000;
   s->send_timeout_ms = shared ? shared->send_timeout_ms : 60000;
   s->max_connections = shared ? shared->max_connections : 10000;
+  const char *env = getenv("SLUICE_HTTP_WORKERS");
+  s->workers = env ? atoi(env) : 1;
+  if (s->workers < 0) s->workers = (int)uv_available_parallelism();
   if (shared) {
     s->configured = 1;
     s->routes.unit = shared->routes.unit;
@@ -202,6 +213,19 @@ static sl_http_t *srv_new(sl_worker_t *w, const sl_http_t *shared, const char *a
   sl_route_t r = {.pattern = "/ping", .handler = (void (*)(void *, void *))ping, .arg = s, .owner = "sluice"};
   sl_routes_add(&s->routes, &r);
   return s;
+}
+
+sl_http_t *sl_http_worker_srv(sl_worker_t *w, sl_http_t *shared) {
+  sl_http_t *s = srv_new(w, shared, shared->address);
+  free(s->base_path);
+  s->base_path = sl_xstrdup(shared->base_path);
+  s->tls = shared->tls;   /* borrowed: an SSL_CTX serves sessions on any thread */
+  return s;
+}
+
+void sl_http_worker_srv_free(sl_http_t *s) {
+  s->tls = NULL;
+  srv_free(s);
 }
 
 static sl_http_t *server(sl_worker_t *w) {
@@ -374,26 +398,45 @@ int sl_http_wanted(sl_worker_t *w) {
   return s->configured || routed;
 }
 
-static int listen_one(sl_http_t *s) {
-  sl_worker_t *w = s->worker;
+/* s listens on address; with reuseport other sockets may listen on it too
+ * (each HTTP worker's: the kernel spreads connections over them). */
+int sl_http_listen_on(sl_http_t *s, const char *address, int reuseport) {
   struct sockaddr_storage sa;
   const char *why;
-  if (sl_parse_address(s->address, &sa, &why) != 0) {
-    sl_error("http: bad address \"%s\": %s", s->address, why);
+  if (sl_parse_address(address, &sa, &why) != 0) {
+    sl_error("http: bad address \"%s\": %s", address, why);
     return -1;
   }
-  uv_tcp_init(w->loop, &s->listener);
+  uv_tcp_init_ex(s->worker->loop, &s->listener, sa.ss_family);
   s->listener.data = s;
-  int rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&sa, 0);
+  uv_os_fd_t fd;
+  int one = 1, rc = 0;
+  if (reuseport && uv_fileno((uv_handle_t *)&s->listener, &fd) == 0 &&
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+    rc = uv_translate_sys_error(errno);
+  if (rc == 0) rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&sa, 0);
   if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, 511, sl_http_on_connection);
   if (rc != 0) {
-    sl_error("http: cannot listen on %s: %s", s->address, uv_strerror(rc));
+    sl_error("http: cannot listen on %s: %s", address, uv_strerror(rc));
     uv_close((uv_handle_t *)&s->listener, NULL);
     return -1;
   }
   s->listening = 1;
-  sl_info("http: listening on %s%s%s", s->tls ? "https://" : "", s->address, s->base_path);
-  warn_open_apis(s, &sa);
+  return 0;
+}
+
+/* The shared server listens on its workers' loops when it has workers
+ * (it then serves their requests), else on its own. */
+static int listen_one(sl_http_t *s) {
+  struct sockaddr_storage sa;
+  const char *why;
+  int grouped = s->workers > 1 && s == s->worker->slot[SL_SLOT_HTTP];
+  if (grouped ? sl_hgroup_start(s) : sl_http_listen_on(s, s->address, 0)) return -1;
+  s->listening = 1;
+  char workers[32] = "";
+  if (grouped) snprintf(workers, sizeof workers, " (%d workers)", s->workers);
+  sl_info("http: listening on %s%s%s%s", s->tls ? "https://" : "", s->address, s->base_path, workers);
+  if (sl_parse_address(s->address, &sa, &why) == 0) warn_open_apis(s, &sa);
   return 0;
 }
 
@@ -412,29 +455,38 @@ int sl_http_port(sl_worker_t *w) {
   sl_http_t *s = w->slot[SL_SLOT_HTTP];
   struct sockaddr_storage sa;
   int len = sizeof sa;
+  if (s && s->group) return sl_hgroup_port(s);
   if (!s || !s->listening || uv_tcp_getsockname(&s->listener, (struct sockaddr *)&sa, &len) != 0) return -1;
   return ntohs(sa.ss_family == AF_INET ? ((struct sockaddr_in *)&sa)->sin_port : ((struct sockaddr_in6 *)&sa)->sin6_port);
 }
 
+void sl_http_srv_stop(sl_http_t *s) {
+  s->stopping = 1;
+  if (s->listening && (s->hw || !s->group)) {
+    sl_fd_closing((uv_handle_t *)&s->listener);
+    uv_close((uv_handle_t *)&s->listener, NULL);
+  }
+  s->listening = 0;
+  /* Idle keep-alive connections go now; busy ones close after their answer. */
+  for (conn_t *c = s->conns, *next; c; c = next) {
+    next = c->next;
+    if (sl_http_conn_idle(c)) sl_http_conn_close(c);
+  }
+}
+
 void sl_http_stop(sl_worker_t *w) {
   for (sl_http_t *s = w->slot[SL_SLOT_HTTP]; s; s = s->own) {
-    s->stopping = 1;
-    if (s->listening) {
-      uv_close((uv_handle_t *)&s->listener, NULL);
-      s->listening = 0;
-    }
-    /* Idle keep-alive connections go now; busy ones close after their answer. */
-    for (conn_t *c = s->conns, *next; c; c = next) {
-      next = c->next;
-      if (sl_http_conn_idle(c)) sl_http_conn_close(c);
-    }
+    if (s->group && !s->stopping) sl_hgroup_stop(s);
+    sl_http_srv_stop(s);
   }
 }
 
 void sl_http_close(sl_worker_t *w) {
   sl_http_stop(w);
-  for (sl_http_t *s = w->slot[SL_SLOT_HTTP]; s; s = s->own)
+  for (sl_http_t *s = w->slot[SL_SLOT_HTTP]; s; s = s->own) {
+    sl_hgroup_close(s);
     while (s->conns) sl_http_conn_close(s->conns);
+  }
 }
 
 /* ---------- the `http:` section ---------- */
@@ -483,6 +535,14 @@ static const sl_field_t http_fields[] = {
    "stream stays while it reads, and an idle SSE or WebSocket client (nothing to send) is never closed by it. "
    "0: never.", NULL, NULL},
   {"max_connections", SL_F_INT, "10000", 0, "Connections beyond this are answered 503 and closed.", NULL, NULL},
+  {"workers", SL_F_INT, "1", 0,
+   "Threads that accept, read, parse and answer connections, each with its own loop and its own listener on "
+   "`address` (SO_REUSEPORT: the kernel spreads new connections); the handlers behind the routes (inputs, the "
+   "store, admin) still run on the engine's loop, where a request crosses and its answer crosses back. A "
+   "connection that turns into an SSE or WebSocket stream moves to the engine's loop. `-1`: one per core. "
+   "1: no threads, the connections live on the engine's loop. Absent, the environment's `SLUICE_HTTP_WORKERS` "
+   "sets it (tests run the suite so). Servers of a component's own `address` stay on the engine's loop. See "
+   "docs/http.md \"Workers\".", NULL, NULL},
   {"tls", SL_F_OBJECT, NULL, 0, "Serve HTTPS (and wss://): TLS 1.2 or later via OpenSSL.", NULL, tls_fields},
   {"cors", SL_F_OBJECT, NULL, 0, "Cross-origin requests from browsers.", NULL, cors_fields},
   {"auth", SL_F_OBJECT, NULL, 0,
@@ -529,6 +589,9 @@ static int http_apply(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d) {
   s->idle_timeout_ms = sl_conf_duration_ms(node, "idle_timeout", s->idle_timeout_ms);
   s->send_timeout_ms = sl_conf_duration_ms(node, "send_timeout", s->send_timeout_ms);
   s->max_connections = sl_conf_int(node, "max_connections", s->max_connections);
+  const sl_cnode_t *wn = sl_cnode_get(node, "workers");
+  if (wn && !wn->synthetic) s->workers = (int)sl_conf_int(node, "workers", 1);
+  if (s->workers < 0) s->workers = (int)uv_available_parallelism();
   sl_cors_configure(&s->cors, sl_cnode_get(node, "cors"));
   const sl_cnode_t *tls = sl_cnode_get(node, "tls");
   if (tls) {

@@ -34,6 +34,7 @@ typedef struct sl_http_req {
                               * (the streams API's access rules, store_access.h) */
   const char *route;         /* the route's pattern (for metrics), NULL when none matched */
   sl_kvlist_t jwt;           /* verified claims, values JSON-encoded */
+  struct sl_hlink *link;     /* its connection is on an HTTP worker (http.workers; http_int.h) */
 } sl_http_req_t;
 
 /* Runs on the loop for every request routed to it; must answer exactly once. */

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 static llhttp_settings_t g_settings;
 
@@ -116,7 +118,12 @@ static void on_sweep(uv_timer_t *t) {
        * nothing. A reset, as nginx's reset_timedout_connection, so that the
        * kernel does not keep the socket buffers (MiBs) for an orphan that
        * would wait on the peer's window. */
-      sl_http_slow_dropped(c->owner ? c->owner : "", NULL, "send_timeout");
+      if (s->hw) {   /* counted on the engine's loop */
+        sl_hmsg_t *m = sl_hmsg_new(HM_DROPPED, NULL);
+        m->owner = c->owner;
+        sl_hgroup_to_engine(s, m);
+      }
+      else sl_http_slow_dropped(c->owner ? c->owner : "", NULL, "send_timeout");
       c->reset = 1;
       sl_http_conn_close(c);
     }
@@ -198,7 +205,7 @@ static void conn_handle_closed(uv_handle_t *h) {
   free(c);
 }
 
-static void req_free(sl_http_req_t *r) {
+void sl_http_req_free(sl_http_req_t *r) {
   if (!r) return;
   free(r->path);
   free(r->query);
@@ -222,6 +229,11 @@ struct sl_http_stream {
   void *drain_arg;
   size_t drain_below;
   int64_t *open;             /* sluice_http_streams{kind}, while the client is there */
+  /* Its connection is moving over from an HTTP worker: what is written
+   * waits in pendq, a close in closed (then the move frees the stream). */
+  sl_hlink_t *pending;
+  sl_sendq_t pendq;
+  int closed;
 };
 
 static void stream_ended(struct sl_http_stream *st) {
@@ -243,11 +255,25 @@ void sl_http_conn_close(conn_t *c) {
   else s->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   s->nconns--;
-  req_free(c->req);
+  if (s->hw) sl_hgroup_admit(s, -1);
+  sl_http_req_free(c->req);
   c->req = NULL;
   /* A handler still holds the busy request: it learns the client left. */
   sl_http_req_t *busy = c->busy;
   c->busy = NULL;
+  if (c->moving) {
+    c->moving->kind = HM_MOVED;   /* fd -1: nothing moves */
+    sl_hgroup_to_engine(s, c->moving);
+    c->moving = NULL;
+  } else if (c->link && busy) {
+    sl_hgroup_to_engine(s, sl_hmsg_new(HM_GONE, c->link));
+  }
+  if (c->link) {
+    c->link->c = NULL;
+    sl_hlink_unref(c->link);
+    c->link = NULL;
+    busy = NULL;   /* the engine's */
+  }
   if (busy) {
     busy->conn = NULL;
     if (busy->on_gone) busy->on_gone(busy, busy->gone_arg);
@@ -257,6 +283,7 @@ void sl_http_conn_close(conn_t *c) {
   flush_unlist(c);
   sl_sendq_clear(&c->sendq);
   uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+  sl_fd_closing((uv_handle_t *)&c->tcp);
   if (!c->reset || uv_tcp_close_reset(&c->tcp, conn_handle_closed) != 0)
     uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
 }
@@ -299,6 +326,8 @@ static void drained(conn_t *c) {
   }
 }
 
+static void move_now(conn_t *c);
+
 static void on_written(uv_write_t *w, int status) {
   wreq_t *wr = (wreq_t *)w;
   conn_t *c = wr->c;
@@ -309,6 +338,10 @@ static void on_written(uv_write_t *w, int status) {
   if (c->closing) return;
   if (status < 0 || close_after) {
     sl_http_conn_close(c);
+    return;
+  }
+  if (c->moving) {
+    if (!c->writes) move_now(c);
     return;
   }
   /* What was queued while the socket was full goes out in one piece. */
@@ -471,27 +504,73 @@ static void send_error(conn_t *c, int status, const char *msg, const char *reque
   free(body);
 }
 
+/* Answers c's busy request; the next one it pipelined goes on. */
+static void answer(conn_t *c, int status, const char *content_type, const void *body, size_t len,
+                   const sl_kvlist_t *headers, const char *request_id, int head, const char *cors) {
+  c->busy = NULL;
+  int close_after = !c->keep_alive || c->srv->stopping;
+  sl_kvlist_t all = {0};
+  if (cors) {
+    if (headers) sl_kv_copy(&all, headers);
+    sl_kv_add(&all, "Access-Control-Allow-Origin", cors, strlen(cors));
+    sl_kv_add(&all, "Access-Control-Expose-Headers", "X-Request-Id", 12);
+    sl_kv_add(&all, "Vary", "Origin", 6);
+    headers = &all;
+  }
+  send_response(c, status, content_type, body, len, headers, request_id, head, close_after);
+  sl_kv_clear(&all);
+  if (close_after) finish(c);
+  else drain(c);
+}
+
+static char *dup_or_null(const void *p, size_t n) {
+  if (!p) return NULL;
+  char *d = sl_xmalloc(n + 1);
+  memcpy(d, p, n);
+  d[n] = 0;
+  return d;
+}
+
+/* The answer crosses to the connection's worker as copies: nothing the
+ * engine's loop owns is touched there. */
+static void respond_remote(sl_http_req_t *r, int status, const char *content_type, const void *body, size_t len,
+                           const sl_kvlist_t *headers) {
+  sl_hlink_t *l = r->link;
+  sl_hmsg_t *m = sl_hmsg_new(HM_RESP, l);
+  m->status = status;
+  m->ctype = content_type ? sl_xstrdup(content_type) : NULL;
+  m->body = dup_or_null(len ? body : NULL, len);
+  m->len = len;
+  for (uint32_t i = 0; headers && i < headers->n; i++)
+    sl_kv_add(&m->headers, headers->v[i].key, headers->v[i].val, headers->v[i].vlen);
+  snprintf(m->request_id, sizeof m->request_id, "%s", r->request_id);
+  m->head = r->head;
+  m->cors = r->cors ? sl_xstrdup(r->cors) : NULL;
+  m->owner = l->owner;
+  l->r = NULL;
+  r->link = NULL;
+  sl_hlink_send(l, m);
+  sl_hlink_unref(l);
+}
+
+void sl_http_conn_answer(conn_t *c, const sl_hmsg_t *m) {
+  if (!c->busy || c->link != m->link) return;
+  sl_hlink_t *l = c->link;
+  c->link = NULL;
+  l->c = NULL;
+  sl_hlink_unref(l);
+  c->owner = m->owner;
+  answer(c, m->status, m->ctype, m->body, m->len, &m->headers, m->request_id, m->head, m->cors);
+}
+
 void sl_http_respond(sl_http_req_t *r, int status, const char *content_type, const void *body, size_t len,
                      const sl_kvlist_t *headers) {
   conn_t *c = r->conn;
-  sl_http_count(r, status);
-  if (c && c->busy == r) {
-    c->busy = NULL;
-    int close_after = !c->keep_alive || c->srv->stopping;
-    sl_kvlist_t all = {0};
-    if (r->cors) {
-      if (headers) sl_kv_copy(&all, headers);
-      sl_kv_add(&all, "Access-Control-Allow-Origin", r->cors, strlen(r->cors));
-      sl_kv_add(&all, "Access-Control-Expose-Headers", "X-Request-Id", 12);
-      sl_kv_add(&all, "Vary", "Origin", 6);
-      headers = &all;
-    }
-    send_response(c, status, content_type, body, len, headers, r->request_id, r->head, close_after);
-    sl_kv_clear(&all);
-    if (close_after) finish(c);
-    else drain(c);
-  }
-  req_free(r);
+  /* Metrics live on the engine's loop: a worker's own refusals are not counted. */
+  if (!c || !c->srv->hw) sl_http_count(r, status);
+  if (r->link) respond_remote(r, status, content_type, body, len, headers);
+  else if (c && c->busy == r) answer(c, status, content_type, body, len, headers, r->request_id, r->head, r->cors);
+  sl_http_req_free(r);
 }
 
 char *sl_http_error_body(int status, const char *msg);
@@ -513,8 +592,8 @@ static char *json_escape(const char *s) {
 
 int sl_http_origin_allowed(const sl_http_req_t *r) {
   const char *origin = sl_kv_get(&r->headers, "origin");
-  if (!origin || !r->conn) return 1;
-  const sl_cors_t *c = &r->conn->srv->cors;
+  if (!origin || (!r->conn && !r->link)) return 1;
+  const sl_cors_t *c = r->conn ? &r->conn->srv->cors : &r->link->srv->cors;
   return c->n == 0 || sl_cors_allow(c, origin) != NULL;
 }
 
@@ -531,6 +610,13 @@ void sl_http_error(sl_http_req_t *r, int status, const char *msg) {
   free(body);
 }
 
+/* Bytes written to a stream whose connection is still moving. */
+static void pend(sl_http_stream_t *st, const void *p, size_t n) {
+  sl_bytes_t *b = sl_bytes_new(p, n);
+  sl_sendq_push(&st->pendq, b, NULL, n);
+  sl_bytes_unref(b);
+}
+
 /* Hands r's connection to a new stream (NULL conn when the client left). */
 /* kind: "websocket", "sse" or "chunked", the label of sluice_http_streams. */
 static sl_http_stream_t *attach_stream(sl_http_req_t *r, const char *kind, void (*on_data)(void *, const char *, size_t),
@@ -541,6 +627,21 @@ static sl_http_stream_t *attach_stream(sl_http_req_t *r, const char *kind, void 
   st->arg = arg;
   conn_t *c = r->conn;
   *conn = NULL;
+  if (r->link) {
+    /* The connection is on a worker: it moves here (HM_MOVE), and the
+     * stream is written to meanwhile as if it were (sl_http_conn_adopt). */
+    sl_hlink_t *l = r->link;
+    r->link = NULL;
+    l->r = NULL;
+    l->st = st;
+    st->pending = l;   /* the engine's ref, r's until now */
+    sl_hlink_send(l, sl_hmsg_new(HM_MOVE, l));
+  }
+  if (st->pending) {
+    st->open = sl_metric(SL_GAUGE, "sluice_http_streams", "Open SSE, WebSocket and other streamed answers.", "kind",
+                         kind, NULL);
+    (*st->open)++;
+  }
   if (c && c->busy == r) {
     c->busy = NULL;
     c->stream = st;
@@ -559,7 +660,7 @@ sl_http_stream_t *sl_http_stream_open(sl_http_req_t *r, int status, const char *
   conn_t *c;
   const char *kind = strncmp(content_type, "text/event-stream", 17) ? "chunked" : "sse";
   sl_http_stream_t *st = attach_stream(r, kind, NULL, on_close, arg, &c);
-  if (c) {
+  if (c || st->pending) {
     char *h = NULL;
     size_t hl = 0;
     FILE *f = open_memstream(&h, &hl);
@@ -571,10 +672,11 @@ sl_http_stream_t *sl_http_stream_open(sl_http_req_t *r, int status, const char *
     for (uint32_t i = 0; headers && i < headers->n; i++) fprintf(f, "%s: %s\r\n", headers->v[i].key, headers->v[i].val);
     fprintf(f, "Connection: close\r\n\r\n");
     fclose(f);
-    write_raw(c, h, hl, NULL, 0, 0);
+    if (c) write_raw(c, h, hl, NULL, 0, 0);
+    else pend(st, h, hl);
     free(h);
   }
-  req_free(r);
+  sl_http_req_free(r);
   return st;
 }
 
@@ -602,24 +704,35 @@ sl_http_stream_t *sl_http_takeover(sl_http_req_t *r, const void *head, size_t le
     if (n > off) on_data(arg, data + off, n - off);
     free(data);
     set_reading(c);
+  } else if (st->pending) {
+    pend(st, head, len);
   }
-  req_free(r);
+  sl_http_req_free(r);
   return st;
+}
+
+/* Queues b, framed as a chunk unless the connection is raw. */
+static void enqueue(sl_sendq_t *q, const sl_http_stream_t *st, sl_bytes_t *b) {
+  if (st->on_data) {
+    sl_sendq_push(q, b, NULL, b->len);
+  } else {
+    char head[16];
+    int hl = snprintf(head, sizeof head, "%zx\r\n", b->len);
+    sl_sendq_push(q, NULL, head, (size_t)hl);
+    sl_sendq_push(q, b, NULL, b->len);
+    sl_sendq_push(q, NULL, "\r\n", 2);
+  }
 }
 
 int sl_http_stream_send(sl_http_stream_t *st, sl_bytes_t *b, size_t max_buffer) {
   conn_t *c = st->conn;
+  if (st->pending) {
+    if (b->len) enqueue(&st->pendq, st, b);
+    return st->pendq.bytes > max_buffer ? 1 : 0;
+  }
   if (!c || c->closing) return -1;
   if (!b->len) return 0;
-  if (st->on_data) {
-    sl_sendq_push(&c->sendq, b, NULL, b->len);
-  } else {
-    char head[16];
-    int hl = snprintf(head, sizeof head, "%zx\r\n", b->len);
-    sl_sendq_push(&c->sendq, NULL, head, (size_t)hl);
-    sl_sendq_push(&c->sendq, b, NULL, b->len);
-    sl_sendq_push(&c->sendq, NULL, "\r\n", 2);
-  }
+  enqueue(&c->sendq, st, b);
   /* A turn that queues a lot (a large batch) does not wait for its end:
    * what waits stays small, and a client that keeps up is never "slow". */
   if (c->sendq.bytes >= SENDQ_NOW) flush(c, 0);
@@ -629,6 +742,12 @@ int sl_http_stream_send(sl_http_stream_t *st, sl_bytes_t *b, size_t max_buffer) 
 }
 
 int sl_http_stream_write(sl_http_stream_t *st, const void *data, size_t len, size_t max_buffer) {
+  if (st->pending) {
+    sl_bytes_t *b = sl_bytes_new(data, len);
+    int rc = sl_http_stream_send(st, b, max_buffer);
+    sl_bytes_unref(b);
+    return rc;
+  }
   conn_t *c = st->conn;
   if (!c || c->closing) return -1;
   if (!len) return 0;
@@ -655,6 +774,7 @@ void sl_http_stream_on_drain(sl_http_stream_t *st, size_t below, void (*cb)(void
 }
 
 size_t sl_http_stream_queued(const sl_http_stream_t *st) {
+  if (st->pending) return st->pendq.bytes;
   const conn_t *c = st->conn;
   return !c || c->closing ? SIZE_MAX : queued(c);
 }
@@ -662,6 +782,10 @@ size_t sl_http_stream_queued(const sl_http_stream_t *st) {
 void sl_http_stream_close(sl_http_stream_t *st) {
   conn_t *c = st->conn;
   stream_ended(st);
+  if (st->pending) {
+    st->closed = 1;   /* closed for good when the connection arrives */
+    return;
+  }
   if (c && !c->closing) {
     c->stream = NULL;
     finish(c);
@@ -791,6 +915,11 @@ static int on_message_complete(llhttp_t *p) {
   return HPE_PAUSED;
 }
 
+static int is_ping(const sl_http_t *s, const char *path) {
+  size_t bl = strlen(s->base_path);
+  return !strncmp(path, s->base_path, bl) && !strcmp(path + bl, "/ping");
+}
+
 static void dispatch(conn_t *c) {
   sl_http_t *s = c->srv;
   sl_http_req_t *r = c->req;
@@ -811,6 +940,25 @@ static void dispatch(conn_t *c) {
   }
   if (path_decode(r->path) != 0 || r->path[0] != '/') {
     sl_http_error(r, 400, "bad request path");
+    return;
+  }
+  if (s->hw && !strcmp(r->method, "GET") && !sl_kv_get(&r->headers, "origin") && is_ping(s, r->path)) {
+    /* Liveness of this worker, answered by it (no CORS to add). */
+    sl_hgroup_pinged(s);
+    sl_http_respond(r, 200, "text/plain", "pong", 4, NULL);
+    return;
+  }
+  if (s->hw) {
+    /* On a worker: the engine's loop serves it; c waits for the answer. */
+    r->conn = NULL;
+    sl_hlink_t *l = sl_xcalloc(1, sizeof(*l));
+    l->refs = 2;   /* c's and the engine's */
+    l->hw = s->hw;
+    l->c = c;
+    c->link = l;
+    sl_hmsg_t *m = sl_hmsg_new(HM_REQ, l);
+    m->r = r;
+    sl_hgroup_to_engine(s, m);
     return;
   }
   sl_http_serve(s, r);
@@ -956,9 +1104,10 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
     free(buf->base);
     if (c->closing) return;
     /* A client that half-closes after pipelining still gets the answers to
-     * what it sent, unless a request waits on it (a long-poll learns that
-     * its client left). */
-    if (n == UV_EOF && !c->stream && !c->finished && !c->busy && c->in_off < c->in_len) {
+     * what it sent, even while one of them waits for its handler (on an
+     * HTTP worker every request does); a lone request that waits learns
+     * that its client left (a long-poll). */
+    if (n == UV_EOF && !c->stream && !c->finished && c->in_off < c->in_len) {
       c->eof = 1;
       pause_reading(c);
       drain(c);
@@ -1006,6 +1155,7 @@ void sl_http_on_connection(uv_stream_t *ls, int status) {
   if (s->conns) s->conns->prev = c;
   s->conns = c;
   s->nconns++;
+  int over = s->hw ? !sl_hgroup_admit(s, 1) : s->nconns > s->max_connections;
   uv_tcp_nodelay(&c->tcp, 1);
   struct sockaddr_storage sa;
   int len = sizeof sa;
@@ -1022,7 +1172,7 @@ void sl_http_on_connection(uv_stream_t *ls, int status) {
   llhttp_init(&c->parser, HTTP_REQUEST, &g_settings);
   c->parser.data = c;
   if (s->tls) c->tls = sl_tls_new(s->tls);
-  if (s->nconns > s->max_connections) {
+  if (over) {
     finish(c);
     send_error(c, 503, "too many connections", NULL, 1);
     return;
@@ -1043,4 +1193,88 @@ void sl_http_settings_init(void) {
   g_settings.on_chunk_header = on_chunk_header;
   g_settings.on_body = on_body;
   g_settings.on_message_complete = on_message_complete;
+}
+
+/* ---------- moving a connection from a worker to the engine's loop ---------- */
+
+static void move_now(conn_t *c) {
+  sl_hmsg_t *m = c->moving;
+  c->moving = NULL;
+  pause_reading(c);
+  m->kind = HM_MOVED;
+  uv_os_fd_t fd;
+  /* A dup: closing the worker's handle leaves the socket open for the
+   * engine. Made as libuv makes and closes descriptors, with a raw syscall:
+   * ThreadSanitizer keeps a table of the ones it sees, which would be out
+   * of step with libuv's. */
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) m->fd = (int)syscall(SYS_dup, fd);
+  if (m->fd >= 0) {
+    m->len = c->in_len - c->in_off;
+    m->body = dup_or_null(m->len ? c->in + c->in_off : NULL, m->len);
+    m->tls = c->tls;
+    c->tls = NULL;
+    m->keep_alive = c->keep_alive;
+    memcpy(m->remote, c->remote, sizeof m->remote);
+  }
+  c->busy = NULL;
+  sl_http_t *s = c->srv;
+  sl_http_conn_close(c);
+  sl_hgroup_to_engine(s, m);
+}
+
+void sl_http_conn_move(conn_t *c, sl_hmsg_t *m) {
+  c->moving = m;
+  /* Answers to what it pipelined before go out first, from here. */
+  if (!c->writes) move_now(c);
+}
+
+void sl_http_conn_adopt(sl_http_t *s, sl_hmsg_t *m) {
+  sl_hlink_t *l = m->link;
+  struct sl_http_stream *st = l->st;
+  l->st = NULL;
+  st->pending = NULL;
+  sl_hlink_unref(l);   /* the stream's */
+  conn_t *c = NULL;
+  if (m->fd >= 0) {
+    c = sl_xcalloc(1, sizeof(*c));
+    c->srv = s;
+    uv_tcp_init(s->worker->loop, &c->tcp);
+    uv_timer_init(s->worker->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->handles = 2;
+    int rc = uv_tcp_open(&c->tcp, m->fd);
+    if (rc == 0) m->fd = -1;   /* c's now */
+    c->tls = m->tls;
+    m->tls = NULL;
+    c->next = s->conns;
+    if (s->conns) s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    llhttp_init(&c->parser, HTTP_REQUEST, &g_settings);
+    c->parser.data = c;
+    c->keep_alive = m->keep_alive;
+    memcpy(c->remote, m->remote, sizeof c->remote);
+    c->owner = l->owner;
+    if (rc != 0) {
+      sl_http_conn_close(c);
+      c = NULL;
+    }
+  }
+  if (!c) {
+    sl_sendq_clear(&st->pendq);
+    if (st->closed) free(st);
+    else stream_gone(st);
+    return;
+  }
+  c->stream = st;
+  st->conn = c;
+  sl_sendq_take(&st->pendq, &c->sendq);
+  if (c->sendq.bytes) flush(c, 0);
+  if (st->closed) {
+    sl_http_stream_close(st);
+    return;
+  }
+  /* What it sent after its upgrade request: its first frames. */
+  if (st->on_data && m->len && !c->closing) st->on_data(st->arg, m->body, m->len);
+  set_reading(c);
 }

@@ -9,6 +9,7 @@
 #include "http_cors.h"
 #include "http_route.h"
 #include "http_tls.h"
+#include "core/xq.h"
 #include <llhttp.h>
 
 typedef struct sl_http {
@@ -35,6 +36,10 @@ typedef struct sl_http {
   size_t nto_flush, cap_flush;
   struct sl_http *own;       /* servers of their own address (sl_http_route_at), listed from
                                 the shared one; each next one from the one before */
+  int workers;               /* http.workers: > 1 runs the connections on that many threads */
+  struct sl_hgroup *group;   /* the shared server's HTTP workers (http_worker.c), or NULL;
+                                on a worker's server: the group it belongs to */
+  struct sl_hworker *hw;     /* on a worker's server: its worker; NULL on the engine's loop */
 } sl_http_t;
 
 /* A connection's send queue: shared bytes (refs, not copies) and short
@@ -92,6 +97,8 @@ typedef struct conn {
   sl_tls_t *tls;             /* the session, when the server speaks TLS */
   int finished;              /* no further request: a streamed or taken-over answer ended,
                               * or an answer closes the connection; input is ignored */
+  struct sl_hlink *link;     /* on a worker: the request handed to the engine's loop */
+  struct sl_hmsg *moving;    /* on a worker: the connection moves to the engine's loop once its writes are done */
   char remote[64];
 } conn_t;
 
@@ -117,8 +124,86 @@ void sl_sendq_clear(sl_sendq_t *q);
 /* Moves every item of q to out (q is empty after; out's buffers stay put). */
 void sl_sendq_take(sl_sendq_t *q, sl_sendq_t *out);
 
+/* HTTP workers (http_worker.c). A request whose connection is on a worker
+ * crosses to the engine's loop under a link that both sides hold (atomic
+ * refs); each side reads only its own end: the worker c, the engine r. */
+typedef struct sl_hlink {
+  int refs;                  /* atomic */
+  struct sl_hworker *hw;
+  conn_t *c;                 /* worker side: the connection, NULL once it closed or moved */
+  sl_http_req_t *r;          /* engine side: the request until answered */
+  sl_http_t *srv;            /* engine side: the shared server that serves it */
+  const char *owner;         /* engine side: its route's owner (interned for good), for the worker's metrics */
+  struct sl_http_stream *st; /* engine side: a stream waiting for the connection to move over */
+} sl_hlink_t;
+
+/* What crosses: requests, answers, moves of a connection, and the rest. */
+enum { HM_REQ, HM_GONE, HM_MOVED, HM_DROPPED, HM_RESP, HM_MOVE, HM_STOP, HM_CLOSE };
+typedef struct sl_hmsg {
+  sl_xq_node_t node;         /* first: messages cross in an sl_xq */
+  int kind;
+  sl_hlink_t *link;
+  sl_http_req_t *r;          /* HM_REQ */
+  int status, head, keep_alive;       /* HM_RESP; HM_MOVED: keep_alive */
+  char *ctype, *body, *cors;          /* HM_RESP (copies); HM_MOVED: body is what the client sent after the request */
+  size_t len;
+  sl_kvlist_t headers;
+  char request_id[40];
+  int fd;                    /* HM_MOVED: a dup of the socket, -1 when the client left first */
+  sl_tls_t *tls;             /* HM_MOVED: the session */
+  char remote[64];
+  const char *owner;         /* HM_RESP, HM_MOVED, HM_DROPPED: the route's owner (interned) */
+} sl_hmsg_t;
+
+/* Starts s->workers threads, each listening on s->address (SO_REUSEPORT). */
+int sl_hgroup_start(sl_http_t *s);
+void sl_hgroup_stop(sl_http_t *s);
+void sl_hgroup_close(sl_http_t *s);           /* stops and joins the threads */
+int sl_hgroup_port(const sl_http_t *s);
+int64_t sl_hgroup_conns(const sl_http_t *s);
+/* Worker side: sends m to the engine's loop / engine side: to m->link's worker. */
+void sl_hgroup_to_engine(sl_http_t *ws, sl_hmsg_t *m);
+void sl_hlink_send(sl_hlink_t *l, sl_hmsg_t *m);
+void sl_hlink_unref(sl_hlink_t *l);
+sl_hmsg_t *sl_hmsg_new(int kind, sl_hlink_t *l);
+void sl_hmsg_free(sl_hmsg_t *m);
+int sl_hgroup_admit(sl_http_t *ws, int delta);
+/* Worker side: a GET /ping answered on the worker; engine side: how many since the last call. */
+void sl_hgroup_pinged(sl_http_t *ws);
+int64_t sl_hgroup_pings(sl_http_t *s);   /* worker side: +1 on accept (0: over max_connections), -1 on close */
+
+/* Connection layer for the workers. */
+void sl_http_conn_answer(conn_t *c, const sl_hmsg_t *m);        /* HM_RESP on the worker */
+void sl_http_conn_move(conn_t *c, sl_hmsg_t *m);                /* HM_MOVE on the worker */
+void sl_http_conn_adopt(sl_http_t *s, sl_hmsg_t *m);            /* HM_MOVED on the engine's loop */
+void sl_http_req_free(sl_http_req_t *r);
+/* A worker's server like the shared one (limits, TLS), on w's loop. */
+sl_http_t *sl_http_worker_srv(sl_worker_t *w, sl_http_t *shared);
+void sl_http_worker_srv_free(sl_http_t *s);
+int sl_http_listen_on(sl_http_t *s, const char *address, int reuseport);
+void sl_http_srv_stop(sl_http_t *s);           /* stops accepting, closes idle connections */
+
+/* ThreadSanitizer does not see libuv close a socket (a raw syscall): told
+ * before a handle closes, a descriptor number that another loop's thread
+ * reuses (HTTP workers accept, close and move sockets) is no race. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SL_TSAN_FDS 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__) || defined(SL_TSAN_FDS)
+#include <sanitizer/linux_syscall_hooks.h>
+static inline void sl_fd_closing(uv_handle_t *h) {
+  uv_os_fd_t fd;
+  if (uv_fileno(h, &fd) == 0) __sanitizer_syscall_pre_close(fd);
+}
+#else
+static inline void sl_fd_closing(uv_handle_t *h) { (void)h; }
+#endif
+
 /* Server. */
 void sl_http_serve(sl_http_t *s, sl_http_req_t *r);
 void sl_http_count(const sl_http_req_t *r, int status);   /* sluice_http_requests_total */
+void sl_http_count_route(const char *route, int status, int64_t n);   /* route interned */
 
 #endif

@@ -141,9 +141,9 @@ if [ -x build-asan/sluice ]; then
 fi
 
 wait "$MORE_BUILDS"
-echo "== ThreadSanitizer: the specs that run pipeline.threads"
+echo "== ThreadSanitizer: the specs that run pipeline.threads and http.workers"
 if [ "$(cat "$LOG/tsan.rc")" = 0 ]; then
-  TSAN_OPTIONS="halt_on_error=1:exitcode=66" run_specs "$LOG/tsan" build-tsan spec/threads_spec.lua
+  TSAN_OPTIONS="halt_on_error=1:exitcode=66" run_specs "$LOG/tsan" build-tsan "spec/threads_spec.lua spec/http_workers_spec.lua"
 else
   cat "$LOG/tcmake" "$LOG/tninja" | tail -n 30; FAILED=$((FAILED + 1))
 fi

@@ -1,0 +1,261 @@
+-- http.workers (http/http_worker.c): the shared server's connections live on
+-- N threads, each with its own SO_REUSEPORT listener; requests cross to the
+-- engine's loop and answers come back to the connection's worker. The
+-- per-worker counter sluice_http_worker_requests_total shows that both
+-- workers took requests; real clients (curl, wrk, Python sockets).
+local h = require("spec.helpers")
+local json = h.json
+
+local function curl(args)
+  local _, out = h.sh("curl -s -m 10 " .. args)
+  return out
+end
+
+local function metrics(srv) return curl(srv.url .. "/metrics") end
+
+-- Requests each worker handed to the engine so far, by worker id, and
+-- their sum without the scrape that read them (it crossed too).
+local function per_worker(srv)
+  local t, sum = {}, -1
+  for id, n in metrics(srv):gmatch('sluice_http_worker_requests_total{worker="(%d+)"} (%d+)') do
+    t[tonumber(id)] = tonumber(n)
+    sum = sum + tonumber(n)
+  end
+  return t, sum
+end
+
+-- A Python client per line of `script` ran against the port, printing one JSON line.
+local function py(script, port)
+  local path = h.tmpname()
+  h.write(path, script)
+  local code, out, err = h.sh(string.format("timeout 120 python3 %s %d", path, port))
+  os.remove(path)
+  assert.are.equal(0, code, out .. (err or ""))
+  return json.decode(out)
+end
+
+-- N connections, each POSTing its own body K times (keep-alive), all at
+-- once: every answer must be its own request's (sync_response), whichever
+-- worker holds the connection.
+local CLIENTS = [[
+import http.client, json, sys, threading
+port = int(sys.argv[1])
+bad, done = [], [0]
+lock = threading.Lock()
+def client(i):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for k in range(20):
+        body = json.dumps({"c": i, "k": k})
+        c.request("POST", "/echo", body, {"Content-Type": "application/json"})
+        r = c.getresponse()
+        got = r.read()
+        with lock:
+            if r.status != 200 or json.loads(got) != {"c": i, "k": k, "seen": True}:
+                bad.append([i, k, r.status, got.decode(errors="replace")])
+            done[0] += 1
+ts = [threading.Thread(target=client, args=(i,)) for i in range(32)]
+for t in ts: t.start()
+for t in ts: t.join()
+print(json.dumps({"done": done[0], "bad": bad[:5]}))
+]]
+
+-- Serves yaml after an http section with two workers, runs body(srv), stops.
+local function with_server(yaml, body, opts)
+  local srv = h.serve("http:\n  address: 127.0.0.1:$PORT\n  workers: 2\n" .. yaml, opts)
+  local ok, err = pcall(body, srv)
+  h.stop_after(srv, ok, err)
+end
+
+describe("http.workers", function()
+  it("spreads connections over both workers and answers each request on its own connection (sync_response)", function()
+    with_server([[
+input:
+  http_server: {path: /echo}
+pipeline:
+  processors:
+    - lua: 'this.seen = true'
+output:
+  sync_response: {}
+]], function(srv)
+    assert.matches("%(2 workers%)", srv.stderr())
+    local r = py(CLIENTS, srv.port)
+    assert.are.same({}, r.bad)
+    assert.are.equal(32 * 20, r.done)
+    local w, sum = per_worker(srv)
+    -- 32 connections: the kernel's hash put some on each listener.
+    assert.is_true((w[0] or 0) > 0 and (w[1] or 0) > 0, "requests by worker: " .. json.encode(w))
+    assert.are.equal(32 * 20, sum)
+    assert.matches('sluice_http_requests_total{route="/echo",status="200"} 640', metrics(srv), 1, true)
+    end)
+  end)
+
+  it("answers pings on the workers themselves, counted with the others, and refuses bad requests there", function()
+    with_server([[
+  max_header_bytes: 1KiB
+input:
+  http_server: {path: /in}
+output:
+  drop: {}
+]], function(srv)
+    for _ = 1, 10 do assert.are.equal("pong", curl(srv.url .. "/ping")) end
+    -- Pings never reach the engine: no worker handed any over.
+    assert.are.equal(0, select(2, per_worker(srv)))
+    assert.matches('sluice_http_requests_total{route="/ping",status="200"} 1%d', metrics(srv))
+    local out = curl("-w ' %{http_code}' -H 'X-Big: " .. string.rep("a", 2000) .. "' " .. srv.url .. "/in")
+    assert.matches('"status":431} 431$', out)
+    out = curl("-w ' %{http_code}' -X POST --data-binary @- " .. srv.url .. "/in < /dev/null")
+    assert.matches(" 200$", out)
+    end)
+  end)
+
+  it("serves request-scoped streams and their SSE clients across workers", function()
+    with_server([[
+streams:
+  out:
+    input:
+      generate: {interval: 20ms, mapping: 'return {user = "${ctx.query.user}", n = i}'}
+    output:
+      http_server: {sse_path: /sse}
+    request_scope: {idle_timeout: 2s, max_instances: 8}
+]], function(srv)
+    local files = {}
+    for i = 1, 8 do
+      files[i] = srv.dir .. "/sse" .. i .. ".txt"
+      -- Bounded: stopping sluice ends them, the time limit otherwise.
+      os.execute(string.format("curl -sN -m 60 -H 'Accept: text/event-stream' '%s/sse?user=u%d' > %s 2>&1 &",
+        srv.url, (i - 1) % 4, files[i]))
+    end
+    for i = 1, 8 do
+      local want = string.format('"user":"u%d"', (i - 1) % 4)
+      assert.truthy(h.wait_for(function()
+        local n = 0
+        for l in (h.read(files[i]) or ""):gmatch("data: ([^\n]*)") do
+          if not l:find(want, 1, true) then error("client " .. i .. " got another user's event: " .. l) end
+          n = n + 1
+        end
+        return n >= 5
+      end, 60), "client " .. i .. " got no events")
+    end
+    assert.are.equal(8, select(2, per_worker(srv)))
+    assert.matches('sluice_http_streams{kind="sse"} 8', metrics(srv), 1, true)
+    end)
+  end)
+
+  it("answers 300 POSTs pipelined on one connection in order, each crossing to the engine and back, then a half-close", function()
+    with_server([[
+input:
+  http_server: {path: /echo}
+output:
+  sync_response: {}
+]], function(srv)
+    local r = py([=[
+import json, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=60)
+reqs = b"".join(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(str(k)), str(k).encode())
+              for k in range(300))
+s.sendall(reqs)
+s.shutdown(socket.SHUT_WR)
+data = b""
+while True:
+  b = s.recv(65536)
+  if not b: break
+  data += b
+bodies = []
+while data:
+  head, _, rest = data.partition(b"\r\n\r\n")
+  n = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0].split(b":")[1])
+  bodies.append(rest[:n].decode())
+  data = rest[n:]
+print(json.dumps({"bodies": bodies}))
+]=], srv.port)
+    local want = {}
+    for k = 0, 299 do want[#want + 1] = tostring(k) end
+    assert.are.same(want, r.bodies)
+    end)
+  end)
+
+  it("refuses no request while the stream behind the path is reloaded under wrk on both workers", function()
+    local function config(tag)
+      return ([[
+http:
+  address: 127.0.0.1:$PORT
+  workers: 2
+streams:
+  web:
+    input:
+      http_server: {path: /in}
+    pipeline:
+      processors:
+        - lua: 'this.v = "TAG"'
+    output:
+      sync_response: {}
+]]):gsub("TAG", tag)
+    end
+    local srv = h.serve((config("v0")))
+    local ok, err = pcall(function()
+      h.write(srv.dir .. "/post.lua", 'wrk.method = "POST"\nwrk.body = "{}"\n')
+      os.execute(string.format("cd %s && (timeout -k 2 60 wrk -t2 -c16 -d6s -s post.lua %s/in > wrk.txt 2>&1; echo done > wrk.done) &",
+        srv.dir, srv.url))
+      -- Load is on both workers before the first reload.
+      assert.truthy(h.wait_for(function()
+        local w = per_worker(srv)
+        return (w[0] or 0) > 50 and (w[1] or 0) > 50
+      end, 30), "wrk never reached both workers")
+      for i = 1, 4 do
+        h.write(srv.dir .. "/config.yaml", (config("v" .. i):gsub("%$PORT", tostring(srv.port))))
+        local out = curl("-w '\\n%{http_code}' -X POST " .. srv.url .. "/admin/reload")
+        assert.matches('"changed":%["web"%]', out)
+        assert.matches("\n200$", out)
+      end
+      -- The reloads happened while wrk ran.
+      assert.is_nil(h.read(srv.dir .. "/wrk.done"), "wrk ended before the last reload: nothing was in flight")
+      assert.truthy(h.wait_for(function() return h.read(srv.dir .. "/wrk.done") end, 60))
+      local text = h.read(srv.dir .. "/wrk.txt")
+      assert.truthy(tonumber(text:match("(%d+) requests in")) > 0, text)
+      assert.is_nil(text:match("Non%-2xx or 3xx responses"), text)
+      assert.is_nil(text:match("Socket errors"), text)
+      assert.matches('"v":"v4"', curl("-X POST -d '{}' " .. srv.url .. "/in"))
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
+  it("survives clients that reset in the middle of a large answer on a worker, and of a broadcast after moving", function()
+    with_server([[
+  static: [{path: /files, dir: ./files}]
+input:
+  generate: {interval: 1ms, mapping: 'return string.rep("z", 2000)'}
+output:
+  http_server: {path: "", sse_path: /sse, ws_path: /ws, replay_bytes: 0}
+]], function(srv)
+    -- 40 clients read 64 KiB of an 8 MiB file, then reset (RST) while the worker writes.
+    local r = py([=[
+import json, socket, struct, sys
+port, read = int(sys.argv[1]), 0
+for i in range(40):
+  s = socket.create_connection(("127.0.0.1", port), timeout=30)
+  s.sendall(b"GET /files/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+  got = 0
+  while got < 65536:
+      b = s.recv(65536)
+      if not b: break
+      got += len(b)
+  read += got >= 65536
+  s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+  s.close()
+print(json.dumps({"read": read}))
+]=], srv.port)
+    assert.are.equal(40, r.read)
+    for _, kind in ipairs({"sse", "ws"}) do
+      local code, out, stderr = h.sh(string.format("timeout 120 python3 spec/tools/resetters.py %d /%s 50 4 %s",
+        srv.port, kind, kind == "ws" and "--ws" or ""))
+      assert.are.equal(0, code, out .. (stderr or ""))
+      assert.are.equal(200, json.decode(out).read)
+    end
+    assert.are.equal("pong", curl(srv.url .. "/ping"))
+    assert.are.equal(0, (h.sh("curl -sf -m 10 -o /dev/null " .. srv.url .. "/files/big.bin")))
+    end, {before = function(dir)
+      os.execute("mkdir -p " .. dir .. "/files")
+      h.write(dir .. "/files/big.bin", string.rep("x", 8 * 1024 * 1024))
+    end})
+  end)
+end)
