@@ -24,7 +24,7 @@
 
 /* Operations queued at most (then refused), and tries of an incr that
  * another writer keeps beating. */
-enum { MAX_WAITING = 10000, INCR_TRIES = 16, MAX_KEY = 1024 };
+enum { MAX_WAITING = 10000, INCR_TRIES = 16, MAX_KEY = 1024, END_WAIT_MS = 3000 };
 
 typedef struct kvreq {
   struct kvreq *next;
@@ -60,8 +60,10 @@ typedef struct kvcache {
   sl_nats_conf_t *conf;      /* until attached: the link takes it */
   char *urls, *bucket;       /* as configured, to say that a reload's change waits for a restart */
   int64_t timeout_ms;
+  uv_loop_t *loop;
   sl_nats_t *link;
   shared_t *sh;
+  int ending;                /* detaching: answers are dropped */
   int up;                    /* the link's last word: connected, or why not */
   char why[512];
 } kvcache_t;
@@ -365,13 +367,13 @@ static void kv_wake(void *arg) {
   s->done_tail = &s->done;
   for (kvreq_t *k = r; k; k = k->next) s->waiting--;
   uv_mutex_unlock(&s->mu);
-  while (r && c->sh) {
+  while (r && !c->ending) {
     kvreq_t *next = r->next;
     r->cb(r->arg, &(sl_cache_res_t){.status = r->status, .val = r->rval, .len = r->rlen, .n = r->n, .err = r->err});
     req_free(r);
     r = next;
   }
-  free_list(r);   /* detached by a callback */
+  free_list(r);   /* detaching: their owners are gone */
 }
 
 static void kv_state(void *arg, int up, const char *why) {
@@ -402,11 +404,20 @@ static void kv_attach(void *self, uv_loop_t *loop) {
   c->up = 0;
   snprintf(c->why, sizeof c->why, "nats: connecting");
   c->sh = s;
+  c->loop = loop;
   c->link = sl_nats_new(loop, c->conf, &cbs, c, s, 0);
   c->conf = NULL;
   if (!c->link) c->sh = NULL;   /* freed by the link's end */
 }
 
+static void ended(void *who, void *arg) {
+  (void)who;
+  *(int *)arg = 1;
+}
+
+/* The worker ends: the connection is closed before the process may exit
+ * under cnats's threads (as the NATS connectors do), waiting for it at
+ * most END_WAIT_MS on this loop; operations still waiting are dropped. */
 static void kv_detach(void *self) {
   kvcache_t *c = self;
   if (!c->link) return;
@@ -415,9 +426,17 @@ static void kv_detach(void *self) {
   s->closing = 1;
   uv_cond_broadcast(&s->more);
   uv_mutex_unlock(&s->mu);
+  c->ending = 1;
+  int done = 0;
+  sl_nats_end(c->link, ended, c, &done);
+  for (int i = 0; i < END_WAIT_MS && !done; i++) {
+    uv_run(c->loop, UV_RUN_NOWAIT);
+    if (!done) uv_sleep(1);
+  }
   sl_nats_close(c->link);
   c->link = NULL;
   c->sh = NULL;
+  c->ending = 0;
 }
 
 static void kv_destroy(void *self) {
