@@ -3,6 +3,7 @@
  * over its method, its URL (scheme, host, path) and its query's parameters,
  * with a fresh nonce and timestamp. */
 #include "hclient_oauth1.h"
+#include "http.h"
 #include "core/rand.h"
 #include "core/xalloc.h"
 #include <openssl/crypto.h>
@@ -51,22 +52,11 @@ static char *encode(const char *s, size_t n) {
   return out;
 }
 
-static int hexval(char c) {
-  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* s (n bytes) percent-decoded, then encoded as RFC 5849 wants. */
+/* s (n bytes) decoded as a query is (`+` a space, as oauthlib and Go read
+ * it), then encoded as RFC 5849 wants. */
 static char *reencode(const char *s, size_t n) {
-  char *raw = sl_xmalloc(n + 1);
-  size_t k = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-      raw[k++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-      i += 2;
-    } else {
-      raw[k++] = s[i];
-    }
-  }
+  size_t k;
+  char *raw = sl_http_form_decode(s, n, &k);
   char *e = encode(raw, k);
   free(raw);
   return e;
