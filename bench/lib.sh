@@ -39,15 +39,12 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 now() { date +%s.%N; }
 rate_between() { echo "$N $1 $2" | awk '{printf "%d\n", $1 / ($3 - $2)}'; }
 # Polls the /metrics of the sluice with pid $1 (HTTP port $2) until its inputs
-# received $3 messages, for at most $4 polls of $5 s; sets got. Fails, naming
-# $6, when sluice exits first.
+# received $3 messages, for at most $4 polls of $5 s (bench/count_in.py: one
+# process, no curl per poll); sets got. Fails, naming $6, when sluice exits
+# first.
 wait_received() {
-  for _ in $(seq 1 "$4"); do
-    got=$(curl -s "127.0.0.1:$2/metrics" 2>/dev/null | awk '/^input_received/ {print $2}')
-    [ "${got:-0}" -ge "$3" ] && return 0
-    kill -0 "$1" 2>/dev/null || fail "sluice $6 exited"
-    sleep "$5"
-  done
+  got=$(python3 bench/count_in.py "$2" "$3" "$(echo "$4 $5" | awk '{print $1 * $2}')" "$1")
+  [ "${got:-0}" -ge "$3" ] || kill -0 "$1" 2>/dev/null || fail "sluice $6 exited"
 }
 
 # benthos_build DIR PACKAGE...: builds Benthos v4.27.0 from its public source

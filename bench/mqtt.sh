@@ -11,6 +11,10 @@
 #    to exit); the broker sends each at most max_inflight_messages
 #    (INFLIGHT) unacknowledged, and sluice acknowledges a message only once its
 #    pipeline did.
+# Benthos v4.27.0 (built from source with its mqtt components, bench/lib.sh)
+# runs the same pipelines beside them: generate → mqtt (QoS 1,
+# max_in_flight 64) and mqtt (QoS 1, the same persistent session) → drop,
+# counted through its /metrics.
 # mosquitto_pub -l is no peer: at the end of its input it disconnects with
 # QoS 1 messages still queued, which are lost (200k sent, 3k-69k arrived).
 # Usage: bench/mqtt.sh   (N=1000000 SIZES="100 1024" RUNS=3 by default;
@@ -38,6 +42,8 @@ max_inflight_messages $INFLIGHT
 CONF
 cc -O2 -Wall -Wextra -Werror -o "$WORK/mqtt_peer" bench/mqtt_peer.c -lmosquitto
 PEER=$WORK/mqtt_peer
+BENTHOS=${BENTHOS:-$HOME/.cache/sluice-bench/benthos-brokers/benthos}
+[ -x "$BENTHOS" ] || benthos_build "$(dirname "$BENTHOS")" pure nats mqtt amqp09 prometheus
 mosquitto -c "$WORK/m.conf" > "$WORK/broker.log" 2>&1 &
 for _ in $(seq 100); do mosquitto_pub -p "$MPORT" -t warm -n 2>/dev/null && break; sleep 0.1; done
 mosquitto_pub -p "$MPORT" -t warm -n || fail "mosquitto did not start: $(cat "$WORK/broker.log")"
@@ -60,6 +66,17 @@ YAML
 
 produce_peer() { # $1 size
   s=$(now); T "$PEER" pub "$MPORT" bench/p "$N" "$1" 1 64 || fail "mqtt_peer pub failed"; e=$(now)
+  echo "$(rate_between "$s" "$e") $(cpu)"
+}
+
+produce_benthos() { # $1 size
+  cat > "$WORK/bp.yaml" <<YAML
+http: {enabled: false}
+logger: {level: warn}
+input: {generate: {count: $N, interval: "", batch_size: 1024, mapping: 'root = "$(head -c "$1" /dev/zero | tr '\0' x)"'}}
+output: {mqtt: {urls: [tcp://127.0.0.1:$MPORT], topic: bench/p, qos: 1, max_in_flight: 64}}
+YAML
+  s=$(now); T "$BENTHOS" -c "$WORK/bp.yaml" > /dev/null || fail "Benthos generate → mqtt failed"; e=$(now)
   echo "$(rate_between "$s" "$e") $(cpu)"
 }
 
@@ -87,6 +104,25 @@ YAML
   echo "$(rate_between "$s" "$e") $(cpu)"
 }
 
+consume_benthos() { # $1 size
+  id=b$RANDOM$RANDOM
+  preload "$id" "$1"
+  cat > "$WORK/bc.yaml" <<YAML
+http: {address: 127.0.0.1:$HPORT}
+logger: {level: warn}
+metrics: {prometheus: {}}
+input: {mqtt: {urls: [tcp://127.0.0.1:$MPORT], topics: [bench/c/$id], client_id: $id, clean_session: false, qos: 1}}
+output: {drop: {}}
+YAML
+  s=$(now)
+  /usr/bin/time -f "%U %S" -o "$WORK/time" "$BENTHOS" -c "$WORK/bc.yaml" > "$WORK/benthos.log" 2>&1 & pid=$!
+  wait_received $pid "$HPORT" "$N" 12000 0.02 "Benthos mqtt → drop"
+  e=$(now)
+  kill "$(pgrep -P $pid)"; wait $pid || true   # Benthos, under time
+  [ "${got:-0}" -ge "$N" ] || fail "Benthos received ${got:-0} of $N"
+  echo "$(rate_between "$s" "$e") $(cpu)"
+}
+
 consume_peer() { # $1 size
   id=p$RANDOM$RANDOM
   preload "$id" "$1"
@@ -94,19 +130,21 @@ consume_peer() { # $1 size
   echo "$(rate_between "$s" "$e") $(cpu)"
 }
 
-echo "| benchmark (QoS 1, $N messages, broker max_inflight_messages $INFLIGHT) | sluice msg/s | mqtt_peer msg/s | ratio | sluice CPU s/1M | mqtt_peer CPU s/1M | CPU ratio (peer/sluice) |"
+echo "| benchmark (QoS 1, $N messages, broker max_inflight_messages $INFLIGHT) | sluice msg/s | mqtt_peer msg/s | ratio | Benthos msg/s | sluice/Benthos | CPU s/1M sluice / peer / Benthos |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 for size in $SIZES; do
   for dir in produce consume; do
-    : > "$WORK/s"; : > "$WORK/p"
+    : > "$WORK/s"; : > "$WORK/p"; : > "$WORK/b"
     for _ in $(seq "$RUNS"); do
       ${dir}_sluice "$size" >> "$WORK/s"
       ${dir}_peer "$size" >> "$WORK/p"
+      ${dir}_benthos "$size" >> "$WORK/b"
     done
-    s=$(awk '{print $1}' "$WORK/s" | median); p=$(awk '{print $1}' "$WORK/p" | median)
-    sc=$(awk '{print $2}' "$WORK/s" | median); pc=$(awk '{print $2}' "$WORK/p" | median)
-    figure "$s" "sluice $dir $size"; figure "$p" "peer $dir $size"; figure "$sc" "sluice CPU"; figure "$pc" "peer CPU"
+    s=$(awk '{print $1}' "$WORK/s" | median); p=$(awk '{print $1}' "$WORK/p" | median); b=$(awk '{print $1}' "$WORK/b" | median)
+    sc=$(awk '{print $2}' "$WORK/s" | median); pc=$(awk '{print $2}' "$WORK/p" | median); bc=$(awk '{print $2}' "$WORK/b" | median)
+    figure "$s" "sluice $dir $size"; figure "$p" "peer $dir $size"; figure "$b" "Benthos $dir $size"
+    figure "$sc" "sluice CPU"; figure "$pc" "peer CPU"
     if [ "$dir" = produce ]; then what="generate → mqtt output vs mqtt_peer pub"; else what="mqtt input → drop vs mqtt_peer sub"; fi
-    echo "| $what, $size B | $s | $p | $(echo "$s $p" | awk '{printf "%.2f", $1 / $2}') | $sc | $pc | $(echo "$pc $sc" | awk '{printf "%.2f", $1 / $2}') |"
+    echo "| $what, $size B | $s | $p | $(echo "$s $p" | awk '{printf "%.2f", $1 / $2}') | $b | $(echo "$s $b" | awk '{printf "%.2f", $1 / $2}') | $sc / $pc / $bc |"
   done
 done

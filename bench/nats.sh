@@ -12,7 +12,12 @@
 #              --consumerbatch 1024 (a durable push consumer, every message acked
 #              explicitly, 1024 unacknowledged at most), both reading the stream
 #              nats bench's publisher filled
-# Wall time from process start to exit (or to N counted), so both pay for
+# Benthos v4.27.0 (built from source with its nats components, bench/lib.sh)
+# runs the same two pipelines as sluice, beside it in the same run: its
+# `generate` (a literal payload, batch_size 1024) → nats/nats_jetstream
+# (max_in_flight 64 / 1024), and nats/nats_jetstream (same durable settings)
+# → drop, counted through its own /metrics.
+# Wall time from process start to exit (or to N counted), so all pay for
 # connecting. nats-server is Debian's (-js, store in a temp dir); the nats CLI
 # comes from the Go module proxy (go install, once).
 # Usage: bench/nats.sh   (N=1000000 SIZES="100 1024" RUNS=3 by default)
@@ -26,6 +31,8 @@ RUNS=${RUNS:-3}
 NPORT=${NPORT:-14322}
 HPORT=${HPORT:-18394}
 NATSCLI_VERSION=${NATSCLI_VERSION:-v0.1.5}
+BENTHOS=${BENTHOS:-$HOME/.cache/sluice-bench/benthos-brokers/benthos}
+[ -x "$BENTHOS" ] || benthos_build "$(dirname "$BENTHOS")" pure nats mqtt amqp09 prometheus
 NATS=${NATS_CLI:-$(command -v nats || echo "$HOME/go/bin/nats")}
 if [ ! -x "$NATS" ]; then
   command -v go >/dev/null || fail "the nats CLI is missing and there is no go to install it"
@@ -43,20 +50,10 @@ BENCH() { "$NATS" -s "$U" bench --no-progress "$@"; }
 rate() { echo "$1 $2 $3" | awk '{printf "%d\n", $1 / ($3 - $2)}'; }   # count start end
 timed() { "$@" > "$WORK/cmd.out" 2>&1 || fail "$* failed: $(tail -5 "$WORK/cmd.out")"; }
 
-# Until sluice's /metrics counts $1 messages in (60 s at most); prints the count.
-count_in() {
-  local got=0 end=$(($(date +%s) + 60)) last=-1 still=0
-  while [ "$(date +%s)" -lt $end ]; do
-    got=$(curl -s "127.0.0.1:$HPORT/metrics" 2>/dev/null | awk '/^input_received/ {print $2}')
-    [ "${got:-0}" -ge "$1" ] && break
-    # core NATS: what was dropped never comes; stop once the count stood still for 2 s
-    if [ "${got:-0}" = "$last" ] && [ "${got:-0}" -gt 0 ]; then still=$((still + 1)); else still=0; fi
-    [ $still -ge 200 ] && break
-    last=${got:-0}
-    sleep 0.01
-  done
-  echo "${got:-0}"
-}
+# Until the /metrics of sluice (or Benthos) counts $1 messages in (120 s at
+# most, or once the count stood still for 2 s: core NATS drops what a slow
+# consumer missed); prints the count.
+count_in() { python3 bench/count_in.py "$HPORT" "$1" 120 0 2; }
 
 produce_sluice() { # $1 size, $2 output kind
   # JetStream: the subject of the stream nats bench made (benchstream)
@@ -71,6 +68,20 @@ YAML
   rate "$N" "$s" "$e"
 }
 
+produce_benthos() { # $1 size, $2 output kind
+  local subject=bench.core inflight=64
+  [ "$2" = nats_jetstream ] && subject=bench.peerjs inflight=1024
+  cat > "$WORK/bp.yaml" <<YAML
+http: {enabled: false}
+logger: {level: warn}
+metrics: {prometheus: {}}
+input: {generate: {count: $N, interval: "", batch_size: 1024, mapping: 'root = "$(head -c "$1" /dev/zero | tr '\0' x)"'}}
+output: {$2: {urls: [$U], subject: $subject, max_in_flight: $inflight}}
+YAML
+  local s e; s=$(now); timed "$BENTHOS" -c "$WORK/bp.yaml"; e=$(now)
+  rate "$N" "$s" "$e"
+}
+
 produce_peer() { # $1 size, $2 kind
   local s e; s=$(now)
   if [ "$2" = nats_jetstream ]; then
@@ -79,7 +90,26 @@ produce_peer() { # $1 size, $2 kind
   e=$(now); rate "$N" "$s" "$e"
 }
 
-# sluice's input → drop; prints "rate count".
+# Runs "$@" (a consumer of kind $2 with /metrics on HPORT): JetStream timed
+# from its start (the stream is full), core NATS from when it is ready and
+# nats bench starts publishing $1-byte messages; until it counted N (or the
+# count stood still). Prints "rate count".
+consume_until() {
+  local size=$1 kind=$2 s e got pid; shift 2
+  [ "$kind" = nats_jetstream ] && s=$(now)
+  "$@" > "$WORK/consumer.log" 2>&1 & pid=$!
+  if [ "$kind" != nats_jetstream ]; then
+    wait_http "127.0.0.1:$HPORT/ready" $pid
+    for _ in $(seq 200); do curl -sf "127.0.0.1:$HPORT/ready" >/dev/null && break; sleep 0.05; done
+    s=$(now)
+    BENCH bench.core --pub 1 --msgs "$N" --size "$size" > /dev/null 2>&1 &
+  fi
+  got=$(count_in "$N"); e=$(now)
+  kill $pid; wait $pid 2>/dev/null || true
+  wait 2>/dev/null || true
+  echo "$(rate "$got" "$s" "$e") $got"
+}
+
 consume_sluice() { # $1 size, $2 kind
   if [ "$2" = nats_jetstream ]; then
     in="nats_jetstream: {urls: [$U], subject: bench.peerjs, durable: sl$RANDOM$RANDOM, max_ack_pending: 1024, batch_count: 256}"
@@ -92,21 +122,23 @@ input: {$in}
 max_in_flight: 64
 output: {drop: {}}
 YAML
-  local s e got pid
+  consume_until "$1" "$2" "$BIN" run --log-level warn "$WORK/c.yaml"
+}
+
+consume_benthos() { # $1 size, $2 kind
   if [ "$2" = nats_jetstream ]; then
-    s=$(now)
-    "$BIN" run --log-level warn "$WORK/c.yaml" & pid=$!
+    in="nats_jetstream: {urls: [$U], subject: bench.peerjs, durable: bb$RANDOM$RANDOM, deliver: all, max_ack_pending: 1024}"
   else
-    "$BIN" run --log-level warn "$WORK/c.yaml" & pid=$!
-    wait_http "127.0.0.1:$HPORT/ready" $pid
-    for _ in $(seq 200); do curl -sf "127.0.0.1:$HPORT/ready" >/dev/null && break; sleep 0.05; done
-    s=$(now)
-    BENCH bench.core --pub 1 --msgs "$N" --size "$1" > /dev/null 2>&1 &
+    in="nats: {urls: [$U], subject: bench.core}"
   fi
-  got=$(count_in "$N"); e=$(now)
-  kill $pid; wait $pid 2>/dev/null || true
-  wait 2>/dev/null || true
-  echo "$(rate "$got" "$s" "$e") $got"
+  cat > "$WORK/bc.yaml" <<YAML
+http: {address: 127.0.0.1:$HPORT}
+logger: {level: warn}
+metrics: {prometheus: {}}
+input: {$in}
+output: {drop: {}}
+YAML
+  consume_until "$1" "$2" "$BENTHOS" -c "$WORK/bc.yaml"
 }
 
 consume_peer() { # $1 size, $2 kind
@@ -126,24 +158,26 @@ consume_peer() { # $1 size, $2 kind
   echo "$(rate "$N" "$s" "$e") $N"
 }
 
-echo "| kind | size | sluice generate → output | nats bench --pub | ratio | sluice input → drop | nats bench --sub | ratio |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| kind | size | sluice generate → output | nats bench --pub | ratio | Benthos generate → output | sluice/Benthos | sluice input → drop | nats bench --sub | ratio | Benthos input → drop | sluice/Benthos |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 col() { cut -d' ' -f"$1" | median; }
 ratio() { echo "$1 $2" | awk '{printf "%.2f", $1/$2}'; }
+# "(median M of N arrived)" when a consumer lost some (core NATS drops for slow consumers)
+arrived() { local got; got=$(printf '%s\n' "$@" | col 2); [ "${got%.*}" -lt "$N" ] && echo " (median $got of $N arrived)"; true; }
 for kind in ${KINDS:-nats nats_jetstream}; do
   for size in $SIZES; do
-    ps=(); pp=(); cs=(); cp=()
+    ps=(); pp=(); pb=(); cs=(); cp=(); cb=()
     for r in $(seq "$RUNS"); do
-      pp+=("$(produce_peer "$size" "$kind")")   # JetStream: fills the stream both consumers read
+      pp+=("$(produce_peer "$size" "$kind")")   # JetStream: fills the stream the consumers read
       cs+=("$(consume_sluice "$size" "$kind")")
+      cb+=("$(consume_benthos "$size" "$kind")")
       cp+=("$(consume_peer "$size" "$kind")")
       ps+=("$(produce_sluice "$size" "$kind")")
+      pb+=("$(produce_benthos "$size" "$kind")")
     done
-    for v in "${ps[@]}" "${pp[@]}" "${cs[@]}" "${cp[@]}"; do figure "${v%% *}" "a $kind $size B run"; done
-    a=$(printf '%s\n' "${ps[@]}" | median); b=$(printf '%s\n' "${pp[@]}" | median)
-    c=$(printf '%s\n' "${cs[@]}" | col 1); d=$(printf '%s\n' "${cp[@]}" | col 1)
-    got=$(printf '%s\n' "${cs[@]}" | col 2)
-    note=""; [ "${got%.*}" -lt "$N" ] && note=" (median $got of $N arrived)"
-    echo "| $kind | $size B | $a msg/s | $b msg/s | $(ratio "$a" "$b") | $c msg/s$note | $d msg/s | $(ratio "$c" "$d") |"
+    for v in "${ps[@]}" "${pp[@]}" "${pb[@]}" "${cs[@]}" "${cp[@]}" "${cb[@]}"; do figure "${v%% *}" "a $kind $size B run"; done
+    a=$(printf '%s\n' "${ps[@]}" | median); b=$(printf '%s\n' "${pp[@]}" | median); bb=$(printf '%s\n' "${pb[@]}" | median)
+    c=$(printf '%s\n' "${cs[@]}" | col 1); d=$(printf '%s\n' "${cp[@]}" | col 1); cbb=$(printf '%s\n' "${cb[@]}" | col 1)
+    echo "| $kind | $size B | $a msg/s | $b msg/s | $(ratio "$a" "$b") | $bb msg/s | $(ratio "$a" "$bb") | $c msg/s$(arrived "${cs[@]}") | $d msg/s | $(ratio "$c" "$d") | $cbb msg/s$(arrived "${cb[@]}") | $(ratio "$c" "$cbb") |"
   done
 done

@@ -105,11 +105,20 @@ int sl_ratelimit_check_ref(const sl_cnode_t *body, const char *field, int lint_o
   return -1;
 }
 
+int sl_ratelimit_bind(const sl_cnode_t *body, const sl_build_t *b, sl_ratelimit_t **r) {
+  int lint = b->lint_only || !b->worker;
+  *r = NULL;
+  if (sl_ratelimit_check_ref(body, "rate_limit", lint, b->diags) != 0) return -1;
+  const char *name = sl_conf_str(body, "rate_limit", "");
+  if (*name && !lint) *r = sl_ratelimit_find(name);
+  return 0;
+}
+
 static const sl_section_t section = {
   .name = "rate_limit_resources",
   .desc = "Named rate limits, a list as in Benthos: each item a `label` and `local: {count, interval}` (at most "
-          "`count` accesses per `interval`, in fixed windows). The http processor and the http_client output "
-          "name one in `rate_limit:` and wait for an access before each request; every component naming the "
+          "`count` accesses per `interval`, in fixed windows). The http processor and the http_client input "
+          "and output name one in `rate_limit:` and wait for an access before each request (each poll); every component naming the "
           "same label shares its count. A reload gives a kept label its new settings, adds new ones and leaves "
           "a dropped one in place until the next restart.",
   .fields = item_fields,

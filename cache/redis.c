@@ -8,6 +8,7 @@
  * list, so that a worker's end can drop them: the client drops their
  * callbacks uncalled. */
 #include "redis_cache.h"
+#include "clients/redis_conf.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 #include <stdio.h>
@@ -16,6 +17,7 @@
 
 typedef struct rcache {
   char *url, *prefix;
+  char *master;              /* kind: failover's Sentinel master name, or NULL; kept as url is */
   size_t plen;
   int64_t default_ttl_ms, reply_timeout_ms;
   sl_redis_t *r;                 /* NULL until attached, and after detached */
@@ -46,6 +48,7 @@ static const sl_field_t fields[] = {
    "Redis server: `redis://[[user]:password@]host[:port][/db]` (AUTH with the password, and the user for an ACL "
    "user; SELECT of the database). `rediss://` is refused: Debian's hiredis has no TLS. Scripts' `redis.call` "
    "(`sluice doc lua`) uses the same connection.", NULL, NULL},
+  SL_REDIS_SERVER_FIELDS,
   {"prefix", SL_F_STRING, "", 0,
    "Put before every key of the cache's operations (not before `redis.call`'s arguments).", NULL, NULL},
   {"default_ttl", SL_F_DURATION, "0s", 0,
@@ -56,21 +59,17 @@ static const sl_field_t fields[] = {
    "ever (sluice adds it). 0: never.", NULL, NULL},
   {0}};
 
-static int rc_check(const sl_cnode_t *body, sl_diags_t *d) {
-  const sl_cnode_t *u = sl_cnode_get(body, "url");
-  char *err = NULL;
-  if (!u || !u->str || sl_redis_url_check(u->str, &err) == 0) return 0;
-  sl_diag_add(d, u, "url", "%s", err);
-  free(err);
-  return 1;
-}
+static int rc_check(const sl_cnode_t *body, sl_diags_t *d) { return sl_redis_conf_check(body, NULL, d) ? 1 : 0; }
 
 static void rc_update(void *self, const sl_cnode_t *body) {
   rcache_t *c = self;
   const char *url = sl_conf_str(body, "url", "");
   if (c->url && strcmp(c->url, url) != 0)
     sl_warn("cache redis: a new url applies at the next restart (this one keeps %s)", c->url);
-  if (!c->url) c->url = sl_xstrdup(url);
+  if (!c->url) {
+    c->url = sl_xstrdup(url);
+    if (sl_redis_conf_master(body)) c->master = sl_xstrdup(sl_redis_conf_master(body));
+  }
   free(c->prefix);
   c->prefix = sl_xstrdup(sl_conf_str(body, "prefix", ""));
   c->plen = strlen(c->prefix);
@@ -91,7 +90,7 @@ static void rc_attach(void *self, uv_loop_t *loop) {
   if (c->r) return;
   c->settled = 0;
   c->held_tail = &c->held;
-  sl_redis_opts_t o = {.url = c->url, .log_component = "cache redis", .reply_timeout_ms = c->reply_timeout_ms,
+  sl_redis_opts_t o = {.url = c->url, .sentinel_master = c->master, .log_component = "cache redis", .reply_timeout_ms = c->reply_timeout_ms,
                        .on_state = on_state, .state_arg = c};
   char *err = NULL;
   if (!(c->r = sl_redis_new(loop, &o, &err))) {   /* the URL was checked */
@@ -137,6 +136,7 @@ static void rc_destroy(void *self) {
   rcache_t *c = self;
   rc_detach(c);
   free(c->url);
+  free(c->master);
   free(c->prefix);
   free(c);
 }

@@ -7,6 +7,7 @@
 #include "nats_link.h"
 #include "core/log.h"
 #include "core/xalloc.h"
+#include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -474,8 +475,18 @@ static void *thread_main(void *arg) {
   return NULL;
 }
 
+/* cnats allocates each received message on its reader thread and frees it
+ * on its garbage collector's thread: under glibc's default trim threshold
+ * (128 KiB) every round of frees gave the reader's arena back to the kernel
+ * and the next messages faulted it in again, a third of a consumer's CPU
+ * (perf, bench/RESULTS.md). 32 MiB is within what glibc's own dynamic
+ * threshold reaches (64 MiB) once large blocks are freed. */
+static void keep_arenas(void) { mallopt(M_TRIM_THRESHOLD, 32 << 20); }
+
 sl_nats_t *sl_nats_new(uv_loop_t *loop, sl_nats_conf_t *c, const sl_nats_cbs_t *cbs, void *arg, void *setup_arg,
                        int queue_max) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, keep_arenas);
   sl_nats_t *l = sl_xcalloc(1, sizeof(*l));
   l->setup_arg = setup_arg;
   l->conf = c;

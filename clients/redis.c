@@ -46,6 +46,10 @@ struct sl_redis {
   cmd_t pending;             /* list head */
   sl_redis_cb sub_cb;
   void *sub_arg;
+  char *master;              /* Sentinel master name, or NULL */
+  sl_redis_t *sentinel;      /* subscribed to the Sentinel's +switch-master, or NULL */
+  char *shost, *sport;       /* the Sentinel (host and port are the master's once known) */
+  int asking;                /* this connection goes to the Sentinel */
 };
 
 static void connect_now(sl_redis_t *r);
@@ -204,12 +208,25 @@ static void set_state(sl_redis_t *r, int up, const char *why) {
 static void on_retry(uv_timer_t *t) { connect_now(t->data); }
 
 /* The connection ac is over: say so and try again after the backoff. */
+/* host and port become the Sentinel's (asking) or the master at ip:port. */
+static void aim(sl_redis_t *r, const char *host, const char *port, int asking) {
+  char *h = sl_xstrdup(host), *p = sl_xstrdup(port);
+  free(r->host);
+  free(r->port);
+  free(r->addr);
+  r->host = h;
+  r->port = p;
+  r->addr = sl_xasprintf("%s:%s", h, p);
+  r->asking = asking;
+}
+
 static void lost(sl_redis_t *r, const char *why) {
   r->ac = NULL;
   r->handshake = 0;
   uv_timer_stop(&r->deadline);
   if (r->freed) return;
   set_state(r, 0, r->refused ? r->refused : why);   /* a refused handshake is the reason, not the close after it */
+  if (r->master && !r->asking) aim(r, r->shost, r->sport, 1);   /* the next connection asks where the master is */
   free(r->refused);
   r->refused = NULL;
   r->backoff = r->backoff ? r->backoff * 2 : r->backoff_min;
@@ -252,6 +269,32 @@ static void on_handshake(redisAsyncContext *ac, void *reply, void *privdata) {
   }
 }
 
+
+/* The Sentinel's answer: [ip, port] of the master, then the connection
+ * goes there; nil (no such master) or an error is a refused handshake. */
+static void on_sentinel(redisAsyncContext *ac, void *reply, void *privdata) {
+  (void)privdata;
+  sl_redis_t *r = ac->data;
+  redisReply *rp = reply;
+  if (!r || r->ac != ac || !rp) return;   /* the connection's end says why */
+  if (rp->type == REDIS_REPLY_ARRAY && rp->elements == 2 && rp->element[0]->type == REDIS_REPLY_STRING &&
+      rp->element[1]->type == REDIS_REPLY_STRING) {
+    ac->data = NULL;   /* its end is no loss: the master is next */
+    r->ac = NULL;
+    r->handshake = 0;
+    uv_timer_stop(&r->deadline);
+    redisAsyncDisconnect(ac);
+    aim(r, rp->element[0]->str, rp->element[1]->str, 0);
+    connect_now(r);
+    return;
+  }
+  free(r->refused);
+  r->refused = sl_xasprintf("Sentinel %s:%s has no master %s%s%s", r->shost, r->sport, r->master,
+                            rp->type == REDIS_REPLY_ERROR ? ": " : "", rp->type == REDIS_REPLY_ERROR ? rp->str : "");
+  r->handshake = 0;
+  redisAsyncDisconnect(ac);   /* ends through on_disconnect, which retries and says why */
+}
+
 /* Connect and handshake took too long (a server that accepts and says
  * nothing): drop the connection, which retries. */
 static void on_deadline(uv_timer_t *t) {
@@ -287,6 +330,13 @@ static void open_ip(sl_redis_t *r, const char *ip) {
   }
   redisAsyncSetConnectCallback(ac, on_connect);
   redisAsyncSetDisconnectCallback(ac, on_disconnect);
+  if (r->asking) {
+    const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", r->master};
+    r->handshake++;
+    redisAsyncCommandArgv(ac, on_sentinel, NULL, 3, argv, NULL);
+    uv_timer_start(&r->deadline, on_deadline, (uint64_t)r->connect_timeout, 0);
+    return;
+  }
   /* Queued before anything else: they go out first once connected. */
   if (r->password) {
     const char *argv[3] = {"AUTH", r->user ? r->user : r->password, r->password};
@@ -354,11 +404,48 @@ static void on_watch(uv_timer_t *t) {
   free(why);
 }
 
+/* "+switch-master <name> <old ip> <old port> <new ip> <new port>" for our
+ * master: the connection to the old one ends, the next asks again (the old
+ * master keeps taking writes until the Sentinels make it a replica). */
+static void on_switch(sl_redis_t *s, redisReply *rp, const char *err, void *arg) {
+  (void)s;
+  sl_redis_t *r = arg;
+  if (err || !rp || rp->type != REDIS_REPLY_ARRAY || rp->elements != 3 || rp->element[2]->type != REDIS_REPLY_STRING)
+    return;   /* the subscription's confirmation */
+  const char *msg = rp->element[2]->str;
+  size_t n = strlen(r->master);
+  if (strncmp(msg, r->master, n) || msg[n] != ' ' || r->asking || !r->ac) return;
+  sl_logf(SL_LOG_INFO, r->log_stream, r->log_component, "redis: Sentinel switched master %s", msg);
+  redisAsyncDisconnect(r->ac);
+}
+
+static void on_sentinel_state(sl_redis_t *s, int up, const char *why, void *arg) {
+  (void)why;
+  if (!up) return;
+  const char *argv[2] = {"SUBSCRIBE", "+switch-master"};
+  sl_redis_subscribe(s, on_switch, arg, 2, argv, NULL);
+}
+
 sl_redis_t *sl_redis_new(uv_loop_t *loop, const sl_redis_opts_t *o, char **err) {
   sl_redis_t *r = sl_xcalloc(1, sizeof(*r));
   if (parse_url(o->url, r, err)) {
     free(r);
     return NULL;
+  }
+  if (o->sentinel_master && *o->sentinel_master) {
+    r->master = sl_xstrdup(o->sentinel_master);
+    r->shost = sl_xstrdup(r->host);
+    r->sport = sl_xstrdup(r->port);
+    r->asking = 1;
+  }
+  if (r->master) {
+    sl_redis_opts_t so = *o;
+    so.sentinel_master = NULL;
+    so.reply_timeout_ms = 0;   /* it only listens */
+    so.on_state = on_sentinel_state;
+    so.state_arg = r;
+    so.log_component = o->log_component;
+    r->sentinel = sl_redis_new(loop, &so, err);   /* the URL parsed above */
   }
   r->loop = loop;
   r->log_stream = o->log_stream;
@@ -391,6 +478,8 @@ sl_redis_t *sl_redis_new(uv_loop_t *loop, const sl_redis_opts_t *o, char **err) 
 
 /* ---- commands ---- */
 
+static int usable(const sl_redis_t *r);
+
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
   cmd_t *c = privdata;
   sl_redis_t *r = c->r;
@@ -401,6 +490,11 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     c->next->prev = c->prev;
     const char *err = reply ? NULL : ac->err && ac->errstr[0] ? ac->errstr : "connection lost";
     c->cb(r, reply, err, c->arg);
+    redisReply *rp = reply;
+    /* a failover made this server a replica: ask the Sentinel again */
+    if (r->master && !r->freed && rp && rp->type == REDIS_REPLY_ERROR && !strncmp(rp->str, "READONLY", 8) && r->ac == ac &&
+        usable(r))
+      redisAsyncDisconnect(ac);
   }
   free(c);
 }
@@ -454,6 +548,9 @@ static void really_free(sl_redis_t *r) {
   free(r->addr);
   free(r->why);
   free(r->refused);
+  free(r->master);
+  free(r->shost);
+  free(r->sport);
   free(r);
 }
 
@@ -465,6 +562,7 @@ static void on_timer_closed(uv_handle_t *h) {
 void sl_redis_free(sl_redis_t *r) {
   if (!r) return;
   r->freed = 1;
+  sl_redis_free(r->sentinel);
   for (cmd_t *c = r->pending.next; c != &r->pending; c = c->next) c->r = NULL;
   r->pending.next = r->pending.prev = &r->pending;
   if (r->resolving) r->resolving->r = NULL;

@@ -7,6 +7,9 @@
  * any command queued behind them. A blocking command (XREADGROUP BLOCK,
  * BLMOVE) holds every command queued behind it: give it a client of its own.
  * TLS (`rediss://`) is refused: Debian's hiredis (0.14) has no hiredis_ssl.
+ * With a Sentinel master name, each connection first asks the Sentinel of
+ * the URL where that master is; a connection lost, or a READONLY answer (a
+ * failover made the server a replica), makes the next one ask again.
  * Ownership and threads: everything runs on the loop that created the
  * client; a client belongs to whoever called sl_redis_new and ends with
  * sl_redis_free. Its handles do not keep the loop alive (its owner does). */
@@ -30,6 +33,8 @@ typedef void (*sl_redis_state_cb)(sl_redis_t *r, int up, const char *why, void *
 
 typedef struct sl_redis_opts {
   const char *url;               /* redis://[[user]:password@]host[:port][/db]; copied */
+  const char *sentinel_master;   /* non-empty: url names a Sentinel, asked for this master's address at
+                                    each connection (Benthos's kind: failover); copied */
   const char *log_stream;        /* for log lines; borrowed until sl_redis_free */
   const char *log_component;
   int64_t backoff_min_ms;        /* first wait before reconnecting (0: 100 ms), doubled per failure */

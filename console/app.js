@@ -1,6 +1,6 @@
 // sluice's browser console: no framework, no build step. Everything it shows
-// or changes goes through the server's own APIs: /admin/status and /metrics
-// (streams), /stream/ (event streams), /console/run (playground), /streams
+// or changes goes through the server's own APIs: /admin/live (streams, as
+// server-sent events), /stream/ (event streams), /console/run (playground), /streams
 // (config; ?dry_run=true lints).
 'use strict';
 
@@ -152,20 +152,14 @@ function show(name) {
 }
 window.addEventListener('hashchange', () => show(location.hash.slice(1)));
 
-// ---------- Streams: /admin/status and /metrics ----------
-const hist = {};           // stream -> {prev, rate, errs, lat}: the charts' points
+// ---------- Streams: /admin/live (server-sent events) ----------
+const hist = {};           // stream -> {rate, errs, lat}: the charts' points
 const POINTS = 60;
-function parseMetrics(text) {
-  const rows = [];
-  for (const line of text.split('\n')) {
-    if (!line || line[0] === '#') continue;
-    const m = line.match(/^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/);
-    if (!m) continue;
-    const labels = {};
-    if (m[2]) for (const p of m[2].matchAll(/(\w+)="((?:\\.|[^"\\])*)"/g)) labels[p[1]] = p[2];
-    rows.push({name: m[1], labels, value: parseFloat(m[3])});
-  }
-  return rows;
+// EventSource cannot set headers: the key goes as the query parameter that http.auth reads.
+function authQuery() {
+  const k = key();
+  if (!k) return '';
+  return (/^[\w-]+\.[\w-]+\.[\w-]*$/.test(k) ? 'access_token=' : 'api_key=') + encodeURIComponent(k);
 }
 function spark(values, color) {
   const w = 200, h = 42, max = Math.max(1e-9, ...values);
@@ -183,58 +177,50 @@ function chart(label, values, text, color) {
   return el('div', {class: 'chart'}, el('div', {class: 'lbl'}, el('span', {}, label)), el('div', {class: 'v'}, text), spark(values, color));
 }
 views.streams = {
-  timer: null,
-  enter() { this.tick(); this.timer = setInterval(() => this.tick(), 2000); },
-  leave() { clearInterval(this.timer); },
-  async tick() {
-    const [st, me] = await Promise.all([api('GET', '/admin/status'), fetch(base + '/metrics').then((r) => r.text()).catch(() => '')]);
-    if (!st.ok) {
-      $('streams-list').replaceChildren(el('div', {class: 'empty'}, st.status === 401 || st.status === 403
-        ? 'Enter an admin API key (top right) to see the streams.' : 'The server did not answer /admin/status.'));
-      return;
-    }
-    setConn(true, 'connected');
-    const rows = parseMetrics(me);
-    const now = performance.now() / 1000;
+  src: null,
+  enter() {
+    this.leave();
+    const q = authQuery();
+    // The server pushes every stream's state and counters each second, and
+    // the browser reconnects by itself (the stream's `retry`).
+    this.src = new EventSource(base + '/admin/live' + (q ? '?' + q : ''));
+    this.src.addEventListener('status', (e) => { setConn(true, 'connected'); this.draw(JSON.parse(e.data)); });
+    this.src.onerror = () => {
+      if (this.src && this.src.readyState === EventSource.CLOSED) this.refused();
+    };
+  },
+  leave() { if (this.src) this.src.close(); this.src = null; },
+  // A refusal closes the EventSource for good: /admin/status says why.
+  async refused() {
+    const st = await api('GET', '/admin/status');
+    $('streams-list').replaceChildren(el('div', {class: 'empty'}, st.status === 401 || st.status === 403
+      ? 'Enter an admin API key (top right) to see the streams.' : 'The server did not answer /admin/live.'));
+  },
+  draw(st) {
+    const list$ = $('streams-list');
+    list$.dataset.events = (+list$.dataset.events || 0) + 1;   // what the specs count
     const cards = [];
-    const names = Object.keys(st.json.streams || {});
-    $('streams-note').textContent = `${names.length} stream${names.length === 1 ? '' : 's'} · config v${st.json.config.version} · refreshed every 2 s`;
+    const names = Object.keys(st.streams || {});
+    $('streams-note').textContent = `${names.length} stream${names.length === 1 ? '' : 's'} · config v${st.config.version} · live every ${st.interval_ms / 1000} s`;
     for (const name of names) {
-      const s = st.json.streams[name];
-      const mine = rows.filter((r) => r.labels.stream === name);
-      const sum = (metric, path) => mine.filter((r) => r.name === metric && (!path || r.labels.path === path)).reduce((n, r) => n + r.value, 0);
-      const comps = new Map();
-      for (const r of mine) {
-        const p = r.labels.path;
-        if (!p || r.name.endsWith('_bucket')) continue;
-        const kind = p.startsWith('root.input') ? 'in' : p.startsWith('root.output') ? 'out' : 'proc';
-        if (!comps.has(p)) comps.set(p, {kind, label: r.labels.label || '?', path: p});
-      }
-      const order = {in: 0, proc: 1, out: 2};
-      const list = [...comps.values()].filter((c) => c.kind !== 'proc' || /^root\.pipeline\.processors\.\d+$/.test(c.path))
-        .filter((c) => c.kind !== 'in' || c.path === 'root.input').filter((c) => c.kind !== 'out' || c.path === 'root.output')
+      const s = st.streams[name];
+      const order = {input: 0, processor: 1, output: 2};
+      const list = Object.entries(s.components || {}).map(([path, c]) => Object.assign({path}, c))
         .sort((a, b) => order[a.kind] - order[b.kind] || a.path.localeCompare(b.path, undefined, {numeric: true}));
-      const cur = {in: sum('input_received', 'root.input'), out: sum('output_sent', 'root.output'),
-        err: sum('output_error') + sum('processor_error'), ls: sum('processor_latency_ns_sum') + sum('output_latency_ns_sum'),
-        lc: sum('processor_latency_ns_count') + sum('output_latency_ns_count')};
-      const h = hist[name] || (hist[name] = {prev: null, rate: [], errs: [], lat: []});
-      if (h.prev) {
-        const dt = Math.max(0.001, now - h.prev.t);
+      const h = hist[name] || (hist[name] = {rate: [], errs: [], lat: []});
+      if (s.rate !== undefined) {
         const push = (a, v) => { a.push(Math.max(0, v)); if (a.length > POINTS) a.shift(); };
-        push(h.rate, (cur.in - h.prev.in) / dt);
-        push(h.errs, (cur.err - h.prev.err) / dt);
-        const dc = cur.lc - h.prev.lc;
-        push(h.lat, dc > 0 ? (cur.ls - h.prev.ls) / dc : (h.lat[h.lat.length - 1] || 0));
+        push(h.rate, s.rate);
+        push(h.errs, s.error_rate);
+        push(h.lat, s.latency_ns !== undefined ? s.latency_ns : (h.lat[h.lat.length - 1] || 0));
       }
-      h.prev = Object.assign({t: now}, cur);
       const flow = el('div', {class: 'flow'});
       list.forEach((c, i) => {
         if (i) flow.append(el('span', {class: 'arrow'}, '→'));
-        const count = c.kind === 'in' ? sum('input_received', c.path) : c.kind === 'out' ? sum('output_sent', c.path) : sum('processor_sent', c.path);
-        const errs = c.kind === 'out' ? sum('output_error', c.path) : c.kind === 'proc' ? sum('processor_error', c.path) : 0;
-        flow.append(el('div', {class: 'node n-' + c.kind + (errs ? ' bad' : ''), title: c.path},
-          el('div', {class: 'k'}, c.kind === 'in' ? 'input' : c.kind === 'out' ? 'output' : 'processor'),
-          el('div', {class: 'n'}, c.label), el('div', {class: 'c'}, fmtNum(count) + (errs ? ` · ${fmtNum(errs)} err` : ''))));
+        const k = c.kind === 'input' ? 'in' : c.kind === 'output' ? 'out' : 'proc';
+        flow.append(el('div', {class: 'node n-' + k + (c.errors ? ' bad' : ''), title: c.path},
+          el('div', {class: 'k'}, c.kind),
+          el('div', {class: 'n'}, c.label), el('div', {class: 'c'}, fmtNum(c.count) + (c.errors ? ` · ${fmtNum(c.errors)} err` : ''))));
       });
       if (!list.length) flow.append(el('span', {class: 'muted'}, s.kind === 'request_scoped' ? 'request-scoped: an instance per request (' + (s.instances || 0) + ' now)' : 'no components reported yet'));
       const state = s.state === 'running' ? (s.connected ? 'ok' : 'warn') : 'bad';
@@ -246,9 +232,9 @@ views.streams = {
         flow,
         el('div', {class: 'charts'}, chart('in / s', h.rate, fmtNum(last(h.rate)), 'var(--accent2)'),
           chart('errors / s', h.errs, fmtNum(last(h.errs)), 'var(--err)'),
-          chart('latency (mean)', h.lat, cur.lc ? fmtMs(last(h.lat)) : '—', 'var(--accent)'))));
+          chart('latency (mean)', h.lat, s.latency_count ? fmtMs(last(h.lat)) : '—', 'var(--accent)'))));
     }
-    $('streams-list').replaceChildren(...(cards.length ? cards : [el('div', {class: 'empty'}, 'No streams run yet.')]));
+    list$.replaceChildren(...(cards.length ? cards : [el('div', {class: 'empty'}, 'No streams run yet.')]));
   },
 };
 

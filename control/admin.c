@@ -1,4 +1,4 @@
-/* /admin/status and /admin/reload: with the `http:` section's auth, for
+/* /admin/status and /admin/reload (and /admin/live, admin_live.c): with the `http:` section's auth, for
  * admins only (they show and change what the server runs). */
 #include "engine_int.h"
 #include "core/health.h"
@@ -18,7 +18,7 @@ static void reply_json(sl_http_req_t *r, int status, json_t *body) {
 
 static const char *const state_names[] = {"running", "draining", "stopped"};
 
-static json_t *unit_json(const sl_unit_t *u, uint64_t now) {
+json_t *sl_admin_unit_json(const sl_unit_t *u, uint64_t now) {
   json_t *o = json_pack("{s:s,s:s,s:I}", "state", state_names[u->state], "kind", u->scoped ? "request_scoped" : "stream",
                         "id", (json_int_t)u->id);
   const sl_stream_t *s = u->stream;
@@ -39,17 +39,17 @@ static void status(sl_http_req_t *r, void *arg) {
   time_t t = (time_t)e->loaded_at;
   strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
   json_t *streams = json_object();
-  for (int i = 0; i < e->nunits; i++) json_object_set_new(streams, e->units[i]->name, unit_json(e->units[i], now));
+  for (int i = 0; i < e->nunits; i++) json_object_set_new(streams, e->units[i]->name, sl_admin_unit_json(e->units[i], now));
   json_t *draining = json_array();
   for (int i = 0; i < e->nretired; i++) {
-    json_t *o = unit_json(e->retired[i], now);
+    json_t *o = sl_admin_unit_json(e->retired[i], now);
     json_object_set_new(o, "name", json_string(e->retired[i]->name));
     json_array_append_new(draining, o);
   }
   json_t *files = json_array();
   for (int i = 0; i < e->opts.nfiles; i++) json_array_append_new(files, json_string(e->opts.files[i]));
   json_t *body = json_pack("{s:{s:I,s:s,s:s,s:o,s:s?},s:o,s:o}", "config", "version", (json_int_t)e->version, "hash",
-                           e->hash, "loaded_at", when, "files", files, "last_error", e->last_error, "streams", streams,
+                           sl_engine_hash(e), "loaded_at", when, "files", files, "last_error", e->last_error, "streams", streams,
                            "retired", draining);
   json_t *applying = sl_engine_applying(e);
   if (applying) json_object_set_new(body, "applying", applying);
@@ -89,6 +89,7 @@ void sl_admin_route(sl_engine_t *e) {
   sl_cnode_t methods = {.type = SL_CN_SEQ, .items = items, .n = 1};
   sl_http_route_get(e->worker, "/admin/status", status, e, "admin", &d, NULL);
   sl_http_route(e->worker, "/admin/reload", &methods, reload, e, "admin", &d, NULL);
+  sl_admin_live_route(e, &d);
   /* A stream already serving these paths keeps them. */
   if (d.n) sl_diag_print(&d, stderr);
   sl_diags_free(&d);

@@ -9,7 +9,11 @@
 #include "http/http.h"
 #include "obs/obs.h"
 #include <libgen.h>
-#include <openssl/evp.h>
+/* SHA-256 without EVP: EVP's first use loads OpenSSL's providers and the
+ * table of every algorithm. The low-level functions are deprecated in
+ * OpenSSL 3 but there. */
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/sha.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,21 +59,46 @@ static void name_after_file(sl_cnode_t *root, const char *path) {
   free(name);
 }
 
-void sl_config_hash(const sl_engine_opts_t *o, char *hash) {
-  EVP_MD_CTX *md = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+/* The config files' bytes, one after the other (malloc'd). */
+static char *config_bytes(const sl_engine_opts_t *o, size_t *len) {
+  size_t n = 0, cap = 8192;
+  char *b = sl_xmalloc(cap);
   for (int i = 0; i < o->nfiles; i++) {
     FILE *f = fopen(o->files[i], "rb");
-    char buf[8192];
-    size_t n;
-    while (f && (n = fread(buf, 1, sizeof buf, f)) > 0) EVP_DigestUpdate(md, buf, n);
+    size_t got = 1;
+    while (f && got > 0) {
+      if (cap - n < 8192) b = sl_xrealloc(b, cap = cap * 2 + 8192);
+      n += got = fread(b + n, 1, cap - n, f);
+    }
     if (f) fclose(f);
   }
-  unsigned char dig[32];
-  unsigned dl = 0;
-  EVP_DigestFinal_ex(md, dig, &dl);
-  EVP_MD_CTX_free(md);
-  for (unsigned i = 0; i < 32; i++) snprintf(hash + 2 * i, 3, "%02x", dig[i]);
+  *len = n;
+  return b;
+}
+
+static void digest(const char *b, size_t n, char *hash) {
+  SHA256_CTX md;
+  SHA256_Init(&md);
+  SHA256_Update(&md, b, n);
+  unsigned char dig[SHA256_DIGEST_LENGTH];
+  SHA256_Final(dig, &md);
+  for (unsigned i = 0; i < SHA256_DIGEST_LENGTH; i++) snprintf(hash + 2 * i, 3, "%02x", dig[i]);
+}
+
+void sl_config_hash(const sl_engine_opts_t *o, char *hash) {
+  size_t n;
+  char *b = config_bytes(o, &n);
+  digest(b, n, hash);
+  free(b);
+}
+
+const char *sl_engine_hash(sl_engine_t *e) {
+  if (!e->hash[0] && e->loaded) {
+    digest(e->loaded, e->loaded_len, e->hash);
+    free(e->loaded);
+    e->loaded = NULL;
+  }
+  return e->hash;
 }
 
 sl_cnode_t *sl_engine_read_config(const sl_engine_opts_t *o, sl_cnode_t ***files_out, int *nfiles_out, char *hash,
@@ -218,7 +247,8 @@ sl_engine_t *sl_engine_load(const sl_engine_opts_t *o, sl_diags_t *diags) {
   sl_engine_t *e = sl_xcalloc(1, sizeof(*e));
   e->opts = *o;
   uint32_t before = diags->n;
-  e->root = sl_engine_read_config(o, &e->files, &e->nfiles, e->hash, diags);
+  e->loaded = config_bytes(o, &e->loaded_len);
+  e->root = sl_engine_read_config(o, &e->files, &e->nfiles, NULL, diags);
   if (!e->root) {
     sl_engine_free(e);
     return NULL;
@@ -437,6 +467,7 @@ void sl_engine_free(sl_engine_t *e) {
   for (int i = 0; i < e->nfiles; i++) sl_cnode_free(e->files[i]);
   free(e->files);
   free(e->last_error);
+  free(e->loaded);
   free(e->streams_dir);
   if (e->worker) {
     close_handles(e);

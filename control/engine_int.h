@@ -47,7 +47,10 @@ struct sl_engine {
   sl_fswatch_t *watch;       /* -w: the config files */
   /* what /admin/status reports */
   uint64_t version;
-  char hash[65];             /* sha256 of the config files' bytes, hex */
+  char hash[65];             /* sha256 of the config files' bytes, hex; "" until asked (sl_engine_hash) */
+  char *loaded;              /* until then, the bytes loaded: hashing at every start would load
+                                libcrypto into every start (core/lazylib.h) */
+  size_t loaded_len;
   char bad_hash[65];         /* -w: the content of the last failed reload, not retried as is */
   double loaded_at;          /* unix time of the last applied change */
   char *last_error;          /* the last failed reload's errors, or NULL */
@@ -72,6 +75,8 @@ void sl_engine_retire(sl_engine_t *e, sl_unit_t *u);
 
 /* sha256 (hex, 65 bytes with the NUL) of the config files' bytes. */
 void sl_config_hash(const sl_engine_opts_t *o, char *hash);
+/* e->hash, computed from the bytes kept at load on the first call. */
+const char *sl_engine_hash(sl_engine_t *e);
 /* Parses and validates the config files (plus --set); the merged root or
  * NULL with diags. hash (65 bytes, may be NULL) gets their sha256. */
 sl_cnode_t *sl_engine_read_config(const sl_engine_opts_t *o, sl_cnode_t ***files, int *nfiles, char *hash,
@@ -113,6 +118,10 @@ void sl_engine_check_finished(sl_engine_t *e);
 
 /* Routes /admin/status and /admin/reload (admin.c), /streams (streams_api.c). */
 void sl_admin_route(sl_engine_t *e);
+/* A unit as /admin/status shows it: state, kind, id, connected, uptime, source. */
+json_t *sl_admin_unit_json(const sl_unit_t *u, uint64_t now);
+/* GET /admin/live: that and the streams' counters as server-sent events (admin_live.c). */
+void sl_admin_live_route(sl_engine_t *e, sl_diags_t *d);
 /* http.console: the browser console's page and runs (control/console.c). */
 void sl_console_route(sl_engine_t *e);
 int sl_streams_api_route(sl_engine_t *e, sl_diags_t *d);

@@ -44,11 +44,14 @@ static int rewrite(sl_cnode_t *item, const char *file) {
       return 1;
     }
     int line = 0, col = 0;
-    char *why = NULL, *lua = sl_bloblang_translate(text->str, mode, &line, &col, &why);
+    char *why = NULL, *where = NULL, *lua = sl_bloblang_translate(text->str, mode, file, &line, &col, &why, &where);
     if (!lua) {
-      fprintf(stderr, "%s:%d: %s kept as Bloblang: %s\n", file, text->line + (text->block ? 1 : 0) + line - 1,
-              item->keys[i], why);
+      if (where) fprintf(stderr, "%s:%d:%d: %s kept as Bloblang: %s\n", where, line, col, item->keys[i], why);
+      else
+        fprintf(stderr, "%s:%d: %s kept as Bloblang: %s\n", file, text->line + (text->block ? 1 : 0) + line - 1,
+                item->keys[i], why);
       free(why);
+      free(where);
       return 1;
     }
     sl_cnode_t *code = sl_cnode_new(SL_CN_MAP, body);

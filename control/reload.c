@@ -251,6 +251,8 @@ static void reloaded(void *arg, json_t *changes) {
   reload_req_t *rq = arg;
   sl_engine_t *e = rq->e;
   memcpy(e->hash, rq->hash, sizeof rq->hash);
+  free(e->loaded);
+  e->loaded = NULL;
   if (rq->log_level >= 0) sl_log_set_level((sl_log_level_t)rq->log_level);
   e->shutdown_ms = rq->shutdown_ms;
   if (json_array_size(rq->restart)) {
@@ -263,7 +265,7 @@ static void reloaded(void *arg, json_t *changes) {
   json_t *reply = json_deep_copy(changes);
   json_object_set_new(reply, "restart_required", rq->restart);
   json_object_set_new(reply, "version", json_integer((json_int_t)e->version));
-  json_object_set_new(reply, "hash", json_string(e->hash));
+  json_object_set_new(reply, "hash", json_string(sl_engine_hash(e)));
   char *what = json_dumps(changes, JSON_COMPACT);
   sl_info("config reloaded (version %llu): %s", (unsigned long long)e->version, what);
   free(what);
@@ -344,7 +346,7 @@ static void on_file_changed(void *arg) {
   /* Editors touch files without changing them: only new bytes reload, and
    * a broken save is reported once, not again on every later event. */
   sl_config_hash(&e->opts, hash);
-  if (strcmp(hash, e->hash) != 0 && strcmp(hash, e->bad_hash) != 0) reload_now(e, "config file changed");
+  if (strcmp(hash, sl_engine_hash(e)) != 0 && strcmp(hash, e->bad_hash) != 0) reload_now(e, "config file changed");
 }
 
 void sl_reload_start(sl_engine_t *e) {

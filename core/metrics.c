@@ -188,6 +188,38 @@ static int of_stream(const char *labels, const char *want) {
   return 0;
 }
 
+void sl_metrics_each(const char *prefix, sl_metrics_each_fn fn, void *arg) {
+  size_t pl = strlen(prefix);
+  for (family_t *fam = families; fam; fam = fam->next) {
+    if (strncmp(fam->name, prefix, pl)) continue;
+    for (series_t *s = fam->series; s; s = s->next)
+      fn(fam->name, s->labels, fam->kind == SL_HISTOGRAM ? 0 : SL_READ(&s->value),
+         fam->kind == SL_HISTOGRAM ? &s->histo : NULL, arg);
+  }
+}
+
+int sl_metrics_label(const char *labels, const char *key, char *out, size_t cap) {
+  size_t kl = strlen(key);
+  for (const char *p = labels; *p;) {
+    int hit = !strncmp(p, key, kl) && p[kl] == '=';
+    p = strchr(p, '"');   /* values are quoted and their quotes escaped (put_escaped) */
+    if (!p) return -1;
+    size_t n = 0;
+    for (p++; *p && *p != '"'; p++) {
+      char c = *p;
+      if (c == '\\' && p[1]) c = *++p == 'n' ? '\n' : *p;
+      if (hit && n + 1 < cap) out[n++] = c;
+    }
+    if (hit) {
+      if (cap) out[n] = 0;
+      return 0;
+    }
+    if (*p) p++;
+    if (*p == ',') p++;
+  }
+  return -1;
+}
+
 char *sl_metrics_text(size_t *len) { return sl_metrics_text_stream(NULL, len); }
 
 char *sl_metrics_text_stream(const char *stream, size_t *len) {

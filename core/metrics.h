@@ -77,6 +77,16 @@ void sl_connmetrics_init(sl_connmetrics_t *m, sl_cmkind_t kind, const char *stre
 void sl_metrics_collector_add(void (*fn)(void *arg), void *arg);
 void sl_metrics_collector_remove(void (*fn)(void *arg), void *arg);
 
+/* Calls fn for every series of the families whose name starts with prefix
+ * (a counter's or gauge's value; a histogram's h, value 0), on the loop,
+ * without running the collectors: a live view reads the counters as they are. */
+typedef void (*sl_metrics_each_fn)(const char *name, const char *labels, int64_t value, const sl_histo_t *h,
+                                   void *arg);
+void sl_metrics_each(const char *prefix, sl_metrics_each_fn fn, void *arg);
+/* Label key's value in a series' labels, unescaped, into out (cap bytes,
+ * cut to fit): 0, or -1 when the labels lack it. */
+int sl_metrics_label(const char *labels, const char *key, char *out, size_t cap);
+
 /* The exposition text of every series (caller frees). */
 char *sl_metrics_text(size_t *len);
 /* The same, limited to the series labelled stream="stream" (NULL: all). */

@@ -107,6 +107,9 @@ void sl_http_error(sl_http_req_t *r, int status, const char *msg);
 typedef struct sl_http_stream sl_http_stream_t;
 sl_http_stream_t *sl_http_stream_open(sl_http_req_t *r, int status, const char *content_type,
                                       const sl_kvlist_t *headers, void (*on_close)(void *arg), void *arg);
+/* The same for server-sent events: 200, text/event-stream, not cached nor
+ * buffered by proxies. */
+sl_http_stream_t *sl_http_sse_open(sl_http_req_t *r, void (*on_close)(void *arg), void *arg);
 /* Takes the connection over (WebSocket): writes `head` (the 101 answer),
  * then every byte the client sends goes to on_data and writes are raw. */
 sl_http_stream_t *sl_http_takeover(sl_http_req_t *r, const void *head, size_t len,

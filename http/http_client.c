@@ -1,4 +1,5 @@
 #include "http_client.h"
+#include "hclient_url.h"
 #include "core/xalloc.h"
 #include <curl/curl.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@ typedef struct sock {
 
 typedef struct req {
   CURL *easy;
+  sl_hurl_t *url;            /* its parsed URL, or NULL (CURLOPT_URL) */
   struct curl_slist *headers;
   sl_hclient_cb cb;
   void *arg;
@@ -44,6 +46,7 @@ struct sl_hclient {
   int closing;
   CURL *idle[IDLE_MAX];      /* finished easy handles, reset, for the next requests */
   int nidle;
+  sl_hurls_t urls;
 };
 
 static void handle_closed(uv_handle_t *h) {
@@ -72,6 +75,7 @@ static void req_detach(sl_hclient_t *c, req_t *r) {
     curl_easy_cleanup(r->easy);
   }
   curl_slist_free_all(r->headers);
+  if (r->url) sl_hurl_release(r->url);
   c->npending--;
 }
 
@@ -181,7 +185,20 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp) {
   return len;
 }
 
-static void global_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+/* No proxy variable set (libcurl's: http_proxy, https_proxy, HTTPS_PROXY,
+ * all_proxy, ALL_PROXY): requests say so, and libcurl skips its six
+ * getenv calls per request. Read once, as the environment is at start. */
+static int no_proxy_env;
+
+static void global_init(void) {
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  static const char *const vars[] = {"http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", NULL};
+  no_proxy_env = 1;
+  for (const char *const *v = vars; *v; v++) {
+    const char *val = getenv(*v);
+    if (val && *val) no_proxy_env = 0;
+  }
+}
 
 /* Once per process, whichever thread comes first: Lua VMs of pipeline.threads
  * workers make their clients on their own threads. */
@@ -226,12 +243,18 @@ sl_hreq_t *sl_hclient_request_opts(sl_hclient_t *c, const char *method, const ch
     r->headers = curl_slist_append(r->headers, *h);
     ctype |= strncasecmp(*h, "content-type:", 13) == 0;
   }
-  r->headers = curl_slist_append(r->headers, "Expect:");   /* no 100-continue round trip */
-  /* curl would call a body a form (application/x-www-form-urlencoded) */
-  if (body && !ctype) r->headers = curl_slist_append(r->headers, "Content-Type: application/octet-stream");
+  if (body) {   /* no 100-continue round trip; libcurl would call the body a form (x-www-form-urlencoded) */
+    r->headers = curl_slist_append(r->headers, "Expect:");
+    if (!ctype) r->headers = curl_slist_append(r->headers, "Content-Type: application/octet-stream");
+  }
   CURL *e = r->easy;
-  curl_easy_setopt(e, CURLOPT_URL, url);
+  if ((r->url = sl_hurl_take(&c->urls, url))) curl_easy_setopt(e, CURLOPT_CURLU, r->url->u);
+  else curl_easy_setopt(e, CURLOPT_URL, url);
   curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+  if (no_proxy_env) {
+    curl_easy_setopt(e, CURLOPT_PROXY, "");
+    curl_easy_setopt(e, CURLOPT_NOPROXY, "");
+  }
   if (strcmp(method, "HEAD") == 0) curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
   if (body) {
@@ -264,6 +287,7 @@ void sl_hclient_close(sl_hclient_t *c) {
   c->closing = 1;
   while (c->reqs) req_finish(c, c->reqs, -1, "client closed");
   while (c->nidle) curl_easy_cleanup(c->idle[--c->nidle]);
+  sl_hurls_free(&c->urls);
   curl_multi_cleanup(c->multi);   /* closes cached connections: their sockets go */
   while (c->socks) sock_close(c->socks);
   uv_timer_stop(&c->timer);

@@ -578,6 +578,15 @@ sl_http_stream_t *sl_http_stream_open(sl_http_req_t *r, int status, const char *
   return st;
 }
 
+sl_http_stream_t *sl_http_sse_open(sl_http_req_t *r, void (*on_close)(void *arg), void *arg) {
+  sl_kvlist_t hd = {0};
+  sl_kv_add(&hd, "Cache-Control", "no-cache", 8);
+  sl_kv_add(&hd, "X-Accel-Buffering", "no", 2);   /* a proxy such as nginx passes each event on at once */
+  sl_http_stream_t *st = sl_http_stream_open(r, 200, "text/event-stream", &hd, on_close, arg);
+  sl_kv_clear(&hd);
+  return st;
+}
+
 sl_http_stream_t *sl_http_takeover(sl_http_req_t *r, const void *head, size_t len,
                                    void (*on_data)(void *arg, const char *p, size_t n),
                                    void (*on_close)(void *arg), void *arg) {

@@ -82,7 +82,10 @@ global({name = "json", kind = "module", doc = "JSON through lua-cjson, with `[]`
     fn("is_array", {{"t", "any"}}, {{"boolean"}}, "Whether t is marked as an array."),
   }})
 global({name = "msgpack", kind = "module", doc = "MessagePack through lua-mpack (libmpack): `this` and `json.null` "
-  .. "encode as expected, `json.encode` writes `msgpack.null` as null, an empty table encodes as an empty array, "
+  .. "encode as expected, `json.encode` writes `msgpack.null` as null, a table encodes as an array exactly where "
+  .. "`json.encode` writes one (`json.array`/`json.object` marks, `[]` from `json.decode`; an unmarked empty table is "
+  .. "a map), decoding marks arrays when the bytes may hold an empty one (so `[]` stays an array), negative integers "
+  .. "take the smallest form that holds them (lua-mpack's own packer turns -129 into 127), "
   .. "and input nested too deep is refused.",
   fields = {
     fn("encode", {{"v", "any"}}, {{"string"}}, "Encodes a value as MessagePack."),

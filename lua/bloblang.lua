@@ -295,16 +295,21 @@ local function want(v, t, name)
 end
 
 function M.string(v) return text(v) end
-function M.number(v)
+-- number(default) and bool(default): the default instead of the error.
+function M.number(v, default)
   if type(v) == "number" then return v end
   local n = type(v) == "string" and tonumber(v)
-  if not n then fail("expected number value, got %s", kind(v)) end
+  if not n then
+    if default ~= nil then return default end
+    fail("expected number value, got %s", kind(v))
+  end
   return n
 end
-function M.bool(v)
+function M.bool(v, default)
   if type(v) == "boolean" then return v end
   if v == "true" then return true elseif v == "false" then return false end
   if type(v) == "number" then return v ~= 0 end
+  if default ~= nil then return default end
   fail("expected bool value, got %s", kind(v))
 end
 function M.type(v) return kind(v) end
@@ -317,6 +322,34 @@ function M.not_empty(v)
   return v
 end
 function M.uppercase(v) return str_upper(want(v, "string")) end
+
+-- Go's html.EscapeString and html.UnescapeString. Unescaping knows numeric
+-- references and the named ones below (Go knows all of HTML5's 2,231: a name
+-- not listed here is left as written, as Go leaves names it does not know).
+local ESC = {["&"] = "&amp;", ["'"] = "&#39;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&#34;"}
+function M.escape_html(v) return (str_gsub(want(v, "string"), "[&'<>\"]", ESC)) end
+local ENTITIES = {amp = "&", lt = "<", gt = ">", quot = '"', apos = "'", nbsp = "\194\160", copy = "\194\169",
+  reg = "\194\174", trade = "\226\132\162", hellip = "\226\128\166", mdash = "\226\128\148",
+  ndash = "\226\128\147", lsquo = "\226\128\152", rsquo = "\226\128\153", ldquo = "\226\128\156",
+  rdquo = "\226\128\157", laquo = "\194\171", raquo = "\194\187", euro = "\226\130\172", pound = "\194\163",
+  yen = "\194\165", cent = "\194\162", sect = "\194\167", deg = "\194\176", plusmn = "\194\177",
+  times = "\195\151", divide = "\195\183", micro = "\194\181", para = "\194\182", middot = "\194\183",
+  bull = "\226\128\162", shy = "\194\173", iexcl = "\194\161", iquest = "\194\191"}
+local function utf8_char(cp)
+  if cp == 0 or cp > 0x10FFFF or (cp >= 0xD800 and cp <= 0xDFFF) then cp = 0xFFFD end
+  if cp < 0x80 then return str_char(cp) end
+  if cp < 0x800 then return str_char(0xC0 + floor(cp / 64), 0x80 + cp % 64) end
+  if cp < 0x10000 then return str_char(0xE0 + floor(cp / 4096), 0x80 + floor(cp / 64) % 64, 0x80 + cp % 64) end
+  return str_char(0xF0 + floor(cp / 262144), 0x80 + floor(cp / 4096) % 64, 0x80 + floor(cp / 64) % 64, 0x80 + cp % 64)
+end
+function M.unescape_html(v)
+  return (str_gsub(want(v, "string"), "&(#?[xX]?%w+);?", function(ref)
+    local hex = ref:match("^#[xX](%x+)$")
+    local dec = ref:match("^#(%d+)$")
+    if hex or dec then return utf8_char(tonumber(hex or dec, hex and 16 or 10) or 0xFFFD) end
+    return ENTITIES[ref]
+  end))
+end
 function M.lowercase(v) return str_lower(want(v, "string")) end
 function M.capitalize(v)
   return (str_gsub(want(v, "string"), "(%a)([%w]*)", function(a, b) return str_upper(a) .. b end))

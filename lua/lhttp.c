@@ -33,17 +33,19 @@ static int push_resp(lua_State *L, void *arg) {
   lua_setfield(L, -2, "status");
   lua_pushlstring(L, r->body, r->len);
   lua_setfield(L, -2, "body");
-  lua_newtable(L);
+  lua_createtable(L, 0, 8);
   const char *p = r->headers, *end = r->headers + r->hlen;
+  char name[256];
   while (p < end) {
     const char *eol = memchr(p, '\n', (size_t)(end - p));
     if (!eol) eol = end;
     const char *colon = memchr(p, ':', (size_t)(eol - p));
     if (colon && colon > p) {
-      luaL_Buffer b;
-      luaL_buffinit(L, &b);
-      for (const char *c = p; c < colon; c++) luaL_addchar(&b, (char)tolower((unsigned char)*c));
-      luaL_pushresult(&b);
+      size_t nl = (size_t)(colon - p);
+      char *n = nl <= sizeof name ? name : sl_xmalloc(nl);   /* a name longer than any real one: still kept */
+      for (size_t i = 0; i < nl; i++) n[i] = (char)tolower((unsigned char)p[i]);
+      lua_pushlstring(L, n, nl);
+      if (n != name) free(n);
       const char *v = colon + 1, *ve = eol;
       while (v < ve && (*v == ' ' || *v == '\t')) v++;
       while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;

@@ -56,7 +56,7 @@ static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   sl_lua_t *vm = ud;
   if (!ptr) osize = 0;
   if (nsize == 0) {
-    free(ptr);
+    sl_lalloc(&vm->small, ptr, osize, 0);
     SL_COUNT(&vm->used, -osize);
     if (vm->emergency && vm->used < (size_t)vm->max_memory) vm->emergency = 0;
     return NULL;
@@ -69,7 +69,7 @@ static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
       return NULL;
     }
   }
-  void *p = realloc(ptr, nsize);
+  void *p = sl_lalloc(&vm->small, ptr, osize, nsize);
   if (!p) return NULL;
   SL_COUNT(&vm->used, nsize - osize);
   if (vm->used > vm->gc_at && vm->limited) vm->guard.gc_due = 1;
@@ -227,6 +227,7 @@ static void vm_free(void *p) {
   sl_lasync_close(vm);
   sl_lguard_fini(&vm->guard);
   lua_close(vm->L);
+  sl_lalloc_drain(&vm->small);
   free(vm->lua_path);
   free(vm);
 }

@@ -5,6 +5,7 @@
 #include "async.h"
 #include "embedded.h"
 #include "guard.h"
+#include "lalloc.h"
 #include "lhost.h"
 #include <lua.h>
 
@@ -13,6 +14,7 @@ struct sl_lscript { sl_lua_t *vm; int id; int module; };
 struct sl_lua {
   lua_State *L;
   size_t used;               /* bytes allocated by the VM */
+  sl_lalloc_t small;         /* its freed small blocks, kept for the next */
   int limited;               /* max_memory enforced (off while the runtime loads) */
   int emergency;             /* a request was refused: host code may use the reserve */
   size_t gc_at;              /* a full collection is due when used passes this (lua/vm.c) */

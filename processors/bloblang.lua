@@ -23,9 +23,32 @@ local METHODS = {}
 for name in ([[string number bool type not_null not_empty uppercase lowercase capitalize trim trim_prefix trim_suffix
   has_prefix has_suffix replace_all replace split contains length keys values map_each filter exists merge without
   append join index slice sum abs floor ceil round sort unique parse_json format_json encode decode ts_unix
-  ts_unix_milli ts_unix_nano ts_format ts_strftime ts_parse format from_all enumerated fold hash re_match re_replace_all re_find_all re_find_all_submatch]]):gmatch("%S+") do
+  ts_unix_milli ts_unix_nano ts_format ts_strftime ts_parse format from_all enumerated fold hash re_match re_replace_all re_find_all re_find_all_submatch
+  escape_html unescape_html]]):gmatch("%S+") do
   METHODS[name] = true
 end
+-- Parameter names, in order, for named arguments (`.replace_all(old: "a",
+-- new: "b")`), as Benthos v4.27 declares them (`?`: optional); a name not
+-- listed takes none.
+local PARAMS, OPTIONAL = {}, {}
+for spec in ([[number:default? bool:default? trim:cutset? trim_prefix:prefix trim_suffix:suffix has_prefix:value
+  has_suffix:value replace_all:old,new replace:old,new split:delimiter contains:value map_each:query filter:test
+  exists:path merge:with join:delimiter? index:index slice:low,high? sort:compare? unique:emit?
+  parse_json:use_number? format_json:indent?,no_indent? encode:scheme decode:scheme ts_format:format?,tz?
+  ts_strftime:format,tz? ts_parse:format fold:initial,query hash:algorithm,key?,polynomial? re_match:pattern
+  re_replace_all:pattern,value re_find_all:pattern re_find_all_submatch:pattern catch:fallback or:fallback
+  apply:mapping f.nanoid:length?,alphabet? f.env:name,no_cache? f.range:start,stop,step? f.throw:why f.meta:key?
+  f.metadata:key? f.random_int:seed?,min?,max? f.json:path?]]):gmatch("%S+") do
+  local name, list = spec:match("^([%w_.]+):(.*)$")
+  local names = {}
+  for n in list:gmatch("[^,]+") do
+    local bare = n:gsub("%?$", "")
+    names[#names + 1] = bare
+    if bare ~= n then OPTIONAL[name .. "." .. bare] = true end
+  end
+  PARAMS[name] = names
+end
+
 -- Methods whose argument is a query run per element, with `this` the element
 -- (a number: only that argument is).
 local LAMBDA = {map_each = true, filter = true, sort = true, fold = 2}
@@ -132,7 +155,7 @@ function P:next()
 end
 function P:fail(msg, t)
   t = t or self:peek()
-  error({line = t.line, col = t.col, msg = msg}, 0)
+  error({line = t.line, col = t.col, msg = msg, file = self.file}, 0)
 end
 function P:is(v, k)
   local t = self:peek(k)
@@ -246,33 +269,66 @@ function P:lambda_arg()
   return "function(" .. var .. ") return " .. q .. " end"
 end
 
-function P:args(lambda)
-  local out = {}
+-- Arguments up to `)`: positional, or all named (`name: value`, as
+-- Bloblang has it: not mixed), placed by the parameter names of `params`
+-- (what is left out is nil, the parameter's default).
+function P:args(lambda, params, what, key)
+  local out, named, n = {}, nil, 0
   self:skip_nl()
   while not self:is(")") do
-    if #out > 0 then
+    if n > 0 then
       self:expect(",")
       self:skip_nl()
     end
-    if self:peek().t == "id" and self:is(":", 1) then self:fail("named arguments are not supported here") end
-    local is_lambda = lambda == true or lambda == #out + 1
-    out[#out + 1] = is_lambda and self:lambda_arg() or self:expr()
+    n = n + 1
+    local at = self:peek()
+    local is_named = at.t == "id" and self:is(":", 1)
+    if named == nil then named = is_named
+    elseif named ~= is_named then self:fail("cannot mix named and unnamed arguments", at) end
+    local pos = n
+    if is_named then
+      pos = nil
+      for k, p in ipairs(params or {}) do
+        if p == at.v then pos = k end
+      end
+      if not pos then
+        self:fail(string.format("%s has no parameter named %s%s", what or "this call", at.v,
+          params and #params > 0 and " (it takes " .. table.concat(params, ", ") .. ")" or " (it takes none)"), at)
+      end
+      if out[pos] then self:fail("the parameter " .. at.v .. " is given twice", at) end
+      self:next()
+      self:next()
+      self:skip_nl()
+    end
+    local is_lambda = lambda == true or lambda == pos
+    out[pos] = is_lambda and self:lambda_arg() or self:expr()
     self:skip_nl()
   end
   self:next()
+  local last = 0
+  for k in pairs(out) do
+    if k > last then last = k end
+  end
+  for k = 1, (named and #params or last) do
+    if named and not out[k] and not OPTIONAL[key .. "." .. params[k]] then
+      self:fail("missing parameter " .. params[k] .. " of " .. what)
+    end
+  end
+  for k = 1, last do out[k] = out[k] or "nil" end
   return out
 end
 
 function P:method(t, recv)
   local name = t.v
+  local what = name .. "()"
   if name == "catch" or name == "or" then
-    local a = self:args()
+    local a = self:args(nil, PARAMS[name], what, name)
     if #a ~= 1 then self:fail(name .. " takes one argument", t) end
     return (name == "catch" and "B.catch" or "B.coalesce") .. "(function() return " .. recv ..
       " end, function() return " .. a[1] .. " end)"
   end
   if name == "apply" then   -- a `map` of this mapping, with `this` the receiver
-    local a = self:args()
+    local a = self:args(nil, PARAMS.apply, what, "apply")
     if #a ~= 1 then self:fail("apply takes the name of a map", t) end
     return "B.apply(MAPS, " .. recv .. ", " .. a[1] .. ")"
   end
@@ -280,7 +336,7 @@ function P:method(t, recv)
     self:fail("the Bloblang method " .. name .. "() is not translated to Lua yet: write this mapping as a `lua` " ..
       "processor (docs/bloblang.md lists what is)", t)
   end
-  local a = self:args(LAMBDA[name])
+  local a = self:args(LAMBDA[name], PARAMS[name], what, name)
   return "B.call(" .. lua_str(name) .. ", " .. recv .. (#a > 0 and ", " .. table.concat(a, ", ") or "") .. ")"
 end
 
@@ -340,7 +396,7 @@ function P:primary()
     if v == "json" and self:is("(") then   -- a field of the message as it came in
       self:next()
       self:uses_this()
-      return "B.json(" .. self.ctxs[1] .. (function(a) return #a > 0 and ", " .. a[1] or "" end)(self:args()) .. ")"
+      return "B.json(" .. self.ctxs[1] .. (function(a) return #a > 0 and ", " .. a[1] or "" end)(self:args(nil, PARAMS["f.json"], "json()", "f.json")) .. ")"
     end
     if self:is("(") then
       self:next()
@@ -349,7 +405,7 @@ function P:primary()
         self:fail("the Bloblang function " .. v .. "() is not translated to Lua yet: write this mapping as a `lua` " ..
           "processor (docs/bloblang.md lists what is)", t)
       end
-      local a = self:args()
+      local a = self:args(nil, PARAMS["f." .. v], v .. "()", "f." .. v)
       if f.const then return f[1] end
       return f[1] .. table.concat(a, ", ") .. ")"
     end
@@ -552,10 +608,15 @@ function P:statement(out)
     self:if_statement(out)
   elseif t.t == "id" and t.v == "map" and #self.ctxs == 1 then
     self:map_definition(out)
-  elseif t.t == "id" and (t.v == "map" or t.v == "import" or t.v == "from") then
-    self:fail("`" .. t.v .. "` is not translated to Lua yet: write this mapping as a `lua` processor", t)
-  elseif t.t == "id" and t.v == "match" then
-    self:fail("match as a statement is not translated yet (match as a value is: root = match ... { })", t)
+  elseif t.t == "id" and t.v == "import" and #self.ctxs == 1 then
+    self:import()
+  elseif t.t == "id" and (t.v == "map" or t.v == "import") then
+    self:fail("`" .. t.v .. "` is only allowed at the top of a mapping, not inside a block", t)
+  elseif t.t == "id" and t.v == "from" then
+    self:fail("`from` must be the mapping's only statement", t)
+  elseif t.t == "id" and t.v == "match" and not self:is("=", 1) then
+    -- Benthos v4.27's blobl refuses `match x { ... }` standing alone too
+    self:fail("match is a value, not a statement (Benthos refuses it too): assign it, root = match ... { }", t)
   else
     local target = self:target()
     self:expect("=", "'=' (an assignment)")
@@ -688,6 +749,7 @@ function P:map_definition(out)
   self:next()
   local name = self:next()
   if name.t ~= "id" and name.t ~= "str" then self:fail("expected the map's name", name) end
+  self.maps[#self.maps + 1] = name.v
   out[#out + 1] = "MAPS[" .. lua_str(name.v) .. "] = function(M_this) local R, V = B.NOTHING, {}"
   self.ctxs[#self.ctxs + 1] = "M_this"
   self:block(out)
@@ -704,20 +766,116 @@ function P:end_statement()
   end
 end
 
--- mode: "mapping" (root starts empty; a mapping that never assigns root
--- keeps the message) or "mutation" (root starts as the message).
-function M.translate(src, mode, ctxref)
-  local ok, res = pcall(function()
-    local p = setmetatable({toks = lexer(src), pos = 1, ctxs = {"this"}, vars = {}, nvars = 0, nthis = 0,
-      roots = {}, ctxref = ctxref}, P)
-    local stmts = {}
-    p:skip_nl()
-    while p:peek().t ~= "eof" do
-      local out = {line = p:peek().line}
-      p:statement(out)
-      p:end_statement()
-      stmts[#stmts + 1] = out
+-- Files of `import` and `from`: relative to the file that names them (the
+-- config's directory at the top); `stack` holds the files being read, so
+-- that a file importing itself, directly or not, is refused.
+local function dir_of(file)
+  return file and file:match("^(.*)/[^/]*$") or "."
+end
+-- The path without `.` and `dir/..` steps, so that one file has one name.
+local function resolve(from_file, path)
+  if path:sub(1, 1) ~= "/" then path = dir_of(from_file) .. "/" .. path end
+  local parts = {}
+  for step in path:gmatch("[^/]+") do
+    if step == ".." and #parts > 0 and parts[#parts] ~= ".." then parts[#parts] = nil
+    elseif step ~= "." then parts[#parts + 1] = step end
+  end
+  local out = table.concat(parts, "/")
+  if path:sub(1, 1) == "/" then return "/" .. out end
+  return out == "" and "." or out
+end
+local function read_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+-- Reads a file named by `import` or `from` at token t: its text and path.
+function P:open_import(t, what)
+  local path = self:next()
+  if path.t ~= "str" then self:fail("expected a quoted file path after " .. what, path) end
+  local full = resolve(self.file or self.config, path.v)
+  for _, f in ipairs(self.stack) do
+    if f == full then
+      self:fail(string.format("%s cycle: %s is already being read (%s)", what, path.v,
+        table.concat(self.stack, " -> ") .. " -> " .. full), t)
     end
+  end
+  local text, err = read_file(full)
+  if not text then self:fail("cannot read " .. what .. " " .. path.v .. ": " .. tostring(err), path) end
+  return text, full
+end
+
+-- The statements of a file (or the mapping itself) as {out, line} lists.
+local function parse(p)
+  local stmts = {}
+  p:skip_nl()
+  while p:peek().t ~= "eof" do
+    local out = {line = p:peek().line}
+    p:statement(out)
+    p:end_statement()
+    stmts[#stmts + 1] = out
+  end
+  return stmts
+end
+
+local function new_parser(src, ctxref, file, config, stack)
+  local ok, toks = pcall(lexer, src)
+  if not ok then
+    if type(toks) == "table" then toks.file = file end
+    error(toks, 0)
+  end
+  return setmetatable({toks = toks, pos = 1, ctxs = {"this"}, vars = {}, nvars = 0, nthis = 0,
+    roots = {}, ctxref = ctxref, file = file, config = config, stack = stack, maps = {}, hoisted = {}}, P)
+end
+
+-- `import "file"`: the file's maps join this mapping's (its other
+-- statements are checked, not run, as Benthos does); none, or a name both
+-- define, is an error.
+function P:import()
+  local t = self:next()
+  local text, full = self:open_import(t, "import")
+  local stack = {unpack(self.stack)}
+  stack[#stack + 1] = full
+  local sub = new_parser(text, self.ctxref, full, self.config, stack)
+  local stmts = parse(sub)
+  if #sub.maps == 0 then self:fail("no maps to import from " .. full, t) end
+  for _, name in ipairs(sub.maps) do
+    for _, mine in ipairs(self.maps) do
+      if mine == name then self:fail("map " .. name .. " is defined here and in " .. full, t) end
+    end
+    self.maps[#self.maps + 1] = name
+  end
+  for _, r in ipairs(sub.roots) do r.out[r.i] = r.copied end   -- a map's root never aliases the message
+  -- Maps are there before the first statement runs, wherever the import is
+  -- (the imported lines have no place among this mapping's).
+  for _, code in ipairs(sub.hoisted) do self.hoisted[#self.hoisted + 1] = code end
+  for _, st in ipairs(stmts) do
+    local body = table.concat(st, " ")
+    if body:find("^MAPS%[") then self.hoisted[#self.hoisted + 1] = body end
+  end
+end
+
+-- mode: "mapping" (root starts empty; a mapping that never assigns root
+-- keeps the message) or "mutation" (root starts as the message). config:
+-- the config file the mapping is in (imports are relative to it).
+function M.translate(src, mode, ctxref, config)
+  local ok, res = pcall(function()
+    local p = new_parser(src, ctxref, nil, config, {config or "<mapping>"})
+    -- `from "file"` alone: the mapping is that file's
+    p:skip_nl()
+    if p:is("from") then
+      local t = p:next()
+      local text, full = p:open_import(t, "from")
+      p:skip_nl()
+      if p:peek().t ~= "eof" then p:fail("`from` must be the mapping's only statement") end
+      local stack = {unpack(p.stack)}
+      stack[#stack + 1] = full
+      p = new_parser(text, ctxref, full, config, stack)
+    end
+    local stmts = parse(p)
     if mode ~= "mutation" then
       for _, r in ipairs(p.roots) do
         if p.nthis > r.n then r.out[r.i] = r.copied
@@ -728,10 +886,10 @@ function M.translate(src, mode, ctxref)
     for _, out in ipairs(stmts) do
       lines[out.line] = (lines[out.line] and lines[out.line] .. " " or "") .. table.concat(out, " ")
     end
-    return {lines = lines}
+    return {lines = lines, hoisted = table.concat(p.hoisted, " ")}
   end)
   if not ok then
-    if type(res) == "table" and res.line then return nil, res.line, res.col, res.msg end
+    if type(res) == "table" and res.line then return nil, res.line, res.col, res.msg, res.file end
     error(res, 0)
   end
   local last = 0
@@ -740,11 +898,15 @@ function M.translate(src, mode, ctxref)
   end
   -- A mutation starts from the message when it is JSON (a mutation that
   -- only sets metadata may run on any bytes).
-  local head = "local B = __bloblang; local V, MAPS = {}, {}; local R = " ..
-    (mode == "mutation" and "B.mutable(function() return this end)" or "B.NOTHING") .. "; "
   local code = {}
   for l = 1, math.max(last, 1) do code[l] = res.lines[l] or "" end
-  code[1] = head .. code[1]
+  -- variables and maps are tables made per message: only when used (a
+  -- literal that holds "V[" only costs the table)
+  local body = table.concat(code, "\n") .. res.hoisted
+  local head = "local B = __bloblang; " .. (body:find("V[", 1, true) and "local V = {}; " or "") ..
+    (body:find("MAPS", 1, true) and "local MAPS = {}; " or "") .. "local R = " ..
+    (mode == "mutation" and "B.mutable(function() return this end)" or "B.NOTHING") .. "; "
+  code[1] = head .. res.hoisted .. (res.hoisted ~= "" and " " or "") .. code[1]
   code[#code] = code[#code] .. " return B.result(R)"
   return table.concat(code, "\n")
 end

@@ -23,8 +23,7 @@ static const sl_field_t fields[] = {
   {"headers", SL_F_MAP, "{}", SL_INTERP, "Request headers, name to interpolated value; a value that holds a line "
    "break is left out (no header injection through metadata).", NULL, NULL},
   SL_HCONF_FIELDS,
-  {"rate_limit", SL_F_STRING, "", 0, "The `label` of a resource of `rate_limit_resources:`: each request (retries "
-   "included) waits for an access first.", NULL, NULL},
+  SL_RATELIMIT_FIELD("each request (retries included)"),
   {"extract_headers", SL_F_OBJECT, NULL, 0, "Which response headers become metadata (by lower-case name). Without "
    "this field every one does (sluice's default before this field existed; Benthos copies none).", NULL,
    extract_fields},
@@ -361,7 +360,7 @@ static void *hp_create(sl_build_t *b, const sl_cnode_t *conf) {
   }
   bad |= header_names(conf, b->diags) != 0;
   bad |= sl_lua_interp_map_field(b->worker, conf, b->diags, "headers", &hp->headers) != 0;
-  bad |= sl_ratelimit_check_ref(conf, "rate_limit", b->lint_only || !b->worker, b->diags) != 0;
+  bad |= sl_ratelimit_bind(conf, b, &hp->rate_limit) != 0;
   if (bad) {
     hp_destroy(&hp->base);
     return NULL;
@@ -369,8 +368,6 @@ static void *hp_create(sl_build_t *b, const sl_cnode_t *conf) {
   if (b->worker && !b->lint_only) {
     hp->loop = b->worker->loop;
     hp->client = sl_hclient_new(hp->loop);
-    const char *rl = sl_conf_str(conf, "rate_limit", "");
-    if (*rl) hp->rate_limit = sl_ratelimit_find(rl);
   }
   return hp;
 }

@@ -44,7 +44,8 @@ static int l_ctxref(lua_State *L) {
   return 5;
 }
 
-char *sl_bloblang_translate(const char *src, const char *mode, int *line, int *col, char **why) {
+char *sl_bloblang_translate(const char *src, const char *mode, const char *config, int *line, int *col, char **why,
+                            char **where) {
   const sl_embedded_t *e = NULL;
   for (const sl_embedded_t *x = sl_embedded_lua; x->name; x++)
     if (!strcmp(x->name, "processors.bloblang")) e = x;
@@ -62,14 +63,16 @@ char *sl_bloblang_translate(const char *src, const char *mode, int *line, int *c
     lua_pushstring(L, src);
     lua_pushstring(L, mode);
     lua_pushcfunction(L, l_ctxref);
-    if (lua_pcall(L, 3, 4, 0) != 0) {
+    lua_pushstring(L, config);
+    if (lua_pcall(L, 4, 5, 0) != 0) {
       *why = sl_xasprintf("the Bloblang translator failed: %s", lua_tostring(L, -1));
-    } else if (lua_isstring(L, -4)) {
-      out = sl_xstrdup(lua_tostring(L, -4));
+    } else if (lua_isstring(L, -5)) {
+      out = sl_xstrdup(lua_tostring(L, -5));
     } else {
-      *line = (int)lua_tointeger(L, -3);
-      *col = (int)lua_tointeger(L, -2);
-      *why = sl_xstrdup(lua_tostring(L, -1));
+      *line = (int)lua_tointeger(L, -4);
+      *col = (int)lua_tointeger(L, -3);
+      *why = sl_xstrdup(lua_tostring(L, -2));
+      if (where && lua_isstring(L, -1)) *where = sl_xstrdup(lua_tostring(L, -1));
     }
   }
   lua_close(L);
@@ -79,14 +82,22 @@ char *sl_bloblang_translate(const char *src, const char *mode, int *line, int *c
 static void *create(sl_build_t *b, const sl_cnode_t *conf, const sl_spec_t *self, const char *mode) {
   const sl_cnode_t *m = sl_cnode_get(conf, "mapping");
   int line = 0, col = 0;
-  char *why = NULL, *lua = sl_bloblang_translate(m->str, mode, &line, &col, &why);
+  char *why = NULL, *where = NULL, *lua = sl_bloblang_translate(m->str, mode, m->file, &line, &col, &why, &where);
   if (!lua) {
-    /* The mapping's own position, moved to the line and column refused. */
+    /* The mapping's own position, moved to the line and column refused; or
+     * the place in a file it imports. */
     sl_cnode_t at = *m;
-    at.line = m->line + (m->block ? 1 : 0) + line - 1;
-    at.col = line > 1 || m->block ? col : m->col + col - (m->quoted ? 0 : 1);
+    if (where) {
+      at.file = where;
+      at.line = line;
+      at.col = col;
+    } else {
+      at.line = m->line + (m->block ? 1 : 0) + line - 1;
+      at.col = line > 1 || m->block ? col : m->col + col - (m->quoted ? 0 : 1);
+    }
     sl_diag_add(b->diags, &at, "mapping", "Bloblang: %s", why);
     free(why);
+    free(where);
     return NULL;
   }
   /* {code: <the Lua>}, at the mapping's place so that positions stay its lines. */

@@ -12,12 +12,16 @@ libcurl4-openssl-dev uthash-dev curl libhiredis-dev libpcre2-dev libxxhash-dev z
 # Sanitizer and fuzz builds (clang), busted on LuaJIT, the real peers and
 # clients of the specs, and the benchmarks' tools.
 TEST_PKGS="clang libclang-rt-14-dev luajit2 lua-busted jq openssl python3 python3-websockets
-python3-prometheus-client python3-jsonschema python3-yaml prometheus-pushgateway chromium nginx-light redis-server wrk hyperfine time
+python3-prometheus-client python3-jsonschema python3-yaml prometheus-pushgateway chromium nginx-light redis-server wrk hyperfine time strace
 openjdk-17-jre-headless maven kcat nats-server mosquitto mosquitto-clients rabbitmq-server
 amqp-tools python3-pika tinyproxy python3-oauthlib"
 
 # The stdin and file inputs' csv scanner.
 RUN_PKGS="$RUN_PKGS libcsv-dev"
+# The scanners' tar (libarchive) and decompress algorithms bzip2, lz4, zstd, snappy;
+# the archive and compression tools their spec makes inputs with.
+RUN_PKGS="$RUN_PKGS libarchive-dev libbz2-dev liblz4-dev libzstd-dev libsnappy-dev"
+TEST_PKGS="$TEST_PKGS tar bzip2 lz4 zstd"
 case $what in
   run) PKGS=$RUN_PKGS ;;
   test)

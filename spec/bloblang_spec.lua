@@ -75,6 +75,12 @@ pipeline:
         root = this
         root.x = 1
     - mapping: 'root = "unterminated'
+    - mapping: 'root = this.s.replace_all(old: "a", "b")'
+    - mapping: 'root = this.s.slice(high: 2)'
+    - mapping: |
+        match this.s {
+          "a" => root = 1
+        }
 output: {drop: {}}
 ]])
     local r = h.sluice("lint " .. f)
@@ -85,8 +91,60 @@ output: {drop: {}}
     assert.matches("c.yaml:7:31: mapping: Bloblang: the Bloblang method bogus_fn%(%)", text)
     assert.matches("c.yaml:8:25: mapping: Bloblang: the Bloblang function unknown_fn%(%)",
       text)
-    assert.matches("c.yaml:10:%d+: mapping: Bloblang: `import` is not translated", text)
+    assert.matches("c.yaml:10:8: mapping: Bloblang: cannot read import ./things.blobl: ", text)
     assert.matches("c.yaml:13:24: mapping: Bloblang: unterminated string", text)
+    assert.matches("c.yaml:14:53: mapping: Bloblang: cannot mix named and unnamed arguments", text)
+    assert.matches("c.yaml:15:45: mapping: Bloblang: missing parameter low of slice%(%)", text)
+    assert.matches("c.yaml:17:1: mapping: Bloblang: match is a value, not a statement %(Benthos refuses it too%)", text)
+  end)
+
+  it("imports maps from files relative to the config, takes a whole mapping with from, refuses cycles at file:line:col", function()
+    local dir = h.tmpdir()
+    finally(function() h.rmdir(dir) end)
+    os.execute("mkdir -p " .. dir .. "/lib/deep")
+    h.write(dir .. "/lib/maps.blobl", 'import "./deep/twice.blobl"\nmap shout {\n  root = this.uppercase()\n}\n')
+    h.write(dir .. "/lib/deep/twice.blobl", 'map twice {\n  root = this + this\n}\n')
+    h.write(dir .. "/lib/whole.blobl", 'import "./maps.blobl"\nroot.s = this.s.apply("shout")\n')
+    h.write(dir .. "/lib/a.blobl", 'map a {\n  root = 1\n}\nimport "./b.blobl"\n')
+    h.write(dir .. "/lib/b.blobl", 'map b {\n  root = 2\n}\n  import "./a.blobl"\n')
+    h.write(dir .. "/lib/bad.blobl", 'map bad {\n  root = this.nope_fn()\n}\n')
+    h.write(dir .. "/lib/nomaps.blobl", 'root = 1\n')
+    local f = h.write(dir .. "/c.yaml", [[
+input: {stdin: {}}
+pipeline:
+  processors:
+    - mapping: |
+        import "lib/maps.blobl"
+        root.s = this.s.apply("shout")
+        root.n = this.n.apply("twice")
+    - mutation: 'from "./lib/whole.blobl"'
+output: {stdout: {}}
+]])
+    local r = h.sluice("run " .. f, {stdin = '{"s":"ab","n":2}\n'})
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.same({s = "AB", n = 4}, json.decode(r.stdout))
+    -- a cycle, an error inside an imported file, a file without maps: each at its own file, line and column
+    f = h.write(dir .. "/bad.yaml", [[
+input: {stdin: {}}
+pipeline:
+  processors:
+    - mapping: 'import "lib/a.blobl"'
+    - mapping: |
+        root = 1
+        import "lib/bad.blobl"
+    - mapping: 'import "lib/nomaps.blobl"'
+    - mapping: |
+        root = 1
+        from "lib/whole.blobl"
+output: {stdout: {}}
+]])
+    r = h.sluice("lint " .. f)
+    assert.are.equal(1, r.code)
+    local text = r.stdout .. r.stderr
+    assert.matches("lib/b.blobl:4:3: mapping: Bloblang: import cycle: ./a.blobl is already being read", text, 1, true)
+    assert.matches("lib/bad.blobl:2:15: mapping: Bloblang: the Bloblang method nope_fn() is not translated", text, 1, true)
+    assert.matches("bad.yaml:8:17: mapping: Bloblang: no maps to import from ", text, 1, true)
+    assert.matches("bad.yaml:11:1: mapping: Bloblang: `from` must be the mapping's only statement", text, 1, true)
   end)
 
   it("names the mapping's own line when a translated mapping fails a message", function()

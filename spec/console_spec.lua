@@ -102,8 +102,8 @@ streams:
 
   it("needs the admin scope for runs and for every API the page uses", function()
     for _, p in ipairs({{"POST", "/console/run"}, {"GET", "/admin/status"}, {"GET", "/streams"},
-      {"PUT", "/streams/main?dry_run=true"}}) do
-      assert.are.equal(401, (req(srv, p[1], p[2], {body = "{}"})), p[2])
+      {"PUT", "/streams/main?dry_run=true"}, {"GET", "/admin/live"}, {"GET", "/admin/live?api_key=" .. ALICE}}) do
+      if not p[2]:find("api_key", 1, true) then assert.are.equal(401, (req(srv, p[1], p[2], {body = "{}"})), p[2]) end
       assert.are.equal(403, (req(srv, p[1], p[2], {key = ALICE, body = "{}"})), p[2])
     end
   end)
@@ -229,6 +229,11 @@ streams:
     for _, theme in ipairs({"dark", "light"}) do
       local s = r.steps["streams_" .. theme]
       assert.are.same({"http_server", "lua", "sync_response"}, s.nodes)
+      -- two events apart (/admin/live pushes them): the ticker's count and its chart moved, nothing was polled
+      assert.truthy(s.second.events >= s.first.events + 2)
+      assert.are_not.equal(s.first.count, s.second.count)
+      assert.are_not.equal(s.first.chart, s.second.chart)
+      assert.are.same({}, s.asked)
       assert.truthy(r.steps["events_" .. theme].rows >= 3)
       assert.are.same({"billing"}, r.steps["events_" .. theme].groups)
       local p = r.steps["playground_" .. theme]
@@ -256,5 +261,100 @@ streams:
     assert.are.equal(0, t.before)
     assert.are.same({200, 200, 200, 200}, t.pub)
     assert.are.same({'{"n":3}', '{"n":2}', '{"n":1}', '{"n":0}'}, t.rows)
+  end)
+end)
+
+-- /admin/live: the Streams view's server-sent events.
+describe("/admin/live", function()
+  -- 150 idle streams with long names: each event is ~100 KB, so a client
+  -- that never reads fills its buffers within seconds.
+  local streams = {}
+  for i = 1, 150 do
+    streams[#streams + 1] = string.format("  s%03d_%s:\n    input: {generate: {interval: 1h, mapping: 'return {}'}}\n    output: {drop: {}}",
+      i, string.rep("n", 200))
+  end
+  local yaml = [[
+http:
+  address: 127.0.0.1:$PORT
+  auth:
+    api_keys:
+      keys: {admin-key: admin, alice-key: alice}
+    admin: [admin]
+streams:
+  busy:
+    input: {generate: {interval: 10ms, mapping: 'return {}'}}
+    output: {drop: {}}
+]] .. table.concat(streams, "\n") .. "\n"
+
+  -- Events as a real client reads them: curl for a bounded time, then split.
+  local function events(srv, query, secs)
+    local _, out = h.sh(string.format("curl -sN -m %d '%s/admin/live?%s'", secs, srv.url, query))
+    local t = {}
+    for data in out:gmatch("event: status\ndata: ([^\n]*)\n\n") do t[#t + 1] = json.decode(data) end
+    return t, out
+  end
+
+  it("pushes every stream's state and counters each interval, refuses a bad interval", function()
+    local srv = h.serve(yaml)
+    local ok, err = pcall(function()
+      local t, raw = events(srv, "interval=200&api_key=" .. ADMIN, 3)
+      assert.matches("^retry: %d+\n", raw)
+      assert.truthy(#t >= 3, raw:sub(1, 300))
+      local a, b = t[#t - 1].streams.busy, t[#t].streams.busy
+      assert.are.equal("running", b.state)
+      assert.truthy(b.received > a.received)
+      assert.truthy(b.rate > 0)
+      assert.are.same({"root.input", "root.output"}, (function() local k = {} for p in pairs(b.components) do k[#k + 1] = p end table.sort(k) return k end)())
+      assert.are.equal("generate", b.components["root.input"].label)
+      assert.are.equal(151, (function() local n = 0 for _ in pairs(b and t[#t].streams) do n = n + 1 end return n end)())
+      local code = req(srv, "GET", "/admin/live?interval=5", {key = ADMIN})
+      assert.are.equal(400, code)
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
+  it("drops a subscriber that never reads at the usual buffer limit, counted, in bounded memory", function()
+    local srv = h.serve(yaml)
+    local ok, err = pcall(function()
+      -- A socket with a small receive buffer that reads nothing until sluice
+      -- counts it dropped (or 120 s pass), then reads what is left to the end.
+      local py = h.write(h.tmpname(".py"), string.format([[
+import socket, time, urllib.request, json
+pid = int(open("%s/pid.txt").read())
+rss = lambda: int([l.split()[1] for l in open("/proc/%%d/status" %% pid) if l.startswith("VmRSS")][0])
+before = rss()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(("127.0.0.1", %d))
+s.sendall(b"GET /admin/live?interval=100 HTTP/1.1\r\nHost: x\r\nX-API-Key: %s\r\n\r\n")
+dropped, deadline = False, time.time() + 120
+while not dropped and time.time() < deadline:
+    m = urllib.request.urlopen("http://127.0.0.1:%d/metrics").read().decode()
+    dropped = 'sluice_http_slow_clients_dropped_total{stream="",kind="sse"} 1' in m
+    time.sleep(0.2)
+s.settimeout(30)
+got = 0
+while True:
+    b = s.recv(65536)
+    if not b: break
+    got += len(b)
+print(json.dumps({"dropped": dropped, "read_after": got, "growth_kb": rss() - before}))
+]], srv.dir, srv.port, ADMIN, srv.port))
+      local code, out, perr = h.sh("python3 " .. py)
+      os.remove(py)
+      assert.are.equal(0, code, perr)
+      local r = json.decode(out)
+      assert.is_true(r.dropped)
+      assert.truthy(r.read_after > 0)
+      -- ~150 events of 100 KB went by: only what waits for the client is held
+      -- (ASan's quarantine keeps freed memory a while)
+      local growth = (os.getenv("SLUICE_BIN") or ""):find("asan", 1, true) and 400 * 1024 or 100 * 1024
+      assert.truthy(r.growth_kb < growth, out)
+      -- others are still served
+      local t = events(srv, "interval=100&api_key=" .. ADMIN, 2)
+      assert.truthy(#t >= 1)
+      assert.matches("disconnecting a slow SSE client", srv.stderr(), 1, true)
+    end)
+    h.stop_after(srv, ok, err)
   end)
 end)

@@ -504,6 +504,52 @@ output:
       assert.are.equal('{"q":1}', reqs[1].body)
     end)
 
+    it("polls no faster than a rate_limit resource allows (Benthos: no interval, polls as fast as it allows)", function()
+      local uh = require("spec.upstream_helpers")
+      local up = uh.python()
+      local srv
+      local ok, err = pcall(function()
+        srv = h.serve(string.format([[
+http: {address: 127.0.0.1:$PORT}
+rate_limit_resources:
+  - label: polls
+    local: {count: 2, interval: 500ms}
+input:
+  http_client: {url: '%s/tick', rate_limit: polls}
+output:
+  drop: {}
+]], up.url))
+        -- the first 10 polls the upstream saw; polling goes on while we look
+        local ticks = h.wait_for(function()
+          local t = up.stats().ticks
+          return #t >= 10 and t
+        end, 60)
+        assert.truthy(ticks, "10 polls did not come")
+        table.sort(ticks)
+        uh.assert_limited({table.unpack(ticks, 1, 10)}, 10, 2, 0.5)
+      end)
+      local stopped, stop_err = true, nil
+      if srv then stopped, stop_err = pcall(srv.stop) end
+      up.stop()
+      assert(ok, err)
+      assert(stopped, stop_err)
+    end)
+
+    it("lint: an unknown rate_limit at line:col", function()
+      local cfg = h.write(h.tmpname(".yaml"), [[
+rate_limit_resources: [{label: polls, local: {count: 1}}]
+input:
+  http_client:
+    url: 'http://x/'
+    rate_limit: poll
+output: {drop: {}}
+]])
+      local r = h.sluice("lint " .. cfg)
+      os.remove(cfg)
+      assert.are.equal(1, r.code)
+      assert.matches(':5:%d+: rate_limit: no rate limit resource labelled "poll" %(did you mean "polls"%?%)', r.stderr)
+    end)
+
     it("polls with an OAuth2 token, fetched once and again after a 401", function()
       -- polls path with oauth2 until the timeout ends the run: the statuses, and the tokens fetched
       local function poll(path)

@@ -444,7 +444,7 @@ end)
 
 describe("msgpack", function()
   it("encodes and decodes the MessagePack spec's formats", function()
-    assert.are.same({"81a16101", "93010203", "c0", "c3", "ca3fc00000", "cb3fb999999999999a", "a0", "cf0000000100000000", "90"}, value([=[
+    assert.are.same({"81a16101", "93010203", "c0", "c3", "ca3fc00000", "cb3fb999999999999a", "a0", "cf0000000100000000", "80"}, value([=[
       local function x(v) return hex.encode(msgpack.encode(v)) end
       return {x({a = 1}), x({1, 2, 3}), x(msgpack.null), x(true), x(1.5), x(0.1), x(""), x(2^32), x({})}]=]))
     assert.are.same({1, {1, 2, 3}, true, 4294967296, "[null]"}, value([=[
@@ -452,9 +452,48 @@ describe("msgpack", function()
         msgpack.decode(hex.decode("cf0000000100000000")), json.encode(msgpack.decode(hex.decode("91c0")))}]=]))
   end)
 
+  it("writes an array exactly where json.encode does: json's marks, decoded [] and {}, sizes past 16 and 65535; " ..
+     "negative integers in the smallest form that holds them", function()
+    assert.are.same({"90", "80", "8201010202", "81a16190", "81a16180", "80", "9301c003", "9301c003",
+      "910a", "dc0010", "dd00010000", "de0010", "df00010000",
+      "d0df", "d080", "d1ff7f", "d18000", "d2ffff7fff", "d280000000", "d3ffffffff7fffffff", "d3fffffffeffffffff",
+      "d3ffe0000000000000"}, value([=[
+      local function x(v) return hex.encode(msgpack.encode(v)) end
+      local function big(n, kv)
+        local t = {}
+        for i = 1, n do t[kv and ("k" .. i) or i] = 1 end
+        return x(t):sub(1, n < 65536 and 6 or 10)   -- the header
+      end
+      return {x(json.array()), x(json.object()), x(json.object({1, 2})), x(json.decode('{"a":[]}')),
+        x(json.decode('{"a":{}}')), x({}), x({1, nil, 3}), x(json.array({1, nil, 3})), x(json.decode("[10]")),
+        big(16), big(65536), big(16, true), big(65536, true),
+        -- negative integers at each form's edge (lua-mpack's own packer gets -129, -32769, -2^32-1 wrong)
+        x(-33), x(-128), x(-129), x(-32768), x(-32769), x(-2^31), x(-2^31 - 1), x(-2^32 - 1), x(-2^53)}]=]))
+  end)
+
+  it("decodes an empty array as a marked array (so it encodes back as one), every type as lua-mpack does", function()
+    local v = value([=[
+      local function d(h) return json.encode(msgpack.decode(hex.decode(h))) end
+      local items = {"01", "ff", "d080", "d18000", "d2ffff0000", "d3ffffffffffffffff", "d3fffffffffffffffe", "cd0100",
+        "ce00010000", "cf0000000100000000", "ca3fc00000", "cb3fb999999999999a", "a3616263", "d903616263",
+        "da0003616263", "c4026162", "c0", "c3", "c2", "de0001a16101", "92c0c3", "d40102", "c702016162"}
+      local same = {}
+      for i, h in ipairs(items) do   -- after an empty array (the marking decode) as alone (lua-mpack's)
+        same[i] = d("9290" .. h) == "[[]," .. d(h) .. "]" or (h .. ": " .. d("9290" .. h) .. " vs " .. d(h))
+      end
+      local x = json.decode('{"a":[[],{},[1,2.5,-3,"x",true,null,-129,70000,4294967296,[]]]}')
+      local once = msgpack.encode(x)
+      return {d("90"), d("81a16190"), d("dc0000"), d("dd00000000"), same, hex.encode(msgpack.encode(msgpack.decode(once))) == hex.encode(once)}]=])
+    assert.are.same({"[]", '{"a":[]}', "[]", "[]"}, {v[1], v[2], v[3], v[4]})
+    for _, ok in ipairs(v[5]) do assert.are.equal(true, ok) end
+    assert.is_true(v[6])
+  end)
+
   it("encodes `this` and json.null", function()
     local out = inline('return {hex.encode(msgpack.encode(this)), hex.encode(msgpack.encode({json.null}))}', '{"a":1}\n')
     assert.are.same({"81a16101", "91c0"}, json.decode(out[1]))
+    out = inline('return hex.encode(msgpack.encode(this))', '{"a":[[],{},[{}]]}\n')
+    assert.are.same({"81a16193908091" .. "80"}, out)
   end)
 
   it("refuses invalid, truncated and too deep input, and what it cannot encode", function()

@@ -4,6 +4,7 @@
 --
 --   local redis = require("spec.redis_helpers")
 --   local r = redis.start()        -- {port, url, dir, cli(args) -> out, cli_in(args, stdin), stop(), restart()}
+--   redis.start({args = "--replicaof 127.0.0.1 " .. r.port}), redis.start({sentinel = "sentinel monitor ..."})
 --   r.cli("XLEN s")                -- redis-cli's --raw output
 --   r.stop()                       -- stops it and removes its directory
 local h = require("spec.helpers")
@@ -16,9 +17,10 @@ end
 
 local function launch(r)
   local code, _, err = h.sh(string.format(
-    "redis-server --port %d --bind 127.0.0.1 --dir %s --daemonize yes --pidfile %s/redis.pid " ..
-    "--logfile %s/redis.log --appendonly yes --appendfsync always --save '' --protected-mode no",
-    r.port, h.shell_quote(r.dir), h.shell_quote(r.dir), h.shell_quote(r.dir)))
+    "redis-server %s --port %d --bind 127.0.0.1 --dir %s --daemonize yes --pidfile %s/redis.pid " ..
+    "--logfile %s/redis.log --save '' --protected-mode no %s",
+    r.conf or "", r.port, h.shell_quote(r.dir), h.shell_quote(r.dir), h.shell_quote(r.dir),
+    r.args or "--appendonly yes --appendfsync always"))
   if code ~= 0 then error("redis-server did not start: " .. (err or ""), 0) end
   if not h.wait_for(function() return running(r.port) end, 20) then
     error("redis-server did not answer: " .. (h.read(r.dir .. "/redis.log") or ""), 0)
@@ -35,8 +37,17 @@ local function halt(r)
   end
 end
 
-function M.start()
-  local r = {dir = h.tmpdir()}
+-- opts.args: redis-server's arguments instead of the fsync per write
+-- (`--replicaof 127.0.0.1 6379`); opts.sentinel: a Sentinel (redis-server
+-- --sentinel) given these config lines (`sentinel monitor ...`).
+function M.start(opts)
+  opts = opts or {}
+  local r = {dir = h.tmpdir(), args = opts.args}
+  if opts.sentinel then
+    r.conf = r.dir .. "/sentinel.conf"
+    h.write(r.conf, opts.sentinel .. "\n")
+    r.args = "--sentinel"
+  end
   for _ = 1, 4 do
     r.port = h.port()
     if not running(r.port) and pcall(launch, r) then break end

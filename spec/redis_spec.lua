@@ -441,4 +441,44 @@ output:
     assert.matches(":2:%d+: url: url rediss://127.0.0.1:1: TLS %(rediss://%) is not available", r.stderr)
     assert.matches(":4:%d+: url: url http://x: the scheme must be redis://", r.stderr)
   end)
+
+  it("lint: Benthos's tls passes disabled and is refused enabled; kind cluster is refused, master needs failover; " ..
+     "the redis cache resource alike", function()
+    local r = h.run_config([[
+input:
+  redis_list: { key: a, kind: simple, tls: {enabled: false, skip_cert_verify: true, client_certs: [{cert_file: c.pem}]} }
+output:
+  redis_streams: { stream: s }
+]], {cmd = "lint"})
+    assert.are.equal(0, r.code, r.stderr)
+    r = h.run_config([[
+input:
+  redis_list:
+    key: a
+    tls: {enabled: true}
+output:
+  redis_streams: { stream: s, kind: cluster }
+]], {cmd = "lint"})
+    assert.is_not.equals(0, r.code)
+    assert.matches(":4:%d+: tls%.enabled: TLS to Redis is not available: Debian's hiredis %(0%.14%.1 in bookworm%) " ..
+      "has no hiredis_ssl", r.stderr)
+    assert.matches(":6:%d+: kind: cluster is not supported", r.stderr)
+    r = h.run_config([[
+input:
+  redis_pubsub: { channels: [a], kind: cluster }
+output:
+  redis_pubsub: { channel: a, master: mymaster }
+]], {cmd = "lint"})
+    assert.matches(":2:%d+: kind: cluster is not supported", r.stderr)
+    assert.matches(":4:%d+: master: master names a Sentinel master: only with kind: failover", r.stderr)
+    r = h.run_config([[
+cache_resources:
+  - label: c
+    redis: {url: 'redis://127.0.0.1:1', tls: {enabled: true}}
+input: {stdin: {}}
+output: {drop: {}}
+]], {cmd = "lint"})
+    assert.is_not.equals(0, r.code)
+    assert.matches(":3:%d+: tls%.enabled: TLS to Redis is not available", r.stderr)
+  end)
 end)

@@ -1,6 +1,9 @@
 -- `scanner` of the stdin and file inputs (Benthos v4's): lines, csv,
--- re_match, chunker, decompress, skip_bom, to_the_end; bounded memory and
--- flagged errors on bad input.
+-- re_match, chunker, decompress (gzip, zlib, flate, bzip2, lz4, zstd,
+-- snappy), skip_bom, to_the_end, tar, switch; bounded memory and flagged
+-- errors on bad input. Archives and compressed files are made by the real
+-- tools (tar, gzip, bzip2, zstd, lz4); snappy's framing by Benthos's own
+-- library (spec/fixtures/README.md).
 local h = require("spec.helpers")
 
 -- Runs stdin through scanner (YAML flow text); flagged messages come out as
@@ -144,6 +147,168 @@ output: {stdout: {}}
     assert.is_true(rss < 200 * 1024, "RSS " .. rss .. " KiB")
   end)
 
+  -- Each message as "tar_name=content" (long contents as their length),
+  -- flagged ones as "ERR <error>".
+  local function entries(scanner, input, extra)
+    return ok(h.run_config(string.format([[
+input:
+  stdin:
+    scanner: %s%s
+pipeline:
+  processors:
+    - lua: {code: 'local c = content() return (meta.tar_name or "-") .. "=" .. (#c > 40 and tostring(#c) or c:gsub("\n", "|"))'}
+    - catch: [{lua: {code: 'return "ERR " .. error_message()'}}]
+output: {stdout: {}}
+]], scanner, extra or ""), {stdin = input, timeout = 60}))
+  end
+
+  -- A tree of files and the archives the real tools make of it.
+  local function archives()
+    local d = h.tmpdir()
+    local long = string.rep("L", 150)   -- past ustar's 100 bytes: a GNU or pax long name
+    assert.truthy(os.execute(string.format([[
+set -e; cd %s; mkdir -p src/sub; printf 'hello\n' > src/a.txt; printf '{"b":1}' > src/sub/b.json; : > src/empty
+printf 'long name' > src/%s; head -c 5000 /dev/urandom > src/rand.bin
+tar -cf x.tar -C src a.txt sub empty %s
+tar -czf x.tar.gz -C src a.txt; tar -cjf x.tar.bz2 -C src a.txt
+tar -cf - -C src a.txt | zstd -q > x.tar.zst; tar -cf - -C src a.txt | lz4 -q > x.tar.lz4
+printf 'plain\nlines\n' > y.txt; cp %s/spec/fixtures/lines.sz s.sz
+tar -cf r.tar -C src rand.bin]], d, long, long, h.shell_quote(os.getenv("PWD")))))
+    return d, long
+  end
+
+  it("tar: each entry of an archive made by tar is a message, its name in metadata tar_name", function()
+    local d, long = archives()
+    assert.are.same({"a.txt=hello|", "sub/=", 'sub/b.json={"b":1}', "empty=", long .. "=long name"},
+      entries("{tar: {}}", h.read(d .. "/x.tar")))
+    -- an entry over max_buffer: flagged and truncated, the next one still read
+    assert.are.same({"ERR tar: entry rand.bin longer than max_buffer (1024 bytes): truncated"},
+      entries("{tar: {}}", h.read(d .. "/r.tar"), "\n    max_buffer: 1KiB"))
+    assert.are.same({}, entries("{tar: {}}", ""))
+    h.rmdir(d)
+  end)
+
+  it("switch: a scanner per file by its name, into tar through gzip, bzip2, zstd, lz4, snappy as Benthos reads them", function()
+    local d = archives()
+    local r = h.run_config(string.format([[
+input:
+  file:
+    paths: ['%s/x.*', '%s/y.txt', '%s/s.sz', '%s/src/a.txt']
+    scanner:
+      switch:
+        - {re_match_name: '\.tar$', scanner: {tar: {}}}
+        - {re_match_name: '\.tar\.gz$', scanner: {decompress: {algorithm: gzip, into: {tar: {}}}}}
+        - {re_match_name: '\.tar\.bz2$', scanner: {decompress: {algorithm: bzip2, into: {tar: {}}}}}
+        - {re_match_name: '\.tar\.zst$', scanner: {decompress: {algorithm: zstd, into: {tar: {}}}}}
+        - {re_match_name: '\.tar\.lz4$', scanner: {decompress: {algorithm: lz4, into: {tar: {}}}}}
+        - {re_match_name: '\.sz$', scanner: {decompress: {algorithm: snappy, into: {lines: {max_buffer_size: 1MiB}}}}}
+        - {re_match_name: '\.txt$', scanner: {lines: {}}}
+pipeline:
+  processors:
+    - lua: {code: 'local c = content() return meta.path:match("[^/]+$") .. " " .. (meta.tar_name or "-") .. "=" .. (#c > 40 and tostring(#c) or c:gsub("\n", "|"))'}
+    - catch: [{lua: {code: 'return meta.path:match("[^/]+$") .. " ERR " .. error_message()'}}]
+output: {stdout: {}}
+]], d, d, d, d), {timeout = 60})
+    local got = ok(r)
+    local by = {}
+    for _, l in ipairs(got) do
+      local f = l:match("^(%S+)")
+      by[f] = by[f] or {}
+      table.insert(by[f], l:sub(#f + 2))
+    end
+    assert.are.same({"a.txt=hello|"}, by["x.tar.gz"])
+    assert.are.same({"a.txt=hello|"}, by["x.tar.bz2"])
+    assert.are.same({"a.txt=hello|"}, by["x.tar.zst"])
+    assert.are.same({"a.txt=hello|"}, by["x.tar.lz4"])
+    assert.are.equal(5, #by["x.tar"])
+    assert.are.same({"-=plain", "-=lines"}, by["y.txt"])
+    -- compressed and uncompressed chunks of Benthos's framing
+    assert.are.same({"-=one", "-=two", "-=70000", "-=80000", "-=three"}, by["s.sz"])
+    -- a.txt matches '\.txt$' too: the first case that takes a name wins
+    assert.are.same({"-=hello"}, by["a.txt"])
+    -- no case takes a name: that file is one flagged message, the others go on
+    r = h.run_config(string.format("input:\n  file:\n    paths: ['%s/y.txt', '%s/x.tar']\n    scanner:\n" ..
+      "      switch: [{re_match_name: '\\.txt$', scanner: {lines: {}}}]\npipeline:\n  processors:\n" ..
+      "    - catch: [{lua: {code: 'return \"ERR \" .. error_message()'}}]\noutput: {stdout: {}}\n", d, d))
+    assert.are.same(sorted({"plain", "lines", "ERR switch: no case takes this source's name (the input is skipped)"}),
+      sorted(ok(r)))
+    -- stdin has no name: only a case without re_match_name takes it
+    assert.are.same({"-=x"}, entries("{switch: [{re_match_name: '.', scanner: {tar: {}}}, {scanner: {lines: {}}}]}", "x\n"))
+    h.rmdir(d)
+  end)
+
+  it("tar and decompress: truncated and corrupt archives are flagged and skipped, never crash", function()
+    local d = archives()
+    local tar = h.read(d .. "/x.tar")
+    local function first_err(t)
+      for _, l in ipairs(t) do if l:find("^ERR ") then return l end end
+    end
+    -- cut inside an entry's data, inside a header; a header whose checksum is wrong
+    local cut = entries("{tar: {}}", tar:sub(1, 512 + 3))
+    assert.matches("^ERR tar: entry: Truncated tar archive", first_err(cut))
+    assert.matches("^ERR tar: Truncated tar archive", first_err(entries("{tar: {}}", tar:sub(1, 1024 + 100))))
+    -- a bad first header is no tar at all; a later one is a damaged archive
+    assert.matches("^ERR tar: Unrecognized archive format", first_err(entries("{tar: {}}", "9" .. tar:sub(2))))
+    local bad = entries("{tar: {}}", tar:sub(1, 1024 + 148) .. "99999999" .. tar:sub(1024 + 157))
+    assert.are.equal("a.txt=hello|", bad[1])
+    assert.matches("^ERR tar: Damaged tar archive", first_err(bad))
+    assert.matches("^ERR tar: ", first_err(entries("{tar: {}}", "not a tar archive at all\n")))
+    -- each algorithm: cut short, and bytes that are not its format
+    for alg, file in pairs({bzip2 = "x.tar.bz2", zstd = "x.tar.zst", lz4 = "x.tar.lz4", gzip = "x.tar.gz", snappy = "s.sz"}) do
+      local data = h.read(d .. "/" .. file)
+      local got = entries(string.format("{decompress: {algorithm: %s, into: {tar: {}}}}", alg), data:sub(1, math.floor(#data / 2)))
+      assert.is_truthy(first_err(got), alg)
+      got = entries(string.format("{decompress: {algorithm: %s}}", alg), "definitely not " .. alg .. " data")
+      assert.matches("^ERR decompress: ", first_err(got), nil, false)
+    end
+    assert.are.same({"ERR decompress: the compressed input ends early"},
+      entries("{decompress: {algorithm: zstd}}", h.read(d .. "/x.tar.zst"):sub(1, 20)))
+    assert.are.same({"ERR decompress: snappy: the stream does not start with the framing format's stream identifier (the rest of the input is skipped)"},
+      entries("{decompress: {algorithm: snappy}}", h.read(d .. "/s.sz"):sub(11)))
+    h.rmdir(d)
+  end)
+
+  -- Runs sluice on a file with scanner: its stdout's size and its peak RSS.
+  local function bomb(scanner, file, extra)
+    local cfg = h.write(h.tmpname(".yaml"), string.format("input:\n  stdin: {scanner: %s}\n%soutput: {stdout: {}}\n",
+      scanner, extra or ""))
+    local code, out, err = h.sh(string.format("/usr/bin/time -f 'RSS %%M' timeout 300 %s run %s < %s | wc -c",
+      h.bin, cfg, file))
+    os.remove(cfg)
+    assert.are.equal(0, code, err)
+    local rss = tonumber(err:match("RSS (%d+)"))
+    assert.is_true(rss < 200 * 1024, "RSS " .. rss .. " KiB")
+    return tonumber(out), err
+  end
+
+  it("tar, bzip2, lz4, zstd bombs (1 GB of zeros each) are read with bounded memory", function()
+    local d = h.tmpdir()
+    -- a tar of a 1 GB entry and a small one after it, streamed into zstd
+    assert.truthy(os.execute(string.format([[python3 - <<'EOF' | zstd -q -1 > %s/bomb.tar.zst
+import io, sys, tarfile
+class Zeros(io.RawIOBase):
+    def __init__(self, n): self.n = n
+    def readable(self): return True
+    def readinto(self, b):
+        k = min(len(b), self.n); b[:k] = bytes(k); self.n -= k; return k
+t = tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.GNU_FORMAT)
+i = tarfile.TarInfo("zeros"); i.size = 10**9; t.addfile(i, io.BufferedReader(Zeros(10**9), 1 << 20))
+i = tarfile.TarInfo("after"); i.size = 10; t.addfile(i, io.BytesIO(b"still here"))
+t.close()
+EOF]], d)))
+    local size, err = bomb("{decompress: {algorithm: zstd, into: {tar: {}}}}", d .. "/bomb.tar.zst", "pipeline:\n" ..
+      "  processors: [{lua: {code: 'return meta.tar_name .. \"=\" .. #content()'}}, {catch: [{lua: {code: 'return error_message()'}}]}]\n")
+    assert.matches("tar: entry zeros longer than max_buffer (1048576 bytes): truncated", err, 1, true)
+    assert.are.equal(#"tar: entry zeros longer than max_buffer (1048576 bytes): truncated\nafter=10\n", size)
+    for alg, tool in pairs({bzip2 = "bzip2 -1", lz4 = "lz4 -q -1", zstd = "zstd -q -1"}) do
+      assert.truthy(os.execute(string.format("head -c 1000000000 /dev/zero | %s > %s/bomb", tool, d)))
+      local n, e = bomb(string.format("{decompress: {algorithm: %s, into: {lines: {max_buffer_size: 64KiB}}}}", alg), d .. "/bomb")
+      assert.are.equal(65536 + 1, n, alg)   -- one truncated line
+      assert.matches("line longer than max_buffer_size", e, 1, true)
+    end
+    h.rmdir(d)
+  end)
+
   it("takes binary input in every scanner without losing bytes", function()
     local d = h.tmpdir()
     py(string.format([[
@@ -180,12 +345,16 @@ open(%q + "/bin", "wb").write(bytes(random.getrandbits(8) for _ in range(300000)
       return r.stdout .. r.stderr
     end
     assert.matches(":3:14: scanner: name one scanner", lint("{lines: {}, csv: {}}"), 1, true)
-    assert.matches(":3:15: input.stdin.scanner.tar: the tar scanner is not in sluice", lint("{tar: {}}"), 1, true)
+    assert.matches(":3:21: input.stdin.scanner.tar.x: unknown field", lint("{tar: {x: 1}}"), 1, true)
+    assert.matches(":3:40: re_match_name: missing closing parenthesis",
+      lint("{switch: [{re_match_name: '(', scanner: {lines: {}}}]}"), 1, true)
+    assert.matches(":3:35: scanner.nope: unknown field", lint("{switch: [{scanner: {nope: 1}}]}"), 1, true)
+    assert.matches(":3:24: input.stdin.scanner.switch.0.scanner: missing required field", lint("{switch: [{re_match_name: x}]}"), 1, true)
     assert.matches(":3:35: pattern: missing closing parenthesis", lint("{re_match: {pattern: '(ab'}}"), 1, true)
     assert.matches(":3:31: input.stdin.scanner.chunker.size: 0 is out of range", lint("{chunker: {size: 0}}"), 1, true)
     assert.matches(":3:39: custom_delimiter: one byte", lint("{csv: {custom_delimiter: ab}}"), 1, true)
-    assert.matches(':3:39: input.stdin.scanner.decompress.algorithm: unknown value "bzip2"',
-      lint("{decompress: {algorithm: bzip2}}"), 1, true)
+    assert.matches(':3:39: input.stdin.scanner.decompress.algorithm: unknown value "lzma"',
+      lint("{decompress: {algorithm: lzma}}"), 1, true)
     assert.matches(":3:52: into.nope: unknown field", lint("{decompress: {algorithm: gzip, into: {nope: 1}}}"), 1, true)
     assert.matches(":3:40: input.stdin.scanner.lines.max_buffer_size: 0 is out of range",
       lint("{lines: {max_buffer_size: 0}}"), 1, true)

@@ -251,11 +251,7 @@ sl_live_t *sl_live_open(sl_http_req_t *r, sl_worker_t *w, const char *kind, int 
       return NULL;
     }
   } else {
-    sl_kvlist_t hd = {0};
-    sl_kv_add(&hd, "Cache-Control", "no-cache", 8);
-    sl_kv_add(&hd, "X-Accel-Buffering", "no", 2);
-    l->sse = sl_http_stream_open(r, 200, "text/event-stream", &hd, on_sse_gone, l);
-    sl_kv_clear(&hd);
+    l->sse = sl_http_sse_open(r, on_sse_gone, l);
     static const char hello[] = "retry: 3000\n: connected\n\n";
     l->opened = 1;
     if (sl_http_stream_write(l->sse, hello, sizeof hello - 1, MAX_BUFFER) < 0) return NULL;   /* on_sse_gone frees */

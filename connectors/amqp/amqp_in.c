@@ -119,18 +119,18 @@ static int ain_setup(sl_amqp_link_t *l, amqp_connection_state_t c, void *arg) {
   ain_sh_t *a = arg;
   amqp_bytes_t q = amqp_cstring_bytes(a->queue);
   if (a->declare) {
-    amqp_queue_declare(c, 1, q, 0, a->durable, 0, a->auto_delete, amqp_empty_table);
+    amqp_queue_declare(c, 1, q, 0, a->durable, 0, a->auto_delete, SL_AMQP_NO_TABLE);
     if (sl_amqp_link_rpc(l, c, "declaring the queue")) return -1;
   }
   for (uint32_t i = 0; i < a->nbind; i++) {
-    amqp_queue_bind(c, 1, q, amqp_cstring_bytes(a->bind_ex[i]), amqp_cstring_bytes(a->bind_key[i]), amqp_empty_table);
+    amqp_queue_bind(c, 1, q, amqp_cstring_bytes(a->bind_ex[i]), amqp_cstring_bytes(a->bind_key[i]), SL_AMQP_NO_TABLE);
     if (sl_amqp_link_rpc(l, c, "binding the queue")) return -1;
   }
   if (!a->auto_ack) {
     amqp_basic_qos(c, 1, a->prefetch_size, a->prefetch, 0);
     if (sl_amqp_link_rpc(l, c, "setting prefetch")) return -1;
   }
-  amqp_basic_consume(c, 1, q, amqp_cstring_bytes(a->tag), 0, a->auto_ack, 0, amqp_empty_table);
+  amqp_basic_consume(c, 1, q, amqp_cstring_bytes(a->tag), 0, a->auto_ack, 0, SL_AMQP_NO_TABLE);
   if (sl_amqp_link_rpc(l, c, "consuming")) return -1;
   a->nst = a->decided = 0;
   a->base = 1;
@@ -449,7 +449,7 @@ static sl_msg_t *to_msg(ain_t *a, delivery_t *x) {
   m->seq = x->env.delivery_tag;
   /* The envelope moves into the metadata source, without its body. */
   amqp_bytes_free(x->env.message.body);
-  x->env.message.body = amqp_empty_bytes;
+  x->env.message.body = SL_AMQP_NO_BYTES;
   ameta_t *s = sl_xmalloc(sizeof(*s));
   *s = (ameta_t){{1, ameta_load, ameta_release}, a, x->env};
   a->metas++;

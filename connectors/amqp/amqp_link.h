@@ -24,6 +24,11 @@ extern const sl_field_t sl_amqp_tls_fields[];
    NULL, NULL},                                                                                                 \
   {"tls", SL_F_OBJECT, NULL, 0, "TLS towards the broker (OpenSSL through librabbitmq).", NULL, sl_amqp_tls_fields}
 
+/* librabbitmq's amqp_empty_table and amqp_empty_bytes are data, which a
+ * library loaded on first use cannot lend (core/lazylib.h): the same values. */
+#define SL_AMQP_NO_TABLE ((amqp_table_t){0, NULL})
+#define SL_AMQP_NO_BYTES ((amqp_bytes_t){0, NULL})
+
 typedef struct sl_amqp_link sl_amqp_link_t;
 
 typedef struct sl_amqp_hooks {

@@ -163,7 +163,7 @@ static int aout_setup(sl_amqp_link_t *l, amqp_connection_state_t c, void *arg) {
   aout_sh_t *o = arg;
   if (o->declare_exchange) {
     amqp_exchange_declare(c, 1, amqp_cstring_bytes(o->declare_exchange), amqp_cstring_bytes(o->declare_type), 0,
-                          o->declare_durable, 0, 0, amqp_empty_table);
+                          o->declare_durable, 0, 0, SL_AMQP_NO_TABLE);
     if (sl_amqp_link_rpc(l, c, "declaring the exchange")) return -1;
   }
   amqp_confirm_select(c, 1);

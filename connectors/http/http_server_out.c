@@ -781,11 +781,7 @@ static void on_sse(sl_http_req_t *r, void *arg) {
   resume_t rs;
   if (!admit(o, r) || resume_parse(o, r, &rs) != 0) return;
   client_t *c = client_new(o, r);
-  sl_kvlist_t h = {0};
-  sl_kv_add(&h, "Cache-Control", "no-cache", 8);
-  sl_kv_add(&h, "X-Accel-Buffering", "no", 2);
-  c->st = sl_http_stream_open(r, 200, "text/event-stream", &h, on_client_gone, c);
-  sl_kv_clear(&h);
+  c->st = sl_http_sse_open(r, on_client_gone, c);
   static const char hello[] = "retry: 3000\n: connected\n\n";
   attach(o, c, &rs, sl_http_stream_write(c->st, hello, sizeof hello - 1, (size_t)o->max_buffer) < 0);
 }

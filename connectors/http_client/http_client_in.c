@@ -6,6 +6,7 @@
  * max_in_flight: libcurl holds the data (TCP pushes back on the server). */
 #include "hc_common.h"
 #include "sse.h"
+#include "cache/ratelimit.h"
 #include "core/log.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
@@ -36,8 +37,10 @@ static const sl_field_t fields[] = {
   SL_HC_COMMON_FIELDS,
   {"verb", SL_F_ENUM, "GET", 0, "Request method.", verbs, NULL},
   {"payload", SL_F_STRING, "", 0, "Request body (polling and streams).", NULL, NULL},
-  {"interval", SL_F_DURATION, "5s", 0, "Polling: time between requests (sluice adds this field: Benthos polls "
-   "as fast as a `rate_limit` allows).", SL_BOUNDS("1ms", ""), NULL},
+  {"interval", SL_F_DURATION, "5s", 0, "Polling: time between requests; with a `rate_limit` and no `interval`, "
+   "polls follow each other as fast as the rate limit allows (Benthos's way: sluice adds this field).",
+   SL_BOUNDS("1ms", ""), NULL},
+  SL_RATELIMIT_FIELD("each poll (and each connection of a stream)"),
   {"max_body", SL_F_SIZE, "16MiB", 0, "Polling: the largest answer; a larger one is not emitted (logged).",
    SL_BOUNDS("1KiB", "1GiB"), NULL},
   {"stream", SL_F_OBJECT, NULL, 0, "Streaming reads.", NULL, stream_fields},
@@ -61,6 +64,8 @@ typedef struct hin {
   uv_timer_t flush;          /* hands pending over outside libcurl's callbacks */
   int handles, stopped, destroyed;
   int authing;               /* waiting for an OAuth2 token */
+  int roomwait;              /* a poll waits for the stream's resume */
+  sl_ratelimit_t *rate_limit;
   int ended;                 /* the stream ended for good: eof once pending is out */
   int status, ok;            /* of the answer being read */
   sl_kvlist_t hdrs;          /* its headers, names in lower case */
@@ -233,8 +238,15 @@ static void with_token(void *arg, const char *auth, const char *terr);
 static void connect_now(hin_t *h) {
   if (h->stopped || h->h || h->authing) return;
   if (!h->streaming && !sl_input_ready(&h->base)) {   /* a poll waits for room */
-    schedule(h, h->interval_ms);
+    h->roomwait = 1;
     return;
+  }
+  if (h->rate_limit) {
+    int64_t wait = sl_ratelimit_access(h->rate_limit, uv_now(h->base.worker->loop));
+    if (wait > 0) {
+      schedule(h, wait);
+      return;
+    }
   }
   h->authing = 1;
   sl_hconf_token_get(&h->hc.conf, h->client, with_token, h);
@@ -297,7 +309,14 @@ static int hin_start(sl_input_t *in) {
   return 0;
 }
 
-static void hin_resume(sl_input_t *in) { flush_pending((hin_t *)in); }
+static void hin_resume(sl_input_t *in) {
+  hin_t *h = (hin_t *)in;
+  flush_pending(h);
+  if (h->roomwait && !h->stopped && sl_input_ready(in)) {
+    h->roomwait = 0;
+    connect_now(h);
+  }
+}
 
 static void hin_free(hin_t *h) {
   sl_hc_free(&h->hc);
@@ -360,7 +379,13 @@ static void *hin_create(sl_build_t *b, const sl_cnode_t *conf) {
   }
   h->verb = sl_conf_str(conf, "verb", "GET");
   h->payload = sl_conf_str(conf, "payload", "");
-  h->interval_ms = sl_conf_duration_ms(conf, "interval", 5000);
+  if (sl_ratelimit_bind(conf, b, &h->rate_limit) != 0) {
+    sl_hc_free(&h->hc);
+    free(h);
+    return NULL;
+  }
+  const sl_cnode_t *iv = sl_cnode_get(conf, "interval");
+  h->interval_ms = h->rate_limit && (!iv || iv->synthetic) ? 0 : sl_conf_duration_ms(conf, "interval", 5000);
   h->max_body = (size_t)sl_conf_size(conf, "max_body", 16 << 20);
   const sl_cnode_t *s = sl_cnode_get(conf, "stream");
   h->streaming = sl_conf_bool(s, "enabled", 0);
@@ -381,7 +406,8 @@ static const sl_spec_t spec = {
   .desc =
     "Polling (the default): a request every `interval`; each 2xx answer is one message, with "
     "`http_status_code` and the answer's headers (names in lower case) as metadata. A failed poll is "
-    "logged and tried again with backoff (`retry_period` doubling up to `max_retry_backoff`).\n\n"
+    "logged and tried again with backoff (`retry_period` doubling up to `max_retry_backoff`). A poll waits "
+    "while the stream is at `max_in_flight`, and for its `rate_limit` if one is named.\n\n"
     "Streaming (`stream.enabled`): one request stays open and its body becomes messages as it arrives. "
     "Server-Sent Events (`text/event-stream`) give one message per event (its `data` lines joined by "
     "newlines), with `sse_event` and `sse_id` metadata; comments (heartbeats) are skipped; after a drop "

@@ -53,8 +53,7 @@ static const sl_field_t fields[] = {
   SL_BATCHING_FIELD,
   {"metadata", SL_F_OBJECT, NULL, 0, "Which metadata become request headers (a value with a line break is left "
    "out: no header injection through metadata).", NULL, metadata_fields},
-  {"rate_limit", SL_F_STRING, "", 0, "The `label` of a resource of `rate_limit_resources:`: each request (retries "
-   "included) waits for an access first.", NULL, NULL},
+  SL_RATELIMIT_FIELD("each request (retries included)"),
   {"signature", SL_F_OBJECT, NULL, 0, "Sign each body with HMAC-SHA256 (sluice adds this).", NULL, signature_fields},
   {"propagate_response", SL_F_BOOL, "false", SL_MOVED, "not supported: use the `http` processor to keep answers", NULL, NULL},
   {0}};
@@ -632,12 +631,10 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
     if (!strcmp(f, formats[i])) o->format = i;
   if (sl_conf_bool(conf, "batch_as_multipart", 0)) o->format = F_MULTIPART;
   if (sl_metafilter_init(&o->meta, sl_cnode_get(conf, "metadata"), "metadata", b->diags) != 0 ||
-      sl_ratelimit_check_ref(conf, "rate_limit", b->lint_only || !b->worker, b->diags) != 0) {
+      sl_ratelimit_bind(conf, b, &o->rate_limit) != 0) {
     hout_destroy(&o->base);
     return NULL;
   }
-  if (b->worker && !b->lint_only && *sl_conf_str(conf, "rate_limit", ""))
-    o->rate_limit = sl_ratelimit_find(sl_conf_str(conf, "rate_limit", ""));
   const sl_cnode_t *s = sl_cnode_get(conf, "signature");
   if (s) {
     o->sig_secret = sl_conf_str(s, "secret", "");

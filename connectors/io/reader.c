@@ -43,10 +43,11 @@ static void reader_free(sl_reader_t *r) {
   free(r);
 }
 
-static void push_msg(sl_reader_t *r, sl_batch_t **b, const char *p, size_t n, const char *err) {
+static void push_msg(sl_reader_t *r, sl_batch_t **b, const char *p, size_t n, const char *err, const char *tar_name) {
   if (!*b) *b = sl_batch_new(64);
   sl_msg_t *m = sl_msg_new(p, n);
   if (r->path) sl_kv_set(&m->meta, "path", r->path, strlen(r->path));
+  if (tar_name) sl_kv_set(&m->meta, "tar_name", tar_name, strlen(tar_name));
   if (err) sl_msg_set_error(m, err);
   if (r->o.seq) m->seq = ++*r->o.seq;
   sl_batch_push(*b, m);
@@ -60,13 +61,13 @@ static void emit(sl_scan_out_t *o, const char *p, size_t n, const char *err) {
   if (err)
     sl_logf(SL_LOG_ERROR, r->o.in->stream ? r->o.in->stream->name : NULL, r->o.in->label, "%s%s%s", err,
             r->path ? ": " : "", r->path ? r->path : "");
-  push_msg(r, &t->b, p, n, err);
+  push_msg(r, &t->b, p, n, err, o->tar_name);
   o->room--;
 }
 
 /* Messages the scanner cuts off the buffer; what it leaves stays for the next read. */
 static sl_batch_t *take(sl_reader_t *r) {
-  take_t t = {{emit, MAX_LINES}, r, NULL};
+  take_t t = {{emit, MAX_LINES, NULL}, r, NULL};
   size_t used = sl_scanner_scan(r->sc, r->buf, r->len, r->eof, &t.out);
   if (used) {
     memmove(r->buf, r->buf + used, r->len - used);
@@ -190,7 +191,7 @@ sl_reader_t *sl_reader_open(uv_loop_t *loop, int fd, const sl_reader_opts_t *opt
   r->path = opts->path ? sl_xstrdup(opts->path) : NULL;
   r->loop = loop;
   r->fd = fd;
-  r->sc = sl_scanner_new(opts->scan);
+  r->sc = sl_scanner_new(opts->scan, opts->path);
   uv_handle_type t = uv_guess_handle(fd);
   int rc = 0, inited = 0;
   if (t == UV_TTY || t == UV_NAMED_PIPE || t == UV_TCP) {

@@ -1,11 +1,12 @@
 #include "scanner.h"
+#include "scan_tar.h"
+#include "unpack.h"
 #include "core/xalloc.h"
 #include <csv.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
@@ -41,11 +42,11 @@ static const sl_field_t chunker_fields[] = {
    SL_BOUNDS("1", "64MiB"), NULL},
   {0}};
 
-static const char *const algorithms[] = {"gzip", "pgzip", "zlib", "flate", NULL};
-
 static const sl_field_t decompress_fields[] = {
-  {"algorithm", SL_F_ENUM, NULL, SL_REQUIRED, "Compression of the stream (`pgzip` reads as `gzip`).",
-   algorithms, NULL},
+  {"algorithm", SL_F_ENUM, NULL, SL_REQUIRED, "Compression of the stream (`pgzip` reads as `gzip`; `lz4` and "
+   "`zstd` are their frame formats, as their command-line tools write; `snappy` is snappy's framing format, "
+   "whose checksums are not verified). Concatenated gzip members, bzip2 streams and lz4 or zstd frames read as "
+   "one stream; a zstd frame that needs a window above 16 MiB is refused.", sl_unpack_algorithms, NULL},
   {"into", SL_F_ANY, NULL, 0, "The scanner that cuts the decompressed bytes (default: `to_the_end`).", NULL,
    NULL},
   {0}};
@@ -57,28 +58,38 @@ static const sl_field_t skip_bom_fields[] = {
 
 static const sl_field_t none[] = {{0}};
 
+static const sl_field_t switch_fields[] = {
+  {"re_match_name", SL_F_STRING, NULL, 0, "A regular expression (PCRE2) the source's name (the file's path) must "
+   "match for this case; without it the case takes any source.", NULL, NULL},
+  {"scanner", SL_F_ANY, NULL, SL_REQUIRED, "The scanner for a source this case takes.", NULL, NULL},
+  {0}};
+
 const sl_field_t sl_scanner_fields[] = {
   {"lines", SL_F_OBJECT, NULL, 0, "One message per line (`\\n`, a `\\r` before it removed); empty lines are "
    "skipped.", NULL, lines_fields},
   {"csv", SL_F_OBJECT, NULL, 0, "One message per CSV row (RFC 4180, read by libcsv), as JSON.", NULL, csv_fields},
   {"re_match", SL_F_OBJECT, NULL, 0, "Messages start where a regular expression matches.", NULL, re_match_fields},
   {"chunker", SL_F_OBJECT, NULL, 0, "Messages of `size` bytes.", NULL, chunker_fields},
-  {"decompress", SL_F_OBJECT, NULL, 0, "Decompresses the stream (zlib) as it arrives, into another scanner; "
+  {"decompress", SL_F_OBJECT, NULL, 0, "Decompresses the stream as it arrives (zlib, libbz2, liblz4, libzstd, "
+   "libsnappy), into another scanner; "
    "only what that one keeps is held, so a small input that inflates without end costs no memory.", NULL,
    decompress_fields},
   {"skip_bom", SL_F_OBJECT, NULL, 0, "Drops a UTF-8 byte order mark at the start, into another scanner.", NULL,
    skip_bom_fields},
   {"to_the_end", SL_F_OBJECT, NULL, 0, "The whole input is one message (at most the input's `max_buffer`).",
    NULL, none},
-  {"tar", SL_F_ANY, NULL, SL_MOVED, "the tar scanner is not in sluice: unpack the archive before reading it",
-   NULL, NULL},
-  {"switch", SL_F_ANY, NULL, SL_MOVED, "the switch scanner is not in sluice: read each kind of file with its "
-   "own file input", NULL, NULL},
+  {"tar", SL_F_OBJECT, NULL, 0, "Each entry of a tar archive (ustar, pax, GNU; read by libarchive) is a "
+   "message with its name in metadata `tar_name` (directories too, empty, as Benthos). An entry longer than "
+   "the input's `max_buffer` is emitted truncated and flagged; a damaged or truncated archive ends in a "
+   "flagged empty message. Compressed archives: `decompress` into `tar`.", NULL, none},
+  {"switch", SL_F_OBJLIST, NULL, 0, "Chooses a scanner for each source by its name (the file's path; stdin "
+   "has none): the first case whose `re_match_name` matches, or that has none. A source no case takes is "
+   "one flagged empty message.", NULL, switch_fields},
   {0}};
 
 static const sl_field_t scanner_field = SL_SCANNER_FIELD;
 
-typedef enum { K_LINES, K_CSV, K_RE, K_CHUNK, K_DECOMP, K_BOM, K_END } kind_t;
+typedef enum { K_LINES, K_CSV, K_RE, K_CHUNK, K_DECOMP, K_BOM, K_END, K_TAR, K_SWITCH } kind_t;
 
 struct sl_scanconf {
   kind_t kind;
@@ -90,8 +101,11 @@ struct sl_scanconf {
   unsigned char csv_delim;
   int header, lazy, cont;
   pcre2_code *re;
-  int window_bits;            /* decompress */
+  const char *algorithm;      /* decompress */
   sl_scanconf_t *into;
+  struct sl_scanconf **cases; /* switch: a scanner per case */
+  pcre2_code **names;         /* switch: each case's re_match_name (NULL: any source) */
+  int ncases;
 };
 
 struct sl_scanner {
@@ -108,8 +122,8 @@ struct sl_scanner {
   int row_bad, failed;
   sl_scan_out_t *out;         /* csv: of the scan under way, for libcsv's callbacks */
   pcre2_match_data *md;
-  z_stream z;
-  int member_end;             /* decompress: a gzip member ended at the end of the input so far */
+  sl_unpack_t *unpack;
+  sl_tar_t *tar;
   sl_scanner_t *child;
 };
 
@@ -120,28 +134,66 @@ void sl_scanconf_free(sl_scanconf_t *c) {
   free(c->delim);
   if (c->re) pcre2_code_free(c->re);
   sl_scanconf_free(c->into);
+  for (int i = 0; i < c->ncases; i++) {
+    sl_scanconf_free(c->cases[i]);
+    if (c->names[i]) pcre2_code_free(c->names[i]);
+  }
+  free(c->cases);
+  free(c->names);
   free(c);
 }
 
 static sl_scanconf_t *build(const sl_cnode_t *node, size_t max_buffer, sl_diags_t *d, int depth);
 static sl_scanconf_t *by_codec(sl_codec_t codec, size_t max_buffer);
 
+/* A scanner inside another one (its `key` field). */
+static sl_scanconf_t *build_child(sl_cnode_t *node, const char *key, size_t max_buffer, sl_diags_t *d,
+                                  int depth) {
+  if (depth > 8) {
+    sl_diag_add(d, node, key, "scanners nest 8 deep at most");
+    return NULL;
+  }
+  if (sl_spec_validate_value(&scanner_field, node, key, d)) return NULL;
+  return build(node, max_buffer, d, depth + 1);
+}
+
 static sl_scanconf_t *build_into(const sl_cnode_t *body, sl_codec_t def, size_t max_buffer, sl_diags_t *d,
                                  int depth) {
   sl_cnode_t *into = sl_cnode_get(body, "into");
-  if (!into) return by_codec(def, max_buffer);
-  if (depth > 8) {
-    sl_diag_add(d, into, "into", "scanners nest 8 deep at most");
-    return NULL;
+  return into ? build_child(into, "into", max_buffer, d, depth) : by_codec(def, max_buffer);
+}
+
+static pcre2_code *compile(const sl_cnode_t *at, const char *key, const char *pat, sl_diags_t *d) {
+  int code;
+  PCRE2_SIZE off;
+  pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &code,
+                                 &off, NULL);
+  if (!re) {
+    PCRE2_UCHAR msg[256];
+    pcre2_get_error_message(code, msg, sizeof msg);
+    sl_diag_add(d, at, key, "%s at offset %zu", (char *)msg, (size_t)off);
   }
-  if (sl_spec_validate_value(&scanner_field, into, "into", d)) return NULL;
-  return build(into, max_buffer, d, depth + 1);
+  return re;
+}
+
+static int build_switch(sl_scanconf_t *c, const sl_cnode_t *body, size_t max_buffer, sl_diags_t *d, int depth) {
+  c->kind = K_SWITCH;
+  c->cases = sl_xcalloc(body->n ? body->n : 1, sizeof(*c->cases));
+  c->names = sl_xcalloc(body->n ? body->n : 1, sizeof(*c->names));
+  for (size_t i = 0; i < body->n; i++) {
+    const sl_cnode_t *item = body->items[i], *pat = sl_cnode_get(item, "re_match_name");
+    sl_scanconf_t *cs = build_child(sl_cnode_get(item, "scanner"), "scanner", max_buffer, d, depth);
+    if (!cs) return -1;
+    c->cases[c->ncases++] = cs;
+    if (pat && !(c->names[i] = compile(pat, "re_match_name", sl_conf_str(item, "re_match_name", ""), d))) return -1;
+  }
+  return 0;
 }
 
 static sl_scanconf_t *build(const sl_cnode_t *node, size_t max_buffer, sl_diags_t *d, int depth) {
   if (!node || node->type != SL_CN_MAP || node->n != 1) {
-    sl_diag_add(d, node, "scanner", "name one scanner: lines, csv, re_match, chunker, decompress, skip_bom or "
-                "to_the_end");
+    sl_diag_add(d, node, "scanner", "name one scanner: lines, csv, re_match, chunker, decompress, skip_bom, "
+                "to_the_end, tar or switch");
     return NULL;
   }
   const char *name = node->keys[0];
@@ -172,14 +224,7 @@ static sl_scanconf_t *build(const sl_cnode_t *node, size_t max_buffer, sl_diags_
     c->max = (size_t)sl_conf_size(body, "max_buffer_size", 1 << 20);
   } else if (!strcmp(name, "re_match")) {
     c->kind = K_RE;
-    const char *pat = sl_conf_str(body, "pattern", "");
-    int code;
-    PCRE2_SIZE off;
-    if (!(c->re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &code,
-                                &off, NULL))) {
-      PCRE2_UCHAR msg[256];
-      pcre2_get_error_message(code, msg, sizeof msg);
-      sl_diag_add(d, sl_cnode_get(body, "pattern"), "pattern", "%s at offset %zu", (char *)msg, (size_t)off);
+    if (!(c->re = compile(sl_cnode_get(body, "pattern"), "pattern", sl_conf_str(body, "pattern", ""), d))) {
       sl_scanconf_free(c);
       return NULL;
     }
@@ -189,14 +234,18 @@ static sl_scanconf_t *build(const sl_cnode_t *node, size_t max_buffer, sl_diags_
     c->max = (size_t)sl_conf_size(body, "size", 1);
   } else if (!strcmp(name, "decompress") || !strcmp(name, "skip_bom")) {
     c->kind = name[0] == 'd' ? K_DECOMP : K_BOM;
-    const char *alg = sl_conf_str(body, "algorithm", "gzip");
-    c->window_bits = !strcmp(alg, "zlib") ? 15 : !strcmp(alg, "flate") ? -15 : 16 + 15;
+    c->algorithm = sl_conf_str(body, "algorithm", "gzip");
     if (!(c->into = build_into(body, c->kind == K_DECOMP ? SL_CODEC_ALL : SL_CODEC_LINES, max_buffer, d, depth))) {
       sl_scanconf_free(c);
       return NULL;
     }
+  } else if (!strcmp(name, "switch")) {
+    if (build_switch(c, body, max_buffer, d, depth)) {
+      sl_scanconf_free(c);
+      return NULL;
+    }
   } else {
-    c->kind = K_END;
+    c->kind = !strcmp(name, "tar") ? K_TAR : K_END;
     c->max_name = "max_buffer";
   }
   return c;
@@ -459,31 +508,18 @@ static size_t scan_decompress(sl_scanner_t *s, const char *p, size_t n, int eof,
     if (s->done) return o->room > 0 ? n : used;   /* what follows the stream's end is left aside */
     if (o->room <= 0) return used;
     if (s->len == s->cap) s->buf = sl_xrealloc(s->buf, s->cap *= 2);   /* the child wants a longer window */
-    if (s->member_end && used < n) {   /* another gzip member follows */
-      inflateReset(&s->z);
-      s->member_end = 0;
-    }
-    s->z.next_in = (Bytef *)(p + used);
-    s->z.avail_in = (uInt)(n - used > (1u << 30) ? 1u << 30 : n - used);
-    s->z.next_out = (Bytef *)(s->buf + s->len);
-    s->z.avail_out = (uInt)(s->cap - s->len);
-    uInt in0 = s->z.avail_in, out0 = s->z.avail_out;
-    int rc = s->member_end ? Z_BUF_ERROR : inflate(&s->z, Z_NO_FLUSH);
-    used += in0 - s->z.avail_in;
-    s->len += out0 - s->z.avail_out;
-    if (rc == Z_STREAM_END) {
-      s->member_end = 1;
-      if (s->c->window_bits < 16) s->done = 1;   /* zlib and flate hold one stream */
-    } else if (rc == Z_BUF_ERROR || (rc == Z_OK && in0 == s->z.avail_in && out0 == s->z.avail_out)) {
-      if (!eof || used < n) return used;
-      if (!s->member_end) o->emit(o, "", 0, "decompress: the compressed input ends early");
-      s->done = 1;
-    } else if (rc != Z_OK) {
-      char err[160];
-      snprintf(err, sizeof err, "decompress: %s (the rest of the input is skipped)", s->z.msg ? s->z.msg : "bad data");
+    size_t inl = n - used, outl = s->cap - s->len;
+    const char *why = NULL;
+    int rc = sl_unpack(s->unpack, p + used, &inl, s->buf + s->len, &outl, eof, &why);
+    used += inl;
+    s->len += outl;
+    if (rc < 0) {
+      char err[200];
+      snprintf(err, sizeof err, "decompress: %s%s", why, used == n && eof ? "" : " (the rest of the input is skipped)");
       o->emit(o, "", 0, err);
-      s->done = 1;
     }
+    if (rc) s->done = 1;
+    else if (!inl && !outl) return used;   /* more input wanted */
   }
 }
 
@@ -498,7 +534,25 @@ static size_t scan_bom(sl_scanner_t *s, const char *p, size_t n, int eof, sl_sca
   return skip + sl_scanner_scan(s->child, p + skip, n - skip, eof, o);
 }
 
-sl_scanner_t *sl_scanner_new(const sl_scanconf_t *c) {
+/* switch: the first case that takes the source's name, or NULL. */
+static const sl_scanconf_t *choose(const sl_scanconf_t *c, const char *name) {
+  pcre2_match_data *md = NULL;
+  const sl_scanconf_t *hit = NULL;
+  for (int i = 0; i < c->ncases && !hit; i++) {
+    const sl_scanconf_t *cs = c->cases[i];
+    pcre2_code *re = c->names[i];
+    if (!re) {
+      hit = cs;
+      break;
+    }
+    if (!md) md = pcre2_match_data_create(1, NULL);
+    if (pcre2_match(re, (PCRE2_SPTR)(name ? name : ""), PCRE2_ZERO_TERMINATED, 0, 0, md, NULL) >= 0) hit = cs;
+  }
+  if (md) pcre2_match_data_free(md);
+  return hit;
+}
+
+sl_scanner_t *sl_scanner_new(const sl_scanconf_t *c, const char *name) {
   sl_scanner_t *s = sl_xcalloc(1, sizeof(*s));
   s->c = c;
   switch (c->kind) {
@@ -510,12 +564,21 @@ sl_scanner_t *sl_scanner_new(const sl_scanconf_t *c) {
     s->md = pcre2_match_data_create_from_pattern(c->re, NULL);
     break;
   case K_DECOMP:
-    inflateInit2(&s->z, c->window_bits);
+    s->unpack = sl_unpack_new(c->algorithm);
     s->buf = sl_xmalloc(s->cap = 64 * 1024);
     /* fall through */
   case K_BOM:
-    s->child = sl_scanner_new(c->into);
+    s->child = sl_scanner_new(c->into, name);
     break;
+  case K_TAR:
+    s->tar = sl_tar_new(c->max);
+    break;
+  case K_SWITCH: {
+    const sl_scanconf_t *cs = choose(c, name);
+    if (cs) s->child = sl_scanner_new(cs, name);
+    else s->failed = 1;
+    break;
+  }
   default:
     break;
   }
@@ -531,6 +594,14 @@ size_t sl_scanner_scan(sl_scanner_t *s, const char *p, size_t n, int eof, sl_sca
   case K_DECOMP: return scan_decompress(s, p, n, eof, o);
   case K_BOM: return scan_bom(s, p, n, eof, o);
   case K_END: return scan_end(s, p, n, eof, o);
+  case K_TAR: return sl_tar_scan(s->tar, p, n, eof, o);
+  case K_SWITCH:
+    if (s->child) return sl_scanner_scan(s->child, p, n, eof, o);
+    if (!s->done) {
+      s->done = 1;
+      o->emit(o, "", 0, "switch: no case takes this source's name (the input is skipped)");
+    }
+    return n;
   }
   return n;
 }
@@ -543,7 +614,8 @@ void sl_scanner_free(sl_scanner_t *s) {
     json_decref(s->header);
   }
   if (s->md) pcre2_match_data_free(s->md);
-  if (s->c->kind == K_DECOMP) inflateEnd(&s->z);
+  sl_unpack_free(s->unpack);
+  sl_tar_free(s->tar);
   sl_scanner_free(s->child);
   free(s->buf);
   free(s);

@@ -11,19 +11,21 @@ extern const sl_field_t sl_scanner_fields[];
 #define SL_SCANNER_FIELD                                                                                     \
   {"scanner", SL_F_OBJECT, NULL, 0,                                                                          \
    "How the bytes are cut into messages (Benthos v4's scanners; name one): `lines`, `csv`, `re_match`, "     \
-   "`chunker`, `decompress` (into another scanner), `skip_bom` (into another), `to_the_end`. Given, it "     \
-   "replaces `codec`. Each keeps at most its buffer size of one message in memory: a longer line, segment " \
+   "`chunker`, `decompress` (into another scanner), `skip_bom` (into another), `to_the_end`, `tar`, "        \
+   "`switch` (by file name). Given, it replaces `codec`. Each keeps at most its buffer size of one message in memory: a longer line, segment " \
    "or CSV row is logged and emitted truncated (or empty) and flagged as failed, and the rest of it is "    \
    "skipped.", NULL, sl_scanner_fields}
 
 typedef enum { SL_CODEC_LINES, SL_CODEC_ALL } sl_codec_t;
 
 /* Where a scanner's messages go: emit copies p[0..n) into a new message
- * (err non-NULL: flagged with it) and lowers room; a scanner stops taking
- * bytes once room is 0 or less (one call may pass it a little). */
+ * (err non-NULL: flagged with it; tar_name non-NULL during the call: the
+ * archive entry it is, for metadata `tar_name`) and lowers room; a scanner
+ * stops taking bytes once room is 0 or less (one call may pass it a little). */
 typedef struct sl_scan_out {
   void (*emit)(struct sl_scan_out *o, const char *p, size_t n, const char *err);
   int64_t room;
+  const char *tar_name;
 } sl_scan_out_t;
 
 typedef struct sl_scanconf sl_scanconf_t;
@@ -34,7 +36,9 @@ typedef struct sl_scanner sl_scanner_t;
 sl_scanconf_t *sl_scanconf_input(const sl_cnode_t *conf, sl_diags_t *d);
 void sl_scanconf_free(sl_scanconf_t *c);
 
-sl_scanner_t *sl_scanner_new(const sl_scanconf_t *c);   /* c outlives it */
+/* name: the source's (a file's path; NULL for stdin), which `switch` matches.
+ * c outlives the scanner. */
+sl_scanner_t *sl_scanner_new(const sl_scanconf_t *c, const char *name);
 /* Takes bytes from p[0..n) and returns how many: the rest must come again,
  * followed by more, in the next call. eof: nothing follows p[n). At eof a
  * scanner returns n once everything is emitted. */

@@ -293,10 +293,15 @@ static int produce_pass(kout_t *o, kwrite_t *w) {
     rd_kafka_headers_t *hs = rd_kafka_headers_new(m->meta.n);
     for (uint32_t k = 0; k < m->meta.n; k++)
       rd_kafka_header_add(hs, m->meta.v[k].key, -1, m->meta.v[k].val, (ssize_t)m->meta.v[k].vlen);
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-      o->rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_VALUE(m->content->data, m->content->len),
-      RD_KAFKA_V_KEY((*key ? key : NULL), strlen(key)), RD_KAFKA_V_MSGFLAGS(0),
-      RD_KAFKA_V_HEADERS(hs), RD_KAFKA_V_OPAQUE(&w->slots[i]), RD_KAFKA_V_END);
+    rd_kafka_vu_t vu[] = {
+      {.vtype = RD_KAFKA_VTYPE_RKT, .u.rkt = rkt},
+      {.vtype = RD_KAFKA_VTYPE_VALUE, .u.mem = {m->content->data, m->content->len}},
+      {.vtype = RD_KAFKA_VTYPE_KEY, .u.mem = {*key ? key : NULL, strlen(key)}},
+      {.vtype = RD_KAFKA_VTYPE_MSGFLAGS, .u.i = 0},
+      {.vtype = RD_KAFKA_VTYPE_HEADERS, .u.headers = hs},
+      {.vtype = RD_KAFKA_VTYPE_OPAQUE, .u.ptr = &w->slots[i]},
+    };
+    rd_kafka_resp_err_t e = sl_kafka_produce(o->rk, vu, sizeof(vu) / sizeof(vu[0]));
     if (key != o->static_key) free(key);
     if (e) rd_kafka_headers_destroy(hs);   /* not taken on failure */
     if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) handed(o, w, i, e);

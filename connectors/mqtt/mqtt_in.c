@@ -1,7 +1,8 @@
 /* `mqtt` input: subscribes to `topics` (wildcards allowed) and emits what
- * each round of reads brought as one batch. A QoS 1/2 message is
- * acknowledged to the broker (PUBACK, or PUBREC for QoS 2) only once the
- * pipeline acknowledged it: the client's writes are held while messages of
+ * each round of reads brought as one batch. A QoS 1 message is
+ * acknowledged to the broker (PUBACK; for QoS 2 the PUBCOMP, libmosquitto
+ * sends PUBREC on receipt: docs/mqtt.md) only once the pipeline
+ * acknowledged it: the client's writes are held while messages of
  * the connection are in flight (mqtt_conn.h says how), and released when
  * every one of them is acknowledged, since MQTT acknowledges in order. A
  * connection lost with messages in flight acknowledged none of them: with a
@@ -20,7 +21,9 @@ static const sl_field_t fields[] = {
   {"topics", SL_F_STRLIST, NULL, SL_REQUIRED, "Topics to subscribe to; `+` and `#` wildcards allowed.", NULL, NULL},
   {"qos", SL_F_INT, "1", 0,
    "The QoS subscribed with (the broker sends each message at the lower of this and its publisher's). "
-   "QoS 1 and 2 messages are acknowledged once the pipeline acknowledged them.", SL_BOUNDS("0", "2"), NULL},
+   "A QoS 1 message is acknowledged (PUBACK) once the pipeline acknowledged it; a QoS 2 one is completed "
+   "(PUBCOMP) then, but libmosquitto sends its PUBREC on receipt: at most once across a crash.",
+   SL_BOUNDS("0", "2"), NULL},
   SL_BATCHING_FIELD,
   {0}};
 
@@ -197,7 +200,7 @@ static void *min_create(sl_build_t *b, const sl_cnode_t *conf) {
 static const sl_spec_t spec = {
   .name = "mqtt",
   .kind = SL_KIND_INPUT,
-  .summary = "Subscribes to MQTT topics (libmosquitto), acknowledging QoS 1/2 messages only once processed.",
+  .summary = "Subscribes to MQTT topics (libmosquitto), acknowledging QoS 1 messages only once processed.",
   .desc =
     "Field and metadata names are Benthos'. Each message carries `mqtt_topic`, `mqtt_qos`, `mqtt_retained`, "
     "`mqtt_duplicate` and `mqtt_message_id` as metadata, and with `protocol_version: 5` its user properties. "
@@ -206,9 +209,10 @@ static const sl_spec_t spec = {
     "and pings) while messages of the connection are in flight, so a crash or a lost connection leaves them "
     "unacknowledged and, with `clean_session: false` and a `client_id`, the broker sends them again. The "
     "broker sends at most its `max_inflight_messages` (MQTT 5: the client's receive maximum) unacknowledged "
-    "messages at once. QoS 2 caveat: libmosquitto (2.0) delivers a QoS 2 message only once the broker "
-    "released it (PUBREL), after its PUBREC: one lost between the two (sluice killed) is not sent again; "
-    "QoS 1 has no such gap. `mqtt_duplicate` is always `false`: libmosquitto does not pass the flag on. "
+    "messages at once. QoS 2 is at most once across a crash or a stop: libmosquitto (2.0) sends PUBREC on "
+    "receipt and delivers the message only at the broker's PUBREL, after which the broker keeps only its id, "
+    "so what was between the two is lost, never duplicated (docs/mqtt.md); `qos: 1` is at-least-once, QoS 2 "
+    "publishes included (the broker downgrades them). `mqtt_duplicate` is always `false`: libmosquitto does not pass the flag on. "
     "While disconnected the stream reports not ready on `/ready` with the reason, and reconnects with "
     "backoff (100 ms doubling to 5 s), taking the next of `urls` each time.",
   .fields = fields,

@@ -69,14 +69,12 @@ static void nout_write(sl_output_t *base, sl_batch_t *b, sl_write_cb cb, void *a
   char *err = NULL;
   for (uint32_t i = 0; i < b->n; i++) {
     char *e = NULL;
-    natsMsg *nm = sl_nats_out_msg(o, b->msgs[i], i, &e);
-    natsStatus s = nm ? natsConnection_PublishMsg(nc, nm) : NATS_OK;
-    if (nm && s != NATS_OK) {
+    natsStatus s = sl_nats_out_publish(o, nc, b->msgs[i], i, &e);
+    if (s != NATS_OK) {
       char *t = sl_nats_err(s);
       e = sl_xasprintf("nats: publish: %s", t);
       free(t);
     }
-    natsMsg_Destroy(nm);
     if (e && !err) err = e;
     else free(e);
   }

@@ -54,11 +54,13 @@ int sl_nats_out_init(sl_nats_out_t *o, sl_build_t *b, const sl_cnode_t *conf) {
     o->static_subject = sl_interp_eval(o->subject, NULL, 0, NULL, &err);
     /* ${ctx...} is resolved before a request-scoped instance is built: a
      * template still holding it is only being linted. */
-    if (o->static_subject && !strstr(o->static_subject, "${") && !strstr(o->static_subject, "$tyk_context") &&
-        !sl_nats_subject_ok(o->static_subject, 0)) {
-      sl_diag_add(b->diags, sl_cnode_get(conf, "subject"), "subject", "not a subject to publish to: %s",
-                  o->static_subject);
-      bad = 1;
+    if (o->static_subject && !strstr(o->static_subject, "${") && !strstr(o->static_subject, "$tyk_context")) {
+      o->static_ok = sl_nats_subject_ok(o->static_subject, 0);
+      if (!o->static_ok) {
+        sl_diag_add(b->diags, sl_cnode_get(conf, "subject"), "subject", "not a subject to publish to: %s",
+                    o->static_subject);
+        bad = 1;
+      }
     }
   }
   free(err);
@@ -98,7 +100,8 @@ static natsStatus add_header(natsMsg *nm, const char *k, const char *v, char **e
   return NATS_INVALID_ARG;
 }
 
-natsMsg *sl_nats_out_msg(sl_nats_out_t *o, sl_msg_t *m, uint32_t i, char **err) {
+/* Message i's subject (o->static_subject or malloc'd), or NULL with *err. */
+static char *subject_of(sl_nats_out_t *o, sl_msg_t *m, uint32_t i, char **err) {
   char *e = NULL;
   char *subj = o->static_subject ? o->static_subject : sl_interp_eval(o->subject, m, i, NULL, &e);
   if (!subj) {
@@ -106,10 +109,37 @@ natsMsg *sl_nats_out_msg(sl_nats_out_t *o, sl_msg_t *m, uint32_t i, char **err) 
     free(e);
     return NULL;
   }
+  if (!(subj == o->static_subject && o->static_ok) && !sl_nats_subject_ok(subj, 0)) {
+    *err = sl_xasprintf("subject: not a subject to publish to: \"%s\"", subj);
+    if (subj != o->static_subject) free(subj);
+    return NULL;
+  }
+  return subj;
+}
+
+/* Without headers there is no natsMsg to build: cnats frees every natsMsg
+ * on its garbage collector's thread, a lock and a cross-thread free per
+ * message that cost more than the publish (perf, bench/RESULTS.md). */
+natsStatus sl_nats_out_publish(sl_nats_out_t *o, natsConnection *nc, sl_msg_t *m, uint32_t i, char **err) {
+  if (o->nheaders || *o->prefixes) {
+    natsMsg *nm = sl_nats_out_msg(o, m, i, err);
+    natsStatus s = nm ? natsConnection_PublishMsg(nc, nm) : NATS_OK;
+    natsMsg_Destroy(nm);
+    return s;
+  }
+  char *subj = subject_of(o, m, i, err);
+  if (!subj) return NATS_OK;
+  natsStatus s = natsConnection_Publish(nc, subj, m->content->data, (int)m->content->len);
+  if (subj != o->static_subject) free(subj);
+  return s;
+}
+
+natsMsg *sl_nats_out_msg(sl_nats_out_t *o, sl_msg_t *m, uint32_t i, char **err) {
+  char *e = NULL;
+  char *subj = subject_of(o, m, i, err);
+  if (!subj) return NULL;
   natsMsg *nm = NULL;
-  natsStatus s = NATS_OK;
-  if (!sl_nats_subject_ok(subj, 0)) *err = sl_xasprintf("subject: not a subject to publish to: \"%s\"", subj);
-  else s = natsMsg_Create(&nm, subj, NULL, m->content->data, (int)m->content->len);
+  natsStatus s = natsMsg_Create(&nm, subj, NULL, m->content->data, (int)m->content->len);
   if (subj != o->static_subject) free(subj);
   for (uint32_t k = 0; s == NATS_OK && nm && k < o->nheaders; k++) {
     char *v = sl_interp_eval(o->hvals[k], m, i, NULL, &e);

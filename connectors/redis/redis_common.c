@@ -9,12 +9,7 @@
 #include <string.h>
 
 int sl_rconn_check(sl_build_t *b, const sl_cnode_t *conf) {
-  char *err = NULL;
-  if (!sl_redis_url_check(sl_conf_str(conf, "url", "redis://localhost:6379"), &err)) return 0;
-  const sl_cnode_t *at = sl_cnode_get(conf, "url");
-  sl_diag_add(b->diags, at ? at : conf, "url", "%s", err);
-  free(err);
-  return -1;
+  return sl_redis_conf_check(conf, "redis://localhost:6379", b->diags);
 }
 
 static void on_state(sl_redis_t *r, int up, const char *why, void *arg) {
@@ -44,6 +39,7 @@ sl_rconn_t *sl_rconn_new(sl_build_t *b, const sl_cnode_t *conf, sl_input_t *in, 
   c->on_state = cb;
   c->arg = arg;
   c->url = sl_xstrdup(sl_conf_str(conf, "url", "redis://localhost:6379"));
+  if (sl_redis_conf_master(conf)) c->master = sl_xstrdup(sl_redis_conf_master(conf));
   c->backoff = sl_conf_duration_ms(conf, "reconnect_backoff", 100);
   c->max_backoff = sl_conf_duration_ms(conf, "reconnect_max_backoff", 5000);
   c->reply_timeout = sl_conf_duration_ms(conf, "reply_timeout", 10000);
@@ -72,6 +68,7 @@ static void make_series(sl_rconn_t *c) {
 int sl_rconn_start(sl_rconn_t *c, uv_loop_t *loop) {
   sl_redis_opts_t o = {
     .url = c->url,
+    .sentinel_master = c->master,
     .log_stream = sl_rconn_stream(c),
     .log_component = sl_rconn_label(c),
     .backoff_min_ms = c->backoff,
@@ -95,6 +92,7 @@ void sl_rconn_free(sl_rconn_t *c) {
   if (!c) return;
   sl_redis_free(c->r);
   free(c->url);
+  free(c->master);
   free(c->series_stream);
   free(c->series_path);
   free(c);

@@ -7,6 +7,7 @@
 #ifndef SL_REDIS_COMMON_H
 #define SL_REDIS_COMMON_H
 #include "clients/redis.h"
+#include "clients/redis_conf.h"
 #include "core/component.h"
 #include "lua/lhost.h"
 
@@ -17,6 +18,7 @@
 
 #define SL_REDIS_FIELDS \
   SL_REDIS_URL_FIELD, \
+  SL_REDIS_SERVER_FIELDS, \
   {"reconnect_backoff", SL_F_DURATION, "100ms", SL_ADVANCED, \
    "First wait before reconnecting after Redis went away; doubled per failed attempt up to `reconnect_max_backoff` " \
    "(sluice adds it: Benthos' Redis client retries on its own schedule).", NULL, NULL}, \
@@ -36,6 +38,7 @@ struct sl_rconn {
   sl_output_t *out;
   int64_t *up, *lost, *failed;   /* Benthos' connection series; NULL when linting */
   char *url;
+  char *master;              /* kind: failover's Sentinel master name, or NULL */
   char *series_stream, *series_path;   /* for the series; NULL when linting */
   int64_t backoff, max_backoff;
   int64_t reply_timeout;     /* ms; an input adds its blocking reads' wait before starting */
@@ -45,7 +48,7 @@ struct sl_rconn {
   void *arg;
 };
 
-/* Checks `url` (lint and build). 0 or -1 with a diagnostic at the field. */
+/* Checks `url`, `kind`, `master` and `tls` (lint and build). 0 or -1 with a diagnostic at the field. */
 int sl_rconn_check(sl_build_t *b, const sl_cnode_t *conf);
 /* A connection for an input (out NULL) or an output (in NULL), from the
  * fields; NULL with a diagnostic for a bad URL. on_state may be NULL. */

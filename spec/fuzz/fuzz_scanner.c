@@ -1,5 +1,6 @@
 /* libFuzzer target: any bytes, cut into any slices, through every scanner of
- * the stdin and file inputs: messages and flagged errors, never a crash, a
+ * the stdin and file inputs (tar, switch and each decompress algorithm too):
+ * messages and flagged errors, never a crash, a
  * leak or undefined behaviour, and what a scanner leaves to read again stays
  * within its buffer size plus the slice just read (bounded memory). */
 #include "connectors/io/scanner.h"
@@ -20,6 +21,12 @@ static const char *const configs[] = {
   "scanner: {decompress: {algorithm: flate}}\nmax_buffer: 1KiB",
   "scanner: {skip_bom: {into: {re_match: {pattern: 'x+y', max_buffer_size: 64}}}}",
   "codec: all\nmax_buffer: 128",
+  "scanner: {tar: {}}\nmax_buffer: 256",
+  "scanner: {decompress: {algorithm: bzip2, into: {lines: {max_buffer_size: 64}}}}",
+  "scanner: {decompress: {algorithm: lz4, into: {tar: {}}}}\nmax_buffer: 256",
+  "scanner: {decompress: {algorithm: zstd, into: {chunker: {size: 16}}}}",
+  "scanner: {decompress: {algorithm: snappy, into: {lines: {max_buffer_size: 64}}}}",
+  "scanner: {switch: [{re_match_name: 'x$', scanner: {lines: {}}}, {re_match_name: '\\.tar$', scanner: {tar: {}}}]}\nmax_buffer: 256",
 };
 /* The most any of these scanners leaves unread: a line or segment of 64 bytes. */
 enum { NCONF = sizeof configs / sizeof configs[0], BOUND = 4096, KEPT = 128 };
@@ -43,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   sl_cnode_t *conf = sl_conf_parse(text, strlen(text), "fuzz.yaml", &d);
   sl_scanconf_t *c = conf ? sl_scanconf_input(conf, &d) : NULL;
   if (!c) __builtin_trap();
-  sl_scanner_t *s = sl_scanner_new(c);
+  sl_scanner_t *s = sl_scanner_new(c, "fuzz.tar");
   char *buf = malloc(size + 1);
   size_t len = 0, fed = 0;
   for (;;) {
@@ -53,7 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fed += k;
     int eof = fed == size;
     for (int rounds = 0;; rounds++) {   /* as the reader: cut all it can before reading more */
-      out_t t = {{emit, 1 + (int64_t)(slice % 5)}, 0};
+      out_t t = {{emit, 1 + (int64_t)(slice % 5), NULL}, 0};
       size_t used = sl_scanner_scan(s, buf, len, eof, &t.o);
       if (used > len || rounds > 100000) __builtin_trap();
       memmove(buf, buf + used, len - used);

@@ -55,7 +55,22 @@ const api = async (method, path, body) => {
       await page.waitForFunction(() => [...document.querySelectorAll('.card[data-stream="ticker"] svg path')]
         .some((p) => (p.getAttribute("d").match(/L/g) || []).length >= 3), null, { timeout: 20000 });
       await shot(`streams-${theme}`);
+      // Pushed, not polled: the ticker's count and chart change from one
+      // event to the next, and the page asks for nothing meanwhile.
+      const asked = [];
+      const onReq = (q) => asked.push(new URL(q.url()).pathname);
+      page.on("request", onReq);
+      const sample = () => page.evaluate(() => {
+        const card = document.querySelector('.card[data-stream="ticker"]');
+        return { events: +document.querySelector("#streams-list").dataset.events, count: card.querySelector(".node.n-in .c").textContent,
+          chart: card.querySelector(".charts svg path:last-child").getAttribute("d") };
+      });
+      const first = await sample();
+      await page.waitForFunction((n) => +document.querySelector("#streams-list").dataset.events >= n + 2, first.events, { timeout: 20000 });
+      const second = await sample();
+      page.off("request", onReq);
       return {
+        first, second, asked,
         cards: await page.$$eval(".card", (cs) => cs.map((c) => c.dataset.stream)),
         nodes: await page.$$eval('.card[data-stream="main"] .node .n', (ns) => ns.map((n) => n.textContent)),
       };

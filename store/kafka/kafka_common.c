@@ -96,3 +96,11 @@ void sl_kafka_wake_close(sl_kafka_wake_t *w, rd_kafka_queue_t *q) {
   uv_poll_stop(&w->poll);
   uv_close((uv_handle_t *)&w->poll, wake_closed);
 }
+
+rd_kafka_resp_err_t sl_kafka_produce(rd_kafka_t *rk, const rd_kafka_vu_t *vus, size_t n) {
+  rd_kafka_error_t *err = rd_kafka_produceva(rk, vus, n);
+  if (!err) return RD_KAFKA_RESP_ERR_NO_ERROR;
+  rd_kafka_resp_err_t e = rd_kafka_error_code(err);
+  rd_kafka_error_destroy(err);
+  return e;
+}

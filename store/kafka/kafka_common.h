@@ -26,6 +26,11 @@ rd_kafka_conf_t *sl_kafka_conf(sl_build_t *b, const sl_cnode_t *conf, const char
 /* librdkafka's log callback (served on the loop: log.queue is set). */
 void sl_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *msg);
 
+/* rd_kafka_produceva's error as a code (the error is freed): produceva
+ * instead of the variadic producev, which a library loaded on first use
+ * cannot forward (core/lazylib.h). */
+rd_kafka_resp_err_t sl_kafka_produce(rd_kafka_t *rk, const rd_kafka_vu_t *vus, size_t n);
+
 typedef struct sl_kafka_wake sl_kafka_wake_t;
 /* Calls cb(arg) on the loop whenever q turns non-empty. NULL on failure. */
 sl_kafka_wake_t *sl_kafka_wake_new(uv_loop_t *loop, rd_kafka_queue_t *q, void (*cb)(void *arg), void *arg);

@@ -669,10 +669,16 @@ void sl_ks_publish(sl_ks_t *ks, const char *topic, const sl_pub_t *recs, size_t 
     const sl_pub_t *rec = &recs[i];
     p->slots[i] = (kslot_t){p, i};
     rd_kafka_headers_t *hs = headers_of(rec);
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-      ks->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE((void *)rec->value, rec->value_len),
-      RD_KAFKA_V_KEY(rec->key_len ? rec->key : NULL, rec->key_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-      RD_KAFKA_V_HEADERS(hs), RD_KAFKA_V_TIMESTAMP(rec->ts_ms), RD_KAFKA_V_OPAQUE(&p->slots[i]), RD_KAFKA_V_END);
+    rd_kafka_vu_t vu[] = {
+      {.vtype = RD_KAFKA_VTYPE_TOPIC, .u.cstr = topic},
+      {.vtype = RD_KAFKA_VTYPE_VALUE, .u.mem = {(void *)rec->value, rec->value_len}},
+      {.vtype = RD_KAFKA_VTYPE_KEY, .u.mem = {rec->key_len ? (void *)rec->key : NULL, rec->key_len}},
+      {.vtype = RD_KAFKA_VTYPE_MSGFLAGS, .u.i = RD_KAFKA_MSG_F_COPY},
+      {.vtype = RD_KAFKA_VTYPE_HEADERS, .u.headers = hs},
+      {.vtype = RD_KAFKA_VTYPE_TIMESTAMP, .u.i64 = rec->ts_ms},
+      {.vtype = RD_KAFKA_VTYPE_OPAQUE, .u.ptr = &p->slots[i]},
+    };
+    rd_kafka_resp_err_t e = sl_kafka_produce(ks->rk, vu, sizeof(vu) / sizeof(vu[0]));
     if (e) {
       rd_kafka_headers_destroy(hs);   /* kept by librdkafka only on success */
       pub_one_done(p, i, -1, -1, e);

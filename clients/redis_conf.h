@@ -1,0 +1,30 @@
+/* What every Redis component's config says about the server besides its
+ * `url` (whose default differs between them): Benthos's `kind`, `master`
+ * and `tls`, and the check of all four. Only what Debian's hiredis (0.14)
+ * can do passes: one server (`kind: simple`) without TLS.
+ * Ownership: the tables are static; the check reads the tree only. */
+#ifndef SL_REDIS_CONF_H
+#define SL_REDIS_CONF_H
+#include "core/conf.h"
+#include "core/spec.h"
+
+extern const sl_field_t sl_redis_tls_fields[];
+extern const char *const sl_redis_kinds[];
+
+#define SL_REDIS_SERVER_FIELDS                                                                                   \
+  {"kind", SL_F_ENUM, "simple", 0, "`simple`: `url` is the server. `failover`: `url` is a Sentinel, asked for "   \
+   "the address of `master` at each connection; a lost connection, or a READONLY answer after a failover, "      \
+   "asks again. `cluster` is refused at lint (no routing by hash slot).", sl_redis_kinds, NULL},                 \
+  {"master", SL_F_STRING, "", 0, "The name the Sentinels know the master by (`kind: failover` only).", NULL,     \
+   NULL},                                                                                                        \
+  {"tls", SL_F_OBJECT, NULL, 0, "Benthos's TLS settings, accepted only with `enabled: false`: Debian's hiredis " \
+   "(0.14) has no TLS, so `enabled: true` is a lint error (as `rediss://` is).", NULL, sl_redis_tls_fields}
+
+/* url (default_url when absent; NULL: an absent url is not checked), kind, master and tls of conf: 0, or -1
+ * with a diagnostic at the first bad field. */
+int sl_redis_conf_check(const sl_cnode_t *conf, const char *default_url, sl_diags_t *d);
+/* The Sentinel master name of a checked conf (kind: failover), else NULL;
+ * the tree's string. */
+const char *sl_redis_conf_master(const sl_cnode_t *conf);
+
+#endif
