@@ -1,6 +1,7 @@
 /* Named cache resources (`cache_resources:`), shared by every script and
  * processor of the process, behind a backend vtable: `memory` here (LRU with
- * TTL and caps), `redis` (cache/redis.c) through clients/.
+ * TTL and caps), `redis` (cache/redis.c) and `nats_kv` (cache/nats_kv.c)
+ * through clients/.
  *
  * Operations are asynchronous by contract: sl_cache_exec starts one and its
  * callback runs exactly once, either before sl_cache_exec returns (a backend

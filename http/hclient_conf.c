@@ -19,10 +19,60 @@ const sl_field_t sl_tls_client_fields[] = {
    NULL},
   {"root_cas_file", SL_F_STRING, "", 0, "PEM file of the CAs to trust instead of the system's.", NULL, NULL},
   {"client_certs", SL_F_OBJLIST, "[]", 0, "A client certificate (the first one is used).", NULL,
-   (const sl_field_t[]){{"cert_file", SL_F_STRING, NULL, SL_REQUIRED, "PEM certificate.", NULL, NULL},
-                        {"key_file", SL_F_STRING, NULL, SL_REQUIRED, "PEM private key.", NULL, NULL},
-                        {0}}},
+   sl_hconf_cert_fields},
   {0}};
+
+const sl_field_t sl_hconf_cert_fields[] = {
+  {"cert_file", SL_F_STRING, "", 0, "PEM certificate (chain) file, relative to the config file.", NULL, NULL},
+  {"key_file", SL_F_STRING, "", 0, "PEM private key file, relative to the config file.", NULL, NULL},
+  {"cert", SL_F_STRING, "", 0, "The PEM certificate as text, instead of `cert_file`.", NULL, NULL},
+  {"key", SL_F_STRING, "", 0, "The PEM private key as text, instead of `key_file`.", NULL, NULL},
+  {"password", SL_F_STRING, "", 0, "Decrypts an encrypted key (use `${ENV}`).", NULL, NULL},
+  {0}};
+
+int sl_tls_cert_files(const sl_cnode_t *tls, const char **cert, const char **key, sl_diags_t *d) {
+  *cert = *key = NULL;
+  const sl_cnode_t *certs = tls ? sl_cnode_get(tls, "client_certs") : NULL;
+  if (!certs || certs->type != SL_CN_SEQ || !certs->n) return 0;
+  const sl_cnode_t *c = certs->items[0];
+  const char *cf = sl_conf_str(c, "cert_file", ""), *kf = sl_conf_str(c, "key_file", "");
+  if (*sl_conf_str(c, "cert", "") || *sl_conf_str(c, "key", "") || *sl_conf_str(c, "password", "") || !*cf || !*kf) {
+    sl_diag_add(d, c, "tls.client_certs", "this client takes a certificate and its key as files only (cert_file and key_file, "
+                "an unencrypted key)");
+    return -1;
+  }
+  *cert = cf;
+  *key = kf;
+  return 0;
+}
+
+int sl_hconf_client_cert(const sl_cnode_t *tls, sl_hreq_opts_t *o, sl_diags_t *d) {
+  const sl_cnode_t *certs = sl_cnode_get(tls, "client_certs");
+  if (!certs || certs->type != SL_CN_SEQ || !certs->n) return 0;
+  const sl_cnode_t *c = certs->items[0];
+  const char *cf = sl_conf_str(c, "cert_file", ""), *kf = sl_conf_str(c, "key_file", "");
+  const char *cp = sl_conf_str(c, "cert", ""), *kp = sl_conf_str(c, "key", "");
+  if (!*cf == !*cp || !*kf == !*kp) {
+    sl_diag_add(d, c, "tls.client_certs", "give the certificate as cert_file or cert, and its key as key_file or key");
+    return -1;
+  }
+  if (*cf) o->cert_file = sl_conf_path(c->file, cf);
+  if (*kf) o->key_file = sl_conf_path(c->file, kf);
+  if (*cp) o->cert_pem = sl_xstrdup(cp);
+  if (*kp) o->key_pem = sl_xstrdup(kp);
+  o->key_password = sl_xstrdup(sl_conf_str(c, "password", ""));
+  return 0;
+}
+
+void sl_hconf_client_cert_free(sl_hreq_opts_t *o) {
+  char *s[] = {(char *)o->cert_file, (char *)o->key_file, (char *)o->cert_pem, (char *)o->key_pem,
+               (char *)o->key_password};
+  for (size_t i = 0; i < sizeof s / sizeof *s; i++) {
+    if (s[i]) OPENSSL_cleanse(s[i], strlen(s[i]));
+    free(s[i]);
+  }
+  o->cert_file = o->key_file = o->cert_pem = o->key_pem = o->key_password = NULL;
+}
 
 const sl_field_t sl_hconf_basic_fields[] = {
   {"enabled", SL_F_BOOL, "false", 0, "Send `Authorization: Basic`.", NULL, NULL},
@@ -48,8 +98,7 @@ const sl_field_t sl_hconf_jwt_fields[] = {
   {"headers", SL_F_MAP, "{}", 0, "Extra JOSE header fields.", NULL, NULL},
   {0}};
 
-/* "Authorization: Bearer <jwt>" signed from j, or NULL with a diagnostic. */
-static char *jwt_auth(const sl_cnode_t *j, sl_diags_t *d) {
+char *sl_hconf_jwt(const sl_cnode_t *j, sl_diags_t *d) {
   const char *m = sl_conf_str(j, "signing_method", "RS256"), *file = sl_conf_str(j, "private_key_file", "");
   jwt_alg_t alg = jwt_str_alg(m);
   if (alg == JWT_ALG_INVAL || alg == JWT_ALG_NONE) {
@@ -140,11 +189,7 @@ int sl_hconf_init(sl_hconf_t *hc, const sl_cnode_t *conf, sl_diags_t *d) {
   const sl_cnode_t *tls = sl_cnode_get(conf, "tls");
   hc->opts.skip_verify = sl_conf_bool(tls, "skip_cert_verify", 0);
   hc->opts.ca_file = sl_xstrdup(sl_conf_str(tls, "root_cas_file", ""));
-  const sl_cnode_t *certs = sl_cnode_get(tls, "client_certs");
-  if (certs && certs->type == SL_CN_SEQ && certs->n) {
-    hc->opts.cert_file = sl_xstrdup(sl_conf_str(certs->items[0], "cert_file", ""));
-    hc->opts.key_file = sl_xstrdup(sl_conf_str(certs->items[0], "key_file", ""));
-  }
+  if (sl_hconf_client_cert(tls, &hc->opts, d) != 0) return -1;
   hc->opts.max_redirects = sl_conf_bool(conf, "follow_redirects", 1) ? 5 : 0;
   hc->opts.connect_timeout_ms = hc->timeout_ms;
   const sl_cnode_t *ba = sl_cnode_get(conf, "basic_auth");
@@ -163,7 +208,7 @@ int sl_hconf_init(sl_hconf_t *hc, const sl_cnode_t *conf, sl_diags_t *d) {
     hc->auth = sl_hconf_basic(sl_conf_str(ba, "username", ""), sl_conf_str(ba, "password", ""));
   else if (*bearer)
     hc->auth = sl_xasprintf("Authorization: Bearer %s", bearer);
-  else if (jwon && !(hc->auth = jwt_auth(jw, d)))
+  else if (jwon && !(hc->auth = sl_hconf_jwt(jw, d)))
     return -1;
   if (o2on && sl_hconf_oauth2_init(hc, o2, d) != 0) return -1;
   return 0;
@@ -176,8 +221,7 @@ void sl_hconf_free(sl_hconf_t *hc) {
   free(hc->drop_on);
   free(hc->ok_on);
   free((char *)hc->opts.ca_file);
-  free((char *)hc->opts.cert_file);
-  free((char *)hc->opts.key_file);
+  sl_hconf_client_cert_free(&hc->opts);
   if (hc->oauth2) sl_hconf_oauth2_free(hc->oauth2);
   memset(hc, 0, sizeof(*hc));
 }

@@ -39,7 +39,11 @@
 
 /* The client side of TLS for every component that dials out (HTTP, AMQP, MQTT, NATS). */
 extern const sl_field_t sl_tls_client_fields[];
-extern const sl_field_t sl_hconf_basic_fields[], sl_hconf_oauth2_fields[], sl_hconf_jwt_fields[];
+extern const sl_field_t sl_hconf_basic_fields[], sl_hconf_oauth2_fields[], sl_hconf_jwt_fields[], sl_hconf_cert_fields[];
+/* The first of tls.client_certs as the config's file names (NULL when none), for
+ * clients that take only files (AMQP, MQTT, NATS): text, a password or a file
+ * without its pair is a diagnostic and -1. */
+int sl_tls_cert_files(const sl_cnode_t *tls, const char **cert, const char **key, sl_diags_t *d);
 
 typedef struct sl_hconf_token sl_hconf_token_t;   /* OAuth2 state */
 
@@ -54,6 +58,16 @@ typedef struct sl_hconf {
 /* Reads the fields above from conf; -1 with a diagnostic at the bad value. */
 int sl_hconf_init(sl_hconf_t *hc, const sl_cnode_t *conf, sl_diags_t *d);
 void sl_hconf_free(sl_hconf_t *hc);
+
+/* The first of tls.client_certs (sl_hconf_cert_fields) into o's cert_file,
+ * key_file, cert_pem, key_pem and key_password (malloc'd; relative files
+ * from the config file's directory): 0, or -1 with a diagnostic. The
+ * websocket connectors share it. sl_hconf_client_cert_free frees them. */
+int sl_hconf_client_cert(const sl_cnode_t *tls, sl_hreq_opts_t *o, sl_diags_t *d);
+void sl_hconf_client_cert_free(sl_hreq_opts_t *o);
+/* "Authorization: Bearer <jwt>" signed once from a `jwt` block
+ * (sl_hconf_jwt_fields), or NULL with a diagnostic. Caller frees. */
+char *sl_hconf_jwt(const sl_cnode_t *jwt, sl_diags_t *d);
 
 /* Is status in the 0-terminated list v? */
 int sl_hconf_listed(const int *v, int status);

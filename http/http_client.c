@@ -315,6 +315,15 @@ static void apply_opts(req_t *r, const sl_hreq_opts_t *o) {
   if (o->ca_file && *o->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file);
   if (o->cert_file && *o->cert_file) curl_easy_setopt(e, CURLOPT_SSLCERT, o->cert_file);
   if (o->key_file && *o->key_file) curl_easy_setopt(e, CURLOPT_SSLKEY, o->key_file);
+  if (o->cert_pem && *o->cert_pem) {
+    struct curl_blob b = {(void *)o->cert_pem, strlen(o->cert_pem), CURL_BLOB_COPY};
+    curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &b);
+  }
+  if (o->key_pem && *o->key_pem) {
+    struct curl_blob b = {(void *)o->key_pem, strlen(o->key_pem), CURL_BLOB_COPY};
+    curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &b);
+  }
+  if (o->key_password && *o->key_password) curl_easy_setopt(e, CURLOPT_KEYPASSWD, o->key_password);
   if (o->skip_verify) {
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -415,6 +424,9 @@ sl_hclient_req_t *sl_hclient_send(sl_hclient_t *c, const sl_hclient_opts_t *o, s
     ro.ca_file = o->conn->ca_file;
     ro.cert_file = o->conn->cert_file;
     ro.key_file = o->conn->key_file;
+    ro.cert_pem = o->conn->cert_pem;
+    ro.key_pem = o->conn->key_pem;
+    ro.key_password = o->conn->key_password;
     ro.skip_verify = o->conn->skip_verify;
     ro.connect_timeout_ms = o->conn->connect_timeout_ms;
   }

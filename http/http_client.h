@@ -32,6 +32,8 @@ typedef struct sl_hreq sl_hreq_t;
 typedef struct sl_hreq_opts {
   const char *ca_file;       /* PEM bundle to verify the server with, instead of the system's */
   const char *cert_file, *key_file;   /* client certificate and its key (PEM) */
+  const char *cert_pem, *key_pem;     /* or as PEM text */
+  const char *key_password;  /* of an encrypted key */
   int skip_verify;           /* accept any server certificate and name */
   int max_redirects;         /* redirects followed (0: none, the 3xx is the answer) */
   size_t body_max;           /* response bytes kept for cb (0: 64 KiB); the rest is dropped */

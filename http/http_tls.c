@@ -79,6 +79,54 @@ sl_tls_ctx_t *sl_tls_client_ctx_new(const char *root_cas_file, const char *root_
   return c;
 }
 
+static int pem_password(char *buf, int size, int rwflag, void *u) {
+  (void)rwflag;
+  const char *pw = u ? u : "";
+  int n = (int)strlen(pw);
+  if (n > size) n = size;
+  memcpy(buf, pw, (size_t)n);
+  return n;
+}
+
+int sl_tls_ctx_client_cert(sl_tls_ctx_t *c, const char *cert_file, const char *cert_pem, const char *key_file,
+                           const char *key_pem, const char *password, char **err) {
+  SSL_CTX *ctx = c->ctx;
+  SSL_CTX_set_default_passwd_cb(ctx, pem_password);
+  SSL_CTX_set_default_passwd_cb_userdata(ctx, (void *)password);
+  int ok = 1;
+  const char *what = "client certificate";
+  if (cert_file && *cert_file) {
+    what = cert_file;
+    ok = SSL_CTX_use_certificate_chain_file(ctx, cert_file) == 1;
+  } else {
+    BIO *bio = BIO_new_mem_buf(cert_pem ? cert_pem : "", -1);
+    X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    ok = x && SSL_CTX_use_certificate(ctx, x) == 1;
+    X509_free(x);
+    /* the rest of the chain, if the text holds one */
+    while (ok && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)))
+      if (SSL_CTX_add_extra_chain_cert(ctx, x) != 1) X509_free(x);
+    if (ok) ERR_clear_error();   /* the end of the PEM text */
+    BIO_free(bio);
+  }
+  if (ok && key_file && *key_file) {
+    what = key_file;
+    ok = SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) == 1;
+  } else if (ok) {
+    what = "client certificate key";
+    BIO *bio = BIO_new_mem_buf(key_pem ? key_pem : "", -1);
+    EVP_PKEY *k = PEM_read_bio_PrivateKey(bio, NULL, pem_password, (void *)password);
+    ok = k && SSL_CTX_use_PrivateKey(ctx, k) == 1;
+    EVP_PKEY_free(k);
+    BIO_free(bio);
+  }
+  if (ok) ok = SSL_CTX_check_private_key(ctx) == 1;
+  /* the password is the caller's: no callback may read it later */
+  SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+  if (!ok) *err = ssl_error(what);
+  return ok ? 0 : -1;
+}
+
 void sl_tls_ctx_free(sl_tls_ctx_t *c) {
   if (!c) return;
   SSL_CTX_free(c->ctx);

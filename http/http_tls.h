@@ -17,6 +17,11 @@ void sl_tls_ctx_free(sl_tls_ctx_t *c);
  * root_cas_file and/or root_cas (PEM text) when given (either may be NULL);
  * skip_verify accepts any certificate and name. NULL with *err. */
 sl_tls_ctx_t *sl_tls_client_ctx_new(const char *root_cas_file, const char *root_cas, int skip_verify, char **err);
+/* Gives a client context the certificate it shows servers that ask for
+ * one: from files or PEM text (one of each pair), the key decrypted with
+ * password when it is encrypted. 0, or -1 with *err (caller frees). */
+int sl_tls_ctx_client_cert(sl_tls_ctx_t *c, const char *cert_file, const char *cert_pem, const char *key_file,
+                           const char *key_pem, const char *password, char **err);
 
 sl_tls_t *sl_tls_new(sl_tls_ctx_t *c);
 /* A client session to host (SNI and the name its certificate must carry);

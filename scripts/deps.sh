@@ -14,7 +14,7 @@ libcurl4-openssl-dev uthash-dev curl libhiredis-dev libpcre2-dev libxxhash-dev z
 TEST_PKGS="clang libclang-rt-14-dev luajit2 lua-busted jq openssl python3 python3-websockets
 python3-prometheus-client python3-jsonschema python3-yaml prometheus-pushgateway chromium nginx-light redis-server wrk hyperfine time strace
 openjdk-17-jre-headless maven kcat nats-server mosquitto mosquitto-clients rabbitmq-server
-amqp-tools python3-pika"
+amqp-tools python3-pika tinyproxy python3-oauthlib"
 
 # The stdin and file inputs' csv scanner.
 RUN_PKGS="$RUN_PKGS libcsv-dev"

@@ -709,3 +709,41 @@ output:
     end)
   end)
 end)
+
+describe("http_client output with a client certificate", function()
+  it("shows one given as PEM text with an encrypted key (libcurl blobs) to a server that requires it", function()
+    local dir = h.tmpdir()
+    h.self_signed(dir)
+    assert(os.execute("cd " .. dir .. " && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem " ..
+      "-days 1 -subj /CN=client-ca 2>/dev/null && openssl req -newkey rsa:2048 -nodes -keyout client.key " ..
+      "-out client.csr -subj /CN=hc-client 2>/dev/null && openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key " ..
+      "-CAcreateserial -out client.pem -days 1 2>/dev/null && openssl pkey -in client.key -aes256 -passout pass:pw " ..
+      "-out client.enc.key"))
+    local port = h.port()
+    -- node's https server: answers 200 with the client certificate's CN, refuses a connection without one
+    os.execute(string.format([[(cd %s && node -e '
+const fs = require("fs");
+require("https").createServer({cert: fs.readFileSync("cert.pem"), key: fs.readFileSync("key.pem"),
+  ca: fs.readFileSync("ca.pem"), requestCert: true, rejectUnauthorized: true}, (req, res) => {
+  fs.appendFileSync("seen.txt", req.socket.getPeerCertificate().subject.CN + "\n");
+  res.end("ok");
+}).listen(%d, "127.0.0.1", () => fs.writeFileSync("up", "1"));' > node.log 2>&1 & echo $! > %s/pid)]], dir, port, dir))
+    local ok, err = pcall(function()
+      assert(h.wait_for(function() return h.read(dir .. "/up") end, 15), h.read(dir .. "/node.log"))
+      local function pem(f) return (h.read(dir .. "/" .. f):gsub("\n$", ""):gsub("\n", "\n                ")) end
+      local base = "        url: https://127.0.0.1:" .. port .. "/\n        tls:\n          root_cas_file: " .. dir ..
+        "/cert.pem\n"
+      local r = send(2, base .. "          client_certs:\n            - cert: |\n                " .. pem("client.pem") ..
+        "\n              key: |\n                " .. pem("client.enc.key") .. "\n              password: pw")
+      assert.are.equal("", r.stdout)   -- nothing fell back
+      assert.are.equal("hc-client\nhc-client\n", h.read(dir .. "/seen.txt"))
+      -- without it the TLS handshake fails: the message falls back
+      r = send(1, base .. "        retries: 0")
+      assert.are_not.equal("", r.stdout)
+      assert.are.equal("hc-client\nhc-client\n", h.read(dir .. "/seen.txt"))
+    end)
+    os.execute("kill " .. h.read(dir .. "/pid"):match("%d+") .. " 2>/dev/null")
+    h.rmdir(dir)
+    assert(ok, err)
+  end)
+end)

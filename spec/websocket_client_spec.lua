@@ -388,6 +388,230 @@ output:
   end)
 end)
 
+describe("websocket client credentials", function()
+  local dir
+  setup(function()
+    dir = h.tmpdir()
+    h.self_signed(dir)
+    -- a client CA, a client certificate it signed (key in clear and encrypted), and one it did not
+    assert(os.execute("cd " .. dir .. " && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem " ..
+      "-days 1 -subj /CN=client-ca 2>/dev/null && openssl req -newkey rsa:2048 -nodes -keyout client.key " ..
+      "-out client.csr -subj /CN=sluice-client 2>/dev/null && openssl x509 -req -in client.csr -CA ca.pem " ..
+      "-CAkey ca.key -CAcreateserial -out client.pem -days 1 2>/dev/null && openssl pkey -in client.key " ..
+      "-aes256 -passout pass:pw -out client.enc.key && openssl req -x509 -newkey rsa:2048 -nodes " ..
+      "-keyout other.key -out other.pem -days 1 -subj /CN=stranger 2>/dev/null"))
+    -- the JWT's signing key and another one
+    assert(os.execute("cd " .. dir .. " && openssl genpkey -algorithm RSA -out jwt.key 2>/dev/null && " ..
+      "openssl pkey -in jwt.key -pubout -out jwt.pub && openssl genpkey -algorithm RSA -out jwt_other.key 2>/dev/null"))
+  end)
+  teardown(function() h.rmdir(dir) end)
+
+  -- A sluice whose websocket input (more fields: YAML lines at 4 spaces) reads from url.
+  local function client(url, more)
+    return string.format("http: { address: 127.0.0.1:$PORT }\ninput:\n  websocket:\n    url: %s\n%s\noutput:\n  drop: {}\n",
+      url, more)
+  end
+
+  local function ready_503(srv, text)
+    local seen
+    local ok = h.wait_for(function()
+      local code, body = ready_status(srv)
+      seen = body
+      return code == 503 and body:find(text, 1, true)
+    end, 20)
+    assert.is_truthy(ok, seen)
+  end
+
+  it("shows a client certificate from files, or from PEM text with an encrypted key, to a server that requires one", function()
+    local env = string.format("CERT=%s/cert.pem KEY=%s/key.pem CLIENT_CA=%s/ca.pem", dir, dir, dir)
+    local p = peer("feed", "1", {env = env})
+    local tls = "    tls:\n      root_cas_file: " .. dir .. "/cert.pem\n      client_certs:\n"
+    with_sluice(client("wss://127.0.0.1:" .. p.port .. "/", tls .. "        - { cert_file: " .. dir ..
+      "/client.pem, key_file: " .. dir .. "/client.key }"), function()
+      assert.is_truthy(h.wait_for(function() return p.events("connection")[1] end, 20), p.log())
+      assert.are.equal("sluice-client", p.events("connection")[1].cn)
+    end)
+    local function indent(f) return (h.read(dir .. "/" .. f):gsub("\n$", ""):gsub("\n", "\n            ")) end
+    with_sluice(client("wss://127.0.0.1:" .. p.port .. "/", tls .. "        - cert: |\n            " ..
+      indent("client.pem") .. "\n          key: |\n            " .. indent("client.enc.key") ..
+      "\n          password: pw"), function()
+      assert.is_truthy(h.wait_for(function() return p.events("connection")[2] end, 20), p.log())
+      assert.are.equal("sluice-client", p.events("connection")[2].cn)
+    end, {p})
+  end)
+
+  it("without the certificate the server wants, or with one it does not trust, is not ready and says why", function()
+    local env = string.format("CERT=%s/cert.pem KEY=%s/key.pem CLIENT_CA=%s/ca.pem", dir, dir, dir)
+    local p = peer("feed", "1", {env = env})
+    local tls = "    tls:\n      root_cas_file: " .. dir .. "/cert.pem\n"
+    with_sluice(client("wss://127.0.0.1:" .. p.port .. "/", tls), function(srv)
+      ready_503(srv, "websocket wss://127.0.0.1:" .. p.port .. "/: ")
+    end)
+    with_sluice(client("wss://127.0.0.1:" .. p.port .. "/", tls .. "      client_certs: [{ cert_file: " .. dir ..
+      "/other.pem, key_file: " .. dir .. "/other.key }]"), function(srv)
+      ready_503(srv, "websocket wss://127.0.0.1:" .. p.port .. "/: ")
+    end, {p})
+    assert.are.equal(0, #p.events("connection"))
+    assert.is_true(#p.events("tls_error") >= 2, p.log())
+  end)
+
+  it("lint: a client certificate needs TLS, its key, and a key that opens with the password", function()
+    local function lint(fields)
+      local d = h.tmpdir()
+      h.write(d .. "/c.yaml", "input:\n  websocket:\n" .. fields .. "output:\n  drop: {}\n")
+      local code, out, err = h.sh(h.shell_quote(h.abs_bin) .. " lint " .. d .. "/c.yaml")
+      h.rmdir(d)
+      assert.are_not.equal(0, code)
+      return (out or "") .. (err or "")
+    end
+    local cert = "{ cert_file: " .. dir .. "/client.pem, key_file: " .. dir .. "/client.key }"
+    assert.matches("c%.yaml:5:%d+: tls%.client_certs: a client certificate needs TLS",
+      lint("    url: ws://127.0.0.1:1/\n    tls:\n      client_certs: [" .. cert .. "]\n"))
+    assert.matches("tls%.client_certs: give the certificate as cert_file or cert, and its key as key_file or key",
+      lint("    url: wss://127.0.0.1:1/\n    tls:\n      client_certs: [{ cert_file: " .. dir .. "/client.pem }]\n"))
+    assert.matches("tls%.client_certs: " .. dir:gsub("%p", "%%%0") .. "/client%.enc%.key: ",
+      lint("    url: wss://127.0.0.1:1/\n    tls:\n      client_certs: [{ cert_file: " .. dir ..
+        "/client.pem, key_file: " .. dir .. "/client.enc.key, password: wrong }]\n"))
+  end)
+
+  it("sends a JWT signed with private_key_file, with its claims and headers, that the server verifies", function()
+    local p = peer("feed", "1", {env = "JWT_PUB=" .. dir .. "/jwt.pub"})
+    local jwt = "    jwt:\n      enabled: true\n      private_key_file: %s\n      signing_method: RS256\n" ..
+      "      claims: { sub: ann, aud: feeds, n: 7 }\n      headers: { kid: k1 }\n"
+    with_sluice(client(p.url .. "/", string.format(jwt, dir .. "/jwt.key")), function(srv)
+      assert.is_truthy(h.wait_for(function() return p.events("connection")[1] end, 20), p.log())
+      assert.are.same({sub = "ann", aud = "feeds", n = 7}, p.events("connection")[1].claims)
+      assert.are.same({alg = "RS256", typ = "JWT", kid = "k1"}, p.events("connection")[1].jose)
+      assert.are.equal(200, (ready_status(srv)))
+    end)
+    -- signed with a key the server does not know: refused with 401, not ready
+    with_sluice(client(p.url .. "/", string.format(jwt, dir .. "/jwt_other.key")), function(srv)
+      ready_503(srv, "upgrade refused: HTTP 401")
+    end, {p})
+    assert.are.equal(1, #p.events("connection"))
+    assert.is_true(#p.events("refused") >= 1)
+  end)
+
+  -- Debian's tinyproxy on a port of its own, asking for basic auth ann:s3cret;
+  -- {port, log(), stop()}.
+  local function tinyproxy()
+    local d, port = h.tmpdir(), h.port()
+    h.write(d .. "/tp.conf", string.format("Port %d\nListen 127.0.0.1\nTimeout 60\nAllow 127.0.0.1\n" ..
+      "BasicAuth ann s3cret\nLogLevel Connect\nLogFile \"%s/tp.log\"\nMaxClients 50\n", port, d))
+    os.execute(string.format("(tinyproxy -d -c %s/tp.conf > %s/out.txt 2>&1 & echo $! > %s/pid)", d, d, d))
+    local t = {port = port}
+    t.log = function() return h.read(d .. "/tp.log") or "" end
+    t.stop = function()
+      os.execute("kill " .. h.read(d .. "/pid"):match("%d+") .. " 2>/dev/null")
+      h.rmdir(d)
+    end
+    assert(h.wait_for(function() return h.sh("curl -s -o /dev/null -m 1 http://127.0.0.1:" .. port .. "/") == 0 end,
+      15), "tinyproxy did not start: " .. (h.read(d .. "/out.txt") or ""))
+    return t
+  end
+
+  it("reaches ws:// and wss:// servers through an HTTP proxy (CONNECT, basic auth); a refused tunnel says why", function()
+    if h.sh("command -v tinyproxy") ~= 0 then return pending("tinyproxy is not installed (scripts/deps.sh)") end
+    local tp = tinyproxy()
+    local p = peer("feed", "2")
+    local tlsp = peer("feed", "2", {env = string.format("CERT=%s/cert.pem KEY=%s/key.pem", dir, dir)})
+    local ok, err = pcall(function()
+      local proxy = "    proxy_url: http://ann:s3cret@127.0.0.1:" .. tp.port
+      with_sluice(client(p.url .. "/plain", proxy), function(srv)
+        assert.is_truthy(h.wait_for(function() return p.events("connection")[1] end, 20), p.log())
+        assert.are.equal("/plain", p.events("connection")[1].url)
+        assert.are.equal(200, (ready_status(srv)))
+      end)
+      with_sluice(client("wss://127.0.0.1:" .. tlsp.port .. "/tls", proxy .. "\n    tls: { root_cas_file: " .. dir ..
+        "/cert.pem }"), function()
+        assert.is_truthy(h.wait_for(function() return tlsp.events("connection")[1] end, 20), tlsp.log())
+      end)
+      -- both went through the proxy: it logged each tunnel
+      local log = tp.log()
+      local _, tunnels = log:gsub("Established connection to host \"127%.0%.0%.1\"", "")
+      assert.is_true(tunnels >= 2, log)
+      with_sluice(client(p.url .. "/", "    proxy_url: http://ann:wrong@127.0.0.1:" .. tp.port), function(srv)
+        ready_503(srv, "the proxy refused the tunnel: HTTP/1.0 401")
+      end)
+      assert.are.equal(1, #p.events("connection"))
+    end)
+    p.stop()
+    tlsp.stop()
+    tp.stop()
+    assert(ok, err)
+  end)
+
+  it("lint refuses an https:// proxy and a proxy URL with a path", function()
+    local d = h.tmpdir()
+    h.write(d .. "/c.yaml", "input:\n  websocket:\n    url: ws://127.0.0.1:1/\n    proxy_url: https://p:3128\n" ..
+      "output:\n  drop: {}\n")
+    local code, out, err = h.sh(h.shell_quote(h.abs_bin) .. " lint " .. d .. "/c.yaml")
+    h.write(d .. "/c.yaml", "input:\n  websocket:\n    url: ws://127.0.0.1:1/\n    proxy_url: http://p:3128/x\n" ..
+      "output:\n  drop: {}\n")
+    local code2, out2, err2 = h.sh(h.shell_quote(h.abs_bin) .. " lint " .. d .. "/c.yaml")
+    h.rmdir(d)
+    assert.are_not.equal(0, code)
+    assert.matches("c%.yaml:4:16: proxy_url: an https:// proxy is not supported", (out or "") .. (err or ""))
+    assert.are_not.equal(0, code2)
+    assert.matches("proxy_url: a proxy URL has no path", (out2 or "") .. (err2 or ""))
+  end)
+
+  it("signs each upgrade with OAuth 1.0a (query parameters included), which oauthlib verifies; a wrong secret is refused", function()
+    local port = h.port()
+    local log = h.tmpname(".log")
+    os.execute(string.format("(/usr/bin/python3 spec/tools/oauth_ws_peer.py %d csecret tsecret > %s 2>&1 & echo $! > %s.pid)",
+      port, log, log))
+    local pid = h.read(log .. ".pid"):match("%d+")
+    local function events(ev)
+      local t = {}
+      for _, l in ipairs(h.lines(h.read(log) or "")) do
+        local okj, e = pcall(h.json.decode, l)
+        if okj and type(e) == "table" and e.ev == ev then t[#t + 1] = e end
+      end
+      return t
+    end
+    local ok, err = pcall(function()
+      assert(h.wait_for(function() return #events("listening") == 1 end, 15), h.read(log))
+      local oauth = "    oauth: { enabled: true, consumer_key: ck, consumer_secret: %s, access_token: tok, " ..
+        "access_token_secret: tsecret }"
+      local url = "ws://127.0.0.1:" .. port .. "/feed?room=1&x=a%20b"
+      -- the server closes each connection: the client reconnects, signing anew
+      with_sluice(client(url, string.format(oauth, "csecret")), function()
+        assert.is_truthy(h.wait_for(function() return #events("connection") >= 2 end, 30), h.read(log))
+      end)
+      local c = events("connection")
+      assert.are.same({"oauth_consumer_key", "oauth_nonce", "oauth_signature_method", "oauth_timestamp",
+                       "oauth_token", "oauth_version", "room", "x"}, c[1].params)
+      assert.are_not.equal(c[1].nonce, c[2].nonce)
+      assert.are.equal(0, #events("refused"))
+      with_sluice(client(url, string.format(oauth, "wrong")), function(srv)
+        assert.is_truthy(h.wait_for(function() return #events("refused") >= 1 end, 30), h.read(log))
+        ready_503(srv, "websocket " .. url .. ": ")
+      end)
+    end)
+    os.execute("kill " .. pid .. " 2>/dev/null")
+    os.remove(log)
+    os.remove(log .. ".pid")
+    assert(ok, err)
+  end)
+
+  it("lint: basic_auth, jwt and oauth exclude each other; a jwt key that cannot sign is named", function()
+    local d = h.tmpdir()
+    h.write(d .. "/c.yaml", "input:\n  websocket:\n    url: ws://127.0.0.1:1/\n" ..
+      "    basic_auth: { enabled: true, username: a, password: b }\n    jwt: { enabled: true, private_key_file: k }\n" ..
+      "output:\n  drop: {}\n")
+    local _, out, err = h.sh(h.shell_quote(h.abs_bin) .. " lint " .. d .. "/c.yaml")
+    out = (out or "") .. (err or "")
+    h.write(d .. "/c.yaml", "input:\n  websocket:\n    url: ws://127.0.0.1:1/\n" ..
+      "    jwt: { enabled: true, private_key_file: " .. dir .. "/jwt.pub }\noutput:\n  drop: {}\n")
+    local _, out2, err2 = h.sh(h.shell_quote(h.abs_bin) .. " lint " .. d .. "/c.yaml")
+    out2 = (out2 or "") .. (err2 or "")
+    h.rmdir(d)
+    assert.matches("basic_auth: basic_auth, jwt and oauth exclude each other", out)
+    assert.matches("jwt%.private_key_file: cannot sign a RS256 token with", out2)
+  end)
+end)
+
 describe("websocket output", function()
   it("sends binary by default, text or as the metadata says when asked", function()
     for _, case in ipairs({

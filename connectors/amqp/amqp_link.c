@@ -74,13 +74,10 @@ sl_amqp_link_t *sl_amqp_link_new(sl_build_t *b, const sl_cnode_t *conf, const sl
   l->verify = !sl_conf_bool(tls, "skip_cert_verify", 0);
   const char *ca = sl_conf_str(tls, "root_cas_file", "");
   if (*ca) l->cacert = sl_build_path(b, ca);
-  const sl_cnode_t *certs = sl_cnode_get(tls, "client_certs");
-  if (certs && certs->type == SL_CN_SEQ && certs->n) {
-    const char *c = sl_conf_str(certs->items[0], "cert_file", ""), *k = sl_conf_str(certs->items[0], "key_file", "");
-    if (*c && *k) {
-      l->cert = sl_build_path(b, c);
-      l->key = sl_build_path(b, k);
-    }
+  const char *c, *k;
+  if (sl_tls_cert_files(tls, &c, &k, b->diags) == 0 && c) {
+    l->cert = sl_build_path(b, c);
+    l->key = sl_build_path(b, k);
   }
   return l;
 }

@@ -340,11 +340,11 @@ static int setup(sl_mqtt_t *c, sl_build_t *b, const sl_cnode_t *conf) {
   if (tls && sl_conf_bool(tls, "enabled", 0)) c->tls = 1;
   if (c->tls) {
     const char *ca = sl_conf_str(tls, "root_cas_file", "");
-    const sl_cnode_t *certs = tls ? sl_cnode_get(tls, "client_certs") : NULL;
-    const sl_cnode_t *cert = certs && certs->type == SL_CN_SEQ && certs->n ? certs->items[0] : NULL;
+    const char *cfn, *kfn;
+    if (sl_tls_cert_files(tls, &cfn, &kfn, b->diags) != 0) return -1;
     char *caf = *ca ? sl_conf_path(conf->file, ca) : NULL;
-    char *cf = cert && *sl_conf_str(cert, "cert_file", "") ? sl_conf_path(conf->file, sl_conf_str(cert, "cert_file", "")) : NULL;
-    char *kf = cert && *sl_conf_str(cert, "key_file", "") ? sl_conf_path(conf->file, sl_conf_str(cert, "key_file", "")) : NULL;
+    char *cf = cfn ? sl_conf_path(conf->file, cfn) : NULL;
+    char *kf = kfn ? sl_conf_path(conf->file, kfn) : NULL;
     int rc = mosquitto_tls_set(c->mosq, caf, caf ? NULL : "/etc/ssl/certs", cf, kf, NULL);
     free(caf);
     free(cf);

@@ -6,7 +6,7 @@
  * to the link when it starts). All of it runs on the loop. */
 #ifndef SL_NATS_INPUT_H
 #define SL_NATS_INPUT_H
-#include "nats_link.h"
+#include "clients/nats_link.h"
 
 #define SL_NATS_BATCH_FIELD                                                                                 \
   {"batch_count", SL_F_INT, "64", 0,                                                                         \

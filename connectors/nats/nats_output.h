@@ -3,7 +3,7 @@
  * output owns both; runs on the loop. */
 #ifndef SL_NATS_OUTPUT_H
 #define SL_NATS_OUTPUT_H
-#include "nats_link.h"
+#include "clients/nats_link.h"
 #include "lua/lhost.h"
 
 extern const sl_field_t sl_nats_meta_fields[];

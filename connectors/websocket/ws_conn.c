@@ -6,7 +6,7 @@
 #include "core/xalloc.h"
 #include "http/http_tls.h"
 #include "http/http_ws.h"
-#include <openssl/evp.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,11 +20,13 @@ const sl_field_t sl_wsc_tls_fields[] = {
   {"root_cas", SL_F_STRING, "", 0, "CA certificates (PEM text) to verify the server with; empty: the system's.",
    NULL, NULL},
   {"root_cas_file", SL_F_STRING, "", 0, "CA certificates (a PEM file) to verify the server with.", NULL, NULL},
+  {"client_certs", SL_F_OBJLIST, "[]", 0, "A client certificate, for servers that ask for one (the first is used).",
+   NULL, sl_hconf_cert_fields},
   {0}};
 
 enum { BACKOFF_MIN_MS = 100, BACKOFF_MAX_MS = 5000, CLOSE_WAIT_MS = 2000, MAX_HEAD = 16384 };
 
-typedef enum { S_IDLE, S_RESOLVING, S_CONNECTING, S_TLS, S_UPGRADING, S_OPEN, S_CLOSING } state_t;
+typedef enum { S_IDLE, S_RESOLVING, S_CONNECTING, S_PROXY, S_TLS, S_UPGRADING, S_OPEN, S_CLOSING } state_t;
 
 struct sl_wsc {
   uv_loop_t *loop;
@@ -37,7 +39,10 @@ struct sl_wsc {
   /* from the URL */
   char *url;
   sl_wsh_url_t u;
-  char *auth;                /* "Basic …" or NULL */
+  char *auth;                /* "Basic …", "Bearer …" or NULL */
+  sl_oauth1_t *oauth;        /* signs each upgrade instead, or NULL */
+  sl_wsh_url_t proxy;        /* proxy.host NULL: no proxy */
+  char *proxy_auth;          /* "Basic …" or NULL */
   sl_tls_ctx_t *tls_ctx;
   size_t max_message;
   int64_t ping_ms, connect_timeout_ms, backoff_ms;
@@ -86,6 +91,9 @@ static void maybe_free(sl_wsc_t *c) {
   free(c->url);
   sl_wsh_url_clear(&c->u);
   free(c->auth);
+  sl_oauth1_free(c->oauth);
+  sl_wsh_url_clear(&c->proxy);
+  free(c->proxy_auth);
   free(c->peer_reason);
   sl_tls_ctx_free(c->tls_ctx);
   free(c);
@@ -322,10 +330,29 @@ static void ws_run(sl_wsc_t *c) {
 
 static void send_upgrade(sl_wsc_t *c) {
   size_t len;
-  char *req = sl_wsh_request(&c->u, c->auth, c->key, &len);
+  char *signed_auth = c->oauth ? sl_oauth1_header(c->oauth, "GET", c->url) : NULL;
+  char *req = sl_wsh_request(&c->u, signed_auth ? signed_auth : c->auth, c->key, &len);
   c->state = S_UPGRADING;
   put_plain(c, req, len);
   free(req);
+  free(signed_auth);
+}
+
+/* Connected to the server (or through the proxy's tunnel): TLS or the upgrade. */
+static void begin(sl_wsc_t *c) {
+  if (c->tls_ctx) {
+    c->state = S_TLS;
+    c->tls = sl_tls_client_new(c->tls_ctx, c->u.host);
+    char *plain = NULL;
+    size_t plen = 0;
+    sl_tls_recv(c->tls, NULL, 0, &plain, &plen);   /* the ClientHello */
+    free(plain);
+    size_t olen = 0;
+    char *out = sl_tls_take_output(c->tls, &olen);
+    if (out) put(c, out, olen);
+  } else {
+    send_upgrade(c);
+  }
 }
 
 static void opened(sl_wsc_t *c) {
@@ -350,8 +377,10 @@ static void opened(sl_wsc_t *c) {
   if (gen == c->gen && c->ws) wslay_event_send(c->ws);
 }
 
-/* The upgrade response so far; 1 when it ended (and the frames after it were taken). */
-static int take_head(sl_wsc_t *c, const char *p, size_t n) {
+/* Adds p to the head of an answer (the proxy's or the upgrade's): once its
+ * blank line came, how many bytes of p it took; 0 before (and when it grew
+ * too large: then the connection is dropped). */
+static size_t head_ended(sl_wsc_t *c, const char *p, size_t n) {
   size_t room = MAX_HEAD - c->head_len;
   size_t k = n < room ? n : room;
   c->head = sl_xrealloc(c->head, c->head_len + k + 1);
@@ -360,10 +389,16 @@ static int take_head(sl_wsc_t *c, const char *p, size_t n) {
   c->head[c->head_len] = 0;
   char *end = strstr(c->head, "\r\n\r\n");
   if (!end) {
-    if (c->head_len >= MAX_HEAD) drop(c, "upgrade response headers over 16 KiB");
+    if (c->head_len >= MAX_HEAD) drop(c, c->state == S_PROXY ? "proxy answer headers over 16 KiB" : "upgrade response headers over 16 KiB");
     return 0;
   }
-  size_t used = (size_t)(end + 4 - c->head) - (c->head_len - k);   /* of p */
+  return (size_t)(end + 4 - c->head) - (c->head_len - k);
+}
+
+/* The upgrade response so far; 1 when it ended (and the frames after it were taken). */
+static int take_head(sl_wsc_t *c, const char *p, size_t n) {
+  size_t used = head_ended(c, p, n);
+  if (!used) return 0;
   char *why = NULL;
   if (sl_wsh_check_response(c->head, c->key, &why) != 0) {
     drop(c, why);
@@ -383,9 +418,29 @@ static int take_head(sl_wsc_t *c, const char *p, size_t n) {
   return 1;
 }
 
+/* The proxy's answer to CONNECT (a proxy sends nothing after its head
+ * before we speak). */
+static void take_proxy_head(sl_wsc_t *c, const char *p, size_t n) {
+  if (!head_ended(c, p, n)) return;
+  char *why = NULL;
+  if (sl_wsh_check_connect(c->head, &why) != 0) {
+    drop(c, why);
+    free(why);
+    return;
+  }
+  free(c->head);
+  c->head = NULL;
+  c->head_len = 0;
+  begin(c);
+}
+
 /* Plain bytes from the server. */
 static void on_plain(sl_wsc_t *c, const char *p, size_t n) {
   unsigned gen = c->gen;
+  if (c->state == S_PROXY) {
+    take_proxy_head(c, p, n);
+    return;
+  }
   if (c->state == S_UPGRADING) {
     if (!take_head(c, p, n) || gen != c->gen) return;
   } else if (c->state == S_OPEN || c->state == S_CLOSING) {
@@ -462,7 +517,7 @@ static void on_connect(uv_connect_t *req, int status) {
     return;
   }
   if (status < 0) {
-    char *why = sl_xasprintf("connect to %s: %s", c->u.hostport, uv_strerror(status));
+    char *why = sl_xasprintf("connect to %s%s: %s", c->proxy.host ? "proxy " : "", c->proxy.host ? c->proxy.hostport : c->u.hostport, uv_strerror(status));
     drop(c, why);
     free(why);
     return;
@@ -470,18 +525,14 @@ static void on_connect(uv_connect_t *req, int status) {
   uv_tcp_nodelay(c->tcp, 1);
   uv_read_start((uv_stream_t *)c->tcp, on_alloc, on_read);
   if (c->paused) uv_read_stop((uv_stream_t *)c->tcp);
-  if (c->tls_ctx) {
-    c->state = S_TLS;
-    c->tls = sl_tls_client_new(c->tls_ctx, c->u.host);
-    char *plain = NULL;
-    size_t plen = 0;
-    sl_tls_recv(c->tls, NULL, 0, &plain, &plen);   /* the ClientHello */
-    free(plain);
-    size_t olen = 0;
-    char *out = sl_tls_take_output(c->tls, &olen);
-    if (out) put(c, out, olen);
+  if (c->proxy.host) {
+    size_t len;
+    char *req = sl_wsh_connect_request(&c->u, c->proxy_auth, &len);
+    c->state = S_PROXY;
+    put_plain(c, req, len);
+    free(req);
   } else {
-    send_upgrade(c);
+    begin(c);
   }
 }
 
@@ -503,7 +554,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     return;
   }
   if (status < 0) {
-    char *why = sl_xasprintf("resolve %s: %s", c->u.host, uv_strerror(status));
+    char *why = sl_xasprintf("resolve %s%s: %s", c->proxy.host ? "proxy " : "", c->proxy.host ? c->proxy.host : c->u.host,
+                             uv_strerror(status));
     drop(c, why);
     free(why);
     return;
@@ -520,7 +572,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   uv_freeaddrinfo(res);
   if (rc != 0) {
     free(creq);
-    char *why = sl_xasprintf("connect to %s: %s", c->u.hostport, uv_strerror(rc));
+    char *why = sl_xasprintf("connect to %s%s: %s", c->proxy.host ? "proxy " : "", c->proxy.host ? c->proxy.hostport : c->u.hostport, uv_strerror(rc));
     drop(c, why);
     free(why);
     return;
@@ -535,17 +587,18 @@ static void attempt(sl_wsc_t *c) {
   resolve_t *r = sl_xmalloc(sizeof(*r));
   r->c = c;
   r->gen = c->gen;
+  const sl_wsh_url_t *to = c->proxy.host ? &c->proxy : &c->u;
   char port[8];
-  snprintf(port, sizeof port, "%d", c->u.port);
+  snprintf(port, sizeof port, "%d", to->port);
   struct addrinfo hints = {0};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   c->handles++;
-  int rc = uv_getaddrinfo(c->loop, &r->req, on_resolved, c->u.host, port, &hints);
+  int rc = uv_getaddrinfo(c->loop, &r->req, on_resolved, to->host, port, &hints);
   if (rc != 0) {
     free(r);
     c->handles--;
-    char *why = sl_xasprintf("resolve %s: %s", c->u.host, uv_strerror(rc));
+    char *why = sl_xasprintf("resolve %s%s: %s", c->proxy.host ? "proxy " : "", to->host, uv_strerror(rc));
     drop(c, why);
     free(why);
   }
@@ -567,6 +620,36 @@ static void on_ping(uv_timer_t *t) {
 }
 
 /* ---- the component's side ---- */
+
+/* basic_auth, jwt or oauth (one at most), and proxy_url: 0, or -1 with a
+ * diagnostic. */
+static int read_auth(sl_wsc_t *c, sl_build_t *b, const sl_cnode_t *conf) {
+  const sl_cnode_t *ba = sl_cnode_get(conf, "basic_auth"), *jw = sl_cnode_get(conf, "jwt"),
+                   *oa = sl_cnode_get(conf, "oauth");
+  int baon = sl_conf_bool(ba, "enabled", 0), jwon = sl_conf_bool(jw, "enabled", 0);
+  if (baon + jwon + sl_conf_bool(oa, "enabled", 0) > 1) {
+    sl_diag_add(b->diags, conf, "basic_auth", "basic_auth, jwt and oauth exclude each other");
+    return -1;
+  }
+  /* the helpers make a whole header line; the upgrade request names it */
+  char *line = baon ? sl_hconf_basic(sl_conf_str(ba, "username", ""), sl_conf_str(ba, "password", ""))
+               : jwon ? sl_hconf_jwt(jw, b->diags) : NULL;
+  if (jwon && !line) return -1;
+  if (line) {
+    c->auth = sl_xstrdup(line + strlen("Authorization: "));
+    OPENSSL_cleanse(line, strlen(line));
+    free(line);
+  }
+  c->oauth = sl_oauth1_new(oa);
+  const char *proxy = sl_conf_str(conf, "proxy_url", "");
+  char *why = NULL;
+  if (*proxy && sl_wsh_parse_proxy(proxy, &c->proxy, &c->proxy_auth, &why) != 0) {
+    sl_diag_add(b->diags, sl_cnode_get(conf, "proxy_url"), "proxy_url", "%s", why);
+    free(why);
+    return -1;
+  }
+  return 0;
+}
 
 sl_wsc_t *sl_wsc_new(sl_build_t *b, const sl_cnode_t *conf, sl_cmkind_t kind, const sl_wsc_cbs_t *cbs, void *arg) {
   sl_wsc_t *c = sl_xcalloc(1, sizeof(*c));
@@ -597,16 +680,23 @@ sl_wsc_t *sl_wsc_new(sl_build_t *b, const sl_cnode_t *conf, sl_cmkind_t kind, co
       bad = 1;
     }
   }
-  const sl_cnode_t *auth = sl_cnode_get(conf, "basic_auth");
-  if (auth && sl_conf_bool(auth, "enabled", 0)) {
-    char *plain = sl_xasprintf("%s:%s", sl_conf_str(auth, "username", ""), sl_conf_str(auth, "password", ""));
-    size_t pl = strlen(plain);
-    char *enc = sl_xmalloc(4 * ((pl + 2) / 3) + 1);
-    EVP_EncodeBlock((unsigned char *)enc, (const unsigned char *)plain, (int)pl);
-    c->auth = sl_xasprintf("Basic %s", enc);
-    free(enc);
-    free(plain);
+  if (!bad && tls) {
+    sl_hreq_opts_t cert = {0};
+    bad = sl_hconf_client_cert(tls, &cert, b->diags) != 0;
+    if (!bad && (cert.cert_file || cert.cert_pem) && !c->tls_ctx) {
+      sl_diag_add(b->diags, tls, "tls.client_certs", "a client certificate needs TLS: a wss:// URL or tls.enabled");
+      bad = 1;
+    }
+    if (!bad && (cert.cert_file || cert.cert_pem) &&
+        sl_tls_ctx_client_cert(c->tls_ctx, cert.cert_file, cert.cert_pem, cert.key_file, cert.key_pem,
+                               cert.key_password, &why) != 0) {
+      sl_diag_add(b->diags, sl_cnode_get(tls, "client_certs"), "tls.client_certs", "%s", why);
+      free(why);
+      bad = 1;
+    }
+    sl_hconf_client_cert_free(&cert);
   }
+  if (!bad) bad = read_auth(c, b, conf) != 0;
   c->max_message = (size_t)sl_conf_size(conf, "max_message_size", 32 << 20);
   c->ping_ms = sl_conf_duration_ms(conf, "ping_interval", 30000);
   c->connect_timeout_ms = sl_conf_duration_ms(conf, "connect_timeout", 10000);

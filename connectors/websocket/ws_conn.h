@@ -9,6 +9,7 @@
 #include "core/component.h"
 #include "core/metrics.h"
 #include "http/hclient_conf.h"
+#include "http/hclient_oauth1.h"
 
 typedef struct sl_wsc sl_wsc_t;
 
@@ -34,6 +35,14 @@ typedef struct sl_wsc_cbs {
    sl_wsc_tls_fields},                                                                                         \
   {"basic_auth", SL_F_OBJECT, NULL, 0, "HTTP basic authentication of the upgrade request.", NULL,              \
    sl_hconf_basic_fields},                                                                                        \
+  {"jwt", SL_F_OBJECT, NULL, 0, "A JSON Web Token signed once with `private_key_file` and sent as "           \
+   "`Authorization: Bearer <token>` on every upgrade request (Benthos's `jwt`).", NULL, sl_hconf_jwt_fields},   \
+  {"oauth", SL_F_OBJECT, NULL, 0, "OAuth 1.0a (Benthos's `oauth`): each upgrade request is signed anew "       \
+   "(HMAC-SHA1, over GET, the URL and its query's parameters).", NULL, sl_hconf_oauth_fields},               \
+  {"proxy_url", SL_F_STRING, "", 0, "An HTTP proxy to reach the server through (Benthos's `proxy_url`): "      \
+   "`http://[user:password@]host[:port]`, a tunnel asked for with CONNECT (its user info as "                \
+   "`Proxy-Authorization: Basic`); a `wss://` URL's TLS runs end to end inside it. An `https://` proxy is "    \
+   "refused.", NULL, NULL},                                                                                    \
   {"max_message_size", SL_F_SIZE, "32MiB", 0,                                                                  \
    "A larger message from the server (its frame header claims more, or its fragments add up to more) closes " \
    "the connection with 1009 before it is read; then the client reconnects.", NULL, NULL},                    \

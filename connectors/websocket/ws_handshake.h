@@ -16,6 +16,14 @@ typedef struct sl_wsh_url {
 /* 0, or -1 with *why (caller frees). */
 int sl_wsh_parse_url(const char *url, sl_wsh_url_t *u, char **why);
 void sl_wsh_url_clear(sl_wsh_url_t *u);
+/* An HTTP proxy's URL, http://[user[:password]@]host[:port]: into u (its
+ * hostport), and *auth the Proxy-Authorization value for its user info
+ * (NULL without). 0, or -1 with *why. */
+int sl_wsh_parse_proxy(const char *url, sl_wsh_url_t *u, char **auth, char **why);
+/* The CONNECT request that opens a tunnel to `to` through a proxy. */
+char *sl_wsh_connect_request(const sl_wsh_url_t *to, const char *proxy_auth, size_t *len);
+/* The proxy's answer up to its blank line: 0 for a 2xx, else -1 with *why. */
+int sl_wsh_check_connect(const char *head, char **why);
 /* The upgrade request with a fresh key (written to key, 25 bytes with its
  * NUL) and, when auth is not NULL, `Authorization: <auth>`. */
 char *sl_wsh_request(const sl_wsh_url_t *u, const char *auth, char key[32], size_t *len);

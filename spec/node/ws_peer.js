@@ -3,6 +3,10 @@
 //   {ev: "listening"}, {ev: "connection", n}, {ev: "message", text|hex},
 //   {ev: "ping"}, {ev: "pong"}, {ev: "close", code, reason}
 //   node ws_peer.js PORT MODE [ARG]      (CERT and KEY in the environment: wss)
+// More environment: CLIENT_CA (a PEM file): wss that requires a client
+// certificate signed by it, whose CN the connection event carries; JWT_PUB
+// (a PEM public key): upgrades need `Authorization: Bearer` with an RS256
+// token it verifies (else 401), whose claims and header the connection event carries.
 // MODE:
 //   record          logs what the client sends
 //   feed N          sends {"n":1}..{"n":N} as text, then one binary 0x00ff, to each connection
@@ -12,6 +16,7 @@
 //   raw HEX         writes the bytes HEX on the socket after the upgrade (a malformed frame)
 //   ping            pings the client every 100 ms and logs the pongs
 //   end             ends the TCP connection (FIN) without a close frame
+const crypto = require("crypto");
 const fs = require("fs");
 const https = require("https");
 const WebSocket = require("ws");
@@ -20,16 +25,39 @@ const out = (o) => process.stdout.write(JSON.stringify(o) + "\n");
 
 let server;
 if (process.env.CERT) {
-  server = https.createServer({ cert: fs.readFileSync(process.env.CERT), key: fs.readFileSync(process.env.KEY) });
+  const opts = { cert: fs.readFileSync(process.env.CERT), key: fs.readFileSync(process.env.KEY) };
+  if (process.env.CLIENT_CA) Object.assign(opts, { requestCert: true, rejectUnauthorized: true, ca: fs.readFileSync(process.env.CLIENT_CA) });
+  server = https.createServer(opts);
+  server.on("tlsClientError", (e) => out({ ev: "tls_error", error: String(e) }));
 }
-const wss = new WebSocket.Server(server ? { server, maxPayload: 1 << 30 } : { port: Number(port), host: "127.0.0.1", maxPayload: 1 << 30 });
+const b64url = (s) => Buffer.from(s.replace(/-/g, "+").replace(/_/g, "/"), "base64");
+// The claims and JOSE header of a valid RS256 token in `Authorization: Bearer`, or null.
+const jwtClaims = (req) => {
+  const m = /^Bearer ([\w-]+)\.([\w-]+)\.([\w-]+)$/.exec(req.headers.authorization || "");
+  if (!m) return null;
+  const header = JSON.parse(b64url(m[1]).toString());
+  const ok = header.alg === "RS256" &&
+    crypto.verify("RSA-SHA256", Buffer.from(m[1] + "." + m[2]), fs.readFileSync(process.env.JWT_PUB), b64url(m[3]));
+  return ok ? { claims: JSON.parse(b64url(m[2]).toString()), header } : null;
+};
+const verifyClient = process.env.JWT_PUB
+  ? (info, cb) => {
+      const claims = jwtClaims(info.req);
+      if (!claims) out({ ev: "refused", auth: info.req.headers.authorization || null });
+      cb(!!claims, 401, "Unauthorized");
+    }
+  : undefined;
+const wss = new WebSocket.Server(server ? { server, maxPayload: 1 << 30, verifyClient }
+  : { port: Number(port), host: "127.0.0.1", maxPayload: 1 << 30, verifyClient });
 if (server) server.listen(Number(port), "127.0.0.1", () => out({ ev: "listening" }));
 else wss.on("listening", () => out({ ev: "listening" }));
 
 let conns = 0;
 wss.on("connection", (ws, req) => {
   conns++;
-  out({ ev: "connection", n: conns, auth: req.headers.authorization || null, url: req.url });
+  const cert = req.socket.getPeerCertificate ? req.socket.getPeerCertificate() : null;
+  out({ ev: "connection", n: conns, auth: req.headers.authorization || null, url: req.url,
+        cn: cert && cert.subject ? cert.subject.CN : null, ...(process.env.JWT_PUB ? { claims: jwtClaims(req).claims, jose: jwtClaims(req).header } : {}) });
   ws.on("message", (data, isBinary) => {
     out(isBinary ? { ev: "message", hex: Buffer.from(data).toString("hex") } : { ev: "message", text: data.toString() });
   });

@@ -12,6 +12,9 @@
   nats_peer.py pullconsumer URL STREAM DURABLE  creates a durable pull consumer (explicit acks, ack_wait 2 s)
   nats_peer.py pushconsumer URL STREAM DURABLE SUBJECT   a durable push consumer delivering to SUBJECT
   nats_peer.py dump URL STREAM                  every message of the stream, as sub prints them
+  nats_peer.py kvbucket URL BUCKET              creates a key-value bucket (or keeps it)
+  nats_peer.py kvput URL BUCKET KEY VALUE       puts a key (VALUE "@F": the bytes of file F)
+  nats_peer.py kvget URL BUCKET KEY             prints the key's value as JSON {data, len}, or {"missing": true}
 """
 import argparse
 import asyncio
@@ -19,6 +22,7 @@ import json
 import sys
 
 import nats
+import nats.js.errors
 
 
 def line(subject, data, headers):
@@ -109,6 +113,19 @@ async def main():
         from nats.js.api import AckPolicy, ConsumerConfig
         await js.add_consumer(a.args[0], ConsumerConfig(durable_name=a.args[1], ack_policy=AckPolicy.EXPLICIT,
                                                         deliver_subject=a.args[2]))
+    elif a.cmd == "kvbucket":
+        await js.create_key_value(bucket=a.args[0])
+    elif a.cmd == "kvput":
+        kv = await js.key_value(a.args[0])
+        v = a.args[2]
+        await kv.put(a.args[1], open(v[1:], "rb").read() if v.startswith("@") else v.encode())
+    elif a.cmd == "kvget":
+        kv = await js.key_value(a.args[0])
+        try:
+            e = await kv.get(a.args[1])
+            print(json.dumps({"data": (e.value or b"").decode("utf-8", "backslashreplace"), "len": len(e.value or b"")}))
+        except nats.js.errors.KeyNotFoundError:
+            print(json.dumps({"missing": True}))
     await nc.close()
 
 

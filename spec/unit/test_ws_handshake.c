@@ -80,9 +80,43 @@ static void test_response(void) {
   free(why);
 }
 
+static void test_proxy(void) {
+  sl_wsh_url_t u, to;
+  char *auth = NULL, *why = NULL;
+  CHECK(sl_wsh_parse_proxy("http://ann:s%40cret@127.0.0.1:3128/", &u, &auth, &why) == 0, "%s", why ? why : "");
+  CHECK(!strcmp(u.hostport, "127.0.0.1:3128") && auth && !strcmp(auth, "Basic YW5uOnNAY3JldA=="), "%s %s", u.hostport,
+        auth ? auth : "no auth");   /* ann:s@cret */
+  sl_wsh_parse_url("wss://example.com/feed?x=1", &to, &why);
+  size_t len;
+  char *req = sl_wsh_connect_request(&to, auth, &len);
+  CHECK(!strcmp(req, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n"
+                     "Proxy-Authorization: Basic YW5uOnNAY3JldA==\r\n\r\n") && len == strlen(req), "%s", req);
+  free(req);
+  free(auth);
+  sl_wsh_url_clear(&u);
+  sl_wsh_url_clear(&to);
+  CHECK(sl_wsh_parse_proxy("http://proxy", &u, &auth, &why) == 0 && u.port == 80 && !auth, "default port");
+  sl_wsh_url_clear(&u);
+  const char *bad[][2] = {{"https://p:3128", "https:// proxy"}, {"socks5://p:1080", "http://"},
+                          {"http://p:3128/x", "no path"}, {"http://:3128", "no host"}, {"http://p:0", "port"}};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    why = NULL;
+    CHECK(sl_wsh_parse_proxy(bad[i][0], &u, &auth, &why) == -1 && why && strstr(why, bad[i][1]) && !auth, "%s: %s",
+          bad[i][0], why ? why : "accepted");
+    free(why);
+    sl_wsh_url_clear(&u);
+  }
+  why = NULL;
+  CHECK(sl_wsh_check_connect("HTTP/1.0 200 Connection established\r\n\r\n", &why) == 0, "200");
+  CHECK(sl_wsh_check_connect("HTTP/1.1 407 Proxy Authentication Required\r\nX: y\r\n\r\n", &why) == -1 && why &&
+            !strcmp(why, "the proxy refused the tunnel: HTTP/1.1 407 Proxy Authentication Required"), "%s", why);
+  free(why);
+}
+
 int main(void) {
   RUN(test_urls);
   RUN(test_request);
   RUN(test_response);
+  RUN(test_proxy);
   return check_report("ws_handshake");
 }

@@ -89,10 +89,10 @@ sl_nats_conf_t *sl_nats_conf(sl_build_t *b, const sl_cnode_t *conf) {
   c->tls = sl_conf_bool(t, "enabled", 0);
   c->skip_verify = sl_conf_bool(t, "skip_cert_verify", 0);
   c->ca = path_or_null(b, sl_conf_str(t, "root_cas_file", ""));
-  const sl_cnode_t *certs = sl_cnode_get(t, "client_certs");
-  if (certs && certs->type == SL_CN_SEQ && certs->n) {
-    c->cert = path_or_null(b, sl_conf_str(certs->items[0], "cert_file", ""));
-    c->key = path_or_null(b, sl_conf_str(certs->items[0], "key_file", ""));
+  const char *cf, *kf;
+  if (sl_tls_cert_files(t, &cf, &kf, b->diags) == 0 && cf) {
+    c->cert = path_or_null(b, cf);
+    c->key = path_or_null(b, kf);
   }
   if (!*c->urls || ways > 1 || !!c->nkey_file != !!*c->nkey) {
     sl_nats_conf_free(c);

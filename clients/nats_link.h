@@ -92,7 +92,8 @@ void sl_nats_rewake(sl_nats_t *l);
  * and drops m unacknowledged once the link ends. */
 void sl_nats_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *link);
 void sl_nats_keep(sl_nats_t *l, natsSubscription *sub, jsCtx *js);
-/* Any thread: a publish's acknowledgement (takes m, copies err). */
+/* Any thread: a publish's acknowledgement (takes m, copies err); m NULL:
+ * only a wake, for work of the link's thread that is no message. */
 void sl_nats_push_ack(sl_nats_t *l, natsMsg *m, const char *err);
 
 /* A subject to publish to or subscribe to (wild: `*` and `>` tokens
