@@ -34,15 +34,13 @@ typedef struct stream_impl {
   int flushed, closing, started;
   int in_open, out_open;     /* closing: input and output not closed yet */
   int64_t retry_timers;      /* re-emits waiting on their backoff */
-  sl_loglimit_t *retry_log;  /* failed deliveries and writes: a flood while an output is down; made on first use */
 } stream_impl_t;
 
 /* n occurrences of a retry warning, rate-limited per stream. */
 static void retry_warn(sl_stream_t *s, const char *component, const char *msg, const char *err) {
-  stream_impl_t *si = (stream_impl_t *)s;
-  if (!si->retry_log)
-    si->retry_log = sl_loglimit_new(s->worker->loop, s->name, "more failed deliveries and writes were not logged");
-  sl_loglimit_warn(si->retry_log, component, 1, msg, err ? err : "");
+  if (!s->retry_log)
+    s->retry_log = sl_loglimit_new(s->worker->loop, s->name, "more failed deliveries and writes were not logged");
+  sl_loglimit_warn(s->retry_log, component, 1, msg, err ? err : "");
 }
 
 static void kick(sl_stream_t *s);
@@ -550,7 +548,7 @@ void sl_stream_free(sl_stream_t *s) {
   free(s->not_ready);
   free(s->out_not_ready);
   sl_ctx_unref(s->ctx);
-  sl_loglimit_free(si->retry_log);
+  sl_loglimit_free(s->retry_log);
   if (si->started) uv_close((uv_handle_t *)&si->kick, stream_mem_free);
   else free(si);
 }

@@ -37,6 +37,10 @@ struct sl_stream {
    * waits for it before handing traffic over); may be NULL. */
   void (*on_connected)(sl_stream_t *s, void *arg);
   void *on_connected_arg;
+  /* failed deliveries and writes (a flood while an output is down), made on
+   * first use: here rather than in the stream's own part, since outputs
+   * tested alone have a stream of this struct only */
+  struct sl_loglimit *retry_log;
 };
 
 /* Build from a stream node {input, pipeline, output, ...}. NULL on error (diags). */

@@ -267,8 +267,10 @@ output:
   file: {path: out.txt}
 ]], up.py.url))
     local ok, err = pcall(function()
-      local _, out = h.sh(string.format("python3 spec/tools/ping_while.py %d %s/out.txt 10000 180", srv.port, srv.dir))
+      local _, out, perr = h.sh(string.format("python3 spec/tools/ping_while.py %d %s/out.txt 10000 180", srv.port, srv.dir))
+      assert.truthy(out:find("{", 1, true), "ping_while.py: " .. tostring(perr))
       local ping = h.json.decode(out)
+      assert.is_true(#ping.reconnects <= 3, out)
       local lines = h.wait_lines(srv.dir .. "/out.txt", 10000, 60)
       assert.are.equal(10000, #lines)
       for k, l in ipairs(lines) do

@@ -3,6 +3,7 @@
  * output registered here. */
 #include "core/component.h"
 #include "core/stream.h"
+#include "core/loglimit.h"
 #include "core/xalloc.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -336,6 +337,7 @@ int main(void) {
   RUN(test_switch);
   RUN(test_lint_errors);
   for (unsigned i = 0; i < ntrees; i++) sl_cnode_free(trees[i]);
+  sl_loglimit_free(fake_stream.retry_log);
   sl_worker_free(W);
   return check_report("test_connectors");
 }
