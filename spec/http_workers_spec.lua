@@ -203,7 +203,9 @@ streams:
       end, 30), "wrk never reached both workers")
       for i = 1, 4 do
         h.write(srv.dir .. "/config.yaml", (config("v" .. i):gsub("%$PORT", tostring(srv.port))))
-        local out = curl("-w '\\n%{http_code}' -X POST " .. srv.url .. "/admin/reload")
+        -- a reload builds the stream anew: under ThreadSanitizer with wrk on both
+        -- workers it took longer than curl's usual 10 s
+        local out = curl("-m 60 -w '\\n%{http_code}' -X POST " .. srv.url .. "/admin/reload")
         assert.matches('"changed":%["web"%]', out)
         assert.matches("\n200$", out)
       end
