@@ -209,7 +209,7 @@ static void link_push(sl_sink_t *s, sl_batch_t *b) {
   link_t *l = (link_t *)s;
   if (b->n == 0) { sl_batch_free_shell(b); return; }
   sl_scope_save_t scope = sl_processor_scope(l->p, b);
-  sl_spans_t *spans = sl_trace_on ? sl_trace_begin(l->site, b) : NULL;
+  sl_spans_t *spans = sl_tracing() ? sl_trace_begin(l->site, b) : NULL;
   SL_COUNT(l->m.received, b->n);
   /* Errors the processor added: those it passed on minus those it was given
    * (a `catch` clearing them adds none). */

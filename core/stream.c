@@ -146,7 +146,7 @@ static void emit(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *arg, int
   if (s->ctx)
     for (uint32_t i = 0; i < b->n; i++)
       if (!b->msgs[i]->ctx) sl_msg_set_ctx(b->msgs[i], s->ctx);
-  if (sl_trace_on) ec->spans = sl_trace_begin(s->t_in, b);   /* before the copy: re-sends keep the ids */
+  if (sl_tracing()) ec->spans = sl_trace_begin(s->t_in, b);   /* before the copy: re-sends keep the ids */
   ec->retry = retry;
   ec->n = b->n;
   if (retry && keeps_copy(s)) ec->copy = sl_batch_clone(b);
@@ -275,7 +275,7 @@ static void out_push(sl_sink_t *sink, sl_batch_t *b) {
   sl_stream_t *s = (sl_stream_t *)((char *)sink - offsetof(sl_stream_t, out_sink));
   s->pending_writes++;
   out_write_t *w = sl_xmalloc(sizeof(*w));
-  *w = (out_write_t){s, s->m_out.sent ? sl_now_ns() : 0, sl_trace_on ? sl_trace_begin(s->t_out, b) : NULL};
+  *w = (out_write_t){s, s->m_out.sent ? sl_now_ns() : 0, sl_tracing() ? sl_trace_begin(s->t_out, b) : NULL};
   sl_output_write_retry(s->output, &s->retry, b, on_written, w);
 }
 
@@ -427,9 +427,9 @@ static int pool_size(const sl_build_t *b, const sl_cnode_t *node, const sl_cnode
   for (uint32_t i = 0; i < procs->n; i++) {
     const char *kind = sl_component_name(procs->items[i], NULL);
     const sl_spec_t *spec = kind ? sl_registry_find(SL_KIND_PROCESSOR, kind) : NULL;
-    if (!spec || !spec->pooled || sl_trace_on) {
+    if (!spec || !spec->pooled || sl_tracing()) {
       sl_logf(SL_LOG_DEBUG, name, NULL, "pipeline.threads: the processors run on the stream's loop (%s)",
-              sl_trace_on ? "a tracer samples" : kind ? kind : "?");
+              sl_tracing() ? "a tracer samples" : kind ? kind : "?");
       return 1;
     }
   }

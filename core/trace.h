@@ -35,6 +35,8 @@ typedef struct sl_spans {
 } sl_spans_t;
 
 extern int sl_trace_on;     /* some exporter samples: kept by obs/trace_export.c */
+/* sl_trace_on as pool workers read it too, while a reload rewrites it. */
+static inline int sl_tracing(void) { return __atomic_load_n(&sl_trace_on, __ATOMIC_RELAXED); }
 
 /* ratio(stream): the sample ratio of the traces stream starts (0: none);
  * add: copies the spans (ended at end_ns) to their stream's exporter. */

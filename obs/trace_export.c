@@ -50,8 +50,9 @@ static const sl_trace_sink_t sink = {export_ratio, export_add};
 
 static void update_on(void) {
   sl_trace_set_sink(&sink);
-  sl_trace_on = 0;
-  for (exporter_t *e = g_exp; e; e = e->next) sl_trace_on |= e->ratio > 0;
+  int on = 0;
+  for (exporter_t *e = g_exp; e; e = e->next) on |= e->ratio > 0;
+  __atomic_store_n(&sl_trace_on, on, __ATOMIC_RELEASE);
 }
 
 static double export_ratio(const char *stream) {
