@@ -14,6 +14,7 @@
 #include "core/xalloc.h"
 #include <ctype.h>
 #include <lauxlib.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,10 @@ typedef struct lresult {
 
 static _Thread_local char *buf;
 static _Thread_local size_t buf_cap, buf_len;
+/* frees a pipeline.threads worker's buffer when its thread ends */
+static pthread_key_t buf_key;
+static pthread_once_t buf_once = PTHREAD_ONCE_INIT;
+static void buf_key_make(void) { pthread_key_create(&buf_key, free); }
 
 /* The buffer grows to the largest value read, and shrinks back after one
  * over 1 MiB, so that a single huge read does not hold its size for good. */
@@ -36,6 +41,8 @@ static void keep(const char *p, size_t len) {
     free(buf);
     buf_cap = len + 1 > 256 ? len + 1 : 256;
     buf = sl_xmalloc(buf_cap);
+    pthread_once(&buf_once, buf_key_make);
+    pthread_setspecific(buf_key, buf);
   }
   if (len) memcpy(buf, p, len);
   buf[len] = 0;
