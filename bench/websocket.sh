@@ -48,34 +48,37 @@ input_rate() {
   rate_between "$t0" "$t1"
 }
 
-# output: size who → messages/s
+# output: size who → "messages/s CPU-µs-per-message" (the node server bounds
+# the rate at 1 KiB: the CPU each client spends is the figure that compares them)
 output_rate() {
   peer count "$N"
   if [ "$2" = sluice ]; then
     printf 'logger: {level: error}\ninput: {generate: {count: %s, interval: 0, batch_size: 64, mapping: %s}}\noutput: {websocket: {url: ws://127.0.0.1:%s/}}\n' \
       "$N" "'return string.rep(\"x\", $1)'" "$WPORT" > "$WORK/c.yaml"
-    "$BIN" run "$WORK/c.yaml" > "$WORK/run.out" 2>&1 & P=$!
+    /usr/bin/time -f "%U %S" -o "$WORK/cpu" "$BIN" run "$WORK/c.yaml" > "$WORK/run.out" 2>&1 & P=$!
   else
     printf 'logger: {level: none}\ninput: {generate: {count: %s, interval: "", batch_size: 64, mapping: %s}}\noutput: {websocket: {url: ws://127.0.0.1:%s/}}\n' \
       "$N" "'root = \"$(head -c "$1" /dev/zero | tr '\0' x)\"'" "$WPORT" > "$WORK/c.yaml"
-    "$BENTHOS" -c "$WORK/c.yaml" > "$WORK/run.out" 2>&1 & P=$!
+    /usr/bin/time -f "%U %S" -o "$WORK/cpu" "$BENTHOS" -c "$WORK/c.yaml" > "$WORK/run.out" 2>&1 & P=$!
   fi
   wait "$PEER" || fail "the server did not count $N from $2: $(tail -3 "$WORK/run.out")"
   ms=$(tail -1 "$WORK/peer.out")
-  kill "$P" 2>/dev/null; wait "$P" 2>/dev/null || true
-  echo "$N $ms" | awk '{printf "%d\n", $1 / ($2 / 1000)}'
+  pkill -P "$P" 2>/dev/null; wait "$P" 2>/dev/null || true
+  echo "$N $ms $(tail -1 "$WORK/cpu")" | awk '{printf "%d %.2f\n", $1 / ($2 / 1000), ($3 + $4) * 1e6 / $1}'
 }
 
-echo "| message size | sluice websocket input → drop | Benthos websocket input → drop | ratio | sluice generate → websocket output | Benthos generate → websocket output | ratio |"
-echo "| --- | --- | --- | --- | --- | --- | --- |"
+echo "| message size | sluice websocket input → drop | Benthos websocket input → drop | ratio | sluice generate → websocket output | Benthos generate → websocket output | ratio | output CPU µs/msg sluice / Benthos |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 for size in $SIZES; do
-  si=(); bi=(); so=(); bo=()
+  si=(); bi=(); so=(); bo=(); sc=(); bc=()
   for _ in $(seq "$RUNS"); do
     si+=("$(input_rate "$size" sluice)"); bi+=("$(input_rate "$size" benthos)")
-    so+=("$(output_rate "$size" sluice)"); bo+=("$(output_rate "$size" benthos)")
+    read -r r u <<< "$(output_rate "$size" sluice)"; so+=("$r"); sc+=("$u")
+    read -r r u <<< "$(output_rate "$size" benthos)"; bo+=("$r"); bc+=("$u")
   done
   a=$(printf '%s\n' "${si[@]}" | median); b=$(printf '%s\n' "${bi[@]}" | median)
   c=$(printf '%s\n' "${so[@]}" | median); d=$(printf '%s\n' "${bo[@]}" | median)
+  e=$(printf '%s\n' "${sc[@]}" | median); f=$(printf '%s\n' "${bc[@]}" | median)
   for v in "$a" "$b" "$c" "$d"; do figure "$v" "a rate of size $size"; done
-  echo "$size B $a $b $c $d" | awk '{printf "| %s %s | %d msg/s | %d msg/s | %.2f | %d msg/s | %d msg/s | %.2f |\n", $1, $2, $3, $4, $3/$4, $5, $6, $5/$6}'
+  echo "$size B $a $b $c $d $e $f" | awk '{printf "| %s %s | %d msg/s | %d msg/s | %.2f | %d msg/s | %d msg/s | %.2f | %.2f / %.2f |\n", $1, $2, $3, $4, $3/$4, $5, $6, $5/$6, $7, $8}'
 done

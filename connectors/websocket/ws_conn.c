@@ -55,6 +55,9 @@ struct sl_wsc {
   char key[32];              /* Sec-WebSocket-Key sent */
   char *head; size_t head_len;   /* the upgrade response so far */
   char *in_buf; size_t in_len, in_off;
+  /* wslay hands a frame's header and payload in separate calls: what one
+   * wslay_event_send produced goes to the socket as one write. */
+  char *obuf; size_t obuf_len, obuf_cap;
   uint64_t issued, done_writes;  /* socket writes of this connection: made, completed */
   uint64_t last_rx;
   uint64_t opened_at;        /* loop time the connection opened */
@@ -95,6 +98,7 @@ static void maybe_free(sl_wsc_t *c) {
   sl_wsh_url_clear(&c->proxy);
   free(c->proxy_auth);
   free(c->peer_reason);
+  free(c->obuf);
   sl_tls_ctx_free(c->tls_ctx);
   free(c);
 }
@@ -150,6 +154,7 @@ static void drop(sl_wsc_t *c, const char *why) {
   free(c->in_buf);
   c->in_buf = NULL;
   c->in_len = c->in_off = 0;
+  c->obuf_len = 0;
   c->issued = c->done_writes = 0;
   c->state = S_IDLE;
   uv_timer_stop(&c->retry);
@@ -248,8 +253,31 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
     wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
     return -1;
   }
-  put_plain(c, data, len);
+  if (c->obuf_len + len > c->obuf_cap) {
+    c->obuf_cap = (c->obuf_len + len) * 2;
+    c->obuf = sl_xrealloc(c->obuf, c->obuf_cap);
+  }
+  memcpy(c->obuf + c->obuf_len, data, len);
+  c->obuf_len += len;
   return (ssize_t)len;
+}
+
+/* Lets wslay write what it has queued, in one socket write. */
+static void ws_send(sl_wsc_t *c) {
+  wslay_event_send(c->ws);
+  if (!c->obuf_len || !c->tcp) {
+    c->obuf_len = 0;
+    return;
+  }
+  if (c->tls) {
+    put_plain(c, c->obuf, c->obuf_len);
+  } else {
+    /* The staging buffer goes to the socket as it is; the next one starts empty. */
+    put(c, c->obuf, c->obuf_len);
+    c->obuf = NULL;
+    c->obuf_cap = 0;
+  }
+  c->obuf_len = 0;
 }
 
 static int genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *user) {
@@ -310,7 +338,7 @@ static void ws_run(sl_wsc_t *c) {
       wslay_event_queue_close(ws, WSLAY_CODE_PROTOCOL_ERROR, (const uint8_t *)"protocol error", 14);
     }
   }
-  if (gen == c->gen) wslay_event_send(ws);
+  if (gen == c->gen) ws_send(c);
   c->in_wslay = 0;
   if (gen != c->gen) {
     /* A callback ended the connection (drop) while wslay ran: its context
@@ -374,7 +402,7 @@ static void opened(sl_wsc_t *c) {
   set_ready(c, 1, NULL);
   unsigned gen = c->gen;
   if (c->cbs.opened) c->cbs.opened(c->arg);
-  if (gen == c->gen && c->ws) wslay_event_send(c->ws);
+  if (gen == c->gen && c->ws) ws_send(c);
 }
 
 /* Adds p to the head of an answer (the proxy's or the upgrade's): once its
@@ -616,7 +644,7 @@ static void on_ping(uv_timer_t *t) {
   }
   struct wslay_event_msg m = {WSLAY_PING, (const uint8_t *)"", 0};
   wslay_event_queue_msg(c->ws, &m);
-  wslay_event_send(c->ws);
+  ws_send(c);
 }
 
 /* ---- the component's side ---- */
@@ -737,7 +765,7 @@ int sl_wsc_send(sl_wsc_t *c, int text, const void *p, size_t n) {
 uint64_t sl_wsc_flush(sl_wsc_t *c) {
   if (c->ws && !c->in_wslay) {
     c->in_wslay = 1;
-    wslay_event_send(c->ws);
+    ws_send(c);
     c->in_wslay = 0;
   }
   return c->issued;
@@ -767,7 +795,7 @@ void sl_wsc_stop(sl_wsc_t *c, void (*done)(void *), void *arg) {
     c->state = S_CLOSING;
     wslay_event_queue_close(c->ws, WSLAY_CODE_NORMAL_CLOSURE, NULL, 0);
     c->in_wslay = 1;
-    wslay_event_send(c->ws);
+    ws_send(c);
     c->in_wslay = 0;
     if (c->paused) {
       c->paused = 0;
