@@ -311,10 +311,9 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     return;
   }
   if (n < 0) {
-    if (n == UV_EOF && k->got) {
-      llhttp_errno_t e = llhttp_finish(&k->parser);
+    if (n == UV_EOF && k->got) {   /* an answer without a length ends here */
+      llhttp_finish(&k->parser);
       if (k->complete) finish(k, 0);
-      else if (e != HPE_OK && e != HPE_PAUSED) parse_failed(k, "HTTP/", 5);
       else lost(k, "closed by the server");
       return;
     }
