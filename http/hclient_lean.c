@@ -260,9 +260,18 @@ static void send_req(conn_t *k) {
   k->err = NULL;
   llhttp_init(&k->parser, HTTP_RESPONSE, &settings);
   k->parser.data = k;
+  /* uv_write of a request written at once still costs an epoll_ctl on the
+   * next loop turn (libuv re-arms the watcher when it drops POLLOUT) */
   uv_buf_t b = uv_buf_init(r->out, (unsigned)r->olen);
+  int rc = uv_try_write((uv_stream_t *)&k->tcp, &b, 1);
+  if (rc == (int)r->olen) return;
+  if (rc > 0) b = uv_buf_init(r->out + rc, (unsigned)(r->olen - (size_t)rc));
+  else if (rc != UV_EAGAIN) {
+    lost(k, uv_strerror(rc));
+    return;
+  }
   k->wr.data = k;
-  int rc = uv_write(&k->wr, (uv_stream_t *)&k->tcp, &b, 1, on_written);
+  rc = uv_write(&k->wr, (uv_stream_t *)&k->tcp, &b, 1, on_written);
   if (rc < 0) lost(k, uv_strerror(rc));
 }
 

@@ -369,7 +369,7 @@ struct sl_hclient_req {
   sl_hclient_opts_t o;
   sl_hreq_opts_t conn;
   char *url, *req_body, **headers;
-  char method[16];
+  char method[40];           /* lhttp.c allows 15 letters, the http processor 32 */
   int hops;
 };
 
@@ -549,7 +549,8 @@ sl_hclient_req_t *sl_hclient_send(sl_hclient_t *c, const sl_hclient_opts_t *o, s
   q->arg = arg;
   q->max_body = o->max_body;
   q->o = *o;
-  snprintf(q->method, sizeof q->method, "%s", o->method);
+  size_t ml = strnlen(o->method, sizeof q->method - 1);
+  memcpy(q->method, o->method, ml);
   q->url = sl_xstrdup(o->url);
   if (o->body) q->req_body = sl_xstrndup(o->body, o->len);
   size_t nh = 0;
