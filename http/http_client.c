@@ -192,8 +192,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp) {
  * getenv calls per request. Read once, as the environment is at start. */
 static int no_proxy_env;
 
-static void global_init(void) {
-  curl_global_init(CURL_GLOBAL_DEFAULT);
+static void env_init(void) {
   static const char *const vars[] = {"http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", NULL};
   no_proxy_env = 1;
   for (const char *const *v = vars; *v; v++) {
@@ -202,24 +201,34 @@ static void global_init(void) {
   }
 }
 
+static void curl_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+
 /* Once per process, whichever thread comes first: Lua VMs of pipeline.threads
  * workers make their clients on their own threads. */
-static uv_once_t once = UV_ONCE_INIT;
+static uv_once_t env_once = UV_ONCE_INIT, curl_once = UV_ONCE_INIT;
 
 sl_hclient_t *sl_hclient_new(uv_loop_t *loop) {
-  uv_once(&once, global_init);
+  uv_once(&env_once, env_init);
   sl_hclient_t *c = sl_xcalloc(1, sizeof(*c));
   c->loop = loop;
+  uv_timer_init(loop, &c->timer);
+  c->timer.data = c;
+  c->handles = 1;
+  return c;
+}
+
+/* The multi handle, made for the client's first libcurl request: a client
+ * whose requests all take the lean client never loads libcurl. */
+static CURLM *multi_of(sl_hclient_t *c) {
+  if (c->multi) return c->multi;
+  uv_once(&curl_once, curl_init);
   c->multi = curl_multi_init();
   curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
   curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
   curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timeout_change);
   curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
   curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 256L);
-  uv_timer_init(loop, &c->timer);
-  c->timer.data = c;
-  c->handles = 1;
-  return c;
+  return c->multi;
 }
 
 static void apply_opts(req_t *r, const sl_hreq_opts_t *o);
@@ -236,6 +245,7 @@ sl_hreq_t *sl_hclient_request_opts(sl_hclient_t *c, const char *method, const ch
     cb(-1, "client closed", "", 0, arg);
     return NULL;
   }
+  CURLM *multi = multi_of(c);
   req_t *r = sl_xcalloc(1, sizeof(*r));
   r->cb = cb;
   r->arg = arg;
@@ -275,7 +285,7 @@ sl_hreq_t *sl_hclient_request_opts(sl_hclient_t *c, const char *method, const ch
   c->reqs = r;
   r->prev = &c->reqs;
   c->npending++;
-  CURLMcode mc = curl_multi_add_handle(c->multi, e);
+  CURLMcode mc = curl_multi_add_handle(multi, e);
   if (mc != CURLM_OK) {
     req_finish(c, r, -1, curl_multi_strerror(mc));
     return NULL;
@@ -291,7 +301,7 @@ void sl_hclient_close(sl_hclient_t *c) {
   if (c->lean) sl_hlean_close(c->lean);
   while (c->nidle) curl_easy_cleanup(c->idle[--c->nidle]);
   sl_hurls_free(&c->urls);
-  curl_multi_cleanup(c->multi);   /* closes cached connections: their sockets go */
+  if (c->multi) curl_multi_cleanup(c->multi);   /* closes cached connections: their sockets go */
   while (c->socks) sock_close(c->socks);
   uv_timer_stop(&c->timer);
   uv_close((uv_handle_t *)&c->timer, handle_closed);
