@@ -521,6 +521,7 @@ static int redirect(sl_hclient_req_t *q, int status) {
 static void lean_done(int status, const char *err, void *arg) {
   sl_hclient_req_t *q = arg;
   q->lean = NULL;
+  q->c->npending--;
   if (!redirect(q, status)) send_done(status, err, NULL, 0, q);
 }
 
@@ -539,6 +540,7 @@ static int start(sl_hclient_req_t *q) {
     sl_hlean_cbs_t cbs = {send_header, send_data, lean_done, q};
     q->lean = sl_hlean_request(c->lean, o->method, &t, o->headers, o->body, o->len, o->timeout_ms,
                                q->conn.connect_timeout_ms, &cbs);
+    c->npending++;
     return 1;
   }
   sl_hreq_opts_t ro = q->conn;
@@ -584,8 +586,12 @@ sl_hclient_req_t *sl_hclient_send(sl_hclient_t *c, const sl_hclient_opts_t *o, s
 }
 
 void sl_hclient_cancel(sl_hclient_req_t *q) {
-  if (q->lean) sl_hlean_cancel(q->lean);
-  else req_drop(q->c, (req_t *)q->h);
+  if (q->lean) {
+    sl_hlean_cancel(q->lean);
+    q->c->npending--;
+  } else {
+    req_drop(q->c, (req_t *)q->h);
+  }
   free(q->body);
   free(q->hdrs);
   req_free_copies(q);
