@@ -1,4 +1,5 @@
 #include "http_client.h"
+#include "hclient_lean.h"
 #include "hclient_url.h"
 #include "core/xalloc.h"
 #include <curl/curl.h>
@@ -47,6 +48,7 @@ struct sl_hclient {
   CURL *idle[IDLE_MAX];      /* finished easy handles, reset, for the next requests */
   int nidle;
   sl_hurls_t urls;
+  sl_hlean_t *lean;          /* plain http:// (sl_hclient_send), made on first use */
 };
 
 static void handle_closed(uv_handle_t *h) {
@@ -190,8 +192,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp) {
  * getenv calls per request. Read once, as the environment is at start. */
 static int no_proxy_env;
 
-static void global_init(void) {
-  curl_global_init(CURL_GLOBAL_DEFAULT);
+static void env_init(void) {
   static const char *const vars[] = {"http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", NULL};
   no_proxy_env = 1;
   for (const char *const *v = vars; *v; v++) {
@@ -200,24 +201,34 @@ static void global_init(void) {
   }
 }
 
+static void curl_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+
 /* Once per process, whichever thread comes first: Lua VMs of pipeline.threads
  * workers make their clients on their own threads. */
-static uv_once_t once = UV_ONCE_INIT;
+static uv_once_t env_once = UV_ONCE_INIT, curl_once = UV_ONCE_INIT;
 
 sl_hclient_t *sl_hclient_new(uv_loop_t *loop) {
-  uv_once(&once, global_init);
+  uv_once(&env_once, env_init);
   sl_hclient_t *c = sl_xcalloc(1, sizeof(*c));
   c->loop = loop;
+  uv_timer_init(loop, &c->timer);
+  c->timer.data = c;
+  c->handles = 1;
+  return c;
+}
+
+/* The multi handle, made for the client's first libcurl request: a client
+ * whose requests all take the lean client never loads libcurl. */
+static CURLM *multi_of(sl_hclient_t *c) {
+  if (c->multi) return c->multi;
+  uv_once(&curl_once, curl_init);
   c->multi = curl_multi_init();
   curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
   curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
   curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timeout_change);
   curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
   curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 256L);
-  uv_timer_init(loop, &c->timer);
-  c->timer.data = c;
-  c->handles = 1;
-  return c;
+  return c->multi;
 }
 
 static void apply_opts(req_t *r, const sl_hreq_opts_t *o);
@@ -234,6 +245,7 @@ sl_hreq_t *sl_hclient_request_opts(sl_hclient_t *c, const char *method, const ch
     cb(-1, "client closed", "", 0, arg);
     return NULL;
   }
+  CURLM *multi = multi_of(c);
   req_t *r = sl_xcalloc(1, sizeof(*r));
   r->cb = cb;
   r->arg = arg;
@@ -273,7 +285,7 @@ sl_hreq_t *sl_hclient_request_opts(sl_hclient_t *c, const char *method, const ch
   c->reqs = r;
   r->prev = &c->reqs;
   c->npending++;
-  CURLMcode mc = curl_multi_add_handle(c->multi, e);
+  CURLMcode mc = curl_multi_add_handle(multi, e);
   if (mc != CURLM_OK) {
     req_finish(c, r, -1, curl_multi_strerror(mc));
     return NULL;
@@ -286,9 +298,10 @@ int sl_hclient_pending(const sl_hclient_t *c) { return c->npending; }
 void sl_hclient_close(sl_hclient_t *c) {
   c->closing = 1;
   while (c->reqs) req_finish(c, c->reqs, -1, "client closed");
+  if (c->lean) sl_hlean_close(c->lean);
   while (c->nidle) curl_easy_cleanup(c->idle[--c->nidle]);
   sl_hurls_free(&c->urls);
-  curl_multi_cleanup(c->multi);   /* closes cached connections: their sockets go */
+  if (c->multi) curl_multi_cleanup(c->multi);   /* closes cached connections: their sockets go */
   while (c->socks) sock_close(c->socks);
   uv_timer_stop(&c->timer);
   uv_close((uv_handle_t *)&c->timer, handle_closed);
@@ -346,18 +359,28 @@ void sl_hclient_unpause(sl_hclient_t *c, sl_hreq_t *h) {
 }
 
 /* ---- sl_hclient_send: the response's headers and a body that fails the
- * request past max_body (Lua's http.request, the http processor) ---- */
+ * request past max_body (Lua's http.request, the http processor). A plain
+ * http:// URL without a proxy goes through sluice's own client
+ * (hclient_lean.h), whose redirects are followed here; everything else
+ * through libcurl. Both answer through send_header, send_data, send_done. ---- */
 
-#define HEADERS_MAX 65536
+#define HEADERS_MAX SL_HCLIENT_HEADERS_MAX
 
 struct sl_hclient_req {
   sl_hclient_t *c;
-  sl_hreq_t *h;
+  sl_hreq_t *h;              /* libcurl's request, or */
+  sl_hlean_req_t *lean;      /* the lean client's */
   sl_hclient_resp_cb cb;
   void *arg;
   char *body, *hdrs;
   size_t len, cap, hlen, hcap, max_body;
   const char *too_big;       /* why the transfer was stopped */
+  /* what a redirect of the lean client sends again: */
+  sl_hclient_opts_t o;
+  sl_hreq_opts_t conn;
+  char *url, *req_body, **headers;
+  char method[40];           /* lhttp.c allows 15 letters, the http processor 32 */
+  int hops;
 };
 
 /* Appends to a growing buffer, doubling it (a body comes in many pieces). */
@@ -401,6 +424,13 @@ static int send_data(const char *data, size_t len, void *arg) {
   return 0;
 }
 
+static void req_free_copies(sl_hclient_req_t *q) {
+  free(q->url);
+  free(q->req_body);
+  for (char **h = q->headers; h && *h; h++) free(*h);
+  free(q->headers);
+}
+
 static void send_done(int status, const char *err, const char *body, size_t len, void *arg) {
   (void)body, (void)len;
   sl_hclient_req_t *q = arg;
@@ -410,7 +440,118 @@ static void send_done(int status, const char *err, const char *body, size_t len,
   q->cb(&resp, q->arg);
   free(q->body);
   free(q->hdrs);
+  req_free_copies(q);
   free(q);
+}
+
+static int start(sl_hclient_req_t *q);
+
+/* The Location header's value, in q's header lines (NUL-terminated in a copy). */
+static char *location(const sl_hclient_req_t *q) {
+  for (const char *p = q->hdrs; p && p < q->hdrs + q->hlen;) {
+    const char *eol = strstr(p, "\r\n");
+    if (!strncasecmp(p, "location:", 9)) {
+      const char *v = p + 9;
+      while (*v == ' ' || *v == '\t') v++;
+      return sl_xstrndup(v, (size_t)(eol - v));
+    }
+    p = eol + 2;
+  }
+  return NULL;
+}
+
+/* The redirect's absolute URL (Location may be relative), or NULL. */
+static char *resolve(const char *base, const char *loc) {
+  CURLU *u = curl_url();
+  char *out = NULL, *abs = NULL;
+  if (u && curl_url_set(u, CURLUPART_URL, base, 0) == CURLUE_OK &&
+      curl_url_set(u, CURLUPART_URL, loc, 0) == CURLUE_OK && curl_url_get(u, CURLUPART_URL, &out, 0) == CURLUE_OK)
+    abs = sl_xstrdup(out);
+  curl_free(out);
+  curl_url_cleanup(u);
+  return abs;
+}
+
+static int same_host(const char *a, const char *b) {
+  sl_hlean_target_t ta, tb;
+  return sl_hlean_target(a, &ta) && sl_hlean_target(b, &tb) && ta.port == tb.port && ta.hlen == tb.hlen &&
+         !strncasecmp(ta.host, tb.host, ta.hlen);
+}
+
+/* Follows a lean request's redirect as libcurl does: 303, and 301/302 of a
+ * POST, become a GET without the body; credentials (Authorization, Cookie)
+ * stay with the host that was asked. 0: not a redirect to follow. */
+static int redirect(sl_hclient_req_t *q, int status) {
+  if (q->o.max_redirects <= 0 || q->too_big || (status != 301 && status != 302 && status != 303 &&
+                                                 status != 307 && status != 308))
+    return 0;
+  char *loc = location(q);
+  if (!loc) return 0;
+  char *next = resolve(q->url, loc);
+  free(loc);
+  if (!next) return 0;
+  if (q->hops++ == q->o.max_redirects) {
+    char msg[64];
+    snprintf(msg, sizeof msg, "Maximum (%ld) redirects followed", q->o.max_redirects);
+    free(next);
+    send_done(-1, msg, NULL, 0, q);
+    return 1;
+  }
+  if (status == 303 || ((status == 301 || status == 302) && !strcmp(q->method, "POST"))) {
+    if (strcmp(q->method, "HEAD")) strcpy(q->method, "GET");
+    free(q->req_body);
+    q->req_body = NULL;
+    q->o.len = 0;
+  }
+  if (!same_host(q->url, next) && q->headers) {
+    char **w = q->headers;
+    for (char **h = q->headers; *h; h++) {
+      if (!strncasecmp(*h, "authorization:", 14) || !strncasecmp(*h, "cookie:", 7)) free(*h);
+      else *w++ = *h;
+    }
+    *w = NULL;
+  }
+  free(q->url);
+  q->url = next;
+  q->len = q->hlen = 0;
+  start(q);
+  return 1;
+}
+
+static void lean_done(int status, const char *err, void *arg) {
+  sl_hclient_req_t *q = arg;
+  q->lean = NULL;
+  q->c->npending--;
+  if (!redirect(q, status)) send_done(status, err, NULL, 0, q);
+}
+
+/* Sends q's request through the lean client or libcurl (see above); 0 when
+ * send_done ran already (q is gone). */
+static int start(sl_hclient_req_t *q) {
+  sl_hclient_t *c = q->c;
+  sl_hclient_opts_t *o = &q->o;
+  o->method = q->method;
+  o->url = q->url;
+  o->headers = (const char *const *)q->headers;
+  o->body = q->req_body;
+  sl_hlean_target_t t;
+  if (no_proxy_env && !c->closing && sl_hlean_target(o->url, &t)) {
+    if (!c->lean) c->lean = sl_hlean_new(c->loop);
+    sl_hlean_cbs_t cbs = {send_header, send_data, lean_done, q};
+    q->lean = sl_hlean_request(c->lean, o->method, &t, o->headers, o->body, o->len, o->timeout_ms,
+                               q->conn.connect_timeout_ms, &cbs);
+    c->npending++;
+    return 1;
+  }
+  sl_hreq_opts_t ro = q->conn;
+  ro.max_redirects = (int)(o->max_redirects - q->hops);
+  ro.on_header = send_header;
+  ro.on_data = send_data;
+  sl_hreq_t *h = sl_hclient_request_opts(c, o->method, o->url, o->headers, o->body, o->len, o->timeout_ms, &ro,
+                                         send_done, q);
+  if (!h) return 0;
+  q->h = h;
+  return 1;
 }
 
 sl_hclient_req_t *sl_hclient_send(sl_hclient_t *c, const sl_hclient_opts_t *o, sl_hclient_resp_cb cb, void *arg) {
@@ -419,25 +560,40 @@ sl_hclient_req_t *sl_hclient_send(sl_hclient_t *c, const sl_hclient_opts_t *o, s
   q->cb = cb;
   q->arg = arg;
   q->max_body = o->max_body;
-  sl_hreq_opts_t ro = {.max_redirects = (int)o->max_redirects, .on_header = send_header, .on_data = send_data};
-  if (o->conn) {
-    ro.ca_file = o->conn->ca_file;
-    ro.cert_file = o->conn->cert_file;
-    ro.key_file = o->conn->key_file;
-    ro.cert_pem = o->conn->cert_pem;
-    ro.key_pem = o->conn->key_pem;
-    ro.key_password = o->conn->key_password;
-    ro.skip_verify = o->conn->skip_verify;
-    ro.connect_timeout_ms = o->conn->connect_timeout_ms;
+  q->o = *o;
+  size_t ml = strnlen(o->method, sizeof q->method - 1);
+  memcpy(q->method, o->method, ml);
+  q->url = sl_xstrdup(o->url);
+  if (o->body) q->req_body = sl_xstrndup(o->body, o->len);
+  size_t nh = 0;
+  while (o->headers && o->headers[nh]) nh++;
+  if (nh) {
+    q->headers = sl_xcalloc(nh + 1, sizeof(char *));
+    for (size_t i = 0; i < nh; i++) q->headers[i] = sl_xstrdup(o->headers[i]);
   }
-  /* NULL: send_done ran already (and freed q) */
-  q->h = sl_hclient_request_opts(c, o->method, o->url, o->headers, o->body, o->len, o->timeout_ms, &ro, send_done, q);
-  return q->h ? q : NULL;
+  if (o->conn) {   /* TLS and the connect timeout: its strings are the caller's, who outlives its requests */
+    q->conn.ca_file = o->conn->ca_file;
+    q->conn.cert_file = o->conn->cert_file;
+    q->conn.key_file = o->conn->key_file;
+    q->conn.cert_pem = o->conn->cert_pem;
+    q->conn.key_pem = o->conn->key_pem;
+    q->conn.key_password = o->conn->key_password;
+    q->conn.skip_verify = o->conn->skip_verify;
+    q->conn.connect_timeout_ms = o->conn->connect_timeout_ms;
+  }
+  q->o.conn = NULL;
+  return start(q) ? q : NULL;
 }
 
 void sl_hclient_cancel(sl_hclient_req_t *q) {
-  req_drop(q->c, (req_t *)q->h);
+  if (q->lean) {
+    sl_hlean_cancel(q->lean);
+    q->c->npending--;
+  } else {
+    req_drop(q->c, (req_t *)q->h);
+  }
   free(q->body);
   free(q->hdrs);
+  req_free_copies(q);
   free(q);
 }

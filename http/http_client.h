@@ -9,7 +9,10 @@
  * passed (body, headers) is only valid during cb.
  * Connections are kept alive and reused per host by the client's multi
  * handle; TLS checks peers against the system's CAs (libcurl's default
- * bundle), and proxies come from http_proxy, https_proxy and no_proxy. */
+ * bundle), and proxies come from http_proxy, https_proxy and no_proxy.
+ * sl_hclient_send takes sluice's own HTTP/1.1 client (hclient_lean.h)
+ * instead for an http:// URL without user:password@ when no proxy variable
+ * is set; libcurl is loaded only for a client's first request through it. */
 #ifndef SL_HTTP_CLIENT_H
 #define SL_HTTP_CLIENT_H
 #include <stddef.h>

@@ -206,10 +206,15 @@ global({name = "cache", kind = "module", doc = "The resources of `cache_resource
   }})
 
 global({name = "http", kind = "module", doc = "Calls out without holding the worker: the message's coroutine waits while "
-  .. "libcurl performs the request and the run goes on with the batch's other messages (see the `lua` processor's "
-  .. "Calls that wait). A 4xx or 5xx answer is a result, not an error; no answer (refused, timeout, a body over "
-  .. "`max_size`, a redirect loop) is `nil, err`. Where a run cannot wait (checks, interpolations, `generate`, lint) "
-  .. "it raises \"http.request cannot be called here\".",
+  .. "the request is performed on the worker's loop and the run goes on with the batch's other messages (see the `lua` "
+  .. "processor's Calls that wait). One rule picks the client: an `http://` URL without `user:password@` goes through "
+  .. "sluice's own HTTP/1.1 client (connections kept alive per host and port, a kept-alive connection the server closed "
+  .. "before answering is tried again once on a new one) unless a proxy variable (`http_proxy`, `https_proxy`, "
+  .. "`all_proxy`) is set; everything else (`https://`, proxies, credentials in the URL) goes through libcurl, which "
+  .. "checks TLS peers against the system's CAs. Both answer alike and follow redirects alike (303, and 301/302 of "
+  .. "a POST, become a GET without the body). A 4xx or 5xx answer is a result, not an error; no answer (refused, "
+  .. "timeout, a body over `max_size`, headers over 64 KiB, a redirect loop) is `nil, err`. Where a run cannot wait "
+  .. "(checks, interpolations, `generate`, lint) it raises \"http.request cannot be called here\".",
   fields = {
     fn("request", {{"req", "sluice.http.request"}}, {{"sluice.http.response?"}, {"string?", "err"}}, "Performs a request."),
     fn("get", {{"url", "string"}, {"opts", "sluice.http.request?"}}, {{"sluice.http.response?"}, {"string?", "err"}}, "A GET request."),

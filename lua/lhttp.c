@@ -109,13 +109,15 @@ static int has_ctl(const char *s, size_t len) {
  * stack until start returns. */
 static void build_headers(lua_State *L, int t, const char **out) {
   int n = 0;
+  out[0] = NULL;
+  lua_getfield(L, t, "headers");
+  if (lua_isnil(L, -1)) return;   /* most calls: no table made for nothing */
+  if (!lua_istable(L, -1)) luaL_error(L, "http.request: headers must be a table of name = value");
+  int h = lua_gettop(L);
   lua_newtable(L);
   int hold = lua_gettop(L);
-  lua_getfield(L, t, "headers");
-  if (!lua_isnil(L, -1) && !lua_istable(L, -1)) luaL_error(L, "http.request: headers must be a table of name = value");
-  int h = lua_gettop(L);
   lua_pushnil(L);
-  while (lua_istable(L, h) && lua_next(L, h)) {
+  while (lua_next(L, h)) {
     size_t kl, vl;
     if (lua_type(L, -2) != LUA_TSTRING || !(lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER))
       luaL_error(L, "http.request: headers must be a table of name = value strings");

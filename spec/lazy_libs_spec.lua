@@ -98,6 +98,20 @@ output: {stdout: {}}
     assert.matches("libcurl%.so", err)
   end)
 
+  it("runs a script's http.request to an http:// URL without libcurl (sluice's own HTTP/1.1 client)", function()
+    local code, out, err = run([[
+input: {generate: {count: 1, interval: 0, mapping: 'return 1'}}
+pipeline:
+  processors:
+    - lua: |
+        local r, e = http.get("http://127.0.0.1:1/")
+        return {err = e}
+output: {stdout: {}}
+]], "SLUICE_LIBCURL=/nonexistent/libcurl.so.4")
+    assert.are.equal(0, code, err)
+    assert.matches("Couldn't connect to server", out, 1, true)
+  end)
+
   it("ends with what to install when a config needs libcurl and it cannot be loaded", function()
     local code, out, err = run([[
 input: {generate: {count: 1, interval: 0, mapping: 'return url.encode("x")'}}

@@ -385,3 +385,83 @@ return {status = r.status}
     assert.are.same({status = 200}, out[2])
   end)
 end)
+
+-- Plain http:// goes through sluice's own HTTP/1.1 client (http/hclient_lean.c):
+-- what an upstream may do wrong, each with upstream.py misbehaving on purpose.
+describe("http.request's own HTTP/1.1 client", function()
+  it("fails a huge header, a never-answering upstream, a half answer and a 1 GB body with clear errors", function()
+    up.py.reset()
+    local cases = {
+      {"$UP/hugeheader", "response headers too large"},
+      {"$UP/never", "timed out"},
+      {"$UP/half", "transfer closed before the response was complete"},
+      {"$UP/huge?mb=1024", "response body too large"},
+    }
+    local lines = {}
+    for i, c in ipairs(cases) do lines[i] = h.json.encode({url = c[1]:gsub("%$UP", up.py.url)}) end
+    lines[#lines + 1] = '{"url":"' .. up.py.url .. '/echo"}'
+    local out = decode_all(pipe([[
+local r, err = http.request{url = this.url, timeout = "3s"}
+return {status = r and r.status, err = err}
+]], lines))
+    for i, c in ipairs(cases) do
+      assert.is_nil(out[i].status, c[1])
+      assert.is_truthy(tostring(out[i].err):find(c[2], 1, true), c[1] .. " gave " .. tostring(out[i].err))
+    end
+    assert.are.same({status = 200}, out[#cases + 1])
+    -- the never-answering call's connection was closed when it timed out
+    assert.is_true(h.wait_for(function() return up.py.stats().inflight == 0 end, 20))
+  end)
+
+  it("reads chunked, content-length and until-close answers, keeps non-UTF-8 header bytes, and HEAD has no body", function()
+    local out = decode_all(pipe([[
+local c = assert(http.get("$UP/chunked"))
+local eof = assert(http.get("$UP/eof"))
+local b = assert(http.get("$UP/bytes"))
+local hd = assert(http.request{method = "HEAD", url = "$UP/echo"})
+local after = assert(http.get("$UP/echo"))
+return {chunked = c.body, eof = eof.body, bin = b.headers["x-bin"] == "\255\254", binbody = b.body == "\255\0\254\195",
+        head = hd.status, headbody = hd.body, after = after.status}
+]], {'{}'}))
+    assert.are.same({chunked = "hello, world", eof = "until the end", bin = true, binbody = true, head = 200, headbody = "", after = 200}, out[1])
+  end)
+
+  it("does not reuse a connection the server closes (Connection: close) or spoils (bytes after the answer)", function()
+    up.py.reset()
+    local out = decode_all(pipe([[
+local a = assert(http.get("$UP/close"))
+local b = assert(http.get("$UP/echo"))
+local c = assert(http.get("$UP/pipelined"))
+local d = assert(http.get("$UP/echo"))
+return {a = a.body, b = b.status, c = c.body, d = json.decode(d.body).path}
+]], {'{}'}, "        max_concurrency: 1\n"))
+    assert.are.same({a = "bye", b = 200, c = "ok", d = "/echo"}, out[1])
+    assert.are.equal(3, up.py.stats().connections - 1)   -- /stats' own connection
+  end)
+
+  it("sends a request again once on a new connection when a kept-alive one was closed before any byte came back", function()
+    up.py.reset()
+    local out = decode_all(pipe([[
+local a, ea = http.get("$UP/dropsecond")
+local b, eb = http.get("$UP/dropsecond")
+return {a = a and json.decode(a.body).conn, b = b and json.decode(b.body).conn, err = ea or eb}
+]], {'{}'}, "        max_concurrency: 1\n"))
+    assert.is_nil(out[1].err)
+    assert.are.equal(out[1].a + 1, out[1].b)   -- the second answer came on a new connection
+  end)
+
+  it("follows redirects, relative and absolute, 303 as a GET, and says when there were too many", function()
+    local out = decode_all(pipe([[
+local a = assert(http.get("$UP/redirect?to=/echo%3Fx%3D1"))
+local b = assert(http.request{method = "POST", url = "$UP/redirect?code=303&to=$UP/echo", body = "data"})
+local c = assert(http.request{method = "PUT", url = "$UP/redirect?code=307&to=/echo", body = "kept"})
+local d = assert(http.request{url = "$UP/redirect?to=/echo", redirects = 0})
+local e, err = http.request{url = "$UP/loop", redirects = 2}
+local ea, eb, ec = json.decode(a.body), json.decode(b.body), json.decode(c.body)
+return {a = ea.path, b = eb.method .. " " .. eb.body, c = ec.method .. " " .. ec.body, d = d.status,
+        dloc = d.headers.location, e = e, err = err}
+]], {'{}'}))
+    assert.are.same({a = "/echo?x=1", b = "GET ", c = "PUT kept", d = 302, dloc = "/echo",
+                     err = "http.request: Maximum (2) redirects followed"}, out[1])
+  end)
+end)

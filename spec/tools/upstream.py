@@ -15,6 +15,15 @@ Paths (query ?ms=N etc.):
   /garbage        a status line that is not HTTP
   /bigheaders     a 200 with 200 KB of header lines
   /loop           a redirect to itself
+  /redirect?code=N&to=URL  that redirect status with Location: URL (may be relative)
+  /half           Content-Length 100, 10 bytes of it, then the connection closes
+  /hugeheader     a header line that never ends
+  /eof            a 200 without a length: the body ends when the connection does
+  /never          reads the request and never answers
+  /pipelined      a 200 "ok" followed by bytes nobody asked for
+  /chunked        a chunked 200 "hello, world" in three chunks with an extension
+  /close          a 200 with Connection: close, then the connection closes
+  /dropsecond     the second and later requests of a connection: closed without an answer
   /tick           200; the arrival time (monotonic s) of each /tick and /once429 is kept in /stats "ticks"
   /once429?key=K  the first request of key K: 429 with Retry-After as an HTTP date 2 s ahead; then /echo
   /token          an OAuth2 token answer {"access_token": "tok<N>"}, N counting in /stats "tokens"
@@ -43,6 +52,7 @@ def response(status, body=b"", headers=None, reason="OK"):
 
 async def handle(reader, writer):
     stats["connections"] += 1
+    served = 0
     try:
         while True:
             line = await reader.readline()
@@ -63,6 +73,7 @@ async def handle(reader, writer):
             q = dict(urllib.parse.parse_qsl(url.query))
             path = url.path
             stats["requests"] += 1
+            served += 1
             if path in ("/tick", "/once429"):
                 stats["ticks"].append(time.monotonic())
             if path == "/delay":
@@ -130,6 +141,45 @@ async def handle(reader, writer):
                 writer.write(b"\r\nok")
             elif path == "/loop":
                 writer.write(response(302, b"", {"Location": "/loop"}, "Found"))
+            elif path == "/redirect":
+                writer.write(response(int(q.get("code", "302")), b"moved", {"Location": q.get("to", "/echo")}, "Moved"))
+            elif path == "/half":
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+                await writer.drain()
+                writer.close()
+                return
+            elif path == "/hugeheader":
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Huge: ")
+                while True:
+                    writer.write(b"h" * 65536)
+                    await writer.drain()
+            elif path == "/eof":
+                writer.write(b"HTTP/1.1 200 OK\r\n\r\nuntil the end")
+                await writer.drain()
+                writer.close()
+                return
+            elif path == "/never":
+                stats["inflight"] += 1
+                try:
+                    await reader.read()   # until the client goes
+                finally:
+                    stats["inflight"] -= 1
+                return
+            elif path == "/pipelined":
+                writer.write(response(200, b"ok") + b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nextra")
+            elif path == "/chunked":
+                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             b"5;ext=1\r\nhello\r\n2\r\n, \r\n5\r\nworld\r\n0\r\nX-Trailer: t\r\n\r\n")
+            elif path == "/close":
+                writer.write(response(200, b"bye", {"Connection": "close"}))
+                await writer.drain()
+                writer.close()
+                return
+            elif path == "/dropsecond":
+                if served > 1:
+                    writer.close()
+                    return
+                writer.write(response(200, json.dumps({"conn": stats["connections"]}).encode()))
             elif path == "/stats":
                 writer.write(response(200, json.dumps(stats).encode(), {"Content-Type": "application/json"}))
             elif path == "/reset":
