@@ -40,6 +40,7 @@ sl_rconn_t *sl_rconn_new(sl_build_t *b, const sl_cnode_t *conf, sl_input_t *in, 
   c->arg = arg;
   c->url = sl_xstrdup(sl_conf_str(conf, "url", "redis://localhost:6379"));
   if (sl_redis_conf_master(conf)) c->master = sl_xstrdup(sl_redis_conf_master(conf));
+  c->cluster = sl_redis_conf_cluster(conf);
   c->backoff = sl_conf_duration_ms(conf, "reconnect_backoff", 100);
   c->max_backoff = sl_conf_duration_ms(conf, "reconnect_max_backoff", 5000);
   c->reply_timeout = sl_conf_duration_ms(conf, "reply_timeout", 10000);
@@ -56,6 +57,7 @@ int sl_rconn_start(sl_rconn_t *c, uv_loop_t *loop) {
   sl_redis_opts_t o = {
     .url = c->url,
     .sentinel_master = c->master,
+    .cluster = c->cluster,
     .log_stream = sl_rconn_stream(c),
     .log_component = sl_rconn_label(c),
     .backoff_min_ms = c->backoff,

@@ -40,6 +40,7 @@ struct sl_rconn {
   sl_connmetrics_t m;        /* Benthos' connection series; NULLs when linting */
   char *url;
   char *master;              /* kind: failover's Sentinel master name, or NULL */
+  int cluster;               /* kind: cluster */
   char *series_stream, *series_path, *cfg_path;   /* for the series; NULL when linting */
   int64_t backoff, max_backoff;
   int64_t reply_timeout;     /* ms; an input adds its blocking reads' wait before starting */
