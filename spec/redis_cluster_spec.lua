@@ -20,6 +20,27 @@ local function spread(prefix, n)
   assert.are.equal(3, count, "the keys do not cover the three nodes")
 end
 
+-- One key "<prefix><i>" on each node, in node order.
+local function one_per_node(prefix)
+  local keys = {}
+  for i = 1, 100 do
+    local r = C.node_of(prefix .. i)
+    for j, node in ipairs(C.nodes) do if node == r and not keys[j] then keys[j] = prefix .. i end end
+    if keys[1] and keys[2] and keys[3] then return keys end
+  end
+  error("no key per node for " .. prefix)
+end
+
+-- The n values of list key (JSON {"n": v} messages) as a set, and their count.
+local function got(key)
+  local set, count = {}, 0
+  for _, l in ipairs(h.lines(C.cli("LRANGE " .. key .. " 0 -1"))) do
+    local v = l:match('"n":"?([%w:]+)')
+    if v then set[v], count = true, count + 1 end
+  end
+  return set, count
+end
+
 describe("redis kind: cluster", function()
   it("routes keys over all three nodes: outputs, redis.call, the cache and its processors", function()
     spread("k", 9)
@@ -54,5 +75,75 @@ output:
       assert.truthy(C.cli("GET c:" .. k):match("%d+"), k)
       assert.truthy(C.cli("GET c:p-" .. k):find('"n":', 1, true), k)
     end
+  end)
+
+  it("reads from every node: streams and list inputs (one per node's key), pub/sub over the cluster bus", function()
+    local sk, lk = one_per_node("rs:"), one_per_node("rl:")
+    local inputs = {}
+    for j = 1, 3 do
+      for e = 1, 20 do
+        C.cli(string.format("XADD %s * body '{\"n\":\"%s:%d\"}'", sk[j], sk[j], e))
+        C.cli(string.format("RPUSH %s '{\"n\":\"%s:%d\"}'", lk[j], lk[j], e))
+      end
+      inputs[#inputs + 1] = string.format("      - redis_streams: {url: '%s', kind: cluster, streams: [%s], " ..
+        "client_id: c1, timeout: 200ms}", C.url, sk[j])
+      inputs[#inputs + 1] = string.format("      - redis_list: {url: '%s', kind: cluster, key: %s, timeout: 200ms}",
+        C.url, lk[j])
+    end
+    local srv = h.serve(string.format([[
+http: {address: 127.0.0.1:$PORT}
+input:
+  broker:
+    inputs:
+%s
+      - redis_pubsub: {url: '%s', kind: cluster, channels: [ch]}
+output:
+  redis_list: {url: '%s', kind: cluster, key: got}
+]], table.concat(inputs, "\n"), C.url, C.url))
+    local ok, err = pcall(function()
+      assert.truthy(h.wait_for(function() return select(2, got("got")) >= 120 end, 60),
+        "got " .. select(2, got("got")) .. " of 120")
+      -- published on each node: the subscriber on one of them hears all
+      assert.truthy(h.wait_for(function()
+        for j = 1, 3 do C.nodes[j].cli(string.format("PUBLISH ch '{\"n\":\"p%d\"}'", j)) end
+        local set = got("got")
+        return set.p1 and set.p2 and set.p3
+      end, 30), "published messages not heard")
+      local set = got("got")
+      for j = 1, 3 do
+        for e = 1, 20 do
+          assert.truthy(set[sk[j] .. ":" .. e], sk[j] .. ":" .. e)
+          assert.truthy(set[lk[j] .. ":" .. e], lk[j] .. ":" .. e)
+        end
+        -- acknowledged: nothing pending, processing lists empty
+        assert.truthy(h.wait_for(function() return C.cli("XPENDING " .. sk[j] .. " sluice"):match("^0") end, 30),
+          C.cli("XPENDING " .. sk[j] .. " sluice"))
+        assert.truthy(h.wait_for(function() return C.num("LLEN {" .. lk[j] .. "}-processing") == 0 end, 30))
+      end
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
+  it("lint: keys one command uses together must share a slot; several URLs need cluster or failover", function()
+    local r = h.run_config(string.format([[
+input:
+  broker:
+    inputs:
+      - redis_streams: {url: '%s', kind: cluster, streams: [a, b]}
+      - redis_streams: {url: '%s', kind: cluster, streams: ['{o}.a', '{o}.b']}
+      - redis_list: {url: '%s', kind: cluster, key: a, processing_key: b}
+      - redis_list: {url: '%s', kind: cluster, key: a}
+output:
+  redis_list: {url: '%s', key: x}
+]], C.url, C.url, C.url, C.url, C.url), {cmd = "lint"})
+    assert.matches(":4:%d+: streams: kind: cluster: a %(slot 15495%) and b %(slot 3300%) are in different hash slots",
+      r.stderr)
+    assert.matches(":6:%d+: processing_key: kind: cluster: a %(slot 15495%) and b", r.stderr)
+    assert.matches(":9:%d+: url: several URLs name the nodes of kind: cluster", r.stderr)
+    assert.is_nil(r.stderr:find(":5:%d+:"), r.stderr)
+    assert.is_nil(r.stderr:find(":7:%d+:"), r.stderr)
+    r = h.run_config("input:\n  redis_list: {url: 'redis://127.0.0.1:1/2', kind: cluster, key: a}\n" ..
+      "output:\n  drop: {}\n", {cmd = "lint"})
+    assert.matches(":2:%d+: url: a Redis Cluster has only database 0", r.stderr)
   end)
 end)

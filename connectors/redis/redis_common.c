@@ -1,5 +1,6 @@
 /* The redis_* connectors' shared parts (redis_common.h). */
 #include "redis_common.h"
+#include "clients/redis_slot.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/stream.h"
@@ -96,6 +97,19 @@ const char *sl_rconn_stream(const sl_rconn_t *c) {
 }
 
 const char *sl_rconn_label(const sl_rconn_t *c) { return c->in ? c->in->label : c->out->label; }
+
+int sl_rconn_one_slot(sl_build_t *b, const sl_rconn_t *c, const sl_cnode_t *at, const char *field,
+                      const char *const *keys, int n) {
+  for (int i = 1; c->cluster && i < n; i++) {
+    int s0 = sl_redis_key_slot(keys[0], strlen(keys[0])), si = sl_redis_key_slot(keys[i], strlen(keys[i]));
+    if (s0 == si) continue;
+    sl_diag_add(b->diags, at, field, "kind: cluster: %s (slot %d) and %s (slot %d) are in different hash slots, and "
+                "one command uses them together (Redis would answer CROSSSLOT): give them one {hash tag} "
+                "({orders}.a, {orders}.b), or use one component for each (a broker input)", keys[0], s0, keys[i], si);
+    return -1;
+  }
+  return 0;
+}
 
 /* ---- arguments ---- */
 

@@ -60,6 +60,11 @@ sl_rconn_t *sl_rconn_new(sl_build_t *b, const sl_cnode_t *conf, sl_input_t *in, 
 int sl_rconn_start(sl_rconn_t *c, uv_loop_t *loop);
 void sl_rconn_free(sl_rconn_t *c);
 
+/* With kind: cluster, keys that one command uses together (n of them) must
+ * share a hash slot: 0, or -1 with a diagnostic at `at` (field) saying how. */
+int sl_rconn_one_slot(sl_build_t *b, const sl_rconn_t *c, const sl_cnode_t *at, const char *field,
+                      const char *const *keys, int n);
+
 /* A command's arguments, binary-safe. */
 typedef struct sl_rargs {
   const char **v;

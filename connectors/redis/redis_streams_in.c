@@ -568,6 +568,10 @@ static void *sin_create(sl_build_t *b, const sl_cnode_t *conf) {
     sin_destroy(&in->base);
     return NULL;
   }
+  if (sl_rconn_one_slot(b, in->rd, sl, "streams", (const char *const *)in->streams, in->nstreams)) {
+    sin_destroy(&in->base);
+    return NULL;
+  }
   return in;
 }
 
