@@ -146,4 +146,56 @@ output:
       "output:\n  drop: {}\n", {cmd = "lint"})
     assert.matches(":2:%d+: url: a Redis Cluster has only database 0", r.stderr)
   end)
+
+  -- The n values of list key on node r: whether 1..max are all there (duplicates allowed), and max.
+  local function contiguous(r, key)
+    local set, max = {}, 0
+    for _, l in ipairs(h.lines(r.cli("LRANGE " .. key .. " 0 -1"))) do
+      local n = tonumber(l:match('"n":(%d+)'))
+      if n then
+        set[n] = true
+        if n > max then max = n end
+      end
+    end
+    for i = 1, max do if not set[i] then return false, max, i end end
+    return true, max
+  end
+
+  it("follows a slot migrated mid-flow: ASK while it moves, MOVED once it moved; nothing lost", function()
+    local key = "mig"
+    local slot = C.slot(key)
+    local a = C.node_of(key)
+    local b = a == C.nodes[1] and C.nodes[2] or C.nodes[1]
+    local aid, bid = a.cli("CLUSTER MYID"):match("%x+"), b.cli("CLUSTER MYID"):match("%x+")
+    local srv = h.serve(string.format([[
+http: {address: 127.0.0.1:$PORT}
+input:
+  generate: {count: 0, interval: 5ms, mapping: 'return {n = i}'}
+output:
+  redis_list: {url: '%s', kind: cluster, key: %s}
+]], C.url, key))
+    local ok, err = pcall(function()
+      assert.truthy(h.wait_for(function() return a.num("LLEN " .. key) >= 50 end, 30), "nothing written")
+      b.cli(string.format("CLUSTER SETSLOT %d IMPORTING %s", slot, aid))
+      a.cli(string.format("CLUSTER SETSLOT %d MIGRATING %s", slot, bid))
+      a.cli(string.format("MIGRATE 127.0.0.1 %d %s 0 5000", b.port, key))
+      -- the slot is still a's in every map: writes reach b only through ASK (and b answers only after ASKING)
+      local function asked_len()
+        local _, out = h.sh(string.format("printf 'ASKING\\nLLEN %s\\n' | redis-cli -p %d --raw", key, b.port))
+        return tonumber(out:match("OK%s+(%d+)")) or -1
+      end
+      local n = asked_len()
+      assert.truthy(n >= 50, "MIGRATE moved nothing")
+      assert.truthy(h.wait_for(function() return asked_len() >= n + 50 end, 30), "not followed ASK")
+      assert.matches("^ASK ", a.cli("EXISTS " .. key))   -- a does not hold it
+      for _, r in ipairs(C.nodes) do r.cli(string.format("CLUSTER SETSLOT %d NODE %s", slot, bid)) end
+      -- now a answers MOVED: writes go on to b
+      n = b.num("LLEN " .. key)
+      assert.truthy(h.wait_for(function() return b.num("LLEN " .. key) >= n + 50 end, 30), "not followed MOVED")
+      assert.matches("^MOVED ", a.cli("EXISTS " .. key))
+    end)
+    h.stop_after(srv, ok, err)
+    local all, max, gap = contiguous(b, key)
+    assert.truthy(all, string.format("%d missing of 1..%d", gap or 0, max))
+  end)
 end)
