@@ -77,6 +77,35 @@ output:
     end
   end)
 
+  it("redis.call: keyless commands go to any node, EVAL by its first key, keys in two slots get CROSSSLOT as a value",
+    function()
+    local r = h.run_config(string.format([[
+cache_resources:
+  - label: rc
+    redis: {url: '%s', kind: cluster}
+input:
+  generate: {count: 1, interval: 0, mapping: 'return {}'}
+pipeline:
+  processors:
+    - lua: |
+        this.ping = redis.call("rc", "PING")
+        this.eval = redis.call("rc", "EVAL", "return redis.pcall('SET', KEYS[1], ARGV[1])", 1, "ev", "x")
+        this.same = redis.call("rc", "MSET", "{t}.a", 1, "{t}.b", 2)
+        local v, err = redis.call("rc", "MSET", "a", 1, "b", 2)
+        this.cross = err
+output:
+  stdout: {}
+]], C.url), {timeout = 60})
+    assert.are.equal(0, r.code, r.stderr)
+    local m = h.json.decode(r.stdout)
+    assert.are.equal("PONG", m.ping)
+    assert.are.equal("OK", m.eval)
+    assert.are.equal("OK", m.same)
+    assert.matches("^CROSSSLOT", m.cross)
+    assert.are.equal("x", C.cli("GET ev"):match("%w+"))
+    assert.are.equal("2", C.cli("GET {t}.b"):match("%w+"))
+  end)
+
   it("reads from every node: streams and list inputs (one per node's key), pub/sub over the cluster bus", function()
     local sk, lk = one_per_node("rs:"), one_per_node("rl:")
     local inputs = {}

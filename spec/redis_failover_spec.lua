@@ -56,7 +56,7 @@ output:
 ]], s2.port, s.port))
     local ok, err = pcall(function()
       local m = master() == a.port and a or b
-      assert.truthy(h.wait_for(function() return m.num("LLEN two") >= 10 end, 30), "nothing written to the master")
+      assert.truthy(h.wait_for(function() return m.num("LLEN two") >= 10 end, 30), "nothing written to the master: " .. srv.stderr())
       -- the +switch-master listener went on to the second Sentinel too
       assert.truthy(h.wait_for(function()
         return s.cli("CLIENT LIST"):find("cmd=subscribe", 1, true) ~= nil
