@@ -60,7 +60,8 @@ struct sl_rcache_cmd {
 static const sl_field_t fields[] = {
   {"url", SL_F_STRING, NULL, SL_REQUIRED,
    "Redis server: `redis://[[user]:password@]host[:port][/db]` (AUTH with the password, and the user for an ACL "
-   "user; SELECT of the database). `rediss://` is refused: Debian's hiredis has no TLS. Scripts' `redis.call` "
+   "user; SELECT of the database). `rediss://` is refused: Debian's hiredis has no TLS. Several, separated by "
+   "commas: the nodes of `kind: cluster` or the Sentinels of `kind: failover`. Scripts' `redis.call` "
    "(`sluice doc lua`) uses the same connection.", NULL, NULL},
   SL_REDIS_SERVER_FIELDS,
   {"prefix", SL_F_STRING, "", 0,

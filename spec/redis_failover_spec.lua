@@ -66,7 +66,7 @@ output:
     s2.stop()
   end)
 
-  it("lint: failover needs master, master needs failover, cluster is refused", function()
+  it("lint: failover needs master, master needs failover", function()
     local r = h.run_config([[
 input:
   redis_list: { key: a, kind: failover }

@@ -15,7 +15,8 @@
 #define SL_REDIS_URL_FIELD \
   {"url", SL_F_STRING, "redis://localhost:6379", 0, \
    "Redis server: `redis://[[user]:password@]host[:port][/db]` (AUTH with the password, and the user " \
-   "for an ACL user; SELECT of the database). `rediss://` is refused: Debian's hiredis has no TLS.", NULL, NULL}
+   "for an ACL user; SELECT of the database). `rediss://` is refused: Debian's hiredis has no TLS. Several, " \
+   "separated by commas: the nodes of `kind: cluster` or the Sentinels of `kind: failover`.", NULL, NULL}
 
 #define SL_REDIS_FIELDS \
   SL_REDIS_URL_FIELD, \
