@@ -41,6 +41,22 @@ local function got(key)
   return set, count
 end
 
+-- Whether the values of n ({"n": v} messages) in the lists (pairs {node, key}) cover 1..max: ok, max, the first gap.
+local function contiguous(lists)
+  local set, max = {}, 0
+  for _, p in ipairs(lists) do
+    for _, l in ipairs(h.lines(p[1].cli("LRANGE " .. p[2] .. " 0 -1"))) do
+      local n = tonumber(l:match('"n":(%d+)'))
+      if n then
+        set[n] = true
+        if n > max then max = n end
+      end
+    end
+  end
+  for i = 1, max do if not set[i] then return false, max, i end end
+  return true, max
+end
+
 describe("redis kind: cluster", function()
   it("routes keys over all three nodes: outputs, redis.call, the cache and its processors", function()
     spread("k", 9)
@@ -176,20 +192,6 @@ output:
     assert.matches(":2:%d+: url: a Redis Cluster has only database 0", r.stderr)
   end)
 
-  -- The n values of list key on node r: whether 1..max are all there (duplicates allowed), and max.
-  local function contiguous(r, key)
-    local set, max = {}, 0
-    for _, l in ipairs(h.lines(r.cli("LRANGE " .. key .. " 0 -1"))) do
-      local n = tonumber(l:match('"n":(%d+)'))
-      if n then
-        set[n] = true
-        if n > max then max = n end
-      end
-    end
-    for i = 1, max do if not set[i] then return false, max, i end end
-    return true, max
-  end
-
   it("follows a slot migrated mid-flow: ASK while it moves, MOVED once it moved; nothing lost", function()
     local key = "mig"
     local slot = C.slot(key)
@@ -224,7 +226,7 @@ output:
       assert.matches("^MOVED ", a.cli("EXISTS " .. key))
     end)
     h.stop_after(srv, ok, err)
-    local all, max, gap = contiguous(b, key)
+    local all, max, gap = contiguous({{b, key}})
     assert.truthy(all, string.format("%d missing of 1..%d", gap or 0, max))
   end)
 
@@ -243,16 +245,11 @@ input:
 output:
   redis_list: {url: '%s', kind: cluster, key: '${! meta.k }'}
 ]], keys[1], keys[2], keys[3], C.url))
-    local function ready()
-      local _, out = h.sh(string.format("curl -s -m 5 -w '\\n%%{http_code}' %s/ready", srv.url))
-      local body, code = out:match("^(.*)\n(%d+)$")
-      return tonumber(code), body
-    end
     local ok, err = pcall(function()
       assert.truthy(h.wait_for(function() return victim.num("LLEN " .. keys[3]) >= 20 end, 30), "nothing written")
       os.execute("kill -KILL " .. h.read(victim.dir .. "/redis.pid"):match("%d+"))
       assert.truthy(h.wait_for(function()
-        local code, body = ready()
+        local code, body = h.ready(srv)
         return code == 503 and body:find("127.0.0.1:" .. victim.port, 1, true)
       end, 30), "ready while a master is gone")
       victim.launch()
@@ -262,23 +259,14 @@ output:
         end
         return true
       end, 60), "the cluster did not come back")
-      assert.truthy(h.wait_for(function() return ready() == 200 end, 60), "not ready again")
+      assert.truthy(h.wait_for(function() return h.ready(srv) == 200 end, 60), "not ready again")
       local n = victim.num("LLEN " .. keys[3])
       assert.truthy(h.wait_for(function() return victim.num("LLEN " .. keys[3]) >= n + 20 end, 30),
         "no writes after the restart")
     end)
     h.stop_after(srv, ok, err)
     -- every value acknowledged is in its list (the victim fsyncs each write): 1..max without a gap
-    local set, max = {}, 0
-    for j = 1, 3 do
-      for _, l in ipairs(h.lines(C.nodes[j].cli("LRANGE " .. keys[j] .. " 0 -1"))) do
-        local v = tonumber(l:match('"n":(%d+)'))
-        if v then
-          set[v] = true
-          if v > max then max = v end
-        end
-      end
-    end
-    for i = 1, max do assert.truthy(set[i], i .. " missing of 1.." .. max) end
+    local all, max, gap = contiguous({{C.nodes[1], keys[1]}, {C.nodes[2], keys[2]}, {C.nodes[3], keys[3]}})
+    assert.truthy(all, string.format("%d missing of 1..%d", gap or 0, max))
   end)
 end)
