@@ -53,7 +53,8 @@ struct sl_rcluster {
   node_t **nodes;
   int nnodes;
   int16_t slot[SL_REDIS_SLOTS];   /* owner of each slot (index in nodes), -1: unknown */
-  int mapped;
+  int mapped;                /* slots with a master */
+  char *map_why;             /* why the last CLUSTER SLOTS gave no map (a Redis without cluster support), or NULL */
   int asking;                /* a CLUSTER SLOTS is out */
   int probe;                 /* the node asked last */
   int sub_node;              /* the node in subscriber mode, or -1 */
@@ -90,7 +91,8 @@ static void report(sl_rcluster_t *cl) {
     if ((cl->nodes[i]->owns || !cl->mapped) && !cl->nodes[i]->up && sl_redis_why(cl->nodes[i]->conn))
       why = sl_redis_why(cl->nodes[i]->conn);
   if (!why && !cl->mapped) {
-    snprintf(buf, sizeof buf, "redis cluster %s: connecting (asking for the slot map)", cl->addrs);
+    if (cl->map_why) snprintf(buf, sizeof buf, "redis cluster %s: %s", cl->addrs, cl->map_why);
+    else snprintf(buf, sizeof buf, "redis cluster %s: connecting (asking for the slot map)", cl->addrs);
     why = buf;
   } else if (!why && cl->mapped && cl->mapped < SL_REDIS_SLOTS) {
     snprintf(buf, sizeof buf, "redis cluster %s: %d of %d slots served", cl->addrs, cl->mapped, SL_REDIS_SLOTS);
@@ -189,12 +191,19 @@ static int num(const redisReply *rp) {
 static void on_slots(sl_redis_t *r, redisReply *rp, const char *err, void *arg) {
   sl_rcluster_t *cl = arg;
   cl->asking = 0;
-  if (!rp || rp->type != REDIS_REPLY_ARRAY) {
+  if (!rp || rp->type != REDIS_REPLY_ARRAY) {   /* asked again: at once when the connection went, else in a second */
+    const char *why = rp ? sl_redis_str(rp) ? sl_redis_str(rp) : "unexpected reply" : err;
     sl_logf(SL_LOG_DEBUG, cl->o.log_stream, cl->o.log_component, "redis cluster %s: CLUSTER SLOTS: %s",
-            sl_redis_addr(r), rp ? sl_redis_str(rp) ? sl_redis_str(rp) : "unexpected reply" : err);
-    refresh_soon(cl);
+            sl_redis_addr(r), why);
+    free(cl->map_why);
+    cl->map_why = rp ? sl_xasprintf("CLUSTER SLOTS at %s: %s", sl_redis_addr(r), why) : NULL;
+    report(cl);
+    if (!rp) refresh_soon(cl);
+    else if (!uv_is_active((uv_handle_t *)&cl->refresh)) uv_timer_start(&cl->refresh, on_refresh, 1000, 0);
     return;
   }
+  free(cl->map_why);
+  cl->map_why = NULL;
   int16_t *map = sl_xmalloc(sizeof(cl->slot));
   for (int i = 0; i < SL_REDIS_SLOTS; i++) map[i] = -1;
   const char *self = sl_redis_addr(r);
@@ -446,6 +455,7 @@ static void on_closed(uv_handle_t *h) {
   free(cl->seed);
   free(cl->addrs);
   free(cl->why);
+  free(cl->map_why);
   free(cl);
 }
 
