@@ -34,6 +34,7 @@ typedef struct rcache {
   uv_mutex_t mu;
   char *url, *prefix;
   char *master;              /* kind: failover's Sentinel master name, or NULL; kept as url is */
+  int cluster;               /* kind: cluster; kept as url is */
   size_t plen;
   int64_t default_ttl_ms, reply_timeout_ms;
   link_t *links;
@@ -59,7 +60,8 @@ struct sl_rcache_cmd {
 static const sl_field_t fields[] = {
   {"url", SL_F_STRING, NULL, SL_REQUIRED,
    "Redis server: `redis://[[user]:password@]host[:port][/db]` (AUTH with the password, and the user for an ACL "
-   "user; SELECT of the database). `rediss://` is refused: Debian's hiredis has no TLS. Scripts' `redis.call` "
+   "user; SELECT of the database). `rediss://` is refused: Debian's hiredis has no TLS. Several, separated by "
+   "commas: the nodes of `kind: cluster` or the Sentinels of `kind: failover`. Scripts' `redis.call` "
    "(`sluice doc lua`) uses the same connection.", NULL, NULL},
   SL_REDIS_SERVER_FIELDS,
   {"prefix", SL_F_STRING, "", 0,
@@ -83,6 +85,7 @@ static void rc_update(void *self, const sl_cnode_t *body) {
   if (!c->url) {
     c->url = sl_xstrdup(url);
     if (sl_redis_conf_master(body)) c->master = sl_xstrdup(sl_redis_conf_master(body));
+    c->cluster = sl_redis_conf_cluster(body);
   }
   free(c->prefix);
   c->prefix = sl_xstrdup(sl_conf_str(body, "prefix", ""));
@@ -111,7 +114,7 @@ static link_t *link_on(rcache_t *c, uv_loop_t *loop) {
   l->held_tail = &l->held;
   l->next = c->links;
   c->links = l;
-  sl_redis_opts_t o = {.url = c->url, .sentinel_master = c->master, .log_component = "cache redis",
+  sl_redis_opts_t o = {.url = c->url, .sentinel_master = c->master, .cluster = c->cluster, .log_component = "cache redis",
                        .reply_timeout_ms = c->reply_timeout_ms, .on_state = on_state, .state_arg = l};
   char *err = NULL;
   if (!(l->r = sl_redis_new(loop, &o, &err))) {   /* the URL was checked */

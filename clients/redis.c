@@ -5,6 +5,7 @@
  * disarm them: hiredis calls each one once more (with no reply) when it
  * frees its context, which may happen after sl_redis_free returned. */
 #include "redis.h"
+#include "redis_cluster.h"
 #include "redis_reply.h"
 #include "core/log.h"
 #include "core/xalloc.h"
@@ -47,9 +48,11 @@ struct sl_redis {
   sl_redis_cb sub_cb;
   void *sub_arg;
   char *master;              /* Sentinel master name, or NULL */
-  sl_redis_t *sentinel;      /* subscribed to the Sentinel's +switch-master, or NULL */
-  char *shost, *sport;       /* the Sentinel (host and port are the master's once known) */
+  sl_redis_t *sentinel;      /* subscribed to a Sentinel's +switch-master, or NULL */
+  char **hosts, **ports;     /* the url list: servers, or Sentinels (host and port are the master's once known) */
+  int naddrs, cur;           /* tried in turn from cur */
   int asking;                /* this connection goes to the Sentinel */
+  sl_rcluster_t *cluster;    /* kind: cluster: the router this client is, or NULL */
 };
 
 static void connect_now(sl_redis_t *r);
@@ -185,6 +188,45 @@ out:
 
 int sl_redis_url_check(const char *url, char **err) { return parse_url(url, NULL, err); }
 
+int sl_redis_urls(const char *list, char ***urls, char **err) {
+  int n = 0;
+  *urls = NULL;
+  for (const char *p = list;; p++) {
+    p += strspn(p, " \t");
+    size_t len = strcspn(p, ",");
+    while (len && (p[len - 1] == ' ' || p[len - 1] == '\t')) len--;
+    char *u = sl_xstrndup(p, len);
+    if (parse_url(u, NULL, err)) {
+      free(u);
+      while (n) free((*urls)[--n]);
+      free(*urls);
+      *urls = NULL;
+      return -1;
+    }
+    *urls = sl_xrealloc(*urls, (size_t)(n + 1) * sizeof(**urls));
+    (*urls)[n++] = u;
+    p = strchr(p, ',');
+    if (!p) return n;
+  }
+}
+
+void sl_redis_url_addr(const char *url, char **host, char **port) {
+  sl_redis_t r = {0};
+  char *err = NULL;
+  if (parse_url(url, &r, &err)) {
+    free(err);
+    *host = sl_xstrdup("");
+    *port = sl_xstrdup("");
+    return;
+  }
+  *host = r.host;
+  *port = r.port;
+  free(r.user);
+  free(r.password);
+  free(r.db);
+  free(r.addr);
+}
+
 /* ---- state ---- */
 
 static void set_state(sl_redis_t *r, int up, const char *why) {
@@ -226,7 +268,10 @@ static void lost(sl_redis_t *r, const char *why) {
   uv_timer_stop(&r->deadline);
   if (r->freed) return;
   set_state(r, 0, r->refused ? r->refused : why);   /* a refused handshake is the reason, not the close after it */
-  if (r->master && !r->asking) aim(r, r->shost, r->sport, 1);   /* the next connection asks where the master is */
+  /* the next of the list (a Sentinel down, or one that does not know the master); from the master, the same
+     Sentinel is asked again where the master is now */
+  if (r->naddrs > 1 && (!r->master || r->asking)) r->cur = (r->cur + 1) % r->naddrs;
+  if (r->naddrs > 1 || r->master) aim(r, r->hosts[r->cur], r->ports[r->cur], r->master != NULL);
   free(r->refused);
   r->refused = NULL;
   r->backoff = r->backoff ? r->backoff * 2 : r->backoff_min;
@@ -289,7 +334,7 @@ static void on_sentinel(redisAsyncContext *ac, void *reply, void *privdata) {
     return;
   }
   free(r->refused);
-  r->refused = sl_xasprintf("Sentinel %s:%s has no master %s%s%s", r->shost, r->sport, r->master,
+  r->refused = sl_xasprintf("Sentinel %s has no master %s%s%s", r->addr, r->master,
                             rp->type == REDIS_REPLY_ERROR ? ": " : "", rp->type == REDIS_REPLY_ERROR ? rp->str : "");
   r->handshake = 0;
   redisAsyncDisconnect(ac);   /* ends through on_disconnect, which retries and says why */
@@ -428,14 +473,29 @@ static void on_sentinel_state(sl_redis_t *s, int up, const char *why, void *arg)
 
 sl_redis_t *sl_redis_new(uv_loop_t *loop, const sl_redis_opts_t *o, char **err) {
   sl_redis_t *r = sl_xcalloc(1, sizeof(*r));
-  if (parse_url(o->url, r, err)) {
+  if (o->cluster) {
+    if (!(r->cluster = sl_rcluster_new(r, loop, o, err))) {
+      free(r);
+      return NULL;
+    }
+    return r;
+  }
+  char **urls = NULL;
+  int n = sl_redis_urls(o->url, &urls, err);
+  if (n < 0 || parse_url(urls[0], r, err)) {
     free(r);
     return NULL;
   }
+  r->naddrs = n;
+  r->hosts = sl_xcalloc((size_t)n, sizeof(char *));
+  r->ports = sl_xcalloc((size_t)n, sizeof(char *));
+  for (int i = 0; i < n; i++) {
+    sl_redis_url_addr(urls[i], &r->hosts[i], &r->ports[i]);
+    free(urls[i]);
+  }
+  free(urls);
   if (o->sentinel_master && *o->sentinel_master) {
     r->master = sl_xstrdup(o->sentinel_master);
-    r->shost = sl_xstrdup(r->host);
-    r->sport = sl_xstrdup(r->port);
     r->asking = 1;
   }
   if (r->master) {
@@ -504,6 +564,7 @@ static int usable(const sl_redis_t *r) {
 }
 
 int sl_redis_command(sl_redis_t *r, sl_redis_cb cb, void *arg, int argc, const char **argv, const size_t *lens) {
+  if (r->cluster) return sl_rcluster_command(r->cluster, cb, arg, argc, argv, lens);
   if (!usable(r)) return -1;
   cmd_t *c = sl_xmalloc(sizeof(*c));
   *c = (cmd_t){r->pending.next, &r->pending, r, cb, arg};
@@ -527,15 +588,16 @@ static void on_message(redisAsyncContext *ac, void *reply, void *privdata) {
 }
 
 int sl_redis_subscribe(sl_redis_t *r, sl_redis_cb cb, void *arg, int argc, const char **argv, const size_t *lens) {
+  if (r->cluster) return sl_rcluster_subscribe(r->cluster, cb, arg, argc, argv, lens);
   if (!usable(r)) return -1;
   r->sub_cb = cb;
   r->sub_arg = arg;
   return redisAsyncCommandArgv(r->ac, on_message, NULL, argc, argv, lens) == REDIS_OK ? 0 : -1;
 }
 
-int sl_redis_up(const sl_redis_t *r) { return r->up; }
-const char *sl_redis_why(const sl_redis_t *r) { return r->why; }
-const char *sl_redis_addr(const sl_redis_t *r) { return r->addr; }
+int sl_redis_up(const sl_redis_t *r) { return r->cluster ? sl_rcluster_up(r->cluster) : r->up; }
+const char *sl_redis_why(const sl_redis_t *r) { return r->cluster ? sl_rcluster_why(r->cluster) : r->why; }
+const char *sl_redis_addr(const sl_redis_t *r) { return r->cluster ? sl_rcluster_addr(r->cluster) : r->addr; }
 
 /* ---- the end ---- */
 
@@ -549,8 +611,12 @@ static void really_free(sl_redis_t *r) {
   free(r->why);
   free(r->refused);
   free(r->master);
-  free(r->shost);
-  free(r->sport);
+  for (int i = 0; i < r->naddrs; i++) {
+    free(r->hosts[i]);
+    free(r->ports[i]);
+  }
+  free(r->hosts);
+  free(r->ports);
   free(r);
 }
 
@@ -561,6 +627,11 @@ static void on_timer_closed(uv_handle_t *h) {
 
 void sl_redis_free(sl_redis_t *r) {
   if (!r) return;
+  if (r->cluster) {
+    sl_rcluster_free(r->cluster);
+    free(r);
+    return;
+  }
   r->freed = 1;
   sl_redis_free(r->sentinel);
   for (cmd_t *c = r->pending.next; c != &r->pending; c = c->next) c->r = NULL;

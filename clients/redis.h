@@ -9,7 +9,11 @@
  * TLS (`rediss://`) is refused: Debian's hiredis (0.14) has no hiredis_ssl.
  * With a Sentinel master name, each connection first asks the Sentinel of
  * the URL where that master is; a connection lost, or a READONLY answer (a
- * failover made the server a replica), makes the next one ask again.
+ * failover made the server a replica), makes the next one ask again. A
+ * comma-separated list of URLs (Benthos's form) is tried in turn: a
+ * Sentinel down or not knowing the master, the next is asked.
+ * With `cluster`, the client routes each command to the master owning its
+ * key's hash slot, over a client per node (redis_cluster.c).
  * Ownership and threads: everything runs on the loop that created the
  * client; a client belongs to whoever called sl_redis_new and ends with
  * sl_redis_free. Its handles do not keep the loop alive (its owner does). */
@@ -32,9 +36,11 @@ typedef void (*sl_redis_cb)(sl_redis_t *r, redisReply *reply, const char *err, v
 typedef void (*sl_redis_state_cb)(sl_redis_t *r, int up, const char *why, void *arg);
 
 typedef struct sl_redis_opts {
-  const char *url;               /* redis://[[user]:password@]host[:port][/db]; copied */
+  const char *url;               /* redis://[[user]:password@]host[:port][/db], or several separated by commas
+                                    (credentials and db: the first's); copied */
   const char *sentinel_master;   /* non-empty: url names a Sentinel, asked for this master's address at
                                     each connection (Benthos's kind: failover); copied */
+  int cluster;                   /* url names nodes of a Redis Cluster (Benthos's kind: cluster) */
   const char *log_stream;        /* for log lines; borrowed until sl_redis_free */
   const char *log_component;
   int64_t backoff_min_ms;        /* first wait before reconnecting (0: 100 ms), doubled per failure */
@@ -48,6 +54,12 @@ typedef struct sl_redis_opts {
 
 /* Checks a URL without connecting: 0, or -1 with *err (caller frees). */
 int sl_redis_url_check(const char *url, char **err);
+
+/* Splits a comma-separated list of URLs, checking each: their number and
+ * *urls (caller frees each and the array), or -1 with *err (caller frees). */
+int sl_redis_urls(const char *list, char ***urls, char **err);
+/* host and port of a checked URL (caller frees both). */
+void sl_redis_url_addr(const char *url, char **host, char **port);
 
 /* Starts connecting. NULL with *err (caller frees) for a bad URL. */
 sl_redis_t *sl_redis_new(uv_loop_t *loop, const sl_redis_opts_t *o, char **err);

@@ -26,15 +26,28 @@ int sl_redis_conf_check(const sl_cnode_t *conf, const char *default_url, sl_diag
   const sl_cnode_t *kind = sl_cnode_get(conf, "kind"), *master = sl_cnode_get(conf, "master");
   const char *k = sl_conf_str(conf, "kind", "simple");
   const char *url = u && u->str ? u->str : default_url;
-  if (url && sl_redis_url_check(url, &err) != 0) {
+  char **urls = NULL;
+  int n = url ? sl_redis_urls(url, &urls, &err) : 0;
+  if (n < 0) {
     sl_diag_add(d, u ? u : conf, "url", "%s", err);
     free(err);
     return -1;
   }
+  int bad_db = 0;
+  for (int i = 0; i < n; i++) {
+    char *db = strrchr(urls[i], '/');
+    bad_db |= db && db > urls[i] && db[-1] != '/' && strspn(db + 1, "0") != strlen(db + 1);
+    free(urls[i]);
+  }
+  free(urls);
   int failover = !strcmp(k, "failover"), named = master && master->str && *master->str;
-  if (!strcmp(k, "cluster")) {
-    sl_diag_add(d, kind, "kind", "cluster is not supported: sluice's Redis client (on Debian's hiredis 0.14, which "
-                "has no cluster support) routes no commands by hash slot");
+  if (n > 1 && !strcmp(k, "simple")) {
+    sl_diag_add(d, u, "url", "several URLs name the nodes of kind: cluster or the Sentinels of kind: failover; "
+                "kind: simple takes one server");
+    return -1;
+  }
+  if (!strcmp(k, "cluster") && bad_db) {
+    sl_diag_add(d, u, "url", "a Redis Cluster has only database 0 (SELECT is refused)");
     return -1;
   }
   if (failover != named) {
@@ -51,6 +64,8 @@ int sl_redis_conf_check(const sl_cnode_t *conf, const char *default_url, sl_diag
   }
   return 0;
 }
+
+int sl_redis_conf_cluster(const sl_cnode_t *conf) { return !strcmp(sl_conf_str(conf, "kind", "simple"), "cluster"); }
 
 const char *sl_redis_conf_master(const sl_cnode_t *conf) {
   return strcmp(sl_conf_str(conf, "kind", "simple"), "failover") ? NULL : sl_conf_str(conf, "master", "");

@@ -1,7 +1,7 @@
 /* What every Redis component's config says about the server besides its
  * `url` (whose default differs between them): Benthos's `kind`, `master`
- * and `tls`, and the check of all four. Only what Debian's hiredis (0.14)
- * can do passes: one server (`kind: simple`) without TLS.
+ * and `tls`, and the check of all four. No TLS passes: Debian's hiredis
+ * (0.14) has none.
  * Ownership: the tables are static; the check reads the tree only. */
 #ifndef SL_REDIS_CONF_H
 #define SL_REDIS_CONF_H
@@ -12,9 +12,11 @@ extern const sl_field_t sl_redis_tls_fields[];
 extern const char *const sl_redis_kinds[];
 
 #define SL_REDIS_SERVER_FIELDS                                                                                   \
-  {"kind", SL_F_ENUM, "simple", 0, "`simple`: `url` is the server. `failover`: `url` is a Sentinel, asked for "   \
-   "the address of `master` at each connection; a lost connection, or a READONLY answer after a failover, "      \
-   "asks again. `cluster` is refused at lint (no routing by hash slot).", sl_redis_kinds, NULL},                 \
+  {"kind", SL_F_ENUM, "simple", 0, "`simple`: `url` is the server. `failover`: `url` names Sentinels "          \
+   "(several separated by commas, tried in turn), asked for the address of `master` at each connection; a "     \
+   "lost connection, or a READONLY answer after a failover, asks again. `cluster`: `url` names nodes of a "      \
+   "Redis Cluster (several separated by commas); each command goes to the master owning its key's slot, "       \
+   "following MOVED and ASK (docs/redis.md).", sl_redis_kinds, NULL},                                           \
   {"master", SL_F_STRING, "", 0, "The name the Sentinels know the master by (`kind: failover` only).", NULL,     \
    NULL},                                                                                                        \
   {"tls", SL_F_OBJECT, NULL, 0, "Benthos's TLS settings, accepted only with `enabled: false`: Debian's hiredis " \
@@ -23,6 +25,8 @@ extern const char *const sl_redis_kinds[];
 /* url (default_url when absent; NULL: an absent url is not checked), kind, master and tls of conf: 0, or -1
  * with a diagnostic at the first bad field. */
 int sl_redis_conf_check(const sl_cnode_t *conf, const char *default_url, sl_diags_t *d);
+/* Whether a checked conf is kind: cluster. */
+int sl_redis_conf_cluster(const sl_cnode_t *conf);
 /* The Sentinel master name of a checked conf (kind: failover), else NULL;
  * the tree's string. */
 const char *sl_redis_conf_master(const sl_cnode_t *conf);

@@ -44,7 +44,29 @@ output:
     h.stop_after(srv, ok, err)
   end)
 
-  it("lint: failover needs master, master needs failover, cluster is refused", function()
+  it("asks the Sentinels of a url list in turn: the first one stopped, the second names the master", function()
+    local s2 = redis.start({sentinel = string.format("sentinel monitor mm 127.0.0.1 %d 1", master())})
+    s2.halt()   -- its port now refuses connections
+    local srv = h.serve(string.format([[
+http: {address: 127.0.0.1:$PORT}
+input:
+  generate: {count: 0, interval: 20ms, mapping: 'return {n = i}'}
+output:
+  redis_list: {url: 'redis://127.0.0.1:%d, redis://127.0.0.1:%d', kind: failover, master: mm, key: two}
+]], s2.port, s.port))
+    local ok, err = pcall(function()
+      local m = master() == a.port and a or b
+      assert.truthy(h.wait_for(function() return m.num("LLEN two") >= 10 end, 30), "nothing written to the master: " .. srv.stderr())
+      -- the +switch-master listener went on to the second Sentinel too
+      assert.truthy(h.wait_for(function()
+        return s.cli("CLIENT LIST"):find("cmd=subscribe", 1, true) ~= nil
+      end, 30), s.cli("CLIENT LIST"))
+    end)
+    h.stop_after(srv, ok, err)
+    s2.stop()
+  end)
+
+  it("lint: failover needs master, master needs failover", function()
     local r = h.run_config([[
 input:
   redis_list: { key: a, kind: failover }

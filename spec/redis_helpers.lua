@@ -7,6 +7,7 @@
 --   redis.start({args = "--replicaof 127.0.0.1 " .. r.port}), redis.start({sentinel = "sentinel monitor ..."})
 --   r.cli("XLEN s")                -- redis-cli's --raw output
 --   r.stop()                       -- stops it and removes its directory
+--   local c = redis.cluster(3)     -- {nodes = {r...}, url, cli(args) (redis-cli -c), slot(key), node_of(key), stop()}
 local h = require("spec.helpers")
 
 local M = {}
@@ -74,6 +75,60 @@ function M.start(opts)
     h.rmdir(r.dir)
   end
   return r
+end
+
+-- n masters with `cluster-enabled yes`, joined by redis-cli --cluster create
+-- (slots split evenly, no replicas), waited for until every node says
+-- cluster_state:ok. c.url lists every node (Benthos's comma-separated form).
+function M.cluster(n, args)
+  local c = {nodes = {}}
+  for i = 1, n do
+    c.nodes[i] = M.start({args = "--cluster-enabled yes --cluster-config-file nodes.conf " ..
+      "--cluster-node-timeout 2000 " .. (args or "--appendonly yes --appendfsync always")})
+  end
+  local addrs, urls = {}, {}
+  for i, r in ipairs(c.nodes) do
+    addrs[i] = "127.0.0.1:" .. r.port
+    urls[i] = r.url
+  end
+  c.url = table.concat(urls, ",")
+  local code, out, err = h.sh("redis-cli --cluster create " .. table.concat(addrs, " ") ..
+    " --cluster-replicas 0 --cluster-yes")
+  assert(code == 0, "redis-cli --cluster create: " .. (out or "") .. (err or ""))
+  assert(h.wait_for(function()
+    for _, r in ipairs(c.nodes) do
+      if not r.cli("CLUSTER INFO"):find("cluster_state:ok", 1, true) then return false end
+    end
+    return true
+  end, 30), "the cluster did not come up")
+  -- redis-cli -c follows MOVED and ASK, as a cluster client does
+  c.cli = function(args)
+    local code2, out2, err2 = h.sh(string.format("set -f; redis-cli -c -p %d --raw %s", c.nodes[1].port, args))
+    assert(code2 == 0, "redis-cli " .. args .. ": " .. (err2 or ""))
+    return out2
+  end
+  c.num = function(args) return tonumber((c.cli(args):match("%-?%d+"))) end
+  c.slot = function(key) return c.nodes[1].num("CLUSTER KEYSLOT " .. key) end
+  -- the node (one of c.nodes) that serves key's slot now, as node 1 sees it
+  c.node_of = function(key)
+    local slot = c.slot(key)
+    for line in c.nodes[1].cli("CLUSTER NODES"):gmatch("[^\n]+") do
+      local f = {}
+      for w in line:gmatch("%S+") do f[#f + 1] = w end
+      local port = tonumber(f[2]:match(":(%d+)"))
+      for i = 9, #f do
+        local lo, hi = f[i]:match("^(%d+)%-(%d+)$")
+        lo, hi = tonumber(lo or f[i]:match("^(%d+)$")), tonumber(hi or f[i]:match("^(%d+)$"))
+        if lo and slot >= lo and slot <= hi then
+          for _, r in ipairs(c.nodes) do if r.port == port then return r end end
+        end
+      end
+    end
+  end
+  c.stop = function()
+    for _, r in ipairs(c.nodes) do r.stop() end
+  end
+  return c
 end
 
 return M

@@ -1,5 +1,6 @@
 /* The redis_* connectors' shared parts (redis_common.h). */
 #include "redis_common.h"
+#include "clients/redis_slot.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/stream.h"
@@ -40,6 +41,7 @@ sl_rconn_t *sl_rconn_new(sl_build_t *b, const sl_cnode_t *conf, sl_input_t *in, 
   c->arg = arg;
   c->url = sl_xstrdup(sl_conf_str(conf, "url", "redis://localhost:6379"));
   if (sl_redis_conf_master(conf)) c->master = sl_xstrdup(sl_redis_conf_master(conf));
+  c->cluster = sl_redis_conf_cluster(conf);
   c->backoff = sl_conf_duration_ms(conf, "reconnect_backoff", 100);
   c->max_backoff = sl_conf_duration_ms(conf, "reconnect_max_backoff", 5000);
   c->reply_timeout = sl_conf_duration_ms(conf, "reply_timeout", 10000);
@@ -56,6 +58,7 @@ int sl_rconn_start(sl_rconn_t *c, uv_loop_t *loop) {
   sl_redis_opts_t o = {
     .url = c->url,
     .sentinel_master = c->master,
+    .cluster = c->cluster,
     .log_stream = sl_rconn_stream(c),
     .log_component = sl_rconn_label(c),
     .backoff_min_ms = c->backoff,
@@ -94,6 +97,19 @@ const char *sl_rconn_stream(const sl_rconn_t *c) {
 }
 
 const char *sl_rconn_label(const sl_rconn_t *c) { return c->in ? c->in->label : c->out->label; }
+
+int sl_rconn_one_slot(sl_build_t *b, const sl_rconn_t *c, const sl_cnode_t *at, const char *field,
+                      const char *const *keys, int n) {
+  for (int i = 1; c->cluster && i < n; i++) {
+    int s0 = sl_redis_key_slot(keys[0], strlen(keys[0])), si = sl_redis_key_slot(keys[i], strlen(keys[i]));
+    if (s0 == si) continue;
+    sl_diag_add(b->diags, at, field, "kind: cluster: %s (slot %d) and %s (slot %d) are in different hash slots, and "
+                "one command uses them together (Redis would answer CROSSSLOT): give them one {hash tag} "
+                "({orders}.a, {orders}.b), or use one component for each (a broker input)", keys[0], s0, keys[i], si);
+    return -1;
+  }
+  return 0;
+}
 
 /* ---- arguments ---- */
 

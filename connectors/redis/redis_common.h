@@ -15,7 +15,8 @@
 #define SL_REDIS_URL_FIELD \
   {"url", SL_F_STRING, "redis://localhost:6379", 0, \
    "Redis server: `redis://[[user]:password@]host[:port][/db]` (AUTH with the password, and the user " \
-   "for an ACL user; SELECT of the database). `rediss://` is refused: Debian's hiredis has no TLS.", NULL, NULL}
+   "for an ACL user; SELECT of the database). `rediss://` is refused: Debian's hiredis has no TLS. Several, " \
+   "separated by commas: the nodes of `kind: cluster` or the Sentinels of `kind: failover`.", NULL, NULL}
 
 #define SL_REDIS_FIELDS \
   SL_REDIS_URL_FIELD, \
@@ -40,6 +41,7 @@ struct sl_rconn {
   sl_connmetrics_t m;        /* Benthos' connection series; NULLs when linting */
   char *url;
   char *master;              /* kind: failover's Sentinel master name, or NULL */
+  int cluster;               /* kind: cluster */
   char *series_stream, *series_path, *cfg_path;   /* for the series; NULL when linting */
   int64_t backoff, max_backoff;
   int64_t reply_timeout;     /* ms; an input adds its blocking reads' wait before starting */
@@ -58,6 +60,11 @@ sl_rconn_t *sl_rconn_new(sl_build_t *b, const sl_cnode_t *conf, sl_input_t *in, 
 /* Starts connecting (the component's start); c->r is the client from then on. 0 or -1 (logged). */
 int sl_rconn_start(sl_rconn_t *c, uv_loop_t *loop);
 void sl_rconn_free(sl_rconn_t *c);
+
+/* With kind: cluster, keys that one command uses together (n of them) must
+ * share a hash slot: 0, or -1 with a diagnostic at `at` (field) saying how. */
+int sl_rconn_one_slot(sl_build_t *b, const sl_rconn_t *c, const sl_cnode_t *at, const char *field,
+                      const char *const *keys, int n);
 
 /* A command's arguments, binary-safe. */
 typedef struct sl_rargs {

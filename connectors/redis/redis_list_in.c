@@ -22,7 +22,8 @@ static const sl_field_t fields[] = {
    "moved (BLMOVE), not popped: the names are Benthos'.", commands, NULL},
   {"timeout", SL_F_DURATION, "5s", 0, "How long one BLMOVE waits for an element.", NULL, NULL},
   {"processing_key", SL_F_STRING, "", 0,
-   "List holding the elements read and not yet acknowledged; empty: `<key>-processing`. sluice adds it for "
+   "List holding the elements read and not yet acknowledged; empty: `<key>-processing` (`{<key>}-processing` "
+   "with kind: cluster unless key has a {hash tag}: both lists must share a slot). sluice adds it for "
    "at-least-once: give each consumer of one list its own, since a start moves everything in it back.",
    NULL, NULL},
   {"limit", SL_F_INT, "64", 0, "Elements moved per round trip (pipelined LMOVEs) at most; one batch (sluice adds it).",
@@ -235,7 +236,11 @@ static void *lin_create(sl_build_t *b, const sl_cnode_t *conf) {
   sl_component_init_input(&in->base, &vt, &spec, b);
   in->key = sl_xstrdup(sl_conf_str(conf, "key", ""));
   const char *p = sl_conf_str(conf, "processing_key", "");
-  in->proc = *p ? sl_xstrdup(p) : sl_xasprintf("%s-processing", in->key);
+  /* in a cluster both lists must share a slot (one LMOVE): the default takes the key's slot */
+  const char *open = strchr(in->key, '{'), *close = open ? strchr(open, '}') : NULL;
+  int tagged = close && close > open + 1;
+  in->proc = *p ? sl_xstrdup(p)
+                : sl_xasprintf(sl_redis_conf_cluster(conf) && !tagged ? "{%s}-processing" : "%s-processing", in->key);
   in->from = strcmp(sl_conf_str(conf, "command", "blpop"), "brpop") ? "LEFT" : "RIGHT";
   int64_t ms = sl_conf_duration_ms(conf, "timeout", 5000);
   snprintf(in->timeout, sizeof in->timeout, "%.3f", (double)ms / 1000.0);
@@ -250,6 +255,11 @@ static void *lin_create(sl_build_t *b, const sl_cnode_t *conf) {
   if (in->rd->reply_timeout > 0) in->rd->reply_timeout += ms;
   if (!strcmp(in->key, in->proc)) {
     sl_diag_add(b->diags, sl_cnode_get(conf, "processing_key"), "processing_key", "must differ from key");
+    lin_destroy(&in->base);
+    return NULL;
+  }
+  const char *both[2] = {in->key, in->proc};
+  if (sl_rconn_one_slot(b, in->rd, sl_cnode_get(conf, "processing_key"), "processing_key", both, 2)) {
     lin_destroy(&in->base);
     return NULL;
   }

@@ -5,8 +5,11 @@
  * pending list. On start the consumer first reads its own pending entries
  * (what it had read before a crash: XREADGROUP from 0), then new ones (>);
  * every `claim_idle` it claims other consumers' entries pending that long
- * (XAUTOCLAIM: a consumer that died under another name). */
+ * (XAUTOCLAIM: a consumer that died under another name). With kind:
+ * cluster, the streams of each hash slot have a reader of their own (one
+ * XREADGROUP names keys of one slot), sent to that slot's master. */
 #include "redis_common.h"
+#include "clients/redis_slot.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "core/batching.h"
@@ -58,6 +61,18 @@ enum { ID_MAX = 48 };
 /* In the pipeline, XACK sent, XACK to send again once connected. */
 enum { F_OPEN, F_ACKING, F_RESEND };        /* an entry ID: two 20-digit numbers and a dash */
 
+typedef struct reader {       /* the streams one XREADGROUP reads: all of them, or those of one slot (cluster) */
+  struct sin *in;
+  int phase;                  /* P_PENDING or P_LIVE once the input is set up */
+  int reading;                /* reads out (two at most when live) */
+  /* The reads out, oldest first (replies come in order): the setup they
+   * were sent under and whether they read own pending entries. A reply to
+   * a read sent before the latest setup is left alone: the pending read
+   * that setup started finds its entries in the pending list. */
+  struct { unsigned gen; int pending; } rq[2];
+  int rq_head;
+} reader_t;
+
 typedef struct sin {
   sl_input_t base;
   sl_rconn_t *rd, *ack;
@@ -69,13 +84,10 @@ typedef struct sin {
   int create, oldest;
   char limit[16], block[24], idle[24];
   int64_t claim_ms;
-  int phase, reading, setups, stopped;   /* reading: reads out (two at most when live) */
-  /* The reads out, oldest first (replies come in order): the setup they
-   * were sent under and whether they read own pending entries. A reply to
-   * a read sent before the latest setup is left alone: the pending read
-   * that setup started finds its entries in the pending list. */
-  struct { unsigned gen; int pending; } rq[2];
-  int rq_head;
+  int phase, setups, stopped; /* phase: P_SETUP, or P_PENDING once set up (each reader has its own) */
+  reader_t *readers;
+  int nreaders;
+  int *reader_of;            /* per stream */
   unsigned gen;
   uv_timer_t setup_timer;    /* a failed read sets up again after a pause */
   uv_timer_t resend_timer;   /* XACKs Redis refused go again after a pause */
@@ -281,10 +293,11 @@ static const char *emit_entries(sin_t *in, int s, const redisReply *entries, int
 
 static void on_read(sl_redis_t *r, redisReply *rp, const char *err, void *arg) {
   (void)r;
-  sin_t *in = arg;
-  int stale = in->rq[in->rq_head].gen != in->gen, pending = in->rq[in->rq_head].pending;
-  in->rq_head = (in->rq_head + 1) % 2;
-  in->reading--;
+  reader_t *g = arg;
+  sin_t *in = g->in;
+  int stale = g->rq[g->rq_head].gen != in->gen, pending = g->rq[g->rq_head].pending;
+  g->rq_head = (g->rq_head + 1) % 2;
+  g->reading--;
   if (in->stopped || stale) return;   /* what it read stays pending: read again */
   if (!rp || rp->type == REDIS_REPLY_ERROR) {
     if (rp) {   /* NOGROUP after a Redis restart without persistence: set up again, after a pause */
@@ -315,18 +328,18 @@ static void on_read(sl_redis_t *r, redisReply *rp, const char *err, void *arg) {
     }
   if (pending) {
     int left = 0;
-    for (int s = 0; s < in->nstreams; s++) left |= in->pending_left[s];
-    if (!left) in->phase = P_LIVE;
+    for (int s = 0; s < in->nstreams; s++) left |= in->pending_left[s] && &in->readers[in->reader_of[s]] == g;
+    if (!left) g->phase = P_LIVE;
   }
   read_next(in);
 }
 
 /* While live, a second read waits behind the first in Redis: its reply is
  * on the way while the first one's entries go through the pipeline. */
-static void read_next(sin_t *in) {
-  if (in->reading >= (in->phase == P_LIVE ? 2 : 1) || in->stopped || in->phase == P_SETUP || !sl_redis_up(in->rd->r))
-    return;
-  if (!sl_input_ready(&in->base)) return;   /* resume comes back here */
+static void read_one(sin_t *in, reader_t *g) {
+  if (g->reading >= (g->phase == P_LIVE ? 2 : 1)) return;
+  int mine = 0;
+  for (int s = 0; s < in->nstreams; s++) mine += &in->readers[in->reader_of[s]] == g;
   sl_rargs_t *a = &in->args;
   sl_rargs_reset(a);
   sl_rargs_addz(a, "XREADGROUP");
@@ -335,23 +348,30 @@ static void read_next(sin_t *in) {
   sl_rargs_addz(a, in->client_id);
   sl_rargs_addz(a, "COUNT");
   sl_rargs_addz(a, in->limit);
-  int pending = in->phase == P_PENDING;
+  int pending = g->phase == P_PENDING;
   if (!pending) {
     sl_rargs_addz(a, "BLOCK");
     sl_rargs_addz(a, in->block);
   }
   sl_rargs_addz(a, "STREAMS");
   for (int s = 0; s < in->nstreams; s++)
-    if (!pending || in->pending_left[s]) sl_rargs_addz(a, in->streams[s]);
+    if (&in->readers[in->reader_of[s]] == g && (!pending || in->pending_left[s])) sl_rargs_addz(a, in->streams[s]);
   for (int s = 0; s < in->nstreams; s++)
-    if (!pending) sl_rargs_addz(a, ">");
+    if (&in->readers[in->reader_of[s]] != g) continue;
+    else if (!pending) sl_rargs_addz(a, ">");
     else if (in->pending_left[s]) sl_rargs_addz(a, in->ids[s]);
-  if (sl_rargs_send(in->rd, a, on_read, in) == 0) {
-    int k = (in->rq_head + in->reading) % 2;
-    in->rq[k].gen = in->gen;
-    in->rq[k].pending = pending;
-    in->reading++;
+  if (mine && sl_rargs_send(in->rd, a, on_read, g) == 0) {
+    int k = (g->rq_head + g->reading) % 2;
+    g->rq[k].gen = in->gen;
+    g->rq[k].pending = pending;
+    g->reading++;
   }
+}
+
+static void read_next(sin_t *in) {
+  if (in->stopped || in->phase == P_SETUP || !sl_redis_up(in->rd->r)) return;
+  for (int i = 0; i < in->nreaders; i++)
+    if (sl_input_ready(&in->base)) read_one(in, &in->readers[i]);   /* else resume comes back here */
 }
 
 /* ---- setup: the group on every stream ---- */
@@ -370,6 +390,7 @@ static void on_created(sl_redis_t *r, redisReply *rp, const char *err, void *arg
    * took with it (a read Redis answered into the void) is among them. */
   if (in->phase == P_SETUP) {
     in->phase = P_PENDING;
+    for (int i = 0; i < in->nreaders; i++) in->readers[i].phase = P_PENDING;
     for (int s = 0; s < in->nstreams; s++) {
       free(in->ids[s]);
       in->ids[s] = sl_xstrdup("0");
@@ -495,6 +516,8 @@ static void sin_free(sin_t *in) {
   free(in->streams);
   free(in->ids);
   free(in->pending_left);
+  free(in->readers);
+  free(in->reader_of);
   free(in->group);
   free(in->client_id);
   free(in->body_key);
@@ -568,6 +591,20 @@ static void *sin_create(sl_build_t *b, const sl_cnode_t *conf) {
     sin_destroy(&in->base);
     return NULL;
   }
+  /* a reader per slot in a cluster (one read names keys of one slot), else one */
+  in->reader_of = sl_xcalloc((size_t)in->nstreams, sizeof(int));
+  in->readers = sl_xcalloc((size_t)in->nstreams, sizeof(reader_t));
+  int *slots = sl_xcalloc((size_t)in->nstreams, sizeof(int));
+  for (int s = 0; s < in->nstreams; s++) {
+    int slot = in->rd->cluster ? sl_redis_key_slot(in->streams[s], strlen(in->streams[s])) : 0, g = 0;
+    while (g < in->nreaders && slots[g] != slot) g++;
+    if (g == in->nreaders) {
+      slots[in->nreaders] = slot;
+      in->readers[in->nreaders++].in = in;
+    }
+    in->reader_of[s] = g;
+  }
+  free(slots);
   return in;
 }
 
@@ -580,7 +617,8 @@ static const sl_spec_t spec = {
     "The group is created on each stream when missing (`XGROUP CREATE ... MKSTREAM`). Each read "
     "takes up to `limit` new entries (`>`), waiting up to `timeout` for them; the entries of one "
     "stream become one batch, each entry one message: the `body_key` field is the content, the "
-    "other fields are metadata, and `redis_stream` is the entry's ID (Benthos' name).\n\n"
+    "other fields are metadata, and `redis_stream` is the entry's ID (Benthos' name). With `kind: "
+    "cluster`, the streams of each hash slot are read by a read of their own on that slot's master.\n\n"
     "An entry is acknowledged (XACK) only once its batch was delivered by the output or "
     "deliberately dropped. Until then it is in the group's pending list: if sluice is killed, on "
     "the next start the consumer (same `client_id`) reads its own pending entries first, from the "

@@ -141,6 +141,30 @@ static void bad_urls(void) {
   err = NULL;
   CHECK(sl_redis_url_check("redis://:p%40ss@h:1/2", &err) == 0, "good url: %s", err ? err : "");
   free(err);
+  err = NULL;
+}
+
+/* Benthos's comma-separated list: each URL checked, blanks around commas ignored. */
+static void url_lists(void) {
+  char **urls = NULL, *err = NULL, *host = NULL, *p = NULL;
+  int n = sl_redis_urls("redis://a:1, redis://[::1]:2 ,redis://c", &urls, &err);
+  CHECK(n == 3 && !strcmp(urls[1], "redis://[::1]:2") && !strcmp(urls[2], "redis://c"), "list: %d", n);
+  sl_redis_url_addr(urls[1], &host, &p);
+  CHECK(!strcmp(host, "::1") && !strcmp(p, "2"), "addr %s %s", host, p);
+  free(host);
+  free(p);
+  sl_redis_url_addr(urls[2], &host, &p);
+  CHECK(!strcmp(host, "c") && !strcmp(p, "6379"), "default port %s %s", host, p);
+  free(host);
+  free(p);
+  for (int i = 0; i < n; i++) free(urls[i]);
+  free(urls);
+  CHECK(sl_redis_urls("redis://a:1,http://b", &urls, &err) == -1 && strstr(err, "http://b") && !urls, "bad item: %s",
+        err ? err : "");
+  free(err);
+  err = NULL;
+  CHECK(sl_redis_urls("redis://a:1,", &urls, &err) == -1, "an empty item is refused");
+  free(err);
 }
 
 int main(void) {
@@ -162,6 +186,7 @@ int main(void) {
   loop = uv_default_loop();
   uv_timer_init(loop, &guard);
   RUN(bad_urls);
+  RUN(url_lists);
   RUN(pipelined_in_order_binary);
   RUN(no_callback_after_free);
   RUN(down_with_reason);
