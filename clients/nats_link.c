@@ -32,7 +32,7 @@ struct sl_nats_conf {
   char *ca, *cert, *key;
 };
 
-enum { BYTES_MAX = 64 << 20, MAX_SUBS = 4 };
+enum { BYTES_MAX = 64 << 20, MAX_SUBS = 4, MAX_PUMPS = 64 };
 
 struct sl_nats {
   uv_mutex_t mu;
@@ -108,6 +108,16 @@ void sl_nats_conf_free(sl_nats_conf_t *c) {
   free(c);
 }
 
+sl_nats_conf_t *sl_nats_conf_dup(const sl_nats_conf_t *c) {
+  sl_nats_conf_t *d = sl_xmalloc(sizeof(*d));
+  *d = *c;
+  char **s[] = {&d->urls, &d->name, &d->user, &d->password, &d->token, &d->creds, &d->nkey, &d->nkey_file, &d->ca,
+                &d->cert, &d->key};
+  for (size_t i = 0; i < sizeof s / sizeof *s; i++)
+    if (*s[i]) *s[i] = sl_xstrdup(*s[i]);
+  return d;
+}
+
 char *sl_nats_err(natsStatus s) {
   natsStatus ls;
   const char *detail = nats_GetLastError(&ls);
@@ -178,7 +188,10 @@ static void on_async(uv_async_t *h) {
             error == NATS_SLOW_CONSUMER ? ": messages dropped, the pipeline did not keep up (core NATS is at most once)" : "");
   if (dirty) l->cbs.state(l->arg, up, why);
   if (n) l->cbs.wake(l->arg);
-  if (ended) ended(l->ended_who, l->ended_arg);
+  if (ended) {
+    uv_unref((uv_handle_t *)&l->async);
+    ended(l->ended_who, l->ended_arg);
+  }
 }
 
 void sl_nats_end(sl_nats_t *l, void (*done)(void *who, void *arg), void *who, void *arg) {
@@ -190,6 +203,9 @@ void sl_nats_end(sl_nats_t *l, void (*done)(void *who, void *arg), void *who, vo
   uv_cond_broadcast(&l->quit);
   uv_cond_broadcast(&l->room);
   uv_mutex_unlock(&l->mu);
+  /* done must come even when nothing else keeps the loop running (a
+   * worker's end turning it with UV_RUN_NOWAIT runs nothing then) */
+  uv_ref((uv_handle_t *)&l->async);
 }
 
 natsConnection *sl_nats_conn(sl_nats_t *l) {
@@ -389,6 +405,27 @@ static natsStatus options(sl_nats_t *l, natsOptions **out) {
   return s;
 }
 
+/* What a pump thread runs until the link ends. */
+static void *pump_loop(void *arg) {
+  sl_nats_t *l = arg;
+  while (!wait_quit(l, 0)) {
+    int ms = l->cbs.pump(l, l->setup_arg);
+    if (ms && wait_quit(l, (uint64_t)ms)) break;
+  }
+  return NULL;
+}
+
+/* The pumps besides the link's own thread; they are joined before the
+ * connection closes, so that none is in a call on it. */
+static void run_pumps(sl_nats_t *l) {
+  pthread_t t[MAX_PUMPS];
+  int n = 0;
+  for (int i = 1; i < l->cbs.pumps && i < MAX_PUMPS; i++)
+    if (pthread_create(&t[n], NULL, pump_loop, l) == 0) n++;
+  pump_loop(l);
+  for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
+}
+
 static void *thread_main(void *arg) {
   sl_nats_t *l = arg;
   natsOptions *o = NULL;
@@ -431,10 +468,7 @@ static void *thread_main(void *arg) {
       char *err = NULL;
       if (!l->cbs.setup || l->cbs.setup(l, l->nc, l->setup_arg, &err) == 0) {
         set_state(l, -1, 1, NULL);
-        while (l->cbs.pump && !wait_quit(l, 0)) {
-          int ms = l->cbs.pump(l, l->setup_arg);
-          if (ms && wait_quit(l, (uint64_t)ms)) break;
-        }
+        if (l->cbs.pump) run_pumps(l);
         break;
       }
       set_state(l, -1, 0, err ? err : "setting up");
