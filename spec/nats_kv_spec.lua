@@ -376,6 +376,7 @@ input:
     count: 9
     interval: 0
     mapping: 'return { n = i % 3 }'
+max_in_flight: 1   # one message at a time: cached has no single flight, two of one key in flight may each miss
 pipeline:
   threads: 1   # one VM counts the runs (each worker has its connection: two may each miss a key at once)
   processors:
