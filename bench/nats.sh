@@ -18,7 +18,9 @@
 # (max_in_flight 64 / 1024), and nats/nats_jetstream (same durable settings)
 # → drop, counted through its own /metrics.
 # Wall time from process start to exit (or to N counted), so all pay for
-# connecting. nats-server is Debian's (-js, store in a temp dir); the nats CLI
+# connecting. Beside each rate, the CPU (user+sys) the process took per
+# message, in µs: the machine is shared and loaded, and CPU per message
+# moves less with the load than wall time does. nats-server is Debian's (-js, store in a temp dir); the nats CLI
 # comes from the Go module proxy (go install, once).
 # Usage: bench/nats.sh   (N=1000000 SIZES="100 1024" RUNS=3 by default)
 set -eu
@@ -48,7 +50,15 @@ for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$NPORT) 2>/dev/null && break
 BENCH() { "$NATS" -s "$U" bench --no-progress "$@"; }
 
 rate() { echo "$1 $2 $3" | awk '{printf "%d\n", $1 / ($3 - $2)}'; }   # count start end
-timed() { "$@" > "$WORK/cmd.out" 2>&1 || fail "$* failed: $(tail -5 "$WORK/cmd.out")"; }
+# Runs "$@"; its CPU seconds (user+sys, children included) go to $WORK/cpu.
+timed() {
+  /usr/bin/time -o "$WORK/cpu" -f "%U %S" "$@" > "$WORK/cmd.out" 2>&1 || fail "$* failed: $(tail -5 "$WORK/cmd.out")"
+  awk '{print $1 + $2}' "$WORK/cpu" > "$WORK/cpu.s"
+}
+# µs of CPU per message: seconds count
+per_msg() { echo "$1 $2" | awk '{printf "%.2f\n", $1 * 1e6 / ($2 > 0 ? $2 : 1)}'; }
+# CPU seconds a running process took so far (user+sys, from /proc)
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 
 # Until the /metrics of sluice (or Benthos) counts $1 messages in (120 s at
 # most, or once the count stood still for 2 s: core NATS drops what a slow
@@ -65,7 +75,7 @@ max_in_flight: 64
 output: {$2: {urls: [$U], subject: $subject$extra}}
 YAML
   local s e; s=$(now); timed "$BIN" run --log-level warn "$WORK/p.yaml"; e=$(now)
-  rate "$N" "$s" "$e"
+  echo "$(rate "$N" "$s" "$e") $(per_msg "$(cat "$WORK/cpu.s")" "$N")"
 }
 
 produce_benthos() { # $1 size, $2 output kind
@@ -79,21 +89,21 @@ input: {generate: {count: $N, interval: "", batch_size: 1024, mapping: 'root = "
 output: {$2: {urls: [$U], subject: $subject, max_in_flight: $inflight}}
 YAML
   local s e; s=$(now); timed "$BENTHOS" -c "$WORK/bp.yaml"; e=$(now)
-  rate "$N" "$s" "$e"
+  echo "$(rate "$N" "$s" "$e") $(per_msg "$(cat "$WORK/cpu.s")" "$N")"
 }
 
 produce_peer() { # $1 size, $2 kind
   local s e; s=$(now)
   if [ "$2" = nats_jetstream ]; then
-    timed BENCH bench.peerjs --js --purge --maxbytes 4GB --pub 1 --msgs "$N" --size "$1" --pubbatch 1024
-  else timed BENCH bench.core --pub 1 --msgs "$N" --size "$1"; fi
-  e=$(now); rate "$N" "$s" "$e"
+    timed "$NATS" -s "$U" bench --no-progress bench.peerjs --js --purge --maxbytes 4GB --pub 1 --msgs "$N" --size "$1" --pubbatch 1024
+  else timed "$NATS" -s "$U" bench --no-progress bench.core --pub 1 --msgs "$N" --size "$1"; fi
+  e=$(now); echo "$(rate "$N" "$s" "$e") $(per_msg "$(cat "$WORK/cpu.s")" "$N")"
 }
 
 # Runs "$@" (a consumer of kind $2 with /metrics on HPORT): JetStream timed
 # from its start (the stream is full), core NATS from when it is ready and
 # nats bench starts publishing $1-byte messages; until it counted N (or the
-# count stood still). Prints "rate count".
+# count stood still). Prints "rate count cpu-µs-per-message".
 consume_until() {
   local size=$1 kind=$2 s e got pid; shift 2
   [ "$kind" = nats_jetstream ] && s=$(now)
@@ -105,9 +115,10 @@ consume_until() {
     BENCH bench.core --pub 1 --msgs "$N" --size "$size" > /dev/null 2>&1 &
   fi
   got=$(count_in "$N"); e=$(now)
+  local cpu; cpu=$(cpu_of $pid)
   kill $pid; wait $pid 2>/dev/null || true
   wait 2>/dev/null || true
-  echo "$(rate "$got" "$s" "$e") $got"
+  echo "$(rate "$got" "$s" "$e") $got $(per_msg "$cpu" "$got")"
 }
 
 consume_sluice() { # $1 size, $2 kind
@@ -144,22 +155,24 @@ YAML
 consume_peer() { # $1 size, $2 kind
   local s e
   if [ "$2" = nats_jetstream ]; then
-    s=$(now); timed BENCH bench.peerjs --js --maxbytes 4GB --sub 1 --push --consumerbatch 1024 --msgs "$N" --size "$1"
+    s=$(now); timed "$NATS" -s "$U" bench --no-progress bench.peerjs --js --maxbytes 4GB --sub 1 --push --consumerbatch 1024 --msgs "$N" --size "$1"
     e=$(now)
     "$NATS" -s "$U" consumer rm benchstream natscli-bench -f >/dev/null 2>&1 || true
   else
-    BENCH bench.core --sub 1 --msgs "$N" --size "$1" > "$WORK/sub.out" 2>&1 & sub=$!
+    /usr/bin/time -o "$WORK/cpu" -f "%U %S" "$NATS" -s "$U" bench --no-progress bench.core --sub 1 --msgs "$N" \
+      --size "$1" > "$WORK/sub.out" 2>&1 & sub=$!
     sleep 1   # no readiness to ask the CLI for: it subscribes at once, well within this
     s=$(now)
     BENCH bench.core --pub 1 --msgs "$N" --size "$1" > /dev/null 2>&1
     wait $sub || fail "nats bench --sub: $(tail -3 "$WORK/sub.out")"
     e=$(now)
+    awk '{print $1 + $2}' "$WORK/cpu" > "$WORK/cpu.s"
   fi
-  echo "$(rate "$N" "$s" "$e") $N"
+  echo "$(rate "$N" "$s" "$e") $N $(per_msg "$(cat "$WORK/cpu.s")" "$N")"
 }
 
-echo "| kind | size | sluice generate → output | nats bench --pub | ratio | Benthos generate → output | sluice/Benthos | sluice input → drop | nats bench --sub | ratio | Benthos input → drop | sluice/Benthos |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| kind | size | sluice generate → output | nats bench --pub | ratio | Benthos generate → output | sluice/Benthos | sluice input → drop | nats bench --sub | ratio | Benthos input → drop | sluice/Benthos | CPU µs/msg out: sluice / nats bench / Benthos | in: sluice / nats bench / Benthos |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 col() { cut -d' ' -f"$1" | median; }
 ratio() { echo "$1 $2" | awk '{printf "%.2f", $1/$2}'; }
 # "(median M of N arrived)" when a consumer lost some (core NATS drops for slow consumers)
@@ -178,6 +191,8 @@ for kind in ${KINDS:-nats nats_jetstream}; do
     for v in "${ps[@]}" "${pp[@]}" "${pb[@]}" "${cs[@]}" "${cp[@]}" "${cb[@]}"; do figure "${v%% *}" "a $kind $size B run"; done
     a=$(printf '%s\n' "${ps[@]}" | median); b=$(printf '%s\n' "${pp[@]}" | median); bb=$(printf '%s\n' "${pb[@]}" | median)
     c=$(printf '%s\n' "${cs[@]}" | col 1); d=$(printf '%s\n' "${cp[@]}" | col 1); cbb=$(printf '%s\n' "${cb[@]}" | col 1)
-    echo "| $kind | $size B | $a msg/s | $b msg/s | $(ratio "$a" "$b") | $bb msg/s | $(ratio "$a" "$bb") | $c msg/s$(arrived "${cs[@]}") | $d msg/s | $(ratio "$c" "$d") | $cbb msg/s$(arrived "${cb[@]}") | $(ratio "$c" "$cbb") |"
+    ua=$(printf '%s\n' "${ps[@]}" | col 2); ub=$(printf '%s\n' "${pp[@]}" | col 2); ubb=$(printf '%s\n' "${pb[@]}" | col 2)
+    uc=$(printf '%s\n' "${cs[@]}" | col 3); ud=$(printf '%s\n' "${cp[@]}" | col 3); ucb=$(printf '%s\n' "${cb[@]}" | col 3)
+    echo "| $kind | $size B | $a msg/s | $b msg/s | $(ratio "$a" "$b") | $bb msg/s | $(ratio "$a" "$bb") | $c msg/s$(arrived "${cs[@]}") | $d msg/s | $(ratio "$c" "$d") | $cbb msg/s$(arrived "${cb[@]}") | $(ratio "$c" "$cbb") | $ua / $ub / $ubb | $uc / $ud / $ucb |"
   done
 done

@@ -1,30 +1,37 @@
 /* The `nats_kv` cache backend (Benthos' `nats_kv` cache): keys of a NATS
  * JetStream key-value bucket. cnats's KV calls are request/reply that wait
- * for the server, so they run on the link's thread (clients/nats_link.h,
- * its pump), one after another; the loop only queues requests and takes the
- * answers, woken through the link's queue. get is a KV get, set a put, add
- * a create (refused when the key is there), delete a get then a delete (so
- * that it can say whether the key was there), incr a get then an update
- * expecting that revision (a create for a missing key), tried again when
- * another writer came in between.
+ * for the server, so they run on the link's pump threads (clients/nats_link.h),
+ * `max_in_flight` side by side on one connection; the loop only queues
+ * requests and takes the answers, woken through the link's queue. get is a
+ * KV get, set a put, add a create (refused when the key is there), delete a
+ * get then a delete (so that it can say whether the key was there), incr a
+ * get then an update expecting that revision (a create for a missing key),
+ * tried again when another writer came in between.
+ *
+ * A link per worker loop, as cache/redis.c has: the engine's worker attaches
+ * when the section is applied; a pipeline.threads worker makes its own at
+ * its first operation (sl_cache_loop) and answers there. The resource's
+ * mutex guards the list of links.
  *
  * Ownership: a request belongs to the loop until queued, then to the shared
  * state (the link's setup_arg), which the link frees with what it still
- * holds once its thread and the loop are both done with it; callbacks run
- * on the loop, never after detach. */
+ * holds once its threads and the loop are all done with it; callbacks run
+ * on the loop that started the operation, never after detach. */
 #include "cache.h"
 #include "clients/nats_link.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 #include <errno.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* Operations queued at most (then refused), and tries of an incr that
  * another writer keeps beating. */
-enum { MAX_WAITING = 10000, INCR_TRIES = 16, MAX_KEY = 1024, END_WAIT_MS = 3000 };
+enum { MAX_WAITING = 10000, INCR_TRIES = 16, INCR_STRIPES = 64, MAX_KEY = 1024, END_WAIT_MS = 3000,
+       MAX_BUSY = 64, LOOK_AHEAD = 64 };
 
 typedef struct kvreq {
   struct kvreq *next;
@@ -41,32 +48,45 @@ typedef struct kvreq {
   int64_t n;
 } kvreq_t;
 
-/* Between the loop and the link's thread (the link's setup_arg). */
+/* Between a loop and its link's pump threads (the link's setup_arg). */
 typedef struct shared {
   uv_mutex_t mu;
   uv_cond_t more;
   kvreq_t *todo, **todo_tail, *done, **done_tail;
   int waiting;               /* todo and those being run */
   int closing;
-  /* the link's thread only */
+  const char *busy[MAX_BUSY];   /* keys being run by a pump */
+  int nbusy;
+  /* the pump threads only */
   char *bucket, *urls;
   int64_t timeout_ms;
   natsConnection *nc;
   jsCtx *js;
+  uv_mutex_t kvmu;           /* kv, looked up by the first pump that needs it */
   kvStore *kv;
 } shared_t;
 
-typedef struct kvcache {
-  sl_nats_conf_t *conf;      /* until attached: the link takes it */
-  char *urls, *bucket;       /* as configured, to say that a reload's change waits for a restart */
-  int64_t timeout_ms;
+typedef struct kvcache kvcache_t;
+
+/* The resource's connection on one worker's loop. */
+typedef struct kvlink {
+  struct kvlink *next;
+  kvcache_t *c;
   uv_loop_t *loop;
   sl_nats_t *link;
   shared_t *sh;
   int ending;                /* detaching: answers are dropped */
   int up;                    /* the link's last word: connected, or why not */
   char why[512];
-} kvcache_t;
+} kvlink_t;
+
+struct kvcache {
+  uv_mutex_t mu;             /* links */
+  sl_nats_conf_t *conf;      /* each link connects with a copy */
+  char *urls, *bucket;       /* as configured, to say that a reload's change waits for a restart */
+  int64_t timeout_ms, in_flight;
+  kvlink_t *links;
+};
 
 static const sl_field_t fields[] = {
   SL_NATS_COMMON_FIELDS,
@@ -75,6 +95,10 @@ static const sl_field_t fields[] = {
   {"timeout", SL_F_DURATION, "5s", SL_ADVANCED,
    "How long an operation waits for the server's answer before it fails (sluice adds it; cnats's JetStream "
    "request timeout).", NULL, NULL},
+  {"max_in_flight", SL_F_INT, "8", SL_ADVANCED,
+   "Operations waiting for the server at once, per worker (sluice adds it: cnats's KV calls each wait for "
+   "their reply, so each runs on a thread of the worker's connection; more wait in order).",
+   SL_BOUNDS("1", "64"), NULL},
   {0}};
 
 static int bucket_ok(const char *b) {
@@ -125,6 +149,7 @@ static void kv_update(void *self, const sl_cnode_t *body) {
     c->urls = urls;
     c->bucket = sl_xstrdup(bucket);
     c->timeout_ms = sl_conf_duration_ms(body, "timeout", 5000);
+    c->in_flight = sl_conf_int(body, "max_in_flight", 8);
   } else {
     free(urls);
   }
@@ -132,6 +157,7 @@ static void kv_update(void *self, const sl_cnode_t *body) {
 
 static void *kv_create(const sl_cnode_t *body) {
   kvcache_t *c = sl_xcalloc(1, sizeof(*c));
+  uv_mutex_init(&c->mu);
   sl_diags_t d = {0};
   c->conf = read_conf(body, &d);   /* checked: no diagnostics */
   sl_diags_free(&d);
@@ -163,6 +189,7 @@ static void shared_free(void *arg) {
   if (s->kv) kvStore_Destroy(s->kv);
   free(s->bucket);
   free(s->urls);
+  uv_mutex_destroy(&s->kvmu);
   uv_cond_destroy(&s->more);
   uv_mutex_destroy(&s->mu);
   free(s);
@@ -193,12 +220,13 @@ static void fail(kvreq_t *r, natsStatus st, const char *what) {
 }
 
 /* The bucket, looked up at the first operation and again after a failure,
- * so that a bucket made later is found. */
+ * so that a bucket made later is found; the pumps wait for one lookup. */
 static int bucket(shared_t *s, kvreq_t *r) {
-  if (s->kv) return 0;
-  natsStatus st = js_KeyValue(&s->kv, s->js, s->bucket);
+  uv_mutex_lock(&s->kvmu);
+  natsStatus st = s->kv ? NATS_OK : js_KeyValue(&s->kv, s->js, s->bucket);
+  if (st != NATS_OK) s->kv = NULL;
+  uv_mutex_unlock(&s->kvmu);
   if (st == NATS_OK) return 0;
-  s->kv = NULL;
   r->status = SL_CACHE_ERROR;
   if (st == NATS_NOT_FOUND) {
     r->err = sl_xasprintf("nats_kv: bucket \"%s\" not found", s->bucket);
@@ -231,7 +259,30 @@ static int changed(shared_t *s, const char *key, uint64_t rev) {
   return now != rev;
 }
 
+/* A process's incrs of one key run one at a time (striped by the key's
+ * hash, every resource and worker): its pumps side by side would otherwise
+ * beat each other's revision checks until one ran out of tries. Other
+ * processes are what the retries are for. */
+static pthread_mutex_t incr_mu[INCR_STRIPES];
+
+static void incr_mu_init(void) {
+  for (int i = 0; i < INCR_STRIPES; i++) pthread_mutex_init(&incr_mu[i], NULL);
+}
+
+static void incr_locked(shared_t *s, kvreq_t *r);
+
 static void incr(shared_t *s, kvreq_t *r) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, incr_mu_init);
+  uint32_t h = 2166136261u;   /* FNV-1a of bucket and key */
+  for (const char *p = s->bucket; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
+  for (const char *p = r->key; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
+  pthread_mutex_lock(&incr_mu[h % INCR_STRIPES]);
+  incr_locked(s, r);
+  pthread_mutex_unlock(&incr_mu[h % INCR_STRIPES]);
+}
+
+static void incr_locked(shared_t *s, kvreq_t *r) {
   for (int i = 0; i < INCR_TRIES; i++) {
     kvEntry *e;
     uint64_t rev;
@@ -324,50 +375,76 @@ static void run(shared_t *s, kvreq_t *r) {
   }
 }
 
-/* Runs what is queued (waiting a little for some), hands the answers to the
- * loop, and comes back within about a second plus one operation's timeout. */
+/* Under s->mu: whether key is being run, or waits in todo before stop. */
+static int key_taken(shared_t *s, const kvreq_t *stop) {
+  for (int i = 0; i < s->nbusy; i++)
+    if (!strcmp(s->busy[i], stop->key)) return 1;
+  for (const kvreq_t *q = s->todo; q != stop; q = q->next)
+    if (!strcmp(q->key, stop->key)) return 1;
+  return 0;
+}
+
+/* Under s->mu: takes the first queued operation whose key no earlier one
+ * holds (among the first LOOK_AHEAD), so that operations on one key run in
+ * the order they came (a `cached` processor's set does not wait, and the
+ * next message's get must see it) while other keys go side by side. */
+static kvreq_t *take(shared_t *s) {
+  kvreq_t **at = &s->todo;
+  for (int i = 0; *at && i < LOOK_AHEAD && s->nbusy < MAX_BUSY; i++, at = &(*at)->next) {
+    kvreq_t *r = *at;
+    if (key_taken(s, r)) continue;
+    if (!(*at = r->next)) s->todo_tail = at;
+    s->busy[s->nbusy++] = r->key;
+    return r;
+  }
+  return NULL;
+}
+
+/* Runs an operation queued (waiting a little for one) and hands its answer
+ * to the loop; back within half a second plus one operation's timeout.
+ * Each of the link's pumps does so side by side. */
 static int kv_pump(sl_nats_t *l, void *arg) {
   shared_t *s = arg;
   uv_mutex_lock(&s->mu);
-  if (!s->todo && !s->closing) uv_cond_timedwait(&s->more, &s->mu, 500 * 1000000ull);
-  kvreq_t *batch = s->todo;
-  s->todo = NULL;
-  s->todo_tail = &s->todo;
-  uv_mutex_unlock(&s->mu);
-  if (!batch) return 0;
-  kvreq_t *r = batch, *last = NULL;
-  for (; r && !s->closing; last = r, r = r->next) run(s, r);
-  uv_mutex_lock(&s->mu);
-  if (last) {
-    *s->done_tail = batch;
-    s->done_tail = &last->next;
-    last->next = NULL;
+  kvreq_t *r = s->closing ? NULL : take(s);   /* left when closing: shared_free drops them */
+  if (!r && !s->closing) {
+    uv_cond_timedwait(&s->more, &s->mu, 500 * 1000000ull);
+    r = s->closing ? NULL : take(s);
   }
   uv_mutex_unlock(&s->mu);
-  free_list(r);   /* left when closing: their owners are gone */
-  if (last) sl_nats_push_ack(l, NULL, "");   /* a wake without a message */
+  if (!r) return 0;
+  run(s, r);
+  uv_mutex_lock(&s->mu);
+  for (int i = 0; i < s->nbusy; i++)
+    if (s->busy[i] == r->key) s->busy[i] = s->busy[--s->nbusy];
+  r->next = NULL;
+  *s->done_tail = r;
+  s->done_tail = &r->next;
+  uv_cond_broadcast(&s->more);   /* an operation on the same key may wait for this one */
+  uv_mutex_unlock(&s->mu);
+  sl_nats_push_ack(l, NULL, "");   /* a wake without a message */
   return 0;
 }
 
 /* ---- the loop ---- */
 
 static void kv_wake(void *arg) {
-  kvcache_t *c = arg;
+  kvlink_t *k = arg;
   sl_nats_item_t it[16];
   int n;
-  while ((n = sl_nats_take(c->link, it, 16)) > 0)
+  while ((n = sl_nats_take(k->link, it, 16)) > 0)
     for (int i = 0; i < n; i++) {
       natsMsg_Destroy(it[i].m);
       free(it[i].err);
     }
-  shared_t *s = c->sh;
+  shared_t *s = k->sh;
   uv_mutex_lock(&s->mu);
   kvreq_t *r = s->done;
   s->done = NULL;
   s->done_tail = &s->done;
-  for (kvreq_t *k = r; k; k = k->next) s->waiting--;
+  for (kvreq_t *q = r; q; q = q->next) s->waiting--;
   uv_mutex_unlock(&s->mu);
-  while (r && !c->ending) {
+  while (r && !k->ending) {
     kvreq_t *next = r->next;
     r->cb(r->arg, &(sl_cache_res_t){.status = r->status, .val = r->rval, .len = r->rlen, .n = r->n, .err = r->err});
     req_free(r);
@@ -377,37 +454,49 @@ static void kv_wake(void *arg) {
 }
 
 static void kv_state(void *arg, int up, const char *why) {
-  kvcache_t *c = arg;
-  if (up && !c->up) sl_info("cache nats_kv: connected to %s", c->urls);
+  kvlink_t *k = arg;
+  if (up && !k->up) sl_info("cache nats_kv: connected to %s", k->c->urls);
   else if (!up) sl_logf(strstr(why, "connecting") ? SL_LOG_INFO : SL_LOG_WARN, NULL, NULL, "cache %s", why);
-  c->up = up;
-  snprintf(c->why, sizeof c->why, "%s", why ? why : "");
+  k->up = up;
+  snprintf(k->why, sizeof k->why, "%s", why ? why : "");
 }
 
-static void kv_attach(void *self, uv_loop_t *loop) {
-  kvcache_t *c = self;
-  if (c->link) return;
-  if (!c->conf) {
-    sl_error("cache nats_kv: no connection settings left to connect with (a second worker?)");
-    return;
-  }
+/* The link on loop, made when there is none (NULL when it cannot be);
+ * under c->mu. */
+static kvlink_t *link_on(kvcache_t *c, uv_loop_t *loop) {
+  kvlink_t *k = c->links;
+  while (k && k->loop != loop) k = k->next;
+  if (k || !loop || !c->conf) return k;
   shared_t *s = sl_xcalloc(1, sizeof(*s));
   uv_mutex_init(&s->mu);
+  uv_mutex_init(&s->kvmu);
   uv_cond_init(&s->more);
   s->todo_tail = &s->todo;
   s->done_tail = &s->done;
   s->bucket = sl_xstrdup(c->bucket);
   s->urls = sl_xstrdup(c->urls);
   s->timeout_ms = c->timeout_ms;
-  static const sl_nats_cbs_t cbs = {.setup = kv_setup, .setup_free = shared_free, .pump = kv_pump, .wake = kv_wake,
-                                    .state = kv_state, .label = "cache nats_kv"};
-  c->up = 0;
-  snprintf(c->why, sizeof c->why, "nats: connecting");
-  c->sh = s;
-  c->loop = loop;
-  c->link = sl_nats_new(loop, c->conf, &cbs, c, s, 0);
-  c->conf = NULL;
-  if (!c->link) c->sh = NULL;   /* freed by the link's end */
+  sl_nats_cbs_t cbs = {.setup = kv_setup, .setup_free = shared_free, .pump = kv_pump, .pumps = (int)c->in_flight,
+                       .wake = kv_wake, .state = kv_state, .label = "cache nats_kv"};
+  k = sl_xcalloc(1, sizeof(*k));
+  k->c = c;
+  k->loop = loop;
+  k->sh = s;
+  snprintf(k->why, sizeof k->why, "nats: connecting");
+  if (!(k->link = sl_nats_new(loop, sl_nats_conf_dup(c->conf), &cbs, k, s, 0))) {   /* s freed by the link's end */
+    free(k);
+    return NULL;
+  }
+  k->next = c->links;
+  c->links = k;
+  return k;
+}
+
+static void kv_attach(void *self, uv_loop_t *loop) {
+  kvcache_t *c = self;
+  uv_mutex_lock(&c->mu);
+  link_on(c, loop);
+  uv_mutex_unlock(&c->mu);
 }
 
 static void ended(void *who, void *arg) {
@@ -415,34 +504,47 @@ static void ended(void *who, void *arg) {
   *(int *)arg = 1;
 }
 
-/* The worker ends: the connection is closed before the process may exit
+/* A worker ends: the connection is closed before the process may exit
  * under cnats's threads (as the NATS connectors do), waiting for it at
- * most END_WAIT_MS on this loop; operations still waiting are dropped. */
-static void kv_detach(void *self, uv_loop_t *loop) {
-  kvcache_t *c = self;
-  if (!c->link || (loop && loop != c->loop)) return;
-  shared_t *s = c->sh;
+ * most END_WAIT_MS on the worker's loop; operations still waiting are
+ * dropped. */
+static void link_end(kvlink_t *k) {
+  shared_t *s = k->sh;
   uv_mutex_lock(&s->mu);
   s->closing = 1;
   uv_cond_broadcast(&s->more);
   uv_mutex_unlock(&s->mu);
-  c->ending = 1;
+  k->ending = 1;
   int done = 0;
-  sl_nats_end(c->link, ended, c, &done);
+  sl_nats_end(k->link, ended, k, &done);
   for (int i = 0; i < END_WAIT_MS && !done; i++) {
-    uv_run(c->loop, UV_RUN_NOWAIT);
+    uv_run(k->loop, UV_RUN_NOWAIT);
     if (!done) uv_sleep(1);
   }
-  sl_nats_close(c->link);
-  c->link = NULL;
-  c->sh = NULL;
-  c->ending = 0;
+  sl_nats_close(k->link);
+  free(k);
+}
+
+/* loop NULL: every link (the resource ends). */
+static void kv_detach(void *self, uv_loop_t *loop) {
+  kvcache_t *c = self;
+  for (;;) {
+    uv_mutex_lock(&c->mu);
+    kvlink_t **at = &c->links;
+    while (*at && loop && (*at)->loop != loop) at = &(*at)->next;
+    kvlink_t *k = *at;
+    if (k) *at = k->next;
+    uv_mutex_unlock(&c->mu);
+    if (!k) return;
+    link_end(k);
+  }
 }
 
 static void kv_destroy(void *self) {
   kvcache_t *c = self;
   kv_detach(c, NULL);
   sl_nats_conf_free(c->conf);
+  uv_mutex_destroy(&c->mu);
   free(c->urls);
   free(c->bucket);
   free(c);
@@ -473,13 +575,17 @@ static void kv_exec(void *self, const sl_cache_req_t *rq, sl_cache_cb cb, void *
   kvcache_t *c = self;
   char buf[160], *err = NULL;
   const char *bad = rq->op < SL_CACHE_NOPS ? key_problem(rq->key, rq->klen, buf, sizeof buf) : "an unknown operation";
-  natsConnection *nc = c->link ? sl_nats_conn(c->link) : NULL;
+  kvlink_t *k = NULL;
+  if (!bad) {
+    uv_mutex_lock(&c->mu);
+    k = link_on(c, sl_cache_loop());
+    uv_mutex_unlock(&c->mu);
+  }
+  natsConnection *nc = k ? sl_nats_conn(k->link) : NULL;
   int64_t max = nc ? natsConnection_GetMaxPayload(nc) : 0;
   if (bad) err = sl_xasprintf("nats_kv: %s", bad);
-  else if (!c->link) err = sl_xstrdup("nats_kv: no connection (the cache is not attached to this worker)");
-  else if (sl_cache_loop() != c->loop)   /* its answers come back on the engine's loop only */
-    err = sl_xstrdup("nats_kv: not available on pipeline.threads workers yet: set pipeline.threads: 1 in this stream");
-  else if (!c->up && !strstr(c->why, "connecting")) err = sl_xstrdup(c->why);
+  else if (!k) err = sl_xstrdup("nats_kv: no connection (not called from a worker)");
+  else if (!k->up && !strstr(k->why, "connecting")) err = sl_xstrdup(k->why);
   else if ((rq->op == SL_CACHE_SET || rq->op == SL_CACHE_ADD) && (rq->vlen > INT32_MAX || (max > 0 && (int64_t)rq->vlen > max)))
     err = sl_xasprintf("nats_kv: a value of %zu bytes is over the server's max_payload (%lld bytes)", rq->vlen,
                        (long long)max);
@@ -488,7 +594,7 @@ static void kv_exec(void *self, const sl_cache_req_t *rq, sl_cache_cb cb, void *
     free(err);
     return;
   }
-  shared_t *s = c->sh;
+  shared_t *s = k->sh;
   kvreq_t *r = sl_xcalloc(1, sizeof(*r));
   *r = (kvreq_t){.op = rq->op, .by = rq->by, .cb = cb, .arg = arg};
   r->key = sl_xmalloc(rq->klen + 1);
@@ -517,8 +623,8 @@ static void kv_exec(void *self, const sl_cache_req_t *rq, sl_cache_cb cb, void *
 static const sl_cache_backend_t nats_kv_backend = {
   .name = "nats_kv",
   .desc = "Keys of a NATS JetStream key-value bucket (Benthos' `nats_kv` cache), shared with other processes and "
-          "NATS clients. Operations run one at a time on a connection of their own; a per-operation TTL is not "
-          "taken (the bucket's `max_age` is the keys' TTL, as in Benthos). docs/caches.md.",
+          "NATS clients. Operations run up to `max_in_flight` at once on a connection per worker (a pipeline.threads "
+          "worker connects at its first operation); a per-operation TTL is not taken (the bucket's `max_age` is the keys' TTL, as in Benthos). docs/caches.md.",
   .fields = fields,
   .check = kv_check,
   .create = kv_create,

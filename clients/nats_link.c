@@ -7,7 +7,9 @@
 #include "nats_link.h"
 #include "core/log.h"
 #include "core/xalloc.h"
+#include "http/http_tls.h"
 #include <malloc.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,10 +31,11 @@ struct sl_nats_conf {
   char *urls, *name;
   char *user, *password, *token, *creds, *nkey, *nkey_file;
   int tls, skip_verify;
-  char *ca, *cert, *key;
+  char *ca, *cert, *key;     /* files: cnats reads them (the whole chain) */
+  char *cert_pem, *key_pem;  /* or text, the key decrypted (cnats takes no password) */
 };
 
-enum { BYTES_MAX = 64 << 20, MAX_SUBS = 4 };
+enum { BYTES_MAX = 64 << 20, MAX_SUBS = 4, MAX_PUMPS = 64 };
 
 struct sl_nats {
   uv_mutex_t mu;
@@ -63,6 +66,29 @@ struct sl_nats {
 
 static char *path_or_null(sl_build_t *b, const char *p) { return *p ? sl_build_path(b, p) : NULL; }
 
+/* tls.client_certs' first: files cnats reads as they are, or (text, or an
+ * encrypted key) PEM text read and decrypted now, so that a wrong password
+ * or a certificate that is not the key's is an error at its field. */
+static int client_cert(sl_nats_conf_t *c, sl_build_t *b, const sl_cnode_t *tls) {
+  sl_hreq_opts_t o = {0};
+  if (!tls || sl_hconf_client_cert(tls, &o, b->diags) != 0) return tls ? -1 : 0;
+  int rc = 0;
+  if (o.cert_file && o.key_file && !*o.key_password) {
+    c->cert = sl_xstrdup(o.cert_file);
+    c->key = sl_xstrdup(o.key_file);
+  } else if (o.cert_file || o.cert_pem) {
+    char *err = NULL;
+    if (sl_tls_cert_pem(o.cert_file, o.cert_pem, o.key_file, o.key_pem, o.key_password, &c->cert_pem, &c->key_pem,
+                        &err) != 0) {
+      sl_diag_add(b->diags, sl_cnode_get(tls, "client_certs")->items[0], "tls.client_certs", "%s", err);
+      free(err);
+      rc = -1;
+    }
+  }
+  sl_hconf_client_cert_free(&o);
+  return rc;
+}
+
 sl_nats_conf_t *sl_nats_conf(sl_build_t *b, const sl_cnode_t *conf) {
   sl_nats_conf_t *c = sl_xcalloc(1, sizeof(*c));
   const sl_cnode_t *urls = sl_cnode_get(conf, "urls");
@@ -89,12 +115,8 @@ sl_nats_conf_t *sl_nats_conf(sl_build_t *b, const sl_cnode_t *conf) {
   c->tls = sl_conf_bool(t, "enabled", 0);
   c->skip_verify = sl_conf_bool(t, "skip_cert_verify", 0);
   c->ca = path_or_null(b, sl_conf_str(t, "root_cas_file", ""));
-  const char *cf, *kf;
-  if (sl_tls_cert_files(t, &cf, &kf, b->diags) == 0 && cf) {
-    c->cert = path_or_null(b, cf);
-    c->key = path_or_null(b, kf);
-  }
-  if (!*c->urls || ways > 1 || !!c->nkey_file != !!*c->nkey) {
+  int bad_cert = client_cert(c, b, t);
+  if (!*c->urls || ways > 1 || !!c->nkey_file != !!*c->nkey || bad_cert) {
     sl_nats_conf_free(c);
     return NULL;
   }
@@ -103,9 +125,21 @@ sl_nats_conf_t *sl_nats_conf(sl_build_t *b, const sl_cnode_t *conf) {
 
 void sl_nats_conf_free(sl_nats_conf_t *c) {
   if (!c) return;
-  char *s[] = {c->urls, c->name, c->user, c->password, c->token, c->creds, c->nkey, c->nkey_file, c->ca, c->cert, c->key};
+  char *s[] = {c->urls, c->name, c->user, c->password, c->token, c->creds, c->nkey, c->nkey_file, c->ca, c->cert, c->key,
+               c->cert_pem, c->key_pem};
+  if (c->key_pem) OPENSSL_cleanse(c->key_pem, strlen(c->key_pem));
   for (size_t i = 0; i < sizeof s / sizeof *s; i++) free(s[i]);
   free(c);
+}
+
+sl_nats_conf_t *sl_nats_conf_dup(const sl_nats_conf_t *c) {
+  sl_nats_conf_t *d = sl_xmalloc(sizeof(*d));
+  *d = *c;
+  char **s[] = {&d->urls, &d->name, &d->user, &d->password, &d->token, &d->creds, &d->nkey, &d->nkey_file, &d->ca,
+                &d->cert, &d->key, &d->cert_pem, &d->key_pem};
+  for (size_t i = 0; i < sizeof s / sizeof *s; i++)
+    if (*s[i]) *s[i] = sl_xstrdup(*s[i]);
+  return d;
 }
 
 char *sl_nats_err(natsStatus s) {
@@ -178,7 +212,10 @@ static void on_async(uv_async_t *h) {
             error == NATS_SLOW_CONSUMER ? ": messages dropped, the pipeline did not keep up (core NATS is at most once)" : "");
   if (dirty) l->cbs.state(l->arg, up, why);
   if (n) l->cbs.wake(l->arg);
-  if (ended) ended(l->ended_who, l->ended_arg);
+  if (ended) {
+    uv_unref((uv_handle_t *)&l->async);
+    ended(l->ended_who, l->ended_arg);
+  }
 }
 
 void sl_nats_end(sl_nats_t *l, void (*done)(void *who, void *arg), void *who, void *arg) {
@@ -190,6 +227,9 @@ void sl_nats_end(sl_nats_t *l, void (*done)(void *who, void *arg), void *who, vo
   uv_cond_broadcast(&l->quit);
   uv_cond_broadcast(&l->room);
   uv_mutex_unlock(&l->mu);
+  /* done must come even when nothing else keeps the loop running (a
+   * worker's end turning it with UV_RUN_NOWAIT runs nothing then) */
+  uv_ref((uv_handle_t *)&l->async);
 }
 
 natsConnection *sl_nats_conn(sl_nats_t *l) {
@@ -309,13 +349,19 @@ static void on_disconnected(natsConnection *nc, void *link) {
  * their own, after natsConnection_Destroy may have returned): the
  * connection's ref goes with it. */
 static void on_closed(natsConnection *nc, void *link) {
+  sl_nats_t *l = link;
   const char *last = NULL;
-  natsConnection_GetLastError(nc, &last);
-  char why[400];
-  /* cnats gives up only on a refusal (authorization): said on /ready */
-  snprintf(why, sizeof why, "connection closed%s%s", last && *last ? ": " : "", last && *last ? last : "");
-  set_state(link, 0, -1, why);
-  unref(link);
+  natsStatus st = natsConnection_GetLastError(nc, &last);
+  char why[480];
+  /* cnats gives up only on a refusal (authorization): said on /ready. A
+   * server that refuses the client's certificate closes the connection
+   * after the handshake, which cnats reports as no server at all (the
+   * server's log says why). */
+  int cert = st == NATS_NO_SERVER && (l->conf->cert || l->conf->cert_pem);
+  snprintf(why, sizeof why, "connection closed%s%.300s%s", last && *last ? ": " : "", last && *last ? last : "",
+           cert ? " (the server closed it after the TLS handshake: does it accept the client certificate?)" : "");
+  set_state(l, 0, -1, why);
+  unref(l);
 }
 
 /* Logged on the loop (on_async), once per wake however many came. */
@@ -377,9 +423,10 @@ static natsStatus options(sl_nats_t *l, natsOptions **out) {
   if (s == NATS_OK && *c->token) s = natsOptions_SetToken(o, c->token);
   if (s == NATS_OK && c->creds) s = natsOptions_SetUserCredentialsFromFiles(o, c->creds, NULL);
   if (s == NATS_OK && c->nkey_file) s = natsOptions_SetNKeyFromSeed(o, c->nkey, c->nkey_file);
-  if (s == NATS_OK && (c->tls || c->ca || c->cert)) s = natsOptions_SetSecure(o, true);
+  if (s == NATS_OK && (c->tls || c->ca || c->cert || c->cert_pem)) s = natsOptions_SetSecure(o, true);
   if (s == NATS_OK && c->ca) s = natsOptions_LoadCATrustedCertificates(o, c->ca);
   if (s == NATS_OK && c->cert) s = natsOptions_LoadCertificatesChain(o, c->cert, c->key);
+  if (s == NATS_OK && c->cert_pem) s = natsOptions_SetCertificatesChain(o, c->cert_pem, c->key_pem);
   if (s == NATS_OK && c->skip_verify) s = natsOptions_SkipServerVerification(o, true);
   if (s != NATS_OK) {
     natsOptions_Destroy(o);
@@ -387,6 +434,27 @@ static natsStatus options(sl_nats_t *l, natsOptions **out) {
   }
   *out = o;
   return s;
+}
+
+/* What a pump thread runs until the link ends. */
+static void *pump_loop(void *arg) {
+  sl_nats_t *l = arg;
+  while (!wait_quit(l, 0)) {
+    int ms = l->cbs.pump(l, l->setup_arg);
+    if (ms && wait_quit(l, (uint64_t)ms)) break;
+  }
+  return NULL;
+}
+
+/* The pumps besides the link's own thread; they are joined before the
+ * connection closes, so that none is in a call on it. */
+static void run_pumps(sl_nats_t *l) {
+  pthread_t t[MAX_PUMPS];
+  int n = 0;
+  for (int i = 1; i < l->cbs.pumps && i < MAX_PUMPS; i++)
+    if (pthread_create(&t[n], NULL, pump_loop, l) == 0) n++;
+  pump_loop(l);
+  for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
 }
 
 static void *thread_main(void *arg) {
@@ -431,10 +499,7 @@ static void *thread_main(void *arg) {
       char *err = NULL;
       if (!l->cbs.setup || l->cbs.setup(l, l->nc, l->setup_arg, &err) == 0) {
         set_state(l, -1, 1, NULL);
-        while (l->cbs.pump && !wait_quit(l, 0)) {
-          int ms = l->cbs.pump(l, l->setup_arg);
-          if (ms && wait_quit(l, (uint64_t)ms)) break;
-        }
+        if (l->cbs.pump) run_pumps(l);
         break;
       }
       set_state(l, -1, 0, err ? err : "setting up");
@@ -452,13 +517,16 @@ static void *thread_main(void *arg) {
   for (int i = 0; i < l->nsubs; i++) natsSubscription_Destroy(l->subs[i]);
   if (l->js) jsCtx_Destroy(l->js);
   if (l->nc) natsConnection_Destroy(l->nc);
+  /* OpenSSL's error state of this thread (a refused TLS handshake left
+   * some) goes now: the process may exit before the thread has. */
+  natsOptions_Destroy(o);
+  OPENSSL_thread_stop();
   uv_mutex_lock(&l->mu);
   l->nc = NULL;
   l->js = NULL;
   l->end_done = 1;
   if (!l->closing) uv_async_send(&l->async);
   uv_mutex_unlock(&l->mu);
-  natsOptions_Destroy(o);
   unref(l);
   return NULL;
 }

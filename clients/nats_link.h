@@ -52,6 +52,7 @@ typedef struct sl_nats_cbs {
    * again until the link ends (a pull consumer's fetch), each call back
    * within about a second; returns how many ms to wait before the next. */
   int (*pump)(sl_nats_t *l, void *setup_arg);
+  int pumps;                 /* threads calling pump side by side (0 or 1: the link's own only) */
   void (*wake)(void *arg);                            /* loop: the queue has items */
   void (*state)(void *arg, int up, const char *why);  /* loop: connected and set up, or why not */
   const char *stream, *label;                         /* for the link's log lines (borrowed) */
@@ -62,6 +63,8 @@ typedef struct sl_nats_cbs {
 typedef struct sl_nats_conf sl_nats_conf_t;
 sl_nats_conf_t *sl_nats_conf(sl_build_t *b, const sl_cnode_t *conf);
 void sl_nats_conf_free(sl_nats_conf_t *c);
+/* A copy of c, for another link (a cache's per worker loop). */
+sl_nats_conf_t *sl_nats_conf_dup(const sl_nats_conf_t *c);
 
 /* Starts connecting (takes c and setup_arg, which the link's thread reads:
  * it may outlive the component). queue_max: received messages held at most

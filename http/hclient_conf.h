@@ -41,7 +41,7 @@
 extern const sl_field_t sl_tls_client_fields[];
 extern const sl_field_t sl_hconf_basic_fields[], sl_hconf_oauth2_fields[], sl_hconf_jwt_fields[], sl_hconf_cert_fields[];
 /* The first of tls.client_certs as the config's file names (NULL when none), for
- * clients that take only files (AMQP, MQTT, NATS): text, a password or a file
+ * clients that take only files (AMQP, MQTT): text, a password or a file
  * without its pair is a diagnostic and -1. */
 int sl_tls_cert_files(const sl_cnode_t *tls, const char **cert, const char **key, sl_diags_t *d);
 

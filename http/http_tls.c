@@ -127,6 +127,48 @@ int sl_tls_ctx_client_cert(sl_tls_ctx_t *c, const char *cert_file, const char *c
   return ok ? 0 : -1;
 }
 
+static char *bio_text(BIO *b) {
+  char *p = NULL;
+  long n = BIO_get_mem_data(b, &p);
+  char *s = sl_xmalloc((size_t)n + 1);
+  if (n > 0) memcpy(s, p, (size_t)n);
+  s[n > 0 ? n : 0] = 0;
+  return s;
+}
+
+int sl_tls_cert_pem(const char *cert_file, const char *cert_pem, const char *key_file, const char *key_pem,
+                    const char *password, char **cert, char **key, char **err) {
+  *cert = *key = NULL;
+  /* loaded (and checked to match) the way a context of ours would be */
+  sl_tls_ctx_t c = {SSL_CTX_new(TLS_client_method())};
+  if (!c.ctx) {
+    *err = ssl_error("TLS");
+    return -1;
+  }
+  int rc = sl_tls_ctx_client_cert(&c, cert_file, cert_pem, key_file, key_pem, password, err);
+  if (rc == 0) {
+    BIO *cb = BIO_new(BIO_s_mem()), *kb = BIO_new(BIO_s_mem());
+    STACK_OF(X509) *chain = NULL, *extra = NULL;
+    SSL_CTX_get0_chain_certs(c.ctx, &chain);            /* from a chain file */
+    SSL_CTX_get_extra_chain_certs_only(c.ctx, &extra);  /* from text */
+    int ok = PEM_write_bio_X509(cb, SSL_CTX_get0_certificate(c.ctx)) == 1;
+    for (int i = 0; ok && i < sk_X509_num(chain); i++) ok = PEM_write_bio_X509(cb, sk_X509_value(chain, i)) == 1;
+    for (int i = 0; ok && i < sk_X509_num(extra); i++) ok = PEM_write_bio_X509(cb, sk_X509_value(extra, i)) == 1;
+    ok = ok && PEM_write_bio_PrivateKey(kb, SSL_CTX_get0_privatekey(c.ctx), NULL, NULL, 0, NULL, NULL) == 1;
+    if (ok) {
+      *cert = bio_text(cb);
+      *key = bio_text(kb);
+    } else {
+      *err = ssl_error("client certificate");
+      rc = -1;
+    }
+    BIO_free(cb);
+    BIO_free(kb);   /* a memory BIO cleanses what it frees */
+  }
+  SSL_CTX_free(c.ctx);
+  return rc;
+}
+
 void sl_tls_ctx_free(sl_tls_ctx_t *c) {
   if (!c) return;
   SSL_CTX_free(c->ctx);

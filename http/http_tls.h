@@ -23,6 +23,13 @@ sl_tls_ctx_t *sl_tls_client_ctx_new(const char *root_cas_file, const char *root_
 int sl_tls_ctx_client_cert(sl_tls_ctx_t *c, const char *cert_file, const char *cert_pem, const char *key_file,
                            const char *key_pem, const char *password, char **err);
 
+/* The same certificate as PEM text, for clients that take text with no
+ * password (cnats): the certificate then the rest of its chain, and the key
+ * unencrypted. 0 with *cert and *key (malloc'd; the caller cleanses the
+ * key before freeing it), or -1 with *err (caller frees). */
+int sl_tls_cert_pem(const char *cert_file, const char *cert_pem, const char *key_file, const char *key_pem,
+                    const char *password, char **cert, char **key, char **err);
+
 sl_tls_t *sl_tls_new(sl_tls_ctx_t *c);
 /* A client session to host (SNI and the name its certificate must carry);
  * sl_tls_recv(t, NULL, 0, ...) begins the handshake. */

@@ -101,6 +101,18 @@ function M.self_signed(dir)
     "/cert.pem -days 1 -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 2>/dev/null"))
 end
 
+-- Client certificates in dir: a CA (ca.pem, ca.key), a certificate it
+-- signed (client.pem; key client.key in clear and client.enc.key encrypted
+-- with the password "pw"), and one it did not sign (other.pem, other.key).
+function M.client_certs(dir)
+  assert(os.execute("cd " .. dir .. " && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem " ..
+    "-days 1 -subj /CN=client-ca 2>/dev/null && openssl req -newkey rsa:2048 -nodes -keyout client.key " ..
+    "-out client.csr -subj /CN=sluice-client 2>/dev/null && openssl x509 -req -in client.csr -CA ca.pem " ..
+    "-CAkey ca.key -CAcreateserial -out client.pem -days 1 2>/dev/null && openssl pkey -in client.key " ..
+    "-aes256 -passout pass:pw -out client.enc.key && openssl req -x509 -newkey rsa:2048 -nodes " ..
+    "-keyout other.key -out other.pem -days 1 -subj /CN=stranger 2>/dev/null"))
+end
+
 -- A free-ish TCP port for a test server: random below Linux's ephemeral
 -- range (32768+), so outgoing connections never hold it.
 -- The inodes of the sockets listening on TCP port p (IPv4 or IPv6) now.

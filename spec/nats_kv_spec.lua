@@ -45,23 +45,96 @@ local function kvget(key, url, bucket)
 end
 
 -- The bytes sent to the server on port and not read by it yet (ss's Recv-Q
--- of its side of the connections).
+-- of its side of the connections): in all, and on the one that has most.
 local function unread(port)
   local _, o = h.sh("ss -tnH state established '( sport = :" .. port .. " )'")
-  local n = 0
-  for _, l in ipairs(h.lines(o)) do n = n + tonumber(l:match("^%s*(%d+)") or 0) end
-  return n
+  local n, most = 0, 0
+  for _, l in ipairs(h.lines(o)) do
+    local q = tonumber(l:match("^%s*(%d+)") or 0)
+    n, most = n + q, math.max(most, q)
+  end
+  return n, most
 end
 
 describe("nats_kv cache", function()
-  it("fails a message with a clear error, not the process, when called from a pipeline.threads worker", function()
-    local yaml = resources(S.url) .. "input:\n  stdin: {}\npipeline:\n  threads: 2\n  processors:\n" ..
-      "    - lua: 'local v, err = cache.get(\"kv\", \"k\"); this.err = err'\noutput:\n  stdout: {}\n"
-    local r = h.run_config(yaml, {stdin = '{"n":1}\n{"n":2}\n', timeout = 60})
-    assert.are.equal(0, r.code, r.stderr)
-    local out = h.decode_lines(h.lines(r.stdout))
-    assert.are.equal(2, #out)
-    for _, m in ipairs(out) do assert.matches("not available on pipeline.threads workers", m.err) end
+  it("serves scripts on pipeline.threads workers, each with its connection: results right, counters add up", function()
+    assert.are.equal(0, (nats.peer(S.url, "kvbucket thr")))
+    local n = 300
+    local srv = h.serve(resources(S.url, "thr") .. [[
+http: { address: 127.0.0.1:$PORT }
+input:
+  generate: { count: ]] .. n .. [[, interval: 0, batch_size: 1, mapping: 'return { n = i }' }
+pipeline:
+  threads: 2
+  processors:
+    - lua:
+        max_concurrency: 16
+        code: |
+          vm_id = vm_id or uuid_v4()
+          local k = "k" .. this.n
+          local set, err = cache.set("kv", k, "v" .. this.n)
+          local got = cache.get("kv", k)
+          local c, ierr = cache.incr("kv", "count", 1)
+          return {n = this.n, vm = vm_id, set = set, same = got == "v" .. this.n, c = c, err = err or ierr}
+output:
+  stdout: {}
+]], {cmd = "run -w"})
+    local ok, err = pcall(function()
+      local function outs() return h.decode_lines(h.lines(srv.stdout())) end
+      assert.is_true(h.wait_for(function() return #outs() >= n end, 120), srv.stderr())
+      local vms, seen = 0, {}
+      for _, m in ipairs(outs()) do
+        assert.is_nil(m.err, h.json.encode(m))
+        assert.is_true(m.set and m.same, h.json.encode(m))
+        assert.is_true(m.c >= 1 and m.c <= n and not seen[m.c], h.json.encode(m))   -- each incr its own value
+        seen[m.c] = true
+        if not seen[m.vm] then seen[m.vm], vms = true, vms + 1 end
+      end
+      assert.are.equal(2, vms)   -- both pool workers called
+      assert.are.same({data = tostring(n), len = #tostring(n)}, kvget("count", nil, "thr"))
+      local _, text = h.sh("curl -s -m 5 " .. srv.url .. "/metrics")
+      for _, op in ipairs({"set", "get", "incr"}) do
+        assert.are.equal(n, tonumber(text:match('cache_success{label="kv",operation="' .. op .. '"} (%d+)')), text)
+      end
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
+  it("runs up to max_in_flight operations at once on a worker's connection, and answers each", function()
+    local other = nats.start()
+    assert.are.equal(0, (nats.peer(other.url, "kvbucket kv")))
+    local srv = h.serve(resources(other.url, "kv", ", timeout: 60s, max_in_flight: 16") .. [[
+http: { address: 127.0.0.1:$PORT }
+input:
+  generate: { interval: 0, batch_size: 1, mapping: 'return { n = i }' }
+pipeline:
+  threads: 1
+  processors:
+    - lua:
+        max_concurrency: 64
+        code: |
+          local v, err = cache.get("kv", "g" .. this.n)
+          return {n = this.n, miss = v == nil and err == nil, err = err}
+output:
+  stdout: {}
+]])
+    local pid = h.read(other.dir .. "/server.pid"):match("%d+")
+    local ok, err = pcall(function()
+      local function outs() return h.decode_lines(h.lines(srv.stdout())) end
+      assert.is_true(h.wait_for(function() return #outs() >= 20 end, 30), srv.stderr())
+      os.execute("kill -STOP " .. pid)
+      -- one KV get is about 100 bytes on the wire (one in flight: 103-105 waited): three times that
+      -- waits unread in the stopped server's socket, on one worker's connection
+      assert.is_true(h.wait_for(function() return select(2, unread(other.port)) >= 300 end, 60),
+        "fewer than 3 operations in flight on one connection: " .. select(2, unread(other.port)) .. " bytes")
+      local stopped_at = #outs()
+      os.execute("kill -CONT " .. pid)
+      assert.is_true(h.wait_for(function() return #outs() >= stopped_at + 50 end, 60), srv.stderr())
+      for _, m in ipairs(outs()) do assert.is_true(m.miss, h.json.encode(m)) end
+    end)
+    os.execute("kill -CONT " .. pid .. " 2>/dev/null")
+    h.stop_after(srv, ok, err)
+    other.stop()
   end)
 
   it("get/set/add/delete/incr from Lua, seen by another NATS client and seeing its keys", function()
@@ -175,7 +248,6 @@ http: { address: 127.0.0.1:$PORT }
 input:
   generate: { interval: 50ms, mapping: 'return { n = i }' }
 pipeline:
-  threads: 1   # nats_kv answers on the engine's loop only (cache/nats_kv.c)
   processors:
     - lua: |
         local ok, err = cache.set("kv", "k" .. this.n, "v")
@@ -205,7 +277,6 @@ http: { address: 127.0.0.1:$PORT }
 input:
   generate: { interval: 50ms, mapping: 'return { n = i }' }
 pipeline:
-  threads: 1   # nats_kv answers on the engine's loop only (cache/nats_kv.c)
   processors:
     - lua: |
         local ok, err = cache.incr("kv", "late", 1)
@@ -239,7 +310,6 @@ http: { address: 127.0.0.1:$PORT }
 input:
   generate: { interval: 50ms, mapping: 'return { n = i }' }
 pipeline:
-  threads: 1   # nats_kv answers on the engine's loop only (cache/nats_kv.c)
   processors:
     - lua: |
         local v, err = cache.incr("kv", "calls", 1)
@@ -283,7 +353,6 @@ output:
 input:
   generate: { count: 300, interval: 0, mapping: 'return {}' }
 pipeline:
-  threads: 1   # nats_kv answers on the engine's loop only (cache/nats_kv.c)
   processors:
     - lua: |
         local v, err = cache.incr("kv", "shared", 1)
@@ -311,8 +380,9 @@ input:
     count: 9
     interval: 0
     mapping: 'return { n = i % 3 }'
+max_in_flight: 1   # one message at a time: cached has no single flight, two of one key in flight may each miss
 pipeline:
-  threads: 1   # nats_kv answers on the engine's loop only (cache/nats_kv.c)
+  threads: 1   # one VM counts the runs (each worker has its connection: two may each miss a key at once)
   processors:
     - cached:
         cache: kv

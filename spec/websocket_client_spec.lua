@@ -393,13 +393,7 @@ describe("websocket client credentials", function()
   setup(function()
     dir = h.tmpdir()
     h.self_signed(dir)
-    -- a client CA, a client certificate it signed (key in clear and encrypted), and one it did not
-    assert(os.execute("cd " .. dir .. " && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem " ..
-      "-days 1 -subj /CN=client-ca 2>/dev/null && openssl req -newkey rsa:2048 -nodes -keyout client.key " ..
-      "-out client.csr -subj /CN=sluice-client 2>/dev/null && openssl x509 -req -in client.csr -CA ca.pem " ..
-      "-CAkey ca.key -CAcreateserial -out client.pem -days 1 2>/dev/null && openssl pkey -in client.key " ..
-      "-aes256 -passout pass:pw -out client.enc.key && openssl req -x509 -newkey rsa:2048 -nodes " ..
-      "-keyout other.key -out other.pem -days 1 -subj /CN=stranger 2>/dev/null"))
+    h.client_certs(dir)
     -- the JWT's signing key and another one
     assert(os.execute("cd " .. dir .. " && openssl genpkey -algorithm RSA -out jwt.key 2>/dev/null && " ..
       "openssl pkey -in jwt.key -pubout -out jwt.pub && openssl genpkey -algorithm RSA -out jwt_other.key 2>/dev/null"))

@@ -1,0 +1,139 @@
+-- Client certificates for the NATS connectors and the nats_kv cache
+-- (clients/nats_link.c): files, or PEM text in the config with an encrypted
+-- key's password, against Debian's nats-server requiring a certificate its
+-- CA signed (`--tlsverify`, the flag form of `tls { verify: true }`).
+local h = require("spec.helpers")
+local nats = require("spec.nats_helpers")
+
+local why = nats.unavailable()
+if why then
+  describe("nats client certificates", function() pending(why) end)
+  return
+end
+
+local S, dir
+
+setup(function()
+  dir = h.tmpdir()
+  h.self_signed(dir)
+  h.client_certs(dir)
+  S = nats.start({args = string.format("--tls --tlscert %s/cert.pem --tlskey %s/key.pem --tlsverify --tlscacert %s/ca.pem",
+    dir, dir, dir)})
+end)
+teardown(function()
+  if S then S.stop() end
+  h.rmdir(dir)
+end)
+
+-- A YAML block scalar of file's text at indent.
+local function block(file, indent)
+  return "|\n" .. (h.read(dir .. "/" .. file):gsub("[^\n]+", string.rep(" ", indent) .. "%0"))
+end
+
+-- The `tls:` of a config (at 4 spaces), trusting the server's certificate;
+-- cert: the certificate's lines (at 8 spaces).
+local function tls(cert)
+  return "    tls:\n      root_cas_file: " .. dir .. "/cert.pem\n      client_certs:\n" .. cert
+end
+
+local function inline(certfile, keyfile, password)
+  return "        - cert: " .. block(certfile, 12) .. "          key: " .. block(keyfile, 12) ..
+    (password and "          password: " .. password .. "\n" or "")
+end
+
+-- Runs one message through a lua processor calling a nats_kv cache with
+-- cert; returns the message.
+local function kv_call(cert)
+  local url = S.url:gsub("^nats:", "tls:")
+  local yaml = "cache_resources:\n  - label: kv\n    nats_kv:\n      urls: [" .. url .. "]\n      bucket: kv\n" ..
+    "      timeout: 3s\n" .. tls(cert):gsub("\n    ", "\n      "):gsub("^    ", "      ") .. [[
+input:
+  generate: { count: 1, mapping: 'return {}' }
+pipeline:
+  processors:
+    - lua: |
+        local ok, err = cache.set("kv", "k", "v")
+        return {ok = ok, err = err, back = cache.get("kv", "k")}
+output:
+  stdout: {}
+]]
+  local r = h.run_config(yaml, {timeout = 60})
+  assert.are.equal(0, r.code, r.stderr)
+  return h.decode_lines(h.lines(r.stdout))[1], r.stderr
+end
+
+describe("nats client certificates", function()
+  setup(function()
+    -- the bucket, made through JetStream's API by a nats output (nats-py here has no client certificate)
+    local url = S.url:gsub("^nats:", "tls:")
+    local cfg = '{"name":"KV_kv","subjects":["$KV.kv.>"],"max_msgs_per_subject":1,"discard":"new",' ..
+      '"allow_rollup_hdrs":true,"deny_delete":true,"allow_direct":true,"storage":"file","num_replicas":1}'
+    local r = h.run_config("input:\n  generate: { count: 1, mapping: 'return [[" .. cfg .. "]]' }\noutput:\n  nats:\n    urls: [" .. url .. "]\n    subject: '$JS.API.STREAM.CREATE.KV_kv'\n" ..
+      tls("        - {cert_file: " .. dir .. "/client.pem, key_file: " .. dir .. "/client.key}\n"), {timeout = 60})
+    assert.are.equal(0, r.code, r.stderr)
+  end)
+
+  it("nats output to nats input, both with the certificate as PEM text and an encrypted key", function()
+    local cert = inline("client.pem", "client.enc.key", "pw")
+    local url = S.url:gsub("^nats:", "tls:")
+    local srv = h.serve("http: { address: 127.0.0.1:$PORT }\ninput:\n  nats:\n    urls: [" .. url .. "]\n" ..
+      "    subject: tls.in\n" .. tls(cert) .. "output:\n  stdout: {}\n")
+    local ok, err = pcall(function()
+      assert.is_true(h.wait_for(function()
+        return h.sh("curl -s -f -m 2 -o /dev/null " .. srv.url .. "/ready") == 0
+      end, 30), srv.stderr())
+      local r = h.run_config("input:\n  generate: { count: 5, interval: 0, mapping: 'return {n = i}' }\n" ..
+        "output:\n  nats:\n    urls: [" .. url .. "]\n    subject: tls.in\n" .. tls(cert), {timeout = 60})
+      assert.are.equal(0, r.code, r.stderr)
+      assert.is_true(h.wait_for(function() return #h.lines(srv.stdout()) >= 5 end, 30), srv.stderr())
+      local out = h.decode_lines(h.lines(srv.stdout()))
+      for i = 1, 5 do assert.are.equal(i, out[i].n) end
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
+  it("nats_kv with the certificate as PEM text, and as files with an encrypted key", function()
+    local m = kv_call(inline("client.pem", "client.enc.key", "pw"))
+    assert.are.same({ok = true, back = "v"}, m)
+    m = kv_call("        - {cert_file: " .. dir .. "/client.pem, key_file: " .. dir .. "/client.enc.key, password: pw}\n")
+    assert.are.same({ok = true, back = "v"}, m)
+  end)
+
+  it("a certificate the server's CA did not sign is refused, and the error says why", function()
+    local m = kv_call(inline("other.pem", "other.key"))
+    assert.is_nil(m.ok)
+    assert.matches("nats_kv: ", m.err)
+    local url = S.url:gsub("^nats:", "tls:")
+    local srv = h.serve("http: { address: 127.0.0.1:$PORT }\ninput:\n  nats:\n    urls: [" .. url .. "]\n" ..
+      "    subject: tls.in\n" .. tls(inline("other.pem", "other.key")) .. "output:\n  stdout: {}\n")
+    local ok, err = pcall(function()
+      local body
+      assert.is_true(h.wait_for(function()
+        local _, o = h.sh("curl -s -m 2 " .. srv.url .. "/ready")
+        body = o
+        return o and o:find("nats: ", 1, true) and not o:find("connecting", 1, true)
+      end, 30), body)
+      assert.matches("certificate", body)
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
+  it("lint: a wrong password, a key that is not the certificate's, and no PEM at all, at the field", function()
+    local cases = {
+      {inline("client.pem", "client.enc.key", "wrong"), "bad decrypt"},
+      {inline("client.pem", "other.key"), "key values mismatch"},
+      {"        - {cert: 'not PEM', key: 'nor this'}\n", "client certificate"},
+    }
+    for _, c in ipairs(cases) do
+      local d = h.tmpdir()
+      h.write(d .. "/c.yaml", "input:\n  nats:\n    urls: [tls://127.0.0.1:4222]\n    subject: s\n" .. tls(c[1]) ..
+        "output:\n  drop: {}\n")
+      local code, out, e = h.sh(h.shell_quote(h.abs_bin) .. " lint " .. d .. "/c.yaml")
+      h.rmdir(d)
+      assert.are_not.equal(0, code)
+      out = (out or "") .. (e or "")
+      assert.matches("c%.yaml:8:11: tls%.client_certs: ", out)
+      assert.matches(c[2], out, 1, true)
+    end
+  end)
+end)
