@@ -101,7 +101,7 @@ static void start(lua_proc_t *lp, sl_batch_t *b) {
   uint32_t at = lp->rhead + lp->rn++;
   lp->runs[at] = (run_t){.b = b};
   lp->looping = 1;
-  sl_lscript_t *s = lp->module ? sl_lmodule_script(lp->module) : lp->script;
+  sl_lscript_t *s = lp->module ? sl_lmodule_script(lp->module, b) : lp->script;
   /* (a queued batch starts when an earlier run ends, outside the chain's
    * call: its job keeps the scope it starts with) */
   sl_scope_save_t scope = sl_processor_scope(&lp->base, b);
