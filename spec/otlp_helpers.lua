@@ -9,12 +9,7 @@ function M.receiver()
   local d = h.tmpdir()
   os.execute(string.format("/usr/bin/python3 spec/tools/otlp_receiver.py %s/port %s/out.jsonl & echo $! > %s/pid",
     d, d, d))
-  local port
-  for _ = 1, 100 do
-    port = h.read(d .. "/port")
-    if port then break end
-    os.execute("sleep 0.05")
-  end
+  local port = h.wait_for(function() return h.read(d .. "/port") end, 5)
   assert(port, "the OTLP receiver did not start")
   local r = {endpoint = "http://127.0.0.1:" .. port}
   -- Every span received so far, with its resource attributes as a map.
