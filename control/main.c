@@ -5,6 +5,7 @@
 #include "core/log.h"
 #include "core/spec.h"
 #include "core/xalloc.h"
+#include "lua/lhost.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +104,7 @@ static int cmd_run(int argc, char **argv, int cmd) {
       sl_log_set_level(l);   /* the flag wins over logger.level */
     }
     rc = sl_engine_run(e);
+    sl_lua_exiting();
   }
   sl_engine_free(e);
   sl_diags_free(&d);

@@ -23,6 +23,11 @@
  *   earlier one's lines are out) writes at once, so a stuck script's lines
  *   show while it is stuck. A processor pins the proxy while it runs, so no
  *   line comes after the batch is done.
+ * - Reloads: a batch carries the reload epoch it was handed out in; a
+ *   module reload starts a new epoch, and each worker loads the new version
+ *   before it runs the first batch carrying it (lua/module.c): every batch
+ *   handed out after the switch runs the new version, none before, whichever
+ *   worker takes it.
  * - Queues are a mutex and a list, woken by uv_async: one lock per batch,
  *   not per message. */
 #include "pool.h"
@@ -60,6 +65,7 @@ typedef struct ticket {
   sl_ctx_t **ctxs;
   uint32_t nctx;
   sl_log_hold_t hold;        /* lines logged on the worker for it, written when it settles */
+  uint64_t epoch;            /* the reload epoch it was handed out in */
 } ticket_t;
 
 typedef struct pworker {
@@ -157,16 +163,36 @@ static int hold_turn(const sl_log_hold_t *h) {
   return __atomic_load_n(&tk->pool->settled_upto, __ATOMIC_ACQUIRE) + 1 == tk->seq;
 }
 
-sl_log_hold_t *sl_pool_hold(const sl_batch_t *b, sl_txn_t **pin) {
-  sl_txn_t *t = b->n ? b->msgs[0]->txn : NULL;
+/* The ticket of b's pool batch (and its proxy in *proxy), or NULL. */
+static ticket_t *ticket_of(const sl_batch_t *b, sl_txn_t **proxy) {
+  sl_txn_t *t = b && b->n ? b->msgs[0]->txn : NULL;
   /* other proxies (catch and switch keep a batch's order with theirs) may
    * wrap the pool's */
   ticket_t *tk = NULL;
   while (t && sl_txn_target(t) && !(tk = sl_txn_arg_of(t, proxy_done))) t = sl_txn_target(t);
+  *proxy = t;
+  return tk;
+}
+
+sl_log_hold_t *sl_pool_hold(const sl_batch_t *b, sl_txn_t **pin) {
+  sl_txn_t *t;
+  ticket_t *tk = ticket_of(b, &t);
   if (!tk || !tk->pool->ordered) return NULL;
   *pin = sl_txn_ref(t);
   tk->hold.turn = hold_turn;
   return &tk->hold;
+}
+
+/* Process-wide: a reload of one pool's module bumps every pool's epoch,
+ * which only makes the others look once and find nothing new. */
+static uint64_t g_epoch;
+
+uint64_t sl_pool_epoch_next(void) { return __atomic_add_fetch(&g_epoch, 1, __ATOMIC_SEQ_CST); }
+
+uint64_t sl_pool_epoch(const sl_batch_t *b) {
+  sl_txn_t *t;
+  const ticket_t *tk = ticket_of(b, &t);
+  return tk ? tk->epoch : 0;
 }
 
 /* ---- on the stream's loop ---- */
@@ -284,7 +310,8 @@ void sl_pool_push(sl_pool_t *p, sl_batch_t *b, sl_txn_t *t) {
   }
   p->rr++;
   ticket_t *tk = sl_xcalloc(1, sizeof(*tk));
-  *tk = (ticket_t){.pool = p, .pw = pw, .seq = p->next_seq++, .target = sl_txn_ref(t)};
+  *tk = (ticket_t){.pool = p, .pw = pw, .seq = p->next_seq++, .target = sl_txn_ref(t),
+                   .epoch = __atomic_load_n(&g_epoch, __ATOMIC_SEQ_CST)};
   sl_txn_t *proxy = sl_txn_proxy(t, tk->seq, proxy_done, tk);
   for (uint32_t i = 0; i < b->n; i++) {
     sl_msg_t *m = b->msgs[i];
@@ -321,6 +348,7 @@ sl_pool_t *sl_pool_new(sl_worker_t *parent, int n, int ordered, sl_sink_t *out) 
     pworker_t *pw = &p->ws[i];
     pw->pool = p;
     pw->w = sl_worker_spawn(parent, i + 1);
+    pw->w->lead = p->ws[0].w;
     pw->out.push = worker_out;
     sl_xq_init(&pw->in, pw->w->loop, worker_wake, pw);
   }

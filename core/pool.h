@@ -30,6 +30,14 @@ void sl_pool_push(sl_pool_t *p, sl_batch_t *b, sl_txn_t *t);
  * batch's proxy that the caller releases (sl_txn_unref) once it logs no
  * more: the batch is not done, nor its lines sent, before. */
 sl_log_hold_t *sl_pool_hold(const sl_batch_t *b, sl_txn_t **pin);
+/* Reload epochs, one switch point for all of a pool's workers: a batch
+ * carries the epoch current when the stream's loop handed it out.
+ * sl_pool_epoch_next starts a new epoch (any thread; it returns it):
+ * every batch handed out from then on carries it or a later one, none
+ * before. sl_pool_epoch: the epoch b's pool batch carries (on its worker,
+ * any processor of the chain), or 0 for a batch that is not a pool's. */
+uint64_t sl_pool_epoch_next(void);
+uint64_t sl_pool_epoch(const sl_batch_t *b);
 /* Every worker flushes its chain (batching processors push what they hold). */
 void sl_pool_flush(sl_pool_t *p);
 /* Stops and joins the threads, frees the chains and workers. */

@@ -11,7 +11,8 @@
 int sl_trace_on;
 static const sl_trace_sink_t *g_sink;
 
-void sl_trace_set_sink(const sl_trace_sink_t *sink) { g_sink = sink; }
+/* Atomic: pool workers end spans while a reload starts an exporter. */
+void sl_trace_set_sink(const sl_trace_sink_t *sink) { __atomic_store_n(&g_sink, sink, __ATOMIC_RELEASE); }
 
 /* A trace is kept when the low 64 bits of its id fall in the ratio's share. */
 static int keep(double ratio, uint64_t lo) {
@@ -115,7 +116,8 @@ static void set_tp(sl_msg_t *m, const sl_kv_t *old, uint64_t hi, uint64_t lo, ui
 
 sl_spans_t *sl_trace_begin(const sl_trace_site_t *site, sl_batch_t *b) {
   sl_spans_t *sp = NULL;
-  double ratio = site->kind == SL_TS_INPUT && g_sink ? g_sink->ratio(site->stream) : 0;
+  const sl_trace_sink_t *sink = __atomic_load_n(&g_sink, __ATOMIC_ACQUIRE);
+  double ratio = site->kind == SL_TS_INPUT && sink ? sink->ratio(site->stream) : 0;
   for (uint32_t i = 0; i < b->n; i++) {
     sl_msg_t *m = b->msgs[i];
     const sl_kv_t *tp = find_tp(m);
@@ -154,6 +156,7 @@ sl_spans_t *sl_trace_begin(const sl_trace_site_t *site, sl_batch_t *b) {
 void sl_trace_end(sl_spans_t *sp, int failed, uint64_t excluded_ns) {
   if (!sp) return;
   uint64_t end = wall_ns() - excluded_ns;
-  if (g_sink) g_sink->add(sp, end > sp->start_ns ? end : sp->start_ns, failed);
+  const sl_trace_sink_t *sink = __atomic_load_n(&g_sink, __ATOMIC_ACQUIRE);
+  if (sink) sink->add(sp, end > sp->start_ns ? end : sp->start_ns, failed);
   free(sp);
 }

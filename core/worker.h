@@ -16,6 +16,7 @@ typedef struct sl_worker {
   void *slot[SL_SLOT_MAX];
   void (*slot_free[SL_SLOT_MAX])(void *);
   const struct sl_worker *parent;   /* a pool worker: the worker whose stream spawned it */
+  const struct sl_worker *lead;     /* a pool worker: its pool's first worker (compared, never followed) */
 } sl_worker_t;
 
 sl_worker_t *sl_worker_new(int id);

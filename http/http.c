@@ -201,7 +201,7 @@ static sl_http_t *srv_new(sl_worker_t *w, const sl_http_t *shared, const char *a
   s->send_timeout_ms = shared ? shared->send_timeout_ms : 60000;
   s->max_connections = shared ? shared->max_connections : 10000;
   const char *env = getenv("SLUICE_HTTP_WORKERS");
-  s->workers = env ? atoi(env) : 1;
+  s->workers = env ? atoi(env) : -1;
   if (s->workers < 0) s->workers = (int)uv_available_parallelism();
   if (shared) {
     s->configured = 1;
@@ -535,13 +535,13 @@ static const sl_field_t http_fields[] = {
    "stream stays while it reads, and an idle SSE or WebSocket client (nothing to send) is never closed by it. "
    "0: never.", NULL, NULL},
   {"max_connections", SL_F_INT, "10000", 0, "Connections beyond this are answered 503 and closed.", NULL, NULL},
-  {"workers", SL_F_INT, "1", 0,
+  {"workers", SL_F_INT, "-1", 0,
    "Threads that accept, read, parse and answer connections, each with its own loop and its own listener on "
    "`address` (SO_REUSEPORT: the kernel spreads new connections); the handlers behind the routes (inputs, the "
    "store, admin) still run on the engine's loop, where a request crosses and its answer crosses back. A "
-   "connection that turns into an SSE or WebSocket stream moves to the engine's loop. `-1`: one per core. "
-   "1: no threads, the connections live on the engine's loop. Absent, the environment's `SLUICE_HTTP_WORKERS` "
-   "sets it (tests run the suite so). Servers of a component's own `address` stay on the engine's loop. See "
+   "connection that turns into an SSE or WebSocket stream moves to the engine's loop. `-1` (the default): "
+   "one per core (a one-core machine: none). 1: no threads, the connections live on the engine's loop. "
+   "Absent, the environment's `SLUICE_HTTP_WORKERS` sets it. Servers of a component's own `address` stay on the engine's loop. See "
    "docs/http.md \"Workers\".", NULL, NULL},
   {"tls", SL_F_OBJECT, NULL, 0, "Serve HTTPS (and wss://): TLS 1.2 or later via OpenSSL.", NULL, tls_fields},
   {"cors", SL_F_OBJECT, NULL, 0, "Cross-origin requests from browsers.", NULL, cors_fields},

@@ -23,6 +23,9 @@ typedef struct sl_lua_opts {
  * section (sl_lua_configure before first use). NULL worker = lint VM (shared). */
 sl_lua_t *sl_lua_get(sl_worker_t *w);
 void sl_lua_configure(sl_worker_t *w, const sl_lua_opts_t *opts);
+/* The process is about to exit: VMs freed from now on leave their objects
+ * to the exit (release builds; sanitizer builds still free every one). */
+void sl_lua_exiting(void);
 
 /* A script: inline processor body (`this`, `meta`, `ctx`, ... in scope) or a
  * module file with process(msg, ctx) / process_batch(batch, ctx).

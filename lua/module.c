@@ -2,6 +2,7 @@
  * process-wide list of files for the status and the metrics. */
 #include "module.h"
 #include "core/fswatch.h"
+#include "core/pool.h"
 #include "core/health.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -28,6 +29,29 @@ typedef struct entry {
   sl_lmodule_t *insts;           /* one per worker */
 } entry_t;
 
+/* A version published to a pool's instances of the file. */
+typedef struct gen {
+  struct gen *next;              /* the next newer one */
+  uint64_t epoch;                /* batches carrying this pool epoch or a later one run it */
+  int version;
+  sl_lsource_t *src;             /* the files the lead read (owned) */
+  unsigned n;
+} gen_t;
+
+/* The instances of one file on one pool's workers switch versions at one
+ * batch: each worker reloading between its own batches would let two
+ * workers tag with different versions for a moment, and versions step back
+ * in the output. So the lead (the instance on the pool's first worker)
+ * alone watches, reads and compiles; a version that loads there becomes a
+ * generation under a new pool epoch (sl_pool_epoch_next), and every
+ * instance loads it, from the same bytes, before it runs the first batch
+ * carrying that epoch (sl_pool_epoch), never before. */
+typedef struct group {
+  gen_t *gens, **tail;           /* oldest first; one goes once every instance runs a newer one */
+  int version;                   /* the newest generation's (1: as opened) */
+  int refs;                      /* instances */
+} group_t;
+
 struct sl_lmodule {
   sl_lmodule_t *next;            /* in entry->insts */
   entry_t *entry;                /* NULL on the lint VM */
@@ -35,6 +59,11 @@ struct sl_lmodule {
   sl_lua_t *vm;
   sl_lscript_t *script;
   int version, refs;
+  group_t *group;                /* on a pool worker; NULL on a stream's own loop */
+  uint64_t epoch;                /* the generation it runs (0: as opened) */
+  uint64_t seen;                 /* the highest batch epoch it looked for a generation at */
+  sl_lscript_t *pending;         /* the lead's newest generation, compiled, not run yet */
+  uint64_t pending_epoch;
   sl_fswatch_t *watch;
   char **files;                  /* the file, then every file its versions required */
   unsigned nfiles;
@@ -69,58 +98,148 @@ void sl_lmodule_dep(void *owner, const char *path) { track(owner, path); }
 static void inst_free(sl_lmodule_t *m) {
   sl_fswatch_free(m->watch);
   sl_lscript_free(m->script);
+  sl_lscript_free(m->pending);
   for (unsigned i = 0; i < m->nfiles; i++) free(m->files[i]);
   free(m->files);
   free(m);
 }
 
-/* A stream with pipeline.threads has an instance per pool worker, and every
- * one reloads: one of them (the first worker's, or the stream's own loop's)
- * counts, so that a change counts once. */
-static int counts(const sl_lmodule_t *m) { return !m->w->parent || m->w->id == 1; }
+/* Whether m watches and reloads: on a stream's own loop, or the lead of a
+ * pool's instances. */
+static int leads(const sl_lmodule_t *m) { return !m->w->lead || m->w == m->w->lead; }
 
-/* Compiles the new version from the files read; swaps it in on success. */
+/* Publishes s, compiled by the lead from pre, as g's next generation.
+ * Called with g_lock held: a worker looking for the generation of a batch
+ * carrying the new epoch waits for it here. Returns its version. */
+static int publish(sl_lmodule_t *m, sl_lscript_t *s, const sl_lsource_t *pre, unsigned n) {
+  group_t *g = m->group;
+  gen_t *x = sl_xcalloc(1, sizeof(*x));
+  x->epoch = sl_pool_epoch_next();
+  x->version = ++g->version;
+  x->src = sl_xcalloc(n ? n : 1, sizeof(*x->src));
+  x->n = n;
+  for (unsigned i = 0; i < n; i++) {
+    x->src[i].path = sl_xstrdup(pre[i].path);
+    if (pre[i].data) {
+      char *d = sl_xmalloc(pre[i].len + 1);
+      memcpy(d, pre[i].data, pre[i].len);
+      x->src[i].data = d;
+    }
+    x->src[i].len = pre[i].len;
+    x->src[i].error = sl_xstrdup(pre[i].error ? pre[i].error : "");
+  }
+  *g->tail = x;
+  g->tail = &x->next;
+  sl_lscript_free(m->pending);   /* an older generation it never ran: compiled again if a batch needs it */
+  m->pending = s;
+  m->pending_epoch = x->epoch;
+  return x->version;
+}
+
+static void gen_free(gen_t *x) {
+  for (unsigned i = 0; i < x->n; i++) {
+    free((char *)x->src[i].path);
+    free((char *)x->src[i].data);
+    free((char *)x->src[i].error);
+  }
+  free(x->src);
+  free(x);
+}
+
+/* Compiles the new version from the files read. On success it runs from
+ * the next batch on the stream's own loop, or from the next pool epoch on a
+ * pool's workers. */
 static void reload(sl_lmodule_t *m, const sl_lsource_t *pre, unsigned n) {
   entry_t *e = m->entry;
   char *err = NULL;
-  sl_lscript_t *s = sl_lscript_module(m->vm, e->file, m, m->script, pre, n, &err);
+  sl_lscript_t *prev = m->pending ? m->pending : m->script;
+  sl_lscript_t *s = sl_lscript_module(m->vm, e->file, m, prev, pre, n, &err);
   pthread_mutex_lock(&g_lock);
+  int v = m->group ? m->group->version : m->version;
   if (s) {
     /* What is on disk runs now: an earlier failure is no longer the news. */
     free(e->last_error);
     e->last_error = NULL;
   }
-  if (s == m->script) {
+  if (s == prev) {
     pthread_mutex_unlock(&g_lock);
-    sl_logf(SL_LOG_DEBUG, NULL, "lua", "%s: unchanged, version %d keeps running", e->file, m->version);
+    sl_logf(SL_LOG_DEBUG, NULL, "lua", "%s: unchanged, version %d keeps running", e->file, v);
     return;
+  }
+  if (s) {
+    if (m->group) {
+      v = publish(m, s, pre, n);
+    } else {
+      sl_lscript_free(m->script);
+      m->script = s;
+      v = ++m->version;
+    }
+    if (v > e->version) {
+      e->version = v;
+      clock_gettime(CLOCK_REALTIME, &e->loaded_at);
+    }
+    e->reloads++;
+    SL_COUNT(e->m_reloads, 1);
+  } else {
+    free(e->last_error);
+    e->last_error = err;
+    e->errors++;
+    SL_COUNT(e->m_errors, 1);
+  }
+  pthread_mutex_unlock(&g_lock);
+  if (s) sl_logf(SL_LOG_INFO, NULL, "lua", "reloaded %s: version %d", e->file, v);
+  else sl_logf(SL_LOG_ERROR, NULL, "lua", "reload of %s failed, version %d keeps running: %s", e->file, v, err);
+}
+
+/* Lets go of the generations no instance of g can need any more: each
+ * before one that every instance has reached. Called with g_lock held. */
+static void collect(entry_t *e, group_t *g) {
+  uint64_t min = UINT64_MAX;
+  for (sl_lmodule_t *i = e->insts; i; i = i->next)
+    if (i->group == g && i->epoch < min) min = i->epoch;
+  while (g->gens && g->gens->next && g->gens->next->epoch <= min) {
+    gen_t *x = g->gens;
+    g->gens = x->next;
+    gen_free(x);
+  }
+}
+
+/* On m's worker, before a batch carrying epoch ep: runs the newest
+ * generation published under ep or earlier. A generation that fails to
+ * load here (a top level that depends on more than its files) leaves this
+ * worker on the version it runs, and says so. */
+static void adopt(sl_lmodule_t *m, uint64_t ep) {
+  entry_t *e = m->entry;
+  pthread_mutex_lock(&g_lock);
+  gen_t *to = NULL;
+  for (gen_t *x = m->group->gens; x && x->epoch <= ep; x = x->next) to = x;
+  pthread_mutex_unlock(&g_lock);
+  /* (to stays: collect keeps every generation newer than what m runs) */
+  if (!to || to->epoch <= m->epoch) return;
+  sl_lscript_t *s = NULL;
+  char *err = NULL;
+  if (m->pending && m->pending_epoch == to->epoch) {
+    s = m->pending;
+    m->pending = NULL;
+  } else {
+    s = sl_lscript_module(m->vm, e->file, m, NULL, to->src, to->n, &err);
   }
   if (s) {
     sl_lscript_free(m->script);
     m->script = s;
-    if (++m->version > e->version) {
-      e->version = m->version;
-      clock_gettime(CLOCK_REALTIME, &e->loaded_at);
-    }
-    if (counts(m)) {
-      e->reloads++;
-      SL_COUNT(e->m_reloads, 1);
-    }
-  } else {
-    free(e->last_error);
-    e->last_error = err;
-    if (counts(m)) {
-      e->errors++;
-      SL_COUNT(e->m_errors, 1);
-    }
+    m->version = to->version;
   }
+  pthread_mutex_lock(&g_lock);
+  m->epoch = to->epoch;
+  collect(e, m->group);
   pthread_mutex_unlock(&g_lock);
-  /* The other pool workers' instances say the same at debug level. */
-  int say = counts(m);
-  if (s) sl_logf(say ? SL_LOG_INFO : SL_LOG_DEBUG, NULL, "lua", "reloaded %s: version %d", e->file, m->version);
-  else
-    sl_logf(say ? SL_LOG_ERROR : SL_LOG_DEBUG, NULL, "lua", "reload of %s failed, version %d keeps running: %s", e->file,
-            m->version, err);
+  if (s) {
+    sl_logf(SL_LOG_DEBUG, NULL, "lua", "%s: version %d runs on pipeline thread %d", e->file, m->version, m->w->id);
+  } else {
+    sl_logf(SL_LOG_ERROR, NULL, "lua", "%s: version %d failed to load on pipeline thread %d, version %d keeps running there: %s",
+            e->file, to->version, m->w->id, m->version, err);
+    free(err);
+  }
 }
 
 static void read_one(file_read_t *f) {
@@ -228,7 +347,7 @@ sl_lmodule_t *sl_lmodule_open(sl_worker_t *w, const char *path, char **err) {
   m->vm = sl_lua_get(w);
   m->refs = m->version = 1;
   /* Before the first load: what the top level requires is watched too. */
-  if (w) {
+  if (w && leads(m)) {
     m->watch = sl_fswatch_new(w->loop, path, SL_LMODULE_DEBOUNCE_MS, on_change, m);
     if (!m->watch) sl_logf(SL_LOG_WARN, NULL, "lua", "%s will not be reloaded when it changes", path);
     track(m, path);
@@ -246,13 +365,34 @@ sl_lmodule_t *sl_lmodule_open(sl_worker_t *w, const char *path, char **err) {
     clock_gettime(CLOCK_REALTIME, &e->loaded_at);
   }
   m->entry = e;
+  if (w->lead) {
+    /* The pool's workers build their chains one after another: the first
+     * instance makes the group, the others join it. */
+    for (sl_lmodule_t *i = e->insts; i && !m->group; i = i->next)
+      if (i->w->lead == w->lead) m->group = i->group;
+    if (!m->group) {
+      m->group = sl_xcalloc(1, sizeof(*m->group));
+      m->group->tail = &m->group->gens;
+      m->group->version = 1;
+    }
+    m->group->refs++;
+  }
   m->next = e->insts;
   e->insts = m;
   pthread_mutex_unlock(&g_lock);
   return m;
 }
 
-sl_lscript_t *sl_lmodule_script(const sl_lmodule_t *m) { return m->script; }
+sl_lscript_t *sl_lmodule_script(sl_lmodule_t *m, const sl_batch_t *b) {
+  if (m->group) {
+    uint64_t ep = sl_pool_epoch(b);
+    if (ep > m->seen) {
+      m->seen = ep;
+      adopt(m, ep);
+    }
+  }
+  return m->script;
+}
 
 /* Unlinks m; a file no worker runs any more leaves the status. */
 static void unlink_inst(sl_lmodule_t *m) {
@@ -260,6 +400,14 @@ static void unlink_inst(sl_lmodule_t *m) {
   sl_lmodule_t **p = &e->insts;
   while (*p != m) p = &(*p)->next;
   *p = m->next;
+  group_t *g = m->group;
+  if (g && --g->refs == 0) {
+    for (gen_t *x = g->gens, *next; x; x = next) {
+      next = x->next;
+      gen_free(x);
+    }
+    free(g);
+  }
   if (e->insts) return;
   entry_t **q = &g_entries;
   while (*q != e) q = &(*q)->next;

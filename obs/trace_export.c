@@ -3,6 +3,7 @@
 #include "core/metrics.h"
 #include "core/xalloc.h"
 #include "http/http_client.h"
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,7 @@ typedef struct exporter {
   double ratio;
   sl_hclient_t *hc;
   uv_timer_t timer;
-  uv_idle_t soon;            /* a full batch is sent on the next loop turn */
+  uv_async_t soon;           /* a full batch is sent on the next loop turn (woken from any thread) */
   char *url;
   char *resource;            /* the JSON of the resource, built once */
   rec_t *q;                  /* ring: n spans from head */
@@ -31,6 +32,10 @@ typedef struct exporter {
 } exporter_t;
 
 static exporter_t *g_exp;   /* the running exporters */
+/* Spans end on pool workers too (pipeline.threads; a tracer that a reload
+ * turns on finds pooled chains running): the list and every exporter's
+ * queue are changed under this lock; the rest stays on the engine's loop. */
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static int same_stream(const char *a, const char *b) { return !a == !b && (!a || !strcmp(a, b)); }
 
@@ -109,6 +114,14 @@ static char *encode(exporter_t *e, size_t n, size_t *len) {
 static void finish(exporter_t *e);
 static void flush(exporter_t *e);
 
+/* Spans waiting (engine's loop; workers may be adding). */
+static size_t queued(exporter_t *e) {
+  pthread_mutex_lock(&g_mu);
+  size_t n = e->n;
+  pthread_mutex_unlock(&g_mu);
+  return n;
+}
+
 static void sent(int status, const char *err, const char *body, size_t len, void *arg) {
   exporter_t *e = arg;
   if (status < 200 || status > 299) {
@@ -117,21 +130,25 @@ static void sent(int status, const char *err, const char *body, size_t len, void
             status < 0 ? 0 : (int)len, body);
     if (e->stopping) {
       /* At shutdown an unreachable endpoint must not hold the exit for every batch's timeout. */
-      *e->dropped += (int64_t)e->n;
+      pthread_mutex_lock(&g_mu);
+      SL_COUNT(e->dropped, (int64_t)e->n);
       e->n = 0;
+      pthread_mutex_unlock(&g_mu);
     }
   }
   /* A backlog drains at the pace of the endpoint, two requests at a time. */
-  if (e->stopping || e->n >= e->batch) flush(e);
-  if (e->stopping && !e->n && !sl_hclient_pending(e->hc)) finish(e);
+  if (e->stopping || queued(e) >= e->batch) flush(e);
+  if (e->stopping && !queued(e) && !sl_hclient_pending(e->hc)) finish(e);
 }
 
 /* One POST of up to a batch from the head of the queue. */
 static void post_batch(exporter_t *e) {
+  pthread_mutex_lock(&g_mu);
   size_t n = e->n < e->batch ? e->n : e->batch, len;
   char *body = encode(e, n, &len);
   e->head = (e->head + n) % e->cap;
   e->n -= n;
+  pthread_mutex_unlock(&g_mu);
   *e->exported += (int64_t)n;
   static const char *const headers[] = {"Content-Type: application/json", NULL};
   sl_hclient_request(e->hc, "POST", e->url, headers, body, len, 10000, sent, e);
@@ -140,15 +157,12 @@ static void post_batch(exporter_t *e) {
 
 /* Spans wait while two exports are in flight. */
 static void flush(exporter_t *e) {
-  while (e->n && sl_hclient_pending(e->hc) < 2) post_batch(e);
+  while (queued(e) && sl_hclient_pending(e->hc) < 2) post_batch(e);
 }
 
 static void on_tick(uv_timer_t *t) { flush(t->data); }
 
-static void on_soon(uv_idle_t *h) {
-  uv_idle_stop(h);
-  flush(h->data);
-}
+static void on_soon(uv_async_t *h) { flush(h->data); }
 
 static void handle_closed(uv_handle_t *h) {
   exporter_t *e = h->data;
@@ -168,37 +182,42 @@ static void finish(exporter_t *e) {
   uv_close((uv_handle_t *)&e->soon, handle_closed);
 }
 
+/* On any thread. An exporter found here is linked, and is unlinked only
+ * under the lock: the wake-up reaches it before it can close. */
 static void export_add(const sl_spans_t *sp, uint64_t end_ns, int failed) {
+  pthread_mutex_lock(&g_mu);
   exporter_t *e = exporter_of(sp->site->stream);
-  if (!e) return;
-  for (uint32_t i = 0; i < sp->n; i++) {
+  for (uint32_t i = 0; e && i < sp->n; i++) {
     if (e->n == e->cap) {
-      (*e->dropped) += sp->n - i;
+      SL_COUNT(e->dropped, sp->n - i);
       break;
     }
     e->q[(e->head + e->n++) % e->cap] = (rec_t){sp->site, sp->s[i], sp->start_ns, end_ns, failed};
   }
-  if (e->n >= e->batch) uv_idle_start(&e->soon, on_soon);
+  if (e && e->n >= e->batch) uv_async_send(&e->soon);
+  pthread_mutex_unlock(&g_mu);
 }
 
 static void stop(exporter_t *e) {
   e->stopping = 1;
   uv_timer_stop(&e->timer);
-  uv_idle_stop(&e->soon);
   /* What is left goes now, batch after batch (sent() goes on). */
   flush(e);
-  if (!e->n && !sl_hclient_pending(e->hc)) finish(e);
+  if (!queued(e) && !sl_hclient_pending(e->hc)) finish(e);
 }
 
 /* Unlinks and returns the exporter of stream (NULL: the process-wide one). */
 static exporter_t *take(const char *stream) {
+  exporter_t *e = NULL;
+  pthread_mutex_lock(&g_mu);
   for (exporter_t **pp = &g_exp; *pp; pp = &(*pp)->next)
     if (same_stream((*pp)->stream, stream)) {
-      exporter_t *e = *pp;
+      e = *pp;
       *pp = e->next;
-      return e;
+      break;
     }
-  return NULL;
+  pthread_mutex_unlock(&g_mu);
+  return e;
 }
 
 void sl_trace_export_start(uv_loop_t *loop, const sl_trace_export_opts_t *o, const char *stream) {
@@ -226,12 +245,15 @@ void sl_trace_export_start(uv_loop_t *loop, const sl_trace_export_opts_t *o, con
   e->failed_exports = sl_metric(SL_COUNTER, "sluice_tracer_export_errors_total",
                                 "OTLP export requests that failed.", NULL);
   uv_timer_init(loop, &e->timer);
-  uv_idle_init(loop, &e->soon);
+  uv_async_init(loop, &e->soon, on_soon);
   e->timer.data = e->soon.data = e;
   uv_timer_start(&e->timer, on_tick, (uint64_t)o->flush_ms, (uint64_t)o->flush_ms);
   uv_unref((uv_handle_t *)&e->timer);
+  uv_unref((uv_handle_t *)&e->soon);
+  pthread_mutex_lock(&g_mu);
   e->next = g_exp;
   g_exp = e;
+  pthread_mutex_unlock(&g_mu);
   update_on();
 }
 
@@ -242,10 +264,6 @@ void sl_trace_export_remove(const char *stream) {
 }
 
 void sl_trace_export_stop(void) {
-  while (g_exp) {
-    exporter_t *e = g_exp;
-    g_exp = e->next;
-    stop(e);
-  }
+  for (exporter_t *e; (e = g_exp) && (e = take(e->stream));) stop(e);
   update_on();
 }

@@ -101,7 +101,7 @@ static void start(lua_proc_t *lp, sl_batch_t *b) {
   uint32_t at = lp->rhead + lp->rn++;
   lp->runs[at] = (run_t){.b = b};
   lp->looping = 1;
-  sl_lscript_t *s = lp->module ? sl_lmodule_script(lp->module) : lp->script;
+  sl_lscript_t *s = lp->module ? sl_lmodule_script(lp->module, b) : lp->script;
   /* (a queued batch starts when an earlier run ends, outside the chain's
    * call: its job keeps the scope it starts with) */
   sl_scope_save_t scope = sl_processor_scope(&lp->base, b);
@@ -307,7 +307,10 @@ static const sl_spec_t spec = {
     "it requires) is read off the event loop, then loaded in a fresh environment: its top level runs "
     "(under the step budget) and must return a table with `process` or `process_batch`. If it does, the "
     "new version processes every batch from the next one on: a batch is processed by exactly one "
-    "version, so none is lost, duplicated or seen by both. If it does not (syntax error, an error raised "
+    "version, so none is lost, duplicated or seen by both. With `pipeline.threads`, the first worker "
+    "loads the changed file, and every worker switches at one batch: every batch the stream hands out "
+    "after the switch runs the new version (each worker loads it from the same bytes before its first "
+    "such batch), none before, so versions never step back in the output. If it does not (syntax error, an error raised "
     "at top level, no `process`, the file deleted), the running version stays, and the error with its "
     "file:line is logged (`reload of FILE failed, version N keeps running: FILE:LINE: ...`), kept as "
     "the module's `last_error` in the status (until the file loads again) and counted in `sluice_lua_reload_errors_total{file}`; "

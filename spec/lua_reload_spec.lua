@@ -3,17 +3,21 @@
 -- a version that fails to load leaves the running one in place.
 local h = require("spec.helpers")
 
--- A module tagging each message "i tag" with its version's tag.
-local function good(tag)
+-- A module tagging each message "i tag" with its version's tag. stall: its
+-- top level spins 0-25 ms (by where its VM allocates a table), so that the
+-- workers' VMs take turns unevenly around a reload.
+local function good(tag, stall)
   return string.format([[
 local M = {}
 local TAG = %q
+%s
 function M.process(msg)
   msg:set_content(msg:content() .. " " .. TAG)
   return msg
 end
 return M
-]], tag)
+]], tag, stall and "local t0, a = time.now(), tonumber(tostring({}):match('%x+$'), 16)\n"
+    .. "while time.now() - t0 < math.floor(a / 64) % 26 / 1000 do end" or "")
 end
 
 -- Versions that must fail to load, with the line their error names.
@@ -84,10 +88,9 @@ end
 describe("lua module reload", function()
   it("reload under load: every input exactly once, tagged by one version, tags in order", function()
     local N = 5000
-    -- one VM: pool workers each reload between their own batches, so for a
-    -- moment two of them may tag with different versions and tags can step
-    -- back in the output (every message still goes through one version)
-    local srv = serve("{count: " .. N .. ", interval: 2ms, mapping: 'return tostring(i)'}", {threads = 1})
+    -- two pool workers: a new version takes over at one batch for both
+    -- (every batch handed out after the switch runs it, none before)
+    local srv = serve("{count: " .. N .. ", interval: 2ms, mapping: 'return tostring(i)'}", {threads = 2})
     local dir = srv.dir
     -- 20 rewrites: 13 good versions (tags 2..14), 7 that fail to load.
     local plan = {"good", "syntax", "good", "raise", "rename", "good", "no_process", "good", "rename", "raise",
@@ -97,7 +100,7 @@ describe("lua module reload", function()
     for _, step in ipairs(plan) do
       if step == "good" or step == "rename" then
         tag = tag + 1
-        rewrite(dir, good(tostring(tag)), step == "rename")
+        rewrite(dir, good(tostring(tag), true), step == "rename")
         wait_for(function() return has_tag(dir, tostring(tag)) end, "output of version " .. tag)
       else
         rewrite(dir, BAD[step][1])

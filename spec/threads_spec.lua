@@ -5,6 +5,7 @@
 -- 3339, so it sorts as text) shows which message finished first.
 local h = require("spec.helpers")
 local u = require("spec.upstream_helpers")
+local otlp = require("spec.otlp_helpers")
 local json = h.json
 
 local function run(yaml, opts)
@@ -388,6 +389,58 @@ output:
     end)
     up.stop()
     if not ok then error(err, 0) end
+  end)
+
+  -- A tracer that a reload starts finds pooled chains running: the replaced
+  -- instance of a stream drains on its pool workers, whose processors now
+  -- trace and hand spans to the exporter from their threads.
+  it("traces on the workers of a pooled chain that a reload's tracer finds running", function()
+    local up, rcv = u.python(), otlp.receiver()
+    local TRACE, PARENT = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    local gate = h.tmpdir() .. "/open"
+    local srv = h.serve(string.format([[
+http: {address: 127.0.0.1:$PORT}
+streams:
+  a:
+    input: {http_server: {path: /in}}
+    pipeline:
+      threads: 2
+      processors:
+        - lua: 'http.request{url = "%s/gate?file=%s", timeout = "120s"}'
+        - lua: 'this.after = true'
+    output: {sync_response: {}}
+]], up.url, gate))
+    local ok, err = pcall(function()
+      os.execute(string.format("curl -s -m 120 -H 'traceparent: 00-%s-%s-01' -d '{\"n\":1}' %s/in > %s/answer.txt &",
+        TRACE, PARENT, srv.url, srv.dir))
+      assert.truthy(h.wait_for(function() return up.stats().requests >= 1 end, 30), "the message never reached the gate")
+      -- the reload gives stream a a tracer: a new instance (off the pool) takes
+      -- over, the old one still holds the message on a worker
+      local conf = h.read(srv.dir .. "/config.yaml")
+      h.write(srv.dir .. "/config.yaml", (conf:gsub("  a:\n", "  a:\n    tracer: {otlp: {endpoint: \"" .. rcv.endpoint ..
+        "\", flush_interval: 50ms}}\n", 1)))
+      local _, reply = h.sh("curl -s -m 60 -X POST " .. srv.url .. "/admin/reload")
+      assert.are.same({"a"}, h.json.decode(reply).changed, reply)
+      h.write(gate, "")
+      assert.truthy(h.wait_for(function() return (h.read(srv.dir .. "/answer.txt") or ""):find("after") end, 60),
+        "no answer: " .. srv.stderr())
+      assert.truthy(otlp.wait_for_span(rcv, "lua"), "no processor span")
+    end)
+    local read, spans = pcall(rcv.spans)
+    up.stop()
+    rcv.stop()
+    h.stop_after(srv, ok, err)
+    assert(read, spans)
+    -- only the second script's span: the message had passed the input and
+    -- the first script before the tracer was on
+    local seen = {}
+    for _, sp in ipairs(spans) do
+      assert.are.equal(TRACE, sp.traceId)
+      if sp.name ~= "sync_response" then
+        seen[#seen + 1] = sp.name .. " " .. tostring(sp.parentSpanId) .. " " .. sp.attrs["sluice.path"]
+      end
+    end
+    assert.are.same({"lua " .. PARENT .. " root.pipeline.processors.1"}, seen)
   end)
 
   -- Acks stay on the stream's loop: a kill -9 loses nothing (what was not

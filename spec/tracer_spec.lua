@@ -3,60 +3,13 @@
 -- taken from HTTP requests and Kafka headers and set on Kafka output headers.
 local h = require("spec.helpers")
 local kafka = require("spec.kafka_helpers")
+local otlp = require("spec.otlp_helpers")
 local json = h.json
 
 local TRACE = "0af7651916cd43dd8448eb211c80319c"
 local PARENT = "b7ad6b7169203331"
 
--- Starts the receiver; returns {endpoint, spans(), stop()}.
-local function receiver()
-  local d = h.tmpdir()
-  os.execute(string.format("/usr/bin/python3 spec/tools/otlp_receiver.py %s/port %s/out.jsonl & echo $! > %s/pid",
-    d, d, d))
-  local port
-  for _ = 1, 100 do
-    port = h.read(d .. "/port")
-    if port then break end
-    os.execute("sleep 0.05")
-  end
-  assert(port, "the OTLP receiver did not start")
-  local r = {endpoint = "http://127.0.0.1:" .. port}
-  -- Every span received so far, with its resource attributes as a map.
-  r.spans = function()
-    local out = {}
-    for _, l in ipairs(h.lines(h.read(d .. "/out.jsonl") or "")) do
-      local doc = json.decode(l)
-      assert.are.equal("application/json", doc._content_type)
-      for _, rs in ipairs(doc.resourceSpans) do
-        local res = {}
-        for _, a in ipairs(rs.resource.attributes) do res[a.key] = a.value.stringValue end
-        for _, ss in ipairs(rs.scopeSpans) do
-          for _, s in ipairs(ss.spans) do
-            s.resource = res
-            s.attrs = {}
-            for _, a in ipairs(s.attributes) do s.attrs[a.key] = a.value.stringValue end
-            out[#out + 1] = s
-          end
-        end
-      end
-    end
-    return out
-  end
-  r.stop = function()
-    os.execute("kill " .. h.read(d .. "/pid"):match("%d+") .. " 2>/dev/null")
-    h.rmdir(d)
-  end
-  return r
-end
-
--- Waits (up to 20 s) until the receiver got n (1 by default) spans named name.
-local function wait_for_span(rcv, name, n)
-  return h.wait_for(function()
-    local got = 0
-    for _, s in ipairs(rcv.spans()) do if s.name == name then got = got + 1 end end
-    return got >= (n or 1)
-  end, 20)
-end
+local receiver, wait_for_span = otlp.receiver, otlp.wait_for_span
 
 local function by_name(spans)
   local t = {}

@@ -5,6 +5,7 @@
 
 Paths (query ?ms=N etc.):
   /delay?ms=N     200 {"n":..., "inflight":...} after N ms (counts requests in flight)
+  /gate?file=F    200 once file F exists (looked for every 20 ms, up to 120 s): a spec opens it
   /echo           200 with the request as JSON: method, path, headers, body
   /status?code=N  that status, a small body
   /retry-after    429 with Retry-After: 1
@@ -35,6 +36,7 @@ Connections are kept alive (HTTP/1.1), as nginx does.
 import asyncio
 import email.utils
 import json
+import os
 import sys
 import time
 import urllib.parse
@@ -85,6 +87,12 @@ async def handle(reader, writer):
                     stats["inflight"] -= 1
                 out = json.dumps({"n": q.get("n"), "inflight": stats["inflight"] + 1}).encode()
                 writer.write(response(200, out, {"Content-Type": "application/json"}))
+            elif path == "/gate":
+                for _ in range(6000):
+                    if os.path.exists(q.get("file", "")):
+                        break
+                    await asyncio.sleep(0.02)
+                writer.write(response(200, b"open", {}))
             elif path == "/once429" and q.get("key") not in seen429:
                 seen429.add(q.get("key"))
                 when = email.utils.formatdate(time.time() + 2, usegmt=True)

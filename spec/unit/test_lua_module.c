@@ -78,10 +78,10 @@ static void test_reload(void) {
         "initial status");
   json_decref(all);
 
-  sl_lscript_t *v1 = sl_lmodule_script(m);
+  sl_lscript_t *v1 = sl_lmodule_script(m, NULL);
   write_file(path, "local M = {}\nlocal x = = 1\nreturn M\n");
   wait_status(wk, "errors", 1);
-  CHECK(sl_lmodule_script(m) == v1, "a failed load keeps the running version");
+  CHECK(sl_lmodule_script(m, NULL) == v1, "a failed load keeps the running version");
   all = sl_lua_modules_status();
   s = status_of(all);
   const char *le = s ? json_string_value(json_object_get(s, "last_error")) : NULL;
@@ -99,7 +99,7 @@ static void test_reload(void) {
   all = sl_lua_modules_status();
   CHECK(json_is_null(json_object_get(status_of(all), "last_error")), "a good version clears last_error");
   json_decref(all);
-  CHECK(sl_lmodule_script(m) != v1, "the new version runs");
+  CHECK(sl_lmodule_script(m, NULL) != v1, "the new version runs");
 
   sl_lmodule_close(m);
   CHECK(field("version") == -1, "a module no processor uses leaves the status");
