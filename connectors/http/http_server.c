@@ -242,7 +242,7 @@ static void take_parked(hin_t *in) {
 
 static void on_parked_gone(sl_http_req_t *r, void *arg) {
   (void)r;
-  unpark(arg, 503, "client gone");
+  unpark(arg, 499, "client gone");   /* nobody reads it: as http_server_out does */
 }
 
 static void on_txn(sl_txn_t *t, int status, const char *err, void *arg) {
