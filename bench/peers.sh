@@ -56,10 +56,7 @@ config() {
   [ "$2" = default ] || threads="  threads: $2"
   # the HTTP server only where a row needs it (its input, or /metrics)
   case "$3" in
-    *http_server*) echo "http: {address: 127.0.0.1:$PORT}"
-      # wrk keeps 100 requests open: more than sluice's default of 64 open
-      # transactions, which answer 503 beyond (Benthos has no such cap)
-      [ "$1" = benthos ] || echo "max_in_flight: 256" ;;
+    *http_server*) echo "http: {address: 127.0.0.1:$PORT}" ;;
     *consumer_group*) echo "http: {address: 127.0.0.1:$PORT}" ;;
     *) [ "$1" = sluice ] || echo "http: {enabled: false}" ;;
   esac

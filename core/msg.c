@@ -1,4 +1,5 @@
 #include "msg.h"
+#include "blocks.h"
 #include "txn.h"
 #include "xalloc.h"
 #include <stdlib.h>
@@ -10,7 +11,7 @@ static union { sl_bytes_t b; char room[sizeof(sl_bytes_t) + 1]; } empty = {.b = 
 
 sl_bytes_t *sl_bytes_new(const void *data, size_t len) {
   if (!len) return &empty.b;
-  sl_bytes_t *b = sl_xmalloc(sizeof(*b) + len + 1);
+  sl_bytes_t *b = sl_blocks_get(sizeof(*b) + len + 1);
   b->refs = 1;
   b->len = len;
   memcpy(b->data, data, len);
@@ -24,7 +25,7 @@ sl_bytes_t *sl_bytes_ref(sl_bytes_t *b) {
 }
 
 void sl_bytes_unref(sl_bytes_t *b) {
-  if (b && b->refs > 0 && --b->refs == 0) free(b);
+  if (b && b->refs > 0 && --b->refs == 0) sl_blocks_put(b, sizeof(*b) + b->len + 1);
 }
 
 /* ---- key/value lists ---- */
@@ -223,26 +224,13 @@ void sl_ctx_unref(sl_ctx_t *c) {
 
 /* ---- messages ---- */
 
-/* Freed message structs are kept for reuse, per thread: batches of a
- * thousand messages outran malloc's own per-thread cache, so every message
- * paid two trips into the arena. A stream frees and creates whole windows
- * of in-flight batches at once (64 × 1024 messages and their re-send
- * copies), so the cache holds up to 64Ki structs (4 MiB): about 6% of a
- * Kafka producer's CPU. None in sanitizer builds: ASan sees every use after
- * free. */
-enum { MSG_KEEP = 65536 };
-static _Thread_local sl_msg_t *msg_kept;   /* linked through ->content */
-static _Thread_local unsigned msg_nkept;
-
+/* Message structs come from sl_blocks (core/blocks.h): a stream frees and
+ * creates whole windows of in-flight batches at once (64 × 1024 messages
+ * and their re-send copies), which outran malloc's own per-thread cache:
+ * about 6% of a Kafka producer's CPU. */
 sl_msg_t *sl_msg_new_bytes(sl_bytes_t *b) {
-  sl_msg_t *m = msg_kept;
-  if (m) {
-    msg_kept = (sl_msg_t *)m->content;
-    msg_nkept--;
-    memset(m, 0, sizeof(*m));
-  } else {
-    m = sl_xcalloc(1, sizeof(*m));
-  }
+  sl_msg_t *m = sl_blocks_get(sizeof(*m));
+  memset(m, 0, sizeof(*m));
   m->content = b;
   return m;
 }
@@ -268,15 +256,7 @@ void sl_msg_free(sl_msg_t *m) {
   sl_ctx_unref(m->ctx);
   if (m->txn) sl_txn_unref(m->txn);
   free(m->error);
-#ifndef SL_SANITIZED
-  if (msg_nkept < MSG_KEEP) {
-    m->content = (sl_bytes_t *)msg_kept;
-    msg_kept = m;
-    msg_nkept++;
-    return;
-  }
-#endif
-  free(m);
+  sl_blocks_put(m, sizeof(*m));
 }
 
 void sl_msg_set_content(sl_msg_t *m, const void *data, size_t len) {

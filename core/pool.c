@@ -123,11 +123,26 @@ static void worker_out(sl_sink_t *sink, sl_batch_t *b) {
   queue_put(&pw->pool->out, item(OUT_BATCH, b, tag));
 }
 
+/* A batch comes from another core: its messages, their bytes and metadata
+ * are in that core's cache, and the processors reach each through a chain
+ * of pointers, one miss after the other (a fifth of a one-field filter's
+ * CPU on the worker). Asking for all of them first lets the misses overlap. */
+static void warm(const sl_batch_t *b) {
+  for (uint32_t i = 0; i < b->n; i++) __builtin_prefetch(b->msgs[i]);
+  for (uint32_t i = 0; i < b->n; i++) {
+    const sl_msg_t *m = b->msgs[i];
+    const char *c = (const char *)m->content;
+    for (size_t off = 0; off < sizeof(sl_bytes_t) + m->content->len && off < 512; off += 64) __builtin_prefetch(c + off);
+    if (m->meta.v) __builtin_prefetch(m->meta.v);
+  }
+}
+
 static void worker_wake(uv_async_t *a) {
   pworker_t *pw = a->data;
   for (item_t *it = queue_take(&pw->in), *next; it; it = next) {
     next = it->next;
     if (it->kind == IN_BATCH) {
+      warm(it->b);
       pw->cur = it->seq;
       pw->chain->sink.push(&pw->chain->sink, it->b);
     } else if (it->kind == IN_FLUSH) {

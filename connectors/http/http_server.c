@@ -66,7 +66,8 @@ static const sl_field_t fields[] = {
   SL_HTTP_AUTH_FIELD,
   {"timeout", SL_F_DURATION, "5s", 0,
    "How long a request waits for its message to be delivered before it is answered 408 (the "
-   "message still completes).", NULL, NULL},
+   "message still completes); a request still waiting for room in the stream (`max_in_flight`) then is "
+   "answered 503 instead (its message never entered).", NULL, NULL},
   {"sync_response", SL_F_OBJECT, NULL, 0,
    "How an answer that a `sync_response` output (or a fallback to it) set is sent: its status, headers and "
    "the metadata that become headers (Benthos's `sync_response` of this input). Without a `sync_response` "
@@ -89,6 +90,8 @@ typedef struct hin {
   int64_t rate_count, rate_interval_ms, window_used;
   uint64_t window_start;
   int64_t waiting;            /* requests not yet answered */
+  struct pending *parked;     /* requests waiting for room (max_in_flight), oldest first */
+  struct pending **parked_tail;
   sl_globs_t meta_headers, meta_query;   /* metadata allowlists */
   struct wsconn *conns;       /* open WebSocket connections */
   sl_interp_t *sync_status;   /* sync_response: NULL when not set */
@@ -100,13 +103,21 @@ typedef struct hin {
 } hin_t;
 
 /* One request on its way: answered by whichever comes first, the
- * transaction's outcome or the timeout; freed when both are over. */
+ * transaction's outcome or the timeout; freed when both are over. A
+ * request that comes while the stream is at max_in_flight waits in
+ * in->parked with its message until there is room: with pipeline.threads
+ * every request's transaction stays open while a pool worker runs it, so
+ * 100 clients at once are 100 transactions, where one worker ran each to
+ * its answer before reading the next; refusing those beyond
+ * max_in_flight at once turned most of such a load into 503s. */
 typedef struct pending {
   hin_t *in;
   sl_http_req_t *req;         /* NULL once answered */
   sl_reply_t *reply;          /* what a sync_response wrote */
   uv_timer_t timer;
   int txn_done;
+  sl_batch_t *parked;         /* its message while it waits for room, else NULL */
+  struct pending *next, **pprev;   /* in in->parked while it waits */
 } pending_t;
 
 static void pending_closed(uv_handle_t *h) {
@@ -170,6 +181,15 @@ static void sync_answer(hin_t *in, sl_http_req_t *r, sl_reply_t *rp) {
   sl_kv_clear(&h);
 }
 
+/* 503 with Retry-After: the request's message was never taken in. */
+static void respond_busy(sl_http_req_t *r) {
+  sl_kvlist_t h = {0};
+  sl_kv_add(&h, "Retry-After", "1", 1);
+  static const char busy[] = "{\"error\":\"busy: too many messages in flight\",\"status\":503}";
+  sl_http_respond(r, 503, "application/json", busy, sizeof busy - 1, &h);
+  sl_kv_clear(&h);
+}
+
 static void answer(pending_t *p, int status, const char *err) {
   if (!p->req) return;
   sl_http_req_t *r = p->req;
@@ -181,9 +201,48 @@ static void answer(pending_t *p, int status, const char *err) {
   } else if (status == 200) {
     static const char ok[] = "{\"status\":\"ok\"}";
     sl_http_respond(r, 200, "application/json", ok, sizeof ok - 1, NULL);
+  } else if (status == 503 && !err) {
+    respond_busy(r);
   } else {
     sl_http_error(r, status, err);
   }
+}
+
+/* A parked request leaves the queue without being taken in (timeout,
+ * client gone, stop): answered (err NULL: busy, 503 with Retry-After), its
+ * message dropped. */
+static void unpark(pending_t *p, int status, const char *err) {
+  hin_t *in = p->in;
+  *p->pprev = p->next;
+  if (p->next) p->next->pprev = p->pprev;
+  else in->parked_tail = p->pprev;
+  sl_batch_free(p->parked);
+  p->parked = NULL;
+  p->txn_done = 1;
+  if (p->req) p->req->on_gone = NULL;
+  answer(p, status, err);
+  pending_finish(p);
+}
+
+static void on_txn(sl_txn_t *t, int status, const char *err, void *arg);
+
+/* Takes parked requests in, oldest first, while the stream has room. */
+static void take_parked(hin_t *in) {
+  while (in->parked && !in->stopped && sl_input_ready(&in->base)) {
+    pending_t *p = in->parked;
+    in->parked = p->next;
+    if (p->next) p->next->pprev = &in->parked;
+    else in->parked_tail = &in->parked;
+    sl_batch_t *b = p->parked;
+    p->parked = NULL;
+    p->req->on_gone = NULL;
+    sl_input_emit(&in->base, b, on_txn, p);
+  }
+}
+
+static void on_parked_gone(sl_http_req_t *r, void *arg) {
+  (void)r;
+  unpark(arg, 499, "client gone");   /* nobody reads it: as http_server_out does */
 }
 
 static void on_txn(sl_txn_t *t, int status, const char *err, void *arg) {
@@ -196,6 +255,10 @@ static void on_txn(sl_txn_t *t, int status, const char *err, void *arg) {
 
 static void on_timeout(uv_timer_t *t) {
   pending_t *p = t->data;
+  if (p->parked) {
+    unpark(p, 503, NULL);
+    return;
+  }
   answer(p, 408, "timed out waiting for delivery");
   pending_finish(p);
 }
@@ -224,15 +287,6 @@ static void on_request(sl_http_req_t *r, void *arg) {
       return;
     }
     in->window_used++;
-  }
-  if (!sl_input_ready(&in->base)) {
-    /* The stream is at max_in_flight: tell the client to come back. */
-    sl_kvlist_t h = {0};
-    sl_kv_add(&h, "Retry-After", "1", 1);
-    static const char busy[] = "{\"error\":\"busy: too many messages in flight\",\"status\":503}";
-    sl_http_respond(r, 503, "application/json", busy, sizeof busy - 1, &h);
-    sl_kv_clear(&h);
-    return;
   }
   sl_msg_t *m = sl_msg_new_bytes(sl_bytes_ref(r->body));
   sl_ctx_t *ctx = sl_http_ctx_new(r);
@@ -269,7 +323,14 @@ static void on_request(sl_http_req_t *r, void *arg) {
   in->waiting++;
   sl_batch_t *b = sl_batch_new(1);
   sl_batch_push(b, m);
-  sl_input_emit(&in->base, b, on_txn, p);
+  /* In arrival order: behind the requests already waiting for room. */
+  p->parked = b;
+  p->pprev = in->parked_tail;
+  *in->parked_tail = p;
+  in->parked_tail = &p->next;
+  r->on_gone = on_parked_gone;
+  r->gone_arg = p;
+  take_parked(in);
 }
 
 /* ---------- WebSocket connections ---------- */
@@ -423,9 +484,12 @@ static int hin_start(sl_input_t *i) {
   return 0;
 }
 
+static void hin_resume(sl_input_t *i) { take_parked((hin_t *)i); }
+
 static void hin_stop(sl_input_t *i) {
   hin_t *in = (hin_t *)i;
   in->stopped = 1;
+  while (in->parked) unpark(in->parked, 503, "shutting down");
   /* The input goes (shutdown, or a reload replaced it) while clients stay
    * connected: each is told to go once its messages are answered, and
    * reconnects to whoever serves the path then. */
@@ -439,6 +503,7 @@ static void hin_stop(sl_input_t *i) {
 
 static void hin_destroy(sl_input_t *i) {
   hin_t *in = (hin_t *)i;
+  while (in->parked) unpark(in->parked, 503, "shutting down");
   while (in->conns) wsconn_close(in->conns, 1001, "stream stopping");
   if (in->routed) sl_hroutes_remove(i->worker, in->routes, 2);
   free(in->ws_path);
@@ -454,7 +519,7 @@ static void hin_destroy(sl_input_t *i) {
   free(in);
 }
 
-static const sl_input_vt vt = {hin_start, NULL, hin_stop, hin_destroy, NULL, NULL};
+static const sl_input_vt vt = {hin_start, hin_resume, hin_stop, hin_destroy, NULL, NULL};
 static const sl_spec_t spec;
 
 static int sync_config(hin_t *in, sl_build_t *b, const sl_cnode_t *sync) {
@@ -485,6 +550,7 @@ static int sync_config(hin_t *in, sl_build_t *b, const sl_cnode_t *sync) {
 
 static void *hin_create(sl_build_t *b, const sl_cnode_t *conf) {
   hin_t *in = sl_xcalloc(1, sizeof(*in));
+  in->parked_tail = &in->parked;
   sl_component_init_input(&in->base, &vt, &spec, b);
   const char *path = sl_conf_str(conf, "path", "/post");
   in->path = path[0] == '/' ? sl_xstrdup(path) : sl_xasprintf("/%s", path);
@@ -530,7 +596,9 @@ static const sl_spec_t spec = {
     "as `X-Request-Id`; a client's own `X-Request-Id` is kept).\n\n"
     "The client is answered `200 {\"status\":\"ok\"}` only after the message was delivered (its "
     "transaction acked), `502` when delivery failed, `408` after `timeout`, and `503` during "
-    "shutdown or while the stream is at `max_in_flight` (with `Retry-After`). Errors are JSON "
+    "shutdown. A request that comes while the stream is at `max_in_flight` waits, in arrival order, for "
+    "room; one still waiting after `timeout` is answered `503` with `Retry-After` (its message never "
+    "entered the stream). Errors are JSON "
     "`{\"error\": \"...\", \"status\": N}`.",
   .fields = fields,
   .shorthand = "path",
