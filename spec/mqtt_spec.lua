@@ -175,7 +175,9 @@ output:
 
   -- 1,000 messages queued for a persistent session, drained through a slow
   -- pipeline, sluice killed (-9) a tenth of the way: every one is written,
-  -- the ones written and not yet acknowledged to the broker twice.
+  -- the ones written and not yet acknowledged to the broker twice: at most
+  -- the input's max_in_flight (20), although Mosquitto 2.0.11 sends far more
+  -- than its own window (78-230 came twice before the input kept to one).
   it("kill -9 mid-flow at QoS 1: nothing lost, what was in the pipeline comes again", function()
     local N, cid = 1000, "k9q1"
     b.sub("-i " .. cid .. " -c -q 1 -t kq1 -E")   -- the session, offline
@@ -186,7 +188,7 @@ output: {mqtt: {urls: [URL], topic: kq1, qos: 1}}
     assert.equal(0, r.code, r.stderr)   -- every one acknowledged by the broker
     local yaml = ([[
 http: {address: 127.0.0.1:$PORT}
-input: {mqtt: {urls: [URL], topics: [kq1], client_id: CID, clean_session: false, qos: 1}}
+input: {mqtt: {urls: [URL], topics: [kq1], client_id: CID, clean_session: false, qos: 1, max_in_flight: 20}}
 pipeline: {processors: [{rate_limit: {count: 50, interval: 100ms}}]}
 output: {file: {path: OUT}}
 ]]):gsub("URL", b.url):gsub("CID", cid)
@@ -215,7 +217,7 @@ output: {file: {path: OUT}}
         assert.truthy(c, "message " .. i .. " acknowledged by the broker and never written")
         dups = dups + c - 1
       end
-      assert.is_true(dups <= #first, dups .. " duplicates")
+      assert.is_true(dups <= 20, dups .. " duplicates")
       print(string.format("\n  QoS 1, kill -9 after %d of %d written: none missing, %d duplicates", #first, N, dups))
     end)
     h.stop_after(srv, ok, err)
@@ -241,6 +243,23 @@ output: {file: {path: OUT}}
       assert.equal(1, metric(srv, "input_connection_lost"))
     end)
     h.stop_after(srv, ok, err)
+  end)
+
+  -- Mosquitto takes at most max_inflight_messages (20) QoS 2 messages in
+  -- flight from a client and closes the connection of one that sends more;
+  -- MQTT 3.1.1 does not announce it, and 64 in flight lost the connection on
+  -- every reconnection (every ~100 ms), for good.
+  it("publishes at QoS 2 within the broker's in-flight limit: all arrive, the connection is never lost", function()
+    b.sub("-i q2sub -c -q 1 -t q2out -E")
+    local r = h.run_config(([[
+input: {generate: {count: 300, interval: 0s, mapping: 'return tostring(i)'}}
+output: {mqtt: {urls: [URL], topic: q2out, qos: 2}}
+]]):gsub("URL", b.url), {timeout = 40})
+    assert.equal(0, r.code, r.stderr:sub(1, 2000))
+    assert.is_nil(r.stderr:find("disconnected", 1, true), r.stderr:sub(1, 2000))
+    local got = h.lines(b.sub("-i q2sub -c -q 1 -t q2out -C 300 -W 20"))
+    assert.equal(300, #got)
+    for i = 1, 300 do assert.equal(tostring(i), got[i]) end
   end)
 
   it("the output across a broker restart mid-flow: waits, reconnects and loses nothing at QoS 1", function()

@@ -25,8 +25,12 @@ static const sl_field_t fields[] = {
   {"qos", SL_F_INT, "1", 0, "QoS of the messages published.", SL_BOUNDS("0", "2"), NULL},
   {"retained", SL_F_BOOL, "false", 0, "Publish with the retain flag: the broker keeps the last one per topic.",
    NULL, NULL},
-  {"max_in_flight", SL_F_INT, "64", 0, "Messages waiting for the broker's acknowledgement at most.",
-   SL_BOUNDS("1", "65535"), NULL},
+  {"max_in_flight", SL_F_INT, NULL, 0,
+   "Messages waiting for the broker's acknowledgement at most: 64 unless set, 20 at QoS 2 over MQTT 3.1.1. "
+   "A broker takes at most its own number of QoS 2 messages in flight from a client (Mosquitto's "
+   "`max_inflight_messages`, 20 by default) and closes the connection of one that sends more, which then "
+   "sends them again on every reconnection; an MQTT 5 broker announces its number and the client keeps to it, "
+   "an MQTT 3.1.1 one does not: set this at or under it.", SL_BOUNDS("1", "65535"), NULL},
   {"metadata_properties", SL_F_BOOL, "true", 0,
    "MQTT 5: send the message's metadata (but its `mqtt_*` keys) as user properties (sluice adds it).", NULL, NULL},
   SL_BATCHING_FIELD,
@@ -281,7 +285,6 @@ static void *mout_create(sl_build_t *b, const sl_cnode_t *conf) {
   o->queue_tail = &o->queue;
   o->qos = (int)sl_conf_int(conf, "qos", 1);
   o->retain = sl_conf_bool(conf, "retained", 0);
-  o->max_in_flight = sl_conf_int(conf, "max_in_flight", 64);
   o->topic = sl_lua_interp_field(b->worker, conf, b->diags, "topic");
   static const sl_mqtt_cbs_t cbs = {on_connected, on_lost, NULL, on_published, on_io_done};
   o->c = sl_mqtt_new(b, conf, SL_CM_OUTPUT, &cbs, o);
@@ -290,6 +293,7 @@ static void *mout_create(sl_build_t *b, const sl_cnode_t *conf) {
     return NULL;
   }
   o->props = sl_mqtt_v5(o->c) && sl_conf_bool(conf, "metadata_properties", 1);
+  o->max_in_flight = sl_conf_int(conf, "max_in_flight", o->qos == 2 && !sl_mqtt_v5(o->c) ? 20 : 64);
   o->mids = sl_xcalloc(65536, sizeof(*o->mids));
   char *err = NULL;
   if (sl_interp_is_static(o->topic)) o->static_topic = sl_interp_eval(o->topic, NULL, 0, NULL, &err);
