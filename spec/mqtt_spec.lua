@@ -175,9 +175,12 @@ output:
 
   -- 1,000 messages queued for a persistent session, drained through a slow
   -- pipeline, sluice killed (-9) a tenth of the way: every one is written,
-  -- the ones written and not yet acknowledged to the broker twice: at most
-  -- the input's max_in_flight (20), although Mosquitto 2.0.11 sends far more
-  -- than its own window (78-230 came twice before the input kept to one).
+  -- the ones written and not yet acknowledged to the broker twice: the
+  -- input's max_in_flight (20), plus acknowledgements sent that the broker
+  -- had not read (kill -9 resets a connection with unread data, and the
+  -- broker drops them: 49 seen at load 12), so 3 x 20 with the margin.
+  -- Mosquitto 2.0.11 sends far more than its own window: 78-230 came twice
+  -- before the input kept one of its own.
   it("kill -9 mid-flow at QoS 1: nothing lost, what was in the pipeline comes again", function()
     local N, cid = 1000, "k9q1"
     b.sub("-i " .. cid .. " -c -q 1 -t kq1 -E")   -- the session, offline
@@ -217,7 +220,7 @@ output: {file: {path: OUT}}
         assert.truthy(c, "message " .. i .. " acknowledged by the broker and never written")
         dups = dups + c - 1
       end
-      assert.is_true(dups <= 20, dups .. " duplicates")
+      assert.is_true(dups <= 60, dups .. " duplicates")
       print(string.format("\n  QoS 1, kill -9 after %d of %d written: none missing, %d duplicates", #first, N, dups))
     end)
     h.stop_after(srv, ok, err)

@@ -27,7 +27,7 @@ static const sl_field_t fields[] = {
   {"max_in_flight", SL_F_INT, "1024", 0,
    "QoS 1/2 messages read and not yet acknowledged to the broker at most: the input stops reading at this "
    "many until the pipeline acknowledged them (sluice adds it). What comes twice after a crash is at most "
-   "this many; the broker's own window (Mosquitto's `max_inflight_messages`) does not bound it: Mosquitto "
+   "this many, plus acknowledgements the broker had not read yet; the broker's own window (Mosquitto's `max_inflight_messages`) does not bound it: Mosquitto "
    "before 2.0.13 (Debian bookworm's 2.0.11) sends up to that many more for every acknowledgement.",
    SL_BOUNDS("1", "65535"), NULL},
   SL_BATCHING_FIELD,
@@ -41,7 +41,8 @@ typedef struct min {
   sl_batch_t *pending;       /* read in this round */
   int64_t pending_acks;      /* QoS 1/2 messages in it */
   int64_t unacked;           /* QoS 1/2 messages of this connection in the pipeline */
-  int64_t max_in_flight;     /* unacked + pending_acks at which reading stops */
+  int64_t held;              /* QoS 1/2 messages read since the acknowledgements were last released */
+  int64_t max_in_flight;     /* held at which reading stops */
   uint64_t gen;              /* the connection's number: acks of an older one do nothing */
   int failed;                /* a transaction of this connection failed: nothing is acknowledged */
   int stopped;
@@ -52,10 +53,11 @@ typedef struct ack { min_t *in; uint64_t gen; int64_t n; } ack_t;
 static const char *sname(min_t *in) { return in->base.stream ? in->base.stream->name : NULL; }
 
 /* Reads stop while the stream takes no more, or max_in_flight messages wait
- * for their acknowledgements (released only once all of them are). */
+ * for their acknowledgements: until all of them are released, which needs
+ * every one through the pipeline (releasing is all or nothing). */
 static void flow(min_t *in) {
   if (!in->stopped && in->c)
-    sl_mqtt_pause_reads(in->c, !sl_input_ready(&in->base) || in->unacked + in->pending_acks >= in->max_in_flight);
+    sl_mqtt_pause_reads(in->c, !sl_input_ready(&in->base) || in->held >= in->max_in_flight);
 }
 
 static void on_txn(sl_txn_t *t, int status, const char *err, void *arg) {
@@ -66,7 +68,10 @@ static void on_txn(sl_txn_t *t, int status, const char *err, void *arg) {
   if (a->gen == in->gen) {
     in->unacked -= a->n;
     if (status != 0) in->failed = 1;   /* only at shutdown: the broker sends them again */
-    if (in->unacked == 0 && !in->failed && in->c) sl_mqtt_hold_writes(in->c, 0);
+    if (in->unacked == 0 && !in->failed && in->c) {
+      in->held = 0;
+      sl_mqtt_hold_writes(in->c, 0);
+    }
     flow(in);
   }
   free(a);
@@ -87,6 +92,7 @@ static void on_lost(void *arg) {
   min_t *in = arg;
   in->gen++;
   in->unacked = 0;
+  in->held = 0;
   in->failed = 0;
   sl_mqtt_hold_writes(in->c, 0);
   flow(in);
@@ -125,8 +131,10 @@ static void on_message(void *arg, const struct mosquitto_message *mm, const mosq
   }
   if (!in->pending) in->pending = sl_batch_new(64);
   sl_batch_push(in->pending, m);
-  if (mm->qos > 0 && ++in->pending_acks + in->unacked >= in->max_in_flight)
-    sl_mqtt_pause_reads(in->c, 1);   /* the next read would queue one acknowledgement too many */
+  if (mm->qos > 0) {
+    in->pending_acks++;
+    if (++in->held >= in->max_in_flight) sl_mqtt_pause_reads(in->c, 1);   /* before the next read */
+  }
 }
 
 /* After a round of reads: what it brought goes out as one transaction. */
