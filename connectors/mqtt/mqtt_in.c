@@ -27,8 +27,9 @@ static const sl_field_t fields[] = {
   {"max_in_flight", SL_F_INT, "1024", 0,
    "QoS 1/2 messages read and not yet acknowledged to the broker at most: the input stops reading at this "
    "many until the pipeline acknowledged them (sluice adds it). What comes twice after a crash is at most "
-   "this many, plus acknowledgements the broker had not read yet; the broker's own window (Mosquitto's `max_inflight_messages`) does not bound it: Mosquitto "
-   "before 2.0.13 (Debian bookworm's 2.0.11) sends up to that many more for every acknowledgement.",
+   "this many, plus acknowledgements the broker had not read yet; the broker's own window (Mosquitto's "
+   "`max_inflight_messages`) does not bound it: Mosquitto before 2.0.13 (Debian bookworm's 2.0.11) sends up "
+   "to that many more for every acknowledgement.",
    SL_BOUNDS("1", "65535"), NULL},
   SL_BATCHING_FIELD,
   {0}};
@@ -231,8 +232,8 @@ static const sl_spec_t spec = {
     "by the output, or deliberately dropped): the client holds what it would send (acknowledgements in order, "
     "and pings) while messages of the connection are in flight, so a crash or a lost connection leaves them "
     "unacknowledged and, with `clean_session: false` and a `client_id`, the broker sends them again: at "
-    "most `max_in_flight` of them were read, so at most that many come twice. QoS 2 is at most once across a crash or a stop: libmosquitto (2.0) sends PUBREC on "
-    "receipt and delivers the message only at the broker's PUBREL, after which the broker keeps only its id, "
+    "most `max_in_flight` of them were read, so at most that many come twice. QoS 2 is at most once across a "
+    "crash or a stop: libmosquitto (2.0) sends PUBREC on receipt and delivers the message only at the broker's PUBREL, after which the broker keeps only its id, "
     "so what was between the two is lost, never duplicated (docs/mqtt.md); `qos: 1` is at-least-once, QoS 2 "
     "publishes included (the broker downgrades them). `mqtt_duplicate` is always `false`: libmosquitto does not pass the flag on. "
     "While disconnected the stream reports not ready on `/ready` with the reason, and reconnects with "
