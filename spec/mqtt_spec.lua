@@ -408,6 +408,23 @@ output:
     h.stop_after(srv, ok, err)
   end)
 
+  -- Each message's outcome is kept with the batch: the output's retries of
+  -- a batch publish only the message that failed. With max_retries 2 the
+  -- stream writes a batch 3 times and the input sends it 3 times (a copy
+  -- each, which the output has not seen): each good message is published 3
+  -- times, once per send (main: 9, on every write).
+  it("a retry publishes only the messages of its batch that failed", function()
+    b.sub("-i retrysub -c -q 1 -t 'rt/#' -E")
+    h.run_config(([[
+retry: {max_retries: 2, initial_interval: 10ms, max_interval: 10ms}
+input: {generate: {count: 3, interval: 0s, batch_size: 3, mapping: 'return ({"rt/a", "rt/#", "rt/b"})[i]'}}
+output: {mqtt: {urls: [URL], topic: '${! content() }', qos: 1}}
+]]):gsub("URL", b.url), {timeout = 30})
+    local got = h.lines(b.sub("-i retrysub -c -q 1 -t 'rt/#' -W 3 -v"))
+    table.sort(got)
+    assert.same({"rt/a rt/a", "rt/a rt/a", "rt/a rt/a", "rt/b rt/b", "rt/b rt/b", "rt/b rt/b"}, got)
+  end)
+
   it("a per-user topic behind a request-scoped SSE endpoint ($tyk_context and ${ctx…})", function()
     local srv = h.serve(([[
 http: {address: 127.0.0.1:$PORT}
