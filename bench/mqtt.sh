@@ -18,7 +18,10 @@
 # mosquitto_pub -l is no peer: at the end of its input it disconnects with
 # QoS 1 messages still queued, which are lost (200k sent, 3k-69k arrived).
 # Usage: bench/mqtt.sh   (N=1000000 SIZES="100 1024" RUNS=3 by default;
-# INFLIGHT=20 is the broker's max_inflight_messages, Mosquitto's default)
+# INFLIGHT=20 is the broker's max_inflight_messages, Mosquitto's default;
+# SAME=1: sluice and mqtt_peer drain their sessions at the same time, each
+# timed from the common start, so that both see the same load of a shared
+# machine, which one after the other they do not)
 set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -89,13 +92,18 @@ preload() { # $1 client id, $2 size
 consume_sluice() { # $1 size
   id=s$RANDOM$RANDOM
   preload "$id" "$1"
+  consume_sluice_from "" "$1"
+}
+
+# Drains the session $id preloaded by the caller, timed from $1 (or now).
+consume_sluice_from() { # $1 start or "", $2 size
   cat > "$WORK/c.yaml" <<YAML
 http: {address: 127.0.0.1:$HPORT}
 input: {mqtt: {urls: [tcp://127.0.0.1:$MPORT], topics: [bench/c/$id], client_id: $id, clean_session: false, qos: 1}}
 max_in_flight: 64
 output: {drop: {}}
 YAML
-  s=$(now)
+  s=${1:-$(now)}
   /usr/bin/time -f "%U %S" -o "$WORK/time" "$BIN" run --log-level warn "$WORK/c.yaml" & pid=$!
   wait_received $pid "$HPORT" "$N" 12000 0.02 "mqtt → drop"
   e=$(now)
@@ -130,14 +138,32 @@ consume_peer() { # $1 size
   echo "$(rate_between "$s" "$e") $(cpu)"
 }
 
+# SAME=1: both at once; appends sluice's figures to $WORK/s, the peer's to $WORK/p.
+consume_same() { # $1 size
+  id=s$RANDOM$RANDOM pid_=p$RANDOM$RANDOM
+  preload "$id" "$1"
+  preload "$pid_" "$1"
+  s=$(now)
+  ( /usr/bin/time -f "%U %S" -o "$WORK/ptime" "$PEER" sub "$MPORT" "bench/c/$pid_" "$N" 1 "$pid_" ||
+      fail "mqtt_peer sub failed"; echo "$(rate_between "$s" "$(now)")" > "$WORK/prate" ) &
+  peer=$!
+  consume_sluice_from "$s" "$1" >> "$WORK/s"
+  wait $peer
+  echo "$(cat "$WORK/prate") $(awk -v n="$N" '{printf "%.2f\n", ($1 + $2) / (n / 1e6)}' "$WORK/ptime")" >> "$WORK/p"
+}
+
 echo "| benchmark (QoS 1, $N messages, broker max_inflight_messages $INFLIGHT) | sluice msg/s | mqtt_peer msg/s | ratio | Benthos msg/s | sluice/Benthos | CPU s/1M sluice / peer / Benthos |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 for size in $SIZES; do
   for dir in produce consume; do
     : > "$WORK/s"; : > "$WORK/p"; : > "$WORK/b"
     for _ in $(seq "$RUNS"); do
-      ${dir}_sluice "$size" >> "$WORK/s"
-      ${dir}_peer "$size" >> "$WORK/p"
+      if [ "${SAME:-0}" = 1 ] && [ "$dir" = consume ]; then
+        consume_same "$size"
+      else
+        ${dir}_sluice "$size" >> "$WORK/s"
+        ${dir}_peer "$size" >> "$WORK/p"
+      fi
       ${dir}_benthos "$size" >> "$WORK/b"
     done
     s=$(awk '{print $1}' "$WORK/s" | median); p=$(awk '{print $1}' "$WORK/p" | median); b=$(awk '{print $1}' "$WORK/b" | median)

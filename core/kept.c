@@ -2,6 +2,7 @@
 #include "kept.h"
 #include "xalloc.h"
 #include <stdlib.h>
+#include <string.h>
 
 struct sl_kept {
   sl_kept_t *next;
@@ -9,14 +10,46 @@ struct sl_kept {
   void *w;
 };
 
-void sl_kept_fail(sl_kept_t **list, void *w, sl_output_t *out, sl_batch_t *b, const char *err, sl_write_cb cb,
-                  void *arg) {
+/* The failure being reported on this thread: the callback reaches a parent
+ * through the stream's retry layer, which has no room for it. A parent's
+ * own write that fails inside the callback reports its own, then restores. */
+typedef struct report {
+  const sl_batch_t *b;
+  const uint8_t *failed;
+} report_t;
+static _Thread_local report_t reporting;
+
+void sl_kept_fail_some(sl_kept_t **list, void *w, const uint8_t *failed, sl_output_t *out, sl_batch_t *b,
+                       const char *err, sl_write_cb cb, void *arg) {
   sl_kept_t *k = sl_xmalloc(sizeof(*k));
   *k = (sl_kept_t){*list, b, w};
   *list = k;
+  /* Copies: the callback may take w back and free it, err and failed with it. */
   char *copy = sl_xstrdup(err);
+  uint8_t *fcopy = NULL;
+  if (failed && b->n) {
+    fcopy = sl_xmalloc(b->n);
+    memcpy(fcopy, failed, b->n);
+  }
+  report_t outer = reporting;
+  reporting = (report_t){b, fcopy};
   cb(out, b, -1, copy, arg);
+  reporting = outer;
+  free(fcopy);
   free(copy);
+}
+
+void sl_kept_fail(sl_kept_t **list, void *w, sl_output_t *out, sl_batch_t *b, const char *err, sl_write_cb cb,
+                  void *arg) {
+  sl_kept_fail_some(list, w, NULL, out, b, err, cb, arg);
+}
+
+/* Read once, by the first parent the callback reaches: b may be freed and
+ * its address given to another batch before the callback returns. */
+const uint8_t *sl_kept_failed(const sl_batch_t *b) {
+  if (reporting.b != b) return NULL;
+  reporting.b = NULL;
+  return reporting.failed;
 }
 
 void *sl_kept_take(sl_kept_t **list, const sl_batch_t *b) {

@@ -175,7 +175,12 @@ output:
 
   -- 1,000 messages queued for a persistent session, drained through a slow
   -- pipeline, sluice killed (-9) a tenth of the way: every one is written,
-  -- the ones written and not yet acknowledged to the broker twice.
+  -- the ones written and not yet acknowledged to the broker twice: the
+  -- input's max_in_flight (20), plus acknowledgements sent that the broker
+  -- had not read (kill -9 resets a connection with unread data, and the
+  -- broker drops them: 49 seen at load 12), so 3 x 20 with the margin.
+  -- Mosquitto 2.0.11 sends far more than its own window: 78-230 came twice
+  -- before the input kept one of its own.
   it("kill -9 mid-flow at QoS 1: nothing lost, what was in the pipeline comes again", function()
     local N, cid = 1000, "k9q1"
     b.sub("-i " .. cid .. " -c -q 1 -t kq1 -E")   -- the session, offline
@@ -186,7 +191,7 @@ output: {mqtt: {urls: [URL], topic: kq1, qos: 1}}
     assert.equal(0, r.code, r.stderr)   -- every one acknowledged by the broker
     local yaml = ([[
 http: {address: 127.0.0.1:$PORT}
-input: {mqtt: {urls: [URL], topics: [kq1], client_id: CID, clean_session: false, qos: 1}}
+input: {mqtt: {urls: [URL], topics: [kq1], client_id: CID, clean_session: false, qos: 1, max_in_flight: 20}}
 pipeline: {processors: [{rate_limit: {count: 50, interval: 100ms}}]}
 output: {file: {path: OUT}}
 ]]):gsub("URL", b.url):gsub("CID", cid)
@@ -215,7 +220,7 @@ output: {file: {path: OUT}}
         assert.truthy(c, "message " .. i .. " acknowledged by the broker and never written")
         dups = dups + c - 1
       end
-      assert.is_true(dups <= #first, dups .. " duplicates")
+      assert.is_true(dups <= 60, dups .. " duplicates")
       print(string.format("\n  QoS 1, kill -9 after %d of %d written: none missing, %d duplicates", #first, N, dups))
     end)
     h.stop_after(srv, ok, err)
@@ -241,6 +246,23 @@ output: {file: {path: OUT}}
       assert.equal(1, metric(srv, "input_connection_lost"))
     end)
     h.stop_after(srv, ok, err)
+  end)
+
+  -- Mosquitto takes at most max_inflight_messages (20) QoS 2 messages in
+  -- flight from a client and closes the connection of one that sends more;
+  -- MQTT 3.1.1 does not announce it, and 64 in flight lost the connection on
+  -- every reconnection (every ~100 ms), for good.
+  it("publishes at QoS 2 within the broker's in-flight limit: all arrive, the connection is never lost", function()
+    b.sub("-i q2sub -c -q 1 -t q2out -E")
+    local r = h.run_config(([[
+input: {generate: {count: 300, interval: 0s, mapping: 'return tostring(i)'}}
+output: {mqtt: {urls: [URL], topic: q2out, qos: 2}}
+]]):gsub("URL", b.url), {timeout = 40})
+    assert.equal(0, r.code, r.stderr:sub(1, 2000))
+    assert.is_nil(r.stderr:find("disconnected", 1, true), r.stderr:sub(1, 2000))
+    local got = h.lines(b.sub("-i q2sub -c -q 1 -t q2out -C 300 -W 20"))
+    assert.equal(300, #got)
+    for i = 1, 300 do assert.equal(tostring(i), got[i]) end
   end)
 
   it("the output across a broker restart mid-flow: waits, reconnects and loses nothing at QoS 1", function()
@@ -354,15 +376,21 @@ output:
     h.stop_after(srv, ok, err)
   end)
 
+  -- The three messages form one batch (batching: count 3; batch_index 0-2):
+  -- the output publishes the good one and fails the two others, which alone
+  -- go to the fallback, with the reason (a retry would publish only them).
   it("fails a message whose topic is not valid MQTT (non-UTF-8, a wildcard) with the reason, and goes on", function()
     local srv = h.serve(([[
 http: {address: 127.0.0.1:$PORT}
 input:
-  mqtt: {urls: [URL], topics: [bad/in]}
+  mqtt: {urls: [URL], topics: [bad/in], batching: {count: 3}}
+pipeline:
+  processors:
+    - lua: 'meta.t = content(); return batch_index() .. " " .. content()'
 output:
   fallback:
-    - mqtt: {urls: [URL], topic: '${! content() }'}
-    - file: {path: failed.txt}
+    - mqtt: {urls: [URL], topic: '${! meta.t }'}
+    - file: {path: 'failed-${! meta.fallback_error:find("not a valid topic", 1, true) and "topic" or "other" }.txt'}
 ]]):gsub("URL", b.url), nil)
     local ok, err = pcall(function()
       assert.truthy(h.wait_for(function() return ready(srv):find('"ready":true', 1, true) end))
@@ -370,11 +398,31 @@ output:
       assert.equal(0, b.pub("-q 1 -t bad/in -m 'a/#'"))
       assert.equal(0, b.pub("-q 1 -t bad/in -f /dev/stdin", "\255\254"))
       assert.equal(0, b.pub("-q 1 -t bad/in -m good/one"))
-      assert.equal("good/one good/one\n", b.sub("-i badsub -c -q 1 -t 'good/#' -C 1 -W 10 -v"))
-      local failed = h.wait_lines(srv.dir .. "/failed.txt", 2)
-      assert.equal(2, #failed, table.concat(failed, "\n"))
+      assert.equal("good/one 2 good/one\n", b.sub("-i badsub -c -q 1 -t 'good/#' -C 1 -W 10 -v"))
+      -- the fallback's write is acknowledged before the stream counts the batch sent
+      assert.truthy(h.wait_for(function() return metric(srv, "output_sent") == 3 end))
+      local failed = h.lines(h.read(srv.dir .. "/failed-topic.txt"))
+      assert.same({"0 a/#", "1 \255\254"}, failed, table.concat(failed, "\n"))
+      assert.is_nil(h.read(srv.dir .. "/failed-other.txt"))
     end)
     h.stop_after(srv, ok, err)
+  end)
+
+  -- Each message's outcome is kept with the batch: the output's retries of
+  -- a batch publish only the message that failed. With max_retries 2 the
+  -- stream writes a batch 3 times and the input sends it 3 times (a copy
+  -- each, which the output has not seen): each good message is published 3
+  -- times, once per send (main: 9, on every write).
+  it("a retry publishes only the messages of its batch that failed", function()
+    b.sub("-i retrysub -c -q 1 -t 'rt/#' -E")
+    h.run_config(([[
+retry: {max_retries: 2, initial_interval: 10ms, max_interval: 10ms}
+input: {generate: {count: 3, interval: 0s, batch_size: 3, mapping: 'return ({"rt/a", "rt/#", "rt/b"})[i]'}}
+output: {mqtt: {urls: [URL], topic: '${! content() }', qos: 1}}
+]]):gsub("URL", b.url), {timeout = 30})
+    local got = h.lines(b.sub("-i retrysub -c -q 1 -t 'rt/#' -W 3 -v"))
+    table.sort(got)
+    assert.same({"rt/a rt/a", "rt/a rt/a", "rt/a rt/a", "rt/b rt/b", "rt/b rt/b", "rt/b rt/b"}, got)
   end)
 
   it("a per-user topic behind a request-scoped SSE endpoint ($tyk_context and ${ctx…})", function()

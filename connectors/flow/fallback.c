@@ -1,6 +1,7 @@
 /* `fallback` output: tries its outputs in order; a batch that the first one
  * fails goes to the second, and so on (the dead-letter pattern). */
 #include "children.h"
+#include "core/kept.h"
 #include "core/xalloc.h"
 #include <stdlib.h>
 #include <string.h>
@@ -45,12 +46,14 @@ static void req_release(req_t *r) {
   free(r);
 }
 
-/* Copies of the messages whose failure flag is `errored` (-1: all of them),
- * tagged with fallback_error when it is given. */
-static sl_batch_t *copy_where(const sl_batch_t *b, int errored, const char *fallback_error) {
+/* Copies of the messages whose failure flag is `errored` (-1: all of them)
+ * and, given `failed`, that the output did not deliver, tagged with
+ * fallback_error when it is given. */
+static sl_batch_t *copy_where(const sl_batch_t *b, int errored, const uint8_t *failed, const char *fallback_error) {
   sl_batch_t *c = sl_batch_new(b->n);
   for (uint32_t i = 0; i < b->n; i++) {
     if (errored >= 0 && (b->msgs[i]->error != NULL) != errored) continue;
+    if (failed && !failed[i]) continue;
     sl_msg_t *m = sl_msg_clone(b->msgs[i]);
     if (fallback_error) sl_kv_set(&m->meta, "fallback_error", fallback_error, strlen(fallback_error));
     sl_batch_push(c, m);
@@ -71,13 +74,17 @@ static void part_done(sl_output_t *child, sl_batch_t *b, int status, const char 
   req_t *r = p.req;
   if (status != 0) {
     const char *e = err ? err : "delivery failed";
+    /* An output that delivered some of the batch said which (kept.h). */
+    const uint8_t *failed = sl_kept_failed(b);
     if (p.stage + 1 == r->fb->kids.n) {
       if (!r->err) r->err = sl_xstrdup(e);
+    } else if (failed) {
+      send_part(r, copy_where(b, -1, failed, e), p.stage + 1, 1);
     } else if (b->n > 1 && any_errored(b)) {
       /* An output that takes only some messages (reject_errored) refuses the
        * whole batch: retry the clean messages together and each failed one
        * alone, so that each moves on with its own error. */
-      sl_batch_t *clean = copy_where(b, 0, NULL);
+      sl_batch_t *clean = copy_where(b, 0, NULL, NULL);
       if (clean->n) send_part(r, clean, p.stage, 1);
       else sl_batch_free_shell(clean);
       for (uint32_t i = 0; i < b->n; i++) {
@@ -87,7 +94,7 @@ static void part_done(sl_output_t *child, sl_batch_t *b, int status, const char 
         send_part(r, one, p.stage, 1);
       }
     } else {
-      send_part(r, copy_where(b, -1, e), p.stage + 1, 1);
+      send_part(r, copy_where(b, -1, NULL, e), p.stage + 1, 1);
     }
   }
   /* Copies only: the caller's batch still holds every transaction reference. */
@@ -146,7 +153,8 @@ static const sl_spec_t spec = {
     "output refused them. When an output refuses a batch holding messages flagged as "
     "failed (as `reject_errored` does), the clean messages are tried again together and "
     "each failed one alone, so that clean messages stay on the first output and only the "
-    "failed ones move on, each with its own error.\n\n"
+    "failed ones move on, each with its own error. An output that delivered part of a batch and says "
+    "which (`mqtt`) hands on only the messages it did not deliver.\n\n"
     "The list of outputs can be given directly: `fallback: [ ... ]`.",
   .fields = fields,
   .shorthand = "outputs",

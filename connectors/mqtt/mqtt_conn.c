@@ -450,7 +450,13 @@ int sl_mqtt_connected(const sl_mqtt_t *c) { return c->connected; }
 void sl_mqtt_hold_writes(sl_mqtt_t *c, int hold) {
   if (c->hold == hold) return;
   c->hold = hold;
-  if (!c->in_io) watch(c);
+  if (c->in_io) return;   /* on_io writes what was released before it returns */
+  /* Released: the acknowledgements go now (a few bytes the socket takes at
+   * once), not after a turn of the loop in which a read could queue new
+   * ones behind them and hold them again. */
+  if (!hold && !c->freed && mosquitto_socket(c->mosq) >= 0 && mosquitto_want_write(c->mosq))
+    mosquitto_loop_write(c->mosq, 1);
+  watch(c);
 }
 
 void sl_mqtt_pause_reads(sl_mqtt_t *c, int pause) {

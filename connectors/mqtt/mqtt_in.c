@@ -24,6 +24,13 @@ static const sl_field_t fields[] = {
    "A QoS 1 message is acknowledged (PUBACK) once the pipeline acknowledged it; a QoS 2 one is completed "
    "(PUBCOMP) then, but libmosquitto sends its PUBREC on receipt: at most once across a crash.",
    SL_BOUNDS("0", "2"), NULL},
+  {"max_in_flight", SL_F_INT, "1024", 0,
+   "QoS 1/2 messages read and not yet acknowledged to the broker at most: the input stops reading at this "
+   "many until the pipeline acknowledged them (sluice adds it). What comes twice after a crash is at most "
+   "this many, plus acknowledgements the broker had not read yet; the broker's own window (Mosquitto's "
+   "`max_inflight_messages`) does not bound it: Mosquitto before 2.0.13 (Debian bookworm's 2.0.11) sends up "
+   "to that many more for every acknowledgement.",
+   SL_BOUNDS("1", "65535"), NULL},
   SL_BATCHING_FIELD,
   {0}};
 
@@ -35,6 +42,8 @@ typedef struct min {
   sl_batch_t *pending;       /* read in this round */
   int64_t pending_acks;      /* QoS 1/2 messages in it */
   int64_t unacked;           /* QoS 1/2 messages of this connection in the pipeline */
+  int64_t held;              /* QoS 1/2 messages read since the acknowledgements were last released */
+  int64_t max_in_flight;     /* held at which reading stops */
   uint64_t gen;              /* the connection's number: acks of an older one do nothing */
   int failed;                /* a transaction of this connection failed: nothing is acknowledged */
   int stopped;
@@ -44,6 +53,14 @@ typedef struct ack { min_t *in; uint64_t gen; int64_t n; } ack_t;
 
 static const char *sname(min_t *in) { return in->base.stream ? in->base.stream->name : NULL; }
 
+/* Reads stop while the stream takes no more, or max_in_flight messages wait
+ * for their acknowledgements: until all of them are released, which needs
+ * every one through the pipeline (releasing is all or nothing). */
+static void flow(min_t *in) {
+  if (!in->stopped && in->c)
+    sl_mqtt_pause_reads(in->c, !sl_input_ready(&in->base) || in->held >= in->max_in_flight);
+}
+
 static void on_txn(sl_txn_t *t, int status, const char *err, void *arg) {
   (void)t;
   (void)err;
@@ -52,7 +69,11 @@ static void on_txn(sl_txn_t *t, int status, const char *err, void *arg) {
   if (a->gen == in->gen) {
     in->unacked -= a->n;
     if (status != 0) in->failed = 1;   /* only at shutdown: the broker sends them again */
-    if (in->unacked == 0 && !in->failed && in->c) sl_mqtt_hold_writes(in->c, 0);
+    if (in->unacked == 0 && !in->failed && in->c) {
+      in->held = 0;
+      sl_mqtt_hold_writes(in->c, 0);
+    }
+    flow(in);
   }
   free(a);
 }
@@ -72,8 +93,10 @@ static void on_lost(void *arg) {
   min_t *in = arg;
   in->gen++;
   in->unacked = 0;
+  in->held = 0;
   in->failed = 0;
   sl_mqtt_hold_writes(in->c, 0);
+  flow(in);
 }
 
 static void on_message(void *arg, const struct mosquitto_message *mm, const mosquitto_property *props) {
@@ -109,7 +132,10 @@ static void on_message(void *arg, const struct mosquitto_message *mm, const mosq
   }
   if (!in->pending) in->pending = sl_batch_new(64);
   sl_batch_push(in->pending, m);
-  if (mm->qos > 0) in->pending_acks++;
+  if (mm->qos > 0) {
+    in->pending_acks++;
+    if (++in->held >= in->max_in_flight) sl_mqtt_pause_reads(in->c, 1);   /* before the next read */
+  }
 }
 
 /* After a round of reads: what it brought goes out as one transaction. */
@@ -127,7 +153,7 @@ static void on_io_done(void *arg) {
     in->pending_acks = 0;
     sl_input_emit(&in->base, b, on_txn, a);
   }
-  if (!in->stopped) sl_mqtt_pause_reads(in->c, !sl_input_ready(&in->base));
+  flow(in);
 }
 
 static int min_start(sl_input_t *base) {
@@ -137,10 +163,7 @@ static int min_start(sl_input_t *base) {
   return 0;
 }
 
-static void min_resume(sl_input_t *base) {
-  min_t *in = (min_t *)base;
-  if (!in->stopped && in->c) sl_mqtt_pause_reads(in->c, !sl_input_ready(base));
-}
+static void min_resume(sl_input_t *base) { flow((min_t *)base); }
 
 static void min_stop(sl_input_t *base) {
   min_t *in = (min_t *)base;
@@ -172,6 +195,7 @@ static void *min_create(sl_build_t *b, const sl_cnode_t *conf) {
   min_t *in = sl_xcalloc(1, sizeof(*in));
   sl_component_init_input(&in->base, &vt, &spec, b);
   in->qos = (int)sl_conf_int(conf, "qos", 1);
+  in->max_in_flight = sl_conf_int(conf, "max_in_flight", 1024);
   const sl_cnode_t *l = sl_cnode_get(conf, "topics");
   int bad = 0;
   for (uint32_t i = 0; l && l->type == SL_CN_SEQ && i < l->n; i++) {
@@ -207,10 +231,9 @@ static const sl_spec_t spec = {
     "A QoS 1 or 2 message is acknowledged to the broker only after the pipeline acknowledged it (delivered "
     "by the output, or deliberately dropped): the client holds what it would send (acknowledgements in order, "
     "and pings) while messages of the connection are in flight, so a crash or a lost connection leaves them "
-    "unacknowledged and, with `clean_session: false` and a `client_id`, the broker sends them again. The "
-    "broker sends at most its `max_inflight_messages` (MQTT 5: the client's receive maximum) unacknowledged "
-    "messages at once. QoS 2 is at most once across a crash or a stop: libmosquitto (2.0) sends PUBREC on "
-    "receipt and delivers the message only at the broker's PUBREL, after which the broker keeps only its id, "
+    "unacknowledged and, with `clean_session: false` and a `client_id`, the broker sends them again: at "
+    "most `max_in_flight` of them were read, so at most that many come twice. QoS 2 is at most once across a "
+    "crash or a stop: libmosquitto (2.0) sends PUBREC on receipt and delivers the message only at the broker's PUBREL, after which the broker keeps only its id, "
     "so what was between the two is lost, never duplicated (docs/mqtt.md); `qos: 1` is at-least-once, QoS 2 "
     "publishes included (the broker downgrades them). `mqtt_duplicate` is always `false`: libmosquitto does not pass the flag on. "
     "While disconnected the stream reports not ready on `/ready` with the reason, and reconnects with "

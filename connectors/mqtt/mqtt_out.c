@@ -4,8 +4,11 @@
  * written to the socket). At most `max_in_flight` messages wait for the
  * broker; later ones wait their turn, in order. A QoS 1/2 message in
  * flight when the connection is lost is sent again by libmosquitto after
- * the reconnection; QoS 0 ones fail (the stream's retry policy re-sends). */
+ * the reconnection; QoS 0 ones fail (the stream's retry policy re-sends).
+ * Each message's outcome is kept: a retry of a failed batch publishes only
+ * what failed, and a `fallback` gets only those (core/kept.h). */
 #include "mqtt_conn.h"
+#include "core/kept.h"
 #include "core/log.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
@@ -22,14 +25,19 @@ static const sl_field_t fields[] = {
   {"qos", SL_F_INT, "1", 0, "QoS of the messages published.", SL_BOUNDS("0", "2"), NULL},
   {"retained", SL_F_BOOL, "false", 0, "Publish with the retain flag: the broker keeps the last one per topic.",
    NULL, NULL},
-  {"max_in_flight", SL_F_INT, "64", 0, "Messages waiting for the broker's acknowledgement at most.",
-   SL_BOUNDS("1", "65535"), NULL},
+  {"max_in_flight", SL_F_INT, NULL, 0,
+   "Messages waiting for the broker's acknowledgement at most: 64 unless set, 20 at QoS 2 over MQTT 3.1.1. "
+   "A broker takes at most its own number of QoS 2 messages in flight from a client (Mosquitto's "
+   "`max_inflight_messages`, 20 by default) and closes the connection of one that sends more, which then "
+   "sends them again on every reconnection; an MQTT 5 broker announces its number and the client keeps to it, "
+   "an MQTT 3.1.1 one does not: set this at or under it.", SL_BOUNDS("1", "65535"), NULL},
   {"metadata_properties", SL_F_BOOL, "true", 0,
    "MQTT 5: send the message's metadata (but its `mqtt_*` keys) as user properties (sluice adds it).", NULL, NULL},
   SL_BATCHING_FIELD,
   {0}};
 
 typedef struct mwrite mwrite_t;
+typedef struct slot { mwrite_t *w; uint32_t i; } slot_t;
 
 typedef struct mout {
   sl_output_t base;
@@ -38,9 +46,10 @@ typedef struct mout {
   char *static_topic;
   int qos, retain, props;
   int64_t max_in_flight, pending;
-  mwrite_t **mids;           /* message id -> its write, while the broker has not acknowledged it */
+  slot_t *mids;              /* message id -> its write and message, while the broker has not acknowledged it */
   mwrite_t *queue, **queue_tail;   /* writes with messages not published yet, in order */
   int pumping;
+  sl_kept_t *kept;           /* failed writes, until retried or forgotten */
   void (*closed)(sl_output_t *o, void *arg);
   void *closed_arg;
 } mout_t;
@@ -50,11 +59,14 @@ struct mwrite {
   sl_batch_t *b;
   sl_write_cb cb;
   void *arg;
+  uint8_t *state;            /* per message; once finished, nonzero only for M_FAILED (kept.h's mask) */
   uint32_t next_i;           /* messages before it were published (or failed) */
   uint32_t open;             /* published, acknowledgement to come */
   int queued;                /* in o->queue */
   char *err;
 };
+
+enum { M_DONE, M_FAILED, M_WAIT, M_OPEN };
 
 static const char *sname(mout_t *o) { return o->base.stream ? o->base.stream->name : NULL; }
 
@@ -68,34 +80,46 @@ static void maybe_closed(mout_t *o) {
   }
 }
 
-static void fail_msg(mwrite_t *w, const char *err) {
+static void fail_msg(mwrite_t *w, uint32_t i, const char *err) {
+  w->state[i] = M_FAILED;
   if (!w->err) w->err = sl_xstrdup(err);
 }
 
+static void mwrite_free(mwrite_t *w) {
+  free(w->state);
+  free(w->err);
+  free(w);
+}
+
+/* A failed write is kept, so that its retry publishes only what failed. */
 static void maybe_finished(mout_t *o, mwrite_t *w) {
   if (w->queued || w->open) return;
-  char *err = w->err;
+  if (w->err) {
+    sl_kept_fail_some(&o->kept, w, w->state, &o->base, w->b, w->err, w->cb, w->arg);
+    return;
+  }
   sl_write_cb cb = w->cb;
   void *arg = w->arg;
   sl_batch_t *b = w->b;
-  free(w);
-  cb(&o->base, b, err ? -1 : 0, err, arg);
-  free(err);
+  mwrite_free(w);
+  cb(&o->base, b, 0, NULL, arg);
 }
 
 static void on_published(void *arg, int mid, int reason) {
   mout_t *o = arg;
-  mwrite_t *w = o->mids[mid & 0xffff];
-  if (!w) return;
-  o->mids[mid & 0xffff] = NULL;
+  slot_t s = o->mids[mid & 0xffff];
+  if (!s.w) return;
+  o->mids[mid & 0xffff].w = NULL;
   o->pending--;
-  w->open--;
+  s.w->open--;
   if (reason >= 0x80) {
     char *e = sl_xasprintf("mqtt: the broker refused a message: %s", mosquitto_reason_string(reason));
-    fail_msg(w, e);
+    fail_msg(s.w, s.i, e);
     free(e);
+  } else if (s.w->state[s.i] == M_OPEN) {
+    s.w->state[s.i] = M_DONE;
   }
-  maybe_finished(o, w);
+  maybe_finished(o, s.w);
 }
 
 static mosquitto_property *properties(sl_msg_t *m, char **err) {
@@ -127,6 +151,8 @@ static int publish(mout_t *o, mwrite_t *w, uint32_t i) {
   mosquitto_property *props = NULL;
   if (topic && o->props) props = properties(m, &err);
   int mid = 0, rc = MOSQ_ERR_SUCCESS;
+  if (!err && mosquitto_validate_utf8(topic, (int)strlen(topic)) != MOSQ_ERR_SUCCESS)
+    err = sl_xstrdup("mqtt: the topic is not valid UTF-8");
   if (!err) {
     rc = mosquitto_publish_v5(sl_mqtt_mosq(o->c), &mid, topic, (int)m->content->len, m->content->data, o->qos,
                               o->retain, props);
@@ -142,11 +168,12 @@ static int publish(mout_t *o, mwrite_t *w, uint32_t i) {
   mosquitto_property_free_all(&props);
   if (topic != o->static_topic) free(topic);
   if (err) {
-    fail_msg(w, err);
+    fail_msg(w, i, err);
     free(err);
     return 0;
   }
-  o->mids[mid & 0xffff] = w;
+  o->mids[mid & 0xffff] = (slot_t){w, i};
+  w->state[i] = M_OPEN;
   o->pending++;
   w->open++;
   return 0;
@@ -159,7 +186,7 @@ static void pump(mout_t *o) {
   while (o->queue && sl_mqtt_connected(o->c)) {
     mwrite_t *w = o->queue;
     while (w->next_i < w->b->n && o->pending < o->max_in_flight) {
-      if (publish(o, w, w->next_i) != 0) break;
+      if (w->state[w->next_i] == M_WAIT && publish(o, w, w->next_i) != 0) break;
       w->next_i++;
     }
     if (w->next_i < w->b->n) break;
@@ -186,9 +213,9 @@ static void on_lost(void *arg) {
   mout_t *o = arg;
   if (o->qos > 0 || o->closed) return;
   for (int mid = 0; mid < 65536; mid++) {
-    mwrite_t *w = o->mids[mid];
-    if (!w) continue;
-    fail_msg(w, "mqtt: connection lost before the message was written");
+    slot_t s = o->mids[mid];
+    if (!s.w) continue;
+    fail_msg(s.w, s.i, "mqtt: connection lost before the message was written");
     on_published(o, mid, 0);
   }
 }
@@ -205,11 +232,23 @@ static int mout_start(sl_output_t *out) {
 
 static void mout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *arg) {
   mout_t *o = (mout_t *)out;
-  mwrite_t *w = sl_xcalloc(1, sizeof(*w));
-  w->b = b;
+  mwrite_t *w = sl_kept_take(&o->kept, b);
+  if (w) {   /* a retry: what the broker acknowledged stays acknowledged */
+    for (uint32_t i = 0; i < b->n; i++)
+      if (w->state[i] == M_FAILED) w->state[i] = M_WAIT;
+    free(w->err);
+    w->err = NULL;
+    w->next_i = 0;
+  } else {
+    w = sl_xcalloc(1, sizeof(*w));
+    w->b = b;
+    w->state = sl_xmalloc(b->n ? b->n : 1);
+    memset(w->state, M_WAIT, b->n);
+  }
   w->cb = cb;
   w->arg = arg;
   w->queued = 1;
+  w->next = NULL;
   *o->queue_tail = w;
   o->queue_tail = &w->next;
   pump(o);
@@ -222,8 +261,14 @@ static void mout_close(sl_output_t *out, void (*done)(sl_output_t *, void *), vo
   maybe_closed(o);
 }
 
+static void mout_forget(sl_output_t *out, sl_batch_t *b) {
+  mwrite_t *w = sl_kept_take(&((mout_t *)out)->kept, b);
+  if (w) mwrite_free(w);
+}
+
 static void mout_destroy(sl_output_t *out) {
   mout_t *o = (mout_t *)out;
+  for (mwrite_t *w; (w = sl_kept_pop(&o->kept));) mwrite_free(w);
   sl_mqtt_free(o->c);
   free(o->mids);
   free(o->static_topic);
@@ -231,7 +276,7 @@ static void mout_destroy(sl_output_t *out) {
   free(o);
 }
 
-static const sl_output_vt vt = {mout_start, mout_write, mout_close, mout_destroy, NULL, NULL};
+static const sl_output_vt vt = {mout_start, mout_write, mout_close, mout_destroy, NULL, mout_forget};
 static const sl_spec_t spec;
 
 static void *mout_create(sl_build_t *b, const sl_cnode_t *conf) {
@@ -240,7 +285,6 @@ static void *mout_create(sl_build_t *b, const sl_cnode_t *conf) {
   o->queue_tail = &o->queue;
   o->qos = (int)sl_conf_int(conf, "qos", 1);
   o->retain = sl_conf_bool(conf, "retained", 0);
-  o->max_in_flight = sl_conf_int(conf, "max_in_flight", 64);
   o->topic = sl_lua_interp_field(b->worker, conf, b->diags, "topic");
   static const sl_mqtt_cbs_t cbs = {on_connected, on_lost, NULL, on_published, on_io_done};
   o->c = sl_mqtt_new(b, conf, SL_CM_OUTPUT, &cbs, o);
@@ -249,6 +293,7 @@ static void *mout_create(sl_build_t *b, const sl_cnode_t *conf) {
     return NULL;
   }
   o->props = sl_mqtt_v5(o->c) && sl_conf_bool(conf, "metadata_properties", 1);
+  o->max_in_flight = sl_conf_int(conf, "max_in_flight", o->qos == 2 && !sl_mqtt_v5(o->c) ? 20 : 64);
   o->mids = sl_xcalloc(65536, sizeof(*o->mids));
   char *err = NULL;
   if (sl_interp_is_static(o->topic)) o->static_topic = sl_interp_eval(o->topic, NULL, 0, NULL, &err);
@@ -265,7 +310,8 @@ static const sl_spec_t spec = {
     "is acknowledged once the broker acknowledged every message of it (QoS 1: PUBACK, QoS 2: PUBCOMP; QoS 0: "
     "once written to the socket), and failed with the reason otherwise (a topic that is not valid, a payload "
     "over the broker's maximum, an MQTT 5 refusal), so the stream's `retry` policy or a `fallback` takes "
-    "over. `max_in_flight` messages wait for acknowledgements at once. While disconnected the stream "
+    "over; its retry publishes only the messages that failed, and a `fallback` gets only those. "
+    "`max_in_flight` messages wait for acknowledgements at once. While disconnected the stream "
     "reports not ready on `/ready` with the reason; messages wait (QoS 1/2 ones in flight are sent again "
     "after the reconnection) and the client reconnects with backoff (100 ms doubling to 5 s).",
   .fields = fields,

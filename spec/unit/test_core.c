@@ -2,6 +2,7 @@
  * retry and drain behaviour, driven by test components registered here. */
 #include "core/component.h"
 #include "core/config.h"
+#include "core/kept.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
 #include <stdio.h>
@@ -409,7 +410,48 @@ static void test_stream_stopping_abandons_held(void) {
   sl_diags_free(&d);
 }
 
+/* ---- failed writes kept by batch: which messages failed, read once ---- */
+
+static sl_kept_t *kept;
+static sl_batch_t *outer_b, *inner_b;
+static uint8_t seen[3];
+static int seen_n, again_null, inner_null;
+
+static void inner_cb(sl_output_t *o, sl_batch_t *b, int status, const char *err, void *arg) {
+  (void)o; (void)status; (void)err; (void)arg;
+  inner_null = sl_kept_failed(b) == NULL;
+}
+
+static void outer_cb(sl_output_t *o, sl_batch_t *b, int status, const char *err, void *arg) {
+  (void)status; (void)err; (void)arg;
+  /* a parent's own write failing inside the callback reports its own */
+  sl_kept_fail(&kept, "inner", o, inner_b, "inner failed", inner_cb, NULL);
+  CHECK(sl_kept_take(&kept, inner_b) != NULL, "the inner write is kept");
+  const uint8_t *f = sl_kept_failed(b);
+  seen_n = f ? 3 : 0;
+  if (f) memcpy(seen, f, 3);
+  again_null = sl_kept_failed(b) == NULL;
+}
+
+static void test_kept(void) {
+  outer_b = sl_batch_new(3);
+  inner_b = sl_batch_new(1);
+  for (int i = 0; i < 3; i++) sl_batch_push(outer_b, sl_msg_new("m", 1));
+  uint8_t *mask = sl_xcalloc(3, 1);
+  mask[1] = 1;
+  sl_kept_fail_some(&kept, "outer", mask, NULL, outer_b, "one failed", outer_cb, NULL);
+  free(mask);
+  CHECK(inner_null, "a write failed without saying which: all of it");
+  CHECK(seen_n == 3 && !seen[0] && seen[1] && !seen[2], "the failed message, after a nested report");
+  CHECK(again_null, "read once");
+  CHECK(sl_kept_failed(outer_b) == NULL, "only while the callback runs");
+  CHECK(sl_kept_take(&kept, outer_b) != NULL && sl_kept_pop(&kept) == NULL, "the outer write is kept");
+  sl_batch_free(outer_b);
+  sl_batch_free(inner_b);
+}
+
 int main(void) {
+  RUN(test_kept);
   RUN(test_txn);
   RUN(test_kv);
   RUN(test_stream_delivers_all);
