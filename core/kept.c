@@ -19,17 +19,17 @@ typedef struct report {
 } report_t;
 static _Thread_local report_t reporting;
 
-void sl_kept_fail_some(sl_kept_t **list, void *w, const uint8_t *failed, sl_output_t *out, sl_batch_t *b,
-                       const char *err, sl_write_cb cb, void *arg) {
+void sl_kept_fail_some(sl_kept_t **list, void *w, const uint8_t *state, uint8_t done, sl_output_t *out,
+                       sl_batch_t *b, const char *err, sl_write_cb cb, void *arg) {
   sl_kept_t *k = sl_xmalloc(sizeof(*k));
   *k = (sl_kept_t){*list, b, w};
   *list = k;
   /* Copies: the callback may take w back and free it, err and failed with it. */
   char *copy = sl_xstrdup(err);
   uint8_t *fcopy = NULL;
-  if (failed && b->n) {
+  if (state && b->n) {
     fcopy = sl_xmalloc(b->n);
-    memcpy(fcopy, failed, b->n);
+    for (uint32_t i = 0; i < b->n; i++) fcopy[i] = state[i] != done;
   }
   report_t outer = reporting;
   reporting = (report_t){b, fcopy};
@@ -41,7 +41,7 @@ void sl_kept_fail_some(sl_kept_t **list, void *w, const uint8_t *failed, sl_outp
 
 void sl_kept_fail(sl_kept_t **list, void *w, sl_output_t *out, sl_batch_t *b, const char *err, sl_write_cb cb,
                   void *arg) {
-  sl_kept_fail_some(list, w, NULL, out, b, err, cb, arg);
+  sl_kept_fail_some(list, w, NULL, 0, out, b, err, cb, arg);
 }
 
 /* Read once, by the first parent the callback reaches: b may be freed and

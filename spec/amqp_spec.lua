@@ -161,9 +161,10 @@ output:
   it("fails the transaction of a mandatory message the broker returns (unroutable)", function()
     assert.are.equal(0, (amqp.peer(b, "declare routable")))
     local out = h.tmpname(".txt")
+    -- One batch of six: only its three returned messages go to the fallback.
     local r = h.run_config(string.format([[
 input:
-  generate: {count: 6, interval: "", batch_size: 1, mapping: 'return "r" .. i .. "-" .. uuid_v4()'}
+  generate: {count: 6, interval: "", batch_size: 6, mapping: 'return "r" .. i .. "-" .. uuid_v4()'}
 pipeline:
   processors:
     - lua: |

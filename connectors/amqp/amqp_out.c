@@ -415,7 +415,7 @@ static void finish(aout_t *o, owrite_t *w) {
     owrite_free(o, w);
     cb(&o->base, b, 0, NULL, arg);
   } else {
-    sl_kept_fail(&o->kept, w, &o->base, w->b, w->err, w->cb, w->arg);
+    sl_kept_fail_some(&o->kept, w, w->state, M_DONE, &o->base, w->b, w->err, w->cb, w->arg);
   }
 }
 

@@ -163,7 +163,7 @@ static void write_finished(hwrite_t *w) {
     free(err);
     return;
   }
-  sl_kept_fail(&o->kept, w, &o->base, w->b, w->err, w->cb, w->arg);
+  sl_kept_fail_some(&o->kept, w, w->state, M_DONE, &o->base, w->b, w->err, w->cb, w->arg);
 }
 
 static void pump(hout_t *o);

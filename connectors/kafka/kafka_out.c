@@ -127,7 +127,7 @@ static void maybe_finished(kwrite_t *w) {
     cb(&o->base, b, 0, NULL, arg);
     return;
   }
-  sl_kept_fail(&o->kept, w, &o->base, w->b, w->err, w->cb, w->arg);
+  sl_kept_fail_some(&o->kept, w, w->state, M_DONE, &o->base, w->b, w->err, w->cb, w->arg);
 }
 
 /* Runs inside rd_kafka_poll, on the loop. */

@@ -95,7 +95,7 @@ static void mwrite_free(mwrite_t *w) {
 static void maybe_finished(mout_t *o, mwrite_t *w) {
   if (w->queued || w->open) return;
   if (w->err) {
-    sl_kept_fail_some(&o->kept, w, w->state, &o->base, w->b, w->err, w->cb, w->arg);
+    sl_kept_fail_some(&o->kept, w, w->state, M_DONE, &o->base, w->b, w->err, w->cb, w->arg);
     return;
   }
   sl_write_cb cb = w->cb;

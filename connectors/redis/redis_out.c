@@ -53,7 +53,7 @@ static void finished(sl_rwrite_t *w) {
     rwrite_free(w);
     cb(&o->base, b, 0, NULL, arg);
   } else {
-    sl_kept_fail(&o->kept, w, &o->base, w->b, w->err, w->cb, w->arg);
+    sl_kept_fail_some(&o->kept, w, w->state, M_DONE, &o->base, w->b, w->err, w->cb, w->arg);
   }
   pump(o);
   maybe_closed(o);

@@ -437,10 +437,10 @@ static void test_kept(void) {
   outer_b = sl_batch_new(3);
   inner_b = sl_batch_new(1);
   for (int i = 0; i < 3; i++) sl_batch_push(outer_b, sl_msg_new("m", 1));
-  uint8_t *mask = sl_xcalloc(3, 1);
-  mask[1] = 1;
-  sl_kept_fail_some(&kept, "outer", mask, NULL, outer_b, "one failed", outer_cb, NULL);
-  free(mask);
+  uint8_t *state = sl_xcalloc(3, 1);   /* 0: delivered, as the output's own states say */
+  state[1] = 7;
+  sl_kept_fail_some(&kept, "outer", state, 0, NULL, outer_b, "one failed", outer_cb, NULL);
+  free(state);
   CHECK(inner_null, "a write failed without saying which: all of it");
   CHECK(seen_n == 3 && !seen[0] && seen[1] && !seen[2], "the failed message, after a nested report");
   CHECK(again_null, "read once");
