@@ -15,6 +15,14 @@ extern const sl_field_t sl_batching_fields[];
   "`processors` then run on the formed batch. Each transaction is acknowledged once all its messages are " \
   "delivered; what is held when the stream stops or the input ends is passed on."
 #define SL_BATCHING_FIELD {"batching", SL_F_OBJECT, NULL, 0, SL_BATCHING_DOC, NULL, sl_batching_fields}
+/* The same policy on an input that forms its transactions by it itself
+ * (spec->batches_itself). */
+#define SL_BATCHING_OWN_FIELD                                                                                  \
+  {"batching", SL_F_OBJECT, NULL, 0,                                                                          \
+   "Form batches as Benthos does: each batch is one transaction, formed once it holds `count` messages or "   \
+   "`byte_size` bytes, once `check` holds on a message, or `period` after its first message; `processors` " \
+   "then run on it. It is acknowledged once delivered; a batch still forming when the stream stops is not "   \
+   "(its source sends it again).", NULL, sl_batching_fields}
 
 /* Does spec take the generic `batching` (SL_BATCHING_FIELD)? */
 int sl_batching_generic(const sl_spec_t *spec);

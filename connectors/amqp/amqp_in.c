@@ -48,7 +48,7 @@ static const sl_field_t fields[] = {
   {"prefetch_count", SL_F_INT, "10", 0, "Unacknowledged deliveries the broker sends at most.",
    SL_BOUNDS("1", "65535"), NULL},
   {"prefetch_size", SL_F_INT, "0", 0, "Unacknowledged bytes the broker sends at most (0: no bound).", NULL, NULL},
-  SL_BATCHING_FIELD,
+  SL_BATCHING_OWN_FIELD,
   {0}};
 
 enum { T_OPEN, T_ACK, T_REQUEUE, T_REJECT, T_SENT };

@@ -45,7 +45,7 @@ static const sl_field_t fields[] = {
    "How long the final commit and leaving the group may take when the stream stops. Past it (brokers "
    "unreachable) the stream ends without them: the group moves the partitions on after `session.timeout.ms` "
    "and the next owner reads what was not committed again. Keep it below `shutdown_timeout`.", NULL, NULL},
-  SL_BATCHING_FIELD,
+  SL_BATCHING_OWN_FIELD,
   {0}};
 
 typedef struct flight {      /* a batch of one partition, until acknowledged */
