@@ -497,18 +497,7 @@ static void hold(ain_t *a, delivery_t *x) {
   sl_msg_t *m = to_msg(a, x);
   sl_batch_push(a->pend, m);
   a->pbytes += (int64_t)m->content->len;
-  int full = (a->pol.count > 0 && (int64_t)a->pend->n >= a->pol.count) ||
-             (a->pol.byte_size > 0 && a->pbytes >= a->pol.byte_size);
-  if (!full && a->check) {
-    char *err = NULL;
-    int r = sl_lcheck_eval(a->check, m, a->pend->n - 1, &err);
-    if (r < 0) {
-      sl_msg_set_error(m, err);
-      free(err);
-    }
-    full = r == 1;
-  }
-  if (full) emit_pend(a);
+  if (sl_lcheck_batch_full(&a->pol, a->check, a->pend, a->pbytes)) emit_pend(a);
 }
 
 /* Emits what has arrived while the stream has room, a batch at a time

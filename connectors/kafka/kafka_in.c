@@ -264,20 +264,9 @@ static void add_msg(kin_t *in, part_t *x, sl_msg_t *m) {
   }
   sl_batch_push(x->pending, m);
   x->pending_bytes += (int64_t)m->content->len;
-  int64_t n = x->pending->n;
-  int full = in->policy ? (in->pol.count > 0 && n >= in->pol.count) ||
-                            (in->pol.byte_size > 0 && x->pending_bytes >= in->pol.byte_size)
-                        : n >= in->txn_max;
-  if (!full && in->check) {
-    char *err = NULL;
-    int r = sl_lcheck_eval(in->check, m, (uint32_t)n - 1, &err);
-    if (r < 0) {
-      sl_msg_set_error(m, err);
-      free(err);
-    }
-    full = r == 1;
-  }
-  if (full) emit_pending(in, x);
+  if (in->policy ? sl_lcheck_batch_full(&in->pol, in->check, x->pending, x->pending_bytes)
+                 : (int64_t)x->pending->n >= in->txn_max)
+    emit_pending(in, x);
 }
 
 /* Decimal digits of v into buf (24 bytes); returns their count. snprintf
