@@ -481,9 +481,18 @@ static void emit_pend(ain_t *a) {
 
 static void on_period(uv_timer_t *t) { emit_pend(t->data); }
 
+/* A held batch is not emitted: its deliveries stay unacknowledged, and the
+ * broker requeues them when the connection closes. */
+static void drop_pend(ain_t *a) {
+  if (a->period_open) uv_timer_stop(&a->period);
+  if (a->pend) sl_batch_free(a->pend);
+  a->pend = NULL;
+  a->pbytes = 0;
+}
+
 /* Moves x into the policy's batch, which is emitted once a trigger holds. */
 static void hold(ain_t *a, delivery_t *x) {
-  if (a->pend && x->gen != a->pgen) emit_pend(a);   /* an earlier connection's: acks of it are dropped */
+  if (a->pend && x->gen != a->pgen) drop_pend(a);   /* a lost connection's: the broker sends them again */
   if (!a->pend) {
     a->pend = sl_batch_new(64);
     a->pgen = x->gen;
@@ -586,14 +595,6 @@ static int ain_start(sl_input_t *in) {
 }
 
 static void ain_resume(sl_input_t *in) { pump((ain_t *)in); }
-
-/* A held batch is not emitted: its deliveries stay unacknowledged, and the
- * broker requeues them when the connection closes. */
-static void drop_pend(ain_t *a) {
-  if (a->period_open) uv_timer_stop(&a->period);
-  if (a->pend) sl_batch_free(a->pend);
-  a->pend = NULL;
-}
 
 static void ain_stop(sl_input_t *in) {
   ((ain_t *)in)->stopped = 1;
