@@ -76,7 +76,7 @@ consume_until() {
 consume_sluice() { # $1 queue
   cat > "$WORK/c.yaml" <<YAML
 http: {address: 127.0.0.1:$HPORT}
-input: {amqp_0_9: {urls: ["$URL"], queue: $1, prefetch_count: 4096, batching: {count: 1024}}}
+input: {amqp_0_9: {urls: ["$URL"], queue: $1, prefetch_count: 4096, batching: {count: 1024, period: 100ms}}}
 max_in_flight: 64
 output: {drop: {}}
 YAML

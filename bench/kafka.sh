@@ -63,7 +63,7 @@ produce_kcat() { # $1 size, $2 topic
 consume_sluice() { # $1 topic
   cat > "$WORK/c.yaml" <<YAML
 http: {address: 127.0.0.1:$HPORT}
-input: {kafka: {addresses: [$B], topics: [$1], consumer_group: bench-$RANDOM$RANDOM, batching: {count: 1024}, checkpoint_limit: 65536}}
+input: {kafka: {addresses: [$B], topics: [$1], consumer_group: bench-$RANDOM$RANDOM, batching: {count: 1024, period: 100ms}, checkpoint_limit: 65536}}
 max_in_flight: 64
 output: {drop: {}}
 YAML

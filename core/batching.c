@@ -26,27 +26,36 @@ int sl_batching_generic(const sl_spec_t *spec) {
   return 0;
 }
 
+int sl_batch_policy_read(const sl_cnode_t *bt, sl_batch_policy_t *p) {
+  p->count = sl_conf_int(bt, "count", 0);
+  p->byte_size = sl_conf_size(bt, "byte_size", 0);
+  p->period_ms = sl_conf_duration_ms(bt, "period", 0);
+  const sl_cnode_t *check = bt ? sl_cnode_get(bt, "check") : NULL;
+  int has_check = check && check->str && check->str[strspn(check->str, " \t\r\n")];
+  return p->count > 0 || p->byte_size > 0 || p->period_ms > 0 || has_check;
+}
+
 int sl_batching_stages(const sl_spec_t *spec, const sl_cnode_t *body, sl_cnode_t *seq, sl_diags_t *d) {
   const sl_cnode_t *bt = sl_cnode_get(body, "batching");
   if (!bt || bt->type != SL_CN_MAP || !sl_batching_generic(spec)) return 0;
-  const sl_cnode_t *check = sl_cnode_get(bt, "check");
-  int has_check = check && check->str && check->str[strspn(check->str, " \t\r\n")];
-  if (sl_conf_int(bt, "count", 0) <= 0 && sl_conf_size(bt, "byte_size", 0) <= 0 &&
-      sl_conf_duration_ms(bt, "period", 0) <= 0 && !has_check) {
+  sl_batch_policy_t p;
+  if (!sl_batch_policy_read(bt, &p)) {
     sl_diag_add(d, bt, "batching",
                 "no count, byte_size, period or check: such a batch would hold every message until the stream "
                 "stops (Benthos reads it as no batching: remove the block, or set a trigger)");
     return -1;
   }
-  sl_cnode_t *policy = sl_cnode_new(SL_CN_MAP, bt);
-  static const char *const triggers[] = {"count", "byte_size", "period", "check"};
-  for (unsigned i = 0; i < 4; i++) {
-    const sl_cnode_t *v = sl_cnode_get(bt, triggers[i]);
-    if (v) sl_cnode_map_set(policy, triggers[i], sl_cnode_dup(v));
+  if (!spec->batches_itself) {   /* else the component forms the batches */
+    sl_cnode_t *policy = sl_cnode_new(SL_CN_MAP, bt);
+    static const char *const triggers[] = {"count", "byte_size", "period", "check"};
+    for (unsigned i = 0; i < 4; i++) {
+      const sl_cnode_t *v = sl_cnode_get(bt, triggers[i]);
+      if (v) sl_cnode_map_set(policy, triggers[i], sl_cnode_dup(v));
+    }
+    sl_cnode_t *wrapper = sl_cnode_new(SL_CN_MAP, bt);
+    sl_cnode_map_set(wrapper, "batch", policy);
+    sl_cnode_seq_push(seq, wrapper);
   }
-  sl_cnode_t *wrapper = sl_cnode_new(SL_CN_MAP, bt);
-  sl_cnode_map_set(wrapper, "batch", policy);
-  sl_cnode_seq_push(seq, wrapper);
   const sl_cnode_t *procs = sl_cnode_get(bt, "processors");
   if (procs && procs->type == SL_CN_SEQ)
     for (uint32_t i = 0; i < procs->n; i++) sl_cnode_seq_push(seq, sl_cnode_dup(procs->items[i]));

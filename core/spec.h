@@ -61,6 +61,9 @@ typedef struct sl_spec {
    * by side (each keeps its own state, and what they share is thread-safe).
    * A chain with any other processor runs on the stream's loop. */
   int pooled;
+  /* Inputs: forms its transactions by its `batching` policy's triggers itself
+   * (Kafka's, one partition per batch); the stream adds only its `processors`. */
+  int batches_itself;
 } sl_spec_t;
 
 void sl_registry_add(const sl_spec_t *spec);

@@ -539,6 +539,28 @@ function B.merge_into(this, w)
   return this
 end
 
+-- The same for a literal of distinct constant keys, given as key, value
+-- pairs: each key is looked up once, and the literal is never built.
+function B.merge_fields(this, ...)
+  local n = select("#", ...)
+  if not is_this(this) then
+    local w = {}
+    for i = 1, n, 2 do
+      local k, v = select(i, ...)
+      w[k] = v
+    end
+    return merge(unwrap(this), B.object(w))
+  end
+  for i = 1, n, 2 do
+    local k, v = select(i, ...)
+    if v ~= nil and v ~= NOTHING and v ~= DELETED then
+      local cur = this[k]
+      if cur == nil then this[k] = B.copy(v) else this[k] = merge(cur, v) end
+    end
+  end
+  return this
+end
+
 function M.without(v, ...)
   want(v, "table")
   local out = B.copy(v)

@@ -84,6 +84,11 @@ typedef struct sl_lcheck sl_lcheck_t;
 sl_lcheck_t *sl_lcheck_compile(sl_lua_t *L, const char *expr, const char *chunk, int line, char **err);
 /* 1 true, 0 false, -1 error (err set, caller frees). */
 int sl_lcheck_eval(sl_lcheck_t *c, sl_msg_t *m, uint32_t index, char **err);
+/* A batch policy's triggers once b's last message joined it (bytes: b's
+ * contents): 1 when b is to be formed now. check may be NULL; one that fails
+ * flags that message and forms nothing. */
+struct sl_batch_policy;
+int sl_lcheck_batch_full(const struct sl_batch_policy *p, sl_lcheck_t *check, const sl_batch_t *b, int64_t bytes);
 void sl_lcheck_free(sl_lcheck_t *c);
 
 /* Interpolated string: literal text with ${! lua expression } parts. */

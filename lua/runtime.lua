@@ -150,7 +150,11 @@ end
 -- false, SRC holds the text, and a read of a field finds it in the bytes
 -- (lua/jfield.c) and decodes that value only; keys the script added (absent
 -- from the text, so that the bytes can be appended to) are kept in VALS,
--- ABSENT standing for one set to nil. Anything else (writing a key the text
+-- ABSENT standing for one set to nil once it was added (listed in
+-- this_added), MISSING for one the text lacks and nobody set: a read that
+-- found a key absent says so there, so that setting it next (a merge, `if
+-- this.k == nil then this.k = ...`) does not scan the text again. Anything
+-- else (writing a key the text
 -- has, reading a nested table, pairs ...) decodes it: materialize.
 local RAW = setmetatable({}, {__metatable = false})
 local VALS, ABSENT = setmetatable({}, {__metatable = false}), setmetatable({}, {__metatable = false})
@@ -158,6 +162,7 @@ local materialize, load_this, this_mt
 local decode   -- below
 do
   local SRC = setmetatable({}, {__metatable = false})
+  local MISSING = setmetatable({}, {__metatable = false})
   ffi.cdef [[
   typedef struct sl_jfield { int32_t off, len; } sl_jfield_t;
   int sl_ljson_field(const char *s, size_t len, const char *key, size_t klen, sl_jfield_t *out);
@@ -175,7 +180,7 @@ do
     local vals = rawget(p, VALS)
     if vals then
       for k, v in next, vals do
-        if v == ABSENT then raw[k] = nil else raw[k] = v end
+        if v == ABSENT or v == MISSING then raw[k] = nil else raw[k] = v end
       end
     end
     rawset(p, RAW, raw)
@@ -213,7 +218,7 @@ do
     if not ok then error("this: message is not JSON: " .. tostring(v):gsub("^.-: ", ""), 2) end
     if type(v) == "table" then
       -- Arrays stay plain tables (# and ipairs must work): exposed at once.
-      if rawget(v, 1) ~= nil then this_exposed = true
+      if rawget(v, 1) ~= nil or getmetatable(v) == "json.array" then this_exposed = true
       else v = setmetatable({[RAW] = v}, this_mt) end
     end
     cur_this = v
@@ -227,9 +232,14 @@ this_mt = {
       local v = vals and vals[k]
       if v == nil and type(k) == "string" then
         v = lazy_field(p, k)
+        if v == nil then
+          if not vals then vals = {}; rawset(p, VALS, vals) end
+          vals[k] = MISSING
+          return nil
+        end
         if v ~= ABSENT then return v end
         raw = materialize(p)
-      elseif v == ABSENT or v == nil then
+      elseif v == ABSENT or v == MISSING or v == nil then
         return nil
       else
         if type(v) == "table" then this_exposed = true end
@@ -252,12 +262,14 @@ this_mt = {
       if type(k) == "string" and ((vals and vals[k] ~= nil) or lazy_field(p, k) == nil) then
         -- a key the text does not have: appended, nothing decoded
         if not vals then vals = {}; rawset(p, VALS, vals) end
-        if vals[k] == nil and v ~= nil then
+        local was = vals[k]
+        local listed = was ~= nil and was ~= MISSING
+        if not listed and v ~= nil then
           this_nadded = this_nadded + 1
           this_added[this_nadded] = k
           this_dirty = APPEND
         end
-        if v == nil then vals[k] = ABSENT else vals[k] = v end
+        if v ~= nil then vals[k] = v elseif listed then vals[k] = ABSENT else vals[k] = MISSING end
         return
       end
       raw = materialize(p)

@@ -2,6 +2,7 @@
  * boolean checks, and ${! } interpolated strings. Runs of scripts are in
  * lua/run.c. */
 #include "vm.h"
+#include "core/batching.h"
 #include "core/xalloc.h"
 #include <ctype.h>
 #include <lauxlib.h>
@@ -148,6 +149,19 @@ int sl_lcheck_eval(sl_lcheck_t *c, sl_msg_t *m, uint32_t index, char **err) {
   if (eval(c->vm, c->id, m, index, &r, err) != 0) return -1;
   free(r.s);
   return r.i != 0;
+}
+
+int sl_lcheck_batch_full(const sl_batch_policy_t *p, sl_lcheck_t *check, const sl_batch_t *b, int64_t bytes) {
+  if ((p->count > 0 && (int64_t)b->n >= p->count) || (p->byte_size > 0 && bytes >= p->byte_size)) return 1;
+  if (!check) return 0;
+  char *err = NULL;
+  sl_msg_t *m = b->msgs[b->n - 1];
+  int r = sl_lcheck_eval(check, m, b->n - 1, &err);
+  if (r < 0) {
+    sl_msg_set_error(m, err);
+    free(err);
+  }
+  return r == 1;
 }
 
 void sl_lcheck_free(sl_lcheck_t *c) {

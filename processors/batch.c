@@ -1,5 +1,6 @@
 /* `batch` processor: gathers messages into batches by count, bytes, age or
  * a Lua check (a Benthos batching policy as a processor). */
+#include "core/batching.h"
 #include "core/component.h"
 #include "core/xalloc.h"
 #include "lua/lhost.h"
@@ -18,7 +19,7 @@ static const sl_field_t fields[] = {
 
 typedef struct batcher {
   sl_processor_t base;
-  int64_t count, byte_size, period_ms;
+  sl_batch_policy_t pol;
   sl_lcheck_t *check;
   sl_batch_t *held;
   int64_t bytes;
@@ -42,23 +43,12 @@ static void batch_process(sl_processor_t *p, sl_batch_t *b) {
   for (uint32_t i = 0; i < b->n; i++) {
     sl_msg_t *m = b->msgs[i];
     if (!bt->held) {
-      bt->held = sl_batch_new(bt->count > 0 && bt->count < 1024 ? (uint32_t)bt->count : 64);
-      if (bt->timer_init && bt->period_ms > 0) uv_timer_start(&bt->timer, on_period, (uint64_t)bt->period_ms, 0);
+      bt->held = sl_batch_new(bt->pol.count > 0 && bt->pol.count < 1024 ? (uint32_t)bt->pol.count : 64);
+      if (bt->timer_init && bt->pol.period_ms > 0) uv_timer_start(&bt->timer, on_period, (uint64_t)bt->pol.period_ms, 0);
     }
     sl_batch_push(bt->held, m);
     bt->bytes += (int64_t)m->content->len;
-    int full = (bt->count > 0 && (int64_t)bt->held->n >= bt->count) ||
-               (bt->byte_size > 0 && bt->bytes >= bt->byte_size);
-    if (!full && bt->check) {
-      char *err = NULL;
-      int r = sl_lcheck_eval(bt->check, m, bt->held->n - 1, &err);
-      if (r < 0) {
-        sl_msg_set_error(m, err);
-        free(err);
-      }
-      full = r == 1;
-    }
-    if (full) emit_held(bt);
+    if (sl_lcheck_batch_full(&bt->pol, bt->check, bt->held, bt->bytes)) emit_held(bt);
   }
   sl_batch_free_shell(b);
 }
@@ -81,13 +71,11 @@ static const sl_spec_t spec;
 static void *batch_create(sl_build_t *b, const sl_cnode_t *conf) {
   batcher_t *bt = sl_xcalloc(1, sizeof(*bt));
   sl_component_init_processor(&bt->base, &vt, &spec, b);
-  bt->count = sl_conf_int(conf, "count", 0);
-  bt->byte_size = sl_conf_size(conf, "byte_size", 0);
-  bt->period_ms = sl_conf_duration_ms(conf, "period", 0);
+  sl_batch_policy_read(conf, &bt->pol);
   int bad = 0;   /* count is validated: within bounds */
   if (*sl_conf_str(conf, "check", "") && !(bt->check = sl_lua_check_field(b->worker, conf, b->diags, "check")))
     bad = 1;
-  if (!bad && bt->count <= 0 && bt->byte_size <= 0 && bt->period_ms <= 0 && !bt->check) {
+  if (!bad && bt->pol.count <= 0 && bt->pol.byte_size <= 0 && bt->pol.period_ms <= 0 && !bt->check) {
     sl_diag_add(b->diags, conf, "batch", "set at least one of count, byte_size, period or check");
     bad = 1;
   }

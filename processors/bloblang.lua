@@ -461,13 +461,14 @@ function P:list(close, item)
   return items
 end
 
--- "key": value, key: value or (query): value
+-- "key": value, key: value or (query): value; its Lua key and value, and
+-- the key's text when it is a constant.
 function P:field()
   local k = self:peek()
-  local key
+  local key, name
   if k.t == "str" or k.t == "id" then
     self:next()
-    key = lua_str(k.v)
+    key, name = lua_str(k.v), k.v
   elseif self:is("(") then
     key = "B.text(" .. self:primary() .. ")"
   else
@@ -476,11 +477,27 @@ function P:field()
   self:skip_nl()
   self:expect(":")
   self:skip_nl()
-  return "[" .. key .. "] = " .. self:value()
+  return {key = key, name = name, value = self:value()}
 end
 
+-- An object literal. One whose keys are distinct constants is remembered
+-- (self.objects, by its code): a merge of it into the message sets its keys
+-- one by one, without building it.
 function P:object()
-  return "B.object({" .. table.concat(self:list("}", self.field), ", ") .. "})"
+  local fields = self:list("}", self.field)
+  local items, seen, pairs_ = {}, {}, {}
+  for i, f in ipairs(fields) do
+    items[i] = "[" .. f.key .. "] = " .. f.value
+    if pairs_ and f.name and not seen[f.name] then
+      seen[f.name] = true
+      pairs_[#pairs_ + 1] = f.key .. ", " .. f.value
+    else
+      pairs_ = nil
+    end
+  end
+  local code = "B.object({" .. table.concat(items, ", ") .. "})"
+  if pairs_ and #pairs_ > 0 then self.objects[code] = table.concat(pairs_, ", ") end
+  return code
 end
 
 -- if c { a } else if c2 { b } else { c }, as a value (nothing without else)
@@ -649,7 +666,8 @@ function P:statement(out)
           r.in_place = "R = this"
         else
           local arg = value:match('^B%.call%("merge", this, (.*)%)$')
-          if arg then r.in_place = "R = B.merge_into(this, " .. arg .. ")" end
+          if arg and self.objects[arg] then r.in_place = "R = B.merge_fields(this, " .. self.objects[arg] .. ")"
+          elseif arg then r.in_place = "R = B.merge_into(this, " .. arg .. ")" end
         end
       end
       self.roots[#self.roots + 1] = r
@@ -828,7 +846,7 @@ local function new_parser(src, ctxref, file, config, stack)
     error(toks, 0)
   end
   return setmetatable({toks = toks, pos = 1, ctxs = {"this"}, vars = {}, nvars = 0, nthis = 0,
-    roots = {}, ctxref = ctxref, file = file, config = config, stack = stack, maps = {}, hoisted = {}}, P)
+    roots = {}, objects = {}, ctxref = ctxref, file = file, config = config, stack = stack, maps = {}, hoisted = {}}, P)
 end
 
 -- `import "file"`: the file's maps join this mapping's (its other

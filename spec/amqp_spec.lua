@@ -158,6 +158,52 @@ output:
     os.remove(out)
   end)
 
+  it("forms transactions by Benthos's batching policy; a batch still forming stays unacknowledged", function()
+    local dir = h.tmpdir()
+    local module = h.write(dir .. "/bsize.lua", [[
+return {process_batch = function(batch)
+  for _, m in ipairs(batch) do m:set_content(#batch .. ":" .. m:content()) end
+end}
+]])
+    -- consumes q with batching (YAML flow text) into a file; returns the server and the file's lines
+    local function consume(q, batching, n)
+      local out = dir .. "/" .. q .. ".txt"
+      local srv = h.serve(string.format([[
+http: {address: 127.0.0.1:$PORT}
+input:
+  amqp_0_9:
+    urls: [%s]
+    queue: %s
+    prefetch_count: 100
+    batching: %s
+pipeline:
+  processors: [{lua: {file: %s}}]
+output:
+  file: {path: %s}
+]], b.url, q, batching, module, out))
+      local ok, l = pcall(h.wait_lines, out, n, 60)
+      h.stop_after(srv, ok, l)
+      return l
+    end
+    assert.are.equal(0, (amqp.peer(b, "declare bq_count")))
+    assert.are.equal(0, (amqp.peer(b, "publish bq_count 10 --prefix c")))
+    assert.are.same({"4:c0", "4:c1", "4:c2", "4:c3", "4:c4", "4:c5", "4:c6", "4:c7"}, consume("bq_count", "{count: 4}", 8))
+    -- c8 and c9 were held, never acknowledged: the broker requeued them when the stream stopped
+    assert.is_truthy(amqp.wait(function() return amqp.count(b, "bq_count") == 2 end, 30))
+    assert.are.equal(0, (amqp.peer(b, "declare bq_bytes")))
+    assert.are.equal(0, (amqp.peer(b, "publish-raw bq_bytes 61616161 6262 6363 6464646464646464 65")))
+    assert.are.same({"2:aaaa", "2:bb", "2:cc", "2:dddddddd"}, consume("bq_bytes", "{byte_size: 6}", 4))
+    assert.are.equal(0, (amqp.peer(b, "declare bq_check")))
+    assert.are.equal(0, (amqp.peer(b, "publish bq_check 6 --prefix k")))
+    assert.are.same({"3:k0", "3:k1", "3:k2", "3:k3", "3:k4", "3:k5"},
+      consume("bq_check", "{check: 'content():find(\"[25]$\") ~= nil'}", 6))
+    assert.are.equal(0, (amqp.peer(b, "declare bq_period")))
+    assert.are.equal(0, (amqp.peer(b, "publish bq_period 3 --prefix p")))
+    assert.are.same({"3:p0", "3:p1", "3:p2"}, consume("bq_period", "{count: 50, period: 300ms}", 3))
+    assert.is_truthy(amqp.wait(function() return amqp.count(b, "bq_period") == 0 end, 30))
+    h.rmdir(dir)
+  end)
+
   it("fails the transaction of a mandatory message the broker returns (unroutable)", function()
     assert.are.equal(0, (amqp.peer(b, "declare routable")))
     local out = h.tmpname(".txt")

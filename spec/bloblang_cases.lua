@@ -184,6 +184,13 @@ return {
   {'root = this.a.merge(this.b)', '{"a":{"x":1},"b":{"y":2}}', '{"x":1,"y":2}'},
   {'root = this.a.merge(this.b)', '{"a":{"x":1},"b":{"x":2}}', '{"x":[1,2]}'},
   {'root.v = this.a.merge(this.b)', '{"a":[1],"b":[2,3]}', '{"v":[1,2,3]}'},
+  -- a literal merged into the message key by key (B.merge_fields)
+  {'root = this.merge({"a": 2, "b": {"c": 1}, "d": "new"})', '{"a":1,"b":{"e":2}}',
+    '{"a":[1,2],"b":{"c":1,"e":2},"d":"new"}'},
+  {'root = this.merge({"a": 1, "b": 2})', '[1]', '[1,{"a":1,"b":2}]'},
+  {'root = this.merge({"a": 1})', '[]', '[{"a":1}]'},
+  {'root = this.merge({"a": deleted(), "b": this.nope})', '{"a":1}', '{"a":1,"b":null}'},
+  {'root = this.merge({"a": [3]})', '{"a":[1,2]}', '{"a":[1,2,3]}'},
   {'root.v = this.exists("a.b")', '{"a":{"b":null}}', '{"v":true}'},
   {'root.v = this.exists("a.c")', '{"a":{"b":1}}', '{"v":false}'},
   {'root = this.without("a", "c.d")', '{"a":1,"b":2,"c":{"d":3,"e":4}}', '{"b":2,"c":{"e":4}}'},

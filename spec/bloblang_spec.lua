@@ -183,6 +183,30 @@ output: {stdout: {}}
     end
   end)
 
+  it("merges an object literal into the message key by key, without building it, keeping the bytes", function()
+    local dir = h.tmpdir()
+    finally(function() h.rmdir(dir) end)
+    local function config(mapping)
+      return h.write(dir .. "/c.yaml", "input: {stdin: {}}\npipeline:\n  processors:\n    - mapping: '" .. mapping ..
+        "'\noutput: {stdout: {}}\n")
+    end
+    -- the seed's Worker: one look-up of `result`, no table made for the literal
+    local f = config('root = this.merge({ "result": "bar", "n": 1 })')
+    local r = h.sluice("migrate " .. f)
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches('R = B.merge_fields(this, "result", "bar", "n", 1)', r.stdout, 1, true)
+    assert.is_nil(r.stdout:find("B.object", 1, true))
+    r = h.sluice("run --log-level warn " .. f, {stdin = '{ "message" : "hi" }\n{"n":0}\n[]\n'})
+    assert.are.equal(0, r.code, r.stderr)
+    local out = h.lines(r.stdout)
+    assert.are.equal(3, #out)
+    assert.are.equal('{ "message" : "hi" ,"result":"bar","n":1}', out[1])
+    assert.are.same({n = {0, 1}, result = "bar"}, json.decode(out[2]))
+    assert.are.same({{result = "bar", n = 1}}, json.decode(out[3]))   -- an empty array took 100% CPU forever
+    -- a key given twice: the literal is built (its last value wins), then merged
+    r = h.sluice("migrate " .. config('root = this.merge({"a": 1, "a": 2})'))
+    assert.matches("B.merge_into(this, B.object(", r.stdout, 1, true)
+  end)
 
   it("migrate prints the config with each mapping as the lua it runs as, ${NAME} as written", function()
     local dir = h.tmpdir()

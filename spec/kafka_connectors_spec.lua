@@ -24,6 +24,34 @@ output:
     assert.matches(":11:%d+: compression%.type: librdkafka: .*bogus", r.stderr)
   end)
 
+  it("take Benthos's batching policy on the input and the output as written; a bad check is refused at its line", function()
+    local yaml = [[
+input:
+  kafka:
+    addresses: [localhost:9092]
+    topics: [t]
+    consumer_group: g
+    checkpoint_limit: 1024
+    batching:
+      count: 100
+      byte_size: 1000000
+      period: 1s
+      check: %s
+      processors: [{lua: {code: 'return content()'}}]
+output:
+  kafka:
+    addresses: [localhost:9092]
+    topic: out
+    max_in_flight: 64
+    batching: {count: 10, byte_size: 0, period: "", check: "", processors: []}
+]]
+    local r = h.run_config(string.format(yaml, "'this.last == true'"), {cmd = "lint"})
+    assert.are.equal(0, r.code, r.stderr)
+    r = h.run_config(string.format(yaml, "'this.last ==== true'"), {cmd = "lint"})
+    assert.are.equal(1, r.code)
+    assert.matches(":11:14: check: Lua", r.stderr, 1, true)
+  end)
+
   it("needs at least one topic", function()
     local r = h.run_config("input:\n  kafka: {addresses: [x:1], consumer_group: g}\noutput:\n  drop: {}\n", {cmd = "lint"})
     assert.are.equal(1, r.code)

@@ -404,7 +404,7 @@ output: {file: {path: out.ndjson}}
     -- protocol) while node 1 has some in flight, however loaded the machine.
     -- The acks it waits for take 3 s at that pace; revoke_timeout leaves room.
     local function slow(rate)
-      return node(k, "slow", "slow", ", checkpoint_limit: 16, batching: {count: 8}, revoke_timeout: 30s",
+      return node(k, "slow", "slow", ", checkpoint_limit: 16, batching: {count: 8, period: 100ms}, revoke_timeout: 30s",
         "rate_limit: {count: " .. rate .. ", interval: 50ms}")
     end
     local a = slow(1)

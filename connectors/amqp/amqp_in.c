@@ -9,9 +9,11 @@
  * are dropped, since the broker requeued its unacknowledged deliveries when
  * it went (they come again: at-least-once). */
 #include "amqp_link.h"
+#include "core/batching.h"
 #include "core/log.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
+#include "lua/lhost.h"
 #include <inttypes.h>
 #include <regex.h>
 #include <stdarg.h>
@@ -30,12 +32,6 @@ static const sl_field_t binding_fields[] = {
   {"key", SL_F_STRING, "", 0, "Binding key.", NULL, NULL},
   {0}};
 
-static const sl_field_t batching_fields[] = {
-  {"count", SL_F_INT, "64", 0,
-   "Deliveries per transaction at most (a sluice addition: Benthos makes one per message). A batch takes what "
-   "has arrived; it never waits for more.", SL_BOUNDS("1", "65535"), NULL},
-  {0}};
-
 static const sl_field_t fields[] = {
   SL_AMQP_COMMON_FIELDS,
   {"queue", SL_F_STRING, NULL, SL_REQUIRED, "Queue to consume.", NULL, NULL},
@@ -52,7 +48,7 @@ static const sl_field_t fields[] = {
   {"prefetch_count", SL_F_INT, "10", 0, "Unacknowledged deliveries the broker sends at most.",
    SL_BOUNDS("1", "65535"), NULL},
   {"prefetch_size", SL_F_INT, "0", 0, "Unacknowledged bytes the broker sends at most (0: no bound).", NULL, NULL},
-  {"batching", SL_F_OBJECT, NULL, 0, "How deliveries are grouped into transactions.", NULL, batching_fields},
+  SL_BATCHING_OWN_FIELD,
   {0}};
 
 enum { T_OPEN, T_ACK, T_REQUEUE, T_REJECT, T_SENT };
@@ -94,7 +90,17 @@ typedef struct ain {
   sl_amqp_link_t *link;      /* until destroyed */
   regex_t *reject;
   uint32_t nreject;
-  int64_t batch_count;
+  /* Without a `batching` policy a transaction is what has arrived, up to 64
+   * deliveries; with one, the batch its triggers form (held in pend). */
+  int policy;
+  sl_batch_policy_t pol;
+  sl_lcheck_t *check;
+  sl_batch_t *pend;
+  uint64_t *ptags, pgen;
+  uint32_t pcap;
+  int64_t pbytes;
+  uv_timer_t period;
+  int period_open;           /* the timer is initialised and not closed yet */
   delivery_t *ready, **ready_tail;
   uint32_t nready;
   int stopped;
@@ -458,12 +464,66 @@ static sl_msg_t *to_msg(ain_t *a, delivery_t *x) {
   return m;
 }
 
+/* Emits the batch the policy formed (of one connection's deliveries). */
+static void emit_pend(ain_t *a) {
+  if (a->period_open) uv_timer_stop(&a->period);
+  if (!a->pend) return;
+  sl_batch_t *b = a->pend;
+  flight_t *f = sl_xmalloc(sizeof(*f) + b->n * sizeof(uint64_t));
+  f->a = a;
+  f->gen = a->pgen;
+  f->n = b->n;
+  memcpy(f->tags, a->ptags, b->n * sizeof(uint64_t));
+  a->pend = NULL;
+  a->pbytes = 0;
+  sl_input_emit(&a->base, b, on_txn, f);
+}
+
+static void on_period(uv_timer_t *t) { emit_pend(t->data); }
+
+/* A held batch is not emitted: its deliveries stay unacknowledged, and the
+ * broker requeues them when the connection closes. */
+static void drop_pend(ain_t *a) {
+  if (a->period_open) uv_timer_stop(&a->period);
+  if (a->pend) sl_batch_free(a->pend);
+  a->pend = NULL;
+  a->pbytes = 0;
+}
+
+/* Moves x into the policy's batch, which is emitted once a trigger holds. */
+static void hold(ain_t *a, delivery_t *x) {
+  if (a->pend && x->gen != a->pgen) drop_pend(a);   /* a lost connection's: the broker sends them again */
+  if (!a->pend) {
+    a->pend = sl_batch_new(64);
+    a->pgen = x->gen;
+    if (a->period_open && a->pol.period_ms > 0) uv_timer_start(&a->period, on_period, (uint64_t)a->pol.period_ms, 0);
+  }
+  if (a->pend->n == a->pcap) {
+    a->pcap = a->pcap ? 2 * a->pcap : 64;
+    a->ptags = sl_xrealloc(a->ptags, a->pcap * sizeof(uint64_t));
+  }
+  a->ptags[a->pend->n] = x->env.delivery_tag;
+  sl_msg_t *m = to_msg(a, x);
+  sl_batch_push(a->pend, m);
+  a->pbytes += (int64_t)m->content->len;
+  if (sl_lcheck_batch_full(&a->pol, a->check, a->pend, a->pbytes)) emit_pend(a);
+}
+
 /* Emits what has arrived while the stream has room, a batch at a time
  * (deliveries of one connection per batch). */
 static void pump(ain_t *a) {
-  while (a->ready && !a->stopped && sl_input_ready(&a->base)) {
+  while (a->policy && a->ready && !a->stopped && sl_input_ready(&a->base)) {
+    delivery_t *x = a->ready;
+    a->ready = x->next;
+    if (!a->ready) a->ready_tail = &a->ready;
+    sl_amqp_link_lock(a->link);
+    a->sh->in_n--;
+    sl_amqp_link_unlock(a->link);
+    hold(a, x);
+  }
+  while (!a->policy && a->ready && !a->stopped && sl_input_ready(&a->base)) {
     uint32_t n = 0;
-    for (delivery_t *x = a->ready; x && n < (uint32_t)a->batch_count && x->gen == a->ready->gen; x = x->next) n++;
+    for (delivery_t *x = a->ready; x && n < 64 && x->gen == a->ready->gen; x = x->next) n++;
     sl_batch_t *b = sl_batch_new(n);
     flight_t *f = sl_xmalloc(sizeof(*f) + n * sizeof(uint64_t));
     f->a = a;
@@ -515,7 +575,7 @@ static void ain_wake(void *arg) {
 }
 
 static void ain_free(ain_t *a) {
-  if (a->metas) return;
+  if (a->metas || a->period_open) return;
   for (uint32_t i = 0; i < a->nreject; i++) regfree(&a->reject[i]);
   free(a->reject);
   free(a);
@@ -526,18 +586,33 @@ static const sl_amqp_hooks_t hooks = {ain_setup, ain_frame, ain_room, ain_work, 
 static int ain_start(sl_input_t *in) {
   ain_t *a = (ain_t *)in;
   sl_input_set_connected(in, 0, "amqp: connecting");
+  if (a->pol.period_ms > 0) {
+    uv_timer_init(in->worker->loop, &a->period);
+    a->period.data = a;
+    a->period_open = 1;
+  }
   return sl_amqp_link_start(a->link, in->worker->loop);
 }
 
 static void ain_resume(sl_input_t *in) { pump((ain_t *)in); }
 
-static void ain_stop(sl_input_t *in) { ((ain_t *)in)->stopped = 1; }
+static void ain_stop(sl_input_t *in) {
+  ((ain_t *)in)->stopped = 1;
+  drop_pend((ain_t *)in);
+}
+
+static void period_closed(uv_handle_t *h) {
+  ain_t *a = h->data;
+  a->period_open = 0;
+  ain_free(a);
+}
 
 /* Every transaction has completed: the acks they posted go out before the
  * connection closes (what is not acknowledged then, the broker requeues). */
 static void ain_close(sl_input_t *in, void (*done)(sl_input_t *, void *), void *arg) {
   ain_t *a = (ain_t *)in;
   a->stopped = 1;
+  drop_pend(a);
   if (a->sh->auto_ack) {
     done(in, arg);
     return;
@@ -554,10 +629,16 @@ static void ain_destroy(sl_input_t *in) {
   ain_t *a = (ain_t *)in;
   free_deliveries(a->ready);
   a->ready = NULL;
+  drop_pend(a);
   sl_amqp_link_close(a->link);   /* the thread lets go of sh when it ends */
   a->link = NULL;
   a->destroyed = 1;
-  ain_free(a);
+  free(a->ptags);
+  a->ptags = NULL;
+  sl_lcheck_free(a->check);
+  a->check = NULL;
+  if (a->period_open) uv_close((uv_handle_t *)&a->period, period_closed);
+  else ain_free(a);
 }
 
 static const sl_input_vt vt = {ain_start, ain_resume, ain_stop, ain_destroy, ain_close, NULL};
@@ -578,7 +659,9 @@ static void *ain_create(sl_build_t *b, const sl_cnode_t *conf) {
   sh->auto_ack = sl_conf_bool(conf, "auto_ack", 0);
   sh->prefetch = (uint16_t)sl_conf_int(conf, "prefetch_count", 10);
   sh->prefetch_size = (uint32_t)sl_conf_int(conf, "prefetch_size", 0);
-  a->batch_count = sl_conf_int(sl_cnode_get(conf, "batching"), "count", 64);
+  const sl_cnode_t *bt = sl_cnode_get(conf, "batching");
+  a->policy = bt && bt->type == SL_CN_MAP && sl_batch_policy_read(bt, &a->pol);
+  if (!a->policy) memset(&a->pol, 0, sizeof a->pol);
   const sl_cnode_t *binds = sl_cnode_get(conf, "bindings_declare");
   uint32_t nb = binds && binds->type == SL_CN_SEQ ? binds->n : 0;
   sh->bind_ex = sl_xcalloc(nb + 1, sizeof(char *));
@@ -600,6 +683,8 @@ static void *ain_create(sl_build_t *b, const sl_cnode_t *conf) {
     }
     a->nreject++;
   }
+  if (a->policy && *sl_conf_str(bt, "check", "") && !(a->check = sl_lua_check_field(b->worker, bt, b->diags, "check")))
+    bad = 1;
   if (!sh->queue[0]) {
     sl_diag_add(b->diags, conf, "queue", "name the queue to consume");
     bad = 1;
@@ -627,7 +712,12 @@ static const sl_spec_t spec = {
     "A delivery is acknowledged to the broker only when its transaction completes (every "
     "output delivered it, or it was deliberately dropped). A transaction that failed once the "
     "stream's `retry` gave up is nacked: requeued, or rejected (to the queue's dead-letter "
-    "exchange, if it has one) when its error matches `nack_reject_patterns`. At most "
+    "exchange, if it has one) when its error matches `nack_reject_patterns`. A transaction is "
+    "the batch `batching` (Benthos's policy: `count`, `byte_size`, `period`, `check`, then its "
+    "`processors`) forms, acknowledged together (`batching: {count: 1}`: each delivery alone, as "
+    "Benthos does without a policy); without one, what has arrived, up to 64 deliveries. A "
+    "batch being formed holds its deliveries unacknowledged: keep `count` within "
+    "`prefetch_count`. At most "
     "`prefetch_count` deliveries are unacknowledged at once. When the connection drops, the "
     "broker requeues what was unacknowledged; the input reconnects with backoff (100 ms "
     "doubling to 5 s, each URL in turn), and `/ready` reports the stream not ready with the "
@@ -644,5 +734,6 @@ static const sl_spec_t spec = {
     "    queue: jobs\n"
     "    prefetch_count: 100\n",
   .create = ain_create,
+  .batches_itself = 1,
 };
 SL_REGISTER(spec)

@@ -1,5 +1,6 @@
 /* `kafka` input: a librdkafka consumer group member. Messages become batches
- * (one partition per batch); offsets are stored in order per partition, only
+ * of one partition each, formed by the `batching` policy per partition (as
+ * Benthos does) or, without one, of what one turn read; offsets are stored in order per partition, only
  * once the transactions carrying them are acknowledged, and committed every
  * `commit_period` and on revocation; at most `checkpoint_limit` messages per
  * partition are in flight. A revoked partition is handed over (the
@@ -13,9 +14,11 @@
  * commits and leaves the group the same way, bounded by `close_timeout`. */
 #include "kafka_in.h"
 #include "kafka_lag.h"
+#include "core/batching.h"
 #include "core/log.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
+#include "lua/lhost.h"
 #include "store/kafka/kafka_common.h"
 #include <pthread.h>
 #include <stdio.h>
@@ -23,10 +26,6 @@
 #include <string.h>
 
 static const char *const starts[] = {"earliest", "latest", NULL};
-
-static const sl_field_t batching_fields[] = {
-  {"count", SL_F_INT, "64", 0, "Messages per batch at most (one partition per batch).", NULL, NULL},
-  {0}};
 
 static const sl_field_t fields[] = {
   SL_KAFKA_COMMON_FIELDS,
@@ -46,7 +45,7 @@ static const sl_field_t fields[] = {
    "How long the final commit and leaving the group may take when the stream stops. Past it (brokers "
    "unreachable) the stream ends without them: the group moves the partitions on after `session.timeout.ms` "
    "and the next owner reads what was not committed again. Keep it below `shutdown_timeout`.", NULL, NULL},
-  {"batching", SL_F_OBJECT, NULL, 0, "How messages are grouped into transactions.", NULL, batching_fields},
+  SL_BATCHING_OWN_FIELD,
   {0}};
 
 typedef struct flight {      /* a batch of one partition, until acknowledged */
@@ -64,6 +63,9 @@ typedef struct part {
   flight_t *head, **tail;
   int64_t in_flight;         /* messages */
   int paused, revoked;
+  sl_batch_t *pending;       /* the batch being formed, not emitted yet */
+  int64_t pending_bytes;
+  uint64_t due;              /* loop time (ms) its `period` ends */
 } part_t;
 
 typedef struct kin {
@@ -73,11 +75,17 @@ typedef struct kin {
   rd_kafka_queue_t *q;
   sl_kafka_wake_t *wake;
   rd_kafka_topic_partition_list_t *subs;
-  int64_t batch_count, checkpoint_limit, commit_ms, revoke_ms, close_ms;
+  /* Without a `batching` policy a batch is what one turn read of a partition,
+   * up to txn_max messages; with one it is formed by its triggers. */
+  int policy;
+  sl_batch_policy_t pol;
+  sl_lcheck_t *check;
+  int64_t txn_max, checkpoint_limit, commit_ms, revoke_ms, close_ms;
   part_t *parts;
   uv_timer_t commit_timer;
   uv_timer_t revoke_timer;   /* bounds the wait for revoked partitions' acks and commit */
   uv_timer_t close_timer;    /* bounds the final commit and leaving the group */
+  uv_timer_t period_timer;   /* the earliest `period` of the partitions' pending batches */
   uv_idle_t more;            /* the queue still holds messages after a turn */
   rd_kafka_topic_partition_list_t *revoking;   /* to unassign once drained and committed */
   int revoke_cooperative;
@@ -90,8 +98,6 @@ typedef struct kin {
   int close_ok;              /* the group was left in time: destroying rk does not wait */
   void (*close_done)(sl_input_t *in, void *arg);
   void *close_arg;
-  sl_batch_t *pending;       /* the batch being filled, of pending_pt */
-  part_t *pending_pt;
   int64_t metas;             /* messages whose metadata source is alive: they keep rk */
   int destroyed;             /* kin_destroy ran; rk goes with the last metadata source */
   int stream_meta;           /* metadata named as the `stream` input's (store.backend kafka) */
@@ -203,12 +209,11 @@ static void handle_ack(kin_t *in, part_t *x) {
   if (!in->stopped && in->handles) uv_idle_start(&in->more, on_more);
 }
 
-static void emit_pending(kin_t *in) {
-  if (!in->pending) return;
-  part_t *x = in->pending_pt;
-  sl_batch_t *b = in->pending;
-  in->pending = NULL;
-  in->pending_pt = NULL;
+static void emit_pending(kin_t *in, part_t *x) {
+  if (!x->pending) return;
+  sl_batch_t *b = x->pending;
+  x->pending = NULL;
+  x->pending_bytes = 0;
   flight_t *f = sl_xcalloc(1, sizeof(*f));
   f->pt = x;
   f->n = b->n;
@@ -220,6 +225,48 @@ static void emit_pending(kin_t *in) {
   ack_t *a = sl_xcalloc(1, sizeof(*a));
   *a = (ack_t){in, f};
   sl_input_emit_retry(&in->base, b, on_txn, a);
+}
+
+/* A batch not emitted is not committed: the group reads it again. */
+static void drop_pending(part_t *x) {
+  if (!x->pending) return;
+  sl_batch_free(x->pending);
+  x->pending = NULL;
+  x->pending_bytes = 0;
+}
+
+static void emit_all(kin_t *in) {
+  for (part_t *x = in->parts; x; x = x->next) emit_pending(in, x);
+}
+
+/* Emits the batches whose `period` ended, and waits for the next to end. */
+static void on_period(uv_timer_t *t) {
+  kin_t *in = t->data;
+  uint64_t now = uv_now(t->loop), next = UINT64_MAX;
+  for (part_t *x = in->parts; x; x = x->next) {
+    if (x->pending && x->due <= now) emit_pending(in, x);
+    if (x->pending && x->due < next) next = x->due;
+  }
+  if (next != UINT64_MAX) uv_timer_start(t, on_period, next - now, 0);
+}
+
+/* Adds m to x's batch and emits the batch once a trigger of the policy (or,
+ * without one, txn_max) holds. */
+static void add_msg(kin_t *in, part_t *x, sl_msg_t *m) {
+  if (!x->pending) {
+    x->pending = sl_batch_new(in->policy ? (in->pol.count > 0 && in->pol.count < 1024 ? (uint32_t)in->pol.count : 64)
+                                         : (uint32_t)in->txn_max);
+    if (in->pol.period_ms > 0 && in->handles) {
+      x->due = uv_now(in->base.worker->loop) + (uint64_t)in->pol.period_ms;
+      if (!uv_is_active((uv_handle_t *)&in->period_timer))
+        uv_timer_start(&in->period_timer, on_period, (uint64_t)in->pol.period_ms, 0);
+    }
+  }
+  sl_batch_push(x->pending, m);
+  x->pending_bytes += (int64_t)m->content->len;
+  if (in->policy ? sl_lcheck_batch_full(&in->pol, in->check, x->pending, x->pending_bytes)
+                 : (int64_t)x->pending->n >= in->txn_max)
+    emit_pending(in, x);
 }
 
 /* Decimal digits of v into buf (24 bytes); returns their count. snprintf
@@ -313,9 +360,9 @@ static void on_more(uv_idle_t *h) {
 static void pump(kin_t *in) {
   if (!in->rk || in->stopped) return;
   for (int k = 0;; k++) {
-    if (!in->pending && !sl_input_ready(&in->base)) return;   /* resumed by the stream */
+    if (!sl_input_ready(&in->base)) break;   /* resumed by the stream */
     if (k == 4096) {
-      emit_pending(in);
+      if (!in->policy) emit_all(in);
       uv_idle_start(&in->more, on_more);
       return;
     }
@@ -333,15 +380,9 @@ static void pump(kin_t *in) {
       rd_kafka_message_destroy(m);
       continue;
     }
-    if (in->pending && in->pending_pt != x) emit_pending(in);
-    if (!in->pending) {
-      in->pending = sl_batch_new((uint32_t)in->batch_count);
-      in->pending_pt = x;
-    }
-    sl_batch_push(in->pending, to_msg(in, m));
-    if (in->pending->n >= (uint32_t)in->batch_count) emit_pending(in);
+    add_msg(in, x, to_msg(in, m));
   }
-  emit_pending(in);
+  if (!in->policy) emit_all(in);
 }
 
 static void finish_close(kin_t *in, int ok);
@@ -452,11 +493,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
     part_t *x = part_of(in, parts->elems[i].topic, parts->elems[i].partition);
     x->revoked = 1;
     busy |= x->head != NULL;
-  }
-  if (in->pending && in->pending_pt->revoked) {
-    sl_batch_free(in->pending);   /* never emitted: nothing acks it */
-    in->pending = NULL;
-    in->pending_pt = NULL;
+    drop_pending(x);   /* never emitted: nothing acks it */
   }
   in->revoking = rd_kafka_topic_partition_list_copy(parts);
   in->revoke_cooperative = cooperative;
@@ -503,9 +540,10 @@ static int kin_start(sl_input_t *base) {
   uv_timer_init(base->worker->loop, &in->commit_timer);
   uv_timer_init(base->worker->loop, &in->revoke_timer);
   uv_timer_init(base->worker->loop, &in->close_timer);
+  uv_timer_init(base->worker->loop, &in->period_timer);
   uv_idle_init(base->worker->loop, &in->more);
-  in->commit_timer.data = in->revoke_timer.data = in->close_timer.data = in->more.data = in;
-  in->handles = 4;
+  in->commit_timer.data = in->revoke_timer.data = in->close_timer.data = in->period_timer.data = in->more.data = in;
+  in->handles = 5;
   uv_timer_start(&in->commit_timer, on_commit_timer, (uint64_t)in->commit_ms, (uint64_t)in->commit_ms);
   pump(in);
   return 0;
@@ -519,12 +557,10 @@ static void kin_stop(sl_input_t *base) {
   in->stopped = 1;
   if (in->handles) {
     uv_timer_stop(&in->commit_timer);
+    uv_timer_stop(&in->period_timer);
     uv_idle_stop(&in->more);
   }
-  if (in->pending) {
-    sl_batch_free(in->pending);
-    in->pending = NULL;
-  }
+  for (part_t *x = in->parts; x; x = x->next) drop_pending(x);
 }
 
 static void *destroy_run(void *rk) {
@@ -639,6 +675,8 @@ static void kin_destroy(sl_input_t *base) {
   }
   if (in->conf) rd_kafka_conf_destroy(in->conf);
   if (in->subs) rd_kafka_topic_partition_list_destroy(in->subs);
+  sl_lcheck_free(in->check);
+  in->check = NULL;
   for (part_t *x = in->parts, *n; x; x = n) {
     n = x->next;
     forget_flights(x, 1);
@@ -650,6 +688,7 @@ static void kin_destroy(sl_input_t *base) {
     uv_close((uv_handle_t *)&in->commit_timer, handle_closed);
     uv_close((uv_handle_t *)&in->revoke_timer, handle_closed);
     uv_close((uv_handle_t *)&in->close_timer, handle_closed);
+    uv_close((uv_handle_t *)&in->period_timer, handle_closed);
     uv_close((uv_handle_t *)&in->more, handle_closed);
   } else {
     kin_free(in);
@@ -662,13 +701,16 @@ static const sl_spec_t spec;
 static void *kin_create(sl_build_t *b, const sl_cnode_t *conf) {
   kin_t *in = sl_xcalloc(1, sizeof(*in));
   sl_component_init_input(&in->base, &vt, &spec, b);
-  in->batch_count = sl_conf_int(sl_cnode_get(conf, "batching"), "count", 64);
+  const sl_cnode_t *bt = sl_cnode_get(conf, "batching");
+  in->policy = bt && bt->type == SL_CN_MAP && sl_batch_policy_read(bt, &in->pol);
+  if (!in->policy) memset(&in->pol, 0, sizeof in->pol);
+  in->txn_max = 64;
   in->checkpoint_limit = sl_conf_int(conf, "checkpoint_limit", 1024);
   in->commit_ms = sl_conf_duration_ms(conf, "commit_period", 1000);
   in->revoke_ms = sl_conf_duration_ms(conf, "revoke_timeout", 10000);
   in->close_ms = sl_conf_duration_ms(conf, "close_timeout", 5000);
-  if (in->batch_count < 1) in->batch_count = 1;
-  if (in->checkpoint_limit < in->batch_count) in->checkpoint_limit = in->batch_count;
+  if (in->checkpoint_limit < in->txn_max) in->checkpoint_limit = in->txn_max;
+  if (in->checkpoint_limit < in->pol.count) in->checkpoint_limit = in->pol.count;
   if (in->commit_ms < 1) in->commit_ms = 1;
   const char *defaults[] = {
     "group.id", sl_conf_str(conf, "consumer_group", ""),
@@ -694,14 +736,21 @@ static void *kin_create(sl_build_t *b, const sl_cnode_t *conf) {
     }
   }
   if (in->subs->cnt == 0) sl_diag_add(b->diags, conf, "topics", "name at least one topic in `topics` or `regexp_topics`");
-  if (!in->conf || in->subs->cnt == 0) {
+  int bad_check = in->policy && *sl_conf_str(bt, "check", "") &&
+                  !(in->check = sl_lua_check_field(b->worker, bt, b->diags, "check"));
+  if (!in->conf || in->subs->cnt == 0 || bad_check) {
     kin_destroy(&in->base);
     return NULL;
   }
   return in;
 }
 
-void sl_kafka_in_stream_meta(sl_input_t *in) { ((kin_t *)in)->stream_meta = 1; }
+void sl_kafka_in_stream_meta(sl_input_t *base, int64_t batch_size) {
+  kin_t *in = (kin_t *)base;
+  in->stream_meta = 1;
+  in->txn_max = batch_size < 1 ? 1 : batch_size;
+  if (in->checkpoint_limit < in->txn_max) in->checkpoint_limit = in->txn_max;
+}
 
 static const sl_spec_t spec = {
   .name = "kafka",
@@ -715,7 +764,12 @@ static const sl_spec_t spec = {
     "are committed per partition in order, only for acknowledged transactions (a failed "
     "delivery is re-sent by the stream), every `commit_period`, on a rebalance and when the "
     "stream stops. With `checkpoint_limit` messages of a partition in flight the partition is "
-    "paused until acks come back. Until the group assigns partitions (or while the brokers "
+    "paused until acks come back. A batch is of one partition and is one transaction: with "
+    "`batching` (Benthos's policy), formed per partition by its `count`, `byte_size`, `period` "
+    "and `check`, then run through its `processors`; without it, what one turn read of a "
+    "partition, up to 64 messages. Messages held in a batch being formed when the partition is "
+    "revoked or the stream stops are not committed: the group reads them again. "
+    "Until the group assigns partitions (or while the brokers "
     "cannot be reached) the stream reports not ready on `/ready`.\n\n"
     "No call waits for a broker on the event loop: commits are asynchronous, and a stopping "
     "stream commits and leaves the group within `close_timeout`. Messages handed back "
@@ -729,5 +783,6 @@ static const sl_spec_t spec = {
     "    topics: [completed]\n"
     "    consumer_group: results\n",
   .create = kin_create,
+  .batches_itself = 1,
 };
 SL_REGISTER(spec)

@@ -7,6 +7,7 @@
  * to make room (the loop goes on meanwhile), so a batch larger than the
  * queue goes out in parts. Each message's outcome is kept: a retry of a
  * failed batch produces only the messages that were not delivered. */
+#include "core/batching.h"
 #include "core/log.h"
 #include "core/kept.h"
 #include "core/stream.h"
@@ -18,11 +19,6 @@
 
 static const char *const partitioners[] = {"murmur2_random", "consistent_random", "fnv1a_random", "random", NULL};
 static const char *const ackss[] = {"all", "1", "0", NULL};
-
-static const sl_field_t batching_fields[] = {
-  {"count", SL_F_INT, "10000", 0, "Messages per request at most (`batch.num.messages`).", NULL, NULL},
-  {"period", SL_F_DURATION, "5ms", 0, "How long a message may wait for others to fill a request (`linger.ms`).", NULL, NULL},
-  {0}};
 
 static const sl_field_t fields[] = {
   SL_KAFKA_COMMON_FIELDS,
@@ -38,7 +34,7 @@ static const sl_field_t fields[] = {
    "reports (1: one batch at a time). How many messages librdkafka itself queues is "
    "`queue.buffering.max.messages` (librdkafka's default, 100000; set it under `librdkafka`): a batch larger "
    "than that goes out in parts as delivery reports make room.", NULL, NULL},
-  {"batching", SL_F_OBJECT, NULL, 0, "How librdkafka groups messages into requests.", NULL, batching_fields},
+  SL_BATCHING_FIELD,
   {"metadata_headers", SL_F_BOOL, "true", 0, "Send the message's metadata as Kafka headers.", NULL, NULL},
   {0}};
 
@@ -402,10 +398,6 @@ static const sl_spec_t spec;
 static void *kout_create(sl_build_t *b, const sl_cnode_t *conf) {
   kout_t *o = sl_xcalloc(1, sizeof(*o));
   sl_component_init_output(&o->base, &vt, &spec, b);
-  const sl_cnode_t *batching = sl_cnode_get(conf, "batching");
-  char count[24], linger[24];
-  snprintf(count, sizeof count, "%lld", (long long)sl_conf_int(batching, "count", 10000));
-  snprintf(linger, sizeof linger, "%lld", (long long)sl_conf_duration_ms(batching, "period", 5));
   o->max_in_flight = sl_conf_int(conf, "max_in_flight", 64);
   if (o->max_in_flight < 1) o->max_in_flight = 1;
   o->queue_tail = &o->queue;
@@ -413,8 +405,10 @@ static void *kout_create(sl_build_t *b, const sl_cnode_t *conf) {
     "acks", sl_conf_str(conf, "acks", "all"),
     "enable.idempotence", sl_conf_bool(conf, "idempotent", 1) ? "true" : "false",
     "partitioner", sl_conf_str(conf, "partitioner", "murmur2_random"),
-    "batch.num.messages", count,
-    "linger.ms", linger,
+    /* librdkafka's own requests: whatever `batching` formed is produced at
+     * once, and it packs messages of any batches into requests. */
+    "batch.num.messages", "10000",
+    "linger.ms", "5",
     NULL};
   o->conf = sl_kafka_conf(b, conf, defaults);
   o->topic = sl_lua_interp_field(b->worker, conf, b->diags, "topic");
@@ -445,7 +439,9 @@ static const sl_spec_t spec = {
     "`fallback` takes over. A retry of the batch produces only its messages that were not "
     "delivered: what librdkafka already delivered is not sent twice (a `fallback` output, "
     "and the stream's own re-send through the processors once `retry.max_retries` gave up, "
-    "get the whole batch). `max_in_flight` batches are written at once; when librdkafka's "
+    "get the whole batch). `batching` (Benthos's policy) forms the batches the stream hands "
+    "over, each acknowledged as one; librdkafka packs messages into requests on its own "
+    "(`batch.num.messages` 10000, `linger.ms` 5: set them under `librdkafka`). `max_in_flight` batches are written at once; when librdkafka's "
     "queue is full, the rest of a batch waits for delivery reports to make room, without "
     "failing and without holding the loop. While the brokers cannot be reached the stream "
     "reports not ready on `/ready`; librdkafka keeps retrying (`message.timeout.ms`).",

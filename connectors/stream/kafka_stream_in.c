@@ -30,14 +30,10 @@ sl_input_t *sl_ks_stream_input(sl_ks_t *ks, sl_build_t *b, const sl_cnode_t *at,
   sl_cnode_map_set(c, "topics", topics);
   set(c, "consumer_group", group, at);
   set(c, "start_offset", start, at);
-  sl_cnode_t *batching = sl_cnode_new(SL_CN_MAP, at);
-  snprintf(num, sizeof num, "%lld", (long long)batch_size);
-  set(batching, "count", num, at);
-  sl_cnode_map_set(c, "batching", batching);
   snprintf(num, sizeof num, "%lldms", (long long)commit_ms);
   set(c, "commit_period", num, at);
   sl_input_t *in = kafka->create(b, c);
   sl_cnode_free(c);
-  if (in) sl_kafka_in_stream_meta(in);
+  if (in) sl_kafka_in_stream_meta(in, batch_size);
   return in;
 }

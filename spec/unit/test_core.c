@@ -163,7 +163,7 @@ static void *t_in_create(sl_build_t *b, const sl_cnode_t *conf) {
   ti->total = (int)sl_conf_int(conf, "count", 3);
   return ti;
 }
-static const sl_spec_t t_in_spec = {"t_in", SL_KIND_INPUT, "test input", NULL, t_in_fields, NULL, NULL, t_in_create, 0};
+static const sl_spec_t t_in_spec = {"t_in", SL_KIND_INPUT, "test input", NULL, t_in_fields, NULL, NULL, t_in_create, 0, 0};
 SL_REGISTER(t_in_spec)
 
 /* Output that fails the first `fail_first` writes, then delivers asynchronously. */
@@ -214,7 +214,7 @@ static void *t_out_create(sl_build_t *b, const sl_cnode_t *conf) {
   to->fail_first = (int)sl_conf_int(conf, "fail_first", 0);
   return to;
 }
-static const sl_spec_t t_out_spec = {"t_out", SL_KIND_OUTPUT, "test output", NULL, t_out_fields, NULL, NULL, t_out_create, 0};
+static const sl_spec_t t_out_spec = {"t_out", SL_KIND_OUTPUT, "test output", NULL, t_out_fields, NULL, NULL, t_out_create, 0, 0};
 SL_REGISTER(t_out_spec)
 
 /* ---- stream runs ---- */
@@ -322,7 +322,7 @@ static void *t_stop_create(sl_build_t *b, const sl_cnode_t *conf) {
   ti->total = (int)sl_conf_int(conf, "count", 3);
   return ti;
 }
-static const sl_spec_t t_stop_spec = {"t_stop", SL_KIND_INPUT, "test input", NULL, t_in_fields, NULL, NULL, t_stop_create, 0};
+static const sl_spec_t t_stop_spec = {"t_stop", SL_KIND_INPUT, "test input", NULL, t_in_fields, NULL, NULL, t_stop_create, 0, 0};
 SL_REGISTER(t_stop_spec)
 
 /* Output that holds every write until the stream stops (a round_robin
@@ -358,7 +358,7 @@ static void *t_hold_create(sl_build_t *b, const sl_cnode_t *conf) {
   sl_component_init_output(&to->base, &t_hold_vt, NULL, b);
   return to;
 }
-static const sl_spec_t t_hold_spec = {"t_hold", SL_KIND_OUTPUT, "test output", NULL, NULL, NULL, NULL, t_hold_create, 0};
+static const sl_spec_t t_hold_spec = {"t_hold", SL_KIND_OUTPUT, "test output", NULL, NULL, NULL, NULL, t_hold_create, 0, 0};
 SL_REGISTER(t_hold_spec)
 
 static sl_stream_t *g_stopped_stream;
