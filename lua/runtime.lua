@@ -1294,12 +1294,12 @@ end
 local SLICE, DONE = {}, {}
 local WOKE, EXPIRED, FAIL, NOT_HERE = {}, {}, {}, {}
 local idle_runners = {}
-local jobs, next_job = {}, 0     -- the runtime's id of a run -> its job
-local parked, next_wid = {}, 0   -- waiter id -> {J = job, co = coroutine}
+local jobs = {}                  -- the runtime's id of a run -> its job
+-- waiter id -> its coroutine, and its job (two maps: a record per wait was a table)
+local parked, parked_job, next_wid = {}, {}, 0
 local groups = {}                -- concurrency groups by their C id: {inflight, q, jobs}
 local table_remove, unpack_ = table.remove, unpack
 local async_begin = async.begin
-local drop_t = ffi.typeof("uint8_t *")
 local now_ms = C.sl_lasync_now_ms
 local budget_pause, budget_expire = budget_mod.pause, budget_mod.expire
 
@@ -1342,6 +1342,34 @@ local function take_runner()
   return co
 end
 
+-- Entries of J.ready: e.co resumes with e[1..e.n], or, when e.from is set,
+-- starts the run's loop at that message. Reused: a call made two of them
+-- (its run's loop going on, its wake), each a table with two parts.
+local new_entry, free_entry
+do
+  local pool, npool = {}, 0
+  function new_entry(co, from, ...)
+    local e
+    if npool > 0 then
+      e = pool[npool]
+      pool[npool], npool = nil, npool - 1
+    else
+      e = {co = false, from = false, n = 0, pooled = true}
+    end
+    local n = select("#", ...)
+    e.co, e.from, e.n = co, from, n
+    for i = 1, n do e[i] = (select(i, ...)) end
+    return e
+  end
+  function free_entry(e)
+    if not e.pooled or npool >= 256 then return end
+    for i = 1, e.n do e[i] = nil end
+    e.co, e.from, e.n = false, false, 0
+    npool = npool + 1
+    pool[npool] = e
+  end
+end
+
 -- J.ready is a deque of coroutines to resume: entries from r.h to r.t - 1.
 local function job_ready(J, e, front)
   local r = J.ready
@@ -1373,7 +1401,7 @@ local function begin(J, co, index, what, deadline, start, ...)
   if J.loop == co and not J.s.process_batch then
     if index + 1 < J.n then
       J.loop = take_runner()
-      job_ready(J, {co = J.loop, from = index + 1}, true)
+      job_ready(J, new_entry(J.loop, index + 1), true)
     else
       J.loop = nil
     end
@@ -1383,20 +1411,20 @@ local function begin(J, co, index, what, deadline, start, ...)
     left = deadline - now_ms()
     if left <= 0 then
       release(J.group)
-      return job_ready(J, {co = co, n = 1, EXPIRED}, true)
+      return job_ready(J, new_entry(co, false, EXPIRED), true)
     end
   end
   next_wid = next_wid + 1
   local wid = next_wid
-  parked[wid] = {J = J, co = co}
+  parked[wid], parked_job[wid] = co, J
   J.waiting = J.waiting + 1
   local ok, err = pcall(async_begin, J.cjob, wid, left, start, ...)
   if not ok and parked[wid] then
     -- start refused its arguments: the script's call raises the error
-    parked[wid] = nil
+    parked[wid], parked_job[wid] = nil, nil
     J.waiting = J.waiting - 1
     release(J.group)
-    job_ready(J, {co = co, n = 2, FAIL, err}, true)
+    job_ready(J, new_entry(co, false, FAIL, err), true)
   end
 end
 
@@ -1425,7 +1453,7 @@ local function yielded(J, co, ok, tag, ...)
   end
   if tag == SLICE then
     -- first when resumed, so that the time it used before is carried to it
-    job_ready(J, {co = co, n = 0}, true)
+    job_ready(J, new_entry(co, false), true)
     return true
   end
   on_wait(J, co, ...)
@@ -1445,11 +1473,10 @@ local function drive(J)
       if e.from then job_J, job_from = J, e.from end
       local saved = cur_runner
       cur_runner = co
-      if yielded(J, co, co_resume(co, unpack_(e, 1, e.n))) then
-        cur_runner = saved
-        return true
-      end
+      local sliced = yielded(J, co, co_resume(co, unpack_(e, 1, e.n)))
       cur_runner = saved
+      free_entry(e)
+      if sliced then return true end
     end
   end
 end
@@ -1490,9 +1517,9 @@ end
 -- operations): their slots pass on.
 local function drop_job(J)
   if J.waiting > 0 then
-    for wid, p in pairs(parked) do
-      if p.J == J then
-        parked[wid] = nil
+    for wid, pj in pairs(parked_job) do
+      if pj == J then
+        parked[wid], parked_job[wid] = nil, nil
         release(J.group)
       end
     end
@@ -1530,40 +1557,43 @@ end
 
 -- A run that may not yield (generate's mapping, the lint VM) needs no runner,
 -- and its calls cannot wait.
-local sync_J = {ready = {}}
-function M.run(id, msgs_p, n, seq_base, run, steps, drop_p, log, may_slice, cjob, gid, max, timeout)
-  local J = may_slice and new_job() or sync_J
-  J.s, J.msgs, J.n, J.seq_base, J.run, J.steps, J.log = scripts[id], ffi_cast(msgs_t, msgs_p), n, seq_base, run, steps, log
-  J.drop = ffi_cast(drop_t, drop_p)
-  J.live, J.timeout = live, timeout or 0
-  if not may_slice then
-    job_J, job_from = J, 0
-    local ok, err = pcall(run_next)
-    clear_run()
-    J.s, J.msgs, J.run, J.log, J.live = nil, nil, nil, nil, nil
-    if not ok then error(err, 0) end
-    return 0
-  end
-  next_job = next_job + 1
-  J.id, J.cjob, J.gid, J.max = next_job, cjob, gid, max > 0 and max or 1
-  jobs[next_job] = J
-  local g
-  if gid == 0 then
-    g = J.own
-  else
-    g = groups[gid]
-    if not g then
-      g = {inflight = 0, q = {}, jobs = 0}
-      groups[gid] = g
+-- (Its upvalues are in a do-block: the main chunk is at LuaJIT's 200 locals.)
+do
+  local sync_J, drop_t, next_job = {ready = {}}, ffi.typeof("uint8_t *"), 0
+  function M.run(id, msgs_p, n, seq_base, run, steps, drop_p, log, may_slice, cjob, gid, max, timeout)
+    local J = may_slice and new_job() or sync_J
+    J.s, J.msgs, J.n, J.seq_base, J.run, J.steps, J.log = scripts[id], ffi_cast(msgs_t, msgs_p), n, seq_base, run, steps, log
+    J.drop = ffi_cast(drop_t, drop_p)
+    J.live, J.timeout = live, timeout or 0
+    if not may_slice then
+      job_J, job_from = J, 0
+      local ok, err = pcall(run_next)
+      clear_run()
+      J.s, J.msgs, J.run, J.log, J.live = nil, nil, nil, nil, nil
+      if not ok then error(err, 0) end
+      return 0
     end
+    next_job = next_job + 1
+    J.id, J.cjob, J.gid, J.max = next_job, cjob, gid, max > 0 and max or 1
+    jobs[next_job] = J
+    local g
+    if gid == 0 then
+      g = J.own
+    else
+      g = groups[gid]
+      if not g then
+        g = {inflight = 0, q = {}, jobs = 0}
+        groups[gid] = g
+      end
+    end
+    g.jobs = g.jobs + 1
+    J.group = g
+    J.loop = take_runner()
+    local e = J.first
+    e.co = J.loop
+    job_ready(J, e)
+    return step(J)
   end
-  g.jobs = g.jobs + 1
-  J.group = g
-  J.loop = take_runner()
-  local e = J.first
-  e.co = J.loop
-  job_ready(J, e)
-  return step(J)
 end
 
 function M.resume(id)
@@ -1575,14 +1605,14 @@ end
 -- The host ends a waiter: kind 0 with the operation's results, 1 when the
 -- message's deadline passed first, 2 with an error text.
 function M.wake(wid, kind, ...)
-  local p = parked[wid]
-  if p == nil then return end
-  parked[wid] = nil
-  local J = p.J
+  local co = parked[wid]
+  if co == nil then return end
+  local J = parked_job[wid]
+  parked[wid], parked_job[wid] = nil, nil
   J.waiting = J.waiting - 1
   local tag = kind == 0 and WOKE or kind == 1 and EXPIRED or FAIL
   -- the message goes on before the call its slot passes to starts
-  job_ready(J, {co = p.co, n = select("#", ...) + 1, tag, ...})
+  job_ready(J, new_entry(co, false, tag, ...))
   release(J.group)
   C.sl_ljob_ready(J.cjob)
 end
@@ -1594,20 +1624,48 @@ function M.cancel(id)
 end
 
 -- Everything a run keeps outside its own stack: saved at a slice or a wait,
--- since other calls run on this VM before it resumes.
-local function save_state()
-  local st = {cur_msg, cur_msgs, cur_index, cur_seq, cur_this, this_loaded, this_dirty, this_exposed, this_set,
-              this_added, this_nadded, this_src, cur_ctx_cache, cur_run, cur_req, live, faillog, budget_mod.save(),
-              co_depth, cur_detached, cur_deadline, cur_timeout}
-  this_added, live, co_depth = {}, {}, 0
-  return st
-end
-local function restore_state(st)
-  cur_msg, cur_msgs, cur_index, cur_seq, cur_this, this_loaded = st[1], st[2], st[3], st[4], st[5], st[6]
-  this_dirty, this_exposed, this_set, this_added, this_nadded, this_src = st[7], st[8], st[9], st[10], st[11], st[12]
-  cur_ctx_cache, cur_run, cur_req, live, faillog = st[13], st[14], st[15], st[16], st[17]
-  budget_mod.restore(st[18])
-  co_depth, cur_detached, cur_deadline, cur_timeout = st[19], st[20], st[21], st[22]
+-- since other calls run on this VM before it resumes. The records are reused
+-- (one per wait was a table and its array). The lists of keys added to this
+-- and of live msg objects go with the record only when they hold something;
+-- an empty one stays in use, as nothing of it needs keeping.
+local save_state, restore_state
+do
+  local free_st, nfree_st = {}, 0
+  local budget_save, budget_restore = budget_mod.save, budget_mod.restore
+  function save_state()
+    local st
+    if nfree_st > 0 then
+      st = free_st[nfree_st]
+      free_st[nfree_st], nfree_st = nil, nfree_st - 1
+    else
+      st = {}
+    end
+    st[1], st[2], st[3], st[4], st[5], st[6] = cur_msg, cur_msgs, cur_index, cur_seq, cur_this, this_loaded
+    st[7], st[8], st[9], st[10], st[11], st[12] = this_dirty, this_exposed, this_set, false, this_nadded, this_src
+    st[13], st[14], st[15], st[16], st[17] = cur_ctx_cache, cur_run, cur_req, false, faillog
+    budget_save(st, 18)
+    st[21], st[22], st[23], st[24] = co_depth, cur_detached, cur_deadline, cur_timeout
+    if this_nadded > 0 then st[10], this_added = this_added, {} end
+    if next(live) ~= nil then st[16], live = live, {} end
+    co_depth = 0
+    return st
+  end
+  function restore_state(st)
+    cur_msg, cur_msgs, cur_index, cur_seq, cur_this, this_loaded = st[1], st[2], st[3], st[4], st[5], st[6]
+    this_dirty, this_exposed, this_set, this_nadded, this_src = st[7], st[8], st[9], st[11], st[12]
+    cur_ctx_cache, cur_run, cur_req, faillog = st[13], st[14], st[15], st[17]
+    budget_restore(st, 18)
+    co_depth, cur_detached, cur_deadline, cur_timeout = st[21], st[22], st[23], st[24]
+    if st[10] then this_added = st[10] end
+    if st[16] then live = st[16] elseif next(live) ~= nil then live = {} end
+    if nfree_st < 256 then
+      -- what the record holds must not outlive the message
+      st[2], st[5], st[10], st[12], st[13], st[14], st[15], st[16], st[17] = false, false, false, false, false, false,
+        false, false, false
+      nfree_st = nfree_st + 1
+      free_st[nfree_st] = st
+    end
+  end
 end
 
 -- Yields the run for a slice, from the runner or from a script's coroutine
