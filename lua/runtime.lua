@@ -8,7 +8,7 @@ local ffi = require("ffi")
 local cjson = require("cjson")
 -- budget_mod: lua/budget.lua; strmatch: {find, match, gmatch, gsub} that stop
 -- at the call's deadline (lua/strmatch.c); cache_mod: cache.* (lua/cache.lua);
--- bloblang: lua/bloblang.lua's chunk; async: {begin = C function,
+-- bloblang: lua/bloblang.lua's chunk; async: {begin, ready, now_ms = C functions,
 -- bindings = {["lib.name"] = start C function}} (lua/async.h); library: the C
 -- parts of the scripts' standard library (lua/library.h)
 local budget_mod, strmatch, cache_mod, bloblang, async, library = ...
@@ -31,8 +31,6 @@ void sl_lmodule_dep(void *owner, const char *path);
 sl_msg_t *sl_lmsg_clone(void *run, sl_msg_t *m);
 sl_msg_t *sl_lmsg_new(void *run, const char *p, size_t len);
 void sl_lrun_keep(void *run, sl_msg_t *m, unsigned k);
-void sl_ljob_ready(void *job);
-double sl_lasync_now_ms(void);
 void sl_lfaillog_note(void *log, const char *text, unsigned n);
 int sl_uuid_v4(char *out);
 int sl_lnow(char *out, size_t cap);
@@ -1300,7 +1298,7 @@ local parked, parked_job, next_wid = {}, {}, 0
 local groups = {}                -- concurrency groups by their C id: {inflight, q, jobs}
 local table_remove, unpack_ = table.remove, unpack
 local async_begin = async.begin
-local now_ms = C.sl_lasync_now_ms
+local now_ms = async.now_ms
 local budget_pause, budget_expire = budget_mod.pause, budget_mod.expire
 
 -- What a runner resumed the first time runs: set by the driver rather than
@@ -1391,7 +1389,7 @@ local function release(g)
   end
   e.J.waiting = e.J.waiting - 1
   job_ready(e.J, e)
-  C.sl_ljob_ready(e.J.cjob)
+  async.ready(e.J.cjob)
 end
 
 -- Starts a call that holds a slot: the host calls start(waiter, ...) and
@@ -1614,7 +1612,7 @@ function M.wake(wid, kind, ...)
   -- the message goes on before the call its slot passes to starts
   job_ready(J, new_entry(co, false, tag, ...))
   release(J.group)
-  C.sl_ljob_ready(J.cjob)
+  async.ready(J.cjob)
 end
 
 -- A run that will not be resumed: its coroutines are dropped.
