@@ -1292,13 +1292,13 @@ end
 local SLICE, DONE = {}, {}
 local WOKE, EXPIRED, FAIL, NOT_HERE = {}, {}, {}, {}
 local idle_runners = {}
-local jobs = {}                  -- the runtime's id of a run -> its job
--- waiter id -> its coroutine, and its job (two maps: a record per wait was a table)
-local parked, parked_job, next_wid = {}, {}, 0
+local jobs, next_job = {}, 0     -- the runtime's id of a run -> its job
+-- waiter id -> its coroutine; the job it waits for is runners[co] meanwhile
+-- (a record per wait was a table)
+local parked, next_wid = {}, 0
 local groups = {}                -- concurrency groups by their C id: {inflight, q, jobs}
 local table_remove, unpack_ = table.remove, unpack
-local async_begin = async.begin
-local now_ms = async.now_ms
+local drop_t = ffi.typeof("uint8_t *")
 local budget_pause, budget_expire = budget_mod.pause, budget_mod.expire
 
 -- What a runner resumed the first time runs: set by the driver rather than
@@ -1406,7 +1406,7 @@ local function begin(J, co, index, what, deadline, start, ...)
   end
   local left = -1
   if deadline then
-    left = deadline - now_ms()
+    left = deadline - async.now_ms()
     if left <= 0 then
       release(J.group)
       return job_ready(J, new_entry(co, false, EXPIRED), true)
@@ -1414,12 +1414,12 @@ local function begin(J, co, index, what, deadline, start, ...)
   end
   next_wid = next_wid + 1
   local wid = next_wid
-  parked[wid], parked_job[wid] = co, J
+  parked[wid], runners[co] = co, J
   J.waiting = J.waiting + 1
-  local ok, err = pcall(async_begin, J.cjob, wid, left, start, ...)
+  local ok, err = pcall(async.begin, J.cjob, wid, left, start, ...)
   if not ok and parked[wid] then
     -- start refused its arguments: the script's call raises the error
-    parked[wid], parked_job[wid] = nil, nil
+    parked[wid] = nil
     J.waiting = J.waiting - 1
     release(J.group)
     job_ready(J, new_entry(co, false, FAIL, err), true)
@@ -1515,9 +1515,9 @@ end
 -- operations): their slots pass on.
 local function drop_job(J)
   if J.waiting > 0 then
-    for wid, pj in pairs(parked_job) do
-      if pj == J then
-        parked[wid], parked_job[wid] = nil, nil
+    for wid, co in pairs(parked) do
+      if runners[co] == J then
+        parked[wid] = nil
         release(J.group)
       end
     end
@@ -1555,43 +1555,40 @@ end
 
 -- A run that may not yield (generate's mapping, the lint VM) needs no runner,
 -- and its calls cannot wait.
--- (Its upvalues are in a do-block: the main chunk is at LuaJIT's 200 locals.)
-do
-  local sync_J, drop_t, next_job = {ready = {}}, ffi.typeof("uint8_t *"), 0
-  function M.run(id, msgs_p, n, seq_base, run, steps, drop_p, log, may_slice, cjob, gid, max, timeout)
-    local J = may_slice and new_job() or sync_J
-    J.s, J.msgs, J.n, J.seq_base, J.run, J.steps, J.log = scripts[id], ffi_cast(msgs_t, msgs_p), n, seq_base, run, steps, log
-    J.drop = ffi_cast(drop_t, drop_p)
-    J.live, J.timeout = live, timeout or 0
-    if not may_slice then
-      job_J, job_from = J, 0
-      local ok, err = pcall(run_next)
-      clear_run()
-      J.s, J.msgs, J.run, J.log, J.live = nil, nil, nil, nil, nil
-      if not ok then error(err, 0) end
-      return 0
-    end
-    next_job = next_job + 1
-    J.id, J.cjob, J.gid, J.max = next_job, cjob, gid, max > 0 and max or 1
-    jobs[next_job] = J
-    local g
-    if gid == 0 then
-      g = J.own
-    else
-      g = groups[gid]
-      if not g then
-        g = {inflight = 0, q = {}, jobs = 0}
-        groups[gid] = g
-      end
-    end
-    g.jobs = g.jobs + 1
-    J.group = g
-    J.loop = take_runner()
-    local e = J.first
-    e.co = J.loop
-    job_ready(J, e)
-    return step(J)
+local sync_J = {ready = {}}
+function M.run(id, msgs_p, n, seq_base, run, steps, drop_p, log, may_slice, cjob, gid, max, timeout)
+  local J = may_slice and new_job() or sync_J
+  J.s, J.msgs, J.n, J.seq_base, J.run, J.steps, J.log = scripts[id], ffi_cast(msgs_t, msgs_p), n, seq_base, run, steps, log
+  J.drop = ffi_cast(drop_t, drop_p)
+  J.live, J.timeout = live, timeout or 0
+  if not may_slice then
+    job_J, job_from = J, 0
+    local ok, err = pcall(run_next)
+    clear_run()
+    J.s, J.msgs, J.run, J.log, J.live = nil, nil, nil, nil, nil
+    if not ok then error(err, 0) end
+    return 0
   end
+  next_job = next_job + 1
+  J.id, J.cjob, J.gid, J.max = next_job, cjob, gid, max > 0 and max or 1
+  jobs[next_job] = J
+  local g
+  if gid == 0 then
+    g = J.own
+  else
+    g = groups[gid]
+    if not g then
+      g = {inflight = 0, q = {}, jobs = 0}
+      groups[gid] = g
+    end
+  end
+  g.jobs = g.jobs + 1
+  J.group = g
+  J.loop = take_runner()
+  local e = J.first
+  e.co = J.loop
+  job_ready(J, e)
+  return step(J)
 end
 
 function M.resume(id)
@@ -1605,8 +1602,8 @@ end
 function M.wake(wid, kind, ...)
   local co = parked[wid]
   if co == nil then return end
-  local J = parked_job[wid]
-  parked[wid], parked_job[wid] = nil, nil
+  local J = runners[co]
+  parked[wid] = nil
   J.waiting = J.waiting - 1
   local tag = kind == 0 and WOKE or kind == 1 and EXPIRED or FAIL
   -- the message goes on before the call its slot passes to starts
@@ -1709,7 +1706,7 @@ end
 local function await(what, start, ...)
   if cur_runner == nil then error(not_here(what), 2) end
   if cur_timeout > 0 then
-    local now = now_ms()
+    local now = async.now_ms()
     if cur_deadline == nil then cur_deadline = now + cur_timeout
     elseif now >= cur_deadline then expire(3) end
   end
