@@ -737,6 +737,7 @@ end
 -- that runs it, which takes the slice in its own coroutine (if it can) and
 -- resumes the inner one: the whole chain of coroutines gets suspended. Only
 -- a few levels deep, as each level costs a yield and a resume per slice.
+-- runners[co]: true, or the job co waits for while it is parked (see begin).
 local runners = setmetatable({}, {__mode = "k"})
 local PASS_ON, PASS_DEPTH = {}, 8
 local guard_now = budget_mod.check_now
