@@ -162,6 +162,22 @@ static int l_begin(lua_State *L) {
   return 0;
 }
 
+/* The runtime's async.now_ms(): the clock of deadlines. */
+static int l_now_ms(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6);
+  return 1;
+}
+
+/* The runtime's async.ready(job). It and now_ms are Lua C functions rather
+ * than FFI calls: the waiting path runs in the interpreter (a coroutine's
+ * yield ends a trace), where an FFI call costs ~1k instructions. */
+static int l_ready(lua_State *L) {
+  sl_ljob_ready(lua_touserdata(L, 1));
+  return 0;
+}
+
 void sl_lwaits_cancel(sl_lwait_t **list) {
   while (*list) {
     sl_lwait_t *w = *list;
@@ -176,6 +192,10 @@ void sl_lasync_push(lua_State *L) {
   lua_newtable(L);
   lua_pushcfunction(L, l_begin);
   lua_setfield(L, -2, "begin");
+  lua_pushcfunction(L, l_ready);
+  lua_setfield(L, -2, "ready");
+  lua_pushcfunction(L, l_now_ms);
+  lua_setfield(L, -2, "now_ms");
   lua_newtable(L);
   for (int i = 0; i < nbindings; i++) {
     lua_pushcfunction(L, bindings[i].start);
@@ -187,11 +207,4 @@ void sl_lasync_push(lua_State *L) {
 void sl_lasync_close(sl_lua_t *vm) {
   for (int i = 0; i < SL_LCLIENT_MAX; i++)
     if (vm->clients[i] && vm->client_free[i]) vm->client_free[i](vm->clients[i]);
-}
-
-/* Through FFI: the clock of deadlines. */
-double sl_lasync_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }

@@ -98,9 +98,10 @@ function B.pause() sh.call = tobit(sh.call + 1) end
 -- budget, even if the script catches the error.
 function B.expire(msg) over, check_at = msg, 1 / 0 end
 
--- A run that yields keeps its budget; another call may run meanwhile.
-function B.save() return {left, check_at, over} end
-function B.restore(t) left, check_at, over = t[1], t[2], t[3] end
+-- A run that yields keeps its budget; another call may run meanwhile. Kept
+-- in t[i..i+2] of the caller's record: a table per wait was an allocation.
+function B.save(t, i) t[i], t[i + 1], t[i + 2] = left, check_at, over end
+function B.restore(t, i) left, check_at, over = t[i], t[i + 1], t[i + 2] end
 
 local STEP = " __sl_step();"
 

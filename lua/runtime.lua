@@ -8,7 +8,7 @@ local ffi = require("ffi")
 local cjson = require("cjson")
 -- budget_mod: lua/budget.lua; strmatch: {find, match, gmatch, gsub} that stop
 -- at the call's deadline (lua/strmatch.c); cache_mod: cache.* (lua/cache.lua);
--- bloblang: lua/bloblang.lua's chunk; async: {begin = C function,
+-- bloblang: lua/bloblang.lua's chunk; async: {begin, ready, now_ms = C functions,
 -- bindings = {["lib.name"] = start C function}} (lua/async.h); library: the C
 -- parts of the scripts' standard library (lua/library.h)
 local budget_mod, strmatch, cache_mod, bloblang, async, library = ...
@@ -31,8 +31,6 @@ void sl_lmodule_dep(void *owner, const char *path);
 sl_msg_t *sl_lmsg_clone(void *run, sl_msg_t *m);
 sl_msg_t *sl_lmsg_new(void *run, const char *p, size_t len);
 void sl_lrun_keep(void *run, sl_msg_t *m, unsigned k);
-void sl_ljob_ready(void *job);
-double sl_lasync_now_ms(void);
 void sl_lfaillog_note(void *log, const char *text, unsigned n);
 int sl_uuid_v4(char *out);
 int sl_lnow(char *out, size_t cap);
@@ -751,6 +749,7 @@ end
 -- that runs it, which takes the slice in its own coroutine (if it can) and
 -- resumes the inner one: the whole chain of coroutines gets suspended. Only
 -- a few levels deep, as each level costs a yield and a resume per slice.
+-- runners[co]: true, or the job co waits for while it is parked (see begin).
 local runners = setmetatable({}, {__mode = "k"})
 local PASS_ON, PASS_DEPTH = {}, 8
 local guard_now = budget_mod.check_now
@@ -1307,12 +1306,12 @@ local SLICE, DONE = {}, {}
 local WOKE, EXPIRED, FAIL, NOT_HERE = {}, {}, {}, {}
 local idle_runners = {}
 local jobs, next_job = {}, 0     -- the runtime's id of a run -> its job
-local parked, next_wid = {}, 0   -- waiter id -> {J = job, co = coroutine}
+-- waiter id -> its coroutine; the job it waits for is runners[co] meanwhile
+-- (a record per wait was a table)
+local parked, next_wid = {}, 0
 local groups = {}                -- concurrency groups by their C id: {inflight, q, jobs}
 local table_remove, unpack_ = table.remove, unpack
-local async_begin = async.begin
 local drop_t = ffi.typeof("uint8_t *")
-local now_ms = C.sl_lasync_now_ms
 local budget_pause, budget_expire = budget_mod.pause, budget_mod.expire
 
 -- What a runner resumed the first time runs: set by the driver rather than
@@ -1354,6 +1353,34 @@ local function take_runner()
   return co
 end
 
+-- Entries of J.ready: e.co resumes with e[1..e.n], or, when e.from is set,
+-- starts the run's loop at that message. Reused: a call made two of them
+-- (its run's loop going on, its wake), each a table with two parts.
+local new_entry, free_entry
+do
+  local pool, npool = {}, 0
+  function new_entry(co, from, ...)
+    local e
+    if npool > 0 then
+      e = pool[npool]
+      pool[npool], npool = nil, npool - 1
+    else
+      e = {co = false, from = false, n = 0, pooled = true}
+    end
+    local n = select("#", ...)
+    e.co, e.from, e.n = co, from, n
+    for i = 1, n do e[i] = (select(i, ...)) end
+    return e
+  end
+  function free_entry(e)
+    if not e.pooled or npool >= 256 then return end
+    for i = 1, e.n do e[i] = nil end
+    e.co, e.from, e.n = false, false, 0
+    npool = npool + 1
+    pool[npool] = e
+  end
+end
+
 -- J.ready is a deque of coroutines to resume: entries from r.h to r.t - 1.
 local function job_ready(J, e, front)
   local r = J.ready
@@ -1375,7 +1402,7 @@ local function release(g)
   end
   e.J.waiting = e.J.waiting - 1
   job_ready(e.J, e)
-  C.sl_ljob_ready(e.J.cjob)
+  async.ready(e.J.cjob)
 end
 
 -- Starts a call that holds a slot: the host calls start(waiter, ...) and
@@ -1385,30 +1412,30 @@ local function begin(J, co, index, what, deadline, start, ...)
   if J.loop == co and not J.s.process_batch then
     if index + 1 < J.n then
       J.loop = take_runner()
-      job_ready(J, {co = J.loop, from = index + 1}, true)
+      job_ready(J, new_entry(J.loop, index + 1), true)
     else
       J.loop = nil
     end
   end
   local left = -1
   if deadline then
-    left = deadline - now_ms()
+    left = deadline - async.now_ms()
     if left <= 0 then
       release(J.group)
-      return job_ready(J, {co = co, n = 1, EXPIRED}, true)
+      return job_ready(J, new_entry(co, false, EXPIRED), true)
     end
   end
   next_wid = next_wid + 1
   local wid = next_wid
-  parked[wid] = {J = J, co = co}
+  parked[wid], runners[co] = co, J
   J.waiting = J.waiting + 1
-  local ok, err = pcall(async_begin, J.cjob, wid, left, start, ...)
+  local ok, err = pcall(async.begin, J.cjob, wid, left, start, ...)
   if not ok and parked[wid] then
     -- start refused its arguments: the script's call raises the error
     parked[wid] = nil
     J.waiting = J.waiting - 1
     release(J.group)
-    job_ready(J, {co = co, n = 2, FAIL, err}, true)
+    job_ready(J, new_entry(co, false, FAIL, err), true)
   end
 end
 
@@ -1437,7 +1464,7 @@ local function yielded(J, co, ok, tag, ...)
   end
   if tag == SLICE then
     -- first when resumed, so that the time it used before is carried to it
-    job_ready(J, {co = co, n = 0}, true)
+    job_ready(J, new_entry(co, false), true)
     return true
   end
   on_wait(J, co, ...)
@@ -1457,11 +1484,10 @@ local function drive(J)
       if e.from then job_J, job_from = J, e.from end
       local saved = cur_runner
       cur_runner = co
-      if yielded(J, co, co_resume(co, unpack_(e, 1, e.n))) then
-        cur_runner = saved
-        return true
-      end
+      local sliced = yielded(J, co, co_resume(co, unpack_(e, 1, e.n)))
       cur_runner = saved
+      free_entry(e)
+      if sliced then return true end
     end
   end
 end
@@ -1502,8 +1528,8 @@ end
 -- operations): their slots pass on.
 local function drop_job(J)
   if J.waiting > 0 then
-    for wid, p in pairs(parked) do
-      if p.J == J then
+    for wid, co in pairs(parked) do
+      if runners[co] == J then
         parked[wid] = nil
         release(J.group)
       end
@@ -1587,16 +1613,16 @@ end
 -- The host ends a waiter: kind 0 with the operation's results, 1 when the
 -- message's deadline passed first, 2 with an error text.
 function M.wake(wid, kind, ...)
-  local p = parked[wid]
-  if p == nil then return end
+  local co = parked[wid]
+  if co == nil then return end
+  local J = runners[co]
   parked[wid] = nil
-  local J = p.J
   J.waiting = J.waiting - 1
   local tag = kind == 0 and WOKE or kind == 1 and EXPIRED or FAIL
   -- the message goes on before the call its slot passes to starts
-  job_ready(J, {co = p.co, n = select("#", ...) + 1, tag, ...})
+  job_ready(J, new_entry(co, false, tag, ...))
   release(J.group)
-  C.sl_ljob_ready(J.cjob)
+  async.ready(J.cjob)
 end
 
 -- A run that will not be resumed: its coroutines are dropped.
@@ -1606,20 +1632,48 @@ function M.cancel(id)
 end
 
 -- Everything a run keeps outside its own stack: saved at a slice or a wait,
--- since other calls run on this VM before it resumes.
-local function save_state()
-  local st = {cur_msg, cur_msgs, cur_index, cur_seq, cur_this, this_loaded, this_dirty, this_exposed, this_set,
-              this_added, this_nadded, this_src, cur_ctx_cache, cur_run, cur_req, live, faillog, budget_mod.save(),
-              co_depth, cur_detached, cur_deadline, cur_timeout}
-  this_added, live, co_depth = {}, {}, 0
-  return st
-end
-local function restore_state(st)
-  cur_msg, cur_msgs, cur_index, cur_seq, cur_this, this_loaded = st[1], st[2], st[3], st[4], st[5], st[6]
-  this_dirty, this_exposed, this_set, this_added, this_nadded, this_src = st[7], st[8], st[9], st[10], st[11], st[12]
-  cur_ctx_cache, cur_run, cur_req, live, faillog = st[13], st[14], st[15], st[16], st[17]
-  budget_mod.restore(st[18])
-  co_depth, cur_detached, cur_deadline, cur_timeout = st[19], st[20], st[21], st[22]
+-- since other calls run on this VM before it resumes. The records are reused
+-- (one per wait was a table and its array). The lists of keys added to this
+-- and of live msg objects go with the record only when they hold something;
+-- an empty one stays in use, as nothing of it needs keeping.
+local save_state, restore_state
+do
+  local free_st, nfree_st = {}, 0
+  local budget_save, budget_restore = budget_mod.save, budget_mod.restore
+  function save_state()
+    local st
+    if nfree_st > 0 then
+      st = free_st[nfree_st]
+      free_st[nfree_st], nfree_st = nil, nfree_st - 1
+    else
+      st = {}
+    end
+    st[1], st[2], st[3], st[4], st[5], st[6] = cur_msg, cur_msgs, cur_index, cur_seq, cur_this, this_loaded
+    st[7], st[8], st[9], st[10], st[11], st[12] = this_dirty, this_exposed, this_set, false, this_nadded, this_src
+    st[13], st[14], st[15], st[16], st[17] = cur_ctx_cache, cur_run, cur_req, false, faillog
+    budget_save(st, 18)
+    st[21], st[22], st[23], st[24] = co_depth, cur_detached, cur_deadline, cur_timeout
+    if this_nadded > 0 then st[10], this_added = this_added, {} end
+    if next(live) ~= nil then st[16], live = live, {} end
+    co_depth = 0
+    return st
+  end
+  function restore_state(st)
+    cur_msg, cur_msgs, cur_index, cur_seq, cur_this, this_loaded = st[1], st[2], st[3], st[4], st[5], st[6]
+    this_dirty, this_exposed, this_set, this_nadded, this_src = st[7], st[8], st[9], st[11], st[12]
+    cur_ctx_cache, cur_run, cur_req, faillog = st[13], st[14], st[15], st[17]
+    budget_restore(st, 18)
+    co_depth, cur_detached, cur_deadline, cur_timeout = st[21], st[22], st[23], st[24]
+    if st[10] then this_added = st[10] end
+    if st[16] then live = st[16] elseif next(live) ~= nil then live = {} end
+    if nfree_st < 256 then
+      -- what the record holds must not outlive the message
+      st[2], st[5], st[10], st[12], st[13], st[14], st[15], st[16], st[17] = false, false, false, false, false, false,
+        false, false, false
+      nfree_st = nfree_st + 1
+      free_st[nfree_st] = st
+    end
+  end
 end
 
 -- Yields the run for a slice, from the runner or from a script's coroutine
@@ -1665,7 +1719,7 @@ end
 local function await(what, start, ...)
   if cur_runner == nil then error(not_here(what), 2) end
   if cur_timeout > 0 then
-    local now = now_ms()
+    local now = async.now_ms()
     if cur_deadline == nil then cur_deadline = now + cur_timeout
     elseif now >= cur_deadline then expire(3) end
   end

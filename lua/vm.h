@@ -81,6 +81,8 @@ void sl_ljobs_free(sl_lua_t *vm);
 /* A run's VM, and the calls it waits for (lua/async.c). */
 sl_lua_t *sl_ljob_vm(const sl_ljob_t *j);
 sl_lwait_t **sl_ljob_waits(sl_ljob_t *j);
+/* The run has coroutines to resume: it is driven on a later loop turn. */
+void sl_ljob_ready(sl_ljob_t *j);
 
 /* lua/async.c: the runtime's `async` argument; the calls a run waits for,
  * cancelled (their messages are gone); the VM's clients, closed. */

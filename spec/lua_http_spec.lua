@@ -70,6 +70,22 @@ this.got = tonumber(json.decode(r.body).n)
     assert.is_true(st.max_inflight >= 2, "calls did not overlap")
   end)
 
+  it("keeps what each message added to this before and between its calls while others add theirs", function()
+    -- the state a wait saves is kept in reused records: a message's list of
+    -- added keys must come back as it was, not as the last waiter left it
+    local lines = {}
+    for i = 1, 40 do lines[i] = string.format('{"n":%d}', i) end
+    local out = decode_all(pipe([[
+this["a" .. this.n] = this.n
+local r = assert(http.get("$UP/delay?ms=" .. (5 + (40 - this.n) % 5 * 10) .. "&n=" .. this.n))
+this["b" .. this.n] = tonumber(json.decode(r.body).n)
+r = assert(http.get("$UP/delay?ms=" .. (5 + this.n % 3 * 10) .. "&n=" .. this.n))
+this.c = tonumber(json.decode(r.body).n)
+]], lines, "        max_concurrency: 8\n"))
+    assert.are.equal(40, #out)
+    for i = 1, 40 do assert.are.same({n = i, ["a" .. i] = i, ["b" .. i] = i, c = i}, out[i]) end
+  end)
+
   it("holds the batch's later messages while a call waits for a slot", function()
     -- max_concurrency 1: the third message runs only once the second call
     -- has its slot, so after the first call came back
