@@ -261,3 +261,140 @@ print(json.dumps({"read": read}))
     end})
   end)
 end)
+
+-- Broadcast subscribers stay on the worker that accepted them (http_fan.c):
+-- each broadcast event crosses to each worker once and the workers write
+-- their own clients. sluice_http_worker_streams{worker} shows where they are.
+describe("http.workers fan-out", function()
+  local function worker_streams(srv)
+    local t, sum = {}, 0
+    for id, n in metrics(srv):gmatch('sluice_http_worker_streams{worker="(%d+)"} (%d+)') do
+      t[tonumber(id)] = tonumber(n)
+      sum = sum + tonumber(n)
+    end
+    return t, sum
+  end
+
+  -- spec/node/fanwork.js in the background, its lines to a file: ready()
+  -- once every client has had an event; finish() once every one has had n,
+  -- the clients' report of every event up to then.
+  local function clients(srv, k, n, mode)
+    local file, hold = srv.dir .. "/fanwork.txt", srv.dir .. "/release"
+    os.execute(string.format("cd spec/node && timeout -k 2 100 node fanwork.js %s %d %d %s %s > %s 2>&1 &",
+      srv.url, k, n, hold, mode or "", file))
+    local function await(what)
+      assert.truthy(h.wait_for(function() return (h.read(file) or ""):find(what, 1, true) end, 90),
+        "clients: no " .. what .. " in " .. (h.read(file) or ""))
+    end
+    return {
+      ready = function() await('"ready"') end,
+      finish = function()
+        if mode ~= "--until-closed" then
+          await('"reached"')
+          h.write(hold, "")
+        end
+        await('"final"')
+        return json.decode((h.read(file) or ""):match('\n(%b{})\n?$'))
+      end,
+    }
+  end
+
+  local TICKS = [[
+input:
+  generate: {interval: 5ms, batch_size: 4, mapping: 'meta.event = "tick"; return tostring(i) .. "\nsecond line"'}
+output:
+  http_server: {path: "", sse_path: /sse, ws_path: /ws, replay_bytes: 0}
+]]
+
+  it("keeps SSE and WebSocket subscribers on both workers, each getting every event in order", function()
+    with_server(TICKS, function(srv)
+      local c = clients(srv, 10, 400)
+      c.ready()
+      local w, sum = worker_streams(srv)
+      assert.are.equal(20, sum)
+      assert.is_true(w[0] > 0 and w[1] > 0, "subscribers on one worker only: " .. json.encode(w))
+      local r = c.finish()
+      assert.are.same({}, r.bad)
+      assert.are.equal(20, r.opened)
+    end)
+  end)
+
+  it("drops a slow SSE and a slow WebSocket client, counted, while the others get every event", function()
+    with_server([[
+input:
+  generate: {interval: 10ms, batch_size: 8, mapping: 'meta.event = "tick"; return tostring(i) .. "\nsecond line\n" .. string.rep("x", 4000)'}
+output:
+  http_server: {path: "", sse_path: /sse, ws_path: /ws, replay_bytes: 0, max_buffer: 64KiB}
+]], function(srv)
+      local c = clients(srv, 4, 3000)
+      c.ready()
+      local READER = "timeout 120 python3 spec/tools/slow_reader.py " .. srv.port
+      local DROPPED = "'sluice_http_slow_clients_dropped_total{stream=\"main\",kind=\"%s\"} 1'"
+      local _, sse = h.sh(READER .. " /sse --await-metric " .. DROPPED:format("sse"))
+      local _, ws = h.sh(READER .. " /ws --ws --await-metric " .. DROPPED:format("ws"))
+      sse, ws = json.decode(sse), json.decode(ws)
+      assert.is_true(sse.metric, json.encode(sse))
+      assert.are.equal("eof", sse["end"])
+      assert.is_true(ws.metric, json.encode(ws))
+      assert.are.equal(1008, ws.close)
+      -- The slow ones are gone from their workers; the others stay.
+      assert.truthy(h.wait_for(function() return select(2, worker_streams(srv)) == 8 end, 30),
+        "worker streams: " .. json.encode((worker_streams(srv))))
+      local r = c.finish()
+      assert.are.same({}, r.bad)
+      assert.are.equal(8, r.opened)
+    end)
+  end)
+
+  it("serves the clients that stay through storms of clients resetting mid-broadcast on both workers", function()
+    with_server(TICKS, function(srv)
+      local c = clients(srv, 5, 1500)
+      c.ready()
+      for _, kind in ipairs({"sse", "ws"}) do
+        local code, out, stderr = h.sh(string.format("timeout 120 python3 spec/tools/resetters.py %d /%s 50 4 %s",
+          srv.port, kind, kind == "ws" and "--ws" or ""))
+        assert.are.equal(0, code, out .. (stderr or ""))
+        assert.are.equal(200, json.decode(out).read)
+      end
+      -- The reset ones are forgotten on both sides: 10 streams are left.
+      assert.truthy(h.wait_for(function() return select(2, worker_streams(srv)) == 10 end, 30),
+        "worker streams: " .. json.encode((worker_streams(srv))))
+      local r = c.finish()
+      assert.are.same({}, r.bad)
+      assert.are.equal(10, r.opened)
+      assert.are.equal("pong", curl(srv.url .. "/ping"))
+    end)
+  end)
+
+  it("closes the subscribers on both workers of an output a reload removes", function()
+    local function config(with_main)
+      return "streams:\n" .. (with_main and ("  main:\n" .. TICKS:gsub("\n(.)", "\n    %1"):gsub("^", "    ")) or "") .. [[
+  other:
+    input:
+      http_server: {path: /in}
+    output:
+      drop: {}
+]]
+    end
+    with_server(config(true), function(srv)
+      local c = clients(srv, 6, 0, "--until-closed")
+      c.ready()
+      local w, sum = worker_streams(srv)
+      assert.are.equal(12, sum)
+      assert.is_true(w[0] > 0 and w[1] > 0, "subscribers on one worker only: " .. json.encode(w))
+      h.write(srv.dir .. "/config.yaml", ("http:\n  address: 127.0.0.1:$PORT\n  workers: 2\n" .. config(false))
+        :gsub("%$PORT", tostring(srv.port)))
+      local out = curl("-m 60 -w '\\n%{http_code}' -X POST " .. srv.url .. "/admin/reload")
+      assert.matches("\n200$", out)
+      local r = c.finish()
+      assert.are.same({}, r.bad)
+      table.sort(r.closes, function(a, b) return tostring(a) < tostring(b) end)
+      local want = {}
+      for i = 1, 6 do want[i], want[6 + i] = 1001, "sse" end
+      assert.are.same(want, r.closes)
+      assert.truthy(h.wait_for(function() return select(2, worker_streams(srv)) == 0 end, 30))
+      assert.matches('sluice_http_streams{kind="sse"} 0', metrics(srv), 1, true)
+      assert.are.equal("pong", curl(srv.url .. "/ping"))
+    end)
+  end)
+end)
