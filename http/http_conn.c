@@ -713,6 +713,16 @@ sl_http_stream_t *sl_http_sse_open(sl_http_req_t *r, void (*on_close)(void *arg)
   return st;
 }
 
+/* Bytes the client sent right after its upgrade request are its first frames. */
+static void first_frames(conn_t *c, void (*on_data)(void *, const char *, size_t), void *arg) {
+  char *data = c->in;
+  size_t off = c->in_off, n = c->in_len;
+  c->in = NULL;
+  c->in_off = c->in_len = 0;
+  if (n > off) on_data(arg, data + off, n - off);
+  free(data);
+}
+
 sl_http_stream_t *sl_http_takeover(sl_http_req_t *r, const void *head, size_t len,
                                    void (*on_data)(void *arg, const char *p, size_t n),
                                    void (*on_close)(void *arg), void *arg) {
@@ -720,13 +730,7 @@ sl_http_stream_t *sl_http_takeover(sl_http_req_t *r, const void *head, size_t le
   sl_http_stream_t *st = attach_stream(r, "websocket", on_data, on_close, arg, &c);
   if (c) {
     write_raw(c, head, len, NULL, 0, 0);
-    /* Bytes the client sent right after its upgrade request are its first frames. */
-    char *data = c->in;
-    size_t off = c->in_off, n = c->in_len;
-    c->in = NULL;
-    c->in_off = c->in_len = 0;
-    if (n > off) on_data(arg, data + off, n - off);
-    free(data);
+    first_frames(c, on_data, arg);
     set_reading(c);
   } else if (st->pending) {
     pend(st, head, len);
@@ -750,19 +754,22 @@ static void enqueue(sl_sendq_t *q, const sl_http_stream_t *st, sl_bytes_t *b) {
   }
 }
 
+/* To a stream that stays on its worker: a copy of its own, so that the
+ * worker's refs of it stay plain counts. */
+static int remote_send(sl_http_stream_t *st, const void *data, size_t len, size_t max_buffer) {
+  if (st->remote_gone) return -1;
+  if (len) {
+    sl_hmsg_t *m = sl_hmsg_new(HM_SDATA, st->remote);
+    sl_hmsg_add_bytes(m, sl_bytes_new(data, len));
+    m->max_buffer = max_buffer;
+    sl_hlink_send(st->remote, m);
+  }
+  return 0;
+}
+
 int sl_http_stream_send(sl_http_stream_t *st, sl_bytes_t *b, size_t max_buffer) {
   conn_t *c = st->conn;
-  if (st->remote) {
-    if (st->remote_gone) return -1;
-    if (b->len) {
-      /* A copy of its own: the worker's refs of it stay plain counts. */
-      sl_hmsg_t *m = sl_hmsg_new(HM_SDATA, st->remote);
-      sl_hmsg_add_bytes(m, sl_bytes_new(b->data, b->len));
-      m->max_buffer = max_buffer;
-      sl_hlink_send(st->remote, m);
-    }
-    return 0;
-  }
+  if (st->remote) return remote_send(st, b->data, b->len, max_buffer);
   if (st->pending) {
     if (b->len) enqueue(&st->pendq, st, b);
     return st->pendq.bytes > max_buffer ? 1 : 0;
@@ -779,7 +786,8 @@ int sl_http_stream_send(sl_http_stream_t *st, sl_bytes_t *b, size_t max_buffer) 
 }
 
 int sl_http_stream_write(sl_http_stream_t *st, const void *data, size_t len, size_t max_buffer) {
-  if (st->pending || st->remote) {
+  if (st->remote) return remote_send(st, data, len, max_buffer);
+  if (st->pending) {
     sl_bytes_t *b = sl_bytes_new(data, len);
     int rc = sl_http_stream_send(st, b, max_buffer);
     sl_bytes_unref(b);
@@ -1390,15 +1398,7 @@ void sl_http_wstream_open(sl_http_t *ws, sl_hmsg_t *m) {
   arm_timer(c, 0);
   write_raw(c, m->body, m->len, NULL, 0, 0);
   if (c->closing) return;
-  if (m->raw) {
-    /* Bytes the client sent right after its upgrade request: its first frames. */
-    char *data = c->in;
-    size_t off = c->in_off, n = c->in_len;
-    c->in = NULL;
-    c->in_off = c->in_len = 0;
-    if (n > off) wstream_data(l, data + off, n - off);
-    free(data);
-  }
+  if (m->raw) first_frames(c, wstream_data, l);
   set_reading(c);
 }
 

@@ -83,7 +83,7 @@ void sl_http_fan_send(sl_http_fan_t *f, const sl_bytes_t *b) {
   for (sl_fan_site_t *s = f->sites; s && f->members; s = s->next) {
     if (!s->members) continue;
     atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
-    if (!sl_hgroup_fan(s->hw, s, sl_bytes_new(b->data, b->len))) fan_unref(f);   /* merged: that message has one */
+    sl_hgroup_fan(s->hw, s, sl_bytes_new(b->data, b->len));
   }
 }
 
@@ -108,8 +108,14 @@ void sl_fan_site_leave(sl_hlink_t *l) {
   fan_unref(site->fan);
 }
 
-void sl_fan_site_send(sl_fan_site_t *site, sl_bytes_t *const *b, uint32_t n) {
-  for (sl_hlink_t *l = site->head; l; l = l->fnext)
-    for (uint32_t i = 0; i < n && !l->slow; i++)
-      if (sl_http_wstream_send(l, b[i], l->max_buffer) < 0) break;
+/* Each run of events for one fan goes to each member in one go: its queue
+ * is touched once per run, not once per event. */
+void sl_fan_site_send(sl_hmsg_t *m) {
+  for (uint32_t i = 0, end; i < m->nbytes; i = end) {
+    sl_fan_site_t *site = m->sites[i];
+    for (end = i + 1; end < m->nbytes && m->sites[end] == site;) end++;
+    for (sl_hlink_t *l = site->head; l; l = l->fnext)
+      for (uint32_t k = i; k < end && !l->slow; k++)
+        if (sl_http_wstream_send(l, m->bytes[k], l->max_buffer) < 0) break;
+  }
 }

@@ -169,10 +169,12 @@ typedef struct sl_hmsg {
   const char *owner;         /* HM_RESP, HM_MOVED, HM_DROPPED: the route's owner (interned) */
   /* HM_STREAM: body is the answer's head, raw a taken-over connection;
    * HM_SDATA, HM_FAN: bytes the message owns (copies made for this worker,
-   * so that their refs are never shared between threads); HM_JOIN, HM_FAN:
-   * the fan's part on this worker; HM_SDATA, HM_JOIN: the slow bound. */
+   * so that their refs are never shared between threads); HM_FAN: for each,
+   * the fan part on this worker it goes to (a fan ref each); HM_JOIN: that
+   * part (a fan ref); HM_SDATA, HM_JOIN: the slow bound. */
   int raw;
   sl_bytes_t **bytes;
+  struct sl_fan_site **sites;
   uint32_t nbytes, capbytes;
   struct sl_fan_site *site;
   size_t max_buffer;
@@ -195,11 +197,12 @@ int sl_hgroup_admit(sl_http_t *ws, int delta);
 void sl_hgroup_pinged(sl_http_t *ws);
 int64_t sl_hgroup_pings(sl_http_t *s);   /* worker side: +1 on accept (0: over max_connections), -1 on close */
 
-/* Engine side: m goes to l's worker after what was sent before; an HM_FAN
- * right after another one for the same site is merged into it (one message
- * per worker per turn for a run of broadcast events). */
+/* Engine side: m goes to l's worker after what was sent before. A fan's
+ * event (copy, for site, with a fan ref) joins the HM_FAN at the end of
+ * what goes to the worker this turn, or starts one: one message per worker
+ * per turn for the events of every fan, unless other messages come between. */
 void sl_hmsg_add_bytes(sl_hmsg_t *m, sl_bytes_t *b);   /* takes the caller's ref */
-int sl_hgroup_fan(struct sl_hworker *hw, struct sl_fan_site *site, sl_bytes_t *copy);   /* 1: a new message */
+void sl_hgroup_fan(struct sl_hworker *hw, struct sl_fan_site *site, sl_bytes_t *copy);
 /* Worker side: tells the engine about l (HM_RAW, HM_SGONE, HM_SLOW). */
 void sl_hlink_tell(sl_hlink_t *l, sl_hmsg_t *m);
 /* sluice_http_worker_streams{worker}: streams that stay on l's worker. */
@@ -209,7 +212,7 @@ void sl_hlink_streams(sl_hlink_t *l, int delta);
  * there (worker side). The worker's handlers: */
 void sl_fan_site_join(struct sl_fan_site *site, sl_hlink_t *l, size_t max_buffer);   /* takes the message's fan ref */
 void sl_fan_site_leave(sl_hlink_t *l);
-void sl_fan_site_send(struct sl_fan_site *site, sl_bytes_t *const *b, uint32_t n);
+void sl_fan_site_send(sl_hmsg_t *m);   /* HM_FAN */
 /* Engine side: the stream of a member closed. */
 void sl_fan_site_left(struct sl_fan_site *site);
 void sl_fan_site_unref(struct sl_fan_site *site);   /* a message's ref of the fan */

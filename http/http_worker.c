@@ -77,8 +77,12 @@ void sl_hmsg_free(sl_hmsg_t *m) {
   if (m->fd >= 0) close(m->fd);
   sl_tls_free(m->tls);
   sl_hlink_unref(m->link);
-  for (uint32_t i = 0; i < m->nbytes; i++) sl_bytes_unref(m->bytes[i]);
+  for (uint32_t i = 0; i < m->nbytes; i++) {
+    sl_bytes_unref(m->bytes[i]);
+    if (m->sites) sl_fan_site_unref(m->sites[i]);
+  }
   free(m->bytes);
+  free(m->sites);
   if (m->site) sl_fan_site_unref(m->site);
   free(m);
 }
@@ -125,16 +129,16 @@ static void to_worker(sl_hworker_t *hw, sl_hmsg_t *m) {
 
 void sl_hlink_send(sl_hlink_t *l, sl_hmsg_t *m) { to_worker(l->hw, m); }
 
-int sl_hgroup_fan(sl_hworker_t *hw, struct sl_fan_site *site, sl_bytes_t *copy) {
+void sl_hgroup_fan(sl_hworker_t *hw, struct sl_fan_site *site, sl_bytes_t *copy) {
   sl_hmsg_t *m = hw->last_fan;
-  int fresh = !m || m->site != site;
-  if (fresh) {
+  if (!m) {
     m = sl_hmsg_new(HM_FAN, NULL);
-    m->site = site;
     to_worker(hw, m);
   }
+  uint32_t cap = m->capbytes;
   sl_hmsg_add_bytes(m, copy);
-  return fresh;
+  if (m->capbytes != cap) m->sites = sl_xrealloc(m->sites, m->capbytes * sizeof(*m->sites));
+  m->sites[m->nbytes - 1] = site;
 }
 
 void sl_hlink_streams(sl_hlink_t *l, int delta) { *l->hw->streams += delta; }
@@ -197,7 +201,7 @@ static void worker_wake(uv_async_t *a) {
       }
       break;
     case HM_FAN:
-      sl_fan_site_send(m->site, m->bytes, m->nbytes);
+      sl_fan_site_send(m);
       break;
     case HM_STOP:
       sl_http_srv_stop(hw->srv);

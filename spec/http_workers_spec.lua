@@ -366,6 +366,48 @@ output:
     end)
   end)
 
+  it("ends the subscribers on both workers after an end event, and sends them nothing after it", function()
+    with_server([[
+streams:
+  ev:
+    input: {http_server: {path: /in}}
+    output:
+      http_server: {path: "", sse_path: /sse, ws_path: /ws, type_field: this.kind, end_events: [end]}
+]], function(srv)
+      for i = 1, 6 do
+        os.execute(string.format("(curl -sN -m 60 %s/sse > %s/sse%d.txt; echo $? > %s/sse%d.rc) &",
+          srv.url, srv.dir, i, srv.dir, i))
+        os.execute(string.format("/usr/bin/python3 spec/tools/ws_client.py ws://127.0.0.1:%d/ws --wait 60 > %s/ws%d.txt &",
+          srv.port, srv.dir, i))
+      end
+      local w
+      assert.truthy(h.wait_for(function()
+        local sum
+        w, sum = worker_streams(srv)
+        return sum == 12
+      end, 60), "subscribers: " .. json.encode(w))
+      assert.is_true(w[0] > 0 and w[1] > 0, "subscribers on one worker only: " .. json.encode(w))
+      for _, k in ipairs({"a", "end", "a"}) do
+        assert.matches("200$", curl("-w '%{http_code}' -d '{\"kind\":\"" .. k .. "\"}' " .. srv.url .. "/in"))
+      end
+      for i = 1, 6 do
+        -- The response ended after the end event (curl exits 0, not 28 for its time limit).
+        assert.are.equal("0", h.wait_for(function() return (h.read(srv.dir .. "/sse" .. i .. ".rc") or ""):match("%d+") end, 60))
+        local kinds = {}
+        for d in h.read(srv.dir .. "/sse" .. i .. ".txt"):gmatch("data: ([^\n]+)") do kinds[#kinds + 1] = json.decode(d).kind end
+        assert.are.same({"a", "end"}, kinds)
+        local lines = h.wait_lines(srv.dir .. "/ws" .. i .. ".txt", 3, 60)
+        kinds = {}
+        for _, l in ipairs(lines) do
+          local m = json.decode(l)
+          kinds[#kinds + 1] = m.text and json.decode(m.text).kind or m.closed
+        end
+        assert.are.same({"a", "end", 1000}, kinds)
+      end
+      assert.truthy(h.wait_for(function() return select(2, worker_streams(srv)) == 0 end, 30))
+    end)
+  end)
+
   it("closes the subscribers on both workers of an output a reload removes", function()
     local function config(with_main)
       return "streams:\n" .. (with_main and ("  main:\n" .. TICKS:gsub("\n(.)", "\n    %1"):gsub("^", "    ")) or "") .. [[

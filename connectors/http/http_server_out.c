@@ -438,20 +438,23 @@ static int send_events(hout_t *o, client_t *c, const sl_batch_t *b, uint64_t fir
   return rc == GONE || rc == DONE ? rc : slow ? SLOW : SENT;
 }
 
-/* The fan's clients get each message of a classified batch (ids first,
- * first + 1, ...) from their HTTP workers; after an end event they are done. */
+/* The fan's clients get the messages of a classified batch (ids first,
+ * first + 1, ...) from their HTTP workers, the SSE events of a run of them
+ * then its WebSocket frames (the workers get one message for all); after an
+ * end event they are done. */
 static void fan_events(hout_t *o, const sl_batch_t *b, uint64_t first, shared_t *sh) {
-  for (uint32_t i = 0; i < b->n; i++) {
+  for (uint32_t from = 0, to; from < b->n; from = to + 1) {
     int nsse = sl_http_fan_members(o->fan_sse), nws = sl_http_fan_members(o->fan_ws);
     if (!nsse && !nws) return;
-    const sl_msg_t *m = b->msgs[i];
-    if (nsse) {
+    for (to = from; to + 1 < b->n && !listed(o->ends, o->cur_types[to]);) to++;
+    for (uint32_t i = from; i <= to && nsse; i++) {
+      const sl_msg_t *m = b->msgs[i];
       char id[24];
       snprintf(id, sizeof id, "%llu", (unsigned long long)(first + i));
       sl_http_fan_send(o->fan_sse, sse_event_in(&sh[i].sse, id, sl_kv_get(&m->meta, "event"), m->content));
     }
-    if (nws) sl_http_fan_send(o->fan_ws, ws_frame_in(&sh[i].ws, m->content));
-    if (!listed(o->ends, o->cur_types[i])) continue;
+    for (uint32_t i = from; i <= to && nws; i++) sl_http_fan_send(o->fan_ws, ws_frame_in(&sh[i].ws, b->msgs[i]->content));
+    if (!listed(o->ends, o->cur_types[to])) continue;
     for (client_t *c = o->clients, *next; c; c = next) {
       next = c->next;
       if (c->fanned) client_end(o, c, 1000, "end of stream");
