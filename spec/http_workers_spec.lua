@@ -11,7 +11,7 @@ local function curl(args)
   return out
 end
 
-local function metrics(srv) return curl(srv.url .. "/metrics") end
+local function metrics(srv) return curl("-k " .. srv.url .. "/metrics") end
 
 -- Requests each worker handed to the engine so far, by worker id, and
 -- their sum without the scrape that read them (it crossed too).
@@ -319,6 +319,23 @@ output:
     end)
   end)
 
+  it("writes to SSE and WebSocket subscribers over TLS on both workers, every event in order", function()
+    local d = h.tmpdir()
+    h.self_signed(d)
+    with_server("  tls: {cert_file: " .. d .. "/cert.pem, key_file: " .. d .. "/key.pem}\n" .. TICKS, function(srv)
+      srv.url = "https://127.0.0.1:" .. srv.port
+      local c = clients(srv, 10, 400)
+      c.ready()
+      local w, sum = worker_streams(srv)
+      assert.are.equal(20, sum)
+      assert.is_true(w[0] > 0 and w[1] > 0, "subscribers on one worker only: " .. json.encode(w))
+      local r = c.finish()
+      assert.are.same({}, r.bad)
+      assert.are.equal(20, r.opened)
+    end, {scheme = "https", cacert = d .. "/cert.pem"})
+    h.rmdir(d)
+  end)
+
   it("drops a slow SSE and a slow WebSocket client, counted, while the others get every event", function()
     with_server([[
 input:
@@ -374,7 +391,7 @@ streams:
     output:
       http_server: {path: "", sse_path: /sse, ws_path: /ws, type_field: this.kind, end_events: [end]}
 ]], function(srv)
-      for i = 1, 6 do
+      for i = 1, 10 do
         os.execute(string.format("(curl -sN -m 60 %s/sse > %s/sse%d.txt; echo $? > %s/sse%d.rc) &",
           srv.url, srv.dir, i, srv.dir, i))
         os.execute(string.format("/usr/bin/python3 spec/tools/ws_client.py ws://127.0.0.1:%d/ws --wait 60 > %s/ws%d.txt &",
@@ -384,13 +401,13 @@ streams:
       assert.truthy(h.wait_for(function()
         local sum
         w, sum = worker_streams(srv)
-        return sum == 12
+        return sum == 20
       end, 60), "subscribers: " .. json.encode(w))
       assert.is_true(w[0] > 0 and w[1] > 0, "subscribers on one worker only: " .. json.encode(w))
       for _, k in ipairs({"a", "end", "a"}) do
         assert.matches("200$", curl("-w '%{http_code}' -d '{\"kind\":\"" .. k .. "\"}' " .. srv.url .. "/in"))
       end
-      for i = 1, 6 do
+      for i = 1, 10 do
         -- The response ended after the end event (curl exits 0, not 28 for its time limit).
         assert.are.equal("0", h.wait_for(function() return (h.read(srv.dir .. "/sse" .. i .. ".rc") or ""):match("%d+") end, 60))
         local kinds = {}
@@ -419,10 +436,10 @@ streams:
 ]]
     end
     with_server(config(true), function(srv)
-      local c = clients(srv, 6, 0, "--until-closed")
+      local c = clients(srv, 10, 0, "--until-closed")
       c.ready()
       local w, sum = worker_streams(srv)
-      assert.are.equal(12, sum)
+      assert.are.equal(20, sum)
       assert.is_true(w[0] > 0 and w[1] > 0, "subscribers on one worker only: " .. json.encode(w))
       h.write(srv.dir .. "/config.yaml", ("http:\n  address: 127.0.0.1:$PORT\n  workers: 2\n" .. config(false))
         :gsub("%$PORT", tostring(srv.port)))
@@ -432,7 +449,7 @@ streams:
       assert.are.same({}, r.bad)
       table.sort(r.closes, function(a, b) return tostring(a) < tostring(b) end)
       local want = {}
-      for i = 1, 6 do want[i], want[6 + i] = 1001, "sse" end
+      for i = 1, 10 do want[i], want[10 + i] = 1001, "sse" end
       assert.are.same(want, r.closes)
       assert.truthy(h.wait_for(function() return select(2, worker_streams(srv)) == 0 end, 30))
       assert.matches('sluice_http_streams{kind="sse"} 0', metrics(srv), 1, true)
