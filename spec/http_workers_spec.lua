@@ -425,6 +425,27 @@ streams:
     end)
   end)
 
+  it("answers a subscriber's ping, sent with its upgrade request, and its close, from the engine's wslay through its worker", function()
+    with_server([[
+streams:
+  ev:
+    input: {http_server: {path: /in}}
+    output:
+      http_server: {path: "", ws_path: /ws}
+]], function(srv)
+      local UP = "GET /ws HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n" ..
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n"
+      -- Eight connections: both workers hold some (SO_REUSEPORT); each is a stream that stays.
+      for i = 1, 8 do
+        local _, out = h.sh("python3 spec/tools/raw_http.py " .. srv.port .. " --pause 0.3 '" .. UP ..
+          "\\x89\\x82\\x00\\x00\\x00\\x00ok' '\\x88\\x82\\x00\\x00\\x00\\x00\\x03\\xe8'")
+        assert.matches("^HTTP/1%.1 101 ", out, nil, "connection " .. i)
+        assert.truthy(out:find("\x8a\x02ok\x88\x02\x03\xe8", 1, true), "connection " .. i .. ": " .. out)
+      end
+      assert.truthy(h.wait_for(function() return select(2, worker_streams(srv)) == 0 end, 30))
+    end)
+  end)
+
   it("closes the subscribers on both workers of an output a reload removes", function()
     local function config(with_main)
       return "streams:\n" .. (with_main and ("  main:\n" .. TICKS:gsub("\n(.)", "\n    %1"):gsub("^", "    ")) or "") .. [[
