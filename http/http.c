@@ -539,7 +539,8 @@ static const sl_field_t http_fields[] = {
    "Threads that accept, read, parse and answer connections, each with its own loop and its own listener on "
    "`address` (SO_REUSEPORT: the kernel spreads new connections); the handlers behind the routes (inputs, the "
    "store, admin) still run on the engine's loop, where a request crosses and its answer crosses back. A "
-   "connection that turns into an SSE or WebSocket stream moves to the engine's loop. `-1`: one per core. "
+   "connection that turns into a stream moves to the engine's loop, except an `http_server` output's SSE and "
+   "WebSocket subscribers: they stay, and each worker writes the broadcast to its own. `-1`: one per core. "
    "1: no threads, the connections live on the engine's loop. Absent, the environment's `SLUICE_HTTP_WORKERS` "
    "sets it (tests run the suite so). Servers of a component's own `address` stay on the engine's loop. See "
    "docs/http.md \"Workers\".", NULL, NULL},
