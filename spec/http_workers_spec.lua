@@ -299,6 +299,18 @@ describe("http.workers fan-out", function()
     }
   end
 
+  -- k SSE and k WebSocket clients, spread over both workers, each get n events in order.
+  local function every_event_on_both(srv, k, n)
+    local c = clients(srv, k, n)
+    c.ready()
+    local w, sum = worker_streams(srv)
+    assert.are.equal(2 * k, sum)
+    assert.is_true(w[0] > 0 and w[1] > 0, "subscribers on one worker only: " .. json.encode(w))
+    local r = c.finish()
+    assert.are.same({}, r.bad)
+    assert.are.equal(2 * k, r.opened)
+  end
+
   local TICKS = [[
 input:
   generate: {interval: 5ms, batch_size: 4, mapping: 'meta.event = "tick"; return tostring(i) .. "\nsecond line"'}
@@ -307,16 +319,7 @@ output:
 ]]
 
   it("keeps SSE and WebSocket subscribers on both workers, each getting every event in order", function()
-    with_server(TICKS, function(srv)
-      local c = clients(srv, 10, 400)
-      c.ready()
-      local w, sum = worker_streams(srv)
-      assert.are.equal(20, sum)
-      assert.is_true(w[0] > 0 and w[1] > 0, "subscribers on one worker only: " .. json.encode(w))
-      local r = c.finish()
-      assert.are.same({}, r.bad)
-      assert.are.equal(20, r.opened)
-    end)
+    with_server(TICKS, function(srv) every_event_on_both(srv, 10, 400) end)
   end)
 
   it("writes to SSE and WebSocket subscribers over TLS on both workers, every event in order", function()
@@ -324,14 +327,7 @@ output:
     h.self_signed(d)
     with_server("  tls: {cert_file: " .. d .. "/cert.pem, key_file: " .. d .. "/key.pem}\n" .. TICKS, function(srv)
       srv.url = "https://127.0.0.1:" .. srv.port
-      local c = clients(srv, 10, 400)
-      c.ready()
-      local w, sum = worker_streams(srv)
-      assert.are.equal(20, sum)
-      assert.is_true(w[0] > 0 and w[1] > 0, "subscribers on one worker only: " .. json.encode(w))
-      local r = c.finish()
-      assert.are.same({}, r.bad)
-      assert.are.equal(20, r.opened)
+      every_event_on_both(srv, 10, 400)
     end, {scheme = "https", cacert = d .. "/cert.pem"})
     h.rmdir(d)
   end)
