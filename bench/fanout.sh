@@ -52,7 +52,7 @@ for load in ${LOADS:-max 20/s}; do
         console.log(`| ${process.argv[2]} | ${process.argv[3]} | ${process.argv[4]} | ${n(med((r) => r.rate))} | ` +
           `${n(med((r) => r.events / secs))} | ${n(med((r) => r.events))} / ${n(med((r) => r.expected))} | ` +
           `${med((r) => r.p50)} ms | ${med((r) => r.p99)} ms | ${med((r) => r.max)} ms | ` +
-          `${med((r) => r.cpu_us_per_event).toFixed(2)} | ${med((r) => r.sluice_cpu)}% | ` +
+          `${med((r) => r.cpu_us_per_event) === null ? "-" : med((r) => r.cpu_us_per_event).toFixed(2)} | ${med((r) => r.sluice_cpu)}% | ` +
           `${n(med((r) => r.sluice_runq_wait_ms))} ms | ${med((r) => r.sluice_peak_rss_mib)} MiB |`);' \
         "$WORK/$which" "$load" "$proto" "$bin" "$SECS"
     done

@@ -83,7 +83,8 @@ busy_pct() {   # whole machine, over one second
   b=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat)
   echo "$a $b" | awk '{print int(100 * ($3 - $1) / ($4 - $2 + 1e-9))}'
 }
-rqwait() { awk '{print $2}' "/proc/$1/schedstat" 2>/dev/null || echo 0; }     # ns runnable but not running
+# ns runnable but not running, summed over the threads (HTTP workers, pool workers)
+rqwait() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $2} END {printf "%.0f\n", s}'; }
 
 run_once() {   # n run → one merged JSON line appended to $WORK/runs
   local n=$1 run=$2 k=$CLIENTS j fd p

@@ -539,9 +539,11 @@ static const sl_field_t http_fields[] = {
    "Threads that accept, read, parse and answer connections, each with its own loop and its own listener on "
    "`address` (SO_REUSEPORT: the kernel spreads new connections); the handlers behind the routes (inputs, the "
    "store, admin) still run on the engine's loop, where a request crosses and its answer crosses back. A "
-   "connection that turns into an SSE or WebSocket stream moves to the engine's loop. `-1` (the default): "
+   "connection that turns into a stream moves to the engine's loop, except an `http_server` output's SSE and "
+   "WebSocket subscribers: they stay, and each worker writes the broadcast to its own. `-1` (the default): "
    "one per core (a one-core machine: none). 1: no threads, the connections live on the engine's loop. "
-   "Absent, the environment's `SLUICE_HTTP_WORKERS` sets it. Servers of a component's own `address` stay on the engine's loop. See "
+   "Absent, the environment's `SLUICE_HTTP_WORKERS` sets it. Servers of a component's own `address` stay on "
+   "the engine's loop. See "
    "docs/http.md \"Workers\".", NULL, NULL},
   {"tls", SL_F_OBJECT, NULL, 0, "Serve HTTPS (and wss://): TLS 1.2 or later via OpenSSL.", NULL, tls_fields},
   {"cors", SL_F_OBJECT, NULL, 0, "Cross-origin requests from browsers.", NULL, cors_fields},

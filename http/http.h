@@ -35,6 +35,7 @@ typedef struct sl_http_req {
   const char *route;         /* the route's pattern (for metrics), NULL when none matched */
   sl_kvlist_t jwt;           /* verified claims, values JSON-encoded */
   struct sl_hlink *link;     /* its connection is on an HTTP worker (http.workers; http_int.h) */
+  int stay;                  /* sl_http_req_stay */
 } sl_http_req_t;
 
 /* Runs on the loop for every request routed to it; must answer exactly once. */
@@ -136,6 +137,33 @@ size_t sl_http_stream_queued(const sl_http_stream_t *s);
  * in the socket buffer (a slow reader's wake-up, instead of polling); a later
  * call replaces it, cb NULL cancels. Never after the client left. */
 void sl_http_stream_on_drain(sl_http_stream_t *s, size_t below, void (*cb)(void *arg), void *arg);
+
+/* The stream r opens (SSE, WebSocket) stays on the HTTP worker that
+ * accepted its connection instead of moving to the engine's loop: writes and
+ * closes cross to it in order, sl_http_stream_queued is 0 and on_drain never
+ * runs, and a reader more than max_buffer behind is reported to on_slow (a
+ * write returns 0). Without HTTP workers this changes nothing. */
+void sl_http_req_stay(sl_http_req_t *r);
+/* cb(arg) once when s's reader is found too slow (streams that stay on a
+ * worker; the others tell it from a write's return code). */
+void sl_http_stream_on_slow(sl_http_stream_t *s, void (*cb)(void *arg), void *arg);
+
+/* A fan: the same bytes to many streams, written by the HTTP workers their
+ * connections stay on. A send hands each worker with members one copy of
+ * the bytes (one message per worker for a loop turn's events), which the
+ * worker queues for each of its members; a member more than its max_buffer
+ * behind is skipped from then on and reported to its on_slow. Members that
+ * are not on a worker are not joined: their owner writes to them itself.
+ * Ownership: the creator frees the fan; a member leaves when its stream is
+ * closed. Engine's loop only. */
+typedef struct sl_http_fan sl_http_fan_t;
+sl_http_fan_t *sl_http_fan_new(void);
+void sl_http_fan_free(sl_http_fan_t *f);
+/* 1: s joined (it gets every later send, after what was written to it
+ * before); 0: s is not on a worker, or its client left. */
+int sl_http_fan_join(sl_http_fan_t *f, sl_http_stream_t *s, size_t max_buffer);
+int sl_http_fan_members(const sl_http_fan_t *f);
+void sl_http_fan_send(sl_http_fan_t *f, const sl_bytes_t *b);
 
 /* The decoded value of query parameter name in r (caller frees), or NULL. */
 char *sl_http_query(const sl_http_req_t *r, const char *name);

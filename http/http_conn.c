@@ -234,6 +234,14 @@ struct sl_http_stream {
   sl_hlink_t *pending;
   sl_sendq_t pendq;
   int closed;
+  /* Engine side of a stream whose connection stays on its worker
+   * (sl_http_req_stay): the engine's ref of the link, whether the client
+   * left, the fan part it joined, and who hears that it is slow. */
+  sl_hlink_t *remote;
+  int remote_gone;
+  struct sl_fan_site *site;
+  void (*on_slow)(void *arg);
+  void *slow_arg;
 };
 
 static void stream_ended(struct sl_http_stream *st) {
@@ -617,6 +625,15 @@ static void pend(sl_http_stream_t *st, const void *p, size_t n) {
   sl_bytes_unref(b);
 }
 
+/* A stream that stays on its worker is opened there with its head. */
+static void remote_open(sl_http_stream_t *st, const char *head, size_t len) {
+  sl_hmsg_t *m = sl_hmsg_new(HM_STREAM, st->remote);
+  m->body = dup_or_null(head, len);
+  m->len = len;
+  m->raw = st->on_data != NULL;
+  sl_hlink_send(st->remote, m);
+}
+
 /* Hands r's connection to a new stream (NULL conn when the client left). */
 /* kind: "websocket", "sse" or "chunked", the label of sluice_http_streams. */
 static sl_http_stream_t *attach_stream(sl_http_req_t *r, const char *kind, void (*on_data)(void *, const char *, size_t),
@@ -628,16 +645,22 @@ static sl_http_stream_t *attach_stream(sl_http_req_t *r, const char *kind, void 
   conn_t *c = r->conn;
   *conn = NULL;
   if (r->link) {
-    /* The connection is on a worker: it moves here (HM_MOVE), and the
-     * stream is written to meanwhile as if it were (sl_http_conn_adopt). */
+    /* The connection is on a worker: it stays there (HM_STREAM, sent with
+     * the answer's head), or it moves here (HM_MOVE), and the stream is
+     * written to meanwhile as if it were (sl_http_conn_adopt). */
     sl_hlink_t *l = r->link;
     r->link = NULL;
     l->r = NULL;
     l->st = st;
-    st->pending = l;   /* the engine's ref, r's until now */
-    sl_hlink_send(l, sl_hmsg_new(HM_MOVE, l));
+    if (r->stay) {
+      st->remote = l;   /* the engine's ref, r's until now */
+      sl_hlink_streams(l, 1);
+    } else {
+      st->pending = l;
+      sl_hlink_send(l, sl_hmsg_new(HM_MOVE, l));
+    }
   }
-  if (st->pending) {
+  if (st->pending || st->remote) {
     st->open = sl_metric(SL_GAUGE, "sluice_http_streams", "Open SSE, WebSocket and other streamed answers.", "kind",
                          kind, NULL);
     (*st->open)++;
@@ -660,7 +683,7 @@ sl_http_stream_t *sl_http_stream_open(sl_http_req_t *r, int status, const char *
   conn_t *c;
   const char *kind = strncmp(content_type, "text/event-stream", 17) ? "chunked" : "sse";
   sl_http_stream_t *st = attach_stream(r, kind, NULL, on_close, arg, &c);
-  if (c || st->pending) {
+  if (c || st->pending || st->remote) {
     char *h = NULL;
     size_t hl = 0;
     FILE *f = open_memstream(&h, &hl);
@@ -673,6 +696,7 @@ sl_http_stream_t *sl_http_stream_open(sl_http_req_t *r, int status, const char *
     fprintf(f, "Connection: close\r\n\r\n");
     fclose(f);
     if (c) write_raw(c, h, hl, NULL, 0, 0);
+    else if (st->remote) remote_open(st, h, hl);
     else pend(st, h, hl);
     free(h);
   }
@@ -689,6 +713,16 @@ sl_http_stream_t *sl_http_sse_open(sl_http_req_t *r, void (*on_close)(void *arg)
   return st;
 }
 
+/* Bytes the client sent right after its upgrade request are its first frames. */
+static void first_frames(conn_t *c, void (*on_data)(void *, const char *, size_t), void *arg) {
+  char *data = c->in;
+  size_t off = c->in_off, n = c->in_len;
+  c->in = NULL;
+  c->in_off = c->in_len = 0;
+  if (n > off) on_data(arg, data + off, n - off);
+  free(data);
+}
+
 sl_http_stream_t *sl_http_takeover(sl_http_req_t *r, const void *head, size_t len,
                                    void (*on_data)(void *arg, const char *p, size_t n),
                                    void (*on_close)(void *arg), void *arg) {
@@ -696,16 +730,12 @@ sl_http_stream_t *sl_http_takeover(sl_http_req_t *r, const void *head, size_t le
   sl_http_stream_t *st = attach_stream(r, "websocket", on_data, on_close, arg, &c);
   if (c) {
     write_raw(c, head, len, NULL, 0, 0);
-    /* Bytes the client sent right after its upgrade request are its first frames. */
-    char *data = c->in;
-    size_t off = c->in_off, n = c->in_len;
-    c->in = NULL;
-    c->in_off = c->in_len = 0;
-    if (n > off) on_data(arg, data + off, n - off);
-    free(data);
+    first_frames(c, on_data, arg);
     set_reading(c);
   } else if (st->pending) {
     pend(st, head, len);
+  } else if (st->remote) {
+    remote_open(st, head, len);
   }
   sl_http_req_free(r);
   return st;
@@ -724,8 +754,22 @@ static void enqueue(sl_sendq_t *q, const sl_http_stream_t *st, sl_bytes_t *b) {
   }
 }
 
+/* To a stream that stays on its worker: a copy of its own, so that the
+ * worker's refs of it stay plain counts. */
+static int remote_send(sl_http_stream_t *st, const void *data, size_t len, size_t max_buffer) {
+  if (st->remote_gone) return -1;
+  if (len) {
+    sl_hmsg_t *m = sl_hmsg_new(HM_SDATA, st->remote);
+    sl_hmsg_add_bytes(m, sl_bytes_new(data, len));
+    m->max_buffer = max_buffer;
+    sl_hlink_send(st->remote, m);
+  }
+  return 0;
+}
+
 int sl_http_stream_send(sl_http_stream_t *st, sl_bytes_t *b, size_t max_buffer) {
   conn_t *c = st->conn;
+  if (st->remote) return remote_send(st, b->data, b->len, max_buffer);
   if (st->pending) {
     if (b->len) enqueue(&st->pendq, st, b);
     return st->pendq.bytes > max_buffer ? 1 : 0;
@@ -742,6 +786,7 @@ int sl_http_stream_send(sl_http_stream_t *st, sl_bytes_t *b, size_t max_buffer) 
 }
 
 int sl_http_stream_write(sl_http_stream_t *st, const void *data, size_t len, size_t max_buffer) {
+  if (st->remote) return remote_send(st, data, len, max_buffer);
   if (st->pending) {
     sl_bytes_t *b = sl_bytes_new(data, len);
     int rc = sl_http_stream_send(st, b, max_buffer);
@@ -775,6 +820,7 @@ void sl_http_stream_on_drain(sl_http_stream_t *st, size_t below, void (*cb)(void
 
 size_t sl_http_stream_queued(const sl_http_stream_t *st) {
   if (st->pending) return st->pendq.bytes;
+  if (st->remote) return st->remote_gone ? SIZE_MAX : 0;
   const conn_t *c = st->conn;
   return !c || c->closing ? SIZE_MAX : queued(c);
 }
@@ -782,6 +828,16 @@ size_t sl_http_stream_queued(const sl_http_stream_t *st) {
 void sl_http_stream_close(sl_http_stream_t *st) {
   conn_t *c = st->conn;
   stream_ended(st);
+  if (st->remote) {
+    sl_hlink_t *l = st->remote;
+    sl_hlink_send(l, sl_hmsg_new(HM_SCLOSE, l));
+    if (st->site) sl_fan_site_left(st->site);
+    sl_hlink_streams(l, -1);
+    l->st = NULL;
+    sl_hlink_unref(l);
+    free(st);
+    return;
+  }
   if (st->pending) {
     st->closed = 1;   /* closed for good when the connection arrives */
     return;
@@ -1277,4 +1333,97 @@ void sl_http_conn_adopt(sl_http_t *s, sl_hmsg_t *m) {
   /* What it sent after its upgrade request: its first frames. */
   if (st->on_data && m->len && !c->closing) st->on_data(st->arg, m->body, m->len);
   set_reading(c);
+}
+
+/* ---------- streams that stay on their worker (sl_http_req_stay) ---------- */
+
+void sl_http_req_stay(sl_http_req_t *r) { r->stay = 1; }
+
+void sl_http_stream_on_slow(sl_http_stream_t *st, void (*cb)(void *arg), void *arg) {
+  st->on_slow = cb;
+  st->slow_arg = arg;
+}
+
+sl_hlink_t *sl_http_stream_link(const sl_http_stream_t *st) { return st->remote_gone ? NULL : st->remote; }
+
+void sl_http_stream_set_site(sl_http_stream_t *st, struct sl_fan_site *site) { st->site = site; }
+
+/* Engine side: what the worker says about the stream, unless closed since. */
+void sl_http_rstream_news(sl_hmsg_t *m) {
+  struct sl_http_stream *st = m->link->st;
+  if (!st || !st->remote || st->remote_gone) return;
+  if (m->kind == HM_RAW) {
+    if (st->on_data) st->on_data(st->arg, m->body, m->len);
+  } else if (m->kind == HM_SGONE) {
+    st->remote_gone = 1;
+    stream_gone(st);
+  } else if (st->on_slow) {
+    void (*cb)(void *) = st->on_slow;
+    st->on_slow = NULL;
+    cb(st->slow_arg);
+  }
+}
+
+/* Worker side: the stream's end there forwards what the client does. */
+static void wstream_data(void *arg, const char *p, size_t n) {
+  sl_hmsg_t *m = sl_hmsg_new(HM_RAW, arg);
+  m->body = dup_or_null(p, n);
+  m->len = n;
+  sl_hlink_tell(arg, m);
+}
+
+static void wstream_gone(void *arg) { sl_hlink_tell(arg, sl_hmsg_new(HM_SGONE, arg)); }
+
+void sl_http_wstream_open(sl_http_t *ws, sl_hmsg_t *m) {
+  sl_hlink_t *l = m->link;
+  conn_t *c = l->c;
+  if (!c || c->closing || c->link != l) {   /* the client left: its stream is gone */
+    wstream_gone(l);
+    return;
+  }
+  sl_http_stream_t *st = sl_xcalloc(1, sizeof(*st));
+  st->on_data = m->raw ? wstream_data : NULL;
+  st->on_close = wstream_gone;
+  st->arg = l;
+  l->wst = st;   /* the link's worker ref, c's until now */
+  l->c = NULL;
+  c->link = NULL;
+  l->wprev = NULL;
+  l->wnext = ws->wstreams;
+  if (ws->wstreams) ws->wstreams->wprev = l;
+  ws->wstreams = l;
+  c->busy = NULL;
+  c->stream = st;
+  st->conn = c;
+  arm_timer(c, 0);
+  write_raw(c, m->body, m->len, NULL, 0, 0);
+  if (c->closing) return;
+  if (m->raw) first_frames(c, wstream_data, l);
+  set_reading(c);
+}
+
+int sl_http_wstream_send(sl_hlink_t *l, sl_bytes_t *b, size_t max_buffer) {
+  if (!l->wst) return -1;
+  int rc = sl_http_stream_send(l->wst, b, max_buffer);
+  if (rc > 0 && !l->slow) {
+    l->slow = 1;
+    sl_hlink_tell(l, sl_hmsg_new(HM_SLOW, l));
+  }
+  return rc;
+}
+
+void sl_http_wstream_close(sl_http_t *ws, sl_hlink_t *l) {
+  sl_fan_site_leave(l);
+  sl_http_stream_t *st = l->wst;
+  if (!st) return;
+  if (l->wprev) l->wprev->wnext = l->wnext;
+  else ws->wstreams = l->wnext;
+  if (l->wnext) l->wnext->wprev = l->wprev;
+  l->wst = NULL;
+  sl_http_stream_close(st);
+  sl_hlink_unref(l);
+}
+
+void sl_http_wstreams_close(sl_http_t *ws) {
+  while (ws->wstreams) sl_http_wstream_close(ws, ws->wstreams);
 }

@@ -40,6 +40,7 @@ typedef struct sl_http {
   struct sl_hgroup *group;   /* the shared server's HTTP workers (http_worker.c), or NULL;
                                 on a worker's server: the group it belongs to */
   struct sl_hworker *hw;     /* on a worker's server: its worker; NULL on the engine's loop */
+  struct sl_hlink *wstreams; /* on a worker's server: the streams that stay on it */
 } sl_http_t;
 
 /* A connection's send queue: shared bytes (refs, not copies) and short
@@ -134,11 +135,24 @@ typedef struct sl_hlink {
   sl_http_req_t *r;          /* engine side: the request until answered */
   sl_http_t *srv;            /* engine side: the shared server that serves it */
   const char *owner;         /* engine side: its route's owner (interned for good), for the worker's metrics */
-  struct sl_http_stream *st; /* engine side: a stream waiting for the connection to move over */
+  struct sl_http_stream *st; /* engine side: a stream waiting for the connection to move over,
+                              * or one whose connection stays on the worker (sl_http_req_stay) */
+  /* Worker side, for a stream that stays: its end there (NULL once the
+   * engine closed it), the worker's list of them, and fan membership. */
+  struct sl_http_stream *wst;
+  struct sl_hlink *wprev, *wnext;
+  struct sl_fan_site *site;  /* the fan it receives, or NULL */
+  struct sl_hlink *fprev, *fnext;
+  size_t max_buffer;
+  int slow;                  /* reported slow: fan events skip it */
 } sl_hlink_t;
 
-/* What crosses: requests, answers, moves of a connection, and the rest. */
-enum { HM_REQ, HM_GONE, HM_MOVED, HM_DROPPED, HM_RESP, HM_MOVE, HM_STOP, HM_CLOSE };
+/* What crosses: requests, answers, moves of a connection, and the rest;
+ * for a stream that stays on its worker: the client's bytes (HM_RAW), its
+ * leaving (HM_SGONE) and slowness (HM_SLOW) one way, its opening, writes,
+ * close, fan joins and fan events the other. */
+enum { HM_REQ, HM_GONE, HM_MOVED, HM_DROPPED, HM_RAW, HM_SGONE, HM_SLOW,
+       HM_RESP, HM_MOVE, HM_STOP, HM_CLOSE, HM_STREAM, HM_SDATA, HM_SCLOSE, HM_JOIN, HM_FAN };
 typedef struct sl_hmsg {
   sl_xq_node_t node;         /* first: messages cross in an sl_xq */
   int kind;
@@ -153,6 +167,17 @@ typedef struct sl_hmsg {
   sl_tls_t *tls;             /* HM_MOVED: the session */
   char remote[64];
   const char *owner;         /* HM_RESP, HM_MOVED, HM_DROPPED: the route's owner (interned) */
+  /* HM_STREAM: body is the answer's head, raw a taken-over connection;
+   * HM_SDATA, HM_FAN: bytes the message owns (copies made for this worker,
+   * so that their refs are never shared between threads); HM_FAN: for each,
+   * the fan part on this worker it goes to (a fan ref each); HM_JOIN: that
+   * part (a fan ref); HM_SDATA, HM_JOIN: the slow bound. */
+  int raw;
+  sl_bytes_t **bytes;
+  struct sl_fan_site **sites;
+  uint32_t nbytes, capbytes;
+  struct sl_fan_site *site;
+  size_t max_buffer;
 } sl_hmsg_t;
 
 /* Starts s->workers threads, each listening on s->address (SO_REUSEPORT). */
@@ -172,10 +197,42 @@ int sl_hgroup_admit(sl_http_t *ws, int delta);
 void sl_hgroup_pinged(sl_http_t *ws);
 int64_t sl_hgroup_pings(sl_http_t *s);   /* worker side: +1 on accept (0: over max_connections), -1 on close */
 
+/* Engine side: m goes to l's worker after what was sent before. A fan's
+ * event (copy, for site, with a fan ref) joins the HM_FAN at the end of
+ * what goes to the worker this turn, or starts one: one message per worker
+ * per turn for the events of every fan, unless other messages come between. */
+void sl_hmsg_add_bytes(sl_hmsg_t *m, sl_bytes_t *b);   /* takes the caller's ref */
+void sl_hgroup_fan(struct sl_hworker *hw, struct sl_fan_site *site, sl_bytes_t *copy);
+/* Worker side: tells the engine about l (HM_RAW, HM_SGONE, HM_SLOW). */
+void sl_hlink_tell(sl_hlink_t *l, sl_hmsg_t *m);
+/* sluice_http_worker_streams{worker}: streams that stay on l's worker. */
+void sl_hlink_streams(sl_hlink_t *l, int delta);
+
+/* Fans (http_fan.c): a fan's part on one worker: the links of its members
+ * there (worker side). The worker's handlers: */
+void sl_fan_site_join(struct sl_fan_site *site, sl_hlink_t *l, size_t max_buffer);   /* takes the message's fan ref */
+void sl_fan_site_leave(sl_hlink_t *l);
+void sl_fan_site_send(sl_hmsg_t *m);   /* HM_FAN */
+/* Engine side: the stream of a member closed. */
+void sl_fan_site_left(struct sl_fan_site *site);
+void sl_fan_site_unref(struct sl_fan_site *site);   /* a message's ref of the fan */
+/* Engine side: the link of a stream that stays on a worker (NULL: it does
+ * not, or its client left), and the fan part it joined (left at its close). */
+sl_hlink_t *sl_http_stream_link(const sl_http_stream_t *st);
+void sl_http_stream_set_site(sl_http_stream_t *st, struct sl_fan_site *site);
+
 /* Connection layer for the workers. */
 void sl_http_conn_answer(conn_t *c, const sl_hmsg_t *m);        /* HM_RESP on the worker */
 void sl_http_conn_move(conn_t *c, sl_hmsg_t *m);                /* HM_MOVE on the worker */
 void sl_http_conn_adopt(sl_http_t *s, sl_hmsg_t *m);            /* HM_MOVED on the engine's loop */
+/* A stream that stays on its worker: the worker's handlers (HM_STREAM,
+ * HM_SDATA, HM_SCLOSE; at the worker's close every one left) and the
+ * engine's (HM_RAW, HM_SGONE, HM_SLOW). */
+void sl_http_wstream_open(sl_http_t *ws, sl_hmsg_t *m);
+int sl_http_wstream_send(sl_hlink_t *l, sl_bytes_t *b, size_t max_buffer);   /* as sl_http_stream_send */
+void sl_http_wstream_close(sl_http_t *ws, sl_hlink_t *l);
+void sl_http_wstreams_close(sl_http_t *ws);
+void sl_http_rstream_news(sl_hmsg_t *m);
 void sl_http_req_free(sl_http_req_t *r);
 /* A worker's server like the shared one (limits, TLS), on w's loop. */
 sl_http_t *sl_http_worker_srv(sl_worker_t *w, sl_http_t *shared);

@@ -9,7 +9,10 @@
  * wake-up per turn, not per request. A connection that
  * becomes a stream (SSE, WebSocket) moves over to the engine's loop, with
  * its TLS session and what the client sent after its request, once the
- * answers before it are written. */
+ * answers before it are written, unless its handler asked it to stay
+ * (sl_http_req_stay: the broadcast output's subscribers): then the stream
+ * is written on the worker, what the engine writes to it crosses over in
+ * order, and a fan's events cross once per worker (http_fan.c). */
 #include "http_int.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -34,6 +37,8 @@ typedef struct sl_hworker {
   uv_thread_t thread;
   int started;
   int64_t *requests;         /* sluice_http_worker_requests_total{worker}, counted on the engine's loop */
+  int64_t *streams;          /* sluice_http_worker_streams{worker}, the same */
+  sl_hmsg_t *last_fan;       /* engine side: from_engine's tail when it is an HM_FAN */
   atomic_int_fast64_t pings; /* GET /ping answered here; the engine counts them at each scrape */
 } sl_hworker_t;
 
@@ -72,7 +77,22 @@ void sl_hmsg_free(sl_hmsg_t *m) {
   if (m->fd >= 0) close(m->fd);
   sl_tls_free(m->tls);
   sl_hlink_unref(m->link);
+  for (uint32_t i = 0; i < m->nbytes; i++) {
+    sl_bytes_unref(m->bytes[i]);
+    if (m->sites) sl_fan_site_unref(m->sites[i]);
+  }
+  free(m->bytes);
+  free(m->sites);
+  if (m->site) sl_fan_site_unref(m->site);
   free(m);
+}
+
+void sl_hmsg_add_bytes(sl_hmsg_t *m, sl_bytes_t *b) {
+  if (m->nbytes == m->capbytes) {
+    m->capbytes = m->capbytes ? m->capbytes * 2 : 4;
+    m->bytes = sl_xrealloc(m->bytes, m->capbytes * sizeof(*m->bytes));
+  }
+  m->bytes[m->nbytes++] = b;
 }
 
 static void worker_flush(uv_prepare_t *p) {
@@ -91,17 +111,39 @@ static void engine_flush(uv_prepare_t *p) {
   sl_hgroup_t *g = p->data;
   uv_prepare_stop(p);
   g->flushing = 0;
-  for (int i = 0; i < g->n; i++) sl_xq_put_batch(&g->ws[i].in, &g->ws[i].from_engine);
+  for (int i = 0; i < g->n; i++) {
+    sl_xq_put_batch(&g->ws[i].in, &g->ws[i].from_engine);
+    g->ws[i].last_fan = NULL;
+  }
 }
 
-void sl_hlink_send(sl_hlink_t *l, sl_hmsg_t *m) {
-  sl_hgroup_t *g = l->hw->g;
+static void to_worker(sl_hworker_t *hw, sl_hmsg_t *m) {
+  sl_hgroup_t *g = hw->g;
   if (!g->flushing) {
     g->flushing = 1;
     uv_prepare_start(&g->flusher, engine_flush);
   }
-  sl_xq_batch_add(&l->hw->from_engine, &m->node);
+  sl_xq_batch_add(&hw->from_engine, &m->node);
+  hw->last_fan = m->kind == HM_FAN ? m : NULL;
 }
+
+void sl_hlink_send(sl_hlink_t *l, sl_hmsg_t *m) { to_worker(l->hw, m); }
+
+void sl_hgroup_fan(sl_hworker_t *hw, struct sl_fan_site *site, sl_bytes_t *copy) {
+  sl_hmsg_t *m = hw->last_fan;
+  if (!m) {
+    m = sl_hmsg_new(HM_FAN, NULL);
+    to_worker(hw, m);
+  }
+  uint32_t cap = m->capbytes;
+  sl_hmsg_add_bytes(m, copy);
+  if (m->capbytes != cap) m->sites = sl_xrealloc(m->sites, m->capbytes * sizeof(*m->sites));
+  m->sites[m->nbytes - 1] = site;
+}
+
+void sl_hlink_streams(sl_hlink_t *l, int delta) { *l->hw->streams += delta; }
+
+void sl_hlink_tell(sl_hlink_t *l, sl_hmsg_t *m) { sl_hgroup_to_engine(l->hw->srv, m); }
 
 int sl_hgroup_admit(sl_http_t *ws, int delta) {
   int64_t n = atomic_fetch_add(&ws->group->conns, delta) + delta;
@@ -143,12 +185,31 @@ static void worker_wake(uv_async_t *a) {
       m->kind = HM_MOVED;
       sl_hgroup_to_engine(hw->srv, m);
       continue;
+    case HM_STREAM:
+      sl_http_wstream_open(hw->srv, m);
+      break;
+    case HM_SDATA:
+      for (uint32_t i = 0; i < m->nbytes; i++) sl_http_wstream_send(m->link, m->bytes[i], m->max_buffer);
+      break;
+    case HM_SCLOSE:
+      sl_http_wstream_close(hw->srv, m->link);
+      break;
+    case HM_JOIN:
+      if (m->link->wst && !m->link->site) {
+        sl_fan_site_join(m->site, m->link, m->max_buffer);
+        m->site = NULL;   /* its fan ref is the member's now */
+      }
+      break;
+    case HM_FAN:
+      sl_fan_site_send(m);
+      break;
     case HM_STOP:
       sl_http_srv_stop(hw->srv);
       break;
     case HM_CLOSE:
       sl_http_srv_stop(hw->srv);
       while (hw->srv->conns) sl_http_conn_close(hw->srv->conns);
+      sl_http_wstreams_close(hw->srv);
       worker_flush(&hw->flusher);   /* the news of those closes: the loop ends before it would prepare again */
       uv_close((uv_handle_t *)&hw->flusher, worker_closed);
       sl_xq_close(&hw->in, worker_closed);
@@ -202,6 +263,11 @@ static void engine_wake(uv_async_t *a) {
     case HM_DROPPED:
       sl_http_slow_dropped(m->owner ? m->owner : "", NULL, "send_timeout");
       break;
+    case HM_RAW:
+    case HM_SGONE:
+    case HM_SLOW:
+      sl_http_rstream_news(m);
+      break;
     }
     sl_hmsg_free(m);
   }
@@ -231,6 +297,9 @@ int sl_hgroup_start(sl_http_t *s) {
     snprintf(id, sizeof id, "%d", i);
     hw->requests = sl_metric(SL_COUNTER, "sluice_http_worker_requests_total",
                              "Requests each HTTP worker (http.workers) read and handed to the engine.", "worker", id, NULL);
+    hw->streams = sl_metric(SL_GAUGE, "sluice_http_worker_streams",
+                            "Open SSE and WebSocket streams written by each HTTP worker (broadcast subscribers).", "worker",
+                            id, NULL);
     sl_xq_init(&hw->in, hw->w->loop, worker_wake, hw);
     uv_prepare_init(hw->w->loop, &hw->flusher);
     hw->flusher.data = hw;

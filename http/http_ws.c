@@ -414,6 +414,8 @@ int sl_ws_send_frame(sl_ws_t *ws, sl_bytes_t *frame, size_t max_buffer) {
   return rc < 0 ? -1 : rc;
 }
 
+sl_http_stream_t *sl_ws_stream(const sl_ws_t *ws) { return ws->st; }
+
 size_t sl_ws_queued(const sl_ws_t *ws) { return ws->done || ws->close_code ? SIZE_MAX : sl_http_stream_queued(ws->st); }
 
 void sl_ws_on_drain(sl_ws_t *ws, size_t below, void (*cb)(void *arg), void *arg) {

@@ -38,6 +38,8 @@ sl_bytes_t *sl_ws_frame(int text, const void *p, size_t n);
 /* Queues a frame from sl_ws_frame (a ref, not a copy; see
  * sl_http_stream_send); returns as sl_ws_send. */
 int sl_ws_send_frame(sl_ws_t *ws, sl_bytes_t *frame, size_t max_buffer);
+/* The stream under ws (sl_http_stream_on_slow, sl_http_fan_join). */
+sl_http_stream_t *sl_ws_stream(const sl_ws_t *ws);
 /* Bytes waiting to be sent (SIZE_MAX once closing). */
 size_t sl_ws_queued(const sl_ws_t *ws);
 /* sl_http_stream_on_drain for the connection under ws. */

@@ -11,7 +11,7 @@ local function curl(args)
   return out
 end
 
-local function metrics(srv) return curl(srv.url .. "/metrics") end
+local function metrics(srv) return curl("-k " .. srv.url .. "/metrics") end
 
 -- Requests each worker handed to the engine so far, by worker id, and
 -- their sum without the scrape that read them (it crossed too).
@@ -259,5 +259,218 @@ print(json.dumps({"read": read}))
       os.execute("mkdir -p " .. dir .. "/files")
       h.write(dir .. "/files/big.bin", string.rep("x", 8 * 1024 * 1024))
     end})
+  end)
+end)
+
+-- Broadcast subscribers stay on the worker that accepted them (http_fan.c):
+-- each broadcast event crosses to each worker once and the workers write
+-- their own clients. sluice_http_worker_streams{worker} shows where they are.
+describe("http.workers fan-out", function()
+  local function worker_streams(srv)
+    local t, sum = {}, 0
+    for id, n in metrics(srv):gmatch('sluice_http_worker_streams{worker="(%d+)"} (%d+)') do
+      t[tonumber(id)] = tonumber(n)
+      sum = sum + tonumber(n)
+    end
+    return t, sum
+  end
+
+  -- spec/node/fanwork.js in the background, its lines to a file: ready()
+  -- once every client has had an event; finish() once every one has had n,
+  -- the clients' report of every event up to then.
+  local function clients(srv, k, n, mode)
+    local file, hold = srv.dir .. "/fanwork.txt", srv.dir .. "/release"
+    os.execute(string.format("cd spec/node && timeout -k 2 100 node fanwork.js %s %d %d %s %s > %s 2>&1 &",
+      srv.url, k, n, hold, mode or "", file))
+    local function await(what)
+      assert.truthy(h.wait_for(function() return (h.read(file) or ""):find(what, 1, true) end, 90),
+        "clients: no " .. what .. " in " .. (h.read(file) or ""))
+    end
+    return {
+      ready = function() await('"ready"') end,
+      finish = function()
+        if mode ~= "--until-closed" then
+          await('"reached"')
+          h.write(hold, "")
+        end
+        await('"final"')
+        return json.decode((h.read(file) or ""):match('\n(%b{})\n?$'))
+      end,
+    }
+  end
+
+  -- k SSE and k WebSocket clients, spread over both workers, each get n events in order.
+  local function every_event_on_both(srv, k, n)
+    local c = clients(srv, k, n)
+    c.ready()
+    local w, sum = worker_streams(srv)
+    assert.are.equal(2 * k, sum)
+    assert.is_true(w[0] > 0 and w[1] > 0, "subscribers on one worker only: " .. json.encode(w))
+    local r = c.finish()
+    assert.are.same({}, r.bad)
+    assert.are.equal(2 * k, r.opened)
+  end
+
+  local TICKS = [[
+input:
+  generate: {interval: 5ms, batch_size: 4, mapping: 'meta.event = "tick"; return tostring(i) .. "\nsecond line"'}
+output:
+  http_server: {path: "", sse_path: /sse, ws_path: /ws, replay_bytes: 0}
+]]
+
+  it("keeps SSE and WebSocket subscribers on both workers, each getting every event in order", function()
+    with_server(TICKS, function(srv) every_event_on_both(srv, 10, 400) end)
+  end)
+
+  it("writes to SSE and WebSocket subscribers over TLS on both workers, every event in order", function()
+    local d = h.tmpdir()
+    h.self_signed(d)
+    with_server("  tls: {cert_file: " .. d .. "/cert.pem, key_file: " .. d .. "/key.pem}\n" .. TICKS, function(srv)
+      srv.url = "https://127.0.0.1:" .. srv.port
+      every_event_on_both(srv, 10, 400)
+    end, {scheme = "https", cacert = d .. "/cert.pem"})
+    h.rmdir(d)
+  end)
+
+  it("drops a slow SSE and a slow WebSocket client, counted, while the others get every event", function()
+    with_server([[
+input:
+  generate: {interval: 10ms, batch_size: 8, mapping: 'meta.event = "tick"; return tostring(i) .. "\nsecond line\n" .. string.rep("x", 4000)'}
+output:
+  http_server: {path: "", sse_path: /sse, ws_path: /ws, replay_bytes: 0, max_buffer: 64KiB}
+]], function(srv)
+      local c = clients(srv, 4, 3000)
+      c.ready()
+      local READER = "timeout 120 python3 spec/tools/slow_reader.py " .. srv.port
+      local DROPPED = "'sluice_http_slow_clients_dropped_total{stream=\"main\",kind=\"%s\"} 1'"
+      local _, sse = h.sh(READER .. " /sse --await-metric " .. DROPPED:format("sse"))
+      local _, ws = h.sh(READER .. " /ws --ws --await-metric " .. DROPPED:format("ws"))
+      sse, ws = json.decode(sse), json.decode(ws)
+      assert.is_true(sse.metric, json.encode(sse))
+      assert.are.equal("eof", sse["end"])
+      assert.is_true(ws.metric, json.encode(ws))
+      assert.are.equal(1008, ws.close)
+      -- The slow ones are gone from their workers; the others stay.
+      assert.truthy(h.wait_for(function() return select(2, worker_streams(srv)) == 8 end, 30),
+        "worker streams: " .. json.encode((worker_streams(srv))))
+      local r = c.finish()
+      assert.are.same({}, r.bad)
+      assert.are.equal(8, r.opened)
+    end)
+  end)
+
+  it("serves the clients that stay through storms of clients resetting mid-broadcast on both workers", function()
+    with_server(TICKS, function(srv)
+      local c = clients(srv, 5, 1500)
+      c.ready()
+      for _, kind in ipairs({"sse", "ws"}) do
+        local code, out, stderr = h.sh(string.format("timeout 120 python3 spec/tools/resetters.py %d /%s 50 4 %s",
+          srv.port, kind, kind == "ws" and "--ws" or ""))
+        assert.are.equal(0, code, out .. (stderr or ""))
+        assert.are.equal(200, json.decode(out).read)
+      end
+      -- The reset ones are forgotten on both sides: 10 streams are left.
+      assert.truthy(h.wait_for(function() return select(2, worker_streams(srv)) == 10 end, 30),
+        "worker streams: " .. json.encode((worker_streams(srv))))
+      local r = c.finish()
+      assert.are.same({}, r.bad)
+      assert.are.equal(10, r.opened)
+      assert.are.equal("pong", curl(srv.url .. "/ping"))
+    end)
+  end)
+
+  it("ends the subscribers on both workers after an end event, and sends them nothing after it", function()
+    with_server([[
+streams:
+  ev:
+    input: {http_server: {path: /in}}
+    output:
+      http_server: {path: "", sse_path: /sse, ws_path: /ws, type_field: this.kind, end_events: [end]}
+]], function(srv)
+      for i = 1, 10 do
+        os.execute(string.format("(curl -sN -m 60 %s/sse > %s/sse%d.txt; echo $? > %s/sse%d.rc) &",
+          srv.url, srv.dir, i, srv.dir, i))
+        os.execute(string.format("/usr/bin/python3 spec/tools/ws_client.py ws://127.0.0.1:%d/ws --wait 60 > %s/ws%d.txt &",
+          srv.port, srv.dir, i))
+      end
+      local w
+      assert.truthy(h.wait_for(function()
+        local sum
+        w, sum = worker_streams(srv)
+        return sum == 20
+      end, 60), "subscribers: " .. json.encode(w))
+      assert.is_true(w[0] > 0 and w[1] > 0, "subscribers on one worker only: " .. json.encode(w))
+      for _, k in ipairs({"a", "end", "a"}) do
+        assert.matches("200$", curl("-w '%{http_code}' -d '{\"kind\":\"" .. k .. "\"}' " .. srv.url .. "/in"))
+      end
+      for i = 1, 10 do
+        -- The response ended after the end event (curl exits 0, not 28 for its time limit).
+        assert.are.equal("0", h.wait_for(function() return (h.read(srv.dir .. "/sse" .. i .. ".rc") or ""):match("%d+") end, 60))
+        local kinds = {}
+        for d in h.read(srv.dir .. "/sse" .. i .. ".txt"):gmatch("data: ([^\n]+)") do kinds[#kinds + 1] = json.decode(d).kind end
+        assert.are.same({"a", "end"}, kinds)
+        local lines = h.wait_lines(srv.dir .. "/ws" .. i .. ".txt", 3, 60)
+        kinds = {}
+        for _, l in ipairs(lines) do
+          local m = json.decode(l)
+          kinds[#kinds + 1] = m.text and json.decode(m.text).kind or m.closed
+        end
+        assert.are.same({"a", "end", 1000}, kinds)
+      end
+      assert.truthy(h.wait_for(function() return select(2, worker_streams(srv)) == 0 end, 30))
+    end)
+  end)
+
+  it("answers a subscriber's ping, sent with its upgrade request, and its close, from the engine's wslay through its worker", function()
+    with_server([[
+streams:
+  ev:
+    input: {http_server: {path: /in}}
+    output:
+      http_server: {path: "", ws_path: /ws}
+]], function(srv)
+      local UP = "GET /ws HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n" ..
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n"
+      -- Eight connections: both workers hold some (SO_REUSEPORT); each is a stream that stays.
+      for i = 1, 8 do
+        local _, out = h.sh("python3 spec/tools/raw_http.py " .. srv.port .. " --pause 0.3 '" .. UP ..
+          "\\x89\\x82\\x00\\x00\\x00\\x00ok' '\\x88\\x82\\x00\\x00\\x00\\x00\\x03\\xe8'")
+        assert.matches("^HTTP/1%.1 101 ", out, nil, "connection " .. i)
+        assert.truthy(out:find("\x8a\x02ok\x88\x02\x03\xe8", 1, true), "connection " .. i .. ": " .. out)
+      end
+      assert.truthy(h.wait_for(function() return select(2, worker_streams(srv)) == 0 end, 30))
+    end)
+  end)
+
+  it("closes the subscribers on both workers of an output a reload removes", function()
+    local function config(with_main)
+      return "streams:\n" .. (with_main and ("  main:\n" .. TICKS:gsub("\n(.)", "\n    %1"):gsub("^", "    ")) or "") .. [[
+  other:
+    input:
+      http_server: {path: /in}
+    output:
+      drop: {}
+]]
+    end
+    with_server(config(true), function(srv)
+      local c = clients(srv, 10, 0, "--until-closed")
+      c.ready()
+      local w, sum = worker_streams(srv)
+      assert.are.equal(20, sum)
+      assert.is_true(w[0] > 0 and w[1] > 0, "subscribers on one worker only: " .. json.encode(w))
+      h.write(srv.dir .. "/config.yaml", ("http:\n  address: 127.0.0.1:$PORT\n  workers: 2\n" .. config(false))
+        :gsub("%$PORT", tostring(srv.port)))
+      local out = curl("-m 60 -w '\\n%{http_code}' -X POST " .. srv.url .. "/admin/reload")
+      assert.matches("\n200$", out)
+      local r = c.finish()
+      assert.are.same({}, r.bad)
+      table.sort(r.closes, function(a, b) return tostring(a) < tostring(b) end)
+      local want = {}
+      for i = 1, 10 do want[i], want[10 + i] = 1001, "sse" end
+      assert.are.same(want, r.closes)
+      assert.truthy(h.wait_for(function() return select(2, worker_streams(srv)) == 0 end, 30))
+      assert.matches('sluice_http_streams{kind="sse"} 0', metrics(srv), 1, true)
+      assert.are.equal("pong", curl(srv.url .. "/ping"))
+    end)
   end)
 end)

@@ -90,6 +90,7 @@ typedef struct client {      /* an SSE or WebSocket subscriber */
   char *user;                /* tenant mode: the client's user */
   uint64_t serial;           /* this connection, as kept_t.holder names it */
   int opening, gone;         /* the client left while it was still being set up */
+  int fanned;                /* gets the broadcast through the output's fan (its HTTP worker writes it) */
   int ending;                /* while opening: how a send ended it (DONE, SLOW), for attach() */
   /* Resuming from a `stream` input: the replay's token and the client's own
    * positions; live messages wait in `later` until the replay is done. */
@@ -155,6 +156,10 @@ struct hout {
   uint64_t tokens;
   void (*watch)(void *arg, int nclients);
   void *watch_arg;
+  /* Clients that get every message as it is (no filter, tenant nor ids
+   * of their own) and stay on an HTTP worker: each broadcast event goes to
+   * each worker once and the workers write them (http.h, fans). */
+  sl_http_fan_t *fan_sse, *fan_ws;
 };
 
 static void count_clients(hout_t *o, int delta) {
@@ -341,6 +346,16 @@ static sl_bytes_t *sse_event(const char *id, const char *event, const sl_bytes_t
  * broadcast that gets the same bytes (NULL until the first one needs it). */
 typedef struct shared { sl_bytes_t *sse, *ws; } shared_t;
 
+static sl_bytes_t *ws_frame_in(sl_bytes_t **slot, const sl_bytes_t *m) {
+  if (!*slot) *slot = sl_ws_frame(sl_utf8_valid(m->data, m->len), m->data, m->len);
+  return *slot;
+}
+
+static sl_bytes_t *sse_event_in(sl_bytes_t **slot, const char *id, const char *event, const sl_bytes_t *m) {
+  if (!*slot) *slot = sse_event(id, event, m);
+  return *slot;
+}
+
 static void shared_free(shared_t *v, uint32_t n) {
   for (uint32_t i = 0; v && i < n; i++) {
     sl_bytes_unref(v[i].sse);
@@ -362,12 +377,10 @@ static int send_one(hout_t *o, client_t *c, const char *id, const sl_bytes_t *m,
   int rc;
   if (c->ws) {
     if (sh) slot = &sh->ws;
-    if (!*slot) *slot = sl_ws_frame(sl_utf8_valid(m->data, m->len), m->data, m->len);
-    rc = sl_ws_send_frame(c->ws, *slot, (size_t)o->max_buffer);
+    rc = sl_ws_send_frame(c->ws, ws_frame_in(slot, m), (size_t)o->max_buffer);
   } else {
     if (sh && sh_sse) slot = &sh->sse;
-    if (!*slot) *slot = sse_event(id, event, m);
-    rc = sl_http_stream_send(c->st, *slot, (size_t)o->max_buffer);
+    rc = sl_http_stream_send(c->st, sse_event_in(slot, id, event, m), (size_t)o->max_buffer);
   }
   sl_bytes_unref(own);
   return rc < 0 ? GONE : end ? DONE : rc;
@@ -423,6 +436,30 @@ static int send_events(hout_t *o, client_t *c, const sl_batch_t *b, uint64_t fir
   }
   free(had);
   return rc == GONE || rc == DONE ? rc : slow ? SLOW : SENT;
+}
+
+/* The fan's clients get the messages of a classified batch (ids first,
+ * first + 1, ...) from their HTTP workers, the SSE events of a run of them
+ * then its WebSocket frames (the workers get one message for all); after an
+ * end event they are done. */
+static void fan_events(hout_t *o, const sl_batch_t *b, uint64_t first, shared_t *sh) {
+  for (uint32_t from = 0, to; from < b->n; from = to + 1) {
+    int nsse = sl_http_fan_members(o->fan_sse), nws = sl_http_fan_members(o->fan_ws);
+    if (!nsse && !nws) return;
+    for (to = from; to + 1 < b->n && !listed(o->ends, o->cur_types[to]);) to++;
+    for (uint32_t i = from; i <= to && nsse; i++) {
+      const sl_msg_t *m = b->msgs[i];
+      char id[24];
+      snprintf(id, sizeof id, "%llu", (unsigned long long)(first + i));
+      sl_http_fan_send(o->fan_sse, sse_event_in(&sh[i].sse, id, sl_kv_get(&m->meta, "event"), m->content));
+    }
+    for (uint32_t i = from; i <= to && nws; i++) sl_http_fan_send(o->fan_ws, ws_frame_in(&sh[i].ws, b->msgs[i]->content));
+    if (!listed(o->ends, o->cur_types[to])) continue;
+    for (client_t *c = o->clients, *next; c; c = next) {
+      next = c->next;
+      if (c->fanned) client_end(o, c, 1000, "end of stream");
+    }
+  }
 }
 
 static void kept_drop_oldest(hout_t *o) {
@@ -772,8 +809,21 @@ static void attach(hout_t *o, client_t *c, resume_t *rs, int failed) {
   c->opening = 0;
   if (c->gone) rc = GONE;
   else if (rc == SENT && c->ending) rc = c->ending;
-  if (rc != SENT) drop_client(o, c, rc);
-  else drain_held(o);
+  if (rc != SENT) {
+    drop_client(o, c, rc);
+    return;
+  }
+  /* From here on, what it gets is what every plain client gets. */
+  if (!o->round_robin && !o->tenant && !c->types && !c->token && !from_stream(o))
+    c->fanned = sl_http_fan_join(c->ws ? o->fan_ws : o->fan_sse, c->ws ? sl_ws_stream(c->ws) : c->st,
+                                 (size_t)o->max_buffer);
+  drain_held(o);
+}
+
+/* Its HTTP worker found it more than max_buffer behind. */
+static void on_client_slow(void *arg) {
+  client_t *c = arg;
+  drop_client(c->o, c, SLOW);
 }
 
 static void on_sse(sl_http_req_t *r, void *arg) {
@@ -781,7 +831,9 @@ static void on_sse(sl_http_req_t *r, void *arg) {
   resume_t rs;
   if (!admit(o, r) || resume_parse(o, r, &rs) != 0) return;
   client_t *c = client_new(o, r);
+  sl_http_req_stay(r);
   c->st = sl_http_sse_open(r, on_client_gone, c);
+  sl_http_stream_on_slow(c->st, on_client_slow, c);
   static const char hello[] = "retry: 3000\n: connected\n\n";
   attach(o, c, &rs, sl_http_stream_write(c->st, hello, sizeof hello - 1, (size_t)o->max_buffer) < 0);
 }
@@ -803,21 +855,24 @@ static void on_ws(sl_http_req_t *r, void *arg) {
   if (!admit(o, r) || resume_parse(o, r, &rs) != 0) return;
   client_t *c = client_new(o, r);
   static const sl_ws_handlers_t h = {NULL, on_ws_gone};
+  sl_http_req_stay(r);
   c->ws = sl_ws_accept(r, &h, c, 64 << 10, 20000, o->base.worker);
   if (!c->ws) {   /* refused (answered), or gone at once */
     resume_free(&rs);
     client_end(o, c, 1000, NULL);
     return;
   }
+  sl_http_stream_on_slow(sl_ws_stream(c->ws), on_client_slow, c);
   attach(o, c, &rs, 0);
 }
 
 static void on_heartbeat(uv_timer_t *t) {
   hout_t *o = t->data;
   sl_bytes_t *ka = sl_bytes_new(": keepalive\n\n", 13);
+  if (sl_http_fan_members(o->fan_sse)) sl_http_fan_send(o->fan_sse, ka);
   for (client_t *c = o->clients, *next; c; c = next) {
     next = c->next;
-    if (c->st && sl_http_stream_send(c->st, ka, (size_t)o->max_buffer) != 0) client_remove(o, c);
+    if (c->st && !c->fanned && sl_http_stream_send(c->st, ka, (size_t)o->max_buffer) != 0) client_remove(o, c);
   }
   sl_bytes_unref(ka);
 }
@@ -909,8 +964,10 @@ static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
     free(mine.msgs);
   }
   shared_t *sh = o->clients ? sl_xcalloc(b->n ? b->n : 1, sizeof(*sh)) : NULL;
+  if (sh) fan_events(o, b, first, sh);
   for (client_t *c = o->clients, *next; c; c = next) {
     next = c->next;
+    if (c->fanned) continue;
     if (c->token) {   /* resuming: after its replay */
       for (uint32_t i = 0; i < b->n; i++) sl_batch_push(c->later, sl_msg_clone(b->msgs[i]));
       continue;
@@ -952,6 +1009,8 @@ static void hout_free(uv_handle_t *h) {
   free(o->type_f.json);
   free(o->ends);
   sl_http_auth_free(o->auth);
+  sl_http_fan_free(o->fan_sse);
+  sl_http_fan_free(o->fan_ws);
   free(o);
 }
 
@@ -985,6 +1044,8 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
   hout_t *o = sl_xcalloc(1, sizeof(*o));
   sl_component_init_output(&o->base, &vt, &spec, b);
   o->heartbeat.data = o;
+  o->fan_sse = sl_http_fan_new();
+  o->fan_ws = sl_http_fan_new();
   o->path = sl_hroute_path(sl_conf_str(conf, "path", "/get"));
   o->sse_path = sl_hroute_path(sl_conf_str(conf, "sse_path", ""));
   o->ws_path = sl_hroute_path(sl_conf_str(conf, "ws_path", ""));
