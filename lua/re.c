@@ -98,8 +98,28 @@ static int re_gc(lua_State *L) {
   return 0;
 }
 
+/* PCRE2's contexts, made by the VM's first pattern: a VM whose scripts use
+ * no regex (most) neither loads PCRE2 nor spends its start on them. */
+static void contexts(lua_State *L, re_state_t *st) {
+  if (st->mctx) return;
+  if (!st->gctx) st->gctx = pcre2_general_context_create(re_malloc, re_free, st);
+  if (st->gctx && !st->cctx) st->cctx = pcre2_compile_context_create(st->gctx);
+  if (!st->gctx || !st->cctx) luaL_error(L, "re: cannot create PCRE2 contexts");
+  /* a pattern longer than this is refused (PCRE2_ERROR_PATTERN_TOO_LARGE) */
+  pcre2_set_max_pattern_length(st->cctx, 1 << 16);
+  pcre2_match_context *m = pcre2_match_context_create(st->gctx);
+  if (!m) luaL_error(L, "re: cannot create PCRE2 contexts");
+  pcre2_set_match_limit(m, MATCH_LIMIT);
+  pcre2_set_depth_limit(m, DEPTH_LIMIT);
+  pcre2_set_heap_limit(m, HEAP_LIMIT_KIB);
+  st->jit_stack = pcre2_jit_stack_create(32 << 10, JIT_STACK_MAX, st->gctx);
+  if (st->jit_stack) pcre2_jit_stack_assign(m, NULL, st->jit_stack);
+  st->mctx = m;   /* last: it says the contexts are ready */
+}
+
 /* Compiles pattern p with options o into a new userdata (left on the stack). */
 static re_t *compile(lua_State *L, re_state_t *st, const char *p, size_t plen, uint32_t o) {
+  contexts(L, st);
   re_t *r = lua_newuserdata(L, sizeof(*r));
   memset(r, 0, sizeof(*r));
   luaL_getmetatable(L, RE_MT);
@@ -523,18 +543,6 @@ void sl_lre_push(lua_State *L, sl_lguard_t *g) {
   lua_pushcfunction(L, state_gc);
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, sidx);
-  st->gctx = pcre2_general_context_create(re_malloc, re_free, st);
-  st->cctx = pcre2_compile_context_create(st->gctx);
-  st->mctx = pcre2_match_context_create(st->gctx);
-  if (!st->gctx || !st->cctx || !st->mctx) luaL_error(L, "re: cannot create PCRE2 contexts");
-  /* a pattern longer than this is refused (PCRE2_ERROR_PATTERN_TOO_LARGE) */
-  pcre2_set_max_pattern_length(st->cctx, 1 << 16);
-  pcre2_set_match_limit(st->mctx, MATCH_LIMIT);
-  pcre2_set_depth_limit(st->mctx, DEPTH_LIMIT);
-  pcre2_set_heap_limit(st->mctx, HEAP_LIMIT_KIB);
-  st->jit_stack = pcre2_jit_stack_create(32 << 10, JIT_STACK_MAX, st->gctx);
-  if (st->jit_stack) pcre2_jit_stack_assign(st->mctx, NULL, st->jit_stack);
-
   luaL_newmetatable(L, RE_MT);
   int mt = lua_gettop(L);
   lua_pushcfunction(L, re_gc);

@@ -8,7 +8,7 @@ local ffi = require("ffi")
 local cjson = require("cjson")
 -- budget_mod: lua/budget.lua; strmatch: {find, match, gmatch, gsub} that stop
 -- at the call's deadline (lua/strmatch.c); cache_mod: cache.* (lua/cache.lua);
--- bloblang: lua/bloblang.lua's chunk; async: {begin, ready, now_ms = C functions,
+-- bloblang: loads lua/bloblang.lua's chunk; async: {begin, ready, now_ms = C functions,
 -- bindings = {["lib.name"] = start C function}} (lua/async.h); library: the C
 -- parts of the scripts' standard library (lua/library.h)
 local budget_mod, strmatch, cache_mod, bloblang, async, library = ...
@@ -439,14 +439,16 @@ local base = {}          -- what every user environment falls back to
 local reserved = {this = true, meta = true, ctx = true, i = true}
 
 -- Library tables are copied into each environment, so a script that
--- changes `string` or `math` changes only its own.
-local LIBS = {"string", "table", "math", "bit", "os", "coroutine", "json", "cache", "__bloblang", "re", "time", "hash",
-  "base64", "hex", "url", "msgpack"}
+-- changes `string` or `math` changes only its own; when the script first
+-- reads them (a script reads few, and copying all of them was most of
+-- compiling a one-line mapping). A builder instead of true makes the table
+-- on the VM's first read (Bloblang's runtime was a ninth of a start).
+local LIBS = {string = true, table = true, math = true, bit = true, os = true, coroutine = true, json = true,
+  cache = true, __bloblang = true, re = true, time = true, hash = true, base64 = true, hex = true, url = true,
+  msgpack = true}
 local function new_env()
-  local env = {}
-  for _, name in ipairs(LIBS) do env[name] = copy(base[name]) end
-  return setmetatable(env, {
-    __index = function(_, k)
+  return setmetatable({}, {
+    __index = function(env, k)
       if k == "this" then
         if this_set or this_loaded then return cur_this end
         return load_this()
@@ -454,7 +456,12 @@ local function new_env()
       elseif k == "ctx" then return ctx
       elseif k == "i" then return cur_seq
       end
-      return base[k]
+      local lib = LIBS[k]
+      if not lib then return base[k] end
+      if lib ~= true then base[k], LIBS[k] = lib(), true end
+      local c = copy(base[k])
+      rawset(env, k, c)
+      return c
     end,
     __newindex = function(t, k, v)
       if k == "this" then
@@ -864,9 +871,12 @@ base.log = function(level, message, fields)
 end
 base.uuid_v4 = uuid_v4
 base.now = now
--- What Lua translated from Bloblang calls (processors/mapping.c).
-base.__bloblang = bloblang(base.json, uuid_v4, now, raw_of, DELETED,
-  function(t) return type(t) == "table" and rawget(t, RAW) ~= nil end, base.hash, base.time, base.re)
+-- What Lua translated from Bloblang calls (processors/mapping.c); bloblang()
+-- loads lua/bloblang.lua's chunk.
+LIBS.__bloblang = function()
+  return bloblang()(base.json, uuid_v4, now, raw_of, DELETED,
+    function(t) return type(t) == "table" and rawget(t, RAW) ~= nil end, base.hash, base.time, base.re)
+end
 base.deleted = function() return DELETED end
 base.content = content
 base.batch_index = function()
@@ -1741,7 +1751,7 @@ for name, start in pairs(async.bindings) do
   local lib, fn = name:match("^(%w+)%.([%w_]+)$")
   if base[lib] == nil then
     base[lib] = {}
-    LIBS[#LIBS + 1] = lib
+    LIBS[lib] = true
   end
   if fn:sub(1, 1) == "_" then
     -- a hook of lib's own module, not a script's function (cache.lua's
@@ -1790,6 +1800,8 @@ end
 -- The names every environment sees, for `sluice doc lua --check` against
 -- lua/api.lua: "name", "name." for a table and "name.member" for its keys.
 function M.exposed()
+  local env = new_env()
+  for k in pairs(LIBS) do local _ = env[k] end   -- builds those made on first read
   local out = {}
   for k in pairs(reserved) do out[#out + 1] = k end
   for k, v in pairs(base) do

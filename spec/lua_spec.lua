@@ -416,6 +416,12 @@ output:
     assert.are.equal("OK1", out[1])
   end)
 
+  it("keeps a script that sets a library to nil from changing the one later environments copy", function()
+    local out = through("    - lua: 'string = nil; string.upper = nil; return content()'\n" ..
+      "    - lua: 'return load(\"return string.upper(...)\")(content())'\n", "x\n")
+    assert.are.equal("X", out[1])
+  end)
+
   it("keeps shared host objects out of rawset's reach", function()
     local out = through("    - lua: |\n        pcall(rawset, meta, 'x', 'planted')\n        pcall(rawset, ctx, 'user', 'mallory')\n" ..
       "        return tostring(pcall(function() return ('').dump end))\n" ..
