@@ -164,5 +164,9 @@ output:
     local r = through(RA, tls(", client_certs: [{cert_file: " .. D .. "/client.pem, key_file: " .. D .. "/client.key}]"), "d")
     assert.are.equal(0, r.code, r.stderr)
     assert.are.equal(3, RA.num("LLEN d"))
+    r = through(RA, tls(", client_certs: [{cert_file: " .. D .. "/client.pem, key_file: " .. D .. "/client.enc.key, " ..
+      "password: pw}]"), "e")   -- an encrypted key
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal(3, RA.num("LLEN e"))
   end)
 end)
