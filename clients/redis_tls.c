@@ -62,12 +62,16 @@ static void unlink_socket(sl_rtls_t *t) {
   t->dir[0] = 0;
 }
 
-static void on_closed(uv_handle_t *h) {
-  sl_rtls_t *t = h->data;
-  if (--t->open) return;
+static void destroy(sl_rtls_t *t) {
   sl_tls_free(t->tls);
   free(t->early);
   free(t);
+}
+
+/* A tunnel that failed stays its owner's until sl_rtls_free. */
+static void on_closed(uv_handle_t *h) {
+  sl_rtls_t *t = h->data;
+  if (--t->open == 0 && t->freed) destroy(t);
 }
 
 static void close_h(uv_handle_t *h) {
@@ -225,4 +229,5 @@ void sl_rtls_free(sl_rtls_t *t) {
   if (!t) return;
   t->freed = 1;
   close_all(t);
+  if (!t->open) destroy(t);   /* closed already, after a failure */
 }
