@@ -40,9 +40,9 @@ end)
 
 local function tls(extra) return "{enabled: true, root_cas_file: " .. D .. "/ca.pem" .. (extra or "") .. "}" end
 
--- Three messages through redis.call (SET) and a redis_list output (RPUSH),
--- both over TLS with the given tls settings, against r.
-local function through(r, t, key)
+-- Runs the lines through a lua processor with code (redis.call to r, a
+-- cache resource with tls t) and the output yaml.
+local function run(r, t, code, output, lines)
   local yaml = string.format([[
 cache_resources:
   - label: r
@@ -53,12 +53,19 @@ pipeline:
   processors:
     - lua:
         code: |
-          assert(redis.call("r", "SET", "%s-" .. this.n, "v" .. this.n) == "OK")
-          this.got = redis.call("r", "GET", "%s-" .. this.n)
+%s
 output:
-  redis_list: {url: '%s', key: %s, tls: %s}
-]], r.tls_url, t, key, key, r.tls_url, key, t)
-  return h.run_config(yaml, {stdin = '{"n":1}\n{"n":2}\n{"n":3}\n', timeout = 60})
+  %s
+]], r.tls_url, t, code:gsub("[^\n]+", "          %0"), output)
+  return h.run_config(yaml, {stdin = lines, timeout = 120})
+end
+
+-- Three messages through redis.call (SET, GET) and a redis_list output
+-- (RPUSH), both over TLS with the tls settings t, against r.
+local function through(r, t, key)
+  return run(r, t, string.format('assert(redis.call("r", "SET", "%s-" .. this.n, "v" .. this.n) == "OK")\n' ..
+    'this.got = redis.call("r", "GET", "%s-" .. this.n)', key, key),
+    string.format("redis_list: {url: '%s', key: %s, tls: %s}", r.tls_url, key, t), '{"n":1}\n{"n":2}\n{"n":3}\n')
 end
 
 -- /ready of a sluice whose redis_list output uses t against r, once it says 503 with a reason past "connecting".
@@ -110,23 +117,11 @@ describe("redis tls", function()
   end)
 
   it("carries a 32 MiB value and binary bytes both ways over the tunnel", function()
-    local r = h.run_config(string.format([[
-cache_resources:
-  - label: r
-    redis: {url: '%s', tls: %s}
-input:
-  stdin: {}
-pipeline:
-  processors:
-    - lua:
-        code: |
-          local huge = string.rep("0123456789abcdef", 2 * 1024 * 1024) .. "\0\255"
-          assert(redis.call("r", "SET", "huge", huge) == "OK")
-          local back = redis.call("r", "GET", "huge")
-          this.same = back == huge
-output:
-  stdout: {}
-]], R.tls_url, tls()), {stdin = "{}\n", timeout = 120})
+    local r = run(R, tls(), [[
+local huge = string.rep("0123456789abcdef", 2 * 1024 * 1024) .. "\0\255"
+assert(redis.call("r", "SET", "huge", huge) == "OK")
+local back = redis.call("r", "GET", "huge")
+this.same = back == huge]], "stdout: {}", "{}\n")
     assert.are.equal(0, r.code, r.stderr)
     assert.is_true(h.json.decode(r.stdout).same)
     assert.are.equal(32 * 1024 * 1024 + 2, R.num("STRLEN huge"))
