@@ -127,12 +127,18 @@ this.same = back == huge]], "stdout: {}", "{}\n")
     assert.are.equal(32 * 1024 * 1024 + 2, R.num("STRLEN huge"))
   end)
 
-  it("a Redis restart drops the connection and the next TLS connection comes back", function()
+  it("hiredis's socket is gone once connected; a Redis restart drops the connection and the next comes back", function()
+    local tmp = h.tmpdir()
     local srv = h.serve(string.format(
       "http: { address: 127.0.0.1:$PORT }\ninput: {generate: {count: 0, interval: 1s, mapping: 'root = 1'}}\n" ..
-      "output:\n  redis_list: {url: '%s', key: never, tls: %s, reconnect_max_backoff: 200ms}\n", R.tls_url, tls()))
+      "output:\n  redis_list: {url: '%s', key: never, tls: %s, reconnect_max_backoff: 200ms}\n", R.tls_url, tls()),
+      {env = "TMPDIR=" .. tmp})
     local ok, err = pcall(function()
       assert.truthy(h.wait_for(function() return h.ready(srv) == 200 end, 30))
+      local _, socks = h.sh("ss -xaH")
+      assert.truthy(socks:find(tmp .. "/sluice-redis-", 1, true), socks)   -- hiredis came through the socket...
+      local _, left = h.sh("ls -A " .. tmp)
+      assert.are.equal("", left)                                          -- ...whose file and directory are gone
       R.halt()
       local _, body
       assert.truthy(h.wait_for(function()
@@ -144,6 +150,7 @@ this.same = back == huge]], "stdout: {}", "{}\n")
       assert.truthy(h.wait_for(function() return h.ready(srv) == 200 end, 30))
     end)
     h.stop_after(srv, ok, err)
+    h.rmdir(tmp)
   end)
 
   it("skip_cert_verify accepts the certificate of another CA", function()
