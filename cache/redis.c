@@ -34,6 +34,7 @@ typedef struct rcache {
   uv_mutex_t mu;
   char *url, *prefix;
   char *master;              /* kind: failover's Sentinel master name, or NULL; kept as url is */
+  sl_tls_ctx_t *tls;         /* tls.enabled: the client context, or NULL; kept as url is */
   int cluster;               /* kind: cluster; kept as url is */
   size_t plen;
   int64_t default_ttl_ms, reply_timeout_ms;
@@ -86,6 +87,9 @@ static void rc_update(void *self, const sl_cnode_t *body) {
     c->url = sl_xstrdup(url);
     if (sl_redis_conf_master(body)) c->master = sl_xstrdup(sl_redis_conf_master(body));
     c->cluster = sl_redis_conf_cluster(body);
+    sl_diags_t d = {0};
+    sl_redis_conf_tls(body, &c->tls, &d);   /* checked: it loads */
+    sl_diags_free(&d);
   }
   free(c->prefix);
   c->prefix = sl_xstrdup(sl_conf_str(body, "prefix", ""));
@@ -114,7 +118,7 @@ static link_t *link_on(rcache_t *c, uv_loop_t *loop) {
   l->held_tail = &l->held;
   l->next = c->links;
   c->links = l;
-  sl_redis_opts_t o = {.url = c->url, .sentinel_master = c->master, .cluster = c->cluster, .log_component = "cache redis",
+  sl_redis_opts_t o = {.url = c->url, .sentinel_master = c->master, .cluster = c->cluster, .tls = c->tls, .log_component = "cache redis",
                        .reply_timeout_ms = c->reply_timeout_ms, .on_state = on_state, .state_arg = l};
   char *err = NULL;
   if (!(l->r = sl_redis_new(loop, &o, &err))) {   /* the URL was checked */
@@ -190,6 +194,7 @@ static void rc_destroy(void *self) {
   uv_mutex_destroy(&c->mu);
   free(c->url);
   free(c->master);
+  sl_tls_ctx_free(c->tls);
   free(c->prefix);
   free(c);
 }

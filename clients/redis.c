@@ -7,6 +7,7 @@
 #include "redis.h"
 #include "redis_cluster.h"
 #include "redis_reply.h"
+#include "redis_tls.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 #include <curl/curl.h>
@@ -53,6 +54,8 @@ struct sl_redis {
   int naddrs, cur;           /* tried in turn from cur */
   int asking;                /* this connection goes to the Sentinel */
   sl_rcluster_t *cluster;    /* kind: cluster: the router this client is, or NULL */
+  sl_tls_ctx_t *tls;         /* TLS to each server (the caller's), or NULL */
+  sl_rtls_t *tunnel;         /* this connection's TLS, or NULL */
 };
 
 static void connect_now(sl_redis_t *r);
@@ -139,7 +142,7 @@ static int parse_url(const char *url, sl_redis_t *r, char **err) {
   }
   scheme = url_part(u, CURLUPART_SCHEME, 0);
   if (scheme && !strcmp(scheme, "rediss")) {
-    *err = sl_xasprintf("url %s: TLS (rediss://) is not available: Debian's hiredis 0.14 has no hiredis_ssl", url);
+    *err = sl_xasprintf("url %s: rediss:// is not taken: write redis:// and tls: {enabled: true}", url);
     goto out;
   }
   if (!scheme || strcmp(scheme, "redis")) {
@@ -264,6 +267,8 @@ static void aim(sl_redis_t *r, const char *host, const char *port, int asking) {
 
 static void lost(sl_redis_t *r, const char *why) {
   r->ac = NULL;
+  sl_rtls_free(r->tunnel);
+  r->tunnel = NULL;
   r->handshake = 0;
   uv_timer_stop(&r->deadline);
   if (r->freed) return;
@@ -326,6 +331,8 @@ static void on_sentinel(redisAsyncContext *ac, void *reply, void *privdata) {
       rp->element[1]->type == REDIS_REPLY_STRING) {
     ac->data = NULL;   /* its end is no loss: the master is next */
     r->ac = NULL;
+    sl_rtls_free(r->tunnel);
+    r->tunnel = NULL;
     r->handshake = 0;
     uv_timer_stop(&r->deadline);
     redisAsyncDisconnect(ac);
@@ -345,14 +352,17 @@ static void on_sentinel(redisAsyncContext *ac, void *reply, void *privdata) {
 static void on_deadline(uv_timer_t *t) {
   sl_redis_t *r = t->data;
   redisAsyncContext *ac = r->ac;
-  if (!ac) return;
-  ac->data = NULL;   /* its callbacks see no client: lost() below is the only end */
-  redisAsyncFree(ac);
-  lost(r, "connect timed out");
+  if (!ac && !r->tunnel) return;
+  if (ac) {
+    ac->data = NULL;   /* its callbacks see no client: lost() below is the only end */
+    redisAsyncFree(ac);
+  }
+  lost(r, ac ? "connect timed out" : "connect or TLS handshake timed out");
 }
 
-static void open_ip(sl_redis_t *r, const char *ip) {
-  redisAsyncContext *ac = redisAsyncConnect(ip, atoi(r->port));
+/* hiredis to ip (or to the TLS tunnel's socket path). */
+static void open_ac(sl_redis_t *r, const char *ip, const char *path) {
+  redisAsyncContext *ac = path ? redisAsyncConnectUnix(path) : redisAsyncConnect(ip, atoi(r->port));
   if (!ac) {
     lost(r, "out of memory");
     return;
@@ -396,6 +406,35 @@ static void open_ip(sl_redis_t *r, const char *ip) {
   uv_timer_start(&r->deadline, on_deadline, (uint64_t)r->connect_timeout, 0);
 }
 
+/* The tunnel is up (path) or ended (why): before hiredis connected, that is
+ * the connection's end; after, hiredis reads the end and the reason is
+ * TLS's, not "connection closed". */
+static void on_tunnel(sl_rtls_t *t, const char *path, const char *why, void *arg) {
+  sl_redis_t *r = arg;
+  if (r->tunnel != t) return;
+  if (path) {
+    open_ac(r, NULL, path);
+  } else if (!r->ac) {
+    lost(r, why);
+  } else if (!r->refused) {
+    r->refused = sl_xstrdup(why);
+  }
+}
+
+static void open_ip(sl_redis_t *r, const char *ip) {
+  if (!r->tls) {
+    open_ac(r, ip, NULL);
+    return;
+  }
+  char *err = NULL;
+  if (!(r->tunnel = sl_rtls_new(r->loop, r->tls, r->host, ip, atoi(r->port), on_tunnel, r, &err))) {
+    lost(r, err);
+    free(err);
+    return;
+  }
+  uv_timer_start(&r->deadline, on_deadline, (uint64_t)r->connect_timeout, 0);
+}
+
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   resolve_t *q = req->data;
   sl_redis_t *r = q->r;
@@ -419,7 +458,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 
 /* Names resolve off the loop (hiredis 0.14 would call getaddrinfo on it). */
 static void connect_now(sl_redis_t *r) {
-  if (r->freed || r->ac || r->resolving) return;
+  if (r->freed || r->ac || r->tunnel || r->resolving) return;
   resolve_t *q = sl_xcalloc(1, sizeof(*q));
   q->r = r;
   q->req.data = q;
@@ -508,6 +547,7 @@ sl_redis_t *sl_redis_new(uv_loop_t *loop, const sl_redis_opts_t *o, char **err) 
     r->sentinel = sl_redis_new(loop, &so, err);   /* the URL parsed above */
   }
   r->loop = loop;
+  r->tls = o->tls;
   r->log_stream = o->log_stream;
   r->log_component = o->log_component;
   r->backoff_min = o->backoff_min_ms > 0 ? o->backoff_min_ms : 100;
@@ -637,6 +677,8 @@ void sl_redis_free(sl_redis_t *r) {
   for (cmd_t *c = r->pending.next; c != &r->pending; c = c->next) c->r = NULL;
   r->pending.next = r->pending.prev = &r->pending;
   if (r->resolving) r->resolving->r = NULL;
+  sl_rtls_free(r->tunnel);
+  r->tunnel = NULL;
   if (r->ac) {
     redisAsyncContext *ac = r->ac;
     r->ac = NULL;

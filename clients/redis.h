@@ -6,7 +6,9 @@
  * order. A connection (re)opens with AUTH and SELECT from the URL before
  * any command queued behind them. A blocking command (XREADGROUP BLOCK,
  * BLMOVE) holds every command queued behind it: give it a client of its own.
- * TLS (`rediss://`) is refused: Debian's hiredis (0.14) has no hiredis_ssl.
+ * TLS: Debian's hiredis (0.14) has no hiredis_ssl, so with a TLS context
+ * each connection goes through a tunnel of ours (redis_tls.h) that hiredis
+ * reaches on a private Unix socket.
  * With a Sentinel master name, each connection first asks the Sentinel of
  * the URL where that master is; a connection lost, or a READONLY answer (a
  * failover made the server a replica), makes the next one ask again. A
@@ -19,6 +21,7 @@
  * sl_redis_free. Its handles do not keep the loop alive (its owner does). */
 #ifndef SL_REDIS_H
 #define SL_REDIS_H
+#include "http/http_tls.h"
 #include <hiredis/hiredis.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,6 +44,8 @@ typedef struct sl_redis_opts {
   const char *sentinel_master;   /* non-empty: url names a Sentinel, asked for this master's address at
                                     each connection (Benthos's kind: failover); copied */
   int cluster;                   /* url names nodes of a Redis Cluster (Benthos's kind: cluster) */
+  sl_tls_ctx_t *tls;             /* non-NULL: TLS to every server, Sentinel and node; borrowed until
+                                    sl_redis_free */
   const char *log_stream;        /* for log lines; borrowed until sl_redis_free */
   const char *log_component;
   int64_t backoff_min_ms;        /* first wait before reconnecting (0: 100 ms), doubled per failure */

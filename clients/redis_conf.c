@@ -1,28 +1,60 @@
 #include "redis_conf.h"
 #include "redis.h"
+#include "core/xalloc.h"
+#include "http/hclient_conf.h"
 #include <stdlib.h>
 #include <string.h>
 
 const char *const sl_redis_kinds[] = {"simple", "cluster", "failover", NULL};
 
 const sl_field_t sl_redis_tls_fields[] = {
-  {"enabled", SL_F_BOOL, "false", 0, "Must stay false (no TLS in Debian's hiredis 0.14).", NULL, NULL},
-  {"skip_cert_verify", SL_F_BOOL, "false", 0, "Accepted for Benthos configs; unused.", NULL, NULL},
-  {"enable_renegotiation", SL_F_BOOL, "false", 0, "Accepted for Benthos configs; unused.", NULL, NULL},
-  {"root_cas", SL_F_STRING, "", 0, "Accepted for Benthos configs; unused.", NULL, NULL},
-  {"root_cas_file", SL_F_STRING, "", 0, "Accepted for Benthos configs; unused.", NULL, NULL},
-  {"client_certs", SL_F_OBJLIST, "[]", 0, "Accepted for Benthos configs; unused.", NULL,
-   (const sl_field_t[]){{"cert", SL_F_STRING, "", 0, "PEM certificate.", NULL, NULL},
-                        {"key", SL_F_STRING, "", 0, "PEM private key.", NULL, NULL},
-                        {"cert_file", SL_F_STRING, "", 0, "PEM certificate file.", NULL, NULL},
-                        {"key_file", SL_F_STRING, "", 0, "PEM private key file.", NULL, NULL},
-                        {"password", SL_F_STRING, "", 0, "The key's password.", NULL, NULL},
-                        {0}}},
+  {"enabled", SL_F_BOOL, "false", 0, "Talk to every server (Sentinels and cluster nodes too) over TLS, through a "
+   "tunnel of sluice's (docs/redis.md).", NULL, NULL},
+  {"skip_cert_verify", SL_F_BOOL, "false", 0, "Accept any server certificate and host name (tests only).", NULL,
+   NULL},
+  {"enable_renegotiation", SL_F_BOOL, "false", 0, "Accepted for Benthos configs; unused (TLS 1.2+ only).", NULL,
+   NULL},
+  {"root_cas", SL_F_STRING, "", 0, "CA certificates (PEM text) to verify the server with; empty: the system's.",
+   NULL, NULL},
+  {"root_cas_file", SL_F_STRING, "", 0, "CA certificates (a PEM file) to verify the server with.", NULL, NULL},
+  {"client_certs", SL_F_OBJLIST, "[]", 0, "A client certificate, for servers that ask for one "
+   "(`--tls-auth-clients`; the first is used).", NULL, sl_hconf_cert_fields},
   {0}};
+
+int sl_redis_conf_tls(const sl_cnode_t *conf, sl_tls_ctx_t **ctx, sl_diags_t *d) {
+  *ctx = NULL;
+  const sl_cnode_t *tls = sl_cnode_get(conf, "tls");
+  if (!sl_conf_bool(tls, "enabled", 0)) return 0;
+  const char *f = sl_conf_str(tls, "root_cas_file", "");
+  char *cafile = *f ? sl_conf_path(tls->file, f) : NULL, *why = NULL;
+  *ctx = sl_tls_client_ctx_new(cafile, sl_conf_str(tls, "root_cas", ""), sl_conf_bool(tls, "skip_cert_verify", 0),
+                               &why);
+  free(cafile);
+  if (!*ctx) {
+    sl_diag_add(d, tls, "tls", "%s", why);
+    free(why);
+    return -1;
+  }
+  sl_hreq_opts_t cert = {0};
+  int rc = sl_hconf_client_cert(tls, &cert, d);
+  if (!rc && (cert.cert_file || cert.cert_pem) &&
+      sl_tls_ctx_client_cert(*ctx, cert.cert_file, cert.cert_pem, cert.key_file, cert.key_pem, cert.key_password,
+                             &why)) {
+    sl_diag_add(d, sl_cnode_get(tls, "client_certs"), "tls.client_certs", "%s", why);
+    free(why);
+    rc = -1;
+  }
+  sl_hconf_client_cert_free(&cert);
+  if (rc) {
+    sl_tls_ctx_free(*ctx);
+    *ctx = NULL;
+  }
+  return rc;
+}
 
 int sl_redis_conf_check(const sl_cnode_t *conf, const char *default_url, sl_diags_t *d) {
   char *err = NULL;
-  const sl_cnode_t *u = sl_cnode_get(conf, "url"), *tls = sl_cnode_get(conf, "tls");
+  const sl_cnode_t *u = sl_cnode_get(conf, "url");
   const sl_cnode_t *kind = sl_cnode_get(conf, "kind"), *master = sl_cnode_get(conf, "master");
   const char *k = sl_conf_str(conf, "kind", "simple");
   const char *url = u && u->str ? u->str : default_url;
@@ -56,13 +88,10 @@ int sl_redis_conf_check(const sl_cnode_t *conf, const char *default_url, sl_diag
                       : "kind: failover needs `master`, the name the Sentinels know the master by");
     return -1;
   }
-  if (sl_conf_bool(tls, "enabled", 0)) {
-    const sl_cnode_t *en = sl_cnode_get(tls, "enabled");
-    sl_diag_add(d, en ? en : tls, "tls.enabled", "TLS to Redis is not available: Debian's hiredis (0.14.1 in bookworm) "
-                "has no hiredis_ssl; reach a TLS-only Redis through a local TLS tunnel (stunnel)");
-    return -1;
-  }
-  return 0;
+  sl_tls_ctx_t *ctx;
+  int rc = sl_redis_conf_tls(conf, &ctx, d);   /* certificates and CAs load at lint */
+  sl_tls_ctx_free(ctx);
+  return rc;
 }
 
 int sl_redis_conf_cluster(const sl_cnode_t *conf) { return !strcmp(sl_conf_str(conf, "kind", "simple"), "cluster"); }

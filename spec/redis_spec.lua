@@ -430,7 +430,7 @@ streams:
     h.stop_after(srv, ok, err)
   end)
 
-  it("lint refuses rediss:// (no TLS in Debian's hiredis) and a bad URL with file:line:col", function()
+  it("lint refuses rediss:// (TLS is tls.enabled) and a bad URL with file:line:col", function()
     local r = h.run_config([[
 input:
   redis_list: { key: a, url: 'rediss://127.0.0.1:1' }
@@ -438,11 +438,12 @@ output:
   redis_streams: { stream: s, url: 'http://x' }
 ]], {cmd = "lint"})
     assert.is_not.equals(0, r.code)
-    assert.matches(":2:%d+: url: url rediss://127.0.0.1:1: TLS %(rediss://%) is not available", r.stderr)
+    assert.matches(":2:%d+: url: url rediss://127.0.0.1:1: rediss:// is not taken: write redis:// and tls: " ..
+      "{enabled: true}", r.stderr)
     assert.matches(":4:%d+: url: url http://x: the scheme must be redis://", r.stderr)
   end)
 
-  it("lint: Benthos's tls passes disabled and is refused enabled; master needs failover; " ..
+  it("lint: Benthos's tls passes disabled, and enabled with CAs that load; master needs failover; " ..
      "the redis cache resource alike", function()
     local r = h.run_config([[
 input:
@@ -455,13 +456,12 @@ output:
 input:
   redis_list:
     key: a
-    tls: {enabled: true}
+    tls: {enabled: true, root_cas_file: /nonexistent/ca.pem}
 output:
-  redis_streams: { stream: s, kind: cluster }
+  redis_streams: { stream: s, kind: cluster, tls: {enabled: true} }
 ]], {cmd = "lint"})
     assert.is_not.equals(0, r.code)
-    assert.matches(":4:%d+: tls%.enabled: TLS to Redis is not available: Debian's hiredis %(0%.14%.1 in bookworm%) " ..
-      "has no hiredis_ssl", r.stderr)
+    assert.matches(":4:%d+: tls: /nonexistent/ca.pem", r.stderr)
     assert.is_nil(r.stderr:find(":6:%d+:"), r.stderr)   -- kind: cluster passes
     r = h.run_config([[
 input:
@@ -474,11 +474,11 @@ output:
     r = h.run_config([[
 cache_resources:
   - label: c
-    redis: {url: 'redis://127.0.0.1:1', tls: {enabled: true}}
+    redis: {url: 'redis://127.0.0.1:1', tls: {enabled: true, client_certs: [{cert_file: /nonexistent/c.pem, key_file: k}]}}
 input: {stdin: {}}
 output: {drop: {}}
 ]], {cmd = "lint"})
     assert.is_not.equals(0, r.code)
-    assert.matches(":3:%d+: tls%.enabled: TLS to Redis is not available", r.stderr)
+    assert.matches(":3:%d+: tls.client_certs: /nonexistent/c.pem", r.stderr)
   end)
 end)

@@ -42,6 +42,7 @@ sl_rconn_t *sl_rconn_new(sl_build_t *b, const sl_cnode_t *conf, sl_input_t *in, 
   c->url = sl_xstrdup(sl_conf_str(conf, "url", "redis://localhost:6379"));
   if (sl_redis_conf_master(conf)) c->master = sl_xstrdup(sl_redis_conf_master(conf));
   c->cluster = sl_redis_conf_cluster(conf);
+  sl_redis_conf_tls(conf, &c->tls, b->diags);   /* loaded once already by the check */
   c->backoff = sl_conf_duration_ms(conf, "reconnect_backoff", 100);
   c->max_backoff = sl_conf_duration_ms(conf, "reconnect_max_backoff", 5000);
   c->reply_timeout = sl_conf_duration_ms(conf, "reply_timeout", 10000);
@@ -59,6 +60,7 @@ int sl_rconn_start(sl_rconn_t *c, uv_loop_t *loop) {
     .url = c->url,
     .sentinel_master = c->master,
     .cluster = c->cluster,
+    .tls = c->tls,
     .log_stream = sl_rconn_stream(c),
     .log_component = sl_rconn_label(c),
     .backoff_min_ms = c->backoff,
@@ -85,6 +87,7 @@ void sl_rconn_free(sl_rconn_t *c) {
   sl_redis_free(c->r);
   free(c->url);
   free(c->master);
+  sl_tls_ctx_free(c->tls);
   free(c->series_stream);
   free(c->series_path);
   free(c->cfg_path);

@@ -42,6 +42,7 @@ struct sl_rconn {
   char *url;
   char *master;              /* kind: failover's Sentinel master name, or NULL */
   int cluster;               /* kind: cluster */
+  sl_tls_ctx_t *tls;         /* tls.enabled: the client context, or NULL */
   char *series_stream, *series_path, *cfg_path;   /* for the series; NULL when linting */
   int64_t backoff, max_backoff;
   int64_t reply_timeout;     /* ms; an input adds its blocking reads' wait before starting */
