@@ -20,39 +20,69 @@ struct sl_rtls {
   char *early;               /* decrypted before hiredis was accepted */
   size_t nearly;
   int accepted, offered, ended, freed, open;   /* open: handles not yet closed */
+  int held_tcp, held_peer;   /* reading stopped: the other side has more than HIGH_WATER to write */
 };
+
+/* What one side may have waiting to be written before the other side's
+ * reads stop: a slow Redis or a slow hiredis holds the tunnel's memory to this. */
+#define HIGH_WATER (4u << 20)
 
 typedef struct wreq {
   uv_write_t req;
   char *buf;
+  sl_rtls_t *t;
 } wreq_t;
+
+static void on_tcp_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+static void on_peer_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+static void alloc_buf(uv_handle_t *h, size_t size, uv_buf_t *b);
 
 static void on_written(uv_write_t *req, int status) {
   (void)status;   /* a failed write shows as a failed read too */
   wreq_t *w = (wreq_t *)req;
+  sl_rtls_t *t = w->t;
+  uv_stream_t *dst = req->handle;
   free(w->buf);
   free(w);
+  if (t->ended || uv_is_closing((uv_handle_t *)dst) || uv_stream_get_write_queue_size(dst) > HIGH_WATER / 2) return;
+  if (dst == (uv_stream_t *)&t->tcp && t->held_peer) {
+    t->held_peer = 0;
+    uv_read_start((uv_stream_t *)&t->peer, alloc_buf, on_peer_read);
+  } else if (dst == (uv_stream_t *)&t->peer && t->held_tcp) {
+    t->held_tcp = 0;
+    uv_read_start((uv_stream_t *)&t->tcp, alloc_buf, on_tcp_read);
+  }
 }
 
-/* Takes buf (malloc'd). */
-static void put(uv_stream_t *s, char *buf, size_t n) {
+/* Takes buf (malloc'd). Past HIGH_WATER waiting on s, the side that feeds s stops reading. */
+static void put(sl_rtls_t *t, uv_stream_t *s, char *buf, size_t n) {
   if (!n || uv_is_closing((uv_handle_t *)s)) {
     free(buf);
     return;
   }
   wreq_t *w = sl_xmalloc(sizeof(*w));
   w->buf = buf;
+  w->t = t;
   uv_buf_t b = uv_buf_init(buf, (unsigned)n);
   if (uv_write(&w->req, s, &b, 1, on_written)) {
     free(buf);
     free(w);
+    return;
+  }
+  if (uv_stream_get_write_queue_size(s) <= HIGH_WATER) return;
+  if (s == (uv_stream_t *)&t->tcp && !t->held_peer && t->accepted) {
+    t->held_peer = 1;
+    uv_read_stop((uv_stream_t *)&t->peer);
+  } else if (s == (uv_stream_t *)&t->peer && !t->held_tcp) {
+    t->held_tcp = 1;
+    uv_read_stop((uv_stream_t *)&t->tcp);
   }
 }
 
 static void flush_tls(sl_rtls_t *t) {
   size_t n = 0;
   char *out = sl_tls_take_output(t->tls, &n);
-  if (out) put((uv_stream_t *)&t->tcp, out, n);
+  if (out) put(t, (uv_stream_t *)&t->tcp, out, n);
 }
 
 static void unlink_socket(sl_rtls_t *t) {
@@ -121,7 +151,7 @@ static void on_accept(uv_stream_t *l, int status) {
   unlink_socket(t);
   close_h((uv_handle_t *)&t->listener);
   uv_read_start((uv_stream_t *)&t->peer, alloc_buf, on_peer_read);
-  put((uv_stream_t *)&t->peer, t->early, t->nearly);
+  put(t, (uv_stream_t *)&t->peer, t->early, t->nearly);
   t->early = NULL;
   t->nearly = 0;
 }
@@ -165,7 +195,7 @@ static void on_tcp_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     return;
   }
   if (plen && t->accepted) {
-    put((uv_stream_t *)&t->peer, plain, plen);
+    put(t, (uv_stream_t *)&t->peer, plain, plen);
   } else if (plen) {
     t->early = sl_xrealloc(t->early, t->nearly + plen);
     memcpy(t->early + t->nearly, plain, plen);
