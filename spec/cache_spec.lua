@@ -528,7 +528,7 @@ output:
   stdout: {}
 ]])
     assert.matches(':4:12: cache_resources%.1%.label: a second resource labelled "users"', out)
-    assert.matches(":6:5: cache_resources%.2: no backend: expected one of memory", out)
+    assert.matches(":6:5: cache_resources%.2: no backend: expected one of [%w_, ]*memory", out)
     out = lint(USERS .. [[
 input:
   generate: {count: 1, mapping: 'return {}'}
