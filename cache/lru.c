@@ -87,13 +87,10 @@ static const sl_cache_backend_t lru_backend = {
           "own TTL is honoured; Benthos ignores it). Shared by every stream and script, kept across reloads "
           "(docs/caches.md).",
   .fields = lru_fields,
-  .sync = 1,
+  SL_MEMCACHE_ENGINE,
   .check = lru_check,
   .create = lru_create,
   .update = lru_update,
-  .exec = sl_memcache_exec,
-  .stats = sl_memcache_stats,
-  .destroy = sl_memcache_destroy,
 };
 SL_REGISTER_CACHE_BACKEND(lru_backend)
 
@@ -103,11 +100,8 @@ static const sl_cache_backend_t ttlru_backend = {
           "it was written (an operation's own TTL is honoured; Benthos ignores it). Shared by every stream and "
           "script, kept across reloads (docs/caches.md).",
   .fields = ttlru_fields,
-  .sync = 1,
+  SL_MEMCACHE_ENGINE,
   .create = ttlru_create,
   .update = ttlru_update,
-  .exec = sl_memcache_exec,
-  .stats = sl_memcache_stats,
-  .destroy = sl_memcache_destroy,
 };
 SL_REGISTER_CACHE_BACKEND(ttlru_backend)

@@ -366,11 +366,8 @@ static const sl_cache_backend_t memory_backend = {
   .desc = "An LRU cache in this process's memory, with a TTL per key and caps on keys and bytes; shared by every "
           "stream and script, kept across reloads (docs/caches.md).",
   .fields = fields,
-  .sync = 1,
+  SL_MEMCACHE_ENGINE,
   .create = mc_create,
   .update = mc_update,
-  .exec = sl_memcache_exec,
-  .stats = sl_memcache_stats,
-  .destroy = sl_memcache_destroy,
 };
 SL_REGISTER_CACHE_BACKEND(memory_backend)

@@ -17,5 +17,8 @@ void sl_memcache_limits(void *self, int64_t ttl_ms, int64_t max_entries, int64_t
 void sl_memcache_exec(void *self, const sl_cache_req_t *rq, sl_cache_cb cb, void *arg);
 void sl_memcache_stats(void *self, int64_t *entries, int64_t *bytes);
 void sl_memcache_destroy(void *self);
+/* The members of an sl_cache_backend_t the kinds share. */
+#define SL_MEMCACHE_ENGINE \
+  .sync = 1, .exec = sl_memcache_exec, .stats = sl_memcache_stats, .destroy = sl_memcache_destroy
 
 #endif
