@@ -63,8 +63,8 @@ int sl_http_route_get_at(sl_worker_t *w, const char *address, const char *patter
                          const char *owner, sl_diags_t *d, const sl_cnode_t *at);
 void sl_http_unroute_at(sl_worker_t *w, const char *address, const char *pattern);
 /* Sets the CORS policy of the server of its own at address (a component's
- * Benthos `cors`: its allowed_origins, http.cors's other defaults); the
- * last component built on an address sets it. */
+ * Benthos `cors`: its allowed_origins, http.cors's other defaults; NULL:
+ * none); the last component built on an address sets it. */
 void sl_http_cors_at(sl_worker_t *w, const char *address, const sl_cnode_t *cors);
 void sl_http_route_auth_at(sl_worker_t *w, const char *address, const char *pattern, const void *auth);
 /* The same conflict check for `sluice lint`, which has no server. */

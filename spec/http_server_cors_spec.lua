@@ -75,6 +75,31 @@ streams:
     h.stop_after(srv, ok, err)
   end)
 
+  it("a reload sets the policy again: a new origin, then none", function()
+    local own = h.port()
+    local function config(cors)
+      return string.format([[
+http: {address: 127.0.0.1:$PORT}
+input: {http_server: {address: 127.0.0.1:%d, path: /in, cors: %s}}
+output: {drop: {}}
+]], own, cors)
+    end
+    local srv = h.serve(config("{enabled: true, allowed_origins: [https://a.example]}"), {cmd = "run -w"})
+    local ok, err = pcall(function()
+      local url = "http://127.0.0.1:" .. own .. "/in"
+      local function allowed(origin) return select(2, preflight(url, origin))["access-control-allow-origin"] end
+      assert.are.equal("https://a.example", allowed("https://a.example"))
+      h.write(srv.dir .. "/config.yaml",
+        (config("{enabled: true, allowed_origins: [https://b.example]}"):gsub("%$PORT", tostring(srv.port))))
+      assert.truthy(h.wait_for(function() return allowed("https://b.example") == "https://b.example" end, 30),
+        srv.stderr())
+      assert.is_nil(allowed("https://a.example"))
+      h.write(srv.dir .. "/config.yaml", (config("{enabled: false}"):gsub("%$PORT", tostring(srv.port))))
+      assert.truthy(h.wait_for(function() return allowed("https://b.example") == nil end, 30), srv.stderr())
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
   it("lint: cors needs an address of its own and an origin; disabled it is accepted as Benthos writes it", function()
     local r = h.run_config([[
 streams:

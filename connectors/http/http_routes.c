@@ -81,7 +81,9 @@ int sl_hroutes_add(sl_build_t *b, const sl_cnode_t *conf, const sl_hroute_t *r, 
     *auth = NULL;
     return -1;
   }
-  if (cors) sl_http_cors_at(b->worker, addr->str, cors);
+  /* every component on an address of its own sets its policy, off too: a
+   * reload that disables cors takes it away */
+  if (addr && addr->str && *addr->str) sl_http_cors_at(b->worker, addr->str, cors);
   for (i = 0; *auth && i < n; i++)
     if (r[i].path[0]) sl_http_route_auth_at(b->worker, r[i].address, r[i].path, *auth);
   return 0;

@@ -25,7 +25,7 @@ extern const sl_field_t sl_hroute_cors_fields[];
    "Cross-origin requests from browsers (Benthos's), on the server of this component's own `address` only " \
    "(the shared server's are `http.cors`): preflights from allowed origins are answered with the "           \
    "`Access-Control-*` headers (methods GET, HEAD, POST, PUT, PATCH, DELETE), answers to them carry "         \
-   "`Access-Control-Allow-Origin`; other origins get none. Components sharing an address share its policy.", \
+   "`Access-Control-Allow-Origin`; other origins get none. Components sharing an address share one policy: the last one built (or reloaded) sets it.", \
    NULL, sl_hroute_cors_fields}
 
 /* One path of a component: key names its config field; an empty path is
