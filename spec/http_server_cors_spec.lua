@@ -67,6 +67,17 @@ streams:
       -- the output's own server, any origin
       status, hd = request("-H 'Origin: https://any.example' http://127.0.0.1:" .. other .. "/poll")
       assert.are.same({200, "*"}, {status, hd["access-control-allow-origin"]})
+      -- hostile origins: empty, 8 KB, non-UTF-8 bytes: none allowed, `*` never echoes them
+      for _, origin in ipairs({"", ("x"):rep(8192), "https://\xff\xfe.example"}) do
+        status, hd = request(string.format("-H %s -d x %s", h.shell_quote("Origin: " .. origin), poke))
+        assert.are.equal(200, status)
+        assert.is_nil(hd["access-control-allow-origin"])
+        status, hd = request(string.format("-H %s http://127.0.0.1:%d/poll", h.shell_quote("Origin: " .. origin), other))
+        assert.are.equal(200, status)
+        local want = "*"
+        if origin == "" then want = nil end
+        assert.are.equal(want, hd["access-control-allow-origin"])
+      end
       -- the shared server has no CORS of its own here
       status, hd = request("-H 'Origin: https://ok.example' -d x " .. srv.url .. "/plain")
       assert.are.equal(200, status)
