@@ -15,7 +15,7 @@
  * get's value stays readable in the callback although another thread may
  * replace or evict the key meanwhile: the callback holds a ref on the entry
  * (the table holds one), and the entry's bytes never change. */
-#include "cache.h"
+#include "memory_int.h"
 #include "core/rand.h"
 #include "core/xalloc.h"
 #include <errno.h>
@@ -295,7 +295,7 @@ static sl_cache_res_t run(mcache_t *c, const sl_cache_req_t *rq, entry_t **held)
   return (sl_cache_res_t){.status = SL_CACHE_MISS};
 }
 
-static void mc_exec(void *self, const sl_cache_req_t *rq, sl_cache_cb cb, void *arg) {
+void sl_memcache_exec(void *self, const sl_cache_req_t *rq, sl_cache_cb cb, void *arg) {
   mcache_t *c = self;
   entry_t *held = NULL;
   uv_mutex_lock(&c->mu);
@@ -305,19 +305,24 @@ static void mc_exec(void *self, const sl_cache_req_t *rq, sl_cache_cb cb, void *
   if (held) unref(held);
 }
 
-static void mc_update(void *self, const sl_cnode_t *body) {
+void sl_memcache_limits(void *self, int64_t ttl_ms, int64_t max_entries, int64_t max_bytes, int64_t compaction_ms) {
   mcache_t *c = self;
   uv_mutex_lock(&c->mu);
-  c->default_ttl_ms = sl_conf_duration_ms(body, "default_ttl", 300000);
-  c->max_entries = sl_conf_int(body, "max_entries", 1000000);
-  c->max_bytes = sl_conf_size(body, "max_bytes", 64 << 20);
-  c->compaction_ms = sl_conf_duration_ms(body, "compaction_interval", 60000);
+  c->default_ttl_ms = ttl_ms;
+  c->max_entries = max_entries;
+  c->max_bytes = max_bytes;
+  c->compaction_ms = compaction_ms;
   c->next_sweep = now_ms() + c->compaction_ms;
   make_room(c, 0, 0);
   uv_mutex_unlock(&c->mu);
 }
 
-static void mc_stats(void *self, int64_t *entries, int64_t *bytes) {
+static void mc_update(void *self, const sl_cnode_t *body) {
+  sl_memcache_limits(self, sl_conf_duration_ms(body, "default_ttl", 300000), sl_conf_int(body, "max_entries", 1000000),
+             sl_conf_size(body, "max_bytes", 64 << 20), sl_conf_duration_ms(body, "compaction_interval", 60000));
+}
+
+void sl_memcache_stats(void *self, int64_t *entries, int64_t *bytes) {
   mcache_t *c = self;
   uv_mutex_lock(&c->mu);
   *entries = (int64_t)c->n;
@@ -325,23 +330,30 @@ static void mc_stats(void *self, int64_t *entries, int64_t *bytes) {
   uv_mutex_unlock(&c->mu);
 }
 
-static void *mc_create(const sl_cnode_t *body) {
+void *sl_memcache_create(const sl_cnode_t *body, int64_t init_ttl_ms) {
   mcache_t *c = sl_xcalloc(1, sizeof(*c));
   c->nbuckets = 16;
   c->buckets = sl_xcalloc(c->nbuckets, sizeof(*c->buckets));
   c->seed = sl_rand64();
+  c->max_entries = c->max_bytes = INT64_MAX;
   uv_mutex_init(&c->mu);
-  mc_update(c, body);
+  int64_t expires = init_ttl_ms > 0 ? now_ms() + init_ttl_ms : 0;
   const sl_cnode_t *init = sl_cnode_get(body, "init_values");
   for (uint32_t i = 0; init && init->type == SL_CN_MAP && i < init->n; i++) {
     const char *k = init->keys[i], *v = init->items[i]->str ? init->items[i]->str : "", *err;
     uint64_t h = hash(k, strlen(k), c->seed);
-    store(c, *slot_of(c, h, k, strlen(k)), h, k, strlen(k), v, strlen(v), 0, &err);
+    store(c, *slot_of(c, h, k, strlen(k)), h, k, strlen(k), v, strlen(v), expires, &err);
   }
   return c;
 }
 
-static void mc_destroy(void *self) {
+static void *mc_create(const sl_cnode_t *body) {
+  mcache_t *c = sl_memcache_create(body, 0);
+  mc_update(c, body);
+  return c;
+}
+
+void sl_memcache_destroy(void *self) {
   mcache_t *c = self;
   while (c->head) drop(c, c->head);
   free(c->buckets);
@@ -354,11 +366,8 @@ static const sl_cache_backend_t memory_backend = {
   .desc = "An LRU cache in this process's memory, with a TTL per key and caps on keys and bytes; shared by every "
           "stream and script, kept across reloads (docs/caches.md).",
   .fields = fields,
-  .sync = 1,
+  SL_MEMCACHE_ENGINE,
   .create = mc_create,
   .update = mc_update,
-  .exec = mc_exec,
-  .stats = mc_stats,
-  .destroy = mc_destroy,
 };
 SL_REGISTER_CACHE_BACKEND(memory_backend)

@@ -199,7 +199,12 @@ static int run_case(run_t *r, const sl_cnode_t *root, const char *config_path, c
   const sl_cnode_t *expected = sl_cnode_get(tc, "output_batches");
   if (ok) {
     sl_chain_connect(chain, &out.sink, NULL);
-    chain->sink.push(&chain->sink, input_batch(sl_cnode_get(tc, "input_batch")));
+    /* Benthos's input_batches: several batches, in order, through one chain. */
+    const sl_cnode_t *many = sl_cnode_get(tc, "input_batches");
+    if (many && many->type == SL_CN_SEQ)
+      for (uint32_t i = 0; i < many->n; i++) chain->sink.push(&chain->sink, input_batch(many->items[i]));
+    else
+      chain->sink.push(&chain->sink, input_batch(sl_cnode_get(tc, "input_batch")));
     uv_run(w->loop, UV_RUN_NOWAIT);
     sl_chain_flush(chain);
     /* Asynchronous processors (batch periods, rate limits) get up to 5 s. */

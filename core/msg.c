@@ -274,9 +274,11 @@ void sl_msg_set_error(sl_msg_t *m, const char *err) {
 }
 
 void sl_msg_set_txn(sl_msg_t *m, sl_txn_t *t) {
-  if (t) sl_txn_ref(t);
-  if (m->txn) sl_txn_unref(m->txn);
-  m->txn = t;
+  /* m holds t before the old one goes: releasing it may run a callback that
+   * sends m on and frees it (processors/order.c's, when m was the last out) */
+  sl_txn_t *old = m->txn;
+  m->txn = t ? sl_txn_ref(t) : NULL;
+  if (old) sl_txn_unref(old);
 }
 
 void sl_msg_set_ctx(sl_msg_t *m, sl_ctx_t *c) {

@@ -262,6 +262,10 @@ static sl_http_t *server_at(sl_worker_t *w, const char *address) {
   return *pp = srv_new(w, s, address);
 }
 
+void sl_http_cors_at(sl_worker_t *w, const char *address, const sl_cnode_t *cors) {
+  sl_cors_configure(&server_at(w, address)->cors, cors);
+}
+
 int sl_http_route(sl_worker_t *w, const char *pattern, const sl_cnode_t *methods, sl_http_handler h, void *arg,
                   const char *owner, sl_diags_t *d, const sl_cnode_t *at) {
   return sl_http_route_at(w, NULL, pattern, methods, h, arg, owner, d, at);

@@ -55,7 +55,7 @@ int sl_http_route_post(sl_worker_t *w, const char *pattern, sl_http_handler h, v
 void sl_http_unroute(sl_worker_t *w, const char *pattern);
 /* The same on a server of its own listening on address (Benthos's
  * `http_server.address`): made on first use with the shared server's limits,
- * without its TLS, CORS, base_path and section auth, serving only the routes
+ * without its TLS, CORS (sl_http_cors_at), base_path and section auth, serving only the routes
  * given to it (and /ping); it listens, stops and closes with the shared one.
  * address NULL, "" or the shared server's: the shared server. */
 int sl_http_route_at(sl_worker_t *w, const char *address, const char *pattern, const sl_cnode_t *methods,
@@ -63,6 +63,10 @@ int sl_http_route_at(sl_worker_t *w, const char *address, const char *pattern, c
 int sl_http_route_get_at(sl_worker_t *w, const char *address, const char *pattern, sl_http_handler h, void *arg,
                          const char *owner, sl_diags_t *d, const sl_cnode_t *at);
 void sl_http_unroute_at(sl_worker_t *w, const char *address, const char *pattern);
+/* Sets the CORS policy of the server of its own at address (a component's
+ * Benthos `cors`: its allowed_origins, http.cors's other defaults; NULL:
+ * none); the last component built on an address sets it. */
+void sl_http_cors_at(sl_worker_t *w, const char *address, const sl_cnode_t *cors);
 void sl_http_route_auth_at(sl_worker_t *w, const char *address, const char *pattern, const void *auth);
 /* The same conflict check for `sluice lint`, which has no server. */
 int sl_http_lint_route(const char *pattern, const char *owner, sl_diags_t *d, const sl_cnode_t *at);

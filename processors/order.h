@@ -1,5 +1,5 @@
 /* Keeps a batch's order across a parent processor's child chains (catch,
- * switch): each message sent into a child chain travels under a proxy
+ * switch, for_each): each message sent into a child chain travels under a proxy
  * transaction tagged with its place, and the batch goes on to the parent's
  * next sink once every one came back or was dropped, each message in its
  * place (what a child splits one into takes its place; messages a child

@@ -528,7 +528,7 @@ output:
   stdout: {}
 ]])
     assert.matches(':4:12: cache_resources%.1%.label: a second resource labelled "users"', out)
-    assert.matches(":6:5: cache_resources%.2: no backend: expected one of memory", out)
+    assert.matches(":6:5: cache_resources%.2: no backend: expected one of [%w_, ]*memory", out)
     out = lint(USERS .. [[
 input:
   generate: {count: 1, mapping: 'return {}'}
@@ -647,5 +647,141 @@ output: {sync_response: {}}
       assert.are.equal("two two", post())
     end)
     h.stop_after(srv, ok, err)
+  end)
+end)
+
+-- Benthos's `lru` and `ttlru` kinds on the memory cache's engine: its own
+-- deduplicate_lru/ttlru tests as written (input_batches), the cap, init_values,
+-- expiry after default_ttl (and its old name `ttl`), what lint refuses.
+-- Benthos v4.27.0's config/test/deduplicate_lru.yaml, with the kind's body
+-- as given.
+local function dedupe_config(kind_body)
+  return [[
+pipeline:
+  processors:
+    - dedupe:
+        cache: local
+        key: ${! content() }
+
+cache_resources:
+  - label: local
+    ]] .. kind_body .. [[
+
+
+tests:
+  - name: de-duplicate across batches
+    input_batches:
+      -
+        - content: '1'
+        - content: '2'
+        - content: '3'
+        - content: '4'
+        - content: '3'
+        - content: '3'
+        - content: '3'
+      -
+        - content: '4'
+        - content: '1'
+        - content: '1'
+        - content: '3'
+        - content: '4'
+        - content: '4'
+        - content: '2'
+        - content: '1'
+    output_batches:
+      -
+        - content_equals: 1
+        - content_equals: 2
+        - content_equals: 3
+        - content_equals: 4
+]]
+end
+
+describe("lru and ttlru caches", function()
+  it("run Benthos's deduplicate_lru and deduplicate_ttlru tests as written", function()
+    for _, body in ipairs({"lru: {}", "ttlru:\n      default_ttl: 1m"}) do
+      local r = h.run_config(dedupe_config(body), {cmd = "test"})
+      assert.are.equal(0, r.code, body .. ": " .. r.stdout .. r.stderr)
+      assert.matches("1 passed, 0 failed", r.stdout)
+    end
+  end)
+
+  it("lru: holds cap keys, evicting the least recently used (a get counts as use), starts with init_values",
+    function()
+      local srv = serve([[
+  - label: l
+    lru:
+      cap: 3
+      init_values: {a: "1"}
+]])
+      local ok, err = pcall(function()
+        local r = calls(srv, {
+          {"get", "l", "a"},                           -- from init_values
+          {"set", "l", "b", "2"}, {"set", "l", "c", "3"},
+          {"get", "l", "a"},                           -- a is the most recent: b is the oldest
+          {"set", "l", "d", "4"},                      -- evicts b
+          {"get", "l", "b"}, {"get", "l", "a"}, {"get", "l", "c"}, {"get", "l", "d"},
+          {"add", "l", "d", "5"},
+        })
+        assert.are.equal("1", r[1].v)
+        assert.are.equal(json.null, r[6].v)
+        assert.are.same({"1", "3", "4"}, {r[7].v, r[8].v, r[9].v})
+        assert.are.equal(false, r[10].v)
+      end)
+      h.stop_after(srv, ok, err)
+    end)
+
+  it("ttlru: keys (init_values too) expire default_ttl after they were written; `ttl` is its old name", function()
+    local srv = serve([[
+  - label: t
+    ttlru:
+      cap: 2
+      default_ttl: 300ms
+      init_values: {boot: "x"}
+  - label: old
+    ttlru: {ttl: 300ms, default_ttl: 1h}
+  - label: long
+    ttlru: {init_values: {boot: "y"}}
+]])
+    local ok, err = pcall(function()
+      -- (t's init value may be gone already on a slow start: only its expiry is checked)
+      local r = calls(srv, {
+        {"get", "long", "boot"}, {"set", "t", "k", "v"}, {"set", "old", "k", "v"}, {"set", "long", "k", "v"},
+        {"get", "t", "k"}, {"get", "old", "k"},
+      })
+      assert.are.same({"y", "v", "v"}, {r[1].v, r[5].v, r[6].v})
+      wait_for(function()
+        local g = calls(srv, {{"get", "t", "boot"}, {"get", "t", "k"}, {"get", "old", "k"}})
+        return g[1].v == json.null and g[2].v == json.null and g[3].v == json.null
+      end, "the ttlru keys to expire")
+      assert.are.equal("v", calls(srv, {{"get", "long", "k"}})[1].v)   -- default_ttl 5m
+      -- cap 2: a third key evicts the oldest
+      r = calls(srv, {{"set", "t", "1", "a"}, {"set", "t", "2", "b"}, {"set", "t", "3", "c"},
+                      {"get", "t", "1"}, {"get", "t", "3"}})
+      assert.are.same({json.null, "c"}, {r[4].v, r[5].v})
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
+  it("lint refuses what they cannot honour, at the field", function()
+    local function lint(resources)
+      local r = h.run_config("cache_resources:\n" .. resources .. "pipeline:\n  processors: []\n", {cmd = "lint"})
+      assert.are.equal(1, r.code, r.stdout .. r.stderr)
+      return r.stdout .. r.stderr
+    end
+    local out = lint([[
+  - label: b
+    lru: {cap: 0}
+  - label: c
+    ttlru: {default_ttl: 1h, without_reset: true}
+]])
+    assert.matches(":3:%d+: cache_resources%.0%.lru%.cap: 0 is out of range", out)
+    assert.matches(":5:%d+: cache_resources%.1%.ttlru%.without_reset: unknown field", out)
+    out = lint([[
+  - label: a
+    lru:
+      algorithm: arc
+]])
+    assert.matches(":4:18: algorithm: `arc` is not built", out)
   end)
 end)

@@ -1,6 +1,32 @@
 #include "http_routes.h"
 #include "core/xalloc.h"
 
+const sl_field_t sl_hroute_cors_fields[] = {
+  {"enabled", SL_F_BOOL, "false", 0, "Whether browsers of other origins may call.", NULL, NULL},
+  {"allowed_origins", SL_F_STRLIST, "[]", 0,
+   "Origins allowed to call (`https://app.example.com`), or `*` for any; at least one when enabled.", NULL, NULL},
+  {0}};
+
+/* The component's `cors` when enabled, or NULL; -1 with a diag when it
+ * cannot apply. */
+static int cors_of(sl_build_t *b, const sl_cnode_t *conf, const sl_cnode_t **out) {
+  const sl_cnode_t *cors = sl_cnode_get(conf, "cors"), *origins = sl_cnode_get(cors, "allowed_origins");
+  *out = NULL;
+  if (!sl_conf_bool(cors, "enabled", 0)) return 0;
+  if (!*sl_conf_str(conf, "address", "")) {
+    sl_diag_add(b->diags, cors, "cors", "applies to a server of this component's own: set `address` (as Benthos "
+                "requires), or give the shared server's policy in `http.cors`");
+    return -1;
+  }
+  if (!origins || origins->type != SL_CN_SEQ || !origins->n) {
+    sl_diag_add(b->diags, origins ? origins : cors, "allowed_origins",
+                "name at least one origin (or `*`) when cors is enabled");
+    return -1;
+  }
+  *out = cors;
+  return 0;
+}
+
 char *sl_hroute_path(const char *p) {
   if (!p[0]) return sl_xstrdup("");
   return p[0] == '/' ? sl_xstrdup(p) : sl_xasprintf("/%s", p);
@@ -27,6 +53,8 @@ int sl_hroutes_add(sl_build_t *b, const sl_cnode_t *conf, const sl_hroute_t *r, 
                 addr->str, why);
     return -1;
   }
+  const sl_cnode_t *cors;
+  if (cors_of(b, conf, &cors) != 0) return -1;
   if (!b->worker) {   /* lint knows the shared server's paths only */
     for (int i = 0; i < n; i++)
       if (r[i].path[0] && !(r[i].address && *r[i].address) &&
@@ -53,6 +81,9 @@ int sl_hroutes_add(sl_build_t *b, const sl_cnode_t *conf, const sl_hroute_t *r, 
     *auth = NULL;
     return -1;
   }
+  /* every component on an address of its own sets its policy, off too: a
+   * reload that disables cors takes it away */
+  if (addr && addr->str && *addr->str) sl_http_cors_at(b->worker, addr->str, cors);
   for (i = 0; *auth && i < n; i++)
     if (r[i].path[0]) sl_http_route_auth_at(b->worker, r[i].address, r[i].path, *auth);
   return 0;

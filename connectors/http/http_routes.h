@@ -16,8 +16,17 @@
 #define SL_HTTP_ADDRESS_FIELD                                                                              \
   {"address", SL_F_STRING, "", 0,                                                                          \
    "host:port of a server of this component's own (Benthos's): its paths are served there, with `http:`'s " \
-   "limits but not its TLS, CORS, base_path or auth (the component's `auth` applies), next to `/ping`. "     \
+   "limits but not its TLS, CORS (`cors` here), base_path or auth (the component's `auth` applies), next to `/ping`. "     \
    "Empty: the shared `http:` server.", NULL, NULL}
+
+extern const sl_field_t sl_hroute_cors_fields[];
+#define SL_HTTP_CORS_FIELD                                                                                  \
+  {"cors", SL_F_OBJECT, NULL, SL_ADVANCED,                                                                  \
+   "Cross-origin requests from browsers (Benthos's), on the server of this component's own `address` only " \
+   "(the shared server's are `http.cors`): preflights from allowed origins are answered with the "           \
+   "`Access-Control-*` headers (methods GET, HEAD, POST, PUT, PATCH, DELETE), answers to them carry "         \
+   "`Access-Control-Allow-Origin`; other origins get none. Components sharing an address share one policy: the last one built (or reloaded) sets it.", \
+   NULL, sl_hroute_cors_fields}
 
 /* One path of a component: key names its config field; an empty path is
  * not served; get: GET only, else methods (NULL: any); address: served on

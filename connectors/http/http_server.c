@@ -48,6 +48,7 @@ static const sl_field_t meta_fields[] = {
 
 static const sl_field_t fields[] = {
   SL_HTTP_ADDRESS_FIELD,
+  SL_HTTP_CORS_FIELD,
   {"path", SL_F_STRING, "/post", 0,
    "Path served, after the `http.base_path` prefix. `{name}` segments match one path segment and "
    "land in `ctx.params.name`; a trailing `/` serves every path below it.", NULL, NULL},

@@ -18,6 +18,7 @@ static const char *const starts[] = {"live", "earliest", NULL};
 
 static const sl_field_t fields[] = {
   SL_HTTP_ADDRESS_FIELD,
+  SL_HTTP_CORS_FIELD,
   {"path", SL_F_STRING, "/get", 0,
    "GET here waits up to `timeout` for the next batch and answers it (several messages joined by "
    "newlines), or 204 when none came. Empty: no long-poll path.", NULL, NULL},
