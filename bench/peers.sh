@@ -196,7 +196,7 @@ if [ -z "${SKIP_KAFKA:-}" ]; then
   yes "$MSG" | head -n "$KN" | kcat -P -b "$B" -t consume -X linger.ms=5 2>/dev/null
   consume_run() { # SIDE: messages per second
     K=$((K + 1))
-    if [ "$1" = sluice ]; then in="  kafka: {addresses: [$B], topics: [consume], consumer_group: g$K, batching: {count: 1024}, checkpoint_limit: 65536}"
+    if [ "$1" = sluice ]; then in="  kafka: {addresses: [$B], topics: [consume], consumer_group: g$K, batching: {count: 1024, period: 100ms}, checkpoint_limit: 65536}"
     else in="  kafka_franz: {seed_brokers: [$B], topics: [consume], consumer_group: g$K, start_from_oldest: true}"; fi
     config "$1" default "$in" "" "  drop: {}" > "$WORK/kc.yaml"
     s=$(now); serve_side "$1" "$WORK/kc.yaml"
