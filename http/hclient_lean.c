@@ -723,7 +723,10 @@ static char *put(char *o, const char *s, size_t n) {
 static void build(sl_hlean_req_t *r, const char *method, const sl_hlean_target_t *t, const char *const *headers,
                   const char *body, size_t len) {
   int host = 1, accept = 1, ctype = body != NULL;
-  size_t need = strlen(method) + t->plen + t->alen + 96 + len;
+  /* the fixed text below ("/" for no path), and a size_t in decimal */
+  size_t need = strlen(method) + t->plen + t->alen + len + 20 +
+                sizeof(" / HTTP/1.1\r\nHost: \r\nAccept: */*\r\nContent-Type: application/octet-stream\r\n"
+                       "Content-Length: \r\n\r\n");
   for (const char *const *h = headers; h && *h; h++) {
     if (is_header(*h, "host")) host = 0;
     else if (is_header(*h, "accept")) accept = 0;

@@ -44,6 +44,30 @@ return {n = #seen, last = seen[#seen]}]])
     assert.are.equal(2, st.connections)
   end)
 
+  it("carries large bodies both ways and many calls at once", function()
+    up.reset()
+    local out = run([[
+local big = string.rep("0123456789abcdef", 262144)   -- 4 MiB: many TLS records, writes that wait
+local r, err = http.post("$UP/echo", big, {timeout = 30000})
+if not r then return {err = err} end
+local echoed = #json.decode(r.body).body
+local h, herr = http.get("$UP/huge?mb=8", {max_size = 16777216, timeout = 30000})
+if not h then return {err = herr} end
+return {echoed = echoed, huge = #h.body}]])
+    assert.are.same({echoed = 4194304, huge = 8388608}, out)
+    local lines = {}
+    for i = 1, 60 do lines[i] = string.format('{"n":%d}', i) end
+    local yaml = "input:\n  stdin: {}\npipeline:\n  processors:\n    - lua:\n        code: |\n" ..
+      "          local r, err = http.get('" .. up.url .. "/delay?ms=30&n=' .. this.n)\n" ..
+      "          return {n = r and json.decode(r.body).n, err = err}\noutput:\n  stdout: {}\n"
+    local r = h.run_config(yaml, {stdin = table.concat(lines, "\n") .. "\n", timeout = 60, env = "SSL_CERT_FILE=" .. up.ca})
+    assert.are.equal(0, r.code, r.stderr)
+    local got = h.lines(r.stdout)
+    assert.are.equal(60, #got)
+    for i, l in ipairs(got) do assert.are.same({n = tostring(i)}, h.json.decode(l)) end
+    assert.is_true(up.stats().max_inflight > 1)   -- they were in flight together
+  end)
+
   it("never loads libcurl for it", function()
     assert.are.same({status = 200}, run([[
 local r, err = http.get("$UP/status?code=200")
