@@ -68,6 +68,15 @@ return {echoed = echoed, huge = #h.body}]])
     assert.is_true(up.stats().max_inflight > 1)   -- they were in flight together
   end)
 
+  it("keeps https and http connections apart (the pool's key has the scheme)", function()
+    local out = run([[
+local a, aerr = http.get("$UP/echo")
+local b, berr = http.get((("$UP/echo"):gsub("^https:", "http:")), {timeout = 3000})
+return {a = a and a.status, aerr = aerr, b = b and b.status, berr = berr ~= nil}]])
+    -- plain text to a TLS server gets no HTTP answer: the kept TLS connection was not taken
+    assert.are.same({a = 200, berr = true}, out)
+  end)
+
   it("never loads libcurl for it", function()
     assert.are.same({status = 200}, run([[
 local r, err = http.get("$UP/status?code=200")
