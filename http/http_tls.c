@@ -188,12 +188,16 @@ sl_tls_t *sl_tls_new(sl_tls_ctx_t *c) {
 sl_tls_t *sl_tls_client_new(sl_tls_ctx_t *c, const char *host) {
   sl_tls_t *t = sl_tls_new(c);
   SSL_set_connect_state(t->ssl);
-  SSL_set_tlsext_host_name(t->ssl, host);
+  X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
+  /* An address is checked against the certificate's IP names, and is no
+   * server name (RFC 6066 allows none in SNI; libcurl sends none). */
+  int ip = X509_VERIFY_PARAM_set1_ip_asc(vp, host) == 1;
+  if (!ip) SSL_set_tlsext_host_name(t->ssl, host);
   if (SSL_get_verify_mode(t->ssl) != SSL_VERIFY_NONE) {
-    X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
     X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-    /* An address is checked against the certificate's IP names. */
-    if (X509_VERIFY_PARAM_set1_ip_asc(vp, host) != 1) X509_VERIFY_PARAM_set1_host(vp, host, 0);
+    if (!ip) X509_VERIFY_PARAM_set1_host(vp, host, 0);
+  } else if (ip) {
+    X509_VERIFY_PARAM_set1_ip(vp, NULL, 0);   /* nothing is checked */
   }
   return t;
 }

@@ -31,7 +31,8 @@ int sl_tls_cert_pem(const char *cert_file, const char *cert_pem, const char *key
                     const char *password, char **cert, char **key, char **err);
 
 sl_tls_t *sl_tls_new(sl_tls_ctx_t *c);
-/* A client session to host (SNI and the name its certificate must carry);
+/* A client session to host (the name its certificate must carry, and SNI
+ * unless host is an address);
  * sl_tls_recv(t, NULL, 0, ...) begins the handshake. */
 sl_tls_t *sl_tls_client_new(sl_tls_ctx_t *c, const char *host);
 /* Has the handshake finished? */

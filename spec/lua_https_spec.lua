@@ -77,6 +77,17 @@ return {a = a and a.status, aerr = aerr, b = b and b.status, berr = berr ~= nil}
     assert.are.same({a = 200, berr = true}, out)
   end)
 
+  it("sends the host's name as SNI, and none for an address", function()
+    up.reset()
+    local out = run([[
+local a, aerr = http.get("$UP/echo")
+local b, berr = http.get((("$UP/echo"):gsub("127%.0%.0%.1", "localhost")))
+return {a = a and a.status, b = b and b.status, err = aerr or berr}]])
+    assert.are.same({a = 200, b = 200}, out)
+    local sni = up.stats().sni   -- the stats request's own (curl's) is last
+    assert.are.same({h.json.null, "localhost"}, {sni[1], sni[2]})
+  end)
+
   it("never loads libcurl for it", function()
     assert.are.same({status = 200}, run([[
 local r, err = http.get("$UP/status?code=200")

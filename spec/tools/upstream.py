@@ -35,7 +35,7 @@ Paths (query ?ms=N etc.):
   /once429?key=K  the first request of key K: 429 with Retry-After as an HTTP date 2 s ahead; then /echo
   /token          an OAuth2 token answer {"access_token": "tok<N>"}, N counting in /stats "tokens"
   /bytes          a body and an X-Bin header that are not UTF-8
-  /stats          {"requests":..., "max_inflight":..., "connections":..., "resumed": TLS sessions resumed}
+  /stats          {"requests":..., "max_inflight":..., "connections":..., "resumed": TLS sessions resumed, "sni": each TLS handshake's server name (null: none)}
   /reset          zeroes the counters
 Connections are kept alive (HTTP/1.1), as nginx does.
 """
@@ -49,7 +49,7 @@ import sys
 import time
 import urllib.parse
 
-stats = {"requests": 0, "inflight": 0, "max_inflight": 0, "connections": 0, "ticks": [], "tokens": 0, "resumed": 0}
+stats = {"requests": 0, "inflight": 0, "max_inflight": 0, "connections": 0, "ticks": [], "tokens": 0, "resumed": 0, "sni": []}
 seen429 = set()
 
 
@@ -211,6 +211,7 @@ async def handle(reader, writer):
                 for k in ("requests", "max_inflight", "connections", "tokens", "resumed"):
                     stats[k] = 0
                 stats["ticks"] = []
+                stats["sni"] = []
                 writer.write(response(200, b"{}"))
             else:
                 writer.write(response(404, b"not found", reason="Not Found"))
@@ -224,6 +225,10 @@ async def handle(reader, writer):
 def tls(cert, key):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
+
+    def sni(_obj, name, _ctx):
+        stats["sni"].append(name)
+    ctx.sni_callback = sni
     return ctx
 
 
