@@ -1,4 +1,5 @@
 #include "hclient_lean.h"
+#include "http_tls.h"
 #include "core/xalloc.h"
 #include <llhttp.h>
 #include <stdarg.h>
@@ -17,6 +18,8 @@ typedef struct host {
   int port;
   conn_t *idle;              /* kept-alive connections, the last used first */
   int nidle;
+  int tls;                   /* https: the scheme is part of the pool's key */
+  void *session;             /* a TLS session new connections resume (sl_tls_session) */
   struct host *next;
 } host_t;
 
@@ -29,6 +32,7 @@ struct conn {
   uv_connect_t creq;
   uv_getaddrinfo_t gai;
   llhttp_t parser;
+  sl_tls_t *tls;             /* https: the session on this connection */
   sl_hlean_t *c;
   host_t *host;
   sl_hlean_req_t *req;
@@ -56,6 +60,8 @@ struct sl_hlean {
   uv_loop_t *loop;
   host_t *hosts;
   conn_t *busy;
+  sl_tls_ctx_t *tls;         /* https: made on the first https request (the system's CAs) */
+  char *tls_err;             /* why it could not be made */
   int conns;                 /* not yet freed: the client is freed at 0 once closing */
   int closing;
   char rbuf[READ_BUF];       /* one read at a time on a loop: shared by its connections */
@@ -67,12 +73,14 @@ static uv_once_t settings_once = UV_ONCE_INIT;
 /* ---- URLs ---- */
 
 int sl_hlean_target(const char *url, sl_hlean_target_t *t) {
-  if (strncasecmp(url, "http://", 7)) return 0;
-  const char *a = url + 7, *p = a;
+  int tls = !strncasecmp(url, "https://", 8);
+  if (!tls && strncasecmp(url, "http://", 7)) return 0;
+  const char *a = url + 7 + tls, *p = a;
   for (const char *s = url; *s; s++)
     if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f) return 0;
   memset(t, 0, sizeof(*t));
   t->authority = a;
+  t->tls = tls;
   if (*p == '[') {
     t->host = ++p;
     while (*p && *p != ']') {
@@ -88,7 +96,7 @@ int sl_hlean_target(const char *url, sl_hlean_target_t *t) {
     t->hlen = (size_t)(p - t->host);
   }
   if (!t->hlen) return 0;
-  t->port = 80;
+  t->port = tls ? 443 : 80;
   if (*p == ':') {
     long port = 0;
     const char *d = ++p;
@@ -126,9 +134,12 @@ static void client_free(sl_hlean_t *c) {
   while (c->hosts) {
     host_t *h = c->hosts;
     c->hosts = h->next;
+    if (h->session) sl_tls_session_free(h->session);
     free(h->name);
     free(h);
   }
+  sl_tls_ctx_free(c->tls);
+  free(c->tls_err);
   free(c);
 }
 
@@ -136,6 +147,7 @@ static void conn_maybe_free(conn_t *k) {
   if (k->handles || k->resolving) return;
   sl_hlean_t *c = k->c;
   if (k->ais) uv_freeaddrinfo(k->ais);
+  sl_tls_free(k->tls);
   free(k->line);
   free(k);
   if (--c->conns == 0 && c->closing) client_free(c);
@@ -157,8 +169,11 @@ static void handle_closed(uv_handle_t *h) {
   conn_maybe_free(k);
 }
 
+static int tls_flush(conn_t *k);
+
 static void conn_close(conn_t *k) {
   if (k->state == CLOSING) return;
+  if (k->tls && sl_tls_shutdown(k->tls)) tls_flush(k);   /* close_notify, best effort */
   if (k->state == IDLE) k->host->nidle--;
   k->state = CLOSING;
   k->next_addr = 0;
@@ -248,6 +263,67 @@ static void on_written(uv_write_t *w, int status) {
   if (status < 0 && status != UV_ECANCELED && k->req && k->state == BUSY) lost(k, uv_strerror(status));
 }
 
+/* ---- TLS (https): the session's records go out as OpenSSL makes them ---- */
+
+typedef struct tls_write {
+  uv_write_t w;
+  conn_t *k;
+  char *buf;
+} tls_write_t;
+
+/* A certificate refused is said in libcurl's words. */
+static void handshake_failed(conn_t *k, const char *why) {
+  const char *cert = why ? NULL : sl_tls_verify_error(k->tls);
+  if (cert) {
+    failf(k->req, "SSL certificate problem: %s", cert);
+    return;
+  }
+  char *w = why ? sl_xstrdup(why) : sl_tls_why(k->tls);
+  failf(k->req, "TLS handshake with %s port %d failed: %s", k->host->name, k->host->port, w);
+  free(w);
+}
+
+static void tls_written(uv_write_t *w, int status) {
+  tls_write_t *tw = (tls_write_t *)w;
+  conn_t *k = tw->k;
+  free(tw->buf);
+  free(tw);
+  if (status >= 0 || status == UV_ECANCELED || !k->req) return;
+  if (k->state == CONNECTING) handshake_failed(k, uv_strerror(status));
+  else if (k->state == BUSY) lost(k, uv_strerror(status));
+}
+
+/* Writes what the session has to send (a write queued behind another keeps
+ * the order: uv_try_write refuses while one is queued). 0 or a libuv error. */
+static int tls_flush(conn_t *k) {
+  size_t len;
+  char *buf;
+  while ((buf = sl_tls_take_output(k->tls, &len))) {
+    uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+    int rc = uv_try_write((uv_stream_t *)&k->tcp, &b, 1);
+    if (rc == (int)len) {
+      free(buf);
+      continue;
+    }
+    if (rc < 0 && rc != UV_EAGAIN) {
+      free(buf);
+      return rc;
+    }
+    size_t off = rc > 0 ? (size_t)rc : 0;
+    tls_write_t *tw = sl_xmalloc(sizeof(*tw));
+    tw->k = k;
+    tw->buf = buf;
+    b = uv_buf_init(buf + off, (unsigned)(len - off));
+    rc = uv_write(&tw->w, (uv_stream_t *)&k->tcp, &b, 1, tls_written);
+    if (rc < 0) {
+      free(buf);
+      free(tw);
+      return rc;
+    }
+  }
+  return 0;
+}
+
 /* Writes k's request (and arms its deadline); a write refused at once is
  * lost(): r may be gone when this returns. */
 static void send_req(conn_t *k) {
@@ -261,6 +337,12 @@ static void send_req(conn_t *k) {
   k->err = NULL;
   llhttp_init(&k->parser, HTTP_RESPONSE, &settings);
   k->parser.data = k;
+  if (k->tls) {
+    sl_tls_send(k->tls, r->out, r->olen);
+    int rc = tls_flush(k);
+    if (rc < 0) lost(k, uv_strerror(rc));
+    return;
+  }
   /* uv_write of a request written at once still costs an epoll_ctl on the
    * next loop turn (libuv re-arms the watcher when it drops POLLOUT) */
   uv_buf_t b = uv_buf_init(r->out, (unsigned)r->olen);
@@ -291,6 +373,13 @@ static void finish(conn_t *k, int reusable) {
   int status = llhttp_get_status_code(&k->parser);
   detach(r);
   host_t *h = k->host;
+  if (k->tls && !k->reused) {   /* by now a TLS 1.3 server's tickets have come */
+    void *s = sl_tls_session(k->tls);
+    if (s) {
+      if (h->session) sl_tls_session_free(h->session);
+      h->session = s;
+    }
+  }
   if (reusable && llhttp_should_keep_alive(&k->parser) && !k->c->closing && h->nidle < IDLE_PER_HOST) {
     list_del(k);
     k->state = IDLE;
@@ -313,9 +402,8 @@ static void parse_failed(conn_t *k, const char *data, size_t n) {
   else failf(r, "malformed response: %s", llhttp_get_error_reason(&k->parser));
 }
 
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
-  conn_t *k = s->data;
-  if (n == 0) return;
+/* n bytes of the answer (plain text), or the connection's end (n < 0). */
+static void got(conn_t *k, ssize_t n, const char *data) {
   if (k->state != BUSY || !k->req) {   /* an idle connection spoke or closed: not reusable */
     if (k->state == IDLE) conn_close(k);
     return;
@@ -331,13 +419,58 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     return;
   }
   k->got++;
-  llhttp_errno_t e = llhttp_execute(&k->parser, b->base, (size_t)n);
+  llhttp_errno_t e = llhttp_execute(&k->parser, data, (size_t)n);
   if (k->complete) {
     /* bytes after the answer (nothing was asked): the connection is spoiled */
-    finish(k, e == HPE_PAUSED && llhttp_get_error_pos(&k->parser) == b->base + n);
+    finish(k, e == HPE_PAUSED && llhttp_get_error_pos(&k->parser) == data + n);
     return;
   }
-  if (e != HPE_OK) parse_failed(k, b->base, (size_t)n);
+  if (e != HPE_OK) parse_failed(k, data, (size_t)n);
+}
+
+/* Ciphertext, or the connection's end, on a TLS connection: the handshake,
+ * then the request once it is done, then the answer. An end without the
+ * server's close_notify may have cut the answer: it cannot end one. */
+static void tls_read(conn_t *k, ssize_t n, const char *data) {
+  if (n < 0) {
+    if (k->state == CONNECTING) handshake_failed(k, n == UV_EOF ? "closed by the server" : uv_strerror((int)n));
+    else if (k->state == BUSY && k->got && n == UV_EOF && !sl_tls_closed(k->tls))
+      lost(k, "closed without TLS close_notify");
+    else got(k, n, NULL);
+    return;
+  }
+  char *pt = NULL;
+  size_t pl = 0;
+  int rc = sl_tls_recv(k->tls, data, (size_t)n, &pt, &pl);
+  int wrc = tls_flush(k);
+  if (k->state == CONNECTING) {
+    if (rc < 0 || wrc < 0) handshake_failed(k, wrc < 0 ? uv_strerror(wrc) : NULL);
+    else if (sl_tls_ready(k->tls)) send_req(k);
+    if (k->state != BUSY) {
+      free(pt);
+      return;
+    }
+  }
+  if (pl) got(k, (ssize_t)pl, pt);
+  free(pt);
+  if (rc < 0 || wrc < 0) {
+    if (k->state == BUSY && k->req) {
+      char *w = wrc < 0 ? sl_xstrdup(uv_strerror(wrc)) : sl_tls_why(k->tls);
+      failf(k->req, "TLS error on %s port %d: %s", k->host->name, k->host->port, w);
+      free(w);
+    } else if (k->state == IDLE) {
+      conn_close(k);
+    }
+  } else if (sl_tls_closed(k->tls) && (k->state == BUSY || k->state == IDLE)) {
+    got(k, UV_EOF, NULL);
+  }
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+  conn_t *k = s->data;
+  if (n == 0) return;
+  if (k->tls) tls_read(k, n, b->base);
+  else got(k, n, b->base);
 }
 
 static int line_add(conn_t *k, const char *at, size_t n) {
@@ -446,7 +579,19 @@ static void on_connect(uv_connect_t *cr, int status) {
   }
   uv_tcp_nodelay(&k->tcp, 1);
   uv_read_start((uv_stream_t *)&k->tcp, on_alloc, on_read);
-  send_req(k);
+  if (!k->host->tls) {
+    send_req(k);
+    return;
+  }
+  /* the request waits in r->out for the handshake, under the connect deadline */
+  k->tls = sl_tls_client_new(k->c->tls, k->host->name);
+  if (k->host->session) sl_tls_resume(k->tls, k->host->session);
+  char *none = NULL;
+  size_t nlen = 0;
+  sl_tls_recv(k->tls, NULL, 0, &none, &nlen);
+  free(none);
+  int rc = tls_flush(k);
+  if (rc < 0) handshake_failed(k, uv_strerror(rc));
 }
 
 static void connect_to(conn_t *k, const struct sockaddr *sa) {
@@ -507,7 +652,10 @@ static void open_conn(sl_hlean_req_t *r) {
   r->conn = k;
   struct sockaddr_in6 a6;
   struct sockaddr_in a4;
-  if (uv_ip4_addr(h->name, h->port, &a4) == 0) connect_to(k, (struct sockaddr *)&a4);
+  if (h->tls && !c->tls) {   /* the CAs could not be loaded: said as a connect error, on the loop */
+    k->err = c->tls_err;
+    uv_timer_start(&k->timer, on_timer, 0, 0);
+  } else if (uv_ip4_addr(h->name, h->port, &a4) == 0) connect_to(k, (struct sockaddr *)&a4);
   else if (uv_ip6_addr(h->name, h->port, &a6) == 0) connect_to(k, (struct sockaddr *)&a6);
   else {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
@@ -541,10 +689,11 @@ static void dispatch(sl_hlean_req_t *r, int fresh) {
 
 static host_t *host_of(sl_hlean_t *c, const sl_hlean_target_t *t) {
   for (host_t *h = c->hosts; h; h = h->next)
-    if (h->port == t->port && strlen(h->name) == t->hlen && !strncasecmp(h->name, t->host, t->hlen)) return h;
+    if (h->port == t->port && h->tls == t->tls && strlen(h->name) == t->hlen && !strncasecmp(h->name, t->host, t->hlen)) return h;
   host_t *h = sl_xcalloc(1, sizeof(*h));
   h->name = sl_xstrndup(t->host, t->hlen);
   h->port = t->port;
+  h->tls = t->tls;
   h->next = c->hosts;
   c->hosts = h;
   return h;
@@ -574,7 +723,10 @@ static char *put(char *o, const char *s, size_t n) {
 static void build(sl_hlean_req_t *r, const char *method, const sl_hlean_target_t *t, const char *const *headers,
                   const char *body, size_t len) {
   int host = 1, accept = 1, ctype = body != NULL;
-  size_t need = strlen(method) + t->plen + t->alen + 96 + len;
+  /* the fixed text below ("/" for no path), and a size_t in decimal */
+  size_t need = strlen(method) + t->plen + t->alen + len + 20 +
+                sizeof(" / HTTP/1.1\r\nHost: \r\nAccept: */*\r\nContent-Type: application/octet-stream\r\n"
+                       "Content-Length: \r\n\r\n");
   for (const char *const *h = headers; h && *h; h++) {
     if (is_header(*h, "host")) host = 0;
     else if (is_header(*h, "accept")) accept = 0;
@@ -620,6 +772,7 @@ sl_hlean_req_t *sl_hlean_request(sl_hlean_t *c, const char *method, const sl_hle
   r->timeout_ms = timeout_ms;
   r->connect_ms = connect_ms;
   r->head = !strcmp(method, "HEAD");
+  if (t->tls && !c->tls && !c->tls_err) c->tls = sl_tls_client_ctx_new(NULL, NULL, 0, &c->tls_err);
   build(r, method, t, headers, body, len);
   dispatch(r, 0);
   return r;

@@ -1,5 +1,8 @@
-/* sluice's own HTTP/1.1 client for plain http:// (what OpenResty's
- * cosockets do): connections on the loop kept alive per host and port, the
+/* sluice's own HTTP/1.1 client for http:// and https:// (what OpenResty's
+ * cosockets do): connections on the loop kept alive per scheme, host and
+ * port (https: a TLS session on each, checked against the system's CAs,
+ * OpenSSL's default verify paths, with SNI and the host's name; a session
+ * resumed from the host's last one), the
  * request written in one buffer, the response parsed by llhttp. libcurl's
  * per-request formatting, parsing and multi bookkeeping were most of an
  * enrichment call's CPU. http_client.c decides which requests come here
@@ -23,7 +26,7 @@
 typedef struct sl_hlean sl_hlean_t;
 typedef struct sl_hlean_req sl_hlean_req_t;
 
-/* Where an http:// URL goes: spans into the URL it was parsed from. */
+/* Where an http:// or https:// URL goes: spans into the URL it was parsed from. */
 typedef struct sl_hlean_target {
   const char *host;          /* name or IP literal (without [] for IPv6) */
   size_t hlen;
@@ -32,9 +35,10 @@ typedef struct sl_hlean_target {
   const char *path;          /* "/..." up to a '#' (NULL: "/") */
   size_t plen;
   int port;
+  int tls;                   /* https:// */
 } sl_hlean_target_t;
 
-/* 1 when url is http://host[:port][/path][?query] with nothing this client
+/* 1 when url is http[s]://host[:port][/path][?query] with nothing this client
  * leaves to libcurl (user:password@, bytes outside printable ASCII, a host
  * that is not a plain name or IP literal), t then filled; else 0. */
 int sl_hlean_target(const char *url, sl_hlean_target_t *t);

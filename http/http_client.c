@@ -359,8 +359,9 @@ void sl_hclient_unpause(sl_hclient_t *c, sl_hreq_t *h) {
 }
 
 /* ---- sl_hclient_send: the response's headers and a body that fails the
- * request past max_body (Lua's http.request, the http processor). A plain
- * http:// URL without a proxy goes through sluice's own client
+ * request past max_body (Lua's http.request, the http processor). An
+ * http:// or https:// URL without a proxy, credentials or TLS settings of
+ * its own goes through sluice's own client
  * (hclient_lean.h), whose redirects are followed here; everything else
  * through libcurl. Both answer through send_header, send_data, send_done. ---- */
 
@@ -474,7 +475,8 @@ static char *resolve(const char *base, const char *loc) {
 
 static int same_host(const char *a, const char *b) {
   sl_hlean_target_t ta, tb;
-  return sl_hlean_target(a, &ta) && sl_hlean_target(b, &tb) && ta.port == tb.port && ta.hlen == tb.hlen &&
+  return sl_hlean_target(a, &ta) && sl_hlean_target(b, &tb) && ta.tls == tb.tls && ta.port == tb.port &&
+         ta.hlen == tb.hlen &&
          !strncasecmp(ta.host, tb.host, ta.hlen);
 }
 
@@ -525,6 +527,13 @@ static void lean_done(int status, const char *err, void *arg) {
   if (!redirect(q, status)) send_done(status, err, NULL, 0, q);
 }
 
+/* TLS settings of the request's own (a CA file, a client certificate, no
+ * verification): libcurl's; the lean client checks with the system's CAs. */
+static int own_tls(const sl_hreq_opts_t *o) {
+  return (o->ca_file && *o->ca_file) || (o->cert_file && *o->cert_file) || (o->cert_pem && *o->cert_pem) ||
+         o->skip_verify;
+}
+
 /* Sends q's request through the lean client or libcurl (see above); 0 when
  * send_done ran already (q is gone). */
 static int start(sl_hclient_req_t *q) {
@@ -535,7 +544,7 @@ static int start(sl_hclient_req_t *q) {
   o->headers = (const char *const *)q->headers;
   o->body = q->req_body;
   sl_hlean_target_t t;
-  if (no_proxy_env && !c->closing && sl_hlean_target(o->url, &t)) {
+  if (no_proxy_env && !c->closing && sl_hlean_target(o->url, &t) && !(t.tls && own_tls(&q->conn))) {
     if (!c->lean) c->lean = sl_hlean_new(c->loop);
     sl_hlean_cbs_t cbs = {send_header, send_data, lean_done, q};
     q->lean = sl_hlean_request(c->lean, o->method, &t, o->headers, o->body, o->len, o->timeout_ms,

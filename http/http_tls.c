@@ -188,17 +188,48 @@ sl_tls_t *sl_tls_new(sl_tls_ctx_t *c) {
 sl_tls_t *sl_tls_client_new(sl_tls_ctx_t *c, const char *host) {
   sl_tls_t *t = sl_tls_new(c);
   SSL_set_connect_state(t->ssl);
-  SSL_set_tlsext_host_name(t->ssl, host);
+  X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
+  /* An address is checked against the certificate's IP names, and is no
+   * server name (RFC 6066 allows none in SNI; libcurl sends none). */
+  int ip = X509_VERIFY_PARAM_set1_ip_asc(vp, host) == 1;
+  if (!ip) SSL_set_tlsext_host_name(t->ssl, host);
   if (SSL_get_verify_mode(t->ssl) != SSL_VERIFY_NONE) {
-    X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
     X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-    /* An address is checked against the certificate's IP names. */
-    if (X509_VERIFY_PARAM_set1_ip_asc(vp, host) != 1) X509_VERIFY_PARAM_set1_host(vp, host, 0);
+    if (!ip) X509_VERIFY_PARAM_set1_host(vp, host, 0);
+  } else if (ip) {
+    X509_VERIFY_PARAM_set1_ip(vp, NULL, 0);   /* nothing is checked */
   }
   return t;
 }
 
 int sl_tls_ready(const sl_tls_t *t) { return SSL_is_init_finished(t->ssl); }
+
+const char *sl_tls_verify_error(const sl_tls_t *t) {
+  long v = SSL_get_verify_result(t->ssl);
+  return v == X509_V_OK ? NULL : X509_verify_cert_error_string(v);
+}
+
+int sl_tls_closed(const sl_tls_t *t) { return (SSL_get_shutdown(t->ssl) & SSL_RECEIVED_SHUTDOWN) != 0; }
+
+void *sl_tls_session(const sl_tls_t *t) {
+  SSL_SESSION *s = SSL_get1_session(t->ssl);
+  if (s && !SSL_SESSION_is_resumable(s)) {
+    SSL_SESSION_free(s);
+    return NULL;
+  }
+  return s;
+}
+
+void sl_tls_resume(sl_tls_t *t, void *session) { SSL_set_session(t->ssl, session); }
+
+void sl_tls_session_free(void *session) { SSL_SESSION_free(session); }
+
+int sl_tls_shutdown(sl_tls_t *t) {
+  if (!SSL_is_init_finished(t->ssl)) return 0;
+  SSL_shutdown(t->ssl);
+  ERR_clear_error();
+  return 1;
+}
 
 char *sl_tls_why(const sl_tls_t *t) {
   long v = SSL_get_verify_result(t->ssl);

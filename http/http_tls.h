@@ -31,11 +31,26 @@ int sl_tls_cert_pem(const char *cert_file, const char *cert_pem, const char *key
                     const char *password, char **cert, char **key, char **err);
 
 sl_tls_t *sl_tls_new(sl_tls_ctx_t *c);
-/* A client session to host (SNI and the name its certificate must carry);
+/* A client session to host (the name its certificate must carry, and SNI
+ * unless host is an address);
  * sl_tls_recv(t, NULL, 0, ...) begins the handshake. */
 sl_tls_t *sl_tls_client_new(sl_tls_ctx_t *c, const char *host);
 /* Has the handshake finished? */
 int sl_tls_ready(const sl_tls_t *t);
+/* Why the peer's certificate did not verify (OpenSSL's words), or NULL. */
+const char *sl_tls_verify_error(const sl_tls_t *t);
+/* Has the peer closed with close_notify (an end that is not a truncation)? */
+int sl_tls_closed(const sl_tls_t *t);
+/* Resumption of client sessions: the session t could resume from later
+ * (NULL if none; the caller owns it and frees it with sl_tls_session_free),
+ * and offering such a session on a new one before its handshake begins. */
+void *sl_tls_session(const sl_tls_t *t);
+void sl_tls_resume(sl_tls_t *t, void *session);
+void sl_tls_session_free(void *session);
+/* Queues close_notify (then sl_tls_take_output) when the handshake had
+ * finished; 1 if it did. OpenSSL keeps a session resumable only from
+ * connections ended so. */
+int sl_tls_shutdown(sl_tls_t *t);
 /* Why the last sl_tls_recv failed, in words (a certificate that did not
  * verify says why). Caller frees. */
 char *sl_tls_why(const sl_tls_t *t);

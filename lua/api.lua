@@ -207,11 +207,13 @@ global({name = "cache", kind = "module", doc = "The resources of `cache_resource
 
 global({name = "http", kind = "module", doc = "Calls out without holding the worker: the message's coroutine waits while "
   .. "the request is performed on the worker's loop and the run goes on with the batch's other messages (see the `lua` "
-  .. "processor's Calls that wait). One rule picks the client: an `http://` URL without `user:password@` goes through "
-  .. "sluice's own HTTP/1.1 client (connections kept alive per host and port, a kept-alive connection the server closed "
-  .. "before answering is tried again once on a new one) unless a proxy variable (`http_proxy`, `https_proxy`, "
-  .. "`all_proxy`) is set; everything else (`https://`, proxies, credentials in the URL) goes through libcurl, which "
-  .. "checks TLS peers against the system's CAs. Both answer alike and follow redirects alike (303, and 301/302 of "
+  .. "processor's Calls that wait). One rule picks the client: an `http://` or `https://` URL without `user:password@` goes "
+  .. "through sluice's own HTTP/1.1 client (connections kept alive per scheme, host and port, a kept-alive connection "
+  .. "the server closed before answering is tried again once on a new one; https checks the server against OpenSSL's "
+  .. "default verify paths, which `SSL_CERT_FILE` and `SSL_CERT_DIR` may point elsewhere, and its name, sends SNI "
+  .. "(not for an address), resumes the host's last TLS session, and takes an end without close_notify as a cut answer) unless a proxy "
+  .. "variable (`http_proxy`, `https_proxy`, `all_proxy`) is set; everything else (proxies, credentials in the URL) "
+  .. "goes through libcurl, which checks TLS peers against the system's CAs. Both answer alike and follow redirects alike (303, and 301/302 of "
   .. "a POST, become a GET without the body). A 4xx or 5xx answer is a result, not an error; no answer (refused, "
   .. "timeout, a body over `max_size`, headers over 64 KiB, a redirect loop) is `nil, err`. Where a run cannot wait "
   .. "(checks, interpolations, `generate`, lint) it raises \"http.request cannot be called here\".",

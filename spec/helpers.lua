@@ -64,10 +64,12 @@ function M.sh(cmd, stdin)
   return code, o, e
 end
 
--- Runs `sluice <args>`; opts.stdin feeds standard input, opts.timeout bounds it.
+-- Runs `sluice <args>`; opts.stdin feeds standard input, opts.timeout bounds
+-- it, opts.env ("NAME=value ...") goes into its environment.
 function M.sluice(args, opts)
   opts = opts or {}
-  local cmd = string.format("timeout -k 5 %d %s %s", opts.timeout or 30, M.bin, args)
+  local cmd = string.format("%stimeout -k 5 %d %s %s", opts.env and ("env " .. opts.env .. " ") or "",
+    opts.timeout or 30, M.bin, args)
   local code, out, err = M.sh(cmd, opts.stdin)
   return { code = code, stdout = out, stderr = err }
 end

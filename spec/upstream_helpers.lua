@@ -22,22 +22,37 @@ local function stopper(dir)
 end
 
 -- spec/tools/upstream.py: /delay, /echo, /status, /drop, /huge ... (see there).
-function M.python()
-  local dir = h.tmpdir()
-  os.execute(string.format("cd %s && (python3 %s/spec/tools/upstream.py 0 > out.txt 2> err.txt & echo $! > pid.txt)",
-    h.shell_quote(dir), os.getenv("PWD")))
+-- opts.tls: over TLS with certificates spec/tools/tls_certs.py makes in its
+-- directory (up.ca trusts them): up.url has good.pem; up.tls.wrongname,
+-- .self, .expired are URLs of the others, up.tls.mute one that never answers a handshake.
+function M.python(opts)
+  opts = opts or {}
+  local dir, certs = h.tmpdir(), ""
+  if opts.tls then
+    assert(h.sh(string.format("python3 %s/spec/tools/tls_certs.py %s", os.getenv("PWD"), dir)) == 0, "tls_certs.py failed")
+    for _, c in ipairs({"good", "wrongname", "self", "expired"}) do certs = certs .. string.format(" %s.pem %s.key", c, c) end
+  end
+  os.execute(string.format("cd %s && (python3 %s/spec/tools/upstream.py 0%s > out.txt 2> err.txt & echo $! > pid.txt)",
+    h.shell_quote(dir), os.getenv("PWD"), certs))
   local port = h.wait_for(function() return (h.read(dir .. "/out.txt") or ""):match("ready (%d+)") end, 20)
   if not port then error("upstream.py did not start: " .. (h.read(dir .. "/err.txt") or ""), 0) end
   port = tonumber(port)
-  local up = {port = port, dir = dir, url = "http://127.0.0.1:" .. port, stop = stopper(dir)}
+  local scheme, curl = opts.tls and "https" or "http", "curl -s -m 5 "
+  local up = {port = port, dir = dir, url = scheme .. "://127.0.0.1:" .. port, stop = stopper(dir)}
+  if opts.tls then
+    up.ca, curl = dir .. "/ca.pem", curl .. "--cacert " .. dir .. "/ca.pem "
+    local ports = {}
+    for p in h.read(dir .. "/out.txt"):match("tls ([%d ]+)"):gmatch("%d+") do ports[#ports + 1] = "https://127.0.0.1:" .. p end
+    up.tls = {mute = ports[1], wrongname = ports[2], self = ports[3], expired = ports[4]}
+  end
   function up.stats()
-    local _, out = h.sh("curl -s -m 5 " .. up.url .. "/stats")
+    local _, out = h.sh(curl .. up.url .. "/stats")
     return h.json.decode(out)
   end
   -- zeroes the counters once calls an earlier spec abandoned have ended
   function up.reset()
     h.wait_for(function() return up.stats().inflight == 0 end, 20)
-    h.sh("curl -s -m 5 " .. up.url .. "/reset")
+    h.sh(curl .. up.url .. "/reset")
   end
   return up
 end

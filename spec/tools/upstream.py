@@ -2,6 +2,10 @@
 """An HTTP/1.1 upstream for specs and benchmarks that misbehaves on request.
 
   upstream.py PORT     (0: any free port; "ready PORT" is printed once it listens)
+  upstream.py PORT CERT KEY [CERT KEY ...]   the same over TLS with the first
+                       certificate; each further one on a port of its own and
+                       a listener that never answers a handshake (it never
+                       accepts): "tls MUTE PORT2 ..." is printed before "ready"
 
 Paths (query ?ms=N etc.):
   /delay?ms=N     200 {"n":..., "inflight":...} after N ms (counts requests in flight)
@@ -18,6 +22,8 @@ Paths (query ?ms=N etc.):
   /loop           a redirect to itself
   /redirect?code=N&to=URL  that redirect status with Location: URL (may be relative)
   /half           Content-Length 100, 10 bytes of it, then the connection closes
+  /cut            as /half, but the connection is dropped (over TLS: no close_notify)
+  /cuteof         as /eof, but the connection is dropped (over TLS: no close_notify)
   /hugeheader     a header line that never ends
   /eof            a 200 without a length: the body ends when the connection does
   /never          reads the request and never answers
@@ -29,7 +35,7 @@ Paths (query ?ms=N etc.):
   /once429?key=K  the first request of key K: 429 with Retry-After as an HTTP date 2 s ahead; then /echo
   /token          an OAuth2 token answer {"access_token": "tok<N>"}, N counting in /stats "tokens"
   /bytes          a body and an X-Bin header that are not UTF-8
-  /stats          {"requests":..., "max_inflight":..., "connections":...}
+  /stats          {"requests":..., "max_inflight":..., "connections":..., "resumed": TLS sessions resumed, "sni": each TLS handshake's server name (null: none)}
   /reset          zeroes the counters
 Connections are kept alive (HTTP/1.1), as nginx does.
 """
@@ -37,11 +43,13 @@ import asyncio
 import email.utils
 import json
 import os
+import socket
+import ssl
 import sys
 import time
 import urllib.parse
 
-stats = {"requests": 0, "inflight": 0, "max_inflight": 0, "connections": 0, "ticks": [], "tokens": 0}
+stats = {"requests": 0, "inflight": 0, "max_inflight": 0, "connections": 0, "ticks": [], "tokens": 0, "resumed": 0, "sni": []}
 seen429 = set()
 
 
@@ -54,6 +62,9 @@ def response(status, body=b"", headers=None, reason="OK"):
 
 async def handle(reader, writer):
     stats["connections"] += 1
+    tls_object = writer.get_extra_info("ssl_object")
+    if tls_object and tls_object.session_reused:
+        stats["resumed"] += 1
     served = 0
     try:
         while True:
@@ -156,6 +167,12 @@ async def handle(reader, writer):
                 await writer.drain()
                 writer.close()
                 return
+            elif path in ("/cut", "/cuteof"):
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789" if path == "/cut" else
+                             b"HTTP/1.1 200 OK\r\n\r\nuntil the end")
+                await writer.drain()
+                writer.transport.abort()
+                return
             elif path == "/hugeheader":
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Huge: ")
                 while True:
@@ -191,9 +208,10 @@ async def handle(reader, writer):
             elif path == "/stats":
                 writer.write(response(200, json.dumps(stats).encode(), {"Content-Type": "application/json"}))
             elif path == "/reset":
-                for k in ("requests", "max_inflight", "connections", "tokens"):
+                for k in ("requests", "max_inflight", "connections", "tokens", "resumed"):
                     stats[k] = 0
                 stats["ticks"] = []
+                stats["sni"] = []
                 writer.write(response(200, b"{}"))
             else:
                 writer.write(response(404, b"not found", reason="Not Found"))
@@ -204,8 +222,23 @@ async def handle(reader, writer):
         writer.close()
 
 
-async def main(port):
-    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+def tls(cert, key):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+
+    def sni(_obj, name, _ctx):
+        stats["sni"].append(name)
+    ctx.sni_callback = sni
+    return ctx
+
+
+async def main(port, certs):
+    ctxs = [tls(certs[i], certs[i + 1]) for i in range(0, len(certs), 2)]
+    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024, ssl=ctxs[0] if ctxs else None)
+    if ctxs:
+        mute = socket.create_server(("127.0.0.1", 0))
+        others = [await asyncio.start_server(handle, "127.0.0.1", 0, ssl=c) for c in ctxs[1:]]
+        print("tls", mute.getsockname()[1], *[o.sockets[0].getsockname()[1] for o in others], flush=True)
     # port 0: the kernel picks a free one, printed here (no race with other
     # servers of a shared machine for a port picked beforehand)
     print("ready", server.sockets[0].getsockname()[1], flush=True)
@@ -214,4 +247,4 @@ async def main(port):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2:]))
