@@ -13,15 +13,21 @@ end
 
 local function metrics(srv) return curl("-k " .. srv.url .. "/metrics") end
 
--- Requests each worker handed to the engine so far, by worker id, and
--- their sum without the scrape that read them (it crossed too).
-local function per_worker(srv)
-  local t, sum = {}, -1
-  for id, n in metrics(srv):gmatch('sluice_http_worker_requests_total{worker="(%d+)"} (%d+)') do
+-- A per-worker series of /metrics by worker id, and its sum.
+local function by_worker(srv, series)
+  local t, sum = {}, 0
+  for id, n in metrics(srv):gmatch(series .. '{worker="(%d+)"} (%d+)') do
     t[tonumber(id)] = tonumber(n)
     sum = sum + tonumber(n)
   end
   return t, sum
+end
+
+-- Requests each worker handed to the engine so far, and their sum without
+-- the scrape that read them (it crossed too).
+local function per_worker(srv)
+  local t, sum = by_worker(srv, "sluice_http_worker_requests_total")
+  return t, sum - 1
 end
 
 -- A Python client per line of `script` ran against the port, printing one JSON line.
@@ -266,14 +272,7 @@ end)
 -- each broadcast event crosses to each worker once and the workers write
 -- their own clients. sluice_http_worker_streams{worker} shows where they are.
 describe("http.workers fan-out", function()
-  local function worker_streams(srv)
-    local t, sum = {}, 0
-    for id, n in metrics(srv):gmatch('sluice_http_worker_streams{worker="(%d+)"} (%d+)') do
-      t[tonumber(id)] = tonumber(n)
-      sum = sum + tonumber(n)
-    end
-    return t, sum
-  end
+  local function worker_streams(srv) return by_worker(srv, "sluice_http_worker_streams") end
 
   -- spec/node/fanwork.js in the background, its lines to a file: ready()
   -- once every client has had an event; finish() once every one has had n,
