@@ -534,7 +534,11 @@ output:
     assert.are.equal(0, srv.stop())
     local last = ws_lines(out)
     assert.are.equal(1008, last[#last].closed)
-    assert.matches('\nsluice_http_slow_clients_dropped_total{stream="main",kind="ws"} 1\n', metrics)
+    -- At least the stalled one: on a loaded machine a batch (64 KiB, the
+    -- whole max_buffer) may find the fresh client's socket full too, after
+    -- it read what it wanted.
+    local dropped = metrics:match('\nsluice_http_slow_clients_dropped_total{stream="main",kind="ws"} (%d+)\n')
+    assert.is_true(tonumber(dropped or 0) >= 1, metrics)
     assert.are.equal(2, #ws_lines(fresh))
   end)
 
