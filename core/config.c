@@ -24,7 +24,8 @@ static const sl_field_t pipeline_fields[] = {
    "always does. The input, transactions, the output, acks and retries stay on the stream's loop, and "
    "results, acks and log lines keep the input's order (`ordered`). Only chains whose processors all run "
    "side by side safely use a pool (`lua`, `mapping`, `log`; not `cache`, `dedupe`, `rate_limit`, "
-   "`batch`, nested ones, nor any while a tracer samples), and not request-scoped instances: others run "
+   "`batch`, nor nested ones; a tracer's spans come from the workers too), and not request-scoped "
+   "instances: others run "
    "on the stream's loop. Scripts' globals live per VM, one per worker: state that must be shared goes "
    "in a cache resource. Absent, the environment's `SLUICE_THREADS` sets it (tests run the suite so).",
    NULL, NULL},

@@ -427,9 +427,9 @@ static int pool_size(const sl_build_t *b, const sl_cnode_t *node, const sl_cnode
   for (uint32_t i = 0; i < procs->n; i++) {
     const char *kind = sl_component_name(procs->items[i], NULL);
     const sl_spec_t *spec = kind ? sl_registry_find(SL_KIND_PROCESSOR, kind) : NULL;
-    if (!spec || !spec->pooled || sl_tracing()) {
+    if (!spec || !spec->pooled) {
       sl_logf(SL_LOG_DEBUG, name, NULL, "pipeline.threads: the processors run on the stream's loop (%s)",
-              sl_tracing() ? "a tracer samples" : kind ? kind : "?");
+              kind ? kind : "?");
       return 1;
     }
   }

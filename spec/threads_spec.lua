@@ -414,7 +414,7 @@ streams:
       os.execute(string.format("curl -s -m 120 -H 'traceparent: 00-%s-%s-01' -d '{\"n\":1}' %s/in > %s/answer.txt &",
         TRACE, PARENT, srv.url, srv.dir))
       assert.truthy(h.wait_for(function() return up.stats().requests >= 1 end, 30), "the message never reached the gate")
-      -- the reload gives stream a a tracer: a new instance (off the pool) takes
+      -- the reload gives stream a a tracer: a new instance (pooled too) takes
       -- over, the old one still holds the message on a worker
       local conf = h.read(srv.dir .. "/config.yaml")
       h.write(srv.dir .. "/config.yaml", (conf:gsub("  a:\n", "  a:\n    tracer: {otlp: {endpoint: \"" .. rcv.endpoint ..

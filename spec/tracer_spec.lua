@@ -78,6 +78,74 @@ output:
     end
   end)
 
+  -- Traced chains run on the pool like the others: processor spans end on
+  -- both workers' threads, each once, under its message's root span.
+  it("traces a chain on two pool workers: every span once, under its message's root", function()
+    local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT}
+tracer:
+  otlp: {endpoint: "]] .. rcv.endpoint .. [[", flush_interval: 50ms}
+input: {http_server: {path: /in}}
+pipeline:
+  threads: 2
+  processors:
+    - label: which
+      lua: 'vm_id = vm_id or uuid_v4(); this.vm = vm_id'
+    - label: after
+      mapping: |
+        root = this
+        root.after = true
+output: {sync_response: {}}
+]])
+    local N, sh = 60, {}
+    local function trace(i) return string.format("%032x", 0x5100 + i) end
+    local function parent(i) return string.format("%016x", 0x7700 + i) end
+    -- ten requests in flight at a time: the workers end spans side by side
+    for i = 1, N do
+      sh[#sh + 1] = string.format("curl -s -m 60 -H 'traceparent: 00-%s-%s-01' -d '{\"n\":%d}' %s/in > %s/a.%d &",
+        trace(i), parent(i), i, srv.url, srv.dir, i)
+      if i % 10 == 0 then sh[#sh + 1] = "wait" end
+    end
+    h.sh(table.concat(sh, "\n"))
+    local vms, nvm = {}, 0
+    for i = 1, N do
+      local a = json.decode(h.read(srv.dir .. "/a." .. i) or "null")
+      assert.are.equal(i, a and a.n, "request " .. i)
+      assert.is_true(a.after)
+      if not vms[a.vm] then vms[a.vm], nvm = true, nvm + 1 end
+    end
+    assert.are.equal(2, nvm, "both workers ran traced messages")
+    assert.are.equal(0, srv.stop())
+    local spans = rcv.spans()
+    assert.are.equal(4 * N, #spans)
+    local ids, roots, per = {}, {}, {}
+    for _, s in ipairs(spans) do
+      assert.is_nil(ids[s.spanId], "span exported twice: " .. s.spanId)
+      ids[s.spanId] = true
+      assert.are.equal("main", s.attrs["sluice.stream"])
+      if s.name == "http_server" then roots[s.traceId] = s end
+    end
+    for i = 1, N do
+      local root = roots[trace(i)]
+      assert.truthy(root, "no root span for request " .. i)
+      assert.are.equal(parent(i), root.parentSpanId)
+      per[trace(i)] = {}
+    end
+    for _, s in ipairs(spans) do
+      if s.name ~= "http_server" then
+        local root = roots[s.traceId]
+        assert.truthy(root, s.name .. " in an unknown trace " .. s.traceId)
+        assert.are.equal(root.spanId, s.parentSpanId, s.name)
+        assert.is_nil(per[s.traceId][s.name], s.name .. " twice in " .. s.traceId)
+        per[s.traceId][s.name] = s.attrs["sluice.path"]
+      end
+    end
+    for i = 1, N do
+      assert.are.same({which = "root.pipeline.processors.0", after = "root.pipeline.processors.1",
+                       sync_response = "root.output"}, per[trace(i)])
+    end
+  end)
+
   it("starts a trace per message without one, marks failed processors, and honours an unsampled parent", function()
     local srv = h.serve([[
 http: {address: 127.0.0.1:$PORT}
