@@ -13,6 +13,17 @@ end
 
 local function metrics(srv) return curl("-k " .. srv.url .. "/metrics") end
 
+-- 50 SSE and then 50 WebSocket clients, 4 at a time, each reset mid-stream
+-- (spec/tools/resetters.py): every one read before it reset.
+local function reset_storms(srv)
+  for _, kind in ipairs({"sse", "ws"}) do
+    local code, out, stderr = h.sh(string.format("timeout 120 python3 spec/tools/resetters.py %d /%s 50 4 %s",
+      srv.port, kind, kind == "ws" and "--ws" or ""))
+    assert.are.equal(0, code, out .. (stderr or ""))
+    assert.are.equal(200, json.decode(out).read)
+  end
+end
+
 -- A per-worker series of /metrics by worker id, and its sum.
 local function by_worker(srv, series)
   local t, sum = {}, 0
@@ -253,12 +264,7 @@ for i in range(40):
 print(json.dumps({"read": read}))
 ]=], srv.port)
     assert.are.equal(40, r.read)
-    for _, kind in ipairs({"sse", "ws"}) do
-      local code, out, stderr = h.sh(string.format("timeout 120 python3 spec/tools/resetters.py %d /%s 50 4 %s",
-        srv.port, kind, kind == "ws" and "--ws" or ""))
-      assert.are.equal(0, code, out .. (stderr or ""))
-      assert.are.equal(200, json.decode(out).read)
-    end
+    reset_storms(srv)
     assert.are.equal("pong", curl(srv.url .. "/ping"))
     assert.are.equal(0, (h.sh("curl -sf -m 10 -o /dev/null " .. srv.url .. "/files/big.bin")))
     end, {before = function(dir)
@@ -362,12 +368,7 @@ output:
     with_server(TICKS, function(srv)
       local c = clients(srv, 5, 1500)
       c.ready()
-      for _, kind in ipairs({"sse", "ws"}) do
-        local code, out, stderr = h.sh(string.format("timeout 120 python3 spec/tools/resetters.py %d /%s 50 4 %s",
-          srv.port, kind, kind == "ws" and "--ws" or ""))
-        assert.are.equal(0, code, out .. (stderr or ""))
-        assert.are.equal(200, json.decode(out).read)
-      end
+      reset_storms(srv)
       -- The reset ones are forgotten on both sides: 10 streams are left.
       assert.truthy(h.wait_for(function() return select(2, worker_streams(srv)) == 10 end, 30),
         "worker streams: " .. json.encode((worker_streams(srv))))
