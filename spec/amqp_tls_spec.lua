@@ -86,8 +86,12 @@ describe("amqp_0_9 client certificates", function()
   end
 
   it("refused without a certificate, or with one the broker's CA did not sign, and /ready says why", function()
-    assert.matches("certificate required", refusal(nil), 1, true)
-    assert.matches("bad certificate", refusal(certs.inline("other.pem", "other.key")), 1, true)
+    -- the alert's words, or sluice's question where a reset came before the alert was read
+    for _, case in ipairs({{nil, "certificate required"}, {certs.inline("other.pem", "other.key"), "bad certificate"}}) do
+      local body = refusal(case[1])
+      assert.is_truthy(body:find(case[2] .. ")", 1, true) or
+        body:find("after the TLS handshake: does it take the client certificate?", 1, true), body)
+    end
   end)
 
   it("a broker whose certificate does not carry the address dialled is refused", function()

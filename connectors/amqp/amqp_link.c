@@ -184,13 +184,19 @@ int sl_amqp_link_rpc(sl_amqp_link_t *l, amqp_connection_state_t c, const char *w
   }
 }
 
-/* OpenSSL's words for what librabbitmq calls "a SSL error" (a broker
- * refusing the client certificate alerts after the handshake), as
- * " (TLS: ...)", or "". */
-static const char *tls_why(sl_amqp_link_t *l, char *buf, size_t n) {
+/* OpenSSL's words for what librabbitmq calls "a SSL error", as
+ * " (TLS: ...)", or "". A broker refusing the client certificate does so
+ * after the TLS 1.3 handshake, with an alert, or at times a reset that
+ * came before it was read: after_handshake says it had finished. */
+static const char *tls_why(sl_amqp_link_t *l, int after_handshake, char *buf, size_t n) {
   char r[200];
-  if (!l->tls_any || !sl_tls_thread_error(r, sizeof r)) return "";
-  snprintf(buf, n, " (TLS: %s)", r);
+  if (!l->tls_any) return "";
+  if (sl_tls_thread_error(r, sizeof r)) snprintf(buf, n, " (TLS: %s)", r);
+  else if (after_handshake)
+    snprintf(buf, n, " (the broker ended the connection after the TLS handshake: does it take the client "
+                     "certificate?)");
+  else
+    return "";
   return buf;
 }
 
@@ -227,7 +233,8 @@ static amqp_connection_state_t connect_one(sl_amqp_link_t *l, const char *url) {
   amqp_set_handshake_timeout(c, &tv);
   int rc = amqp_socket_open_noblock(s, ci.host, ci.port, &tv);
   if (rc != AMQP_STATUS_OK) {
-    sl_amqp_link_fail(l, "connecting to %s:%d: %s%s", ci.host, ci.port, amqp_error_string2(rc), tls_why(l, tw, sizeof tw));
+    sl_amqp_link_fail(l, "connecting to %s:%d: %s%s", ci.host, ci.port, amqp_error_string2(rc),
+                      tls_why(l, 0, tw, sizeof tw));
     goto fail;
   }
   struct timeval rpc = {RPC_TIMEOUT_S, 0};
@@ -237,7 +244,7 @@ static amqp_connection_state_t connect_one(sl_amqp_link_t *l, const char *url) {
   if (r.reply_type != AMQP_RESPONSE_NORMAL) {
     if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION)
       sl_amqp_link_fail(l, "logging in to %s:%d: %s%s", ci.host, ci.port, amqp_error_string2(r.library_error),
-                        tls_why(l, tw, sizeof tw));
+                        tls_why(l, r.library_error == AMQP_STATUS_SSL_ERROR, tw, sizeof tw));
     else if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
       const amqp_connection_close_t *cl = r.reply.decoded;
       sl_amqp_link_fail(l, "logging in to %s:%d: %.*s", ci.host, ci.port, (int)cl->reply_text.len,
