@@ -26,6 +26,7 @@ describe("amqp_0_9 client certificates", function()
     dir = h.tmpdir()
     certs = tlsh.in_dir(dir)
     h.client_certs(dir)   -- the clients' CA (ca.pem) and certificates
+    certs.make_chain()    -- and one from an intermediate CA
     assert(os.execute("cd " .. dir .. " && openssl req -x509 -newkey rsa:2048 -nodes -keyout srv.key -out srv.pem " ..
       "-days 1 -subj /CN=localhost 2>/dev/null && chmod 0644 *"))
     tport = h.port()
@@ -34,7 +35,7 @@ describe("amqp_0_9 client certificates", function()
       "ssl_options.cacertfile = " .. dir .. "/ca.pem",
       "ssl_options.certfile = " .. dir .. "/srv.pem",
       "ssl_options.keyfile = " .. dir .. "/srv.key",
-      "ssl_options.verify = verify_peer",
+      "ssl_options.verify = verify_peer", "ssl_options.depth = 2",
       "ssl_options.fail_if_no_peer_cert = true", ""}, "\n")})
     assert.are.equal(0, (amqp.peer(B, "declare tq")))
   end)
@@ -72,6 +73,13 @@ describe("amqp_0_9 client certificates", function()
     publish(certs.files("client.pem", "client.key"), 1)
     publish(certs.inline("client.pem", "client.key"), 1)
     assert.are.equal(3, amqp.count(B, "tq"))
+    amqp.drain(B, "tq")
+  end)
+
+  it("a certificate with its intermediate's, as text and as a file: the broker knows only the root", function()
+    publish(certs.inline("chain.pem", "leaf.key"), 1)
+    publish(certs.files("chain.pem", "leaf.key"), 1)
+    assert.are.equal(2, amqp.count(B, "tq"))
     amqp.drain(B, "tq")
   end)
 

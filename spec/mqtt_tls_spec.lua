@@ -23,6 +23,7 @@ describe("mqtt client certificates", function()
     certs = tlsh.in_dir(dir)
     h.self_signed(dir)    -- the server's: cert.pem, key.pem (127.0.0.1)
     h.client_certs(dir)   -- the clients' CA (ca.pem) and certificates
+    certs.make_chain()    -- and one from an intermediate CA
     -- and one for another name (no address in it), for the name check
     assert(os.execute("cd " .. dir .. " && openssl req -x509 -newkey rsa:2048 -nodes -keyout elsewhere.key " ..
       "-out elsewhere.pem -days 1 -subj /CN=elsewhere.example 2>/dev/null"))
@@ -74,6 +75,11 @@ describe("mqtt client certificates", function()
     assert.truthy(through(certs.files("client.pem", "client.enc.key", "pw")))
     assert.truthy(through(certs.files("client.pem", "client.key")))
     assert.truthy(through(certs.inline("client.pem", "client.key")))
+  end)
+
+  it("a certificate with its intermediate's, as text and as a file: the broker knows only the root", function()
+    assert.truthy(through(certs.inline("chain.pem", "leaf.key")))
+    assert.truthy(through(certs.files("chain.pem", "leaf.key")))
   end)
 
   it("lint: a wrong password, a key that is not the certificate's, no PEM at all, at the field", function()

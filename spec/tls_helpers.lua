@@ -41,6 +41,17 @@ function M.in_dir(dir)
       (cert and "      client_certs:\n" .. cert or "")
   end
 
+  -- A client certificate signed by an intermediate CA that ca.pem signed:
+  -- chain.pem (the certificate, then the intermediate's) and leaf.key.
+  function c.make_chain()
+    assert(os.execute("cd " .. dir .. " && printf 'basicConstraints=critical,CA:true\\nkeyUsage=keyCertSign\\n' " ..
+      "> inter.ext && openssl req -newkey rsa:2048 -nodes -keyout inter.key -out inter.csr -subj /CN=inter " ..
+      "2>/dev/null && openssl x509 -req -in inter.csr -CA ca.pem -CAkey ca.key -CAcreateserial -extfile inter.ext " ..
+      "-out inter.pem -days 1 2>/dev/null && openssl req -newkey rsa:2048 -nodes -keyout leaf.key -out leaf.csr " ..
+      "-subj /CN=leaf 2>/dev/null && openssl x509 -req -in leaf.csr -CA inter.pem -CAkey inter.key " ..
+      "-CAcreateserial -out leaf.pem -days 1 2>/dev/null && cat leaf.pem inter.pem > chain.pem && chmod 0644 *"))
+  end
+
   -- `sluice lint` of head (an input's first lines, at 4 spaces) with each bad
   -- certificate: an error at its client_certs item, saying why.
   function c.assert_lint(head, server_cert)
