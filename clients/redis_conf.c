@@ -10,46 +10,17 @@ const char *const sl_redis_kinds[] = {"simple", "cluster", "failover", NULL};
 const sl_field_t sl_redis_tls_fields[] = {
   {"enabled", SL_F_BOOL, "false", 0, "Talk to every server (Sentinels and cluster nodes too) over TLS, through a "
    "tunnel of sluice's (docs/redis.md).", NULL, NULL},
-  {"skip_cert_verify", SL_F_BOOL, "false", 0, "Accept any server certificate and host name (tests only).", NULL,
-   NULL},
   {"enable_renegotiation", SL_F_BOOL, "false", 0, "Accepted for Benthos configs; unused (TLS 1.2+ only).", NULL,
    NULL},
-  {"root_cas", SL_F_STRING, "", 0, "CA certificates (PEM text) to verify the server with; empty: the system's.",
-   NULL, NULL},
-  {"root_cas_file", SL_F_STRING, "", 0, "CA certificates (a PEM file) to verify the server with.", NULL, NULL},
-  {"client_certs", SL_F_OBJLIST, "[]", 0, "A client certificate, for servers that ask for one "
-   "(`--tls-auth-clients`; the first is used).", NULL, sl_hconf_cert_fields},
+  SL_TLS_CONF_FIELDS,
   {0}};
 
 int sl_redis_conf_tls(const sl_cnode_t *conf, sl_tls_ctx_t **ctx, sl_diags_t *d) {
-  *ctx = NULL;
   const sl_cnode_t *tls = sl_cnode_get(conf, "tls");
+  *ctx = NULL;
   if (!sl_conf_bool(tls, "enabled", 0)) return 0;
-  const char *f = sl_conf_str(tls, "root_cas_file", "");
-  char *cafile = *f ? sl_conf_path(tls->file, f) : NULL, *why = NULL;
-  *ctx = sl_tls_client_ctx_new(cafile, sl_conf_str(tls, "root_cas", ""), sl_conf_bool(tls, "skip_cert_verify", 0),
-                               &why);
-  free(cafile);
-  if (!*ctx) {
-    sl_diag_add(d, tls, "tls", "%s", why);
-    free(why);
-    return -1;
-  }
-  sl_hreq_opts_t cert = {0};
-  int rc = sl_hconf_client_cert(tls, &cert, d);
-  if (!rc && (cert.cert_file || cert.cert_pem) &&
-      sl_tls_ctx_client_cert(*ctx, cert.cert_file, cert.cert_pem, cert.key_file, cert.key_pem, cert.key_password,
-                             &why)) {
-    sl_diag_add(d, sl_cnode_get(tls, "client_certs"), "tls.client_certs", "%s", why);
-    free(why);
-    rc = -1;
-  }
-  sl_hconf_client_cert_free(&cert);
-  if (rc) {
-    sl_tls_ctx_free(*ctx);
-    *ctx = NULL;
-  }
-  return rc;
+  *ctx = sl_tls_conf_client(tls, d);
+  return *ctx ? 0 : -1;
 }
 
 int sl_redis_conf_check(const sl_cnode_t *conf, const char *default_url, sl_diags_t *d) {

@@ -2,6 +2,7 @@
  * decrypted on its Unix socket; what it writes goes out encrypted. A
  * failure on either side closes both: hiredis reads the end. */
 #include "redis_tls.h"
+#include "core/uv_alloc.h"
 #include "core/xalloc.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +36,6 @@ typedef struct wreq {
 
 static void on_tcp_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 static void on_peer_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
-static void alloc_buf(uv_handle_t *h, size_t size, uv_buf_t *b);
 
 static void on_written(uv_write_t *req, int status) {
   (void)status;   /* a failed write shows as a failed read too */
@@ -47,10 +47,10 @@ static void on_written(uv_write_t *req, int status) {
   if (t->ended || uv_is_closing((uv_handle_t *)dst) || uv_stream_get_write_queue_size(dst) > HIGH_WATER / 2) return;
   if (dst == (uv_stream_t *)&t->tcp && t->held_peer) {
     t->held_peer = 0;
-    uv_read_start((uv_stream_t *)&t->peer, alloc_buf, on_peer_read);
+    uv_read_start((uv_stream_t *)&t->peer, sl_uv_alloc, on_peer_read);
   } else if (dst == (uv_stream_t *)&t->peer && t->held_tcp) {
     t->held_tcp = 0;
-    uv_read_start((uv_stream_t *)&t->tcp, alloc_buf, on_tcp_read);
+    uv_read_start((uv_stream_t *)&t->tcp, sl_uv_alloc, on_tcp_read);
   }
 }
 
@@ -123,12 +123,6 @@ static void fail(sl_rtls_t *t, const char *why) {
   if (!t->freed) t->cb(t, NULL, why, t->arg);
 }
 
-static void alloc_buf(uv_handle_t *h, size_t size, uv_buf_t *b) {
-  (void)h;
-  b->base = sl_xmalloc(size);
-  b->len = size;
-}
-
 static void on_peer_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
   sl_rtls_t *t = s->data;
   if (n > 0) {
@@ -150,7 +144,7 @@ static void on_accept(uv_stream_t *l, int status) {
   t->accepted = 1;
   unlink_socket(t);
   close_h((uv_handle_t *)&t->listener);
-  uv_read_start((uv_stream_t *)&t->peer, alloc_buf, on_peer_read);
+  uv_read_start((uv_stream_t *)&t->peer, sl_uv_alloc, on_peer_read);
   put(t, (uv_stream_t *)&t->peer, t->early, t->nearly);
   t->early = NULL;
   t->nearly = 0;
@@ -219,7 +213,7 @@ static void on_connected(uv_connect_t *req, int status) {
   sl_tls_recv(t->tls, NULL, 0, &plain, &plen);   /* the ClientHello */
   free(plain);
   flush_tls(t);
-  uv_read_start((uv_stream_t *)&t->tcp, alloc_buf, on_tcp_read);
+  uv_read_start((uv_stream_t *)&t->tcp, sl_uv_alloc, on_tcp_read);
 }
 
 sl_rtls_t *sl_rtls_new(uv_loop_t *loop, sl_tls_ctx_t *ctx, const char *host, const char *ip, int port,

@@ -10,6 +10,7 @@
 #include "engine_int.h"
 #include "core/embedded.h"
 #include "core/log.h"
+#include "core/uv_alloc.h"
 #include "core/xalloc.h"
 #include "http/http.h"
 #include "http/http_auth.h"
@@ -154,12 +155,6 @@ static void closed(uv_handle_t *h) {
   free(x->input);
   free(x);
   running--;
-}
-
-static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b) {
-  (void)h;
-  b->base = sl_xmalloc(hint);
-  b->len = hint;
 }
 
 static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
@@ -310,8 +305,8 @@ static void run(sl_http_req_t *r, void *arg) {
   x->open = 5;
   r->on_gone = gone;
   r->gone_arg = x;
-  uv_read_start((uv_stream_t *)&x->out, alloc_cb, read_cb);
-  uv_read_start((uv_stream_t *)&x->err, alloc_cb, read_cb);
+  uv_read_start((uv_stream_t *)&x->out, sl_uv_alloc, read_cb);
+  uv_read_start((uv_stream_t *)&x->err, sl_uv_alloc, read_cb);
   uv_timer_start(&x->timer, deadline, RUN_DEADLINE_MS, 0);
   uv_buf_t ib = uv_buf_init(x->input, (unsigned)strlen(x->input));
   if (uv_write(&x->wr, (uv_stream_t *)&x->in, &ib, 1, written) != 0) kill_run(x, "client");

@@ -30,20 +30,37 @@ const sl_field_t sl_hconf_cert_fields[] = {
   {"password", SL_F_STRING, "", 0, "Decrypts an encrypted key (use `${ENV}`).", NULL, NULL},
   {0}};
 
-int sl_tls_cert_files(const sl_cnode_t *tls, const char **cert, const char **key, sl_diags_t *d) {
-  *cert = *key = NULL;
-  const sl_cnode_t *certs = tls ? sl_cnode_get(tls, "client_certs") : NULL;
-  if (!certs || certs->type != SL_CN_SEQ || !certs->n) return 0;
-  const sl_cnode_t *c = certs->items[0];
-  const char *cf = sl_conf_str(c, "cert_file", ""), *kf = sl_conf_str(c, "key_file", "");
-  if (*sl_conf_str(c, "cert", "") || *sl_conf_str(c, "key", "") || *sl_conf_str(c, "password", "") || !*cf || !*kf) {
-    sl_diag_add(d, c, "tls.client_certs", "this client takes a certificate and its key as files only (cert_file and key_file, "
-                "an unencrypted key)");
-    return -1;
+const sl_field_t sl_tls_conf_fields[] = {
+  {"enabled", SL_F_BOOL, "false", 0, "Use TLS even where the URL does not ask for it.", NULL, NULL},
+  SL_TLS_CONF_FIELDS,
+  {0}};
+
+sl_tls_ctx_t *sl_tls_conf_client(const sl_cnode_t *tls, sl_diags_t *d) {
+  const char *f = sl_conf_str(tls, "root_cas_file", "");
+  char *cafile = *f ? sl_conf_path(tls->file, f) : NULL, *why = NULL;
+  sl_tls_ctx_t *ctx =
+    sl_tls_client_ctx_new(cafile, sl_conf_str(tls, "root_cas", ""), sl_conf_bool(tls, "skip_cert_verify", 0), &why);
+  free(cafile);
+  if (!ctx) {
+    sl_diag_add(d, tls, "tls", "%s", why);
+    free(why);
+    return NULL;
   }
-  *cert = cf;
-  *key = kf;
-  return 0;
+  sl_hreq_opts_t cert = {0};
+  int rc = tls ? sl_hconf_client_cert(tls, &cert, d) : 0;
+  if (!rc && (cert.cert_file || cert.cert_pem) &&
+      sl_tls_ctx_client_cert(ctx, cert.cert_file, cert.cert_pem, cert.key_file, cert.key_pem, cert.key_password,
+                             &why)) {
+    sl_diag_add(d, sl_cnode_get(tls, "client_certs")->items[0], "tls.client_certs", "%s", why);
+    free(why);
+    rc = -1;
+  }
+  sl_hconf_client_cert_free(&cert);
+  if (rc) {
+    sl_tls_ctx_free(ctx);
+    ctx = NULL;
+  }
+  return ctx;
 }
 
 int sl_hconf_client_cert(const sl_cnode_t *tls, sl_hreq_opts_t *o, sl_diags_t *d) {

@@ -11,6 +11,7 @@
 #include "core/conf.h"
 #include "core/spec.h"
 #include "http_client.h"
+#include "http_tls.h"
 
 /* The fields, in this order, in each component's spec. */
 #define SL_HCONF_FIELDS                                                                                           \
@@ -37,13 +38,30 @@
   {"follow_redirects", SL_F_BOOL, "true", 0, "Follow up to 5 redirects (a loop fails the request); off: a 3xx "  \
    "is the answer.", NULL, NULL}
 
-/* The client side of TLS for every component that dials out (HTTP, AMQP, MQTT, NATS). */
+/* The client side of TLS for the components whose library loads it (HTTP through libcurl, NATS). */
 extern const sl_field_t sl_tls_client_fields[];
 extern const sl_field_t sl_hconf_basic_fields[], sl_hconf_oauth2_fields[], sl_hconf_jwt_fields[], sl_hconf_cert_fields[];
-/* The first of tls.client_certs as the config's file names (NULL when none), for
- * clients that take only files (AMQP, MQTT): text, a password or a file
- * without its pair is a diagnostic and -1. */
-int sl_tls_cert_files(const sl_cnode_t *tls, const char **cert, const char **key, sl_diags_t *d);
+
+/* The `tls` fields of the clients whose context sluice builds
+ * (sl_tls_conf_client: AMQP, MQTT, Redis, the websocket client), after
+ * their own `enabled`; sl_tls_conf_fields is `enabled` and these. */
+#define SL_TLS_CONF_FIELDS                                                                                      \
+  {"skip_cert_verify", SL_F_BOOL, "false", 0, "Accept any server certificate and host name (tests only).", NULL, \
+   NULL},                                                                                                       \
+  {"root_cas", SL_F_STRING, "", 0, "CA certificates (PEM text) to verify the server with; empty: the system's.", \
+   NULL, NULL},                                                                                                 \
+  {"root_cas_file", SL_F_STRING, "", 0, "CA certificates (a PEM file) to verify the server with.", NULL, NULL},  \
+  {"client_certs", SL_F_OBJLIST, "[]", 0, "A client certificate, for servers that ask for one (the first is "   \
+   "used): files or PEM text, the key decrypted with `password` when it is encrypted, all read and checked "    \
+   "when the config loads.", NULL, sl_hconf_cert_fields}
+extern const sl_field_t sl_tls_conf_fields[];
+
+/* The client context a `tls` block (SL_TLS_CONF_FIELDS; NULL: the
+ * defaults) describes: CAs from root_cas_file (relative to the config
+ * file) and root_cas, or the system's; skip_cert_verify; the first of
+ * client_certs. NULL with a diagnostic at the bad field. The caller owns
+ * the context (sl_tls_ctx_free); one context serves every connection. */
+sl_tls_ctx_t *sl_tls_conf_client(const sl_cnode_t *tls, sl_diags_t *d);
 
 typedef struct sl_hconf_token sl_hconf_token_t;   /* OAuth2 state */
 

@@ -6,6 +6,7 @@
 #include "http_int.h"
 #include "core/metrics.h"
 #include "core/rand.h"
+#include "core/uv_alloc.h"
 #include "core/xalloc.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,7 +218,6 @@ void sl_http_req_free(sl_http_req_t *r) {
   free(r);
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
 
 struct sl_http_stream {
@@ -1035,7 +1035,7 @@ static void set_reading(conn_t *c) {
     want = !c->stream->on_data || queued(c) <= (c->reading ? RAW_MAX_QUEUED : RAW_MAX_QUEUED / 2);
   else
     want = c->in_len - c->in_off < MAX_UNPARSED;
-  if (want && !c->reading) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (want && !c->reading) uv_read_start((uv_stream_t *)&c->tcp, sl_uv_alloc, on_read);
   else if (!want) pause_reading(c);
   c->reading = want;
 }
@@ -1120,12 +1120,6 @@ static void on_timeout(uv_timer_t *t) {
   } else if (!c->busy && !c->writes) {
     sl_http_conn_close(c);   /* idle keep-alive */
   }
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  (void)h;
-  buf->base = sl_xmalloc(suggested);
-  buf->len = suggested;
 }
 
 /* Takes n bytes the client sent, in buf (malloc'd: this frees or keeps it). */

@@ -4,6 +4,7 @@
 #include <openssl/ssl.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +42,24 @@ sl_tls_ctx_t *sl_tls_ctx_new(const char *cert_file, const char *key_file, char *
   return c;
 }
 
+/* Libraries that make their sessions from a context of ours (libmosquitto,
+ * librabbitmq) send the host they dial as SNI but check no name (or not an
+ * address's): the server's certificate must carry the name sent. Our own
+ * sessions set the name to check too (sl_tls_client_new), and send no SNI
+ * for an address. */
+static int check_sni_name(int ok, X509_STORE_CTX *st) {
+  if (!ok || X509_STORE_CTX_get_error_depth(st) != 0) return ok;
+  SSL *ssl = X509_STORE_CTX_get_ex_data(st, SSL_get_ex_data_X509_STORE_CTX_idx());
+  const char *name = ssl ? SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) : NULL;
+  if (!name || !*name) return 1;
+  X509 *cert = X509_STORE_CTX_get_current_cert(st);
+  int m = X509_check_ip_asc(cert, name, 0), ip = m != -2;   /* -2: not an address */
+  if (!ip) m = X509_check_host(cert, name, 0, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL);
+  if (m == 1) return 1;
+  X509_STORE_CTX_set_error(st, ip ? X509_V_ERR_IP_ADDRESS_MISMATCH : X509_V_ERR_HOSTNAME_MISMATCH);
+  return 0;
+}
+
 sl_tls_ctx_t *sl_tls_client_ctx_new(const char *root_cas_file, const char *root_cas, int skip_verify, char **err) {
   SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
   if (!ctx) {
@@ -48,7 +67,8 @@ sl_tls_ctx_t *sl_tls_client_ctx_new(const char *root_cas_file, const char *root_
     return NULL;
   }
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  SSL_CTX_set_verify(ctx, skip_verify ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+  if (skip_verify) SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+  else SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, check_sni_name);
   int ok = 1;
   if (!(root_cas_file && *root_cas_file) && !(root_cas && *root_cas)) ok = SSL_CTX_set_default_verify_paths(ctx) == 1;
   if (ok && root_cas_file && *root_cas_file) ok = SSL_CTX_load_verify_locations(ctx, root_cas_file, NULL) == 1;
@@ -103,9 +123,10 @@ int sl_tls_ctx_client_cert(sl_tls_ctx_t *c, const char *cert_file, const char *c
     X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
     ok = x && SSL_CTX_use_certificate(ctx, x) == 1;
     X509_free(x);
-    /* the rest of the chain, if the text holds one */
+    /* the rest of the chain, if the text holds one: the certificate's own
+     * chain, as a chain file gives it */
     while (ok && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)))
-      if (SSL_CTX_add_extra_chain_cert(ctx, x) != 1) X509_free(x);
+      if (SSL_CTX_add0_chain_cert(ctx, x) != 1) X509_free(x);
     if (ok) ERR_clear_error();   /* the end of the PEM text */
     BIO_free(bio);
   }
@@ -148,12 +169,10 @@ int sl_tls_cert_pem(const char *cert_file, const char *cert_pem, const char *key
   int rc = sl_tls_ctx_client_cert(&c, cert_file, cert_pem, key_file, key_pem, password, err);
   if (rc == 0) {
     BIO *cb = BIO_new(BIO_s_mem()), *kb = BIO_new(BIO_s_mem());
-    STACK_OF(X509) *chain = NULL, *extra = NULL;
-    SSL_CTX_get0_chain_certs(c.ctx, &chain);            /* from a chain file */
-    SSL_CTX_get_extra_chain_certs_only(c.ctx, &extra);  /* from text */
+    STACK_OF(X509) *chain = NULL;
+    SSL_CTX_get0_chain_certs(c.ctx, &chain);
     int ok = PEM_write_bio_X509(cb, SSL_CTX_get0_certificate(c.ctx)) == 1;
     for (int i = 0; ok && i < sk_X509_num(chain); i++) ok = PEM_write_bio_X509(cb, sk_X509_value(chain, i)) == 1;
-    for (int i = 0; ok && i < sk_X509_num(extra); i++) ok = PEM_write_bio_X509(cb, sk_X509_value(extra, i)) == 1;
     ok = ok && PEM_write_bio_PrivateKey(kb, SSL_CTX_get0_privatekey(c.ctx), NULL, NULL, 0, NULL, NULL) == 1;
     if (ok) {
       *cert = bio_text(cb);
@@ -167,6 +186,32 @@ int sl_tls_cert_pem(const char *cert_file, const char *cert_pem, const char *key
   }
   SSL_CTX_free(c.ctx);
   return rc;
+}
+
+void *sl_tls_ctx_openssl(sl_tls_ctx_t *c) { return c->ctx; }
+
+int sl_tls_ctx_copy(const sl_tls_ctx_t *c, void *ssl_ctx, char **err) {
+  SSL_CTX *to = ssl_ctx, *from = c->ctx;
+  SSL_CTX_set_min_proto_version(to, TLS1_2_VERSION);
+  SSL_CTX_set1_cert_store(to, SSL_CTX_get_cert_store(from));
+  SSL_CTX_set_verify(to, SSL_CTX_get_verify_mode(from), SSL_CTX_get_verify_callback(from));
+  X509 *cert = SSL_CTX_get0_certificate(from);
+  if (!cert) return 0;
+  STACK_OF(X509) *chain = NULL;
+  SSL_CTX_get0_chain_certs(from, &chain);
+  if (SSL_CTX_use_certificate(to, cert) == 1 && SSL_CTX_use_PrivateKey(to, SSL_CTX_get0_privatekey(from)) == 1 &&
+      SSL_CTX_set1_chain(to, chain) == 1)
+    return 0;
+  *err = ssl_error("client certificate");
+  return -1;
+}
+
+int sl_tls_thread_error(char *buf, size_t n) {
+  unsigned long e = ERR_get_error();
+  const char *r = e ? ERR_reason_error_string(e) : NULL;
+  ERR_clear_error();
+  if (r) snprintf(buf, n, "%s", r);
+  return r != NULL;
 }
 
 void sl_tls_ctx_free(sl_tls_ctx_t *c) {

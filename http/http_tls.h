@@ -23,6 +23,20 @@ sl_tls_ctx_t *sl_tls_client_ctx_new(const char *root_cas_file, const char *root_
 int sl_tls_ctx_client_cert(sl_tls_ctx_t *c, const char *cert_file, const char *cert_pem, const char *key_file,
                            const char *key_pem, const char *password, char **err);
 
+/* For a library that makes its sessions from an OpenSSL SSL_CTX we hand it
+ * (libmosquitto's MOSQ_OPT_SSL_CTX): c's, borrowed (the library takes a
+ * reference of its own or must not outlive c). */
+void *sl_tls_ctx_openssl(sl_tls_ctx_t *c);
+/* For a library that owns its SSL_CTX (librabbitmq): gives ssl_ctx c's CAs,
+ * verification (the server's name checked against the SNI the library
+ * sends) and client certificate, shared, not copied. 0, or -1 with *err. */
+int sl_tls_ctx_copy(const sl_tls_ctx_t *c, void *ssl_ctx, char **err);
+
+/* OpenSSL's first error on this thread in its words ("tlsv13 alert
+ * certificate required"), for libraries that report a failed handshake or
+ * read without it (librabbitmq); clears them. 1 with buf filled, or 0. */
+int sl_tls_thread_error(char *buf, size_t n);
+
 /* The same certificate as PEM text, for clients that take text with no
  * password (cnats): the certificate then the rest of its chain, and the key
  * unencrypted. 0 with *cert and *key (malloc'd; the caller cleanses the

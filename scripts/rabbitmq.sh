@@ -2,7 +2,8 @@
 # A RabbitMQ node of its own for specs and benchmarks (Debian's
 # rabbitmq-server): loopback only, its own ports, node name, epmd, Erlang
 # cookie, data and logs, all under DIR; plugins (the management one too) off.
-#   scripts/rabbitmq.sh start DIR PORT   start (again, on DIR's data) and wait until it takes connections
+#   scripts/rabbitmq.sh start DIR PORT   start (again, on DIR's data) and wait until it takes connections;
+#                                        DIR/extra.conf, if there, is added to its rabbitmq.conf at the first start
 #   scripts/rabbitmq.sh stop DIR         stop the node and its epmd; DIR stays
 # RABBITMQ_START_TIMEOUT (s, default 90) bounds the wait.
 set -eu
@@ -38,6 +39,7 @@ EOF
       echo "[]." > "$dir/enabled_plugins"
       : > "$dir/rabbitmq-env.conf"
       printf 'loopback_users = none\nlisteners.tcp.default = 127.0.0.1:%s\n' "$port" > "$dir/rabbitmq.conf"
+      [ ! -f "$dir/extra.conf" ] || cat "$dir/extra.conf" >> "$dir/rabbitmq.conf"
       echo "[]." > "$dir/advanced.config"
       head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/.erlang.cookie"
       chmod 400 "$dir/.erlang.cookie"

@@ -3,6 +3,7 @@
 --
 --   local amqp = require("spec.amqp_helpers")
 --   local b = amqp.start()     -- {port, url, dir, stop(), start()}: stop/start keep its data
+--   amqp.start({conf = "..."}) -- with lines added to its rabbitmq.conf (a TLS listener)
 --   amqp.peer(b, "publish q 10")   -- exit code, stdout, stderr of spec/amqp/peer.py
 --   b.destroy()                -- stops it and removes its directory
 local h = require("spec.helpers")
@@ -18,10 +19,11 @@ function M.unavailable()
   return nil
 end
 
-function M.start()
+function M.start(opts)
   local last
   for _ = 1, 4 do
     local dir, port = h.tmpdir(), h.port()
+    if opts and opts.conf then h.write(dir .. "/extra.conf", opts.conf) end
     local code, out, err = h.sh(string.format("timeout -k 5 150 %s start %s %d", M.script, h.shell_quote(dir), port))
     if code == 0 then
       local b = {port = port, dir = dir, node = out:gsub("%s+$", "")}

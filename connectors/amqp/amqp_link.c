@@ -34,7 +34,7 @@ struct sl_amqp_link {
   unsigned nurls, next_url;
   int tls, verify;
   int tls_any;            /* thread: the current connection is TLS */
-  char *cacert, *cert, *key;
+  sl_tls_ctx_t *tls_ctx;  /* NULL without TLS: what each connection's context copies */
   pthread_t thread;
   pthread_mutex_t mu;
   int pipe[2];
@@ -59,6 +59,7 @@ sl_amqp_link_t *sl_amqp_link_new(sl_build_t *b, const sl_cnode_t *conf, const sl
   l->loop_arg = loop_arg;
   l->pipe[0] = l->pipe[1] = -1;
   uint32_t n = urls && urls->type == SL_CN_SEQ ? urls->n : 0;
+  int any_amqps = 0;
   l->urls = sl_xcalloc(n + 1, sizeof(char *));
   for (uint32_t i = 0; i < n; i++) {
     struct amqp_connection_info ci;
@@ -66,28 +67,22 @@ sl_amqp_link_t *sl_amqp_link_new(sl_build_t *b, const sl_cnode_t *conf, const sl
     if (amqp_parse_url(tmp, &ci) != AMQP_STATUS_OK)
       sl_diag_add(b->diags, urls->items[i], "urls", "not an AMQP URL (amqp://user:pass@host:port/vhost): %s",
                   urls->items[i]->str);
+    else
+      any_amqps |= ci.ssl;
     free(tmp);
     l->urls[l->nurls++] = sl_xstrdup(urls->items[i]->str);
   }
   if (!n) sl_diag_add(b->diags, conf, "urls", "name at least one broker URL");
   l->tls = sl_conf_bool(tls, "enabled", 0);
   l->verify = !sl_conf_bool(tls, "skip_cert_verify", 0);
-  const char *ca = sl_conf_str(tls, "root_cas_file", "");
-  if (*ca) l->cacert = sl_build_path(b, ca);
-  const char *c, *k;
-  if (sl_tls_cert_files(tls, &c, &k, b->diags) == 0 && c) {
-    l->cert = sl_build_path(b, c);
-    l->key = sl_build_path(b, k);
-  }
+  if (l->tls || any_amqps) l->tls_ctx = sl_tls_conf_client(tls, b->diags);
   return l;
 }
 
 static void link_free(sl_amqp_link_t *l) {
   for (unsigned i = 0; i < l->nurls; i++) free(l->urls[i]);
   free(l->urls);
-  free(l->cacert);
-  free(l->cert);
-  free(l->key);
+  sl_tls_ctx_free(l->tls_ctx);
   if (l->pipe[0] >= 0) close(l->pipe[0]);
   if (l->pipe[1] >= 0) close(l->pipe[1]);
   pthread_mutex_destroy(&l->mu);
@@ -189,9 +184,25 @@ int sl_amqp_link_rpc(sl_amqp_link_t *l, amqp_connection_state_t c, const char *w
   }
 }
 
+/* OpenSSL's words for what librabbitmq calls "a SSL error", as
+ * " (TLS: ...)", or "". A broker refusing the client certificate does so
+ * after the TLS 1.3 handshake, with an alert, or at times a reset that
+ * came before it was read: after_handshake says it had finished. */
+static const char *tls_why(sl_amqp_link_t *l, int after_handshake, char *buf, size_t n) {
+  char r[200];
+  if (!l->tls_any) return "";
+  if (sl_tls_thread_error(r, sizeof r)) snprintf(buf, n, " (TLS: %s)", r);
+  else if (after_handshake)
+    snprintf(buf, n, " (the broker ended the connection after the TLS handshake: does it take the client "
+                     "certificate?)");
+  else
+    return "";
+  return buf;
+}
+
 /* One URL: socket, login, channel 1, the component's setup. */
 static amqp_connection_state_t connect_one(sl_amqp_link_t *l, const char *url) {
-  char *tmp = sl_xstrdup(url);
+  char *tmp = sl_xstrdup(url), tw[240];
   struct amqp_connection_info ci;
   amqp_connection_state_t c = NULL;
   if (amqp_parse_url(tmp, &ci) != AMQP_STATUS_OK) {
@@ -205,15 +216,16 @@ static amqp_connection_state_t connect_one(sl_amqp_link_t *l, const char *url) {
     sl_amqp_link_fail(l, "could not make a socket");
     goto fail;
   }
-  if (ci.ssl || l->tls) {
+  if (l->tls_any) {
+    /* librabbitmq makes a context per socket: it gets the settings of
+     * sluice's, built once at load. Its own name check knows no address
+     * (IP) names: the context checks the name (sl_tls_ctx_copy). */
     amqp_ssl_socket_set_verify_peer(s, l->verify);
-    amqp_ssl_socket_set_verify_hostname(s, l->verify);
-    if (l->cacert && amqp_ssl_socket_set_cacert(s, l->cacert) != AMQP_STATUS_OK) {
-      sl_amqp_link_fail(l, "tls: cannot read root_cas_file %s", l->cacert);
-      goto fail;
-    }
-    if (l->cert && amqp_ssl_socket_set_key(s, l->cert, l->key) != AMQP_STATUS_OK) {
-      sl_amqp_link_fail(l, "tls: cannot read client certificate %s", l->cert);
+    amqp_ssl_socket_set_verify_hostname(s, 0);
+    char *why = NULL;
+    if (!l->tls_ctx || sl_tls_ctx_copy(l->tls_ctx, amqp_ssl_socket_get_context(s), &why) != 0) {
+      sl_amqp_link_fail(l, "tls: %s", why ? why : "no TLS settings");
+      free(why);
       goto fail;
     }
   }
@@ -221,7 +233,8 @@ static amqp_connection_state_t connect_one(sl_amqp_link_t *l, const char *url) {
   amqp_set_handshake_timeout(c, &tv);
   int rc = amqp_socket_open_noblock(s, ci.host, ci.port, &tv);
   if (rc != AMQP_STATUS_OK) {
-    sl_amqp_link_fail(l, "connecting to %s:%d: %s", ci.host, ci.port, amqp_error_string2(rc));
+    sl_amqp_link_fail(l, "connecting to %s:%d: %s%s", ci.host, ci.port, amqp_error_string2(rc),
+                      tls_why(l, 0, tw, sizeof tw));
     goto fail;
   }
   struct timeval rpc = {RPC_TIMEOUT_S, 0};
@@ -230,7 +243,8 @@ static amqp_connection_state_t connect_one(sl_amqp_link_t *l, const char *url) {
   amqp_rpc_reply_t r = amqp_login(c, *ci.vhost ? ci.vhost : "/", 0, 131072, HEARTBEAT_S, AMQP_SASL_METHOD_PLAIN, ci.user, ci.password);
   if (r.reply_type != AMQP_RESPONSE_NORMAL) {
     if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION)
-      sl_amqp_link_fail(l, "logging in to %s:%d: %s", ci.host, ci.port, amqp_error_string2(r.library_error));
+      sl_amqp_link_fail(l, "logging in to %s:%d: %s%s", ci.host, ci.port, amqp_error_string2(r.library_error),
+                        tls_why(l, r.library_error == AMQP_STATUS_SSL_ERROR, tw, sizeof tw));
     else if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
       const amqp_connection_close_t *cl = r.reply.decoded;
       sl_amqp_link_fail(l, "logging in to %s:%d: %.*s", ci.host, ci.port, (int)cl->reply_text.len,

@@ -22,8 +22,8 @@
   {"urls", SL_F_STRLIST, NULL, SL_REQUIRED,                                                                     \
    "Broker URLs (`amqp://user:pass@host:5672/vhost`, `amqps://` for TLS), tried in turn on each (re)connect.", \
    NULL, NULL},                                                                                                 \
-  {"tls", SL_F_OBJECT, NULL, 0, "TLS towards the broker (OpenSSL through librabbitmq); `amqps://` URLs "      \
-   "always use it.", NULL, sl_tls_client_fields}
+  {"tls", SL_F_OBJECT, NULL, 0, "TLS towards the broker (librabbitmq's OpenSSL context given the settings "  \
+   "of sluice's); `amqps://` URLs always use it.", NULL, sl_tls_conf_fields}
 
 /* librabbitmq's amqp_empty_table and amqp_empty_bytes are data, which a
  * library loaded on first use cannot lend (core/lazylib.h): the same values. */

@@ -5,6 +5,7 @@
 #include "core/stream.h"
 #include "core/xalloc.h"
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -33,6 +34,7 @@ struct sl_mqtt {
   int *ports;
   int nurls, next_url;
   int v5, keepalive, tls;
+  sl_tls_ctx_t *tls_ctx;     /* libmosquitto holds a reference while it lives */
   int64_t connect_timeout_ms, backoff_ms;
   sl_mqtt_cbs_t cbs;
   void *arg;
@@ -42,6 +44,7 @@ struct sl_mqtt {
   int kind;
   int64_t *m_up, *m_lost, *m_failed;
   int connected, attempting, refused, hold, paused, freed, in_io, bye;
+  char tls_why[160];         /* OpenSSL's first error on this connection, which libmosquitto only logs */
 };
 
 static const char *sname(sl_mqtt_t *c) {
@@ -59,6 +62,7 @@ static void maybe_free(sl_mqtt_t *c) {
   if (!c->freed || c->handles || c->in_io) return;
   if (c->bye) mosquitto_loop_write(c->mosq, 1);   /* the DISCONNECT: a few bytes the socket takes at once */
   if (c->mosq) mosquitto_destroy(c->mosq);
+  sl_tls_ctx_free(c->tls_ctx);
   for (int i = 0; i < c->nurls; i++) free(c->hosts[i]);
   free(c->hosts);
   free(c->ports);
@@ -133,22 +137,31 @@ static void retry_later(sl_mqtt_t *c) {
   c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
 }
 
+/* The current attempt ended before MQTT began (the connection or the TLS
+ * handshake failed, which libmosquitto reports by no callback): the next
+ * URL after the backoff. */
+static void attempt_failed(sl_mqtt_t *c, int rc) {
+  int i = (c->next_url + c->nurls - 1) % c->nurls;
+  const char *why = rc == MOSQ_ERR_ERRNO ? strerror(errno) : c->tls_why[0] ? c->tls_why : mosquitto_strerror(rc);
+  char *msg = sl_xasprintf("mqtt: %s:%d: %s%s", c->hosts[i], c->ports[i], c->tls_why[0] ? "TLS: " : "", why);
+  sl_logf(SL_LOG_WARN, sname(c), label(c), "%s", msg);
+  set_ready(c, 0, msg);
+  free(msg);
+  (*c->m_failed)++;
+  unwatch(c);
+  retry_later(c);
+}
+
 /* Connects to the next URL without blocking (the TCP connect completes on
  * the poll; a name is resolved by getaddrinfo, as libmosquitto does). */
 static void attempt(sl_mqtt_t *c) {
   if (c->freed) return;
   int i = c->next_url++ % c->nurls;
   unwatch(c);
+  c->tls_why[0] = 0;
   int rc = mosquitto_connect_async(c->mosq, c->hosts[i], c->ports[i], c->keepalive);
   if (rc != MOSQ_ERR_SUCCESS) {
-    const char *why = rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc);
-    char *msg = sl_xasprintf("mqtt: %s:%d: %s", c->hosts[i], c->ports[i], why);
-    sl_logf(SL_LOG_WARN, sname(c), label(c), "%s", msg);
-    set_ready(c, 0, msg);
-    free(msg);
-    (*c->m_failed)++;
-    unwatch(c);
-    retry_later(c);
+    attempt_failed(c, rc);
     return;
   }
   c->attempting = 1;
@@ -186,7 +199,14 @@ static void on_disconnect(struct mosquitto *m, void *arg, int rc, const mosquitt
   sl_mqtt_t *c = arg;
   if (c->freed) return;
   const char *why = rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc);
-  char *msg = sl_xasprintf("mqtt: disconnected: %s", why);
+  /* A broker refusing a client certificate under TLS 1.3 does so after the
+   * handshake: an alert (in tls_why), or at times a bare close. */
+  char *msg = c->tls_why[0] ? sl_xasprintf("mqtt: disconnected: TLS: %s", c->tls_why)
+              : c->tls && c->attempting
+                ? sl_xasprintf("mqtt: disconnected before the CONNACK: %s (does the broker take the client "
+                               "certificate?)", why)
+                : sl_xasprintf("mqtt: disconnected: %s", why);
+  c->tls_why[0] = 0;
   if (c->connected) {
     sl_logf(SL_LOG_WARN, sname(c), label(c), "%s", msg);
     (*c->m_lost)++;
@@ -220,6 +240,12 @@ static void on_log(struct mosquitto *m, void *arg, int level, const char *str) {
   (void)m;
   sl_mqtt_t *c = arg;
   if (level & (MOSQ_LOG_ERR | MOSQ_LOG_WARNING)) sl_logf(SL_LOG_WARN, sname(c), label(c), "mqtt: %s", str);
+  /* "OpenSSL Error[0]: error:0A00045C:SSL routines::tlsv13 alert certificate
+   * required": the reason, for /ready (a refused client certificate shows
+   * only so) */
+  const char *reason = strrchr(str, ':');
+  if (!c->tls_why[0] && !strncmp(str, "OpenSSL Error", 13) && reason && reason[1])
+    snprintf(c->tls_why, sizeof c->tls_why, "%s", reason + 1);
 }
 
 /* libmosquitto reads one packet per call and says EAGAIN through errno when
@@ -229,6 +255,10 @@ static void read_all(sl_mqtt_t *c) {
     if (c->paused && c->connected) break;
     errno = 0;
     int rc = mosquitto_loop_read(c->mosq, 1);
+    if (rc == MOSQ_ERR_TLS && c->attempting) {   /* the handshake failed: libmosquitto closed the socket */
+      attempt_failed(c, rc);
+      break;
+    }
     if (rc != MOSQ_ERR_SUCCESS || errno == EAGAIN || errno == EWOULDBLOCK) break;
   }
 }
@@ -336,27 +366,13 @@ static int setup(sl_mqtt_t *c, sl_build_t *b, const sl_cnode_t *conf) {
       return -1;
     }
   }
-  const sl_cnode_t *tls = sl_cnode_get(conf, "tls");
-  if (tls && sl_conf_bool(tls, "enabled", 0)) c->tls = 1;
-  if (c->tls) {
-    const char *ca = sl_conf_str(tls, "root_cas_file", "");
-    const char *cfn, *kfn;
-    if (sl_tls_cert_files(tls, &cfn, &kfn, b->diags) != 0) return -1;
-    char *caf = *ca ? sl_conf_path(conf->file, ca) : NULL;
-    char *cf = cfn ? sl_conf_path(conf->file, cfn) : NULL;
-    char *kf = kfn ? sl_conf_path(conf->file, kfn) : NULL;
-    int rc = mosquitto_tls_set(c->mosq, caf, caf ? NULL : "/etc/ssl/certs", cf, kf, NULL);
-    free(caf);
-    free(cf);
-    free(kf);
-    if (rc != MOSQ_ERR_SUCCESS) {
-      sl_diag_add(b->diags, tls, "tls", "mqtt: %s", rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
-      return -1;
-    }
-    if (tls && sl_conf_bool(tls, "skip_cert_verify", 0)) {
-      mosquitto_tls_opts_set(c->mosq, 0, NULL, NULL);
-      mosquitto_tls_insecure_set(c->mosq, true);
-    }
+  /* sluice's context as it is (sl_tls_conf_client): no defaults of
+   * libmosquitto's over it, which would load CAs and keys from files only */
+  if (c->tls_ctx && (mosquitto_int_option(c->mosq, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0) != MOSQ_ERR_SUCCESS ||
+                     mosquitto_void_option(c->mosq, MOSQ_OPT_SSL_CTX, sl_tls_ctx_openssl(c->tls_ctx)) !=
+                       MOSQ_ERR_SUCCESS)) {
+    sl_diag_add(b->diags, conf, "tls", "mqtt: this libmosquitto has no TLS");
+    return -1;
   }
   if (c->v5 && !sl_conf_bool(conf, "clean_session", 1)) {
     /* libmosquitto 2.0 takes CONNECT properties only in its blocking
@@ -412,6 +428,9 @@ sl_mqtt_t *sl_mqtt_new(sl_build_t *b, const sl_cnode_t *conf, sl_cmkind_t kind, 
     sl_diag_add(b->diags, conf, "client_id", "a persistent session (clean_session: false) needs a client_id");
     bad = 1;
   }
+  const sl_cnode_t *tls = sl_cnode_get(conf, "tls");
+  if (sl_conf_bool(tls, "enabled", 0)) c->tls = 1;
+  if (!bad && c->tls && !(c->tls_ctx = sl_tls_conf_client(tls, b->diags))) bad = 1;
   if (!bad && (b->lint_only || !b->worker)) return c;   /* linting: nothing made, sl_mqtt_free frees it */
   if (bad || setup(c, b, conf) != 0) {
     c->freed = 1;

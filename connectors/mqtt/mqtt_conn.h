@@ -50,8 +50,8 @@ extern const char *const sl_mqtt_versions[];
    SL_BOUNDS("1ms", ""), NULL},                                                                                \
   {"will", SL_F_OBJECT, NULL, 0, "Last will: published by the broker when the connection is lost uncleanly.",  \
    NULL, sl_mqtt_will_fields},                                                                                  \
-  {"tls", SL_F_OBJECT, NULL, 0, "TLS (OpenSSL through libmosquitto); `ssl://`, `tls://` and `mqtts://` URLs "  \
-   "always use it.", NULL, sl_tls_client_fields}
+  {"tls", SL_F_OBJECT, NULL, 0, "TLS (sluice's OpenSSL context, handed to libmosquitto); `ssl://`, `tls://` " \
+   "and `mqtts://` URLs always use it.", NULL, sl_tls_conf_fields}
 
 typedef struct sl_mqtt sl_mqtt_t;
 

@@ -15,13 +15,7 @@
 
 const sl_field_t sl_wsc_tls_fields[] = {
   {"enabled", SL_F_BOOL, "false", 0, "Use TLS with a `ws://` URL too (`wss://` always does).", NULL, NULL},
-  {"skip_cert_verify", SL_F_BOOL, "false", 0, "Accept any server certificate and host name (tests only).", NULL,
-   NULL},
-  {"root_cas", SL_F_STRING, "", 0, "CA certificates (PEM text) to verify the server with; empty: the system's.",
-   NULL, NULL},
-  {"root_cas_file", SL_F_STRING, "", 0, "CA certificates (a PEM file) to verify the server with.", NULL, NULL},
-  {"client_certs", SL_F_OBJLIST, "[]", 0, "A client certificate, for servers that ask for one (the first is used).",
-   NULL, sl_hconf_cert_fields},
+  SL_TLS_CONF_FIELDS,
   {0}};
 
 enum { BACKOFF_MIN_MS = 100, BACKOFF_MAX_MS = 5000, CLOSE_WAIT_MS = 2000, MAX_HEAD = 16384 };
@@ -696,33 +690,14 @@ sl_wsc_t *sl_wsc_new(sl_build_t *b, const sl_cnode_t *conf, sl_cmkind_t kind, co
   const sl_cnode_t *tls = sl_cnode_get(conf, "tls");
   if (tls && sl_conf_bool(tls, "enabled", 0)) c->u.tls = 1;
   if (!bad && c->u.tls) {
-    char *cafile = NULL;
-    const char *f = tls ? sl_conf_str(tls, "root_cas_file", "") : "";
-    if (*f) cafile = sl_build_path(b, f);
-    c->tls_ctx = sl_tls_client_ctx_new(cafile, tls ? sl_conf_str(tls, "root_cas", "") : "",
-                                      tls && sl_conf_bool(tls, "skip_cert_verify", 0), &why);
-    free(cafile);
-    if (!c->tls_ctx) {
-      sl_diag_add(b->diags, tls ? tls : conf, "tls", "%s", why);
-      free(why);
-      bad = 1;
-    }
-  }
-  if (!bad && tls) {
-    sl_hreq_opts_t cert = {0};
-    bad = sl_hconf_client_cert(tls, &cert, b->diags) != 0;
-    if (!bad && (cert.cert_file || cert.cert_pem) && !c->tls_ctx) {
+    c->tls_ctx = sl_tls_conf_client(tls, b->diags);
+    bad = !c->tls_ctx;
+  } else if (!bad && tls) {
+    const sl_cnode_t *certs = sl_cnode_get(tls, "client_certs");
+    if (certs && certs->type == SL_CN_SEQ && certs->n) {
       sl_diag_add(b->diags, tls, "tls.client_certs", "a client certificate needs TLS: a wss:// URL or tls.enabled");
       bad = 1;
     }
-    if (!bad && (cert.cert_file || cert.cert_pem) &&
-        sl_tls_ctx_client_cert(c->tls_ctx, cert.cert_file, cert.cert_pem, cert.key_file, cert.key_pem,
-                               cert.key_password, &why) != 0) {
-      sl_diag_add(b->diags, sl_cnode_get(tls, "client_certs"), "tls.client_certs", "%s", why);
-      free(why);
-      bad = 1;
-    }
-    sl_hconf_client_cert_free(&cert);
   }
   if (!bad) bad = read_auth(c, b, conf) != 0;
   c->max_message = (size_t)sl_conf_size(conf, "max_message_size", 32 << 20);
