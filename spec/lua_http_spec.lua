@@ -497,6 +497,21 @@ return {status = r and r.status, err = err}
     assert.is_true(h.wait_for(function() return up.py.stats().inflight == 0 end, 20))
   end)
 
+  it("times each request of a kept-alive connection by its own timeout, shorter or longer than the one before", function()
+    up.py.reset()
+    local out = decode_all(pipe([[
+assert(http.request{url = "$UP/delay?ms=1", timeout = 60000})
+local _, short = http.request{url = "$UP/never", timeout = 300}
+assert(http.request{url = "$UP/delay?ms=1", timeout = 200})
+local long, err = http.request{url = "$UP/delay?ms=1500", timeout = 60000}
+return {short = short, long = long and long.status, err = err}
+]], {'{}'}, "        timeout: 120s\n"))
+    assert.is_truthy(tostring(out[1].short):find("Operation timed out after", 1, true), tostring(out[1].short))
+    assert.are.same({long = 200}, {long = out[1].long, err = out[1].err})
+    -- two connections, each for two calls (/never's was closed at its timeout), and this /stats request's own
+    assert.are.equal(3, up.py.stats().connections)
+  end)
+
   it("reads chunked, content-length and until-close answers, keeps non-UTF-8 header bytes, and HEAD has no body", function()
     local out = decode_all(pipe([[
 local c = assert(http.get("$UP/chunked"))
