@@ -183,8 +183,8 @@ static void due_add(sl_lwait_t *w) {
   if (d->head == w && (!d->armed || w->due < d->armed)) due_arm(d);
 }
 
-/* The runtime's async.begin(job, waiter id, ms left or -1, start, ...):
- * calls start(w, ...); raises what start raised. */
+/* The runtime's async.begin(job, waiter id, ms left or -1, start, n, ...):
+ * calls start(w, ...) with the first n of ...; raises what start raised. */
 static int l_begin(lua_State *L) {
   sl_ljob_t *j = lua_touserdata(L, 1);
   sl_lwait_t *w = sl_xcalloc(1, sizeof(*w));
@@ -200,6 +200,9 @@ static int l_begin(lua_State *L) {
   lua_remove(L, 1);
   lua_remove(L, 1);
   lua_remove(L, 1);
+  int n = (int)lua_tointeger(L, 2);   /* start, then the script's n arguments, padded to 4 */
+  lua_remove(L, 2);
+  lua_settop(L, 1 + n);
   lua_pushlightuserdata(L, w);
   lua_insert(L, 2);
   int rc = lua_pcall(L, lua_gettop(L) - 1, 0, 0);

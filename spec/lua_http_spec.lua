@@ -48,6 +48,16 @@ return {multi = r.headers["x-multi"], h1 = r.headers["x-h1"], h2 = r.headers["x-
     assert.are.same({multi = "a, b, c", h1 = "1, again", h2 = "2", h40 = "40, again", body = "ok"}, out[1])
   end)
 
+  it("returns as many values as the call gives: the response, or nil and the error", function()
+    local out = decode_all(pipe([[
+local function count(...) return select("#", ...), (...) end
+local n_ok, r = count(http.request{url = "$UP/status?code=200"})
+local n_err, none = count(http.request{url = "$UP/drop"})
+return {n_ok = n_ok, status = r.status, n_err = n_err, none = none == nil}
+]], {'{}'}))
+    assert.are.same({n_ok = 1, status = 200, n_err = 2, none = true}, out[1])
+  end)
+
   it("reads the request's fields through a metatable's __index too", function()
     local out = decode_all(pipe([[
 local req = setmetatable({}, {__index = {url = "$UP/echo", method = "PUT", body = "via __index"}})
