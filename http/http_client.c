@@ -379,7 +379,7 @@ struct sl_hclient_req {
   /* what a redirect of the lean client sends again: */
   sl_hclient_opts_t o;
   sl_hreq_opts_t conn;
-  char *url, *req_body, **headers;
+  char *url, *req_body, **headers;   /* url: after the struct, in its block, until a redirect */
   char method[40];           /* lhttp.c allows 15 letters, the http processor 32 */
   int hops;
 };
@@ -425,8 +425,12 @@ static int send_data(const char *data, size_t len, void *arg) {
   return 0;
 }
 
+static void url_free(sl_hclient_req_t *q) {
+  if (q->url != (char *)(q + 1)) free(q->url);
+}
+
 static void req_free_copies(sl_hclient_req_t *q) {
-  free(q->url);
+  url_free(q);
   free(q->req_body);
   for (char **h = q->headers; h && *h; h++) free(*h);
   free(q->headers);
@@ -513,7 +517,7 @@ static int redirect(sl_hclient_req_t *q, int status) {
     }
     *w = NULL;
   }
-  free(q->url);
+  url_free(q);
   q->url = next;
   q->len = q->hlen = 0;
   start(q);
@@ -564,7 +568,9 @@ static int start(sl_hclient_req_t *q) {
 }
 
 sl_hclient_req_t *sl_hclient_send(sl_hclient_t *c, const sl_hclient_opts_t *o, sl_hclient_resp_cb cb, void *arg) {
-  sl_hclient_req_t *q = sl_xcalloc(1, sizeof(*q));
+  size_t ul = strlen(o->url);
+  sl_hclient_req_t *q = sl_xcalloc(1, sizeof(*q) + ul + 1);   /* with its URL: a malloc and a free fewer */
+  q->url = memcpy(q + 1, o->url, ul + 1);
   q->c = c;
   q->cb = cb;
   q->arg = arg;
@@ -572,7 +578,6 @@ sl_hclient_req_t *sl_hclient_send(sl_hclient_t *c, const sl_hclient_opts_t *o, s
   q->o = *o;
   size_t ml = strnlen(o->method, sizeof q->method - 1);
   memcpy(q->method, o->method, ml);
-  q->url = sl_xstrdup(o->url);
   if (o->body) q->req_body = sl_xstrndup(o->body, o->len);
   size_t nh = 0;
   while (o->headers && o->headers[nh]) nh++;

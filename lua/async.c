@@ -30,29 +30,61 @@ struct sl_lwait {
   int resolved;              /* the script no longer waits for it */
   int held;                  /* the client holds it */
   int starting;              /* inside its start: freed by begin, not by done */
-  int timed;                 /* timer initialised: freed once it is closed */
+  int timed;                 /* in its VM's deadline list */
   int64_t left_ms;
+  uint64_t due;              /* the loop's time of its deadline */
   sl_lwait_cancel_cb cancel;
   void *op;
-  uv_timer_t timer;
   sl_lwait_t *next, **prev;  /* in the job's list */
+  sl_lwait_t *dnext, *dprev; /* in the deadline list */
 };
 
-static void closed(uv_handle_t *h) { free(h->data); }
+/* The deadlines of a VM's waiters on one timer, soonest first (a uv_timer
+ * per call was started, stopped and closed: ~0.8k instructions of each).
+ * Calls of one processor share a timeout, so a new deadline is nearly
+ * always the latest: inserted from the tail. The timer stays armed for a
+ * head that went; it then finds nothing due and re-arms for the next. */
+typedef struct sl_ldue {
+  uv_timer_t timer;
+  sl_lwait_t *head, *tail;
+  uint64_t armed;            /* when the timer fires; 0: stopped */
+} sl_ldue_t;
+
+static void due_closed(uv_handle_t *h) { free(h->data); }
+
+static void on_due(uv_timer_t *t);
+
+static void due_arm(sl_ldue_t *d) {
+  uint64_t now = uv_now(d->timer.loop), at = d->head->due;
+  d->armed = at;
+  uv_timer_start(&d->timer, on_due, at > now ? at - now : 0, 0);
+}
+
+static void due_del(sl_lwait_t *w) {
+  sl_ldue_t *d = w->vm->due;
+  w->timed = 0;
+  if (w->dprev) w->dprev->dnext = w->dnext;
+  else d->head = w->dnext;
+  if (w->dnext) w->dnext->dprev = w->dprev;
+  else d->tail = w->dprev;
+  if (!d->head && d->armed) {   /* nothing left to time: the timer must not hold the loop */
+    uv_timer_stop(&d->timer);
+    d->armed = 0;
+  }
+}
 
 static void unlink_wait(sl_lwait_t *w) {
   if (!w->job) return;
   *w->prev = w->next;
   if (w->next) w->next->prev = w->prev;
   w->job = NULL;
-  if (w->timed) uv_timer_stop(&w->timer);
+  if (w->timed) due_del(w);
 }
 
 /* Freed once neither the script nor the client needs it. */
 static void release(sl_lwait_t *w) {
   if (w->held || !w->resolved || w->starting) return;
-  if (w->timed) uv_close((uv_handle_t *)&w->timer, closed);
-  else free(w);
+  free(w);
 }
 
 static void cancel_op(sl_lwait_t *w) {
@@ -116,16 +148,43 @@ void **sl_lwait_client(const sl_lwait_t *w, int id, void (*free_fn)(void *)) {
   return &w->vm->clients[id];
 }
 
-static void on_deadline(uv_timer_t *t) {
-  sl_lwait_t *w = t->data;
-  if (w->resolved) return;
+static void expire(sl_lwait_t *w) {
   cancel_op(w);
   wake(w, 1, NULL, NULL);
   release(w);
 }
 
-/* The runtime's async.begin(job, waiter id, ms left or -1, start, ...):
- * calls start(w, ...); raises what start raised. */
+static void on_due(uv_timer_t *t) {
+  sl_ldue_t *d = t->data;
+  d->armed = 0;
+  uint64_t now = uv_now(t->loop);
+  while (d->head && d->head->due <= now) expire(d->head);   /* wake takes it off the list */
+  if (d->head && !d->armed) due_arm(d);
+}
+
+static void due_add(sl_lwait_t *w) {
+  sl_lua_t *vm = w->vm;
+  sl_ldue_t *d = vm->due;
+  if (!d) {
+    d = vm->due = sl_xcalloc(1, sizeof(*d));
+    uv_timer_init(vm->loop, &d->timer);
+    d->timer.data = d;
+  }
+  w->due = uv_now(vm->loop) + (uint64_t)w->left_ms;
+  w->timed = 1;
+  sl_lwait_t *p = d->tail;
+  while (p && p->due > w->due) p = p->dprev;
+  w->dprev = p;
+  w->dnext = p ? p->dnext : d->head;
+  if (w->dnext) w->dnext->dprev = w;
+  else d->tail = w;
+  if (p) p->dnext = w;
+  else d->head = w;
+  if (d->head == w && (!d->armed || w->due < d->armed)) due_arm(d);
+}
+
+/* The runtime's async.begin(job, waiter id, ms left or -1, start, n, ...):
+ * calls start(w, ...) with the first n of ...; raises what start raised. */
 static int l_begin(lua_State *L) {
   sl_ljob_t *j = lua_touserdata(L, 1);
   sl_lwait_t *w = sl_xcalloc(1, sizeof(*w));
@@ -141,6 +200,9 @@ static int l_begin(lua_State *L) {
   lua_remove(L, 1);
   lua_remove(L, 1);
   lua_remove(L, 1);
+  int n = (int)lua_tointeger(L, 2);   /* start, then the script's n arguments, padded to 4 */
+  lua_remove(L, 2);
+  lua_settop(L, 1 + n);
   lua_pushlightuserdata(L, w);
   lua_insert(L, 2);
   int rc = lua_pcall(L, lua_gettop(L) - 1, 0, 0);
@@ -152,12 +214,7 @@ static int l_begin(lua_State *L) {
     release(w);
     return lua_error(L);
   }
-  if (!w->resolved && w->left_ms >= 0) {
-    uv_timer_init(w->vm->loop, &w->timer);
-    w->timer.data = w;
-    w->timed = 1;
-    uv_timer_start(&w->timer, on_deadline, (uint64_t)w->left_ms, 0);
-  }
+  if (!w->resolved && w->left_ms >= 0) due_add(w);
   release(w);
   return 0;
 }
@@ -205,6 +262,8 @@ void sl_lasync_push(lua_State *L) {
 }
 
 void sl_lasync_close(sl_lua_t *vm) {
+  if (vm->due) uv_close((uv_handle_t *)&vm->due->timer, due_closed);
+  vm->due = NULL;
   for (int i = 0; i < SL_LCLIENT_MAX; i++)
     if (vm->clients[i] && vm->client_free[i]) vm->client_free[i](vm->clients[i]);
 }

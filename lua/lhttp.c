@@ -9,6 +9,7 @@
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define DEFAULT_TIMEOUT_MS 5000
 #define DEFAULT_MAX_SIZE (10u << 20)
@@ -19,8 +20,20 @@ static void client_free(void *c) { sl_hclient_close(c); }
 
 static void cancel_req(void *r) { sl_hclient_cancel(r); }
 
+#define SEEN_MAX 32
+
+/* Whether the name at p (nl bytes) came before in seen[0..n-1]; 1 too when
+ * more came than seen keeps (the table is then asked). */
+static int seen_before(const char *const *seen, const size_t *lens, int n, const char *p, size_t nl) {
+  if (n > SEEN_MAX) return 1;
+  for (int i = 0; i < n; i++)
+    if (lens[i] == nl && strncasecmp(seen[i], p, nl) == 0) return 1;
+  return 0;
+}
+
 /* {status = , headers = {lower-case name = value}, body = } or nil, err.
- * A header that comes more than once is joined with ", " (RFC 9110 5.3). */
+ * A header that comes more than once is joined with ", " (RFC 9110 5.3):
+ * names are compared here, so that the table is only read for a repeat. */
 static int push_resp(lua_State *L, void *arg) {
   const sl_hclient_resp_t *r = arg;
   if (r->status < 0) {
@@ -33,8 +46,13 @@ static int push_resp(lua_State *L, void *arg) {
   lua_setfield(L, -2, "status");
   lua_pushlstring(L, r->body, r->len);
   lua_setfield(L, -2, "body");
-  lua_createtable(L, 0, 8);
   const char *p = r->headers, *end = r->headers + r->hlen;
+  int lines = 0;
+  for (const char *q = p; q < end && (q = memchr(q, '\n', (size_t)(end - q))); q++) lines++;
+  lua_createtable(L, 0, lines + 1);
+  const char *seen[SEEN_MAX];
+  size_t lens[SEEN_MAX];
+  int nseen = 0;
   char name[256];
   while (p < end) {
     const char *eol = memchr(p, '\n', (size_t)(end - p));
@@ -42,6 +60,9 @@ static int push_resp(lua_State *L, void *arg) {
     const char *colon = memchr(p, ':', (size_t)(eol - p));
     if (colon && colon > p) {
       size_t nl = (size_t)(colon - p);
+      int again = seen_before(seen, lens, nseen, p, nl);
+      if (nseen < SEEN_MAX) seen[nseen] = p, lens[nseen] = nl;
+      nseen++;
       char *n = nl <= sizeof name ? name : sl_xmalloc(nl);   /* a name longer than any real one: still kept */
       for (size_t i = 0; i < nl; i++) n[i] = (char)tolower((unsigned char)p[i]);
       lua_pushlstring(L, n, nl);
@@ -49,14 +70,16 @@ static int push_resp(lua_State *L, void *arg) {
       const char *v = colon + 1, *ve = eol;
       while (v < ve && (*v == ' ' || *v == '\t')) v++;
       while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
-      lua_pushvalue(L, -1);
-      lua_rawget(L, -3);
-      if (lua_isstring(L, -1)) {
+      if (again) {
+        lua_pushvalue(L, -1);
+        lua_rawget(L, -3);
+      }
+      if (again && lua_isstring(L, -1)) {
         lua_pushliteral(L, ", ");
         lua_pushlstring(L, v, (size_t)(ve - v));
         lua_concat(L, 3);
       } else {
-        lua_pop(L, 1);
+        if (again) lua_pop(L, 1);
         lua_pushlstring(L, v, (size_t)(ve - v));
       }
       lua_rawset(L, -3);
@@ -69,9 +92,9 @@ static int push_resp(lua_State *L, void *arg) {
 
 static void on_resp(const sl_hclient_resp_t *r, void *w) { sl_lwait_done(w, push_resp, (void *)r); }
 
-/* A duration in ms: a number of ms, or "250ms", "5s", "1m". */
-static int64_t opt_ms(lua_State *L, int t, const char *key, int64_t def) {
-  lua_getfield(L, t, key);
+/* A duration in ms at index i: a number of ms, or "250ms", "5s", "1m". */
+static int64_t opt_ms(lua_State *L, int i, const char *key, int64_t def) {
+  lua_pushvalue(L, i);
   int64_t v = def;
   if (lua_type(L, -1) == LUA_TNUMBER) {
     v = (int64_t)lua_tonumber(L, -1);
@@ -90,13 +113,43 @@ static int64_t opt_ms(lua_State *L, int t, const char *key, int64_t def) {
   return v;
 }
 
-static const char *opt_str(lua_State *L, int t, const char *key, size_t *len) {
-  lua_getfield(L, t, key);
-  const char *s = NULL;
-  if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) s = lua_tolstring(L, -1, len);
-  else if (!lua_isnil(L, -1)) luaL_error(L, "http.request: %s must be a string", key);
-  lua_pop(L, 1);   /* the string stays reachable from the table */
-  return s;
+/* The string at index i (a number becomes one there), or NULL for nil. */
+static const char *opt_str(lua_State *L, int i, const char *key, size_t *len) {
+  int t = lua_type(L, i);
+  if (t == LUA_TSTRING || t == LUA_TNUMBER) return lua_tolstring(L, i, len);
+  if (t != LUA_TNIL) luaL_error(L, "http.request: %s must be a string", key);
+  return NULL;
+}
+
+/* The request's fields, read into stack slots base + A_*. */
+enum { A_URL, A_BODY, A_METHOD, A_TIMEOUT, A_MAX_SIZE, A_REDIRECTS, A_HEADERS, A_N };
+static const char *const arg_names[A_N] = {"url", "body", "method", "timeout", "max_size", "redirects", "headers"};
+static const size_t arg_lens[A_N] = {3, 4, 6, 7, 8, 9, 7};
+
+/* A walk of the table's few keys: seven lua_getfield, each interning its
+ * key, were a third of starting a call. A table with a metatable may answer
+ * through __index: its fields are asked for by name. Returns base. */
+static int read_args(lua_State *L, int t) {
+  int base = lua_gettop(L) + 1;
+  lua_settop(L, base + A_N - 1);
+  if (lua_getmetatable(L, t)) {
+    lua_pop(L, 1);
+    for (int i = 0; i < A_N; i++) {
+      lua_getfield(L, t, arg_names[i]);
+      lua_replace(L, base + i);
+    }
+    return base;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    size_t kl;
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &kl) : NULL;
+    int i = 0;
+    while (k && i < A_N && (arg_lens[i] != kl || memcmp(arg_names[i], k, kl))) i++;
+    if (k && i < A_N) lua_replace(L, base + i);
+    else lua_pop(L, 1);
+  }
+  return base;
 }
 
 static int has_ctl(const char *s, size_t len) {
@@ -107,13 +160,11 @@ static int has_ctl(const char *s, size_t len) {
 
 /* The request's "Name: value" lines, kept alive in a table left on L's
  * stack until start returns. */
-static void build_headers(lua_State *L, int t, const char **out) {
+static void build_headers(lua_State *L, int h, const char **out) {
   int n = 0;
   out[0] = NULL;
-  lua_getfield(L, t, "headers");
-  if (lua_isnil(L, -1)) return;   /* most calls: no table made for nothing */
-  if (!lua_istable(L, -1)) luaL_error(L, "http.request: headers must be a table of name = value");
-  int h = lua_gettop(L);
+  if (lua_isnil(L, h)) return;   /* most calls: no table made for nothing */
+  if (!lua_istable(L, h)) luaL_error(L, "http.request: headers must be a table of name = value");
   lua_newtable(L);
   int hold = lua_gettop(L);
   lua_pushnil(L);
@@ -142,9 +193,10 @@ static int start(lua_State *L) {
     lua_replace(L, 2);
   }
   if (!lua_istable(L, 2)) return luaL_error(L, "http.request: expects a table {method, url, headers, body, timeout}");
+  int a = read_args(L, 2);
   size_t ul = 0, bl = 0, ml = 0;
-  const char *url = opt_str(L, 2, "url", &ul), *body = opt_str(L, 2, "body", &bl);
-  const char *method = opt_str(L, 2, "method", &ml);
+  const char *url = opt_str(L, a + A_URL, "url", &ul), *body = opt_str(L, a + A_BODY, "body", &bl);
+  const char *method = opt_str(L, a + A_METHOD, "method", &ml);
   if (!url) return luaL_error(L, "http.request: url is required");
   if (has_ctl(url, ul) || strlen(url) != ul) return luaL_error(L, "http.request: url has a control character");
   char verb[16];
@@ -156,14 +208,12 @@ static int start(lua_State *L) {
     verb[i] = (char)toupper((unsigned char)method[i]);
   }
   verb[ml] = 0;
-  int64_t timeout = opt_ms(L, 2, "timeout", DEFAULT_TIMEOUT_MS);
-  lua_getfield(L, 2, "max_size");
-  size_t max_size = lua_isnumber(L, -1) && lua_tonumber(L, -1) > 0 ? (size_t)lua_tonumber(L, -1) : DEFAULT_MAX_SIZE;
-  lua_getfield(L, 2, "redirects");
-  long redirects = lua_isnumber(L, -1) ? (long)lua_tonumber(L, -1) : DEFAULT_REDIRECTS;
-  lua_pop(L, 2);
+  int64_t timeout = opt_ms(L, a + A_TIMEOUT, "timeout", DEFAULT_TIMEOUT_MS);
+  int ms = a + A_MAX_SIZE, rd = a + A_REDIRECTS;
+  size_t max_size = lua_isnumber(L, ms) && lua_tonumber(L, ms) > 0 ? (size_t)lua_tonumber(L, ms) : DEFAULT_MAX_SIZE;
+  long redirects = lua_isnumber(L, rd) ? (long)lua_tonumber(L, rd) : DEFAULT_REDIRECTS;
   const char *headers[MAX_HEADERS + 1];
-  build_headers(L, 2, headers);
+  build_headers(L, a + A_HEADERS, headers);
   int64_t left = sl_lwait_left_ms(w);
   /* The message's deadline, when sooner, is the host's to enforce (its timer
    * is due first): the call fails the message rather than returning nil. */

@@ -1621,16 +1621,25 @@ function M.resume(id)
 end
 
 -- The host ends a waiter: kind 0 with the operation's results, 1 when the
--- message's deadline passed first, 2 with an error text.
+-- message's deadline passed first, 2 with an error text. The script's
+-- coroutine is resumed with WOKE, how many results, and the first two (or
+-- -1 and all of them in a table): a fixed number of values (see await).
 function M.wake(wid, kind, ...)
   local co = parked[wid]
   if co == nil then return end
   local J = runners[co]
   parked[wid] = nil
   J.waiting = J.waiting - 1
-  local tag = kind == 0 and WOKE or kind == 1 and EXPIRED or FAIL
+  local e
+  if kind ~= 0 then
+    e = new_entry(co, false, kind == 1 and EXPIRED or FAIL, ...)
+  elseif select("#", ...) <= 2 then
+    e = new_entry(co, false, WOKE, select("#", ...), ...)
+  else
+    e = new_entry(co, false, WOKE, -1, {n = select("#", ...), ...})
+  end
   -- the message goes on before the call its slot passes to starts
-  job_ready(J, new_entry(co, false, tag, ...))
+  job_ready(J, e)
   release(J.group)
   async.ready(J.cjob)
 end
@@ -1715,27 +1724,62 @@ local function expire(level)
   error(msg, level)
 end
 
--- Positions: the binding tail-calls await, which tail-calls after_wait, so
--- level 2 is the script's line.
-local function after_wait(what, st, ok, tag, ...)
-  restore_state(st)
-  if not ok or tag == NOT_HERE then error(not_here(what), 2) end
-  cur_detached = true
-  if tag == WOKE then return ... end
-  if tag == EXPIRED then expire(3) end
-  error((...), 2)
-end
-
-local function await(what, start, ...)
-  if cur_runner == nil then error(not_here(what), 2) end
-  if cur_timeout > 0 then
-    local now = async.now_ms()
-    if cur_deadline == nil then cur_deadline = now + cur_timeout
-    elseif now >= cur_deadline then expire(3) end
+local enter_wait
+do
+  -- await(what, start, n, a1, a2, a3, a4, ...): start's n arguments, the
+  -- first four in fixed places; returns how many results the call gave and
+  -- the first two (or -1 and a table of all). Written so that LuaJIT
+  -- stitches a trace across the yield: it is a plain call with a fixed
+  -- number of arguments and of results, one frame above where the trace
+  -- starts (after enter_wait's isyieldable), with nothing before it that
+  -- leaves the trace. The rest of the script and of the message then run
+  -- compiled after the call answers. A pcall around the yield, the clock
+  -- through a C function, or a vararg list in it or in its results kept all
+  -- of that in the interpreter.
+  local co_isyieldable = coroutine.isyieldable
+  local ts = ffi.new("sl_timespec_t")
+  local function await(what, start, n, a1, a2, a3, a4, ...)
+    if cur_timeout > 0 then
+      C.clock_gettime(1, ts)   -- CLOCK_MONOTONIC, as async.now_ms
+      local now = tonumber(ts.tv_sec) * 1e3 + tonumber(ts.tv_nsec) / 1e6
+      if cur_deadline == nil then cur_deadline = now + cur_timeout
+      elseif now >= cur_deadline then expire(4) end
+    end
+    budget_pause()
+    local st = save_state()
+    local tag, k, r1, r2
+    if n <= 4 then
+      tag, k, r1, r2 = co_yield(WAIT, cur_index, what, cur_deadline, start, n, a1, a2, a3, a4)
+    else
+      tag, k, r1, r2 = co_yield(WAIT, cur_index, what, cur_deadline, start, n, a1, a2, a3, a4, ...)
+    end
+    restore_state(st)
+    -- positions: level 3 is the script's line (or the line of lib's module
+    -- that called its hook), as enter_wait is the binding's tail call
+    if tag == NOT_HERE then error(not_here(what), 3) end
+    cur_detached = true
+    if tag == WOKE then return k, r1, r2 end
+    if tag == EXPIRED then expire(4) end
+    error(k, 3)   -- FAIL, err
   end
-  budget_pause()
-  local st = save_state()
-  return after_wait(what, st, pcall(co_yield, WAIT, cur_index, what, cur_deadline, start, ...))
+  -- What a binding's function does (see above): a C function's callback
+  -- cannot yield, so a call there raises instead.
+  function enter_wait(what, start, ...)
+    if cur_runner == nil or not co_isyieldable() then error(not_here(what), 2) end
+    local n = select("#", ...)
+    local k, r1, r2
+    if n > 4 then
+      k, r1, r2 = await(what, start, n, ...)
+    else
+      local a1, a2, a3, a4 = ...
+      k, r1, r2 = await(what, start, n, a1, a2, a3, a4)
+    end
+    -- the operation's results, as many as it gave
+    if k == 1 then return r1 end
+    if k == 2 then return r1, r2 end
+    if k == 0 then return end
+    return unpack_(r1, 1, r1.n)
+  end
 end
 
 -- A wait inside a script's coroutine passes up to the runner the same way;
@@ -1756,9 +1800,9 @@ for name, start in pairs(async.bindings) do
   if fn:sub(1, 1) == "_" then
     -- a hook of lib's own module, not a script's function (cache.lua's
     -- backends that answer later): its calls name the function that waits
-    base[lib][fn](function(what, ...) return await(what, start, ...) end)
+    base[lib][fn](function(what, ...) return enter_wait(what, start, ...) end)
   else
-    base[lib][fn] = function(...) return await(name, start, ...) end
+    base[lib][fn] = function(...) return enter_wait(name, start, ...) end
   end
 end
 if base.http then

@@ -33,6 +33,7 @@ struct sl_lua {
   int depth;                 /* protected calls in progress (a waiter's start may end it at once) */
   void *clients[SL_LCLIENT_MAX];           /* lua/async.h's per-VM client state */
   void (*client_free[SL_LCLIENT_MAX])(void *);
+  struct sl_ldue *due;       /* its waiters' deadlines (lua/async.c), made at the first */
   /* registry refs of runtime.lua's entry points */
   int ref_call, ref_run, ref_resume, ref_cancel, ref_wake, ref_eval, ref_compile_inline, ref_compile_expr, ref_compile_module,
     ref_release, ref_set_lua_path, ref_exposed;

@@ -40,6 +40,33 @@ return {status = r.status, ctype = r.headers["content-type"], method = echo.meth
                      trace = "t-1", body = "payload 1"}, out[1])
   end)
 
+  it("joins a header that comes more than once, in any case, also past the 32 names compared in C", function()
+    local out = decode_all(pipe([[
+local r = assert(http.request{url = "$UP/repeat"})
+return {multi = r.headers["x-multi"], h1 = r.headers["x-h1"], h2 = r.headers["x-h2"], h40 = r.headers["x-h40"], body = r.body}
+]], {'{}'}))
+    assert.are.same({multi = "a, b, c", h1 = "1, again", h2 = "2", h40 = "40, again", body = "ok"}, out[1])
+  end)
+
+  it("returns as many values as the call gives: the response, or nil and the error", function()
+    local out = decode_all(pipe([[
+local function count(...) return select("#", ...), (...) end
+local n_ok, r = count(http.request{url = "$UP/status?code=200"})
+local n_err, none = count(http.request{url = "$UP/drop"})
+return {n_ok = n_ok, status = r.status, n_err = n_err, none = none == nil}
+]], {'{}'}))
+    assert.are.same({n_ok = 1, status = 200, n_err = 2, none = true}, out[1])
+  end)
+
+  it("reads the request's fields through a metatable's __index too", function()
+    local out = decode_all(pipe([[
+local req = setmetatable({}, {__index = {url = "$UP/echo", method = "PUT", body = "via __index"}})
+local echo = json.decode(assert(http.request(req)).body)
+return {method = echo.method, body = echo.body}
+]], {'{}'}))
+    assert.are.same({method = "PUT", body = "via __index"}, out[1])
+  end)
+
   it("has get and post shorthands, and answers a non-2xx with its status (the script decides)", function()
     local out = decode_all(pipe([[
 local g = http.get("$NGX/json")
@@ -168,6 +195,57 @@ local ok, err = pcall(http.get, "$UP/delay?ms=3000")
 this.caught = tostring(err)
 ]], {'{"n":1}'}, "        timeout: 300ms\n"))
     assert.is_truthy(out[1].failed:find("deadline exceeded", 1, true), out[1].failed)
+  end)
+
+  it("fails a message at its deadline while another processor's later deadline is pending on the same VM", function()
+    -- both streams' scripts run on the engine's loop (threads: 1), in one VM
+    -- whose waiters share one deadline timer: the slow call's 120 s deadline
+    -- is armed first, the quick processor's 300 ms one must fire before it
+    up.py.reset()
+    local gate = h.tmpdir()
+    local srv = h.serve(string.format([[
+http:
+  address: 127.0.0.1:$PORT
+streams:
+  slow:
+    input:
+      generate: {count: 1, interval: 0, mapping: 'return {n = 1}'}
+    pipeline:
+      threads: 1
+      processors:
+        - lua:
+            timeout: 120s
+            code: 'http.request{url = "%s/gate?file=%s/open", timeout = 120000}'
+    output:
+      file: {path: slow.txt}
+  quick:
+    input:
+      http_server: {path: /b}
+    pipeline:
+      threads: 1
+      processors:
+        - lua:
+            timeout: 300ms
+            code: 'http.request{url = "%s/gate?file=/nonexistent", timeout = 120000}'
+        - catch:
+            - lua: 'return {failed = error_message()}'
+    output:
+      file: {path: out.txt}
+]], up.py.url, gate, up.py.url))
+    local ok, err = pcall(function()
+      -- the slow call reached the upstream (this /stats is the second request)
+      assert.is_truthy(h.wait_for(function() return up.py.stats().requests >= 2 end, 20), "the slow call never started")
+      assert.are.equal(0, h.sh(string.format("curl -s -m 60 -o /dev/null -d '{}' %s/b", srv.url)))
+      local lines = h.wait_lines(srv.dir .. "/out.txt", 1, 30)
+      assert.are.equal(1, #lines, "the quick message did not fail within 30 s")
+      assert.is_truthy(lines[1]:find("deadline exceeded", 1, true), lines[1])
+      -- the slow call was still waiting when it did, and ends well once let through
+      assert.are.equal("", h.read(srv.dir .. "/slow.txt") or "")
+      h.write(gate .. "/open", "")
+      assert.are.same({'{"n":1}'}, h.wait_lines(srv.dir .. "/slow.txt", 1, 30))
+    end)
+    h.rmdir(gate)
+    h.stop_after(srv, ok, err)
   end)
 
   it("cannot be called where a run may not wait: a clear error, nothing blocks", function()
@@ -427,6 +505,21 @@ return {status = r and r.status, err = err}
     assert.are.same({status = 200}, out[#cases + 1])
     -- the never-answering call's connection was closed when it timed out
     assert.is_true(h.wait_for(function() return up.py.stats().inflight == 0 end, 20))
+  end)
+
+  it("times each request of a kept-alive connection by its own timeout, shorter or longer than the one before", function()
+    up.py.reset()
+    local out = decode_all(pipe([[
+assert(http.request{url = "$UP/delay?ms=1", timeout = 60000})
+local _, short = http.request{url = "$UP/never", timeout = 300}
+assert(http.request{url = "$UP/delay?ms=1", timeout = 200})
+local long, err = http.request{url = "$UP/delay?ms=1500", timeout = 60000}
+return {short = short, long = long and long.status, err = err}
+]], {'{}'}, "        timeout: 120s\n"))
+    assert.is_truthy(tostring(out[1].short):find("Operation timed out after", 1, true), tostring(out[1].short))
+    assert.are.same({long = 200}, {long = out[1].long, err = out[1].err})
+    -- two connections, each for two calls (/never's was closed at its timeout), and this /stats request's own
+    assert.are.equal(3, up.py.stats().connections)
   end)
 
   it("reads chunked, content-length and until-close answers, keeps non-UTF-8 header bytes, and HEAD has no body", function()

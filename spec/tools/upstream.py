@@ -35,6 +35,7 @@ Paths (query ?ms=N etc.):
   /once429?key=K  the first request of key K: 429 with Retry-After as an HTTP date 2 s ahead; then /echo
   /token          an OAuth2 token answer {"access_token": "tok<N>"}, N counting in /stats "tokens"
   /bytes          a body and an X-Bin header that are not UTF-8
+  /repeat         X-Multi three times in three cases, then 40 other names, then X-H1 and X-H40 again
   /stats          {"requests":..., "max_inflight":..., "connections":..., "resumed": TLS sessions resumed, "sni": each TLS handshake's server name (null: none)}
   /reset          zeroes the counters
 Connections are kept alive (HTTP/1.1), as nginx does.
@@ -115,6 +116,9 @@ async def handle(reader, writer):
                 out = json.dumps({"access_token": f"tok{stats['tokens']}", "token_type": "bearer",
                                   "expires_in": 3600}).encode()
                 writer.write(response(200, out, {"Content-Type": "application/json"}))
+            elif path == "/repeat":
+                lines = ["X-Multi: a", "x-multi: b", "X-MULTI: c"] + [f"X-H{i}: {i}" for i in range(1, 41)] + ["X-H1: again", "X-H40: again"]
+                writer.write(("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + "".join(l + "\r\n" for l in lines) + "\r\nok").encode())
             elif path == "/bytes":
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nX-Bin: \xff\xfe\r\n\r\n\xff\x00\xfe\xc3")
             elif path in ("/echo", "/once429"):
