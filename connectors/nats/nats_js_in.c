@@ -83,8 +83,9 @@ static int setup(sl_nats_t *l, natsConnection *nc, void *arg, char **err) {
       so.Config.MaxAckPending = s->max_ack_pending;
     }
     const char *subject = *s->sub.subject ? s->sub.subject : NULL;
-    st = s->pull ? js_PullSubscribe(&sub, js, subject, *s->durable ? s->durable : NULL, NULL, &so, &ec)
-                 : js_Subscribe(&sub, js, subject, sl_nats_on_msg, l, NULL, &so, &ec);
+    st = s->pull           ? js_PullSubscribe(&sub, js, subject, *s->durable ? s->durable : NULL, NULL, &so, &ec)
+         : sl_nats_on_loop(l) ? js_SubscribeSync(&sub, js, subject, NULL, &so, &ec)
+                              : js_Subscribe(&sub, js, subject, sl_nats_on_msg, l, NULL, &so, &ec);
   }
   if (st != NATS_OK) {
     char *e = sl_nats_err(st);
@@ -92,7 +93,8 @@ static int setup(sl_nats_t *l, natsConnection *nc, void *arg, char **err) {
     free(e);
     return -1;
   }
-  sl_nats_keep(l, sub, NULL);
+  if (!s->pull && sl_nats_on_loop(l)) sl_nats_keep_sync(l, sub);
+  else sl_nats_keep(l, sub, NULL);
   s->pulling = sub;
   return 0;
 }
