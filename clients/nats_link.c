@@ -65,7 +65,6 @@ struct sl_nats {
   int nsubs, nsync;
   jsCtx *js;
   sl_nats_io_t *io;          /* the socket on the loop, or NULL: cnats's threads */
-  int more;                  /* a wake asked for without items in the ring */
 };
 
 static char *path_or_null(sl_build_t *b, const char *p) { return *p ? sl_build_path(b, p) : NULL; }
@@ -200,8 +199,8 @@ static void on_async(uv_async_t *h) {
   char why[sizeof l->why];
   uv_mutex_lock(&l->mu);
   /* Once ending, the connection's close is no news for readiness. */
-  int dirty = l->dirty && !l->end_req, up = l->conn_up && l->setup_ok, n = l->n || l->more, closing = l->closing;
-  l->more = 0;
+  /* a link drained on the loop is woken for what its subscriptions hold too */
+  int dirty = l->dirty && !l->end_req, up = l->conn_up && l->setup_ok, n = l->n || l->nsync, closing = l->closing;
   natsStatus error = l->error;
   void (*ended)(void *, void *) = l->end_done ? l->ended : NULL;
   if (ended) l->ended = NULL;
@@ -288,12 +287,7 @@ int sl_nats_take(sl_nats_t *l, sl_nats_item_t *out, int max) {
   return nsubs && k < max ? k + take_sync(l, subs, nsubs, out + k, max - k) : k;
 }
 
-void sl_nats_rewake(sl_nats_t *l) {
-  uv_mutex_lock(&l->mu);
-  l->more = 1;
-  uv_mutex_unlock(&l->mu);
-  uv_async_send(&l->async);
-}
+void sl_nats_rewake(sl_nats_t *l) { uv_async_send(&l->async); }
 
 int sl_nats_on_loop(sl_nats_t *l) { return l->io != NULL; }
 
