@@ -79,7 +79,8 @@ static const sl_spec_t spec = {
     "consumer. For at-least-once, use `nats_jetstream`.\n\n"
     "The client reconnects without end; meanwhile, and until the first connection, the stream reports "
     "not ready on `/ready` with the reason. Connecting and subscribing run on a thread of the "
-    "input's own, never on the event loop.",
+    "input's own, never on the event loop; what arrives is read and parsed on the stream's event loop "
+    "(cnats's threads with TLS).",
   .fields = fields,
   .example =
     "input:\n"

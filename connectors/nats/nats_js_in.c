@@ -203,7 +203,8 @@ static const sl_spec_t spec = {
     "`nats_domain` when there is one, and the message's headers.\n\n"
     "Until the server is reachable and the consumer exists (the stream may be created later) the "
     "stream reports not ready on `/ready` with the reason, and sluice keeps trying every second; "
-    "JetStream's API calls run on a thread of the input's own, never on the event loop.",
+    "JetStream's API calls run on a thread of the input's own, never on the event loop; what arrives "
+    "is read and parsed on the stream's event loop (cnats's threads with TLS).",
   .fields = fields,
   .example =
     "input:\n"
