@@ -16,7 +16,7 @@ struct sl_nats_io {
   uv_async_t async;
   uv_thread_t loop_tid;
   int tid_known;
-  natsConnection *nc;        /* attach's */
+  natsConnection *nc;        /* attach's (a poll keeps its own copy) */
   int pending_fd;            /* a dup of a socket attached and not yet watched, or -1 */
   int detach;                /* stop watching the current socket */
   int events;                /* UV_READABLE | UV_WRITABLE wanted */
@@ -37,7 +37,7 @@ static void unref(sl_nats_io_t *io) {
   free(io);
 }
 
-typedef struct { uv_poll_t h; int fd; sl_nats_io_t *io; } poll_t;
+typedef struct { uv_poll_t h; int fd; sl_nats_io_t *io; natsConnection *nc; } poll_t;
 
 static void poll_closed(uv_handle_t *h) {
   poll_t *p = (poll_t *)h;
@@ -54,13 +54,14 @@ static void stop_watching(sl_nats_io_t *io) {
 }
 
 static void on_poll(uv_poll_t *h, int status, int events) {
-  sl_nats_io_t *io = ((poll_t *)h)->io;
+  poll_t *p = (poll_t *)h;
+  sl_nats_io_t *io = p->io;
   int read = status < 0 || (events & UV_READABLE);
   if (sl_nats_io_enter(io)) {
     /* cnats reads once per call (another connection on the loop gets its
      * turn) and finds a broken socket by reading it */
-    if (read) natsConnection_ProcessReadEvent(io->nc);
-    if (status == 0 && (events & UV_WRITABLE)) natsConnection_ProcessWriteEvent(io->nc);
+    if (read) natsConnection_ProcessReadEvent(p->nc);
+    if (status == 0 && (events & UV_WRITABLE)) natsConnection_ProcessWriteEvent(p->nc);
     sl_nats_io_leave(io);
   }
   if (read && !io->closing) io->after_read(io->arg);
@@ -70,6 +71,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
 static void apply(sl_nats_io_t *io) {
   uv_mutex_lock(&io->mu);
   int fd = io->pending_fd, detach = io->detach, events = io->events, closing = io->closing;
+  natsConnection *nc = io->nc;
   io->pending_fd = -1;
   io->detach = 0;
   uv_mutex_unlock(&io->mu);
@@ -82,6 +84,7 @@ static void apply(sl_nats_io_t *io) {
     poll_t *p = sl_xcalloc(1, sizeof(*p));
     p->fd = fd;
     p->io = io;
+    p->nc = nc;
     if (uv_poll_init(io->async.loop, &p->h, fd) != 0) {
       close(fd);
       free(p);
@@ -100,8 +103,10 @@ static void apply(sl_nats_io_t *io) {
 
 static void on_async(uv_async_t *h) {
   sl_nats_io_t *io = h->data;
+  uv_mutex_lock(&io->mu);
   io->loop_tid = uv_thread_self();
   io->tid_known = 1;
+  uv_mutex_unlock(&io->mu);
   apply(io);
 }
 
