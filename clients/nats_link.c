@@ -5,6 +5,7 @@
  * subscription's pending buffer, and past cnats's pending limits core NATS
  * drops (reported as a slow consumer); JetStream stops at max_ack_pending. */
 #include "nats_link.h"
+#include "nats_loop.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "http/http_tls.h"
@@ -60,8 +61,10 @@ struct sl_nats {
   natsConnection *nc;
   int nc_ready;              /* nc may be used from the loop */
   natsSubscription *subs[MAX_SUBS];
-  int nsubs;
+  int sync[MAX_SUBS];        /* drained on the loop (sl_nats_keep_sync) */
+  int nsubs, nsync;
   jsCtx *js;
+  sl_nats_io_t *io;          /* the socket on the loop, or NULL: cnats's threads */
 };
 
 static char *path_or_null(sl_build_t *b, const char *p) { return *p ? sl_build_path(b, p) : NULL; }
@@ -196,7 +199,8 @@ static void on_async(uv_async_t *h) {
   char why[sizeof l->why];
   uv_mutex_lock(&l->mu);
   /* Once ending, the connection's close is no news for readiness. */
-  int dirty = l->dirty && !l->end_req, up = l->conn_up && l->setup_ok, n = l->n, closing = l->closing;
+  /* a link drained on the loop is woken for what its subscriptions hold too */
+  int dirty = l->dirty && !l->end_req, up = l->conn_up && l->setup_ok, n = l->n || l->nsync, closing = l->closing;
   natsStatus error = l->error;
   void (*ended)(void *, void *) = l->end_done ? l->ended : NULL;
   if (ended) l->ended = NULL;
@@ -246,7 +250,28 @@ jsCtx *sl_nats_js(sl_nats_t *l) {
   return js;
 }
 
+/* What the loop parsed into the synchronous subscriptions: taken without
+ * waiting (cnats's pending limits bound what waits there). */
+static int take_sync(sl_nats_t *l, natsSubscription **subs, int nsubs, sl_nats_item_t *out, int max) {
+  int k = 0;
+  if (!sl_nats_io_enter(l->io)) return 0;
+  for (int i = 0; i < nsubs && k < max; i++) {
+    natsMsg *m = NULL;
+    for (natsStatus s = NATS_OK; k < max && s != NATS_TIMEOUT;) {
+      /* NATS_SLOW_CONSUMER comes once, after cnats dropped some (the error
+       * handler logs it); anything else: the subscription is closed */
+      s = natsSubscription_NextMsg(&m, subs[i], 0);
+      if (s == NATS_OK) out[k++] = (sl_nats_item_t){m, NULL};
+      else if (s != NATS_SLOW_CONSUMER) break;
+    }
+  }
+  sl_nats_io_leave(l->io);
+  return k;
+}
+
 int sl_nats_take(sl_nats_t *l, sl_nats_item_t *out, int max) {
+  natsSubscription *subs[MAX_SUBS];
+  int nsubs = 0;
   uv_mutex_lock(&l->mu);
   int k = 0;
   for (; k < max && l->n; k++) {
@@ -256,11 +281,25 @@ int sl_nats_take(sl_nats_t *l, sl_nats_item_t *out, int max) {
     if (!out[k].err) l->bytes -= (size_t)natsMsg_GetDataLength(out[k].m);
   }
   if (k) uv_cond_broadcast(&l->room);
+  for (int i = 0; l->nsync && !l->end_req && !l->closing && i < l->nsubs; i++)
+    if (l->sync[i]) subs[nsubs++] = l->subs[i];
   uv_mutex_unlock(&l->mu);
-  return k;
+  return nsubs && k < max ? k + take_sync(l, subs, nsubs, out + k, max - k) : k;
 }
 
 void sl_nats_rewake(sl_nats_t *l) { uv_async_send(&l->async); }
+
+int sl_nats_on_loop(sl_nats_t *l) { return l->io != NULL; }
+
+/* Loop: the connection read something; what its synchronous subscriptions
+ * hold goes to the component (which takes it while it has room). */
+static void after_read(void *arg) {
+  sl_nats_t *l = arg;
+  uv_mutex_lock(&l->mu);
+  int go = l->nsync && !l->end_req && !l->closing;
+  uv_mutex_unlock(&l->mu);
+  if (go) l->cbs.wake(l->arg);
+}
 
 static void async_closed(uv_handle_t *h) { unref(h->data); }
 
@@ -271,6 +310,7 @@ void sl_nats_close(sl_nats_t *l) {
   uv_cond_broadcast(&l->room);
   uv_cond_broadcast(&l->quit);
   uv_mutex_unlock(&l->mu);
+  sl_nats_io_close(l->io);
   uv_close((uv_handle_t *)&l->async, async_closed);
 }
 
@@ -378,17 +418,27 @@ static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, 
 
 static void on_sub_complete(void *link) { unref(link); }
 
-void sl_nats_keep(sl_nats_t *l, natsSubscription *sub, jsCtx *js) {
+static void keep(sl_nats_t *l, natsSubscription *sub, jsCtx *js, int sync) {
   uv_mutex_lock(&l->mu);
   if (js) l->js = js;
   if (!sub || l->nsubs == MAX_SUBS) {
     uv_mutex_unlock(&l->mu);
     return;
   }
+  l->sync[l->nsubs] = sync;
   l->subs[l->nsubs++] = sub;
+  l->nsync += sync;
   l->refs++;
   uv_mutex_unlock(&l->mu);
   if (natsSubscription_SetOnCompleteCB(sub, on_sub_complete, l) != NATS_OK) unref(l);
+}
+
+void sl_nats_keep(sl_nats_t *l, natsSubscription *sub, jsCtx *js) { keep(l, sub, js, 0); }
+
+void sl_nats_keep_sync(sl_nats_t *l, natsSubscription *sub) {
+  keep(l, sub, NULL, 1);
+  /* what arrived before it was kept waits for the next read otherwise */
+  uv_async_send(&l->async);
 }
 
 /* ---- the link's thread ---- */
@@ -428,6 +478,7 @@ static natsStatus options(sl_nats_t *l, natsOptions **out) {
   if (s == NATS_OK && c->cert) s = natsOptions_LoadCertificatesChain(o, c->cert, c->key);
   if (s == NATS_OK && c->cert_pem) s = natsOptions_SetCertificatesChain(o, c->cert_pem, c->key_pem);
   if (s == NATS_OK && c->skip_verify) s = natsOptions_SkipServerVerification(o, true);
+  if (s == NATS_OK && l->io) s = sl_nats_io_options(l->io, o);
   if (s != NATS_OK) {
     natsOptions_Destroy(o);
     o = NULL;
@@ -514,12 +565,14 @@ static void *thread_main(void *arg) {
   /* Close first: destroying a subscription on an open connection would
    * unsubscribe, which deletes a JetStream consumer cnats made. */
   if (l->nc) natsConnection_Close(l->nc);
+  sl_nats_io_dead(l->io);
   for (int i = 0; i < l->nsubs; i++) natsSubscription_Destroy(l->subs[i]);
   if (l->js) jsCtx_Destroy(l->js);
   if (l->nc) natsConnection_Destroy(l->nc);
   /* OpenSSL's error state of this thread (a refused TLS handshake left
    * some) goes now: the process may exit before the thread has. */
   natsOptions_Destroy(o);
+  sl_nats_io_release(l->io);
   OPENSSL_thread_stop();
   uv_mutex_lock(&l->mu);
   l->nc = NULL;
@@ -550,6 +603,9 @@ sl_nats_t *sl_nats_new(uv_loop_t *loop, sl_nats_conf_t *c, const sl_nats_cbs_t *
   l->arg = arg;
   l->qmax = queue_max;
   l->refs = 2;
+  /* TLS stays on cnats's threads: what OpenSSL read ahead and has not
+   * handed out yet would wake no poll */
+  if (cbs->on_loop && !c->tls && !c->ca && !c->cert && !c->cert_pem) l->io = sl_nats_io_new(loop, after_read, l);
   snprintf(l->why, sizeof l->why, "nats: connecting to %s", c->urls);
   uv_mutex_init(&l->mu);
   uv_cond_init(&l->room);
@@ -567,6 +623,7 @@ sl_nats_t *sl_nats_new(uv_loop_t *loop, sl_nats_conf_t *c, const sl_nats_cbs_t *
   pthread_attr_destroy(&a);
   if (rc != 0) {
     l->refs = 1;
+    sl_nats_io_release(l->io);
     sl_nats_close(l);
     return NULL;
   }

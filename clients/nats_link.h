@@ -4,14 +4,15 @@
  * bounded queue that hands messages and publish acknowledgements from
  * cnats's threads to the worker's loop through a uv_async.
  *
- * Why not cnats's libuv adapter: its first attach must run on the loop,
- * so natsConnection_Connect (a blocking TCP connect and handshake) would
- * too; JetStream's setup calls are request/reply that wait for a reply
- * the loop itself would have to read; and message callbacks come from
- * cnats's own delivery threads either way. So cnats keeps its threads,
- * nothing that can wait runs on the loop, and the loop only takes what the
- * queue holds. Acks, naks and publishes are made on the loop: they append
- * to cnats's write buffer.
+ * Nothing that can wait runs on the loop (natsConnection_Connect's blocking
+ * connect and handshake, JetStream's request/reply setup calls): the link's
+ * thread makes them. A link asked to (cbs.on_loop, without TLS) has its
+ * socket read and written on the loop (nats_loop.h): its subscriptions are
+ * then synchronous (sl_nats_keep_sync) and drained on the loop right after
+ * each read, with no thread hand-over per message; otherwise cnats's reader,
+ * flusher and delivery threads run it and messages come through the queue.
+ * Acks, naks and publishes are made on the loop: they append to cnats's
+ * write buffer.
  *
  * Ownership: the component creates the link (sl_nats_new) when it starts
  * and gives it up with sl_nats_close; the link frees itself once its thread
@@ -53,6 +54,7 @@ typedef struct sl_nats_cbs {
    * within about a second; returns how many ms to wait before the next. */
   int (*pump)(sl_nats_t *l, void *setup_arg);
   int pumps;                 /* threads calling pump side by side (0 or 1: the link's own only) */
+  int on_loop;               /* the socket on the loop (ignored with TLS): see sl_nats_on_loop */
   void (*wake)(void *arg);                            /* loop: the queue has items */
   void (*state)(void *arg, int up, const char *why);  /* loop: connected and set up, or why not */
   const char *stream, *label;                         /* for the link's log lines (borrowed) */
@@ -95,6 +97,11 @@ void sl_nats_rewake(sl_nats_t *l);
  * and drops m unacknowledged once the link ends. */
 void sl_nats_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *link);
 void sl_nats_keep(sl_nats_t *l, natsSubscription *sub, jsCtx *js);
+/* For setup, when sl_nats_on_loop: a synchronous subscription the loop
+ * drains into sl_nats_take (after each read, and when woken). */
+void sl_nats_keep_sync(sl_nats_t *l, natsSubscription *sub);
+/* The link reads on the loop (its setup subscribes synchronously). */
+int sl_nats_on_loop(sl_nats_t *l);
 /* Any thread: a publish's acknowledgement (takes m, copies err); m NULL:
  * only a wake, for work of the link's thread that is no message. */
 void sl_nats_push_ack(sl_nats_t *l, natsMsg *m, const char *err);

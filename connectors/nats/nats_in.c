@@ -20,8 +20,11 @@ static const sl_field_t fields[] = {
 static int setup(sl_nats_t *l, natsConnection *nc, void *arg, char **err) {
   sl_nats_sub_t *s = arg;
   natsSubscription *sub = NULL;
-  natsStatus st = *s->queue ? natsConnection_QueueSubscribe(&sub, nc, s->subject, s->queue, sl_nats_on_msg, l)
-                            : natsConnection_Subscribe(&sub, nc, s->subject, sl_nats_on_msg, l);
+  int sync = sl_nats_on_loop(l);
+  natsStatus st = sync ? (*s->queue ? natsConnection_QueueSubscribeSync(&sub, nc, s->subject, s->queue)
+                                    : natsConnection_SubscribeSync(&sub, nc, s->subject))
+                  : *s->queue ? natsConnection_QueueSubscribe(&sub, nc, s->subject, s->queue, sl_nats_on_msg, l)
+                              : natsConnection_Subscribe(&sub, nc, s->subject, sl_nats_on_msg, l);
   if (st != NATS_OK) {
     char *e = sl_nats_err(st);
     *err = sl_xasprintf("subscribe to %s: %s", s->subject, e);
@@ -31,7 +34,8 @@ static int setup(sl_nats_t *l, natsConnection *nc, void *arg, char **err) {
   /* cnats's default (65,536 messages) dropped bursts a pipeline absorbs a
    * moment later; the bytes stay bounded at cnats's 64 MiB. */
   natsSubscription_SetPendingLimits(sub, 1 << 19, 64 << 20);
-  sl_nats_keep(l, sub, NULL);
+  if (sync) sl_nats_keep_sync(l, sub);
+  else sl_nats_keep(l, sub, NULL);
   return 0;
 }
 
@@ -75,7 +79,8 @@ static const sl_spec_t spec = {
     "consumer. For at-least-once, use `nats_jetstream`.\n\n"
     "The client reconnects without end; meanwhile, and until the first connection, the stream reports "
     "not ready on `/ready` with the reason. Connecting and subscribing run on a thread of the "
-    "input's own, never on the event loop.",
+    "input's own, never on the event loop; what arrives is read and parsed on the stream's event loop "
+    "(cnats's threads with TLS).",
   .fields = fields,
   .example =
     "input:\n"

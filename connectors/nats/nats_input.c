@@ -145,6 +145,7 @@ static int in_start(sl_input_t *base) {
   sl_nats_in_t *in = (sl_nats_in_t *)base;
   in->cbs.wake = on_wake;
   in->cbs.state = on_state;
+  in->cbs.on_loop = 1;
   in->cbs.stream = sname(in);
   in->cbs.label = base->label;
   sl_input_set_connected(base, 0, "nats: connecting");

@@ -83,8 +83,9 @@ static int setup(sl_nats_t *l, natsConnection *nc, void *arg, char **err) {
       so.Config.MaxAckPending = s->max_ack_pending;
     }
     const char *subject = *s->sub.subject ? s->sub.subject : NULL;
-    st = s->pull ? js_PullSubscribe(&sub, js, subject, *s->durable ? s->durable : NULL, NULL, &so, &ec)
-                 : js_Subscribe(&sub, js, subject, sl_nats_on_msg, l, NULL, &so, &ec);
+    st = s->pull           ? js_PullSubscribe(&sub, js, subject, *s->durable ? s->durable : NULL, NULL, &so, &ec)
+         : sl_nats_on_loop(l) ? js_SubscribeSync(&sub, js, subject, NULL, &so, &ec)
+                              : js_Subscribe(&sub, js, subject, sl_nats_on_msg, l, NULL, &so, &ec);
   }
   if (st != NATS_OK) {
     char *e = sl_nats_err(st);
@@ -92,7 +93,8 @@ static int setup(sl_nats_t *l, natsConnection *nc, void *arg, char **err) {
     free(e);
     return -1;
   }
-  sl_nats_keep(l, sub, NULL);
+  if (!s->pull && sl_nats_on_loop(l)) sl_nats_keep_sync(l, sub);
+  else sl_nats_keep(l, sub, NULL);
   s->pulling = sub;
   return 0;
 }
@@ -201,7 +203,8 @@ static const sl_spec_t spec = {
     "`nats_domain` when there is one, and the message's headers.\n\n"
     "Until the server is reachable and the consumer exists (the stream may be created later) the "
     "stream reports not ready on `/ready` with the reason, and sluice keeps trying every second; "
-    "JetStream's API calls run on a thread of the input's own, never on the event loop.",
+    "JetStream's API calls run on a thread of the input's own, never on the event loop; what arrives "
+    "is read and parsed on the stream's event loop (cnats's threads with TLS).",
   .fields = fields,
   .example =
     "input:\n"
