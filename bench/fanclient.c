@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,6 +54,13 @@ static double t0 = 1e300, t1 = -1e300;   /* the window, Unix ms */
 static uint32_t hist[FINE + COARSE];
 static long long events, gaps, reordered, negative, imin = -1, imax = -1;
 static double maxd;
+static double cpu_at_t0 = -1, cpu_in_window = -1;   /* ms of this process's CPU */
+
+static double cpu_ms(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
 
 static double now_ms(void) {
   struct timespec ts;
@@ -314,7 +322,7 @@ static void report(void) {
          n, open_at_end, nfailed, nclosed, nerrors, events, gaps, reordered, negative, maxd);
   if (imin < 0) printf("null,\"imax\":null");
   else printf("%lld,\"imax\":%lld", imin, imax);
-  printf(",\"drift_ms\":0,\"hist\":[");
+  printf(",\"drift_ms\":0,\"cpu_ms\":%.1f,\"hist\":[", cpu_in_window);
   const char *sep = "";
   for (long b = 0; b < FINE + COARSE; b++)
     if (hist[b]) {
@@ -376,7 +384,14 @@ int main(int argc, char **argv) {
       return 2;
     }
     if (now >= end_at) break;
-    int wait = end_at < 1e299 ? (int)(end_at - now) + 1 : 1000;
+    /* The CPU this client spent in the window (its own figure: bench/latency.sh
+     * reading /proc after the window raced with the clients' exit). */
+    if (cpu_at_t0 < 0 && now >= t0) cpu_at_t0 = cpu_ms();
+    if (cpu_in_window < 0 && cpu_at_t0 >= 0 && now >= t1) cpu_in_window = cpu_ms() - cpu_at_t0;
+    double until = end_at;
+    if (cpu_at_t0 < 0 && t0 > now && t0 < until) until = t0;
+    if (cpu_in_window < 0 && t1 > now && t1 < until) until = t1;
+    int wait = until < 1e299 ? (int)(until - now) + 1 : 1000;
     int k = epoll_wait(efd, evs, 1024, wait);
     if (k < 0 && errno != EINTR) die("epoll_wait");
     for (int i = 0; i < k; i++) {

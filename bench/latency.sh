@@ -164,11 +164,14 @@ run_once() {   # n run → one merged JSON line appended to $WORK/runs
     const [secs, hz, s, c, open, failed, slow, wait, b0, b1, e0, e1, connMs, rss, busy, quiet, taskMs] = a;
     const pct = (t) => Math.round(100 * t / hz / secs);
     Object.assign(r, {ready_open: open, ready_failed: failed, slow_disconnects: slow, connect_ms: connMs,
-      rate: Math.round(r.sent / secs), sluice_cpu: pct(s), clients_cpu: pct(c), cpu0_busy: pct(e0 - b0),
+      rate: Math.round(r.sent / secs), sluice_cpu: pct(s), cpu0_busy: pct(e0 - b0),
       other_cpus_busy: pct(e1 - b1), sluice_runq_wait_ms: Math.round(wait / 1e6), sluice_peak_rss_mib: Math.round(rss / 1024),
       busy_before: busy, quiet_before: quiet,
       cpu_us_per_event: r.events && taskMs ? Math.round(taskMs * 1000 / r.events * 100) / 100 : null,
-      clients_us_per_event: r.events ? Math.round(c / hz * 1e6 / r.events * 100) / 100 : null});
+      // the figure the clients measure for the window (ticks read after the window
+      // missed those of clients that had already exited)
+      clients_cpu: r.clients_cpu_ms === null ? pct(c) : Math.round(r.clients_cpu_ms / 10 / secs),
+      clients_us_per_event: !r.events ? null : Math.round((r.clients_cpu_ms === null ? c / hz * 1e3 : r.clients_cpu_ms) * 1e3 / r.events * 100) / 100});
     console.log(JSON.stringify(r));' "$SECS" "$hz" $((s1 - s0)) $((c1 - c0)) "$open" "$failed" \
       "$(grep -c 'disconnecting a slow' "$WORK/sluice.log" || true)" $((w1 - w0)) $cpu0 $cpu1 "$conn_ms" "$rss" "$busy" "$quiet" \
       "$(awk -F, '/task-clock/ {print $1}' "$WORK/perf" 2>/dev/null)" > "$WORK/line"
