@@ -102,6 +102,11 @@ static void on_tick(uv_timer_t *t) {
      * stretching the period by the time the batch took (a broadcast to
      * many clients, say). */
     uv_update_time(t->loop);
+    /* A tick that took longer than the interval is due again at once, and
+     * libuv's timer phase would run it again and again, never reaching the
+     * loop's I/O and prepare handles (requests, the HTTP workers' hand-off):
+     * the next one waits for one turn of the loop instead. */
+    if (uv_timer_get_due_in(t) == 0) uv_timer_start(t, on_tick, 1, (uint64_t)g->interval_ms);
     return;
   }
   /* Like a blocked ticker: one tick is kept, the rest are not accumulated. */
