@@ -21,8 +21,10 @@ static const sl_field_t fields[] = {
    "How many messages to generate before the input finishes (then the run exits once they "
    "are delivered). 0 generates forever.", SL_BOUNDS("0", ""), NULL},
   {"interval", SL_F_DURATION, "1s", 0,
-   "Time between batches; the first batch is generated at once. `0` generates as fast as "
-   "the stream accepts (bounded by the stream's `max_in_flight`).", NULL, NULL},
+   "Time between batches; the first batch is generated at once. A batch that takes longer than "
+   "the interval is followed by the next after one turn of the event loop (missed ticks are not "
+   "made up). `0` generates as fast as the stream accepts (bounded by the stream's `max_in_flight`).",
+   NULL, NULL},
   {"batch_size", SL_F_INT, "1", 0,
    "Messages per batch. A batch is one transaction; with `count` the last batch may be "
    "smaller.", SL_BOUNDS("1", "1000000"), NULL},
