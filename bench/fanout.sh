@@ -10,12 +10,14 @@
 # received in the window / SECS; "sluice CPU µs per delivery" = sluice's CPU
 # time in the window (perf stat task-clock) / events received: on a shared machine,
 # where sluice may wait for its core (the run-queue wait column), the figure
-# that depends least on the other processes.
+# that depends least on the other processes; "clients CPU µs per delivery":
+# the same for the client processes (from their ticks: coarser).
 #
 # Usage: BASE=old/sluice [NEW=build/sluice] bench/fanout.sh [N]   (N: 10000)
 #   PROTOS="sse ws"   LOADS="max 20/s" (or a generate interval: 500ms)   RUNS=3   SECS=10   QUIET=0   HOLD=30 (s the
 #   clients have to connect before the broadcast starts)
-#   (the other variables of bench/latency.sh pass through)
+#   (the other variables of bench/latency.sh pass through: CLIENT=c measures
+#   with bench/fanclient.c instead of node, CLIENTS=2 is enough for it)
 set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -26,8 +28,8 @@ RUNS=${RUNS:-3}
 export SECS=${SECS:-10} QUIET=${QUIET:-0} HOLD=${HOLD:-30} PERF=1
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-echo "| load | proto | binary | msg/s sent | deliveries/s | events / expected | p50 | p99 | max | sluice CPU µs per delivery | sluice CPU | sluice run-queue wait | sluice peak RSS |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| load | proto | binary | msg/s sent | deliveries/s | events / expected | p50 | p99 | max | sluice CPU µs per delivery | sluice CPU | clients CPU µs per delivery | clients CPU | sluice run-queue wait | sluice peak RSS |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for load in ${LOADS:-max 20/s}; do
   case $load in max) interval=1ms;; 20/s) interval=50ms;; *ms) interval=$load;; *) fail "LOADS: max, 20/s or an interval (500ms)";; esac
   for proto in ${PROTOS:-sse ws}; do
@@ -53,6 +55,7 @@ for load in ${LOADS:-max 20/s}; do
           `${n(med((r) => r.events / secs))} | ${n(med((r) => r.events))} / ${n(med((r) => r.expected))} | ` +
           `${med((r) => r.p50)} ms | ${med((r) => r.p99)} ms | ${med((r) => r.max)} ms | ` +
           `${med((r) => r.cpu_us_per_event) === null ? "-" : med((r) => r.cpu_us_per_event).toFixed(2)} | ${med((r) => r.sluice_cpu)}% | ` +
+          `${med((r) => r.clients_us_per_event) === null ? "-" : med((r) => r.clients_us_per_event).toFixed(2)} | ${med((r) => r.clients_cpu)}% | ` +
           `${n(med((r) => r.sluice_runq_wait_ms))} ms | ${med((r) => r.sluice_peak_rss_mib)} MiB |`);' \
         "$WORK/$which" "$load" "$proto" "$bin" "$SECS"
     done

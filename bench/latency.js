@@ -32,13 +32,14 @@ const upperOf = (b) => (b < FINE ? (b + 1) / 100 : 100 + (b - FINE + 1));
 function merge() {
   const lines = require("fs").readFileSync(0, "utf8").split("\n").filter((l) => l.trim());
   const hist = new Map();
-  const tot = { procs: 0, conns: 0, open_at_end: 0, closed: 0, errors: 0, events: 0, gaps: 0, reordered: 0, negative: 0, max: 0, drift_ms: 0, imin: Infinity, imax: -Infinity };
+  const tot = { procs: 0, conns: 0, open_at_end: 0, closed: 0, errors: 0, events: 0, gaps: 0, reordered: 0, negative: 0, max: 0, drift_ms: 0, imin: Infinity, imax: -Infinity, cpu_ms: 0 };
   for (const l of lines) {
     const r = JSON.parse(l);
     tot.procs++;
     for (const k of ["conns", "open_at_end", "closed", "errors", "events", "gaps", "reordered", "negative"]) tot[k] += r[k];
     tot.max = Math.max(tot.max, r.max);
     tot.drift_ms = Math.max(tot.drift_ms, Math.abs(r.drift_ms));
+    tot.cpu_ms = r.cpu_ms >= 0 && tot.cpu_ms !== null ? tot.cpu_ms + r.cpu_ms : null;
     if (r.imin !== null) tot.imin = Math.min(tot.imin, r.imin);
     if (r.imax !== null) tot.imax = Math.max(tot.imax, r.imax);
     for (const [b, c] of r.hist) hist.set(b, (hist.get(b) || 0) + c);
@@ -56,6 +57,7 @@ function merge() {
     missed: sent * tot.conns - tot.events, gaps: tot.gaps, reordered: tot.reordered,
     closed: tot.closed, errors: tot.errors, open_at_end: tot.open_at_end, negative: tot.negative,
     p50: q(0.5), p99: q(0.99), max: Math.round(tot.max * 100) / 100, drift_ms: tot.drift_ms,
+    clients_cpu_ms: tot.cpu_ms === null ? null : Math.round(tot.cpu_ms),
   };
   console.log(JSON.stringify(out));
 }
@@ -67,7 +69,7 @@ function client(proto, url, n) {
   const hist = new Uint32Array(FINE + COARSE);
   let t0 = Infinity, t1 = -Infinity;
   let events = 0, max = 0, negative = 0, gaps = 0, reordered = 0, imin = null, imax = null;
-  let open = 0, failed = 0, closed = 0, errors = 0, started = false;
+  let open = 0, failed = 0, closed = 0, errors = 0, started = false, cpuMs = -1;
   const cache = new Map();   // event content → [send ms, i]: parsed once per process
   function parse(s) {
     let e = cache.get(s);
@@ -243,6 +245,14 @@ function client(proto, url, n) {
     t0 = Number(m[1]);
     t1 = t0 + Number(m[2]) * 1000;
     const drift0 = Date.now() - nowMs();
+    // The CPU this process spent in the window, measured by itself.
+    setTimeout(() => {
+      const u0 = process.cpuUsage();
+      setTimeout(() => {
+        const u = process.cpuUsage(u0);
+        cpuMs = (u.user + u.system) / 1000;
+      }, Math.max(0, t1 - Date.now()));
+    }, Math.max(0, t0 - Date.now()));
     setTimeout(() => report(drift0), Math.max(0, t1 + GRACE_MS - Date.now()));
   });
   function report(drift0) {
@@ -251,7 +261,7 @@ function client(proto, url, n) {
     const openAtEnd = conns.filter((c) => c.opened && !c.done).length;
     console.log(JSON.stringify({
       conns: n, open_at_end: openAtEnd, failed, closed, errors, events, gaps, reordered, negative,
-      max, imin, imax, drift_ms: Date.now() - nowMs() - drift0, hist: hs,
+      max, imin, imax, drift_ms: Date.now() - nowMs() - drift0, cpu_ms: cpuMs, hist: hs,
     }));
     process.exit(0);
   }

@@ -14,6 +14,15 @@
 #   (taskset), so that they never take sluice's core; PIN=0: no pinning.
 #   WSLIB=npm: WebSocket clients use the npm `ws` package (spec/node) instead
 #   of bench/latency.js's raw client.
+#   CLIENT=c: the client processes are bench/fanclient.c (one epoll loop in
+#   C, built here with cc; the same protocol and report) instead of node:
+#   a client that costs ~1 µs of CPU per event, so that the delays measured
+#   are sluice's rather than those of clients starved of CPU.
+#   CLIENT_SCHED=batch (with CLIENT=c): the clients run SCHED_BATCH (chrt -b),
+#   so that a client woken by an event never preempts the sluice thread
+#   that is still writing that event to the other clients (clients on other
+#   machines never do); without it sluice's writers were switched out
+#   involuntarily 5,000-8,700 times a second at 200k deliveries/s.
 #   SOURCE=store: generate → `stream` output, clients read /stream/lat/sse|ws/s
 #   live (the store's own fan-out) instead of an http_server output.
 #   HOLD=seconds (0): sluice drops what it generates for this long after it
@@ -53,6 +62,13 @@ ulimit -n "$(ulimit -Hn)"
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 trap 'exit 1' INT TERM   # so that a killed run still cleans up (EXIT)
+case ${CLIENT:-node} in
+  node) client=(node bench/latency.js);;
+  c) cc -O2 -Wall -Wextra -Werror -o "$WORK/fanclient" bench/fanclient.c || fail "cannot build bench/fanclient.c"
+     client=("$WORK/fanclient")
+     [ "${CLIENT_SCHED:-}" = batch ] && client=(chrt -b 0 "$WORK/fanclient");;
+  *) fail "CLIENT must be node or c";;
+esac
 if [ "$SOURCE" = store ]; then
   out="{stream: {name: lat}}"
   store="store: {data_dir: $WORK/data}"
@@ -102,7 +118,7 @@ run_once() {   # n run → one merged JSON line appended to $WORK/runs
   local cpids=() fds=()
   for ((j = 0; j < k; j++)); do
     mkfifo "$WORK/in-$j"
-    $cpin node bench/latency.js "$PROTO" "$url" $(( n / k + (j < n % k ? 1 : 0) )) \
+    $cpin "${client[@]}" "$PROTO" "$url" $(( n / k + (j < n % k ? 1 : 0) )) \
       < "$WORK/in-$j" > "$WORK/out-$j" 2> "$WORK/err-$j" & cpids+=($!)
     exec {fd}> "$WORK/in-$j"; fds+=("$fd")
   done
@@ -148,10 +164,14 @@ run_once() {   # n run → one merged JSON line appended to $WORK/runs
     const [secs, hz, s, c, open, failed, slow, wait, b0, b1, e0, e1, connMs, rss, busy, quiet, taskMs] = a;
     const pct = (t) => Math.round(100 * t / hz / secs);
     Object.assign(r, {ready_open: open, ready_failed: failed, slow_disconnects: slow, connect_ms: connMs,
-      rate: Math.round(r.sent / secs), sluice_cpu: pct(s), clients_cpu: pct(c), cpu0_busy: pct(e0 - b0),
+      rate: Math.round(r.sent / secs), sluice_cpu: pct(s), cpu0_busy: pct(e0 - b0),
       other_cpus_busy: pct(e1 - b1), sluice_runq_wait_ms: Math.round(wait / 1e6), sluice_peak_rss_mib: Math.round(rss / 1024),
       busy_before: busy, quiet_before: quiet,
-      cpu_us_per_event: r.events && taskMs ? Math.round(taskMs * 1000 / r.events * 100) / 100 : null});
+      cpu_us_per_event: r.events && taskMs ? Math.round(taskMs * 1000 / r.events * 100) / 100 : null,
+      // the figure the clients measure for the window (ticks read after the window
+      // missed those of clients that had already exited)
+      clients_cpu: r.clients_cpu_ms === null ? pct(c) : Math.round(r.clients_cpu_ms / 10 / secs),
+      clients_us_per_event: !r.events ? null : Math.round((r.clients_cpu_ms === null ? c / hz * 1e3 : r.clients_cpu_ms) * 1e3 / r.events * 100) / 100});
     console.log(JSON.stringify(r));' "$SECS" "$hz" $((s1 - s0)) $((c1 - c0)) "$open" "$failed" \
       "$(grep -c 'disconnecting a slow' "$WORK/sluice.log" || true)" $((w1 - w0)) $cpu0 $cpu1 "$conn_ms" "$rss" "$busy" "$quiet" \
       "$(awk -F, '/task-clock/ {print $1}' "$WORK/perf" 2>/dev/null)" > "$WORK/line"

@@ -741,9 +741,9 @@ sl_http_stream_t *sl_http_takeover(sl_http_req_t *r, const void *head, size_t le
   return st;
 }
 
-/* Queues b, framed as a chunk unless the connection is raw. */
-static void enqueue(sl_sendq_t *q, const sl_http_stream_t *st, sl_bytes_t *b) {
-  if (st->on_data) {
+/* Queues b, framed as a chunk unless the connection is raw or b is framed already. */
+static void enqueue(sl_sendq_t *q, const sl_http_stream_t *st, sl_bytes_t *b, int framed) {
+  if (st->on_data || framed) {
     sl_sendq_push(q, b, NULL, b->len);
   } else {
     char head[16];
@@ -767,22 +767,38 @@ static int remote_send(sl_http_stream_t *st, const void *data, size_t len, size_
   return 0;
 }
 
-int sl_http_stream_send(sl_http_stream_t *st, sl_bytes_t *b, size_t max_buffer) {
+static int stream_send(sl_http_stream_t *st, sl_bytes_t *b, int framed, size_t max_buffer) {
   conn_t *c = st->conn;
   if (st->remote) return remote_send(st, b->data, b->len, max_buffer);
   if (st->pending) {
-    if (b->len) enqueue(&st->pendq, st, b);
+    if (b->len) enqueue(&st->pendq, st, b, framed);
     return st->pendq.bytes > max_buffer ? 1 : 0;
   }
   if (!c || c->closing) return -1;
   if (!b->len) return 0;
-  enqueue(&c->sendq, st, b);
+  enqueue(&c->sendq, st, b, framed);
   /* A turn that queues a lot (a large batch) does not wait for its end:
    * what waits stays small, and a client that keeps up is never "slow". */
   if (c->sendq.bytes >= SENDQ_NOW) flush(c, 0);
   else flush_later(c);
   if (c->closing) return -1;
   return queued(c) > max_buffer ? 1 : 0;
+}
+
+int sl_http_stream_send(sl_http_stream_t *st, sl_bytes_t *b, size_t max_buffer) { return stream_send(st, b, 0, max_buffer); }
+
+sl_bytes_t *sl_http_chunk(const sl_bytes_t *b) {
+  if (!b->len) return sl_bytes_new(NULL, 0);   /* nothing to send: "0\r\n\r\n" would end the stream */
+  char head[20];
+  int hl = snprintf(head, sizeof head, "%zx\r\n", b->len);
+  size_t len = (size_t)hl + b->len + 2;
+  char *tmp = sl_xmalloc(len);   /* once per event and worker, not per client */
+  memcpy(tmp, head, (size_t)hl);
+  memcpy(tmp + hl, b->data, b->len);
+  memcpy(tmp + hl + b->len, "\r\n", 2);
+  sl_bytes_t *chunk = sl_bytes_new(tmp, len);
+  free(tmp);
+  return chunk;
 }
 
 int sl_http_stream_write(sl_http_stream_t *st, const void *data, size_t len, size_t max_buffer) {
@@ -1396,9 +1412,11 @@ void sl_http_wstream_open(sl_http_t *ws, sl_hmsg_t *m) {
   set_reading(c);
 }
 
-int sl_http_wstream_send(sl_hlink_t *l, sl_bytes_t *b, size_t max_buffer) {
+int sl_http_wstream_chunked(const sl_hlink_t *l) { return l->wst && !l->wst->on_data; }
+
+int sl_http_wstream_send(sl_hlink_t *l, sl_bytes_t *b, int framed, size_t max_buffer) {
   if (!l->wst) return -1;
-  int rc = sl_http_stream_send(l->wst, b, max_buffer);
+  int rc = stream_send(l->wst, b, framed, max_buffer);
   if (rc > 0 && !l->slow) {
     l->slow = 1;
     sl_hlink_tell(l, sl_hmsg_new(HM_SLOW, l));

@@ -109,13 +109,24 @@ void sl_fan_site_leave(sl_hlink_t *l) {
 }
 
 /* Each run of events for one fan goes to each member in one go: its queue
- * is touched once per run, not once per event. */
+ * is touched once per run, not once per event. An SSE member's event is
+ * framed as an HTTP chunk once for every member of the worker: one queue
+ * item and one buffer per client, not a chunk head formatted per client. */
 void sl_fan_site_send(sl_hmsg_t *m) {
   for (uint32_t i = 0, end; i < m->nbytes; i = end) {
     sl_fan_site_t *site = m->sites[i];
     for (end = i + 1; end < m->nbytes && m->sites[end] == site;) end++;
-    for (sl_hlink_t *l = site->head; l; l = l->fnext)
+    sl_bytes_t **chunks = NULL;
+    for (sl_hlink_t *l = site->head; l; l = l->fnext) {
+      int chunked = sl_http_wstream_chunked(l);
+      if (chunked && !chunks) {
+        chunks = sl_xmalloc((end - i) * sizeof(*chunks));
+        for (uint32_t k = i; k < end; k++) chunks[k - i] = sl_http_chunk(m->bytes[k]);
+      }
       for (uint32_t k = i; k < end && !l->slow; k++)
-        if (sl_http_wstream_send(l, m->bytes[k], l->max_buffer) < 0) break;
+        if (sl_http_wstream_send(l, chunked ? chunks[k - i] : m->bytes[k], 1, l->max_buffer) < 0) break;
+    }
+    for (uint32_t k = i; chunks && k < end; k++) sl_bytes_unref(chunks[k - i]);
+    free(chunks);
   }
 }

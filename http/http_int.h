@@ -229,7 +229,11 @@ void sl_http_conn_adopt(sl_http_t *s, sl_hmsg_t *m);            /* HM_MOVED on t
  * HM_SDATA, HM_SCLOSE; at the worker's close every one left) and the
  * engine's (HM_RAW, HM_SGONE, HM_SLOW). */
 void sl_http_wstream_open(sl_http_t *ws, sl_hmsg_t *m);
-int sl_http_wstream_send(sl_hlink_t *l, sl_bytes_t *b, size_t max_buffer);   /* as sl_http_stream_send */
+/* As sl_http_stream_send; framed: b goes as it is, even to a chunked stream
+ * (a chunk made once for every client by sl_http_chunk). */
+int sl_http_wstream_send(sl_hlink_t *l, sl_bytes_t *b, int framed, size_t max_buffer);
+int sl_http_wstream_chunked(const sl_hlink_t *l);   /* its stream frames what it sends as chunks */
+sl_bytes_t *sl_http_chunk(const sl_bytes_t *b);     /* b as one HTTP chunk (new bytes, refs = 1) */
 void sl_http_wstream_close(sl_http_t *ws, sl_hlink_t *l);
 void sl_http_wstreams_close(sl_http_t *ws);
 void sl_http_rstream_news(sl_hmsg_t *m);

@@ -189,7 +189,7 @@ static void worker_wake(uv_async_t *a) {
       sl_http_wstream_open(hw->srv, m);
       break;
     case HM_SDATA:
-      for (uint32_t i = 0; i < m->nbytes; i++) sl_http_wstream_send(m->link, m->bytes[i], m->max_buffer);
+      for (uint32_t i = 0; i < m->nbytes; i++) sl_http_wstream_send(m->link, m->bytes[i], 0, m->max_buffer);
       break;
     case HM_SCLOSE:
       sl_http_wstream_close(hw->srv, m->link);

@@ -87,3 +87,24 @@ output:
     h.rmdir(d)
   end)
 end)
+
+describe("broadcast fan-out from a generate input slower than its interval", function()
+  it("a tick that takes longer than the interval still lets the loop hand its events to the HTTP workers", function()
+    -- Each tick spins 3 ms at a 1 ms interval: every tick is overdue when it
+    -- ends. The SSE request crosses from its worker to the engine's loop and
+    -- the events cross back, both only between timer phases.
+    local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT, workers: 2}
+input:
+  generate: {interval: 1ms, mapping: 'local t0 = time.now_ms() while time.now_ms() - t0 < 3 do end return {i = i}'}
+output:
+  http_server: {path: "", sse_path: /sse, replay_bytes: 0}
+]])
+    local ok, err = pcall(function()
+      local _, out = h.sh("curl -sN -m 60 " .. srv.url .. "/sse | grep -m 5 '^data: '")
+      local n = select(2, out:gsub("data: ", ""))
+      assert.are.equal(5, n, out)
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+end)

@@ -142,6 +142,7 @@ struct hout {
   int round_robin, start_earliest;
   int64_t timeout_ms, heartbeat_ms, max_buffer;
   client_t *clients;
+  int nplain;                /* clients listed that are not fanned: only these are walked per batch */
   waiter_t *waiters, **waiters_tail;
   held_t *held, **held_tail;
   unsigned rr;
@@ -225,6 +226,7 @@ static void client_end(hout_t *o, client_t *c, int code, const char *why) {
   if (*pp) {
     *pp = c->next;
     count_clients(o, -1);
+    if (!c->fanned) o->nplain--;
   }
   if (c->st) sl_http_stream_close(c->st);
   if (c->ws) sl_ws_close(c->ws, code, why);
@@ -805,6 +807,7 @@ static void attach(hout_t *o, client_t *c, resume_t *rs, int failed) {
   c->next = o->clients;
   o->clients = c;
   count_clients(o, 1);
+  o->nplain++;
   int rc = failed ? GONE : client_start(o, c, rs);
   resume_free(rs);
   c->opening = 0;
@@ -818,6 +821,7 @@ static void attach(hout_t *o, client_t *c, resume_t *rs, int failed) {
   if (!o->round_robin && !o->tenant && !c->types && !c->token && !from_stream(o))
     c->fanned = sl_http_fan_join(c->ws ? o->fan_ws : o->fan_sse, c->ws ? sl_ws_stream(c->ws) : c->st,
                                  (size_t)o->max_buffer);
+  if (c->fanned) o->nplain--;
   drain_held(o);
 }
 
@@ -871,7 +875,7 @@ static void on_heartbeat(uv_timer_t *t) {
   hout_t *o = t->data;
   sl_bytes_t *ka = sl_bytes_new(": keepalive\n\n", 13);
   if (sl_http_fan_members(o->fan_sse)) sl_http_fan_send(o->fan_sse, ka);
-  for (client_t *c = o->clients, *next; c; c = next) {
+  for (client_t *c = o->nplain ? o->clients : NULL, *next; c; c = next) {
     next = c->next;
     if (c->st && !c->fanned && sl_http_stream_send(c->st, ka, (size_t)o->max_buffer) != 0) client_remove(o, c);
   }
@@ -966,7 +970,8 @@ static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
   }
   shared_t *sh = o->clients ? sl_xcalloc(b->n ? b->n : 1, sizeof(*sh)) : NULL;
   if (sh) fan_events(o, b, first, sh);
-  for (client_t *c = o->clients, *next; c; c = next) {
+  /* 10,000 fanned clients walked for nothing cost ~1 ms of the engine's loop per batch. */
+  for (client_t *c = o->nplain ? o->clients : NULL, *next; c; c = next) {
     next = c->next;
     if (c->fanned) continue;
     if (c->token) {   /* resuming: after its replay */

@@ -21,8 +21,10 @@ static const sl_field_t fields[] = {
    "How many messages to generate before the input finishes (then the run exits once they "
    "are delivered). 0 generates forever.", SL_BOUNDS("0", ""), NULL},
   {"interval", SL_F_DURATION, "1s", 0,
-   "Time between batches; the first batch is generated at once. `0` generates as fast as "
-   "the stream accepts (bounded by the stream's `max_in_flight`).", NULL, NULL},
+   "Time between batches; the first batch is generated at once. A batch that takes longer than "
+   "the interval is followed by the next after one turn of the event loop (missed ticks are not "
+   "made up). `0` generates as fast as the stream accepts (bounded by the stream's `max_in_flight`).",
+   NULL, NULL},
   {"batch_size", SL_F_INT, "1", 0,
    "Messages per batch. A batch is one transaction; with `count` the last batch may be "
    "smaller.", SL_BOUNDS("1", "1000000"), NULL},
@@ -102,6 +104,11 @@ static void on_tick(uv_timer_t *t) {
      * stretching the period by the time the batch took (a broadcast to
      * many clients, say). */
     uv_update_time(t->loop);
+    /* A tick that took longer than the interval is due again at once, and
+     * libuv's timer phase would run it again and again, never reaching the
+     * loop's I/O and prepare handles (requests, the HTTP workers' hand-off):
+     * the next one waits for one turn of the loop instead. */
+    if (uv_timer_get_due_in(t) == 0) uv_timer_start(t, on_tick, 1, (uint64_t)g->interval_ms);
     return;
   }
   /* Like a blocked ticker: one tick is kept, the rest are not accumulated. */
