@@ -84,13 +84,14 @@ end
 
 -- A stream whose one transaction (max_in_flight 1) a message {"gate": PATH}
 -- holds at the upstream until PATH exists; what passes is written to
--- got.ndjson and echoed to its client.
+-- got.ndjson and echoed to its client. WebSocket messages over 4 KiB close
+-- their connection (1009).
 local function gated(up, timeout)
   return string.format([[
 http: {address: 127.0.0.1:$PORT}
 max_in_flight: 1
 input:
-  http_server: {path: /in, ws_path: /ws, timeout: %s}
+  http_server: {path: /in, ws_path: /ws, timeout: %s, ws_max_message_bytes: 4KiB}
 pipeline:
   threads: 2
   processors:
@@ -243,7 +244,7 @@ output:
     h.stop_after(srv, ok, err)
   end)
 
-  it("WebSocket: a message still waiting after timeout is answered busy and its connection reads on", function()
+  it("WebSocket: a message still waiting after timeout is answered busy and its connection reads on, up to a frame it refuses", function()
     local up = u.python()
     local dir = h.tmpdir()
     local srv = h.serve(gated(up, "1s"))
@@ -251,7 +252,11 @@ output:
       os.execute(string.format("curl -s -m 120 -d '{\"gate\":\"%s/one\"}' %s/in > /dev/null &", dir, srv.url))
       assert.truthy(h.wait_for(function() return received(srv) == 1 end, 30), "the gate message never came in")
       local ws = "ws://127.0.0.1:" .. srv.port .. "/ws"
-      local d = srv.dir .. "/d.txt"
+      local d, f = srv.dir .. "/d.txt", srv.dir .. "/f.txt"
+      -- busy after a second, then the frame behind it, too big, closes the connection
+      ws_steps(ws, f, 'send:{"n":5}', "send:" .. string.rep("x", 5000), "recv", "recv")
+      assert.truthy(h.wait_for(function() return #got(f) == 2 end, 60), h.read(f))
+      assert.are.same({BUSY, "closed 1009"}, got(f))
       -- busy after a second, then the gate opens and the next message passes
       ws_steps(ws, d, 'send:{"n":1}', "recv", "touch:" .. dir .. "/one", 'send:{"n":2}', "recv")
       assert.truthy(h.wait_for(function() return (lines_of(d)[#lines_of(d)] or {}).done end, 60), h.read(d))
