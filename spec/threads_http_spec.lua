@@ -112,6 +112,24 @@ local function received(srv)
   return prom.value(prom.samples(srv.url .. "/metrics"), "input_received_total", {stream = "main"})
 end
 
+-- Runs body(srv, gate) on a gated stream (input timeout `timeout`) whose one
+-- transaction a message holds until the file gate exists; opens it after.
+local function gated_run(timeout, body)
+  local up = u.python()
+  local dir = h.tmpdir()
+  local gate = dir .. "/open"
+  local srv = h.serve(gated(up, timeout))
+  local ok, err = pcall(function()
+    os.execute(string.format("curl -s -m 120 -d '{\"gate\":\"%s\"}' %s/in > /dev/null &", gate, srv.url))
+    assert.truthy(h.wait_for(function() return received(srv) == 1 end, 30), "the gate message never came in")
+    body(srv, gate)
+  end)
+  h.write(gate, "")   -- the stream drains, so that it can stop
+  up.stop()
+  h.stop_after(srv, ok, err)
+  h.rmdir(dir)
+end
+
 local BUSY = '{"error":"busy: message not accepted","status":503}'
 
 describe("http_server with pipeline.threads", function()
@@ -217,12 +235,7 @@ output:
   end)
 
   it("WebSocket: a waiting message is taken in arrival order, its connection's next one waits behind it, and one whose client left is dropped", function()
-    local up = u.python()
-    local gate = h.tmpdir() .. "/open"
-    local srv = h.serve(gated(up, "60s"))
-    local ok, err = pcall(function()
-      os.execute(string.format("curl -s -m 120 -d '{\"gate\":\"%s\"}' %s/in > /dev/null &", gate, srv.url))
-      assert.truthy(h.wait_for(function() return received(srv) == 1 end, 30), "the gate message never came in")
+    gated_run("60s", function(srv, gate)
       local ws = "ws://127.0.0.1:" .. srv.port .. "/ws"
       local a, b = srv.dir .. "/a.txt", srv.dir .. "/b.txt"
       ws_steps(ws, a, 'send:{"n":1}', 'send:{"n":2}', "recv", "recv")
@@ -240,17 +253,10 @@ output:
       assert.are.equal(3, received(srv))
       assert.is_nil(h.read(srv.dir .. "/got.ndjson"):find("99", 1, true))
     end)
-    up.stop()
-    h.stop_after(srv, ok, err)
   end)
 
   it("WebSocket: a message still waiting after timeout is answered busy and its connection reads on, up to a frame it refuses", function()
-    local up = u.python()
-    local dir = h.tmpdir()
-    local srv = h.serve(gated(up, "1s"))
-    local ok, err = pcall(function()
-      os.execute(string.format("curl -s -m 120 -d '{\"gate\":\"%s/one\"}' %s/in > /dev/null &", dir, srv.url))
-      assert.truthy(h.wait_for(function() return received(srv) == 1 end, 30), "the gate message never came in")
+    gated_run("1s", function(srv, gate)
       local ws = "ws://127.0.0.1:" .. srv.port .. "/ws"
       local d, f = srv.dir .. "/d.txt", srv.dir .. "/f.txt"
       -- busy after a second, then the frame behind it, too big, closes the connection
@@ -258,22 +264,14 @@ output:
       assert.truthy(h.wait_for(function() return #got(f) == 2 end, 60), h.read(f))
       assert.are.same({BUSY, "closed 1009"}, got(f))
       -- busy after a second, then the gate opens and the next message passes
-      ws_steps(ws, d, 'send:{"n":1}', "recv", "touch:" .. dir .. "/one", 'send:{"n":2}', "recv")
+      ws_steps(ws, d, 'send:{"n":1}', "recv", "touch:" .. gate, 'send:{"n":2}', "recv")
       assert.truthy(h.wait_for(function() return (lines_of(d)[#lines_of(d)] or {}).done end, 60), h.read(d))
       assert.are.same({BUSY, '{"n":2}'}, got(d))
     end)
-    up.stop()
-    h.stop_after(srv, ok, err)
-    h.rmdir(dir)
   end)
 
   it("WebSocket: a reload answers a message still waiting for room busy and closes its connection 1001", function()
-    local up = u.python()
-    local dir = h.tmpdir()
-    local srv = h.serve(gated(up, "60s"))
-    local ok, err = pcall(function()
-      os.execute(string.format("curl -s -m 120 -d '{\"gate\":\"%s/two\"}' %s/in > /dev/null &", dir, srv.url))
-      assert.truthy(h.wait_for(function() return received(srv) == 1 end, 30), "the gate message never came in")
+    gated_run("60s", function(srv)
       local e = srv.dir .. "/e.txt"
       ws_steps("ws://127.0.0.1:" .. srv.port .. "/ws", e, 'send:{"n":3}', "recv", "recv")
       assert.truthy(h.wait_for(function() return all_read(srv.port, {[e] = 1}, 2) end, 30), "the message never reached sluice")
@@ -282,20 +280,11 @@ output:
       local _, reply = h.sh("curl -s -m 60 -X POST " .. srv.url .. "/admin/reload")
       assert.truthy(h.wait_for(function() return #got(e) == 2 end, 30), reply .. " " .. h.read(e))
       assert.are.same({BUSY, "closed 1001"}, got(e))
-      h.write(dir .. "/two", "")
     end)
-    up.stop()
-    h.stop_after(srv, ok, err)
-    h.rmdir(dir)
   end)
 
   it("WebSocket: a client that sends far ahead while its messages wait is not read further, and gets every answer once there is room", function()
-    local up = u.python()
-    local gate = h.tmpdir() .. "/open"
-    local srv = h.serve(gated(up, "60s"))
-    local ok, err = pcall(function()
-      os.execute(string.format("curl -s -m 120 -d '{\"gate\":\"%s\"}' %s/in > /dev/null &", gate, srv.url))
-      assert.truthy(h.wait_for(function() return received(srv) == 1 end, 30), "the gate message never came in")
+    gated_run("60s", function(srv, gate)
       -- 3,000 messages of ~1 KiB at once: 3 MiB, far beyond what sluice buffers
       os.execute(string.format("node spec/node/wsload.js ws://127.0.0.1:%d/ws 1 3000 90 1000 > %s/load.txt 2>&1 &",
         srv.port, srv.dir))
@@ -310,7 +299,5 @@ output:
       assert.are.equal(0, r.busy, h.json.encode(r))
       assert.are.equal(3000, r.answers, h.json.encode(r))
     end)
-    up.stop()
-    h.stop_after(srv, ok, err)
   end)
 end)
