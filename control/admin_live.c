@@ -1,8 +1,10 @@
 /* GET /admin/live: the console's Streams view as server-sent events. Each
  * tick one `status` event (every stream's state, counters, rates over the
  * tick, mean latency and top-level components) is formatted once and queued
- * by reference to every subscriber of that interval; a subscriber with more
- * than SL_HTTP_MAX_BUFFER waiting is dropped like any slow SSE client. */
+ * by reference to every subscriber of that interval; subscribers stay on the
+ * HTTP worker that accepted them, which writes the event to its own (a fan,
+ * as the http_server output's); a subscriber with more than
+ * SL_HTTP_MAX_BUFFER waiting is dropped like any slow SSE client. */
 #include "engine_int.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -20,6 +22,7 @@ typedef struct sub {
   struct sub *next;
   feed_t *f;
   sl_http_stream_t *st;
+  int fanned;                /* its HTTP worker writes it the feed's events */
 } sub_t;
 
 /* The subscribers of one interval: one timer, one formatted event a tick. */
@@ -29,6 +32,7 @@ struct feed {
   unsigned ms;
   uv_timer_t timer;
   sub_t *subs;
+  sl_http_fan_t *fan;
   json_t *prev;              /* stream -> [received, errors, latency sum, latency count] of the last tick */
   uint64_t prev_ns;
   sl_bytes_t *last;          /* the last event: a new subscriber's first */
@@ -145,6 +149,7 @@ static void feed_closed(uv_handle_t *h) {
   feed_t *f = h->data;
   json_decref(f->prev);
   if (f->last) sl_bytes_unref(f->last);
+  sl_http_fan_free(f->fan);
   free(f);
 }
 
@@ -168,12 +173,17 @@ static void sub_remove(sub_t *s) {
 
 static void sub_gone(void *arg) { sub_remove(arg); }
 
+static void sub_slow(void *arg) {
+  sl_http_slow_dropped(NULL, "/admin/live", "sse");
+  sub_remove(arg);
+}
+
 /* 0 sent; otherwise s is gone (the client left, or is dropped as slow). */
 static int send_to(sub_t *s, sl_bytes_t *b) {
   int rc = sl_http_stream_send(s->st, b, SL_HTTP_MAX_BUFFER);
   if (rc == 0) return 0;
-  if (rc > 0) sl_http_slow_dropped(NULL, "/admin/live", "sse");
-  sub_remove(s);
+  if (rc > 0) sub_slow(s);
+  else sub_remove(s);
   return -1;
 }
 
@@ -182,9 +192,10 @@ static void tick(uv_timer_t *t) {
   if (f->last) sl_bytes_unref(f->last);
   f->last = snapshot(f);
   sl_bytes_t *b = sl_bytes_ref(f->last);   /* f->last goes with the feed once its last subscriber leaves */
+  if (sl_http_fan_members(f->fan)) sl_http_fan_send(f->fan, b);
   for (sub_t *s = f->subs, *next; s; s = next) {
     next = s->next;
-    send_to(s, b);
+    if (!s->fanned) send_to(s, b);
   }
   sl_bytes_unref(b);
 }
@@ -205,7 +216,7 @@ static void live(sl_http_req_t *r, void *arg) {
   while (f && f->ms != (unsigned)ms) f = f->next;
   if (!f) {
     f = sl_xcalloc(1, sizeof(*f));
-    *f = (feed_t){.next = feeds, .e = e, .ms = (unsigned)ms, .prev = json_object()};
+    *f = (feed_t){.next = feeds, .e = e, .ms = (unsigned)ms, .prev = json_object(), .fan = sl_http_fan_new()};
     uv_timer_init(e->worker->loop, &f->timer);
     uv_unref((uv_handle_t *)&f->timer);   /* subscribers keep it going, not the loop's end */
     f->timer.data = f;
@@ -217,10 +228,13 @@ static void live(sl_http_req_t *r, void *arg) {
   s->f = f;
   s->next = f->subs;
   f->subs = s;
+  sl_http_req_stay(r);
   s->st = sl_http_sse_open(r, sub_gone, s);
   static const char hello[] = "retry: 3000\n: connected\n\n";
   if (sl_http_stream_write(s->st, hello, sizeof hello - 1, SL_HTTP_MAX_BUFFER) < 0) return;   /* sub_gone ran */
-  send_to(s, f->last);
+  if (send_to(s, f->last) != 0) return;
+  sl_http_stream_on_slow(s->st, sub_slow, s);
+  s->fanned = sl_http_fan_join(f->fan, s->st, SL_HTTP_MAX_BUFFER);
 }
 
 void sl_admin_live_route(sl_engine_t *e, sl_diags_t *d) {

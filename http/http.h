@@ -137,6 +137,11 @@ void sl_http_stream_close(sl_http_stream_t *s);
 /* Bytes waiting in the socket buffer (SIZE_MAX once the client is gone):
  * lets a reader that got 1 from a write know when to go on. */
 size_t sl_http_stream_queued(const sl_http_stream_t *s);
+/* hold 1: no further bytes are read from s's client (the kernel keeps
+ * them, then TCP holds the client back) until hold 0; a client that leaves
+ * meanwhile is not noticed. For streams on this loop: one that stays on a
+ * worker (sl_http_req_stay) is read as before. */
+void sl_http_stream_hold(sl_http_stream_t *s, int hold);
 /* Calls cb(arg) once, when a write completes leaving at most `below` bytes
  * in the socket buffer (a slow reader's wake-up, instead of polling); a later
  * call replaces it, cb NULL cancels. Never after the client left. */

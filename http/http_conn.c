@@ -242,6 +242,7 @@ struct sl_http_stream {
   struct sl_fan_site *site;
   void (*on_slow)(void *arg);
   void *slow_arg;
+  int held;                  /* sl_http_stream_hold: the client is not read */
 };
 
 static void stream_ended(struct sl_http_stream *st) {
@@ -828,6 +829,12 @@ int sl_http_stream_write(sl_http_stream_t *st, const void *data, size_t len, siz
   return queued(c) > max_buffer ? 1 : 0;
 }
 
+void sl_http_stream_hold(sl_http_stream_t *st, int hold) {
+  st->held = hold;
+  /* A stream still moving over is read as this says once it arrives. */
+  if (st->conn && !st->conn->closing) set_reading(st->conn);
+}
+
 void sl_http_stream_on_drain(sl_http_stream_t *st, size_t below, void (*cb)(void *arg), void *arg) {
   st->on_drain = cb;
   st->drain_arg = arg;
@@ -1048,7 +1055,8 @@ static void set_reading(conn_t *c) {
   if (c->closing || c->finished || c->eof) return;
   int want;
   if (c->stream)
-    want = !c->stream->on_data || queued(c) <= (c->reading ? RAW_MAX_QUEUED : RAW_MAX_QUEUED / 2);
+    want = !c->stream->held &&
+           (!c->stream->on_data || queued(c) <= (c->reading ? RAW_MAX_QUEUED : RAW_MAX_QUEUED / 2));
   else
     want = c->in_len - c->in_off < MAX_UNPARSED;
   if (want && !c->reading) uv_read_start((uv_stream_t *)&c->tcp, sl_uv_alloc, on_read);

@@ -21,6 +21,9 @@ struct sl_ws {
   void *arg;
   char *in; size_t in_len, in_off;    /* received bytes wslay has not read */
   size_t in_ready;                    /* in[in_off, in_ready) is what wslay may read */
+  size_t frame_end;                   /* end of the frame wslay is being given (see recv_cb) */
+  int paused;                         /* sl_ws_pause: no further frame is given to wslay */
+  int held;                           /* paused with over PAUSED_UNREAD waiting: the socket is not read */
   size_t max_message;
   int frag;                           /* the frames read leave a fragmented message open */
   int refused;                        /* close code for a frame refused from its header, or 0 */
@@ -37,6 +40,10 @@ struct sl_ws {
   int64_t silent_limit_ms;
   uv_loop_t *loop;
 };
+
+/* A paused connection still reads (so that a client leaving is noticed)
+ * until this much waits unread; then its socket is not read either. */
+enum { PAUSED_UNREAD = 64 << 10 };
 
 int sl_utf8_valid(const void *p, size_t n) {
   const unsigned char *s = p;
@@ -93,6 +100,23 @@ static void release_idle(sl_ws_t *ws) {
   ws->ctx = NULL;
 }
 
+/* The length of a frame's header (0: fewer than avail bytes hold it) and
+ * of its payload. */
+static size_t frame_head(const unsigned char *h, size_t avail, uint64_t *len) {
+  if (avail < 2) return 0;
+  unsigned len7 = h[1] & 0x7f;
+  size_t hl = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (h[1] & 0x80 ? 4 : 0);
+  if (avail < hl) return 0;
+  *len = len7;
+  if (len7 == 126) {
+    *len = (uint64_t)h[2] << 8 | h[3];
+  } else if (len7 == 127) {
+    *len = 0;
+    for (int k = 2; k < 10; k++) *len = *len << 8 | h[k];
+  }
+  return hl;
+}
+
 /* Advances in_ready over the whole frames received, parsing only each
  * header (2-14 bytes) for the frame's length and whether it ends a message.
  * A frame refused from its header alone (longer than max_message, a length
@@ -106,16 +130,10 @@ static void mark_whole_frames(sl_ws_t *ws) {
     size_t avail = ws->in_len - ws->in_ready;
     if (avail < 2) return;
     const unsigned char *h = (const unsigned char *)ws->in + ws->in_ready;
+    uint64_t len;
+    size_t hl = frame_head(h, avail, &len);
+    if (!hl) return;
     unsigned len7 = h[1] & 0x7f;
-    size_t hl = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (h[1] & 0x80 ? 4 : 0);
-    if (avail < hl) return;
-    uint64_t len = len7;
-    if (len7 == 126) {
-      len = (uint64_t)h[2] << 8 | h[3];
-    } else if (len7 == 127) {
-      len = 0;
-      for (int k = 2; k < 10; k++) len = len << 8 | h[k];
-    }
     int fin = h[0] >> 7, opcode = h[0] & 0x0f;
     if (wslay_is_ctrl_frame(opcode) && (!fin || len > 125)) {
       ws->refused = WSLAY_CODE_PROTOCOL_ERROR;
@@ -144,6 +162,7 @@ static void compact_in(sl_ws_t *ws) {
     memmove(ws->in, ws->in + ws->in_off, rest);
   }
   ws->in_ready -= ws->in_off;
+  ws->frame_end -= ws->in_off;
   ws->in_len = rest;
   ws->in_off = 0;
 }
@@ -174,10 +193,18 @@ ssize_t sl_ws_recv_from(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, c
   return (ssize_t)n;
 }
 
+/* wslay is given one frame at a time: it reads ahead as far as it is
+ * given, and a message it has read it delivers, so a pause asked for by the
+ * message before would not stop the ones after it. */
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user) {
   (void)flags;
   sl_ws_t *ws = user;
-  return sl_ws_recv_from(ctx, buf, len, ws->in, &ws->in_off, ws->in_ready);
+  if (ws->in_off == ws->frame_end && ws->in_off < ws->in_ready && !ws->paused) {
+    uint64_t plen;
+    size_t hl = frame_head((const unsigned char *)ws->in + ws->in_off, ws->in_ready - ws->in_off, &plen);
+    ws->frame_end = ws->in_off + hl + (size_t)plen;
+  }
+  return sl_ws_recv_from(ctx, buf, len, ws->in, &ws->in_off, ws->frame_end);
 }
 
 static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *user) {
@@ -229,14 +256,22 @@ static int settle(sl_ws_t *ws) {
   return 0;
 }
 
+/* A held connection is read again once it is no longer paused. */
+static void unhold(sl_ws_t *ws) {
+  if (!ws->held || ws->paused) return;
+  ws->held = 0;
+  if (ws->loop) ws->last_rx = uv_now(ws->loop);   /* its pongs waited unread */
+  sl_http_stream_hold(ws->st, 0);
+}
+
 /* Frames the whole frames received; 1 when that ended (and freed) ws. */
 static int process(sl_ws_t *ws) {
   mark_whole_frames(ws);
-  if (ws->in_ready == ws->in_off && !ws->refused) return 0;
+  if (ws->paused || (ws->in_ready == ws->in_off && !ws->refused)) return 0;
   ws->in_wslay = 1;
   wslay_event_context_ptr ctx = ctx_of(ws);
   if (ws->in_ready > ws->in_off) wslay_event_recv(ctx);
-  if (ws->refused && wslay_event_get_read_enabled(ctx)) {
+  if (ws->refused && !ws->paused && wslay_event_get_read_enabled(ctx)) {
     /* What answers the frames before (pongs) goes first: a close queued
      * with it would be sent before it, and nothing after the close. */
     wslay_event_send(ctx);
@@ -247,6 +282,7 @@ static int process(sl_ws_t *ws) {
   ws->in_wslay = 0;
   if (settle(ws)) return 1;
   compact_in(ws);
+  unhold(ws);
   return 0;
 }
 
@@ -258,7 +294,11 @@ static void on_data(void *arg, const char *p, size_t n) {
   memcpy(ws->in + ws->in_len, p, n);
   ws->in_len += n;
   /* Frames that came with the upgrade request wait until accept returns. */
-  if (ws->st) process(ws);
+  if (ws->st && process(ws)) return;
+  if (ws->paused && !ws->held && ws->in_len - ws->in_off > PAUSED_UNREAD) {
+    ws->held = 1;
+    sl_http_stream_hold(ws->st, 1);
+  }
 }
 
 static void on_transport_gone(void *arg) {
@@ -279,7 +319,8 @@ static void on_transport_gone(void *arg) {
 static void on_ping(uv_timer_t *t) {
   sl_ws_t *ws = t->data;
   if (ws->done) return;
-  if (uv_now(ws->loop) - ws->last_rx > (uint64_t)ws->silent_limit_ms) {
+  /* A held peer's pongs wait unread: it is not silent for all we know. */
+  if (!ws->held && uv_now(ws->loop) - ws->last_rx > (uint64_t)ws->silent_limit_ms) {
     /* No pong nor anything else for three ping intervals: the peer is gone. */
     ws->in_wslay = 1;
     static const char why[] = "no pong";
@@ -420,6 +461,17 @@ size_t sl_ws_queued(const sl_ws_t *ws) { return ws->done || ws->close_code ? SIZ
 
 void sl_ws_on_drain(sl_ws_t *ws, size_t below, void (*cb)(void *arg), void *arg) {
   if (!ws->done) sl_http_stream_on_drain(ws->st, below, cb, arg);
+}
+
+void sl_ws_pause(sl_ws_t *ws) { ws->paused = 1; }
+
+void sl_ws_resume(sl_ws_t *ws) {
+  if (!ws->paused) return;
+  ws->paused = 0;
+  /* Inside wslay (a message's handler resumed it at once): wslay asks for
+   * the next frame itself, and process() reads on after it. */
+  if (ws->done || ws->in_wslay || !ws->st || process(ws)) return;
+  unhold(ws);
 }
 
 void sl_ws_close(sl_ws_t *ws, int code, const char *reason) {

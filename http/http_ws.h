@@ -44,6 +44,13 @@ sl_http_stream_t *sl_ws_stream(const sl_ws_t *ws);
 size_t sl_ws_queued(const sl_ws_t *ws);
 /* sl_http_stream_on_drain for the connection under ws. */
 void sl_ws_on_drain(sl_ws_t *ws, size_t below, void (*cb)(void *arg), void *arg);
+/* Delivers no further message until sl_ws_resume (the one being delivered
+ * may ask: the frames after it wait, control frames too); past a bound the
+ * client's bytes wait unread in the kernel. Pings still go out. */
+void sl_ws_pause(sl_ws_t *ws);
+/* Delivers what waited, in order (on_message may pause again, or the
+ * connection end: on_close runs), then reads the client again. */
+void sl_ws_resume(sl_ws_t *ws);
 /* Sends a close frame with code and frees ws (no on_close follows). */
 void sl_ws_close(sl_ws_t *ws, int code, const char *reason);
 /* The body of a wslay recv callback (server and client side): copies up to

@@ -357,4 +357,41 @@ print(json.dumps({"dropped": dropped, "read_after": got, "growth_kb": rss() - be
     end)
     h.stop_after(srv, ok, err)
   end)
+
+  it("keeps its subscribers on the HTTP workers that accepted them, which write them every tick", function()
+    local srv = h.serve((yaml:gsub("http:\n", "http:\n  workers: 2\n", 1)))
+    local ok, err = pcall(function()
+      local files = {}
+      for i = 1, 4 do
+        files[i] = srv.dir .. "/live" .. i .. ".txt"
+        os.execute(string.format("curl -sN -m 60 '%s/admin/live?interval=200&api_key=%s' > %s &", srv.url, ADMIN, files[i]))
+      end
+      local function on_workers()
+        local _, m = h.sh("curl -s " .. srv.url .. "/metrics")
+        local n = 0
+        for v in m:gmatch('\nsluice_http_worker_streams{worker="%d+"} (%d+)') do n = n + tonumber(v) end
+        return n
+      end
+      assert.truthy(h.wait_for(function() return on_workers() == 4 end, 30), "on the workers: " .. on_workers())
+      -- each gets the ticks after it subscribed, whole and in order
+      assert.truthy(h.wait_for(function()
+        for _, f in ipairs(files) do
+          local _, k = (h.read(f) or ""):gsub("event: status\n", "")
+          if k < 5 then return false end
+        end
+        return true
+      end, 60), "fewer than 5 events each")
+      for _, f in ipairs(files) do
+        local raw = h.read(f)
+        assert.matches("^retry: 3000\n: connected\n\n", raw)
+        local last = 0
+        for data in raw:gmatch("event: status\ndata: ([^\n]*)\n\n") do
+          local busy = json.decode(data).streams.busy
+          assert.truthy(busy.received >= last)
+          last = busy.received
+        end
+      end
+    end)
+    h.stop_after(srv, ok, err)
+  end)
 end)

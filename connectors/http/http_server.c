@@ -57,8 +57,10 @@ static const sl_field_t fields[] = {
    "WebSocket path: each text or binary message a client sends is a message with the "
    "connection's request context. A `sync_response` answer is sent back on the connection in the "
    "frame type of the message (a text answer that is not UTF-8 goes as binary); a failed delivery "
-   "sends `{\"error\": ...}`. A client that lets more than 1 MiB of answers wait unread is closed "
-   "with 1008 (`sluice_http_slow_clients_dropped_total`). Empty: off.", NULL, NULL},
+   "sends `{\"error\": ...}`. A message that comes while the stream is at `max_in_flight` waits for room "
+   "as a request does, and its connection is read no further meanwhile; one still waiting after `timeout` "
+   "is answered `{\"error\": \"busy: ...\", \"status\": 503}`. A client that lets more than 1 MiB of answers "
+   "wait unread is closed with 1008 (`sluice_http_slow_clients_dropped_total`). Empty: off.", NULL, NULL},
   {"ws_max_message_bytes", SL_F_SIZE, "1MiB", SL_ADVANCED, "Larger WebSocket messages close the connection with 1009.",
    NULL, NULL},
   {"rate_limit", SL_F_OBJECT, NULL, 0,
@@ -68,7 +70,7 @@ static const sl_field_t fields[] = {
   {"timeout", SL_F_DURATION, "5s", 0,
    "How long a request waits for its message to be delivered before it is answered 408 (the "
    "message still completes); a request still waiting for room in the stream (`max_in_flight`) then is "
-   "answered 503 instead (its message never entered).", NULL, NULL},
+   "answered 503 instead, a WebSocket message a 503 error frame (its message never entered).", NULL, NULL},
   {"sync_response", SL_F_OBJECT, NULL, 0,
    "How an answer that a `sync_response` output (or a fallback to it) set is sent: its status, headers and "
    "the metadata that become headers (Benthos's `sync_response` of this input). Without a `sync_response` "
@@ -91,8 +93,8 @@ typedef struct hin {
   int64_t rate_count, rate_interval_ms, window_used;
   uint64_t window_start;
   int64_t waiting;            /* requests not yet answered */
-  struct pending *parked;     /* requests waiting for room (max_in_flight), oldest first */
-  struct pending **parked_tail;
+  struct parked *parked;      /* messages waiting for room (max_in_flight), oldest first */
+  struct parked **parked_tail;
   sl_globs_t meta_headers, meta_query;   /* metadata allowlists */
   struct wsconn *conns;       /* open WebSocket connections */
   sl_interp_t *sync_status;   /* sync_response: NULL when not set */
@@ -103,23 +105,48 @@ typedef struct hin {
   unsigned nsync_patterns;
 } hin_t;
 
+/* A message that came while the stream was at max_in_flight, waiting in
+ * in->parked until there is room, in arrival order: a request's, or a
+ * WebSocket message's (its connection reads no further meanwhile). With
+ * pipeline.threads every message's transaction stays open while a pool
+ * worker runs it, so 100 clients at once are 100 transactions, where one
+ * worker ran each to its answer before reading the next; refusing those
+ * beyond max_in_flight at once turned most of such a load into 503s. */
+typedef struct parked {
+  sl_batch_t *batch;          /* its message while it waits, else NULL */
+  void (*take)(struct parked *pk);     /* emits batch: there is room */
+  void (*refuse)(struct parked *pk);   /* drops batch and answers busy: the input stops */
+  struct parked *next, **pprev;
+} parked_t;
+
 /* One request on its way: answered by whichever comes first, the
- * transaction's outcome or the timeout; freed when both are over. A
- * request that comes while the stream is at max_in_flight waits in
- * in->parked with its message until there is room: with pipeline.threads
- * every request's transaction stays open while a pool worker runs it, so
- * 100 clients at once are 100 transactions, where one worker ran each to
- * its answer before reading the next; refusing those beyond
- * max_in_flight at once turned most of such a load into 503s. */
+ * transaction's outcome or the timeout; freed when both are over. */
 typedef struct pending {
+  parked_t park;              /* first: in->parked holds it while it waits for room */
   hin_t *in;
   sl_http_req_t *req;         /* NULL once answered */
   sl_reply_t *reply;          /* what a sync_response wrote */
   uv_timer_t timer;
   int txn_done;
-  sl_batch_t *parked;         /* its message while it waits for room, else NULL */
-  struct pending *next, **pprev;   /* in in->parked while it waits */
 } pending_t;
+
+static void park(hin_t *in, parked_t *pk, sl_batch_t *b) {
+  pk->batch = b;
+  pk->next = NULL;
+  pk->pprev = in->parked_tail;
+  *in->parked_tail = pk;
+  in->parked_tail = &pk->next;
+}
+
+/* Takes pk out of in->parked; returns its message. */
+static sl_batch_t *unlink_parked(hin_t *in, parked_t *pk) {
+  *pk->pprev = pk->next;
+  if (pk->next) pk->next->pprev = pk->pprev;
+  else in->parked_tail = pk->pprev;
+  sl_batch_t *b = pk->batch;
+  pk->batch = NULL;
+  return b;
+}
 
 static void pending_closed(uv_handle_t *h) {
   pending_t *p = h->data;
@@ -213,12 +240,7 @@ static void answer(pending_t *p, int status, const char *err) {
  * client gone, stop): answered (err NULL: busy, 503 with Retry-After), its
  * message dropped. */
 static void unpark(pending_t *p, int status, const char *err) {
-  hin_t *in = p->in;
-  *p->pprev = p->next;
-  if (p->next) p->next->pprev = p->pprev;
-  else in->parked_tail = p->pprev;
-  sl_batch_free(p->parked);
-  p->parked = NULL;
+  sl_batch_free(unlink_parked(p->in, &p->park));
   p->txn_done = 1;
   if (p->req) p->req->on_gone = NULL;
   answer(p, status, err);
@@ -227,19 +249,19 @@ static void unpark(pending_t *p, int status, const char *err) {
 
 static void on_txn(sl_txn_t *t, int status, const char *err, void *arg);
 
-/* Takes parked requests in, oldest first, while the stream has room. */
+/* Takes parked messages in, oldest first, while the stream has room. */
 static void take_parked(hin_t *in) {
-  while (in->parked && !in->stopped && sl_input_ready(&in->base)) {
-    pending_t *p = in->parked;
-    in->parked = p->next;
-    if (p->next) p->next->pprev = &in->parked;
-    else in->parked_tail = &in->parked;
-    sl_batch_t *b = p->parked;
-    p->parked = NULL;
-    p->req->on_gone = NULL;
-    sl_input_emit(&in->base, b, on_txn, p);
-  }
+  while (in->parked && !in->stopped && sl_input_ready(&in->base)) in->parked->take(in->parked);
 }
+
+static void take_request(parked_t *pk) {
+  pending_t *p = (pending_t *)pk;
+  sl_batch_t *b = unlink_parked(p->in, pk);
+  p->req->on_gone = NULL;
+  sl_input_emit(&p->in->base, b, on_txn, p);
+}
+
+static void refuse_request(parked_t *pk) { unpark((pending_t *)pk, 503, "shutting down"); }
 
 static void on_parked_gone(sl_http_req_t *r, void *arg) {
   (void)r;
@@ -256,7 +278,7 @@ static void on_txn(sl_txn_t *t, int status, const char *err, void *arg) {
 
 static void on_timeout(uv_timer_t *t) {
   pending_t *p = t->data;
-  if (p->parked) {
+  if (p->park.batch) {
     unpark(p, 503, NULL);
     return;
   }
@@ -324,11 +346,10 @@ static void on_request(sl_http_req_t *r, void *arg) {
   in->waiting++;
   sl_batch_t *b = sl_batch_new(1);
   sl_batch_push(b, m);
-  /* In arrival order: behind the requests already waiting for room. */
-  p->parked = b;
-  p->pprev = in->parked_tail;
-  *in->parked_tail = p;
-  in->parked_tail = &p->next;
+  /* In arrival order: behind the messages already waiting for room. */
+  p->park.take = take_request;
+  p->park.refuse = refuse_request;
+  park(in, &p->park, b);
   r->on_gone = on_parked_gone;
   r->gone_arg = p;
   take_parked(in);
@@ -343,6 +364,8 @@ typedef struct wsconn {
   sl_ws_t *ws;                /* NULL once closed */
   sl_ctx_t *ctx;
   hin_t *in;
+  struct wsmsg *parked;       /* its message waiting for room (its reads pause meanwhile), or NULL */
+  uv_timer_t wait;            /* the input's timeout for that one */
   struct wsconn *next, **pprev;   /* in in->conns while open */
 } wsconn_t;
 
@@ -353,18 +376,26 @@ static void wsconn_unlink(wsconn_t *w) {
   w->pprev = NULL;
 }
 
+static void wsconn_freed(uv_handle_t *h) { free(h->data); }
+
 static void wsconn_unref(wsconn_t *w) {
   if (--w->refs > 0) return;
   sl_ctx_unref(w->ctx);
-  free(w);
+  uv_close((uv_handle_t *)&w->wait, wsconn_freed);
 }
 
-/* Closes with code and drops the connection's reference (no on_close follows). */
+static void ws_unpark(wsconn_t *w, int taken, int answer);
+
+/* Closes with code and drops the connection's reference (no on_close
+ * follows); a message still waiting for room goes: nobody would read its
+ * answer. */
 static void wsconn_close(wsconn_t *w, int code, const char *why) {
   wsconn_unlink(w);
-  sl_ws_close(w->ws, code, why);
+  sl_ws_t *ws = w->ws;
   w->ws = NULL;
   w->closed = 1;
+  if (w->parked) ws_unpark(w, 0, 0);
+  sl_ws_close(ws, code, why);
   wsconn_unref(w);
 }
 
@@ -383,10 +414,19 @@ static void ws_answer(wsconn_t *w, int text, const void *p, size_t n) {
 }
 
 typedef struct wsmsg {
+  parked_t park;              /* first: in->parked holds it while it waits for room */
   wsconn_t *conn;
   sl_reply_t *reply;
   int text;                   /* the message came in a text frame */
 } wsmsg_t;
+
+static void wsmsg_free(wsmsg_t *m) {
+  sl_reply_unref(m->reply);
+  wsconn_unref(m->conn);
+  free(m);
+}
+
+static const char ws_busy[] = "{\"error\":\"busy: message not accepted\",\"status\":503}";
 
 static void on_ws_ack(sl_txn_t *t, int status, const char *err, void *arg) {
   (void)t;
@@ -404,18 +444,39 @@ static void on_ws_ack(sl_txn_t *t, int status, const char *err, void *arg) {
   }
   /* The last answer of a stopped input's connection: it may go now. */
   if (w->ws && w->in->stopped && w->refs == 2) wsconn_close(w, 1001, "stream stopping");
-  sl_reply_unref(m->reply);
-  wsconn_unref(w);
-  free(m);
+  wsmsg_free(m);
 }
+
+/* The connection's parked message leaves the queue: taken in (there is
+ * room), or dropped, answered busy unless its client left. Either way the
+ * connection reads on, which may bring its next message here at once. */
+static void ws_unpark(wsconn_t *w, int taken, int answer) {
+  wsmsg_t *m = w->parked;
+  w->parked = NULL;
+  uv_timer_stop(&w->wait);
+  sl_batch_t *b = unlink_parked(w->in, &m->park);
+  w->refs++;   /* the ack, or an answer that finds the client slow, may drop the others */
+  if (taken) {
+    sl_input_emit(&w->in->base, b, on_ws_ack, m);
+  } else {
+    sl_batch_free(b);
+    wsmsg_free(m);
+    if (answer && w->ws) ws_answer(w, 1, ws_busy, sizeof ws_busy - 1);
+  }
+  if (w->ws) sl_ws_resume(w->ws);
+  wsconn_unref(w);
+}
+
+static void take_ws(parked_t *pk) { ws_unpark(((wsmsg_t *)pk)->conn, 1, 0); }
+static void refuse_ws(parked_t *pk) { ws_unpark(((wsmsg_t *)pk)->conn, 0, 1); }
+static void on_ws_wait(uv_timer_t *t) { ws_unpark(t->data, 0, 1); }
 
 static void on_ws_message(sl_ws_t *ws, int text, const char *p, size_t n, void *arg) {
   wsconn_t *w = arg;
   w->ws = ws;   /* a message that came with the upgrade request: sl_ws_accept has not returned yet */
   hin_t *in = w->in;
-  if (in->stopped || !sl_input_ready(&in->base)) {
-    static const char busy[] = "{\"error\":\"busy: message not accepted\",\"status\":503}";
-    ws_answer(w, 1, busy, sizeof busy - 1);
+  if (in->stopped) {
+    ws_answer(w, 1, ws_busy, sizeof ws_busy - 1);
     return;
   }
   sl_msg_t *m = sl_msg_new(p, n);
@@ -444,7 +505,18 @@ static void on_ws_message(sl_ws_t *ws, int text, const char *p, size_t n, void *
   sl_ctx_unref(ctx);
   sl_batch_t *b = sl_batch_new(1);
   sl_batch_push(b, m);
-  sl_input_emit(&in->base, b, on_ws_ack, wm);
+  if (!in->parked && sl_input_ready(&in->base)) {
+    sl_input_emit(&in->base, b, on_ws_ack, wm);
+    return;
+  }
+  /* No room: it waits behind what already does, and the connection's
+   * further frames wait in its socket, as a pipelined request waits. */
+  wm->park.take = take_ws;
+  wm->park.refuse = refuse_ws;
+  park(in, &wm->park, b);
+  w->parked = wm;
+  sl_ws_pause(ws);
+  uv_timer_start(&w->wait, on_ws_wait, (uint64_t)in->timeout_ms, 0);
 }
 
 static void on_ws_close(sl_ws_t *ws, void *arg) {
@@ -453,6 +525,7 @@ static void on_ws_close(sl_ws_t *ws, void *arg) {
   w->ws = NULL;
   w->closed = 1;
   wsconn_unlink(w);
+  if (w->parked) ws_unpark(w, 0, 0);   /* nobody to answer */
   wsconn_unref(w);
 }
 
@@ -466,6 +539,8 @@ static void on_ws(sl_http_req_t *r, void *arg) {
   w->refs = 2;   /* the connection's, and ours while accepting */
   w->in = in;
   w->ctx = sl_http_ctx_new(r);
+  uv_timer_init(in->base.worker->loop, &w->wait);
+  w->wait.data = w;
   static const sl_ws_handlers_t h = {on_ws_message, on_ws_close};
   w->ws = sl_ws_accept(r, &h, w, (size_t)in->ws_max, 20000, in->base.worker);
   /* Not accepted (and not closed by the peer meanwhile): the connection's
@@ -490,7 +565,7 @@ static void hin_resume(sl_input_t *i) { take_parked((hin_t *)i); }
 static void hin_stop(sl_input_t *i) {
   hin_t *in = (hin_t *)i;
   in->stopped = 1;
-  while (in->parked) unpark(in->parked, 503, "shutting down");
+  while (in->parked) in->parked->refuse(in->parked);
   /* The input goes (shutdown, or a reload replaced it) while clients stay
    * connected: each is told to go once its messages are answered, and
    * reconnects to whoever serves the path then. */
@@ -504,7 +579,8 @@ static void hin_stop(sl_input_t *i) {
 
 static void hin_destroy(sl_input_t *i) {
   hin_t *in = (hin_t *)i;
-  while (in->parked) unpark(in->parked, 503, "shutting down");
+  in->stopped = 1;   /* what a refused message's connection reads next is refused too */
+  while (in->parked) in->parked->refuse(in->parked);
   while (in->conns) wsconn_close(in->conns, 1001, "stream stopping");
   if (in->routed) sl_hroutes_remove(i->worker, in->routes, 2);
   free(in->ws_path);
