@@ -2,9 +2,10 @@
 # pipeline.threads 1 against 2 on the CPU-bound rows (issue 18): generate →
 # Lua JSON mapping → drop, and generate → one-field filter → drop; runs
 # interleaved (1, 2, 1, 2, ...); the input alternates two constant messages
-# (a mapping that builds each one would cost the stream's loop more than the
-# processors),, medians of RUNS, with the CPU time each run
-# used (user + sys) and the load average, since the machine is shared.
+# (a mapping that builds each one would cost more than the processors),
+# medians of RUNS, with the CPU time each run used (user + sys; at threads 2
+# split into the stream's loop, the main thread, and the pool workers:
+# bench/threadcpu.py) and the load average, since the machine is shared.
 # BASE_BIN (optional): a build of main, for the threads-1 rows generate → drop
 # and → lua pass-through (no regression when threads is 1).
 # Usage: bench/threads.sh. Env: N (messages, default 1000000), RUNS (default 5).
@@ -43,10 +44,12 @@ MAP="    - lua: |
 FILTER="    - lua: 'if this.ts % 2 == 0 then return deleted() end'"
 PASS="    - lua: 'return nil'"
 
-# one run: prints "msg/s cpu_seconds"
+# one run: prints "msg/s cpu_seconds loop_cpu_seconds" (loop: the main
+# thread, where the stream's input, output and acks run; the rest of the CPU
+# is the pool workers')
 one() { # $1 = binary, $2 = config
-  /usr/bin/time -f "%e %U %S" -o "$WORK/t" "$1" run --log-level warn "$2" > /dev/null || fail "sluice run $2 failed"
-  awk -v n="$N" '{printf "%.0f %.2f\n", n / $1, $2 + $3}' "$WORK/t"
+  bench/threadcpu.py "$1" run --log-level warn "$2" > "$WORK/t" || fail "sluice run $2 failed"
+  awk -v n="$N" '{printf "%.0f %.2f %.2f\n", n / $1, $2, $3}' "$WORK/t"
 }
 
 row() { # $1 = name, $2 = processor YAML
@@ -59,8 +62,9 @@ row() { # $1 = name, $2 = processor YAML
   done
   r1=$(awk '{print $1}' "$WORK/r1" | median); c1=$(awk '{print $2}' "$WORK/r1" | median)
   r2=$(awk '{print $1}' "$WORK/r2" | median); c2=$(awk '{print $2}' "$WORK/r2" | median)
+  l2=$(awk '{print $3}' "$WORK/r2" | median); w2=$(awk '{print $2 - $3}' "$WORK/r2" | median)
   figure "$r1" "$1 threads 1"; figure "$r2" "$1 threads 2"
-  echo "| $1 | threads 1: $r1 msg/s (CPU $c1 s) | threads 2: $r2 msg/s (CPU $c2 s) | $(echo "$r2 $r1" | awk '{printf "%.2f", $1/$2}')× |"
+  echo "| $1 | threads 1: $r1 msg/s (CPU $c1 s) | threads 2: $r2 msg/s (CPU $c2 s: loop $l2, workers $w2) | $(echo "$r2 $r1" | awk '{printf "%.2f", $1/$2}')× |"
 }
 
 # threads 1 on this branch against main: the same config (threads: 1 is main's default too)
