@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 const sl_field_t sl_nats_auth_fields[] = {
   {"user", SL_F_STRING, "", 0, "User name (with `password`).", NULL, NULL},
@@ -36,7 +37,7 @@ struct sl_nats_conf {
   char *cert_pem, *key_pem;  /* or text, the key decrypted (cnats takes no password) */
 };
 
-enum { BYTES_MAX = 64 << 20, MAX_SUBS = 4, MAX_PUMPS = 64 };
+enum { BYTES_MAX = 64 << 20, MAX_SUBS = 4, MAX_PUMPS = 64, EXIT_WAIT_S = 5 };
 
 struct sl_nats {
   uv_mutex_t mu;
@@ -508,6 +509,12 @@ static void run_pumps(sl_nats_t *l) {
   for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
 }
 
+/* The links' threads still running, and whether a link was ever made
+ * (libnats is loaded, and its threads run, only then). */
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_gone = PTHREAD_COND_INITIALIZER;
+static int g_threads, g_used;
+
 static void *thread_main(void *arg) {
   sl_nats_t *l = arg;
   natsOptions *o = NULL;
@@ -581,6 +588,9 @@ static void *thread_main(void *arg) {
   if (!l->closing) uv_async_send(&l->async);
   uv_mutex_unlock(&l->mu);
   unref(l);
+  pthread_mutex_lock(&g_mu);
+  if (!--g_threads) pthread_cond_broadcast(&g_gone);
+  pthread_mutex_unlock(&g_mu);
   return NULL;
 }
 
@@ -619,7 +629,11 @@ sl_nats_t *sl_nats_new(uv_loop_t *loop, sl_nats_conf_t *c, const sl_nats_cbs_t *
   pthread_attr_t a;
   pthread_attr_init(&a);
   pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+  pthread_mutex_lock(&g_mu);
+  g_used = 1;
   int rc = pthread_create(&t, &a, thread_main, l);
+  g_threads += rc == 0;
+  pthread_mutex_unlock(&g_mu);
   pthread_attr_destroy(&a);
   if (rc != 0) {
     l->refs = 1;
@@ -628,4 +642,36 @@ sl_nats_t *sl_nats_new(uv_loop_t *loop, sl_nats_conf_t *c, const sl_nats_cbs_t *
     return NULL;
   }
   return l;
+}
+
+/* cnats drops a connection's last reference on whichever of its threads
+ * lets go last: most often its callback thread, right after the closed
+ * callback, which frees the connection's TLS session and context there.
+ * Nothing ordered that before the process's exit, so OpenSSL's exit
+ * cleanup ran under it (a SEGV at exit under ASan, issue 16). So the links'
+ * threads are waited for, then cnats's own: nats_CloseAndWait joins them
+ * once every connection and subscription is freed. */
+void sl_nats_exit(void) {
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += EXIT_WAIT_S;
+  pthread_mutex_lock(&g_mu);
+  int used = g_used;
+  while (g_threads && pthread_cond_timedwait(&g_gone, &g_mu, &until) == 0) {}
+  int left = g_threads;
+  pthread_mutex_unlock(&g_mu);
+  if (!used) return;
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  int64_t ms = (int64_t)(until.tv_sec - now.tv_sec) * 1000 + (until.tv_nsec - now.tv_nsec) / 1000000;
+  natsStatus s = left ? NATS_TIMEOUT : nats_CloseAndWait(ms > 0 ? ms : 1);
+  if (s == NATS_TIMEOUT) {
+    sl_logf(SL_LOG_WARN, NULL, NULL, "nats: connections still closing after %d s at exit", EXIT_WAIT_S);
+    return;
+  }
+  /* libnats before 3.11, once closed, frees OpenSSL's compression methods
+   * from its exit handler without telling OpenSSL, whose own exit cleanup
+   * frees them again (nats.c issue 904). Opened again, it leaves OpenSSL's
+   * state to OpenSSL, as it did before: its threads wait idle. */
+  if (s == NATS_OK && nats_GetVersionNumber() < 0x030B00) nats_Open(-1);
 }

@@ -106,6 +106,12 @@ int sl_nats_on_loop(sl_nats_t *l);
  * only a wake, for work of the link's thread that is no message. */
 void sl_nats_push_ack(sl_nats_t *l, natsMsg *m, const char *err);
 
+/* At the process's end, on its main thread, once every link is closed:
+ * waits (at most 5 s) for the links' threads and then for cnats's own, so
+ * that none is still freeing a connection (OpenSSL's state) while the
+ * process exits. Does nothing if no link was made. */
+void sl_nats_exit(void);
+
 /* A subject to publish to or subscribe to (wild: `*` and `>` tokens
  * allowed): non-empty, no empty token, no whitespace or control byte. */
 int sl_nats_subject_ok(const char *s, int wild);

@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "doc.h"
 #include "engine.h"
+#include "clients/nats_link.h"
 #include "core/log.h"
 #include "core/spec.h"
 #include "core/xalloc.h"
@@ -162,7 +163,7 @@ static int cmd_doc(int argc, char **argv) {
   return 0;
 }
 
-int main(int argc, char **argv) {
+static int command(int argc, char **argv) {
   if (argc < 2) { usage(stderr); return 2; }
   const char *cmd = argv[1];
   if (strcmp(cmd, "run") == 0) return cmd_run(argc - 2, argv + 2, CMD_RUN);
@@ -196,4 +197,10 @@ int main(int argc, char **argv) {
   fprintf(stderr, "sluice: unknown command \"%s\"\n", cmd);
   usage(stderr);
   return 2;
+}
+
+int main(int argc, char **argv) {
+  int rc = command(argc, argv);
+  sl_nats_exit();
+  return rc;
 }

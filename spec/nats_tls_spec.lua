@@ -42,8 +42,8 @@ local function inline(certfile, keyfile, password)
 end
 
 -- Runs one message through a lua processor calling a nats_kv cache with
--- cert; returns the message.
-local function kv_call(cert)
+-- cert (env: variables for sluice); returns the message.
+local function kv_call(cert, env)
   local url = S.url:gsub("^nats:", "tls:")
   local yaml = "cache_resources:\n  - label: kv\n    nats_kv:\n      urls: [" .. url .. "]\n      bucket: kv\n" ..
     "      timeout: 3s\n" .. tls(cert):gsub("\n    ", "\n      "):gsub("^    ", "      ") .. [[
@@ -57,7 +57,7 @@ pipeline:
 output:
   stdout: {}
 ]]
-  local r = h.run_config(yaml, {timeout = 60})
+  local r = h.run_config(yaml, {timeout = 60, env = env})
   assert.are.equal(0, r.code, r.stderr)
   return h.decode_lines(h.lines(r.stdout))[1], r.stderr
 end
@@ -134,6 +134,63 @@ describe("nats client certificates", function()
       out = (out or "") .. (e or "")
       assert.matches("c%.yaml:8:11: tls%.client_certs: ", out)
       assert.matches(c[2], out, 1, true)
+    end
+  end)
+end)
+
+-- The process's end with TLS connections (issue 16): cnats drops a
+-- connection's last reference on its callback thread, after the closed
+-- callback, and frees its TLS session and context there. The process exited
+-- without waiting for that, so OpenSSL's exit cleanup could run under it (a
+-- SEGV at exit under ASan, about one run in six of this spec's setup).
+describe("nats at the process's end", function()
+  local function output_yaml(n, subject)
+    local url = S.url:gsub("^nats:", "tls:")
+    local y = "input:\n  generate: { count: 3, interval: 0, mapping: 'return {n = i}' }\noutput:\n  broker:\n    outputs:\n"
+    for i = 1, n do
+      y = y .. "      - nats:\n          urls: [" .. url .. "]\n          subject: " .. subject .. "." .. i .. "\n" ..
+        "          tls:\n            root_cas_file: " .. dir .. "/cert.pem\n            client_certs:\n" ..
+        "              - {cert_file: " .. dir .. "/client.pem, key_file: " .. dir .. "/client.key}\n"
+    end
+    return y
+  end
+
+  -- How many of cnats's releases began and ended (spec/tools/nats_slow_release.c's lines).
+  local function releases(log)
+    local begun, done = 0, 0
+    for _, l in ipairs(h.lines(h.read(log) or "")) do
+      if l == "begun" then begun = begun + 1 elseif l == "released" then done = done + 1 end
+    end
+    os.remove(log)
+    return begun, done
+  end
+
+  it("waits for cnats to release every connection (its callback thread slowed down)", function()
+    -- The shim delays each release of a callback's reference on cnats's
+    -- thread, two per connection (disconnected, closed), as a loaded machine
+    -- does; without the wait the process exits in the middle of them.
+    local so, log = dir .. "/slow.so", dir .. "/released.log"
+    local code, _, err = h.sh("cc -shared -fPIC -o " .. so .. " spec/tools/nats_slow_release.c -ldl")
+    assert.are.equal(0, code, err)
+    local env = "LD_PRELOAD=" .. so .. " NATS_SLOW_RELEASE_MS=150 NATS_SLOW_RELEASE_LOG=" .. log
+    local r = h.run_config(output_yaml(3, "exit.slow"), {timeout = 60, env = env})
+    assert.are.equal(0, r.code, r.stderr)
+    local begun, done = releases(log)
+    assert.is_true(done >= 6 and done == begun, begun .. " begun, " .. done .. " released\n" .. r.stderr)
+    -- and a nats_kv cache's connections (one per worker loop that used it)
+    local m, stderr = kv_call("        - {cert_file: " .. dir .. "/client.pem, key_file: " .. dir .. "/client.key}\n", env)
+    assert.are.same({ok = true, back = "v"}, m)
+    begun, done = releases(log)
+    assert.is_true(done >= 2 and done == begun, begun .. " begun, " .. done .. " released\n" .. stderr)
+  end)
+
+  -- Under ThreadSanitizer (build-tsan) this fails at once without the wait:
+  -- OpenSSL's exit cleanup frees a lock that cnats's thread, freeing the
+  -- connection's certificates, takes (the race behind the ASan SEGV).
+  it("a nats output run to its end exits 0, 30 times in a row", function()
+    for i = 1, 30 do
+      local r = h.run_config(output_yaml(2, "exit.loop"), {timeout = 60})
+      assert.are.equal(0, r.code, "run " .. i .. ": " .. r.stderr)
     end
   end)
 end)
