@@ -113,4 +113,41 @@ describe("redis kind: failover over TLS", function()
   it("finds the master through a TLS Sentinel, checks the IP it is given, and follows a failover", function()
     follows_failover(t, t.s.tls_url, "{enabled: true, root_cas_file: " .. d .. "/ca.pem}")
   end)
+
+  it("checks the address a Sentinel names as the certificate's name: an IP needs an IP SAN, a host name a DNS one",
+    function()
+    local dns = redis.tls_certs("DNS:localhost")   -- certificates naming localhost only
+    local m = redis.start({args = "--appendonly no", tls = dns})
+    local by_ip = redis.start({sentinel = "sentinel monitor mm 127.0.0.1 " .. m.tls_port .. " 1", tls = dns})
+    local by_name = redis.start({sentinel = "sentinel resolve-hostnames yes\nsentinel announce-hostnames yes\n" ..
+      "sentinel monitor mm localhost " .. m.tls_port .. " 1", tls = dns})
+    local function serve(sentinel, key)
+      return h.serve(string.format([[
+http: {address: 127.0.0.1:$PORT}
+input:
+  generate: {count: 0, interval: 20ms, mapping: 'return {n = i}'}
+output:
+  redis_list: {url: 'redis://localhost:%d', kind: failover, master: mm, key: %s, tls: {enabled: true, root_cas_file: %s/ca.pem}}
+]], sentinel.tls_port, key, dns))
+    end
+    local srv = serve(by_ip, "ip")
+    local ok, err = pcall(function()
+      local body
+      assert.truthy(h.wait_for(function()
+        local code
+        code, body = h.ready(srv)
+        return code == 503 and body:find("IP address mismatch", 1, true)
+      end, 30), body)
+      assert.truthy(body:find("127.0.0.1:" .. m.tls_port, 1, true), body)
+      assert.are.equal(0, m.num("LLEN ip"))
+    end)
+    h.stop_after(srv, ok, err)
+    srv = serve(by_name, "name")
+    ok, err = pcall(function()
+      assert.truthy(h.wait_for(function() return m.num("LLEN name") >= 10 end, 30), srv.stderr())
+    end)
+    h.stop_after(srv, ok, err)
+    for _, r in ipairs({by_name, by_ip, m}) do r.stop() end
+    h.rmdir(dns)
+  end)
 end)

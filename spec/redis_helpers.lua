@@ -7,7 +7,7 @@
 --   redis.start({args = "--replicaof 127.0.0.1 " .. r.port}), redis.start({sentinel = "sentinel monitor ..."})
 --   r.cli("XLEN s")                -- redis-cli's --raw output
 --   r.stop()                       -- stops it and removes its directory
---   local d = redis.tls_certs()    -- ca.pem, server.pem/key for 127.0.0.1 (an IP SAN only), client.pem/key
+--   local d = redis.tls_certs()    -- ca.pem, server.pem/key for 127.0.0.1 (an IP SAN only; or a san given), client.pem/key
 --   redis.start({tls = d})         -- also TLS on r.tls_port (r.tls_url), TLS to its master and Sentinels' peers
 --   local c = redis.cluster(3)     -- {nodes = {r...}, url, cli(args) (redis-cli -c), slot(key), node_of(key), stop()}
 local h = require("spec.helpers")
@@ -41,17 +41,18 @@ local function halt(r)
 end
 
 -- A server certificate for 127.0.0.1 (its one name: an IP SAN, what
--- Sentinel and CLUSTER SLOTS give out) signed by dir's CA (h.client_certs').
-function M.server_cert(dir)
+-- Sentinel and CLUSTER SLOTS give out; san: another subjectAltName, such
+-- as DNS:localhost) signed by dir's CA (h.client_certs').
+function M.server_cert(dir, san)
   assert(os.execute("cd " .. dir .. " && openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr " ..
-    "-subj /CN=redis 2>/dev/null && printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext && openssl x509 -req " ..
+    "-subj /CN=redis 2>/dev/null && printf 'subjectAltName=" .. (san or "IP:127.0.0.1") .. "\\n' > san.ext && openssl x509 -req " ..
     "-in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -extfile san.ext -out server.pem -days 1 2>/dev/null"))
 end
 
-function M.tls_certs()
+function M.tls_certs(san)
   local d = h.tmpdir()
   h.client_certs(d)
-  M.server_cert(d)
+  M.server_cert(d, san)
   return d
 end
 
