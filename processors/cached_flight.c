@@ -16,7 +16,8 @@ typedef struct waiter {
   struct waiter *next;
   sl_flights_t *f;
   sl_msg_t *m;
-  int got;
+  char *got;                 /* the leader's result (malloc'd), or NULL */
+  size_t len;
 } waiter_t;
 
 typedef struct flight {
@@ -50,6 +51,8 @@ static void arrived(uv_async_t *a) {
     waiter_t *w = (waiter_t *)((char *)n - offsetof(waiter_t, node));
     sl_batch_t **into = w->got ? &got : &own;
     if (!*into) *into = sl_batch_new(8);
+    if (w->got) sl_msg_set_content(w->m, w->got, w->len);
+    free(w->got);
     sl_batch_push(*into, w->m);
     free(w);
   }
@@ -90,8 +93,12 @@ static void landed(sl_txn_t *t, int status, const char *err, void *arg) {
   pthread_mutex_unlock(&g_mu);
   for (waiter_t *w = fl->waiters, *next; w; w = next) {
     next = w->next;
-    /* A copy each: bytes' refs are not atomic, and waiters may be on other threads. */
-    if ((w->got = fl->result != NULL)) sl_msg_set_content(w->m, fl->result, fl->rlen);
+    /* A copy each, set on the waiter's thread: bytes' refs are not atomic. */
+    if (fl->result) {
+      w->got = sl_xmalloc(fl->rlen + 1);
+      memcpy(w->got, fl->result, fl->rlen);
+      w->len = fl->rlen;
+    }
     sl_xq_put(&w->f->q, &w->node);
   }
   free(fl->result);
