@@ -485,7 +485,8 @@ input: {generate: {count: 1, mapping: 'return {}'}}
 output: {drop: {}}
 ]])
     assert.matches("c.yaml:3:18: url: url http://nope: the scheme must be redis://", out, 1, true)
-    out = lint([[
+    -- redis.call inside an EVAL script (a string, short or long) is the script's, not a label to check
+    out = lint([=[
 cache_resources:
   - label: sessions
     redis: {url: 'redis://127.0.0.1:1'}
@@ -494,10 +495,13 @@ pipeline:
   processors:
     - lua: |
         local a = redis.call("sessions", "GET", "k")
+        local e = redis.call("sessions", "EVAL", "return redis.call('GET', KEYS[1]) -- \"", 1, "k")
+        local f = redis.call("sessions", "EVAL", [==[
+          return redis.call("SET", KEYS[1], 'it''s')]==], 1, "k")
         local b = redis.call( "sesions", "GET", "k")
 output: {drop: {}}
-]])
-    assert.matches('c.yaml:9:19: [^\n]*no cache resource labelled "sesions" %(did you mean "sessions"%?%)', out)
+]=])
+    assert.matches('c.yaml:12:19: [^\n]*no cache resource labelled "sesions" %(did you mean "sessions"%?%)', out)
     assert.matches("1 error", out)
   end)
 end)
