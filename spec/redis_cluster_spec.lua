@@ -57,6 +57,44 @@ local function contiguous(lists)
   return true, max
 end
 
+-- Keys over every node of c through outputs, redis.call, the cache and its
+-- processors (over TLS to c's TLS ports with the tls block tls, when given).
+local function routes(c, tls)
+  spread("k", 9, c)
+  local url, t = tls and c.tls_url or c.url, tls and ", tls: " .. tls or ""
+  local r = h.run_config(string.format([[
+cache_resources:
+  - label: rc
+    redis: {url: '%s', kind: cluster, prefix: 'c:'%s}
+input:
+  generate:
+    count: 270
+    interval: 0
+    batch_size: 10
+    mapping: |
+      meta.k = "k" .. (i %% 9 + 1)
+      return { n = i }
+pipeline:
+  processors:
+    - lua: |
+        assert(redis.call("rc", "RPUSH", "l:" .. meta.k, this.n))
+        assert(cache.set("rc", meta.k, tostring(this.n)))
+        this.incr = assert(redis.call("rc", "INCR", "n:" .. meta.k))
+    - cache: {resource: rc, operator: set, key: 'p-${! meta.k }', value: '${! content() }'}
+output:
+  redis_streams: {url: '%s', kind: cluster, stream: 's:${! meta.k }'%s}
+]], url, t, url, t), {timeout = 120})
+  assert.are.equal(0, r.code, r.stderr)
+  for i = 1, 9 do
+    local k = "k" .. i
+    assert.are.equal(30, c.num("XLEN s:" .. k), k)
+    assert.are.equal(30, c.num("LLEN l:" .. k), k)
+    assert.are.equal(30, c.num("GET n:" .. k), k)
+    assert.truthy(c.cli("GET c:" .. k):match("%d+"), k)
+    assert.truthy(c.cli("GET c:p-" .. k):find('"n":', 1, true), k)
+  end
+end
+
 -- sluice writes to key through a redis_list output (over TLS to c's TLS
 -- ports with the tls block tls, when given) while its slot moves from its
 -- node to another.
@@ -100,38 +138,7 @@ end
 
 describe("redis kind: cluster", function()
   it("routes keys over all three nodes: outputs, redis.call, the cache and its processors", function()
-    spread("k", 9)
-    local r = h.run_config(string.format([[
-cache_resources:
-  - label: rc
-    redis: {url: '%s', kind: cluster, prefix: 'c:'}
-input:
-  generate:
-    count: 270
-    interval: 0
-    batch_size: 10
-    mapping: |
-      meta.k = "k" .. (i %% 9 + 1)
-      return { n = i }
-pipeline:
-  processors:
-    - lua: |
-        assert(redis.call("rc", "RPUSH", "l:" .. meta.k, this.n))
-        assert(cache.set("rc", meta.k, tostring(this.n)))
-        this.incr = assert(redis.call("rc", "INCR", "n:" .. meta.k))
-    - cache: {resource: rc, operator: set, key: 'p-${! meta.k }', value: '${! content() }'}
-output:
-  redis_streams: {url: '%s', kind: cluster, stream: 's:${! meta.k }'}
-]], C.url, C.url), {timeout = 120})
-    assert.are.equal(0, r.code, r.stderr)
-    for i = 1, 9 do
-      local k = "k" .. i
-      assert.are.equal(30, C.num("XLEN s:" .. k), k)
-      assert.are.equal(30, C.num("LLEN l:" .. k), k)
-      assert.are.equal(30, C.num("GET n:" .. k), k)
-      assert.truthy(C.cli("GET c:" .. k):match("%d+"), k)
-      assert.truthy(C.cli("GET c:p-" .. k):find('"n":', 1, true), k)
-    end
+    routes(C)
   end)
 
   it("redis.call: keyless commands go to any node, EVAL by its first key, keys in two slots get CROSSSLOT as a value",
@@ -316,31 +323,7 @@ describe("redis kind: cluster over TLS", function()
   local function tls() return "{enabled: true, root_cas_file: " .. d .. "/ca.pem}" end
 
   it("routes keys over the three nodes' TLS ports (the map and its IPs from CLUSTER SLOTS over TLS)", function()
-    spread("t", 9, CT)
-    local r = h.run_config(string.format([[
-cache_resources:
-  - label: rc
-    redis: {url: '%s', kind: cluster, tls: %s}
-input:
-  generate:
-    count: 90
-    interval: 0
-    batch_size: 10
-    mapping: |
-      meta.k = "t" .. (i %% 9 + 1)
-      return { n = i }
-pipeline:
-  processors:
-    - lua: 'this.incr = assert(redis.call("rc", "INCR", "n:" .. meta.k))'
-output:
-  redis_list: {url: '%s', kind: cluster, key: 'l:${! meta.k }', tls: %s}
-]], CT.tls_url, tls(), CT.tls_url, tls()), {timeout = 120})
-    assert.are.equal(0, r.code, r.stderr)
-    for i = 1, 9 do
-      local k = "t" .. i
-      assert.are.equal(10, CT.num("LLEN l:" .. k), k)
-      assert.are.equal(10, CT.num("GET n:" .. k), k)
-    end
+    routes(CT, tls())
   end)
 
   it("follows a slot migrated mid-flow to another TLS node: ASK, then MOVED; nothing lost", function()
