@@ -468,6 +468,29 @@ output:
     end
   end)
 
+  it("cached on redis: the misses of one key in one batch run the processors once (single flight)", function()
+    R.cli("DEL sf:c-0 sf:c-1 sf:runs-0 sf:runs-1")
+    local r = h.run_config(resources(R.url, ", prefix: 'sf:'") .. [[
+input:
+  generate: {count: 8, batch_size: 8, interval: 0, mapping: 'return { n = i % 2 }'}
+pipeline:
+  processors:
+    - cached:
+        cache: r
+        key: 'c-${! this.n }'
+        processors:
+          - lua: 'this.runs = redis.call("r", "INCR", "sf:runs-" .. this.n)'
+output:
+  stdout: {}
+]], {timeout = 60})
+    assert.are.equal(0, r.code, r.stderr)
+    local out = h.decode_lines(h.lines(r.stdout))
+    assert.are.equal(8, #out, r.stdout)
+    for _, m in ipairs(out) do assert.are.equal(1, m.runs, h.json.encode(m)) end
+    assert.are.equal(1, R.num("GET sf:runs-0"))
+    assert.are.equal(1, R.num("GET sf:runs-1"))
+  end)
+
   it("lint refuses a bad url at its field, and a literal label of redis.call that no resource has", function()
     local function lint(yaml)
       local dir = h.tmpdir()
