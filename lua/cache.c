@@ -188,7 +188,32 @@ static const char *literal_name(const char *p, const char *stop, const char *con
   return p < stop && (*p == ',' || *p == ')') ? name : NULL;
 }
 
-int sl_lcache_lint(const sl_cnode_t *code, const char *key, int lint_only, sl_diags_t *d) {
+/* At p, the start of a Lua string literal ('...', "..." or a long bracket
+ * [[...]], [==[...]==]): the last byte of it (or stop - 1 when it does not
+ * end), counting the lines it spans; else NULL. */
+static const char *string_end(const char *p, const char *stop, int *line, const char **line_start) {
+  const char *e;
+  if (*p == '"' || *p == '\'') {
+    for (e = p + 1; e < stop && *e != *p && *e != '\n'; e++)
+      if (*e == '\\' && e + 1 < stop) e++;
+    return e < stop && *e == *p ? e : e - 1;
+  }
+  if (*p != '[') return NULL;
+  size_t level = 0;
+  for (e = p + 1; e < stop && *e == '='; e++) level++;
+  if (e >= stop || *e != '[') return NULL;
+  for (e++; e < stop; e++) {
+    if (*e == '\n') {
+      (*line)++;
+      *line_start = e + 1;
+    } else if (*e == ']' && (size_t)(stop - e) > level + 1 && strspn(e + 1, "=") >= level && e[level + 1] == ']') {
+      return e + level + 1;
+    }
+  }
+  return stop - 1;
+}
+
+int sl_lcache_lint(const sl_cnode_t *code, const char *key, int interp, int lint_only, sl_diags_t *d) {
   if (!code || code->type != SL_CN_SCALAR || !code->str) return 0;
   const char *s = code->str, *stop = s + code->len, *line_start = s;
   int line = code->line + (code->block ? 1 : 0), bad = 0;
@@ -196,6 +221,13 @@ int sl_lcache_lint(const sl_cnode_t *code, const char *key, int lint_only, sl_di
     if (*p == '\n') {
       line++;
       line_start = p + 1;
+      continue;
+    }
+    /* A call written inside a string (an EVAL script's redis.call) is no
+     * call of the script's; an interpolation's text around ${! } is no Lua. */
+    const char *str = interp ? NULL : string_end(p, stop, &line, &line_start);
+    if (str) {
+      p = str;
       continue;
     }
     const char *const *ops = !strncmp(p, "cache.", 6) ? cache_ops : !strncmp(p, "redis.", 6) ? redis_ops : NULL;

@@ -106,10 +106,10 @@ void sl_interp_free(sl_interp_t *i);
 int sl_lua_env_check(const sl_cnode_t *v, sl_diags_t *d, const char *key, int interp);
 
 /* Each `cache.<op>("label", ...)` and `redis.call("label", ...)` of Lua code in a config scalar (node[key]
- * is code) whose label is a literal must name a resource (cache/cache.h,
+ * is code, or with interp an interpolation) whose label is a literal must name a resource (cache/cache.h,
  * sl_cache_check_name): 0, or the number of errors added at the call's line
  * and column. The field helpers below run it on what they compile. */
-int sl_lcache_lint(const sl_cnode_t *code, const char *key, int lint_only, sl_diags_t *d);
+int sl_lcache_lint(const sl_cnode_t *code, const char *key, int interp, int lint_only, sl_diags_t *d);
 
 /* Helpers for components: compile a config field with its position. */
 sl_lscript_t *sl_lua_script_field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const char *key);

@@ -344,7 +344,7 @@ static void *field(sl_worker_t *w, const sl_cnode_t *node, sl_diags_t *d, const 
     return NULL;
   }
   if (sl_lua_env_check(v, d, key, compile == compile_interp) != 0) return NULL;
-  if (sl_lcache_lint(v, key, !w, d) != 0) return NULL;
+  if (sl_lcache_lint(v, key, compile == compile_interp, !w, d) != 0) return NULL;
   char *err = NULL;
   void *r = compile(sl_lua_get(w), v->str, v->file ? v->file : "config", code_line(v), &err);
   if (!r) {

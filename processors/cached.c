@@ -2,6 +2,7 @@
  * message is cached under the message's key; a message whose key is in the
  * cache takes the cached content instead of going through them. */
 #include "cache_run.h"
+#include "cached_flight.h"
 #include "fwd.h"
 #include "core/log.h"
 #include "core/xalloc.h"
@@ -38,6 +39,8 @@ typedef struct cached {
   uint64_t misses;            /* numbers them */
   sl_chain_t *chain;
   sl_sink_t results;          /* the chain's output */
+  sl_flights_t flights;       /* when built to run */
+  int flying;
 } cached_t;
 
 static int prep(sl_processor_t *p, sl_msg_t *m, uint32_t i, sl_cache_req_t *rq, char *keep[2]) {
@@ -64,13 +67,16 @@ static int result(sl_processor_t *p, sl_msg_t *m, const sl_cache_res_t *r) {
 }
 
 /* Hits (and messages whose key failed) go on now, misses through the
- * processors. */
+ * processors but for those whose key is already being made: they wait for
+ * that result (cached_flight.h). */
 static void done(sl_processor_t *p, sl_batch_t *b) {
   cached_t *c = (cached_t *)p;
   sl_batch_t *miss = NULL, *now = sl_batch_new(b->n);
   for (uint32_t i = 0; i < b->n; i++) {
     sl_msg_t *m = b->msgs[i];
-    if (sl_kv_find(&m->meta, c->meta)) {
+    const sl_kv_t *kv = sl_kv_find(&m->meta, c->meta);
+    if (kv) {
+      if (c->flying && !sl_flights_join(&c->flights, m, kv->val + ID_LEN, kv->vlen - ID_LEN)) continue;
       if (!miss) miss = sl_batch_new(b->n);
       sl_batch_push(miss, m);
     } else {
@@ -124,6 +130,7 @@ static void results_push(sl_sink_t *s, sl_batch_t *b) {
   }
   for (uint32_t i = 0; i < b->n; i++) {
     sl_msg_t *m = b->msgs[i];
+    sl_flights_back(m, keys[i] != NULL);
     sl_kv_del(&m->meta, c->meta);
     if (!keys[i]) continue;
     sl_cache_req_t rq = {SL_CACHE_SET, keys[i], lens[i], m->content->data, m->content->len, SL_CACHE_TTL_DEFAULT, 0};
@@ -136,7 +143,26 @@ static void results_push(sl_sink_t *s, sl_batch_t *b) {
   sl_proc_emit_nonempty(&c->base, b);
 }
 
+/* Waiters whose leader landed: with its result they go on as hits, without
+ * one through the processors. */
+static void waited(void *arg, sl_batch_t *got, sl_batch_t *own) {
+  cached_t *c = arg;
+  if (got) {
+    for (uint32_t i = 0; i < got->n; i++) sl_kv_del(&got->msgs[i]->meta, c->meta);
+    sl_scope_save_t scope = sl_processor_scope(&c->base, got);
+    sl_processor_emit(&c->base, got);
+    sl_processor_scope_end(scope);
+  }
+  if (own) {
+    sl_scope_save_t scope = sl_processor_scope(&c->base, own);
+    c->chain->sink.push(&c->chain->sink, own);
+    sl_processor_scope_end(scope);
+  }
+}
+
 static void cached_flush(sl_processor_t *p) { sl_chain_flush(((cached_t *)p)->chain); }
+
+static void cached_free(sl_flights_t *f) { free((char *)f - offsetof(cached_t, flights)); }
 
 static void cached_destroy(sl_processor_t *p) {
   cached_t *c = (cached_t *)p;
@@ -145,7 +171,8 @@ static void cached_destroy(sl_processor_t *p) {
   sl_interp_free(c->ttl);
   sl_lcheck_free(c->skip_on);
   free(c->meta);
-  free(c);
+  if (c->flying) sl_flights_close(&c->flights, cached_free);
+  else free(c);
 }
 
 static const sl_processor_vt vt = {cached_process, cached_flush, cached_destroy};
@@ -168,6 +195,14 @@ static void *cached_create(sl_build_t *b, const sl_cnode_t *conf) {
   }
   c->results.push = results_push;
   sl_chain_connect(c->chain, &c->results, NULL);
+  if (c->cache) {
+    /* Copies of this processor on other pool workers share its flights. */
+    char *group = sl_xasprintf("%s\n%s\n%s", sl_cache_name(c->cache), b->stream_name ? b->stream_name : "",
+                               b->path ? b->path : "");
+    sl_flights_init(&c->flights, b->worker->loop, group, strlen(group), waited, c);
+    free(group);
+    c->flying = 1;
+  }
   return c;
 }
 
@@ -180,8 +215,12 @@ static const sl_spec_t spec = {
           "together, and each result's content is stored under its message's key (with `ttl`). Only the "
           "content is cached: metadata the processors set is not, so a hit carries the message's own. A result "
           "that failed, that `skip_on` skips, or that shares its key with another result of the batch (a "
-          "processor that split the message) is passed on without being stored. Within a batch, hits leave "
-          "before the results of the misses. Hits and misses are counted by the resource's `cache_success` and "
+          "processor that split the message) is passed on without being stored. Single flight: a miss whose key "
+          "is being made already (by another message of the batch, or of another batch on any pool worker) does "
+          "not run the processors but waits for that result and goes on with it as its content, as a hit would; "
+          "when that run makes no result to store (failed, skipped, split, or dropped), each waiter runs the "
+          "processors itself. Within a batch, hits leave before the results of the misses, and waiters after "
+          "the result they waited for. Hits and misses are counted by the resource's `cache_success` and "
           "`cache_not_found` series (`operation=\"get\"`); docs/caches.md.",
   .fields = fields,
   .example = "cache_resources:\n"

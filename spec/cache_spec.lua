@@ -505,6 +505,83 @@ output:
   end)
 end)
 
+describe("cached single flight", function()
+  -- The wrapped processors count their runs per key in the "big" resource.
+  local function flight(k_mapping, count, batch, child)
+    return h.run_config(RESOURCES .. string.format([[
+input:
+  generate: {count: %d, batch_size: %d, interval: 0s, mapping: '%s'}
+pipeline:
+  processors:
+    - cached:
+        cache: ttl
+        key: 'f-${! this.k }'
+        processors:
+          - lua: |
+]] .. child .. [[
+
+    - catch: []
+output:
+  stdout: {}
+]], count, batch, k_mapping))
+  end
+
+  it("runs the processors once for the misses of one key in one batch; the others take its result", function()
+    local r = flight("return {k = i % 2}", 8, 8, "              this.runs = cache.incr(\"big\", \"runs-\" .. this.k)")
+    assert.are.equal(0, r.code, r.stderr)
+    local out = decoded(h.lines(r.stdout))
+    assert.are.equal(8, #out)
+    for _, v in ipairs(out) do assert.are.same({k = v.k, runs = 1}, v) end
+  end)
+
+  it("lets the waiters run the processors themselves when the first run fails or drops its message", function()
+    for _, fate in ipairs({"error(\"first fails\")", "return deleted()"}) do
+      local r = flight("return {k = 7}", 4, 4, string.format([[
+              this.runs = cache.incr("big", "runs")
+              if this.runs == 1 then %s end]], fate))
+      assert.are.equal(0, r.code, r.stderr)
+      local runs = {}
+      for _, v in ipairs(decoded(h.lines(r.stdout))) do
+        if v.runs then table.insert(runs, v.runs) end
+      end
+      table.sort(runs)
+      assert.are.same({2, 3, 4}, runs, fate)
+    end
+  end)
+
+  it("makes a miss on another pool worker wait for the run in flight", function()
+    -- The first message's run holds its worker until the second message's
+    -- key was evaluated (its lookup follows at once, on the other worker):
+    -- both miss (cache_not_found counts 2), the processors run once.
+    local srv = h.serve("http: {address: 127.0.0.1:$PORT}\n" .. RESOURCES .. [[
+input:
+  generate: {count: 2, batch_size: 1, interval: 0s, mapping: 'return {n = i}'}
+pipeline:
+  threads: 2
+  processors:
+    - cached:
+        cache: ttl
+        key: '${! cache.incr("big", "arrived") and "same" }'
+        processors:
+          - lua: |
+              local polls = 0
+              while tonumber(cache.get("big", "arrived")) < 2 and polls < 20000000 do polls = polls + 1 end
+              this.runs = cache.incr("big", "runs")
+    - lua: 'this.n = nil'
+output:
+  file: {path: out.txt}
+]], {cmd = "run -w"})
+    local ok, err = pcall(function()
+      local lines = h.wait_lines(srv.dir .. "/out.txt", 2)
+      assert.are.same({{runs = 1}, {runs = 1}}, decoded(lines))
+      local text = metrics(srv)
+      assert.are.equal(2, series(text, "cache_not_found", "ttl", "get"))
+      assert.are.equal(1, series(text, "cache_success", "ttl", "set"))
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+end)
+
 describe("cache lint", function()
   local USERS = "cache_resources:\n  - label: users\n    memory: {}\n"
   -- What `sluice lint` prints of yaml, which it must refuse.

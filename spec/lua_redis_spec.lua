@@ -468,6 +468,29 @@ output:
     end
   end)
 
+  it("cached on redis: the misses of one key in one batch run the processors once (single flight)", function()
+    R.cli("DEL sf:c-0 sf:c-1 sf:runs-0 sf:runs-1")
+    local r = h.run_config(resources(R.url, ", prefix: 'sf:'") .. [[
+input:
+  generate: {count: 8, batch_size: 8, interval: 0, mapping: 'return { n = i % 2 }'}
+pipeline:
+  processors:
+    - cached:
+        cache: r
+        key: 'c-${! this.n }'
+        processors:
+          - lua: 'this.runs = redis.call("r", "INCR", "sf:runs-" .. this.n)'
+output:
+  stdout: {}
+]], {timeout = 60})
+    assert.are.equal(0, r.code, r.stderr)
+    local out = h.decode_lines(h.lines(r.stdout))
+    assert.are.equal(8, #out, r.stdout)
+    for _, m in ipairs(out) do assert.are.equal(1, m.runs, h.json.encode(m)) end
+    assert.are.equal(1, R.num("GET sf:runs-0"))
+    assert.are.equal(1, R.num("GET sf:runs-1"))
+  end)
+
   it("lint refuses a bad url at its field, and a literal label of redis.call that no resource has", function()
     local function lint(yaml)
       local dir = h.tmpdir()
@@ -485,7 +508,8 @@ input: {generate: {count: 1, mapping: 'return {}'}}
 output: {drop: {}}
 ]])
     assert.matches("c.yaml:3:18: url: url http://nope: the scheme must be redis://", out, 1, true)
-    out = lint([[
+    -- redis.call inside an EVAL script (a string, short or long) is the script's, not a label to check
+    out = lint([=[
 cache_resources:
   - label: sessions
     redis: {url: 'redis://127.0.0.1:1'}
@@ -494,10 +518,13 @@ pipeline:
   processors:
     - lua: |
         local a = redis.call("sessions", "GET", "k")
+        local e = redis.call("sessions", "EVAL", "return redis.call('GET', KEYS[1]) -- \"", 1, "k")
+        local f = redis.call("sessions", "EVAL", [==[
+          return redis.call("SET", KEYS[1], 'it''s')]==], 1, "k")
         local b = redis.call( "sesions", "GET", "k")
 output: {drop: {}}
-]])
-    assert.matches('c.yaml:9:19: [^\n]*no cache resource labelled "sesions" %(did you mean "sessions"%?%)', out)
+]=])
+    assert.matches('c.yaml:12:19: [^\n]*no cache resource labelled "sesions" %(did you mean "sessions"%?%)', out)
     assert.matches("1 error", out)
   end)
 end)

@@ -11,10 +11,10 @@ local C
 setup(function() C = redis.cluster(3) end)
 teardown(function() if C then C.stop() end end)
 
--- n keys "<prefix>1".."<prefix>n" spread over every node (asserted).
-local function spread(prefix, n)
+-- n keys "<prefix>1".."<prefix>n" spread over every node of c (C by default; asserted).
+local function spread(prefix, n, c)
   local nodes = {}
-  for i = 1, n do nodes[C.node_of(prefix .. i).port] = true end
+  for i = 1, n do nodes[(c or C).node_of(prefix .. i).port] = true end
   local count = 0
   for _ in pairs(nodes) do count = count + 1 end
   assert.are.equal(3, count, "the keys do not cover the three nodes")
@@ -57,13 +57,15 @@ local function contiguous(lists)
   return true, max
 end
 
-describe("redis kind: cluster", function()
-  it("routes keys over all three nodes: outputs, redis.call, the cache and its processors", function()
-    spread("k", 9)
-    local r = h.run_config(string.format([[
+-- Keys over every node of c through outputs, redis.call, the cache and its
+-- processors (over TLS to c's TLS ports with the tls block tls, when given).
+local function routes(c, tls)
+  spread("k", 9, c)
+  local url, t = tls and c.tls_url or c.url, tls and ", tls: " .. tls or ""
+  local r = h.run_config(string.format([[
 cache_resources:
   - label: rc
-    redis: {url: '%s', kind: cluster, prefix: 'c:'}
+    redis: {url: '%s', kind: cluster, prefix: 'c:'%s}
 input:
   generate:
     count: 270
@@ -80,17 +82,63 @@ pipeline:
         this.incr = assert(redis.call("rc", "INCR", "n:" .. meta.k))
     - cache: {resource: rc, operator: set, key: 'p-${! meta.k }', value: '${! content() }'}
 output:
-  redis_streams: {url: '%s', kind: cluster, stream: 's:${! meta.k }'}
-]], C.url, C.url), {timeout = 120})
-    assert.are.equal(0, r.code, r.stderr)
-    for i = 1, 9 do
-      local k = "k" .. i
-      assert.are.equal(30, C.num("XLEN s:" .. k), k)
-      assert.are.equal(30, C.num("LLEN l:" .. k), k)
-      assert.are.equal(30, C.num("GET n:" .. k), k)
-      assert.truthy(C.cli("GET c:" .. k):match("%d+"), k)
-      assert.truthy(C.cli("GET c:p-" .. k):find('"n":', 1, true), k)
+  redis_streams: {url: '%s', kind: cluster, stream: 's:${! meta.k }'%s}
+]], url, t, url, t), {timeout = 120})
+  assert.are.equal(0, r.code, r.stderr)
+  for i = 1, 9 do
+    local k = "k" .. i
+    assert.are.equal(30, c.num("XLEN s:" .. k), k)
+    assert.are.equal(30, c.num("LLEN l:" .. k), k)
+    assert.are.equal(30, c.num("GET n:" .. k), k)
+    assert.truthy(c.cli("GET c:" .. k):match("%d+"), k)
+    assert.truthy(c.cli("GET c:p-" .. k):find('"n":', 1, true), k)
+  end
+end
+
+-- sluice writes to key through a redis_list output (over TLS to c's TLS
+-- ports with the tls block tls, when given) while its slot moves from its
+-- node to another.
+local function follows_migration(c, key, tls)
+  local slot = c.slot(key)
+  local a = c.node_of(key)
+  local b = a == c.nodes[1] and c.nodes[2] or c.nodes[1]
+  local aid, bid = a.cli("CLUSTER MYID"):match("%x+"), b.cli("CLUSTER MYID"):match("%x+")
+  local srv = h.serve(string.format([[
+http: {address: 127.0.0.1:$PORT}
+input:
+  generate: {count: 0, interval: 5ms, mapping: 'return {n = i}'}
+output:
+  redis_list: {url: '%s', kind: cluster, key: %s%s}
+]], tls and c.tls_url or c.url, key, tls and ", tls: " .. tls or ""))
+  local ok, err = pcall(function()
+    assert.truthy(h.wait_for(function() return a.num("LLEN " .. key) >= 50 end, 30), "nothing written")
+    b.cli(string.format("CLUSTER SETSLOT %d IMPORTING %s", slot, aid))
+    a.cli(string.format("CLUSTER SETSLOT %d MIGRATING %s", slot, bid))
+    -- with --tls-cluster a node MIGRATEs over TLS
+    a.cli(string.format("MIGRATE 127.0.0.1 %d %s 0 5000", b.tls_port or b.port, key))
+    -- the slot is still a's in every map: writes reach b only through ASK (and b answers only after ASKING)
+    local function asked_len()
+      local _, out = h.sh(string.format("printf 'ASKING\\nLLEN %s\\n' | redis-cli -p %d --raw", key, b.port))
+      return tonumber(out:match("OK%s+(%d+)")) or -1
     end
+    local n = asked_len()
+    assert.truthy(n >= 50, "MIGRATE moved nothing")
+    assert.truthy(h.wait_for(function() return asked_len() >= n + 50 end, 30), "not followed ASK")
+    assert.matches("^ASK ", a.cli("EXISTS " .. key))   -- a does not hold it
+    for _, r in ipairs(c.nodes) do r.cli(string.format("CLUSTER SETSLOT %d NODE %s", slot, bid)) end
+    -- now a answers MOVED: writes go on to b
+    n = b.num("LLEN " .. key)
+    assert.truthy(h.wait_for(function() return b.num("LLEN " .. key) >= n + 50 end, 30), "not followed MOVED")
+    assert.matches("^MOVED ", a.cli("EXISTS " .. key))
+  end)
+  h.stop_after(srv, ok, err)
+  local all, max, gap = contiguous({{b, key}})
+  assert.truthy(all, string.format("%d missing of 1..%d", gap or 0, max))
+end
+
+describe("redis kind: cluster", function()
+  it("routes keys over all three nodes: outputs, redis.call, the cache and its processors", function()
+    routes(C)
   end)
 
   it("redis.call: keyless commands go to any node, EVAL by its first key, keys in two slots get CROSSSLOT as a value",
@@ -198,41 +246,7 @@ output:
   end)
 
   it("follows a slot migrated mid-flow: ASK while it moves, MOVED once it moved; nothing lost", function()
-    local key = "mig"
-    local slot = C.slot(key)
-    local a = C.node_of(key)
-    local b = a == C.nodes[1] and C.nodes[2] or C.nodes[1]
-    local aid, bid = a.cli("CLUSTER MYID"):match("%x+"), b.cli("CLUSTER MYID"):match("%x+")
-    local srv = h.serve(string.format([[
-http: {address: 127.0.0.1:$PORT}
-input:
-  generate: {count: 0, interval: 5ms, mapping: 'return {n = i}'}
-output:
-  redis_list: {url: '%s', kind: cluster, key: %s}
-]], C.url, key))
-    local ok, err = pcall(function()
-      assert.truthy(h.wait_for(function() return a.num("LLEN " .. key) >= 50 end, 30), "nothing written")
-      b.cli(string.format("CLUSTER SETSLOT %d IMPORTING %s", slot, aid))
-      a.cli(string.format("CLUSTER SETSLOT %d MIGRATING %s", slot, bid))
-      a.cli(string.format("MIGRATE 127.0.0.1 %d %s 0 5000", b.port, key))
-      -- the slot is still a's in every map: writes reach b only through ASK (and b answers only after ASKING)
-      local function asked_len()
-        local _, out = h.sh(string.format("printf 'ASKING\\nLLEN %s\\n' | redis-cli -p %d --raw", key, b.port))
-        return tonumber(out:match("OK%s+(%d+)")) or -1
-      end
-      local n = asked_len()
-      assert.truthy(n >= 50, "MIGRATE moved nothing")
-      assert.truthy(h.wait_for(function() return asked_len() >= n + 50 end, 30), "not followed ASK")
-      assert.matches("^ASK ", a.cli("EXISTS " .. key))   -- a does not hold it
-      for _, r in ipairs(C.nodes) do r.cli(string.format("CLUSTER SETSLOT %d NODE %s", slot, bid)) end
-      -- now a answers MOVED: writes go on to b
-      n = b.num("LLEN " .. key)
-      assert.truthy(h.wait_for(function() return b.num("LLEN " .. key) >= n + 50 end, 30), "not followed MOVED")
-      assert.matches("^MOVED ", a.cli("EXISTS " .. key))
-    end)
-    h.stop_after(srv, ok, err)
-    local all, max, gap = contiguous({{b, key}})
-    assert.truthy(all, string.format("%d missing of 1..%d", gap or 0, max))
+    follows_migration(C, "mig")
   end)
 
   it("a node killed mid-flow: not ready saying which, writes wait and go on after its restart; nothing lost", function()
@@ -293,5 +307,26 @@ output:
     end)
     h.stop_after(srv, ok, err)
     plain.stop()
+  end)
+end)
+
+describe("redis kind: cluster over TLS", function()
+  local d, CT
+  setup(function()
+    d = redis.tls_certs()
+    CT = redis.cluster(3, nil, d)
+  end)
+  teardown(function()
+    if CT then CT.stop() end
+    if d then h.rmdir(d) end
+  end)
+  local function tls() return "{enabled: true, root_cas_file: " .. d .. "/ca.pem}" end
+
+  it("routes keys over the three nodes' TLS ports (the map and its IPs from CLUSTER SLOTS over TLS)", function()
+    routes(CT, tls())
+  end)
+
+  it("follows a slot migrated mid-flow to another TLS node: ASK, then MOVED; nothing lost", function()
+    follows_migration(CT, "migt", tls())
   end)
 end)

@@ -7,6 +7,8 @@
 --   redis.start({args = "--replicaof 127.0.0.1 " .. r.port}), redis.start({sentinel = "sentinel monitor ..."})
 --   r.cli("XLEN s")                -- redis-cli's --raw output
 --   r.stop()                       -- stops it and removes its directory
+--   local d = redis.tls_certs()    -- ca.pem, server.pem/key for 127.0.0.1 (an IP SAN only; or a san given), client.pem/key
+--   redis.start({tls = d})         -- also TLS on r.tls_port (r.tls_url), TLS to its master and Sentinels' peers
 --   local c = redis.cluster(3)     -- {nodes = {r...}, url, cli(args) (redis-cli -c), slot(key), node_of(key), stop()}
 local h = require("spec.helpers")
 
@@ -38,9 +40,28 @@ local function halt(r)
   end
 end
 
+-- A server certificate for 127.0.0.1 (its one name: an IP SAN, what
+-- Sentinel and CLUSTER SLOTS give out; san: another subjectAltName, such
+-- as DNS:localhost) signed by dir's CA (h.client_certs').
+function M.server_cert(dir, san)
+  assert(os.execute("cd " .. dir .. " && openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr " ..
+    "-subj /CN=redis 2>/dev/null && printf 'subjectAltName=" .. (san or "IP:127.0.0.1") .. "\\n' > san.ext && openssl x509 -req " ..
+    "-in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -extfile san.ext -out server.pem -days 1 2>/dev/null"))
+end
+
+function M.tls_certs(san)
+  local d = h.tmpdir()
+  h.client_certs(d)
+  M.server_cert(d, san)
+  return d
+end
+
 -- opts.args: redis-server's arguments instead of the fsync per write
 -- (`--replicaof 127.0.0.1 6379`); opts.sentinel: a Sentinel (redis-server
--- --sentinel) given these config lines (`sentinel monitor ...`).
+-- --sentinel) given these config lines (`sentinel monitor ...`); opts.tls:
+-- a directory of M.tls_certs: TLS on a port of its own too (the plain one
+-- stays, for redis-cli), and to the servers it dials (its master, a
+-- Sentinel's peers); opts.tls_auth: "yes" to ask clients for certificates.
 function M.start(opts)
   opts = opts or {}
   local r = {dir = h.tmpdir(), args = opts.args}
@@ -48,6 +69,13 @@ function M.start(opts)
     r.conf = r.dir .. "/sentinel.conf"
     h.write(r.conf, opts.sentinel .. "\n")
     r.args = "--sentinel"
+  end
+  if opts.tls then
+    r.tls_port = h.port()
+    r.tls_url = "redis://127.0.0.1:" .. r.tls_port
+    r.args = string.format("%s --tls-port %d --tls-cert-file %s/server.pem --tls-key-file %s/server.key " ..
+      "--tls-ca-cert-file %s/ca.pem --tls-auth-clients %s --tls-replication yes",
+      r.args or "--appendonly yes --appendfsync always", r.tls_port, opts.tls, opts.tls, opts.tls, opts.tls_auth or "no")
   end
   for _ = 1, 4 do
     r.port = h.port()
@@ -80,18 +108,23 @@ end
 -- n masters with `cluster-enabled yes`, joined by redis-cli --cluster create
 -- (slots split evenly, no replicas), waited for until every node says
 -- cluster_state:ok. c.url lists every node (Benthos's comma-separated form).
-function M.cluster(n, args)
+-- tls: a directory of M.tls_certs: the nodes also take TLS, talk TLS among
+-- themselves (--tls-cluster), and c.tls_url lists their TLS ports.
+function M.cluster(n, args, tls)
   local c = {nodes = {}}
   for i = 1, n do
     c.nodes[i] = M.start({args = "--cluster-enabled yes --cluster-config-file nodes.conf " ..
-      "--cluster-node-timeout 2000 " .. (args or "--appendonly yes --appendfsync always")})
+      "--cluster-node-timeout 2000 " .. (tls and "--tls-cluster yes " or "") ..
+      (args or "--appendonly yes --appendfsync always"), tls = tls})
   end
-  local addrs, urls = {}, {}
+  local addrs, urls, tls_urls = {}, {}, {}
   for i, r in ipairs(c.nodes) do
     addrs[i] = "127.0.0.1:" .. r.port
     urls[i] = r.url
+    tls_urls[i] = r.tls_url
   end
   c.url = table.concat(urls, ",")
+  c.tls_url = tls and table.concat(tls_urls, ",")
   local code, out, err = h.sh("redis-cli --cluster create " .. table.concat(addrs, " ") ..
     " --cluster-replicas 0 --cluster-yes")
   assert(code == 0, "redis-cli --cluster create: " .. (out or "") .. (err or ""))

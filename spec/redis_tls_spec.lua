@@ -8,28 +8,11 @@ local redis = require("spec.redis_helpers")
 
 local D, R, RA   -- certificates; a TLS Redis; one requiring client certificates
 
--- A server certificate for 127.0.0.1 signed by dir's CA (h.client_certs').
-local function server_cert(dir)
-  assert(os.execute("cd " .. dir .. " && openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr " ..
-    "-subj /CN=redis 2>/dev/null && printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext && openssl x509 -req " ..
-    "-in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -extfile san.ext -out server.pem -days 1 2>/dev/null"))
-end
-
-local function tls_redis(tls_port, auth_clients)
-  return redis.start({args = string.format("--tls-port %d --tls-cert-file %s/server.pem --tls-key-file %s/server.key " ..
-    "--tls-ca-cert-file %s/ca.pem --tls-auth-clients %s", tls_port, D, D, D, auth_clients)})
-end
-
 setup(function()
-  D = h.tmpdir()
-  h.client_certs(D)
-  server_cert(D)
+  D = redis.tls_certs()
   h.self_signed(D)   -- cert.pem: a certificate of another "CA"
-  local p1, p2 = h.port(), h.port()
-  R = tls_redis(p1, "no")
-  R.tls_url = "redis://127.0.0.1:" .. p1
-  RA = tls_redis(p2, "yes")
-  RA.tls_url = "redis://127.0.0.1:" .. p2
+  R = redis.start({tls = D})
+  RA = redis.start({tls = D, tls_auth = "yes"})
 end)
 
 teardown(function()
