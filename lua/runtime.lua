@@ -1319,7 +1319,34 @@ local jobs, next_job = {}, 0     -- the runtime's id of a run -> its job
 -- waiter id -> its coroutine; the job it waits for is runners[co] meanwhile
 -- (a record per wait was a table)
 local parked, next_wid = {}, 0
-local groups = {}                -- concurrency groups by their C id: {inflight, q, jobs}
+-- Concurrency groups by their C id, {inflight, q, jobs}, while they have
+-- runs: groups.of(gid) finds or makes one, groups.drop(gid) ends it. One
+-- request after another (a batch each) would make a group and its queue per
+-- run: the records are reused.
+local groups = {}
+do
+  local by_gid, spare, nspare = {}, {}, 0
+  function groups.of(gid)
+    local g = by_gid[gid]
+    if g then return g end
+    if nspare > 0 then
+      g, spare[nspare], nspare = spare[nspare], nil, nspare - 1
+    else
+      g = {inflight = 0, q = {}, jobs = 0}
+    end
+    by_gid[gid] = g
+    return g
+  end
+  function groups.drop(gid)
+    local g = by_gid[gid]
+    by_gid[gid] = nil
+    -- no run left: no call in flight nor waiting for a slot
+    if nspare < 16 and g.inflight == 0 and g.q[1] == nil then
+      nspare = nspare + 1
+      spare[nspare] = g
+    end
+  end
+end
 local table_remove, unpack_ = table.remove, unpack
 local drop_t = ffi.typeof("uint8_t *")
 local budget_pause, budget_expire = budget_mod.pause, budget_mod.expire
@@ -1514,9 +1541,12 @@ do
       free_jobs[nfree_jobs], nfree_jobs = nil, nfree_jobs - 1
       return J
     end
+    -- a record keeps its id: jobs[id] then reuses its slot instead of
+    -- adding a key (and rehashing) for every run
+    next_job = next_job + 1
     return {ready = {h = 1, t = 1}, waiting = 0, s = false, msgs = false, n = 0, seq_base = 0, run = false,
-            steps = 0, log = false, drop = false, live = false, timeout = 0, id = 0, cjob = false, gid = 0, max = 1,
-            group = false, loop = false, own = {inflight = 0, q = {}, jobs = 0}, first = {co = false, from = 0}}
+            steps = 0, log = false, drop = false, live = false, timeout = 0, id = next_job, cjob = false, gid = 0,
+            max = 1, group = false, loop = false, own = {inflight = 0, q = {}, jobs = 0}, first = {co = false, from = 0}}
   end
 
   function free_job(J)
@@ -1552,7 +1582,7 @@ local function drop_job(J)
   jobs[J.id] = nil
   local g = J.group
   g.jobs = g.jobs - 1
-  if g.jobs == 0 and J.gid ~= 0 then groups[J.gid] = nil end
+  if g.jobs == 0 and J.gid ~= 0 then groups.drop(J.gid) end
   free_job(J)
 end
 
@@ -1592,18 +1622,13 @@ function M.run(id, msgs_p, n, seq_base, run, steps, drop_p, log, may_slice, cjob
     if not ok then error(err, 0) end
     return 0
   end
-  next_job = next_job + 1
-  J.id, J.cjob, J.gid, J.max = next_job, cjob, gid, max > 0 and max or 1
-  jobs[next_job] = J
+  J.cjob, J.gid, J.max = cjob, gid, max > 0 and max or 1
+  jobs[J.id] = J
   local g
   if gid == 0 then
     g = J.own
   else
-    g = groups[gid]
-    if not g then
-      g = {inflight = 0, q = {}, jobs = 0}
-      groups[gid] = g
-    end
+    g = groups.of(gid)
   end
   g.jobs = g.jobs + 1
   J.group = g
