@@ -164,9 +164,11 @@ do
   ffi.cdef [[
   typedef struct sl_jfield { int32_t off, len; } sl_jfield_t;
   int sl_ljson_field(const char *s, size_t len, const char *key, size_t klen, sl_jfield_t *out);
+  int sl_ljson_field_again(const char *s, size_t len, const char *key, size_t klen, sl_jfield_t *out);
   double strtod(const char *s, char **end);
   ]]
   local jf = ffi.new("sl_jfield_t")
+  local tab_new = require("table.new")
   -- lua/jfield.h's kinds
   local ABSENT_, STRING, ESCAPED, NUMBER, TRUE, FALSE, NULL = 0, 1, 2, 3, 4, 5, 6
   local str_byte = string.byte
@@ -189,9 +191,18 @@ do
   -- A field of a text not decoded yet: nil when absent, the decoded value,
   -- or ABSENT when it is an object or array or the scan is unsure of the
   -- text (the caller decodes the whole).
+  local SCANNED = setmetatable({}, {__metatable = false})
   local function lazy_field(p, k)
     local src = rawget(p, SRC)
-    local kind = C.sl_ljson_field(src, #src, k, #k, jf)
+    -- after its first scan the proxy has held src: the scanner may look
+    -- among the members it kept instead of scanning again
+    local kind
+    if rawget(p, SCANNED) then
+      kind = C.sl_ljson_field_again(src, #src, k, #k, jf)
+    else
+      kind = C.sl_ljson_field(src, #src, k, #k, jf)
+      rawset(p, SCANNED, true)
+    end
     if kind == ABSENT_ then return nil end
     if kind == STRING then return str_sub(src, jf.off + 1, jf.off + jf.len) end
     if kind == NUMBER then return C.strtod(ffi.cast(cstr, src) + jf.off, nil) end
@@ -209,7 +220,9 @@ do
     -- whole text too (what it is unsure of is decoded whole, or refused).
     local c = str_byte(src, 1)
     if c == 123 or ((c == 32 or c == 10 or c == 13 or c == 9) and str_find(src, "^[ \t\r\n]*{")) then
-      cur_this = setmetatable({[RAW] = false, [SRC] = src}, this_mt)
+      -- VALS and SCANNED have their slots from the start, as its table has room for a few
+      -- keys: adding them (this.id = ...) then grows no hash part
+      cur_this = setmetatable({[RAW] = false, [SRC] = src, [VALS] = false, [SCANNED] = false}, this_mt)
       return cur_this
     end
     local ok, v = pcall(decode, src)
@@ -226,12 +239,12 @@ this_mt = {
   __index = function(p, k)
     local raw = rawget(p, RAW)
     if raw == false then
-      local vals = rawget(p, VALS)
-      local v = vals and vals[k]
+      local vals, v = rawget(p, VALS), nil
+      if vals then v = vals[k] end
       if v == nil and type(k) == "string" then
         v = lazy_field(p, k)
         if v == nil then
-          if not vals then vals = {}; rawset(p, VALS, vals) end
+          if not vals then vals = tab_new(0, 4); rawset(p, VALS, vals) end
           vals[k] = MISSING
           return nil
         end
@@ -259,7 +272,7 @@ this_mt = {
       local vals = rawget(p, VALS)
       if type(k) == "string" and ((vals and vals[k] ~= nil) or lazy_field(p, k) == nil) then
         -- a key the text does not have: appended, nothing decoded
-        if not vals then vals = {}; rawset(p, VALS, vals) end
+        if not vals then vals = tab_new(0, 4); rawset(p, VALS, vals) end
         local was = vals[k]
         local listed = was ~= nil and was ~= MISSING
         if not listed and v ~= nil then
