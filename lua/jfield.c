@@ -3,7 +3,8 @@
  * numbers, NaN, control bytes in strings, a lone surrogate escape is left to
  * the decoder of the value): what it refuses is decoded whole, so a script
  * sees the decoder's verdict either way. Bytes that are not UTF-8 pass, as
- * they do through lua-cjson. */
+ * they do through lua-cjson. The members of the last text scanned are kept
+ * (per thread) for the next look at the same text. */
 #include "jfield.h"
 #include <string.h>
 
