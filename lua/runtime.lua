@@ -1622,10 +1622,19 @@ end
 -- A run that may not yield (generate's mapping, the lint VM) needs no runner,
 -- and its calls cannot wait.
 local sync_J = {ready = {}}
+do
+-- The pointers as cdata, kept while the host passes the same addresses (a
+-- request after another reuses the job, whose drop flags are inline, and
+-- often the batch's array): an interpreted ffi.cast of a lightuserdata
+-- converts and allocates. A cdata holds only the address: reusing it for
+-- the same address is the same as casting again.
+local last_msgs_p, last_msgs, last_drop_p, last_drop
 function M.run(id, msgs_p, n, seq_base, run, steps, drop_p, log, may_slice, cjob, gid, max, timeout)
   local J = may_slice and new_job() or sync_J
-  J.s, J.msgs, J.n, J.seq_base, J.run, J.steps, J.log = scripts[id], ffi_cast(msgs_t, msgs_p), n, seq_base, run, steps, log
-  J.drop = ffi_cast(drop_t, drop_p)
+  if msgs_p ~= last_msgs_p then last_msgs_p, last_msgs = msgs_p, ffi_cast(msgs_t, msgs_p) end
+  if drop_p ~= last_drop_p then last_drop_p, last_drop = drop_p, ffi_cast(drop_t, drop_p) end
+  J.s, J.msgs, J.n, J.seq_base, J.run, J.steps, J.log = scripts[id], last_msgs, n, seq_base, run, steps, log
+  J.drop = last_drop
   J.live, J.timeout = live, timeout or 0
   if not may_slice then
     job_J, job_from = J, 0
@@ -1650,6 +1659,7 @@ function M.run(id, msgs_p, n, seq_base, run, steps, drop_p, log, may_slice, cjob
   e.co = J.loop
   job_ready(J, e)
   return step(J)
+end
 end
 
 function M.resume(id)
