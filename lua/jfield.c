@@ -3,7 +3,8 @@
  * numbers, NaN, control bytes in strings, a lone surrogate escape is left to
  * the decoder of the value): what it refuses is decoded whole, so a script
  * sees the decoder's verdict either way. Bytes that are not UTF-8 pass, as
- * they do through lua-cjson. */
+ * they do through lua-cjson. The members of the last text scanned are kept
+ * (per thread) for the next look at the same text. */
 #include "jfield.h"
 #include <string.h>
 
@@ -116,7 +117,30 @@ static int value(scan_t *s) {
   }
 }
 
-int sl_ljson_field(const char *text, size_t len, const char *key, size_t klen, sl_jfield_t *out) {
+/* The members of the object scanned last on this thread, so that a script
+ * setting a few new keys (each must be found absent first) scans its text
+ * once. Only a caller that holds the text since that scan may use it (its
+ * bytes cannot have changed nor been freed and reused). */
+#define MEMO_MAX 32
+typedef struct member { int32_t koff, klen, voff, vlen; int kind; } member_t;
+static _Thread_local struct {
+  const char *text;          /* NULL: nothing usable */
+  size_t len;
+  int n;
+  member_t m[MEMO_MAX];
+} memo;
+
+static void memo_add(const char *text, const char *k, const char *ke, const char *v, const char *ve, int kind) {
+  if (memo.n > MEMO_MAX) return;
+  if (memo.n == MEMO_MAX) {
+    memo.n++;   /* too many to keep: the next look scans */
+    return;
+  }
+  memo.m[memo.n++] = (member_t){(int32_t)(k - text), (int32_t)(ke - k), (int32_t)(v - text),
+                                          (int32_t)(ve - v), kind};
+}
+
+static int scan(const char *text, size_t len, const char *key, size_t klen, sl_jfield_t *out) {
   if (len > INT32_MAX) return SL_JF_UNSURE;
   scan_t s = {text, text + len, 1};
   int found = SL_JF_ABSENT;
@@ -130,13 +154,15 @@ int sl_ljson_field(const char *text, size_t len, const char *key, size_t klen, s
     if (s.p >= s.e || *s.p != '"') return SL_JF_UNSURE;
     int kk = string(&s);
     if (kk != 1) return SL_JF_UNSURE;   /* invalid, or a key with escapes */
-    int match = key && (size_t)(s.p - 1 - k) == klen && memcmp(k, key, klen) == 0;
+    const char *ke = s.p - 1;
+    int match = key && (size_t)(ke - k) == klen && memcmp(k, key, klen) == 0;
     ws(&s);
     if (s.p >= s.e || *s.p++ != ':') return SL_JF_UNSURE;
     ws(&s);
     const char *v = s.p;
     int kind = value(&s);
     if (!kind) return SL_JF_UNSURE;
+    memo_add(text, k, ke, v, s.p, kind);
     if (match) {
       found = kind;
       out->off = (int32_t)(v - text) + (kind == SL_JF_STRING);
@@ -150,4 +176,28 @@ int sl_ljson_field(const char *text, size_t len, const char *key, size_t klen, s
   }
   ws(&s);
   return s.p == s.e ? found : SL_JF_UNSURE;
+}
+
+int sl_ljson_field(const char *text, size_t len, const char *key, size_t klen, sl_jfield_t *out) {
+  memo.text = NULL;
+  memo.n = 0;
+  int kind = scan(text, len, key, klen, out);
+  if (kind != SL_JF_UNSURE && memo.n <= MEMO_MAX) {
+    memo.text = text;
+    memo.len = len;
+  }
+  return kind;
+}
+
+int sl_ljson_field_again(const char *text, size_t len, const char *key, size_t klen, sl_jfield_t *out) {
+  if (memo.text != text || memo.len != len) return sl_ljson_field(text, len, key, klen, out);
+  int found = SL_JF_ABSENT;
+  for (int i = 0; i < memo.n; i++) {
+    if ((size_t)memo.m[i].klen != klen || memcmp(text + memo.m[i].koff, key, klen) != 0) continue;
+    int kind = memo.m[i].kind;
+    found = kind;
+    out->off = memo.m[i].voff + (kind == SL_JF_STRING);
+    out->len = memo.m[i].vlen - (kind == SL_JF_STRING ? 2 : 0);
+  }
+  return found;
 }

@@ -31,5 +31,9 @@ typedef struct sl_jfield { int32_t off, len; } sl_jfield_t;
  * of repeated keys). key NULL: only checks. The caller owns everything;
  * *out is set for a member found. */
 int sl_ljson_field(const char *s, size_t len, const char *key, size_t klen, sl_jfield_t *out);
+/* The same for a text this thread's last sl_ljson_field scanned and the
+ * caller has held unchanged since: found among the members that scan kept
+ * (up to 32; more, or another text, scans again). */
+int sl_ljson_field_again(const char *s, size_t len, const char *key, size_t klen, sl_jfield_t *out);
 
 #endif

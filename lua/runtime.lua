@@ -164,9 +164,11 @@ do
   ffi.cdef [[
   typedef struct sl_jfield { int32_t off, len; } sl_jfield_t;
   int sl_ljson_field(const char *s, size_t len, const char *key, size_t klen, sl_jfield_t *out);
+  int sl_ljson_field_again(const char *s, size_t len, const char *key, size_t klen, sl_jfield_t *out);
   double strtod(const char *s, char **end);
   ]]
   local jf = ffi.new("sl_jfield_t")
+  local tab_new = require("table.new")
   -- lua/jfield.h's kinds
   local ABSENT_, STRING, ESCAPED, NUMBER, TRUE, FALSE, NULL = 0, 1, 2, 3, 4, 5, 6
   local str_byte = string.byte
@@ -189,9 +191,18 @@ do
   -- A field of a text not decoded yet: nil when absent, the decoded value,
   -- or ABSENT when it is an object or array or the scan is unsure of the
   -- text (the caller decodes the whole).
+  local SCANNED = setmetatable({}, {__metatable = false})
   local function lazy_field(p, k)
     local src = rawget(p, SRC)
-    local kind = C.sl_ljson_field(src, #src, k, #k, jf)
+    -- after its first scan the proxy has held src: the scanner may look
+    -- among the members it kept instead of scanning again
+    local kind
+    if rawget(p, SCANNED) then
+      kind = C.sl_ljson_field_again(src, #src, k, #k, jf)
+    else
+      kind = C.sl_ljson_field(src, #src, k, #k, jf)
+      rawset(p, SCANNED, true)
+    end
     if kind == ABSENT_ then return nil end
     if kind == STRING then return str_sub(src, jf.off + 1, jf.off + jf.len) end
     if kind == NUMBER then return C.strtod(ffi.cast(cstr, src) + jf.off, nil) end
@@ -209,7 +220,9 @@ do
     -- whole text too (what it is unsure of is decoded whole, or refused).
     local c = str_byte(src, 1)
     if c == 123 or ((c == 32 or c == 10 or c == 13 or c == 9) and str_find(src, "^[ \t\r\n]*{")) then
-      cur_this = setmetatable({[RAW] = false, [SRC] = src}, this_mt)
+      -- VALS and SCANNED have their slots from the start, as its table has room for a few
+      -- keys: adding them (this.id = ...) then grows no hash part
+      cur_this = setmetatable({[RAW] = false, [SRC] = src, [VALS] = false, [SCANNED] = false}, this_mt)
       return cur_this
     end
     local ok, v = pcall(decode, src)
@@ -226,12 +239,12 @@ this_mt = {
   __index = function(p, k)
     local raw = rawget(p, RAW)
     if raw == false then
-      local vals = rawget(p, VALS)
-      local v = vals and vals[k]
+      local vals, v = rawget(p, VALS), nil
+      if vals then v = vals[k] end
       if v == nil and type(k) == "string" then
         v = lazy_field(p, k)
         if v == nil then
-          if not vals then vals = {}; rawset(p, VALS, vals) end
+          if not vals then vals = tab_new(0, 4); rawset(p, VALS, vals) end
           vals[k] = MISSING
           return nil
         end
@@ -259,7 +272,7 @@ this_mt = {
       local vals = rawget(p, VALS)
       if type(k) == "string" and ((vals and vals[k] ~= nil) or lazy_field(p, k) == nil) then
         -- a key the text does not have: appended, nothing decoded
-        if not vals then vals = {}; rawset(p, VALS, vals) end
+        if not vals then vals = tab_new(0, 4); rawset(p, VALS, vals) end
         local was = vals[k]
         local listed = was ~= nil and was ~= MISSING
         if not listed and v ~= nil then
@@ -1319,7 +1332,34 @@ local jobs, next_job = {}, 0     -- the runtime's id of a run -> its job
 -- waiter id -> its coroutine; the job it waits for is runners[co] meanwhile
 -- (a record per wait was a table)
 local parked, next_wid = {}, 0
-local groups = {}                -- concurrency groups by their C id: {inflight, q, jobs}
+-- Concurrency groups by their C id, {inflight, q, jobs}, while they have
+-- runs: groups.of(gid) finds or makes one, groups.drop(gid) ends it. One
+-- request after another (a batch each) would make a group and its queue per
+-- run: the records are reused.
+local groups = {}
+do
+  local by_gid, spare, nspare = {}, {}, 0
+  function groups.of(gid)
+    local g = by_gid[gid]
+    if g then return g end
+    if nspare > 0 then
+      g, spare[nspare], nspare = spare[nspare], nil, nspare - 1
+    else
+      g = {inflight = 0, q = {}, jobs = 0}
+    end
+    by_gid[gid] = g
+    return g
+  end
+  function groups.drop(gid)
+    local g = by_gid[gid]
+    by_gid[gid] = nil
+    -- no run left: no call in flight nor waiting for a slot
+    if nspare < 16 and g.inflight == 0 and g.q[1] == nil then
+      nspare = nspare + 1
+      spare[nspare] = g
+    end
+  end
+end
 local table_remove, unpack_ = table.remove, unpack
 local drop_t = ffi.typeof("uint8_t *")
 local budget_pause, budget_expire = budget_mod.pause, budget_mod.expire
@@ -1514,9 +1554,12 @@ do
       free_jobs[nfree_jobs], nfree_jobs = nil, nfree_jobs - 1
       return J
     end
+    -- a record keeps its id: jobs[id] then reuses its slot instead of
+    -- adding a key (and rehashing) for every run
+    next_job = next_job + 1
     return {ready = {h = 1, t = 1}, waiting = 0, s = false, msgs = false, n = 0, seq_base = 0, run = false,
-            steps = 0, log = false, drop = false, live = false, timeout = 0, id = 0, cjob = false, gid = 0, max = 1,
-            group = false, loop = false, own = {inflight = 0, q = {}, jobs = 0}, first = {co = false, from = 0}}
+            steps = 0, log = false, drop = false, live = false, timeout = 0, id = next_job, cjob = false, gid = 0,
+            max = 1, group = false, loop = false, own = {inflight = 0, q = {}, jobs = 0}, first = {co = false, from = 0}}
   end
 
   function free_job(J)
@@ -1552,7 +1595,7 @@ local function drop_job(J)
   jobs[J.id] = nil
   local g = J.group
   g.jobs = g.jobs - 1
-  if g.jobs == 0 and J.gid ~= 0 then groups[J.gid] = nil end
+  if g.jobs == 0 and J.gid ~= 0 then groups.drop(J.gid) end
   free_job(J)
 end
 
@@ -1579,10 +1622,19 @@ end
 -- A run that may not yield (generate's mapping, the lint VM) needs no runner,
 -- and its calls cannot wait.
 local sync_J = {ready = {}}
+do
+-- The pointers as cdata, kept while the host passes the same addresses (a
+-- request after another reuses the job, whose drop flags are inline, and
+-- often the batch's array): an interpreted ffi.cast of a lightuserdata
+-- converts and allocates. A cdata holds only the address: reusing it for
+-- the same address is the same as casting again.
+local last_msgs_p, last_msgs, last_drop_p, last_drop
 function M.run(id, msgs_p, n, seq_base, run, steps, drop_p, log, may_slice, cjob, gid, max, timeout)
   local J = may_slice and new_job() or sync_J
-  J.s, J.msgs, J.n, J.seq_base, J.run, J.steps, J.log = scripts[id], ffi_cast(msgs_t, msgs_p), n, seq_base, run, steps, log
-  J.drop = ffi_cast(drop_t, drop_p)
+  if msgs_p ~= last_msgs_p then last_msgs_p, last_msgs = msgs_p, ffi_cast(msgs_t, msgs_p) end
+  if drop_p ~= last_drop_p then last_drop_p, last_drop = drop_p, ffi_cast(drop_t, drop_p) end
+  J.s, J.msgs, J.n, J.seq_base, J.run, J.steps, J.log = scripts[id], last_msgs, n, seq_base, run, steps, log
+  J.drop = last_drop
   J.live, J.timeout = live, timeout or 0
   if not may_slice then
     job_J, job_from = J, 0
@@ -1592,18 +1644,13 @@ function M.run(id, msgs_p, n, seq_base, run, steps, drop_p, log, may_slice, cjob
     if not ok then error(err, 0) end
     return 0
   end
-  next_job = next_job + 1
-  J.id, J.cjob, J.gid, J.max = next_job, cjob, gid, max > 0 and max or 1
-  jobs[next_job] = J
+  J.cjob, J.gid, J.max = cjob, gid, max > 0 and max or 1
+  jobs[J.id] = J
   local g
   if gid == 0 then
     g = J.own
   else
-    g = groups[gid]
-    if not g then
-      g = {inflight = 0, q = {}, jobs = 0}
-      groups[gid] = g
-    end
+    g = groups.of(gid)
   end
   g.jobs = g.jobs + 1
   J.group = g
@@ -1612,6 +1659,7 @@ function M.run(id, msgs_p, n, seq_base, run, steps, drop_p, log, may_slice, cjob
   e.co = J.loop
   job_ready(J, e)
   return step(J)
+end
 end
 
 function M.resume(id)

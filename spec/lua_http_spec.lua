@@ -113,6 +113,23 @@ this.c = tonumber(json.decode(r.body).n)
     for i = 1, 40 do assert.are.same({n = i, ["a" .. i] = i, ["b" .. i] = i, c = i}, out[i]) end
   end)
 
+  it("reads each message's own fields after its wait while the others' texts were scanned meanwhile", function()
+    -- lua/jfield.c keeps the members of the text it scanned last for the
+    -- next look at it; a message back from a wait must find its fields in
+    -- its own text, not where they lie in the text the scanner saw last
+    -- (the texts differ in length before "v", so the places differ)
+    local lines = {}
+    for i = 1, 30 do lines[i] = string.format('{"n":%d,"pad":"%s","v":"v%d"}', i, string.rep("x", i), i) end
+    local out = decode_all(pipe([[
+local n = this.n
+assert(http.get("$UP/delay?ms=" .. (5 + (30 - n) % 4 * 10)))
+this.got = this.v
+this.pad = nil
+]], lines, "        max_concurrency: 8\n"))
+    assert.are.equal(30, #out)
+    for i = 1, 30 do assert.are.same({n = i, v = "v" .. i, got = "v" .. i}, out[i]) end
+  end)
+
   it("holds the batch's later messages while a call waits for a slot", function()
     -- max_concurrency 1: the third message runs only once the second call
     -- has its slot, so after the first call came back
