@@ -7,9 +7,10 @@ local json = h.json
 local NODE = "node spec/node/wsclose.js "
 
 -- Starts a wsclose.js client in the background: its output file and pid.
-local function client(srv, mode, path, name)
+local function client(srv, mode, path, name, msg)
   local out = srv.dir .. "/" .. name .. ".txt"
-  local _, pid = h.sh(string.format("%s%s ws://127.0.0.1:%d%s > %s 2>&1 & echo $!", NODE, mode, srv.port, path, out))
+  local _, pid = h.sh(string.format("%s%s ws://127.0.0.1:%d%s %s > %s 2>&1 & echo $!", NODE, mode, srv.port, path,
+    msg or "", out))
   assert.truthy(h.wait_for(function() return (h.read(out) or ""):find('"open"', 1, true) end), h.read(out))
   return out, pid:match("%d+")
 end
@@ -52,6 +53,33 @@ streams:
         assert.are.same({1001, "going away"}, {co and co.closed, co and co.reason}, h.read(outp))
         assert.truthy(h.wait_for(function() return h.read(sse):find("rc=", 1, true) end), h.read(sse))
         assert.matches("rc=0", h.read(sse))
+      end)
+      h.stop_after(srv, ok, err)
+    end)
+
+    it("answers a WebSocket message still in flight, then closes its connection with 1001", function()
+      -- round_robin with no reader holds the message until the drain hands it back.
+      local srv = h.serve(string.format([[
+http:
+  address: 127.0.0.1:$PORT
+  workers: %d
+streams:
+  held:
+    input:
+      http_server: {path: /in, ws_path: /in/ws}
+    output:
+      http_server: {path: /get, delivery: round_robin}
+]], workers))
+      local ok, err = pcall(function()
+        local inp = client(srv, "watch", "/in/ws", "in", "held")
+        assert.truthy(h.wait_for(function()
+          local _, m = h.sh("curl -s -m 5 " .. srv.url .. "/metrics")
+          return m:find('input_received{stream="held"[^}]*} 1')
+        end), "the message did not arrive")
+        srv.stop(true)
+        local c = h.wait_for(function() return closed(inp) end)
+        assert.are.equal(1001, c and c.closed, h.read(inp))
+        assert.truthy(h.read(inp):find("no client took the message before shutdown", 1, true), h.read(inp))
       end)
       h.stop_after(srv, ok, err)
     end)
