@@ -84,6 +84,29 @@ streams:
       h.stop_after(srv, ok, err)
     end)
 
+    it("closes a streams API reader's WebSocket with 1001 and ends its SSE cleanly", function()
+      local srv = h.serve(string.format([[
+http:
+  address: 127.0.0.1:$PORT
+  workers: %d
+store:
+  data_dir: ./data
+]], workers))
+      local ok, err = pcall(function()
+        h.sh(string.format("curl -s -m 5 -XPOST -d '{}' %s/stream/s1", srv.url))
+        local ws = client(srv, "watch", "/stream/s1/ws/a", "ws")
+        local sse = srv.dir .. "/sse.txt"
+        os.execute(string.format("(curl -sN -m 60 %s/stream/s1/sse/b; echo \"rc=$?\") > %s 2>&1 &", srv.url, sse))
+        assert.truthy(h.wait_for(function() return (h.read(sse) or ""):find(": connected", 1, true) end), h.read(sse))
+        srv.stop(true)
+        local c = h.wait_for(function() return closed(ws) end)
+        assert.are.same({1001, "going away"}, {c and c.closed, c and c.reason}, h.read(ws))
+        assert.truthy(h.wait_for(function() return h.read(sse):find("rc=", 1, true) end), h.read(sse))
+        assert.matches("rc=0", h.read(sse))
+      end)
+      h.stop_after(srv, ok, err)
+    end)
+
     it("exits 0 within its shutdown bound while a WebSocket client never reads", function()
       local srv = h.serve(string.format([[
 http:
