@@ -8,6 +8,7 @@
 #include "core/xalloc.h"
 #include "http/http.h"
 #include "obs/obs.h"
+#include "store/store_api.h"
 #include <libgen.h>
 /* SHA-256 without EVP: EVP's first use loads OpenSSL's providers and the
  * table of every algorithm. The low-level functions are deprecated in
@@ -409,6 +410,7 @@ static void begin_shutdown(sl_engine_t *e, const char *why) {
   e->watchdog = sl_watchdog_start(e->shutdown_ms + WATCHDOG_GRACE_MS,
                                   "shutdown_timeout reached while the event loop was blocked; exiting 1");
   sl_http_stop(e->worker);
+  sl_live_stop_all(1001, "going away");   /* streams API readers: their connections are left to them */
   sl_engine_apply_flush(e);
   for (int i = 0; i < e->nunits; i++) sl_unit_stop(e->units[i]);
   sl_engine_check_finished(e);

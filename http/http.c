@@ -471,10 +471,14 @@ void sl_http_srv_stop(sl_http_t *s) {
     uv_close((uv_handle_t *)&s->listener, NULL);
   }
   s->listening = 0;
-  /* Idle keep-alive connections go now; busy ones close after their answer. */
+  /* Idle keep-alive connections go now; busy ones close after their answer.
+   * A streamed one (WebSocket, SSE) is its owner's to end: it says goodbye
+   * (a 1001 close frame, the last chunk) before the engine's end closes
+   * whatever is left (sl_http_close), so a client that never reads holds
+   * nothing up. */
   for (conn_t *c = s->conns, *next; c; c = next) {
     next = c->next;
-    if (sl_http_conn_idle(c)) sl_http_conn_close(c);
+    if (sl_http_conn_idle(c) && !c->stream) sl_http_conn_close(c);
   }
 }
 

@@ -242,7 +242,7 @@ void sl_http_req_free(sl_http_req_t *r);
 sl_http_t *sl_http_worker_srv(sl_worker_t *w, sl_http_t *shared);
 void sl_http_worker_srv_free(sl_http_t *s);
 int sl_http_listen_on(sl_http_t *s, const char *address, int reuseport);
-void sl_http_srv_stop(sl_http_t *s);           /* stops accepting, closes idle connections */
+void sl_http_srv_stop(sl_http_t *s);           /* stops accepting, closes idle connections (streams: their owners) */
 
 /* ThreadSanitizer does not see libuv close a socket (a raw syscall): told
  * before a handle closes, a descriptor number that another loop's thread

@@ -104,6 +104,8 @@ const uint64_t *sl_live_pos(const sl_live_t *l);
 void sl_live_wake(sl_live_t *l);
 /* Ends the reader from the server side (WebSocket close code and reason). */
 void sl_live_stop(sl_live_t *l, int code, const char *why);
+/* Ends every reader so (a shutdown: 1001), on the engine's loop. */
+void sl_live_stop_all(int code, const char *why);
 /* Where a reader starts: Last-Event-ID / ?last_event_id= ("p:o,…", or one
  * offset for partition 0), else ?from_offset=, else saved (NULL: 0); given[p]
  * (optional) tells which partitions the request named. 0, or -1 answered

@@ -30,7 +30,11 @@ struct sl_live {
   int ended, stop, gone, end_seen, pumping;
   int paused;                /* a slow client: until its buffer drains (on_drained) */
   int opened;                /* the client was answered: there is a position to save */
+  struct sl_live *prev, *next;   /* in `lives` until freed */
 };
+
+/* Every open reader (handlers run on the engine's loop): a shutdown says goodbye to each. */
+static sl_live_t *lives;
 
 static int listed(const char *list, const char *name, size_t n) {
   if (!list) return 0;
@@ -63,6 +67,9 @@ static void live_closed(uv_handle_t *h) {
 /* Tells the source where the reader got to (the subscriber's next reader
  * starts there) and frees l once its timers are closed. */
 static void live_free(sl_live_t *l) {
+  if (l->prev) l->prev->next = l->next;
+  else if (lives == l) lives = l->next;
+  if (l->next) l->next->prev = l->prev;
   if (l->src) l->src->end(l->arg, l->opened ? l->pos : NULL, l->P);
   l->src = NULL;
   uv_close((uv_handle_t *)&l->timer, live_closed);
@@ -76,6 +83,13 @@ void sl_live_stop(sl_live_t *l, int code, const char *why) {
   l->sse = NULL;
   l->ws = NULL;
   live_free(l);
+}
+
+void sl_live_stop_all(int code, const char *why) {
+  for (sl_live_t *l = lives, *next; l; l = next) {
+    next = l->next;
+    sl_live_stop(l, code, why);
+  }
 }
 
 static size_t queued(const sl_live_t *l) { return l->sse ? sl_http_stream_queued(l->sse) : sl_ws_queued(l->ws); }
@@ -234,6 +248,9 @@ sl_live_t *sl_live_open(sl_http_req_t *r, sl_worker_t *w, const char *kind, int 
                         const char *stream_ends, uint64_t cache_id, const sl_live_src_t *src, void *arg) {
   sl_live_t *l = sl_xcalloc(1, sizeof(*l));
   *l = (sl_live_t){.src = src, .arg = arg, .cache_id = cache_id, .P = P, .pos = pos};
+  l->next = lives;
+  if (lives) lives->prev = l;
+  lives = l;
   l->types = comma_list(r, "types");
   l->ends = comma_list(r, "end_events");
   if (!l->ends && stream_ends && *stream_ends) l->ends = sl_xasprintf(",%s,", stream_ends);   /* the stream's default */
