@@ -209,6 +209,12 @@ static int kv_setup(sl_nats_t *l, natsConnection *nc, void *arg, char **err) {
   }
   s->nc = nc;
   sl_nats_keep(l, NULL, s->js);   /* the link destroys it at the end */
+  /* a connection made again (the last one closed for good): the bucket
+   * found through the last one's context is looked up again */
+  uv_mutex_lock(&s->kvmu);
+  if (s->kv) kvStore_Destroy(s->kv);
+  s->kv = NULL;
+  uv_mutex_unlock(&s->kvmu);
   return 0;
 }
 

@@ -66,6 +66,14 @@ struct sl_nats {
   int nsubs, nsync;
   jsCtx *js;
   sl_nats_io_t *io;          /* the socket on the loop, or NULL: cnats's threads */
+  int gone;                  /* cnats closed nc for good (not a refusal): the thread makes another */
+  int was_up;                /* nc was connected once (the next retry starts from the shortest wait) */
+  struct retired {           /* a connection given up, freed on the loop (loop calls may hold it) */
+    natsConnection *nc;
+    natsSubscription *subs[MAX_SUBS];
+    int nsubs;
+    jsCtx *js;
+  } retired;
 };
 
 static char *path_or_null(sl_build_t *b, const char *p) { return *p ? sl_build_path(b, p) : NULL; }
@@ -195,6 +203,22 @@ static void unref(sl_nats_t *l) {
   free(l);
 }
 
+static void free_retired(struct retired *r) {
+  for (int i = 0; i < r->nsubs; i++) natsSubscription_Destroy(r->subs[i]);
+  if (r->js) jsCtx_Destroy(r->js);
+  natsConnection_Destroy(r->nc);
+}
+
+/* Takes the retired connection, if any, to free it. */
+static int take_retired(sl_nats_t *l, struct retired *out) {
+  uv_mutex_lock(&l->mu);
+  *out = l->retired;
+  l->retired.nc = NULL;
+  if (out->nc) uv_cond_broadcast(&l->quit);   /* the thread may wait to retire the next */
+  uv_mutex_unlock(&l->mu);
+  return out->nc != NULL;
+}
+
 static void on_async(uv_async_t *h) {
   sl_nats_t *l = h->data;
   char why[sizeof l->why];
@@ -211,6 +235,11 @@ static void on_async(uv_async_t *h) {
   memcpy(why, l->why, sizeof why);
   uv_mutex_unlock(&l->mu);
   if (closing) return;
+  struct retired r;
+  if (take_retired(l, &r)) {
+    sl_nats_io_settle(l->io);   /* no poll left on its socket */
+    free_retired(&r);
+  }
   if (errors)
     sl_logf(SL_LOG_WARN, l->cbs.stream, l->cbs.label, "nats: %s (%lld time(s))%s", natsStatus_GetText(error),
             (long long)errors,
@@ -364,6 +393,7 @@ void sl_nats_push_ack(sl_nats_t *l, natsMsg *m, const char *err) {
 static void set_state(sl_nats_t *l, int conn_up, int setup_ok, const char *why) {
   uv_mutex_lock(&l->mu);
   if (conn_up >= 0) l->conn_up = conn_up;
+  if (conn_up > 0) l->was_up = 1;
   if (setup_ok >= 0) l->setup_ok = setup_ok;
   if (why) snprintf(l->why, sizeof l->why, "nats: %s", why);
   l->dirty = 1;
@@ -386,6 +416,15 @@ static void on_disconnected(natsConnection *nc, void *link) {
   set_state(l, 0, -1, why);
 }
 
+/* A server that refuses the client's certificate closes the connection
+ * after the handshake, which cnats reports as no server at all, or as no
+ * answer to its CONNECT (the server's log says why). */
+static const char *cert_hint(sl_nats_t *l, natsStatus s) {
+  return (s == NATS_NO_SERVER || s == NATS_PROTOCOL_ERROR) && (l->conf->cert || l->conf->cert_pem)
+             ? " (the server closed it after the TLS handshake: does it accept the client certificate?)"
+             : "";
+}
+
 /* cnats's last callback of a connection (its callbacks run on a thread of
  * their own, after natsConnection_Destroy may have returned): the
  * connection's ref goes with it. */
@@ -394,13 +433,19 @@ static void on_closed(natsConnection *nc, void *link) {
   const char *last = NULL;
   natsStatus st = natsConnection_GetLastError(nc, &last);
   char why[480];
-  /* cnats gives up only on a refusal (authorization): said on /ready. A
-   * server that refuses the client's certificate closes the connection
-   * after the handshake, which cnats reports as no server at all (the
-   * server's log says why). */
-  int cert = st == NATS_NO_SERVER && (l->conf->cert || l->conf->cert_pem);
-  snprintf(why, sizeof why, "connection closed%s%.300s%s", last && *last ? ": " : "", last && *last ? last : "",
-           cert ? " (the server closed it after the TLS handshake: does it accept the client certificate?)" : "");
+  /* A refusal (authorization) stays closed, said on /ready. Anything else
+   * gets a new connection: cnats also gives up for good when its first
+   * connect reached the server but the handshake failed (a TLS handshake
+   * that timed out on a loaded server), reported as no server at all. */
+  int again = st != NATS_CONNECTION_AUTH_FAILED;
+  snprintf(why, sizeof why, "connection closed%s%.300s%s%s", last && *last ? ": " : "", last && *last ? last : "",
+           cert_hint(l, st), again ? ", retrying" : "");
+  uv_mutex_lock(&l->mu);
+  if (again && !l->closing && !l->end_req) {
+    l->gone = 1;
+    uv_cond_broadcast(&l->quit);
+  }
+  uv_mutex_unlock(&l->mu);
   set_state(l, 0, -1, why);
   unref(l);
 }
@@ -444,12 +489,13 @@ void sl_nats_keep_sync(sl_nats_t *l, natsSubscription *sub) {
 
 /* ---- the link's thread ---- */
 
-/* Waits ms (0: only looks), or until the link closes or a flush (the end)
- * is asked for: then returns 1 and what the thread was retrying is given up. */
+/* Waits ms (0: only looks), or until the link closes, a flush (the end) is
+ * asked for or the connection is gone: then returns 1 and what the thread
+ * was retrying is given up. */
 static int wait_quit(sl_nats_t *l, uint64_t ms) {
   uv_mutex_lock(&l->mu);
-  if (ms && !l->closing && !l->end_req) uv_cond_timedwait(&l->quit, &l->mu, ms * 1000000);
-  int c = l->closing || l->end_req;
+  if (ms && !l->closing && !l->end_req && !l->gone) uv_cond_timedwait(&l->quit, &l->mu, ms * 1000000);
+  int c = l->closing || l->end_req || l->gone;
   uv_mutex_unlock(&l->mu);
   return c;
 }
@@ -515,6 +561,72 @@ static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_gone = PTHREAD_COND_INITIALIZER;
 static int g_threads, g_used;
 
+/* With l->mu held: the connection cnats gave up goes to the loop to free,
+ * and the link starts over. Returns whether it had been connected. */
+static int retire_locked(sl_nats_t *l) {
+  int was_up = l->was_up;
+  l->retired = (struct retired){l->nc, {0}, l->nsubs, l->js};
+  memcpy(l->retired.subs, l->subs, sizeof l->subs);
+  l->nc = NULL;
+  l->nc_ready = 0;
+  l->nsubs = l->nsync = 0;
+  l->js = NULL;
+  l->gone = l->was_up = 0;
+  l->setup_ok = 0;
+  return was_up;
+}
+
+/* Connects, sets up and runs the pumps until the link ends or cnats gives
+ * the connection up. retry_ms: 0 for the first connection; on a later one
+ * /ready keeps saying why the last was closed until this one is up. */
+static void connect_and_serve(sl_nats_t *l, natsOptions *o, int retry_ms) {
+  natsStatus s = NATS_OK;
+  /* With retries on a failed connect, a server that is not there yet
+   * gives NATS_NOT_YET_CONNECTED and cnats keeps trying; anything else
+   * (a bad URL, TLS files) is tried again here. A connection made again
+   * connects without them: cnats's retries report a refused login as no
+   * server at all, a connect that returns says which it was. */
+  if (retry_ms) natsOptions_SetRetryOnFailedConnect(o, false, NULL, NULL);
+  while (!l->nc) {
+    uv_mutex_lock(&l->mu);
+    l->refs++;   /* for on_closed */
+    uv_mutex_unlock(&l->mu);
+    natsConnection *nc = NULL;
+    s = natsConnection_Connect(&nc, o);
+    if (s == NATS_OK || s == NATS_NOT_YET_CONNECTED) {
+      uv_mutex_lock(&l->mu);
+      l->nc = nc;
+      l->nc_ready = 1;
+      uv_mutex_unlock(&l->mu);
+      break;
+    }
+    unref(l);
+    char *e = sl_nats_err(s), *why = sl_xasprintf("%s%s", e, cert_hint(l, s));
+    set_state(l, 0, -1, why);
+    free(e);
+    free(why);
+    if (s == NATS_CONNECTION_AUTH_FAILED || wait_quit(l, 1000)) return;   /* a refusal stays */
+  }
+  if (s == NATS_NOT_YET_CONNECTED) {
+    char why[400];
+    snprintf(why, sizeof why, "connecting to %s", l->conf->urls);
+    set_state(l, 0, -1, retry_ms ? NULL : why);
+  } else {
+    set_state(l, 1, -1, NULL);
+  }
+  for (;;) {
+    char *err = NULL;
+    if (!l->cbs.setup || l->cbs.setup(l, l->nc, l->setup_arg, &err) == 0) {
+      set_state(l, -1, 1, NULL);
+      if (l->cbs.pump) run_pumps(l);
+      return;
+    }
+    set_state(l, -1, 0, err ? err : "setting up");
+    free(err);
+    if (wait_quit(l, 1000)) return;
+  }
+}
+
 static void *thread_main(void *arg) {
   sl_nats_t *l = arg;
   natsOptions *o = NULL;
@@ -527,47 +639,18 @@ static void *thread_main(void *arg) {
     free(e);
     free(why);
   }
-  /* With retries on a failed connect, a server that is not there yet
-   * gives NATS_NOT_YET_CONNECTED and cnats keeps trying; anything else
-   * (a bad URL, TLS files) is tried again here. */
-  while (o && !l->nc) {
+  for (int retry_ms = 0; o;) {
+    connect_and_serve(l, o, retry_ms);
     uv_mutex_lock(&l->mu);
-    l->refs++;   /* for on_closed */
+    while (!l->closing && !l->end_req && (!l->gone || l->retired.nc)) uv_cond_wait(&l->quit, &l->mu);
+    int again = l->gone && !l->closing && !l->end_req;
+    /* backoff: from 1 s, doubling to 30 s while connections close unconnected */
+    if (again) retry_ms = retire_locked(l) || !retry_ms ? 1000 : retry_ms < 15000 ? retry_ms * 2 : 30000;
     uv_mutex_unlock(&l->mu);
-    s = natsConnection_Connect(&l->nc, o);
-    if (s == NATS_OK || s == NATS_NOT_YET_CONNECTED) break;
-    unref(l);
-    char *e = sl_nats_err(s);
-    set_state(l, 0, -1, e);
-    free(e);
-    if (wait_quit(l, 1000)) break;
+    if (!again) break;
+    uv_async_send(&l->async);   /* the loop frees the retired connection */
+    if (wait_quit(l, (uint64_t)retry_ms)) break;
   }
-  if (l->nc) {
-    uv_mutex_lock(&l->mu);
-    l->nc_ready = 1;
-    uv_mutex_unlock(&l->mu);
-    if (s == NATS_NOT_YET_CONNECTED) {
-      char why[400];
-      snprintf(why, sizeof why, "connecting to %s", l->conf->urls);
-      set_state(l, 0, -1, why);
-    } else {
-      set_state(l, 1, -1, NULL);
-    }
-    for (;;) {
-      char *err = NULL;
-      if (!l->cbs.setup || l->cbs.setup(l, l->nc, l->setup_arg, &err) == 0) {
-        set_state(l, -1, 1, NULL);
-        if (l->cbs.pump) run_pumps(l);
-        break;
-      }
-      set_state(l, -1, 0, err ? err : "setting up");
-      free(err);
-      if (wait_quit(l, 1000)) break;
-    }
-  }
-  uv_mutex_lock(&l->mu);
-  while (!l->closing && !l->end_req) uv_cond_wait(&l->quit, &l->mu);
-  uv_mutex_unlock(&l->mu);
   if (l->nc) natsConnection_FlushTimeout(l->nc, 2000);
   /* Close first: destroying a subscription on an open connection would
    * unsubscribe, which deletes a JetStream consumer cnats made. */
@@ -579,6 +662,8 @@ static void *thread_main(void *arg) {
   /* OpenSSL's error state of this thread (a refused TLS handshake left
    * some) goes now: the process may exit before the thread has. */
   natsOptions_Destroy(o);
+  struct retired r;
+  if (take_retired(l, &r)) free_retired(&r);   /* the loop may have stopped */
   sl_nats_io_release(l->io);
   OPENSSL_thread_stop();
   uv_mutex_lock(&l->mu);

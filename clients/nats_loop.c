@@ -206,6 +206,10 @@ void sl_nats_io_dead(sl_nats_io_t *io) {
   uv_mutex_unlock(&io->use);
 }
 
+void sl_nats_io_settle(sl_nats_io_t *io) {
+  if (io) apply(io);
+}
+
 void sl_nats_io_release(sl_nats_io_t *io) {
   if (io) unref(io);
 }

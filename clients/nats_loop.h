@@ -35,6 +35,9 @@ void sl_nats_io_leave(sl_nats_io_t *io);
 /* Connection's thread, before it destroys the connection and its
  * subscriptions: the loop stops touching them (waits for it to leave). */
 void sl_nats_io_dead(sl_nats_io_t *io);
+/* Loop: applies what cnats asked of the socket now (a connection it closed
+ * and detached is about to be freed: no poll may call into it after). */
+void sl_nats_io_settle(sl_nats_io_t *io);
 void sl_nats_io_release(sl_nats_io_t *io);
 void sl_nats_io_close(sl_nats_io_t *io);
 
