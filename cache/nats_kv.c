@@ -428,7 +428,7 @@ static int kv_pump(sl_nats_t *l, void *arg) {
   s->done_tail = &r->next;
   uv_cond_broadcast(&s->more);   /* an operation on the same key may wait for this one */
   uv_mutex_unlock(&s->mu);
-  sl_nats_push_ack(l, NULL, "");   /* a wake without a message */
+  sl_nats_push_ack(l, NULL, NULL);   /* a wake without a message */
   return 0;
 }
 

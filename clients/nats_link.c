@@ -291,7 +291,7 @@ static int take_sync(sl_nats_t *l, natsSubscription **subs, int nsubs, sl_nats_i
       /* NATS_SLOW_CONSUMER comes once, after cnats dropped some (the error
        * handler logs it); anything else: the subscription is closed */
       s = natsSubscription_NextMsg(&m, subs[i], 0);
-      if (s == NATS_OK) out[k++] = (sl_nats_item_t){m, NULL};
+      if (s == NATS_OK) out[k++] = (sl_nats_item_t){m, NULL, 0};
       else if (s != NATS_SLOW_CONSUMER) break;
     }
   }
@@ -308,7 +308,7 @@ int sl_nats_take(sl_nats_t *l, sl_nats_item_t *out, int max) {
     out[k] = l->ring[l->head];
     l->head = (l->head + 1) % l->cap;
     l->n--;
-    if (!out[k].err) l->bytes -= (size_t)natsMsg_GetDataLength(out[k].m);
+    if (!out[k].ack) l->bytes -= (size_t)natsMsg_GetDataLength(out[k].m);
   }
   if (k) uv_cond_broadcast(&l->room);
   for (int i = 0; l->nsync && !l->end_req && !l->closing && i < l->nsubs; i++)
@@ -347,7 +347,7 @@ void sl_nats_close(sl_nats_t *l) {
 /* ---- any thread ---- */
 
 /* With l->mu held. */
-static void push_locked(sl_nats_t *l, natsMsg *m, char *err) {
+static void push_locked(sl_nats_t *l, natsMsg *m, char *err, int ack) {
   if (l->n == l->cap) {
     int cap = l->cap ? l->cap * 2 : 64;
     sl_nats_item_t *r = sl_xmalloc((size_t)cap * sizeof(*r));
@@ -357,8 +357,8 @@ static void push_locked(sl_nats_t *l, natsMsg *m, char *err) {
     l->cap = cap;
     l->head = 0;
   }
-  l->ring[(l->head + l->n++) % l->cap] = (sl_nats_item_t){m, err};
-  if (!err) l->bytes += (size_t)natsMsg_GetDataLength(m);
+  l->ring[(l->head + l->n++) % l->cap] = (sl_nats_item_t){m, err, ack};
+  if (!ack) l->bytes += (size_t)natsMsg_GetDataLength(m);
   uv_async_send(&l->async);
 }
 
@@ -375,7 +375,7 @@ void sl_nats_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void 
     natsMsg_Destroy(m);   /* not acknowledged: JetStream sends it again */
     return;
   }
-  push_locked(l, m, NULL);
+  push_locked(l, m, NULL, 0);
   uv_mutex_unlock(&l->mu);
 }
 
@@ -386,7 +386,7 @@ void sl_nats_push_ack(sl_nats_t *l, natsMsg *m, const char *err) {
     natsMsg_Destroy(m);
     return;
   }
-  push_locked(l, m, sl_xstrdup(err ? err : ""));
+  push_locked(l, m, err ? sl_xstrdup(err) : NULL, 1);
   uv_mutex_unlock(&l->mu);
 }
 

@@ -18,7 +18,8 @@
 #define SL_BLOCKS_H
 #include <stddef.h>
 
-#define SL_BLOCKS_MAX 512    /* larger blocks are plain malloc/free */
+/* Larger blocks are plain malloc/free; 2048 keeps a 1 KiB payload's bytes. */
+#define SL_BLOCKS_MAX 2048
 
 void *sl_blocks_get(size_t size);
 void sl_blocks_put(void *p, size_t size);

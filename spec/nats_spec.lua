@@ -324,6 +324,32 @@ streams:
     os.remove(out)
   end)
 
+  -- A PubAck's failure travels from cnats's thread to the batch as the item's
+  -- error (a success carries none): the batch fails with the reason and is
+  -- retried until a stream captures the subject.
+  it("jetstream output: a publish no stream captures fails its batch with the PubAck's reason, and is stored once a stream takes the subject", function()
+    if not need() then return end
+    local srv = serve([[
+streams:
+  gen:
+    input:
+      generate: {count: 20, interval: 0s, batch_size: 5, mapping: 'return {n = i}'}
+    output:
+      nats_jetstream: {urls: [%s], subject: js5.x, ack_timeout: 1s}
+]], s.url)
+    local ok, err = pcall(function()
+      assert.truthy(h.wait_for(function() return srv.stderr():find("PubAck: No responders", 1, true) end, 30),
+        srv.stderr())
+      assert.are_not.equal(0, (nats.peer(s.url, "info JS5")))   -- no stream: nothing was stored
+      assert.are.equal(0, (nats.peer(s.url, "stream JS5 'js5.>'")))
+      assert.truthy(h.wait_for(function()
+        local _, i = nats.peer(s.url, "info JS5")
+        return (json.decode(i).messages or 0) >= 20
+      end, 60), srv.stderr())
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
   it("jetstream: a failed transaction is nak'ed and comes again after nak_delay, long before ack_wait", function()
     if not need() then return end
     assert.are.equal(0, (nats.peer(s.url, "stream JS2 'js2.>'")))

@@ -8,6 +8,7 @@
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "core/batching.h"
+#include "core/blocks.h"
 #include <stdlib.h>
 #include <string.h>
 #include <uthash.h>
@@ -60,7 +61,7 @@ static void ack_handler(jsCtx *js, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae, v
     snprintf(buf, sizeof buf, "nats: PubAck: %s", pae && pae->ErrText ? pae->ErrText : pae ? natsStatus_GetText(pae->Err) : "none");
     err = buf;
   }
-  sl_nats_push_ack(link, m, err);   /* "" for a success: the item's err is never NULL */
+  sl_nats_push_ack(link, m, err);
 }
 
 /* On the link's thread: the context whose PubAcks come to the queue. */
@@ -125,14 +126,14 @@ static void pump(jout_t *o) {
         fail(w, e);
         continue;
       }
-      slot_t *s = sl_xmalloc(sizeof(*s));
+      slot_t *s = sl_blocks_get(sizeof(*s));   /* one per message: no malloc */
       s->m = nm;
       s->w = w;
       HASH_ADD_PTR(o->slots, m, s);
       natsStatus st = js_PublishMsgAsync(js, &nm, &po);
       if (st != NATS_OK) {
         HASH_DEL(o->slots, s);
-        free(s);
+        sl_blocks_put(s, sizeof(*s));
         if (nm) natsMsg_Destroy(nm);   /* not taken */
         char *t = sl_nats_err(st);
         fail(w, sl_xasprintf("nats: publish: %s", t));
@@ -165,13 +166,13 @@ static void wake(void *arg) {
       if (s) {
         HASH_DEL(o->slots, s);
         jwrite_t *w = s->w;
-        free(s);
+        sl_blocks_put(s, sizeof(*s));
         o->pending--;
         w->open--;
         /* Readiness follows the connection (the link), not one PubAck:
          * a timeout of a publish made while disconnected may come after
          * later ones succeeded. */
-        if (items[i].err && *items[i].err) {
+        if (items[i].err) {
           fail(w, items[i].err);
           items[i].err = NULL;
         }
@@ -233,7 +234,7 @@ static void jout_destroy(sl_output_t *base) {
   slot_t *s, *t;
   HASH_ITER(hh, o->slots, s, t) {   /* a PubAck that never came: cnats frees the message */
     HASH_DEL(o->slots, s);
-    free(s);
+    sl_blocks_put(s, sizeof(*s));
   }
   sl_nats_out_free(&o->c);
 }

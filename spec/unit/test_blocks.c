@@ -6,6 +6,7 @@
 #include "core/blocks.h"
 #include <pthread.h>
 #include <stdint.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,7 +23,7 @@ typedef struct {
   int bad;
 } pipe_t;
 
-static size_t size_of(unsigned round, unsigned i) { return 1 + (round * 7919u + i * 104729u) % 700; }
+static size_t size_of(unsigned round, unsigned i) { return 1 + (round * 7919u + i * 104729u) % (SL_BLOCKS_MAX + 200); }
 
 static void *consumer(void *arg) {
   pipe_t *p = arg;
@@ -109,7 +110,7 @@ static void thread_end(void) {
 /* Sizes at the edges of the classes, and past the largest, round-trip on
  * one thread. */
 static void edges(void) {
-  static const size_t sizes[] = {0, 1, 63, 64, 65, 128, 511, 512, 513, 100000};
+  static const size_t sizes[] = {0, 1, 63, 64, 65, 128, 511, 512, 513, 1024, 2047, 2048, 2049, 100000};
   for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
     unsigned char *b = sl_blocks_get(sizes[i]);
     CHECK(b != NULL, "size %zu", sizes[i]);
@@ -119,9 +120,24 @@ static void edges(void) {
   sl_blocks_put(NULL, 10);
 }
 
+/* A 1 KiB message's bytes (1 KiB payloads: a NATS or Kafka publish bench)
+ * come from the caches too: malloc and free of each one were a tenth of a
+ * `generate → nats` run's user CPU (bench/RESULTS.md). A cached block is
+ * made at its class's full size (64-byte steps), a plain malloc'ed one at
+ * the size asked. */
+static void kib_cached(void) {
+  size_t n = 1024 + 32;
+  void *b = sl_blocks_get(n);
+#ifndef SL_SANITIZED
+  CHECK(malloc_usable_size(b) >= 1088, "a 1 KiB block is a plain malloc (usable %zu)", malloc_usable_size(b));
+#endif
+  sl_blocks_put(b, n);
+}
+
 int main(void) {
   RUN(thread_end);   /* first: this thread's own cache is empty still */
   RUN(across_threads);
   RUN(edges);
+  RUN(kib_cached);
   return check_report("blocks");
 }
