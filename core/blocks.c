@@ -9,7 +9,12 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-enum { STEP = 64, CLASSES = SL_BLOCKS_MAX / STEP, MAG = 256, DEPOT_BYTES = 8 << 20 };
+/* The depot keeps up to 8 MiB per class up to 512 B (messages and small
+ * payloads, which cross pool threads in bulk) and 1 MiB per larger class
+ * (payload bytes, mostly reused on their own thread): 88 MiB at most, where
+ * 8 MiB for each of the 32 classes would keep 256 MiB after a burst. */
+enum { STEP = 64, CLASSES = SL_BLOCKS_MAX / STEP, MAG = 256 };
+#define DEPOT_BYTES(c) ((c) < 512 / STEP ? 8u << 20 : 1u << 20)
 
 /* A magazine: up to MAG free blocks, by pointer. Taking a block reads the
  * magazine, never the block: a block freed on another core is in that
@@ -52,7 +57,7 @@ static void enter(void) {
 static void give(unsigned c, mag_t *m) {
   if (!m) return;
   pthread_mutex_lock(&depot[c].mu);
-  if (m->n && depot[c].nfull < DEPOT_BYTES / (MAG * STEP * (c + 1))) {
+  if (m->n && depot[c].nfull < DEPOT_BYTES(c) / (MAG * STEP * (c + 1))) {
     m->next = depot[c].full;
     depot[c].full = m;
     depot[c].nfull++;
