@@ -6,6 +6,7 @@
  * drops (reported as a slow consumer); JetStream stops at max_ack_pending. */
 #include "nats_link.h"
 #include "nats_loop.h"
+#include "core/live.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "http/http_tls.h"
@@ -14,7 +15,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 const sl_field_t sl_nats_auth_fields[] = {
   {"user", SL_F_STRING, "", 0, "User name (with `password`).", NULL, NULL},
@@ -37,7 +37,7 @@ struct sl_nats_conf {
   char *cert_pem, *key_pem;  /* or text, the key decrypted (cnats takes no password) */
 };
 
-enum { BYTES_MAX = 64 << 20, MAX_SUBS = 4, MAX_PUMPS = 64, EXIT_WAIT_S = 5 };
+enum { BYTES_MAX = 64 << 20, MAX_SUBS = 4, MAX_PUMPS = 64 };
 
 struct sl_nats {
   uv_mutex_t mu;
@@ -555,11 +555,9 @@ static void run_pumps(sl_nats_t *l) {
   for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
 }
 
-/* The links' threads still running, and whether a link was ever made
- * (libnats is loaded, and its threads run, only then). */
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t g_gone = PTHREAD_COND_INITIALIZER;
-static int g_threads, g_used;
+/* The links' threads (libnats is loaded, and its threads run, only once
+ * one was made). */
+static sl_live_t g_live = SL_LIVE_INIT("nats");
 
 /* With l->mu held: the connection cnats gave up goes to the loop to free,
  * and the link starts over. Returns whether it had been connected. */
@@ -673,9 +671,7 @@ static void *thread_main(void *arg) {
   if (!l->closing) uv_async_send(&l->async);
   uv_mutex_unlock(&l->mu);
   unref(l);
-  pthread_mutex_lock(&g_mu);
-  if (!--g_threads) pthread_cond_broadcast(&g_gone);
-  pthread_mutex_unlock(&g_mu);
+  sl_live_end(&g_live);
   return NULL;
 }
 
@@ -714,13 +710,11 @@ sl_nats_t *sl_nats_new(uv_loop_t *loop, sl_nats_conf_t *c, const sl_nats_cbs_t *
   pthread_attr_t a;
   pthread_attr_init(&a);
   pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-  pthread_mutex_lock(&g_mu);
-  g_used = 1;
+  sl_live_begin(&g_live);
   int rc = pthread_create(&t, &a, thread_main, l);
-  g_threads += rc == 0;
-  pthread_mutex_unlock(&g_mu);
   pthread_attr_destroy(&a);
   if (rc != 0) {
+    sl_live_end(&g_live);
     l->refs = 1;
     sl_nats_io_release(l->io);
     sl_nats_close(l);
@@ -737,21 +731,11 @@ sl_nats_t *sl_nats_new(uv_loop_t *loop, sl_nats_conf_t *c, const sl_nats_cbs_t *
  * threads are waited for, then cnats's own: nats_CloseAndWait joins them
  * once every connection and subscription is freed. */
 void sl_nats_exit(void) {
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += EXIT_WAIT_S;
-  pthread_mutex_lock(&g_mu);
-  int used = g_used;
-  while (g_threads && pthread_cond_timedwait(&g_gone, &g_mu, &until) == 0) {}
-  int left = g_threads;
-  pthread_mutex_unlock(&g_mu);
-  if (!used) return;
-  struct timespec now;
-  clock_gettime(CLOCK_REALTIME, &now);
-  int64_t ms = (int64_t)(until.tv_sec - now.tv_sec) * 1000 + (until.tv_nsec - now.tv_nsec) / 1000000;
-  natsStatus s = left ? NATS_TIMEOUT : nats_CloseAndWait(ms > 0 ? ms : 1);
+  int left = sl_live_wait(&g_live);
+  if (left < 0) return;
+  natsStatus s = left ? NATS_TIMEOUT : nats_CloseAndWait(sl_live_ms_left());
   if (s == NATS_TIMEOUT) {
-    sl_logf(SL_LOG_WARN, NULL, NULL, "nats: connections still closing after %d s at exit", EXIT_WAIT_S);
+    if (!left) sl_logf(SL_LOG_WARN, NULL, NULL, "nats: connections still closing at exit");
     return;
   }
   /* libnats before 3.11, once closed, frees OpenSSL's compression methods

@@ -3,6 +3,7 @@
 #include "doc.h"
 #include "engine.h"
 #include "clients/nats_link.h"
+#include "connectors/amqp/amqp_link.h"
 #include "core/log.h"
 #include "core/spec.h"
 #include "core/xalloc.h"
@@ -202,5 +203,6 @@ static int command(int argc, char **argv) {
 int main(int argc, char **argv) {
   int rc = command(argc, argv);
   sl_nats_exit();
+  sl_amqp_link_exit();
   return rc;
 }

@@ -307,4 +307,24 @@ function M.wait_lines(path, n, secs)
   return lines
 end
 
+-- spec/tools/slow_release.c built in dir to slow fn of lib (called from
+-- caller's code, if given) for the process's end (issue 16): the
+-- environment to run sluice with, and a function giving how many of the
+-- slowed calls began and ended since it was last asked.
+function M.slow_release(dir, fn, lib, caller)
+  local so, log = dir .. "/slow_" .. fn .. ".so", dir .. "/slow_" .. fn .. ".log"
+  local code, _, err = M.sh("cc -shared -fPIC -DSLOW_FN=" .. fn .. " -DSLOW_LIB='\"" .. lib .. "\"' " ..
+    (caller and "-DSLOW_CALLER='\"" .. caller .. "\"' " or "") .. "-o " .. so .. " spec/tools/slow_release.c -ldl")
+  assert(code == 0, err)
+  local function releases()
+    local begun, done = 0, 0
+    for _, l in ipairs(M.lines(M.read(log) or "")) do
+      if l == "begun" then begun = begun + 1 elseif l == "released" then done = done + 1 end
+    end
+    os.remove(log)
+    return begun, done
+  end
+  return "LD_PRELOAD=" .. so .. " SLOW_RELEASE_MS=150 SLOW_RELEASE_LOG=" .. log, releases
+end
+
 return M

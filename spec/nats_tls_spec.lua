@@ -155,32 +155,19 @@ describe("nats at the process's end", function()
     return y
   end
 
-  -- How many of cnats's releases began and ended (spec/tools/nats_slow_release.c's lines).
-  local function releases(log)
-    local begun, done = 0, 0
-    for _, l in ipairs(h.lines(h.read(log) or "")) do
-      if l == "begun" then begun = begun + 1 elseif l == "released" then done = done + 1 end
-    end
-    os.remove(log)
-    return begun, done
-  end
-
   it("waits for cnats to release every connection (its callback thread slowed down)", function()
     -- The shim delays each release of a callback's reference on cnats's
     -- thread, two per connection (disconnected, closed), as a loaded machine
     -- does; without the wait the process exits in the middle of them.
-    local so, log = dir .. "/slow.so", dir .. "/released.log"
-    local code, _, err = h.sh("cc -shared -fPIC -o " .. so .. " spec/tools/nats_slow_release.c -ldl")
-    assert.are.equal(0, code, err)
-    local env = "LD_PRELOAD=" .. so .. " NATS_SLOW_RELEASE_MS=150 NATS_SLOW_RELEASE_LOG=" .. log
+    local env, releases = h.slow_release(dir, "natsAsyncCb_Destroy", "/libnats.so")
     local r = h.run_config(output_yaml(3, "exit.slow"), {timeout = 60, env = env})
     assert.are.equal(0, r.code, r.stderr)
-    local begun, done = releases(log)
+    local begun, done = releases()
     assert.is_true(done >= 6 and done == begun, begun .. " begun, " .. done .. " released\n" .. r.stderr)
     -- and a nats_kv cache's connections (one per worker loop that used it)
     local m, stderr = kv_call("        - {cert_file: " .. dir .. "/client.pem, key_file: " .. dir .. "/client.key}\n", env)
     assert.are.same({ok = true, back = "v"}, m)
-    begun, done = releases(log)
+    begun, done = releases()
     assert.is_true(done >= 2 and done == begun, begun .. " begun, " .. done .. " released\n" .. stderr)
   end)
 

@@ -11,9 +11,11 @@
  * /ready. */
 #include "amqp_link.h"
 #include "core/component.h"
+#include "core/live.h"
 #include "core/xalloc.h"
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
+#include <openssl/crypto.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -330,8 +332,14 @@ static void serve(sl_amqp_link_t *l, amqp_connection_state_t c) {
   }
 }
 
+/* The links' threads: each destroys its connection (with TLS, OpenSSL's
+ * session and context) after the stream has ended and nothing waits for
+ * it; the process's end waits for them (sl_amqp_link_exit). */
+static sl_live_t g_live = SL_LIVE_INIT("amqp");
+
 static void *run(void *arg) {
   sl_amqp_link_t *l = arg;
+  int tls = l->tls_ctx != NULL;
   int backoff = BACKOFF_FIRST_MS;
   while (!sl_amqp_link_quitting(l)) {
     amqp_connection_state_t c = NULL;
@@ -355,6 +363,10 @@ static void *run(void *arg) {
     backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
   }
   unref(l);
+  /* This thread's OpenSSL state would go after it returned: now, before
+   * the process may exit. */
+  if (tls) OPENSSL_thread_stop();
+  sl_live_end(&g_live);
   return NULL;
 }
 
@@ -379,9 +391,13 @@ int sl_amqp_link_start(sl_amqp_link_t *l, uv_loop_t *loop) {
   pthread_attr_t a;
   pthread_attr_init(&a);
   pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+  sl_live_begin(&g_live);
   int rc = pthread_create(&l->thread, &a, run, l);
   pthread_attr_destroy(&a);
-  if (rc != 0) l->refs = 1;   /* the handle only: close releases */
+  if (rc != 0) {
+    sl_live_end(&g_live);
+    l->refs = 1;   /* the handle only: close releases */
+  }
   return rc ? -1 : 0;
 }
 
@@ -400,3 +416,5 @@ void sl_amqp_link_close(sl_amqp_link_t *l) {
   sl_amqp_link_kick(l);
   uv_close((uv_handle_t *)&l->async, on_async_closed);
 }
+
+void sl_amqp_link_exit(void) { sl_live_wait(&g_live); }

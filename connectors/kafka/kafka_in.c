@@ -572,7 +572,11 @@ static void *destroy_run(void *rk) {
  * not finish (a commit or the leave unanswered) waits in rd_kafka_destroy
  * for librdkafka's own timeouts (session.timeout.ms with the brokers gone):
  * that wait gets a thread of its own, which nobody waits for (the process
- * may exit meanwhile). */
+ * may exit meanwhile). Over TLS that thread (and librdkafka's broker
+ * threads it joins) still frees the connections' SSL objects and at last
+ * the SSL_CTX, with no bound before OpenSSL's exit cleanup: the race the
+ * NATS and AMQP links' threads had (core/live.h, issue 16), left open here
+ * only when the group could not be left in time. */
 static void destroy_rk(kin_t *in) {
   if (in->close_ok) {
     rd_kafka_destroy_flags(in->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);

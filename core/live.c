@@ -1,0 +1,46 @@
+#include "live.h"
+#include "log.h"
+#include <time.h>
+
+enum { EXIT_WAIT_S = 5 };
+
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static struct timespec g_until;
+
+static void set_deadline(void) {
+  clock_gettime(CLOCK_REALTIME, &g_until);
+  g_until.tv_sec += EXIT_WAIT_S;
+}
+
+void sl_live_begin(sl_live_t *l) {
+  pthread_mutex_lock(&l->mu);
+  l->n++;
+  l->used = 1;
+  pthread_mutex_unlock(&l->mu);
+}
+
+void sl_live_end(sl_live_t *l) {
+  pthread_mutex_lock(&l->mu);
+  if (!--l->n) pthread_cond_broadcast(&l->gone);
+  pthread_mutex_unlock(&l->mu);
+}
+
+int sl_live_wait(sl_live_t *l) {
+  pthread_once(&g_once, set_deadline);
+  pthread_mutex_lock(&l->mu);
+  while (l->n && pthread_cond_timedwait(&l->gone, &l->mu, &g_until) == 0) {}
+  int left = l->used ? l->n : -1;
+  pthread_mutex_unlock(&l->mu);
+  if (left > 0)
+    sl_logf(SL_LOG_WARN, NULL, NULL, "%s: %d connection thread(s) still closing after %d s at exit", l->what, left,
+            EXIT_WAIT_S);
+  return left;
+}
+
+int64_t sl_live_ms_left(void) {
+  pthread_once(&g_once, set_deadline);
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  int64_t ms = (int64_t)(g_until.tv_sec - now.tv_sec) * 1000 + (g_until.tv_nsec - now.tv_nsec) / 1000000;
+  return ms > 0 ? ms : 1;
+}

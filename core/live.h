@@ -1,0 +1,35 @@
+/* Detached threads a library still runs, waited for at the process's end.
+ * A library whose threads free OpenSSL objects (a connection's TLS session
+ * and context) after nothing waits for them may still be doing so when the
+ * process exits, while OpenSSL's exit cleanup frees what they use (a SEGV at
+ * exit, issue 16). Each such library counts its threads in one static
+ * sl_live_t and waits for them, bounded, at the end. */
+#ifndef SL_LIVE_H
+#define SL_LIVE_H
+#include <pthread.h>
+#include <stdint.h>
+
+typedef struct sl_live {
+  const char *what;   /* for the warning: "amqp" */
+  pthread_mutex_t mu;
+  pthread_cond_t gone;
+  int n, used;
+} sl_live_t;
+
+#define SL_LIVE_INIT(what) {what, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0}
+
+/* Any thread, before pthread_create: counts the thread (and that one was
+ * ever made). A failed create is sl_live_end'ed by its caller. */
+void sl_live_begin(sl_live_t *l);
+/* The counted thread's last act (nothing of the library's after it). */
+void sl_live_end(sl_live_t *l);
+/* The main thread, at the end, once every user of the threads has let
+ * them go: waits for them until the process's exit deadline (5 s after the
+ * first sl_live_wait of the process, shared by every library), warns
+ * naming `what` if some are left. Returns -1 if no thread was ever
+ * counted, else how many are still running. */
+int sl_live_wait(sl_live_t *l);
+/* Milliseconds left until the exit deadline (at least 1). */
+int64_t sl_live_ms_left(void);
+
+#endif
