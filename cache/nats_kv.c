@@ -465,6 +465,22 @@ static void kv_state(void *arg, int up, const char *why) {
   else if (!up) sl_logf(strstr(why, "connecting") ? SL_LOG_INFO : SL_LOG_WARN, NULL, NULL, "cache %s", why);
   k->up = up;
   snprintf(k->why, sizeof k->why, "%s", why ? why : "");
+  if (up || strstr(k->why, "connecting")) return;
+  /* Operations queued while the link was connecting get its reason now: no
+   * pump serves them while the link connects again (with backoff). */
+  shared_t *s = k->sh;
+  uv_mutex_lock(&s->mu);
+  kvreq_t *r = s->todo;
+  s->todo = NULL;
+  s->todo_tail = &s->todo;
+  for (kvreq_t *q = r; q; q = q->next) {
+    q->status = SL_CACHE_ERROR;
+    q->err = sl_xasprintf("nats_kv: %s", k->why);
+  }
+  *s->done_tail = r;
+  while (*s->done_tail) s->done_tail = &(*s->done_tail)->next;
+  uv_mutex_unlock(&s->mu);
+  if (r) kv_wake(k);
 }
 
 /* The link on loop, made when there is none (NULL when it cannot be);
@@ -591,7 +607,7 @@ static void kv_exec(void *self, const sl_cache_req_t *rq, sl_cache_cb cb, void *
   int64_t max = nc ? natsConnection_GetMaxPayload(nc) : 0;
   if (bad) err = sl_xasprintf("nats_kv: %s", bad);
   else if (!k) err = sl_xstrdup("nats_kv: no connection (not called from a worker)");
-  else if (!k->up && !strstr(k->why, "connecting")) err = sl_xstrdup(k->why);
+  else if (!k->up && !strstr(k->why, "connecting")) err = sl_xasprintf("nats_kv: %s", k->why);
   else if ((rq->op == SL_CACHE_SET || rq->op == SL_CACHE_ADD) && (rq->vlen > INT32_MAX || (max > 0 && (int64_t)rq->vlen > max)))
     err = sl_xasprintf("nats_kv: a value of %zu bytes is over the server's max_payload (%lld bytes)", rq->vlen,
                        (long long)max);
