@@ -255,6 +255,9 @@ streams:
       assert.are.equal(100, prom.value(s, "processor_error_total", proc))
       assert.are.equal(100, prom.value(s, "sluice_lua_errors_total", {stream = "main", label = "lua"}))
       assert.are.equal(100, prom.value(s, "processor_latency_ns_count", proc))
+      -- drop writes on the workers: their counts reach the output's series
+      assert.are.equal(500, prom.value(s, "output_sent_total", {stream = "main"}))
+      assert.are.equal(100, prom.value(s, "output_latency_ns_count", {stream = "main"}))
     end)
     h.stop_after(srv, ok, err)
   end)
