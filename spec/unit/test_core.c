@@ -222,7 +222,9 @@ SL_REGISTER(t_out_spec)
 static int done_calls;
 static void on_done(sl_stream_t *s, void *arg) { (void)s; (void)arg; done_calls++; }
 
-static void run_stream(const char *yaml) {
+/* Builds and runs the stream of yaml to its end; after (optional) sees it
+ * before it is freed. */
+static void run_stream_then(const char *yaml, void (*after)(sl_stream_t *s)) {
   sl_diags_t d = {0};
   sl_cnode_t *root = sl_conf_parse(yaml, strlen(yaml), "test.yaml", &d);
   CHECK(root && d.n == 0, "parse");
@@ -238,13 +240,20 @@ static void run_stream(const char *yaml) {
   sl_stream_start(s, on_done, NULL);
   uv_run(w->loop, UV_RUN_DEFAULT);
   CHECK(done_calls == 1, "stream finished once (%d)", done_calls);
-  CHECK(g_out->closed, "output closed on drain");
   CHECK(s->in_flight == 0, "nothing in flight at the end");
+  if (after) after(s);
   sl_stream_free(s);
   sl_worker_free(w);
   sl_cnode_free(root);
   sl_diags_free(&d);
 }
+
+static void out_closed(sl_stream_t *s) {
+  (void)s;
+  CHECK(g_out->closed, "output closed on drain");
+}
+
+static void run_stream(const char *yaml) { run_stream_then(yaml, out_closed); }
 
 
 static void test_stream_delivers_all(void) {
@@ -506,32 +515,16 @@ static const sl_spec_t t_any_spec = {.name = "t_any", .kind = SL_KIND_OUTPUT, .s
                                      .create = t_any_create, .writes_anywhere = 1};
 SL_REGISTER(t_any_spec)
 
+static void has_pool(sl_stream_t *s) { CHECK(s->pool != NULL, "a pool runs the processors"); }
+
 static void test_pool_writes_on_workers(void) {
-  sl_diags_t d = {0};
-  const char *yaml = "input: {t_in: {count: 300}}\nmax_in_flight: 8\nretry: {initial_interval: 1ms, max_interval: 1ms}\n"
-                     "pipeline: {threads: 2, processors: [{t_pass: {}}]}\noutput: {t_any: {}}\n";
-  sl_cnode_t *root = sl_conf_parse(yaml, strlen(yaml), "test.yaml", &d);
-  sl_config_validate(root, &d);
-  if (d.n) sl_diag_print(&d, stderr);
-  CHECK(d.n == 0, "validate");
-  sl_worker_t *w = sl_worker_new(0);
-  sl_build_t b = {.worker = w, .diags = &d};
-  const sl_cnode_t *streams = sl_cnode_get(root, "streams");
-  sl_stream_t *s = sl_stream_build(&b, streams->items[0], streams->keys[0]);
-  CHECK(s && s->pool, "stream built with a pool");
-  done_calls = 0;
-  sl_stream_start(s, on_done, NULL);
-  uv_run(w->loop, UV_RUN_DEFAULT);
-  CHECK(done_calls == 1, "stream finished once (%d)", done_calls);
-  CHECK(s->in_flight == 0, "every transaction completed");
+  run_stream_then("input: {t_in: {count: 300}}\nmax_in_flight: 8\nretry: {initial_interval: 1ms, max_interval: 1ms}\n"
+                  "pipeline: {threads: 2, processors: [{t_pass: {}}]}\noutput: {t_any: {}}\n",
+                  has_pool);
   /* without the workers writing, every write is on the loop */
   CHECK(g_any->on_worker > 1, "batches written on the workers (%d)", g_any->on_worker);
   CHECK(g_any->on_loop == 1, "only the failed batch retried on the loop (%d)", g_any->on_loop);
   CHECK(g_any->delivered == 300, "delivered %d of 300", g_any->delivered);
-  sl_stream_free(s);
-  sl_worker_free(w);
-  sl_cnode_free(root);
-  sl_diags_free(&d);
 }
 
 int main(void) {
