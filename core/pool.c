@@ -28,11 +28,19 @@
  *   before it runs the first batch carrying it (lua/module.c): every batch
  *   handed out after the switch runs the new version, none before, whichever
  *   worker takes it.
+ * - Outputs that may write from any thread (spec writes_anywhere: `drop`)
+ *   get a batch written and freed on the worker that ran its processors, so
+ *   the loop never touches its messages: message memory crossing cores was
+ *   what made threads 2 cost more CPU a message than threads 1 (bench/
+ *   RESULTS.md). The order of such writes means nothing; transactions still
+ *   settle in order through the tickets. A failed write takes the loop's
+ *   path (retries as before); so does every batch while a tracer samples.
  * - Queues are a mutex and a list, woken by uv_async: one lock per batch,
  *   not per message. */
 #include "pool.h"
 #include "log.h"
 #include "stream.h"
+#include "trace.h"
 #include "xalloc.h"
 #include "xq.h"
 #include <stdlib.h>
@@ -78,6 +86,8 @@ typedef struct pworker {
   sl_sink_t out;             /* the chain's end on the worker */
   uint64_t cur;              /* worker side: the batch it took last */
   int64_t load;              /* stream side: batches given, not done */
+  /* written on the worker, not yet counted in the output's metrics (atomic) */
+  int64_t wrote, wrote_batches, wrote_ns;
 } pworker_t;
 
 struct sl_pool {
@@ -85,6 +95,7 @@ struct sl_pool {
   pworker_t *ws;
   queue_t out;
   sl_sink_t *sink;
+  sl_stream_t *stream;
   uint64_t next_seq;         /* the next batch's number (from 1) */
   uint64_t done_upto;        /* every batch up to it is done */
   uint64_t settled_upto;     /* every batch up to it settled (workers read it: atomic) */
@@ -111,8 +122,7 @@ static item_t *item(int kind, sl_batch_t *b, uint64_t seq) {
 
 static void proxy_done(sl_txn_t *t, int status, const char *err, void *arg);
 
-static void worker_out(sl_sink_t *sink, sl_batch_t *b) {
-  pworker_t *pw = (pworker_t *)((char *)sink - offsetof(pworker_t, out));
+static void to_loop(pworker_t *pw, sl_batch_t *b) {
   uint64_t tag = 0;
   for (uint32_t i = 0; i < b->n; i++) {
     sl_msg_t *m = b->msgs[i];
@@ -121,6 +131,38 @@ static void worker_out(sl_sink_t *sink, sl_batch_t *b) {
     if (t > tag) tag = t;
   }
   queue_put(&pw->pool->out, item(OUT_BATCH, b, tag));
+}
+
+typedef struct wwrite { pworker_t *pw; uint64_t t0; } wwrite_t;
+
+static void worker_wrote(sl_output_t *o, sl_batch_t *b, int status, const char *err, void *arg) {
+  (void)o;
+  (void)err;   /* the loop's write reports its own */
+  wwrite_t *w = arg;
+  pworker_t *pw = w->pw;
+  if (status != 0) {
+    to_loop(pw, b);
+  } else {
+    if (w->t0) {
+      __atomic_add_fetch(&pw->wrote_ns, (int64_t)(sl_now_ns() - w->t0), __ATOMIC_RELAXED);
+      __atomic_add_fetch(&pw->wrote_batches, 1, __ATOMIC_RELAXED);
+      __atomic_add_fetch(&pw->wrote, (int64_t)b->n, __ATOMIC_RELAXED);
+    }
+    sl_batch_free(b);
+  }
+  free(w);
+}
+
+static void worker_out(sl_sink_t *sink, sl_batch_t *b) {
+  pworker_t *pw = (pworker_t *)((char *)sink - offsetof(pworker_t, out));
+  sl_stream_t *s = pw->pool->stream;
+  if (!s->output->spec->writes_anywhere || sl_tracing()) {
+    to_loop(pw, b);
+    return;
+  }
+  wwrite_t *w = sl_xmalloc(sizeof(*w));
+  *w = (wwrite_t){pw, s->m_out.sent ? sl_now_ns() : 0};
+  s->output->vt->write(s->output, b, worker_wrote, w);
 }
 
 /* A batch comes from another core: its messages, their bytes and metadata
@@ -284,8 +326,24 @@ static void batch_done(sl_pool_t *p, item_t *it) {
   release(p);
 }
 
+/* What the workers wrote goes into the output's metrics on the loop, their
+ * one writer; a batch's latency is the mean of those counted together. */
+static void count_written(sl_pool_t *p) {
+  sl_cmetrics_t *m = &p->stream->m_out;
+  if (!m->sent) return;
+  for (int i = 0; i < p->n; i++) {
+    pworker_t *pw = &p->ws[i];
+    int64_t n = __atomic_exchange_n(&pw->wrote, 0, __ATOMIC_RELAXED);
+    int64_t nb = __atomic_exchange_n(&pw->wrote_batches, 0, __ATOMIC_RELAXED);
+    int64_t ns = __atomic_exchange_n(&pw->wrote_ns, 0, __ATOMIC_RELAXED);
+    SL_COUNT(m->sent, n);
+    for (int64_t j = 0; j < nb; j++) sl_histo_observe(m->latency, (uint64_t)(ns / nb));
+  }
+}
+
 static void stream_wake(uv_async_t *a) {
   sl_pool_t *p = a->data;
+  count_written(p);
   for (item_t *it = queue_take(&p->out), *next; it; it = next) {
     next = it->next;
     if (it->kind == OUT_BATCH) {
@@ -375,6 +433,7 @@ sl_worker_t *sl_pool_worker(sl_pool_t *p, int i) { return p->ws[i].w; }
 void sl_pool_set_chain(sl_pool_t *p, int i, sl_chain_t *c) { p->ws[i].chain = c; }
 
 void sl_pool_start(sl_pool_t *p, sl_stream_t *s) {
+  p->stream = s;
   for (int i = 0; i < p->n; i++) {
     pworker_t *pw = &p->ws[i];
     sl_chain_connect(pw->chain, &pw->out, s);
@@ -419,6 +478,7 @@ void sl_pool_free(sl_pool_t *p) {
     uv_mutex_destroy(&pw->in.mu);
   }
   free_items(p->held);
+  if (p->stream) count_written(p);
   /* Results not taken yet still hold their proxies: freeing them queues
    * their tickets, freed in the next round. */
   for (item_t *it; (it = queue_take(&p->out));) free_items(it);

@@ -255,6 +255,9 @@ streams:
       assert.are.equal(100, prom.value(s, "processor_error_total", proc))
       assert.are.equal(100, prom.value(s, "sluice_lua_errors_total", {stream = "main", label = "lua"}))
       assert.are.equal(100, prom.value(s, "processor_latency_ns_count", proc))
+      -- drop writes on the workers: their counts reach the output's series
+      assert.are.equal(500, prom.value(s, "output_sent_total", {stream = "main"}))
+      assert.are.equal(100, prom.value(s, "output_latency_ns_count", {stream = "main"}))
     end)
     h.stop_after(srv, ok, err)
   end)
@@ -441,6 +444,50 @@ streams:
       end
     end
     assert.are.same({"lua " .. PARENT .. " root.pipeline.processors.1"}, seen)
+  end)
+
+  -- drop writes a pooled batch on its worker: the group's offsets still
+  -- advance once for every message, and only once every message is out
+  it("commits a store group's offsets for every message written by drop on the workers, each once", function()
+    local N = 2000
+    local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT}
+store: {data_dir: ./data}
+input: {stream: {name: work, group: g}}
+pipeline:
+  threads: 2
+  processors:
+    - lua: 'this.seen = true'
+output: {drop: {}}
+]])
+    local prom = require("spec.prom")
+    local ok, err = pcall(function()
+      for k = 0, N / 500 - 1 do
+        local ev = {}
+        for i = k * 500 + 1, k * 500 + 500 do ev[#ev + 1] = {data = {n = i}} end
+        local f = h.write(h.tmpname(), json.encode({events = ev}))
+        local code = h.sh("curl -s -f -m 30 -o /dev/null --data-binary @" .. f .. " " .. srv.url .. "/stream/work/publish")
+        os.remove(f)
+        assert.are.equal(0, code)
+      end
+      local groups
+      assert.truthy(h.wait_for(function()
+        local _, out = h.sh("curl -s -m 10 " .. srv.url .. "/stream/work/groups")
+        groups = json.decode(out)
+        local sum, lag = 0, 0
+        for _, g in ipairs(groups.groups or {}) do
+          if g.group == "g" then
+            for _, c in ipairs(g.committed) do sum = sum + c end
+            for _, l in ipairs(g.lag) do lag = lag + l end
+          end
+        end
+        return sum == N and lag == 0
+      end, 120), "offsets not committed: " .. json.encode(groups or {}))
+      local samples = prom.samples(srv.url .. "/metrics")
+      assert.are.equal(N, prom.value(samples, "processor_received_total", {stream = "main", label = "lua"}))
+      assert.are.equal(N, prom.value(samples, "output_sent_total", {stream = "main"}))
+    end)
+    h.stop_after(srv, ok, err)
   end)
 
   -- Acks stay on the stream's loop: a kill -9 loses nothing (what was not

@@ -31,5 +31,6 @@ static const sl_spec_t spec = {
   .fields = fields,
   .example = "output:\n  drop: {}\n",
   .create = drop_create,
+  .writes_anywhere = 1,
 };
 SL_REGISTER(spec)

@@ -163,7 +163,7 @@ static void *t_in_create(sl_build_t *b, const sl_cnode_t *conf) {
   ti->total = (int)sl_conf_int(conf, "count", 3);
   return ti;
 }
-static const sl_spec_t t_in_spec = {"t_in", SL_KIND_INPUT, "test input", NULL, t_in_fields, NULL, NULL, t_in_create, 0, 0};
+static const sl_spec_t t_in_spec = {"t_in", SL_KIND_INPUT, "test input", NULL, t_in_fields, NULL, NULL, t_in_create, 0, 0, 0};
 SL_REGISTER(t_in_spec)
 
 /* Output that fails the first `fail_first` writes, then delivers asynchronously. */
@@ -214,7 +214,7 @@ static void *t_out_create(sl_build_t *b, const sl_cnode_t *conf) {
   to->fail_first = (int)sl_conf_int(conf, "fail_first", 0);
   return to;
 }
-static const sl_spec_t t_out_spec = {"t_out", SL_KIND_OUTPUT, "test output", NULL, t_out_fields, NULL, NULL, t_out_create, 0, 0};
+static const sl_spec_t t_out_spec = {"t_out", SL_KIND_OUTPUT, "test output", NULL, t_out_fields, NULL, NULL, t_out_create, 0, 0, 0};
 SL_REGISTER(t_out_spec)
 
 /* ---- stream runs ---- */
@@ -222,7 +222,9 @@ SL_REGISTER(t_out_spec)
 static int done_calls;
 static void on_done(sl_stream_t *s, void *arg) { (void)s; (void)arg; done_calls++; }
 
-static void run_stream(const char *yaml) {
+/* Builds and runs the stream of yaml to its end; after (optional) sees it
+ * before it is freed. */
+static void run_stream_then(const char *yaml, void (*after)(sl_stream_t *s)) {
   sl_diags_t d = {0};
   sl_cnode_t *root = sl_conf_parse(yaml, strlen(yaml), "test.yaml", &d);
   CHECK(root && d.n == 0, "parse");
@@ -238,13 +240,20 @@ static void run_stream(const char *yaml) {
   sl_stream_start(s, on_done, NULL);
   uv_run(w->loop, UV_RUN_DEFAULT);
   CHECK(done_calls == 1, "stream finished once (%d)", done_calls);
-  CHECK(g_out->closed, "output closed on drain");
   CHECK(s->in_flight == 0, "nothing in flight at the end");
+  if (after) after(s);
   sl_stream_free(s);
   sl_worker_free(w);
   sl_cnode_free(root);
   sl_diags_free(&d);
 }
+
+static void out_closed(sl_stream_t *s) {
+  (void)s;
+  CHECK(g_out->closed, "output closed on drain");
+}
+
+static void run_stream(const char *yaml) { run_stream_then(yaml, out_closed); }
 
 
 static void test_stream_delivers_all(void) {
@@ -322,7 +331,7 @@ static void *t_stop_create(sl_build_t *b, const sl_cnode_t *conf) {
   ti->total = (int)sl_conf_int(conf, "count", 3);
   return ti;
 }
-static const sl_spec_t t_stop_spec = {"t_stop", SL_KIND_INPUT, "test input", NULL, t_in_fields, NULL, NULL, t_stop_create, 0, 0};
+static const sl_spec_t t_stop_spec = {"t_stop", SL_KIND_INPUT, "test input", NULL, t_in_fields, NULL, NULL, t_stop_create, 0, 0, 0};
 SL_REGISTER(t_stop_spec)
 
 /* Output that holds every write until the stream stops (a round_robin
@@ -358,7 +367,7 @@ static void *t_hold_create(sl_build_t *b, const sl_cnode_t *conf) {
   sl_component_init_output(&to->base, &t_hold_vt, NULL, b);
   return to;
 }
-static const sl_spec_t t_hold_spec = {"t_hold", SL_KIND_OUTPUT, "test output", NULL, NULL, NULL, NULL, t_hold_create, 0, 0};
+static const sl_spec_t t_hold_spec = {"t_hold", SL_KIND_OUTPUT, "test output", NULL, NULL, NULL, NULL, t_hold_create, 0, 0, 0};
 SL_REGISTER(t_hold_spec)
 
 static sl_stream_t *g_stopped_stream;
@@ -450,6 +459,74 @@ static void test_kept(void) {
   sl_batch_free(inner_b);
 }
 
+/* ---- pool workers write for an output that may write anywhere ---- */
+
+/* Pass-through processor that may run on pool workers. */
+static void t_pass_process(sl_processor_t *p, sl_batch_t *b) { sl_processor_emit(p, b); }
+static void t_pass_destroy(sl_processor_t *p) { free(p); }
+static const sl_processor_vt t_pass_vt = {t_pass_process, NULL, t_pass_destroy};
+static const sl_spec_t t_pass_spec;
+static void *t_pass_create(sl_build_t *b, const sl_cnode_t *conf) {
+  (void)conf;
+  sl_processor_t *p = calloc(1, sizeof(*p));
+  sl_component_init_processor(p, &t_pass_vt, &t_pass_spec, b);
+  return p;
+}
+static const sl_spec_t t_pass_spec = {.name = "t_pass", .kind = SL_KIND_PROCESSOR, .summary = "test pass-through",
+                                      .create = t_pass_create, .pooled = 1};
+SL_REGISTER(t_pass_spec)
+
+/* Output that may write from any thread: counts writes by thread, fails the
+ * first write it gets on a worker (which goes to the loop and is retried). */
+typedef struct t_any {
+  sl_output_t base;
+  uv_thread_t loop_thread;
+  int on_loop, on_worker, delivered, failed;   /* atomic */
+} t_any_t;
+static t_any_t g_any_store, *g_any = &g_any_store;
+static void t_any_write(sl_output_t *o, sl_batch_t *b, sl_write_cb cb, void *arg) {
+  t_any_t *ta = (t_any_t *)o;
+  uv_thread_t self = uv_thread_self();
+  if (uv_thread_equal(&self, &ta->loop_thread)) {
+    __atomic_add_fetch(&ta->on_loop, 1, __ATOMIC_SEQ_CST);
+  } else {
+    __atomic_add_fetch(&ta->on_worker, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_exchange_n(&ta->failed, 1, __ATOMIC_SEQ_CST) == 0) {
+      cb(o, b, -1, "test failure", arg);
+      return;
+    }
+  }
+  __atomic_add_fetch(&ta->delivered, (int)b->n, __ATOMIC_SEQ_CST);
+  cb(o, b, 0, NULL, arg);
+}
+static void t_any_close(sl_output_t *o, void (*done)(sl_output_t *, void *), void *arg) { done(o, arg); }
+static void t_any_destroy(sl_output_t *o) { (void)o; }
+static const sl_output_vt t_any_vt = {NULL, t_any_write, t_any_close, t_any_destroy, NULL, NULL};
+static const sl_spec_t t_any_spec;
+static void *t_any_create(sl_build_t *b, const sl_cnode_t *conf) {
+  (void)conf;
+  t_any_t *ta = g_any;
+  memset(ta, 0, sizeof(*ta));
+  sl_component_init_output(&ta->base, &t_any_vt, &t_any_spec, b);
+  ta->loop_thread = uv_thread_self();
+  return ta;
+}
+static const sl_spec_t t_any_spec = {.name = "t_any", .kind = SL_KIND_OUTPUT, .summary = "test output, any thread",
+                                     .create = t_any_create, .writes_anywhere = 1};
+SL_REGISTER(t_any_spec)
+
+static void has_pool(sl_stream_t *s) { CHECK(s->pool != NULL, "a pool runs the processors"); }
+
+static void test_pool_writes_on_workers(void) {
+  run_stream_then("input: {t_in: {count: 300}}\nmax_in_flight: 8\nretry: {initial_interval: 1ms, max_interval: 1ms}\n"
+                  "pipeline: {threads: 2, processors: [{t_pass: {}}]}\noutput: {t_any: {}}\n",
+                  has_pool);
+  /* without the workers writing, every write is on the loop */
+  CHECK(g_any->on_worker > 1, "batches written on the workers (%d)", g_any->on_worker);
+  CHECK(g_any->on_loop == 1, "only the failed batch retried on the loop (%d)", g_any->on_loop);
+  CHECK(g_any->delivered == 300, "delivered %d of 300", g_any->delivered);
+}
+
 int main(void) {
   RUN(test_kept);
   RUN(test_txn);
@@ -458,5 +535,6 @@ int main(void) {
   RUN(test_stream_retries);
   RUN(test_stream_nack_reemits);
   RUN(test_stream_stopping_abandons_held);
+  RUN(test_pool_writes_on_workers);
   return check_report("test_core");
 }
