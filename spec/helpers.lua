@@ -324,7 +324,11 @@ function M.slow_release(dir, fn, lib, caller)
     os.remove(log)
     return begun, done
   end
-  return "LD_PRELOAD=" .. so .. " SLOW_RELEASE_MS=150 SLOW_RELEASE_LOG=" .. log, releases
+  -- a sanitizer build's runtime (shared, as gcc links it) must come first in the preload list
+  local _, rt = M.sh("ldd " .. M.abs_bin .. " | awk '/lib[at]san/ {print $3; exit}'")
+  rt = (rt or ""):gsub("%s+$", "")
+  local pre = rt ~= "" and rt .. ":" .. so or so
+  return "LD_PRELOAD=" .. pre .. " SLOW_RELEASE_MS=150 SLOW_RELEASE_LOG=" .. log, releases
 end
 
 return M
