@@ -20,6 +20,7 @@
 #include "cache.h"
 #include "clients/nats_link.h"
 #include "core/log.h"
+#include "core/rand.h"
 #include "core/xalloc.h"
 #include <errno.h>
 #include <libgen.h>
@@ -288,27 +289,37 @@ static void incr(shared_t *s, kvreq_t *r) {
   pthread_mutex_unlock(&incr_mu[h % INCR_STRIPES]);
 }
 
+/* The value read as a number into *cur (absent: 0); -1 and r failed if it
+ * is not one. Takes e. */
+static int incr_value(kvreq_t *r, kvEntry *e, long long *cur) {
+  *cur = 0;
+  if (!e) return 0;
+  char buf[32] = "";
+  int len = kvEntry_ValueLen(e);
+  char *end = NULL;
+  if (len > 0 && len < (int)sizeof buf) memcpy(buf, kvEntry_Value(e), (size_t)len);
+  kvEntry_Destroy(e);
+  errno = 0;
+  if ((buf[0] >= '0' && buf[0] <= '9') || buf[0] == '-') *cur = strtoll(buf, &end, 10);
+  if (end && !*end && !errno) return 0;
+  r->status = SL_CACHE_ERROR;
+  r->err = sl_xstrdup("nats_kv incr: the value is not an integer");
+  return -1;
+}
+
+/* A lost race is seen by reading the key again, and that read is the next
+ * try's: a loser that spent a round trip more than the winner per try
+ * (checking, then reading) kept losing while the winner kept writing. After
+ * a second loss in a row it steps back a random while (up to 2, 4 … 32 ms)
+ * before reading, so that writers of one key in two processes take turns. */
 static void incr_locked(shared_t *s, kvreq_t *r) {
-  for (int i = 0; i < INCR_TRIES; i++) {
-    kvEntry *e;
-    uint64_t rev;
-    natsStatus st = get(s, r->key, &e, &rev);
-    if (st != NATS_OK) return fail(r, st, "incr");
-    long long cur = 0;
-    if (e) {
-      char buf[32] = "";
-      int len = kvEntry_ValueLen(e);
-      char *end = NULL;
-      if (len > 0 && len < (int)sizeof buf) memcpy(buf, kvEntry_Value(e), (size_t)len);
-      kvEntry_Destroy(e);
-      errno = 0;
-      if ((buf[0] >= '0' && buf[0] <= '9') || buf[0] == '-') cur = strtoll(buf, &end, 10);
-      if (!end || *end || errno) {
-        r->status = SL_CACHE_ERROR;
-        r->err = sl_xstrdup("nats_kv incr: the value is not an integer");
-        return;
-      }
-    }
+  kvEntry *e;
+  uint64_t rev;
+  natsStatus st = get(s, r->key, &e, &rev);
+  if (st != NATS_OK) return fail(r, st, "incr");
+  for (int i = 0;; i++) {
+    long long cur;
+    if (incr_value(r, e, &cur) < 0) return;
     if ((r->by > 0 && cur > INT64_MAX - r->by) || (r->by < 0 && cur < INT64_MIN - r->by)) {
       r->status = SL_CACHE_ERROR;
       r->err = sl_xstrdup("nats_kv incr: the result is out of the 64-bit range");
@@ -316,7 +327,7 @@ static void incr_locked(shared_t *s, kvreq_t *r) {
     }
     char text[24];
     int n = snprintf(text, sizeof text, "%lld", cur + (long long)r->by);
-    uint64_t nrev;
+    uint64_t nrev, was = rev;
     st = rev ? kvStore_Update(&nrev, s->kv, r->key, text, n, rev) : kvStore_Create(&nrev, s->kv, r->key, text, n);
     if (st == NATS_OK) {
       r->status = SL_CACHE_OK;
@@ -324,10 +335,24 @@ static void incr_locked(shared_t *s, kvreq_t *r) {
       return;
     }
     fail(r, st, "incr");
-    if (!changed(s, r->key, rev)) return;
+    if (get(s, r->key, &e, &rev) != NATS_OK) return;
+    if (rev == was) {   /* nobody wrote: the write itself failed */
+      kvEntry_Destroy(e);
+      return;
+    }
+    if (i + 1 == INCR_TRIES) {
+      kvEntry_Destroy(e);
+      break;
+    }
     free(r->err);
     r->err = NULL;
+    if (i > 0) {   /* lost twice in a row: step back, then read again */
+      kvEntry_Destroy(e);
+      uv_sleep(1 + (unsigned)(sl_rand64() % (1u << (i < 5 ? i : 5))));
+      if ((st = get(s, r->key, &e, &rev)) != NATS_OK) return fail(r, st, "incr");
+    }
   }
+  free(r->err);
   r->status = SL_CACHE_ERROR;
   r->err = sl_xasprintf("nats_kv incr: other writers changed the key %d times in a row", INCR_TRIES);
 }

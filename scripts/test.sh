@@ -56,12 +56,14 @@ count_ctest() {
 count_busted() { # $1 = log, $2 = spec file
   line=$(grep -E "^[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending" "$1" | tail -n 1)
   if [ -z "$line" ]; then
-    echo "$2: busted did not finish:"; tail -n 20 "$1"; FAILED=$((FAILED + 1)); return
+    echo "$2: busted did not finish:"; tail -n 20 "$1"; FAILED=$((FAILED + 1))
+    echo "  $(basename "$(dirname "$1")") $2: busted did not finish" >> "$LOG/failed"; return
   fi
   set -- $(echo "$line" | sed -E 's#^([0-9]+) [a-z]+ / ([0-9]+) [a-z]+ / ([0-9]+) [a-z]+ / ([0-9]+) pending.*#\1 \2 \3 \4#') "$1" "$2"
   if [ $(($2 + $3 + $4)) -gt 0 ]; then
     echo "-- $6: $line"
     grep -E "^(Failure|Error) " -A 14 "$5" | head -n 300
+    grep -E "^(Failure|Error) " -A 1 "$5" | grep -v -E "^(Failure|Error) |^--$" | sed "s#^#  $(basename "$(dirname "$5")") $6: #" >> "$LOG/failed"
     grep -E "^Pending " -A 1 "$5"
   fi
   SPASS=$((SPASS + $1)); SFAIL=$((SFAIL + $2 + $3)); SPEND=$((SPEND + $4))
@@ -165,6 +167,8 @@ else
   cat "$LOG/fcmake" "$LOG/fninja" | tail -n 30; FAILED=$((FAILED + 1))
 fi
 
+# CI keeps only the end of the output: name what failed there again.
+if [ -s "$LOG/failed" ]; then echo "failed specs (their output is above):"; cat "$LOG/failed"; fi
 echo "$PASSED passed, $FAILED failed, $PENDING pending"
 if [ "$PENDING" -gt 0 ] && [ "${ALLOW_PENDING:-0}" != 1 ]; then
   echo "pending specs did not run (listed above): failing (ALLOW_PENDING=1 accepts them)"
