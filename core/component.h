@@ -23,6 +23,9 @@ typedef struct sl_build {
   int mounted;              /* a request-scoped instance: its http_server output takes
                                clients from control/scoped.c and routes nothing itself */
   unsigned processors;      /* built so far for this stream, at most SL_MAX_PROCESSORS */
+  unsigned holders;         /* of those, the ones that keep a message until later ones come (a
+                               batch by count, size or check): a parent counts before and after
+                               building its children to learn whether they may */
 } sl_build_t;
 
 /* Processors of one stream, nested ones included: each passes its batch on

@@ -84,6 +84,7 @@ static void *batch_create(sl_build_t *b, const sl_cnode_t *conf) {
     free(bt);
     return NULL;
   }
+  if (bt->pol.count > 1 || bt->pol.byte_size > 0 || bt->check) b->holders++;   /* a period alone lets go */
   if (b->worker) {
     uv_timer_init(b->worker->loop, &bt->timer);
     bt->timer.data = bt;

@@ -188,6 +188,7 @@ static void *cached_create(sl_build_t *b, const sl_cnode_t *conf) {
   if (sl_cnode_get(conf, "ttl") && !(c->ttl = sl_lua_interp_field(b->worker, conf, b->diags, "ttl"))) bad = 1;
   if (sl_cnode_get(conf, "skip_on") && !(c->skip_on = sl_lua_check_field(b->worker, conf, b->diags, "skip_on")))
     bad = 1;
+  unsigned holders = b->holders;
   if (!(c->chain = sl_proc_child_chain(b, conf, "processors", "cached"))) bad = 1;
   if (bad) {
     cached_destroy(&c->base);
@@ -195,7 +196,9 @@ static void *cached_create(sl_build_t *b, const sl_cnode_t *conf) {
   }
   c->results.push = results_push;
   sl_chain_connect(c->chain, &c->results, NULL);
-  if (c->cache) {
+  /* A miss waiting for a message its processors keep until later ones come
+   * would wait for the messages waiting behind it. */
+  if (c->cache && b->holders == holders) {
     /* Copies of this processor on other pool workers share its flights. */
     char *group = sl_xasprintf("%s\n%s\n%s", sl_cache_name(c->cache), b->stream_name ? b->stream_name : "",
                                b->path ? b->path : "");
@@ -219,7 +222,9 @@ static const sl_spec_t spec = {
           "is being made already (by another message of the batch, or of another batch on any pool worker) does "
           "not run the processors but waits for that result and goes on with it as its content, as a hit would; "
           "when that run makes no result to store (failed, skipped, split, or dropped), each waiter runs the "
-          "processors itself. Within a batch, hits leave before the results of the misses, and waiters after "
+          "processors itself. There is no single flight when the processors may keep a message until later ones "
+          "come (a `batch` with `count` above 1, `byte_size` or `check`, at any depth): a miss waiting there would "
+          "wait for the messages behind it. Within a batch, hits leave before the results of the misses, and waiters after "
           "the result they waited for. Hits and misses are counted by the resource's `cache_success` and "
           "`cache_not_found` series (`operation=\"get\"`); docs/caches.md.",
   .fields = fields,

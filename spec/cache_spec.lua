@@ -580,6 +580,32 @@ output:
     end)
     h.stop_after(srv, ok, err)
   end)
+  it("has no single flight over processors that keep a message until later ones come (a batch)", function()
+    -- Every message has one key: a miss waiting for the first one, which the
+    -- batch keeps until a second comes, would wait until the stream stops
+    -- (or until max_in_flight messages wait: the stream then flushes).
+    local srv = h.serve("http: {address: 127.0.0.1:$PORT}\n" .. RESOURCES .. [[
+input:
+  generate: {count: 0, interval: 20ms, mapping: 'return {k = 1}'}
+max_in_flight: 100000
+pipeline:
+  threads: 1
+  processors:
+    - cached:
+        cache: ttl
+        key: 'same-${! this.k }'
+        processors:
+          - batch: {count: 2}
+          - lua: 'this.runs = cache.incr("big", "runs")'
+output:
+  file: {path: out.txt}
+]])
+    local ok, err = pcall(function()
+      local lines = h.wait_lines(srv.dir .. "/out.txt", 4)
+      assert.is_true(#lines >= 4, table.concat(lines, "\n"))
+    end)
+    h.stop_after(srv, ok, err)
+  end)
 end)
 
 describe("cache lint", function()
