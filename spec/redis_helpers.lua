@@ -106,13 +106,14 @@ function M.start(opts)
 end
 
 -- n masters with `cluster-enabled yes`, joined by redis-cli --cluster create
--- (slots split evenly, no replicas), waited for until every node says
--- cluster_state:ok. c.url lists every node (Benthos's comma-separated form).
+-- (slots split evenly), waited for until every node says cluster_state:ok.
+-- c.url lists every node (Benthos's comma-separated form).
 -- tls: a directory of M.tls_certs: the nodes also take TLS, talk TLS among
 -- themselves (--tls-cluster), and c.tls_url lists their TLS ports.
-function M.cluster(n, args, tls)
+-- replicas: a replica per master (n more nodes, c.nodes[n + 1 ..]).
+function M.cluster(n, args, tls, replicas)
   local c = {nodes = {}}
-  for i = 1, n do
+  for i = 1, replicas and 2 * n or n do
     c.nodes[i] = M.start({args = "--cluster-enabled yes --cluster-config-file nodes.conf " ..
       "--cluster-node-timeout 2000 " .. (tls and "--tls-cluster yes " or "") ..
       (args or "--appendonly yes --appendfsync always"), tls = tls})
@@ -126,11 +127,15 @@ function M.cluster(n, args, tls)
   c.url = table.concat(urls, ",")
   c.tls_url = tls and table.concat(tls_urls, ",")
   local code, out, err = h.sh("redis-cli --cluster create " .. table.concat(addrs, " ") ..
-    " --cluster-replicas 0 --cluster-yes")
+    " --cluster-replicas " .. (replicas and 1 or 0) .. " --cluster-yes")
   assert(code == 0, "redis-cli --cluster create: " .. (out or "") .. (err or ""))
   assert(h.wait_for(function()
     for _, r in ipairs(c.nodes) do
       if not r.cli("CLUSTER INFO"):find("cluster_state:ok", 1, true) then return false end
+      -- every replica has its master's copy going
+      if replicas and r.cli("ROLE"):match("^slave") and not r.cli("ROLE"):find("connected", 1, true) then
+        return false
+      end
     end
     return true
   end, 30), "the cluster did not come up")
