@@ -245,8 +245,26 @@ void sl_lwaits_cancel(sl_lwait_t **list) {
   }
 }
 
+static char raw_key;   /* its address: the registry's key of the runtime's RAW */
+
+/* The runtime's async.proxy_key(RAW): the private key of its lazy proxies
+ * (lua/runtime.lua), for bindings that answer with one (sl_lasync_push_raw). */
+static int l_proxy_key(lua_State *L) {
+  lua_pushlightuserdata(L, &raw_key);
+  lua_pushvalue(L, 1);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+void sl_lasync_push_raw(lua_State *L) {
+  lua_pushlightuserdata(L, &raw_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+}
+
 void sl_lasync_push(lua_State *L) {
   lua_newtable(L);
+  lua_pushcfunction(L, l_proxy_key);
+  lua_setfield(L, -2, "proxy_key");
   lua_pushcfunction(L, l_begin);
   lua_setfield(L, -2, "begin");
   lua_pushcfunction(L, l_ready);

@@ -155,6 +155,7 @@ end
 -- else (writing a key the text
 -- has, reading a nested table, pairs ...) decodes it: materialize.
 local RAW = setmetatable({}, {__metatable = false})
+async.proxy_key(RAW)     -- bindings answer with lazy proxies too (lua/async.h)
 local VALS, ABSENT = setmetatable({}, {__metatable = false}), setmetatable({}, {__metatable = false})
 local materialize, load_this, this_mt
 local decode   -- below
@@ -174,8 +175,14 @@ do
   local str_byte = string.byte
   local cstr = ffi.typeof("const char *")
   function materialize(p)
+    local src = rawget(p, SRC)
+    if src == nil then
+      -- a binding's proxy (http.request's headers): its __index makes it
+      local _ = p[materialize]
+      return rawget(p, RAW)
+    end
     -- the text was only seen to begin as an object: the decoder judges it
-    local ok, raw = pcall(decode, rawget(p, SRC))
+    local ok, raw = pcall(decode, src)
     if not ok then error("this: message is not JSON: " .. tostring(raw):gsub("^.-: ", ""), 3) end
     local vals = rawget(p, VALS)
     if vals then
