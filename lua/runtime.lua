@@ -1046,6 +1046,7 @@ end
 local append_into
 do
   local str_byte, max = string.byte, math.max
+  local concat_ = table.concat
   local cstr = ffi.typeof("const char *")
   local pieces, mem, cap = {}, nil, 0
   local KEEP = 65536   -- a larger buffer is not kept for the next message
@@ -1068,6 +1069,14 @@ do
         total = total + #sep + #ke + 1 + #ve
         sep = ","
       end
+    end
+    -- A message that waited finishes in LuaJIT's interpreter (the trace after
+    -- the resume stops at the return to the script), where each FFI copy and
+    -- pointer addition below costs ~0.5-1k instructions: one string instead.
+    if cur_detached then
+      local s = str_sub(src, 1, e - 1) .. concat_(pieces, "", 1, n) .. str_sub(src, e)
+      C.sl_lmsg_set_content(m, s, #s)
+      return
     end
     local buf = mem
     if total > cap then

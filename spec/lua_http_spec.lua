@@ -80,6 +80,16 @@ return {multi = seen["x-multi"], h2 = seen["x-h2"], n = n, sorted = #sorted, fir
       {o.first, o.json, o.mp, o.raw, o.mine, o.h1, o.copied, o.fwd, o.mt, o.len, o.ty})
   end)
 
+  it("appends to a message that waited exactly as to one that did not (keys escaped, an empty object)", function()
+    local out = pipe([[
+if this.wait then assert(http.request{url = "$NGX/json"}) end
+this["k\"ey\n"] = "v\0" .. (this.wait and "w" or "n")
+this.n = 1
+]], {'{"wait":true}', '{"wait":false}', '{}', '{ "wait" : true , "a" : [1] }'})
+    assert.are.same({'{"wait":true,"k\\"ey\\n":"v\\u0000w","n":1}', '{"wait":false,"k\\"ey\\n":"v\\u0000n","n":1}',
+      '{"k\\"ey\\n":"v\\u0000n","n":1}', '{ "wait" : true , "a" : [1] ,"k\\"ey\\n":"v\\u0000w","n":1}'}, out)
+  end)
+
   it("returns as many values as the call gives: the response, or nil and the error", function()
     local out = decode_all(pipe([[
 local function count(...) return select("#", ...), (...) end
