@@ -1685,22 +1685,21 @@ function M.resume(id)
 end
 
 -- The host ends a waiter: kind 0 with the operation's results, 1 when the
--- message's deadline passed first, 2 with an error text. The script's
+-- message's deadline passed first, 2 with an error text (r1). The script's
 -- coroutine is resumed with WOKE, how many results, and the first two (or
--- -1 and all of them in a table): a fixed number of values (see await).
-function M.wake(wid, kind, ...)
+-- -1 and all of them in a table): a fixed number of values (see await), as
+-- the host passes them (lua/async.c).
+function M.wake(wid, kind, n, r1, r2)
   local co = parked[wid]
   if co == nil then return end
   local J = runners[co]
   parked[wid] = nil
   J.waiting = J.waiting - 1
   local e
-  if kind ~= 0 then
-    e = new_entry(co, false, kind == 1 and EXPIRED or FAIL, ...)
-  elseif select("#", ...) <= 2 then
-    e = new_entry(co, false, WOKE, select("#", ...), ...)
+  if kind == 0 then
+    e = new_entry(co, false, WOKE, n, r1, r2)
   else
-    e = new_entry(co, false, WOKE, -1, {n = select("#", ...), ...})
+    e = new_entry(co, false, kind == 1 and EXPIRED or FAIL, r1)
   end
   -- the message goes on before the call its slot passes to starts
   job_ready(J, e)
