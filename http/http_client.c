@@ -363,7 +363,9 @@ void sl_hclient_unpause(sl_hclient_t *c, sl_hreq_t *h) {
  * http:// or https:// URL without a proxy, credentials or TLS settings of
  * its own goes through sluice's own client
  * (hclient_lean.h), whose redirects are followed here; everything else
- * through libcurl. Both answer through send_header, send_data, send_done. ---- */
+ * through libcurl. Both answer through send_data and send_done, libcurl's
+ * header lines one at a time (send_header), the lean client's all at once
+ * (lean_headers). ---- */
 
 #define HEADERS_MAX SL_HCLIENT_HEADERS_MAX
 
@@ -412,6 +414,13 @@ static void send_header(const char *line, size_t len, void *arg) {
   }
   append(&q->hdrs, &q->hlen, &q->hcap, line, len);
   append(&q->hdrs, &q->hlen, &q->hcap, "\r\n", 2);
+}
+
+/* The lean client's header lines, all of a response's at once. */
+static void lean_headers(const char *lines, size_t len, void *arg) {
+  sl_hclient_req_t *q = arg;
+  q->hlen = 0;
+  if (len) append(&q->hdrs, &q->hlen, &q->hcap, lines, len);
 }
 
 static int send_data(const char *data, size_t len, void *arg) {
@@ -550,7 +559,7 @@ static int start(sl_hclient_req_t *q) {
   sl_hlean_target_t t;
   if (no_proxy_env && !c->closing && sl_hlean_target(o->url, &t) && !(t.tls && own_tls(&q->conn))) {
     if (!c->lean) c->lean = sl_hlean_new(c->loop);
-    sl_hlean_cbs_t cbs = {send_header, send_data, lean_done, q};
+    sl_hlean_cbs_t cbs = {lean_headers, send_data, lean_done, q};
     q->lean = sl_hlean_request(c->lean, o->method, &t, o->headers, o->body, o->len, o->timeout_ms,
                                q->conn.connect_timeout_ms, &cbs);
     c->npending++;

@@ -90,6 +90,14 @@ this.n = 1
       '{"k\\"ey\\n":"v\\u0000n","n":1}', '{ "wait" : true , "a" : [1] ,"k\\"ey\\n":"v\\u0000w","n":1}'}, out)
   end)
 
+  it("answers the final response's headers only, not those of a 1xx before it", function()
+    local out = decode_all(pipe([[
+local r = assert(http.request{url = "$UP/early"})
+return {status = r.status, link = r.headers.link or "none", both = r.headers["x-both"], body = r.body}
+]], {'{}'}))
+    assert.are.same({status = 200, link = "none", both = "final", body = "ok"}, out[1])
+  end)
+
   it("returns as many values as the call gives: the response, or nil and the error", function()
     local out = decode_all(pipe([[
 local function count(...) return select("#", ...), (...) end
