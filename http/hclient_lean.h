@@ -11,7 +11,7 @@
  * the client frees itself when its connections have closed. Each request's
  * done runs exactly once on the loop (also when the client is closed first:
  * -1 "client closed"), unless cancelled first; never before
- * sl_hlean_request returns. on_header and on_data run inside a read callback
+ * sl_hlean_request returns. on_headers and on_data run inside a read callback
  * and must not start, cancel or close anything of this client.
  * Single-threaded, as the loop. */
 #ifndef SL_HCLIENT_LEAN_H
@@ -46,9 +46,9 @@ int sl_hlean_target(const char *url, sl_hlean_target_t *t);
 sl_hlean_t *sl_hlean_new(uv_loop_t *loop);
 
 typedef struct sl_hlean_cbs {
-  /* Each response header line "Name: value", and each status line
-   * ("HTTP/1.1 200", a 1xx's too): a caller resets on "HTTP/". */
-  void (*on_header)(const char *line, size_t len, void *arg);
+  /* A response's header lines ("Name: value\r\n"...) at once, when its
+   * headers are complete; a 1xx's too (the last call is the answer's). */
+  void (*on_headers)(const char *lines, size_t len, void *arg);
   /* Each piece of the body; -1 aborts the request (done gets -1). */
   int (*on_data)(const char *data, size_t len, void *arg);
   void (*done)(int status, const char *err, void *arg);

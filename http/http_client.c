@@ -363,9 +363,12 @@ void sl_hclient_unpause(sl_hclient_t *c, sl_hreq_t *h) {
  * http:// or https:// URL without a proxy, credentials or TLS settings of
  * its own goes through sluice's own client
  * (hclient_lean.h), whose redirects are followed here; everything else
- * through libcurl. Both answer through send_header, send_data, send_done. ---- */
+ * through libcurl. Both answer through send_data and send_done, libcurl's
+ * header lines one at a time (send_header), the lean client's all at once
+ * (lean_headers). ---- */
 
 #define HEADERS_MAX SL_HCLIENT_HEADERS_MAX
+#define INLINE 256
 
 struct sl_hclient_req {
   sl_hclient_t *c;
@@ -382,14 +385,24 @@ struct sl_hclient_req {
   char *url, *req_body, **headers;   /* url: after the struct, in its block, until a redirect */
   char method[40];           /* lhttp.c allows 15 letters, the http processor 32 */
   int hops;
+  /* where body and hdrs start: a small answer (an enrichment's JSON) needs
+   * no allocation of its own (two mallocs and frees were ~0.5k instructions
+   * of a call) */
+  char body_in[INLINE], hdrs_in[INLINE];
 };
 
-/* Appends to a growing buffer, doubling it (a body comes in many pieces). */
-static void append(char **buf, size_t *len, size_t *cap, const char *data, size_t n) {
+/* Appends to a growing buffer that starts in inl (INLINE bytes), doubling
+ * it (a body comes in many pieces). */
+static void append(char **buf, size_t *len, size_t *cap, char *inl, const char *data, size_t n) {
+  if (!*buf) {
+    *buf = inl;
+    *cap = INLINE;
+  }
   if (*len + n + 1 > *cap) {
-    size_t c = *cap ? *cap : 256;
+    size_t c = *cap;
     while (c < *len + n + 1) c *= 2;
-    *buf = sl_xrealloc(*buf, c);
+    if (*buf == inl) *buf = memcpy(sl_xmalloc(c), inl, *len);
+    else *buf = sl_xrealloc(*buf, c);
     *cap = c;
   }
   memcpy(*buf + *len, data, n);
@@ -410,8 +423,15 @@ static void send_header(const char *line, size_t len, void *arg) {
     q->too_big = "response headers too large";
     return;
   }
-  append(&q->hdrs, &q->hlen, &q->hcap, line, len);
-  append(&q->hdrs, &q->hlen, &q->hcap, "\r\n", 2);
+  append(&q->hdrs, &q->hlen, &q->hcap, q->hdrs_in, line, len);
+  append(&q->hdrs, &q->hlen, &q->hcap, q->hdrs_in, "\r\n", 2);
+}
+
+/* The lean client's header lines, all of a response's at once. */
+static void lean_headers(const char *lines, size_t len, void *arg) {
+  sl_hclient_req_t *q = arg;
+  q->hlen = 0;
+  if (len) append(&q->hdrs, &q->hlen, &q->hcap, q->hdrs_in, lines, len);
 }
 
 static int send_data(const char *data, size_t len, void *arg) {
@@ -421,12 +441,18 @@ static int send_data(const char *data, size_t len, void *arg) {
     q->too_big = "response body too large";
     return -1;
   }
-  append(&q->body, &q->len, &q->cap, data, len);
+  append(&q->body, &q->len, &q->cap, q->body_in, data, len);
   return 0;
 }
 
 static void url_free(sl_hclient_req_t *q) {
   if (q->url != (char *)(q + 1)) free(q->url);
+}
+
+/* What a request kept of its answer. */
+static void answer_free(sl_hclient_req_t *q) {
+  if (q->body != q->body_in) free(q->body);
+  if (q->hdrs != q->hdrs_in) free(q->hdrs);
 }
 
 static void req_free_copies(sl_hclient_req_t *q) {
@@ -443,8 +469,7 @@ static void send_done(int status, const char *err, const char *body, size_t len,
                             .body = q->body ? q->body : "", .len = q->len,
                             .headers = q->hdrs ? q->hdrs : "", .hlen = q->hlen};
   q->cb(&resp, q->arg);
-  free(q->body);
-  free(q->hdrs);
+  answer_free(q);
   req_free_copies(q);
   free(q);
 }
@@ -550,7 +575,7 @@ static int start(sl_hclient_req_t *q) {
   sl_hlean_target_t t;
   if (no_proxy_env && !c->closing && sl_hlean_target(o->url, &t) && !(t.tls && own_tls(&q->conn))) {
     if (!c->lean) c->lean = sl_hlean_new(c->loop);
-    sl_hlean_cbs_t cbs = {send_header, send_data, lean_done, q};
+    sl_hlean_cbs_t cbs = {lean_headers, send_data, lean_done, q};
     q->lean = sl_hlean_request(c->lean, o->method, &t, o->headers, o->body, o->len, o->timeout_ms,
                                q->conn.connect_timeout_ms, &cbs);
     c->npending++;
@@ -606,8 +631,7 @@ void sl_hclient_cancel(sl_hclient_req_t *q) {
   } else {
     req_drop(q->c, (req_t *)q->h);
   }
-  free(q->body);
-  free(q->hdrs);
+  answer_free(q);
   req_free_copies(q);
   free(q);
 }

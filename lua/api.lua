@@ -234,7 +234,9 @@ class("sluice.http.request", "What `http.request` takes.", {
 })
 class("sluice.http.response", "What `http.request` answers.", {
   value("status", "integer", "The status code."),
-  value("headers", "table<string, string>", "Lower-cased names; a repeated header joined with `, `."),
+  value("headers", "table<string, string>", "Lower-cased names; a repeated header joined with `, `. Made from the "
+    .. "answer's header lines when the script first uses it (reads, writes, `pairs`, `json.encode`, passes it on), "
+    .. "so an unread one costs nothing; its metatable is protected (`getmetatable` answers false)."),
   value("body", "string", "The body."),
 })
 

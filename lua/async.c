@@ -100,15 +100,32 @@ typedef struct wake_args {
   const char *err;
 } wake_args_t;
 
+/* The runtime's M.wake(id, kind, n, r1, r2): a fixed number of values (a
+ * vararg function runs slower in LuaJIT); more than two results go in a
+ * table {n = , ...} with n -1. */
 static int push_wake(lua_State *L, void *arg) {
   wake_args_t *a = arg;
   lua_pushinteger(L, a->id);
   lua_pushinteger(L, a->kind);
+  int base = lua_gettop(L), n = 0;
   if (a->kind == 2) {
     lua_pushstring(L, a->err);
-    return 3;
+    n = 1;
+  } else if (a->push) {
+    n = a->push(L, a->arg);
   }
-  return 2 + (a->push ? a->push(L, a->arg) : 0);
+  if (n > 2) {
+    lua_createtable(L, n, 1);
+    lua_insert(L, base + 1);
+    for (int i = n; i >= 1; i--) lua_rawseti(L, base + 1, i);
+    lua_pushinteger(L, n);
+    lua_setfield(L, base + 1, "n");
+    n = -1;
+  }
+  lua_pushinteger(L, n);
+  lua_insert(L, base + 1);
+  lua_settop(L, base + 3);
+  return 5;
 }
 
 /* The script's coroutine is made ready with what the call gave. When
@@ -245,8 +262,26 @@ void sl_lwaits_cancel(sl_lwait_t **list) {
   }
 }
 
+static char raw_key;   /* its address: the registry's key of the runtime's RAW */
+
+/* The runtime's async.proxy_key(RAW): the private key of its lazy proxies
+ * (lua/runtime.lua), for bindings that answer with one (sl_lasync_push_raw). */
+static int l_proxy_key(lua_State *L) {
+  lua_pushlightuserdata(L, &raw_key);
+  lua_pushvalue(L, 1);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+void sl_lasync_push_raw(lua_State *L) {
+  lua_pushlightuserdata(L, &raw_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+}
+
 void sl_lasync_push(lua_State *L) {
   lua_newtable(L);
+  lua_pushcfunction(L, l_proxy_key);
+  lua_setfield(L, -2, "proxy_key");
   lua_pushcfunction(L, l_begin);
   lua_setfield(L, -2, "begin");
   lua_pushcfunction(L, l_ready);

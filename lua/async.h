@@ -58,6 +58,13 @@ struct uv_loop_s *sl_lwait_loop(const sl_lwait_t *w);
  * the VM closes, after every job has been cancelled. */
 void **sl_lwait_client(const sl_lwait_t *w, int id, void (*free_fn)(void *));
 
+/* Pushes the key that marks the runtime's lazy proxies: a table whose field
+ * under this key is false until it is made, as `this` is (lua/runtime.lua).
+ * pairs, next, json.encode... make such a table through its metatable's
+ * __index (called with a key it lacks), which must then set the field to the
+ * table that holds its contents. For results made only when read. */
+void sl_lasync_push_raw(lua_State *L);
+
 /* A binding: "lib.name" and its start function. From a constructor. */
 void sl_lasync_register(const char *name, lua_CFunction start);
 #define SL_LASYNC_BINDING(name, start)                                                          \

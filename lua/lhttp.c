@@ -31,22 +31,12 @@ static int seen_before(const char *const *seen, const size_t *lens, int n, const
   return 0;
 }
 
-/* {status = , headers = {lower-case name = value}, body = } or nil, err.
- * A header that comes more than once is joined with ", " (RFC 9110 5.3):
- * names are compared here, so that the table is only read for a repeat. */
-static int push_resp(lua_State *L, void *arg) {
-  const sl_hclient_resp_t *r = arg;
-  if (r->status < 0) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "http.request: %s", r->err ? r->err : "failed");
-    return 2;
-  }
-  lua_createtable(L, 0, 3);
-  lua_pushinteger(L, r->status);
-  lua_setfield(L, -2, "status");
-  lua_pushlstring(L, r->body, r->len);
-  lua_setfield(L, -2, "body");
-  const char *p = r->headers, *end = r->headers + r->hlen;
+/* The table {lower-case name = value} of header lines ("Name: value\r\n"...)
+ * on top of L. A header that comes more than once is joined with ", " (RFC
+ * 9110 5.3): names are compared here, so that the table is only read for a
+ * repeat. */
+static void headers_table(lua_State *L, const char *p, size_t len) {
+  const char *end = p + len;
   int lines = 0;
   for (const char *q = p; q < end && (q = memchr(q, '\n', (size_t)(end - q))); q++) lines++;
   lua_createtable(L, 0, lines + 1);
@@ -86,6 +76,88 @@ static int push_resp(lua_State *L, void *arg) {
     }
     p = eol + 1;
   }
+}
+
+/* A response's headers are a lazy proxy (lua/async.h): most scripts never
+ * read them, and their table was half of what making a response cost. The
+ * proxy keeps the header lines under hdrs_key until its first use. */
+static char hdrs_key, mt_key;   /* their addresses: private keys */
+
+/* The index of the proxy p's table, made if it was not yet. */
+static int headers_made(lua_State *L, int p) {
+  sl_lasync_push_raw(L);
+  lua_rawget(L, p);
+  if (lua_istable(L, -1)) return lua_gettop(L);
+  lua_pop(L, 1);
+  lua_pushlightuserdata(L, &hdrs_key);
+  lua_rawget(L, p);
+  size_t len;
+  const char *lines = lua_tolstring(L, -1, &len);   /* kept on the stack while the table is made */
+  headers_table(L, lines, len);
+  sl_lasync_push_raw(L);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, p);
+  lua_pushlightuserdata(L, &hdrs_key);
+  lua_pushnil(L);
+  lua_rawset(L, p);
+  return lua_gettop(L);
+}
+
+static int headers_index(lua_State *L) {
+  int t = headers_made(L, 1);
+  lua_pushvalue(L, 2);
+  lua_rawget(L, t);
+  return 1;
+}
+
+static int headers_newindex(lua_State *L) {
+  int t = headers_made(L, 1);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  lua_rawset(L, t);
+  return 0;
+}
+
+/* The proxies' metatable, one per VM (in its registry). */
+static void push_headers_mt(lua_State *L) {
+  lua_pushlightuserdata(L, &mt_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (!lua_isnil(L, -1)) return;
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 3);
+  lua_pushcfunction(L, headers_index);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, headers_newindex);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  lua_pushlightuserdata(L, &mt_key);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+}
+
+/* {status = , headers = , body = } or nil, err. */
+static int push_resp(lua_State *L, void *arg) {
+  const sl_hclient_resp_t *r = arg;
+  if (r->status < 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "http.request: %s", r->err ? r->err : "failed");
+    return 2;
+  }
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, r->status);
+  lua_setfield(L, -2, "status");
+  lua_pushlstring(L, r->body, r->len);
+  lua_setfield(L, -2, "body");
+  lua_createtable(L, 0, 2);
+  sl_lasync_push_raw(L);
+  lua_pushboolean(L, 0);
+  lua_rawset(L, -3);
+  lua_pushlightuserdata(L, &hdrs_key);
+  lua_pushlstring(L, r->headers, r->hlen);
+  lua_rawset(L, -3);
+  push_headers_mt(L);
+  lua_setmetatable(L, -2);
   lua_setfield(L, -2, "headers");
   return 1;
 }
@@ -165,6 +237,17 @@ static void build_headers(lua_State *L, int h, const char **out) {
   out[0] = NULL;
   if (lua_isnil(L, h)) return;   /* most calls: no table made for nothing */
   if (!lua_istable(L, h)) luaL_error(L, "http.request: headers must be a table of name = value");
+  int top = lua_gettop(L);
+  sl_lasync_push_raw(L);   /* a lazy proxy (a response's headers passed on): its table */
+  lua_rawget(L, h);
+  if (lua_type(L, -1) == LUA_TBOOLEAN) {   /* not made yet: its __index makes it */
+    lua_pushlightuserdata(L, &mt_key);
+    lua_gettable(L, h);
+    sl_lasync_push_raw(L);
+    lua_rawget(L, h);
+  }
+  if (lua_istable(L, -1)) lua_replace(L, h);
+  lua_settop(L, top);
   lua_newtable(L);
   int hold = lua_gettop(L);
   lua_pushnil(L);

@@ -48,6 +48,56 @@ return {multi = r.headers["x-multi"], h1 = r.headers["x-h1"], h2 = r.headers["x-
     assert.are.same({multi = "a, b, c", h1 = "1, again", h2 = "2", h40 = "40, again", body = "ok"}, out[1])
   end)
 
+  -- The headers table is made only when a script first uses it (lua/lhttp.c):
+  -- every way of using it must see the same table.
+  it("answers headers that pairs, next, rawget, json, msgpack, table.* and a request's headers all see", function()
+    local out = decode_all(pipe([[
+local function get() return assert(http.request{url = "$UP/repeat"}) end
+local seen, n = {}, 0
+for k, v in pairs(get().headers) do
+  if k:find("^x%-") then seen[k], n = v, n + 1 end
+end
+local sorted = {}
+for k in next, get().headers do sorted[#sorted + 1] = k end
+table.sort(sorted)
+local k1 = next(get().headers)
+local j = json.decode(json.encode(get().headers))
+local m = msgpack.decode(msgpack.encode({h = get().headers})).h
+local keys = table.concat({rawget(get().headers, "x-h2"), tostring(rawget(get().headers, "nope"))}, ",")
+local w = get().headers
+w["x-mine"] = "set first"
+local r = get()
+this.copied = r.headers                 -- a proxy stored into `this`
+local echo = json.decode(assert(http.request{url = "$UP/echo", headers = get().headers}).body)
+return {multi = seen["x-multi"], h2 = seen["x-h2"], n = n, sorted = #sorted, first = type(k1), json = j["x-multi"], mp = m["x-h40"], raw = keys,
+        mine = w["x-mine"], h1 = w["x-h1"], copied = this.copied["x-h2"], fwd = echo.headers["x-multi"],
+        mt = getmetatable(r.headers), len = #r.headers, ty = type(r.headers)}
+]], {'{}'}))
+    local o = out[1]
+    assert.are.same({"a, b, c", "2", 41}, {o.multi, o.h2, o.n})
+    assert.is_true(o.sorted > 41)   -- Content-Length too
+    assert.are.same({"string", "a, b, c", "40, again", "2,nil", "set first", "1, again", "2", "a, b, c", false, 0, "table"},
+      {o.first, o.json, o.mp, o.raw, o.mine, o.h1, o.copied, o.fwd, o.mt, o.len, o.ty})
+  end)
+
+  it("appends to a message that waited exactly as to one that did not (keys escaped, an empty object)", function()
+    local out = pipe([[
+if this.wait then assert(http.request{url = "$NGX/json"}) end
+this["k\"ey\n"] = "v\0" .. (this.wait and "w" or "n")
+this.n = 1
+]], {'{"wait":true}', '{"wait":false}', '{}', '{ "wait" : true , "a" : [1] }'})
+    assert.are.same({'{"wait":true,"k\\"ey\\n":"v\\u0000w","n":1}', '{"wait":false,"k\\"ey\\n":"v\\u0000n","n":1}',
+      '{"k\\"ey\\n":"v\\u0000n","n":1}', '{ "wait" : true , "a" : [1] ,"k\\"ey\\n":"v\\u0000w","n":1}'}, out)
+  end)
+
+  it("answers the final response's headers only, not those of a 1xx before it", function()
+    local out = decode_all(pipe([[
+local r = assert(http.request{url = "$UP/early"})
+return {status = r.status, link = r.headers.link or "none", both = r.headers["x-both"], body = r.body}
+]], {'{}'}))
+    assert.are.same({status = 200, link = "none", both = "final", body = "ok"}, out[1])
+  end)
+
   it("returns as many values as the call gives: the response, or nil and the error", function()
     local out = decode_all(pipe([[
 local function count(...) return select("#", ...), (...) end

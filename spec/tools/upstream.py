@@ -36,6 +36,7 @@ Paths (query ?ms=N etc.):
   /token          an OAuth2 token answer {"access_token": "tok<N>"}, N counting in /stats "tokens"
   /bytes          a body and an X-Bin header that are not UTF-8
   /repeat         X-Multi three times in three cases, then 40 other names, then X-H1 and X-H40 again
+  /early          a 103 Early Hints with its own headers, then the 200
   /stats          {"requests":..., "max_inflight":..., "connections":..., "resumed": TLS sessions resumed, "sni": each TLS handshake's server name (null: none)}
   /reset          zeroes the counters
 Connections are kept alive (HTTP/1.1), as nginx does.
@@ -119,6 +120,9 @@ async def handle(reader, writer):
             elif path == "/repeat":
                 lines = ["X-Multi: a", "x-multi: b", "X-MULTI: c"] + [f"X-H{i}: {i}" for i in range(1, 41)] + ["X-H1: again", "X-H40: again"]
                 writer.write(("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + "".join(l + "\r\n" for l in lines) + "\r\nok").encode())
+            elif path == "/early":
+                writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\nX-Both: early\r\n\r\n"
+                             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Both: final\r\n\r\nok")
             elif path == "/bytes":
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nX-Bin: \xff\xfe\r\n\r\n\xff\x00\xfe\xc3")
             elif path in ("/echo", "/once429"):
