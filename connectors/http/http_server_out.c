@@ -604,7 +604,7 @@ static void given_ended(void *arg, int status) {
   g->status = status;
   *o->ended_tail = g;
   o->ended_tail = &g->next;
-  if (!o->closing) uv_timer_start(&o->settle, on_settle, 0, 0);
+  uv_timer_start(&o->settle, on_settle, 0, 0);
 }
 
 /* Gives b to one client (round_robin), keeping its messages for a resume
