@@ -142,6 +142,12 @@ size_t sl_http_stream_queued(const sl_http_stream_t *s);
  * meanwhile is not noticed. For streams on this loop: one that stays on a
  * worker (sl_http_req_stay) is read as before. */
 void sl_http_stream_hold(sl_http_stream_t *s, int hold);
+/* Calls cb(arg, 0) once every byte written or sent to s before this call
+ * was taken by its socket (the kernel has it: the process dying loses it no
+ * more), or cb(arg, -1) once the client left or s was closed first. Exactly
+ * once, in the order asked, perhaps from inside this call or a later call on
+ * s (a send, a close): cb must not use s. */
+void sl_http_stream_when_written(sl_http_stream_t *s, void (*cb)(void *arg, int status), void *arg);
 /* Calls cb(arg) once, when a write completes leaving at most `below` bytes
  * in the socket buffer (a slow reader's wake-up, instead of polling); a later
  * call replaces it, cb NULL cancels. Never after the client left. */

@@ -243,7 +243,60 @@ struct sl_http_stream {
   void (*on_slow)(void *arg);
   void *slow_arg;
   int held;                  /* sl_http_stream_hold: the client is not read */
+  /* sl_http_stream_when_written, first asked first: once placed, `at` is
+   * the count of bytes its connection on this loop must have handed the
+   * socket; unplaced while the connection moves over (placed when it
+   * arrives) or when it stays on a worker (whose HM_WRITTEN ends the first). */
+  struct wmark {
+    struct wmark *next;
+    uint64_t at;
+    int placed;
+    void (*cb)(void *, int);
+    void *arg;
+  } *marks, **marks_tail;
 };
+
+static void mark_add(struct sl_http_stream *st, void (*cb)(void *, int), void *arg) {
+  struct wmark *m = sl_xmalloc(sizeof(*m));
+  *m = (struct wmark){NULL, 0, 0, cb, arg};
+  if (!st->marks) st->marks_tail = &st->marks;
+  *st->marks_tail = m;
+  st->marks_tail = &m->next;
+}
+
+/* The first mark ends with status. */
+static void mark_end(struct sl_http_stream *st, int status) {
+  struct wmark *m = st->marks;
+  st->marks = m->next;
+  m->cb(m->arg, status);
+  free(m);
+}
+
+/* The client left or the stream closes: nothing more is known to be written. */
+static void marks_fail(struct sl_http_stream *st) {
+  while (st->marks) mark_end(st, -1);
+}
+
+/* c's socket took more: the marks it reached end. */
+static void marks_reached(conn_t *c) {
+  for (struct sl_http_stream *st; !c->closing && (st = c->stream) && st->marks && st->marks->placed &&
+                                  taken(c) >= st->marks->at;)
+    mark_end(st, 0);
+}
+
+static void flush(conn_t *c, int now);
+
+/* The marks not placed yet wait for every byte written to c so far. */
+static void marks_place(conn_t *c, struct sl_http_stream *st) {
+  if (c->sendq.bytes) flush(c, 1);
+  if (c->closing) return;   /* it failed them */
+  for (struct wmark *m = st->marks; m; m = m->next)
+    if (!m->placed) {
+      m->at = c->wired;
+      m->placed = 1;
+    }
+  marks_reached(c);
+}
 
 static void stream_ended(struct sl_http_stream *st) {
   if (st->open) (*st->open)--;
@@ -252,6 +305,7 @@ static void stream_ended(struct sl_http_stream *st) {
 
 static void stream_gone(struct sl_http_stream *st) {
   stream_ended(st);
+  marks_fail(st);
   st->conn = NULL;
   if (st->on_close) st->on_close(st->arg);
 }
@@ -356,6 +410,7 @@ static void on_written(uv_write_t *w, int status) {
   /* What was queued while the socket was full goes out in one piece. */
   if (c->sendq.bytes) flush_later(c);
   drained(c);
+  marks_reached(c);
   /* Answers went out: a paused pipeline or a paused raw reader goes on. */
   if (c->closing || c->finished) return;
   if (c->stream) set_reading(c);
@@ -422,6 +477,7 @@ static void flush(conn_t *c, int now) {
     sl_sendq_consume(&c->sendq, (size_t)n);
     if ((size_t)n < offered) break;   /* the socket is full */
   }
+  marks_reached(c);
   if (!c->sendq.bytes) {
     drained(c);
     if (c->stream && !c->closing) set_reading(c);   /* a raw reader paused on what waited */
@@ -841,6 +897,17 @@ void sl_http_stream_on_drain(sl_http_stream_t *st, size_t below, void (*cb)(void
   st->drain_below = below;
 }
 
+void sl_http_stream_when_written(sl_http_stream_t *st, void (*cb)(void *arg, int status), void *arg) {
+  conn_t *c = st->conn;
+  if (st->remote ? st->remote_gone : !st->pending && (!c || c->closing)) {
+    cb(arg, -1);
+    return;
+  }
+  mark_add(st, cb, arg);
+  if (st->remote) sl_hlink_send(st->remote, sl_hmsg_new(HM_SMARK, st->remote));
+  else if (!st->pending) marks_place(c, st);
+}
+
 size_t sl_http_stream_queued(const sl_http_stream_t *st) {
   if (st->pending) return st->pendq.bytes;
   if (st->remote) return st->remote_gone ? SIZE_MAX : 0;
@@ -851,6 +918,7 @@ size_t sl_http_stream_queued(const sl_http_stream_t *st) {
 void sl_http_stream_close(sl_http_stream_t *st) {
   conn_t *c = st->conn;
   stream_ended(st);
+  marks_fail(st);
   if (st->remote) {
     sl_hlink_t *l = st->remote;
     sl_hlink_send(l, sl_hmsg_new(HM_SCLOSE, l));
@@ -1344,6 +1412,10 @@ void sl_http_conn_adopt(sl_http_t *s, sl_hmsg_t *m) {
   st->conn = c;
   sl_sendq_take(&st->pendq, &c->sendq);
   if (c->sendq.bytes) flush(c, 0);
+  if (st->marks && !st->closed) {
+    marks_place(c, st);
+    if (c->closing) return;   /* the client left: its stream is gone */
+  }
   if (st->closed) {
     sl_http_stream_close(st);
     return;
@@ -1375,6 +1447,8 @@ void sl_http_rstream_news(sl_hmsg_t *m) {
   } else if (m->kind == HM_SGONE) {
     st->remote_gone = 1;
     stream_gone(st);
+  } else if (m->kind == HM_WRITTEN) {
+    if (st->marks) mark_end(st, m->status);
   } else if (st->on_slow) {
     void (*cb)(void *) = st->on_slow;
     st->on_slow = NULL;
@@ -1391,6 +1465,17 @@ static void wstream_data(void *arg, const char *p, size_t n) {
 }
 
 static void wstream_gone(void *arg) { sl_hlink_tell(arg, sl_hmsg_new(HM_SGONE, arg)); }
+
+static void wstream_written(void *arg, int status) {
+  sl_hmsg_t *m = sl_hmsg_new(HM_WRITTEN, arg);
+  m->status = status;
+  sl_hlink_tell(arg, m);
+}
+
+void sl_http_wstream_mark(sl_hlink_t *l) {
+  if (l->wst) sl_http_stream_when_written(l->wst, wstream_written, l);
+  else wstream_written(l, -1);
+}
 
 void sl_http_wstream_open(sl_http_t *ws, sl_hmsg_t *m) {
   sl_hlink_t *l = m->link;

@@ -149,16 +149,17 @@ typedef struct sl_hlink {
 
 /* What crosses: requests, answers, moves of a connection, and the rest;
  * for a stream that stays on its worker: the client's bytes (HM_RAW), its
- * leaving (HM_SGONE) and slowness (HM_SLOW) one way, its opening, writes,
- * close, fan joins and fan events the other. */
-enum { HM_REQ, HM_GONE, HM_MOVED, HM_DROPPED, HM_RAW, HM_SGONE, HM_SLOW,
-       HM_RESP, HM_MOVE, HM_STOP, HM_CLOSE, HM_STREAM, HM_SDATA, HM_SCLOSE, HM_JOIN, HM_FAN };
+ * leaving (HM_SGONE), slowness (HM_SLOW) and the end of a write mark
+ * (HM_WRITTEN) one way, its opening, writes, marks (HM_SMARK), close, fan
+ * joins and fan events the other. */
+enum { HM_REQ, HM_GONE, HM_MOVED, HM_DROPPED, HM_RAW, HM_SGONE, HM_SLOW, HM_WRITTEN,
+       HM_RESP, HM_MOVE, HM_STOP, HM_CLOSE, HM_STREAM, HM_SDATA, HM_SCLOSE, HM_JOIN, HM_FAN, HM_SMARK };
 typedef struct sl_hmsg {
   sl_xq_node_t node;         /* first: messages cross in an sl_xq */
   int kind;
   sl_hlink_t *link;
   sl_http_req_t *r;          /* HM_REQ */
-  int status, head, keep_alive;       /* HM_RESP; HM_MOVED: keep_alive */
+  int status, head, keep_alive;       /* HM_RESP, HM_WRITTEN: status; HM_MOVED: keep_alive */
   char *ctype, *body, *cors;          /* HM_RESP (copies); HM_MOVED: body is what the client sent after the request */
   size_t len;
   sl_kvlist_t headers;
@@ -226,14 +227,15 @@ void sl_http_conn_answer(conn_t *c, const sl_hmsg_t *m);        /* HM_RESP on th
 void sl_http_conn_move(conn_t *c, sl_hmsg_t *m);                /* HM_MOVE on the worker */
 void sl_http_conn_adopt(sl_http_t *s, sl_hmsg_t *m);            /* HM_MOVED on the engine's loop */
 /* A stream that stays on its worker: the worker's handlers (HM_STREAM,
- * HM_SDATA, HM_SCLOSE; at the worker's close every one left) and the
- * engine's (HM_RAW, HM_SGONE, HM_SLOW). */
+ * HM_SDATA, HM_SMARK, HM_SCLOSE; at the worker's close every one left) and
+ * the engine's (HM_RAW, HM_SGONE, HM_SLOW, HM_WRITTEN). */
 void sl_http_wstream_open(sl_http_t *ws, sl_hmsg_t *m);
 /* As sl_http_stream_send; framed: b goes as it is, even to a chunked stream
  * (a chunk made once for every client by sl_http_chunk). */
 int sl_http_wstream_send(sl_hlink_t *l, sl_bytes_t *b, int framed, size_t max_buffer);
 int sl_http_wstream_chunked(const sl_hlink_t *l);   /* its stream frames what it sends as chunks */
 sl_bytes_t *sl_http_chunk(const sl_bytes_t *b);     /* b as one HTTP chunk (new bytes, refs = 1) */
+void sl_http_wstream_mark(sl_hlink_t *l);
 void sl_http_wstream_close(sl_http_t *ws, sl_hlink_t *l);
 void sl_http_wstreams_close(sl_http_t *ws);
 void sl_http_rstream_news(sl_hmsg_t *m);

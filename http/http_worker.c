@@ -191,6 +191,9 @@ static void worker_wake(uv_async_t *a) {
     case HM_SDATA:
       for (uint32_t i = 0; i < m->nbytes; i++) sl_http_wstream_send(m->link, m->bytes[i], 0, m->max_buffer);
       break;
+    case HM_SMARK:
+      sl_http_wstream_mark(m->link);
+      break;
     case HM_SCLOSE:
       sl_http_wstream_close(hw->srv, m->link);
       break;
@@ -266,6 +269,7 @@ static void engine_wake(uv_async_t *a) {
     case HM_RAW:
     case HM_SGONE:
     case HM_SLOW:
+    case HM_WRITTEN:
       sl_http_rstream_news(m);
       break;
     }

@@ -189,10 +189,10 @@ function M.serve_once(yaml, opts)
   if opts.dir then os.remove(dir .. "/rc.txt") end
   M.write(dir .. "/config.yaml", (yaml:gsub("%$PORT", tostring(port))))
   if opts.before then opts.before(dir) end
-  -- opts.env: "NAME=value ..." in sluice's environment; $PORT in opts.cmd is the port
+  -- opts.env: "NAME=value ..." in sluice's environment; $PORT in opts.env and opts.cmd is the port
   os.execute(string.format(
     "cd %s && (%s %s %s config.yaml > out.txt 2> err.txt & echo $! > pid.txt; wait $!; echo $? > rc.tmp; mv rc.tmp rc.txt) 2>/dev/null &",
-    M.shell_quote(dir), opts.env and ("env " .. opts.env) or "", M.shell_quote(M.abs_bin),
+    M.shell_quote(dir), opts.env and ("env " .. opts.env:gsub("%$PORT", tostring(port))) or "", M.shell_quote(M.abs_bin),
     ((opts.cmd or "run"):gsub("%$PORT", tostring(port)))))
   local srv = {port = port, dir = dir, url = "http://127.0.0.1:" .. port}
   local up = false

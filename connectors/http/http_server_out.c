@@ -40,7 +40,10 @@ static const sl_field_t fields[] = {
   {"delivery", SL_F_ENUM, "broadcast", 0,
    "`broadcast`: every connected client gets every message (with no client connected the message "
    "is dropped and acknowledged). `round_robin`: each batch goes to one client in turn, and waits "
-   "for one when none is connected (Benthos' behaviour); when the stream stops (shutdown, reload, "
+   "for one when none is connected (Benthos' behaviour); it is acknowledged once that client's socket "
+   "took it (the kernel has it, so a kill -9 of sluice loses nothing its input acknowledged), and goes "
+   "out again (to another client, or back to the input) when the client left first or was closed as "
+   "too slow; a long-poll GET's answer counts once answered. When the stream stops (shutdown, reload, "
    "an idle request-scoped instance), what waits goes back to the input unacknowledged at once, "
    "and a Kafka or `stream` input reads it again later.", deliveries, NULL},
   {"start", SL_F_ENUM, "live", 0,
@@ -116,6 +119,18 @@ typedef struct held {        /* round_robin: a batch waiting for a client */
   void *arg;
 } held_t;
 
+/* round_robin: a batch given to a client, written once the client's socket
+ * took it, so that an input acknowledges nothing a kill -9 of sluice would
+ * lose (issue 16); status 0 or -1 (the client left first), then reported. */
+typedef struct given {
+  struct given *next;
+  struct hout *o;
+  sl_batch_t *b;
+  sl_write_cb cb;
+  void *arg;
+  int status;
+} given_t;
+
 /* Recent events kept for clients that resume with Last-Event-ID. */
 typedef struct kept {
   uint64_t id;
@@ -145,6 +160,12 @@ struct hout {
   int nplain;                /* clients listed that are not fanned: only these are walked per batch */
   waiter_t *waiters, **waiters_tail;
   held_t *held, **held_tail;
+  /* Given batches whose end is known, reported from the settle timer: never
+   * inside the send or close that learned it (a write's callback may write
+   * to this output again). */
+  given_t *ended, **ended_tail;
+  uv_timer_t settle;
+  int handles;               /* open at destroy: heartbeat and settle */
   unsigned rr;
   uint64_t seq, serials;
   uv_timer_t heartbeat;
@@ -559,11 +580,42 @@ static void drop_client(hout_t *o, client_t *c, int rc) {
   }
 }
 
+static const char not_written[] = "the client left before its connection wrote the batch";
+
+/* The given batches whose end is known go back to the stream: written, or
+ * (the client left first) failed, to be written again (another client, or
+ * the input's redelivery); abandoned once the output stops. */
+static void report_ended(hout_t *o) {
+  while (o->ended) {
+    given_t *g = o->ended;
+    o->ended = g->next;
+    if (!o->ended) o->ended_tail = &o->ended;
+    int status = g->status == 0 ? 0 : o->closing || o->stopping ? SL_WRITE_ABANDONED : -1;
+    g->cb(&o->base, g->b, status, status ? not_written : NULL, g->arg);
+    free(g);
+  }
+}
+
+static void on_settle(uv_timer_t *t) { report_ended(t->data); }
+
+static void given_ended(void *arg, int status) {
+  given_t *g = arg;
+  hout_t *o = g->o;
+  g->status = status;
+  *o->ended_tail = g;
+  o->ended_tail = &g->next;
+  uv_timer_start(&o->settle, on_settle, 0, 0);
+}
+
 /* Gives b to one client (round_robin), keeping its messages for a resume
- * with the connection that got them; 0 when nobody could take it. */
-static int deliver_one(hout_t *o, const sl_batch_t *b) {
+ * with the connection that got them; 0 when nobody could take it. Given,
+ * cb ends the write once the client's socket took the batch (a long-poll
+ * GET's answer and a client closed by an end event: at once). */
+static int deliver_one(hout_t *o, sl_batch_t *b, sl_write_cb cb, void *arg) {
   uint64_t first = o->seq + 1, holder = 0;
   int given = 0;
+  given_t *g = sl_xmalloc(sizeof(*g));
+  *g = (given_t){NULL, o, b, cb, arg, 0};
   classify(o, b);
   if (o->waiters) {
     waiter_t *w = o->waiters;
@@ -571,6 +623,7 @@ static int deliver_one(hout_t *o, const sl_batch_t *b) {
     if (!o->waiters) o->waiters_tail = &o->waiters;
     answer_waiter(o, w, b);
     given = 1;
+    given_ended(g, 0);
   }
   unsigned n = 0;
   for (client_t *c = o->clients; c && !given; c = c->next) n++;
@@ -581,12 +634,17 @@ static int deliver_one(hout_t *o, const sl_batch_t *b) {
     int rc = send_events(o, c, b, first, NULL);
     holder = c->serial;
     given = rc != GONE;
+    /* a client too slow is closed: the batch is not known to be written */
+    if (rc == SENT || rc == SLOW) sl_http_stream_when_written(c->ws ? sl_ws_stream(c->ws) : c->st, given_ended, g);
+    else if (rc == DONE) given_ended(g, 0);
     if (rc != SENT) drop_client(o, c, rc);
     if (rc == GONE) n--;
   }
   if (given) {
     for (uint32_t i = 0; i < b->n; i++) keep_event(o, first + i, b->msgs[i], i, holder);
     o->seq += b->n;
+  } else {
+    free(g);
   }
   classified_done(o, b);
   return given;
@@ -595,10 +653,9 @@ static int deliver_one(hout_t *o, const sl_batch_t *b) {
 static void drain_held(hout_t *o) {
   while (o->held) {
     held_t *h = o->held;
-    if (!deliver_one(o, h->b)) return;
+    if (!deliver_one(o, h->b, h->cb, h->arg)) return;
     o->held = h->next;
     if (!o->held) o->held_tail = &o->held;
-    h->cb(&o->base, h->b, 0, NULL, h->arg);
     free(h);
   }
 }
@@ -916,10 +973,7 @@ static void hout_stopping(sl_output_t *out) {
 static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *arg) {
   hout_t *o = (hout_t *)out;
   if (o->round_robin) {
-    if (!o->held && deliver_one(o, b)) {
-      cb(out, b, 0, NULL, arg);
-      return;
-    }
+    if (!o->held && deliver_one(o, b, cb, arg)) return;
     if (o->stopping) {
       cb(out, b, SL_WRITE_ABANDONED, no_client, arg);
       return;
@@ -997,7 +1051,11 @@ static void hout_close(sl_output_t *out, void (*done)(sl_output_t *, void *), vo
   }
   while (o->clients) client_remove(o, o->clients);
   fail_held(o, SL_WRITE_ABANDONED);
-  if (o->routed || o->mounted) uv_timer_stop(&o->heartbeat);
+  report_ended(o);   /* the clients' closes ended every given batch */
+  if (o->routed || o->mounted) {
+    uv_timer_stop(&o->heartbeat);
+    uv_timer_stop(&o->settle);
+  }
   done(out, arg);
 }
 
@@ -1020,11 +1078,18 @@ static void hout_free(uv_handle_t *h) {
   free(o);
 }
 
+static void hout_closed(uv_handle_t *h) {
+  hout_t *o = h->data;
+  if (--o->handles == 0) hout_free(h);
+}
+
 static void hout_destroy(sl_output_t *out) {
   hout_t *o = (hout_t *)out;
   if (o->routed) sl_hroutes_remove(out->worker, o->routes, 3);
   if (o->routed || o->mounted) {
-    uv_close((uv_handle_t *)&o->heartbeat, hout_free);
+    o->handles = 2;
+    uv_close((uv_handle_t *)&o->heartbeat, hout_closed);
+    uv_close((uv_handle_t *)&o->settle, hout_closed);
     return;
   }
   hout_free((uv_handle_t *)&o->heartbeat);
@@ -1049,7 +1114,7 @@ void sl_hout_watch(sl_output_t *out, void (*cb)(void *arg, int nclients), void *
 static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
   hout_t *o = sl_xcalloc(1, sizeof(*o));
   sl_component_init_output(&o->base, &vt, &spec, b);
-  o->heartbeat.data = o;
+  o->heartbeat.data = o->settle.data = o;
   o->fan_sse = sl_http_fan_new();
   o->fan_ws = sl_http_fan_new();
   o->path = sl_hroute_path(sl_conf_str(conf, "path", "/get"));
@@ -1063,6 +1128,7 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
   o->start_earliest = strcmp(sl_conf_str(conf, "start", "live"), "earliest") == 0;
   o->waiters_tail = &o->waiters;
   o->held_tail = &o->held;
+  o->ended_tail = &o->ended;
   /* end_events as ",a,b," (a scalar is a one-item list). */
   const sl_cnode_t *ends = sl_cnode_get(conf, "end_events");
   uint32_t nends = !ends ? 0 : ends->type == SL_CN_SEQ ? ends->n : ends->type == SL_CN_SCALAR;
@@ -1096,6 +1162,7 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
   if (b->mounted) {
     /* A request-scoped instance: control/scoped.c routes and authenticates. */
     uv_timer_init(b->worker->loop, &o->heartbeat);
+    uv_timer_init(b->worker->loop, &o->settle);
     o->mounted = 1;
   } else {
     const char *address = sl_conf_str(conf, "address", "");
@@ -1108,6 +1175,7 @@ static void *hout_create(sl_build_t *b, const sl_cnode_t *conf) {
     }
     if (b->worker) {
       uv_timer_init(b->worker->loop, &o->heartbeat);
+      uv_timer_init(b->worker->loop, &o->settle);
       o->routed = 1;
     }
   }
