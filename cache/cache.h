@@ -8,7 +8,8 @@
  * with `sync` set, such as memory, always does so) or later on the loop of
  * the thread that started it (a network backend); at the latest when that
  * worker ends, after its streams and Lua VM: the backend's detach answers
- * what still waits with an error (on the thread freeing the worker). Callers
+ * what still waits with an error (on the thread freeing the worker; nats_kv
+ * lets go of one its server still holds 3 s into the end, uncalled). Callers
  * must therefore keep what the callback's arg points to alive until it has
  * run, even past their own end (a script's waiting record frees itself in
  * the callback; a fire-and-forget set has none), and never assume it ran on

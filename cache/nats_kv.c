@@ -487,13 +487,14 @@ static void kv_wake(void *arg) {
 }
 
 /* Operations no pump took fail with why ("nats_kv: " before it), in order
- * with the answers already made. */
-static void fail_todo(shared_t *s, const char *why) {
+ * with the answers already made; returns how many. */
+static int fail_todo(shared_t *s, const char *why) {
+  int n = 0;
   uv_mutex_lock(&s->mu);
   kvreq_t *r = s->todo;
   s->todo = NULL;
   s->todo_tail = &s->todo;
-  for (kvreq_t *q = r; q; q = q->next) {
+  for (kvreq_t *q = r; q; q = q->next, n++) {
     q->status = SL_CACHE_ERROR;
     q->err = sl_xasprintf("nats_kv: %s", why);
   }
@@ -501,6 +502,7 @@ static void fail_todo(shared_t *s, const char *why) {
   while (*s->done_tail) s->done_tail = &(*s->done_tail)->next;
   uv_mutex_unlock(&s->mu);
   deliver(s);
+  return n;
 }
 
 static void kv_state(void *arg, int up, const char *why) {
@@ -567,16 +569,18 @@ static void ended(void *who, void *arg) {
 static void link_end(kvlink_t *k) {
   shared_t *s = k->sh;
   uv_mutex_lock(&s->mu);
-  s->closing = 1;
+  s->closing = 1;   /* no pump takes another */
   uv_cond_broadcast(&s->more);
   uv_mutex_unlock(&s->mu);
+  int n = fail_todo(s, "link closed (its worker ended)");
+  if (n) sl_info("cache nats_kv: %d operation(s) still queued at the worker's end: answered 'link closed'", n);
   int done = 0;
   sl_nats_end(k->link, ended, k, &done);
   for (int i = 0; i < END_WAIT_MS && !done; i++) {
     uv_run(k->loop, UV_RUN_NOWAIT);
     if (!done) uv_sleep(1);
   }
-  fail_todo(s, "link closed (its worker ended)");
+  deliver(s);   /* the pumps' last answers */
   sl_nats_close(k->link);
   free(k);
 }
