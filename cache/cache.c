@@ -32,8 +32,12 @@ void *sl_cache_self(const sl_cache_t *c) { return c->self; }
 uv_loop_t *sl_cache_loop(void) { return t_loop; }
 
 static void detach_all(void *worker) {
+  uv_loop_t *loop = ((sl_worker_t *)worker)->loop;
+  /* An answer given while detaching may start another operation: it must
+   * not make this loop a new link (it fails: no connection). */
+  if (t_loop == loop) t_loop = NULL;
   for (sl_cache_t *c = g_caches; c; c = c->next)
-    if (c->be->detach) c->be->detach(c->self, ((sl_worker_t *)worker)->loop);
+    if (c->be->detach) c->be->detach(c->self, loop);
 }
 
 void sl_cache_attach_worker(sl_worker_t *w) {

@@ -6,9 +6,14 @@
  * Operations are asynchronous by contract: sl_cache_exec starts one and its
  * callback runs exactly once, either before sl_cache_exec returns (a backend
  * with `sync` set, such as memory, always does so) or later on the loop of
- * the thread that started it (a network backend). Callers must therefore
- * keep what the callback's arg points to alive until it has run, and never
- * assume it ran on return unless the backend is `sync`.
+ * the thread that started it (a network backend); at the latest when that
+ * worker ends, after its streams and Lua VM: the backend's detach answers
+ * what still waits with an error (on the thread freeing the worker; nats_kv
+ * lets go of one its server still holds 3 s into the end, uncalled). Callers
+ * must therefore keep what the callback's arg points to alive until it has
+ * run, even past their own end (a script's waiting record frees itself in
+ * the callback; a fire-and-forget set has none), and never assume it ran on
+ * return unless the backend is `sync`.
  *
  * Threads: the engine's loop and the pool workers of pipeline.threads call
  * side by side. The registry is filled on the engine's loop and only grows
@@ -83,8 +88,8 @@ typedef struct sl_cache_backend {
    * made when `cache_resources:` is applied on the engine's worker (again
    * after a reload: a no-op when it has one) or by the backend itself on
    * first use on a pool worker (sl_cache_loop), and let go when that worker
-   * ends, before its loop closes (operations still waiting are dropped
-   * uncalled: their owners are gone by then). attach runs on the loop's
+   * ends, before its loop closes: operations still waiting are answered
+   * with an error then (exactly once, as always). attach runs on the loop's
    * thread; detach on it or after it ended. */
   void (*attach)(void *self, struct uv_loop_s *loop);
   void (*detach)(void *self, struct uv_loop_s *loop);

@@ -16,7 +16,7 @@
  * Ownership: a request belongs to the loop until queued, then to the shared
  * state (the link's setup_arg), which the link frees with what it still
  * holds once its threads and the loop are all done with it; callbacks run
- * on the loop that started the operation, never after detach. */
+ * on the loop that started the operation, or at the latest in detach. */
 #include "cache.h"
 #include "clients/nats_link.h"
 #include "core/log.h"
@@ -76,7 +76,6 @@ typedef struct kvlink {
   uv_loop_t *loop;
   sl_nats_t *link;
   shared_t *sh;
-  int ending;                /* detaching: answers are dropped */
   int up;                    /* the link's last word: connected, or why not */
   char why[512];
 } kvlink_t;
@@ -459,6 +458,22 @@ static int kv_pump(sl_nats_t *l, void *arg) {
 
 /* ---- the loop ---- */
 
+/* The answers the pumps made, to their callers. */
+static void deliver(shared_t *s) {
+  uv_mutex_lock(&s->mu);
+  kvreq_t *r = s->done;
+  s->done = NULL;
+  s->done_tail = &s->done;
+  for (kvreq_t *q = r; q; q = q->next) s->waiting--;
+  uv_mutex_unlock(&s->mu);
+  while (r) {
+    kvreq_t *next = r->next;
+    r->cb(r->arg, &(sl_cache_res_t){.status = r->status, .val = r->rval, .len = r->rlen, .n = r->n, .err = r->err});
+    req_free(r);
+    r = next;
+  }
+}
+
 static void kv_wake(void *arg) {
   kvlink_t *k = arg;
   sl_nats_item_t it[16];
@@ -468,20 +483,26 @@ static void kv_wake(void *arg) {
       natsMsg_Destroy(it[i].m);
       free(it[i].err);
     }
-  shared_t *s = k->sh;
+  deliver(k->sh);
+}
+
+/* Operations no pump took fail with why ("nats_kv: " before it), in order
+ * with the answers already made; returns how many. */
+static int fail_todo(shared_t *s, const char *why) {
+  int n = 0;
   uv_mutex_lock(&s->mu);
-  kvreq_t *r = s->done;
-  s->done = NULL;
-  s->done_tail = &s->done;
-  for (kvreq_t *q = r; q; q = q->next) s->waiting--;
-  uv_mutex_unlock(&s->mu);
-  while (r && !k->ending) {
-    kvreq_t *next = r->next;
-    r->cb(r->arg, &(sl_cache_res_t){.status = r->status, .val = r->rval, .len = r->rlen, .n = r->n, .err = r->err});
-    req_free(r);
-    r = next;
+  kvreq_t *r = s->todo;
+  s->todo = NULL;
+  s->todo_tail = &s->todo;
+  for (kvreq_t *q = r; q; q = q->next, n++) {
+    q->status = SL_CACHE_ERROR;
+    q->err = sl_xasprintf("nats_kv: %s", why);
   }
-  free_list(r);   /* detaching: their owners are gone */
+  *s->done_tail = r;
+  while (*s->done_tail) s->done_tail = &(*s->done_tail)->next;
+  uv_mutex_unlock(&s->mu);
+  deliver(s);
+  return n;
 }
 
 static void kv_state(void *arg, int up, const char *why) {
@@ -493,19 +514,7 @@ static void kv_state(void *arg, int up, const char *why) {
   if (up || strstr(k->why, "connecting")) return;
   /* Operations queued while the link was connecting get its reason now: no
    * pump serves them while the link connects again (with backoff). */
-  shared_t *s = k->sh;
-  uv_mutex_lock(&s->mu);
-  kvreq_t *r = s->todo;
-  s->todo = NULL;
-  s->todo_tail = &s->todo;
-  for (kvreq_t *q = r; q; q = q->next) {
-    q->status = SL_CACHE_ERROR;
-    q->err = sl_xasprintf("nats_kv: %s", k->why);
-  }
-  *s->done_tail = r;
-  while (*s->done_tail) s->done_tail = &(*s->done_tail)->next;
-  uv_mutex_unlock(&s->mu);
-  if (r) kv_wake(k);
+  fail_todo(k->sh, k->why);
 }
 
 /* The link on loop, made when there is none (NULL when it cannot be);
@@ -553,21 +562,25 @@ static void ended(void *who, void *arg) {
 
 /* A worker ends: the connection is closed before the process may exit
  * under cnats's threads (as the NATS connectors do), waiting for it at
- * most END_WAIT_MS on the worker's loop; operations still waiting are
- * dropped. */
+ * most END_WAIT_MS on the worker's loop. Operations still waiting are
+ * answered (cache.h): those no pump took fail, those run get their answer;
+ * one a pump still runs past the wait goes with the link uncalled (its
+ * thread holds it, and the loop is ending). */
 static void link_end(kvlink_t *k) {
   shared_t *s = k->sh;
   uv_mutex_lock(&s->mu);
-  s->closing = 1;
+  s->closing = 1;   /* no pump takes another */
   uv_cond_broadcast(&s->more);
   uv_mutex_unlock(&s->mu);
-  k->ending = 1;
+  int n = fail_todo(s, "link closed (its worker ended)");
+  if (n) sl_info("cache nats_kv: %d operation(s) still queued at the worker's end: answered 'link closed'", n);
   int done = 0;
   sl_nats_end(k->link, ended, k, &done);
   for (int i = 0; i < END_WAIT_MS && !done; i++) {
     uv_run(k->loop, UV_RUN_NOWAIT);
     if (!done) uv_sleep(1);
   }
+  deliver(s);   /* the pumps' last answers */
   sl_nats_close(k->link);
   free(k);
 }

@@ -5,8 +5,8 @@
  * key takes the TTL and an existing one keeps its own). Keys carry the
  * resource's prefix. Scripts' `redis.call` sends raw commands on the same
  * connection (redis_cache.h). Every command in flight is on its link's
- * list, so that a worker's end can drop them: the client drops their
- * callbacks uncalled.
+ * list, so that a worker's end can answer them: the client drops their
+ * callbacks uncalled, and the link answers each with an error instead.
  *
  * A link is the resource's connection on one worker's loop: the engine's
  * worker attaches when the section is applied; a pipeline.threads worker
@@ -143,9 +143,8 @@ static link_t *my_link(rcache_t *c) {
   return l;
 }
 
-static void drop(sl_rcache_cmd_t *k) {
+static void unlink_cmd(sl_rcache_cmd_t *k) {
   if ((*k->prev = k->next)) k->next->prev = k->prev;
-  free(k);
 }
 
 static void free_copy(sl_rcache_cmd_t *k) {
@@ -162,11 +161,23 @@ static void free_held(sl_rcache_cmd_t *k) {
   free(k);
 }
 
+static void end_cmd(sl_rcache_cmd_t *k, const char *why);
+
+/* The worker let go of the link: what it still waits for is answered with
+ * an error (cache.h: every operation is answered once, and the registry's
+ * record of it goes with the answer); a script's command whose script went
+ * first (cancelled) is only freed. */
 static void link_free(link_t *l) {
-  while (l->cmds) drop(l->cmds);
+  static const char why[] = "link closed (its worker ended)";
+  for (sl_rcache_cmd_t *k; (k = l->cmds);) {
+    unlink_cmd(k);
+    end_cmd(k, why);
+    free(k);
+  }
   while (l->held) {
     sl_rcache_cmd_t *k = l->held;
     l->held = k->next;
+    end_cmd(k, why);
     free_held(k);
   }
   sl_redis_free(l->r);
@@ -231,7 +242,8 @@ static void on_reply(sl_redis_t *r, redisReply *rp, const char *err, void *arg) 
     if (k->op == SL_CACHE_NOPS) k->rcb(r, rp, err, k->arg);
     else answer(k, rp, err);
   }
-  drop(k);
+  unlink_cmd(k);
+  free(k);
 }
 
 static void in_flight(link_t *l, sl_rcache_cmd_t *k) {
@@ -272,12 +284,12 @@ static sl_rcache_cmd_t *enqueue(link_t *l, sl_rcache_cmd_t *k, int argc, const c
   return NULL;
 }
 
-/* A held command's end without a reply: its callback says why. */
-static void fail_held(sl_rcache_cmd_t *k, const char *why) {
-  if (!k->cancelled) {
-    if (k->op == SL_CACHE_NOPS) k->rcb(k->l->r, NULL, why, k->arg);
-    else k->cb(k->arg, &(sl_cache_res_t){.status = SL_CACHE_ERROR, .err = why});
-  }
+/* A command's end without a reply: its callback says why (the callbacks
+ * put the server's address before it). */
+static void end_cmd(sl_rcache_cmd_t *k, const char *why) {
+  if (k->cancelled) return;
+  if (k->op == SL_CACHE_NOPS) k->rcb(k->l->r, NULL, why, k->arg);
+  else answer(k, NULL, why);
 }
 
 /* The first connection came up (the held commands go out, in order) or
@@ -302,7 +314,7 @@ static void on_state(sl_redis_t *r, int up, const char *why, void *arg) {
     }
     /* why: "redis <addr>: <reason>"; the callbacks add the address */
     const char *reason = why && strstr(why, ": ") ? strstr(why, ": ") + 2 : "the command could not be sent";
-    fail_held(k, reason);
+    end_cmd(k, reason);
     free_held(k);
   }
   l->held_tail = &l->held;

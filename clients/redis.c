@@ -36,6 +36,7 @@ struct sl_redis {
   int64_t reply_timeout;     /* ms; 0: none */
   uint64_t progress;         /* loop time of the last reply, or of the first command waiting since */
   int waiting;               /* commands sent and not answered */
+  const char *dropping;      /* why the connection is being dropped under its commands, or NULL */
   sl_redis_state_cb on_state;
   void *state_arg;
   redisAsyncContext *ac;     /* the connection, or NULL between connections */
@@ -482,7 +483,9 @@ static void on_watch(uv_timer_t *t) {
   redisAsyncContext *ac = r->ac;
   char *why = sl_xasprintf("no reply within %lld ms", (long long)r->reply_timeout);
   ac->data = NULL;   /* lost() below is the only end */
-  redisAsyncFree(ac);   /* waiting commands get their error now */
+  r->dropping = why;
+  redisAsyncFree(ac);   /* waiting commands get their error now: why */
+  r->dropping = NULL;
   r->waiting = 0;
   lost(r, why);
   free(why);
@@ -588,7 +591,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     r->progress = uv_now(r->loop);
     c->prev->next = c->next;
     c->next->prev = c->prev;
-    const char *err = reply ? NULL : ac->err && ac->errstr[0] ? ac->errstr : "connection lost";
+    const char *err = reply ? NULL : r->dropping ? r->dropping : ac->err && ac->errstr[0] ? ac->errstr : "connection lost";
     c->cb(r, reply, err, c->arg);
     redisReply *rp = reply;
     /* a failover made this server a replica: ask the Sentinel again */

@@ -203,6 +203,10 @@ static void tick(uv_timer_t *t) {
 static void live(sl_http_req_t *r, void *arg) {
   sl_engine_t *e = arg;
   if (sl_http_require_admin(r, "follow the streams' status (/admin/live)") != 0) return;
+  if (e->stopping) {   /* sl_admin_live_stop has ended the viewers: none begins now */
+    sl_http_error(r, 503, "sluice is stopping");
+    return;
+  }
   char *iv = sl_http_query(r, "interval");
   char *end = NULL;
   long ms = iv ? strtol(iv, &end, 10) : 1000;
@@ -235,6 +239,10 @@ static void live(sl_http_req_t *r, void *arg) {
   if (send_to(s, f->last) != 0) return;
   sl_http_stream_on_slow(s->st, sub_slow, s);
   s->fanned = sl_http_fan_join(f->fan, s->st, SL_HTTP_MAX_BUFFER);
+}
+
+void sl_admin_live_stop(void) {
+  while (feeds && feeds->subs) sub_remove(feeds->subs);   /* a feed goes with its last subscriber */
 }
 
 void sl_admin_live_route(sl_engine_t *e, sl_diags_t *d) {

@@ -411,6 +411,7 @@ static void begin_shutdown(sl_engine_t *e, const char *why) {
                                   "shutdown_timeout reached while the event loop was blocked; exiting 1");
   sl_http_stop(e->worker);
   sl_live_stop_all(1001, "going away");   /* streams API readers: their connections are left to them */
+  sl_admin_live_stop();
   sl_engine_apply_flush(e);
   for (int i = 0; i < e->nunits; i++) sl_unit_stop(e->units[i]);
   sl_engine_check_finished(e);

@@ -122,6 +122,9 @@ void sl_admin_route(sl_engine_t *e);
 json_t *sl_admin_unit_json(const sl_unit_t *u, uint64_t now);
 /* GET /admin/live: that and the streams' counters as server-sent events (admin_live.c). */
 void sl_admin_live_route(sl_engine_t *e, sl_diags_t *d);
+/* A stopping sluice ends every viewer's response with its last chunk (a
+ * clean end for curl and EventSource, as the other SSE streams get). */
+void sl_admin_live_stop(void);
 /* http.console: the browser console's page and runs (control/console.c). */
 void sl_console_route(sl_engine_t *e);
 int sl_streams_api_route(sl_engine_t *e, sl_diags_t *d);

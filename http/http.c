@@ -476,8 +476,8 @@ void sl_http_srv_stop(sl_http_t *s) {
    * (a 1001 close frame, the last chunk) before the engine's end closes
    * whatever is left (sl_http_close), so a client that never reads holds
    * nothing up. */
-  for (conn_t *c = s->conns, *next; c; c = next) {
-    next = c->next;
+  for (conn_t *c = SL_DLIST_FIRST(&s->conns, conn_t, node), *next; c; c = next) {
+    next = SL_DLIST_NEXT(c, conn_t, node);
     if (sl_http_conn_idle(c) && !c->stream) sl_http_conn_close(c);
   }
 }
@@ -493,7 +493,7 @@ void sl_http_close(sl_worker_t *w) {
   sl_http_stop(w);
   for (sl_http_t *s = w->slot[SL_SLOT_HTTP]; s; s = s->own) {
     sl_hgroup_close(s);
-    while (s->conns) sl_http_conn_close(s->conns);
+    while (s->conns.first) sl_http_conn_close(SL_DLIST_FIRST(&s->conns, conn_t, node));
   }
 }
 

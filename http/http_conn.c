@@ -106,8 +106,8 @@ static void on_sweep(uv_timer_t *t) {
   uint64_t now = uv_now(t->loop);
   /* A closed connection stays linked to its successor until the loop frees
    * it, after this callback: the walk may go on through it. */
-  for (conn_t *c = s->conns, *next; c; c = next) {
-    next = c->next;
+  for (conn_t *c = SL_DLIST_FIRST(&s->conns, conn_t, node), *next; c; c = next) {
+    next = SL_DLIST_NEXT(c, conn_t, node);
     if (!c->watched || c->closing) continue;
     if (!c->tcp.write_queue_size) {
       unwatch(c);
@@ -314,9 +314,7 @@ void sl_http_conn_close(conn_t *c) {
   if (c->closing) return;
   c->closing = 1;
   sl_http_t *s = c->srv;
-  if (c->prev) c->prev->next = c->next;
-  else s->conns = c->next;
-  if (c->next) c->next->prev = c->prev;
+  sl_dlist_remove(&s->conns, &c->node);
   s->nconns--;
   if (s->hw) sl_hgroup_admit(s, -1);
   sl_http_req_free(c->req);
@@ -1293,9 +1291,7 @@ void sl_http_on_connection(uv_stream_t *ls, int status) {
     uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
     return;
   }
-  c->next = s->conns;
-  if (s->conns) s->conns->prev = c;
-  s->conns = c;
+  sl_dlist_push(&s->conns, &c->node);
   s->nconns++;
   int over = s->hw ? !sl_hgroup_admit(s, 1) : s->nconns > s->max_connections;
   uv_tcp_nodelay(&c->tcp, 1);
@@ -1388,9 +1384,7 @@ void sl_http_conn_adopt(sl_http_t *s, sl_hmsg_t *m) {
     if (rc == 0) m->fd = -1;   /* c's now */
     c->tls = m->tls;
     m->tls = NULL;
-    c->next = s->conns;
-    if (s->conns) s->conns->prev = c;
-    s->conns = c;
+    sl_dlist_push(&s->conns, &c->node);
     s->nconns++;
     llhttp_init(&c->parser, HTTP_REQUEST, &g_settings);
     c->parser.data = c;
@@ -1491,10 +1485,7 @@ void sl_http_wstream_open(sl_http_t *ws, sl_hmsg_t *m) {
   l->wst = st;   /* the link's worker ref, c's until now */
   l->c = NULL;
   c->link = NULL;
-  l->wprev = NULL;
-  l->wnext = ws->wstreams;
-  if (ws->wstreams) ws->wstreams->wprev = l;
-  ws->wstreams = l;
+  sl_dlist_push(&ws->wstreams, &l->wnode);
   c->busy = NULL;
   c->stream = st;
   st->conn = c;
@@ -1521,14 +1512,12 @@ void sl_http_wstream_close(sl_http_t *ws, sl_hlink_t *l) {
   sl_fan_site_leave(l);
   sl_http_stream_t *st = l->wst;
   if (!st) return;
-  if (l->wprev) l->wprev->wnext = l->wnext;
-  else ws->wstreams = l->wnext;
-  if (l->wnext) l->wnext->wprev = l->wprev;
+  sl_dlist_remove(&ws->wstreams, &l->wnode);
   l->wst = NULL;
   sl_http_stream_close(st);
   sl_hlink_unref(l);
 }
 
 void sl_http_wstreams_close(sl_http_t *ws) {
-  while (ws->wstreams) sl_http_wstream_close(ws, ws->wstreams);
+  while (ws->wstreams.first) sl_http_wstream_close(ws, SL_DLIST_FIRST(&ws->wstreams, sl_hlink_t, wnode));
 }

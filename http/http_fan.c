@@ -19,7 +19,7 @@ typedef struct sl_fan_site {
   struct sl_http_fan *fan;
   struct sl_hworker *hw;
   int members;               /* engine side: members on this worker */
-  sl_hlink_t *head;          /* worker side: their links */
+  sl_dlist_t links;          /* worker side: their links (sl_hlink_t.fnode) */
 } sl_fan_site_t;
 
 struct sl_http_fan {
@@ -92,18 +92,13 @@ void sl_http_fan_send(sl_http_fan_t *f, const sl_bytes_t *b) {
 void sl_fan_site_join(sl_fan_site_t *site, sl_hlink_t *l, size_t max_buffer) {
   l->site = site;
   l->max_buffer = max_buffer;
-  l->fprev = NULL;
-  l->fnext = site->head;
-  if (site->head) site->head->fprev = l;
-  site->head = l;
+  sl_dlist_push(&site->links, &l->fnode);
 }
 
 void sl_fan_site_leave(sl_hlink_t *l) {
   sl_fan_site_t *site = l->site;
   if (!site) return;
-  if (l->fprev) l->fprev->fnext = l->fnext;
-  else site->head = l->fnext;
-  if (l->fnext) l->fnext->fprev = l->fprev;
+  sl_dlist_remove(&site->links, &l->fnode);
   l->site = NULL;
   fan_unref(site->fan);
 }
@@ -117,7 +112,7 @@ void sl_fan_site_send(sl_hmsg_t *m) {
     sl_fan_site_t *site = m->sites[i];
     for (end = i + 1; end < m->nbytes && m->sites[end] == site;) end++;
     sl_bytes_t **chunks = NULL;
-    for (sl_hlink_t *l = site->head; l; l = l->fnext) {
+    SL_DLIST_EACH(&site->links, sl_hlink_t, fnode, l) {
       int chunked = sl_http_wstream_chunked(l);
       if (chunked && !chunks) {
         chunks = sl_xmalloc((end - i) * sizeof(*chunks));

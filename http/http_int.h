@@ -9,6 +9,7 @@
 #include "http_cors.h"
 #include "http_route.h"
 #include "http_tls.h"
+#include "core/list.h"
 #include "core/xq.h"
 #include <llhttp.h>
 
@@ -26,7 +27,7 @@ typedef struct sl_http {
   char *config_dir;          /* for relative static dirs */
   uv_tcp_t listener;
   int listening, stopping;
-  struct conn *conns;        /* all open connections */
+  sl_dlist_t conns;          /* all open connections (conn_t.node) */
   int64_t nconns;
   uv_timer_t *sweep;         /* send_timeout checks while a connection has bytes waiting
                               * (unref'd: it never keeps the loop alive by itself) */
@@ -40,7 +41,7 @@ typedef struct sl_http {
   struct sl_hgroup *group;   /* the shared server's HTTP workers (http_worker.c), or NULL;
                                 on a worker's server: the group it belongs to */
   struct sl_hworker *hw;     /* on a worker's server: its worker; NULL on the engine's loop */
-  struct sl_hlink *wstreams; /* on a worker's server: the streams that stay on it */
+  sl_dlist_t wstreams;       /* on a worker's server: the streams that stay on it (sl_hlink_t.wnode) */
 } sl_http_t;
 
 /* A connection's send queue: shared bytes (refs, not copies) and short
@@ -69,7 +70,7 @@ typedef struct conn {
   const char *owner;         /* owner of the route last served (interned), for metrics */
   llhttp_t parser;
   sl_http_t *srv;
-  struct conn *prev, *next;
+  sl_dnode_t node;           /* in srv->conns */
   sl_http_req_t *req;        /* being parsed */
   sl_http_req_t *busy;       /* parsed, with a handler: the parser is paused */
   char *url; size_t url_len;
@@ -140,9 +141,9 @@ typedef struct sl_hlink {
   /* Worker side, for a stream that stays: its end there (NULL once the
    * engine closed it), the worker's list of them, and fan membership. */
   struct sl_http_stream *wst;
-  struct sl_hlink *wprev, *wnext;
+  sl_dnode_t wnode;
   struct sl_fan_site *site;  /* the fan it receives, or NULL */
-  struct sl_hlink *fprev, *fnext;
+  sl_dnode_t fnode;          /* in its site's members */
   size_t max_buffer;
   int slow;                  /* reported slow: fan events skip it */
 } sl_hlink_t;

@@ -211,7 +211,7 @@ static void worker_wake(uv_async_t *a) {
       break;
     case HM_CLOSE:
       sl_http_srv_stop(hw->srv);
-      while (hw->srv->conns) sl_http_conn_close(hw->srv->conns);
+      while (hw->srv->conns.first) sl_http_conn_close(SL_DLIST_FIRST(&hw->srv->conns, conn_t, node));
       sl_http_wstreams_close(hw->srv);
       worker_flush(&hw->flusher);   /* the news of those closes: the loop ends before it would prepare again */
       uv_close((uv_handle_t *)&hw->flusher, worker_closed);

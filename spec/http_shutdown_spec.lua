@@ -107,6 +107,32 @@ store:
       h.stop_after(srv, ok, err)
     end)
 
+    it("ends an /admin/live viewer's SSE response with its last chunk", function()
+      local srv = h.serve(string.format([[
+http:
+  address: 127.0.0.1:$PORT
+  workers: %d
+input:
+  generate: {interval: 1h, mapping: 'return {}'}
+output:
+  drop: {}
+]], workers))
+      local ok, err = pcall(function()
+        -- curl exits 0 on the last chunk, 18 on a connection cut mid-stream.
+        local sse = srv.dir .. "/live.txt"
+        os.execute(string.format("(curl -sN -m 60 '%s/admin/live?interval=100'; echo \"rc=$?\") > %s 2>&1 &", srv.url, sse))
+        -- a tick's event after the first: the viewer is fed by its feed
+        assert.truthy(h.wait_for(function()
+          return select(2, (h.read(sse) or ""):gsub("event: status", "")) >= 2
+        end), h.read(sse))
+        srv.stop(true)
+        assert.truthy(h.wait_for(function() return h.read(sse):find("rc=", 1, true) end), h.read(sse))
+        assert.matches("rc=0", h.read(sse))
+      end)
+      h.stop_after(srv, ok, err)
+      h.rmdir(srv.dir)
+    end)
+
     it("exits 0 within its shutdown bound while a WebSocket client never reads", function()
       local srv = h.serve(string.format([[
 http:

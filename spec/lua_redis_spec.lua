@@ -528,3 +528,95 @@ output: {drop: {}}
     assert.matches("1 error", out)
   end)
 end)
+
+describe("operations in flight when a worker lets go of its Redis link", function()
+  -- A Redis of its own that holds every write (CLIENT PAUSE WRITE: reads are
+  -- answered, a SET waits in the server), sluice serving yaml on it; body
+  -- runs, then sluice stops (SIGTERM: its workers let go of their links with
+  -- the writes still in flight) and must exit 0 with no sanitizer report.
+  local function writes_held(yaml, body, extra)
+    local other = redis.start()
+    other.cli("CLIENT PAUSE 120000 WRITE")
+    local srv = h.serve(resources(other.url, extra) .. "http: { address: 127.0.0.1:$PORT }\n" .. yaml)
+    local ok, err = pcall(body, srv, other)
+    h.stop_after(srv, ok, err)
+    other.cli("CLIENT UNPAUSE")
+    other.stop()
+  end
+  -- Writes of sluice's that the server holds (paused clients are blocked).
+  local function held_sets(other)
+    local n = 0
+    for _, l in ipairs(h.lines(other.cli("CLIENT LIST"))) do
+      if l:find(" flags=b ", 1, true) and (l:find(" cmd=set ", 1, true) or l:find(" cmd=eval ", 1, true)) then n = n + 1 end
+    end
+    return n
+  end
+
+  for _, threads in ipairs({1, 2}) do
+    it("the cached processor's set at the process's end (threads " .. threads .. ") is answered, nothing leaks", function()
+      writes_held(string.format([[
+input:
+  generate: { interval: 1h, mapping: 'return { n = 7 }' }
+pipeline:
+  threads: %d
+  processors:
+    - cached:
+        cache: r
+        key: 'c-${! this.n }'
+        processors:
+          - lua: 'this.made = true'
+output:
+  stdout: {}
+]], threads), function(srv, other)
+        assert.is_true(h.wait_for(function() return #h.lines(srv.stdout()) == 1 end, 30), srv.stderr())
+        assert.is_true(h.wait_for(function() return held_sets(other) == 1 end, 30), other.cli("CLIENT LIST"))
+      end)
+    end)
+  end
+
+  it("a script's set whose message gave up waiting (its timeout) is answered at the end, nothing leaks", function()
+    writes_held([[
+input:
+  generate: { interval: 1h, batch_size: 2, mapping: 'return { n = i }' }
+pipeline:
+  processors:
+    - lua:
+        timeout: 300ms
+        code: |
+          if this.n % 2 == 1 then cache.set("r", "k", "v") else redis.call("r", "SET", "k2", "v") end
+    - catch:
+        - lua: 'this.failed = error_message()'
+output:
+  stdout: {}
+]], function(srv, other)
+      assert.is_true(h.wait_for(function() return #h.lines(srv.stdout()) == 2 end, 30), srv.stderr())
+      for _, m in ipairs(h.decode_lines(h.lines(srv.stdout()))) do
+        assert.is_truthy(m.failed and m.failed:find("deadline exceeded", 1, true), h.json.encode(m))
+      end
+      -- both wait on the one connection: the server holds its first and has not read the second
+      assert.are.equal(1, held_sets(other), other.cli("CLIENT LIST"))
+    end)
+  end)
+
+  it("a script waiting at SIGTERM gets Redis's error as a value (reply_timeout), not a hang", function()
+    writes_held([[
+input:
+  generate: { interval: 1h, mapping: 'return { n = 1 }' }
+pipeline:
+  processors:
+    - lua: |
+        local ok, err = cache.set("r", "k", "v")
+        return { ok = ok, err = err }
+output:
+  stdout: {}
+]], function(srv, other)
+      assert.is_true(h.wait_for(function() return held_sets(other) == 1 end, 30), other.cli("CLIENT LIST"))
+      assert.are.equal(0, srv.stop(true))
+      local out = h.decode_lines(h.lines(srv.stdout()))
+      h.rmdir(srv.dir)
+      assert.are.equal(1, #out, srv.stderr())
+      assert.is_nil(out[1].ok)
+      assert.matches("redis 127.0.0.1:%d+: no reply within 2000 ms", out[1].err)
+    end, ", reply_timeout: 2s")
+  end)
+end)

@@ -137,6 +137,50 @@ output:
     other.stop()
   end)
 
+  it("a worker's end answers the operations still waiting (their messages gave up), nothing leaks", function()
+    local other = nats.start()
+    assert.are.equal(0, (nats.peer(other.url, "kvbucket kv")))
+    local srv = h.serve(resources(other.url, "kv", ", timeout: 60s, max_in_flight: 1") .. [[
+http: { address: 127.0.0.1:$PORT }
+input:
+  http_server: { path: /in }
+pipeline:
+  threads: 1
+  processors:
+    - lua:
+        timeout: 300ms
+        code: 'cache.set("kv", "k" .. content(), "v")'
+output:
+  drop: {}
+]])
+    local pid = h.read(other.dir .. "/server.pid"):match("%d+")
+    local ok, err = pcall(function()
+      -- connected: a first set answered
+      assert.are.equal(0, (h.sh("curl -sf -m 30 -d 0 " .. srv.url .. "/in")))
+      os.execute("kill -STOP " .. pid)
+      -- three more, each message giving up after 300 ms: the first runs (its
+      -- request waits unread in the stopped server), two wait in the queue
+      for i = 1, 3 do h.sh(string.format("curl -s -m 30 -d %d %s/in", i, srv.url)) end
+      assert.is_true(h.wait_for(function() return unread(other.port) > 0 end, 30), "no operation reached the server")
+      -- sluice stops; once the link's end has answered the two queued the
+      -- server answers again, so that the end completes (and frees what it
+      -- holds) under the one that runs
+      os.execute("kill -TERM " .. h.read(srv.dir .. "/pid.txt"):match("%d+"))
+      assert.is_true(h.wait_for(function()
+        return srv.stderr():find("2 operation(s) still queued at the worker's end", 1, true) ~= nil
+      end, 30), srv.stderr())
+      os.execute("kill -CONT " .. pid)
+      assert.are.equal(0, srv.stop(true))   -- (its SIGTERM is ignored now)
+      h.rmdir(srv.dir)
+      -- the two queued were answered at the end, never run
+      assert.is_true(kvget("k2", other.url).missing)
+      assert.is_true(kvget("k3", other.url).missing)
+    end)
+    h.stop_after(srv, ok, err)
+    os.execute("kill -CONT " .. pid .. " 2>/dev/null")
+    other.stop()
+  end)
+
   it("get/set/add/delete/incr from Lua, seen by another NATS client and seeing its keys", function()
     assert.are.equal(0, (nats.peer(S.url, "kvput kv from.py hello")))
     local out = pipe([[

@@ -7,6 +7,7 @@
  * ?last_event_id=) takes back; `types=` filters by event name without ever
  * hiding an `end_events` event, after which the server ends the stream. */
 #include "store_api.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "http/http_ws.h"
@@ -30,11 +31,11 @@ struct sl_live {
   int ended, stop, gone, end_seen, pumping;
   int paused;                /* a slow client: until its buffer drains (on_drained) */
   int opened;                /* the client was answered: there is a position to save */
-  struct sl_live *prev, *next;   /* in `lives` until freed */
+  sl_dnode_t node;           /* in `lives` until freed */
 };
 
 /* Every open reader (handlers run on the engine's loop): a shutdown says goodbye to each. */
-static sl_live_t *lives;
+static sl_dlist_t lives;
 
 static int listed(const char *list, const char *name, size_t n) {
   if (!list) return 0;
@@ -67,9 +68,7 @@ static void live_closed(uv_handle_t *h) {
 /* Tells the source where the reader got to (the subscriber's next reader
  * starts there) and frees l once its timers are closed. */
 static void live_free(sl_live_t *l) {
-  if (l->prev) l->prev->next = l->next;
-  else if (lives == l) lives = l->next;
-  if (l->next) l->next->prev = l->prev;
+  sl_dlist_remove(&lives, &l->node);
   if (l->src) l->src->end(l->arg, l->opened ? l->pos : NULL, l->P);
   l->src = NULL;
   uv_close((uv_handle_t *)&l->timer, live_closed);
@@ -86,8 +85,8 @@ void sl_live_stop(sl_live_t *l, int code, const char *why) {
 }
 
 void sl_live_stop_all(int code, const char *why) {
-  for (sl_live_t *l = lives, *next; l; l = next) {
-    next = l->next;
+  for (sl_live_t *l = SL_DLIST_FIRST(&lives, sl_live_t, node), *next; l; l = next) {
+    next = SL_DLIST_NEXT(l, sl_live_t, node);
     sl_live_stop(l, code, why);
   }
 }
@@ -248,9 +247,7 @@ sl_live_t *sl_live_open(sl_http_req_t *r, sl_worker_t *w, const char *kind, int 
                         const char *stream_ends, uint64_t cache_id, const sl_live_src_t *src, void *arg) {
   sl_live_t *l = sl_xcalloc(1, sizeof(*l));
   *l = (sl_live_t){.src = src, .arg = arg, .cache_id = cache_id, .P = P, .pos = pos};
-  l->next = lives;
-  if (lives) lives->prev = l;
-  lives = l;
+  sl_dlist_push(&lives, &l->node);
   l->types = comma_list(r, "types");
   l->ends = comma_list(r, "end_events");
   if (!l->ends && stream_ends && *stream_ends) l->ends = sl_xasprintf(",%s,", stream_ends);   /* the stream's default */

@@ -3,6 +3,7 @@
 #include "core/component.h"
 #include "core/config.h"
 #include "core/kept.h"
+#include "core/list.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
 #include <stdio.h>
@@ -10,6 +11,42 @@
 #include <string.h>
 
 #include "check.h"
+
+/* ---- the intrusive list ---- */
+
+typedef struct member { int id; sl_dnode_t node; } member_t;
+
+static int ids(sl_dlist_t *l, char *out) {   /* the members' ids in order, as digits */
+  int n = 0;
+  SL_DLIST_EACH(l, member_t, node, m) out[n++] = (char)('0' + m->id);
+  out[n] = 0;
+  return n;
+}
+
+static void test_dlist(void) {
+  sl_dlist_t l = {0};
+  member_t m[4] = {{.id = 0}, {.id = 1}, {.id = 2}, {.id = 3}};
+  char got[8];
+  CHECK(ids(&l, got) == 0 && SL_DLIST_FIRST(&l, member_t, node) == NULL, "an empty list walks nothing");
+  for (int i = 0; i < 4; i++) sl_dlist_push(&l, &m[i].node);
+  ids(&l, got);
+  CHECK(!strcmp(got, "3210"), "pushed at the head: %s", got);
+  sl_dlist_remove(&l, &m[1].node);   /* a middle one */
+  sl_dlist_remove(&l, &m[3].node);   /* the first */
+  ids(&l, got);
+  CHECK(!strcmp(got, "20"), "removed from the middle and the head: %s", got);
+  member_t lone = {9, {NULL, NULL}};
+  sl_dlist_remove(&l, &lone.node);   /* in no list: left alone */
+  ids(&l, got);
+  CHECK(!strcmp(got, "20"), "a node in no list is left alone: %s", got);
+  /* a walk may remove the member it stands on */
+  int n = 0;
+  SL_DLIST_EACH(&l, member_t, node, x) {
+    sl_dlist_remove(&l, &x->node);
+    n++;
+  }
+  CHECK(n == 2 && l.first == NULL, "a walk removing each member visits all: %d", n);
+}
 
 /* ---- transactions ---- */
 
@@ -529,6 +566,7 @@ static void test_pool_writes_on_workers(void) {
 
 int main(void) {
   RUN(test_kept);
+  RUN(test_dlist);
   RUN(test_txn);
   RUN(test_kv);
   RUN(test_stream_delivers_all);
