@@ -40,6 +40,7 @@ cpu() {
 ratio() { echo "$1 $2" | awk '{printf "%.2f", $1/$2}'; }
 # the stream every JetStream publisher writes to, emptied before each one
 purge() { [ "$kind" = nats ] || "$NATS" -s "$U" stream purge benchstream -f > /dev/null; }
+bh="" bc=""
 [ -z "$BASE" ] || bh=" BASE sluice |"
 echo "| kind | size | messages | sluice generate → output |$bh cnats bare loop | nats bench --pub | sluice / cnats | sluice / nats bench | cnats / nats bench |"
 echo "| --- | --- | --- | --- |${BASE:+ --- |} --- | --- | --- | --- | --- |"
