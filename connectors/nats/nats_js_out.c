@@ -3,9 +3,10 @@
  * A JetStream publish is a core publish with a reply subject: each message
  * goes out with its own reply subject under one inbox that the output
  * subscribes to, and the PubAck (or the server's error) comes back there,
- * on the loop when the link reads on it. cnats's js_PublishAsync did the
- * same through a message made and freed per publish, a map and a thread
- * of its own: a third of the CPU per message (bench/RESULTS.md).
+ * through the link's queue; the socket is on the loop unless TLS.
+ * cnats's js_PublishAsync did the same through a message made and freed
+ * per publish, a map under its lock and a thread of its own: about half of
+ * the output's CPU per message (bench/RESULTS.md).
  * `max_in_flight` messages wait for their PubAck at once, in a ring by
  * their sequence; later ones wait their turn, in order. */
 #include "nats_output.h"
