@@ -183,8 +183,9 @@ static void pump(jout_t *o) {
     w->handed = 1;
     maybe_finished(o, w);
   }
-  if (o->pending && !uv_is_active((uv_handle_t *)&o->timer)) expire(o);
   o->pumping = 0;
+  /* within ack_timeout: expire then sets it to the oldest's deadline */
+  if (o->pending && !uv_is_active((uv_handle_t *)&o->timer)) uv_timer_start(&o->timer, on_timer, (uint64_t)o->ack_ms, 0);
   maybe_closed(o);
 }
 
