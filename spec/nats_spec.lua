@@ -426,6 +426,44 @@ streams:
     s2.stop()
   end)
 
+  -- Publishes written to a connection that then breaks get no PubAck: after
+  -- the reconnect they fail at ack_timeout and are published again.
+  it("jetstream output: PubAcks lost with the connection (the server killed while it held them) fail their batch, published again after the reconnect", function()
+    if not need() then return end
+    local s2 = nats.start()
+    assert.are.equal(0, (nats.peer(s2.url, "stream JS8 'js8.>'")))
+    local srv = serve([[
+streams:
+  gen:
+    input:
+      generate: {count: 60, interval: 50ms, batch_size: 1, mapping: 'return "r" .. i'}
+    output:
+      nats_jetstream: {urls: [%s], subject: js8.x, ack_timeout: 1s}
+]], s2.url)
+    local ok, err = pcall(function()
+      assert.truthy(h.wait_for(function()
+        local _, i = nats.peer(s2.url, "info JS8")
+        return (json.decode(i).messages or 0) >= 3
+      end, 30), srv.stderr())
+      -- stopped, it reads nothing: what is published meanwhile is never answered
+      local pid = (h.read(s2.dir .. "/server.pid") or ""):match("%d+")
+      os.execute("kill -STOP " .. pid)
+      assert.truthy(h.wait_for(function() return srv.stderr():find("PubAck: none within ack_timeout", 1, true) end, 30),
+        srv.stderr())
+      os.execute("kill -9 " .. pid)
+      assert.truthy(h.wait_for(function() return srv.stderr():find("nats: disconnected from", 1, true) end, 30), srv.stderr())
+      assert.truthy(s2.restart())
+      local seen, n
+      assert.truthy(h.wait_for(function()
+        seen, n = stored(s2.url, "JS8")
+        return n >= 60
+      end, 90), srv.stderr())
+      for k = 1, 60 do assert.truthy(seen["r" .. k], "lost r" .. k) end
+    end)
+    h.stop_after(srv, ok, err)
+    s2.stop()
+  end)
+
   it("jetstream: a failed transaction is nak'ed and comes again after nak_delay, long before ack_wait", function()
     if not need() then return end
     assert.are.equal(0, (nats.peer(s.url, "stream JS2 'js2.>'")))
