@@ -390,78 +390,59 @@ streams:
     h.stop_after(srv, ok, err)
   end)
 
-  -- A PubAck that does not come within ack_timeout fails its publish (its
-  -- batch is published again); when it comes after all, it answers nothing.
-  it("jetstream output: PubAcks held past ack_timeout (the server stopped) fail their batch, which is published again; the late ones change nothing", function()
-    if not need() then return end
+  -- 60 messages published one a batch to stream JS<name> on a server of
+  -- their own, which is stopped (it reads nothing) once 3 are stored: their
+  -- publishes fail at ack_timeout; then after(s2, pid, srv) resumes or
+  -- replaces the server, and every message is stored in the end.
+  local function stalled_publishes(name, after)
     local s2 = nats.start()
-    local pid = (h.read(s2.dir .. "/server.pid") or ""):match("%d+")
-    assert.are.equal(0, (nats.peer(s2.url, "stream JS7 'js7.>'")))
+    assert.are.equal(0, (nats.peer(s2.url, "stream JS" .. name .. " '" .. name .. ".>'")))
     local srv = serve([[
 streams:
   gen:
     input:
-      generate: {count: 60, interval: 50ms, batch_size: 1, mapping: 'return "q" .. i'}
+      generate: {count: 60, interval: 50ms, batch_size: 1, mapping: 'return "m" .. i'}
     output:
-      nats_jetstream: {urls: [%s], subject: js7.x, ack_timeout: 300ms}
+      nats_jetstream: {urls: [%s], subject: ]] .. name .. [[.x, ack_timeout: 300ms}
 ]], s2.url)
+    local pid = (h.read(s2.dir .. "/server.pid") or ""):match("%d+")
     local ok, err = pcall(function()
       assert.truthy(h.wait_for(function()
-        local _, i = nats.peer(s2.url, "info JS7")
+        local _, i = nats.peer(s2.url, "info JS" .. name)
         return (json.decode(i).messages or 0) >= 3
       end, 30), srv.stderr())
       os.execute("kill -STOP " .. pid)
       local timed_out = h.wait_for(function() return srv.stderr():find("PubAck: none within ack_timeout (300 ms)", 1, true) end, 30)
-      os.execute("kill -CONT " .. pid)
+      after(s2, pid, srv)
       assert.truthy(timed_out, srv.stderr())
       local seen, n
       assert.truthy(h.wait_for(function()
-        seen, n = stored(s2.url, "JS7")
+        seen, n = stored(s2.url, "JS" .. name)
         return n >= 60
       end, 90), srv.stderr())
-      for k = 1, 60 do assert.truthy(seen["q" .. k], "lost q" .. k) end
+      for k = 1, 60 do assert.truthy(seen["m" .. k], "lost m" .. k) end
     end)
     os.execute("kill -CONT " .. (pid or "0") .. " 2>/dev/null")
     h.stop_after(srv, ok, err)
     s2.stop()
+  end
+
+  -- A PubAck that does not come within ack_timeout fails its publish (its
+  -- batch is published again); when it comes after all, it answers nothing.
+  it("jetstream output: PubAcks held past ack_timeout (the server stopped) fail their batch, which is published again; the late ones change nothing", function()
+    if not need() then return end
+    stalled_publishes("js7", function(_, pid) os.execute("kill -CONT " .. pid) end)
   end)
 
   -- Publishes written to a connection that then breaks get no PubAck: after
-  -- the reconnect they fail at ack_timeout and are published again.
+  -- the reconnect they are published again.
   it("jetstream output: PubAcks lost with the connection (the server killed while it held them) fail their batch, published again after the reconnect", function()
     if not need() then return end
-    local s2 = nats.start()
-    assert.are.equal(0, (nats.peer(s2.url, "stream JS8 'js8.>'")))
-    local srv = serve([[
-streams:
-  gen:
-    input:
-      generate: {count: 60, interval: 50ms, batch_size: 1, mapping: 'return "r" .. i'}
-    output:
-      nats_jetstream: {urls: [%s], subject: js8.x, ack_timeout: 1s}
-]], s2.url)
-    local ok, err = pcall(function()
-      assert.truthy(h.wait_for(function()
-        local _, i = nats.peer(s2.url, "info JS8")
-        return (json.decode(i).messages or 0) >= 3
-      end, 30), srv.stderr())
-      -- stopped, it reads nothing: what is published meanwhile is never answered
-      local pid = (h.read(s2.dir .. "/server.pid") or ""):match("%d+")
-      os.execute("kill -STOP " .. pid)
-      assert.truthy(h.wait_for(function() return srv.stderr():find("PubAck: none within ack_timeout", 1, true) end, 30),
-        srv.stderr())
+    stalled_publishes("js8", function(s2, pid, srv)
       os.execute("kill -9 " .. pid)
       assert.truthy(h.wait_for(function() return srv.stderr():find("nats: disconnected from", 1, true) end, 30), srv.stderr())
       assert.truthy(s2.restart())
-      local seen, n
-      assert.truthy(h.wait_for(function()
-        seen, n = stored(s2.url, "JS8")
-        return n >= 60
-      end, 90), srv.stderr())
-      for k = 1, 60 do assert.truthy(seen["r" .. k], "lost r" .. k) end
     end)
-    h.stop_after(srv, ok, err)
-    s2.stop()
   end)
 
   it("jetstream: a failed transaction is nak'ed and comes again after nak_delay, long before ack_wait", function()
