@@ -11,7 +11,7 @@
 # how much of sluice's distance to nats bench is cnats's own. BASE=<binary>
 # adds a second sluice (e.g. main's build) measured in the same runs.
 # JetStream rows publish JS_N messages to nats bench's stream (purged
-# before each publisher).
+# before each publisher); a sluice run that left fewer stored fails the bench.
 # Usage: bench/nats_floor.sh   (N=1000000 JS_N=200000 SIZES="100 1024" KINDS="nats nats_jetstream" RUNS=5)
 set -eu
 cd "$(dirname "$0")/.."
@@ -40,6 +40,14 @@ cpu() {
 ratio() { echo "$1 $2" | awk '{printf "%.2f", $1/$2}'; }
 # the stream every JetStream publisher writes to, emptied before each one
 purge() { [ "$kind" = nats ] || "$NATS" -s "$U" stream purge benchstream -f > /dev/null; }
+# a JetStream publisher that exited 0 stored every message
+stored() {
+  [ "$kind" = nats ] && return
+  local m
+  m=$("$NATS" -s "$U" stream info benchstream -j | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"]["messages"])')
+  [ "$m" -ge "$n" ] || fail "$1: $m of $n messages stored"
+}
+bh="" bc=""
 [ -z "$BASE" ] || bh=" BASE sluice |"
 echo "| kind | size | messages | sluice generate → output |$bh cnats bare loop | nats bench --pub | sluice / cnats | sluice / nats bench | cnats / nats bench |"
 echo "| --- | --- | --- | --- |${BASE:+ --- |} --- | --- | --- | --- | --- |"
@@ -57,8 +65,8 @@ output: {$kind: {urls: [$U], subject: $subject$extra}}
 YAML
     s=(); o=(); c=(); g=()
     for _ in $(seq "$RUNS"); do
-      purge; s+=("$(cpu "$BIN" run --log-level warn "$WORK/p.yaml")")
-      if [ -n "$BASE" ]; then purge; o+=("$(cpu "$BASE" run --log-level warn "$WORK/p.yaml")"); fi
+      purge; s+=("$(cpu "$BIN" run --log-level warn "$WORK/p.yaml")"); stored sluice
+      if [ -n "$BASE" ]; then purge; o+=("$(cpu "$BASE" run --log-level warn "$WORK/p.yaml")"); stored BASE; fi
       purge; c+=("$(cpu "$WORK/nats_pub" "$U" $subject "$n" "$size" "${js[@]}")")
       purge; g+=("$(cpu "$NATS" -s "$U" bench --no-progress $subject "${pj[@]}" --pub 1 --msgs "$n" --size "$size")")
     done

@@ -273,6 +273,13 @@ natsConnection *sl_nats_conn(sl_nats_t *l) {
   return nc;
 }
 
+natsConnection *sl_nats_conn_set_up(sl_nats_t *l) {
+  uv_mutex_lock(&l->mu);
+  natsConnection *nc = l->nc_ready && l->setup_ok && !l->end_req ? l->nc : NULL;
+  uv_mutex_unlock(&l->mu);
+  return nc;
+}
+
 jsCtx *sl_nats_js(sl_nats_t *l) {
   uv_mutex_lock(&l->mu);
   jsCtx *js = l->end_req ? NULL : l->js;

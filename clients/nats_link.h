@@ -88,6 +88,9 @@ void sl_nats_end(sl_nats_t *l, void (*done)(void *who, void *arg), void *who, vo
  * buffer. */
 natsConnection *sl_nats_conn(sl_nats_t *l);
 jsCtx *sl_nats_js(sl_nats_t *l);
+/* The connection once setup succeeded on it (its subscriptions are made),
+ * else NULL. */
+natsConnection *sl_nats_conn_set_up(sl_nats_t *l);
 
 /* Up to max items, in order. Returns how many. */
 int sl_nats_take(sl_nats_t *l, sl_nats_item_t *out, int max);

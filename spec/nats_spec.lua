@@ -350,6 +350,101 @@ streams:
     h.stop_after(srv, ok, err)
   end)
 
+  -- The distinct payloads stored in stream name, and how many messages it holds.
+  local function stored(url, name)
+    local _, out = nats.peer(url, "dump " .. name, 60)
+    local seen, n = {}, 0
+    for _, l in ipairs(h.lines(out or "")) do
+      local ok, m = pcall(json.decode, l)
+      if ok and m.data and not seen[m.data] then seen[m.data] = true; n = n + 1 end
+    end
+    return seen, n
+  end
+
+  -- A PubAck is the server's JSON answer on the publish's reply subject: an
+  -- error in it fails the batch with its description, never acknowledges it.
+  it("jetstream output: a PubAck with an error fails its batch with the server's reason; published again once the stream takes them, every message is stored", function()
+    if not need() then return end
+    assert.are.equal(0, (nats.peer(s.url, "stream JS6 'js6.>' --max-msgs 5")))
+    local srv = serve([[
+streams:
+  gen:
+    input:
+      generate: {count: 12, interval: 0s, batch_size: 4, mapping: 'return "p" .. i'}
+    output:
+      nats_jetstream: {urls: [%s], subject: js6.x}
+]], s.url)
+    local ok, err = pcall(function()
+      assert.truthy(h.wait_for(function() return srv.stderr():find("PubAck: maximum messages exceeded", 1, true) end, 30),
+        srv.stderr())
+      local _, i = nats.peer(s.url, "info JS6")
+      assert.are.equal(5, json.decode(i).messages)
+      assert.are.equal(0, (nats.peer(s.url, "stream JS6 'js6.>' --max-msgs -1")))
+      local seen, n
+      assert.truthy(h.wait_for(function()
+        seen, n = stored(s.url, "JS6")
+        return n >= 12
+      end, 60), srv.stderr())
+      for k = 1, 12 do assert.truthy(seen["p" .. k], "lost p" .. k) end
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
+  -- 60 messages published one a batch to stream JS<name> on a server of
+  -- their own, which is stopped (it reads nothing) once 3 are stored: their
+  -- publishes fail at ack_timeout; then after(s2, pid, srv) resumes or
+  -- replaces the server, and every message is stored in the end.
+  local function stalled_publishes(name, after)
+    local s2 = nats.start()
+    assert.are.equal(0, (nats.peer(s2.url, "stream JS" .. name .. " '" .. name .. ".>'")))
+    local srv = serve([[
+streams:
+  gen:
+    input:
+      generate: {count: 60, interval: 50ms, batch_size: 1, mapping: 'return "m" .. i'}
+    output:
+      nats_jetstream: {urls: [%s], subject: ]] .. name .. [[.x, ack_timeout: 300ms}
+]], s2.url)
+    local pid = (h.read(s2.dir .. "/server.pid") or ""):match("%d+")
+    local ok, err = pcall(function()
+      assert.truthy(h.wait_for(function()
+        local _, i = nats.peer(s2.url, "info JS" .. name)
+        return (json.decode(i).messages or 0) >= 3
+      end, 30), srv.stderr())
+      os.execute("kill -STOP " .. pid)
+      local timed_out = h.wait_for(function() return srv.stderr():find("PubAck: none within ack_timeout (300 ms)", 1, true) end, 30)
+      after(s2, pid, srv)
+      assert.truthy(timed_out, srv.stderr())
+      local seen, n
+      assert.truthy(h.wait_for(function()
+        seen, n = stored(s2.url, "JS" .. name)
+        return n >= 60
+      end, 90), srv.stderr())
+      for k = 1, 60 do assert.truthy(seen["m" .. k], "lost m" .. k) end
+    end)
+    os.execute("kill -CONT " .. (pid or "0") .. " 2>/dev/null")
+    h.stop_after(srv, ok, err)
+    s2.stop()
+  end
+
+  -- A PubAck that does not come within ack_timeout fails its publish (its
+  -- batch is published again); when it comes after all, it answers nothing.
+  it("jetstream output: PubAcks held past ack_timeout (the server stopped) fail their batch, which is published again; the late ones change nothing", function()
+    if not need() then return end
+    stalled_publishes("js7", function(_, pid) os.execute("kill -CONT " .. pid) end)
+  end)
+
+  -- Publishes written to a connection that then breaks get no PubAck: after
+  -- the reconnect they are published again.
+  it("jetstream output: PubAcks lost with the connection (the server killed while it held them) fail their batch, published again after the reconnect", function()
+    if not need() then return end
+    stalled_publishes("js8", function(s2, pid, srv)
+      os.execute("kill -9 " .. pid)
+      assert.truthy(h.wait_for(function() return srv.stderr():find("nats: disconnected from", 1, true) end, 30), srv.stderr())
+      assert.truthy(s2.restart())
+    end)
+  end)
+
   it("jetstream: a failed transaction is nak'ed and comes again after nak_delay, long before ack_wait", function()
     if not need() then return end
     assert.are.equal(0, (nats.peer(s.url, "stream JS2 'js2.>'")))

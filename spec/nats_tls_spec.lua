@@ -92,6 +92,26 @@ describe("nats client certificates", function()
     h.stop_after(srv, ok, err)
   end)
 
+  -- A TLS link runs on cnats's threads: the PubAcks come through the link's
+  -- queue, not on the loop.
+  it("nats_jetstream output over TLS: every batch acknowledged by its PubAcks", function()
+    local url = S.url:gsub("^nats:", "tls:")
+    local cert = "        - {cert_file: " .. dir .. "/client.pem, key_file: " .. dir .. "/client.key}\n"
+    local r = h.run_config("input:\n  generate: { count: 30, interval: 0, batch_size: 10, mapping: 'return \"v\" .. i' }\n" ..
+      "output:\n  nats_jetstream:\n    urls: [" .. url .. "]\n    subject: '$KV.kv.tlsjs'\n    ack_timeout: 10s\n" ..
+      tls(cert), {timeout = 60})
+    assert.are.equal(0, r.code, r.stderr)
+    assert.is_nil(r.stderr:find("failed", 1, true), r.stderr)
+    -- the key holds the last one stored
+    local kv = "cache_resources:\n  - label: kv\n    nats_kv:\n      urls: [" .. url .. "]\n      bucket: kv\n" ..
+      tls(cert):gsub("\n    ", "\n      "):gsub("^    ", "      ") ..
+      "input:\n  generate: { count: 1, mapping: 'return {}' }\npipeline:\n  processors:\n" ..
+      "    - lua: 'return {back = cache.get(\"kv\", \"tlsjs\")}'\noutput:\n  stdout: {}\n"
+    r = h.run_config(kv, {timeout = 60})
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.same({back = "v30"}, h.decode_lines(h.lines(r.stdout))[1])
+  end)
+
   it("nats_kv with the certificate as PEM text, and as files with an encrypted key", function()
     local m = kv_call(inline("client.pem", "client.enc.key", "pw"))
     assert.are.same({ok = true, back = "v"}, m)

@@ -69,7 +69,7 @@ static void nout_write(sl_output_t *base, sl_batch_t *b, sl_write_cb cb, void *a
   char *err = NULL;
   for (uint32_t i = 0; i < b->n; i++) {
     char *e = NULL;
-    natsStatus s = sl_nats_out_publish(o, nc, b->msgs[i], i, &e);
+    natsStatus s = sl_nats_out_publish(o, nc, b->msgs[i], i, NULL, &e);
     if (s != NATS_OK) {
       char *t = sl_nats_err(s);
       e = sl_xasprintf("nats: publish: %s", t);

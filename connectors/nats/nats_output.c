@@ -120,26 +120,28 @@ static char *subject_of(sl_nats_out_t *o, sl_msg_t *m, uint32_t i, char **err) {
 /* Without headers there is no natsMsg to build: cnats frees every natsMsg
  * on its garbage collector's thread, a lock and a cross-thread free per
  * message that cost more than the publish (perf, bench/RESULTS.md). */
-natsStatus sl_nats_out_publish(sl_nats_out_t *o, natsConnection *nc, sl_msg_t *m, uint32_t i, char **err) {
+natsStatus sl_nats_out_publish(sl_nats_out_t *o, natsConnection *nc, sl_msg_t *m, uint32_t i, const char *reply,
+                               char **err) {
   if (o->nheaders || *o->prefixes) {
-    natsMsg *nm = sl_nats_out_msg(o, m, i, err);
+    natsMsg *nm = sl_nats_out_msg(o, m, i, reply, err);
     natsStatus s = nm ? natsConnection_PublishMsg(nc, nm) : NATS_OK;
     natsMsg_Destroy(nm);
     return s;
   }
   char *subj = subject_of(o, m, i, err);
   if (!subj) return NATS_OK;
-  natsStatus s = natsConnection_Publish(nc, subj, m->content->data, (int)m->content->len);
+  natsStatus s = reply ? natsConnection_PublishRequest(nc, subj, reply, m->content->data, (int)m->content->len)
+                       : natsConnection_Publish(nc, subj, m->content->data, (int)m->content->len);
   if (subj != o->static_subject) free(subj);
   return s;
 }
 
-natsMsg *sl_nats_out_msg(sl_nats_out_t *o, sl_msg_t *m, uint32_t i, char **err) {
+natsMsg *sl_nats_out_msg(sl_nats_out_t *o, sl_msg_t *m, uint32_t i, const char *reply, char **err) {
   char *e = NULL;
   char *subj = subject_of(o, m, i, err);
   if (!subj) return NULL;
   natsMsg *nm = NULL;
-  natsStatus s = natsMsg_Create(&nm, subj, NULL, m->content->data, (int)m->content->len);
+  natsStatus s = natsMsg_Create(&nm, subj, reply, m->content->data, (int)m->content->len);
   if (subj != o->static_subject) free(subj);
   for (uint32_t k = 0; s == NATS_OK && nm && k < o->nheaders; k++) {
     char *v = sl_interp_eval(o->hvals[k], m, i, NULL, &e);

@@ -40,11 +40,13 @@ typedef struct sl_nats_out {
 int sl_nats_out_init(sl_nats_out_t *o, sl_build_t *b, const sl_cnode_t *conf);
 /* Connects (wake: publish acknowledgements are queued). 0 or -1. */
 int sl_nats_out_start(sl_nats_out_t *o, void (*wake)(void *arg), int queue_max);
-/* Message i of b as a NATS message, or NULL with *err (malloc'd). */
-natsMsg *sl_nats_out_msg(sl_nats_out_t *o, sl_msg_t *m, uint32_t i, char **err);
-/* Publishes message i of b on core NATS. NATS_OK with *err (malloc'd) when
- * the message could not be made; else cnats's status. */
-natsStatus sl_nats_out_publish(sl_nats_out_t *o, natsConnection *nc, sl_msg_t *m, uint32_t i, char **err);
+/* Message i of b as a NATS message (reply: its reply subject, or NULL), or
+ * NULL with *err (malloc'd). */
+natsMsg *sl_nats_out_msg(sl_nats_out_t *o, sl_msg_t *m, uint32_t i, const char *reply, char **err);
+/* Publishes message i of b on core NATS (reply as above). NATS_OK with
+ * *err (malloc'd) when the message could not be made; else cnats's status. */
+natsStatus sl_nats_out_publish(sl_nats_out_t *o, natsConnection *nc, sl_msg_t *m, uint32_t i, const char *reply,
+                               char **err);
 /* Flushes and ends the connection, then done (the output's close). */
 void sl_nats_out_end(sl_nats_out_t *o, void (*done)(sl_output_t *, void *), void *arg);
 void sl_nats_out_free(sl_nats_out_t *o);   /* what init and start made, and o */

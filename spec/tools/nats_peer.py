@@ -6,7 +6,8 @@
       --js waits for each PubAck and appends the acked payloads to PATH as they come
   nats_peer.py sub URL SUBJECT N [--queue Q] [--timeout S] [--ready PATH]
       prints N messages as JSON lines {subject, data, len, headers} (data: UTF-8, bad bytes escaped)
-  nats_peer.py stream URL NAME SUBJECT...       creates a file stream (or keeps it)
+  nats_peer.py stream URL NAME SUBJECT... [--max-msgs N]   creates a file stream (or updates it); with
+      --max-msgs N >= 0 it holds N messages at most and refuses more (discard new), -1 lifts that
   nats_peer.py info URL NAME                    the stream's state as JSON
   nats_peer.py consumer URL STREAM DURABLE      the consumer's info as JSON
   nats_peer.py pullconsumer URL STREAM DURABLE  creates a durable pull consumer (explicit acks, ack_wait 2 s)
@@ -45,6 +46,7 @@ async def main():
     p.add_argument("--queue", default="")
     p.add_argument("--timeout", type=float, default=20)
     p.add_argument("--ready", help="sub: a file written once the subscription is in place")
+    p.add_argument("--max-msgs", type=int, default=None)
     a = p.parse_args()
     nc = await nats.connect(a.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2,
                             connect_timeout=5, allow_reconnect=True)
@@ -92,10 +94,12 @@ async def main():
             print(line(m.subject, m.data, m.headers), flush=True)
             got += 1
     elif a.cmd == "stream":
+        from nats.js.api import DiscardPolicy
+        limits = {} if a.max_msgs is None else {"max_msgs": a.max_msgs, "discard": DiscardPolicy.NEW}
         try:
-            await js.add_stream(name=a.args[0], subjects=a.args[1:])
+            await js.add_stream(name=a.args[0], subjects=a.args[1:], **limits)
         except Exception:
-            await js.update_stream(name=a.args[0], subjects=a.args[1:])
+            await js.update_stream(name=a.args[0], subjects=a.args[1:], **limits)
     elif a.cmd == "info":
         info = await js.stream_info(a.args[0])
         print(json.dumps({"messages": info.state.messages}))
