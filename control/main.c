@@ -4,6 +4,7 @@
 #include "engine.h"
 #include "clients/nats_link.h"
 #include "connectors/amqp/amqp_link.h"
+#include "store/kafka/kafka_store.h"
 #include "core/log.h"
 #include "core/spec.h"
 #include "core/xalloc.h"
@@ -204,5 +205,6 @@ int main(int argc, char **argv) {
   int rc = command(argc, argv);
   sl_nats_exit();
   sl_amqp_link_exit();
+  sl_kreader_exit();
   return rc;
 }

@@ -56,7 +56,7 @@ static void work_done(uv_work_t *req, int status) {
   (void)status;
   work_t *w = req->data;
   sl_ks_t *ks = w->ks;
-  w->done(w->arg);
+  if (w->done) w->done(w->arg);
   free(w);
   ks->jobs--;
 }

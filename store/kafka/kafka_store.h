@@ -137,7 +137,8 @@ void sl_kreader_commit(sl_kreader_t *r, const int64_t *next, void (*done)(void *
  * asked for meanwhile waits for it. */
 void sl_kreader_resolve(sl_kreader_t *r, int64_t *start, int64_t cap, int if_moved,
                         void (*done)(void *arg, const char *err), void *arg);
-/* Closes the consumer in the pool (leaves its group) and frees r; a waiter
+/* Closes the consumer in the pool (leaves its group, 5 s at most) and frees r
+ * (on a thread of its own: librdkafka may take long to let go); a waiter
  * (sl_kreader_on_ready) is called once more first, and must let go of r. */
 void sl_kreader_close(sl_kreader_t *r);
 int sl_kreader_closing(const sl_kreader_t *r);
@@ -150,6 +151,9 @@ void sl_kreader_touch(sl_kreader_t *r);
 int sl_kreader_partitions(const sl_kreader_t *r);
 /* Closes every reader now, blocking (the worker is going). */
 void sl_kreader_close_all(sl_ks_t *ks);
+/* The main thread, at the process's end: waits (bounded, core/live.h) for
+ * the threads destroying closed readers' consumers. */
+void sl_kreader_exit(void);
 
 /* ---- requests (kafka_store_read.c, kafka_store_groups.c) ---- */
 void sl_ks_consume(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const char *sub);

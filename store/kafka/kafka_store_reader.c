@@ -4,11 +4,13 @@
  * Their queue is woken into the loop; whatever arrives while nobody asks is
  * moved to a FIFO so that the queue keeps waking (rebalances and errors are
  * served at once). End-of-partition events mark a reader caught up. Closing
- * (leaving the group) blocks, so it runs in the pool. */
+ * (leaving the group) blocks, so it runs in the pool (bounded: leave). */
 #include "kafka_common.h"
 #include "kafka_store.h"
+#include "core/live.h"
 #include "core/log.h"
 #include "core/xalloc.h"
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -284,8 +286,7 @@ void sl_kreader_resolve(sl_kreader_t *r, int64_t *start, int64_t cap, int if_mov
 }
 
 /* Frees what a reader owns once its librdkafka handles are gone (or were never made). */
-static void close_done(void *arg) {
-  sl_kreader_t *r = arg;
+static void reader_free(sl_kreader_t *r) {
   free(r->topic);
   free(r->group);
   free(r->client);
@@ -345,7 +346,7 @@ sl_kreader_t *sl_kreader_new(sl_ks_t *ks, const char *topic, int P, const char *
   return r;
 fail:
   *err = sl_xstrdup(e);
-  close_done(r);
+  reader_free(r);
   return NULL;
 }
 
@@ -384,22 +385,85 @@ void sl_kreader_touch(sl_kreader_t *r) {
   if (r->kept) uv_timer_start(&r->idle, on_idle, (uint64_t)r->idle_ms, 0);
 }
 
+/* The consumer is destroyed, and the reader freed, on a thread of its own:
+ * rd_kafka_destroy joins librdkafka's threads, and a broker thread still
+ * holding a request of the group (a reader of a stream deleted meanwhile)
+ * kept the pool job, and the worker's end waiting for it, past the
+ * process's shutdown_timeout. The process's end waits for these threads,
+ * bounded (sl_kreader_exit). After leave: one that could not leave in time
+ * is let go as is. */
+static sl_live_t g_live = SL_LIVE_INIT("kafka store");
+
+static void *destroy_run(void *arg) {
+  sl_kreader_t *r = arg;
+  rd_kafka_destroy_flags(r->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+  reader_free(r);
+  sl_live_end(&g_live);
+  return NULL;
+}
+
 static void destroy(sl_kreader_t *r) {
   fifo_clear(r, 0);
   free(r->fifo);
   rd_kafka_queue_destroy(r->q);
-  rd_kafka_destroy(r->rk);
+  pthread_t t;
+  pthread_attr_t a;
+  pthread_attr_init(&a);
+  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+  sl_live_begin(&g_live);
+  if (pthread_create(&t, &a, destroy_run, r) != 0) destroy_run(r);
+  pthread_attr_destroy(&a);
+}
+
+void sl_kreader_exit(void) { sl_live_wait(&g_live); }
+
+/* The readers leave their groups (their partitions move at once) together,
+ * LEAVE_MS at most: rd_kafka_consumer_close waits on librdkafka's own
+ * timeouts when a group cannot be left, one reader after the other (a
+ * reader of a stream deleted meanwhile held the process's end past
+ * shutdown_timeout under ASan). One that did not leave in time is left
+ * behind as a killed one would be: its group moves on after
+ * session.timeout.ms. Rebalances are served here (rd_kafka_consumer_poll),
+ * on the pool when a reader closes alone, on the loop at the worker's end. */
+enum { LEAVE_MS = 5000 };
+
+static void leave(sl_kreader_t **rs, size_t n) {
+  char *gone = sl_xcalloc(n ? n : 1, 1);
+  for (size_t i = 0; i < n; i++) {
+    rd_kafka_error_t *e = rd_kafka_consumer_close_queue(rs[i]->rk, rs[i]->q);
+    if (!e) continue;
+    sl_logf(SL_LOG_WARN, NULL, "store", "kafka: %s of group %s leaving: %s", rs[i]->client, rs[i]->group,
+            rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+    gone[i] = 1;
+  }
+  uint64_t end = uv_hrtime() + (uint64_t)LEAVE_MS * 1000000u;
+  for (;;) {
+    size_t open = 0;
+    for (size_t i = 0; i < n; i++) {
+      for (rd_kafka_message_t *m; !gone[i] && (m = rd_kafka_consumer_poll(rs[i]->rk, 0));) rd_kafka_message_destroy(m);
+      if (!gone[i] && !rd_kafka_consumer_closed(rs[i]->rk)) open++;
+    }
+    if (!open) break;
+    if (uv_hrtime() >= end) {
+      sl_logf(SL_LOG_WARN, NULL, "store", "kafka: %zu reader(s) did not leave their groups within %d ms", open,
+              (int)LEAVE_MS);
+      break;
+    }
+    uv_sleep(10);
+  }
+  free(gone);
 }
 
 static void close_run(void *arg) {
   sl_kreader_t *r = arg;
-  rd_kafka_consumer_close(r->rk);   /* leaves the group: its partitions move at once */
+  leave(&r, 1);
   destroy(r);
 }
 
 static void idle_closed(uv_handle_t *h) {
   sl_kreader_t *r = h->data;
-  sl_ks_work(r->ks, close_run, close_done, r);
+  sl_ks_work(r->ks, close_run, NULL, r);
 }
 
 static void really_close(sl_kreader_t *r) {
@@ -419,17 +483,20 @@ void sl_kreader_close(sl_kreader_t *r) {
 
 int sl_kreader_closing(const sl_kreader_t *r) { return r->closing; }
 
-static void idle_freed(uv_handle_t *h) { close_done(h->data); }
+static void idle_freed(uv_handle_t *h) { destroy(h->data); }
 
 void sl_kreader_close_all(sl_ks_t *ks) {
-  while (ks->readers) {
-    sl_kreader_t *r = ks->readers;
+  size_t n = 0;
+  for (sl_kreader_t *r = ks->readers; r; r = r->next) n++;
+  sl_kreader_t **rs = sl_xcalloc(n ? n : 1, sizeof(*rs));
+  for (size_t i = 0; i < n; i++) {
+    sl_kreader_t *r = rs[i] = ks->readers;
     unlink_reader(r);
     r->closing = 1;
     r->cb = NULL;
     sl_kafka_wake_close(r->wake, r->q);
-    rd_kafka_consumer_close(r->rk);   /* blocks: the worker is going */
-    destroy(r);
-    uv_close((uv_handle_t *)&r->idle, idle_freed);
   }
+  leave(rs, n);   /* blocks: the worker is going */
+  for (size_t i = 0; i < n; i++) uv_close((uv_handle_t *)&rs[i]->idle, idle_freed);
+  free(rs);
 }
