@@ -430,8 +430,10 @@ streams:
       assert.truthy(otlp.wait_for_span(rcv, "lua"), "no processor span")
     end)
     local read, spans = pcall(rcv.spans)
+    local gate_requests = up.stats().requests
     up.stop()
     rcv.stop()
+    local log = srv.stderr()
     h.stop_after(srv, ok, err)
     assert(read, spans)
     -- only the second script's span: the message had passed the input and
@@ -443,7 +445,8 @@ streams:
         seen[#seen + 1] = sp.name .. " " .. tostring(sp.parentSpanId) .. " " .. sp.attrs["sluice.path"]
       end
     end
-    assert.are.same({"lua " .. PARENT .. " root.pipeline.processors.1"}, seen)
+    assert.are.same({"lua " .. PARENT .. " root.pipeline.processors.1"}, seen,
+      string.format("gate requests: %d; sluice's log:\n%s", gate_requests, log))
   end)
 
   -- drop writes a pooled batch on its worker: the group's offsets still
