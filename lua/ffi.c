@@ -5,6 +5,7 @@
 #include "core/log.h"
 #include "core/xalloc.h"
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -14,6 +15,19 @@ const char *sl_lmsg_content(sl_msg_t *m, size_t *len) {
 }
 
 void sl_lmsg_set_content(sl_msg_t *m, const char *p, size_t len) { sl_msg_set_content(m, p, len); }
+
+/* The content becomes src with ins inserted at byte at (a mapping's added
+ * members, lua/runtime.lua append_into). */
+void sl_lmsg_insert(sl_msg_t *m, const char *src, size_t len, size_t at, const char *ins, size_t ilen) {
+  char small[1024];
+  size_t total = len + ilen;
+  char *buf = total <= sizeof(small) ? small : sl_xmalloc(total);
+  memcpy(buf, src, at);
+  memcpy(buf + at, ins, ilen);
+  memcpy(buf + at + ilen, src + at, len - at);
+  sl_msg_set_content(m, buf, total);
+  if (buf != small) free(buf);
+}
 
 const char *sl_lmsg_meta_get(sl_msg_t *m, const char *k, size_t *len) {
   const sl_kv_t *kv = sl_kv_find(&m->meta, k);
