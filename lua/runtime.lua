@@ -19,7 +19,6 @@ ffi.cdef [[
 typedef struct sl_msg sl_msg_t;
 const char *sl_lmsg_content(sl_msg_t *m, size_t *len);
 void sl_lmsg_set_content(sl_msg_t *m, const char *p, size_t len);
-void sl_lmsg_insert(sl_msg_t *m, const char *src, size_t len, size_t at, const char *ins, size_t ilen);
 const char *sl_lmsg_meta_get(sl_msg_t *m, const char *k, size_t *len);
 void sl_lmsg_meta_set(sl_msg_t *m, const char *k, const char *v, size_t len);
 void sl_lmsg_meta_del(sl_msg_t *m, const char *k);
@@ -1033,7 +1032,7 @@ end
 
 -- Only new keys were added to the object: the original bytes stay as they
 -- are and the new members are encoded and inserted before its closing brace.
--- The message is put together in C (sl_lmsg_insert), not as a Lua string:
+-- The message is put together in C (lua/ffi.c sl_lmsg_insert), not as a Lua string:
 -- messages that differ in a few bytes would all be interned, and LuaJIT's
 -- hash of a long string samples a few of its bytes, so they would share one
 -- chain (43% of a mapping's time went to comparing them); nor in an FFI
@@ -1041,7 +1040,8 @@ end
 -- piece where the code ran interpreted (the end of a run of one message).
 local append_into
 do
-  local str_byte, concat = string.byte, table.concat
+  local str_byte, concat, msg_insert = string.byte, table.concat, library.msg_insert
+  local uintptr = ffi.typeof("uintptr_t")
   local pieces = {}
   -- keys as JSON, by key: a mapping adds the same few keys to every message
   -- (cjson's encode of one was ~800 instructions); bounded for scripts that
@@ -1071,7 +1071,7 @@ do
       end
     end
     local ins = concat(pieces, "", 1, n)
-    C.sl_lmsg_insert(m, src, #src, e - 1, ins, #ins)
+    msg_insert(tonumber(ffi_cast(uintptr, m)), src, e - 1, ins)
   end
 end
 
