@@ -6,6 +6,7 @@
 #include "vm.h"
 #include "core/log.h"
 #include "core/xalloc.h"
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -210,13 +211,17 @@ static void unqueue(sl_ljob_t *j) {
 
 static int push_run(lua_State *L, void *arg) {
   sl_ljob_t *j = arg;
+  /* The batch's array and drop flags go as numbers: ffi.cast of a number is
+   * compiled, of a lightuserdata it is not (and the runtime's driver for a
+   * one-message batch would then run interpreted, lua/runtime.lua M.run).
+   * A user-space address is below 2^47, exact in a double. */
   lua_pushinteger(L, j->script_id);
-  lua_pushlightuserdata(L, j->b->msgs);
+  lua_pushnumber(L, (lua_Number)(uintptr_t)j->b->msgs);
   lua_pushinteger(L, j->b->n);
   lua_pushnumber(L, (lua_Number)j->seq_base);
   lua_pushlightuserdata(L, &j->r);
   lua_pushnumber(L, (lua_Number)j->vm->max_steps);
-  lua_pushlightuserdata(L, j->drop);
+  lua_pushnumber(L, (lua_Number)(uintptr_t)j->drop);
   if (j->o.log) lua_pushlightuserdata(L, j->o.log);
   else lua_pushnil(L);
   lua_pushboolean(L, j->may_slice);

@@ -1039,17 +1039,21 @@ end
 
 -- Only new keys were added to the object: the original bytes stay as they
 -- are and the new members are encoded and inserted before its closing brace.
--- The message is written from a buffer kept for the next one, not from a Lua
--- string: messages that differ in a few bytes would all be interned, and
--- LuaJIT's hash of a long string samples a few of its bytes, so they would
--- share one chain (43% of a mapping's time went to comparing them).
+-- The message is put together in C (lua/ffi.c sl_lmsg_insert), not as a Lua string:
+-- messages that differ in a few bytes would all be interned, and LuaJIT's
+-- hash of a long string samples a few of its bytes, so they would share one
+-- chain (43% of a mapping's time went to comparing them); nor in an FFI
+-- buffer written piece by piece, whose pointer arithmetic boxed a cdata per
+-- piece where the code ran interpreted (the end of a run of one message).
 local append_into
 do
-  local str_byte, max = string.byte, math.max
-  local concat_ = table.concat
-  local cstr = ffi.typeof("const char *")
-  local pieces, mem, cap = {}, nil, 0
-  local KEEP = 65536   -- a larger buffer is not kept for the next message
+  local str_byte, concat, msg_insert = string.byte, table.concat, library.msg_insert
+  local uintptr = ffi.typeof("uintptr_t")
+  local pieces = {}
+  -- keys as JSON, by key: a mapping adds the same few keys to every message
+  -- (cjson's encode of one was ~800 instructions); bounded for scripts that
+  -- add keys made from the data
+  local keys, nkeys = {}, 0
   function append_into(m, raw)
     local src = this_src
     local e = #src
@@ -1058,40 +1062,23 @@ do
     local c = str_byte(src, b)
     while c == 32 or c == 10 or c == 13 or c == 9 do b = b - 1; c = str_byte(src, b) end
     local sep = c ~= 123 and "," or ""                     -- '{': the object was empty
-    local n, total = 0, #src
+    local n = 0
     for j = 1, this_nadded do
       local k = this_added[j]
       local v = raw[k]
       if v ~= nil and v ~= ABSENT then
-        local ke, ve = json_encode(k), encode(v)
-        pieces[n + 1], pieces[n + 2], pieces[n + 3], pieces[n + 4] = sep, ke, ":", ve
+        local ke = keys[k]
+        if ke == nil then
+          ke = json_encode(k)
+          if nkeys < 256 then keys[k], nkeys = ke, nkeys + 1 end
+        end
+        pieces[n + 1], pieces[n + 2], pieces[n + 3], pieces[n + 4] = sep, ke, ":", encode(v)
         n = n + 4
-        total = total + #sep + #ke + 1 + #ve
         sep = ","
       end
     end
-    -- A message that waited finishes in LuaJIT's interpreter (the trace after
-    -- the resume stops at the return to the script), where each FFI copy and
-    -- pointer addition below costs ~0.5-1k instructions: one string instead.
-    if cur_detached then
-      local s = str_sub(src, 1, e - 1) .. concat_(pieces, "", 1, n) .. str_sub(src, e)
-      C.sl_lmsg_set_content(m, s, #s)
-      return
-    end
-    local buf = mem
-    if total > cap then
-      buf = ffi.new("char[?]", max(total, 2 * cap))
-      if total <= KEEP then mem, cap = buf, max(total, 2 * cap) end
-    end
-    ffi.copy(buf, src, e - 1)
-    local pos = e - 1
-    for i = 1, n do
-      local p = pieces[i]
-      ffi.copy(buf + pos, p, #p)
-      pos = pos + #p
-    end
-    ffi.copy(buf + pos, ffi.cast(cstr, src) + (e - 1), #src - e + 1)
-    C.sl_lmsg_set_content(m, buf, pos + #src - e + 1)
+    local ins = concat(pieces, "", 1, n)
+    msg_insert(tonumber(ffi_cast(uintptr, m)), src, e - 1, ins)
   end
 end
 
@@ -1144,13 +1131,14 @@ local function fail(m, err, fn) C.sl_lmsg_set_error(m, fail_text(err, nil, fn)) 
 
 -- One pcall per batch, not per message: the loop is left by an error and
 -- resumed after the failing message, so the happy path stays on one trace.
+-- A batch of one message (an HTTP request) takes no loop here: LuaJIT
+-- aborts a trace that enters a loop it did not start at ("inner loop in root
+-- trace"), and a loop of one turn never gets a trace of its own ("leaving
+-- loop in root trace"), so the driver of a one-message batch ran interpreted.
 local budget_reset, budget_finish = budget_mod.reset, budget_mod.finish
-local function inline_loop(fn, msgs, from, n, seq_base, drop, steps)
-  -- Nothing a script calls changes these (a slice saves and restores them),
-  -- and a message pointer kept in a local across fn() would be boxed for
-  -- every message that fn leaves the trace for (a loop, say).
-  cur_msg, cur_msgs = nil, msgs
-  for k = from, n - 1 do
+local inline_loop, run_inline
+do
+  local function inline_one(fn, msgs, k, seq_base, drop, steps)
     cur_index = k
     cur_this, this_loaded, this_dirty, this_exposed, this_set, cur_ctx_cache = nil, false, false, false, false, nil
     this_nadded, this_src, cur_deadline = 0, nil, nil
@@ -1160,18 +1148,37 @@ local function inline_loop(fn, msgs, from, n, seq_base, drop, steps)
     local over = budget_finish()
     if over then error(over, 0) end
     if (ret ~= nil or this_loaded or this_set) and not finish_inline(msgs[k], ret) then drop[k] = 1 end
-    if cur_detached then return end
   end
-end
+  function inline_loop(fn, msgs, from, n, seq_base, drop, steps)
+    -- Nothing a script calls changes these (a slice saves and restores them),
+    -- and a message pointer kept in a local across fn() would be boxed for
+    -- every message that fn leaves the trace for (a loop, say).
+    cur_msg, cur_msgs = nil, msgs
+    if from == n - 1 then return inline_one(fn, msgs, from, seq_base, drop, steps) end
+    for k = from, n - 1 do
+      inline_one(fn, msgs, k, seq_base, drop, steps)
+      if cur_detached then return end
+    end
+  end
 
-local function run_inline(s, msgs, from, n, seq_base, drop, steps)
-  while from < n do
+  -- After a message failed: flag it, and go on with the next.
+  local function failed(s, msgs, n, seq_base, drop, steps, err)
+    while true do
+      budget_finish()
+      fail(msgs[cur_index], err, s.fn)
+      if cur_detached then return end
+      local from = cur_index + 1
+      if from >= n then return end
+      local ok
+      ok, err = pcall(inline_loop, s.fn, msgs, from, n, seq_base, drop, steps)
+      if ok then return end
+    end
+  end
+
+  function run_inline(s, msgs, from, n, seq_base, drop, steps)
+    if from >= n then return end
     local ok, err = pcall(inline_loop, s.fn, msgs, from, n, seq_base, drop, steps)
-    if ok then break end
-    budget_finish()
-    fail(msgs[cur_index], err, s.fn)
-    if cur_detached then break end
-    from = cur_index + 1
+    if not ok then return failed(s, msgs, n, seq_base, drop, steps, err) end
   end
 end
 
@@ -1537,7 +1544,17 @@ local function yielded(J, co, ok, tag, ...)
   return false
 end
 
-local function drive(J)
+-- first: a new run's loop runner, resumed before the queue is looked at
+-- (a one-message batch then enters no loop: see inline_one).
+local function drive(J, first)
+  if first then
+    job_J, job_from = J, 0
+    local saved = cur_runner
+    cur_runner = first
+    local sliced = yielded(J, first, co_resume(first))
+    cur_runner = saved
+    if sliced then return true end
+  end
   local ready = J.ready
   while ready.h < ready.t do
     local e = ready[ready.h]
@@ -1575,7 +1592,7 @@ do
     next_job = next_job + 1
     return {ready = {h = 1, t = 1}, waiting = 0, s = false, msgs = false, n = 0, seq_base = 0, run = false,
             steps = 0, log = false, drop = false, live = false, timeout = 0, id = next_job, cjob = false, gid = 0,
-            max = 1, group = false, loop = false, own = {inflight = 0, q = {}, jobs = 0}, first = {co = false, from = 0}}
+            max = 1, group = false, loop = false, own = {inflight = 0, q = {}, jobs = 0}}
   end
 
   function free_job(J)
@@ -1587,7 +1604,6 @@ do
     own.inflight, own.jobs = 0, 0
     for k = #own.q, 1, -1 do own.q[k] = nil end
     J.waiting, J.s, J.msgs, J.run, J.log, J.drop, J.live, J.cjob, J.group, J.loop = 0, nil, nil, nil, nil, nil, nil, nil, nil, nil
-    J.first.co = nil
     nfree_jobs = nfree_jobs + 1
     free_jobs[nfree_jobs] = J
   end
@@ -1619,8 +1635,8 @@ end
 -- yielded for a slice, 2 while its loop has messages to start, 1 when it has
 -- coroutines to resume on a later loop turn. An error escaping the run
 -- (memory, a host bug) is raised.
-local function step(J)
-  local ok, sliced = pcall(drive, J)
+local function step(J, first)
+  local ok, sliced = pcall(drive, J, first)
   local err = sliced
   if not ok then
     drop_job(J)
@@ -1639,11 +1655,11 @@ end
 -- and its calls cannot wait.
 local sync_J = {ready = {}}
 do
--- The pointers as cdata, kept while the host passes the same addresses (a
--- request after another reuses the job, whose drop flags are inline, and
--- often the batch's array): an interpreted ffi.cast of a lightuserdata
--- converts and allocates. A cdata holds only the address: reusing it for
--- the same address is the same as casting again.
+-- The pointers (addresses as numbers: lua/run.c push_run) as cdata, kept
+-- while the host passes the same addresses (a request after another reuses
+-- the job, whose drop flags are inline, and often the batch's array). A
+-- cdata holds only the address: reusing it for the same address is the same
+-- as casting again.
 local last_msgs_p, last_msgs, last_drop_p, last_drop
 function M.run(id, msgs_p, n, seq_base, run, steps, drop_p, log, may_slice, cjob, gid, max, timeout)
   local J = may_slice and new_job() or sync_J
@@ -1670,11 +1686,9 @@ function M.run(id, msgs_p, n, seq_base, run, steps, drop_p, log, may_slice, cjob
   end
   g.jobs = g.jobs + 1
   J.group = g
-  J.loop = take_runner()
-  local e = J.first
-  e.co = J.loop
-  job_ready(J, e)
-  return step(J)
+  local co = take_runner()
+  J.loop = co
+  return step(J, co)
 end
 end
 
