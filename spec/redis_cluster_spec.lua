@@ -58,6 +58,28 @@ local function contiguous(lists)
   return true, max
 end
 
+-- A sluice writing {"n": i} to the lists keys[1..3] of c in turn, every 5 ms.
+local function flow(c, keys)
+  return h.serve(string.format([[
+http: {address: 127.0.0.1:$PORT}
+input:
+  generate:
+    count: 0
+    interval: 5ms
+    mapping: |
+      meta.k = ({"%s", "%s", "%s"})[i %% 3 + 1]
+      return {n = i}
+output:
+  redis_list: {url: '%s', kind: cluster, key: '${! meta.k }'}
+]], keys[1], keys[2], keys[3], c.url))
+end
+
+-- kill -9 of node once its list key has 20 values.
+local function kill_when_written(node, key)
+  assert.truthy(h.wait_for(function() return node.num("LLEN " .. key) >= 20 end, 30), "nothing written")
+  os.execute("kill -KILL " .. h.read(node.dir .. "/redis.pid"):match("%d+"))
+end
+
 -- Keys over every node of c through outputs, redis.call, the cache and its
 -- processors (over TLS to c's TLS ports with the tls block tls, when given).
 local function routes(c, tls)
@@ -253,21 +275,9 @@ output:
   it("a node killed mid-flow: not ready saying which, writes wait and go on after its restart; nothing lost", function()
     local keys = one_per_node("kd:")
     local victim = C.nodes[3]
-    local srv = h.serve(string.format([[
-http: {address: 127.0.0.1:$PORT}
-input:
-  generate:
-    count: 0
-    interval: 5ms
-    mapping: |
-      meta.k = ({"%s", "%s", "%s"})[i %% 3 + 1]
-      return {n = i}
-output:
-  redis_list: {url: '%s', kind: cluster, key: '${! meta.k }'}
-]], keys[1], keys[2], keys[3], C.url))
+    local srv = flow(C, keys)
     local ok, err = pcall(function()
-      assert.truthy(h.wait_for(function() return victim.num("LLEN " .. keys[3]) >= 20 end, 30), "nothing written")
-      os.execute("kill -KILL " .. h.read(victim.dir .. "/redis.pid"):match("%d+"))
+      kill_when_written(victim, keys[3])
       assert.truthy(h.wait_for(function()
         local code, body = h.ready(srv)
         return code == 503 and body:find("127.0.0.1:" .. victim.port, 1, true)
@@ -322,21 +332,9 @@ describe("redis kind: cluster with replicas", function()
   it("a master killed mid-flow: its replica takes over and writes go on to it, the old master still gone", function()
     local keys = one_per_node("fo:", CR)
     local victim = CR.nodes[3]
-    local srv = h.serve(string.format([[
-http: {address: 127.0.0.1:$PORT}
-input:
-  generate:
-    count: 0
-    interval: 5ms
-    mapping: |
-      meta.k = ({"%s", "%s", "%s"})[i %% 3 + 1]
-      return {n = i}
-output:
-  redis_list: {url: '%s', kind: cluster, key: '${! meta.k }'}
-]], keys[1], keys[2], keys[3], CR.url))
+    local srv = flow(CR, keys)
     local ok, err = pcall(function()
-      assert.truthy(h.wait_for(function() return victim.num("LLEN " .. keys[3]) >= 20 end, 30), "nothing written")
-      os.execute("kill -KILL " .. h.read(victim.dir .. "/redis.pid"):match("%d+"))
+      kill_when_written(victim, keys[3])
       local promoted
       assert.truthy(h.wait_for(function()
         promoted = CR.node_of(keys[3])
