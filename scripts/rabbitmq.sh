@@ -22,6 +22,8 @@ env_of() {
   export RABBITMQ_CONFIG_FILE="$dir/rabbitmq" RABBITMQ_ADVANCED_CONFIG_FILE="$dir/advanced.config"
   export RABBITMQ_PID_FILE="$dir/node.pid" RABBITMQ_LOGS="$dir/log/node.log"
   export RABBITMQ_ENABLED_PLUGINS="" ERL_EPMD_ADDRESS=127.0.0.1
+  # Erlang writes a crash dump into its working directory (the checkout) unless told otherwise.
+  export ERL_CRASH_DUMP="$dir/log/erl_crash.dump"
 }
 
 case $cmd in
