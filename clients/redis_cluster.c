@@ -186,8 +186,33 @@ static int num(const redisReply *rp) {
   return rp->type == REDIS_REPLY_INTEGER ? (int)rp->integer : rp->type == REDIS_REPLY_STRING ? atoi(rp->str) : -1;
 }
 
-/* CLUSTER SLOTS: [[first, last, [ip, port, id], replicas...], ...]; an
- * empty ip is the answering node's own. */
+/* "host:port" of a node named by the cluster; an empty host (the endpoint
+ * of `cluster-preferred-endpoint-type unknown-endpoint`, nodes behind an
+ * address Redis does not know) is the host of the node that answered. */
+static void named_addr(char *buf, size_t size, const sl_redis_t *answered, const char *host, size_t hlen, long port) {
+  if (!hlen) {
+    host = sl_redis_addr(answered);
+    hlen = (size_t)(strrchr(host, ':') - host);
+  }
+  snprintf(buf, size, "%.*s:%ld", (int)hlen, host, port);
+}
+
+/* The value of key in a node's networking metadata (CLUSTER SLOTS' fourth
+ * member, key/value pairs), or NULL. */
+static const redisReply *node_meta(const redisReply *m, const char *key) {
+  if (m->elements < 4 || m->element[3]->type != REDIS_REPLY_ARRAY) return NULL;
+  const redisReply *kv = m->element[3];
+  for (size_t i = 0; i + 1 < kv->elements; i += 2)
+    if (kv->element[i]->type == REDIS_REPLY_STRING && !strcmp(kv->element[i]->str, key) &&
+        kv->element[i + 1]->type == REDIS_REPLY_STRING)
+      return kv->element[i + 1];
+  return NULL;
+}
+
+/* CLUSTER SLOTS: [[first, last, [endpoint, port, id, metadata], replicas...],
+ * ...]. The endpoint is an ip or a host name (`cluster-preferred-endpoint-type`);
+ * NULL or empty: the answering node's host; "?": a host name that node
+ * was not given, so its ip from the metadata. */
 static void on_slots(sl_redis_t *r, redisReply *rp, const char *err, void *arg) {
   sl_rcluster_t *cl = arg;
   cl->asking = 0;
@@ -206,17 +231,18 @@ static void on_slots(sl_redis_t *r, redisReply *rp, const char *err, void *arg) 
   cl->map_why = NULL;
   int16_t *map = sl_xmalloc(sizeof(cl->slot));
   for (int i = 0; i < SL_REDIS_SLOTS; i++) map[i] = -1;
-  const char *self = sl_redis_addr(r);
   for (size_t i = 0; i < rp->elements; i++) {
     const redisReply *e = rp->element[i];
     if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 || e->element[2]->type != REDIS_REPLY_ARRAY ||
-        e->element[2]->elements < 2 || e->element[2]->element[0]->type != REDIS_REPLY_STRING)
+        e->element[2]->elements < 2)
       continue;
     int first = num(e->element[0]), last = num(e->element[1]);
-    const redisReply *m = e->element[2];
+    const redisReply *m = e->element[2], *ep = m->element[0];
+    if (ep->type == REDIS_REPLY_STRING && ep->len == 1 && *ep->str == '?') ep = node_meta(m, "ip");
+    if (!ep || (ep->type != REDIS_REPLY_STRING && ep->type != REDIS_REPLY_NIL)) continue;
     char addr[300];
-    if (m->element[0]->len) snprintf(addr, sizeof addr, "%s:%d", m->element[0]->str, num(m->element[1]));
-    else snprintf(addr, sizeof addr, "%.*s:%d", (int)(strrchr(self, ':') - self), self, num(m->element[1]));
+    named_addr(addr, sizeof addr, r, ep->type == REDIS_REPLY_STRING ? ep->str : "",
+               ep->type == REDIS_REPLY_STRING ? ep->len : 0, num(m->element[1]));
     int n = node_at(cl, addr);
     for (int s = first < 0 ? 0 : first; n >= 0 && s <= last && s < SL_REDIS_SLOTS; s++) map[s] = (int16_t)n;
   }
@@ -300,13 +326,31 @@ static void finish(ccmd_t *c, sl_redis_t *r, redisReply *rp, const char *err) {
 
 /* An answer that sends the command elsewhere or again: the pause before
  * the next try (0: now), or -1: the answer is the caller's. */
-static int redirect(sl_rcluster_t *cl, ccmd_t *c, const redisReply *rp) {
+static int redirect(sl_rcluster_t *cl, ccmd_t *c, const sl_redis_t *r, const redisReply *rp) {
   if (!rp || rp->type != REDIS_REPLY_ERROR || c->tries >= MAX_TRIES) return -1;
   int ask = !strncmp(rp->str, "ASK ", 4);
   if (ask || !strncmp(rp->str, "MOVED ", 6)) {
-    char *end;
+    /* "MOVED slot host:port"; ":port" with an unknown endpoint, "?:port"
+     * for a host name the node was not given: the one known node of that
+     * port (the map names nodes by their ip then), else the map is asked
+     * again (an ASK then fails after MAX_TRIES: the host is not known) */
+    char *end, addr[300];
     long slot = strtol(rp->str + (ask ? 4 : 6), &end, 10);
-    int n = *end == ' ' && slot >= 0 && slot < SL_REDIS_SLOTS ? node_at(cl, end + 1) : -1;
+    const char *colon = *end == ' ' ? strrchr(end + 1, ':') : NULL;
+    if (!colon || slot < 0 || slot >= SL_REDIS_SLOTS) return -1;
+    int n = -1;
+    if (colon - end - 1 == 1 && end[1] == '?') {
+      int same = 0;
+      for (int i = 0; i < cl->nnodes; i++)
+        if (!strcmp(strrchr(cl->nodes[i]->addr, ':'), colon)) n = i, same++;
+      if (same != 1) {
+        refresh_soon(cl);
+        return pause_ms(c->tries);
+      }
+    } else {
+      named_addr(addr, sizeof addr, r, end + 1, (size_t)(colon - end - 1), atol(colon + 1));
+      n = node_at(cl, addr);
+    }
     if (n < 0) return -1;
     if (ask) c->ask = n;
     else if (cl->slot[slot] != n) {
@@ -327,7 +371,7 @@ static void on_reply(sl_redis_t *r, redisReply *rp, const char *err, void *arg) 
   sl_rcluster_t *cl = c->cl;
   unlink_cmd(c);
   if (!rp) refresh_soon(cl);   /* the connection went: the map may have changed with it */
-  int wait = redirect(cl, c, rp);
+  int wait = redirect(cl, c, r, rp);
   if (wait < 0) {
     finish(c, r, rp, err);
     return;

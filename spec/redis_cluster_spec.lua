@@ -81,11 +81,16 @@ local function kill_when_written(node, key)
 end
 
 -- Keys over every node of c through outputs, redis.call, the cache and its
--- processors (over TLS to c's TLS ports with the tls block tls, when given).
-local function routes(c, tls)
+-- processors (over TLS to c's TLS ports with the tls block tls, when given);
+-- sluice runs inside around(fn) when given.
+local function routes(c, tls, around)
   spread("k", 9, c)
+  for i = 1, 9 do
+    for _, p in ipairs({"s:", "l:", "n:", "c:", "c:p-"}) do c.cli("DEL " .. p .. "k" .. i) end
+  end
   local url, t = tls and c.tls_url or c.url, tls and ", tls: " .. tls or ""
-  local r = h.run_config(string.format([[
+  local r
+  ;(around or function(fn) fn() end)(function() r = h.run_config(string.format([[
 cache_resources:
   - label: rc
     redis: {url: '%s', kind: cluster, prefix: 'c:'%s}
@@ -106,7 +111,7 @@ pipeline:
     - cache: {resource: rc, operator: set, key: 'p-${! meta.k }', value: '${! content() }'}
 output:
   redis_streams: {url: '%s', kind: cluster, stream: 's:${! meta.k }'%s}
-]], url, t, url, t), {timeout = 120})
+]], url, t, url, t), {timeout = 120}) end)
   assert.are.equal(0, r.code, r.stderr)
   for i = 1, 9 do
     local k = "k" .. i
@@ -319,6 +324,53 @@ output:
     h.stop_after(srv, ok, err)
     plain.stop()
   end)
+end)
+
+-- Runs fn while the nodes of C name themselves as `cluster-preferred-endpoint-type
+-- kind` says (hostname: each node's `cluster-announce-hostname`, none when
+-- not given); ip again after, which redis-cli -c (the checks' peer) needs:
+-- it follows neither "MOVED slot :port" nor "MOVED slot ?:port".
+local function named_as(kind, hostname)
+  return function(fn)
+    for _, r in ipairs(C.nodes) do
+      r.cli("CONFIG SET cluster-announce-hostname " .. (hostname or "''"))
+      r.cli("CONFIG SET cluster-preferred-endpoint-type " .. kind)
+    end
+    local want = kind == "unknown-endpoint" and "MOVED %d+ :%d" or hostname and "MOVED %d+ " .. hostname .. ":%d" or
+      "MOVED %d+ %?:%d"
+    -- every node names every other so (the names spread by gossip)
+    local ok, err = pcall(function()
+      assert.truthy(h.wait_for(function()
+        for i = 1, 9 do
+          local owner = C.node_of("k" .. i)
+          for _, r in ipairs(C.nodes) do
+            if r ~= owner and not r.cli("EXISTS k" .. i):match(want) then return false end
+          end
+        end
+        return true
+      end, 30), "the nodes do not answer " .. want)
+      fn()
+    end)
+    for _, r in ipairs(C.nodes) do r.cli("CONFIG SET cluster-preferred-endpoint-type ip") end
+    assert(ok, err)
+  end
+end
+
+-- Redis 7's nodes behind names: a host name (TLS certificates, containers),
+-- an endpoint Redis does not know (a load balancer: the client uses the
+-- host it asked, with the port given), or a host name a node lacks ("?":
+-- its ip from CLUSTER SLOTS' metadata).
+describe("redis kind: cluster naming its nodes otherwise than by ip", function()
+  for _, case in ipairs({{"hostname", "localhost"}, {"unknown-endpoint"}, {"hostname"}}) do
+    local what = case[1] .. (case[2] and " " .. case[2] or case[1] == "hostname" and " (none given)" or "")
+    it("routes keys over all three nodes, endpoints by " .. what, function()
+      routes(C, nil, named_as(case[1], case[2]))
+    end)
+
+    it("follows a slot migrated mid-flow, endpoints by " .. what, function()
+      named_as(case[1], case[2])(function() follows_migration(C, "mign" .. #what) end)
+    end)
+  end
 end)
 
 describe("redis kind: cluster with replicas", function()
