@@ -106,7 +106,7 @@ output: {stdout: {}}
 
   it("acknowledges each transaction of a batch only once the batch is delivered; period flushes a partial one",
     function()
-    local srv = serve_batching("{count: 2, processors: [{lua: {file: ../bsize.lua}}]}")
+    local srv = serve_batching("{count: 2, processors: [{lua: {file: " .. dir .. "/bsize.lua}}]}")
     local ok, err = pcall(function()
       local out1 = srv.dir .. "/post1.txt"
       -- the first request's message waits in the batch: its request is not answered...
@@ -134,7 +134,7 @@ input:
   http_server: {path: /in, timeout: 30s}
 output:
   stdout:
-    batching: {count: 5, processors: [{lua: {file: ../bsize.lua}}]}
+    batching: {count: 5, processors: [{lua: {file: ]] .. dir .. [[/bsize.lua}}]}
 ]])
     local ok, err = pcall(function()
       local out1 = srv.dir .. "/p1.txt"
