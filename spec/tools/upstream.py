@@ -37,7 +37,7 @@ Paths (query ?ms=N etc.):
   /bytes          a body and an X-Bin header that are not UTF-8
   /repeat         X-Multi three times in three cases, then 40 other names, then X-H1 and X-H40 again
   /early          a 103 Early Hints with its own headers, then the 200
-  /stats          {"requests":..., "max_inflight":..., "connections":..., "resumed": TLS sessions resumed, "sni": each TLS handshake's server name (null: none)}
+  /stats          {"requests": all paths' (this /stats too), "paths": {path: requests}, "max_inflight":..., "connections":..., "resumed": TLS sessions resumed, "sni": each TLS handshake's server name (null: none)}
   /reset          zeroes the counters
 Connections are kept alive (HTTP/1.1), as nginx does.
 """
@@ -51,7 +51,7 @@ import sys
 import time
 import urllib.parse
 
-stats = {"requests": 0, "inflight": 0, "max_inflight": 0, "connections": 0, "ticks": [], "tokens": 0, "resumed": 0, "sni": []}
+stats = {"requests": 0, "paths": {}, "inflight": 0, "max_inflight": 0, "connections": 0, "ticks": [], "tokens": 0, "resumed": 0, "sni": []}
 seen429 = set()
 
 
@@ -88,6 +88,7 @@ async def handle(reader, writer):
             q = dict(urllib.parse.parse_qsl(url.query))
             path = url.path
             stats["requests"] += 1
+            stats["paths"][path] = stats["paths"].get(path, 0) + 1
             served += 1
             if path in ("/tick", "/once429"):
                 stats["ticks"].append(time.monotonic())
@@ -220,6 +221,7 @@ async def handle(reader, writer):
                     stats[k] = 0
                 stats["ticks"] = []
                 stats["sni"] = []
+                stats["paths"] = {}
                 writer.write(response(200, b"{}"))
             else:
                 writer.write(response(404, b"not found", reason="Not Found"))
