@@ -261,9 +261,13 @@ end)
 
 describe_kafka("Tyk Streams demo on Kafka" .. (why and (": " .. why) or ""), function()
   local k, srv
+  -- The answer waits for the Kafka write: the first one also for the
+  -- topic's creation, which a loaded machine has taken over 10 s for.
   local function post(path, body)
-    local _, out = h.sh("curl -s -m 10 -X POST -d " .. h.shell_quote(json.encode(body)) .. " '" .. srv.url .. path .. "'")
-    return json.decode(out)
+    local _, out = h.sh("curl -s -m 60 -X POST -d " .. h.shell_quote(json.encode(body)) .. " '" .. srv.url .. path .. "'")
+    local ok, v = pcall(json.decode, out)
+    assert(ok and type(v) == "table", "POST " .. path .. " answered: " .. tostring(out) .. "\n" .. srv.stderr())
+    return v
   end
   setup(function()
     k = kafka.start()
