@@ -112,6 +112,7 @@ pipeline:
   processors:
     - lua:
         max_concurrency: 64
+        timeout: 180s    # longer than the server may stay stopped below (60 s) and its catching up (60 s)
         code: |
           local v, err = cache.get("kv", "g" .. this.n)
           return {n = this.n, miss = v == nil and err == nil, err = err}
@@ -130,7 +131,7 @@ output:
       local stopped_at = #outs()
       os.execute("kill -CONT " .. pid)
       assert.is_true(h.wait_for(function() return #outs() >= stopped_at + 50 end, 60), srv.stderr())
-      for _, m in ipairs(outs()) do assert.is_true(m.miss, h.json.encode(m)) end
+      for _, m in ipairs(outs()) do assert.is_true(m.miss, h.json.encode(m) .. "\n" .. srv.stderr()) end
     end)
     os.execute("kill -CONT " .. pid .. " 2>/dev/null")
     h.stop_after(srv, ok, err)
