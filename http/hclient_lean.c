@@ -1,5 +1,6 @@
 #include "hclient_lean.h"
 #include "http_tls.h"
+#include "core/blocks.h"
 #include "core/xalloc.h"
 #include <llhttp.h>
 #include <stdarg.h>
@@ -51,7 +52,7 @@ struct sl_hlean_req {
   host_t *host;
   sl_hlean_cbs_t cbs;
   char *out;                 /* the request's bytes, kept for a retry: after the struct, in its block */
-  size_t olen;
+  size_t olen, size;         /* size: of its block (core/blocks.h) */
   uint64_t start, received;
   int64_t timeout_ms, connect_ms;
   int head, retried;
@@ -192,7 +193,7 @@ static void detach(sl_hlean_req_t *r) {
   uv_unref((uv_handle_t *)&k->timer);   /* left running: see arm_timer */
 }
 
-static void req_free(sl_hlean_req_t *r) { free(r); }
+static void req_free(sl_hlean_req_t *r) { sl_blocks_put(r, r->size); }
 
 static void fail(sl_hlean_req_t *r, const char *err) {
   conn_t *k = r->conn;
@@ -780,9 +781,11 @@ sl_hlean_t *sl_hlean_new(uv_loop_t *loop) {
 sl_hlean_req_t *sl_hlean_request(sl_hlean_t *c, const char *method, const sl_hlean_target_t *t,
                                  const char *const *headers, const char *body, size_t len, int64_t timeout_ms,
                                  int64_t connect_ms, const sl_hlean_cbs_t *cbs) {
-  /* one block with its bytes: a malloc and a free fewer per call */
-  sl_hlean_req_t *r = sl_xmalloc(sizeof(*r) + request_need(method, t, headers, len));
-  memset(r, 0, sizeof(*r));
+  /* one block with its bytes (core/blocks.h, whose per-thread magazines
+   * serve a burst of calls that glibc's cache of 7 blocks a size does not) */
+  size_t size = sizeof(sl_hlean_req_t) + request_need(method, t, headers, len);
+  sl_hlean_req_t *r = memset(sl_blocks_get(size), 0, sizeof(sl_hlean_req_t));
+  r->size = size;
   r->out = (char *)(r + 1);
   r->c = c;
   r->cbs = *cbs;

@@ -1,8 +1,10 @@
 #include "http_client.h"
 #include "hclient_lean.h"
 #include "hclient_url.h"
+#include "core/blocks.h"
 #include "core/xalloc.h"
 #include <curl/curl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -49,6 +51,12 @@ struct sl_hclient {
   int nidle;
   sl_hurls_t urls;
   sl_hlean_t *lean;          /* plain http:// (sl_hclient_send), made on first use */
+  /* The last URL the lean client took and where it goes (sl_hlean_target's
+   * spans, into last_url): an enrichment asks one URL over and over, and
+   * parsing it again was ~0.35k instructions of a call. */
+  char last_url[256];
+  size_t last_len;           /* 0: none */
+  sl_hlean_target_t last_t;
 };
 
 static void handle_closed(uv_handle_t *h) {
@@ -385,6 +393,7 @@ struct sl_hclient_req {
   char *url, *req_body, **headers;   /* url: after the struct, in its block, until a redirect */
   char method[40];           /* lhttp.c allows 15 letters, the http processor 32 */
   int hops;
+  size_t size;               /* of its block (core/blocks.h) */
   /* where body and hdrs start: a small answer (an enrichment's JSON) needs
    * no allocation of its own (two mallocs and frees were ~0.5k instructions
    * of a call) */
@@ -471,10 +480,34 @@ static void send_done(int status, const char *err, const char *body, size_t len,
   q->cb(&resp, q->arg);
   answer_free(q);
   req_free_copies(q);
-  free(q);
+  sl_blocks_put(q, q->size);
 }
 
 static int start(sl_hclient_req_t *q);
+
+/* The spans of t (into from) moved into to, a copy of from. */
+static void move_spans(sl_hlean_target_t *t, const char *from, const char *to) {
+  t->host = to + (t->host - from);
+  t->authority = to + (t->authority - from);
+  if (t->path) t->path = to + (t->path - from);
+}
+
+/* sl_hlean_target for a URL of len bytes, or the client's last one when it
+ * is the same (its spans then in last_url: sl_hlean_request copies them). */
+static int lean_target(sl_hclient_t *c, const char *url, size_t len, sl_hlean_target_t *t) {
+  if (len == c->last_len && !memcmp(url, c->last_url, len)) {
+    *t = c->last_t;
+    return 1;
+  }
+  if (!sl_hlean_target(url, t)) return 0;
+  if (len < sizeof c->last_url) {
+    memcpy(c->last_url, url, len + 1);
+    c->last_len = len;
+    c->last_t = *t;
+    move_spans(&c->last_t, url, c->last_url);
+  }
+  return 1;
+}
 
 /* The Location header's value, in q's header lines (NUL-terminated in a copy). */
 static char *location(const sl_hclient_req_t *q) {
@@ -573,7 +606,7 @@ static int start(sl_hclient_req_t *q) {
   o->headers = (const char *const *)q->headers;
   o->body = q->req_body;
   sl_hlean_target_t t;
-  if (no_proxy_env && !c->closing && sl_hlean_target(o->url, &t) && !(t.tls && own_tls(&q->conn))) {
+  if (no_proxy_env && !c->closing && lean_target(c, o->url, strlen(o->url), &t) && !(t.tls && own_tls(&q->conn))) {
     if (!c->lean) c->lean = sl_hlean_new(c->loop);
     sl_hlean_cbs_t cbs = {lean_headers, send_data, lean_done, q};
     q->lean = sl_hlean_request(c->lean, o->method, &t, o->headers, o->body, o->len, o->timeout_ms,
@@ -593,8 +626,11 @@ static int start(sl_hclient_req_t *q) {
 }
 
 sl_hclient_req_t *sl_hclient_send(sl_hclient_t *c, const sl_hclient_opts_t *o, sl_hclient_resp_cb cb, void *arg) {
-  size_t ul = strlen(o->url);
-  sl_hclient_req_t *q = sl_xcalloc(1, sizeof(*q) + ul + 1);   /* with its URL: a malloc and a free fewer */
+  /* A block (core/blocks.h) with its URL: calloc skips glibc's per-thread
+   * cache, and a malloc and a free fewer; the inline buffers need no zeroes. */
+  size_t ul = strlen(o->url), size = sizeof(sl_hclient_req_t) + ul + 1;
+  sl_hclient_req_t *q = memset(sl_blocks_get(size), 0, offsetof(sl_hclient_req_t, body_in));
+  q->size = size;
   q->url = memcpy(q + 1, o->url, ul + 1);
   q->c = c;
   q->cb = cb;
@@ -633,5 +669,5 @@ void sl_hclient_cancel(sl_hclient_req_t *q) {
   }
   answer_free(q);
   req_free_copies(q);
-  free(q);
+  sl_blocks_put(q, q->size);
 }

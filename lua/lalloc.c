@@ -25,7 +25,7 @@ static void put(sl_lalloc_t *a, void *p, size_t c) {
   a->kept += c << 4;
 }
 
-void *sl_lalloc(sl_lalloc_t *a, void *ptr, size_t osize, size_t nsize) {
+void *sl_lalloc_any(sl_lalloc_t *a, void *ptr, size_t osize, size_t nsize) {
   if (!ptr) osize = 0;
   int osmall = ptr && osize <= MAX_SMALL, nsmall = nsize && nsize <= MAX_SMALL;
   if (nsize == 0) {

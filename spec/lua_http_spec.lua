@@ -48,6 +48,25 @@ return {multi = r.headers["x-multi"], h1 = r.headers["x-h1"], h2 = r.headers["x-
     assert.are.same({multi = "a, b, c", h1 = "1, again", h2 = "2", h40 = "40, again", body = "ok"}, out[1])
   end)
 
+  -- The client keeps the last URL it parsed (http/http_client.c): a call to
+  -- another URL, also one of the same length, must go where that one says,
+  -- and the same URL again must not read the last request's freed copy.
+  it("goes where each URL says when calls alternate between URLs, hosts and ports", function()
+    local out = decode_all(pipe([[
+local got = {}
+for _, url in ipairs({"$UP/echo?a=1", "$UP/echo?a=1", "$UP/echo?b=2", "$UP/echo?a=1", "$NGX/json", "$UP/echo", "$NGX/token",
+                      "$NGX/token", "$UP/echo?a=1"}) do
+  local r = assert(http.request{url = url})
+  local b = json.decode(r.body)
+  got[#got + 1] = b.path or b.region or b.access_token
+end
+return {got = table.concat(got, " ")}
+]], {'{}'}))
+    -- $NGX/json and $UP/echo: the same length, another port
+    assert.are.equal(#(up.ngx.url .. "/json"), #(up.py.url .. "/echo"))
+    assert.are.equal("/echo?a=1 /echo?a=1 /echo?b=2 /echo?a=1 eu-west /echo ngx ngx /echo?a=1", out[1].got)
+  end)
+
   -- The headers table is made only when a script first uses it (lua/lhttp.c):
   -- every way of using it must see the same table.
   it("answers headers that pairs, next, rawget, json, msgpack, table.* and a request's headers all see", function()

@@ -15,6 +15,7 @@
 #include "kafka_in.h"
 #include "kafka_lag.h"
 #include "core/batching.h"
+#include "core/dec.h"
 #include "core/log.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
@@ -269,18 +270,6 @@ static void add_msg(kin_t *in, part_t *x, sl_msg_t *m) {
     emit_pending(in, x);
 }
 
-/* Decimal digits of v into buf (24 bytes); returns their count. snprintf
- * was a tenth of the consumer's time. */
-static size_t dec(char *buf, int64_t v) {
-  char tmp[24];
-  size_t n = 0, i = 0;
-  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-  do tmp[n++] = (char)('0' + u % 10); while ((u /= 10));
-  if (v < 0) buf[i++] = '-';
-  while (n) buf[i++] = tmp[--n];
-  return i;
-}
-
 /* A message's metadata is read from its librdkafka message only when the
  * pipeline first looks at it: formatting numbers and parsing headers
  * (librdkafka allocates a buffer per message to look for them) were half
@@ -306,13 +295,13 @@ static void kmeta_load(sl_kv_src_t *s, sl_kvlist_t *into) {
     const char *topic = rd_kafka_topic_name(m->rkt);
     kv[n++] = (sl_kv_t){"kafka_topic", (char *)topic, strlen(topic)};
   }
-  kv[n++] = (sl_kv_t){(char *)names[sm][0], num[0], dec(num[0], m->partition)};
-  kv[n++] = (sl_kv_t){(char *)names[sm][1], num[1], dec(num[1], m->offset)};
+  kv[n++] = (sl_kv_t){(char *)names[sm][0], num[0], sl_dec(num[0], m->partition)};
+  kv[n++] = (sl_kv_t){(char *)names[sm][1], num[1], sl_dec(num[1], m->offset)};
   rd_kafka_timestamp_type_t tt;
   int64_t ts = sm ? -1 : rd_kafka_message_timestamp(m, &tt);
   if (ts >= 0) {
-    kv[n++] = (sl_kv_t){"kafka_timestamp_unix", num[2], dec(num[2], ts / 1000)};
-    kv[n++] = (sl_kv_t){"kafka_timestamp_ms", num[3], dec(num[3], ts)};
+    kv[n++] = (sl_kv_t){"kafka_timestamp_unix", num[2], sl_dec(num[2], ts / 1000)};
+    kv[n++] = (sl_kv_t){"kafka_timestamp_ms", num[3], sl_dec(num[3], ts)};
   }
   if (m->key) kv[n++] = (sl_kv_t){(char *)names[sm][2], m->key, m->key_len};
   rd_kafka_headers_t *hs = NULL;

@@ -10,6 +10,7 @@
  * `max_in_flight` messages wait for their PubAck at once, in a ring by
  * their sequence; later ones wait their turn, in order. */
 #include "nats_output.h"
+#include "core/dec.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "core/batching.h"
@@ -136,17 +137,6 @@ static void expire(jout_t *o) {
   uv_timer_stop(&o->timer);
 }
 
-/* "<n>" after p; returns its end. */
-static char *put_u64(char *p, uint64_t n) {
-  char t[24];
-  int k = 0;
-  do t[k++] = (char)('0' + n % 10);
-  while ((n /= 10));
-  while (k) *p++ = t[--k];
-  *p = 0;
-  return p;
-}
-
 /* Publishes from the queue's head while fewer than max_in_flight wait. */
 static void pump(jout_t *o) {
   if (o->pumping) return;
@@ -161,7 +151,7 @@ static void pump(jout_t *o) {
     for (; w->next_i < w->b->n && o->pending < o->max_in_flight; w->next_i++) {
       slot_t *s = &o->ring[o->next_seq % (uint64_t)o->max_in_flight];
       if (s->w) break;   /* an older publish still waits there: its answer or deadline comes back here */
-      put_u64(reply + o->inbox_len + 1, o->next_seq);
+      reply[o->inbox_len + 1 + sl_dec_u64(reply + o->inbox_len + 1, o->next_seq)] = 0;
       char *e = NULL;
       natsStatus st = sl_nats_out_publish(&o->c, nc, w->b->msgs[w->next_i], w->next_i, reply, &e);
       if (st != NATS_OK) {

@@ -2,6 +2,7 @@
  * retry and drain behaviour, driven by test components registered here. */
 #include "core/component.h"
 #include "core/config.h"
+#include "core/dec.h"
 #include "core/kept.h"
 #include "core/list.h"
 #include "core/stream.h"
@@ -21,6 +22,23 @@ static int ids(sl_dlist_t *l, char *out) {   /* the members' ids in order, as di
   SL_DLIST_EACH(l, member_t, node, m) out[n++] = (char)('0' + m->id);
   out[n] = 0;
   return n;
+}
+
+/* sl_dec writes what "%lld" and "%llu" write, at both ends of the range. */
+static void test_dec(void) {
+  static const int64_t s[] = {0, 7, -1, 10, -10, 99, 100, 123456789, -987654321012345, INT64_MAX, INT64_MIN};
+  static const uint64_t u[] = {0, 9, 10, 18446744073709551615ull, 9223372036854775808ull};
+  char got[SL_DEC_MAX + 1], want[32];
+  for (size_t i = 0; i < sizeof s / sizeof *s; i++) {
+    got[sl_dec(got, s[i])] = 0;
+    snprintf(want, sizeof want, "%lld", (long long)s[i]);
+    CHECK(!strcmp(got, want), "sl_dec %s: %s", want, got);
+  }
+  for (size_t i = 0; i < sizeof u / sizeof *u; i++) {
+    got[sl_dec_u64(got, u[i])] = 0;
+    snprintf(want, sizeof want, "%llu", (unsigned long long)u[i]);
+    CHECK(!strcmp(got, want), "sl_dec_u64 %s: %s", want, got);
+  }
 }
 
 static void test_dlist(void) {
@@ -566,6 +584,7 @@ static void test_pool_writes_on_workers(void) {
 
 int main(void) {
   RUN(test_kept);
+  RUN(test_dec);
   RUN(test_dlist);
   RUN(test_txn);
   RUN(test_kv);
