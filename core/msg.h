@@ -66,6 +66,8 @@ typedef struct sl_reply {
   sl_kvlist_t headers;
   struct sl_msg *msg;        /* owned copy of the message that set it (without txn and ctx:
                                 the input's sync_response interpolates on it), or NULL */
+  int keep_msg;              /* set by the input before the request goes in: it wants msg
+                                (a copy per request costs the others for nothing) */
 } sl_reply_t;
 
 sl_reply_t *sl_reply_new(void);              /* refs = 1 */

@@ -28,9 +28,12 @@
  *   before it runs the first batch carrying it (lua/module.c): every batch
  *   handed out after the switch runs the new version, none before, whichever
  *   worker takes it.
- * - Outputs that may write from any thread (spec writes_anywhere: `drop`)
- *   get a batch written and freed on the worker that ran its processors, so
- *   the loop never touches its messages: message memory crossing cores was
+ * - Outputs that may write from any thread (spec writes_anywhere: `drop`,
+ *   `sync_response`) get a batch written and freed on the worker that ran
+ *   its processors, so the loop never touches its messages (what the output
+ *   keeps of one, sync_response's reply, shares nothing with the worker:
+ *   isolated first), and a request's answer waits for one crossing back, not
+ *   two: message memory crossing cores was
  *   what made threads 2 cost more CPU a message than threads 1 (bench/
  *   RESULTS.md). The order of such writes means nothing; transactions still
  *   settle in order through the tickets. A failed write takes the loop's
@@ -160,6 +163,9 @@ static void worker_out(sl_sink_t *sink, sl_batch_t *b) {
     to_loop(pw, b);
     return;
   }
+  /* what the output keeps of a message (sync_response's reply) is released
+   * on another thread: it shares no plain count with what stays here */
+  for (uint32_t i = 0; i < b->n; i++) sl_msg_isolate(b->msgs[i]);
   wwrite_t *w = sl_xmalloc(sizeof(*w));
   *w = (wwrite_t){pw, s->m_out.sent ? sl_now_ns() : 0};
   s->output->vt->write(s->output, b, worker_wrote, w);

@@ -64,7 +64,8 @@ typedef struct sl_spec {
   /* Inputs: forms its transactions by its `batching` policy's triggers itself
    * (Kafka's, one partition per batch); the stream adds only its `processors`. */
   int batches_itself;
-  /* Outputs: write may run on a pool worker's thread (it keeps no state and
+  /* Outputs: write may run on a pool worker's thread (it keeps no state but
+   * what a message's own request reads after its transaction completed, and
    * the order of writes means nothing to it): a pooled batch is written, and
    * freed, on the worker that ran its processors (core/pool.c). */
   int writes_anywhere;

@@ -18,29 +18,6 @@ const char *sl_lmsg_content(sl_msg_t *m, size_t *len) {
 
 void sl_lmsg_set_content(sl_msg_t *m, const char *p, size_t len) { sl_msg_set_content(m, p, len); }
 
-/* The content becomes src with ins inserted at byte at (a mapping's added
- * members, lua/runtime.lua append_into). A lua_CFunction, not an FFI call:
- * it ends the mapping's last trace (a stitch) before the returns that
- * LuaJIT cannot record, where an FFI call ran from the interpreter at
- * ~1.6k instructions. Arguments: the message's address as a number, src,
- * at, ins. */
-int sl_lmsg_insert(lua_State *L) {
-  sl_msg_t *m = (sl_msg_t *)(uintptr_t)lua_tonumber(L, 1);
-  size_t len, ilen;
-  const char *src = lua_tolstring(L, 2, &len);
-  size_t at = (size_t)lua_tointeger(L, 3);
-  const char *ins = lua_tolstring(L, 4, &ilen);
-  char small[1024];
-  size_t total = len + ilen;
-  char *buf = total <= sizeof(small) ? small : sl_xmalloc(total);
-  memcpy(buf, src, at);
-  memcpy(buf + at, ins, ilen);
-  memcpy(buf + at + ilen, src + at, len - at);
-  sl_msg_set_content(m, buf, total);
-  if (buf != small) free(buf);
-  return 0;
-}
-
 const char *sl_lmsg_meta_get(sl_msg_t *m, const char *k, size_t *len) {
   const sl_kv_t *kv = sl_kv_find(&m->meta, k);
   if (!kv) return NULL;

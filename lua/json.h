@@ -5,8 +5,9 @@
 #include <stddef.h>
 
 /* Pushes make(array_mt, object_mt, raw_key, msgpack_nil), which returns
- * {encode, decode_marked} bound to those values (lua/runtime.lua calls it
- * once per VM). */
+ * {encode, decode_marked, insert} bound to those values (lua/runtime.lua
+ * calls it once per VM; insert, a message's added members, is the
+ * runtime's only). */
 void sl_ljson_push(lua_State *L);
 /* The registry's field holding array_mt once make ran (for C code that
  * builds arrays for scripts, such as redis.call's replies). */

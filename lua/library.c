@@ -14,6 +14,4 @@ void sl_lstdlib_push(lua_State *L, sl_lguard_t *g) {
   lua_setfield(L, -2, "time");
   sl_ljson_push(L);
   lua_setfield(L, -2, "json_make");
-  lua_pushcfunction(L, sl_lmsg_insert);
-  lua_setfield(L, -2, "msg_insert");
 }

@@ -9,7 +9,5 @@
  * json_make}; g bounds the loops of `re` (it belongs to the VM, as they do).
  * Their reference is lua/api.lua. */
 void sl_lstdlib_push(lua_State *L, sl_lguard_t *g);
-/* For the runtime only (lua/ffi.c; the table's msg_insert, no script sees it). */
-int sl_lmsg_insert(lua_State *L);
 
 #endif

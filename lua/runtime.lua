@@ -335,7 +335,7 @@ end
 local ARRAY_MT = {__metatable = "json.array"}
 local OBJECT_MT = {__metatable = "json.object"}
 local jsonx = library.json_make(ARRAY_MT, OBJECT_MT, RAW, mpack.NIL, materialize)
-local encode, decode_marked = jsonx.encode, jsonx.decode_marked
+local encode, decode_marked, msg_insert = jsonx.encode, jsonx.decode_marked, jsonx.insert
 ffi.cdef "int sl_ljson_empty_array(const char *s, size_t len);"
 function decode(s)
   if type(s) == "string" and C.sl_ljson_empty_array(s, #s) ~= 0 then
@@ -1039,7 +1039,7 @@ end
 
 -- Only new keys were added to the object: the original bytes stay as they
 -- are and the new members are encoded and inserted before its closing brace.
--- The message is put together in C (lua/ffi.c sl_lmsg_insert), not as a Lua string:
+-- The message is put together in C (lua/json.c insert), not as a Lua string:
 -- messages that differ in a few bytes would all be interned, and LuaJIT's
 -- hash of a long string samples a few of its bytes, so they would share one
 -- chain (43% of a mapping's time went to comparing them); nor in an FFI
@@ -1047,7 +1047,7 @@ end
 -- piece where the code ran interpreted (the end of a run of one message).
 local append_into
 do
-  local str_byte, concat, msg_insert = string.byte, table.concat, library.msg_insert
+  local str_byte = string.byte
   local uintptr = ffi.typeof("uintptr_t")
   local pieces = {}
   -- keys as JSON, by key: a mapping adds the same few keys to every message
@@ -1072,13 +1072,11 @@ do
           ke = json_encode(k)
           if nkeys < 256 then keys[k], nkeys = ke, nkeys + 1 end
         end
-        pieces[n + 1], pieces[n + 2], pieces[n + 3], pieces[n + 4] = sep, ke, ":", encode(v)
-        n = n + 4
-        sep = ","
+        pieces[n + 1], pieces[n + 2] = ke, v
+        n = n + 2
       end
     end
-    local ins = concat(pieces, "", 1, n)
-    msg_insert(tonumber(ffi_cast(uintptr, m)), src, e - 1, ins)
+    msg_insert(tonumber(ffi_cast(uintptr, m)), src, e - 1, sep, pieces, n)
   end
 end
 

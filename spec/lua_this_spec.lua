@@ -49,6 +49,7 @@ describe("this, read without decoding the message", function()
 local k = meta.k
 if k == "add" then this.id = "x"; this.ok = true
 elseif k == "add-nil" then this.gone = 1; this.gone = nil; this.kept = 2
+elseif k == "add-gone" then this.gone = 1; this.gone = nil
 elseif k == "nil-add" then this.late = nil; this.late = 3
 elseif k == "read-add" then if this.r == nil then this.r = this.r2 or 4 end
 elseif k == "set" then this.n = this.n + 1
@@ -63,6 +64,7 @@ end
     local src = '{ "n" : 1,  "s":"a\\u0041", "o": {"x": 1} }'
     assert.are.equal('{ "n" : 1,  "s":"a\\u0041", "o": {"x": 1} ,"id":"x","ok":true}', one("add", src))
     assert.are.equal('{ "n" : 1,  "s":"a\\u0041", "o": {"x": 1} ,"kept":2}', one("add-nil", src))
+    assert.are.equal(src, one("add-gone", src))
     assert.are.equal('{ "n" : 1,  "s":"a\\u0041", "o": {"x": 1} ,"late":3}', one("nil-add", src))
     assert.are.equal('{ "n" : 1,  "s":"a\\u0041", "o": {"x": 1} ,"r":4}', one("read-add", src))
     assert.are.equal(src, one("read", src))

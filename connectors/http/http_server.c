@@ -168,16 +168,26 @@ static int sync_meta_wanted(const hin_t *in, const char *key) {
   return 0;
 }
 
-/* The answer a sync_response output set, shaped by this input's
- * sync_response: its status and headers interpolated on that message, and
- * the metadata it names. A status that does not evaluate to 100-599 keeps
- * the output's (logged). */
+/* This input shapes a sync_response's answer on its message: the reply
+ * keeps a copy of it. */
+static int sync_shaped(const hin_t *in) {
+  return in->sync_status || in->sync_headers.n || in->nsync_prefixes || in->nsync_patterns;
+}
+
+/* The answer a sync_response output set, as it is or shaped by this
+ * input's sync_response: its status and headers interpolated on that
+ * message, and the metadata it names. A status that does not evaluate to
+ * 100-599 keeps the output's (logged). */
 static void sync_answer(hin_t *in, sl_http_req_t *r, sl_reply_t *rp) {
+  if (!rp->msg) {
+    sl_http_respond(r, rp->status, NULL, rp->body->data, rp->body->len, &rp->headers);
+    return;
+  }
   sl_kvlist_t h = {0};
   sl_kv_copy(&h, &rp->headers);
   int status = rp->status;
   char *err = NULL;
-  if (in->sync_status && rp->msg) {
+  if (in->sync_status) {
     char *v = sl_interp_eval(in->sync_status, rp->msg, 0, NULL, &err);
     char *end = NULL;
     long code = v ? strtol(v, &end, 10) : 0;
@@ -189,7 +199,7 @@ static void sync_answer(hin_t *in, sl_http_req_t *r, sl_reply_t *rp) {
     free(err);
     err = NULL;
   }
-  for (unsigned i = 0; rp->msg && i < in->sync_headers.n; i++) {
+  for (unsigned i = 0; i < in->sync_headers.n; i++) {
     size_t len;
     char *v = sl_interp_eval(in->sync_headers.values[i], rp->msg, 0, &len, &err);
     if (v && !memchr(v, '\r', len) && !memchr(v, '\n', len)) sl_kv_set(&h, in->sync_headers.names[i], v, len);
@@ -197,7 +207,7 @@ static void sync_answer(hin_t *in, sl_http_req_t *r, sl_reply_t *rp) {
     free(err);
     err = NULL;
   }
-  if (rp->msg && (in->nsync_prefixes || in->nsync_patterns)) {
+  if (in->nsync_prefixes || in->nsync_patterns) {
     sl_kv_load(&rp->msg->meta);
     for (uint32_t k = 0; k < rp->msg->meta.n; k++) {
       const sl_kv_t *kv = &rp->msg->meta.v[k];
@@ -314,6 +324,7 @@ static void on_request(sl_http_req_t *r, void *arg) {
   sl_msg_t *m = sl_msg_new_bytes(sl_bytes_ref(r->body));
   sl_ctx_t *ctx = sl_http_ctx_new(r);
   ctx->reply = sl_reply_new();
+  ctx->reply->keep_msg = sync_shaped(in);
   sl_msg_set_ctx(m, ctx);
   sl_kv_set(&m->meta, "http_method", ctx->method, strlen(ctx->method));
   sl_kv_set(&m->meta, "http_path", r->path, strlen(r->path));

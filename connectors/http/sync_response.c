@@ -35,9 +35,11 @@ static void fill(sync_t *so, sl_reply_t *r, sl_msg_t *m) {
       if (kv) sl_kv_set(&r->headers, kv->key, kv->val, kv->vlen);
     }
     r->body = sl_bytes_ref(m->content);
-    r->msg = sl_msg_clone(m);
-    sl_msg_set_txn(r->msg, NULL);   /* it would hold the transaction the answer waits for */
-    sl_msg_set_ctx(r->msg, NULL);   /* the context holds the reply */
+    if (r->keep_msg) {
+      r->msg = sl_msg_clone(m);
+      sl_msg_set_txn(r->msg, NULL);   /* it would hold the transaction the answer waits for */
+      sl_msg_set_ctx(r->msg, NULL);   /* the context holds the reply */
+    }
     return;
   }
   size_t a = r->body->len, b = m->content->len;
@@ -112,5 +114,8 @@ static const sl_spec_t spec = {
     "      - file: {path: ./events.ndjson}\n"
     "      - sync_response: {}\n",
   .create = sync_create,
+  /* it fills the reply of each message's own request, which the input reads
+   * only once the transaction completed */
+  .writes_anywhere = 1,
 };
 SL_REGISTER(spec)
