@@ -632,7 +632,7 @@ static void connect_and_serve(sl_nats_t *l, natsOptions *o, int retry_ms) {
   }
 }
 
-static void *thread_main(void *arg) {
+static void thread_main(void *arg) {
   sl_nats_t *l = arg;
   natsOptions *o = NULL;
   natsStatus s = options(l, &o);
@@ -678,8 +678,6 @@ static void *thread_main(void *arg) {
   if (!l->closing) uv_async_send(&l->async);
   uv_mutex_unlock(&l->mu);
   unref(l);
-  sl_live_end(&g_live);
-  return NULL;
 }
 
 /* cnats allocates each received message on its reader thread and frees it
@@ -711,17 +709,10 @@ sl_nats_t *sl_nats_new(uv_loop_t *loop, sl_nats_conf_t *c, const sl_nats_cbs_t *
   uv_async_init(loop, &l->async, on_async);
   uv_unref((uv_handle_t *)&l->async);   /* the stream keeps the loop running, not the link */
   l->async.data = l;
-  /* Detached: nothing waits for it; it ends after closing the connection,
-   * which may take cnats's timeouts with the servers gone. */
-  pthread_t t;
-  pthread_attr_t a;
-  pthread_attr_init(&a);
-  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-  sl_live_begin(&g_live);
-  int rc = pthread_create(&t, &a, thread_main, l);
-  pthread_attr_destroy(&a);
-  if (rc != 0) {
-    sl_live_end(&g_live);
+  /* Detached: nothing waits for it but the process's end (sl_nats_exit);
+   * it ends after closing the connection, which may take cnats's timeouts
+   * with the servers gone. */
+  if (sl_live_spawn(&g_live, thread_main, l) != 0) {
     l->refs = 1;
     sl_nats_io_release(l->io);
     sl_nats_close(l);

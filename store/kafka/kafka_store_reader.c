@@ -7,10 +7,8 @@
  * (leaving the group) blocks, so it runs in the pool (bounded: leave). */
 #include "kafka_common.h"
 #include "kafka_store.h"
-#include "core/live.h"
 #include "core/log.h"
 #include "core/xalloc.h"
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -286,7 +284,8 @@ void sl_kreader_resolve(sl_kreader_t *r, int64_t *start, int64_t cap, int if_mov
 }
 
 /* Frees what a reader owns once its librdkafka handles are gone (or were never made). */
-static void reader_free(sl_kreader_t *r) {
+static void reader_free(void *arg) {
+  sl_kreader_t *r = arg;
   free(r->topic);
   free(r->group);
   free(r->client);
@@ -385,37 +384,17 @@ void sl_kreader_touch(sl_kreader_t *r) {
   if (r->kept) uv_timer_start(&r->idle, on_idle, (uint64_t)r->idle_ms, 0);
 }
 
-/* The consumer is destroyed, and the reader freed, on a thread of its own:
- * rd_kafka_destroy joins librdkafka's threads, and a broker thread still
- * holding a request of the group (a reader of a stream deleted meanwhile)
- * kept the pool job, and the worker's end waiting for it, past the
- * process's shutdown_timeout. The process's end waits for these threads,
- * bounded (sl_kreader_exit). After leave: one that could not leave in time
- * is let go as is. */
-static sl_live_t g_live = SL_LIVE_INIT("kafka store");
-
-static void *destroy_run(void *arg) {
-  sl_kreader_t *r = arg;
-  rd_kafka_destroy_flags(r->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-  reader_free(r);
-  sl_live_end(&g_live);
-  return NULL;
-}
-
+/* The consumer is destroyed, and the reader freed, on a thread of its own
+ * (sl_kafka_destroy_later): a broker thread still holding a request of the
+ * group (a reader of a stream deleted meanwhile) kept the pool job, and the
+ * worker's end waiting for it, past the process's shutdown_timeout. After
+ * leave: one that could not leave in time is let go as is. */
 static void destroy(sl_kreader_t *r) {
   fifo_clear(r, 0);
   free(r->fifo);
   rd_kafka_queue_destroy(r->q);
-  pthread_t t;
-  pthread_attr_t a;
-  pthread_attr_init(&a);
-  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-  sl_live_begin(&g_live);
-  if (pthread_create(&t, &a, destroy_run, r) != 0) destroy_run(r);
-  pthread_attr_destroy(&a);
+  sl_kafka_destroy_later(r->rk, reader_free, r);
 }
-
-void sl_kreader_exit(void) { sl_live_wait(&g_live); }
 
 /* The readers leave their groups (their partitions move at once) together,
  * LEAVE_MS at most: rd_kafka_consumer_close waits on librdkafka's own
