@@ -192,7 +192,6 @@ static void unref(sl_nats_t *l) {
   for (int i = 0; i < l->n; i++) {
     sl_nats_item_t *it = &l->ring[(l->head + i) % l->cap];
     natsMsg_Destroy(it->m);
-    free(it->err);
   }
   free(l->ring);
   if (l->cbs.setup_free) l->cbs.setup_free(l->setup_arg);
@@ -298,7 +297,7 @@ static int take_sync(sl_nats_t *l, natsSubscription **subs, int nsubs, sl_nats_i
       /* NATS_SLOW_CONSUMER comes once, after cnats dropped some (the error
        * handler logs it); anything else: the subscription is closed */
       s = natsSubscription_NextMsg(&m, subs[i], 0);
-      if (s == NATS_OK) out[k++] = (sl_nats_item_t){m, NULL, 0};
+      if (s == NATS_OK) out[k++] = (sl_nats_item_t){m, 0};
       else if (s != NATS_SLOW_CONSUMER) break;
     }
   }
@@ -354,7 +353,7 @@ void sl_nats_close(sl_nats_t *l) {
 /* ---- any thread ---- */
 
 /* With l->mu held. */
-static void push_locked(sl_nats_t *l, natsMsg *m, char *err, int ack) {
+static void push_locked(sl_nats_t *l, natsMsg *m, int ack) {
   if (l->n == l->cap) {
     int cap = l->cap ? l->cap * 2 : 64;
     sl_nats_item_t *r = sl_xmalloc((size_t)cap * sizeof(*r));
@@ -364,7 +363,7 @@ static void push_locked(sl_nats_t *l, natsMsg *m, char *err, int ack) {
     l->cap = cap;
     l->head = 0;
   }
-  l->ring[(l->head + l->n++) % l->cap] = (sl_nats_item_t){m, err, ack};
+  l->ring[(l->head + l->n++) % l->cap] = (sl_nats_item_t){m, ack};
   if (!ack) l->bytes += (size_t)natsMsg_GetDataLength(m);
   uv_async_send(&l->async);
 }
@@ -382,18 +381,18 @@ void sl_nats_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void 
     natsMsg_Destroy(m);   /* not acknowledged: JetStream sends it again */
     return;
   }
-  push_locked(l, m, NULL, 0);
+  push_locked(l, m, 0);
   uv_mutex_unlock(&l->mu);
 }
 
-void sl_nats_push_ack(sl_nats_t *l, natsMsg *m, const char *err) {
+void sl_nats_push_ack(sl_nats_t *l, natsMsg *m) {
   uv_mutex_lock(&l->mu);
   if (l->closing) {
     uv_mutex_unlock(&l->mu);
     natsMsg_Destroy(m);
     return;
   }
-  push_locked(l, m, err ? sl_xstrdup(err) : NULL, 1);
+  push_locked(l, m, 1);
   uv_mutex_unlock(&l->mu);
 }
 
