@@ -760,7 +760,10 @@ static const sl_spec_t spec = {
     "Until the group assigns partitions (or while the brokers "
     "cannot be reached) the stream reports not ready on `/ready`.\n\n"
     "No call waits for a broker on the event loop: commits are asynchronous, and a stopping "
-    "stream commits and leaves the group within `close_timeout`. Messages handed back "
+    "stream commits and leaves the group within `close_timeout`; a consumer that could not "
+    "(brokers unreachable) is destroyed on a thread of its own, which the process waits for "
+    "before it exits (at most 5 s, shared with the other connectors' threads, then a warning). "
+    "Messages handed back "
     "unacknowledged at shutdown (an `http_server` output's held messages) are not committed: "
     "the group reads them again.",
   .fields = fields,
