@@ -655,11 +655,16 @@ static void thread_main(void *arg) {
     uv_async_send(&l->async);   /* the loop frees the retired connection */
     if (wait_quit(l, (uint64_t)retry_ms)) break;
   }
-  if (l->nc) natsConnection_FlushTimeout(l->nc, 2000);
-  /* Close first: destroying a subscription on an open connection would
-   * unsubscribe, which deletes a JetStream consumer cnats made. */
-  if (l->nc) natsConnection_Close(l->nc);
+  if (l->nc) natsConnection_FlushTimeout(l->nc, 2000);   /* its PONG may be read on the loop */
+  /* The loop out of the connection before it closes: cnats reads the
+   * socket outside its lock (natsConnection_ProcessReadEvent), and its
+   * close would free the descriptor under that read (a number the process
+   * may reuse meanwhile). */
   sl_nats_io_dead(l->io);
+  /* Close before destroying: destroying a subscription on an open
+   * connection would unsubscribe, which deletes a JetStream consumer cnats
+   * made. */
+  if (l->nc) natsConnection_Close(l->nc);
   for (int i = 0; i < l->nsubs; i++) natsSubscription_Destroy(l->subs[i]);
   if (l->js) jsCtx_Destroy(l->js);
   if (l->nc) natsConnection_Destroy(l->nc);
