@@ -452,7 +452,7 @@ static int kv_pump(sl_nats_t *l, void *arg) {
   s->done_tail = &r->next;
   uv_cond_broadcast(&s->more);   /* an operation on the same key may wait for this one */
   uv_mutex_unlock(&s->mu);
-  sl_nats_push_ack(l, NULL, NULL);   /* a wake without a message */
+  sl_nats_push_ack(l, NULL);   /* a wake without a message */
   return 0;
 }
 
@@ -479,10 +479,7 @@ static void kv_wake(void *arg) {
   sl_nats_item_t it[16];
   int n;
   while ((n = sl_nats_take(k->link, it, 16)) > 0)
-    for (int i = 0; i < n; i++) {
-      natsMsg_Destroy(it[i].m);
-      free(it[i].err);
-    }
+    for (int i = 0; i < n; i++) natsMsg_Destroy(it[i].m);
   deliver(k->sh);
 }
 

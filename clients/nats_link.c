@@ -192,7 +192,6 @@ static void unref(sl_nats_t *l) {
   for (int i = 0; i < l->n; i++) {
     sl_nats_item_t *it = &l->ring[(l->head + i) % l->cap];
     natsMsg_Destroy(it->m);
-    free(it->err);
   }
   free(l->ring);
   if (l->cbs.setup_free) l->cbs.setup_free(l->setup_arg);
@@ -298,7 +297,7 @@ static int take_sync(sl_nats_t *l, natsSubscription **subs, int nsubs, sl_nats_i
       /* NATS_SLOW_CONSUMER comes once, after cnats dropped some (the error
        * handler logs it); anything else: the subscription is closed */
       s = natsSubscription_NextMsg(&m, subs[i], 0);
-      if (s == NATS_OK) out[k++] = (sl_nats_item_t){m, NULL, 0};
+      if (s == NATS_OK) out[k++] = (sl_nats_item_t){m, 0};
       else if (s != NATS_SLOW_CONSUMER) break;
     }
   }
@@ -354,7 +353,7 @@ void sl_nats_close(sl_nats_t *l) {
 /* ---- any thread ---- */
 
 /* With l->mu held. */
-static void push_locked(sl_nats_t *l, natsMsg *m, char *err, int ack) {
+static void push_locked(sl_nats_t *l, natsMsg *m, int ack) {
   if (l->n == l->cap) {
     int cap = l->cap ? l->cap * 2 : 64;
     sl_nats_item_t *r = sl_xmalloc((size_t)cap * sizeof(*r));
@@ -364,7 +363,7 @@ static void push_locked(sl_nats_t *l, natsMsg *m, char *err, int ack) {
     l->cap = cap;
     l->head = 0;
   }
-  l->ring[(l->head + l->n++) % l->cap] = (sl_nats_item_t){m, err, ack};
+  l->ring[(l->head + l->n++) % l->cap] = (sl_nats_item_t){m, ack};
   if (!ack) l->bytes += (size_t)natsMsg_GetDataLength(m);
   uv_async_send(&l->async);
 }
@@ -382,18 +381,18 @@ void sl_nats_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void 
     natsMsg_Destroy(m);   /* not acknowledged: JetStream sends it again */
     return;
   }
-  push_locked(l, m, NULL, 0);
+  push_locked(l, m, 0);
   uv_mutex_unlock(&l->mu);
 }
 
-void sl_nats_push_ack(sl_nats_t *l, natsMsg *m, const char *err) {
+void sl_nats_push_ack(sl_nats_t *l, natsMsg *m) {
   uv_mutex_lock(&l->mu);
   if (l->closing) {
     uv_mutex_unlock(&l->mu);
     natsMsg_Destroy(m);
     return;
   }
-  push_locked(l, m, err ? sl_xstrdup(err) : NULL, 1);
+  push_locked(l, m, 1);
   uv_mutex_unlock(&l->mu);
 }
 
@@ -632,7 +631,7 @@ static void connect_and_serve(sl_nats_t *l, natsOptions *o, int retry_ms) {
   }
 }
 
-static void *thread_main(void *arg) {
+static void thread_main(void *arg) {
   sl_nats_t *l = arg;
   natsOptions *o = NULL;
   natsStatus s = options(l, &o);
@@ -656,11 +655,16 @@ static void *thread_main(void *arg) {
     uv_async_send(&l->async);   /* the loop frees the retired connection */
     if (wait_quit(l, (uint64_t)retry_ms)) break;
   }
-  if (l->nc) natsConnection_FlushTimeout(l->nc, 2000);
-  /* Close first: destroying a subscription on an open connection would
-   * unsubscribe, which deletes a JetStream consumer cnats made. */
-  if (l->nc) natsConnection_Close(l->nc);
+  if (l->nc) natsConnection_FlushTimeout(l->nc, 2000);   /* its PONG may be read on the loop */
+  /* The loop out of the connection before it closes: cnats reads the
+   * socket outside its lock (natsConnection_ProcessReadEvent), and its
+   * close would free the descriptor under that read (a number the process
+   * may reuse meanwhile). */
   sl_nats_io_dead(l->io);
+  /* Close before destroying: destroying a subscription on an open
+   * connection would unsubscribe, which deletes a JetStream consumer cnats
+   * made. */
+  if (l->nc) natsConnection_Close(l->nc);
   for (int i = 0; i < l->nsubs; i++) natsSubscription_Destroy(l->subs[i]);
   if (l->js) jsCtx_Destroy(l->js);
   if (l->nc) natsConnection_Destroy(l->nc);
@@ -678,8 +682,6 @@ static void *thread_main(void *arg) {
   if (!l->closing) uv_async_send(&l->async);
   uv_mutex_unlock(&l->mu);
   unref(l);
-  sl_live_end(&g_live);
-  return NULL;
 }
 
 /* cnats allocates each received message on its reader thread and frees it
@@ -711,17 +713,10 @@ sl_nats_t *sl_nats_new(uv_loop_t *loop, sl_nats_conf_t *c, const sl_nats_cbs_t *
   uv_async_init(loop, &l->async, on_async);
   uv_unref((uv_handle_t *)&l->async);   /* the stream keeps the loop running, not the link */
   l->async.data = l;
-  /* Detached: nothing waits for it; it ends after closing the connection,
-   * which may take cnats's timeouts with the servers gone. */
-  pthread_t t;
-  pthread_attr_t a;
-  pthread_attr_init(&a);
-  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-  sl_live_begin(&g_live);
-  int rc = pthread_create(&t, &a, thread_main, l);
-  pthread_attr_destroy(&a);
-  if (rc != 0) {
-    sl_live_end(&g_live);
+  /* Detached: nothing waits for it but the process's end (sl_nats_exit);
+   * it ends after closing the connection, which may take cnats's timeouts
+   * with the servers gone. */
+  if (sl_live_spawn(&g_live, thread_main, l) != 0) {
     l->refs = 1;
     sl_nats_io_release(l->io);
     sl_nats_close(l);

@@ -36,13 +36,10 @@ extern const sl_field_t sl_nats_auth_fields[];
 
 typedef struct sl_nats sl_nats_t;
 
-/* What the loop takes out of the queue: a received message (ack 0), or a
- * published one whose acknowledgement came (ack 1, err NULL) or failed
- * (err). A success allocates nothing: one malloc on cnats's thread and its
- * free on the loop per PubAck cost more than the item (perf). */
+/* What the loop takes out of the queue: a received message (ack 0), or
+ * what sl_nats_push_ack queued (ack 1). */
 typedef struct sl_nats_item {
   natsMsg *m;
-  char *err;                 /* malloc'd or NULL; the taker frees it */
   int ack;
 } sl_nats_item_t;
 
@@ -108,10 +105,9 @@ void sl_nats_keep(sl_nats_t *l, natsSubscription *sub, jsCtx *js);
 void sl_nats_keep_sync(sl_nats_t *l, natsSubscription *sub);
 /* The link reads on the loop (its setup subscribes synchronously). */
 int sl_nats_on_loop(sl_nats_t *l);
-/* Any thread: a publish's acknowledgement (takes m, copies err: NULL for a
- * success); m NULL: only a wake, for work of the link's thread that is no
- * message. */
-void sl_nats_push_ack(sl_nats_t *l, natsMsg *m, const char *err);
+/* Any thread: a publish's acknowledgement (takes m); m NULL: only a wake,
+ * for work of the link's thread that is no message. */
+void sl_nats_push_ack(sl_nats_t *l, natsMsg *m);
 
 /* At the process's end, on its main thread, once every link is closed:
  * waits (at most 5 s) for the links' threads and then for cnats's own, so

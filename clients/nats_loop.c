@@ -125,6 +125,14 @@ static natsStatus io_attach(void **user, void *loop, natsConnection *nc, natsSoc
   sl_nats_io_t *io = loop;
   *user = io;
   int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  /* The same again over it, where ThreadSanitizer sees it made: it does
+   * not model fcntl's F_DUPFD, took the loop's close of d for a race with
+   * the number's earlier life on another thread, and failed an internal
+   * check reporting it. */
+  if (d >= 0 && dup3(fd, d, O_CLOEXEC) < 0) {
+    close(d);
+    d = -1;
+  }
   if (d < 0) return NATS_SYS_ERROR;
   int now;
   uv_mutex_lock(&io->mu);

@@ -4,7 +4,7 @@
 #include "engine.h"
 #include "clients/nats_link.h"
 #include "connectors/amqp/amqp_link.h"
-#include "store/kafka/kafka_store.h"
+#include "store/kafka/kafka_common.h"
 #include "core/log.h"
 #include "core/spec.h"
 #include "core/xalloc.h"
@@ -205,6 +205,6 @@ int main(int argc, char **argv) {
   int rc = command(argc, argv);
   sl_nats_exit();
   sl_amqp_link_exit();
-  sl_kreader_exit();
+  sl_kafka_exit();
   return rc;
 }

@@ -1,5 +1,7 @@
 #include "live.h"
 #include "log.h"
+#include "xalloc.h"
+#include <stdlib.h>
 #include <time.h>
 
 enum { EXIT_WAIT_S = 5 };
@@ -12,17 +14,44 @@ static void set_deadline(void) {
   g_until.tv_sec += EXIT_WAIT_S;
 }
 
-void sl_live_begin(sl_live_t *l) {
+typedef struct job {
+  sl_live_t *l;
+  void (*fn)(void *arg);
+  void *arg;
+} job_t;
+
+static void count(sl_live_t *l, int d) {
   pthread_mutex_lock(&l->mu);
-  l->n++;
-  l->used = 1;
+  l->n += d;
+  if (d > 0) l->used = 1;
+  else if (!l->n) pthread_cond_broadcast(&l->gone);
   pthread_mutex_unlock(&l->mu);
 }
 
-void sl_live_end(sl_live_t *l) {
-  pthread_mutex_lock(&l->mu);
-  if (!--l->n) pthread_cond_broadcast(&l->gone);
-  pthread_mutex_unlock(&l->mu);
+static void *run(void *arg) {
+  job_t j = *(job_t *)arg;
+  free(arg);
+  j.fn(j.arg);
+  count(j.l, -1);
+  return NULL;
+}
+
+/* Counted before the thread exists: a wait that starts meanwhile waits for
+ * it too. */
+int sl_live_spawn(sl_live_t *l, void (*fn)(void *arg), void *arg) {
+  job_t *j = sl_xmalloc(sizeof *j);
+  *j = (job_t){l, fn, arg};
+  pthread_attr_t a;
+  pthread_attr_init(&a);
+  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+  count(l, 1);
+  pthread_t t;
+  int rc = pthread_create(&t, &a, run, j);
+  pthread_attr_destroy(&a);
+  if (rc == 0) return 0;
+  count(l, -1);
+  free(j);
+  return -1;
 }
 
 int sl_live_wait(sl_live_t *l) {

@@ -18,11 +18,11 @@ typedef struct sl_live {
 
 #define SL_LIVE_INIT(what) {what, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0}
 
-/* Any thread, before pthread_create: counts the thread (and that one was
- * ever made). A failed create is sl_live_end'ed by its caller. */
-void sl_live_begin(sl_live_t *l);
-/* The counted thread's last act (nothing of the library's after it). */
-void sl_live_end(sl_live_t *l);
+/* Any thread: runs fn(arg) on a detached thread counted in l until fn has
+ * returned (fn's last act is then the library's last). 0, or -1 when no
+ * thread could start: nothing counted, fn not run (the caller runs it
+ * itself or gives up). */
+int sl_live_spawn(sl_live_t *l, void (*fn)(void *arg), void *arg);
 /* The main thread, at the end, once every user of the threads has let
  * them go: waits for them until the process's exit deadline (5 s after the
  * first sl_live_wait of the process, shared by every library), warns

@@ -37,7 +37,6 @@ struct sl_amqp_link {
   int tls, verify;
   int tls_any;            /* thread: the current connection is TLS */
   sl_tls_ctx_t *tls_ctx;  /* NULL without TLS: what each connection's context copies */
-  pthread_t thread;
   pthread_mutex_t mu;
   int pipe[2];
   uv_async_t async;
@@ -337,7 +336,7 @@ static void serve(sl_amqp_link_t *l, amqp_connection_state_t c) {
  * it; the process's end waits for them (sl_amqp_link_exit). */
 static sl_live_t g_live = SL_LIVE_INIT("amqp");
 
-static void *run(void *arg) {
+static void run(void *arg) {
   sl_amqp_link_t *l = arg;
   int tls = l->tls_ctx != NULL;
   int backoff = BACKOFF_FIRST_MS;
@@ -366,8 +365,6 @@ static void *run(void *arg) {
   /* This thread's OpenSSL state would go after it returned: now, before
    * the process may exit. */
   if (tls) OPENSSL_thread_stop();
-  sl_live_end(&g_live);
-  return NULL;
 }
 
 static void on_async(uv_async_t *a) {
@@ -388,17 +385,9 @@ int sl_amqp_link_start(sl_amqp_link_t *l, uv_loop_t *loop) {
   l->async.data = l;
   uv_unref((uv_handle_t *)&l->async);   /* the streams decide when the loop ends */
   l->refs = 2;
-  pthread_attr_t a;
-  pthread_attr_init(&a);
-  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-  sl_live_begin(&g_live);
-  int rc = pthread_create(&l->thread, &a, run, l);
-  pthread_attr_destroy(&a);
-  if (rc != 0) {
-    sl_live_end(&g_live);
-    l->refs = 1;   /* the handle only: close releases */
-  }
-  return rc ? -1 : 0;
+  if (sl_live_spawn(&g_live, run, l) == 0) return 0;
+  l->refs = 1;   /* the handle only: close releases */
+  return -1;
 }
 
 static void on_async_closed(uv_handle_t *h) { unref(h->data); }

@@ -21,7 +21,6 @@
 #include "core/xalloc.h"
 #include "lua/lhost.h"
 #include "store/kafka/kafka_common.h"
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -552,31 +551,16 @@ static void kin_stop(sl_input_t *base) {
   for (part_t *x = in->parts; x; x = x->next) drop_pending(x);
 }
 
-static void *destroy_run(void *rk) {
-  rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-  return NULL;
-}
-
 /* A consumer that left its group is destroyed at once. One whose close did
  * not finish (a commit or the leave unanswered) waits in rd_kafka_destroy
  * for librdkafka's own timeouts (session.timeout.ms with the brokers gone):
- * that wait gets a thread of its own, which nobody waits for (the process
- * may exit meanwhile). Over TLS that thread (and librdkafka's broker
- * threads it joins) still frees the connections' SSL objects and at last
- * the SSL_CTX, with no bound before OpenSSL's exit cleanup: the race the
- * NATS and AMQP links' threads had (core/live.h, issue 16), left open here
- * only when the group could not be left in time. */
+ * that wait gets a thread of its own, which the process's end waits for,
+ * bounded (sl_kafka_destroy_later): over TLS it frees the connections' SSL
+ * objects and the SSL_CTX, which OpenSSL's exit cleanup must not race
+ * (core/live.h, issue 16). */
 static void destroy_rk(kin_t *in) {
-  if (in->close_ok) {
-    rd_kafka_destroy_flags(in->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-    return;
-  }
-  pthread_t t;
-  pthread_attr_t a;
-  pthread_attr_init(&a);
-  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-  if (pthread_create(&t, &a, destroy_run, in->rk) != 0) destroy_run(in->rk);
-  pthread_attr_destroy(&a);
+  if (in->close_ok) rd_kafka_destroy_flags(in->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+  else sl_kafka_destroy_later(in->rk, NULL, NULL);
 }
 
 /* Once the input is destroyed, its handles closed and the last message
@@ -765,7 +749,10 @@ static const sl_spec_t spec = {
     "Until the group assigns partitions (or while the brokers "
     "cannot be reached) the stream reports not ready on `/ready`.\n\n"
     "No call waits for a broker on the event loop: commits are asynchronous, and a stopping "
-    "stream commits and leaves the group within `close_timeout`. Messages handed back "
+    "stream commits and leaves the group within `close_timeout`; a consumer that could not "
+    "(brokers unreachable) is destroyed on a thread of its own, which the process waits for "
+    "before it exits (at most 5 s, shared with the other connectors' threads, then a warning). "
+    "Messages handed back "
     "unacknowledged at shutdown (an `http_server` output's held messages) are not committed: "
     "the group reads them again.",
   .fields = fields,

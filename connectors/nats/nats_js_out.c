@@ -217,7 +217,6 @@ static void wake(void *arg) {
   while ((k = sl_nats_take(o->c.link, items, 256)) > 0) {
     for (int i = 0; i < k; i++) {
       if (items[i].m) on_reply(o, items[i].m);
-      free(items[i].err);
       natsMsg_Destroy(items[i].m);
     }
   }

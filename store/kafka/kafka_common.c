@@ -1,4 +1,5 @@
 #include "kafka_common.h"
+#include "core/live.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 #include <fcntl.h>
@@ -104,3 +105,26 @@ rd_kafka_resp_err_t sl_kafka_produce(rd_kafka_t *rk, const rd_kafka_vu_t *vus, s
   rd_kafka_error_destroy(err);
   return e;
 }
+
+static sl_live_t g_live = SL_LIVE_INIT("kafka");
+
+typedef struct doomed {
+  rd_kafka_t *rk;
+  void (*done)(void *arg);
+  void *arg;
+} doomed_t;
+
+static void destroy_run(void *arg) {
+  doomed_t *d = arg;
+  rd_kafka_destroy_flags(d->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+  if (d->done) d->done(d->arg);
+  free(d);
+}
+
+void sl_kafka_destroy_later(rd_kafka_t *rk, void (*done)(void *arg), void *arg) {
+  doomed_t *d = sl_xmalloc(sizeof *d);
+  *d = (doomed_t){rk, done, arg};
+  if (sl_live_spawn(&g_live, destroy_run, d) != 0) destroy_run(d);
+}
+
+void sl_kafka_exit(void) { sl_live_wait(&g_live); }

@@ -31,6 +31,17 @@ void sl_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *
  * cannot forward (core/lazylib.h). */
 rd_kafka_resp_err_t sl_kafka_produce(rd_kafka_t *rk, const rd_kafka_vu_t *vus, size_t n);
 
+/* Destroys a consumer whose group was left or given up (no close:
+ * rd_kafka_destroy_flags' NO_CONSUMER_CLOSE), then calls done(arg) if done
+ * is set, on a thread of its own (here if none starts): rd_kafka_destroy
+ * joins librdkafka's threads, which wait out librdkafka's timeouts for
+ * whatever a gone broker left unanswered. sl_kafka_exit waits for them. */
+void sl_kafka_destroy_later(rd_kafka_t *rk, void (*done)(void *arg), void *arg);
+/* The main thread, at the process's end: waits (bounded, core/live.h) for
+ * sl_kafka_destroy_later's threads, which over TLS still free OpenSSL
+ * objects (issue 16). */
+void sl_kafka_exit(void);
+
 typedef struct sl_kafka_wake sl_kafka_wake_t;
 /* Calls cb(arg) on the loop whenever q turns non-empty. NULL on failure. */
 sl_kafka_wake_t *sl_kafka_wake_new(uv_loop_t *loop, rd_kafka_queue_t *q, void (*cb)(void *arg), void *arg);

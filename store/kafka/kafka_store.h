@@ -151,9 +151,6 @@ void sl_kreader_touch(sl_kreader_t *r);
 int sl_kreader_partitions(const sl_kreader_t *r);
 /* Closes every reader now, blocking (the worker is going). */
 void sl_kreader_close_all(sl_ks_t *ks);
-/* The main thread, at the process's end: waits (bounded, core/live.h) for
- * the threads destroying closed readers' consumers. */
-void sl_kreader_exit(void);
 
 /* ---- requests (kafka_store_read.c, kafka_store_groups.c) ---- */
 void sl_ks_consume(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const char *sub);

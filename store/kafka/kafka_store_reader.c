@@ -7,10 +7,9 @@
  * (leaving the group) blocks, so it runs in the pool (bounded: leave). */
 #include "kafka_common.h"
 #include "kafka_store.h"
-#include "core/live.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "core/xalloc.h"
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -23,7 +22,7 @@ struct sl_kreader {
   char *topic, *group, *client;
   int P, kept, closing;
   int busy;                  /* pool jobs using rk: closing waits for them */
-  int commits;               /* commits sent, not answered yet */
+  sl_dlist_t commits;        /* commit_t: sent, not answered yet */
   rd_kafka_t *rk;
   rd_kafka_queue_t *q;
   sl_kafka_wake_t *wake;
@@ -181,16 +180,18 @@ void sl_kreader_seek(sl_kreader_t *r, const int64_t *start) {
 }
 
 typedef struct commit {
+  sl_dnode_t node;           /* in r->commits */
   sl_kreader_t *r;
   void (*done)(void *arg, const char *err);
   void *arg;
 } commit_t;
 
-/* Served by rd_kafka_consumer_poll, on the loop. */
+/* Served by rd_kafka_consumer_poll: on the loop, or where the reader
+ * leaves its group (leave). */
 static void committed(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offsets, void *opaque) {
   (void)rk;
   commit_t *c = opaque;
-  c->r->commits--;
+  sl_dlist_remove(&c->r->commits, &c->node);
   for (int i = 0; !err && offsets && i < offsets->cnt; i++)
     if (offsets->elems[i].err) err = offsets->elems[i].err;
   const char *e = err && err != RD_KAFKA_RESP_ERR__NO_OFFSET ? rd_kafka_err2str(err) : NULL;
@@ -208,8 +209,8 @@ void sl_kreader_commit(sl_kreader_t *r, const int64_t *next, void (*done)(void *
     if (done) done(arg, NULL);
   } else {
     commit_t *c = sl_xcalloc(1, sizeof(*c));
-    *c = (commit_t){r, done, arg};
-    r->commits++;
+    *c = (commit_t){.r = r, .done = done, .arg = arg};
+    sl_dlist_push(&r->commits, &c->node);
     rd_kafka_resp_err_t err = rd_kafka_commit_queue(r->rk, l, r->q, committed, c);
     if (err) committed(r->rk, err, NULL, c);
   }
@@ -258,7 +259,7 @@ static void resolve_run(void *arg) {
 /* Another node moved the group's offsets since this reader last gave
  * something (its own commits all answered). */
 static int moved(const sl_kreader_t *r, const int64_t *committed) {
-  if (r->commits) return 0;
+  if (r->commits.first) return 0;
   for (int p = 0; p < r->P; p++)
     if (r->assigned[p] && r->pos[p] >= 0 && committed[p] != r->pos[p]) return 1;
   return 0;
@@ -286,7 +287,8 @@ void sl_kreader_resolve(sl_kreader_t *r, int64_t *start, int64_t cap, int if_mov
 }
 
 /* Frees what a reader owns once its librdkafka handles are gone (or were never made). */
-static void reader_free(sl_kreader_t *r) {
+static void reader_free(void *arg) {
+  sl_kreader_t *r = arg;
   free(r->topic);
   free(r->group);
   free(r->client);
@@ -385,37 +387,17 @@ void sl_kreader_touch(sl_kreader_t *r) {
   if (r->kept) uv_timer_start(&r->idle, on_idle, (uint64_t)r->idle_ms, 0);
 }
 
-/* The consumer is destroyed, and the reader freed, on a thread of its own:
- * rd_kafka_destroy joins librdkafka's threads, and a broker thread still
- * holding a request of the group (a reader of a stream deleted meanwhile)
- * kept the pool job, and the worker's end waiting for it, past the
- * process's shutdown_timeout. The process's end waits for these threads,
- * bounded (sl_kreader_exit). After leave: one that could not leave in time
- * is let go as is. */
-static sl_live_t g_live = SL_LIVE_INIT("kafka store");
-
-static void *destroy_run(void *arg) {
-  sl_kreader_t *r = arg;
-  rd_kafka_destroy_flags(r->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-  reader_free(r);
-  sl_live_end(&g_live);
-  return NULL;
-}
-
+/* The consumer is destroyed, and the reader freed, on a thread of its own
+ * (sl_kafka_destroy_later): a broker thread still holding a request of the
+ * group (a reader of a stream deleted meanwhile) kept the pool job, and the
+ * worker's end waiting for it, past the process's shutdown_timeout. After
+ * leave: one that could not leave in time is let go as is. */
 static void destroy(sl_kreader_t *r) {
   fifo_clear(r, 0);
   free(r->fifo);
   rd_kafka_queue_destroy(r->q);
-  pthread_t t;
-  pthread_attr_t a;
-  pthread_attr_init(&a);
-  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-  sl_live_begin(&g_live);
-  if (pthread_create(&t, &a, destroy_run, r) != 0) destroy_run(r);
-  pthread_attr_destroy(&a);
+  sl_kafka_destroy_later(r->rk, reader_free, r);
 }
-
-void sl_kreader_exit(void) { sl_live_wait(&g_live); }
 
 /* The readers leave their groups (their partitions move at once) together,
  * LEAVE_MS at most: rd_kafka_consumer_close waits on librdkafka's own
@@ -452,6 +434,12 @@ static void leave(sl_kreader_t **rs, size_t n) {
     }
     uv_sleep(10);
   }
+  /* Nothing serves their queues any more: commits still unanswered fail
+   * now (their answers would be dropped with the queues, and their
+   * records with them). */
+  for (size_t i = 0; i < n; i++)
+    for (commit_t *c; (c = SL_DLIST_FIRST(&rs[i]->commits, commit_t, node));)
+      committed(rs[i]->rk, RD_KAFKA_RESP_ERR__TIMED_OUT, NULL, c);
   free(gone);
 }
 
