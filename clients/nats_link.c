@@ -6,7 +6,7 @@
  * drops (reported as a slow consumer); JetStream stops at max_ack_pending. */
 #include "nats_link.h"
 #include "nats_loop.h"
-#include "core/live.h"
+#include "core/detached.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "http/http_tls.h"
@@ -563,7 +563,7 @@ static void run_pumps(sl_nats_t *l) {
 
 /* The links' threads (libnats is loaded, and its threads run, only once
  * one was made). */
-static sl_live_t g_live = SL_LIVE_INIT("nats");
+static sl_detached_t g_live = SL_DETACHED_INIT("nats");
 
 /* With l->mu held: the connection cnats gave up goes to the loop to free,
  * and the link starts over. Returns whether it had been connected. */
@@ -716,7 +716,7 @@ sl_nats_t *sl_nats_new(uv_loop_t *loop, sl_nats_conf_t *c, const sl_nats_cbs_t *
   /* Detached: nothing waits for it but the process's end (sl_nats_exit);
    * it ends after closing the connection, which may take cnats's timeouts
    * with the servers gone. */
-  if (sl_live_spawn(&g_live, thread_main, l) != 0) {
+  if (sl_detached_spawn(&g_live, thread_main, l) != 0) {
     l->refs = 1;
     sl_nats_io_release(l->io);
     sl_nats_close(l);
@@ -733,9 +733,9 @@ sl_nats_t *sl_nats_new(uv_loop_t *loop, sl_nats_conf_t *c, const sl_nats_cbs_t *
  * threads are waited for, then cnats's own: nats_CloseAndWait joins them
  * once every connection and subscription is freed. */
 void sl_nats_exit(void) {
-  int left = sl_live_wait(&g_live);
+  int left = sl_detached_wait(&g_live);
   if (left < 0) return;
-  natsStatus s = left ? NATS_TIMEOUT : nats_CloseAndWait(sl_live_ms_left());
+  natsStatus s = left ? NATS_TIMEOUT : nats_CloseAndWait(sl_detached_ms_left());
   if (s == NATS_TIMEOUT) {
     if (!left) sl_logf(SL_LOG_WARN, NULL, NULL, "nats: connections still closing at exit");
     return;

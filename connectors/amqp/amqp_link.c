@@ -11,7 +11,7 @@
  * /ready. */
 #include "amqp_link.h"
 #include "core/component.h"
-#include "core/live.h"
+#include "core/detached.h"
 #include "core/xalloc.h"
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
@@ -334,7 +334,7 @@ static void serve(sl_amqp_link_t *l, amqp_connection_state_t c) {
 /* The links' threads: each destroys its connection (with TLS, OpenSSL's
  * session and context) after the stream has ended and nothing waits for
  * it; the process's end waits for them (sl_amqp_link_exit). */
-static sl_live_t g_live = SL_LIVE_INIT("amqp");
+static sl_detached_t g_live = SL_DETACHED_INIT("amqp");
 
 static void run(void *arg) {
   sl_amqp_link_t *l = arg;
@@ -385,7 +385,7 @@ int sl_amqp_link_start(sl_amqp_link_t *l, uv_loop_t *loop) {
   l->async.data = l;
   uv_unref((uv_handle_t *)&l->async);   /* the streams decide when the loop ends */
   l->refs = 2;
-  if (sl_live_spawn(&g_live, run, l) == 0) return 0;
+  if (sl_detached_spawn(&g_live, run, l) == 0) return 0;
   l->refs = 1;   /* the handle only: close releases */
   return -1;
 }
@@ -406,4 +406,4 @@ void sl_amqp_link_close(sl_amqp_link_t *l) {
   uv_close((uv_handle_t *)&l->async, on_async_closed);
 }
 
-void sl_amqp_link_exit(void) { sl_live_wait(&g_live); }
+void sl_amqp_link_exit(void) { sl_detached_wait(&g_live); }

@@ -59,7 +59,7 @@ int sl_amqp_link_start(sl_amqp_link_t *l, uv_loop_t *loop);
 /* Stops the thread (it ends once what it does now returns) and releases. */
 void sl_amqp_link_close(sl_amqp_link_t *l);
 /* At the process's end, on its main thread, once every link is closed:
- * waits (sl_live_wait: at most until the exit deadline) for the links'
+ * waits (sl_detached_wait: at most until the exit deadline) for the links'
  * threads, which free their connections' TLS objects, to end. */
 void sl_amqp_link_exit(void);
 

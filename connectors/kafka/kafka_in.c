@@ -557,7 +557,7 @@ static void kin_stop(sl_input_t *base) {
  * that wait gets a thread of its own, which the process's end waits for,
  * bounded (sl_kafka_destroy_later): over TLS it frees the connections' SSL
  * objects and the SSL_CTX, which OpenSSL's exit cleanup must not race
- * (core/live.h, issue 16). */
+ * (core/detached.h, issue 16). */
 static void destroy_rk(kin_t *in) {
   if (in->close_ok) rd_kafka_destroy_flags(in->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
   else sl_kafka_destroy_later(in->rk, NULL, NULL);

@@ -1,5 +1,5 @@
 #include "kafka_common.h"
-#include "core/live.h"
+#include "core/detached.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 #include <fcntl.h>
@@ -106,7 +106,7 @@ rd_kafka_resp_err_t sl_kafka_produce(rd_kafka_t *rk, const rd_kafka_vu_t *vus, s
   return e;
 }
 
-static sl_live_t g_live = SL_LIVE_INIT("kafka");
+static sl_detached_t g_live = SL_DETACHED_INIT("kafka");
 
 typedef struct doomed {
   rd_kafka_t *rk;
@@ -124,7 +124,7 @@ static void destroy_run(void *arg) {
 void sl_kafka_destroy_later(rd_kafka_t *rk, void (*done)(void *arg), void *arg) {
   doomed_t *d = sl_xmalloc(sizeof *d);
   *d = (doomed_t){rk, done, arg};
-  if (sl_live_spawn(&g_live, destroy_run, d) != 0) destroy_run(d);
+  if (sl_detached_spawn(&g_live, destroy_run, d) != 0) destroy_run(d);
 }
 
-void sl_kafka_exit(void) { sl_live_wait(&g_live); }
+void sl_kafka_exit(void) { sl_detached_wait(&g_live); }

@@ -37,7 +37,7 @@ rd_kafka_resp_err_t sl_kafka_produce(rd_kafka_t *rk, const rd_kafka_vu_t *vus, s
  * joins librdkafka's threads, which wait out librdkafka's timeouts for
  * whatever a gone broker left unanswered. sl_kafka_exit waits for them. */
 void sl_kafka_destroy_later(rd_kafka_t *rk, void (*done)(void *arg), void *arg);
-/* The main thread, at the process's end: waits (bounded, core/live.h) for
+/* The main thread, at the process's end: waits (bounded, core/detached.h) for
  * sl_kafka_destroy_later's threads, which over TLS still free OpenSSL
  * objects (issue 16). */
 void sl_kafka_exit(void);

@@ -1,8 +1,8 @@
-/* Counted detached threads (core/live.h): sl_live_spawn counts a thread
- * until its function has returned, sl_live_wait waits for it, bounded by the
+/* Counted detached threads (core/detached.h): sl_detached_spawn counts a thread
+ * until its function has returned, sl_detached_wait waits for it, bounded by the
  * process's exit deadline, and a thread that cannot start is neither
  * counted nor run. */
-#include "core/live.h"
+#include "core/detached.h"
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -19,7 +19,7 @@ typedef struct job {
   atomic_int done;
 } job_t;
 
-static int counted(sl_live_t *l) {
+static int counted(sl_detached_t *l) {
   pthread_mutex_lock(&l->mu);
   int n = l->n;
   pthread_mutex_unlock(&l->mu);
@@ -45,7 +45,7 @@ static double now_s(void) {
 static void test_no_thread(void) {
   pid_t pid = fork();
   if (pid == 0) {
-    static sl_live_t l = SL_LIVE_INIT("test");
+    static sl_detached_t l = SL_DETACHED_INIT("test");
     job_t j = {.done = 0};
     free(malloc(4096));   /* the spawn's own record comes from the heap already there */
     unsigned long pages = 0;
@@ -54,7 +54,7 @@ static void test_no_thread(void) {
     fclose(f);
     rlim_t room = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (64 << 10);
     if (setrlimit(RLIMIT_AS, &(struct rlimit){room, room}) != 0) _exit(4);
-    int rc = sl_live_spawn(&l, slow_job, &j);
+    int rc = sl_detached_spawn(&l, slow_job, &j);
     _exit(rc == -1 && counted(&l) == 0 && !atomic_load(&j.done) ? 0 : 1);
   }
   int st = 0;
@@ -64,14 +64,14 @@ static void test_no_thread(void) {
 }
 
 static void test_counted_and_waited_for(void) {
-  static sl_live_t l = SL_LIVE_INIT("test");
-  CHECK(sl_live_wait(&l) == -1, "no thread ever counted: -1");
+  static sl_detached_t l = SL_DETACHED_INIT("test");
+  CHECK(sl_detached_wait(&l) == -1, "no thread ever counted: -1");
   job_t j = {.done = 0};
   sem_init(&j.go, 0, 0);
-  CHECK(sl_live_spawn(&l, slow_job, &j) == 0, "spawned");
+  CHECK(sl_detached_spawn(&l, slow_job, &j) == 0, "spawned");
   CHECK(counted(&l) == 1, "counted while it runs (%d)", counted(&l));
   sem_post(&j.go);
-  int left = sl_live_wait(&l);
+  int left = sl_detached_wait(&l);
   CHECK(left == 0, "none left (%d)", left);
   CHECK(atomic_load(&j.done), "the wait returned once the job had returned");
   sem_destroy(&j.go);
@@ -81,16 +81,16 @@ static void blocked_job(void *arg) { sem_wait(&((job_t *)arg)->go); }
 
 /* After test_counted_and_waited_for: the deadline runs from its wait. */
 static void test_wait_is_bounded(void) {
-  static sl_live_t l = SL_LIVE_INIT("test");
+  static sl_detached_t l = SL_DETACHED_INIT("test");
   job_t j = {.done = 0};
   sem_init(&j.go, 0, 0);
-  CHECK(sl_live_spawn(&l, blocked_job, &j) == 0, "spawned");
+  CHECK(sl_detached_spawn(&l, blocked_job, &j) == 0, "spawned");
   double t0 = now_s();
-  int left = sl_live_wait(&l);
+  int left = sl_detached_wait(&l);
   double took = now_s() - t0;
   CHECK(left == 1, "one left at the deadline (%d)", left);
   CHECK(took < 8, "the wait ended by the shared deadline (%.2f s)", took);
-  CHECK(sl_live_ms_left() == 1, "past the deadline: 1 ms left (%lld)", (long long)sl_live_ms_left());
+  CHECK(sl_detached_ms_left() == 1, "past the deadline: 1 ms left (%lld)", (long long)sl_detached_ms_left());
   sem_post(&j.go);
   pthread_mutex_lock(&l.mu);
   while (l.n) pthread_cond_wait(&l.gone, &l.mu);
@@ -102,5 +102,5 @@ int main(void) {
   RUN(test_no_thread);
   RUN(test_counted_and_waited_for);
   RUN(test_wait_is_bounded);
-  return check_report("test_live");
+  return check_report("test_detached");
 }

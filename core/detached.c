@@ -1,4 +1,4 @@
-#include "live.h"
+#include "detached.h"
 #include "log.h"
 #include "xalloc.h"
 #include <stdlib.h>
@@ -15,12 +15,12 @@ static void set_deadline(void) {
 }
 
 typedef struct job {
-  sl_live_t *l;
+  sl_detached_t *l;
   void (*fn)(void *arg);
   void *arg;
 } job_t;
 
-static void count(sl_live_t *l, int d) {
+static void count(sl_detached_t *l, int d) {
   pthread_mutex_lock(&l->mu);
   l->n += d;
   if (d > 0) l->used = 1;
@@ -38,7 +38,7 @@ static void *run(void *arg) {
 
 /* Counted before the thread exists: a wait that starts meanwhile waits for
  * it too. */
-int sl_live_spawn(sl_live_t *l, void (*fn)(void *arg), void *arg) {
+int sl_detached_spawn(sl_detached_t *l, void (*fn)(void *arg), void *arg) {
   job_t *j = sl_xmalloc(sizeof *j);
   *j = (job_t){l, fn, arg};
   pthread_attr_t a;
@@ -54,7 +54,7 @@ int sl_live_spawn(sl_live_t *l, void (*fn)(void *arg), void *arg) {
   return -1;
 }
 
-int sl_live_wait(sl_live_t *l) {
+int sl_detached_wait(sl_detached_t *l) {
   pthread_once(&g_once, set_deadline);
   pthread_mutex_lock(&l->mu);
   while (l->n && pthread_cond_timedwait(&l->gone, &l->mu, &g_until) == 0) {}
@@ -66,7 +66,7 @@ int sl_live_wait(sl_live_t *l) {
   return left;
 }
 
-int64_t sl_live_ms_left(void) {
+int64_t sl_detached_ms_left(void) {
   pthread_once(&g_once, set_deadline);
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
