@@ -408,7 +408,8 @@ describe("config reload of an http_server stream at max_in_flight", function()
   -- the upstream until file F exists. Each message then calls the upstream's
   -- /delay (TAG v1) or /echo (v2) once, so that its counts say which
   -- instance ran what, and how often; what passes goes to got.ndjson, in the
-  -- order the instance ran it, and back to its client.
+  -- order the instance ran it, and back to its client with the user its
+  -- route's auth found (key k1 is alice's in v1, bob's in v2).
   local function web(up, tag, workers)
     return string.format([[
 http: {address: 127.0.0.1:$PORT%s}
@@ -416,20 +417,21 @@ streams:
   web:
     max_in_flight: 1
     input:
-      http_server: {path: /in, timeout: 60s}
+      http_server: {path: /in, timeout: 60s, auth: {api_keys: {keys: {k1: %s}}}}
     pipeline:
       processors:
         - lua: |
             if this.gate then http.request{url = "%s/gate?file=" .. this.gate, timeout = "120s"} end
             http.request{url = "%s/%s?ms=1"}
             this.tag = "%s"
+            this.user = ctx.user
             return this
     output:
       broker:
         outputs:
           - file: {path: got.ndjson}
           - sync_response: {}
-]], workers and (", workers: " .. workers) or "", up.url, up.url, tag == "v1" and "delay" or "echo", tag)
+]], workers and (", workers: " .. workers) or "", tag == "v1" and "alice" or "bob", up.url, up.url, tag == "v1" and "delay" or "echo", tag)
   end
 
   -- sluice has read every request sent on its n connections (each one got
@@ -446,7 +448,7 @@ streams:
   end
 
   local function post(srv, name, body)
-    os.execute(string.format("(curl -s -m 60 -w '\\n%%{http_code}' -X POST -d '%s' %s/in > %s/%s.txt) &",
+    os.execute(string.format("(curl -s -m 60 -w '\\n%%{http_code}' -H 'X-API-Key: k1' -X POST -d '%s' %s/in > %s/%s.txt) &",
       body, srv.url, srv.dir, name))
   end
 
@@ -479,13 +481,13 @@ streams:
         for n, name in ipairs({"second", "third"}) do
           local c, b = answer(srv, name)
           assert.are.equal(200, c, b)
-          assert.are.same({n = n + 1, tag = "v2"}, json.decode(b))
+          assert.are.same({n = n + 1, tag = "v2", user = "bob"}, json.decode(b))
         end
         assert.are.equal("", h.read(srv.dir .. "/first.txt"))
         h.write(gate, "")
         local c, b = answer(srv, "first")
         assert.are.equal(200, c, b)
-        assert.are.equal("v1", json.decode(b).tag)
+        assert.are.same({"v1", "alice"}, {json.decode(b).tag, json.decode(b).user})
         local seen = up.stats().paths
         assert.are.same({1, 1, 2}, {seen["/gate"], seen["/delay"], seen["/echo"]})
         local got = numbers(srv.dir .. "/got.ndjson")
