@@ -459,18 +459,31 @@ streams:
     return tonumber(code), body
   end
 
+  -- Runs body(srv, up, gate) on `web` v1 (over HTTP workers when given)
+  -- with the first message held at the gate and a second request waiting
+  -- for room; opens the gate after.
+  local function parked(workers, body)
+    local up = u.python()
+    local dir = h.tmpdir()
+    local gate = dir .. "/open"
+    local srv = h.serve(web(up, "v1", workers))
+    local ok, err = pcall(function()
+      post(srv, "first", string.format('{"n":1,"gate":"%s"}', gate))
+      assert.truthy(wait_for(function() return up.stats().paths["/gate"] == 1 end, 30), "the first message never reached the gate")
+      post(srv, "second", '{"n":2}')
+      assert.truthy(wait_for(function() return all_read(srv, 2) end, 30), "the second request never reached sluice")
+      body(srv, up, gate)
+    end)
+    h.write(gate, "")
+    up.stop()
+    h.rmdir(dir)
+    h.stop_after(srv, ok, err)
+  end
+
   for _, workers in ipairs({false, 2}) do
     local mode = workers and " (http.workers: 2)" or ""
     it("hands the requests waiting for room to the new instance, in arrival order, once" .. mode, function()
-      local up = u.python()
-      local dir = h.tmpdir()
-      local gate = dir .. "/open"
-      local srv = h.serve(web(up, "v1", workers))
-      local ok, err = pcall(function()
-        post(srv, "first", string.format('{"n":1,"gate":"%s"}', gate))
-        assert.truthy(wait_for(function() return up.stats().paths["/gate"] == 1 end, 30), "the first message never reached the gate")
-        post(srv, "second", '{"n":2}')
-        assert.truthy(wait_for(function() return all_read(srv, 2) end, 30), "the second request never reached sluice")
+      parked(workers, function(srv, up, gate)
         post(srv, "third", '{"n":3}')
         assert.truthy(wait_for(function() return all_read(srv, 3) end, 30), "the third request never reached sluice")
         rewrite(srv, web(up, "v2", workers))
@@ -494,23 +507,11 @@ streams:
         assert.are.same({2, 3, 1}, {got[1].n, got[2].n, got[3].n})
         assert.are.equal(3, #got)
       end)
-      h.write(gate, "")
-      up.stop()
-      h.rmdir(dir)
-      h.stop_after(srv, ok, err)
     end)
   end
 
   it("still answers them 503 when the reload removes the stream", function()
-    local up = u.python()
-    local dir = h.tmpdir()
-    local gate = dir .. "/open"
-    local srv = h.serve(web(up, "v1"))
-    local ok, err = pcall(function()
-      post(srv, "first", string.format('{"n":1,"gate":"%s"}', gate))
-      assert.truthy(wait_for(function() return up.stats().paths["/gate"] == 1 end, 30), "the first message never reached the gate")
-      post(srv, "second", '{"n":2}')
-      assert.truthy(wait_for(function() return all_read(srv, 2) end, 30), "the second request never reached sluice")
+    parked(false, function(srv, up, gate)
       rewrite(srv, "http: {address: 127.0.0.1:$PORT}\nstreams:\n  other:\n    input: {generate: {mapping: 'return {}', interval: 1s}}\n    output: {drop: {}}\n")
       local code, body = reload(srv)
       assert.are.equal(200, code)
@@ -523,9 +524,5 @@ streams:
       assert.are.equal(200, c)
       assert.is_nil(up.stats().paths["/echo"])
     end)
-    h.write(gate, "")
-    up.stop()
-    h.rmdir(dir)
-    h.stop_after(srv, ok, err)
   end)
 end)
