@@ -104,6 +104,22 @@ static void ready(sl_http_req_t *r, void *arg) {
   free(reasons);
 }
 
+/* r is rt's: its metrics and its connection's owner say so. */
+static void claim(sl_http_req_t *r, const sl_route_t *rt) {
+  r->route = intern(rt->pattern);
+  if (r->conn) r->conn->owner = intern(rt->owner);
+  else if (r->link) r->link->owner = intern(rt->owner);
+}
+
+/* Built-in routes and static files are public; component routes need the
+ * route's auth, else the section's. Then the handler answers. */
+static void pass(const sl_http_t *s, sl_http_req_t *r, const sl_route_t *rt) {
+  const sl_http_auth_t *auth = rt->auth ? rt->auth
+                               : strcmp(rt->owner, "sluice") && strcmp(rt->owner, "http.static") ? s->auth : NULL;
+  if (auth && sl_http_auth_check(auth, r) != 0) return;
+  ((sl_http_handler)rt->handler)(r, rt->arg);
+}
+
 /* Routes a request the connection layer has read: base_path, CORS, the
  * route table, auth, then the handler (which answers). */
 void sl_http_serve(sl_http_t *s, sl_http_req_t *r) {
@@ -142,9 +158,7 @@ void sl_http_serve(sl_http_t *s, sl_http_req_t *r) {
     sl_http_error(r, 404, "not found");
     return;
   }
-  r->route = intern(rt->pattern);
-  if (r->conn) r->conn->owner = intern(rt->owner);
-  else if (r->link) r->link->owner = intern(rt->owner);
+  claim(r, rt);
   if (!method_ok) {
     sl_kvlist_t h = {0};
     char allow[256] = "";
@@ -159,12 +173,27 @@ void sl_http_serve(sl_http_t *s, sl_http_req_t *r) {
     sl_kv_clear(&h);
     return;
   }
-  /* Built-in routes and static files are public; component routes need the
-   * route's auth, else the section's. */
-  const sl_http_auth_t *auth = rt->auth ? rt->auth
-                               : strcmp(rt->owner, "sluice") && strcmp(rt->owner, "http.static") ? s->auth : NULL;
-  if (auth && sl_http_auth_check(auth, r) != 0) return;
-  ((sl_http_handler)rt->handler)(r, rt->arg);
+  pass(s, r, rt);
+}
+
+int sl_http_reroute(sl_http_req_t *r) {
+  sl_http_t *s = r->conn ? r->conn->srv : r->link ? r->link->srv : NULL;
+  if (!s) return -1;
+  sl_kv_clear(&r->params);
+  int method_ok;
+  const sl_route_t *rt = sl_routes_match(&s->routes, r->method, r->path, &r->params, &method_ok);
+  if (!rt || !method_ok) return -1;
+  /* Who the first route's auth let in is for the new route's to say (and
+   * that auth goes with the instance it belonged to). */
+  free(r->user);
+  r->user = NULL;
+  r->authenticated = 0;
+  r->auth = NULL;
+  r->policy = NULL;
+  sl_kv_clear(&r->jwt);
+  claim(r, rt);
+  pass(s, r, rt);
+  return 0;
 }
 
 /* ---------- server lifetime ---------- */

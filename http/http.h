@@ -40,6 +40,13 @@ typedef struct sl_http_req {
 
 /* Runs on the loop for every request routed to it; must answer exactly once. */
 typedef void (*sl_http_handler)(sl_http_req_t *r, void *arg);
+/* Routes r again, as it is (base_path already off), on the live routes of
+ * the server it came to, its auth checked anew: for a handler that kept r
+ * waiting without taking it in and stops (a config reload replaced it), so
+ * that whoever serves r's path now takes it. 0: that route's handler has it
+ * (or its auth answered); -1: no route takes it now (or the client is gone),
+ * r is still the caller's to answer. */
+int sl_http_reroute(sl_http_req_t *r);
 
 /* Routes `pattern` ("/a/{id}/b"; a trailing '/' matches the prefix) for the
  * methods in `methods` (NULL: any) to h. A pattern already taken is a config

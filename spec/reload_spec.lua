@@ -1,6 +1,7 @@
 -- Config reload without a gap: only changed streams are replaced, an invalid
 -- file changes nothing, SIGHUP / POST /admin/reload / -w, /admin/status, and
--- zero failed requests from wrk while the config is reloaded.
+-- zero failed requests from wrk while the config is reloaded, and requests
+-- waiting for room (max_in_flight) handed to the new instance.
 local h = require("spec.helpers")
 local json = h.json
 
@@ -397,5 +398,131 @@ describe("config reload under load", function()
       assert.are.equal(8, status(srv).config.version)
     end)
     h.stop_after(srv, ok, err)
+  end)
+end)
+
+describe("config reload of an http_server stream at max_in_flight", function()
+  local u = require("spec.upstream_helpers")
+
+  -- `web` admits one transaction at a time; a message {"gate": F} holds it at
+  -- the upstream until file F exists. Each message then calls the upstream's
+  -- /delay (TAG v1) or /echo (v2) once, so that its counts say which
+  -- instance ran what, and how often; what passes goes to got.ndjson, in the
+  -- order the instance ran it, and back to its client with the user its
+  -- route's auth found (key k1 is alice's in v1, bob's in v2).
+  local function web(up, tag, workers)
+    return string.format([[
+http: {address: 127.0.0.1:$PORT%s}
+streams:
+  web:
+    max_in_flight: 1
+    input:
+      http_server: {path: /in, timeout: 60s, auth: {api_keys: {keys: {k1: %s}}}}
+    pipeline:
+      processors:
+        - lua: |
+            if this.gate then http.request{url = "%s/gate?file=" .. this.gate, timeout = "120s"} end
+            http.request{url = "%s/%s?ms=1"}
+            this.tag = "%s"
+            this.user = ctx.user
+            return this
+    output:
+      broker:
+        outputs:
+          - file: {path: got.ndjson}
+          - sync_response: {}
+]], workers and (", workers: " .. workers) or "", tag == "v1" and "alice" or "bob", up.url, up.url, tag == "v1" and "delay" or "echo", tag)
+  end
+
+  -- sluice has read every request sent on its n connections (each one got
+  -- bytes, none waits in its receive queue); requests over HTTP workers are
+  -- on the engine's queue then, ahead of any later request.
+  local function all_read(srv, n)
+    local _, ss = h.sh("ss -Htni state established '( sport = :" .. srv.port .. " )'")
+    local conns, read = 0, 0
+    for q, info in ss:gmatch("(%d+)%s+%d+%s+%S+%s+%S+%s*\n([^\n]*)") do
+      conns = conns + 1
+      if q == "0" and (tonumber(info:match("bytes_received:(%d+)")) or 0) > 0 then read = read + 1 end
+    end
+    return conns == n and read == n
+  end
+
+  local function post(srv, name, body)
+    os.execute(string.format("(curl -s -m 60 -w '\\n%%{http_code}' -H 'X-API-Key: k1' -X POST -d '%s' %s/in > %s/%s.txt) &",
+      body, srv.url, srv.dir, name))
+  end
+
+  local function answer(srv, name)
+    assert.truthy(wait_for(function() return (h.read(srv.dir .. "/" .. name .. ".txt") or ""):find("\n%d+$") end, 60),
+      "no answer to " .. name)
+    local body, code = h.read(srv.dir .. "/" .. name .. ".txt"):match("^(.*)\n(%d+)$")
+    return tonumber(code), body
+  end
+
+  -- Runs body(srv, up, gate) on `web` v1 (over HTTP workers when given)
+  -- with the first message held at the gate and a second request waiting
+  -- for room; opens the gate after.
+  local function parked(workers, body)
+    local up = u.python()
+    local dir = h.tmpdir()
+    local gate = dir .. "/open"
+    local srv = h.serve(web(up, "v1", workers))
+    local ok, err = pcall(function()
+      post(srv, "first", string.format('{"n":1,"gate":"%s"}', gate))
+      assert.truthy(wait_for(function() return up.stats().paths["/gate"] == 1 end, 30), "the first message never reached the gate")
+      post(srv, "second", '{"n":2}')
+      assert.truthy(wait_for(function() return all_read(srv, 2) end, 30), "the second request never reached sluice")
+      body(srv, up, gate)
+    end)
+    h.write(gate, "")
+    up.stop()
+    h.rmdir(dir)
+    h.stop_after(srv, ok, err)
+  end
+
+  for _, workers in ipairs({false, 2}) do
+    local mode = workers and " (http.workers: 2)" or ""
+    it("hands the requests waiting for room to the new instance, in arrival order, once" .. mode, function()
+      parked(workers, function(srv, up, gate)
+        post(srv, "third", '{"n":3}')
+        assert.truthy(wait_for(function() return all_read(srv, 3) end, 30), "the third request never reached sluice")
+        rewrite(srv, web(up, "v2", workers))
+        local code, body = reload(srv)
+        assert.are.equal(200, code)
+        assert.are.same({"web"}, body.changed)
+        -- the new instance ran both while the old one still holds the first
+        for n, name in ipairs({"second", "third"}) do
+          local c, b = answer(srv, name)
+          assert.are.equal(200, c, b)
+          assert.are.same({n = n + 1, tag = "v2", user = "bob"}, json.decode(b))
+        end
+        assert.are.equal("", h.read(srv.dir .. "/first.txt"))
+        h.write(gate, "")
+        local c, b = answer(srv, "first")
+        assert.are.equal(200, c, b)
+        assert.are.same({"v1", "alice"}, {json.decode(b).tag, json.decode(b).user})
+        local seen = up.stats().paths
+        assert.are.same({1, 1, 2}, {seen["/gate"], seen["/delay"], seen["/echo"]})
+        local got = numbers(srv.dir .. "/got.ndjson")
+        assert.are.same({2, 3, 1}, {got[1].n, got[2].n, got[3].n})
+        assert.are.equal(3, #got)
+      end)
+    end)
+  end
+
+  it("still answers them 503 when the reload removes the stream", function()
+    parked(false, function(srv, up, gate)
+      rewrite(srv, "http: {address: 127.0.0.1:$PORT}\nstreams:\n  other:\n    input: {generate: {mapping: 'return {}', interval: 1s}}\n    output: {drop: {}}\n")
+      local code, body = reload(srv)
+      assert.are.equal(200, code)
+      assert.are.same({"web"}, body.removed)
+      local c, b = answer(srv, "second")
+      assert.are.equal(503, c, b)
+      assert.matches("shutting down", b)
+      h.write(gate, "")
+      c = answer(srv, "first")
+      assert.are.equal(200, c)
+      assert.is_nil(up.stats().paths["/echo"])
+    end)
   end)
 end)

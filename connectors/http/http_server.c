@@ -115,7 +115,7 @@ typedef struct hin {
 typedef struct parked {
   sl_batch_t *batch;          /* its message while it waits, else NULL */
   void (*take)(struct parked *pk);     /* emits batch: there is room */
-  void (*refuse)(struct parked *pk);   /* drops batch and answers busy: the input stops */
+  void (*refuse)(struct parked *pk);   /* the input stops: drops batch; a request goes on (refuse_request) */
   struct parked *next, **pprev;
 } parked_t;
 
@@ -228,33 +228,39 @@ static void respond_busy(sl_http_req_t *r) {
   sl_kv_clear(&h);
 }
 
-static void answer(pending_t *p, int status, const char *err) {
-  if (!p->req) return;
+/* The request leaves p, to be answered (NULL: it was already). */
+static sl_http_req_t *release(pending_t *p) {
   sl_http_req_t *r = p->req;
+  if (!r) return NULL;
   p->req = NULL;
   p->in->waiting--;
   uv_timer_stop(&p->timer);
+  return r;
+}
+
+static void answer(pending_t *p, int status, const char *err) {
+  sl_http_req_t *r = release(p);
+  if (!r) return;
   if (status == 200 && p->reply->set) {
     sync_answer(p->in, r, p->reply);
   } else if (status == 200) {
     static const char ok[] = "{\"status\":\"ok\"}";
     sl_http_respond(r, 200, "application/json", ok, sizeof ok - 1, NULL);
-  } else if (status == 503 && !err) {
-    respond_busy(r);
   } else {
     sl_http_error(r, status, err);
   }
 }
 
 /* A parked request leaves the queue without being taken in (timeout,
- * client gone, stop): answered (err NULL: busy, 503 with Retry-After), its
- * message dropped. */
-static void unpark(pending_t *p, int status, const char *err) {
+ * client gone, stop), its message dropped: returned for the caller to
+ * answer. */
+static sl_http_req_t *unpark(pending_t *p) {
   sl_batch_free(unlink_parked(p->in, &p->park));
   p->txn_done = 1;
-  if (p->req) p->req->on_gone = NULL;
-  answer(p, status, err);
+  sl_http_req_t *r = release(p);
+  r->on_gone = NULL;
   pending_finish(p);
+  return r;
 }
 
 static void on_txn(sl_txn_t *t, int status, const char *err, void *arg);
@@ -271,11 +277,19 @@ static void take_request(parked_t *pk) {
   sl_input_emit(&p->in->base, b, on_txn, p);
 }
 
-static void refuse_request(parked_t *pk) { unpark((pending_t *)pk, 503, "shutting down"); }
+/* The input stops with the request still waiting for room, its message
+ * never taken in: the request goes to whoever serves its path now, as if it
+ * had just come, so that a reload's new instance takes it (in arrival order:
+ * the queue is walked oldest first); 503 when none does (the stream was
+ * removed) or this one still does (shutdown: it refuses as it stops). */
+static void refuse_request(parked_t *pk) {
+  sl_http_req_t *r = unpark((pending_t *)pk);
+  if (sl_http_reroute(r) != 0) sl_http_error(r, 503, "shutting down");
+}
 
 static void on_parked_gone(sl_http_req_t *r, void *arg) {
   (void)r;
-  unpark(arg, 499, "client gone");   /* nobody reads it: as http_server_out does */
+  sl_http_error(unpark(arg), 499, "client gone");   /* nobody reads it: as http_server_out does */
 }
 
 static void on_txn(sl_txn_t *t, int status, const char *err, void *arg) {
@@ -289,7 +303,7 @@ static void on_txn(sl_txn_t *t, int status, const char *err, void *arg) {
 static void on_timeout(uv_timer_t *t) {
   pending_t *p = t->data;
   if (p->park.batch) {
-    unpark(p, 503, NULL);
+    respond_busy(unpark(p));
     return;
   }
   answer(p, 408, "timed out waiting for delivery");
@@ -686,7 +700,8 @@ static const sl_spec_t spec = {
     "transaction acked), `502` when delivery failed, `408` after `timeout`, and `503` during "
     "shutdown. A request that comes while the stream is at `max_in_flight` waits, in arrival order, for "
     "room; one still waiting after `timeout` is answered `503` with `Retry-After` (its message never "
-    "entered the stream). Errors are JSON "
+    "entered the stream); a config reload that replaces the stream hands the waiting requests to the new "
+    "instance, in arrival order (their `timeout` starts again there). Errors are JSON "
     "`{\"error\": \"...\", \"status\": N}`.",
   .fields = fields,
   .shorthand = "path",
