@@ -54,7 +54,11 @@ static int group_offsets(gjob_t *j, const char *group, int64_t *committed) {
   return any;
 }
 
-/* In the pool: the group's members on the topic, and its state. */
+/* In the pool: the group's members on the topic, and its state; NULL (and
+ * j->err) while its coordinator cannot answer. An OffsetFetch that a broker
+ * answers NOT_COORDINATOR crashes librdkafka 2.0's admin client (its issue
+ * 5040: a fresh broker, a coordinator moving in a rolling restart), so
+ * offsets are asked for only once the description came from a coordinator. */
 static json_t *group_members(gjob_t *j, const char *group, const char **state) {
   ask_t a = {group, sl_ks_admin_options(j->ks, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS)};
   rd_kafka_event_t *ev = sl_ks_admin(j->ks, ask_describe, &a, &j->err);
@@ -63,9 +67,17 @@ static json_t *group_members(gjob_t *j, const char *group, const char **state) {
   size_t n;
   const rd_kafka_ConsumerGroupDescription_t **ds =
     rd_kafka_DescribeConsumerGroups_result_groups(rd_kafka_event_DescribeConsumerGroups_result(ev), &n);
+  const rd_kafka_error_t *e = n ? rd_kafka_ConsumerGroupDescription_error(ds[0]) : NULL;
+  rd_kafka_resp_err_t code = e ? rd_kafka_error_code(e) : RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (code == RD_KAFKA_RESP_ERR_NOT_COORDINATOR || code == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE ||
+      code == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS) {
+    j->err = sl_xasprintf("group %s: %s (try again)", group, rd_kafka_error_string(e));
+    rd_kafka_event_destroy(ev);
+    return NULL;
+  }
   json_t *members = json_array();
   *state = "Unknown";
-  if (n && !rd_kafka_ConsumerGroupDescription_error(ds[0])) {
+  if (n && !e) {
     *state = rd_kafka_consumer_group_state_name(rd_kafka_ConsumerGroupDescription_state(ds[0]));
     for (size_t i = 0; i < rd_kafka_ConsumerGroupDescription_member_count(ds[0]); i++) {
       const rd_kafka_MemberDescription_t *m = rd_kafka_ConsumerGroupDescription_member(ds[0], i);
@@ -86,9 +98,13 @@ static json_t *group_members(gjob_t *j, const char *group, const char **state) {
  * has nothing on the topic (and was not asked for by name). */
 static json_t *describe(gjob_t *j, const char *group, const int64_t *hi, int named) {
   int64_t *committed = sl_xcalloc((size_t)j->P, sizeof(int64_t));
-  int any = group_offsets(j, group, committed);
   const char *state = NULL;
-  json_t *members = any >= 0 ? group_members(j, group, &state) : NULL, *out = NULL;
+  json_t *members = group_members(j, group, &state), *out = NULL;
+  int any = members ? group_offsets(j, group, committed) : -1;
+  if (any < 0) {
+    json_decref(members);
+    members = NULL;
+  }
   if (members && (any || json_array_size(members) || named)) {
     int on_topic = any;
     json_t *c = json_array(), *lag = json_array(), *m;
