@@ -65,3 +65,34 @@ void *sl_kept_take(sl_kept_t **list, const sl_batch_t *b) {
 }
 
 void *sl_kept_pop(sl_kept_t **list) { return *list ? sl_kept_take(list, (*list)->b) : NULL; }
+
+void *sl_kept_write(sl_kept_t **list, sl_batch_t *b, size_t size, uint8_t unsent, uint8_t done, sl_write_cb cb,
+                    void *arg) {
+  sl_kwrite_t *w = sl_kept_take(list, b);
+  if (w) {
+    for (uint32_t i = 0; i < b->n; i++)
+      if (w->state[i] != done) w->state[i] = unsent;
+    free(w->err);
+    w->err = NULL;
+  } else {
+    w = sl_xcalloc(1, size);
+    w->b = b;
+    w->state = sl_xmalloc(b->n ? b->n : 1);
+    memset(w->state, unsent, b->n);
+  }
+  w->cb = cb;
+  w->arg = arg;
+  return w;
+}
+
+void sl_kept_write_fail(sl_kept_t **list, void *w, uint8_t done, sl_output_t *out) {
+  sl_kwrite_t *k = w;
+  sl_kept_fail_some(list, w, k->state, done, out, k->b, k->err, k->cb, k->arg);
+}
+
+void sl_kept_write_free(void *w) {
+  sl_kwrite_t *k = w;
+  free(k->state);
+  free(k->err);
+  free(k);
+}

@@ -130,15 +130,11 @@ typedef struct aout_sh {
 enum { M_UNSENT, M_POSTED, M_DONE, M_FAILED };
 
 struct owrite {
+  sl_kwrite_t kw;            /* first (kept.h); its states are M_* */
   owrite_t *next;
-  sl_batch_t *b;
-  sl_write_cb cb;
-  void *arg;
   pub_t *pubs;
-  uint8_t *state;
   uint32_t open;
   int started;
-  char *err;
 };
 
 typedef struct aout {
@@ -223,7 +219,7 @@ static int on_return(sl_amqp_link_t *l, amqp_connection_state_t c, amqp_frame_t 
   } else {
     for (uint32_t k = 0; k < o->npend; k++) {
       pend_t *e = &o->pend[k];
-      const sl_bytes_t *body = e->p->w->b->msgs[e->p->i]->content;
+      const sl_bytes_t *body = e->p->w->kw.b->msgs[e->p->i]->content;
       if (e->done || e->ret || !same(ex, e->p->v[P_EXCHANGE], strlen(e->p->v[P_EXCHANGE])) ||
           !same(key, e->p->v[P_KEY], strlen(e->p->v[P_KEY])) || !same(m.body, body->data, body->len))
         continue;
@@ -270,7 +266,7 @@ static int aout_work(sl_amqp_link_t *l, amqp_connection_state_t c, void *arg) {
   uint32_t k = 0;
   for (; c && k < n; k++) {
     pub_t *p = post[k];
-    const sl_bytes_t *body = p->w->b->msgs[p->i]->content;
+    const sl_bytes_t *body = p->w->kw.b->msgs[p->i]->content;
     int e = amqp_basic_publish(c, 1, amqp_cstring_bytes(p->v[P_EXCHANGE]), amqp_cstring_bytes(p->v[P_KEY]),
                                o->mandatory, o->immediate, &p->props, sl_amqp_bytes(body->data, body->len));
     if (e != AMQP_STATUS_OK) {
@@ -327,11 +323,9 @@ static void pub_clear(aout_t *o, pub_t *p) {
 }
 
 static void owrite_free(aout_t *o, owrite_t *w) {
-  for (uint32_t i = 0; i < w->b->n; i++) pub_clear(o, &w->pubs[i]);
+  for (uint32_t i = 0; i < w->kw.b->n; i++) pub_clear(o, &w->pubs[i]);
   free(w->pubs);
-  free(w->state);
-  free(w->err);
-  free(w);
+  sl_kept_write_free(w);
 }
 
 static int excluded(aout_t *o, const char *key) {
@@ -343,7 +337,7 @@ static int excluded(aout_t *o, const char *key) {
 /* Evaluates message i's fields and copies its metadata into headers. */
 static void pub_build(aout_t *o, owrite_t *w, uint32_t i) {
   pub_t *p = &w->pubs[i];
-  sl_msg_t *m = w->b->msgs[i];
+  sl_msg_t *m = w->kw.b->msgs[i];
   p->w = w;
   p->i = i;
   p->props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
@@ -408,20 +402,20 @@ static void pump(aout_t *o);
 static void finish(aout_t *o, owrite_t *w) {
   o->active--;
   w->started = 0;
-  if (!w->err) {
-    sl_write_cb cb = w->cb;
-    void *arg = w->arg;
-    sl_batch_t *b = w->b;
+  if (!w->kw.err) {
+    sl_write_cb cb = w->kw.cb;
+    void *arg = w->kw.arg;
+    sl_batch_t *b = w->kw.b;
     owrite_free(o, w);
     cb(&o->base, b, 0, NULL, arg);
   } else {
-    sl_kept_fail_some(&o->kept, w, w->state, M_DONE, &o->base, w->b, w->err, w->cb, w->arg);
+    sl_kept_write_fail(&o->kept, w, M_DONE, &o->base);
   }
 }
 
 static void fail_msg(owrite_t *w, uint32_t i, const char *err) {
-  w->state[i] = M_FAILED;
-  if (!w->err) w->err = sl_xstrdup(err);
+  w->kw.state[i] = M_FAILED;
+  if (!w->kw.err) w->kw.err = sl_xstrdup(err);
 }
 
 /* Posts writes in order while fewer than max_in_flight wait for confirms. */
@@ -436,17 +430,17 @@ static void pump(aout_t *o) {
     aout_sh_t *sh = o->sh;
     sl_amqp_link_lock(o->link);
     int first = !sh->npost;   /* the thread takes them all when woken */
-    if (sh->npost + w->b->n > sh->cappost) {
-      sh->cappost = (sh->npost + w->b->n) * 2;
+    if (sh->npost + w->kw.b->n > sh->cappost) {
+      sh->cappost = (sh->npost + w->kw.b->n) * 2;
       sh->post = sl_xrealloc(sh->post, sh->cappost * sizeof(pub_t *));
     }
-    for (uint32_t i = 0; i < w->b->n; i++) {
-      if (w->state[i] != M_UNSENT) continue;
+    for (uint32_t i = 0; i < w->kw.b->n; i++) {
+      if (w->kw.state[i] != M_UNSENT) continue;
       if (w->pubs[i].err) {
         fail_msg(w, i, w->pubs[i].err);
         continue;
       }
-      w->state[i] = M_POSTED;
+      w->kw.state[i] = M_POSTED;
       w->open++;
       sh->post[sh->npost++] = &w->pubs[i];
     }
@@ -477,7 +471,7 @@ static void aout_wake(void *arg) {
     owrite_t *w = res[k].p->w;
     uint32_t i = res[k].p->i;
     if (res[k].err) fail_msg(w, i, res[k].err);
-    else w->state[i] = M_DONE;
+    else w->kw.state[i] = M_DONE;
     free(res[k].err);
     if (--w->open == 0) finish(o, w);
   }
@@ -487,21 +481,11 @@ static void aout_wake(void *arg) {
 
 static void aout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *arg) {
   aout_t *o = (aout_t *)out;
-  owrite_t *w = sl_kept_take(&o->kept, b);
-  if (w) {   /* a retry: what was confirmed stays confirmed */
-    for (uint32_t i = 0; i < b->n; i++)
-      if (w->state[i] == M_FAILED) w->state[i] = M_UNSENT;
-    free(w->err);
-    w->err = NULL;
-  } else {
-    w = sl_xcalloc(1, sizeof(*w));
-    w->b = b;
+  owrite_t *w = sl_kept_write(&o->kept, b, sizeof(*w), M_UNSENT, M_DONE, cb, arg);
+  if (!w->pubs) {   /* new, not a retry */
     w->pubs = sl_xcalloc(b->n ? b->n : 1, sizeof(pub_t));
-    w->state = sl_xcalloc(b->n ? b->n : 1, 1);
     for (uint32_t i = 0; i < b->n; i++) pub_build(o, w, i);
   }
-  w->cb = cb;
-  w->arg = arg;
   *o->queue_tail = w;
   o->queue_tail = &w->next;
   pump(o);

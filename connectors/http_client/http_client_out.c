@@ -65,7 +65,7 @@ enum { M_OPEN, M_DONE, M_FAILED };
 typedef struct hout hout_t;
 typedef struct hwrite hwrite_t;
 
-/* A message of a write: message i of w->b. */
+/* A message of a write: message i of w->kw.b. */
 typedef struct item {
   hwrite_t *w;
   uint32_t i;
@@ -86,13 +86,9 @@ typedef struct hreq {
 } hreq_t;
 
 struct hwrite {
+  sl_kwrite_t kw;            /* first (kept.h); its states are M_* */
   hout_t *o;
-  sl_batch_t *b;
-  sl_write_cb cb;
-  void *arg;
-  uint8_t *state;            /* M_* per message */
   uint32_t open;             /* its requests not finished (the batch being gathered counts as one) */
-  char *err;
 };
 
 struct hout {
@@ -134,12 +130,6 @@ static void req_free(hreq_t *r) {
   free(r);
 }
 
-static void write_free(hwrite_t *w) {
-  free(w->state);
-  free(w->err);
-  free(w);
-}
-
 static void maybe_closed(hout_t *o) {
   if (o->closed && !o->queue && !o->active) {
     void (*done)(sl_output_t *, void *) = o->closed;
@@ -152,18 +142,18 @@ static void maybe_closed(hout_t *o) {
  * stream would otherwise send it again and wait out its timeout anew. */
 static void write_finished(hwrite_t *w) {
   hout_t *o = w->o;
-  if (!w->err || o->stopping) {
-    sl_write_cb cb = w->cb;
-    void *arg = w->arg;
-    sl_batch_t *b = w->b;
-    char *err = w->err;
-    w->err = NULL;
-    write_free(w);
+  if (!w->kw.err || o->stopping) {
+    sl_write_cb cb = w->kw.cb;
+    void *arg = w->kw.arg;
+    sl_batch_t *b = w->kw.b;
+    char *err = w->kw.err;
+    w->kw.err = NULL;
+    sl_kept_write_free(w);
     cb(&o->base, b, err ? SL_WRITE_ABANDONED : 0, err, arg);
     free(err);
     return;
   }
-  sl_kept_fail_some(&o->kept, w, w->state, M_DONE, &o->base, w->b, w->err, w->cb, w->arg);
+  sl_kept_write_fail(&o->kept, w, M_DONE, &o->base);
 }
 
 static void pump(hout_t *o);
@@ -178,14 +168,14 @@ static void release(hreq_t *r) {
 static void settle(hreq_t *r, const char *err) {
   for (uint32_t k = 0; k < r->n; k++) {
     hwrite_t *w = r->items[k].w;
-    w->state[r->items[k].i] = err ? M_FAILED : M_DONE;
-    if (err && !w->err) w->err = sl_xstrdup(err);
+    w->kw.state[r->items[k].i] = err ? M_FAILED : M_DONE;
+    if (err && !w->kw.err) w->kw.err = sl_xstrdup(err);
   }
 }
 
 static int has_failed(const hreq_t *r) {
   for (uint32_t k = 0; k < r->n; k++)
-    if (r->items[k].w->err) return 1;
+    if (r->items[k].w->kw.err) return 1;
   return 0;
 }
 
@@ -398,7 +388,7 @@ static char *as_json(const sl_msg_t *m, size_t *len, char **err) {
   return out;
 }
 
-static sl_msg_t *msg_of(const item_t *it) { return it->w->b->msgs[it->i]; }
+static sl_msg_t *msg_of(const item_t *it) { return it->w->kw.b->msgs[it->i]; }
 
 static int build_body(hout_t *o, hreq_t *r, char **err) {
   if (o->format == F_INDIVIDUAL) {
@@ -521,24 +511,11 @@ static void gather(hout_t *o, hwrite_t *w, uint32_t i) {
 
 static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *arg) {
   hout_t *o = (hout_t *)out;
-  hwrite_t *w = sl_kept_take(&o->kept, b);
-  if (w) {   /* a retry: what was delivered stays delivered */
-    free(w->err);
-    w->err = NULL;
-  } else {
-    w = sl_xcalloc(1, sizeof(*w));
-    w->o = o;
-    w->b = b;
-    w->state = sl_xcalloc(b->n ? b->n : 1, 1);
-  }
-  w->cb = cb;
-  w->arg = arg;
+  hwrite_t *w = sl_kept_write(&o->kept, b, sizeof(*w), M_OPEN, M_DONE, cb, arg);
+  w->o = o;
   w->open = 1;   /* held while its requests are made */
-  for (uint32_t i = 0; i < b->n; i++) {
-    if (w->state[i] == M_DONE) continue;
-    w->state[i] = M_OPEN;
-    gather(o, w, i);
-  }
+  for (uint32_t i = 0; i < b->n; i++)
+    if (w->kw.state[i] != M_DONE) gather(o, w, i);
   flush(o);
   if (--w->open == 0) write_finished(w);
   pump(o);
@@ -546,7 +523,7 @@ static void hout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *ar
 
 static void hout_forget(sl_output_t *out, sl_batch_t *b) {
   hwrite_t *w = sl_kept_take(&((hout_t *)out)->kept, b);
-  if (w) write_free(w);
+  if (w) sl_kept_write_free(w);
 }
 
 static int hout_start(sl_output_t *out) {
@@ -590,7 +567,7 @@ static void hout_destroy(sl_output_t *out) {
     o->active = r->anext;
     req_free(r);
   }
-  for (hwrite_t *w; (w = sl_kept_pop(&o->kept));) write_free(w);
+  for (hwrite_t *w; (w = sl_kept_pop(&o->kept));) sl_kept_write_free(w);
   sl_hc_free(&o->hc);
   sl_metafilter_free(&o->meta);
   free(o);

@@ -73,17 +73,13 @@ enum { M_UNSENT, M_QUEUED, M_DONE, M_FAILED };
  * from its messages' content (no copy: flags 0), and copies keys. Each
  * message's report opaque is its own slot, which points back here. */
 struct kwrite {
+  sl_kwrite_t kw;            /* first (kept.h); its states are M_* */
   kwrite_t *next;            /* in o->queue */
   kout_t *o;
-  sl_batch_t *b;
-  sl_write_cb cb;
-  void *arg;
   kwrite_t **slots;          /* slots[i] == this: message i's opaque */
-  uint8_t *state;            /* M_* per message */
   uint32_t next_i;           /* messages before it were handed over (or settled) */
   uint32_t open;             /* queued in librdkafka, report to come */
   int started, handed;       /* counted in o->active; every message handed over */
-  char *err;
 };
 
 static const char *sname(kout_t *o) { return o->base.stream ? o->base.stream->name : NULL; }
@@ -98,14 +94,12 @@ static void maybe_closed(kout_t *o) {
 
 static void kwrite_free(kwrite_t *w) {
   free(w->slots);
-  free(w->state);
-  free(w->err);
-  free(w);
+  sl_kept_write_free(w);
 }
 
 static void settle(kwrite_t *w, uint32_t i, const char *err) {
-  w->state[i] = err ? M_FAILED : M_DONE;
-  if (err && !w->err) w->err = sl_xstrdup(err);
+  w->kw.state[i] = err ? M_FAILED : M_DONE;
+  if (err && !w->kw.err) w->kw.err = sl_xstrdup(err);
 }
 
 /* Every message handed over and reported: the write's outcome. A failed
@@ -115,15 +109,15 @@ static void maybe_finished(kwrite_t *w) {
   kout_t *o = w->o;
   o->active--;
   w->started = 0;
-  if (!w->err) {
-    sl_write_cb cb = w->cb;
-    void *arg = w->arg;
-    sl_batch_t *b = w->b;
+  if (!w->kw.err) {
+    sl_write_cb cb = w->kw.cb;
+    void *arg = w->kw.arg;
+    sl_batch_t *b = w->kw.b;
     kwrite_free(w);
     cb(&o->base, b, 0, NULL, arg);
     return;
   }
-  sl_kept_fail_some(&o->kept, w, w->state, M_DONE, &o->base, w->b, w->err, w->cb, w->arg);
+  sl_kept_write_fail(&o->kept, w, M_DONE, &o->base);
 }
 
 /* Runs inside rd_kafka_poll, on the loop. */
@@ -212,7 +206,7 @@ static void handed(kout_t *o, kwrite_t *w, uint32_t i, rd_kafka_resp_err_t e) {
     settle(w, i, rd_kafka_err2str(e));   /* not enqueued: no report comes */
     return;
   }
-  w->state[i] = M_QUEUED;
+  w->kw.state[i] = M_QUEUED;
   w->open++;
   o->pending++;
 }
@@ -251,12 +245,12 @@ static uint32_t flush_run(kout_t *o, kwrite_t *w, run_t *r, uint32_t *again) {
  * 1 when librdkafka's queue is full (the rest waits for reports), 2 when
  * the pass stopped early and goes again. */
 static int produce_pass(kout_t *o, kwrite_t *w) {
-  sl_batch_t *b = w->b;
+  sl_batch_t *b = w->kw.b;
   uint32_t n = b->n - w->next_i;
   run_t run = {NULL, sl_xcalloc(n ? n : 1, sizeof(rd_kafka_message_t)), sl_xcalloc(n ? n : 1, sizeof(uint32_t)), 0};
   uint32_t wait = UINT32_MAX, again = UINT32_MAX;
   for (uint32_t i = w->next_i; i < b->n; i++) {
-    if (w->state[i] != M_UNSENT) continue;   /* delivered by an earlier attempt */
+    if (w->kw.state[i] != M_UNSENT) continue;   /* delivered by an earlier attempt */
     sl_msg_t *m = b->msgs[i];
     char *err = NULL;
     char *topic = eval(o->topic, o->static_topic, m, i, "topic", &err);
@@ -340,24 +334,14 @@ static void pump(kout_t *o) {
 
 static void kout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *arg) {
   kout_t *o = (kout_t *)out;
-  kwrite_t *w = sl_kept_take(&o->kept, b);
-  if (w) {   /* a retry: what was delivered stays delivered */
-    for (uint32_t i = 0; i < b->n; i++)
-      if (w->state[i] == M_FAILED) w->state[i] = M_UNSENT;
-    free(w->err);
-    w->err = NULL;
-    w->next_i = 0;
-    w->handed = 0;
-  } else {
-    w = sl_xcalloc(1, sizeof(*w));
+  kwrite_t *w = sl_kept_write(&o->kept, b, sizeof(*w), M_UNSENT, M_DONE, cb, arg);
+  w->next_i = 0;
+  w->handed = 0;
+  if (!w->slots) {   /* new, not a retry */
     w->o = o;
-    w->b = b;
     w->slots = sl_xmalloc((b->n ? b->n : 1) * sizeof(*w->slots));
     for (uint32_t i = 0; i < b->n; i++) w->slots[i] = w;
-    w->state = sl_xcalloc(b->n ? b->n : 1, 1);
   }
-  w->cb = cb;
-  w->arg = arg;
   *o->queue_tail = w;
   o->queue_tail = &w->next;
   /* From a callback, the pump or the poll that runs it goes on with it. */

@@ -55,15 +55,11 @@ typedef struct mout {
 } mout_t;
 
 struct mwrite {
+  sl_kwrite_t kw;            /* first (kept.h); its states are M_* */
   mwrite_t *next;
-  sl_batch_t *b;
-  sl_write_cb cb;
-  void *arg;
-  uint8_t *state;            /* per message; once finished, nonzero only for M_FAILED (kept.h's mask) */
   uint32_t next_i;           /* messages before it were published (or failed) */
   uint32_t open;             /* published, acknowledgement to come */
   int queued;                /* in o->queue */
-  char *err;
 };
 
 enum { M_DONE, M_FAILED, M_WAIT, M_OPEN };
@@ -81,27 +77,21 @@ static void maybe_closed(mout_t *o) {
 }
 
 static void fail_msg(mwrite_t *w, uint32_t i, const char *err) {
-  w->state[i] = M_FAILED;
-  if (!w->err) w->err = sl_xstrdup(err);
-}
-
-static void mwrite_free(mwrite_t *w) {
-  free(w->state);
-  free(w->err);
-  free(w);
+  w->kw.state[i] = M_FAILED;
+  if (!w->kw.err) w->kw.err = sl_xstrdup(err);
 }
 
 /* A failed write is kept, so that its retry publishes only what failed. */
 static void maybe_finished(mout_t *o, mwrite_t *w) {
   if (w->queued || w->open) return;
-  if (w->err) {
-    sl_kept_fail_some(&o->kept, w, w->state, M_DONE, &o->base, w->b, w->err, w->cb, w->arg);
+  if (w->kw.err) {
+    sl_kept_write_fail(&o->kept, w, M_DONE, &o->base);
     return;
   }
-  sl_write_cb cb = w->cb;
-  void *arg = w->arg;
-  sl_batch_t *b = w->b;
-  mwrite_free(w);
+  sl_write_cb cb = w->kw.cb;
+  void *arg = w->kw.arg;
+  sl_batch_t *b = w->kw.b;
+  sl_kept_write_free(w);
   cb(&o->base, b, 0, NULL, arg);
 }
 
@@ -116,8 +106,8 @@ static void on_published(void *arg, int mid, int reason) {
     char *e = sl_xasprintf("mqtt: the broker refused a message: %s", mosquitto_reason_string(reason));
     fail_msg(s.w, s.i, e);
     free(e);
-  } else if (s.w->state[s.i] == M_OPEN) {
-    s.w->state[s.i] = M_DONE;
+  } else if (s.w->kw.state[s.i] == M_OPEN) {
+    s.w->kw.state[s.i] = M_DONE;
   }
   maybe_finished(o, s.w);
 }
@@ -140,7 +130,7 @@ static mosquitto_property *properties(sl_msg_t *m, char **err) {
 
 /* Publishes message i of w; 0, or -1 when the connection is gone (it waits). */
 static int publish(mout_t *o, mwrite_t *w, uint32_t i) {
-  sl_msg_t *m = w->b->msgs[i];
+  sl_msg_t *m = w->kw.b->msgs[i];
   char *err = NULL, *e = NULL;
   char *topic = o->static_topic;
   if (!topic) {
@@ -173,7 +163,7 @@ static int publish(mout_t *o, mwrite_t *w, uint32_t i) {
     return 0;
   }
   o->mids[mid & 0xffff] = (slot_t){w, i};
-  w->state[i] = M_OPEN;
+  w->kw.state[i] = M_OPEN;
   o->pending++;
   w->open++;
   return 0;
@@ -185,11 +175,11 @@ static void pump(mout_t *o) {
   o->pumping = 1;
   while (o->queue && sl_mqtt_connected(o->c)) {
     mwrite_t *w = o->queue;
-    while (w->next_i < w->b->n && o->pending < o->max_in_flight) {
-      if (w->state[w->next_i] == M_WAIT && publish(o, w, w->next_i) != 0) break;
+    while (w->next_i < w->kw.b->n && o->pending < o->max_in_flight) {
+      if (w->kw.state[w->next_i] == M_WAIT && publish(o, w, w->next_i) != 0) break;
       w->next_i++;
     }
-    if (w->next_i < w->b->n) break;
+    if (w->next_i < w->kw.b->n) break;
     o->queue = w->next;
     if (!o->queue) o->queue_tail = &o->queue;
     w->queued = 0;
@@ -232,21 +222,8 @@ static int mout_start(sl_output_t *out) {
 
 static void mout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *arg) {
   mout_t *o = (mout_t *)out;
-  mwrite_t *w = sl_kept_take(&o->kept, b);
-  if (w) {   /* a retry: what the broker acknowledged stays acknowledged */
-    for (uint32_t i = 0; i < b->n; i++)
-      if (w->state[i] == M_FAILED) w->state[i] = M_WAIT;
-    free(w->err);
-    w->err = NULL;
-    w->next_i = 0;
-  } else {
-    w = sl_xcalloc(1, sizeof(*w));
-    w->b = b;
-    w->state = sl_xmalloc(b->n ? b->n : 1);
-    memset(w->state, M_WAIT, b->n);
-  }
-  w->cb = cb;
-  w->arg = arg;
+  mwrite_t *w = sl_kept_write(&o->kept, b, sizeof(*w), M_WAIT, M_DONE, cb, arg);
+  w->next_i = 0;
   w->queued = 1;
   w->next = NULL;
   *o->queue_tail = w;
@@ -263,12 +240,12 @@ static void mout_close(sl_output_t *out, void (*done)(sl_output_t *, void *), vo
 
 static void mout_forget(sl_output_t *out, sl_batch_t *b) {
   mwrite_t *w = sl_kept_take(&((mout_t *)out)->kept, b);
-  if (w) mwrite_free(w);
+  if (w) sl_kept_write_free(w);
 }
 
 static void mout_destroy(sl_output_t *out) {
   mout_t *o = (mout_t *)out;
-  for (mwrite_t *w; (w = sl_kept_pop(&o->kept));) mwrite_free(w);
+  for (mwrite_t *w; (w = sl_kept_pop(&o->kept));) sl_kept_write_free(w);
   sl_mqtt_free(o->c);
   free(o->mids);
   free(o->static_topic);

@@ -7,28 +7,22 @@
 enum { M_UNSENT, M_SENT, M_DONE, M_FAILED };
 
 struct sl_rwrite {
+  sl_kwrite_t kw;            /* first (kept.h); its states are M_* */
   sl_rwrite_t *next;         /* in o->queue */
   sl_rout_t *o;
-  sl_batch_t *b;
-  sl_write_cb cb;
-  void *arg;
   sl_rwrite_t **slots;       /* slots[i] == this: message i's reply argument */
-  uint8_t *state;
   uint32_t open;             /* replies to come */
   int sending;               /* still sending: replies come later, never during */
-  char *err;
 };
 
 static void rwrite_free(sl_rwrite_t *w) {
   free(w->slots);
-  free(w->state);
-  free(w->err);
-  free(w);
+  sl_kept_write_free(w);
 }
 
 static void settle(sl_rwrite_t *w, uint32_t i, const char *err) {
-  w->state[i] = err ? M_FAILED : M_DONE;
-  if (err && !w->err) w->err = sl_xstrdup(err);
+  w->kw.state[i] = err ? M_FAILED : M_DONE;
+  if (err && !w->kw.err) w->kw.err = sl_xstrdup(err);
 }
 
 static void pump(sl_rout_t *o);
@@ -46,14 +40,14 @@ static void maybe_closed(sl_rout_t *o) {
 static void finished(sl_rwrite_t *w) {
   sl_rout_t *o = w->o;
   o->active--;
-  if (!w->err) {
-    sl_write_cb cb = w->cb;
-    void *arg = w->arg;
-    sl_batch_t *b = w->b;
+  if (!w->kw.err) {
+    sl_write_cb cb = w->kw.cb;
+    void *arg = w->kw.arg;
+    sl_batch_t *b = w->kw.b;
     rwrite_free(w);
     cb(&o->base, b, 0, NULL, arg);
   } else {
-    sl_kept_fail_some(&o->kept, w, w->state, M_DONE, &o->base, w->b, w->err, w->cb, w->arg);
+    sl_kept_write_fail(&o->kept, w, M_DONE, &o->base);
   }
   pump(o);
   maybe_closed(o);
@@ -71,10 +65,10 @@ static void on_reply(sl_redis_t *r, redisReply *rp, const char *err, void *arg) 
 
 /* Sends every message of w not delivered yet. */
 static void send_all(sl_rout_t *o, sl_rwrite_t *w) {
-  sl_batch_t *b = w->b;
+  sl_batch_t *b = w->kw.b;
   w->sending = 1;
   for (uint32_t i = 0; i < b->n; i++) {
-    if (w->state[i] == M_DONE) continue;
+    if (w->kw.state[i] == M_DONE) continue;
     char *err = NULL;
     sl_rargs_reset(&o->args);
     if (o->build(o, b->msgs[i], i, &o->args, &err)) {
@@ -87,7 +81,7 @@ static void send_all(sl_rout_t *o, sl_rwrite_t *w) {
       settle(w, i, why ? why : "redis: not connected");
       continue;
     }
-    w->state[i] = M_SENT;
+    w->kw.state[i] = M_SENT;
     w->open++;
   }
   sl_rargs_reset(&o->args);
@@ -103,9 +97,9 @@ static void pump(sl_rout_t *o) {
     sl_rwrite_t *w = o->queue;
     o->queue = w->next;
     if (!o->queue) o->queue_tail = &o->queue;
-    sl_write_cb cb = w->cb;
-    void *arg = w->arg;
-    sl_batch_t *b = w->b;
+    sl_write_cb cb = w->kw.cb;
+    void *arg = w->kw.arg;
+    sl_batch_t *b = w->kw.b;
     rwrite_free(w);
     cb(&o->base, b, SL_WRITE_ABANDONED, o->conn->r ? sl_redis_why(o->conn->r) : "redis: not connected", arg);
     if (!o->queue) maybe_closed(o);
@@ -122,22 +116,12 @@ static void pump(sl_rout_t *o) {
 
 void sl_rout_write(sl_output_t *out, sl_batch_t *b, sl_write_cb cb, void *arg) {
   sl_rout_t *o = (sl_rout_t *)out;
-  sl_rwrite_t *w = sl_kept_take(&o->kept, b);
-  if (w) {   /* a retry: what was delivered stays delivered */
-    for (uint32_t i = 0; i < b->n; i++)
-      if (w->state[i] != M_DONE) w->state[i] = M_UNSENT;
-    free(w->err);
-    w->err = NULL;
-  } else {
-    w = sl_xcalloc(1, sizeof(*w));
+  sl_rwrite_t *w = sl_kept_write(&o->kept, b, sizeof(*w), M_UNSENT, M_DONE, cb, arg);
+  if (!w->slots) {   /* new, not a retry */
     w->o = o;
-    w->b = b;
     w->slots = sl_xmalloc((b->n ? b->n : 1) * sizeof(*w->slots));
     for (uint32_t i = 0; i < b->n; i++) w->slots[i] = w;
-    w->state = sl_xcalloc(b->n ? b->n : 1, 1);
   }
-  w->cb = cb;
-  w->arg = arg;
   *o->queue_tail = w;
   o->queue_tail = &w->next;
   pump(o);

@@ -514,6 +514,40 @@ static void test_kept(void) {
   sl_batch_free(inner_b);
 }
 
+/* An output's write with its own field after the kept part; states as
+ * mqtt's: delivered 0, failed 1, unsent 2, in flight 3. */
+typedef struct twrite {
+  sl_kwrite_t kw;
+  int own;
+} twrite_t;
+
+static int fails;
+static void fail_cb(sl_output_t *o, sl_batch_t *b, int status, const char *err, void *arg) {
+  (void)o; (void)b; (void)arg;
+  fails += status == -1 && !strcmp(err, "no");
+}
+
+static void test_kept_write(void) {
+  sl_kept_t *list = NULL;
+  sl_batch_t *b = sl_batch_new(4);
+  for (int i = 0; i < 4; i++) sl_batch_push(b, sl_msg_new("m", 1));
+  twrite_t *w = sl_kept_write(&list, b, sizeof(*w), 2, 0, fail_cb, &fails);
+  CHECK(w->kw.b == b && w->kw.cb == fail_cb && w->kw.arg == &fails && !w->kw.err && !w->own, "a new write, zeroed");
+  CHECK(w->kw.state[0] == 2 && w->kw.state[3] == 2, "all its messages unsent");
+  w->own = 5;
+  memcpy(w->kw.state, (uint8_t[]){0, 1, 2, 0}, 4);
+  w->kw.err = sl_xstrdup("no");
+  sl_kept_write_fail(&list, w, 0, NULL);
+  CHECK(fails == 1, "its failure reported");
+  twrite_t *again = sl_kept_write(&list, b, sizeof(*w), 2, 0, NULL, NULL);
+  CHECK(again == w && w->own == 5, "a retry: the kept write");
+  CHECK(!memcmp(w->kw.state, (uint8_t[]){0, 2, 2, 0}, 4), "delivered stays delivered, the rest unsent");
+  CHECK(!w->kw.err && !w->kw.cb && !w->kw.arg, "its error cleared, the new callback set");
+  CHECK(sl_kept_take(&list, b) == NULL, "out of the list");
+  sl_kept_write_free(w);
+  sl_batch_free(b);
+}
+
 /* ---- pool workers write for an output that may write anywhere ---- */
 
 /* Pass-through processor that may run on pool workers. */
@@ -584,6 +618,7 @@ static void test_pool_writes_on_workers(void) {
 
 int main(void) {
   RUN(test_kept);
+  RUN(test_kept_write);
   RUN(test_dec);
   RUN(test_dlist);
   RUN(test_txn);
