@@ -39,11 +39,6 @@ void sl_kept_fail_some(sl_kept_t **list, void *w, const uint8_t *state, uint8_t 
   free(copy);
 }
 
-void sl_kept_fail(sl_kept_t **list, void *w, sl_output_t *out, sl_batch_t *b, const char *err, sl_write_cb cb,
-                  void *arg) {
-  sl_kept_fail_some(list, w, NULL, 0, out, b, err, cb, arg);
-}
-
 /* Read once, by the first parent the callback reaches: b may be freed and
  * its address given to another batch before the callback returns. */
 const uint8_t *sl_kept_failed(const sl_batch_t *b) {

@@ -11,13 +11,11 @@
 typedef struct sl_kept sl_kept_t;
 
 /* Keeps w for b, then reports the failure: cb(out, b, -1, err, arg), with a
- * copy of err (the callback may take w back and free it, err with it). */
-void sl_kept_fail(sl_kept_t **list, void *w, sl_output_t *out, sl_batch_t *b, const char *err, sl_write_cb cb,
-                  void *arg);
-/* As sl_kept_fail, when some messages of b may have been delivered: those
- * whose state[i] (b->n entries, the output's own per-message states) is not
- * `done` were not, which a parent such as `fallback` passes on alone
- * (sl_kept_failed). */
+ * copy of err (the callback may take w back and free it, err with it).
+ * Some messages of b may have been delivered: those whose state[i] (b->n
+ * entries, the output's own per-message states) is not `done` were not,
+ * which a parent such as `fallback` passes on alone (sl_kept_failed);
+ * state NULL: none was. */
 void sl_kept_fail_some(sl_kept_t **list, void *w, const uint8_t *state, uint8_t done, sl_output_t *out,
                        sl_batch_t *b, const char *err, sl_write_cb cb, void *arg);
 /* While the failure callback of a write of b runs (on this thread), once:

@@ -489,7 +489,7 @@ static void inner_cb(sl_output_t *o, sl_batch_t *b, int status, const char *err,
 static void outer_cb(sl_output_t *o, sl_batch_t *b, int status, const char *err, void *arg) {
   (void)status; (void)err; (void)arg;
   /* a parent's own write failing inside the callback reports its own */
-  sl_kept_fail(&kept, "inner", o, inner_b, "inner failed", inner_cb, NULL);
+  sl_kept_fail_some(&kept, "inner", NULL, 0, o, inner_b, "inner failed", inner_cb, NULL);
   CHECK(sl_kept_take(&kept, inner_b) != NULL, "the inner write is kept");
   const uint8_t *f = sl_kept_failed(b);
   seen_n = f ? 3 : 0;
