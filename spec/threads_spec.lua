@@ -513,8 +513,10 @@ pipeline:
   threads: 2
   processors:
     - lua: |
+        -- about half a millisecond or more a message, so that the kill below
+        -- (once 300 of the 3,000 are out) comes mid-flow on a quiet machine too
         local x = 0
-        for k = 1, math.random(1, 200000) do x = x + k % 3 end
+        for k = 1, math.random(500000, 1500000) do x = x + k % 3 end
 output: {file: {path: out.ndjson}}
 ]]
     local srv = h.serve(yaml)
