@@ -625,7 +625,11 @@ static void connect_and_serve(sl_nats_t *l, natsOptions *o, int retry_ms) {
       if (l->cbs.pump) run_pumps(l);
       return;
     }
-    set_state(l, -1, 0, err ? err : "setting up");
+    /* A connection closed meanwhile (a server refusing the client's
+     * certificate closes it after the handshake) fails the setup too:
+     * /ready keeps on_closed's reason, not the setup's "Connection Closed". */
+    int closed = natsConnection_Status(l->nc) == NATS_CONN_STATUS_CLOSED;
+    set_state(l, -1, 0, closed ? NULL : err ? err : "setting up");
     free(err);
     if (wait_quit(l, 1000)) return;
   }
