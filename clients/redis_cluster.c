@@ -337,7 +337,7 @@ static int redirect(sl_rcluster_t *cl, ccmd_t *c, const sl_redis_t *r, const red
     char *end, addr[300];
     long slot = strtol(rp->str + (ask ? 4 : 6), &end, 10);
     const char *colon = *end == ' ' ? strrchr(end + 1, ':') : NULL;
-    if (!colon || slot < 0 || slot >= SL_REDIS_SLOTS) return -1;
+    if (!colon || !colon[1] || slot < 0 || slot >= SL_REDIS_SLOTS) return -1;   /* no port: a broken answer */
     int n = -1;
     if (colon - end - 1 == 1 && end[1] == '?') {
       int same = 0;
