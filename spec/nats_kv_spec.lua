@@ -103,7 +103,7 @@ output:
   it("runs up to max_in_flight operations at once on a worker's connection, and answers each", function()
     local other = nats.start()
     assert.are.equal(0, (nats.peer(other.url, "kvbucket kv")))
-    local srv = h.serve(resources(other.url, "kv", ", timeout: 60s, max_in_flight: 16") .. [[
+    local srv = h.serve(resources(other.url, "kv", ", timeout: 180s, max_in_flight: 16") .. [[
 http: { address: 127.0.0.1:$PORT }
 input:
   generate: { interval: 0, batch_size: 1, mapping: 'return { n = i }' }
