@@ -702,15 +702,53 @@ return {a = a.body, b = b.status, c = c.body, d = json.decode(d.body).path}
     assert.are.equal(3, up.py.stats().connections - 1)   -- /stats' own connection
   end)
 
-  it("sends a request again once on a new connection when a kept-alive one was closed before any byte came back", function()
-    up.py.reset()
-    local out = decode_all(pipe([[
-local a, ea = http.get("$UP/dropsecond")
-local b, eb = http.get("$UP/dropsecond")
+  -- libcurl's rule (Curl_retry_request): a request on a kept-alive
+  -- connection that ends before any byte of the answer came is sent again
+  -- once on a new connection, whatever the method. upstream.py's /idle closes
+  -- its connection once idle for ms (0: right after the answer, so the next
+  -- call takes it before the loop reads the close: what a server closing
+  -- idle connections does to a call that comes at that moment; 100: the close
+  -- is read while idle, /idlegate holding the next call until it happened).
+  it("sends a POST again, with its body, on a new connection when the kept-alive one it took was closed (FIN or RST)", function()
+    for _, q in ipairs({"ms=0", "ms=0&rst=1", "ms=100"}) do
+      up.py.reset()
+      local out = decode_all(pipe([[
+local u = "$UP/idle?]] .. q .. [["
+local a, ea = http.request{method = "POST", url = u, body = "one"}
+if u:find("ms=100", 1, true) then assert(http.get((("$UP/idlegate?n=1"):gsub("127%.0%.0%.1", "localhost")))) end
+local b, eb = http.request{method = "POST", url = u, body = "two"}
 return {a = a and json.decode(a.body).conn, b = b and json.decode(b.body).conn, err = ea or eb}
 ]], {'{}'}, "        max_concurrency: 1\n"))
-    assert.is_nil(out[1].err)
-    assert.are.equal(out[1].a + 1, out[1].b)   -- the second answer came on a new connection
+      assert.is_nil(out[1].err, q)
+      local st = up.py.stats()
+      -- the server read each request once: "two" on a new connection, after it had closed the first one
+      assert.are.equal(2, #st.idle, q)
+      assert.are.same({"one", "two"}, {st.idle[1].body, st.idle[2].body}, q)
+      assert.are.same({out[1].a, out[1].b}, {st.idle[1].conn, st.idle[2].conn}, q)
+      assert.are_not.equal(out[1].a, out[1].b, q)
+      assert.are.equal(out[1].a, st.idle_closed[1].conn, q)
+      assert.is_true(st.idle_closed[1].t < st.idle[2].t, q)
+    end
+  end)
+
+  -- Nothing tells that close from a server's that read the request and
+  -- closed without answering: on a kept-alive connection that one gets the
+  -- request again (libcurl's rule too), on a new one the call fails.
+  it("does not send a request again that a new connection's server read and closed on without answering", function()
+    up.py.reset()
+    local out = decode_all(pipe([[
+local a, ea = http.request{method = "POST", url = "$UP/drop", body = "once"}
+local b = assert(http.request{method = "POST", url = "$UP/dropsecond", body = "first"})
+local c, ec = http.request{method = "POST", url = "$UP/dropsecond", body = "second"}
+return {a = a, ea = ea, b = json.decode(b.body).conn, c = c and json.decode(c.body).conn, ec = ec}
+]], {'{}'}, "        max_concurrency: 1\n"))
+    assert.is_nil(out[1].a)
+    assert.are.equal("http.request: Empty reply from server (closed by the server)", out[1].ea)
+    assert.is_nil(out[1].ec)
+    assert.are.equal(out[1].b + 1, out[1].c)   -- the second answer came on a new connection
+    local st = up.py.stats()
+    assert.are.equal(1, st.paths["/drop"])
+    assert.are.equal(3, st.paths["/dropsecond"])   -- "second" read twice: by the connection it closed, then answered
   end)
 
   it("follows redirects, relative and absolute, 303 as a GET, and says when there were too many", function()

@@ -31,6 +31,11 @@ Paths (query ?ms=N etc.):
   /chunked        a chunked 200 "hello, world" in three chunks with an extension
   /close          a 200 with Connection: close, then the connection closes
   /dropsecond     the second and later requests of a connection: closed without an answer
+  /idle?ms=N      200 {"conn": its connection's number}; the connection is then closed (FIN; &rst=1:
+                  RST) once idle for N ms (0: at once, whatever came meanwhile unread); each request's
+                  and each close's connection and time (monotonic s) are kept in /stats "idle"
+                  ({"conn", "t", "method", "body"}) and "idle_closed" ({"conn", "t"})
+  /idlegate?n=N   200 once N connections of /idle were closed (looked for every 20 ms, up to 120 s)
   /tick           200; the arrival time (monotonic s) of each /tick and /once429 is kept in /stats "ticks"
   /once429?key=K  the first request of key K: 429 with Retry-After as an HTTP date 2 s ahead; then /echo
   /token          an OAuth2 token answer {"access_token": "tok<N>"}, N counting in /stats "tokens"
@@ -51,7 +56,8 @@ import sys
 import time
 import urllib.parse
 
-stats = {"requests": 0, "paths": {}, "inflight": 0, "max_inflight": 0, "connections": 0, "ticks": [], "tokens": 0, "resumed": 0, "sni": []}
+stats = {"requests": 0, "paths": {}, "inflight": 0, "max_inflight": 0, "connections": 0, "ticks": [], "tokens": 0, "resumed": 0, "sni": [],
+         "idle": [], "idle_closed": []}
 seen429 = set()
 
 
@@ -62,15 +68,36 @@ def response(status, body=b"", headers=None, reason="OK"):
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
+async def until(cond):
+    """Waits until cond() holds, looking every 20 ms, for at most 120 s."""
+    for _ in range(6000):
+        if cond():
+            return
+        await asyncio.sleep(0.02)
+
+
 async def handle(reader, writer):
     stats["connections"] += 1
+    conn = stats["connections"]
+    idle_ms, idle_rst = None, False
     tls_object = writer.get_extra_info("ssl_object")
     if tls_object and tls_object.session_reused:
         stats["resumed"] += 1
     served = 0
     try:
         while True:
-            line = await reader.readline()
+            if idle_ms is not None:
+                try:
+                    if idle_ms == 0:   # what a request sent meanwhile may have put in the buffer is not read
+                        raise asyncio.TimeoutError
+                    line = await asyncio.wait_for(reader.readline(), idle_ms / 1000)
+                except asyncio.TimeoutError:
+                    stats["idle_closed"].append({"conn": conn, "t": time.monotonic()})
+                    if idle_rst:
+                        writer.transport.abort()
+                    return
+            else:
+                line = await reader.readline()
             if not line:
                 return
             method, target, _ = line.decode("latin-1").split(" ", 2)
@@ -102,11 +129,11 @@ async def handle(reader, writer):
                 out = json.dumps({"n": q.get("n"), "inflight": stats["inflight"] + 1}).encode()
                 writer.write(response(200, out, {"Content-Type": "application/json"}))
             elif path == "/gate":
-                for _ in range(6000):
-                    if os.path.exists(q.get("file", "")):
-                        break
-                    await asyncio.sleep(0.02)
+                await until(lambda: os.path.exists(q.get("file", "")))
                 writer.write(response(200, b"open", {}))
+            elif path == "/idlegate":
+                await until(lambda: len(stats["idle_closed"]) >= int(q.get("n", "1")))
+                writer.write(response(200, b"closed", {}))
             elif path == "/once429" and q.get("key") not in seen429:
                 seen429.add(q.get("key"))
                 when = email.utils.formatdate(time.time() + 2, usegmt=True)
@@ -213,14 +240,19 @@ async def handle(reader, writer):
                 if served > 1:
                     writer.close()
                     return
-                writer.write(response(200, json.dumps({"conn": stats["connections"]}).encode()))
+                writer.write(response(200, json.dumps({"conn": conn}).encode()))
+            elif path == "/idle":
+                idle_ms, idle_rst = int(q.get("ms", "100")), q.get("rst") == "1"
+                stats["idle"].append({"conn": conn, "t": time.monotonic(), "method": method,
+                                      "body": body.decode("utf-8", "replace")})
+                writer.write(response(200, json.dumps({"conn": conn}).encode(), {"Content-Type": "application/json"}))
             elif path == "/stats":
                 writer.write(response(200, json.dumps(stats).encode(), {"Content-Type": "application/json"}))
             elif path == "/reset":
                 for k in ("requests", "max_inflight", "connections", "tokens", "resumed"):
                     stats[k] = 0
-                stats["ticks"] = []
-                stats["sni"] = []
+                for k in ("ticks", "sni", "idle", "idle_closed"):
+                    stats[k] = []
                 stats["paths"] = {}
                 writer.write(response(200, b"{}"))
             else:

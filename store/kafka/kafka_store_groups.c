@@ -13,7 +13,9 @@ typedef struct gjob {
   sl_ks_t *ks;
   sl_ks_hold_t h;
   char *topic, *group;       /* group NULL: every group of the topic */
-  int P, created, unknown;   /* unknown: Kafka knows nothing of the named group */
+  int P, create, unknown;    /* create: a POST's; unknown: Kafka knows nothing of the named group */
+  int auto_commit;           /* the POST's settings: -1 when not given */
+  int64_t session_ms;
   json_t *out;
   char *err;
 } gjob_t;
@@ -156,9 +158,27 @@ static void groups_run(void *arg) {
   free(hi);
 }
 
+/* A POST's settings, kept once the group was described: a create answered
+ * 503 leaves nothing behind, so that the client's retry is the one told 201
+ * (as a first try that went through is). 1 when they are new. */
+static int keep_settings(gjob_t *j) {
+  sl_ks_gconf_t *g = sl_ks_gconf(j->ks, j->topic, j->group);
+  int created = !g;
+  if (created) {
+    g = sl_xcalloc(1, sizeof(*g));
+    *g = (sl_ks_gconf_t){.next = j->ks->gconfs, .stream = sl_xstrdup(j->topic), .group = sl_xstrdup(j->group),
+                         .auto_commit = 1, .session_ms = j->ks->session_ms};
+    j->ks->gconfs = g;
+  }
+  if (j->auto_commit >= 0) g->auto_commit = j->auto_commit;
+  if (j->session_ms >= 0) g->session_ms = j->session_ms;
+  return created;
+}
+
 static void groups_done(void *arg) {
   gjob_t *j = arg;
   sl_http_req_t *r = sl_ks_unhold(&j->h);
+  int created = !j->err && j->create && keep_settings(j);   /* also for a client that left meanwhile */
   if (r && j->err) {
     sl_api_error(r, 503, "%s", j->err);
   } else if (r && j->unknown && !sl_ks_gconf(j->ks, j->topic, j->group)) {
@@ -172,7 +192,7 @@ static void groups_done(void *arg) {
     } else {
       sl_api_keep_consumers(r, json_object_get(j->out, "groups"), "group");
     }
-    sl_api_json(r, j->created ? 201 : 200, j->out);
+    sl_api_json(r, created ? 201 : 200, j->out);
     j->out = NULL;
   }
   json_decref(j->out);
@@ -183,25 +203,12 @@ static void groups_done(void *arg) {
 }
 
 void sl_ks_groups(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const char *group, int create) {
-  int created = 0;
-  if (create) {
-    int ac;
-    int64_t to;
-    if (sl_api_group_settings(r, &ac, &to) != 0) return;
-    sl_ks_gconf_t *g = sl_ks_gconf(ks, t->name, group);
-    if (!g) {
-      g = sl_xcalloc(1, sizeof(*g));
-      *g = (sl_ks_gconf_t){.next = ks->gconfs, .stream = sl_xstrdup(t->name), .group = sl_xstrdup(group),
-                           .auto_commit = 1, .session_ms = ks->session_ms};
-      ks->gconfs = g;
-      created = 1;
-    }
-    if (ac >= 0) g->auto_commit = ac;
-    if (to >= 0) g->session_ms = to;
-  }
+  int ac = -1;
+  int64_t to = -1;
+  if (create && sl_api_group_settings(r, &ac, &to) != 0) return;
   gjob_t *j = sl_xcalloc(1, sizeof(*j));
   *j = (gjob_t){.ks = ks, .topic = sl_xstrdup(t->name), .group = group ? sl_xstrdup(group) : NULL,
-                .P = t->partitions, .created = created};
+                .P = t->partitions, .create = create, .auto_commit = ac, .session_ms = to};
   sl_ks_hold(&j->h, r);
   sl_ks_work(ks, groups_run, groups_done, j);
 }
