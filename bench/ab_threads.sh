@@ -11,8 +11,8 @@ N=${N:-1000000}
 ROUNDS=${ROUNDS:-3}
 W=${BENCH_DIR:-/tmp/sluice-bench-ab}
 mkdir -p "$W"
-eval "$(sed -n '/^config()/,/^}/p' bench/threads.sh)"
-eval "$(sed -n '/^MAP=/,/^PASS=/p' bench/threads.sh)"
+. bench/lib.sh
+threads_rows
 for row in ${ROWS:-filter mapping}; do
   P=$FILTER; [ "$row" = mapping ] && P=$MAP
   config 1 "$P" > "$W/$row-1.yaml"; config 2 "$P" > "$W/$row-2.yaml"

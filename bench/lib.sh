@@ -34,6 +34,13 @@ wrk_check() {
 # middle two for an even count).
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
+# threads_rows: config() and the rows' processors (MAP, FILTER, PASS) of
+# bench/threads.sh, for the scripts that run its configs another way.
+threads_rows() {
+  eval "$(sed -n '/^config()/,/^}/p' bench/threads.sh)"
+  eval "$(sed -n '/^MAP=/,/^PASS=/p' bench/threads.sh)"
+}
+
 # now: seconds since the epoch with nanoseconds; rate START END: $N over the
 # seconds between them, per second.
 now() { date +%s.%N; }

@@ -24,8 +24,10 @@ sl_bytes_t *sl_bytes_ref(sl_bytes_t *b) {
   return b;
 }
 
+/* The last ref goes without a write: bytes made on another core (a pool
+ * worker frees what the stream's loop made) would be pulled over for it. */
 void sl_bytes_unref(sl_bytes_t *b) {
-  if (b && b->refs > 0 && --b->refs == 0) sl_blocks_put(b, sizeof(*b) + b->len + 1);
+  if (b && b->refs > 0 && (b->refs == 1 || --b->refs == 0)) sl_blocks_put(b, sizeof(*b) + b->len + 1);
 }
 
 /* ---- key/value lists ---- */
@@ -170,6 +172,9 @@ void sl_kv_copy(sl_kvlist_t *dst, const sl_kvlist_t *src) {
 }
 
 void sl_kv_clear(sl_kvlist_t *l) {
+  /* an empty list is left unwritten: most messages have one, and freeing
+   * one made on another core would pull its line over for nothing */
+  if (!l->v && !l->src && !l->shared && !l->n && !l->cap && !l->packed) return;
   src_unref(l->src);
   l->src = NULL;
   if (l->shared && *l->shared > 1) {
