@@ -264,6 +264,41 @@ output:
     h.stop_after(srv, ok, err)
   end)
 
+  it("core output with a fixed subject and no headers (one loop per batch): a payload over max_payload fails with the reason, the rest arrive", function()
+    if not need() then return end
+    local srv = serve([[
+retry: {max_retries: 1, initial_interval: 1ms}
+input:
+  http_server: {path: /in}
+pipeline:
+  processors:
+    - lua: |
+        if this.big then return string.rep("x", 2 * 1024 * 1024) end
+output:
+  nats:
+    urls: [%s]
+    subject: fixed.out
+]], s.url)
+    local ok, err = pcall(function()
+      assert.truthy(h.wait_for(function() return ready(srv).ready end, 20))
+      local sub = nats.subscribe(s.url, "fixed.out", 1)
+      local function post(body)
+        local _, out = h.sh(string.format("curl -s -m 10 -d %s %s/in", h.shell_quote(body), srv.url))
+        return json.decode(out)
+      end
+      local r = post('{"big":1}')
+      assert.are.equal(502, r.status)
+      assert.matches("nats: publish: Payload %d+ greater than maximum allowed: 1048576", r.error)
+      assert.are.equal("ok", post('{"small":1}').status)
+      local got = sub.wait(1)
+      sub.done()
+      assert.are.equal(1, #got)
+      assert.are.equal("fixed.out", got[1].subject)
+      assert.are.equal('{"small":1}', got[1].data)
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
   it("refuses a header name that is not a token at lint", function()
     local r = h.run_config("input: {stdin: {}}\noutput:\n  nats: {urls: [nats://x:1], subject: a, headers: {'a b': v}}\n", {cmd = "lint"})
     assert.are.equal(1, r.code)
