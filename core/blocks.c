@@ -113,7 +113,7 @@ static void swap(tclass_t *t) {
 
 /* The slow halves of get and put, out of line: inlined, their registers
  * made every call save and restore four (32 instructions a call where the
- * magazine has room, ~13 without: callgrind, bench/RESULTS.md). */
+ * magazine has room, 17 without: objdump, bench/RESULTS.md). */
 __attribute__((noinline)) static void *get_slow(unsigned c) {
   tclass_t *t = &tc[c];
   if (t->prev && t->prev->n) {
