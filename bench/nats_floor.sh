@@ -7,6 +7,9 @@
 #   JetStream: js_PublishAsync with sluice's window of 1024 PubAcks),
 #   nats bench --pub 1 (Go, nats.go; JetStream: --js --pubbatch 1024):
 #   bench/nats.sh's peer.
+# CPU is the whole process's, exec to exit, connecting included, as
+# bench/nats.sh measures it; nats bench's own moves 2-3x with the machine's
+# load (lower when loaded): compare within one run only.
 # The bare cnats loop is the floor of any cnats-based publisher: the row says
 # how much of sluice's distance to nats bench is cnats's own. BASE=<binary>
 # adds a second sluice (e.g. main's build) measured in the same runs.

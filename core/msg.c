@@ -258,9 +258,9 @@ void sl_msg_free(sl_msg_t *m) {
   if (!m) return;
   sl_bytes_unref(m->content);
   sl_kv_clear(&m->meta);
-  sl_ctx_unref(m->ctx);
+  if (m->ctx) sl_ctx_unref(m->ctx);
   if (m->txn) sl_txn_unref(m->txn);
-  free(m->error);
+  if (m->error) free(m->error);
   sl_blocks_put(m, sizeof(*m));
 }
 

@@ -80,6 +80,12 @@ describe("nats #nats", function()
     return not why
   end
 
+  -- POSTs body to sluice's http_server input at /in; its JSON answer, decoded.
+  local function post(srv, body)
+    local _, out = h.sh(string.format("curl -s -m 10 -d %s %s/in", h.shell_quote(body), srv.url))
+    return json.decode(out)
+  end
+
   it("core: subscribes with wildcards, and gives the subject and headers as metadata", function()
     if not need() then return end
     local out = h.tmpname(".jsonl")
@@ -244,22 +250,40 @@ output:
     local ok, err = pcall(function()
       assert.truthy(h.wait_for(function() return ready(srv).ready end, 20))
       local sub = nats.subscribe(s.url, "fine.>", 1)
-      local function post(body)
-        local _, out = h.sh(string.format("curl -s -m 10 -d %s %s/in", h.shell_quote(body), srv.url))
-        return json.decode(out)
-      end
-      local r = post('{"s":"with space"}')
+      local r = post(srv, '{"s":"with space"}')
       assert.are.equal(502, r.status)
       assert.matches('not a subject to publish to: "with space"', r.error)
-      assert.matches("not a subject to publish to", post('{"s":"wild.*"}').error)
-      assert.matches("not a subject to publish to", post('{"s":"trail."}').error)
-      assert.matches("a name must be a token and a value one line", post('{"s":"fine.x","hv":"a\\r\\nb"}').error)
-      assert.matches("nats: publish: Payload %d+ greater than maximum allowed: 1048576", post('{"big":1}').error)
-      assert.are.equal("ok", post('{"s":"fine.ok"}').status)
+      assert.matches("not a subject to publish to", post(srv, '{"s":"wild.*"}').error)
+      assert.matches("not a subject to publish to", post(srv, '{"s":"trail."}').error)
+      assert.matches("a name must be a token and a value one line", post(srv, '{"s":"fine.x","hv":"a\\r\\nb"}').error)
+      assert.matches("nats: publish: Payload %d+ greater than maximum allowed: 1048576", post(srv, '{"big":1}').error)
+      assert.are.equal("ok", post(srv, '{"s":"fine.ok"}').status)
       local got = sub.wait(1)
       sub.done()
       assert.are.equal("fine.ok", got[1].subject)
       assert.are.equal(1, #got)
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
+  it("core output with a fixed subject and no headers (one loop per batch): a payload over max_payload fails with the reason, the rest arrive", function()
+    if not need() then return end
+    local srv = serve([[
+retry: {max_retries: 1, initial_interval: 1ms}
+input: {http_server: {path: /in}}
+pipeline: {processors: [{lua: 'if this.big then return string.rep("x", 2 * 1024 * 1024) end'}]}
+output: {nats: {urls: [%s], subject: fixed.out}}
+]], s.url)
+    local ok, err = pcall(function()
+      local sub = nats.subscribe(s.url, "fixed.out", 1)
+      assert.truthy(h.wait_for(function() return ready(srv).ready end, 20))
+      local big = post(srv, '{"big":1}')
+      assert.are.equal("ok", post(srv, '{"small":1}').status)
+      assert.are.equal(502, big.status)
+      assert.matches("nats: publish: Payload %d+ greater than maximum allowed: 1048576", big.error)
+      local got = sub.wait(1)
+      sub.done()
+      assert.are.same({1, "fixed.out", '{"small":1}'}, {#got, got[1].subject, got[1].data})
     end)
     h.stop_after(srv, ok, err)
   end)

@@ -1,5 +1,6 @@
 /* The NATS inputs' shared machinery (nats_input.h). */
 #include "nats_input.h"
+#include "core/blocks.h"
 #include "core/log.h"
 #include "core/stream.h"
 #include "core/xalloc.h"
@@ -58,7 +59,7 @@ static void nmsg_load(sl_kv_src_t *s, sl_kvlist_t *into) {
 
 static void nmsg_release(sl_kv_src_t *s) {
   natsMsg_Destroy(((nmsg_t *)s)->m);
-  free(s);
+  sl_blocks_put(s, sizeof(nmsg_t));
 }
 
 typedef struct flight {
@@ -115,7 +116,7 @@ static void pump(sl_nats_in_t *in) {
       natsMsg *m = items[i].m;
       const char *d = natsMsg_GetData(m);
       sl_msg_t *msg = sl_msg_new(d ? d : "", (size_t)natsMsg_GetDataLength(m));
-      nmsg_t *x = sl_xmalloc(sizeof(*x));
+      nmsg_t *x = sl_blocks_get(sizeof(*x));   /* as the message's own struct: no malloc per message */
       *x = (nmsg_t){{1, nmsg_load, nmsg_release}, m, in->js};
       if (f) {
         x->base.refs++;

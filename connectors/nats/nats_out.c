@@ -3,6 +3,7 @@
 #include "nats_output.h"
 #include "core/xalloc.h"
 #include "core/batching.h"
+#include "core/lazy_nats.h"
 #include <stdlib.h>
 
 static const sl_field_t fields[] = {
@@ -55,6 +56,13 @@ static void nout_stopping(sl_output_t *base) {
   }
 }
 
+static char *publish_err(natsStatus s) {
+  char *t = sl_nats_err(s);
+  char *e = sl_xasprintf("nats: publish: %s", t);
+  free(t);
+  return e;
+}
+
 static void nout_write(sl_output_t *base, sl_batch_t *b, sl_write_cb cb, void *arg) {
   nout_t *no = (nout_t *)base;
   sl_nats_out_t *o = &no->c;
@@ -67,16 +75,25 @@ static void nout_write(sl_output_t *base, sl_batch_t *b, sl_write_cb cb, void *a
     return;
   }
   char *err = NULL;
-  for (uint32_t i = 0; i < b->n; i++) {
-    char *e = NULL;
-    natsStatus s = sl_nats_out_publish(o, nc, b->msgs[i], i, NULL, &e);
-    if (s != NATS_OK) {
-      char *t = sl_nats_err(s);
-      e = sl_xasprintf("nats: publish: %s", t);
-      free(t);
+  if (o->static_ok && !o->nheaders && !*o->prefixes) {
+    /* A subject checked when built and nothing else to add: the batch goes
+     * to cnats in one loop, its publish reached once rather than through the
+     * lazy loader's forwarder per message (callgrind: 86 instructions of
+     * 1,367 per 100 B message less, bench/RESULTS.md). */
+    natsStatus (*publish)(natsConnection *, const char *, const void *, int) = sl_lib_nats()->natsConnection_Publish;
+    for (uint32_t i = 0; i < b->n; i++) {
+      const sl_bytes_t *c = b->msgs[i]->content;
+      natsStatus s = publish(nc, o->static_subject, c->data, (int)c->len);
+      if (s != NATS_OK && !err) err = publish_err(s);
     }
-    if (e && !err) err = e;
-    else free(e);
+  } else {
+    for (uint32_t i = 0; i < b->n; i++) {
+      char *e = NULL;
+      natsStatus s = sl_nats_out_publish(o, nc, b->msgs[i], i, NULL, &e);
+      if (s != NATS_OK) e = publish_err(s);
+      if (e && !err) err = e;
+      else free(e);
+    }
   }
   cb(base, b, err ? -1 : 0, err, arg);
   free(err);
