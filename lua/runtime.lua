@@ -1698,10 +1698,10 @@ end
 
 -- The host ends a waiter: kind 0 with the operation's results, 1 when the
 -- message's deadline passed first, 2 with an error text (r1). The script's
--- coroutine is resumed with WOKE, how many results, and the first two (or
+-- coroutine is resumed with WOKE, how many results, and the first three (or
 -- -1 and all of them in a table): a fixed number of values (see await), as
 -- the host passes them (lua/async.c).
-function M.wake(wid, kind, n, r1, r2)
+function M.wake(wid, kind, n, r1, r2, r3)
   local co = parked[wid]
   if co == nil then return end
   local J = runners[co]
@@ -1709,7 +1709,7 @@ function M.wake(wid, kind, n, r1, r2)
   J.waiting = J.waiting - 1
   local e
   if kind == 0 then
-    e = new_entry(co, false, WOKE, n, r1, r2)
+    e = new_entry(co, false, WOKE, n, r1, r2, r3)
   else
     e = new_entry(co, false, kind == 1 and EXPIRED or FAIL, r1)
   end
@@ -1801,9 +1801,19 @@ end
 
 local enter_wait
 do
+  -- shapes[binding name](n, r1, r2, r3): what the script's call returns,
+  -- made from the binding's results in Lua, where a table constructor runs
+  -- compiled after the resume (the table built through the C API, key by
+  -- key, cost ~1k instructions more per call).
+  local shapes = {}
+  -- lua/lhttp.c answers status, body and the headers' proxy, or nil and err
+  shapes["http.request"] = function(n, status, body, headers)
+    if n == 3 then return {status = status, body = body, headers = headers} end
+    return status, body
+  end
   -- await(what, start, n, a1, a2, a3, a4, ...): start's n arguments, the
   -- first four in fixed places; returns how many results the call gave and
-  -- the first two (or -1 and a table of all). Written so that LuaJIT
+  -- the first three (or -1 and a table of all). Written so that LuaJIT
   -- stitches a trace across the yield: it is a plain call with a fixed
   -- number of arguments and of results, one frame above where the trace
   -- starts (after enter_wait's isyieldable), with nothing before it that
@@ -1822,18 +1832,18 @@ do
     end
     budget_pause()
     local st = save_state()
-    local tag, k, r1, r2
+    local tag, k, r1, r2, r3
     if n <= 4 then
-      tag, k, r1, r2 = co_yield(WAIT, cur_index, what, cur_deadline, start, n, a1, a2, a3, a4)
+      tag, k, r1, r2, r3 = co_yield(WAIT, cur_index, what, cur_deadline, start, n, a1, a2, a3, a4)
     else
-      tag, k, r1, r2 = co_yield(WAIT, cur_index, what, cur_deadline, start, n, a1, a2, a3, a4, ...)
+      tag, k, r1, r2, r3 = co_yield(WAIT, cur_index, what, cur_deadline, start, n, a1, a2, a3, a4, ...)
     end
     restore_state(st)
     -- positions: level 3 is the script's line (or the line of lib's module
     -- that called its hook), as enter_wait is the binding's tail call
     if tag == NOT_HERE then error(not_here(what), 3) end
     cur_detached = true
-    if tag == WOKE then return k, r1, r2 end
+    if tag == WOKE then return k, r1, r2, r3 end
     if tag == EXPIRED then expire(4) end
     error(k, 3)   -- FAIL, err
   end
@@ -1842,16 +1852,19 @@ do
   function enter_wait(what, start, ...)
     if cur_runner == nil or not co_isyieldable() then error(not_here(what), 2) end
     local n = select("#", ...)
-    local k, r1, r2
+    local k, r1, r2, r3
     if n > 4 then
-      k, r1, r2 = await(what, start, n, ...)
+      k, r1, r2, r3 = await(what, start, n, ...)
     else
       local a1, a2, a3, a4 = ...
-      k, r1, r2 = await(what, start, n, a1, a2, a3, a4)
+      k, r1, r2, r3 = await(what, start, n, a1, a2, a3, a4)
     end
+    local shape = shapes[what]
+    if shape ~= nil then return shape(k, r1, r2, r3) end
     -- the operation's results, as many as it gave
     if k == 1 then return r1 end
     if k == 2 then return r1, r2 end
+    if k == 3 then return r1, r2, r3 end
     if k == 0 then return end
     return unpack_(r1, 1, r1.n)
   end
