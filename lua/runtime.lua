@@ -338,9 +338,13 @@ local jsonx = library.json_make(ARRAY_MT, OBJECT_MT, RAW, mpack.NIL, materialize
 local encode, decode_marked, msg_insert = jsonx.encode, jsonx.decode_marked, jsonx.insert
 ffi.cdef "int sl_ljson_empty_array(const char *s, size_t len);"
 function decode(s)
-  if type(s) == "string" and C.sl_ljson_empty_array(s, #s) ~= 0 then
-    local v = decode_marked(s)
+  if type(s) == "string" then
+    local v = jsonx.decode_flat(s)   -- a flat object: what lua-cjson gives, made faster
     if v ~= nil then return v end
+    if C.sl_ljson_empty_array(s, #s) ~= 0 then
+      v = decode_marked(s)
+      if v ~= nil then return v end
+    end
   end
   return json_decode(s)
 end
