@@ -104,8 +104,8 @@ typedef struct wake_args {
   const char *err;
 } wake_args_t;
 
-/* The runtime's M.wake(id, kind, n, r1, r2): a fixed number of values (a
- * vararg function runs slower in LuaJIT); more than two results go in a
+/* The runtime's M.wake(id, kind, n, r1, r2, r3): a fixed number of values
+ * (a vararg function runs slower in LuaJIT); more than three results go in a
  * table {n = , ...} with n -1. */
 static int push_wake(lua_State *L, void *arg) {
   wake_args_t *a = arg;
@@ -118,7 +118,7 @@ static int push_wake(lua_State *L, void *arg) {
   } else if (a->push) {
     n = a->push(L, a->arg);
   }
-  if (n > 2) {
+  if (n > 3) {
     lua_createtable(L, n, 1);
     lua_insert(L, base + 1);
     for (int i = n; i >= 1; i--) lua_rawseti(L, base + 1, i);
@@ -128,8 +128,8 @@ static int push_wake(lua_State *L, void *arg) {
   }
   lua_pushinteger(L, n);
   lua_insert(L, base + 1);
-  lua_settop(L, base + 3);
-  return 5;
+  lua_settop(L, base + 4);
+  return 6;
 }
 
 /* The script's coroutine is made ready with what the call gave. When

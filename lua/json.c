@@ -77,6 +77,87 @@ static void push_json(lua_State *L, json_t *v, int depth) {
   }
 }
 
+/* decode_flat(s) -> the table of a flat object, or nothing. An answer
+ * from an upstream is mostly one object of strings and small numbers:
+ * lua-cjson spent ~3.4k instructions on a two-member one (its buffer's
+ * malloc and free, a call per token). Only what decodes the same here as
+ * there is taken ({ "key": a string without escapes or control bytes, an
+ * integer of up to 15 digits, true, false or null, ... }, whitespace around
+ * them); anything else is left to lua-cjson (its value or its error). The
+ * table is made as lua-cjson makes it (lua_newtable, then each member set
+ * in the order of the text), so that pairs and encode see the same order. */
+static const char *ws(const char *p, const char *e) {
+  while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
+  return p;
+}
+
+/* The end of a plain string's bytes from p (after its opening quote), or
+ * NULL. */
+static const char *plain_string(const char *p, const char *e) {
+  for (; p < e; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (c == '"') return p;
+    if (c == '\\' || c < 0x20) return NULL;
+  }
+  return NULL;
+}
+
+/* Pushes the value at p and returns its end, or NULL (nothing pushed). */
+static const char *flat_value(lua_State *L, const char *p, const char *e) {
+  if (*p == '"') {
+    const char *q = plain_string(p + 1, e);
+    if (!q) return NULL;
+    lua_pushlstring(L, p + 1, (size_t)(q - p - 1));
+    return q + 1;
+  }
+  if (*p == '-' || (*p >= '0' && *p <= '9')) {
+    const char *q = p + (*p == '-');
+    const char *d = q;
+    int64_t v = 0;
+    while (q < e && *q >= '0' && *q <= '9' && q - d < 15) v = v * 10 + (*q++ - '0');
+    /* no digits, a leading zero, -0, more digits, a fraction or an exponent */
+    if (q == d || (*d == '0' && q - d > 1) || (v == 0 && *p == '-') || (q < e && ((*q >= '0' && *q <= '9') ||
+        *q == '.' || *q == 'e' || *q == 'E' || *q == 'x' || *q == 'X')))
+      return NULL;
+    lua_pushnumber(L, (lua_Number)(*p == '-' ? -v : v));
+    return q;
+  }
+  static const struct { const char *w; size_t n; int kind; } words[] = {{"true", 4, 1}, {"false", 5, 0}, {"null", 4, 2}};
+  for (size_t i = 0; i < sizeof words / sizeof *words; i++) {
+    if ((size_t)(e - p) < words[i].n || memcmp(p, words[i].w, words[i].n) != 0) continue;
+    if (words[i].kind == 2) lua_pushlightuserdata(L, NULL);   /* lua-cjson's null */
+    else lua_pushboolean(L, words[i].kind);
+    return p + words[i].n;
+  }
+  return NULL;
+}
+
+static int l_decode_flat(lua_State *L) {
+  size_t len;
+  if (lua_type(L, 1) != LUA_TSTRING) return 0;
+  const char *s = lua_tolstring(L, 1, &len), *e = s + len;
+  const char *p = ws(s, e);
+  if (p == e || *p != '{') return 0;
+  lua_newtable(L);
+  p = ws(p + 1, e);
+  if (p < e && *p == '}') return ws(p + 1, e) == e ? 1 : 0;
+  while (p < e && *p == '"') {
+    const char *q = plain_string(p + 1, e);
+    if (!q) return 0;
+    lua_pushlstring(L, p + 1, (size_t)(q - p - 1));
+    p = ws(q + 1, e);
+    if (p == e || *p != ':') return 0;
+    p = ws(p + 1, e);
+    if (p == e || !(p = flat_value(L, p, e))) return 0;
+    lua_rawset(L, -3);
+    p = ws(p, e);
+    if (p < e && *p == '}') return ws(p + 1, e) == e ? 1 : 0;
+    if (p == e || *p != ',') return 0;
+    p = ws(p + 1, e);
+  }
+  return 0;
+}
+
 /* The parsed tree, freed by __gc if building its Lua value fails. */
 static int tree_gc(lua_State *L) {
   json_t **box = lua_touserdata(L, 1);
@@ -342,7 +423,7 @@ static int l_insert(lua_State *L) {
   return 0;
 }
 
-/* make(array_mt, object_mt, raw_key, msgpack_nil, decode_lazy) -> {encode, decode_marked, insert} */
+/* make(array_mt, object_mt, raw_key, msgpack_nil, decode_lazy) -> {encode, decode_marked, decode_flat, insert} */
 static int l_make(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -365,6 +446,8 @@ static int l_make(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_pushcclosure(L, l_decode_marked, 2);
   lua_setfield(L, -2, "decode_marked");
+  lua_pushcfunction(L, l_decode_flat);
+  lua_setfield(L, -2, "decode_flat");
   return 1;
 }
 

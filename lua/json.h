@@ -5,7 +5,7 @@
 #include <stddef.h>
 
 /* Pushes make(array_mt, object_mt, raw_key, msgpack_nil), which returns
- * {encode, decode_marked, insert} bound to those values (lua/runtime.lua
+ * {encode, decode_marked, decode_flat, insert} bound to those values (lua/runtime.lua
  * calls it once per VM; insert, a message's added members, is the
  * runtime's only). */
 void sl_ljson_push(lua_State *L);

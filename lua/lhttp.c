@@ -136,7 +136,8 @@ static void push_headers_mt(lua_State *L) {
   lua_rawset(L, LUA_REGISTRYINDEX);
 }
 
-/* {status = , headers = , body = } or nil, err. */
+/* status, body, headers (lua/runtime.lua makes the response's table of
+ * them) or nil, err. */
 static int push_resp(lua_State *L, void *arg) {
   const sl_hclient_resp_t *r = arg;
   if (r->status < 0) {
@@ -144,11 +145,8 @@ static int push_resp(lua_State *L, void *arg) {
     lua_pushfstring(L, "http.request: %s", r->err ? r->err : "failed");
     return 2;
   }
-  lua_createtable(L, 0, 3);
   lua_pushinteger(L, r->status);
-  lua_setfield(L, -2, "status");
   lua_pushlstring(L, r->body, r->len);
-  lua_setfield(L, -2, "body");
   lua_createtable(L, 0, 2);
   sl_lasync_push_raw(L);
   lua_pushboolean(L, 0);
@@ -158,8 +156,7 @@ static int push_resp(lua_State *L, void *arg) {
   lua_rawset(L, -3);
   push_headers_mt(L);
   lua_setmetatable(L, -2);
-  lua_setfield(L, -2, "headers");
-  return 1;
+  return 3;
 }
 
 static void on_resp(const sl_hclient_resp_t *r, void *w) { sl_lwait_done(w, push_resp, (void *)r); }

@@ -338,9 +338,13 @@ local jsonx = library.json_make(ARRAY_MT, OBJECT_MT, RAW, mpack.NIL, materialize
 local encode, decode_marked, msg_insert = jsonx.encode, jsonx.decode_marked, jsonx.insert
 ffi.cdef "int sl_ljson_empty_array(const char *s, size_t len);"
 function decode(s)
-  if type(s) == "string" and C.sl_ljson_empty_array(s, #s) ~= 0 then
-    local v = decode_marked(s)
+  if type(s) == "string" then
+    local v = jsonx.decode_flat(s)   -- a flat object: what lua-cjson gives, made faster
     if v ~= nil then return v end
+    if C.sl_ljson_empty_array(s, #s) ~= 0 then
+      v = decode_marked(s)
+      if v ~= nil then return v end
+    end
   end
   return json_decode(s)
 end
@@ -1424,29 +1428,29 @@ local function take_runner()
   return co
 end
 
--- Entries of J.ready: e.co resumes with e[1..e.n], or, when e.from is set,
--- starts the run's loop at that message. Reused: a call made two of them
--- (its run's loop going on, its wake), each a table with two parts.
+-- Entries of J.ready: e.co resumes with e[1..5] (nil past what was given),
+-- or, when e.from is set, starts the run's loop at that message. Reused: a
+-- call made two of them (its run's loop going on, its wake), each a table
+-- with two parts. No function on the way from a resume to the next call's
+-- start takes a vararg list: LuaJIT starts no trace at a vararg function,
+-- so those ran interpreted, and select and unpack each cost a C call there.
 local new_entry, free_entry
 do
   local pool, npool = {}, 0
-  function new_entry(co, from, ...)
+  function new_entry(co, from, v1, v2, v3, v4, v5)
     local e
     if npool > 0 then
       e = pool[npool]
       pool[npool], npool = nil, npool - 1
     else
-      e = {co = false, from = false, n = 0, pooled = true}
+      e = {false, false, false, false, false, co = false, from = false, pooled = true}
     end
-    local n = select("#", ...)
-    e.co, e.from, e.n = co, from, n
-    for i = 1, n do e[i] = (select(i, ...)) end
+    e.co, e.from, e[1], e[2], e[3], e[4], e[5] = co, from, v1, v2, v3, v4, v5
     return e
   end
   function free_entry(e)
     if not e.pooled or npool >= 256 then return end
-    for i = 1, e.n do e[i] = nil end
-    e.co, e.from, e.n = false, false, 0
+    e.co, e.from, e[1], e[2], e[3], e[4], e[5] = false, false, nil, nil, nil, nil, nil
     npool = npool + 1
     pool[npool] = e
   end
@@ -1476,10 +1480,12 @@ local function release(g)
   async.ready(e.J.cjob)
 end
 
--- Starts a call that holds a slot: the host calls start(waiter, ...) and
--- wakes co with what the operation gives (M.wake). Meanwhile the run's loop
--- goes on in another runner (unless process_batch holds the whole batch).
-local function begin(J, co, index, what, deadline, start, ...)
+-- Starts a call that holds a slot: the host calls start(waiter, a1, ...,
+-- an) and wakes co with what the operation gives (M.wake); with more than
+-- four arguments, a1 is the table of them all (see await). Meanwhile the
+-- run's loop goes on in another runner (unless process_batch holds the
+-- whole batch).
+local function begin(J, co, index, what, deadline, start, n, a1, a2, a3, a4)
   if J.loop == co and not J.s.process_batch then
     if index + 1 < J.n then
       J.loop = take_runner()
@@ -1500,7 +1506,12 @@ local function begin(J, co, index, what, deadline, start, ...)
   local wid = next_wid
   parked[wid], runners[co] = co, J
   J.waiting = J.waiting + 1
-  local ok, err = pcall(async.begin, J.cjob, wid, left, start, ...)
+  local ok, err
+  if n <= 4 then
+    ok, err = pcall(async.begin, J.cjob, wid, left, start, n, a1, a2, a3, a4)
+  else
+    ok, err = pcall(async.begin, J.cjob, wid, left, start, n, unpack_(a1, 1, n))
+  end
   if not ok and parked[wid] then
     -- start refused its arguments: the script's call raises the error
     parked[wid] = nil
@@ -1512,25 +1523,24 @@ end
 
 -- co yielded WAIT for the message at index: the call starts when the
 -- group has a slot; until then the run's later messages wait with it.
-local function on_wait(J, co, index, what, deadline, start, ...)
+local function on_wait(J, co, index, what, deadline, start, n, a1, a2, a3, a4)
   local g = J.group
   if g.inflight < J.max then
     g.inflight = g.inflight + 1
-    return begin(J, co, index, what, deadline, start, ...)
+    return begin(J, co, index, what, deadline, start, n, a1, a2, a3, a4)
   end
   J.waiting = J.waiting + 1
-  g.q[#g.q + 1] = {J = J, co = co, begin = true, n = select("#", ...) + 4, index, what, deadline, start, ...}
+  g.q[#g.q + 1] = {J = J, co = co, begin = true, index, what, deadline, start, n, a1, a2, a3, a4}
 end
 
--- What a resumed coroutine yielded; true when the run must go back to the
--- loop (a slice).
-local function yielded(J, co, ok, tag, ...)
+-- What a resumed coroutine yielded (DONE, ok, err; SLICE; or WAIT and
+-- on_wait's arguments); true when the run must go back to the loop (a slice).
+local function yielded(J, co, ok, tag, v1, v2, v3, v4, v5, v6, v7, v8, v9)
   if not ok then error(tag, 0) end
   if tag == DONE then
     if J.loop == co then J.loop = nil end
     idle_runners[#idle_runners + 1] = co
-    local run_ok, err = ...
-    if not run_ok then error(err, 0) end
+    if not v1 then error(v2, 0) end
     return false
   end
   if tag == SLICE then
@@ -1538,7 +1548,7 @@ local function yielded(J, co, ok, tag, ...)
     job_ready(J, new_entry(co, false), true)
     return true
   end
-  on_wait(J, co, ...)
+  on_wait(J, co, v1, v2, v3, v4, v5, v6, v7, v8, v9)
   return false
 end
 
@@ -1560,12 +1570,12 @@ local function drive(J, first)
     ready.h = ready.h + 1
     local co = e.co
     if e.begin then
-      begin(J, co, unpack_(e, 1, e.n))
+      begin(J, co, e[1], e[2], e[3], e[4], e[5], e[6], e[7], e[8], e[9])
     else
       if e.from then job_J, job_from = J, e.from end
       local saved = cur_runner
       cur_runner = co
-      local sliced = yielded(J, co, co_resume(co, unpack_(e, 1, e.n)))
+      local sliced = yielded(J, co, co_resume(co, e[1], e[2], e[3], e[4], e[5]))
       cur_runner = saved
       free_entry(e)
       if sliced then return true end
@@ -1698,10 +1708,10 @@ end
 
 -- The host ends a waiter: kind 0 with the operation's results, 1 when the
 -- message's deadline passed first, 2 with an error text (r1). The script's
--- coroutine is resumed with WOKE, how many results, and the first two (or
+-- coroutine is resumed with WOKE, how many results, and the first three (or
 -- -1 and all of them in a table): a fixed number of values (see await), as
 -- the host passes them (lua/async.c).
-function M.wake(wid, kind, n, r1, r2)
+function M.wake(wid, kind, n, r1, r2, r3)
   local co = parked[wid]
   if co == nil then return end
   local J = runners[co]
@@ -1709,7 +1719,7 @@ function M.wake(wid, kind, n, r1, r2)
   J.waiting = J.waiting - 1
   local e
   if kind == 0 then
-    e = new_entry(co, false, WOKE, n, r1, r2)
+    e = new_entry(co, false, WOKE, n, r1, r2, r3)
   else
     e = new_entry(co, false, kind == 1 and EXPIRED or FAIL, r1)
   end
@@ -1801,19 +1811,29 @@ end
 
 local enter_wait
 do
-  -- await(what, start, n, a1, a2, a3, a4, ...): start's n arguments, the
-  -- first four in fixed places; returns how many results the call gave and
-  -- the first two (or -1 and a table of all). Written so that LuaJIT
-  -- stitches a trace across the yield: it is a plain call with a fixed
-  -- number of arguments and of results, one frame above where the trace
-  -- starts (after enter_wait's isyieldable), with nothing before it that
-  -- leaves the trace. The rest of the script and of the message then run
-  -- compiled after the call answers. A pcall around the yield, the clock
-  -- through a C function, or a vararg list in it or in its results kept all
-  -- of that in the interpreter.
+  -- shapes[binding name](n, r1, r2, r3): what the script's call returns,
+  -- made from the binding's results in Lua, where a table constructor runs
+  -- compiled after the resume (the table built through the C API, key by
+  -- key, cost ~1k instructions more per call).
+  local shapes = {}
+  -- lua/lhttp.c answers status, body and the headers' proxy, or nil and err
+  shapes["http.request"] = function(n, status, body, headers)
+    if n == 3 then return {status = status, body = body, headers = headers} end
+    return status, body
+  end
+  -- await(what, start, n, a1, a2, a3, a4): start's n arguments in fixed
+  -- places (more than four: a1 is the table of them all); returns how many
+  -- results the call gave and the first three (or -1 and a table of all).
+  -- Written so that LuaJIT stitches a trace across the yield: it is a plain
+  -- call with a fixed number of arguments and of results, one frame above
+  -- where the trace starts (after enter_wait's isyieldable), with nothing
+  -- before it that leaves the trace. The rest of the script and of the
+  -- message then run compiled after the call answers. A pcall around the
+  -- yield, the clock through a C function, or a vararg list in it or in its
+  -- results kept all of that in the interpreter.
   local co_isyieldable = coroutine.isyieldable
   local ts = ffi.new("sl_timespec_t")
-  local function await(what, start, n, a1, a2, a3, a4, ...)
+  local function await(what, start, n, a1, a2, a3, a4)
     if cur_timeout > 0 then
       C.clock_gettime(1, ts)   -- CLOCK_MONOTONIC, as async.now_ms
       local now = tonumber(ts.tv_sec) * 1e3 + tonumber(ts.tv_nsec) / 1e6
@@ -1822,18 +1842,13 @@ do
     end
     budget_pause()
     local st = save_state()
-    local tag, k, r1, r2
-    if n <= 4 then
-      tag, k, r1, r2 = co_yield(WAIT, cur_index, what, cur_deadline, start, n, a1, a2, a3, a4)
-    else
-      tag, k, r1, r2 = co_yield(WAIT, cur_index, what, cur_deadline, start, n, a1, a2, a3, a4, ...)
-    end
+    local tag, k, r1, r2, r3 = co_yield(WAIT, cur_index, what, cur_deadline, start, n, a1, a2, a3, a4)
     restore_state(st)
     -- positions: level 3 is the script's line (or the line of lib's module
     -- that called its hook), as enter_wait is the binding's tail call
     if tag == NOT_HERE then error(not_here(what), 3) end
     cur_detached = true
-    if tag == WOKE then return k, r1, r2 end
+    if tag == WOKE then return k, r1, r2, r3 end
     if tag == EXPIRED then expire(4) end
     error(k, 3)   -- FAIL, err
   end
@@ -1842,16 +1857,19 @@ do
   function enter_wait(what, start, ...)
     if cur_runner == nil or not co_isyieldable() then error(not_here(what), 2) end
     local n = select("#", ...)
-    local k, r1, r2
+    local k, r1, r2, r3
     if n > 4 then
-      k, r1, r2 = await(what, start, n, ...)
+      k, r1, r2, r3 = await(what, start, n, {...})
     else
       local a1, a2, a3, a4 = ...
-      k, r1, r2 = await(what, start, n, a1, a2, a3, a4)
+      k, r1, r2, r3 = await(what, start, n, a1, a2, a3, a4)
     end
+    local shape = shapes[what]
+    if shape ~= nil then return shape(k, r1, r2, r3) end
     -- the operation's results, as many as it gave
     if k == 1 then return r1 end
     if k == 2 then return r1, r2 end
+    if k == 3 then return r1, r2, r3 end
     if k == 0 then return end
     return unpack_(r1, 1, r1.n)
   end

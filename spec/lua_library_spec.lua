@@ -440,6 +440,57 @@ describe("json", function()
     fails('return json.decode("[1,]")', "Expected value but found")
     fails('return json.decode("")', "Expected value but found")
   end)
+
+  -- lua/json.c decode_flat takes flat objects; lua-cjson everything else
+  it("decodes flat objects as lua-cjson does (values, whitespace, null, duplicates) and leaves the rest to it", function()
+    assert.are.same({
+      "region=eu-west:string,tier=gold:string",
+      "a=1:number,b=-25:number,c=true:boolean,d=false:boolean,e=null:userdata",
+      "m=-123456789012345:number,n=123456789012345:number",
+      "n=1234567890123456:number", 'x=a"b:string', "x=\195\169:string", "x=1.5:number", "x=1000:number",
+      "x=-0:number", "x=0:number", "x=7:number", "x=16:number", "a=2:number", "", "",
+      "error: Expected the end but found invalid token at character 9",
+      "error: Expected object key string but found T_OBJ_END at character 8",
+      "error: Expected comma or object end but found T_END at character 7",
+      "error: Expected value but found invalid token at character 6",
+      "a=[]:table", 'a={"b":1}:table', "\195\169=\195\188:string", "a=x\1y:string",
+      "error: Expected value but found invalid number at character 6",
+      "error: Expected comma or object end but found T_STRING at character 8",
+      "error: Expected object key string but found invalid token at character 2",
+      "error: Expected colon but found T_NUMBER at character 6",
+      "error: Expected value but found unexpected end of string at character 8", "a=1:number",
+      "error: Expected value but found invalid token at character 6",
+      "error: Expected comma or object end but found invalid token at character 10",
+      "error: Expected comma or object end but found invalid token at character 7",
+      "k1=1:number,k10=10:number,k11=11:number,k12=12:number,k2=2:number,k3=3:number,k4=4:number,k5=5:number," ..
+        "k6=6:number,k7=7:number,k8=8:number,k9=9:number"}, value([=[
+      local texts = {'{"region":"eu-west","tier":"gold"}', ' { "a" : 1 , "b" : -25 , "c" : true , "d" : false , "e" : null } ',
+        '{"n":123456789012345,"m":-123456789012345}', '{"n":1234567890123456}', '{"x":"a\\"b"}', '{"x":"\\u00e9"}',
+        '{"x":1.5}', '{"x":1e3}', '{"x":-0}', '{"x":0}', '{"x":007}', '{"x":0x10}', '{"a":1,"a":2}', '{}', ' {\t\r\n} ',
+        '{"a":1} x', '{"a":1,}', '{"a":1', '{"a":tru}', '{"a":[]}', '{"a":{"b":1}}', '{"\195\169":"\195\188"}',
+        '{"a":"x\1y"}', '{"a":-}', '{"a":1 "b":2}', '{a:1}', '{"a" 1}', '{"a":"b\0c"}', '{"a":1}\0', '{"a":nul}',
+        '{"a":nullx}', '{"a":1x}',
+        '{"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9,"k10":10,"k11":11,"k12":12}'}
+      local out = {}
+      for i, s in ipairs(texts) do
+        local ok, v = pcall(json.decode, s)
+        if ok then
+          local keys, parts = {}, {}
+          for k in pairs(v) do keys[#keys + 1] = k end
+          table.sort(keys)
+          for _, k in ipairs(keys) do
+            local x = v[k]
+            local shown = x == json.null and "null" or type(x) == "table" and json.encode(x) or
+              type(x) == "number" and string.format("%.17g", x) or tostring(x)
+            parts[#parts + 1] = k .. "=" .. shown .. ":" .. type(x)
+          end
+          out[i] = table.concat(parts, ",")
+        else
+          out[i] = "error: " .. tostring(v)
+        end
+      end
+      return out]=]))
+  end)
 end)
 
 describe("msgpack", function()
