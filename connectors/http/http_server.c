@@ -310,6 +310,16 @@ static void on_timeout(uv_timer_t *t) {
   pending_finish(p);
 }
 
+/* Sets key in v[0..*n) as sl_kv_set would (a later value of a key replaces
+ * the earlier one in its place), pointing at the caller's bytes: the
+ * message's metadata is then packed in one allocation, not one a key. */
+static void meta_set(sl_kv_t *v, uint32_t *n, const char *key, const char *val, size_t vlen) {
+  uint32_t i = 0;
+  while (i < *n && strcmp(v[i].key, key)) i++;
+  v[i] = (sl_kv_t){(char *)key, (char *)val, vlen};
+  if (i == *n) (*n)++;
+}
+
 static void on_request(sl_http_req_t *r, void *arg) {
   hin_t *in = arg;
   if (in->stopped) {
@@ -340,26 +350,31 @@ static void on_request(sl_http_req_t *r, void *arg) {
   ctx->reply = sl_reply_new();
   ctx->reply->keep_msg = sync_shaped(in);
   sl_msg_set_ctx(m, ctx);
-  sl_kv_set(&m->meta, "http_method", ctx->method, strlen(ctx->method));
-  sl_kv_set(&m->meta, "http_path", r->path, strlen(r->path));
+  sl_kv_load(&r->headers);
+  sl_kv_load(&ctx->query);
+  uint32_t cap = 4 + r->headers.n + ctx->query.n, n = 0;
+  sl_kv_t few[32];
+  sl_kv_t *meta = cap <= 32 ? few : sl_xmalloc(cap * sizeof(*meta));
+  meta_set(meta, &n, "http_method", ctx->method, strlen(ctx->method));
+  meta_set(meta, &n, "http_path", r->path, strlen(r->path));
   const char *colon = strrchr(r->remote_addr, ':');
-  size_t iplen = colon ? (size_t)(colon - r->remote_addr) : strlen(r->remote_addr);
-  char *ip = sl_xstrndup(r->remote_addr, iplen);
-  sl_kv_set(&m->meta, "http_remote_ip", ip, strlen(ip));
-  free(ip);
-  sl_kv_set(&m->meta, "http_request_id", r->request_id, strlen(r->request_id));
+  meta_set(meta, &n, "http_remote_ip", r->remote_addr,
+           colon ? (size_t)(colon - r->remote_addr) : strlen(r->remote_addr));
+  meta_set(meta, &n, "http_request_id", r->request_id, strlen(r->request_id));
   for (uint32_t i = 0; i < r->headers.n; i++) {
     const sl_kv_t *kv = &r->headers.v[i];
     /* W3C trace context goes on: the tracer continues it (and writes it itself when tracing). */
     if ((!strcmp(kv->key, "traceparent") || sl_globs_match(&in->meta_headers, kv->key, 1)) &&
         !sl_http_auth_secret_header(kv->key))
-      sl_kv_set(&m->meta, kv->key, kv->val, kv->vlen);
+      meta_set(meta, &n, kv->key, kv->val, kv->vlen);
   }
   for (uint32_t i = 0; i < ctx->query.n; i++) {
     const sl_kv_t *kv = &ctx->query.v[i];
     if (sl_globs_match(&in->meta_query, kv->key, 0) && !sl_http_auth_secret_query(kv->key))
-      sl_kv_set(&m->meta, kv->key, kv->val, kv->vlen);
+      meta_set(meta, &n, kv->key, kv->val, kv->vlen);
   }
+  sl_kv_pack(&m->meta, meta, n);
+  if (meta != few) free(meta);
   sl_ctx_unref(ctx);
   pending_t *p = sl_xcalloc(1, sizeof(*p));
   p->in = in;
