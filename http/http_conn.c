@@ -4,6 +4,7 @@
  * streamed and taken-over connections, timeouts (read, idle, send), and
  * reading paused while a client is ahead of its answers. */
 #include "http_int.h"
+#include "core/blocks.h"
 #include "core/dec.h"
 #include "core/metrics.h"
 #include "core/rand.h"
@@ -233,7 +234,7 @@ void sl_http_req_free(sl_http_req_t *r) {
   sl_kv_clear(&r->jwt);
   free(r->user);
   if (r->body) sl_bytes_unref(r->body);
-  free(r);
+  sl_blocks_put(r, sizeof(*r));
 }
 
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
@@ -1050,7 +1051,8 @@ static int count_header(conn_t *c, size_t n) {
 
 static int on_message_begin(llhttp_t *p) {
   conn_t *c = conn_of(p);
-  c->req = sl_xcalloc(1, sizeof(*c->req));
+  c->req = sl_blocks_get(sizeof(*c->req));   /* freed on the engine's loop at http.workers > 1 (sl_hmsg_new) */
+  memset(c->req, 0, sizeof(*c->req));
   c->url.len = c->field.len = c->value.len = c->hdrs.len = c->body_len = c->header_bytes = 0;
   if (c->url.v) c->url.v[0] = 0;
   c->nh = 0;
@@ -1206,7 +1208,8 @@ static void dispatch(conn_t *c) {
   if (s->hw) {
     /* On a worker: the engine's loop serves it; c waits for the answer. */
     r->conn = NULL;
-    sl_hlink_t *l = sl_xcalloc(1, sizeof(*l));
+    sl_hlink_t *l = sl_blocks_get(sizeof(*l));   /* as sl_hmsg_new's */
+    memset(l, 0, sizeof(*l));
     l->refs = 2;   /* c's and the engine's */
     l->hw = s->hw;
     l->c = c;
