@@ -227,8 +227,7 @@ static void conn_handle_closed(uv_handle_t *h) {
 
 void sl_http_req_free(sl_http_req_t *r) {
   if (!r) return;
-  free(r->path);
-  free(r->query);
+  free(r->path);   /* and the query after it */
   sl_kv_clear(&r->headers);
   sl_kv_clear(&r->params);
   sl_kv_clear(&r->jwt);
@@ -1051,8 +1050,7 @@ static int count_header(conn_t *c, size_t n) {
 
 static int on_message_begin(llhttp_t *p) {
   conn_t *c = conn_of(p);
-  c->req = sl_blocks_get(sizeof(*c->req));   /* freed on the engine's loop at http.workers > 1 (sl_hmsg_new) */
-  memset(c->req, 0, sizeof(*c->req));
+  c->req = sl_blocks_zero(sizeof(*c->req));   /* freed on the engine's loop at http.workers > 1 (sl_hmsg_new) */
   c->url.len = c->field.len = c->value.len = c->hdrs.len = c->body_len = c->header_bytes = 0;
   if (c->url.v) c->url.v[0] = 0;
   c->nh = 0;
@@ -1189,8 +1187,14 @@ static void dispatch(conn_t *c) {
   if (rid && *rid && strlen(rid) < sizeof r->request_id) set_str(r->request_id, sizeof r->request_id, rid);
   else sl_uuid_v4(r->request_id);
   char *q = c->url.v ? strchr(c->url.v, '?') : NULL;
-  r->query = sl_xstrdup(q ? q + 1 : "");
-  r->path = c->url.v ? sl_xstrndup(c->url.v, q ? (size_t)(q - c->url.v) : c->url.len) : sl_xstrdup("/");
+  /* Path and query in one allocation: "path\0query\0" (the path only shrinks after). */
+  const char *url = c->url.v ? c->url.v : "/";
+  size_t plen = q ? (size_t)(q - url) : strlen(url), qlen = q ? strlen(q + 1) : 0;
+  r->path = sl_xmalloc(plen + 1 + qlen + 1);
+  memcpy(r->path, url, plen);
+  r->path[plen] = 0;
+  r->query = r->path + plen + 1;
+  memcpy(r->query, q ? q + 1 : "", qlen + 1);
   if (strcmp(r->method, "HEAD") == 0) {
     r->head = 1;
     set_str(r->method, sizeof r->method, "GET");
@@ -1208,8 +1212,7 @@ static void dispatch(conn_t *c) {
   if (s->hw) {
     /* On a worker: the engine's loop serves it; c waits for the answer. */
     r->conn = NULL;
-    sl_hlink_t *l = sl_blocks_get(sizeof(*l));   /* as sl_hmsg_new's */
-    memset(l, 0, sizeof(*l));
+    sl_hlink_t *l = sl_blocks_zero(sizeof(*l));   /* as sl_hmsg_new's */
     l->refs = 2;   /* c's and the engine's */
     l->hw = s->hw;
     l->c = c;

@@ -61,8 +61,7 @@ typedef struct sl_hgroup {
  * the other thread's arena (calloc and free were a tenth of a request's
  * instructions at http.workers 2). */
 sl_hmsg_t *sl_hmsg_new(int kind, sl_hlink_t *l) {
-  sl_hmsg_t *m = sl_blocks_get(sizeof(*m));
-  memset(m, 0, sizeof(*m));
+  sl_hmsg_t *m = sl_blocks_zero(sizeof(*m));
   m->kind = kind;
   m->fd = -1;
   if (l) atomic_fetch_add_explicit((_Atomic int *)&l->refs, 1, memory_order_relaxed);

@@ -2,6 +2,7 @@
  * request's context; the client is answered once the message's transaction
  * completes (200), fails (502), times out (408) or meets a shutdown (503). */
 #include "http_routes.h"
+#include "core/blocks.h"
 #include "core/globs.h"
 #include "core/log.h"
 #include "core/stream.h"
@@ -151,7 +152,7 @@ static sl_batch_t *unlink_parked(hin_t *in, parked_t *pk) {
 static void pending_closed(uv_handle_t *h) {
   pending_t *p = h->data;
   sl_reply_unref(p->reply);
-  free(p);
+  sl_blocks_put(p, sizeof(*p));
 }
 
 static void pending_finish(pending_t *p) {
@@ -376,7 +377,7 @@ static void on_request(sl_http_req_t *r, void *arg) {
   sl_kv_pack(&m->meta, meta, n);
   if (meta != few) free(meta);
   sl_ctx_unref(ctx);
-  pending_t *p = sl_xcalloc(1, sizeof(*p));
+  pending_t *p = sl_blocks_zero(sizeof(*p));   /* one a request */
   p->in = in;
   p->req = r;
   p->reply = sl_reply_ref(ctx->reply);
@@ -522,10 +523,7 @@ static void on_ws_message(sl_ws_t *ws, int text, const char *p, size_t n, void *
   sl_msg_t *m = sl_msg_new(p, n);
   /* Each message gets its own reply slot on a copy of the connection's context. */
   sl_ctx_t *ctx = sl_ctx_new();
-  ctx->method = sl_xstrdup(w->ctx->method);
-  ctx->path = sl_xstrdup(w->ctx->path);
-  ctx->remote_addr = sl_xstrdup(w->ctx->remote_addr);
-  ctx->request_id = sl_xstrdup(w->ctx->request_id);
+  sl_ctx_set_strs(ctx, w->ctx->method, w->ctx->path, w->ctx->remote_addr, w->ctx->request_id);
   if (w->ctx->user) ctx->user = sl_xstrdup(w->ctx->user);
   sl_kv_copy(&ctx->jwt, &w->ctx->jwt);
   sl_kv_copy(&ctx->query, &w->ctx->query);
