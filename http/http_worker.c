@@ -171,8 +171,8 @@ int sl_hgroup_port(const sl_http_t *s) { return s->group ? s->group->port : -1; 
 
 static void worker_closed(uv_handle_t *h) { (void)h; }
 
-static void worker_wake(uv_async_t *a) {
-  sl_hworker_t *hw = a->data;
+static void worker_wake(void *data) {
+  sl_hworker_t *hw = data;
   sl_xq_node_t *n = sl_xq_take(&hw->in);
   for (sl_xq_node_t *next; n; n = next) {
     next = n->next;
@@ -234,8 +234,8 @@ static void worker_main(void *arg) {
 
 /* ---- on the engine's loop ---- */
 
-static void engine_wake(uv_async_t *a) {
-  sl_hgroup_t *g = a->data;
+static void engine_wake(void *data) {
+  sl_hgroup_t *g = data;
   sl_xq_node_t *n = sl_xq_take(&g->in);
   for (sl_xq_node_t *next; n; n = next) {
     next = n->next;
@@ -373,7 +373,7 @@ void sl_hgroup_close(sl_http_t *s) {
   }
   /* What the workers said last (a client gone, a move that failed) is
    * heard now, as a close of the engine's own connections would be. */
-  engine_wake(&g->in.async);
+  engine_wake(g);
   for (int i = 0; i < g->n; i++)   /* answers to clients already gone */
     for (sl_xq_node_t *n = g->ws[i].from_engine.head, *next; n; n = next) {
       next = n->next;
@@ -382,7 +382,6 @@ void sl_hgroup_close(sl_http_t *s) {
   uv_prepare_stop(&g->flusher);
   free(g->ws);
   s->group = NULL;
-  g->in.async.data = g;
   g->handles = 2;
   sl_xq_close(&g->in, group_closed);
   uv_close((uv_handle_t *)&g->flusher, group_closed);
