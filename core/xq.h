@@ -1,9 +1,10 @@
 /* A queue from any thread to one loop: a mutex-guarded list woken by an
- * eventfd the loop polls (the HTTP workers' requests and answers, cached
- * flights' waiters). Not a uv_async: the loop that wakes up from one spins
- * (then sched_yield) while its sender is between marking it pending and
- * returning from the eventfd write, which is often on a busy 2-core
- * machine: it was most of the extra CPU a request of http.workers 2.
+ * eventfd the loop polls (the pool's batches, the HTTP workers' requests
+ * and answers, cached flights' waiters). Not a uv_async: the loop that
+ * wakes up from one spins (997 rounds, then sched_yield) while its sender
+ * is between marking it pending and returning from the eventfd write,
+ * which happens on a busy 2-core machine (up to 1,605 sched_yield in 4 s of
+ * HTTP at http.workers 2, bench/RESULTS.md).
  * Ownership: the caller embeds the nodes in its items and owns them; put
  * hands an item over, take hands back every item queued so far (in order).
  * The callback runs on the loop given to init, with init's data. */
