@@ -21,18 +21,6 @@ static llhttp_settings_t g_settings;
 
 /* ---------- small helpers ---------- */
 
-/* Appends n bytes and a NUL to a buffer that keeps its room: a connection's
- * parsing buffers serve each request it sends without a realloc. */
-static void append(sl_hbuf_t *b, const char *p, size_t n) {
-  if (b->len + n + 1 > b->cap) {
-    b->cap = (b->len + n + 1) * 2;
-    b->v = sl_xrealloc(b->v, b->cap);
-  }
-  memcpy(b->v + b->len, p, n);
-  b->len += n;
-  b->v[b->len] = 0;
-}
-
 /* s into a cap-byte field, cut to fit (snprintf's "%s" without its cost
  * on the request path). */
 static void set_str(char *dst, size_t cap, const char *s) {
@@ -1062,7 +1050,7 @@ static int on_message_begin(llhttp_t *p) {
 
 static int on_url(llhttp_t *p, const char *at, size_t n) {
   conn_t *c = conn_of(p);
-  append(&c->url, at, n);
+  sl_sbuf_put(&c->url, at, n);
   return count_header(c, n);
 }
 
@@ -1073,8 +1061,8 @@ static void push_header(conn_t *c) {
   for (size_t i = 0; i < c->field.len; i++)
     if (c->field.v[i] >= 'A' && c->field.v[i] <= 'Z') c->field.v[i] = (char)(c->field.v[i] + 32);
   if (strcmp(c->field.v, "host") == 0) c->hosts++;
-  append(&c->hdrs, c->field.v, c->field.len + 1);
-  append(&c->hdrs, c->value.len ? c->value.v : "", c->value.len + 1);
+  sl_sbuf_put(&c->hdrs, c->field.v, c->field.len + 1);
+  sl_sbuf_put(&c->hdrs, c->value.len ? c->value.v : "", c->value.len + 1);
   if (c->nh == c->hcap) {
     c->hcap = c->hcap ? c->hcap * 2 : 16;
     c->hvlen = sl_xrealloc(c->hvlen, c->hcap * sizeof(*c->hvlen));
@@ -1103,7 +1091,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n) {
     push_header(c);
     c->in_value = 0;
   }
-  append(&c->field, at, n);
+  sl_sbuf_put(&c->field, at, n);
   return count_header(c, n);
 }
 
@@ -1116,7 +1104,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   char before = at > c->exec_at ? at[-1] : c->last_byte;
   if (n && before == '\n') return refuse(c, 400, "obsolete line folding in a header (RFC 9112 5.2)");
   c->in_value = 1;
-  append(&c->value, at, n);
+  sl_sbuf_put(&c->value, at, n);
   return count_header(c, n);
 }
 

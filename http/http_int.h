@@ -10,6 +10,7 @@
 #include "http_route.h"
 #include "http_tls.h"
 #include "core/list.h"
+#include "core/sbuf.h"
 #include "core/xq.h"
 #include <llhttp.h>
 
@@ -62,9 +63,6 @@ typedef struct sl_sendq {
   size_t bytes;
 } sl_sendq_t;
 
-/* A growing byte buffer, NUL-terminated after len (v NULL until used). */
-typedef struct sl_hbuf { char *v; size_t len, cap; } sl_hbuf_t;
-
 typedef struct conn {
   uv_tcp_t tcp;
   uv_timer_t timer;          /* read_timeout while a request arrives, idle_timeout between requests */
@@ -80,8 +78,8 @@ typedef struct conn {
   sl_dnode_t node;           /* in srv->conns */
   sl_http_req_t *req;        /* being parsed */
   sl_http_req_t *busy;       /* parsed, with a handler: the parser is paused */
-  sl_hbuf_t url, field, value;   /* of the request being parsed (kept for the next) */
-  sl_hbuf_t hdrs;            /* its header lines so far, "name\0value\0" each */
+  sl_sbuf_t url, field, value;   /* of the request being parsed (kept for the next) */
+  sl_sbuf_t hdrs;            /* its header lines so far, "name\0value\0" each */
   size_t *hvlen;             /* their values' lengths */
   sl_kv_t *hkv;              /* room for them as a list (pack_headers) */
   uint32_t nh, hcap;
