@@ -8,6 +8,7 @@
 #include "xalloc.h"
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* The depot keeps up to 8 MiB per class up to 512 B (messages and small
  * payloads, which cross pool threads in bulk) and 1 MiB per larger class
@@ -172,3 +173,9 @@ void sl_blocks_put(void *p, size_t size) {
 }
 
 #endif
+
+void *sl_blocks_zero(size_t size) {
+  void *p = sl_blocks_get(size);
+  memset(p, 0, size);
+  return p;
+}

@@ -22,6 +22,7 @@
 #define SL_BLOCKS_MAX 2048
 
 void *sl_blocks_get(size_t size);
+void *sl_blocks_zero(size_t size);   /* sl_blocks_get, zeroed (for what was calloc'd) */
 void sl_blocks_put(void *p, size_t size);
 
 #endif

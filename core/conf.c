@@ -2,6 +2,7 @@
  * substitution, and the cnode helpers. Aliases are expanded by copy under a
  * node budget so that a "billion laughs" file is an error, not an OOM. */
 #include "conf.h"
+#include "sbuf.h"
 #include "xalloc.h"
 #include <arpa/inet.h>
 #include <errno.h>
@@ -210,17 +211,6 @@ sl_cnode_t *sl_cnode_get(const sl_cnode_t *map, const char *key) {
 
 /* ---------- ${ENV} substitution ---------- */
 
-typedef struct buf { char *p; size_t n, cap; } buf_t;
-
-static void buf_put(buf_t *b, const char *s, size_t n) {
-  if (b->n + n + 1 > b->cap) {
-    b->cap = (b->n + n + 1) * 2;
-    b->p = sl_xrealloc(b->p, b->cap);
-  }
-  memcpy(b->p + b->n, s, n);
-  b->n += n;
-  b->p[b->n] = 0;
-}
 
 static int env_name_char(char c, int first) {
   return c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (!first && c >= '0' && c <= '9');
@@ -231,11 +221,11 @@ static int env_name_char(char c, int first) {
  * An unset variable without default is an error rather than a silent "". */
 static char *subst_env(parser_t *p, const char *s, size_t len, size_t *out_len, const sl_cnode_t *pos, int *vars) {
   if (!memchr(s, '$', len)) return NULL;
-  buf_t b = {0};
+  sl_sbuf_t b = {0};
   size_t i = 0;
   while (i < len) {
     if (s[i] == '$' && i + 2 < len && s[i + 1] == '$' && s[i + 2] == '{') {
-      buf_put(&b, "${", 2);
+      sl_sbuf_put(&b, "${", 2);
       i += 3;
       continue;
     }
@@ -256,8 +246,8 @@ static char *subst_env(parser_t *p, const char *s, size_t len, size_t *out_len, 
       char *name = sl_xstrndup(s + i + 2, name_end - i - 2);
       const char *val = getenv(name);
       *vars = 1;
-      if (val) buf_put(&b, val, strlen(val));
-      else if (def) buf_put(&b, def, def_len);
+      if (val) sl_sbuf_put(&b, val, strlen(val));
+      else if (def) sl_sbuf_put(&b, def, def_len);
       else {
         sl_diag_add(p->diags, pos, name, "environment variable is not set and has no default (write ${%s:} for an empty default)", name);
         p->failed = 1;
@@ -267,12 +257,12 @@ static char *subst_env(parser_t *p, const char *s, size_t len, size_t *out_len, 
       continue;
     }
   literal:
-    buf_put(&b, s + i, 1);
+    sl_sbuf_put(&b, s + i, 1);
     i++;
   }
-  if (!b.p) buf_put(&b, "", 0);
-  *out_len = b.n;
-  return b.p;
+  if (!b.v) sl_sbuf_put(&b, "", 0);
+  *out_len = b.len;
+  return b.v;
 }
 
 /* ---------- parser ---------- */
@@ -540,19 +530,19 @@ sl_cnode_t *sl_conf_load(const char *path, sl_diags_t *diags) {
     sl_diag_add(diags, &pos, NULL, "cannot open: %s", strerror(errno));
     return NULL;
   }
-  buf_t b = {0};
+  sl_sbuf_t b = {0};
   char chunk[65536];
   size_t n;
-  while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) buf_put(&b, chunk, n);
+  while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) sl_sbuf_put(&b, chunk, n);
   int err = ferror(f);
   fclose(f);
   if (err) {
     sl_diag_add(diags, &pos, NULL, "read error");
-    free(b.p);
+    free(b.v);
     return NULL;
   }
-  sl_cnode_t *root = sl_conf_parse(b.p ? b.p : "", b.n, file, diags);
-  free(b.p);
+  sl_cnode_t *root = sl_conf_parse(b.v ? b.v : "", b.len, file, diags);
+  free(b.v);
   return root;
 }
 

@@ -190,8 +190,9 @@ void sl_kv_clear(sl_kvlist_t *l) {
 
 /* ---- request context ---- */
 
+/* Replies and contexts come from sl_blocks, as messages do: one each a request. */
 sl_reply_t *sl_reply_new(void) {
-  sl_reply_t *r = sl_xcalloc(1, sizeof(*r));
+  sl_reply_t *r = sl_blocks_zero(sizeof(*r));
   r->refs = 1;
   r->status = 200;
   return r;
@@ -207,24 +208,40 @@ void sl_reply_unref(sl_reply_t *r) {
   if (r->body) sl_bytes_unref(r->body);
   sl_kv_clear(&r->headers);
   if (r->msg) sl_msg_free(r->msg);
-  free(r);
+  sl_blocks_put(r, sizeof(*r));
 }
 
 sl_ctx_t *sl_ctx_new(void) {
-  sl_ctx_t *c = sl_xcalloc(1, sizeof(*c));
+  sl_ctx_t *c = sl_blocks_zero(sizeof(*c));
   c->refs = 1;
   return c;
+}
+
+void sl_ctx_set_strs(sl_ctx_t *c, const char *method, const char *path, const char *remote_addr,
+                     const char *request_id) {
+  const char *src[4] = {method, path, remote_addr, request_id};
+  char **dst[4] = {&c->method, &c->path, &c->remote_addr, &c->request_id};
+  size_t len[4], total = 0;
+  for (int i = 0; i < 4; i++) total += (len[i] = strlen(src[i])) + 1;
+  char *p = c->strs = sl_xmalloc(total);
+  for (int i = 0; i < 4; i++) {
+    memcpy(p, src[i], len[i] + 1);
+    *dst[i] = p;
+    p += len[i] + 1;
+  }
 }
 
 sl_ctx_t *sl_ctx_ref(sl_ctx_t *c) { if (c) __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED); return c; }
 
 void sl_ctx_unref(sl_ctx_t *c) {
   if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) > 0) return;
-  free(c->method); free(c->path); free(c->remote_addr); free(c->request_id); free(c->user);
+  if (c->strs) free(c->strs);
+  else { free(c->method); free(c->path); free(c->remote_addr); free(c->request_id); }
+  free(c->user);
   sl_kv_clear(&c->query); sl_kv_clear(&c->headers); sl_kv_clear(&c->params);
   sl_kv_clear(&c->cookies); sl_kv_clear(&c->jwt);
   sl_reply_unref(c->reply);
-  free(c);
+  sl_blocks_put(c, sizeof(*c));
 }
 
 /* ---- messages ---- */

@@ -79,6 +79,7 @@ void sl_reply_unref(sl_reply_t *r);
 typedef struct sl_ctx {
   int refs;
   char *method, *path, *remote_addr, *request_id, *user;
+  char *strs;                /* non-NULL: the block method .. request_id live in (sl_ctx_set_strs) */
   sl_kvlist_t query, headers, params, cookies, jwt; /* jwt: claim -> JSON-encoded value */
   sl_reply_t *reply;         /* ref; set when the request can be answered */
 } sl_ctx_t;
@@ -86,6 +87,10 @@ typedef struct sl_ctx {
 sl_ctx_t *sl_ctx_new(void);                  /* refs = 1, all fields empty */
 sl_ctx_t *sl_ctx_ref(sl_ctx_t *c);
 void sl_ctx_unref(sl_ctx_t *c);
+/* Sets a new context's method, path, remote_addr and request_id as copies
+ * in one allocation (an HTTP input makes one a request). */
+void sl_ctx_set_strs(sl_ctx_t *c, const char *method, const char *path, const char *remote_addr,
+                     const char *request_id);
 
 typedef struct sl_msg {
   sl_bytes_t *content;       /* never NULL */

@@ -38,7 +38,7 @@
  *   RESULTS.md). The order of such writes means nothing; transactions still
  *   settle in order through the tickets. A failed write takes the loop's
  *   path (retries as before); so does every batch while a tracer samples.
- * - Queues are a mutex and a list, woken by uv_async: one lock per batch,
+ * - Queues are a mutex and a list, woken by an eventfd (core/xq.h): one lock per batch,
  *   not per message. */
 #include "pool.h"
 #include "log.h"
@@ -185,8 +185,8 @@ static void warm(const sl_batch_t *b) {
   }
 }
 
-static void worker_wake(uv_async_t *a) {
-  pworker_t *pw = a->data;
+static void worker_wake(void *data) {
+  pworker_t *pw = data;
   for (item_t *it = queue_take(&pw->in), *next; it; it = next) {
     next = it->next;
     if (it->kind == IN_BATCH) {
@@ -196,7 +196,7 @@ static void worker_wake(uv_async_t *a) {
     } else if (it->kind == IN_FLUSH) {
       sl_chain_flush(pw->chain);
     } else {
-      uv_close((uv_handle_t *)&pw->in.async, NULL);
+      sl_xq_close_handle(&pw->in, NULL);
       uv_stop(pw->w->loop);
     }
     free(it);
@@ -321,7 +321,7 @@ static void ticket_free(ticket_t *tk) {
 static void batch_done(sl_pool_t *p, item_t *it) {
   ticket_t *tk = it->tk;
   tk->pw->load--;
-  if (--p->busy == 0) uv_unref((uv_handle_t *)&p->out.async);
+  if (--p->busy == 0) uv_unref((uv_handle_t *)&p->out.poll);
   mark_done(p, tk->seq);
   if (!p->ordered) {
     free(it);
@@ -347,8 +347,8 @@ static void count_written(sl_pool_t *p) {
   }
 }
 
-static void stream_wake(uv_async_t *a) {
-  sl_pool_t *p = a->data;
+static void stream_wake(void *data) {
+  sl_pool_t *p = data;
   count_written(p);
   for (item_t *it = queue_take(&p->out), *next; it; it = next) {
     next = it->next;
@@ -403,7 +403,7 @@ void sl_pool_push(sl_pool_t *p, sl_batch_t *b, sl_txn_t *t) {
   }
   sl_txn_unref(proxy);
   pw->load++;
-  if (p->busy++ == 0) uv_ref((uv_handle_t *)&p->out.async);
+  if (p->busy++ == 0) uv_ref((uv_handle_t *)&p->out.poll);
   queue_put(&pw->in, item(IN_BATCH, b, tk->seq));
 }
 
@@ -422,7 +422,7 @@ sl_pool_t *sl_pool_new(sl_worker_t *parent, int n, int ordered, sl_sink_t *out) 
   p->held_tail = &p->held;
   p->ws = sl_xcalloc((size_t)n, sizeof(*p->ws));
   sl_xq_init(&p->out, parent->loop, stream_wake, p);
-  uv_unref((uv_handle_t *)&p->out.async);
+  uv_unref((uv_handle_t *)&p->out.poll);
   for (int i = 0; i < n; i++) {
     pworker_t *pw = &p->ws[i];
     pw->pool = p;
@@ -476,12 +476,12 @@ void sl_pool_free(sl_pool_t *p) {
       queue_put(&pw->in, item(IN_QUIT, NULL, 0));
       uv_thread_join(&pw->thread);
     } else {
-      uv_close((uv_handle_t *)&pw->in.async, NULL);
+      sl_xq_close_handle(&pw->in, NULL);
     }
     free_items(queue_take(&pw->in));
     sl_chain_free(pw->chain);
     sl_worker_free(pw->w);
-    uv_mutex_destroy(&pw->in.mu);
+    sl_xq_destroy(&pw->in);
   }
   free_items(p->held);
   if (p->stream) count_written(p);
@@ -490,5 +490,5 @@ void sl_pool_free(sl_pool_t *p) {
   for (item_t *it; (it = queue_take(&p->out));) free_items(it);
   free(p->ws);
   free(p->done);
-  uv_close((uv_handle_t *)&p->out.async, pool_closed);
+  sl_xq_close(&p->out, pool_closed);
 }

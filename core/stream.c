@@ -1,5 +1,6 @@
 #include "stream.h"
 #include "batching.h"
+#include "blocks.h"
 #include "log.h"
 #include "loglimit.h"
 #include "pool.h"
@@ -66,7 +67,7 @@ static void push_under_txn(emit_ctx_t *ec, sl_batch_t *b);
 static void emit_ctx_free(emit_ctx_t *ec) {
   sl_trace_end(ec->spans, 1, 0);   /* abandoned at shutdown while waiting to be re-sent */
   sl_batch_free(ec->copy);
-  free(ec);
+  sl_blocks_put(ec, sizeof(*ec));
 }
 
 static void reemit_timer_closed(uv_handle_t *h) {
@@ -134,7 +135,7 @@ static int keeps_copy(const sl_stream_t *s) { return s->retry.max_retries > 0 ||
 
 static void emit(sl_input_t *in, sl_batch_t *b, sl_txn_cb ack_cb, void *arg, int retry) {
   sl_stream_t *s = in->stream;
-  emit_ctx_t *ec = sl_xcalloc(1, sizeof(*ec));
+  emit_ctx_t *ec = sl_blocks_zero(sizeof(*ec));   /* as retry_req_t and out_write_t: one a batch */
   ec->s = s;
   ec->chain = in->chain ? in->chain : s->chain;
   ec->user_cb = ack_cb;
@@ -219,7 +220,7 @@ static void retry_done(sl_output_t *o, sl_batch_t *b, int status, const char *er
     if (status != 0 && o->vt->forget) o->vt->forget(o, b);
     sl_write_cb cb = r->cb;
     void *cb_arg = r->arg;
-    free(r);
+    sl_blocks_put(r, sizeof(*r));
     cb(o, b, status, err, cb_arg);
     return;
   }
@@ -243,7 +244,7 @@ void sl_output_write_retry(sl_output_t *o, const sl_retry_policy_t *p, sl_batch_
     o->vt->write(o, b, cb, arg);
     return;
   }
-  retry_req_t *r = sl_xcalloc(1, sizeof(*r));
+  retry_req_t *r = sl_blocks_zero(sizeof(*r));
   r->o = o;
   if (p) r->p = *p;
   r->once = once;
@@ -265,7 +266,7 @@ static void on_written(sl_output_t *o, sl_batch_t *b, int status, const char *er
     sl_histo_observe(s->m_out.latency, sl_now_ns() - w->t0);
   }
   sl_trace_end(w->spans, status != 0, 0);
-  free(w);
+  sl_blocks_put(w, sizeof(*w));
   if (status == 0) sl_batch_free(b);
   else sl_batch_fail(b, err);
   kick(s);
@@ -274,7 +275,7 @@ static void on_written(sl_output_t *o, sl_batch_t *b, int status, const char *er
 static void out_push(sl_sink_t *sink, sl_batch_t *b) {
   sl_stream_t *s = (sl_stream_t *)((char *)sink - offsetof(sl_stream_t, out_sink));
   s->pending_writes++;
-  out_write_t *w = sl_xmalloc(sizeof(*w));
+  out_write_t *w = sl_blocks_get(sizeof(*w));
   *w = (out_write_t){s, s->m_out.sent ? sl_now_ns() : 0, sl_tracing() ? sl_trace_begin(s->t_out, b) : NULL};
   sl_output_write_retry(s->output, &s->retry, b, on_written, w);
 }

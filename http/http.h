@@ -14,7 +14,7 @@ struct sl_http_req;
 typedef struct sl_http_req {
   char method[16];           /* "GET"; HEAD is routed as GET */
   char *path;                /* after base_path, percent-decoded */
-  char *query;               /* raw query string without '?', "" if none */
+  char *query;               /* raw query string without '?', "" if none (in path's allocation) */
   sl_kvlist_t headers;       /* names lower-cased, in arrival order */
   sl_kvlist_t params;        /* {name} segments of the route */
   sl_bytes_t *body;          /* never NULL */

@@ -4,9 +4,10 @@
  * streamed and taken-over connections, timeouts (read, idle, send), and
  * reading paused while a client is ahead of its answers. */
 #include "http_int.h"
+#include "core/blocks.h"
+#include "core/dec.h"
 #include "core/metrics.h"
 #include "core/rand.h"
-#include "core/uv_alloc.h"
 #include "core/xalloc.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,11 +21,13 @@ static llhttp_settings_t g_settings;
 
 /* ---------- small helpers ---------- */
 
-static void append(char **buf, size_t *len, const char *p, size_t n) {
-  *buf = sl_xrealloc(*buf, *len + n + 1);
-  memcpy(*buf + *len, p, n);
-  *len += n;
-  (*buf)[*len] = 0;
+/* s into a cap-byte field, cut to fit (snprintf's "%s" without its cost
+ * on the request path). */
+static void set_str(char *dst, size_t cap, const char *s) {
+  size_t n = strlen(s);
+  if (n >= cap) n = cap - 1;
+  memcpy(dst, s, n);
+  dst[n] = 0;
 }
 
 static int hexval(char c) {
@@ -161,6 +164,7 @@ void sl_http_sweep_free(sl_http_t *s) {
   uv_close((uv_handle_t *)s->sweep, sweep_closed);
   uv_close((uv_handle_t *)s->flusher, sweep_closed);
   free(s->to_flush);
+  free(s->rbuf);
 }
 
 /* ---------- flushing send queues ---------- */
@@ -197,9 +201,12 @@ static void flush_unlist(conn_t *c) {
 static void conn_handle_closed(uv_handle_t *h) {
   conn_t *c = h->data;
   if (--c->handles > 0) return;
-  free(c->url);
-  free(c->field);
-  free(c->value);
+  free(c->url.v);
+  free(c->field.v);
+  free(c->value.v);
+  free(c->hdrs.v);
+  free(c->hvlen);
+  free(c->hkv);
   free(c->body);
   free(c->in);
   sl_tls_free(c->tls);
@@ -208,17 +215,17 @@ static void conn_handle_closed(uv_handle_t *h) {
 
 void sl_http_req_free(sl_http_req_t *r) {
   if (!r) return;
-  free(r->path);
-  free(r->query);
+  free(r->path);   /* and the query after it */
   sl_kv_clear(&r->headers);
   sl_kv_clear(&r->params);
   sl_kv_clear(&r->jwt);
   free(r->user);
   if (r->body) sl_bytes_unref(r->body);
-  free(r);
+  sl_blocks_put(r, sizeof(*r));
 }
 
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+static void read_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 
 struct sl_http_stream {
   conn_t *conn;              /* NULL once the client is gone */
@@ -351,9 +358,19 @@ void sl_http_conn_close(conn_t *c) {
 
 static void on_timeout(uv_timer_t *t);
 
+/* A connection's clock moves at least three times a request (read_timeout,
+ * stopped, idle_timeout): rather than a timer restart or stop each time (a
+ * heap operation each, ~1,200 instructions a keep-alive request), the
+ * deadline moves (0: stopped) and a timer due before it, once it fires,
+ * waits again for what is left (on_timeout). */
 static void arm_timer(conn_t *c, int64_t ms) {
-  if (ms > 0) uv_timer_start(&c->timer, on_timeout, (uint64_t)ms, 0);
-  else uv_timer_stop(&c->timer);
+  if (ms <= 0) {
+    c->deadline = 0;
+    return;
+  }
+  c->deadline = uv_now(c->tcp.loop) + (uint64_t)ms;
+  if (!uv_is_active((uv_handle_t *)&c->timer) || uv_timer_get_due_in(&c->timer) > (uint64_t)ms)
+    uv_timer_start(&c->timer, on_timeout, (uint64_t)ms, 0);
 }
 
 /* The connection's last answer is under way: no further request is read,
@@ -435,8 +452,28 @@ static void write_raw(conn_t *c, const char *head, size_t hlen, const void *body
 }
 
 static void wire_write(conn_t *c, const char *head, size_t hlen, const void *body, size_t blen, int close_after) {
+  if (!close_after && !c->stream) {
+    /* An answer the socket takes at once needs no write request: no copy,
+     * no completion callback, and no epoll_ctl (libuv re-arms the socket's
+     * registration when a write request completes: a syscall a request).
+     * What it does not take goes in a request as before. A closing write
+     * and a stream's (marks, drain callbacks) keep their completion. */
+    uv_buf_t bufs[2] = {uv_buf_init((char *)head, (unsigned)hlen), uv_buf_init((char *)body, (unsigned)blen)};
+    int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, blen ? 2 : 1);
+    if (n > 0) {
+      c->wired += (uint64_t)n;
+      if ((size_t)n == hlen + blen) return;
+      size_t h = (size_t)n < hlen ? (size_t)n : hlen;
+      head += h;
+      hlen -= h;
+      if (blen) {
+        body = (const char *)body + ((size_t)n - h);
+        blen -= (size_t)n - h;
+      }
+    }
+  }
   wreq_t *wr = sl_xmalloc(sizeof(*wr) + hlen + blen);
-  memcpy(wr->data, head, hlen);
+  if (hlen) memcpy(wr->data, head, hlen);
   if (blen) memcpy(wr->data + hlen, body, blen);
   wr->c = c;
   wr->close_after = close_after;
@@ -522,42 +559,80 @@ static void on_flush(uv_prepare_t *p) {
 }
 
 /* The Date header changes once a second; formatting it per response would
- * show in the request rate. Per thread, as workers are. */
-static void http_date(char *out, size_t cap) {
+ * show in the request rate. Per thread, as workers are. Returns its length. */
+static size_t http_date(char *out, size_t cap) {
   static _Thread_local time_t cached_at;
   static _Thread_local char cached[40];
+  static _Thread_local size_t cached_len;
   time_t now = time(NULL);
   if (now != cached_at) {
     struct tm tm;
     gmtime_r(&now, &tm);
-    strftime(cached, sizeof cached, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    cached_len = strftime(cached, sizeof cached, "%a, %d %b %Y %H:%M:%S GMT", &tm);
     cached_at = now;
   }
-  snprintf(out, cap, "%s", cached);
+  size_t n = cached_len < cap ? cached_len : cap - 1;
+  memcpy(out, cached, n);
+  out[n] = 0;
+  return n;
 }
 
+/* Appends n bytes at *p (the caller sized the buffer). */
+static char *put(char *p, const char *s, size_t n) {
+  memcpy(p, s, n);
+  return p + n;
+}
+#define PUT(p, lit) put(p, lit, sizeof lit - 1)
+
+/* The head is built with memcpy: snprintf's formatting was a sixth of the
+ * instructions of a request to http_server -> drop (bench/RESULTS.md). */
 static void send_response(conn_t *c, int status, const char *ctype, const void *body, size_t len,
                           const sl_kvlist_t *headers, const char *request_id, int head, int close_after) {
   char date[40];
-  http_date(date, sizeof date);
+  size_t dlen = http_date(date, sizeof date);
+  const char *reason = sl_http_reason(status);
+  size_t rlen = strlen(reason);
   int has_ctype = 0;
   size_t extra = 0;
   for (uint32_t i = 0; headers && i < headers->n; i++) {
     if (strcasecmp(headers->v[i].key, "content-type") == 0) has_ctype = 1;
     extra += strlen(headers->v[i].key) + headers->v[i].vlen + 4;
   }
-  size_t cap = 512 + extra + (ctype ? strlen(ctype) : 0) + (request_id ? strlen(request_id) : 0);
+  if (has_ctype || !(len || ctype)) ctype = NULL;
+  else if (!ctype) ctype = "application/octet-stream";
+  size_t clen = ctype ? strlen(ctype) : 0;
+  size_t ilen = request_id ? strlen(request_id) : 0;
+  /* The fixed words and numbers of the head fit in 256 bytes. */
+  size_t cap = 256 + rlen + dlen + clen + ilen + extra;
   char small[1024];
   char *h = cap <= sizeof small ? small : sl_xmalloc(cap);
-  int n = snprintf(h, cap, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: %zu\r\n", status, sl_http_reason(status),
-                   date, len);
-  if (!has_ctype && (len || ctype))
-    n += snprintf(h + n, cap - (size_t)n, "Content-Type: %s\r\n", ctype ? ctype : "application/octet-stream");
-  if (request_id && *request_id) n += snprintf(h + n, cap - (size_t)n, "X-Request-Id: %s\r\n", request_id);
-  for (uint32_t i = 0; headers && i < headers->n; i++)
-    n += snprintf(h + n, cap - (size_t)n, "%s: %s\r\n", headers->v[i].key, headers->v[i].val);
-  n += snprintf(h + n, cap - (size_t)n, "Connection: %s\r\n\r\n", close_after ? "close" : "keep-alive");
-  write_raw(c, h, (size_t)n, body, head ? 0 : len, close_after);
+  char *p = PUT(h, "HTTP/1.1 ");
+  p += sl_dec(p, status);
+  *p++ = ' ';
+  p = put(p, reason, rlen);
+  p = PUT(p, "\r\nDate: ");
+  p = put(p, date, dlen);
+  p = PUT(p, "\r\nContent-Length: ");
+  p += sl_dec_u64(p, len);
+  p = PUT(p, "\r\n");
+  if (ctype) {
+    p = PUT(p, "Content-Type: ");
+    p = put(p, ctype, clen);
+    p = PUT(p, "\r\n");
+  }
+  if (ilen) {
+    p = PUT(p, "X-Request-Id: ");
+    p = put(p, request_id, ilen);
+    p = PUT(p, "\r\n");
+  }
+  for (uint32_t i = 0; headers && i < headers->n; i++) {
+    p = put(p, headers->v[i].key, strlen(headers->v[i].key));
+    p = PUT(p, ": ");
+    p = put(p, headers->v[i].val, strlen(headers->v[i].val));   /* to a NUL, as it always was */
+    p = PUT(p, "\r\n");
+  }
+  p = close_after ? PUT(p, "Connection: close\r\n\r\n") : PUT(p, "Connection: keep-alive\r\n\r\n");
+  write_raw(c, h, (size_t)(p - h), body, head ? 0 : len, close_after);
   if (h != small) free(h);
 }
 
@@ -606,7 +681,7 @@ static void respond_remote(sl_http_req_t *r, int status, const char *content_typ
   m->len = len;
   for (uint32_t i = 0; headers && i < headers->n; i++)
     sl_kv_add(&m->headers, headers->v[i].key, headers->v[i].val, headers->v[i].vlen);
-  snprintf(m->request_id, sizeof m->request_id, "%s", r->request_id);
+  set_str(m->request_id, sizeof m->request_id, r->request_id);
   m->head = r->head;
   m->cors = r->cors ? sl_xstrdup(r->cors) : NULL;
   m->owner = l->owner;
@@ -963,8 +1038,10 @@ static int count_header(conn_t *c, size_t n) {
 
 static int on_message_begin(llhttp_t *p) {
   conn_t *c = conn_of(p);
-  c->req = sl_xcalloc(1, sizeof(*c->req));
-  c->url_len = c->field_len = c->value_len = c->body_len = c->header_bytes = 0;
+  c->req = sl_blocks_zero(sizeof(*c->req));   /* freed on the engine's loop at http.workers > 1 (sl_hmsg_new) */
+  c->url.len = c->field.len = c->value.len = c->hdrs.len = c->body_len = c->header_bytes = 0;
+  if (c->url.v) c->url.v[0] = 0;
+  c->nh = 0;
   c->in_value = 0;
   c->hosts = 0;
   arm_timer(c, c->srv->read_timeout_ms);
@@ -973,19 +1050,39 @@ static int on_message_begin(llhttp_t *p) {
 
 static int on_url(llhttp_t *p, const char *at, size_t n) {
   conn_t *c = conn_of(p);
-  append(&c->url, &c->url_len, at, n);
+  sl_sbuf_put(&c->url, at, n);
   return count_header(c, n);
 }
 
+/* A header line goes to c->hdrs as "name\0value\0" (its value's length in
+ * c->hvlen); the request gets them all at once (pack_headers). */
 static void push_header(conn_t *c) {
-  if (!c->field_len) return;
-  for (size_t i = 0; i < c->field_len; i++)
-    if (c->field[i] >= 'A' && c->field[i] <= 'Z') c->field[i] = (char)(c->field[i] + 32);
-  if (strcmp(c->field, "host") == 0) c->hosts++;
-  sl_kv_add(&c->req->headers, c->field, c->value ? c->value : "", c->value_len);
-  c->field_len = c->value_len = 0;
-  if (c->field) c->field[0] = 0;
-  if (c->value) c->value[0] = 0;
+  if (!c->field.len) return;
+  for (size_t i = 0; i < c->field.len; i++)
+    if (c->field.v[i] >= 'A' && c->field.v[i] <= 'Z') c->field.v[i] = (char)(c->field.v[i] + 32);
+  if (strcmp(c->field.v, "host") == 0) c->hosts++;
+  sl_sbuf_put(&c->hdrs, c->field.v, c->field.len + 1);
+  sl_sbuf_put(&c->hdrs, c->value.len ? c->value.v : "", c->value.len + 1);
+  if (c->nh == c->hcap) {
+    c->hcap = c->hcap ? c->hcap * 2 : 16;
+    c->hvlen = sl_xrealloc(c->hvlen, c->hcap * sizeof(*c->hvlen));
+    c->hkv = sl_xrealloc(c->hkv, c->hcap * sizeof(*c->hkv));
+  }
+  c->hvlen[c->nh++] = c->value.len;
+  c->field.len = c->value.len = 0;
+  c->field.v[0] = 0;
+  if (c->value.v) c->value.v[0] = 0;
+}
+
+/* The request's headers in one allocation (sl_kv_pack), not one a line. */
+static void pack_headers(conn_t *c) {
+  const char *p = c->hdrs.v;
+  for (uint32_t i = 0; i < c->nh; i++) {
+    size_t kl = strlen(p);
+    c->hkv[i] = (sl_kv_t){(char *)p, (char *)p + kl + 1, c->hvlen[i]};
+    p += kl + 1 + c->hvlen[i] + 1;
+  }
+  sl_kv_pack(&c->req->headers, c->hkv, c->nh);
 }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
@@ -994,7 +1091,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n) {
     push_header(c);
     c->in_value = 0;
   }
-  append(&c->field, &c->field_len, at, n);
+  sl_sbuf_put(&c->field, at, n);
   return count_header(c, n);
 }
 
@@ -1007,7 +1104,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   char before = at > c->exec_at ? at[-1] : c->last_byte;
   if (n && before == '\n') return refuse(c, 400, "obsolete line folding in a header (RFC 9112 5.2)");
   c->in_value = 1;
-  append(&c->value, &c->value_len, at, n);
+  sl_sbuf_put(&c->value, at, n);
   return count_header(c, n);
 }
 
@@ -1015,11 +1112,12 @@ static int on_headers_complete(llhttp_t *p) {
   conn_t *c = conn_of(p);
   push_header(c);
   c->in_value = 0;
+  pack_headers(c);
   sl_http_req_t *r = c->req;
   /* RFC 9112 3.2: a Host line exactly once in HTTP/1.1, at most once before. */
   if (c->hosts > 1) return refuse(c, 400, "more than one Host header");
   if (!c->hosts && p->http_major == 1 && p->http_minor >= 1) return refuse(c, 400, "missing Host header");
-  snprintf(r->method, sizeof r->method, "%s", llhttp_method_name(llhttp_get_method(p)));
+  set_str(r->method, sizeof r->method, llhttp_method_name(llhttp_get_method(p)));
   if (p->content_length > (uint64_t)c->srv->max_body_bytes)
     return refuse(c, 413, "request body too large");
   const char *expect = sl_kv_get(&r->headers, "expect");
@@ -1072,16 +1170,22 @@ static void dispatch(conn_t *c) {
   c->busy = r;
   r->conn = c;
   r->body = sl_bytes_new(c->body ? c->body : "", c->body_len);
-  snprintf(r->remote_addr, sizeof r->remote_addr, "%s", c->remote);
+  set_str(r->remote_addr, sizeof r->remote_addr, c->remote);
   const char *rid = sl_kv_get(&r->headers, "x-request-id");
-  if (rid && *rid && strlen(rid) < sizeof r->request_id) snprintf(r->request_id, sizeof r->request_id, "%s", rid);
+  if (rid && *rid && strlen(rid) < sizeof r->request_id) set_str(r->request_id, sizeof r->request_id, rid);
   else sl_uuid_v4(r->request_id);
-  char *q = c->url ? strchr(c->url, '?') : NULL;
-  r->query = sl_xstrdup(q ? q + 1 : "");
-  r->path = c->url ? sl_xstrndup(c->url, q ? (size_t)(q - c->url) : c->url_len) : sl_xstrdup("/");
+  char *q = c->url.v ? strchr(c->url.v, '?') : NULL;
+  /* Path and query in one allocation: "path\0query\0" (the path only shrinks after). */
+  const char *url = c->url.v ? c->url.v : "/";
+  size_t plen = q ? (size_t)(q - url) : strlen(url), qlen = q ? strlen(q + 1) : 0;
+  r->path = sl_xmalloc(plen + 1 + qlen + 1);
+  memcpy(r->path, url, plen);
+  r->path[plen] = 0;
+  r->query = r->path + plen + 1;
+  memcpy(r->query, q ? q + 1 : "", qlen + 1);
   if (strcmp(r->method, "HEAD") == 0) {
     r->head = 1;
-    snprintf(r->method, sizeof r->method, "GET");
+    set_str(r->method, sizeof r->method, "GET");
   }
   if (path_decode(r->path) != 0 || r->path[0] != '/') {
     sl_http_error(r, 400, "bad request path");
@@ -1096,7 +1200,7 @@ static void dispatch(conn_t *c) {
   if (s->hw) {
     /* On a worker: the engine's loop serves it; c waits for the answer. */
     r->conn = NULL;
-    sl_hlink_t *l = sl_xcalloc(1, sizeof(*l));
+    sl_hlink_t *l = sl_blocks_zero(sizeof(*l));   /* as sl_hmsg_new's */
     l->refs = 2;   /* c's and the engine's */
     l->hw = s->hw;
     l->c = c;
@@ -1125,7 +1229,7 @@ static void set_reading(conn_t *c) {
            (!c->stream->on_data || queued(c) <= (c->reading ? RAW_MAX_QUEUED : RAW_MAX_QUEUED / 2));
   else
     want = c->in_len - c->in_off < MAX_UNPARSED;
-  if (want && !c->reading) uv_read_start((uv_stream_t *)&c->tcp, sl_uv_alloc, on_read);
+  if (want && !c->reading) uv_read_start((uv_stream_t *)&c->tcp, read_alloc, on_read);
   else if (!want) pause_reading(c);
   c->reading = want;
 }
@@ -1193,7 +1297,7 @@ static void drain(conn_t *c) {
   }
   /* Idle from its last answer on: bytes that start no request (empty lines)
    * do not restart the clock. */
-  if (!c->busy && !c->req && !uv_is_active((uv_handle_t *)&c->timer)) arm_timer(c, c->srv->idle_timeout_ms);
+  if (!c->busy && !c->req && !c->deadline) arm_timer(c, c->srv->idle_timeout_ms);
   set_reading(c);
 }
 
@@ -1201,6 +1305,13 @@ static void drain(conn_t *c) {
 
 static void on_timeout(uv_timer_t *t) {
   conn_t *c = t->data;
+  if (!c->deadline) return;
+  uint64_t now = uv_now(t->loop);
+  if (now < c->deadline) {
+    uv_timer_start(t, on_timeout, c->deadline - now, 0);
+    return;
+  }
+  c->deadline = 0;
   if (c->closing || c->finished) return;
   if (c->req) {
     /* Slow headers or body. */
@@ -1238,10 +1349,19 @@ static void received(conn_t *c, char *buf, size_t n) {
   drain(c);
 }
 
+/* Reads land in the server's one buffer (a loop reads one socket at a
+ * time) and are copied to their size: a malloc and free of 64 KiB a read
+ * made glibc consolidate its bins on every request. */
+static void read_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  sl_http_t *s = ((conn_t *)h->data)->srv;
+  (void)suggested;
+  if (!s->rbuf) s->rbuf = sl_xmalloc(SL_HTTP_RBUF);
+  *buf = uv_buf_init(s->rbuf, SL_HTTP_RBUF);
+}
+
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
   conn_t *c = st->data;
   if (n < 0) {
-    free(buf->base);
     if (c->closing) return;
     /* A client that half-closes after pipelining still gets the answers to
      * what it sent, even while one of them waits for its handler (on an
@@ -1264,7 +1384,6 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
     char *out = sl_tls_take_output(c->tls, &olen);   /* handshake answers */
     if (out) wire_write(c, out, olen, NULL, 0, rc < 0);
     free(out);
-    free(buf->base);
     if (rc < 0) {
       free(plain);
       if (!out) sl_http_conn_close(c);
@@ -1273,7 +1392,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
     received(c, plain, plen);
     return;
   }
-  received(c, buf->base, (size_t)n);
+  if (n > 0) received(c, dup_or_null(buf->base, (size_t)n), (size_t)n);
 }
 
 void sl_http_on_connection(uv_stream_t *ls, int status) {

@@ -38,10 +38,7 @@ static void parse_cookies(sl_kvlist_t *into, const char *h) {
 
 sl_ctx_t *sl_http_ctx_new(const sl_http_req_t *r) {
   sl_ctx_t *c = sl_ctx_new();
-  c->method = sl_xstrdup(r->head ? "HEAD" : r->method);
-  c->path = sl_xstrdup(r->path);
-  c->remote_addr = sl_xstrdup(r->remote_addr);
-  c->request_id = sl_xstrdup(r->request_id);
+  sl_ctx_set_strs(c, r->head ? "HEAD" : r->method, r->path, r->remote_addr, r->request_id);
   if (r->user) c->user = sl_xstrdup(r->user);
   sl_kv_copy(&c->jwt, &r->jwt);
   parse_query(&c->query, r->query);

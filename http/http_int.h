@@ -10,8 +10,11 @@
 #include "http_route.h"
 #include "http_tls.h"
 #include "core/list.h"
+#include "core/sbuf.h"
 #include "core/xq.h"
 #include <llhttp.h>
+
+#define SL_HTTP_RBUF 65536
 
 typedef struct sl_http {
   sl_worker_t *worker;
@@ -35,6 +38,7 @@ typedef struct sl_http {
   uv_prepare_t *flusher;     /* writes the send queues filled this loop turn (http_sendq.c) */
   struct conn **to_flush;    /* connections whose queue waits for it */
   size_t nto_flush, cap_flush;
+  char *rbuf;                /* what its connections read lands in (SL_HTTP_RBUF bytes), once one read */
   struct sl_http *own;       /* servers of their own address (sl_http_route_at), listed from
                                 the shared one; each next one from the one before */
   int workers;               /* http.workers: > 1 runs the connections on that many threads */
@@ -62,6 +66,7 @@ typedef struct sl_sendq {
 typedef struct conn {
   uv_tcp_t tcp;
   uv_timer_t timer;          /* read_timeout while a request arrives, idle_timeout between requests */
+  uint64_t deadline;         /* loop time it ends at, 0 when stopped (arm_timer) */
   uint64_t wired;            /* bytes handed to uv_write so far */
   uint64_t taken;            /* of which the socket had taken at the last sweep */
   uint64_t taken_at;         /* loop time when the socket last took some */
@@ -73,9 +78,11 @@ typedef struct conn {
   sl_dnode_t node;           /* in srv->conns */
   sl_http_req_t *req;        /* being parsed */
   sl_http_req_t *busy;       /* parsed, with a handler: the parser is paused */
-  char *url; size_t url_len;
-  char *field; size_t field_len;
-  char *value; size_t value_len;
+  sl_sbuf_t url, field, value;   /* of the request being parsed (kept for the next) */
+  sl_sbuf_t hdrs;            /* its header lines so far, "name\0value\0" each */
+  size_t *hvlen;             /* their values' lengths */
+  sl_kv_t *hkv;              /* room for them as a list (pack_headers) */
+  uint32_t nh, hcap;
   int in_value;
   char *body; size_t body_len, body_cap;
   size_t header_bytes;
@@ -109,7 +116,7 @@ void sl_http_settings_init(void);                          /* llhttp callbacks, 
 void sl_http_on_connection(uv_stream_t *listener, int status);   /* accept (listener->data is the server) */
 void sl_http_conn_close(conn_t *c);
 void sl_http_sweep_init(sl_http_t *s);                     /* s->sweep, on s's loop */
-void sl_http_sweep_free(sl_http_t *s);
+void sl_http_sweep_free(sl_http_t *s);                     /* and s->rbuf */
 int sl_http_conn_idle(const conn_t *c);                    /* no request in progress, nothing to write */
 
 /* A whole file, NUL-terminated (*len without it), or NULL; the caller frees

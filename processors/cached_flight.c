@@ -43,8 +43,8 @@ static uint64_t fnv(const char *a, size_t alen, const char *b, size_t blen) {
   return h;
 }
 
-static void arrived(uv_async_t *a) {
-  sl_flights_t *f = a->data;
+static void arrived(void *data) {
+  sl_flights_t *f = data;
   sl_batch_t *got = NULL, *own = NULL;
   for (sl_xq_node_t *n = sl_xq_take(&f->q), *next; n; n = next) {
     next = n->next;
@@ -64,7 +64,7 @@ void sl_flights_init(sl_flights_t *f, uv_loop_t *loop, const char *group, size_t
   f->group = sl_xmalloc(glen + 1);
   memcpy(f->group, group, glen);
   sl_xq_init(&f->q, loop, arrived, f);
-  uv_unref((uv_handle_t *)&f->q.async);
+  uv_unref((uv_handle_t *)&f->q.poll);
 }
 
 static void closed(uv_handle_t *h) {

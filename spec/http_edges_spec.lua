@@ -424,3 +424,22 @@ output: {drop: {}}
     assert.is_true(r.sent < r.total, "every byte was taken")
   end)
 end)
+
+-- A connection's timer is not restarted on every request: it fires at the
+-- earliest deadline it was set to and waits again for a later one.
+describe("a kept-alive connection between requests", function()
+  it("waits idle_timeout, not the read_timeout its last request started", function()
+    local srv = h.serve([[
+http: {address: 127.0.0.1:$PORT, read_timeout: 1s, idle_timeout: 20s}
+input: {http_server: {path: /in}}
+output: {drop: {}}
+]])
+    -- The second request comes 2 s after the first one: past its read_timeout.
+    local GET = "GET /ping HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n"
+    local _, out = h.sh(RAW .. srv.port .. " --pause 2 '" .. GET .. "' '" .. GET .. "'")
+    assert.are.equal(0, srv.stop(), srv.stderr())
+    local _, answers = out:gsub("HTTP/1.1 200 OK", "")
+    assert.are.equal(2, answers, out)
+    assert.truthy(out:find("<silence>$"), out)   -- still open 3 s after
+  end)
+end)

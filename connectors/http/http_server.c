@@ -2,6 +2,7 @@
  * request's context; the client is answered once the message's transaction
  * completes (200), fails (502), times out (408) or meets a shutdown (503). */
 #include "http_routes.h"
+#include "core/blocks.h"
 #include "core/globs.h"
 #include "core/log.h"
 #include "core/stream.h"
@@ -151,7 +152,7 @@ static sl_batch_t *unlink_parked(hin_t *in, parked_t *pk) {
 static void pending_closed(uv_handle_t *h) {
   pending_t *p = h->data;
   sl_reply_unref(p->reply);
-  free(p);
+  sl_blocks_put(p, sizeof(*p));
 }
 
 static void pending_finish(pending_t *p) {
@@ -310,6 +311,16 @@ static void on_timeout(uv_timer_t *t) {
   pending_finish(p);
 }
 
+/* Sets key in v[0..*n) as sl_kv_set would (a later value of a key replaces
+ * the earlier one in its place), pointing at the caller's bytes: the
+ * message's metadata is then packed in one allocation, not one a key. */
+static void meta_set(sl_kv_t *v, uint32_t *n, const char *key, const char *val, size_t vlen) {
+  uint32_t i = 0;
+  while (i < *n && strcmp(v[i].key, key)) i++;
+  v[i] = (sl_kv_t){(char *)key, (char *)val, vlen};
+  if (i == *n) (*n)++;
+}
+
 static void on_request(sl_http_req_t *r, void *arg) {
   hin_t *in = arg;
   if (in->stopped) {
@@ -340,28 +351,33 @@ static void on_request(sl_http_req_t *r, void *arg) {
   ctx->reply = sl_reply_new();
   ctx->reply->keep_msg = sync_shaped(in);
   sl_msg_set_ctx(m, ctx);
-  sl_kv_set(&m->meta, "http_method", ctx->method, strlen(ctx->method));
-  sl_kv_set(&m->meta, "http_path", r->path, strlen(r->path));
+  sl_kv_load(&r->headers);
+  sl_kv_load(&ctx->query);
+  uint32_t cap = 4 + r->headers.n + ctx->query.n, n = 0;
+  sl_kv_t few[32];
+  sl_kv_t *meta = cap <= 32 ? few : sl_xmalloc(cap * sizeof(*meta));
+  meta_set(meta, &n, "http_method", ctx->method, strlen(ctx->method));
+  meta_set(meta, &n, "http_path", r->path, strlen(r->path));
   const char *colon = strrchr(r->remote_addr, ':');
-  size_t iplen = colon ? (size_t)(colon - r->remote_addr) : strlen(r->remote_addr);
-  char *ip = sl_xstrndup(r->remote_addr, iplen);
-  sl_kv_set(&m->meta, "http_remote_ip", ip, strlen(ip));
-  free(ip);
-  sl_kv_set(&m->meta, "http_request_id", r->request_id, strlen(r->request_id));
+  meta_set(meta, &n, "http_remote_ip", r->remote_addr,
+           colon ? (size_t)(colon - r->remote_addr) : strlen(r->remote_addr));
+  meta_set(meta, &n, "http_request_id", r->request_id, strlen(r->request_id));
   for (uint32_t i = 0; i < r->headers.n; i++) {
     const sl_kv_t *kv = &r->headers.v[i];
     /* W3C trace context goes on: the tracer continues it (and writes it itself when tracing). */
     if ((!strcmp(kv->key, "traceparent") || sl_globs_match(&in->meta_headers, kv->key, 1)) &&
         !sl_http_auth_secret_header(kv->key))
-      sl_kv_set(&m->meta, kv->key, kv->val, kv->vlen);
+      meta_set(meta, &n, kv->key, kv->val, kv->vlen);
   }
   for (uint32_t i = 0; i < ctx->query.n; i++) {
     const sl_kv_t *kv = &ctx->query.v[i];
     if (sl_globs_match(&in->meta_query, kv->key, 0) && !sl_http_auth_secret_query(kv->key))
-      sl_kv_set(&m->meta, kv->key, kv->val, kv->vlen);
+      meta_set(meta, &n, kv->key, kv->val, kv->vlen);
   }
+  sl_kv_pack(&m->meta, meta, n);
+  if (meta != few) free(meta);
   sl_ctx_unref(ctx);
-  pending_t *p = sl_xcalloc(1, sizeof(*p));
+  pending_t *p = sl_blocks_zero(sizeof(*p));   /* one a request */
   p->in = in;
   p->req = r;
   p->reply = sl_reply_ref(ctx->reply);
@@ -507,10 +523,7 @@ static void on_ws_message(sl_ws_t *ws, int text, const char *p, size_t n, void *
   sl_msg_t *m = sl_msg_new(p, n);
   /* Each message gets its own reply slot on a copy of the connection's context. */
   sl_ctx_t *ctx = sl_ctx_new();
-  ctx->method = sl_xstrdup(w->ctx->method);
-  ctx->path = sl_xstrdup(w->ctx->path);
-  ctx->remote_addr = sl_xstrdup(w->ctx->remote_addr);
-  ctx->request_id = sl_xstrdup(w->ctx->request_id);
+  sl_ctx_set_strs(ctx, w->ctx->method, w->ctx->path, w->ctx->remote_addr, w->ctx->request_id);
   if (w->ctx->user) ctx->user = sl_xstrdup(w->ctx->user);
   sl_kv_copy(&ctx->jwt, &w->ctx->jwt);
   sl_kv_copy(&ctx->query, &w->ctx->query);
