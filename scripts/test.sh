@@ -23,7 +23,8 @@
 # targets, longest first (scripts/spec_times) within each build's share, so
 # that the pool ends once, not once per build with one long file alone.
 # The sanitizer and fuzz builds compile, at low priority, while the release
-# specs run; a lane that takes an entry before its build is done waits.
+# specs run; a lane takes the first entry whose build is done, and waits
+# for a build only when every entry left needs one still compiling.
 # TIMES=FILE writes this run's times in scripts/spec_times' form to FILE.
 #
 # Ends with where the time went: the builds, each suite's span and summed
@@ -126,13 +127,25 @@ run_entry() ( # $1 = suite, $2 = what, $3 = lane
   esac
 )
 
-# SPEC_JOBS lanes take the next entry from one queue until it is empty; each
-# lane tells its busted its number, from which spec/helpers.lua picks ports
-# no other lane uses. An entry whose build failed is skipped (the count
-# says so).
+# Takes the queue's first entry whose build is done, else its first (whose
+# build the lane then waits for): a slow sanitizer build holds no lane that
+# has other work. The lock is a file of its own: sed -i replaces the queue's
+# inode.
+take() {
+  (
+    flock 9
+    n=$(awk -v dir="$LOG" '{ if (system("test -e " dir "/" $1 ".rc") == 0) { print NR; exit } }' "$LOG/queue")
+    sed -n "${n:-1}p" "$LOG/queue"
+    sed -i "${n:-1}d" "$LOG/queue"
+  ) 9> "$LOG/queue.lock"
+}
+
+# SPEC_JOBS lanes take entries from one queue until it is empty; each lane
+# tells its busted its number, from which spec/helpers.lua picks ports no
+# other lane uses. An entry whose build failed is skipped (the count says
+# so).
 lane() { # $1 = lane
-  # the lock is a file of its own: sed -i replaces the queue's inode
-  while e=$(flock "$LOG/queue.lock" sh -c 'head -n 1 "$0"; sed -i 1d "$0"' "$LOG/queue") && [ -n "$e" ]; do
+  while e=$(take) && [ -n "$e" ]; do
     set -- "$1" $e
     if [ ! -e "$LOG/$2.rc" ]; then
       t=$(ms)
