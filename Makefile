@@ -21,7 +21,7 @@ deps-run:
 run: deps-run build
 	$(BUILD)/sluice run examples/quickstart.yaml
 
-test: deps build
+test: deps
 	@scripts/test.sh
 
 asan:

@@ -372,7 +372,12 @@ output:
 end)
 
 describe_kafka("kafka consumer groups across two sluice processes" .. (why and (": " .. why) or ""), function()
-  local function four_partitions(k, topic) create_topic(k, topic, 4) end
+  -- one broker: each case has its topic and group
+  local k
+  setup(function() k = kafka.start() end)
+  teardown(function() if k then k.stop() end end)
+
+  local function four_partitions(topic) create_topic(k, topic, 4) end
 
   -- Each number's lines in the outputs of the given processes.
   local function outputs(procs)
@@ -408,8 +413,7 @@ output: {file: {path: out.ndjson}}
   end
 
   it("hand revoked partitions over only once their in-flight messages are acknowledged: no duplicates", function()
-    local k = kafka.start()
-    four_partitions(k, "slow")
+    four_partitions("slow")
     local d = h.tmpdir()
     keyed(d .. "/in.txt", 1, 800)
     -- Node 1 lets one message through every 50 ms: it needs 40 s for all of
@@ -439,7 +443,6 @@ output: {file: {path: out.ndjson}}
     local logs = a.stderr() .. b.stderr()
     h.rmdir(a.dir)
     h.rmdir(b.dir)
-    k.stop()
     h.rmdir(d)
     assert.truthy(handed, logs)
     assert.is_true(before < 800, "node 1 had delivered everything before node 2 joined")
@@ -448,8 +451,7 @@ output: {file: {path: out.ndjson}}
   end)
 
   it("split the partitions, and when one leaves the other takes its partitions over without losing any", function()
-    local k = kafka.start()
-    four_partitions(k, "shared")
+    four_partitions("shared")
     -- four partitions, 100 messages each, keyed so that every partition gets some
     local d = h.tmpdir()
     keyed(d .. "/in.txt", 1, 400)
@@ -494,7 +496,6 @@ output: {file: {path: out.ndjson}}
       os.execute("sleep 0.1")
     end
     assert.are.equal(0, b.stop())
-    k.stop()
     h.rmdir(d)
     local after = {}
     for _, l in ipairs(later) do

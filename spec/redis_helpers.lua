@@ -9,7 +9,7 @@
 --   r.stop()                       -- stops it and removes its directory
 --   local d = redis.tls_certs()    -- ca.pem, server.pem/key for 127.0.0.1 (an IP SAN only; or a san given), client.pem/key
 --   redis.start({tls = d})         -- also TLS on r.tls_port (r.tls_url), TLS to its master and Sentinels' peers
---   local c = redis.cluster(3)     -- {nodes = {r...}, url, cli(args) (redis-cli -c), slot(key), node_of(key), stop()}
+--   local c = redis.cluster(3)     -- {nodes = {r...}, url, cli(args) (redis-cli -c), cli_all(cmds), slot(key), node_of(key), stop()}
 local h = require("spec.helpers")
 
 local M = {}
@@ -146,6 +146,20 @@ function M.cluster(n, args, tls, replicas)
     return out2
   end
   c.num = function(args) return tonumber((c.cli(args):match("%-?%d+"))) end
+  -- Commands (a list, each with a one-line reply) through one redis-cli -c:
+  -- their replies in order. One process instead of one a command: dozens of
+  -- them took seconds on a loaded machine.
+  c.cli_all = function(cmds)
+    local code2, out2, err2 = h.sh(string.format("redis-cli -c -p %d --raw", c.nodes[1].port),
+      table.concat(cmds, "\n") .. "\n")
+    assert(code2 == 0, "redis-cli: " .. (err2 or ""))
+    local replies = {}
+    for l in out2:gmatch("([^\n]*)\n") do
+      if not l:find("^%-> Redirected") then replies[#replies + 1] = l end   -- redis-cli's note, not a reply
+    end
+    assert(#replies == #cmds, #cmds .. " commands, " .. #replies .. " replies: " .. out2)
+    return replies
+  end
   c.slot = function(key) return c.nodes[1].num("CLUSTER KEYSLOT " .. key) end
   -- the node (one of c.nodes) that serves key's slot now, as node 1 sees it
   c.node_of = function(key)
