@@ -602,7 +602,9 @@ describe_kafka("store.backend kafka on a broker just started" .. (why and (": " 
           code, body = post(srv, "/stream/fresh/group/" .. name, {auto_commit = false})
           codes[#codes + 1] = code
           assert.are.equal(0, (h.sh("curl -s -m 5 -o /dev/null " .. srv.url .. "/ping")), "sluice died: " .. srv.stderr())
-          if code == 503 then assert.matches("[Cc]oordinator", body.error) end
+          if code == 503 then   -- the coordinator's answer, or the request's deadline on a loaded machine
+            assert.truthy(body.error:find("[Cc]oordinator") or body.error:find("request_timeout"), body.error)
+          end
         until code ~= 503 or os.time() > deadline
         assert.are.equal(name, body.group, table.concat(codes, " ") .. " " .. json.encode(body))
         assert.is_false(body.auto_commit)
@@ -611,6 +613,39 @@ describe_kafka("store.backend kafka on a broker just started" .. (why and (": " 
       local codes = create("g")
       assert.are.equal(201, code, codes)   -- also after 503s: they left nothing behind
       assert.are.equal("200", create("g"))
+      -- The broker frozen (SIGSTOP: connections open, nothing answered):
+      -- librdkafka's watermark query outlives its own timeout, yet a group's
+      -- request is answered 503 within request_timeout (3 s) by its own
+      -- timer, /ping answering meanwhile; the third finds the first two's
+      -- calls still stuck and starts none. Thawed, the group is created then (201): the
+      -- 503s kept nothing.
+      local jvm = h.read(k.dir .. "/pid"):match("%d+")
+      assert.are.equal(0, (h.sh("kill -STOP " .. jvm)))
+      local frozen, frozen_err = pcall(function()
+        for i = 1, 3 do
+          local out = h.tmpname(".txt")
+          local t0 = now()
+          os.execute("curl -s -m 60 -w '\\n%{http_code}' -X POST -H 'Content-Type: application/json' --data '{}' " ..
+            srv.url .. "/stream/fresh/group/h > " .. out .. " &")
+          local got = h.wait_for(function()
+            assert.are.equal(0, (h.sh("curl -s -m 2 -o /dev/null " .. srv.url .. "/ping")), "no /ping answer")
+            return (h.read(out) or ""):match("\n%d+$") and h.read(out)
+          end, 20)
+          local took = now() - t0
+          os.remove(out)
+          assert.truthy(got, "no answer in 20 s")
+          local b, c = got:match("^(.*)\n(%d+)$")
+          assert.are.equal("503", c, got)
+          assert.matches("request_timeout", json.decode(b).error)
+          assert.is_true(took < 6, string.format("request %d answered after %.1f s", i, took))
+          if i == 3 then assert.matches("2 requests", json.decode(b).error) end
+        end
+      end)
+      h.sh("kill -CONT " .. jvm)
+      if not frozen then error(frozen_err, 0) end
+      assert.truthy(h.wait_for(function() return curl(srv, "URL/stream/fresh/groups") == 200 end, 30), "not thawed")
+      codes = create("h")
+      assert.are.equal(201, code, codes)
     end)
     h.stop_after(srv, ok, err)
     k.stop()

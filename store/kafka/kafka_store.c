@@ -12,6 +12,7 @@
 #include "core/xalloc.h"
 #include "store/store_access.h"
 #include "store/store_pub.h"
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,42 +21,112 @@ enum { FRESH_MS = 2000, STALE_MS = 10000 };
 
 /* ---------- held requests and pool work ---------- */
 
-static void hold_gone(sl_http_req_t *r, void *arg) {
-  sl_ks_hold_t *h = arg;
-  sl_http_respond(r, 499, NULL, NULL, 0, NULL);   /* frees it: the client is gone */
-  h->r = NULL;
+/* While this many requests answered on their deadline still wait on their
+ * calls, new requests are answered 503 at once: each would start one more
+ * call as stuck, and each holds one of the libuv pool's few threads (shared
+ * with the rest of the process) until the brokers answer. */
+enum { MAX_LATE = 2, RECHECK_MS = 100 };
+
+typedef struct work {
+  uv_work_t req;
+  sl_ks_t *ks;
+  struct work *next, **prev;          /* in ks->works */
+  _Atomic uint64_t call_ms;           /* when its current call to the brokers began (uv_hrtime ms); 0: none */
+  void (*run)(void *arg), (*done)(void *arg);
+  void *arg;
+} work_t;
+
+static _Thread_local work_t *current;   /* the pool job this thread runs */
+
+static uint64_t now_ms(void) {
+  return uv_hrtime() / 1000000;
 }
 
-void sl_ks_hold(sl_ks_hold_t *h, sl_http_req_t *r) {
-  h->r = r;
-  if (!r) return;
-  r->on_gone = hold_gone;
-  r->gone_arg = h;
+void sl_ks_calling(void) {
+  if (current) atomic_store(&current->call_ms, now_ms());
+}
+
+/* One of the store's calls has waited on the brokers for request_timeout:
+ * those still waiting are not answered in time. Slow work that goes on
+ * (several calls in a row on a loaded machine) is not cut short. */
+static int stuck(const sl_ks_t *ks) {
+  uint64_t now = now_ms();
+  for (const work_t *w = ks->works; w; w = w->next) {
+    uint64_t at = atomic_load(&w->call_ms);
+    if (at && now > at && now - at >= (uint64_t)ks->timeout_ms) return 1;
+  }
+  return 0;
+}
+
+struct hold_timer {
+  uv_timer_t t;
+  sl_ks_hold_t *h;
+};
+
+static void hold_timer_closed(uv_handle_t *t) {
+  free(t->data);
 }
 
 sl_http_req_t *sl_ks_unhold(sl_ks_hold_t *h) {
   sl_http_req_t *r = h->r;
   if (r) r->on_gone = NULL;
   h->r = NULL;
+  if (h->timer) {
+    uv_timer_stop(&h->timer->t);
+    uv_close((uv_handle_t *)&h->timer->t, hold_timer_closed);
+    h->timer = NULL;
+  }
+  if (h->late) h->ks->late--;
+  h->late = 0;
   return r;
 }
 
-typedef struct work {
-  uv_work_t req;
-  sl_ks_t *ks;
-  void (*run)(void *arg), (*done)(void *arg);
-  void *arg;
-} work_t;
+static void hold_gone(sl_http_req_t *r, void *arg) {
+  sl_ks_unhold(arg);
+  sl_http_respond(r, 499, NULL, NULL, 0, NULL);   /* frees it: the client is gone */
+}
+
+static void hold_expired(uv_timer_t *t) {
+  sl_ks_hold_t *h = ((struct hold_timer *)t->data)->h;
+  if (!stuck(h->ks)) {
+    uv_timer_start(t, hold_expired, RECHECK_MS, 0);
+    return;
+  }
+  sl_http_req_t *r = sl_ks_unhold(h);
+  h->expired = 1;
+  h->late = 1;
+  h->ks->late++;
+  sl_api_error(r, 503, "the Kafka brokers did not answer within request_timeout (%lld ms)",
+               (long long)h->ks->timeout_ms);
+}
+
+void sl_ks_hold(sl_ks_hold_t *h, sl_http_req_t *r, sl_ks_t *ks) {
+  *h = (sl_ks_hold_t){.r = r, .ks = ks};
+  if (!r) return;
+  r->on_gone = hold_gone;
+  r->gone_arg = h;
+  if (!ks) return;
+  h->timer = sl_xcalloc(1, sizeof(*h->timer));
+  h->timer->h = h;
+  h->timer->t.data = h->timer;
+  uv_timer_init(ks->w->loop, &h->timer->t);
+  uv_timer_start(&h->timer->t, hold_expired, (uint64_t)ks->timeout_ms, 0);
+}
 
 static void work_run(uv_work_t *req) {
   work_t *w = req->data;
+  current = w;
   w->run(w->arg);
+  current = NULL;
+  atomic_store(&w->call_ms, 0);
 }
 
 static void work_done(uv_work_t *req, int status) {
   (void)status;
   work_t *w = req->data;
   sl_ks_t *ks = w->ks;
+  *w->prev = w->next;
+  if (w->next) w->next->prev = w->prev;
   if (w->done) w->done(w->arg);
   free(w);
   ks->jobs--;
@@ -65,6 +136,10 @@ void sl_ks_work(sl_ks_t *ks, void (*run)(void *arg), void (*done)(void *arg), vo
   work_t *w = sl_xcalloc(1, sizeof(*w));
   *w = (work_t){.ks = ks, .run = run, .done = done, .arg = arg};
   w->req.data = w;
+  w->next = ks->works;
+  w->prev = &ks->works;
+  if (ks->works) ks->works->prev = &w->next;
+  ks->works = w;
   ks->jobs++;
   uv_queue_work(ks->w->loop, &w->req, work_run, work_done);
 }
@@ -79,6 +154,7 @@ rd_kafka_AdminOptions_t *sl_ks_admin_options(sl_ks_t *ks, rd_kafka_admin_op_t op
 rd_kafka_event_t *sl_ks_admin(sl_ks_t *ks, void (*ask)(rd_kafka_t *rk, rd_kafka_queue_t *q, void *arg), void *arg,
                               char **err) {
   rd_kafka_queue_t *q = rd_kafka_queue_new(ks->rk);
+  sl_ks_calling();
   ask(ks->rk, q, arg);
   rd_kafka_event_t *ev = rd_kafka_queue_poll(q, (int)ks->timeout_ms + 1000);
   rd_kafka_queue_destroy(q);
@@ -126,6 +202,7 @@ int sl_ks_settling(rd_kafka_resp_err_t e) {
 rd_kafka_resp_err_t sl_ks_watermarks(sl_ks_t *ks, const char *topic, int p, int64_t *lo, int64_t *hi) {
   uint64_t waited = 0;
   for (;;) {
+    sl_ks_calling();
     rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(ks->rk, topic, p, lo, hi, (int)ks->timeout_ms);
     if (!sl_ks_settling(e) || waited >= (uint64_t)ks->timeout_ms) return e;
     usleep(100 * 1000);   /* in the pool, never on the loop */
@@ -195,6 +272,7 @@ static void topics_free(sl_ks_topic_t *t, int n) {
 static void meta_run(void *arg) {
   meta_t *m = arg;
   const struct rd_kafka_metadata *md = NULL;
+  sl_ks_calling();
   /* All topics: asking for one would let a broker with
    * auto.create.topics.enable create it. */
   rd_kafka_resp_err_t e = rd_kafka_metadata(m->ks->rk, 1, NULL, &md, (int)m->ks->timeout_ms);
@@ -275,7 +353,7 @@ void sl_ks_topic(sl_ks_t *ks, sl_http_req_t *r, const char *name,
   w->name = name ? sl_xstrdup(name) : NULL;   /* NULL: the list */
   w->found = found;
   for (int i = 0; i < n && i < 3; i++) w->seg[i] = sl_xstrdup(seg[i]);
-  sl_ks_hold(&w->h, r);
+  sl_ks_hold(&w->h, r, ks);
   w->next = ks->waiters;
   ks->waiters = w;
   refresh(ks);
@@ -300,7 +378,7 @@ static job_t *job_new(sl_ks_t *ks, sl_http_req_t *r, const char *name, int P) {
   j->ks = ks;
   j->name = name ? sl_xstrdup(name) : NULL;
   j->P = P;
-  sl_ks_hold(&j->h, r);
+  sl_ks_hold(&j->h, r, ks);
   return j;
 }
 
@@ -488,6 +566,7 @@ static void create_run(void *arg) {
   if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
     rd_kafka_topic_t *t = rd_kafka_topic_new(j->ks->rk, j->name, NULL);
     const struct rd_kafka_metadata *md = NULL;
+    sl_ks_calling();
     rd_kafka_resp_err_t me = rd_kafka_metadata(j->ks->rk, 0, t, &md, (int)j->ks->timeout_ms);
     rd_kafka_topic_destroy(t);
     if (me) {
@@ -702,7 +781,9 @@ static void publish_found(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t,
   if (sl_api_pubs(r, &pubs) != 0) return;
   api_pub_t *a = sl_xcalloc(1, sizeof(*a));
   a->batch = pubs.batch;
-  sl_ks_hold(&a->h, r);
+  /* No deadline: its delivery reports answer it (message.timeout.ms), as a
+   * 503 before them could be told of records stored anyway. */
+  sl_ks_hold(&a->h, r, NULL);
   sl_ks_publish(ks, t->name, pubs.recs, pubs.n, api_published, a);
   sl_pubs_free(&pubs);
 }
@@ -732,7 +813,10 @@ static void api(sl_http_req_t *r, void *arg) {
   int n = sl_api_split(r, &path, seg);
   const char *m = r->method;
   int get = !strcmp(m, "GET"), post = !strcmp(m, "POST"), del = !strcmp(m, "DELETE");
-  if (n == 0 || n > 5) {
+  if (ks->late >= MAX_LATE) {
+    sl_api_error(r, 503, "%d requests answered 503 after request_timeout (%lld ms) still wait on the Kafka brokers: "
+                 "no more calls are started until theirs end", ks->late, (long long)ks->timeout_ms);
+  } else if (n == 0 || n > 5) {
     sl_api_error(r, 404, "not found");
   } else if (n == 1 && !strcmp(seg[0], "list")) {
     if (!get) sl_api_error(r, 405, "method %s not allowed", m);

@@ -47,15 +47,31 @@ typedef struct sl_ks {
   struct klive *lives;              /* SSE / WebSocket readers */
   sl_ks_gconf_t *gconfs;
   int jobs;                         /* in the pool: the worker's end waits for them */
+  struct work *works;               /* those jobs */
+  int late;                         /* requests answered 503 on their deadline whose work has not ended */
 } sl_ks_t;
 
 /* A request held across asynchronous work: a client that leaves is
- * answered 499 and r turns NULL. */
-typedef struct sl_ks_hold { sl_http_req_t *r; } sl_ks_hold_t;
-void sl_ks_hold(sl_ks_hold_t *h, sl_http_req_t *r);
-/* The request, no longer watched (NULL when the client left). */
+ * answered 499, and one still waiting after the store's request_timeout
+ * while a call to the brokers has waited that long (sl_ks_calling) is
+ * answered 503 (expired set: whatever the work does later must change
+ * nothing, since the client was told it failed); r turns NULL either way.
+ * librdkafka's blocking calls may outlive their own timeouts (a broker
+ * frozen with its connections open), so the answer cannot wait for them. */
+typedef struct sl_ks_hold {
+  sl_http_req_t *r;
+  sl_ks_t *ks;               /* NULL: no deadline */
+  struct hold_timer *timer;
+  int expired, late;         /* late: counted in ks->late until unheld */
+} sl_ks_hold_t;
+/* ks NULL: no deadline (a publish: its delivery reports answer it). */
+void sl_ks_hold(sl_ks_hold_t *h, sl_http_req_t *r, sl_ks_t *ks);
+/* The request, no longer watched (NULL when the client left or it expired). */
 sl_http_req_t *sl_ks_unhold(sl_ks_hold_t *h);
 
+/* In the pool, just before a blocking call to the brokers: the call that
+ * the store's deadlines watch (the job's previous one has returned). */
+void sl_ks_calling(void);
 /* Work in the libuv pool for calls that block (metadata, watermarks, admin
  * requests waited on): run(arg) in the pool, then done(arg) on the loop. */
 void sl_ks_work(sl_ks_t *ks, void (*run)(void *arg), void (*done)(void *arg), void *arg);

@@ -12,7 +12,8 @@ static const sl_field_t kafka_fields[] = {
    "Default session timeout of consumer-group members (`session.timeout.ms`, at least the broker's "
    "`group.min.session.timeout.ms`); a member silent this long also has its consumer closed on its node.", NULL, NULL},
   {"request_timeout", SL_F_DURATION, "5s", 0,
-   "How long an API call waits for the brokers (metadata, admin requests) before answering 503.", NULL, NULL},
+   "How long an API call waits for the brokers (metadata, offsets, admin requests) before answering 503, "
+   "whether or not librdkafka's call has returned.", NULL, NULL},
   {0}};
 
 static const sl_field_t fields[] = {

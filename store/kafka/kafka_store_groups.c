@@ -178,7 +178,8 @@ static int keep_settings(gjob_t *j) {
 static void groups_done(void *arg) {
   gjob_t *j = arg;
   sl_http_req_t *r = sl_ks_unhold(&j->h);
-  int created = !j->err && j->create && keep_settings(j);   /* also for a client that left meanwhile */
+  /* Also for a client that left meanwhile, not for one told 503. */
+  int created = !j->err && j->create && !j->h.expired && keep_settings(j);
   if (r && j->err) {
     sl_api_error(r, 503, "%s", j->err);
   } else if (r && j->unknown && !sl_ks_gconf(j->ks, j->topic, j->group)) {
@@ -209,6 +210,6 @@ void sl_ks_groups(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const c
   gjob_t *j = sl_xcalloc(1, sizeof(*j));
   *j = (gjob_t){.ks = ks, .topic = sl_xstrdup(t->name), .group = group ? sl_xstrdup(group) : NULL,
                 .P = t->partitions, .create = create, .auto_commit = ac, .session_ms = to};
-  sl_ks_hold(&j->h, r);
+  sl_ks_hold(&j->h, r, ks);
   sl_ks_work(ks, groups_run, groups_done, j);
 }

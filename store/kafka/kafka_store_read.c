@@ -209,7 +209,7 @@ void sl_ks_consume(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const 
   p->rd = rd;
   sub_open_t *o = sl_xcalloc(1, sizeof(*o));
   *o = (sub_open_t){.p = p, .start = start, .fresh = fresh};
-  sl_ks_hold(&o->h, r);
+  sl_ks_hold(&o->h, r, ks);
   if (!fresh) sl_kreader_touch(rd);
   sl_kreader_resolve(rd, start, capped ? (int64_t)from : -1, !fresh, sub_resolved, o);
 }
@@ -325,7 +325,7 @@ void sl_ks_live(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const cha
   }
   klive_t *k = sl_xcalloc(1, sizeof(*k));
   *k = (klive_t){.ks = ks, .topic = sl_xstrdup(t->name), .rd = rd, .kind = sl_xstrdup(kind), .start = start};
-  sl_ks_hold(&k->h, r);
+  sl_ks_hold(&k->h, r, ks);
   sl_kreader_resolve(rd, start, -1, 0, live_resolved, k);
 }
 
@@ -416,7 +416,7 @@ void sl_ks_group_commit(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, c
   for (int i = 0; i < t->partitions; i++) next[i] = i == p ? o : -1;
   kcommit_t *c = sl_xcalloc(1, sizeof(*c));
   *c = (kcommit_t){.group = sl_xstrdup(group), .partition = (int)p, .offset = o};
-  sl_ks_hold(&c->h, r);
+  sl_ks_hold(&c->h, r, ks);
   sl_kreader_commit(rd, next, commit_done, c);
   free(next);
 }

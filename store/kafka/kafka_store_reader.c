@@ -240,6 +240,7 @@ static void resolve_run(void *arg) {
   /* A group's coordinator may still be taking its place (the first group
    * of a cluster creates __consumer_offsets): retried within the timeout. */
   for (int64_t waited = 0; l->cnt; waited += 100) {
+    sl_ks_calling();
     e = rd_kafka_committed(r->rk, l, (int)r->ks->timeout_ms);
     if (!sl_ks_settling(e) || waited >= r->ks->timeout_ms) break;
     usleep(100 * 1000);   /* in the pool, never on the loop */
