@@ -30,7 +30,7 @@ enum { MAX_LATE = 2, RECHECK_MS = 100 };
 typedef struct work {
   uv_work_t req;
   sl_ks_t *ks;
-  struct work *next, **prev;          /* in ks->works */
+  sl_dnode_t node;                    /* in ks->works */
   _Atomic uint64_t call_ms;           /* when its current call to the brokers began (uv_hrtime ms); 0: none */
   void (*run)(void *arg), (*done)(void *arg);
   void *arg;
@@ -51,7 +51,7 @@ void sl_ks_calling(void) {
  * (several calls in a row on a loaded machine) is not cut short. */
 static int stuck(const sl_ks_t *ks) {
   uint64_t now = now_ms();
-  for (const work_t *w = ks->works; w; w = w->next) {
+  for (const work_t *w = SL_DLIST_FIRST(&ks->works, work_t, node); w; w = SL_DLIST_NEXT(w, work_t, node)) {
     uint64_t at = atomic_load(&w->call_ms);
     if (at && now > at && now - at >= (uint64_t)ks->timeout_ms) return 1;
   }
@@ -125,22 +125,16 @@ static void work_done(uv_work_t *req, int status) {
   (void)status;
   work_t *w = req->data;
   sl_ks_t *ks = w->ks;
-  *w->prev = w->next;
-  if (w->next) w->next->prev = w->prev;
+  sl_dlist_remove(&ks->works, &w->node);
   if (w->done) w->done(w->arg);
   free(w);
-  ks->jobs--;
 }
 
 void sl_ks_work(sl_ks_t *ks, void (*run)(void *arg), void (*done)(void *arg), void *arg) {
   work_t *w = sl_xcalloc(1, sizeof(*w));
   *w = (work_t){.ks = ks, .run = run, .done = done, .arg = arg};
   w->req.data = w;
-  w->next = ks->works;
-  w->prev = &ks->works;
-  if (ks->works) ks->works->prev = &w->next;
-  ks->works = w;
-  ks->jobs++;
+  sl_dlist_push(&ks->works, &w->node);
   uv_queue_work(ks->w->loop, &w->req, work_run, work_done);
 }
 
@@ -890,12 +884,12 @@ static void ks_free(sl_ks_t *ks) {
  * the readers that closed with their clients finish leaving in the pool. */
 static void ks_release(void *arg) {
   sl_ks_t *ks = arg;
-  while (ks->jobs) uv_run(ks->w->loop, UV_RUN_ONCE);
+  while (ks->works.first) uv_run(ks->w->loop, UV_RUN_ONCE);
   sl_kreader_close_all(ks);
   if (ks->wake) sl_kafka_wake_close(ks->wake, ks->q);
   ks->wake = NULL;
   if (ks->rk) rd_kafka_flush(ks->rk, 2000);
-  while (ks->jobs) uv_run(ks->w->loop, UV_RUN_ONCE);
+  while (ks->works.first) uv_run(ks->w->loop, UV_RUN_ONCE);
   ks_free(ks);
 }
 

@@ -10,6 +10,7 @@
 #ifndef SL_KAFKA_STORE_H
 #define SL_KAFKA_STORE_H
 #include "core/component.h"
+#include "core/list.h"
 #include "store/store_api.h"
 #include <librdkafka/rdkafka.h>
 
@@ -46,8 +47,7 @@ typedef struct sl_ks {
   sl_kreader_t *readers;            /* kept between requests: group members, subscribers */
   struct klive *lives;              /* SSE / WebSocket readers */
   sl_ks_gconf_t *gconfs;
-  int jobs;                         /* in the pool: the worker's end waits for them */
-  struct work *works;               /* those jobs */
+  sl_dlist_t works;                 /* jobs in the pool: the worker's end waits for them */
   int late;                         /* requests answered 503 on their deadline whose work has not ended */
 } sl_ks_t;
 
