@@ -26,7 +26,11 @@
 # with the machine's load, lower when loaded (bench/RESULTS.md, session 9):
 # compare CPU within one run only. nats-server is Debian's (-js, store in a
 # temp dir); the nats CLI comes from the Go module proxy (go install, once).
-# Usage: bench/nats.sh   (N=1000000 SIZES="100 1024" RUNS=3 by default)
+# PIN=1 pins nats-server and the publisher that feeds a core consumer to CPU 0
+# and the client measured to CPU 1: on 2 cores the split of the CPU between
+# client and server otherwise decides a 100 B cell (back-to-back quiet runs
+# moved one by 1.5x, bench/RESULTS.md session 9).
+# Usage: bench/nats.sh   (N=1000000 SIZES="100 1024" RUNS=3 PIN=0 by default)
 set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -45,18 +49,20 @@ if [ ! -x "$NATS" ]; then
   go install "github.com/nats-io/natscli/nats@$NATSCLI_VERSION" >&2
   NATS=$(go env GOPATH)/bin/nats
 fi
+SRV_ON=() CLI_ON=()
+[ "${PIN:-0}" = 1 ] && SRV_ON=(taskset -c 0) CLI_ON=(taskset -c 1)
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 trap 'exit 1' INT TERM
-nats-server -js -sd "$WORK/js" -a 127.0.0.1 -p "$NPORT" -l "$WORK/server.log" & SRV=$!
+"${SRV_ON[@]}" nats-server -js -sd "$WORK/js" -a 127.0.0.1 -p "$NPORT" -l "$WORK/server.log" & SRV=$!
 U=nats://127.0.0.1:$NPORT
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$NPORT) 2>/dev/null && break; sleep 0.05; done
-BENCH() { "$NATS" -s "$U" bench --no-progress "$@"; }
+BENCH() { "${SRV_ON[@]}" "$NATS" -s "$U" bench --no-progress "$@"; }
 
 rate() { echo "$1 $2 $3" | awk '{printf "%d\n", $1 / ($3 - $2)}'; }   # count start end
 # Runs "$@"; its CPU seconds (user+sys, children included) go to $WORK/cpu.
 timed() {
-  /usr/bin/time -o "$WORK/cpu" -f "%U %S" "$@" > "$WORK/cmd.out" 2>&1 || fail "$* failed: $(tail -5 "$WORK/cmd.out")"
+  /usr/bin/time -o "$WORK/cpu" -f "%U %S" "${CLI_ON[@]}" "$@" > "$WORK/cmd.out" 2>&1 || fail "$* failed: $(tail -5 "$WORK/cmd.out")"
   awk '{print $1 + $2}' "$WORK/cpu" > "$WORK/cpu.s"
 }
 # µs of CPU per message: seconds count
@@ -111,7 +117,7 @@ produce_peer() { # $1 size, $2 kind
 consume_until() {
   local size=$1 kind=$2 s e got pid; shift 2
   [ "$kind" = nats_jetstream ] && s=$(now)
-  "$@" > "$WORK/consumer.log" 2>&1 & pid=$!
+  "${CLI_ON[@]}" "$@" > "$WORK/consumer.log" 2>&1 & pid=$!
   if [ "$kind" != nats_jetstream ]; then
     wait_http "127.0.0.1:$HPORT/ready" $pid
     for _ in $(seq 200); do curl -sf "127.0.0.1:$HPORT/ready" >/dev/null && break; sleep 0.05; done
@@ -163,7 +169,7 @@ consume_peer() { # $1 size, $2 kind
     e=$(now)
     "$NATS" -s "$U" consumer rm benchstream natscli-bench -f >/dev/null 2>&1 || true
   else
-    /usr/bin/time -o "$WORK/cpu" -f "%U %S" "$NATS" -s "$U" bench --no-progress bench.core --sub 1 --msgs "$N" \
+    /usr/bin/time -o "$WORK/cpu" -f "%U %S" "${CLI_ON[@]}" "$NATS" -s "$U" bench --no-progress bench.core --sub 1 --msgs "$N" \
       --size "$1" > "$WORK/sub.out" 2>&1 & sub=$!
     sleep 1   # no readiness to ask the CLI for: it subscribes at once, well within this
     s=$(now)
