@@ -349,6 +349,9 @@ void sl_store_group_api(sl_http_req_t *r, sl_store_t *st, sl_sstream_t *s, char 
     int created = !g;
     if (!g) g = create(st, s, seg[1], ac != 0, to >= 0 ? to : 30000);
     if (created) save(g, s, NULL);
+    /* An upsert, as the Kafka store's: a POST on an existing group changes what it names. */
+    if (ac >= 0) g->auto_commit = ac;
+    if (to >= 0) g->session_ms = to;
     sl_api_json(r, created ? 201 : 200, describe(g, s));
   } else if (n == 2 && get) {
     if (!g) sl_api_error(r, 404, "no group %s on stream %s", seg[1], sl_sstream_name(s));
