@@ -138,23 +138,34 @@ void sl_ks_work(sl_ks_t *ks, void (*run)(void *arg), void (*done)(void *arg), vo
   uv_queue_work(ks->w->loop, &w->req, work_run, work_done);
 }
 
-rd_kafka_AdminOptions_t *sl_ks_admin_options(sl_ks_t *ks, rd_kafka_admin_op_t op) {
-  rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(ks->rk, op);
-  char err[256];
-  rd_kafka_AdminOptions_set_request_timeout(o, (int)ks->timeout_ms, err, sizeof err);
-  return o;
+/* The handle admin request op goes through. librdkafka 2.0's handler of an
+ * OffsetFetch answer (rd_kafka_handle_OffsetFetch), on NOT_COORDINATOR or
+ * another error that calls for a refresh, queues a coordinator query on the
+ * handle's own consumer group without checking that it has one: through
+ * the producer, which has none, a NULL dereference (librdkafka issue 5040;
+ * a broker just started, a coordinator moving). Through a consumer with a
+ * group id the query is queued (for its own group: harmless) and the
+ * request fails with the broker's error. No other answer of the admin
+ * requests the store makes reaches the handle's group. */
+static rd_kafka_t *admin_handle(const sl_ks_t *ks, rd_kafka_admin_op_t op) {
+  return op == RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS ? ks->grk : ks->rk;
 }
 
-rd_kafka_event_t *sl_ks_admin(sl_ks_t *ks, void (*ask)(rd_kafka_t *rk, rd_kafka_queue_t *q, void *arg), void *arg,
-                              char **err) {
-  rd_kafka_queue_t *q = rd_kafka_queue_new(ks->rk);
+rd_kafka_event_t *sl_ks_admin(sl_ks_t *ks, rd_kafka_admin_op_t op, sl_ks_ask_fn ask, void *arg, char **err) {
+  rd_kafka_t *rk = admin_handle(ks, op);
+  rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(rk, op);
+  char why[256];
+  rd_kafka_AdminOptions_set_request_timeout(o, (int)ks->timeout_ms, why, sizeof why);
+  rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
   sl_ks_calling();
-  ask(ks->rk, q, arg);
+  ask(rk, o, q, arg);
+  rd_kafka_AdminOptions_destroy(o);
   rd_kafka_event_t *ev = rd_kafka_queue_poll(q, (int)ks->timeout_ms + 1000);
   rd_kafka_queue_destroy(q);
   if (!ev) *err = sl_xstrdup("no answer from the Kafka brokers in time");
   else if (rd_kafka_event_error(ev)) {
-    *err = sl_xstrdup(rd_kafka_event_error_string(ev));
+    *err = sl_xasprintf("%s%s", rd_kafka_event_error_string(ev),
+                        sl_ks_settling(rd_kafka_event_error(ev)) ? " (try again)" : "");
     rd_kafka_event_destroy(ev);
     ev = NULL;
   }
@@ -395,14 +406,13 @@ static void job_done(void *arg) {
   free(j);
 }
 
-static void list_groups(rd_kafka_t *rk, rd_kafka_queue_t *q, void *arg) {
-  rd_kafka_ListConsumerGroups(rk, arg, q);
+static void list_groups(rd_kafka_t *rk, const rd_kafka_AdminOptions_t *o, rd_kafka_queue_t *q, void *arg) {
+  (void)arg;
+  rd_kafka_ListConsumerGroups(rk, o, q);
 }
 
 char **sl_ks_group_ids(sl_ks_t *ks, size_t *n, char **err) {
-  rd_kafka_AdminOptions_t *o = sl_ks_admin_options(ks, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPS);
-  rd_kafka_event_t *ev = sl_ks_admin(ks, list_groups, o, err);
-  rd_kafka_AdminOptions_destroy(o);
+  rd_kafka_event_t *ev = sl_ks_admin(ks, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPS, list_groups, NULL, err);
   if (!ev) return NULL;
   const rd_kafka_ListConsumerGroups_result_t *res = rd_kafka_event_ListConsumerGroups_result(ev);
   size_t k;
@@ -414,21 +424,16 @@ char **sl_ks_group_ids(sl_ks_t *ks, size_t *n, char **err) {
   return ids;
 }
 
-typedef struct cfg_ask { const char *topic; rd_kafka_AdminOptions_t *o; } cfg_ask_t;
-
-static void describe_configs(rd_kafka_t *rk, rd_kafka_queue_t *q, void *arg) {
-  cfg_ask_t *a = arg;
-  rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, a->topic);
-  rd_kafka_DescribeConfigs(rk, &res, 1, a->o, q);
+static void describe_configs(rd_kafka_t *rk, const rd_kafka_AdminOptions_t *o, rd_kafka_queue_t *q, void *topic) {
+  rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+  rd_kafka_DescribeConfigs(rk, &res, 1, o, q);
   rd_kafka_ConfigResource_destroy(res);
 }
 
 /* In the pool: the stream's settings as the embedded store shows them. */
 static void topic_settings(job_t *j, json_t *info) {
-  cfg_ask_t a = {j->name, sl_ks_admin_options(j->ks, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS)};
   char *err = NULL;
-  rd_kafka_event_t *ev = sl_ks_admin(j->ks, describe_configs, &a, &err);
-  rd_kafka_AdminOptions_destroy(a.o);
+  rd_kafka_event_t *ev = sl_ks_admin(j->ks, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, describe_configs, j->name, &err);
   double hours = 0;
   json_int_t bytes = 0;
   size_t nres = 0;
@@ -498,14 +503,9 @@ static void list_found(sl_ks_t *ks, sl_http_req_t *r) {
   sl_api_json(r, 200, json_pack("{s:o}", "streams", a));
 }
 
-typedef struct create_ask {
-  rd_kafka_NewTopic_t *t;
-  rd_kafka_AdminOptions_t *o;
-} create_ask_t;
-
-static void create_topic(rd_kafka_t *rk, rd_kafka_queue_t *q, void *arg) {
-  create_ask_t *a = arg;
-  rd_kafka_CreateTopics(rk, &a->t, 1, a->o, q);
+static void create_topic(rd_kafka_t *rk, const rd_kafka_AdminOptions_t *o, rd_kafka_queue_t *q, void *t) {
+  rd_kafka_NewTopic_t *nt = t;
+  rd_kafka_CreateTopics(rk, &nt, 1, o, q);
 }
 
 /* The topic asked for by a create body (checked by check_create). */
@@ -534,16 +534,14 @@ static rd_kafka_NewTopic_t *new_topic(job_t *j, char *err, size_t len) {
 static void create_run(void *arg) {
   job_t *j = arg;
   char why[256];
-  create_ask_t a = {new_topic(j, why, sizeof why), NULL};
-  if (!a.t) {
+  rd_kafka_NewTopic_t *t = new_topic(j, why, sizeof why);
+  if (!t) {
     j->status = 400;
     j->err = sl_xasprintf("stream %s not created: %s", j->name, why);
     return;
   }
-  a.o = sl_ks_admin_options(j->ks, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-  rd_kafka_event_t *ev = sl_ks_admin(j->ks, create_topic, &a, &j->err);
-  rd_kafka_AdminOptions_destroy(a.o);
-  rd_kafka_NewTopic_destroy(a.t);
+  rd_kafka_event_t *ev = sl_ks_admin(j->ks, RD_KAFKA_ADMIN_OP_CREATETOPICS, create_topic, t, &j->err);
+  rd_kafka_NewTopic_destroy(t);
   if (!ev) return;
   size_t n;
   const rd_kafka_topic_result_t **res = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
@@ -634,18 +632,15 @@ static void create(sl_ks_t *ks, sl_http_req_t *r, const char *name) {
   sl_ks_work(ks, create_run, created, j);
 }
 
-static void delete_topic(rd_kafka_t *rk, rd_kafka_queue_t *q, void *arg) {
-  job_t *j = arg;
-  rd_kafka_DeleteTopic_t *t = rd_kafka_DeleteTopic_new(j->name);
-  rd_kafka_AdminOptions_t *o = sl_ks_admin_options(j->ks, RD_KAFKA_ADMIN_OP_DELETETOPICS);
+static void delete_topic(rd_kafka_t *rk, const rd_kafka_AdminOptions_t *o, rd_kafka_queue_t *q, void *name) {
+  rd_kafka_DeleteTopic_t *t = rd_kafka_DeleteTopic_new(name);
   rd_kafka_DeleteTopics(rk, &t, 1, o, q);
-  rd_kafka_AdminOptions_destroy(o);
   rd_kafka_DeleteTopic_destroy(t);
 }
 
 static void delete_run(void *arg) {
   job_t *j = arg;
-  rd_kafka_event_t *ev = sl_ks_admin(j->ks, delete_topic, j, &j->err);
+  rd_kafka_event_t *ev = sl_ks_admin(j->ks, RD_KAFKA_ADMIN_OP_DELETETOPICS, delete_topic, j->name, &j->err);
   if (!ev) return;
   size_t n;
   const rd_kafka_topic_result_t **res = rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &n);
@@ -843,9 +838,8 @@ static void api(sl_http_req_t *r, void *arg) {
 
 /* ---------- setup ---------- */
 
-static void serve(void *arg) {
-  sl_ks_t *ks = arg;
-  rd_kafka_poll(ks->rk, 0);
+static void serve(void *rk) {
+  rd_kafka_poll(rk, 0);
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
@@ -873,24 +867,60 @@ static void ks_free(sl_ks_t *ks) {
     rd_kafka_queue_destroy(ks->q);
     rd_kafka_destroy(ks->rk);
   }
+  if (ks->grk) {
+    rd_kafka_queue_destroy(ks->gq);
+    /* As the readers' consumers: their destroy may wait on brokers gone. */
+    sl_kafka_destroy_later(ks->grk, NULL, NULL);
+  }
   if (ks->consumer_conf) rd_kafka_conf_destroy(ks->consumer_conf);
   sl_cnode_free(ks->kconf);
   free(ks);
 }
 
 /* The worker is going: pool jobs (which use the readers' and the
- * producer's handles) end first, then the kept readers close (blocking: the
+ * store's handles) end first, then the kept readers close (blocking: the
  * loop is done), published messages still waiting get a last chance, and
  * the readers that closed with their clients finish leaving in the pool. */
 static void ks_release(void *arg) {
   sl_ks_t *ks = arg;
   while (ks->works.first) uv_run(ks->w->loop, UV_RUN_ONCE);
   sl_kreader_close_all(ks);
-  if (ks->wake) sl_kafka_wake_close(ks->wake, ks->q);
-  ks->wake = NULL;
+  sl_kafka_wake_close(ks->wake, ks->q);
+  sl_kafka_wake_close(ks->gwake, ks->gq);
+  ks->wake = ks->gwake = NULL;
   if (ks->rk) rd_kafka_flush(ks->rk, 2000);
   while (ks->works.first) uv_run(ks->w->loop, UV_RUN_ONCE);
   ks_free(ks);
+}
+
+/* A handle of the store (c taken on success): its main queue, which its
+ * logs go through too, served on the loop. NULL with err. */
+static rd_kafka_t *handle(sl_ks_t *ks, rd_kafka_type_t type, rd_kafka_conf_t *c, rd_kafka_queue_t **q,
+                          struct sl_kafka_wake **wake, char *err, size_t len) {
+  rd_kafka_t *rk = rd_kafka_new(type, c, err, len);
+  if (!rk) return NULL;
+  *q = rd_kafka_queue_get_main(rk);
+  rd_kafka_set_log_queue(rk, NULL);
+  *wake = sl_kafka_wake_new(ks->w->loop, *q, serve, rk);
+  return rk;
+}
+
+/* Made on the first request that needs it, not with the store: its group
+ * looks for its coordinator from the start, which on a fresh cluster has
+ * the broker create __consumer_offsets (50 partitions) while the first
+ * streams are being created. It never subscribes nor assigns: it is never
+ * a member of its group. Its errors are the producer's (the same brokers),
+ * said by the producer's callback: its own only log (debug). */
+int sl_ks_admin_consumer(sl_ks_t *ks, char **err) {
+  if (ks->grk) return 0;
+  rd_kafka_conf_t *c = rd_kafka_conf_dup(ks->consumer_conf);
+  char why[512];
+  if (rd_kafka_conf_set(c, "group.id", SL_KS_ADMIN_GROUP, why, sizeof why) == RD_KAFKA_CONF_OK &&
+      (ks->grk = handle(ks, RD_KAFKA_CONSUMER, c, &ks->gq, &ks->gwake, why, sizeof why)))
+    return 0;
+  rd_kafka_conf_destroy(c);
+  *err = sl_xasprintf("the store's admin consumer: librdkafka: %s", why);
+  return -1;
 }
 
 static const char *const producer_defaults[] = {
@@ -923,16 +953,13 @@ int sl_ks_apply(sl_worker_t *w, const sl_cnode_t *node, int api_on, sl_diags_t *
   rd_kafka_conf_set_dr_msg_cb(pc, on_delivery);
   rd_kafka_conf_set_error_cb(pc, on_error);
   char err[512];
-  ks->rk = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof err);
+  ks->rk = handle(ks, RD_KAFKA_PRODUCER, pc, &ks->q, &ks->wake, err, sizeof err);
   if (!ks->rk) {
     rd_kafka_conf_destroy(pc);
     sl_diag_add(d, kc, "store.kafka", "librdkafka: %s", err);
     ks_free(ks);
     return -1;
   }
-  ks->q = rd_kafka_queue_get_main(ks->rk);
-  rd_kafka_set_log_queue(ks->rk, NULL);   /* logs through the main queue too */
-  ks->wake = sl_kafka_wake_new(w->loop, ks->q, serve, ks);
   w->slot[SL_SLOT_KSTORE] = ks;
   w->slot_free[SL_SLOT_KSTORE] = ks_release;
   return api_on ? sl_store_api_route(w, d, node, api, ks) : 0;

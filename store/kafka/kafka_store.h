@@ -17,6 +17,9 @@
 /* Kafka group ids of subscribers: "sluice-sub:<stream>:<subscriber>" (':'
  * is in no stream or subscriber name, so the id names one pair). */
 #define SL_KS_SUB_PREFIX "sluice-sub:"
+/* The group id of the store's admin consumer (no ':' after the prefix: no
+ * subscriber's); it never joins its group, so no broker lists it. */
+#define SL_KS_ADMIN_GROUP SL_KS_SUB_PREFIX "admin"
 
 typedef struct sl_kreader sl_kreader_t;
 typedef struct sl_ks_topic { char *name; int partitions; } sl_ks_topic_t;
@@ -34,9 +37,10 @@ typedef struct sl_ks {
   sl_worker_t *w;
   rd_kafka_conf_t *consumer_conf;   /* template of every reader (rd_kafka_conf_dup) */
   sl_cnode_t *kconf;                /* store.kafka (a copy): pipelines' `stream` inputs build on it */
-  rd_kafka_t *rk;                   /* the producer; admin requests go through it too */
-  rd_kafka_queue_t *q;
-  struct sl_kafka_wake *wake;
+  rd_kafka_t *rk;                   /* the producer; most admin requests go through it too */
+  rd_kafka_t *grk;                  /* consumer of SL_KS_ADMIN_GROUP: the others (sl_ks_admin); NULL till needed */
+  rd_kafka_queue_t *q, *gq;         /* their main queues (logs, errors, delivery reports) */
+  struct sl_kafka_wake *wake, *gwake;
   int64_t session_ms, timeout_ms;
   int default_partitions;
   sl_ks_topic_t *topics;            /* from the last metadata */
@@ -75,11 +79,11 @@ void sl_ks_calling(void);
 /* Work in the libuv pool for calls that block (metadata, watermarks, admin
  * requests waited on): run(arg) in the pool, then done(arg) on the loop. */
 void sl_ks_work(sl_ks_t *ks, void (*run)(void *arg), void (*done)(void *arg), void *arg);
-/* In the pool: an admin request's result, waited on for the request timeout
- * (NULL on timeout, with err set). ask(rk, q) sends the request to q. */
-rd_kafka_event_t *sl_ks_admin(sl_ks_t *ks, void (*ask)(rd_kafka_t *rk, rd_kafka_queue_t *q, void *arg), void *arg,
-                              char **err);
-rd_kafka_AdminOptions_t *sl_ks_admin_options(sl_ks_t *ks, rd_kafka_admin_op_t op);
+/* In the pool: the result of admin request op, waited on for the request
+ * timeout (NULL on timeout or error, with *err set). ask(rk, o, q, arg)
+ * sends the request with options o (the store's timeout) to q. */
+typedef void (*sl_ks_ask_fn)(rd_kafka_t *rk, const rd_kafka_AdminOptions_t *o, rd_kafka_queue_t *q, void *arg);
+rd_kafka_event_t *sl_ks_admin(sl_ks_t *ks, rd_kafka_admin_op_t op, sl_ks_ask_fn ask, void *arg, char **err);
 
 /* The backend's apply (sl_store_backend_t): sets it up on w from the
  * `store:` node and routes the API when api is set; w NULL: lint only. */
@@ -111,6 +115,13 @@ rd_kafka_resp_err_t sl_ks_watermarks(sl_ks_t *ks, const char *topic, int p, int6
 /* In the pool: the ids of every consumer group (caller frees each and the
  * array), or NULL with *err. */
 char **sl_ks_group_ids(sl_ks_t *ks, size_t *n, char **err);
+/* On the loop: makes the store's admin consumer (sl_ks_admin) unless made;
+ * -1 with *err when librdkafka refuses. */
+int sl_ks_admin_consumer(sl_ks_t *ks, char **err);
+/* In the pool, once the admin consumer is made: committed[p] of group on
+ * topic's P partitions (-1: none); 1 when it has any, 0 none, -1 with *err
+ * (the brokers' error: a coordinator not ready says so). */
+int sl_ks_group_offsets(sl_ks_t *ks, const char *group, const char *topic, int P, int64_t *committed, char **err);
 
 /* A message as the store's record (pointers into m). */
 sl_record_t sl_ks_record(const rd_kafka_message_t *m);

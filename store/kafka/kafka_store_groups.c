@@ -20,35 +20,33 @@ typedef struct gjob {
   char *err;
 } gjob_t;
 
-typedef struct ask { const char *group; rd_kafka_AdminOptions_t *o; } ask_t;
-
-static void ask_offsets(rd_kafka_t *rk, rd_kafka_queue_t *q, void *arg) {
-  ask_t *a = arg;
-  rd_kafka_ListConsumerGroupOffsets_t *req = rd_kafka_ListConsumerGroupOffsets_new(a->group, NULL);
-  rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, a->o, q);
+static void ask_offsets(rd_kafka_t *rk, const rd_kafka_AdminOptions_t *o, rd_kafka_queue_t *q, void *group) {
+  rd_kafka_ListConsumerGroupOffsets_t *req = rd_kafka_ListConsumerGroupOffsets_new(group, NULL);
+  rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, o, q);
   rd_kafka_ListConsumerGroupOffsets_destroy(req);
 }
 
-static void ask_describe(rd_kafka_t *rk, rd_kafka_queue_t *q, void *arg) {
-  ask_t *a = arg;
-  rd_kafka_DescribeConsumerGroups(rk, &a->group, 1, a->o, q);
+static void ask_describe(rd_kafka_t *rk, const rd_kafka_AdminOptions_t *o, rd_kafka_queue_t *q, void *group) {
+  const char *g = group;
+  rd_kafka_DescribeConsumerGroups(rk, &g, 1, o, q);
 }
 
-/* In the pool: committed[p] of the group on the topic (-1: none); 1 when
- * it has any, 0 none, -1 on error. */
-static int group_offsets(gjob_t *j, const char *group, int64_t *committed) {
-  ask_t a = {group, sl_ks_admin_options(j->ks, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS)};
-  rd_kafka_event_t *ev = sl_ks_admin(j->ks, ask_offsets, &a, &j->err);
-  rd_kafka_AdminOptions_destroy(a.o);
-  if (!ev) return -1;
+int sl_ks_group_offsets(sl_ks_t *ks, const char *group, const char *topic, int P, int64_t *committed, char **err) {
+  char *why = NULL;
+  rd_kafka_event_t *ev = sl_ks_admin(ks, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS, ask_offsets, (void *)group, &why);
+  if (!ev) {
+    *err = sl_xasprintf("group %s: %s", group, why);
+    free(why);
+    return -1;
+  }
   size_t n;
   const rd_kafka_group_result_t **gs =
     rd_kafka_ListConsumerGroupOffsets_result_groups(rd_kafka_event_ListConsumerGroupOffsets_result(ev), &n);
   int any = 0;
-  for (int p = 0; p < j->P; p++) committed[p] = -1;
+  for (int p = 0; p < P; p++) committed[p] = -1;
   const rd_kafka_topic_partition_list_t *l = n ? rd_kafka_group_result_partitions(gs[0]) : NULL;
   for (int i = 0; l && i < l->cnt; i++)
-    if (!strcmp(l->elems[i].topic, j->topic) && l->elems[i].partition < j->P && l->elems[i].offset >= 0) {
+    if (!strcmp(l->elems[i].topic, topic) && l->elems[i].partition < P && l->elems[i].offset >= 0) {
       committed[l->elems[i].partition] = l->elems[i].offset;
       any = 1;
     }
@@ -57,14 +55,12 @@ static int group_offsets(gjob_t *j, const char *group, int64_t *committed) {
 }
 
 /* In the pool: the group's members on the topic, and its state; NULL (and
- * j->err) while its coordinator cannot answer. An OffsetFetch that a broker
- * answers NOT_COORDINATOR crashes librdkafka 2.0's admin client (its issue
- * 5040: a fresh broker, a coordinator moving in a rolling restart), so
- * offsets are asked for only once the description came from a coordinator. */
+ * j->err) while its coordinator cannot answer (a broker just started, a
+ * coordinator moving in a rolling restart): a description without one
+ * would show the group as Unknown, with no members. */
 static json_t *group_members(gjob_t *j, const char *group, const char **state) {
-  ask_t a = {group, sl_ks_admin_options(j->ks, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS)};
-  rd_kafka_event_t *ev = sl_ks_admin(j->ks, ask_describe, &a, &j->err);
-  rd_kafka_AdminOptions_destroy(a.o);
+  rd_kafka_event_t *ev =
+    sl_ks_admin(j->ks, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS, ask_describe, (void *)group, &j->err);
   if (!ev) return NULL;
   size_t n;
   const rd_kafka_ConsumerGroupDescription_t **ds =
@@ -102,7 +98,7 @@ static json_t *describe(gjob_t *j, const char *group, const int64_t *hi, int nam
   int64_t *committed = sl_xcalloc((size_t)j->P, sizeof(int64_t));
   const char *state = NULL;
   json_t *members = group_members(j, group, &state), *out = NULL;
-  int any = members ? group_offsets(j, group, committed) : -1;
+  int any = members ? sl_ks_group_offsets(j->ks, group, j->topic, j->P, committed, &j->err) : -1;
   if (any < 0) {
     json_decref(members);
     members = NULL;
@@ -206,7 +202,13 @@ static void groups_done(void *arg) {
 void sl_ks_groups(sl_ks_t *ks, sl_http_req_t *r, const sl_ks_topic_t *t, const char *group, int create) {
   int ac = -1;
   int64_t to = -1;
+  char *err = NULL;
   if (create && sl_api_group_settings(r, &ac, &to) != 0) return;
+  if (sl_ks_admin_consumer(ks, &err) != 0) {
+    sl_api_error(r, 500, "%s", err);
+    free(err);
+    return;
+  }
   gjob_t *j = sl_xcalloc(1, sizeof(*j));
   *j = (gjob_t){.ks = ks, .topic = sl_xstrdup(t->name), .group = group ? sl_xstrdup(group) : NULL,
                 .P = t->partitions, .create = create, .auto_commit = ac, .session_ms = to};
