@@ -12,11 +12,7 @@ a=$1 b=$2 cfg=$3 port=$4 rounds=${5:-6}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 trap 'exit 1' INT TERM   # so that a killed run still cleans up (EXIT)
-cat > "$work/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"user":"ada","event":"click","n":42}'
-wrk.headers["Content-Type"] = "application/json"
-LUA
+wrk_post "$work/post.lua"
 for _ in $(seq "$rounds"); do
   for bin in "$a" "$b"; do
     "$bin" run --log-level warn "$cfg" & pid=$!

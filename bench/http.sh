@@ -17,11 +17,7 @@ trap 'kill $(cat "$WORK"/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"'
 trap 'exit 1' INT TERM   # so that a killed run still cleans up (EXIT)
 PORT=${PORT:-18080}
 
-cat > "$WORK/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"user":"ada","event":"click","n":42}'
-wrk.headers["Content-Type"] = "application/json"
-LUA
+wrk_post "$WORK/post.lua"
 
 for procs in 1 auto; do
 cat > "$WORK/nginx-$procs.conf" <<NGINX

@@ -30,6 +30,16 @@ wrk_check() {
   figure "$(awk '/^Requests\/sec/ {print $2}' "$1")" "wrk's requests/s"
 }
 
+# wrk_post FILE: writes the wrk script of the HTTP benchmarks (bench/http.sh,
+# ab_http.sh, http_threads.sh): a small JSON POST.
+wrk_post() {
+  cat > "$1" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"user":"ada","event":"click","n":42}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+}
+
 # median: the median of the numbers on stdin, one a line (the mean of the
 # middle two for an even count).
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
