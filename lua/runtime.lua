@@ -1559,7 +1559,8 @@ local function drive(J, first)
     job_J, job_from = J, 0
     local saved = cur_runner
     cur_runner = first
-    local sliced = yielded(J, first, co_resume(first))
+    local ok, tag, v1, v2, v3, v4, v5, v6, v7, v8, v9 = co_resume(first)
+    local sliced = yielded(J, first, ok, tag, v1, v2, v3, v4, v5, v6, v7, v8, v9)
     cur_runner = saved
     if sliced then return true end
   end
@@ -1575,7 +1576,8 @@ local function drive(J, first)
       if e.from then job_J, job_from = J, e.from end
       local saved = cur_runner
       cur_runner = co
-      local sliced = yielded(J, co, co_resume(co, e[1], e[2], e[3], e[4], e[5]))
+      local ok, tag, v1, v2, v3, v4, v5, v6, v7, v8, v9 = co_resume(co, e[1], e[2], e[3], e[4], e[5])
+      local sliced = yielded(J, co, ok, tag, v1, v2, v3, v4, v5, v6, v7, v8, v9)
       cur_runner = saved
       free_entry(e)
       if sliced then return true end
@@ -1852,18 +1854,15 @@ do
     if tag == EXPIRED then expire(4) end
     error(k, 3)   -- FAIL, err
   end
-  -- What a binding's function does (see above): a C function's callback
-  -- cannot yield, so a call there raises instead.
-  function enter_wait(what, start, ...)
+  -- What a binding's function does (see above), with start's n arguments
+  -- as await takes them: a C function's callback cannot yield, so a call
+  -- there raises instead. Not a vararg function: the script's frame is
+  -- resumed through it, and LuaJIT does not compile a return from a vararg
+  -- function to a frame entered before the trace ("NYI: return to lower
+  -- frame"): the rest of the script and of the message ran interpreted.
+  local function wait(what, start, n, a1, a2, a3, a4)
     if cur_runner == nil or not co_isyieldable() then error(not_here(what), 2) end
-    local n = select("#", ...)
-    local k, r1, r2, r3
-    if n > 4 then
-      k, r1, r2, r3 = await(what, start, n, {...})
-    else
-      local a1, a2, a3, a4 = ...
-      k, r1, r2, r3 = await(what, start, n, a1, a2, a3, a4)
-    end
+    local k, r1, r2, r3 = await(what, start, n, a1, a2, a3, a4)
     local shape = shapes[what]
     if shape ~= nil then return shape(k, r1, r2, r3) end
     -- the operation's results, as many as it gave
@@ -1872,6 +1871,15 @@ do
     if k == 3 then return r1, r2, r3 end
     if k == 0 then return end
     return unpack_(r1, 1, r1.n)
+  end
+  -- The bindings' functions take any number of arguments and tail-call
+  -- wait, which leaves no vararg frame below it; more than four go in a
+  -- table.
+  function enter_wait(what, start, ...)
+    local n = select("#", ...)
+    if n > 4 then return wait(what, start, n, {...}) end
+    local a1, a2, a3, a4 = ...
+    return wait(what, start, n, a1, a2, a3, a4)
   end
 end
 
