@@ -1355,8 +1355,27 @@ local WOKE, EXPIRED, FAIL, NOT_HERE = {}, {}, {}, {}
 local idle_runners = {}
 local jobs, next_job = {}, 0     -- the runtime's id of a run -> its job
 -- waiter id -> its coroutine; the job it waits for is runners[co] meanwhile
--- (a record per wait was a table)
-local parked, next_wid = {}, 0
+-- (a record per wait was a table). An id is taken again once its wait is
+-- over (the host wakes a waiter once at most, and not after its run was
+-- dropped): parked stays in its array part, where ever new ids were a new
+-- key of its hash part per call.
+local parked, wids = {}, {}
+do
+  local next_wid, free, nfree = 0, {}, 0
+  function wids.new()
+    if nfree == 0 then
+      next_wid = next_wid + 1
+      return next_wid
+    end
+    nfree = nfree - 1
+    return free[nfree + 1]
+  end
+  function wids.unpark(wid)
+    parked[wid] = nil
+    nfree = nfree + 1
+    free[nfree] = wid
+  end
+end
 -- Concurrency groups by their C id, {inflight, q, jobs}, while they have
 -- runs: groups.of(gid) finds or makes one, groups.drop(gid) ends it. One
 -- request after another (a batch each) would make a group and its queue per
@@ -1502,8 +1521,7 @@ local function begin(J, co, index, what, deadline, start, n, a1, a2, a3, a4)
       return job_ready(J, new_entry(co, false, EXPIRED), true)
     end
   end
-  next_wid = next_wid + 1
-  local wid = next_wid
+  local wid = wids.new()
   parked[wid], runners[co] = co, J
   J.waiting = J.waiting + 1
   local ok, err
@@ -1514,7 +1532,7 @@ local function begin(J, co, index, what, deadline, start, n, a1, a2, a3, a4)
   end
   if not ok and parked[wid] then
     -- start refused its arguments: the script's call raises the error
-    parked[wid] = nil
+    wids.unpark(wid)
     J.waiting = J.waiting - 1
     release(J.group)
     job_ready(J, new_entry(co, false, FAIL, err), true)
@@ -1625,7 +1643,7 @@ local function drop_job(J)
   if J.waiting > 0 then
     for wid, co in pairs(parked) do
       if runners[co] == J then
-        parked[wid] = nil
+        wids.unpark(wid)
         release(J.group)
       end
     end
@@ -1717,7 +1735,7 @@ function M.wake(wid, kind, n, r1, r2, r3)
   local co = parked[wid]
   if co == nil then return end
   local J = runners[co]
-  parked[wid] = nil
+  wids.unpark(wid)
   J.waiting = J.waiting - 1
   local e
   if kind == 0 then
