@@ -8,7 +8,7 @@ local ffi = require("ffi")
 local cjson = require("cjson")
 -- budget_mod: lua/budget.lua; strmatch: {find, match, gmatch, gsub} that stop
 -- at the call's deadline (lua/strmatch.c); cache_mod: cache.* (lua/cache.lua);
--- bloblang: loads lua/bloblang.lua's chunk; async: {begin, ready, now_ms = C functions,
+-- bloblang: loads lua/bloblang.lua's chunk; async: {begin, ready = C functions,
 -- bindings = {["lib.name"] = start C function}} (lua/async.h); library: the C
 -- parts of the scripts' standard library (lua/library.h)
 local budget_mod, strmatch, cache_mod, bloblang, async, library = ...
@@ -1489,11 +1489,13 @@ end
 
 -- A slot of g is free again: it passes to the first call waiting for one.
 local function release(g)
-  local e = table_remove(g.q, 1)
-  if e == nil then
+  -- nearly always nothing waits: table.remove with a position is not
+  -- compiled (a trace stitches around it)
+  if g.q[1] == nil then
     g.inflight = g.inflight - 1
     return
   end
+  local e = table_remove(g.q, 1)
   e.J.waiting = e.J.waiting - 1
   job_ready(e.J, e)
   async.ready(e.J.cjob)
@@ -1524,11 +1526,15 @@ local function begin(J, co, index, what, deadline, start, n, a1, a2, a3, a4)
   local wid = wids.new()
   parked[wid], runners[co] = co, J
   J.waiting = J.waiting + 1
+  -- async.begin answers what start raised rather than raising it: a C
+  -- function called by pcall ends the trace, the rest of the driver then
+  -- ran interpreted
   local ok, err
   if n <= 4 then
-    ok, err = pcall(async.begin, J.cjob, wid, left, start, n, a1, a2, a3, a4)
+    ok, err = async.begin(J.cjob, wid, left, start, n, a1, a2, a3, a4)
   else
-    ok, err = pcall(async.begin, J.cjob, wid, left, start, n, unpack_(a1, 1, n))
+    local called, started, why = pcall(async.begin, J.cjob, wid, left, start, n, unpack_(a1, 1, n))
+    if called then ok, err = started, why else ok, err = false, started end
   end
   if not ok and parked[wid] then
     -- start refused its arguments: the script's call raises the error
@@ -1746,7 +1752,7 @@ function M.wake(wid, kind, n, r1, r2, r3)
   -- the message goes on before the call its slot passes to starts
   job_ready(J, e)
   release(J.group)
-  async.ready(J.cjob)
+  return true   -- the host readies the job (async.ready is a C function: a trace stitches around it)
 end
 
 -- A run that will not be resumed: its coroutines are dropped.
@@ -1853,10 +1859,16 @@ do
   -- results kept all of that in the interpreter.
   local co_isyieldable = coroutine.isyieldable
   local ts = ffi.new("sl_timespec_t")
+  -- The clock of deadlines (ms, CLOCK_MONOTONIC) through FFI, compiled in
+  -- await and in the driver's begin: a C function there ended the trace.
+  function async.now_ms()
+    C.clock_gettime(1, ts)
+    return tonumber(ts.tv_sec) * 1e3 + tonumber(ts.tv_nsec) / 1e6
+  end
+  local now_ms = async.now_ms
   local function await(what, start, n, a1, a2, a3, a4)
     if cur_timeout > 0 then
-      C.clock_gettime(1, ts)   -- CLOCK_MONOTONIC, as async.now_ms
-      local now = tonumber(ts.tv_sec) * 1e3 + tonumber(ts.tv_nsec) / 1e6
+      local now = now_ms()
       if cur_deadline == nil then cur_deadline = now + cur_timeout
       elseif now >= cur_deadline then expire(4) end
     end
