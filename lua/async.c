@@ -8,7 +8,6 @@
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <uv.h>
 
 #define MAX_BINDINGS 32
@@ -135,17 +134,23 @@ static int push_wake(lua_State *L, void *arg) {
 /* The script's coroutine is made ready with what the call gave. When
  * pushing the results fails (memory, say), it gets the error instead. */
 static void wake(sl_lwait_t *w, int kind, sl_lwait_push_cb push, void *arg) {
+  sl_ljob_t *j = w->job;
   w->resolved = 1;
   unlink_wait(w);
   sl_lua_t *vm = w->vm;
   wake_args_t a = {w->id, kind, push, arg, NULL};
-  sl_lcall_t c = {.ref = vm->ref_wake, .push = push_wake, .arg = &a};
+  /* M.wake answers whether the job has a coroutine to resume: it is
+   * readied here, as a call from the runtime was a C function that ended
+   * its trace */
+  sl_lcall_t c = {.ref = vm->ref_wake, .nres = 1, .push = push_wake, .arg = &a};
   char *err = NULL;
-  if (sl_lvm_pcall(vm, &c, &err) == 0) return;
-  a.kind = 2;
-  a.err = err ? err : "the call's results could not be read";
-  if (sl_lvm_pcall(vm, &c, NULL) != 0) sl_error("lua: a waiting call could not be resumed: %s", a.err);
-  free(err);
+  if (sl_lvm_pcall(vm, &c, &err) != 0) {
+    a.kind = 2;
+    a.err = err ? err : "the call's results could not be read";
+    if (sl_lvm_pcall(vm, &c, NULL) != 0) sl_error("lua: a waiting call could not be resumed: %s", a.err);
+    free(err);
+  }
+  if (c.i && j) sl_ljob_ready(j);
 }
 
 void sl_lwait_done(sl_lwait_t *w, sl_lwait_push_cb push, void *arg) {
@@ -205,7 +210,9 @@ static void due_add(sl_lwait_t *w) {
 }
 
 /* The runtime's async.begin(job, waiter id, ms left or -1, start, n, ...):
- * calls start(w, ...) with the first n of ...; raises what start raised. */
+ * calls start(w, ...) with the first n of ...; answers true, or false and
+ * what start raised (not raised again: the runtime's driver calls it
+ * without a pcall, which would end its trace). */
 static int l_begin(lua_State *L) {
   sl_ljob_t *j = lua_touserdata(L, 1);
   sl_lwait_t *w = memset(sl_blocks_get(sizeof(*w)), 0, sizeof(sl_lwait_t));
@@ -233,24 +240,18 @@ static int l_begin(lua_State *L) {
     w->resolved = 1;
     unlink_wait(w);
     release(w);
-    return lua_error(L);
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;
   }
   if (!w->resolved && w->left_ms >= 0) due_add(w);
   release(w);
-  return 0;
-}
-
-/* The runtime's async.now_ms(): the clock of deadlines. */
-static int l_now_ms(lua_State *L) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  lua_pushnumber(L, (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6);
+  lua_pushboolean(L, 1);
   return 1;
 }
 
-/* The runtime's async.ready(job). It and now_ms are Lua C functions rather
- * than FFI calls: the waiting path runs in the interpreter (a coroutine's
- * yield ends a trace), where an FFI call costs ~1k instructions. */
+/* The runtime's async.ready(job), for a job whose queued call got a slot
+ * (rare: a woken call's own job is readied by wake). */
 static int l_ready(lua_State *L) {
   sl_ljob_ready(lua_touserdata(L, 1));
   return 0;
@@ -290,8 +291,6 @@ void sl_lasync_push(lua_State *L) {
   lua_setfield(L, -2, "begin");
   lua_pushcfunction(L, l_ready);
   lua_setfield(L, -2, "ready");
-  lua_pushcfunction(L, l_now_ms);
-  lua_setfield(L, -2, "now_ms");
   lua_newtable(L);
   for (int i = 0; i < nbindings; i++) {
     lua_pushcfunction(L, bindings[i].start);

@@ -8,7 +8,7 @@ local ffi = require("ffi")
 local cjson = require("cjson")
 -- budget_mod: lua/budget.lua; strmatch: {find, match, gmatch, gsub} that stop
 -- at the call's deadline (lua/strmatch.c); cache_mod: cache.* (lua/cache.lua);
--- bloblang: loads lua/bloblang.lua's chunk; async: {begin, ready, now_ms = C functions,
+-- bloblang: loads lua/bloblang.lua's chunk; async: {begin, ready = C functions,
 -- bindings = {["lib.name"] = start C function}} (lua/async.h); library: the C
 -- parts of the scripts' standard library (lua/library.h)
 local budget_mod, strmatch, cache_mod, bloblang, async, library = ...
@@ -1355,8 +1355,27 @@ local WOKE, EXPIRED, FAIL, NOT_HERE = {}, {}, {}, {}
 local idle_runners = {}
 local jobs, next_job = {}, 0     -- the runtime's id of a run -> its job
 -- waiter id -> its coroutine; the job it waits for is runners[co] meanwhile
--- (a record per wait was a table)
-local parked, next_wid = {}, 0
+-- (a record per wait was a table). An id is taken again once its wait is
+-- over (the host wakes a waiter once at most, and not after its run was
+-- dropped): parked stays in its array part, where ever new ids were a new
+-- key of its hash part per call.
+local parked, wids = {}, {}
+do
+  local next_wid, free, nfree = 0, {}, 0
+  function wids.new()
+    if nfree == 0 then
+      next_wid = next_wid + 1
+      return next_wid
+    end
+    nfree = nfree - 1
+    return free[nfree + 1]
+  end
+  function wids.unpark(wid)
+    parked[wid] = nil
+    nfree = nfree + 1
+    free[nfree] = wid
+  end
+end
 -- Concurrency groups by their C id, {inflight, q, jobs}, while they have
 -- runs: groups.of(gid) finds or makes one, groups.drop(gid) ends it. One
 -- request after another (a batch each) would make a group and its queue per
@@ -1470,11 +1489,13 @@ end
 
 -- A slot of g is free again: it passes to the first call waiting for one.
 local function release(g)
-  local e = table_remove(g.q, 1)
-  if e == nil then
+  -- nearly always nothing waits: table.remove with a position is not
+  -- compiled (a trace stitches around it)
+  if g.q[1] == nil then
     g.inflight = g.inflight - 1
     return
   end
+  local e = table_remove(g.q, 1)
   e.J.waiting = e.J.waiting - 1
   job_ready(e.J, e)
   async.ready(e.J.cjob)
@@ -1502,19 +1523,22 @@ local function begin(J, co, index, what, deadline, start, n, a1, a2, a3, a4)
       return job_ready(J, new_entry(co, false, EXPIRED), true)
     end
   end
-  next_wid = next_wid + 1
-  local wid = next_wid
+  local wid = wids.new()
   parked[wid], runners[co] = co, J
   J.waiting = J.waiting + 1
+  -- async.begin answers what start raised rather than raising it: a C
+  -- function called by pcall ends the trace, the rest of the driver then
+  -- ran interpreted
   local ok, err
   if n <= 4 then
-    ok, err = pcall(async.begin, J.cjob, wid, left, start, n, a1, a2, a3, a4)
+    ok, err = async.begin(J.cjob, wid, left, start, n, a1, a2, a3, a4)
   else
-    ok, err = pcall(async.begin, J.cjob, wid, left, start, n, unpack_(a1, 1, n))
+    local called, started, why = pcall(async.begin, J.cjob, wid, left, start, n, unpack_(a1, 1, n))
+    if called then ok, err = started, why else ok, err = false, started end
   end
   if not ok and parked[wid] then
     -- start refused its arguments: the script's call raises the error
-    parked[wid] = nil
+    wids.unpark(wid)
     J.waiting = J.waiting - 1
     release(J.group)
     job_ready(J, new_entry(co, false, FAIL, err), true)
@@ -1559,7 +1583,8 @@ local function drive(J, first)
     job_J, job_from = J, 0
     local saved = cur_runner
     cur_runner = first
-    local sliced = yielded(J, first, co_resume(first))
+    local ok, tag, v1, v2, v3, v4, v5, v6, v7, v8, v9 = co_resume(first)
+    local sliced = yielded(J, first, ok, tag, v1, v2, v3, v4, v5, v6, v7, v8, v9)
     cur_runner = saved
     if sliced then return true end
   end
@@ -1575,7 +1600,8 @@ local function drive(J, first)
       if e.from then job_J, job_from = J, e.from end
       local saved = cur_runner
       cur_runner = co
-      local sliced = yielded(J, co, co_resume(co, e[1], e[2], e[3], e[4], e[5]))
+      local ok, tag, v1, v2, v3, v4, v5, v6, v7, v8, v9 = co_resume(co, e[1], e[2], e[3], e[4], e[5])
+      local sliced = yielded(J, co, ok, tag, v1, v2, v3, v4, v5, v6, v7, v8, v9)
       cur_runner = saved
       free_entry(e)
       if sliced then return true end
@@ -1623,7 +1649,7 @@ local function drop_job(J)
   if J.waiting > 0 then
     for wid, co in pairs(parked) do
       if runners[co] == J then
-        parked[wid] = nil
+        wids.unpark(wid)
         release(J.group)
       end
     end
@@ -1715,7 +1741,7 @@ function M.wake(wid, kind, n, r1, r2, r3)
   local co = parked[wid]
   if co == nil then return end
   local J = runners[co]
-  parked[wid] = nil
+  wids.unpark(wid)
   J.waiting = J.waiting - 1
   local e
   if kind == 0 then
@@ -1726,7 +1752,7 @@ function M.wake(wid, kind, n, r1, r2, r3)
   -- the message goes on before the call its slot passes to starts
   job_ready(J, e)
   release(J.group)
-  async.ready(J.cjob)
+  return true   -- the host readies the job (async.ready is a C function: a trace stitches around it)
 end
 
 -- A run that will not be resumed: its coroutines are dropped.
@@ -1833,10 +1859,16 @@ do
   -- results kept all of that in the interpreter.
   local co_isyieldable = coroutine.isyieldable
   local ts = ffi.new("sl_timespec_t")
+  -- The clock of deadlines (ms, CLOCK_MONOTONIC) through FFI, compiled in
+  -- await and in the driver's begin: a C function there ended the trace.
+  function async.now_ms()
+    C.clock_gettime(1, ts)
+    return tonumber(ts.tv_sec) * 1e3 + tonumber(ts.tv_nsec) / 1e6
+  end
+  local now_ms = async.now_ms
   local function await(what, start, n, a1, a2, a3, a4)
     if cur_timeout > 0 then
-      C.clock_gettime(1, ts)   -- CLOCK_MONOTONIC, as async.now_ms
-      local now = tonumber(ts.tv_sec) * 1e3 + tonumber(ts.tv_nsec) / 1e6
+      local now = now_ms()
       if cur_deadline == nil then cur_deadline = now + cur_timeout
       elseif now >= cur_deadline then expire(4) end
     end
@@ -1852,18 +1884,15 @@ do
     if tag == EXPIRED then expire(4) end
     error(k, 3)   -- FAIL, err
   end
-  -- What a binding's function does (see above): a C function's callback
-  -- cannot yield, so a call there raises instead.
-  function enter_wait(what, start, ...)
+  -- What a binding's function does (see above), with start's n arguments
+  -- as await takes them: a C function's callback cannot yield, so a call
+  -- there raises instead. Not a vararg function: the script's frame is
+  -- resumed through it, and LuaJIT does not compile a return from a vararg
+  -- function to a frame entered before the trace ("NYI: return to lower
+  -- frame"): the rest of the script and of the message ran interpreted.
+  local function wait(what, start, n, a1, a2, a3, a4)
     if cur_runner == nil or not co_isyieldable() then error(not_here(what), 2) end
-    local n = select("#", ...)
-    local k, r1, r2, r3
-    if n > 4 then
-      k, r1, r2, r3 = await(what, start, n, {...})
-    else
-      local a1, a2, a3, a4 = ...
-      k, r1, r2, r3 = await(what, start, n, a1, a2, a3, a4)
-    end
+    local k, r1, r2, r3 = await(what, start, n, a1, a2, a3, a4)
     local shape = shapes[what]
     if shape ~= nil then return shape(k, r1, r2, r3) end
     -- the operation's results, as many as it gave
@@ -1872,6 +1901,15 @@ do
     if k == 3 then return r1, r2, r3 end
     if k == 0 then return end
     return unpack_(r1, 1, r1.n)
+  end
+  -- The bindings' functions take any number of arguments and tail-call
+  -- wait, which leaves no vararg frame below it; more than four go in a
+  -- table.
+  function enter_wait(what, start, ...)
+    local n = select("#", ...)
+    if n > 4 then return wait(what, start, n, {...}) end
+    local a1, a2, a3, a4 = ...
+    return wait(what, start, n, a1, a2, a3, a4)
   end
 end
 
