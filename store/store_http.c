@@ -195,7 +195,7 @@ json_t *sl_api_info(json_t *info, int P, const int64_t *lo, const int64_t *hi, c
 
 void sl_api_info_visible(const sl_http_req_t *r, json_t *info) {
   json_t *names = json_object_get(info, "subscriber_names");
-  if (!names) return;
+  if (!json_is_array(names)) return;   /* none, or null: not known */
   sl_api_keep_consumers(r, names, NULL);
   json_object_set_new(info, "subscribers", json_integer((json_int_t)json_array_size(names)));
 }

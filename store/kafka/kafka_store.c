@@ -411,11 +411,25 @@ static void list_groups(rd_kafka_t *rk, const rd_kafka_AdminOptions_t *o, rd_kaf
   rd_kafka_ListConsumerGroups(rk, o, q);
 }
 
+/* A broker that failed to list its groups is reported in the result's
+ * errors, not the event's (ListConsumerGroups asks every broker): the list
+ * is then partial. */
 char **sl_ks_group_ids(sl_ks_t *ks, size_t *n, char **err) {
-  rd_kafka_event_t *ev = sl_ks_admin(ks, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPS, list_groups, NULL, err);
-  if (!ev) return NULL;
-  const rd_kafka_ListConsumerGroups_result_t *res = rd_kafka_event_ListConsumerGroups_result(ev);
-  size_t k;
+  char *why = NULL;
+  rd_kafka_event_t *ev = sl_ks_admin(ks, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPS, list_groups, NULL, &why);
+  const rd_kafka_ListConsumerGroups_result_t *res = ev ? rd_kafka_event_ListConsumerGroups_result(ev) : NULL;
+  size_t k = 0;
+  const rd_kafka_error_t **errs = res ? rd_kafka_ListConsumerGroups_result_errors(res, &k) : NULL;
+  if (k) {
+    rd_kafka_resp_err_t e = rd_kafka_error_code(errs[0]);
+    why = sl_xasprintf("%s%s", rd_kafka_error_string(errs[0]), sl_ks_settling(e) ? " (try again)" : "");
+  }
+  if (why) {
+    *err = sl_xasprintf("ListConsumerGroups: %s", why);
+    free(why);
+    if (ev) rd_kafka_event_destroy(ev);
+    return NULL;
+  }
   const rd_kafka_ConsumerGroupListing_t **gs = rd_kafka_ListConsumerGroups_result_valid(res, &k);
   char **ids = sl_xcalloc(k + 1, sizeof(char *));
   for (size_t i = 0; i < k; i++) ids[i] = sl_xstrdup(rd_kafka_ConsumerGroupListing_group_id(gs[i]));
@@ -430,33 +444,52 @@ static void describe_configs(rd_kafka_t *rk, const rd_kafka_AdminOptions_t *o, r
   rd_kafka_ConfigResource_destroy(res);
 }
 
-/* In the pool: the stream's settings as the embedded store shows them. */
-static void topic_settings(job_t *j, json_t *info) {
-  char *err = NULL;
-  rd_kafka_event_t *ev = sl_ks_admin(j->ks, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, describe_configs, j->name, &err);
-  double hours = 0;
-  json_int_t bytes = 0;
+int sl_ks_retention(sl_ks_t *ks, const char *topic, double *hours, int64_t *bytes, char **err) {
+  char *why = NULL;
+  rd_kafka_event_t *ev = sl_ks_admin(ks, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, describe_configs, (void *)topic, &why);
   size_t nres = 0;
   const rd_kafka_ConfigResource_t **res =
     ev ? rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &nres) : NULL;
-  for (size_t i = 0; i < nres; i++) {
-    size_t nc;
-    const rd_kafka_ConfigEntry_t **c = rd_kafka_ConfigResource_configs(res[i], &nc);
-    for (size_t k = 0; k < nc; k++) {
-      const char *name = rd_kafka_ConfigEntry_name(c[k]), *v = rd_kafka_ConfigEntry_value(c[k]);
-      long long x = v ? atoll(v) : 0;
-      if (!strcmp(name, "retention.ms")) hours = x < 0 ? 0 : (double)x / 3600000.0;
-      if (!strcmp(name, "retention.bytes")) bytes = x < 0 ? 0 : x;
-    }
+  rd_kafka_resp_err_t e = nres ? rd_kafka_ConfigResource_error(res[0]) : RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (ev && !why && (!nres || e))
+    why = sl_xasprintf("%s%s", nres ? rd_kafka_ConfigResource_error_string(res[0]) : "no topic in the answer",
+                       sl_ks_settling(e) ? " (try again)" : "");
+  if (why) {
+    *err = sl_xasprintf("DescribeConfigs of %s: %s", topic, why);
+    free(why);
+    if (ev) rd_kafka_event_destroy(ev);
+    return -1;
   }
-  if (ev) rd_kafka_event_destroy(ev);
-  free(err);
-  json_object_set_new(info, "retention_hours", json_real(hours));
-  json_object_set_new(info, "retention_bytes", json_integer(bytes));
+  *hours = 0;
+  *bytes = 0;
+  size_t nc;
+  const rd_kafka_ConfigEntry_t **c = rd_kafka_ConfigResource_configs(res[0], &nc);
+  for (size_t k = 0; k < nc; k++) {
+    const char *name = rd_kafka_ConfigEntry_name(c[k]), *v = rd_kafka_ConfigEntry_value(c[k]);
+    long long x = v ? atoll(v) : 0;
+    if (!strcmp(name, "retention.ms")) *hours = x < 0 ? 0 : (double)x / 3600000.0;
+    if (!strcmp(name, "retention.bytes")) *bytes = x < 0 ? 0 : x;
+  }
+  rd_kafka_event_destroy(ev);
+  return 0;
 }
 
-/* In the pool: the embedded store's info shape from watermarks and the
- * subscribers' group ids; bytes are not known to Kafka clients (null). */
+/* A create body's retention setting as the info shows it (0: none, as
+ * new_topic gives -1 to Kafka); null when the body left it to the broker,
+ * whose default is not known without DescribeConfigs. */
+static json_t *asked(const json_t *body, const char *name) {
+  json_t *v = json_object_get(body, name);
+  return !v ? json_null() : json_number_value(v) > 0 ? json_copy(v) : json_integer(0);
+}
+
+/* In the pool: the embedded store's info shape from watermarks, the
+ * subscribers' group ids and the topic's retention; bytes are not known to
+ * Kafka clients (null). Either call failing answers 503, never made-up
+ * figures (a broker busy creating __consumer_offsets, a leader moving),
+ * except right after a create (fresh): the topic exists, so a 503 would
+ * have the client's retry told 200 instead of 201 for a stream it made;
+ * the create is answered 201 with what it asked for, and null where it left
+ * a figure to the broker or the subscribers could not be listed. */
 static void info_run(void *arg) {
   job_t *j = arg;
   int64_t *lo = sl_xcalloc((size_t)j->P, sizeof(int64_t)), *hi = sl_xcalloc((size_t)j->P, sizeof(int64_t));
@@ -470,10 +503,22 @@ static void info_run(void *arg) {
       return;
     }
   }
-  json_t *subs = json_array();
   size_t n = 0;
-  char *err = NULL;
-  char **ids = sl_ks_group_ids(j->ks, &n, &err);
+  char *gerr = NULL, *cerr = NULL;
+  double hours = 0;
+  int64_t bytes = 0;
+  char **ids = sl_ks_group_ids(j->ks, &n, &gerr);
+  int known = (!gerr || j->fresh) && !sl_ks_retention(j->ks, j->name, &hours, &bytes, &cerr);
+  if (!j->fresh && !known) {
+    j->status = 503;
+    j->err = sl_xasprintf("stream %s: %s", j->name, gerr ? gerr : cerr);
+    free(gerr);
+    free(cerr);
+    free(lo);
+    free(hi);
+    return;
+  }
+  json_t *subs = json_array();
   char *prefix = sl_xasprintf(SL_KS_SUB_PREFIX "%s:", j->name);
   for (size_t i = 0; i < n; i++) {
     if (!strncmp(ids[i], prefix, strlen(prefix))) json_array_append_new(subs, json_string(ids[i] + strlen(prefix)));
@@ -481,12 +526,18 @@ static void info_run(void *arg) {
   }
   free(ids);
   free(prefix);
-  free(err);
   json_t *info = json_pack("{s:s, s:i}", "name", j->name, "partition_count", j->P);
-  topic_settings(j, info);
+  json_object_set_new(info, "retention_hours", known ? json_real(hours) : asked(j->body, "retention_hours"));
+  json_object_set_new(info, "retention_bytes", known ? json_integer(bytes) : asked(j->body, "retention_bytes"));
   json_object_set_new(info, "fsync", json_string("kafka"));
   json_object_set_new(info, "end_events", json_string(""));
   j->out = sl_api_info(info, j->P, lo, hi, NULL, subs);
+  if (gerr) {
+    json_object_set_new(j->out, "subscribers", json_null());
+    json_object_set_new(j->out, "subscriber_names", json_null());
+  }
+  free(gerr);
+  free(cerr);
   free(lo);
   free(hi);
 }

@@ -113,8 +113,13 @@ int sl_ks_settling(rd_kafka_resp_err_t e);
  * election (a topic just created) for up to the request timeout. */
 rd_kafka_resp_err_t sl_ks_watermarks(sl_ks_t *ks, const char *topic, int p, int64_t *lo, int64_t *hi);
 /* In the pool: the ids of every consumer group (caller frees each and the
- * array), or NULL with *err. */
+ * array), or NULL with *err ("ListConsumerGroups: …", also when one broker
+ * failed to answer: the list would be partial). */
 char **sl_ks_group_ids(sl_ks_t *ks, size_t *n, char **err);
+/* In the pool: topic's retention.ms in hours and retention.bytes (0: none),
+ * or -1 with *err ("DescribeConfigs of topic: …", the request's error or
+ * the topic's own in the answer). */
+int sl_ks_retention(sl_ks_t *ks, const char *topic, double *hours, int64_t *bytes, char **err);
 /* On the loop: makes the store's admin consumer (sl_ks_admin) unless made;
  * -1 with *err when librdkafka refuses. */
 int sl_ks_admin_consumer(sl_ks_t *ks, char **err);
