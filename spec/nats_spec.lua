@@ -921,6 +921,33 @@ output:
     h.stop_after(one, ok, err)
   end)
 
+  it("cnats's own threads (timers, callbacks, the collector freeing delivered messages) run ten nice levels below the loop", function()
+    if not need() then return end
+    local srv = serve("input:\n  nats: {urls: [%s], subject: nicec}\noutput: {drop: {}}\n", s.url)
+    local ok, err = pcall(function()
+      assert.truthy(h.wait_for(function() return ready(srv).ready end, 20))
+      local pid = (h.read(srv.dir .. "/pid.txt") or ""):match("%d+")
+      -- field 19 of a thread's stat: after "(comm) ", 16 fields, then nice
+      local function nice(tid)
+        local stat = h.read("/proc/" .. pid .. "/task/" .. tid .. "/stat") or ""
+        return tonumber(stat:match("%) " .. ("%S+ "):rep(16) .. "(%-?%d+)"))
+      end
+      local loop = nice(pid)
+      local lowered, others = 0, {}
+      local _, tids = h.sh("ls /proc/" .. pid .. "/task")
+      for tid in tids:gmatch("%d+") do
+        local n = nice(tid)
+        if n == math.min(loop + 10, 19) and n ~= loop then lowered = lowered + 1
+        elseif tid ~= pid then others[#others + 1] = n end
+      end
+      -- cnats's timers, connection callbacks and collector; the link's own
+      -- thread and sluice's stay at the loop's
+      assert.is_true(lowered >= 3, "threads 10 below the loop's nice " .. loop .. ": " .. lowered)
+      for _, n in ipairs(others) do assert.are.equal(loop, n) end
+    end)
+    h.stop_after(srv, ok, err)
+  end)
+
   it("inputs read on the stream's loop: a burst of more than one turn (4096) arrives whole with nothing after it", function()
     if not need() then return end
     local out = h.tmpname(".txt")
