@@ -55,8 +55,12 @@ def watch(seconds):
                         closed = True
                         break
                     answer += more
-            except OSError:
+            except socket.timeout:
                 pass
+            except OSError:
+                # A reset is a close too: a server that closes with bytes
+                # of ours unread (the byte sent as its timer fired) resets.
+                closed = True
             return True
 
 
